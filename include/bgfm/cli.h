@@ -1,0 +1,33 @@
+/* cli.h: the subcommands of build/bgfm. Each takes the process context and its own
+ * argv (argv[0] is the subcommand name), handles --help itself, and returns a status
+ * agreed by every rank (ctx.h). Not the argument parsers of the stages. */
+#ifndef BGFM_CLI_H
+#define BGFM_CLI_H
+
+#include "bgfm/ctx.h"
+
+typedef int (*bgfm_cmd_fn)(bgfm_ctx *ctx, int argc, char **argv);
+
+typedef struct bgfm_cmd {
+    const char *name;
+    bgfm_cmd_fn fn;
+    const char *usage;   /* one line: arguments */
+    const char *summary; /* one line: what it does */
+} bgfm_cmd;
+
+int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/run.c */
+int cmd_validate(bgfm_ctx *ctx, int argc, char **argv); /* pipeline/run.c */
+int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv);  /* pipeline/inspect.c */
+int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/doc.c */
+int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c */
+
+/* Shared helpers for subcommand option parsing. */
+/* Returns 1 if argv contains -h or --help. */
+int cli_wants_help(int argc, char **argv);
+/* Parse a decimal integer / real option value strictly (whole string, range). */
+int cli_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out,
+                  bgfm_err *e);
+int cli_parse_f64(const char *opt, const char *s, double lo, double hi, double *out,
+                  bgfm_err *e);
+
+#endif

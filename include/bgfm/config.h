@@ -1,0 +1,120 @@
+/* config.h: the pipeline file (YAML, via libyaml) turned into typed structs, with
+ * every error carrying FILE:LINE:COL, the key, and the nearest valid key for typos.
+ * Not the plan (plan.h decides what runs) and not the stage implementations.
+ *
+ * Options are declared ONCE, in tables of bgfm_opt (one per stage kind and one for
+ * the top-level blocks); validation, defaults, `bgfm validate` output and
+ * docs/yaml.md all come from those tables. */
+#ifndef BGFM_CONFIG_H
+#define BGFM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+
+typedef enum bgfm_opt_type {
+    BGFM_OPT_BOOL,
+    BGFM_OPT_INT,  /* int64 */
+    BGFM_OPT_REAL, /* double */
+    BGFM_OPT_STR,
+    BGFM_OPT_ENUM, /* one of `choices`, "a|b|c" */
+    BGFM_OPT_LIST  /* a YAML sequence of scalars, kept as strings */
+} bgfm_opt_type;
+
+/* One option. Nested maps use dotted keys: "adjacency.threshold" is the key
+ * `threshold` inside the map `adjacency`. */
+typedef struct bgfm_opt {
+    const char *key;
+    bgfm_opt_type type;
+    const char *def;     /* default, as YAML scalar text; NULL: optional, unset by default */
+    double min, max;     /* inclusive range for INT/REAL (min > max: unbounded) */
+    const char *choices; /* ENUM only */
+    const char *help;    /* one line, used by docs/yaml.md and `bgfm validate` */
+} bgfm_opt;
+
+typedef struct bgfm_value {
+    const bgfm_opt *opt;
+    int state;      /* 0 unset, 1 default, 2 given in the file */
+    int line, col;  /* position in the file when given (1-based) */
+    bool b;
+    int64_t i;
+    double r;
+    char *s;        /* STR and ENUM (owned) */
+    char **list;    /* LIST (owned), n_list entries */
+    int n_list;
+} bgfm_value;
+
+/* Resolved values of one options table, in table order. */
+typedef struct bgfm_params {
+    const bgfm_opt *opts;
+    int n;
+    bgfm_value *v;
+} bgfm_params;
+
+/* Accessors; the key must exist in the table (asserted: a typo in code is a bug). */
+bool params_has(const bgfm_params *p, const char *key); /* set or defaulted */
+bool params_bool(const bgfm_params *p, const char *key);
+int64_t params_int(const bgfm_params *p, const char *key);
+double params_real(const bgfm_params *p, const char *key);
+const char *params_str(const bgfm_params *p, const char *key); /* NULL when unset */
+const bgfm_value *params_value(const bgfm_params *p, const char *key);
+/* Canonical text "key: value" lines of every set/defaulted value (manifest, validate). */
+void params_free(bgfm_params *p);
+
+typedef struct bgfm_atlas_cfg {
+    char *name;
+    char *path;   /* resolved: absolute, or relative to the pipeline file's directory */
+    char *labels; /* optional region name table (text), NULL if none */
+    int line, col;
+} bgfm_atlas_cfg;
+
+struct bgfm_stage_kind;
+
+typedef struct bgfm_stage_cfg {
+    char *name;
+    char *uses;
+    const struct bgfm_stage_kind *kind;
+    bgfm_params with;
+    int line, col;
+} bgfm_stage_cfg;
+
+typedef enum bgfm_on_error { BGFM_ON_ERROR_FAIL, BGFM_ON_ERROR_SKIP } bgfm_on_error;
+
+typedef struct bgfm_pipeline {
+    char *file;    /* path of the pipeline file as given */
+    char *basedir; /* directory of the pipeline file: relative paths resolve here */
+    char *name;
+    char *workdir; /* resolved */
+    uint64_t seed;
+    char *bids;         /* resolved */
+    char *label_column; /* default "diagnosis" */
+    bgfm_on_error on_error;
+    int n_atlases;
+    bgfm_atlas_cfg *atlases;
+    int n_stages;
+    bgfm_stage_cfg *stages;
+    bgfm_params slurm;  /* global slurm defaults; per-stage overrides live in stage `slurm:` */
+    bgfm_params *stage_slurm; /* n_stages entries (values only where given) */
+} bgfm_pipeline;
+
+/* Parse a pipeline from a buffer (rank 0 reads the file and broadcasts the bytes,
+ * every rank calls this identically). `file` is used for messages and to resolve
+ * relative paths. Returns 0 or BGFM_EUSAGE with e set to "FILE:LINE:COL: ...". */
+int config_parse(const char *file, const char *buf, size_t len, bgfm_pipeline *out, bgfm_err *e);
+void config_free(bgfm_pipeline *p);
+
+/* Write the resolved pipeline (every default filled in) as YAML. */
+void config_write_resolved(const bgfm_pipeline *p, FILE *f);
+
+/* Collective: rank 0 reads FILE, broadcasts it, all parse. Returns an agreed code. */
+int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out);
+
+/* Nearest of `cands` to `word` by edit distance (NULL if nothing is close). */
+const char *config_nearest(const char *word, const char *const *cands, int n);
+
+/* Parse one options table from a YAML mapping node (used by stage `with:` blocks
+ * and the `slurm:` block). Exposed for tests. */
+const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name);
+
+#endif

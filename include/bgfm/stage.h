@@ -1,0 +1,65 @@
+/* stage.h: the interface every stage kind implements, and the registry of kinds.
+ * Not the runner (plan.h/run in pipeline/) and not any stage's algorithm.
+ *
+ * A stage kind declares its options table, which artifact it consumes and which it
+ * produces. The runner resolves each stage's upstream (the nearest earlier stage
+ * producing what it consumes), hands it a temporary output directory, and renames
+ * that directory into place only when the stage returns success on every rank. */
+#ifndef BGFM_STAGE_H
+#define BGFM_STAGE_H
+
+#include "bgfm/config.h"
+#include "bgfm/ctx.h"
+
+typedef enum bgfm_artifact {
+    BGFM_ART_NONE = 0,
+    BGFM_ART_BIDS,       /* the input dataset + atlases (parcellate) */
+    BGFM_ART_TIMESERIES, /* timeseries.h5 */
+    BGFM_ART_GRAPHS,     /* graphs/index.h5 + shards */
+    BGFM_ART_CHECKPOINT, /* checkpoints/ckpt-<step>.h5, final.h5 */
+    BGFM_ART_REPORT      /* report/ */
+} bgfm_artifact;
+
+/* What the runner hands a stage. All paths are absolute or relative to the cwd. */
+typedef struct bgfm_stage_run {
+    bgfm_ctx *ctx;
+    const bgfm_pipeline *pipe;
+    const bgfm_stage_cfg *stage;
+    const char *outdir;      /* temporary output directory (exists, empty or resumable) */
+    const char *final_dir;   /* where outdir will be renamed to on success */
+    const char *upstream;    /* output directory of the upstream stage, NULL for BIDS */
+    const char *upstream2;   /* secondary input (e.g. graphs for probe), or NULL */
+    const char *metrics;     /* workdir/metrics.jsonl: rank 0 appends JSON lines */
+    /* Filled by the stage, written into the manifest's "stats" object: */
+    double bytes_read;
+    double items;            /* subjects, graphs, steps ... */
+    const char *items_unit;
+} bgfm_stage_run;
+
+typedef struct bgfm_stage_kind {
+    const char *name;      /* value of `uses:` */
+    const char *summary;
+    const bgfm_opt *opts;  /* options of `with:` */
+    int n_opts;
+    bgfm_artifact consumes, consumes2, produces;
+    int rank_sensitive;    /* 1: outputs depend on the rank count (manifest includes it) */
+    /* Cross-key checks after the table's own validation; NULL if none. */
+    int (*validate)(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
+    /* Collective over ctx->comm. Returns an agreed status (same on every rank). */
+    int (*run)(bgfm_stage_run *r);
+    /* Files (other than the upstream outputs) whose contents the manifest hashes;
+     * NULL if none. Returns a malloc'ed NULL-terminated array of malloc'ed paths. */
+    char **(*extra_inputs)(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
+} bgfm_stage_kind;
+
+const bgfm_stage_kind *stage_kind_find(const char *name);
+/* All kinds, NULL-terminated (for nearest-name suggestions and docs). */
+const bgfm_stage_kind *const *stage_kinds(void);
+
+/* The kinds, defined in stages/<kind>/ */
+extern const bgfm_stage_kind bgfm_stage_parcellate;
+extern const bgfm_stage_kind bgfm_stage_connectivity;
+extern const bgfm_stage_kind bgfm_stage_pretrain;
+extern const bgfm_stage_kind bgfm_stage_probe;
+
+#endif

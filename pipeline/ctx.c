@@ -1,0 +1,197 @@
+/* ctx.c: process-wide context, error records, rank agreement on failures.
+ * Not the logger: messages are formatted here, printed by log.c or by the caller. */
+#include "bgfm/ctx.h"
+
+#include <hdf5.h>
+#include <string.h>
+
+int bgfm_vfail(bgfm_err *e, int code, const char *fmt, va_list ap) {
+    if (e == NULL || e->code != 0) return code;
+    e->code = code;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    return code;
+}
+
+int bgfm_fail(bgfm_err *e, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    bgfm_vfail(e, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void bgfm_err_clear(bgfm_err *e) {
+    e->code = 0;
+    e->msg[0] = '\0';
+}
+
+const char *bgfm_status_name(int code) {
+    switch (code) {
+    case BGFM_OK: return "ok";
+    case BGFM_EINTERNAL: return "internal error";
+    case BGFM_EUSAGE: return "usage or configuration error";
+    case BGFM_EDATA: return "bad input data";
+    case BGFM_EIO: return "I/O error";
+    case BGFM_ENOMEM: return "out of memory";
+    case BGFM_ENUMERIC: return "numerical failure";
+    case BGFM_EMPI: return "MPI failure";
+    case BGFM_PARTIAL: return "finished with skipped subjects";
+    case BGFM_SIGNALLED: return "stopped by signal (requeue)";
+    default: return "error";
+    }
+}
+
+int bgfm_ctx_fail(bgfm_ctx *ctx, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    bgfm_vfail(&ctx->err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+_Noreturn void bgfm_assert_fail(const char *what, const char *file, int line) {
+    fprintf(stderr, "bgfm: internal error: assertion '%s' failed at %s:%d; please report\n",
+            what, file, line);
+    fflush(stderr);
+    abort();
+}
+
+void bgfm_mpi_errstr(int mpierr, char *buf, size_t n) {
+    char tmp[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(mpierr, tmp, &len) != MPI_SUCCESS) snprintf(tmp, sizeof tmp, "MPI error %d", mpierr);
+    snprintf(buf, n, "%s", tmp);
+}
+
+typedef struct h5walk {
+    char *buf;
+    size_t n, used;
+} h5walk;
+
+static herr_t h5_walk_cb(unsigned idx, const H5E_error2_t *d, void *data) {
+    h5walk *w = data;
+    (void)idx;
+    if (w->used + 1 >= w->n) return 0;
+    int k = snprintf(w->buf + w->used, w->n - w->used, "%s%s()", w->used ? " <- " : "",
+                     d->func_name ? d->func_name : "?");
+    if (k > 0) w->used += (size_t)k;
+    if (d->desc && d->desc[0] && w->used + 1 < w->n) {
+        k = snprintf(w->buf + w->used, w->n - w->used, ": %s", d->desc);
+        if (k > 0) w->used += (size_t)k;
+    }
+    if (w->used >= w->n) w->used = w->n - 1;
+    return 0;
+}
+
+void bgfm_h5_errstr(char *buf, size_t n) {
+    h5walk w = {buf, n, 0};
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5_walk_cb, &w);
+    if (!buf[0]) snprintf(buf, n, "no HDF5 error detail");
+}
+
+int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
+    memset(ctx, 0, sizeof *ctx);
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "bgfm: error: MPI_Init failed\n");
+        return BGFM_EMPI;
+    }
+    if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_dup(MPI_COMM_WORLD, &ctx->comm) != MPI_SUCCESS ||
+        MPI_Comm_set_errhandler(ctx->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_rank(ctx->comm, &ctx->rank) != MPI_SUCCESS ||
+        MPI_Comm_size(ctx->comm, &ctx->size) != MPI_SUCCESS) {
+        fprintf(stderr, "bgfm: error: cannot set up the MPI communicator\n");
+        return BGFM_EMPI;
+    }
+    /* HDF5 errors are reported through our own messages (bgfm_h5_errstr). */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ctx->t_start = MPI_Wtime();
+    return BGFM_OK;
+}
+
+void bgfm_ctx_finalize(bgfm_ctx *ctx) {
+    if (ctx->comm != MPI_COMM_NULL && ctx->comm != 0) MPI_Comm_free(&ctx->comm);
+    MPI_Finalize();
+}
+
+int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status) {
+    if (local_status != 0 && ctx->err.code == 0) {
+        ctx->err.code = local_status;
+        snprintf(ctx->err.msg, sizeof ctx->err.msg, "%s", bgfm_status_name(local_status));
+    }
+    int mine = local_status != 0 ? ctx->rank : ctx->size;
+    int first = ctx->size;
+    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS) {
+        bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce failed while agreeing on status");
+        return BGFM_EMPI;
+    }
+    if (first == ctx->size) return BGFM_OK;
+    struct {
+        int code;
+        char msg[BGFM_ERRMSG_MAX];
+    } pkt;
+    memset(&pkt, 0, sizeof pkt);
+    if (ctx->rank == first) {
+        pkt.code = ctx->err.code;
+        memcpy(pkt.msg, ctx->err.msg, sizeof pkt.msg);
+    }
+    if (MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, ctx->comm) != MPI_SUCCESS) {
+        ctx->err.code = BGFM_EMPI;
+        return BGFM_EMPI;
+    }
+    ctx->err.code = pkt.code;
+    if (ctx->size > 1 && strncmp(pkt.msg, "rank ", 5) != 0)
+        snprintf(ctx->err.msg, sizeof ctx->err.msg, "rank %d: %.*s", first,
+                 (int)(sizeof ctx->err.msg - 16), pkt.msg);
+    else
+        memcpy(ctx->err.msg, pkt.msg, sizeof pkt.msg);
+    return pkt.code;
+}
+
+void bgfm_ctx_report(const bgfm_ctx *ctx) {
+    if (ctx->rank != 0 || ctx->err.code == 0) return;
+    if (ctx->err.code == BGFM_SIGNALLED)
+        fprintf(stderr, "bgfm: stopped: %s\n", ctx->err.msg);
+    else
+        fprintf(stderr, "bgfm: error: %s\n", ctx->err.msg);
+    fflush(stderr);
+}
+
+/* Allocation-failure injection: process-wide counter, the one piece of state the
+ * test build needs; it lives here next to the context, read-only after first use
+ * except for the countdown. */
+static long alloc_countdown = -2; /* -2 unread, -1 disabled */
+
+static int alloc_should_fail(void) {
+    if (alloc_countdown == -2) {
+        const char *s = getenv("BGFM_FAIL_ALLOC_AFTER");
+        alloc_countdown = s ? strtol(s, NULL, 10) : -1;
+        if (alloc_countdown < 1) alloc_countdown = -1;
+    }
+    if (alloc_countdown < 0) return 0;
+    if (--alloc_countdown == 0) return 1;
+    return 0;
+}
+
+void *bgfm_malloc(bgfm_err *e, size_t n, const char *what) {
+    void *p = alloc_should_fail() ? NULL : malloc(n ? n : 1);
+    if (!p) bgfm_fail(e, BGFM_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+void *bgfm_calloc(bgfm_err *e, size_t count, size_t size, const char *what) {
+    void *p = alloc_should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        bgfm_fail(e, BGFM_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size,
+                  what);
+    return p;
+}
+
+char *bgfm_strdup(bgfm_err *e, const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = bgfm_malloc(e, n, "a string");
+    if (p) memcpy(p, s, n);
+    return p;
+}

@@ -1,0 +1,95 @@
+/* main.c: the bgfm binary: MPI set-up, subcommand dispatch, the one place errors are
+ * printed and exit codes returned. Not a subcommand itself. */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bgfm/cli.h"
+#include "bgfm/ctx.h"
+
+static const bgfm_cmd commands[] = {
+    {"run", cmd_run, "PIPELINE.yaml [--from S] [--only S] [--force] [--dry-run] [--quiet]",
+     "run the pipeline's stages that are not up to date"},
+    {"validate", cmd_validate, "PIPELINE.yaml", "check a pipeline file, print the resolved plan"},
+    {"synth", cmd_synth, "--out DIR [--subjects S] [--volumes T] ...",
+     "write a synthetic BIDS cohort with a known group effect"},
+    {"inspect", cmd_inspect, "FILE.h5 [--json]", "summarise a bgfm HDF5 file"},
+    {"doc", cmd_doc, "yaml|errors", "print reference documentation generated from the code"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f) {
+    fprintf(f, "bgfm %s: brain graphs from resting-state fMRI, and a brain-graph foundation "
+               "model pretrained on them.\n\nusage: bgfm COMMAND [ARGS]   (alone or under "
+               "mpirun/srun)\n\ncommands:\n", BGFM_VERSION);
+    for (int i = 0; i < n_commands; i++)
+        fprintf(f, "  %-10s %s\n  %-10s   %s\n", commands[i].name, commands[i].usage, "",
+                commands[i].summary);
+    fprintf(f, "\n  bgfm COMMAND --help   more on one command\n  bgfm --version\n\n"
+               "exit codes: 0 ok, 2 usage/config, 3 bad input data, 4 I/O, 5 memory, "
+               "6 numerical, 7 MPI, 9 partial (skipped subjects), 75 stopped by signal "
+               "(requeue); see docs/errors.md\n");
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+int cli_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out,
+                  bgfm_err *e) {
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: expected an integer in [%lld, %lld], got '%s'", opt,
+                         (long long)lo, (long long)hi, s ? s : "(nothing)");
+    *out = v;
+    return 0;
+}
+
+int cli_parse_f64(const char *opt, const char *s, double lo, double hi, double *out,
+                  bgfm_err *e) {
+    char *end = NULL;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno || !isfinite(v) || v < lo || v > hi)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: expected a number in [%g, %g], got '%s'", opt, lo,
+                         hi, s ? s : "(nothing)");
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    bgfm_ctx ctx;
+    int rc = bgfm_ctx_init(&ctx, &argc, &argv);
+    if (rc) return rc;
+    ctx.progress_tty = isatty(STDERR_FILENO);
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        if (ctx.rank == 0) usage(stdout);
+        rc = argc < 2 ? BGFM_EUSAGE : BGFM_OK;
+    } else if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        if (ctx.rank == 0) printf("bgfm %s (%s)\n", BGFM_VERSION, BGFM_GITREV);
+        rc = BGFM_OK;
+    } else {
+        const bgfm_cmd *c = NULL;
+        for (int i = 0; i < n_commands; i++)
+            if (!strcmp(argv[1], commands[i].name)) c = &commands[i];
+        if (!c) {
+            if (ctx.rank == 0) {
+                fprintf(stderr, "bgfm: error: unknown command '%s'\n\n", argv[1]);
+                usage(stderr);
+            }
+            rc = BGFM_EUSAGE;
+        } else {
+            rc = c->fn(&ctx, argc - 1, argv + 1);
+            bgfm_ctx_report(&ctx);
+        }
+    }
+    fflush(stdout);
+    bgfm_ctx_finalize(&ctx);
+    return rc;
+}

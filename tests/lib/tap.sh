@@ -1,0 +1,17 @@
+# tap.sh: helpers for shell tests. Source it; it sets BGFM, MPIRUN, PY, T (a temp dir
+# removed at exit) and prints TAP lines.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
+PY=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+MPIRUN="mpirun --oversubscribe -np"
+T=$(mktemp -d /tmp/bgfm-t.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+ok()    { echo "ok - $*"; }
+notok() { echo "not ok - $*"; }
+# check NAME CMD...: ok if CMD succeeds
+check() { local n=$1; shift; if "$@"; then ok "$n"; else notok "$n"; fi; }
+# expect_rc NAME RC CMD...: ok if CMD exits with RC
+expect_rc() { local n=$1 want=$2; shift 2; "$@"; local rc=$?; if [ "$rc" -eq "$want" ]; then ok "$n"; else notok "$n (exit $rc, wanted $want)"; fi; }
