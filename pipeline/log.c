@@ -62,8 +62,7 @@ static void progress_print(const bgfm_ctx *ctx, log_progress *p, int64_t done, i
     int tty = ctx->progress_tty;
     fprintf(stderr, "%s[%s] %lld/%lld %s  %.2f %s/s  %s%s%s", tty ? "\r\033[K" : "", p->what,
             (long long)done, (long long)p->total, p->unit, rate, p->unit,
-            final ? "elapsed " : "ETA ", final ? elb : eta, (tty && !final) ? "" : "\n",
-            "");
+            final ? "elapsed " : "ETA ", final ? elb : eta, (tty && !final) ? "" : "\n");
     fflush(stderr);
     p->t_last = now;
     p->printed = 1;

@@ -1,0 +1,61 @@
+/* parcellate.h: the `parcellate` stage kind (BIDS 4D images + label atlases ->
+ * timeseries.h5) and its one-pass ROI-mean extraction for several atlases at once.
+ * Not the dataset scan (bids.h), the atlas resampling (resample.h) nor the signal
+ * cleaning (clean.h); see docs/parcellate.md for the method and formats.md for output. */
+#ifndef BGFM_PARCELLATE_H
+#define BGFM_PARCELLATE_H
+
+#include <stdint.h>
+
+#include "bgfm/clean.h"
+#include "bgfm/ctx.h"
+#include "bgfm/resample.h"
+#include "bgfm/stage.h"
+
+/* One atlas as loaded from its file: label values and names of its regions. */
+typedef struct parcellate_atlas {
+    const char *name;          /* pipeline name (not owned) */
+    const char *path;          /* file (not owned) */
+    resample_grid grid;        /* the atlas's own grid */
+    int32_t *labels;           /* nvox label values (rounded), owned */
+    int n_regions;
+    int32_t *region_labels;    /* ascending nonzero labels, owned */
+    char **region_names;       /* owned */
+} parcellate_atlas;
+
+/* Read an atlas file (3D label image; non-integer labels rounded, negative labels
+ * rejected) and its name table: `names_path` if not NULL, else <file>.txt beside it
+ * with the .gz/.nii stripped (e.g. aal.nii.txt). Non-collective. */
+int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
+                          const char *names_path, bgfm_err *e);
+void parcellate_atlas_free(parcellate_atlas *a);
+
+/* Per subject result for one atlas. */
+typedef struct parcellate_out {
+    int n_regions;
+    float *ts;        /* T x N, row-major, after cleaning; flagged regions all zero */
+    float *coverage;  /* N */
+    uint8_t *flagged; /* N */
+} parcellate_out;
+
+/* Options of one extraction (the stage's `with:` keys, resolved). */
+typedef struct parcellate_opts {
+    clean_opts clean;    /* detrend, filter, standardize */
+    double t_r;          /* > 0: override header TR; 0: from the header */
+    double min_coverage;
+} parcellate_opts;
+
+/* Extract ROI means of ALL atlases from one 4D image read once, volume by volume.
+ * `cache` holds resampled label maps keyed by data grid (reused across calls).
+ * out[a] is filled for each atlas (arrays malloc'ed; free with parcellate_out_free).
+ * *T and *tr get the volume count and repetition time; *bytes the bytes read.
+ * Non-collective. Errors name the image (BGFM_EDATA / BGFM_EIO). */
+int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n_atlases,
+                       resample_cache *cache, const parcellate_opts *o, parcellate_out *out,
+                       int64_t *T, double *tr, int64_t *bytes, bgfm_err *e);
+void parcellate_out_free(parcellate_out *o);
+
+/* The stage run function (collective over r->ctx->comm). */
+int parcellate_stage_run(bgfm_stage_run *r);
+
+#endif

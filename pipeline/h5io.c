@@ -1,0 +1,511 @@
+/* h5io.c: checked HDF5 helpers: MPI-IO files, collective row writes, attributes.
+ * Not a file format: see docs/formats.md and the stage that owns each file. */
+#include "bgfm/h5io.h"
+
+#include <string.h>
+
+/* Record an HDF5 failure with the library's own error stack summarised. */
+static int h5fail(bgfm_err *e, int code, const char *what, const char *path) {
+    char buf[1024];
+    bgfm_h5_errstr(buf, sizeof buf);
+    return bgfm_fail(e, code, "%s '%s' failed: %s", what, path ? path : "?", buf);
+}
+
+static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) {
+        h5fail(e, BGFM_EIO, "H5Pcreate", "file access list");
+        return -1;
+    }
+    int size = 1;
+    if (comm != MPI_COMM_SELF && MPI_Comm_size(comm, &size) != MPI_SUCCESS) size = 1;
+    if (comm != MPI_COMM_SELF && size > 1) {
+        if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+            H5Pclose(fapl);
+            h5fail(e, BGFM_EIO, "H5Pset_fapl_mpio", "file access list");
+            return -1;
+        }
+        H5Pset_all_coll_metadata_ops(fapl, 1);
+        H5Pset_coll_metadata_write(fapl, 1);
+    }
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    return fapl;
+}
+
+hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e) {
+    hid_t fapl = fapl_for(comm, e);
+    if (fapl < 0) return -1;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        char buf[1024];
+        bgfm_h5_errstr(buf, sizeof buf);
+        bgfm_fail(e, BGFM_EIO,
+                  "cannot create HDF5 file '%s' (%s); check that the folder exists, is writable "
+                  "and the disk is not full",
+                  path, buf);
+    }
+    return f;
+}
+
+static hid_t open_mode(MPI_Comm comm, const char *path, unsigned mode, bgfm_err *e) {
+    hid_t fapl = fapl_for(comm, e);
+    if (fapl < 0) return -1;
+    hid_t f = H5Fopen(path, mode, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        char buf[1024];
+        bgfm_h5_errstr(buf, sizeof buf);
+        bgfm_fail(e, BGFM_EIO, "cannot open HDF5 file '%s' (%s); is it a complete bgfm output?",
+                  path, buf);
+    }
+    return f;
+}
+
+hid_t h5io_open(MPI_Comm comm, const char *path, bgfm_err *e) {
+    return open_mode(comm, path, H5F_ACC_RDONLY, e);
+}
+
+hid_t h5io_open_rw(MPI_Comm comm, const char *path, bgfm_err *e) {
+    return open_mode(comm, path, H5F_ACC_RDWR, e);
+}
+
+int h5io_close(hid_t *f, const char *path, bgfm_err *e) {
+    if (*f < 0) return 0;
+    herr_t rc = H5Fclose(*f);
+    *f = -1;
+    if (rc < 0)
+        return h5fail(e, BGFM_EIO, "closing HDF5 file (disk full?)", path);
+    return 0;
+}
+
+/* Link creation property list that creates missing intermediate groups. */
+static hid_t lcpl_make(void) {
+    hid_t l = H5Pcreate(H5P_LINK_CREATE);
+    if (l >= 0) H5Pset_create_intermediate_group(l, 1);
+    return l;
+}
+
+hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
+                       const hsize_t *chunk, int deflate, bgfm_err *e) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t lcpl = lcpl_make();
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = -1;
+    if (space < 0 || lcpl < 0 || dcpl < 0) {
+        h5fail(e, BGFM_EIO, "creating property lists for", path);
+        goto done;
+    }
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    if (chunk) {
+        hsize_t ch[8];
+        for (int i = 0; i < rank; i++) ch[i] = chunk[i] > 0 ? chunk[i] : 1;
+        if (H5Pset_chunk(dcpl, rank, ch) < 0 ||
+            (deflate > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)deflate) < 0))) {
+            h5fail(e, BGFM_EIO, "setting chunking/compression for", path);
+            goto done;
+        }
+    } else {
+        /* contiguous datasets are allocated at creation so collective writes of
+         * zero-size selections work everywhere */
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+    }
+    d = H5Dcreate2(f, path, type, space, lcpl, dcpl, H5P_DEFAULT);
+    if (d < 0) h5fail(e, BGFM_EIO, "creating dataset", path);
+done:
+    if (space >= 0) H5Sclose(space);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return d;
+}
+
+/* Transfer list: collective when the file is opened with MPI-IO. */
+static hid_t dxpl_for(hid_t obj) {
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl < 0) return -1;
+    hid_t f = H5Iget_file_id(obj);
+    if (f >= 0) {
+        hid_t fapl = H5Fget_access_plist(f);
+        if (fapl >= 0) {
+            if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+            H5Pclose(fapl);
+        }
+        H5Fclose(f);
+    }
+    return dxpl;
+}
+
+int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, const void *buf,
+                    bgfm_err *e) {
+    int rc = 0;
+    hid_t fspace = H5Dget_space(dset), mspace = -1, dxpl = dxpl_for(dset);
+    if (fspace < 0 || dxpl < 0) {
+        rc = h5fail(e, BGFM_EIO, "preparing a write to", "dataset");
+        goto done;
+    }
+    hsize_t dims[8] = {0}, start[8] = {0}, count[8] = {0};
+    int rank = H5Sget_simple_extent_dims(fspace, dims, NULL);
+    if (rank < 1 || row0 < 0 || (hsize_t)(row0 + nrows) > dims[0]) {
+        rc = bgfm_fail(e, BGFM_EINTERNAL, "row range [%lld, %lld) outside dataset of %llu rows",
+                       (long long)row0, (long long)(row0 + nrows), (unsigned long long)dims[0]);
+        goto done;
+    }
+    for (int i = 0; i < rank; i++) count[i] = dims[i];
+    start[0] = (hsize_t)row0;
+    count[0] = (hsize_t)nrows;
+    if (nrows == 0) {
+        /* a rank with no rows still takes part: empty selections on both sides */
+        H5Sselect_none(fspace);
+        count[0] = 1;
+        mspace = H5Screate_simple(rank, count, NULL);
+        if (mspace >= 0) H5Sselect_none(mspace);
+    } else {
+        if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
+            rc = h5fail(e, BGFM_EIO, "selecting rows of", "dataset");
+            goto done;
+        }
+        mspace = H5Screate_simple(rank, count, NULL);
+    }
+    if (mspace < 0) {
+        rc = h5fail(e, BGFM_EIO, "creating memory space for", "dataset");
+        goto done;
+    }
+    if (H5Dwrite(dset, memtype, mspace, fspace, dxpl, nrows ? buf : NULL) < 0) {
+        char name[256] = "dataset";
+        H5Iget_name(dset, name, sizeof name);
+        rc = h5fail(e, BGFM_EIO, "writing rows of (disk full?)", name);
+    }
+done:
+    if (mspace >= 0) H5Sclose(mspace);
+    if (fspace >= 0) H5Sclose(fspace);
+    if (dxpl >= 0) H5Pclose(dxpl);
+    return rc;
+}
+
+int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,
+                     const hsize_t *dims, const void *buf, int writer, bgfm_err *e) {
+    hid_t d = h5io_dset_create(f, path, filetype, rank, dims, NULL, 0, e);
+    if (d < 0) return e->code ? e->code : BGFM_EIO;
+    int me = 0;
+    hid_t fapl = H5Fget_access_plist(f);
+    if (fapl >= 0) {
+        if (H5Pget_driver(fapl) == H5FD_MPIO) {
+            MPI_Comm comm;
+            MPI_Info info;
+            if (H5Pget_fapl_mpio(fapl, &comm, &info) >= 0) {
+                MPI_Comm_rank(comm, &me);
+                MPI_Comm_free(&comm);
+                if (info != MPI_INFO_NULL) MPI_Info_free(&info);
+            }
+        }
+        H5Pclose(fapl);
+    }
+    int64_t rows = rank > 0 ? (int64_t)dims[0] : 1;
+    int rc = 0;
+    if (rank == 0) {
+        /* scalar dataset: independent write from the writer only */
+        if (me == writer && H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            rc = h5fail(e, BGFM_EIO, "writing", path);
+    } else {
+        rc = h5io_write_rows(d, memtype, 0, me == writer ? rows : 0, buf, e);
+    }
+    if (H5Dclose(d) < 0 && !rc) rc = h5fail(e, BGFM_EIO, "closing", path);
+    return rc;
+}
+
+int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t n, int writer,
+                       bgfm_err *e) {
+    /* Every rank must agree on the type: the caller passes the same strings on all
+     * ranks (metadata), so the longest length is the same everywhere. */
+    size_t len = 1;
+    for (int64_t i = 0; i < n; i++) {
+        size_t l = strlen(s[i]) + 1;
+        if (l > len) len = l;
+    }
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
+        if (t >= 0) H5Tclose(t);
+        return h5fail(e, BGFM_EIO, "making a string type for", path);
+    }
+    char *buf = bgfm_calloc(e, (size_t)(n ? n : 1), len, "string dataset");
+    if (!buf) {
+        H5Tclose(t);
+        return BGFM_ENOMEM;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
+    hsize_t dims[1] = {(hsize_t)n};
+    int rc = h5io_write_small(f, path, t, t, 1, dims, buf, writer, e);
+    free(buf);
+    H5Tclose(t);
+    return rc;
+}
+
+int h5io_exists(hid_t f, const char *path) {
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, path, n + 1);
+    /* check every prefix: H5Lexists fails on a missing intermediate group */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            htri_t ok = H5Lexists(f, buf, H5P_DEFAULT);
+            buf[i] = c;
+            if (ok <= 0) return 0;
+        }
+    }
+    return 1;
+}
+
+int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e) {
+    if (!h5io_exists(f, path))
+        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    hid_t sp = H5Dget_space(d);
+    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (r < 0 || r > 8) {
+        if (sp >= 0) H5Sclose(sp);
+        H5Dclose(d);
+        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' has an unsupported shape", path);
+    }
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    *rank = r;
+    H5Sclose(sp);
+    H5Dclose(d);
+    return 0;
+}
+
+int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err *e) {
+    if (!h5io_exists(f, path))
+        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    int rc = 0;
+    if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        rc = h5fail(e, BGFM_EDATA, "reading dataset", path);
+    H5Dclose(d);
+    return rc;
+}
+
+int h5io_read_rows(hid_t f, const char *path, hid_t memtype, int64_t row0, int64_t nrows,
+                   void *buf, bgfm_err *e) {
+    if (!h5io_exists(f, path))
+        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    int rc = 0;
+    hid_t fs = H5Dget_space(d), ms = -1;
+    hsize_t dims[8] = {0}, start[8] = {0}, count[8] = {0};
+    int rank = fs >= 0 ? H5Sget_simple_extent_dims(fs, dims, NULL) : -1;
+    if (rank < 1 || row0 < 0 || nrows < 0 || (hsize_t)(row0 + nrows) > dims[0]) {
+        rc = bgfm_fail(e, BGFM_EDATA, "rows [%lld, %lld) are outside dataset '%s'",
+                       (long long)row0, (long long)(row0 + nrows), path);
+        goto done;
+    }
+    if (nrows == 0) goto done;
+    for (int i = 0; i < rank; i++) count[i] = dims[i];
+    start[0] = (hsize_t)row0;
+    count[0] = (hsize_t)nrows;
+    ms = H5Screate_simple(rank, count, NULL);
+    if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) < 0)
+        rc = h5fail(e, BGFM_EDATA, "reading rows of", path);
+done:
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    H5Dclose(d);
+    return rc;
+}
+
+int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_err *e) {
+    *out = NULL;
+    *n = 0;
+    if (!h5io_exists(f, path))
+        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    int rc = 0;
+    hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
+    char *buf = NULL;
+    char **res = NULL;
+    hsize_t dims[1] = {0};
+    if (ft < 0 || sp < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0 ||
+        H5Sget_simple_extent_ndims(sp) != 1) {
+        rc = bgfm_fail(e, BGFM_EDATA, "dataset '%s' is not a 1-D fixed-length string array", path);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    size_t len = H5Tget_size(ft);
+    buf = bgfm_calloc(e, dims[0] ? dims[0] : 1, len, "strings");
+    res = bgfm_calloc(e, dims[0] ? dims[0] : 1, sizeof *res, "strings");
+    if (!buf || !res) {
+        rc = BGFM_ENOMEM;
+        goto done;
+    }
+    if (dims[0] && H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        rc = h5fail(e, BGFM_EDATA, "reading strings", path);
+        goto done;
+    }
+    for (hsize_t i = 0; i < dims[0]; i++) {
+        res[i] = bgfm_calloc(e, len + 1, 1, "a string");
+        if (!res[i]) {
+            h5io_strings_free(res, (int64_t)i);
+            res = NULL;
+            rc = BGFM_ENOMEM;
+            goto done;
+        }
+        memcpy(res[i], buf + i * len, len);
+    }
+    *out = res;
+    *n = (int64_t)dims[0];
+    res = NULL;
+done:
+    free(res);
+    free(buf);
+    if (ft >= 0) H5Tclose(ft);
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(d);
+    return rc;
+}
+
+void h5io_strings_free(char **s, int64_t n) {
+    if (!s) return;
+    for (int64_t i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* --- attributes ---------------------------------------------------------- */
+
+static int attr_write(hid_t obj, const char *path, const char *name, hid_t type, hid_t space,
+                      const void *buf, bgfm_err *e) {
+    const char *p = (path && *path) ? path : ".";
+    if (H5Aexists_by_name(obj, p, name, H5P_DEFAULT) > 0 &&
+        H5Adelete_by_name(obj, p, name, H5P_DEFAULT) < 0)
+        return h5fail(e, BGFM_EIO, "replacing attribute", name);
+    hid_t a = H5Acreate_by_name(obj, p, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return h5fail(e, BGFM_EIO, "creating attribute", name);
+    int rc = 0;
+    if (H5Awrite(a, type, buf) < 0) rc = h5fail(e, BGFM_EIO, "writing attribute", name);
+    if (H5Aclose(a) < 0 && !rc) rc = h5fail(e, BGFM_EIO, "closing attribute", name);
+    return rc;
+}
+
+int h5io_attr_set_str(hid_t obj, const char *path, const char *name, const char *val,
+                      bgfm_err *e) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    int rc;
+    if (t < 0 || sp < 0 || H5Tset_size(t, strlen(val) + 1) < 0 ||
+        H5Tset_strpad(t, H5T_STR_NULLTERM) < 0)
+        rc = h5fail(e, BGFM_EIO, "making string attribute", name);
+    else
+        rc = attr_write(obj, path, name, t, sp, val, e);
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    return rc;
+}
+
+static int attr_set_num(hid_t obj, const char *path, const char *name, hid_t type,
+                        const void *v, int n, bgfm_err *e) {
+    hsize_t d[1] = {(hsize_t)n};
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, d, NULL);
+    if (sp < 0) return h5fail(e, BGFM_EIO, "making attribute space", name);
+    int rc = attr_write(obj, path, name, type, sp, v, e);
+    H5Sclose(sp);
+    return rc;
+}
+
+int h5io_attr_set_i64(hid_t obj, const char *path, const char *name, const int64_t *v, int n,
+                      bgfm_err *e) {
+    return attr_set_num(obj, path, name, H5T_NATIVE_INT64, v, n, e);
+}
+
+int h5io_attr_set_f64(hid_t obj, const char *path, const char *name, const double *v, int n,
+                      bgfm_err *e) {
+    return attr_set_num(obj, path, name, H5T_NATIVE_DOUBLE, v, n, e);
+}
+
+int h5io_attr_exists(hid_t obj, const char *path, const char *name) {
+    const char *p = (path && *path) ? path : ".";
+    if (strcmp(p, ".") && !h5io_exists(obj, p)) return 0;
+    return H5Aexists_by_name(obj, p, name, H5P_DEFAULT) > 0;
+}
+
+static hid_t attr_open(hid_t obj, const char *path, const char *name, bgfm_err *e) {
+    const char *p = (path && *path) ? path : ".";
+    if (!h5io_attr_exists(obj, p, name)) {
+        bgfm_fail(e, BGFM_EDATA, "attribute '%s' is missing on '%s'", name, p);
+        return -1;
+    }
+    hid_t a = H5Aopen_by_name(obj, p, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) h5fail(e, BGFM_EDATA, "opening attribute", name);
+    return a;
+}
+
+int h5io_attr_get_str(hid_t obj, const char *path, const char *name, char **val, bgfm_err *e) {
+    *val = NULL;
+    hid_t a = attr_open(obj, path, name, e);
+    if (a < 0) return e->code;
+    int rc = 0;
+    hid_t ft = H5Aget_type(a);
+    if (ft < 0 || H5Tget_class(ft) != H5T_STRING) {
+        rc = bgfm_fail(e, BGFM_EDATA, "attribute '%s' is not a string", name);
+    } else if (H5Tis_variable_str(ft) > 0) {
+        char *s = NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        if (H5Aread(a, mt, &s) < 0 || !s) {
+            rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+        } else {
+            *val = bgfm_strdup(e, s);
+            if (!*val) rc = BGFM_ENOMEM;
+            H5free_memory(s);
+        }
+        H5Tclose(mt);
+    } else {
+        size_t len = H5Tget_size(ft);
+        char *s = bgfm_calloc(e, len + 1, 1, "attribute");
+        if (!s)
+            rc = BGFM_ENOMEM;
+        else if (H5Aread(a, ft, s) < 0) {
+            free(s);
+            rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+        } else
+            *val = s;
+    }
+    if (ft >= 0) H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+
+static int attr_get_num(hid_t obj, const char *path, const char *name, hid_t mt, void *v,
+                        int *n, bgfm_err *e) {
+    hid_t a = attr_open(obj, path, name, e);
+    if (a < 0) return e->code;
+    int rc = 0;
+    hid_t sp = H5Aget_space(a);
+    hssize_t cnt = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (cnt < 1 || cnt > *n) {
+        rc = bgfm_fail(e, BGFM_EDATA, "attribute '%s' has %lld values, expected at most %d", name,
+                       (long long)cnt, *n);
+    } else if (H5Aread(a, mt, v) < 0) {
+        rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+    } else {
+        *n = (int)cnt;
+    }
+    if (sp >= 0) H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
+}
+
+int h5io_attr_get_i64(hid_t obj, const char *path, const char *name, int64_t *v, int *n,
+                      bgfm_err *e) {
+    return attr_get_num(obj, path, name, H5T_NATIVE_INT64, v, n, e);
+}
+
+int h5io_attr_get_f64(hid_t obj, const char *path, const char *name, double *v, int *n,
+                      bgfm_err *e) {
+    return attr_get_num(obj, path, name, H5T_NATIVE_DOUBLE, v, n, e);
+}

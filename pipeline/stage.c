@@ -1,0 +1,18 @@
+/* stage.c: the registry of stage kinds (the values `uses:` accepts).
+ * Not a runner: pipeline/run.c runs stages; stages/<kind>/ implement them. */
+#include <string.h>
+
+#include "bgfm/stage.h"
+
+/* One line per kind, in pipeline order. */
+static const bgfm_stage_kind *const kinds[] = {
+    NULL
+};
+
+const bgfm_stage_kind *const *stage_kinds(void) { return kinds; }
+
+const bgfm_stage_kind *stage_kind_find(const char *name) {
+    for (int i = 0; kinds[i]; i++)
+        if (!strcmp(kinds[i]->name, name)) return kinds[i];
+    return NULL;
+}
