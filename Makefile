@@ -33,18 +33,22 @@ all: $(BUILD)/bgfm $(TEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libbgfm.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR    $@"
+	@ar rcs $@ $^
 
 $(BUILD)/bgfm: $(BUILD)/obj/pipeline/main.o $(BUILD)/libbgfm.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbgfm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS) -lcmocka
+	@echo "  TEST  $@"
+	@$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS) -lcmocka
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/main.d
 

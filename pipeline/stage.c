@@ -6,6 +6,7 @@
 
 /* One line per kind, in pipeline order. */
 static const bgfm_stage_kind *const kinds[] = {
+    &bgfm_stage_parcellate,
     NULL
 };
 

@@ -96,6 +96,7 @@ typedef struct bgfm_pipeline {
     bgfm_stage_cfg *stages;
     bgfm_params slurm;  /* global slurm defaults; per-stage overrides live in stage `slurm:` */
     bgfm_params *stage_slurm; /* n_stages entries (values only where given) */
+    char *participants; /* resolved; default <bids>/participants.tsv */
 } bgfm_pipeline;
 
 /* Parse a pipeline from a buffer (rank 0 reads the file and broadcasts the bytes,
@@ -116,5 +117,56 @@ const char *config_nearest(const char *word, const char *const *cands, int n);
 /* Parse one options table from a YAML mapping node (used by stage `with:` blocks
  * and the `slurm:` block). Exposed for tests. */
 const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name);
+
+/* ---- additions (pipeline/config.c, pipeline/doc.c) ---- */
+
+/* Limits of the pipeline file: larger files and deeper nesting are rejected. */
+#define CONFIG_MAX_BYTES (1 << 20)
+#define CONFIG_MAX_DEPTH 32
+
+/* Use as bgfm_opt.def of an option that has no default and must be given. */
+extern const char bgfm_opt_required[];
+
+/* Write one params block canonically ("key: value" lines, nested maps for dotted
+ * keys, table order, set or defaulted values only, reals in shortest round-trip
+ * form) at `indent` spaces. The engine hashes this text into manifests.
+ * Returns 0 or BGFM_EIO when the stream reports an error. */
+int params_write(const bgfm_params *p, FILE *f, int indent);
+
+/* The fixed schema of the pipeline file as option tables (docs/yaml.md and the
+ * validator both read these). Structural keys (inputs, atlases, stages, with,
+ * slurm) are not rows of these tables. */
+typedef enum config_table {
+    CONFIG_TABLE_TOP,    /* name, workdir, seed, on_error */
+    CONFIG_TABLE_INPUTS, /* inputs: */
+    CONFIG_TABLE_ATLAS,  /* one entry of atlases: */
+    CONFIG_TABLE_STAGE,  /* one entry of stages: (besides with: and slurm:) */
+    CONFIG_TABLE_SLURM,  /* slurm: (global and per stage) */
+    CONFIG_TABLE_COUNT
+} config_table;
+const bgfm_opt *config_table_opts(config_table t, int *n);
+
+/* Like config_parse, but `uses:` is looked up in `kinds` (NULL-terminated) instead
+ * of the registry of stage.h. For tests that need a stage kind of their own. */
+int config_parse_kinds(const char *file, const char *buf, size_t len,
+                       const struct bgfm_stage_kind *const *kinds, bgfm_pipeline *out,
+                       bgfm_err *e);
+
+/* Record "FILE:LINE:COL: problem (key 'KEY')" (key may be NULL). For validate hooks. */
+int config_fail_at(bgfm_err *e, const bgfm_pipeline *p, int line, int col, const char *key,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* For a stage kind's validate hook: the error points at with.KEY when it was given in
+ * the file, else at the stage entry; the key is shown as 'stages.NAME.with.KEY'. */
+int config_stage_fail(bgfm_err *e, const bgfm_pipeline *p, const bgfm_stage_cfg *s,
+                      const char *key, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The effective slurm value of stage i (its own slurm: if given there, else the
+ * global slurm: block); i = -1 for the global block. NULL if the key is unset. */
+const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *key);
+
+/* Markdown reference of the pipeline file generated from the option tables and
+ * every registered stage kind (`bgfm doc yaml`, docs/yaml.md). pipeline/doc.c.
+ * Returns 0 or BGFM_EIO. */
+int config_doc_yaml(FILE *f);
 
 #endif

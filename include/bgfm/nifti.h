@@ -73,7 +73,8 @@ typedef struct niftiio_write_spec {
     double affine[4][4];
     int datatype;         /* NIFTIIO_FLOAT32 or NIFTIIO_INT16 or NIFTIIO_UINT8 */
     double scl_slope, scl_inter;
-    int gzip_level;       /* 0..9, used for .gz */
+    int gzip_level;       /* 0..9, used for .gz: ISA-L levels 0..3, values above 3 mean 3 */
+    int xform_code;       /* sform/qform code; 0 means 2 (aligned anat); 4 = MNI152 */
 } niftiio_write_spec;
 
 /* Streaming writer: open, write volumes in order, close (which completes the file

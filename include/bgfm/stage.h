@@ -30,9 +30,10 @@ typedef struct bgfm_stage_run {
     const char *upstream;    /* output directory of the upstream stage, NULL for BIDS */
     const char *upstream2;   /* secondary input (e.g. graphs for probe), or NULL */
     const char *metrics;     /* workdir/metrics.jsonl: rank 0 appends JSON lines */
-    /* Filled by the stage, written into the manifest's "stats" object: */
+    /* Filled by the stage with THIS RANK's share (the engine sums over ranks) and
+     * written into the manifest's "stats" and the stage's metrics line: */
     double bytes_read;
-    double items;            /* subjects, graphs, steps ... */
+    double items;            /* subjects, graphs, steps ... processed by this rank */
     const char *items_unit;
 } bgfm_stage_run;
 

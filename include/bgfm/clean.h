@@ -1,0 +1,52 @@
+/* clean.h: signal cleaning of ROI time series: linear detrend, zero-phase Butterworth
+ * filtering (scipy's butter(..., output='sos') + sosfiltfilt with odd padding), and
+ * standardisation (z-score or percent signal change). Order: detrend, filter,
+ * standardize (as nilearn). Not the extraction (parcellate.h). Pure functions. */
+#ifndef BGFM_CLEAN_H
+#define BGFM_CLEAN_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+
+typedef enum clean_standardize {
+    CLEAN_STD_NONE = 0,
+    CLEAN_STD_ZSCORE,
+    CLEAN_STD_PSC
+} clean_standardize;
+
+typedef struct clean_opts {
+    int detrend;         /* 1: remove least-squares line a + b t */
+    double high_pass;    /* Hz, 0 = off */
+    double low_pass;     /* Hz, 0 = off */
+    int filter_order;    /* Butterworth order N (band-pass: 2N poles, like scipy) */
+    clean_standardize standardize;
+} clean_opts;
+
+/* Second-order sections, each {b0 b1 b2 a0 a1 a2} with a0 = 1 (scipy's layout). */
+#define CLEAN_MAX_SECTIONS 32
+typedef struct clean_sos {
+    int n;
+    double s[CLEAN_MAX_SECTIONS][6];
+    int padlen; /* sosfiltfilt's default: 3 * (2n + 1 - min(#b2==0, #a2==0)) */
+} clean_sos;
+
+/* Design the digital Butterworth filter of `order` for sampling rate fs (Hz):
+ * high_pass only -> high-pass, low_pass only -> low-pass, both -> band-pass.
+ * Each edge must satisfy 0 < f < fs/2 (and high_pass < low_pass): else BGFM_EDATA
+ * with a message naming `what` (the image) and the Nyquist frequency. */
+int clean_butter(int order, double high_pass, double low_pass, double fs, clean_sos *out,
+                 const char *what, bgfm_err *e);
+/* Zero-phase forward-backward filtering in place (n > padlen required, asserted).
+ * work: 2 * (n + 2 * padlen) doubles. */
+void clean_sosfiltfilt(const clean_sos *f, double *x, int64_t n, double *work);
+/* x -= least-squares line over t = 0..n-1. */
+void clean_detrend(double *x, int64_t n);
+/* zscore: (x - mean) / std (ddof 0; std < DBL_EPSILON -> divide by 1).
+ * psc: 100 (x - mean(x)) / |raw_mean| (raw_mean = mean of the raw series; |raw_mean|
+ * < DBL_EPSILON -> all zeros). */
+void clean_standardize_series(clean_standardize how, double *x, int64_t n, double raw_mean);
+/* The whole chain on one series. `f` NULL when no filter is requested. */
+void clean_series(const clean_opts *o, const clean_sos *f, double *x, int64_t n, double *work);
+
+#endif

@@ -1,0 +1,39 @@
+/* manifest.h: what makes a stage's outputs reproducible: content hashes of its
+ * inputs (with a stat-keyed hash cache), its fingerprint, and manifest.json.
+ * Not the decision of what runs (run.c) and not the stages themselves. */
+#ifndef BGFM_MANIFEST_H
+#define BGFM_MANIFEST_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+
+typedef struct manifest_file {
+    char *path;   /* as listed (absolute for inputs, relative to the stage folder for outputs) */
+    char sha[65];
+    int64_t bytes;
+} manifest_file;
+
+typedef struct manifest_files {
+    int n;
+    manifest_file *f;
+} manifest_files;
+
+void manifest_files_free(manifest_files *l);
+
+/* Collective: hash the given files (same list on every rank), ranks sharing the work,
+ * reusing workdir/.bgfm/hashcache.tsv entries whose (size, mtime, inode) match.
+ * The result is the same on every rank; the agreed status is returned. */
+int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n,
+                         manifest_files *out);
+
+/* Rank-local: hash every file below dir (outputs), sorted, excluding manifest.json. */
+int manifest_hash_outputs(const char *workdir, const char *dir, manifest_files *out, bgfm_err *e);
+
+/* Hash of a file list (paths and hashes, in order): the "outputs_sha256". */
+void manifest_list_digest(const manifest_files *l, int relative_names, char out[65]);
+
+/* Read the fingerprint and outputs digest of dir/manifest.json; 0 if absent or unreadable. */
+int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]);
+
+#endif

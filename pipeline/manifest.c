@@ -1,0 +1,243 @@
+/* manifest.c: input hashing shared across ranks, the hash cache, output hashing
+ * and manifest.json read-back. Not the manifest writer's caller policy (run.c). */
+#include "bgfm/manifest.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bgfm/fsutil.h"
+#include "bgfm/json.h"
+#include "bgfm/sha256.h"
+
+void manifest_files_free(manifest_files *l) {
+    if (!l->f) return;
+    for (int i = 0; i < l->n; i++) free(l->f[i].path);
+    free(l->f);
+    l->f = NULL;
+    l->n = 0;
+}
+
+/* One cache line: sha \t size \t mtime_ns \t inode \t path */
+typedef struct cache_ent {
+    char sha[65];
+    int64_t size, mtime_ns, ino;
+    char *path;
+} cache_ent;
+
+typedef struct hcache {
+    int n;
+    cache_ent *v;
+} hcache;
+
+static void cache_free(hcache *c) {
+    for (int i = 0; i < c->n; i++) free(c->v[i].path);
+    free(c->v);
+    c->v = NULL;
+    c->n = 0;
+}
+
+static void cache_load(const char *file, hcache *c) {
+    bgfm_err e = {0};
+    char *txt = NULL;
+    size_t len = 0;
+    c->n = 0;
+    c->v = NULL;
+    if (!fs_exists(file) || fs_read_all(file, &txt, &len, &e)) return;
+    int lines = 0;
+    for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
+    c->v = calloc((size_t)lines + 1, sizeof *c->v);
+    if (!c->v) {
+        free(txt);
+        return;
+    }
+    char *save = NULL;
+    for (char *ln = strtok_r(txt, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+        cache_ent *ce = &c->v[c->n];
+        long long sz, mt, in;
+        int off = 0;
+        char sha[65];
+        if (sscanf(ln, "%64s\t%lld\t%lld\t%lld\t%n", sha, &sz, &mt, &in, &off) != 4 || !off ||
+            strlen(sha) != 64)
+            continue; /* a damaged line is just a cache miss */
+        memcpy(ce->sha, sha, 65);
+        ce->size = sz;
+        ce->mtime_ns = mt;
+        ce->ino = in;
+        ce->path = strdup(ln + off);
+        if (ce->path) c->n++;
+    }
+    free(txt);
+}
+
+static int stat_key(const char *path, int64_t *size, int64_t *mt, int64_t *ino) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    *size = (int64_t)st.st_size;
+    *mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    *ino = (int64_t)st.st_ino;
+    return 0;
+}
+
+static const cache_ent *cache_find(const hcache *c, const char *path, int64_t size, int64_t mt,
+                                   int64_t ino) {
+    for (int i = c->n - 1; i >= 0; i--)
+        if (!strcmp(c->v[i].path, path))
+            return (c->v[i].size == size && c->v[i].mtime_ns == mt && c->v[i].ino == ino)
+                       ? &c->v[i]
+                       : NULL;
+    return NULL;
+}
+
+enum { REC = 96 }; /* per-file record exchanged between ranks: sha + bytes */
+
+int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n,
+                         manifest_files *out) {
+    out->n = 0;
+    out->f = NULL;
+    char *cdir = fs_join(workdir, ".bgfm", &ctx->err);
+    char *cfile = cdir ? fs_join(cdir, "hashcache.tsv", &ctx->err) : NULL;
+    hcache cache = {0};
+    if (cfile) cache_load(cfile, &cache);
+    char *recs = calloc((size_t)(n ? n : 1), REC);
+    char *all = calloc((size_t)(n ? n : 1), REC);
+    int rc = (cfile && recs && all) ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory hashing inputs");
+    /* rank r hashes files r, r+size, ...; misses only */
+    for (int i = ctx->rank; !rc && i < n; i += ctx->size) {
+        int64_t size, mt, ino;
+        if (stat_key(paths[i], &size, &mt, &ino) != 0) {
+            rc = bgfm_fail(&ctx->err, BGFM_EIO,
+                           "input '%s' cannot be read (missing?); check the paths in the "
+                           "pipeline file",
+                           paths[i]);
+            break;
+        }
+        const cache_ent *ce = cache_find(&cache, paths[i], size, mt, ino);
+        char sha[65];
+        int64_t bytes = size;
+        if (ce)
+            memcpy(sha, ce->sha, 65);
+        else
+            rc = sha256_file_hex(paths[i], sha, &bytes, &ctx->err);
+        if (!rc) snprintf(recs + (size_t)i * REC, REC, "%s %lld %d", sha, (long long)bytes, ce ? 1 : 0);
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) {
+        /* every record is filled by exactly one rank: a max-reduction of bytes merges them */
+        if (MPI_Allreduce(recs, all, n * REC, MPI_UNSIGNED_CHAR, MPI_MAX, ctx->comm) != MPI_SUCCESS)
+            rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce of input hashes failed");
+        rc = bgfm_ctx_agree(ctx, rc);
+    }
+    if (!rc) {
+        out->f = calloc((size_t)(n ? n : 1), sizeof *out->f);
+        int lrc = out->f ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+        int misses = 0;
+        for (int i = 0; !lrc && i < n; i++) {
+            long long b = 0;
+            int hit = 0;
+            out->f[i].path = strdup(paths[i]);
+            if (!out->f[i].path || sscanf(all + (size_t)i * REC, "%64s %lld %d", out->f[i].sha, &b, &hit) != 3) {
+                lrc = bgfm_fail(&ctx->err, BGFM_EINTERNAL, "input hash exchange failed");
+                break;
+            }
+            out->f[i].bytes = b;
+            out->n = i + 1;
+            misses += !hit;
+        }
+        /* rank 0 refreshes the cache when anything was hashed anew */
+        if (!lrc && ctx->rank == 0 && misses) {
+            FILE *mf = NULL;
+            char *txt = NULL;
+            size_t tl = 0;
+            mf = open_memstream(&txt, &tl);
+            if (mf) {
+                for (int i = 0; i < n; i++) {
+                    int64_t size, mt, ino;
+                    if (stat_key(paths[i], &size, &mt, &ino) == 0)
+                        fprintf(mf, "%s\t%lld\t%lld\t%lld\t%s\n", out->f[i].sha, (long long)size,
+                                (long long)mt, (long long)ino, paths[i]);
+                }
+                /* keep other entries (other stages' inputs) */
+                for (int j = 0; j < cache.n; j++) {
+                    int dup = 0;
+                    for (int i = 0; i < n && !dup; i++) dup = !strcmp(cache.v[j].path, paths[i]);
+                    if (!dup)
+                        fprintf(mf, "%s\t%lld\t%lld\t%lld\t%s\n", cache.v[j].sha,
+                                (long long)cache.v[j].size, (long long)cache.v[j].mtime_ns,
+                                (long long)cache.v[j].ino, cache.v[j].path);
+                }
+                fclose(mf);
+                bgfm_err ce = {0}; /* a cache that cannot be written only costs time */
+                if (!fs_mkdirs(cdir, &ce)) fs_write_atomic(cfile, txt, tl, &ce);
+                free(txt);
+            }
+        }
+        rc = bgfm_ctx_agree(ctx, lrc);
+    }
+    if (rc) manifest_files_free(out);
+    cache_free(&cache);
+    free(recs);
+    free(all);
+    free(cfile);
+    free(cdir);
+    return rc;
+}
+
+int manifest_hash_outputs(const char *workdir, const char *dir, manifest_files *out, bgfm_err *e) {
+    (void)workdir;
+    char **names = NULL;
+    int n = 0;
+    out->n = 0;
+    out->f = NULL;
+    int rc = fs_list_files(dir, &names, &n, e);
+    if (rc) return rc;
+    out->f = calloc((size_t)(n ? n : 1), sizeof *out->f);
+    if (!out->f) rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < n; i++) {
+        if (!strcmp(names[i], "manifest.json")) continue;
+        char *full = fs_join(dir, names[i], e);
+        if (!full) {
+            rc = BGFM_ENOMEM;
+            break;
+        }
+        manifest_file *mf = &out->f[out->n];
+        rc = sha256_file_hex(full, mf->sha, &mf->bytes, e);
+        free(full);
+        if (rc) break;
+        mf->path = names[i];
+        names[i] = NULL;
+        out->n++;
+    }
+    fs_list_free(names, n);
+    if (rc) manifest_files_free(out);
+    return rc;
+}
+
+void manifest_list_digest(const manifest_files *l, int relative_names, char out[65]) {
+    sha256_ctx c;
+    uint8_t d[32];
+    sha256_init(&c);
+    for (int i = 0; i < l->n; i++) {
+        const char *name = l->f[i].path;
+        if (!relative_names) {
+            const char *slash = strrchr(name, '/');
+            name = slash ? slash + 1 : name;
+        }
+        sha256_update(&c, name, strlen(name) + 1);
+        sha256_update(&c, l->f[i].sha, 64);
+    }
+    sha256_final(&c, d);
+    sha256_hex(d, out);
+}
+
+int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]) {
+    bgfm_err e = {0};
+    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
+    size_t len;
+    int ok = 0;
+    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e))
+        ok = json_find_str(txt, "fingerprint", fingerprint, 65) &&
+             json_find_str(txt, "outputs_sha256", outputs_sha, 65) && strlen(fingerprint) == 64;
+    free(txt);
+    free(p);
+    return ok;
+}

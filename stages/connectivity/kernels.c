@@ -1,0 +1,351 @@
+/* kernels.c: the per-graph math of the connectivity stage: standardise + one SSYRK,
+ * Ledoit-Wolf shrinkage, partial correlation, Fisher z, adjacency rules, RWSE.
+ * Not I/O and not MPI: every function here works on caller-owned arrays. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bgfm/connectivity.h"
+
+int64_t connectivity_n_windows(int64_t T, int64_t length, int64_t stride) {
+    if (length <= 0) return T >= 2 ? 1 : 0;
+    if (T < length || stride < 1) return 0;
+    return (T - length) / stride + 1;
+}
+
+static int is_flagged(const uint8_t *f, int i) { return f && f[i]; }
+
+int connectivity_check(const float *X, int64_t T, int N, int64_t ldx, const uint8_t *flagged,
+                       int *region) {
+    int constant = -1;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        float lo = X[i], hi = X[i];
+        for (int64_t t = 0; t < T; t++) {
+            float v = X[t * ldx + i];
+            if (!isfinite(v)) {
+                *region = i;
+                return 1;
+            }
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        if (lo == hi && constant < 0) constant = i;
+    }
+    if (constant >= 0) {
+        *region = constant;
+        return 2;
+    }
+    *region = -1;
+    return 0;
+}
+
+void connectivity_standardise(float *Z, const float *X, int64_t T, int N, int64_t ldx,
+                              const uint8_t *flagged, double *work) {
+    /* Two passes in double over the rows (cache-friendly for the row-major layout):
+     * means, then sums of squared deviations; then the scaled copy. */
+    double *mean = work, *ss = work + N;
+    memset(work, 0, (size_t)N * 2 * sizeof *work);
+    for (int64_t t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) mean[i] += (double)X[t * ldx + i];
+    for (int i = 0; i < N; i++) mean[i] /= (double)T;
+    for (int64_t t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            double d = (double)X[t * ldx + i] - mean[i];
+            ss[i] += d * d;
+        }
+    for (int i = 0; i < N; i++)
+        ss[i] = (is_flagged(flagged, i) || !(ss[i] > 0)) ? 0.0 : 1.0 / sqrt(ss[i]);
+    for (int64_t t = 0; t < T; t++)
+        for (int i = 0; i < N; i++)
+            Z[t * N + i] = (float)(((double)X[t * ldx + i] - mean[i]) * ss[i]);
+}
+
+void connectivity_pearson(float *C, const float *Z, int64_t T, int N, const uint8_t *flagged) {
+    /* Z is T x N row-major: C = Z^T Z, upper triangle. */
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, N, (int)T, 1.0f, Z, N, 0.0f, C, N);
+    for (int i = 0; i < N; i++) {
+        for (int j = i + 1; j < N; j++) {
+            float v = C[(size_t)i * N + j];
+            if (is_flagged(flagged, i) || is_flagged(flagged, j)) v = 0.0f;
+            v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+            C[(size_t)i * N + j] = v;
+            C[(size_t)j * N + i] = v;
+        }
+        C[(size_t)i * N + i] = is_flagged(flagged, i) ? 0.0f : 1.0f;
+    }
+}
+
+double connectivity_lw_shrinkage(const float *Z, const float *C, int64_t T, int N,
+                                 const uint8_t *flagged) {
+    /* X = sqrt(T) Z are the z-scored series (population std), S = X^T X / T = C.
+     * Ledoit & Wolf (2004), the estimator of sklearn.covariance.LedoitWolf:
+     *   mu = tr(S)/p = 1,  d2 = ||S - mu I||_F^2 / p = (||C||_F^2 - p) / p,
+     *   b2 = sum_t ||x_t x_t^T - S||_F^2 / (T^2 p) = (T sum_t q_t^2 - ||C||_F^2) / (T p)
+     *   with q_t = sum_i Z_ti^2;  s = min(b2, d2) / d2  (0 when b2 = 0). */
+    int p = 0;
+    for (int i = 0; i < N; i++) p += !is_flagged(flagged, i);
+    if (p <= 1) return 0.0;
+    double fro = 0.0;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        for (int j = 0; j < N; j++) {
+            if (is_flagged(flagged, j)) continue;
+            double c = (double)C[(size_t)i * N + j];
+            fro += c * c;
+        }
+    }
+    double q2 = 0.0;
+    for (int64_t t = 0; t < T; t++) {
+        double q = 0.0;
+        for (int i = 0; i < N; i++) {
+            double z = (double)Z[t * N + i];
+            q += z * z;
+        }
+        q2 += q * q;
+    }
+    double d2 = (fro - p) / p;
+    double b2 = ((double)T * q2 - fro) / ((double)T * p);
+    if (b2 > d2) b2 = d2;
+    if (!(b2 > 0.0) || !(d2 > 0.0)) return 0.0;
+    return b2 / d2;
+}
+
+void connectivity_shrink(float *C, int N, double s) {
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            if (i != j) C[(size_t)i * N + j] = (float)((1.0 - s) * (double)C[(size_t)i * N + j]);
+}
+
+int connectivity_partial(float *C, int N, const uint8_t *flagged, double *work) {
+    int p = 0;
+    for (int i = 0; i < N; i++) p += !is_flagged(flagged, i);
+    if (p == 0) return 0;
+    /* compact the non-flagged sub-matrix (column-major = row-major: symmetric) */
+    int a = 0;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        int b = 0;
+        for (int j = 0; j < N; j++) {
+            if (is_flagged(flagged, j)) continue;
+            work[(size_t)a * p + b] = (double)C[(size_t)i * N + j];
+            b++;
+        }
+        a++;
+    }
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', p, work, p) != 0) return 1;
+    if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', p, work, p) != 0) return 1;
+    /* upper triangle holds P = C^-1 */
+    a = 0;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        int b = 0;
+        for (int j = 0; j < N; j++) {
+            if (is_flagged(flagged, j)) continue;
+            if (i == j) {
+                C[(size_t)i * N + j] = 1.0f;
+            } else {
+                int lo = a < b ? a : b, hi = a < b ? b : a;
+                double pij = work[(size_t)lo * p + hi];
+                double pii = work[(size_t)a * p + a], pjj = work[(size_t)b * p + b];
+                double r = -pij / sqrt(pii * pjj);
+                r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+                C[(size_t)i * N + j] = (float)r;
+            }
+            b++;
+        }
+        a++;
+    }
+    return 0;
+}
+
+void connectivity_fisher_z(float *C, int N) {
+    const double lim = 1.0 - CONNECTIVITY_Z_CLIP;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            size_t k = (size_t)i * N + j;
+            if (i == j) {
+                C[k] = 0.0f;
+                continue;
+            }
+            double r = (double)C[k];
+            r = r > lim ? lim : (r < -lim ? -lim : r);
+            C[k] = (float)atanh(r);
+        }
+}
+
+int64_t connectivity_adj_threshold(uint8_t *A, const float *C, int N, double tau,
+                                   const uint8_t *flagged) {
+    int64_t m = 0;
+    memset(A, 0, (size_t)N * N);
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        for (int j = i + 1; j < N; j++) {
+            if (is_flagged(flagged, j)) continue;
+            if ((double)C[(size_t)i * N + j] > tau) {
+                A[(size_t)i * N + j] = A[(size_t)j * N + i] = 1;
+                m++;
+            }
+        }
+    }
+    return m;
+}
+
+/* k-th largest (0-based) of v[0..n-1] by quickselect (reorders v). Deterministic:
+ * middle-element pivot, no randomness. */
+static float kth_largest(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot) i++;
+            while (v[j] < pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}
+
+int64_t connectivity_adj_density(uint8_t *A, const float *C, int N, double d,
+                                 const uint8_t *flagged, float *work) {
+    memset(A, 0, (size_t)N * N);
+    int64_t M = 0;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        for (int j = i + 1; j < N; j++)
+            if (!is_flagged(flagged, j)) work[M++] = fabsf(C[(size_t)i * N + j]);
+    }
+    int64_t K = (int64_t)floor(d * (double)M + 0.5);
+    if (K > M) K = M;
+    if (K <= 0) return 0;
+    float cut = kth_largest(work, M, K - 1);
+    /* every pair strictly above the cut, then pairs equal to it in (i, j) order */
+    int64_t above = 0;
+    for (int i = 0; i < N; i++) {
+        if (is_flagged(flagged, i)) continue;
+        for (int j = i + 1; j < N; j++)
+            if (!is_flagged(flagged, j) && fabsf(C[(size_t)i * N + j]) > cut) {
+                A[(size_t)i * N + j] = A[(size_t)j * N + i] = 1;
+                above++;
+            }
+    }
+    int64_t ties = K - above;
+    for (int i = 0; i < N && ties > 0; i++) {
+        if (is_flagged(flagged, i)) continue;
+        for (int j = i + 1; j < N && ties > 0; j++)
+            if (!is_flagged(flagged, j) && fabsf(C[(size_t)i * N + j]) == cut) {
+                A[(size_t)i * N + j] = A[(size_t)j * N + i] = 1;
+                ties--;
+            }
+    }
+    return K;
+}
+
+int64_t connectivity_rwse_work(int N, int k) {
+    int h = (k + 1) / 2;
+    if (h < 1) h = 1;
+    return (int64_t)h * N * N;
+}
+
+void connectivity_rwse(float *R, const uint8_t *A, int N, int k, float *work) {
+    const size_t NN = (size_t)N * N;
+    int h = (k + 1) / 2;
+    if (h < 1) h = 1;
+    float *P = work; /* powers P^1..P^h, each N x N */
+    for (int i = 0; i < N; i++) {
+        double deg = 0.0;
+        for (int j = 0; j < N; j++) deg += A[(size_t)i * N + j];
+        float inv = (float)(1.0 / (deg > 1e-6 ? deg : 1e-6));
+        for (int j = 0; j < N; j++) P[(size_t)i * N + j] = A[(size_t)i * N + j] ? inv : 0.0f;
+    }
+    for (int s = 2; s <= h; s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f,
+                    P + (size_t)(s - 2) * NN, N, P, N, 0.0f, P + (size_t)(s - 1) * NN, N);
+    for (int s = 1; s <= k; s++) {
+        if (s <= h) {
+            const float *M = P + (size_t)(s - 1) * NN;
+            for (int i = 0; i < N; i++) R[(size_t)i * k + (s - 1)] = M[(size_t)i * N + i];
+        } else {
+            /* (P^s)_ii = sum_j (P^h)_ij (P^(s-h))_ji */
+            const float *X = P + (size_t)(h - 1) * NN, *Y = P + (size_t)(s - h - 1) * NN;
+            for (int i = 0; i < N; i++) {
+                double acc = 0.0;
+                for (int j = 0; j < N; j++)
+                    acc += (double)X[(size_t)i * N + j] * (double)Y[(size_t)j * N + i];
+                R[(size_t)i * k + (s - 1)] = (float)acc;
+            }
+        }
+    }
+}
+
+int connectivity_ws_init(connectivity_ws *w, int N, int64_t T, int k, bgfm_err *e) {
+    memset(w, 0, sizeof *w);
+    w->N = N;
+    w->T = T;
+    int64_t pairs = (int64_t)N * (N - 1) / 2;
+    int64_t rw = connectivity_rwse_work(N, k);
+    int64_t fw = pairs > rw ? pairs : rw;
+    w->Z = bgfm_malloc(e, (size_t)(T > 0 ? T : 1) * (size_t)N * sizeof(float), "standardised series");
+    w->fwork = bgfm_malloc(e, (size_t)(fw > 0 ? fw : 1) * sizeof(float), "connectivity workspace");
+    size_t dw = (size_t)N * N > (size_t)N * 2 ? (size_t)N * N : (size_t)N * 2;
+    w->dwork = bgfm_malloc(e, dw * sizeof(double), "partial correlation workspace");
+    w->flag = bgfm_malloc(e, (size_t)N, "region flags");
+    if (!w->Z || !w->fwork || !w->dwork || !w->flag) {
+        connectivity_ws_free(w);
+        return BGFM_ENOMEM;
+    }
+    return 0;
+}
+
+void connectivity_ws_free(connectivity_ws *w) {
+    free(w->Z);
+    free(w->fwork);
+    free(w->dwork);
+    free(w->flag);
+    memset(w, 0, sizeof *w);
+}
+
+int connectivity_graph(const connectivity_params *p, const float *X, int64_t T, int N,
+                       int64_t ldx, const uint8_t *flagged_in, float *fc, uint8_t *adj,
+                       float *rwse, uint8_t *flag_out, connectivity_ws *w, int *region) {
+    BGFM_ASSERT(w->N == N && w->T >= T);
+    *region = -1;
+    for (int i = 0; i < N; i++) w->flag[i] = flagged_in ? flagged_in[i] : 0;
+    int bad = connectivity_check(X, T, N, ldx, w->flag, region);
+    while (bad == 2 && p->constant == CONNECTIVITY_CONSTANT_FLAG) {
+        w->flag[*region] = 1;
+        bad = connectivity_check(X, T, N, ldx, w->flag, region);
+    }
+    if (bad) return bad;
+    connectivity_standardise(w->Z, X, T, N, ldx, w->flag, w->dwork);
+    connectivity_pearson(fc, w->Z, T, N, w->flag);
+    if (p->measure != CONNECTIVITY_PEARSON) {
+        double s = connectivity_lw_shrinkage(w->Z, fc, T, N, w->flag);
+        connectivity_shrink(fc, N, s);
+        if (p->measure == CONNECTIVITY_PARTIAL && connectivity_partial(fc, N, w->flag, w->dwork))
+            return 3;
+    }
+    if (p->adj_rule == CONNECTIVITY_ADJ_THRESHOLD)
+        connectivity_adj_threshold(adj, fc, N, p->adj_value, w->flag);
+    else
+        connectivity_adj_density(adj, fc, N, p->adj_value, w->flag, w->fwork);
+    if (p->fisher_z) connectivity_fisher_z(fc, N);
+    connectivity_rwse(rwse, adj, N, p->rwse_steps, w->fwork);
+    if (flag_out) memcpy(flag_out, w->flag, (size_t)N);
+    return 0;
+}

@@ -1,0 +1,181 @@
+/* resample.c: nearest-neighbour mapping of atlas label grids onto data grids through
+ * the affines, and the per-grid cache of compact voxel plans used by the extraction.
+ * Not an interpolator of intensities and not an image reader. */
+#include <math.h>
+#include <string.h>
+
+#include "bgfm/resample.h"
+
+double resample_round(double x) { return round(x); }
+
+int resample_affine_inv(const double a[4][4], double inv[4][4]) {
+    /* Inverse of [R t; 0 1] = [R^-1, -R^-1 t; 0 1], R^-1 by the adjugate. */
+    const double(*m)[4] = a;
+    double c00 = m[1][1] * m[2][2] - m[1][2] * m[2][1];
+    double c01 = m[1][2] * m[2][0] - m[1][0] * m[2][2];
+    double c02 = m[1][0] * m[2][1] - m[1][1] * m[2][0];
+    double det = m[0][0] * c00 + m[0][1] * c01 + m[0][2] * c02;
+    if (!(fabs(det) > 0) || !isfinite(det)) return -1;
+    double r[3][3];
+    r[0][0] = c00 / det;
+    r[1][0] = c01 / det;
+    r[2][0] = c02 / det;
+    r[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
+    r[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
+    r[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
+    r[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
+    r[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
+    r[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) inv[i][j] = r[i][j];
+        inv[i][3] = -(r[i][0] * m[0][3] + r[i][1] * m[1][3] + r[i][2] * m[2][3]);
+    }
+    inv[3][0] = inv[3][1] = inv[3][2] = 0.0;
+    inv[3][3] = 1.0;
+    return 0;
+}
+
+int resample_grid_equal(const resample_grid *a, const resample_grid *b) {
+    for (int d = 0; d < 3; d++)
+        if (a->dim[d] != b->dim[d]) return 0;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            if (a->affine[i][j] != b->affine[i][j]) return 0;
+    return 1;
+}
+
+int resample_map(const resample_grid *data, const resample_grid *atlas, const int32_t *src,
+                 int32_t fill, int32_t *out, const char *what, bgfm_err *e) {
+    int64_t nx = data->dim[0], ny = data->dim[1], nz = data->dim[2];
+    if (resample_grid_equal(data, atlas)) {
+        memcpy(out, src, (size_t)(nx * ny * nz) * sizeof *out);
+        return 0;
+    }
+    double ainv[4][4], m[4][4];
+    if (resample_affine_inv(atlas->affine, ainv))
+        return bgfm_fail(e, BGFM_EDATA,
+                         "%s: the atlas affine (sform/qform) is singular; fix the atlas header",
+                         what);
+    /* m = inv(A_atlas) A_data: data voxel -> atlas voxel coordinates */
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            double s = 0.0;
+            for (int k = 0; k < 4; k++) s += ainv[i][k] * data->affine[k][j];
+            m[i][j] = s;
+        }
+    int64_t ax = atlas->dim[0], ay = atlas->dim[1], az = atlas->dim[2];
+    double dax = (double)ax, day = (double)ay, daz = (double)az;
+    int64_t idx = 0;
+    for (int64_t k = 0; k < nz; k++) {
+        double fk = (double)k;
+        for (int64_t j = 0; j < ny; j++) {
+            double fj = (double)j;
+            /* per-row constant part, then the i term: the same sums for every voxel */
+            double c0 = m[0][1] * fj + m[0][2] * fk + m[0][3];
+            double c1 = m[1][1] * fj + m[1][2] * fk + m[1][3];
+            double c2 = m[2][1] * fj + m[2][2] * fk + m[2][3];
+            for (int64_t i = 0; i < nx; i++, idx++) {
+                double fi = (double)i;
+                double x = round(m[0][0] * fi + c0);
+                double y = round(m[1][0] * fi + c1);
+                double z = round(m[2][0] * fi + c2);
+                if (x >= 0 && x < dax && y >= 0 && y < day && z >= 0 && z < daz)
+                    out[idx] = src[(int64_t)x + ax * ((int64_t)y + ay * (int64_t)z)];
+                else
+                    out[idx] = fill;
+            }
+        }
+    }
+    return 0;
+}
+
+static void plan_free(resample_plan *p) {
+    free(p->vox);
+    free(p->gidx);
+    free(p->n_vox);
+    memset(p, 0, sizeof *p);
+}
+
+static int plan_build(resample_plan *p, const resample_grid *grid, const resample_src *atlases,
+                      int n_atlases, bgfm_err *e) {
+    memset(p, 0, sizeof *p);
+    p->grid = *grid;
+    p->n_atlases = n_atlases;
+    int64_t nvox = grid->dim[0] * grid->dim[1] * grid->dim[2];
+    int64_t *off = bgfm_calloc(e, (size_t)n_atlases + 1, sizeof *off, "region offsets");
+    int32_t *maps = off ? bgfm_malloc(e, (size_t)nvox * (size_t)n_atlases * sizeof *maps,
+                                      "resampled atlas maps")
+                        : NULL;
+    if (!maps) {
+        free(off);
+        return e->code;
+    }
+    int rc = 0;
+    for (int a = 0; a < n_atlases && !rc; a++) {
+        off[a + 1] = off[a] + atlases[a].n_regions;
+        rc = resample_map(grid, atlases[a].grid, atlases[a].region_of_vox, -1,
+                          maps + (int64_t)a * nvox, atlases[a].name, e);
+    }
+    p->n_total = off[n_atlases];
+    int64_t n_in = 0;
+    for (int64_t v = 0; v < nvox && !rc; v++) {
+        int any = 0;
+        for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] >= 0;
+        n_in += any;
+    }
+    if (!rc) {
+        p->vox = bgfm_malloc(e, (size_t)(n_in ? n_in : 1) * sizeof *p->vox, "voxel list");
+        p->gidx = bgfm_malloc(e, (size_t)(n_in ? n_in : 1) * (size_t)n_atlases * sizeof *p->gidx,
+                              "voxel regions");
+        p->n_vox = bgfm_calloc(e, (size_t)(p->n_total ? p->n_total : 1), sizeof *p->n_vox,
+                               "region sizes");
+        if (!p->vox || !p->gidx || !p->n_vox) rc = e->code;
+    }
+    if (!rc) {
+        int64_t w = 0;
+        for (int64_t v = 0; v < nvox; v++) {
+            int any = 0;
+            for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] >= 0;
+            if (!any) continue;
+            p->vox[w] = v;
+            for (int a = 0; a < n_atlases; a++) {
+                int32_t r = maps[(int64_t)a * nvox + v];
+                int32_t g = r >= 0 ? (int32_t)(off[a] + r) : -1;
+                p->gidx[w * n_atlases + a] = g;
+                if (g >= 0) p->n_vox[g]++;
+            }
+            w++;
+        }
+        p->n_in = n_in;
+    }
+    free(maps);
+    free(off);
+    if (rc) plan_free(p);
+    return rc;
+}
+
+int resample_plan_get(resample_cache *c, const resample_grid *grid, const resample_src *atlases,
+                      int n_atlases, const resample_plan **out, bgfm_err *e) {
+    for (int i = 0; i < c->n; i++)
+        if (resample_grid_equal(&c->plans[i].grid, grid) && c->plans[i].n_atlases == n_atlases) {
+            *out = &c->plans[i];
+            return 0;
+        }
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 4;
+        resample_plan *np = realloc(c->plans, (size_t)cap * sizeof *np);
+        if (!np) return bgfm_fail(e, BGFM_ENOMEM, "out of memory growing the resampling cache");
+        c->plans = np;
+        c->cap = cap;
+    }
+    int rc = plan_build(&c->plans[c->n], grid, atlases, n_atlases, e);
+    if (rc) return rc;
+    *out = &c->plans[c->n++];
+    return 0;
+}
+
+void resample_cache_free(resample_cache *c) {
+    for (int i = 0; i < c->n; i++) plan_free(&c->plans[i]);
+    free(c->plans);
+    memset(c, 0, sizeof *c);
+}
