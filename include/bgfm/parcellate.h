@@ -18,6 +18,7 @@ typedef struct parcellate_atlas {
     const char *path;          /* file (not owned) */
     resample_grid grid;        /* the atlas's own grid */
     int32_t *labels;           /* nvox label values (rounded), owned */
+    int32_t *region_of_vox;    /* nvox region index (position in region_labels), -1 = 0 */
     int n_regions;
     int32_t *region_labels;    /* ascending nonzero labels, owned */
     char **region_names;       /* owned */

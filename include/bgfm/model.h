@@ -1,0 +1,162 @@
+/* model.h: the BrainGFM-style model of docs/model.md: configuration, the ONE flat
+ * parameter buffer and its name/shape table (generated from a single list), the
+ * workspace arena, and the GMAE + GCL forward/backward of a batch of one atlas.
+ * Not the optimiser (optim.h), not checkpoints (ckpt.h), not the training loop. */
+#ifndef BGFM_MODEL_H
+#define BGFM_MODEL_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+#include "bgfm/layers.h"
+
+#define MODEL_MAX_ATLASES 32
+#define MODEL_MAX_LAYERS 16
+#define MODEL_NAME_MAX 96
+
+/* Architecture (model.md symbols). D_in = N_max + k. */
+typedef struct model_cfg {
+    int H, nh, F, k, L, Ld, P, N_max;
+    int n_atlases;
+    char atlas[MODEL_MAX_ATLASES][64]; /* names, model atlas order */
+    int atlas_nodes[MODEL_MAX_ATLASES];
+} model_cfg;
+
+/* Modes (bit set): GMAE = reconstruction + structure, GCL = contrastive. */
+enum model_mode { MODEL_GMAE = 1, MODEL_GCL = 2, MODEL_GMAE_GCL = 3 };
+/* "gmae", "gcl", "gmae+gcl" -> mode, or 0 when unknown. */
+int model_mode_parse(const char *s);
+const char *model_mode_name(int mode);
+
+/* How a tensor is initialised (model.md section 5) and whether AdamW decays it. */
+typedef enum model_init {
+    MODEL_INIT_XAVIER, /* matrices: Xavier-uniform, weight decay on */
+    MODEL_INIT_ZERO,   /* biases, LayerNorm beta */
+    MODEL_INIT_ONE,    /* LayerNorm gamma */
+    MODEL_INIT_NORMAL  /* tokens, embeddings, mask token: N(0, 0.02^2) */
+} model_init;
+
+typedef struct model_tensor {
+    char name[MODEL_NAME_MAX]; /* model.md section 6 */
+    int64_t off;               /* offset into the flat buffers (floats) */
+    int64_t rows, cols;        /* cols == 0: 1-D of length rows */
+    model_init init;
+    int decay;                 /* 1: AdamW weight decay applies (matrices only) */
+} model_tensor;
+
+/* Offsets (floats) of one block's tensors. Wq|Wk|Wv are adjacent (one (3H, H) matrix
+ * for the fused projection), and so are bq|bk|bv. */
+typedef struct model_block {
+    int64_t gW, gb, lng_g, lng_b, Wqkv, bqkv, Wo, bo, ln1_g, ln1_b, W1, b1, W2, b2, ln2_g, ln2_b;
+} model_block;
+
+typedef struct model {
+    model_cfg cfg;
+    int D_in;
+    int n_tensors;
+    model_tensor *t;   /* owned */
+    int64_t n_params;
+    float *w;          /* parameters (owned), n_params */
+    float *g;          /* gradients, same layout (owned) */
+    int64_t in_W, in_b, tok, node[MODEL_MAX_ATLASES], re_W, re_b, mask_tok, out_W, out_b;
+    int64_t p_W1, p_b1, p_W2, p_b2;
+    model_block enc[MODEL_MAX_LAYERS], dec[MODEL_MAX_LAYERS];
+} model;
+
+/* Check a configuration (user error messages name `where`). */
+int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e);
+/* Build the table and allocate w, g (zeroed). */
+int model_init(model *m, const model_cfg *c, bgfm_err *e);
+void model_free(model *m); /* accepts a zeroed/freed model */
+/* Parameters from the counter-based generator (RNG_INIT, i0 = tensor index). */
+void model_init_params(model *m, uint64_t seed);
+/* Tensor by name, NULL if absent. */
+const model_tensor *model_find(const model *m, const char *name);
+/* Index of atlas `name` in the model's order, -1 if absent. */
+int model_atlas_find(const model *m, const char *name);
+
+/* One batch: B graphs of ONE atlas (model atlas index), N = that atlas's node count.
+ * fc (B,N,N), adj (B,N,N), rwse (B,N,k); gidx: global graph indices (key the draws). */
+typedef struct model_batch {
+    int atlas, B, N;
+    const float *fc;
+    const uint8_t *adj;
+    const float *rwse;
+    const int64_t *gidx;
+} model_batch;
+
+/* Per-step hyper-parameters and keys of the draws. */
+typedef struct model_hp {
+    int mode;
+    double lambda_rec, lambda_adj, lambda_cl, tau_cl;
+    double mask_ratio, p_node, p_edge;
+    float p_drop;
+    int mask_columns;       /* model.md section 3 no-leak rule (default 1) */
+    uint64_t seed;
+    int64_t epoch, step;    /* masks/corruptions keyed by epoch, dropout by step */
+} model_hp;
+
+typedef struct model_losses {
+    double total, rec, adj, cl;
+} model_losses;
+
+/* Number of masked nodes for N nodes and ratio r: min(floor(r N + 0.5), N - 4). */
+int model_n_masked(int N, double r);
+
+/* Activations of one block over B sequences of T rows (row 0 of each = atlas token). */
+typedef struct model_blk_act {
+    float *u, *xg, *rg, *h1, *qkv, *lse, *att, *x1, *r1, *h2, *f1, *x2, *r2, *hout;
+} model_blk_act;
+
+/* One pass of an encoder (or the decoder) over n region nodes per graph. */
+typedef struct model_run {
+    int n, T, nblk;
+    int32_t *idx;          /* (B, n) original node indices, ascending */
+    int32_t *rowptr, *col; /* CSR of Ahat per graph: (B, n+1), (B, n*n) */
+    float *val;            /* (B, n*n) */
+    float *X, *R;          /* encoder inputs: FC part (B, n, N), RWSE (B, n, k) */
+    uint8_t *corrupt;      /* corrupted views: (B, N) node flags */
+    uint8_t *keep;         /* (B, N, N) edge keep mask */
+    float *h0;             /* (B, T, H) block-0 input */
+    model_blk_act blk[MODEL_MAX_LAYERS];
+    float *pool;           /* (B, H) graph embeddings (encoder) */
+} model_run;
+
+/* Workspace arena: sized once for (largest atlas N, B_max), re-carved per batch by
+ * pointer arithmetic; forward/backward never allocate. */
+typedef struct model_ws {
+    int B_max, N_big;
+    size_t bytes;
+    unsigned char *base; /* owned */
+    /* bound to the current batch */
+    int B, N, M, nv;
+    model_run ea, eb, dec; /* encoder view a (visible or corrupted a), view b, decoder */
+    uint8_t *mask;         /* (B, N) 1 = masked */
+    int32_t *perm;         /* (N) */
+    float *S1, *S2, *S3, *S4, *F1, *F2, *G0, *G1, *G2, *attn;
+    float *y, *tgt, *dy;   /* (B*M, N) reconstruction */
+    float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
+    int64_t gidx_step;
+    model_hp hp;
+    model_batch bt;
+} model_ws;
+
+int model_ws_init(model_ws *ws, const model *m, int B_max, bgfm_err *e);
+void model_ws_free(model_ws *ws);
+
+/* Forward of the batch up to the projections (ws->z, (2B, P): view a rows then view
+ * b rows), with L_rec and L_adj (and their output gradients) computed. Draws are
+ * generated here from hp's keys. */
+void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                   model_losses *out);
+/* NT-Xent over the local batch's projections, writing ws->dz; returns L_cl. The
+ * data-parallel version gathers the projections of every rank instead and calls
+ * layer_ntxent on the global batch. */
+double model_contrastive_local(model_ws *ws, const model *m);
+/* Backward of everything, ADDING into m->g. */
+void model_backward(model *m, model_ws *ws);
+/* Convenience: zero m->g, forward, local contrastive, backward; losses weighted. */
+void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                model_losses *out);
+
+#endif

@@ -1,0 +1,341 @@
+/* extract.c: atlas loading and the one-pass ROI-mean extraction of all atlases from
+ * one 4D image (streamed volume by volume), with the non-constant mask, coverage,
+ * flags and cleaning. Not collective and not a writer: run.c distributes and writes. */
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#include "bgfm/nifti.h"
+#include "bgfm/parcellate.h"
+
+void parcellate_atlas_free(parcellate_atlas *a) {
+    if (!a) return;
+    free(a->labels);
+    free(a->region_of_vox);
+    free(a->region_labels);
+    if (a->region_names)
+        for (int r = 0; r < a->n_regions; r++) free(a->region_names[r]);
+    free(a->region_names);
+    memset(a, 0, sizeof *a);
+}
+
+static int cmp_i32(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Region names from a "<label> <name> ..." text table; labels missing from the table
+ * (or no table) get "label_<v>". */
+static int atlas_names(parcellate_atlas *a, const char *names_path, bgfm_err *e) {
+    a->region_names = bgfm_calloc(e, (size_t)a->n_regions, sizeof *a->region_names, "names");
+    if (!a->region_names) return e->code;
+    char *guess = NULL;
+    if (!names_path) {
+        size_t n = strlen(a->path);
+        guess = bgfm_malloc(e, n + 8, "path");
+        if (!guess) return e->code;
+        memcpy(guess, a->path, n + 1);
+        if (n > 3 && !strcmp(guess + n - 3, ".gz")) guess[n - 3] = '\0';
+        strcat(guess, ".txt");
+        names_path = guess;
+    }
+    FILE *f = fopen(names_path, "r");
+    int rc = 0;
+    if (f) {
+        char line[1024];
+        while (fgets(line, sizeof line, f)) {
+            char *p = line, *end = NULL;
+            long v = strtol(p, &end, 10);
+            if (end == p) continue;
+            p = end;
+            while (*p && isspace((unsigned char)*p)) p++;
+            size_t l = 0;
+            while (p[l] && !isspace((unsigned char)p[l])) l++;
+            if (!l) continue;
+            int32_t key = (int32_t)v;
+            int32_t *hit = bsearch(&key, a->region_labels, (size_t)a->n_regions, sizeof key, cmp_i32);
+            if (!hit) continue;
+            int r = (int)(hit - a->region_labels);
+            if (a->region_names[r]) continue;
+            a->region_names[r] = bgfm_malloc(e, l + 1, "region name");
+            if (!a->region_names[r]) {
+                rc = e->code;
+                break;
+            }
+            memcpy(a->region_names[r], p, l);
+            a->region_names[r][l] = '\0';
+        }
+        fclose(f);
+    } else if (guess == NULL) {
+        rc = bgfm_fail(e, BGFM_EDATA, "cannot open the region name table %s of atlas '%s'",
+                       names_path, a->name);
+    }
+    for (int r = 0; r < a->n_regions && !rc; r++) {
+        if (a->region_names[r]) continue;
+        char buf[32];
+        snprintf(buf, sizeof buf, "label_%d", (int)a->region_labels[r]);
+        a->region_names[r] = bgfm_strdup(e, buf);
+        if (!a->region_names[r]) rc = e->code;
+    }
+    free(guess);
+    return rc;
+}
+
+int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
+                          const char *names_path, bgfm_err *e) {
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    a->path = path;
+    niftiio_header h;
+    double *d = NULL;
+    int rc = niftiio_read_3d(path, &h, &d, e);
+    if (rc) return rc;
+    for (int i = 0; i < 3; i++) a->grid.dim[i] = h.dim[i + 1];
+    memcpy(a->grid.affine, h.affine, sizeof a->grid.affine);
+    int64_t nvox = h.nvox;
+    a->labels = bgfm_malloc(e, (size_t)nvox * sizeof *a->labels, "atlas labels");
+    a->region_of_vox = bgfm_malloc(e, (size_t)nvox * sizeof *a->region_of_vox, "atlas regions");
+    if (!a->labels || !a->region_of_vox) {
+        rc = e->code;
+        goto out;
+    }
+    int32_t maxl = 0;
+    int64_t nnz = 0;
+    for (int64_t v = 0; v < nvox; v++) {
+        double x = d[v], r = round(x);
+        if (!isfinite(x) || r < 0 || r > 2147483647.0 || fabs(x - r) > 1e-3) {
+            rc = bgfm_fail(e, BGFM_EDATA,
+                           "atlas '%s' (%s): voxel %lld has value %g; a label atlas needs "
+                           "non-negative integer labels (0 = background)",
+                           name, path, (long long)v, x);
+            goto out;
+        }
+        a->labels[v] = (int32_t)r;
+        if (a->labels[v] > maxl) maxl = a->labels[v];
+        nnz += a->labels[v] != 0;
+    }
+    if (nnz == 0) {
+        rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has no nonzero label", name, path);
+        goto out;
+    }
+    /* Distinct nonzero labels, ascending: sort a copy of the nonzero values. */
+    int32_t *u = bgfm_malloc(e, (size_t)nnz * sizeof *u, "atlas label list");
+    if (!u) {
+        rc = e->code;
+        goto out;
+    }
+    int64_t k = 0;
+    for (int64_t v = 0; v < nvox; v++)
+        if (a->labels[v]) u[k++] = a->labels[v];
+    qsort(u, (size_t)nnz, sizeof *u, cmp_i32);
+    int64_t nu = 0;
+    for (int64_t i = 0; i < nnz; i++)
+        if (nu == 0 || u[i] != u[nu - 1]) u[nu++] = u[i];
+    a->n_regions = (int)nu;
+    a->region_labels = realloc(u, (size_t)nu * sizeof *u);
+    if (!a->region_labels) a->region_labels = u;
+    for (int64_t v = 0; v < nvox; v++) {
+        int32_t l = a->labels[v];
+        if (!l) {
+            a->region_of_vox[v] = -1;
+            continue;
+        }
+        int32_t *hit = bsearch(&l, a->region_labels, (size_t)nu, sizeof l, cmp_i32);
+        BGFM_ASSERT(hit != NULL);
+        a->region_of_vox[v] = (int32_t)(hit - a->region_labels);
+    }
+    rc = atlas_names(a, names_path, e);
+out:
+    free(d);
+    if (rc) parcellate_atlas_free(a);
+    return rc;
+}
+
+void parcellate_out_free(parcellate_out *o) {
+    if (!o) return;
+    free(o->ts);
+    free(o->coverage);
+    free(o->flagged);
+    memset(o, 0, sizeof *o);
+}
+
+/* 1 if any value of the volume is NaN or +-Inf (exponent bits all ones); *where gets
+ * the first such voxel. Integer test so the loop vectorises. */
+static int volume_nonfinite(const float *v, int64_t n, int64_t *where) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!bad) return 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            *where = i;
+            return 1;
+        }
+    return 0;
+}
+
+int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n_atlases,
+                       resample_cache *cache, const parcellate_opts *o, parcellate_out *out,
+                       int64_t *T_out, double *tr_out, int64_t *bytes, bgfm_err *e) {
+    niftiio_reader *rd = NULL;
+    float *vol = NULL, *first = NULL;
+    uint8_t *varies = NULL;
+    double *S = NULL, *cs = NULL, *x = NULL, *work = NULL;
+    int64_t *nconst = NULL;
+    int rc = niftiio_open(image, &rd, e);
+    if (rc) return rc;
+    memset(out, 0, (size_t)n_atlases * sizeof *out);
+    const niftiio_header *h = niftiio_hdr(rd);
+    if (h->ndim < 4 || h->dim[4] < 2 || h->nvol != h->dim[4]) {
+        rc = bgfm_fail(e, BGFM_EDATA,
+                       "%s: not a 4D time series (dim = %lld x %lld x %lld x %lld, %d dims); "
+                       "parcellate needs x*y*z*T with T >= 2",
+                       image, (long long)h->dim[1], (long long)h->dim[2], (long long)h->dim[3],
+                       (long long)h->dim[4], h->ndim);
+        goto out;
+    }
+    int64_t T = h->dim[4], nvox = h->nvox;
+    double tr = o->t_r > 0 ? o->t_r : h->tr_seconds;
+    clean_sos sos, *filt = NULL;
+    if (o->clean.high_pass > 0 || o->clean.low_pass > 0) {
+        if ((rc = clean_butter(o->clean.filter_order, o->clean.high_pass, o->clean.low_pass,
+                               tr > 0 ? 1.0 / tr : 0.0, &sos, image, e)))
+            goto out;
+        if (T <= sos.padlen) {
+            rc = bgfm_fail(e, BGFM_EDATA,
+                           "%s: %lld volumes are too few for the order-%d filter (forward-"
+                           "backward filtering pads %d volumes on each side and needs more "
+                           "than that); lower filter_order or drop the filter",
+                           image, (long long)T, o->clean.filter_order, sos.padlen);
+            goto out;
+        }
+        filt = &sos;
+    }
+    resample_grid grid;
+    for (int i = 0; i < 3; i++) grid.dim[i] = h->dim[i + 1];
+    memcpy(grid.affine, h->affine, sizeof grid.affine);
+    resample_src src[64];
+    BGFM_ASSERT(n_atlases >= 1 && n_atlases <= 64);
+    for (int a = 0; a < n_atlases; a++) {
+        src[a].grid = &atlases[a].grid;
+        src[a].region_of_vox = atlases[a].region_of_vox;
+        src[a].n_regions = atlases[a].n_regions;
+        src[a].name = atlases[a].path;
+    }
+    const resample_plan *plan = NULL;
+    if ((rc = resample_plan_get(cache, &grid, src, n_atlases, &plan, e))) goto out;
+    const int64_t n_in = plan->n_in, G = plan->n_total;
+    const int A = n_atlases;
+    vol = bgfm_malloc(e, (size_t)nvox * sizeof *vol, "volume buffer");
+    first = bgfm_malloc(e, (size_t)(n_in + 1) * sizeof *first, "first values");
+    varies = bgfm_calloc(e, (size_t)(n_in + 1), 1, "mask flags");
+    S = bgfm_calloc(e, (size_t)(T * G), sizeof *S, "region sums");
+    cs = bgfm_calloc(e, (size_t)G, sizeof *cs, "constant sums");
+    nconst = bgfm_calloc(e, (size_t)G, sizeof *nconst, "constant counts");
+    x = bgfm_malloc(e, (size_t)T * sizeof *x, "series");
+    work = bgfm_malloc(e, (size_t)(2 * (T + 2 * (filt ? filt->padlen : 0))) * sizeof *work,
+                       "filter work");
+    if (!vol || !first || !varies || !S || !cs || !nconst || !x || !work) {
+        rc = e->code;
+        goto out;
+    }
+    const int64_t *vox = plan->vox;
+    const int32_t *gidx = plan->gidx;
+    /* One pass: every labelled voxel is added to its regions' sums for every volume;
+     * voxels whose value never differs from their first value are constant and get
+     * subtracted at the end (docs/parcellate.md, "non-constant mask"). */
+    for (int64_t t = 0; t < T; t++) {
+        if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
+        int64_t bad = 0;
+        if (volume_nonfinite(vol, nvox, &bad)) {
+            int64_t nx = grid.dim[0], ny = grid.dim[1];
+            rc = bgfm_fail(e, BGFM_EDATA,
+                           "%s: volume %lld (0-based) has a NaN or Inf value at voxel "
+                           "(%lld, %lld, %lld); fix the image or leave it out (on_error: skip)",
+                           image, (long long)t, (long long)(bad % nx),
+                           (long long)((bad / nx) % ny), (long long)(bad / (nx * ny)));
+            goto out;
+        }
+        double *row = S + t * G;
+        if (t == 0)
+            for (int64_t v = 0; v < n_in; v++) first[v] = vol[vox[v]];
+        if (A == 1) {
+            for (int64_t v = 0; v < n_in; v++) {
+                float val = vol[vox[v]];
+                varies[v] |= (uint8_t)(val != first[v]);
+                row[gidx[v]] += (double)val;
+            }
+        } else {
+            for (int64_t v = 0; v < n_in; v++) {
+                float val = vol[vox[v]];
+                varies[v] |= (uint8_t)(val != first[v]);
+                const int32_t *g = gidx + v * A;
+                for (int a = 0; a < A; a++)
+                    if (g[a] >= 0) row[g[a]] += (double)val;
+            }
+        }
+    }
+    *bytes = niftiio_bytes_read(rd);
+    for (int64_t v = 0; v < n_in; v++) {
+        if (varies[v]) continue;
+        const int32_t *g = gidx + v * A;
+        for (int a = 0; a < A; a++)
+            if (g[a] >= 0) {
+                cs[g[a]] += (double)first[v];
+                nconst[g[a]]++;
+            }
+    }
+    int64_t off = 0;
+    for (int a = 0; a < A; a++) {
+        int N = atlases[a].n_regions;
+        parcellate_out *po = &out[a];
+        po->n_regions = N;
+        po->ts = bgfm_calloc(e, (size_t)(T * N), sizeof *po->ts, "time series");
+        po->coverage = bgfm_calloc(e, (size_t)N, sizeof *po->coverage, "coverage");
+        po->flagged = bgfm_calloc(e, (size_t)N, sizeof *po->flagged, "flags");
+        if (!po->ts || !po->coverage || !po->flagged) {
+            rc = e->code;
+            goto out;
+        }
+        int any = 0;
+        for (int r = 0; r < N; r++) {
+            int64_t g = off + r, nv = plan->n_vox[g], nm = nv - nconst[g];
+            double cov = nv > 0 ? (double)nm / (double)nv : 0.0;
+            po->coverage[r] = (float)cov;
+            any |= nm > 0;
+            if (nm <= 0 || cov < o->min_coverage) {
+                po->flagged[r] = 1;
+                continue;
+            }
+            for (int64_t t = 0; t < T; t++) x[t] = (S[t * G + g] - cs[g]) / (double)nm;
+            clean_series(&o->clean, filt, x, T, work);
+            for (int64_t t = 0; t < T; t++) po->ts[t * N + r] = (float)x[t];
+        }
+        if (!any) {
+            rc = bgfm_fail(e, BGFM_EDATA,
+                           "atlas '%s' (%s) does not overlap the non-constant voxels of %s at "
+                           "all; check that both are in the same space (affines)",
+                           atlases[a].name, atlases[a].path, image);
+            goto out;
+        }
+        off += N;
+    }
+    *T_out = T;
+    *tr_out = tr;
+out:
+    if (rc)
+        for (int a = 0; a < n_atlases; a++) parcellate_out_free(&out[a]);
+    niftiio_close(&rd);
+    free(vol);
+    free(first);
+    free(varies);
+    free(S);
+    free(cs);
+    free(nconst);
+    free(x);
+    free(work);
+    return rc;
+}
