@@ -448,15 +448,15 @@ static void t_header_errors(void **state) {
         expect_open_fail(p, BGFM_EDATA, "dim[2]");
         s = base_spec(v, NIFTIIO_FLOAT32);
         s.dim[4] = -3;
-        write_nifti(p, &s, 0, 400);
+        write_nifti(p, &s, 0, 600);
         expect_open_fail(p, BGFM_EDATA, "dim[4]");
         s = base_spec(v, NIFTIIO_FLOAT32);
         s.dim[0] = 9;
-        write_nifti(p, &s, 0, 400);
+        write_nifti(p, &s, 0, 600);
         expect_open_fail(p, BGFM_EDATA, "dim[0]");
         s = base_spec(v, 32); /* complex64 */
         s.bitpix = 64;
-        write_nifti(p, &s, 0, 400);
+        write_nifti(p, &s, 0, 600);
         expect_open_fail(p, BGFM_EDATA, "unsupported datatype");
         s = base_spec(v, NIFTIIO_FLOAT32);
         s.bitpix = 16;

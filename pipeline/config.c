@@ -1,0 +1,1682 @@
+/* config.c: the pipeline file loader: libyaml events -> a small node tree -> typed,
+ * validated structs; every error carries FILE:LINE:COL, the key and the nearest key.
+ * Not the plan or the runner (run.c) and not the YAML reference text (doc.c). */
+#include "bgfm/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "bgfm/stage.h"
+
+const char bgfm_opt_required[] = "(required)";
+
+#define UNB 1.0, -1.0 /* min > max: unbounded */
+#define I64MAX 9.2233720368547758e18
+
+/* ------------------------------------------------------------------ schema tables */
+
+static const bgfm_opt top_opts[] = {
+    {"name", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "pipeline name: letters, digits, '_', '.', '-' (not starting with '.')"},
+    {"workdir", BGFM_OPT_STR, "runs/<name>", UNB, NULL,
+     "directory of stage outputs, manifests and metrics.jsonl (relative to the pipeline "
+     "file's directory)"},
+    {"seed", BGFM_OPT_INT, "0", 0, I64MAX, NULL,
+     "seed of every random choice (counter-based, so results do not depend on the rank count)"},
+    {"on_error", BGFM_OPT_ENUM, "fail", UNB, "fail|skip",
+     "a subject whose data cannot be used stops the run (fail) or is left out, the run then "
+     "exiting with 9 (skip)"},
+};
+
+static const bgfm_opt inputs_opts[] = {
+    {"bids", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "BIDS dataset directory: sub-*/func/*_bold.nii[.gz] (relative to the pipeline file's "
+     "directory)"},
+    {"label_column", BGFM_OPT_STR, "diagnosis", UNB, NULL,
+     "column of participants.tsv holding the class label used by the probe"},
+    {"participants", BGFM_OPT_STR, "<bids>/participants.tsv", UNB, NULL,
+     "participants table (tab-separated, first column participant_id)"},
+};
+
+static const bgfm_opt atlas_opts[] = {
+    {"name", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "atlas name, unique: letters, digits, '_', '-' (names HDF5 groups)"},
+    {"path", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "3D label image (NIfTI-1/2, .nii or .nii.gz); 0 is background"},
+    {"labels", BGFM_OPT_STR, NULL, UNB, NULL,
+     "optional region name table: lines 'INDEX NAME ...' (FSL .txt or mricron .lut style)"},
+};
+
+static const bgfm_opt stage_opts[] = {
+    {"name", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "stage name, unique: letters, digits, '_', '.', '-' (not starting with '.'); names the "
+     "output directory <workdir>/<name>"},
+    {"uses", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "stage kind (see 'Stage kinds' below)"},
+};
+
+static const bgfm_opt slurm_opts[] = {
+    {"partition", BGFM_OPT_STR, NULL, UNB, NULL, "#SBATCH --partition"},
+    {"account", BGFM_OPT_STR, NULL, UNB, NULL, "#SBATCH --account"},
+    {"qos", BGFM_OPT_STR, NULL, UNB, NULL, "#SBATCH --qos"},
+    {"nodes", BGFM_OPT_INT, NULL, 1, 1048576, NULL, "#SBATCH --nodes"},
+    {"ntasks_per_node", BGFM_OPT_INT, NULL, 1, 1048576, NULL,
+     "#SBATCH --ntasks-per-node (MPI ranks per node)"},
+    {"cpus_per_task", BGFM_OPT_INT, NULL, 1, 1048576, NULL, "#SBATCH --cpus-per-task"},
+    {"mem", BGFM_OPT_STR, NULL, UNB, NULL,
+     "#SBATCH --mem: memory per node, digits with an optional K, M, G or T suffix"},
+    {"time", BGFM_OPT_STR, NULL, UNB, NULL,
+     "#SBATCH --time: MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (quote it)"},
+    {"constraint", BGFM_OPT_STR, NULL, UNB, NULL, "#SBATCH --constraint"},
+    {"extra", BGFM_OPT_LIST, NULL, UNB, NULL,
+     "additional #SBATCH lines, each an sbatch option such as \"--gres=gpu:1\""},
+    {"signal_grace", BGFM_OPT_INT, "300", 0, 86400, NULL,
+     "seconds before the time limit at which Slurm sends SIGUSR1 so a stage can checkpoint "
+     "and exit with 75"},
+    {"launcher", BGFM_OPT_ENUM, "auto", UNB, "auto|srun|mpirun",
+     "how the job script starts the MPI ranks (auto: srun inside Slurm, else mpirun)"},
+};
+
+#define NOPTS(t) ((int)(sizeof(t) / sizeof((t)[0])))
+
+const bgfm_opt *config_table_opts(config_table t, int *n) {
+    switch (t) {
+    case CONFIG_TABLE_TOP: *n = NOPTS(top_opts); return top_opts;
+    case CONFIG_TABLE_INPUTS: *n = NOPTS(inputs_opts); return inputs_opts;
+    case CONFIG_TABLE_ATLAS: *n = NOPTS(atlas_opts); return atlas_opts;
+    case CONFIG_TABLE_STAGE: *n = NOPTS(stage_opts); return stage_opts;
+    case CONFIG_TABLE_SLURM: *n = NOPTS(slurm_opts); return slurm_opts;
+    case CONFIG_TABLE_COUNT: break;
+    }
+    BGFM_ASSERT(!"unknown config table");
+}
+
+/* ------------------------------------------------------------------ nearest key */
+
+static int osa_distance(const char *a, const char *b) {
+    /* Optimal string alignment (Damerau-Levenshtein without repeated edits of a
+     * substring), case-insensitive, on words of at most 63 characters. */
+    enum { M = 64 };
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la >= M || lb >= M) return M;
+    int d[M][M];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int ca = a[i - 1] | 0x20, cb = b[j - 1] | 0x20;
+            int cost = ca == cb ? 0 : 1;
+            int best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best) best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && ca == (b[j - 2] | 0x20) && (a[i - 2] | 0x20) == cb &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+const char *config_nearest(const char *word, const char *const *cands, int n) {
+    int len = (int)strlen(word);
+    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    const char *best = NULL;
+    int bestd = limit + 1;
+    for (int i = 0; i < n; i++) {
+        if (!cands[i]) continue;
+        int d = osa_distance(word, cands[i]);
+        if (d < bestd && d < (int)strlen(cands[i])) {
+            bestd = d;
+            best = cands[i];
+        }
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static int vfail_at(bgfm_err *e, const char *file, int line, int col, const char *key,
+                    const char *near, const char *fmt, va_list ap) {
+    char what[1200];
+    vsnprintf(what, sizeof what, fmt, ap);
+    char keytxt[400] = "", neartxt[200] = "";
+    if (key) snprintf(keytxt, sizeof keytxt, " (key '%.380s')", key);
+    if (near) snprintf(neartxt, sizeof neartxt, "; did you mean '%.150s'?", near);
+    return bgfm_fail(e, BGFM_EUSAGE, "%.300s:%d:%d: %s%s%s", file, line, col, what, keytxt,
+                     neartxt);
+}
+
+static int fail_pos(bgfm_err *e, const char *file, int line, int col, const char *key,
+                    const char *near, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static int fail_pos(bgfm_err *e, const char *file, int line, int col, const char *key,
+                    const char *near, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(e, file, line, col, key, near, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int config_fail_at(bgfm_err *e, const bgfm_pipeline *p, int line, int col, const char *key,
+                   const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(e, p->file, line, col, key, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ node tree */
+
+typedef enum ynode_kind { YN_SCALAR, YN_MAP, YN_SEQ } ynode_kind;
+
+/* A YAML node with its 1-based position. MAP children alternate key, value. */
+typedef struct ynode {
+    ynode_kind kind;
+    int line, col;
+    int quoted; /* scalar written quoted, as a block scalar, or tagged !!str */
+    char *s;    /* scalar text */
+    int nk, cap;
+    struct ynode **kids;
+} ynode;
+
+static void ynode_free(ynode *n) {
+    if (!n) return;
+    for (int i = 0; i < n->nk; i++) ynode_free(n->kids[i]);
+    free(n->kids);
+    free(n->s);
+    free(n);
+}
+
+static int ynode_add(ynode *parent, ynode *kid, bgfm_err *e) {
+    if (parent->nk == parent->cap) {
+        int cap = parent->cap ? 2 * parent->cap : 8;
+        ynode **k = bgfm_malloc(e, (size_t)cap * sizeof *k, "YAML node list");
+        if (!k) return BGFM_ENOMEM;
+        if (parent->nk) memcpy(k, parent->kids, (size_t)parent->nk * sizeof *k);
+        free(parent->kids);
+        parent->kids = k;
+        parent->cap = cap;
+    }
+    parent->kids[parent->nk++] = kid;
+    return 0;
+}
+
+static int is_null_scalar(const ynode *n) {
+    if (n->kind != YN_SCALAR || n->quoted) return 0;
+    return !strcmp(n->s, "") || !strcmp(n->s, "~") || !strcmp(n->s, "null") ||
+           !strcmp(n->s, "Null") || !strcmp(n->s, "NULL");
+}
+
+/* Standard scalar tags are accepted (!!str makes a scalar a string as quotes do);
+ * collections may carry only their own standard tag. */
+static int tag_ok(const yaml_char_t *tag, int scalar, int *as_str) {
+    static const char *const scalar_tags[] = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
+                                              "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                                              "tag:yaml.org,2002:null"};
+    if (!tag) return 1;
+    const char *t = (const char *)tag;
+    if (scalar) {
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(t, scalar_tags[i])) {
+                if (i == 0) *as_str = 1;
+                return 1;
+            }
+        return 0;
+    }
+    return !strcmp(t, "tag:yaml.org,2002:map") || !strcmp(t, "tag:yaml.org,2002:seq");
+}
+
+/* Line and column (1-based) of a byte offset, for reader errors that carry no mark. */
+static void offset_pos(const char *buf, size_t len, size_t off, int *line, int *col) {
+    int l = 1, c = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (buf[i] == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)buf[i] & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+static int syntax_fail(const char *file, const char *buf, size_t len, const yaml_parser_t *ps,
+                       bgfm_err *e) {
+    const char *prob = ps->problem ? ps->problem : "unknown problem";
+    if (ps->error == YAML_MEMORY_ERROR)
+        return bgfm_fail(e, BGFM_ENOMEM, "%s: out of memory while parsing YAML", file);
+    if (ps->error == YAML_READER_ERROR) {
+        int l, c;
+        offset_pos(buf, len, ps->problem_offset, &l, &c);
+        return fail_pos(e, file, l, c, NULL, NULL,
+                        "YAML syntax error: %s (the file must be UTF-8 text)", prob);
+    }
+    int l = (int)ps->problem_mark.line + 1, c = (int)ps->problem_mark.column + 1;
+    if (ps->context)
+        return fail_pos(e, file, l, c, NULL, NULL, "YAML syntax error: %s (%s at line %d, column %d)",
+                        prob, ps->context, (int)ps->context_mark.line + 1,
+                        (int)ps->context_mark.column + 1);
+    return fail_pos(e, file, l, c, NULL, NULL, "YAML syntax error: %s", prob);
+}
+
+typedef struct tree_state {
+    const char *file;
+    ynode *stack[CONFIG_MAX_DEPTH];
+    int depth;
+    int ndocs;
+    ynode *root;
+} tree_state;
+
+/* Add one parser event to the tree, refusing what a pipeline file never needs:
+ * anchors and aliases (no alias bombs), unusual tags, a second document, deep nesting. */
+static int tree_event(tree_state *t, const yaml_event_t *ev, bgfm_err *e) {
+    const char *f = t->file;
+    int l = (int)ev->start_mark.line + 1, c = (int)ev->start_mark.column + 1;
+    const yaml_char_t *anchor = NULL, *tag = NULL;
+    ynode_kind kind = YN_SCALAR;
+    switch (ev->type) {
+    case YAML_NO_EVENT:
+    case YAML_STREAM_START_EVENT:
+    case YAML_STREAM_END_EVENT:
+    case YAML_DOCUMENT_END_EVENT: return 0;
+    case YAML_DOCUMENT_START_EVENT:
+        if (t->ndocs > 0)
+            return fail_pos(e, f, l, c, NULL, NULL,
+                            "a second YAML document: a pipeline file holds exactly one (remove "
+                            "the '---' line and what follows it)");
+        if (ev->data.document_start.tag_directives.start !=
+            ev->data.document_start.tag_directives.end)
+            return fail_pos(e, f, l, c, NULL, NULL, "%%TAG directives are not supported");
+        t->ndocs++;
+        return 0;
+    case YAML_ALIAS_EVENT:
+        return fail_pos(e, f, l, c, NULL, NULL,
+                        "YAML alias '*%s' is not allowed: anchors and aliases are rejected "
+                        "(they can expand a small file into a huge one); write the value out",
+                        (const char *)ev->data.alias.anchor);
+    case YAML_SCALAR_EVENT:
+        anchor = ev->data.scalar.anchor;
+        tag = ev->data.scalar.tag;
+        kind = YN_SCALAR;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
+        kind = YN_SEQ;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
+        kind = YN_MAP;
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        BGFM_ASSERT(t->depth > 0);
+        t->depth--;
+        return 0;
+    }
+    if (anchor)
+        return fail_pos(e, f, l, c, NULL, NULL,
+                        "YAML anchor '&%s' is not allowed: anchors and aliases are rejected "
+                        "(they can expand a small file into a huge one); write the value out",
+                        (const char *)anchor);
+    int as_str = 0;
+    if (!tag_ok(tag, kind == YN_SCALAR, &as_str))
+        return fail_pos(e, f, l, c, NULL, NULL,
+                        "YAML tag '%s' is not allowed (only the standard scalar tags !!str, !!int, "
+                        "!!float, !!bool and !!null are)", (const char *)tag);
+    if (kind != YN_SCALAR && t->depth >= CONFIG_MAX_DEPTH)
+        return fail_pos(e, f, l, c, NULL, NULL, "YAML nesting deeper than %d levels",
+                        CONFIG_MAX_DEPTH);
+    ynode *n = bgfm_calloc(e, 1, sizeof *n, "YAML node");
+    if (!n) return BGFM_ENOMEM;
+    n->kind = kind;
+    n->line = l;
+    n->col = c;
+    if (kind == YN_SCALAR) {
+        size_t len = ev->data.scalar.length;
+        if (memchr(ev->data.scalar.value, 0, len)) {
+            free(n);
+            return fail_pos(e, f, l, c, NULL, NULL, "a NUL character inside a value");
+        }
+        n->s = bgfm_malloc(e, len + 1, "YAML scalar");
+        if (!n->s) {
+            free(n);
+            return BGFM_ENOMEM;
+        }
+        memcpy(n->s, ev->data.scalar.value, len);
+        n->s[len] = '\0';
+        n->quoted = as_str || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    }
+    if (t->depth == 0) {
+        BGFM_ASSERT(t->root == NULL);
+        t->root = n;
+    } else if (ynode_add(t->stack[t->depth - 1], n, e)) {
+        ynode_free(n);
+        return BGFM_ENOMEM;
+    }
+    if (kind != YN_SCALAR) t->stack[t->depth++] = n;
+    return 0;
+}
+
+static int tree_build(const char *file, const char *buf, size_t len, ynode **root, bgfm_err *e) {
+    *root = NULL;
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps))
+        return bgfm_fail(e, BGFM_ENOMEM, "%s: cannot initialise the YAML parser", file);
+    yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
+    tree_state t;
+    memset(&t, 0, sizeof t);
+    t.file = file;
+    int rc = 0, done = 0;
+    while (!done && !rc) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) {
+            rc = syntax_fail(file, buf, len, &ps, e);
+            break;
+        }
+        rc = tree_event(&t, &ev, e);
+        if (ev.type == YAML_STREAM_END_EVENT) done = 1;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&ps);
+    if (rc) {
+        ynode_free(t.root);
+        return rc;
+    }
+    if (!t.root || is_null_scalar(t.root))
+        rc = fail_pos(e, file, 1, 1, NULL, NULL,
+                      "the pipeline file is empty (it needs name:, inputs:, atlases: and stages:)");
+    else if (t.root->kind != YN_MAP)
+        rc = fail_pos(e, file, t.root->line, t.root->col, NULL, NULL,
+                      "the pipeline file must be a mapping of keys (name:, inputs:, atlases:, "
+                      "stages:, ...)");
+    if (rc) {
+        ynode_free(t.root);
+        return rc;
+    }
+    *root = t.root;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ typed values */
+
+typedef struct cfgp {
+    const char *file;
+    bgfm_err *e;
+    const bgfm_stage_kind *const *kinds;
+} cfgp;
+
+static int fail_node(const cfgp *c, const ynode *n, const char *key, const char *near,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail_node(const cfgp *c, const ynode *n, const char *key, const char *near,
+                     const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(c->e, c->file, n->line, n->col, key, near, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static const char *type_want(const bgfm_opt *o) {
+    switch (o->type) {
+    case BGFM_OPT_BOOL: return "true or false";
+    case BGFM_OPT_INT: return "an integer";
+    case BGFM_OPT_REAL: return "a number";
+    case BGFM_OPT_STR: return "a string";
+    case BGFM_OPT_ENUM: return "one of the listed words";
+    case BGFM_OPT_LIST: return "a list";
+    }
+    return "a value";
+}
+
+static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+
+static int int_syntax(const char *s) {
+    if (*s == '+' || *s == '-') s++;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!is_digit(*s)) return 0;
+    return 1;
+}
+
+static int real_syntax(const char *s) {
+    int digits = 0;
+    if (*s == '+' || *s == '-') s++;
+    while (is_digit(*s)) s++, digits++;
+    if (*s == '.') {
+        s++;
+        while (is_digit(*s)) s++, digits++;
+    }
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!is_digit(*s)) return 0;
+        while (is_digit(*s)) s++;
+    }
+    return *s == '\0';
+}
+
+static int has_control(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return 1;
+    return 0;
+}
+
+/* Is `w` one of the choices "a|b|c"? */
+static int choice_has(const char *choices, const char *w) {
+    size_t n = strlen(w);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t k = bar ? (size_t)(bar - p) : strlen(p);
+        if (k == n && !strncmp(p, w, n)) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* Nearest choice, copied into out (empty if none is close). */
+static void choice_nearest(const char *choices, const char *w, char *out, size_t nout) {
+    char buf[512];
+    const char *cands[64];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", choices);
+    for (char *tok = buf; tok && n < 64;) {
+        char *bar = strchr(tok, '|');
+        if (bar) *bar = '\0';
+        cands[n++] = tok;
+        tok = bar ? bar + 1 : NULL;
+    }
+    const char *best = config_nearest(w, cands, n);
+    snprintf(out, nout, "%s", best ? best : "");
+}
+
+static void choices_text(const char *choices, char *out, size_t nout) {
+    size_t k = 0;
+    for (const char *p = choices; *p && k + 4 < nout; p++) {
+        if (*p == '|') {
+            out[k++] = ',';
+            out[k++] = ' ';
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+}
+
+static void range_text(const bgfm_opt *o, char *buf, size_t n) {
+    if (o->type == BGFM_OPT_INT) {
+        if (o->max >= 9e18)
+            snprintf(buf, n, "at least %lld", (long long)o->min);
+        else
+            snprintf(buf, n, "between %lld and %lld", (long long)o->min, (long long)o->max);
+    } else {
+        snprintf(buf, n, "between %.17g and %.17g", o->min, o->max);
+    }
+}
+
+/* Parse scalar text into v per the option's type. On a user error returns 1 with a
+ * problem in `why` (and a suggestion in `near`); 0 on success; an error code when
+ * an allocation fails. */
+static int value_text(const bgfm_opt *o, const char *s, int quoted, bgfm_value *v, char *why,
+                      size_t nwhy, char *near, size_t nnear, bgfm_err *e) {
+    char rng[128];
+    near[0] = '\0';
+    if (has_control(s)) {
+        snprintf(why, nwhy, "control characters (newline, tab, ...) are not allowed in values");
+        return 1;
+    }
+    switch (o->type) {
+    case BGFM_OPT_BOOL:
+        if (quoted) {
+            snprintf(why, nwhy, "expected true or false, got the quoted string \"%.100s\" "
+                     "(remove the quotes)", s);
+            return 1;
+        }
+        if (!strcmp(s, "true") || !strcmp(s, "false")) {
+            v->b = s[0] == 't';
+            return 0;
+        }
+        {
+            static const char *const yaml11[] = {"yes", "no", "on", "off", "y", "n", "true",
+                                                 "false"};
+            for (int i = 0; i < 8; i++)
+                if (!strcasecmp(s, yaml11[i])) {
+                    snprintf(why, nwhy, "expected true or false, got '%.100s' (YAML 1.1 "
+                             "spellings such as yes/no/on/off are not accepted: write %s)",
+                             s, (i % 2 == 0) ? "true" : "false");
+                    return 1;
+                }
+        }
+        snprintf(why, nwhy, "expected true or false, got '%.100s'", s);
+        return 1;
+    case BGFM_OPT_INT: {
+        if (quoted) {
+            snprintf(why, nwhy, "expected an integer, got the quoted string \"%.100s\" "
+                     "(remove the quotes)", s);
+            return 1;
+        }
+        if (!int_syntax(s)) {
+            snprintf(why, nwhy, "expected a decimal integer, got '%.100s'", s);
+            return 1;
+        }
+        const char *d = (*s == '+' || *s == '-') ? s + 1 : s;
+        if (d[0] == '0' && d[1]) {
+            snprintf(why, nwhy, "expected a decimal integer, got '%.100s' (leading zeros are "
+                     "not allowed: YAML 1.1 reads them as octal)", s);
+            return 1;
+        }
+        errno = 0;
+        long long x = strtoll(s, NULL, 10);
+        if (errno == ERANGE) {
+            snprintf(why, nwhy, "integer '%.100s' does not fit in 64 bits", s);
+            return 1;
+        }
+        if (o->min <= o->max && ((double)x < o->min || (double)x > o->max)) {
+            range_text(o, rng, sizeof rng);
+            snprintf(why, nwhy, "%lld is out of range: must be %s", x, rng);
+            return 1;
+        }
+        v->i = x;
+        return 0;
+    }
+    case BGFM_OPT_REAL: {
+        if (quoted) {
+            snprintf(why, nwhy, "expected a number, got the quoted string \"%.100s\" (remove "
+                     "the quotes)", s);
+            return 1;
+        }
+        if (!real_syntax(s)) {
+            snprintf(why, nwhy, "expected a finite decimal number, got '%.100s'", s);
+            return 1;
+        }
+        double x = strtod(s, NULL);
+        if (!isfinite(x)) {
+            snprintf(why, nwhy, "'%.100s' is too large (not a finite double)", s);
+            return 1;
+        }
+        if (o->min <= o->max && (x < o->min || x > o->max)) {
+            range_text(o, rng, sizeof rng);
+            snprintf(why, nwhy, "%.17g is out of range: must be %s", x, rng);
+            return 1;
+        }
+        v->r = x;
+        return 0;
+    }
+    case BGFM_OPT_ENUM:
+        BGFM_ASSERT(o->choices != NULL);
+        if (!choice_has(o->choices, s)) {
+            char ch[512];
+            choices_text(o->choices, ch, sizeof ch);
+            snprintf(why, nwhy, "'%.100s' is not one of: %.400s", s, ch);
+            choice_nearest(o->choices, s, near, nnear);
+            return 1;
+        }
+        /* fall through */
+    case BGFM_OPT_STR:
+        if (!s[0]) {
+            snprintf(why, nwhy, "empty string");
+            return 1;
+        }
+        free(v->s);
+        v->s = bgfm_strdup(e, s);
+        return v->s ? 0 : BGFM_ENOMEM;
+    case BGFM_OPT_LIST: break;
+    }
+    snprintf(why, nwhy, "expected a list");
+    return 1;
+}
+
+static void value_clear(bgfm_value *v) {
+    free(v->s);
+    v->s = NULL;
+    for (int i = 0; i < v->n_list; i++) free(v->list[i]);
+    free(v->list);
+    v->list = NULL;
+    v->n_list = 0;
+}
+
+static int value_list_add(bgfm_value *v, const char *s, bgfm_err *e) {
+    char **l = bgfm_malloc(e, (size_t)(v->n_list + 1) * sizeof *l, "list value");
+    if (!l) return BGFM_ENOMEM;
+    if (v->n_list) memcpy(l, v->list, (size_t)v->n_list * sizeof *l);
+    l[v->n_list] = bgfm_strdup(e, s);
+    if (!l[v->n_list]) {
+        free(l);
+        return BGFM_ENOMEM;
+    }
+    free(v->list);
+    v->list = l;
+    v->n_list++;
+    return 0;
+}
+
+static const char *node_what(const ynode *n) {
+    return n->kind == YN_MAP ? "a mapping" : n->kind == YN_SEQ ? "a list" : "a scalar";
+}
+
+/* Set v (option o) from a node of the file. */
+static int value_set(const cfgp *c, const bgfm_opt *o, const ynode *n, const char *key,
+                     bgfm_value *v) {
+    char why[600], near[128];
+    v->opt = o;
+    if (is_null_scalar(n))
+        return fail_node(c, n, key, NULL, "no value given (%s)",
+                         o->def && o->def != bgfm_opt_required
+                             ? "write one, or remove the key to use the default"
+                             : "write one, or remove the key");
+    if (o->type == BGFM_OPT_LIST) {
+        if (n->kind != YN_SEQ)
+            return fail_node(c, n, key, NULL,
+                             "expected a list ([a, b] or one '- item' per line), got %s",
+                             node_what(n));
+        value_clear(v);
+        for (int i = 0; i < n->nk; i++) {
+            const ynode *it = n->kids[i];
+            if (it->kind != YN_SCALAR || is_null_scalar(it))
+                return fail_node(c, it, key, NULL, "list items must be non-empty scalars, "
+                                 "got %s", is_null_scalar(it) ? "an empty item" : node_what(it));
+            if (has_control(it->s))
+                return fail_node(c, it, key, NULL,
+                                 "control characters (newline, tab, ...) are not allowed in "
+                                 "values");
+            int rc = value_list_add(v, it->s, c->e);
+            if (rc) return rc;
+        }
+    } else {
+        if (n->kind != YN_SCALAR) {
+            if (o->type == BGFM_OPT_ENUM) {
+                char ch[512];
+                choices_text(o->choices, ch, sizeof ch);
+                return fail_node(c, n, key, NULL, "expected one of: %s, got %s", ch,
+                                 node_what(n));
+            }
+            return fail_node(c, n, key, NULL, "expected %s, got %s", type_want(o),
+                             node_what(n));
+        }
+        int rc = value_text(o, n->s, n->quoted, v, why, sizeof why, near, sizeof near, c->e);
+        if (rc == 1) return fail_node(c, n, key, near[0] ? near : NULL, "%s", why);
+        if (rc) return rc;
+    }
+    v->state = 2;
+    v->line = n->line;
+    v->col = n->col;
+    return 0;
+}
+
+/* Default text of an option (a bug in a table if it does not parse). */
+static int value_default(const cfgp *c, const bgfm_opt *o, bgfm_value *v, const char *table) {
+    char why[600], near[128];
+    v->opt = o;
+    if (o->type == BGFM_OPT_LIST) {
+        const char *d = o->def;
+        size_t n = strlen(d);
+        if (n < 2 || d[0] != '[' || d[n - 1] != ']')
+            return bgfm_fail(c->e, BGFM_EINTERNAL, "internal error: default '%s' of list option "
+                             "'%s' (%s) is not written [a, b]", d, o->key, table);
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%.*s", (int)(n - 2), d + 1);
+        value_clear(v);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ') tok++;
+            size_t k = strlen(tok);
+            while (k && tok[k - 1] == ' ') tok[--k] = '\0';
+            if (!k) continue;
+            int rc = value_list_add(v, tok, c->e);
+            if (rc) return rc;
+        }
+    } else {
+        int rc = value_text(o, o->def, 0, v, why, sizeof why, near, sizeof near, c->e);
+        if (rc == 1)
+            return bgfm_fail(c->e, BGFM_EINTERNAL, "internal error: default '%s' of option '%s' "
+                             "(%s) is invalid: %s", o->def, o->key, table, why);
+        if (rc) return rc;
+    }
+    v->state = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ params */
+
+static int params_init(bgfm_params *p, const bgfm_opt *opts, int n, bgfm_err *e) {
+    memset(p, 0, sizeof *p);
+    p->opts = opts;
+    p->n = n;
+    p->v = bgfm_calloc(e, (size_t)(n > 0 ? n : 1), sizeof *p->v, "option values");
+    if (!p->v) return BGFM_ENOMEM;
+    for (int i = 0; i < n; i++) p->v[i].opt = &opts[i];
+    return 0;
+}
+
+void params_free(bgfm_params *p) {
+    if (!p) return;
+    if (p->v)
+        for (int i = 0; i < p->n; i++) value_clear(&p->v[i]);
+    free(p->v);
+    memset(p, 0, sizeof *p);
+}
+
+static int opt_index(const bgfm_opt *opts, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(opts[i].key, key)) return i;
+    return -1;
+}
+
+const bgfm_value *params_value(const bgfm_params *p, const char *key) {
+    int i = opt_index(p->opts, p->n, key);
+    BGFM_ASSERT(i >= 0 && "params: key not in the options table");
+    return &p->v[i];
+}
+
+bool params_has(const bgfm_params *p, const char *key) { return params_value(p, key)->state != 0; }
+
+bool params_bool(const bgfm_params *p, const char *key) {
+    const bgfm_value *v = params_value(p, key);
+    BGFM_ASSERT(v->opt->type == BGFM_OPT_BOOL);
+    return v->state ? v->b : false;
+}
+
+int64_t params_int(const bgfm_params *p, const char *key) {
+    const bgfm_value *v = params_value(p, key);
+    BGFM_ASSERT(v->opt->type == BGFM_OPT_INT);
+    return v->state ? v->i : 0;
+}
+
+double params_real(const bgfm_params *p, const char *key) {
+    const bgfm_value *v = params_value(p, key);
+    BGFM_ASSERT(v->opt->type == BGFM_OPT_REAL);
+    return v->state ? v->r : 0.0;
+}
+
+const char *params_str(const bgfm_params *p, const char *key) {
+    const bgfm_value *v = params_value(p, key);
+    BGFM_ASSERT(v->opt->type == BGFM_OPT_STR || v->opt->type == BGFM_OPT_ENUM);
+    return v->state ? v->s : NULL;
+}
+
+static void key_join(char *out, size_t n, const char *a, const char *b) {
+    if (a && a[0])
+        snprintf(out, n, "%s.%s", a, b);
+    else
+        snprintf(out, n, "%s", b);
+}
+
+/* Is some option of the table inside the group `prefix` (i.e. "prefix.x...")? */
+static int opt_group(const bgfm_opt *opts, int n, const char *prefix) {
+    size_t k = strlen(prefix);
+    for (int i = 0; i < n; i++)
+        if (!strncmp(opts[i].key, prefix, k) && opts[i].key[k] == '.') return 1;
+    return 0;
+}
+
+/* "unknown key", suggesting the nearest key valid at this level (options under
+ * `prefix`, plus `extra` structural keys). */
+static int unknown_key(const cfgp *c, const bgfm_opt *opts, int n, const char *prefix,
+                       const char *const *extra, int n_extra, const ynode *k, const char *path) {
+    enum { MAXC = 160 };
+    char names[MAXC][64];
+    const char *cands[MAXC];
+    int nc = 0;
+    size_t pl = prefix ? strlen(prefix) : 0;
+    for (int i = 0; i < n && nc < MAXC; i++) {
+        const char *key = opts[i].key;
+        if (pl) {
+            if (strncmp(key, prefix, pl) || key[pl] != '.') continue;
+            key += pl + 1;
+        }
+        size_t len = strcspn(key, ".");
+        if (len >= 64) continue;
+        int dup = 0;
+        for (int j = 0; j < nc; j++)
+            if (strlen(cands[j]) == len && !strncmp(cands[j], key, len)) dup = 1;
+        if (dup) continue;
+        memcpy(names[nc], key, len);
+        names[nc][len] = '\0';
+        cands[nc] = names[nc];
+        nc++;
+    }
+    for (int i = 0; i < n_extra && nc < MAXC; i++) cands[nc++] = extra[i];
+    char full[512];
+    key_join(full, sizeof full, path, k->s);
+    const char *near = config_nearest(k->s, cands, nc);
+    if (near) return fail_node(c, k, full, near, "unknown key");
+    char list[1024];
+    size_t used = 0;
+    list[0] = '\0';
+    for (int i = 0; i < nc && used + 80 < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                 cands[i]);
+    if (nc == 0) return fail_node(c, k, full, NULL, "unknown key (no keys are accepted here)");
+    return fail_node(c, k, full, NULL, "unknown key (accepted here: %s)", list);
+}
+
+/* Keys of a mapping must be non-empty scalars and unique. Key i is checked against
+ * keys 0..i-1 (callers stop at the first unknown key, so this stays small). */
+static int map_key_check(const cfgp *c, const ynode *map, int i, const char *path) {
+    const ynode *k = map->kids[2 * i];
+    if (k->kind != YN_SCALAR)
+        return fail_node(c, k, path[0] ? path : NULL, NULL, "keys must be plain words, got %s",
+                         node_what(k));
+    if (is_null_scalar(k) || !k->s[0])
+        return fail_node(c, k, path[0] ? path : NULL, NULL, "empty key");
+    for (int j = 0; j < i; j++) {
+        const ynode *o = map->kids[2 * j];
+        if (!strcmp(o->s, k->s)) {
+            char full[512];
+            key_join(full, sizeof full, path, k->s);
+            return fail_node(c, k, full, NULL, "duplicate key (first given at line %d, column %d)",
+                             o->line, o->col);
+        }
+    }
+    return 0;
+}
+
+static int params_map(const cfgp *c, bgfm_params *p, const ynode *map, const char *prefix,
+                      const char *path, const char *const *extra, int n_extra);
+
+/* One key/value pair of a mapping read into the table. Returns 0, 1 when the key
+ * is not in the table (no message yet), or an error code. */
+static int params_pair(const cfgp *c, bgfm_params *p, const ynode *k, const ynode *v,
+                       const char *prefix, const char *path) {
+    char full[512], where[512];
+    key_join(full, sizeof full, prefix, k->s);
+    key_join(where, sizeof where, path, k->s);
+    int i = opt_index(p->opts, p->n, full);
+    if (i >= 0) {
+        if (p->v[i].state == 2)
+            return fail_node(c, k, where, NULL, "key given twice (first at line %d, column %d)",
+                             p->v[i].line, p->v[i].col);
+        return value_set(c, &p->opts[i], v, where, &p->v[i]);
+    }
+    if (strlen(full) < 400 && opt_group(p->opts, p->n, full)) {
+        if (v->kind != YN_MAP)
+            return fail_node(c, v, where, NULL, "expected a mapping of keys (%s: {key: value}), "
+                             "got %s", k->s, is_null_scalar(v) ? "nothing" : node_what(v));
+        return params_map(c, p, v, full, where, NULL, 0);
+    }
+    return 1;
+}
+
+static int params_map(const cfgp *c, bgfm_params *p, const ynode *map, const char *prefix,
+                      const char *path, const char *const *extra, int n_extra) {
+    for (int i = 0; 2 * i < map->nk; i++) {
+        int rc = map_key_check(c, map, i, path);
+        if (rc) return rc;
+        const ynode *k = map->kids[2 * i], *v = map->kids[2 * i + 1];
+        rc = params_pair(c, p, k, v, prefix, path);
+        if (rc == 1) return unknown_key(c, p->opts, p->n, prefix, extra, n_extra, k, path);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* After reading a block: required keys present, defaults filled (if `defaults`). */
+static int params_finish(const cfgp *c, bgfm_params *p, const ynode *pos, const char *path,
+                         int defaults, const char *table) {
+    for (int i = 0; i < p->n; i++) {
+        bgfm_value *v = &p->v[i];
+        if (v->state) continue;
+        const bgfm_opt *o = &p->opts[i];
+        if (o->def == bgfm_opt_required) {
+            char full[512];
+            key_join(full, sizeof full, path, o->key);
+            return fail_node(c, pos, full, NULL, "missing required key");
+        }
+        if (!defaults || !o->def) continue;
+        int rc = value_default(c, o, v, table);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ paths and names */
+
+/* Lexically tidy a path: collapse "//" and "/./", drop a trailing "/." or "/".
+ * ".." is kept (symlinks make removing it unsafe). In place. */
+static void path_tidy(char *s) {
+    size_t r = 0, w = 0, n = strlen(s);
+    while (r < n) {
+        if (s[r] == '/' && w > 0 && s[w - 1] == '/') {
+            r++;
+            continue;
+        }
+        if (s[r] == '.' && (r == 0 || s[r - 1] == '/') && (s[r + 1] == '/' || s[r + 1] == '\0') &&
+            w > 0) {
+            r += s[r + 1] ? 2 : 1;
+            continue;
+        }
+        s[w++] = s[r++];
+    }
+    while (w > 1 && s[w - 1] == '/') w--;
+    s[w] = '\0';
+}
+
+/* Directory of the pipeline file, absolute. */
+static int base_dir(const cfgp *c, char **out) {
+    const char *slash = strrchr(c->file, '/');
+    size_t dl = slash ? (size_t)(slash - c->file) : 0;
+    char cwd[4096] = "";
+    if (!slash || c->file[0] != '/') {
+        if (!getcwd(cwd, sizeof cwd))
+            return bgfm_fail(c->e, BGFM_EIO, "%s: cannot determine the current directory: %s",
+                             c->file, strerror(errno));
+    }
+    size_t n = strlen(cwd) + dl + 4;
+    char *b = bgfm_malloc(c->e, n, "pipeline directory");
+    if (!b) return BGFM_ENOMEM;
+    if (!slash)
+        snprintf(b, n, "%s", cwd);
+    else if (c->file[0] == '/')
+        snprintf(b, n, "%.*s", dl ? (int)dl : 1, c->file);
+    else
+        snprintf(b, n, "%s/%.*s", cwd, (int)dl, c->file);
+    path_tidy(b);
+    *out = b;
+    return 0;
+}
+
+static int path_resolve(const cfgp *c, const char *base, const char *rel, char **out) {
+    size_t n = strlen(base) + strlen(rel) + 2;
+    char *s = bgfm_malloc(c->e, n, "path");
+    if (!s) return BGFM_ENOMEM;
+    if (rel[0] == '/')
+        snprintf(s, n, "%s", rel);
+    else
+        snprintf(s, n, "%s/%s", base, rel);
+    path_tidy(s);
+    *out = s;
+    return 0;
+}
+
+/* [A-Za-z0-9_-]+, plus '.' (not first) when dots is set. */
+static int name_ok(const char *s, int dots) {
+    if (!s[0] || s[0] == '.') return 0;
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) || ch == '_' ||
+              ch == '-' || (dots && ch == '.')))
+            return 0;
+    }
+    return 1;
+}
+
+static int value_fail(const cfgp *c, const bgfm_value *v, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int value_fail(const cfgp *c, const bgfm_value *v, const char *key, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(c->e, c->file, v->line, v->col, key, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Slurm time limits: MINUTES, MINUTES:SECONDS, HOURS:MINUTES:SECONDS, DAYS-HOURS,
+ * DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, or UNLIMITED. */
+static int slurm_time_ok(const char *s) {
+    if (!strcmp(s, "UNLIMITED") || !strcmp(s, "INFINITE")) return 1;
+    int fields = 0, days = 0;
+    const char *p = s;
+    const char *dash = strchr(s, '-');
+    if (dash) {
+        if (dash == s) return 0;
+        for (; p < dash; p++)
+            if (!is_digit(*p)) return 0;
+        p = dash + 1;
+        days = 1;
+    }
+    for (;;) {
+        int digits = 0;
+        while (is_digit(*p)) p++, digits++;
+        if (!digits) return 0;
+        fields++;
+        if (*p == ':') {
+            p++;
+            continue;
+        }
+        break;
+    }
+    /* with days: at most H:M:S; without: M, M:S or H:M:S */
+    return *p == '\0' && fields <= 3 && (days || fields >= 1);
+}
+
+static int slurm_mem_ok(const char *s) {
+    int digits = 0;
+    while (is_digit(*s)) s++, digits++;
+    if (!digits) return 0;
+    if (*s && strchr("KMGTkmgt", *s)) s++;
+    return *s == '\0';
+}
+
+static int slurm_check(const cfgp *c, const bgfm_params *sl, const char *path) {
+    char key[512];
+    const bgfm_value *v = params_value(sl, "time");
+    key_join(key, sizeof key, path, "time");
+    if (v->state == 2 && !slurm_time_ok(v->s))
+        return value_fail(c, v, key, "'%s' is not a Slurm time limit (write MINUTES, "
+                          "\"HH:MM:SS\" or \"D-HH:MM:SS\")", v->s);
+    v = params_value(sl, "mem");
+    key_join(key, sizeof key, path, "mem");
+    if (v->state == 2 && !slurm_mem_ok(v->s))
+        return value_fail(c, v, key, "'%s' is not a Slurm memory size (digits with an optional "
+                          "K, M, G or T suffix, e.g. 16G)", v->s);
+    v = params_value(sl, "extra");
+    key_join(key, sizeof key, path, "extra");
+    for (int i = 0; v->state == 2 && i < v->n_list; i++)
+        if (v->list[i][0] != '-')
+            return value_fail(c, v, key, "'%s' is not an sbatch option (items look like "
+                              "\"--gres=gpu:1\")", v->list[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the pipeline */
+
+static const bgfm_stage_kind *kind_lookup(const cfgp *c, const char *name) {
+    for (int i = 0; c->kinds[i]; i++)
+        if (!strcmp(c->kinds[i]->name, name)) return c->kinds[i];
+    return NULL;
+}
+
+/* Position label of a list entry in messages: "stages.NAME" or "stages[i]". */
+static void entry_path(char *out, size_t n, const char *list, const ynode *entry, int i) {
+    if (entry->kind == YN_MAP)
+        for (int j = 0; 2 * j < entry->nk; j++) {
+            const ynode *k = entry->kids[2 * j], *v = entry->kids[2 * j + 1];
+            if (k->kind == YN_SCALAR && !strcmp(k->s, "name") && v->kind == YN_SCALAR &&
+                name_ok(v->s, 1)) {
+                snprintf(out, n, "%s.%s", list, v->s);
+                return;
+            }
+        }
+    snprintf(out, n, "%s[%d]", list, i);
+}
+
+static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm_pipeline *out) {
+    if (seq->kind != YN_SEQ || seq->nk == 0)
+        return fail_node(c, seq, "atlases", NULL,
+                         "expected a list of at least one atlas ({name: ..., path: ...})");
+    out->atlases = bgfm_calloc(c->e, (size_t)seq->nk, sizeof *out->atlases, "atlases");
+    if (!out->atlases) return BGFM_ENOMEM;
+    for (int i = 0; i < seq->nk; i++) {
+        const ynode *m = seq->kids[i];
+        char path[256];
+        entry_path(path, sizeof path, "atlases", m, i);
+        if (m->kind != YN_MAP)
+            return fail_node(c, m, path, NULL, "expected an atlas mapping {name: ..., path: ...}, "
+                             "got %s", node_what(m));
+        bgfm_params ap;
+        int rc = params_init(&ap, atlas_opts, NOPTS(atlas_opts), c->e);
+        if (!rc) rc = params_map(c, &ap, m, "", path, NULL, 0);
+        if (!rc) rc = params_finish(c, &ap, m, path, 1, "atlas");
+        bgfm_atlas_cfg *a = &out->atlases[out->n_atlases];
+        a->line = m->line;
+        a->col = m->col;
+        if (!rc) {
+            const bgfm_value *nv = params_value(&ap, "name");
+            char key[300];
+            key_join(key, sizeof key, path, "name");
+            if (!name_ok(nv->s, 0))
+                rc = value_fail(c, nv, key, "atlas name '%s' may only hold letters, digits, "
+                                "'_' and '-'", nv->s);
+            for (int j = 0; !rc && j < out->n_atlases; j++)
+                if (!strcmp(out->atlases[j].name, nv->s))
+                    rc = value_fail(c, nv, key, "duplicate atlas name '%s' (first at line %d)",
+                                    nv->s, out->atlases[j].line);
+        }
+        if (!rc) {
+            out->n_atlases++;
+            a->name = bgfm_strdup(c->e, params_str(&ap, "name"));
+            if (!a->name) rc = BGFM_ENOMEM;
+        }
+        if (!rc) rc = path_resolve(c, base, params_str(&ap, "path"), &a->path);
+        if (!rc && params_has(&ap, "labels"))
+            rc = path_resolve(c, base, params_str(&ap, "labels"), &a->labels);
+        params_free(&ap);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int parse_stage_with(const cfgp *c, bgfm_stage_cfg *s, const ynode *with,
+                            const ynode *entry, const char *path) {
+    const bgfm_stage_kind *k = s->kind;
+    int rc = params_init(&s->with, k->opts, k->n_opts, c->e);
+    if (rc) return rc;
+    char wpath[300], table[200];
+    snprintf(wpath, sizeof wpath, "%s.with", path);
+    snprintf(table, sizeof table, "stage kind %s", k->name);
+    if (with && !is_null_scalar(with)) {
+        if (with->kind != YN_MAP)
+            return fail_node(c, with, wpath, NULL,
+                             "expected a mapping of the stage's options (with: {key: value}), "
+                             "got %s", node_what(with));
+        rc = params_map(c, &s->with, with, "", wpath, NULL, 0);
+        if (rc) return rc;
+    }
+    return params_finish(c, &s->with, with && !is_null_scalar(with) ? with : entry, wpath, 1,
+                         table);
+}
+
+static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
+    static const char *const extra[] = {"with", "slurm"};
+    if (seq->kind != YN_SEQ || seq->nk == 0)
+        return fail_node(c, seq, "stages", NULL,
+                         "expected a list of at least one stage ({name: ..., uses: ...})");
+    out->stages = bgfm_calloc(c->e, (size_t)seq->nk, sizeof *out->stages, "stages");
+    out->stage_slurm = bgfm_calloc(c->e, (size_t)seq->nk, sizeof *out->stage_slurm, "stages");
+    if (!out->stages || !out->stage_slurm) return BGFM_ENOMEM;
+    for (int i = 0; i < seq->nk; i++) {
+        const ynode *m = seq->kids[i];
+        char path[256];
+        entry_path(path, sizeof path, "stages", m, i);
+        if (m->kind != YN_MAP)
+            return fail_node(c, m, path, NULL, "expected a stage mapping {name: ..., uses: ...}, "
+                             "got %s", node_what(m));
+        bgfm_stage_cfg *s = &out->stages[i];
+        bgfm_params *sl = &out->stage_slurm[i];
+        s->line = m->line;
+        s->col = m->col;
+        out->n_stages = i + 1; /* entries up to here are freed by config_free */
+        bgfm_params sp;
+        int rc = params_init(&sp, stage_opts, NOPTS(stage_opts), c->e);
+        if (!rc) rc = params_init(sl, slurm_opts, NOPTS(slurm_opts), c->e);
+        const ynode *with = NULL;
+        for (int j = 0; !rc && 2 * j < m->nk; j++) {
+            rc = map_key_check(c, m, j, path);
+            if (rc) break;
+            const ynode *k = m->kids[2 * j], *v = m->kids[2 * j + 1];
+            if (!strcmp(k->s, "with")) {
+                with = v;
+            } else if (!strcmp(k->s, "slurm")) {
+                char spath[300];
+                snprintf(spath, sizeof spath, "%s.slurm", path);
+                if (is_null_scalar(v)) continue;
+                if (v->kind != YN_MAP)
+                    rc = fail_node(c, v, spath, NULL, "expected a mapping of Slurm settings, "
+                                   "got %s", node_what(v));
+                else
+                    rc = params_map(c, sl, v, "", spath, NULL, 0);
+                if (!rc) rc = slurm_check(c, sl, spath);
+            } else {
+                rc = params_pair(c, &sp, k, v, "", path);
+                if (rc == 1) rc = unknown_key(c, stage_opts, NOPTS(stage_opts), "", extra, 2, k, path);
+            }
+        }
+        if (!rc) rc = params_finish(c, &sp, m, path, 1, "stage");
+        if (!rc) {
+            const bgfm_value *nv = params_value(&sp, "name");
+            char key[300];
+            key_join(key, sizeof key, path, "name");
+            if (!name_ok(nv->s, 1))
+                rc = value_fail(c, nv, key, "stage name '%s' may only hold letters, digits, '_', "
+                                "'-' and '.' (not first): it names a directory", nv->s);
+            for (int j = 0; !rc && j < i; j++)
+                if (!strcmp(out->stages[j].name, nv->s))
+                    rc = value_fail(c, nv, key, "duplicate stage name '%s' (first at line %d)",
+                                    nv->s, out->stages[j].line);
+        }
+        if (!rc) {
+            s->name = bgfm_strdup(c->e, params_str(&sp, "name"));
+            s->uses = bgfm_strdup(c->e, params_str(&sp, "uses"));
+            if (!s->name || !s->uses) rc = BGFM_ENOMEM;
+        }
+        if (!rc) {
+            s->kind = kind_lookup(c, s->uses);
+            if (!s->kind) {
+                const bgfm_value *uv = params_value(&sp, "uses");
+                const char *cands[64];
+                int nc = 0;
+                char list[600];
+                size_t used = 0;
+                list[0] = '\0';
+                for (int j = 0; c->kinds[j] && nc < 64; j++) {
+                    cands[nc++] = c->kinds[j]->name;
+                    if (used + 70 < sizeof list)
+                        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                                 j ? ", " : "", c->kinds[j]->name);
+                }
+                char key[300];
+                key_join(key, sizeof key, path, "uses");
+                const char *near = config_nearest(s->uses, cands, nc);
+                rc = fail_pos(c->e, c->file, uv->line, uv->col, key, near,
+                              "unknown stage kind '%s' (known kinds: %s)", s->uses,
+                              nc ? list : "none registered");
+            }
+        }
+        if (!rc) rc = parse_stage_with(c, s, with, m, path);
+        params_free(&sp);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int dup_str(const cfgp *c, const char *s, char **out) {
+    *out = bgfm_strdup(c->e, s);
+    return *out ? 0 : BGFM_ENOMEM;
+}
+
+static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) {
+    static const char *const blocks[] = {"inputs", "atlases", "stages", "slurm"};
+    bgfm_params top, in;
+    const ynode *n_inputs = NULL, *n_atlases = NULL, *n_stages = NULL;
+    char *base = NULL;
+    memset(&top, 0, sizeof top);
+    memset(&in, 0, sizeof in);
+    int rc = params_init(&top, top_opts, NOPTS(top_opts), c->e);
+    if (!rc) rc = params_init(&in, inputs_opts, NOPTS(inputs_opts), c->e);
+    if (!rc) rc = params_init(&out->slurm, slurm_opts, NOPTS(slurm_opts), c->e);
+    if (!rc) rc = base_dir(c, &base);
+    if (!rc) {
+        out->basedir = base;
+        base = NULL;
+    }
+    /* Blocks are read in file order, so the first problem in the file is reported. */
+    for (int i = 0; !rc && 2 * i < root->nk; i++) {
+        rc = map_key_check(c, root, i, "");
+        if (rc) break;
+        const ynode *k = root->kids[2 * i], *v = root->kids[2 * i + 1];
+        if (!strcmp(k->s, "inputs")) {
+            n_inputs = v;
+            if (v->kind != YN_MAP)
+                rc = fail_node(c, v, "inputs", NULL, "expected a mapping (inputs: {bids: DIR}), "
+                               "got %s", is_null_scalar(v) ? "nothing" : node_what(v));
+            else
+                rc = params_map(c, &in, v, "", "inputs", NULL, 0);
+        } else if (!strcmp(k->s, "atlases")) {
+            n_atlases = v;
+            rc = parse_atlases(c, v, out->basedir, out);
+        } else if (!strcmp(k->s, "stages")) {
+            n_stages = v;
+            rc = parse_stages(c, v, out);
+        } else if (!strcmp(k->s, "slurm")) {
+            if (is_null_scalar(v)) continue;
+            if (v->kind != YN_MAP)
+                rc = fail_node(c, v, "slurm", NULL, "expected a mapping of Slurm settings, got %s",
+                               node_what(v));
+            else
+                rc = params_map(c, &out->slurm, v, "", "slurm", NULL, 0);
+            if (!rc) rc = slurm_check(c, &out->slurm, "slurm");
+        } else {
+            rc = params_pair(c, &top, k, v, "", "");
+            if (rc == 1) rc = unknown_key(c, top_opts, NOPTS(top_opts), "", blocks, 4, k, "");
+        }
+    }
+    if (!rc) rc = params_finish(c, &top, root, "", 1, "top level");
+    if (!rc && !n_inputs) rc = fail_node(c, root, "inputs", NULL, "missing required key");
+    if (!rc) rc = params_finish(c, &in, n_inputs, "inputs", 1, "inputs");
+    if (!rc && !n_atlases) rc = fail_node(c, root, "atlases", NULL, "missing required key");
+    if (!rc && !n_stages) rc = fail_node(c, root, "stages", NULL, "missing required key");
+    if (!rc) rc = params_finish(c, &out->slurm, root, "slurm", 1, "slurm");
+    if (!rc) {
+        const bgfm_value *nv = params_value(&top, "name");
+        if (!name_ok(nv->s, 1))
+            rc = value_fail(c, nv, "name", "pipeline name '%s' may only hold letters, digits, "
+                            "'_', '-' and '.' (not first)", nv->s);
+    }
+    if (!rc) rc = dup_str(c, params_str(&top, "name"), &out->name);
+    if (!rc) {
+        const bgfm_value *wv = params_value(&top, "workdir");
+        if (wv->state == 1) {
+            size_t n = strlen(out->name) + 6;
+            char *w = bgfm_malloc(c->e, n, "workdir");
+            if (!w) {
+                rc = BGFM_ENOMEM;
+            } else {
+                snprintf(w, n, "runs/%s", out->name);
+                rc = path_resolve(c, out->basedir, w, &out->workdir);
+                free(w);
+            }
+        } else {
+            rc = path_resolve(c, out->basedir, wv->s, &out->workdir);
+        }
+    }
+    if (!rc) {
+        out->seed = (uint64_t)params_int(&top, "seed");
+        out->on_error = !strcmp(params_str(&top, "on_error"), "skip") ? BGFM_ON_ERROR_SKIP
+                                                                     : BGFM_ON_ERROR_FAIL;
+        rc = path_resolve(c, out->basedir, params_str(&in, "bids"), &out->bids);
+    }
+    if (!rc) rc = dup_str(c, params_str(&in, "label_column"), &out->label_column);
+    if (!rc) {
+        if (params_value(&in, "participants")->state == 2)
+            rc = path_resolve(c, out->basedir, params_str(&in, "participants"),
+                              &out->participants);
+        else
+            rc = path_resolve(c, out->bids, "participants.tsv", &out->participants);
+    }
+    params_free(&top);
+    params_free(&in);
+    /* Cross-key checks of each stage kind, once the whole pipeline is known. */
+    for (int i = 0; !rc && i < out->n_stages; i++) {
+        const bgfm_stage_cfg *s = &out->stages[i];
+        if (!s->kind->validate) continue;
+        rc = s->kind->validate(out, s, c->e);
+        if (rc && c->e->code == 0)
+            rc = fail_pos(c->e, c->file, s->line, s->col, s->name, NULL,
+                          "stage kind '%s' rejected this stage's options", s->uses);
+    }
+    return rc;
+}
+
+int config_parse_kinds(const char *file, const char *buf, size_t len,
+                       const struct bgfm_stage_kind *const *kinds, bgfm_pipeline *out,
+                       bgfm_err *e) {
+    memset(out, 0, sizeof *out);
+    if (len > (size_t)CONFIG_MAX_BYTES)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: the pipeline file has %zu bytes; at most %d "
+                         "(1 MiB) are accepted", file, len, CONFIG_MAX_BYTES);
+    cfgp c = {file, e, kinds ? kinds : stage_kinds()};
+    out->file = bgfm_strdup(e, file);
+    if (!out->file) return BGFM_ENOMEM;
+    ynode *root = NULL;
+    int rc = tree_build(file, buf, len, &root, e);
+    if (!rc) rc = parse_pipeline(&c, root, out);
+    ynode_free(root);
+    if (rc) config_free(out);
+    return rc;
+}
+
+int config_parse(const char *file, const char *buf, size_t len, bgfm_pipeline *out, bgfm_err *e) {
+    return config_parse_kinds(file, buf, len, NULL, out, e);
+}
+
+void config_free(bgfm_pipeline *p) {
+    if (!p) return;
+    free(p->file);
+    free(p->basedir);
+    free(p->name);
+    free(p->workdir);
+    free(p->bids);
+    free(p->label_column);
+    free(p->participants);
+    for (int i = 0; p->atlases && i < p->n_atlases; i++) {
+        free(p->atlases[i].name);
+        free(p->atlases[i].path);
+        free(p->atlases[i].labels);
+    }
+    free(p->atlases);
+    for (int i = 0; p->stages && i < p->n_stages; i++) {
+        free(p->stages[i].name);
+        free(p->stages[i].uses);
+        params_free(&p->stages[i].with);
+        if (p->stage_slurm) params_free(&p->stage_slurm[i]);
+    }
+    free(p->stages);
+    free(p->stage_slurm);
+    params_free(&p->slurm);
+    memset(p, 0, sizeof *p);
+}
+
+const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name) {
+    for (int i = 0; i < p->n_stages; i++)
+        if (!strcmp(p->stages[i].name, name)) return &p->stages[i];
+    return NULL;
+}
+
+int config_stage_fail(bgfm_err *e, const bgfm_pipeline *p, const bgfm_stage_cfg *s,
+                      const char *key, const char *fmt, ...) {
+    char full[512];
+    int line = s->line, col = s->col;
+    if (key) {
+        snprintf(full, sizeof full, "stages.%s.with.%s", s->name, key);
+        int i = opt_index(s->with.opts, s->with.n, key);
+        if (i >= 0 && s->with.v[i].state == 2) {
+            line = s->with.v[i].line;
+            col = s->with.v[i].col;
+        }
+    } else {
+        snprintf(full, sizeof full, "stages.%s", s->name);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(e, p->file, line, col, full, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *key) {
+    BGFM_ASSERT(i >= -1 && i < p->n_stages);
+    if (i >= 0) {
+        const bgfm_value *v = params_value(&p->stage_slurm[i], key);
+        if (v->state) return v;
+    }
+    const bgfm_value *g = params_value(&p->slurm, key);
+    return g->state ? g : NULL;
+}
+
+/* ------------------------------------------------------------------ writing YAML */
+
+/* Plain when unambiguous to our reader, else double-quoted with escapes. */
+static void put_str(FILE *f, const char *s) {
+    int plain = s[0] != '\0';
+    if (plain && !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+                   is_digit(s[0]) || s[0] == '_' || s[0] == '/' || s[0] == '.'))
+        plain = 0;
+    for (const char *p = s; plain && *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
+              strchr("_./+=:@-", ch)))
+            plain = 0;
+    }
+    size_t n = strlen(s);
+    if (plain && s[n - 1] == ':') plain = 0;
+    if (plain && (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+                  !strcmp(s, "NULL")))
+        plain = 0;
+    if (plain) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* Shortest text that reads back as exactly x. */
+static void real_text(double x, char *buf, size_t n) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+static void put_value(FILE *f, const bgfm_value *v) {
+    char buf[64];
+    switch (v->opt->type) {
+    case BGFM_OPT_BOOL: fputs(v->b ? "true" : "false", f); break;
+    case BGFM_OPT_INT: fprintf(f, "%lld", (long long)v->i); break;
+    case BGFM_OPT_REAL:
+        real_text(v->r, buf, sizeof buf);
+        fputs(buf, f);
+        break;
+    case BGFM_OPT_STR:
+    case BGFM_OPT_ENUM: put_str(f, v->s); break;
+    case BGFM_OPT_LIST:
+        fputc('[', f);
+        for (int i = 0; i < v->n_list; i++) {
+            if (i) fputs(", ", f);
+            fputc('"', f);
+            for (const unsigned char *p = (const unsigned char *)v->list[i]; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                    fprintf(f, "\\%c", *p);
+                else
+                    fputc(*p, f);
+            }
+            fputc('"', f);
+        }
+        fputc(']', f);
+        break;
+    }
+}
+
+/* Any set or defaulted value in the group of options starting with key[0..plen)? */
+static int group_set(const bgfm_params *p, const char *prefix, size_t plen) {
+    for (int i = 0; i < p->n; i++)
+        if (p->v[i].state && (plen == 0 || (!strncmp(p->opts[i].key, prefix, plen) &&
+                                             p->opts[i].key[plen] == '.')))
+            return 1;
+    return 0;
+}
+
+static void write_level(const bgfm_params *p, FILE *f, int indent, const char *prefix,
+                        size_t plen) {
+    for (int i = 0; i < p->n; i++) {
+        const char *key = p->opts[i].key;
+        if (plen && (strncmp(key, prefix, plen) || key[plen] != '.')) continue;
+        const char *rest = plen ? key + plen + 1 : key;
+        const char *dot = strchr(rest, '.');
+        if (!dot) {
+            if (!p->v[i].state) continue;
+            fprintf(f, "%*s%s: ", indent, "", rest);
+            put_value(f, &p->v[i]);
+            fputc('\n', f);
+            continue;
+        }
+        size_t glen = (size_t)(dot - key); /* the group "prefix.rest-up-to-dot" */
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            if (!strncmp(p->opts[j].key, key, glen) && p->opts[j].key[glen] == '.') seen = 1;
+        if (seen || !group_set(p, key, glen)) continue;
+        fprintf(f, "%*s%.*s:\n", indent, "", (int)(dot - rest), rest);
+        write_level(p, f, indent + 2, key, glen);
+    }
+}
+
+int params_write(const bgfm_params *p, FILE *f, int indent) {
+    write_level(p, f, indent, "", 0);
+    return ferror(f) ? BGFM_EIO : 0;
+}
+
+void config_write_resolved(const bgfm_pipeline *p, FILE *f) {
+    fprintf(f, "# %s resolved by bgfm %s: every default filled in, paths absolute\n", p->file,
+            BGFM_VERSION);
+    fputs("name: ", f);
+    put_str(f, p->name);
+    fputs("\nworkdir: ", f);
+    put_str(f, p->workdir);
+    fprintf(f, "\nseed: %llu\non_error: %s\ninputs:\n  bids: ", (unsigned long long)p->seed,
+            p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail");
+    put_str(f, p->bids);
+    fputs("\n  label_column: ", f);
+    put_str(f, p->label_column);
+    fputs("\n  participants: ", f);
+    put_str(f, p->participants);
+    fputs("\natlases:\n", f);
+    for (int i = 0; i < p->n_atlases; i++) {
+        fputs("  - name: ", f);
+        put_str(f, p->atlases[i].name);
+        fputs("\n    path: ", f);
+        put_str(f, p->atlases[i].path);
+        fputc('\n', f);
+        if (p->atlases[i].labels) {
+            fputs("    labels: ", f);
+            put_str(f, p->atlases[i].labels);
+            fputc('\n', f);
+        }
+    }
+    fputs("stages:\n", f);
+    for (int i = 0; i < p->n_stages; i++) {
+        const bgfm_stage_cfg *s = &p->stages[i];
+        fputs("  - name: ", f);
+        put_str(f, s->name);
+        fputs("\n    uses: ", f);
+        put_str(f, s->uses);
+        if (group_set(&s->with, "", 0)) {
+            fputs("\n    with:\n", f);
+            params_write(&s->with, f, 6);
+        } else {
+            fputs("\n    with: {}\n", f);
+        }
+        if (p->stage_slurm && group_set(&p->stage_slurm[i], "", 0)) {
+            fputs("    slurm:\n", f);
+            params_write(&p->stage_slurm[i], f, 6);
+        }
+    }
+    fputs("slurm:\n", f);
+    params_write(&p->slurm, f, 2);
+}
+
+/* ------------------------------------------------------------------ collective load */
+
+/* Rank 0: read the whole file (at most CONFIG_MAX_BYTES). */
+static int read_file(const char *file, char **buf, int64_t *len, bgfm_err *e) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return bgfm_fail(e, errno == ENOENT || errno == ENOTDIR ? BGFM_EUSAGE : BGFM_EIO,
+                         "cannot open pipeline file '%s': %s", file, strerror(errno));
+    size_t cap = (size_t)CONFIG_MAX_BYTES + 1;
+    char *b = bgfm_malloc(e, cap + 1, "pipeline file");
+    if (!b) {
+        fclose(f);
+        return BGFM_ENOMEM;
+    }
+    size_t n = fread(b, 1, cap, f);
+    int bad = ferror(f);
+    int err = errno;
+    fclose(f);
+    if (bad) {
+        free(b);
+        return bgfm_fail(e, err == EISDIR ? BGFM_EUSAGE : BGFM_EIO,
+                         "cannot read pipeline file '%s': %s", file, strerror(err));
+    }
+    if (n > (size_t)CONFIG_MAX_BYTES) {
+        free(b);
+        return bgfm_fail(e, BGFM_EUSAGE, "pipeline file '%s' is larger than 1 MiB (%d bytes); "
+                         "a pipeline file only describes the run", file, CONFIG_MAX_BYTES);
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = (int64_t)n;
+    return 0;
+}
+
+int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out) {
+    memset(out, 0, sizeof *out);
+    char *buf = NULL;
+    int64_t len = 0;
+    int rc = ctx->rank == 0 ? read_file(file, &buf, &len, &ctx->err) : 0;
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+    if (MPI_Bcast(&len, 1, MPI_INT64_T, 0, ctx->comm) != MPI_SUCCESS) {
+        rc = bgfm_ctx_fail(ctx, BGFM_EMPI, "MPI_Bcast of the pipeline file length failed");
+        goto done;
+    }
+    BGFM_ASSERT(len >= 0 && len <= CONFIG_MAX_BYTES);
+    if (ctx->rank != 0) {
+        buf = bgfm_malloc(&ctx->err, (size_t)len + 1, "pipeline file");
+        rc = buf ? 0 : BGFM_ENOMEM;
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+    if (len > 0 && MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm) != MPI_SUCCESS) {
+        rc = bgfm_ctx_fail(ctx, BGFM_EMPI, "MPI_Bcast of the pipeline file failed");
+        goto done;
+    }
+    buf[len] = '\0';
+    bgfm_err e;
+    bgfm_err_clear(&e);
+    rc = config_parse(file, buf, (size_t)len, out, &e);
+    if (rc) bgfm_fail(&ctx->err, rc, "%s", e.msg);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) config_free(out);
+done:
+    free(buf);
+    return rc;
+}

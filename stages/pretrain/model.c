@@ -1,0 +1,770 @@
+/* model.c: parameter table, initialisation, workspace arena and the GMAE + GCL
+ * forward/backward of docs/model.md over the kernels of layers.c.
+ * Not the optimiser, not I/O, not the batching of a dataset. */
+#include "bgfm/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bgfm/rng.h"
+
+int model_mode_parse(const char *s) {
+    if (!s) return 0;
+    if (!strcmp(s, "gmae")) return MODEL_GMAE;
+    if (!strcmp(s, "gcl")) return MODEL_GCL;
+    if (!strcmp(s, "gmae+gcl")) return MODEL_GMAE_GCL;
+    return 0;
+}
+
+const char *model_mode_name(int mode) {
+    return mode == MODEL_GMAE ? "gmae" : mode == MODEL_GCL ? "gcl" : "gmae+gcl";
+}
+
+int model_n_masked(int N, double r) {
+    int M = (int)floor(r * (double)N + 0.5);
+    if (M > N - 4) M = N - 4;
+    return M < 0 ? 0 : M;
+}
+
+int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
+    if (c->H < 1 || c->nh < 1 || c->H % c->nh)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: hidden (%d) must be a positive multiple of heads (%d)",
+                         where, c->H, c->nh);
+    if (c->F < 1 || c->k < 0 || c->L < 1 || c->Ld < 1 || c->P < 1 || c->L > MODEL_MAX_LAYERS ||
+        c->Ld > MODEL_MAX_LAYERS)
+        return bgfm_fail(e, BGFM_EUSAGE,
+                         "%s: need ffn >= 1, proj >= 1, 1 <= layers, decoder_layers <= %d",
+                         where, MODEL_MAX_LAYERS);
+    if (c->n_atlases < 1 || c->n_atlases > MODEL_MAX_ATLASES)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: %d atlases (need 1..%d)", where, c->n_atlases,
+                         MODEL_MAX_ATLASES);
+    for (int a = 0; a < c->n_atlases; a++)
+        if (c->atlas_nodes[a] < 5 || c->atlas_nodes[a] > c->N_max)
+            return bgfm_fail(e, BGFM_EUSAGE,
+                             "%s: atlas '%s' has %d nodes; need 5 <= N <= n_max (%d): raise n_max",
+                             where, c->atlas[a], c->atlas_nodes[a], c->N_max);
+    return 0;
+}
+
+/* ---- The parameter list: the ONE place names, shapes and kinds are written ------ */
+static int64_t add_t(model *m, int64_t *off, const char *name, int64_t rows, int64_t cols,
+                     model_init init) {
+    int64_t o = *off;
+    if (m->t) {
+        model_tensor *t = &m->t[m->n_tensors];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->off = o;
+        t->rows = rows;
+        t->cols = cols;
+        t->init = init;
+        t->decay = init == MODEL_INIT_XAVIER;
+    }
+    m->n_tensors++;
+    *off += rows * (cols ? cols : 1);
+    return o;
+}
+
+static void add_block(model *m, int64_t *off, const char *pre, int l, model_block *b) {
+    const model_cfg *c = &m->cfg;
+    int64_t H = c->H, F = c->F;
+    char n[MODEL_NAME_MAX];
+#define T_(field, suffix, r, cc, init)                                                      \
+    do {                                                                                    \
+        snprintf(n, sizeof n, "%s/%d/%s", pre, l, suffix);                                  \
+        b->field = add_t(m, off, n, r, cc, init);                                           \
+    } while (0)
+    T_(gW, "gcn/W", H, H, MODEL_INIT_XAVIER);
+    T_(gb, "gcn/b", H, 0, MODEL_INIT_ZERO);
+    T_(lng_g, "ln_g/gamma", H, 0, MODEL_INIT_ONE);
+    T_(lng_b, "ln_g/beta", H, 0, MODEL_INIT_ZERO);
+    T_(Wqkv, "attn/Wq", H, H, MODEL_INIT_XAVIER);
+    snprintf(n, sizeof n, "%s/%d/attn/Wk", pre, l);
+    add_t(m, off, n, H, H, MODEL_INIT_XAVIER);
+    snprintf(n, sizeof n, "%s/%d/attn/Wv", pre, l);
+    add_t(m, off, n, H, H, MODEL_INIT_XAVIER);
+    T_(bqkv, "attn/bq", H, 0, MODEL_INIT_ZERO);
+    snprintf(n, sizeof n, "%s/%d/attn/bk", pre, l);
+    add_t(m, off, n, H, 0, MODEL_INIT_ZERO);
+    snprintf(n, sizeof n, "%s/%d/attn/bv", pre, l);
+    add_t(m, off, n, H, 0, MODEL_INIT_ZERO);
+    T_(Wo, "attn/Wo", H, H, MODEL_INIT_XAVIER);
+    T_(bo, "attn/bo", H, 0, MODEL_INIT_ZERO);
+    T_(ln1_g, "ln_1/gamma", H, 0, MODEL_INIT_ONE);
+    T_(ln1_b, "ln_1/beta", H, 0, MODEL_INIT_ZERO);
+    T_(W1, "ffn/W1", F, H, MODEL_INIT_XAVIER);
+    T_(b1, "ffn/b1", F, 0, MODEL_INIT_ZERO);
+    T_(W2, "ffn/W2", H, F, MODEL_INIT_XAVIER);
+    T_(b2, "ffn/b2", H, 0, MODEL_INIT_ZERO);
+    T_(ln2_g, "ln_2/gamma", H, 0, MODEL_INIT_ONE);
+    T_(ln2_b, "ln_2/beta", H, 0, MODEL_INIT_ZERO);
+#undef T_
+}
+
+/* Runs twice: once counting (m->t == NULL), once filling the table. */
+static int64_t layout(model *m) {
+    const model_cfg *c = &m->cfg;
+    int64_t off = 0, H = c->H;
+    char n[MODEL_NAME_MAX];
+    m->n_tensors = 0;
+    m->in_W = add_t(m, &off, "in/W", H, m->D_in, MODEL_INIT_XAVIER);
+    m->in_b = add_t(m, &off, "in/b", H, 0, MODEL_INIT_ZERO);
+    m->tok = add_t(m, &off, "embed/token", c->n_atlases, H, MODEL_INIT_NORMAL);
+    for (int a = 0; a < c->n_atlases; a++) {
+        snprintf(n, sizeof n, "embed/node/%s", c->atlas[a]);
+        m->node[a] = add_t(m, &off, n, c->atlas_nodes[a], H, MODEL_INIT_NORMAL);
+    }
+    for (int l = 0; l < c->L; l++) add_block(m, &off, "enc", l, &m->enc[l]);
+    m->re_W = add_t(m, &off, "dec/re/W", H, H, MODEL_INIT_XAVIER);
+    m->re_b = add_t(m, &off, "dec/re/b", H, 0, MODEL_INIT_ZERO);
+    m->mask_tok = add_t(m, &off, "dec/mask_token", H, 0, MODEL_INIT_NORMAL);
+    for (int l = 0; l < c->Ld; l++) add_block(m, &off, "dec", l, &m->dec[l]);
+    m->out_W = add_t(m, &off, "dec/out/W", c->N_max, H, MODEL_INIT_XAVIER);
+    m->out_b = add_t(m, &off, "dec/out/b", c->N_max, 0, MODEL_INIT_ZERO);
+    m->p_W1 = add_t(m, &off, "proj/W1", H, H, MODEL_INIT_XAVIER);
+    m->p_b1 = add_t(m, &off, "proj/b1", H, 0, MODEL_INIT_ZERO);
+    m->p_W2 = add_t(m, &off, "proj/W2", c->P, H, MODEL_INIT_XAVIER);
+    m->p_b2 = add_t(m, &off, "proj/b2", c->P, 0, MODEL_INIT_ZERO);
+    return off;
+}
+
+int model_init(model *m, const model_cfg *c, bgfm_err *e) {
+    memset(m, 0, sizeof *m);
+    int rc = model_cfg_check(c, "model", e);
+    if (rc) return rc;
+    m->cfg = *c;
+    m->D_in = c->N_max + c->k;
+    layout(m);
+    m->t = bgfm_calloc(e, (size_t)m->n_tensors, sizeof *m->t, "parameter table");
+    if (!m->t) return BGFM_ENOMEM;
+    m->n_params = layout(m);
+    m->w = bgfm_calloc(e, (size_t)m->n_params, sizeof(float), "model parameters");
+    m->g = bgfm_calloc(e, (size_t)m->n_params, sizeof(float), "model gradients");
+    if (!m->w || !m->g) {
+        model_free(m);
+        return BGFM_ENOMEM;
+    }
+    return 0;
+}
+
+void model_free(model *m) {
+    free(m->t);
+    free(m->w);
+    free(m->g);
+    m->t = NULL;
+    m->w = m->g = NULL;
+}
+
+void model_init_params(model *m, uint64_t seed) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->t[i];
+        int64_t n = t->rows * (t->cols ? t->cols : 1);
+        float *w = m->w + t->off;
+        rng_stream r;
+        rng_init(&r, seed, RNG_INIT, (uint64_t)i, 0, 0);
+        double bound = sqrt(6.0 / (double)(t->rows + t->cols));
+        for (int64_t j = 0; j < n; j++) switch (t->init) {
+            case MODEL_INIT_XAVIER: w[j] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound); break;
+            case MODEL_INIT_ZERO: w[j] = 0.0f; break;
+            case MODEL_INIT_ONE: w[j] = 1.0f; break;
+            case MODEL_INIT_NORMAL: w[j] = (float)(0.02 * rng_normal(&r)); break;
+            }
+    }
+}
+
+const model_tensor *model_find(const model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->t[i].name, name)) return &m->t[i];
+    return NULL;
+}
+
+int model_atlas_find(const model *m, const char *name) {
+    for (int a = 0; a < m->cfg.n_atlases; a++)
+        if (!strcmp(m->cfg.atlas[a], name)) return a;
+    return -1;
+}
+
+/* ---- Workspace carving -------------------------------------------------------- */
+typedef struct carver {
+    unsigned char *base;
+    size_t off;
+} carver;
+
+static void *take(carver *c, size_t bytes) {
+    size_t o = (c->off + 63) & ~(size_t)63;
+    c->off = o + bytes;
+    return c->base ? c->base + o : NULL;
+}
+#define TAKEF(c, n) ((float *)take((c), (size_t)(n) * sizeof(float)))
+#define TAKEI(c, n) ((int32_t *)take((c), (size_t)(n) * sizeof(int32_t)))
+#define TAKEU(c, n) ((uint8_t *)take((c), (size_t)(n)))
+
+static void carve_run(carver *c, model_run *r, const model_cfg *cf, int B, int n, int N,
+                      int nblk, int encoder, int corrupt) {
+    int64_t T = n + 1, BT = (int64_t)B * T, H = cf->H;
+    r->n = n;
+    r->T = (int)T;
+    r->nblk = nblk;
+    r->idx = TAKEI(c, (int64_t)B * n);
+    r->rowptr = TAKEI(c, (int64_t)B * (n + 1));
+    r->col = TAKEI(c, (int64_t)B * n * n);
+    r->val = TAKEF(c, (int64_t)B * n * n);
+    r->X = encoder ? TAKEF(c, (int64_t)B * n * N) : NULL;
+    r->R = encoder ? TAKEF(c, (int64_t)B * n * (cf->k ? cf->k : 1)) : NULL;
+    r->corrupt = corrupt ? TAKEU(c, (int64_t)B * N) : NULL;
+    r->keep = corrupt ? TAKEU(c, (int64_t)B * N * N) : NULL;
+    r->h0 = TAKEF(c, BT * H);
+    for (int l = 0; l < nblk; l++) {
+        model_blk_act *a = &r->blk[l];
+        a->u = TAKEF(c, BT * H);
+        a->xg = TAKEF(c, BT * H);
+        a->rg = TAKEF(c, BT);
+        a->h1 = TAKEF(c, BT * H);
+        a->qkv = TAKEF(c, BT * 3 * H);
+        a->lse = TAKEF(c, BT * cf->nh);
+        a->att = TAKEF(c, BT * H);
+        a->x1 = TAKEF(c, BT * H);
+        a->r1 = TAKEF(c, BT);
+        a->h2 = TAKEF(c, BT * H);
+        a->f1 = TAKEF(c, BT * cf->F);
+        a->x2 = TAKEF(c, BT * H);
+        a->r2 = TAKEF(c, BT);
+        a->hout = TAKEF(c, BT * H);
+    }
+    r->pool = encoder ? TAKEF(c, (int64_t)B * H) : NULL;
+}
+
+/* Lay out every buffer for (B, N, mode) at c->base (NULL: just count). */
+static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, int B, int N,
+                        int mode, double mask_ratio) {
+    carver c = {base, 0};
+    int M = (mode & MODEL_GMAE) ? model_n_masked(N, mask_ratio) : 0;
+    int nv = N - M;
+    int64_t T = N + 1, BT = (int64_t)B * T, H = cf->H, P = cf->P;
+    carve_run(&c, &ws->ea, cf, B, nv, N, cf->L, 1, !(mode & MODEL_GMAE));
+    if (mode & MODEL_GCL) carve_run(&c, &ws->eb, cf, B, N, N, cf->L, 1, 1);
+    if (mode & MODEL_GMAE) carve_run(&c, &ws->dec, cf, B, N, N, cf->Ld, 0, 0);
+    ws->mask = TAKEU(&c, (int64_t)B * N);
+    ws->perm = TAKEI(&c, N);
+    ws->S1 = TAKEF(&c, BT * H);
+    ws->S2 = TAKEF(&c, BT * H);
+    ws->S3 = TAKEF(&c, BT * 3 * H);
+    ws->S4 = TAKEF(&c, BT * H);
+    ws->F1 = TAKEF(&c, BT * cf->F);
+    ws->F2 = TAKEF(&c, BT * cf->F);
+    ws->G0 = TAKEF(&c, BT * H);
+    ws->G1 = TAKEF(&c, BT * H);
+    ws->G2 = TAKEF(&c, BT * H);
+    ws->attn = TAKEF(&c, 2 * T * T);
+    ws->y = TAKEF(&c, (int64_t)B * M * N);
+    ws->tgt = TAKEF(&c, (int64_t)B * M * N);
+    ws->dy = TAKEF(&c, (int64_t)B * M * N);
+    ws->E = TAKEF(&c, 2 * B * H);
+    ws->p1 = TAKEF(&c, 2 * B * H);
+    ws->pr = TAKEF(&c, 2 * B * H);
+    ws->p2 = TAKEF(&c, 2 * B * P);
+    ws->z = TAKEF(&c, 2 * B * P);
+    ws->nrm = TAKEF(&c, 2 * B);
+    ws->dz = TAKEF(&c, 2 * B * P);
+    ws->dp2 = TAKEF(&c, 2 * B * P);
+    ws->dpr = TAKEF(&c, 2 * B * H);
+    ws->dp1 = TAKEF(&c, 2 * B * H);
+    ws->dE = TAKEF(&c, 2 * B * H);
+    ws->ntx = TAKEF(&c, 4 * (int64_t)B * B);
+    ws->B = B;
+    ws->N = N;
+    ws->M = M;
+    ws->nv = nv;
+    return c.off + 64;
+}
+
+int model_ws_init(model_ws *ws, const model *m, int B_max, bgfm_err *e) {
+    memset(ws, 0, sizeof *ws);
+    int Nb = 0;
+    for (int a = 0; a < m->cfg.n_atlases; a++)
+        if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
+    ws->B_max = B_max;
+    ws->N_big = Nb;
+    /* the largest layout over modes: gmae+gcl with no masking bounds every case */
+    size_t b1 = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GMAE_GCL, 0.0);
+    size_t b2 = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GCL, 0.0);
+    ws->bytes = b1 > b2 ? b1 : b2;
+    ws->base = bgfm_malloc(e, ws->bytes, "model workspace");
+    return ws->base ? 0 : BGFM_ENOMEM;
+}
+
+void model_ws_free(model_ws *ws) {
+    free(ws->base);
+    ws->base = NULL;
+}
+
+/* ---- Draws (model.md sections 3-5) ------------------------------------------------ */
+static void draw_mask(model_ws *ws, int b, int N, int M, const model_hp *hp, int64_t gidx) {
+    rng_stream r;
+    rng_init(&r, hp->seed, RNG_MASK, (uint64_t)hp->epoch, (uint64_t)gidx, 0);
+    uint8_t *mk = ws->mask + (int64_t)b * N;
+    for (int i = 0; i < N; i++) ws->perm[i] = i, mk[i] = 0;
+    for (int i = 0; i < M; i++) { /* partial Fisher-Yates: first M of a uniform permutation */
+        int j = i + (int)rng_below(&r, (uint64_t)(N - i));
+        int32_t t = ws->perm[i];
+        ws->perm[i] = ws->perm[j];
+        ws->perm[j] = t;
+        mk[ws->perm[i]] = 1;
+    }
+}
+
+/* Node corruption flags + noise written straight into X (B, N, N) rows, edge keep. */
+static void draw_corrupt(model_run *r, int b, int N, const float *fc, const model_hp *hp,
+                         uint32_t purpose, int64_t gidx) {
+    rng_stream rn, re;
+    rng_init(&rn, hp->seed, purpose, (uint64_t)hp->epoch, (uint64_t)gidx, 0);
+    rng_init(&re, hp->seed, purpose, (uint64_t)hp->epoch, (uint64_t)gidx, 1);
+    uint8_t *cr = r->corrupt + (int64_t)b * N, *kp = r->keep + (int64_t)b * N * N;
+    float *X = r->X + (int64_t)b * N * N;
+    for (int i = 0; i < N; i++) {
+        cr[i] = rng_uniform(&rn) < hp->p_node;
+        if (cr[i])
+            for (int c = 0; c < N; c++) X[(int64_t)i * N + c] = (float)(0.1 * rng_normal(&rn));
+        else
+            memcpy(X + (int64_t)i * N, fc + (int64_t)i * N, (size_t)N * sizeof *X);
+    }
+    for (int i = 0; i < N; i++) {
+        kp[(int64_t)i * N + i] = 1;
+        for (int j = i + 1; j < N; j++) {
+            uint8_t k = rng_uniform(&re) >= hp->p_edge;
+            kp[(int64_t)i * N + j] = k;
+            kp[(int64_t)j * N + i] = k;
+        }
+    }
+}
+
+static layer_csr run_csr(const model_run *r, int b) {
+    layer_csr c;
+    int64_t n = r->n;
+    c.n = r->n;
+    c.rowptr = r->rowptr + (int64_t)b * (n + 1);
+    c.col = r->col + (int64_t)b * n * n;
+    c.val = r->val + (int64_t)b * n * n;
+    return c;
+}
+
+/* Inputs of an encoder run: idx, X (FC part), R, CSR. visible: GMAE view (mask set);
+ * otherwise a corrupted full view (draws of `purpose`). */
+static void build_view(model_ws *ws, model_run *r, const model *m, const model_batch *bt,
+                       const model_hp *hp, int visible, uint32_t purpose) {
+    int N = bt->N, n = r->n, k = m->cfg.k;
+    for (int b = 0; b < bt->B; b++) {
+        const float *fc = bt->fc + (int64_t)b * N * N;
+        const uint8_t *adj = bt->adj + (int64_t)b * N * N;
+        const float *rw = bt->rwse + (int64_t)b * N * k;
+        int32_t *idx = r->idx + (int64_t)b * n;
+        if (visible) {
+            const uint8_t *mk = ws->mask + (int64_t)b * N;
+            int p = 0;
+            for (int i = 0; i < N; i++)
+                if (!mk[i]) idx[p++] = i;
+            BGFM_ASSERT(p == n);
+            float *X = r->X + (int64_t)b * n * N;
+            for (int i = 0; i < n; i++) {
+                const float *src = fc + (int64_t)idx[i] * N;
+                float *dst = X + (int64_t)i * N;
+                for (int c = 0; c < N; c++) dst[c] = (hp->mask_columns && mk[c]) ? 0.0f : src[c];
+            }
+        } else {
+            for (int i = 0; i < N; i++) idx[i] = i;
+            draw_corrupt(r, b, N, fc, hp, purpose, bt->gidx[b]);
+        }
+        for (int i = 0; i < n; i++)
+            memcpy(r->R + ((int64_t)b * n + i) * k, rw + (int64_t)idx[i] * k, (size_t)k * sizeof(float));
+        layer_csr c = run_csr(r, b);
+        layer_csr_build(&c, adj, visible ? NULL : r->keep + (int64_t)b * N * N, N, idx, n);
+    }
+}
+
+/* ---- One block (model.md section 2) --------------------------------------------- */
+typedef struct drop_keys {
+    float p;
+    uint64_t seed, step, site;
+    const int64_t *gidx;
+} drop_keys;
+
+static void drop_rows(float *x, const drop_keys *d, int B, int64_t per, uint64_t which) {
+    if (d->p <= 0.0f) return;
+    for (int b = 0; b < B; b++) {
+        rng_stream r;
+        rng_init(&r, d->seed, RNG_DROPOUT, d->step, (uint64_t)d->gidx[b], d->site + which);
+        layer_dropout(x + b * per, per, d->p, &r);
+    }
+}
+
+static layer_attn_drop attn_keys(const drop_keys *d, int b) {
+    layer_attn_drop a = {d->p, d->seed, d->step, (uint64_t)d->gidx[b], d->site + 2};
+    return a;
+}
+
+static void block_forward(const model *m, const model_block *p, model_blk_act *a, const float *hin,
+                          const model_run *r, model_ws *ws, int B, const drop_keys *dk) {
+    const float *w = m->w;
+    int64_t H = m->cfg.H, F = m->cfg.F, nh = m->cfg.nh, T = r->T, n = r->n, BT = (int64_t)B * T;
+    /* graph convolution on region rows: u = Ahat (h W_g^T) + b_g */
+    layer_linear_forward(ws->S1, hin, w + p->gW, H, NULL, BT, H, H);
+    for (int b = 0; b < B; b++) {
+        layer_csr c = run_csr(r, b);
+        int64_t o = ((int64_t)b * T + 1) * H;
+        layer_gcn_propagate(a->u + o, ws->S1 + o, &c, H, H, 0);
+        memset(a->u + (int64_t)b * T * H, 0, (size_t)H * sizeof(float));
+        for (int64_t i = 0; i < n; i++) {
+            float *u = a->u + o + i * H, *s = ws->S2 + o + i * H;
+            const float *x = hin + o + i * H;
+            for (int64_t j = 0; j < H; j++) {
+                u[j] += w[p->gb + j];
+                s[j] = x[j] + (u[j] > 0.0f ? u[j] : 0.0f);
+            }
+        }
+        layer_norm_forward(a->h1 + o, a->xg + o, a->rg + (int64_t)b * T + 1, ws->S2 + o,
+                           w + p->lng_g, w + p->lng_b, n, H);
+        memcpy(a->h1 + (int64_t)b * T * H, hin + (int64_t)b * T * H, (size_t)H * sizeof(float));
+    }
+    /* self-attention over token + regions */
+    layer_linear_forward(a->qkv, a->h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
+    for (int b = 0; b < B; b++) {
+        layer_attn_drop ad = attn_keys(dk, b);
+        layer_attn_forward(a->att + (int64_t)b * T * H, a->lse + (int64_t)b * nh * T,
+                           a->qkv + (int64_t)b * T * 3 * H, T, H, nh, &ad, ws->attn);
+    }
+    layer_linear_forward(ws->S1, a->att, w + p->Wo, H, w + p->bo, BT, H, H);
+    drop_rows(ws->S1, dk, B, T * H, 0);
+    for (int64_t i = 0; i < BT * H; i++) ws->S1[i] += a->h1[i];
+    layer_norm_forward(a->h2, a->x1, a->r1, ws->S1, w + p->ln1_g, w + p->ln1_b, BT, H);
+    /* feed-forward */
+    layer_linear_forward(a->f1, a->h2, w + p->W1, H, w + p->b1, BT, H, F);
+    layer_relu_forward(ws->F1, a->f1, BT * F);
+    layer_linear_forward(ws->S1, ws->F1, w + p->W2, F, w + p->b2, BT, F, H);
+    drop_rows(ws->S1, dk, B, T * H, 1);
+    for (int64_t i = 0; i < BT * H; i++) ws->S1[i] += a->h2[i];
+    layer_norm_forward(a->hout, a->x2, a->r2, ws->S1, w + p->ln2_g, w + p->ln2_b, BT, H);
+}
+
+/* dhin (zeroed by the caller) += d/dhin given dhout. */
+static void block_backward(const model *m, const model_block *p, const model_blk_act *a,
+                           const float *hin, const model_run *r, model_ws *ws, int B,
+                           const drop_keys *dk, float *dhin, const float *dhout) {
+    const float *w = m->w;
+    float *g = m->g;
+    int64_t H = m->cfg.H, F = m->cfg.F, nh = m->cfg.nh, T = r->T, n = r->n, BT = (int64_t)B * T;
+    size_t bth = (size_t)(BT * H) * sizeof(float);
+    /* feed-forward: S2 = d(h2 + ffn) = dh2 (residual) */
+    memset(ws->S2, 0, bth);
+    layer_norm_backward(ws->S2, g + p->ln2_g, g + p->ln2_b, dhout, a->x2, a->r2, w + p->ln2_g, BT, H);
+    memcpy(ws->S1, ws->S2, bth);
+    drop_rows(ws->S1, dk, B, T * H, 1);
+    layer_relu_forward(ws->F1, a->f1, BT * F);
+    memset(ws->F2, 0, (size_t)(BT * F) * sizeof(float));
+    layer_linear_backward(ws->F2, g + p->W2, g + p->b2, ws->S1, ws->F1, w + p->W2, F, BT, F, H);
+    for (int64_t i = 0; i < BT * F; i++)
+        if (a->f1[i] <= 0.0f) ws->F2[i] = 0.0f;
+    layer_linear_backward(ws->S2, g + p->W1, g + p->b1, ws->F2, a->h2, w + p->W1, H, BT, H, F);
+    /* attention: S1 = dh1 */
+    memset(ws->S1, 0, bth);
+    layer_norm_backward(ws->S1, g + p->ln1_g, g + p->ln1_b, ws->S2, a->x1, a->r1, w + p->ln1_g, BT, H);
+    memcpy(ws->S2, ws->S1, bth);
+    drop_rows(ws->S2, dk, B, T * H, 0);
+    memset(ws->S4, 0, bth);
+    layer_linear_backward(ws->S4, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
+    memset(ws->S3, 0, 3 * bth);
+    for (int b = 0; b < B; b++) {
+        layer_attn_drop ad = attn_keys(dk, b);
+        layer_attn_backward(ws->S3 + (int64_t)b * T * 3 * H, ws->S4 + (int64_t)b * T * H,
+                            a->qkv + (int64_t)b * T * 3 * H, a->att + (int64_t)b * T * H,
+                            a->lse + (int64_t)b * nh * T, T, H, nh, &ad, ws->attn);
+    }
+    layer_linear_backward(ws->S1, g + p->Wqkv, g + p->bqkv, ws->S3, a->h1, w + p->Wqkv, H, BT, H,
+                          3 * H);
+    /* graph convolution: token row passes through; region rows through ln_g */
+    memset(ws->S2, 0, bth);
+    memset(ws->S4, 0, bth);
+    for (int b = 0; b < B; b++) {
+        int64_t t0 = (int64_t)b * T * H, o = t0 + H;
+        for (int64_t j = 0; j < H; j++) dhin[t0 + j] += ws->S1[t0 + j];
+        layer_norm_backward(ws->S2 + o, g + p->lng_g, g + p->lng_b, ws->S1 + o, a->xg + o,
+                            a->rg + (int64_t)b * T + 1, w + p->lng_g, n, H);
+        for (int64_t i = 0; i < n * H; i++) {
+            float d = ws->S2[o + i];
+            dhin[o + i] += d;
+            ws->S2[o + i] = a->u[o + i] > 0.0f ? d : 0.0f;
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < H; j++) g[p->gb + j] += ws->S2[o + i * H + j];
+        layer_csr c = run_csr(r, b);
+        layer_gcn_propagate(ws->S4 + o, ws->S2 + o, &c, H, H, 0);
+    }
+    layer_linear_backward(dhin, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+}
+
+/* ---- Runs: embedding + blocks --------------------------------------------------- */
+static void encoder_embed(const model *m, model_run *r, model_ws *ws, int B, int atlas, int N) {
+    const float *w = m->w;
+    int64_t H = m->cfg.H, k = m->cfg.k, n = r->n, T = r->T, Bn = (int64_t)B * n;
+    float *S = ws->S1;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bn, (int)H, N, 1.0f, r->X, N,
+                w + m->in_W, m->D_in, 0.0f, S, (int)H);
+    if (k)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bn, (int)H, (int)k, 1.0f, r->R,
+                    (int)k, w + m->in_W + m->cfg.N_max, m->D_in, 1.0f, S, (int)H);
+    const float *E = w + m->node[atlas], *tok = w + m->tok + (int64_t)atlas * H;
+    for (int b = 0; b < B; b++) {
+        memcpy(r->h0 + (int64_t)b * T * H, tok, (size_t)H * sizeof(float));
+        for (int64_t i = 0; i < n; i++) {
+            float *h = r->h0 + ((int64_t)b * T + 1 + i) * H;
+            const float *s = S + ((int64_t)b * n + i) * H, *e = E + (int64_t)r->idx[b * n + i] * H;
+            for (int64_t j = 0; j < H; j++) h[j] = s[j] + w[m->in_b + j] + e[j];
+        }
+    }
+}
+
+static void encoder_embed_backward(model *m, const model_run *r, model_ws *ws, int B, int atlas,
+                                   int N, const float *dh0) {
+    float *g = m->g;
+    int64_t H = m->cfg.H, k = m->cfg.k, n = r->n, T = r->T, Bn = (int64_t)B * n;
+    float *dS = ws->S1;
+    float *dE = g + m->node[atlas], *dtok = g + m->tok + (int64_t)atlas * H;
+    for (int b = 0; b < B; b++) {
+        for (int64_t j = 0; j < H; j++) dtok[j] += dh0[(int64_t)b * T * H + j];
+        for (int64_t i = 0; i < n; i++) {
+            const float *d = dh0 + ((int64_t)b * T + 1 + i) * H;
+            float *e = dE + (int64_t)r->idx[b * n + i] * H;
+            memcpy(dS + ((int64_t)b * n + i) * H, d, (size_t)H * sizeof(float));
+            for (int64_t j = 0; j < H; j++) e[j] += d[j];
+        }
+    }
+    layer_linear_backward(NULL, g + m->in_W, g + m->in_b, dS, r->X, NULL, m->D_in, Bn, N, H);
+    if (k)
+        layer_linear_backward(NULL, g + m->in_W + m->cfg.N_max, NULL, dS, r->R, NULL, m->D_in, Bn,
+                              k, H);
+}
+
+static void run_forward(const model *m, model_run *r, const model_block *blocks, model_ws *ws,
+                        int B, const drop_keys *dk) {
+    const float *h = r->h0;
+    for (int l = 0; l < r->nblk; l++) {
+        drop_keys d = *dk;
+        d.site = dk->site + (uint64_t)l * 256;
+        block_forward(m, &blocks[l], &r->blk[l], h, r, ws, B, &d);
+        h = r->blk[l].hout;
+    }
+}
+
+/* Backward through the blocks from dhout (not modified unless it is G0/G1); returns the
+ * buffer holding d/dh0 (G0 or G1). */
+static float *run_backward(model *m, const model_run *r, const model_block *blocks, model_ws *ws,
+                           int B, const drop_keys *dk, const float *dhout) {
+    size_t bth = (size_t)B * (size_t)r->T * (size_t)m->cfg.H * sizeof(float);
+    const float *cur = dhout;
+    float *next = NULL;
+    for (int l = r->nblk - 1; l >= 0; l--) {
+        next = cur == ws->G0 ? ws->G1 : ws->G0;
+        memset(next, 0, bth);
+        drop_keys d = *dk;
+        d.site = dk->site + (uint64_t)l * 256;
+        const float *hin = l ? r->blk[l - 1].hout : r->h0;
+        block_backward(m, &blocks[l], &r->blk[l], hin, r, ws, B, &d, next, cur);
+        cur = next;
+    }
+    return next;
+}
+
+static drop_keys keys_for(const model_ws *ws, int run) {
+    drop_keys d = {ws->hp.p_drop, ws->hp.seed, (uint64_t)ws->hp.step, (uint64_t)run << 16,
+                   ws->bt.gidx};
+    return d;
+}
+
+/* ---- The model --------------------------------------------------------------------- */
+void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                   model_losses *out) {
+    const model_cfg *cf = &m->cfg;
+    int B = bt->B, N = bt->N, mode = hp->mode;
+    int64_t H = cf->H;
+    BGFM_ASSERT(B <= ws->B_max && N <= ws->N_big && bt->atlas >= 0 &&
+                bt->atlas < cf->n_atlases && cf->atlas_nodes[bt->atlas] == N);
+    carve_all(ws, ws->base, cf, B, N, mode, hp->mask_ratio);
+    ws->hp = *hp;
+    ws->bt = *bt;
+    memset(out, 0, sizeof *out);
+    memset(ws->mask, 0, (size_t)B * (size_t)N);
+    /* views */
+    if (mode & MODEL_GMAE) {
+        for (int b = 0; b < B; b++) draw_mask(ws, b, N, ws->M, hp, bt->gidx[b]);
+        build_view(ws, &ws->ea, m, bt, hp, 1, 0);
+    } else {
+        build_view(ws, &ws->ea, m, bt, hp, 0, RNG_CORRUPT_A);
+    }
+    if (mode & MODEL_GCL) build_view(ws, &ws->eb, m, bt, hp, 0, RNG_CORRUPT_B);
+    /* encoders */
+    drop_keys d0 = keys_for(ws, 0), d1 = keys_for(ws, 1), d2 = keys_for(ws, 2);
+    encoder_embed(m, &ws->ea, ws, B, bt->atlas, N);
+    run_forward(m, &ws->ea, m->enc, ws, B, &d0);
+    if (mode & MODEL_GCL) {
+        encoder_embed(m, &ws->eb, ws, B, bt->atlas, N);
+        run_forward(m, &ws->eb, m->enc, ws, B, &d1);
+    }
+    int64_t Ta = ws->ea.T;
+    const float *za = ws->ea.blk[cf->L - 1].hout;
+    memset(ws->G2, 0, (size_t)(B * Ta * H) * sizeof(float));
+    if (mode & MODEL_GMAE) {
+        /* decoder input: W_re z + b_re (visible) or mask token, + E_a[i]; token first */
+        model_run *dr = &ws->dec;
+        int64_t T = dr->T, M = ws->M;
+        layer_linear_forward(ws->S3, za, m->w + m->re_W, H, m->w + m->re_b, (int64_t)B * Ta, H, H);
+        const float *E = m->w + m->node[bt->atlas];
+        for (int b = 0; b < B; b++) {
+            const uint8_t *mk = ws->mask + (int64_t)b * N;
+            memcpy(dr->h0 + (int64_t)b * T * H, m->w + m->tok + (int64_t)bt->atlas * H,
+                   (size_t)H * sizeof(float));
+            int v = 0;
+            for (int i = 0; i < N; i++) {
+                float *h = dr->h0 + ((int64_t)b * T + 1 + i) * H;
+                const float *src = mk[i] ? m->w + m->mask_tok : ws->S3 + ((int64_t)b * Ta + 1 + v) * H;
+                if (!mk[i]) v++;
+                for (int64_t j = 0; j < H; j++) h[j] = src[j] + E[(int64_t)i * H + j];
+                dr->idx[(int64_t)b * N + i] = i;
+            }
+            layer_csr c = run_csr(dr, b);
+            layer_csr_build(&c, bt->adj + (int64_t)b * N * N, NULL, N, dr->idx + (int64_t)b * N, N);
+        }
+        run_forward(m, dr, m->dec, ws, B, &d2);
+        /* reconstruction of masked rows, first N columns */
+        const float *dl = dr->blk[cf->Ld - 1].hout;
+        int64_t q = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < N; i++)
+                if (ws->mask[(int64_t)b * N + i]) {
+                    memcpy(ws->S4 + q * H, dl + ((int64_t)b * T + 1 + i) * H, (size_t)H * sizeof(float));
+                    memcpy(ws->tgt + q * N, bt->fc + ((int64_t)b * N + i) * N, (size_t)N * sizeof(float));
+                    q++;
+                }
+        BGFM_ASSERT(q == (int64_t)B * M);
+        layer_linear_forward(ws->y, ws->S4, m->w + m->out_W, H, m->w + m->out_b, q, H, N);
+        memset(ws->dy, 0, (size_t)(q * N) * sizeof(float));
+        out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
+        /* structure loss on the visible node embeddings */
+        double s = 0;
+        for (int b = 0; b < B; b++)
+            s += layer_bce_struct(ws->G2 + ((int64_t)b * Ta + 1) * H, za + ((int64_t)b * Ta + 1) * H,
+                                  ws->nv, H, H, bt->adj + (int64_t)b * N * N, N,
+                                  ws->ea.idx + (int64_t)b * ws->nv, hp->lambda_adj / B, ws->attn);
+        out->adj = s / B;
+    }
+    if (mode & MODEL_GCL) {
+        /* graph embeddings, projection head, L2 normalisation */
+        for (int b = 0; b < B; b++) {
+            layer_meanpool_forward(ws->E + (int64_t)b * H, za + ((int64_t)b * Ta + 1) * H, ws->ea.n,
+                                   H, H);
+            layer_meanpool_forward(ws->E + (int64_t)(B + b) * H,
+                                   ws->eb.blk[cf->L - 1].hout + ((int64_t)b * ws->eb.T + 1) * H, N,
+                                   H, H);
+        }
+        int64_t B2 = 2 * (int64_t)B;
+        layer_linear_forward(ws->p1, ws->E, m->w + m->p_W1, H, m->w + m->p_b1, B2, H, H);
+        layer_relu_forward(ws->pr, ws->p1, B2 * H);
+        layer_linear_forward(ws->p2, ws->pr, m->w + m->p_W2, H, m->w + m->p_b2, B2, H, cf->P);
+        layer_l2norm_forward(ws->z, ws->nrm, ws->p2, B2, cf->P);
+        memset(ws->dz, 0, (size_t)(B2 * cf->P) * sizeof(float));
+    }
+    out->total = hp->lambda_rec * out->rec + hp->lambda_adj * out->adj;
+}
+
+double model_contrastive_local(model_ws *ws, const model *m) {
+    if (!(ws->hp.mode & MODEL_GCL)) return 0.0;
+    int64_t B = ws->B, P = m->cfg.P;
+    return layer_ntxent(ws->dz, ws->dz + B * P, ws->z, ws->z + B * P, B, P, ws->hp.tau_cl,
+                        ws->hp.lambda_cl, ws->ntx);
+}
+
+void model_backward(model *m, model_ws *ws) {
+    const model_cfg *cf = &m->cfg;
+    int B = ws->B, N = ws->N, mode = ws->hp.mode, atlas = ws->bt.atlas;
+    int64_t H = cf->H, Ta = ws->ea.T;
+    float *g = m->g;
+    drop_keys d0 = keys_for(ws, 0), d1 = keys_for(ws, 1), d2 = keys_for(ws, 2);
+    const float *za = ws->ea.blk[cf->L - 1].hout;
+    if (mode & MODEL_GCL) {
+        int64_t B2 = 2 * (int64_t)B;
+        memset(ws->dp2, 0, (size_t)(B2 * cf->P) * sizeof(float));
+        layer_l2norm_backward(ws->dp2, ws->dz, ws->z, ws->nrm, B2, cf->P);
+        memset(ws->dpr, 0, (size_t)(B2 * H) * sizeof(float));
+        layer_linear_backward(ws->dpr, g + m->p_W2, g + m->p_b2, ws->dp2, ws->pr, m->w + m->p_W2, H,
+                              B2, H, cf->P);
+        memset(ws->dp1, 0, (size_t)(B2 * H) * sizeof(float));
+        layer_relu_backward(ws->dp1, ws->dpr, ws->p1, B2 * H);
+        memset(ws->dE, 0, (size_t)(B2 * H) * sizeof(float));
+        layer_linear_backward(ws->dE, g + m->p_W1, g + m->p_b1, ws->dp1, ws->E, m->w + m->p_W1, H,
+                              B2, H, H);
+        /* view b: its own encoder pass */
+        model_run *rb = &ws->eb;
+        memset(ws->G0, 0, (size_t)B * (size_t)rb->T * (size_t)H * sizeof(float));
+        for (int b = 0; b < B; b++) {
+            layer_meanpool_backward(ws->G2 + ((int64_t)b * Ta + 1) * H, ws->dE + (int64_t)b * H,
+                                    ws->ea.n, H, H);
+            layer_meanpool_backward(ws->G0 + ((int64_t)b * rb->T + 1) * H,
+                                    ws->dE + (int64_t)(B + b) * H, N, H, H);
+        }
+        float *dh0 = run_backward(m, rb, m->enc, ws, B, &d1, ws->G0);
+        encoder_embed_backward(m, rb, ws, B, atlas, N, dh0);
+    }
+    if (mode & MODEL_GMAE) {
+        model_run *dr = &ws->dec;
+        int64_t T = dr->T, q = (int64_t)B * ws->M;
+        /* output layer on masked rows */
+        memset(ws->S3, 0, (size_t)(q * H) * sizeof(float));
+        layer_linear_backward(ws->S3, g + m->out_W, g + m->out_b, ws->dy, ws->S4, m->w + m->out_W,
+                              H, q, H, N);
+        float *dl = ws->G1;
+        memset(dl, 0, (size_t)B * (size_t)T * (size_t)H * sizeof(float));
+        int64_t r = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < N; i++)
+                if (ws->mask[(int64_t)b * N + i]) {
+                    memcpy(dl + ((int64_t)b * T + 1 + i) * H, ws->S3 + r * H, (size_t)H * sizeof(float));
+                    r++;
+                }
+        float *dh0 = run_backward(m, dr, m->dec, ws, B, &d2, dl);
+        /* decoder input */
+        float *dE = g + m->node[atlas], *dtok = g + m->tok + (int64_t)atlas * H;
+        float *dre = ws->S3; /* (B, Ta, H) gradient of W_re z + b_re; token rows 0 */
+        memset(dre, 0, (size_t)B * (size_t)Ta * (size_t)H * sizeof(float));
+        for (int b = 0; b < B; b++) {
+            const uint8_t *mk = ws->mask + (int64_t)b * N;
+            for (int64_t j = 0; j < H; j++) dtok[j] += dh0[(int64_t)b * T * H + j];
+            int v = 0;
+            for (int i = 0; i < N; i++) {
+                const float *d = dh0 + ((int64_t)b * T + 1 + i) * H;
+                float *dst = mk[i] ? g + m->mask_tok : dre + ((int64_t)b * Ta + 1 + v) * H;
+                if (!mk[i]) v++;
+                for (int64_t j = 0; j < H; j++) {
+                    dst[j] += d[j];
+                    dE[(int64_t)i * H + j] += d[j];
+                }
+            }
+        }
+        /* token rows of dre are zero, so they add nothing to dW_re, db_re or dz */
+        float *dbre = g + m->re_b;
+        for (int b = 0; b < B; b++)
+            for (int64_t i = 1; i < Ta; i++)
+                for (int64_t j = 0; j < H; j++) dbre[j] += dre[((int64_t)b * Ta + i) * H + j];
+        layer_linear_backward(ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
+                              (int64_t)B * Ta, H, H);
+    }
+    float *dh0 = run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
+    encoder_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
+}
+
+void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                model_losses *out) {
+    memset(m->g, 0, (size_t)m->n_params * sizeof(float));
+    model_forward(m, ws, bt, hp, out);
+    out->cl = model_contrastive_local(ws, m);
+    out->total += hp->lambda_cl * out->cl;
+    model_backward(m, ws);
+}
