@@ -411,6 +411,7 @@ typedef struct cfgp {
     const char *file;
     bgfm_err *e;
     const bgfm_stage_kind *const *kinds;
+    int base_real; /* basedir came from realpath(): leading ".." may be folded into it */
 } cfgp;
 
 static int fail_node(const cfgp *c, const ynode *n, const char *key, const char *near,
@@ -422,6 +423,14 @@ static int fail_node(const cfgp *c, const ynode *n, const char *key, const char 
     int rc = vfail_at(c->e, c->file, n->line, n->col, key, near, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/* Shortest text that reads back as exactly x. */
+static void real_text(double x, char *buf, size_t n) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return;
+    }
 }
 
 static const char *type_want(const bgfm_opt *o) {
@@ -519,7 +528,10 @@ static void range_text(const bgfm_opt *o, char *buf, size_t n) {
         else
             snprintf(buf, n, "between %lld and %lld", (long long)o->min, (long long)o->max);
     } else {
-        snprintf(buf, n, "between %.17g and %.17g", o->min, o->max);
+        char lo[40], hi[40];
+        real_text(o->min, lo, sizeof lo);
+        real_text(o->max, hi, sizeof hi);
+        snprintf(buf, n, "between %s and %s", lo, hi);
     }
 }
 
@@ -605,7 +617,9 @@ static int value_text(const bgfm_opt *o, const char *s, int quoted, bgfm_value *
         }
         if (o->min <= o->max && (x < o->min || x > o->max)) {
             range_text(o, rng, sizeof rng);
-            snprintf(why, nwhy, "%.17g is out of range: must be %s", x, rng);
+            char xt[40];
+            real_text(x, xt, sizeof xt);
+            snprintf(why, nwhy, "%s is out of range: must be %s", xt, rng);
             return 1;
         }
         v->r = x;
@@ -960,8 +974,8 @@ static void path_tidy(char *s) {
     s[w] = '\0';
 }
 
-/* Directory of the pipeline file, absolute. */
-static int base_dir(const cfgp *c, char **out) {
+/* Directory of the pipeline file, absolute (symlinks resolved when it exists). */
+static int base_dir(cfgp *c, char **out) {
     const char *slash = strrchr(c->file, '/');
     size_t dl = slash ? (size_t)(slash - c->file) : 0;
     char cwd[4096] = "";
@@ -980,18 +994,37 @@ static int base_dir(const cfgp *c, char **out) {
     else
         snprintf(b, n, "%s/%.*s", cwd, (int)dl, c->file);
     path_tidy(b);
+    char *real = realpath(b, NULL);
+    if (real) {
+        free(b);
+        b = real;
+        c->base_real = 1;
+    }
     *out = b;
     return 0;
 }
 
-static int path_resolve(const cfgp *c, const char *base, const char *rel, char **out) {
+/* rel against base. When base is a real path (no symlinks), leading "../" of rel
+ * are folded into it: the parent of a real directory is its lexical parent. */
+static int path_resolve(const cfgp *c, const char *base, const char *rel, int fold, char **out) {
     size_t n = strlen(base) + strlen(rel) + 2;
     char *s = bgfm_malloc(c->e, n, "path");
     if (!s) return BGFM_ENOMEM;
-    if (rel[0] == '/')
+    if (rel[0] == '/') {
         snprintf(s, n, "%s", rel);
-    else
-        snprintf(s, n, "%s/%s", base, rel);
+    } else {
+        snprintf(s, n, "%s", base);
+        size_t bl = strlen(s);
+        while (fold && c->base_real) {
+            while (rel[0] == '.' && rel[1] == '/') rel += 2;
+            if (!(rel[0] == '.' && rel[1] == '.' && (rel[2] == '/' || rel[2] == '\0'))) break;
+            rel += rel[2] ? 3 : 2;
+            while (bl > 1 && s[bl - 1] != '/') bl--; /* drop the last component */
+            if (bl > 1) bl--;                      /* and its slash, except the root's */
+            s[bl] = '\0';
+        }
+        snprintf(s + bl, n - bl, "%s%s", bl && s[bl - 1] == '/' ? "" : "/", rel);
+    }
     path_tidy(s);
     *out = s;
     return 0;
@@ -1086,12 +1119,13 @@ static const bgfm_stage_kind *kind_lookup(const cfgp *c, const char *name) {
 }
 
 /* Position label of a list entry in messages: "stages.NAME" or "stages[i]". */
-static void entry_path(char *out, size_t n, const char *list, const ynode *entry, int i) {
+static void entry_path(char *out, size_t n, const char *list, const ynode *entry, int i,
+                       int dots) {
     if (entry->kind == YN_MAP)
         for (int j = 0; 2 * j < entry->nk; j++) {
             const ynode *k = entry->kids[2 * j], *v = entry->kids[2 * j + 1];
             if (k->kind == YN_SCALAR && !strcmp(k->s, "name") && v->kind == YN_SCALAR &&
-                name_ok(v->s, 1)) {
+                name_ok(v->s, dots)) {
                 snprintf(out, n, "%s.%s", list, v->s);
                 return;
             }
@@ -1108,7 +1142,7 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
     for (int i = 0; i < seq->nk; i++) {
         const ynode *m = seq->kids[i];
         char path[256];
-        entry_path(path, sizeof path, "atlases", m, i);
+        entry_path(path, sizeof path, "atlases", m, i, 0);
         if (m->kind != YN_MAP)
             return fail_node(c, m, path, NULL, "expected an atlas mapping {name: ..., path: ...}, "
                              "got %s", node_what(m));
@@ -1136,9 +1170,9 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
             a->name = bgfm_strdup(c->e, params_str(&ap, "name"));
             if (!a->name) rc = BGFM_ENOMEM;
         }
-        if (!rc) rc = path_resolve(c, base, params_str(&ap, "path"), &a->path);
+        if (!rc) rc = path_resolve(c, base, params_str(&ap, "path"), 1, &a->path);
         if (!rc && params_has(&ap, "labels"))
-            rc = path_resolve(c, base, params_str(&ap, "labels"), &a->labels);
+            rc = path_resolve(c, base, params_str(&ap, "labels"), 1, &a->labels);
         params_free(&ap);
         if (rc) return rc;
     }
@@ -1176,7 +1210,7 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
     for (int i = 0; i < seq->nk; i++) {
         const ynode *m = seq->kids[i];
         char path[256];
-        entry_path(path, sizeof path, "stages", m, i);
+        entry_path(path, sizeof path, "stages", m, i, 1);
         if (m->kind != YN_MAP)
             return fail_node(c, m, path, NULL, "expected a stage mapping {name: ..., uses: ...}, "
                              "got %s", node_what(m));
@@ -1267,17 +1301,11 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
     static const char *const blocks[] = {"inputs", "atlases", "stages", "slurm"};
     bgfm_params top, in;
     const ynode *n_inputs = NULL, *n_atlases = NULL, *n_stages = NULL;
-    char *base = NULL;
     memset(&top, 0, sizeof top);
     memset(&in, 0, sizeof in);
     int rc = params_init(&top, top_opts, NOPTS(top_opts), c->e);
     if (!rc) rc = params_init(&in, inputs_opts, NOPTS(inputs_opts), c->e);
     if (!rc) rc = params_init(&out->slurm, slurm_opts, NOPTS(slurm_opts), c->e);
-    if (!rc) rc = base_dir(c, &base);
-    if (!rc) {
-        out->basedir = base;
-        base = NULL;
-    }
     /* Blocks are read in file order, so the first problem in the file is reported. */
     for (int i = 0; !rc && 2 * i < root->nk; i++) {
         rc = map_key_check(c, root, i, "");
@@ -1307,6 +1335,10 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
         } else {
             rc = params_pair(c, &top, k, v, "", "");
             if (rc == 1) rc = unknown_key(c, top_opts, NOPTS(top_opts), "", blocks, 4, k, "");
+            const bgfm_value *nv = params_value(&top, "name");
+            if (!rc && !strcmp(k->s, "name") && !name_ok(nv->s, 1))
+                rc = value_fail(c, nv, "name", "pipeline name '%s' may only hold letters, "
+                                "digits, '_', '-' and '.' (not first)", nv->s);
         }
     }
     if (!rc) rc = params_finish(c, &top, root, "", 1, "top level");
@@ -1315,12 +1347,6 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
     if (!rc && !n_atlases) rc = fail_node(c, root, "atlases", NULL, "missing required key");
     if (!rc && !n_stages) rc = fail_node(c, root, "stages", NULL, "missing required key");
     if (!rc) rc = params_finish(c, &out->slurm, root, "slurm", 1, "slurm");
-    if (!rc) {
-        const bgfm_value *nv = params_value(&top, "name");
-        if (!name_ok(nv->s, 1))
-            rc = value_fail(c, nv, "name", "pipeline name '%s' may only hold letters, digits, "
-                            "'_', '-' and '.' (not first)", nv->s);
-    }
     if (!rc) rc = dup_str(c, params_str(&top, "name"), &out->name);
     if (!rc) {
         const bgfm_value *wv = params_value(&top, "workdir");
@@ -1331,26 +1357,26 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
                 rc = BGFM_ENOMEM;
             } else {
                 snprintf(w, n, "runs/%s", out->name);
-                rc = path_resolve(c, out->basedir, w, &out->workdir);
+                rc = path_resolve(c, out->basedir, w, 1, &out->workdir);
                 free(w);
             }
         } else {
-            rc = path_resolve(c, out->basedir, wv->s, &out->workdir);
+            rc = path_resolve(c, out->basedir, wv->s, 1, &out->workdir);
         }
     }
     if (!rc) {
         out->seed = (uint64_t)params_int(&top, "seed");
         out->on_error = !strcmp(params_str(&top, "on_error"), "skip") ? BGFM_ON_ERROR_SKIP
                                                                      : BGFM_ON_ERROR_FAIL;
-        rc = path_resolve(c, out->basedir, params_str(&in, "bids"), &out->bids);
+        rc = path_resolve(c, out->basedir, params_str(&in, "bids"), 1, &out->bids);
     }
     if (!rc) rc = dup_str(c, params_str(&in, "label_column"), &out->label_column);
     if (!rc) {
         if (params_value(&in, "participants")->state == 2)
-            rc = path_resolve(c, out->basedir, params_str(&in, "participants"),
+            rc = path_resolve(c, out->basedir, params_str(&in, "participants"), 1,
                               &out->participants);
         else
-            rc = path_resolve(c, out->bids, "participants.tsv", &out->participants);
+            rc = path_resolve(c, out->bids, "participants.tsv", 0, &out->participants);
     }
     params_free(&top);
     params_free(&in);
@@ -1373,11 +1399,12 @@ int config_parse_kinds(const char *file, const char *buf, size_t len,
     if (len > (size_t)CONFIG_MAX_BYTES)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: the pipeline file has %zu bytes; at most %d "
                          "(1 MiB) are accepted", file, len, CONFIG_MAX_BYTES);
-    cfgp c = {file, e, kinds ? kinds : stage_kinds()};
+    cfgp c = {file, e, kinds ? kinds : stage_kinds(), 0};
     out->file = bgfm_strdup(e, file);
     if (!out->file) return BGFM_ENOMEM;
     ynode *root = NULL;
     int rc = tree_build(file, buf, len, &root, e);
+    if (!rc) rc = base_dir(&c, &out->basedir);
     if (!rc) rc = parse_pipeline(&c, root, out);
     ynode_free(root);
     if (rc) config_free(out);
@@ -1485,14 +1512,6 @@ static void put_str(FILE *f, const char *s) {
             fputc(*p, f);
     }
     fputc('"', f);
-}
-
-/* Shortest text that reads back as exactly x. */
-static void real_text(double x, char *buf, size_t n) {
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x) return;
-    }
 }
 
 static void put_value(FILE *f, const bgfm_value *v) {

@@ -1,5 +1,6 @@
 /* doc.c: `bgfm doc yaml|errors`: reference text generated from the option tables of
  * config.c and of every registered stage kind, and the exit codes. Not the validator. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bgfm/cli.h"
@@ -41,8 +42,14 @@ static void cell(FILE *f, const char *s) {
 static void bound(FILE *f, bgfm_opt_type t, double x) {
     if (t == BGFM_OPT_INT)
         fprintf(f, "%lld", (long long)x);
-    else
-        fprintf(f, "%.17g", x);
+    else { /* shortest text that reads back as x */
+        char buf[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, x);
+            if (strtod(buf, NULL) == x) break;
+        }
+        fputs(buf, f);
+    }
 }
 
 static void row(FILE *f, const bgfm_opt *o) {
@@ -225,8 +232,15 @@ static int doc_errors(FILE *f) {
     return ferror(f) ? BGFM_EIO : 0;
 }
 
+/* (cli_wants_help lives in main.c, outside libbgfm.a, which unit tests link.) */
+static int wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
 int cmd_doc(bgfm_ctx *ctx, int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) {
+    if (wants_help(argc, argv)) {
         if (ctx->rank == 0)
             printf("usage: bgfm doc yaml|errors\n\n"
                    "  yaml    the pipeline file reference (Markdown; docs/yaml.md is this output)\n"

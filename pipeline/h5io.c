@@ -35,7 +35,11 @@ static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
 hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e) {
     hid_t fapl = fapl_for(comm, e);
     if (fapl < 0) return -1;
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* no modification times anywhere (root group included): reruns are byte-identical */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0) H5Pset_obj_track_times(fcpl, 0);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     H5Pclose(fapl);
     if (f < 0) {
         char buf[1024];
@@ -86,8 +90,36 @@ static hid_t lcpl_make(void) {
     return l;
 }
 
+/* Create the missing groups above `path`, without modification times, so that
+ * rerunning a stage with the same inputs gives byte-identical files. */
+static int make_parents(hid_t f, const char *path, bgfm_err *e) {
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return bgfm_fail(e, BGFM_EINTERNAL, "HDF5 path too long: %s", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] != '/') continue;
+        buf[i] = '\0';
+        htri_t ex = H5Lexists(f, buf, H5P_DEFAULT);
+        if (ex == 0) {
+            hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+            hid_t g = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0
+                          ? H5Gcreate2(f, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT)
+                          : -1;
+            if (gcpl >= 0) H5Pclose(gcpl);
+            if (g < 0) return h5fail(e, BGFM_EIO, "creating group", buf);
+            H5Gclose(g);
+        } else if (ex < 0) {
+            return h5fail(e, BGFM_EIO, "looking up group", buf);
+        }
+        buf[i] = '/';
+    }
+    return 0;
+}
+
 hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
                        const hsize_t *chunk, int deflate, bgfm_err *e) {
+    if (make_parents(f, path, e)) return -1;
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t lcpl = lcpl_make();
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -97,6 +129,7 @@ hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hs
         goto done;
     }
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    H5Pset_obj_track_times(dcpl, 0);
     if (chunk) {
         hsize_t ch[8];
         for (int i = 0; i < rank; i++) ch[i] = chunk[i] > 0 ? chunk[i] : 1;

@@ -12,9 +12,14 @@ static const bgfm_cmd commands[] = {
     {"run", cmd_run, "PIPELINE.yaml [--from S] [--only S] [--force] [--dry-run] [--quiet]",
      "run the pipeline's stages that are not up to date"},
     {"validate", cmd_validate, "PIPELINE.yaml", "check a pipeline file, print the resolved plan"},
+    {"submit", cmd_submit, "PIPELINE.yaml [--dry-run] [--stage S]",
+     "write one sbatch script per stage and submit them chained (afterok)"},
     {"synth", cmd_synth, "--out DIR [--subjects S] [--volumes T] ...",
      "write a synthetic BIDS cohort with a known group effect"},
     {"inspect", cmd_inspect, "FILE.h5 [--json]", "summarise a bgfm HDF5 file"},
+    {"grad", cmd_grad,
+     "--graphs FILE --atlas NAME --indices i,j,... (--checkpoint F | --init SEED) --out OUT.h5",
+     "one deterministic forward+backward of the model, dumped for checking (model.md 7)"},
     {"doc", cmd_doc, "yaml|errors", "print reference documentation generated from the code"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

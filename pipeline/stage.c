@@ -7,6 +7,8 @@
 /* One line per kind, in pipeline order. */
 static const bgfm_stage_kind *const kinds[] = {
     &bgfm_stage_parcellate,
+    &bgfm_stage_connectivity,
+    &bgfm_stage_pretrain,
     NULL
 };
 

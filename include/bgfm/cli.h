@@ -20,6 +20,8 @@ int cmd_validate(bgfm_ctx *ctx, int argc, char **argv); /* pipeline/run.c */
 int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv);  /* pipeline/inspect.c */
 int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/doc.c */
 int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c */
+int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/submit.c */
+int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.c */
 
 /* Shared helpers for subcommand option parsing. */
 /* Returns 1 if argv contains -h or --help. */

@@ -29,18 +29,18 @@ int model_mode_parse(const char *s);
 const char *model_mode_name(int mode);
 
 /* How a tensor is initialised (model.md section 5) and whether AdamW decays it. */
-typedef enum model_init {
+typedef enum model_init_kind {
     MODEL_INIT_XAVIER, /* matrices: Xavier-uniform, weight decay on */
     MODEL_INIT_ZERO,   /* biases, LayerNorm beta */
     MODEL_INIT_ONE,    /* LayerNorm gamma */
     MODEL_INIT_NORMAL  /* tokens, embeddings, mask token: N(0, 0.02^2) */
-} model_init;
+} model_init_kind;
 
 typedef struct model_tensor {
     char name[MODEL_NAME_MAX]; /* model.md section 6 */
     int64_t off;               /* offset into the flat buffers (floats) */
     int64_t rows, cols;        /* cols == 0: 1-D of length rows */
-    model_init init;
+    model_init_kind init;
     int decay;                 /* 1: AdamW weight decay applies (matrices only) */
 } model_tensor;
 
@@ -135,6 +135,7 @@ typedef struct model_ws {
     int32_t *perm;         /* (N) */
     float *S1, *S2, *S3, *S4, *F1, *F2, *G0, *G1, *G2, *attn;
     float *y, *tgt, *dy;   /* (B*M, N) reconstruction */
+    float *dm;             /* (B*M, H) decoder rows of the masked nodes */
     float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
     int64_t gidx_step;
     model_hp hp;

@@ -17,15 +17,15 @@ typedef struct parcellate_atlas {
     const char *name;          /* pipeline name (not owned) */
     const char *path;          /* file (not owned) */
     resample_grid grid;        /* the atlas's own grid */
-    int32_t *labels;           /* nvox label values (rounded), owned */
-    int32_t *region_of_vox;    /* nvox region index (position in region_labels), -1 = 0 */
+    uint16_t *region_of_vox;   /* nvox region index (position in region_labels) or
+                                  RESAMPLE_NONE for label 0; owned */
     int n_regions;
     int32_t *region_labels;    /* ascending nonzero labels, owned */
     char **region_names;       /* owned */
 } parcellate_atlas;
 
-/* Read an atlas file (3D label image; non-integer labels rounded, negative labels
- * rejected) and its name table: `names_path` if not NULL, else <file>.txt beside it
+/* Read an atlas file (3D label image of non-negative integer labels, at most 65534
+ * distinct nonzero ones; read as float32, so labels up to 2^24 are exact) and its name table: `names_path` if not NULL, else <file>.txt beside it
  * with the .gz/.nii stripped (e.g. aal.nii.txt). Non-collective. */
 int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
                           const char *names_path, bgfm_err *e);

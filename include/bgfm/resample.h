@@ -18,18 +18,21 @@ typedef struct resample_grid {
     double affine[4][4]; /* voxel -> world (mm) */
 } resample_grid;
 
-/* Inverse of an affine 4x4 (last row 0 0 0 1); returns 0, or -1 if singular. */
-int resample_affine_inv(const double a[4][4], double inv[4][4]);
+/* Inverse of the grid's affine (last row 0 0 0 1); returns 0, or -1 if singular. */
+int resample_affine_inv(const resample_grid *g, double inv[4][4]);
 /* 1 if dims and all affine entries are exactly equal. */
 int resample_grid_equal(const resample_grid *a, const resample_grid *b);
 /* Round half away from zero (the documented tie rule). */
 double resample_round(double x);
 
-/* For every data voxel (Fortran order, i fastest), the value of `src` (one int32 per
+/* For every data voxel (Fortran order, i fastest), the value of `src` (one uint16 per
  * atlas voxel) at the nearest atlas voxel, or `fill` outside the atlas grid.
  * Returns 0, or BGFM_EDATA if the atlas affine is singular (`what` names the atlas). */
-int resample_map(const resample_grid *data, const resample_grid *atlas, const int32_t *src,
-                 int32_t fill, int32_t *out, const char *what, bgfm_err *e);
+int resample_map(const resample_grid *data, const resample_grid *atlas, const uint16_t *src,
+                 uint16_t fill, uint16_t *out, const char *what, bgfm_err *e);
+
+/* Region index of "no region" in per-voxel region maps (so up to 65535 regions). */
+#define RESAMPLE_NONE ((uint16_t)0xFFFF)
 
 /* The compact extraction plan of one data grid for a list of atlases: the voxels that
  * have a region in at least one atlas (ascending index) and, per voxel and atlas, the
@@ -45,10 +48,10 @@ typedef struct resample_plan {
 } resample_plan;
 
 /* Atlas description for building plans: its grid and its per-voxel region index
- * (-1 for label 0), with n_regions regions. */
+ * (RESAMPLE_NONE for label 0), with n_regions regions. */
 typedef struct resample_src {
     const resample_grid *grid;
-    const int32_t *region_of_vox;
+    const uint16_t *region_of_vox;
     int n_regions;
     const char *name;
 } resample_src;

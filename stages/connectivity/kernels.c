@@ -44,38 +44,62 @@ int connectivity_check(const float *X, int64_t T, int N, int64_t ldx, const uint
 
 void connectivity_standardise(float *Z, const float *X, int64_t T, int N, int64_t ldx,
                               const uint8_t *flagged, double *work) {
-    /* Two passes in double over the rows (cache-friendly for the row-major layout):
-     * means, then sums of squared deviations; then the scaled copy. */
-    double *mean = work, *ss = work + N;
+    /* One pass of shifted sums in double (shift = the first row, which keeps the
+     * one-pass variance accurate for any offset), then one scaled copy. Rows are
+     * contiguous, so the inner loops vectorise. */
+    double *sum = work, *ss = work + N;
     memset(work, 0, (size_t)N * 2 * sizeof *work);
-    for (int64_t t = 0; t < T; t++)
-        for (int i = 0; i < N; i++) mean[i] += (double)X[t * ldx + i];
-    for (int i = 0; i < N; i++) mean[i] /= (double)T;
-    for (int64_t t = 0; t < T; t++)
+    const float *x0 = X;
+    for (int64_t t = 1; t < T; t++) {
+        const float *x = X + t * ldx;
         for (int i = 0; i < N; i++) {
-            double d = (double)X[t * ldx + i] - mean[i];
+            double d = (double)x[i] - (double)x0[i];
+            sum[i] += d;
             ss[i] += d * d;
         }
-    for (int i = 0; i < N; i++)
-        ss[i] = (is_flagged(flagged, i) || !(ss[i] > 0)) ? 0.0 : 1.0 / sqrt(ss[i]);
-    for (int64_t t = 0; t < T; t++)
-        for (int i = 0; i < N; i++)
-            Z[t * N + i] = (float)(((double)X[t * ldx + i] - mean[i]) * ss[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        double mean = sum[i] / (double)T;          /* mean of the shifted series */
+        double var = ss[i] - mean * sum[i];        /* sum of squared deviations */
+        sum[i] = mean + (double)x0[i];             /* now the mean itself */
+        ss[i] = (is_flagged(flagged, i) || !(var > 0)) ? 0.0 : 1.0 / sqrt(var);
+    }
+    /* the copy in float (relative error ~1e-7, far below the float32 output's) */
+    float *mf = (float *)(void *)sum, *sf = mf + N; /* reuse work: 2N floats fit in N doubles */
+    for (int i = 0; i < N; i++) {
+        float m = (float)sum[i], sc = (float)ss[i];
+        mf[i] = m;
+        sf[i] = sc;
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const float *x = X + t * ldx;
+        float *z = Z + t * N;
+        for (int i = 0; i < N; i++) z[i] = (x[i] - mf[i]) * sf[i];
+    }
 }
 
 void connectivity_pearson(float *C, const float *Z, int64_t T, int N, const uint8_t *flagged) {
-    /* Z is T x N row-major: C = Z^T Z, upper triangle. */
+    /* Z is T x N row-major: C = Z^T Z, upper triangle by one SSYRK. */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, N, (int)T, 1.0f, Z, N, 0.0f, C, N);
+    /* clip the upper triangle to [-1, 1], then mirror it in 32 x 32 tiles */
     for (int i = 0; i < N; i++) {
-        for (int j = i + 1; j < N; j++) {
-            float v = C[(size_t)i * N + j];
-            if (is_flagged(flagged, i) || is_flagged(flagged, j)) v = 0.0f;
-            v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
-            C[(size_t)i * N + j] = v;
-            C[(size_t)j * N + i] = v;
-        }
-        C[(size_t)i * N + i] = is_flagged(flagged, i) ? 0.0f : 1.0f;
+        float *c = C + (size_t)i * N;
+        for (int j = i + 1; j < N; j++) c[j] = c[j] > 1.0f ? 1.0f : (c[j] < -1.0f ? -1.0f : c[j]);
     }
+    enum { B = 32 };
+    for (int ib = 0; ib < N; ib += B)
+        for (int jb = ib; jb < N; jb += B) {
+            int ie = ib + B < N ? ib + B : N, je = jb + B < N ? jb + B : N;
+            for (int i = ib; i < ie; i++)
+                for (int j = (jb > i + 1 ? jb : i + 1); j < je; j++)
+                    C[(size_t)j * N + i] = C[(size_t)i * N + j];
+        }
+    for (int i = 0; i < N; i++) C[(size_t)i * N + i] = 1.0f;
+    if (!flagged) return;
+    for (int i = 0; i < N; i++)
+        if (flagged[i]) {
+            for (int j = 0; j < N; j++) C[(size_t)i * N + j] = C[(size_t)j * N + i] = 0.0f;
+        }
 }
 
 double connectivity_lw_shrinkage(const float *Z, const float *C, int64_t T, int N,
@@ -178,13 +202,16 @@ void connectivity_fisher_z(float *C, int N) {
 
 int64_t connectivity_adj_threshold(uint8_t *A, const float *C, int N, double tau,
                                    const uint8_t *flagged) {
+    /* compared in float32, as the stored C against tau rounded to float32 (what numpy
+     * does with `C > 0.3` on the float32 array) */
+    const float t = (float)tau;
     int64_t m = 0;
     memset(A, 0, (size_t)N * N);
     for (int i = 0; i < N; i++) {
         if (is_flagged(flagged, i)) continue;
         for (int j = i + 1; j < N; j++) {
             if (is_flagged(flagged, j)) continue;
-            if ((double)C[(size_t)i * N + j] > tau) {
+            if (C[(size_t)i * N + j] > t) {
                 A[(size_t)i * N + j] = A[(size_t)j * N + i] = 1;
                 m++;
             }

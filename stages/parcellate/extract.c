@@ -10,7 +10,6 @@
 
 void parcellate_atlas_free(parcellate_atlas *a) {
     if (!a) return;
-    free(a->labels);
     free(a->region_of_vox);
     free(a->region_labels);
     if (a->region_names)
@@ -86,67 +85,92 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     memset(a, 0, sizeof *a);
     a->name = name;
     a->path = path;
-    niftiio_header h;
-    double *d = NULL;
-    int rc = niftiio_read_3d(path, &h, &d, e);
+    niftiio_reader *rd = NULL;
+    float *vol = NULL;
+    int32_t *u = NULL;
+    int rc = niftiio_open(path, &rd, e);
     if (rc) return rc;
-    for (int i = 0; i < 3; i++) a->grid.dim[i] = h.dim[i + 1];
-    memcpy(a->grid.affine, h.affine, sizeof a->grid.affine);
-    int64_t nvox = h.nvox;
-    a->labels = bgfm_malloc(e, (size_t)nvox * sizeof *a->labels, "atlas labels");
-    a->region_of_vox = bgfm_malloc(e, (size_t)nvox * sizeof *a->region_of_vox, "atlas regions");
-    if (!a->labels || !a->region_of_vox) {
+    const niftiio_header *h = niftiio_hdr(rd);
+    if (h->nvol != 1) {
+        rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has %lld volumes; give a 3D label image",
+                       name, path, (long long)h->nvol);
+        goto out;
+    }
+    for (int i = 0; i < 3; i++) a->grid.dim[i] = h->dim[i + 1];
+    memcpy(a->grid.affine, h->affine, sizeof a->grid.affine);
+    int64_t nvox = h->nvox;
+    /* float32 read (labels up to 2^24 exact); the region map is uint16 to keep a 1 mm
+     * atlas at 14 MB */
+    vol = bgfm_malloc(e, (size_t)nvox * sizeof *vol, "atlas volume");
+    a->region_of_vox = vol ? bgfm_malloc(e, (size_t)nvox * sizeof *a->region_of_vox,
+                                         "atlas regions")
+                           : NULL;
+    if (!a->region_of_vox) {
         rc = e->code;
         goto out;
     }
-    int32_t maxl = 0;
+    if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
     int64_t nnz = 0;
     for (int64_t v = 0; v < nvox; v++) {
-        double x = d[v], r = round(x);
-        if (!isfinite(x) || r < 0 || r > 2147483647.0 || fabs(x - r) > 1e-3) {
+        float x = vol[v], r = roundf(x);
+        if (!isfinite(x) || r < 0 || r > 16777216.0f || fabsf(x - r) > 1e-3f) {
             rc = bgfm_fail(e, BGFM_EDATA,
                            "atlas '%s' (%s): voxel %lld has value %g; a label atlas needs "
                            "non-negative integer labels (0 = background)",
-                           name, path, (long long)v, x);
+                           name, path, (long long)v, (double)x);
             goto out;
         }
-        a->labels[v] = (int32_t)r;
-        if (a->labels[v] > maxl) maxl = a->labels[v];
-        nnz += a->labels[v] != 0;
+        vol[v] = r;
+        nnz += r != 0.0f;
     }
     if (nnz == 0) {
         rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has no nonzero label", name, path);
         goto out;
     }
     /* Distinct nonzero labels, ascending: sort a copy of the nonzero values. */
-    int32_t *u = bgfm_malloc(e, (size_t)nnz * sizeof *u, "atlas label list");
+    u = bgfm_malloc(e, (size_t)nnz * sizeof *u, "atlas label list");
     if (!u) {
         rc = e->code;
         goto out;
     }
     int64_t k = 0;
     for (int64_t v = 0; v < nvox; v++)
-        if (a->labels[v]) u[k++] = a->labels[v];
+        if (vol[v] != 0.0f) u[k++] = (int32_t)vol[v];
     qsort(u, (size_t)nnz, sizeof *u, cmp_i32);
     int64_t nu = 0;
     for (int64_t i = 0; i < nnz; i++)
         if (nu == 0 || u[i] != u[nu - 1]) u[nu++] = u[i];
+    if (nu >= RESAMPLE_NONE) {
+        rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has %lld regions; at most %d are supported",
+                       name, path, (long long)nu, RESAMPLE_NONE - 1);
+        goto out;
+    }
     a->n_regions = (int)nu;
-    a->region_labels = realloc(u, (size_t)nu * sizeof *u);
-    if (!a->region_labels) a->region_labels = u;
+    a->region_labels = bgfm_malloc(e, (size_t)nu * sizeof *u, "region labels");
+    if (!a->region_labels) {
+        rc = e->code;
+        goto out;
+    }
+    memcpy(a->region_labels, u, (size_t)nu * sizeof *u);
     for (int64_t v = 0; v < nvox; v++) {
-        int32_t l = a->labels[v];
-        if (!l) {
-            a->region_of_vox[v] = -1;
+        if (vol[v] == 0.0f) {
+            a->region_of_vox[v] = RESAMPLE_NONE;
             continue;
         }
+        int32_t l = (int32_t)vol[v];
         int32_t *hit = bsearch(&l, a->region_labels, (size_t)nu, sizeof l, cmp_i32);
         BGFM_ASSERT(hit != NULL);
-        a->region_of_vox[v] = (int32_t)(hit - a->region_labels);
+        a->region_of_vox[v] = (uint16_t)(hit - a->region_labels);
     }
+    free(u);
+    u = NULL;
+    free(vol);
+    vol = NULL;
     rc = atlas_names(a, names_path, e);
 out:
-    free(d);
+    niftiio_close(&rd);
+    free(vol);
+    free(u);
     if (rc) parcellate_atlas_free(a);
     return rc;
 }

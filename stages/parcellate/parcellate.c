@@ -21,8 +21,6 @@ static const bgfm_opt parcellate_opts_table[] = {
     {"min_coverage", BGFM_OPT_REAL, "0.5", 0, 1, NULL,
      "regions whose fraction of voxels in the non-constant mask is below this are flagged "
      "and set to zero"},
-    {"participants", BGFM_OPT_STR, NULL, 1, 0, NULL,
-     "participants table; unset: <inputs.bids>/participants.tsv"},
 };
 
 static int parcellate_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
@@ -53,9 +51,8 @@ static char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_c
         out[a] = bgfm_strdup(e, p->atlases[a].path);
         if (!out[a]) goto fail;
     }
-    const char *tsv = params_str(&s->with, "participants");
-    if (tsv) {
-        out[p->n_atlases] = bgfm_strdup(e, tsv);
+    if (p->participants) {
+        out[p->n_atlases] = bgfm_strdup(e, p->participants);
     } else {
         size_t len = strlen(p->bids) + sizeof "/participants.tsv";
         out[p->n_atlases] = bgfm_malloc(e, len, "path");

@@ -8,9 +8,9 @@
 
 double resample_round(double x) { return round(x); }
 
-int resample_affine_inv(const double a[4][4], double inv[4][4]) {
+int resample_affine_inv(const resample_grid *g, double inv[4][4]) {
     /* Inverse of [R t; 0 1] = [R^-1, -R^-1 t; 0 1], R^-1 by the adjugate. */
-    const double(*m)[4] = a;
+    const double(*m)[4] = g->affine;
     double c00 = m[1][1] * m[2][2] - m[1][2] * m[2][1];
     double c01 = m[1][2] * m[2][0] - m[1][0] * m[2][2];
     double c02 = m[1][0] * m[2][1] - m[1][1] * m[2][0];
@@ -44,15 +44,15 @@ int resample_grid_equal(const resample_grid *a, const resample_grid *b) {
     return 1;
 }
 
-int resample_map(const resample_grid *data, const resample_grid *atlas, const int32_t *src,
-                 int32_t fill, int32_t *out, const char *what, bgfm_err *e) {
+int resample_map(const resample_grid *data, const resample_grid *atlas, const uint16_t *src,
+                 uint16_t fill, uint16_t *out, const char *what, bgfm_err *e) {
     int64_t nx = data->dim[0], ny = data->dim[1], nz = data->dim[2];
     if (resample_grid_equal(data, atlas)) {
         memcpy(out, src, (size_t)(nx * ny * nz) * sizeof *out);
         return 0;
     }
     double ainv[4][4], m[4][4];
-    if (resample_affine_inv(atlas->affine, ainv))
+    if (resample_affine_inv(atlas, ainv))
         return bgfm_fail(e, BGFM_EDATA,
                          "%s: the atlas affine (sform/qform) is singular; fix the atlas header",
                          what);
@@ -103,7 +103,7 @@ static int plan_build(resample_plan *p, const resample_grid *grid, const resampl
     p->n_atlases = n_atlases;
     int64_t nvox = grid->dim[0] * grid->dim[1] * grid->dim[2];
     int64_t *off = bgfm_calloc(e, (size_t)n_atlases + 1, sizeof *off, "region offsets");
-    int32_t *maps = off ? bgfm_malloc(e, (size_t)nvox * (size_t)n_atlases * sizeof *maps,
+    uint16_t *maps = off ? bgfm_malloc(e, (size_t)nvox * (size_t)n_atlases * sizeof *maps,
                                       "resampled atlas maps")
                         : NULL;
     if (!maps) {
@@ -113,14 +113,14 @@ static int plan_build(resample_plan *p, const resample_grid *grid, const resampl
     int rc = 0;
     for (int a = 0; a < n_atlases && !rc; a++) {
         off[a + 1] = off[a] + atlases[a].n_regions;
-        rc = resample_map(grid, atlases[a].grid, atlases[a].region_of_vox, -1,
+        rc = resample_map(grid, atlases[a].grid, atlases[a].region_of_vox, RESAMPLE_NONE,
                           maps + (int64_t)a * nvox, atlases[a].name, e);
     }
     p->n_total = off[n_atlases];
     int64_t n_in = 0;
     for (int64_t v = 0; v < nvox && !rc; v++) {
         int any = 0;
-        for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] >= 0;
+        for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] != RESAMPLE_NONE;
         n_in += any;
     }
     if (!rc) {
@@ -135,12 +135,12 @@ static int plan_build(resample_plan *p, const resample_grid *grid, const resampl
         int64_t w = 0;
         for (int64_t v = 0; v < nvox; v++) {
             int any = 0;
-            for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] >= 0;
+            for (int a = 0; a < n_atlases; a++) any |= maps[(int64_t)a * nvox + v] != RESAMPLE_NONE;
             if (!any) continue;
             p->vox[w] = v;
             for (int a = 0; a < n_atlases; a++) {
-                int32_t r = maps[(int64_t)a * nvox + v];
-                int32_t g = r >= 0 ? (int32_t)(off[a] + r) : -1;
+                uint16_t r = maps[(int64_t)a * nvox + v];
+                int32_t g = r != RESAMPLE_NONE ? (int32_t)(off[a] + r) : -1;
                 p->gidx[w * n_atlases + a] = g;
                 if (g >= 0) p->n_vox[g]++;
             }

@@ -1,8 +1,562 @@
-/* run.c: the collective parcellate stage run (being written).
- * Not the extraction kernel. */
+/* run.c: the collective parcellate stage: dataset scan, subjects split across ranks by
+ * image size, one-pass extraction per subject, timeseries.h5 written collectively.
+ * Not the extraction kernel (extract.c) and not the engine (pipeline/run.c). */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bgfm/bids.h"
+#include "bgfm/fsutil.h"
+#include "bgfm/h5io.h"
+#include "bgfm/json.h"
+#include "bgfm/log.h"
 #include "bgfm/parcellate.h"
 
+/* Contiguous split of the path-ordered images by file size: image i goes to rank
+ * floor(P * (c_i + s_i / 2) / total), c_i the bytes of images before it. Deterministic,
+ * monotone (so each rank's rows are one block of the output) and balanced to within
+ * one image. Images of size 0 count as 1 byte. */
+static void split_by_size(const bids_dataset *d, int P, int64_t *lo, int64_t *hi, int rank) {
+    double total = 0;
+    for (int64_t i = 0; i < d->n_images; i++)
+        total += (double)(d->images[i].file_size > 0 ? d->images[i].file_size : 1);
+    double c = 0;
+    *lo = *hi = -1;
+    int64_t first = d->n_images, last = d->n_images;
+    for (int64_t i = 0; i < d->n_images; i++) {
+        double s = (double)(d->images[i].file_size > 0 ? d->images[i].file_size : 1);
+        int owner = (int)floor((double)P * (c + s / 2) / total);
+        if (owner >= P) owner = P - 1;
+        if (owner == rank && first == d->n_images) first = i;
+        if (owner > rank && last == d->n_images) last = i;
+        c += s;
+    }
+    *lo = first;
+    *hi = first == d->n_images ? first : last;
+}
+
+/* Everything the writer needs, identical on every rank after the exchange. */
+typedef struct prun {
+    bgfm_ctx *ctx;
+    const bgfm_pipeline *pipe;
+    parcellate_opts o;
+    const char *std_name;
+    int A;
+    parcellate_atlas *atlases;
+    bids_dataset ds;
+    int64_t lo, hi;           /* this rank's images */
+    parcellate_out *outs;     /* (hi - lo) * A */
+    int64_t *T;               /* n_images (0 = failed/skipped) */
+    double *tr;
+    int64_t *row;             /* n_images: output row or -1 */
+    int64_t S, sumT;
+    int64_t *offsets;         /* S + 1 */
+} prun;
+
+static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
+    bgfm_ctx *ctx = p->ctx;
+    int64_t n = p->ds.n_images;
+    int64_t *Tl = bgfm_calloc(e, (size_t)n, sizeof *Tl, "T");
+    double *trl = bgfm_calloc(e, (size_t)n, sizeof *trl, "TR");
+    if (!Tl || !trl) {
+        free(Tl);
+        free(trl);
+        return e->code;
+    }
+    for (int64_t i = p->lo; i < p->hi; i++) {
+        Tl[i] = p->T[i];
+        trl[i] = p->tr[i];
+    }
+    /* every image's T and TR: all zero except at the owner, so the sums are exact */
+    int rc = 0;
+    if (MPI_Allreduce(Tl, p->T, (int)n, MPI_INT64_T, MPI_SUM, ctx->comm) != MPI_SUCCESS ||
+        MPI_Allreduce(trl, p->tr, (int)n, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of subject lengths failed");
+    free(Tl);
+    free(trl);
+    if (rc) return rc;
+    /* skip reasons: "<index>\t<reason>\n" text gathered on every rank */
+    size_t len = 0;
+    for (int64_t i = p->lo; i < p->hi; i++)
+        if (reasons_local[i - p->lo]) len += strlen(reasons_local[i - p->lo]) + 32;
+    char *buf = bgfm_malloc(e, len + 1, "skip reasons");
+    if (!buf) return e->code;
+    size_t w = 0;
+    for (int64_t i = p->lo; i < p->hi; i++)
+        if (reasons_local[i - p->lo])
+            w += (size_t)snprintf(buf + w, len + 1 - w, "%lld\t%s\n", (long long)i,
+                                  reasons_local[i - p->lo]);
+    int mylen = (int)w, *lens = bgfm_calloc(e, (size_t)ctx->size, sizeof *lens, "lengths");
+    int *displs = bgfm_calloc(e, (size_t)ctx->size, sizeof *displs, "displacements");
+    char *all = NULL;
+    if (!lens || !displs) rc = e->code;
+    if (!rc && MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgather of skip reasons failed");
+    int64_t tot = 0;
+    for (int k = 0; !rc && k < ctx->size; k++) {
+        displs[k] = (int)tot;
+        tot += lens[k];
+    }
+    if (!rc && tot > 1 << 30) rc = bgfm_fail(e, BGFM_EDATA, "too many skip reasons");
+    if (!rc && !(all = bgfm_malloc(e, (size_t)tot + 1, "skip reasons"))) rc = e->code;
+    if (!rc && MPI_Allgatherv(buf, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm) !=
+                   MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgatherv of skip reasons failed");
+    if (!rc) {
+        all[tot] = '\0';
+        char *s = all;
+        while (!rc && *s) {
+            char *nl = strchr(s, '\n'), *tab = strchr(s, '\t');
+            BGFM_ASSERT(nl && tab && tab < nl);
+            *nl = '\0';
+            long long idx = strtoll(s, NULL, 10);
+            BGFM_ASSERT(idx >= 0 && idx < n);
+            rc = bids_skip_add(&p->ds, p->ds.images[idx].path, tab + 1, e);
+            s = nl + 1;
+        }
+    }
+    free(buf);
+    free(all);
+    free(lens);
+    free(displs);
+    if (rc) return rc;
+    /* rows in path order over the images that succeeded */
+    p->S = 0;
+    for (int64_t i = 0; i < n; i++) p->row[i] = p->T[i] > 0 ? p->S++ : -1;
+    if (p->S == 0)
+        return bgfm_fail(e, BGFM_EDATA, "every image of %s failed (see the skipped list); "
+                         "nothing to write", p->ds.root);
+    p->offsets = bgfm_calloc(e, (size_t)p->S + 1, sizeof *p->offsets, "offsets");
+    if (!p->offsets) return e->code;
+    for (int64_t i = 0; i < n; i++)
+        if (p->row[i] >= 0) p->offsets[p->row[i] + 1] = p->offsets[p->row[i]] + p->T[i];
+    p->sumT = p->offsets[p->S];
+    return 0;
+}
+
+/* ---- participants columns ---- */
+
+static int parse_num(const char *s, double *v) {
+    char *end = NULL;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end != s && *end == '\0' && errno == 0 && isfinite(*v);
+}
+
+static int cmp_cstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int write_subjects(prun *p, hid_t f, bgfm_err *e) {
+    const bids_table *t = &p->ds.participants;
+    int64_t S = p->S, n = p->ds.n_images;
+    int rc = 0;
+    const char **ids = bgfm_calloc(e, (size_t)S, sizeof *ids, "ids");
+    const char **img = bgfm_calloc(e, (size_t)S, sizeof *img, "paths");
+    int64_t *nv = bgfm_calloc(e, (size_t)S, sizeof *nv, "n_volumes");
+    double *trs = bgfm_calloc(e, (size_t)S, sizeof *trs, "t_r");
+    int64_t *lab = bgfm_calloc(e, (size_t)S, sizeof *lab, "labels");
+    int64_t *rows = bgfm_calloc(e, (size_t)S, sizeof *rows, "rows");
+    double *num = bgfm_calloc(e, (size_t)S, sizeof *num, "column");
+    const char **strs = bgfm_calloc(e, (size_t)(t->n_rows + S + 1), sizeof *strs, "column");
+    if (!ids || !img || !nv || !trs || !lab || !rows || !num || !strs) {
+        rc = e->code;
+        goto out;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = p->row[i];
+        if (r < 0) continue;
+        ids[r] = t->cells[p->ds.images[i].row * t->n_cols + t->id_col];
+        img[r] = p->ds.images[i].path;
+        nv[r] = p->T[i];
+        trs[r] = p->tr[i];
+        rows[r] = p->ds.images[i].row;
+    }
+    hsize_t dims[1] = {(hsize_t)S};
+    if (!rc) rc = h5io_write_strings(f, "/subjects/participant_id", ids, S, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/subjects/image", img, S, 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/subjects/n_volumes", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,
+                              nv, 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/subjects/t_r", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims, trs,
+                              0, e);
+    /* label: integer-valued numeric column as is; else codes into the sorted unique
+     * non-missing values of the whole table; missing -> -1 */
+    int lc = -1;
+    for (int c = 0; c < t->n_cols; c++)
+        if (p->pipe->label_column && !strcmp(t->cols[c], p->pipe->label_column)) lc = c;
+    int is_int = lc >= 0;
+    for (int64_t r = 0; lc >= 0 && r < t->n_rows; r++) {
+        const char *s = t->cells[r * t->n_cols + lc];
+        double v;
+        if (bids_cell_missing(s)) continue;
+        if (!parse_num(s, &v) || v != floor(v) || fabs(v) > 9.0e15) is_int = 0;
+    }
+    int64_t nclass = 0;
+    if (lc >= 0 && !is_int) {
+        for (int64_t r = 0; r < t->n_rows; r++) {
+            const char *s = t->cells[r * t->n_cols + lc];
+            if (!bids_cell_missing(s)) strs[nclass++] = s;
+        }
+        qsort(strs, (size_t)nclass, sizeof *strs, cmp_cstr);
+        int64_t u = 0;
+        for (int64_t k = 0; k < nclass; k++)
+            if (u == 0 || strcmp(strs[k], strs[u - 1])) strs[u++] = strs[k];
+        nclass = u;
+    }
+    for (int64_t r = 0; r < S; r++) {
+        lab[r] = -1;
+        if (lc < 0) continue;
+        const char *s = t->cells[rows[r] * t->n_cols + lc];
+        if (bids_cell_missing(s)) continue;
+        if (is_int) {
+            double v = 0;
+            parse_num(s, &v);
+            lab[r] = (int64_t)v;
+        } else {
+            const char **hit = bsearch(&s, strs, (size_t)nclass, sizeof *strs, cmp_cstr);
+            BGFM_ASSERT(hit != NULL);
+            lab[r] = hit - strs;
+        }
+    }
+    if (!rc)
+        rc = h5io_write_small(f, "/subjects/label", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, lab,
+                              0, e);
+    if (!rc && lc >= 0 && !is_int) {
+        size_t len = 1;
+        for (int64_t k = 0; k < nclass; k++) len += strlen(strs[k]) + 1;
+        char *cl = bgfm_calloc(e, len, 1, "classes");
+        if (!cl) rc = e->code;
+        for (int64_t k = 0; !rc && k < nclass; k++) {
+            if (k) strcat(cl, ",");
+            strcat(cl, strs[k]);
+        }
+        if (!rc) rc = h5io_attr_set_str(f, "/subjects/label", "classes", cl, e);
+        free(cl);
+    }
+    if (!rc) rc = h5io_attr_set_str(f, "/subjects/label", "column",
+                                    p->pipe->label_column ? p->pipe->label_column : "", e);
+    if (lc < 0)
+        log_warn(p->ctx, "parcellate: %s has no column '%s' (inputs.label_column); every label "
+                 "is -1", t->path, p->pipe->label_column ? p->pipe->label_column : "");
+    /* every column of participants.tsv */
+    for (int c = 0; c < t->n_cols && !rc; c++) {
+        int numeric = 1;
+        for (int64_t r = 0; r < S; r++) {
+            const char *s = t->cells[rows[r] * t->n_cols + c];
+            double v;
+            if (bids_cell_missing(s)) {
+                num[r] = NAN;
+            } else if (parse_num(s, &v)) {
+                num[r] = v;
+            } else {
+                numeric = 0;
+            }
+            strs[r] = s;
+        }
+        char path[600];
+        char name[512];
+        snprintf(name, sizeof name, "%s", t->cols[c]);
+        for (char *q = name; *q; q++)
+            if (*q == '/' || *q == '.') *q = '_';
+        snprintf(path, sizeof path, "/subjects/columns/%s", name);
+        if (numeric)
+            rc = h5io_write_small(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims, num, 0, e);
+        else
+            rc = h5io_write_strings(f, path, strs, S, 0, e);
+    }
+out:
+    free(ids);
+    free(img);
+    free(nv);
+    free(trs);
+    free(lab);
+    free(rows);
+    free(num);
+    free(strs);
+    return rc;
+}
+
+static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
+    const parcellate_atlas *at = &p->atlases[a];
+    int N = at->n_regions, A = p->A;
+    int64_t S = p->S;
+    char path[512];
+    int rc = 0;
+    /* this rank's block of rows */
+    int64_t r0 = -1, nr = 0, t0 = 0, nt = 0;
+    for (int64_t i = p->lo; i < p->hi; i++) {
+        if (p->row[i] < 0) continue;
+        if (r0 < 0) {
+            r0 = p->row[i];
+            t0 = p->offsets[r0];
+        }
+        nr++;
+        nt += p->T[i];
+    }
+    if (r0 < 0) r0 = 0;
+    BGFM_ASSERT(nr == 0 || p->offsets[r0 + nr] - p->offsets[r0] == nt);
+    float *ts = bgfm_malloc(e, (size_t)(nt * N + 1) * sizeof *ts, "time series block");
+    float *cov = bgfm_malloc(e, (size_t)(nr * N + 1) * sizeof *cov, "coverage block");
+    uint8_t *fl = bgfm_malloc(e, (size_t)(nr * N + 1), "flag block");
+    if (!ts || !cov || !fl) {
+        free(ts);
+        free(cov);
+        free(fl);
+        return e->code;
+    }
+    int64_t k = 0, tk = 0;
+    for (int64_t i = p->lo; i < p->hi; i++) {
+        if (p->row[i] < 0) continue;
+        const parcellate_out *o = &p->outs[(i - p->lo) * A + a];
+        memcpy(ts + tk * N, o->ts, (size_t)(p->T[i] * N) * sizeof *ts);
+        memcpy(cov + k * N, o->coverage, (size_t)N * sizeof *cov);
+        memcpy(fl + k * N, o->flagged, (size_t)N);
+        tk += p->T[i];
+        k++;
+    }
+    hsize_t d2[2] = {(hsize_t)p->sumT, (hsize_t)N}, s2[2] = {(hsize_t)S, (hsize_t)N};
+    hsize_t dn[1] = {(hsize_t)N}, ds1[1] = {(hsize_t)S + 1};
+    snprintf(path, sizeof path, "/atlases/%s/timeseries", at->name);
+    hid_t d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, d2, NULL, 0, e);
+    if (d < 0) rc = e->code ? e->code : BGFM_EIO;
+    if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, t0, nt, ts, e);
+    if (d >= 0) H5Dclose(d);
+    snprintf(path, sizeof path, "/atlases/%s/coverage", at->name);
+    if (!rc) {
+        d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, s2, NULL, 0, e);
+        if (d < 0) rc = e->code ? e->code : BGFM_EIO;
+        if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, r0, nr, cov, e);
+        if (d >= 0) H5Dclose(d);
+    }
+    snprintf(path, sizeof path, "/atlases/%s/flagged", at->name);
+    if (!rc) {
+        d = h5io_dset_create(f, path, H5T_STD_U8LE, 2, s2, NULL, 0, e);
+        if (d < 0) rc = e->code ? e->code : BGFM_EIO;
+        if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_UINT8, r0, nr, fl, e);
+        if (d >= 0) H5Dclose(d);
+    }
+    snprintf(path, sizeof path, "/atlases/%s/offsets", at->name);
+    if (!rc)
+        rc = h5io_write_small(f, path, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, ds1, p->offsets, 0, e);
+    snprintf(path, sizeof path, "/atlases/%s/region_labels", at->name);
+    if (!rc)
+        rc = h5io_write_small(f, path, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dn, at->region_labels,
+                              0, e);
+    snprintf(path, sizeof path, "/atlases/%s/region_names", at->name);
+    if (!rc)
+        rc = h5io_write_strings(f, path, (const char *const *)at->region_names, N, 0, e);
+    snprintf(path, sizeof path, "/atlases/%s", at->name);
+    int64_t nreg = N;
+    if (!rc) rc = h5io_attr_set_str(f, path, "path", at->path, e);
+    if (!rc) rc = h5io_attr_set_i64(f, path, "n_regions", &nreg, 1, e);
+    free(ts);
+    free(cov);
+    free(fl);
+    return rc;
+}
+
+static int write_file(prun *p, const char *file, bgfm_err *e) {
+    bgfm_ctx *ctx = p->ctx;
+    hid_t f = h5io_create(ctx->comm, file, e);
+    int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) return rc;
+    char atl[4096] = "";
+    for (int a = 0; a < p->A; a++) {
+        if (a) strncat(atl, ",", sizeof atl - strlen(atl) - 1);
+        strncat(atl, p->atlases[a].name, sizeof atl - strlen(atl) - 1);
+    }
+    int64_t one = 1, det = p->o.clean.detrend, ford = p->o.clean.filter_order;
+    double hp = p->o.clean.high_pass, lp = p->o.clean.low_pass, mc = p->o.min_coverage;
+    double tro = p->o.t_r;
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "format", "bgfm-timeseries", e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &one, 1, e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "n_subjects", &p->S, 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "atlases", atl, e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "detrend", &det, 1, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "high_pass", &hp, 1, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "low_pass", &lp, 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "standardize", p->std_name, e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "filter_order", &ford, 1, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "min_coverage", &mc, 1, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "t_r_override", &tro, 1, e);
+    if (!rc) rc = write_subjects(p, f, e);
+    for (int a = 0; a < p->A && !rc; a++) rc = write_atlas(p, f, a, e);
+    if (!rc && p->ds.n_skipped > 0) {
+        const char **im = bgfm_calloc(e, (size_t)p->ds.n_skipped, sizeof *im, "skipped");
+        const char **re = bgfm_calloc(e, (size_t)p->ds.n_skipped, sizeof *re, "skipped");
+        if (!im || !re) rc = e->code;
+        for (int64_t k = 0; !rc && k < p->ds.n_skipped; k++) {
+            im[k] = p->ds.skipped[k].image;
+            re[k] = p->ds.skipped[k].reason;
+        }
+        if (!rc) rc = h5io_write_strings(f, "/skipped/image", im, p->ds.n_skipped, 0, e);
+        if (!rc) rc = h5io_write_strings(f, "/skipped/reason", re, p->ds.n_skipped, 0, e);
+        free(im);
+        free(re);
+    }
+    int crc = h5io_close(&f, file, e);
+    if (!rc) rc = crc;
+    return bgfm_ctx_agree(ctx, rc);
+}
+
+static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items) {
+    bgfm_ctx *ctx = p->ctx;
+    double rss = fs_peak_rss_mib();
+    double *all = ctx->rank == 0 ? calloc((size_t)ctx->size, sizeof *all) : NULL;
+    if (MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, ctx->comm) != MPI_SUCCESS) {
+        free(all);
+        return;
+    }
+    if (ctx->rank != 0 || !all || !r->metrics) {
+        free(all);
+        return;
+    }
+    char *t = NULL;
+    size_t tl = 0;
+    FILE *f = open_memstream(&t, &tl);
+    if (f) {
+        fprintf(f, "{\"stage\": ");
+        json_write_str(f, r->stage->name);
+        fprintf(f, ", \"kind\": \"parcellate\", \"ranks\": %d, \"wall_s\": ", ctx->size);
+        json_write_num(f, wall);
+        fprintf(f, ", \"bytes_read\": ");
+        json_write_num(f, bytes);
+        fprintf(f, ", \"subjects\": ");
+        json_write_num(f, items);
+        fprintf(f, ", \"subjects_per_s\": ");
+        json_write_num(f, wall > 0 ? items / wall : 0);
+        fprintf(f, ", \"peak_rss_mib\": [");
+        for (int k = 0; k < ctx->size; k++) {
+            if (k) fputs(", ", f);
+            json_write_num(f, (double)(int64_t)(all[k] * 10 + 0.5) / 10);
+        }
+        fprintf(f, "]}");
+        fclose(f);
+        bgfm_err e = {0};
+        if (fs_append_line(r->metrics, t, &e)) log_warn(ctx, "%s", e.msg);
+        free(t);
+    }
+    free(all);
+}
+
 int parcellate_stage_run(bgfm_stage_run *r) {
-    return bgfm_ctx_agree(r->ctx, bgfm_ctx_fail(r->ctx, BGFM_EINTERNAL,
-                                                "parcellate: stage run not built yet"));
+    bgfm_ctx *ctx = r->ctx;
+    bgfm_err *e = &ctx->err;
+    const bgfm_params *w = &r->stage->with;
+    double t_start = MPI_Wtime();
+    prun p;
+    memset(&p, 0, sizeof p);
+    p.ctx = ctx;
+    p.pipe = r->pipe;
+    p.A = r->pipe->n_atlases;
+    p.o.clean.detrend = params_bool(w, "detrend");
+    p.o.clean.high_pass = params_real(w, "high_pass");
+    p.o.clean.low_pass = params_real(w, "low_pass");
+    p.o.clean.filter_order = (int)params_int(w, "filter_order");
+    p.std_name = params_str(w, "standardize");
+    p.o.clean.standardize = !strcmp(p.std_name, "zscore") ? CLEAN_STD_ZSCORE
+                            : !strcmp(p.std_name, "psc")  ? CLEAN_STD_PSC
+                                                          : CLEAN_STD_NONE;
+    p.o.t_r = params_has(w, "t_r") ? params_real(w, "t_r") : 0.0;
+    p.o.min_coverage = params_real(w, "min_coverage");
+    int skip = r->pipe->on_error == BGFM_ON_ERROR_SKIP;
+    char **reasons = NULL;
+    resample_cache cache = {0};
+    char *file = fs_join(r->outdir, "timeseries.h5", e);
+    int rc = file ? 0 : e->code;
+    if (!rc && (p.A < 1 || p.A > 64))
+        rc = bgfm_fail(e, BGFM_EUSAGE, "parcellate needs 1 to 64 atlases (got %d)", p.A);
+    /* phase 1: every rank scans the dataset and loads the atlases */
+    if (!rc) rc = bids_scan(r->pipe->bids, r->pipe->participants, skip, &p.ds, e);
+    if (!rc && !(p.atlases = bgfm_calloc(e, (size_t)p.A, sizeof *p.atlases, "atlases")))
+        rc = e->code;
+    for (int a = 0; a < p.A && !rc; a++)
+        rc = parcellate_atlas_load(&p.atlases[a], r->pipe->atlases[a].name,
+                                   r->pipe->atlases[a].path, r->pipe->atlases[a].labels, e);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) {
+        /* every rank must have seen the same dataset */
+        int64_t mm[2] = {p.ds.n_images, -p.ds.n_images}, g[2];
+        if (MPI_Allreduce(mm, g, 2, MPI_INT64_T, MPI_MAX, ctx->comm) != MPI_SUCCESS)
+            rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce failed");
+        else if (g[0] != -g[1])
+            rc = bgfm_fail(e, BGFM_EIO, "ranks see different image counts in %s (%lld vs %lld); "
+                           "is the dataset on a shared file system and not being modified?",
+                           r->pipe->bids, (long long)-g[1], (long long)g[0]);
+        rc = bgfm_ctx_agree(ctx, rc);
+    }
+    /* phase 2: this rank's images, each read once */
+    int64_t n = p.ds.n_images, mine_done = 0, ok_local = 0;
+    double bytes_local = 0;
+    if (!rc) {
+        split_by_size(&p.ds, ctx->size, &p.lo, &p.hi, ctx->rank);
+        int64_t nm = p.hi - p.lo;
+        p.T = bgfm_calloc(e, (size_t)n, sizeof *p.T, "T");
+        p.tr = bgfm_calloc(e, (size_t)n, sizeof *p.tr, "TR");
+        p.row = bgfm_calloc(e, (size_t)n, sizeof *p.row, "rows");
+        p.outs = bgfm_calloc(e, (size_t)(nm * p.A + 1), sizeof *p.outs, "outputs");
+        reasons = bgfm_calloc(e, (size_t)(nm + 1), sizeof *reasons, "reasons");
+        if (!p.T || !p.tr || !p.row || !p.outs || !reasons) rc = e->code;
+        log_progress pg;
+        log_progress_start(ctx, &pg, "parcellate", "subj", n);
+        for (int64_t i = p.lo; i < p.hi && !rc; i++) {
+            int64_t T = 0, bytes = 0;
+            double tr = 0;
+            bgfm_err le = {0};
+            int lrc = parcellate_extract(p.ds.images[i].path, p.atlases, p.A, &cache, &p.o,
+                                         p.outs + (i - p.lo) * p.A, &T, &tr, &bytes, &le);
+            bytes_local += (double)bytes;
+            if (lrc && skip && (lrc == BGFM_EDATA || lrc == BGFM_EIO)) {
+                log_warn(ctx, "parcellate: skipping %s", le.msg);
+                reasons[i - p.lo] = bgfm_strdup(e, le.msg);
+                if (!reasons[i - p.lo]) rc = e->code;
+            } else if (lrc) {
+                rc = bgfm_fail(e, lrc, "%s", le.msg);
+            } else {
+                p.T[i] = T;
+                p.tr[i] = tr;
+                ok_local++;
+            }
+            mine_done++;
+            /* rank 0's own share extrapolated: no collective inside this loop */
+            if (ctx->rank == 0 && nm > 0) log_progress_update(ctx, &pg, mine_done * n / nm);
+        }
+        rc = bgfm_ctx_agree(ctx, rc);
+        if (!rc) log_progress_end(ctx, &pg, n);
+    }
+    /* phase 3: exchange lengths and skip reasons, then write collectively */
+    if (!rc) rc = bgfm_ctx_agree(ctx, exchange(&p, reasons, e));
+    if (!rc) rc = write_file(&p, file, e);
+    if (rc && ctx->rank == 0 && file) unlink(file); /* no partial output */
+    r->bytes_read = bytes_local;
+    r->items = (double)ok_local;
+    r->items_unit = "subjects";
+    double sums[2] = {bytes_local, (double)ok_local}, tot[2] = {0, 0};
+    if (MPI_Allreduce(sums, tot, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) == MPI_SUCCESS)
+        metrics_line(&p, r, MPI_Wtime() - t_start, tot[0], tot[1]);
+    if (!rc && p.ds.n_skipped > 0) {
+        log_info(ctx, "parcellate: %lld image(s)/participant(s) skipped; reasons in %s "
+                 "(/skipped)", (long long)p.ds.n_skipped, file);
+        rc = BGFM_PARTIAL;
+        bgfm_fail(e, BGFM_PARTIAL, "parcellate: %lld image(s) or participant(s) skipped "
+                  "(on_error: skip); see /skipped in timeseries.h5", (long long)p.ds.n_skipped);
+    }
+    for (int64_t i = 0; p.outs && i < (p.hi - p.lo) * p.A; i++) parcellate_out_free(&p.outs[i]);
+    for (int64_t i = 0; reasons && i < p.hi - p.lo; i++) free(reasons[i]);
+    free(reasons);
+    free(p.outs);
+    free(p.T);
+    free(p.tr);
+    free(p.row);
+    free(p.offsets);
+    for (int a = 0; p.atlases && a < p.A; a++) parcellate_atlas_free(&p.atlases[a]);
+    free(p.atlases);
+    bids_dataset_free(&p.ds);
+    resample_cache_free(&cache);
+    free(file);
+    return rc;
 }

@@ -41,16 +41,16 @@ int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EUSAGE, "%s: %d atlases (need 1..%d)", where, c->n_atlases,
                          MODEL_MAX_ATLASES);
     for (int a = 0; a < c->n_atlases; a++)
-        if (c->atlas_nodes[a] < 5 || c->atlas_nodes[a] > c->N_max)
+        if (c->atlas_nodes[a] < 2 || c->atlas_nodes[a] > c->N_max)
             return bgfm_fail(e, BGFM_EUSAGE,
-                             "%s: atlas '%s' has %d nodes; need 5 <= N <= n_max (%d): raise n_max",
+                             "%s: atlas '%s' has %d nodes; need 2 <= N <= n_max (%d): raise n_max",
                              where, c->atlas[a], c->atlas_nodes[a], c->N_max);
     return 0;
 }
 
 /* ---- The parameter list: the ONE place names, shapes and kinds are written ------ */
 static int64_t add_t(model *m, int64_t *off, const char *name, int64_t rows, int64_t cols,
-                     model_init init) {
+                     model_init_kind init) {
     int64_t o = *off;
     if (m->t) {
         model_tensor *t = &m->t[m->n_tensors];
@@ -237,12 +237,13 @@ static void carve_run(carver *c, model_run *r, const model_cfg *cf, int B, int n
 
 /* Lay out every buffer for (B, N, mode) at c->base (NULL: just count). */
 static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, int B, int N,
-                        int mode, double mask_ratio) {
+                        int mode, double mask_ratio, int worst) {
     carver c = {base, 0};
     int M = (mode & MODEL_GMAE) ? model_n_masked(N, mask_ratio) : 0;
-    int nv = N - M;
+    int nv = worst ? N : N - M;
+    if (worst) M = N;
     int64_t T = N + 1, BT = (int64_t)B * T, H = cf->H, P = cf->P;
-    carve_run(&c, &ws->ea, cf, B, nv, N, cf->L, 1, !(mode & MODEL_GMAE));
+    carve_run(&c, &ws->ea, cf, B, nv, N, cf->L, 1, worst || !(mode & MODEL_GMAE));
     if (mode & MODEL_GCL) carve_run(&c, &ws->eb, cf, B, N, N, cf->L, 1, 1);
     if (mode & MODEL_GMAE) carve_run(&c, &ws->dec, cf, B, N, N, cf->Ld, 0, 0);
     ws->mask = TAKEU(&c, (int64_t)B * N);
@@ -260,6 +261,7 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->y = TAKEF(&c, (int64_t)B * M * N);
     ws->tgt = TAKEF(&c, (int64_t)B * M * N);
     ws->dy = TAKEF(&c, (int64_t)B * M * N);
+    ws->dm = TAKEF(&c, (int64_t)B * M * H);
     ws->E = TAKEF(&c, 2 * B * H);
     ws->p1 = TAKEF(&c, 2 * B * H);
     ws->pr = TAKEF(&c, 2 * B * H);
@@ -287,9 +289,8 @@ int model_ws_init(model_ws *ws, const model *m, int B_max, bgfm_err *e) {
     ws->B_max = B_max;
     ws->N_big = Nb;
     /* the largest layout over modes: gmae+gcl with no masking bounds every case */
-    size_t b1 = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GMAE_GCL, 0.0);
-    size_t b2 = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GCL, 0.0);
-    ws->bytes = b1 > b2 ? b1 : b2;
+    /* an upper bound of every layout: all passes full size, M = N, all draws kept */
+    ws->bytes = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GMAE_GCL, 0.0, 1);
     ws->base = bgfm_malloc(e, ws->bytes, "model workspace");
     return ws->base ? 0 : BGFM_ENOMEM;
 }
@@ -588,7 +589,8 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     int64_t H = cf->H;
     BGFM_ASSERT(B <= ws->B_max && N <= ws->N_big && bt->atlas >= 0 &&
                 bt->atlas < cf->n_atlases && cf->atlas_nodes[bt->atlas] == N);
-    carve_all(ws, ws->base, cf, B, N, mode, hp->mask_ratio);
+    size_t used = carve_all(ws, ws->base, cf, B, N, mode, hp->mask_ratio, 0);
+    BGFM_ASSERT(used <= ws->bytes);
     ws->hp = *hp;
     ws->bt = *bt;
     memset(out, 0, sizeof *out);
@@ -640,12 +642,12 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         for (int b = 0; b < B; b++)
             for (int i = 0; i < N; i++)
                 if (ws->mask[(int64_t)b * N + i]) {
-                    memcpy(ws->S4 + q * H, dl + ((int64_t)b * T + 1 + i) * H, (size_t)H * sizeof(float));
+                    memcpy(ws->dm + q * H, dl + ((int64_t)b * T + 1 + i) * H, (size_t)H * sizeof(float));
                     memcpy(ws->tgt + q * N, bt->fc + ((int64_t)b * N + i) * N, (size_t)N * sizeof(float));
                     q++;
                 }
         BGFM_ASSERT(q == (int64_t)B * M);
-        layer_linear_forward(ws->y, ws->S4, m->w + m->out_W, H, m->w + m->out_b, q, H, N);
+        layer_linear_forward(ws->y, ws->dm, m->w + m->out_W, H, m->w + m->out_b, q, H, N);
         memset(ws->dy, 0, (size_t)(q * N) * sizeof(float));
         out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
         /* structure loss on the visible node embeddings */
@@ -718,7 +720,7 @@ void model_backward(model *m, model_ws *ws) {
         int64_t T = dr->T, q = (int64_t)B * ws->M;
         /* output layer on masked rows */
         memset(ws->S3, 0, (size_t)(q * H) * sizeof(float));
-        layer_linear_backward(ws->S3, g + m->out_W, g + m->out_b, ws->dy, ws->S4, m->w + m->out_W,
+        layer_linear_backward(ws->S3, g + m->out_W, g + m->out_b, ws->dy, ws->dm, m->w + m->out_W,
                               H, q, H, N);
         float *dl = ws->G1;
         memset(dl, 0, (size_t)B * (size_t)T * (size_t)H * sizeof(float));

@@ -1,0 +1,41 @@
+/* pretrain.h: the `pretrain` stage: GMAE + GCL training of ONE model over the graphs
+ * of every atlas (batches of one atlas at a time, interleaved per epoch by the
+ * counter-based generator), AdamW, checkpoints and exact resume.
+ * Not the model math (model.h) and not the file format (ckpt.h). */
+#ifndef BGFM_PRETRAIN_H
+#define BGFM_PRETRAIN_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+#include "bgfm/model.h"
+#include "bgfm/optim.h"
+
+/* Resolved options of one training run (the stage's `with:` keys). */
+typedef struct pretrain_opts {
+    model_cfg arch;          /* H, nh, F, L, Ld, P, N_max (0: largest atlas N) */
+    model_hp hp;             /* mode, lambdas, tau, p_node, p_edge, p_drop, mask_columns */
+    double mask_r0, mask_r1; /* mask ratio schedule over epochs */
+    optim_cfg opt;           /* lr, weight_decay, clip, warmup (total steps computed) */
+    int64_t epochs, batch_size, checkpoint_every, keep_checkpoints;
+    uint64_t seed;
+    const char *init_path;   /* checkpoint to start from, or NULL: random init */
+    const char *stage_name;  /* for metrics */
+    const char *config_text; /* resolved config, stored in checkpoints */
+    int64_t stop_after;      /* test hook: stop with BGFM_SIGNALLED after this step (0 off) */
+} pretrain_opts;
+
+typedef struct pretrain_result {
+    int64_t steps, graphs;
+    double first_loss, last_loss; /* mean weighted loss of the first and last epoch */
+    double seconds;
+} pretrain_result;
+
+/* Collective over ctx->comm (single-rank training for now: rank 0 computes and
+ * writes, the others wait at the agreement points). Reads the graph store at
+ * `graphs`, writes outdir/checkpoints/ckpt-<step>.h5 and outdir/final.h5, appends to
+ * `metrics` (may be NULL). Resumes from the newest complete checkpoint in outdir. */
+int pretrain_train(bgfm_ctx *ctx, const pretrain_opts *o, const char *graphs, const char *outdir,
+                   const char *metrics, pretrain_result *res);
+
+#endif

@@ -1,0 +1,47 @@
+/* synth.h: `bgfm synth`, a synthetic BIDS cohort of resting-state fMRI on the MNI152
+ * grid whose functional connectivity carries a designed group effect (docs/synth.md).
+ * Not a realistic fMRI simulator (no motion, HRF or physiology) and not a pipeline
+ * stage: it makes the input of one. */
+#ifndef BGFM_SYNTH_H
+#define BGFM_SYNTH_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+
+#define SYNTH_DEFAULT_MASK_ATLAS "/usr/share/mricron/templates/aal.nii.gz"
+
+typedef struct synth_params {
+    const char *out;         /* dataset folder (must not exist, or be empty, or --force) */
+    int64_t subjects;        /* S >= 2 */
+    int64_t volumes;         /* T */
+    double tr;               /* seconds */
+    int voxel_size;          /* 2 or 3 (mm): the MNI152 2 mm or 3 mm grid */
+    int64_t sites;           /* K sites, 1..S */
+    uint64_t seed;
+    int gzip_level;          /* 0..9 (ISA-L levels 0..3; above 3 means 3) */
+    int datatype;            /* NIFTIIO_FLOAT32 or NIFTIIO_INT16 */
+    int networks;            /* latent networks, >= 6 */
+    double effect;           /* group difference of the designed couplings */
+    const char *mask_atlas;  /* label atlas for mask + parcels, or "none" (ellipsoid) */
+    int force;               /* replace an existing non-empty --out */
+    int quiet;               /* no progress or summary line */
+} synth_params;
+
+void synth_params_default(synth_params *p);
+/* Parse `argv` (argv[0] = "synth"). Returns BGFM_EUSAGE with a message on bad input;
+ * *help = 1 if --help was given (nothing else is checked then). */
+int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e);
+
+/* Subject s (0-based) -> diagnosis (0 control, 1 patient) and site (0-based). Balanced:
+ * diagnosis alternates, sites cycle over pairs so each site gets both groups. */
+int synth_subject_group(int64_t s);
+int64_t synth_subject_site(int64_t s, int64_t sites);
+
+/* The designed network coupling (correlation) matrix of a group: n x n, row-major. */
+void synth_coupling(int n, double effect, int group, double *c);
+
+/* Collective over ctx->comm: writes the whole dataset (complete or absent). */
+int synth_run(bgfm_ctx *ctx, const synth_params *p);
+
+#endif

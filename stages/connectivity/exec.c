@@ -1,0 +1,680 @@
+/* exec.c: the connectivity stage's collective driver: read timeseries.h5, list the
+ * graphs in a rank-independent order, compute each shard's graphs on all ranks,
+ * gather each shard to one owner rank that writes it, rank 0 writes index.h5.
+ * Not the math (kernels.c) and not the options table (kind.c). */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bgfm/connectivity.h"
+#include "bgfm/graphs.h"
+#include "bgfm/h5io.h"
+#include "bgfm/log.h"
+
+/* What the stage needs from timeseries.h5 (every rank holds a copy: small). */
+typedef struct ts_meta {
+    int64_t S;
+    int A;
+    char **atlas;         /* A names, pipeline order */
+    int32_t *N;           /* A */
+    int64_t **off;        /* A x (S+1) */
+    uint8_t **flag;       /* A x (S x N) */
+    int32_t **region;     /* A x N */
+    char **pid;           /* S */
+    char **site;          /* S */
+    int64_t *label;       /* S */
+} ts_meta;
+
+static void ts_meta_free(ts_meta *m) {
+    for (int a = 0; a < m->A; a++) {
+        if (m->off) free(m->off[a]);
+        if (m->flag) free(m->flag[a]);
+        if (m->region) free(m->region[a]);
+    }
+    free(m->off);
+    free(m->flag);
+    free(m->region);
+    h5io_strings_free(m->atlas, m->A);
+    h5io_strings_free(m->pid, m->S);
+    h5io_strings_free(m->site, m->S);
+    free(m->N);
+    free(m->label);
+    memset(m, 0, sizeof *m);
+}
+
+static int split_names(const char *csv, char ***out, int *n, bgfm_err *e) {
+    int cnt = *csv ? 1 : 0;
+    for (const char *c = csv; *c; c++) cnt += *c == ',';
+    char **r = bgfm_calloc(e, (size_t)(cnt ? cnt : 1), sizeof *r, "atlas names");
+    if (!r) return BGFM_ENOMEM;
+    const char *p = csv;
+    for (int i = 0; i < cnt; i++) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (!(r[i] = bgfm_calloc(e, len + 1, 1, "atlas name"))) {
+            h5io_strings_free(r, i);
+            return BGFM_ENOMEM;
+        }
+        memcpy(r[i], p, len);
+        p = q ? q + 1 : p + len;
+    }
+    *out = r;
+    *n = cnt;
+    return 0;
+}
+
+static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta *m,
+                        bgfm_err *e) {
+    char *fmt = NULL, *atl = NULL;
+    if (!h5io_attr_exists(f, ".", "format") || h5io_attr_get_str(f, ".", "format", &fmt, e) ||
+        strcmp(fmt, "bgfm-timeseries") != 0) {
+        free(fmt);
+        bgfm_err_clear(e);
+        return bgfm_fail(e, BGFM_EDATA,
+                         "'%s' is not a bgfm timeseries file (root attribute format is not "
+                         "'bgfm-timeseries'); the connectivity stage reads the parcellate "
+                         "stage's output",
+                         path);
+    }
+    free(fmt);
+    int64_t S = 0;
+    int one = 1;
+    if (h5io_attr_get_i64(f, ".", "n_subjects", &S, &one, e)) return e->code;
+    if (h5io_attr_get_str(f, ".", "atlases", &atl, e)) return e->code;
+    int rc = split_names(atl, &m->atlas, &m->A, e);
+    free(atl);
+    if (rc) return rc;
+    m->S = S;
+    if (m->A < 1 || S < 0)
+        return bgfm_fail(e, BGFM_EDATA, "'%s' lists no atlas (root attribute 'atlases')", path);
+    size_t A = (size_t)m->A, Sz = (size_t)(S ? S : 1);
+    m->N = bgfm_calloc(e, A, sizeof *m->N, "atlas sizes");
+    m->off = bgfm_calloc(e, A, sizeof *m->off, "offsets");
+    m->flag = bgfm_calloc(e, A, sizeof *m->flag, "flags");
+    m->region = bgfm_calloc(e, A, sizeof *m->region, "region labels");
+    m->label = bgfm_calloc(e, Sz, sizeof *m->label, "labels");
+    if (!m->N || !m->off || !m->flag || !m->region || !m->label) return BGFM_ENOMEM;
+    for (int a = 0; a < m->A; a++) {
+        char p[600];
+        int rank = 0;
+        hsize_t dims[8];
+        snprintf(p, sizeof p, "/atlases/%s/region_labels", m->atlas[a]);
+        if (h5io_dims(f, p, &rank, dims, e)) return e->code;
+        if (rank != 1 || dims[0] < 1 || dims[0] > 100000)
+            return bgfm_fail(e, BGFM_EDATA, "'%s': %s must be a 1-D array of region labels",
+                             path, p);
+        m->N[a] = (int32_t)dims[0];
+        size_t N = (size_t)m->N[a];
+        m->region[a] = bgfm_malloc(e, N * sizeof(int32_t), "region labels");
+        m->off[a] = bgfm_malloc(e, ((size_t)S + 1) * sizeof(int64_t), "offsets");
+        m->flag[a] = bgfm_calloc(e, Sz * N, 1, "flags");
+        if (!m->region[a] || !m->off[a] || !m->flag[a]) return BGFM_ENOMEM;
+        if (h5io_read_all(f, p, H5T_NATIVE_INT32, m->region[a], e)) return e->code;
+        snprintf(p, sizeof p, "/atlases/%s/offsets", m->atlas[a]);
+        if (h5io_dims(f, p, &rank, dims, e)) return e->code;
+        if (rank != 1 || (int64_t)dims[0] != S + 1)
+            return bgfm_fail(e, BGFM_EDATA, "'%s': %s has %llu entries, expected n_subjects+1 = %lld",
+                             path, p, (unsigned long long)dims[0], (long long)(S + 1));
+        if (h5io_read_all(f, p, H5T_NATIVE_INT64, m->off[a], e)) return e->code;
+        for (int64_t s = 0; s < S; s++)
+            if (m->off[a][s + 1] < m->off[a][s] || m->off[a][0] != 0)
+                return bgfm_fail(e, BGFM_EDATA, "'%s': %s is not ascending from 0", path, p);
+        snprintf(p, sizeof p, "/atlases/%s/timeseries", m->atlas[a]);
+        if (h5io_dims(f, p, &rank, dims, e)) return e->code;
+        if (rank != 2 || dims[1] != N || (int64_t)dims[0] != m->off[a][S])
+            return bgfm_fail(e, BGFM_EDATA,
+                             "'%s': %s is %llu x %llu, expected %lld x %zu (offsets, regions)",
+                             path, p, (unsigned long long)dims[0],
+                             (unsigned long long)(rank > 1 ? dims[1] : 0),
+                             (long long)m->off[a][S], N);
+        snprintf(p, sizeof p, "/atlases/%s/flagged", m->atlas[a]);
+        if (h5io_exists(f, p) && S > 0 && h5io_read_all(f, p, H5T_NATIVE_UINT8, m->flag[a], e))
+            return e->code;
+    }
+    int64_t n = 0;
+    if (h5io_read_strings(f, "/subjects/participant_id", &m->pid, &n, e)) return e->code;
+    if (n != S)
+        return bgfm_fail(e, BGFM_EDATA, "'%s': /subjects/participant_id has %lld entries, not %lld",
+                         path, (long long)n, (long long)S);
+    for (int64_t s = 0; s < S; s++) m->label[s] = -1;
+    if (h5io_exists(f, "/subjects/label") && S > 0 &&
+        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, m->label, e))
+        return e->code;
+    /* site: /subjects/columns/<site_col>, strings or numbers; "" when absent */
+    char sp[600];
+    snprintf(sp, sizeof sp, "/subjects/columns/%s", site_col ? site_col : "");
+    if (site_col && *site_col && h5io_exists(f, sp)) {
+        hid_t d = H5Dopen2(f, sp, H5P_DEFAULT);
+        hid_t t = d >= 0 ? H5Dget_type(d) : -1;
+        int is_str = t >= 0 && H5Tget_class(t) == H5T_STRING;
+        if (t >= 0) H5Tclose(t);
+        if (d >= 0) H5Dclose(d);
+        if (is_str) {
+            if (h5io_read_strings(f, sp, &m->site, &n, e)) return e->code;
+            if (n != S) return bgfm_fail(e, BGFM_EDATA, "'%s': %s has %lld entries", path, sp, (long long)n);
+            return 0;
+        }
+        double *v = bgfm_malloc(e, Sz * sizeof(double), "site column");
+        m->site = bgfm_calloc(e, Sz, sizeof(char *), "sites");
+        if (!v || !m->site) {
+            free(v);
+            return BGFM_ENOMEM;
+        }
+        rc = S > 0 ? h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, v, e) : 0;
+        for (int64_t s = 0; s < S && !rc; s++) {
+            char b[64] = "";
+            if (isfinite(v[s])) snprintf(b, sizeof b, "%.17g", v[s]);
+            if (!(m->site[s] = bgfm_strdup(e, b))) rc = BGFM_ENOMEM;
+        }
+        free(v);
+        return rc;
+    }
+    m->site = bgfm_calloc(e, Sz, sizeof(char *), "sites");
+    if (!m->site) return BGFM_ENOMEM;
+    for (int64_t s = 0; s < S; s++)
+        if (!(m->site[s] = bgfm_strdup(e, ""))) return BGFM_ENOMEM;
+    return 0;
+}
+
+/* The global graph list: rank-independent order (subject, atlas, window). */
+typedef struct glist {
+    int64_t G;
+    int64_t *subject, *window, *row0, *len; /* len: rows of the window */
+    int32_t *atlas;
+} glist;
+
+static void glist_free(glist *g) {
+    free(g->subject);
+    free(g->window);
+    free(g->row0);
+    free(g->len);
+    free(g->atlas);
+    memset(g, 0, sizeof *g);
+}
+
+static int64_t scan_rows(const ts_meta *m, int a, int64_t s) {
+    return m->off[a][s + 1] - m->off[a][s];
+}
+
+static int glist_build(const ts_meta *m, const connectivity_params *p, const uint8_t *skip,
+                       glist *g, bgfm_err *e) {
+    int64_t G = 0;
+    for (int64_t s = 0; s < m->S; s++)
+        if (!skip[s])
+            for (int a = 0; a < m->A; a++)
+                G += connectivity_n_windows(scan_rows(m, a, s), p->window_length, p->window_stride);
+    size_t n = (size_t)(G ? G : 1);
+    g->subject = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
+    g->window = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
+    g->row0 = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
+    g->len = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
+    g->atlas = bgfm_malloc(e, n * sizeof(int32_t), "graph list");
+    if (!g->subject || !g->window || !g->row0 || !g->len || !g->atlas) return BGFM_ENOMEM;
+    int64_t i = 0;
+    for (int64_t s = 0; s < m->S; s++) {
+        if (skip[s]) continue;
+        for (int a = 0; a < m->A; a++) {
+            int64_t T = scan_rows(m, a, s);
+            int64_t W = connectivity_n_windows(T, p->window_length, p->window_stride);
+            for (int64_t w = 0; w < W; w++, i++) {
+                g->subject[i] = s;
+                g->atlas[i] = a;
+                g->window[i] = w;
+                g->row0[i] = p->window_length > 0 ? w * p->window_stride : 0;
+                g->len[i] = p->window_length > 0 ? p->window_length : T;
+            }
+        }
+    }
+    g->G = G;
+    return 0;
+}
+
+static double graph_cost(const ts_meta *m, const glist *g, int64_t i) {
+    double N = m->N[g->atlas[i]];
+    return N * N * ((double)g->len[i] + 2.0 * N) + 1.0;
+}
+
+/* A graph packed for the gather: fc (N*N float), rwse (N*k float), adj (N*N),
+ * flagged (N), padded to 16 bytes so every graph's floats stay aligned. */
+static int64_t graph_bytes(const ts_meta *m, int k, int a) {
+    int64_t N = m->N[a];
+    return (N * N * 4 + N * k * 4 + N * N + N + 15) / 16 * 16;
+}
+
+/* This rank's share [*lo, *hi) of graphs [g0, g1): graph i goes to the rank whose
+ * slice of the cumulative cost holds the middle of i's cost, so shares are
+ * contiguous, ordered by rank and balanced. */
+static void split_range(const ts_meta *m, const glist *g, int64_t g0, int64_t g1, int rank,
+                        int size, int64_t *lo, int64_t *hi) {
+    double tot = 0, acc = 0;
+    for (int64_t i = g0; i < g1; i++) tot += graph_cost(m, g, i);
+    *lo = *hi = g1;
+    for (int64_t i = g0; i < g1; i++) {
+        double c = graph_cost(m, g, i);
+        int owner = (int)((acc + 0.5 * c) / tot * size);
+        if (owner >= size) owner = size - 1;
+        if (owner >= rank && *lo == g1) *lo = i;
+        if (owner > rank) {
+            *hi = i;
+            return;
+        }
+        acc += c;
+    }
+}
+
+static const char *measure_name(connectivity_measure m) {
+    return m == CONNECTIVITY_PEARSON ? "pearson" : m == CONNECTIVITY_SHRUNK ? "shrunk_pearson" : "partial";
+}
+
+/* Message for a bad window/scan. */
+static int bad_data(bgfm_err *e, const ts_meta *m, const char *path, int64_t s, int a,
+                    int64_t window, int code, int region) {
+    char where[64] = "";
+    if (window >= 0) snprintf(where, sizeof where, " (window %lld)", (long long)window);
+    if (code == 1)
+        return bgfm_fail(e, BGFM_EDATA,
+                         "'%s': subject %lld (%s), atlas '%s', region %d (label %d)%s has a "
+                         "NaN/Inf value; fix the input or set on_error: skip",
+                         path, (long long)s, m->pid[s], m->atlas[a], region,
+                         m->region[a][region], where);
+    if (code == 2)
+        return bgfm_fail(e, BGFM_EDATA,
+                         "'%s': subject %lld (%s), atlas '%s', region %d (label %d)%s is constant "
+                         "but not flagged, so its correlation is undefined; set the connectivity "
+                         "stage's constant_regions: flag, or on_error: skip",
+                         path, (long long)s, m->pid[s], m->atlas[a], region,
+                         m->region[a][region], where);
+    return bgfm_fail(e, BGFM_EDATA,
+                     "'%s': subject %lld (%s), atlas '%s'%s: the shrunk covariance is not "
+                     "positive definite, so partial correlation is undefined; use measure: "
+                     "shrunk_pearson or pearson",
+                     path, (long long)s, m->pid[s], m->atlas[a], where);
+}
+
+/* Cache of one (subject, atlas) series read from the file. */
+typedef struct series_cache {
+    int64_t s;
+    int a;
+    float *X;
+    size_t cap;
+} series_cache;
+
+static int series_get(series_cache *c, hid_t f, const ts_meta *m, int64_t s, int a,
+                      double *bytes, bgfm_err *e) {
+    if (c->X && c->s == s && c->a == a) return 0;
+    int64_t T = scan_rows(m, a, s);
+    size_t need = (size_t)(T > 0 ? T : 1) * (size_t)m->N[a] * sizeof(float);
+    if (need > c->cap) {
+        free(c->X);
+        c->X = bgfm_malloc(e, need, "region time series");
+        c->cap = c->X ? need : 0;
+        if (!c->X) return BGFM_ENOMEM;
+    }
+    char p[600];
+    snprintf(p, sizeof p, "/atlases/%s/timeseries", m->atlas[a]);
+    c->s = -1;
+    if (T > 0 && h5io_read_rows(f, p, H5T_NATIVE_FLOAT, m->off[a][s], T, c->X, e)) return e->code;
+    *bytes += (double)need;
+    c->s = s;
+    c->a = a;
+    return 0;
+}
+
+/* on_error: skip: find the subjects with unusable data before the graph list is
+ * fixed (the list, hence the shards, must not depend on who found what). */
+static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
+                   const connectivity_opts *o, uint8_t *skip, double *bytes) {
+    const connectivity_params *p = &o->p;
+    bgfm_err *e = &ctx->err;
+    int64_t S = m->S;
+    int rc = 0;
+    series_cache c = {-1, -1, NULL, 0};
+    /* too short: deterministic, every rank decides the same */
+    for (int64_t s = 0; s < S; s++)
+        for (int a = 0; a < m->A; a++) {
+            int64_t T = scan_rows(m, a, s);
+            if (connectivity_n_windows(T, p->window_length, p->window_stride) > 0) continue;
+            if (!o->skip_bad) {
+                if (p->window_length > 0)
+                    return bgfm_fail(e, BGFM_EDATA,
+                                     "'%s': subject %lld (%s) has %lld volumes, shorter than one "
+                                     "window of %lld; shorten windows.length or set on_error: skip",
+                                     path, (long long)s, m->pid[s], (long long)T,
+                                     (long long)p->window_length);
+                return bgfm_fail(e, BGFM_EDATA,
+                                 "'%s': subject %lld (%s) has %lld volume(s); a correlation needs "
+                                 "at least 2 (set on_error: skip to leave it out)",
+                                 path, (long long)s, m->pid[s], (long long)T);
+            }
+            if (!skip[s] && ctx->rank == 0)
+                log_warn(ctx, "connectivity: skipping subject %lld (%s): %lld volumes are too few",
+                         (long long)s, m->pid[s], (long long)T);
+            skip[s] = 1;
+        }
+    if (!o->skip_bad) return 0;
+    /* data checks, subjects split in contiguous blocks */
+    int64_t lo = S * ctx->rank / ctx->size, hi = S * (ctx->rank + 1) / ctx->size;
+    uint8_t *mine = bgfm_calloc(e, (size_t)(S ? S : 1), 1, "skip flags");
+    if (!mine) rc = BGFM_ENOMEM;
+    for (int64_t s = lo; s < hi && !rc; s++) {
+        if (skip[s]) continue;
+        for (int a = 0; a < m->A && !rc && !mine[s]; a++) {
+            rc = series_get(&c, f, m, s, a, bytes, e);
+            if (rc) break;
+            int64_t T = scan_rows(m, a, s), N = m->N[a];
+            int64_t W = connectivity_n_windows(T, p->window_length, p->window_stride);
+            for (int64_t w = 0; w < W; w++) {
+                int64_t r0 = p->window_length > 0 ? w * p->window_stride : 0;
+                int64_t L = p->window_length > 0 ? p->window_length : T;
+                int region = -1;
+                int bad = connectivity_check(c.X + r0 * N, L, (int)N, N,
+                                             m->flag[a] + (size_t)s * (size_t)N, &region);
+                if (bad == 2 && p->constant == CONNECTIVITY_CONSTANT_FLAG) {
+                    /* flagged per graph later; only NaN/Inf matter here */
+                    uint8_t *tmp = bgfm_malloc(e, (size_t)N, "flags");
+                    if (!tmp) {
+                        rc = BGFM_ENOMEM;
+                        break;
+                    }
+                    memcpy(tmp, m->flag[a] + (size_t)s * (size_t)N, (size_t)N);
+                    while (bad == 2) {
+                        tmp[region] = 1;
+                        bad = connectivity_check(c.X + r0 * N, L, (int)N, N, tmp, &region);
+                    }
+                    free(tmp);
+                }
+                if (bad) {
+                    bgfm_err tmpe;
+                    bgfm_err_clear(&tmpe);
+                    bad_data(&tmpe, m, path, s, a, p->window_length > 0 ? w : -1, bad, region);
+                    log_warn(ctx, "connectivity: skipping: %s", tmpe.msg);
+                    mine[s] = 1;
+                    break;
+                }
+            }
+        }
+    }
+    free(c.X);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc && S > 0 &&
+        MPI_Allreduce(MPI_IN_PLACE, mine, (int)S, MPI_UINT8_T, MPI_MAX, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of skip flags failed"));
+    for (int64_t s = 0; s < S && !rc; s++) skip[s] |= mine[s];
+    free(mine);
+    return rc;
+}
+
+/* Compute graphs [lo, hi) into blob (packed per graph: fc, adj, rwse, flagged). */
+static int compute_range(const connectivity_opts *o, hid_t f, const char *path, const ts_meta *m,
+                         const glist *g, int64_t lo, int64_t hi, char *blob,
+                         connectivity_ws *ws, series_cache *c, double *bytes, bgfm_err *e) {
+    const connectivity_params *p = &o->p;
+    int k = p->rwse_steps;
+    char *q = blob;
+    for (int64_t i = lo; i < hi; i++) {
+        int a = g->atlas[i];
+        int64_t s = g->subject[i], N = m->N[a];
+        int rc = series_get(c, f, m, s, a, bytes, e);
+        if (rc) return rc;
+        float *fc = (float *)(void *)q;
+        float *rwse = (float *)(void *)(q + N * N * 4);
+        uint8_t *adj = (uint8_t *)(q + N * N * 4 + N * k * 4);
+        uint8_t *fl = adj + N * N;
+        int region = -1;
+        int bad = connectivity_graph(p, c->X + g->row0[i] * N, g->len[i], (int)N, N,
+                                     m->flag[a] + (size_t)s * (size_t)N, fc, adj, rwse, fl,
+                                     &ws[a], &region);
+        if (bad)
+            return bad_data(e, m, path, s, a, p->window_length > 0 ? g->window[i] : -1, bad,
+                            region);
+        q += graph_bytes(m, k, a);
+    }
+    return 0;
+}
+
+static int write_shard(const char *outdir, int64_t sh, const graphs_info *info, const ts_meta *m,
+                       const glist *g, int64_t g0, int64_t g1, const char *blob, int k,
+                       bgfm_err *e) {
+    int64_t *cnt = bgfm_calloc(e, (size_t)m->A, sizeof(int64_t), "shard counts");
+    if (!cnt) return BGFM_ENOMEM;
+    for (int64_t i = g0; i < g1; i++) cnt[g->atlas[i]]++;
+    size_t pl = strlen(outdir) + 32;
+    char *path = bgfm_malloc(e, pl, "shard path");
+    int rc = path ? 0 : BGFM_ENOMEM;
+    graphs_writer *w = NULL;
+    if (!rc) {
+        snprintf(path, pl, "%s/shard-%05lld.h5", outdir, (long long)sh);
+        rc = graphs_writer_create(&w, path, sh, info, cnt, e);
+    }
+    memset(cnt, 0, sizeof(int64_t) * (size_t)m->A);
+    const char *q = blob;
+    for (int64_t i = g0; i < g1 && !rc; i++) {
+        int a = g->atlas[i];
+        int64_t N = m->N[a], s = g->subject[i];
+        const uint8_t *adj = (const uint8_t *)(q + N * N * 4 + N * k * 4);
+        rc = graphs_writer_put(w, a, cnt[a]++, (const float *)(const void *)q, adj,
+                               (const float *)(const void *)(q + N * N * 4), adj + N * N, s,
+                               g->window[i],
+                               m->label[s], m->pid[s], m->site[s], e);
+        q += graph_bytes(m, k, a);
+    }
+    if (w) {
+        if (rc)
+            graphs_writer_abort(&w);
+        else
+            rc = graphs_writer_close(&w, e);
+    }
+    free(path);
+    free(cnt);
+    return rc;
+}
+
+static int write_index(const char *outdir, const graphs_info *info, const ts_meta *m,
+                       const glist *g, int64_t gps, bgfm_err *e) {
+    int64_t G = g->G, nsh = (G + gps - 1) / gps;
+    size_t n = (size_t)(G ? G : 1);
+    graphs_meta *meta = bgfm_calloc(e, n, sizeof *meta, "index");
+    const char **pid = bgfm_calloc(e, n, sizeof *pid, "index");
+    const char **site = bgfm_calloc(e, n, sizeof *site, "index");
+    char **names = bgfm_calloc(e, (size_t)(nsh ? nsh : 1), sizeof *names, "index");
+    int64_t *row = bgfm_calloc(e, (size_t)m->A, sizeof *row, "index");
+    size_t pl = strlen(outdir) + 32;
+    char *path = bgfm_malloc(e, pl, "index path");
+    int rc = (!meta || !pid || !site || !names || !row || !path) ? BGFM_ENOMEM : 0;
+    for (int64_t sh = 0; sh < nsh && !rc; sh++) {
+        if (!(names[sh] = bgfm_malloc(e, 32, "shard name"))) rc = BGFM_ENOMEM;
+        else snprintf(names[sh], 32, "shard-%05lld.h5", (long long)sh);
+        memset(row, 0, sizeof *row * (size_t)m->A);
+        for (int64_t i = sh * gps; i < G && i < (sh + 1) * gps && !rc; i++) {
+            int a = g->atlas[i];
+            int64_t s = g->subject[i];
+            meta[i].atlas = a;
+            meta[i].shard = (int32_t)sh;
+            meta[i].row = row[a]++;
+            meta[i].subject = s;
+            meta[i].window = g->window[i];
+            meta[i].label = m->label[s];
+            meta[i].n_nodes = m->N[a];
+            pid[i] = m->pid[s];
+            site[i] = m->site[s];
+        }
+    }
+    if (!rc) {
+        snprintf(path, pl, "%s/index.h5", outdir);
+        rc = graphs_index_write(path, info, (int)nsh, (const char *const *)names, G, meta, pid,
+                                site, e);
+    }
+    if (names)
+        for (int64_t sh = 0; sh < nsh; sh++) free(names[sh]);
+    free(names);
+    free(meta);
+    free(pid);
+    free(site);
+    free(row);
+    free(path);
+    return rc;
+}
+
+int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const char *ts_path,
+                            const char *outdir, connectivity_stats *st) {
+    bgfm_err *e = &ctx->err;
+    const connectivity_params *p = &o->p;
+    memset(st, 0, sizeof *st);
+    ts_meta m;
+    memset(&m, 0, sizeof m);
+    glist g;
+    memset(&g, 0, sizeof g);
+    connectivity_ws *ws = NULL;
+    series_cache cache = {-1, -1, NULL, 0};
+    char *blob = NULL, *shard_buf = NULL;
+    int *counts = NULL, *displs = NULL;
+    uint8_t *skip = NULL;
+    hid_t f = -1;
+    int rc = 0;
+    struct stat sb;
+
+    /* phase 1: metadata, on every rank */
+    if (stat(ts_path, &sb) != 0) {
+        rc = bgfm_fail(e, BGFM_EIO,
+                       "time series file '%s' not found; run the parcellate stage first (the "
+                       "connectivity stage reads its timeseries.h5)",
+                       ts_path);
+    } else {
+        f = h5io_open(MPI_COMM_SELF, ts_path, e);
+        rc = f < 0 ? e->code : ts_meta_read(f, ts_path, o->site_column, &m, e);
+    }
+    if (!rc && !(skip = bgfm_calloc(e, (size_t)(m.S ? m.S : 1), 1, "skip flags"))) rc = BGFM_ENOMEM;
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+    rc = prescan(ctx, f, ts_path, &m, o, skip, &st->bytes_read);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+    for (int64_t s = 0; s < m.S; s++) st->n_skipped += skip[s];
+    rc = glist_build(&m, p, skip, &g, e);
+    if (!rc && g.G == 0)
+        rc = bgfm_fail(e, BGFM_EDATA, "'%s': no graph to compute (%lld subjects, %lld skipped)",
+                       ts_path, (long long)m.S, (long long)st->n_skipped);
+    /* shard sizes must fit an MPI count of bytes */
+    int64_t gps = o->graphs_per_shard, nsh = rc ? 0 : (g.G + gps - 1) / gps;
+    int64_t max_shard = 0, max_graph = 0;
+    for (int64_t sh = 0; sh < nsh; sh++) {
+        int64_t b = 0;
+        for (int64_t i = sh * gps; i < g.G && i < (sh + 1) * gps; i++) {
+            int64_t gb = graph_bytes(&m, p->rwse_steps, g.atlas[i]);
+            b += gb;
+            if (gb > max_graph) max_graph = gb;
+        }
+        if (b > max_shard) max_shard = b;
+    }
+    if (!rc && max_shard > INT_MAX)
+        rc = bgfm_fail(e, BGFM_EUSAGE,
+                       "a shard of %lld graphs would hold %lld bytes (more than 2 GiB); lower the "
+                       "connectivity stage's graphs_per_shard",
+                       (long long)gps, (long long)max_shard);
+    if (!rc) {
+        ws = bgfm_calloc(e, (size_t)m.A, sizeof *ws, "workspaces");
+        counts = bgfm_calloc(e, (size_t)ctx->size, sizeof(int), "gather counts");
+        displs = bgfm_calloc(e, (size_t)ctx->size, sizeof(int), "gather displacements");
+        blob = bgfm_malloc(e, (size_t)(max_shard ? max_shard : 1), "graphs");
+        shard_buf = bgfm_malloc(e, (size_t)(max_shard ? max_shard : 1), "shard");
+        if (!ws || !counts || !displs || !blob || !shard_buf) rc = BGFM_ENOMEM;
+    }
+    for (int a = 0; a < m.A && !rc; a++) {
+        int64_t maxT = 2;
+        for (int64_t i = 0; i < g.G; i++)
+            if (g.atlas[i] == a && g.len[i] > maxT) maxT = g.len[i];
+        rc = connectivity_ws_init(&ws[a], m.N[a], maxT, p->rwse_steps, e);
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+
+    graphs_info info;
+    memset(&info, 0, sizeof info);
+    info.n_atlases = m.A;
+    info.atlas_names = (const char *const *)m.atlas;
+    info.atlas_nodes = m.N;
+    info.region_labels = (const int32_t *const *)m.region;
+    info.rwse_steps = p->rwse_steps;
+    info.measure = measure_name(p->measure);
+    info.fisher_z = p->fisher_z;
+    info.adjacency = p->adj_rule == CONNECTIVITY_ADJ_THRESHOLD ? "threshold" : "density";
+    info.adjacency_value = p->adj_value;
+    info.window_length = p->window_length;
+    info.window_stride = p->window_length > 0 ? p->window_stride : 0;
+    info.graphs_per_shard = gps;
+    info.compress = o->compress;
+
+    log_info(ctx, "connectivity: %lld graphs (%lld subjects x %d atlases%s) in %lld shard(s), %s",
+             (long long)g.G, (long long)(m.S - st->n_skipped), m.A,
+             p->window_length > 0 ? " x windows" : "", (long long)nsh, info.measure);
+    log_progress prog;
+    log_progress_start(ctx, &prog, "connectivity", "shards", nsh);
+    int wrc = 0; /* a shard-write failure, agreed at the next boundary */
+    for (int64_t sh = 0; sh < nsh; sh++) {
+        int64_t g0 = sh * gps, g1 = g0 + gps < g.G ? g0 + gps : g.G;
+        int64_t lo, hi;
+        double t0 = MPI_Wtime();
+        split_range(&m, &g, g0, g1, ctx->rank, ctx->size, &lo, &hi);
+        rc = wrc ? wrc
+                 : compute_range(o, f, ts_path, &m, &g, lo, hi, blob, ws, &cache, &st->bytes_read, e);
+        st->seconds_compute += MPI_Wtime() - t0;
+        st->n_graphs += hi - lo;
+        rc = bgfm_ctx_agree(ctx, rc);
+        if (rc) break;
+        int owner = (int)(sh % ctx->size);
+        int64_t mybytes = 0;
+        for (int64_t i = lo; i < hi; i++) mybytes += graph_bytes(&m, p->rwse_steps, g.atlas[i]);
+        int mb = (int)mybytes;
+        if (MPI_Gather(&mb, 1, MPI_INT, counts, 1, MPI_INT, owner, ctx->comm) != MPI_SUCCESS) {
+            rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Gather of shard sizes failed"));
+            break;
+        }
+        if (ctx->rank == owner)
+            for (int r = 0, d = 0; r < ctx->size; r++) {
+                displs[r] = d;
+                d += counts[r];
+            }
+        if (MPI_Gatherv(blob, mb, MPI_BYTE, shard_buf, counts, displs, MPI_BYTE, owner,
+                        ctx->comm) != MPI_SUCCESS) {
+            rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Gatherv of shard %lld failed",
+                                               (long long)sh));
+            break;
+        }
+        if (ctx->rank == owner) {
+            double t1 = MPI_Wtime();
+            wrc = write_shard(outdir, sh, &info, &m, &g, g0, g1, shard_buf, p->rwse_steps, e);
+            st->seconds_write += MPI_Wtime() - t1;
+        }
+        log_progress_update(ctx, &prog, sh + 1);
+    }
+    if (!rc) rc = bgfm_ctx_agree(ctx, wrc);
+    log_progress_end(ctx, &prog, rc ? 0 : nsh);
+    if (rc) goto done;
+    if (ctx->rank == 0) {
+        double t1 = MPI_Wtime();
+        rc = write_index(outdir, &info, &m, &g, gps, e);
+        st->seconds_write += MPI_Wtime() - t1;
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    st->n_shards = nsh;
+done:
+    if (f >= 0) {
+        bgfm_err ignore;
+        bgfm_err_clear(&ignore);
+        h5io_close(&f, ts_path, &ignore);
+    }
+    if (ws)
+        for (int a = 0; a < m.A; a++) connectivity_ws_free(&ws[a]);
+    free(ws);
+    free(cache.X);
+    free(blob);
+    free(shard_buf);
+    free(counts);
+    free(displs);
+    free(skip);
+    glist_free(&g);
+    ts_meta_free(&m);
+    return rc;
+}

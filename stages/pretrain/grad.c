@@ -1,0 +1,271 @@
+/* grad.c: `bgfm grad` (model.md section 7): reads graphs through graphs.h, builds or
+ * loads a model, runs one deterministic step and writes the dump (grad.h).
+ * Not a trainer and not a checker: tests/reference/model_torch.py checks the dump. */
+#include "bgfm/grad.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "bgfm/ckpt.h"
+#include "bgfm/cli.h"
+#include "bgfm/graphs.h"
+#include "bgfm/h5io.h"
+
+static int put(hid_t f, const char *path, hid_t ft, hid_t mt, int rank, const hsize_t *d,
+               const void *buf, bgfm_err *e) {
+    return h5io_write_small(f, path, ft, mt, rank, d, buf, 0, e);
+}
+
+int grad_dump_write(const char *path, const model *m, const model_ws *ws, const model_batch *bt,
+                    const model_hp *hp, const model_losses *ls, bgfm_err *e) {
+    hid_t f = h5io_create(MPI_COMM_SELF, path, e);
+    if (f < 0) return e->code ? e->code : BGFM_EIO;
+    int B = bt->B, N = bt->N, k = m->cfg.k, mode = hp->mode;
+    hsize_t bnn[3] = {(hsize_t)B, (hsize_t)N, (hsize_t)N}, bn[2] = {(hsize_t)B, (hsize_t)N};
+    hsize_t bnk[3] = {(hsize_t)B, (hsize_t)N, (hsize_t)k}, none[1] = {0};
+    float *noise = bgfm_calloc(e, (size_t)B * (size_t)N * (size_t)N, sizeof(float), "noise dump");
+    int rc = noise ? 0 : BGFM_ENOMEM;
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "format", "bgfm-grad-dump", e);
+    int64_t ver = 1;
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &ver, 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "atlas", m->cfg.atlas[bt->atlas], e);
+    if (!rc) rc = ckpt_write_tensors(f, m, "/params", m->w, e);
+    if (!rc) rc = ckpt_write_arch(f, "/params", m, e);
+    if (!rc) rc = ckpt_write_tensors(f, m, "/grad", m->g, e);
+    double lv[4] = {ls->total, ls->rec, ls->adj, ls->cl};
+    const char *ln[4] = {"/loss/total", "/loss/rec", "/loss/adj", "/loss/cl"};
+    for (int i = 0; i < 4 && !rc; i++)
+        rc = put(f, ln[i], H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, none, &lv[i], e);
+    if (!rc) rc = h5io_attr_set_str(f, "/loss", "mode", model_mode_name(mode), e);
+    const char *an[] = {"lambda_rec", "lambda_adj", "lambda_cl", "tau_cl", "mask_ratio", "p_node",
+                        "p_edge"};
+    double av[] = {hp->lambda_rec, hp->lambda_adj, hp->lambda_cl, hp->tau_cl, hp->mask_ratio,
+                   hp->p_node, hp->p_edge};
+    for (int i = 0; i < 7 && !rc; i++) rc = h5io_attr_set_f64(f, "/loss", an[i], &av[i], 1, e);
+    int64_t iv[] = {B, N, ws->M, hp->mask_columns, (int64_t)hp->seed, hp->epoch};
+    const char *in[] = {"B", "N", "M", "mask_columns", "seed", "epoch"};
+    for (int i = 0; i < 6 && !rc; i++) rc = h5io_attr_set_i64(f, "/loss", in[i], &iv[i], 1, e);
+    if (!rc) rc = put(f, "/inputs/fc", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnn, bt->fc, e);
+    if (!rc) rc = put(f, "/inputs/adj", H5T_STD_U8LE, H5T_NATIVE_UINT8, 3, bnn, bt->adj, e);
+    if (!rc) rc = put(f, "/inputs/rwse", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnk, bt->rwse, e);
+    if (!rc) rc = put(f, "/inputs/graph_index", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, bn, bt->gidx, e);
+    if (!rc) rc = put(f, "/draws/mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, bn, ws->mask, e);
+    /* corrupted views: flags, the noise where corrupt (read back from the view's input) */
+    for (int v = 0; v < 2 && !rc; v++) {
+        const model_run *r = v ? &ws->eb : &ws->ea;
+        if (v == 1 ? !(mode & MODEL_GCL) : mode != MODEL_GCL) continue;
+        const char *s = v ? "b" : "a";
+        char p[64];
+        memset(noise, 0, (size_t)B * (size_t)N * (size_t)N * sizeof(float));
+        for (int64_t i = 0; i < (int64_t)B * N; i++)
+            if (r->corrupt[i]) memcpy(noise + i * N, r->X + i * N, (size_t)N * sizeof(float));
+        snprintf(p, sizeof p, "/draws/corrupt_%s", s);
+        rc = put(f, p, H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, bn, r->corrupt, e);
+        snprintf(p, sizeof p, "/draws/noise_%s", s);
+        if (!rc) rc = put(f, p, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnn, noise, e);
+        snprintf(p, sizeof p, "/draws/edge_keep_%s", s);
+        if (!rc) rc = put(f, p, H5T_STD_U8LE, H5T_NATIVE_UINT8, 3, bnn, r->keep, e);
+    }
+    free(noise);
+    int rc2 = h5io_close(&f, path, e);
+    return rc ? rc : rc2;
+}
+
+/* ---- the command ------------------------------------------------------------------ */
+typedef struct grad_args {
+    const char *graphs, *atlas, *indices, *ckpt, *out, *mode;
+    int64_t init_seed, seed, epoch;
+    int has_init, has_seed;
+    model_cfg cfg;
+    model_hp hp;
+} grad_args;
+
+static int parse_indices(const char *s, int64_t **out, int *n, bgfm_err *e) {
+    int cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int64_t *v = bgfm_malloc(e, (size_t)cap * sizeof *v, "graph indices");
+    if (!v) return BGFM_ENOMEM;
+    char *dup = bgfm_strdup(e, s);
+    if (!dup) {
+        free(v);
+        return BGFM_ENOMEM;
+    }
+    int k = 0, rc = 0;
+    for (char *p = dup, *tok; (tok = strsep(&p, ",")) != NULL && !rc;)
+        rc = cli_parse_i64("--indices", tok, 0, INT64_MAX, &v[k++], e);
+    free(dup);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static const char *grad_usage =
+    "usage: bgfm grad --graphs FILE --atlas NAME --indices i,j,... (--checkpoint FILE | --init "
+    "SEED)\n"
+    "                 --out OUT.h5 [--mode gmae|gcl|gmae+gcl] [--seed S] [--epoch E]\n"
+    "                 [--hidden 128] [--heads 4] [--ffn 256] [--layers 2] [--decoder-layers 1]\n"
+    "                 [--proj 128] [--n-max 400] [--mask-ratio 0.4] [--p-node 0.1] [--p-edge 0.1]\n"
+    "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
+    "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
+    "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
+    "--init SEED builds a fresh model over every atlas of the store; draws use --seed\n"
+    "(default: the init seed, or the checkpoint's seed).\n";
+
+static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
+    memset(a, 0, sizeof *a);
+    model_cfg *c = &a->cfg;
+    c->H = 128, c->nh = 4, c->F = 256, c->L = 2, c->Ld = 1, c->P = 128, c->N_max = 400;
+    model_hp *h = &a->hp;
+    h->mode = MODEL_GMAE_GCL, h->lambda_rec = 1.0, h->lambda_adj = 0.1, h->lambda_cl = 0.01;
+    h->tau_cl = 0.2, h->mask_ratio = 0.4, h->p_node = 0.1, h->p_edge = 0.1, h->mask_columns = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (i + 1 >= argc)
+            return bgfm_fail(e, BGFM_EUSAGE, "grad: option %s needs a value\n%s", o, grad_usage);
+        const char *v = argv[++i];
+        int64_t t = 0;
+        int rc = 0;
+        struct { const char *name; int *dst; } ints[] = {
+            {"--hidden", &c->H}, {"--heads", &c->nh}, {"--ffn", &c->F}, {"--layers", &c->L},
+            {"--decoder-layers", &c->Ld}, {"--proj", &c->P}, {"--n-max", &c->N_max}};
+        struct { const char *name; double *dst; double lo, hi; } reals[] = {
+            {"--mask-ratio", &h->mask_ratio, 0, 1}, {"--p-node", &h->p_node, 0, 1},
+            {"--p-edge", &h->p_edge, 0, 1}, {"--tau-cl", &h->tau_cl, 1e-6, 1e6},
+            {"--lambda-rec", &h->lambda_rec, 0, 1e6}, {"--lambda-adj", &h->lambda_adj, 0, 1e6},
+            {"--lambda-cl", &h->lambda_cl, 0, 1e6}};
+        int done = 0;
+        for (size_t j = 0; j < sizeof ints / sizeof ints[0] && !done; j++)
+            if (!strcmp(o, ints[j].name)) {
+                rc = cli_parse_i64(o, v, 1, 100000, &t, e);
+                *ints[j].dst = (int)t;
+                done = 1;
+            }
+        for (size_t j = 0; j < sizeof reals / sizeof reals[0] && !done; j++)
+            if (!strcmp(o, reals[j].name)) {
+                rc = cli_parse_f64(o, v, reals[j].lo, reals[j].hi, reals[j].dst, e);
+                done = 1;
+            }
+        if (done) {
+            if (rc) return rc;
+        } else if (!strcmp(o, "--graphs")) a->graphs = v;
+        else if (!strcmp(o, "--atlas")) a->atlas = v;
+        else if (!strcmp(o, "--indices")) a->indices = v;
+        else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
+        else if (!strcmp(o, "--out")) a->out = v;
+        else if (!strcmp(o, "--mode")) a->mode = v;
+        else if (!strcmp(o, "--init")) {
+            a->has_init = 1;
+            if ((rc = cli_parse_i64(o, v, 0, INT64_MAX, &a->init_seed, e))) return rc;
+        } else if (!strcmp(o, "--seed")) {
+            a->has_seed = 1;
+            if ((rc = cli_parse_i64(o, v, 0, INT64_MAX, &a->seed, e))) return rc;
+        } else if (!strcmp(o, "--epoch")) {
+            if ((rc = cli_parse_i64(o, v, 0, INT64_MAX, &a->epoch, e))) return rc;
+        } else
+            return bgfm_fail(e, BGFM_EUSAGE, "grad: unknown option %s\n%s", o, grad_usage);
+    }
+    if (!a->graphs || !a->atlas || !a->indices || !a->out || (!a->ckpt == !a->has_init))
+        return bgfm_fail(e, BGFM_EUSAGE,
+                         "grad: --graphs, --atlas, --indices, --out and exactly one of "
+                         "--checkpoint / --init are required\n%s", grad_usage);
+    if (a->mode && !(h->mode = model_mode_parse(a->mode)))
+        return bgfm_fail(e, BGFM_EUSAGE, "grad: --mode must be gmae, gcl or gmae+gcl, not '%s'",
+                         a->mode);
+    return 0;
+}
+
+static int grad_local(grad_args *a, bgfm_err *e) {
+    graphs_store *gs = NULL;
+    model m;
+    model_ws ws;
+    memset(&m, 0, sizeof m);
+    memset(&ws, 0, sizeof ws);
+    int64_t *idx = NULL;
+    float *fc = NULL, *rw = NULL;
+    uint8_t *adj = NULL;
+    int n = 0;
+    uint64_t seed = 0;
+    int rc = graphs_open(a->graphs, &gs, e);
+    if (!rc) rc = parse_indices(a->indices, &idx, &n, e);
+    if (rc) goto done;
+    int sa = graphs_atlas_find(gs, a->atlas);
+    if (sa < 0) {
+        rc = bgfm_fail(e, BGFM_EUSAGE, "grad: atlas '%s' is not in %s", a->atlas, a->graphs);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        if (idx[i] >= graphs_count(gs) || graphs_get_meta(gs, idx[i])->atlas != sa) {
+            rc = bgfm_fail(e, BGFM_EUSAGE, "grad: graph %lld is not a graph of atlas '%s' in %s",
+                           (long long)idx[i], a->atlas, a->graphs);
+            goto done;
+        }
+    if (a->ckpt) {
+        ckpt_state st;
+        rc = ckpt_load(a->ckpt, &m, NULL, &st, e);
+        if (rc) goto done;
+        seed = st.seed;
+        free(st.config);
+    } else {
+        model_cfg *c = &a->cfg;
+        c->k = graphs_rwse_steps(gs);
+        c->n_atlases = graphs_n_atlases(gs);
+        for (int i = 0; i < c->n_atlases && i < MODEL_MAX_ATLASES; i++) {
+            snprintf(c->atlas[i], sizeof c->atlas[i], "%s", graphs_atlas_name(gs, i));
+            c->atlas_nodes[i] = graphs_atlas_nodes(gs, i);
+        }
+        if ((rc = model_init(&m, c, e))) goto done;
+        model_init_params(&m, (uint64_t)a->init_seed);
+        seed = (uint64_t)a->init_seed;
+    }
+    if (a->has_seed) seed = (uint64_t)a->seed;
+    int ma = model_atlas_find(&m, a->atlas);
+    int N = graphs_atlas_nodes(gs, sa);
+    if (ma < 0 || m.cfg.atlas_nodes[ma] != N || m.cfg.k != graphs_rwse_steps(gs)) {
+        rc = bgfm_fail(e, BGFM_EUSAGE, "grad: the model does not fit atlas '%s' of %s (absent, "
+                       "different node count or RWSE steps)", a->atlas, a->graphs);
+        goto done;
+    }
+    size_t nn = (size_t)n * (size_t)N * (size_t)N;
+    fc = bgfm_malloc(e, nn * sizeof *fc, "graph batch");
+    adj = bgfm_malloc(e, nn, "graph batch");
+    rw = bgfm_malloc(e, (size_t)n * (size_t)N * (size_t)(m.cfg.k ? m.cfg.k : 1) * sizeof *rw, "graph batch");
+    if (!fc || !adj || !rw) {
+        rc = BGFM_ENOMEM;
+        goto done;
+    }
+    if ((rc = graphs_read(gs, idx, n, fc, adj, rw, e))) goto done;
+    if ((rc = model_ws_init(&ws, &m, n, e))) goto done;
+    model_batch bt = {ma, n, N, fc, adj, rw, idx};
+    model_hp hp = a->hp;
+    hp.seed = seed;
+    hp.epoch = a->epoch;
+    hp.step = 0;
+    hp.p_drop = 0.0f;
+    model_losses ls;
+    model_step(&m, &ws, &bt, &hp, &ls);
+    rc = grad_dump_write(a->out, &m, &ws, &bt, &hp, &ls, e);
+done:
+    model_ws_free(&ws);
+    model_free(&m);
+    free(fc);
+    free(adj);
+    free(rw);
+    free(idx);
+    graphs_close(&gs);
+    return rc;
+}
+
+int cmd_grad(bgfm_ctx *ctx, int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        if (ctx->rank == 0) fputs(grad_usage, stdout);
+        return 0;
+    }
+    grad_args a;
+    int rc = parse_grad(argc, argv, &a, &ctx->err);
+    if (!rc && ctx->rank == 0) rc = grad_local(&a, &ctx->err);
+    return bgfm_ctx_agree(ctx, rc);
+}

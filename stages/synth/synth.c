@@ -1,0 +1,887 @@
+/* synth.c: `bgfm synth`: a synthetic BIDS cohort (MNI152 2/3 mm grid, brain mask from a
+ * label atlas, band-limited latent networks with a group-dependent coupling, site
+ * effects, i.i.d. noise), subjects shared by rank, written complete-or-absent.
+ * Not a pipeline stage and not a realistic fMRI simulator; the model is docs/synth.md. */
+#include "bgfm/synth.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bgfm/cli.h"
+#include "bgfm/fsutil.h"
+#include "bgfm/log.h"
+#include "bgfm/nifti.h"
+#include "bgfm/rng.h"
+
+/* Model constants (docs/synth.md, "Parameters"). */
+#define SYNTH_BASELINE 1000.0    /* B: mean intensity */
+#define SYNTH_BASE_SD 0.10       /* relative spatial sd of the baseline */
+#define SYNTH_AMP 10.0           /* A: network signal amplitude */
+#define SYNTH_AMP_SD 0.20        /* relative spatial sd of the amplitude */
+#define SYNTH_GLOBAL 0.20        /* lambda: weight of the global (mean network) signal */
+#define SYNTH_NOISE 20.0         /* sigma0: voxel noise sd */
+#define SYNTH_SITE_GAIN_SD 0.20  /* site gain = exp(0.2 xi) */
+#define SYNTH_SITE_OFFSET_SD 50.0
+#define SYNTH_RHO0 0.20          /* baseline coupling between networks */
+#define SYNTH_F_LO 0.01
+#define SYNTH_F_HI 0.10
+#define SYNTH_VORONOI 96         /* parcels of the ellipsoid mask */
+#define SYNTH_INT16_SLOPE 0.1
+
+/* RNG keys: (seed, RNG_SYNTH, i0 = subject or SYNTH_COHORT, i1 = what, i2). Part of the
+ * reproducibility contract: never renumber. */
+#define SYNTH_COHORT ((uint64_t)1 << 40)
+enum {
+    SYNTH_R_PARCEL_ORDER = 1, /* cohort: parcel -> network shuffle */
+    SYNTH_R_VORONOI = 2,      /* cohort: Voronoi centres (ellipsoid mask) */
+    SYNTH_R_SITE = 3,         /* cohort, i2 = site */
+    SYNTH_R_DEMOGRAPHICS = 10,
+    SYNTH_R_LATENT = 11,
+    SYNTH_R_VOXEL = 12,
+    SYNTH_R_NOISE = 13        /* i2 = volume */
+};
+
+void synth_params_default(synth_params *p) {
+    memset(p, 0, sizeof *p);
+    p->subjects = 16;
+    p->volumes = 100;
+    p->tr = 2.0;
+    p->voxel_size = 3;
+    p->sites = 2;
+    p->seed = 1234;
+    p->gzip_level = 1;
+    p->datatype = NIFTIIO_FLOAT32;
+    p->networks = 7;
+    p->effect = 0.4;
+    p->mask_atlas = SYNTH_DEFAULT_MASK_ATLAS;
+}
+
+static const char synth_usage[] =
+    "usage: bgfm synth --out DIR [--subjects S] [--volumes T] [--tr SECONDS]\n"
+    "                  [--voxel-size 2|3] [--sites K] [--seed X] [--gzip-level L]\n"
+    "                  [--datatype float32|int16] [--networks N] [--effect D]\n"
+    "                  [--mask-atlas PATH|none] [--force] [--quiet]\n\n"
+    "Writes a synthetic BIDS cohort (participants.tsv with diagnosis control|patient,\n"
+    "site, age, sex; sub-*/func/*_bold.nii.gz on the MNI152 grid) whose network coupling\n"
+    "differs between groups (docs/synth.md). Works alone or under mpirun (subjects are\n"
+    "shared by rank; the files do not depend on the rank count).\n\n"
+    "  --out DIR          dataset folder; must not exist or be empty (or use --force)\n"
+    "  --subjects S       number of subjects, >= 2 (default 16)\n"
+    "  --volumes T        volumes per subject, >= 10 (default 100)\n"
+    "  --tr SECONDS       repetition time (default 2.0)\n"
+    "  --voxel-size 2|3   MNI152 2 mm (91x109x91) or 3 mm (61x73x61) grid (default 3)\n"
+    "  --sites K          acquisition sites, 1..S (default 2)\n"
+    "  --seed X           random seed (default 1234)\n"
+    "  --gzip-level L     0..9; ISA-L levels 0..3, above 3 means 3 (default 1)\n"
+    "  --datatype T       float32 or int16 (scl_slope 0.1) (default float32)\n"
+    "  --networks N       latent networks, 6..32 (default 7)\n"
+    "  --effect D         group difference of the designed couplings, 0..0.6 (default 0.4)\n"
+    "  --mask-atlas P     label atlas giving mask and parcels, or 'none' for an\n"
+    "                     ellipsoid with Voronoi parcels (default " SYNTH_DEFAULT_MASK_ATLAS ")\n"
+    "  --force            replace an existing non-empty DIR\n"
+    "  --quiet            no progress or summary line\n";
+
+int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e) {
+    synth_params_default(p);
+    *help = cli_wants_help(argc, argv);
+    if (*help) return 0;
+    int have_out = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--force") || !strcmp(a, "--quiet")) {
+            if (a[2] == 'f') p->force = 1;
+            else p->quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return bgfm_fail(e, BGFM_EUSAGE, "synth: unexpected argument '%s'; see bgfm synth "
+                             "--help", a);
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t x = 0;
+        double d = 0;
+        int rc = 0;
+        if (!v)
+            return bgfm_fail(e, BGFM_EUSAGE, "synth: option %s needs a value; see bgfm synth "
+                             "--help", a);
+        if (!strcmp(a, "--out")) {
+            if (!*v) return bgfm_fail(e, BGFM_EUSAGE, "synth: --out needs a folder name");
+            p->out = v;
+            have_out = 1;
+        } else if (!strcmp(a, "--subjects")) {
+            rc = cli_parse_i64(a, v, 2, 1000000, &p->subjects, e);
+        } else if (!strcmp(a, "--volumes")) {
+            rc = cli_parse_i64(a, v, 10, 32767, &p->volumes, e);
+        } else if (!strcmp(a, "--tr")) {
+            rc = cli_parse_f64(a, v, 0.05, 100, &p->tr, e);
+        } else if (!strcmp(a, "--voxel-size")) {
+            rc = cli_parse_i64(a, v, 2, 3, &x, e);
+            p->voxel_size = (int)x;
+        } else if (!strcmp(a, "--sites")) {
+            rc = cli_parse_i64(a, v, 1, 1000000, &p->sites, e);
+        } else if (!strcmp(a, "--seed")) {
+            rc = cli_parse_i64(a, v, 0, INT64_MAX, &x, e);
+            p->seed = (uint64_t)x;
+        } else if (!strcmp(a, "--gzip-level")) {
+            rc = cli_parse_i64(a, v, 0, 9, &x, e);
+            p->gzip_level = (int)x;
+        } else if (!strcmp(a, "--datatype")) {
+            if (!strcmp(v, "float32")) p->datatype = NIFTIIO_FLOAT32;
+            else if (!strcmp(v, "int16")) p->datatype = NIFTIIO_INT16;
+            else
+                return bgfm_fail(e, BGFM_EUSAGE, "synth: --datatype must be float32 or int16, "
+                                 "got '%s'", v);
+        } else if (!strcmp(a, "--networks")) {
+            rc = cli_parse_i64(a, v, 6, 32, &x, e);
+            p->networks = (int)x;
+        } else if (!strcmp(a, "--effect")) {
+            rc = cli_parse_f64(a, v, 0, 0.6, &d, e);
+            p->effect = d;
+        } else if (!strcmp(a, "--mask-atlas")) {
+            p->mask_atlas = v;
+        } else {
+            return bgfm_fail(e, BGFM_EUSAGE, "synth: unknown option '%s'; see bgfm synth --help",
+                             a);
+        }
+        if (rc) return rc;
+        i++;
+    }
+    if (!have_out)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: --out DIR is required; see bgfm synth --help");
+    if (p->sites > p->subjects)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: --sites %lld exceeds --subjects %lld",
+                         (long long)p->sites, (long long)p->subjects);
+    return 0;
+}
+
+int synth_subject_group(int64_t s) { return (int)(s % 2); }
+int64_t synth_subject_site(int64_t s, int64_t sites) { return (s / 2) % sites; }
+
+void synth_coupling(int n, double effect, int group, double *c) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) c[i * n + j] = i == j ? 1.0 : SYNTH_RHO0;
+    /* networks 0-1: weaker in patients; networks 2-3: stronger in patients */
+    double c01 = SYNTH_RHO0 + (group == 0 ? effect : 0.0);
+    double c23 = SYNTH_RHO0 + (group == 1 ? effect : 0.0);
+    c[0 * n + 1] = c[1 * n + 0] = c01;
+    c[2 * n + 3] = c[3 * n + 2] = c23;
+}
+
+/* Lower Cholesky factor in place; returns 0 if not positive definite. */
+static int cholesky(int n, const double *a, double *l) {
+    memset(l, 0, sizeof(double) * (size_t)(n * n));
+    for (int j = 0; j < n; j++) {
+        double s = a[j * n + j];
+        for (int k = 0; k < j; k++) s -= l[j * n + k] * l[j * n + k];
+        if (!(s > 1e-12)) return 0;
+        l[j * n + j] = sqrt(s);
+        for (int i = j + 1; i < n; i++) {
+            double t = a[i * n + j];
+            for (int k = 0; k < j; k++) t -= l[i * n + k] * l[j * n + k];
+            l[i * n + j] = t / l[j * n + j];
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ the grid + maps */
+
+typedef struct synth_grid {
+    int64_t dim[3], nvox;
+    double affine[4][4];
+    int32_t *parcel;       /* nvox: 0 outside the mask, else 1..n_parcels */
+    int n_parcels;
+    int32_t *parcel_label; /* n_parcels + 1: atlas label of each parcel (index = parcel) */
+    uint8_t *parcel_net;   /* n_parcels + 1: network 0..N-1 */
+    int64_t n_brain;
+    int64_t *brain;        /* n_brain voxel indices in the mask, increasing */
+} synth_grid;
+
+static void grid_free(synth_grid *g) {
+    free(g->parcel);
+    free(g->parcel_label);
+    free(g->parcel_net);
+    free(g->brain);
+    memset(g, 0, sizeof *g);
+}
+
+static int inv_affine(double a[4][4], double o[4][4]) {
+    double det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+                 a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+                 a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+    if (fabs(det) < 1e-12) return 0;
+    double m[3][3];
+    m[0][0] = (a[1][1] * a[2][2] - a[1][2] * a[2][1]) / det;
+    m[0][1] = (a[0][2] * a[2][1] - a[0][1] * a[2][2]) / det;
+    m[0][2] = (a[0][1] * a[1][2] - a[0][2] * a[1][1]) / det;
+    m[1][0] = (a[1][2] * a[2][0] - a[1][0] * a[2][2]) / det;
+    m[1][1] = (a[0][0] * a[2][2] - a[0][2] * a[2][0]) / det;
+    m[1][2] = (a[0][2] * a[1][0] - a[0][0] * a[1][2]) / det;
+    m[2][0] = (a[1][0] * a[2][1] - a[1][1] * a[2][0]) / det;
+    m[2][1] = (a[0][1] * a[2][0] - a[0][0] * a[2][1]) / det;
+    m[2][2] = (a[0][0] * a[1][1] - a[0][1] * a[1][0]) / det;
+    memset(o, 0, sizeof(double) * 16);
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) o[i][j] = m[i][j];
+        o[i][3] = -(m[i][0] * a[0][3] + m[i][1] * a[1][3] + m[i][2] * a[2][3]);
+    }
+    o[3][3] = 1;
+    return 1;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Parcels from a label atlas: nearest-neighbour resampling through the affines, then
+ * one 6-neighbour dilation (so that other atlases' boundary voxels carry signal). */
+static int parcels_from_atlas(const synth_params *p, synth_grid *g, bgfm_err *e) {
+    niftiio_header h;
+    double *lab = NULL;
+    if (access(p->mask_atlas, R_OK) != 0)
+        return bgfm_fail(e, BGFM_EDATA, "%s: cannot read the mask atlas (%s); install mricron's "
+                         "templates, give --mask-atlas PATH (a 3D label image) or --mask-atlas "
+                         "none (ellipsoid)", p->mask_atlas, strerror(errno));
+    int rc = niftiio_read_3d(p->mask_atlas, &h, &lab, e);
+    if (rc) return rc;
+    double inv[4][4];
+    if (!inv_affine(h.affine, inv)) {
+        free(lab);
+        return bgfm_fail(e, BGFM_EDATA, "%s: singular affine; give another --mask-atlas",
+                         p->mask_atlas);
+    }
+    /* voxel of the grid -> voxel of the atlas: inv(A_atlas) * A_grid */
+    double m[3][4];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++) {
+            double s = 0;
+            for (int k = 0; k < 4; k++) s += inv[i][k] * g->affine[k][j];
+            m[i][j] = s;
+        }
+    int32_t *raw = calloc((size_t)g->nvox, sizeof *raw);
+    if (!raw) {
+        free(lab);
+        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (label map)");
+    }
+    int64_t nx = g->dim[0], ny = g->dim[1], nz = g->dim[2];
+    for (int64_t k = 0; k < nz; k++)
+        for (int64_t j = 0; j < ny; j++)
+            for (int64_t i = 0; i < nx; i++) {
+                double v[3];
+                for (int r = 0; r < 3; r++)
+                    v[r] = m[r][0] * (double)i + m[r][1] * (double)j + m[r][2] * (double)k + m[r][3];
+                int64_t a = (int64_t)floor(v[0] + 0.5), b = (int64_t)floor(v[1] + 0.5),
+                        c = (int64_t)floor(v[2] + 0.5);
+                if (a < 0 || b < 0 || c < 0 || a >= h.dim[1] || b >= h.dim[2] || c >= h.dim[3])
+                    continue;
+                double x = lab[a + h.dim[1] * (b + h.dim[2] * c)];
+                if (x > 0 && x < 2147483647.0) raw[i + nx * (j + ny * k)] = (int32_t)x;
+            }
+    free(lab);
+    /* dilation by one voxel (6-neighbourhood, first labelled neighbour in a fixed order) */
+    int32_t *dil = malloc((size_t)g->nvox * sizeof *dil);
+    if (!dil) {
+        free(raw);
+        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (label map)");
+    }
+    memcpy(dil, raw, (size_t)g->nvox * sizeof *dil);
+    for (int64_t k = 0; k < nz; k++)
+        for (int64_t j = 0; j < ny; j++)
+            for (int64_t i = 0; i < nx; i++) {
+                int64_t v = i + nx * (j + ny * k);
+                if (raw[v]) continue;
+                int32_t l = 0;
+                if (!l && i > 0) l = raw[v - 1];
+                if (!l && i + 1 < nx) l = raw[v + 1];
+                if (!l && j > 0) l = raw[v - nx];
+                if (!l && j + 1 < ny) l = raw[v + nx];
+                if (!l && k > 0) l = raw[v - nx * ny];
+                if (!l && k + 1 < nz) l = raw[v + nx * ny];
+                dil[v] = l;
+            }
+    free(raw);
+    /* atlas labels -> parcel indices 1..P (sorted labels) */
+    int32_t *sorted = malloc((size_t)g->nvox * sizeof *sorted);
+    if (!sorted) {
+        free(dil);
+        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    }
+    int64_t n = 0;
+    for (int64_t v = 0; v < g->nvox; v++)
+        if (dil[v]) sorted[n++] = dil[v];
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_i32);
+    int64_t u = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || sorted[i] != sorted[i - 1]) sorted[u++] = sorted[i];
+    if (u < p->networks) {
+        free(dil);
+        free(sorted);
+        return bgfm_fail(e, BGFM_EDATA, "%s: only %lld labelled regions fall on the grid, "
+                         "fewer than --networks %d; give another --mask-atlas",
+                         p->mask_atlas, (long long)u, p->networks);
+    }
+    g->n_parcels = (int)u;
+    g->parcel_label = malloc((size_t)(u + 1) * sizeof *g->parcel_label);
+    if (!g->parcel_label) {
+        free(dil);
+        free(sorted);
+        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    }
+    g->parcel_label[0] = 0;
+    memcpy(g->parcel_label + 1, sorted, (size_t)u * sizeof *sorted);
+    for (int64_t v = 0; v < g->nvox; v++) {
+        if (!dil[v]) continue;
+        int32_t *hit = bsearch(&dil[v], sorted, (size_t)u, sizeof *sorted, cmp_i32);
+        BGFM_ASSERT(hit != NULL);
+        dil[v] = (int32_t)(hit - sorted) + 1;
+    }
+    free(sorted);
+    g->parcel = dil;
+    return 0;
+}
+
+/* Parcels of a smooth ellipsoid brain: Voronoi cells of centres drawn inside it. */
+static int parcels_ellipsoid(const synth_params *p, synth_grid *g, bgfm_err *e) {
+    const double c0[3] = {0, -18, 10}, ax[3] = {68, 88, 62};
+    int P = SYNTH_VORONOI;
+    double cen[SYNTH_VORONOI][3];
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT, SYNTH_R_VORONOI, 0);
+    for (int q = 0; q < P;) {
+        double w[3], s = 0;
+        for (int d = 0; d < 3; d++) {
+            w[d] = 2 * rng_uniform(&r) - 1;
+            s += w[d] * w[d];
+        }
+        if (s > 1) continue;
+        for (int d = 0; d < 3; d++) cen[q][d] = c0[d] + ax[d] * w[d];
+        q++;
+    }
+    g->parcel = calloc((size_t)g->nvox, sizeof *g->parcel);
+    g->parcel_label = malloc((size_t)(P + 1) * sizeof *g->parcel_label);
+    if (!g->parcel || !g->parcel_label) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    for (int q = 0; q <= P; q++) g->parcel_label[q] = q;
+    g->n_parcels = P;
+    int64_t nx = g->dim[0], ny = g->dim[1], nz = g->dim[2];
+    for (int64_t k = 0; k < nz; k++)
+        for (int64_t j = 0; j < ny; j++)
+            for (int64_t i = 0; i < nx; i++) {
+                double x[3], s = 0;
+                for (int d = 0; d < 3; d++) {
+                    x[d] = g->affine[d][0] * (double)i + g->affine[d][1] * (double)j +
+                           g->affine[d][2] * (double)k + g->affine[d][3];
+                    double t = (x[d] - c0[d]) / ax[d];
+                    s += t * t;
+                }
+                if (s > 1) continue;
+                int best = 0;
+                double bd = INFINITY;
+                for (int q = 0; q < P; q++) {
+                    double d2 = 0;
+                    for (int d = 0; d < 3; d++) d2 += (x[d] - cen[q][d]) * (x[d] - cen[q][d]);
+                    if (d2 < bd) {
+                        bd = d2;
+                        best = q;
+                    }
+                }
+                g->parcel[i + nx * (j + ny * k)] = best + 1;
+            }
+    return 0;
+}
+
+static int grid_build(const synth_params *p, synth_grid *g, bgfm_err *e) {
+    memset(g, 0, sizeof *g);
+    double vs = p->voxel_size;
+    if (p->voxel_size == 2) {
+        g->dim[0] = 91; g->dim[1] = 109; g->dim[2] = 91;
+    } else {
+        g->dim[0] = 61; g->dim[1] = 73; g->dim[2] = 61;
+    }
+    g->nvox = g->dim[0] * g->dim[1] * g->dim[2];
+    double aff[4][4] = {{-vs, 0, 0, 90}, {0, vs, 0, -126}, {0, 0, vs, -72}, {0, 0, 0, 1}};
+    memcpy(g->affine, aff, sizeof aff);
+    int rc = strcmp(p->mask_atlas, "none") ? parcels_from_atlas(p, g, e)
+                                            : parcels_ellipsoid(p, g, e);
+    if (rc) return rc;
+    /* parcel -> network: a seeded shuffle of the parcels, dealt round-robin */
+    int P = g->n_parcels;
+    g->parcel_net = calloc((size_t)P + 1, 1);
+    int64_t *ord = malloc((size_t)P * sizeof *ord);
+    if (!g->parcel_net || !ord) {
+        free(ord);
+        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    }
+    for (int q = 0; q < P; q++) ord[q] = q + 1;
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT, SYNTH_R_PARCEL_ORDER, 0);
+    rng_shuffle_i64(&r, ord, P);
+    for (int q = 0; q < P; q++) g->parcel_net[ord[q]] = (uint8_t)(q % p->networks);
+    free(ord);
+    for (int64_t v = 0; v < g->nvox; v++) g->n_brain += g->parcel[v] != 0;
+    g->brain = malloc((size_t)(g->n_brain > 0 ? g->n_brain : 1) * sizeof *g->brain);
+    if (!g->brain) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    int64_t b = 0;
+    for (int64_t v = 0; v < g->nvox; v++)
+        if (g->parcel[v]) g->brain[b++] = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ sites, subjects */
+
+typedef struct synth_site {
+    double gain, offset, noise;
+} synth_site;
+
+static void site_params(const synth_params *p, int64_t k, synth_site *s) {
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT, SYNTH_R_SITE, (uint64_t)k);
+    s->gain = exp(SYNTH_SITE_GAIN_SD * rng_normal(&r));
+    s->offset = SYNTH_SITE_OFFSET_SD * rng_normal(&r);
+    s->noise = SYNTH_NOISE * (0.75 + 0.5 * rng_uniform(&r));
+}
+
+/* Two standard normals from one Philox draw pair (Box-Muller, both outputs used). */
+static inline void normal_pair(rng_stream *r, double *z0, double *z1) {
+    uint32_t a = rng_u32(r), b = rng_u32(r);
+    double u1 = ((double)a + 0.5) * 0x1.0p-32, u2 = (double)b * 0x1.0p-32;
+    double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    *z0 = rad * cos(th);
+    *z1 = rad * sin(th);
+}
+
+/* Latent network signals x (N x T, row-major) of subject s: band-limited Gaussian
+ * sources, standardised, mixed by the Cholesky factor of the group's coupling. */
+static int latent_signals(const synth_params *p, int64_t s, const double *L, double *x,
+                          bgfm_err *e) {
+    int N = p->networks;
+    int64_t T = p->volumes;
+    double dur = (double)T * p->tr;
+    int64_t jlo = (int64_t)ceil(SYNTH_F_LO * dur - 1e-9), jhi = (int64_t)floor(SYNTH_F_HI * dur + 1e-9);
+    if (jlo < 1) jlo = 1;
+    if (jhi > T / 2) jhi = T / 2;
+    if (jhi < jlo) { /* series too short for the band: use every frequency */
+        jlo = 1;
+        jhi = T / 2;
+    }
+    double *u = malloc(sizeof(double) * (size_t)(N * T));
+    if (!u) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_LATENT, 0);
+    for (int n = 0; n < N; n++) {
+        double *un = u + (int64_t)n * T;
+        memset(un, 0, sizeof(double) * (size_t)T);
+        for (int64_t j = jlo; j <= jhi; j++) {
+            double a = rng_normal(&r), b = rng_normal(&r);
+            double w = 6.283185307179586 * (double)j / (double)T;
+            for (int64_t t = 0; t < T; t++) un[t] += a * cos(w * (double)t) + b * sin(w * (double)t);
+        }
+        double m = 0, v = 0;
+        for (int64_t t = 0; t < T; t++) m += un[t];
+        m /= (double)T;
+        for (int64_t t = 0; t < T; t++) v += (un[t] - m) * (un[t] - m);
+        double sd = sqrt(v / (double)(T - 1));
+        for (int64_t t = 0; t < T; t++) un[t] = (un[t] - m) / (sd > 0 ? sd : 1);
+    }
+    for (int n = 0; n < N; n++)
+        for (int64_t t = 0; t < T; t++) {
+            double acc = 0;
+            for (int k = 0; k <= n; k++) acc += L[n * N + k] * u[(int64_t)k * T + t];
+            x[(int64_t)n * T + t] = acc;
+        }
+    free(u);
+    return 0;
+}
+
+/* snprintf into a path buffer; a name that does not fit is a usage error. */
+static int fmt_path(char *buf, size_t n, bgfm_err *e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fmt_path(char *buf, size_t n, bgfm_err *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= n)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: path too long: %.200s...", buf);
+    return 0;
+}
+
+static int subject_width(int64_t S) {
+    int w = 1;
+    for (int64_t x = S; x >= 10; x /= 10) w++;
+    return w < 2 ? 2 : w;
+}
+
+static const char *res_tag(const synth_params *p) { return p->voxel_size == 2 ? "2" : "3"; }
+
+/* Write sub-XX/func/<bold>.nii.gz and its .json sidecar under `root`. */
+static int write_subject(const synth_params *p, const synth_grid *g, const double *Lc,
+                         const double *Lp, const synth_site *sites, int64_t s, const char *root,
+                         int64_t *bytes, bgfm_err *e) {
+    int N = p->networks;
+    int64_t T = p->volumes, nb = g->n_brain;
+    char id[64], dir[4096], path[4096];
+    int rc = fmt_path(id, sizeof id, e, "sub-%0*lld", subject_width(p->subjects), (long long)s + 1);
+    if (!rc) rc = fmt_path(dir, sizeof dir, e, "%s/%s/func", root, id);
+    if (!rc) rc = fs_mkdirs(dir, e);
+    if (rc) return rc;
+    const synth_site *site = &sites[synth_subject_site(s, p->sites)];
+    double *x = malloc(sizeof(double) * (size_t)(N * T));
+    float *mu = malloc(sizeof(float) * (size_t)nb);
+    float *aown = malloc(sizeof(float) * (size_t)nb);
+    float *aglob = malloc(sizeof(float) * (size_t)nb);
+    uint8_t *net = malloc((size_t)nb);
+    float *vol = calloc((size_t)g->nvox, sizeof *vol);
+    niftiio_writer *w = NULL;
+    if (!x || !mu || !aown || !aglob || !net || !vol) {
+        rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory for subject %s", id);
+        goto done;
+    }
+    rc = latent_signals(p, s, synth_subject_group(s) ? Lp : Lc, x, e);
+    if (rc) goto done;
+    /* per-voxel baseline and amplitude (fixed over time) */
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_VOXEL, 0);
+    for (int64_t b = 0; b < nb; b++) {
+        double z0, z1;
+        normal_pair(&r, &z0, &z1);
+        double amp = SYNTH_AMP * site->gain * (1.0 + SYNTH_AMP_SD * z1);
+        mu[b] = (float)(SYNTH_BASELINE * (1.0 + SYNTH_BASE_SD * z0) + site->offset);
+        aown[b] = (float)(amp * (1.0 - SYNTH_GLOBAL));
+        aglob[b] = (float)(amp * SYNTH_GLOBAL);
+        net[b] = g->parcel_net[g->parcel[g->brain[b]]];
+    }
+    niftiio_write_spec ws;
+    memset(&ws, 0, sizeof ws);
+    for (int d = 0; d < 3; d++) ws.dim[d] = g->dim[d];
+    ws.dim[3] = T;
+    for (int d = 0; d < 3; d++) ws.pixdim[d] = p->voxel_size;
+    ws.pixdim[3] = p->tr;
+    memcpy(ws.affine, g->affine, sizeof ws.affine);
+    ws.datatype = p->datatype;
+    ws.scl_slope = p->datatype == NIFTIIO_INT16 ? SYNTH_INT16_SLOPE : 0;
+    ws.scl_inter = 0;
+    ws.gzip_level = p->gzip_level;
+    ws.xform_code = 4; /* MNI152 */
+    rc = fmt_path(path, sizeof path, e,
+                  "%s/%s_task-rest_space-MNI152NLin6Asym_res-%s_desc-preproc_bold.nii.gz", dir,
+                  id, res_tag(p));
+    if (!rc) rc = niftiio_writer_open(path, &ws, &w, e);
+    if (rc) goto done;
+    double sig[64];
+    const float sd = (float)site->noise;
+    for (int64_t t = 0; t < T; t++) {
+        double xbar = 0;
+        for (int n = 0; n < N; n++) {
+            sig[n] = x[(int64_t)n * T + t];
+            xbar += sig[n];
+        }
+        xbar /= N;
+        float fsig[64];
+        for (int n = 0; n < N; n++) fsig[n] = (float)sig[n];
+        const float fx = (float)xbar;
+        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_NOISE, (uint64_t)t);
+        int64_t b = 0;
+        for (; b + 1 < nb; b += 2) {
+            double z0, z1;
+            normal_pair(&r, &z0, &z1);
+            vol[g->brain[b]] = mu[b] + aown[b] * fsig[net[b]] + aglob[b] * fx + sd * (float)z0;
+            vol[g->brain[b + 1]] =
+                mu[b + 1] + aown[b + 1] * fsig[net[b + 1]] + aglob[b + 1] * fx + sd * (float)z1;
+        }
+        if (b < nb) {
+            double z0, z1;
+            normal_pair(&r, &z0, &z1);
+            vol[g->brain[b]] = mu[b] + aown[b] * fsig[net[b]] + aglob[b] * fx + sd * (float)z0;
+        }
+        rc = niftiio_writer_volume(w, vol, e);
+        if (rc) goto done;
+    }
+    rc = niftiio_writer_close(&w, e);
+    if (rc) goto done;
+    struct stat st;
+    if (stat(path, &st) == 0) *bytes += (int64_t)st.st_size;
+    rc = fmt_path(path, sizeof path, e,
+                  "%s/%s_task-rest_space-MNI152NLin6Asym_res-%s_desc-preproc_bold.json", dir, id,
+                  res_tag(p));
+    if (rc) goto done;
+    char js[256];
+    int n = snprintf(js, sizeof js, "{\n  \"RepetitionTime\": %.17g,\n  \"TaskName\": \"rest\",\n"
+                     "  \"SkullStripped\": true\n}\n", p->tr);
+    rc = fs_write_atomic(path, js, (size_t)n, e);
+done:
+    niftiio_writer_abort(&w);
+    free(x);
+    free(mu);
+    free(aown);
+    free(aglob);
+    free(net);
+    free(vol);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ cohort files */
+
+static int write_text(const char *path, const char *text, bgfm_err *e) {
+    return fs_write_atomic(path, text, strlen(text), e);
+}
+
+static int write_participants(const synth_params *p, const char *root, bgfm_err *e) {
+    size_t cap = 64 + (size_t)p->subjects * 64;
+    char *buf = malloc(cap);
+    if (!buf) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    size_t n = (size_t)snprintf(buf, cap, "participant_id\tdiagnosis\tsite\tage\tsex\n");
+    for (int64_t s = 0; s < p->subjects; s++) {
+        rng_stream r;
+        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_DEMOGRAPHICS, 0);
+        int age = 20 + (int)rng_below(&r, 51);
+        const char *sex = rng_below(&r, 2) ? "F" : "M";
+        n += (size_t)snprintf(buf + n, cap - n, "sub-%0*lld\t%s\tsite-%lld\t%d\t%s\n",
+                              subject_width(p->subjects), (long long)s + 1,
+                              synth_subject_group(s) ? "patient" : "control",
+                              (long long)synth_subject_site(s, p->sites) + 1, age, sex);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/participants.tsv", root);
+    int rc = fs_write_atomic(path, buf, n, e);
+    free(buf);
+    return rc;
+}
+
+static void json_matrix(FILE *f, int n, const double *c) {
+    fprintf(f, "[");
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s[", i ? ", " : "");
+        for (int j = 0; j < n; j++) fprintf(f, "%s%.6g", j ? ", " : "", c[i * n + j]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "]");
+}
+
+static int write_truth(const synth_params *p, const synth_grid *g, const double *Cc,
+                       const double *Cp, const synth_site *sites, const char *root, bgfm_err *e) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/derivatives/synth", root);
+    int rc = fs_mkdirs(dir, e);
+    if (rc) return rc;
+    /* label maps: parcels (int16) and networks (uint8, 1..N) */
+    float *vol = malloc(sizeof(float) * (size_t)g->nvox);
+    if (!vol) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    for (int which = 0; which < 2 && !rc; which++) {
+        niftiio_write_spec ws;
+        memset(&ws, 0, sizeof ws);
+        for (int d = 0; d < 3; d++) ws.dim[d] = g->dim[d];
+        ws.dim[3] = 1;
+        for (int d = 0; d < 3; d++) ws.pixdim[d] = p->voxel_size;
+        memcpy(ws.affine, g->affine, sizeof ws.affine);
+        ws.datatype = which == 0 ? NIFTIIO_INT16 : NIFTIIO_UINT8;
+        ws.gzip_level = 1;
+        ws.xform_code = 4;
+        for (int64_t v = 0; v < g->nvox; v++)
+            vol[v] = g->parcel[v] == 0 ? 0.0f
+                     : which == 0      ? (float)g->parcel[v]
+                                       : (float)(g->parcel_net[g->parcel[v]] + 1);
+        snprintf(path, sizeof path, "%s/space-MNI152NLin6Asym_res-%s_desc-%s_dseg.nii.gz", dir,
+                 res_tag(p), which == 0 ? "parcels" : "networks");
+        niftiio_writer *w = NULL;
+        rc = niftiio_writer_open(path, &ws, &w, e);
+        if (!rc) rc = niftiio_writer_volume(w, vol, e);
+        if (!rc) rc = niftiio_writer_close(&w, e);
+        niftiio_writer_abort(&w);
+    }
+    free(vol);
+    if (rc) return rc;
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "%s: cannot create: %s", path, strerror(errno));
+    int N = p->networks;
+    fprintf(f, "{\n  \"model\": \"bgfm synth v1 (docs/synth.md)\",\n  \"seed\": %llu,\n",
+            (unsigned long long)p->seed);
+    fprintf(f, "  \"subjects\": %lld, \"volumes\": %lld, \"tr\": %.17g, \"voxel_size\": %d,\n",
+            (long long)p->subjects, (long long)p->volumes, p->tr, p->voxel_size);
+    fprintf(f, "  \"networks\": %d, \"effect\": %.17g, \"mask_atlas\": \"%s\",\n", N, p->effect,
+            p->mask_atlas);
+    fprintf(f, "  \"band_hz\": [%g, %g], \"baseline\": %g, \"baseline_sd\": %g, \"amplitude\": %g, "
+               "\"amplitude_sd\": %g, \"global_weight\": %g, \"noise\": %g, \"rho0\": %g,\n",
+            SYNTH_F_LO, SYNTH_F_HI, SYNTH_BASELINE, SYNTH_BASE_SD, SYNTH_AMP, SYNTH_AMP_SD,
+            SYNTH_GLOBAL, SYNTH_NOISE, SYNTH_RHO0);
+    fprintf(f, "  \"effect_pairs\": {\"patient_lower\": [0, 1], \"patient_higher\": [2, 3], "
+               "\"control_pair\": [4, 5]},\n");
+    fprintf(f, "  \"coupling_control\": ");
+    json_matrix(f, N, Cc);
+    fprintf(f, ",\n  \"coupling_patient\": ");
+    json_matrix(f, N, Cp);
+    fprintf(f, ",\n  \"sites\": [");
+    for (int64_t k = 0; k < p->sites; k++)
+        fprintf(f, "%s{\"site\": \"site-%lld\", \"gain\": %.6g, \"offset\": %.6g, \"noise\": %.6g}",
+                k ? ", " : "", (long long)k + 1, sites[k].gain, sites[k].offset, sites[k].noise);
+    fprintf(f, "],\n  \"brain_voxels\": %lld,\n  \"parcels\": [", (long long)g->n_brain);
+    for (int q = 1; q <= g->n_parcels; q++)
+        fprintf(f, "%s{\"parcel\": %d, \"atlas_label\": %d, \"network\": %d}", q > 1 ? ", " : "", q,
+                g->parcel_label[q], g->parcel_net[q]);
+    fprintf(f, "]\n}\n");
+    if (fclose(f) != 0) return bgfm_fail(e, BGFM_EIO, "%s: write failed", path);
+    snprintf(path, sizeof path, "%s/dataset_description.json", root);
+    char desc[1024];
+    snprintf(desc, sizeof desc,
+             "{\n  \"Name\": \"bgfm synthetic resting-state cohort\",\n  \"BIDSVersion\": "
+             "\"1.8.0\",\n  \"DatasetType\": \"derivative\",\n  \"GeneratedBy\": [{\"Name\": "
+             "\"bgfm synth\", \"Version\": \"%s\", \"Description\": \"bgfm synth --subjects %lld "
+             "--volumes %lld --tr %g --voxel-size %d --sites %lld --seed %llu --networks %d "
+             "--effect %g\"}]\n}\n",
+             BGFM_VERSION, (long long)p->subjects, (long long)p->volumes, p->tr, p->voxel_size,
+             (long long)p->sites, (unsigned long long)p->seed, N, p->effect);
+    return write_text(path, desc, e);
+}
+
+/* ------------------------------------------------------------------ orchestration */
+
+static int dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int empty = 1;
+    struct dirent *de;
+    while (empty && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+static char *parent_of(const char *abs, bgfm_err *e) {
+    char *p = bgfm_strdup(e, abs);
+    if (!p) return NULL;
+    char *slash = strrchr(p, '/');
+    if (slash && slash != p) *slash = '\0';
+    else if (slash) slash[1] = '\0';
+    return p;
+}
+
+int synth_run(bgfm_ctx *ctx, const synth_params *p) {
+    bgfm_err *e = &ctx->err;
+    char staging[4096] = {0};
+    char *outabs = NULL, *parent = NULL;
+    synth_grid g;
+    memset(&g, 0, sizeof g);
+    synth_site *sites = NULL;
+    int N = p->networks;
+    double Cc[32 * 32], Cp[32 * 32], Lc[32 * 32], Lp[32 * 32];
+    int rc = 0;
+    double t0 = MPI_Wtime();
+
+    /* phase 0: rank 0 checks --out and creates the staging folder */
+    outabs = fs_absolute(p->out, e);
+    parent = outabs ? parent_of(outabs, e) : NULL;
+    if (!outabs || !parent) rc = e->code ? e->code : BGFM_ENOMEM;
+    if (!rc && ctx->rank == 0) {
+        struct stat st;
+        if (stat(outabs, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                rc = bgfm_fail(e, BGFM_EUSAGE, "synth: --out %s exists and is not a folder",
+                               p->out);
+            else if (!p->force && !dir_is_empty(outabs))
+                rc = bgfm_fail(e, BGFM_EUSAGE, "synth: --out %s exists and is not empty; remove "
+                               "it, pick another folder, or add --force to replace it", p->out);
+        }
+        if (!rc) {
+            snprintf(staging, sizeof staging, "%s.tmp-%ld", outabs, (long)getpid());
+            rc = fs_mkdirs(staging, e);
+        }
+    }
+    if (!rc) {
+        synth_coupling(N, p->effect, 0, Cc);
+        synth_coupling(N, p->effect, 1, Cp);
+        if (!cholesky(N, Cc, Lc) || !cholesky(N, Cp, Lp))
+            rc = bgfm_fail(e, BGFM_EUSAGE, "synth: --effect %g makes the coupling matrix not "
+                           "positive definite; use a smaller value", p->effect);
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto out;
+    if (MPI_Bcast(staging, (int)sizeof staging, MPI_CHAR, 0, ctx->comm) != MPI_SUCCESS) {
+        rc = bgfm_fail(e, BGFM_EMPI, "synth: MPI_Bcast of the staging folder failed");
+        goto out; /* every rank sees the failed collective */
+    }
+
+    /* phase 1: maps (identical on every rank), then each rank writes its subjects */
+    rc = grid_build(p, &g, e);
+    if (!rc) {
+        sites = malloc(sizeof *sites * (size_t)p->sites);
+        if (!sites) rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+        else
+            for (int64_t k = 0; k < p->sites; k++) site_params(p, k, &sites[k]);
+    }
+    int64_t bytes = 0, mine = 0;
+    log_progress prog;
+    log_progress_start(ctx, &prog, "synth", "subj", p->subjects);
+    for (int64_t s = ctx->rank; !rc && s < p->subjects; s += ctx->size) {
+        rc = write_subject(p, &g, Lc, Lp, sites, s, staging, &bytes, e);
+        mine++;
+        if (!rc) log_progress_update(ctx, &prog, mine * ctx->size < p->subjects ? mine * ctx->size
+                                                                               : p->subjects);
+    }
+    if (!rc && ctx->rank == 0) rc = write_participants(p, staging, e);
+    if (!rc && ctx->rank == 0) rc = write_truth(p, &g, Cc, Cp, sites, staging, e);
+    rc = bgfm_ctx_agree(ctx, rc);
+    log_progress_end(ctx, &prog, rc ? mine : p->subjects);
+    int64_t total_bytes = bytes;
+    if (!rc && MPI_Reduce(&bytes, &total_bytes, 1, MPI_INT64_T, MPI_SUM, 0, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "synth: MPI_Reduce failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto out;
+
+    /* phase 2: rank 0 moves the complete dataset into place */
+    if (ctx->rank == 0) {
+        struct stat st;
+        char old[4200] = {0};
+        if (stat(outabs, &st) == 0) {
+            if (rmdir(outabs) != 0) { /* non-empty: --force was checked in phase 0 */
+                snprintf(old, sizeof old, "%s.old-%ld", outabs, (long)getpid());
+                if (rename(outabs, old) != 0)
+                    rc = bgfm_fail(e, BGFM_EIO, "synth: cannot move the old %s aside: %s",
+                                   p->out, strerror(errno));
+            }
+        }
+        if (!rc && rename(staging, outabs) != 0)
+            rc = bgfm_fail(e, BGFM_EIO, "synth: cannot rename %s to %s: %s", staging, outabs,
+                           strerror(errno));
+        if (!rc && old[0]) {
+            bgfm_err ign = {0};
+            fs_remove_tree(parent, old, &ign);
+        }
+        if (!rc)
+            log_info(ctx, "synth: wrote %lld subjects (%lld volumes of %lldx%lldx%lld, %d mm, TR "
+                     "%g s; %.1f MB) to %s in %.1f s on %d rank%s", (long long)p->subjects,
+                     (long long)p->volumes, (long long)g.dim[0], (long long)g.dim[1],
+                     (long long)g.dim[2], p->voxel_size, p->tr, (double)total_bytes / 1e6, p->out,
+                     MPI_Wtime() - t0, ctx->size, ctx->size > 1 ? "s" : "");
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+out:
+    if (rc && ctx->rank == 0 && staging[0] && parent) {
+        bgfm_err ign = {0};
+        fs_remove_tree(parent, staging, &ign);
+    }
+    grid_free(&g);
+    free(sites);
+    free(outabs);
+    free(parent);
+    return rc;
+}
+
+int cmd_synth(bgfm_ctx *ctx, int argc, char **argv) {
+    synth_params p;
+    int help = 0;
+    int rc = synth_parse_args(argc, argv, &p, &help, &ctx->err);
+    if (help) {
+        if (ctx->rank == 0) fputs(synth_usage, stdout);
+        return 0;
+    }
+    if (rc) return rc; /* identical on every rank: no agreement needed */
+    if (p.quiet) ctx->quiet = 1;
+    return synth_run(ctx, &p);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/python3
+"""tiny_bids.py OUT [--subjects S] [--volumes T] [--seed X]: a tiny BIDS dataset
+(8x9x7 voxels, 4 mm) and a matching 4-region label atlas OUT/atlas.nii.gz, written with
+nibabel, for engine tests that need real files but no realism."""
+import argparse, os
+import numpy as np
+import nibabel as nib
+
+ap = argparse.ArgumentParser()
+ap.add_argument("out")
+ap.add_argument("--subjects", type=int, default=3)
+ap.add_argument("--volumes", type=int, default=20)
+ap.add_argument("--seed", type=int, default=0)
+a = ap.parse_args()
+rng = np.random.default_rng(a.seed)
+shape = (8, 9, 7)
+aff = np.array([[-4.0, 0, 0, 16], [0, 4, 0, -18], [0, 0, 4, -12], [0, 0, 0, 1]])
+os.makedirs(a.out, exist_ok=True)
+lab = np.zeros(shape, np.int16)
+lab[1:4, 1:8, 1:6] = 1
+lab[4:7, 1:5, 1:6] = 2
+lab[4:7, 5:8, 1:6] = 3
+lab[1:7, 1:8, 6:7] = 4
+img = nib.Nifti1Image(lab, aff)
+img.set_qform(aff, 1); img.set_sform(aff, 1)
+nib.save(img, os.path.join(a.out, "atlas.nii.gz"))
+rows = ["participant_id\tdiagnosis\tsite\tage\tsex"]
+for s in range(a.subjects):
+    sid = "sub-%02d" % (s + 1)
+    d = os.path.join(a.out, "bids", sid, "func")
+    os.makedirs(d, exist_ok=True)
+    data = np.zeros(shape + (a.volumes,), np.float32)
+    inside = lab > 0
+    data[inside] = 100 + rng.standard_normal((inside.sum(), a.volumes)).astype(np.float32)
+    im = nib.Nifti1Image(data, aff)
+    im.header.set_xyzt_units("mm", "sec")
+    im.header["pixdim"][4] = 2.0
+    im.set_qform(aff, 1); im.set_sform(aff, 1)
+    nib.save(im, os.path.join(d, "%s_task-rest_bold.nii.gz" % sid))
+    rows.append("%s\t%s\tsite-%d\t%d\t%s" % (sid, "patient" if s % 2 else "control", s % 2 + 1, 20 + s, "F" if s % 3 else "M"))
+with open(os.path.join(a.out, "bids", "participants.tsv"), "w") as f:
+    f.write("\n".join(rows) + "\n")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# model_torch.sh: `bgfm grad` dumps for the three modes and two atlases with different
+# N in ONE model (same init seed), checked by the independent PyTorch float64
+# implementation of docs/model.md (model_torch.py): losses 1e-5, gradients 1e-4 rel L2.
+source "$(dirname "$0")/../lib/tap.sh"
+REF="$ROOT/tests/reference"
+$PY "$REF/model_graphs.py" "$T/g.h5" aal:30:6 ho:17:4 --seed 3 || { notok "make test graphs"; exit 1; }
+ARCH="--init 11 --hidden 32 --heads 4 --ffn 48 --proj 16 --n-max 40 --layers 2 --decoder-layers 2"
+for m in gmae gcl gmae+gcl; do
+  check "grad dump aal $m" "$BGFM" grad --graphs "$T/g.h5" --atlas aal --indices 0,2,3,5 $ARCH \
+    --mode "$m" --out "$T/aal_$m.h5"
+  check "grad dump ho $m" "$BGFM" grad --graphs "$T/g.h5" --atlas ho --indices 6,7,9 $ARCH \
+    --mode "$m" --mask-ratio 0.3 --out "$T/ho_$m.h5"
+done
+$PY "$REF/model_torch.py" "$T"/aal_*.h5 "$T"/ho_*.h5
+expect_rc "grad rejects a graph of another atlas" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+  --indices 0,7 $ARCH --out "$T/x.h5"
