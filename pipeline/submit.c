@@ -345,6 +345,24 @@ int submit_parse_jobid(const char *out, int64_t *jobid) {
 
 /* ------------------------------------------------------------------ `bgfm submit` */
 
+int submit_env_keep(const char *entry) {
+    /* Names that MPI_Init (singleton) or mpirun/srun put into THIS process's environment.
+     * Passed on through sbatch (--export=ALL), they make the job's mpirun believe it is
+     * itself a rank of this process's MPI job, and fail. User settings stay. */
+    static const char *const drop[] = {"PMIX_", "PMI_", "ORTE_", "OMPI_COMM_WORLD_",
+                                       "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_MCA_pmix",
+                                       "OMPI_MCA_initial_wdir=", "OMPI_MCA_shmem_RUNTIME_QUERY_hint=",
+                                       "OMPI_MCA_mpi_oversubscribe=", "OMPI_APP_CTX_NUM_PROCS=",
+                                       "OMPI_ARGV=", "OMPI_COMMAND=", "OMPI_FILE_LOCATION=",
+                                       "OMPI_FIRST_RANKS=", "OMPI_NUM_APP_CTX=",
+                                       "OMPI_UNIVERSE_SIZE=",
+                                       /* "self,shm" when this job was on one node */
+                                       "PSM2_DEVICES="};
+    for (size_t k = 0; k < sizeof drop / sizeof drop[0]; k++)
+        if (!strncmp(entry, drop[k], strlen(drop[k]))) return 0;
+    return 1;
+}
+
 typedef struct submit_opts {
     const char *file;
     const char *stage;
@@ -361,8 +379,15 @@ static int sbatch_run(char *const argv[], int64_t *jobid, bgfm_err *e) {
     if (!rc) rc = posix_spawn_file_actions_addclose(&fa, fds[0]);
     if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     if (!rc) rc = posix_spawn_file_actions_addclose(&fa, fds[1]);
+    size_t nenv = 0;
+    while (environ[nenv]) nenv++;
+    char **envp = calloc(nenv + 1, sizeof *envp);
+    if (!envp) rc = ENOMEM;
+    for (size_t k = 0, m = 0; envp && k < nenv; k++)
+        if (submit_env_keep(environ[k])) envp[m++] = environ[k];
     pid_t pid = -1;
-    if (!rc) rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    if (!rc) rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
+    free(envp);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     if (rc) {

@@ -73,7 +73,7 @@ int connectivity_check(const float *X, int64_t T, int N, int64_t ldx, const uint
  * double), so Z^T Z is the correlation matrix. Columns flagged (or constant) are 0.
  * Z is T x N row-major (ld N). */
 void connectivity_standardise(float *Z, const float *X, int64_t T, int N, int64_t ldx,
-                              const uint8_t *flagged, double *work /* 2N */);
+                              const uint8_t *flagged, double *work /* 3N */);
 
 /* Pearson correlation C (N x N) = Z^T Z by ONE cblas_ssyrk, mirrored to full,
  * clipped to [-1, 1]; diagonal exactly 1, rows/columns of flagged regions (and
@@ -123,7 +123,7 @@ typedef struct connectivity_ws {
     int64_t T;
     float *Z;       /* T x N */
     float *fwork;   /* max(M, rwse work) floats */
-    double *dwork;  /* max(N x N, 2N) doubles */
+    double *dwork;  /* max(N x N, 3N) doubles */
     uint8_t *flag;  /* N */
 } connectivity_ws;
 

@@ -13,7 +13,7 @@
 
 typedef struct synth_params {
     const char *out;         /* dataset folder (must not exist, or be empty, or --force) */
-    int64_t subjects;        /* S >= 2 */
+    int64_t subjects;        /* S >= 1 */
     int64_t volumes;         /* T */
     double tr;               /* seconds */
     int voxel_size;          /* 2 or 3 (mm): the MNI152 2 mm or 3 mm grid */

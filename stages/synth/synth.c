@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bgfm/cli.h"
+#include "bgfm/cli.h" /* cmd_synth */
 #include "bgfm/fsutil.h"
 #include "bgfm/log.h"
 #include "bgfm/nifti.h"
@@ -73,7 +73,7 @@ static const char synth_usage[] =
     "differs between groups (docs/synth.md). Works alone or under mpirun (subjects are\n"
     "shared by rank; the files do not depend on the rank count).\n\n"
     "  --out DIR          dataset folder; must not exist or be empty (or use --force)\n"
-    "  --subjects S       number of subjects, >= 2 (default 16)\n"
+    "  --subjects S       number of subjects, >= 1 (default 16)\n"
     "  --volumes T        volumes per subject, >= 10 (default 100)\n"
     "  --tr SECONDS       repetition time (default 2.0)\n"
     "  --voxel-size 2|3   MNI152 2 mm (91x109x91) or 3 mm (61x73x61) grid (default 3)\n"
@@ -88,11 +88,39 @@ static const char synth_usage[] =
     "  --force            replace an existing non-empty DIR\n"
     "  --quiet            no progress or summary line\n";
 
+/* Strict option values (whole string, range). Local rather than cli.h's helpers, which
+ * live in pipeline/main.c and so are not in libbgfm.a (unit tests link the library). */
+static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out,
+                     bgfm_err *e) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected an integer in [%lld, %lld], got "
+                         "'%s'", opt, (long long)lo, (long long)hi, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_f64(const char *opt, const char *s, double lo, double hi, double *out,
+                     bgfm_err *e) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected a number in [%g, %g], got '%s'",
+                         opt, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
 int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e) {
     synth_params_default(p);
-    *help = cli_wants_help(argc, argv);
+    *help = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) *help = 1;
     if (*help) return 0;
-    int have_out = 0;
+    int have_out = 0, have_sites = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--force") || !strcmp(a, "--quiet")) {
@@ -115,21 +143,22 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
             p->out = v;
             have_out = 1;
         } else if (!strcmp(a, "--subjects")) {
-            rc = cli_parse_i64(a, v, 2, 1000000, &p->subjects, e);
+            rc = parse_i64(a, v, 1, 1000000, &p->subjects, e);
         } else if (!strcmp(a, "--volumes")) {
-            rc = cli_parse_i64(a, v, 10, 32767, &p->volumes, e);
+            rc = parse_i64(a, v, 10, 32767, &p->volumes, e);
         } else if (!strcmp(a, "--tr")) {
-            rc = cli_parse_f64(a, v, 0.05, 100, &p->tr, e);
+            rc = parse_f64(a, v, 0.05, 100, &p->tr, e);
         } else if (!strcmp(a, "--voxel-size")) {
-            rc = cli_parse_i64(a, v, 2, 3, &x, e);
+            rc = parse_i64(a, v, 2, 3, &x, e);
             p->voxel_size = (int)x;
         } else if (!strcmp(a, "--sites")) {
-            rc = cli_parse_i64(a, v, 1, 1000000, &p->sites, e);
+            rc = parse_i64(a, v, 1, 1000000, &p->sites, e);
+            have_sites = 1;
         } else if (!strcmp(a, "--seed")) {
-            rc = cli_parse_i64(a, v, 0, INT64_MAX, &x, e);
+            rc = parse_i64(a, v, 0, INT64_MAX, &x, e);
             p->seed = (uint64_t)x;
         } else if (!strcmp(a, "--gzip-level")) {
-            rc = cli_parse_i64(a, v, 0, 9, &x, e);
+            rc = parse_i64(a, v, 0, 9, &x, e);
             p->gzip_level = (int)x;
         } else if (!strcmp(a, "--datatype")) {
             if (!strcmp(v, "float32")) p->datatype = NIFTIIO_FLOAT32;
@@ -138,10 +167,10 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
                 return bgfm_fail(e, BGFM_EUSAGE, "synth: --datatype must be float32 or int16, "
                                  "got '%s'", v);
         } else if (!strcmp(a, "--networks")) {
-            rc = cli_parse_i64(a, v, 6, 32, &x, e);
+            rc = parse_i64(a, v, 6, 32, &x, e);
             p->networks = (int)x;
         } else if (!strcmp(a, "--effect")) {
-            rc = cli_parse_f64(a, v, 0, 0.6, &d, e);
+            rc = parse_f64(a, v, 0, 0.6, &d, e);
             p->effect = d;
         } else if (!strcmp(a, "--mask-atlas")) {
             p->mask_atlas = v;
@@ -154,6 +183,7 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
     }
     if (!have_out)
         return bgfm_fail(e, BGFM_EUSAGE, "synth: --out DIR is required; see bgfm synth --help");
+    if (!have_sites && p->sites > p->subjects) p->sites = p->subjects;
     if (p->sites > p->subjects)
         return bgfm_fail(e, BGFM_EUSAGE, "synth: --sites %lld exceeds --subjects %lld",
                          (long long)p->sites, (long long)p->subjects);

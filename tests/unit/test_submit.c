@@ -377,6 +377,32 @@ static void test_parse_jobid(void **st) {
     assert_int_equal(submit_parse_jobid("99999999999999999999999\n", &id), -1);
 }
 
+/* What MPI_Init / mpirun put into bgfm's environment must not reach the job. */
+static void test_env_filter(void **st) {
+    (void)st;
+    const char *dropped[] = {"PMIX_RANK=0", "PMIX_SERVER_URI4=1.0;tcp4://127.0.0.1:1",
+                             "PMI_FD=5", "OMPI_COMM_WORLD_SIZE=2", "OMPI_MCA_ess=singleton",
+                             "OMPI_MCA_ess_base_jobid=1", "OMPI_MCA_orte_hnp_uri=x",
+                             "OMPI_MCA_pmix=^s1", "OMPI_UNIVERSE_SIZE=2", "OMPI_FILE_LOCATION=/t",
+                             "OMPI_ARGV=submit p.yaml", "ORTE_SCHIZO_DETECTION=ORTE",
+                             "PSM2_DEVICES=self,shm"};
+    const char *kept[] = {"PATH=/usr/bin", "HOME=/root", "OMPI_ALLOW_RUN_AS_ROOT=1",
+                          "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_btl=^openib",
+                          "OMPI_MCA_rmaps_base_oversubscribe=1", "SLURM_CONF=/etc/slurm.conf",
+                          "LD_LIBRARY_PATH=/opt/lib", "OPENBLAS_NUM_THREADS=1",
+                          "PMIXNOT=1", "MY_PMIX_=1"};
+    for (size_t k = 0; k < sizeof dropped / sizeof dropped[0]; k++)
+        if (submit_env_keep(dropped[k])) {
+            print_error("kept %s\n", dropped[k]);
+            fail();
+        }
+    for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
+        if (!submit_env_keep(kept[k])) {
+            print_error("dropped %s\n", kept[k]);
+            fail();
+        }
+}
+
 static void test_requeue_kinds(void **st) {
     (void)st;
     bgfm_stage_cfg s;
@@ -403,6 +429,7 @@ int main(void) {
         cmocka_unit_test(test_shell_quote),
         cmocka_unit_test(test_parse_jobid),
         cmocka_unit_test(test_requeue_kinds),
+        cmocka_unit_test(test_env_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
