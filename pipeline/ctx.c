@@ -154,6 +154,9 @@ void bgfm_ctx_report(const bgfm_ctx *ctx) {
     if (ctx->rank != 0 || ctx->err.code == 0) return;
     if (ctx->err.code == BGFM_SIGNALLED)
         fprintf(stderr, "bgfm: stopped: %s\n", ctx->err.msg);
+    else if (ctx->err.code == BGFM_PARTIAL)
+        fprintf(stderr, "bgfm: finished, but some subjects were skipped (exit 9): %s\n",
+                ctx->err.msg);
     else
         fprintf(stderr, "bgfm: error: %s\n", ctx->err.msg);
     fflush(stderr);

@@ -248,7 +248,7 @@ static void write_files(FILE *f, const char *key, const manifest_files *l) {
 static int write_manifest(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
                           const char *fp, const char *fptext, const manifest_files *inputs,
                           const manifest_files *outputs, const char *outs_sha, double wall,
-                          const bgfm_stage_run *r, const char *started) {
+                          const bgfm_stage_run *r, const char *started, int partial) {
     char *t = NULL;
     size_t tl = 0;
     FILE *f = open_memstream(&t, &tl);
@@ -258,6 +258,7 @@ static int write_manifest(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_
     fprintf(f, ",\n  \"kind\": ");
     json_write_str(f, ps->cfg->kind->name);
     fprintf(f, ",\n  \"fingerprint\": \"%s\",\n  \"outputs_sha256\": \"%s\",\n", fp, outs_sha);
+    fprintf(f, "  \"status\": \"%s\",\n", partial ? "partial" : "complete");
     fprintf(f, "  \"code_version\": \"%s\",\n  \"code_rev\": \"%s\",\n  \"ranks\": %d,\n",
             BGFM_VERSION, BGFM_GITREV, ctx->size);
     fprintf(f, "  \"pipeline\": ");
@@ -295,7 +296,8 @@ typedef struct run_opts {
  * removed), hash the outputs and write the manifest last. */
 static int finalize_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
                           const char *fp, const char *fptext, const manifest_files *inputs,
-                          double wall, const bgfm_stage_run *r, const char *started) {
+                          double wall, const bgfm_stage_run *r, const char *started,
+                          int partial) {
     bgfm_err *e = &ctx->err;
     manifest_files outs = {0};
     char outs_sha[65];
@@ -317,7 +319,8 @@ static int finalize_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_
         rc = bgfm_fail(e, BGFM_EIO, "cannot rename '%s' to '%s': %s", ps->tmp_dir, ps->final_dir,
                        strerror(errno));
     if (!rc)
-        rc = write_manifest(ctx, p, ps, fp, fptext, inputs, &outs, outs_sha, wall, r, started);
+        rc = write_manifest(ctx, p, ps, fp, fptext, inputs, &outs, outs_sha, wall, r, started,
+                            partial);
     if (!rc) rc = fs_remove_tree(p->workdir, old, e);
     free(old);
     manifest_files_free(&outs);
@@ -403,6 +406,15 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     rc = k->run(&r);
     /* the stage promised an agreed status; make sure, cheaply */
     rc = bgfm_ctx_agree(ctx, rc);
+    /* BGFM_PARTIAL: complete outputs without the subjects skipped under on_error: skip;
+     * the stage is finalised like a success and the run ends with exit code 9 */
+    char partial_msg[BGFM_ERRMSG_MAX] = "";
+    int partial = rc == BGFM_PARTIAL;
+    if (partial) {
+        snprintf(partial_msg, sizeof partial_msg, "%s", ctx->err.msg);
+        bgfm_err_clear(&ctx->err);
+        rc = 0;
+    }
     double wall = MPI_Wtime() - t0;
     double mine[2] = {r.bytes_read, r.items}, sum[2] = {0, 0};
     double rss = fs_peak_rss_mib();
@@ -427,11 +439,20 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     r.bytes_read = sum[0];
     r.items = sum[1];
     int frc = 0;
-    if (ctx->rank == 0) frc = finalize_stage(ctx, p, ps, fp, fptext, inputs, wall, &r, started);
+    if (ctx->rank == 0)
+        frc = finalize_stage(ctx, p, ps, fp, fptext, inputs, wall, &r, started, partial);
     rc = bgfm_ctx_agree(ctx, frc);
     if (!rc)
         log_info(ctx, "  done in %.2f s%s%.0f %s", wall, r.items > 0 ? ", " : "", r.items,
                  r.items > 0 && r.items_unit ? r.items_unit : "");
+    if (!rc && partial) {
+        log_warn(ctx, "stage '%s' finished without some subjects: %s", ps->cfg->name,
+                 partial_msg[0] ? partial_msg : "see its outputs");
+        if (ctx->rank == 0) fflush(stderr);
+        snprintf(ctx->err.msg, sizeof ctx->err.msg, "%s", partial_msg);
+        ctx->err.code = BGFM_PARTIAL;
+        return BGFM_PARTIAL;
+    }
     return rc;
 }
 
@@ -559,7 +580,8 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
     if (!rc && !metrics) rc = BGFM_ENOMEM;
     int plan_only = validate_only || o->dry_run;
     if (!rc && plan_only && ctx->rank == 0) printf("# plan (%d ranks)\n", ctx->size);
-    int upstream_will_run = 0;
+    int upstream_will_run = 0, partial = 0;
+    bgfm_err partial_err = {0};
     for (int i = first; !rc && i <= last; i++) {
         run_plan_stage *ps = &plan.s[i];
         if (i == first || !plan_only)
@@ -596,10 +618,20 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
         } else {
             log_info(ctx, "  running: %s", why);
             rc = run_stage(ctx, &p, &plan, i, fp, fptext, &inputs, metrics);
+            if (rc == BGFM_PARTIAL) {
+                partial = 1;
+                memcpy(&partial_err, &ctx->err, sizeof partial_err);
+                bgfm_err_clear(&ctx->err);
+                rc = 0;
+            }
         }
         (void)upstream_will_run;
         free(fptext);
         manifest_files_free(&inputs);
+    }
+    if (!rc && partial) {
+        memcpy(&ctx->err, &partial_err, sizeof partial_err);
+        rc = BGFM_PARTIAL;
     }
     if (lockfd >= 0) close(lockfd);
     free(metrics);

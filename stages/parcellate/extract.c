@@ -80,14 +80,23 @@ static int atlas_names(parcellate_atlas *a, const char *names_path, bgfm_err *e)
     return rc;
 }
 
+/* Labels are read as float32 (exact up to 2^24). Distinct labels are marked in a bitmap
+ * of 2^24 bits; a label's region index is the number of marked labels below it
+ * (per-word prefix counts + popcount). The float volume is then turned into the uint16
+ * region map in place (element v is written at byte 2v after it was read from byte 4v),
+ * so loading a 1 mm atlas peaks at one float volume. */
+#define ATLAS_MAX_LABEL (1 << 24)
+
 int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
                           const char *names_path, bgfm_err *e) {
     memset(a, 0, sizeof *a);
     a->name = name;
     a->path = path;
     niftiio_reader *rd = NULL;
-    float *vol = NULL;
-    int32_t *u = NULL;
+    unsigned char *buf = NULL;
+    uint64_t *bits = NULL;
+    int32_t *below = NULL;
+    const int64_t nwords = ATLAS_MAX_LABEL / 64 + 1;
     int rc = niftiio_open(path, &rd, e);
     if (rc) return rc;
     const niftiio_header *h = niftiio_hdr(rd);
@@ -99,78 +108,75 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     for (int i = 0; i < 3; i++) a->grid.dim[i] = h->dim[i + 1];
     memcpy(a->grid.affine, h->affine, sizeof a->grid.affine);
     int64_t nvox = h->nvox;
-    /* float32 read (labels up to 2^24 exact); the region map is uint16 to keep a 1 mm
-     * atlas at 14 MB */
-    vol = bgfm_malloc(e, (size_t)nvox * sizeof *vol, "atlas volume");
-    a->region_of_vox = vol ? bgfm_malloc(e, (size_t)nvox * sizeof *a->region_of_vox,
-                                         "atlas regions")
-                           : NULL;
-    if (!a->region_of_vox) {
+    buf = bgfm_malloc(e, (size_t)nvox * sizeof(float), "atlas volume");
+    bits = bgfm_calloc(e, (size_t)nwords, sizeof *bits, "atlas label bitmap");
+    below = bgfm_malloc(e, (size_t)nwords * sizeof *below, "atlas label counts");
+    if (!buf || !bits || !below) {
         rc = e->code;
         goto out;
     }
+    float *vol = (float *)(void *)buf;
     if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
-    int64_t nnz = 0;
+    niftiio_close(&rd);
     for (int64_t v = 0; v < nvox; v++) {
         float x = vol[v], r = roundf(x);
-        if (!isfinite(x) || r < 0 || r > 16777216.0f || fabsf(x - r) > 1e-3f) {
+        if (!isfinite(x) || r < 0 || r >= (float)ATLAS_MAX_LABEL || fabsf(x - r) > 1e-3f) {
             rc = bgfm_fail(e, BGFM_EDATA,
                            "atlas '%s' (%s): voxel %lld has value %g; a label atlas needs "
-                           "non-negative integer labels (0 = background)",
+                           "integer labels in [0, 2^24) (0 = background)",
                            name, path, (long long)v, (double)x);
             goto out;
         }
-        vol[v] = r;
-        nnz += r != 0.0f;
+        int32_t l = (int32_t)r;
+        if (l) bits[l >> 6] |= (uint64_t)1 << (l & 63);
     }
-    if (nnz == 0) {
+    int64_t nu = 0;
+    for (int64_t w = 0; w < nwords; w++) {
+        below[w] = (int32_t)nu;
+        nu += __builtin_popcountll(bits[w]);
+    }
+    if (nu == 0) {
         rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has no nonzero label", name, path);
         goto out;
     }
-    /* Distinct nonzero labels, ascending: sort a copy of the nonzero values. */
-    u = bgfm_malloc(e, (size_t)nnz * sizeof *u, "atlas label list");
-    if (!u) {
-        rc = e->code;
-        goto out;
-    }
-    int64_t k = 0;
-    for (int64_t v = 0; v < nvox; v++)
-        if (vol[v] != 0.0f) u[k++] = (int32_t)vol[v];
-    qsort(u, (size_t)nnz, sizeof *u, cmp_i32);
-    int64_t nu = 0;
-    for (int64_t i = 0; i < nnz; i++)
-        if (nu == 0 || u[i] != u[nu - 1]) u[nu++] = u[i];
     if (nu >= RESAMPLE_NONE) {
         rc = bgfm_fail(e, BGFM_EDATA, "atlas '%s' (%s) has %lld regions; at most %d are supported",
                        name, path, (long long)nu, RESAMPLE_NONE - 1);
         goto out;
     }
     a->n_regions = (int)nu;
-    a->region_labels = bgfm_malloc(e, (size_t)nu * sizeof *u, "region labels");
+    a->region_labels = bgfm_malloc(e, (size_t)nu * sizeof *a->region_labels, "region labels");
     if (!a->region_labels) {
         rc = e->code;
         goto out;
     }
-    memcpy(a->region_labels, u, (size_t)nu * sizeof *u);
+    for (int64_t w = 0, k = 0; w < nwords; w++)
+        for (uint64_t m = bits[w]; m; m &= m - 1) a->region_labels[k++] = (int32_t)(w * 64 + __builtin_ctzll(m));
     for (int64_t v = 0; v < nvox; v++) {
-        if (vol[v] == 0.0f) {
-            a->region_of_vox[v] = RESAMPLE_NONE;
-            continue;
+        float x;
+        memcpy(&x, buf + 4 * v, sizeof x);
+        int32_t l = (int32_t)roundf(x);
+        uint16_t reg = RESAMPLE_NONE;
+        if (l) {
+            uint64_t lower = bits[l >> 6] & (((uint64_t)1 << (l & 63)) - 1);
+            reg = (uint16_t)(below[l >> 6] + __builtin_popcountll(lower));
         }
-        int32_t l = (int32_t)vol[v];
-        int32_t *hit = bsearch(&l, a->region_labels, (size_t)nu, sizeof l, cmp_i32);
-        BGFM_ASSERT(hit != NULL);
-        a->region_of_vox[v] = (uint16_t)(hit - a->region_labels);
+        memcpy(buf + 2 * v, &reg, sizeof reg);
     }
-    free(u);
-    u = NULL;
-    free(vol);
-    vol = NULL;
+    free(bits);
+    bits = NULL;
+    free(below);
+    below = NULL;
+    unsigned char *shrunk = realloc(buf, (size_t)nvox * sizeof(uint16_t));
+    if (shrunk) buf = shrunk;
+    a->region_of_vox = (uint16_t *)(void *)buf;
+    buf = NULL;
     rc = atlas_names(a, names_path, e);
 out:
     niftiio_close(&rd);
-    free(vol);
-    free(u);
+    free(buf);
+    free(bits);
+    free(below);
     if (rc) parcellate_atlas_free(a);
     return rc;
 }

@@ -32,9 +32,9 @@ check "failed run leaves no dataset and no staging folder" bash -c "[ ! -e '$T/a
 
 # the 16-subject 3 mm demo cohort on 2 ranks, timed
 t0=$(date +%s.%N)
-expect_rc "16-subject 3 mm T=100 cohort on 2 ranks" 0 $MPIRUN 2 "$BGFM" synth --out "$T/demo" --subjects 16 --volumes 100 --tr 2.0 --voxel-size 3 --sites 2 --seed 7 --quiet
+expect_rc "12-subject 3 mm T=100 cohort on 2 ranks" 0 $MPIRUN 2 "$BGFM" synth --out "$T/demo" --subjects 12 --volumes 100 --tr 2.0 --voxel-size 3 --sites 2 --seed 7 --quiet
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-echo "# synth 16 subjects 3 mm T=100 on 2 ranks: ${dt} s"
+echo "# synth 12 subjects 3 mm T=100 on 2 ranks: ${dt} s"
 check "nibabel reads every image: grid, affine, TR, dtype, zero outside the mask" \
   "$PY" "$REF" files "$T/demo" 100 2.0 3 float32
 check "designed group effect on networks 0-1 and 2-3, none on the control pair 4-5 (AAL ROIs)" \

@@ -784,7 +784,31 @@ static void test_doc_complete(void **st) {
     free(txt);
 }
 
-int main(void) {
+/* `test_config --alloc-probe`: one parse + resolved write, for tests/e2e/config_alloc.sh,
+ * which runs it with BGFM_FAIL_ALLOC_AFTER=1,2,...: every failing allocation must end
+ * in BGFM_ENOMEM with a message, never a crash or another code. */
+static int alloc_probe(void) {
+    const char *y = HEAD "  - {name: b, path: b.nii, labels: l.txt}\n"
+                    "stages:\n  - {name: s, uses: toy, with: {tags: [x, y], adjacency: {rule: "
+                    "pos}}, slurm: {extra: [--a], time: 10}}\n  - {name: t, uses: toy2, with: "
+                    "{need: 1}}\nslurm: {partition: x, extra: [--c]}\n";
+    bgfm_pipeline p;
+    bgfm_err e;
+    bgfm_err_clear(&e);
+    int rc = config_parse_kinds(FILE_, y, strlen(y), test_kinds, &p, &e);
+    if (!rc) {
+        FILE *f = fopen("/dev/null", "w");
+        if (!f) return 1;
+        config_write_resolved(&p, f);
+        fclose(f);
+        config_free(&p);
+    }
+    printf("rc=%d %s\n", rc, e.msg);
+    return rc == 0 || (rc == BGFM_ENOMEM && strstr(e.msg, "out of memory")) ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--alloc-probe")) return alloc_probe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_filled),
         cmocka_unit_test(test_values_given),

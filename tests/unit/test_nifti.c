@@ -156,10 +156,13 @@ static void fill_data(const hspec *s, uint8_t *d, int64_t nvox, int64_t nvol) {
 static void write_nifti(const char *path, const hspec *s, int gz, long trunc_bytes) {
     uint8_t hb[600];
     int hl = build(s, hb);
-    int64_t nvox = s->dim[1] * s->dim[2] * s->dim[3], nvol = s->dim[4];
-    for (int i = 1; i <= 3; i++)
-        if (i > s->dim[0]) nvox /= s->dim[i] > 0 ? s->dim[i] : 1;
-    if (trunc_bytes >= 0 && trunc_bytes <= 600) nvox = nvol = 0; /* header only */
+    int64_t nvox = 0, nvol = 0; /* header only when trunc_bytes <= 600 */
+    if (trunc_bytes < 0 || trunc_bytes > 600) {
+        nvox = s->dim[1] * s->dim[2] * s->dim[3];
+        nvol = s->dim[4];
+        for (int i = 1; i <= 3; i++)
+            if (i > s->dim[0]) nvox /= s->dim[i] > 0 ? s->dim[i] : 1;
+    }
     size_t nd = (size_t)(nvox * nvol * dt_bytes(s->datatype));
     size_t total = (size_t)hl + nd;
     if (trunc_bytes > hl && nd == 0) total = (size_t)trunc_bytes;
