@@ -1056,29 +1056,23 @@ static int value_fail(const cfgp *c, const bgfm_value *v, const char *key, const
  * DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, or UNLIMITED. */
 static int slurm_time_ok(const char *s) {
     if (!strcmp(s, "UNLIMITED") || !strcmp(s, "INFINITE")) return 1;
-    int fields = 0, days = 0;
-    const char *p = s;
-    const char *dash = strchr(s, '-');
-    if (dash) {
+    const char *p = s, *dash = strchr(s, '-');
+    if (dash) { /* DAYS- prefix */
         if (dash == s) return 0;
         for (; p < dash; p++)
             if (!is_digit(*p)) return 0;
         p = dash + 1;
-        days = 1;
     }
+    int fields = 0; /* 1 to 3 groups of digits separated by ':' */
     for (;;) {
         int digits = 0;
         while (is_digit(*p)) p++, digits++;
         if (!digits) return 0;
         fields++;
-        if (*p == ':') {
-            p++;
-            continue;
-        }
-        break;
+        if (*p != ':') break;
+        p++;
     }
-    /* with days: at most H:M:S; without: M, M:S or H:M:S */
-    return *p == '\0' && fields <= 3 && (days || fields >= 1);
+    return *p == '\0' && fields <= 3;
 }
 
 static int slurm_mem_ok(const char *s) {
@@ -1481,23 +1475,21 @@ const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *
 
 /* ------------------------------------------------------------------ writing YAML */
 
-/* Plain when unambiguous to our reader, else double-quoted with escapes. */
+/* Plain only when every YAML reader takes it as this same string (so no ':', no
+ * leading digit, no YAML 1.1 bool/null word), else double-quoted with escapes. */
 static void put_str(FILE *f, const char *s) {
-    int plain = s[0] != '\0';
-    if (plain && !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-                   is_digit(s[0]) || s[0] == '_' || s[0] == '/' || s[0] == '.'))
-        plain = 0;
+    static const char *const words[] = {"y", "n", "yes", "no", "on", "off", "true", "false",
+                                        "null"};
+    int plain = (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_' ||
+                s[0] == '/';
     for (const char *p = s; plain && *p; p++) {
         char ch = *p;
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
-              strchr("_./+=:@-", ch)))
+              strchr("_./+-", ch)))
             plain = 0;
     }
-    size_t n = strlen(s);
-    if (plain && s[n - 1] == ':') plain = 0;
-    if (plain && (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-                  !strcmp(s, "NULL")))
-        plain = 0;
+    for (int i = 0; plain && i < 9; i++)
+        if (!strcasecmp(s, words[i])) plain = 0;
     if (plain) {
         fputs(s, f);
         return;

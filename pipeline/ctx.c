@@ -3,6 +3,7 @@
 #include "bgfm/ctx.h"
 
 #include <hdf5.h>
+#include <signal.h>
 #include <string.h>
 
 int bgfm_vfail(bgfm_err *e, int code, const char *fmt, va_list ap) {
@@ -197,4 +198,34 @@ char *bgfm_strdup(bgfm_err *e, const char *s) {
     char *p = bgfm_malloc(e, n, "a string");
     if (p) memcpy(p, s, n);
     return p;
+}
+
+/* ---- stop requests (SIGTERM / SIGUSR1) ------------------------------------------ */
+/* The one justified mutable global: written by the signal handler, read by polls. */
+static volatile sig_atomic_t stop_flag = 0;
+
+static void stop_handler(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+void bgfm_signals_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* interrupted reads/writes restart: a checkpoint write goes on */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int bgfm_signal_pending(void) { return stop_flag != 0; }
+
+int bgfm_ctx_stop_requested(bgfm_ctx *ctx) {
+    int mine = stop_flag != 0, any = 0;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, ctx->comm) != MPI_SUCCESS) {
+        bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce failed while polling for stop signals");
+        return -1;
+    }
+    return any;
 }

@@ -209,13 +209,19 @@ static int gz_read(niftiio_reader *r, uint8_t *dst, size_t n, size_t *got, const
                              "%s: corrupt gzip data while reading %s (%s); the file is "
                              "damaged: re-copy or re-create it (gzip -t FILE checks it)",
                              r->datapath, what, isal_errname(rc));
-        if (made == 0 && s->avail_in == in_before && s->block_state == st_before &&
-            r->in_eof && s->block_state != ISAL_BLOCK_FINISH)
+        int stalled = made == 0 && s->avail_in == in_before && s->block_state == st_before &&
+                      s->block_state != ISAL_BLOCK_FINISH;
+        if (stalled && r->in_eof)
             return bgfm_fail(e, BGFM_EDATA,
                              "%s: the compressed data ends in the middle of %s (file "
                              "truncated, e.g. an interrupted copy or download); re-copy or "
                              "re-create the file",
                              r->datapath, what);
+        if (stalled) { /* needs more input than is buffered: append to it */
+            BGFM_ASSERT(s->avail_in < NIFTIIO_CHUNK);
+            int rc2 = gz_refill(r, e);
+            if (rc2) return rc2;
+        }
     }
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "bgfm/cli.h"
 #include "bgfm/config.h"
 #include "bgfm/fsutil.h"
+#include "bgfm/run.h"
 #include "bgfm/stage.h"
 #include "bgfm/submit.h"
 
@@ -471,6 +472,11 @@ static int submit_rank0(bgfm_ctx *ctx, const bgfm_pipeline *p, const submit_opts
                          strerror(errno));
     if (!realpath(o->file, pipeline))
         return bgfm_fail(e, BGFM_EIO, "%s: %s", o->file, strerror(errno));
+    /* A stage without a producer of its input would fail only once queued and started. */
+    run_plan plan = {0};
+    int prc = run_plan_build(p, &plan, e);
+    run_plan_free(&plan);
+    if (prc) return prc;
     char *workdir = fs_absolute(p->workdir, e);
     if (!workdir) return e->code;
     char **paths = calloc((size_t)p->n_stages, sizeof *paths);

@@ -101,6 +101,17 @@ void *bgfm_malloc(bgfm_err *e, size_t n, const char *what);
 void *bgfm_calloc(bgfm_err *e, size_t count, size_t size, const char *what);
 char *bgfm_strdup(bgfm_err *e, const char *s);
 
+/* Stop requests from the batch system (Slurm): SIGTERM and SIGUSR1 set ONE
+ * process-wide `volatile sig_atomic_t` flag (the only justified mutable global: a
+ * signal handler cannot reach a context) and nothing else, so a second signal is
+ * harmless. Only stages that poll install the handlers (the pretrain stage). */
+void bgfm_signals_install(void);
+/* 1 when this process received SIGTERM or SIGUSR1 since bgfm_signals_install. */
+int bgfm_signal_pending(void);
+/* Collective over ctx->comm: 1 on every rank when any rank has a signal pending
+ * (MPI_Allreduce MAX of the flag), else 0; -1 on MPI failure (ctx->err set to BGFM_EMPI). */
+int bgfm_ctx_stop_requested(bgfm_ctx *ctx);
+
 /* Allocation-failure injection for tests: BGFM_FAIL_ALLOC_AFTER=N makes the N-th
  * bgfm_malloc/bgfm_calloc of the process fail. Read once at first use. */
 

@@ -45,6 +45,8 @@ typedef struct resample_plan {
     int32_t *gidx;     /* n_in * n_atlases, voxel-major */
     int64_t n_total;   /* regions over all atlases */
     int64_t *n_vox;    /* n_total: data voxels of each region */
+    int64_t *rstart;   /* n_total + 1: region g's voxels are ridx[rstart[g] .. rstart[g+1]) */
+    uint32_t *ridx;    /* data voxel indices grouped by global region, ascending within */
 } resample_plan;
 
 /* Atlas description for building plans: its grid and its per-voxel region index

@@ -119,8 +119,10 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
     niftiio_close(&rd);
     for (int64_t v = 0; v < nvox; v++) {
-        float x = vol[v], r = roundf(x);
-        if (!isfinite(x) || r < 0 || r >= (float)ATLAS_MAX_LABEL || fabsf(x - r) > 1e-3f) {
+        float x = vol[v];
+        /* x >= 0 checked first, so truncating x + 0.5 rounds (half up = away from 0) */
+        float r = x >= 0 && x < (float)ATLAS_MAX_LABEL ? (float)(int32_t)(x + 0.5f) : -1.0f;
+        if (!isfinite(x) || r < 0 || fabsf(x - r) > 1e-3f) {
             rc = bgfm_fail(e, BGFM_EDATA,
                            "atlas '%s' (%s): voxel %lld has value %g; a label atlas needs "
                            "integer labels in [0, 2^24) (0 = background)",
@@ -155,7 +157,7 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     for (int64_t v = 0; v < nvox; v++) {
         float x;
         memcpy(&x, buf + 4 * v, sizeof x);
-        int32_t l = (int32_t)roundf(x);
+        int32_t l = (int32_t)(x + 0.5f);
         uint16_t reg = RESAMPLE_NONE;
         if (l) {
             uint64_t lower = bits[l >> 6] & (((uint64_t)1 << (l & 63)) - 1);
@@ -187,24 +189,6 @@ void parcellate_out_free(parcellate_out *o) {
     free(o->coverage);
     free(o->flagged);
     memset(o, 0, sizeof *o);
-}
-
-/* 1 if any value of the volume is NaN or +-Inf (exponent bits all ones); *where gets
- * the first such voxel. Integer test so the loop vectorises. */
-static int volume_nonfinite(const float *v, int64_t n, int64_t *where) {
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    if (!bad) return 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) {
-            *where = i;
-            return 1;
-        }
-    return 0;
 }
 
 int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n_atlases,
@@ -274,13 +258,38 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     }
     const int64_t *vox = plan->vox;
     const int32_t *gidx = plan->gidx;
-    /* One pass: every labelled voxel is added to its regions' sums for every volume;
-     * voxels whose value never differs from their first value are constant and get
-     * subtracted at the end (docs/parcellate.md, "non-constant mask"). */
+    const int64_t *rstart = plan->rstart;
+    const uint32_t *ridx = plan->ridx;
+    /* One pass: for every volume, each region's sum over all its voxels on the grid
+     * (four partial sums in a fixed order, so results do not depend on anything but the
+     * data); voxels whose value never differs from their first value are constant and
+     * are subtracted at the end (docs/parcellate.md, "non-constant mask"). */
     for (int64_t t = 0; t < T; t++) {
         if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
-        int64_t bad = 0;
-        if (volume_nonfinite(vol, nvox, &bad)) {
+        double *row = S + t * G;
+        int finite = 1;
+        for (int64_t g = 0; g < G; g++) {
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t k = rstart[g], end = rstart[g + 1];
+            for (; k + 4 <= end; k += 4) {
+                s0 += (double)vol[ridx[k]];
+                s1 += (double)vol[ridx[k + 1]];
+                s2 += (double)vol[ridx[k + 2]];
+                s3 += (double)vol[ridx[k + 3]];
+            }
+            for (; k < end; k++) s0 += (double)vol[ridx[k]];
+            row[g] = (s0 + s1) + (s2 + s3);
+            finite &= isfinite(row[g]) != 0;
+        }
+        /* A NaN or Inf in any voxel of any region makes its sum non-finite (finite
+         * float32 values cannot overflow a double sum). */
+        if (!finite) {
+            int64_t bad = 0;
+            for (int64_t v = 0; v < n_in; v++)
+                if (!isfinite(vol[vox[v]])) {
+                    bad = vox[v];
+                    break;
+                }
             int64_t nx = grid.dim[0], ny = grid.dim[1];
             rc = bgfm_fail(e, BGFM_EDATA,
                            "%s: volume %lld (0-based) has a NaN or Inf value at voxel "
@@ -289,24 +298,9 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
                            (long long)((bad / nx) % ny), (long long)(bad / (nx * ny)));
             goto out;
         }
-        double *row = S + t * G;
         if (t == 0)
             for (int64_t v = 0; v < n_in; v++) first[v] = vol[vox[v]];
-        if (A == 1) {
-            for (int64_t v = 0; v < n_in; v++) {
-                float val = vol[vox[v]];
-                varies[v] |= (uint8_t)(val != first[v]);
-                row[gidx[v]] += (double)val;
-            }
-        } else {
-            for (int64_t v = 0; v < n_in; v++) {
-                float val = vol[vox[v]];
-                varies[v] |= (uint8_t)(val != first[v]);
-                const int32_t *g = gidx + v * A;
-                for (int a = 0; a < A; a++)
-                    if (g[a] >= 0) row[g[a]] += (double)val;
-            }
-        }
+        for (int64_t v = 0; v < n_in; v++) varies[v] |= (uint8_t)(vol[vox[v]] != first[v]);
     }
     *bytes = niftiio_bytes_read(rd);
     for (int64_t v = 0; v < n_in; v++) {

@@ -93,6 +93,8 @@ static void plan_free(resample_plan *p) {
     free(p->vox);
     free(p->gidx);
     free(p->n_vox);
+    free(p->rstart);
+    free(p->ridx);
     memset(p, 0, sizeof *p);
 }
 
@@ -147,6 +149,30 @@ static int plan_build(resample_plan *p, const resample_grid *grid, const resampl
             w++;
         }
         p->n_in = n_in;
+    }
+    /* per-region voxel lists: the per-volume sums read them contiguously */
+    if (!rc) {
+        BGFM_ASSERT(nvox <= (int64_t)UINT32_MAX);
+        p->rstart = bgfm_calloc(e, (size_t)p->n_total + 1, sizeof *p->rstart, "region starts");
+        if (!p->rstart) rc = e->code;
+    }
+    if (!rc) {
+        for (int64_t g = 0; g < p->n_total; g++) p->rstart[g + 1] = p->rstart[g] + p->n_vox[g];
+        int64_t tot = p->rstart[p->n_total];
+        p->ridx = bgfm_malloc(e, (size_t)(tot ? tot : 1) * sizeof *p->ridx, "region voxels");
+        int64_t *fill = bgfm_malloc(e, (size_t)(p->n_total ? p->n_total : 1) * sizeof *fill,
+                                    "region fill");
+        if (!p->ridx || !fill) {
+            rc = e->code;
+        } else {
+            memcpy(fill, p->rstart, (size_t)p->n_total * sizeof *fill);
+            for (int64_t w = 0; w < n_in; w++)
+                for (int a = 0; a < n_atlases; a++) {
+                    int32_t g = p->gidx[w * n_atlases + a];
+                    if (g >= 0) p->ridx[fill[g]++] = (uint32_t)p->vox[w];
+                }
+        }
+        free(fill);
     }
     free(maps);
     free(off);

@@ -792,6 +792,14 @@ static char *parent_of(const char *abs, bgfm_err *e) {
     return p;
 }
 
+/* Remove a sibling folder of --out (staging or the replaced dataset). fs_remove_tree only
+ * removes below a root, so nothing is removed when --out sits directly under "/". */
+static void remove_sibling(const bgfm_ctx *ctx, const char *parent, const char *path) {
+    bgfm_err ign = {0};
+    if (!strcmp(parent, "/") || fs_remove_tree(parent, path, &ign) != 0)
+        log_warn(ctx, "synth: could not remove %s; remove it by hand", path);
+}
+
 int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     bgfm_err *e = &ctx->err;
     char staging[4096] = {0};
@@ -806,6 +814,8 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
 
     /* phase 0: rank 0 checks --out and creates the staging folder */
     outabs = fs_absolute(p->out, e);
+    if (outabs) /* "data/demo/" names the folder data/demo */
+        for (size_t n = strlen(outabs); n > 1 && outabs[n - 1] == '/'; n--) outabs[n - 1] = '\0';
     parent = outabs ? parent_of(outabs, e) : NULL;
     if (!outabs || !parent) rc = e->code ? e->code : BGFM_ENOMEM;
     if (!rc && ctx->rank == 0) {
@@ -879,10 +889,7 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
         if (!rc && rename(staging, outabs) != 0)
             rc = bgfm_fail(e, BGFM_EIO, "synth: cannot rename %s to %s: %s", staging, outabs,
                            strerror(errno));
-        if (!rc && old[0]) {
-            bgfm_err ign = {0};
-            fs_remove_tree(parent, old, &ign);
-        }
+        if (!rc && old[0]) remove_sibling(ctx, parent, old);
         if (!rc)
             log_info(ctx, "synth: wrote %lld subjects (%lld volumes of %lldx%lldx%lld, %d mm, TR "
                      "%g s; %.1f MB) to %s in %.1f s on %d rank%s", (long long)p->subjects,
@@ -892,10 +899,7 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     }
     rc = bgfm_ctx_agree(ctx, rc);
 out:
-    if (rc && ctx->rank == 0 && staging[0] && parent) {
-        bgfm_err ign = {0};
-        fs_remove_tree(parent, staging, &ign);
-    }
+    if (rc && ctx->rank == 0 && staging[0] && parent) remove_sibling(ctx, parent, staging);
     grid_free(&g);
     free(sites);
     free(outabs);

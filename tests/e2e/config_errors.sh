@@ -36,11 +36,34 @@ check "resolved output validates" test $? -eq 0
 sed -n '/^# .* resolved by bgfm/,/^# plan/p' "$T/v2" | grep -v '^# plan' >"$T/cfg/resolved2.yaml"
 check "resolved output is a fixed point" cmp -s <(tail -n +2 "$T/cfg/resolved.yaml") <(tail -n +2 "$T/cfg/resolved2.yaml")
 
+# An independent reader (PyYAML) sees in the resolved file the values the user wrote.
+cat >"$T/cfg/rich.yaml" <<YAML
+name: rich
+inputs: {bids: ../d/bids, label_column: group}
+atlases: [{name: tiny, path: ../d/atlas.nii.gz}]
+stages:
+  - {name: parc, uses: parcellate, with: {high_pass: 0.01, low_pass: 0.1, detrend: false, standardize: zscore}}
+slurm: {time: "01:00:00", mem: 4G, extra: ["--gres=gpu:1", "--exclusive"], nodes: 2, account: "1234"}
+YAML
+$BGFM validate "$T/cfg/rich.yaml" 2>/dev/null | sed -n '/^# .* resolved by bgfm/,/^# plan/p' | grep -v '^# plan' >"$T/cfg/rich.resolved.yaml"
+check "PyYAML reads the resolved file with the user's values" $PY - "$T/cfg/rich.yaml" "$T/cfg/rich.resolved.yaml" "$(realpath "$T")" <<'PY'
+import sys, yaml
+src = yaml.safe_load(open(sys.argv[1])); res = yaml.safe_load(open(sys.argv[2])); root = sys.argv[3]
+assert res["name"] == "rich" and res["seed"] == 0 and res["on_error"] == "fail", res
+assert res["workdir"] == root + "/cfg/runs/rich", res["workdir"]
+assert res["inputs"]["bids"] == root + "/d/bids" and res["inputs"]["label_column"] == "group"
+w0, w1 = src["stages"][0]["with"], res["stages"][0]["with"]
+for k, v in w0.items():
+    assert w1[k] == v and type(w1[k]) is type(v), (k, v, w1[k])
+for k, v in src["slurm"].items():
+    assert res["slurm"][k] == v and type(res["slurm"][k]) is type(v), (k, v, res["slurm"][k])
+assert res["slurm"]["signal_grace"] == 300 and res["slurm"]["launcher"] == "auto"
+assert res["atlases"] == [{"name": "tiny", "path": root + "/d/atlas.nii.gz"}], res["atlases"]
+PY
+
 # ---- bad files: exit 2, the exact message, nothing written
-nbad=0
 bad() {  # bad NAME EXPECTED-MESSAGE  (file content on stdin)
-  nbad=$((nbad + 1))
-  local f="$T/cfg/bad$nbad.yaml"
+  local f="$T/cfg/$(printf '%s' "$1" | tr -c 'a-z0-9' '_').yaml"
   cat >"$f"
   rm -rf "$T/w"
   $BGFM run "$f" >"$T/out" 2>"$T/err"

@@ -276,6 +276,38 @@ static void test_slurm(void **st) {
     config_free(&p);
 }
 
+static void test_slurm_forms(void **st) {
+    (void)st;
+    static const char *const good_time[] = {"10", "\"10:30\"", "1:00:00", "2-12", "2-12:30",
+                                            "\"2-12:30:00\"", "UNLIMITED"};
+    static const char *const bad_time[] = {"1h", "-5", "1:2:3:4", "2-", "\":5\"", "1-2:3:4:5"};
+    static const char *const good_mem[] = {"100", "16G", "512m", "2T"};
+    static const char *const bad_mem[] = {"16GB", "G", "1.5G", "-1"};
+    char y[1024];
+    bgfm_pipeline p;
+    bgfm_err e;
+    for (int i = 0; i < 7; i++) {
+        snprintf(y, sizeof y, HEAD "stages: [{name: s, uses: toy}]\nslurm: {time: %s}\n", good_time[i]);
+        int rc = parse(y, &p, &e);
+        if (rc) print_error("time %s: %s\n", good_time[i], e.msg);
+        assert_int_equal(rc, 0);
+        config_free(&p);
+    }
+    for (int i = 0; i < 6; i++) {
+        snprintf(y, sizeof y, HEAD "stages: [{name: s, uses: toy}]\nslurm: {time: %s}\n", bad_time[i]);
+        assert_int_equal(parse(y, &p, &e), BGFM_EUSAGE);
+        assert_non_null(strstr(e.msg, "is not a Slurm time limit"));
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(y, sizeof y, HEAD "stages: [{name: s, uses: toy}]\nslurm: {mem: %s}\n", good_mem[i]);
+        assert_int_equal(parse(y, &p, &e), 0);
+        config_free(&p);
+        snprintf(y, sizeof y, HEAD "stages: [{name: s, uses: toy}]\nslurm: {mem: %s}\n", bad_mem[i]);
+        assert_int_equal(parse(y, &p, &e), BGFM_EUSAGE);
+        assert_non_null(strstr(e.msg, "is not a Slurm memory size"));
+    }
+}
+
 /* ---------------------------------------------------------------- resolved output */
 
 static char *resolved_text(const bgfm_pipeline *p) {
@@ -814,6 +846,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_values_given),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_slurm),
+        cmocka_unit_test(test_slurm_forms),
         cmocka_unit_test(test_resolved_reparses),
         cmocka_unit_test(test_params_write_canonical),
         cmocka_unit_test(test_syntax_errors),

@@ -1,0 +1,25 @@
+/* metrics.h: classification metrics of the probe: ROC AUC from scores (Mann-Whitney
+ * with mid-ranks for ties), macro one-vs-rest AUC, accuracy, balanced accuracy, and a
+ * NaN-skipping mean / sample standard deviation.
+ * Not the run metrics (metrics.jsonl is written by the engine and the stages). */
+#ifndef BGFM_METRICS_H
+#define BGFM_METRICS_H
+
+#include <stdint.h>
+
+/* AUC of score for the positives (pos[i] != 0) against the negatives: the probability
+ * that a random positive scores above a random negative, ties counting 1/2. NaN when
+ * either class is empty. */
+double metrics_auc(const double *score, const int *pos, int64_t n);
+/* Macro one-vs-rest AUC over the classes that have both positives and negatives:
+ * P (n, K) class scores, y in 0..K-1. For K == 2 this is metrics_auc of column 1. */
+double metrics_auc_ovr(const double *P, const int *y, int64_t n, int K);
+/* Fraction of pred[i] == y[i] (NaN for n == 0). */
+double metrics_accuracy(const int *pred, const int *y, int64_t n);
+/* Mean over the classes present in y of the recall of that class. */
+double metrics_balanced_accuracy(const int *pred, const int *y, int64_t n, int K);
+/* Mean and sample standard deviation (n - 1) of the finite values of v; NaN if none
+ * (sd 0 with one value). Returns the count of finite values. */
+int metrics_mean_sd(const double *v, int n, double *mean, double *sd);
+
+#endif

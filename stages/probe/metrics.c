@@ -1,0 +1,105 @@
+/* metrics.c: ROC AUC (mid-rank Mann-Whitney), accuracy, balanced accuracy (metrics.h).
+ * Not the probe protocol (probe.c). */
+#include "bgfm/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct sv {
+    double s;
+    int64_t i;
+} sv;
+
+static int sv_cmp(const void *a, const void *b) {
+    const sv *x = a, *y = b;
+    if (x->s < y->s) return -1;
+    if (x->s > y->s) return 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+double metrics_auc(const double *score, const int *pos, int64_t n) {
+    int64_t np = 0;
+    for (int64_t i = 0; i < n; i++) np += pos[i] != 0;
+    int64_t nn = n - np;
+    if (np == 0 || nn == 0) return (double)NAN;
+    sv *v = malloc((size_t)n * sizeof *v);
+    if (!v) return (double)NAN;
+    for (int64_t i = 0; i < n; i++) v[i] = (sv){score[i], i};
+    qsort(v, (size_t)n, sizeof *v, sv_cmp);
+    double rsum = 0; /* sum of the positives' mid-ranks (1-based) */
+    for (int64_t a = 0; a < n;) {
+        int64_t b = a;
+        while (b + 1 < n && v[b + 1].s == v[a].s) b++;
+        double mid = 0.5 * (double)(a + b) + 1.0;
+        for (int64_t j = a; j <= b; j++)
+            if (pos[v[j].i]) rsum += mid;
+        a = b + 1;
+    }
+    free(v);
+    double u = rsum - 0.5 * (double)np * (double)(np + 1);
+    return u / ((double)np * (double)nn);
+}
+
+double metrics_auc_ovr(const double *P, const int *y, int64_t n, int K) {
+    if (K == 2) {
+        double *s = malloc((size_t)(n ? n : 1) * sizeof *s);
+        int *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+        double a = (double)NAN;
+        if (s && p) {
+            for (int64_t i = 0; i < n; i++) s[i] = P[i * 2 + 1], p[i] = y[i] == 1;
+            a = metrics_auc(s, p, n);
+        }
+        free(s);
+        free(p);
+        return a;
+    }
+    double *s = malloc((size_t)(n ? n : 1) * sizeof *s);
+    int *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    double sum = 0;
+    int cnt = 0;
+    if (s && p)
+        for (int k = 0; k < K; k++) {
+            for (int64_t i = 0; i < n; i++) s[i] = P[i * K + k], p[i] = y[i] == k;
+            double a = metrics_auc(s, p, n);
+            if (!isnan(a)) sum += a, cnt++;
+        }
+    free(s);
+    free(p);
+    return cnt ? sum / cnt : (double)NAN;
+}
+
+double metrics_accuracy(const int *pred, const int *y, int64_t n) {
+    if (n == 0) return (double)NAN;
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += pred[i] == y[i];
+    return (double)c / (double)n;
+}
+
+double metrics_balanced_accuracy(const int *pred, const int *y, int64_t n, int K) {
+    double sum = 0;
+    int cnt = 0;
+    for (int k = 0; k < K; k++) {
+        int64_t tot = 0, hit = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (y[i] == k) tot++, hit += pred[i] == k;
+        if (tot) sum += (double)hit / (double)tot, cnt++;
+    }
+    return cnt ? sum / cnt : (double)NAN;
+}
+
+int metrics_mean_sd(const double *v, int n, double *mean, double *sd) {
+    int c = 0;
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) s += v[i], c++;
+    if (!c) {
+        *mean = *sd = (double)NAN;
+        return 0;
+    }
+    double m = s / c, q = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) q += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *sd = c > 1 ? sqrt(q / (c - 1)) : 0.0;
+    return c;
+}
