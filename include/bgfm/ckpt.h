@@ -1,8 +1,9 @@
 /* ckpt.h: model checkpoints in HDF5 (docs/formats.md "checkpoints"): /model/<name>
- * with the architecture as attributes of /model, /optim/{m,v}/<name>, /state/..., a
- * completion mark, written under a temporary name and renamed. Also the tensor and
- * attribute helpers the gradient dump shares. Single-process I/O (MPI_COMM_SELF):
- * the caller decides which rank writes. Not the training loop. */
+ * with the architecture as attributes of /model, /optim/{m,v}/<name>, /state/...,
+ * SHA-256 checksums, a completion mark, written under a temporary name and renamed.
+ * Saving is collective over a communicator (each rank writes a row range of every
+ * tensor: one parallel file); loading is per process. Also the tensor and attribute
+ * helpers the gradient dump shares. Not the training loop. */
 #ifndef BGFM_CKPT_H
 #define BGFM_CKPT_H
 
@@ -13,7 +14,8 @@
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
 
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2 /* 2: sha256 / sha256_model attributes (1 still loads) */
+#define CKPT_HASH_BLOCK (1 << 20) /* bytes per hashed block (part of the format) */
 
 /* Everything besides the tensors that a bit-exact resume needs. Every draw is a pure
  * function of (seed, purpose, epoch/step, global graph index), so (seed, step, epoch,
@@ -36,13 +38,27 @@ int ckpt_read_tensors(hid_t f, const model *m, const char *group, float *buf, co
 int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e);
 int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *path, bgfm_err *e);
 
-/* Save model (+ optimiser moments when o != NULL) and state to `path` atomically:
- * written to path.tmp, completion attribute `complete` = 1 written last, renamed. */
+/* Collective over comm (every rank holds the same m, o, st): write `path` as one
+ * parallel HDF5 file. Rank r of R writes rows [r rows/R, (r+1) rows/R) of every tensor
+ * of /model, /optim/m, /optim/v (o may be NULL: model only); rank 0 the state. Written
+ * to path.tmp; the checksums, then the attribute `complete` = 1 last; rank 0 fsyncs,
+ * renames to path and fsyncs the folder. The same status is returned on every rank.
+ * Test hook: BGFM_TEST_CKPT_PAUSE_MS sleeps before the completion mark. */
+int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *o,
+                  const ckpt_state *st, bgfm_err *e);
+/* ckpt_save_par on MPI_COMM_SELF (one process writes). */
 int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state *st,
               bgfm_err *e);
-/* Load: initialises *m from the file's architecture (model_init) and its parameters;
- * when o != NULL also initialises *o with the moments and step count; st may be NULL. */
+/* Load (one process): initialises *m from the file's architecture (model_init) and its
+ * parameters; when o != NULL also initialises *o with the moments and step count; st
+ * may be NULL. Verifies the checksum when the file has one (sha256 with o, sha256_model
+ * without): BGFM_EDATA naming the file when it differs. */
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e);
+/* Collective over comm: block checksums of the state (hex, 64 chars + NUL): of the
+ * parameters alone and of parameters, moments (o may be NULL) and st's record.
+ * Ranks hash blocks i with i % size == rank; the result does not depend on size. */
+int ckpt_checksums(MPI_Comm comm, const model *m, const optim *o, const ckpt_state *st,
+                   char model_hex[65], char all_hex[65], bgfm_err *e);
 /* 1 when path is a checkpoint with the completion mark. */
 int ckpt_is_complete(const char *path);
 

@@ -20,9 +20,11 @@ typedef struct pretrain_opts {
     int64_t epochs, batch_size, checkpoint_every, keep_checkpoints;
     uint64_t seed;
     const char *init_path;   /* checkpoint to start from, or NULL: random init */
+    const char *resume_from; /* checkpoint file or folder to resume from when outdir has no
+                                checkpoint (another rank count), or NULL */
     const char *stage_name;  /* for metrics */
     const char *config_text; /* resolved config, stored in checkpoints */
-    int64_t stop_after;      /* test hook: stop with BGFM_SIGNALLED after this step (0 off) */
+    int64_t stop_after;      /* test hook: as if signalled after this step (0 off) */
 } pretrain_opts;
 
 typedef struct pretrain_result {
@@ -31,10 +33,15 @@ typedef struct pretrain_result {
     double seconds;
 } pretrain_result;
 
-/* Collective over ctx->comm (single-rank training for now: rank 0 computes and
- * writes, the others wait at the agreement points). Reads the graph store at
- * `graphs`, writes outdir/checkpoints/ckpt-<step>.h5 and outdir/final.h5, appends to
- * `metrics` (may be NULL). Resumes from the newest complete checkpoint in outdir. */
+/* Collective over ctx->comm: data-parallel training (docs/pretrain.md). Each global
+ * batch is split into contiguous slices, one per rank (a rank may get none); every
+ * rank reads only its graphs from the store at `graphs`; gradients are summed with
+ * MPI_Allreduce; NT-Xent runs over the global batch; every rank holds the same
+ * parameters after each step. Writes outdir/checkpoints/ckpt-<step>.h5 (parallel HDF5)
+ * and outdir/final.h5, appends per-step lines to `metrics` (pass it on rank 0 only,
+ * NULL elsewhere). Resumes from the newest valid checkpoint in outdir (else
+ * o->resume_from). Stops with BGFM_SIGNALLED after checkpointing when
+ * bgfm_ctx_stop_requested says so (the caller installs the handlers). */
 int pretrain_train(bgfm_ctx *ctx, const pretrain_opts *o, const char *graphs, const char *outdir,
                    const char *metrics, pretrain_result *res);
 

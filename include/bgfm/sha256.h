@@ -13,9 +13,12 @@ typedef struct sha256_ctx {
     uint64_t len;     /* bytes hashed so far */
     uint8_t buf[64];
     size_t nbuf;
+    int accel;        /* 1: x86 SHA extensions (chosen by sha256_init) */
 } sha256_ctx;
 
 void sha256_init(sha256_ctx *c);
+/* Same, forcing the portable block function (tests compare the two). */
+void sha256_init_portable(sha256_ctx *c);
 void sha256_update(sha256_ctx *c, const void *data, size_t n);
 void sha256_final(sha256_ctx *c, uint8_t out[32]);
 /* Lower-case hex of a digest: out must hold 65 bytes. */

@@ -1,12 +1,18 @@
-/* ckpt.c: checkpoint files (ckpt.h): tensors by name, architecture attributes,
- * optimiser moments, resume state, atomic rename. Not the decision of when to save. */
+/* ckpt.c: checkpoint files (ckpt.h): tensors by name written collectively by row
+ * ranges, architecture attributes, optimiser moments, resume state, block SHA-256
+ * checksums, completion mark and atomic rename. Not the decision of when to save. */
 #include "bgfm/ckpt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bgfm/h5io.h"
+#include "bgfm/sha256.h"
 
 
 int ckpt_write_tensors(hid_t f, const model *m, const char *group, const float *buf, bgfm_err *e) {
@@ -104,20 +110,140 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
     return model_cfg_check(c, file, e);
 }
 
-int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state *st,
-              bgfm_err *e) {
+/* ---- checksum ---------------------------------------------------------------------
+ * The state is hashed in fixed blocks of CKPT_HASH_BLOCK bytes of the little-endian
+ * float32 arrays (parameters, then AdamW m, then v, each split on its own), so ranks
+ * can hash blocks in parallel (block i by rank i % size) and any rank count gets the
+ * same digests. sha256_model = SHA-256(parameter block digests); sha256 = SHA-256(all
+ * block digests || int64 LE step, epoch, position, seed, optimiser t (-1 without)). */
+static int64_t n_blocks(int64_t floats) {
+    int64_t bytes = floats * (int64_t)sizeof(float);
+    return (bytes + CKPT_HASH_BLOCK - 1) / CKPT_HASH_BLOCK;
+}
+
+static void hash_array(const float *a, int64_t floats, int64_t first, int part, int nparts,
+                       uint8_t *dig) {
+    const unsigned char *p = (const unsigned char *)a;
+    int64_t bytes = floats * (int64_t)sizeof(float), nb = n_blocks(floats);
+    for (int64_t k = 0; k < nb; k++) {
+        if ((first + k) % nparts != part) continue;
+        int64_t o = k * CKPT_HASH_BLOCK, len = bytes - o < CKPT_HASH_BLOCK ? bytes - o : CKPT_HASH_BLOCK;
+        sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, p + o, (size_t)len);
+        sha256_final(&c, dig + 32 * (first + k));
+    }
+}
+
+/* Block digests of this part into dig (zeroed elsewhere); returns the block count. */
+static int64_t digest_blocks(const model *m, const optim *o, int part, int nparts, uint8_t *dig) {
+    int64_t nb = n_blocks(m->n_params);
+    if (!dig) return o ? 3 * nb : nb;
+    memset(dig, 0, (size_t)(o ? 3 * nb : nb) * 32);
+    hash_array(m->w, m->n_params, 0, part, nparts, dig);
+    if (o) {
+        hash_array(o->m, m->n_params, nb, part, nparts, dig);
+        hash_array(o->v, m->n_params, 2 * nb, part, nparts, dig);
+    }
+    return o ? 3 * nb : nb;
+}
+
+static void digest_final(const model *m, const optim *o, const ckpt_state *st, const uint8_t *dig,
+                         char model_hex[65], char all_hex[65]) {
+    int64_t nb = n_blocks(m->n_params);
+    uint8_t d[32];
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, dig, (size_t)nb * 32);
+    sha256_final(&c, d);
+    sha256_hex(d, model_hex);
+    int64_t rec[5] = {st ? st->step : 0, st ? st->epoch : 0, st ? st->pos : 0,
+                      st ? (int64_t)st->seed : 0, o ? o->t : -1};
+    sha256_init(&c);
+    sha256_update(&c, dig, (size_t)(o ? 3 * nb : nb) * 32);
+    sha256_update(&c, rec, sizeof rec);
+    sha256_final(&c, d);
+    sha256_hex(d, all_hex);
+}
+
+int ckpt_checksums(MPI_Comm comm, const model *m, const optim *o, const ckpt_state *st,
+                   char model_hex[65], char all_hex[65], bgfm_err *e) {
+    int rank = 0, size = 1;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+        return bgfm_fail(e, BGFM_EMPI, "MPI_Comm_rank/size failed while hashing a checkpoint");
+    int64_t nb = digest_blocks(m, o, 0, 1, NULL);
+    uint8_t *dig = bgfm_malloc(e, (size_t)nb * 32, "checkpoint digests");
+    if (!dig) return BGFM_ENOMEM;
+    digest_blocks(m, o, rank, size, dig);
+    int rc = 0;
+    if (size > 1 && MPI_Allreduce(MPI_IN_PLACE, dig, (int)(nb * 32), MPI_UNSIGNED_CHAR, MPI_BOR,
+                                  comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of checkpoint block digests failed");
+    if (!rc) digest_final(m, o, st, dig, model_hex, all_hex);
+    free(dig);
+    return rc;
+}
+
+/* ---- collective save -------------------------------------------------------------- */
+/* Every tensor as group/<name>; rank r writes rows [r rows / size, (r+1) rows / size). */
+static int write_tensors_par(hid_t f, const model *m, const char *group, const float *buf, int rank,
+                             int size, bgfm_err *e) {
+    char path[256];
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->t[i];
+        hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+        snprintf(path, sizeof path, "%s/%s", group, t->name);
+        hid_t d = h5io_dset_create(f, path, H5T_IEEE_F32LE, t->cols ? 2 : 1, dims, NULL, 0, e);
+        if (d < 0) return e->code ? e->code : BGFM_EIO;
+        int64_t r0 = t->rows * rank / size, r1 = t->rows * (rank + 1) / size;
+        int64_t rowlen = t->cols ? t->cols : 1;
+        int rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, r0, r1 - r0, buf + t->off + r0 * rowlen, e);
+        if (H5Dclose(d) < 0 && !rc) rc = bgfm_fail(e, BGFM_EIO, "closing dataset %s", path);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void test_pause(void) {
+    const char *s = getenv("BGFM_TEST_CKPT_PAUSE_MS"); /* test hook: widen the write window */
+    long ms = s ? strtol(s, NULL, 10) : 0;
+    if (ms > 0) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* fsync a file or folder (rank 0, before and after the rename). */
+static int sync_path(const char *path, int dir, bgfm_err *e) {
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return bgfm_fail(e, BGFM_EIO, "cannot open %s to sync it: %s", path, strerror(errno));
+    int rc = 0;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = bgfm_fail(e, BGFM_EIO, "fsync of %s failed (disk full?): %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *o,
+                  const ckpt_state *st, bgfm_err *e) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return bgfm_fail(e, BGFM_EUSAGE, "checkpoint path too long: %s", path);
-    hid_t f = h5io_create(MPI_COMM_SELF, tmp, e);
+    int rank = 0, size = 1;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+        return bgfm_fail(e, BGFM_EMPI, "MPI_Comm_rank/size failed while saving %s", path);
+    char hm[65], ha[65];
+    int rc = ckpt_checksums(comm, m, o, st, hm, ha, e);
+    if (rc) return rc;
+    hid_t f = h5io_create(comm, tmp, e);
     if (f < 0) return e->code ? e->code : BGFM_EIO;
-    int rc = h5io_attr_set_str(f, NULL, "format", "bgfm-checkpoint", e);
+    rc = h5io_attr_set_str(f, NULL, "format", "bgfm-checkpoint", e);
     int64_t ver = CKPT_FORMAT_VERSION;
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &ver, 1, e);
-    if (!rc) rc = ckpt_write_tensors(f, m, "/model", m->w, e);
+    if (!rc) rc = write_tensors_par(f, m, "/model", m->w, rank, size, e);
     if (!rc) rc = ckpt_write_arch(f, "/model", m, e);
-    if (!rc && o) rc = ckpt_write_tensors(f, m, "/optim/m", o->m, e);
-    if (!rc && o) rc = ckpt_write_tensors(f, m, "/optim/v", o->v, e);
+    if (!rc && o) rc = write_tensors_par(f, m, "/optim/m", o->m, rank, size, e);
+    if (!rc && o) rc = write_tensors_par(f, m, "/optim/v", o->v, rank, size, e);
     if (!rc && o) rc = h5io_attr_set_i64(f, "/optim", "t", &o->t, 1, e);
     if (!rc && st) {
         hsize_t none[1] = {0};
@@ -131,15 +257,41 @@ int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state
                                    "epoch or step, global graph index): state = (seed, step, "
                                    "epoch, position)", e);
         if (!rc) rc = h5io_attr_set_str(f, "/state", "config", st->config ? st->config : "", e);
+        int64_t ranks = size;
+        if (!rc) rc = h5io_attr_set_i64(f, "/state", "written_by_ranks", &ranks, 1, e);
     }
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "sha256_model", hm, e);
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "sha256", ha, e);
+    if (!rc) test_pause();
     int64_t one = 1;
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "complete", &one, 1, e); /* completion mark, last */
     int rc2 = h5io_close(&f, tmp, e);
     if (!rc) rc = rc2;
-    if (!rc && rename(tmp, path) != 0)
-        rc = bgfm_fail(e, BGFM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) remove(tmp);
+    if (rank == 0) {
+        if (!rc) rc = sync_path(tmp, 0, e);
+        if (!rc && rename(tmp, path) != 0)
+            rc = bgfm_fail(e, BGFM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (!rc) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", path);
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = '\0';
+            rc = sync_path(slash ? dir : ".", 1, e);
+        }
+        if (rc) remove(tmp);
+    }
+    /* rank 0's rename decides; everyone returns the same status */
+    int all[2] = {rc, 0};
+    if (size > 1 && MPI_Bcast(all, 1, MPI_INT, 0, comm) != MPI_SUCCESS)
+        return bgfm_fail(e, BGFM_EMPI, "MPI_Bcast after saving %s failed", path);
+    if (rank != 0 && !rc && all[0])
+        rc = bgfm_fail(e, all[0], "rank 0 could not complete checkpoint %s", path);
     return rc;
+}
+
+int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state *st,
+              bgfm_err *e) {
+    return ckpt_save_par(MPI_COMM_SELF, path, m, o, st, e);
 }
 
 int ckpt_is_complete(const char *path) {
@@ -185,6 +337,26 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         st->pos = v[2];
         st->seed = (uint64_t)v[3];
         if (!rc) rc = h5io_attr_get_str(f, "/state", "config", &st->config, e);
+    }
+    /* checksum (format_version >= 2): the model alone, or the whole state with o */
+    if (!rc && h5io_attr_exists(f, NULL, "sha256")) {
+        char hm[65], ha[65], *want = NULL;
+        ckpt_state rs = {0, 0, 0, 0, NULL};
+        if (st) rs = *st;
+        else if (o) { /* the state record is part of the full checksum: read it */
+            int64_t v[4] = {0};
+            const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
+            for (int i = 0; i < 4 && !rc; i++) rc = h5io_read_all(f, k[i], H5T_NATIVE_INT64, &v[i], e);
+            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL};
+        }
+        if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, hm, ha, e);
+        if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);
+        if (!rc && strcmp(want, o ? ha : hm))
+            rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... differs "
+                           "from that of the data read (%.16s...); the file is corrupted (disk or "
+                           "copy error): delete it (an earlier checkpoint is then used, if any)",
+                           path, want, o ? ha : hm);
+        free(want);
     }
     h5io_close(&f, path, e);
     return rc;

@@ -8,6 +8,146 @@
 
 #include "bgfm/ctx.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* ---- 16-float vectors (GCC vector extension) ------------------------------------
+ * The build's -O2 does not auto-vectorise loops of unknown length; these make the
+ * row loops (LayerNorm, softmax, GCN) 16 wide on any target GCC supports. Loads and
+ * stores go through memcpy: no alignment assumed. Sums are always reduced in the same
+ * order, so every result is bit-reproducible run to run. */
+typedef float lv16 __attribute__((vector_size(64)));
+typedef int32_t li16 __attribute__((vector_size(64)));
+static inline lv16 ld16(const float *p) {
+    lv16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void st16(float *p, lv16 v) { memcpy(p, &v, sizeof v); }
+static inline lv16 splat16(float x) {
+    lv16 v = {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+    return v;
+}
+static inline float hsum16(lv16 v) {
+    float s = 0.0f;
+    for (int i = 0; i < 16; i++) s += v[i];
+    return s;
+}
+static inline lv16 max16(lv16 a, lv16 b) {
+    li16 m = a > b;
+    return (lv16)(((li16)a & m) | ((li16)b & ~m));
+}
+
+/* exp(x), relative error ~2e-7 (Cephes expf polynomial, range reduction by ln 2);
+ * 0 below -87.3, the argument is clamped at 88.3. */
+static inline lv16 exp16(lv16 x) {
+    const lv16 hi = splat16(88.3762626647949f), lo = splat16(-87.3365447504f);
+    li16 under = x < lo;
+    x = max16(lo, x);
+    li16 over = x > hi;
+    x = (lv16)(((li16)hi & over) | ((li16)x & ~over));
+    const lv16 magic = splat16(12582912.0f); /* 1.5 * 2^23: round to nearest */
+    lv16 t = x * splat16(1.44269504088896341f) + magic;
+    li16 n = (li16)t - (li16)magic;
+    lv16 nf = t - magic;
+    lv16 r = x - nf * splat16(0.693359375f) + nf * splat16(2.12194440e-4f);
+    lv16 p = splat16(1.9875691500e-4f);
+    p = p * r + splat16(1.3981999507e-3f);
+    p = p * r + splat16(8.3334519073e-3f);
+    p = p * r + splat16(4.1665795894e-2f);
+    p = p * r + splat16(1.6666665459e-1f);
+    p = p * r + splat16(5.0000001201e-1f);
+    lv16 y = p * r * r + r + splat16(1.0f);
+    li16 sc = (n + 127) << 23;
+    y = y * (lv16)sc;
+    return (lv16)((li16)y & ~under);
+}
+
+/* In-place exp(x - sub) over n floats; returns the sum of the results (fixed order). */
+static float exp_shift_sum(float *x, int64_t n, float sub) {
+    lv16 acc = splat16(0.0f), sv = splat16(sub);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        lv16 e = exp16(ld16(x + j) - sv);
+        st16(x + j, e);
+        acc += e;
+    }
+    if (j < n) {
+        float buf[16];
+        int64_t m = n - j;
+        for (int64_t i = 0; i < 16; i++) buf[i] = i < m ? x[j + i] : -INFINITY;
+        lv16 e = exp16(ld16(buf) - sv);
+        st16(buf, e);
+        memcpy(x + j, buf, (size_t)m * sizeof *x);
+        acc += e;
+    }
+    return hsum16(acc);
+}
+
+/* ---- Bulk Philox: exactly the words rng_u32 would return, 64 at a time ----------- */
+#if defined(__AVX512F__)
+/* 16 consecutive blocks from the stream's counter; out gets 64 words in stream order. */
+static void philox16(const rng_stream *r, uint64_t ctr, uint32_t *out) {
+    const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
+    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF);
+    __m512i a0[2], a1[2], a2[2], a3[2];
+    for (int h = 0; h < 2; h++) {
+        uint64_t b = ctr + 8u * (uint64_t)h;
+        __m512i c = _mm512_add_epi64(_mm512_set1_epi64((long long)b),
+                                     _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+        a0[h] = _mm512_and_si512(c, low);
+        a1[h] = _mm512_srli_epi64(c, 32);
+        a2[h] = _mm512_set1_epi64(r->ctr[2]);
+        a3[h] = _mm512_set1_epi64(r->ctr[3]);
+    }
+    uint32_t k0 = r->key[0], k1 = r->key[1];
+    for (int round = 0; round < 10; round++) {
+        __m512i kk0 = _mm512_set1_epi64(k0), kk1 = _mm512_set1_epi64(k1);
+        for (int h = 0; h < 2; h++) {
+            __m512i p0 = _mm512_mul_epu32(a0[h], m0), p1 = _mm512_mul_epu32(a2[h], m1);
+            a0[h] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), a1[h]), kk0);
+            a1[h] = _mm512_and_si512(p1, low);
+            a2[h] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), a3[h]), kk1);
+            a3[h] = _mm512_and_si512(p0, low);
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    for (int h = 0; h < 2; h++) {
+        uint64_t w0[8], w1[8], w2[8], w3[8];
+        _mm512_storeu_si512(w0, a0[h]);
+        _mm512_storeu_si512(w1, a1[h]);
+        _mm512_storeu_si512(w2, a2[h]);
+        _mm512_storeu_si512(w3, a3[h]);
+        for (int j = 0; j < 8; j++) {
+            uint32_t *o = out + 32 * h + 4 * j;
+            o[0] = (uint32_t)w0[j];
+            o[1] = (uint32_t)w1[j];
+            o[2] = (uint32_t)w2[j];
+            o[3] = (uint32_t)w3[j];
+        }
+    }
+}
+#endif
+
+/* out[0..nw-1] = the next nw values of rng_u32(r), leaving r where rng_u32 would. */
+static void rng_fill_u32(rng_stream *r, uint32_t *out, int64_t nw) {
+    int64_t i = 0;
+    while (i < nw && r->used < 4) out[i++] = rng_u32(r);
+#if defined(__AVX512F__)
+    uint64_t ctr = (uint64_t)r->ctr[0] | (uint64_t)r->ctr[1] << 32;
+    for (; nw - i >= 64; i += 64, ctr += 16) philox16(r, ctr, out + i);
+    r->ctr[0] = (uint32_t)ctr;
+    r->ctr[1] = (uint32_t)(ctr >> 32);
+#endif
+    while (i < nw) out[i++] = rng_u32(r);
+}
+
+/* Dropout masks are consumed in chunks of DROP_CHUNK elements (even, so the 16-bit
+ * halves pair up exactly as in the one-at-a-time definition). */
+#define DROP_CHUNK 2048
+
 /* ---- Linear ------------------------------------------------------------------ */
 void layer_linear_forward(float *out, const float *inp, const float *W, int64_t ldw,
                           const float *b, int64_t n, int64_t cin, int64_t cout) {
@@ -41,20 +181,32 @@ void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
 /* ---- LayerNorm ----------------------------------------------------------------- */
 void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
                         const float *gamma, const float *beta, int64_t n, int64_t C) {
+    int64_t C16 = C & ~(int64_t)15;
     for (int64_t i = 0; i < n; i++) {
         const float *x = inp + i * C;
-        double s = 0, s2 = 0;
-        for (int64_t j = 0; j < C; j++) s += (double)x[j];
-        double mu = s / (double)C;
-        for (int64_t j = 0; j < C; j++) {
-            double t = (double)x[j] - mu;
-            s2 += t * t;
+        lv16 a = splat16(0.0f);
+        for (int64_t j = 0; j < C16; j += 16) a += ld16(x + j);
+        float s = hsum16(a);
+        for (int64_t j = C16; j < C; j++) s += x[j];
+        float mu = s / (float)C;
+        lv16 mv = splat16(mu);
+        a = splat16(0.0f);
+        for (int64_t j = 0; j < C16; j += 16) {
+            lv16 t = ld16(x + j) - mv;
+            a += t * t;
         }
-        float rs = (float)(1.0 / sqrt(s2 / (double)C + 1e-5));
-        float m = (float)mu;
+        float s2 = hsum16(a);
+        for (int64_t j = C16; j < C; j++) s2 += (x[j] - mu) * (x[j] - mu);
+        float rs = 1.0f / sqrtf(s2 / (float)C + 1e-5f);
+        lv16 rv = splat16(rs);
         float *xh = xhat + i * C, *o = out + i * C;
-        for (int64_t j = 0; j < C; j++) {
-            xh[j] = (x[j] - m) * rs;
+        for (int64_t j = 0; j < C16; j += 16) {
+            lv16 t = (ld16(x + j) - mv) * rv;
+            st16(xh + j, t);
+            st16(o + j, t * ld16(gamma + j) + ld16(beta + j));
+        }
+        for (int64_t j = C16; j < C; j++) {
+            xh[j] = (x[j] - mu) * rs;
             o[j] = xh[j] * gamma[j] + beta[j];
         }
         rstd[i] = rs;
@@ -64,19 +216,31 @@ void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
 void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *xhat, const float *rstd, const float *gamma, int64_t n,
                          int64_t C) {
+    int64_t C16 = C & ~(int64_t)15;
     for (int64_t i = 0; i < n; i++) {
         const float *dy = dout + i * C, *xh = xhat + i * C;
-        double sd = 0, sdx = 0;
-        for (int64_t j = 0; j < C; j++) {
+        lv16 a = splat16(0.0f), b = splat16(0.0f);
+        for (int64_t j = 0; j < C16; j += 16) {
+            lv16 d = ld16(dy + j), x = ld16(xh + j), dxh = d * ld16(gamma + j);
+            a += dxh;
+            b += dxh * x;
+            st16(dgamma + j, ld16(dgamma + j) + d * x);
+            st16(dbeta + j, ld16(dbeta + j) + d);
+        }
+        float sd = hsum16(a), sdx = hsum16(b);
+        for (int64_t j = C16; j < C; j++) {
             float dxh = dy[j] * gamma[j];
-            sd += (double)dxh;
-            sdx += (double)(dxh * xh[j]);
+            sd += dxh;
+            sdx += dxh * xh[j];
             dgamma[j] += dy[j] * xh[j];
             dbeta[j] += dy[j];
         }
-        float md = (float)(sd / (double)C), mdx = (float)(sdx / (double)C), rs = rstd[i];
+        float md = sd / (float)C, mdx = sdx / (float)C, rs = rstd[i];
+        lv16 mdv = splat16(md), mxv = splat16(mdx), rv = splat16(rs);
         float *dx = dinp + i * C;
-        for (int64_t j = 0; j < C; j++) dx[j] += rs * (dy[j] * gamma[j] - md - xh[j] * mdx);
+        for (int64_t j = 0; j < C16; j += 16)
+            st16(dx + j, ld16(dx + j) + rv * (ld16(dy + j) * ld16(gamma + j) - mdv - ld16(xh + j) * mxv));
+        for (int64_t j = C16; j < C; j++) dx[j] += rs * (dy[j] * gamma[j] - md - xh[j] * mdx);
     }
 }
 
@@ -124,26 +288,61 @@ void layer_gcn_propagate(float *out, const float *inp, const layer_csr *c, int64
     for (int32_t i = 0; i < c->n; i++) {
         float *o = out + (int64_t)i * ld;
         if (!accumulate) memset(o, 0, (size_t)C * sizeof *o);
-        for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++) {
-            const float *x = inp + (int64_t)c->col[p] * ld;
-            float v = c->val[p];
-            for (int64_t j = 0; j < C; j++) o[j] += v * x[j];
+        int64_t j = 0;
+        for (; j + 64 <= C; j += 64) { /* 64 columns in 4 registers per pass over the row */
+            lv16 a0 = ld16(o + j), a1 = ld16(o + j + 16), a2 = ld16(o + j + 32), a3 = ld16(o + j + 48);
+            for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++) {
+                const float *x = inp + (int64_t)c->col[p] * ld + j;
+                lv16 v = splat16(c->val[p]);
+                a0 += v * ld16(x), a1 += v * ld16(x + 16), a2 += v * ld16(x + 32), a3 += v * ld16(x + 48);
+            }
+            st16(o + j, a0), st16(o + j + 16, a1), st16(o + j + 32, a2), st16(o + j + 48, a3);
         }
+        for (; j + 16 <= C; j += 16) {
+            lv16 a = ld16(o + j);
+            for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++)
+                a += splat16(c->val[p]) * ld16(inp + (int64_t)c->col[p] * ld + j);
+            st16(o + j, a);
+        }
+        for (; j < C; j++)
+            for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++)
+                o[j] += c->val[p] * inp[(int64_t)c->col[p] * ld + j];
     }
 }
 
 /* ---- Dropout --------------------------------------------------------------------- */
+/* xc[i] = keep_i ? xc[i] * s : 0 over m elements whose 16-bit draws are the halves of
+ * w (element 2j: low half of w[j], 2j+1: high half). On a little-endian machine the
+ * halves in memory order are the elements in order. */
+typedef uint16_t lu16 __attribute__((vector_size(32)));
+static void drop_apply(float *xc, const uint32_t *w, int64_t m, uint32_t thr, float s) {
+    int64_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    li16 tv = (li16)splat16(0.0f) + (int32_t)thr;
+    lv16 sv = splat16(s);
+    for (; i + 16 <= m; i += 16) {
+        lu16 h;
+        memcpy(&h, (const unsigned char *)w + 2 * i, sizeof h);
+        li16 keep = __builtin_convertvector(h, li16) >= tv;
+        st16(xc + i, (lv16)((li16)(ld16(xc + i) * sv) & keep));
+    }
+#endif
+    for (; i < m; i++) {
+        uint32_t u = (i & 1) ? w[i >> 1] >> 16 : w[i >> 1] & 0xFFFFu;
+        xc[i] = u >= thr ? xc[i] * s : 0.0f;
+    }
+}
+
 void layer_dropout(float *x, int64_t n, float p, rng_stream *r) {
     if (p <= 0.0f) return;
     uint32_t thr = (uint32_t)((double)p * 65536.0 + 0.5);
     float s = 1.0f / (1.0f - p);
-    int64_t i = 0;
-    for (; i + 1 < n; i += 2) {
-        uint32_t u = rng_u32(r);
-        x[i] = (u & 0xFFFFu) >= thr ? x[i] * s : 0.0f;
-        x[i + 1] = (u >> 16) >= thr ? x[i + 1] * s : 0.0f;
+    uint32_t w[DROP_CHUNK / 2];
+    for (int64_t c = 0; c < n; c += DROP_CHUNK) {
+        int64_t m = n - c < DROP_CHUNK ? n - c : DROP_CHUNK;
+        rng_fill_u32(r, w, (m + 1) / 2);
+        drop_apply(x + c, w, m, thr, s);
     }
-    if (i < n) x[i] = (rng_u32(r) & 0xFFFFu) >= thr ? x[i] * s : 0.0f;
 }
 
 /* ---- Attention ------------------------------------------------------------------ */
@@ -164,14 +363,9 @@ void layer_attn_forward(float *out, float *lse, const float *qkv, int64_t T, int
         for (int64_t i = 0; i < T; i++) {
             float *s = S + i * T, mx = s[0];
             for (int64_t j = 1; j < T; j++) mx = s[j] > mx ? s[j] : mx;
-            double sum = 0;
-            for (int64_t j = 0; j < T; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += (double)s[j];
-            }
-            float inv = (float)(1.0 / sum);
+            float sum = exp_shift_sum(s, T, mx), inv = 1.0f / sum;
             for (int64_t j = 0; j < T; j++) s[j] *= inv;
-            lse[h * T + i] = mx + (float)log(sum);
+            lse[h * T + i] = mx + logf(sum);
         }
         if (drop && drop->p > 0.0f) {
             rng_stream r;
@@ -183,6 +377,52 @@ void layer_attn_forward(float *out, float *lse, const float *qkv, int64_t T, int
     }
 }
 
+/* P (n) probabilities -> Pd = P * keep / (1 - p) for the dropout mask of stream r; the
+ * dropped entries of P get their sign bit set (P >= 0, so |P| is kept and the sign is
+ * the mask: the backward needs both P and the mask, and has room for two T x T). */
+static void attn_drop_split(float *P, float *Pd, int64_t n, float p, rng_stream *r) {
+    uint32_t thr = (uint32_t)((double)p * 65536.0 + 0.5);
+    float s = 1.0f / (1.0f - p);
+    uint32_t w[DROP_CHUNK / 2];
+    for (int64_t c = 0; c < n; c += DROP_CHUNK) {
+        int64_t m = n - c < DROP_CHUNK ? n - c : DROP_CHUNK;
+        rng_fill_u32(r, w, (m + 1) / 2);
+        float *pc = P + c, *dc = Pd + c;
+        memcpy(dc, pc, (size_t)m * sizeof *dc);
+        drop_apply(dc, w, m, thr, s);
+        for (int64_t i = 0; i < m; i++) { /* dropped: Pd == 0 while P > 0, or P == 0 */
+            uint32_t u = (i & 1) ? w[i >> 1] >> 16 : w[i >> 1] & 0xFFFFu;
+            if (u < thr) pc[i] = copysignf(pc[i], -1.0f);
+        }
+    }
+}
+
+/* One row of dS = P * (dP - rowsum(P * dP)) in place of g (= dPd on entry). ds > 0:
+ * dropout on, p carries the mask in its sign bits and dP = dPd * mask * ds. */
+static void attn_ds_row(const float *p, float *g, int64_t T, float ds) {
+    const li16 nosign = (li16)splat16(0.0f) + 0x7FFFFFFF;
+    lv16 acc = splat16(0.0f), dv = splat16(ds);
+    int64_t j = 0;
+    for (; j + 16 <= T; j += 16) {
+        li16 pb = (li16)ld16(p + j);
+        lv16 pa = (lv16)(pb & nosign), gv = ld16(g + j);
+        if (ds > 0.0f) gv = (lv16)((li16)(gv * dv) & (pb >= 0)); /* sign clear = kept */
+        st16(g + j, gv);
+        acc += pa * gv;
+    }
+    float D = hsum16(acc);
+    for (; j < T; j++) {
+        if (ds > 0.0f) g[j] = signbit(p[j]) ? 0.0f : g[j] * ds;
+        D += fabsf(p[j]) * g[j];
+    }
+    lv16 Dv = splat16(D);
+    for (j = 0; j + 16 <= T; j += 16) {
+        lv16 pa = (lv16)((li16)ld16(p + j) & nosign);
+        st16(g + j, pa * (ld16(g + j) - Dv));
+    }
+    for (; j < T; j++) g[j] = fabsf(p[j]) * (g[j] - D);
+}
+
 void layer_attn_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                          const float *lse, int64_t T, int64_t H, int64_t nh,
                          const layer_attn_drop *drop, float *scratch) {
@@ -192,6 +432,7 @@ void layer_attn_backward(float *dqkv, const float *dout, const float *qkv, const
     int ti = (int)T, ld = (int)(3 * H);
     int dropping = drop && drop->p > 0.0f;
     float *P = scratch, *S2 = scratch + T * T;
+    float ds = dropping ? 1.0f / (1.0f - drop->p) : 1.0f;
     for (int64_t h = 0; h < nh; h++) {
         const float *q = qkv + h * d, *k = qkv + H + h * d, *v = qkv + 2 * H + h * d;
         const float *dO = dout + h * d;
@@ -199,37 +440,23 @@ void layer_attn_backward(float *dqkv, const float *dout, const float *qkv, const
         /* recompute the probabilities from the kept log-sum-exp */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ti, ti, (int)d, scale, q, ld, k, ld,
                     0.0f, P, ti);
-        for (int64_t i = 0; i < T; i++) {
-            float *s = P + i * T, l = lse[h * T + i];
-            for (int64_t j = 0; j < T; j++) s[j] = expf(s[j] - l);
-        }
+        for (int64_t i = 0; i < T; i++) exp_shift_sum(P + i * T, T, lse[h * T + i]);
         const float *Pd = P;
-        rng_stream r;
-        if (dropping) {
-            memcpy(S2, P, (size_t)(T * T) * sizeof *S2);
+        if (dropping) { /* one mask generation: Pd in S2, the mask in P's sign bits */
+            rng_stream r;
             attn_drop_stream(&r, drop, h);
-            layer_dropout(S2, T * T, drop->p, &r);
+            attn_drop_split(P, S2, T * T, drop->p, &r);
             Pd = S2;
         }
         /* dV += Pd^T dO */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ti, (int)d, ti, 1.0f, Pd, ti, dO,
                     (int)H, 1.0f, dv, ld);
-        /* dP = (dO V^T) (through the same dropout mask) */
+        /* dPd = dO V^T; dP = dPd * mask / (1 - p) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ti, ti, (int)d, 1.0f, dO, (int)H, v,
                     ld, 0.0f, S2, ti);
-        if (dropping) {
-            attn_drop_stream(&r, drop, h);
-            layer_dropout(S2, T * T, drop->p, &r);
-        }
         /* dS = P * (dP - rowsum(P * dP)) */
-        for (int64_t i = 0; i < T; i++) {
-            const float *p = P + i * T;
-            float *g = S2 + i * T;
-            double Di = 0;
-            for (int64_t j = 0; j < T; j++) Di += (double)(p[j] * g[j]);
-            float D = (float)Di;
-            for (int64_t j = 0; j < T; j++) g[j] = p[j] * (g[j] - D);
-        }
+        for (int64_t i = 0; i < T; i++)
+            attn_ds_row(P + i * T, S2 + i * T, T, dropping ? ds : 0.0f);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ti, (int)d, ti, scale, S2, ti, k, ld,
                     1.0f, dq, ld);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ti, (int)d, ti, scale, S2, ti, q, ld,

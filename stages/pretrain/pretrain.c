@@ -1,6 +1,6 @@
-/* pretrain.c: the `pretrain` stage kind and its training loop (pretrain.h): epochs of
- * one-atlas batches interleaved by the counter-based generator, AdamW, metrics,
- * checkpoints and exact resume. Single-rank compute for now (rank 0).
+/* pretrain.c: the `pretrain` stage kind and its data-parallel training loop
+ * (pretrain.h): epochs of one-atlas global batches split over the ranks, AdamW,
+ * metrics, parallel checkpoints, exact resume and stop on signals.
  * Not the model math (model.c, layers.c) and not the checkpoint format (ckpt.c). */
 #include "bgfm/pretrain.h"
 
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bgfm/ckpt.h"
+#include "bgfm/dist.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/graphs.h"
 #include "bgfm/json.h"
@@ -19,8 +20,9 @@
 #include "bgfm/stage.h"
 
 /* ---- checkpoints folder --------------------------------------------------------- */
-/* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed). */
-static int list_ckpts(const char *dir, int64_t **steps, int *n, bgfm_err *e) {
+/* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed). With
+ * clean_tmp, leftovers of interrupted writes (ckpt-<step>.h5.tmp) are removed. */
+static int list_ckpts(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_err *e) {
     *steps = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -31,9 +33,13 @@ static int list_ckpts(const char *dir, int64_t **steps, int *n, bgfm_err *e) {
     while ((de = readdir(d)) != NULL) {
         long long s = 0;
         char tail[8] = "";
-        if (sscanf(de->d_name, "ckpt-%lld.%7s", &s, tail) != 2 || strcmp(tail, "h5")) continue;
+        if (sscanf(de->d_name, "ckpt-%lld.%7s", &s, tail) != 2) continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (!ckpt_is_complete(path)) continue;
+        if (!strcmp(tail, "h5.tmp")) {
+            if (clean_tmp) remove(path);
+            continue;
+        }
+        if (strcmp(tail, "h5") || !ckpt_is_complete(path)) continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             int64_t *t = realloc(*steps, (size_t)cap * sizeof *t);
@@ -59,7 +65,7 @@ static int prune_ckpts(const char *dir, int64_t keep, bgfm_err *e) {
     if (keep <= 0) return 0;
     int64_t *st = NULL;
     int n = 0;
-    int rc = list_ckpts(dir, &st, &n, e);
+    int rc = list_ckpts(dir, &st, &n, 0, e);
     char path[4200];
     for (int i = (int)keep; i < n && !rc; i++) {
         snprintf(path, sizeof path, "%s/ckpt-%lld.h5", dir, (long long)st[i]);
@@ -67,6 +73,80 @@ static int prune_ckpts(const char *dir, int64_t keep, bgfm_err *e) {
     }
     free(st);
     return rc;
+}
+
+/* Collective: candidate checkpoints to resume from, newest first, the same list on
+ * every rank (rank 0 lists `dir`, removing interrupted writes). When dir has none and
+ * resume_from is set: that file, or the complete checkpoints of that folder. */
+static int resume_candidates(bgfm_ctx *ctx, const char *dir, const char *resume_from,
+                             char ***out, int *nout) {
+    bgfm_err *e = &ctx->err;
+    *out = NULL;
+    *nout = 0;
+    int64_t *steps = NULL;
+    int n = 0, rc = 0, from_dir = 1;
+    const char *where = dir;
+    if (ctx->rank == 0) {
+        rc = list_ckpts(dir, &steps, &n, 1, e);
+        if (!rc && n == 0 && resume_from) {
+            if (fs_is_dir(resume_from)) {
+                where = resume_from;
+                rc = list_ckpts(resume_from, &steps, &n, 0, e);
+                if (!rc && n == 0)
+                    rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s holds no complete checkpoint "
+                                   "(ckpt-<step>.h5); point it at a checkpoint file or folder",
+                                   resume_from);
+            } else if (fs_exists(resume_from)) {
+                from_dir = 0;
+                n = 1;
+            } else {
+                rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s does not exist; copy the "
+                               "checkpoint out of the old .<stage>.partial folder first",
+                               resume_from);
+            }
+        }
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    int hdr[2] = {n, from_dir};
+    if (!rc && MPI_Bcast(hdr, 2, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) {
+        free(steps);
+        return rc;
+    }
+    n = hdr[0];
+    from_dir = hdr[1];
+    if (ctx->rank != 0 && from_dir && n > 0) {
+        steps = bgfm_calloc(e, (size_t)n, sizeof *steps, "checkpoint list");
+        if (!steps) rc = BGFM_ENOMEM;
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc && from_dir && n > 0 &&
+        MPI_Bcast(steps, n, MPI_INT64_T, 0, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    /* every rank must use the same folder: resume_from applies when dir had none */
+    int use_dir = 0;
+    if (!rc && ctx->rank == 0) use_dir = where != dir;
+    if (!rc && MPI_Bcast(&use_dir, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    if (!rc && n > 0) {
+        *out = bgfm_calloc(e, (size_t)n, sizeof **out, "checkpoint list");
+        for (int i = 0; *out && i < n && !rc; i++) {
+            size_t len = strlen(dir) + (resume_from ? strlen(resume_from) : 0) + 48;
+            (*out)[i] = bgfm_malloc(e, len, "path");
+            if (!(*out)[i]) break;
+            if (!from_dir)
+                snprintf((*out)[i], len, "%s", resume_from);
+            else
+                snprintf((*out)[i], len, "%s/ckpt-%lld.h5", use_dir ? resume_from : dir,
+                         (long long)steps[i]);
+            *nout = i + 1;
+        }
+        if (*nout < n) rc = BGFM_ENOMEM;
+    }
+    free(steps);
+    return bgfm_ctx_agree(ctx, rc);
 }
 
 /* ---- the epoch plan ------------------------------------------------------------ */
@@ -153,173 +233,315 @@ static void plan_epoch(plan *p, uint64_t seed, int64_t ep) {
 }
 
 /* ---- training ------------------------------------------------------------------------ */
+typedef struct step_times {
+    double compute, comm, io; /* seconds of this step (max over ranks in the metrics) */
+} step_times;
+
 static void metrics_line(FILE *f, const char *stage, int64_t step, int64_t epoch,
                          const model_losses *l, double gn, double lr, double gps, const char *atlas,
-                         double mr) {
+                         double mr, const step_times *t, int ranks) {
     fputs("{\"stage\": ", f);
     json_write_str(f, stage ? stage : "pretrain");
     fprintf(f, ", \"step\": %lld, \"epoch\": %lld, \"atlas\": ", (long long)step, (long long)epoch);
     json_write_str(f, atlas);
     const char *k[] = {"loss", "loss_rec", "loss_adj", "loss_cl", "grad_norm", "lr",
-                       "graphs_per_s", "mask_ratio"};
-    double v[] = {l->total, l->rec, l->adj, l->cl, gn, lr, gps, mr};
-    for (int i = 0; i < 8; i++) {
+                       "graphs_per_s", "mask_ratio", "compute_s", "comm_s", "io_s"};
+    double v[] = {l->total, l->rec, l->adj, l->cl, gn, lr, gps, mr, t->compute, t->comm, t->io};
+    for (int i = 0; i < 11; i++) {
         fprintf(f, ", \"%s\": ", k[i]);
         json_write_num(f, v[i]);
     }
-    fputs("}\n", f);
+    fprintf(f, ", \"ranks\": %d}\n", ranks);
     fflush(f);
 }
 
-static int train_local(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath,
-                       const char *outdir, const char *metrics, pretrain_result *res) {
-    bgfm_err *e = &ctx->err;
-    graphs_store *gs = NULL;
+/* Everything one training run holds; freed by train_free. */
+typedef struct trainer {
+    graphs_store *gs;
     model m;
     optim op;
     model_ws ws;
+    dist_ntx ntx;
     plan pl;
-    memset(&m, 0, sizeof m);
-    memset(&op, 0, sizeof op);
-    memset(&ws, 0, sizeof ws);
-    memset(&pl, 0, sizeof pl);
-    float *fc = NULL, *rw = NULL;
-    uint8_t *adj = NULL;
-    int64_t *gidx = NULL, *steps = NULL;
-    int nst = 0, *amap = NULL;
-    FILE *mf = NULL;
+    float *fc, *rw;
+    uint8_t *adj;
+    int64_t *gidx;
+    int *amap;
+    char **cands;
+    int ncand;
+    FILE *mf;
+} trainer;
+
+static void train_free(trainer *t) {
+    if (t->mf) fclose(t->mf);
+    for (int i = 0; i < t->ncand; i++) free(t->cands[i]);
+    free(t->cands);
+    free(t->amap);
+    free(t->fc);
+    free(t->adj);
+    free(t->rw);
+    free(t->gidx);
+    plan_free(&t->pl);
+    dist_ntx_free(&t->ntx);
+    model_ws_free(&t->ws);
+    optim_free(&t->op);
+    model_free(&t->m);
+    graphs_close(&t->gs);
+}
+
+/* The stored configuration without its resume_from line: a checkpoint named by
+ * resume_from must come from the same configuration. */
+static int same_config(const char *a, const char *b) {
+    for (;;) {
+        while (*a && !strncmp(a + strspn(a, " "), "resume_from:", 12)) a += strcspn(a, "\n") + (a[strcspn(a, "\n")] != 0);
+        while (*b && !strncmp(b + strspn(b, " "), "resume_from:", 12)) b += strcspn(b, "\n") + (b[strcspn(b, "\n")] != 0);
+        if (!*a || !*b) return !*a && !*b;
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || strncmp(a, b, la)) return 0;
+        a += la + (a[la] != 0);
+        b += lb + (b[lb] != 0);
+    }
+}
+
+/* Collective: the model and optimiser state to start from: the newest valid checkpoint
+ * (falling back past corrupted ones with a warning), else init_path, else random. */
+static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const char *dir,
+                       ckpt_state *st) {
+    bgfm_err *e = &ctx->err;
+    int rc = resume_candidates(ctx, dir, o->resume_from, &t->cands, &t->ncand);
+    if (rc) return rc;
+    for (int i = 0; i < t->ncand; i++) {
+        const char *path = t->cands[i];
+        log_info(ctx, "pretrain: resuming from %s", path);
+        rc = ckpt_load(path, &t->m, &t->op, st, e);
+        if (!rc && strncmp(path, dir, strlen(dir)) && !same_config(st->config, o->config_text))
+            rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s was written by another configuration "
+                           "(stage options, seed or name differ); resume with the same options",
+                           path);
+        free(st->config);
+        st->config = NULL;
+        rc = bgfm_ctx_agree(ctx, rc);
+        if (!rc) return 0;
+        optim_free(&t->op);
+        model_free(&t->m);
+        if ((rc != BGFM_EDATA && rc != BGFM_EIO) || i + 1 == t->ncand) return rc;
+        log_warn(ctx, "pretrain: cannot use %s (%s); falling back to the previous checkpoint %s",
+                 path, e->msg, t->cands[i + 1]);
+        bgfm_err_clear(e);
+    }
+    if (o->init_path) {
+        log_info(ctx, "pretrain: initialising from %s", o->init_path);
+        rc = ckpt_load(o->init_path, &t->m, NULL, NULL, e);
+        if (!rc) rc = optim_init(&t->op, &t->m, e);
+        return bgfm_ctx_agree(ctx, rc);
+    }
+    model_cfg c = o->arch;
+    c.k = graphs_rwse_steps(t->gs);
+    c.n_atlases = graphs_n_atlases(t->gs);
+    int nb = 0;
+    for (int a = 0; a < c.n_atlases && a < MODEL_MAX_ATLASES; a++) {
+        snprintf(c.atlas[a], sizeof c.atlas[a], "%s", graphs_atlas_name(t->gs, a));
+        c.atlas_nodes[a] = graphs_atlas_nodes(t->gs, a);
+        if (c.atlas_nodes[a] > nb) nb = c.atlas_nodes[a];
+    }
+    if (c.N_max == 0) c.N_max = nb;
+    rc = model_init(&t->m, &c, e);
+    if (!rc) model_init_params(&t->m, o->seed);
+    if (!rc) rc = optim_init(&t->op, &t->m, e);
+    return bgfm_ctx_agree(ctx, rc);
+}
+
+static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const char *outdir,
+                 const char *metrics, pretrain_result *res) {
+    bgfm_err *e = &ctx->err;
+    const int R = ctx->size, me = ctx->rank;
+    trainer t;
+    memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
     ckpt_state st = {0, 0, 0, o->seed, NULL};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
-    int rc = graphs_open(gpath, &gs, e);
-    if (!rc) rc = fs_mkdirs(dir, e);
-    if (!rc) rc = list_ckpts(dir, &steps, &nst, e);
+    int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
+    if (!rc) rc = graphs_open(gpath, &t.gs, e);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = train_start(ctx, o, &t, dir, &st);
     if (rc) goto done;
-    if (nst > 0) { /* resume from the newest complete checkpoint */
-        snprintf(path, sizeof path, "%s/ckpt-%lld.h5", dir, (long long)steps[0]);
-        log_info(ctx, "pretrain: resuming from %s", path);
-        if ((rc = ckpt_load(path, &m, &op, &st, e))) goto done;
-        free(st.config);
-        st.config = NULL;
-    } else if (o->init_path) {
-        log_info(ctx, "pretrain: initialising from %s", o->init_path);
-        if ((rc = ckpt_load(o->init_path, &m, NULL, NULL, e))) goto done;
-        if ((rc = optim_init(&op, &m, e))) goto done;
-    } else {
-        model_cfg c = o->arch;
-        c.k = graphs_rwse_steps(gs);
-        c.n_atlases = graphs_n_atlases(gs);
-        int nb = 0;
-        for (int a = 0; a < c.n_atlases && a < MODEL_MAX_ATLASES; a++) {
-            snprintf(c.atlas[a], sizeof c.atlas[a], "%s", graphs_atlas_name(gs, a));
-            c.atlas_nodes[a] = graphs_atlas_nodes(gs, a);
-            if (c.atlas_nodes[a] > nb) nb = c.atlas_nodes[a];
-        }
-        if (c.N_max == 0) c.N_max = nb;
-        if ((rc = model_init(&m, &c, e))) goto done;
-        model_init_params(&m, o->seed);
-        if ((rc = optim_init(&op, &m, e))) goto done;
-    }
+    model *m = &t.m;
     /* every atlas of the store must be one of the model's, with the same N and k */
-    amap = bgfm_calloc(e, (size_t)graphs_n_atlases(gs) + 1, sizeof *amap, "atlas map");
-    if (!amap) {
-        rc = BGFM_ENOMEM;
-        goto done;
-    }
-    for (int a = 0; a < graphs_n_atlases(gs); a++) {
-        amap[a] = model_atlas_find(&m, graphs_atlas_name(gs, a));
-        if (amap[a] < 0 || m.cfg.atlas_nodes[amap[a]] != graphs_atlas_nodes(gs, a) ||
-            m.cfg.k != graphs_rwse_steps(gs)) {
+    t.amap = bgfm_calloc(e, (size_t)graphs_n_atlases(t.gs) + 1, sizeof *t.amap, "atlas map");
+    if (!t.amap) rc = BGFM_ENOMEM;
+    for (int a = 0; !rc && a < graphs_n_atlases(t.gs); a++) {
+        t.amap[a] = model_atlas_find(m, graphs_atlas_name(t.gs, a));
+        if (t.amap[a] < 0 || m->cfg.atlas_nodes[t.amap[a]] != graphs_atlas_nodes(t.gs, a) ||
+            m->cfg.k != graphs_rwse_steps(t.gs))
             rc = bgfm_fail(e, BGFM_EUSAGE, "pretrain: atlas '%s' of %s is not in the initial "
                            "model (or has another node count / RWSE steps); start from "
-                           "`init: random` or use the same atlases", graphs_atlas_name(gs, a), gpath);
-            goto done;
-        }
+                           "`init: random` or use the same atlases", graphs_atlas_name(t.gs, a), gpath);
     }
-    if ((rc = plan_make(&pl, gs, o->batch_size, e))) goto done;
-    if (pl.spe == 0) {
+    if (!rc) rc = plan_make(&t.pl, t.gs, o->batch_size, e);
+    if (!rc && t.pl.spe == 0)
         rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs", gpath);
-        goto done;
+    /* buffers for this rank's slice of a global batch: at most ceil(B / R) graphs */
+    const int64_t B = o->batch_size, Bl = (B + R - 1) / R;
+    int64_t Nb = 0;
+    for (int a = 0; !rc && a < m->cfg.n_atlases; a++)
+        if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
+    if (!rc) {
+        t.fc = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t.fc, "batch");
+        t.adj = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch");
+        t.rw = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t.rw, "batch");
+        t.gidx = bgfm_malloc(e, (size_t)B * sizeof *t.gidx, "batch");
+        if (!t.fc || !t.adj || !t.rw || !t.gidx) rc = BGFM_ENOMEM;
     }
-    int64_t B = o->batch_size, Nb = 0;
-    for (int a = 0; a < m.cfg.n_atlases; a++)
-        if (m.cfg.atlas_nodes[a] > Nb) Nb = m.cfg.atlas_nodes[a];
-    fc = bgfm_malloc(e, (size_t)(B * Nb * Nb) * sizeof *fc, "batch");
-    adj = bgfm_malloc(e, (size_t)(B * Nb * Nb), "batch");
-    rw = bgfm_malloc(e, (size_t)(B * Nb * (m.cfg.k ? m.cfg.k : 1)) * sizeof *rw, "batch");
-    gidx = bgfm_malloc(e, (size_t)B * sizeof *gidx, "batch");
-    if (!fc || !adj || !rw || !gidx || (rc = model_ws_init(&ws, &m, (int)B, e))) {
-        rc = rc ? rc : BGFM_ENOMEM;
-        goto done;
-    }
-    if (metrics && !(mf = fopen(metrics, "a"))) {
+    if (!rc) rc = model_ws_init(&t.ws, m, (int)Bl, e);
+    if (!rc) rc = dist_ntx_init(&t.ntx, ctx, B, m->cfg.P, e);
+    if (!rc && metrics && !(t.mf = fopen(metrics, "a")))
         rc = bgfm_fail(e, BGFM_EIO, "cannot append to %s", metrics);
-        goto done;
-    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
+    const char *dbg = getenv("BGFM_DEBUG_SYNC");
+    const int debug_sync = dbg && *dbg && strcmp(dbg, "0");
     optim_cfg oc = o->opt;
-    oc.total_steps = o->epochs * pl.spe;
+    oc.total_steps = o->epochs * t.pl.spe;
     log_progress pg;
     log_progress_start(ctx, &pg, "pretrain", "steps", oc.total_steps);
     double t0 = MPI_Wtime(), sum_ep = 0, first = (double)NAN;
-    int64_t n_ep = 0, graphs_done = 0;
-    for (int64_t ep = st.epoch; ep < o->epochs && !rc; ep++) {
-        plan_epoch(&pl, o->seed, ep);
+    int64_t n_ep = 0, graphs_done = 0, last_ckpt = -1;
+    int stop = 0;
+    for (int64_t ep = st.epoch; ep < o->epochs && !rc && !stop; ep++) {
+        plan_epoch(&t.pl, o->seed, ep);
         double mr = optim_mask_ratio(o->mask_r0, o->mask_r1, ep, o->epochs);
         sum_ep = 0;
         n_ep = 0;
-        for (int64_t pos = ep == st.epoch ? st.pos : 0; pos < pl.spe && !rc; pos++) {
-            double ts = MPI_Wtime();
-            int a = pl.ord_atlas[pos];
-            int64_t j = pl.ord_batch[pos], lo = j * B;
-            int n = (int)(lo + B <= pl.cnt[a] ? B : pl.cnt[a] - lo);
-            memcpy(gidx, pl.perm + pl.off[a] + lo, (size_t)n * sizeof *gidx);
-            if ((rc = graphs_read(gs, gidx, n, fc, adj, rw, e))) break;
-            model_batch bt = {amap[a], n, graphs_atlas_nodes(gs, a), fc, adj, rw, gidx};
+        for (int64_t pos = ep == st.epoch ? st.pos : 0; pos < t.pl.spe && !rc && !stop; pos++) {
+            step_times tm = {0, 0, 0};
+            double ts = MPI_Wtime(), tc;
+            int a = t.pl.ord_atlas[pos];
+            int64_t j = t.pl.ord_batch[pos], lo = j * B;
+            int64_t n = lo + B <= t.pl.cnt[a] ? B : t.pl.cnt[a] - lo, slo = 0, sn = 0;
+            memcpy(t.gidx, t.pl.perm + t.pl.off[a] + lo, (size_t)n * sizeof *t.gidx);
+            dist_slice(n, R, me, &slo, &sn);
+            int N = graphs_atlas_nodes(t.gs, a);
+            /* local phase: read this rank's graphs, forward */
+            if (sn > 0) rc = graphs_read(t.gs, t.gidx + slo, (int)sn, t.fc, t.adj, t.rw, e);
+            tc = MPI_Wtime();
+            tm.io += tc - ts;
+            model_losses ls = {0, 0, 0, 0};
             model_hp hp = o->hp;
             hp.seed = o->seed;
             hp.epoch = ep;
             hp.step = st.step;
             hp.mask_ratio = mr;
-            model_losses ls;
-            model_step(&m, &ws, &bt, &hp, &ls);
-            if (!isfinite(ls.total)) {
+            /* means over graphs divide by the GLOBAL batch count */
+            hp.lambda_rec *= (double)sn / (double)n;
+            hp.lambda_adj *= (double)sn / (double)n;
+            memset(m->g, 0, (size_t)m->n_params * sizeof(float));
+            if (!rc && sn > 0) {
+                model_batch bt = {t.amap[a], (int)sn, N, t.fc, t.adj, t.rw, t.gidx + slo};
+                model_forward(m, &t.ws, &bt, &hp, &ls);
+                if (!isfinite(ls.rec) || !isfinite(ls.adj))
+                    rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is not finite (rec %g, adj "
+                                   "%g) at step %lld (epoch %lld) on graphs %lld..%lld of the "
+                                   "batch (first global index %lld, atlas %s); check the input "
+                                   "graphs for NaN, lower lr or raise warmup", ls.rec, ls.adj,
+                                   (long long)st.step, (long long)ep, (long long)slo,
+                                   (long long)(slo + sn - 1), (long long)t.gidx[slo],
+                                   graphs_atlas_name(t.gs, a));
+            }
+            double tf = MPI_Wtime();
+            tm.compute += tf - tc;
+            rc = bgfm_ctx_agree(ctx, rc);
+            if (rc) break;
+            /* the contrastive loss over the global batch */
+            double cl = 0;
+            if (o->hp.mode & MODEL_GCL) {
+                rc = dist_ntxent(ctx, &t.ntx, t.ws.z, t.ws.dz, n, m->cfg.P, o->hp.tau_cl,
+                                 o->hp.lambda_cl, &cl);
+                if (rc) break;
+            }
+            double tg = MPI_Wtime();
+            tm.comm += tg - tf;
+            if (sn > 0) model_backward(m, &t.ws);
+            double tb = MPI_Wtime();
+            tm.compute += tb - tg;
+            /* gradient sum and global losses */
+            double loc[2] = {(double)sn * ls.rec, (double)sn * ls.adj}, glob[2] = {ls.rec, ls.adj};
+            rc = dist_allreduce_sum(ctx, m->g, m->n_params);
+            if (!rc && R > 1 && MPI_Allreduce(loc, glob, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS)
+                rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of the step losses failed");
+            if (rc) break;
+            if (R > 1) {
+                glob[0] /= (double)n;
+                glob[1] /= (double)n;
+            }
+            double tr = MPI_Wtime();
+            tm.comm += tr - tb;
+            ls.rec = glob[0];
+            ls.adj = glob[1];
+            ls.cl = cl;
+            ls.total = o->hp.lambda_rec * ls.rec + o->hp.lambda_adj * ls.adj + o->hp.lambda_cl * ls.cl;
+            if (!isfinite(ls.total)) { /* the same global value on every rank */
                 rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is %g at step %lld (epoch %lld); "
                                "lower lr or raise warmup", ls.total, (long long)st.step, (long long)ep);
                 break;
             }
-            double gn = optim_clip(m.g, m.n_params, oc.clip);
+            double gn = optim_clip(m->g, m->n_params, oc.clip);
             double lr = optim_lr(&oc, st.step);
-            optim_adamw(&op, m.w, m.g, lr, &oc);
+            optim_adamw(&t.op, m->w, m->g, lr, &oc);
             st.step++;
-            st.epoch = pos + 1 == pl.spe ? ep + 1 : ep;
-            st.pos = pos + 1 == pl.spe ? 0 : pos + 1;
+            st.epoch = pos + 1 == t.pl.spe ? ep + 1 : ep;
+            st.pos = pos + 1 == t.pl.spe ? 0 : pos + 1;
             graphs_done += n;
             sum_ep += ls.total;
             n_ep++;
-            double dt = MPI_Wtime() - ts;
-            if (mf)
-                metrics_line(mf, o->stage_name, st.step, ep, &ls, gn, lr, dt > 0 ? n / dt : 0,
-                             graphs_atlas_name(gs, a), mr);
-            log_progress_update(ctx, &pg, st.step);
-            if (o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) {
+            double tu = MPI_Wtime();
+            tm.compute += tu - tr;
+            if (debug_sync) {
+                rc = dist_check_identical(ctx, m->w, m->n_params, "parameters", st.step);
+                if (!rc) rc = dist_check_identical(ctx, t.op.m, m->n_params, "AdamW moments", st.step);
+                if (rc) break;
+            }
+            /* stop requests (SIGTERM/SIGUSR1 on any rank, or the test hook) */
+            int sig = bgfm_ctx_stop_requested(ctx);
+            if (sig < 0) {
+                rc = BGFM_EMPI;
+                break;
+            }
+            stop = sig || (o->stop_after > 0 && st.step >= o->stop_after);
+            double tp = MPI_Wtime();
+            tm.comm += tp - tu;
+            if ((o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) || stop) {
                 snprintf(path, sizeof path, "%s/ckpt-%lld.h5", dir, (long long)st.step);
                 st.config = (char *)(uintptr_t)o->config_text;
-                rc = ckpt_save(path, &m, &op, &st, e);
+                rc = ckpt_save_par(ctx->comm, path, m, &t.op, &st, e);
                 st.config = NULL;
-                if (!rc) rc = prune_ckpts(dir, o->keep_checkpoints, e);
+                if (!rc && me == 0) rc = prune_ckpts(dir, o->keep_checkpoints, e);
+                rc = bgfm_ctx_agree(ctx, rc);
+                last_ckpt = st.step;
+                tm.io += MPI_Wtime() - tp;
             }
-            if (!rc && o->stop_after > 0 && st.step >= o->stop_after) {
-                rc = bgfm_fail(e, BGFM_SIGNALLED, "pretrain: stopped after step %lld as asked "
-                               "(BGFM_TEST_STOP_AFTER); rerun to resume", (long long)st.step);
-            }
+            double mx[3] = {tm.compute, tm.comm, tm.io}, g3[3] = {0, 0, 0};
+            if (MPI_Reduce(mx, g3, 3, MPI_DOUBLE, MPI_MAX, 0, ctx->comm) != MPI_SUCCESS && !rc)
+                rc = bgfm_fail(e, BGFM_EMPI, "MPI_Reduce of the step times failed");
+            step_times gt = {g3[0], g3[1], g3[2]};
+            double dt = MPI_Wtime() - ts;
+            if (t.mf)
+                metrics_line(t.mf, o->stage_name, st.step, ep, &ls, gn, lr, dt > 0 ? (double)n / dt : 0,
+                             graphs_atlas_name(t.gs, a), mr, &gt, R);
+            log_progress_update(ctx, &pg, st.step);
         }
         if (!rc && isnan(first) && n_ep) first = sum_ep / (double)n_ep;
     }
     log_progress_end(ctx, &pg, st.step);
+    if (!rc && stop)
+        rc = bgfm_fail(e, BGFM_SIGNALLED, "pretrain: stop requested (%s); checkpoint %s/ckpt-%lld.h5 "
+                       "written; rerun the same command to resume",
+                       o->stop_after > 0 && st.step >= o->stop_after ? "BGFM_TEST_STOP_AFTER"
+                                                                    : "SIGTERM/SIGUSR1",
+                       dir, (long long)last_ckpt);
     if (!rc) {
         snprintf(path, sizeof path, "%s/final.h5", outdir);
         st.config = (char *)(uintptr_t)o->config_text;
-        rc = ckpt_save(path, &m, &op, &st, e);
+        rc = ckpt_save_par(ctx->comm, path, m, &t.op, &st, e);
         st.config = NULL;
     }
     if (res) {
@@ -330,25 +552,13 @@ static int train_local(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath,
         res->seconds = MPI_Wtime() - t0;
     }
 done:
-    if (mf) fclose(mf);
-    free(steps);
-    free(amap);
-    free(fc);
-    free(adj);
-    free(rw);
-    free(gidx);
-    plan_free(&pl);
-    model_ws_free(&ws);
-    optim_free(&op);
-    model_free(&m);
-    graphs_close(&gs);
-    return rc;
+    train_free(&t);
+    return bgfm_ctx_agree(ctx, rc);
 }
 
 int pretrain_train(bgfm_ctx *ctx, const pretrain_opts *o, const char *graphs, const char *outdir,
                    const char *metrics, pretrain_result *res) {
-    int rc = ctx->rank == 0 ? train_local(ctx, o, graphs, outdir, metrics, res) : 0;
-    return bgfm_ctx_agree(ctx, rc);
+    return train(ctx, o, graphs, outdir, metrics, res);
 }
 
 /* ---- the stage kind --------------------------------------------------------------- */
@@ -386,6 +596,9 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"checkpoint_every", BGFM_OPT_INT, "50", 0, 1e12, NULL,
      "steps between checkpoints (0: only final.h5)"},
     {"keep_checkpoints", BGFM_OPT_INT, "3", 0, 1e9, NULL, "newest checkpoints kept (0: all)"},
+    {"resume_from", BGFM_OPT_STR, NULL, 1, 0, NULL,
+     "checkpoint file or folder to resume from when this stage has no checkpoint of its own "
+     "(restart on another rank count; same options required)"},
     {"init", BGFM_OPT_STR, "auto", 1, 0, NULL,
      "auto: final.h5 of the nearest earlier pretrain stage if any, else random; random; or "
      "the name of an earlier pretrain stage"},
@@ -474,6 +687,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.keep_checkpoints = params_int(w, "keep_checkpoints");
     o.seed = r->pipe->seed;
     o.stage_name = r->stage->name;
+    o.resume_from = params_has(w, "resume_from") ? params_str(w, "resume_from") : NULL;
     const char *stop = getenv("BGFM_TEST_STOP_AFTER");
     o.stop_after = stop ? strtoll(stop, NULL, 10) : 0;
     char *init = NULL, *cfgtext = NULL, *gpath = NULL;
@@ -507,6 +721,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
         if (!gpath) rc = BGFM_ENOMEM;
     }
     rc = bgfm_ctx_agree(ctx, rc);
+    /* SIGTERM / SIGUSR1 from Slurm: finish the step, checkpoint, exit 75 */
+    bgfm_signals_install();
     pretrain_result res = {0};
     if (!rc) rc = pretrain_train(ctx, &o, gpath, r->outdir, ctx->rank == 0 ? r->metrics : NULL, &res);
     r->items = (double)res.steps;

@@ -1,0 +1,46 @@
+/* dist.h: data parallelism for pretraining over ctx->comm: contiguous slices of a
+ * global batch, the gradient all-reduce, the NT-Xent loss over the GLOBAL batch
+ * (projections gathered from every rank, exact gradient for each rank's own rows),
+ * and a cross-rank parameter identity check. Not the training loop (pretrain.h) and
+ * not checkpoint I/O (ckpt.h). Every function taking a ctx is collective. */
+#ifndef BGFM_DIST_H
+#define BGFM_DIST_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+
+/* Rank `rank` of `size` owns graphs [*lo, *lo + *cnt) of a global batch of n graphs:
+ * contiguous, balanced (sizes differ by at most 1, the first n % size ranks get one
+ * more); *cnt == 0 when n < size for the last ranks. */
+void dist_slice(int64_t n, int size, int rank, int64_t *lo, int64_t *cnt);
+
+/* In place: g (n floats) becomes the sum of every rank's g (MPI_Allreduce, in pieces
+ * of at most 2^30 elements). No-op on one rank. */
+int dist_allreduce_sum(bgfm_ctx *ctx, float *g, int64_t n);
+
+/* Workspace of the global NT-Xent for global batches of up to B_max graphs. */
+typedef struct dist_ntx {
+    int64_t B_max, P;
+    float *za, *zb, *dza, *dzb; /* (B_max, P) each */
+    float *scratch;             /* 4 B_max^2 */
+    int *cnt, *displ;           /* (size) element counts / offsets for MPI_Allgatherv */
+} dist_ntx;
+
+int dist_ntx_init(dist_ntx *d, const bgfm_ctx *ctx, int64_t B_max, int64_t P, bgfm_err *e);
+void dist_ntx_free(dist_ntx *d);
+
+/* NT-Xent (model.md section 4) over a global batch of n graphs whose projections are
+ * spread over the ranks by dist_slice: z (2 b, P) holds this rank's b view-a rows then
+ * its b view-b rows (b may be 0). Gathers every rank's rows in global order, evaluates
+ * the loss on the 2n anchors (temperature tau; gradient scaled by `scale`, the weight
+ * lambda_cl) and ADDS the gradient of that global loss with respect to this rank's own
+ * rows into dz (2 b, P). *loss is the (unweighted) global loss, the same on every rank. */
+int dist_ntxent(bgfm_ctx *ctx, dist_ntx *d, const float *z, float *dz, int64_t n, int64_t P,
+                double tau, double scale, double *loss);
+
+/* Debug check (BGFM_DEBUG_SYNC=1): SHA-256 of w (n floats) compared across ranks;
+ * BGFM_EINTERNAL on every rank, naming the ranks and `step`, when any differs. */
+int dist_check_identical(bgfm_ctx *ctx, const float *w, int64_t n, const char *what, int64_t step);
+
+#endif

@@ -1,0 +1,58 @@
+/* probe.h: the `probe` stage (docs/probe.md): what pretraining buys, measured by
+ * linear probes on frozen graph embeddings (pretrained encoder, randomly initialised
+ * encoder of the same shape) and on the classic FC upper triangle, with folds grouped
+ * by subject and stratified by label, few-shot curves, and report/probe.json.
+ * Not the classifier (logreg.h), not the metrics (metrics.h), not `bgfm report`. */
+#ifndef BGFM_PROBE_H
+#define BGFM_PROBE_H
+
+#include <stdint.h>
+
+#include "bgfm/ctx.h"
+#include "bgfm/logreg.h"
+#include "bgfm/model.h"
+
+#define PROBE_MAX_K 16 /* few-shot points */
+
+typedef struct probe_opts {
+    int folds;
+    uint64_t seed;
+    logreg_opts lr;
+    int n_k;
+    int64_t k[PROBE_MAX_K]; /* labelled subjects per class in the training fold; 0 = all */
+} probe_opts;
+
+/* Folds grouped by subject and stratified by class. Subjects are given in a canonical
+ * order (the stage sorts them by participant id); cls[s] in 0..K-1. The subjects of
+ * each class are shuffled with rng(seed, RNG_PROBE, 1, class, 0) and dealt to folds
+ * round-robin, the deal continuing across classes (class 0 first) so fold sizes
+ * differ by at most one. fold[s] in 0..folds-1. Fails (BGFM_EDATA) when a class has
+ * fewer subjects than folds, naming both counts. */
+int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int *fold,
+                bgfm_err *e);
+
+/* Training subjects of fold f used at few-shot level k: for each class, the training
+ * subjects (fold != f) in canonical order shuffled with rng(seed, RNG_PROBE, 2, f,
+ * class), the first k kept (all when k == 0 or k exceeds the count), so smaller k give
+ * subsets of larger k. use[s] = 1 when subject s trains. */
+void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
+                    uint64_t seed, uint8_t *use);
+
+/* Graph embedding of one graph in eval mode (model.md section 2: mean of the
+ * encoder's region-node outputs over the full graph; no dropout, masking or
+ * corruption). atlas = model atlas index, N its node count, fc/adj (N, N), rwse
+ * (N, k). ws must come from model_ws_init(ws, m, 1 or more). out: H floats. */
+void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
+                 const float *rwse, int64_t gidx, float *out);
+
+/* One cross-validation cell: fit on the samples of the training subjects selected by
+ * `use` (probe_few_shot), predict the samples of fold f's test subjects, average each
+ * test subject's class probabilities over its samples, and score at subject level.
+ * X (n, D), subj[i] = subject of sample i. Writes auc, accuracy, balanced accuracy
+ * into m3[0..2] and, when oof != NULL, the test subjects' averaged probabilities into
+ * oof (n_subj, K) rows. */
+int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,
+               const int *cls, int K, const int *fold, int f, const uint8_t *use,
+               const logreg_opts *lr, double m3[3], double *oof, bgfm_err *e);
+
+#endif

@@ -1,0 +1,149 @@
+/* probe.c: the probe protocol's parts (probe.h): grouped stratified folds, few-shot
+ * subsets, eval-mode graph embeddings, and one cross-validation cell.
+ * Not the stage (stage.c: I/O, rank distribution, report) and not the classifier. */
+#include "bgfm/probe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bgfm/metrics.h"
+#include "bgfm/rng.h"
+
+int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int *fold,
+                bgfm_err *e) {
+    int64_t *list = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *list, "folds");
+    if (!list) return BGFM_ENOMEM;
+    int64_t deal = 0;
+    for (int c = 0; c < K; c++) {
+        int64_t m = 0;
+        for (int64_t s = 0; s < n_subj; s++)
+            if (cls[s] == c) list[m++] = s;
+        if (m < folds) {
+            free(list);
+            return bgfm_fail(e, BGFM_EDATA, "probe: class %d has %lld labelled subject(s), fewer "
+                             "than folds (%d); lower `folds` or add subjects", c, (long long)m,
+                             folds);
+        }
+        rng_stream r;
+        rng_init(&r, seed, RNG_PROBE, 1, (uint64_t)c, 0);
+        rng_shuffle_i64(&r, list, m);
+        for (int64_t j = 0; j < m; j++) fold[list[j]] = (int)(deal++ % folds);
+    }
+    free(list);
+    return 0;
+}
+
+void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
+                    uint64_t seed, uint8_t *use) {
+    memset(use, 0, (size_t)n_subj);
+    int64_t *list = malloc((size_t)(n_subj ? n_subj : 1) * sizeof *list);
+    BGFM_ASSERT(list);
+    for (int c = 0; c < K; c++) {
+        int64_t m = 0;
+        for (int64_t s = 0; s < n_subj; s++)
+            if (cls[s] == c && fold[s] != f) list[m++] = s;
+        rng_stream r;
+        rng_init(&r, seed, RNG_PROBE, 2, (uint64_t)f, (uint64_t)c);
+        rng_shuffle_i64(&r, list, m);
+        int64_t take = (k <= 0 || k > m) ? m : k;
+        for (int64_t j = 0; j < take; j++) use[list[j]] = 1;
+    }
+    free(list);
+}
+
+void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
+                 const float *rwse, int64_t gidx, float *out) {
+    /* GCL mode with p_node = p_edge = 0 runs the encoder on the full, uncorrupted graph
+     * (both views); dropout 0; the view-b mean-pooled row is the graph embedding. */
+    model_hp hp;
+    memset(&hp, 0, sizeof hp);
+    hp.mode = MODEL_GCL;
+    hp.lambda_cl = 1.0;
+    hp.tau_cl = 1.0;
+    hp.mask_columns = 1;
+    model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx};
+    model_losses ls;
+    model_forward(m, ws, &bt, &hp, &ls);
+    memcpy(out, ws->E + m->cfg.H, (size_t)m->cfg.H * sizeof *out);
+}
+
+int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,
+               const int *cls, int K, const int *fold, int f, const uint8_t *use,
+               const logreg_opts *lr, double m3[3], double *oof, bgfm_err *e) {
+    int64_t ntr = 0, nte = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t s = subj[i];
+        if (fold[s] == f) nte++;
+        else if (use[s]) ntr++;
+    }
+    double *Xtr = bgfm_malloc(e, (size_t)((ntr ? ntr : 1) * D) * sizeof *Xtr, "probe train");
+    double *Xte = bgfm_malloc(e, (size_t)((nte ? nte : 1) * D) * sizeof *Xte, "probe test");
+    double *P = bgfm_malloc(e, (size_t)((nte ? nte : 1) * K) * sizeof *P, "probe test");
+    int *ytr = bgfm_malloc(e, (size_t)(ntr ? ntr : 1) * sizeof *ytr, "probe train");
+    int64_t *ste = bgfm_malloc(e, (size_t)(nte ? nte : 1) * sizeof *ste, "probe test");
+    double *agg = bgfm_calloc(e, (size_t)((n_subj ? n_subj : 1) * K), sizeof *agg, "probe");
+    int64_t *cnt = bgfm_calloc(e, (size_t)(n_subj ? n_subj : 1), sizeof *cnt, "probe");
+    int *ys = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *ys, "probe");
+    int *pr = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *pr, "probe");
+    double *Ps = bgfm_malloc(e, (size_t)((n_subj ? n_subj : 1) * K) * sizeof *Ps, "probe");
+    logreg_model lm;
+    memset(&lm, 0, sizeof lm);
+    int rc = 0;
+    if (!Xtr || !Xte || !P || !ytr || !ste || !agg || !cnt || !ys || !pr || !Ps) {
+        rc = BGFM_ENOMEM;
+        goto done;
+    }
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t s = subj[i];
+        if (fold[s] == f) {
+            memcpy(Xte + b * D, X + i * D, (size_t)D * sizeof *X);
+            ste[b++] = s;
+        } else if (use[s]) {
+            memcpy(Xtr + a * D, X + i * D, (size_t)D * sizeof *X);
+            ytr[a++] = cls[s];
+        }
+    }
+    if (ntr == 0 || nte == 0) {
+        rc = bgfm_fail(e, BGFM_EDATA, "probe: fold %d has %lld training and %lld test samples; "
+                       "every fold needs both", f, (long long)ntr, (long long)nte);
+        goto done;
+    }
+    if ((rc = logreg_fit(&lm, Xtr, ntr, D, ytr, K, lr, e))) goto done;
+    if ((rc = logreg_predict_proba(&lm, Xte, nte, P, e))) goto done;
+    for (int64_t j = 0; j < nte; j++) {
+        cnt[ste[j]]++;
+        for (int k = 0; k < K; k++) agg[ste[j] * K + k] += P[j * K + k];
+    }
+    int64_t ns = 0;
+    for (int64_t s = 0; s < n_subj; s++) {
+        if (!cnt[s]) continue;
+        int best = 0;
+        for (int k = 0; k < K; k++) {
+            double v = agg[s * K + k] / (double)cnt[s];
+            Ps[ns * K + k] = v;
+            if (oof) oof[s * K + k] = v;
+            if (v > Ps[ns * K + best]) best = k;
+        }
+        ys[ns] = cls[s];
+        pr[ns] = best;
+        ns++;
+    }
+    m3[0] = metrics_auc_ovr(Ps, ys, ns, K);
+    m3[1] = metrics_accuracy(pr, ys, ns);
+    m3[2] = metrics_balanced_accuracy(pr, ys, ns, K);
+done:
+    logreg_free(&lm);
+    free(Xtr);
+    free(Xte);
+    free(P);
+    free(ytr);
+    free(ste);
+    free(agg);
+    free(cnt);
+    free(ys);
+    free(pr);
+    free(Ps);
+    return rc;
+}
