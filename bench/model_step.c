@@ -47,11 +47,6 @@ static void make_graph(int N, int k, uint64_t g, float *fc, uint8_t *adj, float 
 
 /* FLOPs of the step by the formula of docs/model.md ("FLOPs of one training step"),
  * with nnz(Ahat) summed over the graphs of each run. */
-static double block_flops(double T, double nnz_per_graph, double H, double F) {
-    return 2 * T * H * H + 2 * nnz_per_graph * H + 6 * T * H * H + 4 * T * T * H + 2 * T * H * H +
-           4 * T * H * F;
-}
-
 static double run_nnz(const model_run *r, int B) {
     double s = 0;
     for (int b = 0; b < B; b++) s += r->rowptr[(int64_t)b * (r->n + 1) + r->n];
@@ -64,36 +59,74 @@ static double step_flops(const model *m, const model_ws *ws, int B, int N) {
     const model_run *runs[3] = {&ws->ea, &ws->eb, &ws->dec};
     for (int i = 0; i < 3; i++) {
         const model_run *r = runs[i];
-        double T = r->n + 1, nnz = run_nnz(r, B) / B, blk = block_flops(T, nnz, H, F);
-        double fwd = r->nblk * blk, extra = r->nblk * 2 * T * T * H;
-        if (i < 2) fwd += 2 * r->n * H * (N + k); /* input layer */
-        fl += B * (3 * fwd + extra);
+        double T = r->n + 1, nnz = run_nnz(r, B) / B;
+        double dense = 10 * T * H * H + 4 * T * T * H + 4 * T * H * F; /* gcn, qkv, Wo, attn, ffn */
+        double blk = 3 * dense + 2 * (2 * nnz * H) + 2 * T * T * H;      /* + Ahat twice, rescoring */
+        double f = r->nblk * blk;
+        if (i < 2) f += 2 * (2 * r->n * H * (N + k)); /* input layer: forward + dW only */
+        fl += B * f;
     }
     double nv = ws->ea.n;
-    fl += 3 * B * (2 * nv * H * H);         /* W_re */
-    fl += 3 * B * (2 * M * H * N);          /* output layer on masked rows */
-    fl += 2 * B * (2 * nv * nv * H);        /* structure logits + their gradient */
-    fl += 3 * 2 * B * (2 * H * H + 2 * H * P); /* projection head, both views */
+    fl += B * 3 * (2 * nv * H * H);            /* W_re */
+    fl += B * 3 * (2 * M * H * N);             /* output layer on the masked rows */
+    fl += B * 2 * (2 * nv * nv * H);           /* structure logits + their gradient */
+    fl += 2 * B * 3 * (2 * H * H + 2 * H * P); /* projection head, both views */
     return fl;
 }
 
-/* SGEMM GFLOP/s of C (m x n) = A (m x k) B^T (n x k), best of reps. */
-static double sgemm_rate(int mm, int n, int kk, int reps) {
-    float *a = malloc((size_t)mm * kk * sizeof *a), *b = malloc((size_t)n * kk * sizeof *b);
-    float *c = malloc((size_t)mm * n * sizeof *c);
-    if (!a || !b || !c) exit(1);
-    for (size_t i = 0; i < (size_t)mm * kk; i++) a[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)n * kk; i++) b[i] = (float)(i % 5) * 0.1f;
+/* Best time of C = op(A) op(B) (row-major, m x n, inner k), operands of leading
+ * dimension `lda`/`ldb` (0: packed). */
+static float *gA, *gB, *gC;
+static double gemm_time(int ta, int tb, int mm, int n, int kk, int lda, int ldb, int reps) {
+    int la = lda ? lda : (ta ? mm : kk), lb = ldb ? ldb : (tb ? kk : n);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mm, n, kk, 1.0f, a, kk, b, kk, 0.0f, c,
-                    n);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, mm,
+                    n, kk, 1.0f, gA, la, gB, lb, 0.0f, gC, n);
         double t = now() - t0;
         if (t < best) best = t;
     }
-    free(a), free(b), free(c);
-    return 2.0 * mm * n * kk / best * 1e-9;
+    return best;
+}
+
+/* The SGEMM reference rates: `peak` = the step's best-suited shape (the Q/K/V
+ * projection over all B*T rows); `mix` = the FLOP-weighted rate of the step's own GEMM
+ * shapes (per-node layers forward NT, input gradient NN, weight gradient TN, and the
+ * attention products of one head), i.e. what OpenBLAS alone would take for the step's
+ * GEMM FLOPs. */
+static void sgemm_ref(int H, int F, int T, int B, int nh, double *peak, double *mix) {
+    int BT = B * T, d = H / nh;
+    size_t big = (size_t)BT * (size_t)(3 * H > F ? 3 * H : F);
+    if ((size_t)T * T > big) big = (size_t)T * T;
+    gA = malloc(big * sizeof *gA), gB = malloc(big * sizeof *gB), gC = malloc(big * sizeof *gC);
+    if (!gA || !gB || !gC) exit(1);
+    for (size_t i = 0; i < big; i++) gA[i] = (float)(i % 7) * 0.1f, gB[i] = (float)(i % 5) * 0.1f;
+    int outs[4] = {3 * H, H, H, F}, ins[4] = {H, H, H, H}; /* qkv, Wo, gcn, W1 (+ W2 below) */
+    double fl = 0, t = 0;
+    for (int i = 0; i < 5; i++) {
+        int co = i < 4 ? outs[i] : H, ci = i < 4 ? ins[i] : F;
+        double f = 2.0 * BT * co * ci;
+        t += gemm_time(0, 1, BT, co, ci, 0, 0, 3) + gemm_time(0, 0, BT, ci, co, 0, 0, 3) +
+             gemm_time(1, 0, co, ci, BT, 0, 0, 3);
+        fl += 3 * f;
+    }
+    /* attention of one head for every graph: forward 2 products, backward 5 */
+    double fa = 2.0 * T * T * d;
+    double ta = gemm_time(0, 1, T, T, d, 3 * H, 3 * H, 5) * 3 + gemm_time(0, 0, T, d, T, 0, 3 * H, 5) * 2 +
+                gemm_time(1, 0, T, d, T, 0, H, 5) * 2;
+    t += ta * B * nh;
+    fl += 7 * fa * B * nh;
+    *mix = fl / t * 1e-9;
+    *peak = 2.0 * BT * 3 * H * H / gemm_time(0, 1, BT, 3 * H, H, 0, 0, 10) * 1e-9;
+    free(gA), free(gB), free(gC);
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 int main(int argc, char **argv) {
@@ -130,29 +163,26 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)B * N * N; i++) dens += adj[i];
     dens /= (double)B * N * (N - 1);
     optim_cfg oc = {1e-4, 0.9, 0.999, 1e-8, 1e-4, 5.0, 10, 1000};
-    double *ts = malloc((size_t)(steps + warm) * sizeof *ts), lsum = 0, flops = 0;
+    double *ts = malloc((size_t)(steps + warm) * sizeof *ts), lsum = 0, flops = 0, cpu = 0;
     if (!ts) return 1;
     for (int s = 0; s < warm + steps; s++) {
         for (int b = 0; b < B; b++) gidx[b] = (int64_t)s * B + b;
         model_batch bt = {0, B, N, fc, adj, rw, gidx};
         model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, s, s};
         model_losses ls;
-        double t0 = now();
+        double t0 = now(), c0 = cpu_seconds();
         model_step(&m, &ws, &bt, &hp, &ls);
         optim_clip(m.g, m.n_params, oc.clip);
         optim_adamw(&op, m.w, m.g, optim_lr(&oc, s), &oc);
         ts[s] = now() - t0;
+        if (s >= warm) cpu += cpu_seconds() - c0;
         lsum += ls.total;
         if (s == 0) flops = step_flops(&m, &ws, B, N);
     }
     qsort(ts + warm, (size_t)steps, sizeof *ts, cmp_d);
     double med = ts[warm + steps / 2], best = ts[warm];
-    /* the SGEMM reference: the step's per-node linear layers over all B*T rows */
-    int BT = B * (N + 1);
-    double r1 = sgemm_rate(BT, 3 * H, H, 5), r2 = sgemm_rate(BT, 2 * H, H, 5),
-           r3 = sgemm_rate(BT, H, 2 * H, 5), r4 = sgemm_rate(BT, H, H, 5);
-    double f1 = 2.0 * BT * 3 * H * H, f2 = 2.0 * BT * 2 * H * H, f3 = f2, f4 = 2.0 * BT * H * H;
-    double ref = (f1 + f2 + f3 + f4) / (f1 / r1 + f2 / r2 + f3 / r3 + f4 / r4);
+    double pk, mx;
+    sgemm_ref(H, c.F, N + 1, B, c.nh, &pk, &mx);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config H=%d L=%d N=%d B=%d nh=%d F=%d P=%d params=%lld density=%.3f\n", H, L, N, B,
@@ -162,9 +192,10 @@ int main(int argc, char **argv) {
     printf("step_ms_median %.3f\nstep_ms_best %.3f\n", med * 1e3, best * 1e3);
     printf("graphs_per_s %.2f\n", B / med);
     printf("step_gflop %.4f\nstep_gflops %.2f\n", flops * 1e-9, flops / med * 1e-9);
-    printf("sgemm_gflops %.2f (BTx3HxH %.1f, BTx2HxH %.1f, BTxHx2H %.1f, BTxHxH %.1f)\n", ref, r1, r2,
-           r3, r4);
-    printf("sgemm_fraction %.3f\n", flops / med * 1e-9 / ref);
+    printf("cpu_ms_per_step %.3f\n", cpu / steps * 1e3);
+    printf("sgemm_gflops %.2f %.2f (peak: B*T x 3H x H NT; mix: the step's GEMM shapes)\n", pk,
+           mx);
+    printf("sgemm_fraction %.3f %.3f\n", flops / med * 1e-9 / pk, flops / med * 1e-9 / mx);
     printf("workspace_mb %.1f\nws_init_ms %.2f\n", (double)ws.bytes / 1048576.0, t_ws * 1e3);
     printf("peak_rss_mb %.1f\n", (double)ru.ru_maxrss / 1024.0);
     printf("loss_checksum %.17g\n", lsum);

@@ -18,6 +18,7 @@ static const bgfm_cmd commands[] = {
     {"grad", cmd_grad,
      "--graphs FILE --atlas NAME --indices i,j,... (--checkpoint F | --init SEED) --out OUT.h5",
      "one deterministic forward+backward of the model, dumped for checking (model.md 7)"},
+    {"report", cmd_report, "WORKDIR", "print the probe results (and scaling CSVs) found in WORKDIR"},
     {"doc", cmd_doc, "yaml|errors", "print reference documentation generated from the code"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

@@ -54,6 +54,9 @@ int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state
  * may be NULL. Verifies the checksum when the file has one (sha256 with o, sha256_model
  * without): BGFM_EDATA naming the file when it differs. */
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e);
+/* SHA-256 of a buffer (the same digest as sha256.h), with the x86 SHA extensions when
+ * the build targets them (-march=native on a CPU with sha_ni: ~4x faster). */
+void ckpt_sha256(const void *data, size_t n, uint8_t out[32]);
 /* Collective over comm: block checksums of the state (hex, 64 chars + NUL): of the
  * parameters alone and of parameters, moments (o may be NULL) and st's record.
  * Ranks hash blocks i with i % size == rank; the result does not depend on size. */

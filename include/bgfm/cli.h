@@ -22,6 +22,7 @@ int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/doc.c */
 int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c */
 int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/submit.c */
 int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.c */
+int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/report.c */
 
 /* Shared helpers for subcommand option parsing. */
 /* Returns 1 if argv contains -h or --help. */

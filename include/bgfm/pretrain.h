@@ -29,6 +29,7 @@ typedef struct pretrain_opts {
 
 typedef struct pretrain_result {
     int64_t steps, graphs;
+    double bytes_read;            /* graph bytes this rank read (its slices only) */
     double first_loss, last_loss; /* mean weighted loss of the first and last epoch */
     double seconds;
 } pretrain_result;

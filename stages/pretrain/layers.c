@@ -148,17 +148,36 @@ static void rng_fill_u32(rng_stream *r, uint32_t *out, int64_t nw) {
  * halves pair up exactly as in the one-at-a-time definition). */
 #define DROP_CHUNK 2048
 
+/* db (C) += column sums of d (n, C), fixed order; 16 columns at a time, rows in pairs
+ * of accumulators. */
+static void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C) {
+    int64_t j = 0;
+    for (; j + 16 <= C; j += 16) {
+        lv16 a = splat16(0.0f);
+        for (int64_t i = 0; i < n; i++) a += ld16(d + i * C + j);
+        st16(db + j, ld16(db + j) + a);
+    }
+    for (; j < C; j++) {
+        float a = 0.0f;
+        for (int64_t i = 0; i < n; i++) a += d[i * C + j];
+        db[j] += a;
+    }
+}
+
 /* ---- Linear ------------------------------------------------------------------ */
 void layer_linear_forward(float *out, const float *inp, const float *W, int64_t ldw,
                           const float *b, int64_t n, int64_t cin, int64_t cout) {
     if (n == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)cout, (int)cin, 1.0f, inp,
                 (int)cin, W, (int)ldw, 0.0f, out, (int)cout);
-    if (b)
+    if (b) {
+        int64_t c16 = cout & ~(int64_t)15;
         for (int64_t i = 0; i < n; i++) {
             float *o = out + i * cout;
-            for (int64_t j = 0; j < cout; j++) o[j] += b[j];
+            for (int64_t j = 0; j < c16; j += 16) st16(o + j, ld16(o + j) + ld16(b + j));
+            for (int64_t j = c16; j < cout; j++) o[j] += b[j];
         }
+    }
 }
 
 void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
@@ -171,11 +190,7 @@ void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
     if (dW)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cout, (int)cin, (int)n, 1.0f,
                     dout, (int)cout, inp, (int)cin, 1.0f, dW, (int)ldw);
-    if (db)
-        for (int64_t i = 0; i < n; i++) {
-            const float *d = dout + i * cout;
-            for (int64_t j = 0; j < cout; j++) db[j] += d[j];
-        }
+    if (db) layer_colsum_add(db, dout, n, cout);
 }
 
 /* ---- LayerNorm ----------------------------------------------------------------- */
@@ -246,7 +261,9 @@ void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *
 
 /* ---- ReLU ------------------------------------------------------------------------ */
 void layer_relu_forward(float *out, const float *inp, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) st16(out + i, max16(ld16(inp + i), splat16(0.0f)));
+    for (; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
 void layer_relu_backward(float *dinp, const float *dout, const float *pre, int64_t n) {
@@ -255,31 +272,31 @@ void layer_relu_backward(float *dinp, const float *dout, const float *pre, int64
 }
 
 /* ---- GCN ----------------------------------------------------------------------- */
-static int edge_on(const uint8_t *adj, const uint8_t *keep, int32_t N, int32_t a, int32_t b) {
-    size_t o = (size_t)a * (size_t)N + (size_t)b;
-    return a != b && adj[o] && (!keep || keep[o]);
-}
-
 void layer_csr_build(layer_csr *c, const uint8_t *adj, const uint8_t *keep, int32_t N,
                      const int32_t *idx, int32_t n) {
     c->n = n;
     c->rowptr[0] = 0;
-    for (int32_t i = 0; i < n; i++) { /* row counts = degree of A_S + I */
-        int32_t cnt = 1;
-        for (int32_t j = 0; j < n; j++) cnt += edge_on(adj, keep, N, idx[i], idx[j]);
-        c->rowptr[i + 1] = c->rowptr[i] + cnt;
+    /* pass 1: columns of A_S + I per row, ascending (self loop once, adj's diagonal
+     * ignored); pass 2: values 1 / sqrt(deg_i deg_j) */
+    for (int32_t i = 0; i < n; i++) {
+        const uint8_t *ar = adj + (size_t)idx[i] * (size_t)N;
+        const uint8_t *kr = keep ? keep + (size_t)idx[i] * (size_t)N : NULL;
+        int32_t p = c->rowptr[i];
+        for (int32_t j = 0; j < n; j++) {
+            int32_t oj = idx[j];
+            int on = j == i || (ar[oj] && (!kr || kr[oj]));
+            c->col[p] = j;
+            p += on;
+        }
+        c->rowptr[i + 1] = p;
     }
     for (int32_t i = 0; i < n; i++) {
-        int32_t p = c->rowptr[i];
         float di = (float)(c->rowptr[i + 1] - c->rowptr[i]);
-        for (int32_t j = 0; j < n; j++) {
-            if (j != i && !edge_on(adj, keep, N, idx[i], idx[j])) continue;
+        for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++) {
+            int32_t j = c->col[p];
             float dj = (float)(c->rowptr[j + 1] - c->rowptr[j]);
-            c->col[p] = j;
             c->val[p] = 1.0f / sqrtf(di * dj);
-            p++;
         }
-        BGFM_ASSERT(p == c->rowptr[i + 1]);
     }
 }
 
@@ -362,9 +379,17 @@ void layer_attn_forward(float *out, float *lse, const float *qkv, int64_t T, int
                     0.0f, S, ti);
         for (int64_t i = 0; i < T; i++) {
             float *s = S + i * T, mx = s[0];
-            for (int64_t j = 1; j < T; j++) mx = s[j] > mx ? s[j] : mx;
+            int64_t j = 0;
+            if (T >= 16) {
+                lv16 m = ld16(s);
+                for (j = 16; j + 16 <= T; j += 16) m = max16(m, ld16(s + j));
+                for (int t = 0; t < 16; t++) mx = m[t] > mx ? m[t] : mx;
+            }
+            for (; j < T; j++) mx = s[j] > mx ? s[j] : mx;
             float sum = exp_shift_sum(s, T, mx), inv = 1.0f / sum;
-            for (int64_t j = 0; j < T; j++) s[j] *= inv;
+            lv16 iv = splat16(inv);
+            for (j = 0; j + 16 <= T; j += 16) st16(s + j, ld16(s + j) * iv);
+            for (; j < T; j++) s[j] *= inv;
             lse[h * T + i] = mx + logf(sum);
         }
         if (drop && drop->p > 0.0f) {
@@ -388,10 +413,22 @@ static void attn_drop_split(float *P, float *Pd, int64_t n, float p, rng_stream 
         int64_t m = n - c < DROP_CHUNK ? n - c : DROP_CHUNK;
         rng_fill_u32(r, w, (m + 1) / 2);
         float *pc = P + c, *dc = Pd + c;
-        memcpy(dc, pc, (size_t)m * sizeof *dc);
-        drop_apply(dc, w, m, thr, s);
-        for (int64_t i = 0; i < m; i++) { /* dropped: Pd == 0 while P > 0, or P == 0 */
+        int64_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        li16 tv = (li16)splat16(0.0f) + (int32_t)thr, sign = (li16)splat16(-0.0f);
+        lv16 sv = splat16(s);
+        for (; i + 16 <= m; i += 16) {
+            lu16 hw;
+            memcpy(&hw, (const unsigned char *)w + 2 * i, sizeof hw);
+            li16 keep = __builtin_convertvector(hw, li16) >= tv;
+            lv16 pv = ld16(pc + i);
+            st16(dc + i, (lv16)((li16)(pv * sv) & keep));
+            st16(pc + i, (lv16)((li16)pv | (sign & ~keep)));
+        }
+#endif
+        for (; i < m; i++) {
             uint32_t u = (i & 1) ? w[i >> 1] >> 16 : w[i >> 1] & 0xFFFFu;
+            dc[i] = u >= thr ? pc[i] * s : 0.0f;
             if (u < thr) pc[i] = copysignf(pc[i], -1.0f);
         }
     }

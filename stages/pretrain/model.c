@@ -220,14 +220,14 @@ static void carve_run(carver *c, model_run *r, const model_cfg *cf, int B, int n
         a->u = TAKEF(c, BT * H);
         a->xg = TAKEF(c, BT * H);
         a->rg = TAKEF(c, BT);
-        a->h1 = TAKEF(c, BT * H);
+        a->h1 = NULL; /* LayerNorm outputs h1, h2: recomputed from xhat in backward */
         a->qkv = TAKEF(c, BT * 3 * H);
         a->lse = TAKEF(c, BT * cf->nh);
         a->att = TAKEF(c, BT * H);
         a->x1 = TAKEF(c, BT * H);
         a->r1 = TAKEF(c, BT);
-        a->h2 = TAKEF(c, BT * H);
-        a->f1 = TAKEF(c, BT * cf->F);
+        a->h2 = NULL;
+        a->f1 = TAKEF(c, BT * cf->F); /* relu(W1 h2 + b1): the ReLU output is its own mask */
         a->x2 = TAKEF(c, BT * H);
         a->r2 = TAKEF(c, BT);
         a->hout = TAKEF(c, BT * H);
@@ -252,7 +252,7 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->S2 = TAKEF(&c, BT * H);
     ws->S3 = TAKEF(&c, BT * 3 * H);
     ws->S4 = TAKEF(&c, BT * H);
-    ws->F1 = TAKEF(&c, BT * cf->F);
+    ws->F1 = NULL; /* unused: the FFN keeps relu(f1) itself */
     ws->F2 = TAKEF(&c, BT * cf->F);
     ws->G0 = TAKEF(&c, BT * H);
     ws->G1 = TAKEF(&c, BT * H);
@@ -390,6 +390,64 @@ typedef struct drop_keys {
     const int64_t *gidx;
 } drop_keys;
 
+/* 16-float vectors (GCC vector extension) for the row loops between the GEMMs; the
+ * same scheme as layers.c. Loads/stores through memcpy (no alignment assumed). */
+typedef float mv16 __attribute__((vector_size(64)));
+typedef int32_t mi16 __attribute__((vector_size(64)));
+static inline mv16 mld(const float *p) {
+    mv16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void mst(float *p, mv16 v) { memcpy(p, &v, sizeof v); }
+static inline mv16 mzero(void) {
+    mv16 z = {0};
+    return z;
+}
+
+/* y[i] += x[i] */
+static void vadd(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) mst(y + i, mld(y + i) + mld(x + i));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+/* g[i] = pre[i] > 0 ? g[i] : 0 (ReLU backward in place) */
+static void vrelu_mask(float *g, const float *pre, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) mst(g + i, (mv16)((mi16)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i < n; i++)
+        if (!(pre[i] > 0.0f)) g[i] = 0.0f;
+}
+
+/* out (n, C) = xhat * gamma + beta: a LayerNorm output again, bit-identical to
+ * layer_norm_forward's (same operations on the same stored xhat). */
+static void ln_apply(float *out, const float *xhat, const float *gamma, const float *beta,
+                     int64_t n, int64_t C) {
+    int64_t C16 = C & ~(int64_t)15;
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = xhat + i * C;
+        float *o = out + i * C;
+        for (int64_t j = 0; j < C16; j += 16) mst(o + j, mld(x + j) * mld(gamma + j) + mld(beta + j));
+        for (int64_t j = C16; j < C; j++) o[j] = x[j] * gamma[j] + beta[j];
+    }
+}
+
+/* dst[i] = pre[i] > 0 ? g[i] : 0 */
+static void vrelu_mask_to(float *dst, const float *g, const float *pre, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) mst(dst + i, (mv16)((mi16)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i < n; i++) dst[i] = pre[i] > 0.0f ? g[i] : 0.0f;
+}
+
+/* dinp (n, cin) = dout (n, cout) W (cout, cin; stride ldw): layer_linear_backward's input
+ * gradient written instead of added, so the target needs no zeroing pass. */
+static void linear_dinp_set(float *dinp, const float *dout, const float *W, int64_t ldw, int64_t n,
+                            int64_t cin, int64_t cout) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cin, (int)cout, 1.0f, dout,
+                (int)cout, W, (int)ldw, 0.0f, dinp, (int)cin);
+}
+
 static void drop_rows(float *x, const drop_keys *d, int B, int64_t per, uint64_t which) {
     if (d->p <= 0.0f) return;
     for (int b = 0; b < B; b++) {
@@ -408,6 +466,7 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
                           const model_run *r, model_ws *ws, int B, const drop_keys *dk) {
     const float *w = m->w;
     int64_t H = m->cfg.H, F = m->cfg.F, nh = m->cfg.nh, T = r->T, n = r->n, BT = (int64_t)B * T;
+    float *h1 = ws->S4, *h2 = ws->S3; /* not kept: block_backward recomputes them */
     /* graph convolution on region rows: u = Ahat (h W_g^T) + b_g */
     layer_linear_forward(ws->S1, hin, w + p->gW, H, NULL, BT, H, H);
     for (int b = 0; b < B; b++) {
@@ -417,18 +476,24 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
         memset(a->u + (int64_t)b * T * H, 0, (size_t)H * sizeof(float));
         for (int64_t i = 0; i < n; i++) {
             float *u = a->u + o + i * H, *s = ws->S2 + o + i * H;
-            const float *x = hin + o + i * H;
-            for (int64_t j = 0; j < H; j++) {
-                u[j] += w[p->gb + j];
+            const float *x = hin + o + i * H, *bg = w + p->gb;
+            int64_t j = 0;
+            for (; j + 16 <= H; j += 16) {
+                mv16 uv = mld(u + j) + mld(bg + j);
+                mst(u + j, uv);
+                mst(s + j, mld(x + j) + (mv16)((mi16)uv & (uv > mzero())));
+            }
+            for (; j < H; j++) {
+                u[j] += bg[j];
                 s[j] = x[j] + (u[j] > 0.0f ? u[j] : 0.0f);
             }
         }
-        layer_norm_forward(a->h1 + o, a->xg + o, a->rg + (int64_t)b * T + 1, ws->S2 + o,
+        layer_norm_forward(h1 + o, a->xg + o, a->rg + (int64_t)b * T + 1, ws->S2 + o,
                            w + p->lng_g, w + p->lng_b, n, H);
-        memcpy(a->h1 + (int64_t)b * T * H, hin + (int64_t)b * T * H, (size_t)H * sizeof(float));
+        memcpy(h1 + (int64_t)b * T * H, hin + (int64_t)b * T * H, (size_t)H * sizeof(float));
     }
     /* self-attention over token + regions */
-    layer_linear_forward(a->qkv, a->h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
+    layer_linear_forward(a->qkv, h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
         layer_attn_forward(a->att + (int64_t)b * T * H, a->lse + (int64_t)b * nh * T,
@@ -436,18 +501,18 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
     }
     layer_linear_forward(ws->S1, a->att, w + p->Wo, H, w + p->bo, BT, H, H);
     drop_rows(ws->S1, dk, B, T * H, 0);
-    for (int64_t i = 0; i < BT * H; i++) ws->S1[i] += a->h1[i];
-    layer_norm_forward(a->h2, a->x1, a->r1, ws->S1, w + p->ln1_g, w + p->ln1_b, BT, H);
+    vadd(ws->S1, h1, BT * H);
+    layer_norm_forward(h2, a->x1, a->r1, ws->S1, w + p->ln1_g, w + p->ln1_b, BT, H);
     /* feed-forward */
-    layer_linear_forward(a->f1, a->h2, w + p->W1, H, w + p->b1, BT, H, F);
-    layer_relu_forward(ws->F1, a->f1, BT * F);
-    layer_linear_forward(ws->S1, ws->F1, w + p->W2, F, w + p->b2, BT, F, H);
+    layer_linear_forward(a->f1, h2, w + p->W1, H, w + p->b1, BT, H, F);
+    layer_relu_forward(a->f1, a->f1, BT * F);
+    layer_linear_forward(ws->S1, a->f1, w + p->W2, F, w + p->b2, BT, F, H);
     drop_rows(ws->S1, dk, B, T * H, 1);
-    for (int64_t i = 0; i < BT * H; i++) ws->S1[i] += a->h2[i];
+    vadd(ws->S1, h2, BT * H);
     layer_norm_forward(a->hout, a->x2, a->r2, ws->S1, w + p->ln2_g, w + p->ln2_b, BT, H);
 }
 
-/* dhin (zeroed by the caller) += d/dhin given dhout. */
+/* dhin = d/dhin given dhout (written, not added). */
 static void block_backward(const model *m, const model_block *p, const model_blk_act *a,
                            const float *hin, const model_run *r, model_ws *ws, int B,
                            const drop_keys *dk, float *dhin, const float *dhout) {
@@ -460,19 +525,18 @@ static void block_backward(const model *m, const model_block *p, const model_blk
     layer_norm_backward(ws->S2, g + p->ln2_g, g + p->ln2_b, dhout, a->x2, a->r2, w + p->ln2_g, BT, H);
     memcpy(ws->S1, ws->S2, bth);
     drop_rows(ws->S1, dk, B, T * H, 1);
-    layer_relu_forward(ws->F1, a->f1, BT * F);
-    memset(ws->F2, 0, (size_t)(BT * F) * sizeof(float));
-    layer_linear_backward(ws->F2, g + p->W2, g + p->b2, ws->S1, ws->F1, w + p->W2, F, BT, F, H);
-    for (int64_t i = 0; i < BT * F; i++)
-        if (a->f1[i] <= 0.0f) ws->F2[i] = 0.0f;
-    layer_linear_backward(ws->S2, g + p->W1, g + p->b1, ws->F2, a->h2, w + p->W1, H, BT, H, F);
+    linear_dinp_set(ws->F2, ws->S1, w + p->W2, F, BT, F, H);
+    layer_linear_backward(NULL, g + p->W2, g + p->b2, ws->S1, a->f1, w + p->W2, F, BT, F, H);
+    vrelu_mask(ws->F2, a->f1, BT * F);
+    ln_apply(ws->S4, a->x1, w + p->ln1_g, w + p->ln1_b, BT, H); /* h2 again */
+    layer_linear_backward(ws->S2, g + p->W1, g + p->b1, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
     /* attention: S1 = dh1 */
     memset(ws->S1, 0, bth);
     layer_norm_backward(ws->S1, g + p->ln1_g, g + p->ln1_b, ws->S2, a->x1, a->r1, w + p->ln1_g, BT, H);
     memcpy(ws->S2, ws->S1, bth);
     drop_rows(ws->S2, dk, B, T * H, 0);
-    memset(ws->S4, 0, bth);
-    layer_linear_backward(ws->S4, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
+    linear_dinp_set(ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
+    layer_linear_backward(NULL, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
     memset(ws->S3, 0, 3 * bth);
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
@@ -480,27 +544,38 @@ static void block_backward(const model *m, const model_block *p, const model_blk
                             a->qkv + (int64_t)b * T * 3 * H, a->att + (int64_t)b * T * H,
                             a->lse + (int64_t)b * nh * T, T, H, nh, &ad, ws->attn);
     }
-    layer_linear_backward(ws->S1, g + p->Wqkv, g + p->bqkv, ws->S3, a->h1, w + p->Wqkv, H, BT, H,
+    for (int b = 0; b < B; b++) { /* h1 again: token row = hin, region rows from xhat */
+        int64_t t0 = (int64_t)b * T * H;
+        memcpy(ws->S2 + t0, hin + t0, (size_t)H * sizeof(float));
+        ln_apply(ws->S2 + t0 + H, a->xg + t0 + H, w + p->lng_g, w + p->lng_b, n, H);
+    }
+    layer_linear_backward(ws->S1, g + p->Wqkv, g + p->bqkv, ws->S3, ws->S2, w + p->Wqkv, H, BT, H,
                           3 * H);
-    /* graph convolution: token row passes through; region rows through ln_g */
+    /* graph convolution: token row passes through; region rows through ln_g (S2), the
+     * ReLU (S3) and Ahat (S4). The bias gradient is summed over every graph's rows into a
+     * zeroed (H) strip, then added. dhin is written by the last GEMM, then the residual
+     * paths are added, so the caller does not zero it. */
+    float *G_gb = ws->attn;
+    memset(G_gb, 0, (size_t)H * sizeof *G_gb);
     memset(ws->S2, 0, bth);
-    memset(ws->S4, 0, bth);
     for (int b = 0; b < B; b++) {
-        int64_t t0 = (int64_t)b * T * H, o = t0 + H;
-        for (int64_t j = 0; j < H; j++) dhin[t0 + j] += ws->S1[t0 + j];
+        int64_t o = ((int64_t)b * T + 1) * H;
         layer_norm_backward(ws->S2 + o, g + p->lng_g, g + p->lng_b, ws->S1 + o, a->xg + o,
                             a->rg + (int64_t)b * T + 1, w + p->lng_g, n, H);
-        for (int64_t i = 0; i < n * H; i++) {
-            float d = ws->S2[o + i];
-            dhin[o + i] += d;
-            ws->S2[o + i] = a->u[o + i] > 0.0f ? d : 0.0f;
-        }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < H; j++) g[p->gb + j] += ws->S2[o + i * H + j];
+        vrelu_mask_to(ws->S3 + o, ws->S2 + o, a->u + o, n * H);
+        for (int64_t i = 0; i < n; i++) vadd(G_gb, ws->S3 + o + i * H, H);
         layer_csr c = run_csr(r, b);
-        layer_gcn_propagate(ws->S4 + o, ws->S2 + o, &c, H, H, 0);
+        memset(ws->S4 + o - H, 0, (size_t)H * sizeof(float)); /* token row: no GCN */
+        layer_gcn_propagate(ws->S4 + o, ws->S3 + o, &c, H, H, 0);
     }
-    layer_linear_backward(dhin, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+    vadd(g + p->gb, G_gb, H);
+    linear_dinp_set(dhin, ws->S4, w + p->gW, H, BT, H, H);
+    layer_linear_backward(NULL, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+    for (int b = 0; b < B; b++) {
+        int64_t t0 = (int64_t)b * T * H;
+        vadd(dhin + t0, ws->S1 + t0, H);
+        vadd(dhin + t0 + H, ws->S2 + t0 + H, n * H);
+    }
 }
 
 /* ---- Runs: embedding + blocks --------------------------------------------------- */
@@ -560,12 +635,10 @@ static void run_forward(const model *m, model_run *r, const model_block *blocks,
  * buffer holding d/dh0 (G0 or G1). */
 static float *run_backward(model *m, const model_run *r, const model_block *blocks, model_ws *ws,
                            int B, const drop_keys *dk, const float *dhout) {
-    size_t bth = (size_t)B * (size_t)r->T * (size_t)m->cfg.H * sizeof(float);
     const float *cur = dhout;
     float *next = NULL;
     for (int l = r->nblk - 1; l >= 0; l--) {
-        next = cur == ws->G0 ? ws->G1 : ws->G0;
-        memset(next, 0, bth);
+        next = cur == ws->G0 ? ws->G1 : ws->G0; /* overwritten by block_backward */
         drop_keys d = *dk;
         d.site = dk->site + (uint64_t)l * 256;
         const float *hin = l ? r->blk[l - 1].hout : r->h0;

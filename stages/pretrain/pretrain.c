@@ -361,6 +361,10 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     ckpt_state st = {0, 0, 0, o->seed, NULL};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
+    if (!rc && me == 0) { /* an interrupted final write */
+        snprintf(path, sizeof path, "%s/final.h5.tmp", outdir);
+        remove(path);
+    }
     if (!rc) rc = graphs_open(gpath, &t.gs, e);
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) rc = train_start(ctx, o, &t, dir, &st);
@@ -406,6 +410,10 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     log_progress_start(ctx, &pg, "pretrain", "steps", oc.total_steps);
     double t0 = MPI_Wtime(), sum_ep = 0, first = (double)NAN;
     int64_t n_ep = 0, graphs_done = 0, last_ckpt = -1;
+    double bytes = 0;
+    /* test hook of the BGFM_DEBUG_SYNC check: this rank perturbs a weight after step 2 */
+    const char *desync = getenv("BGFM_TEST_DESYNC_RANK");
+    const int desync_rank = desync ? (int)strtol(desync, NULL, 10) : -1;
     int stop = 0;
     for (int64_t ep = st.epoch; ep < o->epochs && !rc && !stop; ep++) {
         plan_epoch(&t.pl, o->seed, ep);
@@ -423,6 +431,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             int N = graphs_atlas_nodes(t.gs, a);
             /* local phase: read this rank's graphs, forward */
             if (sn > 0) rc = graphs_read(t.gs, t.gidx + slo, (int)sn, t.fc, t.adj, t.rw, e);
+            bytes += (double)sn * (double)N * ((double)N * 5.0 + 4.0 * (double)m->cfg.k);
             tc = MPI_Wtime();
             tm.io += tc - ts;
             model_losses ls = {0, 0, 0, 0};
@@ -495,6 +504,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             n_ep++;
             double tu = MPI_Wtime();
             tm.compute += tu - tr;
+            if (me == desync_rank && st.step == 2) m->w[0] += 1e-3f;
             if (debug_sync) {
                 rc = dist_check_identical(ctx, m->w, m->n_params, "parameters", st.step);
                 if (!rc) rc = dist_check_identical(ctx, t.op.m, m->n_params, "AdamW moments", st.step);
@@ -547,6 +557,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     if (res) {
         res->steps = st.step;
         res->graphs = graphs_done;
+        res->bytes_read = bytes;
         res->first_loss = first;
         res->last_loss = n_ep ? sum_ep / (double)n_ep : (double)NAN;
         res->seconds = MPI_Wtime() - t0;
@@ -725,7 +736,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     bgfm_signals_install();
     pretrain_result res = {0};
     if (!rc) rc = pretrain_train(ctx, &o, gpath, r->outdir, ctx->rank == 0 ? r->metrics : NULL, &res);
-    r->items = (double)res.steps;
+    r->items = ctx->rank == 0 ? (double)res.steps : 0; /* the engine sums over ranks */
+    r->bytes_read = res.bytes_read;
     r->items_unit = "steps";
     free(init);
     free(cfgtext);

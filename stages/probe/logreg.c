@@ -4,6 +4,7 @@
 #include "bgfm/logreg.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <string.h>
@@ -132,6 +133,13 @@ static int lbfgs(const lr_prob *pb, double *th, int max_iter, double tol, logreg
             for (int64_t j = 0; j < d; j++) xn[j] = th[j] + step * dir[j];
             fn = lr_fg(pb, xn, gn);
             if (isfinite(fn) && fn <= f + 1e-4 * step * gd) {
+                ok = 1;
+                break;
+            }
+            /* at the rounding floor of f, Armijo cannot see the decrease: accept a step
+             * that leaves f unchanged to rounding and shrinks the gradient */
+            if (isfinite(fn) && fabs(fn - f) <= 8 * DBL_EPSILON * fabs(f) &&
+                amax(gn, d) < amax(g, d)) {
                 ok = 1;
                 break;
             }

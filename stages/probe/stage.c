@@ -14,6 +14,7 @@
 #include "bgfm/ckpt.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/graphs.h"
+#include "bgfm/h5io.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
 #include "bgfm/metrics.h"
@@ -463,7 +464,7 @@ static void write_block(FILE *f, const presults *p, const pdata *d, int v, int t
             memcpy(Ps + m * p->K, P + s * p->K, (size_t)p->K * sizeof *Ps);
             y[m++] = d->cls[s];
         }
-    fputs(", \"auc_pooled_folds\": ", f);
+    fputs(", \"auc_oof\": ", f);
     json_write_num(f, y && Ps ? metrics_auc_ovr(Ps, y, m, p->K) : (double)NAN);
     fputs("}", f);
     free(y);
@@ -596,7 +597,7 @@ static int write_plot(bgfm_ctx *ctx, const char *dir, const presults *p, const c
     double vals[1024];
     for (int ki = 0; ki < p->nk - 1; ki++) {
         if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
-        else fputs("all", f);
+        else fprintf(f, "\"all (%.3g)\"", p->keff[ki]);
         fprintf(f, " %.6g", p->keff[ki]);
         for (int t = 0; t < NFEAT; t++) {
             double mean, sd;
@@ -616,7 +617,7 @@ static int write_plot(bgfm_ctx *ctx, const char *dir, const presults *p, const c
             "set title 'Linear probe (%s, %d subjects, %d-fold CV grouped by subject)'\n"
             "set xlabel 'labelled training subjects per class'\n"
             "set ylabel 'ROC AUC (mean +- sd over folds)'\n"
-            "set yrange [0:1.05]\nset logscale x 2\nset key bottom right box opaque\n"
+            "set yrange [0:1.12]\nset logscale x 2\nset key bottom right box opaque\n"
             "set grid ytics\nset offsets graph 0.05, graph 0.05, 0, 0\n"
             "set arrow from graph 0, first 0.5 to graph 1, first 0.5 nohead dt 2 lc rgb 'gray40'\n"
             "set label 'chance' at graph 0.01, first 0.52 tc rgb 'gray40'\n"
@@ -646,6 +647,23 @@ static int write_plot(bgfm_ctx *ctx, const char *dir, const presults *p, const c
                  WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "is not installed" : "failed",
                  WIFEXITED(st) ? WEXITSTATUS(st) : -1, dat, gp, dir);
     return 0;
+}
+
+/* embeddings.h5: /graph (store indices of the labelled graphs), /pretrained and
+ * /random_init (n_graphs, H) float64, written by this process alone. */
+static int write_embeddings(const char *path, const pdata *d, bgfm_err *e) {
+    hid_t f = h5io_create(MPI_COMM_SELF, path, e);
+    if (f < 0) return e->code ? e->code : BGFM_EIO;
+    hsize_t n1[1] = {(hsize_t)d->nl}, n2[2] = {(hsize_t)d->nl, (hsize_t)d->H};
+    int rc = h5io_write_small(f, "/graph", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, n1, d->g, 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/pretrained", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n2,
+                              d->emb[0], 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/random_init", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n2,
+                              d->emb[1], 0, e);
+    int rc2 = h5io_close(&f, path, e);
+    return rc ? rc : rc2;
 }
 
 /* ---- the stage ---------------------------------------------------------------------- */
@@ -790,6 +808,8 @@ static int probe_run(bgfm_stage_run *r) {
         snprintf(path, sizeof path, "%s/probe.json", dir);
         if (!rc) rc = write_json(path, r, &p, &d, views, &o, ckpt, gpath, mp.cfg.H, e);
         if (!rc) rc = write_csvs(dir, &p, &d, gs, views, e);
+        snprintf(path, sizeof path, "%s/embeddings.h5", dir);
+        if (!rc) rc = write_embeddings(path, &d, e);
         if (!rc) rc = write_plot(ctx, dir, &p, d.A > 1 ? "atlases pooled" : views[0].name, (int)d.ns);
         if (!rc && r->metrics) {
             char *line = NULL;

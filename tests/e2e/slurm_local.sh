@@ -5,6 +5,7 @@
 # the requeue loop with afterok dependents, the one-allocation template.
 # Not a scheduler benchmark; skipped (TAP SKIP) only where Slurm cannot be installed.
 source "$(dirname "$0")/../lib/tap.sh"
+ok_if() { if [ "$2" -eq 0 ]; then ok "$1"; else notok "$1"; fi; }  # ok_if NAME STATUS
 LIB=$ROOT/tests/lib/slurm-local.sh
 
 # ---- Slurm present? Install it if we can (root + apt), else skip with the reason.
@@ -64,7 +65,7 @@ pipe bad "$T/workbad" "$T/bad" >"$T/bad.yaml"
 
 # ---- 1. submit both pipelines (the bad one's first stage fails on the broken image)
 out=$("$BGFM" submit "$T/good.yaml" 2>"$T/submit.err"); rc=$?
-check "bgfm submit exits 0 and prints two job ids" [ "$rc" -eq 0 ] && grep -qE '^parc [0-9]+$' <<<"$out" && grep -qE '^conn [0-9]+$' <<<"$out"
+{ [ "$rc" -eq 0 ] && grep -qE '^parc [0-9]+$' <<<"$out" && grep -qE '^conn [0-9]+$' <<<"$out"; }; ok_if "bgfm submit exits 0 and prints two job ids" $?
 g1=$(awk '$1 == "parc" {print $2}' <<<"$out"); g2=$(awk '$1 == "conn" {print $2}' <<<"$out")
 out=$("$BGFM" submit "$T/bad.yaml" 2>>"$T/submit.err")
 b1=$(awk '$1 == "parc" {print $2}' <<<"$out"); b2=$(awk '$1 == "conn" {print $2}' <<<"$out")
@@ -113,12 +114,21 @@ if "$BGFM" submit "$T/pre.yaml" --stage pretrain --dry-run >"$T/pre.dry" 2>&1; t
     wait_gone "$p2" 60
     check "generated script: exit 75 -> requeued once, then COMPLETED" has_state "$p1" 'COMPLETED 0:0 * 1'
     check "generated script: checkpoint, then rerun with SLURM_RESTART_COUNT=1" [ -e "$T/gen.ckpt" -a -e "$T/gen.done" ]
-    check "afterok dependent of a requeued job waits for its real end and runs" \
-      [ -e "$T/gen.dep" ] && has_state "$p2" 'COMPLETED 0:0*'
+    { [ -e "$T/gen.dep" ] && has_state "$p2" 'COMPLETED 0:0*'; }; ok_if "afterok dependent of a requeued job waits for its real end and runs" $?
     check "both runs logged (open-mode=append)" \
       [ "$(grep -c '^bgfm-job: job' "$T/workpre/slurm/pre-pretrain-$p1.out")" = 2 ]
   else
     notok "generated pretrain job started"; cat "$T"/workpre/slurm/*.out 2>/dev/null | tail -20
+  fi
+  # scancel (SIGTERM, no SIGUSR1): checkpoint, but the job must stay cancelled
+  p3=$(FAKE_MARK=$T/gen3 sbatch --parsable "$s")
+  if wait_file "$T/gen3.started" 40; then
+    scancel "$p3"
+    wait_file "$T/gen3.ckpt" 20
+    sleep 3   # a requeue would show as PENDING (BeginTime) by now
+    { has_state "$p3" 'CANCELLED * 0' && grep -q 'not requeued' "$T/workpre/slurm/pre-pretrain-$p3.out"; }; ok_if "scancel of a pretrain job: checkpointed, stays CANCELLED, not requeued" $?
+  else
+    notok "second generated pretrain job started"
   fi
 else
   notok "bgfm submit --dry-run of a pipeline with a pretrain stage"; cat "$T/pre.dry"
@@ -126,19 +136,17 @@ fi
 
 # ---- 3. the chained pipelines (submitted first, finished by now or soon)
 "$LIB" wait "$D" "$g2" 60 >"$T/g2.state"; rc=$?
-check "good pipeline: both jobs COMPLETED" [ "$rc" -eq 0 ] && has_state "$g1" 'COMPLETED 0:0*'
+{ [ "$rc" -eq 0 ] && has_state "$g1" 'COMPLETED 0:0*'; }; ok_if "good pipeline: both jobs COMPLETED" $?
 check "parc wrote timeseries.h5 and manifest.json" [ -s "$T/work/parc/timeseries.h5" -a -s "$T/work/parc/manifest.json" ]
 check "conn wrote index.h5 and manifest.json" [ -s "$T/work/conn/index.h5" -a -s "$T/work/conn/manifest.json" ]
 check "parc ran as one 2-rank MPI job under srun (manifest ranks 2)" \
   grep -q '"ranks": 2' "$T/work/parc/manifest.json"
-check "parc used srun, conn used mpirun (logs in WORKDIR/slurm)" \
-  grep -q 'launcher srun' "$T/work/slurm/good-parc-$g1.out" && grep -q 'launcher mpirun' "$T/work/slurm/good-conn-$g2.out"
+{ grep -q 'launcher srun' "$T/work/slurm/good-parc-$g1.out" && grep -q 'launcher mpirun' "$T/work/slurm/good-conn-$g2.out"; }; ok_if "parc used srun, conn used mpirun (logs in WORKDIR/slurm)" $?
 check "OPENBLAS_NUM_THREADS set in the script" grep -qx 'export OPENBLAS_NUM_THREADS=1' "$T/work/slurm/parc.sbatch"
 
 wait_gone "$b2" 60
 check "bad pipeline: first stage FAILED with exit 3 (bad input data)" has_state "$b1" 'FAILED 3:0*'
-check "bad pipeline: second stage cancelled, never ran (kill-on-invalid-dep)" \
-  has_state "$b2" 'CANCELLED*Dependency*' && [ ! -e "$T/workbad/conn" ] && [ ! -e "$T/workbad/slurm/bad-conn-$b2.out" ]
+{ has_state "$b2" 'CANCELLED*Dependency*' && [ ! -e "$T/workbad/conn" ] && [ ! -e "$T/workbad/slurm/bad-conn-$b2.out" ]; }; ok_if "bad pipeline: second stage cancelled, never ran (kill-on-invalid-dep)" $?
 check "bad pipeline: the failure is explained in the job log" \
   grep -q 'error' "$T/workbad/slurm/bad-parc-$b1.out"
 
@@ -147,8 +155,7 @@ sed -e "s|$T/work|$T/work1|" "$T/good.yaml" >"$T/one.yaml"
 j=$(sbatch --parsable --ntasks-per-node=2 --cpus-per-task=1 --mem=1G --time=5 \
     -o "$T/one-%j.out" "$ROOT/jobs/slurm/pipeline.sbatch" "$T/one.yaml")
 "$LIB" wait "$D" "$j" 60 >/dev/null; rc=$?
-check "jobs/slurm/pipeline.sbatch runs the whole pipeline in one job" \
-  [ "$rc" -eq 0 -a -s "$T/work1/parc/timeseries.h5" -a -s "$T/work1/conn/index.h5" ] && grep -q 'launcher srun' "$T/one-$j.out"
+{ [ "$rc" -eq 0 -a -s "$T/work1/parc/timeseries.h5" -a -s "$T/work1/conn/index.h5" ] && grep -q 'launcher srun' "$T/one-$j.out"; }; ok_if "jobs/slurm/pipeline.sbatch runs the whole pipeline in one job" $?
 
 # ---- 5. the requeue loop of the pretrain template (bgfm stand-in via BGFM)
 j=$(BGFM=$T/fakebgfm FAKE_MARK=$T/tpl sbatch --parsable --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 \
@@ -156,8 +163,7 @@ j=$(BGFM=$T/fakebgfm FAKE_MARK=$T/tpl sbatch --parsable --nodes=1 --ntasks-per-n
 if wait_file "$T/tpl.started" 40; then
   scancel --batch --signal=USR1 "$j"
   "$LIB" wait "$D" "$j" 60 >/dev/null; rc=$?
-  check "jobs/slurm/pretrain.sbatch: exit 75 -> requeued, rerun COMPLETED" \
-    [ "$rc" -eq 0 -a -e "$T/tpl.ckpt" -a -e "$T/tpl.done" ] && has_state "$j" '* 1'
+  { [ "$rc" -eq 0 -a -e "$T/tpl.ckpt" -a -e "$T/tpl.done" ] && has_state "$j" '* 1'; }; ok_if "jobs/slurm/pretrain.sbatch: exit 75 -> requeued, rerun COMPLETED" $?
 else
   notok "pretrain template job started"; tail -20 "$T"/tpl-*.out 2>/dev/null
 fi

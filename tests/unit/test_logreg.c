@@ -51,6 +51,7 @@ static void check_stationary(int K, int64_t n, int64_t D) {
     bgfm_err e = {0};
     logreg_opts o = {0.5, 2000, 1e-9, 1};
     assert_int_equal(logreg_fit(&m, X, n, D, y, K, &o, &e), 0);
+    if (!m.converged) fprintf(stderr, "K %d n %lld D %lld: not converged after %d iterations\n", K, (long long)n, (long long)D, m.iters);
     assert_true(m.converged);
     /* central differences of the objective w.r.t. each weight and intercept: ~0 */
     double h = 1e-5, worst = 0;

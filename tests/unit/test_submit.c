@@ -208,6 +208,9 @@ static void test_merge(void **st) {
     assert_non_null(strstr(t, "scontrol requeue \"$SLURM_JOB_ID\""));
     assert_non_null(strstr(t, "\"$rc\" -eq 75"));
     assert_non_null(strstr(t, "trap "));
+    /* only SIGUSR1 (the time-limit warning) leads to a requeue; scancel's TERM does not */
+    assert_non_null(strstr(t, "got_usr1=1"));
+    assert_non_null(strstr(t, "[ \"$got_usr1\" != 1 ]"));
     bash_syntax_ok(t);
     free(t);
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# model_step.sh: benchmark of one training step (draws + forward + backward + clipping +
+# AdamW, mode gmae+gcl, adjacency density ~0.15): bgfm (bench/model_step.c over
+# build/libbgfm.a) vs the batched PyTorch float32 implementation
+# (tests/reference/model_torch_batched.py), same batch, 1 and 2 threads, two configs.
+# Prints graphs/s, the step's FLOP rate (docs/model.md formula) against the SGEMM rate
+# measured in the same run, the OpenBLAS core, and the peak RSS of each.
+# Not a test: figures only (docs/performance.md, section "model", quotes them).
+#   bench/model_step.sh [STEPS]      (CONFIGS="H:L:N:B ..." and THREADS="1 2" override)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PY=/usr/bin/python3
+STEPS=${1:-${STEPS:-8}}
+CONFIGS=${CONFIGS:-"128:2:116:32 256:4:400:16"}
+THREADS=${THREADS:-"1 2"}
+T=$(mktemp -d /tmp/bgfm-bench-model.XXXXXX); trap 'rm -rf "$T"' EXIT
+make -s build/libbgfm.a >/dev/null
+PKGS="hdf5-openmpi yaml-0.1 openblas libisal zlib"
+mpicc -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
+  -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -Iinclude $(pkg-config --cflags $PKGS) \
+  bench/model_step.c -o "$T/model_step" build/libbgfm.a $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm
+get() { sed -n "s/^$1 //p" "$2" | head -1; }
+for cfg in $CONFIGS; do
+  IFS=: read -r H L N B <<<"$cfg"
+  steps=$STEPS; [ "$N" -ge 300 ] && steps=$(( STEPS < 4 ? STEPS : 4 ))
+  for th in $THREADS; do
+    OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th "$T/model_step" "$H" "$L" "$N" "$B" "$steps" 1 >"$T/c.txt"
+    OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th OMP_WAIT_POLICY=PASSIVE \
+      MALLOC_MMAP_THRESHOLD_=1000000000000 MALLOC_TRIM_THRESHOLD_=1000000000000 \
+      $PY tests/reference/model_torch_batched.py "$H" "$L" "$N" "$B" --steps "$steps" --warmup 1 \
+      --threads "$th" >"$T/p.txt"
+    echo "== H=$H L=$L N=$N B=$B, $th thread(s), gmae+gcl, $steps timed steps (median)"
+    [ "$th" = "$(echo $THREADS | cut -d' ' -f1)" ] && {
+      echo "   $(get config "$T/c.txt")"
+      echo "   openblas: $(get openblas_core "$T/c.txt") ($(get openblas_config "$T/c.txt"))"; }
+    awk -v cg="$(get graphs_per_s "$T/c.txt")" -v pg="$(get graphs_per_s "$T/p.txt")" \
+        -v cm="$(get step_ms_median "$T/c.txt")" -v pm="$(get step_ms_median "$T/p.txt")" \
+        -v cr="$(get peak_rss_mb "$T/c.txt")" -v pr="$(get peak_rss_mb "$T/p.txt")" \
+        -v gf="$(get step_gflop "$T/c.txt")" -v gr="$(get step_gflops "$T/c.txt")" \
+        -v sg="$(get sgemm_gflops "$T/c.txt")" 'BEGIN{
+      printf "   bgfm    %8.2f graphs/s  step %8.1f ms  peak RSS %7.1f MB\n", cg, cm, cr
+      printf "   pytorch %8.2f graphs/s  step %8.1f ms  peak RSS %7.1f MB\n", pg, pm, pr
+      printf "   bgfm / pytorch: %.2fx throughput (target > 1), RSS %.2f (target <= 0.33)\n", cg/pg, cr/pr
+      split(sg, s, " ")
+      printf "   step %.2f GFLOP (formula) -> %.1f GFLOP/s = %.0f%% of SGEMM %s GFLOP/s (target >= 70%%)\n", gf, gr, 100*gr/s[1], sg }'
+    echo "   bgfm loss checksum $(get loss_checksum "$T/c.txt")"
+  done
+done

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# pretrain_scaling.sh: data-parallel pretraining throughput, 1 rank vs 2 ranks (one
+# OpenBLAS thread per rank, ranks bound to cores), on synthetic graphs of one atlas
+# (N=116, tests/reference/model_graphs.py) with the default model (H=128, F=256, L=2,
+# Ld=1, gmae+gcl) and batch_size 32. Prints per-step compute / comm / io (max over
+# ranks, medians over the steady steps) and the speed-up. Not a test: figures for
+# docs/performance.md. Env: G graphs (256), B batch (32), EPOCHS (2), N (116).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
+PY=/usr/bin/python3
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+T=$(mktemp -d /tmp/bgfm-bench-pt.XXXXXX); trap 'rm -rf "$T"' EXIT
+G=${G:-256}; B=${B:-32}; EPOCHS=${EPOCHS:-2}; N=${N:-116}
+$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
+cat >"$T/p.yaml" <<YAML
+name: bench
+workdir: $T/w
+seed: 1
+inputs: {bids: $T/d/bids}
+atlases:
+  - {name: tiny, path: $T/d/atlas.nii.gz}
+stages:
+  - {name: parc, uses: parcellate}
+  - {name: conn, uses: connectivity}
+  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: $EPOCHS, batch_size: $B, n_max: 0, checkpoint_every: 0, warmup: 2}}
+YAML
+# the engine needs complete upstream stages; their graphs are then replaced by the
+# synthetic store (a single shard file is a valid store) and pretrain runs with --only
+"$BGFM" run "$T/p.yaml" --only parc --quiet
+"$BGFM" run "$T/p.yaml" --only conn --quiet
+rm -f "$T/w/conn/"*.h5
+$PY "$ROOT/tests/reference/model_graphs.py" "$T/w/conn/index.h5" "aal:$N:$G" --seed 1
+for np in 1 2; do
+  rm -rf "$T/w/pre" "$T/w/.pre.partial" "$T/w/metrics.jsonl"
+  mpirun --oversubscribe --bind-to core -np $np "$BGFM" run "$T/p.yaml" --only pre --quiet
+  cp "$T/w/metrics.jsonl" "$T/m$np.jsonl"
+done
+$PY - "$T" "$G" "$B" "$N" <<'PYEOF'
+import json, sys, statistics as st
+T, G, B, N = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+res = {}
+for np in (1, 2):
+    recs = [json.loads(l) for l in open(f"{T}/m{np}.jsonl")]
+    steps = [r for r in recs if "step" in r][2:]  # steady state: skip the first two steps
+    stage = [r for r in recs if "wall_s" in r][-1]
+    wall = sum(B / r["graphs_per_s"] for r in steps)
+    res[np] = dict(gps=len(steps) * B / wall, comp=st.median(r["compute_s"] for r in steps),
+                   comm=st.median(r["comm_s"] for r in steps), io=st.median(r["io_s"] for r in steps),
+                   stage=stage["wall_s"], n=len(steps))
+    r = res[np]
+    print(f"{np} rank(s): {r['gps']:7.1f} graphs/s over {r['n']} steady steps of {B} graphs (N={N}); "
+          f"per step median compute {r['comp']*1e3:7.1f} ms, comm {r['comm']*1e3:6.1f} ms, "
+          f"io {r['io']*1e3:5.1f} ms; stage wall {r['stage']:.2f} s")
+print(f"speed-up 2 ranks / 1 rank: {res[2]['gps'] / res[1]['gps']:.2f}x (target >= 1.7x)")
+PYEOF

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# pretrain_signal.sh: Slurm-style stop requests on a real 2-rank mpirun. SIGUSR1 sent to
+# mpirun (which forwards it to the ranks): the step finishes, a checkpoint is written
+# collectively, every rank exits 75, and the rerun resumes to parameters bit-identical
+# to an uninterrupted run. A second SIGUSR1 during that checkpoint write does not
+# corrupt it. SIGTERM sent to the ranks (what srun / Slurm deliver): same, exit 75.
+# SIGTERM sent to mpirun: Open MPI 4.1 forwards it and SIGKILLs the ranks ~1 s later
+# (odls_base_sigkill_timeout), so no checkpoint is promised; the rerun still resumes.
+source "$(dirname "$0")/../lib/tap.sh"
+$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+mk() {  # mk FILE WORKDIR
+cat >"$1" <<YAML
+name: sg
+workdir: $2
+seed: 3
+inputs: {bids: $T/d/bids}
+atlases:
+  - {name: tiny, path: $T/d/atlas.nii.gz}
+stages:
+  - {name: parc, uses: parcellate, with: {standardize: zscore}}
+  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
+  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 80, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}
+YAML
+}
+same() {
+$PY - "$1" "$2" <<'PYEOF'
+import h5py, numpy as np, sys
+fa, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = []
+fa.visit(lambda n: names.append(n) if isinstance(fa[n], h5py.Dataset) else None)
+assert len(names) > 100
+for n in names:
+    assert np.array_equal(fa[n][()], fb[n][()]), n
+PYEOF
+}
+# start_run YAML OUT: run in the background once the upstream stages are done
+start_run() {
+  timeout 60 $MPIRUN 2 "$BGFM" run "$1" --only parc --quiet >/dev/null 2>&1
+  timeout 60 $MPIRUN 2 "$BGFM" run "$1" --only conn --quiet >/dev/null 2>&1
+  $MPIRUN 2 "$BGFM" run "$1" >"$2" 2>&1 &
+  mp=$!
+}
+# wait_step WORKDIR N: until the metrics show step N (at most 20 s)
+wait_step() {
+  for _ in $(seq 200); do
+    grep -q "\"step\": $2," "$1/metrics.jsonl" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+mk "$T/a.yaml" "$T/wa"
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet >/dev/null 2>&1
+check "uninterrupted run" test -f "$T/wa/pre/final.h5"
+# SIGUSR1 to mpirun
+mk "$T/b.yaml" "$T/wb"
+start_run "$T/b.yaml" "$T/ob"
+wait_step "$T/wb" 20
+kill -USR1 $mp
+wait $mp
+rc=$?
+check "SIGUSR1 to mpirun: exit 75" test $rc -eq 75
+last=$($PY -c "import json,sys; print(max(json.loads(l)['step'] for l in open(sys.argv[1]) if '\"step\"' in l))" "$T/wb/metrics.jsonl")
+check "checkpoint of the last step done ($last) written; nothing ran after it" test -f "$T/wb/.pre.partial/checkpoints/ckpt-$last.h5"
+check "the stop message names the checkpoint" grep -q "stop requested (SIGTERM/SIGUSR1); checkpoint .*ckpt-$last.h5 written" "$T/ob"
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/b.yaml" >"$T/ob2" 2>&1
+check "rerun resumes and completes" bash -c "[ $? -eq 0 ] && grep -q 'resuming from .*ckpt-$last.h5' '$T/ob2'"
+check "signalled and resumed == uninterrupted (bitwise)" same "$T/wa/pre/final.h5" "$T/wb/pre/final.h5"
+# a second SIGUSR1 while the checkpoint is being written
+mk "$T/c.yaml" "$T/wc"
+export BGFM_TEST_CKPT_PAUSE_MS=1500
+start_run "$T/c.yaml" "$T/oc"
+wait_step "$T/wc" 20
+kill -USR1 $mp
+sleep 0.8
+tmpseen=0; ls "$T/wc/.pre.partial/checkpoints/"*.tmp >/dev/null 2>&1 && tmpseen=1
+kill -USR1 $mp
+wait $mp
+rc=$?
+unset BGFM_TEST_CKPT_PAUSE_MS
+check "second SIGUSR1 during the checkpoint write (write in progress: $tmpseen): exit 75" bash -c "[ $rc -eq 75 ] && [ $tmpseen -eq 1 ]"
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/c.yaml" >"$T/oc2" 2>&1
+check "that checkpoint is valid: resumed and == uninterrupted" bash -c "grep -q 'resuming from' '$T/oc2' && ! grep -q 'falling back' '$T/oc2'" || sed 's/^/#   /' "$T/oc2" | tail -5
+check "  (bitwise)" same "$T/wa/pre/final.h5" "$T/wc/pre/final.h5"
+# SIGTERM to the ranks, as srun delivers it
+mk "$T/d.yaml" "$T/wd"
+start_run "$T/d.yaml" "$T/od"
+wait_step "$T/wd" 20
+kill -TERM $(pgrep -P $mp)
+wait $mp
+rc=$?
+check "SIGTERM to the ranks: exit 75 with a checkpoint" bash -c "[ $rc -eq 75 ] && ls '$T/wd/.pre.partial/checkpoints/' | grep -q 'ckpt-.*h5$'"
+# SIGTERM to mpirun: the ranks are killed ~1 s later; the rerun still resumes or restarts cleanly
+mk "$T/e.yaml" "$T/we"
+start_run "$T/e.yaml" "$T/oe"
+wait_step "$T/we" 20
+kill -TERM $mp
+wait $mp
+rc=$?
+echo "# SIGTERM to mpirun: exit $rc; checkpoints: $(ls "$T/we/.pre.partial/checkpoints/" | tr '\n' ' ')"
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/e.yaml" --quiet >"$T/oe2" 2>&1
+check "after SIGTERM to mpirun the rerun completes == uninterrupted" same "$T/wa/pre/final.h5" "$T/we/pre/final.h5"

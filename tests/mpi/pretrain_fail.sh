@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# pretrain_fail.sh: a failing rank stops every rank of a real 2-rank mpirun with its own
+# message and the documented exit code, never a hang (every run is under `timeout`):
+# an allocation failure on rank 1 only (MPMD launch, BGFM_FAIL_ALLOC_AFTER) inside the
+# pretrain stage -> 5; a NaN in one input graph -> 6 naming the rank and the batch; an
+# unreadable graph shard -> 4 naming the file.
+source "$(dirname "$0")/../lib/tap.sh"
+$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+cat >"$T/p.yaml" <<YAML
+name: fl
+workdir: $T/w
+seed: 3
+inputs: {bids: $T/d/bids}
+atlases:
+  - {name: tiny, path: $T/d/atlas.nii.gz}
+stages:
+  - {name: parc, uses: parcellate, with: {standardize: zscore}}
+  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
+  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}
+YAML
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only parc --quiet >/dev/null 2>&1
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only conn --quiet >/dev/null 2>&1
+check "upstream graphs made" test -f "$T/w/conn/shard-00000.h5"
+# allocation failure on rank 1 only: scan the allocation count until it lands in pretrain
+found=0
+for n in $(seq 300 4 480); do
+  rm -rf "$T/w/pre" "$T/w/.pre.partial"
+  timeout 30 mpirun --oversubscribe -np 1 "$BGFM" run "$T/p.yaml" --quiet : \
+    -np 1 env BGFM_FAIL_ALLOC_AFTER=$n "$BGFM" run "$T/p.yaml" --quiet >"$T/oa" 2>&1
+  rc=$?
+  if grep -q "rank 1: out of memory .* for \(model\|plan\|batch\|model workspace\|global projection\|NT-Xent\|AdamW\|gather\|atlas map\)" "$T/oa"; then found=1; break; fi
+  [ $rc -eq 124 ] && break
+done
+echo "# BGFM_FAIL_ALLOC_AFTER=$n on rank 1: $(grep 'bgfm:' "$T/oa" | head -1)"
+check "allocation failure on rank 1 inside pretrain: every rank stops, exit 5, rank 1's message" \
+  bash -c "[ $found -eq 1 ] && [ $rc -eq 5 ]"
+# NaN in one graph of the shard (the store is edited in place; --only skips the upstream check)
+cp "$T/w/conn/shard-00000.h5" "$T/shard.bak"
+$PY - "$T/w/conn/shard-00000.h5" <<'PYEOF'
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["graphs/tiny/fc"]
+    x = d[()]
+    x[:, 1, 2] = np.nan  # every graph: whichever rank reads first fails
+    x[:, 2, 1] = np.nan
+    d[...] = x
+PYEOF
+rm -rf "$T/w/pre" "$T/w/.pre.partial"
+timeout 30 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only pre >"$T/on" 2>&1
+rc=$?
+check "NaN input: exit 6, message names the rank, step and batch" \
+  bash -c "[ $rc -eq 6 ] && grep -q 'rank 0: pretrain: loss is not finite .* at step 0 (epoch 0) on graphs' '$T/on'"
+printf 'not an HDF5 file%.0s' $(seq 200) >"$T/w/conn/shard-00000.h5"
+rm -rf "$T/w/pre" "$T/w/.pre.partial"
+timeout 30 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only pre >"$T/ou" 2>&1
+rc=$?
+check "unreadable shard: exit 4 naming the file" bash -c "[ $rc -eq 4 ] && grep -q 'shard-00000.h5' '$T/ou'"
+cp "$T/shard.bak" "$T/w/conn/shard-00000.h5"

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""probe_logreg.py TEST_LOGREG TMPDIR: checks the C logistic regression and metrics of
+the probe (stages/probe/logreg.c, metrics.c) against independent numpy/scipy code.
+Fits: scipy.optimize.minimize (L-BFGS-B, analytic gradient, tight tolerances) on the
+same penalised objective 0.5|W|^2 + C sum CE, binary and multinomial, narrow and wide
+(D > n) data, standardised with the training mean and population sd; coefficients
+must agree to 1e-4. AUC: scipy.stats.mannwhitneyu U / (n1 n0) (and macro one-vs-rest
+for 3 classes), accuracy, balanced accuracy. Prints TAP lines."""
+import subprocess, sys, os
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp, expit
+from scipy.stats import mannwhitneyu
+
+exe, tmp = sys.argv[1], sys.argv[2]
+fails = 0
+
+def tap(ok, name):
+    global fails
+    print(("ok - " if ok else "not ok - ") + name)
+    fails += 0 if ok else 1
+
+def ref_fit(X, y, K, C):
+    n, D = X.shape
+    nr = 1 if K == 2 else K
+    Y = np.eye(K)[y]
+    def f(th):
+        W = th[:nr * D].reshape(nr, D); b = th[nr * D:]
+        S = X @ W.T + b
+        if nr == 1:
+            s = S[:, 0]
+            loss = np.sum(np.logaddexp(0, s) - y * s)
+            r = C * (expit(s) - y)
+            gW = W + r[None, :] @ X; gb = np.array([r.sum()])
+        else:
+            lse = logsumexp(S, axis=1)
+            loss = np.sum(lse - S[np.arange(n), y])
+            R = C * (np.exp(S - lse[:, None]) - Y)
+            gW = W + R.T @ X; gb = R.sum(0)
+        return 0.5 * np.sum(W * W) + C * loss, np.concatenate([gW.ravel(), gb])
+    res = minimize(f, np.zeros(nr * (D + 1)), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 100000, "gtol": 1e-12, "ftol": 1e-15, "maxcor": 30})
+    th = res.x
+    W = th[:nr * D].reshape(nr, D); b = th[nr * D:]
+    if nr > 1:  # symmetric softmax: intercepts defined up to a constant; C keeps sum 0
+        b = b - b.mean()
+    return W, b
+
+def run_case(name, n, D, K, C, stdz, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    y[:K] = np.arange(K)
+    X = rng.standard_normal((n, D)) * (1 + rng.random(D) * 3) + 5.0
+    X[:, : min(D, 4)] += 1.2 * y[:, None]
+    path = os.path.join(tmp, name + ".in")
+    with open(path, "w") as f:
+        f.write("%d %d %d %.17g %d\n" % (n, D, K, C, stdz))
+        for i in range(n):
+            f.write("%d %s\n" % (y[i], " ".join("%.17g" % v for v in X[i])))
+    out = os.path.join(tmp, name + ".out")
+    subprocess.run([exe, "--fit", path, out], check=True)
+    vals = open(out).read().split()
+    nr, Dc, conv = int(vals[0]), int(vals[1]), int(vals[2])
+    v = np.array([float(x) for x in vals[4:]])
+    Wc = v[: nr * D].reshape(nr, D); bc = v[nr * D: nr * D + nr]
+    musd = v[nr * D + nr: nr * D + nr + 2 * D].reshape(D, 2)
+    Pc = v[nr * D + nr + 2 * D:].reshape(n, K)
+    if stdz:
+        mu = X.mean(0); sd = X.std(0)
+        Z = (X - mu) / sd
+        tap(np.allclose(musd[:, 0], mu, rtol=1e-12, atol=1e-12) and
+            np.allclose(musd[:, 1], sd, rtol=1e-12), name + ": standardisation = training mean, population sd")
+    else:
+        Z = X
+    W, b = ref_fit(Z, y, K, C)
+    scale = max(1.0, np.abs(W).max())
+    err = max(np.abs(Wc - W).max(), np.abs(bc - b).max()) / scale
+    tap(conv == 1 and err < 1e-4, "%s: coefficients match scipy (max rel err %.2e, n %d D %d K %d)" % (name, err, n, D, K))
+    S = Z @ W.T + b
+    P = np.column_stack([1 - expit(S[:, 0]), expit(S[:, 0])]) if K == 2 else np.exp(S - logsumexp(S, axis=1)[:, None])
+    tap(np.abs(P - Pc).max() < 1e-5, name + ": predicted probabilities match")
+
+run_case("binary", 80, 6, 2, 0.7, 1, 1)
+run_case("binary_raw", 60, 3, 2, 2.0, 0, 2)
+run_case("multinomial", 90, 5, 3, 0.5, 1, 3)
+run_case("wide_binary", 30, 200, 2, 1.0, 1, 4)
+run_case("wide_multinomial", 33, 120, 3, 0.3, 1, 5)
+
+# AUC / accuracy / balanced accuracy
+def metrics_case(name, n, K, seed, ties):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n); y[:K] = np.arange(K)
+    S = rng.random((n, K)) + 0.3 * np.eye(K)[y]
+    if ties:
+        S = np.round(S * 4) / 4
+    path = os.path.join(tmp, name + ".auc"); out = path + ".out"
+    with open(path, "w") as f:
+        f.write("%d %d\n" % (n, K))
+        for i in range(n):
+            f.write("%d %s\n" % (y[i], " ".join("%.17g" % v for v in S[i])))
+    subprocess.run([exe, "--auc", path, out], check=True)
+    auc, acc, bacc = [float(x) for x in open(out).read().split()]
+    cols = [1] if K == 2 else range(K)
+    ref = np.mean([mannwhitneyu(S[y == k, k], S[y != k, k]).statistic / ((y == k).sum() * (y != k).sum()) for k in cols])
+    pred = S.argmax(1)
+    racc = np.mean(pred == y)
+    rbacc = np.mean([np.mean(pred[y == k] == k) for k in range(K)])
+    tap(abs(auc - ref) < 1e-12, "%s: AUC %.6f = Mann-Whitney U/(n1 n0) %.6f" % (name, auc, ref))
+    tap(abs(acc - racc) < 1e-12 and abs(bacc - rbacc) < 1e-12, name + ": accuracy and balanced accuracy")
+
+metrics_case("auc_binary", 101, 2, 7, False)
+metrics_case("auc_binary_ties", 64, 2, 8, True)
+metrics_case("auc_ovr3", 90, 3, 9, True)
+sys.exit(1 if fails else 0)

@@ -1,0 +1,233 @@
+/* test_ckpt.c: parallel checkpoints (round trip, checksums independent of the rank
+ * count, a flipped byte detected) and the data-parallel helpers (batch slices, the
+ * global NT-Xent against layer_ntxent on the whole batch). Runs on 1 rank from the unit
+ * suite and on 2-4 ranks from tests/mpi/pretrain_ckpt.sh. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "bgfm/ckpt.h"
+#include "bgfm/dist.h"
+#include "bgfm/h5io.h"
+#include "bgfm/layers.h"
+#include "bgfm/rng.h"
+#include "bgfm/sha256.h"
+
+static char path[256];
+static bgfm_ctx ctx;
+
+static void small_model(model *m, optim *o) {
+    model_cfg c;
+    memset(&c, 0, sizeof c);
+    c.H = 8, c.nh = 2, c.F = 16, c.k = 3, c.L = 1, c.Ld = 1, c.P = 4, c.N_max = 7;
+    c.n_atlases = 2;
+    snprintf(c.atlas[0], sizeof c.atlas[0], "a");
+    snprintf(c.atlas[1], sizeof c.atlas[1], "b");
+    c.atlas_nodes[0] = 5;
+    c.atlas_nodes[1] = 7;
+    bgfm_err e = {0};
+    assert_int_equal(model_init(m, &c, &e), 0);
+    model_init_params(m, 11);
+    assert_int_equal(optim_init(o, m, &e), 0);
+    rng_stream r;
+    rng_init(&r, 3, RNG_USER, 1, 0, 0);
+    for (int64_t i = 0; i < m->n_params; i++) {
+        o->m[i] = (float)rng_normal(&r);
+        o->v[i] = (float)rng_uniform(&r);
+    }
+    o->t = 7;
+}
+
+static void flip_byte(const char *dset) {
+    if (ctx.rank == 0) {
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        assert_true(f >= 0);
+        hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
+        assert_true(d >= 0);
+        haddr_t off = H5Dget_offset(d);
+        assert_true(off != HADDR_UNDEF);
+        H5Dclose(d);
+        H5Fclose(f);
+        FILE *fp = fopen(path, "r+b");
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, (long)off + 13, SEEK_SET), 0);
+        int c = fgetc(fp);
+        assert_int_equal(fseek(fp, (long)off + 13, SEEK_SET), 0);
+        fputc(c ^ 0x5a, fp);
+        fclose(fp);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void test_roundtrip_and_corruption(void **unused) {
+    (void)unused;
+    model m, m2;
+    optim o, o2;
+    small_model(&m, &o);
+    bgfm_err e = {0};
+    ckpt_state st = {42, 3, 5, 77, "stage: x\n"}, st2;
+    assert_int_equal(ckpt_save_par(MPI_COMM_WORLD, path, &m, &o, &st, &e), 0);
+    /* checksums do not depend on how many ranks hash */
+    char a1[65], b1[65], a2[65], b2[65];
+    assert_int_equal(ckpt_checksums(MPI_COMM_WORLD, &m, &o, &st, a1, b1, &e), 0);
+    assert_int_equal(ckpt_checksums(MPI_COMM_SELF, &m, &o, &st, a2, b2, &e), 0);
+    assert_string_equal(a1, a2);
+    assert_string_equal(b1, b2);
+    assert_true(ckpt_is_complete(path));
+    assert_int_equal(ckpt_load(path, &m2, &o2, &st2, &e), 0);
+    assert_int_equal(m2.n_params, m.n_params);
+    assert_memory_equal(m2.w, m.w, (size_t)m.n_params * sizeof(float));
+    assert_memory_equal(o2.m, o.m, (size_t)m.n_params * sizeof(float));
+    assert_memory_equal(o2.v, o.v, (size_t)m.n_params * sizeof(float));
+    assert_true(o2.t == 7 && st2.step == 42 && st2.epoch == 3 && st2.pos == 5 && st2.seed == 77);
+    assert_string_equal(st2.config, "stage: x\n");
+    free(st2.config);
+    optim_free(&o2);
+    model_free(&m2);
+    /* a flipped byte in the moments: the full load fails naming the file; the model alone
+     * still loads (its own checksum holds) */
+    MPI_Barrier(MPI_COMM_WORLD);
+    flip_byte("/optim/v/enc/0/ffn/W1");
+    bgfm_err_clear(&e);
+    assert_int_equal(ckpt_load(path, &m2, &o2, NULL, &e), BGFM_EDATA);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "checksum mismatch"));
+    optim_free(&o2);
+    model_free(&m2);
+    bgfm_err_clear(&e);
+    assert_int_equal(ckpt_load(path, &m2, NULL, NULL, &e), 0);
+    model_free(&m2);
+    MPI_Barrier(MPI_COMM_WORLD);
+    flip_byte("/model/in/W");
+    bgfm_err_clear(&e);
+    assert_int_equal(ckpt_load(path, &m2, NULL, NULL, &e), BGFM_EDATA);
+    assert_non_null(strstr(e.msg, "checksum mismatch"));
+    model_free(&m2);
+    optim_free(&o);
+    model_free(&m);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* The fast checkpoint hash equals sha256.h (and the FIPS 180-4 "abc" vector) at every
+ * padding boundary. */
+static void test_fast_sha256(void **unused) {
+    (void)unused;
+    uint8_t d1[32], d2[32];
+    char hex[65];
+    ckpt_sha256("abc", 3, d1);
+    sha256_hex(d1, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    size_t big = ((size_t)1 << 20) + 77;
+    unsigned char *b = malloc(big);
+    assert_non_null(b);
+    rng_stream r;
+    rng_init(&r, 5, RNG_USER, 2, 0, 0);
+    for (size_t i = 0; i < big; i++) b[i] = (unsigned char)rng_u32(&r);
+    size_t sizes[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096, big};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ckpt_sha256(b, sizes[i], d1);
+        sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, b, sizes[i]);
+        sha256_final(&c, d2);
+        assert_memory_equal(d1, d2, 32);
+    }
+    free(b);
+}
+
+static void test_slices(void **unused) {
+    (void)unused;
+    for (int size = 1; size <= 7; size++)
+        for (int64_t n = 0; n <= 20; n++) {
+            int64_t next = 0, mx = 0, mn = n;
+            for (int r = 0; r < size; r++) {
+                int64_t lo, c;
+                dist_slice(n, size, r, &lo, &c);
+                assert_true(lo == next && c >= 0);
+                next = lo + c;
+                if (c > mx) mx = c;
+                if (c < mn) mn = c;
+            }
+            assert_true(next == n && mx - mn <= 1);
+        }
+}
+
+/* The global NT-Xent on this rank's slice equals layer_ntxent on the whole batch. */
+static void check_ntxent(int64_t n, int64_t P) {
+    float *za = calloc((size_t)(n * P), sizeof(float)), *zb = calloc((size_t)(n * P), sizeof(float));
+    float *ga = calloc((size_t)(n * P), sizeof(float)), *gb = calloc((size_t)(n * P), sizeof(float));
+    float *sc = calloc((size_t)(4 * n * n), sizeof(float));
+    assert_true(za && zb && ga && gb && sc);
+    rng_stream r;
+    rng_init(&r, 9, RNG_USER, (uint64_t)n, 0, 0);
+    for (int64_t i = 0; i < n; i++) { /* unit rows, as after the L2 normalisation */
+        double s1 = 0, s2 = 0;
+        for (int64_t j = 0; j < P; j++) {
+            za[i * P + j] = (float)rng_normal(&r);
+            zb[i * P + j] = za[i * P + j] + 0.3f * (float)rng_normal(&r);
+            s1 += (double)za[i * P + j] * (double)za[i * P + j];
+            s2 += (double)zb[i * P + j] * (double)zb[i * P + j];
+        }
+        for (int64_t j = 0; j < P; j++) {
+            za[i * P + j] = (float)((double)za[i * P + j] / sqrt(s1));
+            zb[i * P + j] = (float)((double)zb[i * P + j] / sqrt(s2));
+        }
+    }
+    double ref = layer_ntxent(ga, gb, za, zb, n, P, 0.2, 0.5, sc);
+    int64_t lo, b;
+    dist_slice(n, ctx.size, ctx.rank, &lo, &b);
+    float *z = calloc((size_t)(2 * (b ? b : 1) * P), sizeof(float));
+    float *dz = calloc((size_t)(2 * (b ? b : 1) * P), sizeof(float));
+    assert_true(z && dz);
+    memcpy(z, za + lo * P, (size_t)(b * P) * sizeof(float));
+    memcpy(z + b * P, zb + lo * P, (size_t)(b * P) * sizeof(float));
+    dist_ntx d;
+    double loss = 0;
+    assert_int_equal(dist_ntx_init(&d, &ctx, n, P, &ctx.err), 0);
+    assert_int_equal(dist_ntxent(&ctx, &d, z, dz, n, P, 0.2, 0.5, &loss), 0);
+    assert_true(fabs(loss - ref) <= 1e-12 * fabs(ref));
+    for (int64_t i = 0; i < b * P; i++) {
+        assert_true(fabsf(dz[i] - ga[lo * P + i]) <= 1e-7f);
+        assert_true(fabsf(dz[b * P + i] - gb[lo * P + i]) <= 1e-7f);
+    }
+    dist_ntx_free(&d);
+    free(z);
+    free(dz);
+    free(za);
+    free(zb);
+    free(ga);
+    free(gb);
+    free(sc);
+}
+
+static void test_global_ntxent(void **unused) {
+    (void)unused;
+    check_ntxent(7, 5);  /* uneven slices */
+    check_ntxent(2, 3);  /* more ranks than graphs: some ranks hold none */
+    check_ntxent(12, 8);
+}
+
+int main(int argc, char **argv) {
+    memset(&ctx, 0, sizeof ctx);
+    MPI_Init(&argc, &argv);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ctx.comm = MPI_COMM_WORLD;
+    MPI_Comm_rank(MPI_COMM_WORLD, &ctx.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ctx.size);
+    long pid = ctx.rank == 0 ? (long)getpid() : 0;
+    MPI_Bcast(&pid, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(path, sizeof path, "/tmp/bgfm-ckpt-%ld.h5", pid);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roundtrip_and_corruption),
+                                       cmocka_unit_test(test_fast_sha256),
+                                       cmocka_unit_test(test_slices),
+                                       cmocka_unit_test(test_global_ntxent)};
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (ctx.rank == 0) unlink(path);
+    MPI_Finalize();
+    return rc;
+}
