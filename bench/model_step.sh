@@ -36,14 +36,17 @@ for cfg in $CONFIGS; do
       echo "   openblas: $(get openblas_core "$T/c.txt") ($(get openblas_config "$T/c.txt"))"; }
     awk -v cg="$(get graphs_per_s "$T/c.txt")" -v pg="$(get graphs_per_s "$T/p.txt")" \
         -v cm="$(get step_ms_median "$T/c.txt")" -v pm="$(get step_ms_median "$T/p.txt")" \
+        -v cc="$(get cpu_ms_per_step "$T/c.txt")" -v pc="$(get cpu_ms_per_step "$T/p.txt")" \
         -v cr="$(get peak_rss_mb "$T/c.txt")" -v pr="$(get peak_rss_mb "$T/p.txt")" \
         -v gf="$(get step_gflop "$T/c.txt")" -v gr="$(get step_gflops "$T/c.txt")" \
         -v sg="$(get sgemm_gflops "$T/c.txt")" 'BEGIN{
-      printf "   bgfm    %8.2f graphs/s  step %8.1f ms  peak RSS %7.1f MB\n", cg, cm, cr
-      printf "   pytorch %8.2f graphs/s  step %8.1f ms  peak RSS %7.1f MB\n", pg, pm, pr
+      printf "   bgfm    %8.2f graphs/s  step %8.1f ms (CPU %8.1f ms)  peak RSS %7.1f MB\n", cg, cm, cc, cr
+      printf "   pytorch %8.2f graphs/s  step %8.1f ms (CPU %8.1f ms)  peak RSS %7.1f MB\n", pg, pm, pc, pr
       printf "   bgfm / pytorch: %.2fx throughput (target > 1), RSS %.2f (target <= 0.33)\n", cg/pg, cr/pr
       split(sg, s, " ")
-      printf "   step %.2f GFLOP (formula) -> %.1f GFLOP/s = %.0f%% of SGEMM %s GFLOP/s (target >= 70%%)\n", gf, gr, 100*gr/s[1], sg }'
+      printf "   step %.2f GFLOP (docs/model.md formula) -> %.1f GFLOP/s\n", gf, gr
+      printf "   SGEMM in this run: %.1f GFLOP/s (B*T x 3H x H), %.1f GFLOP/s (the step'"'"'s GEMM shapes)\n", s[1], s[2]
+      printf "   fraction of SGEMM: %.0f%% / %.0f%% (target >= 70%%)\n", 100*gr/s[1], 100*gr/s[2] }'
     echo "   bgfm loss checksum $(get loss_checksum "$T/c.txt")"
   done
 done

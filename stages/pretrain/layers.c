@@ -90,44 +90,43 @@ static float exp_shift_sum(float *x, int64_t n, float sub) {
 /* 16 consecutive blocks from the stream's counter; out gets 64 words in stream order. */
 static void philox16(const rng_stream *r, uint64_t ctr, uint32_t *out) {
     const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
-    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF);
-    __m512i a0[2], a1[2], a2[2], a3[2];
-    for (int h = 0; h < 2; h++) {
-        uint64_t b = ctr + 8u * (uint64_t)h;
-        __m512i c = _mm512_add_epi64(_mm512_set1_epi64((long long)b),
-                                     _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-        a0[h] = _mm512_and_si512(c, low);
-        a1[h] = _mm512_srli_epi64(c, 32);
-        a2[h] = _mm512_set1_epi64(r->ctr[2]);
-        a3[h] = _mm512_set1_epi64(r->ctr[3]);
-    }
+    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i ca = _mm512_add_epi64(_mm512_set1_epi64((long long)ctr), lane);
+    __m512i cb = _mm512_add_epi64(_mm512_set1_epi64((long long)(ctr + 8u)), lane);
+    /* two independent chains of 8 blocks each, kept in registers (64-bit lanes holding
+     * 32-bit words, so vpmuludq gives the full 32 x 32 -> 64 product) */
+    __m512i a0 = _mm512_and_si512(ca, low), a1 = _mm512_srli_epi64(ca, 32);
+    __m512i b0 = _mm512_and_si512(cb, low), b1 = _mm512_srli_epi64(cb, 32);
+    __m512i a2 = _mm512_set1_epi64(r->ctr[2]), a3 = _mm512_set1_epi64(r->ctr[3]);
+    __m512i b2 = a2, b3 = a3;
     uint32_t k0 = r->key[0], k1 = r->key[1];
     for (int round = 0; round < 10; round++) {
         __m512i kk0 = _mm512_set1_epi64(k0), kk1 = _mm512_set1_epi64(k1);
-        for (int h = 0; h < 2; h++) {
-            __m512i p0 = _mm512_mul_epu32(a0[h], m0), p1 = _mm512_mul_epu32(a2[h], m1);
-            a0[h] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), a1[h]), kk0);
-            a1[h] = _mm512_and_si512(p1, low);
-            a2[h] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), a3[h]), kk1);
-            a3[h] = _mm512_and_si512(p0, low);
-        }
+        __m512i pa0 = _mm512_mul_epu32(a0, m0), pa1 = _mm512_mul_epu32(a2, m1);
+        __m512i pb0 = _mm512_mul_epu32(b0, m0), pb1 = _mm512_mul_epu32(b2, m1);
+        a0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(pa1, 32), a1), kk0);
+        b0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(pb1, 32), b1), kk0);
+        a1 = _mm512_and_si512(pa1, low);
+        b1 = _mm512_and_si512(pb1, low);
+        a2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(pa0, 32), a3), kk1);
+        b2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(pb0, 32), b3), kk1);
+        a3 = _mm512_and_si512(pa0, low);
+        b3 = _mm512_and_si512(pb0, low);
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
-    for (int h = 0; h < 2; h++) {
-        uint64_t w0[8], w1[8], w2[8], w3[8];
-        _mm512_storeu_si512(w0, a0[h]);
-        _mm512_storeu_si512(w1, a1[h]);
-        _mm512_storeu_si512(w2, a2[h]);
-        _mm512_storeu_si512(w3, a3[h]);
-        for (int j = 0; j < 8; j++) {
-            uint32_t *o = out + 32 * h + 4 * j;
-            o[0] = (uint32_t)w0[j];
-            o[1] = (uint32_t)w1[j];
-            o[2] = (uint32_t)w2[j];
-            o[3] = (uint32_t)w3[j];
-        }
-    }
+    /* words of block j in stream order: (w0, w1) interleaved as 64-bit (w0 | w1 << 32) */
+    __m512i x01a = _mm512_or_si512(a0, _mm512_slli_epi64(a1, 32));
+    __m512i x23a = _mm512_or_si512(a2, _mm512_slli_epi64(a3, 32));
+    __m512i x01b = _mm512_or_si512(b0, _mm512_slli_epi64(b1, 32));
+    __m512i x23b = _mm512_or_si512(b2, _mm512_slli_epi64(b3, 32));
+    /* block j = [x01[j], x23[j]]: interleave the 64-bit lanes */
+    const __m512i lo_idx = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+    const __m512i hi_idx = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi64(x01a, lo_idx, x23a));
+    _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi64(x01a, hi_idx, x23a));
+    _mm512_storeu_si512(out + 32, _mm512_permutex2var_epi64(x01b, lo_idx, x23b));
+    _mm512_storeu_si512(out + 48, _mm512_permutex2var_epi64(x01b, hi_idx, x23b));
 }
 #endif
 

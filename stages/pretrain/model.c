@@ -420,6 +420,19 @@ static void vrelu_mask(float *g, const float *pre, int64_t n) {
         if (!(pre[i] > 0.0f)) g[i] = 0.0f;
 }
 
+/* The per-graph, per-head GEMMs of attention (T x T x H/nh) and of the structure loss
+ * are too small to gain from splitting across OpenBLAS threads (the hand-off costs more
+ * than it saves, much more when a core is shared): they run on one thread, the big
+ * B*T-row GEMMs on all. Returns the thread count to restore. */
+static int blas_single_begin(void) {
+    int nt = openblas_get_num_threads();
+    if (nt > 1) openblas_set_num_threads(1);
+    return nt;
+}
+static void blas_single_end(int nt) {
+    if (nt > 1) openblas_set_num_threads(nt);
+}
+
 /* out (n, C) = xhat * gamma + beta: a LayerNorm output again, bit-identical to
  * layer_norm_forward's (same operations on the same stored xhat). */
 static void ln_apply(float *out, const float *xhat, const float *gamma, const float *beta,
@@ -494,11 +507,13 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
     }
     /* self-attention over token + regions */
     layer_linear_forward(a->qkv, h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
+    int nt = blas_single_begin();
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
         layer_attn_forward(a->att + (int64_t)b * T * H, a->lse + (int64_t)b * nh * T,
                            a->qkv + (int64_t)b * T * 3 * H, T, H, nh, &ad, ws->attn);
     }
+    blas_single_end(nt);
     layer_linear_forward(ws->S1, a->att, w + p->Wo, H, w + p->bo, BT, H, H);
     drop_rows(ws->S1, dk, B, T * H, 0);
     vadd(ws->S1, h1, BT * H);
@@ -538,12 +553,14 @@ static void block_backward(const model *m, const model_block *p, const model_blk
     linear_dinp_set(ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
     layer_linear_backward(NULL, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
     memset(ws->S3, 0, 3 * bth);
+    int nt = blas_single_begin();
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
         layer_attn_backward(ws->S3 + (int64_t)b * T * 3 * H, ws->S4 + (int64_t)b * T * H,
                             a->qkv + (int64_t)b * T * 3 * H, a->att + (int64_t)b * T * H,
                             a->lse + (int64_t)b * nh * T, T, H, nh, &ad, ws->attn);
     }
+    blas_single_end(nt);
     for (int b = 0; b < B; b++) { /* h1 again: token row = hin, region rows from xhat */
         int64_t t0 = (int64_t)b * T * H;
         memcpy(ws->S2 + t0, hin + t0, (size_t)H * sizeof(float));
@@ -725,10 +742,12 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
         /* structure loss on the visible node embeddings */
         double s = 0;
+        int nt = blas_single_begin();
         for (int b = 0; b < B; b++)
             s += layer_bce_struct(ws->G2 + ((int64_t)b * Ta + 1) * H, za + ((int64_t)b * Ta + 1) * H,
                                   ws->nv, H, H, bt->adj + (int64_t)b * N * N, N,
                                   ws->ea.idx + (int64_t)b * ws->nv, hp->lambda_adj / B, ws->attn);
+        blas_single_end(nt);
         out->adj = s / B;
     }
     if (mode & MODEL_GCL) {

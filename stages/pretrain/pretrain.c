@@ -698,7 +698,19 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.keep_checkpoints = params_int(w, "keep_checkpoints");
     o.seed = r->pipe->seed;
     o.stage_name = r->stage->name;
-    o.resume_from = params_has(w, "resume_from") ? params_str(w, "resume_from") : NULL;
+    /* resume_from: relative paths are relative to the pipeline file's folder, like
+     * every other path of a pipeline */
+    char *resume = NULL;
+    const char *rf = params_has(w, "resume_from") ? params_str(w, "resume_from") : NULL;
+    if (rf && rf[0] != '/' && strchr(r->pipe->file, '/')) {
+        size_t n = strlen(r->pipe->file) + strlen(rf) + 2;
+        resume = bgfm_malloc(&ctx->err, n, "path");
+        if (resume) {
+            snprintf(resume, n, "%s", r->pipe->file);
+            snprintf(strrchr(resume, '/') + 1, n - (size_t)(strrchr(resume, '/') + 1 - resume), "%s", rf);
+        }
+    }
+    o.resume_from = resume ? resume : rf;
     const char *stop = getenv("BGFM_TEST_STOP_AFTER");
     o.stop_after = stop ? strtoll(stop, NULL, 10) : 0;
     char *init = NULL, *cfgtext = NULL, *gpath = NULL;
@@ -740,6 +752,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     r->bytes_read = res.bytes_read;
     r->items_unit = "steps";
     free(init);
+    free(resume);
     free(cfgtext);
     free(gpath);
     return rc;

@@ -102,8 +102,8 @@ slurm: {ntasks_per_node: 1, mem: 500M, time: "5", signal_grace: 60}
 EOF
 if "$BGFM" submit "$T/pre.yaml" --stage pretrain --dry-run >"$T/pre.dry" 2>&1; then
   s=$T/workpre/slurm/pretrain.sbatch
-  check "generated pretrain script has --signal=B:USR1@60 and --requeue" \
-    grep -qx -e '#SBATCH --signal=B:USR1@60' "$s"
+  { grep -qx -e '#SBATCH --signal=B:USR1@60' "$s" && grep -qx -e '#SBATCH --requeue' "$s"; }
+  ok_if "generated pretrain script has --signal=B:USR1@60 and --requeue" $?
   sed -i "s|^bgfm=.*|bgfm='$T/fakebgfm'|" "$s"
   p1=$(FAKE_MARK=$T/gen sbatch --parsable "$s")
   # the dependent job checks that it runs only after the requeued job really finished

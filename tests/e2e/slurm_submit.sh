@@ -88,8 +88,8 @@ for v in '"x; rm -rf /"' '"$(reboot)"' '"`reboot`"' '"a\nb"'; do
   { [ "$rc" -eq 2 -a ! -e "$T/calls" -a ! -e "$T/work/slurm/parc.sbatch" ] && grep -q "$T/h.yaml:10:[0-9]*: .*stages.conn.slurm.partition" "$T/err"; }; ok_if "hostile partition $v: exit 2, FILE:LINE:COL, nothing written or submitted" $?
 done
 rm -rf "$T/calls" "$T/work"
-sed 's|time: "10"|time: "10"\n  extra: ["--comment=$(id)"]|' "$T/p.yaml" >"$T/h.yaml"
+sed 's|time: "10"}|time: "10", extra: ["--comment=$(id)"]}|' "$T/p.yaml" >"$T/h.yaml"
 "$BGFM" submit "$T/h.yaml" >"$T/out" 2>"$T/err"; rc=$?
-{ [ "$rc" -eq 2 -a ! -e "$T/calls" ] && grep -q "slurm.extra" "$T/err"; }; ok_if "hostile extra line: exit 2 naming slurm.extra" $?
+{ [ "$rc" -eq 2 -a ! -e "$T/calls" ] && grep -q "$T/h.yaml:11:[0-9]*: .*'slurm.extra'" "$T/err"; }; ok_if "hostile extra line: exit 2 naming slurm.extra" $?
 expect_rc "missing pipeline file exits 2" 2 "$BGFM" submit "$T/none.yaml" 2>/dev/null
 expect_rc "unknown option exits 2" 2 "$BGFM" submit "$T/p.yaml" --bogus 2>/dev/null
