@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# pretrain_scaling.sh: data-parallel pretraining throughput, 1 rank vs 2 ranks (one
-# OpenBLAS thread per rank, ranks bound to cores), on synthetic graphs of one atlas
-# (N=116, tests/reference/model_graphs.py) with the default model (H=128, F=256, L=2,
-# Ld=1, gmae+gcl) and batch_size 32. Prints per-step compute / comm / io (max over
-# ranks, medians over the steady steps) and the speed-up. Not a test: figures for
-# docs/performance.md. Env: G graphs (256), B batch (32), EPOCHS (2), N (116).
+# pretrain_scaling.sh: data-parallel pretraining throughput, 1 rank vs 2 ranks, one
+# OpenBLAS thread per rank, on synthetic graphs of one atlas (N=116,
+# tests/reference/model_graphs.py) with the default model (H=128, F=256, L=2, Ld=1,
+# gmae+gcl) and batch_size 32. Ranks are not bound to cores and yield when idle by
+# default, as the 2 cores are shared with other work (BIND=core MCA= for the strict
+# setting). Prints per-step compute / comm / io (max over
+# ranks, medians over the steady steps) and the speed-up, best of REPS runs each. Not a test: figures for
+# docs/performance.md. Env: G graphs (256), B batch (32), EPOCHS (2), N (116), REPS (3).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
@@ -32,23 +34,31 @@ YAML
 "$BGFM" run "$T/p.yaml" --only conn --quiet
 rm -f "$T/w/conn/"*.h5
 $PY "$ROOT/tests/reference/model_graphs.py" "$T/w/conn/index.h5" "aal:$N:$G" --seed 1
-for np in 1 2; do
-  rm -rf "$T/w/pre" "$T/w/.pre.partial" "$T/w/metrics.jsonl"
-  mpirun --oversubscribe --bind-to core -np $np "$BGFM" run "$T/p.yaml" --only pre --quiet
-  cp "$T/w/metrics.jsonl" "$T/m$np.jsonl"
+# REPS alternating runs of 1 and 2 ranks; the best of each is reported (the machine is
+# shared: the best run is the one least disturbed by other work)
+for rep in $(seq "${REPS:-3}"); do
+  for np in 1 2; do
+    rm -rf "$T/w/pre" "$T/w/.pre.partial" "$T/w/metrics.jsonl"
+    mpirun --oversubscribe --bind-to ${BIND:-none} ${MCA---mca mpi_yield_when_idle 1} -np $np "$BGFM" run "$T/p.yaml" --only pre --quiet
+    cp "$T/w/metrics.jsonl" "$T/m$np.$rep.jsonl"
+  done
 done
-$PY - "$T" "$G" "$B" "$N" <<'PYEOF'
+$PY - "$T" "$G" "$B" "$N" "${REPS:-3}" <<'PYEOF'
 import json, sys, statistics as st
-T, G, B, N = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+T, G, B, N, REPS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 res = {}
 for np in (1, 2):
-    recs = [json.loads(l) for l in open(f"{T}/m{np}.jsonl")]
-    steps = [r for r in recs if "step" in r][2:]  # steady state: skip the first two steps
-    stage = [r for r in recs if "wall_s" in r][-1]
-    wall = sum(B / r["graphs_per_s"] for r in steps)
-    res[np] = dict(gps=len(steps) * B / wall, comp=st.median(r["compute_s"] for r in steps),
-                   comm=st.median(r["comm_s"] for r in steps), io=st.median(r["io_s"] for r in steps),
-                   stage=stage["wall_s"], n=len(steps))
+    runs = []
+    for rep in range(1, REPS + 1):
+        recs = [json.loads(l) for l in open(f"{T}/m{np}.{rep}.jsonl")]
+        steps = [r for r in recs if "step" in r][2:]  # steady state: skip the first two steps
+        stage = [r for r in recs if "wall_s" in r][-1]
+        wall = sum(B / r["graphs_per_s"] for r in steps)
+        runs.append(dict(gps=len(steps) * B / wall, comp=st.median(r["compute_s"] for r in steps),
+                         comm=st.median(r["comm_s"] for r in steps), io=st.median(r["io_s"] for r in steps),
+                         stage=stage["wall_s"], n=len(steps)))
+    res[np] = max(runs, key=lambda r: r["gps"])
+    print(f"# {np} rank(s), graphs/s of each run: " + ", ".join(f"{r['gps']:.1f}" for r in runs))
     r = res[np]
     print(f"{np} rank(s): {r['gps']:7.1f} graphs/s over {r['n']} steady steps of {B} graphs (N={N}); "
           f"per step median compute {r['comp']*1e3:7.1f} ms, comm {r['comm']*1e3:6.1f} ms, "

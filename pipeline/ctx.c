@@ -219,6 +219,11 @@ void bgfm_signals_install(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+void bgfm_signals_restore(void) {
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 int bgfm_signal_pending(void) { return stop_flag != 0; }
 
 int bgfm_ctx_stop_requested(bgfm_ctx *ctx) {

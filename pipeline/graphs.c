@@ -523,6 +523,19 @@ static int read_common_attrs(graphs_store *s, hid_t f, bgfm_err *e) {
     return 0;
 }
 
+/* h5io_read_all of a 1-D dataset that must hold exactly n values (the buffer's size). */
+static int read_col(hid_t f, const char *name, hid_t mtype, int64_t n, void *buf,
+                    const char *path, bgfm_err *e) {
+    int rank = 0;
+    hsize_t dims[8] = {0};
+    if (h5io_dims(f, name, &rank, dims, e)) return e->code;
+    if (rank != 1 || (int64_t)dims[0] != n)
+        return bgfm_fail(e, BGFM_EDATA, "'%s': %s has %lld values, expected %lld; the file is "
+                         "damaged or not written by this version", path, name,
+                         rank == 1 ? (long long)dims[0] : -1LL, (long long)n);
+    return n ? h5io_read_all(f, name, mtype, buf, e) : 0;
+}
+
 static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int64_t n = 0, na = 0;
     if (read_common_attrs(s, f, e)) return e->code;
@@ -552,7 +565,11 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     s->n_atlases = (int)na;
     s->nodes = bgfm_calloc(e, (size_t)(na ? na : 1), sizeof(int32_t), "atlas nodes");
     if (!s->nodes) return BGFM_ENOMEM;
-    if (h5io_read_all(f, "/atlas_nodes", H5T_NATIVE_INT32, s->nodes, e)) return e->code;
+    if (read_col(f, "/atlas_nodes", H5T_NATIVE_INT32, na, s->nodes, path, e)) return e->code;
+    for (int64_t a = 0; a < na; a++)
+        if (s->nodes[a] < 1)
+            return bgfm_fail(e, BGFM_EDATA, "graph index '%s': atlas %lld has %d nodes", path,
+                             (long long)a, (int)s->nodes[a]);
     int rank = 0;
     hsize_t dims[8];
     if (h5io_dims(f, "/graphs/subject", &rank, dims, e)) return e->code;
@@ -564,10 +581,10 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int64_t *i64 = bgfm_malloc(e, m * sizeof(int64_t), "index column");
     int rc = (!s->meta || !i32 || !i64) ? BGFM_ENOMEM : 0;
 #define RD32(name, field)                                                                      \
-    if (!rc && !(rc = h5io_read_all(f, "/graphs/" name, H5T_NATIVE_INT32, i32, e)))            \
+    if (!rc && !(rc = read_col(f, "/graphs/" name, H5T_NATIVE_INT32, n, i32, path, e)))      \
         for (int64_t i = 0; i < n; i++) s->meta[i].field = i32[i];
 #define RD64(name, field)                                                                      \
-    if (!rc && !(rc = h5io_read_all(f, "/graphs/" name, H5T_NATIVE_INT64, i64, e)))            \
+    if (!rc && !(rc = read_col(f, "/graphs/" name, H5T_NATIVE_INT64, n, i64, path, e)))      \
         for (int64_t i = 0; i < n; i++) s->meta[i].field = i64[i];
     RD32("atlas", atlas)
     RD32("shard", shard)
@@ -590,7 +607,7 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     for (int64_t i = 0; i < n; i++) {
         const graphs_meta *g = &s->meta[i];
         if (g->atlas < 0 || g->atlas >= s->n_atlases || g->shard < 0 || g->shard >= s->n_shards ||
-            g->row < 0)
+            g->row < 0 || g->n_nodes != s->nodes[g->atlas])
             return bgfm_fail(e, BGFM_EDATA, "graph index '%s': graph %lld points outside the store",
                              path, (long long)i);
     }
@@ -640,7 +657,8 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
         const char *what[3] = {"subject", "window", "label"};
         for (int q = 0; q < 3 && !rc; q++) {
             snprintf(p, sizeof p, "/graphs/%s/%s", s->atlas[a], what[q]);
-            if (cnt[a]) rc = h5io_read_all(f, p, H5T_NATIVE_INT64, col + m * (size_t)q, e);
+            if (cnt[a])
+                rc = read_col(f, p, H5T_NATIVE_INT64, cnt[a], col + m * (size_t)q, path, e);
         }
         char **ids = NULL, **sites = NULL;
         int64_t ni = 0, nsi = 0;
@@ -808,19 +826,28 @@ static hid_t slot_dset(graphs_store *s, graphs_slot *sl, int atlas, int q, bgfm_
 
 /* Read rows [row0, row0+cnt) of dataset q into buf. */
 static int read_run(graphs_store *s, int shard, int atlas, int q, int64_t row0, int64_t cnt,
-                    void *buf, bgfm_err *e) {
+                    size_t row_elems, void *buf, bgfm_err *e) {
     graphs_slot *sl = store_slot(s, shard, e);
     if (!sl) return e->code ? e->code : BGFM_EIO;
     hid_t d = slot_dset(s, sl, atlas, q, e);
     if (d < 0) return e->code;
     hid_t fs = H5Dget_space(d);
     hsize_t dims[3] = {0}, start[3] = {0}, count[3] = {0};
-    int rank = fs >= 0 ? H5Sget_simple_extent_dims(fs, dims, NULL) : -1;
+    int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
+    if (rank < 1 || rank > 3 || H5Sget_simple_extent_dims(fs, dims, NULL) != rank) rank = -1;
+    size_t per = 1; /* values per graph in the file: must be what the caller's buffer holds */
+    for (int i = 1; i < rank; i++)
+        if (__builtin_mul_overflow(per, (size_t)dims[i], &per)) per = 0;
     int rc = 0;
     if (rank < 1 || (hsize_t)(row0 + cnt) > dims[0]) {
         rc = bgfm_fail(e, BGFM_EDATA, "shard '%s': rows [%lld, %lld) of %s/%s are missing",
                        s->shard_path[shard], (long long)row0, (long long)(row0 + cnt),
                        s->atlas[atlas], ds_names[q]);
+    } else if (per != row_elems) {
+        rc = bgfm_fail(e, BGFM_EDATA, "shard '%s': %s/%s holds %zu values per graph, the store "
+                       "expects %zu (N = %d); the shard does not match its index or is damaged: "
+                       "rerun the connectivity stage", s->shard_path[shard], s->atlas[atlas],
+                       ds_names[q], per, row_elems, s->nodes[atlas]);
     } else {
         for (int i = 0; i < rank; i++) count[i] = dims[i];
         start[0] = (hsize_t)row0;
@@ -862,7 +889,8 @@ static int read_impl(graphs_store *s, const int64_t *idx, int n, void *const buf
         for (int q = 0; q < DS_N; q++) {
             if (!bufs[q]) continue;
             char *dst = (char *)bufs[q] + per[q] * (size_t)i;
-            int rc = read_run(s, g->shard, atlas, q, g->row, j - i, dst, e);
+            size_t esz = (q == DS_FC || q == DS_RWSE) ? sizeof(float) : 1;
+            int rc = read_run(s, g->shard, atlas, q, g->row, j - i, per[q] / esz, dst, e);
             if (rc) return rc;
         }
         i = j;

@@ -482,9 +482,14 @@ int h5io_attr_get_str(hid_t obj, const char *path, const char *name, char **val,
     hid_t a = attr_open(obj, path, name, e);
     if (a < 0) return e->code;
     int rc = 0;
-    hid_t ft = H5Aget_type(a);
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    hssize_t cnt = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
     if (ft < 0 || H5Tget_class(ft) != H5T_STRING) {
         rc = bgfm_fail(e, BGFM_EDATA, "attribute '%s' is not a string", name);
+    } else if (cnt != 1) { /* the read below fills exactly one string */
+        rc = bgfm_fail(e, BGFM_EDATA, "attribute '%s' holds %lld strings, expected one", name,
+                       (long long)cnt);
     } else if (H5Tis_variable_str(ft) > 0) {
         char *s = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);

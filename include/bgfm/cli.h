@@ -23,6 +23,7 @@ int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c 
 int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/submit.c */
 int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.c */
 int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/report.c */
+int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/scale.c */
 
 /* Shared helpers for subcommand option parsing. */
 /* Returns 1 if argv contains -h or --help. */

@@ -106,6 +106,8 @@ char *bgfm_strdup(bgfm_err *e, const char *s);
  * signal handler cannot reach a context) and nothing else, so a second signal is
  * harmless. Only stages that poll install the handlers (the pretrain stage). */
 void bgfm_signals_install(void);
+/* Back to the default actions (the stage that installed the handlers is done). */
+void bgfm_signals_restore(void);
 /* 1 when this process received SIGTERM or SIGUSR1 since bgfm_signals_install. */
 int bgfm_signal_pending(void);
 /* Collective over ctx->comm: 1 on every rank when any rank has a signal pending

@@ -427,6 +427,18 @@ int ckpt_is_complete(const char *path) {
     return ok;
 }
 
+/* One int64 of a dataset that must hold exactly one value (/state/...). */
+static int read_one_i64(hid_t f, const char *name, int64_t *v, const char *path, bgfm_err *e) {
+    int rank = 0;
+    hsize_t dims[8] = {0}, n = 1;
+    if (h5io_dims(f, name, &rank, dims, e)) return e->code;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    if (n != 1)
+        return bgfm_fail(e, BGFM_EDATA, "%s: %s holds %llu values, expected one; the checkpoint "
+                         "is damaged", path, name, (unsigned long long)n);
+    return h5io_read_all(f, name, H5T_NATIVE_INT64, v, e);
+}
+
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e) {
     hid_t f = h5io_open(MPI_COMM_SELF, path, e);
     if (f < 0) return e->code ? e->code : BGFM_EIO;
@@ -453,7 +465,7 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         memset(st, 0, sizeof *st);
         int64_t v[4] = {0};
         const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
-        for (int i = 0; i < 4 && !rc; i++) rc = h5io_read_all(f, k[i], H5T_NATIVE_INT64, &v[i], e);
+        for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
         st->step = v[0];
         st->epoch = v[1];
         st->pos = v[2];
@@ -468,7 +480,7 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         else if (o) { /* the state record is part of the full checksum: read it */
             int64_t v[4] = {0};
             const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
-            for (int i = 0; i < 4 && !rc; i++) rc = h5io_read_all(f, k[i], H5T_NATIVE_INT64, &v[i], e);
+            for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
             rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL};
         }
         if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, hm, ha, e);

@@ -12,77 +12,87 @@
 #include <immintrin.h>
 #endif
 
-/* ---- 16-float vectors (GCC vector extension) ------------------------------------
- * The build's -O2 does not auto-vectorise loops of unknown length; these make the
- * row loops (LayerNorm, softmax, GCN) 16 wide on any target GCC supports. Loads and
- * stores go through memcpy: no alignment assumed. Sums are always reduced in the same
- * order, so every result is bit-reproducible run to run. */
-typedef float lv16 __attribute__((vector_size(64)));
-typedef int32_t li16 __attribute__((vector_size(64)));
-static inline lv16 ld16(const float *p) {
-    lv16 v;
+/* ---- Short float vectors (GCC vector extension) --------------------------------
+ * The build's -O2 does not auto-vectorise loops of unknown length; these make the row
+ * loops (LayerNorm, softmax, GCN, dropout) LV lanes wide: 16 with AVX-512, 8 with AVX,
+ * 4 otherwise (wider types than the target's registers would change the ABI). Loads
+ * and stores go through memcpy: no alignment assumed. Sums are always reduced in the
+ * same order, so every result is bit-reproducible run to run on one build. */
+#if defined(__AVX512F__)
+#define LV 16
+#elif defined(__AVX__)
+#define LV 8
+#else
+#define LV 4
+#endif
+typedef float lvf __attribute__((vector_size(4 * LV)));
+typedef int32_t lvi __attribute__((vector_size(4 * LV)));
+typedef uint16_t lvh __attribute__((vector_size(2 * LV)));
+static inline lvf vld(const float *p) {
+    lvf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void st16(float *p, lv16 v) { memcpy(p, &v, sizeof v); }
-static inline lv16 splat16(float x) {
-    lv16 v = {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+static inline void vst(float *p, lvf v) { memcpy(p, &v, sizeof v); }
+static inline lvf vset(float x) {
+    lvf v;
+    for (int i = 0; i < LV; i++) v[i] = x;
     return v;
 }
-static inline float hsum16(lv16 v) {
+static inline float vsum(lvf v) {
     float s = 0.0f;
-    for (int i = 0; i < 16; i++) s += v[i];
+    for (int i = 0; i < LV; i++) s += v[i];
     return s;
 }
-static inline lv16 max16(lv16 a, lv16 b) {
-    li16 m = a > b;
-    return (lv16)(((li16)a & m) | ((li16)b & ~m));
+static inline lvf vmax(lvf a, lvf b) {
+    lvi m = a > b;
+    return (lvf)(((lvi)a & m) | ((lvi)b & ~m));
 }
 
 /* exp(x), relative error ~2e-7 (Cephes expf polynomial, range reduction by ln 2);
  * 0 below -87.3, the argument is clamped at 88.3. */
-static inline lv16 exp16(lv16 x) {
-    const lv16 hi = splat16(88.3762626647949f), lo = splat16(-87.3365447504f);
-    li16 under = x < lo;
-    x = max16(lo, x);
-    li16 over = x > hi;
-    x = (lv16)(((li16)hi & over) | ((li16)x & ~over));
-    const lv16 magic = splat16(12582912.0f); /* 1.5 * 2^23: round to nearest */
-    lv16 t = x * splat16(1.44269504088896341f) + magic;
-    li16 n = (li16)t - (li16)magic;
-    lv16 nf = t - magic;
-    lv16 r = x - nf * splat16(0.693359375f) + nf * splat16(2.12194440e-4f);
-    lv16 p = splat16(1.9875691500e-4f);
-    p = p * r + splat16(1.3981999507e-3f);
-    p = p * r + splat16(8.3334519073e-3f);
-    p = p * r + splat16(4.1665795894e-2f);
-    p = p * r + splat16(1.6666665459e-1f);
-    p = p * r + splat16(5.0000001201e-1f);
-    lv16 y = p * r * r + r + splat16(1.0f);
-    li16 sc = (n + 127) << 23;
-    y = y * (lv16)sc;
-    return (lv16)((li16)y & ~under);
+static inline lvf vexp(lvf x) {
+    const lvf hi = vset(88.3762626647949f), lo = vset(-87.3365447504f);
+    lvi under = x < lo;
+    x = vmax(lo, x);
+    lvi over = x > hi;
+    x = (lvf)(((lvi)hi & over) | ((lvi)x & ~over));
+    const lvf magic = vset(12582912.0f); /* 1.5 * 2^23: round to nearest */
+    lvf t = x * vset(1.44269504088896341f) + magic;
+    lvi n = (lvi)t - (lvi)magic;
+    lvf nf = t - magic;
+    lvf r = x - nf * vset(0.693359375f) + nf * vset(2.12194440e-4f);
+    lvf p = vset(1.9875691500e-4f);
+    p = p * r + vset(1.3981999507e-3f);
+    p = p * r + vset(8.3334519073e-3f);
+    p = p * r + vset(4.1665795894e-2f);
+    p = p * r + vset(1.6666665459e-1f);
+    p = p * r + vset(5.0000001201e-1f);
+    lvf y = p * r * r + r + vset(1.0f);
+    lvi sc = (n + 127) << 23;
+    y = y * (lvf)sc;
+    return (lvf)((lvi)y & ~under);
 }
 
 /* In-place exp(x - sub) over n floats; returns the sum of the results (fixed order). */
 static float exp_shift_sum(float *x, int64_t n, float sub) {
-    lv16 acc = splat16(0.0f), sv = splat16(sub);
+    lvf acc = vset(0.0f), sv = vset(sub);
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        lv16 e = exp16(ld16(x + j) - sv);
-        st16(x + j, e);
+    for (; j + LV <= n; j += LV) {
+        lvf e = vexp(vld(x + j) - sv);
+        vst(x + j, e);
         acc += e;
     }
     if (j < n) {
-        float buf[16];
+        float buf[LV];
         int64_t m = n - j;
-        for (int64_t i = 0; i < 16; i++) buf[i] = i < m ? x[j + i] : -INFINITY;
-        lv16 e = exp16(ld16(buf) - sv);
-        st16(buf, e);
+        for (int64_t i = 0; i < LV; i++) buf[i] = i < m ? x[j + i] : -INFINITY;
+        lvf e = vexp(vld(buf) - sv);
+        vst(buf, e);
         memcpy(x + j, buf, (size_t)m * sizeof *x);
         acc += e;
     }
-    return hsum16(acc);
+    return vsum(acc);
 }
 
 /* ---- Bulk Philox: exactly the words rng_u32 would return, 64 at a time ----------- */
@@ -147,14 +157,13 @@ static void rng_fill_u32(rng_stream *r, uint32_t *out, int64_t nw) {
  * halves pair up exactly as in the one-at-a-time definition). */
 #define DROP_CHUNK 2048
 
-/* db (C) += column sums of d (n, C), fixed order; 16 columns at a time, rows in pairs
- * of accumulators. */
+/* db (C) += column sums of d (n, C), fixed order, LV columns at a time. */
 static void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C) {
     int64_t j = 0;
-    for (; j + 16 <= C; j += 16) {
-        lv16 a = splat16(0.0f);
-        for (int64_t i = 0; i < n; i++) a += ld16(d + i * C + j);
-        st16(db + j, ld16(db + j) + a);
+    for (; j + LV <= C; j += LV) {
+        lvf a = vset(0.0f);
+        for (int64_t i = 0; i < n; i++) a += vld(d + i * C + j);
+        vst(db + j, vld(db + j) + a);
     }
     for (; j < C; j++) {
         float a = 0.0f;
@@ -167,16 +176,18 @@ static void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C) {
 void layer_linear_forward(float *out, const float *inp, const float *W, int64_t ldw,
                           const float *b, int64_t n, int64_t cin, int64_t cout) {
     if (n == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)cout, (int)cin, 1.0f, inp,
-                (int)cin, W, (int)ldw, 0.0f, out, (int)cout);
-    if (b) {
-        int64_t c16 = cout & ~(int64_t)15;
+    float beta = 0.0f;
+    if (b) { /* rows start as the bias and the GEMM adds into them: one pass, not two */
+        int64_t c16 = cout & ~(int64_t)(LV - 1);
         for (int64_t i = 0; i < n; i++) {
             float *o = out + i * cout;
-            for (int64_t j = 0; j < c16; j += 16) st16(o + j, ld16(o + j) + ld16(b + j));
-            for (int64_t j = c16; j < cout; j++) o[j] += b[j];
+            for (int64_t j = 0; j < c16; j += LV) vst(o + j, vld(b + j));
+            for (int64_t j = c16; j < cout; j++) o[j] = b[j];
         }
+        beta = 1.0f;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)cout, (int)cin, 1.0f, inp,
+                (int)cin, W, (int)ldw, beta, out, (int)cout);
 }
 
 void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
@@ -195,29 +206,29 @@ void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
 /* ---- LayerNorm ----------------------------------------------------------------- */
 void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
                         const float *gamma, const float *beta, int64_t n, int64_t C) {
-    int64_t C16 = C & ~(int64_t)15;
+    int64_t C16 = C & ~(int64_t)(LV - 1);
     for (int64_t i = 0; i < n; i++) {
         const float *x = inp + i * C;
-        lv16 a = splat16(0.0f);
-        for (int64_t j = 0; j < C16; j += 16) a += ld16(x + j);
-        float s = hsum16(a);
+        lvf a = vset(0.0f);
+        for (int64_t j = 0; j < C16; j += LV) a += vld(x + j);
+        float s = vsum(a);
         for (int64_t j = C16; j < C; j++) s += x[j];
         float mu = s / (float)C;
-        lv16 mv = splat16(mu);
-        a = splat16(0.0f);
-        for (int64_t j = 0; j < C16; j += 16) {
-            lv16 t = ld16(x + j) - mv;
+        lvf mv = vset(mu);
+        a = vset(0.0f);
+        for (int64_t j = 0; j < C16; j += LV) {
+            lvf t = vld(x + j) - mv;
             a += t * t;
         }
-        float s2 = hsum16(a);
+        float s2 = vsum(a);
         for (int64_t j = C16; j < C; j++) s2 += (x[j] - mu) * (x[j] - mu);
         float rs = 1.0f / sqrtf(s2 / (float)C + 1e-5f);
-        lv16 rv = splat16(rs);
+        lvf rv = vset(rs);
         float *xh = xhat + i * C, *o = out + i * C;
-        for (int64_t j = 0; j < C16; j += 16) {
-            lv16 t = (ld16(x + j) - mv) * rv;
-            st16(xh + j, t);
-            st16(o + j, t * ld16(gamma + j) + ld16(beta + j));
+        for (int64_t j = 0; j < C16; j += LV) {
+            lvf t = (vld(x + j) - mv) * rv;
+            vst(xh + j, t);
+            vst(o + j, t * vld(gamma + j) + vld(beta + j));
         }
         for (int64_t j = C16; j < C; j++) {
             xh[j] = (x[j] - mu) * rs;
@@ -230,18 +241,18 @@ void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
 void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *xhat, const float *rstd, const float *gamma, int64_t n,
                          int64_t C) {
-    int64_t C16 = C & ~(int64_t)15;
+    int64_t C16 = C & ~(int64_t)(LV - 1);
     for (int64_t i = 0; i < n; i++) {
         const float *dy = dout + i * C, *xh = xhat + i * C;
-        lv16 a = splat16(0.0f), b = splat16(0.0f);
-        for (int64_t j = 0; j < C16; j += 16) {
-            lv16 d = ld16(dy + j), x = ld16(xh + j), dxh = d * ld16(gamma + j);
+        lvf a = vset(0.0f), b = vset(0.0f);
+        for (int64_t j = 0; j < C16; j += LV) {
+            lvf d = vld(dy + j), x = vld(xh + j), dxh = d * vld(gamma + j);
             a += dxh;
             b += dxh * x;
-            st16(dgamma + j, ld16(dgamma + j) + d * x);
-            st16(dbeta + j, ld16(dbeta + j) + d);
+            vst(dgamma + j, vld(dgamma + j) + d * x);
+            vst(dbeta + j, vld(dbeta + j) + d);
         }
-        float sd = hsum16(a), sdx = hsum16(b);
+        float sd = vsum(a), sdx = vsum(b);
         for (int64_t j = C16; j < C; j++) {
             float dxh = dy[j] * gamma[j];
             sd += dxh;
@@ -250,10 +261,10 @@ void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *
             dbeta[j] += dy[j];
         }
         float md = sd / (float)C, mdx = sdx / (float)C, rs = rstd[i];
-        lv16 mdv = splat16(md), mxv = splat16(mdx), rv = splat16(rs);
+        lvf mdv = vset(md), mxv = vset(mdx), rv = vset(rs);
         float *dx = dinp + i * C;
-        for (int64_t j = 0; j < C16; j += 16)
-            st16(dx + j, ld16(dx + j) + rv * (ld16(dy + j) * ld16(gamma + j) - mdv - ld16(xh + j) * mxv));
+        for (int64_t j = 0; j < C16; j += LV)
+            vst(dx + j, vld(dx + j) + rv * (vld(dy + j) * vld(gamma + j) - mdv - vld(xh + j) * mxv));
         for (int64_t j = C16; j < C; j++) dx[j] += rs * (dy[j] * gamma[j] - md - xh[j] * mdx);
     }
 }
@@ -261,7 +272,7 @@ void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *
 /* ---- ReLU ------------------------------------------------------------------------ */
 void layer_relu_forward(float *out, const float *inp, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) st16(out + i, max16(ld16(inp + i), splat16(0.0f)));
+    for (; i + LV <= n; i += LV) vst(out + i, vmax(vld(inp + i), vset(0.0f)));
     for (; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
@@ -305,20 +316,20 @@ void layer_gcn_propagate(float *out, const float *inp, const layer_csr *c, int64
         float *o = out + (int64_t)i * ld;
         if (!accumulate) memset(o, 0, (size_t)C * sizeof *o);
         int64_t j = 0;
-        for (; j + 64 <= C; j += 64) { /* 64 columns in 4 registers per pass over the row */
-            lv16 a0 = ld16(o + j), a1 = ld16(o + j + 16), a2 = ld16(o + j + 32), a3 = ld16(o + j + 48);
+        for (; j + 4 * LV <= C; j += 4 * LV) { /* 4 registers of columns per pass over the row */
+            lvf a0 = vld(o + j), a1 = vld(o + j + LV), a2 = vld(o + j + 2 * LV), a3 = vld(o + j + 3 * LV);
             for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++) {
                 const float *x = inp + (int64_t)c->col[p] * ld + j;
-                lv16 v = splat16(c->val[p]);
-                a0 += v * ld16(x), a1 += v * ld16(x + 16), a2 += v * ld16(x + 32), a3 += v * ld16(x + 48);
+                lvf v = vset(c->val[p]);
+                a0 += v * vld(x), a1 += v * vld(x + LV), a2 += v * vld(x + 2 * LV), a3 += v * vld(x + 3 * LV);
             }
-            st16(o + j, a0), st16(o + j + 16, a1), st16(o + j + 32, a2), st16(o + j + 48, a3);
+            vst(o + j, a0), vst(o + j + LV, a1), vst(o + j + 2 * LV, a2), vst(o + j + 3 * LV, a3);
         }
-        for (; j + 16 <= C; j += 16) {
-            lv16 a = ld16(o + j);
+        for (; j + LV <= C; j += LV) {
+            lvf a = vld(o + j);
             for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++)
-                a += splat16(c->val[p]) * ld16(inp + (int64_t)c->col[p] * ld + j);
-            st16(o + j, a);
+                a += vset(c->val[p]) * vld(inp + (int64_t)c->col[p] * ld + j);
+            vst(o + j, a);
         }
         for (; j < C; j++)
             for (int32_t p = c->rowptr[i]; p < c->rowptr[i + 1]; p++)
@@ -330,17 +341,16 @@ void layer_gcn_propagate(float *out, const float *inp, const layer_csr *c, int64
 /* xc[i] = keep_i ? xc[i] * s : 0 over m elements whose 16-bit draws are the halves of
  * w (element 2j: low half of w[j], 2j+1: high half). On a little-endian machine the
  * halves in memory order are the elements in order. */
-typedef uint16_t lu16 __attribute__((vector_size(32)));
 static void drop_apply(float *xc, const uint32_t *w, int64_t m, uint32_t thr, float s) {
     int64_t i = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    li16 tv = (li16)splat16(0.0f) + (int32_t)thr;
-    lv16 sv = splat16(s);
-    for (; i + 16 <= m; i += 16) {
-        lu16 h;
+    lvi tv = (lvi)vset(0.0f) + (int32_t)thr;
+    lvf sv = vset(s);
+    for (; i + LV <= m; i += LV) {
+        lvh h;
         memcpy(&h, (const unsigned char *)w + 2 * i, sizeof h);
-        li16 keep = __builtin_convertvector(h, li16) >= tv;
-        st16(xc + i, (lv16)((li16)(ld16(xc + i) * sv) & keep));
+        lvi keep = __builtin_convertvector(h, lvi) >= tv;
+        vst(xc + i, (lvf)((lvi)(vld(xc + i) * sv) & keep));
     }
 #endif
     for (; i < m; i++) {
@@ -379,15 +389,15 @@ void layer_attn_forward(float *out, float *lse, const float *qkv, int64_t T, int
         for (int64_t i = 0; i < T; i++) {
             float *s = S + i * T, mx = s[0];
             int64_t j = 0;
-            if (T >= 16) {
-                lv16 m = ld16(s);
-                for (j = 16; j + 16 <= T; j += 16) m = max16(m, ld16(s + j));
-                for (int t = 0; t < 16; t++) mx = m[t] > mx ? m[t] : mx;
+            if (T >= LV) {
+                lvf m = vld(s);
+                for (j = LV; j + LV <= T; j += LV) m = vmax(m, vld(s + j));
+                for (int t = 0; t < LV; t++) mx = m[t] > mx ? m[t] : mx;
             }
             for (; j < T; j++) mx = s[j] > mx ? s[j] : mx;
             float sum = exp_shift_sum(s, T, mx), inv = 1.0f / sum;
-            lv16 iv = splat16(inv);
-            for (j = 0; j + 16 <= T; j += 16) st16(s + j, ld16(s + j) * iv);
+            lvf iv = vset(inv);
+            for (j = 0; j + LV <= T; j += LV) vst(s + j, vld(s + j) * iv);
             for (; j < T; j++) s[j] *= inv;
             lse[h * T + i] = mx + logf(sum);
         }
@@ -414,15 +424,15 @@ static void attn_drop_split(float *P, float *Pd, int64_t n, float p, rng_stream 
         float *pc = P + c, *dc = Pd + c;
         int64_t i = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        li16 tv = (li16)splat16(0.0f) + (int32_t)thr, sign = (li16)splat16(-0.0f);
-        lv16 sv = splat16(s);
-        for (; i + 16 <= m; i += 16) {
-            lu16 hw;
+        lvi tv = (lvi)vset(0.0f) + (int32_t)thr, sign = (lvi)vset(-0.0f);
+        lvf sv = vset(s);
+        for (; i + LV <= m; i += LV) {
+            lvh hw;
             memcpy(&hw, (const unsigned char *)w + 2 * i, sizeof hw);
-            li16 keep = __builtin_convertvector(hw, li16) >= tv;
-            lv16 pv = ld16(pc + i);
-            st16(dc + i, (lv16)((li16)(pv * sv) & keep));
-            st16(pc + i, (lv16)((li16)pv | (sign & ~keep)));
+            lvi keep = __builtin_convertvector(hw, lvi) >= tv;
+            lvf pv = vld(pc + i);
+            vst(dc + i, (lvf)((lvi)(pv * sv) & keep));
+            vst(pc + i, (lvf)((lvi)pv | (sign & ~keep)));
         }
 #endif
         for (; i < m; i++) {
@@ -436,25 +446,25 @@ static void attn_drop_split(float *P, float *Pd, int64_t n, float p, rng_stream 
 /* One row of dS = P * (dP - rowsum(P * dP)) in place of g (= dPd on entry). ds > 0:
  * dropout on, p carries the mask in its sign bits and dP = dPd * mask * ds. */
 static void attn_ds_row(const float *p, float *g, int64_t T, float ds) {
-    const li16 nosign = (li16)splat16(0.0f) + 0x7FFFFFFF;
-    lv16 acc = splat16(0.0f), dv = splat16(ds);
+    const lvi nosign = (lvi)vset(0.0f) + 0x7FFFFFFF;
+    lvf acc = vset(0.0f), dv = vset(ds);
     int64_t j = 0;
-    for (; j + 16 <= T; j += 16) {
-        li16 pb = (li16)ld16(p + j);
-        lv16 pa = (lv16)(pb & nosign), gv = ld16(g + j);
-        if (ds > 0.0f) gv = (lv16)((li16)(gv * dv) & (pb >= 0)); /* sign clear = kept */
-        st16(g + j, gv);
+    for (; j + LV <= T; j += LV) {
+        lvi pb = (lvi)vld(p + j);
+        lvf pa = (lvf)(pb & nosign), gv = vld(g + j);
+        if (ds > 0.0f) gv = (lvf)((lvi)(gv * dv) & (pb >= 0)); /* sign clear = kept */
+        vst(g + j, gv);
         acc += pa * gv;
     }
-    float D = hsum16(acc);
+    float D = vsum(acc);
     for (; j < T; j++) {
         if (ds > 0.0f) g[j] = signbit(p[j]) ? 0.0f : g[j] * ds;
         D += fabsf(p[j]) * g[j];
     }
-    lv16 Dv = splat16(D);
-    for (j = 0; j + 16 <= T; j += 16) {
-        lv16 pa = (lv16)((li16)ld16(p + j) & nosign);
-        st16(g + j, pa * (ld16(g + j) - Dv));
+    lvf Dv = vset(D);
+    for (j = 0; j + LV <= T; j += LV) {
+        lvf pa = (lvf)((lvi)vld(p + j) & nosign);
+        vst(g + j, pa * (vld(g + j) - Dv));
     }
     for (; j < T; j++) g[j] = fabsf(p[j]) * (g[j] - D);
 }

@@ -390,43 +390,53 @@ typedef struct drop_keys {
     const int64_t *gidx;
 } drop_keys;
 
-/* 16-float vectors (GCC vector extension) for the row loops between the GEMMs; the
- * same scheme as layers.c. Loads/stores through memcpy (no alignment assumed). */
-typedef float mv16 __attribute__((vector_size(64)));
-typedef int32_t mi16 __attribute__((vector_size(64)));
-static inline mv16 mld(const float *p) {
-    mv16 v;
+/* Short float vectors (GCC vector extension) for the row loops between the GEMMs; the
+ * same scheme as layers.c (MV lanes: 16 with AVX-512, 8 with AVX, else 4). Loads and
+ * stores through memcpy (no alignment assumed). */
+#if defined(__AVX512F__)
+#define MV 16
+#elif defined(__AVX__)
+#define MV 8
+#else
+#define MV 4
+#endif
+typedef float mvf __attribute__((vector_size(4 * MV)));
+typedef int32_t mvi __attribute__((vector_size(4 * MV)));
+static inline mvf mld(const float *p) {
+    mvf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void mst(float *p, mv16 v) { memcpy(p, &v, sizeof v); }
-static inline mv16 mzero(void) {
-    mv16 z = {0};
+static inline void mst(float *p, mvf v) { memcpy(p, &v, sizeof v); }
+static inline mvf mzero(void) {
+    mvf z = {0};
     return z;
 }
 
 /* y[i] += x[i] */
 static void vadd(float *y, const float *x, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) mst(y + i, mld(y + i) + mld(x + i));
+    for (; i + MV <= n; i += MV) mst(y + i, mld(y + i) + mld(x + i));
     for (; i < n; i++) y[i] += x[i];
 }
 
 /* g[i] = pre[i] > 0 ? g[i] : 0 (ReLU backward in place) */
 static void vrelu_mask(float *g, const float *pre, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) mst(g + i, (mv16)((mi16)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i + MV <= n; i += MV) mst(g + i, (mvf)((mvi)mld(g + i) & (mld(pre + i) > mzero())));
     for (; i < n; i++)
         if (!(pre[i] > 0.0f)) g[i] = 0.0f;
 }
 
 /* The per-graph, per-head GEMMs of attention (T x T x H/nh) and of the structure loss
- * are too small to gain from splitting across OpenBLAS threads (the hand-off costs more
- * than it saves, much more when a core is shared): they run on one thread, the big
- * B*T-row GEMMs on all. Returns the thread count to restore. */
-static int blas_single_begin(void) {
+ * are often too small to gain from splitting across OpenBLAS threads (OpenBLAS splits
+ * from 2^18 multiply-adds; the hand-off costs more than it saves below ~2^22, much more
+ * when a core is shared): below that size they run on one thread, the big B*T-row GEMMs
+ * always on all. Returns the thread count to restore (0: nothing changed). */
+static int blas_single_begin(int64_t macs) {
     int nt = openblas_get_num_threads();
-    if (nt > 1) openblas_set_num_threads(1);
+    if (nt <= 1 || macs >= ((int64_t)1 << 22)) return 0;
+    openblas_set_num_threads(1);
     return nt;
 }
 static void blas_single_end(int nt) {
@@ -437,11 +447,11 @@ static void blas_single_end(int nt) {
  * layer_norm_forward's (same operations on the same stored xhat). */
 static void ln_apply(float *out, const float *xhat, const float *gamma, const float *beta,
                      int64_t n, int64_t C) {
-    int64_t C16 = C & ~(int64_t)15;
+    int64_t C16 = C & ~(int64_t)(MV - 1);
     for (int64_t i = 0; i < n; i++) {
         const float *x = xhat + i * C;
         float *o = out + i * C;
-        for (int64_t j = 0; j < C16; j += 16) mst(o + j, mld(x + j) * mld(gamma + j) + mld(beta + j));
+        for (int64_t j = 0; j < C16; j += MV) mst(o + j, mld(x + j) * mld(gamma + j) + mld(beta + j));
         for (int64_t j = C16; j < C; j++) o[j] = x[j] * gamma[j] + beta[j];
     }
 }
@@ -449,7 +459,7 @@ static void ln_apply(float *out, const float *xhat, const float *gamma, const fl
 /* dst[i] = pre[i] > 0 ? g[i] : 0 */
 static void vrelu_mask_to(float *dst, const float *g, const float *pre, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) mst(dst + i, (mv16)((mi16)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i + MV <= n; i += MV) mst(dst + i, (mvf)((mvi)mld(g + i) & (mld(pre + i) > mzero())));
     for (; i < n; i++) dst[i] = pre[i] > 0.0f ? g[i] : 0.0f;
 }
 
@@ -491,10 +501,10 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
             float *u = a->u + o + i * H, *s = ws->S2 + o + i * H;
             const float *x = hin + o + i * H, *bg = w + p->gb;
             int64_t j = 0;
-            for (; j + 16 <= H; j += 16) {
-                mv16 uv = mld(u + j) + mld(bg + j);
+            for (; j + MV <= H; j += MV) {
+                mvf uv = mld(u + j) + mld(bg + j);
                 mst(u + j, uv);
-                mst(s + j, mld(x + j) + (mv16)((mi16)uv & (uv > mzero())));
+                mst(s + j, mld(x + j) + (mvf)((mvi)uv & (uv > mzero())));
             }
             for (; j < H; j++) {
                 u[j] += bg[j];
@@ -507,7 +517,7 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
     }
     /* self-attention over token + regions */
     layer_linear_forward(a->qkv, h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
-    int nt = blas_single_begin();
+    int nt = blas_single_begin(T * T * (H / nh));
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
         layer_attn_forward(a->att + (int64_t)b * T * H, a->lse + (int64_t)b * nh * T,
@@ -553,7 +563,7 @@ static void block_backward(const model *m, const model_block *p, const model_blk
     linear_dinp_set(ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
     layer_linear_backward(NULL, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
     memset(ws->S3, 0, 3 * bth);
-    int nt = blas_single_begin();
+    int nt = blas_single_begin(T * T * (H / nh));
     for (int b = 0; b < B; b++) {
         layer_attn_drop ad = attn_keys(dk, b);
         layer_attn_backward(ws->S3 + (int64_t)b * T * 3 * H, ws->S4 + (int64_t)b * T * H,
@@ -742,7 +752,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
         /* structure loss on the visible node embeddings */
         double s = 0;
-        int nt = blas_single_begin();
+        int nt = blas_single_begin((int64_t)ws->nv * ws->nv * H);
         for (int b = 0; b < B; b++)
             s += layer_bce_struct(ws->G2 + ((int64_t)b * Ta + 1) * H, za + ((int64_t)b * Ta + 1) * H,
                                   ws->nv, H, H, bt->adj + (int64_t)b * N * N, N,

@@ -748,6 +748,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     bgfm_signals_install();
     pretrain_result res = {0};
     if (!rc) rc = pretrain_train(ctx, &o, gpath, r->outdir, ctx->rank == 0 ? r->metrics : NULL, &res);
+    /* later stages do not poll: a signal must act normally again */
+    bgfm_signals_restore();
     r->items = ctx->rank == 0 ? (double)res.steps : 0; /* the engine sums over ranks */
     r->bytes_read = res.bytes_read;
     r->items_unit = "steps";

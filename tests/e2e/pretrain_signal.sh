@@ -79,7 +79,7 @@ rc=$?
 unset BGFM_TEST_CKPT_PAUSE_MS
 check "second SIGUSR1 during the checkpoint write (write in progress: $tmpseen): exit 75" bash -c "[ $rc -eq 75 ] && [ $tmpseen -eq 1 ]"
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/c.yaml" >"$T/oc2" 2>&1
-check "that checkpoint is valid: resumed and == uninterrupted" bash -c "grep -q 'resuming from' '$T/oc2' && ! grep -q 'falling back' '$T/oc2'" || sed 's/^/#   /' "$T/oc2" | tail -5
+check "that checkpoint is valid: resumed and == uninterrupted" bash -c "grep -q 'resuming from' '$T/oc2' && ! grep -q 'falling back' '$T/oc2'"
 check "  (bitwise)" same "$T/wa/pre/final.h5" "$T/wc/pre/final.h5"
 # SIGTERM to the ranks, as srun delivers it
 mk "$T/d.yaml" "$T/wd"
@@ -97,5 +97,5 @@ kill -TERM $mp
 wait $mp
 rc=$?
 echo "# SIGTERM to mpirun: exit $rc; checkpoints: $(ls "$T/we/.pre.partial/checkpoints/" | tr '\n' ' ')"
-timeout 60 $MPIRUN 2 "$BGFM" run "$T/e.yaml" --quiet >"$T/oe2" 2>&1
+timeout 60 $MPIRUN 2 "$BGFM" run "$T/e.yaml" --quiet >"$T/oe2" 2>&1 || sed 's/^/#   /' "$T/oe2" | grep -v '^#   *$' | head -8
 check "after SIGTERM to mpirun the rerun completes == uninterrupted" same "$T/wa/pre/final.h5" "$T/we/pre/final.h5"
