@@ -40,7 +40,7 @@ for cfg in $CONFIGS; do
         -v cc="$(get cpu_ms_per_step "$T/c.txt")" -v pc="$(get cpu_ms_per_step "$T/p.txt")" \
         -v cr="$(get peak_rss_mb "$T/c.txt")" -v pr="$(get peak_rss_mb "$T/p.txt")" \
         -v gf="$(get step_gflop "$T/c.txt")" -v gb="$(get step_gflops_best "$T/c.txt")" \
-        -v sg="$(get sgemm_gflops "$T/c.txt")" 'BEGIN{
+        -v sg="$(get sgemm_gflops "$T/c.txt")" -v th="$th" 'BEGIN{
       printf "   graphs/s: best step (median step); CPU ms per step (all threads)\n"
       printf "   bgfm    %8.2f (%8.2f) graphs/s  CPU %8.1f ms  peak RSS %7.1f MB\n", cb, cg, cc, cr
       printf "   pytorch %8.2f (%8.2f) graphs/s  CPU %8.1f ms  peak RSS %7.1f MB\n", pb, pg, pc, pr
@@ -48,7 +48,8 @@ for cfg in $CONFIGS; do
       split(sg, s, " ")
       printf "   step %.2f GFLOP (docs/model.md formula) -> %.1f GFLOP/s (best step)\n", gf, gb
       printf "   SGEMM in this run (best of reps): %.1f GFLOP/s (B*T x 3H x H), %.1f GFLOP/s (the step'"'"'s GEMM shapes)\n", s[1], s[2]
-      printf "   fraction of SGEMM: %.0f%% / %.0f%% (target >= 70%%)\n", 100*gb/s[1], 100*gb/s[2] }'
+      printf "   fraction of SGEMM: %.0f%% / %.0f%% (target >= 70%%)\n", 100*gb/s[1], 100*gb/s[2]
+      printf "   by CPU time: %.1f GFLOP per CPU-second = %.0f%% / %.0f%% of SGEMM x threads; bgfm / pytorch CPU time %.2f\n", gf/cc*1e3, 100*gf/cc*1e3/s[1]/th, 100*gf/cc*1e3/s[2]/th, cc/pc }'
     echo "   bgfm loss checksum $(get loss_checksum "$T/c.txt")"
   done
 done

@@ -199,8 +199,8 @@ static char **child_env(bgfm_err *e) {
         if (!strncmp(environ[k], "OPENBLAS_NUM_THREADS=", 21)) blas = 1;
         env[m++] = environ[k];
     }
-    static char blas1[] = "OPENBLAS_NUM_THREADS=1";
-    if (!blas) env[m++] = blas1;
+    static const char blas1[] = "OPENBLAS_NUM_THREADS=1"; /* read-only for exec */
+    if (!blas) env[m++] = (char *)(uintptr_t)blas1;
     return env;
 }
 
@@ -228,7 +228,15 @@ static int spawn_wait(char *const argv[], char **env, const char *log, int *code
     return 0;
 }
 
+/* Ranks that fit without oversubscribing: SLURM_NTASKS inside a Slurm allocation (the
+ * launcher spreads ranks over its nodes), else this machine's online CPUs. */
 static int online_cpus(void) {
+    const char *nt = getenv("SLURM_NTASKS");
+    if (nt && *nt) {
+        char *end = NULL;
+        long v = strtol(nt, &end, 10);
+        if (*end == '\0' && v > 0 && v < INT_MAX) return (int)v;
+    }
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     return c > 0 ? (int)c : 1;
 }
@@ -422,7 +430,7 @@ static int plot(const scale_opts *o, char **env, const char *base, const scale_p
     fprintf(f, "# gnuplot script written by bgfm scale; rerun with: gnuplot %s\n", gp);
     fprintf(f, "set terminal pngcairo size 720,420 font 'Sans,10'\n"
                "set datafile separator whitespace\nset grid\nset key top left\n"
-               "set xlabel 'MPI ranks (%d CPUs online; oversub. = more ranks than CPUs)'\n",
+               "set xlabel 'MPI ranks (%d slots; oversub. = more ranks than slots)'\n",
             online_cpus());
     fprintf(f, "set output '%s-speedup.png'\nset title '%s: %s scaling, speed-up'\n"
                "set ylabel 'speed-up (throughput relative to %d rank%s x %d)'\n"
@@ -440,7 +448,7 @@ static int plot(const scale_opts *o, char **env, const char *base, const scale_p
     fprintf(f, "set output '%s-split.png'\nset title '%s: %s scaling, where the stage time goes'\n"
                "unset logscale x\nset xrange [*:*]\nset yrange [0:*]\n"
                "set key outside right top\nset size 1,1\n"
-               "set ylabel 'seconds of the stage wall time'\n"
+               "set ylabel 'seconds (pretrain: per-step maxima over ranks, summed)'\n"
                "set style data histograms\nset style histogram rowstacked\n"
                "set style fill solid 0.8 border -1\nset boxwidth 0.6\n"
                "plot '%s' using 5:xtic(2) title 'compute', '' using 6 title 'comm', "
@@ -599,8 +607,9 @@ static void scale_usage(void) {
            "linked into each workdir. Reads each run's metrics.jsonl and writes\n"
            "OUT/scaling-S-MODE.csv (ranks, wall_s, items_per_s, speedup, efficiency,\n"
            "compute_s, comm_s, io_s, ...) and OUT/scaling-S-MODE-{speedup,efficiency,split}.png\n"
-           "(gnuplot). Rank counts above the online CPUs run with --oversubscribe and are\n"
-           "marked oversubscribed. Run it alone, not under mpirun.\n\n"
+           "(gnuplot). Rank counts above the slots (SLURM_NTASKS inside an allocation, else\n"
+           "the online CPUs) run with --oversubscribe and are marked oversubscribed. Run it\n"
+           "alone, not under mpirun (inside an sbatch script is fine).\n\n"
            "  --stage S              the stage to measure (required)\n"
            "  --ranks LIST           increasing rank counts (default 1,2)\n"
            "  --mode strong|weak     strong: the pipeline's data for every R (default);\n"

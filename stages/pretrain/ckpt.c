@@ -111,74 +111,13 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
     return model_cfg_check(c, file, e);
 }
 
-/* ---- SHA-256 of a buffer: x86 SHA extensions when compiled for them --------------- */
-#if defined(__SHA__) && defined(__SSE4_1__)
-#include <immintrin.h>
-
-static const uint32_t sha_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-/* Compress n 64-byte blocks into st (FIPS 180-4 state words). */
-static void sha_blocks(uint32_t st[8], const unsigned char *p, size_t n) {
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&st[0]), 0xB1);
-    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&st[4]), 0x1B);
-    __m128i s0 = _mm_alignr_epi8(t, s1, 8); /* ABEF */
-    s1 = _mm_blend_epi16(s1, t, 0xF0);      /* CDGH */
-    for (; n > 0; n--, p += 64) {
-        __m128i a0 = s0, c0 = s1, w[4];
-        for (int i = 0; i < 16; i++) {
-            if (i < 4)
-                w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i)), bswap);
-            else {
-                __m128i x0 = w[i & 3], x1 = w[(i + 1) & 3], x2 = w[(i + 2) & 3], x3 = w[(i + 3) & 3];
-                w[i & 3] = _mm_sha256msg2_epu32(
-                    _mm_add_epi32(_mm_sha256msg1_epu32(x0, x1), _mm_alignr_epi8(x3, x2, 4)), x3);
-            }
-            __m128i msg = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)(const void *)&sha_k[4 * i]));
-            s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
-            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));
-        }
-        s0 = _mm_add_epi32(s0, a0);
-        s1 = _mm_add_epi32(s1, c0);
-    }
-    t = _mm_shuffle_epi32(s0, 0x1B);  /* FEBA */
-    s1 = _mm_shuffle_epi32(s1, 0xB1); /* DCHG */
-    _mm_storeu_si128((__m128i *)(void *)&st[0], _mm_blend_epi16(t, s1, 0xF0)); /* DCBA */
-    _mm_storeu_si128((__m128i *)(void *)&st[4], _mm_alignr_epi8(s1, t, 8));   /* HGFE */
-}
-
-void ckpt_sha256(const void *data, size_t n, uint8_t out[32]) {
-    uint32_t st[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    const unsigned char *p = data;
-    sha_blocks(st, p, n / 64);
-    unsigned char tail[128];
-    size_t r = n % 64, len = r < 56 ? 64 : 128;
-    memset(tail, 0, sizeof tail);
-    memcpy(tail, p + n - r, r);
-    tail[r] = 0x80;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int i = 0; i < 8; i++) tail[len - 1 - (size_t)i] = (unsigned char)(bits >> (8 * i));
-    sha_blocks(st, tail, len / 64);
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++) out[4 * i + j] = (uint8_t)(st[i] >> (24 - 8 * j));
-}
-#else
+/* ---- SHA-256 of a buffer (sha256.c picks the x86 SHA extensions at run time) ---- */
 void ckpt_sha256(const void *data, size_t n, uint8_t out[32]) {
     sha256_ctx c;
     sha256_init(&c);
     sha256_update(&c, data, n);
     sha256_final(&c, out);
 }
-#endif
 
 /* ---- checksum ---------------------------------------------------------------------
  * The state is hashed in fixed blocks of CKPT_HASH_BLOCK bytes of the little-endian

@@ -51,7 +51,7 @@ static inline lvf vmax(lvf a, lvf b) {
 
 /* exp(x), relative error ~2e-7 (Cephes expf polynomial, range reduction by ln 2);
  * 0 below -87.3, the argument is clamped at 88.3. */
-static inline lvf vexp(lvf x) {
+static inline __attribute__((always_inline)) lvf vexp(lvf x) {
     const lvf hi = vset(88.3762626647949f), lo = vset(-87.3365447504f);
     lvi under = x < lo;
     x = vmax(lo, x);
