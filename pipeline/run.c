@@ -276,13 +276,61 @@ static int write_manifest(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_
     json_write_num(f, r->items);
     fprintf(f, ", \"items_unit\": ");
     json_write_str(f, r->items_unit ? r->items_unit : "");
-    fprintf(f, "}\n}\n");
+    fprintf(f, "},\n  \"skipped\": [");
+    for (int64_t i = 0; i < r->n_skipped; i++) {
+        fprintf(f, "%s\n    {\"item\": ", i ? "," : "");
+        json_write_str(f, r->skipped_item[i]);
+        fprintf(f, ", \"reason\": ");
+        json_write_str(f, r->skipped_reason[i]);
+        fprintf(f, "}");
+    }
+    fprintf(f, "%s]\n}\n", r->n_skipped ? "\n  " : "");
     fclose(f);
     char *path = fs_join(ps->final_dir, "manifest.json", &ctx->err);
     int rc = path ? fs_write_atomic(path, t, tl, &ctx->err) : BGFM_ENOMEM;
     free(path);
     free(t);
     return rc;
+}
+
+/* --- skipped inputs (on_error: skip) ------------------------------------- */
+
+int bgfm_stage_skip_add(bgfm_stage_run *r, const char *item, const char *reason) {
+    bgfm_err *e = &r->ctx->err;
+    size_t n = (size_t)r->n_skipped + 1;
+    char **it = bgfm_malloc(e, n * sizeof *it, "skipped list");
+    char **re = it ? bgfm_malloc(e, n * sizeof *re, "skipped list") : NULL;
+    char *a = re ? bgfm_strdup(e, item ? item : "") : NULL;
+    char *b = a ? bgfm_strdup(e, reason ? reason : "") : NULL;
+    if (!b) {
+        free(it);
+        free(re);
+        free(a);
+        return BGFM_ENOMEM;
+    }
+    if (r->n_skipped) {
+        memcpy(it, r->skipped_item, (size_t)r->n_skipped * sizeof *it);
+        memcpy(re, r->skipped_reason, (size_t)r->n_skipped * sizeof *re);
+    }
+    free(r->skipped_item);
+    free(r->skipped_reason);
+    it[r->n_skipped] = a;
+    re[r->n_skipped] = b;
+    r->skipped_item = it;
+    r->skipped_reason = re;
+    r->n_skipped++;
+    return 0;
+}
+
+static void skip_list_free(bgfm_stage_run *r) {
+    for (int64_t i = 0; i < r->n_skipped; i++) {
+        free(r->skipped_item[i]);
+        free(r->skipped_reason[i]);
+    }
+    free(r->skipped_item);
+    free(r->skipped_reason);
+    r->skipped_item = r->skipped_reason = NULL;
+    r->n_skipped = 0;
 }
 
 /* --- running one stage --------------------------------------------------- */
@@ -434,6 +482,7 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
             bgfm_err ignore = {0};
             fs_remove_tree(p->workdir, ps->tmp_dir, &ignore);
         }
+        skip_list_free(&r);
         return rc;
     }
     r.bytes_read = sum[0];
@@ -449,10 +498,22 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
         log_warn(ctx, "stage '%s' finished without some subjects: %s", ps->cfg->name,
                  partial_msg[0] ? partial_msg : "see its outputs");
         if (ctx->rank == 0) fflush(stderr);
-        snprintf(ctx->err.msg, sizeof ctx->err.msg, "%s", partial_msg);
+        /* the summary names what was left out (rank 0's list is the one printed) */
+        size_t w = (size_t)snprintf(ctx->err.msg, sizeof ctx->err.msg,
+                                    "stage '%s': %lld input(s) skipped", ps->cfg->name,
+                                    (long long)r.n_skipped);
+        for (int64_t j = 0; j < r.n_skipped && w + 8 < sizeof ctx->err.msg; j++)
+            w += (size_t)snprintf(ctx->err.msg + w, sizeof ctx->err.msg - w, "%s%s",
+                                  j ? ", " : ": ", r.skipped_item[j]);
+        if (w + 8 < sizeof ctx->err.msg)
+            snprintf(ctx->err.msg + w, sizeof ctx->err.msg - w,
+                     " (reasons in %s/manifest.json \"skipped\")", ps->final_dir);
+        if (!r.n_skipped) snprintf(ctx->err.msg, sizeof ctx->err.msg, "%s", partial_msg);
         ctx->err.code = BGFM_PARTIAL;
+        skip_list_free(&r);
         return BGFM_PARTIAL;
     }
+    skip_list_free(&r);
     return rc;
 }
 
@@ -619,8 +680,17 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
             log_info(ctx, "  running: %s", why);
             rc = run_stage(ctx, &p, &plan, i, fp, fptext, &inputs, metrics);
             if (rc == BGFM_PARTIAL) {
+                /* one summary for the whole run: every partial stage, in order */
+                if (partial) {
+                    size_t w = strlen(partial_err.msg), add = strlen(ctx->err.msg);
+                    if (w + add + 3 < sizeof partial_err.msg) {
+                        memcpy(partial_err.msg + w, "; ", 2);
+                        memcpy(partial_err.msg + w + 2, ctx->err.msg, add + 1);
+                    }
+                } else {
+                    memcpy(&partial_err, &ctx->err, sizeof partial_err);
+                }
                 partial = 1;
-                memcpy(&partial_err, &ctx->err, sizeof partial_err);
                 bgfm_err_clear(&ctx->err);
                 rc = 0;
             }

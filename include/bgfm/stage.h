@@ -35,7 +35,16 @@ typedef struct bgfm_stage_run {
     double bytes_read;
     double items;            /* subjects, graphs, steps ... processed by this rank */
     const char *items_unit;
+    /* Under on_error: skip, the inputs the stage left out (file or subject, and why),
+     * filled on rank 0 at least (other ranks may leave it empty); malloc'ed arrays of
+     * malloc'ed strings that the engine writes into the manifest's "skipped" list and
+     * frees. Add entries with bgfm_stage_skip_add (pipeline/run.c). */
+    int64_t n_skipped;
+    char **skipped_item, **skipped_reason;
 } bgfm_stage_run;
+
+/* Append (item, reason) to r's skipped list (copies both). 0 or BGFM_ENOMEM. */
+int bgfm_stage_skip_add(bgfm_stage_run *r, const char *item, const char *reason);
 
 typedef struct bgfm_stage_kind {
     const char *name;      /* value of `uses:` */

@@ -544,6 +544,10 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         rc = BGFM_PARTIAL;
         bgfm_fail(e, BGFM_PARTIAL, "parcellate: %lld image(s) or participant(s) skipped "
                   "(on_error: skip); see /skipped in timeseries.h5", (long long)p.ds.n_skipped);
+        /* the same list goes into the manifest (rank 0 writes it) */
+        for (int64_t k = 0; ctx->rank == 0 && k < p.ds.n_skipped; k++)
+            if (bgfm_stage_skip_add(r, p.ds.skipped[k].image, p.ds.skipped[k].reason))
+                log_warn(ctx, "parcellate: out of memory listing skipped images");
     }
     for (int64_t i = 0; p.outs && i < (p.hi - p.lo) * p.A; i++) parcellate_out_free(&p.outs[i]);
     for (int64_t i = 0; reasons && i < p.hi - p.lo; i++) free(reasons[i]);
