@@ -30,6 +30,10 @@ static const bgfm_opt top_opts[] = {
     {"on_error", BGFM_OPT_ENUM, "fail", UNB, "fail|skip",
      "a subject whose data cannot be used stops the run (fail) or is left out, the run then "
      "exiting with 9 (skip)"},
+    {"max_memory_per_rank", BGFM_OPT_STR, NULL, UNB, NULL,
+     "memory limit per MPI rank, e.g. \"4GiB\" (units B, KiB, MiB, GiB, TiB = K, M, G, T; KB, "
+     "MB, GB, TB decimal): a stage whose own estimate exceeds it stops with exit 5 before its "
+     "big allocations; unset: no limit"},
 };
 
 static const bgfm_opt inputs_opts[] = {
@@ -1104,6 +1108,54 @@ static int slurm_check(const cfgp *c, const bgfm_params *sl, const char *path) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ memory limit */
+
+int64_t config_parse_bytes(const char *s) {
+    static const struct {
+        const char *u;
+        double mul;
+    } units[] = {{"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
+                 {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
+                 {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
+                 {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12}};
+    const char *p = s;
+    int digits = 0;
+    while (is_digit(*p)) p++, digits++;
+    if (*p == '.') {
+        p++;
+        while (is_digit(*p)) p++, digits++;
+    }
+    if (!digits) return 0;
+    double x = strtod(s, NULL);
+    while (*p == ' ') p++;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(p, units[i].u)) {
+            double b = x * units[i].mul;
+            if (!(b >= 1048576.0) || b > 9.0e18) return 0;
+            return (int64_t)b;
+        }
+    return 0;
+}
+
+static void bytes_text(double b, char *buf, size_t n) {
+    if (b >= 1073741824.0)
+        snprintf(buf, n, "%.2f GiB", b / 1073741824.0);
+    else
+        snprintf(buf, n, "%.1f MiB", b / 1048576.0);
+}
+
+int config_mem_check(int64_t limit, const char *file, const char *stage, double estimate,
+                     const char *what, const char *fix, bgfm_err *e) {
+    if (limit <= 0 || estimate <= (double)limit) return 0;
+    char est[64], lim[64];
+    bytes_text(estimate, est, sizeof est);
+    bytes_text((double)limit, lim, sizeof lim);
+    return bgfm_fail(e, BGFM_ENOMEM,
+                     "stage '%s' would need about %s per rank (%s), more than "
+                     "max_memory_per_rank = %s in %s; %s, or raise max_memory_per_rank",
+                     stage ? stage : "?", est, what, lim, file ? file : "the pipeline file", fix);
+}
+
 /* ------------------------------------------------------------------ the pipeline */
 
 static const bgfm_stage_kind *kind_lookup(const cfgp *c, const char *name) {
@@ -1362,6 +1414,12 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
         out->seed = (uint64_t)params_int(&top, "seed");
         out->on_error = !strcmp(params_str(&top, "on_error"), "skip") ? BGFM_ON_ERROR_SKIP
                                                                      : BGFM_ON_ERROR_FAIL;
+        const bgfm_value *mv = params_value(&top, "max_memory_per_rank");
+        if (mv->state == 2 && !(out->max_memory_per_rank = config_parse_bytes(mv->s)))
+            rc = value_fail(c, mv, "max_memory_per_rank", "'%s' is not a memory size (write "
+                            "e.g. \"4GiB\", \"512MiB\" or \"16G\"; at least 1 MiB)", mv->s);
+    }
+    if (!rc) {
         rc = path_resolve(c, out->basedir, params_str(&in, "bids"), 1, &out->bids);
     }
     if (!rc) rc = dup_str(c, params_str(&in, "label_column"), &out->label_column);
@@ -1580,8 +1638,11 @@ void config_write_resolved(const bgfm_pipeline *p, FILE *f) {
     put_str(f, p->name);
     fputs("\nworkdir: ", f);
     put_str(f, p->workdir);
-    fprintf(f, "\nseed: %llu\non_error: %s\ninputs:\n  bids: ", (unsigned long long)p->seed,
+    fprintf(f, "\nseed: %llu\non_error: %s\n", (unsigned long long)p->seed,
             p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail");
+    if (p->max_memory_per_rank > 0)
+        fprintf(f, "max_memory_per_rank: %lld\n", (long long)p->max_memory_per_rank);
+    fputs("inputs:\n  bids: ", f);
     put_str(f, p->bids);
     fputs("\n  label_column: ", f);
     put_str(f, p->label_column);

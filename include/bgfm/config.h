@@ -97,6 +97,7 @@ typedef struct bgfm_pipeline {
     bgfm_params slurm;  /* global slurm defaults; per-stage overrides live in stage `slurm:` */
     bgfm_params *stage_slurm; /* n_stages entries (values only where given) */
     char *participants; /* resolved; default <bids>/participants.tsv */
+    int64_t max_memory_per_rank; /* bytes; 0 = no limit (top-level max_memory_per_rank) */
 } bgfm_pipeline;
 
 /* Parse a pipeline from a buffer (rank 0 reads the file and broadcasts the bytes,
@@ -168,5 +169,15 @@ const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *
  * every registered stage kind (`bgfm doc yaml`, docs/yaml.md). pipeline/doc.c.
  * Returns 0 or BGFM_EIO. */
 int config_doc_yaml(FILE *f);
+
+/* "4GiB", "512MiB", "16G", "2.5GB", "1048576" -> bytes (K/M/G/T and KiB..TiB binary,
+ * KB..TB decimal); 0 when the text is not a size of at least 1 MiB. */
+int64_t config_parse_bytes(const char *s);
+/* A stage's check before its big allocations: BGFM_ENOMEM with a message giving the
+ * estimate (bytes per rank, `what` it is made of), the limit, the pipeline `file` and
+ * `fix` (what to change) when limit > 0 (max_memory_per_rank) and the estimate
+ * exceeds it; else 0. */
+int config_mem_check(int64_t limit, const char *file, const char *stage, double estimate,
+                     const char *what, const char *fix, bgfm_err *e);
 
 #endif

@@ -143,6 +143,9 @@ int connectivity_graph(const connectivity_params *p, const float *X, int64_t T, 
 typedef struct connectivity_stats {
     int64_t n_graphs, n_shards, n_skipped; /* skipped subjects (on_error: skip) */
     double bytes_read, seconds_compute, seconds_write;
+    /* "participant_id\treason\n" per skipped subject, on every rank (malloc'ed, NULL when
+     * nothing was checked; the caller frees it); also written to index.h5 /skipped */
+    char *skipped_text;
 } connectivity_stats;
 
 /* Collective over ctx->comm: read `ts_path` (timeseries.h5), write index.h5 and

@@ -325,7 +325,7 @@ static int series_get(series_cache *c, hid_t f, const ts_meta *m, int64_t s, int
 /* on_error: skip: find the subjects with unusable data before the graph list is
  * fixed (the list, hence the shards, must not depend on who found what). */
 static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
-                   const connectivity_opts *o, uint8_t *skip, double *bytes) {
+                   const connectivity_opts *o, uint8_t *skip, char **why, double *bytes) {
     const connectivity_params *p = &o->p;
     bgfm_err *e = &ctx->err;
     int64_t S = m->S;
@@ -351,6 +351,13 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
             if (!skip[s] && ctx->rank == 0)
                 log_warn(ctx, "connectivity: skipping subject %lld (%s): %lld volumes are too few",
                          (long long)s, m->pid[s], (long long)T);
+            if (!why[s]) {
+                char txt[300];
+                snprintf(txt, sizeof txt, "%lld volume(s) in atlas %s: too few for %s",
+                         (long long)T, m->atlas[a],
+                         p->window_length > 0 ? "one window" : "a correlation (at least 2)");
+                if (!(why[s] = bgfm_strdup(e, txt))) return BGFM_ENOMEM;
+            }
             skip[s] = 1;
         }
     if (!o->skip_bad) return 0;
@@ -391,6 +398,7 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
                     bad_data(&tmpe, m, path, s, a, p->window_length > 0 ? w : -1, bad, region);
                     log_warn(ctx, "connectivity: skipping: %s", tmpe.msg);
                     mine[s] = 1;
+                    if (!why[s] && !(why[s] = bgfm_strdup(e, tmpe.msg))) rc = BGFM_ENOMEM;
                     break;
                 }
             }
@@ -403,6 +411,99 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
         rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of skip flags failed"));
     for (int64_t s = 0; s < S && !rc; s++) skip[s] |= mine[s];
     free(mine);
+    return rc;
+}
+
+/* The skip reasons as "participant_id\treason\n" lines in subject order, on every rank:
+ * each rank contributes the subjects of its prescan block. */
+static int skip_text(bgfm_ctx *ctx, const ts_meta *m, const uint8_t *skip, char **why,
+                     char **out) {
+    bgfm_err *e = &ctx->err;
+    int64_t S = m->S, lo = S * ctx->rank / ctx->size, hi = S * (ctx->rank + 1) / ctx->size;
+    size_t len = 1;
+    for (int64_t s = lo; s < hi; s++)
+        if (skip[s]) len += strlen(m->pid[s]) + (why[s] ? strlen(why[s]) : 0) + 2;
+    char *buf = bgfm_malloc(e, len, "skip reasons");
+    int *lens = bgfm_calloc(e, (size_t)ctx->size, sizeof *lens, "skip reasons");
+    int *displs = bgfm_calloc(e, (size_t)ctx->size, sizeof *displs, "skip reasons");
+    int rc = buf && lens && displs ? 0 : BGFM_ENOMEM;
+    size_t w = 0;
+    for (int64_t s = lo; !rc && s < hi; s++) {
+        if (!skip[s]) continue;
+        /* tabs and newlines would break the line format */
+        for (const char *c = m->pid[s]; *c; c++) buf[w++] = (*c == '\t' || *c == '\n') ? ' ' : *c;
+        buf[w++] = '\t';
+        for (const char *c = why[s] ? why[s] : ""; *c; c++)
+            buf[w++] = (*c == '\t' || *c == '\n') ? ' ' : *c;
+        buf[w++] = '\n';
+    }
+    rc = bgfm_ctx_agree(ctx, rc || w > (size_t)INT_MAX / 2
+                                 ? bgfm_fail(e, rc ? rc : BGFM_EDATA, "too many skip reasons")
+                                 : 0);
+    int mine = (int)w;
+    if (!rc && MPI_Allgather(&mine, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
+        rc = BGFM_EMPI;
+    int64_t tot = 0;
+    for (int k = 0; !rc && k < ctx->size; k++) {
+        displs[k] = (int)tot;
+        tot += lens[k];
+    }
+    if (!rc && tot > INT_MAX) rc = BGFM_EDATA;
+    char *all = rc ? NULL : bgfm_malloc(e, (size_t)tot + 1, "skip reasons");
+    if (!rc && !all) rc = BGFM_ENOMEM;
+    rc = bgfm_ctx_agree(ctx, rc ? bgfm_fail(e, rc, "gathering the skip reasons failed") : 0);
+    if (!rc && MPI_Allgatherv(buf, mine, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm) !=
+                   MPI_SUCCESS)
+        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgatherv of skip reasons failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) {
+        all[tot] = '\0';
+        *out = all;
+    } else {
+        free(all);
+    }
+    free(buf);
+    free(lens);
+    free(displs);
+    return rc;
+}
+
+/* Rank 0: /skipped/participant_id and /skipped/reason into index.h5 (already written). */
+static int write_skipped(const char *outdir, const char *text, bgfm_err *e) {
+    int64_t n = 0;
+    for (const char *c = text; *c; c++) n += *c == '\n';
+    if (n == 0) return 0;
+    char *copy = bgfm_strdup(e, text);
+    const char **pid = bgfm_calloc(e, (size_t)n, sizeof *pid, "skipped");
+    const char **why = bgfm_calloc(e, (size_t)n, sizeof *why, "skipped");
+    size_t pl = strlen(outdir) + 16;
+    char *path = bgfm_malloc(e, pl, "index path");
+    int rc = copy && pid && why && path ? 0 : BGFM_ENOMEM;
+    int64_t k = 0;
+    for (char *line = copy; !rc && line && *line && k < n; k++) {
+        char *nl = strchr(line, '\n'), *tab = strchr(line, '\t');
+        BGFM_ASSERT(nl && tab && tab < nl);
+        *nl = *tab = '\0';
+        pid[k] = line;
+        why[k] = tab + 1;
+        line = nl + 1;
+    }
+    hid_t f = -1;
+    if (!rc) {
+        snprintf(path, pl, "%s/index.h5", outdir);
+        f = h5io_open_rw(MPI_COMM_SELF, path, e);
+        if (f < 0) rc = e->code ? e->code : BGFM_EIO;
+    }
+    if (!rc) rc = h5io_write_strings(f, "/skipped/participant_id", pid, n, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/skipped/reason", why, n, 0, e);
+    if (f >= 0) {
+        int crc = h5io_close(&f, path, e);
+        if (!rc) rc = crc;
+    }
+    free(copy);
+    free(pid);
+    free(why);
+    free(path);
     return rc;
 }
 
@@ -531,6 +632,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     char *blob = NULL, *shard_buf = NULL;
     int *counts = NULL, *displs = NULL;
     uint8_t *skip = NULL;
+    char **why = NULL;
     hid_t f = -1;
     int rc = 0;
     struct stat sb;
@@ -548,8 +650,11 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     if (!rc && !(skip = bgfm_calloc(e, (size_t)(m.S ? m.S : 1), 1, "skip flags"))) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
-    rc = prescan(ctx, f, ts_path, &m, o, skip, &st->bytes_read);
+    why = bgfm_calloc(e, (size_t)(m.S ? m.S : 1), sizeof *why, "skip reasons");
+    rc = bgfm_ctx_agree(ctx, why ? 0 : BGFM_ENOMEM);
+    if (!rc) rc = prescan(ctx, f, ts_path, &m, o, skip, why, &st->bytes_read);
     rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = skip_text(ctx, &m, skip, why, &st->skipped_text);
     if (rc) goto done;
     for (int64_t s = 0; s < m.S; s++) st->n_skipped += skip[s];
     rc = glist_build(&m, p, skip, &g, e);
@@ -655,6 +760,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     if (ctx->rank == 0) {
         double t1 = MPI_Wtime();
         rc = write_index(outdir, &info, &m, &g, gps, e);
+        if (!rc && st->skipped_text) rc = write_skipped(outdir, st->skipped_text, e);
         st->seconds_write += MPI_Wtime() - t1;
     }
     rc = bgfm_ctx_agree(ctx, rc);
@@ -673,6 +779,8 @@ done:
     free(shard_buf);
     free(counts);
     free(displs);
+    for (int64_t s = 0; why && s < m.S; s++) free(why[s]);
+    free(why);
     free(skip);
     glist_free(&g);
     ts_meta_free(&m);

@@ -146,9 +146,23 @@ static int connectivity_run(bgfm_stage_run *r) {
     r->items = (double)st.n_graphs;
     r->items_unit = "graphs";
     if (!rc) metrics_line(r, &st, MPI_Wtime() - t0);
-    if (!rc && st.n_skipped)
+    /* on_error: skip left subjects out: complete outputs, but the run ends with 9 and
+     * the manifest lists them (as does index.h5 /skipped) */
+    for (char *line = st.skipped_text; !rc && ctx->rank == 0 && line && *line;) {
+        char *nl = strchr(line, '\n'), *tab = strchr(line, '\t');
+        if (!nl || !tab || tab > nl) break;
+        *nl = *tab = '\0';
+        if (bgfm_stage_skip_add(r, line, tab + 1)) break;
+        line = nl + 1;
+    }
+    free(st.skipped_text);
+    if (!rc && st.n_skipped) {
         log_info(ctx, "connectivity: %lld subject(s) skipped (on_error: skip)",
                  (long long)st.n_skipped);
+        rc = bgfm_fail(&ctx->err, BGFM_PARTIAL,
+                       "connectivity: %lld subject(s) skipped (on_error: skip); see /skipped in "
+                       "its index.h5", (long long)st.n_skipped);
+    }
     return rc;
 }
 

@@ -317,6 +317,7 @@ static int driver(int argc, char **argv) {
         printf("graphs=%lld shards=%lld skipped=%lld wall_s=%.4f\n", (long long)stt.n_graphs,
                (long long)stt.n_shards, (long long)stt.n_skipped, wall);
     }
+    free(stt.skipped_text);
     bgfm_ctx_finalize(&ctx);
     return rc;
 }
