@@ -11,6 +11,7 @@
 #include "bgfm/h5io.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/nifti.h"
 #include "bgfm/parcellate.h"
 
 /* Contiguous split of the path-ordered images by file size: image i goes to rank
@@ -403,6 +404,37 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     return bgfm_ctx_agree(ctx, rc);
 }
 
+/* This rank's memory estimate in bytes (docs/reliability.md, "Resource limits"): the
+ * runtime, the atlases, the largest image's working set (one volume, the voxel plan of
+ * its grid, region sums) and the time series it keeps for its subjects until the
+ * collective write (plus the write block of the largest atlas). Headers only are read;
+ * an unreadable image counts as nothing here and fails in the extraction. */
+static double memory_estimate(const prun *p, double *work, double *kept) {
+    int64_t ntot = 0, nmax = 0;
+    double atl = 0;
+    for (int a = 0; a < p->A; a++) {
+        ntot += p->atlases[a].n_regions;
+        if (p->atlases[a].n_regions > nmax) nmax = p->atlases[a].n_regions;
+        const int64_t *d = p->atlases[a].grid.dim;
+        atl += (double)d[0] * (double)d[1] * (double)d[2] * 2.0 + (double)p->atlases[a].n_regions * 64.0;
+    }
+    double maxw = 0, sumT = 0;
+    for (int64_t i = p->lo; i < p->hi; i++) {
+        niftiio_reader *rd = NULL;
+        bgfm_err ignore = {0};
+        if (niftiio_open(p->ds.images[i].path, &rd, &ignore)) continue;
+        const niftiio_header *h = niftiio_hdr(rd);
+        double nvox = (double)h->nvox, T = (double)h->nvol;
+        double w = nvox * (21.0 + 6.0 * p->A) + T * (double)ntot * 8.0;
+        if (w > maxw) maxw = w;
+        sumT += T;
+        niftiio_close(&rd);
+    }
+    *work = maxw;
+    *kept = sumT * (double)(ntot + nmax) * 4.0;
+    return 64.0 * 1048576.0 + atl + maxw + *kept;
+}
+
 static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items) {
     bgfm_ctx *ctx = p->ctx;
     double rss = fs_peak_rss_mib();
@@ -501,6 +533,16 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         p.outs = bgfm_calloc(e, (size_t)(nm * p.A + 1), sizeof *p.outs, "outputs");
         reasons = bgfm_calloc(e, (size_t)(nm + 1), sizeof *reasons, "reasons");
         if (!p.T || !p.tr || !p.row || !p.outs || !reasons) rc = e->code;
+        if (!rc && r->pipe->max_memory_per_rank > 0) {
+            double work = 0, kept = 0, est = memory_estimate(&p, &work, &kept);
+            char what[200];
+            snprintf(what, sizeof what, "largest image %.0f MiB of working set + %.0f MiB of "
+                     "time series for %lld subject(s)", work / 1048576.0, kept / 1048576.0,
+                     (long long)nm);
+            rc = config_mem_check(r->pipe->max_memory_per_rank, r->pipe->file, r->stage->name,
+                                  est, what, "use more ranks (subjects are split across them)",
+                                  e);
+        }
         log_progress pg;
         log_progress_start(ctx, &pg, "parcellate", "subj", n);
         for (int64_t i = p.lo; i < p.hi && !rc; i++) {
