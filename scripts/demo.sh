@@ -13,7 +13,9 @@ if [ ! -f data/demo/participants.tsv ]; then
 fi
 echo "demo: mpirun -np $NP $B run jobs/demo.yaml"
 mpirun --oversubscribe -np "$NP" "$B" run jobs/demo.yaml
-for f in runs/demo/*/timeseries.h5 runs/demo/*/index.h5; do
-  [ -f "$f" ] && "$B" inspect "$f" | sed -n '1,3p;/^atlases:/,$p'
+for f in runs/demo/*/timeseries.h5; do
+  [ -f "$f" ] && "$B" inspect "$f" | sed -n '1p;/^atlases:/,$p'
 done
+for f in runs/demo/*/index.h5; do [ -f "$f" ] && "$B" inspect "$f"; done
+"$B" report runs/demo
 echo "demo: outputs in runs/demo (metrics: runs/demo/metrics.jsonl)"

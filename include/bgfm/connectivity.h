@@ -51,6 +51,8 @@ typedef struct connectivity_opts {
     int compress;              /* deflate level 0..9 (0: off), with shuffle */
     const char *site_column;   /* /subjects/columns/<col> giving the site, "" none */
     int skip_bad;              /* pipeline on_error: skip */
+    int64_t max_memory;        /* bytes per rank (max_memory_per_rank), 0 = no limit */
+    const char *pipeline_file, *stage_name; /* for the memory-limit message (may be NULL) */
 } connectivity_opts;
 
 /* Fisher z clipping: r is clamped to [-(1 - CONNECTIVITY_Z_CLIP), 1 - CONNECTIVITY_Z_CLIP]

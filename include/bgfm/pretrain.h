@@ -25,6 +25,8 @@ typedef struct pretrain_opts {
     const char *stage_name;  /* for metrics */
     const char *config_text; /* resolved config, stored in checkpoints */
     int64_t stop_after;      /* test hook: as if signalled after this step (0 off) */
+    int64_t max_memory;      /* bytes per rank (max_memory_per_rank), 0 = no limit */
+    const char *pipeline_file; /* for the memory-limit message (may be NULL) */
 } pretrain_opts;
 
 typedef struct pretrain_result {

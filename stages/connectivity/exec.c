@@ -678,6 +678,29 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
                        "a shard of %lld graphs would hold %lld bytes (more than 2 GiB); lower the "
                        "connectivity stage's graphs_per_shard",
                        (long long)gps, (long long)max_shard);
+    if (!rc && o->max_memory > 0) {
+        /* docs/reliability.md "Resource limits": runtime + two shard buffers (graphs of
+         * this rank, the gathered shard) + per-atlas workspaces + one subject's series */
+        double wsb = 0, series = 0, meta = 0;
+        for (int a = 0; a < m.A; a++) {
+            double N = m.N[a], maxT = 2;
+            for (int64_t s = 0; s < m.S; s++) {
+                double T = (double)(m.off[a][s + 1] - m.off[a][s]);
+                if (T > maxT) maxT = T;
+            }
+            double pairs = N * (N - 1) / 2, rw = (double)connectivity_rwse_work((int)N, p->rwse_steps);
+            wsb += maxT * N * 4 + (pairs > rw ? pairs : rw) * 4 + (N * N > 3 * N ? N * N : 3 * N) * 8 + N;
+            if (maxT * N * 4 > series) series = maxT * N * 4;
+            meta += (double)m.S * (N + 8);
+        }
+        double est = 64.0 * 1048576.0 + 2.0 * (double)max_shard + wsb + series + meta;
+        char what[200];
+        snprintf(what, sizeof what, "2 x %.1f MiB shard buffers of %lld graphs + %.1f MiB "
+                 "workspaces and series", (double)max_shard / 1048576.0, (long long)gps,
+                 (wsb + series + meta) / 1048576.0);
+        rc = config_mem_check(o->max_memory, o->pipeline_file, o->stage_name, est, what,
+                              "lower graphs_per_shard", e);
+    }
     if (!rc) {
         ws = bgfm_calloc(e, (size_t)m.A, sizeof *ws, "workspaces");
         counts = bgfm_calloc(e, (size_t)ctx->size, sizeof(int), "gather counts");

@@ -90,6 +90,8 @@ static void opts_from_params(const bgfm_params *w, const bgfm_pipeline *pipe,
     o->compress = (int)params_int(w, "compress");
     o->site_column = params_str(w, "site_column");
     o->skip_bad = pipe->on_error == BGFM_ON_ERROR_SKIP;
+    o->max_memory = pipe->max_memory_per_rank;
+    o->pipeline_file = pipe->file;
 }
 
 static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double wall) {
@@ -136,6 +138,7 @@ static int connectivity_run(bgfm_stage_run *r) {
                                              r->stage->name));
     connectivity_opts o;
     opts_from_params(&r->stage->with, r->pipe, &o);
+    o.stage_name = r->stage->name;
     char *ts = fs_join(r->upstream, "timeseries.h5", &ctx->err);
     int rc = bgfm_ctx_agree(ctx, ts ? 0 : BGFM_ENOMEM);
     connectivity_stats st;

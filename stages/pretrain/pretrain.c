@@ -351,6 +351,35 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
     return bgfm_ctx_agree(ctx, rc);
 }
 
+/* This rank's memory estimate against max_memory_per_rank (docs/reliability.md,
+ * "Resource limits"): parameters, gradients and both AdamW moments (4 x 4 bytes per
+ * parameter), the model workspace for Bl graphs (measured by laying it out for 1, 2
+ * and 3 graphs, which fixes its quadratic in B exactly: nothing is touched), the batch
+ * buffers and the global NT-Xent buffers. Before the big allocations. */
+static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int64_t Nb,
+                        bgfm_err *e) {
+    double f[3];
+    for (int b = 1; b <= 3; b++) {
+        model_ws probe;
+        if (model_ws_init(&probe, m, b, e)) return BGFM_ENOMEM;
+        f[b - 1] = (double)probe.bytes;
+        model_ws_free(&probe);
+    }
+    double B = (double)Bl, G = (double)o->batch_size;
+    double ws = f[0] * (B - 2) * (B - 3) / 2 - f[1] * (B - 1) * (B - 3) + f[2] * (B - 1) * (B - 2) / 2;
+    double params = 16.0 * (double)m->n_params;
+    double batch = B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0;
+    double ntx = 16.0 * G * m->cfg.P + 16.0 * G * G;
+    double est = 64.0 * 1048576.0 + params + ws + batch + ntx;
+    char what[240];
+    snprintf(what, sizeof what, "%lld parameters x 16 B = %.1f MiB, workspace for %lld graphs "
+             "of %lld nodes = %.1f MiB", (long long)m->n_params, params / 1048576.0,
+             (long long)Bl, (long long)Nb, ws / 1048576.0);
+    return config_mem_check(o->max_memory, o->pipeline_file, o->stage_name, est, what,
+                            "use more ranks or a smaller batch_size (the batch is split across "
+                            "ranks) or a smaller model", e);
+}
+
 static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const char *outdir,
                  const char *metrics, pretrain_result *res) {
     bgfm_err *e = &ctx->err;
@@ -389,6 +418,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     int64_t Nb = 0;
     for (int a = 0; !rc && a < m->cfg.n_atlases; a++)
         if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
+    if (!rc && o->max_memory > 0) rc = memory_check(o, m, Bl, Nb, e);
     if (!rc) {
         t.fc = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t.fc, "batch");
         t.adj = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch");
@@ -698,6 +728,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.keep_checkpoints = params_int(w, "keep_checkpoints");
     o.seed = r->pipe->seed;
     o.stage_name = r->stage->name;
+    o.max_memory = r->pipe->max_memory_per_rank;
+    o.pipeline_file = r->pipe->file;
     /* resume_from: relative paths are relative to the pipeline file's folder, like
      * every other path of a pipeline */
     char *resume = NULL;
