@@ -1146,12 +1146,13 @@ static void bytes_text(double b, char *buf, size_t n) {
 
 int config_mem_check(int64_t limit, const char *file, const char *stage, double estimate,
                      const char *what, const char *fix, bgfm_err *e) {
+    estimate += CONFIG_MEM_RUNTIME;
     if (limit <= 0 || estimate <= (double)limit) return 0;
     char est[64], lim[64];
     bytes_text(estimate, est, sizeof est);
     bytes_text((double)limit, lim, sizeof lim);
     return bgfm_fail(e, BGFM_ENOMEM,
-                     "stage '%s' would need about %s per rank (%s), more than "
+                     "stage '%s' would need about %s per rank (%s, + 32 MiB runtime), more than "
                      "max_memory_per_rank = %s in %s; %s, or raise max_memory_per_rank",
                      stage ? stage : "?", est, what, lim, file ? file : "the pipeline file", fix);
 }

@@ -5,6 +5,7 @@
 #include <hdf5.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 int bgfm_vfail(bgfm_err *e, int code, const char *fmt, va_list ap) {
     if (e == NULL || e->code != 0) return code;
@@ -113,6 +114,18 @@ int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
 }
 
 void bgfm_ctx_finalize(bgfm_ctx *ctx) {
+    /* HDF5 1.10.8 crashes (SIGSEGV in H5F__close_cb) in the clean-up that MPI_Finalize
+     * runs when a file close failed earlier, e.g. on a full disk, which would turn exit
+     * 4 into a signal. So when any rank ends with an I/O error, every rank leaves here
+     * with its own code, without MPI_Finalize (mpirun passes the code on). The engine has
+     * already removed the partial output; nothing is left to write. */
+    int eio = ctx->err.code == BGFM_EIO, any = 0;
+    if (ctx->comm != MPI_COMM_NULL && ctx->comm != 0 &&
+        MPI_Allreduce(&eio, &any, 1, MPI_INT, MPI_MAX, ctx->comm) == MPI_SUCCESS && any) {
+        fflush(stdout);
+        fflush(stderr);
+        _exit(ctx->err.code);
+    }
     if (ctx->comm != MPI_COMM_NULL && ctx->comm != 0) MPI_Comm_free(&ctx->comm);
     MPI_Finalize();
 }

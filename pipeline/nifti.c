@@ -117,6 +117,12 @@ struct niftiio_reader {
     niftiio_header h;
 };
 
+/* The file bytes come from, for messages: the data file once the header is parsed,
+ * the header file before (a damaged .nii.gz fails while its header is inflated). */
+static const char *src_name(const niftiio_reader *r) {
+    return r->datapath ? r->datapath : r->path;
+}
+
 static int plain_read(niftiio_reader *r, uint8_t *dst, size_t n, size_t *got, bgfm_err *e) {
     *got = 0;
     while (*got < n) {
@@ -126,7 +132,7 @@ static int plain_read(niftiio_reader *r, uint8_t *dst, size_t n, size_t *got, bg
         if (k < 0) {
             if (errno == EINTR) continue;
             return bgfm_fail(e, BGFM_EIO, "%s: read failed: %s; check the file and the disk",
-                             r->datapath, strerror(errno));
+                             src_name(r), strerror(errno));
         }
         if (k == 0) break;
         *got += (size_t)k;
@@ -208,7 +214,7 @@ static int gz_read(niftiio_reader *r, uint8_t *dst, size_t n, size_t *got, const
             return bgfm_fail(e, BGFM_EDATA,
                              "%s: corrupt gzip data while reading %s (%s); the file is "
                              "damaged: re-copy or re-create it (gzip -t FILE checks it)",
-                             r->datapath, what, isal_errname(rc));
+                             src_name(r), what, isal_errname(rc));
         int stalled = made == 0 && s->avail_in == in_before && s->block_state == st_before &&
                       s->block_state != ISAL_BLOCK_FINISH;
         if (stalled && r->in_eof)
@@ -216,7 +222,7 @@ static int gz_read(niftiio_reader *r, uint8_t *dst, size_t n, size_t *got, const
                              "%s: the compressed data ends in the middle of %s (file "
                              "truncated, e.g. an interrupted copy or download); re-copy or "
                              "re-create the file",
-                             r->datapath, what);
+                             src_name(r), what);
         if (stalled) { /* needs more input than is buffered: append to it */
             BGFM_ASSERT(s->avail_in < NIFTIIO_CHUNK);
             int rc2 = gz_refill(r, e);
@@ -275,7 +281,7 @@ static int stream_skip(niftiio_reader *r, int64_t n, const char *what, bgfm_err 
     if (n <= 0) return 0;
     if (!r->gz) {
         if (lseek(r->fd, (off_t)n, SEEK_CUR) < 0)
-            return bgfm_fail(e, BGFM_EIO, "%s: seek failed: %s", r->datapath, strerror(errno));
+            return bgfm_fail(e, BGFM_EIO, "%s: seek failed: %s", src_name(r), strerror(errno));
         return 0;
     }
     uint8_t tmp[16384];
@@ -288,7 +294,7 @@ static int stream_skip(niftiio_reader *r, int64_t n, const char *what, bgfm_err 
                              "%s: the file ends before the voxel data starts (vox_offset "
                              "beyond the end of the file); the file is truncated or its "
                              "header is wrong",
-                             r->datapath);
+                             src_name(r));
         n -= (int64_t)got;
     }
     return 0;
@@ -667,7 +673,24 @@ static void convert_f64(const uint8_t *raw, int dt, int64_t n, int sc, double sl
     CONVERT_SWITCH(double)
 }
 
+/* Before allocating for a volume: can the file hold one at all? A plain file needs
+ * vol_bytes after vox_offset; deflate expands at most 1032:1, so a .gz needs about
+ * vol_bytes / 1032 bytes. Stops a damaged header from making us allocate gigabytes. */
+static int vol_possible(const niftiio_reader *r, bgfm_err *e) {
+    struct stat st;
+    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    int64_t size = (int64_t)st.st_size;
+    int64_t have = r->gz ? size * 1032 + 65536 : size - r->h.vox_offset;
+    if (r->vol_bytes <= have) return 0;
+    return bgfm_fail(e, BGFM_EDATA, "%s: the file ends in the middle of volume 1 of %lld (%lld "
+                     "bytes in the file, the header promises %lld bytes per volume): it is "
+                     "truncated or its header is damaged; re-copy or re-create it",
+                     r->datapath, (long long)r->h.nvol, (long long)size,
+                     (long long)r->vol_bytes);
+}
+
 static int ensure_raw(niftiio_reader *r, bgfm_err *e) {
+    if (!r->raw && vol_possible(r, e)) return e->code;
     if (!r->raw) r->raw = bgfm_malloc(e, (size_t)r->vol_bytes, "NIfTI volume buffer");
     return r->raw ? 0 : BGFM_ENOMEM;
 }
@@ -719,6 +742,11 @@ int niftiio_read_3d(const char *path, niftiio_header *hdr, double **data, bgfm_e
     if (r->h.nvol != 1) {
         rc = bgfm_fail(e, BGFM_EDATA, "%s: expected a 3D image (one volume), found %lld "
                        "volumes; give a 3D label image", path, (long long)r->h.nvol);
+        niftiio_close(&r);
+        return rc;
+    }
+    if (vol_possible(r, e)) {
+        rc = e->code;
         niftiio_close(&r);
         return rc;
     }

@@ -8,7 +8,8 @@ PKGS=(build-essential pkg-config make
       libcmocka-dev
       python3-numpy python3-scipy python3-nibabel python3-h5py python3-torch
       mricron-data python3-nitime python3-nipy gnuplot-nox
-      slurmctld slurmd slurm-client munge libpmix-dev)
+      slurmctld slurmd slurm-client munge libpmix-dev
+      clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

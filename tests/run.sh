@@ -36,7 +36,7 @@ for t in "$BGFM_BUILD"/tests/test_*; do
   echo "$t" | grep -qE "$pat" || continue
   run_one "unit/$(basename "$t")" "$t"
 done
-for dir in mpi reference e2e; do
+for dir in mpi reference e2e faults; do
   for t in tests/$dir/*.sh; do
     [ -f "$t" ] || continue
     echo "$t" | grep -qE "$pat" || continue

@@ -174,9 +174,11 @@ int config_doc_yaml(FILE *f);
  * KB..TB decimal); 0 when the text is not a size of at least 1 MiB. */
 int64_t config_parse_bytes(const char *s);
 /* A stage's check before its big allocations: BGFM_ENOMEM with a message giving the
- * estimate (bytes per rank, `what` it is made of), the limit, the pipeline `file` and
+ * estimate (bytes per rank of the stage's own buffers, `what` they are, plus
+ * CONFIG_MEM_RUNTIME), the limit, the pipeline `file` and
  * `fix` (what to change) when limit > 0 (max_memory_per_rank) and the estimate
  * exceeds it; else 0. */
+#define CONFIG_MEM_RUNTIME (32.0 * 1048576.0) /* MPI, HDF5, BLAS, code: measured ~25 MiB */
 int config_mem_check(int64_t limit, const char *file, const char *stage, double estimate,
                      const char *what, const char *fix, bgfm_err *e);
 

@@ -679,7 +679,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
                        "connectivity stage's graphs_per_shard",
                        (long long)gps, (long long)max_shard);
     if (!rc && o->max_memory > 0) {
-        /* docs/reliability.md "Resource limits": runtime + two shard buffers (graphs of
+        /* docs/reliability.md "Resource limits": two shard buffers (graphs of
          * this rank, the gathered shard) + per-atlas workspaces + one subject's series */
         double wsb = 0, series = 0, meta = 0;
         for (int a = 0; a < m.A; a++) {
@@ -693,7 +693,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
             if (maxT * N * 4 > series) series = maxT * N * 4;
             meta += (double)m.S * (N + 8);
         }
-        double est = 64.0 * 1048576.0 + 2.0 * (double)max_shard + wsb + series + meta;
+        double est = 2.0 * (double)max_shard + wsb + series + meta;
         char what[200];
         snprintf(what, sizeof what, "2 x %.1f MiB shard buffers of %lld graphs + %.1f MiB "
                  "workspaces and series", (double)max_shard / 1048576.0, (long long)gps,

@@ -405,18 +405,20 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
 }
 
 /* This rank's memory estimate in bytes (docs/reliability.md, "Resource limits"): the
- * runtime, the atlases, the largest image's working set (one volume, the voxel plan of
+ * atlases (kept, plus the largest one's load buffers), the largest image's working set (one volume, the voxel plan of
  * its grid, region sums) and the time series it keeps for its subjects until the
  * collective write (plus the write block of the largest atlas). Headers only are read;
  * an unreadable image counts as nothing here and fails in the extraction. */
 static double memory_estimate(const prun *p, double *work, double *kept) {
     int64_t ntot = 0, nmax = 0;
-    double atl = 0;
+    double atl = 0, load = 0;
     for (int a = 0; a < p->A; a++) {
         ntot += p->atlases[a].n_regions;
         if (p->atlases[a].n_regions > nmax) nmax = p->atlases[a].n_regions;
         const int64_t *d = p->atlases[a].grid.dim;
-        atl += (double)d[0] * (double)d[1] * (double)d[2] * 2.0 + (double)p->atlases[a].n_regions * 64.0;
+        double nv = (double)d[0] * (double)d[1] * (double)d[2];
+        atl += nv * 2.0 + (double)p->atlases[a].n_regions * 64.0;
+        if (nv * 6.0 > load) load = nv * 6.0; /* float volume + raw bytes while loading */
     }
     double maxw = 0, sumT = 0;
     for (int64_t i = p->lo; i < p->hi; i++) {
@@ -425,14 +427,15 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
         if (niftiio_open(p->ds.images[i].path, &rd, &ignore)) continue;
         const niftiio_header *h = niftiio_hdr(rd);
         double nvox = (double)h->nvox, T = (double)h->nvol;
-        double w = nvox * (21.0 + 6.0 * p->A) + T * (double)ntot * 8.0;
+        /* volume (float + raw up to 8 bytes), grid plan (maps, voxel lists), masks */
+        double w = nvox * (29.0 + 6.0 * p->A) + T * (double)ntot * 8.0;
         if (w > maxw) maxw = w;
         sumT += T;
         niftiio_close(&rd);
     }
     *work = maxw;
     *kept = sumT * (double)(ntot + nmax) * 4.0;
-    return 64.0 * 1048576.0 + atl + maxw + *kept;
+    return atl + load + maxw + *kept;
 }
 
 static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items) {

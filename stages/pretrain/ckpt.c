@@ -366,6 +366,31 @@ int ckpt_is_complete(const char *path) {
     return ok;
 }
 
+/* The architecture attributes must agree with the stored tensors BEFORE model_init
+ * allocates from them: tensors that pin H, F, P, N_max and k must have those shapes
+ * and their bytes in the file, so a damaged attribute cannot make us allocate more
+ * than the file can describe. Names as in model.c's layout. */
+static int arch_fits_file(hid_t f, const model_cfg *c, const char *path, bgfm_err *e) {
+    const struct { const char *name; int64_t rows, cols; } pin[] = {
+        {"/model/in/W", c->H, (int64_t)c->N_max + c->k}, {"/model/dec/re/W", c->H, c->H},
+        {"/model/dec/out/W", c->N_max, c->H},           {"/model/proj/W2", c->P, c->H},
+        {"/model/enc/0/ffn/W1", c->F, c->H}};
+    for (size_t i = 0; i < sizeof pin / sizeof pin[0]; i++) {
+        int rank = 0;
+        hsize_t dims[8] = {0};
+        if (h5io_dims(f, pin[i].name, &rank, dims, e)) return e->code;
+        hid_t d = H5Dopen2(f, pin[i].name, H5P_DEFAULT);
+        hsize_t stored = d >= 0 ? H5Dget_storage_size(d) : 0;
+        if (d >= 0) H5Dclose(d);
+        if (rank != 2 || (int64_t)dims[0] != pin[i].rows || (int64_t)dims[1] != pin[i].cols ||
+            stored / sizeof(float) / (dims[1] ? dims[1] : 1) < dims[0])
+            return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s does not match the architecture "
+                             "attributes of /model (%lld x %lld); the checkpoint is damaged",
+                             path, pin[i].name, (long long)pin[i].rows, (long long)pin[i].cols);
+    }
+    return 0;
+}
+
 /* One int64 of a dataset that must hold exactly one value (/state/...). */
 static int read_one_i64(hid_t f, const char *name, int64_t *v, const char *path, bgfm_err *e) {
     int rank = 0;
@@ -389,6 +414,7 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         rc = bgfm_fail(e, BGFM_EDATA, "%s is not a complete checkpoint (no completion mark); "
                        "use another one or start from scratch", path);
     if (!rc) rc = ckpt_read_arch(f, "/model", &c, path, e);
+    if (!rc) rc = arch_fits_file(f, &c, path, e);
     if (!rc) rc = model_init(m, &c, e);
     if (!rc) rc = ckpt_read_tensors(f, m, "/model", m->w, path, e);
     if (!rc && o) {

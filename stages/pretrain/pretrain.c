@@ -370,7 +370,7 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
     double params = 16.0 * (double)m->n_params;
     double batch = B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0;
     double ntx = 16.0 * G * m->cfg.P + 16.0 * G * G;
-    double est = 64.0 * 1048576.0 + params + ws + batch + ntx;
+    double est = params + ws + batch + ntx;
     char what[240];
     snprintf(what, sizeof what, "%lld parameters x 16 B = %.1f MiB, workspace for %lld graphs "
              "of %lld nodes = %.1f MiB", (long long)m->n_params, params / 1048576.0,

@@ -82,12 +82,6 @@ static inline uint8_t fz_u8(fz_in *in) {
     return *in->p++;
 }
 
-static inline uint32_t fz_u32(fz_in *in) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)fz_u8(in) << (8 * i);
-    return v;
-}
-
 /* Copy up to n bytes into dst (zero-padded when the input runs out). */
 static inline void fz_bytes(fz_in *in, void *dst, size_t n) {
     size_t k = n < in->n ? n : in->n;

@@ -459,7 +459,7 @@ static void test_unknown_keys(void **st) {
                "'label_column'?");
     expect_err("name: d\nzzzzzzzzzz: 1\n",
                "/cfg/p.yaml:2:1: unknown key (accepted here: name, workdir, seed, on_error, "
-               "inputs, atlases, stages, slurm) (key 'zzzzzzzzzz')");
+               "max_memory_per_rank, inputs, atlases, stages, slurm) (key 'zzzzzzzzzz')");
     expect_err(HEAD "stages:\n  - {name: s1, uses: toy, with: {adjacency: {treshold: 0.2}}}\n",
                "/cfg/p.yaml:7:46: unknown key (key 'stages.s1.with.adjacency.treshold'); did "
                "you mean 'threshold'?");
