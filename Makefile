@@ -78,16 +78,25 @@ VALGRIND := valgrind -q --num-callers=50 --error-exitcode=1 --leak-check=full \
             --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
             --suppressions=tests/valgrind.supp --gen-suppressions=all
 check:
-	$(MAKE) BUILD=build-san CFLAGS="$(SAN_FLAGS) $(ARCH)" WERROR= all
-	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./tests/run.sh '$(SAN_LEAK_PAT)'
-	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ./tests/run.sh '$(SAN_MPI_PAT)|^tests/'
-	$(MAKE) BUILD=build-vg ARCH=$(VG_ARCH) all
-	@fail=0; for t in build-vg/tests/test_*; do n=build-vg/$$(basename $$t); rm -f $$n.*.vg; \
+	@fail=""; \
+	$(MAKE) BUILD=build-san CFLAGS="$(SAN_FLAGS) $(ARCH)" WERROR= all || exit 1; \
+	echo "== check 1/4: unit tests under ASan+UBSan, leak detection on"; \
+	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./tests/run.sh '$(SAN_LEAK_PAT)' \
+	  || fail="$$fail asan-unit"; \
+	echo "== check 2/4: MPI unit tests and shell tests under ASan+UBSan, leak detection off"; \
+	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ./tests/run.sh '$(SAN_MPI_PAT)|^tests/' \
+	  || fail="$$fail asan-suite"; \
+	echo "== check 3/4: unit tests under valgrind memcheck"; \
+	$(MAKE) BUILD=build-vg ARCH=$(VG_ARCH) all || exit 1; \
+	for t in build-vg/tests/test_*; do n=build-vg/$$(basename $$t); rm -f $$n.*.vg; s=$$(date +%s); \
 	  if OPENBLAS_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP OMPI_ALLOW_RUN_AS_ROOT=1 \
 	     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(VALGRIND) --log-file=$$n.%p.vg $$t >$$n.out 2>&1 </dev/null; \
-	  then echo "valgrind ok      $$t"; else echo "valgrind FAILED  $$t (see $$n.*.vg)"; fail=1; fi; \
-	done; exit $$fail
-	$(MAKE) fuzz FUZZ_TIME=30
+	  then echo "valgrind ok      $$t  $$(( $$(date +%s) - s ))s"; \
+	  else echo "valgrind FAILED  $$t  (see $$n.out, $$n.*.vg)"; fail="$$fail valgrind:$$(basename $$t)"; fi; \
+	done; \
+	echo "== check 4/4: every fuzz target for 30 s"; \
+	$(MAKE) fuzz FUZZ_TIME=30 || fail="$$fail fuzz"; \
+	if [ -n "$$fail" ]; then echo "check FAILED:$$fail"; exit 1; fi; echo "check passed"
 
 # ---- fuzzing: clang + libFuzzer + ASan/UBSan. The library sources are compiled again
 # with clang (coverage-instrumented) into build-fuzz; MPI flags come from mpicc.

@@ -963,7 +963,7 @@ int niftiio_writer_open(const char *path, const niftiio_write_spec *spec, niftii
                                          ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
         w->z->level = (uint32_t)lvl;
         if (lbsz[lvl] > 0) {
-            w->level_buf = bgfm_malloc(e, lbsz[lvl], "deflate level buffer");
+            w->level_buf = bgfm_calloc(e, 1, lbsz[lvl], "deflate level buffer");
             if (!w->level_buf) goto fail;
             w->z->level_buf = w->level_buf;
             w->z->level_buf_size = lbsz[lvl];
