@@ -130,38 +130,43 @@ void bgfm_ctx_finalize(bgfm_ctx *ctx) {
     MPI_Finalize();
 }
 
-int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status) {
-    if (local_status != 0 && ctx->err.code == 0) {
-        ctx->err.code = local_status;
-        snprintf(ctx->err.msg, sizeof ctx->err.msg, "%s", bgfm_status_name(local_status));
+int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status) {
+    int rank = 0, size = 1;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+        return bgfm_fail(e, BGFM_EMPI, "cannot query the communicator while agreeing on status");
+    if (local_status != 0 && e->code == 0) {
+        e->code = local_status;
+        snprintf(e->msg, sizeof e->msg, "%s", bgfm_status_name(local_status));
     }
-    int mine = local_status != 0 ? ctx->rank : ctx->size;
-    int first = ctx->size;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS) {
-        bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce failed while agreeing on status");
-        return BGFM_EMPI;
-    }
-    if (first == ctx->size) return BGFM_OK;
+    int mine = local_status != 0 ? rank : size;
+    int first = size;
+    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+        return bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce failed while agreeing on status");
+    if (first == size) return BGFM_OK;
     struct {
         int code;
         char msg[BGFM_ERRMSG_MAX];
     } pkt;
     memset(&pkt, 0, sizeof pkt);
-    if (ctx->rank == first) {
-        pkt.code = ctx->err.code;
-        memcpy(pkt.msg, ctx->err.msg, sizeof pkt.msg);
+    if (rank == first) {
+        pkt.code = e->code;
+        memcpy(pkt.msg, e->msg, sizeof pkt.msg);
     }
-    if (MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, ctx->comm) != MPI_SUCCESS) {
-        ctx->err.code = BGFM_EMPI;
+    if (MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, comm) != MPI_SUCCESS) {
+        e->code = BGFM_EMPI;
         return BGFM_EMPI;
     }
-    ctx->err.code = pkt.code;
-    if (ctx->size > 1 && strncmp(pkt.msg, "rank ", 5) != 0)
-        snprintf(ctx->err.msg, sizeof ctx->err.msg, "rank %d: %.*s", first,
-                 (int)(sizeof ctx->err.msg - 16), pkt.msg);
+    e->code = pkt.code;
+    if (size > 1 && strncmp(pkt.msg, "rank ", 5) != 0)
+        snprintf(e->msg, sizeof e->msg, "rank %d: %.*s", first, (int)(sizeof e->msg - 16),
+                 pkt.msg);
     else
-        memcpy(ctx->err.msg, pkt.msg, sizeof pkt.msg);
+        memcpy(e->msg, pkt.msg, sizeof pkt.msg);
     return pkt.code;
+}
+
+int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status) {
+    return bgfm_err_agree(ctx->comm, &ctx->err, local_status);
 }
 
 void bgfm_ctx_report(const bgfm_ctx *ctx) {

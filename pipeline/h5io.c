@@ -74,8 +74,21 @@ hid_t h5io_open_rw(MPI_Comm comm, const char *path, bgfm_err *e) {
     return open_mode(comm, path, H5F_ACC_RDWR, e);
 }
 
+static int agree_on_file(hid_t obj, int rc, bgfm_err *e);
+
 int h5io_close(hid_t *f, const char *path, bgfm_err *e) {
     if (*f < 0) return 0;
+    /* A parallel file is flushed first and the ranks agree on the outcome: when the
+     * flush failed anywhere (disk full), closing would leave the ranks in different
+     * internal barriers of HDF5, so the file is abandoned instead (the process then
+     * exits with code 4 without MPI_Finalize, see bgfm_ctx_finalize). */
+    int frc = 0;
+    if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0) frc = h5fail(e, BGFM_EIO, "flushing HDF5 file (disk full?)", path);
+    frc = agree_on_file(*f, frc, e);
+    if (frc) {
+        *f = -1;
+        return frc;
+    }
     herr_t rc = H5Fclose(*f);
     *f = -1;
     if (rc < 0)
@@ -168,6 +181,27 @@ static hid_t dxpl_for(hid_t obj) {
     return dxpl;
 }
 
+/* Collective files: agree on rc across the file's communicator (the first failing
+ * rank's message reaches every rank). Independent files: rc as it is. */
+static int agree_on_file(hid_t obj, int rc, bgfm_err *e) {
+    hid_t f = H5Iget_file_id(obj);
+    if (f < 0) return rc;
+    hid_t fapl = H5Fget_access_plist(f);
+    H5Fclose(f);
+    if (fapl < 0) return rc;
+    if (H5Pget_driver(fapl) == H5FD_MPIO) {
+        MPI_Comm comm = MPI_COMM_NULL;
+        MPI_Info info = MPI_INFO_NULL;
+        if (H5Pget_fapl_mpio(fapl, &comm, &info) >= 0) {
+            rc = bgfm_err_agree(comm, e, rc);
+            MPI_Comm_free(&comm);
+            if (info != MPI_INFO_NULL) MPI_Info_free(&info);
+        }
+    }
+    H5Pclose(fapl);
+    return rc;
+}
+
 int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, const void *buf,
                     bgfm_err *e) {
     int rc = 0;
@@ -204,15 +238,19 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
         goto done;
     }
     if (H5Dwrite(dset, memtype, mspace, fspace, dxpl, nrows ? buf : NULL) < 0) {
-        char name[256] = "dataset";
+        char name[256] = "dataset", file[768] = "?", where[1100];
         H5Iget_name(dset, name, sizeof name);
-        rc = h5fail(e, BGFM_EIO, "writing rows of (disk full?)", name);
+        H5Fget_name(dset, file, sizeof file);
+        snprintf(where, sizeof where, "%s:%s", file, name);
+        rc = h5fail(e, BGFM_EIO, "writing rows of (disk full?)", where);
     }
 done:
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
     if (dxpl >= 0) H5Pclose(dxpl);
-    return rc;
+    /* A write that fails on one rank only (disk full) must not leave the others in
+     * the next collective call: every rank of the file learns the outcome here. */
+    return agree_on_file(dset, rc, e);
 }
 
 int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,

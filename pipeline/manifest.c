@@ -241,3 +241,16 @@ int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]) {
     free(p);
     return ok;
 }
+
+int manifest_is_partial(const char *dir) {
+    bgfm_err e = {0};
+    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
+    size_t len;
+    char status[32] = "";
+    int partial = 0;
+    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e))
+        partial = json_find_str(txt, "status", status, sizeof status) && !strcmp(status, "partial");
+    free(txt);
+    free(p);
+    return partial;
+}

@@ -676,6 +676,19 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
                        why ? "run (" : "up to date", why ? why : "", why ? ")" : "");
         } else if (!why) {
             log_info(ctx, "  up to date, skipped (%s)", ps->final_dir);
+            /* a complete stage that left subjects out keeps saying so (exit 9) */
+            int was_partial = ctx->rank == 0 && manifest_is_partial(ps->final_dir);
+            if (MPI_Bcast(&was_partial, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS) rc = BGFM_EMPI;
+            if (was_partial) {
+                char m[512];
+                snprintf(m, sizeof m, "stage '%s' is up to date but left subjects out (see \"skipped\" in %s/manifest.json)",
+                         ps->cfg->name, ps->final_dir);
+                size_t w = strlen(partial_err.msg);
+                if (w + strlen(m) + 3 < sizeof partial_err.msg)
+                    snprintf(partial_err.msg + w, sizeof partial_err.msg - w, "%s%s", w ? "; " : "", m);
+                partial_err.code = BGFM_PARTIAL;
+                partial = 1;
+            }
         } else {
             log_info(ctx, "  running: %s", why);
             rc = run_stage(ctx, &p, &plan, i, fp, fptext, &inputs, metrics);

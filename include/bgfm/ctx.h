@@ -64,6 +64,8 @@ void bgfm_ctx_finalize(bgfm_ctx *ctx);
  * rank, whose message is copied into every rank's ctx->err (prefixed with the rank
  * when size > 1). Never hangs as long as every live rank calls it. */
 int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status);
+/* The same on any communicator, for modules that hold one (h5io: the file's). */
+int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status);
 
 /* Print ctx->err on rank 0 as "bgfm: error: ..." */
 void bgfm_ctx_report(const bgfm_ctx *ctx);

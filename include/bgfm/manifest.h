@@ -35,5 +35,7 @@ void manifest_list_digest(const manifest_files *l, int relative_names, char out[
 
 /* Read the fingerprint and outputs digest of dir/manifest.json; 0 if absent or unreadable. */
 int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]);
+/* 1 if dir/manifest.json says "status": "partial" (subjects left out under on_error: skip). */
+int manifest_is_partial(const char *dir);
 
 #endif

@@ -42,11 +42,13 @@ run_full() {  # run_full NAME NP ARGS...: exit 4, file named, outputs intact
   check "$name: earlier complete outputs and manifests intact" test "$BEFORE" = "$(sums)"
   check "$name: no partial or old folder left" test -z "$(ls -A "$W" | grep -e '\.partial$' -e '\.old$')"
 }
-# parcellate on ONE rank: on 2 ranks a full disk during the collective write of
-# timeseries.h5 can leave the ranks in different HDF5 collectives (a known hang, see
-# docs/reliability.md "Fault catalogue")
+# parcellate on 1 and on 2 ranks: on 2 ranks the collective writes of timeseries.h5
+# agree on their outcome, so a write that fails on one rank stops both (no hang; the
+# timeout turns a hang into a failure)
 fill 4
 run_full "parcellate (--only parc --force, 1 rank) on a full disk" 1 --only parc --force
+rm -f "$W/filler"; fill 4
+run_full "parcellate (--only parc --force, 2 ranks) on a full disk" 2 --only parc --force
 rm -f "$W/filler"; fill 24
 run_full "connectivity (2 ranks, shard writes) on a full disk" 2 --from conn
 rm -f "$W/filler"

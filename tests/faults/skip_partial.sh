@@ -69,7 +69,9 @@ assert f.attrs["n_graphs"] == 3 * 3
 PYEOF
 # a rerun finds both stages up to date (their manifests match) and does nothing
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/skip.yaml" >"$T/out2" 2>&1; rc=$?
-check "rerun: both stages up to date" test "$(grep -c "up to date" "$T/out2")" -eq 2
+check "rerun: both stages up to date" test "$(grep -c "up to date, skipped" "$T/out2")" -eq 2
+check "rerun: still exit 9, the up-to-date stages still left subjects out" test $rc -eq 9
+check "rerun: the summary points at the manifests" grep -q "stage 'parc' is up to date but left subjects out" "$T/out2"
 # on_error: fail: the corrupt image stops the run with 3, nothing is left
 mk "$T/fail.yaml" "$T/wf" fail
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/fail.yaml" --quiet >"$T/out3" 2>&1; rc=$?
