@@ -154,15 +154,16 @@ check "bad pipeline: the failure is explained in the job log" \
 sed -e "s|$T/work|$T/work1|" "$T/good.yaml" >"$T/one.yaml"
 j=$(sbatch --parsable --ntasks-per-node=2 --cpus-per-task=1 --mem=1G --time=5 \
     -o "$T/one-%j.out" "$ROOT/jobs/slurm/pipeline.sbatch" "$T/one.yaml")
-"$LIB" wait "$D" "$j" 60 >/dev/null; rc=$?
-{ [ "$rc" -eq 0 -a -s "$T/work1/parc/timeseries.h5" -a -s "$T/work1/conn/index.h5" ] && grep -q 'launcher srun' "$T/one-$j.out"; }; ok_if "jobs/slurm/pipeline.sbatch runs the whole pipeline in one job" $?
+"$LIB" wait "$D" "$j" 150 >/dev/null; rc=$?
+{ [ "$rc" -eq 0 -a -s "$T/work1/parc/timeseries.h5" -a -s "$T/work1/conn/index.h5" ] && grep -q 'launcher srun' "$T/one-$j.out"; }; r1=$?; ok_if "jobs/slurm/pipeline.sbatch runs the whole pipeline in one job" $r1
+[ $r1 -eq 0 ] || { echo "# wait rc $rc; job log:"; tail -n 8 "$T/one-$j.out" 2>/dev/null | sed 's/^/#   /'; }
 
 # ---- 5. the requeue loop of the pretrain template (bgfm stand-in via BGFM)
 j=$(BGFM=$T/fakebgfm FAKE_MARK=$T/tpl sbatch --parsable --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 \
     --mem=200M --time=5 -o "$T/tpl-%j.out" "$ROOT/jobs/slurm/pretrain.sbatch" "$T/pre.yaml" pretrain)
 if wait_file "$T/tpl.started" 40; then
   scancel --batch --signal=USR1 "$j"
-  "$LIB" wait "$D" "$j" 60 >/dev/null; rc=$?
+  "$LIB" wait "$D" "$j" 150 >/dev/null; rc=$?
   { [ "$rc" -eq 0 -a -e "$T/tpl.ckpt" -a -e "$T/tpl.done" ] && has_state "$j" '* 1'; }; ok_if "jobs/slurm/pretrain.sbatch: exit 75 -> requeued, rerun COMPLETED" $?
 else
   notok "pretrain template job started"; tail -20 "$T"/tpl-*.out 2>/dev/null
