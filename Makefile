@@ -116,7 +116,8 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  FZCC  $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_XFLAGS) $(filter-out -Werror,$(WARN)) \
-	  -Wno-psabi -Wno-double-promotion -Werror=implicit-function-declaration -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+	  -Wno-psabi -Wno-double-promotion -Wno-format-nonliteral -Werror=implicit-function-declaration \
+	  -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 # clang 14 has no "sha" for __builtin_cpu_supports: the fuzz build hashes portably
 # (and glibc defines CMPLX only for gcc: FUZZ_CFLAGS gives it to clang).
