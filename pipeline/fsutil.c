@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int fs_exists(const char *path) {
@@ -252,5 +253,18 @@ int fs_append_line(const char *path, const char *line, bgfm_err *e) {
     int bad = fputs(line, f) < 0 || fputc('\n', f) == EOF;
     if (fclose(f) != 0) bad = 1;
     if (bad) return bgfm_fail(e, BGFM_EIO, "cannot append to '%s' (disk full?)", path);
+    return 0;
+}
+
+int fs_check_space(const char *dir, int64_t bytes, const char *what, bgfm_err *e) {
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return bgfm_fail(e, BGFM_EIO, "cannot query free space of '%s': %s", dir, strerror(errno));
+    double avail = (double)sv.f_bavail * (double)sv.f_frsize;
+    if (avail < (double)bytes)
+        return bgfm_fail(e, BGFM_EIO,
+                         "not enough space for %s in '%s': about %.1f MiB needed, %.1f MiB free "
+                         "(disk full?); free space or move the workdir",
+                         what, dir, (double)bytes / 1048576.0, avail / 1048576.0);
     return 0;
 }

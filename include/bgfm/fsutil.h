@@ -28,6 +28,10 @@ char *fs_join(const char *a, const char *b, bgfm_err *e);
 char *fs_absolute(const char *path, bgfm_err *e);
 /* Peak resident set size of this process, MiB. */
 double fs_peak_rss_mib(void);
+/* Fail with BGFM_EIO (naming `what` and the folder) when the file system holding dir
+ * has fewer than `bytes` bytes free. A check before collective writes: a disk that is
+ * already full is reported before any rank enters HDF5's collective I/O. */
+int fs_check_space(const char *dir, int64_t bytes, const char *what, bgfm_err *e);
 /* Append one line (a '\n' is added) to path, creating it. */
 int fs_append_line(const char *path, const char *line, bgfm_err *e);
 

@@ -361,8 +361,25 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
 
 static int write_file(prun *p, const char *file, bgfm_err *e) {
     bgfm_ctx *ctx = p->ctx;
+    /* A disk that is already too full is reported before any rank enters HDF5's
+     * collective writes (a write failing inside them on one rank only can leave the
+     * ranks in different internal barriers). Size: series + coverage + flags, plus
+     * 1 MiB for metadata and strings. */
+    int64_t need = 1 << 20;
+    for (int a = 0; a < p->A; a++)
+        need += (p->sumT + 2 * p->S) * (int64_t)p->atlases[a].n_regions * 4;
+    int rc = 0;
+    if (ctx->rank == 0) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", file);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        rc = fs_check_space(slash ? dir : ".", need, file, e);
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) return rc;
     hid_t f = h5io_create(ctx->comm, file, e);
-    int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
+    rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) return rc;
     char atl[4096] = "";
