@@ -18,6 +18,21 @@ void dist_slice(int64_t n, int size, int rank, int64_t *lo, int64_t *cnt);
 /* In place: g (n floats) becomes the sum of every rank's g (MPI_Allreduce, in pieces
  * of at most 2^30 elements). No-op on one rank. */
 int dist_allreduce_sum(bgfm_ctx *ctx, float *g, int64_t n);
+/* Gradient all-reduce in two buckets overlapped with the backward pass: the tail
+ * bucket is posted (MPI_Iallreduce) from model_backward_hooked's hook, the head is
+ * reduced after the backward, then the tail is waited for. Every rank posts the same
+ * calls in the same order, also a rank with no graph in the step. */
+typedef struct dist_bucket {
+    bgfm_ctx *ctx;
+    float *g;
+    MPI_Request req;
+    int64_t off;
+    int posted, rc;
+} dist_bucket;
+void dist_bucket_init(dist_bucket *b, bgfm_ctx *ctx, float *g);
+void dist_bucket_hook(void *arg, int64_t off, int64_t n); /* a model_grad_hook */
+/* Reduce [0, off) and wait for the tail; returns 0 or a status with ctx->err set. */
+int dist_bucket_finish(dist_bucket *b);
 
 /* Workspace of the global NT-Xent for global batches of up to B_max graphs. */
 typedef struct dist_ntx {

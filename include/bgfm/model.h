@@ -156,6 +156,14 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
 double model_contrastive_local(model_ws *ws, const model *m);
 /* Backward of everything, ADDING into m->g. */
 void model_backward(model *m, model_ws *ws);
+/* The same, calling hook(arg, off, n) once, as soon as the gradients of the flat
+ * buffer's tail [off, off + n) (decoder and projection head: model_grad_tail) are
+ * final and before the encoder's own backward: data-parallel training starts their
+ * all-reduce there, overlapped with the rest of the backward pass. */
+typedef void (*model_grad_hook)(void *arg, int64_t off, int64_t n);
+void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *arg);
+/* Offset of that tail in the flat buffer (everything after the encoder). */
+int64_t model_grad_tail(const model *m);
 /* Convenience: zero m->g, forward, local contrastive, backward; losses weighted. */
 void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                 model_losses *out);

@@ -23,6 +23,39 @@ int dist_allreduce_sum(bgfm_ctx *ctx, float *g, int64_t n) {
     return 0;
 }
 
+void dist_bucket_init(dist_bucket *b, bgfm_ctx *ctx, float *g) {
+    memset(b, 0, sizeof *b);
+    b->ctx = ctx;
+    b->g = g;
+    b->req = MPI_REQUEST_NULL;
+}
+
+void dist_bucket_hook(void *arg, int64_t off, int64_t n) {
+    dist_bucket *b = arg;
+    BGFM_ASSERT(!b->posted && n < ((int64_t)1 << 31));
+    b->off = off;
+    b->posted = 1;
+    if (b->ctx->size == 1) return;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, b->g + off, (int)n, MPI_FLOAT, MPI_SUM, b->ctx->comm,
+                            &b->req);
+    if (rc != MPI_SUCCESS) {
+        char buf[MPI_MAX_ERROR_STRING];
+        bgfm_mpi_errstr(rc, buf, sizeof buf);
+        b->rc = bgfm_fail(&b->ctx->err, BGFM_EMPI, "MPI_Iallreduce of the gradients failed: %s", buf);
+    }
+}
+
+int dist_bucket_finish(dist_bucket *b) {
+    BGFM_ASSERT(b->posted);
+    int rc = b->rc ? b->rc : dist_allreduce_sum(b->ctx, b->g, b->off);
+    if (b->req != MPI_REQUEST_NULL) {
+        int wrc = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
+        if (!rc && wrc != MPI_SUCCESS)
+            rc = bgfm_fail(&b->ctx->err, BGFM_EMPI, "MPI_Wait on the gradient all-reduce failed");
+    }
+    return rc;
+}
+
 int dist_ntx_init(dist_ntx *d, const bgfm_ctx *ctx, int64_t B_max, int64_t P, bgfm_err *e) {
     memset(d, 0, sizeof *d);
     d->B_max = B_max;

@@ -786,7 +786,11 @@ double model_contrastive_local(model_ws *ws, const model *m) {
                         ws->hp.lambda_cl, ws->ntx);
 }
 
-void model_backward(model *m, model_ws *ws) {
+int64_t model_grad_tail(const model *m) { return m->re_W; }
+
+void model_backward(model *m, model_ws *ws) { model_backward_hooked(m, ws, NULL, NULL); }
+
+void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *arg) {
     const model_cfg *cf = &m->cfg;
     int B = ws->B, N = ws->N, mode = ws->hp.mode, atlas = ws->bt.atlas;
     int64_t H = cf->H, Ta = ws->ea.T;
@@ -860,6 +864,9 @@ void model_backward(model *m, model_ws *ws) {
         layer_linear_backward(ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
                               (int64_t)B * Ta, H, H);
     }
+    /* decoder and projection-head gradients are final here (layout: they follow the
+     * encoder; the encoder's backward below touches only in/, embed/ and enc/) */
+    if (hook) hook(arg, m->re_W, m->n_params - m->re_W);
     float *dh0 = run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
     encoder_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
 }

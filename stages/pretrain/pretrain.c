@@ -499,12 +499,19 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             }
             double tg = MPI_Wtime();
             tm.comm += tg - tf;
-            if (sn > 0) model_backward(m, &t.ws);
+            /* the decoder/projection gradients are reduced while the encoder's backward
+             * runs (dist_bucket); a rank without graphs posts the same calls */
+            dist_bucket bk;
+            dist_bucket_init(&bk, ctx, m->g);
+            if (sn > 0)
+                model_backward_hooked(m, &t.ws, dist_bucket_hook, &bk);
+            else
+                dist_bucket_hook(&bk, model_grad_tail(m), m->n_params - model_grad_tail(m));
             double tb = MPI_Wtime();
             tm.compute += tb - tg;
             /* gradient sum and global losses */
             double loc[2] = {(double)sn * ls.rec, (double)sn * ls.adj}, glob[2] = {ls.rec, ls.adj};
-            rc = dist_allreduce_sum(ctx, m->g, m->n_params);
+            rc = dist_bucket_finish(&bk);
             if (!rc && R > 1 && MPI_Allreduce(loc, glob, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS)
                 rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of the step losses failed");
             if (rc) break;
