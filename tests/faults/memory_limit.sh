@@ -44,7 +44,11 @@ timeout 60 "$BGFM" run "$T/tiny.yaml" --from pre --quiet >/dev/null 2>"$T/err"; 
 check "pretrain over the limit (--from pre): exit 5, names parameters and batch_size" test $rc -eq 5 -a -n "$(grep "stage 'pre' would need about.*parameters x 16 B.*batch_size" "$T/err")"
 xest=$(sed -n 's/.*would need about \([0-9.]*\) MiB.*/\1/p' "$T/err")
 check "... earlier outputs and the previous pretrain output intact" test "$before" = "$(sums parc conn)" -a "$pre_before" = "$(sums pre)"
-# estimates vs the peak RSS of the successful run (metrics.jsonl, engine lines)
+# estimates vs the peak RSS of the successful run (metrics.jsonl, engine lines); not
+# under AddressSanitizer (make check), whose shadow memory and quarantine inflate RSS
+if [ "${BGFM_BUILD:-build}" = build-san ]; then
+  ok "# SKIP estimates vs peak RSS: RSS is not comparable under AddressSanitizer"
+else
 check "estimates ($pest, $cest, $xest MiB) bound the measured peak RSS" $PY - "$T/w/metrics.jsonl" "$pest" "$cest" "$xest" <<'PYEOF'
 import sys, json
 est = dict(zip(["parc", "conn", "pre"], map(float, sys.argv[2:5])))
@@ -57,3 +61,4 @@ for k in est:
     assert peak[k] <= est[k], (k, peak[k], est[k])
 print("# peak MiB", peak, "estimates", est)
 PYEOF
+fi
