@@ -518,8 +518,8 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
 }
 
 /* Collective: inputs of stage i (BIDS files for stages reading the dataset). */
-static int stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
-                        manifest_files *inputs) {
+static int bids_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
+                             manifest_files *inputs) {
     char **paths = NULL;
     int n = 0, rc = 0;
     inputs->n = 0;
@@ -568,6 +568,75 @@ static int stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_st
     if (!rc) rc = manifest_hash_inputs(ctx, p->workdir, paths, n, inputs);
     if (paths) fs_list_free(paths, n);
     free(blob);
+    return rc;
+}
+
+/* Collective: the files a kind names through its extra_inputs hook (e.g. the checkpoint a
+ * chained pretrain stage starts from), hashed and appended to `inputs` unless already
+ * listed. The hook is a pure function of the pipeline, so every rank gets the same list;
+ * rank 0's view of which files exist decides. A file that does not exist yet (an earlier
+ * stage will write it, as in --dry-run) enters the fingerprint as "missing". */
+static int extra_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
+                              manifest_files *inputs) {
+    const bgfm_stage_kind *k = ps->cfg->kind;
+    if (!k->extra_inputs) return 0;
+    char **l = k->extra_inputs(p, ps->cfg, &ctx->err);
+    int rc = bgfm_ctx_agree(ctx, l ? 0 : (ctx->err.code ? ctx->err.code : BGFM_ENOMEM));
+    if (rc) return rc;
+    int n = 0, m = 0;
+    while (l[n]) n++;
+    char **todo = calloc((size_t)n + 1, sizeof *todo);
+    int *exists = calloc((size_t)n + 1, sizeof *exists);
+    rc = (todo && exists) ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < inputs->n && !dup; j++) dup = !strcmp(inputs->f[j].path, l[i]);
+        if (!dup) todo[m++] = l[i];
+    }
+    if (ctx->rank == 0)
+        for (int i = 0; !rc && i < m; i++) exists[i] = fs_exists(todo[i]);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc && m && MPI_Bcast(exists, m, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
+        rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Bcast of the input list failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    char **present = rc ? NULL : calloc((size_t)m + 1, sizeof *present);
+    int np = 0;
+    for (int i = 0; present && i < m; i++)
+        if (exists[i]) present[np++] = todo[i];
+    manifest_files h = {0};
+    if (!rc && !present) rc = bgfm_ctx_agree(ctx, bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory"));
+    if (!rc && np) rc = manifest_hash_inputs(ctx, p->workdir, present, np, &h);
+    if (!rc) {
+        manifest_file *nf = realloc(inputs->f, (size_t)(inputs->n + m + 1) * sizeof *nf);
+        int lrc = nf ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+        if (nf) inputs->f = nf;
+        for (int i = 0, hi = 0; !lrc && i < m; i++) {
+            manifest_file *f = &inputs->f[inputs->n];
+            memset(f, 0, sizeof *f);
+            if (exists[i]) {
+                *f = h.f[hi];
+                h.f[hi++].path = NULL;
+            } else {
+                f->path = strdup(todo[i]);
+                snprintf(f->sha, sizeof f->sha, "missing");
+                if (!f->path) lrc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+            }
+            if (f->path) inputs->n++;
+        }
+        rc = bgfm_ctx_agree(ctx, lrc);
+    }
+    manifest_files_free(&h);
+    free(present);
+    free(exists);
+    free(todo);
+    fs_list_free(l, n);
+    return rc;
+}
+
+static int stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
+                        manifest_files *inputs) {
+    int rc = bids_stage_inputs(ctx, p, ps, inputs);
+    if (!rc) rc = extra_stage_inputs(ctx, p, ps, inputs);
     return rc;
 }
 
@@ -657,6 +726,23 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
         }
         manifest_files inputs = {0};
         rc = stage_inputs(ctx, &p, ps, &inputs);
+        /* --dry-run: an input that an earlier stage of this plan rewrites (the checkpoint
+         * a chained pretrain stage starts from) makes this stage run too */
+        int input_rewritten = 0;
+        for (int j = 0; plan_only && !rc && j < i; j++) {
+            size_t dl = strlen(plan.s[j].final_dir);
+            for (int k = 0; plan.s[j].will_run && k < inputs.n; k++)
+                input_rewritten |= !strncmp(inputs.f[k].path, plan.s[j].final_dir, dl) &&
+                                   inputs.f[k].path[dl] == '/';
+        }
+        if (input_rewritten) {
+            ps->will_run = 1;
+            if (ctx->rank == 0)
+                printf("  %-16s %-13s run (an input is rewritten by an earlier stage)\n",
+                       ps->cfg->name, ps->cfg->kind->name);
+            manifest_files_free(&inputs);
+            continue;
+        }
         char fp[65] = {0}, *fptext = NULL;
         if (!rc) rc = bgfm_ctx_agree(ctx, fingerprint(ctx, &p, &plan, i, &inputs, fp, &fptext));
         if (rc) {

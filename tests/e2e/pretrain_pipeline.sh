@@ -63,3 +63,13 @@ a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 assert np.array_equal(a["model/dec/mask_token"][()], b["model/dec/mask_token"][()])
 assert not np.array_equal(a["model/in/W"][()], b["model/in/W"][()])
 PYEOF
+# the chained stage's starting checkpoint is one of its inputs: changing the first
+# stage reruns the second too, and nothing reruns when nothing changed
+$BGFM run "$T/a.yaml" >"$T/r0" 2>&1
+check "rerun with nothing changed: both pretrain stages up to date" test "$(grep -c "up to date, skipped" "$T/r0")" -eq 4
+check "pre2's manifest lists pre1's final.h5 as an input" grep -q "pre1/final.h5" "$T/wa/pre2/manifest.json"
+sed -i 's/epochs: 3, batch_size: 4/epochs: 2, batch_size: 4/' "$T/a.yaml"
+$BGFM run "$T/a.yaml" --dry-run >"$T/r1" 2>&1
+check "dry-run: pre1 changed, pre2 runs after it" grep -qE "pre2 +pretrain +run" "$T/r1"
+$BGFM run "$T/a.yaml" >"$T/r2" 2>&1
+check "changing pre1 reruns pre1 and pre2" test "$(grep -c "running: inputs or parameters changed" "$T/r2")" -eq 2
