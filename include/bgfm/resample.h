@@ -47,6 +47,14 @@ typedef struct resample_plan {
     int64_t *n_vox;    /* n_total: data voxels of each region */
     int64_t *rstart;   /* n_total + 1: region g's voxels are ridx[rstart[g] .. rstart[g+1]) */
     uint32_t *ridx;    /* data voxel indices grouped by global region, ascending within */
+    /* Cells: the distinct tuples (region of atlas 0, ..., region of atlas A-1) that the
+     * in-atlas voxels take. One pass over the voxels gives every cell's sum, and each
+     * region's sum is the sum of its cells' sums: one gather per voxel per volume,
+     * whatever the number of atlases. */
+    int64_t n_cells;
+    int64_t *cstart;   /* n_cells + 1: cell c's voxels are cidx[cstart[c] .. cstart[c+1]) */
+    uint32_t *cidx;    /* n_in data voxel indices grouped by cell, ascending within */
+    int32_t *cgid;     /* n_cells * n_atlases: the cell's global region per atlas, -1 none */
 } resample_plan;
 
 /* Atlas description for building plans: its grid and its per-voxel region index

@@ -197,7 +197,7 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     niftiio_reader *rd = NULL;
     float *vol = NULL, *first = NULL;
     uint8_t *varies = NULL;
-    double *S = NULL, *cs = NULL, *x = NULL, *work = NULL;
+    double *S = NULL, *cs = NULL, *x = NULL, *work = NULL, *csum = NULL;
     int64_t *nconst = NULL;
     int rc = niftiio_open(image, &rd, e);
     if (rc) return rc;
@@ -256,38 +256,64 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
         rc = e->code;
         goto out;
     }
-    const int64_t *vox = plan->vox;
-    const int32_t *gidx = plan->gidx;
-    const int64_t *rstart = plan->rstart;
-    const uint32_t *ridx = plan->ridx;
-    /* One pass: for every volume, each region's sum over all its voxels on the grid
-     * (four partial sums in a fixed order, so results do not depend on anything but the
-     * data); voxels whose value never differs from their first value are constant and
-     * are subtracted at the end (docs/parcellate.md, "non-constant mask"). */
+    const int64_t C = plan->n_cells;
+    const int64_t *cstart = plan->cstart;
+    const uint32_t *cidx = plan->cidx;
+    const int32_t *cgid = plan->cgid;
+    csum = bgfm_malloc(e, (size_t)(C ? C : 1) * sizeof *csum, "cell sums");
+    if (!csum) {
+        rc = e->code;
+        goto out;
+    }
+    /* One pass: for every volume, each cell's sum over its voxels (four partial sums in
+     * a fixed order), then each region's sum as the sum of its cells' sums in cell
+     * order, so results depend on nothing but the data. first/varies are kept in cell
+     * order (position k of cidx). Voxels whose value never differs from their first
+     * value are constant and are subtracted at the end (docs/parcellate.md,
+     * "non-constant mask"). */
     for (int64_t t = 0; t < T; t++) {
         if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
         double *row = S + t * G;
-        int finite = 1;
-        for (int64_t g = 0; g < G; g++) {
+        if (t == 0)
+            for (int64_t k = 0; k < n_in; k++) first[k] = vol[cidx[k]];
+        for (int64_t c = 0; c < C; c++) {
             double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            int64_t k = rstart[g], end = rstart[g + 1];
+            int64_t k = cstart[c], end = cstart[c + 1];
             for (; k + 4 <= end; k += 4) {
-                s0 += (double)vol[ridx[k]];
-                s1 += (double)vol[ridx[k + 1]];
-                s2 += (double)vol[ridx[k + 2]];
-                s3 += (double)vol[ridx[k + 3]];
+                float v0 = vol[cidx[k]], v1 = vol[cidx[k + 1]], v2 = vol[cidx[k + 2]],
+                      v3 = vol[cidx[k + 3]];
+                s0 += (double)v0;
+                s1 += (double)v1;
+                s2 += (double)v2;
+                s3 += (double)v3;
+                varies[k] |= (uint8_t)(v0 != first[k]);
+                varies[k + 1] |= (uint8_t)(v1 != first[k + 1]);
+                varies[k + 2] |= (uint8_t)(v2 != first[k + 2]);
+                varies[k + 3] |= (uint8_t)(v3 != first[k + 3]);
             }
-            for (; k < end; k++) s0 += (double)vol[ridx[k]];
-            row[g] = (s0 + s1) + (s2 + s3);
-            finite &= isfinite(row[g]) != 0;
+            for (; k < end; k++) {
+                float v = vol[cidx[k]];
+                s0 += (double)v;
+                varies[k] |= (uint8_t)(v != first[k]);
+            }
+            csum[c] = (s0 + s1) + (s2 + s3);
         }
-        /* A NaN or Inf in any voxel of any region makes its sum non-finite (finite
-         * float32 values cannot overflow a double sum). */
+        memset(row, 0, (size_t)G * sizeof *row);
+        int finite = 1;
+        for (int64_t c = 0; c < C; c++) {
+            finite &= isfinite(csum[c]) != 0;
+            for (int a = 0; a < A; a++) {
+                int32_t g = cgid[c * A + a];
+                if (g >= 0) row[g] += csum[c];
+            }
+        }
+        /* A NaN or Inf in any voxel of any region makes its cell's sum non-finite
+         * (finite float32 values cannot overflow a double sum). */
         if (!finite) {
             int64_t bad = 0;
-            for (int64_t v = 0; v < n_in; v++)
-                if (!isfinite(vol[vox[v]])) {
-                    bad = vox[v];
+            for (int64_t k = 0; k < n_in; k++)
+                if (!isfinite(vol[cidx[k]])) {
+                    bad = cidx[k];
                     break;
                 }
             int64_t nx = grid.dim[0], ny = grid.dim[1];
@@ -298,20 +324,19 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
                            (long long)((bad / nx) % ny), (long long)(bad / (nx * ny)));
             goto out;
         }
-        if (t == 0)
-            for (int64_t v = 0; v < n_in; v++) first[v] = vol[vox[v]];
-        for (int64_t v = 0; v < n_in; v++) varies[v] |= (uint8_t)(vol[vox[v]] != first[v]);
     }
     *bytes = niftiio_bytes_read(rd);
-    for (int64_t v = 0; v < n_in; v++) {
-        if (varies[v]) continue;
-        const int32_t *g = gidx + v * A;
-        for (int a = 0; a < A; a++)
-            if (g[a] >= 0) {
-                cs[g[a]] += (double)first[v];
-                nconst[g[a]]++;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t k = cstart[c]; k < cstart[c + 1]; k++) {
+            if (varies[k]) continue;
+            for (int a = 0; a < A; a++) {
+                int32_t g = cgid[c * A + a];
+                if (g >= 0) {
+                    cs[g] += (double)first[k];
+                    nconst[g]++;
+                }
             }
-    }
+        }
     int64_t off = 0;
     for (int a = 0; a < A; a++) {
         int N = atlases[a].n_regions;
@@ -357,6 +382,7 @@ out:
     free(first);
     free(varies);
     free(S);
+    free(csum);
     free(cs);
     free(nconst);
     free(x);

@@ -95,7 +95,66 @@ static void plan_free(resample_plan *p) {
     free(p->n_vox);
     free(p->rstart);
     free(p->ridx);
+    free(p->cstart);
+    free(p->cidx);
+    free(p->cgid);
     memset(p, 0, sizeof *p);
+}
+
+/* Group the in-atlas voxels by their region tuple (open-addressing hash of the gidx
+ * rows; cells numbered in order of first appearance, so the layout is deterministic). */
+static int plan_cells(resample_plan *p, bgfm_err *e) {
+    const int A = p->n_atlases;
+    const int64_t n = p->n_in;
+    int64_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    int32_t *table = bgfm_malloc(e, (size_t)cap * sizeof *table, "cell hash table");
+    int32_t *cell_of = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *cell_of, "voxel cells");
+    int64_t *rep = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *rep, "cell representatives");
+    int rc = (table && cell_of && rep) ? 0 : e->code;
+    int64_t nc = 0;
+    if (!rc) {
+        memset(table, 0xff, (size_t)cap * sizeof *table);
+        for (int64_t w = 0; w < n; w++) {
+            const int32_t *row = p->gidx + w * A;
+            uint64_t h = 1469598103934665603ull;
+            for (int a = 0; a < A; a++) h = (h ^ (uint32_t)row[a]) * 1099511628211ull;
+            int64_t slot = (int64_t)(h & (uint64_t)(cap - 1));
+            for (;;) {
+                int32_t c = table[slot];
+                if (c < 0) {
+                    table[slot] = (int32_t)nc;
+                    rep[nc] = w;
+                    cell_of[w] = (int32_t)nc++;
+                    break;
+                }
+                if (!memcmp(p->gidx + rep[c] * A, row, (size_t)A * sizeof *row)) {
+                    cell_of[w] = c;
+                    break;
+                }
+                slot = (slot + 1) & (cap - 1);
+            }
+        }
+        p->n_cells = nc;
+        p->cstart = bgfm_calloc(e, (size_t)nc + 1, sizeof *p->cstart, "cell starts");
+        p->cidx = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *p->cidx, "cell voxels");
+        p->cgid = bgfm_malloc(e, (size_t)(nc ? nc : 1) * (size_t)A * sizeof *p->cgid, "cell regions");
+        if (!p->cstart || !p->cidx || !p->cgid) rc = e->code;
+    }
+    if (!rc) {
+        for (int64_t w = 0; w < n; w++) p->cstart[cell_of[w] + 1]++;
+        for (int64_t c = 0; c < nc; c++) {
+            p->cstart[c + 1] += p->cstart[c];
+            memcpy(p->cgid + c * A, p->gidx + rep[c] * A, (size_t)A * sizeof *p->cgid);
+        }
+        /* rep doubles as the fill pointer now */
+        for (int64_t c = 0; c < nc; c++) rep[c] = p->cstart[c];
+        for (int64_t w = 0; w < n; w++) p->cidx[rep[cell_of[w]]++] = (uint32_t)p->vox[w];
+    }
+    free(table);
+    free(cell_of);
+    free(rep);
+    return rc;
 }
 
 static int plan_build(resample_plan *p, const resample_grid *grid, const resample_src *atlases,
@@ -174,6 +233,7 @@ static int plan_build(resample_plan *p, const resample_grid *grid, const resampl
         }
         free(fill);
     }
+    if (!rc) rc = plan_cells(p, e);
     free(maps);
     free(off);
     if (rc) plan_free(p);
