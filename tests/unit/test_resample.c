@@ -126,6 +126,15 @@ static void test_identity_and_plan(void **st) {
     assert_int_equal(p->vox[0], 0);
     assert_int_equal(p->gidx[0], 0);
     assert_int_equal(p->gidx[1], -1);
+    /* cells: distinct (region of a, region of b) tuples, numbered by first appearance:
+     * (0,-) {0,10}, (1,3) {1,2,11}, (-,3) {3}, (0,3) {4}, (2,3) {5}, (2,-) {6,7} */
+    assert_int_equal(p->n_cells, 6);
+    const int64_t cs[7] = {0, 2, 5, 6, 7, 8, 10};
+    const uint32_t ci[10] = {0, 10, 1, 2, 11, 3, 4, 5, 6, 7};
+    const int32_t cg[12] = {0, -1, 1, 3, -1, 3, 0, 3, 2, 3, 2, -1};
+    assert_memory_equal(p->cstart, cs, sizeof cs);
+    assert_memory_equal(p->cidx, ci, sizeof ci);
+    assert_memory_equal(p->cgid, cg, sizeof cg);
     assert_int_equal(resample_plan_get(&c, &g, src, 2, &p2, &e), 0);
     assert_ptr_equal(p, p2); /* cached: same grid, no rebuild */
     assert_int_equal(c.n, 1);
