@@ -64,9 +64,6 @@ j=$(awk '$1 == "pretrain" {print $2}' <<<"$out")
 [ -n "$j" ] || { cat "$T/submit.err"; exit 1; }
 log=$T/wjob/slurm/rq-pretrain-$j.out
 
-# the uninterrupted reference, same 2 ranks, outside Slurm (runs while the job queues)
-timeout 80 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1
-check "uninterrupted 2-rank run outside Slurm" test -s "$T/wref/pretrain/final.h5"
 
 # wait until the job trains (step 200 in its metrics), then ask for a checkpoint + requeue
 n=0
@@ -74,6 +71,11 @@ until grep -q '"stage": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev
 if [ $n -ge 300 ]; then notok "the job reached step 200 within 30 s"; st "$j"; tail -20 "$log"; exit 1; fi
 scancel --batch --signal=USR1 "$j"
 ts=$(date +%s)
+# the uninterrupted reference, same 2 ranks, outside Slurm: run after the signal was
+# sent (run before, it competed with the job for the cores and the job could finish
+# before the signal on a fast machine)
+timeout 120 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1
+check "uninterrupted 2-rank run outside Slurm" test -s "$T/wref/pretrain/final.h5"
 "$LIB" wait "$D" "$j" 80 >"$T/wait.out"; rc=$?
 echo "# job $j: $(cat "$T/wait.out"), $(( $(date +%s) - ts )) s from the signal to the end"
 read -r state code reason restarts <<<"$(st "$j")"
