@@ -1,5 +1,5 @@
-/* config.c: the pipeline file loader: libyaml events -> a small node tree -> typed,
- * validated structs; every error carries FILE:LINE:COL, the key and the nearest key.
+/* config.c: the pipeline file loader: the node tree of yamltree.c -> typed, validated
+ * structs; every error carries FILE:LINE:COL, the key and the nearest key.
  * Not the plan or the runner (run.c) and not the YAML reference text (doc.c). */
 #include "bgfm/config.h"
 
