@@ -5,27 +5,7 @@
 # the requeue loop with afterok dependents, the one-allocation template.
 # Not a scheduler benchmark; skipped (TAP SKIP) only where Slurm cannot be installed.
 source "$(dirname "$0")/../lib/tap.sh"
-ok_if() { if [ "$2" -eq 0 ]; then ok "$1"; else notok "$1"; fi; }  # ok_if NAME STATUS
-LIB=$ROOT/tests/lib/slurm-local.sh
-
-# ---- Slurm present? Install it if we can (root + apt), else skip with the reason.
-missing() { local b; for b in slurmctld slurmd sbatch srun munged; do command -v "$b" >/dev/null || { echo "$b"; return 0; }; done; return 1; }
-if m=$(missing); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      slurmctld slurmd slurm-client munge libpmix-dev >"$T/apt.log" 2>&1 || true
-  fi
-  if m=$(missing); then
-    echo "ok - # SKIP Slurm is not installed ($m missing) and apt-get could not install it"
-    exit 0
-  fi
-fi
-
-D=
-cleanup() { if [ -n "$D" ]; then "$LIB" down "$D" >/dev/null 2>&1 || true; fi; rm -rf "$T"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-t0=$(date +%s)
+source "$(dirname "$0")/../lib/slurm-tap.sh"
 D=$("$LIB" up 2>"$T/up.log" | tail -1)
 if [ -z "$D" ] || [ ! -f "$D/env.sh" ]; then
   notok "local Slurm comes up"; cat "$T/up.log"; D=; exit 1

@@ -8,26 +8,7 @@
 # Not a time-limit test (a real --time/--signal costs 60-150 s, docs/slurm.md); skipped
 # (TAP SKIP) only where Slurm cannot be installed.
 source "$(dirname "$0")/../lib/tap.sh"
-ok_if() { if [ "$2" -eq 0 ]; then ok "$1"; else notok "$1"; fi; }
-LIB=$ROOT/tests/lib/slurm-local.sh
-
-missing() { local b; for b in slurmctld slurmd sbatch srun munged; do command -v "$b" >/dev/null || { echo "$b"; return 0; }; done; return 1; }
-if m=$(missing); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      slurmctld slurmd slurm-client munge libpmix-dev >"$T/apt.log" 2>&1 || true
-  fi
-  if m=$(missing); then
-    echo "ok - # SKIP Slurm is not installed ($m missing) and apt-get could not install it"
-    exit 0
-  fi
-fi
-
-D=
-cleanup() { if [ -n "$D" ]; then "$LIB" down "$D" >/dev/null 2>&1 || true; fi; rm -rf "$T"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-t0=$(date +%s)
+source "$(dirname "$0")/../lib/slurm-tap.sh"
 
 # ---- data and two copies of one pipeline (differing only in workdir)
 $PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
