@@ -17,9 +17,10 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GITREV   := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CFLAGS   ?= $(OPT) -g $(ARCH)
-ALL_CFLAGS = -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -I/usr/include/nifti $(PKG_CFLAGS) \
+# -pthread: reader threads (graphs.c, prefetch.c, ckpt.c); compile and link lines
+ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -I/usr/include/nifti $(PKG_CFLAGS) \
              -DBGFM_VERSION='"$(VERSION)"' -DBGFM_GITREV='"$(GITREV)"' $(CFLAGS)
-LDLIBS   = $(PKG_LIBS) -llapacke -lnifti2 -lm
+LDLIBS   = $(PKG_LIBS) -llapacke -lnifti2 -lm -pthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRC  := $(filter-out pipeline/main.c,$(wildcard pipeline/*.c)) $(wildcard stages/*/*.c)

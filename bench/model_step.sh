@@ -18,9 +18,9 @@ THREADS=${THREADS:-"1 2"}
 T=$(mktemp -d /tmp/bgfm-bench-model.XXXXXX); trap 'rm -rf "$T"' EXIT
 make -s build/libbgfm.a >/dev/null
 PKGS="hdf5-openmpi yaml-0.1 openblas libisal zlib"
-mpicc -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
+mpicc -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
   -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -Iinclude $(pkg-config --cflags $PKGS) \
-  bench/model_step.c -o "$T/model_step" build/libbgfm.a $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm
+  bench/model_step.c -o "$T/model_step" build/libbgfm.a $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm -pthread
 get() { sed -n "s/^$1 //p" "$2" | head -1; }
 for cfg in $CONFIGS; do
   IFS=: read -r H L N B <<<"$cfg"

@@ -7,16 +7,26 @@
 
 #include <stdint.h>
 
+#include "bgfm/par.h"
 #include "bgfm/rng.h"
+
+/* ---- Matrix product over a thread team -----------------------------------------
+ * C (M, N) = alpha op(A) op(B) + beta C, row-major, op = transpose when ta/tb; the
+ * output is cut into one block of rows (or of columns, when N > M) per thread of p,
+ * each a single-threaded cblas_sgemm (call with OpenBLAS at one thread). Every element
+ * is summed over K in the same order however it is cut. p NULL or one thread: one call. */
+void layer_gemm(par_pool *p, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                int64_t ldc);
 
 /* ---- Linear: out = inp W^T + b ------------------------------------------------
  * inp (n, cin), W (cout, cin) with row stride ldw >= cin, b (cout) or NULL,
- * out (n, cout). One cblas_sgemm. */
-void layer_linear_forward(float *out, const float *inp, const float *W, int64_t ldw,
+ * out (n, cout). One layer_gemm over the team p (NULL: the calling thread). */
+void layer_linear_forward(par_pool *p, float *out, const float *inp, const float *W, int64_t ldw,
                           const float *b, int64_t n, int64_t cin, int64_t cout);
 /* dinp (n, cin) += dout W; dW (cout, cin; stride ldw) += dout^T inp; db += colsum(dout).
  * Any of dinp, dW, db may be NULL (not wanted). */
-void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
+void layer_linear_backward(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
                            const float *inp, const float *W, int64_t ldw, int64_t n,
                            int64_t cin, int64_t cout);
 
@@ -29,6 +39,16 @@ void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
 void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *xhat, const float *rstd, const float *gamma, int64_t n,
                          int64_t C);
+/* The two halves of layer_norm_backward, for splitting it across threads with the same
+ * results: the input gradient (independent per row) and the parameter gradients over
+ * the columns [j0, j1) only (each a sum over the rows in row order). */
+void layer_norm_backward_input(float *dinp, const float *dout, const float *xhat,
+                               const float *rstd, const float *gamma, int64_t n, int64_t C);
+void layer_norm_backward_params(float *dgamma, float *dbeta, const float *dout,
+                                const float *xhat, int64_t n, int64_t C, int64_t j0, int64_t j1);
+/* db[j] += sum over the n rows of d[i, j] (row order), for the columns [j0, j1) of
+ * d (n, C): the bias gradient of layer_linear_backward, column range by column range. */
+void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C, int64_t j0, int64_t j1);
 
 /* ---- ReLU: out = max(inp, 0) (out may equal inp) ------------------------------ */
 void layer_relu_forward(float *out, const float *inp, int64_t n);

@@ -124,8 +124,11 @@ typedef struct model_run {
 
 /* Workspace arena: sized once for (largest atlas N, B_max), re-carved per batch by
  * pointer arithmetic; forward/backward never allocate. */
+typedef struct par_pool par_pool;
 typedef struct model_ws {
     int B_max, N_big;
+    int nthr;            /* threads of the loops between the GEMMs (= OpenBLAS's) */
+    par_pool *pool;      /* owned: their team (par.h) */
     size_t bytes;
     unsigned char *base; /* owned */
     /* bound to the current batch */
@@ -137,6 +140,8 @@ typedef struct model_ws {
     float *y, *tgt, *dy;   /* (B*M, N) reconstruction */
     float *dm;             /* (B*M, H) decoder rows of the masked nodes */
     float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
+    double *lossb;         /* (B) per-graph structure losses */
+    int64_t H, L;          /* hidden width, encoder layers (for the thread loops) */
     int64_t gidx_step;
     model_hp hp;
     model_batch bt;

@@ -157,50 +157,104 @@ static void rng_fill_u32(rng_stream *r, uint32_t *out, int64_t nw) {
  * halves pair up exactly as in the one-at-a-time definition). */
 #define DROP_CHUNK 2048
 
-/* db (C) += column sums of d (n, C), fixed order, LV columns at a time. */
-static void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C) {
-    int64_t j = 0;
-    for (; j + LV <= C; j += LV) {
+void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C, int64_t j0, int64_t j1) {
+    int64_t j = j0;
+    for (; j + LV <= j1; j += LV) {
         lvf a = vset(0.0f);
         for (int64_t i = 0; i < n; i++) a += vld(d + i * C + j);
         vst(db + j, vld(db + j) + a);
     }
-    for (; j < C; j++) {
+    for (; j < j1; j++) {
         float a = 0.0f;
         for (int64_t i = 0; i < n; i++) a += d[i * C + j];
         db[j] += a;
     }
 }
 
-/* ---- Linear ------------------------------------------------------------------ */
-void layer_linear_forward(float *out, const float *inp, const float *W, int64_t ldw,
-                          const float *b, int64_t n, int64_t cin, int64_t cout) {
-    if (n == 0) return;
-    float beta = 0.0f;
-    if (b) { /* rows start as the bias and the GEMM adds into them: one pass, not two */
-        int64_t c16 = cout & ~(int64_t)(LV - 1);
-        for (int64_t i = 0; i < n; i++) {
-            float *o = out + i * cout;
-            for (int64_t j = 0; j < c16; j += LV) vst(o + j, vld(b + j));
-            for (int64_t j = c16; j < cout; j++) o[j] = b[j];
+/* ---- Matrix product over a thread team ------------------------------------------ */
+typedef struct gemm_job {
+    int ta, tb, cut_rows;
+    int64_t M, N, K, lda, ldb, ldc, parts;
+    float alpha, beta;
+    const float *A, *B, *bias; /* bias: rows of C start as it (cut_rows only) */
+    float *C;
+} gemm_job;
+
+/* Blocks of 16 rows/columns: whole register tiles of the SGEMM kernels. */
+#define GEMM_ALIGN 16
+
+static void gemm_part(void *v, int64_t t0, int64_t t1, int tid) {
+    const gemm_job *g = v;
+    int64_t D = g->cut_rows ? g->M : g->N;
+    int64_t units = (D + GEMM_ALIGN - 1) / GEMM_ALIGN;
+    int64_t lo = units * t0 / g->parts * GEMM_ALIGN, hi = units * t1 / g->parts * GEMM_ALIGN;
+    if (hi > D) hi = D;
+    if (lo >= hi) return;
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+    int64_t m = g->M, n = g->N;
+    float beta = g->beta;
+    if (g->cut_rows) {
+        A += g->ta ? lo : lo * g->lda;
+        C += lo * g->ldc;
+        m = hi - lo;
+        if (g->bias) {
+            int64_t n16 = n & ~(int64_t)(LV - 1);
+            for (int64_t i = 0; i < m; i++) {
+                float *o = C + i * g->ldc;
+                for (int64_t j = 0; j < n16; j += LV) vst(o + j, vld(g->bias + j));
+                for (int64_t j = n16; j < n; j++) o[j] = g->bias[j];
+            }
+            beta = 1.0f;
         }
-        beta = 1.0f;
+    } else {
+        B += g->tb ? lo * g->ldb : lo;
+        C += lo;
+        n = hi - lo;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)cout, (int)cin, 1.0f, inp,
-                (int)cin, W, (int)ldw, beta, out, (int)cout);
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)g->K, g->alpha, A, (int)g->lda, B, (int)g->ldb, beta, C,
+                (int)g->ldc);
 }
 
-void layer_linear_backward(float *dinp, float *dW, float *db, const float *dout,
+/* Below ~2^18 multiply-adds a product is not worth a hand-off (OpenBLAS's own rule). */
+static void gemm_run(par_pool *p, gemm_job *g) {
+    int th = par_threads(p);
+    int64_t D = g->cut_rows ? g->M : g->N;
+    int64_t units = (D + GEMM_ALIGN - 1) / GEMM_ALIGN;
+    if (th > 1 && units >= 2 && g->M * g->N * g->K >= ((int64_t)1 << 18)) {
+        g->parts = units < th ? units : th;
+        par_for(p, g->parts, gemm_part, g);
+    } else {
+        g->parts = 1;
+        gemm_part(g, 0, 1, 0);
+    }
+}
+
+void layer_gemm(par_pool *p, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    gemm_job g = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, 1, alpha, beta, A, B, NULL, C};
+    gemm_run(p, &g);
+}
+
+/* ---- Linear ------------------------------------------------------------------ */
+void layer_linear_forward(par_pool *p, float *out, const float *inp, const float *W, int64_t ldw,
+                          const float *b, int64_t n, int64_t cin, int64_t cout) {
+    if (n == 0) return;
+    /* rows start as the bias and the GEMM adds into them: one pass, not two */
+    gemm_job g = {0, 1, 1, n, cout, cin, cin, ldw, cout, 1, 1.0f, 0.0f, inp, W, b, out};
+    gemm_run(p, &g);
+}
+
+void layer_linear_backward(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
                            const float *inp, const float *W, int64_t ldw, int64_t n,
                            int64_t cin, int64_t cout) {
     if (n == 0) return;
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cin, (int)cout, 1.0f,
-                    dout, (int)cout, W, (int)ldw, 1.0f, dinp, (int)cin);
-    if (dW)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cout, (int)cin, (int)n, 1.0f,
-                    dout, (int)cout, inp, (int)cin, 1.0f, dW, (int)ldw);
-    if (db) layer_colsum_add(db, dout, n, cout);
+    if (dinp) layer_gemm(p, 0, 0, n, cin, cout, 1.0f, dout, cout, W, ldw, 1.0f, dinp, cin);
+    if (dW) layer_gemm(p, 1, 0, cout, cin, n, 1.0f, dout, cout, inp, cin, 1.0f, dW, ldw);
+    if (db) layer_colsum_add(db, dout, n, cout, 0, cout);
 }
 
 /* ---- LayerNorm ----------------------------------------------------------------- */
@@ -238,27 +292,22 @@ void layer_norm_forward(float *out, float *xhat, float *rstd, const float *inp,
     }
 }
 
-void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                         const float *xhat, const float *rstd, const float *gamma, int64_t n,
-                         int64_t C) {
+void layer_norm_backward_input(float *dinp, const float *dout, const float *xhat,
+                               const float *rstd, const float *gamma, int64_t n, int64_t C) {
     int64_t C16 = C & ~(int64_t)(LV - 1);
     for (int64_t i = 0; i < n; i++) {
         const float *dy = dout + i * C, *xh = xhat + i * C;
         lvf a = vset(0.0f), b = vset(0.0f);
         for (int64_t j = 0; j < C16; j += LV) {
-            lvf d = vld(dy + j), x = vld(xh + j), dxh = d * vld(gamma + j);
+            lvf dxh = vld(dy + j) * vld(gamma + j);
             a += dxh;
-            b += dxh * x;
-            vst(dgamma + j, vld(dgamma + j) + d * x);
-            vst(dbeta + j, vld(dbeta + j) + d);
+            b += dxh * vld(xh + j);
         }
         float sd = vsum(a), sdx = vsum(b);
         for (int64_t j = C16; j < C; j++) {
             float dxh = dy[j] * gamma[j];
             sd += dxh;
             sdx += dxh * xh[j];
-            dgamma[j] += dy[j] * xh[j];
-            dbeta[j] += dy[j];
         }
         float md = sd / (float)C, mdx = sdx / (float)C, rs = rstd[i];
         lvf mdv = vset(md), mxv = vset(mdx), rv = vset(rs);
@@ -267,6 +316,33 @@ void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *
             vst(dx + j, vld(dx + j) + rv * (vld(dy + j) * vld(gamma + j) - mdv - vld(xh + j) * mxv));
         for (int64_t j = C16; j < C; j++) dx[j] += rs * (dy[j] * gamma[j] - md - xh[j] * mdx);
     }
+}
+
+void layer_norm_backward_params(float *dgamma, float *dbeta, const float *dout,
+                                const float *xhat, int64_t n, int64_t C, int64_t j0, int64_t j1) {
+    int64_t j = j0;
+    for (; j + LV <= j1; j += LV) { /* a column strip in registers, rows in order */
+        lvf g = vld(dgamma + j), b = vld(dbeta + j);
+        for (int64_t i = 0; i < n; i++) {
+            lvf d = vld(dout + i * C + j);
+            g += d * vld(xhat + i * C + j);
+            b += d;
+        }
+        vst(dgamma + j, g);
+        vst(dbeta + j, b);
+    }
+    for (; j < j1; j++)
+        for (int64_t i = 0; i < n; i++) {
+            dgamma[j] += dout[i * C + j] * xhat[i * C + j];
+            dbeta[j] += dout[i * C + j];
+        }
+}
+
+void layer_norm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *xhat, const float *rstd, const float *gamma, int64_t n,
+                         int64_t C) {
+    layer_norm_backward_params(dgamma, dbeta, dout, xhat, n, C, 0, C);
+    layer_norm_backward_input(dinp, dout, xhat, rstd, gamma, n, C);
 }
 
 /* ---- ReLU ------------------------------------------------------------------------ */

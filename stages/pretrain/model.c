@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bgfm/par.h"
 #include "bgfm/rng.h"
 
 int model_mode_parse(const char *s) {
@@ -257,7 +258,7 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->G0 = TAKEF(&c, BT * H);
     ws->G1 = TAKEF(&c, BT * H);
     ws->G2 = TAKEF(&c, BT * H);
-    ws->attn = TAKEF(&c, 2 * T * T);
+    ws->attn = TAKEF(&c, 2 * T * T * (ws->nthr > 0 ? ws->nthr : 1)); /* per thread */
     ws->y = TAKEF(&c, (int64_t)B * M * N);
     ws->tgt = TAKEF(&c, (int64_t)B * M * N);
     ws->dy = TAKEF(&c, (int64_t)B * M * N);
@@ -274,6 +275,9 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->dp1 = TAKEF(&c, 2 * B * H);
     ws->dE = TAKEF(&c, 2 * B * H);
     ws->ntx = TAKEF(&c, 4 * (int64_t)B * B);
+    ws->lossb = (double *)take(&c, (size_t)B * sizeof(double));
+    ws->H = H;
+    ws->L = cf->L;
     ws->B = B;
     ws->N = N;
     ws->M = M;
@@ -288,14 +292,20 @@ int model_ws_init(model_ws *ws, const model *m, int B_max, bgfm_err *e) {
         if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
     ws->B_max = B_max;
     ws->N_big = Nb;
-    /* the largest layout over modes: gmae+gcl with no masking bounds every case */
+    /* the loops between the GEMMs use as many threads as OpenBLAS (docs/model.md) */
+    ws->nthr = openblas_get_num_threads();
+    if (ws->nthr < 1) ws->nthr = 1;
     /* an upper bound of every layout: all passes full size, M = N, all draws kept */
     ws->bytes = carve_all(ws, NULL, &m->cfg, B_max, Nb, MODEL_GMAE_GCL, 0.0, 1);
     ws->base = bgfm_malloc(e, ws->bytes, "model workspace");
-    return ws->base ? 0 : BGFM_ENOMEM;
+    if (!ws->base) return BGFM_ENOMEM;
+    int rc = par_pool_create(&ws->pool, ws->nthr, e);
+    if (rc) model_ws_free(ws);
+    return rc;
 }
 
 void model_ws_free(model_ws *ws) {
+    par_pool_free(&ws->pool);
     free(ws->base);
     ws->base = NULL;
 }
@@ -350,18 +360,30 @@ static layer_csr run_csr(const model_run *r, int b) {
     return c;
 }
 
-/* Inputs of an encoder run: idx, X (FC part), R, CSR. visible: GMAE view (mask set);
- * otherwise a corrupted full view (draws of `purpose`). */
-static void build_view(model_ws *ws, model_run *r, const model *m, const model_batch *bt,
-                       const model_hp *hp, int visible, uint32_t purpose) {
-    int N = bt->N, n = r->n, k = m->cfg.k;
-    for (int b = 0; b < bt->B; b++) {
+typedef struct view_job {
+    model_ws *ws;
+    model_run *r;
+    const model *m;
+    const model_batch *bt;
+    const model_hp *hp;
+    int visible;
+    uint32_t purpose;
+} view_job;
+
+/* graphs [b0, b1) of build_view: each writes only its own slices of r */
+static void view_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const view_job *j = v;
+    model_run *r = j->r;
+    const model_batch *bt = j->bt;
+    const model_hp *hp = j->hp;
+    int N = bt->N, n = r->n, k = j->m->cfg.k;
+    for (int b = (int)b0; b < (int)b1; b++) {
         const float *fc = bt->fc + (int64_t)b * N * N;
         const uint8_t *adj = bt->adj + (int64_t)b * N * N;
         const float *rw = bt->rwse + (int64_t)b * N * k;
         int32_t *idx = r->idx + (int64_t)b * n;
-        if (visible) {
-            const uint8_t *mk = ws->mask + (int64_t)b * N;
+        if (j->visible) {
+            const uint8_t *mk = j->ws->mask + (int64_t)b * N;
             int p = 0;
             for (int i = 0; i < N; i++)
                 if (!mk[i]) idx[p++] = i;
@@ -374,13 +396,21 @@ static void build_view(model_ws *ws, model_run *r, const model *m, const model_b
             }
         } else {
             for (int i = 0; i < N; i++) idx[i] = i;
-            draw_corrupt(r, b, N, fc, hp, purpose, bt->gidx[b]);
+            draw_corrupt(r, b, N, fc, hp, j->purpose, bt->gidx[b]);
         }
         for (int i = 0; i < n; i++)
             memcpy(r->R + ((int64_t)b * n + i) * k, rw + (int64_t)idx[i] * k, (size_t)k * sizeof(float));
         layer_csr c = run_csr(r, b);
-        layer_csr_build(&c, adj, visible ? NULL : r->keep + (int64_t)b * N * N, N, idx, n);
+        layer_csr_build(&c, adj, j->visible ? NULL : r->keep + (int64_t)b * N * N, N, idx, n);
     }
+}
+
+/* Inputs of an encoder run: idx, X (FC part), R, CSR. visible: GMAE view (mask set);
+ * otherwise a corrupted full view (draws of `purpose`, keyed per graph). */
+static void build_view(model_ws *ws, model_run *r, const model *m, const model_batch *bt,
+                       const model_hp *hp, int visible, uint32_t purpose) {
+    view_job j = {ws, r, m, bt, hp, visible, purpose};
+    par_for(ws->pool, bt->B, view_body, &j);
 }
 
 /* ---- One block (model.md section 2) --------------------------------------------- */
@@ -428,18 +458,17 @@ static void vrelu_mask(float *g, const float *pre, int64_t n) {
         if (!(pre[i] > 0.0f)) g[i] = 0.0f;
 }
 
-/* The per-graph, per-head GEMMs of attention (T x T x H/nh) and of the structure loss
- * are often too small to gain from splitting across OpenBLAS threads (OpenBLAS splits
- * from 2^18 multiply-adds; the hand-off costs more than it saves below ~2^22, much more
- * when a core is shared): below that size they run on one thread, the big B*T-row GEMMs
- * always on all. Returns the thread count to restore (0: nothing changed). */
-static int blas_single_begin(int64_t macs) {
+/* With a team of several threads (ws->pool), forward and backward run OpenBLAS on one
+ * thread: the big B*T-row products are cut across the team by layer_gemm and the
+ * per-graph attention / structure-loss products run inside the team's threads, so
+ * OpenBLAS's own threads would only spin beside ours. Returns the count to restore. */
+static int blas_team_begin(const model_ws *ws) {
     int nt = openblas_get_num_threads();
-    if (nt <= 1 || macs >= ((int64_t)1 << 22)) return 0;
+    if (par_threads(ws->pool) <= 1 || nt <= 1) return 0;
     openblas_set_num_threads(1);
     return nt;
 }
-static void blas_single_end(int nt) {
+static void blas_team_end(int nt) {
     if (nt > 1) openblas_set_num_threads(nt);
 }
 
@@ -465,19 +494,9 @@ static void vrelu_mask_to(float *dst, const float *g, const float *pre, int64_t 
 
 /* dinp (n, cin) = dout (n, cout) W (cout, cin; stride ldw): layer_linear_backward's input
  * gradient written instead of added, so the target needs no zeroing pass. */
-static void linear_dinp_set(float *dinp, const float *dout, const float *W, int64_t ldw, int64_t n,
-                            int64_t cin, int64_t cout) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cin, (int)cout, 1.0f, dout,
-                (int)cout, W, (int)ldw, 0.0f, dinp, (int)cin);
-}
-
-static void drop_rows(float *x, const drop_keys *d, int B, int64_t per, uint64_t which) {
-    if (d->p <= 0.0f) return;
-    for (int b = 0; b < B; b++) {
-        rng_stream r;
-        rng_init(&r, d->seed, RNG_DROPOUT, d->step, (uint64_t)d->gidx[b], d->site + which);
-        layer_dropout(x + b * per, per, d->p, &r);
-    }
+static void linear_dinp_set(par_pool *p, float *dinp, const float *dout, const float *W, int64_t ldw,
+                            int64_t n, int64_t cin, int64_t cout) {
+    layer_gemm(p, 0, 0, n, cin, cout, 1.0f, dout, cout, W, ldw, 0.0f, dinp, cin);
 }
 
 static layer_attn_drop attn_keys(const drop_keys *d, int b) {
@@ -485,21 +504,70 @@ static layer_attn_drop attn_keys(const drop_keys *d, int b) {
     return a;
 }
 
-static void block_forward(const model *m, const model_block *p, model_blk_act *a, const float *hin,
-                          const model_run *r, model_ws *ws, int B, const drop_keys *dk) {
-    const float *w = m->w;
-    int64_t H = m->cfg.H, F = m->cfg.F, nh = m->cfg.nh, T = r->T, n = r->n, BT = (int64_t)B * T;
-    float *h1 = ws->S4, *h2 = ws->S3; /* not kept: block_backward recomputes them */
-    /* graph convolution on region rows: u = Ahat (h W_g^T) + b_g */
-    layer_linear_forward(ws->S1, hin, w + p->gW, H, NULL, BT, H, H);
-    for (int b = 0; b < B; b++) {
-        layer_csr c = run_csr(r, b);
-        int64_t o = ((int64_t)b * T + 1) * H;
-        layer_gcn_propagate(a->u + o, ws->S1 + o, &c, H, H, 0);
-        memset(a->u + (int64_t)b * T * H, 0, (size_t)H * sizeof(float));
+/* ---- Thread-parallel loops of a block ------------------------------------------
+ * Between its GEMMs a block's work is split across ws->pool in two ways, both giving
+ * results independent of the thread count (bit-identical to one thread): per graph b
+ * (each writes only its own T rows) and, for the sums over all rows (bias, gamma and
+ * beta gradients), per column strip, each strip summing the rows in row order. The
+ * per-graph attention and structure-loss GEMMs run single-threaded inside a thread. */
+typedef struct blk_ctx {
+    const model *m;
+    float *g; /* gradients (backward) */
+    const model_block *p;
+    const model_blk_act *a;
+    model_blk_act *aw; /* forward: activations written */
+    const float *hin;
+    const model_run *r;
+    model_ws *ws;
+    int B;
+    const drop_keys *dk;
+    float *dhin;
+    const float *dhout;
+    int64_t H, F, nh, T, n, BT;
+} blk_ctx;
+
+static blk_ctx blk_ctx_make(const model *m, const model_block *p, const model_run *r,
+                            model_ws *ws, int B, const drop_keys *dk) {
+    blk_ctx c = {0};
+    c.m = m;
+    c.p = p;
+    c.r = r;
+    c.ws = ws;
+    c.B = B;
+    c.dk = dk;
+    c.H = m->cfg.H;
+    c.F = m->cfg.F;
+    c.nh = m->cfg.nh;
+    c.T = r->T;
+    c.n = r->n;
+    c.BT = (int64_t)B * r->T;
+    return c;
+}
+
+/* dropout of graph b's rows of x (per-graph width `per`), stream `which` */
+static void drop_graph(float *x, const drop_keys *d, int b, int64_t per, uint64_t which) {
+    if (d->p <= 0.0f) return;
+    rng_stream r;
+    rng_init(&r, d->seed, RNG_DROPOUT, d->step, (uint64_t)d->gidx[b], d->site + which);
+    layer_dropout(x + b * per, per, d->p, &r);
+}
+
+/* Forward, per graph: u = Ahat (h W_g^T) + b_g on region rows (S1 holds h W_g^T),
+ * h1 = LN(h + relu(u)) (token row: h1 = h). */
+static void fwd_gcn_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    const float *w = c->m->w;
+    int64_t H = c->H, T = c->T, n = c->n;
+    model_ws *ws = c->ws;
+    float *h1 = ws->S4;
+    for (int64_t b = b0; b < b1; b++) {
+        layer_csr cs = run_csr(c->r, (int)b);
+        int64_t o = (b * T + 1) * H;
+        layer_gcn_propagate(c->aw->u + o, ws->S1 + o, &cs, H, H, 0);
+        memset(c->aw->u + b * T * H, 0, (size_t)H * sizeof(float));
         for (int64_t i = 0; i < n; i++) {
-            float *u = a->u + o + i * H, *s = ws->S2 + o + i * H;
-            const float *x = hin + o + i * H, *bg = w + p->gb;
+            float *u = c->aw->u + o + i * H, *s = ws->S2 + o + i * H;
+            const float *x = c->hin + o + i * H, *bg = w + c->p->gb;
             int64_t j = 0;
             for (; j + MV <= H; j += MV) {
                 mvf uv = mld(u + j) + mld(bg + j);
@@ -511,98 +579,267 @@ static void block_forward(const model *m, const model_block *p, model_blk_act *a
                 s[j] = x[j] + (u[j] > 0.0f ? u[j] : 0.0f);
             }
         }
-        layer_norm_forward(h1 + o, a->xg + o, a->rg + (int64_t)b * T + 1, ws->S2 + o,
-                           w + p->lng_g, w + p->lng_b, n, H);
-        memcpy(h1 + (int64_t)b * T * H, hin + (int64_t)b * T * H, (size_t)H * sizeof(float));
+        layer_norm_forward(h1 + o, c->aw->xg + o, c->aw->rg + b * T + 1, ws->S2 + o,
+                           w + c->p->lng_g, w + c->p->lng_b, n, H);
+        memcpy(h1 + b * T * H, c->hin + b * T * H, (size_t)H * sizeof(float));
     }
+}
+
+static void fwd_attn_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    int64_t H = c->H, T = c->T, nh = c->nh;
+    float *scratch = c->ws->attn + (int64_t)tid * 2 * T * T;
+    for (int64_t b = b0; b < b1; b++) {
+        layer_attn_drop ad = attn_keys(c->dk, (int)b);
+        layer_attn_forward(c->aw->att + b * T * H, c->aw->lse + b * nh * T,
+                           c->aw->qkv + b * T * 3 * H, T, H, nh, &ad, scratch);
+    }
+}
+
+/* Forward, per graph: S1 = dropout(S1) (stream `which`) + res; out = LN(S1) with
+ * (xhat, rstd) kept; gamma/beta are parameter offsets. */
+typedef struct fwd_res_ln {
+    const blk_ctx *c;
+    const float *res;
+    float *out, *xhat, *rstd;
+    int64_t gamma, beta;
+    uint64_t which;
+} fwd_res_ln;
+
+static void fwd_res_ln_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const fwd_res_ln *f = v;
+    const blk_ctx *c = f->c;
+    int64_t H = c->H, T = c->T, o = b0 * T * H, rows = (b1 - b0) * T;
+    float *S1 = c->ws->S1;
+    for (int64_t b = b0; b < b1; b++) drop_graph(S1, c->dk, (int)b, T * H, f->which);
+    vadd(S1 + o, f->res + o, rows * H);
+    layer_norm_forward(f->out + o, f->xhat + o, f->rstd + b0 * T, S1 + o, c->m->w + f->gamma,
+                       c->m->w + f->beta, rows, H);
+}
+
+static void fwd_relu_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    int64_t FT = c->F * c->T;
+    layer_relu_forward(c->aw->f1 + b0 * FT, c->aw->f1 + b0 * FT, (b1 - b0) * FT);
+}
+
+static void block_forward(const model *m, const model_block *p, model_blk_act *a, const float *hin,
+                          const model_run *r, model_ws *ws, int B, const drop_keys *dk) {
+    const float *w = m->w;
+    blk_ctx c = blk_ctx_make(m, p, r, ws, B, dk);
+    c.aw = a;
+    c.a = a;
+    c.hin = hin;
+    int64_t H = c.H, F = c.F, BT = c.BT;
+    float *h1 = ws->S4, *h2 = ws->S3; /* not kept: block_backward recomputes them */
+    /* graph convolution on region rows: u = Ahat (h W_g^T) + b_g */
+    layer_linear_forward(ws->pool, ws->S1, hin, w + p->gW, H, NULL, BT, H, H);
+    par_for(ws->pool, B, fwd_gcn_body, &c);
     /* self-attention over token + regions */
-    layer_linear_forward(a->qkv, h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
-    int nt = blas_single_begin(T * T * (H / nh));
-    for (int b = 0; b < B; b++) {
-        layer_attn_drop ad = attn_keys(dk, b);
-        layer_attn_forward(a->att + (int64_t)b * T * H, a->lse + (int64_t)b * nh * T,
-                           a->qkv + (int64_t)b * T * 3 * H, T, H, nh, &ad, ws->attn);
-    }
-    blas_single_end(nt);
-    layer_linear_forward(ws->S1, a->att, w + p->Wo, H, w + p->bo, BT, H, H);
-    drop_rows(ws->S1, dk, B, T * H, 0);
-    vadd(ws->S1, h1, BT * H);
-    layer_norm_forward(h2, a->x1, a->r1, ws->S1, w + p->ln1_g, w + p->ln1_b, BT, H);
+    layer_linear_forward(ws->pool, a->qkv, h1, w + p->Wqkv, H, w + p->bqkv, BT, H, 3 * H);
+    par_for(ws->pool, B, fwd_attn_body, &c);
+    layer_linear_forward(ws->pool, ws->S1, a->att, w + p->Wo, H, w + p->bo, BT, H, H);
+    fwd_res_ln f = {&c, h1, h2, a->x1, a->r1, p->ln1_g, p->ln1_b, 0};
+    par_for(ws->pool, B, fwd_res_ln_body, &f);
     /* feed-forward */
-    layer_linear_forward(a->f1, h2, w + p->W1, H, w + p->b1, BT, H, F);
-    layer_relu_forward(a->f1, a->f1, BT * F);
-    layer_linear_forward(ws->S1, a->f1, w + p->W2, F, w + p->b2, BT, F, H);
-    drop_rows(ws->S1, dk, B, T * H, 1);
-    vadd(ws->S1, h2, BT * H);
-    layer_norm_forward(a->hout, a->x2, a->r2, ws->S1, w + p->ln2_g, w + p->ln2_b, BT, H);
+    layer_linear_forward(ws->pool, a->f1, h2, w + p->W1, H, w + p->b1, BT, H, F);
+    par_for(ws->pool, B, fwd_relu_body, &c);
+    layer_linear_forward(ws->pool, ws->S1, a->f1, w + p->W2, F, w + p->b2, BT, F, H);
+    fwd_res_ln f2 = {&c, h2, a->hout, a->x2, a->r2, p->ln2_g, p->ln2_b, 1};
+    par_for(ws->pool, B, fwd_res_ln_body, &f2);
+}
+
+/* Column sums over all rows, split by column strips: LayerNorm parameter gradients
+ * (dout, xhat over `rows` rows from row0 of each graph's T rows; gamma < 0: none) and a
+ * bias gradient (colsum of bsrc, C_b columns; bias < 0: none). */
+typedef struct col_sums {
+    const blk_ctx *c;
+    /* LayerNorm: over graphs b, rows [r0, r0 + nr) of each, H columns */
+    const float *ln_dout, *ln_xhat;
+    int64_t gamma, beta, r0, nr;
+    /* bias: colsum over all BT rows of bsrc (BT, Cb) */
+    const float *bsrc;
+    int64_t bias, Cb;
+} col_sums;
+
+static void col_sums_body(void *v, int64_t j0, int64_t j1, int tid) {
+    const col_sums *s = v;
+    const blk_ctx *c = s->c;
+    int64_t H = c->H, T = c->T;
+    if (s->gamma >= 0) {
+        int64_t e = j1 < H ? j1 : H;
+        if (s->r0 == 0 && s->nr == T) /* whole graphs: one sweep over all rows */
+            layer_norm_backward_params(c->g + s->gamma, c->g + s->beta, s->ln_dout, s->ln_xhat,
+                                       c->BT, H, j0, e);
+        else
+            for (int b = 0; b < c->B; b++) {
+                int64_t o = ((int64_t)b * T + s->r0) * H;
+                layer_norm_backward_params(c->g + s->gamma, c->g + s->beta, s->ln_dout + o,
+                                           s->ln_xhat + o, s->nr, H, j0, e);
+            }
+    }
+    if (s->bias >= 0) {
+        /* the bias strip is the same fraction of Cb as [j0, j1) is of H */
+        int64_t b0 = s->Cb * j0 / H, b1 = s->Cb * j1 / H;
+        layer_colsum_add(c->g + s->bias, s->bsrc, c->BT, s->Cb, b0, b1);
+    }
+}
+
+static void col_sums_run(const blk_ctx *c, const float *ln_dout, const float *ln_xhat,
+                         int64_t gamma, int64_t beta, const float *bsrc, int64_t bias, int64_t Cb) {
+    col_sums s = {c, ln_dout, ln_xhat, gamma, beta, 0, c->T, bsrc, bias, Cb};
+    par_for(c->ws->pool, c->H, col_sums_body, &s);
+}
+
+/* Backward, per graph: dst = LN input gradient of dout (dst zeroed first), then
+ * copy = dst with dropout `which` applied (copy may be NULL). */
+typedef struct bwd_ln {
+    const blk_ctx *c;
+    float *dst, *copy;
+    const float *dout, *xhat, *rstd;
+    int64_t gamma;
+    uint64_t which;
+} bwd_ln;
+
+static void bwd_ln_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const bwd_ln *f = v;
+    const blk_ctx *c = f->c;
+    int64_t H = c->H, T = c->T, o = b0 * T * H, rows = (b1 - b0) * T;
+    size_t bytes = (size_t)(rows * H) * sizeof(float);
+    memset(f->dst + o, 0, bytes);
+    layer_norm_backward_input(f->dst + o, f->dout + o, f->xhat + o, f->rstd + b0 * T,
+                              c->m->w + f->gamma, rows, H);
+    if (!f->copy) return;
+    memcpy(f->copy + o, f->dst + o, bytes);
+    for (int64_t b = b0; b < b1; b++) drop_graph(f->copy, c->dk, (int)b, T * H, f->which);
+}
+
+/* per graph: F2 = relu'(f1) * F2; S4 = h2 again (LN output from x1) */
+static void bwd_ffn_mid_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    int64_t H = c->H, T = c->T, FT = c->F * T;
+    vrelu_mask(c->ws->F2 + b0 * FT, c->a->f1 + b0 * FT, (b1 - b0) * FT);
+    ln_apply(c->ws->S4 + b0 * T * H, c->a->x1 + b0 * T * H, c->m->w + c->p->ln1_g,
+             c->m->w + c->p->ln1_b, (b1 - b0) * T, H);
+}
+
+/* per graph: attention backward into S3 (zeroed here), then S2 = h1 again */
+static void bwd_attn_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    model_ws *ws = c->ws;
+    const model_blk_act *a = c->a;
+    int64_t H = c->H, T = c->T, nh = c->nh, n = c->n;
+    float *scratch = ws->attn + (int64_t)tid * 2 * T * T;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t t0 = b * T * H;
+        memset(ws->S3 + 3 * t0, 0, (size_t)(3 * T * H) * sizeof(float));
+        layer_attn_drop ad = attn_keys(c->dk, (int)b);
+        layer_attn_backward(ws->S3 + 3 * t0, ws->S4 + t0, a->qkv + 3 * t0, a->att + t0,
+                            a->lse + b * nh * T, T, H, nh, &ad, scratch);
+        /* h1 again: token row = hin, region rows from xhat */
+        memcpy(ws->S2 + t0, c->hin + t0, (size_t)H * sizeof(float));
+        ln_apply(ws->S2 + t0 + H, a->xg + t0 + H, c->m->w + c->p->lng_g, c->m->w + c->p->lng_b,
+                 n, H);
+    }
+}
+
+/* per graph, graph convolution: S2 = LN_g input gradient of S1 (region rows; token row
+ * 0), S3 = relu'(u) * S2, S4 = Ahat S3 (token row 0) */
+static void bwd_gcn_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    model_ws *ws = c->ws;
+    int64_t H = c->H, T = c->T, n = c->n;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t t0 = b * T * H, o = t0 + H;
+        memset(ws->S2 + t0, 0, (size_t)(T * H) * sizeof(float));
+        layer_norm_backward_input(ws->S2 + o, ws->S1 + o, c->a->xg + o, c->a->rg + b * T + 1,
+                                  c->m->w + c->p->lng_g, n, H);
+        vrelu_mask_to(ws->S3 + o, ws->S2 + o, c->a->u + o, n * H);
+        layer_csr cs = run_csr(c->r, (int)b);
+        memset(ws->S4 + t0, 0, (size_t)H * sizeof(float)); /* token row: no GCN */
+        layer_gcn_propagate(ws->S4 + o, ws->S3 + o, &cs, H, H, 0);
+    }
+}
+
+/* column strips: LN_g's gamma/beta gradients over region rows (from S1, xg) and the
+ * GCN bias gradient: every graph's region rows of S3 summed from zero in row order,
+ * then added to g */
+static void bwd_gcn_cols_body(void *v, int64_t j0, int64_t j1, int tid) {
+    const blk_ctx *c = v;
+    model_ws *ws = c->ws;
+    int64_t H = c->H, T = c->T, n = c->n;
+    float *dgb = c->g + c->p->gb;
+    for (int b = 0; b < c->B; b++) {
+        int64_t o = ((int64_t)b * T + 1) * H;
+        layer_norm_backward_params(c->g + c->p->lng_g, c->g + c->p->lng_b, ws->S1 + o,
+                                   c->a->xg + o, n, H, j0, j1);
+    }
+    int64_t j = j0;
+    for (; j + MV <= j1; j += MV) { /* one strip of the sum in registers, rows in order */
+        mvf acc = mzero();
+        for (int b = 0; b < c->B; b++)
+            for (int64_t i = 0; i < n; i++) acc += mld(ws->S3 + ((int64_t)b * T + 1 + i) * H + j);
+        mst(dgb + j, mld(dgb + j) + acc);
+    }
+    for (; j < j1; j++) {
+        float acc = 0.0f;
+        for (int b = 0; b < c->B; b++)
+            for (int64_t i = 0; i < n; i++) acc += ws->S3[((int64_t)b * T + 1 + i) * H + j];
+        dgb[j] += acc;
+    }
+}
+
+/* per graph: dhin += residual paths (token row: S1; region rows: S2) */
+static void bwd_res_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const blk_ctx *c = v;
+    int64_t H = c->H, T = c->T, n = c->n;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t t0 = b * T * H;
+        vadd(c->dhin + t0, c->ws->S1 + t0, H);
+        vadd(c->dhin + t0 + H, c->ws->S2 + t0 + H, n * H);
+    }
 }
 
 /* dhin = d/dhin given dhout (written, not added). */
-static void block_backward(const model *m, const model_block *p, const model_blk_act *a,
+static void block_backward(model *m, const model_block *p, const model_blk_act *a,
                            const float *hin, const model_run *r, model_ws *ws, int B,
                            const drop_keys *dk, float *dhin, const float *dhout) {
     const float *w = m->w;
     float *g = m->g;
-    int64_t H = m->cfg.H, F = m->cfg.F, nh = m->cfg.nh, T = r->T, n = r->n, BT = (int64_t)B * T;
-    size_t bth = (size_t)(BT * H) * sizeof(float);
-    /* feed-forward: S2 = d(h2 + ffn) = dh2 (residual) */
-    memset(ws->S2, 0, bth);
-    layer_norm_backward(ws->S2, g + p->ln2_g, g + p->ln2_b, dhout, a->x2, a->r2, w + p->ln2_g, BT, H);
-    memcpy(ws->S1, ws->S2, bth);
-    drop_rows(ws->S1, dk, B, T * H, 1);
-    linear_dinp_set(ws->F2, ws->S1, w + p->W2, F, BT, F, H);
-    layer_linear_backward(NULL, g + p->W2, g + p->b2, ws->S1, a->f1, w + p->W2, F, BT, F, H);
-    vrelu_mask(ws->F2, a->f1, BT * F);
-    ln_apply(ws->S4, a->x1, w + p->ln1_g, w + p->ln1_b, BT, H); /* h2 again */
-    layer_linear_backward(ws->S2, g + p->W1, g + p->b1, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
-    /* attention: S1 = dh1 */
-    memset(ws->S1, 0, bth);
-    layer_norm_backward(ws->S1, g + p->ln1_g, g + p->ln1_b, ws->S2, a->x1, a->r1, w + p->ln1_g, BT, H);
-    memcpy(ws->S2, ws->S1, bth);
-    drop_rows(ws->S2, dk, B, T * H, 0);
-    linear_dinp_set(ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
-    layer_linear_backward(NULL, g + p->Wo, g + p->bo, ws->S2, a->att, w + p->Wo, H, BT, H, H);
-    memset(ws->S3, 0, 3 * bth);
-    int nt = blas_single_begin(T * T * (H / nh));
-    for (int b = 0; b < B; b++) {
-        layer_attn_drop ad = attn_keys(dk, b);
-        layer_attn_backward(ws->S3 + (int64_t)b * T * 3 * H, ws->S4 + (int64_t)b * T * H,
-                            a->qkv + (int64_t)b * T * 3 * H, a->att + (int64_t)b * T * H,
-                            a->lse + (int64_t)b * nh * T, T, H, nh, &ad, ws->attn);
-    }
-    blas_single_end(nt);
-    for (int b = 0; b < B; b++) { /* h1 again: token row = hin, region rows from xhat */
-        int64_t t0 = (int64_t)b * T * H;
-        memcpy(ws->S2 + t0, hin + t0, (size_t)H * sizeof(float));
-        ln_apply(ws->S2 + t0 + H, a->xg + t0 + H, w + p->lng_g, w + p->lng_b, n, H);
-    }
-    layer_linear_backward(ws->S1, g + p->Wqkv, g + p->bqkv, ws->S3, ws->S2, w + p->Wqkv, H, BT, H,
-                          3 * H);
+    blk_ctx c = blk_ctx_make(m, p, r, ws, B, dk);
+    c.g = g;
+    c.a = a;
+    c.hin = hin;
+    c.dhin = dhin;
+    c.dhout = dhout;
+    int64_t H = c.H, F = c.F, BT = c.BT;
+    /* feed-forward: S2 = dh2 (residual path), S1 = its dropout = d(ffn output) */
+    bwd_ln f2 = {&c, ws->S2, ws->S1, dhout, a->x2, a->r2, p->ln2_g, 1};
+    par_for(ws->pool, B, bwd_ln_body, &f2);
+    col_sums_run(&c, dhout, a->x2, p->ln2_g, p->ln2_b, ws->S1, p->b2, H);
+    linear_dinp_set(ws->pool, ws->F2, ws->S1, w + p->W2, F, BT, F, H);
+    layer_linear_backward(ws->pool, NULL, g + p->W2, NULL, ws->S1, a->f1, w + p->W2, F, BT, F, H);
+    par_for(ws->pool, B, bwd_ffn_mid_body, &c); /* F2 through the ReLU; S4 = h2 */
+    col_sums_run(&c, NULL, NULL, -1, -1, ws->F2, p->b1, F);
+    layer_linear_backward(ws->pool, ws->S2, g + p->W1, NULL, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
+    /* attention: S1 = dh1, S2 = its dropout = d(attention output) */
+    col_sums_run(&c, ws->S2, a->x1, p->ln1_g, p->ln1_b, NULL, -1, 0);
+    bwd_ln f1 = {&c, ws->S1, ws->S2, ws->S2, a->x1, a->r1, p->ln1_g, 0};
+    par_for(ws->pool, B, bwd_ln_body, &f1); /* a graph's S2 rows are read, then replaced */
+    col_sums_run(&c, NULL, NULL, -1, -1, ws->S2, p->bo, H);
+    linear_dinp_set(ws->pool, ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
+    layer_linear_backward(ws->pool, NULL, g + p->Wo, NULL, ws->S2, a->att, w + p->Wo, H, BT, H, H);
+    par_for(ws->pool, B, bwd_attn_body, &c); /* S3 = dqkv, S2 = h1 */
+    col_sums_run(&c, NULL, NULL, -1, -1, ws->S3, p->bqkv, 3 * H);
+    layer_linear_backward(ws->pool, ws->S1, g + p->Wqkv, NULL, ws->S3, ws->S2, w + p->Wqkv, H, BT, H, 3 * H);
     /* graph convolution: token row passes through; region rows through ln_g (S2), the
-     * ReLU (S3) and Ahat (S4). The bias gradient is summed over every graph's rows into a
-     * zeroed (H) strip, then added. dhin is written by the last GEMM, then the residual
-     * paths are added, so the caller does not zero it. */
-    float *G_gb = ws->attn;
-    memset(G_gb, 0, (size_t)H * sizeof *G_gb);
-    memset(ws->S2, 0, bth);
-    for (int b = 0; b < B; b++) {
-        int64_t o = ((int64_t)b * T + 1) * H;
-        layer_norm_backward(ws->S2 + o, g + p->lng_g, g + p->lng_b, ws->S1 + o, a->xg + o,
-                            a->rg + (int64_t)b * T + 1, w + p->lng_g, n, H);
-        vrelu_mask_to(ws->S3 + o, ws->S2 + o, a->u + o, n * H);
-        for (int64_t i = 0; i < n; i++) vadd(G_gb, ws->S3 + o + i * H, H);
-        layer_csr c = run_csr(r, b);
-        memset(ws->S4 + o - H, 0, (size_t)H * sizeof(float)); /* token row: no GCN */
-        layer_gcn_propagate(ws->S4 + o, ws->S3 + o, &c, H, H, 0);
-    }
-    vadd(g + p->gb, G_gb, H);
-    linear_dinp_set(dhin, ws->S4, w + p->gW, H, BT, H, H);
-    layer_linear_backward(NULL, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
-    for (int b = 0; b < B; b++) {
-        int64_t t0 = (int64_t)b * T * H;
-        vadd(dhin + t0, ws->S1 + t0, H);
-        vadd(dhin + t0 + H, ws->S2 + t0 + H, n * H);
-    }
+     * ReLU (S3) and Ahat (S4). dhin is written by the GEMM, then the residual paths are
+     * added, so the caller does not zero it. */
+    par_for(ws->pool, B, bwd_gcn_body, &c);
+    par_for(ws->pool, H, bwd_gcn_cols_body, &c);
+    linear_dinp_set(ws->pool, dhin, ws->S4, w + p->gW, H, BT, H, H);
+    layer_linear_backward(ws->pool, NULL, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+    par_for(ws->pool, B, bwd_res_body, &c);
 }
 
 /* ---- Runs: embedding + blocks --------------------------------------------------- */
@@ -610,11 +847,10 @@ static void encoder_embed(const model *m, model_run *r, model_ws *ws, int B, int
     const float *w = m->w;
     int64_t H = m->cfg.H, k = m->cfg.k, n = r->n, T = r->T, Bn = (int64_t)B * n;
     float *S = ws->S1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bn, (int)H, N, 1.0f, r->X, N,
-                w + m->in_W, m->D_in, 0.0f, S, (int)H);
+    layer_gemm(ws->pool, 0, 1, Bn, H, N, 1.0f, r->X, N, w + m->in_W, m->D_in, 0.0f, S, H);
     if (k)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Bn, (int)H, (int)k, 1.0f, r->R,
-                    (int)k, w + m->in_W + m->cfg.N_max, m->D_in, 1.0f, S, (int)H);
+        layer_gemm(ws->pool, 0, 1, Bn, H, k, 1.0f, r->R, k, w + m->in_W + m->cfg.N_max, m->D_in,
+                   1.0f, S, H);
     const float *E = w + m->node[atlas], *tok = w + m->tok + (int64_t)atlas * H;
     for (int b = 0; b < B; b++) {
         memcpy(r->h0 + (int64_t)b * T * H, tok, (size_t)H * sizeof(float));
@@ -641,9 +877,9 @@ static void encoder_embed_backward(model *m, const model_run *r, model_ws *ws, i
             for (int64_t j = 0; j < H; j++) e[j] += d[j];
         }
     }
-    layer_linear_backward(NULL, g + m->in_W, g + m->in_b, dS, r->X, NULL, m->D_in, Bn, N, H);
+    layer_linear_backward(ws->pool, NULL, g + m->in_W, g + m->in_b, dS, r->X, NULL, m->D_in, Bn, N, H);
     if (k)
-        layer_linear_backward(NULL, g + m->in_W + m->cfg.N_max, NULL, dS, r->R, NULL, m->D_in, Bn,
+        layer_linear_backward(ws->pool, NULL, g + m->in_W + m->cfg.N_max, NULL, dS, r->R, NULL, m->D_in, Bn,
                               k, H);
 }
 
@@ -681,6 +917,67 @@ static drop_keys keys_for(const model_ws *ws, int run) {
     return d;
 }
 
+/* structure loss of graphs [b0, b1) of the current batch (ws->bt), each into lossb[b] */
+static void bce_body(void *v, int64_t b0, int64_t b1, int tid) {
+    model_ws *ws = v;
+    int64_t H = ws->H, Ta = ws->ea.T, N = ws->N, T = N + 1;
+    float *scratch = ws->attn + (int64_t)tid * 2 * T * T;
+    const float *za = ws->ea.blk[ws->L - 1].hout;
+    for (int64_t b = b0; b < b1; b++)
+        ws->lossb[b] = layer_bce_struct(ws->G2 + (b * Ta + 1) * H, za + (b * Ta + 1) * H, ws->nv, H,
+                                        H, ws->bt.adj + b * N * N, (int32_t)N,
+                                        ws->ea.idx + b * ws->nv, ws->hp.lambda_adj / ws->B, scratch);
+}
+
+/* The decoder's input rows per graph: W_re z + b_re (visible, from S3) or the mask
+ * token, + E_a[i]; token first; and its CSR over all N nodes. */
+typedef struct dec_job {
+    const model *m;
+    model_ws *ws;
+} dec_job;
+
+static void dec_input_body(void *arg, int64_t b0, int64_t b1, int tid) {
+    const model *m = ((const dec_job *)arg)->m;
+    model_ws *ws = ((const dec_job *)arg)->ws;
+    model_run *dr = &ws->dec;
+    int N = ws->N;
+    int64_t H = m->cfg.H, T = dr->T, Ta = ws->ea.T;
+    const float *E = m->w + m->node[ws->bt.atlas];
+    for (int64_t b = b0; b < b1; b++) {
+        const uint8_t *mk = ws->mask + b * N;
+        memcpy(dr->h0 + b * T * H, m->w + m->tok + (int64_t)ws->bt.atlas * H, (size_t)H * sizeof(float));
+        int v = 0;
+        for (int i = 0; i < N; i++) {
+            float *h = dr->h0 + (b * T + 1 + i) * H;
+            const float *src = mk[i] ? m->w + m->mask_tok : ws->S3 + (b * Ta + 1 + v) * H;
+            if (!mk[i]) v++;
+            for (int64_t j = 0; j < H; j++) h[j] = src[j] + E[(int64_t)i * H + j];
+            dr->idx[b * N + i] = i;
+        }
+        layer_csr c = run_csr(dr, (int)b);
+        layer_csr_build(&c, ws->bt.adj + b * N * N, NULL, N, dr->idx + b * N, N);
+    }
+}
+
+/* graph b's masked rows of the decoder output and their FC targets, to rows b M .. */
+static void dec_gather_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const model *m = ((const dec_job *)v)->m;
+    model_ws *ws = ((const dec_job *)v)->ws;
+    int N = ws->N;
+    int64_t H = m->cfg.H, T = ws->dec.T;
+    const float *dl = ws->dec.blk[m->cfg.Ld - 1].hout;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t q = b * ws->M;
+        for (int i = 0; i < N; i++)
+            if (ws->mask[b * N + i]) {
+                memcpy(ws->dm + q * H, dl + (b * T + 1 + i) * H, (size_t)H * sizeof(float));
+                memcpy(ws->tgt + q * N, ws->bt.fc + (b * N + i) * N, (size_t)N * sizeof(float));
+                q++;
+            }
+        BGFM_ASSERT(q == (b + 1) * ws->M);
+    }
+}
+
 /* ---- The model --------------------------------------------------------------------- */
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out) {
@@ -693,6 +990,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     BGFM_ASSERT(used <= ws->bytes);
     ws->hp = *hp;
     ws->bt = *bt;
+    int nt = blas_team_begin(ws);
     memset(out, 0, sizeof *out);
     memset(ws->mask, 0, (size_t)B * (size_t)N);
     /* views */
@@ -717,47 +1015,21 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     if (mode & MODEL_GMAE) {
         /* decoder input: W_re z + b_re (visible) or mask token, + E_a[i]; token first */
         model_run *dr = &ws->dec;
-        int64_t T = dr->T, M = ws->M;
-        layer_linear_forward(ws->S3, za, m->w + m->re_W, H, m->w + m->re_b, (int64_t)B * Ta, H, H);
-        const float *E = m->w + m->node[bt->atlas];
-        for (int b = 0; b < B; b++) {
-            const uint8_t *mk = ws->mask + (int64_t)b * N;
-            memcpy(dr->h0 + (int64_t)b * T * H, m->w + m->tok + (int64_t)bt->atlas * H,
-                   (size_t)H * sizeof(float));
-            int v = 0;
-            for (int i = 0; i < N; i++) {
-                float *h = dr->h0 + ((int64_t)b * T + 1 + i) * H;
-                const float *src = mk[i] ? m->w + m->mask_tok : ws->S3 + ((int64_t)b * Ta + 1 + v) * H;
-                if (!mk[i]) v++;
-                for (int64_t j = 0; j < H; j++) h[j] = src[j] + E[(int64_t)i * H + j];
-                dr->idx[(int64_t)b * N + i] = i;
-            }
-            layer_csr c = run_csr(dr, b);
-            layer_csr_build(&c, bt->adj + (int64_t)b * N * N, NULL, N, dr->idx + (int64_t)b * N, N);
-        }
+        int64_t M = ws->M;
+        layer_linear_forward(ws->pool, ws->S3, za, m->w + m->re_W, H, m->w + m->re_b, (int64_t)B * Ta, H, H);
+        dec_job dj = {m, ws};
+        par_for(ws->pool, B, dec_input_body, &dj);
         run_forward(m, dr, m->dec, ws, B, &d2);
-        /* reconstruction of masked rows, first N columns */
-        const float *dl = dr->blk[cf->Ld - 1].hout;
-        int64_t q = 0;
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < N; i++)
-                if (ws->mask[(int64_t)b * N + i]) {
-                    memcpy(ws->dm + q * H, dl + ((int64_t)b * T + 1 + i) * H, (size_t)H * sizeof(float));
-                    memcpy(ws->tgt + q * N, bt->fc + ((int64_t)b * N + i) * N, (size_t)N * sizeof(float));
-                    q++;
-                }
-        BGFM_ASSERT(q == (int64_t)B * M);
-        layer_linear_forward(ws->y, ws->dm, m->w + m->out_W, H, m->w + m->out_b, q, H, N);
+        /* reconstruction of masked rows (M per graph, graph b's from row b M), first N columns */
+        par_for(ws->pool, B, dec_gather_body, &dj);
+        int64_t q = (int64_t)B * M;
+        layer_linear_forward(ws->pool, ws->y, ws->dm, m->w + m->out_W, H, m->w + m->out_b, q, H, N);
         memset(ws->dy, 0, (size_t)(q * N) * sizeof(float));
         out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
         /* structure loss on the visible node embeddings */
         double s = 0;
-        int nt = blas_single_begin((int64_t)ws->nv * ws->nv * H);
-        for (int b = 0; b < B; b++)
-            s += layer_bce_struct(ws->G2 + ((int64_t)b * Ta + 1) * H, za + ((int64_t)b * Ta + 1) * H,
-                                  ws->nv, H, H, bt->adj + (int64_t)b * N * N, N,
-                                  ws->ea.idx + (int64_t)b * ws->nv, hp->lambda_adj / B, ws->attn);
-        blas_single_end(nt);
+        par_for(ws->pool, B, bce_body, ws);
+        for (int b = 0; b < B; b++) s += ws->lossb[b]; /* graph order */
         out->adj = s / B;
     }
     if (mode & MODEL_GCL) {
@@ -770,13 +1042,14 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
                                    H, H);
         }
         int64_t B2 = 2 * (int64_t)B;
-        layer_linear_forward(ws->p1, ws->E, m->w + m->p_W1, H, m->w + m->p_b1, B2, H, H);
+        layer_linear_forward(ws->pool, ws->p1, ws->E, m->w + m->p_W1, H, m->w + m->p_b1, B2, H, H);
         layer_relu_forward(ws->pr, ws->p1, B2 * H);
-        layer_linear_forward(ws->p2, ws->pr, m->w + m->p_W2, H, m->w + m->p_b2, B2, H, cf->P);
+        layer_linear_forward(ws->pool, ws->p2, ws->pr, m->w + m->p_W2, H, m->w + m->p_b2, B2, H, cf->P);
         layer_l2norm_forward(ws->z, ws->nrm, ws->p2, B2, cf->P);
         memset(ws->dz, 0, (size_t)(B2 * cf->P) * sizeof(float));
     }
     out->total = hp->lambda_rec * out->rec + hp->lambda_adj * out->adj;
+    blas_team_end(nt);
 }
 
 double model_contrastive_local(model_ws *ws, const model *m) {
@@ -797,17 +1070,18 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     float *g = m->g;
     drop_keys d0 = keys_for(ws, 0), d1 = keys_for(ws, 1), d2 = keys_for(ws, 2);
     const float *za = ws->ea.blk[cf->L - 1].hout;
+    int nt = blas_team_begin(ws);
     if (mode & MODEL_GCL) {
         int64_t B2 = 2 * (int64_t)B;
         memset(ws->dp2, 0, (size_t)(B2 * cf->P) * sizeof(float));
         layer_l2norm_backward(ws->dp2, ws->dz, ws->z, ws->nrm, B2, cf->P);
         memset(ws->dpr, 0, (size_t)(B2 * H) * sizeof(float));
-        layer_linear_backward(ws->dpr, g + m->p_W2, g + m->p_b2, ws->dp2, ws->pr, m->w + m->p_W2, H,
+        layer_linear_backward(ws->pool, ws->dpr, g + m->p_W2, g + m->p_b2, ws->dp2, ws->pr, m->w + m->p_W2, H,
                               B2, H, cf->P);
         memset(ws->dp1, 0, (size_t)(B2 * H) * sizeof(float));
         layer_relu_backward(ws->dp1, ws->dpr, ws->p1, B2 * H);
         memset(ws->dE, 0, (size_t)(B2 * H) * sizeof(float));
-        layer_linear_backward(ws->dE, g + m->p_W1, g + m->p_b1, ws->dp1, ws->E, m->w + m->p_W1, H,
+        layer_linear_backward(ws->pool, ws->dE, g + m->p_W1, g + m->p_b1, ws->dp1, ws->E, m->w + m->p_W1, H,
                               B2, H, H);
         /* view b: its own encoder pass */
         model_run *rb = &ws->eb;
@@ -826,7 +1100,7 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         int64_t T = dr->T, q = (int64_t)B * ws->M;
         /* output layer on masked rows */
         memset(ws->S3, 0, (size_t)(q * H) * sizeof(float));
-        layer_linear_backward(ws->S3, g + m->out_W, g + m->out_b, ws->dy, ws->dm, m->w + m->out_W,
+        layer_linear_backward(ws->pool, ws->S3, g + m->out_W, g + m->out_b, ws->dy, ws->dm, m->w + m->out_W,
                               H, q, H, N);
         float *dl = ws->G1;
         memset(dl, 0, (size_t)B * (size_t)T * (size_t)H * sizeof(float));
@@ -861,7 +1135,7 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         for (int b = 0; b < B; b++)
             for (int64_t i = 1; i < Ta; i++)
                 for (int64_t j = 0; j < H; j++) dbre[j] += dre[((int64_t)b * Ta + i) * H + j];
-        layer_linear_backward(ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
+        layer_linear_backward(ws->pool, ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
                               (int64_t)B * Ta, H, H);
     }
     /* decoder and projection-head gradients are final here (layout: they follow the
@@ -869,6 +1143,7 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     if (hook) hook(arg, m->re_W, m->n_params - m->re_W);
     float *dh0 = run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
     encoder_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
+    blas_team_end(nt);
 }
 
 void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,

@@ -49,7 +49,7 @@ static double fd_check(loss_fn f, int g, int n, float eps) {
 /* ---- linear ---- */
 enum { LN_ = 7, LC = 5, LO = 6 };
 static double f_linear(void) {
-    layer_linear_forward(outb, bufs[0], bufs[1], LC, bufs[2], LN_, LC, LO);
+    layer_linear_forward(NULL, outb, bufs[0], bufs[1], LC, bufs[2], LN_, LC, LO);
     return dotR(outb, LN_ * LO);
 }
 static void test_linear(void **st) {
@@ -57,7 +57,7 @@ static void test_linear(void **st) {
     fill(bufs[0], LN_ * LC, 1, 1), fill(bufs[1], LO * LC, 2, 1), fill(bufs[2], LO, 3, 1);
     fill(Rw, LN_ * LO, 4, 1);
     memset(grads, 0, sizeof grads);
-    layer_linear_backward(grads[0], grads[1], grads[2], Rw, bufs[0], bufs[1], LC, LN_, LC, LO);
+    layer_linear_backward(NULL, grads[0], grads[1], grads[2], Rw, bufs[0], bufs[1], LC, LN_, LC, LO);
     for (int g = 0; g < 3; g++) assert_true(fd_check(f_linear, g, g == 0 ? LN_ * LC : g == 1 ? LO * LC : LO, 1e-2f) < 1e-3);
 }
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 #include <cmocka.h>
+#include <cblas.h>
 
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
@@ -128,6 +129,53 @@ static void test_deterministic_step(void **st) {
     model_free(&m);
 }
 
+/* The loops between the GEMMs run on as many threads as OpenBLAS (par.h): the step's
+ * losses and gradients must not depend on that count. Odd batch (uneven split), every
+ * mode, dropout on, both atlases. */
+static void test_threads_bit_identical(void **st) {
+    (void)st;
+    enum { B = 5 };
+    static float fc[B * 576], rw[B * 72];
+    static uint8_t adj[B * 576];
+    const int modes[3] = {MODEL_GMAE, MODEL_GCL, MODEL_GMAE_GCL};
+    int nt0 = openblas_get_num_threads();
+    for (int atlas = 0; atlas < 2; atlas++) {
+        int N = atlas ? 16 : 24;
+        for (int i = 0; i < B; i++)
+            make_graph(N, 3, (uint64_t)(i + 7), fc + i * N * N, adj + i * N * N, rw + i * N * 3);
+        int64_t gi[B] = {3, 9, 4, 0, 11};
+        model_batch bt = {atlas, B, N, fc, adj, rw, gi};
+        for (int mi = 0; mi < 3; mi++) {
+            model_hp hp = {modes[mi], 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
+            float *g1 = NULL;
+            model_losses l1 = {0};
+            for (int th = 1; th <= 3; th++) {
+                openblas_set_num_threads(th);
+                model m;
+                model_ws ws;
+                setup(&m, &ws, B);
+                assert_int_equal(ws.nthr, openblas_get_num_threads());
+                model_losses l;
+                model_step(&m, &ws, &bt, &hp, &l);
+                if (th == 1) {
+                    g1 = malloc(sizeof(float) * (size_t)m.n_params);
+                    assert_non_null(g1);
+                    memcpy(g1, m.g, sizeof(float) * (size_t)m.n_params);
+                    l1 = l;
+                } else {
+                    assert_true(l.total == l1.total && l.rec == l1.rec && l.adj == l1.adj &&
+                                l.cl == l1.cl);
+                    assert_memory_equal(g1, m.g, sizeof(float) * (size_t)m.n_params);
+                }
+                model_ws_free(&ws);
+                model_free(&m);
+            }
+            free(g1);
+        }
+    }
+    openblas_set_num_threads(nt0);
+}
+
 static void test_optim(void **st) {
     (void)st;
     optim_cfg c = {1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0, 10, 110};
@@ -153,6 +201,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_deterministic_step),
+        cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_optim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
