@@ -49,7 +49,7 @@ for cfg in $CONFIGS; do
       printf "   step %.2f GFLOP (docs/model.md formula) -> %.1f GFLOP/s (best step)\n", gf, gb
       printf "   SGEMM in this run (best of reps): %.1f GFLOP/s (B*T x 3H x H), %.1f GFLOP/s (the step'"'"'s GEMM shapes)\n", s[1], s[2]
       printf "   fraction of SGEMM: %.0f%% / %.0f%% (target >= 70%%)\n", 100*gb/s[1], 100*gb/s[2]
-      printf "   by CPU time: %.1f GFLOP per CPU-second = %.0f%% / %.0f%% of SGEMM x threads; bgfm / pytorch CPU time %.2f\n", gf/cc*1e3, 100*gf/cc*1e3/s[1]/th, 100*gf/cc*1e3/s[2]/th, cc/pc }'
+      printf "   by CPU time: %.1f GFLOP per CPU-second = %.0f%% / %.0f%% of the per-thread SGEMM rate; bgfm / pytorch CPU time %.2f\n", gf/cc*1e3, 100*gf/cc*1e3*th/s[1], 100*gf/cc*1e3*th/s[2], cc/pc }'
     echo "   bgfm loss checksum $(get loss_checksum "$T/c.txt")"
   done
 done

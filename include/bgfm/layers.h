@@ -12,9 +12,10 @@
 
 /* ---- Matrix product over a thread team -----------------------------------------
  * C (M, N) = alpha op(A) op(B) + beta C, row-major, op = transpose when ta/tb; the
- * output is cut into one block of rows (or of columns, when N > M) per thread of p,
- * each a single-threaded cblas_sgemm (call with OpenBLAS at one thread). Every element
- * is summed over K in the same order however it is cut. p NULL or one thread: one call. */
+ * output's longer side is cut into pieces fixed by the shape alone (not by the thread
+ * count), each a single-threaded cblas_sgemm (call with OpenBLAS at one thread), shared
+ * out over the team p (NULL: the calling thread runs them all): the same bits for any
+ * team size. */
 void layer_gemm(par_pool *p, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                 int64_t ldc);
@@ -25,10 +26,15 @@ void layer_gemm(par_pool *p, int ta, int tb, int64_t M, int64_t N, int64_t K, fl
 void layer_linear_forward(par_pool *p, float *out, const float *inp, const float *W, int64_t ldw,
                           const float *b, int64_t n, int64_t cin, int64_t cout);
 /* dinp (n, cin) += dout W; dW (cout, cin; stride ldw) += dout^T inp; db += colsum(dout).
- * Any of dinp, dW, db may be NULL (not wanted). */
+ * Any of dinp, dW, db may be NULL (not wanted). With a team, the weight gradient (never
+ * cut: its K is n) runs beside the input gradient's pieces. */
 void layer_linear_backward(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
                            const float *inp, const float *W, int64_t ldw, int64_t n,
                            int64_t cin, int64_t cout);
+/* The same with dinp written (= dout W), not added: no zeroing pass needed. */
+void layer_linear_backward_set(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
+                               const float *inp, const float *W, int64_t ldw, int64_t n,
+                               int64_t cin, int64_t cout);
 
 /* ---- LayerNorm over the last axis, eps 1e-5 -------------------------------------
  * inp (n, C) -> out (n, C); xhat (n, C) and rstd (n) kept for backward. out may alias

@@ -171,64 +171,82 @@ void layer_colsum_add(float *db, const float *d, int64_t n, int64_t C, int64_t j
     }
 }
 
-/* ---- Matrix product over a thread team ------------------------------------------ */
+/* ---- Matrix product over a thread team ------------------------------------------
+ * OpenBLAS does not promise the same bits for a sub-block as for the whole product (it
+ * switches kernels with the size), so the cut must not depend on the thread count:
+ * the output dimension cut (rows when M >= N) is split into `pieces` blocks decided by
+ * the shape alone, and the team shares out whole pieces. One thread runs the same
+ * pieces in turn. */
 typedef struct gemm_job {
     int ta, tb, cut_rows;
-    int64_t M, N, K, lda, ldb, ldc, parts;
+    int64_t M, N, K, lda, ldb, ldc, pieces;
     float alpha, beta;
     const float *A, *B, *bias; /* bias: rows of C start as it (cut_rows only) */
     float *C;
 } gemm_job;
 
-/* Blocks of 16 rows/columns: whole register tiles of the SGEMM kernels. */
+/* Pieces start on multiples of 16 rows/columns (whole register tiles of the SGEMM
+ * kernels), are at least 128 long, at most 8 of them. Not cut: products under 2^18
+ * multiply-adds (OpenBLAS's own threading threshold), and products whose inner size K
+ * exceeds the cut side (weight gradients: every piece would pack the whole K-long
+ * other operand again, 10-35% more time measured at one thread). */
 #define GEMM_ALIGN 16
+#define GEMM_MIN_PIECE 128
+#define GEMM_MAX_PIECES 8
 
-static void gemm_part(void *v, int64_t t0, int64_t t1, int tid) {
-    const gemm_job *g = v;
+static int64_t gemm_edge(const gemm_job *g, int64_t i) {
     int64_t D = g->cut_rows ? g->M : g->N;
-    int64_t units = (D + GEMM_ALIGN - 1) / GEMM_ALIGN;
-    int64_t lo = units * t0 / g->parts * GEMM_ALIGN, hi = units * t1 / g->parts * GEMM_ALIGN;
-    if (hi > D) hi = D;
-    if (lo >= hi) return;
-    const float *A = g->A, *B = g->B;
-    float *C = g->C;
-    int64_t m = g->M, n = g->N;
-    float beta = g->beta;
-    if (g->cut_rows) {
-        A += g->ta ? lo : lo * g->lda;
-        C += lo * g->ldc;
-        m = hi - lo;
-        if (g->bias) {
-            int64_t n16 = n & ~(int64_t)(LV - 1);
-            for (int64_t i = 0; i < m; i++) {
-                float *o = C + i * g->ldc;
-                for (int64_t j = 0; j < n16; j += LV) vst(o + j, vld(g->bias + j));
-                for (int64_t j = n16; j < n; j++) o[j] = g->bias[j];
-            }
-            beta = 1.0f;
-        }
-    } else {
-        B += g->tb ? lo * g->ldb : lo;
-        C += lo;
-        n = hi - lo;
-    }
-    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)g->K, g->alpha, A, (int)g->lda, B, (int)g->ldb, beta, C,
-                (int)g->ldc);
+    int64_t units = (D + GEMM_ALIGN - 1) / GEMM_ALIGN, e = units * i / g->pieces * GEMM_ALIGN;
+    return e < D ? e : D;
 }
 
-/* Below ~2^18 multiply-adds a product is not worth a hand-off (OpenBLAS's own rule). */
-static void gemm_run(par_pool *p, gemm_job *g) {
-    int th = par_threads(p);
-    int64_t D = g->cut_rows ? g->M : g->N;
-    int64_t units = (D + GEMM_ALIGN - 1) / GEMM_ALIGN;
-    if (th > 1 && units >= 2 && g->M * g->N * g->K >= ((int64_t)1 << 18)) {
-        g->parts = units < th ? units : th;
-        par_for(p, g->parts, gemm_part, g);
-    } else {
-        g->parts = 1;
-        gemm_part(g, 0, 1, 0);
+static void gemm_pieces(const gemm_job *g, int64_t p0, int64_t p1) {
+    for (int64_t piece = p0; piece < p1; piece++) {
+        int64_t lo = gemm_edge(g, piece), hi = gemm_edge(g, piece + 1);
+        if (lo >= hi) continue;
+        const float *A = g->A, *B = g->B;
+        float *C = g->C;
+        int64_t m = g->M, n = g->N;
+        float beta = g->beta;
+        if (g->cut_rows) {
+            A += g->ta ? lo : lo * g->lda;
+            C += lo * g->ldc;
+            m = hi - lo;
+            if (g->bias) {
+                int64_t n16 = n & ~(int64_t)(LV - 1);
+                for (int64_t i = 0; i < m; i++) {
+                    float *o = C + i * g->ldc;
+                    for (int64_t j = 0; j < n16; j += LV) vst(o + j, vld(g->bias + j));
+                    for (int64_t j = n16; j < n; j++) o[j] = g->bias[j];
+                }
+                beta = 1.0f;
+            }
+        } else {
+            B += g->tb ? lo * g->ldb : lo;
+            C += lo;
+            n = hi - lo;
+        }
+        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
+                    g->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)g->K, g->alpha, A,
+                    (int)g->lda, B, (int)g->ldb, beta, C, (int)g->ldc);
     }
+}
+
+static void gemm_part(void *v, int64_t p0, int64_t p1, int tid) { gemm_pieces(v, p0, p1); }
+
+static void gemm_plan(gemm_job *g) {
+    int64_t D = g->cut_rows ? g->M : g->N;
+    g->pieces = 1;
+    if (g->M * g->N * g->K >= ((int64_t)1 << 18) && g->K <= D) {
+        g->pieces = D / GEMM_MIN_PIECE;
+        if (g->pieces > GEMM_MAX_PIECES) g->pieces = GEMM_MAX_PIECES;
+        if (g->pieces < 1) g->pieces = 1;
+    }
+}
+
+static void gemm_run(par_pool *p, gemm_job *g) {
+    gemm_plan(g);
+    par_for(p, g->pieces, gemm_part, g);
 }
 
 void layer_gemm(par_pool *p, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -248,13 +266,57 @@ void layer_linear_forward(par_pool *p, float *out, const float *inp, const float
     gemm_run(p, &g);
 }
 
+/* The input gradient's pieces and the weight gradient (one uncut product) at once:
+ * with a team, thread 0 takes the weight gradient and the others share the pieces
+ * (the two products have the same FLOP count); alone, one after the other. */
+typedef struct linear_bwd_job {
+    gemm_job din, dw;
+    int team, has_din, has_dw;
+} linear_bwd_job;
+
+static void linear_bwd_body(void *v, int64_t t0, int64_t t1, int tid) {
+    const linear_bwd_job *j = v;
+    if (j->team == 1) {
+        if (j->has_din) gemm_pieces(&j->din, 0, j->din.pieces);
+        if (j->has_dw) gemm_pieces(&j->dw, 0, 1);
+        return;
+    }
+    if (tid == 0) {
+        if (j->has_dw) gemm_pieces(&j->dw, 0, 1);
+        return;
+    }
+    int64_t P = j->din.pieces, k = j->team - 1;
+    if (j->has_din) gemm_pieces(&j->din, P * (tid - 1) / k, P * tid / k);
+}
+
+static void linear_backward(par_pool *p, float *dinp, float beta_in, float *dW, float *db,
+                            const float *dout, const float *inp, const float *W, int64_t ldw,
+                            int64_t n, int64_t cin, int64_t cout) {
+    if (n == 0) return;
+    linear_bwd_job j = {
+        {0, 0, n >= cin, n, cin, cout, cout, ldw, cin, 1, 1.0f, beta_in, dout, W, NULL, dinp},
+        {1, 0, 1, cout, cin, n, cout, cin, ldw, 1, 1.0f, 1.0f, dout, inp, NULL, dW},
+        par_threads(p), dinp != NULL, dW != NULL};
+    gemm_plan(&j.din);
+    if (j.team > 1 && dinp && dW)
+        par_for(p, j.team, linear_bwd_body, &j);
+    else {
+        if (dinp) gemm_run(p, &j.din);
+        if (dW) gemm_pieces(&j.dw, 0, 1);
+    }
+    if (db) layer_colsum_add(db, dout, n, cout, 0, cout);
+}
+
 void layer_linear_backward(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
                            const float *inp, const float *W, int64_t ldw, int64_t n,
                            int64_t cin, int64_t cout) {
-    if (n == 0) return;
-    if (dinp) layer_gemm(p, 0, 0, n, cin, cout, 1.0f, dout, cout, W, ldw, 1.0f, dinp, cin);
-    if (dW) layer_gemm(p, 1, 0, cout, cin, n, 1.0f, dout, cout, inp, cin, 1.0f, dW, ldw);
-    if (db) layer_colsum_add(db, dout, n, cout, 0, cout);
+    linear_backward(p, dinp, 1.0f, dW, db, dout, inp, W, ldw, n, cin, cout);
+}
+
+void layer_linear_backward_set(par_pool *p, float *dinp, float *dW, float *db, const float *dout,
+                               const float *inp, const float *W, int64_t ldw, int64_t n,
+                               int64_t cin, int64_t cout) {
+    linear_backward(p, dinp, 0.0f, dW, db, dout, inp, W, ldw, n, cin, cout);
 }
 
 /* ---- LayerNorm ----------------------------------------------------------------- */

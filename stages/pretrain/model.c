@@ -492,13 +492,6 @@ static void vrelu_mask_to(float *dst, const float *g, const float *pre, int64_t 
     for (; i < n; i++) dst[i] = pre[i] > 0.0f ? g[i] : 0.0f;
 }
 
-/* dinp (n, cin) = dout (n, cout) W (cout, cin; stride ldw): layer_linear_backward's input
- * gradient written instead of added, so the target needs no zeroing pass. */
-static void linear_dinp_set(par_pool *p, float *dinp, const float *dout, const float *W, int64_t ldw,
-                            int64_t n, int64_t cin, int64_t cout) {
-    layer_gemm(p, 0, 0, n, cin, cout, 1.0f, dout, cout, W, ldw, 0.0f, dinp, cin);
-}
-
 static layer_attn_drop attn_keys(const drop_keys *d, int b) {
     layer_attn_drop a = {d->p, d->seed, d->step, (uint64_t)d->gidx[b], d->site + 2};
     return a;
@@ -817,8 +810,7 @@ static void block_backward(model *m, const model_block *p, const model_blk_act *
     bwd_ln f2 = {&c, ws->S2, ws->S1, dhout, a->x2, a->r2, p->ln2_g, 1};
     par_for(ws->pool, B, bwd_ln_body, &f2);
     col_sums_run(&c, dhout, a->x2, p->ln2_g, p->ln2_b, ws->S1, p->b2, H);
-    linear_dinp_set(ws->pool, ws->F2, ws->S1, w + p->W2, F, BT, F, H);
-    layer_linear_backward(ws->pool, NULL, g + p->W2, NULL, ws->S1, a->f1, w + p->W2, F, BT, F, H);
+    layer_linear_backward_set(ws->pool, ws->F2, g + p->W2, NULL, ws->S1, a->f1, w + p->W2, F, BT, F, H);
     par_for(ws->pool, B, bwd_ffn_mid_body, &c); /* F2 through the ReLU; S4 = h2 */
     col_sums_run(&c, NULL, NULL, -1, -1, ws->F2, p->b1, F);
     layer_linear_backward(ws->pool, ws->S2, g + p->W1, NULL, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
@@ -827,8 +819,7 @@ static void block_backward(model *m, const model_block *p, const model_blk_act *
     bwd_ln f1 = {&c, ws->S1, ws->S2, ws->S2, a->x1, a->r1, p->ln1_g, 0};
     par_for(ws->pool, B, bwd_ln_body, &f1); /* a graph's S2 rows are read, then replaced */
     col_sums_run(&c, NULL, NULL, -1, -1, ws->S2, p->bo, H);
-    linear_dinp_set(ws->pool, ws->S4, ws->S2, w + p->Wo, H, BT, H, H);
-    layer_linear_backward(ws->pool, NULL, g + p->Wo, NULL, ws->S2, a->att, w + p->Wo, H, BT, H, H);
+    layer_linear_backward_set(ws->pool, ws->S4, g + p->Wo, NULL, ws->S2, a->att, w + p->Wo, H, BT, H, H);
     par_for(ws->pool, B, bwd_attn_body, &c); /* S3 = dqkv, S2 = h1 */
     col_sums_run(&c, NULL, NULL, -1, -1, ws->S3, p->bqkv, 3 * H);
     layer_linear_backward(ws->pool, ws->S1, g + p->Wqkv, NULL, ws->S3, ws->S2, w + p->Wqkv, H, BT, H, 3 * H);
@@ -837,8 +828,7 @@ static void block_backward(model *m, const model_block *p, const model_blk_act *
      * added, so the caller does not zero it. */
     par_for(ws->pool, B, bwd_gcn_body, &c);
     par_for(ws->pool, H, bwd_gcn_cols_body, &c);
-    linear_dinp_set(ws->pool, dhin, ws->S4, w + p->gW, H, BT, H, H);
-    layer_linear_backward(ws->pool, NULL, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+    layer_linear_backward_set(ws->pool, dhin, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
     par_for(ws->pool, B, bwd_res_body, &c);
 }
 

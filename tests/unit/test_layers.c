@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 #include <cmocka.h>
+#include <cblas.h>
+#include <stdlib.h>
 
 #include "bgfm/layers.h"
 #include "bgfm/rng.h"
@@ -206,6 +208,56 @@ static double f_ntx(void) {
     memset(dza, 0, sizeof dza), memset(dzb, 0, sizeof dzb);
     return layer_ntxent(dza, dzb, bufs[0], bufs[1], 4, 5, 0.5, 1.0, scr);
 }
+/* layer_gemm over a team of 2 and 3 threads: the same bits as with no team, for every
+ * transpose combination, cut by rows (M >= N) and by columns, sizes that are not
+ * multiples of the 16-row blocks; the linear layer's bias fill too. Each product is
+ * also checked against a double-precision one. */
+static void test_gemm_team(void **st) {
+    (void)st;
+    const int64_t shapes[3][3] = {{333, 77, 129}, {45, 517, 96}, {4096, 128, 128}};
+    int nt0 = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int sh = 0; sh < 3; sh++) {
+        int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+        float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N));
+        float *C1 = malloc(sizeof(float) * (size_t)(M * N)), *C2 = malloc(sizeof(float) * (size_t)(M * N));
+        float *bias = malloc(sizeof(float) * (size_t)N);
+        assert_true(A && B && C1 && C2 && bias);
+        rng_stream r;
+        rng_init(&r, 3, RNG_USER, (uint64_t)sh, 0, 0);
+        for (int64_t i = 0; i < M * K; i++) A[i] = (float)rng_normal(&r);
+        for (int64_t i = 0; i < K * N; i++) B[i] = (float)rng_normal(&r);
+        for (int64_t i = 0; i < N; i++) bias[i] = (float)rng_normal(&r);
+        for (int th = 2; th <= 3; th++) {
+            par_pool *p = NULL;
+            bgfm_err e = {0};
+            assert_int_equal(par_pool_create(&p, th, &e), 0);
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                    for (int64_t i = 0; i < M * N; i++) C1[i] = C2[i] = (float)(i % 13) * 0.5f;
+                    layer_gemm(NULL, ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C1, N);
+                    layer_gemm(p, ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C2, N);
+                    assert_memory_equal(C1, C2, sizeof(float) * (size_t)(M * N));
+                    /* one element against a double-precision dot product */
+                    int64_t i = M / 3, j = N / 2;
+                    double d = 0.5 * (double)((i * N + j) % 13) * 0.5;
+                    for (int64_t k = 0; k < K; k++)
+                        d += 0.7 * (double)(ta ? A[k * M + i] : A[i * K + k]) *
+                             (double)(tb ? B[j * K + k] : B[k * N + j]);
+                    assert_true(fabs((double)C2[i * N + j] - d) < 1e-3 * (1.0 + fabs(d)));
+                }
+            /* linear forward: out = inp W^T + b, W (N, K) */
+            layer_linear_forward(NULL, C1, A, B, K, bias, M, K, N);
+            layer_linear_forward(p, C2, A, B, K, bias, M, K, N);
+            assert_memory_equal(C1, C2, sizeof(float) * (size_t)(M * N));
+            par_pool_free(&p);
+        }
+        free(A), free(B), free(C1), free(C2), free(bias);
+    }
+    openblas_set_num_threads(nt0);
+}
+
 static void test_losses(void **st) {
     (void)st;
     fill(bufs[0], 40, 18, 2), fill(bufs[1], 40, 19, 1);
@@ -234,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_relu),      cmocka_unit_test(test_gcn),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_pool_l2norm),
         cmocka_unit_test(test_dropout),   cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_gemm_team),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

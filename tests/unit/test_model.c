@@ -130,11 +130,12 @@ static void test_deterministic_step(void **st) {
 }
 
 /* The loops between the GEMMs run on as many threads as OpenBLAS (par.h): the step's
- * losses and gradients must not depend on that count. Odd batch (uneven split), every
- * mode, dropout on, both atlases. */
+ * losses and gradients must not depend on that count. Odd batch (uneven split; B*T
+ * rows enough for layer_gemm to cut the big products), every mode, dropout on, both
+ * atlases. */
 static void test_threads_bit_identical(void **st) {
     (void)st;
-    enum { B = 5 };
+    enum { B = 13 };
     static float fc[B * 576], rw[B * 72];
     static uint8_t adj[B * 576];
     const int modes[3] = {MODEL_GMAE, MODEL_GCL, MODEL_GMAE_GCL};
@@ -143,7 +144,7 @@ static void test_threads_bit_identical(void **st) {
         int N = atlas ? 16 : 24;
         for (int i = 0; i < B; i++)
             make_graph(N, 3, (uint64_t)(i + 7), fc + i * N * N, adj + i * N * N, rw + i * N * 3);
-        int64_t gi[B] = {3, 9, 4, 0, 11};
+        int64_t gi[B] = {3, 9, 4, 0, 11, 12, 1, 2, 5, 6, 7, 8, 10};
         model_batch bt = {atlas, B, N, fc, adj, rw, gi};
         for (int mi = 0; mi < 3; mi++) {
             model_hp hp = {modes[mi], 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
