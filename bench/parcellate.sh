@@ -3,7 +3,8 @@
 # AAL, HarvardOxford-cort-maxprob-thr0-1mm and AICHAmc atlases, one rank, one thread:
 # igzip -dc floor, numpy load-once, per-atlas (nilearn-style) loop and bgfm end to end,
 # measured in the same run with ratios and peak RSS; then bgfm's peak RSS for T=1200
-# (3 mm grid). A report, not a test. Data cached in $BENCH_DIR (default /tmp).
+# (3 mm grid); the floor ratio as the median of PAIRS (7) alternating igzip/bgfm pairs.
+# A report, not a test. Data cached in $BENCH_DIR (default /tmp).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
@@ -55,6 +56,17 @@ printf '%-44s %8.2f %10s %12s\n' "  of which the stage itself (metrics.jsonl)" "
 printf '%-44s %8.2f %10s %12s\n' "numpy/nibabel, load once" "$W_once" "$R_once" "$(r "$W_once" "$W_bgfm")x"
 printf '%-44s %8.2f %10s %12s\n' "per-atlas loop (nilearn-style, scipy)" "$W_loop" "$R_loop" "$(r "$W_loop" "$W_bgfm")x"
 printf '%-44s %8.2f %10s\n' "bgfm run, T=1200 3 mm (61x73x61)" "$W_bgfm1200" "$R_bgfm1200"
-echo "targets: bgfm <= 1.5x floor: $(r "$W_bgfm" "$W_floor")x end to end, $(r "$S_bgfm" "$W_floor")x stage only; >= 2x faster than load-once: $(r "$W_once" "$W_bgfm")x;" \
+# The floor ratio again over PAIRS alternating pairs (igzip, then bgfm): on a shared
+# machine single shots of either vary by +-20%; the median pair ratio is the figure.
+PAIRS=${PAIRS:-7}
+ratios=()
+for ((i = 0; i < PAIRS; i++)); do
+  measure pf sh -c 'igzip -dc "$1" >/dev/null' _ "$IMG"
+  measure pb "$BGFM" run "$D/p200.yaml" --force --quiet
+  ratios+=("$(r "$W_pb" "$W_pf")")
+done
+MED=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+echo "bgfm / igzip over $PAIRS alternating pairs: ${ratios[*]} -> median ${MED}x (target <= 1.5x)"
+echo "targets: bgfm <= 1.5x floor: median ${MED}x over $PAIRS pairs ($(r "$W_bgfm" "$W_floor")x in the single shot above), $(r "$S_bgfm" "$W_floor")x stage only; >= 2x faster than load-once: $(r "$W_once" "$W_bgfm")x;" \
      ">= 8x faster than per-atlas loop: $(r "$W_loop" "$W_bgfm")x; peak RSS < 100 MiB: $R_bgfm / $R_bgfm1200 MiB"
 grep '"kind": "parcellate", "ranks"' "$D/work-p200/metrics.jsonl" | tail -1

@@ -46,6 +46,13 @@ typedef struct parcellate_opts {
     double min_coverage;
 } parcellate_opts;
 
+/* Read-ahead of the extraction (docs/parcellate.md, "Read-ahead"): an image whose voxel
+ * data (nvox x T float32) is at least PARCELLATE_PREFETCH_MIN_BYTES is read by a
+ * reader thread through PARCELLATE_PREFETCH_DEPTH volume buffers; smaller ones are
+ * read synchronously through one buffer. */
+#define PARCELLATE_PREFETCH_DEPTH 3
+#define PARCELLATE_PREFETCH_MIN_BYTES (256.0 * 1024.0)
+
 /* Extract ROI means of ALL atlases from one 4D image read once, volume by volume.
  * `cache` holds resampled label maps keyed by data grid (reused across calls).
  * out[a] is filled for each atlas (arrays malloc'ed; free with parcellate_out_free).

@@ -7,6 +7,7 @@
 
 #include "bgfm/nifti.h"
 #include "bgfm/parcellate.h"
+#include "bgfm/prefetch.h"
 
 void parcellate_atlas_free(parcellate_atlas *a) {
     if (!a) return;
@@ -118,8 +119,10 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     float *vol = (float *)(void *)buf;
     if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
     niftiio_close(&rd);
+    float prev = 0.0f; /* most voxels are background or repeat their neighbour's label */
     for (int64_t v = 0; v < nvox; v++) {
         float x = vol[v];
+        if (x == prev) continue; /* prev is 0 or a label already checked and marked */
         /* x >= 0 checked first, so truncating x + 0.5 rounds (half up = away from 0) */
         float r = x >= 0 && x < (float)ATLAS_MAX_LABEL ? (float)(int32_t)(x + 0.5f) : -1.0f;
         if (!isfinite(x) || r < 0 || fabsf(x - r) > 1e-3f) {
@@ -131,6 +134,7 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
         }
         int32_t l = (int32_t)r;
         if (l) bits[l >> 6] |= (uint64_t)1 << (l & 63);
+        prev = x;
     }
     int64_t nu = 0;
     for (int64_t w = 0; w < nwords; w++) {
@@ -154,16 +158,21 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     }
     for (int64_t w = 0, k = 0; w < nwords; w++)
         for (uint64_t m = bits[w]; m; m &= m - 1) a->region_labels[k++] = (int32_t)(w * 64 + __builtin_ctzll(m));
+    float px = 0.0f;
+    uint16_t preg = RESAMPLE_NONE; /* region of px */
     for (int64_t v = 0; v < nvox; v++) {
         float x;
         memcpy(&x, buf + 4 * v, sizeof x);
-        int32_t l = (int32_t)(x + 0.5f);
-        uint16_t reg = RESAMPLE_NONE;
-        if (l) {
-            uint64_t lower = bits[l >> 6] & (((uint64_t)1 << (l & 63)) - 1);
-            reg = (uint16_t)(below[l >> 6] + __builtin_popcountll(lower));
+        if (x != px) {
+            int32_t l = (int32_t)(x + 0.5f);
+            preg = RESAMPLE_NONE;
+            if (l) {
+                uint64_t lower = bits[l >> 6] & (((uint64_t)1 << (l & 63)) - 1);
+                preg = (uint16_t)(below[l >> 6] + __builtin_popcountll(lower));
+            }
+            px = x;
         }
-        memcpy(buf + 2 * v, &reg, sizeof reg);
+        memcpy(buf + 2 * v, &preg, sizeof preg);
     }
     free(bits);
     bits = NULL;
@@ -195,7 +204,8 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
                        resample_cache *cache, const parcellate_opts *o, parcellate_out *out,
                        int64_t *T_out, double *tr_out, int64_t *bytes, bgfm_err *e) {
     niftiio_reader *rd = NULL;
-    float *vol = NULL, *first = NULL;
+    prefetch_reader *pf = NULL;
+    float *first = NULL;
     uint8_t *varies = NULL;
     double *S = NULL, *cs = NULL, *x = NULL, *work = NULL, *csum = NULL;
     int64_t *nconst = NULL;
@@ -243,7 +253,6 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     if ((rc = resample_plan_get(cache, &grid, src, n_atlases, &plan, e))) goto out;
     const int64_t n_in = plan->n_in, G = plan->n_total;
     const int A = n_atlases;
-    vol = bgfm_malloc(e, (size_t)nvox * sizeof *vol, "volume buffer");
     first = bgfm_malloc(e, (size_t)(n_in + 1) * sizeof *first, "first values");
     varies = bgfm_calloc(e, (size_t)(n_in + 1), 1, "mask flags");
     S = bgfm_calloc(e, (size_t)(T * G), sizeof *S, "region sums");
@@ -252,7 +261,7 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     x = bgfm_malloc(e, (size_t)T * sizeof *x, "series");
     work = bgfm_malloc(e, (size_t)(2 * (T + 2 * (filt ? filt->padlen : 0))) * sizeof *work,
                        "filter work");
-    if (!vol || !first || !varies || !S || !cs || !nconst || !x || !work) {
+    if (!first || !varies || !S || !cs || !nconst || !x || !work) {
         rc = e->code;
         goto out;
     }
@@ -270,9 +279,17 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
      * order, so results depend on nothing but the data. first/varies are kept in cell
      * order (position k of cidx). Voxels whose value never differs from their first
      * value are constant and are subtracted at the end (docs/parcellate.md,
-     * "non-constant mask"). */
+     * "non-constant mask"). Volumes come from the read-ahead ring ("Read-ahead" there),
+     * started after this thread's last allocation and closed before its next one: the
+     * reader thread's allocations never interleave with ours (BGFM_FAIL_ALLOC_AFTER
+     * counts allocations process-wide, so injected failures stay deterministic). */
+    int depth = (double)nvox * (double)T * (double)sizeof(float) >= PARCELLATE_PREFETCH_MIN_BYTES
+                    ? PARCELLATE_PREFETCH_DEPTH
+                    : 1;
+    if ((rc = prefetch_open(rd, depth, &pf, e))) goto out;
     for (int64_t t = 0; t < T; t++) {
-        if ((rc = niftiio_read_volume(rd, vol, e))) goto out;
+        const float *vol = NULL;
+        if ((rc = prefetch_next(pf, &vol, e))) goto out;
         double *row = S + t * G;
         if (t == 0)
             for (int64_t k = 0; k < n_in; k++) first[k] = vol[cidx[k]];
@@ -325,6 +342,7 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
             goto out;
         }
     }
+    prefetch_close(&pf); /* joins the reader thread: rd is ours again */
     *bytes = niftiio_bytes_read(rd);
     for (int64_t c = 0; c < C; c++)
         for (int64_t k = cstart[c]; k < cstart[c + 1]; k++) {
@@ -377,8 +395,8 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
 out:
     if (rc)
         for (int a = 0; a < n_atlases; a++) parcellate_out_free(&out[a]);
+    prefetch_close(&pf);
     niftiio_close(&rd);
-    free(vol);
     free(first);
     free(varies);
     free(S);

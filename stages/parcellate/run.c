@@ -422,10 +422,11 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
 }
 
 /* This rank's memory estimate in bytes (docs/reliability.md, "Resource limits"): the
- * atlases (kept, plus the largest one's load buffers), the largest image's working set (one volume, the voxel plan of
- * its grid, region sums) and the time series it keeps for its subjects until the
- * collective write (plus the write block of the largest atlas). Headers only are read;
- * an unreadable image counts as nothing here and fails in the extraction. */
+ * atlases (kept, plus the largest one's load buffers), the largest image's working set
+ * (the read-ahead volumes, the voxel plan of its grid, region sums) and the time series
+ * it keeps for its subjects until the collective write (plus the write block of the
+ * largest atlas). Headers only are read; an unreadable image counts as nothing here and
+ * fails in the extraction. */
 static double memory_estimate(const prun *p, double *work, double *kept) {
     int64_t ntot = 0, nmax = 0;
     double atl = 0, load = 0;
@@ -444,8 +445,10 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
         if (niftiio_open(p->ds.images[i].path, &rd, &ignore)) continue;
         const niftiio_header *h = niftiio_hdr(rd);
         double nvox = (double)h->nvox, T = (double)h->nvol;
-        /* volume (float + raw up to 8 bytes), grid plan (maps, voxel lists), masks */
-        double w = nvox * (29.0 + 6.0 * p->A) + T * (double)ntot * 8.0;
+        /* read-ahead volumes (float) + raw (up to 8 bytes), grid plan (maps, voxel
+         * lists), masks */
+        double w = nvox * (25.0 + 4.0 * PARCELLATE_PREFETCH_DEPTH + 6.0 * p->A) +
+                   T * (double)ntot * 8.0;
         if (w > maxw) maxw = w;
         sumT += T;
         niftiio_close(&rd);
