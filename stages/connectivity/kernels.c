@@ -21,6 +21,7 @@ static int is_flagged(const uint8_t *f, int i) { return f && f[i]; }
  * auto-vectorise loops of unknown length, and the standardisation must keep up
  * with SSYRK. Loads/stores through memcpy: no alignment assumed. */
 typedef float kern_v8 __attribute__((vector_size(32)));
+typedef int32_t kern_i8 __attribute__((vector_size(32)));
 static inline kern_v8 v8_load(const float *p) {
     kern_v8 v;
     memcpy(&v, p, sizeof v);
@@ -104,18 +105,27 @@ void connectivity_standardise(float *Z, const float *X, int64_t T, int N, int64_
 void connectivity_pearson(float *C, const float *Z, int64_t T, int N, const uint8_t *flagged) {
     /* Z is T x N row-major: C = Z^T Z, upper triangle by one SSYRK. */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, N, (int)T, 1.0f, Z, N, 0.0f, C, N);
-    /* clip the upper triangle to [-1, 1] and mirror it, in 32 x 32 tiles */
+    /* clip the upper triangle to [-1, 1] row by row (contiguous, 8 wide), then mirror it
+     * in 32 x 32 tiles */
+    const kern_v8 one = {1, 1, 1, 1, 1, 1, 1, 1}, mone = -one;
+    for (int i = 0; i < N; i++) {
+        float *c = C + (size_t)i * N;
+        int j = i + 1;
+        for (; j + 8 <= N; j += 8) {
+            kern_v8 v = v8_load(c + j);
+            kern_i8 hi = v > one, lo = v < mone; /* lanes: -1 where true */
+            kern_i8 r = ((kern_i8)one & hi) | ((kern_i8)mone & lo) | ((kern_i8)v & ~(hi | lo));
+            v8_store(c + j, (kern_v8)r);
+        }
+        for (; j < N; j++) c[j] = c[j] > 1.0f ? 1.0f : (c[j] < -1.0f ? -1.0f : c[j]);
+    }
     enum { B = 32 };
     for (int ib = 0; ib < N; ib += B)
         for (int jb = ib; jb < N; jb += B) {
             int ie = ib + B < N ? ib + B : N, je = jb + B < N ? jb + B : N;
             for (int i = ib; i < ie; i++)
-                for (int j = (jb > i + 1 ? jb : i + 1); j < je; j++) {
-                    float v = C[(size_t)i * N + j];
-                    v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
-                    C[(size_t)i * N + j] = v;
-                    C[(size_t)j * N + i] = v;
-                }
+                for (int j = (jb > i + 1 ? jb : i + 1); j < je; j++)
+                    C[(size_t)j * N + i] = C[(size_t)i * N + j];
         }
     for (int i = 0; i < N; i++) C[(size_t)i * N + i] = 1.0f;
     if (!flagged) return;
