@@ -17,6 +17,7 @@
 #include "bgfm/run.h"
 #include "bgfm/sha256.h"
 #include "bgfm/stage.h"
+#include "bgfm/yamlout.h"
 
 static const char *artifact_name(bgfm_artifact a) {
     switch (a) {

@@ -22,6 +22,7 @@
 #include "bgfm/scale.h"
 #include "bgfm/stage.h"
 #include "bgfm/submit.h"
+#include "bgfm/yamlout.h"
 
 extern char **environ;
 

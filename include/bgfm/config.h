@@ -106,9 +106,6 @@ typedef struct bgfm_pipeline {
 int config_parse(const char *file, const char *buf, size_t len, bgfm_pipeline *out, bgfm_err *e);
 void config_free(bgfm_pipeline *p);
 
-/* Write the resolved pipeline (every default filled in) as YAML. */
-void config_write_resolved(const bgfm_pipeline *p, FILE *f);
-
 /* Collective: rank 0 reads FILE, broadcasts it, all parse. Returns an agreed code. */
 int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out);
 
@@ -127,12 +124,6 @@ const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name
 
 /* Use as bgfm_opt.def of an option that has no default and must be given. */
 extern const char bgfm_opt_required[];
-
-/* Write one params block canonically ("key: value" lines, nested maps for dotted
- * keys, table order, set or defaulted values only, reals in shortest round-trip
- * form) at `indent` spaces. The engine hashes this text into manifests.
- * Returns 0 or BGFM_EIO when the stream reports an error. */
-int params_write(const bgfm_params *p, FILE *f, int indent);
 
 /* The fixed schema of the pipeline file as option tables (docs/yaml.md and the
  * validator both read these). Structural keys (inputs, atlases, stages, with,

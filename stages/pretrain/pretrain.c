@@ -18,6 +18,7 @@
 #include "bgfm/log.h"
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
+#include "bgfm/yamlout.h"
 
 /* ---- checkpoints folder --------------------------------------------------------- */
 /* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed). With

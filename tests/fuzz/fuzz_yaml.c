@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bgfm/config.h"
+#include "bgfm/yamlout.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -13,6 +13,7 @@
 
 #include "bgfm/config.h"
 #include "bgfm/stage.h"
+#include "bgfm/yamlout.h"
 
 /* ---- a stage kind of our own, so these tests do not depend on the registry ---- */
 
