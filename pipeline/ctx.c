@@ -244,6 +244,17 @@ void bgfm_signals_restore(void) {
 
 int bgfm_signal_pending(void) { return stop_flag != 0; }
 
+int bgfm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg) {
+    sigset_t all, old;
+    sigfillset(&all);
+    int rc = pthread_sigmask(SIG_BLOCK, &all, &old); /* the new thread inherits the mask */
+    if (rc) return rc;
+    rc = pthread_create(t, NULL, fn, arg);
+    int restored = pthread_sigmask(SIG_SETMASK, &old, NULL); /* cannot fail: valid set */
+    BGFM_ASSERT(restored == 0);
+    return rc;
+}
+
 int bgfm_ctx_stop_requested(bgfm_ctx *ctx) {
     int mine = stop_flag != 0, any = 0;
     if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, ctx->comm) != MPI_SUCCESS) {

@@ -934,7 +934,7 @@ int graphs_prefetch(graphs_store *s, const int64_t *idx, int n, float *fc, uint8
     j->rwse = rwse;
     j->rc = 0;
     bgfm_err_clear(&j->err);
-    if (pthread_create(&j->th, NULL, prefetch_main, s) != 0) {
+    if (bgfm_thread_start(&j->th, prefetch_main, s) != 0) {
         /* no thread: read now, so graphs_wait still returns the result */
         prefetch_main(s);
         j->active = 2;

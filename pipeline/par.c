@@ -89,7 +89,7 @@ int par_pool_create(par_pool **out, int threads, bgfm_err *e) {
         }
         wa->p = p;
         wa->t = t;
-        if ((rc = pthread_create(&p->tid[t], NULL, worker, wa))) {
+        if ((rc = bgfm_thread_start(&p->tid[t], worker, wa))) {
             free(wa);
             break;
         }

@@ -80,7 +80,7 @@ static int start_thread(prefetch_reader *p) {
         PF_CHECK(pthread_mutex_destroy(&p->mu));
         return -1;
     }
-    if (pthread_create(&p->th, NULL, reader_main, p) != 0) {
+    if (bgfm_thread_start(&p->th, reader_main, p) != 0) {
         PF_CHECK(pthread_cond_destroy(&p->freed));
         PF_CHECK(pthread_cond_destroy(&p->filled));
         PF_CHECK(pthread_mutex_destroy(&p->mu));

@@ -5,6 +5,7 @@
 #define BGFM_CTX_H
 
 #include <mpi.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +113,10 @@ void bgfm_signals_install(void);
 void bgfm_signals_restore(void);
 /* 1 when this process received SIGTERM or SIGUSR1 since bgfm_signals_install. */
 int bgfm_signal_pending(void);
+/* pthread_create with every signal blocked in the new thread (the caller's mask is
+ * restored), so SIGTERM/SIGUSR1 from Slurm are handled by the main thread. Returns
+ * pthread_create's result (0 or an errno value). */
+int bgfm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 /* Collective over ctx->comm: 1 on every rank when any rank has a signal pending
  * (MPI_Allreduce MAX of the flag), else 0; -1 on MPI failure (ctx->err set to BGFM_EMPI). */
 int bgfm_ctx_stop_requested(bgfm_ctx *ctx);
