@@ -138,9 +138,12 @@ j=$(sbatch --parsable --ntasks-per-node=2 --cpus-per-task=1 --mem=1G --time=5 \
 { [ "$rc" -eq 0 -a -s "$T/work1/parc/timeseries.h5" -a -s "$T/work1/conn/index.h5" ] && grep -q 'launcher srun' "$T/one-$j.out"; }; r1=$?; ok_if "jobs/slurm/pipeline.sbatch runs the whole pipeline in one job" $r1
 [ $r1 -eq 0 ] || { echo "# wait rc $rc; job log:"; tail -n 8 "$T/one-$j.out" 2>/dev/null | sed 's/^/#   /'; }
 
-# ---- 5. the requeue loop of the pretrain template (bgfm stand-in via BGFM)
+# ---- 5. the requeue loop of the pretrain template (bgfm stand-in via BGFM). The
+# template asks for USR1 600 s before its time limit; with --time=5 that would be due at
+# once and could kill the stand-in before its trap is set, so the warning is moved to 30 s
+# before the limit (never reached here): the test's own scancel --signal=USR1 is the one.
 j=$(BGFM=$T/fakebgfm FAKE_MARK=$T/tpl sbatch --parsable --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 \
-    --mem=200M --time=5 -o "$T/tpl-%j.out" "$ROOT/jobs/slurm/pretrain.sbatch" "$T/pre.yaml" pretrain)
+    --mem=200M --time=5 --signal=B:USR1@30 -o "$T/tpl-%j.out" "$ROOT/jobs/slurm/pretrain.sbatch" "$T/pre.yaml" pretrain)
 if wait_file "$T/tpl.started" 40; then
   scancel --batch --signal=USR1 "$j"
   "$LIB" wait "$D" "$j" 150 >/dev/null; rc=$?
