@@ -2,6 +2,7 @@
  * Not the logger: messages are formatted here, printed by log.c or by the caller. */
 #include "bgfm/ctx.h"
 
+#include <cblas.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <string.h>
@@ -92,6 +93,26 @@ void bgfm_h5_errstr(char *buf, size_t n) {
     if (!buf[0]) snprintf(buf, n, "no HDF5 error detail");
 }
 
+/* Threads per rank (OpenBLAS's count, which the training step's team follows) when
+ * none of OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS is set: OpenBLAS would
+ * give every rank all the CPUs of its affinity mask, so ranks sharing a node would
+ * oversubscribe it; they share those CPUs out instead (docs/pretrain.md, "Running").
+ * Best effort: if the node's ranks cannot be counted, OpenBLAS's default stays. */
+static void threads_default(bgfm_ctx *ctx) {
+    if (getenv("OPENBLAS_NUM_THREADS") || getenv("GOTO_NUM_THREADS") || getenv("OMP_NUM_THREADS"))
+        return;
+    MPI_Comm node;
+    int local = 1;
+    if (MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return;
+    int ok = MPI_Comm_size(node, &local) == MPI_SUCCESS;
+    if (MPI_Comm_free(&node) != MPI_SUCCESS || !ok || local < 1) return;
+    int avail = openblas_get_num_threads(); /* the CPUs this process may run on */
+    int n = avail / local;
+    if (n < 1) n = 1;
+    if (n != avail) openblas_set_num_threads(n);
+}
+
 int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
     memset(ctx, 0, sizeof *ctx);
     int provided = 0;
@@ -109,6 +130,7 @@ int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
     }
     /* HDF5 errors are reported through our own messages (bgfm_h5_errstr). */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    threads_default(ctx);
     ctx->t_start = MPI_Wtime();
     return BGFM_OK;
 }

@@ -1,6 +1,7 @@
 /* run.c: `bgfm run` and `bgfm validate`: stage order, upstream resolution, what is up
  * to date (manifest fingerprints), temp folders renamed into place, metrics.
  * Not any stage's work (stages/<kind>/) and not the YAML parser (config.c). */
+#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -389,8 +390,8 @@ static void metrics_line(bgfm_ctx *ctx, const char *metrics, const run_plan_stag
     json_write_str(f, ps->cfg->name);
     fprintf(f, ", \"kind\": ");
     json_write_str(f, ps->cfg->kind->name);
-    fprintf(f, ", \"time\": \"%s\", \"status\": %d, \"ranks\": %d, \"wall_s\": ", now, status,
-            ctx->size);
+    fprintf(f, ", \"time\": \"%s\", \"status\": %d, \"ranks\": %d, \"threads\": %d, \"wall_s\": ",
+            now, status, ctx->size, openblas_get_num_threads());
     json_write_num(f, wall);
     fprintf(f, ", \"bytes_read\": ");
     json_write_num(f, bytes);
