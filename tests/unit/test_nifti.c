@@ -19,16 +19,8 @@
 #include <zlib.h>
 
 #include "bgfm/nifti.h"
+#include "tmpdir.h"
 
-static char tmpdir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[8][512];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
 
 /* ------------------------------------------------------------ header builders */
 
@@ -212,15 +204,12 @@ static void check_pattern(niftiio_reader *r, int64_t nvox, int64_t nvol, double 
 
 static int setup(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bgfm-nifti-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(tmpdir_make("nifti"), 0);
     return 0;
 }
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove();
 }
 
 /* ------------------------------------------------------------ tests */

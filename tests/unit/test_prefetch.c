@@ -20,6 +20,7 @@
 
 #include "bgfm/nifti.h"
 #include "bgfm/prefetch.h"
+#include "tmpdir.h"
 
 #define NX 40
 #define NY 36
@@ -29,15 +30,6 @@
 
 static const char *NITIME = "/usr/lib/python3/dist-packages/nitime/data/fmri1.nii.gz";
 
-static char tmpdir[256];
-
-static const char *tpath(const char *name) {
-    static char buf[8][512];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
 
 static void nap_us(long us) {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
@@ -167,8 +159,7 @@ static void compare_all_depths(const char *path) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bgfm-prefetch-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(tmpdir_make("prefetch"), 0);
     write_image(tpath("f32.nii.gz"), NIFTIIO_FLOAT32, NT);
     write_image(tpath("i16.nii.gz"), NIFTIIO_INT16, NT);
     write_image(tpath("f32.nii"), NIFTIIO_FLOAT32, NT);
@@ -176,9 +167,7 @@ static int setup(void **state) {
 }
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove();
 }
 
 /* ------------------------------------------------------------ tests */
