@@ -14,7 +14,8 @@
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
 
-#define CKPT_FORMAT_VERSION 2 /* 2: sha256 / sha256_model attributes (1 still loads) */
+#define CKPT_FORMAT_VERSION 3 /* 3: CRC-32 block digests under sha256 / sha256_model;
+                                * 2: SHA-256 block digests; 1: no checksums (all load) */
 #define CKPT_HASH_BLOCK (1 << 20) /* bytes per hashed block (part of the format) */
 
 /* Everything besides the tensors that a bit-exact resume needs. Every draw is a pure
@@ -58,10 +59,11 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
  * the build targets them (-march=native on a CPU with sha_ni: ~4x faster). */
 void ckpt_sha256(const void *data, size_t n, uint8_t out[32]);
 /* Collective over comm: block checksums of the state (hex, 64 chars + NUL): of the
- * parameters alone and of parameters, moments (o may be NULL) and st's record.
- * Ranks hash blocks i with i % size == rank; the result does not depend on size. */
+ * parameters alone and of parameters, moments (o may be NULL) and st's record, as
+ * format `version` defines them (2: SHA-256 block digests, 3: CRC-32; docs/formats.md).
+ * Ranks do blocks i with i % size == rank; the result does not depend on size. */
 int ckpt_checksums(MPI_Comm comm, const model *m, const optim *o, const ckpt_state *st,
-                   char model_hex[65], char all_hex[65], bgfm_err *e);
+                   int version, char model_hex[65], char all_hex[65], bgfm_err *e);
 /* 1 when path is a checkpoint with the completion mark. */
 int ckpt_is_complete(const char *path);
 

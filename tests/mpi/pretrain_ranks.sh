@@ -4,8 +4,8 @@
 # graph). Loss curves agree within 1e-4 relative; every rank holds the same parameters
 # after each step (BGFM_DEBUG_SYNC=1, and that check fails when a rank is perturbed);
 # graph bytes read summed over ranks equal the 1-rank figure (each rank reads only its
-# slice); a 3-rank checkpoint is read by h5py with the documented names and its SHA-256
-# recomputed independently with hashlib.
+# slice); a 3-rank checkpoint is read by h5py with the documented names and its checksums
+# recomputed independently (zlib, hashlib); a format-2 rewrite of it still loads.
 source "$(dirname "$0")/../lib/tap.sh"
 $PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
 cat >"$T/p.yaml" <<YAML
@@ -69,14 +69,14 @@ for n in (2, 3, 4):
             continue  # its exact gradient is 0 (softmax ignores a key bias): AdamW scales rounding noise to lr-size steps
         assert np.allclose(a["model"][k][()], b["model"][k][()], atol=1e-4, rtol=0), (n, k)
 PYEOF
-check "3-rank checkpoint: documented names, and SHA-256 recomputed by hashlib" $PY - "$T/pre3/final.h5" <<'PYEOF'
-import h5py, hashlib, numpy as np, sys
+check "3-rank checkpoint: documented names, and its checksums recomputed by zlib + hashlib" $PY - "$T/pre3/final.h5" <<'PYEOF'
+import h5py, hashlib, numpy as np, sys, zlib
 f = h5py.File(sys.argv[1], "r")
 m = f["model"]
 H, D = int(m.attrs["H"]), int(m.attrs["D_in"])
 assert m["in/W"].shape == (H, D) and m["enc/0/attn/Wq"].shape == (H, H) and m["proj/b2"].shape == (8,)
 assert m.attrs["atlases"] in (b"tiny", "tiny") and f.attrs["complete"] == 1
-assert int(f["state"].attrs["written_by_ranks"]) == 3 and int(f.attrs["format_version"]) == 2
+assert int(f["state"].attrs["written_by_ranks"]) == 3 and int(f.attrs["format_version"]) == 3
 # the hashed flat layout is the parameter order of docs/model.md section 6 (h5py lists
 # names alphabetically, so the order is rebuilt here from the documentation)
 def order(L, Ld, atlases):
@@ -94,8 +94,8 @@ assert sorted(cnt) == sorted(names), set(cnt) ^ set(names)
 def flat(g):
     return np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
 B = 1 << 20
-def blocks(b):
-    return [hashlib.sha256(b[i:i + B]).digest() for i in range(0, len(b), B)]
+def blocks(b):  # format 3: CRC-32 (zlib's) of each 1 MiB block, 4 bytes little-endian
+    return [zlib.crc32(b[i:i + B]).to_bytes(4, "little") for i in range(0, len(b), B)]
 dp = blocks(flat("model"))
 sm = f.attrs["sha256_model"]
 assert hashlib.sha256(b"".join(dp)).hexdigest() == (sm.decode() if isinstance(sm, bytes) else sm)
@@ -105,6 +105,39 @@ full = hashlib.sha256(b"".join(dp + blocks(flat("optim/m")) + blocks(flat("optim
 want = f.attrs["sha256"]
 assert full == (want.decode() if isinstance(want, bytes) else want)
 PYEOF
+# format 2 (SHA-256 block digests) still loads: the same checkpoint rewritten as a
+# format-2 file by h5py/hashlib is accepted by `bgfm grad --checkpoint`; with a byte of
+# the model changed, it is rejected with the checksum message
+cp "$T/pre3/final.h5" "$T/v2.h5"
+check "a format-2 rewrite of the checkpoint (SHA-256 blocks, by hashlib)" $PY - "$T/v2.h5" <<'PYEOF'
+import h5py, hashlib, numpy as np, sys
+f = h5py.File(sys.argv[1], "r+")
+m = f["model"]
+blk = ["gcn/W", "gcn/b", "ln_g/gamma", "ln_g/beta", "attn/Wq", "attn/Wk", "attn/Wv", "attn/bq",
+       "attn/bk", "attn/bv", "attn/Wo", "attn/bo", "ln_1/gamma", "ln_1/beta", "ffn/W1", "ffn/b1",
+       "ffn/W2", "ffn/b2", "ln_2/gamma", "ln_2/beta"]
+L, Ld = int(m.attrs["L"]), int(m.attrs["Ld"])
+names = ["in/W", "in/b", "embed/token", "embed/node/tiny"] + [f"enc/{l}/{b}" for l in range(L) for b in blk]
+names += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
+names += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
+flat = lambda g: np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
+B = 1 << 20
+blocks = lambda b: [hashlib.sha256(b[i:i + B]).digest() for i in range(0, len(b), B)]
+dp = blocks(flat("model"))
+rec = np.array([f["state/step"][()], f["state/epoch"][()], f["state/position"][()], f["state/seed"][()],
+                f["optim"].attrs["t"]], dtype="<i8").tobytes()
+f.attrs["format_version"] = np.int64(2)
+f.attrs["sha256_model"] = np.bytes_(hashlib.sha256(b"".join(dp)).hexdigest())  # fixed-length, as bgfm writes
+f.attrs["sha256"] = np.bytes_(hashlib.sha256(b"".join(dp + blocks(flat("optim/m")) + blocks(flat("optim/v"))) + rec).hexdigest())
+PYEOF
+expect_rc "bgfm grad loads the format-2 checkpoint" 0 "$BGFM" grad --graphs "$T/w/conn/index.h5" \
+  --atlas tiny --indices 0,1 --checkpoint "$T/v2.h5" --out "$T/g2.h5"
+$PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); d = f['model/in/W']; a = d[()]; a.flat[0] += 1.0; d[...] = a" "$T/v2.h5"
+"$BGFM" grad --graphs "$T/w/conn/index.h5" --atlas tiny --indices 0,1 --checkpoint "$T/v2.h5" \
+  --out "$T/g3.h5" >"$T/og" 2>&1
+rc=$?
+check "a changed format-2 checkpoint is rejected (exit 3, checksum mismatch)" \
+  bash -c "[ $rc -eq 3 ] && grep -q 'checksum mismatch' '$T/og'"
 rm -rf "$T/w/pre" "$T/w/.pre.partial"
 BGFM_DEBUG_SYNC=1 BGFM_TEST_DESYNC_RANK=1 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/od" 2>&1
 rc=$?
