@@ -530,16 +530,19 @@ int h5io_attr_get_str(hid_t obj, const char *path, const char *name, char **val,
                        (long long)cnt);
     } else if (H5Tis_variable_str(ft) > 0) {
         char *s = NULL;
+        /* the memory type takes the file's character set: HDF5 does not convert between
+         * ASCII and UTF-8 (h5py writes str attributes as UTF-8 variable-length strings) */
         hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        if (H5Aread(a, mt, &s) < 0 || !s) {
+        H5T_cset_t cs = H5Tget_cset(ft);
+        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || cs < 0 || H5Tset_cset(mt, cs) < 0 ||
+            H5Aread(a, mt, &s) < 0 || !s) {
             rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
         } else {
             *val = bgfm_strdup(e, s);
             if (!*val) rc = BGFM_ENOMEM;
             H5free_memory(s);
         }
-        H5Tclose(mt);
+        if (mt >= 0) H5Tclose(mt);
     } else {
         size_t len = H5Tget_size(ft);
         char *s = bgfm_calloc(e, len + 1, 1, "attribute");

@@ -127,8 +127,8 @@ dp = blocks(flat("model"))
 rec = np.array([f["state/step"][()], f["state/epoch"][()], f["state/position"][()], f["state/seed"][()],
                 f["optim"].attrs["t"]], dtype="<i8").tobytes()
 f.attrs["format_version"] = np.int64(2)
-f.attrs["sha256_model"] = np.bytes_(hashlib.sha256(b"".join(dp)).hexdigest())  # fixed-length, as bgfm writes
-f.attrs["sha256"] = np.bytes_(hashlib.sha256(b"".join(dp + blocks(flat("optim/m")) + blocks(flat("optim/v"))) + rec).hexdigest())
+f.attrs["sha256_model"] = hashlib.sha256(b"".join(dp)).hexdigest()  # h5py's default: UTF-8 variable-length
+f.attrs["sha256"] = np.bytes_(hashlib.sha256(b"".join(dp + blocks(flat("optim/m")) + blocks(flat("optim/v"))) + rec).hexdigest())  # fixed-length, as bgfm writes
 PYEOF
 expect_rc "bgfm grad loads the format-2 checkpoint" 0 "$BGFM" grad --graphs "$T/w/conn/index.h5" \
   --atlas tiny --indices 0,1 --checkpoint "$T/v2.h5" --out "$T/g2.h5"
