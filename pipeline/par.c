@@ -32,33 +32,24 @@ static void run_part(const par_pool *p, int t) {
     if (b < e) p->body(p->arg, b, e, t);
 }
 
-/* Lock/unlock/wait on a valid, initialised mutex cannot fail except through misuse,
- * which is a bug: abort with a message rather than run on unsynchronised. */
-static void must(int rc, const char *what) {
-    if (rc) {
-        fprintf(stderr, "bgfm: internal error: %s failed (%s)\n", what, strerror(rc));
-        abort();
-    }
-}
-
 static void *worker(void *v) {
     par_pool *p = ((worker_arg *)v)->p;
     int t = ((worker_arg *)v)->t;
     free(v);
     uint64_t seen = 0;
     for (;;) {
-        must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock");
-        while (p->gen == seen && !p->stop) must(pthread_cond_wait(&p->go, &p->mu), "pthread_cond_wait");
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
+        while (p->gen == seen && !p->stop) BGFM_ASSERT_ZERO(pthread_cond_wait(&p->go, &p->mu));
         if (p->stop) {
-            must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
+            BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
             return NULL;
         }
         seen = p->gen;
-        must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
         if (t < p->k) run_part(p, t);
-        must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock");
-        if (--p->pending == 0) must(pthread_cond_signal(&p->done), "pthread_cond_signal");
-        must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
+        if (--p->pending == 0) BGFM_ASSERT_ZERO(pthread_cond_signal(&p->done));
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
     }
 }
 
@@ -122,11 +113,11 @@ void par_pool_free(par_pool **pp) {
     if (!p) return;
     *pp = NULL;
     if (p->threads > 1) {
-        must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock");
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
         p->stop = 1;
-        must(pthread_cond_broadcast(&p->go), "pthread_cond_broadcast");
-        must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
-        for (int t = 1; t <= p->started; t++) must(pthread_join(p->tid[t], NULL), "pthread_join");
+        BGFM_ASSERT_ZERO(pthread_cond_broadcast(&p->go));
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
+        for (int t = 1; t <= p->started; t++) BGFM_ASSERT_ZERO(pthread_join(p->tid[t], NULL));
         pthread_cond_destroy(&p->done);
         pthread_cond_destroy(&p->go);
         pthread_mutex_destroy(&p->mu);
@@ -143,17 +134,17 @@ void par_for(par_pool *p, int64_t n, par_body body, void *arg) {
         body(arg, 0, n, 0);
         return;
     }
-    must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock");
+    BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
     p->body = body;
     p->arg = arg;
     p->n = n;
     p->k = n < p->threads ? (int)n : p->threads;
     p->pending = p->threads - 1;
     p->gen++;
-    must(pthread_cond_broadcast(&p->go), "pthread_cond_broadcast");
-    must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
+    BGFM_ASSERT_ZERO(pthread_cond_broadcast(&p->go));
+    BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
     run_part(p, 0);
-    must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock");
-    while (p->pending > 0) must(pthread_cond_wait(&p->done, &p->mu), "pthread_cond_wait");
-    must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock");
+    BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
+    while (p->pending > 0) BGFM_ASSERT_ZERO(pthread_cond_wait(&p->done, &p->mu));
+    BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
 }

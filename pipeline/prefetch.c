@@ -13,10 +13,6 @@
 #include <pthread.h>
 #include <string.h>
 
-/* pthread calls on an initialised mutex/condition cannot fail unless the code is
- * wrong (EINVAL, EDEADLK, EPERM): a broken invariant, asserted in every build. */
-#define PF_CHECK(call) BGFM_ASSERT((call) == 0)
-
 struct prefetch_reader {
     niftiio_reader *rd;
     int64_t nvox, nvol;
@@ -45,25 +41,25 @@ static void *reader_main(void *arg) {
     prefetch_reader *p = arg;
     int rc = 0;
     for (int64_t i = 0; i < p->nvol && !rc; i++) {
-        PF_CHECK(pthread_mutex_lock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
         while (!p->stop && i - p->released >= p->depth)
-            PF_CHECK(pthread_cond_wait(&p->freed, &p->mu));
+            BGFM_ASSERT_ZERO(pthread_cond_wait(&p->freed, &p->mu));
         int stop = p->stop;
-        PF_CHECK(pthread_mutex_unlock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
         if (stop) break;
         rc = niftiio_read_volume(p->rd, slot(p, i), &p->err);
-        PF_CHECK(pthread_mutex_lock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
         if (rc)
             p->rc = p->err.code ? p->err.code : rc;
         else
             p->produced = i + 1;
-        PF_CHECK(pthread_cond_signal(&p->filled));
-        PF_CHECK(pthread_mutex_unlock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_cond_signal(&p->filled));
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
     }
-    PF_CHECK(pthread_mutex_lock(&p->mu));
+    BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
     p->done = 1;
-    PF_CHECK(pthread_cond_signal(&p->filled));
-    PF_CHECK(pthread_mutex_unlock(&p->mu));
+    BGFM_ASSERT_ZERO(pthread_cond_signal(&p->filled));
+    BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
     return NULL;
 }
 
@@ -72,18 +68,18 @@ static void *reader_main(void *arg) {
 static int start_thread(prefetch_reader *p) {
     if (pthread_mutex_init(&p->mu, NULL) != 0) return -1;
     if (pthread_cond_init(&p->filled, NULL) != 0) {
-        PF_CHECK(pthread_mutex_destroy(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_mutex_destroy(&p->mu));
         return -1;
     }
     if (pthread_cond_init(&p->freed, NULL) != 0) {
-        PF_CHECK(pthread_cond_destroy(&p->filled));
-        PF_CHECK(pthread_mutex_destroy(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_cond_destroy(&p->filled));
+        BGFM_ASSERT_ZERO(pthread_mutex_destroy(&p->mu));
         return -1;
     }
     if (bgfm_thread_start(&p->th, reader_main, p) != 0) {
-        PF_CHECK(pthread_cond_destroy(&p->freed));
-        PF_CHECK(pthread_cond_destroy(&p->filled));
-        PF_CHECK(pthread_mutex_destroy(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_cond_destroy(&p->freed));
+        BGFM_ASSERT_ZERO(pthread_cond_destroy(&p->filled));
+        BGFM_ASSERT_ZERO(pthread_mutex_destroy(&p->mu));
         return -1;
     }
     return 0;
@@ -125,14 +121,14 @@ int prefetch_next(prefetch_reader *p, const float **vol, bgfm_err *e) {
         *vol = p->buf;
         return 0;
     }
-    PF_CHECK(pthread_mutex_lock(&p->mu));
+    BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
     if (p->released < p->handed) { /* give back the volume the caller held */
         p->released = p->handed;
-        PF_CHECK(pthread_cond_signal(&p->freed));
+        BGFM_ASSERT_ZERO(pthread_cond_signal(&p->freed));
     }
-    while (p->produced == p->handed && !p->done) PF_CHECK(pthread_cond_wait(&p->filled, &p->mu));
+    while (p->produced == p->handed && !p->done) BGFM_ASSERT_ZERO(pthread_cond_wait(&p->filled, &p->mu));
     int have = p->produced > p->handed, rc = p->rc;
-    PF_CHECK(pthread_mutex_unlock(&p->mu));
+    BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
     if (!have) {
         /* done without this volume: only a read error stops the thread early (stop is
          * set by prefetch_close alone), and p->err was written before rc was published */
@@ -149,14 +145,14 @@ void prefetch_close(prefetch_reader **pp) {
     if (!pp || !*pp) return;
     prefetch_reader *p = *pp;
     if (p->threaded) {
-        PF_CHECK(pthread_mutex_lock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_mutex_lock(&p->mu));
         p->stop = 1;
-        PF_CHECK(pthread_cond_signal(&p->freed));
-        PF_CHECK(pthread_mutex_unlock(&p->mu));
-        PF_CHECK(pthread_join(p->th, NULL));
-        PF_CHECK(pthread_cond_destroy(&p->freed));
-        PF_CHECK(pthread_cond_destroy(&p->filled));
-        PF_CHECK(pthread_mutex_destroy(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_cond_signal(&p->freed));
+        BGFM_ASSERT_ZERO(pthread_mutex_unlock(&p->mu));
+        BGFM_ASSERT_ZERO(pthread_join(p->th, NULL));
+        BGFM_ASSERT_ZERO(pthread_cond_destroy(&p->freed));
+        BGFM_ASSERT_ZERO(pthread_cond_destroy(&p->filled));
+        BGFM_ASSERT_ZERO(pthread_mutex_destroy(&p->mu));
     }
     free(p->buf);
     free(p);

@@ -85,6 +85,10 @@ void bgfm_h5_errstr(char *buf, size_t n);
         if (!(cond)) bgfm_assert_fail(#cond, __FILE__, __LINE__);                      \
     } while (0)
 _Noreturn void bgfm_assert_fail(const char *what, const char *file, int line);
+/* A call that returns 0 unless the code is wrong (pthread calls on initialised mutexes
+ * and condition variables: EINVAL, EDEADLK, EPERM): a broken invariant, asserted in
+ * every build rather than run on unsynchronised. */
+#define BGFM_ASSERT_ZERO(call) BGFM_ASSERT((call) == 0)
 
 /* Check macros: record call, file and line into an error record and jump to a
  * cleanup label or return. `e` is a bgfm_err*. */

@@ -141,7 +141,6 @@ typedef struct model_ws {
     float *dm;             /* (B*M, H) decoder rows of the masked nodes */
     float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
     double *lossb;         /* (B) per-graph structure losses */
-    int64_t H, L;          /* hidden width, encoder layers (for the thread loops) */
     int64_t gidx_step;
     model_hp hp;
     model_batch bt;

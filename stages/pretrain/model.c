@@ -276,8 +276,6 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->dE = TAKEF(&c, 2 * B * H);
     ws->ntx = TAKEF(&c, 4 * (int64_t)B * B);
     ws->lossb = (double *)take(&c, (size_t)B * sizeof(double));
-    ws->H = H;
-    ws->L = cf->L;
     ws->B = B;
     ws->N = N;
     ws->M = M;
@@ -907,28 +905,16 @@ static drop_keys keys_for(const model_ws *ws, int run) {
     return d;
 }
 
-/* structure loss of graphs [b0, b1) of the current batch (ws->bt), each into lossb[b] */
-static void bce_body(void *v, int64_t b0, int64_t b1, int tid) {
-    model_ws *ws = v;
-    int64_t H = ws->H, Ta = ws->ea.T, N = ws->N, T = N + 1;
-    float *scratch = ws->attn + (int64_t)tid * 2 * T * T;
-    const float *za = ws->ea.blk[ws->L - 1].hout;
-    for (int64_t b = b0; b < b1; b++)
-        ws->lossb[b] = layer_bce_struct(ws->G2 + (b * Ta + 1) * H, za + (b * Ta + 1) * H, ws->nv, H,
-                                        H, ws->bt.adj + b * N * N, (int32_t)N,
-                                        ws->ea.idx + b * ws->nv, ws->hp.lambda_adj / ws->B, scratch);
-}
-
 /* The decoder's input rows per graph: W_re z + b_re (visible, from S3) or the mask
  * token, + E_a[i]; token first; and its CSR over all N nodes. */
-typedef struct dec_job {
+typedef struct step_job { /* the model and its workspace: the arguments of the bodies below */
     const model *m;
     model_ws *ws;
-} dec_job;
+} step_job;
 
 static void dec_input_body(void *arg, int64_t b0, int64_t b1, int tid) {
-    const model *m = ((const dec_job *)arg)->m;
-    model_ws *ws = ((const dec_job *)arg)->ws;
+    const model *m = ((const step_job *)arg)->m;
+    model_ws *ws = ((const step_job *)arg)->ws;
     model_run *dr = &ws->dec;
     int N = ws->N;
     int64_t H = m->cfg.H, T = dr->T, Ta = ws->ea.T;
@@ -951,8 +937,8 @@ static void dec_input_body(void *arg, int64_t b0, int64_t b1, int tid) {
 
 /* graph b's masked rows of the decoder output and their FC targets, to rows b M .. */
 static void dec_gather_body(void *v, int64_t b0, int64_t b1, int tid) {
-    const model *m = ((const dec_job *)v)->m;
-    model_ws *ws = ((const dec_job *)v)->ws;
+    const model *m = ((const step_job *)v)->m;
+    model_ws *ws = ((const step_job *)v)->ws;
     int N = ws->N;
     int64_t H = m->cfg.H, T = ws->dec.T;
     const float *dl = ws->dec.blk[m->cfg.Ld - 1].hout;
@@ -966,6 +952,19 @@ static void dec_gather_body(void *v, int64_t b0, int64_t b1, int tid) {
             }
         BGFM_ASSERT(q == (b + 1) * ws->M);
     }
+}
+
+/* structure loss of graphs [b0, b1) of the current batch (ws->bt), each into lossb[b] */
+static void bce_body(void *arg, int64_t b0, int64_t b1, int tid) {
+    const model *m = ((const step_job *)arg)->m;
+    model_ws *ws = ((const step_job *)arg)->ws;
+    int64_t H = m->cfg.H, Ta = ws->ea.T, N = ws->N, T = N + 1;
+    float *scratch = ws->attn + (int64_t)tid * 2 * T * T;
+    const float *za = ws->ea.blk[m->cfg.L - 1].hout;
+    for (int64_t b = b0; b < b1; b++)
+        ws->lossb[b] = layer_bce_struct(ws->G2 + (b * Ta + 1) * H, za + (b * Ta + 1) * H, ws->nv, H,
+                                        H, ws->bt.adj + b * N * N, (int32_t)N,
+                                        ws->ea.idx + b * ws->nv, ws->hp.lambda_adj / ws->B, scratch);
 }
 
 /* ---- The model --------------------------------------------------------------------- */
@@ -1007,7 +1006,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         model_run *dr = &ws->dec;
         int64_t M = ws->M;
         layer_linear_forward(ws->pool, ws->S3, za, m->w + m->re_W, H, m->w + m->re_b, (int64_t)B * Ta, H, H);
-        dec_job dj = {m, ws};
+        step_job dj = {m, ws};
         par_for(ws->pool, B, dec_input_body, &dj);
         run_forward(m, dr, m->dec, ws, B, &d2);
         /* reconstruction of masked rows (M per graph, graph b's from row b M), first N columns */
@@ -1018,7 +1017,8 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         out->rec = q ? layer_smoothl1(ws->dy, ws->y, ws->tgt, q * N, hp->lambda_rec) : 0.0;
         /* structure loss on the visible node embeddings */
         double s = 0;
-        par_for(ws->pool, B, bce_body, ws);
+        step_job bj = {m, ws};
+        par_for(ws->pool, B, bce_body, &bj);
         for (int b = 0; b < B; b++) s += ws->lossb[b]; /* graph order */
         out->adj = s / B;
     }
