@@ -297,18 +297,17 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
         return bgfm_fail(e, BGFM_EMPI, "MPI_Comm_rank/size failed while saving %s", path);
     char hm[65], ha[65];
-    const int ver3 = CKPT_FORMAT_VERSION;
-    int64_t nb = digest_blocks(m, o, 0, 1, ver3, NULL);
-    uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size(ver3), "checkpoint digests");
+    const int64_t ver = CKPT_FORMAT_VERSION; /* written, and what the digests follow */
+    int64_t nb = digest_blocks(m, o, 0, 1, (int)ver, NULL);
+    uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size((int)ver), "checkpoint digests");
     if (!dig) return BGFM_ENOMEM;
-    hash_job job = {m, o, rank, size, ver3, dig};
+    hash_job job = {m, o, rank, size, (int)ver, dig};
     pthread_t th;
     int threaded = bgfm_thread_start(&th, hash_main, &job) == 0;
     if (!threaded) hash_main(&job);
     hid_t f = h5io_create(comm, tmp, e);
     int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
     if (!rc) rc = h5io_attr_set_str(f, NULL, "format", "bgfm-checkpoint", e);
-    int64_t ver = CKPT_FORMAT_VERSION;
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &ver, 1, e);
     if (!rc) rc = write_tensors_par(f, m, "/model", m->w, rank, size, e);
     if (!rc) rc = ckpt_write_arch(f, "/model", m, e);
@@ -332,7 +331,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     }
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
-        int hrc = digest_combine(comm, size, m, o, st, ver3, dig, hm, ha, e);
+        int hrc = digest_combine(comm, size, m, o, st, (int)ver, dig, hm, ha, e);
         if (!rc) rc = hrc;
     }
     free(dig);
