@@ -72,6 +72,9 @@ void model_free(model *m); /* accepts a zeroed/freed model */
 void model_init_params(model *m, uint64_t seed);
 /* Tensor by name, NULL if absent. */
 const model_tensor *model_find(const model *m, const char *name);
+/* Width of the graph embedding (the readout's output): what probe_embed writes, what
+ * report/embeddings.h5 stores and what the projection head reads. */
+int64_t model_embed_dim(const model *m);
 /* Index of atlas `name` in the model's order, -1 if absent. */
 int model_atlas_find(const model *m, const char *name);
 

@@ -180,6 +180,8 @@ const model_tensor *model_find(const model *m, const char *name) {
     return NULL;
 }
 
+int64_t model_embed_dim(const model *m) { return m->cfg.H; }
+
 int model_atlas_find(const model *m, const char *name) {
     for (int a = 0; a < m->cfg.n_atlases; a++)
         if (!strcmp(m->cfg.atlas[a], name)) return a;
