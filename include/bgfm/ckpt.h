@@ -27,6 +27,11 @@ typedef struct ckpt_state {
     int64_t pos;    /* batches of that epoch already done */
     uint64_t seed;
     char *config;   /* resolved configuration text (owned when loaded) */
+    /* what training read (written when graphs != NULL; not loaded back): the root
+     * attribute `protocol` and /pretrain_graphs, the store indices, ascending */
+    const char *protocol;
+    const int64_t *graphs;
+    int64_t n_graphs;
 } ckpt_state;
 
 /* Write every tensor of buf (model layout) as group/<name>. */

@@ -328,6 +328,12 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
         if (!rc) rc = h5io_attr_set_str(f, "/state", "config", st->config ? st->config : "", e);
         int64_t ranks = size;
         if (!rc) rc = h5io_attr_set_i64(f, "/state", "written_by_ranks", &ranks, 1, e);
+        if (!rc && st->graphs) {
+            hsize_t ng[1] = {(hsize_t)st->n_graphs};
+            rc = h5io_write_small(f, "/pretrain_graphs", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, ng,
+                                  st->graphs, 0, e);
+            if (!rc) rc = h5io_attr_set_str(f, NULL, "protocol", st->protocol, e);
+        }
     }
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
@@ -462,13 +468,13 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
                        (long long)version, CKPT_FORMAT_VERSION);
     if (!rc && h5io_attr_exists(f, NULL, "sha256")) {
         char hm[65], ha[65], *want = NULL;
-        ckpt_state rs = {0, 0, 0, 0, NULL};
+        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0};
         if (st) rs = *st;
         else if (o) { /* the state record is part of the full checksum: read it */
             int64_t v[4] = {0};
             const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
             for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
-            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL};
+            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0};
         }
         if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, (int)version, hm, ha, e);
         if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);

@@ -161,6 +161,7 @@ typedef struct plan {
     int64_t *off;         /* offsets of each atlas in perm */
     int32_t *ord_atlas;   /* (spe) batch order of this epoch */
     int64_t *ord_batch;
+    int64_t *used, n_used; /* store indices of every graph training reads, ascending */
 } plan;
 
 static void plan_free(plan *p) {
@@ -173,12 +174,14 @@ static void plan_free(plan *p) {
     free(p->off);
     free(p->ord_atlas);
     free(p->ord_batch);
+    free(p->used);
     memset(p, 0, sizeof *p);
 }
 
 /* A batch holds batch_size graphs of one atlas; an atlas's last partial batch is kept
- * when it has at least 2 graphs (NT-Xent needs negatives), else dropped. */
-static int plan_make(plan *p, graphs_store *gs, int64_t bs, bgfm_err *e) {
+ * when it has at least 2 graphs (NT-Xent needs negatives), else dropped. With `strict`
+ * only graphs without a label (label < 0) are used: the probe's subjects are never read. */
+static int plan_make(plan *p, graphs_store *gs, int64_t bs, int strict, bgfm_err *e) {
     memset(p, 0, sizeof *p);
     int A = p->A = graphs_n_atlases(gs);
     int64_t G = graphs_count(gs);
@@ -188,7 +191,8 @@ static int plan_make(plan *p, graphs_store *gs, int64_t bs, bgfm_err *e) {
     p->off = bgfm_calloc(e, (size_t)A + 1, sizeof *p->off, "plan");
     p->perm = bgfm_calloc(e, (size_t)(G ? G : 1), sizeof *p->perm, "plan");
     if (!p->cnt || !p->list || !p->nb || !p->off || !p->perm) return BGFM_ENOMEM;
-    for (int64_t g = 0; g < G; g++) p->cnt[graphs_get_meta(gs, g)->atlas]++;
+    for (int64_t g = 0; g < G; g++)
+        if (!strict || graphs_get_meta(gs, g)->label < 0) p->cnt[graphs_get_meta(gs, g)->atlas]++;
     for (int a = 0; a < A; a++) {
         p->list[a] = bgfm_calloc(e, (size_t)(p->cnt[a] ? p->cnt[a] : 1), sizeof(int64_t), "plan");
         if (!p->list[a]) return BGFM_ENOMEM;
@@ -198,9 +202,14 @@ static int plan_make(plan *p, graphs_store *gs, int64_t bs, bgfm_err *e) {
         p->cnt[a] = 0;
     }
     for (int64_t g = 0; g < G; g++) {
-        int a = graphs_get_meta(gs, g)->atlas;
-        p->list[a][p->cnt[a]++] = g;
+        const graphs_meta *gm = graphs_get_meta(gs, g);
+        if (strict && gm->label >= 0) continue;
+        p->list[gm->atlas][p->cnt[gm->atlas]++] = g;
     }
+    p->used = bgfm_malloc(e, (size_t)(p->off[A] ? p->off[A] : 1) * sizeof *p->used, "plan");
+    if (!p->used) return BGFM_ENOMEM;
+    for (int64_t g = 0; g < G; g++)
+        if (!strict || graphs_get_meta(gs, g)->label < 0) p->used[p->n_used++] = g;
     p->ord_atlas = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_atlas, "plan");
     p->ord_batch = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_batch, "plan");
     return p->ord_atlas && p->ord_batch ? 0 : BGFM_ENOMEM;
@@ -388,7 +397,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     trainer t;
     memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
-    ckpt_state st = {0, 0, 0, o->seed, NULL};
+    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
     if (!rc && me == 0) { /* an interrupted final write */
@@ -411,9 +420,15 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                            "model (or has another node count / RWSE steps); start from "
                            "`init: random` or use the same atlases", graphs_atlas_name(t.gs, a), gpath);
     }
-    if (!rc) rc = plan_make(&t.pl, t.gs, o->batch_size, e);
+    if (!rc) rc = plan_make(&t.pl, t.gs, o->batch_size, o->strict, e);
     if (!rc && t.pl.spe == 0)
-        rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs", gpath);
+        rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs%s", gpath,
+                       o->strict ? " without a label (protocol: strict reads only unlabelled "
+                                   "subjects; add unlabelled scans or use protocol: transductive)"
+                                 : "");
+    st.protocol = o->strict ? "strict" : "transductive";
+    st.graphs = t.pl.used;
+    st.n_graphs = t.pl.n_used;
     /* buffers for this rank's slice of a global batch: at most ceil(B / R) graphs */
     const int64_t B = o->batch_size, Bl = (B + R - 1) / R;
     int64_t Nb = 0;
@@ -648,6 +663,9 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"resume_from", BGFM_OPT_STR, NULL, 1, 0, NULL,
      "checkpoint file or folder to resume from when this stage has no checkpoint of its own "
      "(restart on another rank count; same options required)"},
+    {"protocol", BGFM_OPT_ENUM, "transductive", 1, 0, "transductive|strict",
+     "transductive: every graph of the store (labelled subjects included, labels unused); "
+     "strict: only graphs whose subject has no label, so the probe's subjects are never read"},
     {"init", BGFM_OPT_STR, "auto", 1, 0, NULL,
      "auto: final.h5 of the nearest earlier pretrain stage if any, else random; random; or "
      "the name of an earlier pretrain stage"},
@@ -731,6 +749,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.opt = (optim_cfg){params_real(w, "lr"), 0.9, 0.999, 1e-8, params_real(w, "weight_decay"),
                         params_real(w, "clip"), params_int(w, "warmup"), 0};
     o.epochs = params_int(w, "epochs");
+    o.strict = !strcmp(params_str(w, "protocol"), "strict");
     o.batch_size = params_int(w, "batch_size");
     o.checkpoint_every = params_int(w, "checkpoint_every");
     o.keep_checkpoints = params_int(w, "keep_checkpoints");

@@ -41,7 +41,7 @@ static void make_template(void) {
         o.v[i] = 0.001f * (float)i;
     }
     o.t = 3;
-    ckpt_state st = {3, 1, 2, 99, (char *)"name: fuzz\n"};
+    ckpt_state st = {.step = 3, .epoch = 1, .pos = 2, .seed = 99, .config = (char *)"name: fuzz\n"};
     char tmpl[300];
     fz_path(tmpl, sizeof tmpl, "tmpl.h5");
     fz_path(ckpt_path, sizeof ckpt_path, "ckpt.h5");

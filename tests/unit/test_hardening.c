@@ -203,7 +203,7 @@ static void write_ckpt(const char *path) {
     bgfm_err_clear(&e);
     assert_int_equal(model_init(&m, &c, &e), 0);
     assert_int_equal(optim_init(&o, &m, &e), 0);
-    ckpt_state st = {1, 0, 1, 7, (char *)"x: 1\n"};
+    ckpt_state st = {.step = 1, .epoch = 0, .pos = 1, .seed = 7, .config = (char *)"x: 1\n"};
     assert_int_equal(ckpt_save(path, &m, &o, &st, &e), 0);
     optim_free(&o);
     model_free(&m);
