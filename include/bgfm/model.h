@@ -14,9 +14,19 @@
 #define MODEL_MAX_LAYERS 16
 #define MODEL_NAME_MAX 96
 
+/* Graph readouts (model.md section 2): the mean of the region rows, or the region
+ * readout e = (N/n) W_ro,a vec_S(Wc z_i) + b_ro, which keeps which region carries what. */
+enum model_readout { MODEL_READOUT_MEAN = 0, MODEL_READOUT_REGION = 1 };
+
+/* "mean", "region" -> enum model_readout, or -1 when unknown. */
+int model_readout_parse(const char *s);
+const char *model_readout_name(int readout);
+
 /* Architecture (model.md symbols). D_in = N_max + k. */
 typedef struct model_cfg {
     int H, nh, F, k, L, Ld, P, N_max;
+    int readout;      /* enum model_readout (0: mean, as before the region readout) */
+    int rdim;         /* region readout: width of each region's projection Wc z_i */
     int n_atlases;
     char atlas[MODEL_MAX_ATLASES][64]; /* names, model atlas order */
     int atlas_nodes[MODEL_MAX_ATLASES];
@@ -60,6 +70,7 @@ typedef struct model {
     float *g;          /* gradients, same layout (owned) */
     int64_t in_W, in_b, tok, node[MODEL_MAX_ATLASES], re_W, re_b, mask_tok, out_W, out_b;
     int64_t p_W1, p_b1, p_W2, p_b2;
+    int64_t ro_Wc, ro_b, ro_W[MODEL_MAX_ATLASES]; /* region readout (-1 with the mean) */
     model_block enc[MODEL_MAX_LAYERS], dec[MODEL_MAX_LAYERS];
 } model;
 
@@ -123,6 +134,8 @@ typedef struct model_run {
     float *h0;             /* (B, T, H) block-0 input */
     model_blk_act blk[MODEL_MAX_LAYERS];
     float *pool;           /* (B, H) graph embeddings (encoder) */
+    float *rp;             /* region readout: (B, T, rdim) Wc z rows (token rows unused) */
+    float *rv;             /* region readout: (B, N * rdim) the scaled, scattered rows */
 } model_run;
 
 /* Workspace arena: sized once for (largest atlas N, B_max), re-carved per batch by
@@ -143,6 +156,7 @@ typedef struct model_ws {
     float *y, *tgt, *dy;   /* (B*M, N) reconstruction */
     float *dm;             /* (B*M, H) decoder rows of the masked nodes */
     float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
+    float *rdv, *rdp;      /* region readout backward: (B, N * rdim), (B, T, rdim) */
     double *lossb;         /* (B) per-graph structure losses */
     int64_t gidx_step;
     model_hp hp;

@@ -76,6 +76,10 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     const char *k[] = {"H", "nh", "F", "k", "L", "Ld", "P", "N_max", "D_in"};
     int64_t v[] = {c->H, c->nh, c->F, c->k, c->L, c->Ld, c->P, c->N_max, m->D_in};
     for (int i = 0; i < 9 && !rc; i++) rc = h5io_attr_set_i64(f, group, k[i], &v[i], 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, group, "readout", model_readout_name(c->readout), e);
+    int64_t rd = c->rdim;
+    if (!rc && c->readout == MODEL_READOUT_REGION)
+        rc = h5io_attr_set_i64(f, group, "readout_dim", &rd, 1, e);
     return rc;
 }
 
@@ -108,6 +112,24 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
         rc = h5io_attr_get_i64(f, group, k[i], &v, &one, e);
         if (rc) return rc;
         *dst[i] = (int)v;
+    }
+    /* files written before the region readout have no `readout`: the mean */
+    if (h5io_attr_exists(f, group, "readout")) {
+        char *ro = NULL;
+        rc = h5io_attr_get_str(f, group, "readout", &ro, e);
+        if (rc) return rc;
+        c->readout = model_readout_parse(ro);
+        free(ro);
+        if (c->readout < 0)
+            return bgfm_fail(e, BGFM_EDATA, "%s: attribute readout of %s is not mean or region",
+                             file, group);
+        if (c->readout == MODEL_READOUT_REGION) {
+            int64_t v = 0;
+            int one = 1;
+            rc = h5io_attr_get_i64(f, group, "readout_dim", &v, &one, e);
+            if (rc) return rc;
+            c->rdim = v > 0 && v <= 1024 ? (int)v : -1;
+        }
     }
     return model_cfg_check(c, file, e);
 }

@@ -110,6 +110,7 @@ static const char *grad_usage =
     "                 [--hidden 128] [--heads 4] [--ffn 256] [--layers 2] [--decoder-layers 1]\n"
     "                 [--proj 128] [--n-max 400] [--mask-ratio 0.4] [--p-node 0.1] [--p-edge 0.1]\n"
     "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
+    "                 [--readout region|mean] [--readout-dim 8]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
     "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
     "--init SEED builds a fresh model over every atlas of the store; draws use --seed\n"
@@ -119,6 +120,7 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     memset(a, 0, sizeof *a);
     model_cfg *c = &a->cfg;
     c->H = 128, c->nh = 4, c->F = 256, c->L = 2, c->Ld = 1, c->P = 128, c->N_max = 400;
+    c->readout = MODEL_READOUT_REGION, c->rdim = 8;
     model_hp *h = &a->hp;
     h->mode = MODEL_GMAE_GCL, h->lambda_rec = 1.0, h->lambda_adj = 0.1, h->lambda_cl = 0.01;
     h->tau_cl = 0.2, h->mask_ratio = 0.4, h->p_node = 0.1, h->p_edge = 0.1, h->mask_columns = 1;
@@ -131,7 +133,8 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         int rc = 0;
         struct { const char *name; int *dst; } ints[] = {
             {"--hidden", &c->H}, {"--heads", &c->nh}, {"--ffn", &c->F}, {"--layers", &c->L},
-            {"--decoder-layers", &c->Ld}, {"--proj", &c->P}, {"--n-max", &c->N_max}};
+            {"--decoder-layers", &c->Ld}, {"--proj", &c->P}, {"--n-max", &c->N_max},
+            {"--readout-dim", &c->rdim}};
         struct { const char *name; double *dst; double lo, hi; } reals[] = {
             {"--mask-ratio", &h->mask_ratio, 0, 1}, {"--p-node", &h->p_node, 0, 1},
             {"--p-edge", &h->p_edge, 0, 1}, {"--tau-cl", &h->tau_cl, 1e-6, 1e6},
@@ -157,6 +160,10 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--mode")) a->mode = v;
+        else if (!strcmp(o, "--readout")) {
+            if ((c->readout = model_readout_parse(v)) < 0)
+                return bgfm_fail(e, BGFM_EUSAGE, "grad: --readout must be region or mean, not '%s'", v);
+        }
         else if (!strcmp(o, "--init")) {
             a->has_init = 1;
             if ((rc = cli_parse_i64(o, v, 0, INT64_MAX, &a->init_seed, e))) return rc;

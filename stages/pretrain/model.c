@@ -11,6 +11,12 @@
 #include "bgfm/par.h"
 #include "bgfm/rng.h"
 
+int model_readout_parse(const char *s) {
+    return !strcmp(s, "mean") ? MODEL_READOUT_MEAN : !strcmp(s, "region") ? MODEL_READOUT_REGION : -1;
+}
+
+const char *model_readout_name(int r) { return r == MODEL_READOUT_REGION ? "region" : "mean"; }
+
 int model_mode_parse(const char *s) {
     if (!s) return 0;
     if (!strcmp(s, "gmae")) return MODEL_GMAE;
@@ -38,6 +44,11 @@ int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EUSAGE,
                          "%s: need ffn >= 1, proj >= 1, 1 <= layers, decoder_layers <= %d",
                          where, MODEL_MAX_LAYERS);
+    if (c->readout != MODEL_READOUT_MEAN && c->readout != MODEL_READOUT_REGION)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: readout %d is not mean (0) or region (1)", where,
+                         c->readout);
+    if (c->readout == MODEL_READOUT_REGION && (c->rdim < 1 || c->rdim > 1024))
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: readout_dim %d (need 1..1024)", where, c->rdim);
     if (c->n_atlases < 1 || c->n_atlases > MODEL_MAX_ATLASES)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: %d atlases (need 1..%d)", where, c->n_atlases,
                          MODEL_MAX_ATLASES);
@@ -117,6 +128,16 @@ static int64_t layout(model *m) {
         m->node[a] = add_t(m, &off, n, c->atlas_nodes[a], H, MODEL_INIT_NORMAL);
     }
     for (int l = 0; l < c->L; l++) add_block(m, &off, "enc", l, &m->enc[l]);
+    m->ro_Wc = m->ro_b = -1;
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) m->ro_W[a] = -1;
+    if (c->readout == MODEL_READOUT_REGION) {
+        m->ro_Wc = add_t(m, &off, "readout/Wc", c->rdim, H, MODEL_INIT_XAVIER);
+        for (int a = 0; a < c->n_atlases; a++) {
+            snprintf(n, sizeof n, "readout/W/%s", c->atlas[a]);
+            m->ro_W[a] = add_t(m, &off, n, H, (int64_t)c->atlas_nodes[a] * c->rdim, MODEL_INIT_XAVIER);
+        }
+        m->ro_b = add_t(m, &off, "readout/b", H, 0, MODEL_INIT_ZERO);
+    }
     m->re_W = add_t(m, &off, "dec/re/W", H, H, MODEL_INIT_XAVIER);
     m->re_b = add_t(m, &off, "dec/re/b", H, 0, MODEL_INIT_ZERO);
     m->mask_tok = add_t(m, &off, "dec/mask_token", H, 0, MODEL_INIT_NORMAL);
@@ -236,6 +257,9 @@ static void carve_run(carver *c, model_run *r, const model_cfg *cf, int B, int n
         a->hout = TAKEF(c, BT * H);
     }
     r->pool = encoder ? TAKEF(c, (int64_t)B * H) : NULL;
+    int region = encoder && cf->readout == MODEL_READOUT_REGION;
+    r->rp = region ? TAKEF(c, BT * cf->rdim) : NULL;
+    r->rv = region ? TAKEF(c, (int64_t)B * N * cf->rdim) : NULL;
 }
 
 /* Lay out every buffer for (B, N, mode) at c->base (NULL: just count). */
@@ -277,6 +301,9 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->dp1 = TAKEF(&c, 2 * B * H);
     ws->dE = TAKEF(&c, 2 * B * H);
     ws->ntx = TAKEF(&c, 4 * (int64_t)B * B);
+    int region = cf->readout == MODEL_READOUT_REGION;
+    ws->rdv = region ? TAKEF(&c, (int64_t)B * N * cf->rdim) : NULL;
+    ws->rdp = region ? TAKEF(&c, BT * cf->rdim) : NULL;
     ws->lossb = (double *)take(&c, (size_t)B * sizeof(double));
     ws->B = B;
     ws->N = N;
@@ -969,6 +996,58 @@ static void bce_body(void *arg, int64_t b0, int64_t b1, int tid) {
                                         ws->ea.idx + b * ws->nv, ws->hp.lambda_adj / ws->B, scratch);
 }
 
+/* ---- Readout: graph embeddings E (B, H) of an encoder run (model.md section 2) ------ */
+static void readout_forward(const model *m, model_run *r, model_ws *ws, int B, int atlas, int N,
+                            float *E) {
+    int64_t H = m->cfg.H, T = r->T, n = r->n, rd = m->cfg.rdim;
+    const float *z = r->blk[m->cfg.L - 1].hout;
+    if (m->cfg.readout == MODEL_READOUT_MEAN) {
+        for (int b = 0; b < B; b++)
+            layer_meanpool_forward(E + (int64_t)b * H, z + ((int64_t)b * T + 1) * H, n, H, H);
+        return;
+    }
+    /* p_i = Wc z_i on every row; v = (N / n) p scattered to the rows' region slots (zero
+     * where a region is not in the view); e = v W_ro,a^T + b_ro */
+    layer_linear_forward(ws->pool, r->rp, z, m->w + m->ro_Wc, H, NULL, (int64_t)B * T, H, rd);
+    float s = (float)N / (float)n;
+    memset(r->rv, 0, (size_t)B * (size_t)N * (size_t)rd * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int64_t i = 0; i < n; i++) {
+            const float *p = r->rp + ((int64_t)b * T + 1 + i) * rd;
+            float *v = r->rv + ((int64_t)b * N + r->idx[(int64_t)b * n + i]) * rd;
+            for (int64_t d = 0; d < rd; d++) v[d] = s * p[d];
+        }
+    int64_t NR = (int64_t)N * rd;
+    layer_linear_forward(ws->pool, E, r->rv, m->w + m->ro_W[atlas], NR, m->w + m->ro_b, B, NR, H);
+}
+
+/* dE (B, H) -> gradients of the readout's weights and dZ (B, T, H), ADDED (token rows
+ * get nothing). */
+static void readout_backward(model *m, const model_run *r, model_ws *ws, int B, int atlas, int N,
+                             const float *dE, float *dZ) {
+    int64_t H = m->cfg.H, T = r->T, n = r->n, rd = m->cfg.rdim;
+    if (m->cfg.readout == MODEL_READOUT_MEAN) {
+        for (int b = 0; b < B; b++)
+            layer_meanpool_backward(dZ + ((int64_t)b * T + 1) * H, dE + (int64_t)b * H, n, H, H);
+        return;
+    }
+    const float *z = r->blk[m->cfg.L - 1].hout;
+    int64_t NR = (int64_t)N * rd;
+    layer_linear_backward_set(ws->pool, ws->rdv, m->g + m->ro_W[atlas], m->g + m->ro_b, dE, r->rv,
+                              m->w + m->ro_W[atlas], NR, B, NR, H);
+    float s = (float)N / (float)n;
+    for (int b = 0; b < B; b++) {
+        memset(ws->rdp + (int64_t)b * T * rd, 0, (size_t)rd * sizeof(float));
+        for (int64_t i = 0; i < n; i++) {
+            const float *dv = ws->rdv + ((int64_t)b * N + r->idx[(int64_t)b * n + i]) * rd;
+            float *dp = ws->rdp + ((int64_t)b * T + 1 + i) * rd;
+            for (int64_t d = 0; d < rd; d++) dp[d] = s * dv[d];
+        }
+    }
+    layer_linear_backward(ws->pool, dZ, m->g + m->ro_Wc, NULL, ws->rdp, z, m->w + m->ro_Wc, H,
+                          (int64_t)B * T, H, rd);
+}
+
 /* ---- The model --------------------------------------------------------------------- */
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out) {
@@ -1026,13 +1105,8 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     }
     if (mode & MODEL_GCL) {
         /* graph embeddings, projection head, L2 normalisation */
-        for (int b = 0; b < B; b++) {
-            layer_meanpool_forward(ws->E + (int64_t)b * H, za + ((int64_t)b * Ta + 1) * H, ws->ea.n,
-                                   H, H);
-            layer_meanpool_forward(ws->E + (int64_t)(B + b) * H,
-                                   ws->eb.blk[cf->L - 1].hout + ((int64_t)b * ws->eb.T + 1) * H, N,
-                                   H, H);
-        }
+        readout_forward(m, &ws->ea, ws, B, bt->atlas, N, ws->E);
+        readout_forward(m, &ws->eb, ws, B, bt->atlas, N, ws->E + (int64_t)B * H);
         int64_t B2 = 2 * (int64_t)B;
         layer_linear_forward(ws->pool, ws->p1, ws->E, m->w + m->p_W1, H, m->w + m->p_b1, B2, H, H);
         layer_relu_forward(ws->pr, ws->p1, B2 * H);
@@ -1078,12 +1152,8 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         /* view b: its own encoder pass */
         model_run *rb = &ws->eb;
         memset(ws->G0, 0, (size_t)B * (size_t)rb->T * (size_t)H * sizeof(float));
-        for (int b = 0; b < B; b++) {
-            layer_meanpool_backward(ws->G2 + ((int64_t)b * Ta + 1) * H, ws->dE + (int64_t)b * H,
-                                    ws->ea.n, H, H);
-            layer_meanpool_backward(ws->G0 + ((int64_t)b * rb->T + 1) * H,
-                                    ws->dE + (int64_t)(B + b) * H, N, H, H);
-        }
+        readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
+        readout_backward(m, rb, ws, B, atlas, N, ws->dE + (int64_t)B * H, ws->G0);
         float *dh0 = run_backward(m, rb, m->enc, ws, B, &d1, ws->G0);
         encoder_embed_backward(m, rb, ws, B, atlas, N, dh0);
     }

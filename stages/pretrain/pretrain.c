@@ -643,6 +643,10 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"proj", BGFM_OPT_INT, "128", 1, 65536, NULL, "projection width P"},
     {"n_max", BGFM_OPT_INT, "400", 0, 1 << 20, NULL,
      "input width for FC rows (D_in = n_max + k); 0: the largest atlas N"},
+    {"readout", BGFM_OPT_ENUM, "region", 1, 0, "region|mean",
+     "graph embedding: region (per-region projections in atlas order, model.md section 2) "
+     "or mean of the region rows"},
+    {"readout_dim", BGFM_OPT_INT, "8", 1, 1024, NULL, "region readout: width per region"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},
@@ -731,6 +735,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->Ld = (int)params_int(w, "decoder_layers");
     c->P = (int)params_int(w, "proj");
     c->N_max = (int)params_int(w, "n_max");
+    c->readout = model_readout_parse(params_str(w, "readout"));
+    c->rdim = (int)params_int(w, "readout_dim");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

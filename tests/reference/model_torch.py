@@ -73,6 +73,17 @@ def encoder(p, cfg, atlas, ai, X, idx, A):
     return h[1:]
 
 
+def readout(p, cfg, atlas, z, idx, N):
+    """model.md section 2: graph embedding of the node rows z (n, H) of nodes idx."""
+    if cfg["readout"] == "mean":
+        return z.mean(0)
+    # region readout: v = (N / n) * scatter(Wc z_i) into the regions' slots, e = W v + b
+    rd = cfg["readout_dim"]
+    pz = z @ p["readout/Wc"].T
+    v = torch.zeros(N, rd).index_put((idx,), pz) * (N / len(idx))
+    return p["readout/W/" + atlas] @ v.reshape(-1) + p["readout/b"]
+
+
 def node_inputs(C, R, cfg, N):
     X = torch.zeros(N, cfg["N_max"] + cfg["k"])
     X[:, :N] = C
@@ -97,6 +108,9 @@ def nt_xent(za, zb, tau):
 def losses(f, p):
     pa = f["params"].attrs
     cfg = {k: int(pa[k]) for k in ["H", "nh", "F", "k", "L", "Ld", "P", "N_max"]}
+    cfg["readout"] = s(pa["readout"]) if "readout" in pa else "mean"
+    if cfg["readout"] == "region":
+        cfg["readout_dim"] = int(pa["readout_dim"])
     atlases = s(pa["atlases"]).split(",")
     atlas = s(f.attrs["atlas"])
     ai = atlases.index(atlas)
@@ -153,13 +167,13 @@ def losses(f, p):
             sl = z @ z.T / math.sqrt(H)
             off = ~torch.eye(len(V), dtype=torch.bool)
             adj_l = adj_l + Fn.binary_cross_entropy_with_logits(sl[off], adj[b][V][:, V][off]) / B
-            ea.append(z.mean(0))
+            ea.append(readout(p, cfg, atlas, z, V, N))
         elif "gcl" in mode:
             X, A = corrupted(b, "a")
-            ea.append(encoder(p, cfg, atlas, ai, X, allidx, A).mean(0))
+            ea.append(readout(p, cfg, atlas, encoder(p, cfg, atlas, ai, X, allidx, A), allidx, N))
         if "gcl" in mode:
             X, A = corrupted(b, "b")
-            eb.append(encoder(p, cfg, atlas, ai, X, allidx, A).mean(0))
+            eb.append(readout(p, cfg, atlas, encoder(p, cfg, atlas, ai, X, allidx, A), allidx, N))
     if "gcl" in mode:
         cl = nt_xent(projection(p, torch.stack(ea)), projection(p, torch.stack(eb)), tau)
     total = lam[0] * rec + lam[1] * adj_l + lam[2] * cl

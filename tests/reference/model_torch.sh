@@ -12,6 +12,16 @@ for m in gmae gcl gmae+gcl; do
   check "grad dump ho $m" "$BGFM" grad --graphs "$T/g.h5" --atlas ho --indices 6,7,9 $ARCH \
     --mode "$m" --mask-ratio 0.3 --out "$T/ho_$m.h5"
 done
+# the mean readout (the region readout above is the default)
+check "grad dump aal gmae+gcl mean readout" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+  --indices 0,2,3,5 $ARCH --readout mean --out "$T/aal_mean.h5"
 $PY "$REF/model_torch.py" "$T"/aal_*.h5 "$T"/ho_*.h5
+# the dumps really carry the readout they claim
+$PY - "$T/aal_gcl.h5" "$T/aal_mean.h5" <<'PY' && ok "dumps record region / mean readouts" || notok "dumps record region / mean readouts"
+import sys, h5py
+a, b = (h5py.File(f, "r") for f in sys.argv[1:])
+assert a["params"].attrs["readout"] in (b"region", "region") and "readout/Wc" in a["params"]
+assert b["params"].attrs["readout"] in (b"mean", "mean") and "readout" not in b["params"]
+PY
 expect_rc "grad rejects a graph of another atlas" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,7 $ARCH --out "$T/x.h5"

@@ -43,9 +43,10 @@ static void make_graph(int N, int k, uint64_t g, float *fc, uint8_t *adj, float 
         for (int s = 0; s < k; s++) rw[i * k + s] = 0.1f * (float)s; /* constant: structure via A */
 }
 
-static void setup(model *m, model_ws *ws, int B) {
+static void setup_readout(model *m, model_ws *ws, int B, int readout) {
     model_cfg c = {0};
     c.H = 32, c.nh = 4, c.F = 64, c.k = 3, c.L = 2, c.Ld = 1, c.P = 16, c.N_max = 24;
+    c.readout = readout, c.rdim = 4;
     c.n_atlases = 2;
     strcpy(c.atlas[0], "a24"), strcpy(c.atlas[1], "b16");
     c.atlas_nodes[0] = 24, c.atlas_nodes[1] = 16;
@@ -54,6 +55,9 @@ static void setup(model *m, model_ws *ws, int B) {
     model_init_params(m, 42);
     assert_int_equal(model_ws_init(ws, m, B, &e), 0);
 }
+
+/* the pipeline's default: the region readout */
+static void setup(model *m, model_ws *ws, int B) { setup_readout(m, ws, B, MODEL_READOUT_REGION); }
 
 static void test_loss_falls(void **st) {
     (void)st;
@@ -132,7 +136,7 @@ static void test_deterministic_step(void **st) {
 /* The loops between the GEMMs run on as many threads as OpenBLAS (par.h): the step's
  * losses and gradients must not depend on that count. Odd batch (uneven split; B*T
  * rows enough for layer_gemm to cut the big products), every mode, dropout on, both
- * atlases. */
+ * atlases, both readouts. */
 static void test_threads_bit_identical(void **st) {
     (void)st;
     enum { B = 13 };
@@ -140,7 +144,8 @@ static void test_threads_bit_identical(void **st) {
     static uint8_t adj[B * 576];
     const int modes[3] = {MODEL_GMAE, MODEL_GCL, MODEL_GMAE_GCL};
     int nt0 = openblas_get_num_threads();
-    for (int atlas = 0; atlas < 2; atlas++) {
+    for (int cell = 0; cell < 4; cell++) {
+        int atlas = cell & 1, readout = cell >> 1;
         int N = atlas ? 16 : 24;
         for (int i = 0; i < B; i++)
             make_graph(N, 3, (uint64_t)(i + 7), fc + i * N * N, adj + i * N * N, rw + i * N * 3);
@@ -154,7 +159,7 @@ static void test_threads_bit_identical(void **st) {
                 openblas_set_num_threads(th);
                 model m;
                 model_ws ws;
-                setup(&m, &ws, B);
+                setup_readout(&m, &ws, B, readout);
                 assert_int_equal(ws.nthr, openblas_get_num_threads());
                 model_losses l;
                 model_step(&m, &ws, &bt, &hp, &l);
