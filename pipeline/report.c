@@ -1,6 +1,8 @@
 /* report.c: `bgfm report WORKDIR`: a short table of every probe stage's
- * report/probe.json in WORKDIR (AUC / accuracy / balanced accuracy with fold sd, and
- * the few-shot AUCs), then any scaling*.csv found in WORKDIR or its stage folders.
+ * report/probe.json in WORKDIR (AUC / accuracy / balanced accuracy with their sd over
+ * draws x folds, the few-shot AUCs, the effective dimension of each feature set, and the
+ * regression of numeric targets), then any scaling*.csv found in WORKDIR or its stage
+ * folders.
  * Includes the small JSON reader it needs. Not the probe itself (stages/probe/). */
 #include <dirent.h>
 #include <math.h>
@@ -198,21 +200,94 @@ static double jn_num(const jnode *v, const char *key) {
 }
 
 /* ---- the table -------------------------------------------------------------------- */
-static const char *const feats[] = {"pretrained", "random_init", "fc_baseline"};
+#define NFEAT 4
+static const char *const feats[NFEAT] = {"pretrained", "random_init", "fc_baseline", "fc_pca"};
 
 static void print_pm(double m, double sd) {
-    if (isnan(m)) printf("  %-15s", "n/a");
-    else printf("  %.4f +- %.4f", m, isnan(sd) ? 0.0 : sd);
+    if (isnan(m)) printf("  %-16s", "n/a");
+    else printf("  %7.4f +- %.4f", m, isnan(sd) ? 0.0 : sd);
 }
 
 static void print_view(const char *name, const jnode *b) {
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < NFEAT; t++) {
         const jnode *c = jn_get(b, feats[t]);
+        if (!c) continue; /* reports of format 1 have no fc_pca */
         printf("%-12s %-12s", t ? "" : name, feats[t]);
         print_pm(jn_num(c, "auc"), jn_num(c, "auc_sd"));
         print_pm(jn_num(c, "accuracy"), jn_num(c, "accuracy_sd"));
         print_pm(jn_num(c, "balanced_accuracy"), jn_num(c, "balanced_accuracy_sd"));
         printf("\n");
+    }
+}
+
+/* few-shot rows: key "k" (classification) or "n" (regression), one value per feature */
+static void print_few_shot(const jnode *fs, const char *key, const char *eff) {
+    printf("%-8s %-8s", key, !strcmp(key, "k") ? "k_eff" : "n_eff");
+    for (int t = 0; t < NFEAT; t++) printf(" %-12s", feats[t]);
+    printf("\n");
+    for (int i = 0; fs && fs->k == JN_ARR && i < fs->n; i++) {
+        const jnode *r = &fs->kid[i], *k = jn_get(r, key);
+        char kb[32];
+        if (k && k->k == JN_STR) snprintf(kb, sizeof kb, "%s", k->str);
+        else snprintf(kb, sizeof kb, "%.0f", k ? k->num : (double)NAN);
+        printf("%-8s %-8.2f", kb, jn_num(r, eff));
+        for (int t = 0; t < NFEAT; t++)
+            if (jn_get(r, feats[t])) printf(" %-12.4f", jn_num(r, feats[t]));
+        printf("\n");
+    }
+}
+
+/* effective dimension and subject share per atlas */
+static void print_collapse(const jnode *root) {
+    const jnode *ed = jn_get(root, "effective_dim"), *sh = jn_get(root, "subject_variance_share");
+    if (!ed || ed->k != JN_OBJ) return;
+    printf("\nrepresentation: participation ratio of the covariance (effective dimension) and "
+           "share of variance between subjects, per atlas\n");
+    printf("%-12s %-12s %-10s %-10s %-10s\n", "atlas", "features", "dim", "n_features",
+           "subject");
+    const jnode *at = jn_get(root, "atlases");
+    for (int i = 0; i < ed->n; i++) {
+        const jnode *nf = jn_get(jn_get(at, ed->keys[i]), "n_features");
+        for (int t = 0; t < NFEAT; t++)
+            printf("%-12s %-12s %-10.2f %-10.0f %-10.3f\n", t ? "" : ed->keys[i], feats[t],
+                   jn_num(&ed->kid[i], feats[t]), jn_num(nf, feats[t]),
+                   jn_num(jn_get(sh, ed->keys[i]), feats[t]));
+    }
+}
+
+static void print_rview(const char *name, const jnode *b) {
+    for (int t = 0; t < NFEAT; t++) {
+        const jnode *c = jn_get(b, feats[t]);
+        printf("%-12s %-12s", t ? "" : name, feats[t]);
+        print_pm(jn_num(c, "r2"), jn_num(c, "r2_sd"));
+        if (isnan(jn_num(c, "r2_oof"))) printf("  %-9s", "n/a");
+        else printf("  %9.4f", jn_num(c, "r2_oof"));
+        if (isnan(jn_num(c, "pearson_r"))) printf("  %-9s\n", "n/a");
+        else printf("  %9.4f\n", jn_num(c, "pearson_r"));
+    }
+}
+
+/* one block per target and the mean over targets: R2 (mean +- sd over repeats x folds),
+ * pooled out-of-fold R2, Pearson r, then the few-shot R2 of the pooled view */
+static void print_regression(const jnode *root) {
+    const jnode *rg = jn_get(root, "regression");
+    if (!rg || rg->k != JN_OBJ || rg->n == 0) return;
+    for (int i = 0; i < rg->n; i++) {
+        const jnode *b = &rg->kid[i];
+        if (b->k != JN_OBJ) continue;
+        int mean = !strcmp(rg->keys[i], "mean");
+        if (mean && rg->n <= 2) continue; /* one target: the mean repeats it */
+        if (mean) printf("\nregression: mean over %d targets\n", rg->n - 1);
+        else printf("\nregression of '%s' (ridge, alpha by leave-one-out on the training "
+                    "subjects; %.0f subjects)\n", rg->keys[i],
+                    jn_num(jn_get(b, "pooled"), "n_subjects"));
+        printf("%-12s %-12s  %-17s  %-9s  %-9s\n", "view", "features", "R2 (folds)", "R2 oof",
+               "Pearson r");
+        print_rview("pooled", jn_get(b, "pooled"));
+        const jnode *at = jn_get(b, "atlases");
+        for (int a = 0; at && at->k == JN_OBJ && a < at->n; a++) print_rview(at->keys[a], &at->kid[a]);
+        printf("few-shot R2 (pooled view; n training subjects)\n");
+        print_few_shot(jn_get(b, "few_shot"), "n", "n_effective");
     }
 }
 
@@ -230,12 +305,17 @@ static int report_probe(const char *path, const char *stage, bgfm_err *e) {
                          "the probe stage", path);
     }
     free(text);
-    const jnode *cls = jn_get(&root, "classes");
+    const jnode *cls = jn_get(&root, "classes"), *proto = jn_get(&root, "protocol");
+    double reps = jn_num(&root, "repeats");
     printf("probe stage '%s' (%s)\n", stage, path);
-    printf("  %.0f subjects, %.0f labelled graphs, %d classes, %.0f folds grouped by subject, "
-           "C = %g, seed %.0f\n\n", jn_num(&root, "n_subjects"), jn_num(&root, "n_graphs"),
-           cls ? cls->n : 0, jn_num(&root, "folds"), jn_num(&root, "C"), jn_num(&root, "seed"));
-    printf("%-12s %-12s  %-16s  %-16s  %-16s\n", "view", "features", "AUC", "accuracy",
+    printf("  %.0f subjects, %.0f labelled graphs, %d classes, %.0f folds grouped by subject x "
+           "%.0f draws, C = %g, seed %.0f\n", jn_num(&root, "n_subjects"),
+           jn_num(&root, "n_graphs"), cls ? cls->n : 0, jn_num(&root, "folds"),
+           isnan(reps) ? 1.0 : reps, jn_num(&root, "C"), jn_num(&root, "seed"));
+    if (proto && proto->k == JN_STR)
+        printf("  protocol %s: pretraining read %.0f graphs, %.0f probed subjects among them\n",
+               proto->str, jn_num(&root, "pretrain_graphs"), jn_num(&root, "overlap_subjects"));
+    printf("\n%-12s %-12s  %-17s  %-17s  %-17s\n", "view", "features", "AUC", "accuracy",
            "balanced acc");
     const jnode *pooled = jn_get(&root, "pooled");
     if (pooled) print_view("pooled", pooled);
@@ -244,17 +324,10 @@ static int report_probe(const char *path, const char *stage, bgfm_err *e) {
     const jnode *fs = jn_get(&root, "few_shot");
     if (fs && fs->k == JN_ARR && fs->n) {
         printf("\nfew-shot AUC (pooled view; k labelled training subjects per class)\n");
-        printf("%-8s %-8s %-12s %-12s %-12s\n", "k", "k_eff", feats[0], feats[1], feats[2]);
-        for (int i = 0; i < fs->n; i++) {
-            const jnode *r = &fs->kid[i], *k = jn_get(r, "k");
-            char kb[32];
-            if (k && k->k == JN_STR) snprintf(kb, sizeof kb, "%s", k->str);
-            else snprintf(kb, sizeof kb, "%.0f", k ? k->num : (double)NAN);
-            printf("%-8s %-8.2f", kb, jn_num(r, "k_effective"));
-            for (int t = 0; t < 3; t++) printf(" %-12.4f", jn_num(r, feats[t]));
-            printf("\n");
-        }
+        print_few_shot(fs, "k", "k_effective");
     }
+    print_collapse(&root);
+    print_regression(&root);
     printf("\n");
     jn_free(&root);
     return 0;
@@ -349,9 +422,11 @@ int cmd_report(bgfm_ctx *ctx, int argc, char **argv) {
         if (ctx->rank == 0)
             printf("usage: bgfm report WORKDIR\n\nPrints a table of every probe stage's "
                    "WORKDIR/<stage>/report/probe.json:\nAUC, accuracy and balanced accuracy "
-                   "(mean +- sd over folds) of the pretrained\nencoder, the random-init encoder "
-                   "and the FC baseline per view (pooled, each atlas),\nthen the few-shot AUCs; "
-                   "then any scaling*.csv in WORKDIR or its stage folders.\n");
+                   "(mean +- sd over draws x folds) of the\npretrained encoder, the random-init "
+                   "encoder, the FC baseline and its PCA per view\n(pooled, each atlas), the "
+                   "few-shot AUCs, the effective dimension of each\nfeature set, the R2 and "
+                   "Pearson r of every regression target; then any\nscaling*.csv in WORKDIR or "
+                   "its stage folders.\n");
         return 0;
     }
     int rc = 0;

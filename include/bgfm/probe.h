@@ -1,8 +1,9 @@
 /* probe.h: the `probe` stage (docs/probe.md): what pretraining buys, measured by
  * linear probes on frozen graph embeddings (pretrained encoder, randomly initialised
- * encoder of the same shape) and on the classic FC upper triangle, with folds grouped
- * by subject and stratified by label, few-shot curves, and report/probe.json.
- * Not the classifier (logreg.h), not the metrics (metrics.h), not `bgfm report`. */
+ * encoder of the same shape) and on the classic FC upper triangle and its PCA, with
+ * folds grouped by subject and stratified by label, repeated fold draws, few-shot
+ * curves, and report/probe.json. Not the classifier (logreg.h), not the regression
+ * side (regress.h), not the metrics (metrics.h), not `bgfm report`. */
 #ifndef BGFM_PROBE_H
 #define BGFM_PROBE_H
 
@@ -20,28 +21,37 @@ typedef struct probe_opts {
     logreg_opts lr;
     int n_k;
     int64_t k[PROBE_MAX_K]; /* labelled subjects per class in the training fold; 0 = all */
+    int repeats;            /* fold draws */
+    int pca_components;     /* fc_pca components asked for (capped by the data) */
+    int n_targets;
+    char *const *targets;   /* numeric participants.tsv columns (the options' strings) */
+    int all_targets;        /* target_subjects: all (else labelled subjects only) */
+    int n_n;
+    int64_t n[PROBE_MAX_K]; /* training subjects of the regression few-shot curve; 0 = all */
 } probe_opts;
 
 /* Folds grouped by subject and stratified by class. Subjects are given in a canonical
- * order (the stage sorts them by participant id); cls[s] in 0..K-1. The subjects of
- * each class are shuffled with rng(seed, RNG_PROBE, 1, class, 0) and dealt to folds
- * round-robin, the deal continuing across classes (class 0 first) so fold sizes
- * differ by at most one. fold[s] in 0..folds-1. Fails (BGFM_EDATA) when a class has
- * fewer subjects than folds, naming both counts. */
-int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int *fold,
-                bgfm_err *e);
+ * order (the stage sorts them by participant id); cls[s] in 0..K-1, or -1 for a subject
+ * without a label (fold[s] = -1). Repeat r: the subjects of each class are shuffled with
+ * rng(seed, RNG_PROBE, 1, class, r) and dealt to folds round-robin, the deal continuing
+ * across classes (class 0 first) so fold sizes differ by at most one. fold[s] in
+ * 0..folds-1. Fails (BGFM_EDATA) when a class has fewer subjects than folds, naming both
+ * counts. */
+int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int repeat,
+                int *fold, bgfm_err *e);
 
 /* Training subjects of fold f used at few-shot level k: for each class, the training
- * subjects (fold != f) in canonical order shuffled with rng(seed, RNG_PROBE, 2, f,
- * class), the first k kept (all when k == 0 or k exceeds the count), so smaller k give
- * subsets of larger k. use[s] = 1 when subject s trains. */
+ * subjects (fold != f, fold >= 0) in canonical order shuffled with rng(seed, RNG_PROBE,
+ * 2, f + 2^32 repeat, class), the first k kept (all when k == 0 or k exceeds the count),
+ * so smaller k give subsets of larger k. use[s] = 1 when subject s trains. */
 void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
-                    uint64_t seed, uint8_t *use);
+                    uint64_t seed, int repeat, uint8_t *use);
 
 /* Graph embedding of one graph in eval mode (model.md section 2: mean of the
  * encoder's region-node outputs over the full graph; no dropout, masking or
  * corruption). atlas = model atlas index, N its node count, fc/adj (N, N), rwse
- * (N, k). ws must come from model_ws_init(ws, m, 1 or more). out: H floats. */
+ * (N, k). ws must come from model_ws_init(ws, m, 1 or more). out: model_embed_dim(m)
+ * floats. */
 void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
                  const float *rwse, int64_t gidx, float *out);
 

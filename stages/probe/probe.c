@@ -1,5 +1,5 @@
-/* probe.c: the probe protocol's parts (probe.h): grouped stratified folds, few-shot
- * subsets, eval-mode graph embeddings, and one cross-validation cell.
+/* probe.c: the probe protocol's parts (probe.h): grouped stratified folds (per repeat),
+ * few-shot subsets, eval-mode graph embeddings, and one cross-validation cell.
  * Not the stage (stage.c: I/O, rank distribution, report) and not the classifier. */
 #include "bgfm/probe.h"
 
@@ -10,10 +10,11 @@
 #include "bgfm/metrics.h"
 #include "bgfm/rng.h"
 
-int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int *fold,
-                bgfm_err *e) {
+int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int repeat,
+                int *fold, bgfm_err *e) {
     int64_t *list = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *list, "folds");
     if (!list) return BGFM_ENOMEM;
+    for (int64_t s = 0; s < n_subj; s++) fold[s] = -1;
     int64_t deal = 0;
     for (int c = 0; c < K; c++) {
         int64_t m = 0;
@@ -26,7 +27,7 @@ int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed,
                              folds);
         }
         rng_stream r;
-        rng_init(&r, seed, RNG_PROBE, 1, (uint64_t)c, 0);
+        rng_init(&r, seed, RNG_PROBE, 1, (uint64_t)c, (uint64_t)repeat);
         rng_shuffle_i64(&r, list, m);
         for (int64_t j = 0; j < m; j++) fold[list[j]] = (int)(deal++ % folds);
     }
@@ -35,16 +36,16 @@ int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed,
 }
 
 void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
-                    uint64_t seed, uint8_t *use) {
+                    uint64_t seed, int repeat, uint8_t *use) {
     memset(use, 0, (size_t)n_subj);
     int64_t *list = malloc((size_t)(n_subj ? n_subj : 1) * sizeof *list);
     BGFM_ASSERT(list);
     for (int c = 0; c < K; c++) {
         int64_t m = 0;
         for (int64_t s = 0; s < n_subj; s++)
-            if (cls[s] == c && fold[s] != f) list[m++] = s;
+            if (cls[s] == c && fold[s] >= 0 && fold[s] != f) list[m++] = s;
         rng_stream r;
-        rng_init(&r, seed, RNG_PROBE, 2, (uint64_t)f, (uint64_t)c);
+        rng_init(&r, seed, RNG_PROBE, 2, (uint64_t)f + ((uint64_t)repeat << 32), (uint64_t)c);
         rng_shuffle_i64(&r, list, m);
         int64_t take = (k <= 0 || k > m) ? m : k;
         for (int64_t j = 0; j < take; j++) use[list[j]] = 1;

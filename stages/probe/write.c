@@ -1,0 +1,631 @@
+/* write.c: the probe stage's report (docs/probe.md "Outputs", docs/formats.md "Probe
+ * report"): probe.json, folds.csv, predictions.csv, regression_predictions.csv,
+ * embeddings.h5 and the few-shot plot. Rank 0 only; nothing here is collective.
+ * Not the computation (stage.c, data.c) and not `bgfm report` (pipeline/report.c). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bgfm/fsutil.h"
+#include "bgfm/h5io.h"
+#include "bgfm/json.h"
+#include "bgfm/log.h"
+#include "bgfm/metrics.h"
+#include "bgfm/probe_stage.h"
+#include "bgfm/regress.h"
+#include "bgfm/ridge.h"
+
+const char *const probe_feat_name[PROBE_NFEAT] = {"pretrained", "random_init", "fc_baseline",
+                                                  "fc_pca"};
+const char *const probe_met_name[PROBE_NMET] = {"auc", "accuracy", "balanced_accuracy"};
+
+double *probe_cell_at(const probe_results *p, int v, int t, int ki, int r, int f) {
+    return p->cell +
+           (((((int64_t)v * PROBE_NFEAT + t) * p->nk + ki) * p->R + r) * p->F + f) * PROBE_NMET;
+}
+double *probe_rcell_at(const probe_results *p, int tg, int v, int t, int ni, int r, int f) {
+    return p->rcell +
+           ((((((int64_t)tg * p->nv + v) * PROBE_NFEAT + t) * p->nn + ni) * p->R + r) * p->F + f) *
+               PROBE_NREG;
+}
+double *probe_rpred_at(const probe_results *p, int tg, int v, int t, int r) {
+    return p->rpred + ((((int64_t)tg * p->nv + v) * PROBE_NFEAT + t) * p->R + r) * p->ns;
+}
+
+/* mean and sd over repeats x folds */
+void probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
+                       double *sd) {
+    int n = p->R * p->F;
+    double *vals = malloc((size_t)n * sizeof *vals);
+    *mean = *sd = (double)NAN;
+    if (!vals) return;
+    for (int r = 0; r < p->R; r++)
+        for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_cell_at(p, v, t, ki, r, f)[q];
+    metrics_mean_sd(vals, n, mean, sd);
+    free(vals);
+}
+void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, double *mean,
+                       double *sd) {
+    int n = p->R * p->F;
+    double *vals = malloc((size_t)n * sizeof *vals);
+    *mean = *sd = (double)NAN;
+    if (!vals) return;
+    for (int r = 0; r < p->R; r++)
+        for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_rcell_at(p, tg, v, t, ni, r, f)[0];
+    metrics_mean_sd(vals, n, mean, sd);
+    free(vals);
+}
+
+static void num_list(FILE *f, const double *v, int n) {
+    fputs("[", f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        json_write_num(f, v[i]);
+    }
+    fputs("]", f);
+}
+
+static void kv(FILE *f, const char *key, double v) {
+    fprintf(f, ", \"%s\": ", key);
+    json_write_num(f, v);
+}
+
+/* ---- classification ------------------------------------------------------------------ */
+/* Out-of-fold AUC of repeat r: every labelled subject of the view scored once. */
+static double oof_auc(const probe_results *p, const probe_data *d, int v, int t, int r) {
+    const double *P = p->oof + ((((int64_t)v * PROBE_NFEAT + t) * p->R + r) * p->ns) * p->K;
+    int *y = malloc((size_t)(p->ns ? p->ns : 1) * sizeof *y);
+    double *Ps = malloc((size_t)((p->ns ? p->ns : 1) * p->K) * sizeof *Ps);
+    double auc = (double)NAN;
+    int64_t m = 0;
+    if (y && Ps) {
+        for (int64_t s = 0; s < p->ns; s++) {
+            double tot = 0;
+            for (int k = 0; k < p->K; k++) tot += P[s * p->K + k];
+            if (tot <= 0) continue; /* unlabelled, or absent from this view */
+            memcpy(Ps + m * p->K, P + s * p->K, (size_t)p->K * sizeof *Ps);
+            y[m++] = d->cls[s];
+        }
+        auc = metrics_auc_ovr(Ps, y, m, p->K);
+    }
+    free(y);
+    free(Ps);
+    return auc;
+}
+
+static void write_block(FILE *f, const probe_results *p, const probe_data *d, int v, int t) {
+    fputs("{", f);
+    for (int q = 0; q < PROBE_NMET; q++) {
+        double mean, sd;
+        probe_cls_mean_sd(p, v, t, p->main_k, q, &mean, &sd);
+        fprintf(f, "%s\"%s\": ", q ? ", " : "", probe_met_name[q]);
+        json_write_num(f, mean);
+        fprintf(f, ", \"%s_sd\": ", probe_met_name[q]);
+        json_write_num(f, sd);
+    }
+    double rep[1024], fo[1024], oof[1024];
+    int R = p->R < 1024 ? p->R : 1024, F = p->F < 1024 ? p->F : 1024;
+    fputs(", \"auc_folds\": [", f);
+    for (int r = 0; r < R; r++) {
+        for (int k = 0; k < F; k++) fo[k] = probe_cell_at(p, v, t, p->main_k, r, k)[0];
+        double sd;
+        metrics_mean_sd(fo, F, &rep[r], &sd);
+        oof[r] = oof_auc(p, d, v, t, r);
+        fputs(r ? ", " : "", f);
+        num_list(f, fo, F);
+    }
+    fputs("], \"auc_repeats\": ", f);
+    num_list(f, rep, R);
+    double m, sd;
+    metrics_mean_sd(oof, R, &m, &sd);
+    kv(f, "auc_oof", m);
+    kv(f, "auc_oof_sd", sd);
+    fputs(", \"auc_oof_repeats\": ", f);
+    num_list(f, oof, R);
+    fputs("}", f);
+}
+
+static void write_few_shot(FILE *f, const probe_results *p, int v, const char *ind) {
+    fputs("[", f);
+    for (int ki = 0; ki < p->n_klist; ki++) {
+        fprintf(f, "%s\n%s  {\"k\": ", ki ? "," : "", ind);
+        if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
+        else fputs("\"all\"", f);
+        kv(f, "k_effective", p->keff[ki]);
+        for (int t = 0; t < PROBE_NFEAT; t++) {
+            double mean, sd;
+            char key[64];
+            probe_cls_mean_sd(p, v, t, ki, 0, &mean, &sd);
+            kv(f, probe_feat_name[t], mean);
+            snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
+            kv(f, key, sd);
+        }
+        fputs("}", f);
+    }
+    fprintf(f, "\n%s]", ind);
+}
+
+/* ---- regression ---------------------------------------------------------------------- */
+/* Out-of-fold R2 and Pearson r of repeat r over the view's subjects with the target. */
+static void oof_reg(const probe_report_ctx *c, int tg, int v, int t, int r, double *r2,
+                    double *pr) {
+    const probe_data *d = c->d;
+    const probe_results *p = c->p;
+    const int *fold = d->rfold + ((int64_t)tg * p->R + r) * d->ns;
+    const double *pred = probe_rpred_at(p, tg, v, t, r), *y = d->y + (int64_t)tg * d->ns;
+    double *a = malloc((size_t)(d->ns ? d->ns : 1) * sizeof *a);
+    double *b = malloc((size_t)(d->ns ? d->ns : 1) * sizeof *b);
+    int64_t m = 0;
+    *r2 = *pr = (double)NAN;
+    if (a && b) {
+        for (int64_t s = 0; s < d->ns; s++)
+            if (fold[s] >= 0 && c->views[v].present[s]) a[m] = y[s], b[m++] = pred[s];
+        *r2 = regress_r2(a, b, m);
+        *pr = regress_pearson(a, b, m);
+    }
+    free(a);
+    free(b);
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int t, double *sum) {
+    const probe_results *p = c->p;
+    double mean, sd, fo[1024], r2o[1024], pr[1024], al[4096];
+    int R = p->R < 1024 ? p->R : 1024, F = p->F < 1024 ? p->F : 1024, na = 0;
+    probe_reg_mean_sd(p, tg, v, t, p->main_n, &mean, &sd);
+    fputs("{\"r2\": ", f);
+    json_write_num(f, mean);
+    kv(f, "r2_sd", sd);
+    sum[0] += mean;
+    sum[1] += sd;
+    fputs(", \"r2_folds\": [", f);
+    for (int r = 0; r < R; r++) {
+        for (int k = 0; k < F; k++) {
+            const double *cell = probe_rcell_at(p, tg, v, t, p->main_n, r, k);
+            fo[k] = cell[0];
+            if (na < 4096) al[na++] = cell[1];
+        }
+        fputs(r ? ", " : "", f);
+        num_list(f, fo, F);
+        oof_reg(c, tg, v, t, r, &r2o[r], &pr[r]);
+    }
+    fputs("]", f);
+    metrics_mean_sd(r2o, R, &mean, &sd);
+    kv(f, "r2_oof", mean);
+    kv(f, "r2_oof_sd", sd);
+    sum[2] += mean;
+    fputs(", \"r2_oof_repeats\": ", f);
+    num_list(f, r2o, R);
+    metrics_mean_sd(pr, R, &mean, &sd);
+    kv(f, "pearson_r", mean);
+    kv(f, "pearson_r_sd", sd);
+    sum[3] += mean;
+    fputs(", \"pearson_r_repeats\": ", f);
+    num_list(f, pr, R);
+    qsort(al, (size_t)na, sizeof *al, cmp_dbl);
+    kv(f, "alpha_median", na ? (na % 2 ? al[na / 2] : 0.5 * (al[na / 2 - 1] + al[na / 2])) : (double)NAN);
+    fputs("}", f);
+}
+
+/* few-shot rows of target tg (tg = -1: mean over targets) in view v */
+static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind) {
+    const probe_results *p = c->p;
+    fputs("[", f);
+    for (int ni = 0; ni < p->n_nlist; ni++) {
+        fprintf(f, "%s\n%s  {\"n\": ", ni ? "," : "", ind);
+        if (p->nsz[ni]) fprintf(f, "%lld", (long long)p->nsz[ni]);
+        else fputs("\"all\"", f);
+        double ne = 0;
+        int cnt = 0;
+        for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++)
+            for (int r = 0; r < p->R; r++)
+                for (int k = 0; k < p->F; k++) ne += probe_rcell_at(p, q, v, 0, ni, r, k)[2], cnt++;
+        kv(f, "n_effective", cnt ? ne / cnt : (double)NAN);
+        for (int t = 0; t < PROBE_NFEAT; t++) {
+            double mean = 0, sd = 0, m1, s1;
+            int nt = 0;
+            for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++) {
+                probe_reg_mean_sd(p, q, v, t, ni, &m1, &s1);
+                mean += m1, sd += s1, nt++;
+            }
+            char key[64];
+            kv(f, probe_feat_name[t], mean / nt);
+            snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
+            kv(f, key, sd / nt);
+        }
+        fputs("}", f);
+    }
+    fprintf(f, "\n%s]", ind);
+}
+
+/* "<view>": {...} of target tg; sums (per feature: r2, r2_sd, r2_oof, pearson_r) added
+ * into msum for the mean over targets */
+static void write_rview(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind,
+                        double *msum) {
+    const probe_data *d = c->d;
+    int64_t n = 0;
+    for (int64_t s = 0; s < d->ns; s++)
+        n += c->views[v].present[s] && d->rfold[(int64_t)tg * c->p->R * d->ns + s] >= 0;
+    fprintf(f, "{\n%s  \"n_subjects\": %lld", ind, (long long)n);
+    for (int t = 0; t < PROBE_NFEAT; t++) {
+        fprintf(f, ",\n%s  \"%s\": ", ind, probe_feat_name[t]);
+        write_rblock(f, c, tg, v, t, msum + ((int64_t)v * PROBE_NFEAT + t) * 4);
+    }
+    fprintf(f, ",\n%s  \"few_shot\": ", ind);
+    write_rfew(f, c, tg, v, ind);
+    fprintf(f, "\n%s}", ind);
+}
+
+static void write_rmean(FILE *f, const probe_report_ctx *c, int v, const double *msum,
+                        const char *ind) {
+    static const char *const k4[4] = {"r2", "r2_sd", "r2_oof", "pearson_r"};
+    fputs("{", f);
+    for (int t = 0; t < PROBE_NFEAT; t++) {
+        fprintf(f, "%s\n%s  \"%s\": {", t ? "," : "", ind, probe_feat_name[t]);
+        for (int q = 0; q < 4; q++) {
+            fprintf(f, "%s\"%s\": ", q ? ", " : "", k4[q]);
+            json_write_num(f, msum[((int64_t)v * PROBE_NFEAT + t) * 4 + q] / c->p->NT);
+        }
+        fputs("}", f);
+    }
+    fprintf(f, ",\n%s  \"few_shot\": ", ind);
+    write_rfew(f, c, -1, v, ind);
+    fprintf(f, "\n%s}", ind);
+}
+
+static int write_regression(FILE *f, const probe_report_ctx *c, bgfm_err *e) {
+    const probe_results *p = c->p;
+    int nv = p->nv, pooled = nv - 1;
+    double *msum = calloc((size_t)nv * PROBE_NFEAT * 4, sizeof *msum);
+    if (!msum) return bgfm_fail(e, BGFM_ENOMEM, "probe: out of memory writing the report");
+    fputs(",\n  \"regression\": {", f);
+    for (int tg = 0; tg < p->NT; tg++) {
+        fprintf(f, "%s\n    ", tg ? "," : "");
+        json_write_str(f, c->d->tname[tg]);
+        fputs(": {\n      \"pooled\": ", f);
+        write_rview(f, c, tg, pooled, "      ", msum);
+        fputs(",\n      \"atlases\": {", f);
+        for (int v = 0; v < pooled; v++) {
+            fprintf(f, "%s\n        \"%s\": ", v ? "," : "", c->views[v].name);
+            write_rview(f, c, tg, v, "        ", msum);
+        }
+        fputs("\n      },\n      \"few_shot\": ", f);
+        write_rfew(f, c, tg, pooled, "      ");
+        fputs("\n    }", f);
+    }
+    fprintf(f, "%s\n    \"mean\": {\n      \"pooled\": ", p->NT ? "," : "");
+    if (p->NT) write_rmean(f, c, pooled, msum, "      ");
+    else fputs("null", f);
+    fputs(",\n      \"atlases\": {", f);
+    for (int v = 0; v < pooled; v++) {
+        fprintf(f, "%s\n        \"%s\": ", v ? "," : "", c->views[v].name);
+        if (p->NT) write_rmean(f, c, v, msum, "        ");
+        else fputs("null", f);
+    }
+    fputs("\n      },\n      \"few_shot\": ", f);
+    if (p->NT) write_rfew(f, c, -1, pooled, "      ");
+    else fputs("[]", f);
+    fputs("\n    }\n  }", f);
+    free(msum);
+    return 0;
+}
+
+/* ---- probe.json ----------------------------------------------------------------------- */
+static void write_header(FILE *f, const probe_report_ctx *c) {
+    const probe_data *d = c->d;
+    const probe_opts *o = c->o;
+    fputs("{\n  \"format\": \"bgfm-probe\",\n  \"format_version\": 2,\n  \"stage\": ", f);
+    json_write_str(f, c->r->stage->name);
+    fputs(",\n  \"checkpoint\": ", f);
+    json_write_str(f, c->ckpt);
+    fputs(",\n  \"graphs\": ", f);
+    json_write_str(f, c->gpath);
+    fputs(",\n  \"protocol\": ", f);
+    json_write_str(f, d->protocol);
+    fprintf(f, ",\n  \"pretrain_graphs\": %lld,\n  \"pretrain_graphs_listed\": %s,\n"
+            "  \"overlap_subjects\": %lld", (long long)d->n_pre, d->has_pre ? "true" : "false",
+            (long long)d->overlap);
+    fprintf(f, ",\n  \"seed\": %llu,\n  \"init_seed\": %llu,\n  \"folds\": %d,\n"
+            "  \"repeats\": %d,\n  \"C\": ", (unsigned long long)o->seed,
+            (unsigned long long)c->r->pipe->seed, o->folds, o->repeats);
+    json_write_num(f, o->lr.C);
+    int64_t nlab = 0, glab = 0;
+    for (int64_t s = 0; s < d->ns; s++) nlab += d->cls[s] >= 0;
+    for (int64_t j = 0; j < d->nl; j++) glab += d->cls[d->subj[j]] >= 0;
+    fprintf(f, ",\n  \"hidden\": %lld,\n  \"embed_dim\": %lld,\n  \"pca_components\": %d,\n"
+            "  \"n_subjects\": %lld,\n  \"n_graphs\": %lld,\n  \"probed_subjects\": %lld,\n"
+            "  \"probed_graphs\": %lld,\n  \"classes\": [", (long long)c->H, (long long)d->E,
+            c->pca_request, (long long)nlab, (long long)glab, (long long)d->ns, (long long)d->nl);
+    for (int k = 0; k < d->K; k++) fprintf(f, "%s%lld", k ? ", " : "", (long long)d->labels[k]);
+    fputs("],\n  \"class_subjects\": [", f);
+    for (int k = 0; k < d->K; k++) {
+        int64_t n = 0;
+        for (int64_t s = 0; s < d->ns; s++) n += d->cls[s] == k;
+        fprintf(f, "%s%lld", k ? ", " : "", (long long)n);
+    }
+    fputs("],\n  \"targets\": [", f);
+    for (int q = 0; q < d->NT; q++) {
+        fputs(q ? ", " : "", f);
+        json_write_str(f, d->tname[q]);
+    }
+    fprintf(f, "],\n  \"target_subjects\": \"%s\",\n  \"ridge\": {\"criterion\": "
+            "\"leave-one-out\", \"alpha_grid\": {\"from\": 1e-3, \"to\": 1e5, \"points\": %d, "
+            "\"times\": \"n_features\"}}", o->all_targets ? "all" : "labelled", RIDGE_GRID);
+}
+
+/* fc_pca fits, effective dimension and subject share per atlas */
+static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
+    const probe_data *d = c->d;
+    fputs(",\n  \"fc_pca\": {", f);
+    for (int a = 0; a < d->A; a++) {
+        fprintf(f, "%s\n    \"%s\": {\"components\": %d, \"fitting_graphs\": %lld, "
+                "\"variance_share\": ", a ? "," : "", c->views[a].name, d->pk[a],
+                (long long)d->pca_nfit[a]);
+        json_write_num(f, d->pca_share[a]);
+        fputs("}", f);
+    }
+    const char *what[2] = {"effective_dim", "subject_variance_share"};
+    const double *val[2] = {c->p->edim, c->p->sshare};
+    for (int w = 0; w < 2; w++) {
+        fprintf(f, "\n  },\n  \"%s\": {", what[w]);
+        for (int a = 0; a < d->A; a++) {
+            fprintf(f, "%s\n    \"%s\": {", a ? "," : "", c->views[a].name);
+            for (int t = 0; t < PROBE_NFEAT; t++) {
+                fprintf(f, "%s\"%s\": ", t ? ", " : "", probe_feat_name[t]);
+                json_write_num(f, val[w][a * PROBE_NFEAT + t]);
+            }
+            fputs("}", f);
+        }
+    }
+    fputs("\n  }", f);
+}
+
+int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e) {
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    const probe_results *p = c->p;
+    write_header(f, c);
+    write_diagnostics(f, c);
+    int pooled = p->nv - 1;
+    for (int v = 0; v < p->nv; v++) {
+        const probe_view *w = &c->views[v];
+        if (v == pooled) fputs(",\n  \"pooled\": {", f);
+        else if (v == 0) fprintf(f, ",\n  \"atlases\": {\n    \"%s\": {", w->name);
+        else fprintf(f, ",\n    \"%s\": {", w->name);
+        const char *ind = v == pooled ? "    " : "      ";
+        fprintf(f, "\n%s\"n_samples\": %lld, \"n_features\": {", ind, (long long)w->n);
+        for (int t = 0; t < PROBE_NFEAT; t++)
+            fprintf(f, "%s\"%s\": %lld", t ? ", " : "", probe_feat_name[t], (long long)w->D[t]);
+        fputs("}", f);
+        for (int t = 0; t < PROBE_NFEAT; t++) {
+            fprintf(f, ",\n%s\"%s\": ", ind, probe_feat_name[t]);
+            write_block(f, p, c->d, v, t);
+        }
+        fprintf(f, ",\n%s\"few_shot\": ", ind);
+        write_few_shot(f, p, v, ind);
+        fprintf(f, "\n%s}", v == pooled ? "  " : "    ");
+        if (v == pooled - 1) fputs("\n  }", f);
+    }
+    fputs(",\n  \"few_shot\": ", f);
+    write_few_shot(f, p, pooled, "  ");
+    int rc = write_regression(f, c, e);
+    fputs("\n}\n", f);
+    if (fclose(f) && !rc) rc = bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
+    return rc;
+}
+
+/* ---- CSV files ---------------------------------------------------------------------- */
+static int write_folds_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
+    const probe_data *d = c->d;
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/folds.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    fputs("graph,participant_id,atlas,window,label,fold", f);
+    for (int r = 1; r < d->R; r++) fprintf(f, ",fold_%d", r);
+    fputs("\n", f);
+    for (int64_t j = 0; j < d->nl; j++) {
+        int64_t s = d->subj[j];
+        if (d->cls[s] < 0) continue;
+        fprintf(f, "%lld,%s,%s,%lld,%lld", (long long)d->g[j], d->sid[s],
+                graphs_atlas_name(c->gs, d->atl[j]), (long long)d->win[j],
+                (long long)d->labels[d->cls[s]]);
+        for (int r = 0; r < d->R; r++) fprintf(f, ",%d", d->fold[(int64_t)r * d->ns + s]);
+        fputs("\n", f);
+    }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
+    return 0;
+}
+
+static int write_pred_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
+    const probe_data *d = c->d;
+    const probe_results *p = c->p;
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/predictions.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    fputs("view,features,repeat,participant_id,label,fold", f);
+    for (int k = 0; k < d->K; k++) fprintf(f, ",p_%lld", (long long)d->labels[k]);
+    fputs("\n", f);
+    for (int v = 0; v < p->nv; v++)
+        for (int t = 0; t < PROBE_NFEAT; t++)
+            for (int r = 0; r < p->R; r++) {
+                const double *P =
+                    p->oof + ((((int64_t)v * PROBE_NFEAT + t) * p->R + r) * p->ns) * p->K;
+                for (int64_t s = 0; s < d->ns; s++) {
+                    double tot = 0;
+                    for (int k = 0; k < d->K; k++) tot += P[s * d->K + k];
+                    if (tot <= 0) continue;
+                    fprintf(f, "%s,%s,%d,%s,%lld,%d", c->views[v].name, probe_feat_name[t], r,
+                            d->sid[s], (long long)d->labels[d->cls[s]],
+                            d->fold[(int64_t)r * d->ns + s]);
+                    for (int k = 0; k < d->K; k++) fprintf(f, ",%.17g", P[s * d->K + k]);
+                    fputs("\n", f);
+                }
+            }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
+    return 0;
+}
+
+static int write_rpred_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
+    const probe_data *d = c->d;
+    const probe_results *p = c->p;
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/regression_predictions.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    fputs("target,view,features,repeat,participant_id,fold,y,prediction\n", f);
+    for (int tg = 0; tg < p->NT; tg++)
+        for (int v = 0; v < p->nv; v++)
+            for (int t = 0; t < PROBE_NFEAT; t++)
+                for (int r = 0; r < p->R; r++) {
+                    const int *fold = d->rfold + ((int64_t)tg * p->R + r) * d->ns;
+                    const double *pred = probe_rpred_at(p, tg, v, t, r);
+                    for (int64_t s = 0; s < d->ns; s++) {
+                        if (fold[s] < 0 || !c->views[v].present[s]) continue;
+                        fprintf(f, "%s,%s,%s,%d,%s,%d,%.17g,%.17g\n", d->tname[tg],
+                                c->views[v].name, probe_feat_name[t], r, d->sid[s], fold[s],
+                                d->y[(int64_t)tg * d->ns + s], pred[s]);
+                    }
+                }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
+    return 0;
+}
+
+int probe_write_csvs(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
+    int rc = write_folds_csv(c, dir, e);
+    if (!rc) rc = write_pred_csv(c, dir, e);
+    if (!rc && c->p->NT) rc = write_rpred_csv(c, dir, e);
+    return rc;
+}
+
+/* ---- few-shot plot ------------------------------------------------------------------- */
+static int write_plot_files(const probe_report_ctx *c, const char *dat, const char *gp,
+                            bgfm_err *e) {
+    const probe_results *p = c->p;
+    FILE *f = fopen(dat, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", dat, strerror(errno));
+    fputs("# k_label k_effective pretrained pretrained_sd random_init random_init_sd "
+          "fc_baseline fc_baseline_sd fc_pca fc_pca_sd (AUC, mean and sd over repeats x folds)\n",
+          f);
+    for (int ki = 0; ki < p->n_klist; ki++) {
+        if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
+        else fprintf(f, "\"all (%.3g)\"", p->keff[ki]);
+        fprintf(f, " %.6g", p->keff[ki]);
+        for (int t = 0; t < PROBE_NFEAT; t++) {
+            double mean, sd;
+            probe_cls_mean_sd(p, p->nv - 1, t, ki, 0, &mean, &sd);
+            fprintf(f, " %.6g %.6g", mean, sd);
+        }
+        fputs("\n", f);
+    }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", dat);
+    if (!(f = fopen(gp, "w")))
+        return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", gp, strerror(errno));
+    fprintf(f,
+            "# few_shot.gp: run in this folder with `gnuplot few_shot.gp`\n"
+            "set terminal pngcairo size 900,600 enhanced font 'DejaVu Sans,12'\n"
+            "set output 'few_shot.png'\n"
+            "set title 'Linear probe (%s, %lld subjects, %d-fold CV grouped by subject, %d draws)'\n"
+            "set xlabel 'labelled training subjects per class'\n"
+            "set ylabel 'ROC AUC (mean +- sd over draws x folds)'\n"
+            "set yrange [0:1.12]\nset logscale x 2\nset key bottom right box opaque\n"
+            "set grid ytics\nset offsets graph 0.05, graph 0.05, 0, 0\n"
+            "set arrow from graph 0, first 0.5 to graph 1, first 0.5 nohead dt 2 lc rgb 'gray40'\n"
+            "set label 'chance' at graph 0.01, first 0.52 tc rgb 'gray40'\n"
+            "plot 'few_shot.dat' u ($2*0.955):3:4:xtic(1) w yerrorlines lw 2 pt 7 lc rgb '#1b6ac9' t 'pretrained encoder', \\\n"
+            "     '' u ($2*0.985):5:6 w yerrorlines lw 2 pt 5 lc rgb '#d95f02' t 'random-init encoder', \\\n"
+            "     '' u ($2*1.015):7:8 w yerrorlines lw 2 pt 9 lc rgb '#1b9e77' t 'FC upper triangle', \\\n"
+            "     '' u ($2*1.045):9:10 w yerrorlines lw 2 pt 13 lc rgb '#7570b3' t 'PCA of FC (pretraining graphs)'\n",
+            p->nv > 2 ? "atlases pooled" : c->views[0].name, (long long)p->ns, p->F, p->R);
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", gp);
+    return 0;
+}
+
+/* few_shot.dat + few_shot.gp, then gnuplot (fork/exec, no shell) -> few_shot.png. */
+int probe_write_plot(bgfm_ctx *ctx, const probe_report_ctx *c, const char *dir) {
+    char dat[4400], gp[4400], png[4400];
+    snprintf(dat, sizeof dat, "%s/few_shot.dat", dir);
+    snprintf(gp, sizeof gp, "%s/few_shot.gp", dir);
+    snprintf(png, sizeof png, "%s/few_shot.png", dir);
+    int rc = write_plot_files(c, dat, gp, &ctx->err);
+    if (rc) return rc;
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warn(ctx, "probe: cannot start gnuplot (fork: %s); %s and %s are written, run "
+                 "`gnuplot few_shot.gp` in %s", strerror(errno), dat, gp, dir);
+        return 0;
+    }
+    if (pid == 0) {
+        if (chdir(dir) != 0) _exit(126);
+        char *const argv[] = {(char *)(uintptr_t) "gnuplot", (char *)(uintptr_t) "few_shot.gp", NULL};
+        execvp("gnuplot", argv);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !fs_exists(png))
+        log_warn(ctx, "probe: gnuplot %s (status %d); %s and %s are written, run `gnuplot "
+                 "few_shot.gp` in %s to draw few_shot.png",
+                 WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "is not installed" : "failed",
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, dat, gp, dir);
+    return 0;
+}
+
+/* ---- embeddings.h5 ------------------------------------------------------------------ */
+/* /graph, /participant_id, /atlas, /pretrained, /random_init, /fc_pca (NaN beyond the
+ * graph's atlas's components); root attributes format, format_version, embed_dim. */
+int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err *e) {
+    const probe_data *d = c->d;
+    int kmax = 0;
+    for (int a = 0; a < d->A; a++) kmax = d->pk[a] > kmax ? d->pk[a] : kmax;
+    double *S = bgfm_malloc(e, (size_t)((d->nl ? d->nl : 1) * (kmax ? kmax : 1)) * sizeof *S,
+                            "embeddings");
+    const char **pid = bgfm_calloc(e, (size_t)(d->nl ? d->nl : 1), sizeof *pid, "embeddings");
+    const char **an = bgfm_calloc(e, (size_t)(d->nl ? d->nl : 1), sizeof *an, "embeddings");
+    if (!S || !pid || !an) {
+        free(S);
+        free(pid);
+        free(an);
+        return BGFM_ENOMEM;
+    }
+    for (int64_t j = 0; j < d->nl; j++) {
+        int k = d->pk[d->atl[j]];
+        for (int q = 0; q < kmax; q++) S[j * kmax + q] = q < k ? d->pcv[d->pcoff[j] + q] : (double)NAN;
+        pid[j] = d->sid[d->subj[j]];
+        an[j] = graphs_atlas_name(c->gs, d->atl[j]);
+    }
+    hid_t f = h5io_create(MPI_COMM_SELF, path, e);
+    int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
+    hsize_t n1[1] = {(hsize_t)d->nl}, n2[2] = {(hsize_t)d->nl, (hsize_t)d->E},
+            n3[2] = {(hsize_t)d->nl, (hsize_t)kmax};
+    int64_t ver = 1, E = d->E;
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "format", "bgfm-embeddings", e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &ver, 1, e);
+    if (!rc) rc = h5io_attr_set_i64(f, NULL, "embed_dim", &E, 1, e);
+    if (!rc) rc = h5io_write_small(f, "/graph", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, n1, d->g, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/participant_id", pid, d->nl, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/atlas", an, d->nl, 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/pretrained", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n2,
+                              d->emb[0], 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/random_init", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n2,
+                              d->emb[1], 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/fc_pca", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n3, S, 0, e);
+    int rc2 = f >= 0 ? h5io_close(&f, path, e) : 0;
+    free(S);
+    free(pid);
+    free(an);
+    return rc ? rc : rc2;
+}
