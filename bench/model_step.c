@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     if (!ts) return 1;
     for (int s = 0; s < warm + steps; s++) {
         for (int b = 0; b < B; b++) gidx[b] = (int64_t)s * B + b;
-        model_batch bt = {0, B, N, fc, adj, rw, gidx};
+        model_batch bt = {0, B, N, fc, adj, rw, gidx, NULL, NULL, NULL};
         model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, s, s};
         model_losses ls;
         double t0 = now(), c0 = cpu_seconds();

@@ -90,13 +90,19 @@ int64_t model_embed_dim(const model *m);
 int model_atlas_find(const model *m, const char *name);
 
 /* One batch: B graphs of ONE atlas (model atlas index), N = that atlas's node count.
- * fc (B,N,N), adj (B,N,N), rwse (B,N,k); gidx: global graph indices (key the draws). */
+ * fc (B,N,N), adj (B,N,N), rwse (B,N,k); gidx: global graph indices (key the draws).
+ * fc_b, adj_b, rwse_b (same shapes, or all NULL): the graphs GCL's view b is made from,
+ * graph b's positive partner (another window of the same scan: model.md section 4);
+ * NULL: view b is a corruption of the graph itself. */
 typedef struct model_batch {
     int atlas, B, N;
     const float *fc;
     const uint8_t *adj;
     const float *rwse;
     const int64_t *gidx;
+    const float *fc_b;
+    const uint8_t *adj_b;
+    const float *rwse_b;
 } model_batch;
 
 /* Per-step hyper-parameters and keys of the draws. */

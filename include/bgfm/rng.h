@@ -18,6 +18,7 @@ enum rng_purpose {
     RNG_SYNTH = 7,     /* synthetic data (i0 = subject, i1 = what) */
     RNG_PROBE = 8,     /* fold assignment, classifier init */
     RNG_WINDOW = 9,
+    RNG_PARTNER = 10,  /* GCL positive partner (i0 = epoch, i1 = global graph index) */
     RNG_USER = 100
 };
 

@@ -49,6 +49,11 @@ int grad_dump_write(const char *path, const model *m, const model_ws *ws, const 
     if (!rc) rc = put(f, "/inputs/adj", H5T_STD_U8LE, H5T_NATIVE_UINT8, 3, bnn, bt->adj, e);
     if (!rc) rc = put(f, "/inputs/rwse", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnk, bt->rwse, e);
     if (!rc) rc = put(f, "/inputs/graph_index", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, bn, bt->gidx, e);
+    if (!rc && bt->fc_b) { /* view b's source graphs (--partners) */
+        rc = put(f, "/inputs/fc_b", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnn, bt->fc_b, e);
+        if (!rc) rc = put(f, "/inputs/adj_b", H5T_STD_U8LE, H5T_NATIVE_UINT8, 3, bnn, bt->adj_b, e);
+        if (!rc) rc = put(f, "/inputs/rwse_b", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, bnk, bt->rwse_b, e);
+    }
     if (!rc) rc = put(f, "/draws/mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, bn, ws->mask, e);
     /* corrupted views: flags, the noise where corrupt (read back from the view's input) */
     for (int v = 0; v < 2 && !rc; v++) {
@@ -73,14 +78,14 @@ int grad_dump_write(const char *path, const model *m, const model_ws *ws, const 
 
 /* ---- the command ------------------------------------------------------------------ */
 typedef struct grad_args {
-    const char *graphs, *atlas, *indices, *ckpt, *out, *mode;
+    const char *graphs, *atlas, *indices, *partners, *ckpt, *out, *mode;
     int64_t init_seed, seed, epoch;
     int has_init, has_seed;
     model_cfg cfg;
     model_hp hp;
 } grad_args;
 
-static int parse_indices(const char *s, int64_t **out, int *n, bgfm_err *e) {
+static int parse_indices(const char *opt, const char *s, int64_t **out, int *n, bgfm_err *e) {
     int cap = 1;
     for (const char *p = s; *p; p++) cap += *p == ',';
     int64_t *v = bgfm_malloc(e, (size_t)cap * sizeof *v, "graph indices");
@@ -92,7 +97,7 @@ static int parse_indices(const char *s, int64_t **out, int *n, bgfm_err *e) {
     }
     int k = 0, rc = 0;
     for (char *p = dup, *tok; (tok = strsep(&p, ",")) != NULL && !rc;)
-        rc = cli_parse_i64("--indices", tok, 0, INT64_MAX, &v[k++], e);
+        rc = cli_parse_i64(opt, tok, 0, INT64_MAX, &v[k++], e);
     free(dup);
     if (rc) {
         free(v);
@@ -110,9 +115,11 @@ static const char *grad_usage =
     "                 [--hidden 128] [--heads 4] [--ffn 256] [--layers 2] [--decoder-layers 1]\n"
     "                 [--proj 128] [--n-max 400] [--mask-ratio 0.4] [--p-node 0.1] [--p-edge 0.1]\n"
     "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
-    "                 [--readout region|mean] [--readout-dim 8]\n"
+    "                 [--readout region|mean] [--readout-dim 8] [--partners i,j,...]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
     "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
+    "--partners: one graph per index (same atlas) that GCL's view b is made from (a positive\n"
+    "partner: another window of the same scan); default: the graph itself.\n"
     "--init SEED builds a fresh model over every atlas of the store; draws use --seed\n"
     "(default: the init seed, or the checkpoint's seed).\n";
 
@@ -157,6 +164,7 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         } else if (!strcmp(o, "--graphs")) a->graphs = v;
         else if (!strcmp(o, "--atlas")) a->atlas = v;
         else if (!strcmp(o, "--indices")) a->indices = v;
+        else if (!strcmp(o, "--partners")) a->partners = v;
         else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--mode")) a->mode = v;
@@ -191,25 +199,32 @@ static int grad_local(grad_args *a, bgfm_err *e) {
     model_ws ws;
     memset(&m, 0, sizeof m);
     memset(&ws, 0, sizeof ws);
-    int64_t *idx = NULL;
+    int64_t *idx = NULL, *pidx = NULL;
     float *fc = NULL, *rw = NULL;
     uint8_t *adj = NULL;
     int n = 0;
     uint64_t seed = 0;
     int rc = graphs_open(a->graphs, &gs, e);
-    if (!rc) rc = parse_indices(a->indices, &idx, &n, e);
+    if (!rc) rc = parse_indices("--indices", a->indices, &idx, &n, e);
+    int np = n;
+    if (!rc && a->partners) rc = parse_indices("--partners", a->partners, &pidx, &np, e);
+    if (!rc && np != n)
+        rc = bgfm_fail(e, BGFM_EUSAGE, "grad: --partners has %d graphs, --indices %d; give one "
+                       "partner per graph", np, n);
     if (rc) goto done;
     int sa = graphs_atlas_find(gs, a->atlas);
     if (sa < 0) {
         rc = bgfm_fail(e, BGFM_EUSAGE, "grad: atlas '%s' is not in %s", a->atlas, a->graphs);
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        if (idx[i] >= graphs_count(gs) || graphs_get_meta(gs, idx[i])->atlas != sa) {
+    for (int i = 0; i < n * (pidx ? 2 : 1); i++) {
+        int64_t g = i < n ? idx[i] : pidx[i - n];
+        if (g >= graphs_count(gs) || graphs_get_meta(gs, g)->atlas != sa) {
             rc = bgfm_fail(e, BGFM_EUSAGE, "grad: graph %lld is not a graph of atlas '%s' in %s",
-                           (long long)idx[i], a->atlas, a->graphs);
+                           (long long)g, a->atlas, a->graphs);
             goto done;
         }
+    }
     if (a->ckpt) {
         ckpt_state st;
         rc = ckpt_load(a->ckpt, &m, NULL, &st, e);
@@ -236,17 +251,21 @@ static int grad_local(grad_args *a, bgfm_err *e) {
                        "different node count or RWSE steps)", a->atlas, a->graphs);
         goto done;
     }
-    size_t nn = (size_t)n * (size_t)N * (size_t)N;
-    fc = bgfm_malloc(e, nn * sizeof *fc, "graph batch");
-    adj = bgfm_malloc(e, nn, "graph batch");
-    rw = bgfm_malloc(e, (size_t)n * (size_t)N * (size_t)(m.cfg.k ? m.cfg.k : 1) * sizeof *rw, "graph batch");
+    /* the graphs, then (with --partners) view b's source graphs after them */
+    int nb = pidx ? 2 : 1;
+    size_t nn = (size_t)n * (size_t)N * (size_t)N, nk = (size_t)n * (size_t)N * (size_t)m.cfg.k;
+    fc = bgfm_malloc(e, (size_t)nb * nn * sizeof *fc, "graph batch");
+    adj = bgfm_malloc(e, (size_t)nb * nn, "graph batch");
+    rw = bgfm_malloc(e, (size_t)nb * (nk ? nk : 1) * sizeof *rw, "graph batch");
     if (!fc || !adj || !rw) {
         rc = BGFM_ENOMEM;
         goto done;
     }
     if ((rc = graphs_read(gs, idx, n, fc, adj, rw, e))) goto done;
+    if (pidx && (rc = graphs_read(gs, pidx, n, fc + nn, adj + nn, rw + nk, e))) goto done;
     if ((rc = model_ws_init(&ws, &m, n, e))) goto done;
-    model_batch bt = {ma, n, N, fc, adj, rw, idx};
+    model_batch bt = {ma, n, N, fc, adj, rw, idx, pidx ? fc + nn : NULL, pidx ? adj + nn : NULL,
+                      pidx ? rw + nk : NULL};
     model_hp hp = a->hp;
     hp.seed = seed;
     hp.epoch = a->epoch;
@@ -262,6 +281,7 @@ done:
     free(adj);
     free(rw);
     free(idx);
+    free(pidx);
     graphs_close(&gs);
     return rc;
 }

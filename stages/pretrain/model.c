@@ -404,10 +404,14 @@ static void view_body(void *v, int64_t b0, int64_t b1, int tid) {
     const model_batch *bt = j->bt;
     const model_hp *hp = j->hp;
     int N = bt->N, n = r->n, k = j->m->cfg.k;
+    /* view b of a batch with partners is made from the partner graphs */
+    int partner = j->purpose == RNG_CORRUPT_B && bt->fc_b;
+    const float *fc0 = partner ? bt->fc_b : bt->fc, *rw0 = partner ? bt->rwse_b : bt->rwse;
+    const uint8_t *adj0 = partner ? bt->adj_b : bt->adj;
     for (int b = (int)b0; b < (int)b1; b++) {
-        const float *fc = bt->fc + (int64_t)b * N * N;
-        const uint8_t *adj = bt->adj + (int64_t)b * N * N;
-        const float *rw = bt->rwse + (int64_t)b * N * k;
+        const float *fc = fc0 + (int64_t)b * N * N;
+        const uint8_t *adj = adj0 + (int64_t)b * N * N;
+        const float *rw = rw0 + (int64_t)b * N * k;
         int32_t *idx = r->idx + (int64_t)b * n;
         if (j->visible) {
             const uint8_t *mk = j->ws->mask + (int64_t)b * N;

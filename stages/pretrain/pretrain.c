@@ -162,6 +162,9 @@ typedef struct plan {
     int32_t *ord_atlas;   /* (spe) batch order of this epoch */
     int64_t *ord_batch;
     int64_t *used, n_used; /* store indices of every graph training reads, ascending */
+    /* GCL partners: the graphs training reads grouped by (atlas, scan), each group in
+     * ascending index order; graph g's group is mem[gstart[g] .. gstart[g] + glen[g]) */
+    int64_t *mem, *gstart, *glen;
 } plan;
 
 static void plan_free(plan *p) {
@@ -175,6 +178,9 @@ static void plan_free(plan *p) {
     free(p->ord_atlas);
     free(p->ord_batch);
     free(p->used);
+    free(p->mem);
+    free(p->gstart);
+    free(p->glen);
     memset(p, 0, sizeof *p);
 }
 
@@ -213,6 +219,54 @@ static int plan_make(plan *p, graphs_store *gs, int64_t bs, int strict, bgfm_err
     p->ord_atlas = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_atlas, "plan");
     p->ord_batch = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_batch, "plan");
     return p->ord_atlas && p->ord_batch ? 0 : BGFM_ENOMEM;
+}
+
+typedef struct scan_key {
+    int64_t atlas, scan, g;
+} scan_key;
+
+static int scan_key_cmp(const void *a, const void *b) {
+    const scan_key *x = a, *y = b;
+    if (x->atlas != y->atlas) return x->atlas < y->atlas ? -1 : 1;
+    if (x->scan != y->scan) return x->scan < y->scan ? -1 : 1;
+    return (x->g > y->g) - (x->g < y->g);
+}
+
+/* Groups of the graphs training reads that share atlas and scan (the windows of one
+ * scan through one atlas): the candidates for a graph's GCL positive partner. */
+static int plan_partners(plan *p, graphs_store *gs, bgfm_err *e) {
+    int64_t G = graphs_count(gs), n = p->n_used;
+    scan_key *k = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *k, "partner plan");
+    p->mem = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *p->mem, "partner plan");
+    p->gstart = bgfm_calloc(e, (size_t)(G ? G : 1), sizeof *p->gstart, "partner plan");
+    p->glen = bgfm_calloc(e, (size_t)(G ? G : 1), sizeof *p->glen, "partner plan");
+    if (!k || !p->mem || !p->gstart || !p->glen) {
+        free(k);
+        return BGFM_ENOMEM;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const graphs_meta *gm = graphs_get_meta(gs, p->used[i]);
+        k[i] = (scan_key){gm->atlas, gm->subject, p->used[i]};
+    }
+    qsort(k, (size_t)n, sizeof *k, scan_key_cmp);
+    for (int64_t i = 0, j; i < n; i = j) {
+        for (j = i; j < n && k[j].atlas == k[i].atlas && k[j].scan == k[i].scan; j++) p->mem[j] = k[j].g;
+        for (int64_t q = i; q < j; q++) p->gstart[k[q].g] = i, p->glen[k[q].g] = j - i;
+    }
+    free(k);
+    return 0;
+}
+
+/* Graph g's positive partner in epoch ep: uniform over the other windows of its scan
+ * (rng(seed, RNG_PARTNER, ep, g)), g itself when the scan has one graph. */
+static int64_t plan_partner(const plan *p, uint64_t seed, int64_t ep, int64_t g) {
+    int64_t len = p->glen[g];
+    if (len < 2) return g;
+    rng_stream r;
+    rng_init(&r, seed, RNG_PARTNER, (uint64_t)ep, (uint64_t)g, 0);
+    int64_t j = (int64_t)rng_below(&r, (uint64_t)(len - 1));
+    const int64_t *m = p->mem + p->gstart[g];
+    return m[j] < g ? m[j] : m[j + 1]; /* the j-th member other than g (ascending order) */
 }
 
 /* Order of epoch `ep`: each atlas's graphs shuffled (RNG_SHUFFLE, i0 = epoch, i1 =
@@ -273,9 +327,9 @@ typedef struct trainer {
     model_ws ws;
     dist_ntx ntx;
     plan pl;
-    float *fc, *rw;
-    uint8_t *adj;
-    int64_t *gidx;
+    float *fc, *rw, *fcb, *rwb; /* the batch slice, and its GCL partners (gcl_pairs: scan) */
+    uint8_t *adj, *adjb;
+    int64_t *gidx, *pidx;
     int *amap;
     char **cands;
     int ncand;
@@ -291,6 +345,10 @@ static void train_free(trainer *t) {
     free(t->adj);
     free(t->rw);
     free(t->gidx);
+    free(t->fcb);
+    free(t->adjb);
+    free(t->rwb);
+    free(t->pidx);
     plan_free(&t->pl);
     dist_ntx_free(&t->ntx);
     model_ws_free(&t->ws);
@@ -378,7 +436,8 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
     double B = (double)Bl, G = (double)o->batch_size;
     double ws = f[0] * (B - 2) * (B - 3) / 2 - f[1] * (B - 1) * (B - 3) + f[2] * (B - 1) * (B - 2) / 2;
     double params = 16.0 * (double)m->n_params;
-    double batch = B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0;
+    double batch = (B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0) *
+                   (o->scan_pairs && (o->hp.mode & MODEL_GCL) ? 2.0 : 1.0); /* + partners */
     double ntx = 16.0 * G * m->cfg.P + 16.0 * G * G;
     double est = params + ws + batch + ntx;
     char what[240];
@@ -426,6 +485,8 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                        o->strict ? " without a label (protocol: strict reads only unlabelled "
                                    "subjects; add unlabelled scans or use protocol: transductive)"
                                  : "");
+    const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
+    if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
     st.protocol = o->strict ? "strict" : "transductive";
     st.graphs = t.pl.used;
     st.n_graphs = t.pl.n_used;
@@ -441,6 +502,13 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
         t.rw = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t.rw, "batch");
         t.gidx = bgfm_malloc(e, (size_t)B * sizeof *t.gidx, "batch");
         if (!t.fc || !t.adj || !t.rw || !t.gidx) rc = BGFM_ENOMEM;
+    }
+    if (!rc && pairs) {
+        t.fcb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t.fcb, "batch partners");
+        t.adjb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch partners");
+        t.rwb = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t.rwb, "batch partners");
+        t.pidx = bgfm_malloc(e, (size_t)Bl * sizeof *t.pidx, "batch partners");
+        if (!t.fcb || !t.adjb || !t.rwb || !t.pidx) rc = BGFM_ENOMEM;
     }
     if (!rc) rc = model_ws_init(&t.ws, m, (int)Bl, e);
     if (!rc) rc = dist_ntx_init(&t.ntx, ctx, B, m->cfg.P, e);
@@ -477,7 +545,11 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             int N = graphs_atlas_nodes(t.gs, a);
             /* local phase: read this rank's graphs, forward */
             if (sn > 0) rc = graphs_read(t.gs, t.gidx + slo, (int)sn, t.fc, t.adj, t.rw, e);
-            bytes += (double)sn * (double)N * ((double)N * 5.0 + 4.0 * (double)m->cfg.k);
+            if (!rc && sn > 0 && pairs) {
+                for (int64_t i = 0; i < sn; i++) t.pidx[i] = plan_partner(&t.pl, o->seed, ep, t.gidx[slo + i]);
+                rc = graphs_read(t.gs, t.pidx, (int)sn, t.fcb, t.adjb, t.rwb, e);
+            }
+            bytes += (double)sn * (pairs ? 2.0 : 1.0) * (double)N * ((double)N * 5.0 + 4.0 * (double)m->cfg.k);
             tc = MPI_Wtime();
             tm.io += tc - ts;
             model_losses ls = {0, 0, 0, 0};
@@ -491,7 +563,8 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             hp.lambda_adj *= (double)sn / (double)n;
             memset(m->g, 0, (size_t)m->n_params * sizeof(float));
             if (!rc && sn > 0) {
-                model_batch bt = {t.amap[a], (int)sn, N, t.fc, t.adj, t.rw, t.gidx + slo};
+                model_batch bt = {t.amap[a], (int)sn, N, t.fc, t.adj, t.rw, t.gidx + slo,
+                                  t.fcb, t.adjb, t.rwb};
                 model_forward(m, &t.ws, &bt, &hp, &ls);
                 if (!isfinite(ls.rec) || !isfinite(ls.adj))
                     rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is not finite (rec %g, adj "
@@ -667,6 +740,9 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"resume_from", BGFM_OPT_STR, NULL, 1, 0, NULL,
      "checkpoint file or folder to resume from when this stage has no checkpoint of its own "
      "(restart on another rank count; same options required)"},
+    {"gcl_pairs", BGFM_OPT_ENUM, "scan", 1, 0, "scan|graph",
+     "GCL positives: scan = view b is another window of the same scan through the same atlas "
+     "(the graph itself when its scan has one); graph = both views from the same graph"},
     {"protocol", BGFM_OPT_ENUM, "transductive", 1, 0, "transductive|strict",
      "transductive: every graph of the store (labelled subjects included, labels unused); "
      "strict: only graphs whose subject has no label, so the probe's subjects are never read"},
@@ -756,6 +832,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                         params_real(w, "clip"), params_int(w, "warmup"), 0};
     o.epochs = params_int(w, "epochs");
     o.strict = !strcmp(params_str(w, "protocol"), "strict");
+    o.scan_pairs = !strcmp(params_str(w, "gcl_pairs"), "scan");
     o.batch_size = params_int(w, "batch_size");
     o.checkpoint_every = params_int(w, "checkpoint_every");
     o.keep_checkpoints = params_int(w, "keep_checkpoints");

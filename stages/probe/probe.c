@@ -63,7 +63,7 @@ void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, cons
     hp.lambda_cl = 1.0;
     hp.tau_cl = 1.0;
     hp.mask_columns = 1;
-    model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx};
+    model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx, NULL, NULL, NULL};
     model_losses ls;
     model_forward(m, ws, &bt, &hp, &ls);
     memcpy(out, ws->E + m->cfg.H, (size_t)m->cfg.H * sizeof *out);

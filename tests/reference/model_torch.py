@@ -134,11 +134,18 @@ def losses(f, p):
             ek = dr["edge_keep_" + v]
             checks.append(("edge_keep_%s symmetric" % v, bool((ek == ek.transpose(1, 2)).all())))
 
+    # view b is made from the partner graphs when the dump has them (model.md section 4)
+    src = {"a": (fc, adj, rw), "b": (fc, adj, rw)}
+    if "fc_b" in f["inputs"]:
+        src["b"] = tuple(torch.tensor(f["inputs"][k][()].astype(np.float64))
+                         for k in ("fc_b", "adj_b", "rwse_b"))
+
     def corrupted(b, v):
-        C = fc[b].clone()
+        fcv, adjv, rwv = src[v]
+        C = fcv[b].clone()
         cr = dr["corrupt_" + v][b].bool()
         C[cr] = dr["noise_" + v][b][cr]
-        return node_inputs(C, rw[b], cfg, N), adj[b] * dr["edge_keep_" + v][b]
+        return node_inputs(C, rwv[b], cfg, N), adjv[b] * dr["edge_keep_" + v][b]
 
     rec = adj_l = cl = torch.zeros(())
     ea, eb = [], []

@@ -12,6 +12,11 @@ for m in gmae gcl gmae+gcl; do
   check "grad dump ho $m" "$BGFM" grad --graphs "$T/g.h5" --atlas ho --indices 6,7,9 $ARCH \
     --mode "$m" --mask-ratio 0.3 --out "$T/ho_$m.h5"
 done
+# view b from partner graphs (another window of the scan), both modes with a view b
+for m in gcl gmae+gcl; do
+  check "grad dump aal $m partners" "$BGFM" grad --graphs "$T/g.h5" --atlas aal --indices 0,2,3,5 \
+    --partners 1,4,0,2 $ARCH --mode "$m" --out "$T/aal_pairs_$m.h5"
+done
 # the mean readout (the region readout above is the default)
 check "grad dump aal gmae+gcl mean readout" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,2,3,5 $ARCH --readout mean --out "$T/aal_mean.h5"
@@ -23,5 +28,16 @@ a, b = (h5py.File(f, "r") for f in sys.argv[1:])
 assert a["params"].attrs["readout"] in (b"region", "region") and "readout/Wc" in a["params"]
 assert b["params"].attrs["readout"] in (b"mean", "mean") and "readout" not in b["params"]
 PY
+$PY - "$T/aal_pairs_gcl.h5" "$T/aal_gcl.h5" <<'PY' && ok "partner dumps hold the partners' graphs and change the loss" || notok "partner dumps hold the partners' graphs and change the loss"
+import sys, h5py, numpy as np
+p, s = (h5py.File(f, "r") for f in sys.argv[1:])
+# partners 1,4,0,2 of graphs 0,2,3,5: graph 3's partner is graph 0, graph 5's is graph 2
+assert np.array_equal(p["inputs/fc_b"][2], s["inputs/fc"][0])
+assert np.array_equal(p["inputs/fc_b"][3], s["inputs/fc"][1])
+assert not np.array_equal(p["inputs/fc_b"][0], p["inputs/fc"][0])
+assert p["loss/cl"][()] != s["loss/cl"][()]
+PY
+expect_rc "grad rejects partners of another count" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+  --indices 0,2 --partners 1 $ARCH --out "$T/x.h5"
 expect_rc "grad rejects a graph of another atlas" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,7 $ARCH --out "$T/x.h5"

@@ -87,7 +87,7 @@ static void test_loss_falls(void **st) {
             memcpy(badj + i * N * N, adj[a][b0 + i], (size_t)(N * N));
             memcpy(brw + i * N * 3, rw[a][b0 + i], sizeof(float) * (size_t)(N * 3));
         }
-        model_batch bt = {a, B, N, bfc, badj, brw, gi};
+        model_batch bt = {a, B, N, bfc, badj, brw, gi, NULL, NULL, NULL};
         hp.epoch = s / 8;
         hp.step = s;
         model_losses ls;
@@ -115,7 +115,7 @@ static void test_deterministic_step(void **st) {
     static uint8_t adj[B * 256];
     for (int i = 0; i < B; i++) make_graph(16, 3, (uint64_t)i, fc + i * 256, adj + i * 256, rw + i * 48);
     int64_t gi[B] = {3, 9, 4};
-    model_batch bt = {1, B, 16, fc, adj, rw, gi};
+    model_batch bt = {1, B, 16, fc, adj, rw, gi, NULL, NULL, NULL};
     model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
     model_losses l1, l2;
     model_step(&m, &ws, &bt, &hp, &l1);
@@ -150,7 +150,7 @@ static void test_threads_bit_identical(void **st) {
         for (int i = 0; i < B; i++)
             make_graph(N, 3, (uint64_t)(i + 7), fc + i * N * N, adj + i * N * N, rw + i * N * 3);
         int64_t gi[B] = {3, 9, 4, 0, 11, 12, 1, 2, 5, 6, 7, 8, 10};
-        model_batch bt = {atlas, B, N, fc, adj, rw, gi};
+        model_batch bt = {atlas, B, N, fc, adj, rw, gi, NULL, NULL, NULL};
         for (int mi = 0; mi < 3; mi++) {
             model_hp hp = {modes[mi], 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
             float *g1 = NULL;
