@@ -1,5 +1,6 @@
 /* synth.h: `bgfm synth`, a synthetic BIDS cohort of resting-state fMRI on the MNI152
- * grid whose functional connectivity carries a designed group effect (docs/synth.md).
+ * grid: a population whose functional connectivity varies by latent traits, individual
+ * fingerprints and sites, or (--traits 0) a designed group effect (docs/synth.md).
  * Not a realistic fMRI simulator (no motion, HRF or physiology) and not a pipeline
  * stage: it makes the input of one. */
 #ifndef BGFM_SYNTH_H
@@ -13,7 +14,7 @@
 
 typedef struct synth_params {
     const char *out;         /* dataset folder (must not exist, or be empty, or --force) */
-    int64_t subjects;        /* S >= 1 */
+    int64_t subjects;        /* S >= 1 labelled subjects */
     int64_t volumes;         /* T */
     double tr;               /* seconds */
     int voxel_size;          /* 2 or 3 (mm): the MNI152 2 mm or 3 mm grid */
@@ -22,7 +23,13 @@ typedef struct synth_params {
     int gzip_level;          /* 0..9 (ISA-L levels 0..3; above 3 means 3) */
     int datatype;            /* NIFTIIO_FLOAT32 or NIFTIIO_INT16 */
     int networks;            /* latent networks, >= 6 */
-    double effect;           /* group difference of the designed couplings */
+    double effect;           /* group difference of the designed couplings (traits == 0) */
+    int traits;              /* K latent traits; 0: the group-only design (synth v1) */
+    double trait_effect;     /* coupling / mixing shift per trait SD */
+    double fingerprint;      /* sd of a subject's idiosyncratic coupling perturbation */
+    double topography;       /* sd of a subject's per-parcel mixing jitter */
+    double label_noise;      /* sd of the noise of the liability and of the score */
+    int64_t unlabelled;      /* U subjects with diagnosis n/a, after the S labelled ones */
     const char *mask_atlas;  /* label atlas for mask + parcels, or "none" (ellipsoid) */
     int force;               /* replace an existing non-empty --out */
     int quiet;               /* no progress or summary line */
@@ -33,8 +40,9 @@ void synth_params_default(synth_params *p);
  * *help = 1 if --help was given (nothing else is checked then). */
 int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e);
 
-/* Subject s (0-based) -> diagnosis (0 control, 1 patient) and site (0-based). Balanced:
- * diagnosis alternates, sites cycle over pairs so each site gets both groups. */
+/* Group-only design (--traits 0): subject s (0-based) -> diagnosis (0 control, 1 patient)
+ * and site (0-based). Balanced: diagnosis alternates, sites cycle over pairs so each site
+ * gets both groups. (With traits: synth_traits.h.) */
 int synth_subject_group(int64_t s);
 int64_t synth_subject_site(int64_t s, int64_t sites);
 

@@ -1,7 +1,8 @@
 /* synth.c: `bgfm synth`: a synthetic BIDS cohort (MNI152 2/3 mm grid, brain mask from a
- * label atlas, band-limited latent networks with a group-dependent coupling, site
- * effects, i.i.d. noise), subjects shared by rank, written complete-or-absent.
- * Not a pipeline stage and not a realistic fMRI simulator; the model is docs/synth.md. */
+ * label atlas, band-limited latent networks whose coupling depends on the subject's traits
+ * and fingerprint or on the group, parcel mixing, site effects, i.i.d. noise), subjects
+ * shared by rank, written complete-or-absent. Not a pipeline stage and not a realistic
+ * fMRI simulator; the population model is traits.c, the whole model docs/synth.md. */
 #include "bgfm/synth.h"
 
 #include <dirent.h>
@@ -14,11 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bgfm/cli.h" /* cmd_synth */
 #include "bgfm/fsutil.h"
 #include "bgfm/log.h"
 #include "bgfm/nifti.h"
 #include "bgfm/rng.h"
+#include "bgfm/synth_traits.h"
 
 /* Model constants (docs/synth.md, "Parameters"). */
 #define SYNTH_BASELINE 1000.0    /* B: mean intensity */
@@ -35,160 +36,7 @@
 #define SYNTH_VORONOI 96         /* parcels of the ellipsoid mask */
 #define SYNTH_INT16_SLOPE 0.1
 
-/* RNG keys: (seed, RNG_SYNTH, i0 = subject or SYNTH_COHORT, i1 = what, i2). Part of the
- * reproducibility contract: never renumber. */
-#define SYNTH_COHORT ((uint64_t)1 << 40)
-enum {
-    SYNTH_R_PARCEL_ORDER = 1, /* cohort: parcel -> network shuffle */
-    SYNTH_R_VORONOI = 2,      /* cohort: Voronoi centres (ellipsoid mask) */
-    SYNTH_R_SITE = 3,         /* cohort, i2 = site */
-    SYNTH_R_DEMOGRAPHICS = 10,
-    SYNTH_R_LATENT = 11,
-    SYNTH_R_VOXEL = 12,
-    SYNTH_R_NOISE = 13        /* i2 = volume */
-};
-
-void synth_params_default(synth_params *p) {
-    memset(p, 0, sizeof *p);
-    p->subjects = 16;
-    p->volumes = 100;
-    p->tr = 2.0;
-    p->voxel_size = 3;
-    p->sites = 2;
-    p->seed = 1234;
-    p->gzip_level = 1;
-    p->datatype = NIFTIIO_FLOAT32;
-    p->networks = 7;
-    p->effect = 0.4;
-    p->mask_atlas = SYNTH_DEFAULT_MASK_ATLAS;
-}
-
-static const char synth_usage[] =
-    "usage: bgfm synth --out DIR [--subjects S] [--volumes T] [--tr SECONDS]\n"
-    "                  [--voxel-size 2|3] [--sites K] [--seed X] [--gzip-level L]\n"
-    "                  [--datatype float32|int16] [--networks N] [--effect D]\n"
-    "                  [--mask-atlas PATH|none] [--force] [--quiet]\n\n"
-    "Writes a synthetic BIDS cohort (participants.tsv with diagnosis control|patient,\n"
-    "site, age, sex; sub-*/func/*_bold.nii.gz on the MNI152 grid) whose network coupling\n"
-    "differs between groups (docs/synth.md). Works alone or under mpirun (subjects are\n"
-    "shared by rank; the files do not depend on the rank count).\n\n"
-    "  --out DIR          dataset folder; must not exist or be empty (or use --force)\n"
-    "  --subjects S       number of subjects, >= 1 (default 16)\n"
-    "  --volumes T        volumes per subject, >= 10 (default 100)\n"
-    "  --tr SECONDS       repetition time (default 2.0)\n"
-    "  --voxel-size 2|3   MNI152 2 mm (91x109x91) or 3 mm (61x73x61) grid (default 3)\n"
-    "  --sites K          acquisition sites, 1..S (default 2)\n"
-    "  --seed X           random seed (default 1234)\n"
-    "  --gzip-level L     0..9; ISA-L levels 0..3, above 3 means 3 (default 1)\n"
-    "  --datatype T       float32 or int16 (scl_slope 0.1) (default float32)\n"
-    "  --networks N       latent networks, 6..32 (default 7)\n"
-    "  --effect D         group difference of the designed couplings, 0..0.6 (default 0.4)\n"
-    "  --mask-atlas P     label atlas giving mask and parcels, or 'none' for an\n"
-    "                     ellipsoid with Voronoi parcels (default " SYNTH_DEFAULT_MASK_ATLAS ")\n"
-    "  --force            replace an existing non-empty DIR\n"
-    "  --quiet            no progress or summary line\n";
-
-/* Strict option values (whole string, range). Local rather than cli.h's helpers, which
- * live in pipeline/main.c and so are not in libbgfm.a (unit tests link the library). */
-static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out,
-                     bgfm_err *e) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected an integer in [%lld, %lld], got "
-                         "'%s'", opt, (long long)lo, (long long)hi, s);
-    *out = v;
-    return 0;
-}
-
-static int parse_f64(const char *opt, const char *s, double lo, double hi, double *out,
-                     bgfm_err *e) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected a number in [%g, %g], got '%s'",
-                         opt, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
-int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e) {
-    synth_params_default(p);
-    *help = 0;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) *help = 1;
-    if (*help) return 0;
-    int have_out = 0, have_sites = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--force") || !strcmp(a, "--quiet")) {
-            if (a[2] == 'f') p->force = 1;
-            else p->quiet = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0)
-            return bgfm_fail(e, BGFM_EUSAGE, "synth: unexpected argument '%s'; see bgfm synth "
-                             "--help", a);
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t x = 0;
-        double d = 0;
-        int rc = 0;
-        if (!v)
-            return bgfm_fail(e, BGFM_EUSAGE, "synth: option %s needs a value; see bgfm synth "
-                             "--help", a);
-        if (!strcmp(a, "--out")) {
-            if (!*v) return bgfm_fail(e, BGFM_EUSAGE, "synth: --out needs a folder name");
-            p->out = v;
-            have_out = 1;
-        } else if (!strcmp(a, "--subjects")) {
-            rc = parse_i64(a, v, 1, 1000000, &p->subjects, e);
-        } else if (!strcmp(a, "--volumes")) {
-            rc = parse_i64(a, v, 10, 32767, &p->volumes, e);
-        } else if (!strcmp(a, "--tr")) {
-            rc = parse_f64(a, v, 0.05, 100, &p->tr, e);
-        } else if (!strcmp(a, "--voxel-size")) {
-            rc = parse_i64(a, v, 2, 3, &x, e);
-            p->voxel_size = (int)x;
-        } else if (!strcmp(a, "--sites")) {
-            rc = parse_i64(a, v, 1, 1000000, &p->sites, e);
-            have_sites = 1;
-        } else if (!strcmp(a, "--seed")) {
-            rc = parse_i64(a, v, 0, INT64_MAX, &x, e);
-            p->seed = (uint64_t)x;
-        } else if (!strcmp(a, "--gzip-level")) {
-            rc = parse_i64(a, v, 0, 9, &x, e);
-            p->gzip_level = (int)x;
-        } else if (!strcmp(a, "--datatype")) {
-            if (!strcmp(v, "float32")) p->datatype = NIFTIIO_FLOAT32;
-            else if (!strcmp(v, "int16")) p->datatype = NIFTIIO_INT16;
-            else
-                return bgfm_fail(e, BGFM_EUSAGE, "synth: --datatype must be float32 or int16, "
-                                 "got '%s'", v);
-        } else if (!strcmp(a, "--networks")) {
-            rc = parse_i64(a, v, 6, 32, &x, e);
-            p->networks = (int)x;
-        } else if (!strcmp(a, "--effect")) {
-            rc = parse_f64(a, v, 0, 0.6, &d, e);
-            p->effect = d;
-        } else if (!strcmp(a, "--mask-atlas")) {
-            p->mask_atlas = v;
-        } else {
-            return bgfm_fail(e, BGFM_EUSAGE, "synth: unknown option '%s'; see bgfm synth --help",
-                             a);
-        }
-        if (rc) return rc;
-        i++;
-    }
-    if (!have_out)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: --out DIR is required; see bgfm synth --help");
-    if (!have_sites && p->sites > p->subjects) p->sites = p->subjects;
-    if (p->sites > p->subjects)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: --sites %lld exceeds --subjects %lld",
-                         (long long)p->sites, (long long)p->subjects);
-    return 0;
-}
+/* RNG keys (SYNTH_COHORT, SYNTH_R_*): include/bgfm/synth_traits.h. */
 
 int synth_subject_group(int64_t s) { return (int)(s % 2); }
 int64_t synth_subject_site(int64_t s, int64_t sites) { return (s / 2) % sites; }
@@ -201,23 +49,6 @@ void synth_coupling(int n, double effect, int group, double *c) {
     double c23 = SYNTH_RHO0 + (group == 1 ? effect : 0.0);
     c[0 * n + 1] = c[1 * n + 0] = c01;
     c[2 * n + 3] = c[3 * n + 2] = c23;
-}
-
-/* Lower Cholesky factor in place; returns 0 if not positive definite. */
-static int cholesky(int n, const double *a, double *l) {
-    memset(l, 0, sizeof(double) * (size_t)(n * n));
-    for (int j = 0; j < n; j++) {
-        double s = a[j * n + j];
-        for (int k = 0; k < j; k++) s -= l[j * n + k] * l[j * n + k];
-        if (!(s > 1e-12)) return 0;
-        l[j * n + j] = sqrt(s);
-        for (int i = j + 1; i < n; i++) {
-            double t = a[i * n + j];
-            for (int k = 0; k < j; k++) t -= l[i * n + k] * l[j * n + k];
-            l[i * n + j] = t / l[j * n + j];
-        }
-    }
-    return 1;
 }
 
 /* ------------------------------------------------------------------ the grid + maps */
@@ -542,38 +373,53 @@ static int fmt_path(char *buf, size_t n, bgfm_err *e, const char *fmt, ...) {
     return 0;
 }
 
-static int subject_width(int64_t S) {
-    int w = 1;
-    for (int64_t x = S; x >= 10; x /= 10) w++;
-    return w < 2 ? 2 : w;
-}
-
 static const char *res_tag(const synth_params *p) { return p->voxel_size == 2 ? "2" : "3"; }
 
+/* The subject's latent network signals x (N x T, row-major) and parcel mixing alpha
+ * (P + 1): the group's coupling factor and alpha = 0 in the group-only design (co == NULL),
+ * else the subject's own coupling and mixing from its traits (traits.c). */
+static int subject_signals(const synth_params *p, const synth_cohort *co, const double *Lc,
+                           const double *Lp, int64_t s, int P, double *x, double *alpha,
+                           bgfm_err *e) {
+    if (!co) {
+        for (int q = 0; q <= P; q++) alpha[q] = 0;
+        return latent_signals(p, s, synth_subject_group(s) ? Lp : Lc, x, e);
+    }
+    double c[32 * 32], l[32 * 32], mineig;
+    const double *z = co->person[s].z;
+    synth_subject_coupling(p, &co->d, s, z, c, &mineig);
+    BGFM_ASSERT(synth_cholesky(p->networks, c, l)); /* the eigenvalue floor keeps c PD */
+    synth_subject_mixing(p, &co->d, s, z, alpha);
+    return latent_signals(p, s, l, x, e);
+}
+
 /* Write sub-XX/func/<bold>.nii.gz and its .json sidecar under `root`. */
-static int write_subject(const synth_params *p, const synth_grid *g, const double *Lc,
-                         const double *Lp, const synth_site *sites, int64_t s, const char *root,
-                         int64_t *bytes, bgfm_err *e) {
-    int N = p->networks;
+static int write_subject(const synth_params *p, const synth_grid *g, const synth_cohort *co,
+                         const double *Lc, const double *Lp, const synth_site *sites, int64_t s,
+                         const char *root, int64_t *bytes, bgfm_err *e) {
+    int N = p->networks, P = g->n_parcels;
     int64_t T = p->volumes, nb = g->n_brain;
     char id[64], dir[4096], path[4096];
-    int rc = fmt_path(id, sizeof id, e, "sub-%0*lld", subject_width(p->subjects), (long long)s + 1);
+    int rc = fmt_path(id, sizeof id, e, "sub-%0*lld", synth_id_width(p->subjects + p->unlabelled),
+                      (long long)s + 1);
     if (!rc) rc = fmt_path(dir, sizeof dir, e, "%s/%s/func", root, id);
     if (!rc) rc = fs_mkdirs(dir, e);
     if (rc) return rc;
-    const synth_site *site = &sites[synth_subject_site(s, p->sites)];
+    const synth_site *site = &sites[synth_cohort_site(p, s)];
     double *x = malloc(sizeof(double) * (size_t)(N * T));
+    double *alpha = malloc(sizeof(double) * (size_t)(P + 1));
+    float *fpar = malloc(sizeof(float) * (size_t)(P + 1));
     float *mu = malloc(sizeof(float) * (size_t)nb);
     float *aown = malloc(sizeof(float) * (size_t)nb);
     float *aglob = malloc(sizeof(float) * (size_t)nb);
-    uint8_t *net = malloc((size_t)nb);
+    int32_t *par = malloc(sizeof(int32_t) * (size_t)nb);
     float *vol = calloc((size_t)g->nvox, sizeof *vol);
     niftiio_writer *w = NULL;
-    if (!x || !mu || !aown || !aglob || !net || !vol) {
+    if (!x || !alpha || !fpar || !mu || !aown || !aglob || !par || !vol) {
         rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory for subject %s", id);
         goto done;
     }
-    rc = latent_signals(p, s, synth_subject_group(s) ? Lp : Lc, x, e);
+    rc = subject_signals(p, co, Lc, Lp, s, P, x, alpha, e);
     if (rc) goto done;
     /* per-voxel baseline and amplitude (fixed over time) */
     rng_stream r;
@@ -585,7 +431,7 @@ static int write_subject(const synth_params *p, const synth_grid *g, const doubl
         mu[b] = (float)(SYNTH_BASELINE * (1.0 + SYNTH_BASE_SD * z0) + site->offset);
         aown[b] = (float)(amp * (1.0 - SYNTH_GLOBAL));
         aglob[b] = (float)(amp * SYNTH_GLOBAL);
-        net[b] = g->parcel_net[g->parcel[g->brain[b]]];
+        par[b] = g->parcel[g->brain[b]];
     }
     niftiio_write_spec ws;
     memset(&ws, 0, sizeof ws);
@@ -606,6 +452,7 @@ static int write_subject(const synth_params *p, const synth_grid *g, const doubl
     if (rc) goto done;
     double sig[64];
     const float sd = (float)site->noise;
+    const uint8_t *prim = g->parcel_net, *sec = co ? co->d.secondary : NULL;
     for (int64_t t = 0; t < T; t++) {
         double xbar = 0;
         for (int n = 0; n < N; n++) {
@@ -613,22 +460,26 @@ static int write_subject(const synth_params *p, const synth_grid *g, const doubl
             xbar += sig[n];
         }
         xbar /= N;
-        float fsig[64];
-        for (int n = 0; n < N; n++) fsig[n] = (float)sig[n];
+        /* parcel signal: (1 - alpha) x_primary + alpha x_secondary (alpha = 0: x_primary) */
+        for (int q = 1; q <= P; q++) {
+            double v = sig[prim[q]];
+            if (alpha[q] != 0) v = (1 - alpha[q]) * v + alpha[q] * sig[sec[q]];
+            fpar[q] = (float)v;
+        }
         const float fx = (float)xbar;
         rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_NOISE, (uint64_t)t);
         int64_t b = 0;
         for (; b + 1 < nb; b += 2) {
             double z0, z1;
             normal_pair(&r, &z0, &z1);
-            vol[g->brain[b]] = mu[b] + aown[b] * fsig[net[b]] + aglob[b] * fx + sd * (float)z0;
+            vol[g->brain[b]] = mu[b] + aown[b] * fpar[par[b]] + aglob[b] * fx + sd * (float)z0;
             vol[g->brain[b + 1]] =
-                mu[b + 1] + aown[b + 1] * fsig[net[b + 1]] + aglob[b + 1] * fx + sd * (float)z1;
+                mu[b + 1] + aown[b + 1] * fpar[par[b + 1]] + aglob[b + 1] * fx + sd * (float)z1;
         }
         if (b < nb) {
             double z0, z1;
             normal_pair(&r, &z0, &z1);
-            vol[g->brain[b]] = mu[b] + aown[b] * fsig[net[b]] + aglob[b] * fx + sd * (float)z0;
+            vol[g->brain[b]] = mu[b] + aown[b] * fpar[par[b]] + aglob[b] * fx + sd * (float)z0;
         }
         rc = niftiio_writer_volume(w, vol, e);
         if (rc) goto done;
@@ -648,10 +499,12 @@ static int write_subject(const synth_params *p, const synth_grid *g, const doubl
 done:
     niftiio_writer_abort(&w);
     free(x);
+    free(alpha);
+    free(fpar);
     free(mu);
     free(aown);
     free(aglob);
-    free(net);
+    free(par);
     free(vol);
     return rc;
 }
@@ -662,20 +515,38 @@ static int write_text(const char *path, const char *text, bgfm_err *e) {
     return fs_write_atomic(path, text, strlen(text), e);
 }
 
-static int write_participants(const synth_params *p, const char *root, bgfm_err *e) {
-    size_t cap = 64 + (size_t)p->subjects * 64;
+/* participant_id diagnosis site age sex, then (traits) score trait_1..trait_K; n/a for
+ * the diagnosis, score and traits of unlabelled subjects. */
+static int write_participants(const synth_params *p, const synth_cohort *co, const char *root,
+                              bgfm_err *e) {
+    int K = co ? p->traits : 0;
+    int64_t ns = p->subjects + p->unlabelled;
+    size_t cap = 64 + (size_t)K * 16 + (size_t)ns * (64 + 24 * (size_t)(K + 1));
     char *buf = malloc(cap);
     if (!buf) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
-    size_t n = (size_t)snprintf(buf, cap, "participant_id\tdiagnosis\tsite\tage\tsex\n");
-    for (int64_t s = 0; s < p->subjects; s++) {
+    size_t n = (size_t)snprintf(buf, cap, "participant_id\tdiagnosis\tsite\tage\tsex");
+    if (K) n += (size_t)snprintf(buf + n, cap - n, "\tscore");
+    for (int k = 1; k <= K; k++) n += (size_t)snprintf(buf + n, cap - n, "\ttrait_%d", k);
+    n += (size_t)snprintf(buf + n, cap - n, "\n");
+    for (int64_t s = 0; s < ns; s++) {
         rng_stream r;
         rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_DEMOGRAPHICS, 0);
         int age = 20 + (int)rng_below(&r, 51);
         const char *sex = rng_below(&r, 2) ? "F" : "M";
-        n += (size_t)snprintf(buf + n, cap - n, "sub-%0*lld\t%s\tsite-%lld\t%d\t%s\n",
-                              subject_width(p->subjects), (long long)s + 1,
-                              synth_subject_group(s) ? "patient" : "control",
-                              (long long)synth_subject_site(s, p->sites) + 1, age, sex);
+        const synth_person *o = co ? &co->person[s] : NULL;
+        const char *diag = !o ? (synth_subject_group(s) ? "patient" : "control")
+                           : !o->labelled ? "n/a"
+                           : o->patient   ? "patient"
+                                          : "control";
+        n += (size_t)snprintf(buf + n, cap - n, "sub-%0*lld\t%s\tsite-%lld\t%d\t%s",
+                              synth_id_width(ns), (long long)s + 1, diag,
+                              (long long)synth_cohort_site(p, s) + 1, age, sex);
+        if (o && o->labelled) n += (size_t)snprintf(buf + n, cap - n, "\t%.6f", o->score);
+        else if (o) n += (size_t)snprintf(buf + n, cap - n, "\tn/a");
+        for (int k = 0; o && k < K; k++)
+            n += o->labelled ? (size_t)snprintf(buf + n, cap - n, "\t%.6f", o->z[k])
+                             : (size_t)snprintf(buf + n, cap - n, "\tn/a");
+        n += (size_t)snprintf(buf + n, cap - n, "\n");
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/participants.tsv", root);
@@ -694,8 +565,9 @@ static void json_matrix(FILE *f, int n, const double *c) {
     fprintf(f, "]");
 }
 
-static int write_truth(const synth_params *p, const synth_grid *g, const double *Cc,
-                       const double *Cp, const synth_site *sites, const char *root, bgfm_err *e) {
+static int write_truth(const synth_params *p, const synth_grid *g, const synth_cohort *co,
+                       const double *Cc, const double *Cp, const synth_site *sites,
+                       const char *root, bgfm_err *e) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/derivatives/synth", root);
     int rc = fs_mkdirs(dir, e);
@@ -731,42 +603,61 @@ static int write_truth(const synth_params *p, const synth_grid *g, const double 
     FILE *f = fopen(path, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "%s: cannot create: %s", path, strerror(errno));
     int N = p->networks;
-    fprintf(f, "{\n  \"model\": \"bgfm synth v1 (docs/synth.md)\",\n  \"seed\": %llu,\n",
-            (unsigned long long)p->seed);
+    fprintf(f, "{\n  \"model\": \"bgfm synth v%d (docs/synth.md)\",\n  \"seed\": %llu,\n",
+            co ? 2 : 1, (unsigned long long)p->seed);
     fprintf(f, "  \"subjects\": %lld, \"volumes\": %lld, \"tr\": %.17g, \"voxel_size\": %d,\n",
             (long long)p->subjects, (long long)p->volumes, p->tr, p->voxel_size);
-    fprintf(f, "  \"networks\": %d, \"effect\": %.17g, \"mask_atlas\": \"%s\",\n", N, p->effect,
-            p->mask_atlas);
+    if (co)
+        fprintf(f, "  \"networks\": %d, \"mask_atlas\": \"%s\",\n", N, p->mask_atlas);
+    else
+        fprintf(f, "  \"networks\": %d, \"effect\": %.17g, \"mask_atlas\": \"%s\",\n", N,
+                p->effect, p->mask_atlas);
     fprintf(f, "  \"band_hz\": [%g, %g], \"baseline\": %g, \"baseline_sd\": %g, \"amplitude\": %g, "
                "\"amplitude_sd\": %g, \"global_weight\": %g, \"noise\": %g, \"rho0\": %g,\n",
             SYNTH_F_LO, SYNTH_F_HI, SYNTH_BASELINE, SYNTH_BASE_SD, SYNTH_AMP, SYNTH_AMP_SD,
             SYNTH_GLOBAL, SYNTH_NOISE, SYNTH_RHO0);
-    fprintf(f, "  \"effect_pairs\": {\"patient_lower\": [0, 1], \"patient_higher\": [2, 3], "
-               "\"control_pair\": [4, 5]},\n");
-    fprintf(f, "  \"coupling_control\": ");
-    json_matrix(f, N, Cc);
-    fprintf(f, ",\n  \"coupling_patient\": ");
-    json_matrix(f, N, Cp);
+    if (co) { /* Cc = Cp = the base coupling */
+        fprintf(f, "  \"coupling_base\": ");
+        json_matrix(f, N, Cc);
+    } else {
+        fprintf(f, "  \"effect_pairs\": {\"patient_lower\": [0, 1], \"patient_higher\": [2, 3], "
+                   "\"control_pair\": [4, 5]},\n");
+        fprintf(f, "  \"coupling_control\": ");
+        json_matrix(f, N, Cc);
+        fprintf(f, ",\n  \"coupling_patient\": ");
+        json_matrix(f, N, Cp);
+    }
     fprintf(f, ",\n  \"sites\": [");
     for (int64_t k = 0; k < p->sites; k++)
         fprintf(f, "%s{\"site\": \"site-%lld\", \"gain\": %.6g, \"offset\": %.6g, \"noise\": %.6g}",
                 k ? ", " : "", (long long)k + 1, sites[k].gain, sites[k].offset, sites[k].noise);
     fprintf(f, "],\n  \"brain_voxels\": %lld,\n  \"parcels\": [", (long long)g->n_brain);
-    for (int q = 1; q <= g->n_parcels; q++)
-        fprintf(f, "%s{\"parcel\": %d, \"atlas_label\": %d, \"network\": %d}", q > 1 ? ", " : "", q,
+    for (int q = 1; q <= g->n_parcels; q++) {
+        fprintf(f, "%s{\"parcel\": %d, \"atlas_label\": %d, \"network\": %d", q > 1 ? ", " : "", q,
                 g->parcel_label[q], g->parcel_net[q]);
-    fprintf(f, "]\n}\n");
+        if (co) fprintf(f, ", \"secondary\": %d", co->d.secondary[q]);
+        fputc('}', f);
+    }
+    fputc(']', f);
+    if (co) synth_cohort_json(f, p, co, g->parcel_label);
+    fprintf(f, "\n}\n");
     if (fclose(f) != 0) return bgfm_fail(e, BGFM_EIO, "%s: write failed", path);
     snprintf(path, sizeof path, "%s/dataset_description.json", root);
-    char desc[1024];
+    char design[256], desc[1024];
+    if (co)
+        snprintf(design, sizeof design, "--traits %d --trait-effect %g --fingerprint %g "
+                 "--topography %g --label-noise %g --unlabelled %lld", p->traits, p->trait_effect,
+                 p->fingerprint, p->topography, p->label_noise, (long long)p->unlabelled);
+    else
+        snprintf(design, sizeof design, "--effect %g", p->effect);
     snprintf(desc, sizeof desc,
              "{\n  \"Name\": \"bgfm synthetic resting-state cohort\",\n  \"BIDSVersion\": "
              "\"1.8.0\",\n  \"DatasetType\": \"derivative\",\n  \"GeneratedBy\": [{\"Name\": "
              "\"bgfm synth\", \"Version\": \"%s\", \"Description\": \"bgfm synth --subjects %lld "
              "--volumes %lld --tr %g --voxel-size %d --sites %lld --seed %llu --networks %d "
-             "--effect %g\"}]\n}\n",
+             "%s\"}]\n}\n",
              BGFM_VERSION, (long long)p->subjects, (long long)p->volumes, p->tr, p->voxel_size,
-             (long long)p->sites, (unsigned long long)p->seed, N, p->effect);
+             (long long)p->sites, (unsigned long long)p->seed, N, design);
     return write_text(path, desc, e);
 }
 
@@ -807,6 +698,9 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     synth_grid g;
     memset(&g, 0, sizeof g);
     synth_site *sites = NULL;
+    synth_cohort cohort, *co = NULL; /* NULL: the group-only design (--traits 0) */
+    memset(&cohort, 0, sizeof cohort);
+    int64_t ns = p->subjects + p->unlabelled;
     int N = p->networks;
     double Cc[32 * 32], Cp[32 * 32], Lc[32 * 32], Lp[32 * 32];
     int rc = 0;
@@ -834,9 +728,9 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
         }
     }
     if (!rc) {
-        synth_coupling(N, p->effect, 0, Cc);
-        synth_coupling(N, p->effect, 1, Cp);
-        if (!cholesky(N, Cc, Lc) || !cholesky(N, Cp, Lp))
+        synth_coupling(N, p->traits ? 0.0 : p->effect, 0, Cc);
+        synth_coupling(N, p->traits ? 0.0 : p->effect, 1, Cp);
+        if (!synth_cholesky(N, Cc, Lc) || !synth_cholesky(N, Cp, Lp))
             rc = bgfm_fail(e, BGFM_EUSAGE, "synth: --effect %g makes the coupling matrix not "
                            "positive definite; use a smaller value", p->effect);
     }
@@ -855,19 +749,22 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
         else
             for (int64_t k = 0; k < p->sites; k++) site_params(p, k, &sites[k]);
     }
+    if (!rc && p->traits > 0) {
+        rc = synth_cohort_build(p, g.n_parcels, g.parcel_net, &cohort, e);
+        co = &cohort;
+    }
     int64_t bytes = 0, mine = 0;
     log_progress prog;
-    log_progress_start(ctx, &prog, "synth", "subj", p->subjects);
-    for (int64_t s = ctx->rank; !rc && s < p->subjects; s += ctx->size) {
-        rc = write_subject(p, &g, Lc, Lp, sites, s, staging, &bytes, e);
+    log_progress_start(ctx, &prog, "synth", "subj", ns);
+    for (int64_t s = ctx->rank; !rc && s < ns; s += ctx->size) {
+        rc = write_subject(p, &g, co, Lc, Lp, sites, s, staging, &bytes, e);
         mine++;
-        if (!rc) log_progress_update(ctx, &prog, mine * ctx->size < p->subjects ? mine * ctx->size
-                                                                               : p->subjects);
+        if (!rc) log_progress_update(ctx, &prog, mine * ctx->size < ns ? mine * ctx->size : ns);
     }
-    if (!rc && ctx->rank == 0) rc = write_participants(p, staging, e);
-    if (!rc && ctx->rank == 0) rc = write_truth(p, &g, Cc, Cp, sites, staging, e);
+    if (!rc && ctx->rank == 0) rc = write_participants(p, co, staging, e);
+    if (!rc && ctx->rank == 0) rc = write_truth(p, &g, co, Cc, Cp, sites, staging, e);
     rc = bgfm_ctx_agree(ctx, rc);
-    log_progress_end(ctx, &prog, rc ? mine : p->subjects);
+    log_progress_end(ctx, &prog, rc ? mine : ns);
     int64_t total_bytes = bytes;
     if (!rc && MPI_Reduce(&bytes, &total_bytes, 1, MPI_INT64_T, MPI_SUM, 0, ctx->comm) != MPI_SUCCESS)
         rc = bgfm_fail(e, BGFM_EMPI, "synth: MPI_Reduce failed");
@@ -892,7 +789,7 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
         if (!rc && old[0]) remove_sibling(ctx, parent, old);
         if (!rc)
             log_info(ctx, "synth: wrote %lld subjects (%lld volumes of %lldx%lldx%lld, %d mm, TR "
-                     "%g s; %.1f MB) to %s in %.1f s on %d rank%s", (long long)p->subjects,
+                     "%g s; %.1f MB) to %s in %.1f s on %d rank%s", (long long)ns,
                      (long long)p->volumes, (long long)g.dim[0], (long long)g.dim[1],
                      (long long)g.dim[2], p->voxel_size, p->tr, (double)total_bytes / 1e6, p->out,
                      MPI_Wtime() - t0, ctx->size, ctx->size > 1 ? "s" : "");
@@ -901,21 +798,9 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
 out:
     if (rc && ctx->rank == 0 && staging[0] && parent) remove_sibling(ctx, parent, staging);
     grid_free(&g);
+    synth_cohort_free(&cohort);
     free(sites);
     free(outabs);
     free(parent);
     return rc;
-}
-
-int cmd_synth(bgfm_ctx *ctx, int argc, char **argv) {
-    synth_params p;
-    int help = 0;
-    int rc = synth_parse_args(argc, argv, &p, &help, &ctx->err);
-    if (help) {
-        if (ctx->rank == 0) fputs(synth_usage, stdout);
-        return 0;
-    }
-    if (rc) return rc; /* identical on every rank: no agreement needed */
-    if (p.quiet) ctx->quiet = 1;
-    return synth_run(ctx, &p);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # synth.sh: `bgfm synth` end to end: argument errors (exit 2), complete-or-absent output,
 # nibabel reads every image with the right grid/TR/dtype and an exactly-zero outside,
-# and the designed group effect is present in AAL ROI correlations (numpy/scipy).
+# the designed group effect (--traits 0) and the designed trait effects (a population
+# with unlabelled subjects) are present in AAL ROI correlations (numpy/scipy).
 # Not the rank-count determinism test (mpi/synth_ranks.sh).
 source "$(dirname "$0")/../lib/tap.sh"
 REF="$ROOT/tests/reference/synth_check.py"
@@ -20,6 +21,10 @@ bad "--subjects abc -> exit 2" "--subjects" --out "$T/x" --subjects abc
 bad "--datatype float16 -> exit 2" "float32 or int16" --out "$T/x" --datatype float16
 bad "--sites > --subjects -> exit 2" "exceeds" --out "$T/x" --subjects 4 --sites 5
 bad "--tr without value -> exit 2" "needs a value" --out "$T/x" --tr
+bad "--traits 17 -> exit 2" "--traits" --out "$T/x" --traits 17
+bad "--effect with traits -> exit 2" "group-only design" --out "$T/x" --effect 0.3
+bad "--unlabelled with --traits 0 -> exit 2" "needs latent traits" --out "$T/x" --traits 0 --unlabelled 4
+bad "--trait-effect 1 -> exit 2" "--trait-effect" --out "$T/x" --trait-effect 1
 mkdir -p "$T/full"; echo keep > "$T/full/file.txt"
 bad "non-empty --out without --force -> exit 2" "not empty" --out "$T/full" --subjects 2 --volumes 10
 check "non-empty --out left untouched" test -f "$T/full/file.txt"
@@ -30,15 +35,32 @@ check "--help exits 0" bash -c "'$BGFM' synth --help | grep -q -- '--voxel-size'
 if [ "$rc" -eq 3 ] && grep -q "nope.nii.gz" "$T/err"; then ok "missing mask atlas -> exit 3 naming it"; else notok "missing mask atlas (exit $rc: $(cat "$T/err"))"; fi
 check "failed run leaves no dataset and no staging folder" bash -c "[ ! -e '$T/absent' ] && ! ls -d '$T'/absent.tmp-* 2>/dev/null | grep -q ."
 
-# the 16-subject 3 mm demo cohort on 2 ranks, timed
+# the group-only design (--traits 0): a 12-subject 3 mm cohort on 2 ranks, timed
 t0=$(date +%s.%N)
-expect_rc "12-subject 3 mm T=100 cohort on 2 ranks" 0 $MPIRUN 2 "$BGFM" synth --out "$T/demo" --subjects 12 --volumes 100 --tr 2.0 --voxel-size 3 --sites 2 --seed 7 --quiet
+expect_rc "12-subject 3 mm T=100 group-only cohort on 2 ranks" 0 $MPIRUN 2 "$BGFM" synth --out "$T/demo" --subjects 12 --volumes 100 --tr 2.0 --voxel-size 3 --sites 2 --seed 7 --traits 0 --quiet
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 echo "# synth 12 subjects 3 mm T=100 on 2 ranks: ${dt} s"
 check "nibabel reads every image: grid, affine, TR, dtype, zero outside the mask" \
   "$PY" "$REF" files "$T/demo" 100 2.0 3 float32
 check "designed group effect on networks 0-1 and 2-3, none on the control pair 4-5 (AAL ROIs)" \
   "$PY" "$REF" effect "$T/demo" "$AAL"
+
+# a population with 5 latent traits: 24 labelled + 8 unlabelled subjects, int16, TR 3 s
+# (more degrees of freedom per volume), a trait effect of 0.2 per SD (default 0.12) so
+# that every single designed loading is testable on 32 subjects (seeds 11-15 all pass)
+t0=$(date +%s.%N)
+expect_rc "24 + 8 unlabelled subjects, 5 traits, on 2 ranks" 0 $MPIRUN 2 "$BGFM" synth --out "$T/pop" --subjects 24 --unlabelled 8 --volumes 120 --tr 3 --sites 2 --seed 13 --datatype int16 --trait-effect 0.2 --quiet
+dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+echo "# synth 32 subjects 3 mm T=120 int16 on 2 ranks: ${dt} s"
+check "nibabel reads the population's images; columns score, trait_1..trait_5" \
+  "$PY" "$REF" files "$T/pop" 120 3.0 3 int16
+check "participants.tsv = model.json, n/a rows, balanced classes; every designed trait loading recovered (AAL ROIs), none elsewhere" \
+  "$PY" "$REF" traits "$T/pop" "$AAL"
+# the checks can fail: without trait effects nothing is recovered
+expect_rc "a population without trait effects (--trait-effect 0)" 0 $MPIRUN 2 "$BGFM" synth --out "$T/pop0" --subjects 12 --unlabelled 4 --volumes 60 --tr 3 --sites 2 --seed 13 --datatype int16 --trait-effect 0 --quiet
+"$PY" "$REF" traits "$T/pop0" "$AAL" > "$T/pop0.log"; rc=$?
+if [ "$rc" -eq 1 ] && grep -q "designed loading not recovered" "$T/pop0.log" && grep -q "designed mixing not recovered" "$T/pop0.log"; then
+  ok "traits check fails on a population without trait effects"; else notok "traits check on --trait-effect 0 (exit $rc)"; fi
 
 # int16, ellipsoid mask, --force replacing an existing dataset
 expect_rc "int16 + ellipsoid mask + --force" 0 "$BGFM" synth --out "$T/full" --force --subjects 2 --volumes 12 --tr 0.8 --datatype int16 --mask-atlas none --quiet

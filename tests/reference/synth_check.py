@@ -4,6 +4,8 @@ Not a test of the parcellation stage: ROI signals are computed here from the AAL
 resampled by nearest neighbour in numpy.
   synth_check.py files DIR T TR VOXEL DTYPE   every image: grid, affine, TR, dtype, mask
   synth_check.py effect DIR ATLAS             designed group effect on ROI correlations
+  synth_check.py traits DIR ATLAS             tables vs model.json, and the designed trait
+                                              effects recovered from ROI correlations
 Exit 0 when every check passes, 1 otherwise."""
 import csv
 import glob
@@ -37,9 +39,12 @@ def check_files(d, T, tr, vox, dtype):
     ok = True
     shape, aff = grid(vox)
     header, rows = read_participants(d)
-    if header != ["participant_id", "diagnosis", "site", "age", "sex"]:
+    model = json.load(open(os.path.join(d, "derivatives/synth/model.json")))
+    K = model.get("traits", 0)
+    extra = ["score"] + [f"trait_{k}" for k in range(1, K + 1)] if K else []
+    if header != ["participant_id", "diagnosis", "site", "age", "sex"] + extra:
         ok = fail(f"participants.tsv columns {header}")
-    diag = [r[1] for r in rows]
+    diag = [r[1] for r in rows if r[1] != "n/a"]
     if set(diag) != {"control", "patient"} or abs(diag.count("control") - diag.count("patient")) > 1:
         ok = fail(f"diagnosis not balanced: {diag}")
     if not all(r[2].startswith("site-") for r in rows) or not all(r[4] in ("M", "F") for r in rows):
@@ -148,9 +153,163 @@ def check_effect(d, atlas):
     return ok
 
 
+def bold_path(d, sid, vox):
+    return os.path.join(d, sid, "func", f"{sid}_task-rest_space-MNI152NLin6Asym_res-{vox}_desc-preproc_bold.nii.gz")
+
+
+def roi_setup(d, atlas):
+    """AAL regions on the dataset's grid (numpy nearest neighbour), each with the network
+    holding most of its voxels in the written network map, and its voxel indices."""
+    model = json.load(open(os.path.join(d, "derivatives/synth/model.json")))
+    shape, aff = grid(model["voxel_size"])
+    netmap = np.asarray(nib.load(glob.glob(os.path.join(d, "derivatives/synth/*desc-networks_dseg.nii.gz"))[0]).dataobj).astype(int)
+    aal = resample_nn(atlas, shape, aff)
+    labels, roi_net, roi_idx = [], [], []
+    for r in np.unique(aal):
+        m = (aal == r) & (netmap > 0)
+        if r <= 0 or m.sum() < 5:
+            continue
+        vals, counts = np.unique(netmap[m], return_counts=True)
+        labels.append(int(r))
+        roi_net.append(vals[np.argmax(counts)] - 1)
+        roi_idx.append(np.flatnonzero(m.ravel(order="F")))
+    return model, np.array(labels), np.array(roi_net), roi_idx
+
+
+def subject_fz(args):
+    """Fisher z of the Pearson correlations between the mean signals of the regions."""
+    path, roi_idx = args
+    img = nib.load(path)
+    data = np.asarray(img.dataobj, dtype=np.float32).reshape(-1, img.shape[3], order="F")
+    ts = np.stack([data[idx].mean(axis=0) for idx in roi_idx])
+    return np.arctanh(np.clip(np.corrcoef(ts), -0.999, 0.999))
+
+
+def ols_t(y, X):
+    """OLS coefficients and their t statistics."""
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = y - X @ beta
+    dof = X.shape[0] - X.shape[1]
+    cov = (resid @ resid / dof) * np.linalg.inv(X.T @ X)
+    return beta, beta / np.sqrt(np.diag(cov))
+
+
+def check_trait_tables(d, model, header, rows):
+    """participants.tsv against model.json: columns, n/a rows, traits, score, classes."""
+    ok = True
+    K, S, U = model["traits"], model["labelled"], model["unlabelled"]
+    truth = model["participants"]
+    if header != ["participant_id", "diagnosis", "site", "age", "sex", "score"] + [f"trait_{k}" for k in range(1, K + 1)]:
+        ok = fail(f"participants.tsv columns {header}")
+    if len(rows) != S + U or len(truth) != S + U:
+        return fail(f"{len(rows)} rows, {len(truth)} in model.json, expected {S} + {U}")
+    for r, t in zip(rows, truth):
+        if r[0] != t["participant_id"] or r[2] != t["site"]:
+            ok = fail(f"{r[0]}: id/site differ from model.json {t['participant_id']} {t['site']}")
+        if t["labelled"]:
+            vals = np.array([float(x) for x in r[5:]])
+            if np.max(np.abs(vals - np.array([t["score"]] + t["traits"]))) > 5.1e-7:
+                ok = fail(f"{r[0]}: score/traits {r[5:]} differ from model.json")
+            if r[1] != t["diagnosis"] or (r[1] == "patient") != (t["liability"] > model["liability_threshold"]):
+                ok = fail(f"{r[0]}: diagnosis {r[1]} vs liability {t['liability']}")
+        elif any(x != "n/a" for x in [r[1]] + r[5:]):
+            ok = fail(f"{r[0]}: unlabelled subject with values {r[1]} {r[5:]}")
+    lab = [r for r, t in zip(rows, truth) if t["labelled"]]
+    if [r[0] for r in lab] != [f"sub-{i:0{len(rows[0][0]) - 4}d}" for i in range(1, S + 1)]:
+        ok = fail("labelled subjects are not sub-1..S")
+    npat = sum(r[1] == "patient" for r in lab)
+    if npat != S // 2 or sum(r[1] == "control" for r in lab) != S - S // 2:
+        ok = fail(f"classes not balanced: {npat} patients of {S}")
+    sites = sorted({r[2] for r in rows})
+    for s in sites:
+        kinds = {t["labelled"] for r, t in zip(rows, truth) if r[2] == s}
+        if U >= 2 * len(sites) and kinds != {True, False}:
+            ok = fail(f"{s} does not hold both labelled and unlabelled subjects")
+    # diagnosis and score follow the traits (w.z and v.z from the true traits)
+    Z = np.array([t["traits"] for t in truth if t["labelled"]])
+    wz, vz = Z @ np.array(model["diagnosis_weights"]), Z @ np.array(model["score_weights"])
+    pat = np.array([r[1] == "patient" for r in lab])
+    tt, p = stats.ttest_ind(wz[pat], wz[~pat], equal_var=False)
+    rs = np.corrcoef(vz, [float(r[5]) for r in lab])[0, 1]
+    print(f"{S} labelled ({npat} patients) + {U} unlabelled; w.z patients vs controls t = {tt:.2f}; "
+          f"corr(score, v.z) = {rs:.2f}")
+    if not tt > 2:
+        ok = fail("patients do not have a higher w.z than controls")
+    if not rs > 0.3:
+        ok = fail("score does not follow v.z")
+    return ok
+
+
+def check_traits(d, atlas):
+    from multiprocessing import Pool
+    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
+    header, rows = read_participants(d)
+    ok = check_trait_tables(d, model, header, rows)
+    K, N, vox = model["traits"], model["networks"], model["voxel_size"]
+    truth = model["participants"]
+    with Pool(2) as pool:
+        fz = pool.map(subject_fz, [(bold_path(d, r[0], vox), roi_idx) for r in rows])
+    n = len(fz)
+    Z = np.array([t["traits"] for t in truth])
+    site_names = sorted({r[2] for r in rows})
+    site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
+    X = np.column_stack([np.ones(n), site, Z])
+    col = 1 + site.shape[1]  # column of trait 1
+    def pair_t(a, b):
+        ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
+        y = np.array([f[np.ix_(ia, ib)].mean() for f in fz])
+        return ols_t(y, X)
+    loaded = {}
+    for k, pairs in enumerate(model["trait_pairs"]):
+        for q in pairs:
+            a, b = q["networks"]
+            loaded.setdefault((a, b), {})[k] = loaded.get((a, b), {}).get(k, 0) + q["sign"]
+    # designed trait -> pair loadings: the mean Fisher z between the regions of the two
+    # networks regressed on all traits (and site); right sign, |t| > 3
+    for (a, b), ks in sorted(loaded.items()):
+        beta, t = pair_t(a, b)
+        for k, sign in ks.items():
+            msg = f"trait {k + 1} -> networks {a}-{b} (sign {sign:+d}): slope {beta[col + k]:+.3f}, t = {t[col + k]:+.2f}"
+            print(msg)
+            if not (np.sign(t[col + k]) == np.sign(sign) and abs(t[col + k]) > 3):
+                ok = fail(f"designed loading not recovered: {msg}")
+    # pairs no trait loads show no trait effect: at most 5% of their trait slopes with
+    # |t| > 3 (about 0.5% expected by chance) and none above 4.5
+    null_t = []
+    for a in range(N):
+        for b in range(a + 1, N):
+            if (a, b) in loaded:
+                continue
+            beta, t = pair_t(a, b)
+            null_t.extend(t[col:col + K])
+    null_t = np.abs(np.array(null_t))
+    print(f"{len(null_t) // K} pairs no trait loads: max |t| = {null_t.max():.2f}, "
+          f"{np.mean(null_t > 3):.1%} of {len(null_t)} trait slopes with |t| > 3")
+    if np.mean(null_t > 3) > 0.05 or null_t.max() > 4.5:
+        ok = fail("traits shift network pairs they do not load")
+    # designed trait -> parcel mixing: the region's mean Fisher z with the regions of its
+    # secondary network, right sign and |t| > 3
+    for k, parcels in enumerate(model["trait_parcels"]):
+        for q in parcels:
+            if q["atlas_label"] not in labels:
+                continue
+            i = int(np.flatnonzero(labels == q["atlas_label"])[0])
+            im = np.flatnonzero(roi_net == q["secondary"])
+            y = np.array([f[i, im].mean() for f in fz])
+            beta, t = ols_t(y, X)
+            msg = (f"trait {k + 1} -> region {q['atlas_label']} (network {q['network']}) mixing with "
+                   f"network {q['secondary']} (sign {q['sign']:+d}): slope {beta[col + k]:+.3f}, t = {t[col + k]:+.2f}")
+            print(msg)
+            if not (np.sign(t[col + k]) == np.sign(q["sign"]) and abs(t[col + k]) > 3):
+                ok = fail(f"designed mixing not recovered: {msg}")
+    return ok
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "files":
         sys.exit(0 if check_files(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]) else 1)
     if sys.argv[1] == "effect":
         sys.exit(0 if check_effect(sys.argv[2], sys.argv[3]) else 1)
+    if sys.argv[1] == "traits":
+        sys.exit(0 if check_traits(sys.argv[2], sys.argv[3]) else 1)
     sys.exit(2)
