@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """probe_embed.py CKPT GRAPHS_DIR EMBEDDINGS.h5: the probe's pretrained graph
 embeddings against the independent PyTorch float64 encoder of docs/model.md
-(tests/reference/model_torch.py: encoder(), node_inputs()): e = mean of the region
-rows of the last encoder block on the full graph, no dropout/masking/corruption.
-Relative L2 error per graph < 1e-4. Prints TAP lines."""
+(tests/reference/model_torch.py: encoder(), readout(), node_inputs()): e = the
+checkpoint's readout (the mean of the region rows, or the region readout) of the last
+encoder block on the full graph, no dropout/masking/corruption. Relative L2 error per
+graph < 1e-4; the embedding width must be the readout's. Prints TAP lines."""
 import os, sys
 import h5py, numpy as np, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -14,6 +15,9 @@ c = h5py.File(ck, "r")
 p = mt.Params(c["model"])
 a = c["model"].attrs
 cfg = {k: int(a[k]) for k in ["H", "nh", "F", "k", "L", "Ld", "P", "N_max"]}
+cfg["readout"] = mt.s(a["readout"]) if "readout" in a else "mean"
+if cfg["readout"] == "region":
+    cfg["readout_dim"] = int(a["readout_dim"])
 atl = mt.s(a["atlases"]).split(",")
 idx = h5py.File(os.path.join(gdir, "index.h5"), "r")
 shards = [mt.s(x) for x in idx["shards"][()]]
@@ -34,11 +38,11 @@ with torch.no_grad():
         N = C.shape[0]
         X = mt.node_inputs(C, R, cfg, N)
         z = mt.encoder(p, cfg, an, atl.index(an), X, torch.arange(N), A)
-        ref = z.mean(0).numpy()
+        ref = mt.readout(p, cfg, an, z, torch.arange(N), N).numpy()
         got = E["pretrained"][j]
-        worst = max(worst, np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        worst = max(worst, np.linalg.norm(got - ref) / np.linalg.norm(ref) if got.shape == ref.shape else np.inf)
 ok = worst < 1e-4
-print(("ok" if ok else "not ok") + " - pretrained embeddings of %d graphs = torch encoder mean (worst rel err %.2e)" % (len(pick), worst))
+print(("ok" if ok else "not ok") + " - pretrained embeddings of %d graphs = torch encoder + %s readout (worst rel err %.2e)" % (len(pick), cfg["readout"], worst))
 d = np.abs(E["pretrained"][()] - E["random_init"][()]).max()
 print(("ok" if d > 1e-3 else "not ok") + " - random-init embeddings differ from pretrained (max diff %.3g)" % d)
 sys.exit(0 if ok and d > 1e-3 else 1)
