@@ -85,8 +85,11 @@ def order(L, Ld, atlases):
            "attn/bk", "attn/bv", "attn/Wo", "attn/bo", "ln_1/gamma", "ln_1/beta", "ffn/W1", "ffn/b1",
            "ffn/W2", "ffn/b2", "ln_2/gamma", "ln_2/beta"]
     o += [f"enc/{l}/{b}" for l in range(L) for b in blk]
+    if region:  # the region readout follows the encoder blocks
+        o += ["readout/Wc"] + [f"readout/W/{a}" for a in atlases] + ["readout/b"]
     o += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
     return o + ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
+region = m.attrs["readout"] in (b"region", "region")
 names = order(int(m.attrs["L"]), int(m.attrs["Ld"]), ["tiny"])
 cnt = []
 f["model"].visit(lambda k: cnt.append(k) if isinstance(f["model"][k], h5py.Dataset) else None)
@@ -118,6 +121,8 @@ blk = ["gcn/W", "gcn/b", "ln_g/gamma", "ln_g/beta", "attn/Wq", "attn/Wk", "attn/
        "ffn/W2", "ffn/b2", "ln_2/gamma", "ln_2/beta"]
 L, Ld = int(m.attrs["L"]), int(m.attrs["Ld"])
 names = ["in/W", "in/b", "embed/token", "embed/node/tiny"] + [f"enc/{l}/{b}" for l in range(L) for b in blk]
+if m.attrs["readout"] in (b"region", "region"):
+    names += ["readout/Wc", "readout/W/tiny", "readout/b"]
 names += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
 names += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
 flat = lambda g: np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
