@@ -2,7 +2,8 @@
 # model_step.sh: benchmark of one training step (draws + forward + backward + clipping +
 # AdamW, mode gmae+gcl, adjacency density ~0.15): bgfm (bench/model_step.c over
 # build/libbgfm.a) vs the batched PyTorch float32 implementation
-# (tests/reference/model_torch_batched.py), same batch, 1 and 2 threads, two configs.
+# (tests/reference/model_torch_batched.py), same batch, 1 and 2 threads, two configs;
+# both with the region readout (the default), and bgfm again with the mean readout.
 # Prints graphs/s (best and median step: the machine is shared, contention only adds
 # time), CPU time per step, the step's FLOP rate (docs/model.md formula) against the
 # SGEMM rate measured in the same run, the OpenBLAS core, and the peak RSS of each.
@@ -51,5 +52,9 @@ for cfg in $CONFIGS; do
       printf "   fraction of SGEMM: %.0f%% / %.0f%% (target >= 70%%)\n", 100*gb/s[1], 100*gb/s[2]
       printf "   by CPU time: %.1f GFLOP per CPU-second = %.0f%% / %.0f%% of the per-thread SGEMM rate; bgfm / pytorch CPU time %.2f\n", gf/cc*1e3, 100*gf/cc*1e3*th/s[1], 100*gf/cc*1e3*th/s[2], cc/pc }'
     echo "   bgfm loss checksum $(get loss_checksum "$T/c.txt")"
+    # the readout's cost: the same step with the mean readout (the model before issue 12)
+    OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th "$T/model_step" "$H" "$L" "$N" "$B" "$steps" 1 mean >"$T/m.txt"
+    awk -v r="$(get graphs_per_s_best "$T/c.txt")" -v m="$(get graphs_per_s_best "$T/m.txt")" \
+      'BEGIN{printf "   cost per graph, region readout / mean readout: %.3f (target <= 1.15)\n", m/r}'
   done
 done

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as Fn
 
 
-def build_params(H, nh, F, k, L, Ld, P, N, dtype, seed=1):
+def build_params(H, nh, F, k, L, Ld, P, N, dtype, seed=1, readout="region", rdim=8):
     g = torch.Generator().manual_seed(seed)
     p, decay = {}, {}
 
@@ -52,7 +52,20 @@ def build_params(H, nh, F, k, L, Ld, P, N, dtype, seed=1):
     mat("dec/re/W", H, H); vec("dec/re/b", H); emb("dec/mask_token", H)
     mat("dec/out/W", N, H); vec("dec/out/b", N)
     mat("proj/W1", H, H); vec("proj/b1", H); mat("proj/W2", P, H); vec("proj/b2", P)
+    if readout == "region":
+        mat("readout/Wc", rdim, H); mat("readout/W", H, N * rdim); vec("readout/b", H)
     return p, decay
+
+
+def pool(p, z, idx, N):
+    """Graph embeddings of node rows z (B, n, H) of nodes idx (B, n): docs/model.md section 2."""
+    if "readout/Wc" not in p:
+        return z.mean(1)
+    B, n, _ = z.shape
+    rd = p["readout/Wc"].shape[0]
+    v = torch.zeros(B, N, rd, dtype=z.dtype)
+    v = v.index_put((torch.arange(B)[:, None].expand(B, n), idx), z @ p["readout/Wc"].T) * (N / n)
+    return v.reshape(B, N * rd) @ p["readout/W"].T + p["readout/b"]
 
 
 def gcn_norm(A):
@@ -147,7 +160,7 @@ def losses(p, fc, adj, rw, dr, cfg, train):
     s = za @ za.transpose(1, 2) / math.sqrt(H)
     off = ~torch.eye(vis.shape[1], dtype=torch.bool).expand(B, -1, -1)
     adj_l = Fn.binary_cross_entropy_with_logits(s[off], Av[off])
-    cl = nt_xent(projection(p, za.mean(1)), projection(p, zb.mean(1)), cfg["tau"])
+    cl = nt_xent(projection(p, pool(p, za, vis, N)), projection(p, pool(p, zb, allidx, N)), cfg["tau"])
     total = cfg["lam"][0] * rec + cfg["lam"][1] * adj_l + cfg["lam"][2] * cl
     return total, (rec, adj_l, cl)
 
@@ -170,6 +183,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--readout", default="region", choices=["region", "mean"])
     o = ap.parse_args()
     torch.set_num_threads(o.threads)
     H, N, B = o.H, o.N, o.B
@@ -177,7 +191,7 @@ def main():
                tau=0.2, lam=(1.0, 0.1, 0.01), mask_ratio=0.4)
     M = min(int(math.floor(cfg["mask_ratio"] * N + 0.5)), N - 4)
     dt = torch.float32
-    p, decay = build_params(H, cfg["nh"], cfg["F"], cfg["k"], o.L, 1, cfg["P"], N, dt)
+    p, decay = build_params(H, cfg["nh"], cfg["F"], cfg["k"], o.L, 1, cfg["P"], N, dt, readout=o.readout)
     fc, adj, rw = make_data(B, N, cfg["k"], dt)
     gen = torch.Generator().manual_seed(3)
     groups = [{"params": [p[n] for n in p if decay[n]], "weight_decay": 1e-4},
