@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""summary.py: the transfer study's tables (markdown) from every probe.json under OUT.
+
+usage: summary.py OUT [--view pooled|<atlas>]
+
+OUT/<variant>/<protocol>/seed<S>/probe/report/probe.json (bench/transfer_study.sh) and
+OUT/oracle.json (oracle.py). Each cell: mean over seeds of the probe's mean over draws x
+folds, then (in brackets) the sd over seeds / the mean sd over folds.
+"""
+import glob, json, os, sys
+import numpy as np
+
+FEAT = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
+
+
+def load(out):
+    runs = {}
+    for p in sorted(glob.glob(os.path.join(out, "*", "*", "seed*", "probe", "report", "probe.json"))):
+        parts = p[len(out):].strip("/").split("/")
+        runs.setdefault((parts[0], parts[1]), []).append(json.load(open(p)))
+    return runs
+
+
+def view_of(j, view):
+    return j["pooled"] if view == "pooled" else j["atlases"][view]
+
+
+def cell(vals, sds):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a"
+    m = np.mean(vals)
+    s_seed = np.std(vals, ddof=1) if len(vals) > 1 else 0.0
+    s_fold = np.mean([x for x in sds if x is not None]) if sds else float("nan")
+    return f"{m:.3f} ({s_seed:.3f}/{s_fold:.2f})"
+
+
+def table_auc(js, view):
+    fs = view_of(js[0], view)["few_shot"]
+    ks = [str(e["k"]) for e in fs]
+    lines = ["| k per class | " + " | ".join(FEAT) + " |", "|---" * (len(FEAT) + 1) + "|"]
+    for i, k in enumerate(ks):
+        row = [k]
+        for f in FEAT:
+            v = [view_of(j, view)["few_shot"][i].get(f) for j in js]
+            sd = [view_of(j, view)["few_shot"][i].get(f + "_sd") for j in js]
+            row.append(cell(v, sd))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def table_r2(js, view):
+    def fsn(j):
+        m = j["regression"]["mean"]
+        return m["few_shot"] if view == "pooled" else m["atlases"][view]["few_shot"]
+    ns = [str(e["n"]) for e in fsn(js[0])]
+    lines = ["| n subjects | " + " | ".join(FEAT) + " |", "|---" * (len(FEAT) + 1) + "|"]
+    for i, n in enumerate(ns):
+        row = [n]
+        for f in FEAT:
+            row.append(cell([fsn(j)[i].get(f) for j in js], [fsn(j)[i].get(f + "_sd") for j in js]))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def main():
+    out = sys.argv[1]
+    view = sys.argv[sys.argv.index("--view") + 1] if "--view" in sys.argv else "pooled"
+    runs = load(out)
+    if not runs:
+        sys.exit("summary: no probe.json under " + out)
+    for (variant, proto), js in sorted(runs.items()):
+        print(f"\n### {variant}, protocol {proto}, view {view}: {len(js)} seed(s)")
+        print("\nFew-shot diagnosis AUC, mean over seeds (sd over seeds / mean sd over folds)\n")
+        print("\n".join(table_auc(js, view)))
+        if js[0].get("regression", {}).get("mean", {}).get("few_shot"):
+            print("\nFew-shot regression R2, mean over targets " + ",".join(js[0]["targets"]) + "\n")
+            print("\n".join(table_r2(js, view)))
+        ed = [j["effective_dim"] for j in js]
+        print("\nEffective dimension (participation ratio) per atlas: " + "; ".join(
+            f"{a}: " + ", ".join(f"{f} {np.mean([e[a][f] for e in ed]):.1f}" for f in FEAT if f in ed[0][a])
+            for a in ed[0]))
+    op = os.path.join(out, "oracle.json")
+    if os.path.exists(op):
+        o = json.load(open(op))
+        print(f"\n### Oracles ({o['draws']} draws; {o['n_labelled']} labelled, {o['n_unlabelled']} unlabelled subjects)\n")
+        print("| oracle | AUC k=2 | k=4 | k=8 | all | R2 n=16 | n=48 | all |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, r in o["views"].items():
+            if name.startswith("trait_map/") and name != "trait_map/" + view and view != "pooled":
+                continue
+            a = [f"{r['few_shot'][k][0]:.3f}" for k in ("2", "4", "8", "all")]
+            b = [f"{r['few_shot_n'][k][0]:.3f}" for k in ("16", "48", "all")]
+            print(f"| {name} | " + " | ".join(a + b) + " |")
+
+
+if __name__ == "__main__":
+    main()

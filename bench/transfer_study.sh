@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# transfer_study.sh: does pretraining learn what distinguishes people? (issue 12,
+# docs/results.md). On a trait cohort (bgfm synth --traits, or any BIDS folder with
+# numeric trait columns), runs parcellate -> connectivity -> pretrain -> probe with the
+# pipeline's defaults (only model size and epochs given) under both protocols
+# (transductive: pretraining reads every subject; strict: never a probed one) and
+# several seeds, then the oracle bound (bench/transfer/oracle.py), and prints the
+# few-shot tables (bench/transfer/summary.py). Not a test: figures for results.md.
+#
+#   bench/transfer_study.sh [OPTIONS]
+#     --cohort DIR        BIDS folder (default: made with bgfm synth under --out)
+#     --out DIR           work folder (default runs/transfer)
+#     --seeds "1 2 3"     pipeline seeds (pretraining init, batches, folds)
+#     --epochs E          pretraining epochs (default 20)
+#     --protocols "transductive strict"
+#     --variant NAME=OPTS extra pretrain options for an ablation, e.g.
+#                         --variant mean_readout="readout: mean" (repeatable; the
+#                         default configuration always runs as "default")
+#     --targets "trait_1,...,score"   probe targets (default: every trait_* and score column)
+#     --np N              MPI ranks (default 2)
+#     --synth "ARGS"      bgfm synth arguments for the default cohort
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PY=/usr/bin/python3
+B=$ROOT/build/bgfm
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS=""
+SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
+VARIANTS=("default=")
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cohort) COHORT=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --seeds) SEEDS=$2; shift 2 ;;
+    --epochs) EPOCHS=$2; shift 2 ;;
+    --protocols) PROTOCOLS=$2; shift 2 ;;
+    --variant) VARIANTS+=("$2"); shift 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    --np) NP=$2; shift 2 ;;
+    --synth) SYNTH=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+make -s build/bgfm >/dev/null
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+if [ -z "$COHORT" ]; then
+  COHORT=$OUT/cohort
+  [ -f "$COHORT/participants.tsv" ] || mpirun --oversubscribe -np "$NP" "$B" synth --out "$COHORT" $SYNTH --quiet
+fi
+COHORT=$(cd "$COHORT" && pwd)
+if [ -z "$TARGETS" ]; then
+  TARGETS=$(head -1 "$COHORT/participants.tsv" | tr '\t' '\n' | grep -E '^(trait_[0-9]+|score)$' | paste -sd, -)
+fi
+echo "transfer_study: cohort $COHORT, targets $TARGETS, seeds $SEEDS, epochs $EPOCHS, load $(cut -d' ' -f1 /proc/loadavg)"
+for v in "${VARIANTS[@]}"; do
+  name=${v%%=*} opts=${v#*=}
+  for proto in $PROTOCOLS; do
+    for seed in $SEEDS; do
+      wd=$OUT/$name/$proto/seed$seed
+      mkdir -p "$wd"
+      extra=", protocol: $proto"
+      [ -n "$opts" ] && extra="$extra, $opts"
+      sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
+          -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@||" \
+          bench/transfer/study.yaml.in > "$wd.yaml"
+      t0=$(date +%s)
+      mpirun --oversubscribe -np "$NP" "$B" run "$wd.yaml" > "$wd.log" 2>&1 \
+        || { echo "transfer_study: $wd failed (see $wd.log)"; tail -5 "$wd.log"; exit 1; }
+      echo "transfer_study: $name $proto seed $seed done in $(( $(date +%s) - t0 )) s"
+    done
+  done
+done
+$PY bench/transfer/oracle.py "$COHORT" "$OUT" --targets "$TARGETS"
+$PY bench/transfer/summary.py "$OUT"
