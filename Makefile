@@ -30,7 +30,7 @@ TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps test check demo bench install clean docs-check fuzz fuzz-build
-all: $(BUILD)/bgfm $(TEST_BIN)
+all: $(BUILD)/bgfm $(TEST_BIN) $(BUILD)/tests/bgfm-test
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -50,6 +50,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbgfm.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	@$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS) -lcmocka
+
+# The test driver: build/bgfm's commands with the test hooks of ctx.h set from BGFM_TEST_*
+# variables (tests/lib/bgfm_test.c); the product binary never reads them.
+$(BUILD)/tests/bgfm-test: tests/lib/bgfm_test.c $(BUILD)/libbgfm.a
+	@mkdir -p $(dir $@)
+	@echo "  TEST  $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS)
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/main.d
 

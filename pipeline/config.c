@@ -1077,10 +1077,8 @@ int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out) {
     int rc = ctx->rank == 0 ? read_file(file, &buf, &len, &ctx->err) : 0;
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
-    if (MPI_Bcast(&len, 1, MPI_INT64_T, 0, ctx->comm) != MPI_SUCCESS) {
-        rc = bgfm_ctx_fail(ctx, BGFM_EMPI, "MPI_Bcast of the pipeline file length failed");
-        goto done;
-    }
+    rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&len, 1, MPI_INT64_T, 0, ctx->comm)));
+    if (rc) goto done;
     BGFM_ASSERT(len >= 0 && len <= CONFIG_MAX_BYTES);
     if (ctx->rank != 0) {
         buf = bgfm_malloc(&ctx->err, (size_t)len + 1, "pipeline file");
@@ -1088,10 +1086,9 @@ int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out) {
     }
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
-    if (len > 0 && MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm) != MPI_SUCCESS) {
-        rc = bgfm_ctx_fail(ctx, BGFM_EMPI, "MPI_Bcast of the pipeline file failed");
-        goto done;
-    }
+    if (len > 0) rc = BGFM_MPI(&ctx->err, MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm));
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) goto done;
     buf[len] = '\0';
     bgfm_err e;
     bgfm_err_clear(&e);

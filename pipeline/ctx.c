@@ -66,6 +66,19 @@ void bgfm_mpi_errstr(int mpierr, char *buf, size_t n) {
     snprintf(buf, n, "%s", tmp);
 }
 
+int bgfm_mpi_check(bgfm_err *e, int mpi_rc, const char *call, const char *file, int line) {
+    if (mpi_rc == MPI_SUCCESS) return 0;
+    char why[MPI_MAX_ERROR_STRING];
+    bgfm_mpi_errstr(mpi_rc, why, sizeof why);
+    return bgfm_fail(e, BGFM_EMPI, "%s failed at %s:%d: %s", call, file, line, why);
+}
+
+int bgfm_test_fault(bgfm_ctx *ctx, const char *site) {
+    bgfm_test_hooks *h = ctx->hooks;
+    if (!h || !h->fail_site || h->fail_rank != ctx->rank || strcmp(h->fail_site, site)) return 0;
+    return ++h->calls == (h->fail_call > 0 ? h->fail_call : 1);
+}
+
 typedef struct h5walk {
     char *buf;
     size_t n, used;
@@ -103,10 +116,12 @@ static void threads_default(bgfm_ctx *ctx) {
         return;
     MPI_Comm node;
     int local = 1;
-    if (MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+    bgfm_err ignore = {0}; /* best effort: a failure keeps OpenBLAS's default */
+    if (BGFM_MPI(&ignore, MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                                              &node)))
         return;
-    int ok = MPI_Comm_size(node, &local) == MPI_SUCCESS;
-    if (MPI_Comm_free(&node) != MPI_SUCCESS || !ok || local < 1) return;
+    int ok = !BGFM_MPI(&ignore, MPI_Comm_size(node, &local));
+    if (BGFM_MPI(&ignore, MPI_Comm_free(&node)) || !ok || local < 1) return;
     int avail = openblas_get_num_threads(); /* the CPUs this process may run on */
     int n = avail / local;
     if (n < 1) n = 1;
@@ -116,17 +131,16 @@ static void threads_default(bgfm_ctx *ctx) {
 int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
     memset(ctx, 0, sizeof *ctx);
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        fprintf(stderr, "bgfm: error: MPI_Init failed\n");
-        return BGFM_EMPI;
-    }
-    if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        MPI_Comm_dup(MPI_COMM_WORLD, &ctx->comm) != MPI_SUCCESS ||
-        MPI_Comm_set_errhandler(ctx->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        MPI_Comm_rank(ctx->comm, &ctx->rank) != MPI_SUCCESS ||
-        MPI_Comm_size(ctx->comm, &ctx->size) != MPI_SUCCESS) {
-        fprintf(stderr, "bgfm: error: cannot set up the MPI communicator\n");
-        return BGFM_EMPI;
+    bgfm_err *e = &ctx->err;
+    int rc = BGFM_MPI(e, MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    if (!rc) rc = BGFM_MPI(e, MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    if (!rc) rc = BGFM_MPI(e, MPI_Comm_dup(MPI_COMM_WORLD, &ctx->comm));
+    if (!rc) rc = BGFM_MPI(e, MPI_Comm_set_errhandler(ctx->comm, MPI_ERRORS_RETURN));
+    if (!rc) rc = BGFM_MPI(e, MPI_Comm_rank(ctx->comm, &ctx->rank));
+    if (!rc) rc = BGFM_MPI(e, MPI_Comm_size(ctx->comm, &ctx->size));
+    if (rc) {
+        fprintf(stderr, "bgfm: error: cannot set up MPI: %s\n", e->msg);
+        return rc;
     }
     /* HDF5 errors are reported through our own messages (bgfm_h5_errstr). */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -142,28 +156,29 @@ void bgfm_ctx_finalize(bgfm_ctx *ctx) {
      * with its own code, without MPI_Finalize (mpirun passes the code on). The engine has
      * already removed the partial output; nothing is left to write. */
     int eio = ctx->err.code == BGFM_EIO, any = 0;
-    if (ctx->comm != MPI_COMM_NULL && ctx->comm != 0 &&
-        MPI_Allreduce(&eio, &any, 1, MPI_INT, MPI_MAX, ctx->comm) == MPI_SUCCESS && any) {
+    bgfm_err fin = {0}; /* the exit code is decided; a failure here is only reported */
+    int have = ctx->comm != MPI_COMM_NULL && ctx->comm != 0;
+    if (have && !BGFM_MPI(&fin, MPI_Allreduce(&eio, &any, 1, MPI_INT, MPI_MAX, ctx->comm)) && any) {
         fflush(stdout);
         fflush(stderr);
         _exit(ctx->err.code);
     }
-    if (ctx->comm != MPI_COMM_NULL && ctx->comm != 0) MPI_Comm_free(&ctx->comm);
-    MPI_Finalize();
+    if (have) BGFM_MPI(&fin, MPI_Comm_free(&ctx->comm));
+    BGFM_MPI(&fin, MPI_Finalize());
+    if (fin.code) fprintf(stderr, "bgfm: warning: rank %d: %s\n", ctx->rank, fin.msg);
 }
 
 int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status) {
     int rank = 0, size = 1;
-    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "cannot query the communicator while agreeing on status");
+    if (BGFM_MPI(e, MPI_Comm_rank(comm, &rank)) || BGFM_MPI(e, MPI_Comm_size(comm, &size)))
+        return e->code;
     if (local_status != 0 && e->code == 0) {
         e->code = local_status;
         snprintf(e->msg, sizeof e->msg, "%s", bgfm_status_name(local_status));
     }
     int mine = local_status != 0 ? rank : size;
     int first = size;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce failed while agreeing on status");
+    if (BGFM_MPI(e, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm))) return e->code;
     if (first == size) return BGFM_OK;
     struct {
         int code;
@@ -174,10 +189,7 @@ int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status) {
         pkt.code = e->code;
         memcpy(pkt.msg, e->msg, sizeof pkt.msg);
     }
-    if (MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, comm) != MPI_SUCCESS) {
-        e->code = BGFM_EMPI;
-        return BGFM_EMPI;
-    }
+    if (BGFM_MPI(e, MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, comm))) return e->code;
     e->code = pkt.code;
     if (size > 1 && strncmp(pkt.msg, "rank ", 5) != 0)
         snprintf(e->msg, sizeof e->msg, "rank %d: %.*s", first, (int)(sizeof e->msg - 16),
@@ -279,9 +291,6 @@ int bgfm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg) {
 
 int bgfm_ctx_stop_requested(bgfm_ctx *ctx) {
     int mine = stop_flag != 0, any = 0;
-    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, ctx->comm) != MPI_SUCCESS) {
-        bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce failed while polling for stop signals");
-        return -1;
-    }
+    if (BGFM_MPI(&ctx->err, MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, ctx->comm))) return -1;
     return any;
 }

@@ -18,7 +18,10 @@ static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
         return -1;
     }
     int size = 1;
-    if (comm != MPI_COMM_SELF && MPI_Comm_size(comm, &size) != MPI_SUCCESS) size = 1;
+    if (comm != MPI_COMM_SELF && BGFM_MPI(e, MPI_Comm_size(comm, &size))) {
+        H5Pclose(fapl);
+        return -1;
+    }
     if (comm != MPI_COMM_SELF && size > 1) {
         if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
             H5Pclose(fapl);
@@ -194,12 +197,24 @@ static int agree_on_file(hid_t obj, int rc, bgfm_err *e) {
         MPI_Info info = MPI_INFO_NULL;
         if (H5Pget_fapl_mpio(fapl, &comm, &info) >= 0) {
             rc = bgfm_err_agree(comm, e, rc);
-            MPI_Comm_free(&comm);
-            if (info != MPI_INFO_NULL) MPI_Info_free(&info);
+            int frc = BGFM_MPI(e, MPI_Comm_free(&comm));
+            if (info != MPI_INFO_NULL && !frc) frc = BGFM_MPI(e, MPI_Info_free(&info));
+            if (!rc) rc = frc;
         }
     }
     H5Pclose(fapl);
     return rc;
+}
+
+int h5io_dset_close(hid_t *d, int rc, const char *path, bgfm_err *e) {
+    if (*d < 0) return rc;
+    hid_t f = H5Iget_file_id(*d);
+    int crc = H5Dclose(*d) < 0 ? h5fail(e, BGFM_EIO, "closing dataset", path) : 0;
+    *d = -1;
+    if (f < 0) return rc ? rc : crc;
+    crc = agree_on_file(f, crc, e);
+    H5Fclose(f);
+    return rc ? rc : crc;
 }
 
 int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, const void *buf,
@@ -257,16 +272,16 @@ int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, i
                      const hsize_t *dims, const void *buf, int writer, bgfm_err *e) {
     hid_t d = h5io_dset_create(f, path, filetype, rank, dims, NULL, 0, e);
     if (d < 0) return e->code ? e->code : BGFM_EIO;
-    int me = 0;
+    int me = 0, qrc = 0;
     hid_t fapl = H5Fget_access_plist(f);
     if (fapl >= 0) {
         if (H5Pget_driver(fapl) == H5FD_MPIO) {
             MPI_Comm comm;
             MPI_Info info;
             if (H5Pget_fapl_mpio(fapl, &comm, &info) >= 0) {
-                MPI_Comm_rank(comm, &me);
-                MPI_Comm_free(&comm);
-                if (info != MPI_INFO_NULL) MPI_Info_free(&info);
+                qrc = BGFM_MPI(e, MPI_Comm_rank(comm, &me));
+                if (!qrc) qrc = BGFM_MPI(e, MPI_Comm_free(&comm));
+                if (!qrc && info != MPI_INFO_NULL) qrc = BGFM_MPI(e, MPI_Info_free(&info));
             }
         }
         H5Pclose(fapl);
@@ -281,7 +296,7 @@ int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, i
         rc = h5io_write_rows(d, memtype, 0, me == writer ? rows : 0, buf, e);
     }
     if (H5Dclose(d) < 0 && !rc) rc = h5fail(e, BGFM_EIO, "closing", path);
-    return rc;
+    return rc ? rc : qrc;
 }
 
 int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t n, int writer,

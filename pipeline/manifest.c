@@ -123,8 +123,8 @@ int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) {
         /* every record is filled by exactly one rank: a max-reduction of bytes merges them */
-        if (MPI_Allreduce(recs, all, n * REC, MPI_UNSIGNED_CHAR, MPI_MAX, ctx->comm) != MPI_SUCCESS)
-            rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allreduce of input hashes failed");
+        rc = BGFM_MPI(&ctx->err, MPI_Allreduce(recs, all, n * REC, MPI_UNSIGNED_CHAR, MPI_MAX,
+                                               ctx->comm));
         rc = bgfm_ctx_agree(ctx, rc);
     }
     if (!rc) {

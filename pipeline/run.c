@@ -469,11 +469,15 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     double mine[2] = {r.bytes_read, r.items}, sum[2] = {0, 0};
     double rss = fs_peak_rss_mib();
     double *all_rss = calloc((size_t)ctx->size, sizeof *all_rss);
-    int mrc = all_rss ? 0 : BGFM_ENOMEM;
-    if (!mrc && (MPI_Allreduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS ||
-                 MPI_Gather(&rss, 1, MPI_DOUBLE, all_rss, 1, MPI_DOUBLE, 0, ctx->comm) != MPI_SUCCESS))
-        mrc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI reduction of stage metrics failed");
-    if (!rc) rc = bgfm_ctx_agree(ctx, mrc);
+    int mrc = bgfm_ctx_agree(ctx, all_rss ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory "
+                                                          "gathering stage metrics"));
+    if (!mrc) { /* the same two collectives on every rank, then one agreement */
+        mrc = BGFM_MPI(&ctx->err, MPI_Allreduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, ctx->comm));
+        int grc = BGFM_MPI(&ctx->err, MPI_Gather(&rss, 1, MPI_DOUBLE, all_rss, 1, MPI_DOUBLE, 0,
+                                                 ctx->comm));
+        mrc = bgfm_ctx_agree(ctx, mrc ? mrc : grc);
+    }
+    if (!rc) rc = mrc;
     if (ctx->rank == 0 && all_rss)
         metrics_line(ctx, metrics, ps, rc, wall, sum[0], sum[1], r.items_unit, all_rss);
     free(all_rss);
@@ -545,18 +549,16 @@ static int bids_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_pl
         }
     }
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && (MPI_Bcast(&blen, 1, MPI_INT64_T, 0, ctx->comm) != MPI_SUCCESS ||
-                MPI_Bcast(&n, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS))
-        rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Bcast of the input list failed");
+    if (!rc) rc = BGFM_MPI(&ctx->err, MPI_Bcast(&blen, 1, MPI_INT64_T, 0, ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&n, 1, MPI_INT, 0, ctx->comm)));
     if (!rc && ctx->rank != 0) {
         blob = malloc((size_t)blen + 1);
         paths = calloc((size_t)n + 1, sizeof *paths);
         if (!blob || !paths) rc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
     }
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && blen > 0 && MPI_Bcast(blob, (int)blen, MPI_CHAR, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Bcast of the input list failed");
+    if (!rc && blen > 0) rc = BGFM_MPI(&ctx->err, MPI_Bcast(blob, (int)blen, MPI_CHAR, 0, ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc && ctx->rank != 0) {
         int64_t off = 0;
@@ -598,8 +600,7 @@ static int extra_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_p
     if (ctx->rank == 0)
         for (int i = 0; !rc && i < m; i++) exists[i] = fs_exists(todo[i]);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && m && MPI_Bcast(exists, m, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Bcast of the input list failed");
+    if (!rc && m) rc = BGFM_MPI(&ctx->err, MPI_Bcast(exists, m, MPI_INT, 0, ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
     char **present = rc ? NULL : calloc((size_t)m + 1, sizeof *present);
     int np = 0;
@@ -755,7 +756,12 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
         int complete = manifest_read(ps->final_dir, have, outs);
         int same = complete && !strcmp(have, fp);
         /* rank 0's view of the file system decides, for everyone */
-        if (MPI_Bcast(&same, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS) rc = BGFM_EMPI;
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&same, 1, MPI_INT, 0, ctx->comm)));
+        if (rc) {
+            free(fptext);
+            manifest_files_free(&inputs);
+            break;
+        }
         const char *why = o->force ? "--force" : i >= forced_from ? "--from" : !complete ? "no complete output" : !same ? "inputs or parameters changed" : NULL;
         ps->will_run = why != NULL;
         if (plan_only) {
@@ -766,8 +772,9 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
             log_info(ctx, "  up to date, skipped (%s)", ps->final_dir);
             /* a complete stage that left subjects out keeps saying so (exit 9) */
             int was_partial = ctx->rank == 0 && manifest_is_partial(ps->final_dir);
-            if (MPI_Bcast(&was_partial, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS) rc = BGFM_EMPI;
-            if (was_partial) {
+            rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&was_partial, 1, MPI_INT, 0,
+                                                                   ctx->comm)));
+            if (!rc && was_partial) {
                 char m[512];
                 snprintf(m, sizeof m, "stage '%s' is up to date but left subjects out (see \"skipped\" in %s/manifest.json)",
                          ps->cfg->name, ps->final_dir);

@@ -25,6 +25,14 @@ int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.
 int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/report.c */
 int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/scale.c */
 
+/* Every command of build/bgfm: argv[1] is the command; prints usage/version itself,
+ * reports ctx->err on rank 0 (bgfm_ctx_report) and returns the exit status. */
+int cli_main(bgfm_ctx *ctx, int argc, char **argv);
+/* Before MPI_Init: a process started without a launcher gets in-process MPI transports
+ * (Open MPI singleton defaults that never override a user's OMPI_MCA_*; docs/architecture.md,
+ * "Start-up of a single process"); not for `scale`/`submit` (cmd), whose children inherit. */
+void cli_singleton_defaults(const char *cmd);
+
 /* Shared helpers for subcommand option parsing. */
 /* Returns 1 if argv contains -h or --help. */
 int cli_wants_help(int argc, char **argv);

@@ -52,7 +52,26 @@ typedef struct bgfm_ctx {
     int progress_tty; /* stderr is a terminal: redraw progress in place */
     double t_start;   /* MPI_Wtime at init */
     bgfm_err err;     /* this rank's first error */
+    struct bgfm_test_hooks *hooks; /* NULL except in the test driver (below) */
 } bgfm_ctx;
+
+/* Test hooks: fault injection and test-only behaviour. The production binary never
+ * sets ctx->hooks (pipeline/main.c); the test driver $(BUILD)/tests/bgfm-test
+ * (tests/lib/bgfm_test.c, the same commands) fills them from BGFM_TEST_* variables, so
+ * no production code path reads a test variable (docs/reliability.md, "Test hooks"). */
+typedef struct bgfm_test_hooks {
+    const char *fail_site; /* a site name passed to bgfm_test_fault, or NULL */
+    int fail_rank;         /* the rank on which it fails */
+    long fail_call;        /* ... at its fail_call-th call on that rank (1 = first) */
+    long calls;            /* calls of fail_site seen so far on this rank */
+    int desync_rank;       /* pretrain: this rank perturbs a weight after step 2 (-1 off) */
+    int64_t stop_after;    /* pretrain: stop as if signalled after this step (0 off) */
+} bgfm_test_hooks;
+
+/* 1 when the test hooks make this rank fail at `site` now (counts the call); 0 in
+ * production (ctx->hooks NULL). A caller records its own error and returns it as if
+ * the operation had failed there, after the collective calls every rank makes. */
+int bgfm_test_fault(bgfm_ctx *ctx, const char *site);
 
 /* Collective over MPI_COMM_WORLD: MPI_Init, duplicate the communicator, set
  * MPI_ERRORS_RETURN, silence HDF5's automatic error printing. */
@@ -90,18 +109,21 @@ _Noreturn void bgfm_assert_fail(const char *what, const char *file, int line);
  * every build rather than run on unsynchronised. */
 #define BGFM_ASSERT_ZERO(call) BGFM_ASSERT((call) == 0)
 
-/* Check macros: record call, file and line into an error record and jump to a
- * cleanup label or return. `e` is a bgfm_err*. */
+/* The one way to check an MPI call (every MPI call in pipeline/ and stages/ goes
+ * through it). BGFM_MPI(e, call) runs `call`; when it returns anything but MPI_SUCCESS
+ * it records "CALL failed at FILE:LINE: <MPI_Error_string>" into the error record `e`
+ * (BGFM_EMPI; the first failure wins) and evaluates to BGFM_EMPI, else to 0:
+ *     if (!rc) rc = BGFM_MPI(e, MPI_Bcast(buf, n, MPI_BYTE, 0, comm));
+ * BGFM_MPI_CHECK(e, call) returns that status from the enclosing function. Neither
+ * agrees across ranks: a collective sequence must be the same on every rank whatever
+ * the local status, and the caller agrees (bgfm_ctx_agree) before the next one. */
+#define BGFM_MPI(e, call) bgfm_mpi_check((e), (call), #call, __FILE__, __LINE__)
 #define BGFM_MPI_CHECK(e, call)                                                        \
     do {                                                                               \
-        int mpi_rc_ = (call);                                                          \
-        if (mpi_rc_ != MPI_SUCCESS) {                                                  \
-            char mpi_buf_[MPI_MAX_ERROR_STRING];                                       \
-            bgfm_mpi_errstr(mpi_rc_, mpi_buf_, sizeof mpi_buf_);                       \
-            return bgfm_fail((e), BGFM_EMPI, "%s failed (%s:%d): %s", #call, __FILE__,  \
-                             __LINE__, mpi_buf_);                                      \
-        }                                                                              \
+        int mpi_status_ = BGFM_MPI(e, call);                                           \
+        if (mpi_status_) return mpi_status_;                                           \
     } while (0)
+int bgfm_mpi_check(bgfm_err *e, int mpi_rc, const char *call, const char *file, int line);
 
 /* malloc/calloc that never return NULL silently: on failure record BGFM_ENOMEM. */
 void *bgfm_malloc(bgfm_err *e, size_t n, const char *what);

@@ -2,7 +2,9 @@
  * global batch, the gradient all-reduce, the NT-Xent loss over the GLOBAL batch
  * (projections gathered from every rank, exact gradient for each rank's own rows),
  * and a cross-rank parameter identity check. Not the training loop (pretrain.h) and
- * not checkpoint I/O (ckpt.h). Every function taking a ctx is collective. */
+ * not checkpoint I/O (ckpt.h). Every function taking a ctx is collective, and makes the
+ * same MPI calls on every rank whatever failed locally: it returns this rank's status
+ * (ctx->err set) and the caller agrees (bgfm_ctx_agree) before its next collective. */
 #ifndef BGFM_DIST_H
 #define BGFM_DIST_H
 

@@ -29,6 +29,11 @@ int h5io_close(hid_t *f, const char *path, bgfm_err *e);
  * that level (needs chunk). */
 hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
                        const hsize_t *chunk, int deflate, bgfm_err *e);
+/* Close a dataset (negative id: no-op) and set *d = -1. `rc` is the caller's status
+ * so far; returns it, else the close's. In a collective file every rank of the file's
+ * communicator calls it and gets the same status (a close failing on one rank does not
+ * leave the others in the next collective call). */
+int h5io_dset_close(hid_t *d, int rc, const char *path, bgfm_err *e);
 /* Collective: write rows [row0, row0+nrows) of a dataset (all other dims full) from
  * buf (memtype). Ranks with nrows == 0 still call it. */
 int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, const void *buf,

@@ -406,9 +406,9 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
     }
     free(c.X);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && S > 0 &&
-        MPI_Allreduce(MPI_IN_PLACE, mine, (int)S, MPI_UINT8_T, MPI_MAX, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of skip flags failed"));
+    if (!rc && S > 0)
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, mine, (int)S, MPI_UINT8_T,
+                                                           MPI_MAX, ctx->comm)));
     for (int64_t s = 0; s < S && !rc; s++) skip[s] |= mine[s];
     free(mine);
     return rc;
@@ -441,8 +441,8 @@ static int skip_text(bgfm_ctx *ctx, const ts_meta *m, const uint8_t *skip, char 
                                  ? bgfm_fail(e, rc ? rc : BGFM_EDATA, "too many skip reasons")
                                  : 0);
     int mine = (int)w;
-    if (!rc && MPI_Allgather(&mine, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
-        rc = BGFM_EMPI;
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allgather(&mine, 1, MPI_INT, lens, 1, MPI_INT,
+                                                                ctx->comm)));
     int64_t tot = 0;
     for (int k = 0; !rc && k < ctx->size; k++) {
         displs[k] = (int)tot;
@@ -452,9 +452,8 @@ static int skip_text(bgfm_ctx *ctx, const ts_meta *m, const uint8_t *skip, char 
     char *all = rc ? NULL : bgfm_malloc(e, (size_t)tot + 1, "skip reasons");
     if (!rc && !all) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc ? bgfm_fail(e, rc, "gathering the skip reasons failed") : 0);
-    if (!rc && MPI_Allgatherv(buf, mine, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm) !=
-                   MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgatherv of skip reasons failed");
+    if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(buf, mine, MPI_CHAR, all, lens, displs, MPI_CHAR,
+                                             ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) {
         all[tot] = '\0';
@@ -755,21 +754,17 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
         int64_t mybytes = 0;
         for (int64_t i = lo; i < hi; i++) mybytes += graph_bytes(&m, p->rwse_steps, g.atlas[i]);
         int mb = (int)mybytes;
-        if (MPI_Gather(&mb, 1, MPI_INT, counts, 1, MPI_INT, owner, ctx->comm) != MPI_SUCCESS) {
-            rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Gather of shard sizes failed"));
-            break;
-        }
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Gather(&mb, 1, MPI_INT, counts, 1, MPI_INT, owner,
+                                                        ctx->comm)));
+        if (rc) break;
         if (ctx->rank == owner)
             for (int r = 0, d = 0; r < ctx->size; r++) {
                 displs[r] = d;
                 d += counts[r];
             }
-        if (MPI_Gatherv(blob, mb, MPI_BYTE, shard_buf, counts, displs, MPI_BYTE, owner,
-                        ctx->comm) != MPI_SUCCESS) {
-            rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EMPI, "MPI_Gatherv of shard %lld failed",
-                                               (long long)sh));
-            break;
-        }
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Gatherv(blob, mb, MPI_BYTE, shard_buf, counts,
+                                                         displs, MPI_BYTE, owner, ctx->comm)));
+        if (rc) break;
         if (ctx->rank == owner) {
             double t1 = MPI_Wtime();
             wrc = write_shard(outdir, sh, &info, &m, &g, g0, g1, shard_buf, p->rwse_steps, e);

@@ -99,7 +99,11 @@ static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double
     double mine[4] = {(double)st->n_graphs, st->seconds_compute, st->seconds_write,
                       st->bytes_read};
     double sum[4] = {0, 0, 0, 0};
-    if (MPI_Reduce(mine, sum, 4, MPI_DOUBLE, MPI_SUM, 0, ctx->comm) != MPI_SUCCESS) return;
+    bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
+    if (BGFM_MPI(&me, MPI_Reduce(mine, sum, 4, MPI_DOUBLE, MPI_SUM, 0, ctx->comm))) {
+        log_warn(ctx, "%s", me.msg);
+        return;
+    }
     if (ctx->rank != 0 || !r->metrics) return;
     char *t = NULL;
     size_t tl = 0;

@@ -60,20 +60,21 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     int64_t n = p->ds.n_images;
     int64_t *Tl = bgfm_calloc(e, (size_t)n, sizeof *Tl, "T");
     double *trl = bgfm_calloc(e, (size_t)n, sizeof *trl, "TR");
-    if (!Tl || !trl) {
+    /* every rank returns here together, or makes the same collective calls below */
+    int rc = bgfm_ctx_agree(ctx, Tl && trl ? 0 : e->code);
+    if (rc) {
         free(Tl);
         free(trl);
-        return e->code;
+        return rc;
     }
     for (int64_t i = p->lo; i < p->hi; i++) {
         Tl[i] = p->T[i];
         trl[i] = p->tr[i];
     }
     /* every image's T and TR: all zero except at the owner, so the sums are exact */
-    int rc = 0;
-    if (MPI_Allreduce(Tl, p->T, (int)n, MPI_INT64_T, MPI_SUM, ctx->comm) != MPI_SUCCESS ||
-        MPI_Allreduce(trl, p->tr, (int)n, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of subject lengths failed");
+    rc = BGFM_MPI(e, MPI_Allreduce(Tl, p->T, (int)n, MPI_INT64_T, MPI_SUM, ctx->comm));
+    int rc2 = BGFM_MPI(e, MPI_Allreduce(trl, p->tr, (int)n, MPI_DOUBLE, MPI_SUM, ctx->comm));
+    rc = bgfm_ctx_agree(ctx, rc ? rc : rc2);
     free(Tl);
     free(trl);
     if (rc) return rc;
@@ -82,7 +83,8 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     for (int64_t i = p->lo; i < p->hi; i++)
         if (reasons_local[i - p->lo]) len += strlen(reasons_local[i - p->lo]) + 32;
     char *buf = bgfm_malloc(e, len + 1, "skip reasons");
-    if (!buf) return e->code;
+    rc = bgfm_ctx_agree(ctx, buf ? 0 : e->code);
+    if (rc) return rc;
     size_t w = 0;
     for (int64_t i = p->lo; i < p->hi; i++)
         if (reasons_local[i - p->lo])
@@ -92,8 +94,9 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     int *displs = bgfm_calloc(e, (size_t)ctx->size, sizeof *displs, "displacements");
     char *all = NULL;
     if (!lens || !displs) rc = e->code;
-    if (!rc && MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgather of skip reasons failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allgather(&mylen, 1, MPI_INT, lens, 1, MPI_INT,
+                                                                ctx->comm)));
     int64_t tot = 0;
     for (int k = 0; !rc && k < ctx->size; k++) {
         displs[k] = (int)tot;
@@ -101,9 +104,9 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     }
     if (!rc && tot > 1 << 30) rc = bgfm_fail(e, BGFM_EDATA, "too many skip reasons");
     if (!rc && !(all = bgfm_malloc(e, (size_t)tot + 1, "skip reasons"))) rc = e->code;
-    if (!rc && MPI_Allgatherv(buf, mylen, MPI_CHAR, all, lens, displs, MPI_CHAR, ctx->comm) !=
-                   MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allgatherv of skip reasons failed");
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allgatherv(buf, mylen, MPI_CHAR, all, lens,
+                                                                 displs, MPI_CHAR, ctx->comm)));
     if (!rc) {
         all[tot] = '\0';
         char *s = all;
@@ -302,11 +305,13 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     float *ts = bgfm_malloc(e, (size_t)(nt * N + 1) * sizeof *ts, "time series block");
     float *cov = bgfm_malloc(e, (size_t)(nr * N + 1) * sizeof *cov, "coverage block");
     uint8_t *fl = bgfm_malloc(e, (size_t)(nr * N + 1), "flag block");
-    if (!ts || !cov || !fl) {
+    /* together out, or together into the collective writes */
+    rc = bgfm_ctx_agree(p->ctx, ts && cov && fl ? 0 : e->code);
+    if (rc) {
         free(ts);
         free(cov);
         free(fl);
-        return e->code;
+        return rc;
     }
     int64_t k = 0, tk = 0;
     for (int64_t i = p->lo; i < p->hi; i++) {
@@ -324,20 +329,20 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     hid_t d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, d2, NULL, 0, e);
     if (d < 0) rc = e->code ? e->code : BGFM_EIO;
     if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, t0, nt, ts, e);
-    if (d >= 0) H5Dclose(d);
+    rc = h5io_dset_close(&d, rc, path, e);
     snprintf(path, sizeof path, "/atlases/%s/coverage", at->name);
     if (!rc) {
         d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, s2, NULL, 0, e);
         if (d < 0) rc = e->code ? e->code : BGFM_EIO;
         if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, r0, nr, cov, e);
-        if (d >= 0) H5Dclose(d);
+        rc = h5io_dset_close(&d, rc, path, e);
     }
     snprintf(path, sizeof path, "/atlases/%s/flagged", at->name);
     if (!rc) {
         d = h5io_dset_create(f, path, H5T_STD_U8LE, 2, s2, NULL, 0, e);
         if (d < 0) rc = e->code ? e->code : BGFM_EIO;
         if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_UINT8, r0, nr, fl, e);
-        if (d >= 0) H5Dclose(d);
+        rc = h5io_dset_close(&d, rc, path, e);
     }
     snprintf(path, sizeof path, "/atlases/%s/offsets", at->name);
     if (!rc)
@@ -462,7 +467,9 @@ static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, 
     bgfm_ctx *ctx = p->ctx;
     double rss = fs_peak_rss_mib();
     double *all = ctx->rank == 0 ? calloc((size_t)ctx->size, sizeof *all) : NULL;
-    if (MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, ctx->comm) != MPI_SUCCESS) {
+    bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
+    if (BGFM_MPI(&me, MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, ctx->comm))) {
+        log_warn(ctx, "%s", me.msg);
         free(all);
         return;
     }
@@ -536,9 +543,8 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     if (!rc) {
         /* every rank must have seen the same dataset */
         int64_t mm[2] = {p.ds.n_images, -p.ds.n_images}, g[2];
-        if (MPI_Allreduce(mm, g, 2, MPI_INT64_T, MPI_MAX, ctx->comm) != MPI_SUCCESS)
-            rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce failed");
-        else if (g[0] != -g[1])
+        rc = BGFM_MPI(e, MPI_Allreduce(mm, g, 2, MPI_INT64_T, MPI_MAX, ctx->comm));
+        if (!rc && g[0] != -g[1])
             rc = bgfm_fail(e, BGFM_EIO, "ranks see different image counts in %s (%lld vs %lld); "
                            "is the dataset on a shared file system and not being modified?",
                            r->pipe->bids, (long long)-g[1], (long long)g[0]);
@@ -601,8 +607,11 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     r->items = (double)ok_local;
     r->items_unit = "subjects";
     double sums[2] = {bytes_local, (double)ok_local}, tot[2] = {0, 0};
-    if (MPI_Allreduce(sums, tot, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) == MPI_SUCCESS)
+    bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
+    if (!BGFM_MPI(&me, MPI_Allreduce(sums, tot, 2, MPI_DOUBLE, MPI_SUM, ctx->comm)))
         metrics_line(&p, r, MPI_Wtime() - t_start, tot[0], tot[1]);
+    else
+        log_warn(ctx, "%s", me.msg);
     if (!rc && p.ds.n_skipped > 0) {
         log_info(ctx, "parcellate: %lld image(s)/participant(s) skipped; reasons in %s "
                  "(/skipped)", (long long)p.ds.n_skipped, file);

@@ -228,9 +228,9 @@ static int digest_combine(MPI_Comm comm, int size, const model *m, const optim *
                           const ckpt_state *st, int version, uint8_t *dig, char model_hex[65],
                           char all_hex[65], bgfm_err *e) {
     int64_t nb = digest_blocks(m, o, 0, 1, version, NULL);
-    if (size > 1 && MPI_Allreduce(MPI_IN_PLACE, dig, (int)(nb * (int64_t)dig_size(version)),
-                                  MPI_UNSIGNED_CHAR, MPI_BOR, comm) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of checkpoint block digests failed");
+    if (size > 1)
+        BGFM_MPI_CHECK(e, MPI_Allreduce(MPI_IN_PLACE, dig, (int)(nb * (int64_t)dig_size(version)),
+                                        MPI_UNSIGNED_CHAR, MPI_BOR, comm));
     digest_final(m, o, st, version, dig, model_hex, all_hex);
     return 0;
 }
@@ -238,11 +238,15 @@ static int digest_combine(MPI_Comm comm, int size, const model *m, const optim *
 int ckpt_checksums(MPI_Comm comm, const model *m, const optim *o, const ckpt_state *st,
                    int version, char model_hex[65], char all_hex[65], bgfm_err *e) {
     int rank = 0, size = 1;
-    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "MPI_Comm_rank/size failed while hashing a checkpoint");
+    BGFM_MPI_CHECK(e, MPI_Comm_rank(comm, &rank));
+    BGFM_MPI_CHECK(e, MPI_Comm_size(comm, &size));
     int64_t nb = digest_blocks(m, o, 0, 1, version, NULL);
     uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size(version), "checkpoint digests");
-    if (!dig) return BGFM_ENOMEM;
+    int arc = bgfm_err_agree(comm, e, dig ? 0 : BGFM_ENOMEM); /* together into the reduction */
+    if (arc) {
+        free(dig);
+        return arc;
+    }
     digest_blocks(m, o, rank, size, version, dig);
     int rc = digest_combine(comm, size, m, o, st, version, dig, model_hex, all_hex, e);
     free(dig);
@@ -316,13 +320,17 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return bgfm_fail(e, BGFM_EUSAGE, "checkpoint path too long: %s", path);
     int rank = 0, size = 1;
-    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "MPI_Comm_rank/size failed while saving %s", path);
+    BGFM_MPI_CHECK(e, MPI_Comm_rank(comm, &rank));
+    BGFM_MPI_CHECK(e, MPI_Comm_size(comm, &size));
     char hm[65], ha[65];
     const int64_t ver = CKPT_FORMAT_VERSION; /* written, and what the digests follow */
     int64_t nb = digest_blocks(m, o, 0, 1, (int)ver, NULL);
     uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size((int)ver), "checkpoint digests");
-    if (!dig) return BGFM_ENOMEM;
+    int arc = bgfm_err_agree(comm, e, dig ? 0 : BGFM_ENOMEM); /* together into h5io_create */
+    if (arc) {
+        free(dig);
+        return arc;
+    }
     hash_job job = {m, o, rank, size, (int)ver, dig};
     pthread_t th;
     int threaded = bgfm_thread_start(&th, hash_main, &job) == 0;
@@ -360,7 +368,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
         int hrc = digest_combine(comm, size, m, o, st, (int)ver, dig, hm, ha, e);
-        if (!rc) rc = hrc;
+        rc = bgfm_err_agree(comm, e, rc ? rc : hrc); /* together into the attribute writes */
     }
     free(dig);
     if (!rc) rc = h5io_attr_set_str(f, NULL, "sha256_model", hm, e);
@@ -385,8 +393,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     }
     /* rank 0's rename decides; everyone returns the same status */
     int all[2] = {rc, 0};
-    if (size > 1 && MPI_Bcast(all, 1, MPI_INT, 0, comm) != MPI_SUCCESS)
-        return bgfm_fail(e, BGFM_EMPI, "MPI_Bcast after saving %s failed", path);
+    if (size > 1) BGFM_MPI_CHECK(e, MPI_Bcast(all, 1, MPI_INT, 0, comm));
     if (rank != 0 && !rc && all[0])
         rc = bgfm_fail(e, all[0], "rank 0 could not complete checkpoint %s", path);
     return rc;

@@ -16,11 +16,14 @@ void dist_slice(int64_t n, int size, int rank, int64_t *lo, int64_t *cnt) {
 int dist_allreduce_sum(bgfm_ctx *ctx, float *g, int64_t n) {
     if (ctx->size == 1) return 0;
     const int64_t piece = (int64_t)1 << 30;
+    int rc = 0; /* every piece on every rank whatever failed: the caller agrees */
     for (int64_t o = 0; o < n; o += piece) {
         int c = (int)(n - o < piece ? n - o : piece);
-        BGFM_MPI_CHECK(&ctx->err, MPI_Allreduce(MPI_IN_PLACE, g + o, c, MPI_FLOAT, MPI_SUM, ctx->comm));
+        int prc = BGFM_MPI(&ctx->err, MPI_Allreduce(MPI_IN_PLACE, g + o, c, MPI_FLOAT, MPI_SUM,
+                                                     ctx->comm));
+        if (!rc) rc = prc;
     }
-    return 0;
+    return rc;
 }
 
 void dist_bucket_init(dist_bucket *b, bgfm_ctx *ctx, float *g) {
@@ -36,23 +39,23 @@ void dist_bucket_hook(void *arg, int64_t off, int64_t n) {
     b->off = off;
     b->posted = 1;
     if (b->ctx->size == 1) return;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, b->g + off, (int)n, MPI_FLOAT, MPI_SUM, b->ctx->comm,
-                            &b->req);
-    if (rc != MPI_SUCCESS) {
-        char buf[MPI_MAX_ERROR_STRING];
-        bgfm_mpi_errstr(rc, buf, sizeof buf);
-        b->rc = bgfm_fail(&b->ctx->err, BGFM_EMPI, "MPI_Iallreduce of the gradients failed: %s", buf);
-    }
+    b->rc = BGFM_MPI(&b->ctx->err, MPI_Iallreduce(MPI_IN_PLACE, b->g + off, (int)n, MPI_FLOAT,
+                                                  MPI_SUM, b->ctx->comm, &b->req));
 }
 
 int dist_bucket_finish(dist_bucket *b) {
     BGFM_ASSERT(b->posted);
-    int rc = b->rc ? b->rc : dist_allreduce_sum(b->ctx, b->g, b->off);
+    /* the head's reduction and the wait happen on every rank whatever failed before, so
+     * the ranks leave with the same collective calls made; the caller agrees */
+    int rc = dist_allreduce_sum(b->ctx, b->g, b->off);
+    if (b->rc) rc = b->rc;
     if (b->req != MPI_REQUEST_NULL) {
-        int wrc = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
-        if (!rc && wrc != MPI_SUCCESS)
-            rc = bgfm_fail(&b->ctx->err, BGFM_EMPI, "MPI_Wait on the gradient all-reduce failed");
+        int wrc = BGFM_MPI(&b->ctx->err, MPI_Wait(&b->req, MPI_STATUS_IGNORE));
+        if (!rc) rc = wrc;
     }
+    if (!rc && bgfm_test_fault(b->ctx, "dist_bucket"))
+        rc = bgfm_fail(&b->ctx->err, BGFM_EMPI, "the bucketed gradient all-reduce failed "
+                       "(injected by the test hook BGFM_TEST_FAIL=dist_bucket)");
     return rc;
 }
 
@@ -101,12 +104,16 @@ int dist_ntxent(bgfm_ctx *ctx, dist_ntx *d, const float *z, float *dz, int64_t n
     if (ctx->size == 1) {
         memcpy(d->za, za, (size_t)(n * P) * sizeof(float));
         memcpy(d->zb, zb, (size_t)(n * P) * sizeof(float));
-    } else {
-        BGFM_MPI_CHECK(&ctx->err, MPI_Allgatherv(za, (int)(b * P), MPI_FLOAT, d->za, d->cnt, d->displ,
-                                                 MPI_FLOAT, ctx->comm));
-        BGFM_MPI_CHECK(&ctx->err, MPI_Allgatherv(zb, (int)(b * P), MPI_FLOAT, d->zb, d->cnt, d->displ,
-                                                 MPI_FLOAT, ctx->comm));
+    } else { /* both gathers on every rank; a failure is returned after them */
+        int rc = BGFM_MPI(&ctx->err, MPI_Allgatherv(za, (int)(b * P), MPI_FLOAT, d->za, d->cnt,
+                                                    d->displ, MPI_FLOAT, ctx->comm));
+        int rc2 = BGFM_MPI(&ctx->err, MPI_Allgatherv(zb, (int)(b * P), MPI_FLOAT, d->zb, d->cnt,
+                                                     d->displ, MPI_FLOAT, ctx->comm));
+        if (rc || rc2) return rc ? rc : rc2;
     }
+    if (bgfm_test_fault(ctx, "dist_ntxent"))
+        return bgfm_fail(&ctx->err, BGFM_EMPI, "the global NT-Xent gather failed (injected by "
+                         "the test hook BGFM_TEST_FAIL=dist_ntxent)");
     memset(d->dza, 0, (size_t)(n * P) * sizeof(float));
     memset(d->dzb, 0, (size_t)(n * P) * sizeof(float));
     *loss = layer_ntxent(d->dza, d->dzb, d->za, d->zb, n, P, tau, scale, d->scratch);
@@ -120,21 +127,19 @@ int dist_ntxent(bgfm_ctx *ctx, dist_ntx *d, const float *z, float *dz, int64_t n
 
 int dist_check_identical(bgfm_ctx *ctx, const float *w, int64_t n, const char *what, int64_t step) {
     if (ctx->size == 1) return 0;
-    uint8_t mine[32], *all = bgfm_malloc(&ctx->err, (size_t)ctx->size * 32, "digests");
-    if (!all) return BGFM_ENOMEM;
+    /* rank 0's digest to everyone, then the lowest rank that differs: no allocation, so
+     * every rank makes both calls */
+    uint8_t mine[32], ref[32];
     sha256_ctx s;
     sha256_init(&s);
     sha256_update(&s, w, (size_t)n * sizeof(float));
     sha256_final(&s, mine);
-    if (MPI_Allgather(mine, 32, MPI_BYTE, all, 32, MPI_BYTE, ctx->comm) != MPI_SUCCESS) {
-        free(all);
-        return bgfm_fail(&ctx->err, BGFM_EMPI, "MPI_Allgather of %s checksums failed", what);
-    }
-    int bad = -1;
-    for (int r = 1; r < ctx->size && bad < 0; r++)
-        if (memcmp(all, all + 32 * r, 32)) bad = r;
-    free(all);
-    if (bad < 0) return 0;
+    memcpy(ref, mine, sizeof ref);
+    int rc = BGFM_MPI(&ctx->err, MPI_Bcast(ref, 32, MPI_BYTE, 0, ctx->comm));
+    int differs = memcmp(ref, mine, 32) ? ctx->rank : ctx->size, bad = ctx->size;
+    int rc2 = BGFM_MPI(&ctx->err, MPI_Allreduce(&differs, &bad, 1, MPI_INT, MPI_MIN, ctx->comm));
+    if (rc || rc2) return rc ? rc : rc2;
+    if (bad == ctx->size) return 0;
     return bgfm_fail(&ctx->err, BGFM_EINTERNAL,
                      "BGFM_DEBUG_SYNC: %s differ between rank 0 and rank %d after step %lld "
                      "(SHA-256 of the flat buffer); the data-parallel update is broken: report "

@@ -109,8 +109,7 @@ static int resume_candidates(bgfm_ctx *ctx, const char *dir, const char *resume_
     }
     rc = bgfm_ctx_agree(ctx, rc);
     int hdr[2] = {n, from_dir};
-    if (!rc && MPI_Bcast(hdr, 2, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(hdr, 2, MPI_INT, 0, ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) {
         free(steps);
@@ -123,14 +122,12 @@ static int resume_candidates(bgfm_ctx *ctx, const char *dir, const char *resume_
         if (!steps) rc = BGFM_ENOMEM;
     }
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && from_dir && n > 0 &&
-        MPI_Bcast(steps, n, MPI_INT64_T, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    if (!rc && from_dir && n > 0)
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(steps, n, MPI_INT64_T, 0, ctx->comm)));
     /* every rank must use the same folder: resume_from applies when dir had none */
     int use_dir = 0;
     if (!rc && ctx->rank == 0) use_dir = where != dir;
-    if (!rc && MPI_Bcast(&use_dir, 1, MPI_INT, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "MPI_Bcast of the checkpoint list failed");
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(&use_dir, 1, MPI_INT, 0, ctx->comm)));
     if (!rc && n > 0) {
         *out = bgfm_calloc(e, (size_t)n, sizeof **out, "checkpoint list");
         for (int i = 0; *out && i < n && !rc; i++) {
@@ -526,8 +523,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     int64_t n_ep = 0, graphs_done = 0, last_ckpt = -1;
     double bytes = 0;
     /* test hook of the BGFM_DEBUG_SYNC check: this rank perturbs a weight after step 2 */
-    const char *desync = getenv("BGFM_TEST_DESYNC_RANK");
-    const int desync_rank = desync ? (int)strtol(desync, NULL, 10) : -1;
+    const int desync_rank = ctx->hooks ? ctx->hooks->desync_rank : -1;
     int stop = 0;
     for (int64_t ep = st.epoch; ep < o->epochs && !rc && !stop; ep++) {
         plan_epoch(&t.pl, o->seed, ep);
@@ -584,6 +580,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             if (o->hp.mode & MODEL_GCL) {
                 rc = dist_ntxent(ctx, &t.ntx, t.ws.z, t.ws.dz, n, m->cfg.P, o->hp.tau_cl,
                                  o->hp.lambda_cl, &cl);
+                rc = bgfm_ctx_agree(ctx, rc); /* together into the gradient reduction */
                 if (rc) break;
             }
             double tg = MPI_Wtime();
@@ -600,9 +597,10 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             tm.compute += tb - tg;
             /* gradient sum and global losses */
             double loc[2] = {(double)sn * ls.rec, (double)sn * ls.adj}, glob[2] = {ls.rec, ls.adj};
-            rc = dist_bucket_finish(&bk);
-            if (!rc && R > 1 && MPI_Allreduce(loc, glob, 2, MPI_DOUBLE, MPI_SUM, ctx->comm) != MPI_SUCCESS)
-                rc = bgfm_fail(e, BGFM_EMPI, "MPI_Allreduce of the step losses failed");
+            rc = bgfm_ctx_agree(ctx, dist_bucket_finish(&bk));
+            if (!rc && R > 1)
+                rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(loc, glob, 2, MPI_DOUBLE,
+                                                                   MPI_SUM, ctx->comm)));
             if (rc) break;
             if (R > 1) {
                 glob[0] /= (double)n;
@@ -632,16 +630,17 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             tm.compute += tu - tr;
             if (me == desync_rank && st.step == 2) m->w[0] += 1e-3f;
             if (debug_sync) {
-                rc = dist_check_identical(ctx, m->w, m->n_params, "parameters", st.step);
-                if (!rc) rc = dist_check_identical(ctx, t.op.m, m->n_params, "AdamW moments", st.step);
+                rc = bgfm_ctx_agree(ctx, dist_check_identical(ctx, m->w, m->n_params, "parameters",
+                                                              st.step));
+                if (!rc)
+                    rc = bgfm_ctx_agree(ctx, dist_check_identical(ctx, t.op.m, m->n_params,
+                                                                  "AdamW moments", st.step));
                 if (rc) break;
             }
             /* stop requests (SIGTERM/SIGUSR1 on any rank, or the test hook) */
             int sig = bgfm_ctx_stop_requested(ctx);
-            if (sig < 0) {
-                rc = BGFM_EMPI;
-                break;
-            }
+            rc = bgfm_ctx_agree(ctx, sig < 0 ? BGFM_EMPI : 0);
+            if (rc) break;
             stop = sig || (o->stop_after > 0 && st.step >= o->stop_after);
             double tp = MPI_Wtime();
             tm.comm += tp - tu;
@@ -656,8 +655,8 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                 tm.io += MPI_Wtime() - tp;
             }
             double mx[3] = {tm.compute, tm.comm, tm.io}, g3[3] = {0, 0, 0};
-            if (MPI_Reduce(mx, g3, 3, MPI_DOUBLE, MPI_MAX, 0, ctx->comm) != MPI_SUCCESS && !rc)
-                rc = bgfm_fail(e, BGFM_EMPI, "MPI_Reduce of the step times failed");
+            if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Reduce(mx, g3, 3, MPI_DOUBLE, MPI_MAX,
+                                                                     0, ctx->comm)));
             step_times gt = {g3[0], g3[1], g3[2]};
             double dt = MPI_Wtime() - ts;
             if (t.mf)
@@ -853,8 +852,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
         }
     }
     o.resume_from = resume ? resume : rf;
-    const char *stop = getenv("BGFM_TEST_STOP_AFTER");
-    o.stop_after = stop ? strtoll(stop, NULL, 10) : 0;
+    o.stop_after = ctx->hooks ? ctx->hooks->stop_after : 0; /* test hook (ctx.h) */
     char *init = NULL, *cfgtext = NULL, *gpath = NULL;
     size_t cl = 0;
     int rc = 0;

@@ -360,12 +360,14 @@ int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *
 /* ---- embeddings and FC triangles ----------------------------------------------------- */
 int probe_allreduce_sum(bgfm_ctx *ctx, double *v, int64_t n) {
     const int64_t chunk = 1 << 26;
+    int rc = 0; /* every piece on every rank, whatever failed; then one agreement */
     for (int64_t o = 0; o < n; o += chunk) {
         int c = (int)(n - o < chunk ? n - o : chunk);
-        BGFM_MPI_CHECK(&ctx->err, MPI_Allreduce(MPI_IN_PLACE, v + o, c, MPI_DOUBLE, MPI_SUM,
-                                                 ctx->comm));
+        int prc = BGFM_MPI(&ctx->err, MPI_Allreduce(MPI_IN_PLACE, v + o, c, MPI_DOUBLE, MPI_SUM,
+                                                     ctx->comm));
+        if (!rc) rc = prc;
     }
-    return 0;
+    return bgfm_ctx_agree(ctx, rc);
 }
 
 /* This rank's share (j = rank mod size) is embedded and copied, then summed. */
@@ -524,11 +526,7 @@ int probe_pca_features(bgfm_stage_run *r, graphs_store *gs, probe_data *d, int n
     for (int a = 0; a < A && !rc && ctx->rank == 0; a++)
         rc = pca_atlas(gs, d, a, n_comp, ckpt, &S[a], &r->bytes_read, e);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) {
-        int mrc = MPI_Bcast(d->pk, A, MPI_INT, 0, ctx->comm);
-        if (mrc != MPI_SUCCESS) rc = bgfm_fail(e, BGFM_EMPI, "probe: MPI_Bcast of the PCA sizes "
-                                               "failed");
-    }
+    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(d->pk, A, MPI_INT, 0, ctx->comm));
     if (!rc) {
         int64_t off = 0;
         for (int64_t j = 0; j < d->nl; j++) d->pcoff[j] = off, off += d->pk[d->atl[j]];
@@ -551,8 +549,7 @@ int probe_pca_features(bgfm_stage_run *r, graphs_store *gs, probe_data *d, int n
     const int64_t chunk = 1 << 26;
     for (int64_t o = 0; !rc && o < d->pclen; o += chunk) {
         int c = (int)(d->pclen - o < chunk ? d->pclen - o : chunk);
-        if (MPI_Bcast(d->pcv + o, c, MPI_DOUBLE, 0, ctx->comm) != MPI_SUCCESS)
-            rc = bgfm_fail(e, BGFM_EMPI, "probe: MPI_Bcast of the PCA scores failed");
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(d->pcv + o, c, MPI_DOUBLE, 0, ctx->comm)));
     }
     return bgfm_ctx_agree(ctx, rc);
 }

@@ -736,10 +736,9 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     }
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto out;
-    if (MPI_Bcast(staging, (int)sizeof staging, MPI_CHAR, 0, ctx->comm) != MPI_SUCCESS) {
-        rc = bgfm_fail(e, BGFM_EMPI, "synth: MPI_Bcast of the staging folder failed");
-        goto out; /* every rank sees the failed collective */
-    }
+    rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(staging, (int)sizeof staging, MPI_CHAR, 0,
+                                                   ctx->comm)));
+    if (rc) goto out;
 
     /* phase 1: maps (identical on every rank), then each rank writes its subjects */
     rc = grid_build(p, &g, e);
@@ -766,8 +765,7 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     rc = bgfm_ctx_agree(ctx, rc);
     log_progress_end(ctx, &prog, rc ? mine : ns);
     int64_t total_bytes = bytes;
-    if (!rc && MPI_Reduce(&bytes, &total_bytes, 1, MPI_INT64_T, MPI_SUM, 0, ctx->comm) != MPI_SUCCESS)
-        rc = bgfm_fail(e, BGFM_EMPI, "synth: MPI_Reduce failed");
+    if (!rc) rc = BGFM_MPI(e, MPI_Reduce(&bytes, &total_bytes, 1, MPI_INT64_T, MPI_SUM, 0, ctx->comm));
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto out;
 

@@ -41,7 +41,7 @@ assert f["model"].attrs["atlases"] == b"tiny" and f["state/step"][()] == 33
 assert b"epochs: 3" in f["state"].attrs["config"].encode() if isinstance(f["state"].attrs["config"], str) else b"epochs: 3" in f["state"].attrs["config"]
 PYEOF
 mk "$T/b.yaml" "$T/wb"
-BGFM_TEST_STOP_AFTER=6 "$BGFM" run "$T/b.yaml" --quiet >/dev/null 2>&1
+BGFM_TEST_STOP_AFTER=6 "$BGFM_T" run "$T/b.yaml" --quiet >/dev/null 2>&1
 rc=$?
 check "stopped run exits 75 after step 6" test $rc -eq 75
 check "a checkpoint was kept for the resume" test -f "$T/wb/.pre1.partial/checkpoints/ckpt-4.h5"

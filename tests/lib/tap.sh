@@ -1,8 +1,10 @@
-# tap.sh: helpers for shell tests. Source it; it sets BGFM, MPIRUN, PY, T (a temp dir
-# removed at exit) and prints TAP lines.
+# tap.sh: helpers for shell tests. Source it; it sets BGFM, BGFM_T (the test driver:
+# the same commands with the BGFM_TEST_* hooks, tests/lib/bgfm_test.c), MPIRUN, PY, T (a
+# temp dir removed at exit) and prints TAP lines.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
+BGFM_T="$ROOT/${BGFM_BUILD:-build}/tests/bgfm-test"
 PY=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}

@@ -144,7 +144,7 @@ rc=$?
 check "a changed format-2 checkpoint is rejected (exit 3, checksum mismatch)" \
   bash -c "[ $rc -eq 3 ] && grep -q 'checksum mismatch' '$T/og'"
 rm -rf "$T/w/pre" "$T/w/.pre.partial"
-BGFM_DEBUG_SYNC=1 BGFM_TEST_DESYNC_RANK=1 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/od" 2>&1
+BGFM_DEBUG_SYNC=1 BGFM_TEST_DESYNC_RANK=1 timeout 60 $MPIRUN 2 "$BGFM_T" run "$T/p.yaml" --quiet >"$T/od" 2>&1
 rc=$?
 check "a perturbed rank is caught by BGFM_DEBUG_SYNC (exit 1, message names ranks and step)" \
   bash -c "[ $rc -eq 1 ] && grep -q 'parameters differ between rank 0 and rank 1 after step 2' '$T/od'"

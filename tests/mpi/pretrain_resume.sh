@@ -63,7 +63,7 @@ check "killed and resumed == uninterrupted (bitwise: parameters, moments, state)
 unset BGFM_TEST_CKPT_PAUSE_MS
 # corrupted newest checkpoint: fall back to the previous one
 mk "$T/c.yaml" "$T/wc" 4
-BGFM_TEST_STOP_AFTER=10 timeout 60 $MPIRUN 2 "$BGFM" run "$T/c.yaml" --quiet >"$T/oc" 2>&1
+BGFM_TEST_STOP_AFTER=10 timeout 60 $MPIRUN 2 "$BGFM_T" run "$T/c.yaml" --quiet >"$T/oc" 2>&1
 [ $? -eq 75 ] || sed 's/^/#   /' "$T/oc" | grep -v '^#   *$' | head -8
 check "stopped at step 10 (exit 75) with checkpoints 4, 8, 10" bash -c "ls '$T/wc/.pre.partial/checkpoints' | tr '\n' ' ' | grep -q 'ckpt-10.h5 ckpt-4.h5 ckpt-8.h5'"
 cp -r "$T/wc/.pre.partial/checkpoints" "$T/saved"
