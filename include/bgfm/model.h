@@ -27,6 +27,7 @@ typedef struct model_cfg {
     int H, nh, F, k, L, Ld, P, N_max;
     int readout;      /* enum model_readout (0: mean, as before the region readout) */
     int rdim;         /* region readout: width of each region's projection Wc z_i */
+    int norm;         /* 1: population input normalisation (norm/<atlas>/{mean,std}) */
     int n_atlases;
     char atlas[MODEL_MAX_ATLASES][64]; /* names, model atlas order */
     int atlas_nodes[MODEL_MAX_ATLASES];
@@ -52,6 +53,7 @@ typedef struct model_tensor {
     int64_t rows, cols;        /* cols == 0: 1-D of length rows */
     model_init_kind init;
     int decay;                 /* 1: AdamW weight decay applies (matrices only) */
+    int buffer;                /* 1: fitted data statistic (norm/...), never trained */
 } model_tensor;
 
 /* Offsets (floats) of one block's tensors. Wq|Wk|Wv are adjacent (one (3H, H) matrix
@@ -65,12 +67,14 @@ typedef struct model {
     int D_in;
     int n_tensors;
     model_tensor *t;   /* owned */
-    int64_t n_params;
+    int64_t n_params;  /* every float of the layout, buffers included */
+    int64_t n_train;   /* the trained ones: [0, n_train); buffers follow (no gradient) */
     float *w;          /* parameters (owned), n_params */
     float *g;          /* gradients, same layout (owned) */
     int64_t in_W, in_b, tok, node[MODEL_MAX_ATLASES], re_W, re_b, mask_tok, out_W, out_b;
     int64_t p_W1, p_b1, p_W2, p_b2;
     int64_t ro_Wc, ro_b, ro_W[MODEL_MAX_ATLASES]; /* region readout (-1 with the mean) */
+    int64_t nm_mean[MODEL_MAX_ATLASES], nm_std[MODEL_MAX_ATLASES]; /* input norm (-1: none) */
     model_block enc[MODEL_MAX_LAYERS], dec[MODEL_MAX_LAYERS];
 } model;
 
@@ -83,6 +87,9 @@ void model_free(model *m); /* accepts a zeroed/freed model */
 void model_init_params(model *m, uint64_t seed);
 /* Tensor by name, NULL if absent. */
 const model_tensor *model_find(const model *m, const char *name);
+/* Copy the buffers (norm/...) of src into dst (same architecture): a fresh model that
+ * must see its inputs as src does. */
+void model_copy_buffers(model *dst, const model *src);
 /* Width of the graph embedding (the readout's output): what probe_embed writes, what
  * report/embeddings.h5 stores and what the projection head reads. */
 int64_t model_embed_dim(const model *m);
@@ -163,6 +170,7 @@ typedef struct model_ws {
     float *dm;             /* (B*M, H) decoder rows of the masked nodes */
     float *E, *p1, *pr, *p2, *z, *nrm, *dz, *dp2, *dpr, *dp1, *dE, *ntx;
     float *rdv, *rdp;      /* region readout backward: (B, N * rdim), (B, T, rdim) */
+    float *xn, *xnb;       /* input normalisation: the batch's and the partners' (B, N, N) */
     double *lossb;         /* (B) per-graph structure losses */
     int64_t gidx_step;
     model_hp hp;
@@ -189,8 +197,10 @@ void model_backward(model *m, model_ws *ws);
  * all-reduce there, overlapped with the rest of the backward pass. */
 typedef void (*model_grad_hook)(void *arg, int64_t off, int64_t n);
 void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *arg);
-/* Offset of that tail in the flat buffer (everything after the encoder). */
+/* Offset of that tail in the flat buffer (everything after the encoder), and its end
+ * (the buffers after it have no gradient and are not reduced). */
 int64_t model_grad_tail(const model *m);
+int64_t model_grad_end(const model *m);
 /* Convenience: zero m->g, forward, local contrastive, backward; losses weighted. */
 void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                 model_losses *out);

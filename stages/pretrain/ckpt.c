@@ -77,6 +77,7 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     int64_t v[] = {c->H, c->nh, c->F, c->k, c->L, c->Ld, c->P, c->N_max, m->D_in};
     for (int i = 0; i < 9 && !rc; i++) rc = h5io_attr_set_i64(f, group, k[i], &v[i], 1, e);
     if (!rc) rc = h5io_attr_set_str(f, group, "readout", model_readout_name(c->readout), e);
+    if (!rc) rc = h5io_attr_set_str(f, group, "input_norm", c->norm ? "population" : "none", e);
     int64_t rd = c->rdim;
     if (!rc && c->readout == MODEL_READOUT_REGION)
         rc = h5io_attr_set_i64(f, group, "readout_dim", &rd, 1, e);
@@ -112,6 +113,17 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
         rc = h5io_attr_get_i64(f, group, k[i], &v, &one, e);
         if (rc) return rc;
         *dst[i] = (int)v;
+    }
+    /* files written before the input normalisation have no `input_norm`: none */
+    if (h5io_attr_exists(f, group, "input_norm")) {
+        char *nm = NULL;
+        rc = h5io_attr_get_str(f, group, "input_norm", &nm, e);
+        if (rc) return rc;
+        c->norm = !strcmp(nm, "population") ? 1 : !strcmp(nm, "none") ? 0 : -1;
+        free(nm);
+        if (c->norm < 0)
+            return bgfm_fail(e, BGFM_EDATA, "%s: attribute input_norm of %s is not population or "
+                             "none", file, group);
     }
     /* files written before the region readout have no `readout`: the mean */
     if (h5io_attr_exists(f, group, "readout")) {

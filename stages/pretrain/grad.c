@@ -10,6 +10,7 @@
 #include "bgfm/cli.h"
 #include "bgfm/graphs.h"
 #include "bgfm/h5io.h"
+#include "bgfm/norm.h"
 
 static int put(hid_t f, const char *path, hid_t ft, hid_t mt, int rank, const hsize_t *d,
                const void *buf, bgfm_err *e) {
@@ -116,18 +117,20 @@ static const char *grad_usage =
     "                 [--proj 128] [--n-max 400] [--mask-ratio 0.4] [--p-node 0.1] [--p-edge 0.1]\n"
     "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
     "                 [--readout region|mean] [--readout-dim 8] [--partners i,j,...]\n"
+    "                 [--input-norm population|none]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
     "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
     "--partners: one graph per index (same atlas) that GCL's view b is made from (a positive\n"
     "partner: another window of the same scan); default: the graph itself.\n"
-    "--init SEED builds a fresh model over every atlas of the store; draws use --seed\n"
+    "--init SEED builds a fresh model over every atlas of the store (its input normalisation\n"
+    "fitted on every graph of the store, as pretraining does on the graphs it reads); draws use --seed\n"
     "(default: the init seed, or the checkpoint's seed).\n";
 
 static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     memset(a, 0, sizeof *a);
     model_cfg *c = &a->cfg;
     c->H = 128, c->nh = 4, c->F = 256, c->L = 2, c->Ld = 1, c->P = 128, c->N_max = 400;
-    c->readout = MODEL_READOUT_REGION, c->rdim = 8;
+    c->readout = MODEL_READOUT_REGION, c->rdim = 8, c->norm = 1;
     model_hp *h = &a->hp;
     h->mode = MODEL_GMAE_GCL, h->lambda_rec = 1.0, h->lambda_adj = 0.1, h->lambda_cl = 0.01;
     h->tau_cl = 0.2, h->mask_ratio = 0.4, h->p_node = 0.1, h->p_edge = 0.1, h->mask_columns = 1;
@@ -165,6 +168,12 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         else if (!strcmp(o, "--atlas")) a->atlas = v;
         else if (!strcmp(o, "--indices")) a->indices = v;
         else if (!strcmp(o, "--partners")) a->partners = v;
+        else if (!strcmp(o, "--input-norm")) {
+            if (strcmp(v, "population") && strcmp(v, "none"))
+                return bgfm_fail(e, BGFM_EUSAGE, "grad: --input-norm must be population or none, "
+                                 "not '%s'", v);
+            c->norm = !strcmp(v, "population");
+        }
         else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--mode")) a->mode = v;
@@ -199,7 +208,7 @@ static int grad_local(grad_args *a, bgfm_err *e) {
     model_ws ws;
     memset(&m, 0, sizeof m);
     memset(&ws, 0, sizeof ws);
-    int64_t *idx = NULL, *pidx = NULL;
+    int64_t *idx = NULL, *pidx = NULL, *all = NULL;
     float *fc = NULL, *rw = NULL;
     uint8_t *adj = NULL;
     int n = 0;
@@ -241,6 +250,13 @@ static int grad_local(grad_args *a, bgfm_err *e) {
         }
         if ((rc = model_init(&m, c, e))) goto done;
         model_init_params(&m, (uint64_t)a->init_seed);
+        all = bgfm_malloc(e, (size_t)graphs_count(gs) * sizeof *all, "graph list");
+        if (!all) {
+            rc = BGFM_ENOMEM;
+            goto done;
+        }
+        for (int64_t g = 0; g < graphs_count(gs); g++) all[g] = g;
+        if ((rc = norm_fit(MPI_COMM_SELF, e, &m, gs, all, graphs_count(gs)))) goto done;
         seed = (uint64_t)a->init_seed;
     }
     if (a->has_seed) seed = (uint64_t)a->seed;
@@ -282,6 +298,7 @@ done:
     free(rw);
     free(idx);
     free(pidx);
+    free(all);
     graphs_close(&gs);
     return rc;
 }

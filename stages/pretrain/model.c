@@ -44,6 +44,9 @@ int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EUSAGE,
                          "%s: need ffn >= 1, proj >= 1, 1 <= layers, decoder_layers <= %d",
                          where, MODEL_MAX_LAYERS);
+    if (c->norm != 0 && c->norm != 1)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: input_norm %d is not none (0) or population (1)",
+                         where, c->norm);
     if (c->readout != MODEL_READOUT_MEAN && c->readout != MODEL_READOUT_REGION)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: readout %d is not mean (0) or region (1)", where,
                          c->readout);
@@ -72,6 +75,7 @@ static int64_t add_t(model *m, int64_t *off, const char *name, int64_t rows, int
         t->cols = cols;
         t->init = init;
         t->decay = init == MODEL_INIT_XAVIER;
+        t->buffer = 0;
     }
     m->n_tensors++;
     *off += rows * (cols ? cols : 1);
@@ -148,6 +152,18 @@ static int64_t layout(model *m) {
     m->p_b1 = add_t(m, &off, "proj/b1", H, 0, MODEL_INIT_ZERO);
     m->p_W2 = add_t(m, &off, "proj/W2", c->P, H, MODEL_INIT_XAVIER);
     m->p_b2 = add_t(m, &off, "proj/b2", c->P, 0, MODEL_INIT_ZERO);
+    /* buffers last, so the trained floats are one prefix [0, n_train) */
+    m->n_train = off;
+    int first_buffer = m->n_tensors;
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) m->nm_mean[a] = m->nm_std[a] = -1;
+    for (int a = 0; c->norm && a < c->n_atlases; a++) {
+        int64_t Na = c->atlas_nodes[a];
+        snprintf(n, sizeof n, "norm/%s/mean", c->atlas[a]);
+        m->nm_mean[a] = add_t(m, &off, n, Na, Na, MODEL_INIT_ZERO);
+        snprintf(n, sizeof n, "norm/%s/std", c->atlas[a]);
+        m->nm_std[a] = add_t(m, &off, n, Na, Na, MODEL_INIT_ONE);
+    }
+    for (int i = first_buffer; m->t && i < m->n_tensors; i++) m->t[i].buffer = 1;
     return off;
 }
 
@@ -202,6 +218,12 @@ const model_tensor *model_find(const model *m, const char *name) {
 }
 
 int64_t model_embed_dim(const model *m) { return m->cfg.H; }
+
+void model_copy_buffers(model *dst, const model *src) {
+    BGFM_ASSERT(dst->n_params == src->n_params && dst->n_train == src->n_train);
+    memcpy(dst->w + dst->n_train, src->w + src->n_train,
+           (size_t)(dst->n_params - dst->n_train) * sizeof(float));
+}
 
 int model_atlas_find(const model *m, const char *name) {
     for (int a = 0; a < m->cfg.n_atlases; a++)
@@ -304,6 +326,8 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     int region = cf->readout == MODEL_READOUT_REGION;
     ws->rdv = region ? TAKEF(&c, (int64_t)B * N * cf->rdim) : NULL;
     ws->rdp = region ? TAKEF(&c, BT * cf->rdim) : NULL;
+    ws->xn = cf->norm ? TAKEF(&c, (int64_t)B * N * N) : NULL;
+    ws->xnb = cf->norm && (mode & MODEL_GCL) ? TAKEF(&c, (int64_t)B * N * N) : NULL;
     ws->lossb = (double *)take(&c, (size_t)B * sizeof(double));
     ws->B = B;
     ws->N = N;
@@ -1052,6 +1076,37 @@ static void readout_backward(model *m, const model_run *r, model_ws *ws, int B, 
                           (int64_t)B * T, H, rd);
 }
 
+/* ---- Input normalisation (model.md section 1): x = (C - mean_a) / std_a -------------- */
+typedef struct norm_job {
+    const model *m;
+    const model_batch *bt;
+    model_ws *ws;
+} norm_job;
+
+static void norm_body(void *v, int64_t b0, int64_t b1, int tid) {
+    const norm_job *j = v;
+    int64_t N = j->bt->N, NN = N * N;
+    const float *mu = j->m->w + j->m->nm_mean[j->bt->atlas], *sd = j->m->w + j->m->nm_std[j->bt->atlas];
+    for (int src = 0; src < 2; src++) {
+        const float *in = src ? j->bt->fc_b : j->bt->fc;
+        float *out = src ? j->ws->xnb : j->ws->xn;
+        if (!in || !out) continue;
+        for (int64_t b = b0; b < b1; b++)
+            for (int64_t q = 0; q < NN; q++) out[b * NN + q] = (in[b * NN + q] - mu[q]) / sd[q];
+    }
+}
+
+/* The batch the model sees: bt itself, or (input_norm) its normalised copy in ws. */
+static model_batch normalised(const model *m, model_ws *ws, const model_batch *bt) {
+    model_batch nb = *bt;
+    if (!m->cfg.norm) return nb;
+    norm_job j = {m, bt, ws};
+    par_for(ws->pool, bt->B, norm_body, &j);
+    nb.fc = ws->xn;
+    if (bt->fc_b) nb.fc_b = ws->xnb;
+    return nb;
+}
+
 /* ---- The model --------------------------------------------------------------------- */
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out) {
@@ -1063,6 +1118,8 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     size_t used = carve_all(ws, ws->base, cf, B, N, mode, hp->mask_ratio, 0);
     BGFM_ASSERT(used <= ws->bytes);
     ws->hp = *hp;
+    model_batch nb = normalised(m, ws, bt);
+    bt = &nb;
     ws->bt = *bt;
     int nt = blas_team_begin(ws);
     memset(out, 0, sizeof *out);
@@ -1130,6 +1187,8 @@ double model_contrastive_local(model_ws *ws, const model *m) {
 }
 
 int64_t model_grad_tail(const model *m) { return m->re_W; }
+
+int64_t model_grad_end(const model *m) { return m->n_train; }
 
 void model_backward(model *m, model_ws *ws) { model_backward_hooked(m, ws, NULL, NULL); }
 
@@ -1206,7 +1265,7 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     }
     /* decoder and projection-head gradients are final here (layout: they follow the
      * encoder; the encoder's backward below touches only in/, embed/ and enc/) */
-    if (hook) hook(arg, m->re_W, m->n_params - m->re_W);
+    if (hook) hook(arg, m->re_W, m->n_train - m->re_W);
     float *dh0 = run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
     encoder_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
     blas_team_end(nt);

@@ -16,6 +16,7 @@
 #include "bgfm/graphs.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/norm.h"
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
@@ -371,7 +372,8 @@ static int same_config(const char *a, const char *b) {
 /* Collective: the model and optimiser state to start from: the newest valid checkpoint
  * (falling back past corrupted ones with a warning), else init_path, else random. */
 static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const char *dir,
-                       ckpt_state *st) {
+                       ckpt_state *st, int *fresh) {
+    *fresh = 0;
     bgfm_err *e = &ctx->err;
     int rc = resume_candidates(ctx, dir, o->resume_from, &t->cands, &t->ncand);
     if (rc) return rc;
@@ -409,6 +411,7 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
         c.atlas_nodes[a] = graphs_atlas_nodes(t->gs, a);
         if (c.atlas_nodes[a] > nb) nb = c.atlas_nodes[a];
     }
+    *fresh = 1;
     if (c.N_max == 0) c.N_max = nb;
     rc = model_init(&t->m, &c, e);
     if (!rc) model_init_params(&t->m, o->seed);
@@ -462,7 +465,8 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     }
     if (!rc) rc = graphs_open(gpath, &t.gs, e);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) rc = train_start(ctx, o, &t, dir, &st);
+    int fresh = 0;
+    if (!rc) rc = train_start(ctx, o, &t, dir, &st, &fresh);
     if (rc) goto done;
     model *m = &t.m;
     /* every atlas of the store must be one of the model's, with the same N and k */
@@ -481,6 +485,10 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
         rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs%s", gpath,
                        o->strict ? " without a label (protocol: strict reads only unlabelled "
                                    "subjects; add unlabelled scans or use protocol: transductive)"
+    /* a fresh model's input normalisation is fitted on the graphs it will train on
+     * (resumed and initialised models keep theirs) */
+    if (!rc && fresh) rc = norm_fit(ctx->comm, e, m, t.gs, t.pl.used, t.pl.n_used);
+    rc = bgfm_ctx_agree(ctx, rc);
                                  : "");
     const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
     if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
@@ -592,7 +600,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             if (sn > 0)
                 model_backward_hooked(m, &t.ws, dist_bucket_hook, &bk);
             else
-                dist_bucket_hook(&bk, model_grad_tail(m), m->n_params - model_grad_tail(m));
+                dist_bucket_hook(&bk, model_grad_tail(m), model_grad_end(m) - model_grad_tail(m));
             double tb = MPI_Wtime();
             tm.compute += tb - tg;
             /* gradient sum and global losses */
@@ -718,6 +726,9 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"readout", BGFM_OPT_ENUM, "region", 1, 0, "region|mean",
      "graph embedding: region (per-region projections in atlas order, model.md section 2) "
      "or mean of the region rows"},
+    {"input_norm", BGFM_OPT_ENUM, "population", 1, 0, "population|none",
+     "population: every FC entry standardised by its mean and sd over the graphs pretraining "
+     "reads (fitted at a fresh start, stored in the model); none: raw FC (model.md section 1)"},
     {"readout_dim", BGFM_OPT_INT, "8", 1, 1024, NULL, "region readout: width per region"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
@@ -811,6 +822,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->P = (int)params_int(w, "proj");
     c->N_max = (int)params_int(w, "n_max");
     c->readout = model_readout_parse(params_str(w, "readout"));
+    c->norm = !strcmp(params_str(w, "input_norm"), "population");
     c->rdim = (int)params_int(w, "readout_dim");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

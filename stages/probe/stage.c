@@ -187,6 +187,7 @@ static int open_inputs(bgfm_stage_run *r, pinputs *in, bgfm_err *e) {
     if ((rc = model_init(&in->mr, &in->mp.cfg, e))) return rc;
     model_init_params(&in->mr, r->pipe->seed); /* pretraining's own init (model.md 5) */
     int A = graphs_n_atlases(in->gs);
+    model_copy_buffers(&in->mr, &in->mp);      /* the same input normalisation (a statistic) */
     if (!(in->amap = bgfm_calloc(e, (size_t)A + 1, sizeof *in->amap, "atlas map")))
         return BGFM_ENOMEM;
     for (int a = 0; a < A; a++) {

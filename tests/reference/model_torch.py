@@ -139,6 +139,14 @@ def losses(f, p):
     if "fc_b" in f["inputs"]:
         src["b"] = tuple(torch.tensor(f["inputs"][k][()].astype(np.float64))
                          for k in ("fc_b", "adj_b", "rwse_b"))
+    # population input normalisation (model.md section 1): a fitted statistic, not trained
+    if f"norm/{atlas}/mean" in p.t:
+        mu = p[f"norm/{atlas}/mean"].detach()
+        sd = p[f"norm/{atlas}/std"].detach()
+        checks.append(("input normalisation has a fitted mean and sd",
+                       bool(mu.abs().sum() > 0 and (sd > 0).all() and (sd != 1).any())))
+        fc = (fc - mu) / sd
+        src = {v: ((t[0] - mu) / sd,) + tuple(t[1:]) for v, t in src.items()}
 
     def corrupted(b, v):
         fcv, adjv, rwv = src[v]

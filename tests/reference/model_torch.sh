@@ -20,6 +20,9 @@ done
 # the mean readout (the region readout above is the default)
 check "grad dump aal gmae+gcl mean readout" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,2,3,5 $ARCH --readout mean --out "$T/aal_mean.h5"
+# raw FC inputs (population input normalisation, the default, is in every dump above)
+check "grad dump aal gmae+gcl without input normalisation" "$BGFM" grad --graphs "$T/g.h5" \
+  --atlas aal --indices 0,2,3,5 $ARCH --input-norm none --out "$T/aal_nonorm.h5"
 $PY "$REF/model_torch.py" "$T"/aal_*.h5 "$T"/ho_*.h5
 # the dumps really carry the readout they claim
 $PY - "$T/aal_gcl.h5" "$T/aal_mean.h5" <<'PY' && ok "dumps record region / mean readouts" || notok "dumps record region / mean readouts"
@@ -27,6 +30,18 @@ import sys, h5py
 a, b = (h5py.File(f, "r") for f in sys.argv[1:])
 assert a["params"].attrs["readout"] in (b"region", "region") and "readout/Wc" in a["params"]
 assert b["params"].attrs["readout"] in (b"mean", "mean") and "readout" not in b["params"]
+PY
+# the normalisation in the dumps is the population's: numpy over every graph of the store
+$PY - "$T/g.h5" "$T/aal_gcl.h5" "$T/aal_nonorm.h5" <<'PY' && ok "norm buffers = numpy mean/sd of each FC entry over the store's graphs; none has no buffers" || notok "norm buffers = numpy mean/sd of each FC entry over the store's graphs; none has no buffers"
+import sys, h5py, numpy as np
+d, n = h5py.File(sys.argv[2], "r"), h5py.File(sys.argv[3], "r")
+# the store (model_graphs.py layout): every aal graph
+g = h5py.File(sys.argv[1], "r")
+fc = g["graphs/aal/fc"][()].astype(np.float64)
+mu, sd = fc.mean(0), np.maximum(fc.std(0), 0.01)
+assert np.abs(d["params/norm/aal/mean"][()] - mu).max() < 1e-6, np.abs(d["params/norm/aal/mean"][()] - mu).max()
+assert np.abs(d["params/norm/aal/std"][()] - sd).max() < 1e-5
+assert not np.any(d["grad/norm/aal/mean"][()]) and "norm" not in n["params"]
 PY
 $PY - "$T/aal_pairs_gcl.h5" "$T/aal_gcl.h5" <<'PY' && ok "partner dumps hold the partners' graphs and change the loss" || notok "partner dumps hold the partners' graphs and change the loss"
 import sys, h5py, numpy as np

@@ -46,7 +46,7 @@ static void make_graph(int N, int k, uint64_t g, float *fc, uint8_t *adj, float 
 static void setup_readout(model *m, model_ws *ws, int B, int readout) {
     model_cfg c = {0};
     c.H = 32, c.nh = 4, c.F = 64, c.k = 3, c.L = 2, c.Ld = 1, c.P = 16, c.N_max = 24;
-    c.readout = readout, c.rdim = 4;
+    c.readout = readout, c.rdim = 4, c.norm = readout == MODEL_READOUT_REGION;
     c.n_atlases = 2;
     strcpy(c.atlas[0], "a24"), strcpy(c.atlas[1], "b16");
     c.atlas_nodes[0] = 24, c.atlas_nodes[1] = 16;
