@@ -1,6 +1,7 @@
 # bgfm: build, dependencies, demo, tests, sanitizers, benchmarks, install.
-# Sources are found by wildcard: pipeline/*.c and stages/*/*.c make libbgfm.a;
-# pipeline/main.c makes build/bgfm; tests/unit/test_*.c each make a cmocka binary.
+# Sources are found by wildcard: pipeline/<room>/*.c (engine, io, runtime, commands:
+# docs/architecture.md) and stages/<kind>/*.c make libbgfm.a; pipeline/engine/main.c makes
+# build/bgfm; tests/unit/test_*.c each make a cmocka binary.
 
 PREFIX   ?= /usr/local
 BUILD    ?= build
@@ -17,13 +18,14 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GITREV   := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CFLAGS   ?= $(OPT) -g $(ARCH)
-# -pthread: reader threads (graphs.c, prefetch.c, ckpt.c); compile and link lines
+# -pthread: reader threads (graphs.c, prefetch.c, ckpt.c) and the thread team (par.c)
 ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -I/usr/include/nifti $(PKG_CFLAGS) \
              -DBGFM_VERSION='"$(VERSION)"' -DBGFM_GITREV='"$(GITREV)"' $(CFLAGS)
 LDLIBS   = $(PKG_LIBS) -llapacke -lnifti2 -lm -pthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-LIB_SRC  := $(filter-out pipeline/main.c,$(wildcard pipeline/*.c)) $(wildcard stages/*/*.c)
+MAIN_SRC := pipeline/engine/main.c
+LIB_SRC  := $(filter-out $(MAIN_SRC),$(wildcard pipeline/*/*.c)) $(wildcard stages/*/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -42,7 +44,7 @@ $(BUILD)/libbgfm.a: $(LIB_OBJ)
 	@echo "  AR    $@"
 	@ar rcs $@ $^
 
-$(BUILD)/bgfm: $(BUILD)/obj/pipeline/main.o $(BUILD)/libbgfm.a
+$(BUILD)/bgfm: $(BUILD)/obj/pipeline/engine/main.o $(BUILD)/libbgfm.a
 	@echo "  LD    $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -58,7 +60,7 @@ $(BUILD)/tests/bgfm-test: tests/lib/bgfm_test.c $(BUILD)/libbgfm.a
 	@echo "  TEST  $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/engine/main.d
 
 # Installs missing Debian packages (non-interactive when root, else prints the line).
 deps:
@@ -129,7 +131,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 
 # clang 14 has no "sha" for __builtin_cpu_supports: the fuzz build hashes portably
 # (and glibc defines CMPLX only for gcc: FUZZ_CFLAGS gives it to clang).
-$(FUZZ_BUILD)/obj/pipeline/sha256.o: FUZZ_XFLAGS := '-D__builtin_cpu_supports(x)=0'
+$(FUZZ_BUILD)/obj/pipeline/io/sha256.o: FUZZ_XFLAGS := '-D__builtin_cpu_supports(x)=0'
 
 $(FUZZ_BUILD)/libbgfm.a: $(FUZZ_OBJ)
 	@rm -f $@

@@ -15,19 +15,19 @@ typedef struct bgfm_cmd {
     const char *summary; /* one line: what it does */
 } bgfm_cmd;
 
-int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/run.c */
-int cmd_validate(bgfm_ctx *ctx, int argc, char **argv); /* pipeline/run.c */
-int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv);  /* pipeline/inspect.c */
-int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/doc.c */
+int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/engine/run.c */
+int cmd_validate(bgfm_ctx *ctx, int argc, char **argv); /* pipeline/engine/run.c */
+int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv);  /* pipeline/commands/inspect.c */
+int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/engine/doc.c */
 int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c */
-int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/submit.c */
+int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/commands/submit.c */
 int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.c */
-int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/report.c */
-int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/scale.c */
+int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/commands/report.c */
+int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/commands/scale.c */
 
 /* Every command of build/bgfm: argv[1] is the command; prints usage/version itself,
  * reports ctx->err on rank 0 (bgfm_ctx_report) and returns the exit status. */
-int cli_main(bgfm_ctx *ctx, int argc, char **argv);
+int cli_main(bgfm_ctx *ctx, int argc, char **argv); /* dispatch.c */
 /* Before MPI_Init: a process started without a launcher gets in-process MPI transports
  * (Open MPI singleton defaults that never override a user's OMPI_MCA_*; docs/architecture.md,
  * "Start-up of a single process"); not for `scale`/`submit` (cmd), whose children inherit. */

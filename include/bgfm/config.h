@@ -62,11 +62,17 @@ const bgfm_value *params_value(const bgfm_params *p, const char *key);
 /* Canonical text "key: value" lines of every set/defaulted value (manifest, validate). */
 void params_free(bgfm_params *p);
 
+/* Where a value is in the pipeline file (1-based); line 0: not written (the default). */
+typedef struct bgfm_pos {
+    int line, col;
+} bgfm_pos;
+
 typedef struct bgfm_atlas_cfg {
     char *name;
     char *path;   /* resolved: absolute, or relative to the pipeline file's directory */
     char *labels; /* optional region name table (text), NULL if none */
     int line, col;
+    bgfm_pos path_at, labels_at; /* where `path` and `labels` are written */
 } bgfm_atlas_cfg;
 
 struct bgfm_stage_kind;
@@ -98,6 +104,8 @@ typedef struct bgfm_pipeline {
     bgfm_params *stage_slurm; /* n_stages entries (values only where given) */
     char *participants; /* resolved; default <bids>/participants.tsv */
     int64_t max_memory_per_rank; /* bytes; 0 = no limit (top-level max_memory_per_rank) */
+    /* where the paths are written, for errors found after parsing (config_path_fail) */
+    bgfm_pos workdir_at, bids_at, participants_at;
 } bgfm_pipeline;
 
 /* Parse a pipeline from a buffer (rank 0 reads the file and broadcasts the bytes,
@@ -106,17 +114,23 @@ typedef struct bgfm_pipeline {
 int config_parse(const char *file, const char *buf, size_t len, bgfm_pipeline *out, bgfm_err *e);
 void config_free(bgfm_pipeline *p);
 
+/* A problem with one of the pipeline's paths found after parsing (a workdir that is a
+ * file, a dataset folder that does not exist, an atlas that cannot be read): records
+ * "FILE:LINE:COL: message (key 'KEY')" with the given code, or "FILE: message (key 'KEY',
+ * default value)" when the path was not written (pos.line 0). Returns code. */
+int config_path_fail(bgfm_err *e, const bgfm_pipeline *p, const char *key, bgfm_pos pos,
+                     int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Rank 0: create the workdir (and parents); a failure names the `workdir` key. */
+int config_workdir_make(const bgfm_pipeline *p, bgfm_err *e);
+
 /* Collective: rank 0 reads FILE, broadcasts it, all parse. Returns an agreed code. */
 int config_load(bgfm_ctx *ctx, const char *file, bgfm_pipeline *out);
-
-/* Nearest of `cands` to `word` by edit distance (NULL if nothing is close). */
-const char *config_nearest(const char *word, const char *const *cands, int n);
 
 /* Parse one options table from a YAML mapping node (used by stage `with:` blocks
  * and the `slurm:` block). Exposed for tests. */
 const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name);
 
-/* ---- additions (pipeline/config.c, pipeline/doc.c) ---- */
+/* ---- additions (pipeline/engine/config.c, pipeline/engine/doc.c) ---- */
 
 /* Limits of the pipeline file: larger files and deeper nesting are rejected. */
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -157,7 +171,7 @@ int config_stage_fail(bgfm_err *e, const bgfm_pipeline *p, const bgfm_stage_cfg 
 const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *key);
 
 /* Markdown reference of the pipeline file generated from the option tables and
- * every registered stage kind (`bgfm doc yaml`, docs/yaml.md). pipeline/doc.c.
+ * every registered stage kind (`bgfm doc yaml`, docs/yaml.md). pipeline/engine/doc.c.
  * Returns 0 or BGFM_EIO. */
 int config_doc_yaml(FILE *f);
 

@@ -56,7 +56,7 @@ typedef struct bgfm_ctx {
 } bgfm_ctx;
 
 /* Test hooks: fault injection and test-only behaviour. The production binary never
- * sets ctx->hooks (pipeline/main.c); the test driver $(BUILD)/tests/bgfm-test
+ * sets ctx->hooks (pipeline/engine/main.c); the test driver $(BUILD)/tests/bgfm-test
  * (tests/lib/bgfm_test.c, the same commands) fills them from BGFM_TEST_* variables, so
  * no production code path reads a test variable (docs/reliability.md, "Test hooks"). */
 typedef struct bgfm_test_hooks {

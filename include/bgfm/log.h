@@ -12,6 +12,9 @@ void log_debug(const bgfm_ctx *ctx, const char *fmt, ...) __attribute__((format(
 /* Any rank, always (prefixed with the rank when size > 1). */
 void log_warn(const bgfm_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The current UTC time as ISO 8601 ("2024-05-01T12:00:00Z"), for manifests and metrics. */
+void log_utc_now(char *buf, size_t n);
+
 /* Progress of a phase whose total is known. Rank 0 prints; the caller passes the
  * global count (e.g. after a cheap reduction, or rank 0's own estimate). */
 typedef struct log_progress {

@@ -22,6 +22,9 @@ int optvalue_list_add(bgfm_value *v, const char *s, bgfm_err *e);
 int optvalue_has_control(const char *s);
 /* "an integer", "true or false", ... for messages. */
 const char *optvalue_type_want(const bgfm_opt *o);
+/* Nearest of `cands` to `word` by edit distance (optimal string alignment, case
+ * insensitive; NULL if nothing is close): the "did you mean" of every message. */
+const char *optvalue_nearest(const char *word, const char *const *cands, int n);
 /* An enum's choices ("a|b|c") as "a, b, c" for messages. */
 void optvalue_choices_text(const char *choices, char *out, size_t nout);
 

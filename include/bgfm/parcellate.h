@@ -30,6 +30,9 @@ typedef struct parcellate_atlas {
 int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
                           const char *names_path, bgfm_err *e);
 void parcellate_atlas_free(parcellate_atlas *a);
+/* The name table read beside an atlas file when none is given: <file> with .gz
+ * stripped, + ".txt" (aal.nii.gz -> aal.nii.txt, the tables mricron ships); malloc'ed. */
+char *parcellate_names_guess(const char *atlas_path, bgfm_err *e);
 
 /* Per subject result for one atlas. */
 typedef struct parcellate_out {

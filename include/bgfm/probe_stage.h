@@ -127,6 +127,11 @@ double *probe_subject_means(const probe_view *v, int64_t ns, const double *X, in
 /* Allreduce (sum, in place) of a double array of any length. */
 int probe_allreduce_sum(bgfm_ctx *ctx, double *v, int64_t n);
 
+/* ---- show.c (bgfm report) ------------------------------------------------------------ */
+/* Print a probe report (report/probe.json of stage `stage`) as tables on stdout;
+ * BGFM_EDATA naming the file when it is not a probe report. Not collective. */
+int probe_report_print(const char *path, const char *stage, bgfm_err *e);
+
 /* ---- write.c (rank 0 only) ---------------------------------------------------------- */
 typedef struct probe_report_ctx {
     const bgfm_stage_run *r;

@@ -38,7 +38,7 @@ typedef struct bgfm_stage_run {
     /* Under on_error: skip, the inputs the stage left out (file or subject, and why),
      * filled on rank 0 at least (other ranks may leave it empty); malloc'ed arrays of
      * malloc'ed strings that the engine writes into the manifest's "skipped" list and
-     * frees. Add entries with bgfm_stage_skip_add (pipeline/run.c). */
+     * frees. Add entries with bgfm_stage_skip_add (pipeline/engine/stage.c). */
     int64_t n_skipped;
     char **skipped_item, **skipped_reason;
 } bgfm_stage_run;

@@ -1,7 +1,7 @@
 /* submit.h: the sbatch scripts of `bgfm submit`: one per stage, from the pipeline's
  * global `slurm:` block merged with the stage's own, every YAML value checked against a
  * strict per-key pattern before it reaches a script. Not a Slurm client: running sbatch
- * (posix_spawn, never a shell) is cmd_submit's job (pipeline/submit.c). Non-collective. */
+ * (posix_spawn, never a shell) is cmd_submit's job (pipeline/commands/submit.c). Non-collective. */
 #ifndef BGFM_SUBMIT_H
 #define BGFM_SUBMIT_H
 

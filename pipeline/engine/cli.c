@@ -1,92 +1,11 @@
-/* cli.c: the command table and its dispatcher (cli_main, shared by build/bgfm and the
- * test driver), and helpers for subcommand argument parsing (help flags, strict numbers).
- * Not main() (main.c) and not any subcommand. */
+/* cli.c: helpers for subcommand argument parsing (help flags, strict numbers).
+ * Not the dispatcher (dispatch.c) and not any subcommand. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bgfm/cli.h"
-
-static const bgfm_cmd commands[] = {
-    {"run", cmd_run, "PIPELINE.yaml [--from S] [--only S] [--force] [--dry-run] [--quiet]",
-     "run the pipeline's stages that are not up to date"},
-    {"validate", cmd_validate, "PIPELINE.yaml", "check a pipeline file, print the resolved plan"},
-    {"submit", cmd_submit, "PIPELINE.yaml [--dry-run] [--stage S]",
-     "write one sbatch script per stage and submit them chained (afterok)"},
-    {"synth", cmd_synth, "--out DIR [--subjects S] [--volumes T] ...",
-     "write a synthetic BIDS cohort with a known group effect"},
-    {"inspect", cmd_inspect, "FILE.h5 [--json]", "summarise a bgfm HDF5 file"},
-    {"grad", cmd_grad,
-     "--graphs FILE --atlas NAME --indices i,j,... (--checkpoint F | --init SEED) --out OUT.h5",
-     "one deterministic forward+backward of the model, dumped for checking (model.md 7)"},
-    {"report", cmd_report, "WORKDIR", "print the probe results (and scaling CSVs) found in WORKDIR"},
-    {"scale", cmd_scale, "PIPELINE.yaml --stage S [--ranks 1,2,4] [--mode strong|weak] [--out DIR]",
-     "run one stage on several rank counts; CSV and plots of speed-up and efficiency"},
-    {"doc", cmd_doc, "yaml|errors", "print reference documentation generated from the code"},
-};
-static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
-
-static void usage(FILE *f) {
-    fprintf(f, "bgfm %s: brain graphs from resting-state fMRI, and a brain-graph foundation "
-               "model pretrained on them.\n\nusage: bgfm COMMAND [ARGS]   (alone or under "
-               "mpirun/srun)\n\ncommands:\n", BGFM_VERSION);
-    for (int i = 0; i < n_commands; i++)
-        fprintf(f, "  %-10s %s\n  %-10s   %s\n", commands[i].name, commands[i].usage, "",
-                commands[i].summary);
-    fprintf(f, "\n  bgfm COMMAND --help   more on one command\n  bgfm --version\n\n"
-               "exit codes: 0 ok, 2 usage/config, 3 bad input data, 4 I/O, 5 memory, "
-               "6 numerical, 7 MPI, 9 partial (skipped subjects), 75 stopped by signal "
-               "(requeue); see docs/errors.md\n");
-}
-
-/* A process started without a launcher (no mpirun, srun or PMIx around it) is an MPI
- * singleton: one rank, nothing to talk to. Open MPI would still start an orted and probe
- * UCX, which costs 0.3-0.4 s per command; point it at the in-process transports instead.
- * Only defaults: a user's own OMPI_MCA_* settings win. Not for `scale` and `submit`,
- * whose children (mpirun, sbatch) inherit the environment and need the real transports. */
-void cli_singleton_defaults(const char *cmd) {
-    const char *launched[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-                              "SLURM_STEP_ID"};
-    for (size_t i = 0; i < sizeof launched / sizeof launched[0]; i++)
-        if (getenv(launched[i])) return;
-    if (cmd && (!strcmp(cmd, "scale") || !strcmp(cmd, "submit"))) return;
-    setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
-    setenv("OMPI_MCA_pml", "ob1", 0);
-    setenv("OMPI_MCA_btl", "self", 0);
-    setenv("OMPI_MCA_osc", "^ucx", 0);
-    setenv("OMPI_MCA_mtl", "^ofi", 0);
-}
-
-int cli_main(bgfm_ctx *ctx, int argc, char **argv) {
-    int rc;
-    ctx->progress_tty = isatty(STDERR_FILENO);
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
-        !strcmp(argv[1], "help")) {
-        if (ctx->rank == 0) usage(stdout);
-        rc = argc < 2 ? BGFM_EUSAGE : BGFM_OK;
-    } else if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        if (ctx->rank == 0) printf("bgfm %s (%s)\n", BGFM_VERSION, BGFM_GITREV);
-        rc = BGFM_OK;
-    } else {
-        const bgfm_cmd *c = NULL;
-        for (int i = 0; i < n_commands; i++)
-            if (!strcmp(argv[1], commands[i].name)) c = &commands[i];
-        if (!c) {
-            if (ctx->rank == 0) {
-                fprintf(stderr, "bgfm: error: unknown command '%s'\n\n", argv[1]);
-                usage(stderr);
-            }
-            rc = BGFM_EUSAGE;
-        } else {
-            rc = c->fn(ctx, argc - 1, argv + 1);
-            bgfm_ctx_report(ctx);
-        }
-    }
-    fflush(stdout);
-    return rc;
-}
 
 int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)

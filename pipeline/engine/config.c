@@ -14,6 +14,7 @@
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
 #include "bgfm/yamltree.h"
+#include "config_parse.h"
 
 const char bgfm_opt_required[] = "(required)";
 
@@ -102,69 +103,13 @@ const bgfm_opt *config_table_opts(config_table t, int *n) {
     BGFM_ASSERT(!"unknown config table");
 }
 
-/* ------------------------------------------------------------------ nearest key */
-
-static int osa_distance(const char *a, const char *b) {
-    /* Optimal string alignment (Damerau-Levenshtein without repeated edits of a
-     * substring), case-insensitive, on words of at most 63 characters. */
-    enum { M = 64 };
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la >= M || lb >= M) return M;
-    int d[M][M];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int ca = a[i - 1] | 0x20, cb = b[j - 1] | 0x20;
-            int cost = ca == cb ? 0 : 1;
-            int best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < best) best = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && ca == (b[j - 2] | 0x20) && (a[i - 2] | 0x20) == cb &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[la][lb];
-}
-
-const char *config_nearest(const char *word, const char *const *cands, int n) {
-    int len = (int)strlen(word);
-    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
-    const char *best = NULL;
-    int bestd = limit + 1;
-    for (int i = 0; i < n; i++) {
-        if (!cands[i]) continue;
-        int d = osa_distance(word, cands[i]);
-        if (d < bestd && d < (int)strlen(cands[i])) {
-            bestd = d;
-            best = cands[i];
-        }
-    }
-    return best;
-}
-
 /* ------------------------------------------------------------------ messages */
 
 #define fail_pos yamltree_fail
 
-int config_fail_at(bgfm_err *e, const bgfm_pipeline *p, int line, int col, const char *key,
-                   const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = yamltree_vfail(e, p->file, line, col, key, NULL, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 /* ------------------------------------------------------------------ typed values */
 
-typedef struct cfgp {
-    const char *file;
-    bgfm_err *e;
-    const bgfm_stage_kind *const *kinds;
-    int base_real; /* basedir came from realpath(): leading ".." may be folded into it */
-} cfgp;
 
 static int fail_node(const cfgp *c, const ynode *n, const char *key, const char *near,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -176,8 +121,6 @@ static int fail_node(const cfgp *c, const ynode *n, const char *key, const char 
     va_end(ap);
     return rc;
 }
-
-static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
 static const char *node_what(const ynode *n) {
     return n->kind == YN_MAP ? "a mapping" : n->kind == YN_SEQ ? "a list" : "a scalar";
@@ -265,70 +208,6 @@ static int value_default(const cfgp *c, const bgfm_opt *o, bgfm_value *v, const 
     return 0;
 }
 
-/* ------------------------------------------------------------------ params */
-
-static int params_init(bgfm_params *p, const bgfm_opt *opts, int n, bgfm_err *e) {
-    memset(p, 0, sizeof *p);
-    p->opts = opts;
-    p->n = n;
-    p->v = bgfm_calloc(e, (size_t)(n > 0 ? n : 1), sizeof *p->v, "option values");
-    if (!p->v) return BGFM_ENOMEM;
-    for (int i = 0; i < n; i++) p->v[i].opt = &opts[i];
-    return 0;
-}
-
-void params_free(bgfm_params *p) {
-    if (!p) return;
-    if (p->v)
-        for (int i = 0; i < p->n; i++) optvalue_clear(&p->v[i]);
-    free(p->v);
-    memset(p, 0, sizeof *p);
-}
-
-static int opt_index(const bgfm_opt *opts, int n, const char *key) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(opts[i].key, key)) return i;
-    return -1;
-}
-
-const bgfm_value *params_value(const bgfm_params *p, const char *key) {
-    int i = opt_index(p->opts, p->n, key);
-    BGFM_ASSERT(i >= 0 && "params: key not in the options table");
-    return &p->v[i];
-}
-
-bool params_has(const bgfm_params *p, const char *key) { return params_value(p, key)->state != 0; }
-
-bool params_bool(const bgfm_params *p, const char *key) {
-    const bgfm_value *v = params_value(p, key);
-    BGFM_ASSERT(v->opt->type == BGFM_OPT_BOOL);
-    return v->state ? v->b : false;
-}
-
-int64_t params_int(const bgfm_params *p, const char *key) {
-    const bgfm_value *v = params_value(p, key);
-    BGFM_ASSERT(v->opt->type == BGFM_OPT_INT);
-    return v->state ? v->i : 0;
-}
-
-double params_real(const bgfm_params *p, const char *key) {
-    const bgfm_value *v = params_value(p, key);
-    BGFM_ASSERT(v->opt->type == BGFM_OPT_REAL);
-    return v->state ? v->r : 0.0;
-}
-
-const char *params_str(const bgfm_params *p, const char *key) {
-    const bgfm_value *v = params_value(p, key);
-    BGFM_ASSERT(v->opt->type == BGFM_OPT_STR || v->opt->type == BGFM_OPT_ENUM);
-    return v->state ? v->s : NULL;
-}
-
-static void key_join(char *out, size_t n, const char *a, const char *b) {
-    if (a && a[0])
-        snprintf(out, n, "%s.%s", a, b);
-    else
-        snprintf(out, n, "%s", b);
-}
 
 /* Is some option of the table inside the group `prefix` (i.e. "prefix.x...")? */
 static int opt_group(const bgfm_opt *opts, int n, const char *prefix) {
@@ -366,8 +245,8 @@ static int unknown_key(const cfgp *c, const bgfm_opt *opts, int n, const char *p
     }
     for (int i = 0; i < n_extra && nc < MAXC; i++) cands[nc++] = extra[i];
     char full[512];
-    key_join(full, sizeof full, path, k->s);
-    const char *near = config_nearest(k->s, cands, nc);
+    cfg_key_join(full, sizeof full, path, k->s);
+    const char *near = optvalue_nearest(k->s, cands, nc);
     if (near) return fail_node(c, k, full, near, "unknown key");
     char list[1024];
     size_t used = 0;
@@ -392,7 +271,7 @@ static int map_key_check(const cfgp *c, const ynode *map, int i, const char *pat
         const ynode *o = map->kids[2 * j];
         if (!strcmp(o->s, k->s)) {
             char full[512];
-            key_join(full, sizeof full, path, k->s);
+            cfg_key_join(full, sizeof full, path, k->s);
             return fail_node(c, k, full, NULL, "duplicate key (first given at line %d, column %d)",
                              o->line, o->col);
         }
@@ -408,9 +287,9 @@ static int params_map(const cfgp *c, bgfm_params *p, const ynode *map, const cha
 static int params_pair(const cfgp *c, bgfm_params *p, const ynode *k, const ynode *v,
                        const char *prefix, const char *path) {
     char full[512], where[512];
-    key_join(full, sizeof full, prefix, k->s);
-    key_join(where, sizeof where, path, k->s);
-    int i = opt_index(p->opts, p->n, full);
+    cfg_key_join(full, sizeof full, prefix, k->s);
+    cfg_key_join(where, sizeof where, path, k->s);
+    int i = cfg_opt_index(p->opts, p->n, full);
     if (i >= 0) {
         if (p->v[i].state == 2)
             return fail_node(c, k, where, NULL, "key given twice (first at line %d, column %d)",
@@ -448,7 +327,7 @@ static int params_finish(const cfgp *c, bgfm_params *p, const ynode *pos, const 
         const bgfm_opt *o = &p->opts[i];
         if (o->def == bgfm_opt_required) {
             char full[512];
-            key_join(full, sizeof full, path, o->key);
+            cfg_key_join(full, sizeof full, path, o->key);
             return fail_node(c, pos, full, NULL, "missing required key");
         }
         if (!defaults || !o->def) continue;
@@ -456,207 +335,6 @@ static int params_finish(const cfgp *c, bgfm_params *p, const ynode *pos, const 
         if (rc) return rc;
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------ paths and names */
-
-/* Lexically tidy a path: collapse "//" and "/./", drop a trailing "/." or "/".
- * ".." is kept (symlinks make removing it unsafe). In place. */
-static void path_tidy(char *s) {
-    size_t r = 0, w = 0, n = strlen(s);
-    while (r < n) {
-        if (s[r] == '/' && w > 0 && s[w - 1] == '/') {
-            r++;
-            continue;
-        }
-        if (s[r] == '.' && (r == 0 || s[r - 1] == '/') && (s[r + 1] == '/' || s[r + 1] == '\0') &&
-            w > 0) {
-            r += s[r + 1] ? 2 : 1;
-            continue;
-        }
-        s[w++] = s[r++];
-    }
-    while (w > 1 && s[w - 1] == '/') w--;
-    s[w] = '\0';
-}
-
-/* Directory of the pipeline file, absolute (symlinks resolved when it exists). */
-static int base_dir(cfgp *c, char **out) {
-    const char *slash = strrchr(c->file, '/');
-    size_t dl = slash ? (size_t)(slash - c->file) : 0;
-    char cwd[4096] = "";
-    if (!slash || c->file[0] != '/') {
-        if (!getcwd(cwd, sizeof cwd))
-            return bgfm_fail(c->e, BGFM_EIO, "%s: cannot determine the current directory: %s",
-                             c->file, strerror(errno));
-    }
-    size_t n = strlen(cwd) + dl + 4;
-    char *b = bgfm_malloc(c->e, n, "pipeline directory");
-    if (!b) return BGFM_ENOMEM;
-    if (!slash)
-        snprintf(b, n, "%s", cwd);
-    else if (c->file[0] == '/')
-        snprintf(b, n, "%.*s", dl ? (int)dl : 1, c->file);
-    else
-        snprintf(b, n, "%s/%.*s", cwd, (int)dl, c->file);
-    path_tidy(b);
-    char *real = realpath(b, NULL);
-    if (real) {
-        free(b);
-        b = real;
-        c->base_real = 1;
-    }
-    *out = b;
-    return 0;
-}
-
-/* rel against base. When base is a real path (no symlinks), leading "../" of rel
- * are folded into it: the parent of a real directory is its lexical parent. */
-static int path_resolve(const cfgp *c, const char *base, const char *rel, int fold, char **out) {
-    size_t n = strlen(base) + strlen(rel) + 2;
-    char *s = bgfm_malloc(c->e, n, "path");
-    if (!s) return BGFM_ENOMEM;
-    if (rel[0] == '/') {
-        snprintf(s, n, "%s", rel);
-    } else {
-        snprintf(s, n, "%s", base);
-        size_t bl = strlen(s);
-        while (fold && c->base_real) {
-            while (rel[0] == '.' && rel[1] == '/') rel += 2;
-            if (!(rel[0] == '.' && rel[1] == '.' && (rel[2] == '/' || rel[2] == '\0'))) break;
-            rel += rel[2] ? 3 : 2;
-            while (bl > 1 && s[bl - 1] != '/') bl--; /* drop the last component */
-            if (bl > 1) bl--;                      /* and its slash, except the root's */
-            s[bl] = '\0';
-        }
-        snprintf(s + bl, n - bl, "%s%s", bl && s[bl - 1] == '/' ? "" : "/", rel);
-    }
-    path_tidy(s);
-    *out = s;
-    return 0;
-}
-
-/* [A-Za-z0-9_-]+, plus '.' (not first) when dots is set. */
-static int name_ok(const char *s, int dots) {
-    if (!s[0] || s[0] == '.') return 0;
-    for (; *s; s++) {
-        char ch = *s;
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) || ch == '_' ||
-              ch == '-' || (dots && ch == '.')))
-            return 0;
-    }
-    return 1;
-}
-
-static int value_fail(const cfgp *c, const bgfm_value *v, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int value_fail(const cfgp *c, const bgfm_value *v, const char *key, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = yamltree_vfail(c->e, c->file, v->line, v->col, key, NULL, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Slurm time limits: MINUTES, MINUTES:SECONDS, HOURS:MINUTES:SECONDS, DAYS-HOURS,
- * DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS, or UNLIMITED. */
-static int slurm_time_ok(const char *s) {
-    if (!strcmp(s, "UNLIMITED") || !strcmp(s, "INFINITE")) return 1;
-    const char *p = s, *dash = strchr(s, '-');
-    if (dash) { /* DAYS- prefix */
-        if (dash == s) return 0;
-        for (; p < dash; p++)
-            if (!is_digit(*p)) return 0;
-        p = dash + 1;
-    }
-    int fields = 0; /* 1 to 3 groups of digits separated by ':' */
-    for (;;) {
-        int digits = 0;
-        while (is_digit(*p)) p++, digits++;
-        if (!digits) return 0;
-        fields++;
-        if (*p != ':') break;
-        p++;
-    }
-    return *p == '\0' && fields <= 3;
-}
-
-static int slurm_mem_ok(const char *s) {
-    int digits = 0;
-    while (is_digit(*s)) s++, digits++;
-    if (!digits) return 0;
-    if (*s && strchr("KMGTkmgt", *s)) s++;
-    return *s == '\0';
-}
-
-static int slurm_check(const cfgp *c, const bgfm_params *sl, const char *path) {
-    char key[512];
-    const bgfm_value *v = params_value(sl, "time");
-    key_join(key, sizeof key, path, "time");
-    if (v->state == 2 && !slurm_time_ok(v->s))
-        return value_fail(c, v, key, "'%s' is not a Slurm time limit (write MINUTES, "
-                          "\"HH:MM:SS\" or \"D-HH:MM:SS\")", v->s);
-    v = params_value(sl, "mem");
-    key_join(key, sizeof key, path, "mem");
-    if (v->state == 2 && !slurm_mem_ok(v->s))
-        return value_fail(c, v, key, "'%s' is not a Slurm memory size (digits with an optional "
-                          "K, M, G or T suffix, e.g. 16G)", v->s);
-    v = params_value(sl, "extra");
-    key_join(key, sizeof key, path, "extra");
-    for (int i = 0; v->state == 2 && i < v->n_list; i++)
-        if (v->list[i][0] != '-')
-            return value_fail(c, v, key, "'%s' is not an sbatch option (items look like "
-                              "\"--gres=gpu:1\")", v->list[i]);
-    return 0;
-}
-
-/* ------------------------------------------------------------------ memory limit */
-
-int64_t config_parse_bytes(const char *s) {
-    static const struct {
-        const char *u;
-        double mul;
-    } units[] = {{"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
-                 {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
-                 {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
-                 {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12}};
-    const char *p = s;
-    int digits = 0;
-    while (is_digit(*p)) p++, digits++;
-    if (*p == '.') {
-        p++;
-        while (is_digit(*p)) p++, digits++;
-    }
-    if (!digits) return 0;
-    double x = strtod(s, NULL);
-    while (*p == ' ') p++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (!strcmp(p, units[i].u)) {
-            double b = x * units[i].mul;
-            if (!(b >= 1048576.0) || b > 9.0e18) return 0;
-            return (int64_t)b;
-        }
-    return 0;
-}
-
-static void bytes_text(double b, char *buf, size_t n) {
-    if (b >= 1073741824.0)
-        snprintf(buf, n, "%.2f GiB", b / 1073741824.0);
-    else
-        snprintf(buf, n, "%.1f MiB", b / 1048576.0);
-}
-
-int config_mem_check(int64_t limit, const char *file, const char *stage, double estimate,
-                     const char *what, const char *fix, bgfm_err *e) {
-    estimate += CONFIG_MEM_RUNTIME;
-    if (limit <= 0 || estimate <= (double)limit) return 0;
-    char est[64], lim[64];
-    bytes_text(estimate, est, sizeof est);
-    bytes_text((double)limit, lim, sizeof lim);
-    return bgfm_fail(e, BGFM_ENOMEM,
-                     "stage '%s' would need about %s per rank (%s, + 32 MiB runtime), more than "
-                     "max_memory_per_rank = %s in %s; %s, or raise max_memory_per_rank",
-                     stage ? stage : "?", est, what, lim, file ? file : "the pipeline file", fix);
 }
 
 /* ------------------------------------------------------------------ the pipeline */
@@ -674,12 +352,22 @@ static void entry_path(char *out, size_t n, const char *list, const ynode *entry
         for (int j = 0; 2 * j < entry->nk; j++) {
             const ynode *k = entry->kids[2 * j], *v = entry->kids[2 * j + 1];
             if (k->kind == YN_SCALAR && !strcmp(k->s, "name") && v->kind == YN_SCALAR &&
-                name_ok(v->s, dots)) {
+                cfg_name_ok(v->s, dots)) {
                 snprintf(out, n, "%s.%s", list, v->s);
                 return;
             }
         }
     snprintf(out, n, "%s[%d]", list, i);
+}
+
+/* Where v is written (line 0: the default). */
+static bgfm_pos value_pos(const bgfm_value *v) {
+    bgfm_pos at = {0, 0};
+    if (v->state == 2) {
+        at.line = v->line;
+        at.col = v->col;
+    }
+    return at;
 }
 
 static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm_pipeline *out) {
@@ -696,7 +384,7 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
             return fail_node(c, m, path, NULL, "expected an atlas mapping {name: ..., path: ...}, "
                              "got %s", node_what(m));
         bgfm_params ap;
-        int rc = params_init(&ap, atlas_opts, NOPTS(atlas_opts), c->e);
+        int rc = cfg_params_init(&ap, atlas_opts, NOPTS(atlas_opts), c->e);
         if (!rc) rc = params_map(c, &ap, m, "", path, NULL, 0);
         if (!rc) rc = params_finish(c, &ap, m, path, 1, "atlas");
         bgfm_atlas_cfg *a = &out->atlases[out->n_atlases];
@@ -705,13 +393,13 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
         if (!rc) {
             const bgfm_value *nv = params_value(&ap, "name");
             char key[300];
-            key_join(key, sizeof key, path, "name");
-            if (!name_ok(nv->s, 0))
-                rc = value_fail(c, nv, key, "atlas name '%s' may only hold letters, digits, "
+            cfg_key_join(key, sizeof key, path, "name");
+            if (!cfg_name_ok(nv->s, 0))
+                rc = cfg_value_fail(c, nv, key, "atlas name '%s' may only hold letters, digits, "
                                 "'_' and '-'", nv->s);
             for (int j = 0; !rc && j < out->n_atlases; j++)
                 if (!strcmp(out->atlases[j].name, nv->s))
-                    rc = value_fail(c, nv, key, "duplicate atlas name '%s' (first at line %d)",
+                    rc = cfg_value_fail(c, nv, key, "duplicate atlas name '%s' (first at line %d)",
                                     nv->s, out->atlases[j].line);
         }
         if (!rc) {
@@ -719,9 +407,11 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
             a->name = bgfm_strdup(c->e, params_str(&ap, "name"));
             if (!a->name) rc = BGFM_ENOMEM;
         }
-        if (!rc) rc = path_resolve(c, base, params_str(&ap, "path"), 1, &a->path);
+        a->path_at = value_pos(params_value(&ap, "path"));
+        a->labels_at = value_pos(params_value(&ap, "labels"));
+        if (!rc) rc = cfg_path_resolve(c, base, params_str(&ap, "path"), 1, &a->path);
         if (!rc && params_has(&ap, "labels"))
-            rc = path_resolve(c, base, params_str(&ap, "labels"), 1, &a->labels);
+            rc = cfg_path_resolve(c, base, params_str(&ap, "labels"), 1, &a->labels);
         params_free(&ap);
         if (rc) return rc;
     }
@@ -731,7 +421,7 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
 static int parse_stage_with(const cfgp *c, bgfm_stage_cfg *s, const ynode *with,
                             const ynode *entry, const char *path) {
     const bgfm_stage_kind *k = s->kind;
-    int rc = params_init(&s->with, k->opts, k->n_opts, c->e);
+    int rc = cfg_params_init(&s->with, k->opts, k->n_opts, c->e);
     if (rc) return rc;
     char wpath[300], table[200];
     snprintf(wpath, sizeof wpath, "%s.with", path);
@@ -769,8 +459,8 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
         s->col = m->col;
         out->n_stages = i + 1; /* entries up to here are freed by config_free */
         bgfm_params sp;
-        int rc = params_init(&sp, stage_opts, NOPTS(stage_opts), c->e);
-        if (!rc) rc = params_init(sl, slurm_opts, NOPTS(slurm_opts), c->e);
+        int rc = cfg_params_init(&sp, stage_opts, NOPTS(stage_opts), c->e);
+        if (!rc) rc = cfg_params_init(sl, slurm_opts, NOPTS(slurm_opts), c->e);
         const ynode *with = NULL;
         for (int j = 0; !rc && 2 * j < m->nk; j++) {
             rc = map_key_check(c, m, j, path);
@@ -787,7 +477,7 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
                                    "got %s", node_what(v));
                 else
                     rc = params_map(c, sl, v, "", spath, NULL, 0);
-                if (!rc) rc = slurm_check(c, sl, spath);
+                if (!rc) rc = cfg_slurm_check(c, sl, spath);
             } else {
                 rc = params_pair(c, &sp, k, v, "", path);
                 if (rc == 1) rc = unknown_key(c, stage_opts, NOPTS(stage_opts), "", extra, 2, k, path);
@@ -797,13 +487,13 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
         if (!rc) {
             const bgfm_value *nv = params_value(&sp, "name");
             char key[300];
-            key_join(key, sizeof key, path, "name");
-            if (!name_ok(nv->s, 1))
-                rc = value_fail(c, nv, key, "stage name '%s' may only hold letters, digits, '_', "
+            cfg_key_join(key, sizeof key, path, "name");
+            if (!cfg_name_ok(nv->s, 1))
+                rc = cfg_value_fail(c, nv, key, "stage name '%s' may only hold letters, digits, '_', "
                                 "'-' and '.' (not first): it names a directory", nv->s);
             for (int j = 0; !rc && j < i; j++)
                 if (!strcmp(out->stages[j].name, nv->s))
-                    rc = value_fail(c, nv, key, "duplicate stage name '%s' (first at line %d)",
+                    rc = cfg_value_fail(c, nv, key, "duplicate stage name '%s' (first at line %d)",
                                     nv->s, out->stages[j].line);
         }
         if (!rc) {
@@ -827,8 +517,8 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
                                                  j ? ", " : "", c->kinds[j]->name);
                 }
                 char key[300];
-                key_join(key, sizeof key, path, "uses");
-                const char *near = config_nearest(s->uses, cands, nc);
+                cfg_key_join(key, sizeof key, path, "uses");
+                const char *near = optvalue_nearest(s->uses, cands, nc);
                 rc = fail_pos(c->e, c->file, uv->line, uv->col, key, near,
                               "unknown stage kind '%s' (known kinds: %s)", s->uses,
                               nc ? list : "none registered");
@@ -852,9 +542,9 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
     const ynode *n_inputs = NULL, *n_atlases = NULL, *n_stages = NULL;
     memset(&top, 0, sizeof top);
     memset(&in, 0, sizeof in);
-    int rc = params_init(&top, top_opts, NOPTS(top_opts), c->e);
-    if (!rc) rc = params_init(&in, inputs_opts, NOPTS(inputs_opts), c->e);
-    if (!rc) rc = params_init(&out->slurm, slurm_opts, NOPTS(slurm_opts), c->e);
+    int rc = cfg_params_init(&top, top_opts, NOPTS(top_opts), c->e);
+    if (!rc) rc = cfg_params_init(&in, inputs_opts, NOPTS(inputs_opts), c->e);
+    if (!rc) rc = cfg_params_init(&out->slurm, slurm_opts, NOPTS(slurm_opts), c->e);
     /* Blocks are read in file order, so the first problem in the file is reported. */
     for (int i = 0; !rc && 2 * i < root->nk; i++) {
         rc = map_key_check(c, root, i, "");
@@ -880,13 +570,13 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
                                node_what(v));
             else
                 rc = params_map(c, &out->slurm, v, "", "slurm", NULL, 0);
-            if (!rc) rc = slurm_check(c, &out->slurm, "slurm");
+            if (!rc) rc = cfg_slurm_check(c, &out->slurm, "slurm");
         } else {
             rc = params_pair(c, &top, k, v, "", "");
             if (rc == 1) rc = unknown_key(c, top_opts, NOPTS(top_opts), "", blocks, 4, k, "");
             const bgfm_value *nv = params_value(&top, "name");
-            if (!rc && !strcmp(k->s, "name") && !name_ok(nv->s, 1))
-                rc = value_fail(c, nv, "name", "pipeline name '%s' may only hold letters, "
+            if (!rc && !strcmp(k->s, "name") && !cfg_name_ok(nv->s, 1))
+                rc = cfg_value_fail(c, nv, "name", "pipeline name '%s' may only hold letters, "
                                 "digits, '_', '-' and '.' (not first)", nv->s);
         }
     }
@@ -899,6 +589,7 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
     if (!rc) rc = dup_str(c, params_str(&top, "name"), &out->name);
     if (!rc) {
         const bgfm_value *wv = params_value(&top, "workdir");
+        out->workdir_at = value_pos(wv);
         if (wv->state == 1) {
             size_t n = strlen(out->name) + 6;
             char *w = bgfm_malloc(c->e, n, "workdir");
@@ -906,11 +597,11 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
                 rc = BGFM_ENOMEM;
             } else {
                 snprintf(w, n, "runs/%s", out->name);
-                rc = path_resolve(c, out->basedir, w, 1, &out->workdir);
+                rc = cfg_path_resolve(c, out->basedir, w, 1, &out->workdir);
                 free(w);
             }
         } else {
-            rc = path_resolve(c, out->basedir, wv->s, 1, &out->workdir);
+            rc = cfg_path_resolve(c, out->basedir, wv->s, 1, &out->workdir);
         }
     }
     if (!rc) {
@@ -919,19 +610,21 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
                                                                      : BGFM_ON_ERROR_FAIL;
         const bgfm_value *mv = params_value(&top, "max_memory_per_rank");
         if (mv->state == 2 && !(out->max_memory_per_rank = config_parse_bytes(mv->s)))
-            rc = value_fail(c, mv, "max_memory_per_rank", "'%s' is not a memory size (write "
+            rc = cfg_value_fail(c, mv, "max_memory_per_rank", "'%s' is not a memory size (write "
                             "e.g. \"4GiB\", \"512MiB\" or \"16G\"; at least 1 MiB)", mv->s);
     }
     if (!rc) {
-        rc = path_resolve(c, out->basedir, params_str(&in, "bids"), 1, &out->bids);
+        out->bids_at = value_pos(params_value(&in, "bids"));
+        out->participants_at = value_pos(params_value(&in, "participants"));
+        rc = cfg_path_resolve(c, out->basedir, params_str(&in, "bids"), 1, &out->bids);
     }
     if (!rc) rc = dup_str(c, params_str(&in, "label_column"), &out->label_column);
     if (!rc) {
         if (params_value(&in, "participants")->state == 2)
-            rc = path_resolve(c, out->basedir, params_str(&in, "participants"), 1,
+            rc = cfg_path_resolve(c, out->basedir, params_str(&in, "participants"), 1,
                               &out->participants);
         else
-            rc = path_resolve(c, out->bids, "participants.tsv", 0, &out->participants);
+            rc = cfg_path_resolve(c, out->bids, "participants.tsv", 0, &out->participants);
     }
     params_free(&top);
     params_free(&in);
@@ -959,7 +652,7 @@ int config_parse_kinds(const char *file, const char *buf, size_t len,
     if (!out->file) return BGFM_ENOMEM;
     ynode *root = NULL;
     int rc = yamltree_build(file, buf, len, &root, e);
-    if (!rc) rc = base_dir(&c, &out->basedir);
+    if (!rc) rc = cfg_base_dir(&c, &out->basedir);
     if (!rc) rc = parse_pipeline(&c, root, out);
     ynode_free(root);
     if (rc) config_free(out);
@@ -1003,36 +696,7 @@ const bgfm_stage_cfg *config_stage_find(const bgfm_pipeline *p, const char *name
     return NULL;
 }
 
-int config_stage_fail(bgfm_err *e, const bgfm_pipeline *p, const bgfm_stage_cfg *s,
-                      const char *key, const char *fmt, ...) {
-    char full[512];
-    int line = s->line, col = s->col;
-    if (key) {
-        snprintf(full, sizeof full, "stages.%s.with.%s", s->name, key);
-        int i = opt_index(s->with.opts, s->with.n, key);
-        if (i >= 0 && s->with.v[i].state == 2) {
-            line = s->with.v[i].line;
-            col = s->with.v[i].col;
-        }
-    } else {
-        snprintf(full, sizeof full, "stages.%s", s->name);
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = yamltree_vfail(e, p->file, line, col, full, NULL, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
-const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *key) {
-    BGFM_ASSERT(i >= -1 && i < p->n_stages);
-    if (i >= 0) {
-        const bgfm_value *v = params_value(&p->stage_slurm[i], key);
-        if (v->state) return v;
-    }
-    const bgfm_value *g = params_value(&p->slurm, key);
-    return g->state ? g : NULL;
-}
 
 /* ------------------------------------------------------------------ collective load */
 

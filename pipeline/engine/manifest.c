@@ -91,7 +91,7 @@ static const cache_ent *cache_find(const hcache *c, const char *path, int64_t si
 enum { REC = 96 }; /* per-file record exchanged between ranks: sha + bytes */
 
 int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n,
-                         manifest_files *out) {
+                         int write_cache, manifest_files *out) {
     out->n = 0;
     out->f = NULL;
     char *cdir = fs_join(workdir, ".bgfm", &ctx->err);
@@ -144,7 +144,7 @@ int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n
             misses += !hit;
         }
         /* rank 0 refreshes the cache when anything was hashed anew */
-        if (!lrc && ctx->rank == 0 && misses) {
+        if (!lrc && ctx->rank == 0 && misses && write_cache) {
             FILE *mf = NULL;
             char *txt = NULL;
             size_t tl = 0;
@@ -242,6 +242,18 @@ int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]) {
     return ok;
 }
 
+int manifest_read_ranks(const char *dir) {
+    bgfm_err e = {0};
+    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
+    size_t len;
+    double r = 0;
+    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e) && !json_find_num(txt, "ranks", &r))
+        r = 0;
+    free(txt);
+    free(p);
+    return r >= 1 && r < 1e9 ? (int)r : 0;
+}
+
 int manifest_is_partial(const char *dir) {
     bgfm_err e = {0};
     char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
@@ -253,4 +265,60 @@ int manifest_is_partial(const char *dir) {
     free(txt);
     free(p);
     return partial;
+}
+
+static void write_files(FILE *f, const char *key, const manifest_files *l) {
+    fprintf(f, "  \"%s\": [", key);
+    for (int i = 0; l && i < l->n; i++) {
+        fprintf(f, "%s\n    {\"path\": ", i ? "," : "");
+        json_write_str(f, l->f[i].path);
+        fprintf(f, ", \"sha256\": \"%s\", \"bytes\": %lld}", l->f[i].sha, (long long)l->f[i].bytes);
+    }
+    fprintf(f, "%s],\n", (l && l->n) ? "\n  " : "");
+}
+
+int manifest_write(const char *dir, const manifest_info *m, bgfm_err *e) {
+    char *t = NULL;
+    size_t tl = 0;
+    FILE *f = open_memstream(&t, &tl);
+    if (!f) return bgfm_fail(e, BGFM_ENOMEM, "out of memory writing the manifest");
+    fprintf(f, "{\n  \"format\": \"bgfm-manifest\",\n  \"format_version\": 1,\n  \"stage\": ");
+    json_write_str(f, m->stage);
+    fprintf(f, ",\n  \"kind\": ");
+    json_write_str(f, m->kind);
+    fprintf(f, ",\n  \"fingerprint\": \"%s\",\n  \"outputs_sha256\": \"%s\",\n", m->fingerprint,
+            m->outputs_sha256);
+    fprintf(f, "  \"status\": \"%s\",\n", m->partial ? "partial" : "complete");
+    fprintf(f, "  \"code_version\": \"%s\",\n  \"code_rev\": \"%s\",\n  \"ranks\": %d,\n",
+            BGFM_VERSION, BGFM_GITREV, m->ranks);
+    fprintf(f, "  \"pipeline\": ");
+    json_write_str(f, m->pipeline_file);
+    fprintf(f, ",\n  \"resolved\": ");
+    json_write_str(f, m->resolved);
+    fprintf(f, ",\n");
+    write_files(f, "inputs", m->inputs);
+    write_files(f, "outputs", m->outputs);
+    fprintf(f, "  \"timings\": {\"started\": \"%s\", \"wall_s\": ", m->started);
+    json_write_num(f, m->wall_s);
+    fprintf(f, "},\n  \"stats\": {\"bytes_read\": ");
+    json_write_num(f, m->bytes_read);
+    fprintf(f, ", \"items\": ");
+    json_write_num(f, m->items);
+    fprintf(f, ", \"items_unit\": ");
+    json_write_str(f, m->items_unit ? m->items_unit : "");
+    fprintf(f, "},\n  \"skipped\": [");
+    for (int64_t i = 0; i < m->n_skipped; i++) {
+        fprintf(f, "%s\n    {\"item\": ", i ? "," : "");
+        json_write_str(f, m->skipped_item[i]);
+        fprintf(f, ", \"reason\": ");
+        json_write_str(f, m->skipped_reason[i]);
+        fprintf(f, "}");
+    }
+    fprintf(f, "%s]\n}\n", m->n_skipped ? "\n  " : "");
+    fclose(f);
+    char *path = fs_join(dir, "manifest.json", e);
+    int rc = path ? fs_write_atomic(path, t, tl, e) : BGFM_ENOMEM;
+    free(path);
+    free(t);
+    return rc;
 }

@@ -27,6 +27,48 @@ const char *optvalue_type_want(const bgfm_opt *o) {
 
 static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
+/* ---- the nearest word (suggestions in messages) ---- */
+
+static int osa_distance(const char *a, const char *b) {
+    /* Optimal string alignment (Damerau-Levenshtein without repeated edits of a
+     * substring), case-insensitive, on words of at most 63 characters. */
+    enum { M = 64 };
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la >= M || lb >= M) return M;
+    int d[M][M];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int ca = a[i - 1] | 0x20, cb = b[j - 1] | 0x20;
+            int cost = ca == cb ? 0 : 1;
+            int best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best) best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && ca == (b[j - 2] | 0x20) && (a[i - 2] | 0x20) == cb &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+const char *optvalue_nearest(const char *word, const char *const *cands, int n) {
+    int len = (int)strlen(word);
+    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    const char *best = NULL;
+    int bestd = limit + 1;
+    for (int i = 0; i < n; i++) {
+        if (!cands[i]) continue;
+        int d = osa_distance(word, cands[i]);
+        if (d < bestd && d < (int)strlen(cands[i])) {
+            bestd = d;
+            best = cands[i];
+        }
+    }
+    return best;
+}
+
 static int int_syntax(const char *s) {
     if (*s == '+' || *s == '-') s++;
     if (!*s) return 0;
@@ -84,7 +126,7 @@ static void choice_nearest(const char *choices, const char *w, char *out, size_t
         cands[n++] = tok;
         tok = bar ? bar + 1 : NULL;
     }
-    const char *best = config_nearest(w, cands, n);
+    const char *best = optvalue_nearest(w, cands, n);
     snprintf(out, nout, "%s", best ? best : "");
 }
 

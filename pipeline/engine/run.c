@@ -1,328 +1,24 @@
-/* run.c: `bgfm run` and `bgfm validate`: stage order, upstream resolution, what is up
- * to date (manifest fingerprints), temp folders renamed into place, metrics.
- * Not any stage's work (stages/<kind>/) and not the YAML parser (config.c). */
+/* run.c: `bgfm run` and `bgfm validate`: what is up to date (manifest fingerprints),
+ * each stage run in a temporary folder renamed into place, its manifest and metrics line.
+ * Not the plan (plan.c), the input hashing (inputs.c), any stage's work (stages/<kind>/)
+ * nor the YAML parser (config.c). */
 #include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bgfm/cli.h"
 #include "bgfm/config.h"
 #include "bgfm/fsutil.h"
-#include "bgfm/json.h"
 #include "bgfm/log.h"
 #include "bgfm/manifest.h"
+#include "bgfm/mline.h"
+#include "bgfm/optvalue.h"
 #include "bgfm/run.h"
-#include "bgfm/sha256.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
-
-static const char *artifact_name(bgfm_artifact a) {
-    switch (a) {
-    case BGFM_ART_BIDS: return "bids";
-    case BGFM_ART_TIMESERIES: return "timeseries";
-    case BGFM_ART_GRAPHS: return "graphs";
-    case BGFM_ART_CHECKPOINT: return "checkpoint";
-    case BGFM_ART_REPORT: return "report";
-    default: return "nothing";
-    }
-}
-
-/* Nearest earlier stage (before index i) producing artifact a; -1 if none. */
-static int find_producer(const bgfm_pipeline *p, int i, bgfm_artifact a) {
-    for (int j = i - 1; j >= 0; j--)
-        if (p->stages[j].kind && p->stages[j].kind->produces == a) return j;
-    return -1;
-}
-
-int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
-    plan->n = p->n_stages;
-    plan->s = calloc((size_t)(p->n_stages ? p->n_stages : 1), sizeof *plan->s);
-    if (!plan->s) return bgfm_fail(e, BGFM_ENOMEM, "out of memory planning stages");
-    for (int i = 0; i < p->n_stages; i++) {
-        const bgfm_stage_cfg *s = &p->stages[i];
-        run_plan_stage *ps = &plan->s[i];
-        ps->cfg = s;
-        ps->upstream = ps->upstream2 = -1;
-        BGFM_ASSERT(s->kind != NULL);
-        bgfm_artifact c1 = s->kind->consumes, c2 = s->kind->consumes2;
-        if (c1 != BGFM_ART_NONE && c1 != BGFM_ART_BIDS) {
-            ps->upstream = find_producer(p, i, c1);
-            if (ps->upstream < 0)
-                return bgfm_fail(e, BGFM_EUSAGE,
-                                 "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
-                                 "produces it; add a stage that does before it",
-                                 p->file, s->line, s->col, s->name, s->kind->name,
-                                 artifact_name(c1));
-        }
-        if (c2 != BGFM_ART_NONE) {
-            ps->upstream2 = find_producer(p, i, c2);
-            if (ps->upstream2 < 0)
-                return bgfm_fail(e, BGFM_EUSAGE,
-                                 "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
-                                 "produces it",
-                                 p->file, s->line, s->col, s->name, s->kind->name,
-                                 artifact_name(c2));
-        }
-        ps->final_dir = fs_join(p->workdir, s->name, e);
-        size_t n = strlen(p->workdir) + strlen(s->name) + 16;
-        ps->tmp_dir = malloc(n);
-        if (!ps->final_dir || !ps->tmp_dir) return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
-        snprintf(ps->tmp_dir, n, "%s/.%s.partial", p->workdir, s->name);
-    }
-    return 0;
-}
-
-void run_plan_free(run_plan *plan) {
-    if (!plan->s) return;
-    for (int i = 0; i < plan->n; i++) {
-        free(plan->s[i].final_dir);
-        free(plan->s[i].tmp_dir);
-    }
-    free(plan->s);
-    plan->s = NULL;
-    plan->n = 0;
-}
-
-/* --- inputs of a stage that reads the BIDS dataset ----------------------- */
-
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-/* Atlas name tables that the parcellate stage may read beside the atlas file. */
-static void push_if_exists(char ***v, int *n, const char *path) {
-    if (!fs_exists(path)) return;
-    char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
-    if (!nv) return;
-    *v = nv;
-    (*v)[*n] = strdup(path);
-    if ((*v)[*n]) (*n)++;
-}
-
-static int bids_inputs(const bgfm_pipeline *p, char ***out, int *nout, bgfm_err *e) {
-    char **names = NULL, **v = NULL;
-    int n = 0, k = 0;
-    *out = NULL;
-    *nout = 0;
-    if (!fs_is_dir(p->bids))
-        return bgfm_fail(e, BGFM_EDATA,
-                         "%s: inputs.bids folder '%s' does not exist; fix the path or create the "
-                         "dataset (bgfm synth --out DIR)",
-                         p->file, p->bids);
-    int rc = fs_list_files(p->bids, &names, &n, e);
-    if (rc) return rc;
-    v = calloc((size_t)n + 2 * (size_t)p->n_atlases + 9, sizeof *v);
-    if (!v) {
-        fs_list_free(names, n);
-        return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
-    }
-    for (int i = 0; i < n; i++) {
-        const char *nm = names[i];
-        int is_img = (ends_with(nm, "_bold.nii") || ends_with(nm, "_bold.nii.gz")) &&
-                     !strncmp(nm, "sub-", 4);
-        if (is_img) v[k++] = fs_join(p->bids, nm, e);
-        if (k && !v[k - 1]) {
-            fs_list_free(v, k - 1);
-            fs_list_free(names, n);
-            return BGFM_ENOMEM;
-        }
-    }
-    fs_list_free(names, n);
-    /* a missing participants table is reported by the stage, which knows the rules */
-    if (p->participants && fs_exists(p->participants)) v[k++] = strdup(p->participants);
-    for (int a = 0; a < p->n_atlases; a++) {
-        v[k++] = strdup(p->atlases[a].path);
-        if (p->atlases[a].labels) v[k++] = strdup(p->atlases[a].labels);
-    }
-    for (int a = 0; a < p->n_atlases; a++) {
-        /* aal.nii.gz -> aal.nii.txt and aal.txt, the name tables mricron ships */
-        char buf[4096];
-        snprintf(buf, sizeof buf, "%s", p->atlases[a].path);
-        char *gz = strstr(buf, ".gz");
-        if (gz && !gz[3]) *gz = '\0';
-        size_t bl = strlen(buf);
-        if (bl + 5 < sizeof buf) {
-            memcpy(buf + bl, ".txt", 5);
-            push_if_exists(&v, &k, buf);
-            buf[bl] = '\0';
-        }
-        char *nii = strstr(buf, ".nii");
-        if (nii && !nii[4]) {
-            memcpy(nii, ".txt", 5);
-            push_if_exists(&v, &k, buf);
-        }
-    }
-    for (int i = 0; i < k; i++)
-        if (!v[i]) {
-            fs_list_free(v, k);
-            return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
-        }
-    *out = v;
-    *nout = k;
-    return 0;
-}
-
-/* --- fingerprints -------------------------------------------------------- */
-
-static char *params_text(const bgfm_params *pp) {
-    char *txt = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&txt, &len);
-    if (!f) return NULL;
-    params_write(pp, f, 0);
-    fclose(f);
-    return txt;
-}
-
-/* The canonical text whose SHA-256 is the stage's fingerprint. */
-static int fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan, int i,
-                       const manifest_files *inputs, char out[65], char **text) {
-    const run_plan_stage *ps = &plan->s[i];
-    const bgfm_stage_kind *k = ps->cfg->kind;
-    char *params = params_text(&ps->cfg->with);
-    char *t = NULL;
-    size_t tl = 0;
-    FILE *f = params ? open_memstream(&t, &tl) : NULL;
-    if (!f) {
-        free(params);
-        return bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-    }
-    fprintf(f, "bgfm-stage 1\nkind: %s\nname: %s\ncode_version: %s\nseed: %llu\n", k->name,
-            ps->cfg->name, BGFM_VERSION, (unsigned long long)p->seed);
-    if (k->rank_sensitive) fprintf(f, "ranks: %d\n", ctx->size);
-    fprintf(f, "on_error: %s\nlabel_column: %s\n",
-            p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail", p->label_column);
-    fprintf(f, "params:\n%s", params);
-    if (k->consumes == BGFM_ART_BIDS) {
-        fprintf(f, "atlases:\n");
-        for (int a = 0; a < p->n_atlases; a++)
-            fprintf(f, "  %s %s\n", p->atlases[a].name, p->atlases[a].path);
-    }
-    fprintf(f, "inputs:\n");
-    for (int j = 0; inputs && j < inputs->n; j++)
-        fprintf(f, "  %s %s\n", inputs->f[j].sha, inputs->f[j].path);
-    const int ups[2] = {ps->upstream, ps->upstream2};
-    for (int u = 0; u < 2; u++) {
-        if (ups[u] < 0) continue;
-        char fp[65], outs[65];
-        if (!manifest_read(plan->s[ups[u]].final_dir, fp, outs)) {
-            fclose(f);
-            free(t);
-            free(params);
-            return bgfm_fail(&ctx->err, BGFM_EUSAGE,
-                             "stage '%s' needs the outputs of stage '%s', which is not complete "
-                             "(no %s/manifest.json); run it first (bgfm run without --only)",
-                             ps->cfg->name, plan->s[ups[u]].cfg->name, plan->s[ups[u]].final_dir);
-        }
-        fprintf(f, "upstream %s: %s\n", plan->s[ups[u]].cfg->name, outs);
-    }
-    fclose(f);
-    free(params);
-    sha256_buf_hex(t, tl, out);
-    *text = t;
-    return 0;
-}
-
-/* --- the manifest -------------------------------------------------------- */
-
-static void iso_now(char *buf, size_t n) {
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void write_files(FILE *f, const char *key, const manifest_files *l) {
-    fprintf(f, "  \"%s\": [", key);
-    for (int i = 0; l && i < l->n; i++) {
-        fprintf(f, "%s\n    {\"path\": ", i ? "," : "");
-        json_write_str(f, l->f[i].path);
-        fprintf(f, ", \"sha256\": \"%s\", \"bytes\": %lld}", l->f[i].sha, (long long)l->f[i].bytes);
-    }
-    fprintf(f, "%s],\n", (l && l->n) ? "\n  " : "");
-}
-
-static int write_manifest(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
-                          const char *fp, const char *fptext, const manifest_files *inputs,
-                          const manifest_files *outputs, const char *outs_sha, double wall,
-                          const bgfm_stage_run *r, const char *started, int partial) {
-    char *t = NULL;
-    size_t tl = 0;
-    FILE *f = open_memstream(&t, &tl);
-    if (!f) return bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-    fprintf(f, "{\n  \"format\": \"bgfm-manifest\",\n  \"format_version\": 1,\n  \"stage\": ");
-    json_write_str(f, ps->cfg->name);
-    fprintf(f, ",\n  \"kind\": ");
-    json_write_str(f, ps->cfg->kind->name);
-    fprintf(f, ",\n  \"fingerprint\": \"%s\",\n  \"outputs_sha256\": \"%s\",\n", fp, outs_sha);
-    fprintf(f, "  \"status\": \"%s\",\n", partial ? "partial" : "complete");
-    fprintf(f, "  \"code_version\": \"%s\",\n  \"code_rev\": \"%s\",\n  \"ranks\": %d,\n",
-            BGFM_VERSION, BGFM_GITREV, ctx->size);
-    fprintf(f, "  \"pipeline\": ");
-    json_write_str(f, p->file);
-    fprintf(f, ",\n  \"resolved\": ");
-    json_write_str(f, fptext);
-    fprintf(f, ",\n");
-    write_files(f, "inputs", inputs);
-    write_files(f, "outputs", outputs);
-    fprintf(f, "  \"timings\": {\"started\": \"%s\", \"wall_s\": ", started);
-    json_write_num(f, wall);
-    fprintf(f, "},\n  \"stats\": {\"bytes_read\": ");
-    json_write_num(f, r->bytes_read);
-    fprintf(f, ", \"items\": ");
-    json_write_num(f, r->items);
-    fprintf(f, ", \"items_unit\": ");
-    json_write_str(f, r->items_unit ? r->items_unit : "");
-    fprintf(f, "},\n  \"skipped\": [");
-    for (int64_t i = 0; i < r->n_skipped; i++) {
-        fprintf(f, "%s\n    {\"item\": ", i ? "," : "");
-        json_write_str(f, r->skipped_item[i]);
-        fprintf(f, ", \"reason\": ");
-        json_write_str(f, r->skipped_reason[i]);
-        fprintf(f, "}");
-    }
-    fprintf(f, "%s]\n}\n", r->n_skipped ? "\n  " : "");
-    fclose(f);
-    char *path = fs_join(ps->final_dir, "manifest.json", &ctx->err);
-    int rc = path ? fs_write_atomic(path, t, tl, &ctx->err) : BGFM_ENOMEM;
-    free(path);
-    free(t);
-    return rc;
-}
-
-/* --- skipped inputs (on_error: skip) ------------------------------------- */
-
-int bgfm_stage_skip_add(bgfm_stage_run *r, const char *item, const char *reason) {
-    bgfm_err *e = &r->ctx->err;
-    size_t n = (size_t)r->n_skipped + 1;
-    char **it = bgfm_malloc(e, n * sizeof *it, "skipped list");
-    char **re = it ? bgfm_malloc(e, n * sizeof *re, "skipped list") : NULL;
-    char *a = re ? bgfm_strdup(e, item ? item : "") : NULL;
-    char *b = a ? bgfm_strdup(e, reason ? reason : "") : NULL;
-    if (!b) {
-        free(it);
-        free(re);
-        free(a);
-        return BGFM_ENOMEM;
-    }
-    if (r->n_skipped) {
-        memcpy(it, r->skipped_item, (size_t)r->n_skipped * sizeof *it);
-        memcpy(re, r->skipped_reason, (size_t)r->n_skipped * sizeof *re);
-    }
-    free(r->skipped_item);
-    free(r->skipped_reason);
-    it[r->n_skipped] = a;
-    re[r->n_skipped] = b;
-    r->skipped_item = it;
-    r->skipped_reason = re;
-    r->n_skipped++;
-    return 0;
-}
 
 static void skip_list_free(bgfm_stage_run *r) {
     for (int64_t i = 0; i < r->n_skipped; i++) {
@@ -368,49 +64,38 @@ static int finalize_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_
     if (!rc && rename(ps->tmp_dir, ps->final_dir) != 0)
         rc = bgfm_fail(e, BGFM_EIO, "cannot rename '%s' to '%s': %s", ps->tmp_dir, ps->final_dir,
                        strerror(errno));
-    if (!rc)
-        rc = write_manifest(ctx, p, ps, fp, fptext, inputs, &outs, outs_sha, wall, r, started,
-                            partial);
+    if (!rc) {
+        manifest_info mi = {ps->cfg->name, ps->cfg->kind->name, p->file, fp, fptext, outs_sha,
+                            inputs, &outs, ctx->size, partial, started, wall, r->bytes_read,
+                            r->items, r->items_unit, r->n_skipped, r->skipped_item,
+                            r->skipped_reason};
+        rc = manifest_write(ps->final_dir, &mi, e);
+    }
     if (!rc) rc = fs_remove_tree(p->workdir, old, e);
     free(old);
     manifest_files_free(&outs);
     return rc;
 }
 
+/* Rank 0: the engine's "stage" line of metrics.jsonl (docs/formats.md). */
 static void metrics_line(bgfm_ctx *ctx, const char *metrics, const run_plan_stage *ps, int status,
                          double wall, double bytes, double items, const char *unit,
                          const double *rss) {
-    char *t = NULL;
-    size_t tl = 0;
-    FILE *f = open_memstream(&t, &tl);
-    if (!f) return;
     char now[32];
-    iso_now(now, sizeof now);
-    fprintf(f, "{\"event\": \"stage\", \"stage\": ");
-    json_write_str(f, ps->cfg->name);
-    fprintf(f, ", \"kind\": ");
-    json_write_str(f, ps->cfg->kind->name);
-    fprintf(f, ", \"time\": \"%s\", \"status\": %d, \"ranks\": %d, \"threads\": %d, \"wall_s\": ",
-            now, status, ctx->size, openblas_get_num_threads());
-    json_write_num(f, wall);
-    fprintf(f, ", \"bytes_read\": ");
-    json_write_num(f, bytes);
-    fprintf(f, ", \"items\": ");
-    json_write_num(f, items);
-    fprintf(f, ", \"items_unit\": ");
-    json_write_str(f, unit ? unit : "");
-    fprintf(f, ", \"items_per_s\": ");
-    json_write_num(f, wall > 0 ? items / wall : 0);
-    fprintf(f, ", \"peak_rss_mib\": [");
-    for (int i = 0; i < ctx->size; i++) {
-        if (i) fputs(", ", f);
-        json_write_num(f, (double)(int64_t)(rss[i] * 10 + 0.5) / 10);
-    }
-    fprintf(f, "]}");
-    fclose(f);
-    bgfm_err e = {0};
-    if (fs_append_line(metrics, t, &e)) log_warn(ctx, "%s", e.msg);
-    free(t);
+    log_utc_now(now, sizeof now);
+    mline m;
+    mline_begin(&m, "stage", ps->cfg->name, ps->cfg->kind->name);
+    mline_str(&m, "time", now);
+    mline_int(&m, "status", status);
+    mline_int(&m, "ranks", ctx->size);
+    mline_int(&m, "threads", openblas_get_num_threads());
+    mline_num(&m, "wall_s", wall);
+    mline_num(&m, "bytes_read", bytes);
+    mline_num(&m, "items", items);
+    mline_str(&m, "items_unit", unit);
+    mline_num(&m, "items_per_s", wall > 0 ? items / wall : 0);
+    mline_nums(&m, "peak_rss_mib", rss, ctx->size, 1);
+    mline_append(&m, ctx, metrics);
 }
 
 static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan, int i,
@@ -451,7 +136,7 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     r.upstream2 = ps->upstream2 >= 0 ? plan->s[ps->upstream2].final_dir : NULL;
     r.metrics = metrics;
     char started[32];
-    iso_now(started, sizeof started);
+    log_utc_now(started, sizeof started);
     double t0 = MPI_Wtime();
     rc = k->run(&r);
     /* the stage promised an agreed status; make sure, cheaply */
@@ -467,14 +152,12 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     }
     double wall = MPI_Wtime() - t0;
     double mine[2] = {r.bytes_read, r.items}, sum[2] = {0, 0};
-    double rss = fs_peak_rss_mib();
     double *all_rss = calloc((size_t)ctx->size, sizeof *all_rss);
     int mrc = bgfm_ctx_agree(ctx, all_rss ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory "
                                                           "gathering stage metrics"));
     if (!mrc) { /* the same two collectives on every rank, then one agreement */
         mrc = BGFM_MPI(&ctx->err, MPI_Allreduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, ctx->comm));
-        int grc = BGFM_MPI(&ctx->err, MPI_Gather(&rss, 1, MPI_DOUBLE, all_rss, 1, MPI_DOUBLE, 0,
-                                                 ctx->comm));
+        int grc = mline_gather_rss(ctx, all_rss, &ctx->err);
         mrc = bgfm_ctx_agree(ctx, mrc ? mrc : grc);
     }
     if (!rc) rc = mrc;
@@ -523,132 +206,12 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     return rc;
 }
 
-/* Collective: inputs of stage i (BIDS files for stages reading the dataset). */
-static int bids_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
-                             manifest_files *inputs) {
-    char **paths = NULL;
-    int n = 0, rc = 0;
-    inputs->n = 0;
-    inputs->f = NULL;
-    if (ps->cfg->kind->consumes != BGFM_ART_BIDS) return 0;
-    /* rank 0 lists the dataset; everybody gets the same list */
-    char *blob = NULL;
-    int64_t blen = 0;
-    if (ctx->rank == 0) {
-        rc = bids_inputs(p, &paths, &n, &ctx->err);
-        if (!rc) {
-            for (int i = 0; i < n; i++) blen += (int64_t)strlen(paths[i]) + 1;
-            blob = malloc((size_t)blen + 1);
-            if (!blob) rc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-            int64_t off = 0;
-            for (int i = 0; blob && i < n; i++) {
-                size_t l = strlen(paths[i]) + 1;
-                memcpy(blob + off, paths[i], l);
-                off += (int64_t)l;
-            }
-        }
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) rc = BGFM_MPI(&ctx->err, MPI_Bcast(&blen, 1, MPI_INT64_T, 0, ctx->comm));
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&n, 1, MPI_INT, 0, ctx->comm)));
-    if (!rc && ctx->rank != 0) {
-        blob = malloc((size_t)blen + 1);
-        paths = calloc((size_t)n + 1, sizeof *paths);
-        if (!blob || !paths) rc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && blen > 0) rc = BGFM_MPI(&ctx->err, MPI_Bcast(blob, (int)blen, MPI_CHAR, 0, ctx->comm));
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && ctx->rank != 0) {
-        int64_t off = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            paths[i] = strdup(blob + off);
-            if (!paths[i]) rc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-            off += (int64_t)strlen(blob + off) + 1;
-        }
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) rc = manifest_hash_inputs(ctx, p->workdir, paths, n, inputs);
-    if (paths) fs_list_free(paths, n);
-    free(blob);
-    return rc;
-}
-
-/* Collective: the files a kind names through its extra_inputs hook (e.g. the checkpoint a
- * chained pretrain stage starts from), hashed and appended to `inputs` unless already
- * listed. The hook is a pure function of the pipeline, so every rank gets the same list;
- * rank 0's view of which files exist decides. A file that does not exist yet (an earlier
- * stage will write it, as in --dry-run) enters the fingerprint as "missing". */
-static int extra_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
-                              manifest_files *inputs) {
-    const bgfm_stage_kind *k = ps->cfg->kind;
-    if (!k->extra_inputs) return 0;
-    char **l = k->extra_inputs(p, ps->cfg, &ctx->err);
-    int rc = bgfm_ctx_agree(ctx, l ? 0 : (ctx->err.code ? ctx->err.code : BGFM_ENOMEM));
-    if (rc) return rc;
-    int n = 0, m = 0;
-    while (l[n]) n++;
-    char **todo = calloc((size_t)n + 1, sizeof *todo);
-    int *exists = calloc((size_t)n + 1, sizeof *exists);
-    rc = (todo && exists) ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-    for (int i = 0; !rc && i < n; i++) {
-        int dup = 0;
-        for (int j = 0; j < inputs->n && !dup; j++) dup = !strcmp(inputs->f[j].path, l[i]);
-        if (!dup) todo[m++] = l[i];
-    }
-    if (ctx->rank == 0)
-        for (int i = 0; !rc && i < m; i++) exists[i] = fs_exists(todo[i]);
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && m) rc = BGFM_MPI(&ctx->err, MPI_Bcast(exists, m, MPI_INT, 0, ctx->comm));
-    rc = bgfm_ctx_agree(ctx, rc);
-    char **present = rc ? NULL : calloc((size_t)m + 1, sizeof *present);
-    int np = 0;
-    for (int i = 0; present && i < m; i++)
-        if (exists[i]) present[np++] = todo[i];
-    manifest_files h = {0};
-    if (!rc && !present) rc = bgfm_ctx_agree(ctx, bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory"));
-    if (!rc && np) rc = manifest_hash_inputs(ctx, p->workdir, present, np, &h);
-    if (!rc) {
-        manifest_file *nf = realloc(inputs->f, (size_t)(inputs->n + m + 1) * sizeof *nf);
-        int lrc = nf ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-        if (nf) inputs->f = nf;
-        for (int i = 0, hi = 0; !lrc && i < m; i++) {
-            manifest_file *f = &inputs->f[inputs->n];
-            memset(f, 0, sizeof *f);
-            if (exists[i]) {
-                *f = h.f[hi];
-                h.f[hi++].path = NULL;
-            } else {
-                f->path = strdup(todo[i]);
-                snprintf(f->sha, sizeof f->sha, "missing");
-                if (!f->path) lrc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
-            }
-            if (f->path) inputs->n++;
-        }
-        rc = bgfm_ctx_agree(ctx, lrc);
-    }
-    manifest_files_free(&h);
-    free(present);
-    free(exists);
-    free(todo);
-    fs_list_free(l, n);
-    return rc;
-}
-
-static int stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
-                        manifest_files *inputs) {
-    int rc = bids_stage_inputs(ctx, p, ps, inputs);
-    if (!rc) rc = extra_stage_inputs(ctx, p, ps, inputs);
-    return rc;
-}
-
 static int stage_index(const bgfm_pipeline *p, const char *name, const char *opt, bgfm_err *e) {
     for (int i = 0; i < p->n_stages; i++)
         if (!strcmp(p->stages[i].name, name)) return i;
     const char **names = calloc((size_t)p->n_stages + 1, sizeof *names);
     for (int i = 0; names && i < p->n_stages; i++) names[i] = p->stages[i].name;
-    const char *near = names ? config_nearest(name, (const char *const *)names, p->n_stages) : NULL;
+    const char *near = names ? optvalue_nearest(name, (const char *const *)names, p->n_stages) : NULL;
     bgfm_fail(e, BGFM_EUSAGE, "%s %s: no stage named '%s' in %s%s%s%s", opt, name, name, p->file,
               near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
     free(names);
@@ -679,6 +242,138 @@ static int lock_workdir(bgfm_ctx *ctx, const bgfm_pipeline *p, int *fd) {
     return rc;
 }
 
+/* Append a partial stage's message to the run's summary (one exit 9 for the whole run,
+ * naming every stage that left inputs out, in order). */
+static void partial_note(bgfm_err *sum, const char *msg) {
+    size_t w = strlen(sum->msg), add = strlen(msg);
+    if (w + add + 3 < sizeof sum->msg)
+        snprintf(sum->msg + w, sizeof sum->msg - w, "%s%s", w ? "; " : "", msg);
+    sum->code = BGFM_PARTIAL;
+}
+
+enum run_why { WHY_NONE, WHY_FORCE, WHY_FROM, WHY_ABSENT, WHY_CHANGED, WHY_RANKS };
+
+/* Collective: why stage i must run (WHY_NONE: its manifest matches). Rank 0 reads the
+ * manifest and decides for everyone. A rank-sensitive stage whose manifest matches the
+ * fingerprint recomputed with the manifest's rank count changed only in its rank count
+ * (*old_ranks). */
+static int stage_why(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan, int i,
+                     const run_opts *o, int forced_from, const manifest_files *inputs,
+                     const char *fp, int why[2]) {
+    const run_plan_stage *ps = &plan->s[i];
+    why[0] = WHY_NONE;
+    why[1] = 0;
+    int rc = 0;
+    if (ctx->rank == 0) {
+        char have[65], outs[65];
+        int complete = manifest_read(ps->final_dir, have, outs);
+        why[0] = o->force ? WHY_FORCE : i >= forced_from ? WHY_FROM : !complete ? WHY_ABSENT
+                 : strcmp(have, fp) ? WHY_CHANGED : WHY_NONE;
+        int old = why[0] == WHY_CHANGED && ps->cfg->kind->rank_sensitive
+                      ? manifest_read_ranks(ps->final_dir) : 0;
+        if (old > 0 && old != ctx->size) {
+            char fpo[65], *t = NULL;
+            rc = run_fingerprint(ctx, p, plan, i, inputs, old, fpo, &t);
+            if (!rc && !strcmp(fpo, have)) {
+                why[0] = WHY_RANKS;
+                why[1] = old;
+            }
+            free(t);
+        }
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(why, 2, MPI_INT, 0, ctx->comm)));
+    return rc;
+}
+
+static void why_text(const int why[2], int ranks, char *buf, size_t n) {
+    switch (why[0]) {
+    case WHY_FORCE: snprintf(buf, n, "--force"); break;
+    case WHY_FROM: snprintf(buf, n, "--from"); break;
+    case WHY_ABSENT: snprintf(buf, n, "no complete output"); break;
+    case WHY_CHANGED: snprintf(buf, n, "inputs or parameters changed"); break;
+    case WHY_RANKS:
+        snprintf(buf, n, "the rank count changed: %d -> %d ranks, and this stage's outputs "
+                 "depend on it", why[1], ranks);
+        break;
+    default: buf[0] = '\0';
+    }
+}
+
+/* Collective, --dry-run / validate: 1 when an input of stage i lies in the output of an
+ * earlier stage of this plan that runs (the checkpoint a chained pretrain stage starts
+ * from), so this stage runs too. */
+static int input_rewritten(const run_plan *plan, int i, const manifest_files *inputs) {
+    for (int j = 0; j < i; j++) {
+        size_t dl = strlen(plan->s[j].final_dir);
+        for (int k = 0; plan->s[j].will_run && k < inputs->n; k++)
+            if (!strncmp(inputs->f[k].path, plan->s[j].final_dir, dl) &&
+                inputs->f[k].path[dl] == '/')
+                return 1;
+    }
+    return 0;
+}
+
+/* Collective: one stage of the loop: decide, then run, skip or (plan_only) print. */
+static int do_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, run_plan *plan, int i,
+                    const run_opts *o, int plan_only, int forced_from, const char *metrics,
+                    bgfm_err *partial) {
+    run_plan_stage *ps = &plan->s[i];
+    const char *name = ps->cfg->name, *kind = ps->cfg->kind->name;
+    int up_running = (ps->upstream >= 0 && plan->s[ps->upstream].will_run) ||
+                     (ps->upstream2 >= 0 && plan->s[ps->upstream2].will_run);
+    if (plan_only && up_running) {
+        ps->will_run = 1;
+        if (ctx->rank == 0) printf("  %-16s %-13s run (its upstream runs first)\n", name, kind);
+        return 0;
+    }
+    manifest_files inputs = {0};
+    int rc = run_stage_inputs(ctx, p, ps, !plan_only, &inputs);
+    if (!rc && plan_only && input_rewritten(plan, i, &inputs)) {
+        ps->will_run = 1;
+        if (ctx->rank == 0)
+            printf("  %-16s %-13s run (an input is rewritten by an earlier stage)\n", name, kind);
+        manifest_files_free(&inputs);
+        return 0;
+    }
+    char fp[65] = {0}, *fptext = NULL, why[200];
+    int w[2] = {WHY_NONE, 0};
+    if (!rc) rc = bgfm_ctx_agree(ctx, run_fingerprint(ctx, p, plan, i, &inputs, ctx->size, fp,
+                                                      &fptext));
+    if (!rc) rc = stage_why(ctx, p, plan, i, o, forced_from, &inputs, fp, w);
+    why_text(w, ctx->size, why, sizeof why);
+    ps->will_run = w[0] != WHY_NONE;
+    if (rc) {
+    } else if (plan_only) {
+        if (ctx->rank == 0)
+            printf("  %-16s %-13s %s%s%s\n", name, kind, ps->will_run ? "run (" : "up to date",
+                   why, ps->will_run ? ")" : "");
+    } else if (!ps->will_run) {
+        log_info(ctx, "  up to date, skipped (%s)", ps->final_dir);
+        /* a complete stage that left subjects out keeps saying so (exit 9) */
+        int was_partial = ctx->rank == 0 && manifest_is_partial(ps->final_dir);
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&was_partial, 1, MPI_INT, 0,
+                                                               ctx->comm)));
+        if (!rc && was_partial) {
+            char m[512];
+            snprintf(m, sizeof m, "stage '%s' is up to date but left subjects out (see "
+                     "\"skipped\" in %s/manifest.json)", name, ps->final_dir);
+            partial_note(partial, m);
+        }
+    } else {
+        log_info(ctx, "  running: %s", why);
+        rc = run_stage(ctx, p, plan, i, fp, fptext, &inputs, metrics);
+        if (rc == BGFM_PARTIAL) {
+            partial_note(partial, ctx->err.msg);
+            bgfm_err_clear(&ctx->err);
+            rc = 0;
+        }
+    }
+    free(fptext);
+    manifest_files_free(&inputs);
+    return rc;
+}
+
 static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
     bgfm_pipeline p;
     memset(&p, 0, sizeof p);
@@ -702,113 +397,26 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
         printf("# resolved pipeline (every default filled in)\n");
         config_write_resolved(&p, stdout);
     }
-    int lockfd = -1;
-    if (!rc && !validate_only && !o->dry_run) {
+    /* validate and --dry-run write nothing: no workdir, no lock, no hash cache */
+    int lockfd = -1, plan_only = validate_only || o->dry_run;
+    if (!rc && !plan_only) {
         int lrc = 0;
-        if (ctx->rank == 0) lrc = fs_mkdirs(p.workdir, &ctx->err);
+        if (ctx->rank == 0) lrc = config_workdir_make(&p, &ctx->err);
         if (!lrc) lrc = lock_workdir(ctx, &p, &lockfd);
         rc = bgfm_ctx_agree(ctx, lrc);
     }
     char *metrics = rc ? NULL : fs_join(p.workdir, "metrics.jsonl", &ctx->err);
     if (!rc && !metrics) rc = BGFM_ENOMEM;
-    int plan_only = validate_only || o->dry_run;
     if (!rc && plan_only && ctx->rank == 0) printf("# plan (%d ranks)\n", ctx->size);
-    int upstream_will_run = 0, partial = 0;
-    bgfm_err partial_err = {0};
+    bgfm_err partial = {0};
     for (int i = first; !rc && i <= last; i++) {
-        run_plan_stage *ps = &plan.s[i];
         if (i == first || !plan_only)
-            log_info(ctx, "[%d/%d] %s (uses: %s)", i + 1, p.n_stages, ps->cfg->name,
-                     ps->cfg->kind->name);
-        int up_running = (ps->upstream >= 0 && plan.s[ps->upstream].will_run) ||
-                         (ps->upstream2 >= 0 && plan.s[ps->upstream2].will_run);
-        if (plan_only && up_running) {
-            ps->will_run = 1;
-            if (ctx->rank == 0) printf("  %-16s %-13s run (its upstream runs first)\n", ps->cfg->name, ps->cfg->kind->name);
-            continue;
-        }
-        manifest_files inputs = {0};
-        rc = stage_inputs(ctx, &p, ps, &inputs);
-        /* --dry-run: an input that an earlier stage of this plan rewrites (the checkpoint
-         * a chained pretrain stage starts from) makes this stage run too */
-        int input_rewritten = 0;
-        for (int j = 0; plan_only && !rc && j < i; j++) {
-            size_t dl = strlen(plan.s[j].final_dir);
-            for (int k = 0; plan.s[j].will_run && k < inputs.n; k++)
-                input_rewritten |= !strncmp(inputs.f[k].path, plan.s[j].final_dir, dl) &&
-                                   inputs.f[k].path[dl] == '/';
-        }
-        if (input_rewritten) {
-            ps->will_run = 1;
-            if (ctx->rank == 0)
-                printf("  %-16s %-13s run (an input is rewritten by an earlier stage)\n",
-                       ps->cfg->name, ps->cfg->kind->name);
-            manifest_files_free(&inputs);
-            continue;
-        }
-        char fp[65] = {0}, *fptext = NULL;
-        if (!rc) rc = bgfm_ctx_agree(ctx, fingerprint(ctx, &p, &plan, i, &inputs, fp, &fptext));
-        if (rc) {
-            manifest_files_free(&inputs);
-            break;
-        }
-        char have[65], outs[65];
-        int complete = manifest_read(ps->final_dir, have, outs);
-        int same = complete && !strcmp(have, fp);
-        /* rank 0's view of the file system decides, for everyone */
-        rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&same, 1, MPI_INT, 0, ctx->comm)));
-        if (rc) {
-            free(fptext);
-            manifest_files_free(&inputs);
-            break;
-        }
-        const char *why = o->force ? "--force" : i >= forced_from ? "--from" : !complete ? "no complete output" : !same ? "inputs or parameters changed" : NULL;
-        ps->will_run = why != NULL;
-        if (plan_only) {
-            if (ctx->rank == 0)
-                printf("  %-16s %-13s %s%s%s\n", ps->cfg->name, ps->cfg->kind->name,
-                       why ? "run (" : "up to date", why ? why : "", why ? ")" : "");
-        } else if (!why) {
-            log_info(ctx, "  up to date, skipped (%s)", ps->final_dir);
-            /* a complete stage that left subjects out keeps saying so (exit 9) */
-            int was_partial = ctx->rank == 0 && manifest_is_partial(ps->final_dir);
-            rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&was_partial, 1, MPI_INT, 0,
-                                                                   ctx->comm)));
-            if (!rc && was_partial) {
-                char m[512];
-                snprintf(m, sizeof m, "stage '%s' is up to date but left subjects out (see \"skipped\" in %s/manifest.json)",
-                         ps->cfg->name, ps->final_dir);
-                size_t w = strlen(partial_err.msg);
-                if (w + strlen(m) + 3 < sizeof partial_err.msg)
-                    snprintf(partial_err.msg + w, sizeof partial_err.msg - w, "%s%s", w ? "; " : "", m);
-                partial_err.code = BGFM_PARTIAL;
-                partial = 1;
-            }
-        } else {
-            log_info(ctx, "  running: %s", why);
-            rc = run_stage(ctx, &p, &plan, i, fp, fptext, &inputs, metrics);
-            if (rc == BGFM_PARTIAL) {
-                /* one summary for the whole run: every partial stage, in order */
-                if (partial) {
-                    size_t w = strlen(partial_err.msg), add = strlen(ctx->err.msg);
-                    if (w + add + 3 < sizeof partial_err.msg) {
-                        memcpy(partial_err.msg + w, "; ", 2);
-                        memcpy(partial_err.msg + w + 2, ctx->err.msg, add + 1);
-                    }
-                } else {
-                    memcpy(&partial_err, &ctx->err, sizeof partial_err);
-                }
-                partial = 1;
-                bgfm_err_clear(&ctx->err);
-                rc = 0;
-            }
-        }
-        (void)upstream_will_run;
-        free(fptext);
-        manifest_files_free(&inputs);
+            log_info(ctx, "[%d/%d] %s (uses: %s)", i + 1, p.n_stages, plan.s[i].cfg->name,
+                     plan.s[i].cfg->kind->name);
+        rc = do_stage(ctx, &p, &plan, i, o, plan_only, forced_from, metrics, &partial);
     }
-    if (!rc && partial) {
-        memcpy(&ctx->err, &partial_err, sizeof partial_err);
+    if (!rc && partial.code) {
+        memcpy(&ctx->err, &partial, sizeof partial);
         rc = BGFM_PARTIAL;
     }
     if (lockfd >= 0) close(lockfd);
@@ -861,7 +469,7 @@ int cmd_run(bgfm_ctx *ctx, int argc, char **argv) {
                    "  --from STAGE  rerun STAGE and every stage after it\n"
                    "  --only STAGE  run only STAGE (its upstream must be complete)\n"
                    "  --force       rerun every stage\n"
-                   "  --dry-run     print what would run, and why, then stop\n"
+                   "  --dry-run     print what would run, and why, then stop (writes nothing)\n"
                    "  --quiet       no progress output\n");
         return 0;
     }
@@ -876,7 +484,7 @@ int cmd_validate(bgfm_ctx *ctx, int argc, char **argv) {
         if (ctx->rank == 0)
             printf("usage: bgfm validate PIPELINE.yaml\n\nChecks the pipeline file and prints "
                    "it resolved, every default filled in,\nthen the plan: which stages would "
-                   "run and why. Writes nothing.\n");
+                   "run and why. Writes nothing (not even the\nworkdir's hash cache).\n");
         return 0;
     }
     run_opts o;

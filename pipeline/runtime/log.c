@@ -3,6 +3,7 @@
 #include "bgfm/log.h"
 
 #include <stdarg.h>
+#include <time.h>
 #include <unistd.h>
 
 void log_info(const bgfm_ctx *ctx, const char *fmt, ...) {
@@ -90,4 +91,11 @@ void log_progress_update(const bgfm_ctx *ctx, log_progress *p, int64_t done) {
 void log_progress_end(const bgfm_ctx *ctx, log_progress *p, int64_t done) {
     if (ctx->rank != 0 || ctx->quiet) return;
     progress_print(ctx, p, done, 1);
+}
+
+void log_utc_now(char *buf, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -9,6 +9,7 @@
 #include "bgfm/fsutil.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/mline.h"
 
 static const bgfm_opt connectivity_opts_table[] = {
     {"measure", BGFM_OPT_ENUM, "pearson", 1, 0, "pearson|shrunk_pearson|partial",
@@ -94,6 +95,7 @@ static void opts_from_params(const bgfm_params *w, const bgfm_pipeline *pipe,
     o->pipeline_file = pipe->file;
 }
 
+/* Collective: the stage's "connectivity" line of metrics.jsonl (rank 0 writes it). */
 static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double wall) {
     bgfm_ctx *ctx = r->ctx;
     double mine[4] = {(double)st->n_graphs, st->seconds_compute, st->seconds_write,
@@ -105,31 +107,19 @@ static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double
         return;
     }
     if (ctx->rank != 0 || !r->metrics) return;
-    char *t = NULL;
-    size_t tl = 0;
-    FILE *f = open_memstream(&t, &tl);
-    if (!f) return;
-    fprintf(f, "{\"stage\": ");
-    json_write_str(f, r->stage->name);
-    fprintf(f, ", \"kind\": \"connectivity\", \"ranks\": %d, \"wall_s\": ", ctx->size);
-    json_write_num(f, wall);
-    fprintf(f, ", \"graphs\": %lld, \"shards\": %lld, \"skipped_subjects\": %lld, "
-               "\"graphs_per_s\": ",
-            (long long)sum[0], (long long)st->n_shards, (long long)st->n_skipped);
-    json_write_num(f, wall > 0 ? sum[0] / wall : 0);
-    fprintf(f, ", \"graphs_per_s_per_rank\": ");
-    json_write_num(f, wall > 0 ? sum[0] / wall / ctx->size : 0);
-    fprintf(f, ", \"compute_s_sum\": ");
-    json_write_num(f, sum[1]);
-    fprintf(f, ", \"write_s_sum\": ");
-    json_write_num(f, sum[2]);
-    fprintf(f, ", \"bytes_read\": ");
-    json_write_num(f, sum[3]);
-    fprintf(f, "}");
-    fclose(f);
-    bgfm_err e = {0};
-    if (fs_append_line(r->metrics, t, &e)) log_warn(ctx, "%s", e.msg);
-    free(t);
+    mline m;
+    mline_begin(&m, "connectivity", r->stage->name, "connectivity");
+    mline_int(&m, "ranks", ctx->size);
+    mline_num(&m, "wall_s", wall);
+    mline_int(&m, "graphs", (int64_t)sum[0]);
+    mline_int(&m, "shards", st->n_shards);
+    mline_int(&m, "skipped_subjects", st->n_skipped);
+    mline_num(&m, "graphs_per_s", wall > 0 ? sum[0] / wall : 0);
+    mline_num(&m, "graphs_per_s_per_rank", wall > 0 ? sum[0] / wall / ctx->size : 0);
+    mline_num(&m, "compute_s_sum", sum[1]);
+    mline_num(&m, "write_s_sum", sum[2]);
+    mline_num(&m, "bytes_read", sum[3]);
+    mline_append(&m, ctx, r->metrics);
 }
 
 static int connectivity_run(bgfm_stage_run *r) {

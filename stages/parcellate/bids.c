@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "bgfm/bids.h"
+#include "bgfm/fsutil.h"
 
 int bids_cell_missing(const char *s) { return !s || !s[0] || !strcmp(s, "n/a"); }
 
@@ -433,4 +434,30 @@ out:
     free(tsv);
     if (rc) bids_dataset_free(d);
     return rc;
+}
+
+int bids_image_files(const char *root, char ***out, int *n, bgfm_err *e) {
+    char **names = NULL;
+    int m = 0, k = 0;
+    *out = NULL;
+    *n = 0;
+    int rc = fs_list_files(root, &names, &m, e);
+    if (rc) return rc;
+    char **v = bgfm_calloc(e, (size_t)m + 1, sizeof *v, "image list");
+    if (!v) rc = e->code;
+    for (int i = 0; !rc && i < m; i++) {
+        const char *nm = names[i];
+        if (strncmp(nm, "sub-", 4) || !(ends_with(nm, "_bold.nii") || ends_with(nm, "_bold.nii.gz")))
+            continue;
+        if (!(v[k] = fs_join(root, nm, e))) rc = e->code;
+        else k++;
+    }
+    fs_list_free(names, m);
+    if (rc) {
+        fs_list_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
 }

@@ -24,6 +24,16 @@ static int cmp_i32(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
+char *parcellate_names_guess(const char *atlas_path, bgfm_err *e) {
+    size_t n = strlen(atlas_path);
+    char *g = bgfm_malloc(e, n + 8, "path");
+    if (!g) return NULL;
+    memcpy(g, atlas_path, n + 1);
+    if (n > 3 && !strcmp(g + n - 3, ".gz")) g[n - 3] = '\0';
+    strcat(g, ".txt");
+    return g;
+}
+
 /* Region names from a "<label> <name> ..." text table; labels missing from the table
  * (or no table) get "label_<v>". */
 static int atlas_names(parcellate_atlas *a, const char *names_path, bgfm_err *e) {
@@ -31,12 +41,8 @@ static int atlas_names(parcellate_atlas *a, const char *names_path, bgfm_err *e)
     if (!a->region_names) return e->code;
     char *guess = NULL;
     if (!names_path) {
-        size_t n = strlen(a->path);
-        guess = bgfm_malloc(e, n + 8, "path");
+        guess = parcellate_names_guess(a->path, e);
         if (!guess) return e->code;
-        memcpy(guess, a->path, n + 1);
-        if (n > 3 && !strcmp(guess + n - 3, ".gz")) guess[n - 3] = '\0';
-        strcat(guess, ".txt");
         names_path = guess;
     }
     FILE *f = fopen(names_path, "r");

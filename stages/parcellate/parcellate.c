@@ -3,6 +3,8 @@
  * Not the extraction (extract.c) nor the collective run (run.c). */
 #include <string.h>
 
+#include "bgfm/bids.h"
+#include "bgfm/fsutil.h"
 #include "bgfm/parcellate.h"
 
 static const bgfm_opt parcellate_opts_table[] = {
@@ -40,30 +42,47 @@ static int parcellate_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, 
     return 0;
 }
 
-/* The manifest hashes the atlases and the participants table; the images are listed
- * by the runner through the BIDS artifact. */
+/* What the manifest hashes (rank 0, through the engine's extra_inputs hook): every
+ * image of the dataset (sub-*...*_bold.nii[.gz]), the participants table, each atlas
+ * and its `labels` table, then the name tables found beside atlases without `labels`
+ * (the ones the stage reads). The order is the fingerprint's. */
 static char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
                                       bgfm_err *e) {
-    int n = p->n_atlases + 1;
-    char **out = bgfm_calloc(e, (size_t)n + 1, sizeof *out, "parcellate input list");
-    if (!out) return NULL;
-    for (int a = 0; a < p->n_atlases; a++) {
-        out[a] = bgfm_strdup(e, p->atlases[a].path);
-        if (!out[a]) goto fail;
+    (void)s;
+    if (!fs_is_dir(p->bids)) {
+        config_path_fail(e, p, "inputs.bids", p->bids_at, BGFM_EDATA,
+                         "the dataset folder '%s' does not exist; fix the path or create the "
+                         "dataset (bgfm synth --out DIR)", p->bids);
+        return NULL;
     }
-    if (p->participants) {
-        out[p->n_atlases] = bgfm_strdup(e, p->participants);
-    } else {
-        size_t len = strlen(p->bids) + sizeof "/participants.tsv";
-        out[p->n_atlases] = bgfm_malloc(e, len, "path");
-        if (out[p->n_atlases]) snprintf(out[p->n_atlases], len, "%s/participants.tsv", p->bids);
+    char **img = NULL;
+    int ni = 0, k = 0;
+    if (bids_image_files(p->bids, &img, &ni, e)) return NULL;
+    char **out = bgfm_calloc(e, (size_t)ni + 3 * (size_t)p->n_atlases + 2, sizeof *out,
+                             "parcellate input list");
+    if (!out) {
+        fs_list_free(img, ni);
+        return NULL;
     }
-    if (!out[p->n_atlases]) goto fail;
+    for (int i = 0; i < ni; i++) out[k++] = img[i];
+    free(img);
+    int ok = (out[k++] = bgfm_strdup(e, p->participants)) != NULL;
+    for (int a = 0; ok && a < p->n_atlases; a++) {
+        ok = (out[k++] = bgfm_strdup(e, p->atlases[a].path)) != NULL;
+        if (ok && p->atlases[a].labels) ok = (out[k++] = bgfm_strdup(e, p->atlases[a].labels)) != NULL;
+    }
+    for (int a = 0; ok && a < p->n_atlases; a++) { /* the tables found beside the atlases */
+        if (p->atlases[a].labels) continue;
+        char *g = parcellate_names_guess(p->atlases[a].path, e);
+        ok = g != NULL;
+        if (g && fs_exists(g)) out[k++] = g;
+        else free(g);
+    }
+    if (!ok) {
+        fs_list_free(out, k);
+        return NULL;
+    }
     return out;
-fail:
-    for (int a = 0; a < n; a++) free(out[a]);
-    free(out);
-    return NULL;
 }
 
 const bgfm_stage_kind bgfm_stage_parcellate = {

@@ -1,6 +1,6 @@
 /* run.c: the collective parcellate stage: dataset scan, subjects split across ranks by
  * image size, one-pass extraction per subject, timeseries.h5 written collectively.
- * Not the extraction kernel (extract.c) and not the engine (pipeline/run.c). */
+ * Not the extraction kernel (extract.c) and not the engine (pipeline/engine/run.c). */
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "bgfm/h5io.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/mline.h"
 #include "bgfm/nifti.h"
 #include "bgfm/parcellate.h"
 
@@ -463,44 +464,24 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
     return atl + load + maxw + *kept;
 }
 
+/* Collective: the stage's "parcellate" line of metrics.jsonl (rank 0 writes it):
+ * the extraction's own wall time and rate, and every rank's peak RSS. */
 static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items) {
     bgfm_ctx *ctx = p->ctx;
-    double rss = fs_peak_rss_mib();
     double *all = ctx->rank == 0 ? calloc((size_t)ctx->size, sizeof *all) : NULL;
     bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
-    if (BGFM_MPI(&me, MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, ctx->comm))) {
-        log_warn(ctx, "%s", me.msg);
-        free(all);
-        return;
-    }
-    if (ctx->rank != 0 || !all || !r->metrics) {
-        free(all);
-        return;
-    }
-    char *t = NULL;
-    size_t tl = 0;
-    FILE *f = open_memstream(&t, &tl);
-    if (f) {
-        fprintf(f, "{\"stage\": ");
-        json_write_str(f, r->stage->name);
-        fprintf(f, ", \"kind\": \"parcellate\", \"ranks\": %d, \"wall_s\": ", ctx->size);
-        json_write_num(f, wall);
-        fprintf(f, ", \"bytes_read\": ");
-        json_write_num(f, bytes);
-        fprintf(f, ", \"subjects\": ");
-        json_write_num(f, items);
-        fprintf(f, ", \"subjects_per_s\": ");
-        json_write_num(f, wall > 0 ? items / wall : 0);
-        fprintf(f, ", \"peak_rss_mib\": [");
-        for (int k = 0; k < ctx->size; k++) {
-            if (k) fputs(", ", f);
-            json_write_num(f, (double)(int64_t)(all[k] * 10 + 0.5) / 10);
-        }
-        fprintf(f, "]}");
-        fclose(f);
-        bgfm_err e = {0};
-        if (fs_append_line(r->metrics, t, &e)) log_warn(ctx, "%s", e.msg);
-        free(t);
+    int rc = mline_gather_rss(ctx, all, &me);
+    if (rc) log_warn(ctx, "%s", me.msg);
+    if (!rc && ctx->rank == 0 && all && r->metrics) {
+        mline m;
+        mline_begin(&m, "parcellate", r->stage->name, "parcellate");
+        mline_int(&m, "ranks", ctx->size);
+        mline_num(&m, "wall_s", wall);
+        mline_num(&m, "bytes_read", bytes);
+        mline_num(&m, "subjects", items);
+        mline_num(&m, "subjects_per_s", wall > 0 ? items / wall : 0);
+        mline_nums(&m, "peak_rss_mib", all, ctx->size, 1);
+        mline_append(&m, ctx, r->metrics);
     }
     free(all);
 }

@@ -16,6 +16,7 @@
 #include "bgfm/graphs.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/mline.h"
 #include "bgfm/norm.h"
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
@@ -299,22 +300,20 @@ typedef struct step_times {
     double compute, comm, io; /* seconds of this step (max over ranks in the metrics) */
 } step_times;
 
-static void metrics_line(FILE *f, const char *stage, int64_t step, int64_t epoch,
+static void metrics_line(bgfm_ctx *ctx, FILE *f, const char *stage, int64_t step, int64_t epoch,
                          const model_losses *l, double gn, double lr, double gps, const char *atlas,
                          double mr, const step_times *t, int ranks) {
-    fputs("{\"stage\": ", f);
-    json_write_str(f, stage ? stage : "pretrain");
-    fprintf(f, ", \"step\": %lld, \"epoch\": %lld, \"atlas\": ", (long long)step, (long long)epoch);
-    json_write_str(f, atlas);
+    mline ml; /* {"event": "train_step", "stage", "kind": "pretrain", ...} */
+    mline_begin(&ml, "train_step", stage ? stage : "pretrain", "pretrain");
+    mline_int(&ml, "step", step);
+    mline_int(&ml, "epoch", epoch);
+    mline_str(&ml, "atlas", atlas);
     const char *k[] = {"loss", "loss_rec", "loss_adj", "loss_cl", "grad_norm", "lr",
                        "graphs_per_s", "mask_ratio", "compute_s", "comm_s", "io_s"};
     double v[] = {l->total, l->rec, l->adj, l->cl, gn, lr, gps, mr, t->compute, t->comm, t->io};
-    for (int i = 0; i < 11; i++) {
-        fprintf(f, ", \"%s\": ", k[i]);
-        json_write_num(f, v[i]);
-    }
-    fprintf(f, ", \"ranks\": %d}\n", ranks);
-    fflush(f);
+    for (int i = 0; i < 11; i++) mline_num(&ml, k[i], v[i]);
+    mline_int(&ml, "ranks", ranks);
+    mline_write(&ml, ctx, f);
 }
 
 /* Everything one training run holds; freed by train_free. */
@@ -668,7 +667,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
             step_times gt = {g3[0], g3[1], g3[2]};
             double dt = MPI_Wtime() - ts;
             if (t.mf)
-                metrics_line(t.mf, o->stage_name, st.step, ep, &ls, gn, lr, dt > 0 ? (double)n / dt : 0,
+                metrics_line(ctx, t.mf, o->stage_name, st.step, ep, &ls, gn, lr, dt > 0 ? (double)n / dt : 0,
                              graphs_atlas_name(t.gs, a), mr, &gt, R);
             log_progress_update(ctx, &pg, st.step);
         }

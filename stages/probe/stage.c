@@ -15,6 +15,7 @@
 #include "bgfm/json.h"
 #include "bgfm/log.h"
 #include "bgfm/metrics.h"
+#include "bgfm/mline.h"
 #include "bgfm/pca.h"
 #include "bgfm/probe_stage.h"
 #include "bgfm/regress.h"
@@ -186,8 +187,8 @@ static int open_inputs(bgfm_stage_run *r, pinputs *in, bgfm_err *e) {
     if ((rc = ckpt_load(in->ckpt, &in->mp, NULL, NULL, e))) return rc;
     if ((rc = model_init(&in->mr, &in->mp.cfg, e))) return rc;
     model_init_params(&in->mr, r->pipe->seed); /* pretraining's own init (model.md 5) */
-    int A = graphs_n_atlases(in->gs);
     model_copy_buffers(&in->mr, &in->mp);      /* the same input normalisation (a statistic) */
+    int A = graphs_n_atlases(in->gs);
     if (!(in->amap = bgfm_calloc(e, (size_t)A + 1, sizeof *in->amap, "atlas map")))
         return BGFM_ENOMEM;
     for (int a = 0; a < A; a++) {
@@ -416,20 +417,19 @@ static int diagnostics(const probe_data *d, const probe_view *views, probe_resul
     return rc;
 }
 
-/* {"stage", "probe_auc_<features>"..., "probe_r2_<features>"..., "fit_seconds"} */
+/* Rank 0: the stage's "probe" line of metrics.jsonl: {"probe_auc_<features>"...,
+ * "probe_r2_<features>"..., "fit_seconds"}. */
 static int metrics_line(const bgfm_stage_run *r, const probe_results *p, double t_fit,
                         bgfm_err *e) {
-    char *line = NULL;
-    size_t ll = 0;
-    FILE *mf = open_memstream(&line, &ll);
-    if (!mf) return bgfm_fail(e, BGFM_ENOMEM, "probe: out of memory for the metrics line");
-    fputs("{\"stage\": ", mf);
-    json_write_str(mf, r->stage->name);
+    (void)e;
+    char key[64];
+    mline m;
+    mline_begin(&m, "probe", r->stage->name, "probe");
     for (int t = 0; t < PROBE_NFEAT; t++) {
         double mean, sd;
         probe_cls_mean_sd(p, p->nv - 1, t, p->main_k, 0, &mean, &sd);
-        fprintf(mf, ", \"probe_auc_%s\": ", probe_feat_name[t]);
-        json_write_num(mf, mean);
+        snprintf(key, sizeof key, "probe_auc_%s", probe_feat_name[t]);
+        mline_num(&m, key, mean);
     }
     for (int t = 0; t < PROBE_NFEAT && p->NT; t++) {
         double mean, sd, s = 0;
@@ -437,16 +437,12 @@ static int metrics_line(const bgfm_stage_run *r, const probe_results *p, double 
             probe_reg_mean_sd(p, tg, p->nv - 1, t, p->main_n, &mean, &sd);
             s += mean;
         }
-        fprintf(mf, ", \"probe_r2_%s\": ", probe_feat_name[t]);
-        json_write_num(mf, s / p->NT);
+        snprintf(key, sizeof key, "probe_r2_%s", probe_feat_name[t]);
+        mline_num(&m, key, s / p->NT);
     }
-    fputs(", \"fit_seconds\": ", mf);
-    json_write_num(mf, t_fit);
-    fputs("}", mf);
-    fclose(mf);
-    int rc = fs_append_line(r->metrics, line, e);
-    free(line);
-    return rc;
+    mline_num(&m, "fit_seconds", t_fit);
+    mline_append(&m, r->ctx, r->metrics);
+    return 0;
 }
 
 static int write_report(bgfm_stage_run *r, const probe_report_ctx *c, probe_results *p,

@@ -1,7 +1,7 @@
 /* write.c: the probe stage's report (docs/probe.md "Outputs", docs/formats.md "Probe
  * report"): probe.json, folds.csv, predictions.csv, regression_predictions.csv,
  * embeddings.h5 and the few-shot plot. Rank 0 only; nothing here is collective.
- * Not the computation (stage.c, data.c) and not `bgfm report` (pipeline/report.c). */
+ * Not the computation (stage.c, data.c) and not `bgfm report` (pipeline/commands/report.c, stages/probe/show.c). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -48,7 +48,7 @@ log=$T/wjob/slurm/rq-pretrain-$j.out
 
 # wait until the job trains (step 200 in its metrics), then ask for a checkpoint + requeue
 n=0
-until grep -q '"stage": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 300 ]; do sleep 0.1; n=$((n + 1)); done
+until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 300 ]; do sleep 0.1; n=$((n + 1)); done
 if [ $n -ge 300 ]; then notok "the job reached step 200 within 30 s"; st "$j"; tail -20 "$log"; exit 1; fi
 scancel --batch --signal=USR1 "$j"
 ts=$(date +%s)

@@ -7,9 +7,9 @@ $BGFM doc yaml >"$T/yaml.md" 2>"$T/err"
 check "bgfm doc yaml succeeds" test $? -eq 0 -a ! -s "$T/err"
 if cmp -s "$T/yaml.md" "$ROOT/docs/yaml.md"; then ok "docs/yaml.md is the output of bgfm doc yaml"
 else notok "docs/yaml.md is stale: run 'build/bgfm doc yaml > docs/yaml.md'"; diff "$ROOT/docs/yaml.md" "$T/yaml.md" | head -20 | sed 's/^/# /'; fi
-# every kind registered in pipeline/stage.c has a section, every key of the fixed
+# every kind registered in pipeline/engine/kinds.c has a section, every key of the fixed
 # blocks a row
-for k in $(sed -n 's/^ *&bgfm_stage_\([a-z0-9_]*\),.*/\1/p' "$ROOT/pipeline/stage.c"); do
+for k in $(sed -n 's/^ *&bgfm_stage_\([a-z0-9_]*\),.*/\1/p' "$ROOT/pipeline/engine/kinds.c"); do
   check "stage kind $k documented" grep -q "^### \`uses: $k\`" "$T/yaml.md"
 done
 for key in name workdir seed on_error inputs atlases stages slurm bids label_column participants \

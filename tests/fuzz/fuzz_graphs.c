@@ -1,4 +1,4 @@
-/* fuzz_graphs.c: libFuzzer target for the graph-store reader (pipeline/graphs.c):
+/* fuzz_graphs.c: libFuzzer target for the graph-store reader (pipeline/io/graphs.c):
  * graphs_open on an index (and on a shard alone), graphs_read / graphs_read_flagged /
  * prefetch of every graph, graphs_inspect (text and JSON). The input is a list of
  * structure-aware edits (fuzz_h5edit.h) applied to a valid two-shard store written at

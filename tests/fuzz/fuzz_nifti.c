@@ -1,4 +1,4 @@
-/* fuzz_nifti.c: libFuzzer target for the streaming NIfTI reader (pipeline/nifti.c):
+/* fuzz_nifti.c: libFuzzer target for the streaming NIfTI reader (pipeline/io/nifti.c):
  * header parser, extension skipping, gzip (ISA-L) inflate, volume conversion, for
  * .nii, .nii.gz (compressed here, optionally as two members), raw bytes named .nii.gz
  * and .hdr/.img pairs. Not a test of the writer (tests/unit/test_nifti.c).

@@ -1,4 +1,4 @@
-/* fuzz_yaml.c: libFuzzer target for the pipeline-file parser (pipeline/config.c):
+/* fuzz_yaml.c: libFuzzer target for the pipeline-file parser (pipeline/engine/config.c):
  * config_parse on arbitrary bytes (libyaml events, the node tree, option tables,
  * stage validate hooks, path resolution), then the resolved-YAML and canonical
  * params writers on what parsed. Not a test of the messages' wording. */

@@ -1,5 +1,5 @@
-/* test_config.c: unit tests of the pipeline file loader (pipeline/config.c) and the
- * generated reference (pipeline/doc.c). Not an MPI test: config_load is run by e2e. */
+/* test_config.c: unit tests of the pipeline file loader (pipeline/engine/config.c) and the
+ * generated reference (pipeline/engine/doc.c). Not an MPI test: config_load is run by e2e. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bgfm/config.h"
+#include "bgfm/optvalue.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
 
@@ -749,14 +750,14 @@ static void test_limits(void **st) {
 static void test_nearest(void **st) {
     (void)st;
     const char *const c[] = {"threshold", "rule", "measure", "rwse_steps", "lr"};
-    assert_string_equal(config_nearest("treshold", c, 5), "threshold");
-    assert_string_equal(config_nearest("thresohld", c, 5), "threshold"); /* transposition */
-    assert_string_equal(config_nearest("THRESHOLD", c, 5), "threshold");
-    assert_string_equal(config_nearest("rwse_step", c, 5), "rwse_steps");
-    assert_string_equal(config_nearest("rul", c, 5), "rule");
-    assert_null(config_nearest("epochs", c, 5));
-    assert_null(config_nearest("x", c, 5)); /* 'lr' is 2 edits from 'x': too far for its size */
-    assert_null(config_nearest("anything", c, 0));
+    assert_string_equal(optvalue_nearest("treshold", c, 5), "threshold");
+    assert_string_equal(optvalue_nearest("thresohld", c, 5), "threshold"); /* transposition */
+    assert_string_equal(optvalue_nearest("THRESHOLD", c, 5), "threshold");
+    assert_string_equal(optvalue_nearest("rwse_step", c, 5), "rwse_steps");
+    assert_string_equal(optvalue_nearest("rul", c, 5), "rule");
+    assert_null(optvalue_nearest("epochs", c, 5));
+    assert_null(optvalue_nearest("x", c, 5)); /* 'lr' is 2 edits from 'x': too far for its size */
+    assert_null(optvalue_nearest("anything", c, 0));
 }
 
 /* Every registered kind parses with its defaults (or fails as a user error, e.g. a

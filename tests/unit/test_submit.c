@@ -1,4 +1,4 @@
-/* test_submit.c: unit tests of the sbatch script writer (pipeline/submit.c): directives,
+/* test_submit.c: unit tests of the sbatch script writer (pipeline/commands/submit.c): directives,
  * merging of stage overrides, requeue settings, hostile YAML values, shell quoting checked
  * by /bin/sh itself, and `bash -n` on every generated script. Not a Slurm test (e2e). */
 #include <setjmp.h>

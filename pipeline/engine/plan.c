@@ -1,0 +1,142 @@
+/* plan.c: the plan behind `bgfm run` / `bgfm validate` (run.h): each stage's upstream
+ * (the nearest earlier stage producing what it consumes), its folders, and its
+ * fingerprint (the canonical text of everything its outputs depend on, hashed).
+ * Not the running of stages (run.c) and not the hashing of inputs (inputs.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bgfm/fsutil.h"
+#include "bgfm/manifest.h"
+#include "bgfm/run.h"
+#include "bgfm/sha256.h"
+#include "bgfm/stage.h"
+#include "bgfm/yamlout.h"
+
+static const char *artifact_name(bgfm_artifact a) {
+    switch (a) {
+    case BGFM_ART_BIDS: return "bids";
+    case BGFM_ART_TIMESERIES: return "timeseries";
+    case BGFM_ART_GRAPHS: return "graphs";
+    case BGFM_ART_CHECKPOINT: return "checkpoint";
+    case BGFM_ART_REPORT: return "report";
+    default: return "nothing";
+    }
+}
+
+/* Nearest earlier stage (before index i) producing artifact a; -1 if none. */
+static int find_producer(const bgfm_pipeline *p, int i, bgfm_artifact a) {
+    for (int j = i - 1; j >= 0; j--)
+        if (p->stages[j].kind && p->stages[j].kind->produces == a) return j;
+    return -1;
+}
+
+int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
+    plan->n = p->n_stages;
+    plan->s = calloc((size_t)(p->n_stages ? p->n_stages : 1), sizeof *plan->s);
+    if (!plan->s) return bgfm_fail(e, BGFM_ENOMEM, "out of memory planning stages");
+    for (int i = 0; i < p->n_stages; i++) {
+        const bgfm_stage_cfg *s = &p->stages[i];
+        run_plan_stage *ps = &plan->s[i];
+        ps->cfg = s;
+        ps->upstream = ps->upstream2 = -1;
+        BGFM_ASSERT(s->kind != NULL);
+        bgfm_artifact c1 = s->kind->consumes, c2 = s->kind->consumes2;
+        if (c1 != BGFM_ART_NONE && c1 != BGFM_ART_BIDS) {
+            ps->upstream = find_producer(p, i, c1);
+            if (ps->upstream < 0)
+                return bgfm_fail(e, BGFM_EUSAGE,
+                                 "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
+                                 "produces it; add a stage that does before it",
+                                 p->file, s->line, s->col, s->name, s->kind->name,
+                                 artifact_name(c1));
+        }
+        if (c2 != BGFM_ART_NONE) {
+            ps->upstream2 = find_producer(p, i, c2);
+            if (ps->upstream2 < 0)
+                return bgfm_fail(e, BGFM_EUSAGE,
+                                 "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
+                                 "produces it",
+                                 p->file, s->line, s->col, s->name, s->kind->name,
+                                 artifact_name(c2));
+        }
+        ps->final_dir = fs_join(p->workdir, s->name, e);
+        size_t n = strlen(p->workdir) + strlen(s->name) + 16;
+        ps->tmp_dir = malloc(n);
+        if (!ps->final_dir || !ps->tmp_dir) return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+        snprintf(ps->tmp_dir, n, "%s/.%s.partial", p->workdir, s->name);
+    }
+    return 0;
+}
+
+void run_plan_free(run_plan *plan) {
+    if (!plan->s) return;
+    for (int i = 0; i < plan->n; i++) {
+        free(plan->s[i].final_dir);
+        free(plan->s[i].tmp_dir);
+    }
+    free(plan->s);
+    plan->s = NULL;
+    plan->n = 0;
+}
+
+/* ---- fingerprints ---- */
+
+static char *params_text(const bgfm_params *pp) {
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&txt, &len);
+    if (!f) return NULL;
+    params_write(pp, f, 0);
+    fclose(f);
+    return txt;
+}
+
+int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan, int i,
+                    const manifest_files *inputs, int ranks, char out[65], char **text) {
+    const run_plan_stage *ps = &plan->s[i];
+    const bgfm_stage_kind *k = ps->cfg->kind;
+    char *params = params_text(&ps->cfg->with);
+    char *t = NULL;
+    size_t tl = 0;
+    FILE *f = params ? open_memstream(&t, &tl) : NULL;
+    if (!f) {
+        free(params);
+        return bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+    }
+    fprintf(f, "bgfm-stage 1\nkind: %s\nname: %s\ncode_version: %s\nseed: %llu\n", k->name,
+            ps->cfg->name, BGFM_VERSION, (unsigned long long)p->seed);
+    if (k->rank_sensitive) fprintf(f, "ranks: %d\n", ranks);
+    fprintf(f, "on_error: %s\nlabel_column: %s\n",
+            p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail", p->label_column);
+    fprintf(f, "params:\n%s", params);
+    if (k->consumes == BGFM_ART_BIDS) {
+        fprintf(f, "atlases:\n");
+        for (int a = 0; a < p->n_atlases; a++)
+            fprintf(f, "  %s %s\n", p->atlases[a].name, p->atlases[a].path);
+    }
+    fprintf(f, "inputs:\n");
+    for (int j = 0; inputs && j < inputs->n; j++)
+        fprintf(f, "  %s %s\n", inputs->f[j].sha, inputs->f[j].path);
+    const int ups[2] = {ps->upstream, ps->upstream2};
+    for (int u = 0; u < 2; u++) {
+        if (ups[u] < 0) continue;
+        char fp[65], outs[65];
+        if (!manifest_read(plan->s[ups[u]].final_dir, fp, outs)) {
+            fclose(f);
+            free(t);
+            free(params);
+            return bgfm_fail(&ctx->err, BGFM_EUSAGE,
+                             "stage '%s' needs the outputs of stage '%s', which is not complete "
+                             "(no %s/manifest.json); run it first (bgfm run without --only)",
+                             ps->cfg->name, plan->s[ups[u]].cfg->name, plan->s[ups[u]].final_dir);
+        }
+        fprintf(f, "upstream %s: %s\n", plan->s[ups[u]].cfg->name, outs);
+    }
+    fclose(f);
+    free(params);
+    sha256_buf_hex(t, tl, out);
+    *text = t;
+    return 0;
+}
+
