@@ -7,47 +7,15 @@
 #include <string.h>
 
 #include "bgfm/ctx.h"
+#include "bgfm/simd.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
-/* ---- Short float vectors (GCC vector extension) --------------------------------
- * The build's -O2 does not auto-vectorise loops of unknown length; these make the row
- * loops (LayerNorm, softmax, GCN, dropout) LV lanes wide: 16 with AVX-512, 8 with AVX,
- * 4 otherwise (wider types than the target's registers would change the ABI). Loads
- * and stores go through memcpy: no alignment assumed. Sums are always reduced in the
- * same order, so every result is bit-reproducible run to run on one build. */
-#if defined(__AVX512F__)
-#define LV 16
-#elif defined(__AVX__)
-#define LV 8
-#else
-#define LV 4
-#endif
-typedef float lvf __attribute__((vector_size(4 * LV)));
-typedef int32_t lvi __attribute__((vector_size(4 * LV)));
-typedef uint16_t lvh __attribute__((vector_size(2 * LV)));
-static inline lvf vld(const float *p) {
-    lvf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void vst(float *p, lvf v) { memcpy(p, &v, sizeof v); }
-static inline lvf vset(float x) {
-    lvf v;
-    for (int i = 0; i < LV; i++) v[i] = x;
-    return v;
-}
-static inline float vsum(lvf v) {
-    float s = 0.0f;
-    for (int i = 0; i < LV; i++) s += v[i];
-    return s;
-}
-static inline lvf vmax(lvf a, lvf b) {
-    lvi m = a > b;
-    return (lvf)(((lvi)a & m) | ((lvi)b & ~m));
-}
+/* ---- Short float vectors: LV lanes (bgfm/simd.h) for the row loops (LayerNorm,
+ * softmax, GCN, dropout); the build's -O2 does not auto-vectorise loops of unknown
+ * length. */
 
 /* exp(x), relative error ~2e-7 (Cephes expf polynomial, range reduction by ln 2);
  * 0 below -87.3, the argument is clamped at 88.3. */

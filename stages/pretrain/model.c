@@ -10,6 +10,7 @@
 
 #include "bgfm/par.h"
 #include "bgfm/rng.h"
+#include "bgfm/simd.h"
 
 int model_readout_parse(const char *s) {
     return !strcmp(s, "mean") ? MODEL_READOUT_MEAN : !strcmp(s, "region") ? MODEL_READOUT_REGION : -1;
@@ -475,40 +476,19 @@ typedef struct drop_keys {
     const int64_t *gidx;
 } drop_keys;
 
-/* Short float vectors (GCC vector extension) for the row loops between the GEMMs; the
- * same scheme as layers.c (MV lanes: 16 with AVX-512, 8 with AVX, else 4). Loads and
- * stores through memcpy (no alignment assumed). */
-#if defined(__AVX512F__)
-#define MV 16
-#elif defined(__AVX__)
-#define MV 8
-#else
-#define MV 4
-#endif
-typedef float mvf __attribute__((vector_size(4 * MV)));
-typedef int32_t mvi __attribute__((vector_size(4 * MV)));
-static inline mvf mld(const float *p) {
-    mvf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void mst(float *p, mvf v) { memcpy(p, &v, sizeof v); }
-static inline mvf mzero(void) {
-    mvf z = {0};
-    return z;
-}
+/* Short float vectors for the row loops between the GEMMs: LV lanes (bgfm/simd.h). */
 
 /* y[i] += x[i] */
 static void vadd(float *y, const float *x, int64_t n) {
     int64_t i = 0;
-    for (; i + MV <= n; i += MV) mst(y + i, mld(y + i) + mld(x + i));
+    for (; i + LV <= n; i += LV) vst(y + i, vld(y + i) + vld(x + i));
     for (; i < n; i++) y[i] += x[i];
 }
 
 /* g[i] = pre[i] > 0 ? g[i] : 0 (ReLU backward in place) */
 static void vrelu_mask(float *g, const float *pre, int64_t n) {
     int64_t i = 0;
-    for (; i + MV <= n; i += MV) mst(g + i, (mvf)((mvi)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i + LV <= n; i += LV) vst(g + i, (lvf)((lvi)vld(g + i) & (vld(pre + i) > vset(0.0f))));
     for (; i < n; i++)
         if (!(pre[i] > 0.0f)) g[i] = 0.0f;
 }
@@ -531,11 +511,11 @@ static void blas_team_end(int nt) {
  * layer_norm_forward's (same operations on the same stored xhat). */
 static void ln_apply(float *out, const float *xhat, const float *gamma, const float *beta,
                      int64_t n, int64_t C) {
-    int64_t C16 = C & ~(int64_t)(MV - 1);
+    int64_t C16 = C & ~(int64_t)(LV - 1);
     for (int64_t i = 0; i < n; i++) {
         const float *x = xhat + i * C;
         float *o = out + i * C;
-        for (int64_t j = 0; j < C16; j += MV) mst(o + j, mld(x + j) * mld(gamma + j) + mld(beta + j));
+        for (int64_t j = 0; j < C16; j += LV) vst(o + j, vld(x + j) * vld(gamma + j) + vld(beta + j));
         for (int64_t j = C16; j < C; j++) o[j] = x[j] * gamma[j] + beta[j];
     }
 }
@@ -543,7 +523,7 @@ static void ln_apply(float *out, const float *xhat, const float *gamma, const fl
 /* dst[i] = pre[i] > 0 ? g[i] : 0 */
 static void vrelu_mask_to(float *dst, const float *g, const float *pre, int64_t n) {
     int64_t i = 0;
-    for (; i + MV <= n; i += MV) mst(dst + i, (mvf)((mvi)mld(g + i) & (mld(pre + i) > mzero())));
+    for (; i + LV <= n; i += LV) vst(dst + i, (lvf)((lvi)vld(g + i) & (vld(pre + i) > vset(0.0f))));
     for (; i < n; i++) dst[i] = pre[i] > 0.0f ? g[i] : 0.0f;
 }
 
@@ -617,10 +597,10 @@ static void fwd_gcn_body(void *v, int64_t b0, int64_t b1, int tid) {
             float *u = c->aw->u + o + i * H, *s = ws->S2 + o + i * H;
             const float *x = c->hin + o + i * H, *bg = w + c->p->gb;
             int64_t j = 0;
-            for (; j + MV <= H; j += MV) {
-                mvf uv = mld(u + j) + mld(bg + j);
-                mst(u + j, uv);
-                mst(s + j, mld(x + j) + (mvf)((mvi)uv & (uv > mzero())));
+            for (; j + LV <= H; j += LV) {
+                lvf uv = vld(u + j) + vld(bg + j);
+                vst(u + j, uv);
+                vst(s + j, vld(x + j) + (lvf)((lvi)uv & (uv > vset(0.0f))));
             }
             for (; j < H; j++) {
                 u[j] += bg[j];
@@ -823,11 +803,11 @@ static void bwd_gcn_cols_body(void *v, int64_t j0, int64_t j1, int tid) {
                                    c->a->xg + o, n, H, j0, j1);
     }
     int64_t j = j0;
-    for (; j + MV <= j1; j += MV) { /* one strip of the sum in registers, rows in order */
-        mvf acc = mzero();
+    for (; j + LV <= j1; j += LV) { /* one strip of the sum in registers, rows in order */
+        lvf acc = vset(0.0f);
         for (int b = 0; b < c->B; b++)
-            for (int64_t i = 0; i < n; i++) acc += mld(ws->S3 + ((int64_t)b * T + 1 + i) * H + j);
-        mst(dgb + j, mld(dgb + j) + acc);
+            for (int64_t i = 0; i < n; i++) acc += vld(ws->S3 + ((int64_t)b * T + 1 + i) * H + j);
+        vst(dgb + j, vld(dgb + j) + acc);
     }
     for (; j < j1; j++) {
         float acc = 0.0f;
