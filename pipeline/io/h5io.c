@@ -11,7 +11,12 @@ static int h5fail(bgfm_err *e, int code, const char *what, const char *path) {
     return bgfm_fail(e, code, "%s '%s' failed: %s", what, path ? path : "?", buf);
 }
 
-static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
+/* File access through MPI-IO on comm, or the POSIX driver for MPI_COMM_SELF. `writing`:
+ * a file written on comm always goes through MPI-IO, also on one rank, because HDF5 lays
+ * out a file written through the POSIX driver differently (a few bytes of the superblock
+ * and file-space bookkeeping), and outputs must be byte-identical for any rank count. A
+ * one-rank reader keeps the POSIX driver. */
+static hid_t fapl_for(MPI_Comm comm, int writing, bgfm_err *e) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0) {
         h5fail(e, BGFM_EIO, "H5Pcreate", "file access list");
@@ -22,7 +27,7 @@ static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
         H5Pclose(fapl);
         return -1;
     }
-    if (comm != MPI_COMM_SELF && size > 1) {
+    if (comm != MPI_COMM_SELF && (size > 1 || writing)) {
         if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
             H5Pclose(fapl);
             h5fail(e, BGFM_EIO, "H5Pset_fapl_mpio", "file access list");
@@ -36,7 +41,7 @@ static hid_t fapl_for(MPI_Comm comm, bgfm_err *e) {
 }
 
 hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e) {
-    hid_t fapl = fapl_for(comm, e);
+    hid_t fapl = fapl_for(comm, 1, e);
     if (fapl < 0) return -1;
     /* no modification times anywhere (root group included): reruns are byte-identical */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
@@ -56,7 +61,7 @@ hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e) {
 }
 
 static hid_t open_mode(MPI_Comm comm, const char *path, unsigned mode, bgfm_err *e) {
-    hid_t fapl = fapl_for(comm, e);
+    hid_t fapl = fapl_for(comm, mode == H5F_ACC_RDWR, e);
     if (fapl < 0) return -1;
     hid_t f = H5Fopen(path, mode, fapl);
     H5Pclose(fapl);

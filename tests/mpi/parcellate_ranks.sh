@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# parcellate_ranks.sh: timeseries.h5 has the same bytes in every dataset and attribute
-# for 1, 2 and 3 ranks, and for 5 ranks with 3 subjects (ranks without a subject).
+# parcellate_ranks.sh: timeseries.h5 has the same bytes in every dataset and attribute,
+# and the same file bytes (cmp), for 1, 2 and 3 ranks, and for 5 ranks with 3 subjects
+# (ranks without a subject).
 source "$(dirname "$0")/../lib/tap.sh"
 REF="$(cd "$(dirname "$0")/../reference" && pwd)"
 "$PY" - "$T" "$REF" <<'PYEOF' || { notok "make dataset"; exit 1; }
@@ -59,6 +60,7 @@ PYEOF
 }
 for np_ in 2 3 5; do
   check "timeseries.h5 identical: 1 vs $np_ ranks" cmp_h5 "$T/w1/parcellate/timeseries.h5" "$T/w$np_/parcellate/timeseries.h5"
+  check "timeseries.h5 byte-identical file (cmp): 1 vs $np_ ranks" cmp "$T/w1/parcellate/timeseries.h5" "$T/w$np_/parcellate/timeseries.h5"
 done
 check "metrics line with peak RSS of each of 5 ranks" \
   "$PY" -c "import json,sys; L=[json.loads(l) for l in open('$T/w5/metrics.jsonl')]; m=[x for x in L if x.get('kind')=='parcellate' and 'subjects_per_s' in x][0]; sys.exit(0 if len(m['peak_rss_mib'])==5 and m['subjects']==4 else 1)"
