@@ -67,10 +67,17 @@ for v in "${VARIANTS[@]}"; do
       sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
           -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@||" \
           bench/transfer/study.yaml.in > "$wd.yaml"
+      # parcellate and connectivity do not depend on the variant, protocol or seed
+      # (the seed only keys pretraining and the probe): reuse the first run's outputs,
+      # which the engine then finds up to date
+      if [ -n "${BASE:-}" ] && [ ! -d "$wd/connectivity" ]; then
+        cp -r "$BASE/parcellate" "$BASE/connectivity" "$wd/"
+      fi
       t0=$(date +%s)
       mpirun --oversubscribe -np "$NP" "$B" run "$wd.yaml" > "$wd.log" 2>&1 \
         || { echo "transfer_study: $wd failed (see $wd.log)"; tail -5 "$wd.log"; exit 1; }
       echo "transfer_study: $name $proto seed $seed done in $(( $(date +%s) - t0 )) s"
+      BASE=${BASE:-$wd}
     done
   done
 done

@@ -88,8 +88,12 @@ def order(L, Ld, atlases):
     if region:  # the region readout follows the encoder blocks
         o += ["readout/Wc"] + [f"readout/W/{a}" for a in atlases] + ["readout/b"]
     o += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
-    return o + ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
+    o += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
+    if norm:  # the input normalisation's buffers come last
+        o += [f"norm/{a}/{k}" for a in atlases for k in ("mean", "std")]
+    return o
 region = m.attrs["readout"] in (b"region", "region")
+norm = m.attrs["input_norm"] in (b"population", "population")
 names = order(int(m.attrs["L"]), int(m.attrs["Ld"]), ["tiny"])
 cnt = []
 f["model"].visit(lambda k: cnt.append(k) if isinstance(f["model"][k], h5py.Dataset) else None)
@@ -125,6 +129,8 @@ if m.attrs["readout"] in (b"region", "region"):
     names += ["readout/Wc", "readout/W/tiny", "readout/b"]
 names += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
 names += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
+if m.attrs["input_norm"] in (b"population", "population"):
+    names += ["norm/tiny/mean", "norm/tiny/std"]
 flat = lambda g: np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
 B = 1 << 20
 blocks = lambda b: [hashlib.sha256(b[i:i + B]).digest() for i in range(0, len(b), B)]
