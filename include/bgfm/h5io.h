@@ -14,7 +14,12 @@
 
 #include "bgfm/ctx.h"
 
-/* Collective over comm: create (truncate) a file with the MPI-IO driver. */
+/* Record an HDF5 failure: "WHAT 'PATH' failed: <HDF5's error stack summarised>". */
+int h5io_fail(bgfm_err *e, int code, const char *what, const char *path);
+
+/* Collective over comm: create (truncate) a file, through MPI-IO on any communicator but
+ * MPI_COMM_SELF (one process, the POSIX driver). Object time stamps are off everywhere:
+ * equal contents give byte-identical files. */
 hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e);
 /* Collective over comm: open for reading (MPI_COMM_SELF for a one-rank reader, which
  * uses the plain POSIX driver). */
@@ -24,9 +29,13 @@ hid_t h5io_open_rw(MPI_Comm comm, const char *path, bgfm_err *e);
 /* Close; accepts a negative id (no-op) and sets *f = -1. */
 int h5io_close(hid_t *f, const char *path, bgfm_err *e);
 
+/* Collective: create the group `path` (and missing parents), without time stamps. */
+int h5io_group_create(hid_t f, const char *path, bgfm_err *e);
 /* Collective: create the dataset `path` (intermediate groups created) of `type` and
- * shape dims[0..rank-1]. chunk NULL: contiguous. deflate > 0: shuffle + deflate at
- * that level (needs chunk). */
+ * shape dims[0..rank-1]. chunk NULL: contiguous (in MPI-IO files allocated at creation,
+ * so collective writes of empty selections work). Chunked datasets have an unlimited
+ * first dimension (they may hold 0 rows); deflate > 0: shuffle + deflate at that
+ * level. */
 hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
                        const hsize_t *chunk, int deflate, bgfm_err *e);
 /* Close a dataset (negative id: no-op) and set *d = -1. `rc` is the caller's status
@@ -42,7 +51,8 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
  * any buf, even NULL). For small metadata arrays. */
 int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,
                      const hsize_t *dims, const void *buf, int writer, bgfm_err *e);
-/* Collective: a 1-D dataset of fixed-length strings (NUL-padded, length = longest+1). */
+/* Collective: a 1-D dataset of fixed-length strings (NUL-padded, length = longest+1;
+ * a NULL entry is written as ""). */
 int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t n, int writer,
                        bgfm_err *e);
 

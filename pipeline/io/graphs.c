@@ -18,111 +18,13 @@
 enum { DS_FC, DS_ADJ, DS_RWSE, DS_FLAG, DS_N };
 static const char *const ds_names[DS_N] = {"fc", "adj", "rwse", "flagged"};
 
-static int h5err(bgfm_err *e, int code, const char *what, const char *path) {
-    char buf[1024];
-    bgfm_h5_errstr(buf, sizeof buf);
-    return bgfm_fail(e, code, "%s '%s' failed: %s", what, path ? path : "?", buf);
-}
+/* ---- writing: one process per file (h5io on MPI_COMM_SELF), no time stamps ------ */
 
-/* ---- writing helpers: no object time stamps, so files are reproducible ------- */
-
-static hid_t file_create(const char *path, bgfm_err *e) {
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
-    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
-        h5err(e, BGFM_EIO, "creating property lists for", path);
-    } else {
-        f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
-        if (f < 0) {
-            char buf[1024];
-            bgfm_h5_errstr(buf, sizeof buf);
-            bgfm_fail(e, BGFM_EIO,
-                      "cannot create '%s' (%s); check that the folder exists, is writable and "
-                      "the disk is not full",
-                      path, buf);
-        }
-    }
-    if (fcpl >= 0) H5Pclose(fcpl);
-    if (fapl >= 0) H5Pclose(fapl);
-    return f;
-}
-
-static int group_create(hid_t f, const char *path, bgfm_err *e) {
-    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
-    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0) {
-        if (gcpl >= 0) H5Pclose(gcpl);
-        return h5err(e, BGFM_EIO, "creating group properties for", path);
-    }
-    hid_t g = H5Gcreate2(f, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
-    H5Pclose(gcpl);
-    if (g < 0) return h5err(e, BGFM_EIO, "creating group", path);
-    H5Gclose(g);
-    return 0;
-}
-
-/* chunk NULL: contiguous. Chunked datasets get an unlimited first dimension so a
- * shard may hold 0 graphs of an atlas. */
-static hid_t dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
-                         const hsize_t *chunk, int deflate, bgfm_err *e) {
-    hsize_t maxd[4];
-    for (int i = 0; i < rank; i++) maxd[i] = dims[i];
-    if (chunk) maxd[0] = H5S_UNLIMITED;
-    hid_t space = H5Screate_simple(rank, dims, maxd);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
-    if (space < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
-        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
-        h5err(e, BGFM_EIO, "creating dataset properties for", path);
-        goto done;
-    }
-    if (chunk && (H5Pset_chunk(dcpl, rank, chunk) < 0 ||
-                  (deflate > 0 &&
-                   (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)deflate) < 0)))) {
-        h5err(e, BGFM_EIO, "setting chunking/compression for", path);
-        goto done;
-    }
-    d = H5Dcreate2(f, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (d < 0) h5err(e, BGFM_EIO, "creating dataset", path);
-done:
-    if (space >= 0) H5Sclose(space);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    return d;
-}
-
-/* A small contiguous dataset written whole. */
+/* A small dataset written whole (1-D, n elements). */
 static int write_small(hid_t f, const char *path, hid_t ftype, hid_t mtype, hsize_t n,
                        const void *buf, bgfm_err *e) {
     hsize_t dims[1] = {n};
-    hid_t d = dset_create(f, path, ftype, 1, dims, NULL, 0, e);
-    if (d < 0) return e->code;
-    int rc = 0;
-    if (n > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        rc = h5err(e, BGFM_EIO, "writing (disk full?)", path);
-    if (H5Dclose(d) < 0 && !rc) rc = h5err(e, BGFM_EIO, "closing", path);
-    return rc;
-}
-
-static int write_strings(hid_t f, const char *path, const char *const *s, int64_t n,
-                         bgfm_err *e) {
-    size_t len = 1;
-    for (int64_t i = 0; i < n; i++) {
-        size_t l = strlen(s[i] ? s[i] : "") + 1;
-        if (l > len) len = l;
-    }
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
-        if (t >= 0) H5Tclose(t);
-        return h5err(e, BGFM_EIO, "making a string type for", path);
-    }
-    char *buf = bgfm_calloc(e, (size_t)(n ? n : 1), len, "string dataset");
-    int rc = BGFM_ENOMEM;
-    if (buf) {
-        for (int64_t i = 0; i < n; i++)
-            if (s[i]) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
-        rc = write_small(f, path, t, t, (hsize_t)n, buf, e);
-    }
-    free(buf);
-    H5Tclose(t);
-    return rc;
+    return h5io_write_small(f, path, ftype, mtype, 1, dims, buf, 0, e);
 }
 
 static int write_info_attrs(hid_t f, const graphs_info *in, const char *format, bgfm_err *e) {
@@ -223,18 +125,18 @@ int graphs_writer_create(graphs_writer **pw, const char *path, int64_t shard,
     w->pid = bgfm_calloc(e, m, sizeof(char *), "shard rows");
     w->site = bgfm_calloc(e, m, sizeof(char *), "shard rows");
     if (!w->subject || !w->window || !w->label || !w->pid || !w->site) goto fail;
-    w->f = file_create(path, e);
+    w->f = h5io_create(MPI_COMM_SELF, path, e);
     if (w->f < 0) goto fail;
     if (write_info_attrs(w->f, info, "bgfm-graphs-shard", e)) goto fail;
     if (h5io_attr_set_i64(w->f, ".", "shard", &shard, 1, e)) goto fail;
     if (h5io_attr_set_i64(w->f, ".", "n_graphs", &tot, 1, e)) goto fail;
-    if (group_create(w->f, "/graphs", e)) goto fail;
+    if (h5io_group_create(w->f, "/graphs", e)) goto fail;
     for (int a = 0; a < A; a++) {
         char p[512];
         hsize_t N = (hsize_t)info->atlas_nodes[a], k = (hsize_t)info->rwse_steps;
         hsize_t G = (hsize_t)w->n[a];
         snprintf(p, sizeof p, "/graphs/%s", info->atlas_names[a]);
-        if (group_create(w->f, p, e)) goto fail;
+        if (h5io_group_create(w->f, p, e)) goto fail;
         int64_t nn = (int64_t)N;
         if (h5io_attr_set_i64(w->f, p, "n_nodes", &nn, 1, e)) goto fail;
         hsize_t d3[3] = {G, N, N}, c3[3] = {1, N, N};
@@ -251,7 +153,7 @@ int graphs_writer_create(graphs_writer **pw, const char *path, int64_t shard,
         for (int q = 0; q < DS_N; q++) {
             char dp[600];
             snprintf(dp, sizeof dp, "%s/%s", p, ds_names[q]);
-            w->d[a][q] = dset_create(w->f, dp, spec[q].type, spec[q].rank, spec[q].dims,
+            w->d[a][q] = h5io_dset_create(w->f, dp, spec[q].type, spec[q].rank, spec[q].dims,
                                      spec[q].chunk, info->compress, e);
             if (w->d[a][q] < 0) goto fail;
         }
@@ -268,27 +170,6 @@ int graphs_writer_create(graphs_writer **pw, const char *path, int64_t shard,
 fail:
     graphs_writer_abort(&w);
     return e->code ? e->code : BGFM_EIO;
-}
-
-static int write_row(hid_t d, hid_t mtype, int64_t row, const void *buf, bgfm_err *e) {
-    hid_t fs = H5Dget_space(d);
-    hsize_t dims[3] = {0}, start[3] = {0}, count[3] = {0};
-    int rank = fs >= 0 ? H5Sget_simple_extent_dims(fs, dims, NULL) : -1;
-    if (rank < 1) {
-        if (fs >= 0) H5Sclose(fs);
-        return h5err(e, BGFM_EIO, "querying", "shard dataset");
-    }
-    for (int i = 0; i < rank; i++) count[i] = dims[i];
-    start[0] = (hsize_t)row;
-    count[0] = 1;
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    int rc = 0;
-    if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0)
-        rc = h5err(e, BGFM_EIO, "writing a graph to (disk full?)", "shard dataset");
-    if (ms >= 0) H5Sclose(ms);
-    H5Sclose(fs);
-    return rc;
 }
 
 int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
@@ -308,7 +189,7 @@ int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
     const void *bufs[DS_N] = {fc, adj, rwse, flagged};
     const hid_t mt[DS_N] = {H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8, H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8};
     for (int q = 0; q < DS_N; q++)
-        if (write_row(w->d[atlas][q], mt[q], row, bufs[q], e)) return e->code;
+        if (h5io_write_rows(w->d[atlas][q], mt[q], row, 1, bufs[q], e)) return e->code;
     return 0;
 }
 
@@ -327,19 +208,18 @@ int graphs_writer_close(graphs_writer **pw, bgfm_err *e) {
         snprintf(p, sizeof p, "/graphs/%s/label", an);
         if (!rc) rc = write_small(w->f, p, H5T_STD_I64LE, H5T_NATIVE_INT64, n, w->label + o, e);
         snprintf(p, sizeof p, "/graphs/%s/participant_id", an);
-        if (!rc) rc = write_strings(w->f, p, (const char *const *)(w->pid + o), (int64_t)n, e);
+        if (!rc) rc = h5io_write_strings(w->f, p, (const char *const *)(w->pid + o), (int64_t)n, 0, e);
         snprintf(p, sizeof p, "/graphs/%s/site", an);
-        if (!rc) rc = write_strings(w->f, p, (const char *const *)(w->site + o), (int64_t)n, e);
+        if (!rc) rc = h5io_write_strings(w->f, p, (const char *const *)(w->site + o), (int64_t)n, 0, e);
     }
     for (int a = 0; a < w->n_atlases; a++)
         for (int k = 0; k < DS_N; k++) {
             if (w->d[a][k] >= 0 && H5Dclose(w->d[a][k]) < 0 && !rc)
-                rc = h5err(e, BGFM_EIO, "closing a dataset of", w->path);
+                rc = h5io_fail(e, BGFM_EIO, "closing a dataset of", w->path);
             w->d[a][k] = -1;
         }
-    if (w->f >= 0 && H5Fclose(w->f) < 0 && !rc)
-        rc = h5err(e, BGFM_EIO, "closing (disk full?)", w->path);
-    w->f = -1;
+    int crc = h5io_close(&w->f, w->path, e);
+    if (!rc) rc = crc;
     graphs_writer_abort(pw);
     return rc;
 }
@@ -349,7 +229,7 @@ int graphs_writer_close(graphs_writer **pw, bgfm_err *e) {
 int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
                        const char *const *shard_names, int64_t n, const graphs_meta *meta,
                        const char *const *participant, const char *const *site, bgfm_err *e) {
-    hid_t f = file_create(path, e);
+    hid_t f = h5io_create(MPI_COMM_SELF, path, e);
     if (f < 0) return e->code;
     size_t m = (size_t)(n ? n : 1);
     int32_t *i32 = bgfm_malloc(e, m * sizeof(int32_t), "index column");
@@ -361,13 +241,13 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
     if (!rc) rc = h5io_attr_set_i64(f, ".", "n_graphs", &v, 1, e);
     v = n_shards;
     if (!rc) rc = h5io_attr_set_i64(f, ".", "n_shards", &v, 1, e);
-    if (!rc) rc = write_strings(f, "/shards", shard_names, n_shards, e);
-    if (!rc) rc = write_strings(f, "/atlases", info->atlas_names, info->n_atlases, e);
+    if (!rc) rc = h5io_write_strings(f, "/shards", shard_names, n_shards, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/atlases", info->atlas_names, info->n_atlases, 0, e);
     if (!rc)
         rc = write_small(f, "/atlas_nodes", H5T_STD_I32LE, H5T_NATIVE_INT32,
                          (hsize_t)info->n_atlases, info->atlas_nodes, e);
     if (!rc && info->region_labels) {
-        rc = group_create(f, "/regions", e);
+        rc = h5io_group_create(f, "/regions", e);
         for (int a = 0; a < info->n_atlases && !rc; a++) {
             char p[512];
             snprintf(p, sizeof p, "/regions/%s", info->atlas_names[a]);
@@ -376,7 +256,7 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
                                  (hsize_t)info->atlas_nodes[a], info->region_labels[a], e);
         }
     }
-    if (!rc) rc = group_create(f, "/graphs", e);
+    if (!rc) rc = h5io_group_create(f, "/graphs", e);
 #define COL32(name, field)                                                                     \
     if (!rc) {                                                                                 \
         for (int64_t i = 0; i < n; i++) i32[i] = meta[i].field;                                \
@@ -396,12 +276,12 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
     COL32("n_nodes", n_nodes)
 #undef COL32
 #undef COL64
-    if (!rc) rc = write_strings(f, "/graphs/participant_id", participant, n, e);
-    if (!rc) rc = write_strings(f, "/graphs/site", site, n, e);
+    if (!rc) rc = h5io_write_strings(f, "/graphs/participant_id", participant, n, 0, e);
+    if (!rc) rc = h5io_write_strings(f, "/graphs/site", site, n, 0, e);
     free(i32);
     free(i64);
-    if (H5Fclose(f) < 0 && !rc) rc = h5err(e, BGFM_EIO, "closing (disk full?)", path);
-    return rc;
+    int crc = h5io_close(&f, path, e);
+    return rc ? rc : crc;
 }
 
 /* ---- reader ------------------------------------------------------------------ */
@@ -820,7 +700,7 @@ static hid_t slot_dset(graphs_store *s, graphs_slot *sl, int atlas, int q, bgfm_
     char p[600];
     snprintf(p, sizeof p, "/graphs/%s/%s", s->atlas[atlas], ds_names[q]);
     *d = H5Dopen2(sl->f, p, H5P_DEFAULT);
-    if (*d < 0) h5err(e, BGFM_EDATA, "opening dataset", p);
+    if (*d < 0) h5io_fail(e, BGFM_EDATA, "opening dataset", p);
     return *d;
 }
 
@@ -856,7 +736,7 @@ static int read_run(graphs_store *s, int shard, int atlas, int q, int64_t row0, 
         hid_t mt = (q == DS_FC || q == DS_RWSE) ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
         if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
             H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf) < 0)
-            rc = h5err(e, BGFM_EIO, "reading graphs from", s->shard_path[shard]);
+            rc = h5io_fail(e, BGFM_EIO, "reading graphs from", s->shard_path[shard]);
         if (ms >= 0) H5Sclose(ms);
     }
     if (fs >= 0) H5Sclose(fs);

@@ -4,8 +4,7 @@
 
 #include <string.h>
 
-/* Record an HDF5 failure with the library's own error stack summarised. */
-static int h5fail(bgfm_err *e, int code, const char *what, const char *path) {
+int h5io_fail(bgfm_err *e, int code, const char *what, const char *path) {
     char buf[1024];
     bgfm_h5_errstr(buf, sizeof buf);
     return bgfm_fail(e, code, "%s '%s' failed: %s", what, path ? path : "?", buf);
@@ -19,7 +18,7 @@ static int h5fail(bgfm_err *e, int code, const char *what, const char *path) {
 static hid_t fapl_for(MPI_Comm comm, int writing, bgfm_err *e) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0) {
-        h5fail(e, BGFM_EIO, "H5Pcreate", "file access list");
+        h5io_fail(e, BGFM_EIO, "H5Pcreate", "file access list");
         return -1;
     }
     int size = 1;
@@ -30,7 +29,7 @@ static hid_t fapl_for(MPI_Comm comm, int writing, bgfm_err *e) {
     if (comm != MPI_COMM_SELF && (size > 1 || writing)) {
         if (H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
             H5Pclose(fapl);
-            h5fail(e, BGFM_EIO, "H5Pset_fapl_mpio", "file access list");
+            h5io_fail(e, BGFM_EIO, "H5Pset_fapl_mpio", "file access list");
             return -1;
         }
         H5Pset_all_coll_metadata_ops(fapl, 1);
@@ -91,7 +90,7 @@ int h5io_close(hid_t *f, const char *path, bgfm_err *e) {
      * internal barriers of HDF5, so the file is abandoned instead (the process then
      * exits with code 4 without MPI_Finalize, see bgfm_ctx_finalize). */
     int frc = 0;
-    if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0) frc = h5fail(e, BGFM_EIO, "flushing HDF5 file (disk full?)", path);
+    if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0) frc = h5io_fail(e, BGFM_EIO, "flushing HDF5 file (disk full?)", path);
     frc = agree_on_file(*f, frc, e);
     if (frc) {
         *f = -1;
@@ -100,7 +99,7 @@ int h5io_close(hid_t *f, const char *path, bgfm_err *e) {
     herr_t rc = H5Fclose(*f);
     *f = -1;
     if (rc < 0)
-        return h5fail(e, BGFM_EIO, "closing HDF5 file (disk full?)", path);
+        return h5io_fail(e, BGFM_EIO, "closing HDF5 file (disk full?)", path);
     return 0;
 }
 
@@ -128,25 +127,54 @@ static int make_parents(hid_t f, const char *path, bgfm_err *e) {
                           ? H5Gcreate2(f, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT)
                           : -1;
             if (gcpl >= 0) H5Pclose(gcpl);
-            if (g < 0) return h5fail(e, BGFM_EIO, "creating group", buf);
+            if (g < 0) return h5io_fail(e, BGFM_EIO, "creating group", buf);
             H5Gclose(g);
         } else if (ex < 0) {
-            return h5fail(e, BGFM_EIO, "looking up group", buf);
+            return h5io_fail(e, BGFM_EIO, "looking up group", buf);
         }
         buf[i] = '/';
     }
     return 0;
 }
 
+int h5io_group_create(hid_t f, const char *path, bgfm_err *e) {
+    int rc = make_parents(f, path, e);
+    if (rc) return rc;
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0
+                  ? H5Gcreate2(f, path, H5P_DEFAULT, gcpl, H5P_DEFAULT)
+                  : -1;
+    if (gcpl >= 0) H5Pclose(gcpl);
+    if (g < 0) return h5io_fail(e, BGFM_EIO, "creating group", path);
+    H5Gclose(g);
+    return 0;
+}
+
+/* 1 when obj belongs to a file opened through MPI-IO. */
+static int is_mpio(hid_t obj) {
+    hid_t f = H5Iget_file_id(obj);
+    if (f < 0) return 0;
+    hid_t fapl = H5Fget_access_plist(f);
+    H5Fclose(f);
+    if (fapl < 0) return 0;
+    int m = H5Pget_driver(fapl) == H5FD_MPIO;
+    H5Pclose(fapl);
+    return m;
+}
+
 hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
                        const hsize_t *chunk, int deflate, bgfm_err *e) {
+    BGFM_ASSERT(rank >= 0 && rank <= 8);
     if (make_parents(f, path, e)) return -1;
-    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hsize_t maxd[8];
+    for (int i = 0; i < rank; i++) maxd[i] = dims[i];
+    if (chunk) maxd[0] = H5S_UNLIMITED;
+    hid_t space = H5Screate_simple(rank, dims, maxd);
     hid_t lcpl = lcpl_make();
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t d = -1;
     if (space < 0 || lcpl < 0 || dcpl < 0) {
-        h5fail(e, BGFM_EIO, "creating property lists for", path);
+        h5io_fail(e, BGFM_EIO, "creating property lists for", path);
         goto done;
     }
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
@@ -156,16 +184,16 @@ hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hs
         for (int i = 0; i < rank; i++) ch[i] = chunk[i] > 0 ? chunk[i] : 1;
         if (H5Pset_chunk(dcpl, rank, ch) < 0 ||
             (deflate > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)deflate) < 0))) {
-            h5fail(e, BGFM_EIO, "setting chunking/compression for", path);
+            h5io_fail(e, BGFM_EIO, "setting chunking/compression for", path);
             goto done;
         }
-    } else {
+    } else if (is_mpio(f)) {
         /* contiguous datasets are allocated at creation so collective writes of
          * zero-size selections work everywhere */
         H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
     }
     d = H5Dcreate2(f, path, type, space, lcpl, dcpl, H5P_DEFAULT);
-    if (d < 0) h5fail(e, BGFM_EIO, "creating dataset", path);
+    if (d < 0) h5io_fail(e, BGFM_EIO, "creating dataset", path);
 done:
     if (space >= 0) H5Sclose(space);
     if (lcpl >= 0) H5Pclose(lcpl);
@@ -214,7 +242,7 @@ static int agree_on_file(hid_t obj, int rc, bgfm_err *e) {
 int h5io_dset_close(hid_t *d, int rc, const char *path, bgfm_err *e) {
     if (*d < 0) return rc;
     hid_t f = H5Iget_file_id(*d);
-    int crc = H5Dclose(*d) < 0 ? h5fail(e, BGFM_EIO, "closing dataset", path) : 0;
+    int crc = H5Dclose(*d) < 0 ? h5io_fail(e, BGFM_EIO, "closing dataset", path) : 0;
     *d = -1;
     if (f < 0) return rc ? rc : crc;
     crc = agree_on_file(f, crc, e);
@@ -227,7 +255,7 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
     int rc = 0;
     hid_t fspace = H5Dget_space(dset), mspace = -1, dxpl = dxpl_for(dset);
     if (fspace < 0 || dxpl < 0) {
-        rc = h5fail(e, BGFM_EIO, "preparing a write to", "dataset");
+        rc = h5io_fail(e, BGFM_EIO, "preparing a write to", "dataset");
         goto done;
     }
     hsize_t dims[8] = {0}, start[8] = {0}, count[8] = {0};
@@ -248,13 +276,13 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
         if (mspace >= 0) H5Sselect_none(mspace);
     } else {
         if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
-            rc = h5fail(e, BGFM_EIO, "selecting rows of", "dataset");
+            rc = h5io_fail(e, BGFM_EIO, "selecting rows of", "dataset");
             goto done;
         }
         mspace = H5Screate_simple(rank, count, NULL);
     }
     if (mspace < 0) {
-        rc = h5fail(e, BGFM_EIO, "creating memory space for", "dataset");
+        rc = h5io_fail(e, BGFM_EIO, "creating memory space for", "dataset");
         goto done;
     }
     if (H5Dwrite(dset, memtype, mspace, fspace, dxpl, nrows ? buf : NULL) < 0) {
@@ -262,7 +290,7 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
         H5Iget_name(dset, name, sizeof name);
         H5Fget_name(dset, file, sizeof file);
         snprintf(where, sizeof where, "%s:%s", file, name);
-        rc = h5fail(e, BGFM_EIO, "writing rows of (disk full?)", where);
+        rc = h5io_fail(e, BGFM_EIO, "writing rows of (disk full?)", where);
     }
 done:
     if (mspace >= 0) H5Sclose(mspace);
@@ -296,11 +324,11 @@ int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, i
     if (rank == 0) {
         /* scalar dataset: independent write from the writer only */
         if (me == writer && H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-            rc = h5fail(e, BGFM_EIO, "writing", path);
+            rc = h5io_fail(e, BGFM_EIO, "writing", path);
     } else {
         rc = h5io_write_rows(d, memtype, 0, me == writer ? rows : 0, buf, e);
     }
-    if (H5Dclose(d) < 0 && !rc) rc = h5fail(e, BGFM_EIO, "closing", path);
+    if (H5Dclose(d) < 0 && !rc) rc = h5io_fail(e, BGFM_EIO, "closing", path);
     return rc ? rc : qrc;
 }
 
@@ -310,20 +338,21 @@ int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t 
      * ranks (metadata), so the longest length is the same everywhere. */
     size_t len = 1;
     for (int64_t i = 0; i < n; i++) {
-        size_t l = strlen(s[i]) + 1;
+        size_t l = strlen(s[i] ? s[i] : "") + 1;
         if (l > len) len = l;
     }
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
         if (t >= 0) H5Tclose(t);
-        return h5fail(e, BGFM_EIO, "making a string type for", path);
+        return h5io_fail(e, BGFM_EIO, "making a string type for", path);
     }
     char *buf = bgfm_calloc(e, (size_t)(n ? n : 1), len, "string dataset");
     if (!buf) {
         H5Tclose(t);
         return BGFM_ENOMEM;
     }
-    for (int64_t i = 0; i < n; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
+    for (int64_t i = 0; i < n; i++)
+        if (s[i]) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
     hsize_t dims[1] = {(hsize_t)n};
     int rc = h5io_write_small(f, path, t, t, 1, dims, buf, writer, e);
     free(buf);
@@ -353,7 +382,7 @@ int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
     hid_t sp = H5Dget_space(d);
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (r < 0 || r > 8) {
@@ -372,10 +401,10 @@ int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err 
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
     int rc = 0;
     if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        rc = h5fail(e, BGFM_EDATA, "reading dataset", path);
+        rc = h5io_fail(e, BGFM_EDATA, "reading dataset", path);
     H5Dclose(d);
     return rc;
 }
@@ -385,7 +414,7 @@ int h5io_read_rows(hid_t f, const char *path, hid_t memtype, int64_t row0, int64
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
     int rc = 0;
     hid_t fs = H5Dget_space(d), ms = -1;
     hsize_t dims[8] = {0}, start[8] = {0}, count[8] = {0};
@@ -402,7 +431,7 @@ int h5io_read_rows(hid_t f, const char *path, hid_t memtype, int64_t row0, int64
     ms = H5Screate_simple(rank, count, NULL);
     if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) < 0)
-        rc = h5fail(e, BGFM_EDATA, "reading rows of", path);
+        rc = h5io_fail(e, BGFM_EDATA, "reading rows of", path);
 done:
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
@@ -416,7 +445,7 @@ int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_e
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5fail(e, BGFM_EDATA, "opening dataset", path);
+    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
     int rc = 0;
     hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
     char *buf = NULL;
@@ -436,7 +465,7 @@ int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_e
         goto done;
     }
     if (dims[0] && H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        rc = h5fail(e, BGFM_EDATA, "reading strings", path);
+        rc = h5io_fail(e, BGFM_EDATA, "reading strings", path);
         goto done;
     }
     for (hsize_t i = 0; i < dims[0]; i++) {
@@ -474,12 +503,12 @@ static int attr_write(hid_t obj, const char *path, const char *name, hid_t type,
     const char *p = (path && *path) ? path : ".";
     if (H5Aexists_by_name(obj, p, name, H5P_DEFAULT) > 0 &&
         H5Adelete_by_name(obj, p, name, H5P_DEFAULT) < 0)
-        return h5fail(e, BGFM_EIO, "replacing attribute", name);
+        return h5io_fail(e, BGFM_EIO, "replacing attribute", name);
     hid_t a = H5Acreate_by_name(obj, p, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) return h5fail(e, BGFM_EIO, "creating attribute", name);
+    if (a < 0) return h5io_fail(e, BGFM_EIO, "creating attribute", name);
     int rc = 0;
-    if (H5Awrite(a, type, buf) < 0) rc = h5fail(e, BGFM_EIO, "writing attribute", name);
-    if (H5Aclose(a) < 0 && !rc) rc = h5fail(e, BGFM_EIO, "closing attribute", name);
+    if (H5Awrite(a, type, buf) < 0) rc = h5io_fail(e, BGFM_EIO, "writing attribute", name);
+    if (H5Aclose(a) < 0 && !rc) rc = h5io_fail(e, BGFM_EIO, "closing attribute", name);
     return rc;
 }
 
@@ -490,7 +519,7 @@ int h5io_attr_set_str(hid_t obj, const char *path, const char *name, const char 
     int rc;
     if (t < 0 || sp < 0 || H5Tset_size(t, strlen(val) + 1) < 0 ||
         H5Tset_strpad(t, H5T_STR_NULLTERM) < 0)
-        rc = h5fail(e, BGFM_EIO, "making string attribute", name);
+        rc = h5io_fail(e, BGFM_EIO, "making string attribute", name);
     else
         rc = attr_write(obj, path, name, t, sp, val, e);
     if (t >= 0) H5Tclose(t);
@@ -502,7 +531,7 @@ static int attr_set_num(hid_t obj, const char *path, const char *name, hid_t typ
                         const void *v, int n, bgfm_err *e) {
     hsize_t d[1] = {(hsize_t)n};
     hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, d, NULL);
-    if (sp < 0) return h5fail(e, BGFM_EIO, "making attribute space", name);
+    if (sp < 0) return h5io_fail(e, BGFM_EIO, "making attribute space", name);
     int rc = attr_write(obj, path, name, type, sp, v, e);
     H5Sclose(sp);
     return rc;
@@ -531,7 +560,7 @@ static hid_t attr_open(hid_t obj, const char *path, const char *name, bgfm_err *
         return -1;
     }
     hid_t a = H5Aopen_by_name(obj, p, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) h5fail(e, BGFM_EDATA, "opening attribute", name);
+    if (a < 0) h5io_fail(e, BGFM_EDATA, "opening attribute", name);
     return a;
 }
 
@@ -556,7 +585,7 @@ int h5io_attr_get_str(hid_t obj, const char *path, const char *name, char **val,
         H5T_cset_t cs = H5Tget_cset(ft);
         if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || cs < 0 || H5Tset_cset(mt, cs) < 0 ||
             H5Aread(a, mt, &s) < 0 || !s) {
-            rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+            rc = h5io_fail(e, BGFM_EDATA, "reading attribute", name);
         } else {
             *val = bgfm_strdup(e, s);
             if (!*val) rc = BGFM_ENOMEM;
@@ -570,7 +599,7 @@ int h5io_attr_get_str(hid_t obj, const char *path, const char *name, char **val,
             rc = BGFM_ENOMEM;
         else if (H5Aread(a, ft, s) < 0) {
             free(s);
-            rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+            rc = h5io_fail(e, BGFM_EDATA, "reading attribute", name);
         } else
             *val = s;
     }
@@ -590,7 +619,7 @@ static int attr_get_num(hid_t obj, const char *path, const char *name, hid_t mt,
         rc = bgfm_fail(e, BGFM_EDATA, "attribute '%s' has %lld values, expected at most %d", name,
                        (long long)cnt, *n);
     } else if (H5Aread(a, mt, v) < 0) {
-        rc = h5fail(e, BGFM_EDATA, "reading attribute", name);
+        rc = h5io_fail(e, BGFM_EDATA, "reading attribute", name);
     } else {
         *n = (int)cnt;
     }
