@@ -8,8 +8,8 @@ NP=${NP:-2}
 B=build/bgfm
 if [ ! -f data/demo/participants.tsv ]; then
   echo "demo: writing a synthetic cohort to data/demo"
-  mpirun --oversubscribe -np "$NP" "$B" synth --out data/demo --subjects 16 --volumes 120 \
-    --tr 2.0 --voxel-size 3 --sites 2 --seed 7
+  mpirun --oversubscribe -np "$NP" "$B" synth --out data/demo --subjects 16 --unlabelled 32 \
+    --volumes 120 --tr 2.0 --voxel-size 3 --sites 2 --seed 7
 fi
 echo "demo: mpirun -np $NP $B run jobs/demo.yaml"
 mpirun --oversubscribe -np "$NP" "$B" run jobs/demo.yaml
