@@ -60,7 +60,7 @@ void bids_dataset_free(bids_dataset *d);
 /* Every file below root whose path relative to root starts with "sub-" and ends with
  * "_bold.nii" or "_bold.nii.gz", as root/<path>, in byte order of the relative paths:
  * the images a scan may read, hashed into the parcellate stage's manifest. *out is a
- * malloc'ed array of *n malloc'ed paths (free with fs_list_free). */
+ * malloc'ed array of *n malloc'ed paths (free with strlist_free, strlist.h). */
 int bids_image_files(const char *root, char ***out, int *n, bgfm_err *e);
 /* Append a skip record (strings copied). */
 int bids_skip_add(bids_dataset *d, const char *image, const char *reason, bgfm_err *e);

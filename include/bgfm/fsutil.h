@@ -19,9 +19,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len, bgfm_err *e)
 /* Read a whole file (NUL-terminated, *len excludes the NUL). */
 int fs_read_all(const char *path, char **data, size_t *len, bgfm_err *e);
 /* Regular files below dir (recursive), as paths relative to dir, sorted by bytes.
- * Names starting with '.' are skipped. */
+ * Names starting with '.' are skipped. Free with strlist_free (strlist.h). */
 int fs_list_files(const char *dir, char ***out, int *n, bgfm_err *e);
-void fs_list_free(char **l, int n);
 /* malloc'ed "a/b" joined with one '/'. */
 char *fs_join(const char *a, const char *b, bgfm_err *e);
 /* Absolute form of path (relative to the cwd), without requiring it to exist. */

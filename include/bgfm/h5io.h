@@ -62,9 +62,8 @@ int h5io_exists(hid_t f, const char *path); /* 1 yes, 0 no (intermediate groups 
 int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err *e);
 int h5io_read_rows(hid_t f, const char *path, hid_t memtype, int64_t row0, int64_t nrows,
                    void *buf, bgfm_err *e);
-/* Strings: returns a malloc'ed array of n malloc'ed strings (free with h5io_strings_free). */
+/* Strings: returns a malloc'ed array of n malloc'ed strings (free with strlist_free, strlist.h). */
 int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_err *e);
-void h5io_strings_free(char **s, int64_t n);
 
 /* Attributes on an object (file, group or dataset id) or on `path` below it
  * (path NULL or "." for obj itself). Setting is collective in parallel files. */

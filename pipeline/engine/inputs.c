@@ -9,6 +9,7 @@
 #include "bgfm/fsutil.h"
 #include "bgfm/run.h"
 #include "bgfm/stage.h"
+#include "bgfm/strlist.h"
 
 /* Rank 0: the hook's list without repeats, packed as NUL-terminated strings, and whether
  * each file exists. */
@@ -35,7 +36,7 @@ static int rank0_list(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stag
         *blen += (int64_t)k;
         (*exists)[(*n)++] = fs_exists(l[i]);
     }
-    fs_list_free(l, m);
+    strlist_free(l, m);
     return rc;
 }
 

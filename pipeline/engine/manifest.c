@@ -8,6 +8,7 @@
 #include "bgfm/fsutil.h"
 #include "bgfm/json.h"
 #include "bgfm/sha256.h"
+#include "bgfm/strlist.h"
 
 void manifest_files_free(manifest_files *l) {
     if (!l->f) return;
@@ -207,7 +208,7 @@ int manifest_hash_outputs(const char *workdir, const char *dir, manifest_files *
         names[i] = NULL;
         out->n++;
     }
-    fs_list_free(names, n);
+    strlist_free(names, n);
     if (rc) manifest_files_free(out);
     return rc;
 }

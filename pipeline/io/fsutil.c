@@ -1,6 +1,7 @@
 /* fsutil.c: mkdir -p, confined rm -r, atomic writes, recursive listings, peak RSS.
  * Not a path policy: callers decide what is inside the workdir. */
 #include "bgfm/fsutil.h"
+#include "bgfm/strlist.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,19 +203,13 @@ int fs_list_files(const char *dir, char ***out, int *n, bgfm_err *e) {
     flist l = {0};
     int rc = list_rec(dir, "", &l, e);
     if (rc) {
-        fs_list_free(l.v, l.n);
+        strlist_free(l.v, l.n);
         return rc;
     }
     if (l.n) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_str);
     *out = l.v;
     *n = l.n;
     return 0;
-}
-
-void fs_list_free(char **l, int n) {
-    if (!l) return;
-    for (int i = 0; i < n; i++) free(l[i]);
-    free(l);
 }
 
 char *fs_join(const char *a, const char *b, bgfm_err *e) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "bgfm/h5io.h"
+#include "bgfm/strlist.h"
 #include "bgfm/json.h"
 
 #define GRAPHS_FORMAT_VERSION 1
@@ -346,10 +347,10 @@ void graphs_close(graphs_store **ps) {
         graphs_wait(s, &e2);
     }
     for (int i = 0; i < GRAPHS_SLOTS; i++) store_close_slot(s, &s->slot[i]);
-    h5io_strings_free(s->atlas, s->n_atlases);
-    h5io_strings_free(s->shard_path, s->n_shards);
-    h5io_strings_free(s->pid, s->G);
-    h5io_strings_free(s->site, s->G);
+    strlist_free(s->atlas, s->n_atlases);
+    strlist_free(s->shard_path, s->n_shards);
+    strlist_free(s->pid, s->G);
+    strlist_free(s->site, s->G);
     free(s->nodes);
     free(s->measure);
     free(s->adjacency);
@@ -358,29 +359,6 @@ void graphs_close(graphs_store **ps) {
     free(s->path);
     free(s);
     *ps = NULL;
-}
-
-/* Split "a,b,c" into a malloc'ed array of strings. */
-static int split_csv(const char *csv, char ***out, int *n, bgfm_err *e) {
-    int cnt = *csv ? 1 : 0;
-    for (const char *c = csv; *c; c++) cnt += *c == ',';
-    char **r = bgfm_calloc(e, (size_t)(cnt ? cnt : 1), sizeof *r, "atlas names");
-    if (!r) return BGFM_ENOMEM;
-    const char *p = csv;
-    for (int i = 0; i < cnt; i++) {
-        const char *q = strchr(p, ',');
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        r[i] = bgfm_calloc(e, len + 1, 1, "atlas name");
-        if (!r[i]) {
-            h5io_strings_free(r, i);
-            return BGFM_ENOMEM;
-        }
-        memcpy(r[i], p, len);
-        p = q ? q + 1 : p + len;
-    }
-    *out = r;
-    *n = cnt;
-    return 0;
 }
 
 static int read_common_attrs(graphs_store *s, hid_t f, bgfm_err *e) {
@@ -425,7 +403,7 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     s->n_shards = (int)ns;
     s->shard_path = bgfm_calloc(e, (size_t)(ns ? ns : 1), sizeof(char *), "shard paths");
     if (!s->shard_path) {
-        h5io_strings_free(shards, ns);
+        strlist_free(shards, ns);
         return BGFM_ENOMEM;
     }
     /* shard names are relative to the index's folder */
@@ -435,12 +413,12 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
         size_t l = dl + strlen(shards[i]) + 1;
         s->shard_path[i] = bgfm_malloc(e, l, "shard path");
         if (!s->shard_path[i]) {
-            h5io_strings_free(shards, ns);
+            strlist_free(shards, ns);
             return BGFM_ENOMEM;
         }
         snprintf(s->shard_path[i], l, "%.*s%s", (int)dl, path, shards[i]);
     }
-    h5io_strings_free(shards, ns);
+    strlist_free(shards, ns);
     if (h5io_read_strings(f, "/atlases", &s->atlas, &na, e)) return e->code;
     s->n_atlases = (int)na;
     s->nodes = bgfm_calloc(e, (size_t)(na ? na : 1), sizeof(int32_t), "atlas nodes");
@@ -498,7 +476,7 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     if (read_common_attrs(s, f, e)) return e->code;
     char *csv = NULL;
     if (h5io_attr_get_str(f, ".", "atlases", &csv, e)) return e->code;
-    int rc = split_csv(csv, &s->atlas, &s->n_atlases, e);
+    int rc = strlist_split(csv, ',', &s->atlas, &s->n_atlases, e);
     free(csv);
     if (rc) return rc;
     s->n_shards = 1;
@@ -562,8 +540,8 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
             s->site[g0 + r] = sites[r];
             ids[r] = sites[r] = NULL;
         }
-        h5io_strings_free(ids, ni);
-        h5io_strings_free(sites, nsi);
+        strlist_free(ids, ni);
+        strlist_free(sites, nsi);
         g0 += cnt[a];
     }
     free(col);

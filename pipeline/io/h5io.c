@@ -1,6 +1,7 @@
 /* h5io.c: checked HDF5 helpers: MPI-IO files, collective row writes, attributes.
  * Not a file format: see docs/formats.md and the stage that owns each file. */
 #include "bgfm/h5io.h"
+#include "bgfm/strlist.h"
 
 #include <string.h>
 
@@ -471,7 +472,7 @@ int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_e
     for (hsize_t i = 0; i < dims[0]; i++) {
         res[i] = bgfm_calloc(e, len + 1, 1, "a string");
         if (!res[i]) {
-            h5io_strings_free(res, (int64_t)i);
+            strlist_free(res, (int64_t)i);
             res = NULL;
             rc = BGFM_ENOMEM;
             goto done;
@@ -488,12 +489,6 @@ done:
     if (sp >= 0) H5Sclose(sp);
     H5Dclose(d);
     return rc;
-}
-
-void h5io_strings_free(char **s, int64_t n) {
-    if (!s) return;
-    for (int64_t i = 0; i < n; i++) free(s[i]);
-    free(s);
 }
 
 /* --- attributes ---------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include "bgfm/connectivity.h"
 #include "bgfm/graphs.h"
 #include "bgfm/h5io.h"
+#include "bgfm/strlist.h"
 #include "bgfm/log.h"
 
 /* What the stage needs from timeseries.h5 (every rank holds a copy: small). */
@@ -36,33 +37,12 @@ static void ts_meta_free(ts_meta *m) {
     free(m->off);
     free(m->flag);
     free(m->region);
-    h5io_strings_free(m->atlas, m->A);
-    h5io_strings_free(m->pid, m->S);
-    h5io_strings_free(m->site, m->S);
+    strlist_free(m->atlas, m->A);
+    strlist_free(m->pid, m->S);
+    strlist_free(m->site, m->S);
     free(m->N);
     free(m->label);
     memset(m, 0, sizeof *m);
-}
-
-static int split_names(const char *csv, char ***out, int *n, bgfm_err *e) {
-    int cnt = *csv ? 1 : 0;
-    for (const char *c = csv; *c; c++) cnt += *c == ',';
-    char **r = bgfm_calloc(e, (size_t)(cnt ? cnt : 1), sizeof *r, "atlas names");
-    if (!r) return BGFM_ENOMEM;
-    const char *p = csv;
-    for (int i = 0; i < cnt; i++) {
-        const char *q = strchr(p, ',');
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        if (!(r[i] = bgfm_calloc(e, len + 1, 1, "atlas name"))) {
-            h5io_strings_free(r, i);
-            return BGFM_ENOMEM;
-        }
-        memcpy(r[i], p, len);
-        p = q ? q + 1 : p + len;
-    }
-    *out = r;
-    *n = cnt;
-    return 0;
 }
 
 static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta *m,
@@ -83,7 +63,7 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
     int one = 1;
     if (h5io_attr_get_i64(f, ".", "n_subjects", &S, &one, e)) return e->code;
     if (h5io_attr_get_str(f, ".", "atlases", &atl, e)) return e->code;
-    int rc = split_names(atl, &m->atlas, &m->A, e);
+    int rc = strlist_split(atl, ',', &m->atlas, &m->A, e);
     free(atl);
     if (rc) return rc;
     m->S = S;

@@ -7,6 +7,7 @@
 
 #include "bgfm/bids.h"
 #include "bgfm/fsutil.h"
+#include "bgfm/strlist.h"
 
 int bids_cell_missing(const char *s) { return !s || !s[0] || !strcmp(s, "n/a"); }
 
@@ -452,9 +453,9 @@ int bids_image_files(const char *root, char ***out, int *n, bgfm_err *e) {
         if (!(v[k] = fs_join(root, nm, e))) rc = e->code;
         else k++;
     }
-    fs_list_free(names, m);
+    strlist_free(names, m);
     if (rc) {
-        fs_list_free(v, k);
+        strlist_free(v, k);
         return rc;
     }
     *out = v;

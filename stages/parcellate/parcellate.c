@@ -6,6 +6,7 @@
 #include "bgfm/bids.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/parcellate.h"
+#include "bgfm/strlist.h"
 
 static const bgfm_opt parcellate_opts_table[] = {
     {"detrend", BGFM_OPT_BOOL, "true", 1, 0, NULL,
@@ -61,7 +62,7 @@ static char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_c
     char **out = bgfm_calloc(e, (size_t)ni + 3 * (size_t)p->n_atlases + 2, sizeof *out,
                              "parcellate input list");
     if (!out) {
-        fs_list_free(img, ni);
+        strlist_free(img, ni);
         return NULL;
     }
     for (int i = 0; i < ni; i++) out[k++] = img[i];
@@ -79,7 +80,7 @@ static char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_c
         else free(g);
     }
     if (!ok) {
-        fs_list_free(out, k);
+        strlist_free(out, k);
         return NULL;
     }
     return out;

@@ -12,6 +12,7 @@
 #include "bgfm/json.h"
 #include "bgfm/rng.h"
 #include "bgfm/sha256.h"
+#include "bgfm/strlist.h"
 
 static void test_sha256_nist(void **st) {
     (void)st;
@@ -184,6 +185,28 @@ static void test_json(void **st) {
     assert_false(json_find_str("{\"x\": 1}", "fingerprint", out, sizeof out));
 }
 
+static void test_strlist(void **st) {
+    (void)st;
+    bgfm_err e = {0};
+    char **l = NULL;
+    int n = -1;
+    assert_int_equal(strlist_split("aal,ho48,x", ',', &l, &n, &e), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(l[0], "aal");
+    assert_string_equal(l[1], "ho48");
+    assert_string_equal(l[2], "x");
+    strlist_free(l, n);
+    assert_int_equal(strlist_split("", ',', &l, &n, &e), 0);
+    assert_int_equal(n, 0);
+    strlist_free(l, n);
+    assert_int_equal(strlist_split("a,", ',', &l, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0], "a");
+    assert_string_equal(l[1], "");
+    strlist_free(l, n);
+    strlist_free(NULL, 3);
+}
+
 static void test_fsutil(void **st) {
     (void)st;
     char root[] = "/tmp/bgfm-fs-XXXXXX";
@@ -201,7 +224,7 @@ static void test_fsutil(void **st) {
     assert_int_equal(n, 2);
     assert_string_equal(l[0], "a/b/c/x.txt");
     assert_string_equal(l[1], "a/z.txt");
-    fs_list_free(l, n);
+    strlist_free(l, n);
     char *txt = NULL;
     size_t len = 0;
     assert_int_equal(fs_read_all(f1, &txt, &len, &e), 0);
@@ -226,7 +249,7 @@ int main(void) {
         cmocka_unit_test(test_sha256_impls_agree),
         cmocka_unit_test(test_philox_kat),    cmocka_unit_test(test_rng_streams),
         cmocka_unit_test(test_rng_distributions), cmocka_unit_test(test_json),
-        cmocka_unit_test(test_fsutil),
+        cmocka_unit_test(test_fsutil),        cmocka_unit_test(test_strlist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "bgfm/h5io.h"
+#include "bgfm/strlist.h"
 
 static char path[256];
 
@@ -84,7 +85,7 @@ static void test_rows_and_metadata(void **st) {
     assert_string_equal(str[0], "sub-01");
     assert_string_equal(str[1], "sub-0002");
     assert_string_equal(str[2], "");
-    h5io_strings_free(str, ns);
+    strlist_free(str, ns);
     char *fmt = NULL;
     assert_int_equal(h5io_attr_get_str(f, ".", "format", &fmt, &e), 0);
     assert_string_equal(fmt, "bgfm-test");
