@@ -47,12 +47,6 @@ void submit_shell_quote(FILE *f, const char *s);
 int submit_script_write(const bgfm_pipeline *p, int i, const char *workdir, const char *exe,
                         const char *pipeline, FILE *f, bgfm_err *e);
 
-/* 1 if the environment entry "NAME=value" is passed on to sbatch; 0 for the variables
- * MPI_Init or mpirun/srun set for this process (PMIX_*, PMI_*, OMPI_COMM_WORLD_*,
- * OMPI_MCA_orte_* ...), which would leak into the job (sbatch exports the environment)
- * and break the job's own mpirun. */
-int submit_env_keep(const char *entry);
-
 /* Parse sbatch --parsable output ("JOBID" or "JOBID;CLUSTER", then a newline) into a
  * job id. Returns 0, or -1 if the text is not that. */
 int submit_parse_jobid(const char *out, int64_t *jobid);

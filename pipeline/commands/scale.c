@@ -6,14 +6,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "bgfm/child.h"
 #include "bgfm/cli.h"
 #include "bgfm/config.h"
 #include "bgfm/fsutil.h"
@@ -24,7 +23,6 @@
 #include "bgfm/submit.h"
 #include "bgfm/yamlout.h"
 
-extern char **environ;
 
 /* ------------------------------------------------------------------ pure helpers */
 
@@ -183,50 +181,11 @@ typedef struct scale_opts {
     int weak;
 } scale_opts;
 
-/* The environment for children: ours without the variables MPI put into this process
- * (submit_env_keep), plus OPENBLAS_NUM_THREADS=1 when unset (one BLAS thread per rank). */
-static char **child_env(bgfm_err *e) {
-    size_t n = 0;
-    while (environ[n]) n++;
-    char **env = calloc(n + 2, sizeof *env);
-    if (!env) {
-        bgfm_fail(e, BGFM_ENOMEM, "out of memory");
-        return NULL;
-    }
-    size_t m = 0;
-    int blas = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (!submit_env_keep(environ[k])) continue;
-        if (!strncmp(environ[k], "OPENBLAS_NUM_THREADS=", 21)) blas = 1;
-        env[m++] = environ[k];
-    }
-    static const char blas1[] = "OPENBLAS_NUM_THREADS=1"; /* read-only for exec */
-    if (!blas) env[m++] = (char *)(uintptr_t)blas1;
-    return env;
-}
-
-/* Run argv (PATH lookup) with stdin from /dev/null and stdout+stderr appended to `log`;
- * wait; *code is the exit status (128+signal if killed). */
-static int spawn_wait(char *const argv[], char **env, const char *log, int *code, bgfm_err *e) {
-    posix_spawn_file_actions_t fa;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc) return bgfm_fail(e, BGFM_ENOMEM, "posix_spawn_file_actions_init: %s", strerror(rc));
-    rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    if (!rc)
-        rc = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log,
-                                              O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    pid_t pid = -1;
-    if (!rc) rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc)
-        return bgfm_fail(e, BGFM_EUSAGE, "cannot start '%s': %s%s", argv[0], strerror(rc),
-                         rc == ENOENT ? " (is it installed and on PATH?)" : "");
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return bgfm_fail(e, BGFM_EIO, "waitpid: %s", strerror(errno));
-    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    return 0;
+/* Run argv with stdout+stderr appended to `log`, one BLAS thread per rank unless the
+ * user set one (child.h); *code is the exit status. */
+static int spawn_wait(char *const argv[], const char *log, int *code, bgfm_err *e) {
+    child_opts co = {.log = log, .blas_one = 1};
+    return child_run(argv, &co, code, e);
 }
 
 /* Ranks that fit without oversubscribing: SLURM_NTASKS inside a Slurm allocation (the
@@ -284,7 +243,7 @@ static int write_pipeline(bgfm_pipeline *p, const char *path, char *workdir, cha
 }
 
 /* mpirun [--oversubscribe] -np R EXE run PIPE --only STAGE [--force] --quiet, logged. */
-static int run_stage(const scale_opts *o, char **env, const char *exe, const char *pipe,
+static int run_stage(const scale_opts *o, const char *exe, const char *pipe,
                      const char *stage, int ranks, int force, const char *log, bgfm_err *e) {
     char np[16];
     snprintf(np, sizeof np, "%d", ranks);
@@ -310,7 +269,7 @@ static int run_stage(const scale_opts *o, char **env, const char *exe, const cha
     argv[n++] = a_quiet;
     argv[n] = NULL;
     int code = 0;
-    int rc = spawn_wait(argv, env, log, &code, e);
+    int rc = spawn_wait(argv, log, &code, e);
     free(mp), free(ex), free(pp), free(st);
     if (!rc && code)
         rc = bgfm_fail(e, code == BGFM_SIGNALLED ? BGFM_SIGNALLED : BGFM_EUSAGE,
@@ -320,7 +279,7 @@ static int run_stage(const scale_opts *o, char **env, const char *exe, const cha
 }
 
 /* A synthetic cohort of `subjects` subjects in OUT/data-s<subjects> (reused if present). */
-static int make_cohort(const scale_opts *o, char **env, const char *exe, uint64_t seed,
+static int make_cohort(const scale_opts *o, const char *exe, uint64_t seed,
                        int64_t subjects, char **dir, bgfm_err *e) {
     char name[64];
     snprintf(name, sizeof name, "data-s%lld", (long long)subjects);
@@ -343,7 +302,7 @@ static int make_cohort(const scale_opts *o, char **env, const char *exe, uint64_
     char *argv[] = {ex,  k_synth, k_out, *dir,   k_sub,   a_s, k_vol, a_t,
                     k_vox, a_v,   k_seed, a_seed, k_force, k_q, NULL};
     char *log = fs_join(o->out, "synth.log", e);
-    int code = 0, rc = log ? spawn_wait(argv, env, log, &code, e) : e->code;
+    int code = 0, rc = log ? spawn_wait(argv, log, &code, e) : e->code;
     if (!rc && code)
         rc = bgfm_fail(e, BGFM_EUSAGE, "bgfm synth --subjects %lld failed with exit %d; see %s",
                        (long long)subjects, code, log);
@@ -404,7 +363,7 @@ static void pretrain_graphs(const bgfm_pipeline *p, int si, const char *prep, sc
 }
 
 /* The plots: speed-up and efficiency against ranks, and the time split per rank count. */
-static int plot(const scale_opts *o, char **env, const char *base, const scale_point *pts, int n,
+static int plot(const scale_opts *o, const char *base, const scale_point *pts, int n,
                 bgfm_err *e) {
     char dat[PATH_MAX + 16], gp[PATH_MAX + 16];
     snprintf(dat, sizeof dat, "%s.dat", base);
@@ -461,7 +420,7 @@ static int plot(const scale_opts *o, char **env, const char *base, const scale_p
     char log[PATH_MAX + 16];
     snprintf(log, sizeof log, "%s.gnuplot.log", base);
     int code = 0;
-    int rc = spawn_wait(argv, env, log, &code, e);
+    int rc = spawn_wait(argv, log, &code, e);
     if (!rc && code)
         rc = bgfm_fail(e, BGFM_EIO, "gnuplot %s failed with exit %d; see %s", gp, code, log);
     return rc;
@@ -481,13 +440,11 @@ static int scale_rank0(bgfm_ctx *ctx, bgfm_pipeline *p, scale_opts *o) {
         if (!defout) return e->code;
         o->out = defout;
     }
-    char *out = NULL, **env = NULL;
+    char *out = NULL;
     int rc = fs_mkdirs(o->out, e);
     if (!rc) out = fs_absolute(o->out, e);
     if (!rc && !out) rc = e->code;
     if (!rc) o->out = out;
-    if (!rc) env = child_env(e);
-    if (!rc && !env) rc = e->code;
     int ncpu = online_cpus();
     scale_point pts[SCALE_MAX_POINTS];
     memset(pts, 0, sizeof pts);
@@ -500,7 +457,7 @@ static int scale_rank0(bgfm_ctx *ctx, bgfm_pipeline *p, scale_opts *o) {
             free(prep), free(bids);
             prep = bids = NULL;
             if (o->weak) {
-                rc = make_cohort(o, env, exe, p->seed, o->per_rank * R, &bids, e);
+                rc = make_cohort(o, exe, p->seed, o->per_rank * R, &bids, e);
                 snprintf(name, sizeof name, "prep-s%lld", (long long)(o->per_rank * R));
             } else {
                 snprintf(name, sizeof name, "prep");
@@ -521,7 +478,7 @@ static int scale_rank0(bgfm_ctx *ctx, bgfm_pipeline *p, scale_opts *o) {
                 if (!ctx->quiet)
                     fprintf(stderr, "bgfm scale: upstream stage %s (%d ranks, in %s)\n",
                             p->stages[u].name, np, prep);
-                rc = run_stage(o, env, exe, pipe, p->stages[u].name, np, 0, log, e);
+                rc = run_stage(o, exe, pipe, p->stages[u].name, np, 0, log, e);
             }
             free(pipe);
             free(log);
@@ -551,7 +508,7 @@ static int scale_rank0(bgfm_ctx *ctx, bgfm_pipeline *p, scale_opts *o) {
                 fprintf(stderr, "bgfm scale: %s %s on %d rank%s%s (run %lld of %lld)\n", o->mode,
                         o->stage, R, R > 1 ? "s" : "", R > ncpu ? ", oversubscribed" : "",
                         (long long)k + 1, (long long)o->repeat);
-            if (!rc) rc = run_stage(o, env, exe, pipe, o->stage, R, 1, log, e);
+            if (!rc) rc = run_stage(o, exe, pipe, o->stage, R, 1, log, e);
         }
         char *txt = NULL;
         size_t len = 0;
@@ -588,11 +545,10 @@ static int scale_rank0(bgfm_ctx *ctx, bgfm_pipeline *p, scale_opts *o) {
             if (!rc) fwrite(t, 1, tl, stdout);
             free(t);
         }
-        if (!rc) rc = plot(o, env, base, pts, o->n_ranks, e);
+        if (!rc) rc = plot(o, base, pts, o->n_ranks, e);
         if (!rc)
             printf("# wrote %s.csv and %s-{speedup,efficiency,split}.png\n", base, base);
     }
-    free(env);
     free(out);
     free(defout);
     return rc;

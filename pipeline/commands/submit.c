@@ -4,13 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "bgfm/child.h"
 #include "bgfm/cli.h"
 #include "bgfm/config.h"
 #include "bgfm/fsutil.h"
@@ -18,7 +17,6 @@
 #include "bgfm/stage.h"
 #include "bgfm/submit.h"
 
-extern char **environ;
 
 #define SUBMIT_VALUE_MAX 256 /* longest accepted Slurm value from the file */
 
@@ -352,76 +350,27 @@ int submit_parse_jobid(const char *out, int64_t *jobid) {
 
 /* ------------------------------------------------------------------ `bgfm submit` */
 
-int submit_env_keep(const char *entry) {
-    /* Names that MPI_Init (singleton) or mpirun/srun put into THIS process's environment.
-     * Passed on through sbatch (--export=ALL), they make the job's mpirun believe it is
-     * itself a rank of this process's MPI job, and fail. User settings stay. */
-    static const char *const drop[] = {"PMIX_", "PMI_", "ORTE_", "OMPI_COMM_WORLD_",
-                                       "OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_MCA_pmix",
-                                       "OMPI_MCA_initial_wdir=", "OMPI_MCA_shmem_RUNTIME_QUERY_hint=",
-                                       "OMPI_MCA_mpi_oversubscribe=", "OMPI_APP_CTX_NUM_PROCS=",
-                                       "OMPI_ARGV=", "OMPI_COMMAND=", "OMPI_FILE_LOCATION=",
-                                       "OMPI_FIRST_RANKS=", "OMPI_NUM_APP_CTX=",
-                                       "OMPI_UNIVERSE_SIZE=",
-                                       /* "self,shm" when this job was on one node */
-                                       "PSM2_DEVICES="};
-    for (size_t k = 0; k < sizeof drop / sizeof drop[0]; k++)
-        if (!strncmp(entry, drop[k], strlen(drop[k]))) return 0;
-    return 1;
-}
-
 typedef struct submit_opts {
     const char *file;
     const char *stage;
     int dry_run;
 } submit_opts;
 
-/* Run sbatch with argv (no shell), capture its stdout. Returns 0 and the job id, or
- * BGFM_EUSAGE (sbatch's own message went to stderr). */
+/* Run sbatch with argv (no shell; child.h), capture its stdout. Returns 0 and the job
+ * id, or BGFM_EUSAGE (sbatch's own message went to stderr). */
 static int sbatch_run(char *const argv[], int64_t *jobid, bgfm_err *e) {
-    int fds[2];
-    if (pipe(fds)) return bgfm_fail(e, BGFM_EIO, "pipe: %s", strerror(errno));
-    posix_spawn_file_actions_t fa;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (!rc) rc = posix_spawn_file_actions_addclose(&fa, fds[0]);
-    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    if (!rc) rc = posix_spawn_file_actions_addclose(&fa, fds[1]);
-    size_t nenv = 0;
-    while (environ[nenv]) nenv++;
-    char **envp = calloc(nenv + 1, sizeof *envp);
-    if (!envp) rc = ENOMEM;
-    for (size_t k = 0, m = 0; envp && k < nenv; k++)
-        if (submit_env_keep(environ[k])) envp[m++] = environ[k];
-    pid_t pid = -1;
-    if (!rc) rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
-    free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc) {
-        close(fds[0]);
-        return bgfm_fail(e, BGFM_EUSAGE, "cannot run '%s': %s (is Slurm installed here? submit "
-                         "from a login node, or use --dry-run)", argv[0], strerror(rc));
-    }
     char out[512];
-    size_t n = 0;
-    for (;;) {
-        char buf[256];
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        for (ssize_t k = 0; k < r && n + 1 < sizeof out; k++) out[n++] = buf[k];
-    }
-    out[n] = '\0';
-    close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) return bgfm_fail(e, BGFM_EIO, "waitpid: %s", strerror(errno));
-    }
+    child_opts co = {.out = out, .out_size = sizeof out};
+    int code = 0;
+    bgfm_err m = {0};
+    if (child_run(argv, &co, &code, &m))
+        return bgfm_fail(e, BGFM_EUSAGE, "%s (is Slurm installed here? submit from a login node, "
+                         "or use --dry-run)", m.msg);
     int last = 0;
     while (argv[last + 1]) last++;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (code != 0)
         return bgfm_fail(e, BGFM_EUSAGE, "%s rejected %s (exit %d; its message is above)",
-                         argv[0], argv[last], WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                         argv[0], argv[last], code);
     if (submit_parse_jobid(out, jobid))
         return bgfm_fail(e, BGFM_EUSAGE, "%s printed '%.80s', not a job id (--parsable)", argv[0],
                          out);

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "bgfm/child.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/h5io.h"
 #include "bgfm/json.h"
@@ -550,7 +550,8 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
     return 0;
 }
 
-/* few_shot.dat + few_shot.gp, then gnuplot (fork/exec, no shell) -> few_shot.png. */
+/* few_shot.dat + few_shot.gp, then gnuplot (child.h: posix_spawn, no shell, safe in an
+ * MPI rank) -> few_shot.png. */
 int probe_write_plot(bgfm_ctx *ctx, const probe_report_ctx *c, const char *dir) {
     char dat[4400], gp[4400], png[4400];
     snprintf(dat, sizeof dat, "%s/few_shot.dat", dir);
@@ -558,26 +559,16 @@ int probe_write_plot(bgfm_ctx *ctx, const probe_report_ctx *c, const char *dir) 
     snprintf(png, sizeof png, "%s/few_shot.png", dir);
     int rc = write_plot_files(c, dat, gp, &ctx->err);
     if (rc) return rc;
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_warn(ctx, "probe: cannot start gnuplot (fork: %s); %s and %s are written, run "
-                 "`gnuplot few_shot.gp` in %s", strerror(errno), dat, gp, dir);
-        return 0;
-    }
-    if (pid == 0) {
-        if (chdir(dir) != 0) _exit(126);
-        char *const argv[] = {(char *)(uintptr_t) "gnuplot", (char *)(uintptr_t) "few_shot.gp", NULL};
-        execvp("gnuplot", argv);
-        _exit(127);
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !fs_exists(png))
-        log_warn(ctx, "probe: gnuplot %s (status %d); %s and %s are written, run `gnuplot "
-                 "few_shot.gp` in %s to draw few_shot.png",
-                 WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "is not installed" : "failed",
-                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, dat, gp, dir);
+    char *const argv[] = {(char *)(uintptr_t) "gnuplot", (char *)(uintptr_t) "few_shot.gp", NULL};
+    child_opts co = {.dir = dir};
+    int code = 0;
+    bgfm_err m = {0};
+    if (child_run(argv, &co, &code, &m))
+        log_warn(ctx, "probe: %s; %s and %s are written, run `gnuplot few_shot.gp` in %s",
+                 m.msg, dat, gp, dir);
+    else if (code != 0 || !fs_exists(png))
+        log_warn(ctx, "probe: gnuplot failed (exit %d); %s and %s are written, run `gnuplot "
+                 "few_shot.gp` in %s to draw few_shot.png", code, dat, gp, dir);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bgfm/child.h"
 #include "bgfm/config.h"
 #include "bgfm/stage.h"
 #include "bgfm/submit.h"
@@ -395,12 +396,12 @@ static void test_env_filter(void **st) {
                           "LD_LIBRARY_PATH=/opt/lib", "OPENBLAS_NUM_THREADS=1",
                           "PMIXNOT=1", "MY_PMIX_=1"};
     for (size_t k = 0; k < sizeof dropped / sizeof dropped[0]; k++)
-        if (submit_env_keep(dropped[k])) {
+        if (child_env_keep(dropped[k])) {
             print_error("kept %s\n", dropped[k]);
             fail();
         }
     for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
-        if (!submit_env_keep(kept[k])) {
+        if (!child_env_keep(kept[k])) {
             print_error("dropped %s\n", kept[k]);
             fail();
         }
