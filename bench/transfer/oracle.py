@@ -14,7 +14,7 @@ subjects only, R2 on the others), over random draws of the same sizes:
   their true traits (which pretraining does not have), applied to the labelled
   subjects' graphs: what the unlabelled subjects could teach at best through FC.
 Per atlas and pooled (triangles of both atlases concatenated). Writes OUT/oracle.json.
-The graphs are those of the first run found under OUT (same cohort, same connectivity).
+The graphs are those of the first run found under OUT (OUT/*/*/seed*/connectivity/index.h5).
 """
 import argparse, glob, json, os, sys
 import h5py
@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--targets", required=True)
     ap.add_argument("--draws", type=int, default=200)
     o = ap.parse_args()
-    idxs = sorted(glob.glob(os.path.join(o.out, "*", "*", "seed*", "connectivity", "graphs", "index.h5")))
+    idxs = sorted(glob.glob(os.path.join(o.out, "*", "*", "seed*", "connectivity", "index.h5")))
     if not idxs:
         sys.exit("oracle: no connectivity/graphs/index.h5 under " + o.out)
     model = json.load(open(os.path.join(o.cohort, "derivatives", "synth", "model.json")))
