@@ -410,8 +410,8 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
         c.atlas_nodes[a] = graphs_atlas_nodes(t->gs, a);
         if (c.atlas_nodes[a] > nb) nb = c.atlas_nodes[a];
     }
-    *fresh = 1;
     if (c.N_max == 0) c.N_max = nb;
+    *fresh = 1;
     rc = model_init(&t->m, &c, e);
     if (!rc) model_init_params(&t->m, o->seed);
     if (!rc) rc = optim_init(&t->op, &t->m, e);
@@ -484,11 +484,11 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
         rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs%s", gpath,
                        o->strict ? " without a label (protocol: strict reads only unlabelled "
                                    "subjects; add unlabelled scans or use protocol: transductive)"
+                                 : "");
     /* a fresh model's input normalisation is fitted on the graphs it will train on
      * (resumed and initialised models keep theirs) */
     if (!rc && fresh) rc = norm_fit(ctx->comm, e, m, t.gs, t.pl.used, t.pl.n_used);
     rc = bgfm_ctx_agree(ctx, rc);
-                                 : "");
     const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
     if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
     st.protocol = o->strict ? "strict" : "transductive";
@@ -725,10 +725,10 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"readout", BGFM_OPT_ENUM, "region", 1, 0, "region|mean",
      "graph embedding: region (per-region projections in atlas order, model.md section 2) "
      "or mean of the region rows"},
+    {"readout_dim", BGFM_OPT_INT, "8", 1, 1024, NULL, "region readout: width per region"},
     {"input_norm", BGFM_OPT_ENUM, "population", 1, 0, "population|none",
      "population: every FC entry standardised by its mean and sd over the graphs pretraining "
      "reads (fitted at a fresh start, stored in the model); none: raw FC (model.md section 1)"},
-    {"readout_dim", BGFM_OPT_INT, "8", 1, 1024, NULL, "region readout: width per region"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},
@@ -821,8 +821,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->P = (int)params_int(w, "proj");
     c->N_max = (int)params_int(w, "n_max");
     c->readout = model_readout_parse(params_str(w, "readout"));
-    c->norm = !strcmp(params_str(w, "input_norm"), "population");
     c->rdim = (int)params_int(w, "readout_dim");
+    c->norm = !strcmp(params_str(w, "input_norm"), "population");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");
