@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PY=/usr/bin/python3
-B=$ROOT/build/bgfm
+B=${BGFM:-$ROOT/build/bgfm}   # BGFM=path: a pinned binary (not rebuilt) for long studies
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS=""
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
   esac
 done
-make -s build/bgfm >/dev/null
+[ -n "${BGFM:-}" ] || make -s build/bgfm >/dev/null
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [ -z "$COHORT" ]; then
