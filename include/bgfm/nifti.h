@@ -22,6 +22,8 @@ enum {
     NIFTIIO_INT64 = 1024,
     NIFTIIO_UINT64 = 1280
 };
+/* Bytes per voxel of a datatype code above; 0 for any other code. */
+int niftiio_dtype_bytes(int datatype);
 
 typedef struct niftiio_header {
     int version;          /* 1 or 2 */

@@ -30,6 +30,10 @@ typedef struct parcellate_atlas {
 int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *path,
                           const char *names_path, bgfm_err *e);
 void parcellate_atlas_free(parcellate_atlas *a);
+/* The dataset folder, participants table, atlases and their `labels` tables of the
+ * pipeline exist, or BGFM_EDATA with a message naming the pipeline file, the line and the
+ * key (config_path_fail). Checked when the stage's inputs are listed and when it runs. */
+int parcellate_paths_check(const bgfm_pipeline *p, bgfm_err *e);
 /* The name table read beside an atlas file when none is given: <file> with .gz
  * stripped, + ".txt" (aal.nii.gz -> aal.nii.txt, the tables mricron ships); malloc'ed. */
 char *parcellate_names_guess(const char *atlas_path, bgfm_err *e);

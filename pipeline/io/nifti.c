@@ -1,6 +1,6 @@
 /* nifti.c: streaming NIfTI-1/2 reader (.nii, .nii.gz via ISA-L inflate, volume by
- * volume) and a NIfTI-1 writer (.nii, .nii.gz via ISA-L deflate). Not a resampler
- * and not a general NIfTI library: extensions are skipped, never interpreted. */
+ * volume). Not the writer (nifti_write.c), not a resampler and not a general NIfTI
+ * library: extensions are skipped, never interpreted. */
 #include "bgfm/nifti.h"
 
 #include <errno.h>
@@ -76,7 +76,7 @@ static void swap_inplace(uint8_t *buf, int64_t n, int size) {
 
 /* ------------------------------------------------------------------ datatypes */
 
-static int dtype_bytes(int dt) {
+int niftiio_dtype_bytes(int dt) {
     switch (dt) {
     case NIFTIIO_UINT8: case NIFTIIO_INT8: return 1;
     case NIFTIIO_INT16: case NIFTIIO_UINT16: return 2;
@@ -384,7 +384,7 @@ static int parse_header(const uint8_t *b, int version, int sw, const char *path,
     }
     h->dim[0] = h->ndim;
     /* datatype / bitpix */
-    int nb = dtype_bytes(h->datatype);
+    int nb = niftiio_dtype_bytes(h->datatype);
     if (nb == 0)
         return bgfm_fail(e, BGFM_EDATA, "%s: unsupported datatype code %d (%s); supported: "
                          "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32, "
@@ -468,6 +468,36 @@ static int qform_affine(niftiio_header *h, const double q[6], const char *path, 
     return 0;
 }
 
+/* Can the file hold the voxel data its header promises? Sizes from a header are checked
+ * here, at open, before any caller allocates by them (a volume buffer, a resampled atlas
+ * map of the image's grid): a plain file needs every volume after vox_offset; deflate
+ * expands at most 1032:1, so a .gz of S bytes holds at most about 1032 S. A damaged
+ * header is a data error naming the file, never a giant allocation. */
+static int data_possible(const niftiio_reader *r, bgfm_err *e) {
+    struct stat st;
+    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0; /* a pipe: read and see */
+    const niftiio_header *h = &r->h;
+    int64_t size = (int64_t)st.st_size, need = 0;
+    BGFM_ASSERT(!__builtin_mul_overflow(r->vol_bytes, h->nvol, &need)); /* parse_header */
+    if (r->gz) {
+        if (need / 1032 <= size + 65536) return 0;
+        return bgfm_fail(e, BGFM_EDATA, "%s: the header promises %lld bytes of voxel data "
+                         "(%lld x %lld x %lld voxels x %lld volumes), more than this %lld-byte "
+                         "compressed file can hold (deflate expands at most 1032:1); the header "
+                         "is damaged", r->datapath, (long long)need, (long long)h->dim[1],
+                         (long long)h->dim[2], (long long)h->dim[3], (long long)h->nvol,
+                         (long long)size);
+    }
+    int64_t have = size - h->vox_offset;
+    if (need <= have) return 0;
+    return bgfm_fail(e, BGFM_EDATA, "%s: the file ends in the middle of volume %lld of %lld "
+                     "(%lld bytes in the file, the header promises %lld bytes from offset %lld): "
+                     "it is truncated or its header is damaged; re-copy or re-create it",
+                     r->datapath, (long long)(have / (r->vol_bytes ? r->vol_bytes : 1)) + 1,
+                     (long long)h->nvol, (long long)size, (long long)need,
+                     (long long)h->vox_offset);
+}
+
 static int reader_open(const char *path, niftiio_reader *r, bgfm_err *e) {
     int rc = stream_open(r, path, e);
     if (rc) return rc;
@@ -528,7 +558,7 @@ static int reader_open(const char *path, niftiio_reader *r, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EDATA, "%s: vox_offset %lld lies inside the %zu-byte header; "
                          "the header is damaged", path, (long long)h->vox_offset, hsize);
     int64_t vb = 0;
-    BGFM_ASSERT(!__builtin_mul_overflow(h->nvox, (int64_t)dtype_bytes(h->datatype), &vb));
+    BGFM_ASSERT(!__builtin_mul_overflow(h->nvox, (int64_t)niftiio_dtype_bytes(h->datatype), &vb));
     r->vol_bytes = vb;
     if (single) {
         r->datapath = bgfm_strdup(e, path);
@@ -565,7 +595,7 @@ static int reader_open(const char *path, niftiio_reader *r, bgfm_err *e) {
                              "(%lld bytes); the file is truncated or its header is wrong",
                              r->datapath, (long long)h->vox_offset, (long long)st.st_size);
     }
-    return 0;
+    return data_possible(r, e);
 }
 
 int niftiio_open(const char *path, niftiio_reader **out, bgfm_err *e) {
@@ -673,24 +703,7 @@ static void convert_f64(const uint8_t *raw, int dt, int64_t n, int sc, double sl
     CONVERT_SWITCH(double)
 }
 
-/* Before allocating for a volume: can the file hold one at all? A plain file needs
- * vol_bytes after vox_offset; deflate expands at most 1032:1, so a .gz needs about
- * vol_bytes / 1032 bytes. Stops a damaged header from making us allocate gigabytes. */
-static int vol_possible(const niftiio_reader *r, bgfm_err *e) {
-    struct stat st;
-    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
-    int64_t size = (int64_t)st.st_size;
-    int64_t have = r->gz ? size * 1032 + 65536 : size - r->h.vox_offset;
-    if (r->vol_bytes <= have) return 0;
-    return bgfm_fail(e, BGFM_EDATA, "%s: the file ends in the middle of volume 1 of %lld (%lld "
-                     "bytes in the file, the header promises %lld bytes per volume): it is "
-                     "truncated or its header is damaged; re-copy or re-create it",
-                     r->datapath, (long long)r->h.nvol, (long long)size,
-                     (long long)r->vol_bytes);
-}
-
 static int ensure_raw(niftiio_reader *r, bgfm_err *e) {
-    if (!r->raw && vol_possible(r, e)) return e->code;
     if (!r->raw) r->raw = bgfm_malloc(e, (size_t)r->vol_bytes, "NIfTI volume buffer");
     return r->raw ? 0 : BGFM_ENOMEM;
 }
@@ -710,7 +723,7 @@ int niftiio_read_volume(niftiio_reader *r, float *out, bgfm_err *e) {
     }
     if ((rc = ensure_raw(r, e)) != 0) return rc;
     if ((rc = read_raw_volume(r, r->raw, e)) != 0) return rc;
-    if (h->swapped) swap_inplace(r->raw, h->nvox, dtype_bytes(h->datatype));
+    if (h->swapped) swap_inplace(r->raw, h->nvox, niftiio_dtype_bytes(h->datatype));
     convert_f32(r->raw, h->datatype, h->nvox, sc, slope, inter, out);
     return 0;
 }
@@ -729,7 +742,7 @@ int niftiio_read_volume_f64(niftiio_reader *r, double *out, bgfm_err *e) {
     }
     if ((rc = ensure_raw(r, e)) != 0) return rc;
     if ((rc = read_raw_volume(r, r->raw, e)) != 0) return rc;
-    if (h->swapped) swap_inplace(r->raw, h->nvox, dtype_bytes(h->datatype));
+    if (h->swapped) swap_inplace(r->raw, h->nvox, niftiio_dtype_bytes(h->datatype));
     convert_f64(r->raw, h->datatype, h->nvox, sc, slope, inter, out);
     return 0;
 }
@@ -745,12 +758,7 @@ int niftiio_read_3d(const char *path, niftiio_header *hdr, double **data, bgfm_e
         niftiio_close(&r);
         return rc;
     }
-    if (vol_possible(r, e)) {
-        rc = e->code;
-        niftiio_close(&r);
-        return rc;
-    }
-    double *d = bgfm_malloc(e, (size_t)r->h.nvox * sizeof *d, "3D image");
+    double *d = bgfm_malloc(e, (size_t)r->h.nvox * sizeof *d, "3D image"); /* size checked at open */
     if (!d) {
         niftiio_close(&r);
         return BGFM_ENOMEM;
@@ -764,327 +772,4 @@ int niftiio_read_3d(const char *path, niftiio_header *hdr, double **data, bgfm_e
     }
     niftiio_close(&r);
     return rc;
-}
-
-/* ------------------------------------------------------------------ the writer */
-
-struct niftiio_writer {
-    char *path, *tmp;
-    int fd;
-    int gz;
-    niftiio_write_spec spec;
-    int64_t nvox, vol_written;
-    struct isal_zstream *z;
-    uint8_t *level_buf;
-    uint8_t *outbuf;   /* compressed output buffer (NIFTIIO_CHUNK) */
-    uint8_t *conv;     /* converted volume (int16/uint8/scaled float) */
-    int failed;
-};
-
-static int write_all(niftiio_writer *w, const uint8_t *p, size_t n, bgfm_err *e) {
-    while (n > 0) {
-        ssize_t k = write(w->fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            w->failed = 1;
-            return bgfm_fail(e, BGFM_EIO, "%s: write failed: %s; check free disk space and "
-                             "permissions", w->tmp, strerror(errno));
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Push bytes through the sink (deflate for .gz); finish=1 ends the gzip stream. */
-static int sink(niftiio_writer *w, const uint8_t *p, size_t n, int finish, bgfm_err *e) {
-    if (!w->gz) return write_all(w, p, n, e);
-    struct isal_zstream *z = w->z;
-    while (n > 0 || finish) {
-        size_t part = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
-        z->next_in = (uint8_t *)(uintptr_t)p;
-        z->avail_in = (uint32_t)part;
-        z->end_of_stream = (uint16_t)(finish && part == n);
-        do {
-            z->next_out = w->outbuf;
-            z->avail_out = (uint32_t)NIFTIIO_CHUNK;
-            int rc = isal_deflate(z);
-            if (rc != COMP_OK) {
-                w->failed = 1;
-                return bgfm_fail(e, BGFM_EINTERNAL, "%s: isal_deflate failed (%d)", w->tmp, rc);
-            }
-            size_t made = NIFTIIO_CHUNK - z->avail_out;
-            if (made && write_all(w, w->outbuf, made, e)) return e->code;
-        } while (z->avail_in > 0 || z->avail_out == 0 ||
-                 (z->end_of_stream && z->internal_state.state != ZSTATE_END));
-        p += part;
-        n -= part;
-        if (finish && n == 0) break;
-    }
-    return 0;
-}
-
-static void wr_i16(uint8_t *b, int off, int v) { int16_t x = (int16_t)v; memcpy(b + off, &x, 2); }
-static void wr_i32(uint8_t *b, int off, int32_t v) { memcpy(b + off, &v, 4); }
-static void wr_f32(uint8_t *b, int off, double v) { float x = (float)v; memcpy(b + off, &x, 4); }
-
-/* Quaternion + qfac + zooms from the 3x3 part if it is a rotation times a zoom
- * (columns orthogonal); returns 0 otherwise (then no qform is written). */
-static int affine_to_quatern(const double A[4][4], double quat[3], double zoom[3], double *qfac) {
-    double M[3][3];
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 3; c++) M[r][c] = A[r][c];
-    for (int c = 0; c < 3; c++) {
-        zoom[c] = sqrt(M[0][c] * M[0][c] + M[1][c] * M[1][c] + M[2][c] * M[2][c]);
-        if (!(zoom[c] > 0)) return 0;
-        for (int r = 0; r < 3; r++) M[r][c] /= zoom[c];
-    }
-    for (int a = 0; a < 3; a++)
-        for (int b = a + 1; b < 3; b++) {
-            double dot = M[0][a] * M[0][b] + M[1][a] * M[1][b] + M[2][a] * M[2][b];
-            if (fabs(dot) > 1e-6) return 0;
-        }
-    double det = M[0][0] * (M[1][1] * M[2][2] - M[1][2] * M[2][1]) -
-                 M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0]) +
-                 M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]);
-    *qfac = 1;
-    if (det < 0) {
-        *qfac = -1;
-        for (int r = 0; r < 3; r++) M[r][2] = -M[r][2];
-    }
-    /* Rotation matrix -> unit quaternion (a, b, c, d) with a >= 0. */
-    double a = M[0][0] + M[1][1] + M[2][2] + 1, b, c, d;
-    if (a > 0.5) {
-        a = 0.5 * sqrt(a);
-        b = 0.25 * (M[2][1] - M[1][2]) / a;
-        c = 0.25 * (M[0][2] - M[2][0]) / a;
-        d = 0.25 * (M[1][0] - M[0][1]) / a;
-    } else {
-        double xd = 1 + M[0][0] - (M[1][1] + M[2][2]);
-        double yd = 1 + M[1][1] - (M[0][0] + M[2][2]);
-        double zd = 1 + M[2][2] - (M[0][0] + M[1][1]);
-        if (xd > 1) {
-            b = 0.5 * sqrt(xd);
-            c = 0.25 * (M[0][1] + M[1][0]) / b;
-            d = 0.25 * (M[0][2] + M[2][0]) / b;
-            a = 0.25 * (M[2][1] - M[1][2]) / b;
-        } else if (yd > 1) {
-            c = 0.5 * sqrt(yd);
-            b = 0.25 * (M[0][1] + M[1][0]) / c;
-            d = 0.25 * (M[1][2] + M[2][1]) / c;
-            a = 0.25 * (M[0][2] - M[2][0]) / c;
-        } else {
-            d = 0.5 * sqrt(zd);
-            b = 0.25 * (M[0][2] + M[2][0]) / d;
-            c = 0.25 * (M[1][2] + M[2][1]) / d;
-            a = 0.25 * (M[1][0] - M[0][1]) / d;
-        }
-        if (a < 0) {
-            b = -b;
-            c = -c;
-            d = -d;
-        }
-    }
-    quat[0] = b;
-    quat[1] = c;
-    quat[2] = d;
-    return 1;
-}
-
-static void build_header(const niftiio_write_spec *s, uint8_t hb[352]) {
-    memset(hb, 0, 352);
-    wr_i32(hb, 0, NIFTI1_HDR);
-    hb[39] = 0;
-    int nd = s->dim[3] > 1 ? 4 : 3;
-    wr_i16(hb, 40, nd);
-    for (int i = 0; i < 4; i++) wr_i16(hb, 42 + 2 * i, (int)(i < nd ? s->dim[i] : 1));
-    for (int i = 4; i < 7; i++) wr_i16(hb, 42 + 2 * i, 1);
-    int nb = dtype_bytes(s->datatype);
-    wr_i16(hb, 70, s->datatype);
-    wr_i16(hb, 72, 8 * nb);
-    double quat[3] = {0, 0, 0}, zoom[3], qfac = 1;
-    int has_q = affine_to_quatern(s->affine, quat, zoom, &qfac);
-    wr_f32(hb, 76, qfac);
-    for (int i = 0; i < 3; i++) wr_f32(hb, 80 + 4 * i, s->pixdim[i]);
-    wr_f32(hb, 92, nd == 4 ? s->pixdim[3] : 0.0);
-    for (int i = 5; i < 8; i++) wr_f32(hb, 76 + 4 * i, 1.0);
-    wr_f32(hb, 108, 352.0);
-    int scaled = s->scl_slope != 0 && isfinite(s->scl_slope);
-    wr_f32(hb, 112, scaled ? s->scl_slope : 1.0);
-    wr_f32(hb, 116, scaled ? s->scl_inter : 0.0);
-    hb[123] = 2 | 8; /* mm, seconds */
-    snprintf((char *)hb + 148, 80, "bgfm %s", BGFM_VERSION);
-    int code = s->xform_code > 0 ? s->xform_code : 2;
-    wr_i16(hb, 252, has_q ? code : 0);
-    wr_i16(hb, 254, code);
-    for (int i = 0; i < 3; i++) wr_f32(hb, 256 + 4 * i, quat[i]);
-    for (int i = 0; i < 3; i++) wr_f32(hb, 268 + 4 * i, s->affine[i][3]);
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 4; c++) wr_f32(hb, 280 + 16 * r + 4 * c, s->affine[r][c]);
-    memcpy(hb + 344, "n+1", 4);
-}
-
-int niftiio_writer_open(const char *path, const niftiio_write_spec *spec, niftiio_writer **out,
-                        bgfm_err *e) {
-    *out = NULL;
-    int nb = dtype_bytes(spec->datatype);
-    if (spec->datatype != NIFTIIO_FLOAT32 && spec->datatype != NIFTIIO_INT16 &&
-        spec->datatype != NIFTIIO_UINT8)
-        return bgfm_fail(e, BGFM_EUSAGE, "%s: the writer supports float32, int16 and uint8, "
-                         "not datatype %d", path, spec->datatype);
-    for (int i = 0; i < 4; i++)
-        if (spec->dim[i] < 1 || spec->dim[i] > 32767)
-            return bgfm_fail(e, BGFM_EUSAGE, "%s: dimension %d = %lld is outside 1..32767 "
-                             "(NIfTI-1 limit)", path, i + 1, (long long)spec->dim[i]);
-    niftiio_writer *w = bgfm_calloc(e, 1, sizeof *w, "NIfTI writer");
-    if (!w) return BGFM_ENOMEM;
-    w->fd = -1;
-    w->spec = *spec;
-    w->nvox = spec->dim[0] * spec->dim[1] * spec->dim[2];
-    w->gz = has_suffix(path, ".gz");
-    size_t n = strlen(path);
-    w->path = bgfm_strdup(e, path);
-    w->tmp = bgfm_malloc(e, n + 32, "path");
-    if (!w->path || !w->tmp) goto fail;
-    snprintf(w->tmp, n + 32, "%s.tmp-%ld", path, (long)getpid());
-    if (spec->datatype != NIFTIIO_FLOAT32 ||
-        (spec->scl_slope != 0 && isfinite(spec->scl_slope) &&
-         !(spec->scl_slope == 1.0 && spec->scl_inter == 0.0))) {
-        w->conv = bgfm_malloc(e, (size_t)(w->nvox * nb), "converted volume");
-        if (!w->conv) goto fail;
-    }
-    if (w->gz) {
-        w->z = bgfm_malloc(e, sizeof *w->z, "deflate state");
-        w->outbuf = bgfm_malloc(e, NIFTIIO_CHUNK, "deflate output buffer");
-        if (!w->z || !w->outbuf) goto fail;
-        isal_deflate_init(w->z);
-        int lvl = spec->gzip_level < 0 ? 0 : spec->gzip_level > 3 ? 3 : spec->gzip_level;
-        static const uint32_t lbsz[4] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
-                                         ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
-        w->z->level = (uint32_t)lvl;
-        if (lbsz[lvl] > 0) {
-            w->level_buf = bgfm_calloc(e, 1, lbsz[lvl], "deflate level buffer");
-            if (!w->level_buf) goto fail;
-            w->z->level_buf = w->level_buf;
-            w->z->level_buf_size = lbsz[lvl];
-        }
-        w->z->gzip_flag = IGZIP_GZIP;
-        w->z->flush = NO_FLUSH;
-    }
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        bgfm_fail(e, BGFM_EIO, "%s: cannot create: %s; check that the folder exists and is "
-                  "writable", w->tmp, strerror(errno));
-        goto fail;
-    }
-    uint8_t hb[352];
-    build_header(spec, hb);
-    if (sink(w, hb, sizeof hb, 0, e)) goto fail;
-    *out = w;
-    return 0;
-fail:
-    niftiio_writer_abort(&w);
-    return e->code ? e->code : BGFM_ENOMEM;
-}
-
-int niftiio_writer_volume(niftiio_writer *w, const float *vol, bgfm_err *e) {
-    if (w->vol_written >= w->spec.dim[3])
-        return bgfm_fail(e, BGFM_EINTERNAL, "%s: more volumes written than the %lld declared",
-                         w->path, (long long)w->spec.dim[3]);
-    const niftiio_write_spec *s = &w->spec;
-    int scaled = s->scl_slope != 0 && isfinite(s->scl_slope);
-    double slope = scaled ? s->scl_slope : 1.0, inter = scaled ? s->scl_inter : 0.0;
-    double inv = 1.0 / slope;
-    int64_t n = w->nvox;
-    const uint8_t *bytes = (const uint8_t *)vol;
-    size_t nbytes = (size_t)n * (size_t)dtype_bytes(s->datatype);
-    if (s->datatype == NIFTIIO_FLOAT32) {
-        if (w->conv) {
-            float *o = (float *)(void *)w->conv;
-            for (int64_t i = 0; i < n; i++) o[i] = (float)(((double)vol[i] - inter) * inv);
-            bytes = w->conv;
-        }
-    } else {
-        double lo = s->datatype == NIFTIIO_INT16 ? -32768.0 : 0.0;
-        double hi = s->datatype == NIFTIIO_INT16 ? 32767.0 : 255.0;
-        int bad = 0;
-        int64_t bad_i = 0;
-        if (s->datatype == NIFTIIO_INT16) {
-            int16_t *o = (int16_t *)(void *)w->conv;
-            for (int64_t i = 0; i < n; i++) {
-                double v = nearbyint(((double)vol[i] - inter) * inv);
-                if (!(v >= lo && v <= hi)) { bad = 1; bad_i = i; v = 0; }
-                o[i] = (int16_t)v;
-            }
-        } else {
-            uint8_t *o = w->conv;
-            for (int64_t i = 0; i < n; i++) {
-                double v = nearbyint(((double)vol[i] - inter) * inv);
-                if (!(v >= lo && v <= hi)) { bad = 1; bad_i = i; v = 0; }
-                o[i] = (uint8_t)v;
-            }
-        }
-        if (bad) {
-            w->failed = 1;
-            return bgfm_fail(e, BGFM_EDATA, "%s: value %g (voxel %lld of volume %lld) does not "
-                             "fit the %s datatype with scl_slope %g; use float32 or a larger "
-                             "slope", w->path, (double)vol[bad_i], (long long)bad_i,
-                             (long long)w->vol_written + 1,
-                             s->datatype == NIFTIIO_INT16 ? "int16" : "uint8", slope);
-        }
-        bytes = w->conv;
-    }
-    int rc = sink(w, bytes, nbytes, 0, e);
-    if (rc) return rc;
-    w->vol_written++;
-    return 0;
-}
-
-int niftiio_writer_close(niftiio_writer **wp, bgfm_err *e) {
-    if (!wp || !*wp) return 0;
-    niftiio_writer *w = *wp;
-    int rc = 0;
-    if (w->failed) {
-        rc = bgfm_fail(e, BGFM_EIO, "%s: an earlier write failed", w->path);
-    } else if (w->vol_written != w->spec.dim[3]) {
-        rc = bgfm_fail(e, BGFM_EINTERNAL, "%s: closed after %lld of %lld volumes", w->path,
-                       (long long)w->vol_written, (long long)w->spec.dim[3]);
-    } else if (w->gz) {
-        rc = sink(w, NULL, 0, 1, e);
-    }
-    if (!rc && close(w->fd) != 0)
-        rc = bgfm_fail(e, BGFM_EIO, "%s: close failed: %s; check free disk space", w->tmp,
-                       strerror(errno));
-    if (!rc) w->fd = -1;
-    if (!rc && rename(w->tmp, w->path) != 0)
-        rc = bgfm_fail(e, BGFM_EIO, "%s: cannot rename %s into place: %s", w->path, w->tmp,
-                       strerror(errno));
-    if (rc) {
-        niftiio_writer_abort(wp);
-        return rc;
-    }
-    free(w->z);
-    free(w->level_buf);
-    free(w->outbuf);
-    free(w->conv);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-    *wp = NULL;
-    return 0;
-}
-
-void niftiio_writer_abort(niftiio_writer **wp) {
-    if (!wp || !*wp) return;
-    niftiio_writer *w = *wp;
-    if (w->fd >= 0) close(w->fd);
-    if (w->tmp) unlink(w->tmp);
-    free(w->z);
-    free(w->level_buf);
-    free(w->outbuf);
-    free(w->conv);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-    *wp = NULL;
 }

@@ -514,6 +514,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     if (!rc && (p.A < 1 || p.A > 64))
         rc = bgfm_fail(e, BGFM_EUSAGE, "parcellate needs 1 to 64 atlases (got %d)", p.A);
     /* phase 1: every rank scans the dataset and loads the atlases */
+    if (!rc) rc = parcellate_paths_check(r->pipe, e);
     if (!rc) rc = bids_scan(r->pipe->bids, r->pipe->participants, skip, &p.ds, e);
     if (!rc && !(p.atlases = bgfm_calloc(e, (size_t)p.A, sizeof *p.atlases, "atlases")))
         rc = e->code;

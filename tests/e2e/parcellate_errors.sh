@@ -77,3 +77,17 @@ run_case "low_pass above Nyquist -> 3, says Nyquist" 3 nyq "Nyquist"
 # on_error: skip: the bad subject is left out, the run ends with 9 (partial)
 mk skip skip; f="$T/skip/bids/sub-02/func/sub-02_task-rest_bold.nii.gz"; head -c 20000 "$f" >"$f.x"; mv "$f.x" "$f"
 run_case "on_error: skip -> 9 (partial), names the skipped image" 9 skip "skipped" 2
+# a path of the pipeline file that does not fit: the message names the pipeline file, the
+# line and column of the value, and the key (config_path_fail), whenever it is found
+mk wdfile; touch "$T/wdfile/afile"; sed -i "s#^workdir: .*#workdir: $T/wdfile/afile#" "$T/wdfile/p.yaml"
+run_case "workdir that is an existing file -> 4, names pipeline file, line and key" 4 wdfile \
+  "p.yaml:2:10: '$T/wdfile/afile' exists but is not a folder.*(key 'workdir')"
+mk noatlas; sed -i "s#path: $AAL#path: $T/noatlas/nothere.nii.gz#" "$T/noatlas/p.yaml"
+run_case "missing atlas file -> 3 (bad input, like every missing input), names line and key" 3 noatlas \
+  "p.yaml:9:23: atlas 'aal': '$T/noatlas/nothere.nii.gz' is not a file.*(key 'atlases.aal.path')"
+mk nobids; rm -r "$T/nobids/bids"
+run_case "missing dataset folder -> 3, names line and key" 3 nobids \
+  "p.yaml:6:9: the dataset folder '$T/nobids/bids' does not exist.*(key 'inputs.bids')"
+mk nopart; rm "$T/nopart/bids/participants.tsv"
+run_case "missing participants.tsv -> 3, names the key (a default value)" 3 nopart \
+  "p.yaml: the participants table '$T/nopart/bids/participants.tsv' does not exist.*(key 'inputs.participants', default value)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nifti_faults.sh: broken inputs through `bgfm run` AFTER a complete run of the same
 # pipeline: missing, truncated, corrupt-gzip, wrong-dimension and absurd-header NIfTI
-# (dims whose product overflows, negative pixdim, negative dim, unknown datatype, not
+# (dims whose product overflows, dims that the file cannot hold, negative pixdim,
+# negative dim, unknown datatype, not
 # NIfTI at all), an atlas without overlap, an all-NaN region. Each must exit 3 naming
 # the file, leave the previous complete outputs (parcellate and connectivity, manifests
 # included) byte-identical, and leave no partial folder and no output without manifest.
@@ -46,6 +47,10 @@ case_ "corrupt gzip stream (bytes overwritten) -> 3 naming the file" 3 "sub-02_t
   "printf 'garbage-garbage-garbage' | dd of=$IMG bs=1 seek=600 conv=notrunc status=none"
 case_ "3-D image instead of a 4-D series -> 3" 3 "not a 4D" "$(patch dim0=3)"
 case_ "NIfTI-2 dims whose product overflows -> 3" 3 "sub-02_task-rest_bold.nii" "$(patch v2-overflow)"
+case_ "dims 32767^4 in a small .nii.gz -> 3 naming the file, before any allocation" 3 \
+  "sub-02_task-rest_bold.nii.gz: the header promises .* more than this .*-byte compressed file can hold" "$(patch huge-dims)"
+case_ "atlas whose dims are 32767^4 in a small .nii.gz -> 3 naming the atlas" 3 \
+  "atlas.nii.gz: the header promises .* more than this" "$(patch huge-atlas)"
 case_ "negative dim -> 3" 3 "sub-02_task-rest_bold.nii" "$(patch dim1=-8)"
 case_ "negative pixdim of a spatial axis -> 3" 3 "sub-02_task-rest_bold.nii" "$(patch pixdim1=-4)"
 case_ "unknown datatype code -> 3" 3 "sub-02_task-rest_bold.nii" "$(patch datatype=99)"

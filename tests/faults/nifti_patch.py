@@ -3,8 +3,10 @@ special variant for tests/faults/nifti_faults.sh, written with nibabel and struc
 with bgfm. Cases: dim0=3, dim1=-8, pixdim1=-4, datatype=99 (patched NIfTI-1 header,
 uncompressed bytes written under the same .nii.gz name: bgfm detects gzip by magic),
 v2-overflow (NIfTI-2 whose dims multiply past 2^63), nan-region (region 1 all NaN),
-const-region (region 1 constant in time), far-atlas (the atlas moved 5 m away)."""
-import struct, sys
+const-region (region 1 constant in time), far-atlas (the atlas moved 5 m away),
+huge-dims / huge-atlas (the image / the atlas: a .nii.gz of a few kB whose header says
+32767 x 32767 x 32767 voxels x 32767 volumes)."""
+import gzip, struct, sys
 import numpy as np
 import nibabel as nib
 
@@ -40,6 +42,16 @@ elif case == "v2-overflow":
     b = bytearray(out.header.binaryblock + b"\0" * 4 + data.tobytes(order="F"))
     struct.pack_into("<8q", b, 16, 4, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1, 1, 1)
     open(path, "wb").write(bytes(b))
+elif case in ("huge-dims", "huge-atlas"):
+    h = bytearray(348)
+    struct.pack_into("<i", h, 0, 348)
+    struct.pack_into("<8h", h, 40, 4, 32767, 32767, 32767, 32767, 1, 1, 1)
+    struct.pack_into("<hh", h, 70, 16, 32)
+    struct.pack_into("<8f", h, 76, 1, 2, 2, 2, 2, 1, 1, 1)
+    struct.pack_into("<f", h, 108, 352)
+    h[344:348] = b"n+1\0"
+    blob = gzip.compress(bytes(h) + b"\0" * 4 + np.zeros(15000, np.float32).tobytes())
+    open(path if case == "huge-dims" else "d/atlas.nii.gz", "wb").write(blob)
 elif case in ("nan-region", "const-region"):
     m = lab == 1
     if case == "nan-region":
