@@ -597,6 +597,65 @@ static int write_index(const char *outdir, const graphs_info *info, const ts_met
     return rc;
 }
 
+/* Bytes of the largest of the nsh shards of gps graphs each. */
+static int64_t largest_shard(const ts_meta *m, const glist *g, int rwse_steps, int64_t gps,
+                             int64_t nsh) {
+    int64_t max_shard = 0;
+    for (int64_t sh = 0; sh < nsh; sh++) {
+        int64_t b = 0;
+        for (int64_t i = sh * gps; i < g->G && i < (sh + 1) * gps; i++)
+            b += graph_bytes(m, rwse_steps, g->atlas[i]);
+        if (b > max_shard) max_shard = b;
+    }
+    return max_shard;
+}
+
+/* max_memory_per_rank (docs/reliability.md "Resource limits"): two shard buffers (graphs
+ * of this rank, the gathered shard) + per-atlas workspaces + one subject's series. */
+static int memory_check(const connectivity_opts *o, const ts_meta *m, int64_t max_shard,
+                        int64_t gps, bgfm_err *e) {
+    const connectivity_params *p = &o->p;
+    double wsb = 0, series = 0, meta = 0;
+    for (int a = 0; a < m->A; a++) {
+        double N = m->N[a], maxT = 2;
+        for (int64_t s = 0; s < m->S; s++) {
+            double T = (double)(m->off[a][s + 1] - m->off[a][s]);
+            if (T > maxT) maxT = T;
+        }
+        double pairs = N * (N - 1) / 2, rw = (double)connectivity_rwse_work((int)N, p->rwse_steps);
+        wsb += maxT * N * 4 + (pairs > rw ? pairs : rw) * 4 + (N * N > 3 * N ? N * N : 3 * N) * 8 + N;
+        if (maxT * N * 4 > series) series = maxT * N * 4;
+        meta += (double)m->S * (N + 8);
+    }
+    double est = 2.0 * (double)max_shard + wsb + series + meta;
+    char what[200];
+    snprintf(what, sizeof what, "2 x %.1f MiB shard buffers of %lld graphs + %.1f MiB "
+             "workspaces and series", (double)max_shard / 1048576.0, (long long)gps,
+             (wsb + series + meta) / 1048576.0);
+    return config_mem_check(o->max_memory, o->pipeline_file, o->stage_name, est, what,
+                            "lower graphs_per_shard", e);
+}
+
+/* The graph store's description (root attributes of every shard and of the index). */
+static void store_info(const connectivity_opts *o, const ts_meta *m, int64_t gps,
+                       graphs_info *info) {
+    const connectivity_params *p = &o->p;
+    memset(info, 0, sizeof *info);
+    info->n_atlases = m->A;
+    info->atlas_names = (const char *const *)m->atlas;
+    info->atlas_nodes = m->N;
+    info->region_labels = (const int32_t *const *)m->region;
+    info->rwse_steps = p->rwse_steps;
+    info->measure = measure_name(p->measure);
+    info->fisher_z = p->fisher_z;
+    info->adjacency = p->adj_rule == CONNECTIVITY_ADJ_THRESHOLD ? "threshold" : "density";
+    info->adjacency_value = p->adj_value;
+    info->window_length = p->window_length;
+    info->window_stride = p->window_length > 0 ? p->window_stride : 0;
+    info->graphs_per_shard = gps;
+    info->compress = o->compress;
+}
+
 int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const char *ts_path,
                             const char *outdir, connectivity_stats *st) {
     bgfm_err *e = &ctx->err;
@@ -642,44 +701,13 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
                        ts_path, (long long)m.S, (long long)st->n_skipped);
     /* shard sizes must fit an MPI count of bytes */
     int64_t gps = o->graphs_per_shard, nsh = rc ? 0 : (g.G + gps - 1) / gps;
-    int64_t max_shard = 0, max_graph = 0;
-    for (int64_t sh = 0; sh < nsh; sh++) {
-        int64_t b = 0;
-        for (int64_t i = sh * gps; i < g.G && i < (sh + 1) * gps; i++) {
-            int64_t gb = graph_bytes(&m, p->rwse_steps, g.atlas[i]);
-            b += gb;
-            if (gb > max_graph) max_graph = gb;
-        }
-        if (b > max_shard) max_shard = b;
-    }
+    int64_t max_shard = largest_shard(&m, &g, p->rwse_steps, gps, nsh);
     if (!rc && max_shard > INT_MAX)
         rc = bgfm_fail(e, BGFM_EUSAGE,
                        "a shard of %lld graphs would hold %lld bytes (more than 2 GiB); lower the "
                        "connectivity stage's graphs_per_shard",
                        (long long)gps, (long long)max_shard);
-    if (!rc && o->max_memory > 0) {
-        /* docs/reliability.md "Resource limits": two shard buffers (graphs of
-         * this rank, the gathered shard) + per-atlas workspaces + one subject's series */
-        double wsb = 0, series = 0, meta = 0;
-        for (int a = 0; a < m.A; a++) {
-            double N = m.N[a], maxT = 2;
-            for (int64_t s = 0; s < m.S; s++) {
-                double T = (double)(m.off[a][s + 1] - m.off[a][s]);
-                if (T > maxT) maxT = T;
-            }
-            double pairs = N * (N - 1) / 2, rw = (double)connectivity_rwse_work((int)N, p->rwse_steps);
-            wsb += maxT * N * 4 + (pairs > rw ? pairs : rw) * 4 + (N * N > 3 * N ? N * N : 3 * N) * 8 + N;
-            if (maxT * N * 4 > series) series = maxT * N * 4;
-            meta += (double)m.S * (N + 8);
-        }
-        double est = 2.0 * (double)max_shard + wsb + series + meta;
-        char what[200];
-        snprintf(what, sizeof what, "2 x %.1f MiB shard buffers of %lld graphs + %.1f MiB "
-                 "workspaces and series", (double)max_shard / 1048576.0, (long long)gps,
-                 (wsb + series + meta) / 1048576.0);
-        rc = config_mem_check(o->max_memory, o->pipeline_file, o->stage_name, est, what,
-                              "lower graphs_per_shard", e);
-    }
+    if (!rc && o->max_memory > 0) rc = memory_check(o, &m, max_shard, gps, e);
     if (!rc) {
         ws = bgfm_calloc(e, (size_t)m.A, sizeof *ws, "workspaces");
         counts = bgfm_calloc(e, (size_t)ctx->size, sizeof(int), "gather counts");
@@ -698,20 +726,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     if (rc) goto done;
 
     graphs_info info;
-    memset(&info, 0, sizeof info);
-    info.n_atlases = m.A;
-    info.atlas_names = (const char *const *)m.atlas;
-    info.atlas_nodes = m.N;
-    info.region_labels = (const int32_t *const *)m.region;
-    info.rwse_steps = p->rwse_steps;
-    info.measure = measure_name(p->measure);
-    info.fisher_z = p->fisher_z;
-    info.adjacency = p->adj_rule == CONNECTIVITY_ADJ_THRESHOLD ? "threshold" : "density";
-    info.adjacency_value = p->adj_value;
-    info.window_length = p->window_length;
-    info.window_stride = p->window_length > 0 ? p->window_stride : 0;
-    info.graphs_per_shard = gps;
-    info.compress = o->compress;
+    store_info(o, &m, gps, &info);
 
     log_info(ctx, "connectivity: %lld graphs (%lld subjects x %d atlases%s) in %lld shard(s), %s",
              (long long)g.G, (long long)(m.S - st->n_skipped), m.A,

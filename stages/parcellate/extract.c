@@ -206,6 +206,102 @@ void parcellate_out_free(parcellate_out *o) {
     memset(o, 0, sizeof *o);
 }
 
+/* One volume: each cell's sum over its voxels (four partial sums in a fixed order) into
+ * csum, each region's sum (the sum of its cells' sums in cell order) into row (G), and
+ * the voxels that differ from their first value marked in varies (cell order). Returns 0
+ * when a sum is not finite (a NaN or Inf voxel). */
+static int volume_sums(const float *vol, const resample_plan *plan, int A, const float *first,
+                       uint8_t *varies, double *csum, double *row) {
+    const int64_t C = plan->n_cells, *cstart = plan->cstart;
+    const uint32_t *cidx = plan->cidx;
+    const int32_t *cgid = plan->cgid;
+    for (int64_t c = 0; c < C; c++) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int64_t k = cstart[c], end = cstart[c + 1];
+        for (; k + 4 <= end; k += 4) {
+            float v0 = vol[cidx[k]], v1 = vol[cidx[k + 1]], v2 = vol[cidx[k + 2]],
+                  v3 = vol[cidx[k + 3]];
+            s0 += (double)v0;
+            s1 += (double)v1;
+            s2 += (double)v2;
+            s3 += (double)v3;
+            varies[k] |= (uint8_t)(v0 != first[k]);
+            varies[k + 1] |= (uint8_t)(v1 != first[k + 1]);
+            varies[k + 2] |= (uint8_t)(v2 != first[k + 2]);
+            varies[k + 3] |= (uint8_t)(v3 != first[k + 3]);
+        }
+        for (; k < end; k++) {
+            float v = vol[cidx[k]];
+            s0 += (double)v;
+            varies[k] |= (uint8_t)(v != first[k]);
+        }
+        csum[c] = (s0 + s1) + (s2 + s3);
+    }
+    memset(row, 0, (size_t)plan->n_total * sizeof *row);
+    int finite = 1;
+    for (int64_t c = 0; c < C; c++) {
+        finite &= isfinite(csum[c]) != 0;
+        for (int a = 0; a < A; a++) {
+            int32_t g = cgid[c * A + a];
+            if (g >= 0) row[g] += csum[c];
+        }
+    }
+    return finite;
+}
+
+/* The data error of volume t holding a NaN or Inf, naming its first such voxel. */
+static int nonfinite_fail(const char *image, const float *vol, const resample_plan *plan,
+                          const resample_grid *grid, int64_t t, bgfm_err *e) {
+    int64_t bad = 0;
+    for (int64_t k = 0; k < plan->n_in; k++)
+        if (!isfinite(vol[plan->cidx[k]])) {
+            bad = plan->cidx[k];
+            break;
+        }
+    int64_t nx = grid->dim[0], ny = grid->dim[1];
+    return bgfm_fail(e, BGFM_EDATA,
+                     "%s: volume %lld (0-based) has a NaN or Inf value at voxel "
+                     "(%lld, %lld, %lld); fix the image or leave it out (on_error: skip)",
+                     image, (long long)t, (long long)(bad % nx), (long long)((bad / nx) % ny),
+                     (long long)(bad / (nx * ny)));
+}
+
+/* One atlas's output from the region sums: coverage, flags, and each kept region's mean
+ * over its non-constant voxels, cleaned (x, work: T-long scratch). Regions off..off+N-1
+ * of the plan. */
+static int atlas_series(const char *image, const parcellate_atlas *at, const resample_plan *plan,
+                        int64_t off, int64_t T, const double *S, const double *cs,
+                        const int64_t *nconst, const parcellate_opts *o, const clean_sos *filt,
+                        double *x, double *work, parcellate_out *po, bgfm_err *e) {
+    const int64_t G = plan->n_total;
+    int N = at->n_regions;
+    po->n_regions = N;
+    po->ts = bgfm_calloc(e, (size_t)(T * N), sizeof *po->ts, "time series");
+    po->coverage = bgfm_calloc(e, (size_t)N, sizeof *po->coverage, "coverage");
+    po->flagged = bgfm_calloc(e, (size_t)N, sizeof *po->flagged, "flags");
+    if (!po->ts || !po->coverage || !po->flagged) return e->code;
+    int any = 0;
+    for (int r = 0; r < N; r++) {
+        int64_t g = off + r, nv = plan->n_vox[g], nm = nv - nconst[g];
+        double cov = nv > 0 ? (double)nm / (double)nv : 0.0;
+        po->coverage[r] = (float)cov;
+        any |= nm > 0;
+        if (nm <= 0 || cov < o->min_coverage) {
+            po->flagged[r] = 1;
+            continue;
+        }
+        for (int64_t t = 0; t < T; t++) x[t] = (S[t * G + g] - cs[g]) / (double)nm;
+        clean_series(&o->clean, filt, x, T, work);
+        for (int64_t t = 0; t < T; t++) po->ts[t * N + r] = (float)x[t];
+    }
+    if (!any)
+        return bgfm_fail(e, BGFM_EDATA,
+                         "atlas '%s' (%s) does not overlap the non-constant voxels of %s at all; "
+                         "check that both are in the same space (affines)",
+                         at->name, at->path, image);
+    return 0;
+}
+
 int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n_atlases,
                        resample_cache *cache, const parcellate_opts *o, parcellate_out *out,
                        int64_t *T_out, double *tr_out, int64_t *bytes, bgfm_err *e) {
@@ -296,55 +392,12 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     for (int64_t t = 0; t < T; t++) {
         const float *vol = NULL;
         if ((rc = prefetch_next(pf, &vol, e))) goto out;
-        double *row = S + t * G;
         if (t == 0)
             for (int64_t k = 0; k < n_in; k++) first[k] = vol[cidx[k]];
-        for (int64_t c = 0; c < C; c++) {
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            int64_t k = cstart[c], end = cstart[c + 1];
-            for (; k + 4 <= end; k += 4) {
-                float v0 = vol[cidx[k]], v1 = vol[cidx[k + 1]], v2 = vol[cidx[k + 2]],
-                      v3 = vol[cidx[k + 3]];
-                s0 += (double)v0;
-                s1 += (double)v1;
-                s2 += (double)v2;
-                s3 += (double)v3;
-                varies[k] |= (uint8_t)(v0 != first[k]);
-                varies[k + 1] |= (uint8_t)(v1 != first[k + 1]);
-                varies[k + 2] |= (uint8_t)(v2 != first[k + 2]);
-                varies[k + 3] |= (uint8_t)(v3 != first[k + 3]);
-            }
-            for (; k < end; k++) {
-                float v = vol[cidx[k]];
-                s0 += (double)v;
-                varies[k] |= (uint8_t)(v != first[k]);
-            }
-            csum[c] = (s0 + s1) + (s2 + s3);
-        }
-        memset(row, 0, (size_t)G * sizeof *row);
-        int finite = 1;
-        for (int64_t c = 0; c < C; c++) {
-            finite &= isfinite(csum[c]) != 0;
-            for (int a = 0; a < A; a++) {
-                int32_t g = cgid[c * A + a];
-                if (g >= 0) row[g] += csum[c];
-            }
-        }
         /* A NaN or Inf in any voxel of any region makes its cell's sum non-finite
          * (finite float32 values cannot overflow a double sum). */
-        if (!finite) {
-            int64_t bad = 0;
-            for (int64_t k = 0; k < n_in; k++)
-                if (!isfinite(vol[cidx[k]])) {
-                    bad = cidx[k];
-                    break;
-                }
-            int64_t nx = grid.dim[0], ny = grid.dim[1];
-            rc = bgfm_fail(e, BGFM_EDATA,
-                           "%s: volume %lld (0-based) has a NaN or Inf value at voxel "
-                           "(%lld, %lld, %lld); fix the image or leave it out (on_error: skip)",
-                           image, (long long)t, (long long)(bad % nx),
-                           (long long)((bad / nx) % ny), (long long)(bad / (nx * ny)));
+        if (!volume_sums(vol, plan, A, first, varies, csum, S + t * G)) {
+            rc = nonfinite_fail(image, vol, plan, &grid, t, e);
             goto out;
         }
     }
@@ -362,40 +415,12 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
             }
         }
     int64_t off = 0;
-    for (int a = 0; a < A; a++) {
-        int N = atlases[a].n_regions;
-        parcellate_out *po = &out[a];
-        po->n_regions = N;
-        po->ts = bgfm_calloc(e, (size_t)(T * N), sizeof *po->ts, "time series");
-        po->coverage = bgfm_calloc(e, (size_t)N, sizeof *po->coverage, "coverage");
-        po->flagged = bgfm_calloc(e, (size_t)N, sizeof *po->flagged, "flags");
-        if (!po->ts || !po->coverage || !po->flagged) {
-            rc = e->code;
-            goto out;
-        }
-        int any = 0;
-        for (int r = 0; r < N; r++) {
-            int64_t g = off + r, nv = plan->n_vox[g], nm = nv - nconst[g];
-            double cov = nv > 0 ? (double)nm / (double)nv : 0.0;
-            po->coverage[r] = (float)cov;
-            any |= nm > 0;
-            if (nm <= 0 || cov < o->min_coverage) {
-                po->flagged[r] = 1;
-                continue;
-            }
-            for (int64_t t = 0; t < T; t++) x[t] = (S[t * G + g] - cs[g]) / (double)nm;
-            clean_series(&o->clean, filt, x, T, work);
-            for (int64_t t = 0; t < T; t++) po->ts[t * N + r] = (float)x[t];
-        }
-        if (!any) {
-            rc = bgfm_fail(e, BGFM_EDATA,
-                           "atlas '%s' (%s) does not overlap the non-constant voxels of %s at "
-                           "all; check that both are in the same space (affines)",
-                           atlases[a].name, atlases[a].path, image);
-            goto out;
-        }
-        off += N;
+    for (int a = 0; a < A && !rc; a++) {
+        rc = atlas_series(image, &atlases[a], plan, off, T, S, cs, nconst, o, filt, x, work,
+                          &out[a], e);
+        off += atlases[a].n_regions;
     }
+    if (rc) goto out;
     *T_out = T;
     *tr_out = tr;
 out:
