@@ -48,7 +48,7 @@ $(BUILD)/bgfm: $(BUILD)/obj/pipeline/engine/main.o $(BUILD)/libbgfm.a
 	@echo "  LD    $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbgfm.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/lib/*.h) $(BUILD)/libbgfm.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	@$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< $(BUILD)/libbgfm.a $(LDLIBS) -lcmocka
@@ -137,9 +137,9 @@ $(FUZZ_BUILD)/libbgfm.a: $(FUZZ_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_BUILD)/libbgfm.a
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h tests/lib/*.h) $(FUZZ_BUILD)/libbgfm.a
 	@echo "  FUZZ  $@"
-	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libbgfm.a \
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Itests/lib $(WARN) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libbgfm.a \
 	  $(LDLIBS) $(MPI_LIBS) -lz -lpthread
 
 -include $(FUZZ_OBJ:.o=.d)

@@ -459,9 +459,14 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int64_t np = 0, nsite = 0;
     if (h5io_read_strings(f, "/graphs/participant_id", &s->pid, &np, e)) return e->code;
     if (h5io_read_strings(f, "/graphs/site", &s->site, &nsite, e)) return e->code;
-    if (np != n || nsite != n)
-        return bgfm_fail(e, BGFM_EDATA, "graph index '%s' is inconsistent (%lld graphs, %lld ids)",
-                         path, (long long)n, (long long)np);
+    if (np != n || nsite != n) {
+        /* graphs_close frees s->G entries of each list: free these with their own counts */
+        strlist_free(s->pid, np);
+        strlist_free(s->site, nsite);
+        s->pid = s->site = NULL;
+        return bgfm_fail(e, BGFM_EDATA, "graph index '%s' is inconsistent (%lld graphs, %lld ids, "
+                         "%lld sites)", path, (long long)n, (long long)np, (long long)nsite);
+    }
     for (int64_t i = 0; i < n; i++) {
         const graphs_meta *g = &s->meta[i];
         if (g->atlas < 0 || g->atlas >= s->n_atlases || g->shard < 0 || g->shard >= s->n_shards ||

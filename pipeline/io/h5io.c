@@ -379,6 +379,26 @@ int h5io_exists(hid_t f, const char *path) {
     return 1;
 }
 
+/* Can dataset d hold what its shape promises? The bytes it needs (elements x type size)
+ * against what the file stores for it (deflate expands at most 1032:1): a damaged file
+ * whose dimensions claim petabytes is a data error naming the dataset, before a caller
+ * allocates by its shape (the NIfTI reader checks its header the same way). */
+static int dset_possible(hid_t d, int r, const hsize_t *dims, const char *path, bgfm_err *e) {
+    hid_t t = H5Dget_type(d);
+    size_t ts = t >= 0 ? H5Tget_size(t) : 0;
+    if (t >= 0) H5Tclose(t);
+    uint64_t need = ts, stored = (uint64_t)H5Dget_storage_size(d);
+    int over = ts == 0;
+    for (int i = 0; i < r && !over; i++) over = __builtin_mul_overflow(need, (uint64_t)dims[i], &need);
+    if (!over && need / 1032 <= stored + ((uint64_t)1 << 20)) return 0;
+    char claim[40];
+    if (over) snprintf(claim, sizeof claim, "more than 2^64");
+    else snprintf(claim, sizeof claim, "%llu", (unsigned long long)need);
+    return bgfm_fail(e, BGFM_EDATA, "dataset '%s' claims %s bytes of values, more than the %llu "
+                     "bytes the file stores for it could hold; the file is damaged", path, claim,
+                     (unsigned long long)stored);
+}
+
 int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e) {
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
@@ -394,8 +414,9 @@ int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e
     H5Sget_simple_extent_dims(sp, dims, NULL);
     *rank = r;
     H5Sclose(sp);
+    int rc = dset_possible(d, r, dims, path, e);
     H5Dclose(d);
-    return 0;
+    return rc;
 }
 
 int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err *e) {
@@ -458,6 +479,7 @@ int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_e
         goto done;
     }
     H5Sget_simple_extent_dims(sp, dims, NULL);
+    if ((rc = dset_possible(d, 1, dims, path, e))) goto done;
     size_t len = H5Tget_size(ft);
     buf = bgfm_calloc(e, dims[0] ? dims[0] : 1, len, "strings");
     res = bgfm_calloc(e, dims[0] ? dims[0] : 1, sizeof *res, "strings");

@@ -3,7 +3,7 @@
 # code 2 and a FILE:LINE:COL message before any work starts, one message under mpirun,
 # and the resolved output (every default filled in) validating to itself.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 12 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 2 --volumes 12
 mkdir -p "$T/cfg"
 good() {
 cat <<YAML

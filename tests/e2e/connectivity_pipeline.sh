@@ -4,19 +4,9 @@
 # flags carried from timeseries.h5, `bgfm inspect` on the index and a shard, and the
 # validate hook's messages. Not the numerical checks (reference/connectivity_ref.sh).
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 5 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 5 --volumes 40
 mk() {  # mk FILE WORKDIR CONNECTIVITY-WITH
-cat >"$1" <<YAML
-name: conn
-workdir: $2
-seed: 5
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: $3}
-YAML
+PIPE_NAME=conn PIPE_SEED=5 pipeline_yaml "$1" "$2" "$3"
 }
 mk "$T/a.yaml" "$T/w1" "{measure: partial, adjacency: {density: 0.2}, windows: {length: 20, stride: 10}, graphs_per_shard: 4}"
 mk "$T/b.yaml" "$T/w2" "{measure: partial, adjacency: {density: 0.2}, windows: {length: 20, stride: 10}, graphs_per_shard: 4}"

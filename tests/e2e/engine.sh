@@ -3,7 +3,7 @@
 # manifest, skip when nothing changed, rerun on changed parameters or input contents,
 # --dry-run / --force / --only / --from, the workdir lock, validate, exit codes.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 3 --volumes 16 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 3 --volumes 16
 mk() {  # mk FILE DETREND
 cat >"$1" <<YAML
 name: engine

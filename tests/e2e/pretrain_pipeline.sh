@@ -5,21 +5,9 @@
 # (on another thread count) ending with bit-identical parameters and optimiser state to
 # an uninterrupted run.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 6 --volumes 40
 mk() {  # mk FILE WORKDIR
-cat >"$1" <<YAML
-name: pt
-workdir: $2
-seed: 5
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre1, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 4, keep_checkpoints: 2, warmup: 3}}
-  - {name: pre2, uses: pretrain, with: {mode: gcl, epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}
-YAML
+PIPE_NAME=pt PIPE_SEED=5 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" "{name: pre1, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 4, keep_checkpoints: 2, warmup: 3}}" "{name: pre2, uses: pretrain, with: {mode: gcl, epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}"
 }
 mk "$T/a.yaml" "$T/wa"
 expect_rc "uninterrupted run" 0 "$BGFM" run "$T/a.yaml" --quiet

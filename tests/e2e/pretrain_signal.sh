@@ -7,32 +7,11 @@
 # SIGTERM sent to mpirun: Open MPI 4.1 forwards it and SIGKILLs the ranks ~1 s later
 # (odls_base_sigkill_timeout), so no checkpoint is promised; the rerun still resumes.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 6 --volumes 40
 mk() {  # mk FILE WORKDIR
-cat >"$1" <<YAML
-name: sg
-workdir: $2
-seed: 3
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 80, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}
-YAML
+PIPE_NAME=sg PIPE_SEED=3 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 80, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}"
 }
-same() {
-$PY - "$1" "$2" <<'PYEOF'
-import h5py, numpy as np, sys
-fa, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = []
-fa.visit(lambda n: names.append(n) if isinstance(fa[n], h5py.Dataset) else None)
-assert len(names) > 100
-for n in names:
-    assert np.array_equal(fa[n][()], fb[n][()]), n
-PYEOF
-}
+same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
 # start_run YAML OUT: run in the background once the upstream stages are done
 start_run() {
   timeout 60 $MPIRUN 2 "$BGFM" run "$1" --only parc --quiet >/dev/null 2>&1

@@ -6,7 +6,7 @@
 # changes them, and so does overwriting labelled graphs under `transductive` (the
 # controls: the test can fail). Also: 1 and 2 ranks fit the same input normalisation.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 8 --volumes 40 --seed 3 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 8 --volumes 40 --seed 3
 # subjects 1-4 unlabelled (diagnosis n/a), 5-8 labelled
 $PY - "$T/d/bids/participants.tsv" <<'PYEOF'
 import sys
@@ -17,18 +17,8 @@ for i, r in enumerate(rows):
 open(sys.argv[1], "w").write("\n".join([l[0]] + ["\t".join(r) for r in rows]) + "\n")
 PYEOF
 mk() {  # mk FILE WORKDIR PROTOCOL
-cat >"$1" <<YAML
-name: strict
-workdir: $2
-seed: 9
-inputs: {bids: $T/d/bids, label_column: diagnosis}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {epochs: 2, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, protocol: $3}}
-YAML
+PIPE_NAME=strict PIPE_SEED=9 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" \
+  "{name: pre, uses: pretrain, with: {epochs: 2, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, protocol: $3}}"
 }
 mk "$T/s.yaml" "$T/ws" strict
 mk "$T/t.yaml" "$T/wt" transductive
@@ -55,15 +45,7 @@ for g in pick:
     f.close()
 PYEOF
 }
-same() {  # same A.h5 B.h5: every /model tensor bit-identical
-$PY - "$1" "$2" <<'PYEOF'
-import sys, h5py, numpy as np
-a, b = (h5py.File(f, "r") for f in sys.argv[1:3])
-names = []
-a["model"].visit(lambda k: names.append(k) if isinstance(a["model"][k], h5py.Dataset) else None)
-sys.exit(0 if all(np.array_equal(a["model"][k][()], b["model"][k][()]) for k in names) else 1)
-PYEOF
-}
+same() { h5_same "$1" "$2" model >/dev/null 2>&1; }  # every /model tensor bit-identical
 differ() { ! same "$@"; }
 check "strict: /pretrain_graphs are exactly the unlabelled subjects' graphs" $PY - "$T/ws" <<'PYEOF'
 import sys, h5py, numpy as np

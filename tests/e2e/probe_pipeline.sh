@@ -10,7 +10,7 @@
 # = probe.json, the strict protocol (recorded; an overlap is exit 3), and the config and
 # data errors (finetune: true, more folds than subjects per class, bad targets).
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 12 --volumes 40 --seed 3 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 mk() {  # mk FILE WORKDIR PROBE_WITH [PRETRAIN_EXTRA] [BIDS]
 cat >"$1" <<YAML
 name: pr
@@ -238,7 +238,7 @@ check "a target listed twice, or few_shot_n below 3: config errors (exit 2)" tes
 mk "$T/t4.yaml" "$T/wt" "{few_shot_n: [2, all]}"
 expect_rc "few_shot_n: [2, all] rejected by validate" 2 sh -c '"$1" validate "$2" >/dev/null 2>&1' _ "$BGFM" "$T/t4.yaml"
 # ---- strict protocol: 4 unlabelled subjects are all pretraining reads ----
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/s" --subjects 16 --volumes 40 --seed 4 >/dev/null
+tiny_dataset "$T/s" --subjects 16 --volumes 40 --seed 4
 $PY - "$T/s/bids/participants.tsv" <<'PYEOF'
 import sys
 l = open(sys.argv[1]).read().splitlines()

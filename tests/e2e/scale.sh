@@ -5,19 +5,8 @@
 # grows the cohort with the ranks, the PNGs exist, bad arguments exit 2.
 # Not a measurement: the timings of a tiny run on a shared machine mean nothing.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 4 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
-cat >"$T/p.yaml" <<YAML
-name: sc
-workdir: $T/w
-seed: 3
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 2}}
-YAML
+tiny_dataset "$T/d" --subjects 4 --volumes 40
+PIPE_NAME=sc PIPE_SEED=3 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 2}}"
 
 # verify OUT STAGE MODE: recompute every CSV value from the metrics files
 verify() {

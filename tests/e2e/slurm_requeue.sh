@@ -11,21 +11,11 @@ source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/../lib/slurm-tap.sh"
 
 # ---- data and two copies of one pipeline (differing only in workdir)
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 6 --volumes 40
 mk() {  # mk FILE WORKDIR
-cat >"$1" <<YAML
-name: rq
-workdir: $2
-seed: 5
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pretrain, uses: pretrain, with: {mode: gmae+gcl, epochs: 400, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}
-slurm: {nodes: 1, ntasks_per_node: 2, cpus_per_task: 1, mem: 1G, time: "5", signal_grace: 60}
-YAML
+PIPE_NAME=rq PIPE_SEED=5 PIPE_TOP='slurm: {nodes: 1, ntasks_per_node: 2, cpus_per_task: 1, mem: 1G, time: "5", signal_grace: 60}' \
+  pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" \
+  "{name: pretrain, uses: pretrain, with: {mode: gmae+gcl, epochs: 400, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}"
 }
 mk "$T/ref.yaml" "$T/wref"
 mk "$T/job.yaml" "$T/wjob"
@@ -68,21 +58,7 @@ check "first run: exit 75, then the job requeued itself" \
 check "second run: SLURM_RESTART_COUNT=1, resumed from the checkpoint, exit 0" \
   bash -c "grep -q 'launcher srun restart 1 ' '$log' && grep -q 'resuming from .*ckpt-[0-9]*\.h5' '$log' && grep -q 'stage pretrain exited with 0' '$log'"
 check "both runs were 2-rank srun (PMIx) runs" bash -c "[ \$(grep -c 'stage pretrain launcher srun' '$log') = 2 ] && grep -q '\"ranks\": 2' '$T/wjob/pretrain/manifest.json'"
-same() {
-$PY - "$1" "$2" <<'PYEOF'
-import h5py, numpy as np, sys
-fa, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = []
-fa["model"].visit(lambda n: names.append(n) if isinstance(fa["model"][n], h5py.Dataset) else None)
-other = []
-fb["model"].visit(lambda n: other.append(n) if isinstance(fb["model"][n], h5py.Dataset) else None)
-assert len(names) > 10 and sorted(names) == sorted(other), (len(names), len(other))
-for n in names:
-    a, b = fa["model"][n][()], fb["model"][n][()]
-    assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), n
-print(f"# {len(names)} /model datasets bit-identical")
-PYEOF
-}
+same() { h5_same "$1" "$2" model 11; }  # every /model tensor bit-identical
 check "final /model parameters bit-identical to the uninterrupted run" same "$T/wref/pretrain/final.h5" "$T/wjob/pretrain/final.h5"
 check "node not drained" bash -c "! '$LIB' drained '$D'"
 echo "# slurm requeue test took $(( $(date +%s) - t0 )) s before tear-down"

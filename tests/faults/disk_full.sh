@@ -6,20 +6,11 @@
 # outputs and manifests byte-identical and no partial folder; with space freed, a
 # rerun completes.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 4 --volumes 60 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 4 --volumes 60
 W="$T/w"; mkdir -p "$W"
 MOUNTED=0
 if mount -t tmpfs -o size=2m tmpfs "$W" 2>/dev/null; then MOUNTED=1; trap 'umount "$W" 2>/dev/null; rm -rf "$T"' EXIT; fi
-cat >"$T/p.yaml" <<YAML
-name: diskfull
-workdir: $W
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 2}, graphs_per_shard: 16}}
-YAML
+PIPE_NAME=diskfull pipeline_yaml "$T/p.yaml" "$W" "{windows: {length: 10, stride: 2}, graphs_per_shard: 16}"
 expect_rc "complete run on the small file system" 0 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
 sums() { (cd "$W" && find parc conn -type f | sort | xargs sha256sum); }
 BEFORE=$(sums)

@@ -7,7 +7,7 @@
 # stage / atlas / pipeline names through `bgfm run` are refused (exit 2) and nothing is
 # created outside the workdir.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 24 --volumes 300 >/dev/null || { notok "dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 24 --volumes 300
 mk() {  # mk FILE WORKDIR [PRETRAIN-LINE]
 cat >"$1" <<YAML
 name: killtest

@@ -5,25 +5,14 @@
 # outputs untouched and no output of the failed stage; a generous limit runs as before.
 # Each estimate is an upper bound of the peak RSS measured on the same run.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 6 --volumes 40
 mk() {  # mk FILE LIMIT-LINE
-cat >"$1" <<YAML
-name: memtest
-workdir: $T/w
-$2
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 20, stride: 10}}}
-  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}
-YAML
+PIPE_NAME=memtest PIPE_TOP="$2" pipeline_yaml "$1" "$T/w" "{windows: {length: 20, stride: 10}}" "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}"
 }
 sums() { (cd "$T/w" && find "$@" -type f | sort | xargs sha256sum); }
 mk "$T/bad.yaml" 'max_memory_per_rank: 4 parsecs'
 "$BGFM" validate "$T/bad.yaml" >/dev/null 2>"$T/err"; rc=$?
-check "malformed max_memory_per_rank: exit 2 naming the key and position" test $rc -eq 2 -a -n "$(grep "bad.yaml:3:.*not a memory size.*max_memory_per_rank" "$T/err")"
+check "malformed max_memory_per_rank: exit 2 naming the key and position" test $rc -eq 2 -a -n "$(grep "bad.yaml:4:.*not a memory size.*max_memory_per_rank" "$T/err")"
 mk "$T/tiny.yaml" 'max_memory_per_rank: 1MiB'
 "$BGFM" run "$T/tiny.yaml" --quiet >/dev/null 2>"$T/err"; rc=$?
 check "parcellate over the limit: exit 5" test $rc -eq 5

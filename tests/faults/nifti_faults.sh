@@ -8,17 +8,8 @@
 # included) byte-identical, and leave no partial folder and no output without manifest.
 # A constant region is not an error: it is flagged and the run completes.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/base/d" --subjects 3 --volumes 24 >/dev/null || { notok "tiny dataset"; exit 1; }
-cat >"$T/base/p.yaml" <<YAML
-name: niftifaults
-workdir: w
-inputs: {bids: d/bids}
-atlases:
-  - {name: tiny, path: d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {constant_regions: flag}}
-YAML
+tiny_dataset "$T/base/d" --subjects 3 --volumes 24
+PIPE_NAME=niftifaults DATA=d pipeline_yaml "$T/base/p.yaml" "w" "{constant_regions: flag}"
 expect_rc "a complete run first (parcellate -> connectivity)" 0 timeout 60 "$BGFM" run "$T/base/p.yaml" --quiet
 sums() { (cd "$1/w" && find parc conn -type f | sort | xargs sha256sum); }
 BEFORE=$(sums "$T/base")

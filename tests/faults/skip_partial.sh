@@ -6,7 +6,7 @@
 # graphs exist for every other subject. The same data under on_error: fail stops with
 # 3 and leaves no output.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 5 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 5 --volumes 40
 B="$T/d/bids"
 f3="$B/sub-03/func/sub-03_task-rest_bold.nii.gz"
 head -c 3000 "$f3" >"$f3.x" && mv "$f3.x" "$f3"          # truncated: parcellate skips it

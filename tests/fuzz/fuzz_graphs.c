@@ -11,6 +11,7 @@
 
 #include "bgfm/graphs.h"
 #include "fuzz_h5edit.h"
+#include "graphs_fixture.h"
 
 #define FZ_MAX_N 64      /* the harness allocates n*N*N; larger node counts are only opened */
 #define FZ_MAX_G 4096
@@ -21,62 +22,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static h5e_set set;
 static char store_dir[300], index_path[300], shard_path[300];
 
+static int atlas_alt(int64_t g) { return (int)(g % 2); }
+static float value(int64_t g, int q, int64_t v) {
+    switch (q) {
+    case 0: return (float)(g * 100 + v);
+    case 1: return (float)((g + v) % 2);
+    case 2: return 0.5f * (float)v;
+    default: return (float)(v == 0);
+    }
+}
+static void meta_of(int64_t g, int64_t *subject, int64_t *window, int64_t *label, char pid[32],
+                    const char **site) {
+    *subject = g;
+    *window = 0;
+    *label = g % 3 - 1;
+    snprintf(pid, 32, "sub-%02d", (int)g);
+    *site = g % 2 ? "B" : "A";
+}
+
 static void make_templates(void) {
-    enum { NA = 2, K = 2, G = 7 };
-    static const int32_t nodes[NA] = {4, 3};
-    static const char *const names[NA] = {"alpha", "beta"};
+    static const int32_t nodes[2] = {4, 3};
+    static const char *const names[2] = {"alpha", "beta"};
+    static const char *const shard_names[2] = {"shard-00000.h5", "shard-00001.h5"};
     char tdir[300];
     fz_path(tdir, sizeof tdir, "tmpl");
     fz_path(store_dir, sizeof store_dir, "store");
     if (fz_mkdir(tdir) || fz_mkdir(store_dir)) abort();
-    graphs_info info;
-    memset(&info, 0, sizeof info);
-    info.n_atlases = NA;
-    info.atlas_names = names;
-    info.atlas_nodes = nodes;
-    info.rwse_steps = K;
-    info.measure = "pearson";
-    info.adjacency = "threshold";
-    info.adjacency_value = 0.3;
-    info.graphs_per_shard = 4;
-    info.compress = 0;
+    gfix_spec x = {2, nodes, names, 2, 7, 4, 0, atlas_alt, value, meta_of};
     bgfm_err e;
     bgfm_err_clear(&e);
-    graphs_meta meta[G];
-    const char *pid[G], *site[G];
-    static char pbuf[G][16];
-    const char *shard_names[2] = {"shard-00000.h5", "shard-00001.h5"};
-    for (int sh = 0; sh < 2; sh++) {
-        int64_t cnt[NA] = {0, 0}, row[NA] = {0, 0};
-        int g0 = sh * 4, g1 = sh ? G : 4;
-        for (int g = g0; g < g1; g++) cnt[g % NA]++;
-        char path[400];
-        snprintf(path, sizeof path, "%s/%s", tdir, shard_names[sh]);
-        graphs_writer *w = NULL;
-        if (graphs_writer_create(&w, path, sh, &info, cnt, &e)) goto fail;
-        for (int g = g0; g < g1; g++) {
-            int a = g % NA, N = nodes[a];
-            float fc[16], rw[8];
-            uint8_t adj[16], fl[4];
-            for (int v = 0; v < N * N; v++) {
-                fc[v] = (float)(g * 100 + v);
-                adj[v] = (uint8_t)((g + v) % 2);
-            }
-            for (int v = 0; v < N * K; v++) rw[v] = 0.5f * (float)v;
-            for (int v = 0; v < N; v++) fl[v] = (uint8_t)(v == 0);
-            snprintf(pbuf[g], sizeof pbuf[g], "sub-%02d", g);
-            meta[g] = (graphs_meta){a, sh, row[a], g, 0, g % 3 - 1, N};
-            pid[g] = pbuf[g];
-            site[g] = g % 2 ? "B" : "A";
-            if (graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, g, 0, g % 3 - 1, pid[g], site[g],
-                                  &e))
-                goto fail;
-        }
-        if (graphs_writer_close(&w, &e)) goto fail;
+    if (gfix_write(&x, tdir, &e)) {
+        fprintf(stderr, "fuzz_graphs: cannot write the template store: %s\n", e.msg);
+        abort();
     }
     char ipath[400];
     snprintf(ipath, sizeof ipath, "%s/index.h5", tdir);
-    if (graphs_index_write(ipath, &info, 2, shard_names, G, meta, pid, site, &e)) goto fail;
     snprintf(index_path, sizeof index_path, "%s/index.h5", store_dir);
     snprintf(shard_path, sizeof shard_path, "%s/shard-00000.h5", store_dir);
     h5e_add_file(&set, ipath, index_path);
@@ -86,10 +66,6 @@ static void make_templates(void) {
         snprintf(wpath, sizeof wpath, "%s/%s", store_dir, shard_names[sh]);
         h5e_add_file(&set, t, wpath);
     }
-    return;
-fail:
-    fprintf(stderr, "fuzz_graphs: cannot write the template store: %s\n", e.msg);
-    abort();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

@@ -1,6 +1,7 @@
 # tap.sh: helpers for shell tests. Source it; it sets BGFM, BGFM_T (the test driver:
 # the same commands with the BGFM_TEST_* hooks, tests/lib/bgfm_test.c), MPIRUN, PY, T (a
-# temp dir removed at exit) and prints TAP lines.
+# temp dir removed at exit), prints TAP lines, and brings tests/lib/pipeline.sh
+# (tiny_dataset, pipeline_yaml, h5_same).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
@@ -17,3 +18,5 @@ notok() { echo "not ok - $*"; }
 check() { local n=$1; shift; if "$@"; then ok "$n"; else notok "$n"; fi; }
 # expect_rc NAME RC CMD...: ok if CMD exits with RC
 expect_rc() { local n=$1 want=$2; shift 2; "$@"; local rc=$?; if [ "$rc" -eq "$want" ]; then ok "$n"; else notok "$n (exit $rc, wanted $want)"; fi; }
+# the shared dataset, pipeline file and HDF5 comparison: tiny_dataset, pipeline_yaml, h5_same
+source "$ROOT/tests/lib/pipeline.sh"

@@ -6,19 +6,8 @@
 # from the test driver's hook (BGFM_TEST_FAIL=SITE:RANK:CALL, tests/lib/bgfm_test.c);
 # every run is under `timeout` (exit 124 = a hang).
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
-cat >"$T/p.yaml" <<YAML
-name: mf
-workdir: $T/w
-seed: 5
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 2, batch_size: 6, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 2}}
-YAML
+tiny_dataset "$T/d" --subjects 6 --volumes 40
+PIPE_NAME=mf PIPE_SEED=5 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 2, batch_size: 6, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 2}}"
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only parc --quiet >/dev/null 2>&1
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only conn --quiet >/dev/null 2>&1
 check "upstream graphs made" test -f "$T/w/conn/graphs/index.h5" -o -f "$T/w/conn/index.h5"

@@ -5,19 +5,8 @@
 # pretrain stage -> 5; a NaN in one input graph -> 6 naming the rank and the batch; an
 # unreadable graph shard -> 4 naming the file.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
-cat >"$T/p.yaml" <<YAML
-name: fl
-workdir: $T/w
-seed: 3
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}
-YAML
+tiny_dataset "$T/d" --subjects 6 --volumes 40
+PIPE_NAME=fl PIPE_SEED=3 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}"
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only parc --quiet >/dev/null 2>&1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only conn --quiet >/dev/null 2>&1
 check "upstream graphs made" test -f "$T/w/conn/shard-00000.h5"

@@ -7,19 +7,8 @@
 # slice); a 3-rank checkpoint is read by h5py with the documented names and its checksums
 # recomputed independently (zlib, hashlib); a format-2 rewrite of it still loads.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
-cat >"$T/p.yaml" <<YAML
-name: pr
-workdir: $T/w
-seed: 5
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 4, keep_checkpoints: 2, warmup: 3}}
-YAML
+tiny_dataset "$T/d" --subjects 6 --volumes 40
+PIPE_NAME=pr PIPE_SEED=5 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 4, keep_checkpoints: 2, warmup: 3}}"
 for np in 1 2 3 4; do
   rm -rf "$T/w/pre" "$T/w/.pre.partial" "$T/w/metrics.jsonl"
   BGFM_DEBUG_SYNC=1 timeout 60 $MPIRUN $np "$BGFM" run "$T/p.yaml" --quiet >"$T/o$np" 2>&1

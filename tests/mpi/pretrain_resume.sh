@@ -7,32 +7,11 @@
 # ranks from a 2-rank checkpoint (with: resume_from) continues the loss curve within 1e-4
 # relative; resume_from with other options is refused.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 6 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 6 --volumes 40
 mk() {  # mk FILE WORKDIR CKPT_EVERY [EXTRA with: keys]
-cat >"$1" <<YAML
-name: rs
-workdir: $2
-seed: 7
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: $3, keep_checkpoints: 3, warmup: 3${4:-}}}
-YAML
+PIPE_NAME=rs PIPE_SEED=7 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: $3, keep_checkpoints: 3, warmup: 3${4:-}}}"
 }
-same() {  # same A.h5 B.h5: every dataset bit-identical
-$PY - "$1" "$2" <<'PYEOF'
-import h5py, numpy as np, sys
-fa, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = []
-fa.visit(lambda n: names.append(n) if isinstance(fa[n], h5py.Dataset) else None)
-assert len(names) > 100
-for n in names:
-    assert np.array_equal(fa[n][()], fb[n][()]), n
-PYEOF
-}
+same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
 mk "$T/a.yaml" "$T/wa" 1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet >"$T/oa" 2>&1
 check "uninterrupted 2-rank run" test -f "$T/wa/pre/final.h5"

@@ -7,21 +7,9 @@
 # count changed (and the probe after it, because its upstream runs). validate and
 # --dry-run write nothing into the workdir (no hash cache, no lock, no folder).
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 8 --volumes 40 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 8 --volumes 40
 mk() {  # mk FILE WORKDIR
-cat >"$1" <<YAML
-name: rr
-workdir: $2
-seed: 9
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 20, stride: 10}}}
-  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 1}}
-  - {name: probe, uses: probe, with: {folds: 2}}
-YAML
+PIPE_NAME=rr PIPE_SEED=9 pipeline_yaml "$1" "$2" "{windows: {length: 20, stride: 10}}" "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 1}}" "{name: probe, uses: probe, with: {folds: 2}}"
 }
 for np_ in 1 2 3; do
   mk "$T/p$np_.yaml" "$T/w$np_"

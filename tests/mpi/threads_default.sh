@@ -5,7 +5,7 @@
 # "threads" field of the stage's metrics.jsonl line. Ranks unbound (--bind-to none), so
 # each rank's affinity mask holds every CPU.
 source "$(dirname "$0")/../lib/tap.sh"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 4 --volumes 30 >/dev/null || { notok "tiny dataset"; exit 1; }
+tiny_dataset "$T/d" --subjects 4 --volumes 30
 cat >"$T/p.yaml" <<YAML
 name: t
 workdir: $T/w

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bgfm/graphs.h"
+#include "graphs_fixture.h"
 
 enum { NA = 2, K = 3, GPS = 7, G = 40 };
 static const int32_t nodes[NA] = {6, 4};
@@ -24,62 +25,25 @@ static float fval(int64_t g, int q, int64_t v) { return (float)(g * 1000 + q * 1
 static uint8_t bval(int64_t g, int q, int64_t v) { return (uint8_t)((g * 7 + q * 3 + v) % 5 == 0); }
 static int atlas_of(int64_t g) { return (g % 3 == 1) ? 1 : 0; }
 
+static float value(int64_t g, int q, int64_t v) {
+    return q == 1 || q == 3 ? (float)bval(g, q, v) : fval(g, q, v);
+}
+static void meta_of(int64_t g, int64_t *subject, int64_t *window, int64_t *label, char pid[32],
+                    const char **site) {
+    *subject = g / 3;
+    *window = g % 2;
+    *label = g % 4 - 1;
+    snprintf(pid, 32, "sub-%02d", (int)(g / 3));
+    *site = g % 2 ? "B" : "A";
+}
+
 static int setup(void **st) {
     (void)st;
     snprintf(dir, sizeof dir, "/tmp/bgfm-test-graphs.XXXXXX");
     if (!mkdtemp(dir)) return -1;
-    graphs_info info;
-    memset(&info, 0, sizeof info);
-    info.n_atlases = NA;
-    info.atlas_names = names;
-    info.atlas_nodes = nodes;
-    info.rwse_steps = K;
-    info.measure = "pearson";
-    info.adjacency = "threshold";
-    info.adjacency_value = 0.3;
-    info.graphs_per_shard = GPS;
-    info.compress = 1;
-    bgfm_err e;
-    bgfm_err_clear(&e);
-    int nsh = (G + GPS - 1) / GPS;
-    graphs_meta meta[G];
-    const char *pid[G], *site[G];
-    char *shard_names[8];
-    static char pbuf[G][16];
-    for (int sh = 0; sh < nsh; sh++) {
-        int64_t cnt[NA] = {0, 0}, row[NA] = {0, 0};
-        for (int g = sh * GPS; g < G && g < (sh + 1) * GPS; g++) cnt[atlas_of(g)]++;
-        char path[400];
-        shard_names[sh] = malloc(32);
-        snprintf(shard_names[sh], 32, "shard-%05d.h5", sh);
-        snprintf(path, sizeof path, "%s/%s", dir, shard_names[sh]);
-        graphs_writer *w = NULL;
-        if (graphs_writer_create(&w, path, sh, &info, cnt, &e)) return -1;
-        for (int g = sh * GPS; g < G && g < (sh + 1) * GPS; g++) {
-            int a = atlas_of(g), N = nodes[a];
-            float fc[36], rw[18];
-            uint8_t adj[36], fl[6];
-            for (int v = 0; v < N * N; v++) {
-                fc[v] = fval(g, 0, v);
-                adj[v] = bval(g, 1, v);
-            }
-            for (int v = 0; v < N * K; v++) rw[v] = fval(g, 2, v);
-            for (int v = 0; v < N; v++) fl[v] = bval(g, 3, v);
-            snprintf(pbuf[g], sizeof pbuf[g], "sub-%02d", g / 3);
-            meta[g] = (graphs_meta){a, sh, row[a], g / 3, g % 2, g % 4 - 1, N};
-            pid[g] = pbuf[g];
-            site[g] = g % 2 ? "B" : "A";
-            if (graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, g / 3, g % 2, g % 4 - 1,
-                                  pid[g], site[g], &e))
-                return -1;
-        }
-        if (graphs_writer_close(&w, &e)) return -1;
-    }
-    char ipath[400];
-    snprintf(ipath, sizeof ipath, "%s/index.h5", dir);
-    int rc = graphs_index_write(ipath, &info, nsh, (const char *const *)shard_names, G, meta, pid,
-                                site, &e);
-    for (int sh = 0; sh < nsh; sh++) free(shard_names[sh]);
+    gfix_spec x = {NA, nodes, names, K, G, GPS, 1, atlas_of, value, meta_of};
+    bgfm_err e = {0};
+    int rc = gfix_write(&x, dir, &e);
     if (rc) fprintf(stderr, "%s\n", e.msg);
     return rc ? -1 : 0;
 }

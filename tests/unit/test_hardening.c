@@ -18,6 +18,7 @@
 #include "bgfm/ckpt.h"
 #include "bgfm/graphs.h"
 #include "bgfm/nifti.h"
+#include "graphs_fixture.h"
 
 static char dir[256];
 
@@ -25,42 +26,25 @@ static char dir[256];
 enum { NA = 2, K = 2, G = 5 };
 static const int32_t nodes[NA] = {4, 3};
 
+static int atlas_alt(int64_t g) { return (int)(g % NA); }
+static float zero(int64_t g, int q, int64_t v) {
+    (void)g, (void)q, (void)v;
+    return 0.0f;
+}
+static void meta_of(int64_t g, int64_t *subject, int64_t *window, int64_t *label, char pid[32],
+                    const char **site) {
+    *subject = g;
+    *window = 0;
+    *label = -1;
+    snprintf(pid, 32, "sub-01");
+    *site = "A";
+}
+
 static void write_store(void) {
     static const char *const names[NA] = {"alpha", "beta"};
-    graphs_info info;
-    memset(&info, 0, sizeof info);
-    info.n_atlases = NA;
-    info.atlas_names = names;
-    info.atlas_nodes = nodes;
-    info.rwse_steps = K;
-    info.measure = "pearson";
-    info.adjacency = "threshold";
-    info.adjacency_value = 0.3;
-    info.graphs_per_shard = G;
-    bgfm_err e;
-    bgfm_err_clear(&e);
-    int64_t cnt[NA] = {0, 0}, row[NA] = {0, 0};
-    for (int g = 0; g < G; g++) cnt[g % NA]++;
-    char path[400];
-    snprintf(path, sizeof path, "%s/shard-00000.h5", dir);
-    graphs_writer *w = NULL;
-    assert_int_equal(graphs_writer_create(&w, path, 0, &info, cnt, &e), 0);
-    graphs_meta meta[G];
-    const char *pid[G], *site[G];
-    for (int g = 0; g < G; g++) {
-        int a = g % NA;
-        float fc[16] = {0}, rw[8] = {0};
-        uint8_t adj[16] = {0}, fl[4] = {0};
-        meta[g] = (graphs_meta){a, 0, row[a], g, 0, -1, nodes[a]};
-        pid[g] = "sub-01";
-        site[g] = "A";
-        assert_int_equal(graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, g, 0, -1, pid[g],
-                                           site[g], &e), 0);
-    }
-    assert_int_equal(graphs_writer_close(&w, &e), 0);
-    const char *shards[1] = {"shard-00000.h5"};
-    snprintf(path, sizeof path, "%s/index.h5", dir);
-    assert_int_equal(graphs_index_write(path, &info, 1, shards, G, meta, pid, site, &e), 0);
+    gfix_spec x = {NA, nodes, names, K, G, G, 0, atlas_alt, zero, meta_of};
+    bgfm_err e = {0};
+    assert_int_equal(gfix_write(&x, dir, &e), 0);
 }
 
 /* Replace dataset `name` of file `file` (in dir) by a float32 one of the given dims. */

@@ -1,0 +1,30 @@
+# pipeline.sh: the dataset and pipeline file most shell tests start from (sourced by
+# tap.sh). Not a fixture of any one test: a test that needs another shape writes it.
+#
+# tiny_dataset DIR [tiny_bids.py options]: the tiny BIDS dataset DIR/bids with its atlas
+#   DIR/atlas.nii.gz (tests/lib/tiny_bids.py), or the test stops with "not ok".
+# pipeline_yaml FILE WORKDIR [CONN_WITH [STAGE...]]: a pipeline over $DATA (default
+#   $T/d): parcellate `parc` (standardize: zscore) and connectivity `conn` with CONN_WITH
+#   (default {windows: {length: 10, stride: 5}}), then one line per further STAGE
+#   ("{name: pre, uses: pretrain, with: {...}}"). Top level: name $PIPE_NAME (t), seed
+#   $PIPE_SEED (0, the default), and the lines of $PIPE_TOP (e.g. "on_error: skip").
+# h5_same A.h5 B.h5 [GROUP [MIN]]: every dataset below GROUP (default the root) of both
+#   files has the same names, dtype, shape and bytes, and there are at least MIN of them
+#   (default 1); prints the count (tests/lib/h5same.py).
+tiny_dataset() {
+  local d=$1; shift
+  "$PY" "$ROOT/tests/lib/tiny_bids.py" "$d" "$@" >/dev/null || { notok "tiny dataset"; exit 1; }
+}
+pipeline_yaml() {
+  local f=$1 w=$2 conn=${3:-"{windows: {length: 10, stride: 5}}"} d=${DATA:-$T/d}
+  shift; shift; [ $# -gt 0 ] && shift
+  {
+    printf 'name: %s\nworkdir: %s\nseed: %s\n' "${PIPE_NAME:-t}" "$w" "${PIPE_SEED:-0}"
+    [ -n "${PIPE_TOP:-}" ] && printf '%s\n' "$PIPE_TOP"
+    printf 'inputs: {bids: %s/bids}\natlases:\n  - {name: tiny, path: %s/atlas.nii.gz}\n' "$d" "$d"
+    printf 'stages:\n  - {name: parc, uses: parcellate, with: {standardize: zscore}}\n'
+    printf '  - {name: conn, uses: connectivity, with: %s}\n' "$conn"
+    local s; for s in "$@"; do printf '  - %s\n' "$s"; done
+  } >"$f"
+}
+h5_same() { "$PY" "$ROOT/tests/lib/h5same.py" "$@"; }
