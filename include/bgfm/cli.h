@@ -22,6 +22,7 @@ int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/engine/doc.c
 int cmd_synth(bgfm_ctx *ctx, int argc, char **argv);    /* stages/synth/synth.c */
 int cmd_submit(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/commands/submit.c */
 int cmd_grad(bgfm_ctx *, int, char **);                 /* stages/pretrain/grad.c */
+int cmd_export(bgfm_ctx *, int, char **);               /* stages/pretrain/export.c */
 int cmd_report(bgfm_ctx *ctx, int argc, char **argv);   /* pipeline/commands/report.c */
 int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/commands/scale.c */
 

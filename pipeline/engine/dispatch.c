@@ -19,6 +19,8 @@ static const bgfm_cmd commands[] = {
     {"grad", cmd_grad,
      "--graphs FILE --atlas NAME --indices i,j,... (--checkpoint F | --init SEED) --out OUT.h5",
      "one deterministic forward+backward of the model, dumped for checking (model.md 7)"},
+    {"export", cmd_export, "CHECKPOINT --out FILE.safetensors [--full]",
+     "the model as safetensors for PyTorch (python/bgfm_torch; docs/export.md)"},
     {"report", cmd_report, "WORKDIR", "print the probe results (and scaling CSVs) found in WORKDIR"},
     {"scale", cmd_scale, "PIPELINE.yaml --stage S [--ranks 1,2,4] [--mode strong|weak] [--out DIR]",
      "run one stage on several rank counts; CSV and plots of speed-up and efficiency"},

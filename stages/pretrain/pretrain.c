@@ -12,6 +12,7 @@
 
 #include "bgfm/ckpt.h"
 #include "bgfm/dist.h"
+#include "bgfm/export.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/graphs.h"
 #include "bgfm/json.h"
@@ -397,7 +398,12 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
     }
     if (o->init_path) {
         log_info(ctx, "pretrain: initialising from %s", o->init_path);
-        rc = ckpt_load(o->init_path, &t->m, NULL, NULL, e);
+        if (export_is_safetensors(o->init_path)) { /* weights from PyTorch (export.h) */
+            rc = export_load(o->init_path, o->seed, &t->m, NULL, e);
+            if (!rc) rc = export_check_graphs(o->init_path, &t->m, t->gs, e);
+        } else {
+            rc = ckpt_load(o->init_path, &t->m, NULL, NULL, e);
+        }
         if (!rc) rc = optim_init(&t->op, &t->m, e);
         return bgfm_ctx_agree(ctx, rc);
     }
@@ -756,11 +762,14 @@ static const bgfm_opt pretrain_opts_table[] = {
      "transductive: every graph of the store (labelled subjects included, labels unused); "
      "strict: only graphs whose subject has no label, so the probe's subjects are never read"},
     {"init", BGFM_OPT_STR, "auto", 1, 0, NULL,
-     "auto: final.h5 of the nearest earlier pretrain stage if any, else random; random; or "
-     "the name of an earlier pretrain stage"},
+     "auto: final.h5 of the nearest earlier pretrain stage if any, else random; random; "
+     "the name of an earlier pretrain stage; or a FILE.safetensors (bgfm export, bgfm_torch; "
+     "relative to the pipeline file's folder; docs/export.md)"},
 };
 
-/* Index of the stage that `init` points at, -1 for random init. */
+#define INIT_SAFETENSORS (-3) /* init: a .safetensors file */
+
+/* Index of the stage that `init` points at, -1 for random init, INIT_SAFETENSORS. */
 static int init_stage(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
     const char *v = params_str(&s->with, "init");
     int self = (int)(s - p->stages);
@@ -772,12 +781,18 @@ static int init_stage(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err 
         if (!strcmp(v, "auto") || !strcmp(v, q->name)) return j;
     }
     if (!strcmp(v, "auto")) return -1;
-    bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': init: '%s' is not 'auto', 'random' or the "
-              "name of an earlier pretrain stage", p->file, s->line, s->col, s->name, v);
+    if (export_is_safetensors(v)) return INIT_SAFETENSORS;
+    bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': init: '%s' is not 'auto', 'random', the "
+              "name of an earlier pretrain stage or a FILE.safetensors", p->file, s->line, s->col,
+              s->name, v);
     return -2;
 }
 
 static char *init_file(const bgfm_pipeline *p, const bgfm_stage_cfg *s, int j, bgfm_err *e) {
+    if (j == INIT_SAFETENSORS) { /* relative to the pipeline file's folder */
+        const char *v = params_str(&s->with, "init");
+        return v[0] == '/' ? bgfm_strdup(e, v) : fs_join(p->basedir, v, e);
+    }
     size_t n = strlen(p->workdir) + strlen(p->stages[j].name) + 16;
     char *f = bgfm_malloc(e, n, "path");
     if (f) snprintf(f, n, "%s/%s/final.h5", p->workdir, p->stages[j].name);
@@ -800,7 +815,7 @@ static char **pretrain_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg
     char **l = bgfm_calloc(e, 2, sizeof *l, "inputs");
     if (!l) return NULL;
     int j = init_stage(p, s, e);
-    if (j >= 0 && !(l[0] = init_file(p, s, j, e))) {
+    if ((j >= 0 || j == INIT_SAFETENSORS) && !(l[0] = init_file(p, s, j, e))) {
         free(l);
         return NULL;
     }
@@ -869,9 +884,13 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     int rc = 0;
     int j = init_stage(r->pipe, r->stage, &ctx->err);
     if (j == -2) rc = BGFM_EUSAGE;
-    if (!rc && j >= 0) {
+    if (!rc && (j >= 0 || j == INIT_SAFETENSORS)) {
         init = init_file(r->pipe, r->stage, j, &ctx->err);
         if (!init) rc = BGFM_ENOMEM;
+        else if (j == INIT_SAFETENSORS && !fs_exists(init))
+            rc = config_path_fail(&ctx->err, r->pipe, "init",
+                                  (bgfm_pos){params_value(w, "init")->line, params_value(w, "init")->col},
+                                  BGFM_EUSAGE, "stage '%s': %s does not exist", r->stage->name, init);
         else if (!fs_exists(init))
             rc = bgfm_fail(&ctx->err, BGFM_EUSAGE, "stage '%s': init from stage '%s' needs %s; "
                            "run that stage first", r->stage->name, r->pipe->stages[j].name, init);

@@ -28,6 +28,7 @@ opts_for() {
     yaml) echo "-max_len=8192 -dict=tests/fuzz/yaml.dict" ;;
     graphs) echo "-max_len=512" ;;
     ckpt) echo "-max_len=512" ;;
+    safetensors) echo "-max_len=8192" ;;
     *) echo "" ;;
   esac
 }
