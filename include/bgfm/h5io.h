@@ -47,6 +47,12 @@ int h5io_dset_close(hid_t *d, int rc, const char *path, bgfm_err *e);
  * buf (memtype). Ranks with nrows == 0 still call it. */
 int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, const void *buf,
                     bgfm_err *e);
+/* Collective: create the contiguous dataset `path` (filetype, shape dims[0..rank-1]),
+ * write this rank's rows [row0, row0+nrows) from buf (memtype; nrows may be 0) and close
+ * it (h5io_dset_close). */
+int h5io_write_block(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,
+                     const hsize_t *dims, int64_t row0, int64_t nrows, const void *buf,
+                     bgfm_err *e);
 /* Collective: create `path` and write all of buf from rank `writer` (the others pass
  * any buf, even NULL). For small metadata arrays. */
 int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,

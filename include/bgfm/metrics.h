@@ -21,5 +21,9 @@ double metrics_balanced_accuracy(const int *pred, const int *y, int64_t n, int K
 /* Mean and sample standard deviation (n - 1) of the finite values of v; NaN if none
  * (sd 0 with one value). Returns the count of finite values. */
 int metrics_mean_sd(const double *v, int n, double *mean, double *sd);
+/* Column means mu (D) and standard deviations sd (D; ddof 0) of X (n, D) row-major, for
+ * standardising features; a column whose sd is at most 1e-12 max(1, |mu|) (constant)
+ * gets sd 1, so (x - mu) / sd stays finite. */
+void metrics_col_scale(const double *X, int64_t n, int64_t D, double *mu, double *sd);
 
 #endif

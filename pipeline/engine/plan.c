@@ -41,24 +41,17 @@ int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
         ps->cfg = s;
         ps->upstream = ps->upstream2 = -1;
         BGFM_ASSERT(s->kind != NULL);
-        bgfm_artifact c1 = s->kind->consumes, c2 = s->kind->consumes2;
-        if (c1 != BGFM_ART_NONE && c1 != BGFM_ART_BIDS) {
-            ps->upstream = find_producer(p, i, c1);
-            if (ps->upstream < 0)
+        const bgfm_artifact need[2] = {s->kind->consumes, s->kind->consumes2};
+        int *up[2] = {&ps->upstream, &ps->upstream2};
+        for (int u = 0; u < 2; u++) {
+            if (need[u] == BGFM_ART_NONE || need[u] == BGFM_ART_BIDS) continue;
+            *up[u] = find_producer(p, i, need[u]);
+            if (*up[u] < 0)
                 return bgfm_fail(e, BGFM_EUSAGE,
                                  "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
                                  "produces it; add a stage that does before it",
                                  p->file, s->line, s->col, s->name, s->kind->name,
-                                 artifact_name(c1));
-        }
-        if (c2 != BGFM_ART_NONE) {
-            ps->upstream2 = find_producer(p, i, c2);
-            if (ps->upstream2 < 0)
-                return bgfm_fail(e, BGFM_EUSAGE,
-                                 "%s:%d:%d: stage '%s' (uses: %s) needs %s, but no earlier stage "
-                                 "produces it",
-                                 p->file, s->line, s->col, s->name, s->kind->name,
-                                 artifact_name(c2));
+                                 artifact_name(need[u]));
         }
         ps->final_dir = fs_join(p->workdir, s->name, e);
         size_t n = strlen(p->workdir) + strlen(s->name) + 16;

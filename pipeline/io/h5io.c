@@ -111,6 +111,18 @@ static hid_t lcpl_make(void) {
     return l;
 }
 
+/* One group, without modification times. */
+static int group_new(hid_t f, const char *path, bgfm_err *e) {
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0
+                  ? H5Gcreate2(f, path, H5P_DEFAULT, gcpl, H5P_DEFAULT)
+                  : -1;
+    if (gcpl >= 0) H5Pclose(gcpl);
+    if (g < 0) return h5io_fail(e, BGFM_EIO, "creating group", path);
+    H5Gclose(g);
+    return 0;
+}
+
 /* Create the missing groups above `path`, without modification times, so that
  * rerunning a stage with the same inputs gives byte-identical files. */
 static int make_parents(hid_t f, const char *path, bgfm_err *e) {
@@ -123,13 +135,8 @@ static int make_parents(hid_t f, const char *path, bgfm_err *e) {
         buf[i] = '\0';
         htri_t ex = H5Lexists(f, buf, H5P_DEFAULT);
         if (ex == 0) {
-            hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
-            hid_t g = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0
-                          ? H5Gcreate2(f, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT)
-                          : -1;
-            if (gcpl >= 0) H5Pclose(gcpl);
-            if (g < 0) return h5io_fail(e, BGFM_EIO, "creating group", buf);
-            H5Gclose(g);
+            int rc = group_new(f, buf, e);
+            if (rc) return rc;
         } else if (ex < 0) {
             return h5io_fail(e, BGFM_EIO, "looking up group", buf);
         }
@@ -140,15 +147,7 @@ static int make_parents(hid_t f, const char *path, bgfm_err *e) {
 
 int h5io_group_create(hid_t f, const char *path, bgfm_err *e) {
     int rc = make_parents(f, path, e);
-    if (rc) return rc;
-    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
-    hid_t g = gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0
-                  ? H5Gcreate2(f, path, H5P_DEFAULT, gcpl, H5P_DEFAULT)
-                  : -1;
-    if (gcpl >= 0) H5Pclose(gcpl);
-    if (g < 0) return h5io_fail(e, BGFM_EIO, "creating group", path);
-    H5Gclose(g);
-    return 0;
+    return rc ? rc : group_new(f, path, e);
 }
 
 /* 1 when obj belongs to a file opened through MPI-IO. */
@@ -300,6 +299,15 @@ done:
     /* A write that fails on one rank only (disk full) must not leave the others in
      * the next collective call: every rank of the file learns the outcome here. */
     return agree_on_file(dset, rc, e);
+}
+
+int h5io_write_block(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,
+                     const hsize_t *dims, int64_t row0, int64_t nrows, const void *buf,
+                     bgfm_err *e) {
+    hid_t d = h5io_dset_create(f, path, filetype, rank, dims, NULL, 0, e);
+    int rc = d < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
+    if (!rc) rc = h5io_write_rows(d, memtype, row0, nrows, buf, e);
+    return h5io_dset_close(&d, rc, path, e);
 }
 
 int h5io_write_small(hid_t f, const char *path, hid_t filetype, hid_t memtype, int rank,

@@ -44,14 +44,20 @@ void json_write_num(FILE *f, double v) {
     fputs(buf, f);
 }
 
-int json_find_str(const char *text, const char *key, char *out, size_t n) {
+/* The value after the first "key": of text, or NULL. */
+static const char *value_of(const char *text, const char *key) {
     char pat[128];
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = strstr(text, pat);
-    if (!p) return 0;
+    if (!p) return NULL;
     p += strlen(pat);
     while (*p == ' ') p++;
-    if (*p != '"') return 0;
+    return p;
+}
+
+int json_find_str(const char *text, const char *key, char *out, size_t n) {
+    const char *p = value_of(text, key);
+    if (!p || *p != '"') return 0;
     p++;
     size_t k = 0;
     while (*p && *p != '"' && k + 1 < n) out[k++] = *p++;
@@ -60,12 +66,8 @@ int json_find_str(const char *text, const char *key, char *out, size_t n) {
 }
 
 int json_find_num(const char *text, const char *key, double *out) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
+    const char *p = value_of(text, key);
     if (!p) return 0;
-    p += strlen(pat);
-    while (*p == ' ') p++;
     char *end = NULL;
     double v = strtod(p, &end);
     if (end == p) return 0;

@@ -288,6 +288,18 @@ int niftiio_writer_volume(niftiio_writer *w, const float *vol, bgfm_err *e) {
     return 0;
 }
 
+static void writer_free(niftiio_writer **wp) {
+    niftiio_writer *w = *wp;
+    free(w->z);
+    free(w->level_buf);
+    free(w->outbuf);
+    free(w->conv);
+    free(w->path);
+    free(w->tmp);
+    free(w);
+    *wp = NULL;
+}
+
 int niftiio_writer_close(niftiio_writer **wp, bgfm_err *e) {
     if (!wp || !*wp) return 0;
     niftiio_writer *w = *wp;
@@ -311,14 +323,7 @@ int niftiio_writer_close(niftiio_writer **wp, bgfm_err *e) {
         niftiio_writer_abort(wp);
         return rc;
     }
-    free(w->z);
-    free(w->level_buf);
-    free(w->outbuf);
-    free(w->conv);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-    *wp = NULL;
+    writer_free(wp);
     return 0;
 }
 
@@ -327,12 +332,5 @@ void niftiio_writer_abort(niftiio_writer **wp) {
     niftiio_writer *w = *wp;
     if (w->fd >= 0) close(w->fd);
     if (w->tmp) unlink(w->tmp);
-    free(w->z);
-    free(w->level_buf);
-    free(w->outbuf);
-    free(w->conv);
-    free(w->path);
-    free(w->tmp);
-    free(w);
-    *wp = NULL;
+    writer_free(wp);
 }

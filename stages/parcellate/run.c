@@ -327,24 +327,11 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     hsize_t d2[2] = {(hsize_t)p->sumT, (hsize_t)N}, s2[2] = {(hsize_t)S, (hsize_t)N};
     hsize_t dn[1] = {(hsize_t)N}, ds1[1] = {(hsize_t)S + 1};
     snprintf(path, sizeof path, "/atlases/%s/timeseries", at->name);
-    hid_t d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, d2, NULL, 0, e);
-    if (d < 0) rc = e->code ? e->code : BGFM_EIO;
-    if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, t0, nt, ts, e);
-    rc = h5io_dset_close(&d, rc, path, e);
+    rc = h5io_write_block(f, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, t0, nt, ts, e);
     snprintf(path, sizeof path, "/atlases/%s/coverage", at->name);
-    if (!rc) {
-        d = h5io_dset_create(f, path, H5T_IEEE_F32LE, 2, s2, NULL, 0, e);
-        if (d < 0) rc = e->code ? e->code : BGFM_EIO;
-        if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_FLOAT, r0, nr, cov, e);
-        rc = h5io_dset_close(&d, rc, path, e);
-    }
+    if (!rc) rc = h5io_write_block(f, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, s2, r0, nr, cov, e);
     snprintf(path, sizeof path, "/atlases/%s/flagged", at->name);
-    if (!rc) {
-        d = h5io_dset_create(f, path, H5T_STD_U8LE, 2, s2, NULL, 0, e);
-        if (d < 0) rc = e->code ? e->code : BGFM_EIO;
-        if (!rc) rc = h5io_write_rows(d, H5T_NATIVE_UINT8, r0, nr, fl, e);
-        rc = h5io_dset_close(&d, rc, path, e);
-    }
+    if (!rc) rc = h5io_write_block(f, path, H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, s2, r0, nr, fl, e);
     snprintf(path, sizeof path, "/atlases/%s/offsets", at->name);
     if (!rc)
         rc = h5io_write_small(f, path, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, ds1, p->offsets, 0, e);

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "bgfm/metrics.h"
+
 #define LBFGS_HIST 10
 
 typedef struct lr_prob {
@@ -207,20 +209,7 @@ int logreg_fit(logreg_model *m, const double *X, int64_t n, int64_t D, const int
         goto done;
     }
     for (int64_t j = 0; j < D; j++) m->sd[j] = 1.0;
-    if (o->standardize) {
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < D; j++) m->mu[j] += X[i * D + j];
-        for (int64_t j = 0; j < D; j++) m->mu[j] /= (double)n, m->sd[j] = 0;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < D; j++) {
-                double t = X[i * D + j] - m->mu[j];
-                m->sd[j] += t * t;
-            }
-        for (int64_t j = 0; j < D; j++) {
-            double s = sqrt(m->sd[j] / (double)n);
-            m->sd[j] = s > 1e-12 * fmax(1.0, fabs(m->mu[j])) ? s : 1.0;
-        }
-    }
+    if (o->standardize) metrics_col_scale(X, n, D, m->mu, m->sd);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < D; j++) Xs[i * D + j] = (X[i * D + j] - m->mu[j]) / m->sd[j];
     lr_prob pb = {Xs, n, D, y, K, nr, o->C, NULL};

@@ -1,4 +1,5 @@
-/* metrics.c: ROC AUC (mid-rank Mann-Whitney), accuracy, balanced accuracy (metrics.h).
+/* metrics.c: ROC AUC (mid-rank Mann-Whitney), accuracy, balanced accuracy, mean and sd,
+ * column scaling for standardised features (metrics.h).
  * Not the probe protocol (probe.c). */
 #include "bgfm/metrics.h"
 
@@ -102,4 +103,20 @@ int metrics_mean_sd(const double *v, int n, double *mean, double *sd) {
     *mean = m;
     *sd = c > 1 ? sqrt(q / (c - 1)) : 0.0;
     return c;
+}
+
+void metrics_col_scale(const double *X, int64_t n, int64_t D, double *mu, double *sd) {
+    for (int64_t j = 0; j < D; j++) mu[j] = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < D; j++) mu[j] += X[i * D + j];
+    for (int64_t j = 0; j < D; j++) mu[j] /= (double)n, sd[j] = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < D; j++) {
+            double t = X[i * D + j] - mu[j];
+            sd[j] += t * t;
+        }
+    for (int64_t j = 0; j < D; j++) {
+        double s = sqrt(sd[j] / (double)n);
+        sd[j] = s > 1e-12 * fmax(1.0, fabs(mu[j])) ? s : 1.0;
+    }
 }

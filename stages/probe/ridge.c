@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bgfm/metrics.h"
+
 void ridge_alpha_grid(int64_t D, int n, double *alphas) {
     for (int i = 0; i < n; i++)
         alphas[i] = (double)D * pow(10.0, -3.0 + 8.0 * (double)i / (double)(n - 1));
@@ -127,18 +129,7 @@ int ridge_fit(ridge_model *m, const double *X, int64_t n, int64_t D, const doubl
         rc = BGFM_ENOMEM;
         goto done;
     }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < D; j++) m->mu[j] += X[i * D + j];
-    for (int64_t j = 0; j < D; j++) m->mu[j] /= (double)n;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < D; j++) {
-            double t = X[i * D + j] - m->mu[j];
-            m->sd[j] += t * t;
-        }
-    for (int64_t j = 0; j < D; j++) {
-        double s = sqrt(m->sd[j] / (double)n);
-        m->sd[j] = s > 1e-12 * fmax(1.0, fabs(m->mu[j])) ? s : 1.0;
-    }
+    metrics_col_scale(X, n, D, m->mu, m->sd);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < D; j++) Z[i * D + j] = (X[i * D + j] - m->mu[j]) / m->sd[j];
     for (int64_t i = 0; i < n; i++) m->b0 += y[i];
