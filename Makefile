@@ -31,8 +31,10 @@ TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps test check demo bench install clean docs-check fuzz fuzz-build
+.PHONY: all bgfm deps deps-test test check demo bench install clean docs-check fuzz fuzz-build
 all: $(BUILD)/bgfm $(TEST_BIN) $(BUILD)/tests/bgfm-test
+# the program alone (no cmocka needed): what `make demo` and `make install` build
+bgfm: $(BUILD)/bgfm
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,11 +64,16 @@ $(BUILD)/tests/bgfm-test: tests/lib/bgfm_test.c $(BUILD)/libbgfm.a
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/engine/main.d
 
-# Installs missing Debian packages (non-interactive when root, else prints the line).
+# Installs missing Debian packages (non-interactive when root, else prints the apt-get
+# line): `deps` what building and running needs, `deps-test` what testing needs on top
+# (scripts/deps.sh lists both).
 deps:
-	@./scripts/deps.sh
+	@./scripts/deps.sh run
 
-test: all
+deps-test: deps
+	@./scripts/deps.sh test
+
+test: deps-test all
 	@OPENBLAS_NUM_THREADS=1 ./tests/run.sh
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (leak detection
@@ -87,7 +94,7 @@ VG_ARCH  := -march=x86-64-v3
 VALGRIND := valgrind -q --num-callers=50 --error-exitcode=1 --leak-check=full \
             --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
             --suppressions=tests/valgrind.supp --gen-suppressions=all
-check:
+check: deps-test
 	@fail=""; \
 	$(MAKE) BUILD=build-san CFLAGS="$(SAN_FLAGS) $(ARCH)" WERROR= all || exit 1; \
 	echo "== check 1/4: unit tests under ASan+UBSan, leak detection on"; \
@@ -150,13 +157,13 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: fuzz-build
 	@FUZZ_TIME=$(FUZZ_TIME) ./tests/fuzz/run.sh
 
-demo: deps all
+demo: deps bgfm
 	@./scripts/demo.sh
 
-bench: all
+bench: deps-test all
 	@./bench/run.sh
 
-install: all
+install: bgfm
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/bgfm $(DESTDIR)$(PREFIX)/bin/bgfm
 
