@@ -36,6 +36,8 @@ with torch.no_grad():
         A = torch.tensor(sh["graphs/%s/adj" % an][row].astype(np.float64))
         R = torch.tensor(sh["graphs/%s/rwse" % an][row].astype(np.float64))
         N = C.shape[0]
+        if "norm/%s/mean" % an in p.t:  # population input normalisation (model.md section 1)
+            C = (C - p["norm/%s/mean" % an].detach()) / p["norm/%s/std" % an].detach()
         X = mt.node_inputs(C, R, cfg, N)
         z = mt.encoder(p, cfg, an, atl.index(an), X, torch.arange(N), A)
         ref = mt.readout(p, cfg, an, z, torch.arange(N), N).numpy()
