@@ -454,6 +454,159 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
                             "ranks) or a smaller model", e);
 }
 
+/* This rank's buffers for its slice of a global batch (at most ceil(B / R) graphs of the
+ * largest atlas, and their GCL partners), the model workspace and the NT-Xent buffers,
+ * after the memory check (max_memory_per_rank). Local; the caller agrees. */
+static int train_buffers(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int pairs) {
+    bgfm_err *e = &ctx->err;
+    const int R = ctx->size;
+    const model *m = &t->m;
+    int rc = 0;
+    const int64_t B = o->batch_size, Bl = (B + R - 1) / R;
+    int64_t Nb = 0;
+    for (int a = 0; a < m->cfg.n_atlases; a++)
+        if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
+    if (!rc && o->max_memory > 0) rc = memory_check(o, m, Bl, Nb, e);
+    if (!rc) {
+        t->fc = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t->fc, "batch");
+        t->adj = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch");
+        t->rw = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t->rw, "batch");
+        t->gidx = bgfm_malloc(e, (size_t)B * sizeof *t->gidx, "batch");
+        if (!t->fc || !t->adj || !t->rw || !t->gidx) rc = BGFM_ENOMEM;
+    }
+    if (!rc && pairs) {
+        t->fcb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t->fcb, "batch partners");
+        t->adjb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch partners");
+        t->rwb = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t->rwb, "batch partners");
+        t->pidx = bgfm_malloc(e, (size_t)Bl * sizeof *t->pidx, "batch partners");
+        if (!t->fcb || !t->adjb || !t->rwb || !t->pidx) rc = BGFM_ENOMEM;
+    }
+    if (!rc) rc = model_ws_init(&t->ws, m, (int)Bl, e);
+    if (!rc) rc = dist_ntx_init(&t->ntx, ctx, B, m->cfg.P, e);
+    return rc;
+}
+
+/* One optimiser step on global batch `pos` of epoch `ep` (docs/pretrain.md, "What each
+ * rank does"): read this rank's slice of the batch (and its GCL partners), forward, the
+ * NT-Xent over the global batch, backward with the decoder/projection gradients
+ * all-reduced while the encoder's backward runs, the global losses, clipping, AdamW.
+ * Collective: every collective is reached only after the ranks agree on the status, and
+ * the status is the same on every rank. */
+typedef struct step_out {
+    model_losses ls; /* global losses */
+    double gn, lr;   /* gradient norm before clipping, learning rate */
+    int64_t n;       /* graphs in the global batch */
+    step_times tm;
+} step_out;
+
+static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const optim_cfg *oc,
+                      int64_t ep, int64_t pos, double mr, int64_t step, double *bytes,
+                      step_out *out) {
+    step_times tm = {0, 0, 0};
+    double ts = MPI_Wtime(), tc;
+    const int R = ctx->size, me = ctx->rank;
+    const int64_t B = o->batch_size;
+    const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
+    model *m = &t->m;
+    bgfm_err *e = &ctx->err;
+    int rc = 0;
+    int a = t->pl.ord_atlas[pos];
+    int64_t j = t->pl.ord_batch[pos], lo = j * B;
+    int64_t n = lo + B <= t->pl.cnt[a] ? B : t->pl.cnt[a] - lo, slo = 0, sn = 0;
+    memcpy(t->gidx, t->pl.perm + t->pl.off[a] + lo, (size_t)n * sizeof *t->gidx);
+    dist_slice(n, R, me, &slo, &sn);
+    int N = graphs_atlas_nodes(t->gs, a);
+    /* local phase: read this rank's graphs, forward */
+    if (sn > 0) rc = graphs_read(t->gs, t->gidx + slo, (int)sn, t->fc, t->adj, t->rw, e);
+    if (!rc && sn > 0 && pairs) {
+        for (int64_t i = 0; i < sn; i++) t->pidx[i] = plan_partner(&t->pl, o->seed, ep, t->gidx[slo + i]);
+        rc = graphs_read(t->gs, t->pidx, (int)sn, t->fcb, t->adjb, t->rwb, e);
+    }
+    *bytes += (double)sn * (pairs ? 2.0 : 1.0) * (double)N * ((double)N * 5.0 + 4.0 * (double)m->cfg.k);
+    tc = MPI_Wtime();
+    tm.io += tc - ts;
+    model_losses ls = {0, 0, 0, 0};
+    model_hp hp = o->hp;
+    hp.seed = o->seed;
+    hp.epoch = ep;
+    hp.step = step;
+    hp.mask_ratio = mr;
+    /* means over graphs divide by the GLOBAL batch count */
+    hp.lambda_rec *= (double)sn / (double)n;
+    hp.lambda_adj *= (double)sn / (double)n;
+    memset(m->g, 0, (size_t)m->n_params * sizeof(float));
+    if (!rc && sn > 0) {
+        model_batch bt = {t->amap[a], (int)sn, N, t->fc, t->adj, t->rw, t->gidx + slo,
+                          t->fcb, t->adjb, t->rwb};
+        model_forward(m, &t->ws, &bt, &hp, &ls);
+        if (!isfinite(ls.rec) || !isfinite(ls.adj))
+            rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is not finite (rec %g, adj "
+                           "%g) at step %lld (epoch %lld) on graphs %lld..%lld of the "
+                           "batch (first global index %lld, atlas %s); check the input "
+                           "graphs for NaN, lower lr or raise warmup", ls.rec, ls.adj,
+                           (long long)step, (long long)ep, (long long)slo,
+                           (long long)(slo + sn - 1), (long long)t->gidx[slo],
+                           graphs_atlas_name(t->gs, a));
+    }
+    double tf = MPI_Wtime();
+    tm.compute += tf - tc;
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (rc) return rc;
+    /* the contrastive loss over the global batch */
+    double cl = 0;
+    if (o->hp.mode & MODEL_GCL) {
+        rc = dist_ntxent(ctx, &t->ntx, t->ws.z, t->ws.dz, n, m->cfg.P, o->hp.tau_cl,
+                         o->hp.lambda_cl, &cl);
+        rc = bgfm_ctx_agree(ctx, rc); /* together into the gradient reduction */
+        if (rc) return rc;
+    }
+    double tg = MPI_Wtime(), tl = o->hp.mode & MODEL_GCL ? t->ntx.compute_s : 0;
+    tm.compute += tl; /* the loss's own kernels (dist.h); its gathers are communication */
+    tm.comm += tg - tf - tl;
+    /* the decoder/projection gradients are reduced while the encoder's backward
+     * runs (dist_bucket); a rank without graphs posts the same calls */
+    dist_bucket bk;
+    dist_bucket_init(&bk, ctx, m->g);
+    if (sn > 0)
+        model_backward_hooked(m, &t->ws, dist_bucket_hook, &bk);
+    else
+        dist_bucket_hook(&bk, model_grad_tail(m), model_grad_end(m) - model_grad_tail(m));
+    double tb = MPI_Wtime();
+    tm.compute += tb - tg;
+    /* gradient sum and global losses */
+    double loc[2] = {(double)sn * ls.rec, (double)sn * ls.adj}, glob[2] = {ls.rec, ls.adj};
+    rc = bgfm_ctx_agree(ctx, dist_bucket_finish(&bk));
+    if (!rc && R > 1)
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(loc, glob, 2, MPI_DOUBLE,
+                                                           MPI_SUM, ctx->comm)));
+    if (rc) return rc;
+    if (R > 1) {
+        glob[0] /= (double)n;
+        glob[1] /= (double)n;
+    }
+    double tr = MPI_Wtime();
+    tm.comm += tr - tb;
+    ls.rec = glob[0];
+    ls.adj = glob[1];
+    ls.cl = cl;
+    ls.total = o->hp.lambda_rec * ls.rec + o->hp.lambda_adj * ls.adj + o->hp.lambda_cl * ls.cl;
+    if (!isfinite(ls.total)) { /* the same global value on every rank */
+        rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is %g at step %lld (epoch %lld); "
+                       "lower lr or raise warmup", ls.total, (long long)step, (long long)ep);
+        return rc;
+    }
+    double gn = optim_clip(m->g, m->n_params, oc->clip);
+    double lr = optim_lr(oc, step);
+    optim_adamw(&t->op, m->w, m->g, lr, oc);
+    tm.compute += MPI_Wtime() - tr;
+    out->ls = ls;
+    out->gn = gn;
+    out->lr = lr;
+    out->n = n;
+    out->tm = tm;
+    return 0;
+}
+
 static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const char *outdir,
                  const char *metrics, pretrain_result *res) {
     bgfm_err *e = &ctx->err;
@@ -500,28 +653,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     st.protocol = o->strict ? "strict" : "transductive";
     st.graphs = t.pl.used;
     st.n_graphs = t.pl.n_used;
-    /* buffers for this rank's slice of a global batch: at most ceil(B / R) graphs */
-    const int64_t B = o->batch_size, Bl = (B + R - 1) / R;
-    int64_t Nb = 0;
-    for (int a = 0; !rc && a < m->cfg.n_atlases; a++)
-        if (m->cfg.atlas_nodes[a] > Nb) Nb = m->cfg.atlas_nodes[a];
-    if (!rc && o->max_memory > 0) rc = memory_check(o, m, Bl, Nb, e);
-    if (!rc) {
-        t.fc = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t.fc, "batch");
-        t.adj = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch");
-        t.rw = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t.rw, "batch");
-        t.gidx = bgfm_malloc(e, (size_t)B * sizeof *t.gidx, "batch");
-        if (!t.fc || !t.adj || !t.rw || !t.gidx) rc = BGFM_ENOMEM;
-    }
-    if (!rc && pairs) {
-        t.fcb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb) * sizeof *t.fcb, "batch partners");
-        t.adjb = bgfm_malloc(e, (size_t)(Bl * Nb * Nb), "batch partners");
-        t.rwb = bgfm_malloc(e, (size_t)(Bl * Nb * (m->cfg.k ? m->cfg.k : 1)) * sizeof *t.rwb, "batch partners");
-        t.pidx = bgfm_malloc(e, (size_t)Bl * sizeof *t.pidx, "batch partners");
-        if (!t.fcb || !t.adjb || !t.rwb || !t.pidx) rc = BGFM_ENOMEM;
-    }
-    if (!rc) rc = model_ws_init(&t.ws, m, (int)Bl, e);
-    if (!rc) rc = dist_ntx_init(&t.ntx, ctx, B, m->cfg.P, e);
+    if (!rc) rc = train_buffers(ctx, o, &t, pairs);
     if (!rc && metrics && !(t.mf = fopen(metrics, "a")))
         rc = bgfm_fail(e, BGFM_EIO, "cannot append to %s", metrics);
     rc = bgfm_ctx_agree(ctx, rc);
@@ -544,95 +676,16 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
         sum_ep = 0;
         n_ep = 0;
         for (int64_t pos = ep == st.epoch ? st.pos : 0; pos < t.pl.spe && !rc && !stop; pos++) {
-            step_times tm = {0, 0, 0};
-            double ts = MPI_Wtime(), tc;
+            step_out so;
+            memset(&so, 0, sizeof so);
+            double ts = MPI_Wtime();
+            rc = train_step(ctx, o, &t, &oc, ep, pos, mr, st.step, &bytes, &so);
+            if (rc) break;
+            model_losses ls = so.ls;
+            step_times tm = so.tm;
+            double gn = so.gn, lr = so.lr, tr = MPI_Wtime();
+            int64_t n = so.n; /* the step's graphs */
             int a = t.pl.ord_atlas[pos];
-            int64_t j = t.pl.ord_batch[pos], lo = j * B;
-            int64_t n = lo + B <= t.pl.cnt[a] ? B : t.pl.cnt[a] - lo, slo = 0, sn = 0;
-            memcpy(t.gidx, t.pl.perm + t.pl.off[a] + lo, (size_t)n * sizeof *t.gidx);
-            dist_slice(n, R, me, &slo, &sn);
-            int N = graphs_atlas_nodes(t.gs, a);
-            /* local phase: read this rank's graphs, forward */
-            if (sn > 0) rc = graphs_read(t.gs, t.gidx + slo, (int)sn, t.fc, t.adj, t.rw, e);
-            if (!rc && sn > 0 && pairs) {
-                for (int64_t i = 0; i < sn; i++) t.pidx[i] = plan_partner(&t.pl, o->seed, ep, t.gidx[slo + i]);
-                rc = graphs_read(t.gs, t.pidx, (int)sn, t.fcb, t.adjb, t.rwb, e);
-            }
-            bytes += (double)sn * (pairs ? 2.0 : 1.0) * (double)N * ((double)N * 5.0 + 4.0 * (double)m->cfg.k);
-            tc = MPI_Wtime();
-            tm.io += tc - ts;
-            model_losses ls = {0, 0, 0, 0};
-            model_hp hp = o->hp;
-            hp.seed = o->seed;
-            hp.epoch = ep;
-            hp.step = st.step;
-            hp.mask_ratio = mr;
-            /* means over graphs divide by the GLOBAL batch count */
-            hp.lambda_rec *= (double)sn / (double)n;
-            hp.lambda_adj *= (double)sn / (double)n;
-            memset(m->g, 0, (size_t)m->n_params * sizeof(float));
-            if (!rc && sn > 0) {
-                model_batch bt = {t.amap[a], (int)sn, N, t.fc, t.adj, t.rw, t.gidx + slo,
-                                  t.fcb, t.adjb, t.rwb};
-                model_forward(m, &t.ws, &bt, &hp, &ls);
-                if (!isfinite(ls.rec) || !isfinite(ls.adj))
-                    rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is not finite (rec %g, adj "
-                                   "%g) at step %lld (epoch %lld) on graphs %lld..%lld of the "
-                                   "batch (first global index %lld, atlas %s); check the input "
-                                   "graphs for NaN, lower lr or raise warmup", ls.rec, ls.adj,
-                                   (long long)st.step, (long long)ep, (long long)slo,
-                                   (long long)(slo + sn - 1), (long long)t.gidx[slo],
-                                   graphs_atlas_name(t.gs, a));
-            }
-            double tf = MPI_Wtime();
-            tm.compute += tf - tc;
-            rc = bgfm_ctx_agree(ctx, rc);
-            if (rc) break;
-            /* the contrastive loss over the global batch */
-            double cl = 0;
-            if (o->hp.mode & MODEL_GCL) {
-                rc = dist_ntxent(ctx, &t.ntx, t.ws.z, t.ws.dz, n, m->cfg.P, o->hp.tau_cl,
-                                 o->hp.lambda_cl, &cl);
-                rc = bgfm_ctx_agree(ctx, rc); /* together into the gradient reduction */
-                if (rc) break;
-            }
-            double tg = MPI_Wtime();
-            tm.comm += tg - tf;
-            /* the decoder/projection gradients are reduced while the encoder's backward
-             * runs (dist_bucket); a rank without graphs posts the same calls */
-            dist_bucket bk;
-            dist_bucket_init(&bk, ctx, m->g);
-            if (sn > 0)
-                model_backward_hooked(m, &t.ws, dist_bucket_hook, &bk);
-            else
-                dist_bucket_hook(&bk, model_grad_tail(m), model_grad_end(m) - model_grad_tail(m));
-            double tb = MPI_Wtime();
-            tm.compute += tb - tg;
-            /* gradient sum and global losses */
-            double loc[2] = {(double)sn * ls.rec, (double)sn * ls.adj}, glob[2] = {ls.rec, ls.adj};
-            rc = bgfm_ctx_agree(ctx, dist_bucket_finish(&bk));
-            if (!rc && R > 1)
-                rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(loc, glob, 2, MPI_DOUBLE,
-                                                                   MPI_SUM, ctx->comm)));
-            if (rc) break;
-            if (R > 1) {
-                glob[0] /= (double)n;
-                glob[1] /= (double)n;
-            }
-            double tr = MPI_Wtime();
-            tm.comm += tr - tb;
-            ls.rec = glob[0];
-            ls.adj = glob[1];
-            ls.cl = cl;
-            ls.total = o->hp.lambda_rec * ls.rec + o->hp.lambda_adj * ls.adj + o->hp.lambda_cl * ls.cl;
-            if (!isfinite(ls.total)) { /* the same global value on every rank */
-                rc = bgfm_fail(e, BGFM_ENUMERIC, "pretrain: loss is %g at step %lld (epoch %lld); "
-                               "lower lr or raise warmup", ls.total, (long long)st.step, (long long)ep);
-                break;
-            }
-            double gn = optim_clip(m->g, m->n_params, oc.clip);
-            double lr = optim_lr(&oc, st.step);
-            optim_adamw(&t.op, m->w, m->g, lr, &oc);
             st.step++;
             st.epoch = pos + 1 == t.pl.spe ? ep + 1 : ep;
             st.pos = pos + 1 == t.pl.spe ? 0 : pos + 1;
