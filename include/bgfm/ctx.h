@@ -66,6 +66,7 @@ typedef struct bgfm_test_hooks {
     long calls;            /* calls of fail_site seen so far on this rank */
     int desync_rank;       /* pretrain: this rank perturbs a weight after step 2 (-1 off) */
     int64_t stop_after;    /* pretrain: stop as if signalled after this step (0 off) */
+    int ntxent_replicated; /* pretrain: the previous, replicated NT-Xent (dist.h; benchmarks) */
 } bgfm_test_hooks;
 
 /* 1 when the test hooks make this rank fail at `site` now (counts the call); 0 in

@@ -130,5 +130,22 @@ double layer_bce_struct(float *dz, const float *z, int64_t n, int64_t H, int64_t
  * every row (+=) and a rank keeps its own rows. scratch: 4*m*m floats. */
 double layer_ntxent(float *dza, float *dzb, const float *za, const float *zb, int64_t m,
                     int64_t P, double tau, double scale, float *scratch);
+/* The same loss sharded by anchor rows (dist_ntxent, model.md section 4): k projections
+ * zg (k, P) of the whole batch in any order that keeps each rank's anchors together;
+ * this rank's m anchors zo (m, P) are columns [c0, c0 + m) of zg, their first m/2 rows
+ * view a and the last m/2 the same graphs' view b (anchor i's positive is i +- m/2).
+ * Pass 1: S (m, k) = zo zg^T / tau (S_i,c0+i set to -inf: excluded), and per anchor i
+ * st[2i] = its log-sum-exp over w != i, st[2i+1] = its loss term (that minus
+ * s(i, pos)). Cost m k P, memory m k. Exponentials in float (vexp, 2e-7 relative),
+ * summed in double. */
+void layer_ntxent_rows(float *S, double *st, const float *zo, const float *zg, int64_t m,
+                       int64_t k, int64_t P, int64_t c0, double tau);
+/* Pass 2, after every anchor's (log-sum-exp, loss term) pairs were gathered into stg
+ * (k x 2, the order of zg): dz (m, P) += scale * dL/dz for the m anchors, L the mean over
+ * the k anchors. Row i of dL/dS plus column i (the symmetric term G_wi, from s(i, w)
+ * and anchor w's log-sum-exp) in one product with zg. Overwrites S; work: 2k floats. */
+void layer_ntxent_rows_backward(float *dz, float *S, const double *stg, const float *zg,
+                                int64_t m, int64_t k, int64_t P, int64_t c0, double tau,
+                                double scale, float *work);
 
 #endif

@@ -756,3 +756,73 @@ double layer_ntxent(float *dza, float *dzb, const float *za, const float *zb, in
                 pi, 1.0f, dzb, pi);
     return loss / (double)m2;
 }
+
+/* sum over x of exp(x - sub) (vexp), float lanes flushed into a double every 64 vectors */
+static double exp_sum(const float *x, int64_t n, float sub) {
+    const lvf sv = vset(sub);
+    double tot = 0;
+    int64_t j = 0;
+    while (j + LV <= n) {
+        lvf acc = vset(0.0f);
+        for (int c = 0; c < 64 && j + LV <= n; c++, j += LV) acc += vexp(vld(x + j) - sv);
+        tot += (double)vsum(acc);
+    }
+    for (; j < n; j++) tot += exp((double)x[j] - (double)sub);
+    return tot;
+}
+
+void layer_ntxent_rows(float *S, double *st, const float *zo, const float *zg, int64_t m,
+                       int64_t k, int64_t P, int64_t c0, double tau) {
+    if (m == 0) return;
+    BGFM_ASSERT(m % 2 == 0 && c0 >= 0 && c0 + m <= k);
+    int64_t h = m / 2;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)P,
+                (float)(1.0 / tau), zo, (int)P, zg, (int)P, 0.0f, S, (int)k);
+    for (int64_t i = 0; i < m; i++) {
+        float *s = S + i * k;
+        int64_t self = c0 + i, pos = c0 + (i < h ? i + h : i - h);
+        s[self] = -INFINITY; /* w != i: its exp is 0 here and its weight 0 in pass 2 */
+        lvf mv = vset(-INFINITY);
+        int64_t w = 0;
+        for (; w + LV <= k; w += LV) mv = vmax(mv, vld(s + w));
+        float mx = -INFINITY;
+        for (int l = 0; l < LV; l++) mx = fmaxf(mx, mv[l]);
+        for (; w < k; w++) mx = fmaxf(mx, s[w]);
+        double lse = (double)mx + log(exp_sum(s, k, mx));
+        st[2 * i] = lse;
+        st[2 * i + 1] = lse - (double)s[pos];
+    }
+}
+
+void layer_ntxent_rows_backward(float *dz, float *S, const double *stg, const float *zg,
+                                int64_t m, int64_t k, int64_t P, int64_t c0, double tau,
+                                double scale, float *work) {
+    if (m == 0) return;
+    int64_t h = m / 2;
+    const float g = (float)(scale / (double)k);
+    float *hi = work, *lo = work + k; /* every anchor's log-sum-exp as hi + lo floats */
+    for (int64_t w = 0; w < k; w++) {
+        hi[w] = (float)stg[2 * w];
+        lo[w] = (float)(stg[2 * w] - (double)hi[w]);
+    }
+    const lvf gv = vset(g);
+    for (int64_t i = 0; i < m; i++) {
+        float *s = S + i * k;
+        int64_t self = c0 + i, pos = c0 + (i < h ? i + h : i - h);
+        /* M_iw = G_iw + G_wi = g (p_iw + p_wi) - 2 g [w == pos]: p_iw = exp(s_iw - lse_i),
+         * and, S being symmetric, p_wi = exp(s_iw - lse_w) with anchor w's log-sum-exp
+         * from its rank; s_ii = -inf from pass 1 gives M_ii = 0 */
+        const lvf hv = vset(hi[self]), lv = vset(lo[self]);
+        int64_t w = 0;
+        for (; w + LV <= k; w += LV) {
+            lvf x = vld(s + w);
+            vst(s + w, gv * (vexp((x - hv) - lv) + vexp((x - vld(hi + w)) - vld(lo + w))));
+        }
+        for (; w < k; w++)
+            s[w] = g * (float)(exp((double)s[w] - stg[2 * self]) + exp((double)s[w] - stg[2 * w]));
+        s[self] = 0.0f;
+        s[pos] -= 2.0f * g;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)P, (int)k,
+                (float)(1.0 / tau), S, (int)k, zg, (int)P, 1.0f, dz, (int)P);
+}

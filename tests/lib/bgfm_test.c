@@ -4,6 +4,8 @@
  *                                    (sites: dist_ntxent, dist_bucket)
  *   BGFM_TEST_STOP_AFTER=N           pretrain stops as if signalled after step N
  *   BGFM_TEST_DESYNC_RANK=R          pretrain: rank R perturbs a weight after step 2
+ *   BGFM_TEST_NTXENT=replicated      pretrain: the previous NT-Xent, every rank evaluating
+ *                                    the whole global batch (bench/ntxent_scaling.sh)
  * Not part of the product: build/bgfm never reads these variables. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@ static void hooks_from_env(bgfm_test_hooks *h, char *site, size_t n) {
     if (s) h->stop_after = strtoll(s, NULL, 10);
     const char *d = getenv("BGFM_TEST_DESYNC_RANK");
     if (d) h->desync_rank = (int)strtol(d, NULL, 10);
+    const char *x = getenv("BGFM_TEST_NTXENT");
+    h->ntxent_replicated = x && !strcmp(x, "replicated");
 }
 
 int main(int argc, char **argv) {

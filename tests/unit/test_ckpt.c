@@ -158,8 +158,12 @@ static void test_slices(void **unused) {
         }
 }
 
-/* The global NT-Xent on this rank's slice equals layer_ntxent on the whole batch. */
-static void check_ntxent(int64_t n, int64_t P) {
+/* The global NT-Xent on this rank's slice equals layer_ntxent on the whole batch, row-
+ * sharded (default) or replicated (the benchmark's test hook): the loss to 1e-6 (|loss| + 1)
+ * and identical on every rank; the gradient of this rank's rows to 2e-7 scale / tau, a
+ * few float roundings of the terms it sums (each |M_kw z_w| / tau, at most scale / tau
+ * over a row): the similarity products and sums run in another order. */
+static void check_ntxent(int64_t n, int64_t P, int replicated) {
     float *za = calloc((size_t)(n * P), sizeof(float)), *zb = calloc((size_t)(n * P), sizeof(float));
     float *ga = calloc((size_t)(n * P), sizeof(float)), *gb = calloc((size_t)(n * P), sizeof(float));
     float *sc = calloc((size_t)(4 * n * n), sizeof(float));
@@ -180,6 +184,8 @@ static void check_ntxent(int64_t n, int64_t P) {
         }
     }
     double ref = layer_ntxent(ga, gb, za, zb, n, P, 0.2, 0.5, sc);
+    float gmax = 0;
+    for (int64_t i = 0; i < n * P; i++) gmax = fmaxf(gmax, fmaxf(fabsf(ga[i]), fabsf(gb[i])));
     int64_t lo, b;
     dist_slice(n, ctx.size, ctx.rank, &lo, &b);
     float *z = calloc((size_t)(2 * (b ? b : 1) * P), sizeof(float));
@@ -187,15 +193,39 @@ static void check_ntxent(int64_t n, int64_t P) {
     assert_true(z && dz);
     memcpy(z, za + lo * P, (size_t)(b * P) * sizeof(float));
     memcpy(z + b * P, zb + lo * P, (size_t)(b * P) * sizeof(float));
+    for (int64_t i = 0; i < 2 * b * P; i++) dz[i] = 0x1p-12f; /* dist_ntxent adds */
+    bgfm_test_hooks hk;
+    memset(&hk, 0, sizeof hk);
+    hk.desync_rank = -1;
+    hk.ntxent_replicated = replicated;
+    ctx.hooks = &hk;
     dist_ntx d;
-    double loss = 0;
+    double loss = 0, lmin, lmax;
     assert_int_equal(dist_ntx_init(&d, &ctx, n, P, &ctx.err), 0);
+    /* memory: the sharded workspace is linear in the global batch */
+    const int64_t R = ctx.size, Bl = (n + R - 1) / R;
+    int64_t want = replicated ? (4 * n * P + 4 * n * n) * 4
+                              : (R > 1 ? 2 * n * P * 4 : 0) + 4 * Bl * n * 4 + 4 * n * (8 + 4);
+    assert_int_equal(d.bytes, want);
     assert_int_equal(dist_ntxent(&ctx, &d, z, dz, n, P, 0.2, 0.5, &loss), 0);
-    assert_true(fabs(loss - ref) <= 1e-12 * fabs(ref));
+    ctx.hooks = NULL;
+    /* every check agreed over the ranks first, so a failure fails every rank, not hangs */
+    float tol = 2e-7f * 0.5f / 0.2f, err = 0, emax = 0;
     for (int64_t i = 0; i < b * P; i++) {
-        assert_true(fabsf(dz[i] - ga[lo * P + i]) <= 1e-7f);
-        assert_true(fabsf(dz[b * P + i] - gb[lo * P + i]) <= 1e-7f);
+        err = fmaxf(err, fabsf(dz[i] - 0x1p-12f - ga[lo * P + i]));
+        err = fmaxf(err, fabsf(dz[b * P + i] - 0x1p-12f - gb[lo * P + i]));
     }
+    MPI_Allreduce(&loss, &lmin, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&loss, &lmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&err, &emax, 1, MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD);
+    if (ctx.rank == 0)
+        print_message("# n %lld P %lld %s on %d ranks: loss %.9g (reference %.9g), largest "
+                      "gradient error %.3g (largest entry %.3g, tolerance %.3g)\n", (long long)n,
+                      (long long)P, replicated ? "replicated" : "sharded", ctx.size, lmax, ref,
+                      (double)emax, (double)gmax, (double)tol);
+    assert_true(lmin == lmax);
+    assert_true(fabs(lmax - ref) <= 1e-6 * (fabs(ref) + 1.0));
+    assert_true(emax <= tol);
     dist_ntx_free(&d);
     free(z);
     free(dz);
@@ -208,9 +238,13 @@ static void check_ntxent(int64_t n, int64_t P) {
 
 static void test_global_ntxent(void **unused) {
     (void)unused;
-    check_ntxent(7, 5);  /* uneven slices */
-    check_ntxent(2, 3);  /* more ranks than graphs: some ranks hold none */
-    check_ntxent(12, 8);
+    for (int rep = 0; rep < 2; rep++) {
+        check_ntxent(7, 5, rep);  /* uneven slices */
+        check_ntxent(2, 3, rep);  /* more ranks than graphs: some ranks hold none */
+        check_ntxent(1, 4, rep);  /* one graph: each anchor's only other is its positive */
+        check_ntxent(12, 8, rep);
+        check_ntxent(64, 48, rep); /* GEMMs past OpenBLAS's small-matrix paths */
+    }
 }
 
 int main(int argc, char **argv) {
