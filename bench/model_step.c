@@ -131,7 +131,9 @@ static double cpu_seconds(void) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: model_step H L N B [STEPS] [WARMUP] [region|mean]\n");
+        fprintf(stderr, "usage: model_step H L N B [STEPS] [WARMUP] [region|mean]\n"
+                        "  region: the default model (region readout, input normalisation);\n"
+                        "  mean: the model before issue 12 (mean readout, raw FC inputs)\n");
         return 2;
     }
     int H = atoi(argv[1]), L = atoi(argv[2]), N = atoi(argv[3]), B = atoi(argv[4]);
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
     c.H = H, c.nh = 4, c.F = 2 * H, c.k = 5, c.L = L, c.Ld = 1, c.P = 128, c.N_max = N;
     c.readout = argc > 7 ? model_readout_parse(argv[7]) : MODEL_READOUT_REGION, c.rdim = 8;
     if (c.readout < 0) return 2;
+    c.norm = c.readout == MODEL_READOUT_REGION;
     c.n_atlases = 1;
     snprintf(c.atlas[0], sizeof c.atlas[0], "bench");
     c.atlas_nodes[0] = N;
