@@ -407,8 +407,10 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
             a->name = bgfm_strdup(c->e, params_str(&ap, "name"));
             if (!a->name) rc = BGFM_ENOMEM;
         }
-        a->path_at = value_pos(params_value(&ap, "path"));
-        a->labels_at = value_pos(params_value(&ap, "labels"));
+        if (!rc) {
+            a->path_at = value_pos(params_value(&ap, "path"));
+            a->labels_at = value_pos(params_value(&ap, "labels"));
+        }
         if (!rc) rc = cfg_path_resolve(c, base, params_str(&ap, "path"), 1, &a->path);
         if (!rc && params_has(&ap, "labels"))
             rc = cfg_path_resolve(c, base, params_str(&ap, "labels"), 1, &a->labels);
