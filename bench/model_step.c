@@ -2,8 +2,10 @@
  * + clipping + AdamW) on synthetic graphs of adjacency density ~0.15; prints key=value
  * lines (throughput, FLOP rate of the documented formula, SGEMM reference rate, OpenBLAS
  * core, peak RSS, a loss checksum). Not a test and not part of libbgfm: bench/model_step.sh
- * builds it against build/libbgfm.a.
- *   model_step H L N B [STEPS] [WARMUP] */
+ * builds it against build/libbgfm.a; bench/scaling.sh takes its figures for the scaling
+ * model, with the gradient buckets (head / tail parameter counts) and the window the
+ * tail's all-reduce can overlap (the backward after the tail hook: the encoder's).
+ *   model_step H L N B [STEPS] [WARMUP] [region|mean] [F] [HEADS] */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,12 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* a model_grad_hook: the time the backward reached the tail bucket */
+static void hook_time(void *arg, int64_t off, int64_t n) {
+    (void)off, (void)n;
+    *(double *)arg = now();
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -131,7 +139,7 @@ static double cpu_seconds(void) {
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: model_step H L N B [STEPS] [WARMUP] [region|mean]\n"
+        fprintf(stderr, "usage: model_step H L N B [STEPS] [WARMUP] [region|mean] [F] [HEADS]\n"
                         "  region: the default model (region readout, input normalisation);\n"
                         "  mean: the model before issue 12 (mean readout, raw FC inputs)\n");
         return 2;
@@ -141,6 +149,8 @@ int main(int argc, char **argv) {
     model_cfg c;
     memset(&c, 0, sizeof c);
     c.H = H, c.nh = 4, c.F = 2 * H, c.k = 5, c.L = L, c.Ld = 1, c.P = 128, c.N_max = N;
+    if (argc > 8) c.F = atoi(argv[8]);
+    if (argc > 9) c.nh = atoi(argv[9]);
     c.readout = argc > 7 ? model_readout_parse(argv[7]) : MODEL_READOUT_REGION, c.rdim = 8;
     if (c.readout < 0) return 2;
     c.norm = c.readout == MODEL_READOUT_REGION;
@@ -169,14 +179,26 @@ int main(int argc, char **argv) {
     dens /= (double)B * N * (N - 1);
     optim_cfg oc = {1e-4, 0.9, 0.999, 1e-8, 1e-4, 5.0, 10, 1000};
     double *ts = malloc((size_t)(steps + warm) * sizeof *ts), lsum = 0, flops = 0, cpu = 0;
-    if (!ts) return 1;
+    double *win = malloc((size_t)steps * sizeof *win), *bwd = malloc((size_t)steps * sizeof *bwd);
+    if (!ts || !win || !bwd) return 1;
     for (int s = 0; s < warm + steps; s++) {
         for (int b = 0; b < B; b++) gidx[b] = (int64_t)s * B + b;
         model_batch bt = {0, B, N, fc, adj, rw, gidx, NULL, NULL, NULL};
         model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, s, s};
         model_losses ls;
         double t0 = now(), c0 = cpu_seconds();
-        model_step(&m, &ws, &bt, &hp, &ls);
+        /* model_step, with the time the backward reaches the tail hook */
+        memset(m.g, 0, (size_t)m.n_params * sizeof(float));
+        model_forward(&m, &ws, &bt, &hp, &ls);
+        ls.cl = model_contrastive_local(&ws, &m);
+        ls.total += hp.lambda_cl * ls.cl;
+        double tb = now(), th = tb;
+        model_backward_hooked(&m, &ws, hook_time, &th);
+        double te = now();
+        if (s >= warm) {
+            win[s - warm] = te - th;
+            bwd[s - warm] = te - tb;
+        }
         optim_clip(m.g, m.n_params, oc.clip);
         optim_adamw(&op, m.w, m.g, optim_lr(&oc, s), &oc);
         ts[s] = now() - t0;
@@ -205,7 +227,13 @@ int main(int argc, char **argv) {
     printf("workspace_mb %.1f\nws_init_ms %.2f\n", (double)ws.bytes / 1048576.0, t_ws * 1e3);
     printf("peak_rss_mb %.1f\n", (double)ru.ru_maxrss / 1024.0);
     printf("loss_checksum %.17g\n", lsum);
-    free(ts), free(fc), free(rw), free(adj), free(gidx);
+    qsort(win, (size_t)steps, sizeof *win, cmp_d);
+    qsort(bwd, (size_t)steps, sizeof *bwd, cmp_d);
+    printf("grad_buckets head=%lld tail=%lld\n", (long long)model_grad_tail(&m),
+           (long long)(model_grad_end(&m) - model_grad_tail(&m)));
+    printf("backward_ms_median %.3f\noverlap_window_ms_median %.3f\n", bwd[steps / 2] * 1e3,
+           win[steps / 2] * 1e3);
+    free(ts), free(win), free(bwd), free(fc), free(rw), free(adj), free(gidx);
     model_ws_free(&ws);
     optim_free(&op);
     model_free(&m);
