@@ -11,7 +11,8 @@ tiny_dataset "$T/d" --subjects 6 --volumes 40
 PIPE_NAME=pr PIPE_SEED=5 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 4, keep_checkpoints: 2, warmup: 3}}"
 for np in 1 2 3 4; do
   rm -rf "$T/w/pre" "$T/w/.pre.partial" "$T/w/metrics.jsonl"
-  BGFM_DEBUG_SYNC=1 timeout 60 $MPIRUN $np "$BGFM" run "$T/p.yaml" --quiet >"$T/o$np" 2>&1
+  # a hang detector: 4 ranks on 2 cores under the sanitizers (make check) need minutes
+  BGFM_DEBUG_SYNC=1 timeout 240 $MPIRUN $np "$BGFM" run "$T/p.yaml" --quiet >"$T/o$np" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then ok "$np ranks: run with the per-step parameter identity check"
   else notok "$np ranks: run (rc $rc)"; sed 's/^/#   /' "$T/o$np" | tail -8; fi
