@@ -443,7 +443,9 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
     double params = 16.0 * (double)m->n_params;
     double batch = (B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0) *
                    (o->scan_pairs && (o->hp.mode & MODEL_GCL) ? 2.0 : 1.0); /* + partners */
-    double ntx = 16.0 * G * m->cfg.P + 16.0 * G * G;
+    /* the row-sharded NT-Xent (dist_ntx_init): gathered projections 2GP floats, this
+     * rank's similarity rows 4 Bl G floats, anchor terms 4G doubles + 4G floats */
+    double ntx = 8.0 * G * m->cfg.P + 16.0 * B * G + 48.0 * G;
     double est = params + ws + batch + ntx;
     char what[240];
     snprintf(what, sizeof what, "%lld parameters x 16 B = %.1f MiB, workspace for %lld graphs "
