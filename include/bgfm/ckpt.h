@@ -32,6 +32,8 @@ typedef struct ckpt_state {
     const char *protocol;
     const int64_t *graphs;
     int64_t n_graphs;
+    long pause_ms;  /* test hook (ctx.h, set only by the test driver): sleep this long before
+                       the completion mark, to widen the window in which a kill lands */
 } ckpt_state;
 
 /* Write every tensor of buf (model layout) as group/<name>. */

@@ -67,6 +67,7 @@ typedef struct bgfm_test_hooks {
     int desync_rank;       /* pretrain: this rank perturbs a weight after step 2 (-1 off) */
     int64_t stop_after;    /* pretrain: stop as if signalled after this step (0 off) */
     int ntxent_replicated; /* pretrain: the previous, replicated NT-Xent (dist.h; benchmarks) */
+    long ckpt_pause_ms;    /* pretrain: sleep before a checkpoint's completion mark (0 off) */
 } bgfm_test_hooks;
 
 /* 1 when the test hooks make this rank fail at `site` now (counts the call); 0 in

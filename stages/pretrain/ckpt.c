@@ -306,9 +306,7 @@ static int write_tensors_par(hid_t f, const model *m, const char *group, const f
     return 0;
 }
 
-static void test_pause(void) {
-    const char *s = getenv("BGFM_TEST_CKPT_PAUSE_MS"); /* test hook: widen the write window */
-    long ms = s ? strtol(s, NULL, 10) : 0;
+static void test_pause(long ms) {
     if (ms > 0) {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -385,7 +383,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     free(dig);
     if (!rc) rc = h5io_attr_set_str(f, NULL, "sha256_model", hm, e);
     if (!rc) rc = h5io_attr_set_str(f, NULL, "sha256", ha, e);
-    if (!rc) test_pause();
+    if (!rc && st) test_pause(st->pause_ms);
     int64_t one = 1;
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "complete", &one, 1, e); /* completion mark, last */
     int rc2 = h5io_close(&f, tmp, e);
@@ -509,13 +507,13 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
                        (long long)version, CKPT_FORMAT_VERSION);
     if (!rc && h5io_attr_exists(f, NULL, "sha256")) {
         char hm[65], ha[65], *want = NULL;
-        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0};
+        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0, 0};
         if (st) rs = *st;
         else if (o) { /* the state record is part of the full checksum: read it */
             int64_t v[4] = {0};
             const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
             for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
-            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0};
+            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0, 0};
         }
         if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, (int)version, hm, ha, e);
         if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);

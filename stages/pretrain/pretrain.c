@@ -443,8 +443,7 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
     double params = 16.0 * (double)m->n_params;
     double batch = (B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0) *
                    (o->scan_pairs && (o->hp.mode & MODEL_GCL) ? 2.0 : 1.0); /* + partners */
-    /* the row-sharded NT-Xent (dist_ntx_init): gathered projections 2GP floats, this
-     * rank's similarity rows 4 Bl G floats, anchor terms 4G doubles + 4G floats */
+    /* row-sharded NT-Xent (dist_ntx_init): 2GP + 4 Bl G floats, 4G doubles + 4G floats */
     double ntx = 8.0 * G * m->cfg.P + 16.0 * B * G + 48.0 * G;
     double est = params + ws + batch + ntx;
     char what[240];
@@ -456,9 +455,8 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
                             "ranks) or a smaller model", e);
 }
 
-/* This rank's buffers for its slice of a global batch (at most ceil(B / R) graphs of the
- * largest atlas, and their GCL partners), the model workspace and the NT-Xent buffers,
- * after the memory check (max_memory_per_rank). Local; the caller agrees. */
+/* This rank's slice buffers (ceil(B / R) graphs of the largest atlas, and partners), the
+ * workspace and NT-Xent buffers, after the memory check. Local; the caller agrees. */
 static int train_buffers(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int pairs) {
     bgfm_err *e = &ctx->err;
     const int R = ctx->size;
@@ -616,7 +614,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     trainer t;
     memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
-    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0};
+    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
     if (!rc && me == 0) { /* an interrupted final write */
@@ -653,8 +651,8 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
     if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
     st.protocol = o->strict ? "strict" : "transductive";
-    st.graphs = t.pl.used;
-    st.n_graphs = t.pl.n_used;
+    st.graphs = t.pl.used, st.n_graphs = t.pl.n_used;
+    st.pause_ms = ctx->hooks ? ctx->hooks->ckpt_pause_ms : 0; /* test hook (ctx.h) */
     if (!rc) rc = train_buffers(ctx, o, &t, pairs);
     if (!rc && metrics && !(t.mf = fopen(metrics, "a")))
         rc = bgfm_fail(e, BGFM_EIO, "cannot append to %s", metrics);

@@ -46,8 +46,8 @@ check "rerun resumes and completes" bash -c "[ $? -eq 0 ] && grep -q 'resuming f
 check "signalled and resumed == uninterrupted (bitwise)" same "$T/wa/pre/final.h5" "$T/wb/pre/final.h5"
 # a second SIGUSR1 while the checkpoint is being written
 mk "$T/c.yaml" "$T/wc"
-export BGFM_TEST_CKPT_PAUSE_MS=1500
-start_run "$T/c.yaml" "$T/oc"
+export BGFM_TEST_CKPT_PAUSE_MS=1500   # read by the test driver only
+BGFM="$BGFM_T" start_run "$T/c.yaml" "$T/oc"
 wait_step "$T/wc" 20
 kill -USR1 $mp
 sleep 0.8

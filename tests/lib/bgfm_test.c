@@ -31,6 +31,8 @@ static void hooks_from_env(bgfm_test_hooks *h, char *site, size_t n) {
     if (s) h->stop_after = strtoll(s, NULL, 10);
     const char *d = getenv("BGFM_TEST_DESYNC_RANK");
     if (d) h->desync_rank = (int)strtol(d, NULL, 10);
+    const char *pz = getenv("BGFM_TEST_CKPT_PAUSE_MS");
+    if (pz) h->ckpt_pause_ms = strtol(pz, NULL, 10);
     const char *x = getenv("BGFM_TEST_NTXENT");
     h->ntxent_replicated = x && !strcmp(x, "replicated");
 }

@@ -24,7 +24,7 @@ kills=0 intmp=0
 for i in 1 2 3 4; do
   [ -d "$T/wb/pre" ] && break
   delay=$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.7 + (r % 100) / 100 }')
-  $MPIRUN 2 "$BGFM" run "$T/b.yaml" --quiet >>"$T/ob" 2>&1 &
+  $MPIRUN 2 "$BGFM_T" run "$T/b.yaml" --quiet >>"$T/ob" 2>&1 &   # BGFM_TEST_CKPT_PAUSE_MS
   mp=$!
   sleep $delay
   kids=$(pgrep -P $mp)
