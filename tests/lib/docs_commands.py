@@ -21,7 +21,7 @@ SKIP = [
     ("", r"^bgfm submit (jobs/braingfm\.yaml|p\.yaml)$",
      "submits to Slurm (sbatch); the --dry-run form is run"),
     ("", r"PIPELINE\.yaml|\[--", "a synopsis with placeholders, not a command"),
-    ("docs/results.md", r"", "the studies of results.md: 64 subjects, 30 epochs (long runs)"),
+    ("docs/results.md", r"", "the transfer study of results.md: a 264-subject cohort, 20 epochs, several seeds and protocols (about an hour)"),
     ("docs/synth.md", r"data/pop", "264 subjects x 150 volumes: 4 minutes and 9 GB per run"),
     ("docs/scaling.md", r"--ranks 1,2,4", "9 or more pipeline runs, 4 ranks on this machine (long); README's 1,2 study is run"),
     ("docs/probe.md", r"runs/x$", "an example workdir name"),
