@@ -73,32 +73,6 @@ static const char synth_usage[] =
     "  --force            replace an existing non-empty DIR\n"
     "  --quiet            no progress or summary line\n";
 
-/* Strict option values (whole string, range). Local rather than cli.h's helpers, which
- * live in pipeline/main.c and so are not in libbgfm.a (unit tests link the library). */
-static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out,
-                     bgfm_err *e) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected an integer in [%lld, %lld], got "
-                         "'%s'", opt, (long long)lo, (long long)hi, s);
-    *out = v;
-    return 0;
-}
-
-static int parse_f64(const char *opt, const char *s, double lo, double hi, double *out,
-                     bgfm_err *e) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi)
-        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s: expected a number in [%g, %g], got '%s'",
-                         opt, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
 int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e) {
     synth_params_default(p);
     *help = 0;
@@ -128,22 +102,22 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
             p->out = v;
             have_out = 1;
         } else if (!strcmp(a, "--subjects")) {
-            rc = parse_i64(a, v, 1, 1000000, &p->subjects, e);
+            rc = cli_parse_i64(a, v, 1, 1000000, &p->subjects, e);
         } else if (!strcmp(a, "--volumes")) {
-            rc = parse_i64(a, v, 10, 32767, &p->volumes, e);
+            rc = cli_parse_i64(a, v, 10, 32767, &p->volumes, e);
         } else if (!strcmp(a, "--tr")) {
-            rc = parse_f64(a, v, 0.05, 100, &p->tr, e);
+            rc = cli_parse_f64(a, v, 0.05, 100, &p->tr, e);
         } else if (!strcmp(a, "--voxel-size")) {
-            rc = parse_i64(a, v, 2, 3, &x, e);
+            rc = cli_parse_i64(a, v, 2, 3, &x, e);
             p->voxel_size = (int)x;
         } else if (!strcmp(a, "--sites")) {
-            rc = parse_i64(a, v, 1, 1000000, &p->sites, e);
+            rc = cli_parse_i64(a, v, 1, 1000000, &p->sites, e);
             have_sites = 1;
         } else if (!strcmp(a, "--seed")) {
-            rc = parse_i64(a, v, 0, INT64_MAX, &x, e);
+            rc = cli_parse_i64(a, v, 0, INT64_MAX, &x, e);
             p->seed = (uint64_t)x;
         } else if (!strcmp(a, "--gzip-level")) {
-            rc = parse_i64(a, v, 0, 9, &x, e);
+            rc = cli_parse_i64(a, v, 0, 9, &x, e);
             p->gzip_level = (int)x;
         } else if (!strcmp(a, "--datatype")) {
             if (!strcmp(v, "float32")) p->datatype = NIFTIIO_FLOAT32;
@@ -152,29 +126,29 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
                 return bgfm_fail(e, BGFM_EUSAGE, "synth: --datatype must be float32 or int16, "
                                  "got '%s'", v);
         } else if (!strcmp(a, "--networks")) {
-            rc = parse_i64(a, v, 6, 32, &x, e);
+            rc = cli_parse_i64(a, v, 6, 32, &x, e);
             p->networks = (int)x;
             have_networks = 1;
         } else if (!strcmp(a, "--effect")) {
-            rc = parse_f64(a, v, 0, 0.6, &p->effect, e);
+            rc = cli_parse_f64(a, v, 0, 0.6, &p->effect, e);
             effect_opt = a;
         } else if (!strcmp(a, "--traits")) {
-            rc = parse_i64(a, v, 0, SYNTH_MAX_TRAITS, &x, e);
+            rc = cli_parse_i64(a, v, 0, SYNTH_MAX_TRAITS, &x, e);
             p->traits = (int)x;
         } else if (!strcmp(a, "--trait-effect")) {
-            rc = parse_f64(a, v, 0, 0.3, &p->trait_effect, e);
+            rc = cli_parse_f64(a, v, 0, 0.3, &p->trait_effect, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--fingerprint")) {
-            rc = parse_f64(a, v, 0, 0.3, &p->fingerprint, e);
+            rc = cli_parse_f64(a, v, 0, 0.3, &p->fingerprint, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--topography")) {
-            rc = parse_f64(a, v, 0, 0.3, &p->topography, e);
+            rc = cli_parse_f64(a, v, 0, 0.3, &p->topography, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--label-noise")) {
-            rc = parse_f64(a, v, 0, 10, &p->label_noise, e);
+            rc = cli_parse_f64(a, v, 0, 10, &p->label_noise, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--unlabelled")) {
-            rc = parse_i64(a, v, 0, 1000000, &p->unlabelled, e);
+            rc = cli_parse_i64(a, v, 0, 1000000, &p->unlabelled, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--mask-atlas")) {
             p->mask_atlas = v;
