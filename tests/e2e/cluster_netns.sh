@@ -96,8 +96,14 @@ t0=$(date +%s.%N)
 wait $mp
 rc=$?
 dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-left=$(for ns in "bgfm$$n0" "bgfm$$n1"; do ip netns pids "$ns"; done | wc -l)
-echo "# killed bgfm pid $victim on node1; mpirun exit $rc after ${dt}s; $left processes left in the nodes"
+# mpirun returns once it has noticed; the daemons and ranks on the other node are ended
+# by it asynchronously, so their exit is waited for (up to 20 s) before counting
+nsleft() { for ns in "bgfm$$n0" "bgfm$$n1"; do ip netns pids "$ns"; done; }
+for i in $(seq 200); do [ -z "$(nsleft)" ] && break; sleep 0.1; done
+left=$(nsleft | wc -l)
+dl=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+echo "# killed bgfm pid $victim on node1; mpirun exit $rc after ${dt}s; node processes gone after ${dl}s; $left left"
+[ "$left" -eq 0 ] || echo "# left: $(for p in $(nsleft); do printf '%s(%s) ' "$(cat /proc/$p/comm 2>/dev/null)" "$p"; done)"
 echo "# $(grep -m1 -i 'exited on signal\|killed' "$T/ok1")"
 check "a rank SIGKILLed on node1: mpirun ends the job on both nodes (exit $rc), names the signal, no process left" \
   bash -c "[ -n '$victim' ] && [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $left -eq 0 ] && grep -qi 'exited on signal 9\|killed' '$T/ok1' && [ ! -e '$T/wk/pre' ]"
