@@ -1,5 +1,5 @@
 /* write.c: the probe stage's report (docs/probe.md "Outputs", docs/formats.md "Probe
- * report"): probe.json, folds.csv, predictions.csv, regression_predictions.csv,
+ * report"): probe.json, folds.csv, predictions.csv, regression_predictions.csv, cells.csv,
  * embeddings.h5 and the few-shot plot. Rank 0 only; nothing here is collective.
  * Not the computation (stage.c, data.c) and not `bgfm report` (pipeline/commands/report.c, stages/probe/show.c). */
 #include <errno.h>
@@ -500,10 +500,56 @@ static int write_rpred_csv(const probe_report_ctx *c, const char *dir, bgfm_err 
     return 0;
 }
 
+/* cells.csv: every (task, view, features, size, repeat, fold) cell's numbers, so that
+ * paired comparisons between feature sets (same subjects, same folds) can be made from
+ * the files (bench/transfer/summary.py). size: k per class (classification) or training
+ * subjects (regression), "all" for every one. */
+static void size_text(int64_t k, char *buf, size_t n) {
+    if (k == 0) snprintf(buf, n, "all");
+    else snprintf(buf, n, "%lld", (long long)k);
+}
+
+static int write_cells_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
+    const probe_results *p = c->p;
+    char path[4200], sz[32];
+    snprintf(path, sizeof path, "%.4000s/cells.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    fputs("task,view,features,size,repeat,fold,metric,value\n", f);
+    for (int v = 0; v < p->nv; v++)
+        for (int t = 0; t < PROBE_NFEAT; t++)
+            for (int ki = 0; ki < p->nk; ki++)
+                for (int r = 0; r < p->R; r++)
+                    for (int fo = 0; fo < p->F; fo++) {
+                        const double *m = probe_cell_at(p, v, t, ki, r, fo);
+                        size_text(p->ks[ki], sz, sizeof sz);
+                        for (int q = 0; q < PROBE_NMET; q++)
+                            fprintf(f, "label,%s,%s,%s,%d,%d,%s,%.17g\n", c->views[v].name,
+                                    probe_feat_name[t], sz, r, fo, probe_met_name[q], m[q]);
+                    }
+    static const char *const rmet[PROBE_NREG] = {"r2", "alpha", "n_train"};
+    for (int tg = 0; tg < p->NT; tg++)
+        for (int v = 0; v < p->nv; v++)
+            for (int t = 0; t < PROBE_NFEAT; t++)
+                for (int ni = 0; ni < p->nn; ni++)
+                    for (int r = 0; r < p->R; r++)
+                        for (int fo = 0; fo < p->F; fo++) {
+                            const double *m = probe_rcell_at(p, tg, v, t, ni, r, fo);
+                            size_text(p->nsz[ni], sz, sizeof sz);
+                            for (int q = 0; q < PROBE_NREG; q++)
+                                fprintf(f, "%s,%s,%s,%s,%d,%d,%s,%.17g\n", c->d->tname[tg],
+                                        c->views[v].name, probe_feat_name[t], sz, r, fo, rmet[q],
+                                        m[q]);
+                        }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
+    return 0;
+}
+
 int probe_write_csvs(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
     int rc = write_folds_csv(c, dir, e);
     if (!rc) rc = write_pred_csv(c, dir, e);
     if (!rc && c->p->NT) rc = write_rpred_csv(c, dir, e);
+    if (!rc) rc = write_cells_csv(c, dir, e);
     return rc;
 }
 

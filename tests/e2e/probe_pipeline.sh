@@ -92,6 +92,37 @@ for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
             allf += aucs
         assert abs(np.mean(allf) - block[t]["auc"]) < 1e-12 and abs(np.std(allf, ddof=1) - block[t]["auc_sd"]) < 1e-12
 PYEOF
+check "cells.csv: the k=all AUC cells equal Mann-Whitney AUCs of predictions.csv; every few-shot and regression mean/sd of probe.json is its cells' mean/sd" $PY - "$R" <<'PYEOF'
+import csv, json, sys, numpy as np
+from scipy.stats import mannwhitneyu
+R = sys.argv[1]
+d = json.load(open(R + "/probe.json"))
+cells = list(csv.DictReader(open(R + "/cells.csv")))
+preds = list(csv.DictReader(open(R + "/predictions.csv")))
+def vals(task, view, t, size, metric):
+    return np.array([float(c["value"]) for c in cells if (c["task"], c["view"], c["features"], c["size"], c["metric"]) == (task, view, t, size, metric)])
+n = 0
+for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
+        for rep in range(3):
+            for f in range(3):
+                c = [float(x["value"]) for x in cells if (x["task"], x["view"], x["features"], x["size"], x["metric"], x["repeat"], x["fold"]) == ("label", view, t, "all", "auc", str(rep), str(f))]
+                rr = [r for r in preds if r["view"] == view and r["features"] == t and int(r["repeat"]) == rep and int(r["fold"]) == f]
+                p = np.array([float(r["p_1"]) for r in rr]); y = np.array([r["label"] == "1" for r in rr])
+                assert len(c) == 1 and abs(c[0] - mannwhitneyu(p[y], p[~y]).statistic / (y.sum() * (~y).sum())) < 1e-12, (view, t, rep, f)
+                n += 1
+        for e in block["few_shot"]:
+            v = vals("label", view, t, "all" if e["k"] == "all" else str(e["k"]), "auc")
+            assert len(v) == 9 and abs(np.nanmean(v) - e[t]) < 1e-12, (view, t, e["k"], v, e[t])
+            n += 1
+for tg, tb in ((k, v) for k, v in d.get("regression", {}).items() if k in d["targets"]):
+    for e in tb["few_shot"]:
+        for t in ["pretrained", "fc_baseline"]:
+            v = vals(tg, "pooled", t, "all" if e["n"] == "all" else str(e["n"]), "r2")
+            assert len(v) == 9 and abs(np.mean(v) - e[t]) < 1e-12, (tg, t, e["n"], v, e[t])
+            n += 1
+print(f"# {n} cells and means checked")
+PYEOF
 check "regression: folds grouped by subject; per-fold R2, pooled R2 and Pearson r recomputed from regression_predictions.csv" $PY - "$R" "$T/d/bids/participants.tsv" <<'PYEOF'
 import csv, json, sys, collections, numpy as np
 from scipy.stats import pearsonr
