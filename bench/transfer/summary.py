@@ -6,8 +6,15 @@ usage: summary.py OUT [--view pooled|<atlas>]
 OUT/<variant>/<protocol>/seed<S>/probe/report/probe.json (bench/transfer_study.sh) and
 OUT/oracle.json (oracle.py). Each cell: mean over seeds of the probe's mean over draws x
 folds, then (in brackets) the sd over seeds / the mean sd over folds.
+
+Paired comparisons (where the probe wrote report/cells.csv): for every size, the
+difference pretrained - baseline over the cells both were measured on (the same seed,
+fold draw and fold, so the same training and test subjects): its mean, a 90% interval
+from a bootstrap over seeds x draws (folds of one draw share subjects, so a draw is the
+unit resampled), and the share of cells where pretrained is ahead. An interval that
+contains 0 is no difference (docs/results.md).
 """
-import glob, json, os, sys
+import csv, glob, json, os, sys
 import numpy as np
 
 FEAT = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
@@ -63,6 +70,69 @@ def table_r2(js, view):
     return lines
 
 
+def load_cells(out, variant, proto):
+    """{(task, size, features): {(seed, repeat, fold): value}} of the headline metric"""
+    cells = {}
+    for p in sorted(glob.glob(os.path.join(out, variant, proto, "seed*", "probe", "report", "cells.csv"))):
+        seed = p.split(os.sep)[-4]
+        for r in csv.DictReader(open(p)):
+            if r["metric"] not in ("auc", "r2"):
+                continue
+            key = (r["task"], r["view"], r["size"], r["features"])
+            cells.setdefault(key, {})[(seed, r["repeat"], r["fold"])] = float(r["value"])
+    return cells
+
+
+def paired(cells, view, targets, base, rng):
+    """rows of (task, size, mean diff, lo, hi, share ahead, cells) for pretrained - base;
+    regression differences are averaged over the targets of each cell first"""
+    rows = []
+    sizes = {}
+    for (task, v, size, f) in cells:
+        if v == view and f == "pretrained":
+            sizes.setdefault("label" if task == "label" else "regression", set()).add(size)
+    order = lambda z: (z == "all", int(z) if z.isdigit() else 0)
+    for kind in ("label", "regression"):
+        for size in sorted(sizes.get(kind, ()), key=order):
+            tasks = ["label"] if kind == "label" else targets
+            diff = {}
+            for t in tasks:
+                a, b = cells.get((t, view, size, "pretrained"), {}), cells.get((t, view, size, base), {})
+                for c in a.keys() & b.keys():
+                    if np.isfinite(a[c]) and np.isfinite(b[c]):
+                        diff.setdefault(c, []).append(a[c] - b[c])
+            if not diff:
+                continue
+            d = {c: np.mean(v) for c, v in diff.items() if len(v) == len(tasks)}
+            units = sorted({c[:2] for c in d})
+            per = [np.array([d[c] for c in d if c[:2] == u]) for u in units]
+            boot = []
+            for _ in range(2000):
+                pick = rng.integers(0, len(per), len(per))
+                boot.append(np.mean(np.concatenate([per[i] for i in pick])))
+            allv = np.array(list(d.values()))
+            rows.append((kind, size, allv.mean(), np.percentile(boot, 5), np.percentile(boot, 95),
+                         np.mean(allv > 0) + 0.5 * np.mean(allv == 0), len(allv)))
+    return rows
+
+
+def table_paired(out, variant, proto, view, targets):
+    cells = load_cells(out, variant, proto)
+    if not cells:
+        return []
+    lines = ["| task | size | vs " + " | vs ".join(FEAT[1:]) + " |", "|---" * (len(FEAT) + 1) + "|"]
+    res = {b: paired(cells, view, targets, b, np.random.default_rng(7)) for b in FEAT[1:]}
+    for i, r in enumerate(res[FEAT[1]]):
+        row = ["diagnosis AUC" if r[0] == "label" else "R2 (mean of targets)", r[1]]
+        for b in FEAT[1:]:
+            q = res[b][i]
+            mark = "**" if q[3] > 0 else ""
+            row.append(f"{mark}{q[2]:+.3f}{mark} [{q[3]:+.3f}, {q[4]:+.3f}] {100 * q[5]:.0f}%")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append(f"\n({res[FEAT[1]][0][6]} paired cells per size for diagnosis; bold: the 90% interval is above 0)")
+    return lines
+
+
 def main():
     out = sys.argv[1]
     view = sys.argv[sys.argv.index("--view") + 1] if "--view" in sys.argv else "pooled"
@@ -76,6 +146,10 @@ def main():
         if js[0].get("regression", {}).get("mean", {}).get("few_shot"):
             print("\nFew-shot regression R2, mean over targets " + ",".join(js[0]["targets"]) + "\n")
             print("\n".join(table_r2(js, view)))
+        pt = table_paired(out, variant, proto, view, js[0].get("targets", []))
+        if pt:
+            print("\nPaired differences pretrained - baseline over the same cells: mean [90% interval, bootstrap over seeds x draws] share of cells ahead\n")
+            print("\n".join(pt))
         ed = [j["effective_dim"] for j in js]
         print("\nEffective dimension (participation ratio) per atlas: " + "; ".join(
             f"{a}: " + ", ".join(f"{f} {np.mean([e[a][f] for e in ed]):.1f}" for f in FEAT if f in ed[0][a])
