@@ -18,6 +18,9 @@
 #                    idle. The environment reaching remote ranks is what a login shell
 #                    would give (PATH, HOME) plus what -x names, as with ssh. Under
 #                    `timeout ${NSC_TIMEOUT:-300}` (exit 124 = a hang).
+#   nsc_on N CMD...  CMD in node N's network namespace under its host name, with the
+#                    caller's environment (a shell on that node): Slurm clients of a
+#                    cluster made with BGFM_SLURM_NODES=$NSC_DIR/map (tests/lib/slurm-local.sh)
 #   nsc_mpirun_local NP [mpirun options] -- CMD...
 #                    the same mpirun in node 0 alone (every rank on one node, TCP only):
 #                    the reference with the same transport
@@ -105,3 +108,7 @@ _nsc_run() {
 }
 nsc_mpirun() { _nsc_run "$@"; }
 nsc_mpirun_local() { local np=$1; shift; _nsc_run 1 "$np" --oversubscribe "$@"; }
+nsc_on() {
+  local n=$1; shift
+  nsenter --net="/run/netns/bgfm$$n$n" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "node$n" "$@"
+}

@@ -17,12 +17,22 @@
 # linuxproc). Facts behind the settings: docs/slurm.md "Testing on a local Slurm".
 # Environment: BGFM_SLURM_PORT (slurmctld port; default the first free of 17817, 18117,
 # ...; slurmd +1, srun +10..+200), BGFM_SLURM_KEEP=1 (down keeps DIR for its logs).
+# BGFM_SLURM_NODES=FILE: a cluster on the simulated nodes of tests/lib/netns-cluster.sh
+# instead of one node on 127.0.0.1. FILE has "IP NETNS NAME" lines (netns-cluster.sh's
+# NSC_DIR/map); slurmctld runs in the first node, one slurmd in each node's network
+# namespace under the node's host name and in its own mount namespace, where the node's
+# private folder DIR/tmp-NAME is mounted on TmpFS=DIR/tmp (PMIx makes per-step folders
+# there, which two nodes sharing /tmp would collide on). The controller is reachable from
+# the node namespaces only: every client command of this script runs in the first node
+# (DIR/ns0), and a test runs its own there too (netns-cluster.sh: nsc_on 0 CMD).
 set -euo pipefail
 
 cmd=${1:-}
 DIR=${2:-}
 
 log() { echo "[slurm-local] $*" >&2; }
+# a Slurm client command: in the first node's network namespace on a simulated cluster
+cli() { if [ -f "$DIR/ns0" ]; then nsenter --net="/run/netns/$(cat "$DIR/ns0")" "$@"; else "$@"; fi; }
 
 port_listening() {  # port_listening PORT: is anything listening on it (IPv4 or IPv6)?
   local hex
@@ -58,8 +68,18 @@ up() {
   fi
   port_listening "$port" && { log "port $port is in use; set BGFM_SLURM_PORT"; exit 1; }
 
-  local host hw mem
+  local host hw mem ctldaddr=127.0.0.1 nodes names nodedirs=""
   host=$(hostname -s 2>/dev/null || uname -n | cut -d. -f1)
+  if [ -n "${BGFM_SLURM_NODES:-}" ]; then
+    [ -s "$BGFM_SLURM_NODES" ] || { log "BGFM_SLURM_NODES: $BGFM_SLURM_NODES is empty or missing"; exit 1; }
+    read -r ctldaddr _ host <"$BGFM_SLURM_NODES"
+    awk 'NR == 1 {print $2}' "$BGFM_SLURM_NODES" >"$DIR/ns0"
+    nodedirs="SlurmdSpoolDir=$DIR/spool/%n
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
+SlurmdLogFile=$DIR/log/slurmd-%n.log
+TmpFS=$DIR/tmp"
+    mkdir -p "$DIR/tmp"
+  fi
   # The node's hardware as slurmd sees it (a mismatch drains the node); memory at 90 %.
   hw=$(slurmd -C | head -1 | sed -e 's/^NodeName=[^ ]* //' -e 's/ RealMemory=[0-9]*//' -e 's/ UpTime=.*//')
   mem=$(( $(slurmd -C | head -1 | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p') * 9 / 10 ))
@@ -79,7 +99,7 @@ up() {
   # --kill-on-invalid-dep=yes, and the tests check that they do.
   cat >"$DIR/etc/slurm.conf" <<EOF
 ClusterName=bgfmtest
-SlurmctldHost=${host}(127.0.0.1)
+SlurmctldHost=${host}(${ctldaddr})
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=${port}
@@ -89,11 +109,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$DIR/munge/munge.socket.2,cred_expire=10
 StateSaveLocation=$DIR/spool/ctld
-SlurmdSpoolDir=$DIR/spool/d
-SlurmctldPidFile=$DIR/run/slurmctld.pid
+${nodedirs:-SlurmdSpoolDir=$DIR/spool/d
 SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdLogFile=$DIR/log/slurmd.log}
+SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
@@ -117,21 +137,47 @@ InactiveLimit=0
 Waittime=0
 SlurmdTimeout=300
 SlurmctldTimeout=120
-NodeName=${host} NodeAddr=127.0.0.1 NodeHostname=${host} ${hw} RealMemory=${mem} State=UNKNOWN
-PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 EOF
+  if [ -n "${BGFM_SLURM_NODES:-}" ]; then
+    local ip ns name
+    names=""
+    while read -r ip ns name; do
+      echo "NodeName=${name} NodeAddr=${ip} NodeHostname=${name} ${hw} RealMemory=${mem} State=UNKNOWN"
+      names="${names:+$names,}$name"
+    done <"$BGFM_SLURM_NODES" >>"$DIR/etc/slurm.conf"
+  else
+    echo "NodeName=${host} NodeAddr=127.0.0.1 NodeHostname=${host} ${hw} RealMemory=${mem} State=UNKNOWN" >>"$DIR/etc/slurm.conf"
+    names=$host
+  fi
+  echo "PartitionName=debug Nodes=${names} Default=YES MaxTime=INFINITE State=UP" >>"$DIR/etc/slurm.conf"
   printf 'export SLURM_CONF=%s\n' "$DIR/etc/slurm.conf" >"$DIR/env.sh"
   export SLURM_CONF="$DIR/etc/slurm.conf"
-  start_bg slurmctld "$DIR/log/slurmctld.stdout" slurmctld -D -i -f "$SLURM_CONF"
-  start_bg slurmd "$DIR/log/slurmd.stdout" slurmd -D -f "$SLURM_CONF"
-  local st=""
+  local st="" want=idle
+  if [ -n "${BGFM_SLURM_NODES:-}" ]; then
+    # nsenter and unshare without --fork, and sh's exec: $! is the daemon itself
+    local ip ns name first=1
+    while read -r ip ns name; do
+      [ $first = 1 ] && start_bg slurmctld "$DIR/log/slurmctld.stdout" nsenter --net="/run/netns/$ns" \
+        unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$name" slurmctld -D -i -f "$SLURM_CONF"
+      first=0
+      mkdir -p "$DIR/tmp-$name" "$DIR/spool/$name"
+      start_bg slurmd "$DIR/log/slurmd-$name.stdout" nsenter --net="/run/netns/$ns" \
+        unshare --uts --mount --propagation private /bin/sh -c \
+        'hostname "$0" && mount --bind "$1" "$2" && shift 2 && exec "$@"' \
+        "$name" "$DIR/tmp-$name" "$DIR/tmp" slurmd -D -f "$SLURM_CONF"
+    done <"$BGFM_SLURM_NODES"
+    want=$(awk '{printf "%sidle", (NR > 1 ? " " : "")}' "$BGFM_SLURM_NODES")
+  else
+    start_bg slurmctld "$DIR/log/slurmctld.stdout" slurmctld -D -i -f "$SLURM_CONF"
+    start_bg slurmd "$DIR/log/slurmd.stdout" slurmd -D -f "$SLURM_CONF"
+  fi
   for i in $(seq 300); do
-    st=$(sinfo -h -N -o '%t' 2>/dev/null | head -1 || true)
-    [ "$st" = idle ] && break
+    st=$(cli sinfo -h -N -o '%t' 2>/dev/null | paste -sd' ' - || true)
+    [ "$st" = "$want" ] && break
     sleep 0.1
   done
-  [ "$st" = idle ] || { log "node not idle after 30 s (state '$st')"; tail -n 20 "$DIR"/log/*.log >&2 || true; exit 1; }
-  log "node $host idle, slurmctld port $port, DIR=$DIR"
+  [ "$st" = "$want" ] || { log "nodes not idle after 30 s (states '$st')"; tail -n 20 "$DIR"/log/*.log >&2 || true; exit 1; }
+  log "nodes $(cli sinfo -h -N -o '%N' | paste -sd, -) idle, slurmctld port $port, DIR=$DIR"
   trap - EXIT
   echo "$DIR"
 }
@@ -146,12 +192,12 @@ down() {
   if [ $ctld = 1 ] && [ -f "$SLURM_CONF" ]; then
     # cancel this cluster's jobs first, so their slurmstepd processes end with slurmd
     local jobs i
-    jobs=$(timeout 10 squeue -h -o '%A' 2>/dev/null | tr '\n' ' ' || true)
+    jobs=$(timeout 10 cli squeue -h -o '%A' 2>/dev/null | tr '\n' ' ' || true)
     if [ -n "${jobs// /}" ]; then
       # shellcheck disable=SC2086
-      timeout 10 scancel $jobs 2>/dev/null || true
+      timeout 10 cli scancel $jobs 2>/dev/null || true
       for i in $(seq 100); do
-        [ -z "$(timeout 5 squeue -h -t R,CG,S -o '%A' 2>/dev/null || true)" ] && break
+        [ -z "$(timeout 5 cli squeue -h -t R,CG,S -o '%A' 2>/dev/null || true)" ] && break
         sleep 0.2
       done
     fi
@@ -172,7 +218,7 @@ down() {
 }
 
 record() {  # record JOB: one line of key fields from scontrol
-  scontrol show job "$1" -o 2>/dev/null | head -1 |
+  cli scontrol show job "$1" -o 2>/dev/null | head -1 |
     grep -oE '^JobId=[0-9]+|JobState=[A-Z_]+|Reason=[^ ]+|ExitCode=[0-9]+:[0-9]+|Restarts=[0-9]+' |
     paste -sd' ' -
 }
@@ -180,20 +226,20 @@ record() {  # record JOB: one line of key fields from scontrol
 waitjob() {
   local j=${1:?job id} to=${2:-120} t0 rec
   t0=$(date +%s)
-  while [ -n "$(squeue -h -j "$j" -o %A 2>/dev/null)" ]; do
+  while [ -n "$(cli squeue -h -j "$j" -o %A 2>/dev/null)" ]; do
     if [ $(( $(date +%s) - t0 )) -ge "$to" ]; then log "timeout waiting for job $j"; return 124; fi
     sleep 0.2
   done
   rec=$(record "$j")
   [ -n "$rec" ] || { log "job $j unknown"; return 3; }
   echo "$rec"
-  if drained >/dev/null; then log "node drained: $(sinfo -h -N -o '%E')"; return 4; fi
+  if drained >/dev/null; then log "node drained: $(cli sinfo -h -N -o '%E')"; return 4; fi
   case "$rec" in *"JobState=COMPLETED"*"ExitCode=0:0"*) return 0 ;; *) return 1 ;; esac
 }
 
 state() {
   local rec
-  rec=$(scontrol show job "$1" -o 2>/dev/null | head -1)
+  rec=$(cli scontrol show job "$1" -o 2>/dev/null | head -1)
   [ -n "$rec" ] || { echo "UNKNOWN - - -"; return 0; }
   local s e r n
   s=$(echo "$rec" | grep -oE 'JobState=[A-Z_]+' | cut -d= -f2)
@@ -205,8 +251,8 @@ state() {
 
 drained() {
   local st
-  st=$(sinfo -h -N -o '%t' | head -1)
-  case "$st" in *drain*|*drng*|*down*|*fail*) echo "$st: $(sinfo -h -N -o '%E')"; return 0 ;; esac
+  st=$(cli sinfo -h -N -o '%t' | paste -sd' ' -)
+  case "$st" in *drain*|*drng*|*down*|*fail*) echo "$st: $(cli sinfo -h -N -o '%E' | paste -sd' ' -)"; return 0 ;; esac
   return 1
 }
 
