@@ -46,9 +46,6 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
 int synth_subject_group(int64_t s);
 int64_t synth_subject_site(int64_t s, int64_t sites);
 
-/* The designed network coupling (correlation) matrix of a group: n x n, row-major. */
-void synth_coupling(int n, double effect, int group, double *c);
-
 /* Collective over ctx->comm: writes the whole dataset (complete or absent). */
 int synth_run(bgfm_ctx *ctx, const synth_params *p);
 

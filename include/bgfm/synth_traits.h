@@ -12,6 +12,13 @@
 #include "bgfm/ctx.h"
 #include "bgfm/synth.h"
 
+#define SYNTH_RHO0 0.20          /* baseline coupling between networks */
+
+/* The designed network coupling (correlation) matrix: 1 on the diagonal, SYNTH_RHO0
+ * elsewhere; in the group-only design (--traits 0) networks 0-1 couple more in group 0 and
+ * networks 2-3 more in group 1, by `effect`. n x n, row-major. */
+void synth_coupling(int n, double effect, int group, double *c);
+
 /* RNG keys of synth: (seed, RNG_SYNTH, i0 = subject or SYNTH_COHORT, i1 = what, i2). Part
  * of the reproducibility contract: never renumber, only append. */
 #define SYNTH_COHORT ((uint64_t)1 << 40)

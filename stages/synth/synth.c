@@ -30,7 +30,6 @@
 #define SYNTH_NOISE 20.0         /* sigma0: voxel noise sd */
 #define SYNTH_SITE_GAIN_SD 0.20  /* site gain = exp(0.2 xi) */
 #define SYNTH_SITE_OFFSET_SD 50.0
-#define SYNTH_RHO0 0.20          /* baseline coupling between networks */
 #define SYNTH_F_LO 0.01
 #define SYNTH_F_HI 0.10
 #define SYNTH_VORONOI 96         /* parcels of the ellipsoid mask */
@@ -40,16 +39,6 @@
 
 int synth_subject_group(int64_t s) { return (int)(s % 2); }
 int64_t synth_subject_site(int64_t s, int64_t sites) { return (s / 2) % sites; }
-
-void synth_coupling(int n, double effect, int group, double *c) {
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) c[i * n + j] = i == j ? 1.0 : SYNTH_RHO0;
-    /* networks 0-1: weaker in patients; networks 2-3: stronger in patients */
-    double c01 = SYNTH_RHO0 + (group == 0 ? effect : 0.0);
-    double c23 = SYNTH_RHO0 + (group == 1 ? effect : 0.0);
-    c[0 * n + 1] = c[1 * n + 0] = c01;
-    c[2 * n + 3] = c[3 * n + 2] = c23;
-}
 
 /* ------------------------------------------------------------------ the grid + maps */
 

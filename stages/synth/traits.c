@@ -17,6 +17,16 @@ int synth_id_width(int64_t n) {
     return w < 2 ? 2 : w;
 }
 
+void synth_coupling(int n, double effect, int group, double *c) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) c[i * n + j] = i == j ? 1.0 : SYNTH_RHO0;
+    /* networks 0-1: weaker in patients; networks 2-3: stronger in patients */
+    double c01 = SYNTH_RHO0 + (group == 0 ? effect : 0.0);
+    double c23 = SYNTH_RHO0 + (group == 1 ? effect : 0.0);
+    c[0 * n + 1] = c[1 * n + 0] = c01;
+    c[2 * n + 3] = c[3 * n + 2] = c23;
+}
+
 int64_t synth_cohort_site(const synth_params *p, int64_t s) {
     int64_t i = s < p->subjects ? s : s - p->subjects;
     return (i / 2) % p->sites;
