@@ -10,7 +10,9 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "bgfm/config.h"
 #include "bgfm/ctx.h"
+#include "bgfm/graphs.h"
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
 
@@ -34,6 +36,10 @@ typedef struct ckpt_state {
     int64_t n_graphs;
     long pause_ms;  /* test hook (ctx.h, set only by the test driver): sleep this long before
                        the completion mark, to widen the window in which a kill lands */
+    /* with graphs: their store and the pipeline (may be NULL), for the model card (root
+     * attribute `corpus`, card.h) and /pretrain_subjects */
+    const graphs_store *gs;
+    const bgfm_pipeline *pipe;
 } ckpt_state;
 
 /* Write every tensor of buf (model layout) as group/<name>. */

@@ -87,6 +87,35 @@ typedef struct bgfm_stage_cfg {
 
 typedef enum bgfm_on_error { BGFM_ON_ERROR_FAIL, BGFM_ON_ERROR_SKIP } bgfm_on_error;
 
+/* What a dataset of inputs.datasets is for (bits): pretraining reads the graphs of the
+ * pretrain ones, the probe those of the downstream ones (docs/corpus.md). */
+enum { BGFM_ROLE_PRETRAIN = 1, BGFM_ROLE_DOWNSTREAM = 2, BGFM_ROLE_BOTH = 3 };
+
+/* The BIDS entities a dataset entry may select images by (file name `_<key>-<value>_`). */
+#define BGFM_N_ENTITIES 4
+static inline const char *bgfm_entity_name(int k) { /* task, space, desc, run */
+    static const char *const names[BGFM_N_ENTITIES] = {"task", "space", "desc", "run"};
+    return names[k];
+}
+
+/* One entry of inputs.datasets. Its name is part of every subject's identity from
+ * parcellate on (timeseries.h5, graph store, probe report: `dataset` beside
+ * `participant_id`). */
+typedef struct bgfm_dataset_cfg {
+    char *name;         /* unique; letters, digits, '_', '-' */
+    char *bids;         /* resolved */
+    char *participants; /* resolved; default <bids>/participants.tsv */
+    char *label_column; /* default: inputs.label_column */
+    char *site_column;  /* NULL: no site */
+    double t_r;         /* > 0: TR of this dataset's images (seconds), else their headers */
+    char *filter;       /* "COLUMN == VALUE" or "COLUMN != VALUE", NULL: every participant */
+    char *entity[BGFM_N_ENTITIES]; /* selected entity values, NULL: any */
+    int role;           /* BGFM_ROLE_* bits */
+    int line, col;
+    bgfm_pos name_at, bids_at, participants_at, label_at, filter_at;
+    int label_given;    /* label_column written in the entry or in inputs */
+} bgfm_dataset_cfg;
+
 typedef struct bgfm_pipeline {
     char *file;    /* path of the pipeline file as given */
     char *basedir; /* directory of the pipeline file: relative paths resolve here */
@@ -106,7 +135,18 @@ typedef struct bgfm_pipeline {
     int64_t max_memory_per_rank; /* bytes; 0 = no limit (top-level max_memory_per_rank) */
     /* where the paths are written, for errors found after parsing (config_path_fail) */
     bgfm_pos workdir_at, bids_at, participants_at;
+    /* inputs.datasets (then bids and participants are NULL); 0 with inputs.bids */
+    int n_datasets;
+    bgfm_dataset_cfg *datasets;
+    char *subject_map;         /* inputs.subject_map, resolved; NULL when not given */
+    bgfm_pos subject_map_at;
 } bgfm_pipeline;
+
+/* The dataset named `name` (NULL when absent or when the pipeline has no datasets). */
+const bgfm_dataset_cfg *config_dataset_find(const bgfm_pipeline *p, const char *name);
+/* Role bits of the dataset named `name`: BGFM_ROLE_BOTH for the unnamed dataset of
+ * inputs.bids (name "" or NULL) and for names the pipeline does not list. */
+int config_dataset_role(const bgfm_pipeline *p, const char *name);
 
 /* Parse a pipeline from a buffer (rank 0 reads the file and broadcasts the bytes,
  * every rank calls this identically). `file` is used for messages and to resolve
@@ -146,6 +186,7 @@ typedef enum config_table {
     CONFIG_TABLE_TOP,    /* name, workdir, seed, on_error */
     CONFIG_TABLE_INPUTS, /* inputs: */
     CONFIG_TABLE_ATLAS,  /* one entry of atlases: */
+    CONFIG_TABLE_DATASET, /* one entry of inputs.datasets: */
     CONFIG_TABLE_STAGE,  /* one entry of stages: (besides with: and slurm:) */
     CONFIG_TABLE_SLURM,  /* slurm: (global and per stage) */
     CONFIG_TABLE_COUNT

@@ -42,6 +42,8 @@ typedef struct connectivity_params {
     int64_t window_length;     /* 0: one graph per scan */
     int64_t window_stride;     /* >= 1 when window_length > 0 */
     connectivity_constant constant;
+    double window_length_s;    /* > 0: windows in seconds instead (each scan's own TR) */
+    double window_stride_s;    /* > 0 when window_length_s > 0 */
 } connectivity_params;
 
 /* Stage options beyond the per-graph math. */

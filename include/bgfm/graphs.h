@@ -7,7 +7,7 @@
  *              /graphs/{atlas (int32, into /atlases), shard (int32), row (int64, row in the
  *              shard's /graphs/<atlas> datasets), subject (int64, row of timeseries.h5
  *              /subjects), window (int64), label (int64, -1 unknown), n_nodes (int32)}
- *              /graphs/participant_id, /graphs/site (strings)
+ *              /graphs/participant_id, /graphs/site, [/graphs/dataset] (strings)
  *              /atlases (strings, atlas names, pipeline order), attrs rwse_steps, ...
  *   shard-NNNNN.h5  /graphs/<atlas>/{fc float32 GxNxN, adj uint8 GxNxN, rwse float32 GxNxk,
  *              subject int64 G, window int64 G, label int64 G, flagged uint8 GxN}
@@ -48,6 +48,8 @@ int graphs_rwse_steps(const graphs_store *s);
 const graphs_meta *graphs_get_meta(const graphs_store *s, int64_t g);
 /* participant id / site of graph g ("" when unknown) */
 const char *graphs_participant(const graphs_store *s, int64_t g);
+/* dataset name of graph g (inputs.datasets); "" for a store written from inputs.bids */
+const char *graphs_dataset(const graphs_store *s, int64_t g);
 const char *graphs_site(const graphs_store *s, int64_t g);
 
 /* Read n graphs (global indices idx[0..n-1], all of ONE atlas with N nodes) into
@@ -92,9 +94,11 @@ typedef struct graphs_info {
     int fisher_z;
     const char *adjacency;            /* "threshold" | "density" */
     double adjacency_value;
-    int64_t window_length, window_stride; /* 0, 0 without windows */
+    int64_t window_length, window_stride; /* 0, 0 without windows (or windows in seconds) */
+    double window_length_s, window_stride_s; /* windows in seconds; 0, 0 otherwise */
     int64_t graphs_per_shard;
     int compress;                     /* deflate level 0..9, with shuffle */
+    int has_dataset;                  /* 1: per-graph dataset names (inputs.datasets) */
 } graphs_info;
 
 /* One shard file written by ONE process (sequential HDF5 driver; object time stamps
@@ -106,16 +110,18 @@ int graphs_writer_create(graphs_writer **w, const char *path, int64_t shard,
 int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
                       const uint8_t *adj, const float *rwse, const uint8_t *flagged,
                       int64_t subject, int64_t window, int64_t label, const char *participant,
-                      const char *site, bgfm_err *e);
+                      const char *dataset, const char *site, bgfm_err *e);
 /* Writes the per-row metadata and closes; on failure (or with w abandoned through
  * graphs_writer_abort) the file is incomplete and must not be used. */
 int graphs_writer_close(graphs_writer **w, bgfm_err *e);
 void graphs_writer_abort(graphs_writer **w); /* accepts NULL; sets *w = NULL */
 
-/* index.h5 for n graphs (meta in global order), written by one process. */
+/* index.h5 for n graphs (meta in global order), written by one process. dataset: NULL
+ * for a store without datasets, else n names (/graphs/dataset). */
 int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
                        const char *const *shard_names, int64_t n, const graphs_meta *meta,
-                       const char *const *participant, const char *const *site, bgfm_err *e);
+                       const char *const *participant, const char *const *dataset,
+                       const char *const *site, bgfm_err *e);
 
 /* Summarise a shard or an index (per atlas: graph count, N, mean edge density, mean
  * flagged fraction, label balance) as text or, with json, one JSON object. Used by

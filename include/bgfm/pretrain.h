@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "bgfm/config.h"
 #include "bgfm/ctx.h"
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
@@ -29,6 +30,8 @@ typedef struct pretrain_opts {
     int64_t stop_after;      /* test hook: as if signalled after this step (0 off) */
     int64_t max_memory;      /* bytes per rank (max_memory_per_rank), 0 = no limit */
     const char *pipeline_file; /* for the memory-limit message (may be NULL) */
+    const bgfm_pipeline *pipe; /* roles of inputs.datasets: only graphs of pretrain-role
+                                  datasets are read; NULL: every dataset */
 } pretrain_opts;
 
 typedef struct pretrain_result {

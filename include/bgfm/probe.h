@@ -28,6 +28,7 @@ typedef struct probe_opts {
     int all_targets;        /* target_subjects: all (else labelled subjects only) */
     int n_n;
     int64_t n[PROBE_MAX_K]; /* training subjects of the regression few-shot curve; 0 = all */
+    int transductive;       /* accept probed subjects that pretraining read (inputs.datasets) */
 } probe_opts;
 
 /* Folds grouped by subject and stratified by class. Subjects are given in a canonical

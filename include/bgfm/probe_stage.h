@@ -7,7 +7,9 @@
 
 #include <stdint.h>
 
+#include "bgfm/audit.h"
 #include "bgfm/bids.h"
+#include "bgfm/corpus.h"
 #include "bgfm/graphs.h"
 #include "bgfm/model.h"
 #include "bgfm/probe.h"
@@ -23,6 +25,9 @@ extern const char *const probe_met_name[PROBE_NMET];
 /* The probed graphs: every graph of a probed subject (labelled, or with a target when
  * target_subjects is `all`), in store order. */
 typedef struct probe_data {
+    const bgfm_pipeline *pipe; /* in: roles of inputs.datasets (NULL: every graph) */
+    corpus_map map;       /* inputs.subject_map (empty without): subjects counted as one */
+    probe_audit audit;    /* the leakage audit (docs/corpus.md) */
     int A;                /* store atlases */
     int64_t nl;           /* probed graphs */
     int64_t *g;           /* (nl) store index */
@@ -57,6 +62,10 @@ typedef struct probe_data {
     int64_t n_pre;        /* graphs pretraining read */
     int64_t *pre;         /* (n_pre) their store indices, ascending */
     int has_pre;          /* 1: the checkpoint lists them (/pretrain_graphs) */
+    int external;         /* the checkpoint comes from elsewhere (`checkpoint:`): pre is
+                             every graph of this store (fc_pca's fit), pre_keys what it read */
+    char **pre_keys;      /* (n_pre_keys) its /pretrain_subjects, external only */
+    int64_t n_pre_keys;
     int64_t overlap;      /* probed subjects whose graphs pretraining read */
 } probe_data;
 
@@ -108,6 +117,10 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
 /* Not collective: protocol and /pretrain_graphs of checkpoint ckpt, checked against a store
  * of G graphs; overlap with the probed subjects (strict: overlap > 0 is BGFM_EDATA). */
 int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *e);
+/* With d->external: the subjects the checkpoint's pretraining read (its /pretrain_subjects,
+ * "<dataset>/<participant_id>") into pre_keys, every graph of gs into pre (fc_pca's fit),
+ * and the overlap with the probed subjects through the subject map. */
+int probe_protocol_external(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *e);
 /* Embeddings (pretrained, random) and FC triangles of the probed graphs. */
 int probe_embed_all(bgfm_stage_run *r, graphs_store *gs, model *mp, model *mr, const int *amap,
                     probe_data *d);

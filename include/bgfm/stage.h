@@ -60,6 +60,9 @@ typedef struct bgfm_stage_kind {
     /* Files (other than the upstream outputs) whose contents the manifest hashes;
      * NULL if none. Returns a malloc'ed NULL-terminated array of malloc'ed paths. */
     char **(*extra_inputs)(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
+    /* 1 when the stage's own options name what it consumes as `a` (a probe's
+     * `checkpoint: PATH`), so no earlier stage has to produce it; NULL: never. */
+    int (*supplies)(const bgfm_stage_cfg *s, bgfm_artifact a);
 } bgfm_stage_kind;
 
 const bgfm_stage_kind *stage_kind_find(const char *name);

@@ -30,6 +30,8 @@ typedef struct synth_params {
     double topography;       /* sd of a subject's per-parcel mixing jitter */
     double label_noise;      /* sd of the noise of the liability and of the score */
     int64_t unlabelled;      /* U subjects with diagnosis n/a, after the S labelled ones */
+    int64_t first_subject;   /* subject s's draws are those of subject s + first_subject:
+                                another sample of the same population (--first-subject) */
     const char *mask_atlas;  /* label atlas for mask + parcels, or "none" (ellipsoid) */
     int force;               /* replace an existing non-empty --out */
     int quiet;               /* no progress or summary line */

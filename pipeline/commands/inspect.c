@@ -89,6 +89,8 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *ai, void *d
         if (!h5io_attr_get_str(loc, ".", name, &s, &e) && s) {
             if (aw->json)
                 json_write_str(f, s);
+            else if (!strcmp(name, "corpus"))
+                fputs("(the model card, below)", f);
             else
                 fprintf(f, "%.200s%s", s, strlen(s) > 200 ? "..." : "");
         } else {
@@ -173,6 +175,32 @@ static void timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
     if (json) fputs("\n  }", out);
 }
 
+/* A checkpoint's model card (root attribute `corpus`, JSON written by the pretrain stage:
+ * docs/corpus.md): as it is under --json, else indented after a title line. */
+static void model_card(hid_t f, int json, FILE *out) {
+    char *card = NULL;
+    bgfm_err e = {0};
+    if (!h5io_attr_exists(f, ".", "corpus") || h5io_attr_get_str(f, ".", "corpus", &card, &e)) {
+        if (json) fputs(",\n  \"model_card\": null", out);
+        else fputs("model card: none (a checkpoint written before model cards)\n", out);
+        free(card);
+        return;
+    }
+    size_t n = strlen(card);
+    while (n && card[n - 1] == '\n') card[--n] = '\0';
+    if (json) {
+        fprintf(out, ",\n  \"model_card\": %s", card);
+    } else {
+        fputs("model card (what the model was pretrained on):\n  ", out);
+        for (const char *c = card; *c; c++) {
+            fputc(*c, out);
+            if (*c == '\n') fputs("  ", out);
+        }
+        fputc('\n', out);
+    }
+    free(card);
+}
+
 static int inspect_file(const char *path, int json, FILE *out, bgfm_err *e) {
     hid_t f = h5io_open(MPI_COMM_SELF, path, e);
     if (f < 0) return e->code ? e->code : BGFM_EIO;
@@ -213,6 +241,7 @@ static int inspect_file(const char *path, int json, FILE *out, bgfm_err *e) {
     }
     if (json) fputs("\n  ]", out);
     if (format && !strcmp(format, "bgfm-timeseries")) timeseries_summary(f, &w, json, out);
+    if (format && !strcmp(format, "bgfm-checkpoint")) model_card(f, json, out);
     if (json) fputs("\n}\n", out);
     free(w.v);
     free(format);

@@ -41,13 +41,48 @@ static const bgfm_opt top_opts[] = {
 };
 
 static const bgfm_opt inputs_opts[] = {
-    {"bids", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+    {"bids", BGFM_OPT_STR, NULL, UNB, NULL,
      "BIDS dataset directory: sub-*/func/*_bold.nii[.gz] (relative to the pipeline file's "
-     "directory)"},
+     "directory); required unless `datasets` is given (one of the two)"},
     {"label_column", BGFM_OPT_STR, "diagnosis", UNB, NULL,
-     "column of participants.tsv holding the class label used by the probe"},
+     "column of participants.tsv holding the class label used by the probe (with `datasets`: "
+     "the default of each entry's label_column)"},
     {"participants", BGFM_OPT_STR, "<bids>/participants.tsv", UNB, NULL,
-     "participants table (tab-separated, first column participant_id)"},
+     "participants table (tab-separated, first column participant_id); not with `datasets`"},
+    {"subject_map", BGFM_OPT_STR, NULL, UNB, NULL,
+     "with `datasets`: tab-separated pairs DATASET/PARTICIPANT_ID of the same person in two "
+     "datasets (a header row, then one pair per row); such subjects count as one for the "
+     "probe's folds and the leakage audit (docs/corpus.md)"},
+};
+
+static const bgfm_opt dataset_opts[] = {
+    {"name", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "dataset name, unique: letters, digits, '_', '-'; part of every subject's identity "
+     "(`dataset` beside `participant_id` in every output)"},
+    {"bids", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
+     "BIDS dataset directory (relative to the pipeline file's directory)"},
+    {"role", BGFM_OPT_ENUM, bgfm_opt_required, UNB, "pretrain|downstream|both",
+     "pretrain: pretraining reads its graphs; downstream: the probe labels its subjects; "
+     "both: both (a subject in both is refused by the probe unless it says transductive)"},
+    {"participants", BGFM_OPT_STR, "<bids>/participants.tsv", UNB, NULL,
+     "participants table of this dataset (tab-separated, first column participant_id)"},
+    {"label_column", BGFM_OPT_STR, "<inputs.label_column>", UNB, NULL,
+     "column of this dataset's participants table holding the class label; must exist when "
+     "written or when the role includes downstream"},
+    {"site_column", BGFM_OPT_STR, NULL, UNB, NULL,
+     "column of this dataset's participants table holding the site (graph store `site`); "
+     "unset: no site"},
+    {"t_r", BGFM_OPT_REAL, NULL, 0, 1e4, NULL,
+     "repetition time in seconds of this dataset's images, overriding their headers (and the "
+     "parcellate stage's t_r); unset: from the headers"},
+    {"filter", BGFM_OPT_STR, NULL, UNB, NULL,
+     "participants kept: \"COLUMN != VALUE\" or \"COLUMN == VALUE\" (n/a for a missing "
+     "cell, e.g. \"diagnosis != n/a\"); unset: every participant"},
+    {"task", BGFM_OPT_STR, NULL, UNB, NULL,
+     "only images whose file name has _task-VALUE_ (BIDS entity); unset: any"},
+    {"space", BGFM_OPT_STR, NULL, UNB, NULL, "only images with _space-VALUE_; unset: any"},
+    {"desc", BGFM_OPT_STR, NULL, UNB, NULL, "only images with _desc-VALUE_; unset: any"},
+    {"run", BGFM_OPT_STR, NULL, UNB, NULL, "only images with _run-VALUE_; unset: any"},
 };
 
 static const bgfm_opt atlas_opts[] = {
@@ -96,6 +131,7 @@ const bgfm_opt *config_table_opts(config_table t, int *n) {
     case CONFIG_TABLE_TOP: *n = NOPTS(top_opts); return top_opts;
     case CONFIG_TABLE_INPUTS: *n = NOPTS(inputs_opts); return inputs_opts;
     case CONFIG_TABLE_ATLAS: *n = NOPTS(atlas_opts); return atlas_opts;
+    case CONFIG_TABLE_DATASET: *n = NOPTS(dataset_opts); return dataset_opts;
     case CONFIG_TABLE_STAGE: *n = NOPTS(stage_opts); return stage_opts;
     case CONFIG_TABLE_SLURM: *n = NOPTS(slurm_opts); return slurm_opts;
     case CONFIG_TABLE_COUNT: break;
@@ -420,6 +456,189 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
     return 0;
 }
 
+/* "COLUMN == VALUE" / "COLUMN != VALUE" (spaces around the operator optional). */
+static int filter_ok(const char *f) {
+    const char *op = strstr(f, "==");
+    if (!op) op = strstr(f, "!=");
+    if (!op || op == f) return 0;
+    const char *v = op + 2;
+    while (*v == ' ') v++;
+    const char *c = f;
+    while (*c == ' ') c++;
+    return c < op && *c != '=' && *c != '!' && *v != '\0' && !strstr(v, "==") && !strstr(v, "!=");
+}
+
+/* One entry of inputs.datasets into d (paths resolved, checks of its values). */
+static int parse_dataset(const cfgp *c, const ynode *m, const char *path, const char *base,
+                         const bgfm_params *in, bgfm_dataset_cfg *d) {
+    bgfm_params dp;
+    char key[300];
+    int rc = cfg_params_init(&dp, dataset_opts, NOPTS(dataset_opts), c->e);
+    if (!rc) rc = params_map(c, &dp, m, "", path, NULL, 0);
+    if (!rc) rc = params_finish(c, &dp, m, path, 1, "dataset");
+    const bgfm_value *nv = rc ? NULL : params_value(&dp, "name");
+    if (!rc && !cfg_name_ok(nv->s, 0)) {
+        cfg_key_join(key, sizeof key, path, "name");
+        rc = cfg_value_fail(c, nv, key, "dataset name '%s' may only hold letters, digits, '_' "
+                            "and '-'", nv->s);
+    }
+    const bgfm_value *fv = rc ? NULL : params_value(&dp, "filter");
+    if (!rc && fv->state == 2 && !filter_ok(fv->s)) {
+        cfg_key_join(key, sizeof key, path, "filter");
+        rc = cfg_value_fail(c, fv, key, "'%s' is not a filter; write \"COLUMN != VALUE\" or "
+                            "\"COLUMN == VALUE\" (e.g. \"diagnosis != n/a\")", fv->s);
+    }
+    for (int k = 0; !rc && k < BGFM_N_ENTITIES; k++) {
+        const bgfm_value *ev = params_value(&dp, bgfm_entity_name(k));
+        if (ev->state != 2) continue;
+        for (const char *q = ev->s; !rc && *q; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9'))) {
+                cfg_key_join(key, sizeof key, path, bgfm_entity_name(k));
+                rc = cfg_value_fail(c, ev, key, "a BIDS entity value holds only letters and "
+                                    "digits (the X of _%s-X_), got '%s'", bgfm_entity_name(k),
+                                    ev->s);
+            }
+        if (!rc && !(d->entity[k] = bgfm_strdup(c->e, ev->s))) rc = BGFM_ENOMEM;
+    }
+    if (!rc) {
+        d->name_at = value_pos(nv);
+        d->bids_at = value_pos(params_value(&dp, "bids"));
+        d->participants_at = value_pos(params_value(&dp, "participants"));
+        const bgfm_value *lv = params_value(&dp, "label_column");
+        d->label_at = value_pos(lv);
+        d->filter_at = value_pos(fv);
+        d->label_given = lv->state == 2 || params_value(in, "label_column")->state == 2;
+        const char *role = params_str(&dp, "role");
+        d->role = !strcmp(role, "pretrain") ? BGFM_ROLE_PRETRAIN
+                  : !strcmp(role, "downstream") ? BGFM_ROLE_DOWNSTREAM : BGFM_ROLE_BOTH;
+        d->t_r = params_has(&dp, "t_r") ? params_real(&dp, "t_r") : 0.0;
+        d->name = bgfm_strdup(c->e, nv->s);
+        d->label_column = bgfm_strdup(c->e, lv->state == 2 ? lv->s
+                                                            : params_str(in, "label_column"));
+        if (params_has(&dp, "site_column"))
+            d->site_column = bgfm_strdup(c->e, params_str(&dp, "site_column"));
+        if (fv->state == 2) d->filter = bgfm_strdup(c->e, fv->s);
+        if (!d->name || !d->label_column || (params_has(&dp, "site_column") && !d->site_column) ||
+            (fv->state == 2 && !d->filter))
+            rc = BGFM_ENOMEM;
+    }
+    if (!rc) rc = cfg_path_resolve(c, base, params_str(&dp, "bids"), 1, &d->bids);
+    if (!rc) {
+        if (params_value(&dp, "participants")->state == 2)
+            rc = cfg_path_resolve(c, base, params_str(&dp, "participants"), 1, &d->participants);
+        else
+            rc = cfg_path_resolve(c, d->bids, "participants.tsv", 0, &d->participants);
+    }
+    params_free(&dp);
+    return rc;
+}
+
+/* inputs.datasets: a non-empty list of dataset entries with unique names. */
+static int parse_datasets(const cfgp *c, const ynode *seq, const bgfm_params *in,
+                          bgfm_pipeline *out) {
+    if (seq->kind != YN_SEQ || seq->nk == 0)
+        return fail_node(c, seq, "inputs.datasets", NULL, "expected a list of at least one "
+                         "dataset ({name: ..., bids: ..., role: pretrain|downstream|both})");
+    if (seq->nk > 256)
+        return fail_node(c, seq, "inputs.datasets", NULL, "%d datasets; at most 256 are "
+                         "accepted (merge small studies into one dataset)", seq->nk);
+    out->datasets = bgfm_calloc(c->e, (size_t)seq->nk, sizeof *out->datasets, "datasets");
+    if (!out->datasets) return BGFM_ENOMEM;
+    for (int i = 0; i < seq->nk; i++) {
+        const ynode *m = seq->kids[i];
+        char path[256];
+        entry_path(path, sizeof path, "inputs.datasets", m, i, 0);
+        if (m->kind != YN_MAP)
+            return fail_node(c, m, path, NULL, "expected a dataset mapping {name: ..., bids: ..., "
+                             "role: ...}, got %s", node_what(m));
+        bgfm_dataset_cfg *d = &out->datasets[i];
+        out->n_datasets = i + 1; /* freed by config_free */
+        d->line = m->line;
+        d->col = m->col;
+        int rc = parse_dataset(c, m, path, out->basedir, in, d);
+        for (int j = 0; !rc && j < i; j++)
+            if (!strcmp(out->datasets[j].name, d->name)) {
+                char key[300];
+                cfg_key_join(key, sizeof key, path, "name");
+                rc = fail_pos(c->e, c->file, d->name_at.line, d->name_at.col, key, NULL,
+                              "duplicate dataset name '%s' (first at line %d); every dataset "
+                              "needs its own name", d->name, out->datasets[j].line);
+            }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* inputs: the table's keys plus the list `datasets` (node returned in *ds). */
+static int parse_inputs(const cfgp *c, const ynode *v, bgfm_params *in, const ynode **ds) {
+    static const char *const extra[] = {"datasets"};
+    if (v->kind != YN_MAP)
+        return fail_node(c, v, "inputs", NULL, "expected a mapping (inputs: {bids: DIR} or "
+                         "inputs: {datasets: [...]}), got %s",
+                         ynode_is_null(v) ? "nothing" : node_what(v));
+    for (int i = 0; 2 * i < v->nk; i++) {
+        int rc = map_key_check(c, v, i, "inputs");
+        if (rc) return rc;
+        const ynode *k = v->kids[2 * i], *val = v->kids[2 * i + 1];
+        if (!strcmp(k->s, "datasets")) {
+            *ds = val;
+            continue;
+        }
+        rc = params_pair(c, in, k, val, "", "inputs");
+        if (rc == 1) rc = unknown_key(c, inputs_opts, NOPTS(inputs_opts), "", extra, 1, k, "inputs");
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* After the inputs block is read: exactly one of bids and datasets. */
+static int inputs_finish(const cfgp *c, const ynode *n_inputs, const ynode *ds,
+                         const bgfm_params *in, bgfm_pipeline *out) {
+    const bgfm_value *bv = params_value(in, "bids"), *pv = params_value(in, "participants");
+    if (!ds && bv->state != 2) return fail_node(c, n_inputs, "inputs.bids", NULL, "missing required key");
+    if (ds && bv->state == 2)
+        return cfg_value_fail(c, bv, "inputs.bids", "give either inputs.bids (one dataset) or "
+                              "inputs.datasets (several), not both; move this folder into a "
+                              "datasets entry");
+    if (ds && pv->state == 2)
+        return cfg_value_fail(c, pv, "inputs.participants", "with inputs.datasets, each entry "
+                              "has its own `participants`; move it there");
+    const bgfm_value *mv = params_value(in, "subject_map");
+    if (!ds && mv->state == 2)
+        return cfg_value_fail(c, mv, "inputs.subject_map", "a subject map names subjects of "
+                              "several datasets: it needs inputs.datasets");
+    if (mv->state == 2) {
+        out->subject_map_at = value_pos(mv);
+        int rc = cfg_path_resolve(c, out->basedir, mv->s, 1, &out->subject_map);
+        if (rc) return rc;
+    }
+    if (ds) return parse_datasets(c, ds, in, out);
+    out->bids_at = value_pos(bv);
+    out->participants_at = value_pos(pv);
+    int rc = cfg_path_resolve(c, out->basedir, bv->s, 1, &out->bids);
+    if (rc) return rc;
+    if (pv->state == 2) return cfg_path_resolve(c, out->basedir, pv->s, 1, &out->participants);
+    return cfg_path_resolve(c, out->bids, "participants.tsv", 0, &out->participants);
+}
+
+/* With inputs.datasets: a stage that trains a model needs a pretrain-role dataset, one
+ * that labels subjects (a report) a downstream one. */
+static int roles_check(const cfgp *c, const bgfm_pipeline *out) {
+    int roles = 0;
+    for (int d = 0; d < out->n_datasets; d++) roles |= out->datasets[d].role;
+    for (int i = 0; i < out->n_stages; i++) {
+        const bgfm_stage_cfg *s = &out->stages[i];
+        int need = s->kind->produces == BGFM_ART_CHECKPOINT ? BGFM_ROLE_PRETRAIN
+                   : s->kind->produces == BGFM_ART_REPORT   ? BGFM_ROLE_DOWNSTREAM : 0;
+        if (need && !(roles & need))
+            return fail_pos(c->e, c->file, s->line, s->col, s->name, NULL,
+                            "stage '%s' (%s) needs a dataset with role %s or both, and no entry "
+                            "of inputs.datasets has one; set the role of one", s->name, s->uses,
+                            need == BGFM_ROLE_PRETRAIN ? "pretrain" : "downstream");
+    }
+    return 0;
+}
+
 static int parse_stage_with(const cfgp *c, bgfm_stage_cfg *s, const ynode *with,
                             const ynode *entry, const char *path) {
     const bgfm_stage_kind *k = s->kind;
@@ -541,7 +760,7 @@ static int dup_str(const cfgp *c, const char *s, char **out) {
 static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) {
     static const char *const blocks[] = {"inputs", "atlases", "stages", "slurm"};
     bgfm_params top, in;
-    const ynode *n_inputs = NULL, *n_atlases = NULL, *n_stages = NULL;
+    const ynode *n_inputs = NULL, *n_atlases = NULL, *n_stages = NULL, *n_datasets = NULL;
     memset(&top, 0, sizeof top);
     memset(&in, 0, sizeof in);
     int rc = cfg_params_init(&top, top_opts, NOPTS(top_opts), c->e);
@@ -554,11 +773,7 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
         const ynode *k = root->kids[2 * i], *v = root->kids[2 * i + 1];
         if (!strcmp(k->s, "inputs")) {
             n_inputs = v;
-            if (v->kind != YN_MAP)
-                rc = fail_node(c, v, "inputs", NULL, "expected a mapping (inputs: {bids: DIR}), "
-                               "got %s", ynode_is_null(v) ? "nothing" : node_what(v));
-            else
-                rc = params_map(c, &in, v, "", "inputs", NULL, 0);
+            rc = parse_inputs(c, v, &in, &n_datasets);
         } else if (!strcmp(k->s, "atlases")) {
             n_atlases = v;
             rc = parse_atlases(c, v, out->basedir, out);
@@ -585,6 +800,7 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
     if (!rc) rc = params_finish(c, &top, root, "", 1, "top level");
     if (!rc && !n_inputs) rc = fail_node(c, root, "inputs", NULL, "missing required key");
     if (!rc) rc = params_finish(c, &in, n_inputs, "inputs", 1, "inputs");
+    if (!rc) rc = inputs_finish(c, n_inputs, n_datasets, &in, out);
     if (!rc && !n_atlases) rc = fail_node(c, root, "atlases", NULL, "missing required key");
     if (!rc && !n_stages) rc = fail_node(c, root, "stages", NULL, "missing required key");
     if (!rc) rc = params_finish(c, &out->slurm, root, "slurm", 1, "slurm");
@@ -615,21 +831,10 @@ static int parse_pipeline(const cfgp *c, const ynode *root, bgfm_pipeline *out) 
             rc = cfg_value_fail(c, mv, "max_memory_per_rank", "'%s' is not a memory size (write "
                             "e.g. \"4GiB\", \"512MiB\" or \"16G\"; at least 1 MiB)", mv->s);
     }
-    if (!rc) {
-        out->bids_at = value_pos(params_value(&in, "bids"));
-        out->participants_at = value_pos(params_value(&in, "participants"));
-        rc = cfg_path_resolve(c, out->basedir, params_str(&in, "bids"), 1, &out->bids);
-    }
     if (!rc) rc = dup_str(c, params_str(&in, "label_column"), &out->label_column);
-    if (!rc) {
-        if (params_value(&in, "participants")->state == 2)
-            rc = cfg_path_resolve(c, out->basedir, params_str(&in, "participants"), 1,
-                              &out->participants);
-        else
-            rc = cfg_path_resolve(c, out->bids, "participants.tsv", 0, &out->participants);
-    }
     params_free(&top);
     params_free(&in);
+    if (!rc && out->n_datasets > 0) rc = roles_check(c, out);
     /* Cross-key checks of each stage kind, once the whole pipeline is known. */
     for (int i = 0; !rc && i < out->n_stages; i++) {
         const bgfm_stage_cfg *s = &out->stages[i];
@@ -680,6 +885,18 @@ void config_free(bgfm_pipeline *p) {
         free(p->atlases[i].labels);
     }
     free(p->atlases);
+    for (int i = 0; p->datasets && i < p->n_datasets; i++) {
+        bgfm_dataset_cfg *d = &p->datasets[i];
+        free(d->name);
+        free(d->bids);
+        free(d->participants);
+        free(d->label_column);
+        free(d->site_column);
+        free(d->filter);
+        for (int k = 0; k < BGFM_N_ENTITIES; k++) free(d->entity[k]);
+    }
+    free(p->datasets);
+    free(p->subject_map);
     for (int i = 0; p->stages && i < p->n_stages; i++) {
         free(p->stages[i].name);
         free(p->stages[i].uses);

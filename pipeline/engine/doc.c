@@ -173,6 +173,13 @@ int config_doc_yaml(FILE *f) {
     fputs("## `inputs`\n\n", f);
     table_head(f);
     fixed_table(f, CONFIG_TABLE_INPUTS);
+    fputs("| `datasets` | list | unset |  | several BIDS datasets instead of `bids`: see "
+          "`inputs.datasets` entries below |\n", f);
+    fputs("\n## `inputs.datasets` entries\n\nA list of maps; dataset names are unique. "
+          "The dataset name is part of every subject's identity from parcellate on: `sub-01` "
+          "of two datasets are two subjects (docs/corpus.md).\n\n", f);
+    table_head(f);
+    fixed_table(f, CONFIG_TABLE_DATASET);
     fputs("\n## `atlases` entries\n\nA list of maps; atlas names are unique.\n\n", f);
     table_head(f);
     fixed_table(f, CONFIG_TABLE_ATLAS);

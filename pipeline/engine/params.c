@@ -1,6 +1,7 @@
 /* params.c: a stage's (or block's) typed parameter values (bgfm_params, config.h): the
  * accessors stages read their options with, and the messages that point at a value's
- * place in the pipeline file (config_fail_at, config_stage_fail).
+ * place in the pipeline file (config_fail_at, config_stage_fail), and the look-up of an
+ * inputs.datasets entry and its role (config_dataset_find, config_dataset_role).
  * Not the parser that fills them (config.c) and not one value's syntax (optvalue.c). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,4 +113,15 @@ const bgfm_value *config_slurm_value(const bgfm_pipeline *p, int i, const char *
     }
     const bgfm_value *g = params_value(&p->slurm, key);
     return g->state ? g : NULL;
+}
+
+const bgfm_dataset_cfg *config_dataset_find(const bgfm_pipeline *p, const char *name) {
+    for (int i = 0; name && i < p->n_datasets; i++)
+        if (!strcmp(p->datasets[i].name, name)) return &p->datasets[i];
+    return NULL;
+}
+
+int config_dataset_role(const bgfm_pipeline *p, const char *name) {
+    const bgfm_dataset_cfg *d = p ? config_dataset_find(p, name) : NULL;
+    return d ? d->role : BGFM_ROLE_BOTH;
 }

@@ -45,6 +45,7 @@ int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
         int *up[2] = {&ps->upstream, &ps->upstream2};
         for (int u = 0; u < 2; u++) {
             if (need[u] == BGFM_ART_NONE || need[u] == BGFM_ART_BIDS) continue;
+            if (s->kind->supplies && s->kind->supplies(s, need[u])) continue;
             *up[u] = find_producer(p, i, need[u]);
             if (*up[u] < 0)
                 return bgfm_fail(e, BGFM_EUSAGE,
@@ -102,6 +103,19 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
     if (k->rank_sensitive) fprintf(f, "ranks: %d\n", ranks);
     fprintf(f, "on_error: %s\nlabel_column: %s\n",
             p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail", p->label_column);
+    /* the datasets; their roles only where they choose graphs (pretrain, probe), so that
+     * a changed role reruns those and not parcellate or connectivity */
+    int roles = k->consumes == BGFM_ART_GRAPHS || k->consumes == BGFM_ART_CHECKPOINT;
+    for (int d = 0; d < p->n_datasets; d++) {
+        const bgfm_dataset_cfg *ds = &p->datasets[d];
+        fprintf(f, "dataset %s: role %d, bids %s, participants %s, label_column %s, site_column "
+                "%s, t_r %.17g, filter %s", ds->name, roles ? ds->role : 0, ds->bids,
+                ds->participants, ds->label_column, ds->site_column ? ds->site_column : "-",
+                ds->t_r, ds->filter ? ds->filter : "-");
+        for (int q = 0; q < BGFM_N_ENTITIES; q++)
+            fprintf(f, ", %s %s", bgfm_entity_name(q), ds->entity[q] ? ds->entity[q] : "-");
+        fputc('\n', f);
+    }
     fprintf(f, "params:\n%s", params);
     if (k->consumes == BGFM_ART_BIDS) {
         fprintf(f, "atlases:\n");

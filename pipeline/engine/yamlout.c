@@ -112,6 +112,41 @@ int params_write(const bgfm_params *p, FILE *f, int indent) {
     return ferror(f) ? BGFM_EIO : 0;
 }
 
+/* One inputs.datasets entry, every value resolved (unset optional keys left out). */
+static void write_dataset(FILE *f, const bgfm_dataset_cfg *d) {
+    static const char *const roles[] = {"", "pretrain", "downstream", "both"};
+    char buf[64];
+    fputs("    - name: ", f);
+    put_str(f, d->name);
+    fputs("\n      bids: ", f);
+    put_str(f, d->bids);
+    fprintf(f, "\n      role: %s\n      participants: ", roles[d->role & 3]);
+    put_str(f, d->participants);
+    fputs("\n      label_column: ", f);
+    put_str(f, d->label_column);
+    fputc('\n', f);
+    if (d->site_column) {
+        fputs("      site_column: ", f);
+        put_str(f, d->site_column);
+        fputc('\n', f);
+    }
+    if (d->t_r > 0) {
+        yaml_real_text(d->t_r, buf, sizeof buf);
+        fprintf(f, "      t_r: %s\n", buf);
+    }
+    if (d->filter) {
+        fputs("      filter: ", f);
+        put_str(f, d->filter);
+        fputc('\n', f);
+    }
+    for (int k = 0; k < BGFM_N_ENTITIES; k++)
+        if (d->entity[k]) {
+            fprintf(f, "      %s: ", bgfm_entity_name(k));
+            put_str(f, d->entity[k]);
+            fputc('\n', f);
+        }
+}
+
 void config_write_resolved(const bgfm_pipeline *p, FILE *f) {
     fprintf(f, "# %s resolved by bgfm %s: every default filled in, paths absolute\n", p->file,
             BGFM_VERSION);
@@ -123,13 +158,25 @@ void config_write_resolved(const bgfm_pipeline *p, FILE *f) {
             p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail");
     if (p->max_memory_per_rank > 0)
         fprintf(f, "max_memory_per_rank: %lld\n", (long long)p->max_memory_per_rank);
-    fputs("inputs:\n  bids: ", f);
-    put_str(f, p->bids);
-    fputs("\n  label_column: ", f);
-    put_str(f, p->label_column);
-    fputs("\n  participants: ", f);
-    put_str(f, p->participants);
-    fputs("\natlases:\n", f);
+    if (p->n_datasets > 0) {
+        fputs("inputs:\n  label_column: ", f);
+        put_str(f, p->label_column);
+        if (p->subject_map) {
+            fputs("\n  subject_map: ", f);
+            put_str(f, p->subject_map);
+        }
+        fputs("\n  datasets:\n", f);
+        for (int i = 0; i < p->n_datasets; i++) write_dataset(f, &p->datasets[i]);
+    } else {
+        fputs("inputs:\n  bids: ", f);
+        put_str(f, p->bids);
+        fputs("\n  label_column: ", f);
+        put_str(f, p->label_column);
+        fputs("\n  participants: ", f);
+        put_str(f, p->participants);
+        fputc('\n', f);
+    }
+    fputs("atlases:\n", f);
     for (int i = 0; i < p->n_atlases; i++) {
         fputs("  - name: ", f);
         put_str(f, p->atlases[i].name);

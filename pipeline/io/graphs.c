@@ -53,6 +53,10 @@ static int write_info_attrs(hid_t f, const graphs_info *in, const char *format, 
     if (!rc) rc = h5io_attr_set_i64(f, ".", "rwse_steps", &v, 1, e);
     if (!rc) rc = h5io_attr_set_i64(f, ".", "window_length", &in->window_length, 1, e);
     if (!rc) rc = h5io_attr_set_i64(f, ".", "window_stride", &in->window_stride, 1, e);
+    if (!rc && in->window_length_s > 0)
+        rc = h5io_attr_set_f64(f, ".", "window_length_s", &in->window_length_s, 1, e);
+    if (!rc && in->window_length_s > 0)
+        rc = h5io_attr_set_f64(f, ".", "window_stride_s", &in->window_stride_s, 1, e);
     if (!rc) rc = h5io_attr_set_i64(f, ".", "graphs_per_shard", &in->graphs_per_shard, 1, e);
     free(names);
     return rc;
@@ -68,7 +72,7 @@ struct graphs_writer {
     int64_t *n;           /* graphs per atlas */
     hid_t (*d)[DS_N];     /* per atlas datasets */
     int64_t *subject, *window, *label; /* per atlas blocks, offsets in off[] */
-    char **pid, **site;
+    char **pid, **site, **dsn;         /* dsn: only with info->has_dataset */
     int64_t *off;         /* prefix sums of n */
 };
 
@@ -85,6 +89,9 @@ void graphs_writer_abort(graphs_writer **pw) {
         for (int64_t i = 0; i < tot; i++) free(w->pid[i]);
     if (w->site)
         for (int64_t i = 0; i < tot; i++) free(w->site[i]);
+    if (w->dsn)
+        for (int64_t i = 0; i < tot; i++) free(w->dsn[i]);
+    free(w->dsn);
     free(w->pid);
     free(w->site);
     free(w->subject);
@@ -126,6 +133,7 @@ int graphs_writer_create(graphs_writer **pw, const char *path, int64_t shard,
     w->pid = bgfm_calloc(e, m, sizeof(char *), "shard rows");
     w->site = bgfm_calloc(e, m, sizeof(char *), "shard rows");
     if (!w->subject || !w->window || !w->label || !w->pid || !w->site) goto fail;
+    if (info->has_dataset && !(w->dsn = bgfm_calloc(e, m, sizeof(char *), "shard rows"))) goto fail;
     w->f = h5io_create(MPI_COMM_SELF, path, e);
     if (w->f < 0) goto fail;
     if (write_info_attrs(w->f, info, "bgfm-graphs-shard", e)) goto fail;
@@ -176,7 +184,7 @@ fail:
 int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
                       const uint8_t *adj, const float *rwse, const uint8_t *flagged,
                       int64_t subject, int64_t window, int64_t label, const char *participant,
-                      const char *site, bgfm_err *e) {
+                      const char *dataset, const char *site, bgfm_err *e) {
     BGFM_ASSERT(atlas >= 0 && atlas < w->n_atlases && row >= 0 && row < w->n[atlas]);
     int64_t i = w->off[atlas] + row;
     w->subject[i] = subject;
@@ -187,6 +195,10 @@ int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
     w->pid[i] = bgfm_strdup(e, participant ? participant : "");
     w->site[i] = bgfm_strdup(e, site ? site : "");
     if (!w->pid[i] || !w->site[i]) return BGFM_ENOMEM;
+    if (w->dsn) {
+        free(w->dsn[i]);
+        if (!(w->dsn[i] = bgfm_strdup(e, dataset ? dataset : ""))) return BGFM_ENOMEM;
+    }
     const void *bufs[DS_N] = {fc, adj, rwse, flagged};
     const hid_t mt[DS_N] = {H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8, H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8};
     for (int q = 0; q < DS_N; q++)
@@ -212,6 +224,9 @@ int graphs_writer_close(graphs_writer **pw, bgfm_err *e) {
         if (!rc) rc = h5io_write_strings(w->f, p, (const char *const *)(w->pid + o), (int64_t)n, 0, e);
         snprintf(p, sizeof p, "/graphs/%s/site", an);
         if (!rc) rc = h5io_write_strings(w->f, p, (const char *const *)(w->site + o), (int64_t)n, 0, e);
+        snprintf(p, sizeof p, "/graphs/%s/dataset", an);
+        if (!rc && w->dsn)
+            rc = h5io_write_strings(w->f, p, (const char *const *)(w->dsn + o), (int64_t)n, 0, e);
     }
     for (int a = 0; a < w->n_atlases; a++)
         for (int k = 0; k < DS_N; k++) {
@@ -229,7 +244,8 @@ int graphs_writer_close(graphs_writer **pw, bgfm_err *e) {
 
 int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
                        const char *const *shard_names, int64_t n, const graphs_meta *meta,
-                       const char *const *participant, const char *const *site, bgfm_err *e) {
+                       const char *const *participant, const char *const *dataset,
+                       const char *const *site, bgfm_err *e) {
     hid_t f = h5io_create(MPI_COMM_SELF, path, e);
     if (f < 0) return e->code;
     size_t m = (size_t)(n ? n : 1);
@@ -279,6 +295,7 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
 #undef COL64
     if (!rc) rc = h5io_write_strings(f, "/graphs/participant_id", participant, n, 0, e);
     if (!rc) rc = h5io_write_strings(f, "/graphs/site", site, n, 0, e);
+    if (!rc && dataset) rc = h5io_write_strings(f, "/graphs/dataset", dataset, n, 0, e);
     free(i32);
     free(i64);
     int crc = h5io_close(&f, path, e);
@@ -321,7 +338,7 @@ struct graphs_store {
     char **shard_path;
     int64_t G;
     graphs_meta *meta;
-    char **pid, **site;
+    char **pid, **site, **dsn; /* dsn: NULL when the store has no datasets */
     graphs_slot slot[GRAPHS_SLOTS];
     uint64_t tick;
     graphs_prefetch_job pf;
@@ -351,6 +368,7 @@ void graphs_close(graphs_store **ps) {
     strlist_free(s->shard_path, s->n_shards);
     strlist_free(s->pid, s->G);
     strlist_free(s->site, s->G);
+    if (s->dsn) strlist_free(s->dsn, s->G);
     free(s->nodes);
     free(s->measure);
     free(s->adjacency);
@@ -467,6 +485,16 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EDATA, "graph index '%s' is inconsistent (%lld graphs, %lld ids, "
                          "%lld sites)", path, (long long)n, (long long)np, (long long)nsite);
     }
+    if (h5io_exists(f, "/graphs/dataset")) {
+        int64_t nd = 0;
+        if (h5io_read_strings(f, "/graphs/dataset", &s->dsn, &nd, e)) return e->code;
+        if (nd != n) {
+            strlist_free(s->dsn, nd);
+            s->dsn = NULL;
+            return bgfm_fail(e, BGFM_EDATA, "graph index '%s' is inconsistent (%lld graphs, %lld "
+                             "dataset names)", path, (long long)n, (long long)nd);
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         const graphs_meta *g = &s->meta[i];
         if (g->atlas < 0 || g->atlas >= s->n_atlases || g->shard < 0 || g->shard >= s->n_shards ||
@@ -523,13 +551,17 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
             if (cnt[a])
                 rc = read_col(f, p, H5T_NATIVE_INT64, cnt[a], col + m * (size_t)q, path, e);
         }
-        char **ids = NULL, **sites = NULL;
-        int64_t ni = 0, nsi = 0;
+        char **ids = NULL, **sites = NULL, **dsn = NULL;
+        int64_t ni = 0, nsi = 0, nd = 0;
         snprintf(p, sizeof p, "/graphs/%s/participant_id", s->atlas[a]);
         if (!rc) rc = h5io_read_strings(f, p, &ids, &ni, e);
         snprintf(p, sizeof p, "/graphs/%s/site", s->atlas[a]);
         if (!rc) rc = h5io_read_strings(f, p, &sites, &nsi, e);
-        if (!rc && (ni != cnt[a] || nsi != cnt[a]))
+        snprintf(p, sizeof p, "/graphs/%s/dataset", s->atlas[a]);
+        if (!rc && h5io_exists(f, p) && !(rc = h5io_read_strings(f, p, &dsn, &nd, e)) && !s->dsn &&
+            !(s->dsn = bgfm_calloc(e, m, sizeof(char *), "graph list")))
+            rc = BGFM_ENOMEM;
+        if (!rc && (ni != cnt[a] || nsi != cnt[a] || (dsn && nd != cnt[a])))
             rc = bgfm_fail(e, BGFM_EDATA, "shard '%s': atlas '%s' has inconsistent row counts",
                            path, s->atlas[a]);
         for (int64_t r = 0; r < cnt[a] && !rc; r++) {
@@ -544,9 +576,11 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
             s->pid[g0 + r] = ids[r];
             s->site[g0 + r] = sites[r];
             ids[r] = sites[r] = NULL;
+            if (dsn) s->dsn[g0 + r] = dsn[r], dsn[r] = NULL;
         }
         strlist_free(ids, ni);
         strlist_free(sites, nsi);
+        if (dsn) strlist_free(dsn, nd);
         g0 += cnt[a];
     }
     free(col);
@@ -640,6 +674,10 @@ const graphs_meta *graphs_get_meta(const graphs_store *s, int64_t g) {
 const char *graphs_participant(const graphs_store *s, int64_t g) {
     BGFM_ASSERT(g >= 0 && g < s->G);
     return s->pid && s->pid[g] ? s->pid[g] : "";
+}
+const char *graphs_dataset(const graphs_store *s, int64_t g) {
+    BGFM_ASSERT(g >= 0 && g < s->G);
+    return s->dsn && s->dsn[g] ? s->dsn[g] : "";
 }
 const char *graphs_site(const graphs_store *s, int64_t g) {
     BGFM_ASSERT(g >= 0 && g < s->G);

@@ -25,6 +25,8 @@ typedef struct ts_meta {
     int32_t **region;     /* A x N */
     char **pid;           /* S */
     char **site;          /* S */
+    char **ds;            /* S: /subjects/dataset (inputs.datasets), NULL without */
+    double *tr;           /* S: /subjects/t_r (0 when absent) */
     int64_t *label;       /* S */
 } ts_meta;
 
@@ -40,8 +42,10 @@ static void ts_meta_free(ts_meta *m) {
     strlist_free(m->atlas, m->A);
     strlist_free(m->pid, m->S);
     strlist_free(m->site, m->S);
+    if (m->ds) strlist_free(m->ds, m->S);
     free(m->N);
     free(m->label);
+    free(m->tr);
     memset(m, 0, sizeof *m);
 }
 
@@ -119,12 +123,29 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
         return bgfm_fail(e, BGFM_EDATA, "'%s': /subjects/participant_id has %lld entries, not %lld",
                          path, (long long)n, (long long)S);
     for (int64_t s = 0; s < S; s++) m->label[s] = -1;
+    if (!(m->tr = bgfm_calloc(e, Sz, sizeof *m->tr, "TRs"))) return BGFM_ENOMEM;
+    if (h5io_exists(f, "/subjects/t_r") && S > 0 &&
+        h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, m->tr, e))
+        return e->code;
     if (h5io_exists(f, "/subjects/label") && S > 0 &&
         h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, m->label, e))
         return e->code;
-    /* site: /subjects/columns/<site_col>, strings or numbers; "" when absent */
+    /* with inputs.datasets: the dataset of each row, and its site (each dataset's own
+     * site_column) in /subjects/site */
+    if (h5io_exists(f, "/subjects/dataset")) {
+        if (h5io_read_strings(f, "/subjects/dataset", &m->ds, &n, e)) return e->code;
+        if (n != S)
+            return bgfm_fail(e, BGFM_EDATA, "'%s': /subjects/dataset has %lld entries, not %lld",
+                             path, (long long)n, (long long)S);
+    }
+    /* site: /subjects/site, else /subjects/columns/<site_col>, strings or numbers; "" when
+     * absent */
     char sp[600];
     snprintf(sp, sizeof sp, "/subjects/columns/%s", site_col ? site_col : "");
+    if (m->ds && h5io_exists(f, "/subjects/site")) {
+        snprintf(sp, sizeof sp, "/subjects/site");
+        site_col = "site";
+    }
     if (site_col && *site_col && h5io_exists(f, sp)) {
         hid_t d = H5Dopen2(f, sp, H5P_DEFAULT);
         hid_t t = d >= 0 ? H5Dget_type(d) : -1;
@@ -178,13 +199,33 @@ static int64_t scan_rows(const ts_meta *m, int a, int64_t s) {
     return m->off[a][s + 1] - m->off[a][s];
 }
 
+/* Scan s's windows in volumes: the stage's TRs, or its seconds through the scan's own TR
+ * (length at least 2, stride at least 1); 0, 0 without windows. */
+static void scan_window(const ts_meta *m, const connectivity_params *p, int64_t s,
+                        int64_t *len, int64_t *stride) {
+    *len = p->window_length;
+    *stride = p->window_stride;
+    if (p->window_length_s <= 0) return;
+    double tr = m->tr[s] > 0 ? m->tr[s] : 1.0;
+    *len = llround(p->window_length_s / tr);
+    *stride = llround(p->window_stride_s / tr);
+    if (*len < 2) *len = 2;
+    if (*stride < 1) *stride = 1;
+}
+
+static int windowed(const connectivity_params *p) {
+    return p->window_length > 0 || p->window_length_s > 0;
+}
+
 static int glist_build(const ts_meta *m, const connectivity_params *p, const uint8_t *skip,
                        glist *g, bgfm_err *e) {
     int64_t G = 0;
-    for (int64_t s = 0; s < m->S; s++)
+    int64_t wl, ws;
+    for (int64_t s = 0; s < m->S; s++) {
+        scan_window(m, p, s, &wl, &ws);
         if (!skip[s])
-            for (int a = 0; a < m->A; a++)
-                G += connectivity_n_windows(scan_rows(m, a, s), p->window_length, p->window_stride);
+            for (int a = 0; a < m->A; a++) G += connectivity_n_windows(scan_rows(m, a, s), wl, ws);
+    }
     size_t n = (size_t)(G ? G : 1);
     g->subject = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
     g->window = bgfm_malloc(e, n * sizeof(int64_t), "graph list");
@@ -195,15 +236,16 @@ static int glist_build(const ts_meta *m, const connectivity_params *p, const uin
     int64_t i = 0;
     for (int64_t s = 0; s < m->S; s++) {
         if (skip[s]) continue;
+        scan_window(m, p, s, &wl, &ws);
         for (int a = 0; a < m->A; a++) {
             int64_t T = scan_rows(m, a, s);
-            int64_t W = connectivity_n_windows(T, p->window_length, p->window_stride);
+            int64_t W = connectivity_n_windows(T, wl, ws);
             for (int64_t w = 0; w < W; w++, i++) {
                 g->subject[i] = s;
                 g->atlas[i] = a;
                 g->window[i] = w;
-                g->row0[i] = p->window_length > 0 ? w * p->window_stride : 0;
-                g->len[i] = p->window_length > 0 ? p->window_length : T;
+                g->row0[i] = wl > 0 ? w * ws : 0;
+                g->len[i] = wl > 0 ? wl : T;
             }
         }
     }
@@ -312,17 +354,20 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
     int rc = 0;
     series_cache c = {-1, -1, NULL, 0};
     /* too short: deterministic, every rank decides the same */
+    int64_t wl, ws;
     for (int64_t s = 0; s < S; s++)
         for (int a = 0; a < m->A; a++) {
             int64_t T = scan_rows(m, a, s);
-            if (connectivity_n_windows(T, p->window_length, p->window_stride) > 0) continue;
+            scan_window(m, p, s, &wl, &ws);
+            if (connectivity_n_windows(T, wl, ws) > 0) continue;
             if (!o->skip_bad) {
-                if (p->window_length > 0)
+                if (wl > 0)
                     return bgfm_fail(e, BGFM_EDATA,
-                                     "'%s': subject %lld (%s) has %lld volumes, shorter than one "
-                                     "window of %lld; shorten windows.length or set on_error: skip",
-                                     path, (long long)s, m->pid[s], (long long)T,
-                                     (long long)p->window_length);
+                                     "'%s': subject %lld (%s%s%s) has %lld volumes, shorter "
+                                     "than one window of %lld (TR %g s); shorten the window or "
+                                     "set on_error: skip (the scan is then listed in /skipped)",
+                                     path, (long long)s, m->ds ? m->ds[s] : "", m->ds ? "/" : "",
+                                     m->pid[s], (long long)T, (long long)wl, m->tr[s]);
                 return bgfm_fail(e, BGFM_EDATA,
                                  "'%s': subject %lld (%s) has %lld volume(s); a correlation needs "
                                  "at least 2 (set on_error: skip to leave it out)",
@@ -335,7 +380,7 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
                 char txt[300];
                 snprintf(txt, sizeof txt, "%lld volume(s) in atlas %s: too few for %s",
                          (long long)T, m->atlas[a],
-                         p->window_length > 0 ? "one window" : "a correlation (at least 2)");
+                         wl > 0 ? "one window" : "a correlation (at least 2)");
                 if (!(why[s] = bgfm_strdup(e, txt))) return BGFM_ENOMEM;
             }
             skip[s] = 1;
@@ -351,10 +396,11 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
             rc = series_get(&c, f, m, s, a, bytes, e);
             if (rc) break;
             int64_t T = scan_rows(m, a, s), N = m->N[a];
-            int64_t W = connectivity_n_windows(T, p->window_length, p->window_stride);
+            scan_window(m, p, s, &wl, &ws);
+            int64_t W = connectivity_n_windows(T, wl, ws);
             for (int64_t w = 0; w < W; w++) {
-                int64_t r0 = p->window_length > 0 ? w * p->window_stride : 0;
-                int64_t L = p->window_length > 0 ? p->window_length : T;
+                int64_t r0 = wl > 0 ? w * ws : 0;
+                int64_t L = wl > 0 ? wl : T;
                 int region = -1;
                 int bad = connectivity_check(c.X + r0 * N, L, (int)N, N,
                                              m->flag[a] + (size_t)s * (size_t)N, &region);
@@ -375,7 +421,7 @@ static int prescan(bgfm_ctx *ctx, hid_t f, const char *path, const ts_meta *m,
                 if (bad) {
                     bgfm_err tmpe;
                     bgfm_err_clear(&tmpe);
-                    bad_data(&tmpe, m, path, s, a, p->window_length > 0 ? w : -1, bad, region);
+                    bad_data(&tmpe, m, path, s, a, windowed(p) ? w : -1, bad, region);
                     log_warn(ctx, "connectivity: skipping: %s", tmpe.msg);
                     mine[s] = 1;
                     if (!why[s] && !(why[s] = bgfm_strdup(e, tmpe.msg))) rc = BGFM_ENOMEM;
@@ -507,7 +553,7 @@ static int compute_range(const connectivity_opts *o, hid_t f, const char *path, 
                                      m->flag[a] + (size_t)s * (size_t)N, fc, adj, rwse, fl,
                                      &ws[a], &region);
         if (bad)
-            return bad_data(e, m, path, s, a, p->window_length > 0 ? g->window[i] : -1, bad,
+            return bad_data(e, m, path, s, a, windowed(p) ? g->window[i] : -1, bad,
                             region);
         q += graph_bytes(m, k, a);
     }
@@ -537,7 +583,7 @@ static int write_shard(const char *outdir, int64_t sh, const graphs_info *info, 
         rc = graphs_writer_put(w, a, cnt[a]++, (const float *)(const void *)q, adj,
                                (const float *)(const void *)(q + N * N * 4), adj + N * N, s,
                                g->window[i],
-                               m->label[s], m->pid[s], m->site[s], e);
+                               m->label[s], m->pid[s], m->ds ? m->ds[s] : NULL, m->site[s], e);
         q += graph_bytes(m, k, a);
     }
     if (w) {
@@ -558,11 +604,12 @@ static int write_index(const char *outdir, const graphs_info *info, const ts_met
     graphs_meta *meta = bgfm_calloc(e, n, sizeof *meta, "index");
     const char **pid = bgfm_calloc(e, n, sizeof *pid, "index");
     const char **site = bgfm_calloc(e, n, sizeof *site, "index");
+    const char **dsn = m->ds ? bgfm_calloc(e, n, sizeof *dsn, "index") : NULL;
     char **names = bgfm_calloc(e, (size_t)(nsh ? nsh : 1), sizeof *names, "index");
     int64_t *row = bgfm_calloc(e, (size_t)m->A, sizeof *row, "index");
     size_t pl = strlen(outdir) + 32;
     char *path = bgfm_malloc(e, pl, "index path");
-    int rc = (!meta || !pid || !site || !names || !row || !path) ? BGFM_ENOMEM : 0;
+    int rc = (!meta || !pid || !site || !names || !row || !path || (m->ds && !dsn)) ? BGFM_ENOMEM : 0;
     for (int64_t sh = 0; sh < nsh && !rc; sh++) {
         if (!(names[sh] = bgfm_malloc(e, 32, "shard name"))) rc = BGFM_ENOMEM;
         else snprintf(names[sh], 32, "shard-%05lld.h5", (long long)sh);
@@ -579,12 +626,13 @@ static int write_index(const char *outdir, const graphs_info *info, const ts_met
             meta[i].n_nodes = m->N[a];
             pid[i] = m->pid[s];
             site[i] = m->site[s];
+            if (dsn) dsn[i] = m->ds[s];
         }
     }
     if (!rc) {
         snprintf(path, pl, "%s/index.h5", outdir);
         rc = graphs_index_write(path, info, (int)nsh, (const char *const *)names, G, meta, pid,
-                                site, e);
+                                dsn, site, e);
     }
     if (names)
         for (int64_t sh = 0; sh < nsh; sh++) free(names[sh]);
@@ -592,6 +640,7 @@ static int write_index(const char *outdir, const graphs_info *info, const ts_met
     free(meta);
     free(pid);
     free(site);
+    free(dsn);
     free(row);
     free(path);
     return rc;
@@ -652,8 +701,11 @@ static void store_info(const connectivity_opts *o, const ts_meta *m, int64_t gps
     info->adjacency_value = p->adj_value;
     info->window_length = p->window_length;
     info->window_stride = p->window_length > 0 ? p->window_stride : 0;
+    info->window_length_s = p->window_length_s;
+    info->window_stride_s = p->window_stride_s;
     info->graphs_per_shard = gps;
     info->compress = o->compress;
+    info->has_dataset = m->ds != NULL;
 }
 
 int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const char *ts_path,
@@ -730,7 +782,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
 
     log_info(ctx, "connectivity: %lld graphs (%lld subjects x %d atlases%s) in %lld shard(s), %s",
              (long long)g.G, (long long)(m.S - st->n_skipped), m.A,
-             p->window_length > 0 ? " x windows" : "", (long long)nsh, info.measure);
+             windowed(p) ? " x windows" : "", (long long)nsh, info.measure);
     log_progress prog;
     log_progress_start(ctx, &prog, "connectivity", "shards", nsh);
     int wrc = 0; /* a shard-write failure, agreed at the next boundary */

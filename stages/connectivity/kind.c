@@ -29,6 +29,12 @@ static const bgfm_opt connectivity_opts_table[] = {
      "sliding windows of this many TRs, one graph per window; unset: one graph per scan"},
     {"windows.stride", BGFM_OPT_INT, NULL, 1, 1e9, NULL,
      "TRs between window starts (default: windows.length, i.e. no overlap)"},
+    {"windows.length_s", BGFM_OPT_REAL, NULL, 1e-3, 1e7, NULL,
+     "instead of windows.length: windows of this many seconds, round(length_s / TR) volumes "
+     "of each scan's own TR (datasets with different TRs); at least 2"},
+    {"windows.stride_s", BGFM_OPT_REAL, NULL, 1e-3, 1e7, NULL,
+     "seconds between window starts, round(stride_s / TR) volumes, at least 1 (default: "
+     "windows.length_s)"},
     {"constant_regions", BGFM_OPT_ENUM, "error", 1, 0, "error|flag",
      "a region constant in a scan/window but not flagged by parcellate: error (exit 3, or "
      "skipped with on_error: skip) or flag it in that graph"},
@@ -59,6 +65,16 @@ static int connectivity_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s
                          "%s:%d:%d: stage '%s': windows.stride needs windows.length (the window "
                          "size in TRs)",
                          p->file, ws->line, ws->col, s->name);
+    const bgfm_value *ls = params_value(&s->with, "windows.length_s");
+    const bgfm_value *ss = params_value(&s->with, "windows.stride_s");
+    if (ls->state == 2 && wl->state == 2)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': give windows.length (TRs) or "
+                         "windows.length_s (seconds), not both", p->file, ls->line, ls->col,
+                         s->name);
+    if (ss->state == 2 && ls->state != 2)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': windows.stride_s needs "
+                         "windows.length_s (the window in seconds)", p->file, ss->line, ss->col,
+                         s->name);
     return 0;
 }
 
@@ -84,6 +100,10 @@ static void opts_from_params(const bgfm_params *w, const bgfm_pipeline *pipe,
     const bgfm_value *ws = params_value(w, "windows.stride");
     o->p.window_length = wl->state ? wl->i : 0;
     o->p.window_stride = wl->state ? (ws->state ? ws->i : wl->i) : 0;
+    const bgfm_value *ls = params_value(w, "windows.length_s");
+    const bgfm_value *ss = params_value(w, "windows.stride_s");
+    o->p.window_length_s = ls->state ? ls->r : 0;
+    o->p.window_stride_s = ls->state ? (ss->state ? ss->r : ls->r) : 0;
     o->p.constant = !strcmp(params_str(w, "constant_regions"), "flag")
                         ? CONNECTIVITY_CONSTANT_FLAG
                         : CONNECTIVITY_CONSTANT_ERROR;

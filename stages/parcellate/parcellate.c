@@ -34,7 +34,7 @@ static int parcellate_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, 
         return bgfm_fail(e, BGFM_EUSAGE,
                          "%s: stage '%s' (parcellate) needs at least one entry in `atlases:`",
                          p->file, s->name);
-    if (!p->bids || !p->bids[0])
+    if ((!p->bids || !p->bids[0]) && p->n_datasets == 0)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: stage '%s' (parcellate) needs inputs.bids", p->file,
                          s->name);
     return 0;

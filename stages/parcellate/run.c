@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bgfm/bids.h"
+#include "bgfm/corpus.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/h5io.h"
 #include "bgfm/json.h"
@@ -46,7 +47,7 @@ typedef struct prun {
     const char *std_name;
     int A;
     parcellate_atlas *atlases;
-    bids_dataset ds;
+    corpus cp;                /* the images of every dataset (cp.all) */
     int64_t lo, hi;           /* this rank's images */
     parcellate_out *outs;     /* (hi - lo) * A */
     int64_t *T;               /* n_images (0 = failed/skipped) */
@@ -58,7 +59,7 @@ typedef struct prun {
 
 static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     bgfm_ctx *ctx = p->ctx;
-    int64_t n = p->ds.n_images;
+    int64_t n = p->cp.all.n_images;
     int64_t *Tl = bgfm_calloc(e, (size_t)n, sizeof *Tl, "T");
     double *trl = bgfm_calloc(e, (size_t)n, sizeof *trl, "TR");
     /* every rank returns here together, or makes the same collective calls below */
@@ -117,7 +118,7 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
             *nl = '\0';
             long long idx = strtoll(s, NULL, 10);
             BGFM_ASSERT(idx >= 0 && idx < n);
-            rc = bids_skip_add(&p->ds, p->ds.images[idx].path, tab + 1, e);
+            rc = bids_skip_add(&p->cp.all, p->cp.all.images[idx].path, tab + 1, e);
             s = nl + 1;
         }
     }
@@ -131,157 +132,13 @@ static int exchange(prun *p, char **reasons_local, bgfm_err *e) {
     for (int64_t i = 0; i < n; i++) p->row[i] = p->T[i] > 0 ? p->S++ : -1;
     if (p->S == 0)
         return bgfm_fail(e, BGFM_EDATA, "every image of %s failed (see the skipped list); "
-                         "nothing to write", p->ds.root);
+                         "nothing to write", p->cp.all.root);
     p->offsets = bgfm_calloc(e, (size_t)p->S + 1, sizeof *p->offsets, "offsets");
     if (!p->offsets) return e->code;
     for (int64_t i = 0; i < n; i++)
         if (p->row[i] >= 0) p->offsets[p->row[i] + 1] = p->offsets[p->row[i]] + p->T[i];
     p->sumT = p->offsets[p->S];
     return 0;
-}
-
-/* ---- participants columns ---- */
-
-static int parse_num(const char *s, double *v) {
-    char *end = NULL;
-    errno = 0;
-    *v = strtod(s, &end);
-    return end != s && *end == '\0' && errno == 0 && isfinite(*v);
-}
-
-static int cmp_cstr(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int write_subjects(prun *p, hid_t f, bgfm_err *e) {
-    const bids_table *t = &p->ds.participants;
-    int64_t S = p->S, n = p->ds.n_images;
-    int rc = 0;
-    const char **ids = bgfm_calloc(e, (size_t)S, sizeof *ids, "ids");
-    const char **img = bgfm_calloc(e, (size_t)S, sizeof *img, "paths");
-    int64_t *nv = bgfm_calloc(e, (size_t)S, sizeof *nv, "n_volumes");
-    double *trs = bgfm_calloc(e, (size_t)S, sizeof *trs, "t_r");
-    int64_t *lab = bgfm_calloc(e, (size_t)S, sizeof *lab, "labels");
-    int64_t *rows = bgfm_calloc(e, (size_t)S, sizeof *rows, "rows");
-    double *num = bgfm_calloc(e, (size_t)S, sizeof *num, "column");
-    const char **strs = bgfm_calloc(e, (size_t)(t->n_rows + S + 1), sizeof *strs, "column");
-    if (!ids || !img || !nv || !trs || !lab || !rows || !num || !strs) {
-        rc = e->code;
-        goto out;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        int64_t r = p->row[i];
-        if (r < 0) continue;
-        ids[r] = t->cells[p->ds.images[i].row * t->n_cols + t->id_col];
-        img[r] = p->ds.images[i].path;
-        nv[r] = p->T[i];
-        trs[r] = p->tr[i];
-        rows[r] = p->ds.images[i].row;
-    }
-    hsize_t dims[1] = {(hsize_t)S};
-    if (!rc) rc = h5io_write_strings(f, "/subjects/participant_id", ids, S, 0, e);
-    if (!rc) rc = h5io_write_strings(f, "/subjects/image", img, S, 0, e);
-    if (!rc)
-        rc = h5io_write_small(f, "/subjects/n_volumes", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,
-                              nv, 0, e);
-    if (!rc)
-        rc = h5io_write_small(f, "/subjects/t_r", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims, trs,
-                              0, e);
-    /* label: integer-valued numeric column as is; else codes into the sorted unique
-     * non-missing values of the whole table; missing -> -1 */
-    int lc = -1;
-    for (int c = 0; c < t->n_cols; c++)
-        if (p->pipe->label_column && !strcmp(t->cols[c], p->pipe->label_column)) lc = c;
-    int is_int = lc >= 0;
-    for (int64_t r = 0; lc >= 0 && r < t->n_rows; r++) {
-        const char *s = t->cells[r * t->n_cols + lc];
-        double v;
-        if (bids_cell_missing(s)) continue;
-        if (!parse_num(s, &v) || v != floor(v) || fabs(v) > 9.0e15) is_int = 0;
-    }
-    int64_t nclass = 0;
-    if (lc >= 0 && !is_int) {
-        for (int64_t r = 0; r < t->n_rows; r++) {
-            const char *s = t->cells[r * t->n_cols + lc];
-            if (!bids_cell_missing(s)) strs[nclass++] = s;
-        }
-        qsort(strs, (size_t)nclass, sizeof *strs, cmp_cstr);
-        int64_t u = 0;
-        for (int64_t k = 0; k < nclass; k++)
-            if (u == 0 || strcmp(strs[k], strs[u - 1])) strs[u++] = strs[k];
-        nclass = u;
-    }
-    for (int64_t r = 0; r < S; r++) {
-        lab[r] = -1;
-        if (lc < 0) continue;
-        const char *s = t->cells[rows[r] * t->n_cols + lc];
-        if (bids_cell_missing(s)) continue;
-        if (is_int) {
-            double v = 0;
-            parse_num(s, &v);
-            lab[r] = (int64_t)v;
-        } else {
-            const char **hit = bsearch(&s, strs, (size_t)nclass, sizeof *strs, cmp_cstr);
-            BGFM_ASSERT(hit != NULL);
-            lab[r] = hit - strs;
-        }
-    }
-    if (!rc)
-        rc = h5io_write_small(f, "/subjects/label", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, lab,
-                              0, e);
-    if (!rc && lc >= 0 && !is_int) {
-        size_t len = 1;
-        for (int64_t k = 0; k < nclass; k++) len += strlen(strs[k]) + 1;
-        char *cl = bgfm_calloc(e, len, 1, "classes");
-        if (!cl) rc = e->code;
-        for (int64_t k = 0; !rc && k < nclass; k++) {
-            if (k) strcat(cl, ",");
-            strcat(cl, strs[k]);
-        }
-        if (!rc) rc = h5io_attr_set_str(f, "/subjects/label", "classes", cl, e);
-        free(cl);
-    }
-    if (!rc) rc = h5io_attr_set_str(f, "/subjects/label", "column",
-                                    p->pipe->label_column ? p->pipe->label_column : "", e);
-    if (lc < 0)
-        log_warn(p->ctx, "parcellate: %s has no column '%s' (inputs.label_column); every label "
-                 "is -1", t->path, p->pipe->label_column ? p->pipe->label_column : "");
-    /* every column of participants.tsv */
-    for (int c = 0; c < t->n_cols && !rc; c++) {
-        int numeric = 1;
-        for (int64_t r = 0; r < S; r++) {
-            const char *s = t->cells[rows[r] * t->n_cols + c];
-            double v;
-            if (bids_cell_missing(s)) {
-                num[r] = NAN;
-            } else if (parse_num(s, &v)) {
-                num[r] = v;
-            } else {
-                numeric = 0;
-            }
-            strs[r] = s;
-        }
-        char path[600];
-        char name[512];
-        snprintf(name, sizeof name, "%s", t->cols[c]);
-        for (char *q = name; *q; q++)
-            if (*q == '/' || *q == '.') *q = '_';
-        snprintf(path, sizeof path, "/subjects/columns/%s", name);
-        if (numeric)
-            rc = h5io_write_small(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims, num, 0, e);
-        else
-            rc = h5io_write_strings(f, path, strs, S, 0, e);
-    }
-out:
-    free(ids);
-    free(img);
-    free(nv);
-    free(trs);
-    free(lab);
-    free(rows);
-    free(num);
-    free(strs);
-    return rc;
 }
 
 static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
@@ -394,18 +251,18 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "filter_order", &ford, 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "min_coverage", &mc, 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "t_r_override", &tro, 1, e);
-    if (!rc) rc = write_subjects(p, f, e);
+    if (!rc) rc = corpus_write_subjects(&p->cp, p->pipe, ctx, f, p->S, p->row, p->T, p->tr, e);
     for (int a = 0; a < p->A && !rc; a++) rc = write_atlas(p, f, a, e);
-    if (!rc && p->ds.n_skipped > 0) {
-        const char **im = bgfm_calloc(e, (size_t)p->ds.n_skipped, sizeof *im, "skipped");
-        const char **re = bgfm_calloc(e, (size_t)p->ds.n_skipped, sizeof *re, "skipped");
+    if (!rc && p->cp.all.n_skipped > 0) {
+        const char **im = bgfm_calloc(e, (size_t)p->cp.all.n_skipped, sizeof *im, "skipped");
+        const char **re = bgfm_calloc(e, (size_t)p->cp.all.n_skipped, sizeof *re, "skipped");
         if (!im || !re) rc = e->code;
-        for (int64_t k = 0; !rc && k < p->ds.n_skipped; k++) {
-            im[k] = p->ds.skipped[k].image;
-            re[k] = p->ds.skipped[k].reason;
+        for (int64_t k = 0; !rc && k < p->cp.all.n_skipped; k++) {
+            im[k] = p->cp.all.skipped[k].image;
+            re[k] = p->cp.all.skipped[k].reason;
         }
-        if (!rc) rc = h5io_write_strings(f, "/skipped/image", im, p->ds.n_skipped, 0, e);
-        if (!rc) rc = h5io_write_strings(f, "/skipped/reason", re, p->ds.n_skipped, 0, e);
+        if (!rc) rc = h5io_write_strings(f, "/skipped/image", im, p->cp.all.n_skipped, 0, e);
+        if (!rc) rc = h5io_write_strings(f, "/skipped/reason", re, p->cp.all.n_skipped, 0, e);
         free(im);
         free(re);
     }
@@ -435,7 +292,7 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
     for (int64_t i = p->lo; i < p->hi; i++) {
         niftiio_reader *rd = NULL;
         bgfm_err ignore = {0};
-        if (niftiio_open(p->ds.images[i].path, &rd, &ignore)) continue;
+        if (niftiio_open(p->cp.all.images[i].path, &rd, &ignore)) continue;
         const niftiio_header *h = niftiio_hdr(rd);
         double nvox = (double)h->nvox, T = (double)h->nvol;
         /* read-ahead volumes (float) + raw (up to 8 bytes), grid plan (maps, voxel
@@ -502,7 +359,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         rc = bgfm_fail(e, BGFM_EUSAGE, "parcellate needs 1 to 64 atlases (got %d)", p.A);
     /* phase 1: every rank scans the dataset and loads the atlases */
     if (!rc) rc = parcellate_paths_check(r->pipe, e);
-    if (!rc) rc = bids_scan(r->pipe->bids, r->pipe->participants, skip, &p.ds, e);
+    if (!rc) rc = corpus_scan(r->pipe, skip, &p.cp, e);
     if (!rc && !(p.atlases = bgfm_calloc(e, (size_t)p.A, sizeof *p.atlases, "atlases")))
         rc = e->code;
     for (int a = 0; a < p.A && !rc; a++)
@@ -511,19 +368,19 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) {
         /* every rank must have seen the same dataset */
-        int64_t mm[2] = {p.ds.n_images, -p.ds.n_images}, g[2];
+        int64_t mm[2] = {p.cp.all.n_images, -p.cp.all.n_images}, g[2];
         rc = BGFM_MPI(e, MPI_Allreduce(mm, g, 2, MPI_INT64_T, MPI_MAX, ctx->comm));
         if (!rc && g[0] != -g[1])
             rc = bgfm_fail(e, BGFM_EIO, "ranks see different image counts in %s (%lld vs %lld); "
                            "is the dataset on a shared file system and not being modified?",
-                           r->pipe->bids, (long long)-g[1], (long long)g[0]);
+                           p.cp.all.root, (long long)-g[1], (long long)g[0]);
         rc = bgfm_ctx_agree(ctx, rc);
     }
     /* phase 2: this rank's images, each read once */
-    int64_t n = p.ds.n_images, mine_done = 0, ok_local = 0;
+    int64_t n = p.cp.all.n_images, mine_done = 0, ok_local = 0;
     double bytes_local = 0;
     if (!rc) {
-        split_by_size(&p.ds, ctx->size, &p.lo, &p.hi, ctx->rank);
+        split_by_size(&p.cp.all, ctx->size, &p.lo, &p.hi, ctx->rank);
         int64_t nm = p.hi - p.lo;
         p.T = bgfm_calloc(e, (size_t)n, sizeof *p.T, "T");
         p.tr = bgfm_calloc(e, (size_t)n, sizeof *p.tr, "TR");
@@ -547,7 +404,9 @@ int parcellate_stage_run(bgfm_stage_run *r) {
             int64_t T = 0, bytes = 0;
             double tr = 0;
             bgfm_err le = {0};
-            int lrc = parcellate_extract(p.ds.images[i].path, p.atlases, p.A, &cache, &p.o,
+            parcellate_opts oi = p.o; /* a dataset's own TR wins over the stage's */
+            oi.t_r = corpus_t_r(&p.cp, i, p.o.t_r);
+            int lrc = parcellate_extract(p.cp.all.images[i].path, p.atlases, p.A, &cache, &oi,
                                          p.outs + (i - p.lo) * p.A, &T, &tr, &bytes, &le);
             bytes_local += (double)bytes;
             if (lrc && skip && (lrc == BGFM_EDATA || lrc == BGFM_EIO)) {
@@ -581,15 +440,15 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         metrics_line(&p, r, MPI_Wtime() - t_start, tot[0], tot[1]);
     else
         log_warn(ctx, "%s", me.msg);
-    if (!rc && p.ds.n_skipped > 0) {
+    if (!rc && p.cp.all.n_skipped > 0) {
         log_info(ctx, "parcellate: %lld image(s)/participant(s) skipped; reasons in %s "
-                 "(/skipped)", (long long)p.ds.n_skipped, file);
+                 "(/skipped)", (long long)p.cp.all.n_skipped, file);
         rc = BGFM_PARTIAL;
         bgfm_fail(e, BGFM_PARTIAL, "parcellate: %lld image(s) or participant(s) skipped "
-                  "(on_error: skip); see /skipped in timeseries.h5", (long long)p.ds.n_skipped);
+                  "(on_error: skip); see /skipped in timeseries.h5", (long long)p.cp.all.n_skipped);
         /* the same list goes into the manifest (rank 0 writes it) */
-        for (int64_t k = 0; ctx->rank == 0 && k < p.ds.n_skipped; k++)
-            if (bgfm_stage_skip_add(r, p.ds.skipped[k].image, p.ds.skipped[k].reason))
+        for (int64_t k = 0; ctx->rank == 0 && k < p.cp.all.n_skipped; k++)
+            if (bgfm_stage_skip_add(r, p.cp.all.skipped[k].image, p.cp.all.skipped[k].reason))
                 log_warn(ctx, "parcellate: out of memory listing skipped images");
     }
     for (int64_t i = 0; p.outs && i < (p.hi - p.lo) * p.A; i++) parcellate_out_free(&p.outs[i]);
@@ -602,7 +461,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     free(p.offsets);
     for (int a = 0; p.atlases && a < p.A; a++) parcellate_atlas_free(&p.atlases[a]);
     free(p.atlases);
-    bids_dataset_free(&p.ds);
+    corpus_free(&p.cp);
     resample_cache_free(&cache);
     free(file);
     return rc;

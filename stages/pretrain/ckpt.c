@@ -2,6 +2,7 @@
  * ranges, architecture attributes, optimiser moments, resume state, block SHA-256
  * checksums, completion mark and atomic rename. Not the decision of when to save. */
 #include "bgfm/ckpt.h"
+#include "bgfm/card.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -373,6 +374,17 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
             rc = h5io_write_small(f, "/pretrain_graphs", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, ng,
                                   st->graphs, 0, e);
             if (!rc) rc = h5io_attr_set_str(f, NULL, "protocol", st->protocol, e);
+            char *card = rc || !st->gs ? NULL : card_make(st->gs, st->graphs, st->n_graphs,
+                                                          st->pipe, st->protocol, st->config, e);
+            if (!rc && st->gs) rc = card ? h5io_attr_set_str(f, NULL, "corpus", card, e) : e->code;
+            free(card);
+            char **keys = NULL;
+            int64_t nk = 0;
+            if (!rc && st->gs) rc = card_subject_keys(st->gs, st->graphs, st->n_graphs, &keys, &nk, e);
+            if (!rc && st->gs)
+                rc = h5io_write_strings(f, "/pretrain_subjects", (const char *const *)keys, nk, 0, e);
+            for (int64_t i = 0; i < nk; i++) free(keys[i]);
+            free(keys);
         }
     }
     if (threaded) pthread_join(th, NULL);
@@ -507,13 +519,13 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
                        (long long)version, CKPT_FORMAT_VERSION);
     if (!rc && h5io_attr_exists(f, NULL, "sha256")) {
         char hm[65], ha[65], *want = NULL;
-        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0, 0};
+        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL, NULL};
         if (st) rs = *st;
         else if (o) { /* the state record is part of the full checksum: read it */
             int64_t v[4] = {0};
             const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
             for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
-            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0, 0};
+            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0, 0, NULL, NULL};
         }
         if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, (int)version, hm, ha, e);
         if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);

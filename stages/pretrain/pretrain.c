@@ -178,27 +178,31 @@ static void plan_free(plan *p) {
     free(p->ord_atlas);
     free(p->ord_batch);
     free(p->used);
-    free(p->mem);
-    free(p->gstart);
-    free(p->glen);
+    free(p->mem), free(p->gstart), free(p->glen);
     memset(p, 0, sizeof *p);
 }
 
-/* A batch holds batch_size graphs of one atlas; an atlas's last partial batch is kept
- * when it has at least 2 graphs (NT-Xent needs negatives), else dropped. With `strict`
- * only graphs without a label (label < 0) are used: the probe's subjects are never read. */
-static int plan_make(plan *p, graphs_store *gs, int64_t bs, int strict, bgfm_err *e) {
+static int graph_used(graphs_store *gs, int64_t g, const pretrain_opts *o) {
+    return (!o->strict || graphs_get_meta(gs, g)->label < 0) &&
+           (config_dataset_role(o->pipe, graphs_dataset(gs, g)) & BGFM_ROLE_PRETRAIN);
+}
+
+/* A batch: batch_size graphs of one atlas (a last partial batch kept when it has 2 or more:
+ * NT-Xent needs negatives). Read (graph_used): unlabelled ones under `strict`, and with
+ * inputs.datasets those of pretrain-role datasets, in one stream (docs/corpus.md). */
+static int plan_make(plan *p, graphs_store *gs, const pretrain_opts *o, bgfm_err *e) {
     memset(p, 0, sizeof *p);
     int A = p->A = graphs_n_atlases(gs);
-    int64_t G = graphs_count(gs);
+    int64_t G = graphs_count(gs), bs = o->batch_size;
     p->cnt = bgfm_calloc(e, (size_t)A, sizeof *p->cnt, "plan");
     p->list = bgfm_calloc(e, (size_t)A, sizeof *p->list, "plan");
     p->nb = bgfm_calloc(e, (size_t)A, sizeof *p->nb, "plan");
     p->off = bgfm_calloc(e, (size_t)A + 1, sizeof *p->off, "plan");
     p->perm = bgfm_calloc(e, (size_t)(G ? G : 1), sizeof *p->perm, "plan");
-    if (!p->cnt || !p->list || !p->nb || !p->off || !p->perm) return BGFM_ENOMEM;
+    p->used = bgfm_malloc(e, (size_t)(G ? G : 1) * sizeof *p->used, "plan");
+    if (!p->cnt || !p->list || !p->nb || !p->off || !p->perm || !p->used) return BGFM_ENOMEM;
     for (int64_t g = 0; g < G; g++)
-        if (!strict || graphs_get_meta(gs, g)->label < 0) p->cnt[graphs_get_meta(gs, g)->atlas]++;
+        if (graph_used(gs, g, o)) p->used[p->n_used++] = g, p->cnt[graphs_get_meta(gs, g)->atlas]++;
     for (int a = 0; a < A; a++) {
         p->list[a] = bgfm_calloc(e, (size_t)(p->cnt[a] ? p->cnt[a] : 1), sizeof(int64_t), "plan");
         if (!p->list[a]) return BGFM_ENOMEM;
@@ -207,15 +211,10 @@ static int plan_make(plan *p, graphs_store *gs, int64_t bs, int strict, bgfm_err
         p->spe += p->nb[a];
         p->cnt[a] = 0;
     }
-    for (int64_t g = 0; g < G; g++) {
-        const graphs_meta *gm = graphs_get_meta(gs, g);
-        if (strict && gm->label >= 0) continue;
-        p->list[gm->atlas][p->cnt[gm->atlas]++] = g;
+    for (int64_t i = 0; i < p->n_used; i++) {
+        const graphs_meta *gm = graphs_get_meta(gs, p->used[i]);
+        p->list[gm->atlas][p->cnt[gm->atlas]++] = p->used[i];
     }
-    p->used = bgfm_malloc(e, (size_t)(p->off[A] ? p->off[A] : 1) * sizeof *p->used, "plan");
-    if (!p->used) return BGFM_ENOMEM;
-    for (int64_t g = 0; g < G; g++)
-        if (!strict || graphs_get_meta(gs, g)->label < 0) p->used[p->n_used++] = g;
     p->ord_atlas = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_atlas, "plan");
     p->ord_batch = bgfm_calloc(e, (size_t)(p->spe ? p->spe : 1), sizeof *p->ord_batch, "plan");
     return p->ord_atlas && p->ord_batch ? 0 : BGFM_ENOMEM;
@@ -614,7 +613,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     trainer t;
     memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
-    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0};
+    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0, NULL, NULL};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
     if (!rc && me == 0) { /* an interrupted final write */
@@ -638,7 +637,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                            "model (or has another node count / RWSE steps); start from "
                            "`init: random` or use the same atlases", graphs_atlas_name(t.gs, a), gpath);
     }
-    if (!rc) rc = plan_make(&t.pl, t.gs, o->batch_size, o->strict, e);
+    if (!rc) rc = plan_make(&t.pl, t.gs, o, e);
     if (!rc && t.pl.spe == 0)
         rc = bgfm_fail(e, BGFM_EDATA, "pretrain: %s has no atlas with 2 or more graphs%s", gpath,
                        o->strict ? " without a label (protocol: strict reads only unlabelled "
@@ -651,7 +650,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
     if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
     st.protocol = o->strict ? "strict" : "transductive";
-    st.graphs = t.pl.used, st.n_graphs = t.pl.n_used;
+    st.graphs = t.pl.used, st.n_graphs = t.pl.n_used, st.gs = t.gs, st.pipe = o->pipe;
     st.pause_ms = ctx->hooks ? ctx->hooks->ckpt_pause_ms : 0; /* test hook (ctx.h) */
     if (!rc) rc = train_buffers(ctx, o, &t, pairs);
     if (!rc && metrics && !(t.mf = fopen(metrics, "a")))
@@ -918,6 +917,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.stage_name = r->stage->name;
     o.max_memory = r->pipe->max_memory_per_rank;
     o.pipeline_file = r->pipe->file;
+    o.pipe = r->pipe;
     /* resume_from: relative paths are relative to the pipeline file's folder, like
      * every other path of a pipeline */
     char *resume = NULL;

@@ -4,6 +4,7 @@
  * Not the cross-validation (stage.c, probe.c, regress.c) and not the report (write.c). */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,10 @@ void probe_data_free(probe_data *d) {
     free(d->y);
     free(d->rfold);
     free(d->pre);
+    corpus_map_free(&d->map);
+    for (int64_t i = 0; d->pre_keys && i < d->n_pre_keys; i++) free(d->pre_keys[i]);
+    free(d->pre_keys);
+    probe_audit_free(&d->audit);
     memset(d, 0, sizeof *d);
 }
 
@@ -47,11 +52,16 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Subject key of graph g: participant id, or "row-<subject>" when unknown. */
-static void subj_key(graphs_store *gs, int64_t g, char *buf, size_t n) {
-    const char *p = graphs_participant(gs, g);
-    if (p && *p) snprintf(buf, n, "%s", p);
-    else snprintf(buf, n, "row-%lld", (long long)graphs_get_meta(gs, g)->subject);
+/* Subject key of graph g: participant id, or "row-<subject>" when unknown; with
+ * inputs.datasets "<dataset>/<participant id>" (dataset names hold no '/'), so the same
+ * id in two datasets is two subjects for folds and the protocol check, unless the
+ * subject map names them as one (then the key of its group). */
+static void subj_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n) {
+    const char *p = graphs_participant(gs, g), *ds = graphs_dataset(gs, g);
+    char raw[512];
+    if (p && *p) snprintf(raw, sizeof raw, "%s%s%s", ds, *ds ? "/" : "", p);
+    else snprintf(raw, sizeof raw, "row-%lld", (long long)graphs_get_meta(gs, g)->subject);
+    snprintf(buf, n, "%s", corpus_map_canon(map, raw));
 }
 
 static int64_t find_str(char *const *l, int64_t n, const char *s) {
@@ -123,8 +133,8 @@ static void keyset_free(keyset *k) {
 }
 
 /* Every subject key of the store, sorted, with its table row and whether it has a target. */
-static int keyset_make(graphs_store *gs, const bids_table *tab, const int *tcol, int NT,
-                       keyset *k, bgfm_err *e) {
+static int keyset_make(graphs_store *gs, const corpus_map *map, const bids_table *tab,
+                       const int *tcol, int NT, keyset *k, bgfm_err *e) {
     int64_t G = graphs_count(gs);
     memset(k, 0, sizeof *k);
     char **all = bgfm_calloc(e, (size_t)(G ? G : 1), sizeof *all, "probe");
@@ -132,7 +142,7 @@ static int keyset_make(graphs_store *gs, const bids_table *tab, const int *tcol,
     char buf[512];
     int rc = 0;
     for (int64_t g = 0; g < G && !rc; g++) {
-        subj_key(gs, g, buf, sizeof buf);
+        subj_key(gs, map, g, buf, sizeof buf);
         if (!(all[g] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
     }
     if (!rc) {
@@ -221,7 +231,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     d->NT = NT;
     d->tname = tnames;
     keyset k;
-    int rc = keyset_make(gs, tab, tcol, NT, &k, e);
+    int rc = keyset_make(gs, &d->map, tab, tcol, NT, &k, e);
     if (rc) return rc;
     char buf[512];
     uint8_t *inc = bgfm_calloc(e, (size_t)(G ? G : 1), 1, "probe");
@@ -233,9 +243,11 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     }
     int64_t nl = 0;
     for (int64_t g = 0; g < G; g++) {
-        subj_key(gs, g, buf, sizeof buf);
+        subj_key(gs, &d->map, g, buf, sizeof buf);
         int64_t u = find_str(k.key, k.n, buf);
         BGFM_ASSERT(u >= 0);
+        if (!(config_dataset_role(d->pipe, graphs_dataset(gs, g)) & BGFM_ROLE_DOWNSTREAM))
+            continue;
         if (graphs_get_meta(gs, g)->label >= 0 || (all_targets && k.target[u]))
             inc[g] = 1, subj_in[u] = 1, nl++;
     }
@@ -265,7 +277,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     for (int64_t g = 0, j = 0; g < G && !rc; g++) {
         if (!inc[g]) continue;
         const graphs_meta *m = graphs_get_meta(gs, g);
-        subj_key(gs, g, buf, sizeof buf);
+        subj_key(gs, &d->map, g, buf, sizeof buf);
         d->g[j] = g;
         d->atl[j] = m->atlas;
         d->win[j] = m->window;
@@ -335,7 +347,7 @@ int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *
     if (!seen) return BGFM_ENOMEM;
     char buf[512];
     for (int64_t i = 0; i < d->n_pre; i++) {
-        subj_key(gs, d->pre[i], buf, sizeof buf);
+        subj_key(gs, &d->map, d->pre[i], buf, sizeof buf);
         int64_t s = find_str(d->sid, d->ns, buf);
         if (s >= 0) seen[s] = 1;
     }
@@ -354,6 +366,38 @@ int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *
                          (long long)d->overlap, d->sid[first],
                          d->has_pre ? "" : " (it does not list /pretrain_graphs, so every graph "
                          "of the store counts as read)");
+    return 0;
+}
+
+int probe_protocol_external(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *e) {
+    int64_t G = graphs_count(gs);
+    snprintf(d->protocol, sizeof d->protocol, "transductive");
+    hid_t f = h5io_open(MPI_COMM_SELF, ckpt, e);
+    if (f < 0) return e->code ? e->code : BGFM_EIO;
+    int rc = 0;
+    char *s = NULL;
+    if (h5io_attr_exists(f, NULL, "protocol") && !(rc = h5io_attr_get_str(f, NULL, "protocol", &s, e)))
+        snprintf(d->protocol, sizeof d->protocol, "%s", s);
+    free(s);
+    d->has_pre = h5io_exists(f, "/pretrain_subjects");
+    if (!rc && d->has_pre)
+        rc = h5io_read_strings(f, "/pretrain_subjects", &d->pre_keys, &d->n_pre_keys, e);
+    int rc2 = h5io_close(&f, ckpt, e);
+    if (rc || rc2) return rc ? rc : rc2;
+    d->n_pre = G; /* fc_pca is fitted on this store's graphs: the model's are elsewhere */
+    d->pre = bgfm_malloc(e, (size_t)(G ? G : 1) * sizeof *d->pre, "probe");
+    char **canon = bgfm_calloc(e, (size_t)d->n_pre_keys + 1, sizeof *canon, "probe");
+    if (!d->pre || !canon) {
+        free(canon);
+        return BGFM_ENOMEM;
+    }
+    for (int64_t g = 0; g < G; g++) d->pre[g] = g;
+    for (int64_t i = 0; i < d->n_pre_keys; i++)
+        canon[i] = (char *)(uintptr_t)corpus_map_canon(&d->map, d->pre_keys[i]);
+    qsort(canon, (size_t)d->n_pre_keys, sizeof *canon, cmp_str);
+    d->overlap = 0;
+    for (int64_t u = 0; u < d->ns; u++) d->overlap += find_str(canon, d->n_pre_keys, d->sid[u]) >= 0;
+    free(canon);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 
 #include "bgfm/ckpt.h"
 #include "bgfm/fsutil.h"
+#include "bgfm/h5io.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
 #include "bgfm/metrics.h"
@@ -43,6 +44,14 @@ static const bgfm_opt probe_opts_table[] = {
      "training subjects of the regression few-shot curve (integers >= 3 or all)"},
     {"finetune", BGFM_OPT_BOOL, "false", 1, 0, NULL,
      "fine-tune encoder + head per fold: not available (true is rejected)"},
+    {"checkpoint", BGFM_OPT_STR, NULL, 1, 0, NULL,
+     "final.h5 of another pipeline (relative to the pipeline file's directory) instead of "
+     "the earlier pretrain stage's: its atlases must include this pipeline's, with the same "
+     "node counts and RWSE steps (docs/corpus.md)"},
+    {"transductive", BGFM_OPT_BOOL, "false", 1, 0, NULL,
+     "with inputs.datasets: accept probed subjects that pretraining read (recorded in "
+     "probe.json's audit); false: such an overlap stops the probe (exit 3). inputs.bids "
+     "pipelines are transductive as before"},
     {"max_iter", BGFM_OPT_INT, "1000", 1, 1e7, NULL, "L-BFGS iterations per fit"},
     {"tol", BGFM_OPT_REAL, "1e-6", 0, 1, NULL, "stop a fit when max |gradient| <= tol"},
 };
@@ -76,6 +85,10 @@ static int validate_targets(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgf
     const bgfm_value *t = params_value(&s->with, "targets");
     if (t->n_list > PROBE_MAX_TARGETS)
         return config_stage_fail(e, p, s, "targets", "at most %d targets", PROBE_MAX_TARGETS);
+    if (t->n_list > 0 && p->n_datasets > 0)
+        return config_stage_fail(e, p, s, "targets", "targets are read from one participants "
+                                 "table and are not available with inputs.datasets in this "
+                                 "version; remove the key (docs/corpus.md)");
     for (int i = 0; i < t->n_list; i++) {
         const char *n = t->list[i];
         if (!strcmp(n, "participant_id") || !strcmp(n, "mean"))
@@ -88,6 +101,8 @@ static int validate_targets(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgf
     }
     return 0;
 }
+
+static int check_ckpt(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
 
 static int probe_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
     if (params_bool(&s->with, "finetune"))
@@ -108,13 +123,87 @@ static int probe_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_
             return config_stage_fail(e, p, s, keys[q], "%s needs at least one item, e.g. [%s]",
                                      keys[q], q ? "16, 48, all" : "2, 4, 8, all");
     }
-    return validate_targets(p, s, e);
+    int rc = validate_targets(p, s, e);
+    return rc ? rc : check_ckpt(p, s, e);
 }
 
-/* The manifest hashes participants.tsv when targets are read from it. */
+/* `checkpoint:` resolved against the pipeline file's folder; NULL with e unset when the
+ * key is not given. */
+static char *ckpt_option(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
+    const char *c = params_str(&s->with, "checkpoint");
+    if (!c) return NULL;
+    return c[0] == '/' ? bgfm_strdup(e, c) : fs_join(p->basedir, c, e);
+}
+
+static int probe_supplies(const bgfm_stage_cfg *s, bgfm_artifact a) {
+    return a == BGFM_ART_CHECKPOINT && params_str(&s->with, "checkpoint") != NULL;
+}
+
+/* A `checkpoint:` from elsewhere, before any work: complete, and holding every atlas of
+ * the pipeline with the RWSE steps of its connectivity stage (node counts are compared
+ * when the probe runs, against the graphs). Exit 3 naming what differs. */
+static int check_ckpt(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
+    char *path = ckpt_option(p, s, e);
+    if (!path) return e->code;
+    const bgfm_value *v = params_value(&s->with, "checkpoint");
+    bgfm_pos at = {v->line, v->col};
+    char key[300];
+    snprintf(key, sizeof key, "stages.%s.with.checkpoint", s->name);
+    model_cfg mc;
+    memset(&mc, 0, sizeof mc);
+    bgfm_err le = {0};
+    int rc = 0;
+    if (!ckpt_is_complete(path)) {
+        rc = config_path_fail(e, p, key, at, BGFM_EDATA, "'%s' is not a complete bgfm "
+                              "checkpoint (the final.h5 of a pretrain stage); fix the path or "
+                              "finish that pipeline first", path);
+    } else {
+        hid_t f = h5io_open(MPI_COMM_SELF, path, &le);
+        rc = f < 0 ? (le.code ? le.code : BGFM_EIO) : ckpt_read_arch(f, "/model", &mc, path, &le);
+        if (f >= 0) h5io_close(&f, path, &le);
+        if (rc) rc = config_path_fail(e, p, key, at, rc, "%s", le.msg);
+    }
+    char have[1024] = "";
+    for (int a = 0; !rc && a < mc.n_atlases; a++) {
+        size_t o = strlen(have);
+        snprintf(have + o, sizeof have - o, "%s%s (%d nodes)", a ? ", " : "", mc.atlas[a],
+                 mc.atlas_nodes[a]);
+    }
+    for (int a = 0; !rc && a < p->n_atlases; a++) {
+        int found = 0;
+        for (int b = 0; b < mc.n_atlases; b++) found |= !strcmp(mc.atlas[b], p->atlases[a].name);
+        if (!found)
+            rc = config_path_fail(e, p, key, at, BGFM_EDATA, "atlas '%s' of this pipeline is not "
+                                  "in the checkpoint %s, whose atlases are %s; probe only atlases "
+                                  "the model was pretrained on", p->atlases[a].name, path, have);
+    }
+    for (int j = 0; !rc && j < p->n_stages && &p->stages[j] != s; j++) {
+        const bgfm_stage_cfg *c = &p->stages[j];
+        if (strcmp(c->uses, "connectivity") || params_int(&c->with, "rwse_steps") == mc.k) continue;
+        rc = config_path_fail(e, p, key, at, BGFM_EDATA, "stage '%s' makes graphs with %lld RWSE "
+                              "steps but the checkpoint %s was pretrained with %d; set its "
+                              "rwse_steps to %d", c->name, (long long)params_int(&c->with,
+                              "rwse_steps"), path, mc.k, mc.k);
+    }
+    free(path);
+    return rc;
+}
+
+/* The manifest hashes participants.tsv when targets are read from it, and the subject
+ * map (inputs.subject_map; targets are not read with inputs.datasets). */
 static char **probe_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
-    char **out = bgfm_calloc(e, 2, sizeof *out, "probe input list");
-    if (!out || params_value(&s->with, "targets")->n_list == 0) return out;
+    char **out = bgfm_calloc(e, 3, sizeof *out, "probe input list");
+    char *ck = out ? ckpt_option(p, s, e) : NULL;
+    if (out && ck) out[1] = ck, ck = NULL; /* the model from elsewhere: hashed, rerun on change */
+    if (out && e->code) {
+        free(out);
+        return NULL;
+    }
+    if (out && p->subject_map && !(out[0] = bgfm_strdup(e, p->subject_map))) {
+        free(out);
+        return NULL;
+    }
+    if (!out || p->subject_map || params_value(&s->with, "targets")->n_list == 0) return out;
     if (p->participants) out[0] = bgfm_strdup(e, p->participants);
     else if (p->bids) out[0] = fs_join(p->bids, "participants.tsv", e);
     if (!out[0] && (p->participants || p->bids)) {
@@ -141,6 +230,7 @@ static void read_opts(const bgfm_stage_run *r, probe_opts *o) {
     o->n_targets = t->n_list;
     o->targets = t->list;
     o->all_targets = !strcmp(params_str(w, "target_subjects"), "all");
+    o->transductive = params_bool(w, "transductive");
 }
 
 /* ---- inputs -------------------------------------------------------------------------- */
@@ -175,10 +265,12 @@ static void pinputs_free(pinputs *in) {
 /* Checkpoint, graph store, both encoders, atlas map (this rank's; not collective). */
 static int open_inputs(bgfm_stage_run *r, pinputs *in, bgfm_err *e) {
     int rc = 0;
-    if (!r->upstream || !r->upstream2)
-        return bgfm_fail(e, BGFM_EUSAGE, "stage '%s': probe needs an earlier pretrain stage and "
-                         "an earlier connectivity stage", r->stage->name);
-    if (!(in->ckpt = fs_join(r->upstream, "final.h5", e))) return BGFM_ENOMEM;
+    in->ckpt = ckpt_option(r->pipe, r->stage, e); /* checkpoint: a model from elsewhere */
+    if (!in->ckpt && e->code) return e->code;
+    if ((!r->upstream && !in->ckpt) || !r->upstream2)
+        return bgfm_fail(e, BGFM_EUSAGE, "stage '%s': probe needs an earlier pretrain stage (or "
+                         "`checkpoint:`) and an earlier connectivity stage", r->stage->name);
+    if (!in->ckpt && !(in->ckpt = fs_join(r->upstream, "final.h5", e))) return BGFM_ENOMEM;
     if (!ckpt_is_complete(in->ckpt))
         return bgfm_fail(e, BGFM_EDATA, "probe: %s is not a complete checkpoint; rerun the "
                          "pretrain stage", in->ckpt);
@@ -203,7 +295,40 @@ static int open_inputs(bgfm_stage_run *r, pinputs *in, bgfm_err *e) {
     return 0;
 }
 
-/* Probed subjects, targets, protocol and folds (this rank's; not collective). */
+/* The subject map (inputs.subject_map) against the datasets' tables. */
+static int load_map(const bgfm_pipeline *p, corpus_map *m, bgfm_err *e) {
+    bids_table *tabs = NULL;
+    int rc = corpus_tables_read(p, &tabs, e);
+    if (!rc) rc = corpus_map_read(p->subject_map, p, tabs, m, e);
+    corpus_tables_free(tabs, p->n_datasets);
+    return rc;
+}
+
+/* The leakage audit; with inputs.datasets a probed subject that pretraining read stops
+ * the probe unless the stage says transductive: true (docs/corpus.md). */
+static int audit(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_data *d,
+                 bgfm_err *e) {
+    probe_audit *a = &d->audit;
+    int rc = d->external
+                 ? probe_audit_build(in->gs, NULL, 0, d->pre_keys, d->n_pre_keys, d->g, d->nl,
+                                     &d->map, a, e)
+                 : probe_audit_build(in->gs, d->pre, d->n_pre, NULL, 0, d->g, d->nl, &d->map, a, e);
+    if (rc || r->pipe->n_datasets == 0 || a->n_overlap == 0 || o->transductive) return rc;
+    char some[600] = "";
+    for (int64_t i = 0, k = 0; i < a->n && k < 5; i++)
+        if (a->rows[i].overlap && (!i || strcmp(a->rows[i].subject, a->rows[i - 1].subject))) {
+            size_t l = strlen(some);
+            snprintf(some + l, sizeof some - l, "%s'%s'", k++ ? ", " : "", a->rows[i].subject);
+        }
+    return bgfm_fail(e, BGFM_EDATA, "probe: %lld probed subject(s) were read by pretraining "
+                     "(%s%s; subjects of inputs.subject_map count as one); give each dataset one "
+                     "role (pretrain or downstream) and check the subject map, or set "
+                     "`transductive: true` in stage '%s' to accept the overlap (recorded in "
+                     "probe.json)", (long long)a->n_overlap, some, a->n_overlap > 5 ? ", ..." : "",
+                     r->stage->name);
+}
+
+/* Probed subjects, targets, protocol, audit and folds (this rank's; not collective). */
 static int prepare(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_data *d,
                    bgfm_err *e) {
     bids_table tab;
@@ -219,10 +344,18 @@ static int prepare(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_da
         free(path);
         if (rc) return rc;
     }
+    d->pipe = r->pipe; /* roles of inputs.datasets: only downstream datasets are probed */
+    if (r->pipe->subject_map && (rc = load_map(r->pipe, &d->map, e))) {
+        bids_table_free(&tab);
+        return rc;
+    }
     rc = probe_collect(in->gs, in->gpath, o->n_targets ? &tab : NULL, tcol, o->targets,
                        o->n_targets, o->all_targets, d, e);
     bids_table_free(&tab);
-    if (!rc) rc = probe_protocol(in->ckpt, in->gs, d, e);
+    d->external = params_str(&r->stage->with, "checkpoint") != NULL;
+    if (!rc) rc = d->external ? probe_protocol_external(in->ckpt, in->gs, d, e)
+                              : probe_protocol(in->ckpt, in->gs, d, e);
+    if (!rc) rc = audit(r, o, in, d, e);
     if (rc) return rc;
     d->R = o->repeats;
     d->F = o->folds;
@@ -455,6 +588,8 @@ static int write_report(bgfm_stage_run *r, const probe_report_ctx *c, probe_resu
     snprintf(path, sizeof path, "%s/probe.json", dir);
     if (!rc) rc = probe_write_json(c, path, e);
     if (!rc) rc = probe_write_csvs(c, dir, e);
+    snprintf(path, sizeof path, "%s/audit.tsv", dir);
+    if (!rc) rc = probe_audit_write_tsv(&c->d->audit, path, e);
     snprintf(path, sizeof path, "%s/embeddings.h5", dir);
     if (!rc) rc = probe_write_embeddings(c, path, e);
     if (!rc) rc = probe_write_plot(r->ctx, c, dir);
@@ -523,6 +658,7 @@ const bgfm_stage_kind bgfm_stage_probe = {
     .consumes = BGFM_ART_CHECKPOINT,
     .consumes2 = BGFM_ART_GRAPHS,
     .produces = BGFM_ART_REPORT,
+    .supplies = probe_supplies,
     .rank_sensitive = 0,
     .validate = probe_validate,
     .run = probe_run,

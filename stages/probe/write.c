@@ -333,6 +333,8 @@ static void write_header(FILE *f, const probe_report_ctx *c) {
     fprintf(f, ",\n  \"pretrain_graphs\": %lld,\n  \"pretrain_graphs_listed\": %s,\n"
             "  \"overlap_subjects\": %lld", (long long)d->n_pre, d->has_pre ? "true" : "false",
             (long long)d->overlap);
+    fputs(",\n  \"audit\": ", f);
+    probe_audit_write_json(f, &d->audit, o->transductive, c->r->pipe->subject_map, "    ");
     fprintf(f, ",\n  \"seed\": %llu,\n  \"init_seed\": %llu,\n  \"folds\": %d,\n"
             "  \"repeats\": %d,\n  \"C\": ", (unsigned long long)o->seed,
             (unsigned long long)c->r->pipe->seed, o->folds, o->repeats);

@@ -40,7 +40,7 @@ static const char synth_usage[] =
     "                  [--gzip-level L] [--datatype float32|int16] [--networks N]\n"
     "                  [--traits K] [--trait-effect B] [--fingerprint F]\n"
     "                  [--topography W] [--label-noise E] [--effect D]\n"
-    "                  [--mask-atlas PATH|none] [--force] [--quiet]\n\n"
+    "                  [--mask-atlas PATH|none] [--first-subject N] [--force] [--quiet]\n\n"
     "Writes a synthetic BIDS cohort (participants.tsv with diagnosis control|patient,\n"
     "site, age, sex, score, trait_1..trait_K; sub-*/func/*_bold.nii.gz on the MNI152\n"
     "grid). Each subject's network coupling and regional mixing depend on K latent\n"
@@ -58,6 +58,8 @@ static const char synth_usage[] =
     "  --voxel-size 2|3   MNI152 2 mm (91x109x91) or 3 mm (61x73x61) grid (default 3)\n"
     "  --sites K          acquisition sites, 1..S (default 2)\n"
     "  --seed X           random seed (default 1234)\n"
+    "  --first-subject N  draw subject s as subject s+N of the population: another sample\n"
+    "                     of the same population (same seed), ids still sub-01.. (default 0)\n"
     "  --gzip-level L     0..9; ISA-L levels 0..3, above 3 means 3 (default 1)\n"
     "  --datatype T       float32 or int16 (scl_slope 0.1) (default float32)\n"
     "  --networks N       latent networks, 6..32 (default 10; 7 with --traits 0)\n"
@@ -113,6 +115,8 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
         } else if (!strcmp(a, "--sites")) {
             rc = cli_parse_i64(a, v, 1, 1000000, &p->sites, e);
             have_sites = 1;
+        } else if (!strcmp(a, "--first-subject")) {
+            rc = cli_parse_i64(a, v, 0, INT64_MAX / 4, &p->first_subject, e);
         } else if (!strcmp(a, "--seed")) {
             rc = cli_parse_i64(a, v, 0, INT64_MAX, &x, e);
             p->seed = (uint64_t)x;

@@ -323,7 +323,7 @@ static int latent_signals(const synth_params *p, int64_t s, const double *L, dou
     double *u = malloc(sizeof(double) * (size_t)(N * T));
     if (!u) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
     rng_stream r;
-    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_LATENT, 0);
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_LATENT, 0);
     for (int n = 0; n < N; n++) {
         double *un = u + (int64_t)n * T;
         memset(un, 0, sizeof(double) * (size_t)T);
@@ -412,7 +412,7 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
     if (rc) goto done;
     /* per-voxel baseline and amplitude (fixed over time) */
     rng_stream r;
-    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_VOXEL, 0);
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_VOXEL, 0);
     for (int64_t b = 0; b < nb; b++) {
         double z0, z1;
         normal_pair(&r, &z0, &z1);
@@ -456,7 +456,7 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
             fpar[q] = (float)v;
         }
         const float fx = (float)xbar;
-        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_NOISE, (uint64_t)t);
+        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_NOISE, (uint64_t)t);
         int64_t b = 0;
         for (; b + 1 < nb; b += 2) {
             double z0, z1;
@@ -519,7 +519,7 @@ static int write_participants(const synth_params *p, const synth_cohort *co, con
     n += (size_t)snprintf(buf + n, cap - n, "\n");
     for (int64_t s = 0; s < ns; s++) {
         rng_stream r;
-        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_DEMOGRAPHICS, 0);
+        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_DEMOGRAPHICS, 0);
         int age = 20 + (int)rng_below(&r, 51);
         const char *sex = rng_below(&r, 2) ? "F" : "M";
         const synth_person *o = co ? &co->person[s] : NULL;
@@ -596,6 +596,7 @@ static int write_truth(const synth_params *p, const synth_grid *g, const synth_c
             co ? 2 : 1, (unsigned long long)p->seed);
     fprintf(f, "  \"subjects\": %lld, \"volumes\": %lld, \"tr\": %.17g, \"voxel_size\": %d,\n",
             (long long)p->subjects, (long long)p->volumes, p->tr, p->voxel_size);
+    if (p->first_subject) fprintf(f, "  \"first_subject\": %lld,\n", (long long)p->first_subject);
     if (co)
         fprintf(f, "  \"networks\": %d, \"mask_atlas\": \"%s\",\n", N, p->mask_atlas);
     else

@@ -183,7 +183,7 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
             c[b * N + a] += shift;
         }
     rng_stream r;
-    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_FINGERPRINT, 0);
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_FINGERPRINT, 0);
     for (int a = 0; a < N; a++)
         for (int b = a + 1; b < N; b++) {
             double f = p->fingerprint * rng_normal(&r);
@@ -196,7 +196,7 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
 void synth_subject_mixing(const synth_params *p, const synth_design *d, int64_t s,
                           const double *z, double *alpha) {
     rng_stream r;
-    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_TOPOGRAPHY, 0);
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_TOPOGRAPHY, 0);
     alpha[0] = 0;
     for (int q = 1; q <= d->P; q++) alpha[q] = SYNTH_MIX_BASE + p->topography * rng_normal(&r);
     for (int k = 0; k < d->K; k++)
@@ -279,7 +279,7 @@ int synth_cohort_build(const synth_params *p, int n_parcels, const uint8_t *parc
     for (int64_t s = 0; s < c->n; s++) {
         synth_person *o = &c->person[s];
         rng_stream r;
-        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)s, SYNTH_R_TRAITS, 0);
+        rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_TRAITS, 0);
         double el = rng_normal(&r), es = rng_normal(&r);
         double lw = 0, lv = 0;
         for (int k = 0; k < d->K; k++) {

@@ -80,7 +80,7 @@ static inline int gfix_write(const gfix_spec *x, const char *dir, bgfm_err *e) {
             pid[g] = pbuf[g];
             meta[g] = (graphs_meta){a, (int32_t)sh, row[a], subj, win, lab, N};
             rc = graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, subj, win, lab, pid[g],
-                                   site[g], e);
+                                   NULL, site[g], e);
         }
         if (rc) graphs_writer_abort(&w);
         else rc = graphs_writer_close(&w, e);
@@ -89,7 +89,7 @@ static inline int gfix_write(const gfix_spec *x, const char *dir, bgfm_err *e) {
         char ipath[600];
         snprintf(ipath, sizeof ipath, "%s/index.h5", dir);
         rc = graphs_index_write(ipath, &info, (int)nsh, (const char *const *)shard_names, G, meta,
-                                pid, site, e);
+                                pid, NULL, site, e);
     }
     for (int64_t sh = 0; shard_names && sh < nsh; sh++) free(shard_names[sh]);
     free(shard_names);

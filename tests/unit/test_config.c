@@ -39,14 +39,14 @@ static int toy_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_er
 
 static const bgfm_stage_kind toy = {
     "toy", "a test kind", toy_opts, (int)(sizeof toy_opts / sizeof toy_opts[0]),
-    BGFM_ART_BIDS, BGFM_ART_NONE, BGFM_ART_TIMESERIES, 0, toy_validate, NULL, NULL};
+    BGFM_ART_BIDS, BGFM_ART_NONE, BGFM_ART_TIMESERIES, 0, toy_validate, NULL, NULL, NULL};
 
 static const bgfm_opt toy2_opts[] = {
     {"need", BGFM_OPT_INT, bgfm_opt_required, 0, 10, NULL, "required"},
 };
 static const bgfm_stage_kind toy2 = {
     "toy2", "another", toy2_opts, 1, BGFM_ART_TIMESERIES, BGFM_ART_NONE, BGFM_ART_GRAPHS, 1,
-    NULL, NULL, NULL};
+    NULL, NULL, NULL, NULL};
 
 static const bgfm_stage_kind *const test_kinds[] = {&toy, &toy2, NULL};
 
@@ -789,6 +789,99 @@ static void test_registered_kinds(void **st) {
     }
 }
 
+/* inputs.datasets: entries resolved (defaults, inherited label column, paths), written
+ * back and parsed again to the same values, and each refusal with its position. */
+static void test_datasets(void **st) {
+    (void)st;
+    const char *y =
+        "name: d\ninputs:\n  label_column: dx\n  datasets:\n"
+        "    - {name: a, bids: /da, role: pretrain}\n"
+        "    - {name: b-2, bids: rel/b, role: downstream, label_column: group, site_column: site,\n"
+        "       t_r: 0.72, filter: \"qc != n/a\", task: rest, run: \"1\", participants: p.tsv}\n"
+        "atlases: [{name: x, path: /x.nii}]\nstages: [{name: s, uses: toy}]\n";
+    bgfm_pipeline p, q;
+    bgfm_err e;
+    assert_int_equal(parse(y, &p, &e), 0);
+    assert_int_equal(p.n_datasets, 2);
+    assert_null(p.bids);
+    assert_null(p.participants);
+    const bgfm_dataset_cfg *a = &p.datasets[0], *b = &p.datasets[1];
+    assert_string_equal(a->name, "a");
+    assert_int_equal(a->role, BGFM_ROLE_PRETRAIN);
+    assert_string_equal(a->participants, "/da/participants.tsv");
+    assert_string_equal(a->label_column, "dx");
+    assert_int_equal(a->label_given, 1);
+    assert_null(a->site_column);
+    assert_null(a->filter);
+    assert_true(a->t_r == 0.0);
+    assert_string_equal(b->bids, "/cfg/rel/b");
+    assert_string_equal(b->participants, "/cfg/p.tsv");
+    assert_string_equal(b->label_column, "group");
+    assert_string_equal(b->site_column, "site");
+    assert_string_equal(b->filter, "qc != n/a");
+    assert_string_equal(b->entity[0], "rest");
+    assert_null(b->entity[1]);
+    assert_string_equal(b->entity[3], "1");
+    assert_true(b->t_r == 0.72);
+    assert_int_equal(b->role, BGFM_ROLE_DOWNSTREAM);
+    assert_int_equal(config_dataset_role(&p, "b-2"), BGFM_ROLE_DOWNSTREAM);
+    assert_int_equal(config_dataset_role(&p, ""), BGFM_ROLE_BOTH);
+    assert_int_equal(config_dataset_role(NULL, "a"), BGFM_ROLE_BOTH);
+    char *txt = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&txt, &n);
+    config_write_resolved(&p, f);
+    fclose(f);
+    assert_int_equal(parse(txt, &q, &e), 0);
+    assert_int_equal(q.n_datasets, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(p.datasets[i].name, q.datasets[i].name);
+        assert_string_equal(p.datasets[i].bids, q.datasets[i].bids);
+        assert_string_equal(p.datasets[i].participants, q.datasets[i].participants);
+        assert_string_equal(p.datasets[i].label_column, q.datasets[i].label_column);
+        assert_int_equal(p.datasets[i].role, q.datasets[i].role);
+        assert_true(p.datasets[i].t_r == q.datasets[i].t_r);
+    }
+    assert_string_equal(q.datasets[1].filter, "qc != n/a");
+    assert_string_equal(q.datasets[1].entity[3], "1");
+    free(txt);
+    config_free(&q);
+    config_free(&p);
+    /* an entry without label_column and no inputs.label_column: the default, not given */
+    assert_int_equal(parse("name: d\ninputs: {datasets: [{name: a, bids: /a, role: both}]}\n"
+                           "atlases: [{name: x, path: /x.nii}]\nstages: [{name: s, uses: toy}]\n",
+                           &p, &e), 0);
+    assert_string_equal(p.datasets[0].label_column, "diagnosis");
+    assert_int_equal(p.datasets[0].label_given, 0);
+    config_free(&p);
+#define DS_TAIL "atlases: [{name: x, path: /x.nii}]\nstages: [{name: s, uses: toy}]\n"
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a, role: pretrain}\n"
+               "    - {name: a, bids: /b, role: both}\n" DS_TAIL,
+               "/cfg/p.yaml:5:14: duplicate dataset name 'a' (first at line 4); every dataset "
+               "needs its own name (key 'inputs.datasets.a.name')");
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a, role: }\n" DS_TAIL,
+               "/cfg/p.yaml:4:33: no value given (write one, or remove the key) (key "
+               "'inputs.datasets.a.role')");
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a}\n" DS_TAIL,
+               "/cfg/p.yaml:4:7: missing required key (key 'inputs.datasets.a.role')");
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a, role: both, filter: qc}\n"
+               DS_TAIL, "/cfg/p.yaml:4:47: 'qc' is not a filter; write \"COLUMN != VALUE\" or "
+               "\"COLUMN == VALUE\" (e.g. \"diagnosis != n/a\") (key 'inputs.datasets.a.filter')");
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a, role: both, task: re_st}\n"
+               DS_TAIL, "/cfg/p.yaml:4:45: a BIDS entity value holds only letters and digits "
+               "(the X of _task-X_), got 're_st' (key 'inputs.datasets.a.task')");
+    expect_err("name: d\ninputs:\n  bids: /b\n  datasets: [{name: a, bids: /a, role: both}]\n"
+               DS_TAIL, "/cfg/p.yaml:3:9: give either inputs.bids (one dataset) or "
+               "inputs.datasets (several), not both; move this folder into a datasets entry "
+               "(key 'inputs.bids')");
+    expect_err("name: d\ninputs: {datasets: []}\n" DS_TAIL,
+               "/cfg/p.yaml:2:20: expected a list of at least one dataset ({name: ..., bids: ..., "
+               "role: pretrain|downstream|both}) (key 'inputs.datasets')");
+    expect_err("name: d\ninputs: {datasets: [{name: a, bids: /a, role: both, rol: x}]}\n" DS_TAIL,
+               "/cfg/p.yaml:2:53: unknown key (key 'inputs.datasets.a.rol'); did you mean 'role'?");
+#undef DS_TAIL
+}
+
 /* The reference names every key of every table. */
 static void test_doc_complete(void **st) {
     (void)st;
@@ -865,6 +958,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_registered_kinds),
         cmocka_unit_test(test_doc_complete),
+        cmocka_unit_test(test_datasets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

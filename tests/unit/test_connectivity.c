@@ -252,7 +252,7 @@ static void test_graph_constant_policy(void **st) {
     for (int i = 0; i < T * N; i++) X[i] = (float)lcg_uniform();
     for (int t = 0; t < T; t++) X[t * N + 2] = 4.0f; /* constant, not flagged */
     connectivity_params p = {CONNECTIVITY_PEARSON, 0, CONNECTIVITY_ADJ_THRESHOLD, 0.0, 3, 0, 0,
-                             CONNECTIVITY_CONSTANT_ERROR};
+                             CONNECTIVITY_CONSTANT_ERROR, 0, 0};
     connectivity_ws w;
     bgfm_err e;
     bgfm_err_clear(&e);
@@ -340,7 +340,7 @@ static int bench(int argc, char **argv) {
     for (int64_t i = 0; i < T * N; i++) X[i] = (float)(lcg_uniform() - 0.5);
     double best[3] = {1e30, 1e30, 1e30}, best_std = 1e30;
     connectivity_params p = {CONNECTIVITY_PEARSON, 0, CONNECTIVITY_ADJ_THRESHOLD, 0.3, 5, 0, 0,
-                             CONNECTIVITY_CONSTANT_ERROR};
+                             CONNECTIVITY_CONSTANT_ERROR, 0, 0};
     for (int r = 0; r < reps; r++) {
         double t0 = MPI_Wtime();
         connectivity_standardise(Z, X, T, N, N, NULL, dw);
