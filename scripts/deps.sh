@@ -6,7 +6,8 @@
 #   test  (make deps-test): what the tests, sanitizers, fuzzing and benchmarks need on top:
 #                           cmocka, the Python references (numpy, scipy, nibabel, h5py,
 #                           PyTorch, nitime, nipy), HDF5 and ISA-L tools, a local Slurm
-#                           (slurmctld, slurmd, munge, PMIx), clang + libFuzzer, valgrind.
+#                           (slurmctld, slurmd, munge, PMIx), clang + libFuzzer, valgrind,
+#                           headless Chromium (renders the run report page in its test).
 # As root it installs what is missing non-interactively; otherwise it prints the line and
 # exits 1.
 set -euo pipefail
@@ -18,7 +19,7 @@ TEST=(libcmocka-dev hdf5-tools isal
       python3-numpy python3-scipy python3-nibabel python3-h5py python3-torch
       python3-nitime python3-nipy
       slurmctld slurmd slurm-client munge libpmix-dev
-      clang libclang-rt-14-dev valgrind)
+      clang libclang-rt-14-dev valgrind chromium)
 case "${1:-run}" in
   run) what=run; PKGS=("${RUN[@]}") ;;
   test) what=test; PKGS=("${TEST[@]}") ;;

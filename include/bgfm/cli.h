@@ -15,7 +15,7 @@ typedef struct bgfm_cmd {
     const char *summary; /* one line: what it does */
 } bgfm_cmd;
 
-int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/engine/run.c */
+int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/commands/html.c */
 int cmd_validate(bgfm_ctx *ctx, int argc, char **argv); /* pipeline/engine/run.c */
 int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv);  /* pipeline/commands/inspect.c */
 int cmd_doc(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/engine/doc.c */

@@ -38,4 +38,11 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
 int run_stage_inputs(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_stage *ps,
                      int write_cache, manifest_files *inputs);
 
+/* Collective: `bgfm run`'s work (pipeline/engine/run.c): argv as cmd_run's (--no-report
+ * already taken out), the agreed status returned. *workdir (malloc'ed, every rank) is the
+ * pipeline's workdir once the run locked it, whatever happened after (NULL for --help,
+ * --dry-run, a pipeline file that does not load, or out of memory): cmd_run
+ * (pipeline/commands/html.c) writes the run report there. */
+int run_command(bgfm_ctx *ctx, int argc, char **argv, char **workdir);
+
 #endif

@@ -1,8 +1,8 @@
-/* report.c: `bgfm report WORKDIR`: a short table of every probe stage's
+/* report.c: `bgfm report WORKDIR [--html]`: a short table of every probe stage's
  * report/probe.json in WORKDIR (AUC / accuracy / balanced accuracy with their sd over
  * draws x folds, the few-shot AUCs, the effective dimension of each feature set, and the
  * regression of numeric targets), then any scaling*.csv found in WORKDIR or its stage
- * folders.
+ * folders; with --html the run report page instead (html.h).
  * Not the probe, which prints its own report (stages/probe/show.c). */
 #include <dirent.h>
 #include <math.h>
@@ -12,6 +12,7 @@
 
 #include "bgfm/cli.h"
 #include "bgfm/fsutil.h"
+#include "bgfm/html.h"
 #include "bgfm/probe_stage.h"
 
 static int is_scaling_csv(const char *n) {
@@ -98,24 +99,49 @@ static int report_run(const char *wd, bgfm_err *e) {
     return rc;
 }
 
+/* --html: the page, strictly (a figure gnuplot cannot draw is an error, no page written) */
+static int report_html(const char *wd, bgfm_err *e) {
+    html_report_stats st;
+    int rc = html_report_write(wd, 1, &st, e);
+    if (!rc)
+        printf("report: %s (%d sections, %d figures, %.0f kB)\n", st.path, st.sections, st.figures,
+               (double)st.bytes / 1024.0);
+    return rc;
+}
+
 int cmd_report(bgfm_ctx *ctx, int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         if (ctx->rank == 0)
-            printf("usage: bgfm report WORKDIR\n\nPrints a table of every probe stage's "
+            printf("usage: bgfm report WORKDIR [--html]\n\nPrints a table of every probe stage's "
                    "WORKDIR/<stage>/report/probe.json:\nAUC, accuracy and balanced accuracy "
                    "(mean +- sd over draws x folds) of the\npretrained encoder, the random-init "
                    "encoder, the FC baseline and its PCA per view\n(pooled, each atlas), the "
                    "few-shot AUCs, the effective dimension of each\nfeature set, the R2 and "
                    "Pearson r of every regression target; then any\nscaling*.csv in WORKDIR or "
-                   "its stage folders.\n");
+                   "its stage folders.\n\n  --html  instead, write the run report page "
+                   "WORKDIR/report/index.html (one\n          self-contained file: dataset, QC, "
+                   "training curves, probe, provenance;\n          docs/report.md). A figure "
+                   "gnuplot cannot draw is an error here\n          (exit 2 without gnuplot, 4 "
+                   "when it fails) and no page is written.\n");
         return 0;
     }
-    int rc = 0;
-    if (argc != 2)
+    int rc = 0, html = 0;
+    const char *wd = NULL;
+    for (int i = 1; i < argc && !rc; i++) {
+        if (!strcmp(argv[i], "--html")) html = 1;
+        else if (argv[i][0] == '-')
+            rc = bgfm_fail(&ctx->err, BGFM_EUSAGE, "report: unknown option '%s' (bgfm report "
+                           "WORKDIR [--html])", argv[i]);
+        else if (wd)
+            rc = bgfm_fail(&ctx->err, BGFM_EUSAGE, "report: one work folder at a time ('%s' and "
+                           "'%s')", wd, argv[i]);
+        else wd = argv[i];
+    }
+    if (!rc && !wd)
         rc = bgfm_fail(&ctx->err, BGFM_EUSAGE, "report: expected one argument, the work folder "
-                       "(bgfm report WORKDIR)");
-    else if (ctx->rank == 0)
-        rc = report_run(argv[1], &ctx->err);
+                       "(bgfm report WORKDIR [--html])");
+    else if (!rc && ctx->rank == 0)
+        rc = html ? report_html(wd, &ctx->err) : report_run(wd, &ctx->err);
     fflush(stdout);
     return bgfm_ctx_agree(ctx, rc);
 }

@@ -8,8 +8,9 @@
 #include "bgfm/cli.h"
 
 static const bgfm_cmd commands[] = {
-    {"run", cmd_run, "PIPELINE.yaml [--from S] [--only S] [--force] [--dry-run] [--quiet]",
-     "run the pipeline's stages that are not up to date"},
+    {"run", cmd_run,
+     "PIPELINE.yaml [--from S] [--only S] [--force] [--dry-run] [--no-report] [--quiet]",
+     "run the pipeline's stages that are not up to date; then the report page"},
     {"validate", cmd_validate, "PIPELINE.yaml", "check a pipeline file, print the resolved plan"},
     {"submit", cmd_submit, "PIPELINE.yaml [--dry-run] [--stage S]",
      "write one sbatch script per stage and submit them chained (afterok)"},
@@ -21,7 +22,8 @@ static const bgfm_cmd commands[] = {
      "one deterministic forward+backward of the model, dumped for checking (model.md 7)"},
     {"export", cmd_export, "CHECKPOINT --out FILE.safetensors [--full]",
      "the model as safetensors for PyTorch (python/bgfm_torch; docs/export.md)"},
-    {"report", cmd_report, "WORKDIR", "print the probe results (and scaling CSVs) found in WORKDIR"},
+    {"report", cmd_report, "WORKDIR [--html]",
+     "print the probe results (and scaling CSVs) found in WORKDIR; --html: the report page"},
     {"scale", cmd_scale, "PIPELINE.yaml --stage S [--ranks 1,2,4] [--mode strong|weak] [--out DIR]",
      "run one stage on several rank counts; CSV and plots of speed-up and efficiency"},
     {"doc", cmd_doc, "yaml|errors", "print reference documentation generated from the code"},

@@ -374,7 +374,7 @@ static int do_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, run_plan *plan, int i
     return rc;
 }
 
-static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
+static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **workdir) {
     bgfm_pipeline p;
     memset(&p, 0, sizeof p);
     int rc = config_load(ctx, o->file, &p);
@@ -404,6 +404,8 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only) {
         if (ctx->rank == 0) lrc = config_workdir_make(&p, &ctx->err);
         if (!lrc) lrc = lock_workdir(ctx, &p, &lockfd);
         rc = bgfm_ctx_agree(ctx, lrc);
+        /* the workdir exists and was ours: the report may describe it, whatever follows */
+        if (!rc && workdir) *workdir = strdup(p.workdir);
     }
     char *metrics = rc ? NULL : fs_join(p.workdir, "metrics.jsonl", &ctx->err);
     if (!rc && !metrics) rc = BGFM_ENOMEM;
@@ -457,7 +459,8 @@ static int parse_run_args(bgfm_ctx *ctx, int argc, char **argv, run_opts *o, int
     return 0;
 }
 
-int cmd_run(bgfm_ctx *ctx, int argc, char **argv) {
+int run_command(bgfm_ctx *ctx, int argc, char **argv, char **workdir) {
+    *workdir = NULL;
     if (cli_wants_help(argc, argv)) {
         if (ctx->rank == 0)
             printf("usage: bgfm run PIPELINE.yaml [--from STAGE] [--only STAGE] [--force] "
@@ -465,18 +468,21 @@ int cmd_run(bgfm_ctx *ctx, int argc, char **argv) {
                    "Runs the pipeline's stages in order, skipping every stage whose manifest\n"
                    "matches (same input contents, parameters, code version; same rank count for\n"
                    "rank-sensitive stages). Outputs go to WORKDIR/<stage>/ and appear only when\n"
-                   "complete; WORKDIR/metrics.jsonl gets one line per stage.\n\n"
+                   "complete; WORKDIR/metrics.jsonl gets one line per stage. At the end\n"
+                   "(also after a failed stage) rank 0 writes the run report\n"
+                   "WORKDIR/report/index.html (docs/report.md); a problem with it is a warning.\n\n"
                    "  --from STAGE  rerun STAGE and every stage after it\n"
                    "  --only STAGE  run only STAGE (its upstream must be complete)\n"
                    "  --force       rerun every stage\n"
                    "  --dry-run     print what would run, and why, then stop (writes nothing)\n"
+                   "  --no-report   do not write WORKDIR/report/index.html\n"
                    "  --quiet       no progress output\n");
         return 0;
     }
     run_opts o;
     int rc = parse_run_args(ctx, argc, argv, &o, 0);
     if (rc) return rc;
-    return do_run(ctx, &o, 0);
+    return do_run(ctx, &o, 0, o.dry_run ? NULL : workdir);
 }
 
 int cmd_validate(bgfm_ctx *ctx, int argc, char **argv) {
@@ -490,5 +496,5 @@ int cmd_validate(bgfm_ctx *ctx, int argc, char **argv) {
     run_opts o;
     int rc = parse_run_args(ctx, argc, argv, &o, 1);
     if (rc) return rc;
-    return do_run(ctx, &o, 1);
+    return do_run(ctx, &o, 1, NULL);
 }

@@ -76,4 +76,4 @@ check "rerun: the summary points at the manifests" grep -q "stage 'parc' is up t
 mk "$T/fail.yaml" "$T/wf" fail
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/fail.yaml" --quiet >"$T/out3" 2>&1; rc=$?
 check "on_error: fail: exit 3 naming the corrupt image" test $rc -eq 3 -a -n "$(grep "sub-03_task-rest_bold.nii.gz" "$T/out3")"
-check "... and no stage output or partial folder" test -z "$(ls -A "$T/wf" | grep -v -e '^\.bgfm$' -e '^metrics.jsonl$')"
+check "... and no stage output or partial folder (the run report page says what failed)" test -z "$(ls -A "$T/wf" | grep -v -e '^\.bgfm$' -e '^metrics.jsonl$' -e '^report$')"

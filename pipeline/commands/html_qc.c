@@ -1,0 +1,277 @@
+/* html_qc.c: the report's parcellation QC, per atlas of timeseries.h5: the regions under
+ * min_coverage and how often, a coverage-by-scan heat map (scans binned, so the figure is
+ * the same size for 10,000 subjects), one scan's ROI time series as a carpet plot.
+ * Not the parcellation (stages/parcellate) nor the connectivity QC (html_conn.c). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bgfm/fsutil.h"
+#include "bgfm/graphs.h"
+#include "bgfm/h5io.h"
+#include "bgfm/strlist.h"
+#include "html_int.h"
+
+#define HEAT_ROWS 400   /* scan bins of the coverage heat map */
+#define TABLE_ROWS 30   /* regions listed under min_coverage */
+
+/* ---- parcellation ----------------------------------------------------------------------- */
+
+typedef struct atl {
+    int64_t S, N;
+    float *cov;      /* S x N */
+    uint8_t *flag;   /* S x N */
+    int32_t *labels; /* N */
+    char **names;    /* N */
+    int64_t *off;    /* S + 1 */
+} atl;
+
+static void atl_free(atl *a) {
+    free(a->cov);
+    free(a->flag);
+    free(a->labels);
+    strlist_free(a->names, a->N);
+    free(a->off);
+    memset(a, 0, sizeof *a);
+}
+
+static int atl_read(hid_t f, const char *name, atl *a, bgfm_err *e) {
+    memset(a, 0, sizeof *a);
+    char p[600];
+    int r = 0;
+    /* the arrays are read whole: S x N bytes and floats, 5 MB for 10,000 scans x 116 */
+    hsize_t d[8];
+    snprintf(p, sizeof p, "/atlases/%s/coverage", name);
+    int rc = h5io_dims(f, p, &r, d, e);
+    if (!rc && r != 2) rc = bgfm_fail(e, BGFM_EDATA, "%s is not 2-D", p);
+    if (rc) return rc;
+    a->S = (int64_t)d[0];
+    a->N = (int64_t)d[1];
+    size_t SN = (size_t)(a->S * a->N) + 1;
+    a->cov = bgfm_malloc(e, SN * sizeof *a->cov, "coverage");
+    a->flag = bgfm_malloc(e, SN, "flags");
+    a->labels = bgfm_malloc(e, (size_t)a->N * sizeof *a->labels + 1, "labels");
+    a->off = bgfm_malloc(e, (size_t)(a->S + 1) * sizeof *a->off, "offsets");
+    if (!a->cov || !a->flag || !a->labels || !a->off) rc = BGFM_ENOMEM;
+    if (!rc && SN > 1) rc = h5io_read_all(f, p, H5T_NATIVE_FLOAT, a->cov, e);
+    snprintf(p, sizeof p, "/atlases/%s/flagged", name);
+    if (!rc && SN > 1) rc = h5io_read_all(f, p, H5T_NATIVE_UINT8, a->flag, e);
+    snprintf(p, sizeof p, "/atlases/%s/region_labels", name);
+    if (!rc && a->N) rc = h5io_read_all(f, p, H5T_NATIVE_INT32, a->labels, e);
+    snprintf(p, sizeof p, "/atlases/%s/offsets", name);
+    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_INT64, a->off, e);
+    snprintf(p, sizeof p, "/atlases/%s/region_names", name);
+    int64_t nn = 0;
+    if (!rc && h5io_exists(f, p)) {
+        rc = h5io_read_strings(f, p, &a->names, &nn, e);
+        if (!rc && nn != a->N) {
+            strlist_free(a->names, nn);
+            a->names = NULL;
+        }
+    }
+    if (rc) atl_free(a);
+    return rc;
+}
+
+static const char *region(const atl *a, int64_t r, char *buf, size_t n) {
+    if (a->names && a->names[r][0]) return a->names[r];
+    snprintf(buf, n, "label_%d", a->labels[r]);
+    return buf;
+}
+
+static void coverage_table(html_page *p, const wd_stage *s, const char *an, const atl *a,
+                           double minc) {
+    int64_t *cnt = calloc((size_t)a->N + 1, sizeof *cnt), *ord = malloc((size_t)a->N * sizeof *ord + 1);
+    double *mean = calloc((size_t)a->N + 1, sizeof *mean);
+    if (!cnt || !ord || !mean) {
+        free(cnt);
+        free(ord);
+        free(mean);
+        p->failed = 1;
+        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (coverage table)");
+        return;
+    }
+    int64_t scans_flagged = 0, nreg = 0;
+    for (int64_t s_ = 0; s_ < a->S; s_++) {
+        int any = 0;
+        for (int64_t r = 0; r < a->N; r++) {
+            cnt[r] += a->flag[s_ * a->N + r] != 0;
+            mean[r] += (double)a->cov[s_ * a->N + r];
+            any |= a->flag[s_ * a->N + r] != 0;
+        }
+        scans_flagged += any;
+    }
+    for (int64_t r = 0; r < a->N; r++) {
+        if (cnt[r]) ord[nreg++] = r;
+        mean[r] /= a->S > 0 ? (double)a->S : 1.0;
+    }
+    for (int64_t i = 1; i < nreg; i++) /* by count, descending; then atlas order */
+        for (int64_t j = i; j > 0 && cnt[ord[j]] > cnt[ord[j - 1]]; j--) {
+            int64_t t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+    hp_raw(p, "<p>%lld regions; %lld of them below min_coverage = %g in at least one scan; "
+              "%lld of %lld scans have at least one such region (its series is all zeros and "
+              "its row and column of FC are 0).</p>\n", (long long)a->N, (long long)nreg, minc,
+           (long long)scans_flagged, (long long)a->S);
+    if (nreg) {
+        hp_raw(p, "<table id=\"coverage-%s-", s->name);
+        hp_text(p, an);
+        hp_raw(p, "\"><tr><th>region</th><th>label</th><th>scans under min_coverage</th>"
+                  "<th>share of scans</th><th>mean coverage</th></tr>\n");
+        for (int64_t i = 0; i < nreg && i < TABLE_ROWS; i++) {
+            char b[32];
+            int64_t r = ord[i];
+            hp_raw(p, "<tr>");
+            hp_cell(p, region(a, r, b, sizeof b));
+            hp_num(p, a->labels[r], 0);
+            hp_num(p, (double)cnt[r], 0);
+            hp_num(p, (double)cnt[r] / (double)a->S, 3);
+            hp_num(p, mean[r], 3);
+            hp_raw(p, "</tr>\n");
+        }
+        hp_raw(p, "</table>\n");
+        if (nreg > TABLE_ROWS) hp_raw(p, "<p class=\"note\">and %lld more regions</p>\n",
+                                      (long long)(nreg - TABLE_ROWS));
+    }
+    free(cnt);
+    free(ord);
+    free(mean);
+}
+
+/* scans binned into at most HEAT_ROWS rows, each the minimum coverage in its bin */
+static void coverage_heat(html_page *p, const wd_stage *s, const char *an, const atl *a, double minc) {
+    int64_t rows = a->S < HEAT_ROWS ? a->S : HEAT_ROWS;
+    if (rows <= 0 || a->N <= 0) return;
+    float lo = 1;
+    for (int64_t i = 0; i < a->S * a->N; i++) lo = a->cov[i] < lo ? a->cov[i] : lo;
+    if (lo >= 0.999f) { /* a flat map says nothing the sentence does not */
+        hp_raw(p, "<p class=\"note\">Every region has a coverage of at least %.3f in every scan "
+                  "(no heat map).</p>\n", (double)lo);
+        return;
+    }
+    char dn[32], cap[700];
+    FILE *f = hp_data(p, dn, sizeof dn);
+    for (int64_t b = 0; f && b < rows; b++) {
+        int64_t s0 = b * a->S / rows, s1 = (b + 1) * a->S / rows;
+        for (int64_t r = 0; r < a->N; r++) {
+            float m = 1e30f;
+            for (int64_t q = s0; q < s1; q++) m = a->cov[q * a->N + r] < m ? a->cov[q * a->N + r] : m;
+            fprintf(f, "%s%.4g", r ? " " : "", (double)m);
+        }
+        fputc('\n', f);
+    }
+    hp_data_close(p, f, dn);
+    snprintf(cap, sizeof cap, "Stage %s, atlas %s: region coverage (fraction of the region's "
+             "voxels with signal) per scan%s; regions in atlas-label order. Dark: below "
+             "min_coverage = %g.", s->name, an,
+             a->S > HEAT_ROWS ? ", scans binned (each row the minimum over its bin)" : "", minc);
+    hp_fig(p, 760, 380, cap, "set palette defined %s\nset cbrange [0:1]\nset cblabel 'coverage "
+           "(fraction)'\nset xlabel 'region (atlas-label order)'\nset ylabel '%s'\nset xrange "
+           "[-0.5:%.1f]\nset yrange [-0.5:%.1f]\nunset grid\nplot '%s' matrix with image",
+           hp_palette_seq, a->S > HEAT_ROWS ? "scan bin (timeseries.h5 row order)"
+                                            : "scan (timeseries.h5 row)",
+           (double)a->N - 0.5, (double)rows - 0.5, dn);
+}
+
+/* the example scan: the first with no flagged region (else the first) */
+static void carpet(html_page *p, hid_t f, const wd_stage *s, const char *an, const atl *a,
+                   char *const *pid) {
+    int64_t ex = 0;
+    for (int64_t q = 0; q < a->S; q++) {
+        int any = 0;
+        for (int64_t r = 0; r < a->N; r++) any |= a->flag[q * a->N + r];
+        if (!any) {
+            ex = q;
+            break;
+        }
+    }
+    int64_t T = a->S ? a->off[ex + 1] - a->off[ex] : 0;
+    if (T <= 0 || a->N <= 0) return;
+    float *x = malloc((size_t)(T * a->N) * sizeof *x);
+    char path[600], dn[32], cap[700];
+    snprintf(path, sizeof path, "/atlases/%s/timeseries", an);
+    bgfm_err e = {0};
+    double tr = 1;
+    if (!x || h5io_read_rows(f, path, H5T_NATIVE_FLOAT, a->off[ex], T, x, &e) ||
+        h5io_read_rows(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, ex, 1, &tr, &e)) {
+        free(x);
+        hp_problem(p, e.code ? e.code : BGFM_ENOMEM, "carpet plot: cannot read %s of %s/timeseries.h5: %s",
+                   path, s->name, e.msg);
+        return;
+    }
+    double m = 0;
+    for (int64_t i = 0; i < T * a->N; i++) m = fabs((double)x[i]) > m ? fabs((double)x[i]) : m;
+    m = m > 3 ? 3 : m > 0 ? m : 1;
+    tr = tr > 0 ? tr : 1;
+    FILE *d = hp_data(p, dn, sizeof dn);
+    for (int64_t r = 0; d && r < a->N; r++) {
+        for (int64_t t = 0; t < T; t++) fprintf(d, "%s%.4g", t ? " " : "", (double)x[t * a->N + r]);
+        fputc('\n', d);
+    }
+    hp_data_close(p, d, dn);
+    free(x);
+    snprintf(cap, sizeof cap, "Stage %s, atlas %s: carpet plot of scan %lld (%s), its cleaned ROI "
+             "time series, one row per region (atlas-label order); colour clipped at +-%.3g.",
+             s->name, an, (long long)ex, pid[ex], m);
+    hp_fig(p, 760, 360, cap, "set palette defined %s\nset cbrange [-%.6g:%.6g]\nset cblabel "
+           "'cleaned signal (z with zscore)'\nset xlabel 'time (s)'\n"
+           "set ylabel 'region (atlas-label order)'\nunset grid\nset xrange [%.6g:%.6g]\n"
+           "set yrange [-0.5:%lld.5]\nplot '%s' matrix u ($1*%.9g):2:3 with image",
+           hp_palette_div, m, m, -0.5 * tr, ((double)T - 0.5) * tr, (long long)a->N - 1, dn, tr);
+}
+
+void html_sec_parcqc(html_page *p, const wd *w, const wd_stage *s) {
+    hp_raw(p, "<h3 id=\"parcellation-%s\">Stage ", s->name);
+    hp_text(p, s->name);
+    hp_raw(p, "</h3>\n");
+    if (!s->complete) {
+        char st[512];
+        wd_status_text(s, st, sizeof st);
+        hp_raw(p, "<p class=\"problem\">stage %s: ", s->name);
+        hp_text(p, st);
+        hp_raw(p, ". No QC.</p>\n");
+        return;
+    }
+    char *path = fs_join(s->dir, "timeseries.h5", p->e);
+    if (!path) {
+        p->failed = 1;
+        return;
+    }
+    bgfm_err e = {0};
+    hid_t f = h5io_open(MPI_COMM_SELF, path, &e);
+    char *atlases = NULL, **an = NULL, **pid = NULL;
+    int na = 0;
+    int64_t S = 0;
+    double minc = 0;
+    int one = 1;
+    int rc = f < 0 ? (e.code ? e.code : BGFM_EDATA) : 0;
+    if (!rc) rc = h5io_attr_get_str(f, NULL, "atlases", &atlases, &e);
+    if (!rc) rc = h5io_attr_get_f64(f, NULL, "min_coverage", &minc, &one, &e);
+    if (!rc) rc = strlist_split(atlases, ',', &an, &na, &e);
+    if (!rc) rc = h5io_read_strings(f, "/subjects/participant_id", &pid, &S, &e);
+    if (rc) hp_problem(p, rc, "cannot read %s: %s", path, e.msg);
+    for (int i = 0; !rc && i < na; i++) {
+        atl a;
+        hp_raw(p, "<h4>Atlas ");
+        hp_text(p, an[i]);
+        hp_raw(p, "</h4>\n");
+        if (atl_read(f, an[i], &a, &e)) {
+            hp_problem(p, e.code, "cannot read atlas %s of %s: %s", an[i], path, e.msg);
+            bgfm_err_clear(&e);
+            continue;
+        }
+        coverage_table(p, s, an[i], &a, minc);
+        coverage_heat(p, s, an[i], &a, minc);
+        if (a.S == S) carpet(p, f, s, an[i], &a, pid);
+        atl_free(&a);
+    }
+    bgfm_err ignore = {0};
+    h5io_close(&f, path, &ignore);
+    free(atlases);
+    strlist_free(an, na);
+    strlist_free(pid, S);
+    free(path);
+    (void)w;
+}
