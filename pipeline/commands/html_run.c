@@ -51,7 +51,7 @@ void html_sec_status(html_page *p, const wd *w) {
 
 typedef struct ds {
     int64_t S;
-    char **pid, **site;
+    char **pid, **site, **dset; /* dset: with inputs.datasets, else NULL */
     int64_t *nvol, *label;
     double *tr;
     char *classes, *column;
@@ -60,6 +60,7 @@ typedef struct ds {
 static void ds_free(ds *d) {
     strlist_free(d->pid, d->S);
     strlist_free(d->site, d->S);
+    strlist_free(d->dset, d->S);
     free(d->nvol);
     free(d->label);
     free(d->tr);
@@ -68,9 +69,10 @@ static void ds_free(ds *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* the site column: strings, or else numbers written as text ("" when missing) */
+/* the site: /subjects/site (inputs.datasets), else the participants.tsv column site as
+ * strings, or numbers written as text ("" when missing) */
 static int read_site(hid_t f, ds *d, bgfm_err *e) {
-    const char *sp = "/subjects/columns/site";
+    const char *sp = h5io_exists(f, "/subjects/site") ? "/subjects/site" : "/subjects/columns/site";
     if (!h5io_exists(f, sp)) return 0;
     int64_t n = 0;
     bgfm_err se = {0};
@@ -113,6 +115,12 @@ static int ds_read(const char *path, ds *d, bgfm_err *e) {
     if (!rc && h5io_attr_exists(f, "/subjects/label", "column"))
         rc = h5io_attr_get_str(f, "/subjects/label", "column", &d->column, e);
     if (!rc) rc = read_site(f, d, e);
+    int64_t nd = 0;
+    if (!rc && h5io_exists(f, "/subjects/dataset")) {
+        rc = h5io_read_strings(f, "/subjects/dataset", &d->dset, &nd, e);
+        if (!rc && nd != d->S) rc = bgfm_fail(e, BGFM_EDATA, "%s: /subjects/dataset has %lld rows, "
+                                              "not %lld", path, (long long)nd, (long long)d->S);
+    }
     bgfm_err ignore = {0};
     h5io_close(&f, path, rc ? &ignore : e);
     if (!rc && e->code) rc = e->code;
@@ -149,9 +157,45 @@ static int64_t distinct(char **s, int64_t n, char ***vals, int64_t **cnt, int **
     return k;
 }
 
+/* scans per dataset (inputs.datasets) */
+static void ds_datasets(html_page *p, const ds *d, const wd_stage *s) {
+    char **v = NULL;
+    int64_t *c = NULL, n = d->dset && d->S ? distinct(d->dset, d->S, &v, &c, NULL) : 0;
+    if (n > 0) {
+        hp_raw(p, "<table id=\"datasets-%s\"><tr><th>dataset</th><th>scans</th></tr>", s->name);
+        for (int64_t i = 0; i < n && i < LIST_MAX; i++) {
+            hp_raw(p, "<tr>");
+            hp_cell(p, v[i]);
+            hp_num(p, (double)c[i], 0);
+            hp_raw(p, "</tr>");
+        }
+        hp_raw(p, "</table>\n");
+    }
+    free(v);
+    free(c);
+}
+
+/* participants: distinct participant ids, or (dataset, participant) pairs with datasets */
+static int64_t ds_participants(const ds *d) {
+    if (!d->S) return 0;
+    char **key = calloc((size_t)d->S, sizeof *key), **v = NULL;
+    int64_t *c = NULL, n = 0, ok = key != NULL;
+    for (int64_t i = 0; ok && i < d->S; i++) {
+        size_t l = strlen(d->pid[i]) + (d->dset ? strlen(d->dset[i]) : 0) + 2;
+        if (!(key[i] = malloc(l))) ok = 0;
+        else snprintf(key[i], l, "%s/%s", d->dset ? d->dset[i] : "", d->pid[i]);
+    }
+    if (ok) n = distinct(key, d->S, &v, &c, NULL);
+    for (int64_t i = 0; key && i < d->S; i++) free(key[i]);
+    free(key);
+    free(v);
+    free(c);
+    return n;
+}
+
 static void ds_tables(html_page *p, const ds *d, const wd_stage *s) {
-    char **pv = NULL, **sv = NULL;
-    int64_t *pc = NULL, *sc = NULL, np = d->S ? distinct(d->pid, d->S, &pv, &pc, NULL) : 0;
+    char **sv = NULL;
+    int64_t *sc = NULL, np = ds_participants(d);
     int *sof = NULL;
     int64_t ns = d->site ? distinct(d->site, d->S, &sv, &sc, &sof) : 0;
     double *nv = malloc((size_t)d->S * sizeof *nv + 1), *tr = malloc((size_t)d->S * sizeof *tr + 1);
@@ -164,9 +208,9 @@ static void ds_tables(html_page *p, const ds *d, const wd_stage *s) {
     hp_raw(p, "<table id=\"dataset-%s\" class=\"kv\">", s->name);
     hp_raw(p, "<tr><th>scans (4D images)</th>");
     hp_num(p, (double)d->S, 0);
-    hp_raw(p, "</tr><tr><th>participants</th>");
+    hp_raw(p, "</tr><tr><th>participants%s</th>", d->dset ? " (dataset, participant)" : "");
     hp_num(p, (double)np, 0);
-    hp_raw(p, "</tr><tr><th>sites (participants.tsv column <code>site</code>)</th>");
+    hp_raw(p, "</tr><tr><th>sites</th>");
     hp_num(p, d->site ? (double)ns : (double)NAN, 0);
     hp_raw(p, "</tr><tr><th>inputs skipped</th>");
     hp_num(p, nsk, 0);
@@ -208,8 +252,6 @@ static void ds_tables(html_page *p, const ds *d, const wd_stage *s) {
     }
     free(nv);
     free(tr);
-    free(pv);
-    free(pc);
     free(sv);
     free(sc);
     free(sof);
@@ -288,6 +330,7 @@ void html_sec_dataset(html_page *p, const wd *w, const wd_stage *s) {
         hp_problem(p, e.code, "cannot read %s: %s", path, e.msg);
     } else {
         ds_tables(p, &d, s);
+        ds_datasets(p, &d, s);
         ds_labels(p, &d, s);
         ds_free(&d);
     }
