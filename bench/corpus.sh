@@ -56,7 +56,8 @@ for p in merged corpus; do
   mpirun --oversubscribe --bind-to none -np "$NP" "$BGFM" run "$T/$p.yaml" --only conn --quiet
 done
 for r in $(seq 1 "$REPS"); do
-  for p in merged corpus; do
+  order="merged corpus"; [ $((r % 2)) -eq 0 ] && order="corpus merged"  # neither always first
+  for p in $order; do
     w=$([ $p = merged ] && echo wm || echo wc)
     rm -f "$T/$w/metrics.jsonl"
     mpirun --oversubscribe --bind-to none -np "$NP" "$BGFM" run "$T/$p.yaml" --only pre --force --quiet
