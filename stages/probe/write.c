@@ -425,20 +425,34 @@ int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e) {
 }
 
 /* ---- CSV files ---------------------------------------------------------------------- */
+/* With inputs.datasets a subject is written as two fields, `dataset,participant_id` (its
+ * key split at the '/'; a subject of the subject map under its group's key), else as the
+ * one field `participant_id`. */
+static int multi(const probe_report_ctx *c) { return c->r->pipe->n_datasets > 0; }
+static const char *subject_cols(const probe_report_ctx *c) {
+    return multi(c) ? "dataset,participant_id" : "participant_id";
+}
+static void put_subject(FILE *f, const probe_report_ctx *c, const char *key) {
+    const char *sl = multi(c) ? strchr(key, '/') : NULL;
+    if (sl) fprintf(f, "%.*s,%s", (int)(sl - key), key, sl + 1);
+    else fprintf(f, "%s%s", multi(c) ? "," : "", key);
+}
+
 static int write_folds_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
     const probe_data *d = c->d;
     char path[4200];
     snprintf(path, sizeof path, "%.4000s/folds.csv", dir);
     FILE *f = fopen(path, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
-    fputs("graph,participant_id,atlas,window,label,fold", f);
+    fprintf(f, "graph,%s,atlas,window,label,fold", subject_cols(c));
     for (int r = 1; r < d->R; r++) fprintf(f, ",fold_%d", r);
     fputs("\n", f);
     for (int64_t j = 0; j < d->nl; j++) {
         int64_t s = d->subj[j];
         if (d->cls[s] < 0) continue;
-        fprintf(f, "%lld,%s,%s,%lld,%lld", (long long)d->g[j], d->sid[s],
-                graphs_atlas_name(c->gs, d->atl[j]), (long long)d->win[j],
+        fprintf(f, "%lld,", (long long)d->g[j]);
+        put_subject(f, c, d->sid[s]);
+        fprintf(f, ",%s,%lld,%lld", graphs_atlas_name(c->gs, d->atl[j]), (long long)d->win[j],
                 (long long)d->labels[d->cls[s]]);
         for (int r = 0; r < d->R; r++) fprintf(f, ",%d", d->fold[(int64_t)r * d->ns + s]);
         fputs("\n", f);
@@ -454,7 +468,7 @@ static int write_pred_csv(const probe_report_ctx *c, const char *dir, bgfm_err *
     snprintf(path, sizeof path, "%.4000s/predictions.csv", dir);
     FILE *f = fopen(path, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
-    fputs("view,features,repeat,participant_id,label,fold", f);
+    fprintf(f, "view,features,repeat,%s,label,fold", subject_cols(c));
     for (int k = 0; k < d->K; k++) fprintf(f, ",p_%lld", (long long)d->labels[k]);
     fputs("\n", f);
     for (int v = 0; v < p->nv; v++)
@@ -466,8 +480,9 @@ static int write_pred_csv(const probe_report_ctx *c, const char *dir, bgfm_err *
                     double tot = 0;
                     for (int k = 0; k < d->K; k++) tot += P[s * d->K + k];
                     if (tot <= 0) continue;
-                    fprintf(f, "%s,%s,%d,%s,%lld,%d", c->views[v].name, probe_feat_name[t], r,
-                            d->sid[s], (long long)d->labels[d->cls[s]],
+                    fprintf(f, "%s,%s,%d,", c->views[v].name, probe_feat_name[t], r);
+                    put_subject(f, c, d->sid[s]);
+                    fprintf(f, ",%lld,%d", (long long)d->labels[d->cls[s]],
                             d->fold[(int64_t)r * d->ns + s]);
                     for (int k = 0; k < d->K; k++) fprintf(f, ",%.17g", P[s * d->K + k]);
                     fputs("\n", f);
@@ -484,7 +499,7 @@ static int write_rpred_csv(const probe_report_ctx *c, const char *dir, bgfm_err 
     snprintf(path, sizeof path, "%.4000s/regression_predictions.csv", dir);
     FILE *f = fopen(path, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
-    fputs("target,view,features,repeat,participant_id,fold,y,prediction\n", f);
+    fprintf(f, "target,view,features,repeat,%s,fold,y,prediction\n", subject_cols(c));
     for (int tg = 0; tg < p->NT; tg++)
         for (int v = 0; v < p->nv; v++)
             for (int t = 0; t < PROBE_NFEAT; t++)
@@ -493,9 +508,11 @@ static int write_rpred_csv(const probe_report_ctx *c, const char *dir, bgfm_err 
                     const double *pred = probe_rpred_at(p, tg, v, t, r);
                     for (int64_t s = 0; s < d->ns; s++) {
                         if (fold[s] < 0 || !c->views[v].present[s]) continue;
-                        fprintf(f, "%s,%s,%s,%d,%s,%d,%.17g,%.17g\n", d->tname[tg],
-                                c->views[v].name, probe_feat_name[t], r, d->sid[s], fold[s],
-                                d->y[(int64_t)tg * d->ns + s], pred[s]);
+                        fprintf(f, "%s,%s,%s,%d,", d->tname[tg], c->views[v].name,
+                                probe_feat_name[t], r);
+                        put_subject(f, c, d->sid[s]);
+                        fprintf(f, ",%d,%.17g,%.17g\n", fold[s], d->y[(int64_t)tg * d->ns + s],
+                                pred[s]);
                     }
                 }
     if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
@@ -643,8 +660,17 @@ int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err
         pid[j] = d->sid[d->subj[j]];
         an[j] = graphs_atlas_name(c->gs, d->atl[j]);
     }
-    hid_t f = h5io_create(MPI_COMM_SELF, path, e);
-    int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
+    char **dsn = multi(c) ? bgfm_calloc(e, (size_t)(d->nl ? d->nl : 1), sizeof *dsn, "embeddings")
+                          : NULL;
+    int rc = multi(c) && !dsn ? BGFM_ENOMEM : 0;
+    for (int64_t j = 0; dsn && j < d->nl && !rc; j++) { /* dataset/id -> dataset, id */
+        const char *sl = strchr(pid[j], '/');
+        if (!(dsn[j] = bgfm_strdup(e, pid[j]))) rc = BGFM_ENOMEM;
+        else dsn[j][sl ? sl - pid[j] : 0] = '\0';
+        if (sl) pid[j] = sl + 1;
+    }
+    hid_t f = rc ? -1 : h5io_create(MPI_COMM_SELF, path, e);
+    if (!rc && f < 0) rc = e->code ? e->code : BGFM_EIO;
     hsize_t n1[1] = {(hsize_t)d->nl}, n2[2] = {(hsize_t)d->nl, (hsize_t)d->E},
             n3[2] = {(hsize_t)d->nl, (hsize_t)kmax};
     int64_t ver = 1, E = d->E;
@@ -653,6 +679,7 @@ int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "embed_dim", &E, 1, e);
     if (!rc) rc = h5io_write_small(f, "/graph", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, n1, d->g, 0, e);
     if (!rc) rc = h5io_write_strings(f, "/participant_id", pid, d->nl, 0, e);
+    if (!rc && dsn) rc = h5io_write_strings(f, "/dataset", (const char *const *)dsn, d->nl, 0, e);
     if (!rc) rc = h5io_write_strings(f, "/atlas", an, d->nl, 0, e);
     if (!rc)
         rc = h5io_write_small(f, "/pretrained", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n2,
@@ -663,6 +690,8 @@ int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err
     if (!rc)
         rc = h5io_write_small(f, "/fc_pca", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, n3, S, 0, e);
     int rc2 = f >= 0 ? h5io_close(&f, path, e) : 0;
+    for (int64_t j = 0; dsn && j < d->nl; j++) free(dsn[j]);
+    free(dsn);
     free(S);
     free(pid);
     free(an);

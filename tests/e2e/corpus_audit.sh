@@ -59,9 +59,10 @@ for a, b in pairs:                      # groups: the smallest key names the gro
 key = lambda g: ds[g] + "/" + pid[g]
 read = {key(g) for g in pre}
 folds = list(csv.DictReader(open(w + "/probe/report/folds.csv")))
-probed_subj = {r["participant_id"] for r in folds}
+fkey = lambda r: r["dataset"] + "/" + r["participant_id"]      # the subject's (group's) key
+probed_subj = {fkey(r) for r in folds}
 probed_pairs = {key(int(r["graph"])) for r in folds}
-assert all(canon.get(key(int(r["graph"])), key(int(r["graph"]))) == r["participant_id"] for r in folds)
+assert all(canon.get(key(int(r["graph"])), key(int(r["graph"]))) == fkey(r) for r in folds)
 subj = lambda k: canon.get(k, k)
 overlap = sorted({subj(k) for k in read} & {subj(k) for k in probed_pairs})
 d = json.load(open(w + "/probe/report/probe.json"))
@@ -99,9 +100,13 @@ check "the two are one subject in one fold; 7 probed subjects, no overlap" $PY -
 import sys, json, csv
 w = sys.argv[1]
 rows = list(csv.DictReader(open(w + "/probe/report/folds.csv")))
-ids = {r["participant_id"] for r in rows}
-assert "beta/sub-03" not in ids and len(ids) == 7, ids
-assert len({r["fold"] for r in rows if r["participant_id"] == "beta/sub-01"}) == 1
+ids = {(r["dataset"], r["participant_id"]) for r in rows}
+assert ("beta", "sub-03") not in ids and len(ids) == 7, ids
+g3 = {int(r["graph"]) for r in rows if r["participant_id"] == "sub-01"}
+import h5py
+pid = h5py.File(w + "/conn/index.h5", "r")["graphs/participant_id"][:]
+assert {pid[g].decode() for g in g3} == {"sub-01", "sub-03"}, "sub-03's graphs are keyed as sub-01's"
+assert len({r["fold"] for r in rows if r["participant_id"] == "sub-01"}) == 1
 d = json.load(open(w + "/probe/report/probe.json"))
 assert d["probed_subjects"] == 7 and d["audit"]["overlap_subjects"] == 0
 PYEOF

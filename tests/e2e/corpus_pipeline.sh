@@ -73,14 +73,17 @@ i, c = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 want = [g for g, d in enumerate(i["graphs/dataset"][:]) if d == b"alpha"]
 assert list(c["pretrain_graphs"][:]) == want and len(want) > 0, (list(c["pretrain_graphs"][:]), want)
 PYEOF
-check "probe: only the downstream dataset's 8 subjects, keyed dataset/participant, none seen in pretraining" \
+check "probe: only the downstream dataset's 8 subjects, dataset beside participant_id in folds.csv and embeddings.h5, none seen in pretraining" \
   $PY - "$T/w1/probe/report" <<'PYEOF'
 import sys, json, csv
 R = sys.argv[1]
 d = json.load(open(R + "/probe.json"))
 assert d["n_subjects"] == 8 and d["overlap_subjects"] == 0, (d["n_subjects"], d["overlap_subjects"])
-ids = {r["participant_id"] for r in csv.DictReader(open(R + "/folds.csv"))}
-assert ids == {"beta/sub-%02d" % k for k in range(1, 9)}, ids
+ids = {(r["dataset"], r["participant_id"]) for r in csv.DictReader(open(R + "/folds.csv"))}
+assert ids == {("beta", "sub-%02d" % k) for k in range(1, 9)}, ids
+import h5py
+e = h5py.File(R + "/embeddings.h5", "r")
+assert {x.decode() for x in e["dataset"][:]} == {"beta"} and len(set(e["participant_id"][:])) == 8
 PYEOF
 # a changed role reruns what chooses graphs by role (pretrain, probe), not the rest
 sed -e 's/role: downstream, site_column/role: both, site_column/' -e 's/pca_components: 4}/pca_components: 4, transductive: true}/' "$T/c.yaml" >"$T/c2.yaml"
