@@ -63,10 +63,11 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
 /* ckpt_save_par on MPI_COMM_SELF (one process writes). */
 int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state *st,
               bgfm_err *e);
-/* Load (one process): initialises *m from the file's architecture (model_init) and its
- * parameters; when o != NULL also initialises *o with the moments and step count; st
- * may be NULL. Verifies the checksum when the file has one (sha256 with o, sha256_model
- * without): BGFM_EDATA naming the file when it differs. */
+/* Load (one process; no MPI call, so also in a process without MPI): initialises *m
+ * from the file's architecture (model_init) and its parameters; when o != NULL also
+ * initialises *o with the moments and step count; st may be NULL. Verifies the checksum
+ * when the file has one (sha256 with o, sha256_model without): BGFM_EDATA naming the
+ * file when it differs. */
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e);
 /* SHA-256 of a buffer (the same digest as sha256.h), with the x86 SHA extensions when
  * the build targets them (-march=native on a CPU with sha_ni: ~4x faster). */

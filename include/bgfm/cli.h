@@ -13,6 +13,9 @@ typedef struct bgfm_cmd {
     bgfm_cmd_fn fn;
     const char *usage;   /* one line: arguments */
     const char *summary; /* one line: what it does */
+    int local;           /* 1: works in one process: started without a launcher, it runs
+                            without MPI (bgfm_ctx_init_local); under mpirun every rank
+                            initialises MPI as for any command */
 } bgfm_cmd;
 
 int cmd_run(bgfm_ctx *ctx, int argc, char **argv);      /* pipeline/commands/html.c */
@@ -29,10 +32,12 @@ int cmd_scale(bgfm_ctx *ctx, int argc, char **argv);    /* pipeline/commands/sca
 /* Every command of build/bgfm: argv[1] is the command; prints usage/version itself,
  * reports ctx->err on rank 0 (bgfm_ctx_report) and returns the exit status. */
 int cli_main(bgfm_ctx *ctx, int argc, char **argv); /* dispatch.c */
-/* Before MPI_Init: a process started without a launcher gets in-process MPI transports
- * (Open MPI singleton defaults that never override a user's OMPI_MCA_*; docs/architecture.md,
- * "Start-up of a single process"); not for `scale`/`submit` (cmd), whose children inherit. */
-void cli_singleton_defaults(const char *cmd);
+/* The context for the command argv[1] (dispatch.c): a command marked `local` started
+ * without a launcher (no mpirun, srun or PMIx around it) gets bgfm_ctx_init_local, no MPI
+ * at all; any other process MPI (bgfm_ctx_init), a singleton with in-process transports
+ * (Open MPI defaults that never override a user's OMPI_MCA_*; not for `scale`/`submit`,
+ * whose children inherit them). docs/architecture.md, "Start-up of a single process". */
+int cli_start(bgfm_ctx *ctx, int *argc, char ***argv);
 
 /* Shared helpers for subcommand option parsing. */
 /* Returns 1 if argv contains -h or --help. */

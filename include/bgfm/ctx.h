@@ -45,12 +45,14 @@ const char *bgfm_status_name(int code);
 
 /* The process-wide context: the only mutable state shared across modules. */
 typedef struct bgfm_ctx {
-    MPI_Comm comm; /* duplicated from MPI_COMM_WORLD, errors returned */
+    MPI_Comm comm; /* duplicated from MPI_COMM_WORLD, errors returned; MPI_COMM_NULL
+                      when MPI is not initialised (bgfm_ctx_init_local) */
+    int local;     /* 1: bgfm_ctx_init_local, no MPI: no MPI call may be made (0: MPI runs) */
     int rank, size;
     int quiet;     /* 1: no progress output */
     int verbose;   /* 1: debug messages */
     int progress_tty; /* stderr is a terminal: redraw progress in place */
-    double t_start;   /* MPI_Wtime at init */
+    double t_start;   /* seconds (CLOCK_MONOTONIC) at init */
     bgfm_err err;     /* this rank's first error */
     struct bgfm_test_hooks *hooks; /* NULL except in the test driver (below) */
 } bgfm_ctx;
@@ -78,13 +80,18 @@ int bgfm_test_fault(bgfm_ctx *ctx, const char *site);
 /* Collective over MPI_COMM_WORLD: MPI_Init, duplicate the communicator, set
  * MPI_ERRORS_RETURN, silence HDF5's automatic error printing. */
 int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv);
-/* Collective: MPI_Finalize. */
+/* A process without MPI (rank 0 of 1, comm MPI_COMM_NULL, local 1): for a command that
+ * works in one process, started without a launcher (cli.h, cli_start). Makes no MPI call;
+ * nothing that calls MPI may run in it (local = 1). Silences HDF5's error printing. */
+int bgfm_ctx_init_local(bgfm_ctx *ctx);
+/* Collective: MPI_Finalize (nothing without MPI). */
 void bgfm_ctx_finalize(bgfm_ctx *ctx);
 
 /* Collective phase boundary: every rank passes its local status (0 or a code with
  * ctx->err set). Returns the same code on every rank: that of the lowest failing
  * rank, whose message is copied into every rank's ctx->err (prefixed with the rank
- * when size > 1). Never hangs as long as every live rank calls it. */
+ * when size > 1). Never hangs as long as every live rank calls it. Without MPI
+ * (ctx->local) the one process agrees with itself: no MPI call. */
 int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status);
 /* The same on any communicator, for modules that hold one (h5io: the file's). */
 int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status);

@@ -5,8 +5,7 @@
 
 int main(int argc, char **argv) {
     bgfm_ctx ctx;
-    cli_singleton_defaults(argc > 1 ? argv[1] : NULL);
-    int rc = bgfm_ctx_init(&ctx, &argc, &argv);
+    int rc = cli_start(&ctx, &argc, &argv);
     if (rc) return rc;
     rc = cli_main(&ctx, argc, argv);
     bgfm_ctx_finalize(&ctx);

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int bgfm_vfail(bgfm_err *e, int code, const char *fmt, va_list ap) {
@@ -128,6 +129,12 @@ static void threads_default(bgfm_ctx *ctx) {
     if (n != avail) openblas_set_num_threads(n);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* cannot fail with this clock */
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
     memset(ctx, 0, sizeof *ctx);
     int provided = 0;
@@ -145,7 +152,17 @@ int bgfm_ctx_init(bgfm_ctx *ctx, int *argc, char ***argv) {
     /* HDF5 errors are reported through our own messages (bgfm_h5_errstr). */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     threads_default(ctx);
-    ctx->t_start = MPI_Wtime();
+    ctx->t_start = now_s();
+    return BGFM_OK;
+}
+
+int bgfm_ctx_init_local(bgfm_ctx *ctx) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->comm = MPI_COMM_NULL; /* a handle constant, usable before MPI_Init */
+    ctx->size = 1;
+    ctx->local = 1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ctx->t_start = now_s();
     return BGFM_OK;
 }
 
@@ -154,7 +171,9 @@ void bgfm_ctx_finalize(bgfm_ctx *ctx) {
      * runs when a file close failed earlier, e.g. on a full disk, which would turn exit
      * 4 into a signal. So when any rank ends with an I/O error, every rank leaves here
      * with its own code, without MPI_Finalize (mpirun passes the code on). The engine has
-     * already removed the partial output; nothing is left to write. */
+     * already removed the partial output; nothing is left to write. Without MPI
+     * (bgfm_ctx_init_local) there is nothing to finalize. */
+    if (ctx->local) return;
     int eio = ctx->err.code == BGFM_EIO, any = 0;
     bgfm_err fin = {0}; /* the exit code is decided; a failure here is only reported */
     int have = ctx->comm != MPI_COMM_NULL && ctx->comm != 0;
@@ -200,6 +219,11 @@ int bgfm_err_agree(MPI_Comm comm, bgfm_err *e, int local_status) {
 }
 
 int bgfm_ctx_agree(bgfm_ctx *ctx, int local_status) {
+    if (ctx->local) { /* one process, no MPI: what bgfm_err_agree returns on one rank */
+        if (local_status == 0) return BGFM_OK;
+        if (ctx->err.code == 0) bgfm_fail(&ctx->err, local_status, "%s", bgfm_status_name(local_status));
+        return ctx->err.code;
+    }
     return bgfm_err_agree(ctx->comm, &ctx->err, local_status);
 }
 

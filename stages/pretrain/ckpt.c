@@ -221,6 +221,19 @@ static void digest_final(const model *m, const optim *o, const ckpt_state *st, i
     sha256_hex(d, all_hex);
 }
 
+/* The checksums computed by one process alone, without MPI (ckpt_load, which also runs
+ * in processes that never initialised MPI: `bgfm export` started alone). */
+static int checksums_local(const model *m, const optim *o, const ckpt_state *st, int version,
+                           char model_hex[65], char all_hex[65], bgfm_err *e) {
+    int64_t nb = digest_blocks(m, o, 0, 1, version, NULL);
+    uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size(version), "checkpoint digests");
+    if (!dig) return BGFM_ENOMEM;
+    digest_blocks(m, o, 0, 1, version, dig);
+    digest_final(m, o, st, version, dig, model_hex, all_hex);
+    free(dig);
+    return 0;
+}
+
 /* This rank's block digests in a thread of its own, overlapping the HDF5 writes (the
  * thread only reads the arrays and makes no MPI or HDF5 call). */
 typedef struct hash_job {
@@ -527,7 +540,7 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
             for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
             rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0, 0, NULL, NULL};
         }
-        if (!rc) rc = ckpt_checksums(MPI_COMM_SELF, m, o, &rs, (int)version, hm, ha, e);
+        if (!rc) rc = checksums_local(m, o, &rs, (int)version, hm, ha, e);
         if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);
         if (!rc && strcmp(want, o ? ha : hm))
             rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... differs "

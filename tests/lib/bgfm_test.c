@@ -41,8 +41,7 @@ int main(int argc, char **argv) {
     bgfm_ctx ctx;
     bgfm_test_hooks hooks;
     char site[128];
-    cli_singleton_defaults(argc > 1 ? argv[1] : NULL);
-    int rc = bgfm_ctx_init(&ctx, &argc, &argv);
+    int rc = cli_start(&ctx, &argc, &argv);
     if (rc) return rc;
     hooks_from_env(&hooks, site, sizeof site);
     ctx.hooks = &hooks;
