@@ -2,8 +2,8 @@
  * with the architecture as attributes of /model, /optim/{m,v}/<name>, /state/...,
  * SHA-256 checksums, a completion mark, written under a temporary name and renamed.
  * Saving is collective over a communicator (each rank writes a row range of every
- * tensor: one parallel file); loading is per process. Also the tensor and attribute
- * helpers the gradient dump shares. Not the training loop. */
+ * tensor: one parallel file); loading is per process, whole or streamed. Also the
+ * tensor and attribute helpers the gradient dump shares. Not the training loop. */
 #ifndef BGFM_CKPT_H
 #define BGFM_CKPT_H
 
@@ -69,6 +69,29 @@ int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state
  * when the file has one (sha256 with o, sha256_model without): BGFM_EDATA naming the
  * file when it differs. */
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e);
+/* A checkpoint's parameters streamed to a reader that does not keep them (bgfm export):
+ * one process, no MPI call. ckpt_stream_open makes the checks of ckpt_load (completion
+ * mark, the architecture against the stored tensors, format version), initialises *m
+ * (its parameter buffer stays zero: untouched) and reads *st with its config.
+ * ckpt_stream_read passes every tensor of /model, in layout order, in consecutive pieces
+ * of at most CKPT_HASH_BLOCK bytes (or one row) to fn(arg, tensor, first element, count,
+ * floats): straight from the file's pages (mmap) where bgfm's layout allows, else through
+ * HDF5; it verifies the checksum (sha256_model) on the way: BGFM_EDATA naming
+ * the file when it differs, which it can only know after fn saw every piece, so the
+ * caller must discard what it made of them then. A failing fn stops the stream with its
+ * status. ckpt_stream_close accepts a stream whose open failed (s->f, s->fd < 0). */
+typedef struct ckpt_stream {
+    hid_t f;
+    int fd;          /* the same file, for reading tensors straight from it */
+    int64_t size;    /* its bytes */
+    const char *path;
+    int64_t version; /* format_version */
+} ckpt_stream;
+typedef int (*ckpt_piece_fn)(void *arg, const model_tensor *t, int64_t first, int64_t n,
+                             const float *x, bgfm_err *e);
+int ckpt_stream_open(ckpt_stream *s, const char *path, model *m, ckpt_state *st, bgfm_err *e);
+int ckpt_stream_read(ckpt_stream *s, const model *m, ckpt_piece_fn fn, void *arg, bgfm_err *e);
+int ckpt_stream_close(ckpt_stream *s, bgfm_err *e);
 /* SHA-256 of a buffer (the same digest as sha256.h), with the x86 SHA extensions when
  * the build targets them (-march=native on a CPU with sha_ni: ~4x faster). */
 void ckpt_sha256(const void *data, size_t n, uint8_t out[32]);

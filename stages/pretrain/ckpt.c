@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,24 +33,31 @@ int ckpt_write_tensors(hid_t f, const model *m, const char *group, const float *
     return 0;
 }
 
+/* Dataset `path` of the file exists with tensor t's shape. */
+static int tensor_check(hid_t f, const model_tensor *t, const char *path, const char *file,
+                        bgfm_err *e) {
+    int rank = 0;
+    hsize_t dims[8] = {0};
+    if (!h5io_exists(f, path))
+        return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s is missing; is it a bgfm checkpoint?",
+                         file, path);
+    int rc = h5io_dims(f, path, &rank, dims, e);
+    if (rc) return rc;
+    if (rank != (t->cols ? 2 : 1) || (int64_t)dims[0] != t->rows ||
+        (t->cols && (int64_t)dims[1] != t->cols))
+        return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s has the wrong shape for the model "
+                         "described by its attributes", file, path);
+    return 0;
+}
+
 int ckpt_read_tensors(hid_t f, const model *m, const char *group, float *buf, const char *file,
                       bgfm_err *e) {
     char path[256];
     for (int i = 0; i < m->n_tensors; i++) {
         const model_tensor *t = &m->t[i];
         snprintf(path, sizeof path, "%s/%s", group, t->name);
-        int rank = 0;
-        hsize_t dims[8] = {0};
-        if (!h5io_exists(f, path))
-            return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s is missing; is it a bgfm checkpoint?",
-                             file, path);
-        int rc = h5io_dims(f, path, &rank, dims, e);
-        if (rc) return rc;
-        if (rank != (t->cols ? 2 : 1) || (int64_t)dims[0] != t->rows ||
-            (t->cols && (int64_t)dims[1] != t->cols))
-            return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s has the wrong shape for the model "
-                             "described by its attributes", file, path);
-        rc = h5io_read_all(f, path, H5T_NATIVE_FLOAT, buf + t->off, e);
+        int rc = tensor_check(f, t, path, file, e);
+        if (!rc) rc = h5io_read_all(f, path, H5T_NATIVE_FLOAT, buf + t->off, e);
         if (rc) return rc;
     }
     return 0;
@@ -487,19 +496,68 @@ static int read_one_i64(hid_t f, const char *name, int64_t *v, const char *path,
     return h5io_read_all(f, name, H5T_NATIVE_INT64, v, e);
 }
 
-int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e) {
-    hid_t f = h5io_open(MPI_COMM_SELF, path, e);
-    if (f < 0) return e->code ? e->code : BGFM_EIO;
+/* The completion mark, then the architecture (checked against the stored tensors) into
+ * *m (model_init): what every load checks before it reads parameters. */
+static int open_model(hid_t f, const char *path, model *m, bgfm_err *e) {
     model_cfg c;
-    int rc = 0;
     int64_t done = 0;
-    int one = 1;
+    int one = 1, rc = 0;
     if (!h5io_attr_exists(f, NULL, "complete") || h5io_attr_get_i64(f, NULL, "complete", &done, &one, e) || done != 1)
         rc = bgfm_fail(e, BGFM_EDATA, "%s is not a complete checkpoint (no completion mark); "
                        "use another one or start from scratch", path);
     if (!rc) rc = ckpt_read_arch(f, "/model", &c, path, e);
     if (!rc) rc = arch_fits_file(f, &c, path, e);
     if (!rc) rc = model_init(m, &c, e);
+    return rc;
+}
+
+/* /state: step, epoch, position, seed, and the configuration text when `config`. */
+static int read_state(hid_t f, const char *path, ckpt_state *st, int config, bgfm_err *e) {
+    memset(st, 0, sizeof *st);
+    int64_t v[4] = {0};
+    const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
+    int rc = 0;
+    for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
+    st->step = v[0];
+    st->epoch = v[1];
+    st->pos = v[2];
+    st->seed = (uint64_t)v[3];
+    if (!rc && config) rc = h5io_attr_get_str(f, "/state", "config", &st->config, e);
+    return rc;
+}
+
+/* format_version (1 when absent: no checksums), one that this bgfm reads. Its block
+ * digests: SHA-256 in 2, CRC-32 from 3 on. */
+static int read_version(hid_t f, const char *path, int64_t *version, bgfm_err *e) {
+    int one = 1, rc = 0;
+    *version = 1;
+    if (h5io_attr_exists(f, NULL, "format_version"))
+        rc = h5io_attr_get_i64(f, NULL, "format_version", version, &one, e);
+    if (!rc && (*version < 1 || *version > CKPT_FORMAT_VERSION))
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: checkpoint format_version %lld is not one this bgfm "
+                       "reads (1..%d); use a newer bgfm or another checkpoint", path,
+                       (long long)*version, CKPT_FORMAT_VERSION);
+    return rc;
+}
+
+/* The stored checksum `attr` (sha256 or sha256_model) against the one of the data read. */
+static int digest_compare(hid_t f, const char *path, const char *attr, const char *got,
+                          bgfm_err *e) {
+    char *want = NULL;
+    int rc = h5io_attr_get_str(f, NULL, attr, &want, e);
+    if (!rc && strcmp(want, got))
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... differs "
+                       "from that of the data read (%.16s...); the file is corrupted (disk or "
+                       "copy error): delete it (an earlier checkpoint is then used, if any)",
+                       path, want, got);
+    free(want);
+    return rc;
+}
+
+int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e) {
+    hid_t f = h5io_open(MPI_COMM_SELF, path, e);
+    if (f < 0) return e->code ? e->code : BGFM_EIO;
+    int one = 1, rc = open_model(f, path, m, e);
     if (!rc) rc = ckpt_read_tensors(f, m, "/model", m->w, path, e);
     if (!rc && o) {
         rc = optim_init(o, m, e);
@@ -507,48 +565,206 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
             rc = bgfm_fail(e, BGFM_EDATA, "%s has no optimiser state (/optim)", path);
         if (!rc) rc = ckpt_read_tensors(f, m, "/optim/m", o->m, path, e);
         if (!rc) rc = ckpt_read_tensors(f, m, "/optim/v", o->v, path, e);
-        one = 1;
         if (!rc) rc = h5io_attr_get_i64(f, "/optim", "t", &o->t, &one, e);
     }
-    if (!rc && st) {
-        memset(st, 0, sizeof *st);
-        int64_t v[4] = {0};
-        const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
-        for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
-        st->step = v[0];
-        st->epoch = v[1];
-        st->pos = v[2];
-        st->seed = (uint64_t)v[3];
-        if (!rc) rc = h5io_attr_get_str(f, "/state", "config", &st->config, e);
-    }
-    /* checksum (format_version >= 2; its block digests: SHA-256 in 2, CRC-32 from 3 on):
-     * the model alone, or the whole state with o */
+    if (!rc && st) rc = read_state(f, path, st, 1, e);
+    /* checksum: the model alone, or the whole state with o */
     int64_t version = 1;
-    if (!rc && h5io_attr_exists(f, NULL, "format_version"))
-        rc = h5io_attr_get_i64(f, NULL, "format_version", &version, &one, e);
-    if (!rc && (version < 1 || version > CKPT_FORMAT_VERSION))
-        rc = bgfm_fail(e, BGFM_EDATA, "%s: checkpoint format_version %lld is not one this bgfm "
-                       "reads (1..%d); use a newer bgfm or another checkpoint", path,
-                       (long long)version, CKPT_FORMAT_VERSION);
+    if (!rc) rc = read_version(f, path, &version, e);
     if (!rc && h5io_attr_exists(f, NULL, "sha256")) {
-        char hm[65], ha[65], *want = NULL;
-        ckpt_state rs = {0, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL, NULL};
+        char hm[65], ha[65];
+        ckpt_state rs;
+        memset(&rs, 0, sizeof rs);
         if (st) rs = *st;
-        else if (o) { /* the state record is part of the full checksum: read it */
-            int64_t v[4] = {0};
-            const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
-            for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
-            rs = (ckpt_state){v[0], v[1], v[2], (uint64_t)v[3], NULL, NULL, NULL, 0, 0, NULL, NULL};
-        }
+        else if (o) rc = read_state(f, path, &rs, 0, e); /* its record is in the full checksum */
         if (!rc) rc = checksums_local(m, o, &rs, (int)version, hm, ha, e);
-        if (!rc) rc = h5io_attr_get_str(f, NULL, o ? "sha256" : "sha256_model", &want, e);
-        if (!rc && strcmp(want, o ? ha : hm))
-            rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... differs "
-                           "from that of the data read (%.16s...); the file is corrupted (disk or "
-                           "copy error): delete it (an earlier checkpoint is then used, if any)",
-                           path, want, o ? ha : hm);
-        free(want);
+        if (!rc) rc = digest_compare(f, path, o ? "sha256" : "sha256_model", o ? ha : hm, e);
     }
     h5io_close(&f, path, e);
     return rc;
+}
+
+/* ---- streamed load ------------------------------------------------------------------
+ * The block digests of the parameters fed as one byte stream in layout order, piece by
+ * piece: the digests hash_array computes on the whole array (a CRC-32 continues across
+ * pieces as zlib's does, SHA-256 by its update). */
+typedef struct block_hash {
+    int version;
+    uint8_t *dig;     /* the digests, dig_size(version) bytes each */
+    int64_t k, fill;  /* the block being hashed, its bytes so far */
+    uint32_t crc;
+    sha256_ctx sha;
+} block_hash;
+
+static void block_end(block_hash *h) {
+    uint8_t *d = h->dig + dig_size(h->version) * (size_t)h->k;
+    if (h->version >= 3)
+        for (int b = 0; b < 4; b++) d[b] = (uint8_t)(h->crc >> (8 * b));
+    else
+        sha256_final(&h->sha, d);
+    h->k++;
+    h->fill = 0;
+}
+
+static void block_feed(block_hash *h, const unsigned char *p, int64_t n) {
+    while (n > 0) {
+        if (h->fill == 0) {
+            h->crc = 0;
+            if (h->version < 3) sha256_init(&h->sha);
+        }
+        int64_t take = CKPT_HASH_BLOCK - h->fill < n ? CKPT_HASH_BLOCK - h->fill : n;
+        if (h->version >= 3) h->crc = crc32_gzip_refl(h->crc, p, (uint64_t)take);
+        else sha256_update(&h->sha, p, (size_t)take);
+        h->fill += take;
+        p += take;
+        n -= take;
+        if (h->fill == CKPT_HASH_BLOCK) block_end(h);
+    }
+}
+
+int ckpt_stream_open(ckpt_stream *s, const char *path, model *m, ckpt_state *st, bgfm_err *e) {
+    memset(m, 0, sizeof *m);
+    s->path = path;
+    s->version = 1;
+    s->fd = -1;
+    s->f = h5io_open(MPI_COMM_SELF, path, e);
+    if (s->f < 0) return e->code ? e->code : BGFM_EIO;
+    struct stat sb;
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0 || fstat(s->fd, &sb) != 0)
+        return bgfm_fail(e, BGFM_EIO, "cannot read %s: %s", path, strerror(errno));
+    s->size = (int64_t)sb.st_size;
+    int rc = open_model(s->f, path, m, e);
+    if (!rc) rc = read_state(s->f, path, st, 1, e);
+    if (!rc) rc = read_version(s->f, path, &s->version, e);
+    return rc;
+}
+
+/* Rows [r0, r0 + nr) of tensor t (dataset d, file space fs, `name` in the file) into buf. */
+static int read_rows(hid_t d, hid_t fs, const model_tensor *t, int64_t r0, int64_t nr, float *buf,
+                     const char *name, const char *file, bgfm_err *e) {
+    hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)nr, (hsize_t)t->cols};
+    hid_t ms = H5Screate_simple(t->cols ? 2 : 1, count, NULL);
+    int rc = 0;
+    if (ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0) {
+        char msg[512];
+        bgfm_h5_errstr(msg, sizeof msg);
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: reading tensor %s failed (truncated or damaged "
+                       "checkpoint): %s", file, name, msg);
+    }
+    if (ms >= 0) H5Sclose(ms);
+    return rc;
+}
+
+/* Where the data of dataset d (`bytes` long) starts in the file when they can be read
+ * straight from it: one contiguous, unfiltered block of little-endian float32 (the host's
+ * float) at a 4-byte aligned offset inside the file, as bgfm writes every tensor; else -1,
+ * and HDF5 reads the dataset (another writer's layout, a big-endian host). */
+static int64_t direct_offset(const ckpt_stream *s, hid_t d, int64_t bytes) {
+    hid_t dcpl = H5Dget_create_plist(d), type = H5Dget_type(d);
+    int ok = dcpl >= 0 && type >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+             H5Pget_nfilters(dcpl) == 0 && H5Tequal(type, H5T_IEEE_F32LE) > 0 &&
+             H5Tequal(H5T_NATIVE_FLOAT, H5T_IEEE_F32LE) > 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (type >= 0) H5Tclose(type);
+    haddr_t off = ok ? H5Dget_offset(d) : HADDR_UNDEF; /* absolute: base address included */
+    if (off == HADDR_UNDEF || off % sizeof(float) != 0 || H5Dget_storage_size(d) != (hsize_t)bytes ||
+        bytes > s->size || (int64_t)off > s->size - bytes)
+        return -1;
+    return (int64_t)off;
+}
+
+/* The direct read: the dataset's bytes mapped from the page cache (no copy into a buffer
+ * of ours: this is most of what makes `bgfm export` as fast as cp, docs/export.md) and
+ * passed on in pieces of CKPT_HASH_BLOCK bytes, each hashed and handed to fn while it is
+ * in the cache. *mapped = 0 when the mapping failed (the caller reads through HDF5). The
+ * file must not shrink meanwhile (a checkpoint is never rewritten in place: a new one is
+ * renamed over it, which leaves this open file as it was). */
+static int stream_mapped(const ckpt_stream *s, const model_tensor *t, int64_t off, int64_t bytes,
+                         block_hash *h, ckpt_piece_fn fn, void *arg, int *mapped, bgfm_err *e) {
+    long pg = sysconf(_SC_PAGESIZE);
+    int64_t base = pg > 0 ? off / pg * pg : off, skip = off - base;
+    void *map = mmap(NULL, (size_t)(bytes + skip), PROT_READ, MAP_PRIVATE | MAP_POPULATE, s->fd,
+                     (off_t)base);
+    *mapped = map != MAP_FAILED;
+    if (!*mapped) return 0;
+    const unsigned char *p = (const unsigned char *)map + skip;
+    int rc = 0;
+    for (int64_t b = 0; b < bytes && !rc; b += CKPT_HASH_BLOCK) {
+        int64_t n = bytes - b < CKPT_HASH_BLOCK ? bytes - b : CKPT_HASH_BLOCK;
+        if (h) block_feed(h, p + b, n);
+        rc = fn(arg, t, b / (int64_t)sizeof(float), n / (int64_t)sizeof(float),
+                (const float *)(const void *)(p + b), e);
+    }
+    munmap(map, (size_t)(bytes + skip));
+    return rc;
+}
+
+/* Tensor t: read straight from the file (stream_mapped) when its layout allows, else
+ * through buf (room for `cap` floats, at least one row) in pieces of whole rows. One open
+ * of the dataset: its shape checked as tensor_check does. */
+static int stream_tensor(const ckpt_stream *s, const model_tensor *t, float *buf, int64_t cap,
+                         block_hash *h, ckpt_piece_fn fn, void *arg, bgfm_err *e) {
+    char name[256];
+    snprintf(name, sizeof name, "/model/%s", t->name);
+    hid_t d = H5Dopen2(s->f, name, H5P_DEFAULT);
+    if (d < 0)
+        return bgfm_fail(e, BGFM_EDATA, "%s: tensor %s is missing; is it a bgfm checkpoint?",
+                         s->path, name);
+    hid_t fs = H5Dget_space(d);
+    hsize_t dims[8] = {0};
+    int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
+    int rc = rank < 0 || rank > 8 || H5Sget_simple_extent_dims(fs, dims, NULL) < 0
+                 ? bgfm_fail(e, BGFM_EDATA, "%s: cannot read the shape of tensor %s", s->path, name)
+                 : 0;
+    if (!rc && (rank != (t->cols ? 2 : 1) || (int64_t)dims[0] != t->rows ||
+                (t->cols && (int64_t)dims[1] != t->cols)))
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: tensor %s has the wrong shape for the model "
+                       "described by its attributes", s->path, name);
+    int64_t row = t->cols ? t->cols : 1, step = cap / row, bytes = t->rows * row * 4;
+    int64_t off = rc ? -1 : direct_offset(s, d, bytes);
+    int mapped = 0;
+    if (off >= 0) rc = stream_mapped(s, t, off, bytes, h, fn, arg, &mapped, e);
+    for (int64_t r0 = 0; !mapped && !rc && r0 < t->rows; r0 += step) {
+        int64_t nr = t->rows - r0 < step ? t->rows - r0 : step;
+        rc = read_rows(d, fs, t, r0, nr, buf, name, s->path, e);
+        if (!rc && h) block_feed(h, (const unsigned char *)buf, nr * row * (int64_t)sizeof *buf);
+        if (!rc) rc = fn(arg, t, r0 * row, nr * row, buf, e);
+    }
+    if (fs >= 0) H5Sclose(fs);
+    H5Dclose(d);
+    return rc;
+}
+
+int ckpt_stream_read(ckpt_stream *s, const model *m, ckpt_piece_fn fn, void *arg, bgfm_err *e) {
+    int64_t cap = CKPT_HASH_BLOCK / (int64_t)sizeof(float); /* floats per piece */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->t[i].cols > cap) cap = m->t[i].cols;
+    int sum = h5io_attr_exists(s->f, NULL, "sha256");
+    block_hash h;
+    memset(&h, 0, sizeof h);
+    h.version = (int)s->version;
+    int64_t nb = digest_blocks(m, NULL, 0, 1, h.version, NULL);
+    float *buf = bgfm_malloc(e, (size_t)cap * sizeof *buf, "checkpoint read buffer");
+    if (buf && sum) h.dig = bgfm_malloc(e, (size_t)nb * dig_size(h.version), "checkpoint digests");
+    int rc = !buf || (sum && !h.dig) ? BGFM_ENOMEM : 0;
+    for (int i = 0; i < m->n_tensors && !rc; i++) /* layout order: the bytes of m->w */
+        rc = stream_tensor(s, &m->t[i], buf, cap, sum ? &h : NULL, fn, arg, e);
+    if (!rc && sum) {
+        char hm[65], ha[65];
+        if (h.fill > 0) block_end(&h);
+        BGFM_ASSERT(h.k == nb);
+        digest_final(m, NULL, NULL, h.version, h.dig, hm, ha);
+        rc = digest_compare(s->f, s->path, "sha256_model", hm, e);
+    }
+    free(buf);
+    free(h.dig);
+    return rc;
+}
+
+int ckpt_stream_close(ckpt_stream *s, bgfm_err *e) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    return h5io_close(&s->f, s->path, e);
 }

@@ -281,26 +281,41 @@ static int header_build(sel_tensor *s, int ns, const meta_kv *kv, int nkv, char 
     return 0;
 }
 
-/* ---- writing ---------------------------------------------------------------------- */
-static int write_all(int fd, const void *buf, size_t n, const char *path, bgfm_err *e) {
+/* ---- writing ----------------------------------------------------------------------
+ * The file is created as path.tmp-<pid> with its header; the tensors' data go to their
+ * offsets in any order (out_piece: from a model's buffer, or piece by piece as a
+ * checkpoint is streamed); out_finish fsyncs, renames and fsyncs the folder, or removes
+ * the temporary file: the output is complete or absent. */
+typedef struct st_out {
+    const char *path;
+    char tmp[4200];
+    const model *m; /* whose tensor table `at` follows */
+    int fd;
+    int64_t *at; /* per model tensor: byte offset of its data in the file; -1: not written */
+} st_out;
+
+static int write_all(int fd, const void *buf, size_t n, int64_t off, const char *path,
+                     bgfm_err *e) {
     const char *p = buf;
     while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        ssize_t w = pwrite(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0)
             return bgfm_fail(e, BGFM_EIO, "writing %s failed (disk full?): %s", path,
                              w < 0 ? strerror(errno) : "no progress");
         p += w;
+        off += w;
         n -= (size_t)w;
     }
     return 0;
 }
 
-/* n floats, little-endian (the host order on every machine bgfm builds for; a
- * big-endian host swaps through a small buffer). */
-static int write_floats(int fd, const float *x, int64_t n, const char *path, bgfm_err *e) {
+/* n floats at byte offset off, little-endian (the host order on every machine bgfm
+ * builds for; a big-endian host swaps through a small buffer). */
+static int write_floats(int fd, const float *x, int64_t n, int64_t off, const char *path,
+                        bgfm_err *e) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return write_all(fd, x, (size_t)n * sizeof *x, path, e);
+    return write_all(fd, x, (size_t)n * sizeof *x, off, path, e);
 #else
     uint32_t buf[4096];
     for (int64_t i = 0; i < n; i += 4096) {
@@ -310,11 +325,20 @@ static int write_floats(int fd, const float *x, int64_t n, const char *path, bgf
             memcpy(&u, x + i + j, 4);
             buf[j] = __builtin_bswap32(u);
         }
-        int rc = write_all(fd, buf, (size_t)k * 4, path, e);
+        int rc = write_all(fd, buf, (size_t)k * 4, off + 4 * i, path, e);
         if (rc) return rc;
     }
     return 0;
 #endif
+}
+
+/* ckpt_piece_fn: elements [first, first + n) of tensor t into the file. */
+static int out_piece(void *arg, const model_tensor *t, int64_t first, int64_t n, const float *x,
+                     bgfm_err *e) {
+    const st_out *o = arg;
+    int64_t at = o->at[t - o->m->t];
+    if (at < 0) return 0; /* not exported (the decoder and head of an encoder file) */
+    return write_floats(o->fd, x, n, at + first * (int64_t)sizeof *x, o->tmp, e);
 }
 
 static int sync_dir_of(const char *path, bgfm_err *e) {
@@ -332,31 +356,22 @@ static int sync_dir_of(const char *path, bgfm_err *e) {
     return rc;
 }
 
-/* header length, header, tensors in header order into an open file */
-static int write_body(int fd, const char *tmp, const char *hdr, size_t hlen, const sel_tensor *s,
-                      int ns, const model *m, bgfm_err *e) {
-    unsigned char le[8];
-    for (int b = 0; b < 8; b++) le[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
-    int rc = write_all(fd, le, 8, tmp, e);
-    if (!rc) rc = write_all(fd, hdr, hlen, tmp, e);
-    for (int i = 0; i < ns && !rc; i++) {
-        const model_tensor *t = s[i].t;
-        rc = write_floats(fd, m->w + t->off, t->rows * (t->cols ? t->cols : 1), tmp, e);
-    }
-    if (!rc && fsync(fd) != 0)
-        rc = bgfm_fail(e, BGFM_EIO, "fsync of %s failed (disk full?): %s", tmp, strerror(errno));
-    return rc;
-}
-
-int export_write(const char *path, const model *m, const export_corpus *cp, int full,
-                 bgfm_err *e) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp)
+/* Create path.tmp-<pid> with the header of m's selected tensors (sorted by name) and
+ * note where each tensor's data goes. Nothing is left behind on failure. */
+static int out_begin(st_out *o, const char *path, const model *m, const export_corpus *cp,
+                     int full, bgfm_err *e) {
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    o->m = m;
+    o->fd = -1;
+    if (snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof o->tmp)
         return bgfm_fail(e, BGFM_EUSAGE, "export: output path too long: %s", path);
     sel_tensor *s = bgfm_calloc(e, (size_t)m->n_tensors, sizeof *s, "export tensor list");
+    o->at = bgfm_malloc(e, (size_t)m->n_tensors * sizeof *o->at, "export offsets");
     meta_kv kv[40];
-    int nkv = 0, ns = 0, rc = s ? 0 : BGFM_ENOMEM;
+    int nkv = 0, ns = 0, rc = s && o->at ? 0 : BGFM_ENOMEM;
     for (int i = 0; i < m->n_tensors && !rc; i++) {
+        o->at[i] = -1;
         if (!full && !export_is_encoder(m->t[i].name)) continue;
         s[ns].t = &m->t[i];
         if (export_torch_name(m->t[i].name, s[ns].name, sizeof s[ns].name))
@@ -367,21 +382,62 @@ int export_write(const char *path, const model *m, const export_corpus *cp, int 
     if (!rc) rc = meta_build(m, cp, full, kv, &nkv, e);
     char *hdr = NULL;
     size_t hlen = 0;
-    if (!rc) rc = header_build(s, ns, kv, nkv, &hdr, &hlen, e);
-    int fd = -1;
-    if (!rc && (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        rc = bgfm_fail(e, BGFM_EIO, "export: cannot create %s: %s", tmp, strerror(errno));
-    if (!rc) rc = write_body(fd, tmp, hdr, hlen, s, ns, m, e);
-    if (fd >= 0 && close(fd) != 0 && !rc)
-        rc = bgfm_fail(e, BGFM_EIO, "closing %s failed (disk full?): %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = bgfm_fail(e, BGFM_EIO, "export: cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (!rc) rc = sync_dir_of(path, e);
-    if (rc && fd >= 0) unlink(tmp);
+    if (!rc) rc = header_build(s, ns, kv, nkv, &hdr, &hlen, e); /* sorts s */
+    int64_t data = 8 + (int64_t)hlen;
+    for (int i = 0; i < ns && !rc; i++) {
+        const model_tensor *t = s[i].t;
+        o->at[t - m->t] = data;
+        data += t->rows * (t->cols ? t->cols : 1) * (int64_t)sizeof(float);
+    }
+    if (!rc && (o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        rc = bgfm_fail(e, BGFM_EIO, "export: cannot create %s: %s", o->tmp, strerror(errno));
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++) le[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
+    if (!rc) rc = write_all(o->fd, le, 8, 0, o->tmp, e);
+    if (!rc) rc = write_all(o->fd, hdr, hlen, 8, o->tmp, e);
     for (int i = 0; i < nkv; i++) free(kv[i].v);
     free(hdr);
     free(s);
+    if (rc && o->fd >= 0) {
+        close(o->fd);
+        unlink(o->tmp);
+        o->fd = -1;
+    }
+    if (rc) {
+        free(o->at);
+        o->at = NULL;
+    }
     return rc;
+}
+
+/* After out_begin succeeded: with rc == 0 make the file durable under its name, else
+ * (or when that fails) remove the temporary file. Returns the final status. */
+static int out_finish(st_out *o, int rc, bgfm_err *e) {
+    if (!rc && fsync(o->fd) != 0)
+        rc = bgfm_fail(e, BGFM_EIO, "fsync of %s failed (disk full?): %s", o->tmp, strerror(errno));
+    if (close(o->fd) != 0 && !rc)
+        rc = bgfm_fail(e, BGFM_EIO, "closing %s failed (disk full?): %s", o->tmp, strerror(errno));
+    o->fd = -1;
+    if (!rc && rename(o->tmp, o->path) != 0)
+        rc = bgfm_fail(e, BGFM_EIO, "export: cannot rename %s to %s: %s", o->tmp, o->path,
+                       strerror(errno));
+    if (rc) unlink(o->tmp);
+    if (!rc) rc = sync_dir_of(o->path, e);
+    free(o->at);
+    o->at = NULL;
+    return rc;
+}
+
+int export_write(const char *path, const model *m, const export_corpus *cp, int full,
+                 bgfm_err *e) {
+    st_out o;
+    int rc = out_begin(&o, path, m, cp, full, e);
+    if (rc) return rc;
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
+        const model_tensor *t = &m->t[i];
+        rc = out_piece(&o, t, 0, t->rows * (t->cols ? t->cols : 1), m->w + t->off, e);
+    }
+    return out_finish(&o, rc, e);
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -791,11 +847,9 @@ static const char *export_usage =
     "--full: the whole pretraining model (also the decoder dec.* and projection head proj.*).\n"
     "docs/export.md; the file is written as FILE.tmp-<pid> and renamed when complete.\n";
 
-/* The corpus keys that ckpt_load does not return: protocol, /pretrain_graphs, checksum. */
-static int corpus_read(const char *path, export_corpus *cp, char **proto, char **sha,
-                       bgfm_err *e) {
-    hid_t f = h5io_open(MPI_COMM_SELF, path, e);
-    if (f < 0) return e->code ? e->code : BGFM_EIO;
+/* The corpus keys that the checkpoint's state does not hold: protocol, /pretrain_graphs,
+ * the checksum; f is the open checkpoint. */
+static int corpus_read(hid_t f, export_corpus *cp, char **proto, char **sha, bgfm_err *e) {
     int rc = 0;
     cp->n_graphs = -1;
     if (h5io_attr_exists(f, NULL, "protocol") && !(rc = h5io_attr_get_str(f, NULL, "protocol", proto, e)))
@@ -808,13 +862,17 @@ static int corpus_read(const char *path, export_corpus *cp, char **proto, char *
         hsize_t d[8] = {0};
         if (!(rc = h5io_dims(f, "/pretrain_graphs", &rank, d, e))) cp->n_graphs = rank == 1 ? (int64_t)d[0] : -1;
     }
-    int rc2 = h5io_close(&f, path, e);
-    return rc ? rc : rc2;
+    return rc;
 }
 
+/* The checkpoint streamed into the output (ckpt_stream_read): each piece of a parameter
+ * tensor goes from a small buffer straight to its place in the file, so the parameters
+ * are never held whole; the checksum is verified at the end of the stream, before the
+ * rename, and a mismatch removes the temporary file. */
 static int export_local(const char *ckpt, const char *out, int full, bgfm_err *e) {
     model m;
     ckpt_state st;
+    ckpt_stream cs = {.f = -1, .fd = -1};
     memset(&m, 0, sizeof m);
     memset(&st, 0, sizeof st);
     char *proto = NULL, *sha = NULL;
@@ -825,8 +883,10 @@ static int export_local(const char *ckpt, const char *out, int full, bgfm_err *e
     else if (H5Fis_hdf5(ckpt) <= 0)
         rc = bgfm_fail(e, BGFM_EDATA, "export: %s is not an HDF5 file, so not a bgfm checkpoint",
                        ckpt);
-    if (!rc) rc = ckpt_load(ckpt, &m, NULL, &st, e);
-    if (!rc) rc = corpus_read(ckpt, &cp, &proto, &sha, e);
+    if (!rc) rc = ckpt_stream_open(&cs, ckpt, &m, &st, e);
+    if (!rc) rc = corpus_read(cs.f, &cp, &proto, &sha, e);
+    st_out o;
+    int begun = 0;
     if (!rc) {
         const char *base = strrchr(ckpt, '/');
         cp.config = st.config;
@@ -834,8 +894,13 @@ static int export_local(const char *ckpt, const char *out, int full, bgfm_err *e
         cp.epoch = st.epoch;
         cp.seed = st.seed;
         cp.source = base ? base + 1 : ckpt;
-        rc = export_write(out, &m, &cp, full, e);
+        rc = out_begin(&o, out, &m, &cp, full, e);
+        begun = !rc;
     }
+    if (!rc) rc = ckpt_stream_read(&cs, &m, out_piece, &o, e);
+    int crc = ckpt_stream_close(&cs, e);
+    if (!rc) rc = crc;
+    if (begun) rc = out_finish(&o, rc, e); /* renamed only when everything above succeeded */
     free(st.config);
     free(proto);
     free(sha);
