@@ -42,8 +42,8 @@ static void small_model(model *m, optim *o) {
     o->t = 7;
 }
 
-static void flip_byte(const char *dset) {
-    if (ctx.rank == 0) {
+static void flip_byte_here(const char *dset) { /* this process, no barrier */
+    {
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         assert_true(f >= 0);
         hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
@@ -60,6 +60,10 @@ static void flip_byte(const char *dset) {
         fputc(c ^ 0x5a, fp);
         fclose(fp);
     }
+}
+
+static void flip_byte(const char *dset) {
+    if (ctx.rank == 0) flip_byte_here(dset);
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
@@ -112,6 +116,125 @@ static void test_roundtrip_and_corruption(void **unused) {
     optim_free(&o);
     model_free(&m);
     MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* ---- the streamed load (ckpt_stream_*, what bgfm export reads with) ----------------
+ * A model of several hash blocks (tensors crossing block boundaries): every float comes
+ * through exactly once, in pieces of at most one block, equal to the saved model; in
+ * format 3 (CRC-32 blocks) and 2 (SHA-256 blocks, the digests rewritten as format 2
+ * stores them); with a tensor stored chunked and deflated and one big-endian (read
+ * through HDF5, not mapped); a flipped byte is a checksum mismatch naming the file. */
+typedef struct collect {
+    float *w;
+    unsigned char *seen;
+    int64_t pieces, max_bytes;
+} collect;
+
+static int collect_piece(void *arg, const model_tensor *t, int64_t first, int64_t n,
+                         const float *x, bgfm_err *e) {
+    (void)e;
+    collect *c = arg;
+    if (first < 0 || n <= 0 || first + n > t->rows * (t->cols ? t->cols : 1)) return BGFM_EINTERNAL;
+    memcpy(c->w + t->off + first, x, (size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) c->seen[t->off + first + i]++;
+    c->pieces++;
+    if (n * 4 > c->max_bytes) c->max_bytes = n * 4;
+    return 0;
+}
+
+static int stream_all(const model *ref, collect *c, bgfm_err *e) {
+    ckpt_stream s = {.f = -1, .fd = -1};
+    ckpt_state st = {0};
+    model m;
+    memset(c, 0, sizeof *c);
+    int rc = ckpt_stream_open(&s, path, &m, &st, e);
+    if (!rc) {
+        assert_int_equal(m.n_params, ref->n_params);
+        assert_true(st.step == 1 && st.seed == 9);
+        c->w = calloc((size_t)m.n_params, sizeof *c->w);
+        c->seen = calloc((size_t)m.n_params, 1);
+        assert_true(c->w && c->seen);
+        rc = ckpt_stream_read(&s, &m, collect_piece, c, e);
+    }
+    int crc = ckpt_stream_close(&s, e);
+    free(st.config);
+    model_free(&m);
+    return rc ? rc : crc;
+}
+
+static void stream_check(const model *m, const char *what) {
+    collect c;
+    bgfm_err e = {0};
+    int rc = stream_all(m, &c, &e);
+    if (rc) fail_msg("%s: %s", what, e.msg);
+    for (int64_t i = 0; i < m->n_params; i++)
+        if (c.seen[i] != 1) fail_msg("%s: float %lld came %d times", what, (long long)i, c.seen[i]);
+    assert_memory_equal(c.w, m->w, (size_t)m->n_params * sizeof(float));
+    assert_true(c.max_bytes <= CKPT_HASH_BLOCK && c.pieces >= m->n_tensors);
+    free(c.w);
+    free(c.seen);
+}
+
+/* Replace dataset `name` by one with the same values, chunked + deflated, or big-endian. */
+static void restore_as(hid_t f, const model *m, const char *name, int chunked) {
+    const model_tensor *t = model_find(m, name + strlen("/model/"));
+    assert_non_null(t);
+    int rank = t->cols ? 2 : 1;
+    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols}, chunk[2] = {3, (hsize_t)t->cols};
+    assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(sp >= 0 && dcpl >= 0);
+    if (chunked) assert_true(H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_deflate(dcpl, 4) >= 0);
+    hid_t d = H5Dcreate2(f, name, chunked ? H5T_IEEE_F32LE : H5T_IEEE_F32BE, sp, H5P_DEFAULT, dcpl,
+                         H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->w + t->off) >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+}
+
+static void test_stream(void **unused) {
+    (void)unused;
+    model m;
+    model_cfg c;
+    memset(&c, 0, sizeof c);
+    c.H = 128, c.nh = 2, c.F = 640, c.k = 3, c.L = 2, c.Ld = 1, c.P = 16, c.N_max = 40;
+    c.n_atlases = 1;
+    snprintf(c.atlas[0], sizeof c.atlas[0], "a");
+    c.atlas_nodes[0] = 40;
+    bgfm_err e = {0};
+    assert_int_equal(model_init(&m, &c, &e), 0);
+    model_init_params(&m, 5);
+    assert_true(m.n_params * 4 > 2 * CKPT_HASH_BLOCK); /* several blocks */
+    ckpt_state st = {.step = 1, .epoch = 0, .pos = 1, .seed = 9, .config = "x: 1\n"};
+    assert_int_equal(ckpt_save_par(MPI_COMM_WORLD, path, &m, NULL, &st, &e), 0);
+    if (ctx.rank == 0) {
+        stream_check(&m, "format 3");
+        /* format 2: the same file with SHA-256 block digests */
+        char hm[65], ha[65];
+        assert_int_equal(ckpt_checksums(MPI_COMM_SELF, &m, NULL, &st, 2, hm, ha, &e), 0);
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        assert_true(f >= 0);
+        int64_t two = 2;
+        assert_true(H5Adelete(f, "format_version") >= 0 && H5Adelete(f, "sha256_model") >= 0);
+        assert_int_equal(h5io_attr_set_i64(f, NULL, "format_version", &two, 1, &e), 0);
+        assert_int_equal(h5io_attr_set_str(f, NULL, "sha256_model", hm, &e), 0);
+        restore_as(f, &m, "/model/enc/1/ffn/W1", 1);
+        restore_as(f, &m, "/model/in/b", 0);
+        assert_true(H5Fclose(f) >= 0);
+        stream_check(&m, "format 2, one tensor chunked and deflated, one big-endian");
+        flip_byte_here("/model/enc/0/attn/Wv");
+        collect cl;
+        bgfm_err_clear(&e);
+        assert_int_equal(stream_all(&m, &cl, &e), BGFM_EDATA);
+        assert_non_null(strstr(e.msg, path));
+        assert_non_null(strstr(e.msg, "checksum mismatch"));
+        free(cl.w);
+        free(cl.seen);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    model_free(&m);
 }
 
 /* The fast checkpoint hash equals sha256.h (and the FIPS 180-4 "abc" vector) at every
@@ -259,6 +382,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "/tmp/bgfm-ckpt-%ld.h5", pid);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_roundtrip_and_corruption),
                                        cmocka_unit_test(test_fast_sha256),
+                                       cmocka_unit_test(test_stream),
                                        cmocka_unit_test(test_slices),
                                        cmocka_unit_test(test_global_ntxent)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
