@@ -1,6 +1,8 @@
 /* fuzz_ckpt.c: libFuzzer target for the checkpoint loader (stages/pretrain/ckpt.c):
- * ckpt_is_complete, ckpt_load with optimiser and state, and ckpt_load of the model
- * alone (the probe's and init_path's call). The input is a list of structure-aware
+ * ckpt_is_complete, ckpt_load with optimiser and state, ckpt_load of the model alone
+ * (the probe's and init_path's call), and the streamed read of bgfm export
+ * (ckpt_stream_*), which must deliver every float once and, when it accepts the file,
+ * the same floats as ckpt_load. The input is a list of structure-aware
  * edits (fuzz_h5edit.h) applied to a valid checkpoint of a tiny model written at
  * start-up with ckpt_save. Not a fuzzer of libhdf5's file parser and not of saving. */
 #include <hdf5.h>
@@ -63,6 +65,50 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+/* ckpt_piece_fn: pieces in range, each float once, into a copy of the parameters. */
+typedef struct got {
+    float *w;
+    unsigned char *seen;
+} got;
+
+static int take(void *arg, const model_tensor *t, int64_t first, int64_t n, const float *x,
+                bgfm_err *e) {
+    (void)e;
+    got *g = arg;
+    if (first < 0 || n <= 0 || first + n > t->rows * (t->cols ? t->cols : 1)) abort();
+    for (int64_t i = 0; i < n; i++)
+        if (g->seen[t->off + first + i]++) abort();
+    memcpy(g->w + t->off + first, x, (size_t)n * sizeof *x);
+    return 0;
+}
+
+/* The streamed read; 0 and the floats in *w (owned) when it accepts the file. */
+static int stream(model *m, float **w) {
+    ckpt_stream s = {.f = -1, .fd = -1};
+    ckpt_state st;
+    memset(&st, 0, sizeof st);
+    bgfm_err e;
+    bgfm_err_clear(&e);
+    got g = {NULL, NULL};
+    int rc = ckpt_stream_open(&s, ckpt_path, m, &st, &e);
+    if (!rc) {
+        g.w = calloc((size_t)m->n_params, sizeof *g.w);
+        g.seen = calloc((size_t)m->n_params, 1);
+        if (!g.w || !g.seen) abort();
+        rc = ckpt_stream_read(&s, m, take, &g, &e);
+        for (int64_t i = 0; !rc && i < m->n_params; i++)
+            if (g.seen[i] != 1) abort();
+    }
+    int crc = ckpt_stream_close(&s, &e);
+    if (!rc) rc = crc;
+    if (rc && (!e.msg[0] || e.code == 0)) abort();
+    free(st.config);
+    free(g.seen);
+    if (rc) free(g.w);
+    *w = rc ? NULL : g.w;
+    return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     h5e_apply(&set, data, size);
     (void)ckpt_is_complete(ckpt_path);
@@ -84,6 +130,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bgfm_err_clear(&e);
     rc = ckpt_load(ckpt_path, &m, NULL, NULL, &e);
     if (rc && (!e.msg[0] || e.code == 0)) abort();
+    model ms;
+    float *w = NULL;
+    if (stream(&ms, &w) == 0) { /* accepted: ckpt_load accepts it too, with the same floats */
+        if (rc || ms.n_params != m.n_params ||
+            memcmp(w, m.w, (size_t)m.n_params * sizeof *w) != 0)
+            abort();
+    }
+    free(w);
+    model_free(&ms);
     model_free(&m);
     return 0;
 }
