@@ -13,13 +13,9 @@
 # the nodes and by other work). Not a test: figures for docs/scaling.md.
 # Env: REPS (3), G (256), B (32), EPOCHS (2), N (116).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
-PY=/usr/bin/python3
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$(dirname "$0")/lib.sh"
+bench_init nsc
 source "$ROOT/tests/lib/netns-cluster.sh"
-T=$(mktemp -d /tmp/bgfm-bench-nsc.XXXXXX)
 trap 'nsc_down; rm -rf "$T"' EXIT
 if ! nsc_up 2; then echo "cluster_netns: skipped: network namespaces not permitted here: $NSC_WHY"; exit 0; fi
 G=${G:-256}; B=${B:-32}; EPOCHS=${EPOCHS:-2}; N=${N:-116}; REPS=${REPS:-3}
@@ -36,19 +32,7 @@ for f in tcp2 tcp1 shm1; do
 done
 
 # ---- 2. pretrain throughput
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
-cat >"$T/p.yaml" <<YAML
-name: bench
-workdir: $T/w
-seed: 1
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate}
-  - {name: conn, uses: connectivity}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: $EPOCHS, batch_size: $B, n_max: 0, checkpoint_every: 0, warmup: 2}}
-YAML
+bench_tiny_pipeline "{mode: gmae+gcl, epochs: $EPOCHS, batch_size: $B, n_max: 0, checkpoint_every: 0, warmup: 2}"
 "$BGFM" run "$T/p.yaml" --only parc --quiet
 "$BGFM" run "$T/p.yaml" --only conn --quiet
 rm -f "$T/w/conn/"*.h5

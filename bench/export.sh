@@ -11,26 +11,10 @@
 # medians; the load average before and after.
 # Not a test: figures for docs/performance.md ("Export").
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
-PY=/usr/bin/python3
+source "$(dirname "$0")/lib.sh"
+bench_init export
 PAIRS=${PAIRS:-9}
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/bgfm-bench-export.XXXXXX"); trap 'rm -rf "$T"' EXIT
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
-cat >"$T/p.yaml" <<YAML
-name: bench
-workdir: $T/w
-seed: 1
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate}
-  - {name: conn, uses: connectivity}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 1, batch_size: 8, hidden: 512, heads: 8, ffn: 2048, layers: 3, decoder_layers: 1, proj: 128, n_max: 400, warmup: 1}}
-YAML
+bench_tiny_pipeline "{mode: gmae+gcl, epochs: 1, batch_size: 8, hidden: 512, heads: 8, ffn: 2048, layers: 3, decoder_layers: 1, proj: 128, n_max: 400, warmup: 1}"
 "$BGFM" run "$T/p.yaml" --only parc --quiet
 "$BGFM" run "$T/p.yaml" --only conn --quiet
 rm -f "$T/w/conn/"*.h5

@@ -12,29 +12,11 @@
 # each scheme and sharded/replicated ratios. Not a test: figures for docs/performance.md.
 # Env: B batch (2048), P proj (2048), G graphs (4 B), N (32), REPS (2), EPOCHS (1).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BGFM_T="$ROOT/${BGFM_BUILD:-build}/tests/bgfm-test"
-PY=/usr/bin/python3
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$(mktemp -d /tmp/bgfm-bench-ntx.XXXXXX); trap 'rm -rf "$T"' EXIT
+source "$(dirname "$0")/lib.sh"
+bench_init ntx
 B=${B:-2048}; P=${P:-2048}; G=${G:-$((4 * B))}; N=${N:-32}; EPOCHS=${EPOCHS:-1}; REPS=${REPS:-2}
 echo "# $(date -u +%FT%TZ) $(nproc --all) CPUs; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
-cat >"$T/p.yaml" <<YAML
-name: bench
-workdir: $T/w
-seed: 1
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate}
-  - {name: conn, uses: connectivity}
-  - {name: pre, uses: pretrain, with: {mode: gcl, epochs: $EPOCHS, batch_size: $B, proj: $P,
-     hidden: 16, heads: 2, ffn: 32, layers: 1, n_max: 0, checkpoint_every: 0, warmup: 1,
-     gcl_pairs: graph}}
-YAML
+bench_tiny_pipeline "{mode: gcl, epochs: $EPOCHS, batch_size: $B, proj: $P, hidden: 16, heads: 2, ffn: 32, layers: 1, n_max: 0, checkpoint_every: 0, warmup: 1, gcl_pairs: graph}"
 # complete upstream stages, whose graphs are then replaced by the synthetic store
 "$BGFM_T" run "$T/p.yaml" --only parc --quiet
 "$BGFM_T" run "$T/p.yaml" --only conn --quiet

@@ -9,26 +9,10 @@
 # favour the benchmark). Not a test: figures for docs/performance.md.
 # Env: G graphs (256), B batch (32), EPOCHS (2), N (116), REPS (3).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
-PY=/usr/bin/python3
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$(mktemp -d /tmp/bgfm-bench-pt.XXXXXX); trap 'rm -rf "$T"' EXIT
+source "$(dirname "$0")/lib.sh"
+bench_init pt
 G=${G:-256}; B=${B:-32}; EPOCHS=${EPOCHS:-2}; N=${N:-116}
-$PY "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
-cat >"$T/p.yaml" <<YAML
-name: bench
-workdir: $T/w
-seed: 1
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate}
-  - {name: conn, uses: connectivity}
-  - {name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: $EPOCHS, batch_size: $B, n_max: 0, checkpoint_every: 0, warmup: 2}}
-YAML
+bench_tiny_pipeline "{mode: gmae+gcl, epochs: $EPOCHS, batch_size: $B, n_max: 0, checkpoint_every: 0, warmup: 2}"
 # the engine needs complete upstream stages; their graphs are then replaced by the
 # synthetic store (a single shard file is a valid store) and pretrain runs with --only
 "$BGFM" run "$T/p.yaml" --only parc --quiet

@@ -1,0 +1,37 @@
+# bench/lib.sh: what the benchmark scripts share; source it first (bash).
+#   bench_init NAME          ROOT, BGFM (the program), BGFM_T (the test driver), PY; one
+#                            OpenBLAS/OpenMP thread per rank, mpirun allowed as root; T = a
+#                            fresh folder (${TMPDIR:-/tmp}/bgfm-bench-NAME.XXXXXX) removed at
+#                            exit (a script that needs more at exit sets its own trap and
+#                            removes "$T" there too)
+#   bench_tiny_pipeline WITH $T/d, a 2-subject dataset of 30 volumes (tests/lib/tiny_bids.py),
+#                            and $T/p.yaml: parcellate (parc), connectivity (conn) and a
+#                            pretrain stage (pre) whose `with:` map is WITH; workdir $T/w
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
+BGFM_T="$ROOT/${BGFM_BUILD:-build}/tests/bgfm-test"
+PY=/usr/bin/python3
+
+bench_init() {
+  export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  T=$(mktemp -d "${TMPDIR:-/tmp}/bgfm-bench-$1.XXXXXX")
+  # shellcheck disable=SC2064
+  trap "rm -rf '$T'" EXIT
+}
+
+bench_tiny_pipeline() {
+  "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
+  cat >"$T/p.yaml" <<YAML
+name: bench
+workdir: $T/w
+seed: 1
+inputs: {bids: $T/d/bids}
+atlases:
+  - {name: tiny, path: $T/d/atlas.nii.gz}
+stages:
+  - {name: parc, uses: parcellate}
+  - {name: conn, uses: connectivity}
+  - {name: pre, uses: pretrain, with: $1}
+YAML
+}
