@@ -106,6 +106,9 @@ typedef struct bgfm_dataset_cfg {
     char *bids;         /* resolved */
     char *participants; /* resolved; default <bids>/participants.tsv */
     char *label_column; /* default: inputs.label_column */
+    char **label_map;   /* "VALUE=LABEL" items: this dataset's label coding mapped onto the
+                           corpus's (label_map), n_label_map of them */
+    int n_label_map;
     char *site_column;  /* NULL: no site */
     double t_r;         /* > 0: TR of this dataset's images (seconds), else their headers */
     char *filter;       /* "COLUMN == VALUE" or "COLUMN != VALUE", NULL: every participant */

@@ -69,6 +69,10 @@ static const bgfm_opt dataset_opts[] = {
     {"label_column", BGFM_OPT_STR, "<inputs.label_column>", UNB, NULL,
      "column of this dataset's participants table holding the class label; must exist when "
      "written or when the role includes downstream"},
+    {"label_map", BGFM_OPT_LIST, NULL, UNB, NULL,
+     "this dataset's label coding mapped onto the others', items \"VALUE=LABEL\" (e.g. "
+     "[\"1=patient\", \"2=control\"]): the value VALUE of its label column counts as LABEL; "
+     "values not listed are kept"},
     {"site_column", BGFM_OPT_STR, NULL, UNB, NULL,
      "column of this dataset's participants table holding the site (graph store `site`); "
      "unset: no site"},
@@ -488,6 +492,21 @@ static int parse_dataset(const cfgp *c, const ynode *m, const char *path, const 
         rc = cfg_value_fail(c, fv, key, "'%s' is not a filter; write \"COLUMN != VALUE\" or "
                             "\"COLUMN == VALUE\" (e.g. \"diagnosis != n/a\")", fv->s);
     }
+    const bgfm_value *mv = rc ? NULL : params_value(&dp, "label_map");
+    for (int k = 0; !rc && mv->state == 2 && k < mv->n_list; k++) {
+        const char *eq = strchr(mv->list[k], '=');
+        if (!eq || eq == mv->list[k] || !eq[1]) {
+            cfg_key_join(key, sizeof key, path, "label_map");
+            rc = cfg_value_fail(c, mv, key, "item '%s' is not VALUE=LABEL (e.g. \"1=patient\")",
+                                mv->list[k]);
+        }
+    }
+    if (!rc && mv->state == 2) {
+        d->label_map = bgfm_calloc(c->e, (size_t)mv->n_list, sizeof *d->label_map, "label_map");
+        for (int k = 0; d->label_map && k < mv->n_list; k++, d->n_label_map++)
+            if (!(d->label_map[k] = bgfm_strdup(c->e, mv->list[k]))) break;
+        if (!d->label_map || d->n_label_map < mv->n_list) rc = BGFM_ENOMEM;
+    }
     for (int k = 0; !rc && k < BGFM_N_ENTITIES; k++) {
         const bgfm_value *ev = params_value(&dp, bgfm_entity_name(k));
         if (ev->state != 2) continue;
@@ -894,6 +913,8 @@ void config_free(bgfm_pipeline *p) {
         free(d->site_column);
         free(d->filter);
         for (int k = 0; k < BGFM_N_ENTITIES; k++) free(d->entity[k]);
+        for (int k = 0; k < d->n_label_map; k++) free(d->label_map[k]);
+        free(d->label_map);
     }
     free(p->datasets);
     free(p->subject_map);

@@ -114,6 +114,7 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
                 ds->t_r, ds->filter ? ds->filter : "-");
         for (int q = 0; q < BGFM_N_ENTITIES; q++)
             fprintf(f, ", %s %s", bgfm_entity_name(q), ds->entity[q] ? ds->entity[q] : "-");
+        for (int q = 0; q < ds->n_label_map; q++) fprintf(f, ", label_map %s", ds->label_map[q]);
         fputc('\n', f);
     }
     fprintf(f, "params:\n%s", params);

@@ -125,6 +125,14 @@ static void write_dataset(FILE *f, const bgfm_dataset_cfg *d) {
     fputs("\n      label_column: ", f);
     put_str(f, d->label_column);
     fputc('\n', f);
+    if (d->n_label_map) {
+        fputs("      label_map: [", f);
+        for (int k = 0; k < d->n_label_map; k++) {
+            fputs(k ? ", " : "", f);
+            put_str(f, d->label_map[k]);
+        }
+        fputs("]\n", f);
+    }
     if (d->site_column) {
         fputs("      site_column: ", f);
         put_str(f, d->site_column);

@@ -183,6 +183,16 @@ static const char *label_name(const corpus *c, const bgfm_pipeline *p, int d) {
     return c->cfg ? c->cfg[d].label_column : p->label_column;
 }
 
+/* A label cell of dataset d through its label_map ("VALUE=LABEL"; unlisted values kept). */
+static const char *label_value(const corpus *c, int d, const char *s) {
+    size_t n = strlen(s);
+    for (int k = 0; c->cfg && k < c->cfg[d].n_label_map; k++) {
+        const char *m = c->cfg[d].label_map[k], *eq = strchr(m, '=');
+        if ((size_t)(eq - m) == n && !strncmp(m, s, n)) return eq + 1;
+    }
+    return s;
+}
+
 /* /subjects/label: integer-valued numeric columns as they are, else the index into the
  * sorted unique non-missing values of every table's label column; missing -> -1. */
 static int write_labels(const corpus *c, const bgfm_pipeline *p, bgfm_ctx *ctx, hid_t f,
@@ -200,7 +210,7 @@ static int write_labels(const corpus *c, const bgfm_pipeline *p, bgfm_ctx *ctx, 
     for (int d = 0; d < c->n_sets; d++) {
         const bids_table *t = corpus_table(c, d);
         for (int64_t r = 0; lc[d] >= 0 && r < t->n_rows; r++) {
-            const char *s = t->cells[r * t->n_cols + lc[d]];
+            const char *s = label_value(c, d, t->cells[r * t->n_cols + lc[d]]);
             double v;
             if (bids_cell_missing(s)) continue;
             if (!parse_num(s, &v) || v != floor(v) || fabs(v) > 9.0e15) is_int = 0;
@@ -218,7 +228,7 @@ static int write_labels(const corpus *c, const bgfm_pipeline *p, bgfm_ctx *ctx, 
     for (int d = 0; d < c->n_sets; d++) any |= lc[d] >= 0;
     for (int64_t r = 0; r < w->S; r++) {
         lab[r] = -1;
-        const char *s = cell(c, w, r, lc[w->set[r]]);
+        const char *s = label_value(c, w->set[r], cell(c, w, r, lc[w->set[r]]));
         if (lc[w->set[r]] < 0 || bids_cell_missing(s)) continue;
         double v = 0;
         if (is_int && parse_num(s, &v)) {

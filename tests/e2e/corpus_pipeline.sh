@@ -136,6 +136,30 @@ assert not any("nback" in x for x in img)
 assert tr == [2.0] * 8 + [0.8] * len(keep), tr
 PYEOF
 rm "$T/b/bids/sub-01/func/sub-01_task-nback_bold.nii.gz"
+# another coding of the label in one dataset, mapped onto the other's
+$PY -c "
+import csv, sys
+r = list(csv.DictReader(open('$T/b/bids/participants.tsv'), delimiter='\t'))
+with open('$T/b/dx.tsv', 'w') as f:
+    f.write('participant_id\tdx\tsite\n')
+    for x in r: f.write(x['participant_id'] + '\t' + ('1' if x['diagnosis'] == 'control' else '2') + '\t' + x['site'] + '\n')
+"
+corpus_yaml "$T/l.yaml" "$T/wl" ", participants: $T/b/dx.tsv, label_column: dx, label_map: [\"1=control\", \"2=patient\"]"
+expect_rc "a dataset whose labels are coded 1/2 in another column, with label_map" 0 "$BGFM" run "$T/l.yaml" --only parc --quiet
+check "its labels get the other dataset's codes (control 0, patient 1)" \
+  $PY - "$T/wl/parc/timeseries.h5" "$T/b/bids/participants.tsv" <<'PYEOF'
+import sys, csv, h5py
+f = h5py.File(sys.argv[1], "r")
+diag = {r["participant_id"]: r["diagnosis"] for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
+lab, ds = f["subjects/label"][:], [x.decode() for x in f["subjects/dataset"][:]]
+pid = [x.decode() for x in f["subjects/participant_id"][:]]
+assert f["subjects/label"].attrs["classes"] == b"control,patient"
+assert f["subjects/label"].attrs["column"] == b"alpha:diagnosis,beta:dx"
+for k in range(len(pid)):
+    if ds[k] == "beta":
+        assert lab[k] == (0 if diag[pid[k]] == "control" else 1), (k, lab[k])
+assert sorted(set(lab)) == [0, 1]
+PYEOF
 
 # ---- refused before any work: FILE:LINE:COL, exit 2 (pipeline file) or 3 (data) ----
 bad() {  # bad NAME RC PATTERN: write $T/bad.yaml from stdin, run it, expect RC, message, nothing written

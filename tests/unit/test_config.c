@@ -797,7 +797,8 @@ static void test_datasets(void **st) {
         "name: d\ninputs:\n  label_column: dx\n  datasets:\n"
         "    - {name: a, bids: /da, role: pretrain}\n"
         "    - {name: b-2, bids: rel/b, role: downstream, label_column: group, site_column: site,\n"
-        "       t_r: 0.72, filter: \"qc != n/a\", task: rest, run: \"1\", participants: p.tsv}\n"
+        "       t_r: 0.72, filter: \"qc != n/a\", task: rest, run: \"1\", participants: p.tsv,\n"
+        "       label_map: [\"1=patient\", \"2=control\"]}\n"
         "atlases: [{name: x, path: /x.nii}]\nstages: [{name: s, uses: toy}]\n";
     bgfm_pipeline p, q;
     bgfm_err e;
@@ -844,6 +845,8 @@ static void test_datasets(void **st) {
     }
     assert_string_equal(q.datasets[1].filter, "qc != n/a");
     assert_string_equal(q.datasets[1].entity[3], "1");
+    assert_int_equal(q.datasets[1].n_label_map, 2);
+    assert_string_equal(q.datasets[1].label_map[1], "2=control");
     free(txt);
     config_free(&q);
     config_free(&p);
@@ -879,6 +882,9 @@ static void test_datasets(void **st) {
                "role: pretrain|downstream|both}) (key 'inputs.datasets')");
     expect_err("name: d\ninputs: {datasets: [{name: a, bids: /a, role: both, rol: x}]}\n" DS_TAIL,
                "/cfg/p.yaml:2:53: unknown key (key 'inputs.datasets.a.rol'); did you mean 'role'?");
+    expect_err("name: d\ninputs:\n  datasets:\n    - {name: a, bids: /a, role: both, label_map: [x]}\n"
+               DS_TAIL, "/cfg/p.yaml:4:50: item 'x' is not VALUE=LABEL (e.g. \"1=patient\") (key "
+               "'inputs.datasets.a.label_map')");
 #undef DS_TAIL
 }
 
