@@ -132,6 +132,14 @@ static void keyset_free(keyset *k) {
     memset(k, 0, sizeof *k);
 }
 
+/* The table row of a subject key: the id written exactly so (the "<dataset>/<id>" rows of
+ * the table the probe builds from inputs.datasets), else as bids_table_find matches it. */
+static int64_t table_row(const bids_table *t, const char *key) {
+    for (int64_t r = 0; r < t->n_rows; r++)
+        if (!strcmp(t->cells[r * t->n_cols + t->id_col], key)) return r;
+    return bids_table_find(t, key);
+}
+
 /* Every subject key of the store, sorted, with its table row and whether it has a target. */
 static int keyset_make(graphs_store *gs, const corpus_map *map, const bids_table *tab,
                        const int *tcol, int NT, keyset *k, bgfm_err *e) {
@@ -161,7 +169,7 @@ static int keyset_make(graphs_store *gs, const corpus_map *map, const bids_table
         if (!k->target || !k->row) rc = BGFM_ENOMEM;
     }
     for (int64_t i = 0; !rc && i < k->n; i++) {
-        k->row[i] = tab ? bids_table_find(tab, k->key[i]) : -1;
+        k->row[i] = tab ? table_row(tab, k->key[i]) : -1;
         for (int q = 0; q < NT && k->row[i] >= 0; q++)
             if (!bids_cell_missing(tab->cells[k->row[i] * tab->n_cols + tcol[q]])) k->target[i] = 1;
     }

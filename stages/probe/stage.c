@@ -21,6 +21,7 @@
 #include "bgfm/probe_stage.h"
 #include "bgfm/regress.h"
 #include "bgfm/ridge.h"
+#include "bgfm/strlist.h"
 
 static const bgfm_opt probe_opts_table[] = {
     {"folds", BGFM_OPT_INT, "5", 2, 1000, NULL,
@@ -85,10 +86,6 @@ static int validate_targets(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgf
     const bgfm_value *t = params_value(&s->with, "targets");
     if (t->n_list > PROBE_MAX_TARGETS)
         return config_stage_fail(e, p, s, "targets", "at most %d targets", PROBE_MAX_TARGETS);
-    if (t->n_list > 0 && p->n_datasets > 0)
-        return config_stage_fail(e, p, s, "targets", "targets are read from one participants "
-                                 "table and are not available with inputs.datasets in this "
-                                 "version; remove the key (docs/corpus.md)");
     for (int i = 0; i < t->n_list; i++) {
         const char *n = t->list[i];
         if (!strcmp(n, "participant_id") || !strcmp(n, "mean"))
@@ -189,21 +186,27 @@ static int check_ckpt(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err 
     return rc;
 }
 
-/* The manifest hashes participants.tsv when targets are read from it, and the subject
- * map (inputs.subject_map; targets are not read with inputs.datasets). */
+/* The manifest hashes the participants tables when targets are read from them (every
+ * dataset's with inputs.datasets), the subject map and a checkpoint from elsewhere. */
 static char **probe_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
-    char **out = bgfm_calloc(e, 3, sizeof *out, "probe input list");
+    int nd = p->n_datasets;
+    char **out = bgfm_calloc(e, (size_t)nd + 3, sizeof *out, "probe input list");
+    for (int d = 0; out && d < nd && params_value(&s->with, "targets")->n_list > 0; d++)
+        if (!(out[2 + d] = bgfm_strdup(e, p->datasets[d].participants))) {
+            strlist_free(out, nd + 2);
+            return NULL;
+        }
     char *ck = out ? ckpt_option(p, s, e) : NULL;
     if (out && ck) out[1] = ck, ck = NULL; /* the model from elsewhere: hashed, rerun on change */
     if (out && e->code) {
-        free(out);
+        strlist_free(out, nd + 2);
         return NULL;
     }
     if (out && p->subject_map && !(out[0] = bgfm_strdup(e, p->subject_map))) {
-        free(out);
+        strlist_free(out, nd + 2);
         return NULL;
     }
-    if (!out || p->subject_map || params_value(&s->with, "targets")->n_list == 0) return out;
+    if (!out || nd > 0 || params_value(&s->with, "targets")->n_list == 0) return out;
     if (p->participants) out[0] = bgfm_strdup(e, p->participants);
     else if (p->bids) out[0] = fs_join(p->bids, "participants.tsv", e);
     if (!out[0] && (p->participants || p->bids)) {
@@ -295,6 +298,43 @@ static int open_inputs(bgfm_stage_run *r, pinputs *in, bgfm_err *e) {
     return 0;
 }
 
+/* With inputs.datasets: one table of the target columns over every dataset's table, its
+ * rows named "<dataset>/<participant_id>" like the probe's subjects (each table checked by
+ * probe_targets_open: the columns exist, the values are numbers or missing). */
+static int corpus_targets(const bgfm_pipeline *p, const probe_opts *o, bids_table *t, int *tcol,
+                          bgfm_err *e) {
+    int NT = o->n_targets, nc = NT + 1;
+    memset(t, 0, sizeof *t);
+    t->n_cols = nc;
+    t->cols = bgfm_calloc(e, (size_t)nc, sizeof *t->cols, "targets");
+    int rc = t->cols && (t->path = bgfm_strdup(e, "inputs.datasets")) ? 0 : BGFM_ENOMEM;
+    for (int c = 0; !rc && c < nc; c++)
+        if (!(t->cols[c] = bgfm_strdup(e, c ? o->targets[c - 1] : "participant_id"))) rc = BGFM_ENOMEM;
+    for (int d = 0; !rc && d < p->n_datasets; d++) {
+        bids_table one;
+        int col[PROBE_MAX_TARGETS];
+        if ((rc = probe_targets_open(p->datasets[d].participants, o->targets, NT, &one, col, e)))
+            break;
+        char **nv = realloc(t->cells, (size_t)((t->n_rows + one.n_rows) * nc + 1) * sizeof *nv);
+        if (!nv) rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory reading the targets");
+        else t->cells = nv;
+        for (int64_t r = 0; !rc && r < one.n_rows; r++, t->n_rows++) {
+            char **row = t->cells + t->n_rows * nc;
+            const char *id = one.cells[r * one.n_cols + one.id_col];
+            size_t l = strlen(p->datasets[d].name) + strlen(id) + 2;
+            for (int c = 0; c < nc; c++) row[c] = NULL;
+            if ((row[0] = bgfm_malloc(e, l, "targets"))) snprintf(row[0], l, "%s/%s", p->datasets[d].name, id);
+            for (int c = 1; c < nc && row[0]; c++)
+                if (!(row[c] = bgfm_strdup(e, one.cells[r * one.n_cols + col[c - 1]]))) rc = BGFM_ENOMEM;
+            if (!row[0]) rc = BGFM_ENOMEM;
+        }
+        bids_table_free(&one);
+    }
+    for (int q = 0; q < NT; q++) tcol[q] = q + 1;
+    if (rc) bids_table_free(t);
+    return rc;
+}
+
 /* The subject map (inputs.subject_map) against the datasets' tables. */
 static int load_map(const bgfm_pipeline *p, corpus_map *m, bgfm_err *e) {
     bids_table *tabs = NULL;
@@ -335,7 +375,10 @@ static int prepare(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_da
     memset(&tab, 0, sizeof tab);
     int tcol[PROBE_MAX_TARGETS];
     int rc = 0;
-    if (o->n_targets > 0) {
+    if (o->n_targets > 0 && r->pipe->n_datasets > 0) {
+        rc = corpus_targets(r->pipe, o, &tab, tcol, e);
+        if (rc) return rc;
+    } else if (o->n_targets > 0) {
         char *path = r->pipe->participants ? bgfm_strdup(e, r->pipe->participants)
                                            : fs_join(r->pipe->bids ? r->pipe->bids : ".",
                                                      "participants.tsv", e);

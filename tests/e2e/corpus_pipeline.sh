@@ -89,6 +89,19 @@ PYEOF
 sed -e 's/role: downstream, site_column/role: both, site_column/' -e 's/pca_components: 4}/pca_components: 4, transductive: true}/' "$T/c.yaml" >"$T/c2.yaml"
 check "beta's role changed to both: parcellate and connectivity up to date, pretrain reruns" \
   sh -c "'$BGFM' run '$T/c2.yaml' --dry-run >'$T/plan.txt' && grep -Eq 'parc +parcellate +up to date' '$T/plan.txt' && grep -Eq 'conn +connectivity +up to date' '$T/plan.txt' && grep -Eq 'pre +pretrain +run' '$T/plan.txt'"
+# targets read from each downstream dataset's own table
+sed 's/pca_components: 4}/pca_components: 4, targets: [age], few_shot_n: [3, all]}/' "$T/c.yaml" >"$T/t.yaml"
+expect_rc "a probe with targets over the datasets' tables" 0 "$BGFM" run "$T/t.yaml" --quiet
+check "regression targets: beta's ages keyed by dataset and participant" \
+  $PY - "$T/w1/probe/report" "$T/b/bids/participants.tsv" <<'PYEOF'
+import sys, csv, json
+R = sys.argv[1]
+age = {r["participant_id"]: float(r["age"]) for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
+rows = list(csv.DictReader(open(R + "/regression_predictions.csv")))
+assert rows and all(r["dataset"] == "beta" and float(r["y"]) == age[r["participant_id"]] for r in rows)
+assert {r["participant_id"] for r in rows} == set(age)
+assert json.load(open(R + "/probe.json"))["regression"]["age"]["pooled"]["n_subjects"] == 8
+PYEOF
 corpus_yaml "$T/c3.yaml" "$T/w3"
 expect_rc "the same pipeline on 3 ranks" 0 $MPIRUN 3 "$BGFM" run "$T/c3.yaml" --quiet
 check "timeseries.h5 byte-identical on 1 and 3 ranks" cmp -s "$T/w1/parc/timeseries.h5" "$T/w3/parc/timeseries.h5"
