@@ -460,18 +460,6 @@ static int parse_atlases(const cfgp *c, const ynode *seq, const char *base, bgfm
     return 0;
 }
 
-/* "COLUMN == VALUE" / "COLUMN != VALUE" (spaces around the operator optional). */
-static int filter_ok(const char *f) {
-    const char *op = strstr(f, "==");
-    if (!op) op = strstr(f, "!=");
-    if (!op || op == f) return 0;
-    const char *v = op + 2;
-    while (*v == ' ') v++;
-    const char *c = f;
-    while (*c == ' ') c++;
-    return c < op && *c != '=' && *c != '!' && *v != '\0' && !strstr(v, "==") && !strstr(v, "!=");
-}
-
 /* One entry of inputs.datasets into d (paths resolved, checks of its values). */
 static int parse_dataset(const cfgp *c, const ynode *m, const char *path, const char *base,
                          const bgfm_params *in, bgfm_dataset_cfg *d) {
@@ -487,7 +475,7 @@ static int parse_dataset(const cfgp *c, const ynode *m, const char *path, const 
                             "and '-'", nv->s);
     }
     const bgfm_value *fv = rc ? NULL : params_value(&dp, "filter");
-    if (!rc && fv->state == 2 && !filter_ok(fv->s)) {
+    if (!rc && fv->state == 2 && !cfg_filter_ok(fv->s)) {
         cfg_key_join(key, sizeof key, path, "filter");
         rc = cfg_value_fail(c, fv, key, "'%s' is not a filter; write \"COLUMN != VALUE\" or "
                             "\"COLUMN == VALUE\" (e.g. \"diagnosis != n/a\")", fv->s);

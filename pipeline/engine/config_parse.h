@@ -29,6 +29,8 @@ int cfg_base_dir(cfgp *c, char **out);
 int cfg_path_resolve(const cfgp *c, const char *base, const char *rel, int fold, char **out);
 /* [A-Za-z0-9_-]+, plus '.' (not first) when dots is set: names that name folders. */
 int cfg_name_ok(const char *s, int dots);
+/* An inputs.datasets filter: "COLUMN == VALUE" or "COLUMN != VALUE" (1 when it is one). */
+int cfg_filter_ok(const char *f);
 /* The Slurm block's values that the table cannot check: time, mem, extra. */
 int cfg_slurm_check(const cfgp *c, const bgfm_params *sl, const char *path);
 

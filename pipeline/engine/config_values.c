@@ -1,6 +1,7 @@
 /* config_values.c: the values of a pipeline file that need more than a type and a
  * range: paths (resolved against the pipeline file's folder), names that name folders,
- * Slurm time and memory values, memory sizes and the per-rank memory check.
+ * Slurm time and memory values, memory sizes and the per-rank memory check, the filter
+ * of an inputs.datasets entry.
  * Not the document structure (config.c) and not one option's syntax (optvalue.c). */
 #include <errno.h>
 #include <stdarg.h>
@@ -235,4 +236,16 @@ int config_workdir_make(const bgfm_pipeline *p, bgfm_err *e) {
     if (rc) rc = config_path_fail(e, p, "workdir", p->workdir_at, rc, "%s; the workdir must be a "
                                   "folder bgfm can create or write", m.msg);
     return rc;
+}
+
+/* "COLUMN == VALUE" / "COLUMN != VALUE" (spaces around the operator optional). */
+int cfg_filter_ok(const char *f) {
+    const char *op = strstr(f, "==");
+    if (!op) op = strstr(f, "!=");
+    if (!op || op == f) return 0;
+    const char *v = op + 2;
+    while (*v == ' ') v++;
+    const char *c = f;
+    while (*c == ' ') c++;
+    return c < op && *c != '=' && *c != '!' && *v != '\0' && !strstr(v, "==") && !strstr(v, "!=");
 }
