@@ -198,7 +198,7 @@ static void one_csv(html_page *p, const char *path, const char *shown, int *k) {
     if (!(*k)++) hp_head(p, 2, "scaling", "Scaling studies");
     hp_raw(p, "<h3>");
     hp_text(p, shown);
-    hp_raw(p, "</h3>\n<table>");
+    hp_raw(p, "</h3>\n<table id=\"scaling-%d\">", *k);
     char line[4096];
     int n = 0;
     while (fgets(line, sizeof line, f) && n < 41) {

@@ -246,6 +246,24 @@ check "no pretraining or probe section" $PY -c "
 import page; p = page.load('$T/wb/report/index.html')
 assert p.h2 == ['run', 'dataset', 'parcellation', 'connectivity', 'provenance'], p.h2"
 
+# ---- a scaling study under the workdir (bgfm scale's CSV columns): its section and numbers
+printf 'stage,mode,ranks,oversubscribed,items,items_unit,wall_s,items_per_s,speedup,efficiency,compute_s,comm_s,io_s,steps\nconn,strong,1,0,84,graphs,2.5,33.6,1,1,2,0.1,0.4,0\nconn,strong,2,0,84,graphs,1.5,56,1.66667,0.833333,1.1,0.2,0.2,0\n' >"$T/wb/scaling-conn-strong.csv"
+"$BGFM" report "$T/wb" --html >/dev/null 2>&1
+check "a scaling*.csv in the workdir: a Scaling section with its numbers" $PY - "$T/wb/report/index.html" "$T/wb/scaling-conn-strong.csv" <<'PYEOF'
+import csv, sys, page
+p = page.load(sys.argv[1])
+assert p.h2 == ["run", "dataset", "parcellation", "connectivity", "scaling", "provenance"], p.h2
+rows = p.tables["scaling-1"]
+want = list(csv.reader(open(sys.argv[2])))
+assert [c["text"] for c in rows[0]["cells"]] == want[0]
+for r, w in zip(rows[1:], want[1:]):
+    assert len(r["cells"]) == len(w)
+    for c, x in zip(r["cells"], w):
+        assert (c["text"] == x) if c["v"] is None else float(c["v"]) == float(x), (c, x)
+assert len(rows) == len(want) == 3
+PYEOF
+rm "$T/wb/scaling-conn-strong.csv"
+
 # ---- a failed stage: the page says so --------------------------------------------------
 mk "$T/c.yaml" "$T/wc" "$PRE"
 "$BGFM" run "$T/c.yaml" --only parc --quiet >/dev/null 2>&1
