@@ -13,13 +13,10 @@
 #      Chromium takes to open it against an empty page.
 # Not a test: prints figures (docs/performance.md quotes them, with the load average).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
+bench_init report
 B="$ROOT/${BGFM_BUILD:-build}"
-PY=/usr/bin/python3
 NP=${NP:-2}; SUBJECTS=${SUBJECTS:-1000}; STEPS=${STEPS:-4000}
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$(mktemp -d /tmp/bgfm-bench-report.XXXXXX); trap 'rm -rf "$T"' EXIT
 now() { date +%s.%N; }
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 

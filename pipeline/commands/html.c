@@ -106,9 +106,11 @@ int html_report_write(const char *workdir, int strict, html_report_stats *st, bg
     st->problems = p.problems;
     st->first = p.first;
     st->sections = p.nsec;
+    /* a figure gnuplot failed on, asked for strictly: its script and data stay for a rerun */
+    int keep = strict && rc == BGFM_EIO && p.problems && strstr(e->msg, "could not draw");
     hp_free(&p);
     bgfm_err ignore = {0};
-    fs_remove_tree(w.root, tmp, &ignore);
+    if (!keep) fs_remove_tree(w.root, tmp, &ignore);
     wd_free(&w);
     return rc;
 }

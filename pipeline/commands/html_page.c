@@ -328,7 +328,7 @@ static int draw(html_page *p) {
             g->png = NULL;
             if (!p->problems++)
                 bgfm_fail(&p->first, BGFM_EIO, "report: gnuplot could not draw figure '%s': %s "
-                          "(script %s/%s)", g->caption, why, p->tmp, name);
+                          "(rerun it: cd %s && gnuplot %s)", g->caption, why, p->tmp, name);
         }
         free(d);
     }

@@ -5,10 +5,12 @@
 # that ran; its numbers equal probe.json, metrics.jsonl and the HDF5 outputs (read here
 # with Python's json, html.parser and h5py, never through bgfm); headless Chromium renders
 # it (a full-page screenshot; a test copy of the page with a check script counts images
-# not loaded and script errors); a failed stage gives a page that says so; without gnuplot
-# `bgfm report --html` exits 2 and writes nothing while `bgfm run` still succeeds with a
-# page naming the missing figures. Chromium checks are TAP SKIPs (with the reason) when
-# chromium cannot run here.
+# not loaded and script errors); a scaling CSV gets its section; a failed stage gives a
+# page that says so; a training run stopped by a signal and resumed is counted; a figure
+# gnuplot cannot draw costs only itself (each figure is retried alone) and is named; without
+# gnuplot `bgfm report --html` exits 2 and writes nothing while `bgfm run` still succeeds
+# with a page naming the missing figures. Chromium checks are TAP SKIPs (with the reason)
+# when chromium cannot run here.
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 # region 4 without signal in sub-02: under min_coverage in one scan, flagged in its graphs
@@ -290,6 +292,50 @@ if [ -n "$CHROME" ]; then
   chrome --screenshot="$T/shot-c.png" --window-size=1000,2000 "file://$T/wc/report/index.html" >/dev/null 2>&1
   check "chromium: failed-stage page renders" test -s "$T/shot-c.png"
 fi
+
+# ---- a training run stopped by a signal and resumed: the page counts it -----------------
+mk "$T/r.yaml" "$T/wr" "$PRE"
+BGFM_TEST_STOP_AFTER=4 "$BGFM_T" run "$T/r.yaml" --quiet >/dev/null 2>&1
+rc=$?
+"$BGFM" run "$T/r.yaml" --quiet >/dev/null 2>&1
+check "stopped after step 4 (exit $rc) and resumed: resumes, stops and steps = metrics.jsonl" $PY - "$T/wr/report/index.html" "$T/wr/metrics.jsonl" <<'PYEOF'
+import json, sys, page
+p = page.load(sys.argv[1])
+L = [json.loads(l) for l in open(sys.argv[2])]
+ev = [l for l in L if l["event"] == "stage" and l["stage"] == "pre"]
+steps = [l["step"] for l in L if l["event"] == "train_step" and l["stage"] == "pre"]
+rows = {r["attrs"].get("data-k"): page.num(r["cells"][1]) for r in p.tables["pretrain-pre"]}
+assert [e["status"] for e in ev] == [75, 0], ev
+assert rows["stops"] == 1 and rows["resumes"] == 1, rows
+assert rows["steps"] == len(set(steps)) == max(steps) == rows["last_step"], (rows, steps)
+st = {r["cells"][0]["text"]: r["cells"][2]["text"] for r in p.tables["stages"][1:]}
+assert st["pre"] == "complete", st
+PYEOF
+
+# ---- gnuplot failing: the batch fails, each figure is drawn alone; one figure that never
+# draws is named on the page (bgfm run) or is the error (report --html, exit 4) -----------
+mkdir -p "$T/badgnu"
+cat >"$T/badgnu/gnuplot" <<'SH'
+#!/bin/sh
+# a gnuplot that fails on the whole-page script and on figure 2's own script
+case "$1" in report.gp|fig-2.gp) echo "gnuplot: simulated error" >&2; exit 1 ;; esac
+exec /usr/bin/gnuplot "$@"
+SH
+chmod +x "$T/badgnu/gnuplot"
+PATH="$T/badgnu:$PATH" "$BGFM" report "$T/wb" --html >"$T/bg.out" 2>&1
+rc=$?
+check "report --html with a figure gnuplot cannot draw: exit 4 naming it, its script kept" bash -c "[ $rc -eq 4 ] && grep -q 'could not draw figure .*gnuplot fig-2.gp' '$T/bg.out' && ls '$T'/wb/.bgfm/report-*/fig-2.gp >/dev/null"
+rm -rf "$T"/wb/.bgfm/report-*
+touch "$T/wb/metrics.jsonl"  # newer than the page: bgfm run writes it again
+PATH="$T/badgnu:$PATH" "$BGFM" run "$T/b.yaml" --quiet >"$T/bg2.out" 2>&1
+rc=$?
+check "bgfm run with it: exit 0, a warning, every other figure drawn alone" $PY - "$T/wb/report/index.html" "$rc" "$T/bg2.out" <<'PYEOF'
+import sys, page
+p = page.load(sys.argv[1]); s = open(sys.argv[1]).read()
+assert sys.argv[2] == "0" and "could not draw figure" in open(sys.argv[3]).read()
+assert s.count("figure not drawn") == 1, s.count("figure not drawn")
+assert len(p.imgs) > 3
+PYEOF
 
 # ---- gnuplot missing: --html is an error and writes nothing; bgfm run only warns ----------
 mkdir -p "$T/nognu"
