@@ -8,12 +8,8 @@
 # runs alternate (merged, corpus, merged, corpus, ...) so that load changes hit both.
 # Not a test: figures for docs/performance.md.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
-PY=/usr/bin/python3
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/bgfm-bench-corpus.XXXXXX"); trap 'rm -rf "$T"' EXIT
+source "$(dirname "$0")/lib.sh"
+bench_init corpus
 S=${S:-12}; VOL=${VOL:-60}; EPOCHS=${EPOCHS:-6}; REPS=${REPS:-3}; NP=${NP:-2}
 for k in 1 2 3; do
   $PY "$ROOT/tests/lib/tiny_bids.py" "$T/d$k" --subjects "$S" --volumes "$VOL" --seed "$k" >/dev/null
