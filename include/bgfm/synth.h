@@ -12,6 +12,8 @@
 
 #define SYNTH_DEFAULT_MASK_ATLAS "/usr/share/mricron/templates/aal.nii.gz"
 
+#define SYNTH_MAX_DATASETS 16
+
 typedef struct synth_params {
     const char *out;         /* dataset folder (must not exist, or be empty, or --force) */
     int64_t subjects;        /* S >= 1 labelled subjects */
@@ -32,6 +34,10 @@ typedef struct synth_params {
     int64_t unlabelled;      /* U subjects with diagnosis n/a, after the S labelled ones */
     int64_t first_subject;   /* subject s's draws are those of subject s + first_subject:
                                 another sample of the same population (--first-subject) */
+    int datasets;            /* --datasets K: K datasets OUT/ds-1.. of one population */
+    int n_tr, n_vox;         /* per-dataset --tr / --voxel-size lists (0: one value) */
+    double tr_list[SYNTH_MAX_DATASETS];
+    int vox_list[SYNTH_MAX_DATASETS];
     const char *mask_atlas;  /* label atlas for mask + parcels, or "none" (ellipsoid) */
     int force;               /* replace an existing non-empty --out */
     int quiet;               /* no progress or summary line */

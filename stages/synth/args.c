@@ -40,7 +40,8 @@ static const char synth_usage[] =
     "                  [--gzip-level L] [--datatype float32|int16] [--networks N]\n"
     "                  [--traits K] [--trait-effect B] [--fingerprint F]\n"
     "                  [--topography W] [--label-noise E] [--effect D]\n"
-    "                  [--mask-atlas PATH|none] [--first-subject N] [--force] [--quiet]\n\n"
+    "                  [--mask-atlas PATH|none] [--datasets K] [--first-subject N]\n"
+    "                  [--force] [--quiet]\n\n"
     "Writes a synthetic BIDS cohort (participants.tsv with diagnosis control|patient,\n"
     "site, age, sex, score, trait_1..trait_K; sub-*/func/*_bold.nii.gz on the MNI152\n"
     "grid). Each subject's network coupling and regional mixing depend on K latent\n"
@@ -58,6 +59,9 @@ static const char synth_usage[] =
     "  --voxel-size 2|3   MNI152 2 mm (91x109x91) or 3 mm (61x73x61) grid (default 3)\n"
     "  --sites K          acquisition sites, 1..S (default 2)\n"
     "  --seed X           random seed (default 1234)\n"
+    "  --datasets K       K datasets OUT/ds-1..ds-K of the same population, other subjects\n"
+    "                     in each (1..16; default 1: one dataset in OUT); --tr and\n"
+    "                     --voxel-size may then list one value per dataset (2.0,0.8,...)\n"
     "  --first-subject N  draw subject s as subject s+N of the population: another sample\n"
     "                     of the same population (same seed), ids still sub-01.. (default 0)\n"
     "  --gzip-level L     0..9; ISA-L levels 0..3, above 3 means 3 (default 1)\n"
@@ -74,6 +78,24 @@ static const char synth_usage[] =
     "                     ellipsoid with Voronoi parcels (default " SYNTH_DEFAULT_MASK_ATLAS ")\n"
     "  --force            replace an existing non-empty DIR\n"
     "  --quiet            no progress or summary line\n";
+
+/* "A" or "A,B,..." (at most SYNTH_MAX_DATASETS values, each in [lo, hi]) into v[0..*n). */
+static int parse_list(const char *opt, const char *s, double lo, double hi, double *v, int *n,
+                      bgfm_err *e) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (*n == SYNTH_MAX_DATASETS)
+            return bgfm_fail(e, BGFM_EUSAGE, "synth: %s lists more than %d values", opt,
+                             SYNTH_MAX_DATASETS);
+        int rc = cli_parse_f64(opt, t, lo, hi, &v[(*n)++], e);
+        if (rc) return rc;
+    }
+    if (*n == 0) return bgfm_fail(e, BGFM_EUSAGE, "synth: %s needs a value", opt);
+    return 0;
+}
 
 int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err *e) {
     synth_params_default(p);
@@ -108,10 +130,20 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
         } else if (!strcmp(a, "--volumes")) {
             rc = cli_parse_i64(a, v, 10, 32767, &p->volumes, e);
         } else if (!strcmp(a, "--tr")) {
-            rc = cli_parse_f64(a, v, 0.05, 100, &p->tr, e);
+            rc = parse_list(a, v, 0.05, 100, p->tr_list, &p->n_tr, e);
+            p->tr = p->tr_list[0];
         } else if (!strcmp(a, "--voxel-size")) {
-            rc = cli_parse_i64(a, v, 2, 3, &x, e);
-            p->voxel_size = (int)x;
+            double vs[SYNTH_MAX_DATASETS];
+            rc = parse_list(a, v, 2, 3, vs, &p->n_vox, e);
+            for (int k = 0; !rc && k < p->n_vox; k++) {
+                if (vs[k] != 2 && vs[k] != 3)
+                    rc = bgfm_fail(e, BGFM_EUSAGE, "synth: --voxel-size takes 2 or 3, got %g", vs[k]);
+                p->vox_list[k] = (int)vs[k];
+            }
+            p->voxel_size = p->vox_list[0];
+        } else if (!strcmp(a, "--datasets")) {
+            rc = cli_parse_i64(a, v, 1, SYNTH_MAX_DATASETS, &x, e);
+            p->datasets = (int)x;
         } else if (!strcmp(a, "--sites")) {
             rc = cli_parse_i64(a, v, 1, 1000000, &p->sites, e);
             have_sites = 1;
@@ -173,6 +205,11 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
         return bgfm_fail(e, BGFM_EUSAGE, "synth: %s needs latent traits (--traits K > 0); "
                          "--traits 0 is the group-only design", trait_opt);
     if (!have_networks) p->networks = p->traits > 0 ? SYNTH_TRAIT_NETWORKS : 7;
+    if (p->datasets < 1) p->datasets = 1;
+    if ((p->n_tr > 1 && p->n_tr != p->datasets) || (p->n_vox > 1 && p->n_vox != p->datasets))
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: --tr and --voxel-size take one value, or one "
+                         "per dataset (--datasets %d); got %d and %d", p->datasets,
+                         p->n_tr ? p->n_tr : 1, p->n_vox ? p->n_vox : 1);
     if (!have_sites && p->sites > p->subjects) p->sites = p->subjects;
     if (p->sites > p->subjects)
         return bgfm_fail(e, BGFM_EUSAGE, "synth: --sites %lld exceeds --subjects %lld",
@@ -190,5 +227,20 @@ int cmd_synth(bgfm_ctx *ctx, int argc, char **argv) {
     }
     if (rc) return rc; /* identical on every rank: no agreement needed */
     if (p.quiet) ctx->quiet = 1;
-    return synth_run(ctx, &p);
+    if (p.datasets == 1) return synth_run(ctx, &p);
+    /* --datasets K: OUT/ds-1 .. ds-K, the same population (seed), other subjects in each
+     * (subject s of dataset k is drawn as s + k (S + U) + first_subject), its own TR and
+     * grid when the lists give them; each dataset is complete or absent on its own */
+    int rc2 = 0;
+    for (int k = 0; k < p.datasets && !rc2; k++) {
+        synth_params q = p;
+        char out[4200];
+        snprintf(out, sizeof out, "%s/ds-%d", p.out, k + 1);
+        q.out = out;
+        q.first_subject = p.first_subject + (int64_t)k * (p.subjects + p.unlabelled);
+        if (p.n_tr > 1) q.tr = p.tr_list[k];
+        if (p.n_vox > 1) q.voxel_size = p.vox_list[k];
+        rc2 = synth_run(ctx, &q);
+    }
+    return rc2;
 }
