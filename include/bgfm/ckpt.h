@@ -40,6 +40,14 @@ typedef struct ckpt_state {
      * attribute `corpus`, card.h) and /pretrain_subjects */
     const graphs_store *gs;
     const bgfm_pipeline *pipe;
+    /* extra state (the adaptation stages, docs/adapt.md "Checkpoints"): n_extra float64
+     * arrays, the same on every rank, written by rank 0 as /extra/<name> and covered by
+     * the root attribute sha256_extra (SHA-256 over the arrays' SHA-256s, in order);
+     * ckpt_load fills the same arrays back (a size that differs is BGFM_EDATA). */
+    int n_extra;
+    const char *const *extra_name;
+    double *const *extra;
+    const int64_t *extra_n;
 } ckpt_state;
 
 /* Write every tensor of buf (model layout) as group/<name>. */

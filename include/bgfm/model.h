@@ -201,6 +201,14 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
  * (the buffers after it have no gradient and are not reduced). */
 int64_t model_grad_tail(const model *m);
 int64_t model_grad_end(const model *m);
+/* Adaptation (docs/adapt.md): the encoder alone on the full, uncorrupted graphs of bt
+ * (no masking, no corruption; dropout hp->p_drop keyed by hp->seed, hp->step and the
+ * graph indices, 0 in eval), then the readout: graph embeddings in ws->E (B,
+ * model_embed_dim). The backward takes dE (B, H), the gradient of the loss with respect
+ * to those embeddings, and ADDS the gradients of the input layer, embeddings, encoder
+ * blocks and readout into m->g (the prefix [0, model_grad_tail(m))). */
+void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp);
+void model_encode_backward(model *m, model_ws *ws, const float *dE);
 /* Convenience: zero m->g, forward, local contrastive, backward; losses weighted. */
 void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                 model_losses *out);

@@ -32,6 +32,12 @@ double optim_lr(const optim_cfg *c, int64_t s);
 double optim_clip(float *g, int64_t n, double clip);
 /* One AdamW update of w from g at learning rate lr; increments o->t. */
 void optim_adamw(optim *o, float *w, const float *g, double lr, const optim_cfg *c);
+/* The same update on caller-owned buffers of n floats: moments mom/var, the weight-decay
+ * mask decay (NULL: none), a per-parameter learning-rate factor scale (NULL: 1; 0 freezes
+ * the parameter), t the step number counting this one (>= 1). optim_adamw calls it with
+ * scale NULL; fine-tuning (docs/adapt.md) with its layer-wise factors. */
+void optim_adamw_buf(float *w, const float *g, float *mom, float *var, const uint8_t *decay,
+                     const float *scale, int64_t n, int64_t t, double lr, const optim_cfg *c);
 /* Mask ratio of `epoch` (0-based) out of `epochs`: linear from r0 to r1. */
 double optim_mask_ratio(double r0, double r1, int64_t epoch, int64_t epochs);
 

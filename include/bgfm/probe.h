@@ -41,6 +41,14 @@ typedef struct probe_opts {
 int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed, int repeat,
                 int *fold, bgfm_err *e);
 
+/* Folds from a file (`fold_file`, docs/probe.md): a TSV with the columns participant_id
+ * and fold (an integer from 0; n/a or empty leaves the subject out). Subjects sid[0..ns)
+ * in canonical order; every subject with need[s] must have a fold (fold[s]; -1 for the
+ * others); *F = the largest fold + 1, at least 2, with no empty fold. BGFM_EDATA naming
+ * the file and the participant otherwise. The same folds serve every repeat. */
+int probe_fold_file(const char *path, int64_t ns, char *const *sid, const uint8_t *need,
+                    int *fold, int *F, bgfm_err *e);
+
 /* Training subjects of fold f used at few-shot level k: for each class, the training
  * subjects (fold != f, fold >= 0) in canonical order shuffled with rng(seed, RNG_PROBE,
  * 2, f + 2^32 repeat, class), the first k kept (all when k == 0 or k exceeds the count),

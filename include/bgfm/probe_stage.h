@@ -140,6 +140,11 @@ double *probe_subject_means(const probe_view *v, int64_t ns, const double *X, in
 /* Allreduce (sum, in place) of a double array of any length. */
 int probe_allreduce_sum(bgfm_ctx *ctx, double *v, int64_t n);
 
+/* ---- stage.c ---------------------------------------------------------------------- */
+/* The stage's fold_file resolved against the pipeline file's folder (NULL when unset or
+ * on ENOMEM): shared with the adaptation stages (docs/adapt.md). */
+char *probe_fold_file_path(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
+
 /* ---- show.c (bgfm report) ------------------------------------------------------------ */
 /* Print a probe report (report/probe.json of stage `stage`) as tables on stdout;
  * BGFM_EDATA naming the file when it is not a probe report. Not collective. */

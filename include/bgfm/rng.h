@@ -19,6 +19,7 @@ enum rng_purpose {
     RNG_PROBE = 8,     /* fold assignment, classifier init */
     RNG_WINDOW = 9,
     RNG_PARTNER = 10,  /* GCL positive partner (i0 = epoch, i1 = global graph index) */
+    RNG_ADAPT = 11,    /* adaptation: batches (i0 = epoch, i1 = cell), validation splits */
     RNG_USER = 100
 };
 

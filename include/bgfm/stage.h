@@ -74,5 +74,6 @@ extern const bgfm_stage_kind bgfm_stage_parcellate;
 extern const bgfm_stage_kind bgfm_stage_connectivity;
 extern const bgfm_stage_kind bgfm_stage_pretrain;
 extern const bgfm_stage_kind bgfm_stage_probe;
+extern const bgfm_stage_kind bgfm_stage_finetune;
 
 #endif

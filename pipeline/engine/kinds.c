@@ -11,6 +11,7 @@ static const bgfm_stage_kind *const kinds[] = {
     &bgfm_stage_connectivity,
     &bgfm_stage_pretrain,
     &bgfm_stage_probe,
+    &bgfm_stage_finetune,
     NULL
 };
 

@@ -347,6 +347,58 @@ static int sync_path(const char *path, int dir, bgfm_err *e) {
     return rc;
 }
 
+/* hex SHA-256 over the SHA-256s of st's extra arrays, in order */
+static void extra_digest(const ckpt_state *st, char hex[65]) {
+    uint8_t *all = malloc((size_t)(st->n_extra ? st->n_extra : 1) * 32), out[32];
+    BGFM_ASSERT(all);
+    for (int i = 0; i < st->n_extra; i++)
+        ckpt_sha256(st->extra[i], (size_t)st->extra_n[i] * sizeof(double), all + 32 * i);
+    ckpt_sha256(all, (size_t)st->n_extra * 32, out);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
+    free(all);
+}
+
+/* /extra/<name> of every extra array (collective; rank 0's bytes) and sha256_extra (rank
+ * 0's digest) */
+static int write_extra(MPI_Comm comm, hid_t f, const ckpt_state *st, bgfm_err *e) {
+    int rc = 0;
+    char path[256], hex[65];
+    for (int i = 0; i < st->n_extra && !rc; i++) {
+        hsize_t d[1] = {(hsize_t)st->extra_n[i]};
+        snprintf(path, sizeof path, "/extra/%s", st->extra_name[i]);
+        rc = h5io_write_small(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d, st->extra[i], 0, e);
+    }
+    extra_digest(st, hex);
+    int brc = BGFM_MPI(e, MPI_Bcast(hex, 65, MPI_CHAR, 0, comm));
+    rc = bgfm_err_agree(comm, e, rc ? rc : brc);
+    return rc ? rc : h5io_attr_set_str(f, NULL, "sha256_extra", hex, e);
+}
+
+/* Read st's extra arrays back and check their sizes and digest. */
+static int read_extra(hid_t f, const ckpt_state *st, const char *path, bgfm_err *e) {
+    int rc = 0;
+    char name[256], hex[65], *want = NULL;
+    for (int i = 0; i < st->n_extra && !rc; i++) {
+        int rank = 0;
+        hsize_t dims[8] = {0};
+        snprintf(name, sizeof name, "/extra/%s", st->extra_name[i]);
+        rc = h5io_dims(f, name, &rank, dims, e);
+        if (!rc && (rank != 1 || (int64_t)dims[0] != st->extra_n[i]))
+            rc = bgfm_fail(e, BGFM_EDATA, "%s: %s holds %lld values, %lld expected; the checkpoint "
+                           "was written by another configuration or is damaged", path, name,
+                           (long long)dims[0], (long long)st->extra_n[i]);
+        if (!rc) rc = h5io_read_all(f, name, H5T_NATIVE_DOUBLE, st->extra[i], e);
+    }
+    if (!rc) rc = h5io_attr_get_str(f, NULL, "sha256_extra", &want, e);
+    if (!rc) extra_digest(st, hex);
+    if (!rc && strcmp(want, hex))
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... of /extra "
+                       "differs from that of the data read (%.16s...); the file is corrupted: "
+                       "delete it (an earlier checkpoint is then used, if any)", path, want, hex);
+    free(want);
+    return rc;
+}
+
 int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *o,
                   const ckpt_state *st, bgfm_err *e) {
     char tmp[4096];
@@ -409,6 +461,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
             free(keys);
         }
     }
+    if (!rc && st && st->n_extra) rc = write_extra(comm, f, st, e);
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
         int hrc = digest_combine(comm, size, m, o, st, (int)ver, dig, hm, ha, e);
@@ -567,7 +620,14 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         if (!rc) rc = ckpt_read_tensors(f, m, "/optim/v", o->v, path, e);
         if (!rc) rc = h5io_attr_get_i64(f, "/optim", "t", &o->t, &one, e);
     }
+    ckpt_state ex; /* the caller's extra arrays, filled below */
+    memset(&ex, 0, sizeof ex);
+    if (st) ex = *st;
     if (!rc && st) rc = read_state(f, path, st, 1, e);
+    if (st) {
+        st->n_extra = ex.n_extra, st->extra_name = ex.extra_name, st->extra = ex.extra;
+        st->extra_n = ex.extra_n;
+    }
     /* checksum: the model alone, or the whole state with o */
     int64_t version = 1;
     if (!rc) rc = read_version(f, path, &version, e);
@@ -580,6 +640,7 @@ int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e)
         if (!rc) rc = checksums_local(m, o, &rs, (int)version, hm, ha, e);
         if (!rc) rc = digest_compare(f, path, o ? "sha256" : "sha256_model", o ? ha : hm, e);
     }
+    if (!rc && ex.n_extra) rc = read_extra(f, &ex, path, e);
     h5io_close(&f, path, e);
     return rc;
 }

@@ -10,7 +10,9 @@
 #include "bgfm/cli.h"
 #include "bgfm/graphs.h"
 #include "bgfm/h5io.h"
+#include "bgfm/head.h"
 #include "bgfm/norm.h"
+#include "bgfm/rng.h"
 
 static int put(hid_t f, const char *path, hid_t ft, hid_t mt, int rank, const hsize_t *d,
                const void *buf, bgfm_err *e) {
@@ -80,6 +82,7 @@ int grad_dump_write(const char *path, const model *m, const model_ws *ws, const 
 /* ---- the command ------------------------------------------------------------------ */
 typedef struct grad_args {
     const char *graphs, *atlas, *indices, *partners, *ckpt, *out, *mode;
+    const char *task, *targets; /* adaptation: classify|regress and one target per graph */
     int64_t init_seed, seed, epoch;
     int has_init, has_seed;
     model_cfg cfg;
@@ -118,13 +121,17 @@ static const char *grad_usage =
     "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
     "                 [--readout region|mean] [--readout-dim 8] [--partners i,j,...]\n"
     "                 [--input-norm population|none]\n"
+    "                 [--task classify|regress --targets t0,t1,...]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
     "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
     "--partners: one graph per index (same atlas) that GCL's view b is made from (a positive\n"
     "partner: another window of the same scan); default: the graph itself.\n"
     "--init SEED builds a fresh model over every atlas of the store (its input normalisation\n"
     "fitted on every graph of the store, as pretraining does on the graphs it reads); draws use --seed\n"
-    "(default: the init seed, or the checkpoint's seed).\n";
+    "(default: the init seed, or the checkpoint's seed).\n"
+    "--task: the adaptation step instead (docs/adapt.md): the encoder on the full graphs, the\n"
+    "readout, a task head (head/W, head/b drawn from the seed) and the mean cross-entropy\n"
+    "against class indices or squared error against values (--targets, one per graph).\n";
 
 static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     memset(a, 0, sizeof *a);
@@ -177,6 +184,8 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
         else if (!strcmp(o, "--out")) a->out = v;
         else if (!strcmp(o, "--mode")) a->mode = v;
+        else if (!strcmp(o, "--task")) a->task = v;
+        else if (!strcmp(o, "--targets")) a->targets = v;
         else if (!strcmp(o, "--readout")) {
             if ((c->readout = model_readout_parse(v)) < 0)
                 return bgfm_fail(e, BGFM_EUSAGE, "grad: --readout must be region or mean, not '%s'", v);
@@ -196,10 +205,84 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EUSAGE,
                          "grad: --graphs, --atlas, --indices, --out and exactly one of "
                          "--checkpoint / --init are required\n%s", grad_usage);
+    if (a->task && ((strcmp(a->task, "classify") && strcmp(a->task, "regress")) || !a->targets))
+        return bgfm_fail(e, BGFM_EUSAGE, "grad: --task must be classify or regress, with "
+                         "--targets (one per graph)\n%s", grad_usage);
     if (a->mode && !(h->mode = model_mode_parse(a->mode)))
         return bgfm_fail(e, BGFM_EUSAGE, "grad: --mode must be gmae, gcl or gmae+gcl, not '%s'",
                          a->mode);
     return 0;
+}
+
+/* ---- the adaptation step (--task) ---------------------------------------------------- */
+/* Encoder + readout + head on the batch, mean loss, gradients of everything; the dump of
+ * grad_dump_write plus head/W, head/b under /params and /grad, /inputs/targets and the
+ * /loss attributes task and classes. */
+static int task_step(grad_args *a, model *m, model_ws *ws, const model_batch *bt, model_hp *hp,
+                     bgfm_err *e) {
+    int B = bt->B, regress = !strcmp(a->task, "regress");
+    double *tv = bgfm_malloc(e, (size_t)B * sizeof *tv, "targets");
+    int *cls = bgfm_malloc(e, (size_t)B * sizeof *cls, "targets");
+    float *y = bgfm_malloc(e, (size_t)B * sizeof *y, "targets");
+    head h;
+    memset(&h, 0, sizeof h);
+    int rc = tv && cls && y ? 0 : BGFM_ENOMEM, K = 1, n = 0;
+    char *dup = rc ? NULL : bgfm_strdup(e, a->targets);
+    if (!rc && !dup) rc = BGFM_ENOMEM;
+    for (char *p = dup, *tok; !rc && (tok = strsep(&p, ",")) != NULL; n++) {
+        if (n >= B) {
+            rc = bgfm_fail(e, BGFM_EUSAGE, "grad: --targets has more values than --indices (%d)", B);
+            break;
+        }
+        rc = cli_parse_f64("--targets", tok, -1e9, 1e9, &tv[n], e);
+        cls[n] = (int)tv[n];
+        y[n] = (float)tv[n];
+        if (!rc && !regress && (cls[n] < 0 || cls[n] > 255 || tv[n] != cls[n]))
+            rc = bgfm_fail(e, BGFM_EUSAGE, "grad: --targets: '%s' is not a class index 0..255", tok);
+        if (!rc && !regress && cls[n] + 1 > K) K = cls[n] + 1;
+    }
+    free(dup);
+    if (!rc && n != B)
+        rc = bgfm_fail(e, BGFM_EUSAGE, "grad: --targets has %d values, --indices %d", n, B);
+    if (!rc && !regress && K < 2) K = 2;
+    if (!rc) rc = head_init(&h, regress ? HEAD_REGRESS : HEAD_CLASSIFY, K, model_embed_dim(m), B, e);
+    if (!rc) {
+        rng_stream r; /* a non-zero head, so gradients reach the encoder */
+        rng_init(&r, hp->seed, RNG_ADAPT, 3, 0, 0);
+        for (int64_t i = 0; i < h.n; i++) h.w[i] = (float)(0.3 * rng_normal(&r));
+        memset(m->g, 0, (size_t)m->n_params * sizeof(float));
+        hp->mode = 0;
+        model_encode(m, ws, bt, hp);
+        model_losses ls = {0, 0, 0, 0};
+        ls.total = head_loss(&h, ws->E, B, cls, y, 1.0 / B, NULL) / B;
+        model_encode_backward(m, ws, h.dE);
+        rc = grad_dump_write(a->out, m, ws, bt, hp, &ls, e);
+    }
+    hid_t f = rc ? -1 : h5io_open_rw(MPI_COMM_SELF, a->out, e);
+    if (!rc && f < 0) rc = e->code ? e->code : BGFM_EIO;
+    hsize_t dw[2] = {(hsize_t)h.K, (hsize_t)h.H}, db[1] = {(hsize_t)h.K}, dt[1] = {(hsize_t)B};
+    const char *grp[2] = {"/params", "/grad"};
+    for (int q = 0; q < 2 && !rc; q++) {
+        const float *buf = q ? h.g : h.w;
+        char path[64];
+        snprintf(path, sizeof path, "%s/head/W", grp[q]);
+        rc = put(f, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dw, buf, e);
+        snprintf(path, sizeof path, "%s/head/b", grp[q]);
+        if (!rc) rc = put(f, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db, buf + h.K * h.H, e);
+    }
+    if (!rc) rc = put(f, "/inputs/targets", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dt, tv, e);
+    if (!rc) rc = h5io_attr_set_str(f, "/loss", "task", a->task, e);
+    int64_t kk = h.K;
+    if (!rc) rc = h5io_attr_set_i64(f, "/loss", "outputs", &kk, 1, e);
+    if (f >= 0) {
+        int rc2 = h5io_close(&f, a->out, e);
+        rc = rc ? rc : rc2;
+    }
+    head_free(&h);
+    free(tv);
+    free(cls);
+    free(y);
+    return rc;
 }
 
 static int grad_local(grad_args *a, bgfm_err *e) {
@@ -288,6 +371,10 @@ static int grad_local(grad_args *a, bgfm_err *e) {
     hp.step = 0;
     hp.p_drop = 0.0f;
     model_losses ls;
+    if (a->task) {
+        rc = task_step(a, &m, &ws, &bt, &hp, e);
+        goto done;
+    }
     model_step(&m, &ws, &bt, &hp, &ls);
     rc = grad_dump_write(a->out, &m, &ws, &bt, &hp, &ls, e);
 done:

@@ -430,7 +430,10 @@ static void view_body(void *v, int64_t b0, int64_t b1, int tid) {
         const uint8_t *adj = adj0 + (int64_t)b * N * N;
         const float *rw = rw0 + (int64_t)b * N * k;
         int32_t *idx = r->idx + (int64_t)b * n;
-        if (j->visible) {
+        if (j->purpose == 0 && !j->visible) { /* the full, uncorrupted graph (model_encode) */
+            for (int i = 0; i < N; i++) idx[i] = i;
+            memcpy(r->X + (int64_t)b * N * N, fc, (size_t)N * (size_t)N * sizeof(float));
+        } else if (j->visible) {
             const uint8_t *mk = j->ws->mask + (int64_t)b * N;
             int p = 0;
             for (int i = 0; i < N; i++)
@@ -449,7 +452,8 @@ static void view_body(void *v, int64_t b0, int64_t b1, int tid) {
         for (int i = 0; i < n; i++)
             memcpy(r->R + ((int64_t)b * n + i) * k, rw + (int64_t)idx[i] * k, (size_t)k * sizeof(float));
         layer_csr c = blk_csr(r, b);
-        layer_csr_build(&c, adj, j->visible ? NULL : r->keep + (int64_t)b * N * N, N, idx, n);
+        layer_csr_build(&c, adj, j->visible || !j->purpose ? NULL : r->keep + (int64_t)b * N * N,
+                        N, idx, n);
     }
 }
 
@@ -765,6 +769,40 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     /* decoder and projection-head gradients are final here (layout: they follow the
      * encoder; the encoder's backward below touches only in/, embed/ and enc/) */
     if (hook) hook(arg, m->re_W, m->n_train - m->re_W);
+    float *dh0 = blk_run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
+    blk_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
+    blk_team_end(nt);
+}
+
+/* ---- Adaptation: the encoder alone on full graphs (docs/adapt.md) ------------------ */
+void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp) {
+    const model_cfg *cf = &m->cfg;
+    int B = bt->B, N = bt->N;
+    BGFM_ASSERT(B <= ws->B_max && N <= ws->N_big && bt->atlas >= 0 &&
+                bt->atlas < cf->n_atlases && cf->atlas_nodes[bt->atlas] == N);
+    size_t used = carve_all(ws, ws->base, cf, B, N, 0, 0.0, 0);
+    BGFM_ASSERT(used <= ws->bytes);
+    ws->hp = *hp;
+    ws->hp.mode = 0;
+    model_batch nb = normalised(m, ws, bt);
+    ws->bt = nb;
+    int nt = blk_team_begin(ws);
+    memset(ws->mask, 0, (size_t)B * (size_t)N);
+    build_view(ws, &ws->ea, m, &nb, &ws->hp, 0, 0);
+    drop_keys d0 = blk_keys_for(ws, 0);
+    blk_embed(m, &ws->ea, ws, B, nb.atlas, N);
+    blk_run_forward(m, &ws->ea, m->enc, ws, B, &d0);
+    readout_forward(m, &ws->ea, ws, B, nb.atlas, N, ws->E);
+    blk_team_end(nt);
+}
+
+void model_encode_backward(model *m, model_ws *ws, const float *dE) {
+    int B = ws->B, N = ws->N, atlas = ws->bt.atlas;
+    int64_t H = m->cfg.H, Ta = ws->ea.T;
+    drop_keys d0 = blk_keys_for(ws, 0);
+    int nt = blk_team_begin(ws);
+    memset(ws->G2, 0, (size_t)B * (size_t)Ta * (size_t)H * sizeof(float));
+    readout_backward(m, &ws->ea, ws, B, atlas, N, dE, ws->G2);
     float *dh0 = blk_run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
     blk_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
     blk_team_end(nt);

@@ -52,17 +52,23 @@ double optim_clip(float *g, int64_t n, double clip) {
 
 void optim_adamw(optim *o, float *w, const float *g, double lr, const optim_cfg *c) {
     o->t++;
-    double bc1 = 1.0 - pow(c->beta1, (double)o->t), bc2 = 1.0 - pow(c->beta2, (double)o->t);
+    optim_adamw_buf(w, g, o->m, o->v, o->decay, NULL, o->n, o->t, lr, c);
+}
+
+void optim_adamw_buf(float *w, const float *g, float *mom, float *var, const uint8_t *decay,
+                     const float *scale, int64_t n, int64_t t, double lr, const optim_cfg *c) {
+    double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
     float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
     float step = (float)(lr / bc1), ibc2 = (float)(1.0 / bc2);
     float wd = (float)(lr * c->weight_decay);
-    for (int64_t i = 0; i < o->n; i++) {
-        float gi = g[i];
-        float m = o->m[i] = b1 * o->m[i] + (1.0f - b1) * gi;
-        float v = o->v[i] = b2 * o->v[i] + (1.0f - b2) * gi * gi;
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], s = scale ? scale[i] : 1.0f;
+        float m = mom[i] = b1 * mom[i] + (1.0f - b1) * gi;
+        float v = var[i] = b2 * var[i] + (1.0f - b2) * gi * gi;
+        if (s == 0.0f) continue; /* frozen: the moments run on, the weight does not move */
         float wi = w[i];
-        if (o->decay[i]) wi -= wd * wi;
-        w[i] = wi - step * m / (sqrtf(v * ibc2) + eps);
+        if (decay && decay[i]) wi -= s * wd * wi;
+        w[i] = wi - s * step * m / (sqrtf(v * ibc2) + eps);
     }
 }
 

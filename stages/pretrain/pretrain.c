@@ -613,7 +613,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     trainer t;
     memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
-    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0, NULL, NULL};
+    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0, NULL, NULL, 0, NULL, NULL, NULL};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
     if (!rc && me == 0) { /* an interrupted final write */

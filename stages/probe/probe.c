@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bgfm/bids.h"
 #include "bgfm/metrics.h"
 #include "bgfm/rng.h"
 
@@ -32,6 +33,57 @@ int probe_folds(int64_t n_subj, const int *cls, int K, int folds, uint64_t seed,
         for (int64_t j = 0; j < m; j++) fold[list[j]] = (int)(deal++ % folds);
     }
     free(list);
+    return 0;
+}
+
+int probe_fold_file(const char *path, int64_t ns, char *const *sid, const uint8_t *need,
+                    int *fold, int *F, bgfm_err *e) {
+    bids_table t;
+    int rc = bids_table_read(path, &t, e);
+    if (rc) return rc;
+    int fc = -1;
+    for (int c = 0; c < t.n_cols; c++)
+        if (!strcmp(t.cols[c], "fold")) fc = c;
+    if (fc < 0) {
+        bids_table_free(&t);
+        return bgfm_fail(e, BGFM_EDATA, "%s: no column 'fold' (fold_file needs the columns "
+                         "participant_id and fold)", path);
+    }
+    int mx = -1;
+    for (int64_t s = 0; s < ns && !rc; s++) {
+        fold[s] = -1;
+        int64_t row = bids_table_find(&t, sid[s]);
+        const char *v = row >= 0 ? t.cells[row * t.n_cols + fc] : "";
+        if (bids_cell_missing(v)) {
+            if (need[s])
+                rc = bgfm_fail(e, BGFM_EDATA, "%s: participant %s has no fold; give every "
+                               "labelled subject (with the target, for regression) a fold", path,
+                               sid[s]);
+            continue;
+        }
+        char *end = NULL;
+        long x = strtol(v, &end, 10);
+        if (!end || *end || end == v || x < 0 || x > 999)
+            rc = bgfm_fail(e, BGFM_EDATA, "%s: row %lld (participant %s): fold '%s' is not an "
+                           "integer 0..999", path, (long long)row + 1, sid[s], v);
+        else if (need[s]) {
+            fold[s] = (int)x;
+            mx = x > mx ? (int)x : mx;
+        }
+    }
+    bids_table_free(&t);
+    if (rc) return rc;
+    if (mx < 1)
+        return bgfm_fail(e, BGFM_EDATA, "%s: the subjects fall into %d fold(s); at least 2 are "
+                         "needed (folds are numbered from 0)", path, mx + 1);
+    for (int f = 0; f <= mx; f++) {
+        int64_t c = 0;
+        for (int64_t s = 0; s < ns; s++) c += fold[s] == f;
+        if (!c)
+            return bgfm_fail(e, BGFM_EDATA, "%s: fold %d has no subject; number the folds "
+                             "0..%d without gaps", path, f, mx);
+    }
+    *F = mx + 1;
     return 0;
 }
 

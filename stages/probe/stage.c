@@ -44,7 +44,7 @@ static const bgfm_opt probe_opts_table[] = {
     {"few_shot_n", BGFM_OPT_LIST, "[16, 48, all]", 1, 0, NULL,
      "training subjects of the regression few-shot curve (integers >= 3 or all)"},
     {"finetune", BGFM_OPT_BOOL, "false", 1, 0, NULL,
-     "fine-tune encoder + head per fold: not available (true is rejected)"},
+     "not an option of the probe (true is rejected): use the finetune stage kind"},
     {"checkpoint", BGFM_OPT_STR, NULL, 1, 0, NULL,
      "final.h5 of another pipeline (relative to the pipeline file's directory) instead of "
      "the earlier pretrain stage's: its atlases must include this pipeline's, with the same "
@@ -53,6 +53,9 @@ static const bgfm_opt probe_opts_table[] = {
      "with inputs.datasets: accept probed subjects that pretraining read (recorded in "
      "probe.json's audit); false: such an overlap stops the probe (exit 3). inputs.bids "
      "pipelines are transductive as before"},
+    {"fold_file", BGFM_OPT_STR, NULL, 1, 0, NULL,
+     "TSV with columns participant_id and fold (0, 1, ...): these folds instead of drawn ones "
+     "(one draw: repeats becomes 1, folds the file's count); relative to the pipeline file"},
     {"max_iter", BGFM_OPT_INT, "1000", 1, 1e7, NULL, "L-BFGS iterations per fit"},
     {"tol", BGFM_OPT_REAL, "1e-6", 0, 1, NULL, "stop a fit when max |gradient| <= tol"},
 };
@@ -104,8 +107,9 @@ static int check_ckpt(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err 
 static int probe_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
     if (params_bool(&s->with, "finetune"))
         return config_stage_fail(e, p, s, "finetune",
-                                 "finetune: true is not available in this version (docs/probe.md "
-                                 "\"Fine-tuning\"); remove the key or set it to false");
+                                 "finetune: true is not an option of the probe; fine-tuning is "
+                                 "the stage kind `finetune` (docs/adapt.md): remove the key and "
+                                 "add a stage {name: ft, uses: finetune}");
     int64_t k[PROBE_MAX_K];
     const char *keys[2] = {"few_shot", "few_shot_n"};
     const int64_t lo[2] = {1, 3};
@@ -186,31 +190,33 @@ static int check_ckpt(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err 
     return rc;
 }
 
-/* The manifest hashes the participants tables when targets are read from them (every
- * dataset's with inputs.datasets), the subject map and a checkpoint from elsewhere. */
+char *probe_fold_file_path(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
+    const char *v = params_str(&s->with, "fold_file");
+    if (!v) return NULL;
+    return v[0] == '/' ? bgfm_strdup(e, v) : fs_join(p->basedir, v, e);
+}
+
+/* The files the manifest hashes: a checkpoint from elsewhere (rerun on change), the fold
+ * file, the subject map, and the participants tables when targets are read from them
+ * (every dataset's with inputs.datasets). Packed (the list ends at its first NULL). */
 static char **probe_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
-    int nd = p->n_datasets;
-    char **out = bgfm_calloc(e, (size_t)nd + 3, sizeof *out, "probe input list");
-    for (int d = 0; out && d < nd && params_value(&s->with, "targets")->n_list > 0; d++)
-        if (!(out[2 + d] = bgfm_strdup(e, p->datasets[d].participants))) {
-            strlist_free(out, nd + 2);
-            return NULL;
-        }
-    char *ck = out ? ckpt_option(p, s, e) : NULL;
-    if (out && ck) out[1] = ck, ck = NULL; /* the model from elsewhere: hashed, rerun on change */
-    if (out && e->code) {
-        strlist_free(out, nd + 2);
-        return NULL;
+    int nd = p->n_datasets, targets = params_value(&s->with, "targets")->n_list > 0;
+    char **out = bgfm_calloc(e, (size_t)nd + 5, sizeof *out, "probe input list");
+    if (!out) return NULL;
+    int n = 0;
+    if ((out[n] = ckpt_option(p, s, e))) n++;
+    if (!e->code && params_has(&s->with, "fold_file") && (out[n] = probe_fold_file_path(p, s, e)))
+        n++;
+    if (!e->code && p->subject_map && (out[n] = bgfm_strdup(e, p->subject_map))) n++;
+    for (int d = 0; !e->code && targets && d < nd; d++)
+        if ((out[n] = bgfm_strdup(e, p->datasets[d].participants))) n++;
+    if (!e->code && targets && nd == 0 && (p->participants || p->bids)) {
+        out[n] = p->participants ? bgfm_strdup(e, p->participants)
+                                 : fs_join(p->bids, "participants.tsv", e);
+        if (out[n]) n++;
     }
-    if (out && p->subject_map && !(out[0] = bgfm_strdup(e, p->subject_map))) {
-        strlist_free(out, nd + 2);
-        return NULL;
-    }
-    if (!out || nd > 0 || params_value(&s->with, "targets")->n_list == 0) return out;
-    if (p->participants) out[0] = bgfm_strdup(e, p->participants);
-    else if (p->bids) out[0] = fs_join(p->bids, "participants.tsv", e);
-    if (!out[0] && (p->participants || p->bids)) {
-        free(out);
+    if (e->code) {
+        strlist_free(out, n);
         return NULL;
     }
     return out;
@@ -368,8 +374,35 @@ static int audit(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_data
                      r->stage->name);
 }
 
+/* fold_file: the file's folds for classification and every target, one draw */
+static int file_folds(bgfm_stage_run *r, probe_opts *o, probe_data *d, bgfm_err *e) {
+    char *path = probe_fold_file_path(r->pipe, r->stage, e);
+    int64_t ns = d->ns;
+    uint8_t *need = bgfm_malloc(e, (size_t)(ns ? ns : 1), "folds");
+    int rc = path && need ? 0 : BGFM_ENOMEM, F = 0;
+    o->repeats = d->R = 1;
+    d->fold = bgfm_malloc(e, (size_t)(ns + 1) * sizeof *d->fold, "folds");
+    d->rfold = bgfm_malloc(e, (size_t)(d->NT * ns + 1) * sizeof *d->rfold, "folds");
+    if (!d->fold || !d->rfold) rc = BGFM_ENOMEM;
+    for (int64_t s = 0; s < ns && !rc; s++) need[s] = d->cls[s] >= 0;
+    if (!rc) rc = probe_fold_file(path, ns, d->sid, need, d->fold, &F, e);
+    o->folds = d->F = F;
+    for (int t = 0; t < d->NT && !rc; t++) {
+        for (int64_t s = 0; s < ns; s++) need[s] = !isnan(d->y[(int64_t)t * ns + s]);
+        int Ft = 0;
+        rc = probe_fold_file(path, ns, d->sid, need, d->rfold + (int64_t)t * ns, &Ft, e);
+        if (!rc && Ft != F)
+            rc = bgfm_fail(e, BGFM_EDATA, "%s: the subjects with target '%s' fall into %d folds, "
+                           "the labelled ones into %d; give both the same folds", path,
+                           d->tname[t], Ft, F);
+    }
+    free(need);
+    free(path);
+    return rc;
+}
+
 /* Probed subjects, targets, protocol, audit and folds (this rank's; not collective). */
-static int prepare(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_data *d,
+static int prepare(bgfm_stage_run *r, probe_opts *o, pinputs *in, probe_data *d,
                    bgfm_err *e) {
     bids_table tab;
     memset(&tab, 0, sizeof tab);
@@ -400,6 +433,7 @@ static int prepare(bgfm_stage_run *r, const probe_opts *o, pinputs *in, probe_da
                               : probe_protocol(in->ckpt, in->gs, d, e);
     if (!rc) rc = audit(r, o, in, d, e);
     if (rc) return rc;
+    if (params_has(&r->stage->with, "fold_file")) return file_folds(r, o, d, e);
     d->R = o->repeats;
     d->F = o->folds;
     int64_t ns = d->ns;

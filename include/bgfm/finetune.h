@@ -1,0 +1,158 @@
+/* finetune.h: the `finetune` stage (docs/adapt.md): the pretrained (or a randomly
+ * initialised) encoder plus a task head (head.h), trained per cross-validation cell with
+ * cross-entropy or squared error, data-parallel over the ranks like pretraining; what is
+ * trained (everything, the head, the last blocks) with layer-wise learning-rate decay;
+ * the epoch chosen on an inner validation split of the training fold's subjects; the
+ * test fold predicted once, at the end. Folds and few-shot subsets are the probe's
+ * (probe.h, regress.h) or a fold_file. What the stage's files share; not a public API.
+ * Not the encoder (model.h), not the head's math (head.h). */
+#ifndef BGFM_FINETUNE_H
+#define BGFM_FINETUNE_H
+
+#include <stdint.h>
+
+#include "bgfm/graphs.h"
+#include "bgfm/head.h"
+#include "bgfm/model.h"
+#include "bgfm/optim.h"
+#include "bgfm/probe_stage.h"
+#include "bgfm/stage.h"
+
+enum ft_train { FT_TRAIN_ALL = 0, FT_TRAIN_HEAD = 1, FT_TRAIN_LAST = 2 };
+#define FT_NENC 2 /* encoders: pretrained, random_init (probe_feat_name order) */
+#define FT_NMET 3 /* per cell: auc (or r2), accuracy, balanced accuracy */
+
+typedef struct ft_opts {
+    int regress;             /* 1: regression of `target` */
+    const char *target;
+    int all_targets;
+    int folds, repeats;
+    uint64_t seed;
+    int n_k;
+    int64_t k[PROBE_MAX_K];  /* few-shot: per class (classification) or subjects; 0 = all */
+    int enc[FT_NENC];        /* 1: this encoder is fitted */
+    int train, last_blocks;
+    double llrd;
+    int64_t epochs, batch_size, patience;
+    double val_fraction;
+    float dropout;
+    optim_cfg opt;
+    int64_t checkpoint_every; /* epochs between checkpoints (0: only when stopped) */
+    int64_t stop_after;       /* test hook: behave as if signalled after this many epochs */
+    long ckpt_pause_ms;       /* test hook: pause before a checkpoint's completion mark */
+} ft_opts;
+
+/* One cross-validation cell's subjects: 1 = train, 2 = validation, 3 = test, 0 = out. */
+enum { FT_OUT = 0, FT_TRAIN = 1, FT_VAL = 2, FT_TEST = 3 };
+
+/* What one fit returns. */
+typedef struct ft_fit_out {
+    int64_t best_epoch, epochs_run, steps;
+    double best_val, seconds;
+    int64_t n_train, n_val, n_test; /* subjects */
+    double *val_curve;              /* (epochs) validation loss per epoch, NaN after a stop */
+} ft_fit_out;
+
+/* Everything a fit needs besides the cell: the store, the probed graphs, the encoder
+ * to start from and the working copies. */
+typedef struct ft_trainer {
+    bgfm_ctx *ctx;
+    const ft_opts *o;
+    graphs_store *gs;
+    const probe_data *d;
+    const int *amap;        /* store atlas -> model atlas */
+    model m;                /* the model being trained (its w reset from a start model) */
+    int64_t n_enc;          /* trained prefix of m: input layer, embeddings, blocks, readout */
+    float *scale;           /* (n_enc) learning-rate factor per parameter, 0 = frozen */
+    float *mom, *var;       /* AdamW moments, the model's layout (n_params; the trained
+                               prefix n_enc moves, the rest stays 0) */
+    uint8_t *decay;         /* (n_enc) */
+    float *best_w, *best_h; /* copies at the best epoch */
+    head h;
+    model_ws ws;
+    int Bl;                 /* graphs per rank and step (ceil(batch / ranks)) */
+    float *fc, *rw;
+    uint8_t *adj;
+    int64_t *gbuf, *lst, *ord; /* scratch: store indices, per-atlas lists, batch order */
+    int *cls;
+    float *y;
+    double *pred;           /* (nl, K) predictions of every probed graph (eval) */
+    int64_t n_trainable;
+} ft_trainer;
+
+/* ---- train.c (collective over ctx->comm) ---- */
+/* Allocate the trainer for model architecture `arch` (a loaded model) and K outputs. */
+int ft_trainer_init(ft_trainer *t, bgfm_ctx *ctx, const ft_opts *o, graphs_store *gs,
+                    const probe_data *d, const int *amap, const model *arch, int K);
+void ft_trainer_free(ft_trainer *t);
+/* Learning-rate factors of train / last_blocks / llrd over the model's prefix; returns
+ * the number of trained parameters (head included). Not collective. */
+int64_t ft_scales(const model *m, int64_t n_enc, const ft_opts *o, int64_t head_n, float *scale);
+/* Where a resumed fit continues (docs/adapt.md "Checkpoints"): after `epoch` epochs and
+ * `step` steps, with the trainer's weights, moments, head and best copies and the fit's
+ * out fields (best_epoch, best_val, epochs_run) restored by the caller; stopped: the fit
+ * had ended its epochs (early stop) and only the test remains. */
+typedef struct ft_resume {
+    int64_t epoch, step;
+    int stopped;
+} ft_resume;
+/* Called on every rank after each epoch (after the validation and the early-stopping
+ * decision `stopped`): the stage checkpoints there and polls for stop requests.
+ * Collective; returns an agreed status (BGFM_SIGNALLED stops the fit). */
+typedef int (*ft_epoch_hook)(void *arg, ft_trainer *t, const ft_fit_out *out, int64_t step,
+                             int stopped);
+/* Fit one cell from `start` (its weights are copied; with rs the restored state is used
+ * instead): role[s] of every subject (FT_*), target per subject: cls (classification) or
+ * ys (standardised regression target); `key` keys the cell's shuffles. On return the test
+ * subjects' predictions are in oof (ns, K) rows (subject means over their graphs; other
+ * rows untouched). hook may be NULL. */
+int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cls,
+           const double *ys, uint64_t key, const ft_resume *rs, ft_epoch_hook hook, void *arg,
+           double *oof, ft_fit_out *out);
+
+/* ---- resume.c (collective) ---- */
+/* The state a checkpoint carries besides the model and its moments: the trainer's head
+ * and best copies, the current fit and every finished cell's results. */
+typedef struct ft_ckpt {
+    bgfm_ctx *ctx;
+    const char *dir;        /* outdir/checkpoints */
+    int64_t seq;            /* epochs done over the whole run: the checkpoint's number */
+    int64_t cell;           /* linear index of the cell being fitted */
+    struct ft_results *p;
+} ft_ckpt;
+/* Write checkpoints/ckpt-<seq>.h5 (ckpt_save_par: model, moments, state, extras; the two
+ * newest are kept). */
+int ft_ckpt_save(ft_ckpt *c, ft_trainer *t, const ft_fit_out *out, int64_t step, int stopped);
+/* The newest valid checkpoint of c->dir (falling back past damaged ones with a warning):
+ * 1 when one was loaded (trainer, results, c->cell, c->seq, *rs, out filled), 0 when
+ * there is none, minus the status on an error (the same on every rank). */
+int ft_ckpt_load(ft_ckpt *c, ft_trainer *t, ft_resume *rs, ft_fit_out *out);
+
+/* ---- report.c (rank 0) ---- */
+typedef struct ft_results {
+    int64_t epochs;   /* the curve's row length */
+    int nk, main_k, R, F, K;
+    int64_t ns;
+    int64_t ks[PROBE_MAX_K + 1];
+    double *cell;     /* (FT_NENC, nk, R, F, FT_NMET) */
+    double *info;     /* (FT_NENC, nk, R, F, FT_NINFO) */
+    double *curve;    /* (FT_NENC, nk, R, F, epochs) validation losses */
+    double *oof;      /* (FT_NENC, R, ns, K) test predictions at the main level */
+    double *keff;     /* (nk) */
+    int64_t trainable;
+    double wall;
+} ft_results;
+#define FT_NINFO 8 /* best_epoch, epochs_run, best_val, seconds, n_train, n_val, n_test, steps */
+
+typedef struct ft_report_ctx {
+    const bgfm_stage_run *r;
+    const ft_opts *o;
+    const probe_data *d;
+    const ft_results *p;
+    const char *ckpt, *fold_file;
+    int64_t n_params;
+} ft_report_ctx;
+
+int ft_write_report(const ft_report_ctx *c, bgfm_err *e);
+
+#endif
