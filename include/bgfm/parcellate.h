@@ -74,6 +74,44 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
                        int64_t *T, double *tr, int64_t *bytes, bgfm_err *e);
 void parcellate_out_free(parcellate_out *o);
 
+/* ---- per-dataset units (units.c, docs/corpus.md "Adding or removing a dataset") ----
+ * With inputs.datasets, each dataset's extraction results are kept in
+ * <stage folder>/parts/<dataset>/ (parts.h): data.bin holds, image by image (images that
+ * failed under on_error: skip hold nothing), per atlas the T x N series (float32), the N
+ * coverages (float32) and the N flags (uint8); meta.tsv one line per image:
+ * "T<TAB>TR (C hex float)<TAB>path<TAB>skip reason". Its key hashes the code version, the
+ * stage's options, on_error, the atlases and name tables with their SHA-256, and each
+ * image's path, SHA-256 and TR override. A dataset whose key is the previous output's is
+ * read from there instead of from its images. */
+struct corpus;
+typedef struct parcellate_units {
+    int n;              /* datasets; 0 with inputs.bids (no units) */
+    char (*key)[65];    /* n; "" when an image's hash is unknown (never reused nor kept) */
+    int *reuse;         /* n: 1 = linked from the previous output, read from there */
+    int *fd;            /* n: this rank's open data.bin of a reused unit, -1 */
+    int64_t *off;       /* n_images: record offset in its dataset's data.bin */
+    int64_t *T;         /* n_images: reused units' volume counts (0: skipped) */
+    double *tr;         /* n_images: reused units' TRs */
+    char **reason;      /* n_images: reused units' skip reasons, NULL when none */
+} parcellate_units;
+
+/* Collective: the keys of every dataset (every rank), then rank 0 links the units of
+ * the previous output (prev, may not exist) whose key and image list match into outdir,
+ * and every rank reads the linked units' meta.tsv. */
+int parcellate_units_open(bgfm_stage_run *r, const struct corpus *c,
+                          const parcellate_atlas *at, int A, double stage_t_r,
+                          parcellate_units *u);
+/* Image i's records from its reused unit (this rank's read). */
+int parcellate_units_load(parcellate_units *u, const struct corpus *c, int64_t i,
+                          const parcellate_atlas *at, int A, parcellate_out *out, bgfm_err *e);
+/* Collective, after every rank knows every image's T, TR and skip reason (T[i] == 0 for a
+ * skipped image, reason in c->all.skipped): the units not reused are written (every rank
+ * its images lo..hi, outs[(i - lo) * A + a]), then rank 0 writes their meta.tsv and key. */
+int parcellate_units_write(bgfm_stage_run *r, parcellate_units *u, const struct corpus *c,
+                           const parcellate_atlas *at, int A, int64_t lo, int64_t hi,
+                           const parcellate_out *outs, const int64_t *T, const double *tr);
+void parcellate_units_free(parcellate_units *u, int64_t n_images);
+
 /* The stage run function (collective over r->ctx->comm). */
 int parcellate_stage_run(bgfm_stage_run *r);
 

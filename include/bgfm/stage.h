@@ -11,6 +11,8 @@
 #include "bgfm/config.h"
 #include "bgfm/ctx.h"
 
+struct manifest_files; /* manifest.h */
+
 typedef enum bgfm_artifact {
     BGFM_ART_NONE = 0,
     BGFM_ART_BIDS,       /* the input dataset + atlases (parcellate) */
@@ -30,6 +32,9 @@ typedef struct bgfm_stage_run {
     const char *upstream;    /* output directory of the upstream stage, NULL for BIDS */
     const char *upstream2;   /* secondary input (e.g. graphs for probe), or NULL */
     const char *metrics;     /* workdir/metrics.jsonl: rank 0 appends JSON lines */
+    /* the files of the kind's extra_inputs with their SHA-256, the same on every rank
+     * (the per-dataset keys of parcellate's parts, docs/corpus.md); NULL: none */
+    const struct manifest_files *inputs;
     /* Filled by the stage with THIS RANK's share (the engine sums over ranks) and
      * written into the manifest's "stats" and the stage's metrics line: */
     double bytes_read;

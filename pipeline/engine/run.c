@@ -135,6 +135,7 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     r.upstream = ps->upstream >= 0 ? plan->s[ps->upstream].final_dir : NULL;
     r.upstream2 = ps->upstream2 >= 0 ? plan->s[ps->upstream2].final_dir : NULL;
     r.metrics = metrics;
+    r.inputs = inputs;
     char started[32];
     log_utc_now(started, sizeof started);
     double t0 = MPI_Wtime();

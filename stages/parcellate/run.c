@@ -310,7 +310,8 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
 
 /* Collective: the stage's "parcellate" line of metrics.jsonl (rank 0 writes it):
  * the extraction's own wall time and rate, and every rank's peak RSS. */
-static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items) {
+static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items,
+                         double reused) {
     bgfm_ctx *ctx = p->ctx;
     double *all = ctx->rank == 0 ? calloc((size_t)ctx->size, sizeof *all) : NULL;
     bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
@@ -324,6 +325,7 @@ static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, 
         mline_num(&m, "bytes_read", bytes);
         mline_num(&m, "subjects", items);
         mline_num(&m, "subjects_per_s", wall > 0 ? items / wall : 0);
+        mline_num(&m, "images_reused", reused);
         mline_nums(&m, "peak_rss_mib", all, ctx->size, 1);
         mline_append(&m, ctx, r->metrics);
     }
@@ -377,7 +379,11 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         rc = bgfm_ctx_agree(ctx, rc);
     }
     /* phase 2: this rank's images, each read once */
-    int64_t n = p.cp.all.n_images, mine_done = 0, ok_local = 0;
+    /* the datasets whose previous results are today's (inputs.datasets) */
+    parcellate_units units;
+    memset(&units, 0, sizeof units);
+    if (!rc) rc = parcellate_units_open(r, &p.cp, p.atlases, p.A, p.o.t_r, &units);
+    int64_t n = p.cp.all.n_images, mine_done = 0, ok_local = 0, reused_local = 0;
     double bytes_local = 0;
     if (!rc) {
         split_by_size(&p.cp.all, ctx->size, &p.lo, &p.hi, ctx->rank);
@@ -406,8 +412,22 @@ int parcellate_stage_run(bgfm_stage_run *r) {
             bgfm_err le = {0};
             parcellate_opts oi = p.o; /* a dataset's own TR wins over the stage's */
             oi.t_r = corpus_t_r(&p.cp, i, p.o.t_r);
-            int lrc = parcellate_extract(p.cp.all.images[i].path, p.atlases, p.A, &cache, &oi,
-                                         p.outs + (i - p.lo) * p.A, &T, &tr, &bytes, &le);
+            int lrc = 0;
+            if (units.n && units.reuse[p.cp.set[i]]) { /* from its dataset's reused unit */
+                reused_local++;
+                if (units.reason[i]) {
+                    reasons[i - p.lo] = bgfm_strdup(e, units.reason[i]);
+                    if (!reasons[i - p.lo]) rc = e->code;
+                } else if (!(rc = parcellate_units_load(&units, &p.cp, i, p.atlases, p.A,
+                                                        p.outs + (i - p.lo) * p.A, e))) {
+                    p.T[i] = units.T[i];
+                    p.tr[i] = units.tr[i];
+                }
+                mine_done++;
+                continue;
+            }
+            lrc = parcellate_extract(p.cp.all.images[i].path, p.atlases, p.A, &cache, &oi,
+                                     p.outs + (i - p.lo) * p.A, &T, &tr, &bytes, &le);
             bytes_local += (double)bytes;
             if (lrc && skip && (lrc == BGFM_EDATA || lrc == BGFM_EIO)) {
                 log_warn(ctx, "parcellate: skipping %s", le.msg);
@@ -429,15 +449,18 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     }
     /* phase 3: exchange lengths and skip reasons, then write collectively */
     if (!rc) rc = bgfm_ctx_agree(ctx, exchange(&p, reasons, e));
+    if (!rc)
+        rc = parcellate_units_write(r, &units, &p.cp, p.atlases, p.A, p.lo, p.hi, p.outs, p.T,
+                                    p.tr);
     if (!rc) rc = write_file(&p, file, e);
     if (rc && ctx->rank == 0 && file) unlink(file); /* no partial output */
     r->bytes_read = bytes_local;
     r->items = (double)ok_local;
     r->items_unit = "subjects";
-    double sums[2] = {bytes_local, (double)ok_local}, tot[2] = {0, 0};
+    double sums[3] = {bytes_local, (double)ok_local, (double)reused_local}, tot[3] = {0, 0, 0};
     bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
-    if (!BGFM_MPI(&me, MPI_Allreduce(sums, tot, 2, MPI_DOUBLE, MPI_SUM, ctx->comm)))
-        metrics_line(&p, r, MPI_Wtime() - t_start, tot[0], tot[1]);
+    if (!BGFM_MPI(&me, MPI_Allreduce(sums, tot, 3, MPI_DOUBLE, MPI_SUM, ctx->comm)))
+        metrics_line(&p, r, MPI_Wtime() - t_start, tot[0], tot[1], tot[2]);
     else
         log_warn(ctx, "%s", me.msg);
     if (!rc && p.cp.all.n_skipped > 0) {
@@ -454,6 +477,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     for (int64_t i = 0; p.outs && i < (p.hi - p.lo) * p.A; i++) parcellate_out_free(&p.outs[i]);
     for (int64_t i = 0; reasons && i < p.hi - p.lo; i++) free(reasons[i]);
     free(reasons);
+    parcellate_units_free(&units, n);
     free(p.outs);
     free(p.T);
     free(p.tr);
