@@ -55,6 +55,10 @@ typedef struct connectivity_opts {
     int skip_bad;              /* pipeline on_error: skip */
     int64_t max_memory;        /* bytes per rank (max_memory_per_rank), 0 = no limit */
     const char *pipeline_file, *stage_name; /* for the memory-limit message (may be NULL) */
+    /* per-dataset units (units.c; NULL: none): the stage's previous output folder, the
+     * upstream parcellate folder (its parts/<dataset>/key) and the text of this stage's
+     * options, hashed into each unit's key */
+    const char *units_prev, *units_upstream, *units_salt;
 } connectivity_opts;
 
 /* Fisher z clipping: r is clamped to [-(1 - CONNECTIVITY_Z_CLIP), 1 - CONNECTIVITY_Z_CLIP]
@@ -146,11 +150,47 @@ int connectivity_graph(const connectivity_params *p, const float *X, int64_t T, 
 
 typedef struct connectivity_stats {
     int64_t n_graphs, n_shards, n_skipped; /* skipped subjects (on_error: skip) */
+    int64_t n_reused; /* graphs this rank took from reused units instead of computing */
     double bytes_read, seconds_compute, seconds_write;
     /* "participant_id\treason\n" per skipped subject, on every rank (malloc'ed, NULL when
      * nothing was checked; the caller frees it); also written to index.h5 /skipped */
     char *skipped_text;
 } connectivity_stats;
+
+/* Per-dataset units of the stage (units.c; docs/corpus.md "Adding or removing a
+ * dataset"): with inputs.datasets the packed graphs of each dataset (fc, rwse, adj,
+ * flagged per graph, as gathered for a shard) in <stage folder>/parts/<dataset>/data.bin,
+ * keyed by the code version, the stage's options, on_error and the key of the dataset's
+ * parcellate unit; a unit whose key is the previous output's is read instead of
+ * computed. Graphs are in the global list's order, so a dataset's graphs are one range. */
+typedef struct connectivity_units {
+    int n;              /* datasets (runs of /subjects/dataset); 0: no units */
+    char **name;        /* n (not owned) */
+    char (*key)[65];    /* n; "" when the upstream unit has no key (neither reused nor kept) */
+    int *reuse;         /* n: 1 = linked from the previous output */
+    int *fd;            /* n: reused: open for reading; kept: open for writing; else -1 */
+    int64_t *bytes;     /* n: data.bin sizes */
+    int *unit;          /* S: the unit of each subject */
+    int64_t *off;       /* G: each graph's offset in its unit's data.bin */
+} connectivity_units;
+
+/* Collective: units over the subjects' dataset names ds (S; NULL: no units) and the G
+ * graphs of subject subj[i] and packed size gbytes[i]; reused units linked from
+ * o->units_prev into outdir, the others created there. */
+int connectivity_units_open(bgfm_ctx *ctx, const connectivity_opts *o, const char *outdir,
+                            char *const *ds, int64_t S, int64_t G, const int64_t *subj,
+                            const int64_t *gbytes, connectivity_units *u);
+/* 1 when graph i of subject s comes from a reused unit. */
+int connectivity_units_reused(const connectivity_units *u, int64_t s);
+/* Graph i (subject s, n packed bytes) from its reused unit into buf. */
+int connectivity_units_read(connectivity_units *u, int64_t s, int64_t i, void *buf, int64_t n,
+                            bgfm_err *e);
+/* The packed graphs [g0, g1) (a gathered shard, gbytes[i] each) into the kept units. */
+int connectivity_units_put(connectivity_units *u, const int64_t *subj, int64_t g0, int64_t g1,
+                           const char *buf, const int64_t *gbytes, bgfm_err *e);
+/* Collective, when every shard is written: rank 0 writes the kept units' keys. */
+int connectivity_units_commit(bgfm_ctx *ctx, const char *outdir, connectivity_units *u);
+void connectivity_units_free(connectivity_units *u);
 
 /* Collective over ctx->comm: read `ts_path` (timeseries.h5), write index.h5 and
  * shard-NNNNN.h5 into `outdir` (which must exist). Returns an agreed status:

@@ -535,13 +535,21 @@ static int write_skipped(const char *outdir, const char *text, bgfm_err *e) {
 /* Compute graphs [lo, hi) into blob (packed per graph: fc, adj, rwse, flagged). */
 static int compute_range(const connectivity_opts *o, hid_t f, const char *path, const ts_meta *m,
                          const glist *g, int64_t lo, int64_t hi, char *blob,
-                         connectivity_ws *ws, series_cache *c, double *bytes, bgfm_err *e) {
+                         connectivity_ws *ws, series_cache *c, connectivity_units *u,
+                         int64_t *reused, double *bytes, bgfm_err *e) {
     const connectivity_params *p = &o->p;
     int k = p->rwse_steps;
     char *q = blob;
     for (int64_t i = lo; i < hi; i++) {
         int a = g->atlas[i];
         int64_t s = g->subject[i], N = m->N[a];
+        if (connectivity_units_reused(u, s)) { /* from its dataset's unit, as computed before */
+            int rc = connectivity_units_read(u, s, i, q, graph_bytes(m, k, a), e);
+            if (rc) return rc;
+            q += graph_bytes(m, k, a);
+            (*reused)++;
+            continue;
+        }
         int rc = series_get(c, f, m, s, a, bytes, e);
         if (rc) return rc;
         float *fc = (float *)(void *)q;
@@ -555,6 +563,8 @@ static int compute_range(const connectivity_opts *o, hid_t f, const char *path, 
         if (bad)
             return bad_data(e, m, path, s, a, windowed(p) ? g->window[i] : -1, bad,
                             region);
+        int64_t used = N * N * 4 + N * k * 4 + N * N + N; /* the padding: zeros, not garbage */
+        memset(q + used, 0, (size_t)(graph_bytes(m, k, a) - used));
         q += graph_bytes(m, k, a);
     }
     return 0;
@@ -723,6 +733,9 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     int *counts = NULL, *displs = NULL;
     uint8_t *skip = NULL;
     char **why = NULL;
+    int64_t *gbytes = NULL;
+    connectivity_units units;
+    memset(&units, 0, sizeof units);
     hid_t f = -1;
     int rc = 0;
     struct stat sb;
@@ -776,6 +789,12 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     }
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
+    /* the datasets whose graphs are the previous output's (inputs.datasets) */
+    gbytes = bgfm_malloc(e, (size_t)(g.G + 1) * sizeof *gbytes, "graph sizes");
+    for (int64_t i = 0; gbytes && i < g.G; i++) gbytes[i] = graph_bytes(&m, p->rwse_steps, g.atlas[i]);
+    rc = bgfm_ctx_agree(ctx, gbytes ? 0 : BGFM_ENOMEM);
+    if (!rc) rc = connectivity_units_open(ctx, o, outdir, m.ds, m.S, g.G, g.subject, gbytes, &units);
+    if (rc) goto done;
 
     graphs_info info;
     store_info(o, &m, gps, &info);
@@ -791,10 +810,13 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
         int64_t lo, hi;
         double t0 = MPI_Wtime();
         split_range(&m, &g, g0, g1, ctx->rank, ctx->size, &lo, &hi);
+        int64_t reused = 0;
         rc = wrc ? wrc
-                 : compute_range(o, f, ts_path, &m, &g, lo, hi, blob, ws, &cache, &st->bytes_read, e);
+                 : compute_range(o, f, ts_path, &m, &g, lo, hi, blob, ws, &cache, &units, &reused,
+                                 &st->bytes_read, e);
         st->seconds_compute += MPI_Wtime() - t0;
-        st->n_graphs += hi - lo;
+        st->n_graphs += hi - lo - reused;
+        st->n_reused += reused;
         rc = bgfm_ctx_agree(ctx, rc);
         if (rc) break;
         int owner = (int)(sh % ctx->size);
@@ -815,6 +837,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
         if (ctx->rank == owner) {
             double t1 = MPI_Wtime();
             wrc = write_shard(outdir, sh, &info, &m, &g, g0, g1, shard_buf, p->rwse_steps, e);
+            if (!wrc) wrc = connectivity_units_put(&units, g.subject, g0, g1, shard_buf, gbytes, e);
             st->seconds_write += MPI_Wtime() - t1;
         }
         log_progress_update(ctx, &prog, sh + 1);
@@ -829,8 +852,11 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
         st->seconds_write += MPI_Wtime() - t1;
     }
     rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = connectivity_units_commit(ctx, outdir, &units);
     st->n_shards = nsh;
 done:
+    connectivity_units_free(&units);
+    free(gbytes);
     if (f >= 0) {
         bgfm_err ignore;
         bgfm_err_clear(&ignore);

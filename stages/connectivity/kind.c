@@ -10,6 +10,7 @@
 #include "bgfm/json.h"
 #include "bgfm/log.h"
 #include "bgfm/mline.h"
+#include "bgfm/yamlout.h"
 
 static const bgfm_opt connectivity_opts_table[] = {
     {"measure", BGFM_OPT_ENUM, "pearson", 1, 0, "pearson|shrunk_pearson|partial",
@@ -118,11 +119,11 @@ static void opts_from_params(const bgfm_params *w, const bgfm_pipeline *pipe,
 /* Collective: the stage's "connectivity" line of metrics.jsonl (rank 0 writes it). */
 static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double wall) {
     bgfm_ctx *ctx = r->ctx;
-    double mine[4] = {(double)st->n_graphs, st->seconds_compute, st->seconds_write,
-                      st->bytes_read};
-    double sum[4] = {0, 0, 0, 0};
+    double mine[5] = {(double)st->n_graphs, st->seconds_compute, st->seconds_write,
+                      st->bytes_read, (double)st->n_reused};
+    double sum[5] = {0, 0, 0, 0, 0};
     bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
-    if (BGFM_MPI(&me, MPI_Reduce(mine, sum, 4, MPI_DOUBLE, MPI_SUM, 0, ctx->comm))) {
+    if (BGFM_MPI(&me, MPI_Reduce(mine, sum, 5, MPI_DOUBLE, MPI_SUM, 0, ctx->comm))) {
         log_warn(ctx, "%s", me.msg);
         return;
     }
@@ -139,6 +140,7 @@ static void metrics_line(bgfm_stage_run *r, const connectivity_stats *st, double
     mline_num(&m, "compute_s_sum", sum[1]);
     mline_num(&m, "write_s_sum", sum[2]);
     mline_num(&m, "bytes_read", sum[3]);
+    mline_int(&m, "graphs_reused", (int64_t)sum[4]);
     mline_append(&m, ctx, r->metrics);
 }
 
@@ -154,11 +156,27 @@ static int connectivity_run(bgfm_stage_run *r) {
     opts_from_params(&r->stage->with, r->pipe, &o);
     o.stage_name = r->stage->name;
     char *ts = fs_join(r->upstream, "timeseries.h5", &ctx->err);
-    int rc = bgfm_ctx_agree(ctx, ts ? 0 : BGFM_ENOMEM);
+    /* per-dataset units: keyed by the options' text (every option, so any change
+     * recomputes) and the parcellate units' keys */
+    char *salt = NULL;
+    size_t sl = 0;
+    FILE *sf = r->pipe->n_datasets > 0 ? open_memstream(&salt, &sl) : NULL;
+    if (sf) {
+        params_write(&r->stage->with, sf, 0);
+        fclose(sf);
+    }
+    o.units_prev = r->final_dir;
+    o.units_upstream = r->upstream;
+    o.units_salt = salt;
+    int rc = ts ? 0 : BGFM_ENOMEM;
+    if (!rc && r->pipe->n_datasets > 0 && !salt)
+        rc = bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory keying the parts");
+    rc = bgfm_ctx_agree(ctx, rc);
     connectivity_stats st;
     memset(&st, 0, sizeof st);
     if (!rc) rc = connectivity_stage_exec(ctx, &o, ts, r->outdir, &st);
     free(ts);
+    free(salt);
     r->bytes_read = st.bytes_read;
     r->items = (double)st.n_graphs;
     r->items_unit = "graphs";
