@@ -50,6 +50,14 @@ typedef struct pretrain_result {
  * NULL elsewhere). Resumes from the newest valid checkpoint in outdir (else
  * o->resume_from). Stops with BGFM_SIGNALLED after checkpointing when
  * bgfm_ctx_stop_requested says so (the caller installs the handlers). */
+/* The stage kind's upstream_digest (stage.h; reads.c): what training reads of the graph
+ * store in `upstream_dir`, hashed: the store's atlases and RWSE steps, every graph of a
+ * pretrain-role dataset (global index, atlas, subject row, window, label, nodes,
+ * dataset, participant) and each such dataset's connectivity unit key (which fixes its
+ * graphs' values). 0 when the store or a unit key cannot be read. Rank-local. */
+int pretrain_upstream_digest(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
+                             const char *upstream_dir, char out[65]);
+
 int pretrain_train(bgfm_ctx *ctx, const pretrain_opts *o, const char *graphs, const char *outdir,
                    const char *metrics, pretrain_result *res);
 

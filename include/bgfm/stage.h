@@ -68,6 +68,16 @@ typedef struct bgfm_stage_kind {
     /* 1 when the stage's own options name what it consumes as `a` (a probe's
      * `checkpoint: PATH`), so no earlier stage has to produce it; NULL: never. */
     int (*supplies)(const bgfm_stage_cfg *s, bgfm_artifact a);
+    /* With inputs.datasets, a kind that reads only the graphs of some datasets (pretrain:
+     * roles pretrain and both) names those roles here, and hashes what it reads of its
+     * upstream's output folder into out (64 hex): its fingerprint then holds that digest
+     * and only those datasets, in place of the upstream's outputs_sha256 and every
+     * dataset, so that adding a dataset it does not read does not rerun it
+     * (docs/corpus.md). Returns 1 with out set, 0 when it cannot tell (the whole upstream
+     * counts then). NULL / 0: the whole upstream and every dataset. Rank-local. */
+    int reads_roles;
+    int (*upstream_digest)(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
+                           const char *upstream_dir, char out[65]);
 } bgfm_stage_kind;
 
 const bgfm_stage_kind *stage_kind_find(const char *name);

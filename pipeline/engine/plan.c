@@ -106,8 +106,14 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
     /* the datasets; their roles only where they choose graphs (pretrain, probe), so that
      * a changed role reruns those and not parcellate or connectivity */
     int roles = k->consumes == BGFM_ART_GRAPHS || k->consumes == BGFM_ART_CHECKPOINT;
+    /* a kind reading only some roles' graphs lists only those datasets, and the digest of
+     * what it reads of its upstream (stage.h, upstream_digest) */
+    char dg[65] = "";
+    int narrow = k->upstream_digest && k->reads_roles && p->n_datasets > 0 && ps->upstream >= 0 &&
+                 k->upstream_digest(p, ps->cfg, plan->s[ps->upstream].final_dir, dg) == 1;
     for (int d = 0; d < p->n_datasets; d++) {
         const bgfm_dataset_cfg *ds = &p->datasets[d];
+        if (narrow && !(ds->role & k->reads_roles)) continue;
         fprintf(f, "dataset %s: role %d, bids %s, participants %s, label_column %s, site_column "
                 "%s, t_r %.17g, filter %s", ds->name, roles ? ds->role : 0, ds->bids,
                 ds->participants, ds->label_column, ds->site_column ? ds->site_column : "-",
@@ -139,7 +145,10 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
                              "(no %s/manifest.json); run it first (bgfm run without --only)",
                              ps->cfg->name, plan->s[ups[u]].cfg->name, plan->s[ups[u]].final_dir);
         }
-        fprintf(f, "upstream %s: %s\n", plan->s[ups[u]].cfg->name, outs);
+        if (narrow && ups[u] == ps->upstream)
+            fprintf(f, "upstream %s, what it reads: %s\n", plan->s[ups[u]].cfg->name, dg);
+        else
+            fprintf(f, "upstream %s: %s\n", plan->s[ups[u]].cfg->name, outs);
     }
     fclose(f);
     free(params);

@@ -990,10 +990,11 @@ const bgfm_stage_kind bgfm_stage_pretrain = {
     .opts = pretrain_opts_table,
     .n_opts = (int)(sizeof pretrain_opts_table / sizeof pretrain_opts_table[0]),
     .consumes = BGFM_ART_GRAPHS,
-    .consumes2 = BGFM_ART_NONE,
     .produces = BGFM_ART_CHECKPOINT,
     .rank_sensitive = 1,
     .validate = pretrain_validate,
     .run = pretrain_stage_run,
     .extra_inputs = pretrain_extra_inputs,
+    .reads_roles = BGFM_ROLE_PRETRAIN,
+    .upstream_digest = pretrain_upstream_digest,
 };
