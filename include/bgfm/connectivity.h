@@ -57,7 +57,7 @@ typedef struct connectivity_opts {
     const char *pipeline_file, *stage_name; /* for the memory-limit message (may be NULL) */
     /* per-dataset units (units.c; NULL: none): the stage's previous output folder, the
      * upstream parcellate folder (its parts/<dataset>/key) and the text of this stage's
-     * options, hashed into each unit's key */
+     * options, hashed into each unit's key; units_prev NULL: nothing reused) */
     const char *units_prev, *units_upstream, *units_salt;
 } connectivity_opts;
 

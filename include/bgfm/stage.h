@@ -35,6 +35,7 @@ typedef struct bgfm_stage_run {
     /* the files of the kind's extra_inputs with their SHA-256, the same on every rank
      * (the per-dataset keys of parcellate's parts, docs/corpus.md); NULL: none */
     const struct manifest_files *inputs;
+    int force;               /* bgfm run --force: redo everything (no per-dataset part reused) */
     /* Filled by the stage with THIS RANK's share (the engine sums over ranks) and
      * written into the manifest's "stats" and the stage's metrics line: */
     double bytes_read;

@@ -100,7 +100,7 @@ static void metrics_line(bgfm_ctx *ctx, const char *metrics, const run_plan_stag
 
 static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan, int i,
                      const char *fp, const char *fptext, const manifest_files *inputs,
-                     const char *metrics) {
+                     const char *metrics, int force) {
     const run_plan_stage *ps = &plan->s[i];
     const bgfm_stage_kind *k = ps->cfg->kind;
     int rc = 0;
@@ -136,6 +136,7 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     r.upstream2 = ps->upstream2 >= 0 ? plan->s[ps->upstream2].final_dir : NULL;
     r.metrics = metrics;
     r.inputs = inputs;
+    r.force = force;
     char started[32];
     log_utc_now(started, sizeof started);
     double t0 = MPI_Wtime();
@@ -363,7 +364,7 @@ static int do_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, run_plan *plan, int i
         }
     } else {
         log_info(ctx, "  running: %s", why);
-        rc = run_stage(ctx, p, plan, i, fp, fptext, &inputs, metrics);
+        rc = run_stage(ctx, p, plan, i, fp, fptext, &inputs, metrics, o->force);
         if (rc == BGFM_PARTIAL) {
             partial_note(partial, ctx->err.msg);
             bgfm_err_clear(&ctx->err);

@@ -253,8 +253,10 @@ static int glist_build(const ts_meta *m, const connectivity_params *p, const uin
     return 0;
 }
 
-static double graph_cost(const ts_meta *m, const glist *g, int64_t i) {
+static double graph_cost(const ts_meta *m, const glist *g, const connectivity_units *u,
+                         int64_t i) {
     double N = m->N[g->atlas[i]];
+    if (connectivity_units_reused(u, g->subject[i])) return N * N + 1.0; /* a read */
     return N * N * ((double)g->len[i] + 2.0 * N) + 1.0;
 }
 
@@ -268,13 +270,13 @@ static int64_t graph_bytes(const ts_meta *m, int k, int a) {
 /* This rank's share [*lo, *hi) of graphs [g0, g1): graph i goes to the rank whose
  * slice of the cumulative cost holds the middle of i's cost, so shares are
  * contiguous, ordered by rank and balanced. */
-static void split_range(const ts_meta *m, const glist *g, int64_t g0, int64_t g1, int rank,
-                        int size, int64_t *lo, int64_t *hi) {
+static void split_range(const ts_meta *m, const glist *g, const connectivity_units *u,
+                        int64_t g0, int64_t g1, int rank, int size, int64_t *lo, int64_t *hi) {
     double tot = 0, acc = 0;
-    for (int64_t i = g0; i < g1; i++) tot += graph_cost(m, g, i);
+    for (int64_t i = g0; i < g1; i++) tot += graph_cost(m, g, u, i);
     *lo = *hi = g1;
     for (int64_t i = g0; i < g1; i++) {
-        double c = graph_cost(m, g, i);
+        double c = graph_cost(m, g, u, i);
         int owner = (int)((acc + 0.5 * c) / tot * size);
         if (owner >= size) owner = size - 1;
         if (owner >= rank && *lo == g1) *lo = i;
@@ -809,7 +811,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
         int64_t g0 = sh * gps, g1 = g0 + gps < g.G ? g0 + gps : g.G;
         int64_t lo, hi;
         double t0 = MPI_Wtime();
-        split_range(&m, &g, g0, g1, ctx->rank, ctx->size, &lo, &hi);
+        split_range(&m, &g, &units, g0, g1, ctx->rank, ctx->size, &lo, &hi);
         int64_t reused = 0;
         rc = wrc ? wrc
                  : compute_range(o, f, ts_path, &m, &g, lo, hi, blob, ws, &cache, &units, &reused,

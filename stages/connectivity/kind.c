@@ -165,7 +165,7 @@ static int connectivity_run(bgfm_stage_run *r) {
         params_write(&r->stage->with, sf, 0);
         fclose(sf);
     }
-    o.units_prev = r->final_dir;
+    o.units_prev = r->force ? NULL : r->final_dir; /* --force: nothing reused */
     o.units_upstream = r->upstream;
     o.units_salt = salt;
     int rc = ts ? 0 : BGFM_ENOMEM;

@@ -16,19 +16,27 @@
 #include "bgfm/nifti.h"
 #include "bgfm/parcellate.h"
 
-/* Contiguous split of the path-ordered images by file size: image i goes to rank
- * floor(P * (c_i + s_i / 2) / total), c_i the bytes of images before it. Deterministic,
- * monotone (so each rank's rows are one block of the output) and balanced to within
- * one image. Images of size 0 count as 1 byte. */
-static void split_by_size(const bids_dataset *d, int P, int64_t *lo, int64_t *hi, int rank) {
+/* Image i's share of the work: its file size (at least 1 byte); 1 when it is read from a
+ * reused part (u, per dataset), which costs next to nothing. */
+static double image_weight(const corpus *c, const parcellate_units *u, int64_t i) {
+    if (u->n && u->reuse[c->set[i]]) return 1;
+    return (double)(c->all.images[i].file_size > 0 ? c->all.images[i].file_size : 1);
+}
+
+/* Contiguous split of the path-ordered images by weight (image_weight): image i goes to
+ * rank floor(P * (c_i + s_i / 2) / total), c_i the weight of images before it.
+ * Deterministic, monotone (so each rank's rows are one block of the output) and balanced
+ * to within one image. */
+static void split_by_size(const corpus *cp, const parcellate_units *u, int P, int64_t *lo,
+                          int64_t *hi, int rank) {
+    const bids_dataset *d = &cp->all;
     double total = 0;
-    for (int64_t i = 0; i < d->n_images; i++)
-        total += (double)(d->images[i].file_size > 0 ? d->images[i].file_size : 1);
+    for (int64_t i = 0; i < d->n_images; i++) total += image_weight(cp, u, i);
     double c = 0;
     *lo = *hi = -1;
     int64_t first = d->n_images, last = d->n_images;
     for (int64_t i = 0; i < d->n_images; i++) {
-        double s = (double)(d->images[i].file_size > 0 ? d->images[i].file_size : 1);
+        double s = image_weight(cp, u, i);
         int owner = (int)floor((double)P * (c + s / 2) / total);
         if (owner >= P) owner = P - 1;
         if (owner == rank && first == d->n_images) first = i;
@@ -277,7 +285,8 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
  * it keeps for its subjects until the collective write (plus the write block of the
  * largest atlas). Headers only are read; an unreadable image counts as nothing here and
  * fails in the extraction. */
-static double memory_estimate(const prun *p, double *work, double *kept) {
+static double memory_estimate(const prun *p, const parcellate_units *u, double *work,
+                              double *kept) {
     int64_t ntot = 0, nmax = 0;
     double atl = 0, load = 0;
     for (int a = 0; a < p->A; a++) {
@@ -290,6 +299,10 @@ static double memory_estimate(const prun *p, double *work, double *kept) {
     }
     double maxw = 0, sumT = 0;
     for (int64_t i = p->lo; i < p->hi; i++) {
+        if (u->n && u->reuse[p->cp.set[i]]) { /* from its part: its series, no image */
+            sumT += (double)u->T[i];
+            continue;
+        }
         niftiio_reader *rd = NULL;
         bgfm_err ignore = {0};
         if (niftiio_open(p->cp.all.images[i].path, &rd, &ignore)) continue;
@@ -386,7 +399,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     int64_t n = p.cp.all.n_images, mine_done = 0, ok_local = 0, reused_local = 0;
     double bytes_local = 0;
     if (!rc) {
-        split_by_size(&p.cp.all, ctx->size, &p.lo, &p.hi, ctx->rank);
+        split_by_size(&p.cp, &units, ctx->size, &p.lo, &p.hi, ctx->rank);
         int64_t nm = p.hi - p.lo;
         p.T = bgfm_calloc(e, (size_t)n, sizeof *p.T, "T");
         p.tr = bgfm_calloc(e, (size_t)n, sizeof *p.tr, "TR");
@@ -395,7 +408,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
         reasons = bgfm_calloc(e, (size_t)(nm + 1), sizeof *reasons, "reasons");
         if (!p.T || !p.tr || !p.row || !p.outs || !reasons) rc = e->code;
         if (!rc && r->pipe->max_memory_per_rank > 0) {
-            double work = 0, kept = 0, est = memory_estimate(&p, &work, &kept);
+            double work = 0, kept = 0, est = memory_estimate(&p, &units, &work, &kept);
             char what[200];
             snprintf(what, sizeof what, "largest image %.0f MiB of working set + %.0f MiB of "
                      "time series for %lld subject(s)", work / 1048576.0, kept / 1048576.0,

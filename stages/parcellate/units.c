@@ -163,7 +163,7 @@ int parcellate_units_open(bgfm_stage_run *r, const corpus *c, const parcellate_a
         char *meta = NULL;
         int64_t bytes = -1;
         bgfm_err ignore = {0};
-        if (!u->key[d][0] || !parts_match(r->final_dir, name, u->key[d], -1) ||
+        if (r->force || !u->key[d][0] || !parts_match(r->final_dir, name, u->key[d], -1) ||
             parts_meta_read(r->final_dir, name, &meta, &ignore) ||
             meta_parse(meta, c, d, at, A, u, &bytes) ||
             !parts_match(r->final_dir, name, u->key[d], bytes)) {

@@ -9,7 +9,8 @@
 # byte-identical to a from-scratch run over alpha+beta+gamma, the probe's results equal.
 # The same on 3 ranks. Removing beta: nothing extracted or computed, outputs identical to
 # a from-scratch alpha+gamma run, beta's parts gone. A changed option or image redoes what
-# it touches; a damaged part is recomputed; inputs.bids has no parts.
+# it touches; a damaged part is recomputed, --force recomputes all; inputs.bids has no
+# parts.
 source "$(dirname "$0")/../lib/tap.sh"
 for s in 1 2 3; do tiny_dataset "$T/d$s" --subjects 8 --volumes 30 --seed $s; done
 # inc_yaml FILE WORKDIR DATASET... (alpha beta gamma); $PARC: parcellate's with:
@@ -127,6 +128,12 @@ truncate -s 100 "$T/w1/parc/parts/alpha/data.bin"
 expect_rc "alpha's part damaged (data.bin cut short), option back" 0 $MPIRUN 1 "$BGFM" run "$T/ac.yaml" --only parc --quiet --no-report
 check "a damaged part is not used: alpha extracted again" \
   test "$(last_metric "$T/w1" parcellate images_reused)" = 0
+cp "$T/w1/parc/timeseries.h5" "$T/ts_reused.h5"
+expect_rc "bgfm run --force" 0 $MPIRUN 1 "$BGFM" run "$T/ac.yaml" --force --quiet --no-report
+check "--force reuses no part: 16 images extracted, every graph computed" \
+  test "$(last_metric "$T/w1" parcellate images_reused)" = 0 -a "$(last_metric "$T/w1" parcellate subjects)" = 16 -a \
+       "$(last_metric "$T/w1" connectivity graphs_reused)" = 0
+check "--force: timeseries.h5 byte-identical to the run that reused gamma's part" cmp -s "$T/ts_reused.h5" "$T/w1/parc/timeseries.h5"
 
 # inputs.bids: unchanged, no parts
 DATA="$T/d1" pipeline_yaml "$T/single.yaml" "$T/ws"
