@@ -720,6 +720,31 @@ static void store_info(const connectivity_opts *o, const ts_meta *m, int64_t gps
     info->has_dataset = m->ds != NULL;
 }
 
+/* timeseries.h5 opened (on this rank alone) and its metadata read. */
+static int meta_open(const char *ts_path, const connectivity_opts *o, hid_t *f, ts_meta *m,
+                     bgfm_err *e) {
+    struct stat sb;
+    if (stat(ts_path, &sb) != 0)
+        return bgfm_fail(e, BGFM_EIO,
+                         "time series file '%s' not found; run the parcellate stage first (the "
+                         "connectivity stage reads its timeseries.h5)",
+                         ts_path);
+    *f = h5io_open(MPI_COMM_SELF, ts_path, e);
+    return *f < 0 ? e->code : ts_meta_read(*f, ts_path, o->site_column, m, e);
+}
+
+/* Collective: each graph's packed size (*gbytes) and the per-dataset units over them. */
+static int units_start(bgfm_ctx *ctx, const connectivity_opts *o, const char *outdir,
+                       const ts_meta *m, const glist *g, int64_t **gbytes, connectivity_units *u) {
+    bgfm_err *e = &ctx->err;
+    *gbytes = bgfm_malloc(e, (size_t)(g->G + 1) * sizeof **gbytes, "graph sizes");
+    for (int64_t i = 0; *gbytes && i < g->G; i++)
+        (*gbytes)[i] = graph_bytes(m, o->p.rwse_steps, g->atlas[i]);
+    int rc = bgfm_ctx_agree(ctx, *gbytes ? 0 : BGFM_ENOMEM);
+    return rc ? rc : connectivity_units_open(ctx, o, outdir, m->ds, m->S, g->G, g->subject,
+                                             *gbytes, u);
+}
+
 int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const char *ts_path,
                             const char *outdir, connectivity_stats *st) {
     bgfm_err *e = &ctx->err;
@@ -739,19 +764,9 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     connectivity_units units;
     memset(&units, 0, sizeof units);
     hid_t f = -1;
-    int rc = 0;
-    struct stat sb;
 
     /* phase 1: metadata, on every rank */
-    if (stat(ts_path, &sb) != 0) {
-        rc = bgfm_fail(e, BGFM_EIO,
-                       "time series file '%s' not found; run the parcellate stage first (the "
-                       "connectivity stage reads its timeseries.h5)",
-                       ts_path);
-    } else {
-        f = h5io_open(MPI_COMM_SELF, ts_path, e);
-        rc = f < 0 ? e->code : ts_meta_read(f, ts_path, o->site_column, &m, e);
-    }
+    int rc = meta_open(ts_path, o, &f, &m, e);
     if (!rc && !(skip = bgfm_calloc(e, (size_t)(m.S ? m.S : 1), 1, "skip flags"))) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
@@ -792,10 +807,7 @@ int connectivity_stage_exec(bgfm_ctx *ctx, const connectivity_opts *o, const cha
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
     /* the datasets whose graphs are the previous output's (inputs.datasets) */
-    gbytes = bgfm_malloc(e, (size_t)(g.G + 1) * sizeof *gbytes, "graph sizes");
-    for (int64_t i = 0; gbytes && i < g.G; i++) gbytes[i] = graph_bytes(&m, p->rwse_steps, g.atlas[i]);
-    rc = bgfm_ctx_agree(ctx, gbytes ? 0 : BGFM_ENOMEM);
-    if (!rc) rc = connectivity_units_open(ctx, o, outdir, m.ds, m.S, g.G, g.subject, gbytes, &units);
+    rc = units_start(ctx, o, outdir, &m, &g, &gbytes, &units);
     if (rc) goto done;
 
     graphs_info info;

@@ -279,6 +279,20 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     return bgfm_ctx_agree(ctx, rc);
 }
 
+/* Image i (this rank's) from its dataset's reused unit: its series, or its skip reason. */
+static int from_unit(prun *p, parcellate_units *u, int64_t i, char **reasons, bgfm_err *e) {
+    if (u->reason[i]) {
+        reasons[i - p->lo] = bgfm_strdup(e, u->reason[i]);
+        return reasons[i - p->lo] ? 0 : e->code;
+    }
+    int rc = parcellate_units_load(u, &p->cp, i, p->atlases, p->A, p->outs + (i - p->lo) * p->A, e);
+    if (!rc) {
+        p->T[i] = u->T[i];
+        p->tr[i] = u->tr[i];
+    }
+    return rc;
+}
+
 /* This rank's memory estimate in bytes (docs/reliability.md, "Resource limits"): the
  * atlases (kept, plus the largest one's load buffers), the largest image's working set
  * (the read-ahead volumes, the voxel plan of its grid, region sums) and the time series
@@ -425,21 +439,13 @@ int parcellate_stage_run(bgfm_stage_run *r) {
             bgfm_err le = {0};
             parcellate_opts oi = p.o; /* a dataset's own TR wins over the stage's */
             oi.t_r = corpus_t_r(&p.cp, i, p.o.t_r);
-            int lrc = 0;
             if (units.n && units.reuse[p.cp.set[i]]) { /* from its dataset's reused unit */
+                rc = from_unit(&p, &units, i, reasons, e);
                 reused_local++;
-                if (units.reason[i]) {
-                    reasons[i - p.lo] = bgfm_strdup(e, units.reason[i]);
-                    if (!reasons[i - p.lo]) rc = e->code;
-                } else if (!(rc = parcellate_units_load(&units, &p.cp, i, p.atlases, p.A,
-                                                        p.outs + (i - p.lo) * p.A, e))) {
-                    p.T[i] = units.T[i];
-                    p.tr[i] = units.tr[i];
-                }
                 mine_done++;
                 continue;
             }
-            lrc = parcellate_extract(p.cp.all.images[i].path, p.atlases, p.A, &cache, &oi,
+            int lrc = parcellate_extract(p.cp.all.images[i].path, p.atlases, p.A, &cache, &oi,
                                      p.outs + (i - p.lo) * p.A, &T, &tr, &bytes, &le);
             bytes_local += (double)bytes;
             if (lrc && skip && (lrc == BGFM_EDATA || lrc == BGFM_EIO)) {
