@@ -9,19 +9,20 @@
 # byte-identical to a from-scratch run over alpha+beta+gamma, the probe's results equal.
 # The same on 3 ranks. Removing beta: nothing extracted or computed, outputs identical to
 # a from-scratch alpha+gamma run, beta's parts gone. A changed option or image redoes what
-# it touches; a damaged part is recomputed, --force recomputes all; inputs.bids has no
-# parts.
+# it touches; a damaged part is recomputed, --force recomputes all; under on_error: skip
+# a skipped image's reason is replayed from its part; inputs.bids has no parts.
 source "$(dirname "$0")/../lib/tap.sh"
 for s in 1 2 3; do tiny_dataset "$T/d$s" --subjects 8 --volumes 30 --seed $s; done
 # inc_yaml FILE WORKDIR DATASET... (alpha beta gamma); $PARC: parcellate's with:
 inc_yaml() {
   local f=$1 w=$2 d; shift 2
   {
-    printf 'name: inc\nworkdir: %s\nseed: 5\ninputs:\n  datasets:\n' "$w"
+    printf 'name: inc\nworkdir: %s\nseed: 5\n%sinputs:\n  datasets:\n' "$w" "${TOP:-}"
     for d in "$@"; do
       case $d in alpha) printf '    - {name: alpha, bids: %s/d1/bids, role: pretrain}\n' "$T" ;;
                  beta) printf '    - {name: beta, bids: %s/d2/bids, role: downstream}\n' "$T" ;;
-                 gamma) printf '    - {name: gamma, bids: %s/d3/bids, role: downstream}\n' "$T" ;; esac
+                 gamma) printf '    - {name: gamma, bids: %s/d3/bids, role: downstream}\n' "$T" ;;
+                 delta) printf '    - {name: delta, bids: %s/d5/bids, role: downstream}\n' "$T" ;; esac
     done
     printf 'atlases:\n  - {name: tiny, path: %s/d1/atlas.nii.gz}\nstages:\n' "$T"
     local parc=${PARC:-"{standardize: zscore}"}
@@ -134,6 +135,30 @@ check "--force reuses no part: 16 images extracted, every graph computed" \
   test "$(last_metric "$T/w1" parcellate images_reused)" = 0 -a "$(last_metric "$T/w1" parcellate subjects)" = 16 -a \
        "$(last_metric "$T/w1" connectivity graphs_reused)" = 0
 check "--force: timeseries.h5 byte-identical to the run that reused gamma's part" cmp -s "$T/ts_reused.h5" "$T/w1/parc/timeseries.h5"
+
+# on_error: skip: an unreadable image's skip reason is kept in its part and replayed
+cp -r "$T/d2" "$T/d5" && truncate -s 200 "$T/d5/bids/sub-03/func/sub-03_task-rest_bold.nii.gz"
+TOP="on_error: skip
+" inc_yaml "$T/ad.yaml" "$T/wk" alpha delta
+TOP="on_error: skip
+" inc_yaml "$T/adc.yaml" "$T/wk" alpha delta gamma
+TOP="on_error: skip
+" inc_yaml "$T/adcf.yaml" "$T/wkf" alpha delta gamma
+expect_rc "on_error: skip, delta's sub-03 unreadable: alpha + delta (exit 9)" 9 $MPIRUN 1 "$BGFM" run "$T/ad.yaml" --only parc --quiet --no-report
+expect_rc "gamma added (exit 9: sub-03 still left out)" 9 $MPIRUN 3 "$BGFM" run "$T/adc.yaml" --only parc --quiet --no-report
+expect_rc "alpha + delta + gamma from scratch" 9 $MPIRUN 1 "$BGFM" run "$T/adcf.yaml" --only parc --quiet --no-report
+check "the skipped image's reason replayed from delta's part: 16 reused (sub-03 included), 8 extracted" \
+  test "$(last_metric "$T/wk" parcellate images_reused)" = 16 -a "$(last_metric "$T/wk" parcellate subjects)" = 8
+check "timeseries.h5 (/skipped included) and the manifest's skipped list as from scratch" \
+  "$PY" - "$T/wk/parc" "$T/wkf/parc" <<'PYEOF'
+import sys, json, filecmp, h5py
+a, b = sys.argv[1], sys.argv[2]
+assert filecmp.cmp(a + "/timeseries.h5", b + "/timeseries.h5", shallow=False)
+sk = [x.decode() for x in h5py.File(a + "/timeseries.h5", "r")["skipped/image"][:]]
+assert len(sk) == 1 and sk[0].endswith("sub-03_task-rest_bold.nii.gz"), sk
+ma, mb = (json.load(open(d + "/manifest.json"))["skipped"] for d in (a, b))
+assert ma == mb and len(ma) == 1, (ma, mb)
+PYEOF
 
 # inputs.bids: unchanged, no parts
 DATA="$T/d1" pipeline_yaml "$T/single.yaml" "$T/ws"
