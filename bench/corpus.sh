@@ -89,7 +89,7 @@ PYEOF
 fi
 
 [ "${ADD:-1}" = 1 ] || exit 0
-ADD_S=${ADD_S:-8}; ADD_S4=${ADD_S4:-2}; ADD_VOL=${ADD_VOL:-120}; ADD_REPS=${ADD_REPS:-3}
+ADD_S=${ADD_S:-16}; ADD_S4=${ADD_S4:-2}; ADD_VOL=${ADD_VOL:-120}; ADD_REPS=${ADD_REPS:-3}
 "$BGFM" synth --out "$T/syn" --datasets 3 --subjects "$ADD_S" --volumes "$ADD_VOL" --tr 2.0,1.5,0.8 --seed 21 --quiet
 "$BGFM" synth --out "$T/syn4" --subjects "$ADD_S4" --volumes "$ADD_VOL" --tr 1.0 --seed 21 --first-subject 500 --quiet
 add_yaml() {  # add_yaml FILE WORKDIR K: the first K of the four datasets
