@@ -101,7 +101,8 @@ static const bgfm_opt atlas_opts[] = {
 static const bgfm_opt stage_opts[] = {
     {"name", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
      "stage name, unique: letters, digits, '_', '.', '-' (not starting with '.'); names the "
-     "output directory <workdir>/<name>"},
+     "output directory <workdir>/<name>; not 'report' or 'slurm' (the run report page, bgfm "
+     "submit's scripts)"},
     {"uses", BGFM_OPT_STR, bgfm_opt_required, UNB, NULL,
      "stage kind (see 'Stage kinds' below)"},
 };
@@ -719,6 +720,11 @@ static int parse_stages(const cfgp *c, const ynode *seq, bgfm_pipeline *out) {
             if (!cfg_name_ok(nv->s, 1))
                 rc = cfg_value_fail(c, nv, key, "stage name '%s' may only hold letters, digits, '_', "
                                 "'-' and '.' (not first): it names a directory", nv->s);
+            else if (!strcmp(nv->s, "report") || !strcmp(nv->s, "slurm"))
+                rc = cfg_value_fail(c, nv, key, "stage name '%s' is reserved: WORKDIR/%s/ holds %s; "
+                                "choose another name", nv->s, nv->s,
+                                nv->s[0] == 'r' ? "the run report page (docs/report.md)"
+                                                : "bgfm submit's job scripts and logs (docs/slurm.md)");
             for (int j = 0; !rc && j < i; j++)
                 if (!strcmp(out->stages[j].name, nv->s))
                     rc = cfg_value_fail(c, nv, key, "duplicate stage name '%s' (first at line %d)",

@@ -85,6 +85,8 @@ good | sed 's/uses: parcellate/uses: parcelate/' | bad "unknown stage kind" \
   "11:1: duplicate key (first given at line 10, column 1) (key 'seed')"
 { good; echo "  - {name: parc, uses: parcellate}"; } | bad "duplicate stage name" \
   "10:12: duplicate stage name 'parc' (first at line 7) (key 'stages.parc.name')"
+good | sed 's/- name: parc$/- name: report/' | bad "reserved stage name" \
+  "7:11: stage name 'report' is reserved: WORKDIR/report/ holds the run report page (docs/report.md); choose another name (key 'stages.report.name')"
 good | sed 's/^name: cfgtest/name: \&n cfgtest/' | bad "anchor rejected" \
   "1:7: YAML anchor '&n' is not allowed: anchors and aliases are rejected (they can expand a small file into a huge one); write the value out"
 good | sed 's/^  - {name: tiny/  - {name: tiny, bogus: [/' | bad "syntax error" \

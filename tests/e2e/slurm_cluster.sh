@@ -45,14 +45,14 @@ log=$T/wjob/slurm/cl-pretrain-$jt.out
 
 # wait until pretrain trains (step 200), then ask it for a checkpoint + requeue
 n=0
-until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 900 ]; do sleep 0.1; n=$((n + 1)); done
-if [ $n -ge 900 ]; then notok "the pretrain job reached step 200 within 90 s"; st "$jt"; tail -20 "$log"; tail -5 "$T"/wjob/slurm/*.out; exit 1; fi
+until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 3000 ]; do sleep 0.1; n=$((n + 1)); done
+if [ $n -ge 3000 ]; then notok "the pretrain job reached step 200 within 300 s"; st "$jt"; tail -20 "$log"; tail -5 "$T"/wjob/slurm/*.out; exit 1; fi
 nsc_on 0 scancel --batch --signal=USR1 "$jt"
 ts=$(date +%s)
 # the reference: the same pipeline, 2 ranks on one node (shared memory), outside Slurm
-timeout 180 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1
+timeout 600 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1
 check "reference: 2-rank mpirun on one node, outside Slurm" test -s "$T/wref/pretrain/final.h5"
-"$LIB" wait "$D" "$jt" 120 >"$T/wait.out"; rc=$?
+"$LIB" wait "$D" "$jt" 400 >"$T/wait.out"; rc=$?
 echo "# job $jt: $(cat "$T/wait.out"), $(( $(date +%s) - ts )) s from the signal to the end"
 for j in $jp $jc $jt; do
   read -r state code _ _ <<<"$(st "$j")"

@@ -38,16 +38,16 @@ log=$T/wjob/slurm/rq-pretrain-$j.out
 
 # wait until the job trains (step 200 in its metrics), then ask for a checkpoint + requeue
 n=0
-until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 300 ]; do sleep 0.1; n=$((n + 1)); done
-if [ $n -ge 300 ]; then notok "the job reached step 200 within 30 s"; st "$j"; tail -20 "$log"; exit 1; fi
+until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 3000 ]; do sleep 0.1; n=$((n + 1)); done
+if [ $n -ge 3000 ]; then notok "the job reached step 200 within 300 s"; st "$j"; tail -20 "$log"; exit 1; fi
 scancel --batch --signal=USR1 "$j"
 ts=$(date +%s)
 # the uninterrupted reference, same 2 ranks, outside Slurm: run after the signal was
 # sent (run before, it competed with the job for the cores and the job could finish
 # before the signal on a fast machine)
-timeout 120 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1
+timeout 600 $MPIRUN 2 "$BGFM" run "$T/ref.yaml" --quiet >"$T/ref.log" 2>&1 || tail -5 "$T/ref.log" | sed "s/^/# /"
 check "uninterrupted 2-rank run outside Slurm" test -s "$T/wref/pretrain/final.h5"
-"$LIB" wait "$D" "$j" 80 >"$T/wait.out"; rc=$?
+"$LIB" wait "$D" "$j" 400 >"$T/wait.out"; rc=$?
 echo "# job $j: $(cat "$T/wait.out"), $(( $(date +%s) - ts )) s from the signal to the end"
 read -r state code reason restarts <<<"$(st "$j")"
 { [ "$rc" -eq 0 ] && [ "$state" = COMPLETED ] && [ "$code" = 0:0 ]; }; ok_if "job ends COMPLETED 0:0 ($state $code)" $?
