@@ -7,14 +7,18 @@
 # and from random init. Prints, per seed, the AUC (mean +- sd over folds) of every
 # method and level, and the load average. Minutes on 2 cores; not a test.
 #   bench/adapt_study.sh [SEEDS]     (default "1 2"; OUT=dir keeps the runs)
+# Environment: SYNTH="bgfm synth arguments" (the cohort), EPOCHS (pretraining, default 10),
+# FOLDS (default 4).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init adapt_study
 SEEDS=${1:-"1 2"}
 OUT=${OUT:-$T}
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-[ -d "$OUT/data" ] || "$BGFM" synth --out "$OUT/data" --subjects 32 --unlabelled 48 --volumes 120 \
-  --tr 2 --voxel-size 3 --sites 2 --seed 21 --quiet
+SYNTH=${SYNTH:-"--subjects 32 --unlabelled 48 --volumes 120 --tr 2 --voxel-size 3 --sites 2 --seed 21"}
+EPOCHS=${EPOCHS:-10} FOLDS=${FOLDS:-4}
+# shellcheck disable=SC2086
+[ -d "$OUT/data" ] || "$BGFM" synth --out "$OUT/data" $SYNTH --quiet
 for s in $SEEDS; do
   cat >"$OUT/s$s.yaml" <<YAML
 name: adapt-study
@@ -26,9 +30,9 @@ atlases:
 stages:
   - {name: parcellate, uses: parcellate, with: {detrend: true, high_pass: 0.01, low_pass: 0.1, standardize: zscore}}
   - {name: connectivity, uses: connectivity, with: {windows: {length: 60, stride: 30}}}
-  - {name: pretrain, uses: pretrain, with: {epochs: 10, batch_size: 32, hidden: 64, heads: 4, ffn: 128, proj: 32, n_max: 0, warmup: 10}}
-  - {name: probe, uses: probe, with: {folds: 4, repeats: 1, few_shot: [2, 4, 8, all]}}
-  - {name: finetune, uses: finetune, with: {folds: 4, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, lr: 1e-3}}
+  - {name: pretrain, uses: pretrain, with: {epochs: $EPOCHS, batch_size: 32, hidden: 64, heads: 4, ffn: 128, proj: 32, n_max: 0, warmup: 10}}
+  - {name: probe, uses: probe, with: {folds: $FOLDS, repeats: 1, few_shot: [2, 4, 8, all]}}
+  - {name: finetune, uses: finetune, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, lr: 1e-3}}
 YAML
   t0=$(date +%s)
   mpirun --oversubscribe -np 2 "$BGFM" run "$OUT/s$s.yaml" --quiet --no-report
