@@ -1,8 +1,10 @@
 /* report.c: `bgfm report WORKDIR [--html]`: a short table of every probe stage's
  * report/probe.json in WORKDIR (AUC / accuracy / balanced accuracy with their sd over
  * draws x folds, the few-shot AUCs, the effective dimension of each feature set, and the
- * regression of numeric targets), then any scaling*.csv found in WORKDIR or its stage
- * folders; with --html the run report page instead (html.h).
+ * regression of numeric targets), one of every adaptation stage's report (finetune.json,
+ * prompt.json: per encoder and few-shot level), the table of all methods on the same
+ * folds (methods.h), then any scaling*.csv found in WORKDIR or its stage folders; with
+ * --html the run report page instead (html.h).
  * Not the probe, which prints its own report (stages/probe/show.c). */
 #include <dirent.h>
 #include <math.h>
@@ -13,7 +15,9 @@
 #include "bgfm/cli.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/html.h"
+#include "bgfm/methods.h"
 #include "bgfm/probe_stage.h"
+#include "bgfm/strlist.h"
 
 static int is_scaling_csv(const char *n) {
     size_t l = strlen(n);
@@ -41,12 +45,84 @@ static int name_cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void print_pm(double m, double sd) {
+    if (!isfinite(m)) printf("  %-17s", "n/a");
+    else printf("  %7.4f +- %-6.4f", m, isfinite(sd) ? sd : 0.0);
+}
+
+static void print_opt(double v, int dec, int w) {
+    if (isfinite(v)) printf("  %*.*f", w, dec, v);
+    else printf("  %*s", w, "n/a");
+}
+
+/* one adaptation stage: encoder x few-shot level */
+static void print_adapt(const methods_report *a, const char *note) {
+    const json_node *j = &a->j, *t = json_get(j, "train"), *en = json_get(j, "encoders");
+    const char *tg = methods_target(a), *m = methods_metric(a);
+    printf("%s stage '%s' (%s)\n  %s of %s, %.0f subjects, %.0f folds grouped by subject x %.0f "
+           "draws, seed %.0f; train %s; %.0f trainable parameters (model %.0f); fits %.1f s\n",
+           a->kind, a->stage, a->path, tg ? "regression" : "classification", tg ? tg : "the label",
+           json_num(j, "n_subjects"), json_num(j, "folds"), json_num(j, "repeats"),
+           json_num(j, "seed"), t && t->k == JSON_STR ? t->str : "?",
+           json_num(j, "trainable_params"), json_num(j, "model_params"), json_num(j, "wall_seconds"));
+    printf("\n%-12s %-6s %-7s  %-17s  %10s  %9s\n", "encoder", tg ? "n" : "k", tg ? "n_eff" : "k_eff",
+           !strcmp(m, "r2") ? "R2" : "AUC", "trainable", "seconds");
+    methods_level lv[METHODS_MAXLEV];
+    for (int i = 0; en && en->k == JSON_OBJ && i < en->n; i++) {
+        int n = methods_levels(a, &en->kid[i], lv, METHODS_MAXLEV);
+        for (int l = 0; l < n; l++) {
+            char k[24];
+            methods_level_text(lv[l].k, k, sizeof k);
+            printf("%-12s %-6s %-7.2f", en->keys[i], k, lv[l].keff);
+            print_pm(lv[l].mean, lv[l].sd);
+            print_opt(json_num(j, "trainable_params"), 0, 10);
+            print_opt(lv[l].seconds, 2, 9);
+            printf("\n");
+        }
+    }
+    if (note && note[0]) printf("  not in a table with a probe: %s\n", note);
+    printf("\n");
+}
+
+/* every method on the same folds: rows methods, columns few-shot levels */
+static void print_table(const methods_table *t) {
+    int r2 = !strcmp(t->metric, "r2"), w = 12;
+    for (int i = 0; i < t->nr; i++) {
+        int l = (int)(strlen(t->row[i].src->stage) + 1 + strlen(t->row[i].feat));
+        w = l > w ? l : w;
+    }
+    printf("all methods: %s%s (mean +- sd over draws x folds%s), ", r2 ? "R2 of " : "AUC",
+           r2 ? t->target : "", t->probe ? "; probe: pooled view" : "");
+    if (t->probe) printf("on the folds of probe stage '%s'", t->probe->stage);
+    else printf("no probe stage on these folds");
+    printf("; columns: %s\n%-*s", r2 ? "n training subjects" : "k labelled training subjects per "
+           "class", w, "method");
+    for (int l = 0; l < t->nl; l++) {
+        char k[24], h[32];
+        methods_level_text(t->level[l], k, sizeof k);
+        snprintf(h, sizeof h, "%s=%s", r2 ? "n" : "k", k);
+        printf("  %-17s", h);
+    }
+    printf("  %10s  %9s\n", "trainable", "seconds");
+    for (int i = 0; i < t->nr; i++) {
+        const methods_row *r = &t->row[i];
+        char lab[600];
+        snprintf(lab, sizeof lab, "%s %s", r->src->stage, r->feat);
+        printf("%-*s", w, lab);
+        for (int l = 0; l < t->nl; l++) print_pm(r->mean[l], r->sd[l]);
+        print_opt(r->params, 0, 10);
+        print_opt(r->seconds, 2, 9);
+        printf("\n");
+    }
+    printf("\n");
+}
+
 static int report_run(const char *wd, bgfm_err *e) {
     DIR *d = opendir(wd);
     if (!d)
         return bgfm_fail(e, BGFM_EUSAGE, "report: cannot open the work folder '%s'; give the "
                          "pipeline's workdir", wd);
-    char **names = NULL;
+    char **names = NULL, **dirs = NULL;
     int n = 0, cap = 0, rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -68,15 +144,17 @@ static int report_run(const char *wd, bgfm_err *e) {
     }
     closedir(d);
     if (!rc && n) qsort(names, (size_t)n, sizeof *names, name_cmp);
-    int found = 0;
+    if (!rc && n && !(dirs = calloc((size_t)n, sizeof *dirs)))
+        rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory listing %s", wd);
+    for (int i = 0; i < n && !rc; i++)
+        if (!(dirs[i] = fs_join(wd, names[i], e))) rc = BGFM_ENOMEM;
+    methods_set m;
+    memset(&m, 0, sizeof m);
+    if (!rc) rc = methods_read(&m, n, names, dirs, e);
+    for (int i = 0; i < m.np && !rc; i++) rc = probe_report_print(m.probe[i].path, m.probe[i].stage, e);
+    for (int i = 0; i < m.na && !rc; i++) print_adapt(&m.ad[i], m.note[i]);
+    for (int i = 0; i < m.nt && !rc; i++) print_table(&m.t[i]);
     char path[8192];
-    for (int i = 0; i < n && !rc; i++) {
-        snprintf(path, sizeof path, "%s/%s/report/probe.json", wd, names[i]);
-        if (fs_exists(path)) {
-            rc = probe_report_print(path, names[i], e);
-            found++;
-        }
-    }
     for (int i = 0; i < n && !rc; i++) {
         snprintf(path, sizeof path, "%s/%s", wd, names[i]);
         if (is_scaling_csv(names[i])) print_csv(path);
@@ -91,11 +169,14 @@ static int report_run(const char *wd, bgfm_err *e) {
             if (s) closedir(s);
         }
     }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
+    int found = m.np + m.na;
+    methods_free(&m);
+    if (names) strlist_free(names, n);
+    if (dirs) strlist_free(dirs, n);
     if (!rc && !found)
-        rc = bgfm_fail(e, BGFM_EUSAGE, "report: no <stage>/report/probe.json in '%s'; run a "
-                       "pipeline with a probe stage first (docs/probe.md)", wd);
+        rc = bgfm_fail(e, BGFM_EUSAGE, "report: no <stage>/report/probe.json and no adaptation "
+                       "report (<stage>/report/finetune.json, ...) in '%s'; run a pipeline with a "
+                       "probe or finetune stage first (docs/probe.md, docs/adapt.md)", wd);
     return rc;
 }
 
