@@ -20,15 +20,17 @@
 typedef struct sec {
     const char *id, *title, *kind;
     void (*one)(html_page *, const wd *, const wd_stage *);
+    void (*after)(html_page *, const wd *); /* once after the stages of `kind`: the stages of
+                                               further kinds (adaptation), or NULL */
 } sec;
 
 /* the stage sections in reading order: what went in, what came out of each step */
 static const sec secs[] = {
-    {"dataset", "Dataset", "parcellate", html_sec_dataset},
-    {"parcellation", "Parcellation QC", "parcellate", html_sec_parcqc},
-    {"connectivity", "Connectivity", "connectivity", html_sec_conn},
-    {"pretraining", "Pretraining", "pretrain", html_sec_pretrain},
-    {"probe", "Probe and adaptation", "probe", html_sec_probe},
+    {"dataset", "Dataset", "parcellate", html_sec_dataset, NULL},
+    {"parcellation", "Parcellation QC", "parcellate", html_sec_parcqc, NULL},
+    {"connectivity", "Connectivity", "connectivity", html_sec_conn, NULL},
+    {"pretraining", "Pretraining", "pretrain", html_sec_pretrain, NULL},
+    {"probe", "Probe and adaptation", "probe", html_sec_probe, html_sec_adapt},
 };
 #define NSEC ((int)(sizeof secs / sizeof secs[0]))
 
@@ -36,6 +38,10 @@ static int has_kind(const wd *w, const char *kind) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->s[i].kind, kind)) return 1;
     return 0;
+}
+
+static int has_sec(const wd *w, const sec *s) {
+    return has_kind(w, s->kind) || (s->after && html_adapt_present(w));
 }
 
 static void page_top(html_page *p, const wd *w, const char *title) {
@@ -48,7 +54,7 @@ static void page_top(html_page *p, const wd *w, const char *title) {
     hp_raw(p, "</code>. One file, readable offline: figures are inlined PNGs (gnuplot), "
               "no script.</p>\n<nav><a href=\"#run\">Run</a>");
     for (int k = 0; k < NSEC; k++)
-        if (has_kind(w, secs[k].kind)) hp_raw(p, "<a href=\"#%s\">%s</a>", secs[k].id, secs[k].title);
+        if (has_sec(w, &secs[k])) hp_raw(p, "<a href=\"#%s\">%s</a>", secs[k].id, secs[k].title);
     hp_raw(p, "<a href=\"#provenance\">Provenance</a></nav>\n");
 }
 
@@ -56,13 +62,14 @@ static void page_body(html_page *p, const wd *w) {
     hp_head(p, 2, "run", "Run");
     html_sec_status(p, w);
     for (int k = 0; k < NSEC; k++) {
-        if (!has_kind(w, secs[k].kind)) continue;
+        if (!has_sec(w, &secs[k])) continue;
         hp_head(p, 2, secs[k].id, secs[k].title);
         for (int i = 0; i < w->n; i++)
             if (!strcmp(w->s[i].kind, secs[k].kind)) {
                 secs[k].one(p, w, &w->s[i]);
                 p->nsec++;
             }
+        if (secs[k].after) secs[k].after(p, w);
     }
     html_sec_scaling(p, w);
     hp_head(p, 2, "provenance", "Provenance");

@@ -5,7 +5,7 @@
  *
  * Layers, so that no two files use each other: html_page.c (the page) and html_wd.c (the
  * workdir) use nothing of the report; the section files (html_run.c, html_train.c,
- * html_qc.c, html_conn.c, html_probe.c) use both (and html_run.c's html_skipped); html.c
+ * html_qc.c, html_conn.c, html_probe.c, html_adapt.c) use both (and html_run.c's html_skipped); html.c
  * puts the sections in order and writes. */
 #ifndef BGFM_HTML_INT_H
 #define BGFM_HTML_INT_H
@@ -149,5 +149,9 @@ void html_sec_scaling(html_page *p, const wd *w);
 void html_sec_parcqc(html_page *p, const wd *w, const wd_stage *s);   /* html_qc.c */
 void html_sec_conn(html_page *p, const wd *w, const wd_stage *s);     /* html_conn.c */
 void html_sec_probe(html_page *p, const wd *w, const wd_stage *s);    /* html_probe.c */
+/* Each adaptation stage (finetune, prompt) and the tables of all methods (html_adapt.c). */
+void html_sec_adapt(html_page *p, const wd *w);
+int html_adapt_kind(const char *kind); /* a stage kind whose report has finetune.json's shape */
+int html_adapt_present(const wd *w);   /* a stage of such a kind is in the workdir */
 
 #endif
