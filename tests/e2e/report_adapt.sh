@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # report_adapt.sh: the adaptation stages in `bgfm report` (text) and in the run report
 # page's "Probe and adaptation" section (docs/report.md). A tiny pipeline on 2 ranks runs
-# a probe and three finetune stages: one on the probe's folds (classification), one
-# regressing age on the probe's folds, one with another seed (other folds). A stage of
+# a probe and four finetune stages: one on the probe's folds (classification), one
+# regressing age on the probe's folds, one with another seed, one with 4 folds (same seed). A stage of
 # kind `prompt` is made from the first by hand (its report/prompt.json of the same shape,
 # other numbers), so that any adaptation report is read. Checked here, reading the JSON and
 # predictions files with Python (never through bgfm): which stages share the probe's folds
@@ -29,8 +29,9 @@ PROBE="{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [1, 2, 
 FT="{name: ft, uses: finetune, with: {folds: 3, few_shot: [2, all], epochs: 3, patience: 2, batch_size: 8, val_fraction: 0.25}}"
 FTA="{name: ft_age, uses: finetune, with: {target: age, folds: 3, few_shot: [5, all], epochs: 2, batch_size: 8, encoders: [pretrained], train: last_blocks, llrd: 0.5}}"
 FTS="{name: ft_seed, uses: finetune, with: {folds: 3, seed: 4, epochs: 2, batch_size: 8, encoders: [random_init], train: head}}"
-mk "$T/a.yaml" "$T/wa" "$PROBE" "$FT" "$FTA" "$FTS"
-expect_rc "pipeline: probe + 3 finetune stages on 2 ranks" 0 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet
+FTF="{name: ft_f4, uses: finetune, with: {folds: 4, epochs: 1, batch_size: 8, encoders: [random_init], train: head}}"
+mk "$T/a.yaml" "$T/wa" "$PROBE" "$FT" "$FTA" "$FTS" "$FTF"
+expect_rc "pipeline: probe + 4 finetune stages on 2 ranks" 0 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet
 # a prompt stage: ft's outputs under another kind and other numbers (the page reads any kind)
 $PY - "$T/wa" <<'PYEOF' || notok "make a prompt stage"
 import json, os, shutil, sys
@@ -108,7 +109,7 @@ export PYTHONPATH="$T"
 check "which stages share the probe's folds (recomputed from the predictions files)" $PY - "$T/wa" <<'PYEOF'
 import sys, want
 t = want.tables(sys.argv[1])
-assert set(t) == {("probe", None), ("probe", "age"), ("ft_seed", None)}, set(t)
+assert set(t) == {("probe", None), ("probe", "age"), ("ft_seed", None), ("ft_f4", None)}, set(t)
 assert {s for s, _ in t[("probe", None)]} == {"probe", "ft", "pr"}, t[("probe", None)].keys()
 assert {s for s, _ in t[("probe", "age")]} == {"probe", "ft_age"}
 PYEOF
@@ -117,7 +118,7 @@ check "text: each adaptation stage's table (encoder, level, metric mean +- sd, t
 import json, re, sys, want
 w, text = sys.argv[1], open(sys.argv[2]).read()
 probe, ads = want.load(w)
-assert len(ads) == 4
+assert len(ads) == 5
 for st, d in ads:
     m = re.search(r"^%s stage '%s' \(.*\)\n.*\n\n.*\n((?:\S.*\n)+)" % (d["kind"], st), text, re.M)
     assert m, st
@@ -138,7 +139,7 @@ check "text: the tables of all methods (rows: methods, columns: few-shot levels)
 import math, re, sys, want
 T = want.tables(sys.argv[1]); text = sys.argv[2] and open(sys.argv[2]).read()
 blocks = re.findall(r"^all methods: (.*)\n(method.*)\n((?:\S.*\n)+)", text, re.M)
-assert len(blocks) == len(T) == 3, len(blocks)
+assert len(blocks) == len(T) == 4, len(blocks)
 seen = set()
 for head, cols, body in blocks:
     key = ("probe" if "probe stage 'probe'" in head else None, re.search(r"R2 of (\S+)", head).group(1) if "R2 of" in head else None)
@@ -162,6 +163,7 @@ for head, cols, body in blocks:
         assert i + 2 == len(r)
 assert seen == set(T)
 assert "not in a table with a probe: another seed than probe 'probe' (4, 9)" in text
+assert "not in a table with a probe: other folds than probe 'probe' (predictions.csv)" in text
 PYEOF
 
 check "page: each adaptation stage's table and the tables of all methods = the reports (data-v, exact)" $PY - "$H" "$T/wa" <<'PYEOF'
@@ -201,7 +203,8 @@ for st, d in ads:
         assert num(c[2]) == r["k_effective"] and num(c[3]) == r[m] and num(c[4]) == r["sd"] and num(c[5]) == d["trainable_params"]
         assert math.isclose(num(c[6]), sum(x["seconds"] for x in e["cells"] if str(x["k"]) == str(r["k"])), rel_tol=1e-12)
 T = want.tables(sys.argv[2])
-ids = {("probe", None): "methods-probe", ("probe", "age"): "methods-probe-age", ("ft_seed", None): "methods-ft_seed"}
+ids = {("probe", None): "methods-probe", ("probe", "age"): "methods-probe-age", ("ft_seed", None): "methods-ft_seed",
+       ("ft_f4", None): "methods-ft_f4"}
 for key, t in T.items():
     rows = p.t[ids[key]]
     lv = want.levels(t)
