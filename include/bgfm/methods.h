@@ -41,6 +41,9 @@ typedef struct methods_table {
     const methods_report *probe; /* the probe whose folds these are; NULL: no probe shares them */
     const char *metric;  /* "auc" or "r2" */
     const char *target;  /* regression target, NULL for classification */
+    int draws;           /* fold draws of the table (the adaptation stages' repeats) */
+    int probe_draws;     /* the probe's; more than draws: its rows are over draws 0..draws-1
+                            (from its report/cells.csv), not probe.json's means */
     int nl;
     long long level[METHODS_MAXLEV]; /* ascending, 0 (all) last */
     int nr;
@@ -58,9 +61,9 @@ typedef struct methods_set {
 /* Read the stages named name[i] in folders dir[i] (in that order): a probe.json, an
  * adaptation report report/<kind>.json (a JSON object whose "kind" is the file's name
  * and that has "encoders"), and build the tables: an adaptation stage joins the first
- * probe with the same task (its target among the probe's targets), the same seed and the
- * same folds (every (repeat, participant, fold) of the two predictions files equal);
- * the others make tables of their own. A report that is not valid JSON: BGFM_EDATA naming
+ * probe with the same task (its target among the probe's targets), the same seed, at
+ * least as many draws and the same folds (every (repeat, participant, fold) of the two
+ * predictions files equal in the stage's draws); the others make tables of their own. A report that is not valid JSON: BGFM_EDATA naming
  * it (set half-read; methods_free frees it). Stages without reports are left out. */
 int methods_read(methods_set *m, int n, char *const *name, char *const *dir, bgfm_err *e);
 void methods_free(methods_set *m);

@@ -9,6 +9,7 @@
 
 #include "bgfm/fsutil.h"
 #include "bgfm/methods.h"
+#include "bgfm/metrics.h"
 #include "bgfm/strlist.h"
 
 void methods_level_text(long long k, char *buf, size_t n) {
@@ -150,9 +151,10 @@ static int key_cmp(const void *a, const void *b) {
 }
 
 /* The folds of a predictions file: "repeat\tsubject\tfold" of every row of the pooled view
- * and the file's first feature set (and the target, when given), sorted. *n = -1 when the
- * file is absent or lacks the columns. */
-static int fold_keys(const char *path, const char *target, char ***out, int64_t *n, bgfm_err *e) {
+ * and the file's first feature set (and the target, when given) in draws 0..draws-1, sorted.
+ * *n = -1 when the file is absent or lacks the columns. */
+static int fold_keys(const char *path, const char *target, int draws, char ***out, int64_t *n,
+                     bgfm_err *e) {
     *out = NULL;
     *n = -1;
     if (!fs_exists(path)) return 0;
@@ -185,7 +187,8 @@ static int fold_keys(const char *path, const char *target, char ***out, int64_t 
         int nf = 0;
         if (!lines[i][0]) continue;
         rc = strlist_split(lines[i], ',', &f, &nf, e);
-        if (!rc && nf >= nh && !strcmp(f[c_v], "pooled") && (!target || !strcmp(f[c_t], target))) {
+        if (!rc && nf >= nh && !strcmp(f[c_v], "pooled") && (!target || !strcmp(f[c_t], target)) &&
+            atoi(f[c_r]) < draws) {
             if (!first[0]) snprintf(first, sizeof first, "%s", f[c_f]);
             if (!strcmp(f[c_f], first)) {
                 size_t l = strlen(f[c_r]) + strlen(f[c_p]) + strlen(f[c_fold]) +
@@ -217,17 +220,18 @@ static const char *pred_name(const char *target) {
     return target ? "regression_predictions.csv" : "predictions.csv";
 }
 
-/* 1 when a and p put every subject in the same fold of every draw (both files readable and
- * not empty); why not in `why` */
+/* 1 when a and p put every subject in the same fold of every draw of a (both files readable
+ * and not empty); why not in `why` */
 static int same_folds(const methods_report *a, const methods_report *p, const char *target,
                       char *why, size_t nwhy, bgfm_err *e) {
+    int draws = (int)json_num(&a->j, "repeats");
     char pa[8400], pp[8400];
     snprintf(pa, sizeof pa, "%s/report/%s", a->dir, pred_name(target));
     snprintf(pp, sizeof pp, "%s/report/%s", p->dir, pred_name(target));
     char **ka = NULL, **kp = NULL;
     int64_t na = -1, np = -1;
-    int rc = fold_keys(pa, target, &ka, &na, e);
-    if (!rc) rc = fold_keys(pp, target, &kp, &np, e);
+    int rc = fold_keys(pa, target, draws, &ka, &na, e);
+    if (!rc) rc = fold_keys(pp, target, draws, &kp, &np, e);
     int same = !rc && na > 0 && na == np;
     for (int64_t i = 0; same && i < na; i++) same = !strcmp(ka[i], kp[i]);
     if (!rc && !same && (na < 0 || np < 0))
@@ -306,6 +310,71 @@ static int probe_rows(methods_table *t, const methods_report *p, bgfm_err *e) {
     return 0;
 }
 
+/* The probe's rows over draws 0..draws-1 only, from report/cells.csv (every cell's metric),
+ * when the adaptation stages of t drew fewer folds than the probe: mean and sample sd of
+ * the finite values, as the probe computes its own (metrics_mean_sd). */
+static int probe_cells(methods_table *t, const methods_report *p, bgfm_err *e) {
+    char path[8400];
+    snprintf(path, sizeof path, "%s/report/cells.csv", p->dir);
+    char *text = NULL, **lines = NULL, **hdr = NULL;
+    size_t len = 0;
+    int nl = 0, nh = 0, rc = fs_read_all(path, &text, &len, e);
+    if (!rc) rc = strlist_split(text, '\n', &lines, &nl, e);
+    free(text);
+    if (!rc && nl) rc = strlist_split(lines[0], ',', &hdr, &nh, e);
+    int col[7] = {-1, -1, -1, -1, -1, -1, -1};
+    static const char *const want[7] = {"task", "view", "features", "size", "repeat", "metric",
+                                        "value"};
+    for (int i = 0; i < nh; i++)
+        for (int c = 0; c < 7; c++)
+            if (col[c] < 0 && !strcmp(hdr[i], want[c])) col[c] = i;
+    for (int c = 0; !rc && c < 7; c++)
+        if (col[c] < 0) rc = bgfm_fail(e, BGFM_EDATA, "report: %s has no column '%s'", path, want[c]);
+    /* the pooled view's cells of the task and metric in those draws: row, level, value */
+    int64_t n = 0;
+    int *ri = NULL, *li = NULL;
+    double *v = NULL;
+    if (!rc) {
+        ri = bgfm_malloc(e, (size_t)nl * sizeof *ri + 1, "probe cells");
+        li = bgfm_malloc(e, (size_t)nl * sizeof *li + 1, "probe cells");
+        v = bgfm_malloc(e, (size_t)nl * sizeof *v + 1, "probe cells");
+        if (!ri || !li || !v) rc = BGFM_ENOMEM;
+    }
+    for (int i = 1; !rc && i < nl; i++) {
+        char **f = NULL;
+        int nf = 0;
+        if (!lines[i][0]) continue;
+        rc = strlist_split(lines[i], ',', &f, &nf, e);
+        if (!rc && nf >= nh && !strcmp(f[col[1]], "pooled") &&
+            !strcmp(f[col[0]], t->target ? t->target : "label") &&
+            !strcmp(f[col[5]], t->metric) && atoi(f[col[4]]) < t->draws) {
+            json_node k = {.k = JSON_NUM, .num = atof(f[col[3]])};
+            if (!strcmp(f[col[3]], "all")) k = (json_node){.k = JSON_STR, .str = f[col[3]]};
+            int l = level_index(t, level_of(&k)), r = -1;
+            for (int q = 0; q < t->nr && r < 0; q++)
+                r = !t->row[q].adapt && !strcmp(t->row[q].feat, f[col[2]]) ? q : -1;
+            if (l >= 0 && r >= 0) {
+                ri[n] = r, li[n] = l, v[n] = strtod(f[col[6]], NULL);
+                n++;
+            }
+        }
+        strlist_free(f, nf);
+    }
+    strlist_free(lines, nl);
+    strlist_free(hdr, nh);
+    double *buf = rc ? NULL : bgfm_malloc(e, (size_t)n * sizeof *buf + 1, "probe cells");
+    if (!rc && !buf) rc = BGFM_ENOMEM;
+    for (int r = 0; !rc && r < t->nr; r++)
+        for (int l = 0; !t->row[r].adapt && l < t->nl; l++) {
+            int c = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (ri[i] == r && li[i] == l) buf[c++] = v[i];
+            metrics_mean_sd(buf, c, &t->row[r].mean[l], &t->row[r].sd[l]);
+        }
+    free(buf), free(ri), free(li), free(v);
+    return rc;
+}
+
 static int adapt_rows(methods_table *t, const methods_report *a, bgfm_err *e) {
     const json_node *en = json_get(&a->j, "encoders");
     methods_level lv[METHODS_MAXLEV];
@@ -374,10 +443,18 @@ static int match(methods_set *m, int *with, bgfm_err *e) {
                          json_num(&m->probe[p].j, "seed"));
                 continue;
             }
-            if (json_num(&a->j, "repeats") != json_num(&m->probe[p].j, "repeats")) {
-                snprintf(m->note[i], 300, "draws of folds: %.0f here, %.0f in probe '%s' (give "
-                         "both the same `repeats`)", json_num(&a->j, "repeats"),
-                         json_num(&m->probe[p].j, "repeats"), m->probe[p].stage);
+            double ra = json_num(&a->j, "repeats"), rp = json_num(&m->probe[p].j, "repeats");
+            if (!(ra >= 1 && ra <= rp)) {
+                snprintf(m->note[i], 300, "draws of folds: %.0f here, only %.0f in probe '%s' "
+                         "(give the probe at least as many `repeats`)", ra, rp, m->probe[p].stage);
+                continue;
+            }
+            char cells[8400];
+            snprintf(cells, sizeof cells, "%s/report/cells.csv", m->probe[p].dir);
+            if (ra < rp && !fs_exists(cells)) {
+                snprintf(m->note[i], 300, "%.0f draws of folds here, %.0f in probe '%s', whose "
+                         "report/cells.csv (each draw's results) is missing", ra, rp,
+                         m->probe[p].stage);
                 continue;
             }
             int s = same_folds(a, &m->probe[p], tg, m->note[i], 300, e);
@@ -416,6 +493,13 @@ static int group_rest(methods_set *m, int *grp, bgfm_err *e) {
     return 0;
 }
 
+/* a and b in one table of a group: the same task and draws */
+static int same_kind(const methods_report *a, const methods_report *b) {
+    return same_str(methods_target(a), methods_target(b)) &&
+           !strcmp(methods_metric(a), methods_metric(b)) &&
+           json_num(&a->j, "repeats") == json_num(&b->j, "repeats");
+}
+
 static int build(methods_set *m, bgfm_err *e) {
     int *grp = bgfm_calloc(e, (size_t)m->na + 1, sizeof *grp, "report tables");
     if (!grp) return BGFM_ENOMEM;
@@ -428,18 +512,19 @@ static int build(methods_set *m, bgfm_err *e) {
             if (grp[i] != g) continue;
             const char *tg = methods_target(&m->ad[i]), *mt = methods_metric(&m->ad[i]);
             int done = 0; /* an earlier stage of this group made the table */
-            for (int j = 0; j < i && !done; j++)
-                done = grp[j] == g && same_str(methods_target(&m->ad[j]), tg) &&
-                       !strcmp(methods_metric(&m->ad[j]), mt);
+            for (int j = 0; j < i && !done; j++) done = grp[j] == g && same_kind(&m->ad[j], &m->ad[i]);
             if (done) continue;
             const methods_report *p = g < m->np ? &m->probe[g] : NULL;
             methods_table *t = new_table(m, p, mt, tg, e);
             if (!t) rc = BGFM_ENOMEM;
+            if (t) {
+                t->draws = (int)json_num(&m->ad[i].j, "repeats");
+                t->probe_draws = p ? (int)json_num(&p->j, "repeats") : t->draws;
+            }
             if (!rc && p) rc = probe_rows(t, p, e);
+            if (!rc && p && t->draws < t->probe_draws) rc = probe_cells(t, p, e);
             for (int j = i; j < m->na && !rc; j++)
-                if (grp[j] == g && same_str(methods_target(&m->ad[j]), tg) &&
-                    !strcmp(methods_metric(&m->ad[j]), mt))
-                    rc = adapt_rows(t, &m->ad[j], e);
+                if (grp[j] == g && same_kind(&m->ad[j], &m->ad[i])) rc = adapt_rows(t, &m->ad[j], e);
         }
     free(grp);
     return rc;

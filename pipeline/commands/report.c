@@ -91,10 +91,13 @@ static void print_table(const methods_table *t) {
         int l = (int)(strlen(t->row[i].src->stage) + 1 + strlen(t->row[i].feat));
         w = l > w ? l : w;
     }
-    printf("all methods: %s%s (mean +- sd over draws x folds%s), ", r2 ? "R2 of " : "AUC",
-           r2 ? t->target : "", t->probe ? "; probe: pooled view" : "");
+    printf("all methods: %s%s (mean +- sd over %d draw%s x folds%s), ", r2 ? "R2 of " : "AUC",
+           r2 ? t->target : "", t->draws, t->draws == 1 ? "" : "s",
+           t->probe ? "; probe: pooled view" : "");
     if (t->probe) printf("on the folds of probe stage '%s'", t->probe->stage);
     else printf("no probe stage on these folds");
+    if (t->probe && t->draws < t->probe_draws)
+        printf(" (its draws 0..%d of %d, from its cells.csv)", t->draws - 1, t->probe_draws);
     printf("; columns: %s\n%-*s", r2 ? "n training subjects" : "k labelled training subjects per "
            "class", w, "method");
     for (int l = 0; l < t->nl; l++) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # report_adapt.sh: the adaptation stages in `bgfm report` (text) and in the run report
 # page's "Probe and adaptation" section (docs/report.md). A tiny pipeline on 2 ranks runs
-# a probe and four finetune stages: one on the probe's folds (classification), one
-# regressing age on the probe's folds, one with another seed, one with 4 folds (same seed). A stage of
+# a probe (2 draws of folds) and four finetune stages: one on the probe's first draw
+# (classification: the probe's rows over that draw, from its cells.csv), one regressing age
+# on both draws, one with another seed, one with 4 folds (same seed). A stage of
 # kind `prompt` is made from the first by hand (its report/prompt.json of the same shape,
 # other numbers), so that any adaptation report is read. Checked here, reading the JSON and
 # predictions files with Python (never through bgfm): which stages share the probe's folds
@@ -25,9 +26,9 @@ mk() {  # mk FILE WORKDIR [STAGE LINES...]
     local s; for s in "$@"; do printf '  - %s\n' "$s"; done
   } >"$f"
 }
-PROBE="{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [1, 2, all], targets: [age], few_shot_n: [3, 5, all], pca_components: 4}}"
+PROBE="{name: probe, uses: probe, with: {folds: 3, repeats: 2, few_shot: [1, 2, all], targets: [age], few_shot_n: [3, 5, all], pca_components: 4}}"
 FT="{name: ft, uses: finetune, with: {folds: 3, few_shot: [2, all], epochs: 3, patience: 2, batch_size: 8, val_fraction: 0.25}}"
-FTA="{name: ft_age, uses: finetune, with: {target: age, folds: 3, few_shot: [5, all], epochs: 2, batch_size: 8, encoders: [pretrained], train: last_blocks, llrd: 0.5}}"
+FTA="{name: ft_age, uses: finetune, with: {target: age, folds: 3, repeats: 2, few_shot: [5, all], epochs: 2, batch_size: 8, encoders: [pretrained], train: last_blocks, llrd: 0.5}}"
 FTS="{name: ft_seed, uses: finetune, with: {folds: 3, seed: 4, epochs: 2, batch_size: 8, encoders: [random_init], train: head}}"
 FTF="{name: ft_f4, uses: finetune, with: {folds: 4, epochs: 1, batch_size: 8, encoders: [random_init], train: head}}"
 mk "$T/a.yaml" "$T/wa" "$PROBE" "$FT" "$FTA" "$FTS" "$FTF"
@@ -62,10 +63,23 @@ cat >"$T/want.py" <<'PYEOF'
 adaptation reports and the predictions files: a stage joins the probe when its task,
 seed, draws and every (repeat, participant, fold) of the pooled view equal the probe's."""
 import csv, glob, json, math, os
-def folds(path, target):
-    rows = [r for r in csv.DictReader(open(path)) if r["view"] == "pooled" and (target is None or r["target"] == target)]
+def folds(path, target, draws):
+    rows = [r for r in csv.DictReader(open(path)) if r["view"] == "pooled" and (target is None or r["target"] == target) and int(r["repeat"]) < draws]
     f0 = rows[0]["features"]
     return sorted((r["repeat"], r["participant_id"], r["fold"]) for r in rows if r["features"] == f0)
+def cells(w, target, draws):
+    """the probe's pooled few-shot rows over draws 0..draws-1: {feature: {size: (mean, sd)}}"""
+    import numpy as np
+    v = {}
+    for r in csv.DictReader(open(w + "/probe/report/cells.csv")):
+        if r["view"] == "pooled" and r["task"] == (target or "label") and r["metric"] == ("r2" if target else "auc") and int(r["repeat"]) < draws:
+            v.setdefault(r["features"], {}).setdefault(r["size"], []).append(float(r["value"]))
+    out = {}
+    for f, by in v.items():
+        for k, x in by.items():
+            x = np.array([y for y in x if math.isfinite(y)])
+            out.setdefault(f, {})[k] = (float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0) if len(x) else (float("nan"), float("nan"))
+    return out
 def lev(k):
     return 10**9 if k == "all" else int(k)
 def load(w):
@@ -82,16 +96,18 @@ def tables(w):
     for st, d in ads:
         tg = d["target"] if d["task"] == "regression" else None
         pred = "regression_predictions.csv" if tg else "predictions.csv"
-        joins = (d["seed"] == probe["seed"] and d["repeats"] == probe["repeats"] and
-                 folds(w + "/%s/report/%s" % (st, pred), tg) == folds(w + "/probe/report/" + pred, tg))
+        R = d["repeats"]
+        joins = (d["seed"] == probe["seed"] and R <= probe["repeats"] and
+                 folds(w + "/%s/report/%s" % (st, pred), tg, R) == folds(w + "/probe/report/" + pred, tg, R))
         key = ("probe" if joins else st, tg)
         t = out.setdefault(key, {})
         if joins and not t:
             fs = probe["few_shot"] if tg is None else probe["regression"][tg]["few_shot"]
             kk = "k" if tg is None else "n"
+            sub = cells(w, tg, R) if R < probe["repeats"] else None
             for f in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
-                t[("probe", f)] = {"levels": {str(r[kk]): (r[f], r[f + "_sd"]) for r in fs},
-                                  "params": float("nan"), "seconds": float("nan")}
+                lv = {str(r[kk]): (r[f], r[f + "_sd"]) for r in fs} if sub is None else sub[f]
+                t[("probe", f)] = {"levels": lv, "params": float("nan"), "seconds": float("nan")}
         m = "r2" if tg else "auc"
         for enc, e in d["encoders"].items():
             t[(st, enc)] = {"levels": {str(r["k"]): (r[m], r["sd"]) for r in e["few_shot"]},
@@ -112,6 +128,9 @@ t = want.tables(sys.argv[1])
 assert set(t) == {("probe", None), ("probe", "age"), ("ft_seed", None), ("ft_f4", None)}, set(t)
 assert {s for s, _ in t[("probe", None)]} == {"probe", "ft", "pr"}, t[("probe", None)].keys()
 assert {s for s, _ in t[("probe", "age")]} == {"probe", "ft_age"}
+probe = want.load(sys.argv[1])[0]
+c = want.cells(sys.argv[1], None, 1)   # the probe's first draw differs from its two-draw means
+assert c["pretrained"]["all"] != (probe["few_shot"][-1]["pretrained"], probe["few_shot"][-1]["pretrained_sd"])
 PYEOF
 
 check "text: each adaptation stage's table (encoder, level, metric mean +- sd, trainable, seconds) = its report" $PY - "$T/wa" "$T/text" <<'PYEOF'
@@ -215,7 +234,8 @@ for key, t in T.items():
         c = r["c"][2:]
         for i, k in enumerate(lv):
             m, sd = x["levels"].get(k, (None, None))
-            assert want.close(m, num(c[2 * i]), 0) and want.close(sd, num(c[2 * i + 1]), 0), (key, r, k)
+            tol = 1e-12 * (1 + abs(m or 0) + abs(sd or 0))  # the probe's rows over fewer draws: numpy's sums
+            assert want.close(m, num(c[2 * i]), tol) and want.close(sd, num(c[2 * i + 1]), tol), (key, r, k)
         assert want.close(x["params"], num(c[-2]), 0) and want.close(x["seconds"], num(c[-1]), 1e-12 * max(1, x["seconds"] if not math.isnan(x["seconds"]) else 1))
     assert p.imgs_after.get("methods-stage-" + ids[key][8:], 0) == 1, (key, p.imgs_after)
 kinds = {r["a"]["data-kind"] for r in p.t["methods-probe"][1:]}
