@@ -201,12 +201,16 @@ int cmd_report(bgfm_ctx *ctx, int argc, char **argv) {
                    "(mean +- sd over draws x folds) of the\npretrained encoder, the random-init "
                    "encoder, the FC baseline and its PCA per view\n(pooled, each atlas), the "
                    "few-shot AUCs, the effective dimension of each\nfeature set, the R2 and "
-                   "Pearson r of every regression target; then any\nscaling*.csv in WORKDIR or "
+                   "Pearson r of every regression target; one of every\nadaptation stage's "
+                   "report (finetune.json, prompt.json): AUC or R2 per\nencoder and few-shot "
+                   "level, trainable parameters, fit seconds; the table\nof all methods on the "
+                   "same folds (probe feature sets and adapted encoders\nas rows, few-shot "
+                   "levels as columns; docs/adapt.md); then any\nscaling*.csv in WORKDIR or "
                    "its stage folders.\n\n  --html  instead, write the run report page "
                    "WORKDIR/report/index.html (one\n          self-contained file: dataset, QC, "
-                   "training curves, probe, provenance;\n          docs/report.md). A figure "
-                   "gnuplot cannot draw is an error here\n          (exit 2 without gnuplot, 4 "
-                   "when it fails) and no page is written.\n");
+                   "training curves, probe and\n          adaptation, provenance; docs/report.md). "
+                   "A figure gnuplot\n          cannot draw is an error here (exit 2 without "
+                   "gnuplot, 4\n          when it fails) and no page is written.\n");
         return 0;
     }
     int rc = 0, html = 0;
