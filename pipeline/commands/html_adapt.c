@@ -172,10 +172,10 @@ static void methods_tab(html_page *p, const methods_table *t) {
     }
     hp_raw(p, "</table>\n<p class=\"note\">");
     hp_text(p, what);
-    hp_raw(p, ", mean and sd over %d draw%s of folds x folds (the probe: pooled view), per "
-              "few-shot level (%s); the same subjects in the same folds for every row. Fit "
-              "seconds: the encoder's fits at every level, summed. n/a: the method has no such "
-              "level.", t->draws, t->draws == 1 ? "" : "s",
+    hp_raw(p, ", mean and sd over draws x folds (%d draw%s of folds%s), per few-shot level (%s); "
+              "the same subjects in the same folds for every row. Fit seconds: the encoder's "
+              "fits at every level, summed. n/a: the method has no such level.", t->draws,
+           t->draws == 1 ? "" : "s", t->probe ? "; the probe: pooled view" : "",
            t->target ? "n training subjects" : "k labelled training subjects per class");
     if (t->probe && t->draws < t->probe_draws)
         hp_raw(p, " The probe's rows are over its draws 0..%d of %d (from its cells.csv), the "
