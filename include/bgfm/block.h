@@ -45,4 +45,15 @@ float *blk_run_backward(model *m, const model_run *r, const model_block *blocks,
 /* Dropout keys of run `run` (0: encoder view a, 1: view b, 2: decoder). */
 drop_keys blk_keys_for(const model_ws *ws, int run);
 
+/* ---- graph prompts (prompt.c; model_prompt in model.h) ---- */
+/* Graph b's prompted weights into pr->w and the dense CSR of its Ahat (all n = N nodes). */
+void blk_prompt_csr(layer_csr *c, const model_prompt *pr, const uint8_t *adj, int N, int b);
+/* h0's region rows += the feature prompt (full graphs of N nodes). */
+void blk_prompt_feat(const model_prompt *pr, model_run *r, int B, int N, int64_t H);
+/* Gradients of the prompts: gfeat += the region rows of dh0 summed over the graphs; gedge
+ * from pr->dA (d/dAhat per graph, summed over the blocks) through the normalisation and
+ * the sigmoid. */
+void blk_prompt_backward(const model_prompt *pr, const model_run *r, int B, int N, int64_t H,
+                         const float *dh0);
+
 #endif

@@ -151,6 +151,22 @@ typedef struct model_run {
     float *rv;             /* region readout: (B, N * rdim) the scaled, scattered rows */
 } model_run;
 
+/* Graph prompts of one atlas (N nodes; docs/adapt.md "prompt"): a feature prompt
+ * (N, H) added to the region rows of the encoder's input h0 (the input layer's output,
+ * next to the node embeddings), and an edge prompt: the upper triangle (N(N-1)/2,
+ * row-major, i < j) of a symmetric logit matrix P; the encoder then uses the weighted
+ * adjacency w_ij = sigmoid(P_ij + margin (2 A_ij - 1)) (i != j, in (0, 1)) in place of
+ * A: Ahat = Dt^-1/2 (W + I) Dt^-1/2, Dt_ii = 1 + sum_j w_ij. Scratch (model_prompt_alloc)
+ * and gradients belong to the caller. */
+typedef struct model_prompt {
+    const float *feat;    /* (N, H) or NULL */
+    const float *edge;    /* (N(N-1)/2) or NULL */
+    float margin;
+    int frozen;           /* 1: the encoder's own parameters get no gradient */
+    float *gfeat, *gedge; /* gradients, ADDED by model_encode_backward (NULL: not wanted) */
+    float *w, *dA, *q;    /* scratch: (B_max, N_big, N_big) x 2, (B_max, N_big + 1, H) */
+} model_prompt;
+
 /* Workspace arena: sized once for (largest atlas N, B_max), re-carved per batch by
  * pointer arithmetic; forward/backward never allocate. */
 typedef struct par_pool par_pool;
@@ -175,6 +191,7 @@ typedef struct model_ws {
     int64_t gidx_step;
     model_hp hp;
     model_batch bt;
+    const model_prompt *prompt; /* model_encode_prompted's, NULL otherwise */
 } model_ws;
 
 int model_ws_init(model_ws *ws, const model *m, int B_max, bgfm_err *e);
@@ -209,6 +226,23 @@ int64_t model_grad_end(const model *m);
  * blocks and readout into m->g (the prefix [0, model_grad_tail(m))). */
 void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp);
 void model_encode_backward(model *m, model_ws *ws, const float *dE);
+/* The same with graph prompts pr (NULL: model_encode): the backward then also ADDS
+ * pr->gfeat and pr->gedge, and with pr->frozen skips the encoder's parameter gradients
+ * (m->g untouched). pr must outlive the backward. */
+void model_encode_prompted(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                           const model_prompt *pr);
+/* The scratch of pr for ws (freed by model_prompt_free; the prompts are not touched). */
+int model_prompt_alloc(model_prompt *pr, const model_ws *ws, const model *m, bgfm_err *e);
+void model_prompt_free(model_prompt *pr);
+/* Edge prompt: index of the pair (i, j), i != j, in the upper triangle of N nodes. */
+static inline int64_t model_prompt_pair(int64_t i, int64_t j, int64_t N) {
+    if (i > j) {
+        int64_t t = i;
+        i = j;
+        j = t;
+    }
+    return i * N - i * (i + 1) / 2 + (j - i - 1);
+}
 /* Convenience: zero m->g, forward, local contrastive, backward; losses weighted. */
 void model_step(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                 model_losses *out);

@@ -84,6 +84,8 @@ typedef struct blk_ctx {
     const model_run *r;
     model_ws *ws;
     int B;
+    int frozen;      /* prompt tuning: no parameter gradients */
+    float *dA, *q;   /* edge prompt: d/dAhat per graph (B, n, n), scratch (B, T, H) */
     const drop_keys *dk;
     float *dhin;
     const float *dhout;
@@ -105,6 +107,9 @@ static blk_ctx blk_ctx_make(const model *m, const model_block *p, const model_ru
     c.T = r->T;
     c.n = r->n;
     c.BT = (int64_t)B * r->T;
+    const model_prompt *pr = r == &ws->ea ? ws->prompt : NULL;
+    c.frozen = pr && pr->frozen;
+    if (pr && pr->edge && pr->gedge) c.dA = pr->dA, c.q = pr->q;
     return c;
 }
 
@@ -319,6 +324,11 @@ static void bwd_gcn_body(void *v, int64_t b0, int64_t b1, int tid) {
         layer_norm_backward_input(ws->S2 + o, ws->S1 + o, c->a->xg + o, c->a->rg + b * T + 1,
                                   c->m->w + c->p->lng_g, n, H);
         vrelu_mask_to(ws->S3 + o, ws->S2 + o, c->a->u + o, n * H);
+        if (c->dA) { /* dAhat += S3 (hin W_g^T)^T = (S3 W_g) hin^T (docs/adapt.md) */
+            float *q = c->q + t0;
+            layer_gemm(NULL, 0, 0, n, H, H, 1.0f, ws->S3 + o, H, c->m->w + c->p->gW, H, 0.0f, q, H);
+            layer_gemm(NULL, 0, 1, n, n, H, 1.0f, q, H, c->hin + o, H, 1.0f, c->dA + b * n * n, n);
+        }
         layer_csr cs = blk_csr(c->r, (int)b);
         memset(ws->S4 + t0, 0, (size_t)H * sizeof(float)); /* token row: no GCN */
         layer_gcn_propagate(ws->S4 + o, ws->S3 + o, &cs, H, H, 0);
@@ -377,30 +387,32 @@ static void block_backward(model *m, const model_block *p, const model_blk_act *
     c.dhin = dhin;
     c.dhout = dhout;
     int64_t H = c.H, F = c.F, BT = c.BT;
+#define GW(off) (c.frozen ? NULL : g + (off)) /* a parameter gradient, or none (frozen) */
     /* feed-forward: S2 = dh2 (residual path), S1 = its dropout = d(ffn output) */
     bwd_ln f2 = {&c, ws->S2, ws->S1, dhout, a->x2, a->r2, p->ln2_g, 1};
     par_for(ws->pool, B, bwd_ln_body, &f2);
-    col_sums_run(&c, dhout, a->x2, p->ln2_g, p->ln2_b, ws->S1, p->b2, H);
-    layer_linear_backward_set(ws->pool, ws->F2, g + p->W2, NULL, ws->S1, a->f1, w + p->W2, F, BT, F, H);
+    if (!c.frozen) col_sums_run(&c, dhout, a->x2, p->ln2_g, p->ln2_b, ws->S1, p->b2, H);
+    layer_linear_backward_set(ws->pool, ws->F2, GW(p->W2), NULL, ws->S1, a->f1, w + p->W2, F, BT, F, H);
     par_for(ws->pool, B, bwd_ffn_mid_body, &c); /* F2 through the ReLU; S4 = h2 */
-    col_sums_run(&c, NULL, NULL, -1, -1, ws->F2, p->b1, F);
-    layer_linear_backward(ws->pool, ws->S2, g + p->W1, NULL, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
+    if (!c.frozen) col_sums_run(&c, NULL, NULL, -1, -1, ws->F2, p->b1, F);
+    layer_linear_backward(ws->pool, ws->S2, GW(p->W1), NULL, ws->F2, ws->S4, w + p->W1, H, BT, H, F);
     /* attention: S1 = dh1, S2 = its dropout = d(attention output) */
-    col_sums_run(&c, ws->S2, a->x1, p->ln1_g, p->ln1_b, NULL, -1, 0);
+    if (!c.frozen) col_sums_run(&c, ws->S2, a->x1, p->ln1_g, p->ln1_b, NULL, -1, 0);
     bwd_ln f1 = {&c, ws->S1, ws->S2, ws->S2, a->x1, a->r1, p->ln1_g, 0};
     par_for(ws->pool, B, bwd_ln_body, &f1); /* a graph's S2 rows are read, then replaced */
-    col_sums_run(&c, NULL, NULL, -1, -1, ws->S2, p->bo, H);
-    layer_linear_backward_set(ws->pool, ws->S4, g + p->Wo, NULL, ws->S2, a->att, w + p->Wo, H, BT, H, H);
+    if (!c.frozen) col_sums_run(&c, NULL, NULL, -1, -1, ws->S2, p->bo, H);
+    layer_linear_backward_set(ws->pool, ws->S4, GW(p->Wo), NULL, ws->S2, a->att, w + p->Wo, H, BT, H, H);
     par_for(ws->pool, B, bwd_attn_body, &c); /* S3 = dqkv, S2 = h1 */
-    col_sums_run(&c, NULL, NULL, -1, -1, ws->S3, p->bqkv, 3 * H);
-    layer_linear_backward(ws->pool, ws->S1, g + p->Wqkv, NULL, ws->S3, ws->S2, w + p->Wqkv, H, BT, H, 3 * H);
+    if (!c.frozen) col_sums_run(&c, NULL, NULL, -1, -1, ws->S3, p->bqkv, 3 * H);
+    layer_linear_backward(ws->pool, ws->S1, GW(p->Wqkv), NULL, ws->S3, ws->S2, w + p->Wqkv, H, BT, H, 3 * H);
     /* graph convolution: token row passes through; region rows through ln_g (S2), the
      * ReLU (S3) and Ahat (S4). dhin is written by the GEMM, then the residual paths are
      * added, so the caller does not zero it. */
     par_for(ws->pool, B, bwd_gcn_body, &c);
-    par_for(ws->pool, H, bwd_gcn_cols_body, &c);
-    layer_linear_backward_set(ws->pool, dhin, g + p->gW, NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
+    if (!c.frozen) par_for(ws->pool, H, bwd_gcn_cols_body, &c);
+    layer_linear_backward_set(ws->pool, dhin, GW(p->gW), NULL, ws->S4, hin, w + p->gW, H, BT, H, H);
     par_for(ws->pool, B, bwd_res_body, &c);
+#undef GW
 }
 
 /* ---- Runs: embedding + blocks --------------------------------------------------- */

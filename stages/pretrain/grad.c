@@ -3,7 +3,9 @@
  * Not a trainer and not a checker: tests/reference/model_torch.py checks the dump. */
 #include "bgfm/grad.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bgfm/ckpt.h"
@@ -83,6 +85,8 @@ int grad_dump_write(const char *path, const model *m, const model_ws *ws, const 
 typedef struct grad_args {
     const char *graphs, *atlas, *indices, *partners, *ckpt, *out, *mode;
     const char *task, *targets; /* adaptation: classify|regress and one target per graph */
+    const char *prompt;         /* with --task: graph prompts, full|frozen encoder */
+    double margin;              /* the edge prompt's margin */
     int64_t init_seed, seed, epoch;
     int has_init, has_seed;
     model_cfg cfg;
@@ -122,6 +126,7 @@ static const char *grad_usage =
     "                 [--readout region|mean] [--readout-dim 8] [--partners i,j,...]\n"
     "                 [--input-norm population|none]\n"
     "                 [--task classify|regress --targets t0,t1,...]\n"
+    "                 [--prompt full|frozen] [--prompt-margin 6]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
     "the store, all of atlas NAME), written as model.md section 7 / docs/formats.md.\n"
     "--partners: one graph per index (same atlas) that GCL's view b is made from (a positive\n"
@@ -131,7 +136,9 @@ static const char *grad_usage =
     "(default: the init seed, or the checkpoint's seed).\n"
     "--task: the adaptation step instead (docs/adapt.md): the encoder on the full graphs, the\n"
     "readout, a task head (head/W, head/b drawn from the seed) and the mean cross-entropy\n"
-    "against class indices or squared error against values (--targets, one per graph).\n";
+    "against class indices or squared error against values (--targets, one per graph).\n"
+    "--prompt (with --task): graph prompts in front of the encoder (prompt/feat, prompt/edge\n"
+    "drawn from the seed; docs/adapt.md \"prompt\"); frozen: the encoder gets no gradients.\n";
 
 static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     memset(a, 0, sizeof *a);
@@ -140,6 +147,7 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     c->readout = MODEL_READOUT_REGION, c->rdim = 8, c->norm = 1;
     model_hp *h = &a->hp;
     h->mode = MODEL_GMAE_GCL, h->lambda_rec = 1.0, h->lambda_adj = 0.1, h->lambda_cl = 0.01;
+    a->margin = 6.0;
     h->tau_cl = 0.2, h->mask_ratio = 0.4, h->p_node = 0.1, h->p_edge = 0.1, h->mask_columns = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -156,7 +164,7 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
             {"--mask-ratio", &h->mask_ratio, 0, 1}, {"--p-node", &h->p_node, 0, 1},
             {"--p-edge", &h->p_edge, 0, 1}, {"--tau-cl", &h->tau_cl, 1e-6, 1e6},
             {"--lambda-rec", &h->lambda_rec, 0, 1e6}, {"--lambda-adj", &h->lambda_adj, 0, 1e6},
-            {"--lambda-cl", &h->lambda_cl, 0, 1e6}};
+            {"--lambda-cl", &h->lambda_cl, 0, 1e6}, {"--prompt-margin", &a->margin, 0, 50}};
         int done = 0;
         for (size_t j = 0; j < sizeof ints / sizeof ints[0] && !done; j++)
             if (!strcmp(o, ints[j].name)) {
@@ -186,6 +194,7 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
         else if (!strcmp(o, "--mode")) a->mode = v;
         else if (!strcmp(o, "--task")) a->task = v;
         else if (!strcmp(o, "--targets")) a->targets = v;
+        else if (!strcmp(o, "--prompt")) a->prompt = v;
         else if (!strcmp(o, "--readout")) {
             if ((c->readout = model_readout_parse(v)) < 0)
                 return bgfm_fail(e, BGFM_EUSAGE, "grad: --readout must be region or mean, not '%s'", v);
@@ -208,10 +217,53 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
     if (a->task && ((strcmp(a->task, "classify") && strcmp(a->task, "regress")) || !a->targets))
         return bgfm_fail(e, BGFM_EUSAGE, "grad: --task must be classify or regress, with "
                          "--targets (one per graph)\n%s", grad_usage);
+    if (a->prompt && (!a->task || (strcmp(a->prompt, "full") && strcmp(a->prompt, "frozen"))))
+        return bgfm_fail(e, BGFM_EUSAGE, "grad: --prompt must be full or frozen, with --task");
     if (a->mode && !(h->mode = model_mode_parse(a->mode)))
         return bgfm_fail(e, BGFM_EUSAGE, "grad: --mode must be gmae, gcl or gmae+gcl, not '%s'",
                          a->mode);
     return 0;
+}
+
+/* ---- graph prompts (--prompt) ---------------------------------------------------------- */
+/* Prompts drawn from the seed: feat N(0, 0.1^2), edge logits N(0, 1), with their gradients
+ * and scratch (the encoder frozen with --prompt frozen). */
+static int prompt_draw(const grad_args *a, const model *m, const model_ws *ws,
+                       const model_batch *bt, uint64_t seed, model_prompt *pr, bgfm_err *e) {
+    int64_t N = bt->N, H = m->cfg.H, np = N * (N - 1) / 2;
+    float *f = bgfm_calloc(e, (size_t)(2 * N * H + 2 * np + 1), sizeof(float), "prompts");
+    if (!f) return BGFM_ENOMEM;
+    rng_stream r;
+    rng_init(&r, seed, RNG_ADAPT, 4, 0, 0);
+    for (int64_t i = 0; i < N * H; i++) f[i] = (float)(0.1 * rng_normal(&r));
+    for (int64_t i = 0; i < np; i++) f[2 * N * H + i] = (float)rng_normal(&r);
+    pr->feat = f;
+    pr->gfeat = f + N * H;
+    pr->edge = f + 2 * N * H;
+    pr->gedge = f + 2 * N * H + np;
+    pr->margin = (float)a->margin;
+    pr->frozen = !strcmp(a->prompt, "frozen");
+    return model_prompt_alloc(pr, ws, m, e);
+}
+
+static void prompt_release(model_prompt *pr) {
+    free((void *)(uintptr_t)pr->feat);
+    model_prompt_free(pr);
+}
+
+/* /params/prompt/{feat,edge}, /grad/prompt/{feat,edge}, /loss attributes prompt (full or
+ * frozen) and prompt_margin */
+static int prompt_dump(hid_t f, const model_prompt *pr, int64_t N, int64_t H,
+                       const grad_args *a, bgfm_err *e) {
+    hsize_t df[2] = {(hsize_t)N, (hsize_t)H}, de[1] = {(hsize_t)(N * (N - 1) / 2)};
+    int rc = put(f, "/params/prompt/feat", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, df, pr->feat, e);
+    if (!rc) rc = put(f, "/grad/prompt/feat", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, df, pr->gfeat, e);
+    if (!rc) rc = put(f, "/params/prompt/edge", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, de, pr->edge, e);
+    if (!rc) rc = put(f, "/grad/prompt/edge", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, de, pr->gedge, e);
+    if (!rc) rc = h5io_attr_set_str(f, "/loss", "prompt", a->prompt, e);
+    double mg = a->margin;
+    if (!rc) rc = h5io_attr_set_f64(f, "/loss", "prompt_margin", &mg, 1, e);
+    return rc;
 }
 
 /* ---- the adaptation step (--task) ---------------------------------------------------- */
@@ -226,6 +278,8 @@ static int task_step(grad_args *a, model *m, model_ws *ws, const model_batch *bt
     float *y = bgfm_malloc(e, (size_t)B * sizeof *y, "targets");
     head h;
     memset(&h, 0, sizeof h);
+    model_prompt pr;
+    memset(&pr, 0, sizeof pr);
     int rc = tv && cls && y ? 0 : BGFM_ENOMEM, K = 1, n = 0;
     char *dup = rc ? NULL : bgfm_strdup(e, a->targets);
     if (!rc && !dup) rc = BGFM_ENOMEM;
@@ -252,11 +306,14 @@ static int task_step(grad_args *a, model *m, model_ws *ws, const model_batch *bt
         for (int64_t i = 0; i < h.n; i++) h.w[i] = (float)(0.3 * rng_normal(&r));
         memset(m->g, 0, (size_t)m->n_params * sizeof(float));
         hp->mode = 0;
-        model_encode(m, ws, bt, hp);
-        model_losses ls = {0, 0, 0, 0};
-        ls.total = head_loss(&h, ws->E, B, cls, y, 1.0 / B, NULL) / B;
-        model_encode_backward(m, ws, h.dE);
-        rc = grad_dump_write(a->out, m, ws, bt, hp, &ls, e);
+        if (a->prompt) rc = prompt_draw(a, m, ws, bt, hp->seed, &pr, e);
+        if (!rc) {
+            model_encode_prompted(m, ws, bt, hp, a->prompt ? &pr : NULL);
+            model_losses ls = {0, 0, 0, 0};
+            ls.total = head_loss(&h, ws->E, B, cls, y, 1.0 / B, NULL) / B;
+            model_encode_backward(m, ws, h.dE);
+            rc = grad_dump_write(a->out, m, ws, bt, hp, &ls, e);
+        }
     }
     hid_t f = rc ? -1 : h5io_open_rw(MPI_COMM_SELF, a->out, e);
     if (!rc && f < 0) rc = e->code ? e->code : BGFM_EIO;
@@ -270,6 +327,7 @@ static int task_step(grad_args *a, model *m, model_ws *ws, const model_batch *bt
         snprintf(path, sizeof path, "%s/head/b", grp[q]);
         if (!rc) rc = put(f, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db, buf + h.K * h.H, e);
     }
+    if (!rc && a->prompt) rc = prompt_dump(f, &pr, bt->N, h.H, a, e);
     if (!rc) rc = put(f, "/inputs/targets", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dt, tv, e);
     if (!rc) rc = h5io_attr_set_str(f, "/loss", "task", a->task, e);
     int64_t kk = h.K;
@@ -279,6 +337,7 @@ static int task_step(grad_args *a, model *m, model_ws *ws, const model_batch *bt
         rc = rc ? rc : rc2;
     }
     head_free(&h);
+    prompt_release(&pr);
     free(tv);
     free(cls);
     free(y);

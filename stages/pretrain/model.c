@@ -452,8 +452,12 @@ static void view_body(void *v, int64_t b0, int64_t b1, int tid) {
         for (int i = 0; i < n; i++)
             memcpy(r->R + ((int64_t)b * n + i) * k, rw + (int64_t)idx[i] * k, (size_t)k * sizeof(float));
         layer_csr c = blk_csr(r, b);
-        layer_csr_build(&c, adj, j->visible || !j->purpose ? NULL : r->keep + (int64_t)b * N * N,
-                        N, idx, n);
+        const model_prompt *pr = j->ws->prompt;
+        if (j->purpose == 0 && !j->visible && pr && pr->edge)
+            blk_prompt_csr(&c, pr, adj, N, b); /* the prompted, weighted graph */
+        else
+            layer_csr_build(&c, adj, j->visible || !j->purpose ? NULL : r->keep + (int64_t)b * N * N,
+                            N, idx, n);
     }
 }
 
@@ -564,8 +568,10 @@ static void readout_backward(model *m, const model_run *r, model_ws *ws, int B, 
     }
     const float *z = r->blk[m->cfg.L - 1].hout;
     int64_t NR = (int64_t)N * rd;
-    layer_linear_backward_set(ws->pool, ws->rdv, m->g + m->ro_W[atlas], m->g + m->ro_b, dE, r->rv,
-                              m->w + m->ro_W[atlas], NR, B, NR, H);
+    int fz = ws->prompt && ws->prompt->frozen; /* prompt tuning: no parameter gradients */
+    layer_linear_backward_set(ws->pool, ws->rdv, fz ? NULL : m->g + m->ro_W[atlas],
+                              fz ? NULL : m->g + m->ro_b, dE, r->rv, m->w + m->ro_W[atlas], NR, B,
+                              NR, H);
     float s = (float)N / (float)n;
     for (int b = 0; b < B; b++) {
         memset(ws->rdp + (int64_t)b * T * rd, 0, (size_t)rd * sizeof(float));
@@ -575,8 +581,8 @@ static void readout_backward(model *m, const model_run *r, model_ws *ws, int B, 
             for (int64_t d = 0; d < rd; d++) dp[d] = s * dv[d];
         }
     }
-    layer_linear_backward(ws->pool, dZ, m->g + m->ro_Wc, NULL, ws->rdp, z, m->w + m->ro_Wc, H,
-                          (int64_t)B * T, H, rd);
+    layer_linear_backward(ws->pool, dZ, fz ? NULL : m->g + m->ro_Wc, NULL, ws->rdp, z,
+                          m->w + m->ro_Wc, H, (int64_t)B * T, H, rd);
 }
 
 /* ---- Input normalisation (model.md section 1): x = (C - mean_a) / std_a -------------- */
@@ -618,6 +624,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     int64_t H = cf->H;
     BGFM_ASSERT(B <= ws->B_max && N <= ws->N_big && bt->atlas >= 0 &&
                 bt->atlas < cf->n_atlases && cf->atlas_nodes[bt->atlas] == N);
+    ws->prompt = NULL;
     size_t used = carve_all(ws, ws->base, cf, B, N, mode, hp->mask_ratio, 0);
     BGFM_ASSERT(used <= ws->bytes);
     ws->hp = *hp;
@@ -776,6 +783,11 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
 
 /* ---- Adaptation: the encoder alone on full graphs (docs/adapt.md) ------------------ */
 void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp) {
+    model_encode_prompted(m, ws, bt, hp, NULL);
+}
+
+void model_encode_prompted(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
+                           const model_prompt *pr) {
     const model_cfg *cf = &m->cfg;
     int B = bt->B, N = bt->N;
     BGFM_ASSERT(B <= ws->B_max && N <= ws->N_big && bt->atlas >= 0 &&
@@ -784,6 +796,7 @@ void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp 
     BGFM_ASSERT(used <= ws->bytes);
     ws->hp = *hp;
     ws->hp.mode = 0;
+    ws->prompt = pr;
     model_batch nb = normalised(m, ws, bt);
     ws->bt = nb;
     int nt = blk_team_begin(ws);
@@ -791,6 +804,7 @@ void model_encode(model *m, model_ws *ws, const model_batch *bt, const model_hp 
     build_view(ws, &ws->ea, m, &nb, &ws->hp, 0, 0);
     drop_keys d0 = blk_keys_for(ws, 0);
     blk_embed(m, &ws->ea, ws, B, nb.atlas, N);
+    if (pr) blk_prompt_feat(pr, &ws->ea, B, N, cf->H);
     blk_run_forward(m, &ws->ea, m->enc, ws, B, &d0);
     readout_forward(m, &ws->ea, ws, B, nb.atlas, N, ws->E);
     blk_team_end(nt);
@@ -801,10 +815,13 @@ void model_encode_backward(model *m, model_ws *ws, const float *dE) {
     int64_t H = m->cfg.H, Ta = ws->ea.T;
     drop_keys d0 = blk_keys_for(ws, 0);
     int nt = blk_team_begin(ws);
+    const model_prompt *pr = ws->prompt;
     memset(ws->G2, 0, (size_t)B * (size_t)Ta * (size_t)H * sizeof(float));
+    if (pr && pr->edge && pr->gedge) memset(pr->dA, 0, (size_t)B * (size_t)N * (size_t)N * sizeof(float));
     readout_backward(m, &ws->ea, ws, B, atlas, N, dE, ws->G2);
     float *dh0 = blk_run_backward(m, &ws->ea, m->enc, ws, B, &d0, ws->G2);
-    blk_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
+    if (pr) blk_prompt_backward(pr, &ws->ea, B, N, H, dh0);
+    if (!pr || !pr->frozen) blk_embed_backward(m, &ws->ea, ws, B, atlas, N, dh0);
     blk_team_end(nt);
 }
 

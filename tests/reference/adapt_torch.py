@@ -2,7 +2,9 @@
 """adapt_torch.py: an independent PyTorch float64 check of the adaptation step of
 docs/adapt.md (`bgfm grad --task ...` dumps): the encoder of docs/model.md on the full,
 uncorrupted graphs (model_torch.py's encoder and readout, written from the spec), the
-task head e W^T + b, and the mean cross-entropy (classify) or squared error (regress).
+task head e W^T + b, and the mean cross-entropy (classify) or squared error (regress);
+with graph prompts (`--prompt full`) the feature prompt added to the input layer's output
+and the prompted, weighted adjacency sigmoid(P + margin (2A - 1)) of docs/adapt.md.
 Loss to 1e-5 relative, every gradient (encoder, readout, head) to 1e-4 relative L2; the
 tensors the step does not touch (decoder, projection head, buffers) must have zero
 gradients. Prints TAP lines.
@@ -19,9 +21,30 @@ import torch
 import torch.nn.functional as Fn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model_torch import Params, encoder, node_inputs, readout, s  # noqa: E402
+from model_torch import Params, block, encoder, node_inputs, readout, s  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
+
+
+def prompted_adj(P, A, margin):
+    """docs/adapt.md "prompt": w_ij = sigmoid(P_ij + margin (2 A_ij - 1)), i != j, from the
+    upper triangle P (row-major, i < j) of the symmetric logits; zero diagonal."""
+    N = A.shape[0]
+    iu = torch.triu_indices(N, N, 1)
+    Pm = torch.zeros(N, N).index_put((iu[0], iu[1]), P)
+    Pm = Pm + Pm.T
+    return torch.sigmoid(Pm + margin * (2 * A - 1)) * (1 - torch.eye(N))
+
+
+def prompted_encoder(p, cfg, atlas, ai, X, A, margin):
+    """model_torch's encoder on the full graph with the feature prompt added to the input
+    layer's output and the prompted weighted adjacency (gcn_norm of W + I)."""
+    h = X @ p["in/W"].T + p["in/b"] + p["embed/node/" + atlas] + p["prompt/feat"]
+    h = torch.cat([p["embed/token"][ai:ai + 1], h], 0)
+    W = prompted_adj(p["prompt/edge"], A, margin)
+    for l in range(cfg["L"]):
+        h = block(p, f"enc/{l}", h, W, cfg["nh"])
+    return h[1:]
 
 
 def task_loss(f, p):
@@ -42,8 +65,13 @@ def task_loss(f, p):
         fc = (fc - p[f"norm/{atlas}/mean"].detach()) / p[f"norm/{atlas}/std"].detach()
     B, N = fc.shape[0], fc.shape[1]
     idx = torch.arange(N)
-    E = torch.stack([readout(p, cfg, atlas, encoder(p, cfg, atlas, ai, node_inputs(fc[b], rw[b], cfg, N),
-                                                    idx, adj[b]), idx, N) for b in range(B)])
+    if "prompt/feat" in p.t:
+        mg = float(f["loss"].attrs["prompt_margin"])
+        E = torch.stack([readout(p, cfg, atlas, prompted_encoder(p, cfg, atlas, ai, node_inputs(fc[b], rw[b], cfg, N),
+                                                                 adj[b], mg), idx, N) for b in range(B)])
+    else:
+        E = torch.stack([readout(p, cfg, atlas, encoder(p, cfg, atlas, ai, node_inputs(fc[b], rw[b], cfg, N),
+                                                        idx, adj[b]), idx, N) for b in range(B)])
     out = E @ p["head/W"].T + p["head/b"]
     if task == "classify":
         return Fn.cross_entropy(out, torch.tensor(tg.astype(np.int64)))
@@ -76,6 +104,10 @@ def check(path):
             n += 1
             if rel > 1e-4:
                 bad.append(f"{name} rel {rel:.2e} (|ref| {rn:.3e})")
+        if "prompt/feat" in p.t:  # the prompts' gradients must have been compared
+            good = not bad and all(t in p.t and p.t[t].grad is not None for t in ["prompt/feat", "prompt/edge"])
+            ok &= good
+            print(("ok" if good else "not ok") + f" - {path}: feature and edge prompt gradients within 1e-4")
         good = not bad and n > 0 and "head/W" in p.t
         ok &= good
         print(("ok" if good else "not ok") + f" - {path}: {n} gradient tensors (head included), worst rel L2 {worst:.2e}"
