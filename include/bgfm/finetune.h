@@ -1,9 +1,11 @@
-/* finetune.h: the `finetune` stage (docs/adapt.md): the pretrained (or a randomly
+/* finetune.h: the `finetune` and `prompt` stages (docs/adapt.md): the pretrained (or a randomly
  * initialised) encoder plus a task head (head.h), trained per cross-validation cell with
  * cross-entropy or squared error, data-parallel over the ranks like pretraining; what is
  * trained (everything, the head, the last blocks) with layer-wise learning-rate decay;
  * the epoch chosen on an inner validation split of the training fold's subjects; the
- * test fold predicted once, at the end. Folds and few-shot subsets are the probe's
+ * test fold predicted once, at the end. `prompt` shares all of it with a frozen encoder
+ * and learned graph prompts per atlas (model.h model_prompt) in front of it. Folds and
+ * few-shot subsets are the probe's
  * (probe.h, regress.h) or a fold_file. What the stage's files share; not a public API.
  * Not the encoder (model.h), not the head's math (head.h). */
 #ifndef BGFM_FINETUNE_H
@@ -23,6 +25,10 @@ enum ft_train { FT_TRAIN_ALL = 0, FT_TRAIN_HEAD = 1, FT_TRAIN_LAST = 2 };
 #define FT_NMET 3 /* per cell: auc (or r2), accuracy, balanced accuracy */
 
 typedef struct ft_opts {
+    const char *kind;        /* "finetune" or "prompt": messages, report and metrics names */
+    int prompt;              /* 1: the `prompt` stage: frozen encoder, graph prompts + head */
+    int pfeat, pedge;        /* prompt: the feature and/or the edge prompt */
+    double margin;           /* prompt: edge_margin */
     int regress;             /* 1: regression of `target` */
     const char *target;
     int all_targets;
@@ -78,6 +84,12 @@ typedef struct ft_trainer {
     float *y;
     double *pred;           /* (nl, K) predictions of every probed graph (eval) */
     int64_t n_trainable;
+    /* prompt stage: the prompts of every store atlas in one buffer (feature N x H, then
+     * edge N(N-1)/2, per model atlas at pf / pe, -1: none), gradients, AdamW moments, the
+     * best epoch's copy, and the model_prompt handed to the encoder */
+    int64_t pn, pf[MODEL_MAX_ATLASES], pe[MODEL_MAX_ATLASES];
+    float *pw, *pg, *pm, *pv, *pbest;
+    model_prompt pr;
 } ft_trainer;
 
 /* ---- train.c (collective over ctx->comm) ---- */
@@ -139,7 +151,7 @@ typedef struct ft_results {
     double *curve;    /* (FT_NENC, nk, R, F, epochs) validation losses */
     double *oof;      /* (FT_NENC, R, ns, K) test predictions at the main level */
     double *keff;     /* (nk) */
-    int64_t trainable;
+    int64_t trainable, prompt_params;
     double wall;
 } ft_results;
 #define FT_NINFO 8 /* best_epoch, epochs_run, best_val, seconds, n_train, n_val, n_test, steps */
@@ -151,6 +163,7 @@ typedef struct ft_report_ctx {
     const ft_results *p;
     const char *ckpt, *fold_file;
     int64_t n_params;
+    int64_t prompt_params; /* prompt: the prompts' share of trainable_params */
 } ft_report_ctx;
 
 int ft_write_report(const ft_report_ctx *c, bgfm_err *e);

@@ -91,5 +91,6 @@ extern const bgfm_stage_kind bgfm_stage_connectivity;
 extern const bgfm_stage_kind bgfm_stage_pretrain;
 extern const bgfm_stage_kind bgfm_stage_probe;
 extern const bgfm_stage_kind bgfm_stage_finetune;
+extern const bgfm_stage_kind bgfm_stage_prompt;
 
 #endif

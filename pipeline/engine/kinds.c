@@ -12,6 +12,7 @@ static const bgfm_stage_kind *const kinds[] = {
     &bgfm_stage_pretrain,
     &bgfm_stage_probe,
     &bgfm_stage_finetune,
+    &bgfm_stage_prompt,
     NULL
 };
 

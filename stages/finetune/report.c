@@ -1,4 +1,4 @@
-/* report.c: the finetune stage's outputs (docs/adapt.md "Outputs"): report/finetune.json,
+/* report.c: the finetune (and prompt) stage's outputs (docs/adapt.md "Outputs"): report/<kind>.json,
  * report/predictions.csv (classification, the probe's columns) or
  * report/regression_predictions.csv, and the stage's metrics.jsonl line. Rank 0 only.
  * Not the computation (stage.c, train.c). */
@@ -114,9 +114,9 @@ static int write_json(const ft_report_ctx *c, const char *path, bgfm_err *e) {
     const probe_data *d = c->d;
     const ft_results *p = c->p;
     FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "finetune: cannot write %s: %s", path, strerror(errno));
-    fputs("{\n  \"format\": \"bgfm-finetune\",\n  \"format_version\": 1,\n  \"kind\": "
-          "\"finetune\",\n  \"stage\": ", f);
+    if (!f) return bgfm_fail(e, BGFM_EIO, "%s: cannot write %s: %s", o->kind, path, strerror(errno));
+    fprintf(f, "{\n  \"format\": \"bgfm-%s\",\n  \"format_version\": 1,\n  \"kind\": "
+            "\"%s\",\n  \"stage\": ", o->kind, o->kind);
     json_write_str(f, c->r->stage->name);
     fputs(",\n  \"checkpoint\": ", f);
     json_write_str(f, c->ckpt);
@@ -134,8 +134,16 @@ static int write_json(const ft_report_ctx *c, const char *path, bgfm_err *e) {
     for (int k = 0; !o->regress && k < d->K; k++)
         fprintf(f, "%s%lld", k ? ", " : "", (long long)d->labels[k]);
     fprintf(f, "],\n  \"train\": \"%s\",\n  \"last_blocks\": %d,\n  ",
-            o->train == FT_TRAIN_ALL ? "all" : o->train == FT_TRAIN_HEAD ? "head" : "last_blocks",
+            o->prompt ? "prompts+head" : o->train == FT_TRAIN_ALL ? "all"
+                                       : o->train == FT_TRAIN_HEAD ? "head" : "last_blocks",
             o->last_blocks);
+    if (o->prompt) {
+        fprintf(f, "\"prompts\": [%s%s%s],\n  \"prompt_params\": %lld,\n  ",
+                o->pfeat ? "\"feature\"" : "", o->pfeat && o->pedge ? ", " : "",
+                o->pedge ? "\"edge\"" : "", (long long)c->prompt_params);
+        num(f, "edge_margin", o->margin);
+        fputs(",\n  ", f);
+    }
     num(f, "llrd", o->llrd);
     fprintf(f, ",\n  \"epochs\": %lld,\n  \"patience\": %lld,\n  \"batch_size\": %lld,\n  ",
             (long long)o->epochs, (long long)o->patience, (long long)o->batch_size);
@@ -154,7 +162,7 @@ static int write_json(const ft_report_ctx *c, const char *path, bgfm_err *e) {
         first = 0;
     }
     fputs("}\n}\n", f);
-    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "finetune: cannot write %s", path);
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "%s: cannot write %s", o->kind, path);
     return 0;
 }
 
@@ -167,7 +175,7 @@ static int write_preds(const ft_report_ctx *c, const char *dir, bgfm_err *e) {
     snprintf(path, sizeof path, "%.4000s/%s", dir,
              o->regress ? "regression_predictions.csv" : "predictions.csv");
     FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "finetune: cannot write %s: %s", path, strerror(errno));
+    if (!f) return bgfm_fail(e, BGFM_EIO, "%s: cannot write %s: %s", o->kind, path, strerror(errno));
     if (o->regress) fputs("target,view,features,repeat,participant_id,fold,y,prediction\n", f);
     else {
         fputs("view,features,repeat,participant_id,label,fold", f);
@@ -191,7 +199,7 @@ static int write_preds(const ft_report_ctx *c, const char *dir, bgfm_err *e) {
                 fputs("\n", f);
             }
         }
-    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "finetune: cannot write %s", path);
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "%s: cannot write %s", o->kind, path);
     return 0;
 }
 
@@ -199,18 +207,18 @@ int ft_write_report(const ft_report_ctx *c, bgfm_err *e) {
     char dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%.4000s/report", c->r->outdir);
     int rc = fs_mkdirs(dir, e);
-    snprintf(path, sizeof path, "%s/finetune.json", dir);
+    snprintf(path, sizeof path, "%s/%s.json", dir, c->o->kind);
     if (!rc) rc = write_json(c, path, e);
     if (!rc) rc = write_preds(c, dir, e);
     if (rc || !c->r->metrics) return rc;
     mline m;
-    mline_begin(&m, "finetune", c->r->stage->name, "finetune");
+    mline_begin(&m, c->o->kind, c->r->stage->name, c->o->kind);
     for (int en = 0; en < FT_NENC; en++) {
         if (!c->o->enc[en]) continue;
         double mean, sd;
         char key[64];
         mean_sd(c->p, en, c->p->main_k, 0, &mean, &sd);
-        snprintf(key, sizeof key, "finetune_%s_%s", c->o->regress ? "r2" : "auc",
+        snprintf(key, sizeof key, "%s_%s_%s", c->o->kind, c->o->regress ? "r2" : "auc",
                  probe_feat_name[en]);
         mline_num(&m, key, mean);
     }

@@ -14,13 +14,16 @@
 #include "bgfm/finetune.h"
 #include "bgfm/log.h"
 
-enum { X_FIT, X_HEAD, X_BEST, X_CELL, X_INFO, X_CURVE, X_OOF, X_N };
-static const char *const x_name[X_N] = {"fit", "head", "best_w", "cell", "info", "curve", "oof"};
+/* X_PROMPT (the prompt stage only): the prompts, both moments and the best copy */
+enum { X_FIT, X_HEAD, X_BEST, X_CELL, X_INFO, X_CURVE, X_OOF, X_PROMPT, X_N };
+static const char *const x_name[X_N] = {"fit", "head", "best_w", "cell", "info", "curve", "oof",
+                                        "prompt"};
 #define FIT_N 8 /* cell, epochs run, step, best epoch, best loss, head steps, stopped, seq */
 
 typedef struct xbufs {
     double *a[X_N];
     int64_t n[X_N];
+    int count; /* X_N with prompts, else X_PROMPT */
 } xbufs;
 
 static void xbufs_free(xbufs *x) {
@@ -30,9 +33,10 @@ static void xbufs_free(xbufs *x) {
 static int xbufs_make(xbufs *x, const ft_trainer *t, const ft_results *p, bgfm_err *e) {
     int64_t cells = (int64_t)FT_NENC * p->nk * p->R * p->F;
     int64_t n[X_N] = {FIT_N, 4 * t->h.n, t->n_enc, cells * FT_NMET, cells * FT_NINFO,
-                      cells * p->epochs, (int64_t)FT_NENC * p->R * p->ns * p->K};
+                      cells * p->epochs, (int64_t)FT_NENC * p->R * p->ns * p->K, 4 * t->pn};
     int rc = 0;
-    for (int i = 0; i < X_N; i++) {
+    x->count = t->o->prompt ? X_N : X_PROMPT;
+    for (int i = 0; i < x->count; i++) {
         x->n[i] = n[i];
         x->a[i] = bgfm_calloc(e, (size_t)(n[i] ? n[i] : 1), sizeof(double), "checkpoint state");
         if (!x->a[i]) rc = BGFM_ENOMEM;
@@ -43,7 +47,7 @@ static int xbufs_make(xbufs *x, const ft_trainer *t, const ft_results *p, bgfm_e
 static ckpt_state xstate(const xbufs *x) {
     ckpt_state st;
     memset(&st, 0, sizeof st);
-    st.n_extra = X_N;
+    st.n_extra = x->count;
     st.extra_name = x_name;
     st.extra = x->a;
     st.extra_n = x->n;
@@ -78,11 +82,13 @@ int ft_ckpt_save(ft_ckpt *c, ft_trainer *t, const ft_fit_out *out, int64_t step,
     to_d(x.a[X_HEAD] + 2 * hn, t->h.v, hn);
     to_d(x.a[X_HEAD] + 3 * hn, t->best_h, hn);
     to_d(x.a[X_BEST], t->best_w, t->n_enc);
+    float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
+    for (int i = 0; t->o->prompt && i < 4; i++) to_d(x.a[X_PROMPT] + i * t->pn, pq[i], t->pn);
     const double *src[4] = {p->cell, p->info, p->curve, p->oof};
     for (int i = 0; i < 4; i++) memcpy(x.a[X_CELL + i], src[i], (size_t)x.n[X_CELL + i] * sizeof(double));
     ckpt_state st = xstate(&x);
     st.step = step, st.epoch = out->epochs_run, st.pos = c->cell, st.seed = t->o->seed;
-    st.config = (char *)(uintptr_t)"finetune";
+    st.config = (char *)(uintptr_t)t->o->kind;
     st.pause_ms = t->o->ckpt_pause_ms;
     optim ov = {t->m.n_params, t->mom, t->var, NULL, t->h.t};
     char path[4200];
@@ -152,6 +158,8 @@ static int load_one(ft_ckpt *c, ft_trainer *t, int64_t s, ft_resume *rs, ft_fit_
         to_f(t->h.v, x.a[X_HEAD] + 2 * hn, hn);
         to_f(t->best_h, x.a[X_HEAD] + 3 * hn, hn);
         to_f(t->best_w, x.a[X_BEST], t->n_enc);
+        float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
+        for (int i = 0; t->o->prompt && i < 4; i++) to_f(pq[i], x.a[X_PROMPT] + i * t->pn, t->pn);
         double *dst[4] = {p->cell, p->info, p->curve, p->oof};
         for (int i = 0; i < 4; i++) memcpy(dst[i], x.a[X_CELL + i], (size_t)x.n[X_CELL + i] * sizeof(double));
         c->cell = (int64_t)fit[0];
@@ -179,12 +187,13 @@ int ft_ckpt_load(ft_ckpt *c, ft_trainer *t, ft_resume *rs, ft_fit_out *out) {
     if (!rc && n > 0) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(seq, n, MPI_INT64_T, 0, ctx->comm)));
     if (rc) return -rc;
     for (int i = 0; i < n; i++) {
-        log_info(ctx, "finetune: resuming from %s/ckpt-%lld.h5", c->dir, (long long)seq[i]);
+        log_info(ctx, "%s: resuming from %s/ckpt-%lld.h5", t->o->kind, c->dir, (long long)seq[i]);
         rc = bgfm_ctx_agree(ctx, load_one(c, t, seq[i], rs, out));
         if (!rc) return 1;
         if ((rc != BGFM_EDATA && rc != BGFM_EIO) || i + 1 == n) return -rc;
-        log_warn(ctx, "finetune: cannot use ckpt-%lld.h5 (%s); falling back to the previous "
-                 "checkpoint ckpt-%lld.h5", (long long)seq[i], e->msg, (long long)seq[i + 1]);
+        log_warn(ctx, "%s: cannot use ckpt-%lld.h5 (%s); falling back to the previous "
+                 "checkpoint ckpt-%lld.h5", t->o->kind, (long long)seq[i], e->msg,
+                 (long long)seq[i + 1]);
         bgfm_err_clear(e);
     }
     return 0;

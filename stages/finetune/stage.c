@@ -1,4 +1,4 @@
-/* stage.c: the `finetune` stage kind (finetune.h, docs/adapt.md): options, then the run:
+/* stage.c: the `finetune` and `prompt` stage kinds (finetune.h, docs/adapt.md): options, then the run:
  * checkpoint and graph store, the labelled (or target) subjects and their folds (the
  * probe's, or a fold_file), and every (encoder, few-shot level, repeat, fold) cell fitted
  * data-parallel over all ranks (train.c), the scores from the test predictions, and the
@@ -17,14 +17,48 @@
 #include "bgfm/regress.h"
 #include "bgfm/rng.h"
 
+/* The options both stages have: the task, the encoders, the protocol and the optimiser
+ * (LR_DEFAULT: the stage's peak learning rate). */
+#define FT_OPTS_TASK                                                                            \
+    {"target", BGFM_OPT_STR, NULL, 1, 0, NULL,                                                  \
+     "numeric participants.tsv column to regress (squared error); unset: classify the label "   \
+     "(cross-entropy)"},                                                                        \
+    {"target_subjects", BGFM_OPT_ENUM, "labelled", 1, 0, "labelled|all",                        \
+     "regression: the labelled subjects with a value, or every subject with a value"},          \
+    {"encoders", BGFM_OPT_LIST, "[pretrained, random_init]", 1, 0, NULL,                        \
+     "start from the pretrained checkpoint and/or a random initialisation of the same shape"}
+#define FT_OPTS_PROTOCOL(LR_DEFAULT)                                                            \
+    {"folds", BGFM_OPT_INT, "5", 2, 1000, NULL,                                                 \
+     "cross-validation folds, grouped by subject, stratified by label (the probe's folds)"},    \
+    {"repeats", BGFM_OPT_INT, "1", 1, 100, NULL, "fold draws (the probe's draws 0..repeats-1)"}, \
+    {"seed", BGFM_OPT_INT, NULL, 0, 9e18, NULL,                                                 \
+     "seed of folds, few-shot subsets, validation splits and batches (default: the pipeline "   \
+     "seed)"},                                                                                  \
+    {"few_shot", BGFM_OPT_LIST, "[all]", 1, 0, NULL,                                            \
+     "training subjects per class (regression: in all) of the few-shot curve (integers >= 1 "   \
+     "or all; the probe's subsets)"},                                                           \
+    {"fold_file", BGFM_OPT_STR, NULL, 1, 0, NULL,                                               \
+     "TSV with columns participant_id and fold (0, 1, ...): these folds instead of drawn ones " \
+     "(repeats becomes 1); relative to the pipeline file"},                                     \
+    {"epochs", BGFM_OPT_INT, "30", 1, 1e6, NULL, "most passes over the training graphs per fit"}, \
+    {"patience", BGFM_OPT_INT, "5", 1, 1e6, NULL,                                               \
+     "stop a fit after this many epochs without a lower validation loss"},                      \
+    {"val_fraction", BGFM_OPT_REAL, "0.2", 0, 0.9, NULL,                                        \
+     "share of the training fold's subjects (per class) held out to choose the epoch; 0: no "   \
+     "validation, the last epoch is kept"},                                                     \
+    {"batch_size", BGFM_OPT_INT, "16", 1, 65536, NULL,                                          \
+     "graphs per step (all of one atlas), split over the ranks"},                               \
+    {"lr", BGFM_OPT_REAL, LR_DEFAULT, 0, 10, NULL, "peak AdamW learning rate (head and readout)"}, \
+    {"warmup", BGFM_OPT_INT, "0", 0, 1e9, NULL, "linear warm-up steps, then cosine decay to 0"}, \
+    {"weight_decay", BGFM_OPT_REAL, "1e-4", 0, 10, NULL, "decoupled weight decay (matrices)"},  \
+    {"clip", BGFM_OPT_REAL, "5.0", 0, 1e9, NULL, "global gradient-norm clip (0: off)"},         \
+    {"dropout", BGFM_OPT_REAL, "0.1", 0, 0.95, NULL, "the encoder's dropout while training"},   \
+    {"checkpoint_every", BGFM_OPT_INT, "1", 0, 1e9, NULL,                                       \
+     "epochs between checkpoints of the run (0: only when stopped by a signal); a rerun "       \
+     "resumes from the newest"}
+
 static const bgfm_opt ft_opts_table[] = {
-    {"target", BGFM_OPT_STR, NULL, 1, 0, NULL,
-     "numeric participants.tsv column to regress (squared error); unset: classify the label "
-     "(cross-entropy)"},
-    {"target_subjects", BGFM_OPT_ENUM, "labelled", 1, 0, "labelled|all",
-     "regression: the labelled subjects with a value, or every subject with a value"},
-    {"encoders", BGFM_OPT_LIST, "[pretrained, random_init]", 1, 0, NULL,
-     "start from the pretrained checkpoint and/or a random initialisation of the same shape"},
+    FT_OPTS_TASK,
     {"train", BGFM_OPT_ENUM, "all", 1, 0, "all|head|last_blocks",
      "what is trained: the whole encoder and the head, the head only, or the last_blocks "
      "encoder blocks, the readout and the head"},
@@ -33,34 +67,17 @@ static const bgfm_opt ft_opts_table[] = {
     {"llrd", BGFM_OPT_REAL, "1.0", 0.01, 1, NULL,
      "layer-wise learning-rate decay: the readout gets lr, block l lr * llrd^(L - l), the "
      "input layer and embeddings lr * llrd^(L + 1)"},
-    {"folds", BGFM_OPT_INT, "5", 2, 1000, NULL,
-     "cross-validation folds, grouped by subject, stratified by label (the probe's folds)"},
-    {"repeats", BGFM_OPT_INT, "1", 1, 100, NULL, "fold draws (the probe's draws 0..repeats-1)"},
-    {"seed", BGFM_OPT_INT, NULL, 0, 9e18, NULL,
-     "seed of folds, few-shot subsets, validation splits and batches (default: the pipeline "
-     "seed)"},
-    {"few_shot", BGFM_OPT_LIST, "[all]", 1, 0, NULL,
-     "training subjects per class (regression: in all) of the few-shot curve (integers >= 1 "
-     "or all; the probe's subsets)"},
-    {"fold_file", BGFM_OPT_STR, NULL, 1, 0, NULL,
-     "TSV with columns participant_id and fold (0, 1, ...): these folds instead of drawn ones "
-     "(repeats becomes 1); relative to the pipeline file"},
-    {"epochs", BGFM_OPT_INT, "30", 1, 1e6, NULL, "most passes over the training graphs per fit"},
-    {"patience", BGFM_OPT_INT, "5", 1, 1e6, NULL,
-     "stop a fit after this many epochs without a lower validation loss"},
-    {"val_fraction", BGFM_OPT_REAL, "0.2", 0, 0.9, NULL,
-     "share of the training fold's subjects (per class) held out to choose the epoch; 0: no "
-     "validation, the last epoch is kept"},
-    {"batch_size", BGFM_OPT_INT, "16", 1, 65536, NULL,
-     "graphs per step (all of one atlas), split over the ranks"},
-    {"lr", BGFM_OPT_REAL, "1e-3", 0, 10, NULL, "peak AdamW learning rate (head and readout)"},
-    {"warmup", BGFM_OPT_INT, "0", 0, 1e9, NULL, "linear warm-up steps, then cosine decay to 0"},
-    {"weight_decay", BGFM_OPT_REAL, "1e-4", 0, 10, NULL, "decoupled weight decay (matrices)"},
-    {"clip", BGFM_OPT_REAL, "5.0", 0, 1e9, NULL, "global gradient-norm clip (0: off)"},
-    {"dropout", BGFM_OPT_REAL, "0.1", 0, 0.95, NULL, "the encoder's dropout while training"},
-    {"checkpoint_every", BGFM_OPT_INT, "1", 0, 1e9, NULL,
-     "epochs between checkpoints of the run (0: only when stopped by a signal); a rerun "
-     "resumes from the newest"},
+    FT_OPTS_PROTOCOL("1e-3"),
+};
+
+static const bgfm_opt pr_opts_table[] = {
+    FT_OPTS_TASK,
+    {"prompts", BGFM_OPT_LIST, "[feature, edge]", 1, 0, NULL,
+     "graph prompts per atlas in front of the frozen encoder: feature (N x H added to the input "
+     "layer's output), edge (symmetric logits P: weights sigmoid(P + edge_margin (2A - 1)))"},
+    {"edge_margin", BGFM_OPT_REAL, "6.0", 0.5, 30, NULL,
+     "edge prompt: the logit of an edge (+) and of a non-edge (-) at P = 0"},
+    FT_OPTS_PROTOCOL("1e-2"),
 };
 
 /* few_shot list -> sizes (0 = all); count or -1 (bad item in *bad) */
@@ -104,6 +121,19 @@ static int ft_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err
     return 0;
 }
 
+static int pr_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
+    int rc = ft_validate(p, s, e);
+    if (rc) return rc;
+    const bgfm_value *v = params_value(&s->with, "prompts");
+    if (v->n_list < 1)
+        return config_stage_fail(e, p, s, "prompts", "prompts needs feature, edge or both");
+    for (int i = 0; i < v->n_list; i++)
+        if (strcmp(v->list[i], "feature") && strcmp(v->list[i], "edge"))
+            return config_stage_fail(e, p, s, "prompts", "prompts item '%s' is not feature or "
+                                     "edge", v->list[i]);
+    return 0;
+}
+
 static char **ft_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
     char **out = bgfm_calloc(e, 3, sizeof *out, "finetune input list");
     if (!out) return NULL;
@@ -124,9 +154,11 @@ static char **ft_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, b
     return out;
 }
 
-static void read_opts(const bgfm_stage_run *r, ft_opts *o) {
+static void read_opts(const bgfm_stage_run *r, int prompt, ft_opts *o) {
     const bgfm_params *w = &r->stage->with;
     memset(o, 0, sizeof *o);
+    o->kind = prompt ? "prompt" : "finetune";
+    o->prompt = prompt;
     o->target = params_str(w, "target");
     o->regress = o->target != NULL;
     o->all_targets = !strcmp(params_str(w, "target_subjects"), "all");
@@ -138,10 +170,20 @@ static void read_opts(const bgfm_stage_run *r, ft_opts *o) {
     BGFM_ASSERT(o->n_k > 0);
     const bgfm_value *en = params_value(w, "encoders");
     for (int i = 0; i < en->n_list; i++) o->enc[strcmp(en->list[i], "pretrained") ? 1 : 0] = 1;
-    const char *tr = params_str(w, "train");
-    o->train = !strcmp(tr, "head") ? FT_TRAIN_HEAD : !strcmp(tr, "all") ? FT_TRAIN_ALL : FT_TRAIN_LAST;
-    o->last_blocks = (int)params_int(w, "last_blocks");
-    o->llrd = params_real(w, "llrd");
+    if (prompt) { /* the encoder frozen: it trains like `train: head`, plus the prompts */
+        const bgfm_value *pv = params_value(w, "prompts");
+        for (int i = 0; i < pv->n_list; i++) {
+            o->pfeat |= !strcmp(pv->list[i], "feature");
+            o->pedge |= !strcmp(pv->list[i], "edge");
+        }
+        o->margin = params_real(w, "edge_margin");
+        o->train = FT_TRAIN_HEAD, o->last_blocks = 0, o->llrd = 1;
+    } else {
+        const char *tr = params_str(w, "train");
+        o->train = !strcmp(tr, "head") ? FT_TRAIN_HEAD : !strcmp(tr, "all") ? FT_TRAIN_ALL : FT_TRAIN_LAST;
+        o->last_blocks = (int)params_int(w, "last_blocks");
+        o->llrd = params_real(w, "llrd");
+    }
     o->epochs = params_int(w, "epochs");
     o->patience = params_int(w, "patience");
     o->val_fraction = params_real(w, "val_fraction");
@@ -178,12 +220,12 @@ static void inputs_free(ft_inputs *in) {
 static int open_inputs(bgfm_stage_run *r, const ft_opts *o, ft_inputs *in, bgfm_err *e) {
     int rc = 0;
     if (!r->upstream || !r->upstream2)
-        return bgfm_fail(e, BGFM_EUSAGE, "stage '%s': finetune needs an earlier pretrain stage "
-                         "and an earlier connectivity stage", r->stage->name);
+        return bgfm_fail(e, BGFM_EUSAGE, "stage '%s': %s needs an earlier pretrain stage "
+                         "and an earlier connectivity stage", r->stage->name, o->kind);
     if (!(in->ckpt = fs_join(r->upstream, "final.h5", e))) return BGFM_ENOMEM;
     if (!ckpt_is_complete(in->ckpt))
-        return bgfm_fail(e, BGFM_EDATA, "finetune: %s is not a complete checkpoint; rerun the "
-                         "pretrain stage", in->ckpt);
+        return bgfm_fail(e, BGFM_EDATA, "%s: %s is not a complete checkpoint; rerun the "
+                         "pretrain stage", o->kind, in->ckpt);
     if (!(in->gpath = fs_join(r->upstream2, "graphs/index.h5", e))) return BGFM_ENOMEM;
     if (!fs_exists(in->gpath)) {
         free(in->gpath);
@@ -208,10 +250,10 @@ static int open_inputs(bgfm_stage_run *r, const ft_opts *o, ft_inputs *in, bgfm_
         in->amap[a] = model_atlas_find(&in->mp, graphs_atlas_name(in->gs, a));
         if (in->amap[a] < 0 || in->mp.cfg.atlas_nodes[in->amap[a]] != graphs_atlas_nodes(in->gs, a) ||
             in->mp.cfg.k != graphs_rwse_steps(in->gs))
-            return bgfm_fail(e, BGFM_EDATA, "finetune: atlas '%s' of %s is not in the checkpoint "
-                             "%s (or has another node count / RWSE steps); adapt on the atlases "
-                             "the model was pretrained on", graphs_atlas_name(in->gs, a),
-                             in->gpath, in->ckpt);
+            return bgfm_fail(e, BGFM_EDATA, "%s: atlas '%s' of %s is not in the checkpoint "
+                             "%s (or has another node count / RWSE steps); %s on the atlases "
+                             "the model was pretrained on", o->kind, graphs_atlas_name(in->gs, a),
+                             in->gpath, in->ckpt, o->prompt ? "prompts exist only" : "adapt");
     }
     return 0;
 }
@@ -238,11 +280,11 @@ static int prepare(bgfm_stage_run *r, ft_opts *o, ft_inputs *in, probe_data *d, 
     d->tname = NULL; /* names[] ends here; the report uses o->target */
     if (rc) return rc;
     if (!o->regress && d->K < 2)
-        return bgfm_fail(e, BGFM_EDATA, "finetune: %s has %d label value(s) among its graphs; "
+        return bgfm_fail(e, BGFM_EDATA, "%s: %s has %d label value(s) among its graphs; "
                          "classification needs at least 2 (or set `target` for regression)",
-                         in->gpath, d->K);
+                         o->kind, in->gpath, d->K);
     if (d->K > 256)
-        return bgfm_fail(e, BGFM_EDATA, "finetune: %d classes; at most 256", d->K);
+        return bgfm_fail(e, BGFM_EDATA, "%s: %d classes; at most 256", o->kind, d->K);
     int64_t ns = d->ns;
     uint8_t *has = bgfm_malloc(e, (size_t)(ns ? ns : 1), "folds");
     if (!has) return BGFM_ENOMEM;
@@ -373,8 +415,8 @@ static int epoch_hook(void *arg, ft_trainer *t, const ft_fit_out *out, int64_t s
     if (!rc && (stop || (h->o->checkpoint_every > 0 && h->ck->seq % h->o->checkpoint_every == 0)))
         rc = ft_ckpt_save(h->ck, t, out, step, stopped);
     if (!rc && stop)
-        rc = bgfm_fail(&ctx->err, BGFM_SIGNALLED, "finetune: stop requested (%s); checkpoint "
-                       "%s/ckpt-%lld.h5 written; rerun the same command to resume",
+        rc = bgfm_fail(&ctx->err, BGFM_SIGNALLED, "%s: stop requested (%s); checkpoint "
+                       "%s/ckpt-%lld.h5 written; rerun the same command to resume", h->o->kind,
                        sig > 0 ? "SIGTERM/SIGUSR1" : "BGFM_TEST_STOP_AFTER", h->ck->dir,
                        (long long)h->ck->seq);
     return bgfm_ctx_agree(ctx, rc);
@@ -398,6 +440,7 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
     if (!rc && (!b.use || !b.role || !b.list || !b.ys || !b.oof || !b.sbuf)) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc);
     p->trainable = t.n_trainable;
+    p->prompt_params = t.pn;
     ft_ckpt ck = {ctx, ckdir, 0, -1, p};
     hook_arg ha = {&ck, o};
     ft_resume rs = {0, 0, 0};
@@ -408,7 +451,7 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
     int64_t total = 0, done = 0;
     for (int en = 0; en < FT_NENC; en++) total += o->enc[en] * (int64_t)p->nk * p->R * p->F;
     log_progress pg;
-    log_progress_start(ctx, &pg, "finetune", "fits", total);
+    log_progress_start(ctx, &pg, o->kind, "fits", total);
     for (int en = 0; en < FT_NENC && !rc; en++) {
         if (!o->enc[en]) continue;
         const model *start = en ? &in->mr : &in->mp;
@@ -504,11 +547,11 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bg
     return 0;
 }
 
-static int ft_run(bgfm_stage_run *r) {
+static int adapt_run(bgfm_stage_run *r, int prompt) {
     bgfm_ctx *ctx = r->ctx;
     bgfm_err *e = &ctx->err;
     ft_opts o;
-    read_opts(r, &o);
+    read_opts(r, prompt, &o);
     ft_inputs in;
     memset(&in, 0, sizeof in);
     probe_data d;
@@ -521,9 +564,9 @@ static int ft_run(bgfm_stage_run *r) {
     if (!rc) rc = results_init(&p, &o, &d, e);
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
-    log_info(ctx, "finetune: %lld graphs of %lld subjects, %s, %d folds x %d repeats, train %s",
+    log_info(ctx, "%s: %lld graphs of %lld subjects, %s, %d folds x %d repeats, train %s", o.kind,
              (long long)d.nl, (long long)d.ns, o.regress ? o.target : "label", o.folds, o.repeats,
-             params_str(&r->stage->with, "train"));
+             prompt ? "prompts + head" : params_str(&r->stage->with, "train"));
     char ckdir[4200];
     snprintf(ckdir, sizeof ckdir, "%.4000s/checkpoints", r->outdir);
     rc = bgfm_ctx_agree(ctx, ctx->rank == 0 ? fs_mkdirs(ckdir, e) : 0);
@@ -534,7 +577,7 @@ static int ft_run(bgfm_stage_run *r) {
     if (rc) goto done;
     p.wall = MPI_Wtime() - t0;
     if (ctx->rank == 0) {
-        ft_report_ctx c = {r, &o, &d, &p, in.ckpt, in.fold_file, in.mp.n_train};
+        ft_report_ctx c = {r, &o, &d, &p, in.ckpt, in.fold_file, in.mp.n_train, p.prompt_params};
         rc = ft_write_report(&c, e);
     }
     rc = bgfm_ctx_agree(ctx, rc);
@@ -546,6 +589,25 @@ done:
     inputs_free(&in);
     return rc;
 }
+
+static int ft_run(bgfm_stage_run *r) { return adapt_run(r, 0); }
+static int pr_run(bgfm_stage_run *r) { return adapt_run(r, 1); }
+
+const bgfm_stage_kind bgfm_stage_prompt = {
+    .name = "prompt",
+    .summary = "graph prompt tuning: learned feature and edge prompts per atlas in front of the "
+               "frozen pretrained (and a random-init) encoder, plus a task head, per grouped CV "
+               "fold; the finetune protocol -> report/prompt.json, predictions.csv",
+    .opts = pr_opts_table,
+    .n_opts = (int)(sizeof pr_opts_table / sizeof pr_opts_table[0]),
+    .consumes = BGFM_ART_CHECKPOINT,
+    .consumes2 = BGFM_ART_GRAPHS,
+    .produces = BGFM_ART_REPORT,
+    .rank_sensitive = 1,
+    .validate = pr_validate,
+    .run = pr_run,
+    .extra_inputs = ft_extra_inputs,
+};
 
 const bgfm_stage_kind bgfm_stage_finetune = {
     .name = "finetune",

@@ -1,4 +1,4 @@
-/* train.c: one fine-tuning fit (finetune.h, docs/adapt.md): the encoder and head reset
+/* train.c: one fine-tuning (or prompt-tuning) fit (finetune.h, docs/adapt.md): the encoder, head and prompts reset
  * from a start model, epochs of one-atlas global batches of the training graphs split
  * over the ranks like pretraining (dist_slice, gradient all-reduce, AdamW with per-layer
  * learning-rate factors), the validation loss after every epoch, early stopping, and
@@ -58,8 +58,16 @@ void ft_trainer_free(ft_trainer *t) {
     free(t->cls);
     free(t->y);
     free(t->pred);
+    free(t->pw);
+    free(t->pg);
+    free(t->pm);
+    free(t->pv);
+    free(t->pbest);
+    model_prompt_free(&t->pr);
     memset(t, 0, sizeof *t);
 }
+
+static int prompt_init(ft_trainer *t, bgfm_err *e);
 
 int ft_trainer_init(ft_trainer *t, bgfm_ctx *ctx, const ft_opts *o, graphs_store *gs,
                     const probe_data *d, const int *amap, const model *arch, int K) {
@@ -101,7 +109,47 @@ int ft_trainer_init(ft_trainer *t, bgfm_ctx *ctx, const ft_opts *o, graphs_store
             memset(t->decay + mt->off, 1, (size_t)(mt->rows * (mt->cols ? mt->cols : 1)));
     }
     t->n_trainable = ft_scales(&t->m, t->n_enc, o, t->h.n, t->scale);
-    return model_ws_init(&t->ws, &t->m, t->Bl, e);
+    rc = model_ws_init(&t->ws, &t->m, t->Bl, e);
+    if (!rc && o->prompt) rc = prompt_init(t, e);
+    return rc;
+}
+
+/* ---- graph prompts (the prompt stage) --------------------------------------------------- */
+/* The prompts of the store's atlases (zero at the start of every fit: the feature prompt
+ * adds nothing, the edge weights are sigmoid(+-margin)) and their optimiser state. */
+static int prompt_init(ft_trainer *t, bgfm_err *e) {
+    const ft_opts *o = t->o;
+    int64_t H = t->m.cfg.H;
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) t->pf[a] = t->pe[a] = -1;
+    for (int a = 0; a < graphs_n_atlases(t->gs); a++) {
+        int ma = t->amap[a];
+        int64_t N = t->m.cfg.atlas_nodes[ma];
+        if (t->pf[ma] >= 0 || t->pe[ma] >= 0) continue;
+        if (o->pfeat) t->pf[ma] = t->pn, t->pn += N * H;
+        if (o->pedge) t->pe[ma] = t->pn, t->pn += N * (N - 1) / 2;
+    }
+    size_t n = (size_t)(t->pn ? t->pn : 1);
+    t->pw = bgfm_calloc(e, n, sizeof(float), "prompts");
+    t->pg = bgfm_calloc(e, n, sizeof(float), "prompts");
+    t->pm = bgfm_calloc(e, n, sizeof(float), "prompts");
+    t->pv = bgfm_calloc(e, n, sizeof(float), "prompts");
+    t->pbest = bgfm_calloc(e, n, sizeof(float), "prompts");
+    if (!t->pw || !t->pg || !t->pm || !t->pv || !t->pbest) return BGFM_ENOMEM;
+    t->n_trainable = t->h.n + t->pn; /* the encoder is frozen (train: head) */
+    t->pr.margin = (float)o->margin;
+    t->pr.frozen = 1;
+    return model_prompt_alloc(&t->pr, &t->ws, &t->m, e);
+}
+
+/* The prompts of model atlas ma for model_encode_prompted, or NULL (finetune). */
+static const model_prompt *prompt_of(ft_trainer *t, int ma) {
+    if (!t->o->prompt) return NULL;
+    model_prompt *p = &t->pr;
+    p->feat = t->pf[ma] >= 0 ? t->pw + t->pf[ma] : NULL;
+    p->gfeat = t->pf[ma] >= 0 ? t->pg + t->pf[ma] : NULL;
+    p->edge = t->pe[ma] >= 0 ? t->pw + t->pe[ma] : NULL;
+    p->gedge = t->pe[ma] >= 0 ? t->pg + t->pe[ma] : NULL;
+    return p;
 }
 
 /* ---- one step ------------------------------------------------------------------------ */
@@ -138,11 +186,11 @@ static int local_batch(ft_trainer *t, const int64_t *gi, int64_t n, const step_c
     hp.seed = t->o->seed;
     hp.step = sc->step;
     hp.p_drop = p;
-    model_encode(&t->m, &t->ws, &bt, &hp);
+    model_encode_prompted(&t->m, &t->ws, &bt, &hp, prompt_of(t, bt.atlas));
     *loss = head_loss(&t->h, t->ws.E, (int)cnt, t->cls, t->y, scale, NULL);
     if (!isfinite(*loss))
-        return bgfm_fail(&ctx->err, BGFM_ENUMERIC, "finetune: loss is not finite at step %lld "
-                         "(graphs of atlas %s); lower lr", (long long)sc->step,
+        return bgfm_fail(&ctx->err, BGFM_ENUMERIC, "%s: loss is not finite at step %lld "
+                         "(graphs of atlas %s); lower lr", t->o->kind, (long long)sc->step,
                          graphs_atlas_name(t->gs, sa));
     return 0;
 }
@@ -155,13 +203,16 @@ static int train_step(ft_trainer *t, const int64_t *gi, int64_t n, const step_ct
     const ft_opts *o = t->o;
     memset(t->m.g, 0, (size_t)t->n_enc * sizeof(float));
     memset(t->h.g, 0, (size_t)t->h.n * sizeof(float));
+    if (o->prompt) memset(t->pg, 0, (size_t)t->pn * sizeof(float));
     double loc = 0;
     int64_t lo, cnt;
     int rc = local_batch(t, gi, n, sc, o->dropout, 1.0 / (double)n, &loc, &lo, &cnt);
-    if (!rc && cnt > 0 && o->train != FT_TRAIN_HEAD) model_encode_backward(&t->m, &t->ws, t->h.dE);
+    if (!rc && cnt > 0 && (o->prompt || o->train != FT_TRAIN_HEAD))
+        model_encode_backward(&t->m, &t->ws, t->h.dE); /* prompt: frozen, prompts only */
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) return rc;
-    if (o->train != FT_TRAIN_HEAD) rc = dist_allreduce_sum(ctx, t->m.g, t->n_enc);
+    if (o->prompt) rc = dist_allreduce_sum(ctx, t->pg, t->pn);
+    else if (o->train != FT_TRAIN_HEAD) rc = dist_allreduce_sum(ctx, t->m.g, t->n_enc);
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) rc = bgfm_ctx_agree(ctx, dist_allreduce_sum(ctx, t->h.g, t->h.n));
     double glob = loc;
@@ -177,15 +228,19 @@ static int train_step(ft_trainer *t, const int64_t *gi, int64_t n, const step_ct
         ss += (double)t->m.g[i] * (double)t->m.g[i];
     }
     for (int64_t i = 0; i < t->h.n; i++) ss += (double)t->h.g[i] * (double)t->h.g[i];
+    for (int64_t i = 0; i < t->pn; i++) ss += (double)t->pg[i] * (double)t->pg[i];
     double nr = sqrt(ss);
     if (o->opt.clip > 0 && nr > o->opt.clip) {
         float f = (float)(o->opt.clip / (nr + 1e-6));
         for (int64_t i = 0; i < t->n_enc; i++) t->m.g[i] *= f;
         for (int64_t i = 0; i < t->h.n; i++) t->h.g[i] *= f;
+        for (int64_t i = 0; i < t->pn; i++) t->pg[i] *= f;
     }
     if (o->train != FT_TRAIN_HEAD)
         optim_adamw_buf(t->m.w, t->m.g, t->mom, t->var, t->decay, t->scale, t->n_enc, t->h.t + 1,
                         lr, &o->opt);
+    if (o->prompt) /* no weight decay on prompts (like embeddings: model.md section 5) */
+        optim_adamw_buf(t->pw, t->pg, t->pm, t->pv, NULL, NULL, t->pn, t->h.t + 1, lr, &o->opt);
     head_adamw(&t->h, lr, &o->opt);
     return 0;
 }
@@ -217,7 +272,7 @@ static int predict(ft_trainer *t, const int64_t *list, int64_t n) {
             model_hp hp;
             memset(&hp, 0, sizeof hp);
             hp.seed = t->o->seed;
-            model_encode(&t->m, &t->ws, &bt, &hp);
+            model_encode_prompted(&t->m, &t->ws, &bt, &hp, prompt_of(t, bt.atlas));
             double out[256 * 8];
             for (int64_t i = 0; i < c; i++) {
                 head_predict(&t->h, t->ws.E + i * t->h.H, 1, out);
@@ -298,6 +353,7 @@ static void fit_reset(ft_trainer *t, const model *start) {
     memset(t->mom, 0, (size_t)t->n_enc * sizeof(float));
     memset(t->var, 0, (size_t)t->n_enc * sizeof(float));
     head_reset(&t->h);
+    for (int64_t i = 0; i < t->pn; i++) t->pw[i] = t->pm[i] = t->pv[i] = 0.0f;
 }
 
 static void keep_best(ft_trainer *t, int restore) {
@@ -305,9 +361,11 @@ static void keep_best(ft_trainer *t, int restore) {
     if (restore) {
         memcpy(t->m.w, t->best_w, nw);
         memcpy(t->h.w, t->best_h, nh);
+        if (t->pn) memcpy(t->pw, t->pbest, (size_t)t->pn * sizeof(float));
     } else {
         memcpy(t->best_w, t->m.w, nw);
         memcpy(t->best_h, t->h.w, nh);
+        if (t->pn) memcpy(t->pbest, t->pw, (size_t)t->pn * sizeof(float));
     }
 }
 
@@ -336,9 +394,9 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
         out->n_test += role[s] == FT_TEST;
     }
     if (ntr == 0 || nte == 0) {
-        rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EDATA, "finetune: a cell has %lld training "
+        rc = bgfm_ctx_agree(ctx, bgfm_fail(e, BGFM_EDATA, "%s: a cell has %lld training "
                                            "and %lld test graphs; every fold needs both",
-                                           (long long)ntr, (long long)nte));
+                                           o->kind, (long long)ntr, (long long)nte));
         goto done;
     }
     if (!rs) {
