@@ -4,8 +4,11 @@
  *             projection head) + clipping + AdamW over the whole model;
  *   finetune  train: all: model_encode + head loss + model_encode_backward + clipping +
  *             AdamW over the encoder and head (the finetune stage's step, one rank);
- *   head      train: head: model_encode + head loss + the head's AdamW.
- * The three are interleaved step by step (the machine is shared: each round sees the
+ *   head      train: head: model_encode + head loss + the head's AdamW;
+ *   prompt    the prompt stage's step: model_encode_prompted (feature + edge prompts, the
+ *             encoder frozen) + head loss + model_encode_backward (prompt gradients only)
+ *             + clipping + AdamW over the prompts and the head.
+ * The four are interleaved step by step (the machine is shared: each round sees the
  * same load) and the median and best of each are printed with their ratios.
  * Not a test and not part of libbgfm: bench/adapt_step.sh builds it.
  *   adapt_step H L N B [STEPS] */
@@ -75,9 +78,17 @@ int main(int argc, char **argv) {
     uint8_t *adj = malloc((size_t)B * N * N);
     int64_t *gidx = malloc((size_t)B * sizeof *gidx);
     int *cls = malloc((size_t)B * sizeof *cls);
-    double *t[3];
-    for (int q = 0; q < 3; q++) t[q] = malloc((size_t)(steps + warm) * sizeof(double));
-    if (!fc || !rw || !adj || !gidx || !cls || !t[0] || !t[1] || !t[2]) return 1;
+    double *t[4];
+    for (int q = 0; q < 4; q++) t[q] = malloc((size_t)(steps + warm) * sizeof(double));
+    if (!fc || !rw || !adj || !gidx || !cls || !t[0] || !t[1] || !t[2] || !t[3]) return 1;
+    /* the prompts: feature N x H, edge N(N-1)/2, their gradients and moments */
+    int64_t pn = (int64_t)N * H + (int64_t)N * (N - 1) / 2;
+    float *pw = calloc((size_t)(4 * pn), sizeof(float));
+    model_prompt pr;
+    memset(&pr, 0, sizeof pr);
+    if (!pw || model_prompt_alloc(&pr, &ws, &m, &e)) return 1;
+    pr.feat = pw, pr.edge = pw + (int64_t)N * H, pr.gfeat = pw + pn, pr.gedge = pw + pn + (int64_t)N * H;
+    pr.margin = 6.0f, pr.frozen = 1;
     for (int b = 0; b < B; b++) {
         make_graph(N, 5, (uint64_t)b, fc + (size_t)b * N * N, adj + (size_t)b * N * N,
                    rw + (size_t)b * N * 5);
@@ -110,20 +121,36 @@ int main(int argc, char **argv) {
             head_adamw(&h, optim_lr(&oc, s), &oc);
             t[q][s] = now() - t0;
         }
+        t0 = now();
+        memset(pw + pn, 0, (size_t)pn * sizeof(float));
+        memset(h.g, 0, (size_t)h.n * sizeof(float));
+        model_encode_prompted(&m, &ws, &bt, &hp, &pr);
+        chk += head_loss(&h, ws.E, B, cls, NULL, 1.0 / B, NULL);
+        model_encode_backward(&m, &ws, h.dE);
+        optim_clip(pw + pn, pn, oc.clip);
+        optim_adamw_buf(pw, pw + pn, pw + 2 * pn, pw + 3 * pn, NULL, NULL, pn, s + 1,
+                        optim_lr(&oc, s), &oc);
+        head_adamw(&h, optim_lr(&oc, s), &oc);
+        t[3][s] = now() - t0;
     }
-    const char *name[3] = {"pretrain", "finetune", "head"};
-    double med[3], best[3];
-    for (int q = 0; q < 3; q++) {
+    const char *name[4] = {"pretrain", "finetune", "head", "prompt"};
+    double med[4], best[4];
+    for (int q = 0; q < 4; q++) {
         qsort(t[q] + warm, (size_t)steps, sizeof(double), cmp_d);
         med[q] = t[q][warm + steps / 2], best[q] = t[q][warm];
         printf("%s_ms_median %.3f\n%s_ms_best %.3f\n", name[q], med[q] * 1e3, name[q], best[q] * 1e3);
     }
-    printf("config H=%d L=%d N=%d B=%d params=%lld encoder_params=%lld head_params=%lld\n", H, L, N,
-           B, (long long)m.n_params, (long long)ne, (long long)h.n);
+    printf("config H=%d L=%d N=%d B=%d params=%lld encoder_params=%lld head_params=%lld "
+           "prompt_params=%lld\n", H, L, N, B, (long long)m.n_params, (long long)ne, (long long)h.n,
+           (long long)pn);
     printf("finetune_over_pretrain %.3f (best %.3f)\n", med[1] / med[0], best[1] / best[0]);
     printf("head_over_finetune %.3f (best %.3f)\n", med[2] / med[1], best[2] / best[1]);
+    printf("prompt_over_finetune %.3f (best %.3f); finetune/prompt %.2fx (target >= 3x)\n",
+           med[3] / med[1], best[3] / best[1], med[1] / med[3]);
     printf("checksum %.6g\n", chk);
-    for (int q = 0; q < 3; q++) free(t[q]);
+    for (int q = 0; q < 4; q++) free(t[q]);
+    free(pw);
+    model_prompt_free(&pr);
     free(fc), free(rw), free(adj), free(gidx), free(cls);
     head_free(&h);
     model_ws_free(&ws);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# adapt_step.sh: the cost of one fine-tuning step (train: all) and one head-only step
+# adapt_step.sh: the cost of one fine-tuning step (train: all), one head-only step and
+# one prompt-tuning step (the prompt stage's: frozen encoder, feature + edge prompts)
 # against one pretraining step (gmae+gcl) of the same batch and model, measured in the
-# same run, interleaved step by step (bench/adapt_step.c over build/libbgfm.a). Target
-# (issue 15): finetune / pretrain <= 1. Prints the load average with the figures
+# same run, interleaved step by step (bench/adapt_step.c over build/libbgfm.a). Targets
+# (issue 15): finetune / pretrain <= 1; finetune / prompt >= 3 (prompt_over_finetune <= 0.33). Prints the load average with the figures
 # (docs/performance.md, "Adaptation step"). Not a test.
 #   bench/adapt_step.sh [STEPS]      (CONFIGS="H:L:N:B ..." and THREADS="1 2" override)
 set -euo pipefail
