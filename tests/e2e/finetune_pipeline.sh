@@ -59,30 +59,7 @@ for e in d["encoders"].values():
         if c["k"] == 2:
             assert c["train_subjects"] + c["val_subjects"] == 4
 PYEOF
-check "same folds as the probe; every labelled subject predicted once per encoder; AUCs = scipy" $PY - "$R" "$T/wa/probe/report/predictions.csv" <<'PYEOF'
-import csv, json, sys
-import numpy as np
-from scipy.stats import mannwhitneyu
-R = sys.argv[1]
-d = json.load(open(R + "/finetune.json"))
-rows = list(csv.DictReader(open(R + "/predictions.csv")))
-prob = {(r["participant_id"]): int(r["fold"]) for r in csv.DictReader(open(sys.argv[2])) if r["repeat"] == "0"}
-assert list(rows[0].keys())[:6] == ["view", "features", "repeat", "participant_id", "label", "fold"]
-for enc in ["pretrained", "random_init"]:
-    rr = [r for r in rows if r["features"] == enc]
-    assert sorted(r["participant_id"] for r in rr) == sorted(prob), "each labelled subject once"
-    for r in rr:
-        assert int(r["fold"]) == prob[r["participant_id"]], "the probe's fold"
-        p = [float(r[k]) for k in r if k.startswith("p_")]
-        assert abs(sum(p) - 1) < 1e-9
-    labels = sorted({r["label"] for r in rr})
-    for f in range(3):
-        t = [r for r in rr if int(r["fold"]) == f]
-        pos = [float(r["p_" + labels[1]]) for r in t if r["label"] == labels[1]]
-        neg = [float(r["p_" + labels[1]]) for r in t if r["label"] == labels[0]]
-        auc = mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
-        assert abs(auc - d["encoders"][enc]["auc_folds"][0][f]) < 1e-12, (enc, f, auc)
-PYEOF
+check "same folds as the probe; every labelled subject predicted once per encoder; AUCs = scipy" $PY "$ROOT/tests/lib/adapt_check.py" folds_auc "$R" finetune "$T/wa/probe/report/predictions.csv"
 check "regression: R2 per fold recomputed from regression_predictions.csv; last_blocks trains fewer parameters" $PY - "$T/wa/ft2/report" "$T/d/bids/participants.tsv" <<'PYEOF'
 import csv, json, sys
 import numpy as np
@@ -101,22 +78,7 @@ for f in range(3):
 assert d["train"] == "last_blocks" and d["trainable_params"] < d["model_params"] / 2
 PYEOF
 # ---- nothing peeks: fixed folds (fold_file), the labels of fold 0's subjects flipped
-$PY - "$R/predictions.csv" "$T/folds.tsv" "$T/d/bids/participants.tsv" "$T/flip.tsv" <<'PYEOF'
-import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["features"] == "pretrained"]
-with open(sys.argv[2], "w") as f:
-    f.write("participant_id\tfold\n")
-    for r in rows: f.write("%s\t%s\n" % (r["participant_id"], r["fold"]))
-test = {r["participant_id"] for r in rows if r["fold"] == "0"}
-lines = open(sys.argv[3]).read().splitlines()
-h = lines[0].split("\t"); j = h.index("diagnosis")
-with open(sys.argv[4], "w") as f:
-    f.write(lines[0] + "\n")
-    for l in lines[1:]:
-        c = l.split("\t")
-        if c[0] in test: c[j] = "patient" if c[j] == "control" else "control"
-        f.write("\t".join(c) + "\n")
-PYEOF
+check "fold_file and flipped labels from the first run" $PY "$ROOT/tests/lib/adapt_check.py" flip "$R/predictions.csv" "$T/folds.tsv" "$T/d/bids/participants.tsv" "$T/flip.tsv"
 NW="{folds: 3, few_shot: [2, all], epochs: 4, patience: 2, batch_size: 8, val_fraction: 0.25, fold_file: $T/folds.tsv, encoders: [pretrained]}"
 PROBE_W="{fold_file: $T/folds.tsv, few_shot: [2, all], targets: [age]}" mk "$T/n1.yaml" "$T/wn1" "$NW"
 mk "$T/n2.yaml" "$T/wn2" "$NW" "$T/flip.tsv"
@@ -133,45 +95,12 @@ assert len(g) == 84 and all(r["fold"] == want[r["participant_id"]] for r in g)
 rr = list(csv.DictReader(open(R + "/regression_predictions.csv")))
 assert rr and all(r["fold"] == want[r["participant_id"]] for r in rr)
 PYEOF
-check "no peeking: test fold 0's labels change nothing of its cells' selection or predictions; the others change" $PY - "$T/wn1/ft/report" "$T/wn2/ft/report" <<'PYEOF'
-import csv, json, sys
-a, b = (json.load(open(p + "/finetune.json")) for p in sys.argv[1:])
-ca, cb = a["encoders"]["pretrained"]["cells"], b["encoders"]["pretrained"]["cells"]
-assert a["fold_file"] and len(ca) == len(cb) == 6
-other = 0
-for x, y in zip(ca, cb):
-    assert (x["k"], x["fold"]) == (y["k"], y["fold"])
-    if x["fold"] == 0:
-        for k in ["best_epoch", "epochs_run", "best_val_loss", "val_loss", "train_subjects", "val_subjects"]:
-            assert x[k] == y[k], (k, x[k], y[k])
-    else:
-        other += x["val_loss"] != y["val_loss"]
-assert other > 0, "flipping training labels must change the other folds' fits"
-pa = [r for r in csv.DictReader(open(sys.argv[1] + "/predictions.csv")) if r["fold"] == "0"]
-pb = [r for r in csv.DictReader(open(sys.argv[2] + "/predictions.csv")) if r["fold"] == "0"]
-assert [r["participant_id"] for r in pa] == [r["participant_id"] for r in pb]
-for r, s in zip(pa, pb):
-    assert r["label"] != s["label"]
-    assert [r[k] for k in r if k.startswith("p_")] == [s[k] for k in s if k.startswith("p_")]
-PYEOF
+check "no peeking: test fold 0's labels change nothing of its cells' selection or predictions; the others change" $PY "$ROOT/tests/lib/adapt_check.py" nopeek "$T/wn1/ft/report" "$T/wn2/ft/report" finetune
 # ---- 1 and 2 ranks, same checkpoint
 cp -r "$T/wa" "$T/wb"
 sed "s#$T/wa#$T/wb#" "$T/a.yaml" >"$T/b.yaml"
 expect_rc "finetune stage on 2 ranks (same checkpoint)" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only ft --force --quiet
-check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY - "$T/wa/ft/report" "$T/wb/ft/report" <<'PYEOF'
-import csv, json, sys
-a, b = (json.load(open(p + "/finetune.json")) for p in sys.argv[1:])
-for enc in a["encoders"]:
-    for x, y in zip(a["encoders"][enc]["cells"], b["encoders"][enc]["cells"]):
-        assert x["best_epoch"] == y["best_epoch"] and x["epochs_run"] == y["epochs_run"]
-        assert all(abs(u - v) < 1e-4 * max(1, abs(u)) for u, v in zip(x["val_loss"], y["val_loss"]))
-pa, pb = (list(csv.DictReader(open(p + "/predictions.csv"))) for p in sys.argv[1:])
-assert len(pa) == len(pb) > 0
-for r, s in zip(pa, pb):
-    assert r["participant_id"] == s["participant_id"]
-    for k in r:
-        if k.startswith("p_"): assert abs(float(r[k]) - float(s[k])) < 1e-4, (k, r[k], s[k])
-PYEOF
+check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY "$ROOT/tests/lib/adapt_check.py" ranks "$T/wa/ft/report" "$T/wb/ft/report" finetune
 # ---- bad input, before training
 printf 'participant_id\tdiagnosis\tsite\tage\tsex\n' >"$T/bad.tsv"
 tail -n +2 "$T/d/bids/participants.tsv" | awk -F'\t' 'BEGIN{OFS="\t"} NR==3{$4="old"} {print}' >>"$T/bad.tsv"

@@ -44,8 +44,7 @@ assert set(d["encoders"]) == {"pretrained", "random_init"} and d["folds"] == 3
 with h5py.File(sys.argv[2], "r") as f:
     a = f["model"].attrs
     H = int(a["H"])
-    nodes = [int(x) for x in (a["atlas_nodes"].decode() if isinstance(a["atlas_nodes"], bytes) else str(a["atlas_nodes"])).replace("[", "").replace("]", "").replace(",", " ").split()] \
-        if not hasattr(a["atlas_nodes"], "__len__") or isinstance(a["atlas_nodes"], (bytes, str)) else [int(x) for x in a["atlas_nodes"]]
+    nodes = [int(x) for x in a["atlas_nodes"]]
 K = len(d["classes"])
 prompts = sum(N * H + N * (N - 1) // 2 for N in nodes)
 assert d["prompt_params"] == prompts, (d["prompt_params"], prompts)
@@ -61,89 +60,20 @@ for e in d["encoders"].values():
         assert c["epochs_run"] == 4 or c["epochs_run"] - c["best_epoch"] == 2
 print("# H %d nodes %s prompts %d trainable %d model %d" % (H, nodes, prompts, d["trainable_params"], d["model_params"]))
 PYEOF
-check "same folds as the probe; every labelled subject once per encoder; AUCs = scipy" $PY - "$R" "$T/wa/probe/report/predictions.csv" <<'PYEOF'
-import csv, json, sys
-from scipy.stats import mannwhitneyu
-R = sys.argv[1]
-d = json.load(open(R + "/prompt.json"))
-rows = list(csv.DictReader(open(R + "/predictions.csv")))
-prob = {r["participant_id"]: int(r["fold"]) for r in csv.DictReader(open(sys.argv[2])) if r["repeat"] == "0"}
-assert list(rows[0].keys())[:6] == ["view", "features", "repeat", "participant_id", "label", "fold"]
-for enc in ["pretrained", "random_init"]:
-    rr = [r for r in rows if r["features"] == enc]
-    assert sorted(r["participant_id"] for r in rr) == sorted(prob)
-    for r in rr:
-        assert int(r["fold"]) == prob[r["participant_id"]]
-        assert abs(sum(float(r[k]) for k in r if k.startswith("p_")) - 1) < 1e-9
-    labels = sorted({r["label"] for r in rr})
-    for f in range(3):
-        t = [r for r in rr if int(r["fold"]) == f]
-        pos = [float(r["p_" + labels[1]]) for r in t if r["label"] == labels[1]]
-        neg = [float(r["p_" + labels[1]]) for r in t if r["label"] == labels[0]]
-        auc = mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
-        assert abs(auc - d["encoders"][enc]["auc_folds"][0][f]) < 1e-12, (enc, f, auc)
-PYEOF
+check "same folds as the probe; every labelled subject once per encoder; AUCs = scipy" $PY "$ROOT/tests/lib/adapt_check.py" folds_auc "$R" prompt "$T/wa/probe/report/predictions.csv"
 # ---- nothing peeks: fixed folds (fold_file), the labels of fold 0's subjects flipped
-$PY - "$R/predictions.csv" "$T/folds.tsv" "$T/d/bids/participants.tsv" "$T/flip.tsv" <<'PYEOF'
-import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["features"] == "pretrained"]
-with open(sys.argv[2], "w") as f:
-    f.write("participant_id\tfold\n")
-    for r in rows: f.write("%s\t%s\n" % (r["participant_id"], r["fold"]))
-test = {r["participant_id"] for r in rows if r["fold"] == "0"}
-lines = open(sys.argv[3]).read().splitlines()
-h = lines[0].split("\t"); j = h.index("diagnosis")
-with open(sys.argv[4], "w") as f:
-    f.write(lines[0] + "\n")
-    for l in lines[1:]:
-        c = l.split("\t")
-        if c[0] in test: c[j] = "patient" if c[j] == "control" else "control"
-        f.write("\t".join(c) + "\n")
-PYEOF
+check "fold_file and flipped labels from the first run" $PY "$ROOT/tests/lib/adapt_check.py" flip "$R/predictions.csv" "$T/folds.tsv" "$T/d/bids/participants.tsv" "$T/flip.tsv"
 NW="{folds: 3, few_shot: [2, all], epochs: 4, patience: 2, batch_size: 8, val_fraction: 0.25, fold_file: $T/folds.tsv, encoders: [pretrained]}"
 PROBE_W="{fold_file: $T/folds.tsv, few_shot: [2, all]}" mk "$T/n1.yaml" "$T/wn1" "$NW"
 PROBE_W="{fold_file: $T/folds.tsv, few_shot: [2, all]}" mk "$T/n2.yaml" "$T/wn2" "$NW" "$T/flip.tsv"
 expect_rc "fold_file run, labels as given" 0 $MPIRUN 1 "$BGFM" run "$T/n1.yaml" --quiet
 expect_rc "fold_file run, fold 0's labels flipped" 0 $MPIRUN 1 "$BGFM" run "$T/n2.yaml" --quiet
-check "no peeking: test fold 0's labels change nothing of its cells' selection or predictions; the others change" $PY - "$T/wn1/pr/report" "$T/wn2/pr/report" <<'PYEOF'
-import csv, json, sys
-a, b = (json.load(open(p + "/prompt.json")) for p in sys.argv[1:])
-ca, cb = a["encoders"]["pretrained"]["cells"], b["encoders"]["pretrained"]["cells"]
-assert a["fold_file"] and len(ca) == len(cb) == 6
-other = 0
-for x, y in zip(ca, cb):
-    assert (x["k"], x["fold"]) == (y["k"], y["fold"])
-    if x["fold"] == 0:
-        for k in ["best_epoch", "epochs_run", "best_val_loss", "val_loss", "train_subjects", "val_subjects"]:
-            assert x[k] == y[k], (k, x[k], y[k])
-    else:
-        other += x["val_loss"] != y["val_loss"]
-assert other > 0, "flipping training labels must change the other folds' fits"
-pa = [r for r in csv.DictReader(open(sys.argv[1] + "/predictions.csv")) if r["fold"] == "0"]
-pb = [r for r in csv.DictReader(open(sys.argv[2] + "/predictions.csv")) if r["fold"] == "0"]
-assert pa and [r["participant_id"] for r in pa] == [r["participant_id"] for r in pb]
-for r, s in zip(pa, pb):
-    assert r["label"] != s["label"]
-    assert [r[k] for k in r if k.startswith("p_")] == [s[k] for k in s if k.startswith("p_")]
-PYEOF
+check "no peeking: test fold 0's labels change nothing of its cells' selection or predictions; the others change" $PY "$ROOT/tests/lib/adapt_check.py" nopeek "$T/wn1/pr/report" "$T/wn2/pr/report" prompt
 # ---- 1 and 2 ranks, same checkpoint
 cp -r "$T/wa" "$T/wb"
 sed "s#$T/wa#$T/wb#" "$T/a.yaml" >"$T/b.yaml"
 expect_rc "prompt stage on 2 ranks (same checkpoint)" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only pr --force --quiet
-check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY - "$T/wa/pr/report" "$T/wb/pr/report" <<'PYEOF'
-import csv, json, sys
-a, b = (json.load(open(p + "/prompt.json")) for p in sys.argv[1:])
-for enc in a["encoders"]:
-    for x, y in zip(a["encoders"][enc]["cells"], b["encoders"][enc]["cells"]):
-        assert x["best_epoch"] == y["best_epoch"] and x["epochs_run"] == y["epochs_run"]
-        assert all(abs(u - v) < 1e-4 * max(1, abs(u)) for u, v in zip(x["val_loss"], y["val_loss"]))
-pa, pb = (list(csv.DictReader(open(p + "/predictions.csv"))) for p in sys.argv[1:])
-assert len(pa) == len(pb) > 0
-for r, s in zip(pa, pb):
-    assert r["participant_id"] == s["participant_id"]
-    for k in r:
-        if k.startswith("p_"): assert abs(float(r[k]) - float(s[k])) < 1e-4, (k, r[k], s[k])
-PYEOF
+check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY "$ROOT/tests/lib/adapt_check.py" ranks "$T/wa/pr/report" "$T/wb/pr/report" prompt
 # ---- stopped after an epoch (the test hook), then rerun: the uninterrupted result
 cp -r "$T/wa" "$T/wc"
 sed "s#$T/wa#$T/wc#" "$T/a.yaml" >"$T/c.yaml"
