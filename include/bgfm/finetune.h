@@ -28,6 +28,7 @@ typedef struct ft_opts {
     const char *kind;        /* "finetune" or "prompt": messages, report and metrics names */
     int prompt;              /* 1: the `prompt` stage: frozen encoder, graph prompts + head */
     int pfeat, pedge;        /* prompt: the feature and/or the edge prompt */
+    int meta;                /* prompt: 1 = meta: reptile */
     double margin;           /* prompt: edge_margin */
     int regress;             /* 1: regression of `target` */
     const char *target;
@@ -48,6 +49,18 @@ typedef struct ft_opts {
     long ckpt_pause_ms;       /* test hook: pause before a checkpoint's completion mark */
 } ft_opts;
 
+/* Meta-learned prompt initialisation (the prompt stage's `meta: reptile`; meta.c,
+ * docs/adapt.md "Meta-learned prompts"): tasks are (column, atlas) pairs, a column being
+ * a categorical participants.tsv column with the label's number of classes. */
+typedef struct ft_meta {
+    int n_cols;
+    char *col[PROBE_MAX_TARGETS]; /* task columns (owned) */
+    int *cls;                     /* (n_cols, ns) class of each subject, -1 without a value */
+    int n_atl;                    /* store atlases: tasks = n_cols x n_atl */
+    int64_t steps, inner, shots;  /* outer iterations, inner steps per task, k per class */
+    double eps;                   /* outer step size, annealed linearly to 0 */
+} ft_meta;
+
 /* One cross-validation cell's subjects: 1 = train, 2 = validation, 3 = test, 0 = out. */
 enum { FT_OUT = 0, FT_TRAIN = 1, FT_VAL = 2, FT_TEST = 3 };
 
@@ -57,6 +70,8 @@ typedef struct ft_fit_out {
     double best_val, seconds;
     int64_t n_train, n_val, n_test; /* subjects */
     double *val_curve;              /* (epochs) validation loss per epoch, NaN after a stop */
+    double *read;                   /* meta: (ns) bit 1 = read by the meta-training, bit 2 =
+                                       by the fit (train, validation, test); NULL: none */
 } ft_fit_out;
 
 /* Everything a fit needs besides the cell: the store, the probed graphs, the encoder
@@ -90,6 +105,9 @@ typedef struct ft_trainer {
     int64_t pn, pf[MODEL_MAX_ATLASES], pe[MODEL_MAX_ATLASES];
     float *pw, *pg, *pm, *pv, *pbest;
     model_prompt pr;
+    const ft_meta *meta;    /* prompt with meta: the Reptile initialisation, else NULL */
+    uint8_t *seen;          /* (ns) subjects whose graphs this rank read (meta's record) */
+    float *theta;           /* meta: (pn + head) the initialisation being meta-learned */
 } ft_trainer;
 
 /* ---- train.c (collective over ctx->comm) ---- */
@@ -122,6 +140,23 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
            const double *ys, uint64_t key, const ft_resume *rs, ft_epoch_hook hook, void *arg,
            double *oof, ft_fit_out *out);
 
+/* ---- meta.c ---- */
+/* Task columns and classes from the participants table at `path` (rank-local): exit 3
+ * naming the column when it is absent or has another number of classes than the label,
+ * or when there are fewer than two tasks. */
+int ft_meta_prepare(const char *path, const char *const *cols, int n_cols, const probe_data *d,
+                    ft_meta *m, bgfm_err *e);
+void ft_meta_free(ft_meta *m);
+/* Reptile (collective): from the trainer's current prompts and head, `steps` episodes
+ * on tasks drawn over the pool: the subjects with role[s] == FT_OUT (neither training,
+ * validation nor test of the cell); leaves the learned initialisation in the prompts and
+ * head, the moments zero. key keys the draws. */
+int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key);
+/* The train step of train.c on global batch gi[0..n) of one atlas with classes cls (per
+ * subject), for meta.c. */
+int ft_train_step(ft_trainer *t, const int64_t *gi, int64_t n, const int *cls, int64_t step,
+                  double lr, double *loss_sum);
+
 /* ---- resume.c (collective) ---- */
 /* The state a checkpoint carries besides the model and its moments: the trainer's head
  * and best copies, the current fit and every finished cell's results. */
@@ -151,6 +186,8 @@ typedef struct ft_results {
     double *curve;    /* (FT_NENC, nk, R, F, epochs) validation losses */
     double *oof;      /* (FT_NENC, R, ns, K) test predictions at the main level */
     double *keff;     /* (nk) */
+    double *mread;    /* meta: (FT_NENC, nk, R, F, ns) the fit_out.read of every cell */
+    double *msubj;    /* meta: (FT_NENC, nk, R, F) the meta-training pool's size */
     int64_t trainable, prompt_params;
     double wall;
 } ft_results;
@@ -164,6 +201,8 @@ typedef struct ft_report_ctx {
     const char *ckpt, *fold_file;
     int64_t n_params;
     int64_t prompt_params; /* prompt: the prompts' share of trainable_params */
+    const ft_meta *meta;   /* prompt with meta, else NULL */
+    graphs_store *gs;      /* the atlas names of the meta tasks */
 } ft_report_ctx;
 
 int ft_write_report(const ft_report_ctx *c, bgfm_err *e);

@@ -99,6 +99,7 @@ static void write_enc(FILE *f, const ft_report_ctx *c, int en) {
                     num(f, in[q], ci[q]);
                 }
                 int64_t cidx = (((int64_t)en * p->nk + ki) * p->R + r) * p->F + fo;
+                if (p->msubj) fprintf(f, ", \"meta_subjects\": %lld", (long long)p->msubj[cidx]);
                 fputs(", \"val_loss\": [", f);
                 for (int64_t ep = 0; ep < (int64_t)ci[1]; ep++) {
                     fputs(ep ? ", " : "", f);
@@ -107,6 +108,56 @@ static void write_enc(FILE *f, const ft_report_ctx *c, int en) {
                 fputs("]}", f);
             }
     fputs("]}", f);
+}
+
+/* "meta": null, or the method, its tasks ([column, atlas] pairs) and options */
+static void write_meta(FILE *f, const ft_report_ctx *c) {
+    const ft_meta *m = c->meta;
+    if (!m) {
+        fputs("\"meta\": null,\n  ", f);
+        return;
+    }
+    fputs("\"meta\": {\"method\": \"reptile\", \"tasks\": [", f);
+    for (int i = 0; i < m->n_cols; i++)
+        for (int a = 0; a < m->n_atl; a++) {
+            fputs(i || a ? ", [" : "[", f);
+            json_write_str(f, m->col[i]);
+            fputs(", ", f);
+            json_write_str(f, graphs_atlas_name(c->gs, a));
+            fputs("]", f);
+        }
+    fprintf(f, "], \"steps\": %lld, \"inner_steps\": %lld, \"shots\": %lld, ",
+            (long long)m->steps, (long long)m->inner, (long long)m->shots);
+    num(f, "meta_lr", m->eps);
+    fputs("},\n  ", f);
+}
+
+/* meta_subjects.csv: per cell, every subject the meta-training or the fit read */
+static int write_meta_read(const ft_report_ctx *c, const char *dir, bgfm_err *e) {
+    const ft_results *p = c->p;
+    const probe_data *d = c->d;
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/meta_subjects.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return bgfm_fail(e, BGFM_EIO, "prompt: cannot write %s: %s", path, strerror(errno));
+    fputs("features,k,repeat,fold,participant_id,read\n", f);
+    const char *what[4] = {"", "meta", "fit", "both"};
+    for (int en = 0; en < FT_NENC; en++)
+        for (int ki = 0; c->o->enc[en] && ki < p->nk; ki++)
+            for (int r = 0; r < p->R; r++)
+                for (int fo = 0; fo < p->F; fo++) {
+                    int64_t cidx = (((int64_t)en * p->nk + ki) * p->R + r) * p->F + fo;
+                    for (int64_t s = 0; s < d->ns; s++) {
+                        int b = (int)p->mread[cidx * d->ns + s] & 3;
+                        if (!b) continue;
+                        fprintf(f, "%s,", probe_feat_name[en]);
+                        if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
+                        else fputs("all", f);
+                        fprintf(f, ",%d,%d,%s,%s\n", r, fo, d->sid[s], what[b]);
+                    }
+                }
+    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "prompt: cannot write %s", path);
+    return 0;
 }
 
 static int write_json(const ft_report_ctx *c, const char *path, bgfm_err *e) {
@@ -143,6 +194,7 @@ static int write_json(const ft_report_ctx *c, const char *path, bgfm_err *e) {
                 o->pedge ? "\"edge\"" : "", (long long)c->prompt_params);
         num(f, "edge_margin", o->margin);
         fputs(",\n  ", f);
+        write_meta(f, c);
     }
     num(f, "llrd", o->llrd);
     fprintf(f, ",\n  \"epochs\": %lld,\n  \"patience\": %lld,\n  \"batch_size\": %lld,\n  ",
@@ -210,6 +262,7 @@ int ft_write_report(const ft_report_ctx *c, bgfm_err *e) {
     snprintf(path, sizeof path, "%s/%s.json", dir, c->o->kind);
     if (!rc) rc = write_json(c, path, e);
     if (!rc) rc = write_preds(c, dir, e);
+    if (!rc && c->meta) rc = write_meta_read(c, dir, e);
     if (rc || !c->r->metrics) return rc;
     mline m;
     mline_begin(&m, c->o->kind, c->r->stage->name, c->o->kind);

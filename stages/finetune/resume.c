@@ -14,16 +14,17 @@
 #include "bgfm/finetune.h"
 #include "bgfm/log.h"
 
-/* X_PROMPT (the prompt stage only): the prompts, both moments and the best copy */
-enum { X_FIT, X_HEAD, X_BEST, X_CELL, X_INFO, X_CURVE, X_OOF, X_PROMPT, X_N };
+/* X_PROMPT (the prompt stage only): the prompts, both moments and the best copy;
+ * X_META (with meta): every cell's read record, then its pool size */
+enum { X_FIT, X_HEAD, X_BEST, X_CELL, X_INFO, X_CURVE, X_OOF, X_PROMPT, X_META, X_N };
 static const char *const x_name[X_N] = {"fit", "head", "best_w", "cell", "info", "curve", "oof",
-                                        "prompt"};
+                                        "prompt", "meta"};
 #define FIT_N 8 /* cell, epochs run, step, best epoch, best loss, head steps, stopped, seq */
 
 typedef struct xbufs {
     double *a[X_N];
     int64_t n[X_N];
-    int count; /* X_N with prompts, else X_PROMPT */
+    int count; /* X_N with meta, X_META with prompts, else X_PROMPT */
 } xbufs;
 
 static void xbufs_free(xbufs *x) {
@@ -33,9 +34,10 @@ static void xbufs_free(xbufs *x) {
 static int xbufs_make(xbufs *x, const ft_trainer *t, const ft_results *p, bgfm_err *e) {
     int64_t cells = (int64_t)FT_NENC * p->nk * p->R * p->F;
     int64_t n[X_N] = {FIT_N, 4 * t->h.n, t->n_enc, cells * FT_NMET, cells * FT_NINFO,
-                      cells * p->epochs, (int64_t)FT_NENC * p->R * p->ns * p->K, 4 * t->pn};
+                      cells * p->epochs, (int64_t)FT_NENC * p->R * p->ns * p->K, 4 * t->pn,
+                      cells * (p->ns + 1)};
     int rc = 0;
-    x->count = t->o->prompt ? X_N : X_PROMPT;
+    x->count = t->o->meta ? X_N : t->o->prompt ? X_META : X_PROMPT;
     for (int i = 0; i < x->count; i++) {
         x->n[i] = n[i];
         x->a[i] = bgfm_calloc(e, (size_t)(n[i] ? n[i] : 1), sizeof(double), "checkpoint state");
@@ -84,6 +86,11 @@ int ft_ckpt_save(ft_ckpt *c, ft_trainer *t, const ft_fit_out *out, int64_t step,
     to_d(x.a[X_BEST], t->best_w, t->n_enc);
     float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
     for (int i = 0; t->o->prompt && i < 4; i++) to_d(x.a[X_PROMPT] + i * t->pn, pq[i], t->pn);
+    if (t->o->meta) {
+        int64_t nr = x.n[X_META] - x.n[X_META] / (p->ns + 1);
+        memcpy(x.a[X_META], p->mread, (size_t)nr * sizeof(double));
+        memcpy(x.a[X_META] + nr, p->msubj, (size_t)(x.n[X_META] - nr) * sizeof(double));
+    }
     const double *src[4] = {p->cell, p->info, p->curve, p->oof};
     for (int i = 0; i < 4; i++) memcpy(x.a[X_CELL + i], src[i], (size_t)x.n[X_CELL + i] * sizeof(double));
     ckpt_state st = xstate(&x);
@@ -160,6 +167,11 @@ static int load_one(ft_ckpt *c, ft_trainer *t, int64_t s, ft_resume *rs, ft_fit_
         to_f(t->best_w, x.a[X_BEST], t->n_enc);
         float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
         for (int i = 0; t->o->prompt && i < 4; i++) to_f(pq[i], x.a[X_PROMPT] + i * t->pn, t->pn);
+        if (t->o->meta) {
+            int64_t nr = x.n[X_META] - x.n[X_META] / (p->ns + 1);
+            memcpy(p->mread, x.a[X_META], (size_t)nr * sizeof(double));
+            memcpy(p->msubj, x.a[X_META] + nr, (size_t)(x.n[X_META] - nr) * sizeof(double));
+        }
         double *dst[4] = {p->cell, p->info, p->curve, p->oof};
         for (int i = 0; i < 4; i++) memcpy(dst[i], x.a[X_CELL + i], (size_t)x.n[X_CELL + i] * sizeof(double));
         c->cell = (int64_t)fit[0];

@@ -77,6 +77,18 @@ static const bgfm_opt pr_opts_table[] = {
      "layer's output), edge (symmetric logits P: weights sigmoid(P + edge_margin (2A - 1)))"},
     {"edge_margin", BGFM_OPT_REAL, "6.0", 0.5, 30, NULL,
      "edge prompt: the logit of an edge (+) and of a non-edge (-) at P = 0"},
+    {"meta", BGFM_OPT_ENUM, "none", 1, 0, "none|reptile",
+     "reptile: meta-learn the prompts' and head's initialisation (first-order) on (column, "
+     "atlas) tasks over the subjects a cell does not use, then adapt from it"},
+    {"meta_tasks", BGFM_OPT_LIST, "[]", 1, 0, NULL,
+     "meta: categorical participants.tsv columns with the label's number of classes; tasks "
+     "= these columns x the store's atlases (empty: the label column)"},
+    {"meta_steps", BGFM_OPT_INT, "40", 1, 1e6, NULL, "meta: Reptile episodes (outer steps) per cell"},
+    {"meta_inner_steps", BGFM_OPT_INT, "4", 1, 1e4, NULL,
+     "meta: AdamW steps (lr) on one episode's task"},
+    {"meta_shots", BGFM_OPT_INT, "4", 1, 1e6, NULL, "meta: subjects per class in an episode"},
+    {"meta_lr", BGFM_OPT_REAL, "0.5", 0, 1, NULL,
+     "meta: Reptile's outer step size, annealed linearly to 0 over meta_steps"},
     FT_OPTS_PROTOCOL("1e-2"),
 };
 
@@ -131,6 +143,12 @@ static int pr_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err
         if (strcmp(v->list[i], "feature") && strcmp(v->list[i], "edge"))
             return config_stage_fail(e, p, s, "prompts", "prompts item '%s' is not feature or "
                                      "edge", v->list[i]);
+    if (strcmp(params_str(&s->with, "meta"), "none") && params_has(&s->with, "target"))
+        return config_stage_fail(e, p, s, "meta", "meta: reptile learns classification tasks; "
+                                 "it cannot be combined with target (regression)");
+    if (params_value(&s->with, "meta_tasks")->n_list > PROBE_MAX_TARGETS)
+        return config_stage_fail(e, p, s, "meta_tasks", "at most %d meta_tasks columns",
+                                 PROBE_MAX_TARGETS);
     return 0;
 }
 
@@ -142,7 +160,8 @@ static char **ft_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, b
         free(out);
         return NULL;
     }
-    if (params_has(&s->with, "target")) {
+    int meta = params_has(&s->with, "meta") && strcmp(params_str(&s->with, "meta"), "none");
+    if (params_has(&s->with, "target") || meta) { /* meta: the task columns' table */
         if (p->participants) out[n] = bgfm_strdup(e, p->participants);
         else if (p->bids) out[n] = fs_join(p->bids, "participants.tsv", e);
         if (!out[n] && (p->participants || p->bids)) {
@@ -177,6 +196,7 @@ static void read_opts(const bgfm_stage_run *r, int prompt, ft_opts *o) {
             o->pedge |= !strcmp(pv->list[i], "edge");
         }
         o->margin = params_real(w, "edge_margin");
+        o->meta = strcmp(params_str(w, "meta"), "none") != 0;
         o->train = FT_TRAIN_HEAD, o->last_blocks = 0, o->llrd = 1;
     } else {
         const char *tr = params_str(w, "train");
@@ -423,7 +443,7 @@ static int epoch_hook(void *arg, ft_trainer *t, const ft_fit_out *out, int64_t s
 }
 
 static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe_data *d,
-                     ft_results *p, const char *ckdir) {
+                     const ft_meta *meta, ft_results *p, const char *ckdir) {
     bgfm_err *e = &ctx->err;
     int64_t ns = d->ns, K = o->regress ? 1 : d->K;
     ft_trainer t;
@@ -439,6 +459,7 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
     b.sbuf = bgfm_calloc(e, z * (size_t)(K + 2), sizeof *b.sbuf, "cells");
     if (!rc && (!b.use || !b.role || !b.list || !b.ys || !b.oof || !b.sbuf)) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc);
+    t.meta = o->meta ? meta : NULL;
     p->trainable = t.n_trainable;
     p->prompt_params = t.pn;
     ft_ckpt ck = {ctx, ckdir, 0, -1, p};
@@ -472,6 +493,11 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
                     memset(&fo, 0, sizeof fo);
                     if (here) fo = ro;
                     fo.val_curve = p->curve + c * o->epochs;
+                    if (o->meta) { /* the pool: the subjects this cell does not use */
+                        fo.read = p->mread + c * ns;
+                        p->msubj[c] = 0;
+                        for (int64_t s = 0; s < ns; s++) p->msubj[c] += b.role[s] == FT_OUT;
+                    }
                     ck.cell = c;
                     uint64_t key = ((uint64_t)ki * (uint64_t)p->R + (uint64_t)r) * (uint64_t)p->F +
                                    (uint64_t)f;
@@ -507,6 +533,8 @@ static void results_free(ft_results *p) {
     free(p->curve);
     free(p->oof);
     free(p->keff);
+    free(p->mread);
+    free(p->msubj);
     memset(p, 0, sizeof *p);
 }
 
@@ -526,6 +554,11 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bg
     p->curve = bgfm_malloc(e, (size_t)(cells * o->epochs) * sizeof *p->curve, "results");
     p->oof = bgfm_calloc(e, (size_t)(FT_NENC * p->R * d->ns * p->K + 1), sizeof *p->oof, "results");
     p->keff = bgfm_calloc(e, (size_t)p->nk, sizeof *p->keff, "results");
+    if (o->meta) {
+        p->mread = bgfm_calloc(e, (size_t)(cells * d->ns + 1), sizeof *p->mread, "results");
+        p->msubj = bgfm_calloc(e, (size_t)cells, sizeof *p->msubj, "results");
+        if (!p->mread || !p->msubj) return BGFM_ENOMEM;
+    }
     uint8_t *use = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1), "results");
     if (!p->cell || !p->info || !p->curve || !p->oof || !p->keff || !use) {
         free(use);
@@ -547,6 +580,29 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bg
     return 0;
 }
 
+/* The meta-learning tasks (meta_tasks columns, default the label column) and options. */
+static int meta_prepare(bgfm_stage_run *r, const ft_opts *o, const probe_data *d, ft_meta *m,
+                        bgfm_err *e) {
+    const bgfm_params *w = &r->stage->with;
+    const bgfm_value *v = params_value(w, "meta_tasks");
+    const char *cols[PROBE_MAX_TARGETS];
+    int n = v->n_list;
+    for (int i = 0; i < n; i++) cols[i] = v->list[i];
+    if (n == 0) cols[n++] = r->pipe->label_column;
+    m->steps = params_int(w, "meta_steps");
+    m->inner = params_int(w, "meta_inner_steps");
+    m->shots = params_int(w, "meta_shots");
+    m->eps = params_real(w, "meta_lr");
+    char *path = r->pipe->participants ? bgfm_strdup(e, r->pipe->participants)
+                                       : fs_join(r->pipe->bids ? r->pipe->bids : ".",
+                                                 "participants.tsv", e);
+    if (!path) return BGFM_ENOMEM;
+    int rc = ft_meta_prepare(path, cols, n, d, m, e);
+    free(path);
+    (void)o;
+    return rc;
+}
+
 static int adapt_run(bgfm_stage_run *r, int prompt) {
     bgfm_ctx *ctx = r->ctx;
     bgfm_err *e = &ctx->err;
@@ -562,6 +618,9 @@ static int adapt_run(bgfm_stage_run *r, int prompt) {
     int rc = open_inputs(r, &o, &in, e);
     if (!rc) rc = prepare(r, &o, &in, &d, e);
     if (!rc) rc = results_init(&p, &o, &d, e);
+    ft_meta meta;
+    memset(&meta, 0, sizeof meta);
+    if (!rc && o.meta) rc = meta_prepare(r, &o, &d, &meta, e);
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
     log_info(ctx, "%s: %lld graphs of %lld subjects, %s, %d folds x %d repeats, train %s", o.kind,
@@ -572,12 +631,13 @@ static int adapt_run(bgfm_stage_run *r, int prompt) {
     rc = bgfm_ctx_agree(ctx, ctx->rank == 0 ? fs_mkdirs(ckdir, e) : 0);
     if (rc) goto done;
     bgfm_signals_install(); /* SIGTERM / SIGUSR1: checkpoint after the epoch, exit 75 */
-    rc = run_cells(ctx, &o, &in, &d, &p, ckdir);
+    rc = run_cells(ctx, &o, &in, &d, &meta, &p, ckdir);
     bgfm_signals_restore();
     if (rc) goto done;
     p.wall = MPI_Wtime() - t0;
     if (ctx->rank == 0) {
-        ft_report_ctx c = {r, &o, &d, &p, in.ckpt, in.fold_file, in.mp.n_train, p.prompt_params};
+        ft_report_ctx c = {r, &o, &d, &p, in.ckpt, in.fold_file, in.mp.n_train, p.prompt_params,
+                           o.meta ? &meta : NULL, in.gs};
         rc = ft_write_report(&c, e);
     }
     rc = bgfm_ctx_agree(ctx, rc);
@@ -585,6 +645,7 @@ static int adapt_run(bgfm_stage_run *r, int prompt) {
     r->items_unit = "subjects";
 done:
     results_free(&p);
+    ft_meta_free(&meta);
     probe_data_free(&d);
     inputs_free(&in);
     return rc;

@@ -63,6 +63,8 @@ void ft_trainer_free(ft_trainer *t) {
     free(t->pm);
     free(t->pv);
     free(t->pbest);
+    free(t->seen);
+    free(t->theta);
     model_prompt_free(&t->pr);
     memset(t, 0, sizeof *t);
 }
@@ -100,8 +102,10 @@ int ft_trainer_init(ft_trainer *t, bgfm_ctx *ctx, const ft_opts *o, graphs_store
     t->cls = bgfm_malloc(e, (size_t)t->Bl * sizeof(int), "fine-tuning");
     t->y = bgfm_malloc(e, (size_t)t->Bl * sizeof(float), "fine-tuning");
     t->pred = bgfm_malloc(e, (size_t)nl * (size_t)t->h.K * sizeof(double), "fine-tuning");
+    t->seen = bgfm_calloc(e, 2 * (size_t)(d->ns + 1), 1, "fine-tuning");
     if (!t->scale || !t->mom || !t->var || !t->decay || !t->best_w || !t->best_h || !t->fc ||
-        !t->adj || !t->rw || !t->gbuf || !t->lst || !t->ord || !t->cls || !t->y || !t->pred)
+        !t->adj || !t->rw || !t->gbuf || !t->lst || !t->ord || !t->cls || !t->y || !t->pred ||
+        !t->seen)
         return BGFM_ENOMEM;
     for (int i = 0; i < t->m.n_tensors; i++) {
         const model_tensor *mt = &t->m.t[i];
@@ -135,6 +139,8 @@ static int prompt_init(ft_trainer *t, bgfm_err *e) {
     t->pv = bgfm_calloc(e, n, sizeof(float), "prompts");
     t->pbest = bgfm_calloc(e, n, sizeof(float), "prompts");
     if (!t->pw || !t->pg || !t->pm || !t->pv || !t->pbest) return BGFM_ENOMEM;
+    if (o->meta && !(t->theta = bgfm_malloc(e, (size_t)(t->pn + t->h.n) * sizeof(float), "meta")))
+        return BGFM_ENOMEM;
     t->n_trainable = t->h.n + t->pn; /* the encoder is frozen (train: head) */
     t->pr.margin = (float)o->margin;
     t->pr.frozen = 1;
@@ -173,6 +179,7 @@ static int local_batch(ft_trainer *t, const int64_t *gi, int64_t n, const step_c
     for (int64_t i = 0; i < cnt; i++) {
         int64_t q = gi[lo + i], s = d->subj[q];
         t->gbuf[i] = d->g[q];
+        t->seen[s] = 1;
         if (sc->cls) t->cls[i] = sc->cls[s];
         if (sc->ys) t->y[i] = (float)sc->ys[s];
     }
@@ -245,6 +252,12 @@ static int train_step(ft_trainer *t, const int64_t *gi, int64_t n, const step_ct
     return 0;
 }
 
+int ft_train_step(ft_trainer *t, const int64_t *gi, int64_t n, const int *cls, int64_t step,
+                  double lr, double *loss_sum) {
+    step_ctx sc = {t, cls, NULL, step};
+    return train_step(t, gi, n, &sc, lr, loss_sum);
+}
+
 /* ---- evaluation ---------------------------------------------------------------------- */
 /* Predictions (eval mode) of the probed graphs list[0..n) into t->pred rows list order,
  * identical on every rank: per store atlas the graphs are sliced over the ranks, each
@@ -264,7 +277,7 @@ static int predict(ft_trainer *t, const int64_t *list, int64_t n) {
         for (int64_t c0 = 0; c0 < cnt && !rc; c0 += t->Bl) {
             int64_t c = cnt - c0 < t->Bl ? cnt - c0 : t->Bl;
             for (int64_t i = 0; i < c; i++) t->lst[i] = list[t->ord[lo + c0 + i]];
-            for (int64_t i = 0; i < c; i++) t->gbuf[i] = d->g[t->lst[i]];
+            for (int64_t i = 0; i < c; i++) t->gbuf[i] = d->g[t->lst[i]], t->seen[d->subj[t->lst[i]]] = 1;
             int sa = a, N = graphs_atlas_nodes(t->gs, sa);
             rc = graphs_read(t->gs, t->gbuf, (int)c, t->fc, t->adj, t->rw, &ctx->err);
             if (rc) break;
@@ -346,6 +359,19 @@ static int64_t epoch_plan(ft_trainer *t, int64_t *tr, int64_t ntr, uint64_t key,
     return nb;
 }
 
+/* read[s] |= bit for the subjects any rank read (t->seen) */
+static int mark_read(ft_trainer *t, double *read, int bit) {
+    bgfm_ctx *ctx = t->ctx;
+    int rc = 0;
+    if (ctx->size > 1)
+        rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Allreduce(MPI_IN_PLACE, t->seen,
+                                                                   (int)t->d->ns, MPI_UINT8_T,
+                                                                   MPI_MAX, ctx->comm)));
+    for (int64_t s = 0; !rc && s < t->d->ns; s++)
+        if (t->seen[s]) read[s] = (double)((int)read[s] | bit);
+    return rc;
+}
+
 /* reset the model to `start`, the head and every moment */
 static void fit_reset(ft_trainer *t, const model *start) {
     BGFM_ASSERT(start->n_params == t->m.n_params);
@@ -401,6 +427,13 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
     }
     if (!rs) {
         fit_reset(t, start);
+        if (t->meta && out->read) { /* the meta-learned start, from the pool only */
+            memset(t->seen, 0, (size_t)d->ns);
+            rc = ft_meta_train(t, role, key);
+            if (!rc) rc = mark_read(t, out->read, 1);
+            memset(t->seen, 0, (size_t)d->ns);
+            if (rc) goto done;
+        }
         keep_best(t, 0);
         out->best_epoch = 0, out->best_val = (double)INFINITY, out->steps = 0, out->epochs_run = 0;
     }
@@ -465,6 +498,7 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
     for (int64_t s = 0; s < d->ns; s++)
         for (int64_t k = 0; cnt[s] > 0 && k < K; k++) oof[s * K + k] /= cnt[s];
     free(cnt);
+    if (t->meta && out->read && (rc = mark_read(t, out->read, 2))) goto done;
     /* the slowest rank's time: the same number on every rank (it is checkpointed) */
     double sec = MPI_Wtime() - t0;
     rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(&sec, &out->seconds, 1, MPI_DOUBLE, MPI_MAX,

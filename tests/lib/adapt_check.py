@@ -85,7 +85,8 @@ def ranks(ra, rb, name):
     for enc in a["encoders"]:
         for x, y in zip(a["encoders"][enc]["cells"], b["encoders"][enc]["cells"]):
             assert x["best_epoch"] == y["best_epoch"] and x["epochs_run"] == y["epochs_run"]
-            assert all(abs(u - v) < 1e-4 * max(1, abs(u)) for u, v in zip(x["val_loss"], y["val_loss"]))
+            assert all((u is None and v is None) or abs(u - v) < 1e-4 * max(1, abs(u))
+                       for u, v in zip(x["val_loss"], y["val_loss"]))  # None: no validation
     pa, pb = (list(csv.DictReader(open(p + "/predictions.csv"))) for p in (ra, rb))
     assert len(pa) == len(pb) > 0
     for r, s in zip(pa, pb):
