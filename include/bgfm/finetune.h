@@ -106,6 +106,8 @@ typedef struct ft_trainer {
     float *pw, *pg, *pm, *pv, *pbest;
     model_prompt pr;
     const ft_meta *meta;    /* prompt with meta: the Reptile initialisation, else NULL */
+    /* with meta: the initialisation before every fit (ft_meta_train, set by the stage) */
+    int (*meta_init)(struct ft_trainer *t, const uint8_t *role, uint64_t key);
     uint8_t *seen;          /* (ns) subjects whose graphs this rank read (meta's record) */
     float *theta;           /* meta: (pn + head) the initialisation being meta-learned */
 } ft_trainer;

@@ -160,7 +160,7 @@ static char **ft_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, b
         free(out);
         return NULL;
     }
-    int meta = params_has(&s->with, "meta") && strcmp(params_str(&s->with, "meta"), "none");
+    int meta = s->kind == &bgfm_stage_prompt && strcmp(params_str(&s->with, "meta"), "none");
     if (params_has(&s->with, "target") || meta) { /* meta: the task columns' table */
         if (p->participants) out[n] = bgfm_strdup(e, p->participants);
         else if (p->bids) out[n] = fs_join(p->bids, "participants.tsv", e);
@@ -460,6 +460,7 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
     if (!rc && (!b.use || !b.role || !b.list || !b.ys || !b.oof || !b.sbuf)) rc = BGFM_ENOMEM;
     rc = bgfm_ctx_agree(ctx, rc);
     t.meta = o->meta ? meta : NULL;
+    t.meta_init = ft_meta_train;
     p->trainable = t.n_trainable;
     p->prompt_params = t.pn;
     ft_ckpt ck = {ctx, ckdir, 0, -1, p};

@@ -429,7 +429,7 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
         fit_reset(t, start);
         if (t->meta && out->read) { /* the meta-learned start, from the pool only */
             memset(t->seen, 0, (size_t)d->ns);
-            rc = ft_meta_train(t, role, key);
+            rc = t->meta_init(t, role, key);
             if (!rc) rc = mark_read(t, out->read, 1);
             memset(t->seen, 0, (size_t)d->ns);
             if (rc) goto done;
