@@ -221,17 +221,9 @@ void html_sec_adapt(html_page *p, const wd *w) {
             p->nsec++;
             continue;
         }
-        char st[512];
-        wd_status_text(s, st, sizeof st);
-        hp_raw(p, "<p class=\"problem\">stage ");
-        hp_text(p, s->name);
-        hp_raw(p, ": ");
-        hp_text(p, s->complete ? "no report/" : st);
-        if (s->complete) {
-            hp_text(p, s->kind);
-            hp_raw(p, ".json");
-        }
-        hp_raw(p, ". No adaptation results.</p>\n");
+        char why[300];
+        snprintf(why, sizeof why, "no report/%s.json", s->kind);
+        hp_stage_problem(p, s, s->complete ? why : NULL, "No adaptation results.");
     }
     for (int i = 0; i < m.nt; i++)
         if (m.t[i].nr) methods_tab(p, &m.t[i]);

@@ -302,13 +302,7 @@ void html_sec_conn(html_page *p, const wd *w, const wd_stage *s) {
     hp_text(p, s->name);
     hp_raw(p, "</h3>\n");
     if (!s->complete) {
-        char st[512];
-        wd_status_text(s, st, sizeof st);
-        hp_raw(p, "<p class=\"problem\">stage ");
-        hp_text(p, s->name);
-        hp_raw(p, ": ");
-        hp_text(p, st);
-        hp_raw(p, ". No QC.</p>\n");
+        hp_stage_problem(p, s, NULL, "No QC.");
         return;
     }
     char *path = fs_join(s->dir, "index.h5", p->e);

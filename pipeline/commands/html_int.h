@@ -125,6 +125,8 @@ const char *wd_man_str(const wd_stage *s, const char *key);
 /* "complete", "partial", "failed (exit N: NAME)", "not finished" */
 void wd_status_text(const wd_stage *s, char *buf, size_t n);
 int wd_stage_ok(const wd_stage *s); /* complete output */
+/* <p class="problem">stage NAME: WHY. TAIL</p>; WHY NULL: the stage's status text. */
+void hp_stage_problem(html_page *p, const wd_stage *s, const char *why, const char *tail);
 
 /* A histogram figure of v[0..n) (non-finite values left out) in `bins` bins over
  * [lo, hi] (lo >= hi: the values' range): bars of counts, or with group (values

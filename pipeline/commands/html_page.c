@@ -75,6 +75,19 @@ static void esc(FILE *f, const char *s) {
 
 void hp_text(html_page *p, const char *s) { esc(p->f, s); }
 
+void hp_stage_problem(html_page *p, const wd_stage *s, const char *why, const char *tail) {
+    char st[512];
+    if (!why) {
+        wd_status_text(s, st, sizeof st);
+        why = st;
+    }
+    hp_raw(p, "<p class=\"problem\">stage ");
+    hp_text(p, s->name);
+    hp_raw(p, ": ");
+    hp_text(p, why);
+    hp_raw(p, ".%s%s</p>\n", *tail ? " " : "", tail);
+}
+
 void hp_textf(html_page *p, const char *fmt, ...) {
     char buf[4096];
     va_list ap;

@@ -395,14 +395,9 @@ void html_sec_probe(html_page *p, const wd *w, const wd_stage *s) {
     hp_raw(p, ">Stage ");
     hp_text(p, s->name);
     hp_raw(p, "</h3>\n");
-    char st[512], path[8300];
+    char path[8300];
     if (!s->complete) {
-        wd_status_text(s, st, sizeof st);
-        hp_raw(p, "<p class=\"problem\">stage ");
-        hp_text(p, s->name);
-        hp_raw(p, ": ");
-        hp_text(p, st);
-        hp_raw(p, ". No probe results.</p>\n");
+        hp_stage_problem(p, s, NULL, "No probe results.");
         return;
     }
     snprintf(path, sizeof path, "%s/report/probe.json", s->dir);

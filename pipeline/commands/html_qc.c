@@ -227,11 +227,7 @@ void html_sec_parcqc(html_page *p, const wd *w, const wd_stage *s) {
     hp_text(p, s->name);
     hp_raw(p, "</h3>\n");
     if (!s->complete) {
-        char st[512];
-        wd_status_text(s, st, sizeof st);
-        hp_raw(p, "<p class=\"problem\">stage %s: ", s->name);
-        hp_text(p, st);
-        hp_raw(p, ". No QC.</p>\n");
+        hp_stage_problem(p, s, NULL, "No QC.");
         return;
     }
     char *path = fs_join(s->dir, "timeseries.h5", p->e);

@@ -305,18 +305,13 @@ void html_skipped(html_page *p, const wd_stage *s, const char *what) {
 }
 
 void html_sec_dataset(html_page *p, const wd *w, const wd_stage *s) {
-    char id[300], st[512];
+    char id[300];
     snprintf(id, sizeof id, "dataset-%s", s->name);
     hp_raw(p, "<h3 id=\"h-%s\">Read by stage ", id);
     hp_text(p, s->name);
     hp_raw(p, "</h3>\n");
     if (!s->complete) {
-        wd_status_text(s, st, sizeof st);
-        hp_raw(p, "<p class=\"problem\">stage ");
-        hp_text(p, s->name);
-        hp_raw(p, ": ");
-        hp_text(p, st);
-        hp_raw(p, ". No dataset summary.</p>\n");
+        hp_stage_problem(p, s, NULL, "No dataset summary.");
         return;
     }
     char *path = fs_join(s->dir, "timeseries.h5", p->e);

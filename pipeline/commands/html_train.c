@@ -166,11 +166,7 @@ void html_sec_pretrain(html_page *p, const wd *w, const wd_stage *s) {
     hp_raw(p, "</h3>\n");
     wd_status_text(s, st, sizeof st);
     if (!s->complete || (s->last_status > 0 && s->last_status != BGFM_PARTIAL)) {
-        hp_raw(p, "<p class=\"problem\">stage ");
-        hp_text(p, s->name);
-        hp_raw(p, ": ");
-        hp_text(p, st);
-        hp_raw(p, ".%s</p>\n", s->nstep ? " The curves show the steps it recorded." : "");
+        hp_stage_problem(p, s, st, s->nstep ? "The curves show the steps it recorded." : "");
     }
     if (!s->nstep) {
         hp_raw(p, "<p class=\"note\">No train_step line of this stage in metrics.jsonl.</p>\n");
