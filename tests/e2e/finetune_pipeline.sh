@@ -13,23 +13,9 @@
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 mk() {  # mk FILE WORKDIR FT_WITH [PARTICIPANTS] [FT2_WITH]
-local ft2="" pw=${PROBE_W:-"{folds: 3, repeats: 1, few_shot: [2, all]}"}
-[ -n "${5:-}" ] && ft2="  - {name: ft2, uses: finetune, with: $5}"
-cat >"$1" <<YAML
-name: ft
-workdir: $2
-seed: 9
-inputs: {bids: $T/d/bids${4:+, participants: $4}}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {epochs: 2, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}
-  - {name: probe, uses: probe, with: $pw}
-  - {name: ft, uses: finetune, with: $3}
-$ft2
-YAML
+local x=()
+[ -n "${5:-}" ] && x=("{name: ft2, uses: finetune, with: $5}")
+PARTICIPANTS=${4:-} adapt_yaml "$1" "$2" "{name: ft, uses: finetune, with: $3}" "${x[@]}"
 }
 FW="{folds: 3, few_shot: [2, all], epochs: 4, patience: 2, batch_size: 8, val_fraction: 0.25}"
 RW="{target: age, folds: 3, epochs: 3, batch_size: 8, encoders: [pretrained], train: last_blocks, llrd: 0.5}"

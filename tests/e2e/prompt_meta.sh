@@ -10,22 +10,7 @@
 # exit 3 and meta with a regression target exit 2, all before training.
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
-mk() {  # mk FILE WORKDIR PROMPT_WITH
-cat >"$1" <<YAML
-name: pm
-workdir: $2
-seed: 9
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {epochs: 2, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}
-  - {name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [2, all]}}
-  - {name: pm, uses: prompt, with: $3}
-YAML
-}
+mk() { adapt_yaml "$1" "$2" "{name: pm, uses: prompt, with: $3}"; }  # mk FILE WORKDIR PROMPT_WITH
 MW="{folds: 3, few_shot: [1, 2, all], epochs: 3, patience: 2, batch_size: 8, encoders: [pretrained], meta: reptile, meta_tasks: [diagnosis, sex], meta_steps: 6, meta_shots: 2}"
 mk "$T/a.yaml" "$T/wa" "$MW"
 expect_rc "pipeline with probe and prompt + meta on 1 rank" 0 $MPIRUN 1 "$BGFM" run "$T/a.yaml" --quiet

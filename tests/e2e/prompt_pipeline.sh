@@ -11,23 +11,7 @@
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 mk() {  # mk FILE WORKDIR PROMPT_WITH [PARTICIPANTS] [EXTRA_ATLAS]
-local pw=${PROBE_W:-"{folds: 3, repeats: 1, few_shot: [2, all]}"} x=""
-[ -n "${5:-}" ] && x="  - {name: $5, path: $T/d/atlas.nii.gz}"
-cat >"$1" <<YAML
-name: pr
-workdir: $2
-seed: 9
-inputs: {bids: $T/d/bids${4:+, participants: $4}}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-$x
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {epochs: 2, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}
-  - {name: probe, uses: probe, with: $pw}
-  - {name: pr, uses: prompt, with: $3}
-YAML
+PARTICIPANTS=${4:-} EXTRA_ATLAS=${5:-} adapt_yaml "$1" "$2" "{name: pr, uses: prompt, with: $3}"
 }
 PW="{folds: 3, few_shot: [2, all], epochs: 4, patience: 2, batch_size: 8, val_fraction: 0.25}"
 mk "$T/a.yaml" "$T/wa" "$PW"

@@ -27,4 +27,22 @@ pipeline_yaml() {
     local s; for s in "$@"; do printf '  - %s\n' "$s"; done
   } >"$f"
 }
+# adapt_yaml FILE WORKDIR STAGE...: the adaptation tests' pipeline on $T/d (seed 9):
+#   parcellate, connectivity, a small pretrain, the probe (PROBE_W), then the STAGE lines;
+#   PARTICIPANTS: another participants.tsv; EXTRA_ATLAS: a second atlas name (same file).
+adapt_yaml() {
+  local f=$1 w=$2 pw=${PROBE_W:-"{folds: 3, repeats: 1, few_shot: [2, all]}"}
+  shift 2
+  {
+    printf 'name: adapt\nworkdir: %s\nseed: 9\ninputs: {bids: %s/bids%s}\natlases:\n' "$w" "$T/d" \
+      "${PARTICIPANTS:+, participants: $PARTICIPANTS}"
+    printf '  - {name: tiny, path: %s/atlas.nii.gz}\n' "$T/d"
+    [ -n "${EXTRA_ATLAS:-}" ] && printf '  - {name: %s, path: %s/atlas.nii.gz}\n' "$EXTRA_ATLAS" "$T/d"
+    printf 'stages:\n  - {name: parc, uses: parcellate, with: {standardize: zscore}}\n'
+    printf '  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}\n'
+    printf '  - {name: pre, uses: pretrain, with: {epochs: 2, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}\n'
+    printf '  - {name: probe, uses: probe, with: %s}\n' "$pw"
+    local s; for s in "$@"; do printf '  - %s\n' "$s"; done
+  } >"$f"
+}
 h5_same() { "$PY" "$ROOT/tests/lib/h5same.py" "$@"; }
