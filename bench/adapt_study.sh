@@ -2,8 +2,9 @@
 # adapt_study.sh: a small adaptation study on a trait cohort (docs/results.md, section
 # "Fine-tuning"): bgfm synth (32 labelled + 48 unlabelled subjects, 5 latent traits),
 # Harvard-Oxford 48, windows of 60 TRs every 30, the demo's model pretrained 10 epochs;
-# then the probe and the finetune stage on the same folds (4 folds, seeds given), few-shot
-# k = 2, 4, 8, all labelled subjects per class; fine-tuning from the pretrained encoder
+# then the probe, the finetune stage, the prompt stage and the prompt stage with meta:
+# reptile (tasks diagnosis and sex x the atlas) on the same folds (4 folds, seeds given),
+# few-shot k = 2, 4, 8, all labelled subjects per class; each from the pretrained encoder
 # and from random init. Prints, per seed, the AUC (mean +- sd over folds) of every
 # method and level, and the load average. Minutes on 2 cores; not a test.
 #   bench/adapt_study.sh [SEEDS]     (default "1 2"; OUT=dir keeps the runs)
@@ -33,6 +34,8 @@ stages:
   - {name: pretrain, uses: pretrain, with: {epochs: $EPOCHS, batch_size: 32, hidden: 64, heads: 4, ffn: 128, proj: 32, n_max: 0, warmup: 10}}
   - {name: probe, uses: probe, with: {folds: $FOLDS, repeats: 1, few_shot: [2, 4, 8, all]}}
   - {name: finetune, uses: finetune, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, lr: 1e-3}}
+  - {name: prompt, uses: prompt, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16}}
+  - {name: prompt_meta, uses: prompt, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, meta: reptile, meta_tasks: [diagnosis, sex], meta_steps: 40}}
 YAML
   t0=$(date +%s)
   mpirun --oversubscribe -np 2 "$BGFM" run "$OUT/s$s.yaml" --quiet --no-report
@@ -41,15 +44,16 @@ YAML
 import json, sys
 w = sys.argv[1]
 p = json.load(open(w + "/probe/report/probe.json"))
-f = json.load(open(w + "/finetune/report/finetune.json"))
 ks = [r["k"] for r in p["few_shot"]]
 print("k         " + "".join("%-16s" % k for k in ks))
 for feat in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
     print(("probe %-11s" % feat[:11]) + "".join("%.3f +- %.3f   " % (r[feat], r[feat + "_sd"]) for r in p["few_shot"]))
-for enc in f["encoders"]:
-    e = f["encoders"][enc]
-    print(("tune  %-11s" % enc[:11]) + "".join("%.3f +- %.3f   " % (r["auc"], r["sd"]) for r in e["few_shot"]))
-print("finetune trainable parameters %d of %d; wall %.0f s" % (f["trainable_params"], f["model_params"], f["wall_seconds"]))
+for stage, tag in [("finetune", "tune "), ("prompt", "prmpt"), ("prompt_meta", "meta ")]:
+    f = json.load(open("%s/%s/report/%s.json" % (w, stage, "finetune" if stage == "finetune" else "prompt")))
+    for enc in f["encoders"]:
+        e = f["encoders"][enc]
+        print(("%s %-11s" % (tag, enc[:11])) + "".join("%.3f +- %.3f   " % (r["auc"], r["sd"]) for r in e["few_shot"]))
+    print("%s trainable parameters %d of %d; wall %.0f s" % (stage, f["trainable_params"], f["model_params"], f["wall_seconds"]))
 PY
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
