@@ -46,7 +46,7 @@ log=$T/wjob/slurm/cl-pretrain-$jt.out
 # wait until pretrain trains (step 200), then ask it for a checkpoint + requeue
 n=0
 until grep -q '"stage": "pretrain", "kind": "pretrain", "step": 200,' "$T/wjob/metrics.jsonl" 2>/dev/null || [ $n -ge 3000 ]; do sleep 0.1; n=$((n + 1)); done
-if [ $n -ge 3000 ]; then notok "the pretrain job reached step 200 within 300 s"; st "$jt"; tail -20 "$log"; tail -5 "$T"/wjob/slurm/*.out; exit 1; fi
+if [ $n -ge 3000 ]; then notok "the pretrain job reached step 200 within 300 s"; st "$jt"; tail -20 "$log"; for f in "$T"/wjob/slurm/*.out; do echo "== $f"; sed "s/^/#   /" "$f"; done; exit 1; fi
 nsc_on 0 scancel --batch --signal=USR1 "$jt"
 ts=$(date +%s)
 # the reference: the same pipeline, 2 ranks on one node (shared memory), outside Slurm
