@@ -64,13 +64,19 @@ nsc_up() {
   # the launcher agent: called by mpirun as `agent [ssh options] HOST COMMAND...`; runs
   # the command in HOST's namespace with its own host name (a UTS namespace), through a
   # shell as sshd would, with a login-like environment
+  # the sanitizers' settings (make check) reach the ranks as they would through a
+  # cluster's shell profile: without them LeakSanitizer reports Open MPI's own leaks
+  local san="" v
+  for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+    [ -n "${!v:-}" ] && san="$san $v=${!v}"
+  done
   cat >"$NSC_DIR/agent" <<EOF
 #!/bin/sh
 while [ \$# -gt 0 ]; do case "\$1" in -*) shift ;; *) break ;; esac; done
 host=\$1; shift
 line=\$(grep "^\$host " "$NSC_DIR/map") || { echo "nsc agent: unknown host \$host" >&2; exit 255; }
 set -- "\$(echo "\$line" | cut -d' ' -f2)" "\$(echo "\$line" | cut -d' ' -f3)" "\$*"
-exec env -i PATH="$PATH" HOME="\$HOME" ip netns exec "\$1" unshare --uts /bin/sh -c 'hostname "\$0" && exec /bin/sh -c "\$1"' "\$2" "\$3"
+exec env -i PATH="$PATH" HOME="\$HOME" $san ip netns exec "\$1" unshare --uts /bin/sh -c 'hostname "\$0" && exec /bin/sh -c "\$1"' "\$2" "\$3"
 EOF
   chmod +x "$NSC_DIR/agent"
   # the transport works between the nodes (a first mpirun also checks the agent)
