@@ -26,6 +26,9 @@ static int fit_atlas(MPI_Comm comm, bgfm_err *e, model *m, graphs_store *gs, int
         if ((rc = graphs_read(gs, &graphs[i], 1, fc, adj, rw, e))) break;
         for (int64_t q = 0; q < NN; q++) {
             double x = fc[q];
+            /* a non-finite entry adds 0 here (llround of NaN is undefined); training then
+             * stops at that graph's first step with exit 6 naming it */
+            if (!isfinite(x)) x = 0;
             x = x > NORM_CLIP ? NORM_CLIP : x < -NORM_CLIP ? -NORM_CLIP : x;
             acc[q] += llround(x * SCALE_X);
             acc[NN + q] += llround(x * x * SCALE_Q);
