@@ -5,6 +5,7 @@
 #define BGFM_FSUTIL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bgfm/ctx.h"
 
@@ -16,6 +17,10 @@ int fs_exists(const char *path);
 int fs_is_dir(const char *path);
 /* Write `len` bytes to path via path.tmp-<pid> + fsync + rename. */
 int fs_write_atomic(const char *path, const void *data, size_t len, bgfm_err *e);
+/* Open DIR/NAME for writing (the full path into path[n]); NULL with "WHO: cannot write
+ * PATH: reason" (BGFM_EIO) in e when it cannot be opened. */
+FILE *fs_create_in(const char *dir, const char *name, const char *who, char *path, size_t n,
+                   bgfm_err *e);
 /* Read a whole file (NUL-terminated, *len excludes the NUL). */
 int fs_read_all(const char *path, char **data, size_t *len, bgfm_err *e);
 /* Regular files below dir (recursive), as paths relative to dir, sorted by bytes.

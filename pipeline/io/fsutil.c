@@ -242,6 +242,14 @@ double fs_peak_rss_mib(void) {
     return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
 }
 
+FILE *fs_create_in(const char *dir, const char *name, const char *who, char *path, size_t n,
+                   bgfm_err *e) {
+    snprintf(path, n, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) bgfm_fail(e, BGFM_EIO, "%s: cannot write %s: %s", who, path, strerror(errno));
+    return f;
+}
+
 int fs_append_line(const char *path, const char *line, bgfm_err *e) {
     FILE *f = fopen(path, "a");
     if (!f) return bgfm_fail(e, BGFM_EIO, "cannot append to '%s': %s", path, strerror(errno));

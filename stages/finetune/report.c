@@ -137,9 +137,8 @@ static int write_meta_read(const ft_report_ctx *c, const char *dir, bgfm_err *e)
     const ft_results *p = c->p;
     const probe_data *d = c->d;
     char path[4200];
-    snprintf(path, sizeof path, "%.4000s/meta_subjects.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "prompt: cannot write %s: %s", path, strerror(errno));
+    FILE *f = fs_create_in(dir, "meta_subjects.csv", "prompt", path, sizeof path, e);
+    if (!f) return BGFM_EIO;
     fputs("features,k,repeat,fold,participant_id,read\n", f);
     const char *what[4] = {"", "meta", "fit", "both"};
     for (int en = 0; en < FT_NENC; en++)

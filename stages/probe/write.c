@@ -441,9 +441,8 @@ static void put_subject(FILE *f, const probe_report_ctx *c, const char *key) {
 static int write_folds_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
     const probe_data *d = c->d;
     char path[4200];
-    snprintf(path, sizeof path, "%.4000s/folds.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    FILE *f = fs_create_in(dir, "folds.csv", "probe", path, sizeof path, e);
+    if (!f) return BGFM_EIO;
     fprintf(f, "graph,%s,atlas,window,label,fold", subject_cols(c));
     for (int r = 1; r < d->R; r++) fprintf(f, ",fold_%d", r);
     fputs("\n", f);
@@ -465,9 +464,8 @@ static int write_pred_csv(const probe_report_ctx *c, const char *dir, bgfm_err *
     const probe_data *d = c->d;
     const probe_results *p = c->p;
     char path[4200];
-    snprintf(path, sizeof path, "%.4000s/predictions.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    FILE *f = fs_create_in(dir, "predictions.csv", "probe", path, sizeof path, e);
+    if (!f) return BGFM_EIO;
     fprintf(f, "view,features,repeat,%s,label,fold", subject_cols(c));
     for (int k = 0; k < d->K; k++) fprintf(f, ",p_%lld", (long long)d->labels[k]);
     fputs("\n", f);
@@ -496,9 +494,8 @@ static int write_rpred_csv(const probe_report_ctx *c, const char *dir, bgfm_err 
     const probe_data *d = c->d;
     const probe_results *p = c->p;
     char path[4200];
-    snprintf(path, sizeof path, "%.4000s/regression_predictions.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    FILE *f = fs_create_in(dir, "regression_predictions.csv", "probe", path, sizeof path, e);
+    if (!f) return BGFM_EIO;
     fprintf(f, "target,view,features,repeat,%s,fold,y,prediction\n", subject_cols(c));
     for (int tg = 0; tg < p->NT; tg++)
         for (int v = 0; v < p->nv; v++)
@@ -531,9 +528,8 @@ static void size_text(int64_t k, char *buf, size_t n) {
 static int write_cells_csv(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
     const probe_results *p = c->p;
     char path[4200], sz[32];
-    snprintf(path, sizeof path, "%.4000s/cells.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
+    FILE *f = fs_create_in(dir, "cells.csv", "probe", path, sizeof path, e);
+    if (!f) return BGFM_EIO;
     fputs("task,view,features,size,repeat,fold,metric,value\n", f);
     for (int v = 0; v < p->nv; v++)
         for (int t = 0; t < PROBE_NFEAT; t++)
