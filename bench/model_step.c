@@ -17,40 +17,12 @@
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
 #include "bgfm/rng.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_graph.h"
 
 /* a model_grad_hook: the time the backward reached the tail bucket */
 static void hook_time(void *arg, int64_t off, int64_t n) {
     (void)off, (void)n;
     *(double *)arg = now();
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Synthetic graph: symmetric FC in [-0.5, 0.5] with unit diagonal, symmetric 0/1
- * adjacency with edge probability 0.15, RWSE in [0, 1). */
-static void make_graph(int N, int k, uint64_t g, float *fc, uint8_t *adj, float *rw) {
-    rng_stream r;
-    rng_init(&r, 17, RNG_USER, g, (uint64_t)N, 0);
-    for (int i = 0; i < N; i++) {
-        fc[(size_t)i * N + i] = 1.0f;
-        adj[(size_t)i * N + i] = 0;
-        for (int j = i + 1; j < N; j++) {
-            float c = (float)(rng_uniform(&r) - 0.5);
-            uint8_t a = rng_uniform(&r) < 0.15;
-            fc[(size_t)i * N + j] = fc[(size_t)j * N + i] = c;
-            adj[(size_t)i * N + j] = adj[(size_t)j * N + i] = a;
-        }
-    }
-    for (int i = 0; i < N * k; i++) rw[i] = (float)rng_uniform(&r);
 }
 
 /* FLOPs of the step by the formula of docs/model.md ("FLOPs of one training step"),
