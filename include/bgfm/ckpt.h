@@ -73,7 +73,9 @@ int ckpt_save(const char *path, const model *m, const optim *o, const ckpt_state
               bgfm_err *e);
 /* Load (one process; no MPI call, so also in a process without MPI): initialises *m
  * from the file's architecture (model_init) and its parameters; when o != NULL also
- * initialises *o with the moments and step count; st may be NULL. Verifies the checksum
+ * initialises *o with the moments and step count; st may be NULL. *st is read as well
+ * as written: its extra arrays (n_extra, extra_name, extra, extra_n) say which /extra
+ * arrays to fill, so a caller that wants none passes a zeroed ckpt_state. Verifies the checksum
  * when the file has one (sha256 with o, sha256_model without): BGFM_EDATA naming the
  * file when it differs. */
 int ckpt_load(const char *path, model *m, optim *o, ckpt_state *st, bgfm_err *e);

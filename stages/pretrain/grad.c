@@ -377,7 +377,7 @@ static int grad_local(grad_args *a, bgfm_err *e) {
         }
     }
     if (a->ckpt) {
-        ckpt_state st;
+        ckpt_state st = {0}; /* no extra arrays asked for (ckpt.h) */
         rc = ckpt_load(a->ckpt, &m, NULL, &st, e);
         if (rc) goto done;
         seed = st.seed;

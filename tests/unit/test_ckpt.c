@@ -73,7 +73,7 @@ static void test_roundtrip_and_corruption(void **unused) {
     optim o, o2;
     small_model(&m, &o);
     bgfm_err e = {0};
-    ckpt_state st = {.step = 42, .epoch = 3, .pos = 5, .seed = 77, .config = "stage: x\n"}, st2;
+    ckpt_state st = {.step = 42, .epoch = 3, .pos = 5, .seed = 77, .config = "stage: x\n"}, st2 = {0};
     assert_int_equal(ckpt_save_par(MPI_COMM_WORLD, path, &m, &o, &st, &e), 0);
     /* checksums do not depend on how many ranks hash */
     char a1[65], b1[65], a2[65], b2[65];
