@@ -54,11 +54,23 @@ typedef struct ft_opts {
  * a categorical participants.tsv column with the label's number of classes. */
 typedef struct ft_meta {
     int n_cols;
-    char *col[PROBE_MAX_TARGETS]; /* task columns (owned) */
-    int *cls;                     /* (n_cols, ns) class of each subject, -1 without a value */
+    char *col[PROBE_MAX_TARGETS]; /* task columns, or with ext the meta datasets (owned) */
+    int *cls;                     /* (n_cols, ns) class of each subject, -1 without a value;
+                                     ns of the pool with ext, of the probed subjects else */
     int n_atl;                    /* store atlases: tasks = n_cols x n_atl */
     int64_t steps, inner, shots;  /* outer iterations, inner steps per task, k per class */
     double eps;                   /* outer step size, annealed linearly to 0 */
+    /* ext (meta_datasets): the pool is the labelled subjects of other datasets of the
+     * graph store (pool: g, atl, subj, ns, sid, nl, A), the same for every cell and
+     * disjoint from the probed subjects; each column is a dataset, its classes its own
+     * label values in ascending code order; seen, ord, gbuf: the trainer's scratch for
+     * the pool while meta-training */
+    int ext;
+    int own_label;                /* the evaluated label is a task column: few-shot cells read
+                                     more of their task's labels than k (not k-shot) */
+    probe_data pool;
+    uint8_t *seen;
+    int64_t *ord, *gbuf;
 } ft_meta;
 
 /* One cross-validation cell's subjects: 1 = train, 2 = validation, 3 = test, 0 = out. */
@@ -70,8 +82,9 @@ typedef struct ft_fit_out {
     double best_val, seconds;
     int64_t n_train, n_val, n_test; /* subjects */
     double *val_curve;              /* (epochs) validation loss per epoch, NaN after a stop */
-    double *read;                   /* meta: (ns) bit 1 = read by the meta-training, bit 2 =
-                                       by the fit (train, validation, test); NULL: none */
+    double *read;                   /* meta: (ns, then the external pool's) bit 1 = read by
+                                       the meta-training, bit 2 = by the fit (train,
+                                       validation, test); NULL: none */
 } ft_fit_out;
 
 /* Everything a fit needs besides the cell: the store, the probed graphs, the encoder
@@ -107,7 +120,7 @@ typedef struct ft_trainer {
     model_prompt pr;
     const ft_meta *meta;    /* prompt with meta: the Reptile initialisation, else NULL */
     /* with meta: the initialisation before every fit (ft_meta_train, set by the stage) */
-    int (*meta_init)(struct ft_trainer *t, const uint8_t *role, uint64_t key);
+    int (*meta_init)(struct ft_trainer *t, const uint8_t *role, uint64_t key, double *read);
     uint8_t *seen;          /* (ns) subjects whose graphs this rank read (meta's record) */
     float *theta;           /* meta: (pn + head) the initialisation being meta-learned */
 } ft_trainer;
@@ -148,12 +161,21 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
  * or when there are fewer than two tasks. */
 int ft_meta_prepare(const char *path, const char *const *cols, int n_cols, const probe_data *d,
                     ft_meta *m, bgfm_err *e);
+/* With meta_datasets (rank-local): the pool from the graphs of the named datasets with a
+ * label whose subject is not a probed one (d's, through d->map: the same person under
+ * inputs.subject_map is left out); exit 3 naming the dataset when its labels among them
+ * are not d->K values, or when there are fewer than two tasks. */
+int ft_meta_prepare_datasets(graphs_store *gs, const char *gpath, const char *const *names,
+                             int n, const probe_data *d, ft_meta *m, bgfm_err *e);
 void ft_meta_free(ft_meta *m);
 /* Reptile (collective): from the trainer's current prompts and head, `steps` episodes
  * on tasks drawn over the pool: the subjects with role[s] == FT_OUT (neither training,
- * validation nor test of the cell); leaves the learned initialisation in the prompts and
- * head, the moments zero. key keys the draws. */
-int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key);
+ * validation nor test of the cell), or with ext the external pool; leaves the learned
+ * initialisation in the prompts and head, the moments zero. key keys the draws. With
+ * ext, read (the cell's record, ns + pool.ns) gets bit 1 for the pool subjects read. */
+int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key, double *read);
+/* read[s] |= bit for the subjects of t->d any rank read (t->seen); collective. */
+int ft_mark_read(ft_trainer *t, double *read, int bit);
 /* The train step of train.c on global batch gi[0..n) of one atlas with classes cls (per
  * subject), for meta.c. */
 int ft_train_step(ft_trainer *t, const int64_t *gi, int64_t n, const int *cls, int64_t step,
@@ -188,7 +210,8 @@ typedef struct ft_results {
     double *curve;    /* (FT_NENC, nk, R, F, epochs) validation losses */
     double *oof;      /* (FT_NENC, R, ns, K) test predictions at the main level */
     double *keff;     /* (nk) */
-    double *mread;    /* meta: (FT_NENC, nk, R, F, ns) the fit_out.read of every cell */
+    double *mread;    /* meta: (FT_NENC, nk, R, F, mw) the fit_out.read of every cell */
+    int64_t mw;       /* meta: a cell's read record: ns, then the external pool's subjects */
     double *msubj;    /* meta: (FT_NENC, nk, R, F) the meta-training pool's size */
     int64_t trainable, prompt_params;
     double wall;

@@ -109,6 +109,10 @@ void probe_data_free(probe_data *d);
  * of those columns must be a number, n/a or empty (BGFM_EDATA naming file, row, column). */
 int probe_targets_open(const char *path, char *const *names, int NT, bids_table *t, int *col,
                        bgfm_err *e);
+/* Not collective: the subject key of store graph g: "<dataset>/<participant_id>" (the
+ * participant alone for the unnamed dataset, "row-<subject>" without one), mapped by
+ * inputs.subject_map onto its subject's canonical key. */
+void probe_subject_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n);
 /* Not collective: probed graphs, subjects (sorted ids), classes (sorted label values),
  * target values. tab may be NULL when NT == 0; all_targets: subjects with a target but
  * no label are probed too. */

@@ -1,8 +1,9 @@
 /* meta.c: the prompt stage's meta-learned initialisation (`meta: reptile`; finetune.h,
  * docs/adapt.md "Meta-learned prompts"): tasks are (column, atlas) pairs of categorical
- * participants.tsv columns with the label's number of classes and the store's atlases;
- * first-order Reptile learns the prompts and the head from episodes of `shots` subjects
- * per class drawn from a pool of subjects the cell's adaptation never reads.
+ * participants.tsv columns with the label's number of classes and the store's atlases,
+ * or (dataset, atlas) pairs of other datasets' labels (meta_datasets); first-order
+ * Reptile learns the prompts and the head from episodes of `shots` subjects per class
+ * drawn from a pool of subjects the cell's adaptation never reads.
  * Not the fit (train.c) and not the stage (stage.c). */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,10 @@
 void ft_meta_free(ft_meta *m) {
     for (int i = 0; i < m->n_cols; i++) free(m->col[i]);
     free(m->cls);
+    probe_data_free(&m->pool);
+    free(m->seen);
+    free(m->ord);
+    free(m->gbuf);
     memset(m, 0, sizeof *m);
 }
 
@@ -88,6 +93,115 @@ int ft_meta_prepare(const char *path, const char *const *cols, int n_cols, const
     return rc;
 }
 
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t find_sorted(char *const *l, int64_t n, const char *s) {
+    char *const *hit = n ? bsearch(&s, l, (size_t)n, sizeof *l, cmp_str) : NULL;
+    return hit ? hit - l : -1;
+}
+
+/* The pool's classes: per meta dataset i, its label codes among the pool's graphs in
+ * ascending order are the classes 0..K-1 of column i. */
+static int pool_classes(const ft_meta *m, const int64_t *lab, const int *dsi, int K,
+                        const char *gpath, int64_t *ul, bgfm_err *e) {
+    const probe_data *P = &m->pool;
+    for (int i = 0; i < m->n_cols; i++) {
+        int64_t nv = 0;
+        for (int64_t q = 0; q < P->nl; q++)
+            if (dsi[q] == i) ul[nv++] = lab[q];
+        qsort(ul, (size_t)nv, sizeof *ul, cmp_i64);
+        int64_t u = 0;
+        for (int64_t q = 0; q < nv; q++)
+            if (!u || ul[q] != ul[u - 1]) ul[u++] = ul[q];
+        if (u != K)
+            return bgfm_fail(e, BGFM_EDATA, "prompt: meta_datasets '%s' has %lld label value(s) "
+                             "among its labelled subjects in %s (those who are not probed), the "
+                             "evaluated label %d; a task's classes must match the head's",
+                             m->col[i], (long long)u, gpath, K);
+        int *cls = m->cls + (int64_t)i * P->ns;
+        for (int64_t q = 0; q < P->nl; q++) {
+            if (dsi[q] != i) continue;
+            int c = 0;
+            while (ul[c] != lab[q]) c++;
+            cls[P->subj[q]] = c;
+        }
+    }
+    return 0;
+}
+
+int ft_meta_prepare_datasets(graphs_store *gs, const char *gpath, const char *const *names,
+                             int n, const probe_data *d, ft_meta *m, bgfm_err *e) {
+    probe_data *P = &m->pool;
+    int64_t G = graphs_count(gs), nl = 0;
+    size_t z = (size_t)(G ? G : 1);
+    char buf[512];
+    m->ext = 1;
+    m->n_atl = P->A = d->A;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!(m->col[m->n_cols++] = bgfm_strdup(e, names[i]))) rc = BGFM_ENOMEM;
+    int *dsi = bgfm_malloc(e, z * sizeof *dsi, "meta pool");
+    int64_t *lab = bgfm_malloc(e, z * sizeof *lab, "meta pool");
+    char **key = bgfm_calloc(e, z, sizeof *key, "meta pool");
+    P->g = bgfm_malloc(e, z * sizeof *P->g, "meta pool");
+    P->atl = bgfm_malloc(e, z * sizeof *P->atl, "meta pool");
+    P->subj = bgfm_malloc(e, z * sizeof *P->subj, "meta pool");
+    if (!rc && (!dsi || !lab || !key || !P->g || !P->atl || !P->subj)) rc = BGFM_ENOMEM;
+    /* the graphs: a meta dataset's, labelled, of a subject the stage does not probe */
+    for (int64_t g = 0; g < G && !rc; g++) {
+        const graphs_meta *gm = graphs_get_meta(gs, g);
+        const char *ds = graphs_dataset(gs, g);
+        int i = 0;
+        while (i < n && strcmp(names[i], ds ? ds : "")) i++;
+        if (i == n || gm->label < 0) continue;
+        probe_subject_key(gs, &d->map, g, buf, sizeof buf);
+        if (find_sorted(d->sid, d->ns, buf) >= 0) continue; /* the same person, probed */
+        if (!(key[nl] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
+        P->g[nl] = g, P->atl[nl] = gm->atlas, dsi[nl] = i, lab[nl++] = gm->label;
+    }
+    P->nl = nl;
+    /* subjects: the distinct keys, sorted */
+    P->sid = rc ? NULL : bgfm_calloc(e, (size_t)(nl ? nl : 1), sizeof *P->sid, "meta pool");
+    if (!rc && !P->sid) rc = BGFM_ENOMEM;
+    if (!rc) {
+        memcpy(P->sid, key, (size_t)nl * sizeof *key);
+        qsort(P->sid, (size_t)nl, sizeof *P->sid, cmp_str);
+        int64_t u = 0;
+        for (int64_t q = 0; q < nl; q++)
+            if (!u || strcmp(P->sid[q], P->sid[u - 1])) P->sid[u++] = P->sid[q];
+        P->ns = u;
+        for (int64_t q = 0; q < nl; q++) { /* the kept copy, the others freed */
+            P->subj[q] = find_sorted(P->sid, u, key[q]);
+            if (P->sid[P->subj[q]] != key[q]) free(key[q]);
+        }
+    } else
+        for (int64_t q = 0; q < nl; q++) free(key[q]);
+    m->cls = rc ? NULL : bgfm_malloc(e, (size_t)(n * P->ns + 1) * sizeof *m->cls, "meta pool");
+    int64_t *ul = rc ? NULL : bgfm_malloc(e, (size_t)(nl + 1) * sizeof *ul, "meta pool");
+    if (!rc && (!m->cls || !ul)) rc = BGFM_ENOMEM;
+    for (int64_t q = 0; !rc && q < (int64_t)n * P->ns; q++) m->cls[q] = -1;
+    if (!rc) rc = pool_classes(m, lab, dsi, d->K, gpath, ul, e);
+    free(ul);
+    if (!rc && (int64_t)m->n_cols * m->n_atl < 2)
+        rc = bgfm_fail(e, BGFM_EDATA, "prompt: meta needs at least two tasks; %d dataset(s) x %d "
+                       "atlas(es) of the graph store make %d; add meta_datasets or atlases",
+                       m->n_cols, m->n_atl, m->n_cols * m->n_atl);
+    /* the trainer's scratch for the pool (train.c: seen 2 ns, ord 2 nl + 2, gbuf nl) */
+    if (!rc) {
+        m->seen = bgfm_calloc(e, 2 * (size_t)(P->ns + 1), 1, "meta pool");
+        m->ord = bgfm_malloc(e, (size_t)(2 * nl + 2) * sizeof *m->ord, "meta pool");
+        m->gbuf = bgfm_malloc(e, (size_t)(nl + 1) * sizeof *m->gbuf, "meta pool");
+        if (!m->seen || !m->ord || !m->gbuf) rc = BGFM_ENOMEM;
+    }
+    free(dsi);
+    free(lab);
+    free(key);
+    return rc;
+}
+
 static void zero_moments(ft_trainer *t) {
     memset(t->pm, 0, (size_t)t->pn * sizeof(float));
     memset(t->pv, 0, (size_t)t->pn * sizeof(float));
@@ -112,7 +226,7 @@ static int64_t episode(ft_trainer *t, const uint8_t *role, uint64_t key, int64_t
     for (int q = 0; q < t->h.K; q++) {
         int64_t n = 0;
         for (int64_t s = 0; s < d->ns; s++)
-            if (role[s] == FT_OUT && cls[s] == q) subj[n++] = s;
+            if ((!role || role[s] == FT_OUT) && cls[s] == q) subj[n++] = s;
         if (n == 0) return 0;
         rng_shuffle_i64(&r, subj, n);
         for (int64_t i = 0; i < n && i < m->shots; i++) pick[subj[i]] = 1;
@@ -125,10 +239,19 @@ static int64_t episode(ft_trainer *t, const uint8_t *role, uint64_t key, int64_t
     return n < t->o->batch_size ? n : t->o->batch_size;
 }
 
-int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key) {
+int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key, double *read) {
     const ft_meta *m = t->meta;
     bgfm_err *e = &t->ctx->err;
     int64_t pn = t->pn, hn = t->h.n;
+    /* an external pool: the trainer reads its graphs (pool indices) meanwhile */
+    const probe_data *d0 = t->d;
+    uint8_t *seen0 = t->seen;
+    int64_t *ord0 = t->ord, *gbuf0 = t->gbuf;
+    if (m->ext) {
+        t->d = &m->pool, t->seen = m->seen, t->ord = m->ord, t->gbuf = m->gbuf;
+        memset(t->seen, 0, (size_t)m->pool.ns);
+        role = NULL;
+    }
     int64_t *subj = bgfm_malloc(e, (size_t)(t->d->ns + 1) * sizeof *subj, "meta-training");
     int rc = bgfm_ctx_agree(t->ctx, subj ? 0 : BGFM_ENOMEM);
     float *th = t->theta;
@@ -151,5 +274,9 @@ int ft_meta_train(ft_trainer *t, const uint8_t *role, uint64_t key) {
     }
     zero_moments(t);
     free(subj);
+    if (m->ext) {
+        if (!rc && read) rc = ft_mark_read(t, read + d0->ns, 1);
+        t->d = d0, t->seen = seen0, t->ord = ord0, t->gbuf = gbuf0;
+    }
     return rc;
 }

@@ -126,7 +126,12 @@ static void write_meta(FILE *f, const ft_report_ctx *c) {
             json_write_str(f, graphs_atlas_name(c->gs, a));
             fputs("]", f);
         }
-    fprintf(f, "], \"steps\": %lld, \"inner_steps\": %lld, \"shots\": %lld, ",
+    fprintf(f, "], \"source\": \"%s\", \"k_shot\": %s, ", m->ext ? "datasets" : "columns",
+            m->own_label ? "false" : "true");
+    if (m->ext)
+        fprintf(f, "\"pool_subjects\": %lld, \"pool_graphs\": %lld, ", (long long)m->pool.ns,
+                (long long)m->pool.nl);
+    fprintf(f, "\"steps\": %lld, \"inner_steps\": %lld, \"shots\": %lld, ",
             (long long)m->steps, (long long)m->inner, (long long)m->shots);
     num(f, "meta_lr", m->eps);
     fputs("},\n  ", f);
@@ -146,13 +151,14 @@ static int write_meta_read(const ft_report_ctx *c, const char *dir, bgfm_err *e)
             for (int r = 0; r < p->R; r++)
                 for (int fo = 0; fo < p->F; fo++) {
                     int64_t cidx = (((int64_t)en * p->nk + ki) * p->R + r) * p->F + fo;
-                    for (int64_t s = 0; s < d->ns; s++) {
-                        int b = (int)p->mread[cidx * d->ns + s] & 3;
+                    for (int64_t s = 0; s < p->mw; s++) {
+                        int b = (int)p->mread[cidx * p->mw + s] & 3;
                         if (!b) continue;
                         fprintf(f, "%s,", probe_feat_name[en]);
                         if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
                         else fputs("all", f);
-                        fprintf(f, ",%d,%d,%s,%s\n", r, fo, d->sid[s], what[b]);
+                        fprintf(f, ",%d,%d,%s,%s\n", r, fo,
+                                s < d->ns ? d->sid[s] : c->meta->pool.sid[s - d->ns], what[b]);
                     }
                 }
     if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "prompt: cannot write %s", path);

@@ -35,7 +35,7 @@ static int xbufs_make(xbufs *x, const ft_trainer *t, const ft_results *p, bgfm_e
     int64_t cells = (int64_t)FT_NENC * p->nk * p->R * p->F;
     int64_t n[X_N] = {FIT_N, 4 * t->h.n, t->n_enc, cells * FT_NMET, cells * FT_NINFO,
                       cells * p->epochs, (int64_t)FT_NENC * p->R * p->ns * p->K, 4 * t->pn,
-                      cells * (p->ns + 1)};
+                      cells * (p->mw + 1)};
     int rc = 0;
     x->count = t->o->meta ? X_N : t->o->prompt ? X_META : X_PROMPT;
     for (int i = 0; i < x->count; i++) {
@@ -87,7 +87,7 @@ int ft_ckpt_save(ft_ckpt *c, ft_trainer *t, const ft_fit_out *out, int64_t step,
     float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
     for (int i = 0; t->o->prompt && i < 4; i++) to_d(x.a[X_PROMPT] + i * t->pn, pq[i], t->pn);
     if (t->o->meta) {
-        int64_t nr = x.n[X_META] - x.n[X_META] / (p->ns + 1);
+        int64_t nr = x.n[X_META] - x.n[X_META] / (p->mw + 1);
         memcpy(x.a[X_META], p->mread, (size_t)nr * sizeof(double));
         memcpy(x.a[X_META] + nr, p->msubj, (size_t)(x.n[X_META] - nr) * sizeof(double));
     }
@@ -168,7 +168,7 @@ static int load_one(ft_ckpt *c, ft_trainer *t, int64_t s, ft_resume *rs, ft_fit_
         float *const pq[4] = {t->pw, t->pm, t->pv, t->pbest};
         for (int i = 0; t->o->prompt && i < 4; i++) to_f(pq[i], x.a[X_PROMPT] + i * t->pn, t->pn);
         if (t->o->meta) {
-            int64_t nr = x.n[X_META] - x.n[X_META] / (p->ns + 1);
+            int64_t nr = x.n[X_META] - x.n[X_META] / (p->mw + 1);
             memcpy(p->mread, x.a[X_META], (size_t)nr * sizeof(double));
             memcpy(p->msubj, x.a[X_META] + nr, (size_t)(x.n[X_META] - nr) * sizeof(double));
         }

@@ -83,6 +83,9 @@ static const bgfm_opt pr_opts_table[] = {
     {"meta_tasks", BGFM_OPT_LIST, "[]", 1, 0, NULL,
      "meta: categorical participants.tsv columns with the label's number of classes; tasks "
      "= these columns x the store's atlases (empty: the label column)"},
+    {"meta_datasets", BGFM_OPT_LIST, "[]", 1, 0, NULL,
+     "meta: inputs.datasets names (not probed by this stage, e.g. role pretrain): tasks = "
+     "their labels x the store's atlases, over their subjects only (instead of meta_tasks)"},
     {"meta_steps", BGFM_OPT_INT, "40", 1, 1e6, NULL, "meta: Reptile episodes (outer steps) per cell"},
     {"meta_inner_steps", BGFM_OPT_INT, "4", 1, 1e4, NULL,
      "meta: AdamW steps (lr) on one episode's task"},
@@ -146,6 +149,30 @@ static int pr_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err
     if (strcmp(params_str(&s->with, "meta"), "none") && params_has(&s->with, "target"))
         return config_stage_fail(e, p, s, "meta", "meta: reptile learns classification tasks; "
                                  "it cannot be combined with target (regression)");
+    const bgfm_value *md = params_value(&s->with, "meta_datasets");
+    if (md->n_list && !strcmp(params_str(&s->with, "meta"), "none"))
+        return config_stage_fail(e, p, s, "meta_datasets", "meta_datasets needs meta: reptile");
+    if (md->n_list && params_value(&s->with, "meta_tasks")->n_list)
+        return config_stage_fail(e, p, s, "meta_datasets", "meta_datasets and meta_tasks exclude "
+                                 "each other: tasks come from other datasets' labels or from "
+                                 "columns of the probed subjects, not both");
+    if (md->n_list > PROBE_MAX_TARGETS)
+        return config_stage_fail(e, p, s, "meta_datasets", "at most %d meta_datasets",
+                                 PROBE_MAX_TARGETS);
+    for (int i = 0; i < md->n_list; i++) {
+        if (!config_dataset_find(p, md->list[i]))
+            return config_stage_fail(e, p, s, "meta_datasets", "meta_datasets item '%s' is not "
+                                     "a dataset of inputs.datasets", md->list[i]);
+        if (config_dataset_role(p, md->list[i]) & BGFM_ROLE_DOWNSTREAM)
+            return config_stage_fail(e, p, s, "meta_datasets", "meta_datasets item '%s' has role "
+                                     "downstream or both, so this stage evaluates on its "
+                                     "subjects; meta-train on datasets with role pretrain (or "
+                                     "use meta_tasks)", md->list[i]);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(md->list[i], md->list[j]))
+                return config_stage_fail(e, p, s, "meta_datasets", "meta_datasets names '%s' "
+                                         "twice", md->list[i]);
+    }
     if (params_value(&s->with, "meta_tasks")->n_list > PROBE_MAX_TARGETS)
         return config_stage_fail(e, p, s, "meta_tasks", "at most %d meta_tasks columns",
                                  PROBE_MAX_TARGETS);
@@ -160,7 +187,8 @@ static char **ft_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, b
         free(out);
         return NULL;
     }
-    int meta = s->kind == &bgfm_stage_prompt && strcmp(params_str(&s->with, "meta"), "none");
+    int meta = s->kind == &bgfm_stage_prompt && strcmp(params_str(&s->with, "meta"), "none") &&
+               !params_value(&s->with, "meta_datasets")->n_list;
     if (params_has(&s->with, "target") || meta) { /* meta: the task columns' table */
         if (p->participants) out[n] = bgfm_strdup(e, p->participants);
         else if (p->bids) out[n] = fs_join(p->bids, "participants.tsv", e);
@@ -495,9 +523,10 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
                     if (here) fo = ro;
                     fo.val_curve = p->curve + c * o->epochs;
                     if (o->meta) { /* the pool: the subjects this cell does not use */
-                        fo.read = p->mread + c * ns;
-                        p->msubj[c] = 0;
-                        for (int64_t s = 0; s < ns; s++) p->msubj[c] += b.role[s] == FT_OUT;
+                        fo.read = p->mread + c * p->mw;
+                        p->msubj[c] = meta->ext ? (double)meta->pool.ns : 0;
+                        for (int64_t s = 0; !meta->ext && s < ns; s++)
+                            p->msubj[c] += b.role[s] == FT_OUT;
                     }
                     ck.cell = c;
                     uint64_t key = ((uint64_t)ki * (uint64_t)p->R + (uint64_t)r) * (uint64_t)p->F +
@@ -539,9 +568,11 @@ static void results_free(ft_results *p) {
     memset(p, 0, sizeof *p);
 }
 
-static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bgfm_err *e) {
+static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, const ft_meta *meta,
+                        bgfm_err *e) {
     memset(p, 0, sizeof *p);
     p->R = o->repeats, p->F = o->folds, p->K = o->regress ? 1 : d->K, p->ns = d->ns;
+    p->mw = d->ns + (o->meta && meta->ext ? meta->pool.ns : 0);
     p->epochs = o->epochs;
     memcpy(p->ks, o->k, (size_t)o->n_k * sizeof *p->ks);
     p->nk = o->n_k;
@@ -556,7 +587,7 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bg
     p->oof = bgfm_calloc(e, (size_t)(FT_NENC * p->R * d->ns * p->K + 1), sizeof *p->oof, "results");
     p->keff = bgfm_calloc(e, (size_t)p->nk, sizeof *p->keff, "results");
     if (o->meta) {
-        p->mread = bgfm_calloc(e, (size_t)(cells * d->ns + 1), sizeof *p->mread, "results");
+        p->mread = bgfm_calloc(e, (size_t)(cells * p->mw + 1), sizeof *p->mread, "results");
         p->msubj = bgfm_calloc(e, (size_t)cells, sizeof *p->msubj, "results");
         if (!p->mread || !p->msubj) return BGFM_ENOMEM;
     }
@@ -581,11 +612,12 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, bg
     return 0;
 }
 
-/* The meta-learning tasks (meta_tasks columns, default the label column) and options. */
-static int meta_prepare(bgfm_stage_run *r, const ft_opts *o, const probe_data *d, ft_meta *m,
+/* The meta-learning tasks (meta_datasets, or meta_tasks columns, default the label
+ * column) and options. */
+static int meta_prepare(bgfm_stage_run *r, const ft_inputs *in, const probe_data *d, ft_meta *m,
                         bgfm_err *e) {
     const bgfm_params *w = &r->stage->with;
-    const bgfm_value *v = params_value(w, "meta_tasks");
+    const bgfm_value *v = params_value(w, "meta_tasks"), *md = params_value(w, "meta_datasets");
     const char *cols[PROBE_MAX_TARGETS];
     int n = v->n_list;
     for (int i = 0; i < n; i++) cols[i] = v->list[i];
@@ -594,13 +626,19 @@ static int meta_prepare(bgfm_stage_run *r, const ft_opts *o, const probe_data *d
     m->inner = params_int(w, "meta_inner_steps");
     m->shots = params_int(w, "meta_shots");
     m->eps = params_real(w, "meta_lr");
+    if (md->n_list) {
+        const char *names[PROBE_MAX_TARGETS];
+        for (int i = 0; i < md->n_list; i++) names[i] = md->list[i];
+        return ft_meta_prepare_datasets(in->gs, in->gpath, names, md->n_list, d, m, e);
+    }
+    for (int i = 0; i < n; i++) /* the evaluated label among the tasks: not a k-shot result */
+        m->own_label |= r->pipe->label_column && !strcmp(cols[i], r->pipe->label_column);
     char *path = r->pipe->participants ? bgfm_strdup(e, r->pipe->participants)
                                        : fs_join(r->pipe->bids ? r->pipe->bids : ".",
                                                  "participants.tsv", e);
     if (!path) return BGFM_ENOMEM;
     int rc = ft_meta_prepare(path, cols, n, d, m, e);
     free(path);
-    (void)o;
     return rc;
 }
 
@@ -618,12 +656,24 @@ static int adapt_run(bgfm_stage_run *r, int prompt) {
     double t0 = MPI_Wtime();
     int rc = open_inputs(r, &o, &in, e);
     if (!rc) rc = prepare(r, &o, &in, &d, e);
-    if (!rc) rc = results_init(&p, &o, &d, e);
     ft_meta meta;
     memset(&meta, 0, sizeof meta);
-    if (!rc && o.meta) rc = meta_prepare(r, &o, &d, &meta, e);
+    if (!rc && o.meta) rc = meta_prepare(r, &in, &d, &meta, e);
+    if (!rc) rc = results_init(&p, &o, &d, &meta, e);
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) goto done;
+    int few = 0;
+    for (int i = 0; i < o.n_k; i++) few |= o.k[i] > 0;
+    if (o.meta && meta.own_label && few)
+        log_warn(ctx, "%s: meta_tasks include the evaluated label '%s': meta-training reads it "
+                 "for training-fold subjects beyond each cell's k per class, so the few-shot "
+                 "levels are not k-shot results (prompt.json meta.k_shot: false); for a k-shot "
+                 "claim meta-train on other columns or on meta_datasets",
+                 o.kind, r->pipe->label_column);
+    if (o.meta && meta.ext)
+        log_info(ctx, "%s: meta-training pool: %lld subjects (%lld graphs) of %d dataset(s), "
+                 "none of them probed", o.kind, (long long)meta.pool.ns, (long long)meta.pool.nl,
+                 meta.n_cols);
     log_info(ctx, "%s: %lld graphs of %lld subjects, %s, %d folds x %d repeats, train %s", o.kind,
              (long long)d.nl, (long long)d.ns, o.regress ? o.target : "label", o.folds, o.repeats,
              prompt ? "prompts + head" : params_str(&r->stage->with, "train"));

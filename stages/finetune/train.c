@@ -359,8 +359,7 @@ static int64_t epoch_plan(ft_trainer *t, int64_t *tr, int64_t ntr, uint64_t key,
     return nb;
 }
 
-/* read[s] |= bit for the subjects any rank read (t->seen) */
-static int mark_read(ft_trainer *t, double *read, int bit) {
+int ft_mark_read(ft_trainer *t, double *read, int bit) {
     bgfm_ctx *ctx = t->ctx;
     int rc = 0;
     if (ctx->size > 1)
@@ -429,8 +428,8 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
         fit_reset(t, start);
         if (t->meta && out->read) { /* the meta-learned start, from the pool only */
             memset(t->seen, 0, (size_t)d->ns);
-            rc = t->meta_init(t, role, key);
-            if (!rc) rc = mark_read(t, out->read, 1);
+            rc = t->meta_init(t, role, key, out->read);
+            if (!rc) rc = ft_mark_read(t, out->read, 1);
             memset(t->seen, 0, (size_t)d->ns);
             if (rc) goto done;
         }
@@ -498,7 +497,7 @@ int ft_fit(ft_trainer *t, const model *start, const uint8_t *role, const int *cl
     for (int64_t s = 0; s < d->ns; s++)
         for (int64_t k = 0; cnt[s] > 0 && k < K; k++) oof[s * K + k] /= cnt[s];
     free(cnt);
-    if (t->meta && out->read && (rc = mark_read(t, out->read, 2))) goto done;
+    if (t->meta && out->read && (rc = ft_mark_read(t, out->read, 2))) goto done;
     /* the slowest rank's time: the same number on every rank (it is checkpointed) */
     double sec = MPI_Wtime() - t0;
     rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Allreduce(&sec, &out->seconds, 1, MPI_DOUBLE, MPI_MAX,

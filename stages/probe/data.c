@@ -52,11 +52,9 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Subject key of graph g: participant id, or "row-<subject>" when unknown; with
- * inputs.datasets "<dataset>/<participant id>" (dataset names hold no '/'), so the same
- * id in two datasets is two subjects for folds and the protocol check, unless the
- * subject map names them as one (then the key of its group). */
-static void subj_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n) {
+/* Dataset names hold no '/', so the same id in two datasets is two subjects for folds
+ * and the protocol check, unless the subject map names them as one. */
+void probe_subject_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n) {
     const char *p = graphs_participant(gs, g), *ds = graphs_dataset(gs, g);
     char raw[512];
     if (p && *p) snprintf(raw, sizeof raw, "%s%s%s", ds, *ds ? "/" : "", p);
@@ -150,7 +148,7 @@ static int keyset_make(graphs_store *gs, const corpus_map *map, const bids_table
     char buf[512];
     int rc = 0;
     for (int64_t g = 0; g < G && !rc; g++) {
-        subj_key(gs, map, g, buf, sizeof buf);
+        probe_subject_key(gs, map, g, buf, sizeof buf);
         if (!(all[g] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
     }
     if (!rc) {
@@ -251,7 +249,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     }
     int64_t nl = 0;
     for (int64_t g = 0; g < G; g++) {
-        subj_key(gs, &d->map, g, buf, sizeof buf);
+        probe_subject_key(gs, &d->map, g, buf, sizeof buf);
         int64_t u = find_str(k.key, k.n, buf);
         BGFM_ASSERT(u >= 0);
         if (!(config_dataset_role(d->pipe, graphs_dataset(gs, g)) & BGFM_ROLE_DOWNSTREAM))
@@ -285,7 +283,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     for (int64_t g = 0, j = 0; g < G && !rc; g++) {
         if (!inc[g]) continue;
         const graphs_meta *m = graphs_get_meta(gs, g);
-        subj_key(gs, &d->map, g, buf, sizeof buf);
+        probe_subject_key(gs, &d->map, g, buf, sizeof buf);
         d->g[j] = g;
         d->atl[j] = m->atlas;
         d->win[j] = m->window;
@@ -355,7 +353,7 @@ int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *
     if (!seen) return BGFM_ENOMEM;
     char buf[512];
     for (int64_t i = 0; i < d->n_pre; i++) {
-        subj_key(gs, &d->map, d->pre[i], buf, sizeof buf);
+        probe_subject_key(gs, &d->map, d->pre[i], buf, sizeof buf);
         int64_t s = find_str(d->sid, d->ns, buf);
         if (s >= 0) seen[s] = 1;
     }

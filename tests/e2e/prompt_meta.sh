@@ -13,7 +13,8 @@ tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 mk() { adapt_yaml "$1" "$2" "{name: pm, uses: prompt, with: $3}"; }  # mk FILE WORKDIR PROMPT_WITH
 MW="{folds: 3, few_shot: [1, 2, all], epochs: 3, patience: 2, batch_size: 8, encoders: [pretrained], meta: reptile, meta_tasks: [diagnosis, sex], meta_steps: 6, meta_shots: 2}"
 mk "$T/a.yaml" "$T/wa" "$MW"
-expect_rc "pipeline with probe and prompt + meta on 1 rank" 0 $MPIRUN 1 "$BGFM" run "$T/a.yaml" --quiet
+expect_rc "pipeline with probe and prompt + meta on 1 rank" 0 $MPIRUN 1 "$BGFM" run "$T/a.yaml" --quiet 2>"$T/a.err"
+check "  ... warning that the label among meta_tasks makes the few-shot cells not k-shot" grep -q "not k-shot results" "$T/a.err"
 R="$T/wa/pm/report"
 check "prompt.json: the meta block, tasks = columns x atlases" $PY - "$R/prompt.json" <<'PYEOF'
 import json, sys
@@ -21,6 +22,7 @@ d = json.load(open(sys.argv[1]))
 m = d["meta"]
 assert m["method"] == "reptile" and m["tasks"] == [["diagnosis", "tiny"], ["sex", "tiny"]], m
 assert m["steps"] == 6 and m["shots"] == 2 and m["inner_steps"] == 4
+assert m["source"] == "columns" and m["k_shot"] is False, m  # diagnosis is the label
 PYEOF
 check "meta-training and adaptation never share subjects (from the subjects each read)" $PY - "$R" "$T/wa/probe/report/predictions.csv" <<'PYEOF'
 import csv, json, sys
