@@ -9,7 +9,10 @@
 # method and level, and the load average. Minutes on 2 cores; not a test.
 #   bench/adapt_study.sh [SEEDS]     (default "1 2"; OUT=dir keeps the runs)
 # Environment: SYNTH="bgfm synth arguments" (the cohort), EPOCHS (pretraining, default 10),
-# FOLDS (default 4).
+# FOLDS (default 4). With `--datasets K` (K >= 3) in SYNTH: a held-out downstream dataset
+# (docs/results.md section 10): ds-1 .. ds-(K-1) are pretraining datasets, ds-K the
+# downstream one that pretraining never reads, and the meta stage meta-trains on the
+# other datasets' diagnosis (meta_datasets) instead of meta_tasks.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init adapt_study
@@ -20,12 +23,28 @@ SYNTH=${SYNTH:-"--subjects 32 --unlabelled 48 --volumes 120 --tr 2 --voxel-size 
 EPOCHS=${EPOCHS:-10} FOLDS=${FOLDS:-4}
 # shellcheck disable=SC2086
 [ -d "$OUT/data" ] || "$BGFM" synth --out "$OUT/data" $SYNTH --quiet
+K=$(sed -n 's/.*--datasets \([0-9]*\).*/\1/p' <<<"$SYNTH")
+INPUTS="inputs: {bids: $OUT/data, label_column: diagnosis}"
+META="meta_tasks: [diagnosis, sex]"
+if [ -n "$K" ]; then
+  INPUTS="inputs:
+  label_column: diagnosis
+  datasets:"
+  names=()
+  for k in $(seq 1 "$K"); do
+    role=pretrain; [ "$k" = "$K" ] && role=downstream
+    INPUTS="$INPUTS
+    - {name: ds-$k, bids: $OUT/data/ds-$k, role: $role}"
+    [ "$k" != "$K" ] && names+=("ds-$k")
+  done
+  META="meta_datasets: [$(IFS=,; echo "${names[*]}" | sed 's/,/, /g')]"
+fi
 for s in $SEEDS; do
   cat >"$OUT/s$s.yaml" <<YAML
 name: adapt-study
 workdir: $OUT/w$s
 seed: $s
-inputs: {bids: $OUT/data, label_column: diagnosis}
+$INPUTS
 atlases:
   - {name: ho48, path: /usr/share/mricron/templates/HarvardOxford-cort-maxprob-thr0-1mm.nii.gz}
 stages:
@@ -35,7 +54,7 @@ stages:
   - {name: probe, uses: probe, with: {folds: $FOLDS, repeats: 1, few_shot: [2, 4, 8, all]}}
   - {name: finetune, uses: finetune, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, lr: 1e-3}}
   - {name: prompt, uses: prompt, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16}}
-  - {name: prompt_meta, uses: prompt, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, meta: reptile, meta_tasks: [diagnosis, sex], meta_steps: 40}}
+  - {name: prompt_meta, uses: prompt, with: {folds: $FOLDS, few_shot: [2, 4, 8, all], epochs: 20, patience: 5, batch_size: 16, meta: reptile, $META, meta_steps: 40}}
 YAML
   t0=$(date +%s)
   mpirun --oversubscribe -np 2 "$BGFM" run "$OUT/s$s.yaml" --quiet --no-report

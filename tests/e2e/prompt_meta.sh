@@ -47,20 +47,7 @@ for c in d["encoders"]["pretrained"]["cells"]:
 assert read_meta > 0, "the meta-training read some subjects"
 PYEOF
 check "the probe's folds; AUCs = scipy from predictions.csv" $PY "$ROOT/tests/lib/adapt_check.py" folds_auc "$R" prompt "$T/wa/probe/report/predictions.csv"
-cp -r "$T/wa" "$T/wb"
-sed "s#$T/wa#$T/wb#" "$T/a.yaml" >"$T/b.yaml"
-expect_rc "prompt + meta on 2 ranks (same checkpoint)" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only pm --force --quiet
-check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY "$ROOT/tests/lib/adapt_check.py" ranks "$R" "$T/wb/pm/report" prompt
-check "  ... and the same subjects read" cmp "$R/meta_subjects.csv" "$T/wb/pm/report/meta_subjects.csv"
-cp -r "$T/wa" "$T/wc"
-sed "s#$T/wa#$T/wc#" "$T/a.yaml" >"$T/c.yaml"
-rm -rf "$T/wc/pm"
-BGFM_TEST_STOP_AFTER=4 $MPIRUN 2 "$BGFM_T" run "$T/c.yaml" --only pm --quiet >/dev/null 2>&1
-rc=$?
-[ "$rc" = 75 ] && ok "stopped after 4 epochs: exit 75" || notok "stopped after 4 epochs: exit 75 (got $rc)"
-expect_rc "  ... rerun resumes" 0 $MPIRUN 2 "$BGFM" run "$T/c.yaml" --only pm --quiet
-check "  ... predictions.csv and meta_subjects.csv identical to the uninterrupted run" \
-  sh -c "cmp '$T/wb/pm/report/predictions.csv' '$T/wc/pm/report/predictions.csv' && cmp '$T/wb/pm/report/meta_subjects.csv' '$T/wc/pm/report/meta_subjects.csv'"
+meta_ranks_resume pm 4
 # ---- bad input, before training
 mk "$T/e1.yaml" "$T/wa" "{folds: 3, epochs: 1, meta: reptile}"
 expect_rc "one task (the label x one atlas) is exit 3" 3 $MPIRUN 1 "$BGFM" run "$T/e1.yaml" --only pm --quiet

@@ -60,20 +60,7 @@ for c in cells:
     assert c["meta_subjects"] == 16 and len(meta) <= 16, c
     assert len(fit) == c["train_subjects"] + c["val_subjects"] + c["test_subjects"], (c, fit)
 PYEOF
-cp -r "$T/wa" "$T/wb"
-sed "s#$T/wa#$T/wb#" "$T/a.yaml" >"$T/b.yaml"
-expect_rc "the same on 2 ranks" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only pm --force --quiet
-check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" $PY "$ROOT/tests/lib/adapt_check.py" ranks "$R" "$T/wb/pm/report" prompt
-check "  ... and the same subjects read" cmp "$R/meta_subjects.csv" "$T/wb/pm/report/meta_subjects.csv"
-cp -r "$T/wa" "$T/wc"
-sed "s#$T/wa#$T/wc#" "$T/a.yaml" >"$T/c.yaml"
-rm -rf "$T/wc/pm"
-BGFM_TEST_STOP_AFTER=3 $MPIRUN 2 "$BGFM_T" run "$T/c.yaml" --only pm --quiet >/dev/null 2>&1
-rc=$?
-[ "$rc" = 75 ] && ok "stopped after 3 epochs: exit 75" || notok "stopped after 3 epochs: exit 75 (got $rc)"
-expect_rc "  ... rerun resumes" 0 $MPIRUN 2 "$BGFM" run "$T/c.yaml" --only pm --quiet
-check "  ... predictions.csv and meta_subjects.csv identical to the uninterrupted run" \
-  sh -c "cmp '$T/wb/pm/report/predictions.csv' '$T/wc/pm/report/predictions.csv' && cmp '$T/wb/pm/report/meta_subjects.csv' '$T/wc/pm/report/meta_subjects.csv'"
+meta_ranks_resume pm 3
 # ---- bad input, before training
 bad2() {  # bad2 NAME PROMPT_WITH: exit 2 at validate, naming the key
   my "$T/e.yaml" "$T/wa" "$2"

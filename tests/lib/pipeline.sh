@@ -8,6 +8,7 @@
 #   (default {windows: {length: 10, stride: 5}}), then one line per further STAGE
 #   ("{name: pre, uses: pretrain, with: {...}}"). Top level: name $PIPE_NAME (t), seed
 #   $PIPE_SEED (0, the default), and the lines of $PIPE_TOP (e.g. "on_error: skip").
+# meta_ranks_resume STAGE STOP_AFTER: below.
 # h5_same A.h5 B.h5 [GROUP [MIN]]: every dataset below GROUP (default the root) of both
 #   files has the same names, dtype, shape and bytes, and there are at least MIN of them
 #   (default 1); prints the count (tests/lib/h5same.py).
@@ -46,3 +47,26 @@ adapt_yaml() {
   } >"$f"
 }
 h5_same() { "$PY" "$ROOT/tests/lib/h5same.py" "$@"; }
+# meta_ranks_resume STAGE STOP_AFTER: the meta tests' second half. $T/a.yaml has run on 1
+#   rank into $T/wa; STAGE (a prompt stage with meta) runs again on 2 ranks in a copy
+#   ($T/wb): the same selected epochs, predictions within 1e-4, the same subjects read;
+#   then in another copy ($T/wc) it is stopped after STOP_AFTER epochs (exit 75) and
+#   rerun: predictions.csv and meta_subjects.csv identical to the uninterrupted run.
+meta_ranks_resume() {
+  local st=$1 n=$2 c
+  for c in b c; do
+    cp -r "$T/wa" "$T/w$c"
+    sed "s#$T/wa#$T/w$c#" "$T/a.yaml" >"$T/$c.yaml"
+  done
+  expect_rc "$st on 2 ranks (same checkpoint)" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only "$st" --force --quiet
+  check "1 and 2 ranks: the same selected epochs, predictions within 1e-4" \
+    "$PY" "$ROOT/tests/lib/adapt_check.py" ranks "$T/wa/$st/report" "$T/wb/$st/report" prompt
+  check "  ... and the same subjects read" cmp "$T/wa/$st/report/meta_subjects.csv" "$T/wb/$st/report/meta_subjects.csv"
+  rm -rf "${T:?}/wc/$st"
+  BGFM_TEST_STOP_AFTER=$n $MPIRUN 2 "$BGFM_T" run "$T/c.yaml" --only "$st" --quiet >/dev/null 2>&1
+  local rc=$?
+  [ "$rc" = 75 ] && ok "stopped after $n epochs: exit 75" || notok "stopped after $n epochs: exit 75 (got $rc)"
+  expect_rc "  ... rerun resumes" 0 $MPIRUN 2 "$BGFM" run "$T/c.yaml" --only "$st" --quiet
+  check "  ... predictions.csv and meta_subjects.csv identical to the uninterrupted run" \
+    sh -c "cmp '$T/wb/$st/report/predictions.csv' '$T/wc/$st/report/predictions.csv' && cmp '$T/wb/$st/report/meta_subjects.csv' '$T/wc/$st/report/meta_subjects.csv'"
+}
