@@ -285,12 +285,14 @@ static int header_build(sel_tensor *s, int ns, const meta_kv *kv, int nkv, char 
  * The file is created as path.tmp-<pid> with its header; the tensors' data go to their
  * offsets in any order (out_piece: from a model's buffer, or piece by piece as a
  * checkpoint is streamed); out_finish fsyncs, renames and fsyncs the folder, or removes
- * the temporary file: the output is complete or absent. */
+ * the temporary file: the output is complete or absent (with no_sync, `bgfm export
+ * --no-sync`, the rename alone: complete or absent unless the machine itself crashes). */
 typedef struct st_out {
     const char *path;
     char tmp[4200];
     const model *m; /* whose tensor table `at` follows */
     int fd;
+    int no_sync; /* rename without the fsyncs of the file and its folder */
     int64_t *at; /* per model tensor: byte offset of its data in the file; -1: not written */
 } st_out;
 
@@ -413,7 +415,7 @@ static int out_begin(st_out *o, const char *path, const model *m, const export_c
 /* After out_begin succeeded: with rc == 0 make the file durable under its name, else
  * (or when that fails) remove the temporary file. Returns the final status. */
 static int out_finish(st_out *o, int rc, bgfm_err *e) {
-    if (!rc && fsync(o->fd) != 0)
+    if (!rc && !o->no_sync && fsync(o->fd) != 0)
         rc = bgfm_fail(e, BGFM_EIO, "fsync of %s failed (disk full?): %s", o->tmp, strerror(errno));
     if (close(o->fd) != 0 && !rc)
         rc = bgfm_fail(e, BGFM_EIO, "closing %s failed (disk full?): %s", o->tmp, strerror(errno));
@@ -422,7 +424,7 @@ static int out_finish(st_out *o, int rc, bgfm_err *e) {
         rc = bgfm_fail(e, BGFM_EIO, "export: cannot rename %s to %s: %s", o->tmp, o->path,
                        strerror(errno));
     if (rc) unlink(o->tmp);
-    if (!rc) rc = sync_dir_of(o->path, e);
+    if (!rc && !o->no_sync) rc = sync_dir_of(o->path, e);
     free(o->at);
     o->at = NULL;
     return rc;
@@ -840,11 +842,13 @@ int export_check_graphs(const char *path, const model *m, const graphs_store *gs
 
 /* ---- the command ------------------------------------------------------------------- */
 static const char *export_usage =
-    "usage: bgfm export CHECKPOINT --out FILE.safetensors [--full]\n"
+    "usage: bgfm export CHECKPOINT --out FILE.safetensors [--full] [--no-sync]\n"
     "Writes the checkpoint's encoder (input layer, embeddings, encoder blocks, readout and the\n"
     "input normalisation buffers) as safetensors, under the names of the PyTorch module\n"
     "python/bgfm_torch, with the architecture and training corpus as __metadata__.\n"
     "--full: the whole pretraining model (also the decoder dec.* and projection head proj.*).\n"
+    "--no-sync: do not fsync the file and its folder (scratch space, or a file system where\n"
+    "fsync is slow); after a crash of the machine the file may be missing, empty or short.\n"
     "docs/export.md; the file is written as FILE.tmp-<pid> and renamed when complete.\n";
 
 /* The corpus keys that the checkpoint's state does not hold: protocol, /pretrain_graphs,
@@ -869,7 +873,7 @@ static int corpus_read(hid_t f, export_corpus *cp, char **proto, char **sha, bgf
  * tensor goes from a small buffer straight to its place in the file, so the parameters
  * are never held whole; the checksum is verified at the end of the stream, before the
  * rename, and a mismatch removes the temporary file. */
-static int export_local(const char *ckpt, const char *out, int full, bgfm_err *e) {
+static int export_local(const char *ckpt, const char *out, int full, int no_sync, bgfm_err *e) {
     model m;
     ckpt_state st;
     ckpt_stream cs = {.f = -1, .fd = -1};
@@ -895,6 +899,7 @@ static int export_local(const char *ckpt, const char *out, int full, bgfm_err *e
         cp.seed = st.seed;
         cp.source = base ? base + 1 : ckpt;
         rc = out_begin(&o, out, &m, &cp, full, e);
+        o.no_sync = no_sync;
         begun = !rc;
     }
     if (!rc) rc = ckpt_stream_read(&cs, &m, out_piece, &o, e);
@@ -914,9 +919,10 @@ int cmd_export(bgfm_ctx *ctx, int argc, char **argv) {
         return 0;
     }
     const char *ckpt = NULL, *out = NULL;
-    int full = 0, rc = 0;
+    int full = 0, no_sync = 0, rc = 0;
     for (int i = 1; i < argc && !rc; i++) {
         if (!strcmp(argv[i], "--full")) full = 1;
+        else if (!strcmp(argv[i], "--no-sync")) no_sync = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (argv[i][0] != '-' && !ckpt) ckpt = argv[i];
         else rc = bgfm_ctx_fail(ctx, BGFM_EUSAGE, "export: unexpected argument '%s'\n%s", argv[i],
@@ -928,7 +934,7 @@ int cmd_export(bgfm_ctx *ctx, int argc, char **argv) {
     if (!rc && !strcmp(ckpt, out))
         rc = bgfm_ctx_fail(ctx, BGFM_EUSAGE, "export: --out %s is the checkpoint itself", out);
     if (!rc && ctx->rank == 0) {
-        rc = export_local(ckpt, out, full, &ctx->err);
+        rc = export_local(ckpt, out, full, no_sync, &ctx->err);
         if (!rc) log_info(ctx, "export: wrote %s (%s) from %s", out, full ? "full model" : "encoder", ckpt);
     }
     return bgfm_ctx_agree(ctx, rc);

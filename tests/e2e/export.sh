@@ -50,6 +50,14 @@ expect_rc "bgfm export --full" 0 "$BGFM" export "$CK" --out "$T/full.safetensors
 check "no temporary file left" test -z "$(ls "$T" | grep tmp-)"
 expect_rc "bgfm export on 2 ranks" 0 $MPIRUN 2 "$BGFM" export "$CK" --out "$T/enc2r.safetensors"
 check "2 ranks write the same bytes as 1 (one rank writes)" cmp -s "$T/enc.safetensors" "$T/enc2r.safetensors"
+expect_rc "bgfm export --no-sync" 0 "$BGFM" export "$CK" --out "$T/enc_ns.safetensors" --no-sync
+check "  ... the same bytes as with the fsyncs" cmp -s "$T/enc.safetensors" "$T/enc_ns.safetensors"
+if command -v strace >/dev/null; then  # the fsyncs themselves, where strace is installed
+  strace -f -e trace=fsync,fdatasync -o "$T/sync.tr" "$BGFM" export "$CK" --out "$T/s1.safetensors" >/dev/null 2>&1
+  strace -f -e trace=fsync,fdatasync -o "$T/nosync.tr" "$BGFM" export "$CK" --out "$T/s2.safetensors" --no-sync >/dev/null 2>&1
+  check "  ... and no fsync, where export makes two (file and folder; strace)" \
+    sh -c "[ \$(grep -c 'fsync(' '$T/sync.tr') -ge 2 ] && ! grep -q 'fsync(' '$T/nosync.tr'"
+fi
 $PY "$ROOT/tests/reference/safetensors_ref.py" "$T/enc.safetensors" "$CK" encoder | sed 's/^\(not \)*ok - /&encoder: /'
 $PY "$ROOT/tests/reference/safetensors_ref.py" "$T/full.safetensors" "$CK" full | sed 's/^\(not \)*ok - /&full: /'
 
