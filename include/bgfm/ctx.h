@@ -142,11 +142,17 @@ char *bgfm_strdup(bgfm_err *e, const char *s);
 /* Stop requests from the batch system (Slurm): SIGTERM and SIGUSR1 set ONE
  * process-wide `volatile sig_atomic_t` flag (the only justified mutable global: a
  * signal handler cannot reach a context) and nothing else, so a second signal is
- * harmless. Only stages that poll install the handlers (the pretrain stage). */
+ * harmless. Stages that poll (pretrain, finetune, prompt) install both handlers while
+ * they run; `bgfm run` handles SIGUSR1 for the whole run (bgfm_signals_between_stages),
+ * so the time-limit warning during a stage that cannot checkpoint lets that stage end
+ * and stops the run before the next one (exit 75; docs/slurm.md). */
 void bgfm_signals_install(void);
-/* Back to the default actions (the stage that installed the handlers is done). */
+/* Back to the actions bgfm_signals_install replaced (the stage that installed them is
+ * done). */
 void bgfm_signals_restore(void);
-/* 1 when this process received SIGTERM or SIGUSR1 since bgfm_signals_install. */
+/* SIGUSR1 sets the flag from now on; SIGTERM keeps its action (bgfm run). */
+void bgfm_signals_between_stages(void);
+/* 1 when this process received SIGTERM or SIGUSR1 since a handler was installed. */
 int bgfm_signal_pending(void);
 /* pthread_create with every signal blocked in the new thread (the caller's mask is
  * restored), so SIGTERM/SIGUSR1 from Slurm are handled by the main thread. Returns

@@ -413,11 +413,18 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **wo
     if (!rc && !metrics) rc = BGFM_ENOMEM;
     if (!rc && plan_only && ctx->rank == 0) printf("# plan (%d ranks)\n", ctx->size);
     bgfm_err partial = {0};
+    if (!rc && !plan_only) bgfm_signals_between_stages(); /* SIGUSR1: stop at a stage's end */
     for (int i = first; !rc && i <= last; i++) {
         if (i == first || !plan_only)
             log_info(ctx, "[%d/%d] %s (uses: %s)", i + 1, p.n_stages, plan.s[i].cfg->name,
                      plan.s[i].cfg->kind->name);
         rc = do_stage(ctx, &p, &plan, i, o, plan_only, forced_from, metrics, &partial);
+        int stop = !rc && !plan_only && i < last ? bgfm_ctx_stop_requested(ctx) : 0;
+        if (stop < 0) rc = BGFM_EMPI;
+        else if (stop)
+            rc = bgfm_fail(&ctx->err, BGFM_SIGNALLED, "stopped by SIGUSR1 (the time limit is "
+                           "near) after stage '%s' completed; rerun the pipeline to continue "
+                           "with stage '%s'", plan.s[i].cfg->name, plan.s[i + 1].cfg->name);
     }
     if (!rc && partial.code) {
         memcpy(&ctx->err, &partial, sizeof partial);

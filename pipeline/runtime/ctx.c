@@ -285,19 +285,33 @@ static void stop_handler(int sig) {
     stop_flag = 1;
 }
 
+/* The actions bgfm_signals_install replaced, put back by bgfm_signals_restore (signal
+ * dispositions are process-wide state already; these only remember them). */
+static struct sigaction saved_term, saved_usr1;
+
+static void stop_action(struct sigaction *sa) {
+    memset(sa, 0, sizeof *sa);
+    sa->sa_handler = stop_handler;
+    sigemptyset(&sa->sa_mask);
+    sa->sa_flags = SA_RESTART; /* interrupted reads/writes restart: a checkpoint write goes on */
+}
+
 void bgfm_signals_install(void) {
     struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = stop_handler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART; /* interrupted reads/writes restart: a checkpoint write goes on */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
+    stop_action(&sa);
+    sigaction(SIGTERM, &sa, &saved_term);
+    sigaction(SIGUSR1, &sa, &saved_usr1);
 }
 
 void bgfm_signals_restore(void) {
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGUSR1, SIG_DFL);
+    sigaction(SIGTERM, &saved_term, NULL);
+    sigaction(SIGUSR1, &saved_usr1, NULL);
+}
+
+void bgfm_signals_between_stages(void) {
+    struct sigaction sa;
+    stop_action(&sa);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 int bgfm_signal_pending(void) { return stop_flag != 0; }

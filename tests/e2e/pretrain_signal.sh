@@ -78,3 +78,23 @@ rc=$?
 echo "# SIGTERM to mpirun: exit $rc; checkpoints: $(ls "$T/we/.pre.partial/checkpoints/" | tr '\n' ' ')"
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/e.yaml" --quiet >"$T/oe2" 2>&1 || sed 's/^/#   /' "$T/oe2" | grep -v '^#   *$' | head -8
 check "after SIGTERM to mpirun the rerun completes == uninterrupted" same "$T/wa/pre/final.h5" "$T/we/pre/final.h5"
+# SIGUSR1 (the time-limit warning) while a stage that cannot checkpoint runs: that stage
+# ends, the run stops before the next one (exit 75, naming both), and the rerun goes on.
+tiny_dataset "$T/big" --subjects 24 --volumes 120 --seed 5
+DATA="$T/big" PIPE_NAME=sg PIPE_SEED=3 pipeline_yaml "$T/f.yaml" "$T/wf" "{windows: {length: 10, stride: 5}}" \
+  "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0}}"
+$MPIRUN 2 "$BGFM" run "$T/f.yaml" >"$T/of" 2>&1 &
+mp=$!
+for _ in $(seq 400); do grep -q '\[1/3\] parc' "$T/of" && break; sleep 0.05; done
+kill -USR1 $mp
+wait $mp
+rc=$?
+stage=$(sed -n "s/.*after stage '\([a-z]*\)' completed.*/\1/p" "$T/of" | head -1)
+check "SIGUSR1 during parcellate: exit 75 after a stage completed ($stage)" \
+  bash -c "[ $rc -eq 75 ] && [ '$stage' = parc -o '$stage' = conn ] && grep -q 'rerun the pipeline to continue' '$T/of'"
+check "  ... that stage is complete, the next one not started" \
+  bash -c "[ -f '$T/wf/$stage/manifest.json' ] && if [ '$stage' = parc ]; then [ ! -f '$T/wf/conn/manifest.json' ]; else [ ! -f '$T/wf/pre/final.h5' ]; fi"
+timeout 120 $MPIRUN 2 "$BGFM" run "$T/f.yaml" >"$T/of2" 2>&1
+rc=$?
+check "  ... the rerun skips it and completes the pipeline" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'up to date, skipped' '$T/of2' && [ -f '$T/wf/pre/final.h5' ]"
