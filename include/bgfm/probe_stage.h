@@ -113,6 +113,11 @@ int probe_targets_open(const char *path, char *const *names, int NT, bids_table 
  * participant alone for the unnamed dataset, "row-<subject>" without one), mapped by
  * inputs.subject_map onto its subject's canonical key. */
 void probe_subject_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n);
+/* Not collective: the index of key s in the ascending (strcmp) list l[0..n), or -1. */
+int64_t probe_find_key(char *const *l, int64_t n, const char *s);
+/* Not collective: v[0..n) sorted ascending with repeats removed, in place; the count
+ * left (class codes: collect_classes here, the meta pool's in finetune/meta.c). */
+int64_t probe_distinct_i64(int64_t *v, int64_t n);
 /* Not collective: probed graphs, subjects (sorted ids), classes (sorted label values),
  * target values. tab may be NULL when NT == 0; all_targets: subjects with a target but
  * no label are probed too. */

@@ -93,16 +93,6 @@ int ft_meta_prepare(const char *path, const char *const *cols, int n_cols, const
     return rc;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int64_t find_sorted(char *const *l, int64_t n, const char *s) {
-    char *const *hit = n ? bsearch(&s, l, (size_t)n, sizeof *l, cmp_str) : NULL;
-    return hit ? hit - l : -1;
-}
-
 /* The pool's classes: per meta dataset i, its label codes among the pool's graphs in
  * ascending order are the classes 0..K-1 of column i. */
 static int pool_classes(const ft_meta *m, const int64_t *lab, const int *dsi, int K,
@@ -112,10 +102,7 @@ static int pool_classes(const ft_meta *m, const int64_t *lab, const int *dsi, in
         int64_t nv = 0;
         for (int64_t q = 0; q < P->nl; q++)
             if (dsi[q] == i) ul[nv++] = lab[q];
-        qsort(ul, (size_t)nv, sizeof *ul, cmp_i64);
-        int64_t u = 0;
-        for (int64_t q = 0; q < nv; q++)
-            if (!u || ul[q] != ul[u - 1]) ul[u++] = ul[q];
+        int64_t u = probe_distinct_i64(ul, nv);
         if (u != K)
             return bgfm_fail(e, BGFM_EDATA, "prompt: meta_datasets '%s' has %lld label value(s) "
                              "among its labelled subjects in %s (those who are not probed), the "
@@ -158,7 +145,7 @@ int ft_meta_prepare_datasets(graphs_store *gs, const char *gpath, const char *co
         while (i < n && strcmp(names[i], ds ? ds : "")) i++;
         if (i == n || gm->label < 0) continue;
         probe_subject_key(gs, &d->map, g, buf, sizeof buf);
-        if (find_sorted(d->sid, d->ns, buf) >= 0) continue; /* the same person, probed */
+        if (probe_find_key(d->sid, d->ns, buf) >= 0) continue; /* the same person, probed */
         if (!(key[nl] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
         P->g[nl] = g, P->atl[nl] = gm->atlas, dsi[nl] = i, lab[nl++] = gm->label;
     }
@@ -174,7 +161,7 @@ int ft_meta_prepare_datasets(graphs_store *gs, const char *gpath, const char *co
             if (!u || strcmp(P->sid[q], P->sid[u - 1])) P->sid[u++] = P->sid[q];
         P->ns = u;
         for (int64_t q = 0; q < nl; q++) { /* the kept copy, the others freed */
-            P->subj[q] = find_sorted(P->sid, u, key[q]);
+            P->subj[q] = probe_find_key(P->sid, u, key[q]);
             if (P->sid[P->subj[q]] != key[q]) free(key[q]);
         }
     } else

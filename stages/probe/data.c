@@ -52,6 +52,14 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+int64_t probe_distinct_i64(int64_t *v, int64_t n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_i64);
+    int64_t u = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!u || v[i] != v[u - 1]) v[u++] = v[i];
+    return u;
+}
+
 /* Dataset names hold no '/', so the same id in two datasets is two subjects for folds
  * and the protocol check, unless the subject map names them as one. */
 void probe_subject_key(graphs_store *gs, const corpus_map *map, int64_t g, char *buf, size_t n) {
@@ -62,7 +70,7 @@ void probe_subject_key(graphs_store *gs, const corpus_map *map, int64_t g, char 
     snprintf(buf, n, "%s", corpus_map_canon(map, raw));
 }
 
-static int64_t find_str(char *const *l, int64_t n, const char *s) {
+int64_t probe_find_key(char *const *l, int64_t n, const char *s) {
     int64_t lo = 0, hi = n - 1;
     while (lo <= hi) {
         int64_t mid = (lo + hi) / 2;
@@ -186,10 +194,7 @@ static int collect_classes(probe_data *d, const int64_t *lv, const char *gpath, 
     int64_t m = 0;
     for (int64_t i = 0; i < nl; i++)
         if (lv[i] >= 0) ul[m++] = lv[i];
-    qsort(ul, (size_t)m, sizeof *ul, cmp_i64);
-    int K = 0;
-    for (int64_t i = 0; i < m; i++)
-        if (!K || ul[i] != ul[K - 1]) ul[K++] = ul[i];
+    int K = (int)probe_distinct_i64(ul, m);
     d->K = K;
     d->labels = ul;
     if (K == 0)
@@ -219,7 +224,7 @@ static int collect_targets(probe_data *d, const keyset *k, const bids_table *tab
     d->y = bgfm_malloc(e, (size_t)(d->NT * d->ns + 1) * sizeof *d->y, "targets");
     if (!d->y) return BGFM_ENOMEM;
     for (int64_t s = 0; s < d->ns; s++) {
-        int64_t row = k->row[find_str(k->key, k->n, d->sid[s])];
+        int64_t row = k->row[probe_find_key(k->key, k->n, d->sid[s])];
         for (int q = 0; q < d->NT; q++) {
             double v = (double)NAN;
             const char *c = row >= 0 ? tab->cells[row * tab->n_cols + tcol[q]] : NULL;
@@ -250,7 +255,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     int64_t nl = 0;
     for (int64_t g = 0; g < G; g++) {
         probe_subject_key(gs, &d->map, g, buf, sizeof buf);
-        int64_t u = find_str(k.key, k.n, buf);
+        int64_t u = probe_find_key(k.key, k.n, buf);
         BGFM_ASSERT(u >= 0);
         if (!(config_dataset_role(d->pipe, graphs_dataset(gs, g)) & BGFM_ROLE_DOWNSTREAM))
             continue;
@@ -287,7 +292,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
         d->g[j] = g;
         d->atl[j] = m->atlas;
         d->win[j] = m->window;
-        d->subj[j] = kidx[find_str(k.key, k.n, buf)];
+        d->subj[j] = kidx[probe_find_key(k.key, k.n, buf)];
         lv[j++] = m->label;
     }
     if (!rc) rc = collect_classes(d, lv, gpath, e);
@@ -354,7 +359,7 @@ int probe_protocol(const char *ckpt, graphs_store *gs, probe_data *d, bgfm_err *
     char buf[512];
     for (int64_t i = 0; i < d->n_pre; i++) {
         probe_subject_key(gs, &d->map, d->pre[i], buf, sizeof buf);
-        int64_t s = find_str(d->sid, d->ns, buf);
+        int64_t s = probe_find_key(d->sid, d->ns, buf);
         if (s >= 0) seen[s] = 1;
     }
     int64_t first = -1;
@@ -402,7 +407,7 @@ int probe_protocol_external(const char *ckpt, graphs_store *gs, probe_data *d, b
         canon[i] = (char *)(uintptr_t)corpus_map_canon(&d->map, d->pre_keys[i]);
     qsort(canon, (size_t)d->n_pre_keys, sizeof *canon, cmp_str);
     d->overlap = 0;
-    for (int64_t u = 0; u < d->ns; u++) d->overlap += find_str(canon, d->n_pre_keys, d->sid[u]) >= 0;
+    for (int64_t u = 0; u < d->ns; u++) d->overlap += probe_find_key(canon, d->n_pre_keys, d->sid[u]) >= 0;
     free(canon);
     return 0;
 }
