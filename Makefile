@@ -21,7 +21,26 @@ CFLAGS   ?= $(OPT) -g $(ARCH)
 # -pthread: reader threads (graphs.c, prefetch.c, ckpt.c) and the thread team (par.c)
 ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -I/usr/include/nifti $(PKG_CFLAGS) \
              -DBGFM_VERSION='"$(VERSION)"' -DBGFM_GITREV='"$(GITREV)"' $(CFLAGS)
-LDLIBS   = $(PKG_LIBS) -llapacke -lnifti2 -lm -pthread
+# HDF5 and LAPACKE are linked from their static archives where Debian ships them (it
+# does, in libhdf5-openmpi-dev and liblapacke-dev). The shared libhdf5_openmpi pulls in
+# libcurl and about 30 more libraries for a remote-file driver bgfm never uses, and
+# liblapacke its own reference LAPACK and BLAS: loading and relocating them cost about
+# 11 ms of every bgfm start, a fifth of `bgfm export` (docs/performance.md, "Export").
+# With the archives only the objects bgfm calls are linked, `--as-needed` drops the
+# libraries they do not need, and the LAPACK routines come from OpenBLAS.
+HDF5_LIBDIR := $(patsubst -L%,%,$(filter -L%/hdf5/openmpi,$(shell pkg-config --libs-only-L hdf5-openmpi 2>/dev/null)))
+HDF5_A      := $(wildcard $(HDF5_LIBDIR)/libhdf5.a)
+HDF5_EXTRA  := $(shell sed -n 's/^ *Extra libraries: *//p' $(HDF5_LIBDIR)/libhdf5.settings 2>/dev/null)
+LAPACKE_A   := $(wildcard $(shell pkg-config --variable=libdir lapacke 2>/dev/null)/liblapacke.a)
+ifneq ($(HDF5_A),)
+LINK_HDF5   = $(HDF5_A) -Wl,--push-state,--as-needed $(HDF5_EXTRA) -Wl,--pop-state \
+              $(shell pkg-config --libs-only-L openmpi 2>/dev/null) -lmpi
+LINK_PKGS   = $(shell pkg-config --libs $(filter-out hdf5-openmpi,$(PKGS)) 2>/dev/null)
+else
+LINK_HDF5   =
+LINK_PKGS   = $(PKG_LIBS)
+endif
+LDLIBS   = $(or $(LAPACKE_A),-llapacke) $(LINK_HDF5) $(LINK_PKGS) -lnifti2 -lm -pthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 MAIN_SRC := pipeline/engine/main.c

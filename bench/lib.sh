@@ -3,7 +3,8 @@
 #                            OpenBLAS/OpenMP thread per rank, mpirun allowed as root; T = a
 #                            fresh folder (${TMPDIR:-/tmp}/bgfm-bench-NAME.XXXXXX) removed at
 #                            exit (a script that needs more at exit sets its own trap and
-#                            removes "$T" there too)
+#                            removes "$T" there too); kept when BENCH_KEEP is set, to look
+#                            into afterwards
 #   bench_tiny_pipeline WITH $T/d, a 2-subject dataset of 30 volumes (tests/lib/tiny_bids.py),
 #                            and $T/p.yaml: parcellate (parc), connectivity (conn) and a
 #                            pretrain stage (pre) whose `with:` map is WITH; workdir $T/w
@@ -17,7 +18,7 @@ bench_init() {
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   T=$(mktemp -d "${TMPDIR:-/tmp}/bgfm-bench-$1.XXXXXX")
   # shellcheck disable=SC2064
-  trap "rm -rf '$T'" EXIT
+  [ -n "${BENCH_KEEP:-}" ] || trap "rm -rf '$T'" EXIT
 }
 
 bench_tiny_pipeline() {
