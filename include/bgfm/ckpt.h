@@ -96,7 +96,6 @@ typedef struct ckpt_stream {
     int64_t size;    /* its bytes */
     const char *path;
     int64_t version; /* format_version */
-    int threads;     /* 2: the checksum in a second thread, beside fn (set after open; 1: one) */
 } ckpt_stream;
 typedef int (*ckpt_piece_fn)(void *arg, const model_tensor *t, int64_t first, int64_t n,
                              const float *x, bgfm_err *e);

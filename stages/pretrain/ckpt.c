@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "bgfm/h5io.h"
-#include "bgfm/par.h"
 #include "bgfm/sha256.h"
 
 
@@ -737,71 +736,37 @@ static int64_t direct_offset(const ckpt_stream *s, hid_t d, int64_t bytes) {
     return (int64_t)off;
 }
 
-/* One mapped tensor split in two for a team of two threads: index 0 hands the pieces to
- * fn (the caller's thread), index 1 feeds the checksum, in parallel (bgfm export: the
- * CRC of the parameters overlaps the writes of the output instead of adding to them). */
-typedef struct mapped_job {
-    const model_tensor *t;
-    const unsigned char *p;
-    int64_t bytes;
-    block_hash *h; /* NULL: no checksum */
-    int hash_here; /* 1: index 0 also hashes (no team) */
-    ckpt_piece_fn fn;
-    void *arg;
-    bgfm_err *e;
-    int rc;
-} mapped_job;
-
-static void mapped_part(void *arg, int64_t begin, int64_t end, int tid) {
-    mapped_job *j = arg;
-    for (int64_t i = begin; i < end; i++) {
-        if (i == 1) { /* the checksum: reads the pages only, no call that can fail */
-            block_feed(j->h, j->p, j->bytes);
-            continue;
-        }
-        for (int64_t b = 0; b < j->bytes && !j->rc; b += CKPT_HASH_BLOCK) {
-            int64_t n = j->bytes - b < CKPT_HASH_BLOCK ? j->bytes - b : CKPT_HASH_BLOCK;
-            if (j->hash_here && j->h) block_feed(j->h, j->p + b, n);
-            j->rc = j->fn(j->arg, j->t, b / (int64_t)sizeof(float), n / (int64_t)sizeof(float),
-                          (const float *)(const void *)(j->p + b), j->e);
-        }
-    }
-}
-
 /* The direct read: the dataset's bytes mapped from the page cache (no copy into a buffer
  * of ours: this is most of what makes `bgfm export` as fast as cp, docs/export.md) and
- * passed on in pieces of CKPT_HASH_BLOCK bytes, each handed to fn while it is in the
- * cache; hashed in the same pass, or by the second thread of `team` for a tensor of at
- * least two blocks. *mapped = 0 when the mapping failed (the caller reads through HDF5).
- * The file must not shrink meanwhile (a checkpoint is never rewritten in place: a new
- * one is renamed over it, which leaves this open file as it was). */
+ * passed on in pieces of CKPT_HASH_BLOCK bytes, each hashed and handed to fn while it is
+ * in the cache. *mapped = 0 when the mapping failed (the caller reads through HDF5). The
+ * file must not shrink meanwhile (a checkpoint is never rewritten in place: a new one is
+ * renamed over it, which leaves this open file as it was). */
 static int stream_mapped(const ckpt_stream *s, const model_tensor *t, int64_t off, int64_t bytes,
-                         block_hash *h, par_pool *team, ckpt_piece_fn fn, void *arg, int *mapped,
-                         bgfm_err *e) {
+                         block_hash *h, ckpt_piece_fn fn, void *arg, int *mapped, bgfm_err *e) {
     long pg = sysconf(_SC_PAGESIZE);
     int64_t base = pg > 0 ? off / pg * pg : off, skip = off - base;
     void *map = mmap(NULL, (size_t)(bytes + skip), PROT_READ, MAP_PRIVATE | MAP_POPULATE, s->fd,
                      (off_t)base);
     *mapped = map != MAP_FAILED;
     if (!*mapped) return 0;
-    mapped_job j = {.t = t, .p = (const unsigned char *)map + skip, .bytes = bytes, .h = h,
-                    .fn = fn, .arg = arg, .e = e};
-    if (team && h && bytes >= 2 * CKPT_HASH_BLOCK) {
-        par_for(team, 2, mapped_part, &j);
-    } else {
-        j.hash_here = 1;
-        mapped_part(&j, 0, 1, 0);
+    const unsigned char *p = (const unsigned char *)map + skip;
+    int rc = 0;
+    for (int64_t b = 0; b < bytes && !rc; b += CKPT_HASH_BLOCK) {
+        int64_t n = bytes - b < CKPT_HASH_BLOCK ? bytes - b : CKPT_HASH_BLOCK;
+        if (h) block_feed(h, p + b, n);
+        rc = fn(arg, t, b / (int64_t)sizeof(float), n / (int64_t)sizeof(float),
+                (const float *)(const void *)(p + b), e);
     }
     munmap(map, (size_t)(bytes + skip));
-    return j.rc;
+    return rc;
 }
 
 /* Tensor t: read straight from the file (stream_mapped) when its layout allows, else
  * through buf (room for `cap` floats, at least one row) in pieces of whole rows. One open
  * of the dataset: its shape checked as tensor_check does. */
 static int stream_tensor(const ckpt_stream *s, const model_tensor *t, float *buf, int64_t cap,
-                         block_hash *h, par_pool *team, ckpt_piece_fn fn, void *arg,
-                         bgfm_err *e) {
+                         block_hash *h, ckpt_piece_fn fn, void *arg, bgfm_err *e) {
     char name[256];
     snprintf(name, sizeof name, "/model/%s", t->name);
     hid_t d = H5Dopen2(s->f, name, H5P_DEFAULT);
@@ -821,7 +786,7 @@ static int stream_tensor(const ckpt_stream *s, const model_tensor *t, float *buf
     int64_t row = t->cols ? t->cols : 1, step = cap / row, bytes = t->rows * row * 4;
     int64_t off = rc ? -1 : direct_offset(s, d, bytes);
     int mapped = 0;
-    if (off >= 0) rc = stream_mapped(s, t, off, bytes, h, team, fn, arg, &mapped, e);
+    if (off >= 0) rc = stream_mapped(s, t, off, bytes, h, fn, arg, &mapped, e);
     for (int64_t r0 = 0; !mapped && !rc && r0 < t->rows; r0 += step) {
         int64_t nr = t->rows - r0 < step ? t->rows - r0 : step;
         rc = read_rows(d, fs, t, r0, nr, buf, name, s->path, e);
@@ -845,11 +810,8 @@ int ckpt_stream_read(ckpt_stream *s, const model *m, ckpt_piece_fn fn, void *arg
     float *buf = bgfm_malloc(e, (size_t)cap * sizeof *buf, "checkpoint read buffer");
     if (buf && sum) h.dig = bgfm_malloc(e, (size_t)nb * dig_size(h.version), "checkpoint digests");
     int rc = !buf || (sum && !h.dig) ? BGFM_ENOMEM : 0;
-    par_pool *team = NULL;
-    if (!rc && sum && s->threads > 1) rc = par_pool_create(&team, 2, e);
     for (int i = 0; i < m->n_tensors && !rc; i++) /* layout order: the bytes of m->w */
-        rc = stream_tensor(s, &m->t[i], buf, cap, sum ? &h : NULL, team, fn, arg, e);
-    par_pool_free(&team);
+        rc = stream_tensor(s, &m->t[i], buf, cap, sum ? &h : NULL, fn, arg, e);
     if (!rc && sum) {
         char hm[65], ha[65];
         if (h.fill > 0) block_end(&h);

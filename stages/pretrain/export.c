@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -889,8 +888,6 @@ static int export_local(const char *ckpt, const char *out, int full, int no_sync
         rc = bgfm_fail(e, BGFM_EDATA, "export: %s is not an HDF5 file, so not a bgfm checkpoint",
                        ckpt);
     if (!rc) rc = ckpt_stream_open(&cs, ckpt, &m, &st, e);
-    cpu_set_t cpus; /* the checksum beside the writes when this process may use two cores */
-    cs.threads = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1 ? 2 : 1;
     if (!rc) rc = corpus_read(cs.f, &cp, &proto, &sha, e);
     st_out o;
     int begun = 0;
