@@ -245,6 +245,19 @@ b = bytearray(open('$T/flip.h5', 'rb').read()); b[off + 5] ^= 0x40; open('$T/fli
 check "export: a corrupted checkpoint is exit 3 (checksum, file named)" sh -c "[ $rc -eq 3 ] && grep -q 'flip.h5: checksum mismatch' '$T/err'"
 "$BGFM" export "$CK" --out "$T/nodir/x.safetensors" 2>"$T/err"; rc=$?
 check "export: an unwritable output is exit 4 naming it, nothing left" sh -c "[ $rc -eq 4 ] && grep -q 'nodir/x.safetensors' '$T/err' && [ ! -e '$T/x.safetensors' ]"
+# a full disk: the output on a small tmpfs left almost full (as root; skipped elsewhere).
+# The whole file is reserved before the first write, so export stops at once: exit 4,
+# the file named, nothing left in the folder
+mkdir -p "$T/small"
+if mount -t tmpfs -o size=1m tmpfs "$T/small" 2>/dev/null; then
+  dd if=/dev/zero of="$T/small/filler" bs=1k count=$(( $(df -k --output=avail "$T/small" | tail -1) - 8 )) status=none 2>/dev/null
+  "$BGFM" export "$CK" --out "$T/small/x.safetensors" 2>"$T/err"; rc=$?
+  check "export: a full disk is exit 4 naming the file (disk full?)" sh -c "[ $rc -eq 4 ] && grep -q 'small/x.safetensors.tmp-[0-9]* (disk full?)' '$T/err'"
+  check "export: nothing left on the full disk" test "$(ls "$T/small")" = filler
+  umount "$T/small"
+else
+  skip "export on a full disk: cannot mount a tmpfs here (not root)"
+fi
 expect_rc "export: no --out is exit 2" 2 "$BGFM" export "$CK" 2>/dev/null
 expect_rc "export: an unknown option is exit 2" 2 "$BGFM" export "$CK" --out "$T/y.safetensors" --fp16 2>/dev/null
 expect_rc "export --help" 0 sh -c "'$BGFM' export --help | grep -q 'usage: bgfm export'"
