@@ -12,6 +12,7 @@ WERROR   ?= -Werror
 WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wvla -Wno-unused-parameter -Wnull-dereference \
             -Wdouble-promotion -Wcast-qual $(WERROR)
+comma    := ,
 PKGS     := hdf5-openmpi yaml-0.1 openblas libisal zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -28,23 +29,19 @@ ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -I/usr/include/ni
 # 11 ms of every bgfm start, a fifth of `bgfm export` (docs/performance.md, "Export").
 # With the archives only the objects bgfm calls are linked, `--as-needed` drops the
 # libraries they do not need, and the LAPACK routines come from OpenBLAS.
-HDF5_LIBDIR := $(patsubst -L%,%,$(filter -L%/hdf5/openmpi,$(shell pkg-config --libs-only-L hdf5-openmpi 2>/dev/null)))
-HDF5_A      := $(wildcard $(HDF5_LIBDIR)/libhdf5.a)
-HDF5_EXTRA  := $(shell sed -n 's/^ *Extra libraries: *//p' $(HDF5_LIBDIR)/libhdf5.settings 2>/dev/null)
-LAPACKE_A   := $(wildcard $(shell pkg-config --variable=libdir lapacke 2>/dev/null)/liblapacke.a)
-ifneq ($(HDF5_A),)
-LINK_HDF5   = $(HDF5_A) -Wl,--push-state,--as-needed $(HDF5_EXTRA) -Wl,--pop-state \
-              $(shell pkg-config --libs-only-L openmpi 2>/dev/null) -lmpi
-LINK_PKGS   = $(shell pkg-config --libs $(filter-out hdf5-openmpi,$(PKGS)) 2>/dev/null)
-else
-LINK_HDF5   =
-LINK_PKGS   = $(PKG_LIBS)
-endif
+# Recursive (=), not simple (:=), so that `make demo` sees what its own `deps` step
+# installed; libmpi comes from mpicc, after the archive that needs it.
+HDF5_LIBDIR = $(patsubst -L%,%,$(filter -L%/hdf5/openmpi,$(shell pkg-config --libs-only-L hdf5-openmpi 2>/dev/null)))
+HDF5_A      = $(wildcard $(HDF5_LIBDIR)/libhdf5.a)
+HDF5_EXTRA  = $(shell sed -n 's/^ *Extra libraries: *//p' $(HDF5_LIBDIR)/libhdf5.settings 2>/dev/null)
+LAPACKE_A   = $(wildcard $(shell pkg-config --variable=libdir lapacke 2>/dev/null)/liblapacke.a)
+LINK_HDF5   = $(if $(HDF5_A),$(HDF5_A) -Wl$(comma)--push-state$(comma)--as-needed $(HDF5_EXTRA) -Wl$(comma)--pop-state)
+LINK_PKGS   = $(if $(HDF5_A),$(shell pkg-config --libs $(filter-out hdf5-openmpi,$(PKGS)) 2>/dev/null),$(PKG_LIBS))
 LDLIBS   = $(or $(LAPACKE_A),-llapacke) $(LINK_HDF5) $(LINK_PKGS) -lnifti2 -lm -pthread
 # The program alone also takes OpenBLAS from its archive (1.5 ms less start-up: the
 # shared library's 12,000 symbol relocations; +26 MB of kernels for every CPU type in
 # the binary); the test programs keep the shared library, to keep the build small.
-OPENBLAS_A  := $(wildcard $(shell pkg-config --variable=libdir openblas 2>/dev/null)/libopenblas.a)
+OPENBLAS_A  = $(wildcard $(shell pkg-config --variable=libdir openblas 2>/dev/null)/libopenblas.a)
 LDLIBS_BGFM = $(if $(OPENBLAS_A),$(patsubst -lopenblas,$(OPENBLAS_A) -lgfortran,$(LDLIBS)),$(LDLIBS))
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
