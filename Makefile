@@ -85,6 +85,12 @@ $(BUILD)/tests/bgfm-test: tests/lib/bgfm_test.c $(BUILD)/libbgfm.a
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/pipeline/engine/main.d
 
+# The sources that write BGFM_GITREV into outputs (manifests, exports, --version) are
+# rebuilt when the checked-out commit changes: $(BUILD)/gitrev is rewritten only then.
+VERSIONED := $(shell grep -l 'BGFM_GITREV\|BGFM_VERSION' $(MAIN_SRC) $(LIB_SRC) 2>/dev/null)
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(BUILD)/gitrev 2>/dev/null)" = "$(GITREV)" ] || echo "$(GITREV)" >$(BUILD)/gitrev; })
+$(VERSIONED:%.c=$(BUILD)/obj/%.o): $(BUILD)/gitrev
+
 # Installs missing Debian packages (non-interactive when root, else prints the apt-get
 # line): `deps` what building and running needs, `deps-test` what testing needs on top
 # (scripts/deps.sh lists both).
