@@ -14,13 +14,7 @@ PIPE_NAME=diskfull pipeline_yaml "$T/p.yaml" "$W" "{windows: {length: 10, stride
 expect_rc "complete run on the small file system" 0 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
 sums() { (cd "$W" && find parc conn -type f | sort | xargs sha256sum); }
 BEFORE=$(sums)
-fill() {  # leave about $1 KiB free
-  if [ $MOUNTED -eq 1 ]; then
-    local free_kb; free_kb=$(df -k --output=avail "$W" | tail -1)
-    [ "$free_kb" -gt "$1" ] && dd if=/dev/zero of="$W/filler" bs=1k count=$((free_kb - $1)) status=none 2>/dev/null
-    true
-  fi
-}
+fill() { if [ $MOUNTED -eq 1 ]; then fill_fs "$W" "$1"; fi; }  # leave about $1 KiB free
 run_full() {  # run_full NAME NP ARGS...: exit 4, file named, outputs intact
   local name=$1 np_=$2; shift 2
   if [ $MOUNTED -eq 1 ]; then timeout 60 $MPIRUN $np_ "$BGFM" run "$T/p.yaml" "$@" --quiet >"$T/out" 2>&1
