@@ -768,7 +768,7 @@ static const bgfm_opt pretrain_opts_table[] = {
      "objective: masked autoencoding, contrastive, or both (model.md section 5)"},
     {"epochs", BGFM_OPT_INT, "10", 1, 1e9, NULL, "passes over every graph of every atlas"},
     {"batch_size", BGFM_OPT_INT, "32", 2, 65536, NULL, "graphs per step (all of one atlas)"},
-    {"lr", BGFM_OPT_REAL, "1e-3", 0, 10, NULL, "peak AdamW learning rate"},
+    {"lr", BGFM_OPT_REAL, "3e-3", 0, 10, NULL, "peak AdamW learning rate"},
     {"warmup", BGFM_OPT_INT, "10", 0, 1e9, NULL, "linear warm-up steps, then cosine decay to 0"},
     {"weight_decay", BGFM_OPT_REAL, "1e-4", 0, 10, NULL, "decoupled weight decay (matrices only)"},
     {"clip", BGFM_OPT_REAL, "5.0", 0, 1e9, NULL, "global gradient-norm clip (0: off)"},
