@@ -14,7 +14,7 @@
 #   (default 1); prints the count (tests/lib/h5same.py).
 # fill_fs DIR KB: a file DIR/filler that leaves about KB KiB free on DIR's file system
 #   (the full-disk tests, on a small tmpfs).
-fill_fs() {  # fill_fs DIR KB: DIR/filler leaves about KB KiB free on DIR's file system
+fill_fs() {
   local free_kb; free_kb=$(df -k --output=avail "$1" | tail -1)
   [ "$free_kb" -gt "$2" ] && dd if=/dev/zero of="$1/filler" bs=1k count=$((free_kb - $2)) status=none 2>/dev/null
   true
