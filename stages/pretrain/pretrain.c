@@ -766,7 +766,7 @@ int pretrain_train(bgfm_ctx *ctx, const pretrain_opts *o, const char *graphs, co
 static const bgfm_opt pretrain_opts_table[] = {
     {"mode", BGFM_OPT_ENUM, "gmae+gcl", 1, 0, "gmae|gcl|gmae+gcl",
      "objective: masked autoencoding, contrastive, or both (model.md section 5)"},
-    {"epochs", BGFM_OPT_INT, "10", 1, 1e9, NULL, "passes over every graph of every atlas"},
+    {"epochs", BGFM_OPT_INT, "20", 1, 1e9, NULL, "passes over every graph of every atlas"},
     {"batch_size", BGFM_OPT_INT, "32", 2, 65536, NULL, "graphs per step (all of one atlas)"},
     {"lr", BGFM_OPT_REAL, "3e-3", 0, 10, NULL, "peak AdamW learning rate"},
     {"warmup", BGFM_OPT_INT, "10", 0, 1e9, NULL, "linear warm-up steps, then cosine decay to 0"},
