@@ -73,7 +73,9 @@ int main(int argc, char **argv) {
     for (int s = 0; s < warm + steps; s++) {
         for (int b = 0; b < B; b++) gidx[b] = (int64_t)s * B + b;
         model_batch bt = {0, B, N, fc, adj, rw, gidx, NULL, NULL, NULL};
-        model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, s, s};
+        model_hp hp = {.mode = MODEL_GMAE_GCL, .lambda_rec = 1.0, .lambda_adj = 0.1, .lambda_cl = 0.01,
+                       .tau_cl = 0.2, .mask_ratio = 0.4, .p_node = 0.1, .p_edge = 0.1, .p_drop = 0.1f,
+                       .mask_columns = 1, .seed = 7, .epoch = s, .step = s};
         model_losses ls;
         double t0 = now();
         model_step(&m, &ws, &bt, &hp, &ls);

@@ -112,6 +112,16 @@ typedef struct model_batch {
     const float *rwse_b;
 } model_batch;
 
+/* What the GMAE decoder reads besides node identities (model.md section 3):
+ * nodes: W_re z_i of the visible nodes, the mask token for masked ones (the contract);
+ * nodes+graph: that, plus the visible view's graph embedding e_a added to every region
+ * row; graph: the mask token on every region row, plus e_a, so the reconstruction has
+ * to pass through the graph embedding (a bottleneck). */
+enum model_dec_input { MODEL_DEC_NODES = 0, MODEL_DEC_NODES_GRAPH = 1, MODEL_DEC_GRAPH = 2 };
+/* "nodes", "nodes+graph", "graph" -> enum model_dec_input, or -1 when unknown. */
+int model_dec_input_parse(const char *s);
+const char *model_dec_input_name(int d);
+
 /* Per-step hyper-parameters and keys of the draws. */
 typedef struct model_hp {
     int mode;
@@ -121,6 +131,9 @@ typedef struct model_hp {
     int mask_columns;       /* model.md section 3 no-leak rule (default 1) */
     uint64_t seed;
     int64_t epoch, step;    /* masks/corruptions keyed by epoch, dropout by step */
+    int dec_input;          /* enum model_dec_input (0: the contract's decoder input) */
+    int rec_partner;        /* 1: reconstruct the partner graph's rows (bt->fc_b), not the
+                             * graph's own: another window of the same scan (model.md s. 3) */
 } model_hp;
 
 typedef struct model_losses {

@@ -42,6 +42,9 @@ int grad_dump_write(const char *path, const model *m, const model_ws *ws, const 
     for (int i = 0; i < 4 && !rc; i++)
         rc = put(f, ln[i], H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, none, &lv[i], e);
     if (!rc) rc = h5io_attr_set_str(f, "/loss", "mode", model_mode_name(mode), e);
+    if (!rc) rc = h5io_attr_set_str(f, "/loss", "decoder_input", model_dec_input_name(hp->dec_input), e);
+    if (!rc) rc = h5io_attr_set_str(f, "/loss", "rec_target",
+                                    hp->rec_partner && bt->fc_b ? "partner" : "graph", e);
     const char *an[] = {"lambda_rec", "lambda_adj", "lambda_cl", "tau_cl", "mask_ratio", "p_node",
                         "p_edge"};
     double av[] = {hp->lambda_rec, hp->lambda_adj, hp->lambda_cl, hp->tau_cl, hp->mask_ratio,
@@ -124,7 +127,8 @@ static const char *grad_usage =
     "                 [--proj 128] [--n-max 400] [--mask-ratio 0.4] [--p-node 0.1] [--p-edge 0.1]\n"
     "                 [--tau-cl 0.2] [--lambda-rec 1] [--lambda-adj 0.1] [--lambda-cl 0.01]\n"
     "                 [--readout region|mean] [--readout-dim 8] [--partners i,j,...]\n"
-    "                 [--input-norm population|none]\n"
+    "                 [--input-norm population|none] [--decoder-input nodes|nodes+graph|graph]\n"
+    "                 [--rec-target graph|partner]\n"
     "                 [--task classify|regress --targets t0,t1,...]\n"
     "                 [--prompt full|frozen] [--prompt-margin 6]\n"
     "One deterministic forward+backward (dropout off) on graphs `indices` (global indices in\n"
@@ -188,6 +192,17 @@ static int parse_grad(int argc, char **argv, grad_args *a, bgfm_err *e) {
                 return bgfm_fail(e, BGFM_EUSAGE, "grad: --input-norm must be population or none, "
                                  "not '%s'", v);
             c->norm = !strcmp(v, "population");
+        }
+        else if (!strcmp(o, "--decoder-input")) {
+            if ((h->dec_input = model_dec_input_parse(v)) < 0)
+                return bgfm_fail(e, BGFM_EUSAGE, "grad: --decoder-input must be nodes, "
+                                 "nodes+graph or graph, not '%s'", v);
+        }
+        else if (!strcmp(o, "--rec-target")) {
+            if (strcmp(v, "graph") && strcmp(v, "partner"))
+                return bgfm_fail(e, BGFM_EUSAGE, "grad: --rec-target must be graph or partner, "
+                                 "not '%s'", v);
+            h->rec_partner = !strcmp(v, "partner");
         }
         else if (!strcmp(o, "--checkpoint")) a->ckpt = v;
         else if (!strcmp(o, "--out")) a->out = v;

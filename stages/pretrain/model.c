@@ -19,6 +19,17 @@ int model_readout_parse(const char *s) {
 
 const char *model_readout_name(int r) { return r == MODEL_READOUT_REGION ? "region" : "mean"; }
 
+int model_dec_input_parse(const char *s) {
+    return !strcmp(s, "nodes")         ? MODEL_DEC_NODES
+           : !strcmp(s, "nodes+graph") ? MODEL_DEC_NODES_GRAPH
+           : !strcmp(s, "graph")       ? MODEL_DEC_GRAPH
+                                       : -1;
+}
+
+const char *model_dec_input_name(int d) {
+    return d == MODEL_DEC_GRAPH ? "graph" : d == MODEL_DEC_NODES_GRAPH ? "nodes+graph" : "nodes";
+}
+
 int model_mode_parse(const char *s) {
     if (!s) return 0;
     if (!strcmp(s, "gmae")) return MODEL_GMAE;
@@ -329,7 +340,7 @@ static size_t carve_all(model_ws *ws, unsigned char *base, const model_cfg *cf, 
     ws->rdv = region ? TAKEF(&c, (int64_t)B * N * cf->rdim) : NULL;
     ws->rdp = region ? TAKEF(&c, BT * cf->rdim) : NULL;
     ws->xn = cf->norm ? TAKEF(&c, (int64_t)B * N * N) : NULL;
-    ws->xnb = cf->norm && (mode & MODEL_GCL) ? TAKEF(&c, (int64_t)B * N * N) : NULL;
+    ws->xnb = cf->norm ? TAKEF(&c, (int64_t)B * N * N) : NULL; /* partners (view b, target) */
     ws->lossb = (double *)take(&c, (size_t)B * sizeof(double));
     ws->B = B;
     ws->N = N;
@@ -483,15 +494,20 @@ static void dec_input_body(void *arg, int64_t b0, int64_t b1, int tid) {
     int N = ws->N;
     int64_t H = m->cfg.H, T = dr->T, Ta = ws->ea.T;
     const float *E = m->w + m->node[ws->bt.atlas];
+    int di = ws->hp.dec_input;
     for (int64_t b = b0; b < b1; b++) {
         const uint8_t *mk = ws->mask + b * N;
+        const float *eg = ws->E + b * H; /* e_a of the graph (decoder_input with graph) */
         memcpy(dr->h0 + b * T * H, m->w + m->tok + (int64_t)ws->bt.atlas * H, (size_t)H * sizeof(float));
         int v = 0;
         for (int i = 0; i < N; i++) {
             float *h = dr->h0 + (b * T + 1 + i) * H;
-            const float *src = mk[i] ? m->w + m->mask_tok : ws->S3 + (b * Ta + 1 + v) * H;
+            const float *src = mk[i] || di == MODEL_DEC_GRAPH ? m->w + m->mask_tok
+                                                              : ws->S3 + (b * Ta + 1 + v) * H;
             if (!mk[i]) v++;
             for (int64_t j = 0; j < H; j++) h[j] = src[j] + E[(int64_t)i * H + j];
+            if (di != MODEL_DEC_NODES)
+                for (int64_t j = 0; j < H; j++) h[j] += eg[j];
             dr->idx[b * N + i] = i;
         }
         layer_csr c = blk_csr(dr, (int)b);
@@ -506,12 +522,14 @@ static void dec_gather_body(void *v, int64_t b0, int64_t b1, int tid) {
     int N = ws->N;
     int64_t H = m->cfg.H, T = ws->dec.T;
     const float *dl = ws->dec.blk[m->cfg.Ld - 1].hout;
+    /* rec_target partner: the partner window's rows (its sampling noise unpredictable) */
+    const float *fc = ws->hp.rec_partner && ws->bt.fc_b ? ws->bt.fc_b : ws->bt.fc;
     for (int64_t b = b0; b < b1; b++) {
         int64_t q = b * ws->M;
         for (int i = 0; i < N; i++)
             if (ws->mask[b * N + i]) {
                 memcpy(ws->dm + q * H, dl + (b * T + 1 + i) * H, (size_t)H * sizeof(float));
-                memcpy(ws->tgt + q * N, ws->bt.fc + (b * N + i) * N, (size_t)N * sizeof(float));
+                memcpy(ws->tgt + q * N, fc + (b * N + i) * N, (size_t)N * sizeof(float));
                 q++;
             }
         BGFM_ASSERT(q == (b + 1) * ws->M);
@@ -617,6 +635,14 @@ static model_batch normalised(const model *m, model_ws *ws, const model_batch *b
 }
 
 /* ---- The model --------------------------------------------------------------------- */
+/* Whether the step computes view a's graph embedding e_a (into ws->E): for GCL, and for
+ * a decoder that reads it. */
+static int view_a_embedded(const model_ws *ws) {
+    int mode = ws->hp.mode;
+    return (mode & MODEL_GCL) || ((mode & MODEL_GMAE) && ws->hp.dec_input != MODEL_DEC_NODES);
+}
+
+
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out) {
     const model_cfg *cf = &m->cfg;
@@ -653,11 +679,15 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     int64_t Ta = ws->ea.T;
     const float *za = ws->ea.blk[cf->L - 1].hout;
     memset(ws->G2, 0, (size_t)(B * Ta * H) * sizeof(float));
+    /* view a's graph embedding: GCL's, and the decoder's with decoder_input graph */
+    if (view_a_embedded(ws)) readout_forward(m, &ws->ea, ws, B, bt->atlas, N, ws->E);
     if (mode & MODEL_GMAE) {
-        /* decoder input: W_re z + b_re (visible) or mask token, + E_a[i]; token first */
+        /* decoder input: W_re z + b_re (visible) or mask token, + E_a[i] (+ e_a); token first */
         model_run *dr = &ws->dec;
         int64_t M = ws->M;
-        layer_linear_forward(ws->pool, ws->S3, za, m->w + m->re_W, H, m->w + m->re_b, (int64_t)B * Ta, H, H);
+        if (hp->dec_input != MODEL_DEC_GRAPH)
+            layer_linear_forward(ws->pool, ws->S3, za, m->w + m->re_W, H, m->w + m->re_b,
+                                 (int64_t)B * Ta, H, H);
         step_job dj = {m, ws};
         par_for(ws->pool, B, dec_input_body, &dj);
         blk_run_forward(m, dr, m->dec, ws, B, &d2);
@@ -675,8 +705,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
         out->adj = s / B;
     }
     if (mode & MODEL_GCL) {
-        /* graph embeddings, projection head, L2 normalisation */
-        readout_forward(m, &ws->ea, ws, B, bt->atlas, N, ws->E);
+        /* graph embeddings (view a's above), projection head, L2 normalisation */
         readout_forward(m, &ws->eb, ws, B, bt->atlas, N, ws->E + (int64_t)B * H);
         int64_t B2 = 2 * (int64_t)B;
         layer_linear_forward(ws->pool, ws->p1, ws->E, m->w + m->p_W1, H, m->w + m->p_b1, B2, H, H);
@@ -710,6 +739,8 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     drop_keys d0 = blk_keys_for(ws, 0), d1 = blk_keys_for(ws, 1), d2 = blk_keys_for(ws, 2);
     const float *za = ws->ea.blk[cf->L - 1].hout;
     int nt = blk_team_begin(ws);
+    int di = ws->hp.dec_input;
+    if (!(mode & MODEL_GCL)) memset(ws->dE, 0, (size_t)B * (size_t)H * sizeof(float));
     if (mode & MODEL_GCL) {
         int64_t B2 = 2 * (int64_t)B;
         memset(ws->dp2, 0, (size_t)(B2 * cf->P) * sizeof(float));
@@ -722,10 +753,9 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         memset(ws->dE, 0, (size_t)(B2 * H) * sizeof(float));
         layer_linear_backward(ws->pool, ws->dE, g + m->p_W1, g + m->p_b1, ws->dp1, ws->E, m->w + m->p_W1, H,
                               B2, H, H);
-        /* view b: its own encoder pass */
+        /* view b: its own encoder pass (view a's readout after the decoder's, below) */
         model_run *rb = &ws->eb;
         memset(ws->G0, 0, (size_t)B * (size_t)rb->T * (size_t)H * sizeof(float));
-        readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
         readout_backward(m, rb, ws, B, atlas, N, ws->dE + (int64_t)B * H, ws->G0);
         float *dh0 = blk_run_backward(m, rb, m->enc, ws, B, &d1, ws->G0);
         blk_embed_backward(m, rb, ws, B, atlas, N, dh0);
@@ -753,26 +783,34 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         memset(dre, 0, (size_t)B * (size_t)Ta * (size_t)H * sizeof(float));
         for (int b = 0; b < B; b++) {
             const uint8_t *mk = ws->mask + (int64_t)b * N;
+            float *deg = ws->dE + (int64_t)b * H; /* view a's embedding, when the decoder reads it */
             for (int64_t j = 0; j < H; j++) dtok[j] += dh0[(int64_t)b * T * H + j];
             int v = 0;
             for (int i = 0; i < N; i++) {
                 const float *d = dh0 + ((int64_t)b * T + 1 + i) * H;
-                float *dst = mk[i] ? g + m->mask_tok : dre + ((int64_t)b * Ta + 1 + v) * H;
+                float *dst = mk[i] || di == MODEL_DEC_GRAPH ? g + m->mask_tok
+                                                            : dre + ((int64_t)b * Ta + 1 + v) * H;
                 if (!mk[i]) v++;
                 for (int64_t j = 0; j < H; j++) {
                     dst[j] += d[j];
                     dE[(int64_t)i * H + j] += d[j];
                 }
+                if (di != MODEL_DEC_NODES)
+                    for (int64_t j = 0; j < H; j++) deg[j] += d[j];
             }
         }
         /* token rows of dre are zero, so they add nothing to dW_re, db_re or dz */
-        float *dbre = g + m->re_b;
-        for (int b = 0; b < B; b++)
-            for (int64_t i = 1; i < Ta; i++)
-                for (int64_t j = 0; j < H; j++) dbre[j] += dre[((int64_t)b * Ta + i) * H + j];
-        layer_linear_backward(ws->pool, ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
-                              (int64_t)B * Ta, H, H);
+        if (di != MODEL_DEC_GRAPH) {
+            float *dbre = g + m->re_b;
+            for (int b = 0; b < B; b++)
+                for (int64_t i = 1; i < Ta; i++)
+                    for (int64_t j = 0; j < H; j++) dbre[j] += dre[((int64_t)b * Ta + i) * H + j];
+            layer_linear_backward(ws->pool, ws->G2, g + m->re_W, NULL, dre, za, m->w + m->re_W, H,
+                                  (int64_t)B * Ta, H, H);
+        }
     }
+    /* view a's readout: the contrastive term's gradient and the decoder's (dE rows 0..B) */
+    if (view_a_embedded(ws)) readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
     /* decoder and projection-head gradients are final here (layout: they follow the
      * encoder; the encoder's backward below touches only in/, embed/ and enc/) */
     if (hook) hook(arg, m->re_W, m->n_train - m->re_W);

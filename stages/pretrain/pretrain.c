@@ -233,6 +233,11 @@ static int scan_key_cmp(const void *a, const void *b) {
 
 /* Groups of the graphs training reads that share atlas and scan (the windows of one
  * scan through one atlas): the candidates for a graph's GCL positive partner. */
+/* Whether a step reads each graph's partner: GCL's view b, or the reconstruction target. */
+static int uses_pairs(const pretrain_opts *o) {
+    return o->scan_pairs && ((o->hp.mode & MODEL_GCL) || ((o->hp.mode & MODEL_GMAE) && o->hp.rec_partner));
+}
+
 static int plan_partners(plan *p, graphs_store *gs, bgfm_err *e) {
     int64_t G = graphs_count(gs), n = p->n_used;
     scan_key *k = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *k, "partner plan");
@@ -441,7 +446,7 @@ static int memory_check(const pretrain_opts *o, const model *m, int64_t Bl, int6
     double ws = f[0] * (B - 2) * (B - 3) / 2 - f[1] * (B - 1) * (B - 3) + f[2] * (B - 1) * (B - 2) / 2;
     double params = 16.0 * (double)m->n_params;
     double batch = (B * Nb * Nb * 5.0 + B * Nb * (m->cfg.k ? m->cfg.k : 1) * 4.0) *
-                   (o->scan_pairs && (o->hp.mode & MODEL_GCL) ? 2.0 : 1.0); /* + partners */
+                   (uses_pairs(o) ? 2.0 : 1.0); /* + partners */
     /* row-sharded NT-Xent (dist_ntx_init): 2GP + 4 Bl G floats, 4G doubles + 4G floats */
     double ntx = 8.0 * G * m->cfg.P + 16.0 * B * G + 48.0 * G;
     double est = params + ws + batch + ntx;
@@ -505,7 +510,7 @@ static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const o
     double ts = MPI_Wtime(), tc;
     const int R = ctx->size, me = ctx->rank;
     const int64_t B = o->batch_size;
-    const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
+    const int pairs = uses_pairs(o);
     model *m = &t->m;
     bgfm_err *e = &ctx->err;
     int rc = 0;
@@ -647,7 +652,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
      * (resumed and initialised models keep theirs) */
     if (!rc && fresh) rc = norm_fit(ctx->comm, e, m, t.gs, t.pl.used, t.pl.n_used);
     rc = bgfm_ctx_agree(ctx, rc);
-    const int pairs = o->scan_pairs && (o->hp.mode & MODEL_GCL);
+    const int pairs = uses_pairs(o);
     if (!rc && pairs) rc = plan_partners(&t.pl, t.gs, e);
     st.protocol = o->strict ? "strict" : "transductive";
     st.graphs = t.pl.used, st.n_graphs = t.pl.n_used, st.gs = t.gs, st.pipe = o->pipe;
@@ -793,6 +798,13 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"mask_ratio_end", BGFM_OPT_REAL, NULL, 0, 1, NULL, "mask ratio of the last epoch"},
     {"mask_columns", BGFM_OPT_BOOL, "true", 1, 0, NULL,
      "zero masked nodes' columns in visible inputs (no-leak rule)"},
+    {"decoder_input", BGFM_OPT_ENUM, "nodes", 1, 0, "nodes|nodes+graph|graph",
+     "what the GMAE decoder reads: nodes = the visible nodes' embeddings; nodes+graph = those "
+     "and the visible view's graph embedding on every row; graph = only the graph embedding "
+     "(reconstruction through the embedding the probe reads; model.md section 3)"},
+    {"rec_target", BGFM_OPT_ENUM, "graph", 1, 0, "graph|partner",
+     "GMAE reconstruction target: graph = the masked rows of the graph itself; partner = the "
+     "same rows of its gcl_pairs partner (with scan: another window of the same scan)"},
     {"p_node", BGFM_OPT_REAL, "0.1", 0, 1, NULL, "GCL: node feature corruption probability"},
     {"p_edge", BGFM_OPT_REAL, "0.1", 0, 1, NULL, "GCL: undirected edge drop probability"},
     {"tau_cl", BGFM_OPT_REAL, "0.2", 1e-6, 1e6, NULL, "NT-Xent temperature"},
@@ -900,6 +912,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     h->p_edge = params_real(w, "p_edge");
     h->p_drop = (float)params_real(w, "dropout");
     h->mask_columns = params_bool(w, "mask_columns");
+    h->dec_input = model_dec_input_parse(params_str(w, "decoder_input"));
+    h->rec_partner = !strcmp(params_str(w, "rec_target"), "partner");
     o.mask_r0 = o.mask_r1 = params_real(w, "mask_ratio");
     if (params_has(w, "mask_ratio_start")) {
         o.mask_r0 = params_real(w, "mask_ratio_start");

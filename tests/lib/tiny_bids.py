@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""tiny_bids.py OUT [--subjects S] [--volumes T] [--seed X]: a tiny BIDS dataset
-(8x9x7 voxels, 4 mm) and a matching 4-region label atlas OUT/atlas.nii.gz, written with
-nibabel, for engine tests that need real files but no realism."""
+"""tiny_bids.py OUT [--subjects S] [--volumes T] [--seed X] [--parcels P]: a tiny BIDS
+dataset (8x9x7 voxels, 4 mm) and a matching 4-region label atlas OUT/atlas.nii.gz, written
+with nibabel, for engine tests that need real files but no realism. --parcels P > 4: the
+same voxels dealt round-robin into P regions instead (enough nodes for GMAE to mask)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -11,6 +12,7 @@ ap.add_argument("out")
 ap.add_argument("--subjects", type=int, default=3)
 ap.add_argument("--volumes", type=int, default=20)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--parcels", type=int, default=4)
 a = ap.parse_args()
 rng = np.random.default_rng(a.seed)
 shape = (8, 9, 7)
@@ -21,6 +23,8 @@ lab[1:4, 1:8, 1:6] = 1
 lab[4:7, 1:5, 1:6] = 2
 lab[4:7, 5:8, 1:6] = 3
 lab[1:7, 1:8, 6:7] = 4
+if a.parcels > 4:
+    lab[lab > 0] = np.arange(int((lab > 0).sum())) % a.parcels + 1
 img = nib.Nifti1Image(lab, aff)
 img.set_qform(aff, 1); img.set_sform(aff, 1)
 nib.save(img, os.path.join(a.out, "atlas.nii.gz"))

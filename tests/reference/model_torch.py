@@ -119,6 +119,8 @@ def losses(f, p):
     lam = [float(la["lambda_rec"]), float(la["lambda_adj"]), float(la["lambda_cl"])]
     tau = float(la["tau_cl"])
     mask_cols = int(la["mask_columns"])
+    dec_in = s(la["decoder_input"]) if "decoder_input" in la else "nodes"
+    rec_partner = "rec_target" in la and s(la["rec_target"]) == "partner"
     fc = torch.tensor(f["inputs/fc"][()].astype(np.float64))
     adj = torch.tensor(f["inputs/adj"][()].astype(np.float64))
     rw = torch.tensor(f["inputs/rwse"][()].astype(np.float64))
@@ -168,21 +170,29 @@ def losses(f, p):
                 C[:, mk] = 0.0
             X = node_inputs(C, rw[b], cfg, N)[V]
             z = encoder(p, cfg, atlas, ai, X, V, adj[b][V][:, V])
-            # decoder
+            e = readout(p, cfg, atlas, z, V, N)
+            # decoder (model.md section 3): decoder_input says what it reads besides the
+            # node identities: visible node embeddings, the graph embedding e, or both
             d = torch.zeros(N, H)
-            d = d.index_put((V,), z @ p["dec/re/W"].T + p["dec/re/b"])
-            d = d.index_put((Mi,), p["dec/mask_token"].expand(len(Mi), H))
+            if dec_in == "graph":
+                d = d + p["dec/mask_token"]
+            else:
+                d = d.index_put((V,), z @ p["dec/re/W"].T + p["dec/re/b"])
+                d = d.index_put((Mi,), p["dec/mask_token"].expand(len(Mi), H))
             d = d + p["embed/node/" + atlas]
+            if dec_in != "nodes":
+                d = d + e
             h = torch.cat([p["embed/token"][ai:ai + 1], d], 0)
             for l in range(cfg["Ld"]):
                 h = block(p, f"dec/{l}", h, adj[b], cfg["nh"])
             y = h[1:] @ p["dec/out/W"].T + p["dec/out/b"]
-            rec = rec + Fn.smooth_l1_loss(y[Mi][:, :N], fc[b][Mi][:, :N], beta=1.0) / B
+            tgt = src["b"][0] if rec_partner else fc  # rec_target partner: the partner's rows
+            rec = rec + Fn.smooth_l1_loss(y[Mi][:, :N], tgt[b][Mi][:, :N], beta=1.0) / B
             # structure loss
             sl = z @ z.T / math.sqrt(H)
             off = ~torch.eye(len(V), dtype=torch.bool)
             adj_l = adj_l + Fn.binary_cross_entropy_with_logits(sl[off], adj[b][V][:, V][off]) / B
-            ea.append(readout(p, cfg, atlas, z, V, N))
+            ea.append(e)
         elif "gcl" in mode:
             X, A = corrupted(b, "a")
             ea.append(readout(p, cfg, atlas, encoder(p, cfg, atlas, ai, X, allidx, A), allidx, N))

@@ -17,6 +17,23 @@ for m in gcl gmae+gcl; do
   check "grad dump aal $m partners" "$BGFM" grad --graphs "$T/g.h5" --atlas aal --indices 0,2,3,5 \
     --partners 1,4,0,2 $ARCH --mode "$m" --out "$T/aal_pairs_$m.h5"
 done
+# a decoder that reads the graph embedding: beside the node embeddings, or alone; in gmae
+# mode (no contrastive term) too, with both readouts
+for di in nodes+graph graph; do
+  for m in gmae gmae+gcl; do
+    check "grad dump aal $m decoder_input $di" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+      --indices 0,2,3,5 --partners 1,4,0,2 $ARCH --mode "$m" --decoder-input "$di" \
+      --out "$T/aal_dec_${di/+/_}_$m.h5"
+  done
+  check "grad dump ho gmae+gcl decoder_input $di mean readout" "$BGFM" grad --graphs "$T/g.h5" \
+    --atlas ho --indices 6,7,9 $ARCH --readout mean --decoder-input "$di" --out "$T/ho_dec_${di/+/_}.h5"
+done
+# the partner's rows as the reconstruction target, with and without the contrastive term
+for m in gmae gmae+gcl; do
+  check "grad dump aal $m rec_target partner" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+    --indices 0,2,3,5 --partners 1,4,0,2 $ARCH --mode "$m" --rec-target partner \
+    --out "$T/aal_recp_$m.h5"
+done
 # the mean readout (the region readout above is the default)
 check "grad dump aal gmae+gcl mean readout" "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,2,3,5 $ARCH --readout mean --out "$T/aal_mean.h5"
@@ -52,6 +69,21 @@ assert np.array_equal(p["inputs/fc_b"][3], s["inputs/fc"][1])
 assert not np.array_equal(p["inputs/fc_b"][0], p["inputs/fc"][0])
 assert p["loss/cl"][()] != s["loss/cl"][()]
 PY
+$PY - "$T/aal_dec_graph_gmae.h5" "$T/aal_gmae.h5" <<'PY' && ok "decoder_input graph: the readout gets the reconstruction's gradient, dec/re none" || notok "decoder_input graph: the readout gets the reconstruction's gradient, dec/re none"
+import sys, h5py, numpy as np
+g, n = (h5py.File(f, "r") for f in sys.argv[1:])
+assert g["loss"].attrs["decoder_input"] in (b"graph", "graph")
+assert np.abs(g["grad/readout/Wc"][()]).sum() > 0 and not np.any(n["grad/readout/Wc"][()])
+assert not np.any(g["grad/dec/re/W"][()]) and np.abs(n["grad/dec/re/W"][()]).sum() > 0
+PY
+$PY - "$T/aal_recp_gmae.h5" "$T/aal_dec_nodes_graph_gmae.h5" <<'PY' && ok "rec_target partner: a different reconstruction loss from the same draws" || notok "rec_target partner: a different reconstruction loss from the same draws"
+import sys, h5py, numpy as np
+p, g = (h5py.File(f, "r") for f in sys.argv[1:])
+assert p["loss"].attrs["rec_target"] in (b"partner", "partner") and g["loss"].attrs["rec_target"] in (b"graph", "graph")
+assert np.array_equal(p["draws/mask"][()], g["draws/mask"][()]) and p["loss/rec"][()] != g["loss/rec"][()]
+PY
+expect_rc "grad rejects an unknown decoder input" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
+  --indices 0,2 $ARCH --decoder-input nodes+edges --out "$T/x.h5"
 expect_rc "grad rejects partners of another count" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \
   --indices 0,2 --partners 1 $ARCH --out "$T/x.h5"
 expect_rc "grad rejects a graph of another atlas" 2 "$BGFM" grad --graphs "$T/g.h5" --atlas aal \

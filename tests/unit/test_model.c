@@ -74,7 +74,9 @@ static void test_loss_falls(void **st) {
     for (int a = 0; a < 2; a++)
         for (int g = 0; g < G; g++) make_graph(Ns[a], 3, (uint64_t)(a * G + g), fc[a][g], adj[a][g], rw[a][g]);
     optim_cfg oc = {3e-3, 0.9, 0.999, 1e-8, 1e-4, 5.0, 5, 160};
-    model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 0, 0};
+    model_hp hp = {.mode = MODEL_GMAE_GCL, .lambda_rec = 1.0, .lambda_adj = 0.1, .lambda_cl = 0.01,
+                   .tau_cl = 0.2, .mask_ratio = 0.4, .p_node = 0.1, .p_edge = 0.1, .p_drop = 0.1f,
+                   .mask_columns = 1, .seed = 7, .epoch = 0, .step = 0};
     double first = 0, last = 0;
     static float bfc[B * 24 * 24], brw[B * 24 * 3];
     static uint8_t badj[B * 24 * 24];
@@ -116,7 +118,9 @@ static void test_deterministic_step(void **st) {
     for (int i = 0; i < B; i++) make_graph(16, 3, (uint64_t)i, fc + i * 256, adj + i * 256, rw + i * 48);
     int64_t gi[B] = {3, 9, 4};
     model_batch bt = {1, B, 16, fc, adj, rw, gi, NULL, NULL, NULL};
-    model_hp hp = {MODEL_GMAE_GCL, 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
+    model_hp hp = {.mode = MODEL_GMAE_GCL, .lambda_rec = 1.0, .lambda_adj = 0.1, .lambda_cl = 0.01,
+                   .tau_cl = 0.2, .mask_ratio = 0.4, .p_node = 0.1, .p_edge = 0.1, .p_drop = 0.1f,
+                   .mask_columns = 1, .seed = 7, .epoch = 2, .step = 5};
     model_losses l1, l2;
     model_step(&m, &ws, &bt, &hp, &l1);
     float *g1 = malloc(sizeof(float) * (size_t)m.n_params);
@@ -135,14 +139,17 @@ static void test_deterministic_step(void **st) {
 
 /* The loops between the GEMMs run on as many threads as OpenBLAS (par.h): the step's
  * losses and gradients must not depend on that count. Odd batch (uneven split; B*T
- * rows enough for layer_gemm to cut the big products), every mode, dropout on, both
- * atlases, both readouts. */
+ * rows enough for layer_gemm to cut the big products), every mode and decoder input,
+ * dropout on, both atlases, both readouts. */
 static void test_threads_bit_identical(void **st) {
     (void)st;
     enum { B = 13 };
     static float fc[B * 576], rw[B * 72];
     static uint8_t adj[B * 576];
-    const int modes[3] = {MODEL_GMAE, MODEL_GCL, MODEL_GMAE_GCL};
+    /* every mode; then decoders that read the graph embedding (model.md section 3) */
+    const int modes[5] = {MODEL_GMAE, MODEL_GCL, MODEL_GMAE_GCL, MODEL_GMAE, MODEL_GMAE_GCL};
+    const int decs[5] = {MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_GRAPH,
+                         MODEL_DEC_NODES_GRAPH};
     int nt0 = openblas_get_num_threads();
     for (int cell = 0; cell < 4; cell++) {
         int atlas = cell & 1, readout = cell >> 1;
@@ -151,8 +158,11 @@ static void test_threads_bit_identical(void **st) {
             make_graph(N, 3, (uint64_t)(i + 7), fc + i * N * N, adj + i * N * N, rw + i * N * 3);
         int64_t gi[B] = {3, 9, 4, 0, 11, 12, 1, 2, 5, 6, 7, 8, 10};
         model_batch bt = {atlas, B, N, fc, adj, rw, gi, NULL, NULL, NULL};
-        for (int mi = 0; mi < 3; mi++) {
-            model_hp hp = {modes[mi], 1.0, 0.1, 0.01, 0.2, 0.4, 0.1, 0.1, 0.1f, 1, 7, 2, 5};
+        for (int mi = 0; mi < 5; mi++) {
+            model_hp hp = {.mode = modes[mi], .lambda_rec = 1.0, .lambda_adj = 0.1, .lambda_cl = 0.01,
+                           .tau_cl = 0.2, .mask_ratio = 0.4, .p_node = 0.1, .p_edge = 0.1, .p_drop = 0.1f,
+                           .mask_columns = 1, .seed = 7, .epoch = 2, .step = 5,
+                           .dec_input = decs[mi]};
             float *g1 = NULL;
             model_losses l1 = {0};
             for (int th = 1; th <= 3; th++) {
