@@ -740,6 +740,9 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
     const float *za = ws->ea.blk[cf->L - 1].hout;
     int nt = blk_team_begin(ws);
     int di = ws->hp.dec_input;
+    /* view a's readout backward waits for the decoder's part of dE when the decoder reads
+     * e_a; otherwise it runs where it always did (the same sums in the same order) */
+    int late = (mode & MODEL_GMAE) && di != MODEL_DEC_NODES;
     if (!(mode & MODEL_GCL)) memset(ws->dE, 0, (size_t)B * (size_t)H * sizeof(float));
     if (mode & MODEL_GCL) {
         int64_t B2 = 2 * (int64_t)B;
@@ -753,9 +756,10 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         memset(ws->dE, 0, (size_t)(B2 * H) * sizeof(float));
         layer_linear_backward(ws->pool, ws->dE, g + m->p_W1, g + m->p_b1, ws->dp1, ws->E, m->w + m->p_W1, H,
                               B2, H, H);
-        /* view b: its own encoder pass (view a's readout after the decoder's, below) */
+        /* view b: its own encoder pass */
         model_run *rb = &ws->eb;
         memset(ws->G0, 0, (size_t)B * (size_t)rb->T * (size_t)H * sizeof(float));
+        if (!late) readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
         readout_backward(m, rb, ws, B, atlas, N, ws->dE + (int64_t)B * H, ws->G0);
         float *dh0 = blk_run_backward(m, rb, m->enc, ws, B, &d1, ws->G0);
         blk_embed_backward(m, rb, ws, B, atlas, N, dh0);
@@ -810,7 +814,7 @@ void model_backward_hooked(model *m, model_ws *ws, model_grad_hook hook, void *a
         }
     }
     /* view a's readout: the contrastive term's gradient and the decoder's (dE rows 0..B) */
-    if (view_a_embedded(ws)) readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
+    if (late) readout_backward(m, &ws->ea, ws, B, atlas, N, ws->dE, ws->G2);
     /* decoder and projection-head gradients are final here (layout: they follow the
      * encoder; the encoder's backward below touches only in/, embed/ and enc/) */
     if (hook) hook(arg, m->re_W, m->n_train - m->re_W);
