@@ -642,7 +642,6 @@ static int view_a_embedded(const model_ws *ws) {
     return (mode & MODEL_GCL) || ((mode & MODEL_GMAE) && ws->hp.dec_input != MODEL_DEC_NODES);
 }
 
-
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out) {
     const model_cfg *cf = &m->cfg;
@@ -679,7 +678,7 @@ void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp
     int64_t Ta = ws->ea.T;
     const float *za = ws->ea.blk[cf->L - 1].hout;
     memset(ws->G2, 0, (size_t)(B * Ta * H) * sizeof(float));
-    /* view a's graph embedding: GCL's, and the decoder's with decoder_input graph */
+    /* view a's graph embedding: GCL's, and the decoder's when it reads e_a */
     if (view_a_embedded(ws)) readout_forward(m, &ws->ea, ws, B, bt->atlas, N, ws->E);
     if (mode & MODEL_GMAE) {
         /* decoder input: W_re z + b_re (visible) or mask token, + E_a[i] (+ e_a); token first */
