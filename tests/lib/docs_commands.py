@@ -5,7 +5,7 @@ README.md and docs/*.md, as written, in SANDBOX (which looks like the repository
 command must exit 0. Then the example messages of docs/errors.md are produced and
 compared word for word (paths under /data/ stand for the sandbox's data folder).
 Run by tests/e2e/docs_commands.sh; not a documentation linter beyond that."""
-import glob, os, re, shutil, subprocess, sys, zlib
+import glob, os, re, shutil, subprocess, sys, time, zlib
 
 ROOT, BUILD, S = sys.argv[1], sys.argv[2], sys.argv[3]
 SUBCOMMANDS = ("run", "validate", "submit", "synth", "inspect", "grad", "export", "report",
@@ -170,7 +170,9 @@ def main():
             print("%s %s:%d: %s%s" % ("SKIP" if why else "RUN ", f, line, cmd,
                                      " (%s)" % why if why else ""))
         return
+    t0 = time.time()
     env = sandbox()
+    print("# the demo cohort: %.1f s" % (time.time() - t0))
     n_run = n_skip = 0
     for f, line, cmd in commands():
         why = skip_reason(f, cmd)
@@ -178,8 +180,10 @@ def main():
             print("# SKIP %s:%d: %s (%s)" % (f, line, cmd, why))
             n_skip += 1
             continue
+        t0 = time.time()
         rc, out = run(cmd, env)
         report(rc == 0, "%s:%d: %s (exit %d)" % (f, line, cmd, rc), out)
+        print("#   %.1f s" % (time.time() - t0))
         n_run += 1
     print("# %d commands run, %d on the skip list" % (n_run, n_skip))
     error_examples(env)
