@@ -107,8 +107,8 @@ test: deps-test all
 # unit tests, off for mpirun'd programs: Open MPI leaks by design; the shell tests of
 # SAN_SKIP are left out), the unit tests under valgrind memcheck (built for x86-64-v3 =
 # AVX2, not -march=native: valgrind 3.19 cannot decode AVX-512, and without AVX the vector
-# kernels do not compile), then a 30 s smoke run of every fuzz target.
-# docs/reliability.md.
+# kernels do not compile; two at a time, tests/valgrind.sh), then a 30 s smoke run of every
+# fuzz target. docs/reliability.md.
 SAN_ENV  := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OPENBLAS_NUM_THREADS=1 \
             BGFM_BUILD=build-san
 # Unit tests that call MPI_Init run without leak detection (Open MPI's init allocations
@@ -156,12 +156,7 @@ check: deps-test
 	  || fail="$$fail asan-suite"; \
 	echo "== check 3/4: unit tests under valgrind memcheck"; \
 	$(MAKE) BUILD=build-vg ARCH=$(VG_ARCH) all || exit 1; \
-	for t in build-vg/tests/test_*; do n=build-vg/$$(basename $$t); rm -f $$n.*.vg; s=$$(date +%s); \
-	  if OPENBLAS_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP OMPI_ALLOW_RUN_AS_ROOT=1 \
-	     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(VALGRIND) --log-file=$$n.%p.vg $$t >$$n.out 2>&1 </dev/null; \
-	  then echo "valgrind ok      $$t  $$(( $$(date +%s) - s ))s"; \
-	  else echo "valgrind FAILED  $$t  (see $$n.out, $$n.*.vg)"; fail="$$fail valgrind:$$(basename $$t)"; fi; \
-	done; \
+	VALGRIND="$(VALGRIND)" ./tests/valgrind.sh || fail="$$fail valgrind"; \
 	echo "== check 4/4: every fuzz target for 30 s"; \
 	$(MAKE) fuzz FUZZ_TIME=30 || fail="$$fail fuzz"; \
 	if [ -n "$$fail" ]; then echo "check FAILED:$$fail"; exit 1; fi; echo "check passed"
