@@ -136,7 +136,9 @@ SAN_MPI_PAT   = build-san/tests/($(call SAN_BAR,$(SAN_MPI_UNIT)))$$
 #                      Slurm's daemons, job scripts and requeue; bgfm's side of them is
 #                      sanitized in unit/test_submit and e2e/slurm_submit (the scripts
 #                      `bgfm submit` writes), e2e/pretrain_signal (SIGUSR1/SIGTERM: checkpoint,
-#                      exit 75, bitwise resume), mpi/pretrain_resume and mpi/pretrain_ranks
+#                      exit 75, bitwise resume), mpi/pretrain_resume and mpi/pretrain_ranks;
+#                      slurm_local's one-allocation job (jobs/slurm/pipeline.sbatch) ran
+#                      build/bgfm, not build-san/bgfm, under this check as well
 #   e2e/cluster_netns  Open MPI over TCP between network namespaces: the same bgfm code as
 #                      mpi/pretrain_ranks (4 ranks, BGFM_DEBUG_SYNC) and, for the SIGKILLed
 #                      rank and the resume, faults/kill_and_paths and mpi/pretrain_resume
