@@ -103,11 +103,12 @@ deps-test: deps
 test: deps-test all
 	@OPENBLAS_NUM_THREADS=1 ./tests/run.sh
 
-# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (leak detection
-# on for the unit tests, off for mpirun'd programs: Open MPI leaks by design), the unit
-# tests under valgrind memcheck (built for x86-64-v3 = AVX2, not -march=native: valgrind
-# 3.19 cannot decode AVX-512, and without AVX the vector kernels do not compile), then
-# a 30 s smoke run of every fuzz target. docs/reliability.md.
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (leak detection on for the
+# unit tests, off for mpirun'd programs: Open MPI leaks by design; the shell tests of
+# SAN_SKIP are left out), the unit tests under valgrind memcheck (built for x86-64-v3 =
+# AVX2, not -march=native: valgrind 3.19 cannot decode AVX-512, and without AVX the vector
+# kernels do not compile; two at a time, tests/valgrind.sh), then a 30 s smoke run of every
+# fuzz target. docs/reliability.md.
 SAN_ENV  := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OPENBLAS_NUM_THREADS=1 \
             BGFM_BUILD=build-san
 # Unit tests that call MPI_Init run without leak detection (Open MPI's init allocations
@@ -117,6 +118,31 @@ SAN_EMPTY    :=
 SAN_BAR       = $(subst $(SAN_EMPTY) $(SAN_EMPTY),|,$(strip $(1)))
 SAN_LEAK_PAT  = build-san/tests/($(call SAN_BAR,$(filter-out $(SAN_MPI_UNIT),$(TEST_SRC:tests/unit/%.c=%))))$$
 SAN_MPI_PAT   = build-san/tests/($(call SAN_BAR,$(SAN_MPI_UNIT)))$$
+# Shell tests that check 2/4 does not run again under the sanitizers (`make test` runs every
+# one of them): they run no bgfm C code of their own, or only paths that the sanitized tests
+# named here run as well. Each with its reason:
+#   e2e/docs_commands  documentation: the commands of README.md and docs/ as written, on the
+#                      demo cohort (the slowest test under the sanitizers, about 380 s); every
+#                      subcommand it runs has its own sanitized test (engine, config_errors,
+#                      connectivity_pipeline, export, scale, report_html, report_adapt,
+#                      finetune_pipeline, prompt_pipeline, corpus_pipeline, synth, yaml_doc,
+#                      model_torch, slurm_submit), real-size atlases run in scale (AAL through
+#                      pretrain), parcellate_ranks and parcellate_extract
+#   e2e/deps           package lists read from `make -n` and scripts/deps.sh; no bgfm program
+#   e2e/structure      the shape of the source tree (scripts/sizes.py, scripts/cycles.py on
+#                      the objects' symbols); no bgfm program
+#   e2e/export_python  the unit tests of python/bgfm_torch; no bgfm program
+#   e2e/slurm_local, e2e/slurm_requeue, e2e/slurm_cluster
+#                      Slurm's daemons, job scripts and requeue; bgfm's side of them is
+#                      sanitized in unit/test_submit and e2e/slurm_submit (the scripts
+#                      `bgfm submit` writes), e2e/pretrain_signal (SIGUSR1/SIGTERM: checkpoint,
+#                      exit 75, bitwise resume), mpi/pretrain_resume and mpi/pretrain_ranks;
+#                      slurm_local's one-allocation job (jobs/slurm/pipeline.sbatch) ran
+#                      build/bgfm, not build-san/bgfm, under this check as well
+#   e2e/cluster_netns  Open MPI over TCP between network namespaces: the same bgfm code as
+#                      mpi/pretrain_ranks (4 ranks, BGFM_DEBUG_SYNC) and, for the SIGKILLed
+#                      rank and the resume, faults/kill_and_paths and mpi/pretrain_resume
+SAN_SKIP      := tests/e2e/(docs_commands|deps|structure|export_python|slurm_local|slurm_requeue|slurm_cluster|cluster_netns)\.sh$$
 VG_ARCH  := -march=x86-64-v3
 VALGRIND := valgrind -q --num-callers=50 --error-exitcode=1 --leak-check=full \
             --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
@@ -127,17 +153,12 @@ check: deps-test
 	echo "== check 1/4: unit tests under ASan+UBSan, leak detection on"; \
 	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./tests/run.sh '$(SAN_LEAK_PAT)' \
 	  || fail="$$fail asan-unit"; \
-	echo "== check 2/4: MPI unit tests and shell tests under ASan+UBSan, leak detection off"; \
-	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ./tests/run.sh '$(SAN_MPI_PAT)|^tests/' \
+	echo "== check 2/4: MPI unit tests and shell tests (but SAN_SKIP's) under ASan+UBSan, leak detection off"; \
+	$(SAN_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ./tests/run.sh '$(SAN_MPI_PAT)|^tests/' '$(SAN_SKIP)' \
 	  || fail="$$fail asan-suite"; \
 	echo "== check 3/4: unit tests under valgrind memcheck"; \
 	$(MAKE) BUILD=build-vg ARCH=$(VG_ARCH) all || exit 1; \
-	for t in build-vg/tests/test_*; do n=build-vg/$$(basename $$t); rm -f $$n.*.vg; s=$$(date +%s); \
-	  if OPENBLAS_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP OMPI_ALLOW_RUN_AS_ROOT=1 \
-	     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(VALGRIND) --log-file=$$n.%p.vg $$t >$$n.out 2>&1 </dev/null; \
-	  then echo "valgrind ok      $$t  $$(( $$(date +%s) - s ))s"; \
-	  else echo "valgrind FAILED  $$t  (see $$n.out, $$n.*.vg)"; fail="$$fail valgrind:$$(basename $$t)"; fi; \
-	done; \
+	VALGRIND="$(VALGRIND)" ./tests/valgrind.sh || fail="$$fail valgrind"; \
 	echo "== check 4/4: every fuzz target for 30 s"; \
 	$(MAKE) fuzz FUZZ_TIME=30 || fail="$$fail fuzz"; \
 	if [ -n "$$fail" ]; then echo "check FAILED:$$fail"; exit 1; fi; echo "check passed"

@@ -1,11 +1,12 @@
 """docs_commands.py ROOT BUILD SANDBOX [--list]: run every command shown in a fenced code block of
 README.md and docs/*.md, as written, in SANDBOX (which looks like the repository: build/
 -> BUILD, a copy of jobs/, `bgfm` on PATH), and print TAP lines. Commands on the SKIP list
-(below, each with its reason) are printed as "# SKIP" lines and not run; every other
-command must exit 0. Then the example messages of docs/errors.md are produced and
+(below, each with its reason), and a command that is the same as one already run and
+passed (its text without a trailing `# comment`: runs/demo is retrained by each), are
+printed as "# SKIP" lines and not run; every other command must exit 0. Then the example messages of docs/errors.md are produced and
 compared word for word (paths under /data/ stand for the sandbox's data folder).
 Run by tests/e2e/docs_commands.sh; not a documentation linter beyond that."""
-import glob, os, re, shutil, subprocess, sys, zlib
+import glob, os, re, shutil, subprocess, sys, time, zlib
 
 ROOT, BUILD, S = sys.argv[1], sys.argv[2], sys.argv[3]
 SUBCOMMANDS = ("run", "validate", "submit", "synth", "inspect", "grad", "export", "report",
@@ -170,16 +171,26 @@ def main():
             print("%s %s:%d: %s%s" % ("SKIP" if why else "RUN ", f, line, cmd,
                                      " (%s)" % why if why else ""))
         return
+    t0 = time.time()
     env = sandbox()
+    print("# the demo cohort: %.1f s" % (time.time() - t0))
     n_run = n_skip = 0
+    done = {}  # a command already run (its text without a trailing comment) -> where
     for f, line, cmd in commands():
         why = skip_reason(f, cmd)
+        key = re.sub(r"\s+#.*$", "", cmd).strip()
+        if not why and key in done:
+            why = "the same command as %s, which ran and passed" % done[key]
         if why:
             print("# SKIP %s:%d: %s (%s)" % (f, line, cmd, why))
             n_skip += 1
             continue
+        t0 = time.time()
         rc, out = run(cmd, env)
         report(rc == 0, "%s:%d: %s (exit %d)" % (f, line, cmd, rc), out)
+        if rc == 0:
+            done.setdefault(key, "%s:%d" % (f, line))
+        print("#   %.1f s" % (time.time() - t0))
         n_run += 1
     print("# %d commands run, %d on the skip list" % (n_run, n_skip))
     error_examples(env)

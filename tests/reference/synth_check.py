@@ -124,15 +124,13 @@ def check_effect(d, atlas):
     res = f"res-{vox}"
     score = {(0, 1): [], (2, 3): [], (4, 5): []}
     group = []
-    for r in rows:
-        sid = r[0]
-        img = nib.load(os.path.join(d, sid, "func", f"{sid}_task-rest_space-MNI152NLin6Asym_{res}_desc-preproc_bold.nii.gz"))
-        data = img.get_fdata(dtype=np.float32).reshape(-1, img.shape[3], order="F")
-        ts = np.stack([data[idx].mean(axis=0) for idx in roi_idx])
-        c = np.corrcoef(ts)
+    from multiprocessing import Pool
+    with Pool(2) as pool:  # the subjects' images are read and reduced two at a time
+        fz = pool.map(subject_fz, [(os.path.join(d, r[0], "func", f"{r[0]}_task-rest_space-MNI152NLin6Asym_{res}_desc-preproc_bold.nii.gz"), roi_idx) for r in rows])
+    for r, z in zip(rows, fz):
         for a, b in score:
             ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
-            score[(a, b)].append(np.arctanh(np.clip(c[np.ix_(ia, ib)], -0.999, 0.999)).mean())
+            score[(a, b)].append(z[np.ix_(ia, ib)].mean())
         group.append(r[1])
     group = np.array(group)
     ok = True
