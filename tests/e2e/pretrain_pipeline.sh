@@ -29,9 +29,11 @@ assert f["model"].attrs["atlases"] == b"tiny" and f["state/step"][()] == 33
 assert b"epochs: 3" in f["state"].attrs["config"].encode() if isinstance(f["state"].attrs["config"], str) else b"epochs: 3" in f["state"].attrs["config"]
 PYEOF
 mk "$T/b.yaml" "$T/wb"
-BGFM_TEST_STOP_AFTER=6 "$BGFM_T" run "$T/b.yaml" --quiet >/dev/null 2>&1
+BGFM_TEST_STOP_AFTER=6 "$BGFM_T" run "$T/b.yaml" --quiet >"$T/ostop" 2>&1
 rc=$?
 check "stopped run exits 75 after step 6" test $rc -eq 75
+# a rare failure of the line above was once seen and not reproduced: keep what it printed
+[ $rc -eq 75 ] || { echo "# exit $rc; the run printed:"; sed 's/^/#   /' "$T/ostop" | tail -20; }
 check "a checkpoint was kept for the resume" test -f "$T/wb/.pre1.partial/checkpoints/ckpt-4.h5"
 # the resume runs on 2 threads (OPENBLAS_NUM_THREADS; the model's team follows it; OpenBLAS
 # caps it at the CPU count), the first part and the uninterrupted run on 1: the bits must
