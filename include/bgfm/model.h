@@ -28,10 +28,19 @@ typedef struct model_cfg {
     int readout;      /* enum model_readout (0: mean, as before the region readout) */
     int rdim;         /* region readout: width of each region's projection Wc z_i */
     int norm;         /* 1: population input normalisation (norm/<atlas>/{mean,std}) */
+    int pop_rank;     /* population head: rows of pop/<atlas>/{W,b} (0: none; model.md s. 11) */
+    int embed;        /* enum model_embed: what the graph embedding of the probe is */
     int n_atlases;
     char atlas[MODEL_MAX_ATLASES][64]; /* names, model atlas order */
     int atlas_nodes[MODEL_MAX_ATLASES];
 } model_cfg;
+
+/* The embedding a pretrained model gives a graph (model.md section 11): the encoder's
+ * readout (H numbers), the population head's pop_rank numbers, or both (readout first). */
+enum model_embed { MODEL_EMBED_ENCODER = 0, MODEL_EMBED_BOTH = 1, MODEL_EMBED_POP = 2 };
+/* "encoder", "encoder+pop", "pop" -> enum model_embed, or -1 when unknown. */
+int model_embed_parse(const char *s);
+const char *model_embed_name(int embed);
 
 /* Modes (bit set): GMAE = reconstruction + structure, GCL = contrastive. */
 enum model_mode { MODEL_GMAE = 1, MODEL_GCL = 2, MODEL_GMAE_GCL = 3 };
@@ -53,7 +62,8 @@ typedef struct model_tensor {
     int64_t rows, cols;        /* cols == 0: 1-D of length rows */
     model_init_kind init;
     int decay;                 /* 1: AdamW weight decay applies (matrices only) */
-    int buffer;                /* 1: fitted data statistic (norm/...), never trained */
+    int buffer;                /* 1: fitted, never trained: a data statistic (norm/...) or
+                                * the population head (pop/..., fitted by pop.h) */
 } model_tensor;
 
 /* Offsets (floats) of one block's tensors. Wq|Wk|Wv are adjacent (one (3H, H) matrix
@@ -69,12 +79,15 @@ typedef struct model {
     model_tensor *t;   /* owned */
     int64_t n_params;  /* every float of the layout, buffers included */
     int64_t n_train;   /* the trained ones: [0, n_train); buffers follow (no gradient) */
+    int64_t n_stat;    /* [n_train, n_stat): data statistics (norm/...); [n_stat, n_params):
+                        * the population head, learned from the people (pop/...) */
     float *w;          /* parameters (owned), n_params */
     float *g;          /* gradients, same layout (owned) */
     int64_t in_W, in_b, tok, node[MODEL_MAX_ATLASES], re_W, re_b, mask_tok, out_W, out_b;
     int64_t p_W1, p_b1, p_W2, p_b2;
     int64_t ro_Wc, ro_b, ro_W[MODEL_MAX_ATLASES]; /* region readout (-1 with the mean) */
     int64_t nm_mean[MODEL_MAX_ATLASES], nm_std[MODEL_MAX_ATLASES]; /* input norm (-1: none) */
+    int64_t pop_W[MODEL_MAX_ATLASES], pop_b[MODEL_MAX_ATLASES]; /* population head (-1: none) */
     model_block enc[MODEL_MAX_LAYERS], dec[MODEL_MAX_LAYERS];
 } model;
 
@@ -87,12 +100,19 @@ void model_free(model *m); /* accepts a zeroed/freed model */
 void model_init_params(model *m, uint64_t seed);
 /* Tensor by name, NULL if absent. */
 const model_tensor *model_find(const model *m, const char *name);
-/* Copy the buffers (norm/...) of src into dst (same architecture): a fresh model that
- * must see its inputs as src does. */
+/* Copy the data statistics (norm/...) of src into dst (same architecture): a fresh model
+ * that must see its inputs as src does. Not the population head, which is learned. */
 void model_copy_buffers(model *dst, const model *src);
-/* Width of the graph embedding (the readout's output): what probe_embed writes, what
- * report/embeddings.h5 stores and what the projection head reads. */
+/* Width of the encoder's graph embedding (the readout's output): what the projection
+ * head and the fine-tuning heads read. */
 int64_t model_embed_dim(const model *m);
+/* Width of the model's embedding of a graph under cfg.embed: what probe_embed writes and
+ * report/embeddings.h5 stores (the readout's H, pop_rank, or both). */
+int64_t model_feature_dim(const model *m);
+/* The population head of atlas a (model index) on one graph: out[k] = b_k + sum over
+ * i < j of W[k, q(i,j)] x_ij, x the FC as the model sees it (input-normalised when
+ * cfg.norm), q the row-major index of the upper triangle. out: pop_rank floats. */
+void model_pop_apply(const model *m, int a, int N, const float *fc, float *out);
 /* Index of atlas `name` in the model's order, -1 if absent. */
 int model_atlas_find(const model *m, const char *name);
 

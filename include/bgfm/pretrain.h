@@ -21,6 +21,7 @@ typedef struct pretrain_opts {
     int64_t epochs, batch_size, checkpoint_every, keep_checkpoints;
     int strict;              /* protocol: strict (only graphs with label < 0 are read) */
     int scan_pairs;          /* gcl_pairs: scan (view b from another window of the scan) */
+    double pop_shrink;       /* population head: within-scan covariance shrinkage (pop.h) */
     uint64_t seed;
     const char *init_path;   /* checkpoint to start from, or NULL: random init */
     const char *resume_from; /* checkpoint file or folder to resume from when outdir has no

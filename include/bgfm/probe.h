@@ -59,8 +59,9 @@ void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int 
 /* Graph embedding of one graph in eval mode (model.md section 2: mean of the
  * encoder's region-node outputs over the full graph; no dropout, masking or
  * corruption). atlas = model atlas index, N its node count, fc/adj (N, N), rwse
- * (N, k). ws must come from model_ws_init(ws, m, 1 or more). out: model_embed_dim(m)
- * floats. */
+ * (N, k). ws must come from model_ws_init(ws, m, 1 or more). out: model_feature_dim(m)
+ * floats: under the model's `embedding`, the encoder's readout, then the population
+ * head's pop_rank numbers (model.md section 11). */
 void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
                  const float *rwse, int64_t gidx, float *out);
 

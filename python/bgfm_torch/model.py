@@ -47,6 +47,8 @@ class Config:
     readout: str = "region"
     readout_dim: int = 8
     input_norm: str = "population"
+    pop_rank: int = 0
+    embedding: str = "encoder"
 
     @property
     def D_in(self):
@@ -80,6 +82,13 @@ class Config:
             raise BGFMLoadError(f"{path}: __metadata__ readout must be region|mean and "
                                 "input_norm population|none")
         c.readout_dim = num("readout_dim") if c.readout == "region" else 0
+        # files written before the population head (model.md section 11) have neither key
+        c.pop_rank = num("pop_rank") if "pop_rank" in meta else 0
+        c.embedding = meta.get("embedding", "encoder")
+        if c.embedding not in ("encoder", "encoder+pop", "pop") or c.pop_rank > 256 or \
+                (c.embedding != "encoder" and c.pop_rank < 1):
+            raise BGFMLoadError(f"{path}: __metadata__ embedding must be encoder|encoder+pop|pop, "
+                                "and a head (pop_rank 1..256) is needed for the last two")
         if c.H % c.nh or max(nodes) > c.N_max or ("D_in" in meta and num("D_in") != c.D_in):
             raise BGFMLoadError(f"{path}: __metadata__ describes no valid model (H % nh, "
                                 "atlas nodes <= N_max, D_in = N_max + k)")
@@ -92,7 +101,8 @@ class Config:
              "atlas_nodes": ",".join(str(n) for n in self.atlas_nodes),
              "readout": self.readout, "input_norm": self.input_norm,
              "readout_dim": str(self.readout_dim if self.readout == "region" else 0),
-             "D_in": str(self.D_in), "layer_norm_eps": "1e-05"}
+             "D_in": str(self.D_in), "layer_norm_eps": "1e-05",
+             "pop_rank": str(self.pop_rank), "embedding": self.embedding}
         for k in ("H", "nh", "F", "k", "L", "Ld", "P", "N_max"):
             m[k] = str(getattr(self, k))
         return m
@@ -187,6 +197,22 @@ class InputNorm(nn.Module):
         self.register_buffer("std", torch.ones(N, N))
 
 
+class PopHead(nn.Module):
+    """The population head of one atlas (model.md section 11): r directions over the upper
+    triangle of the input-normalised FC, fitted by bgfm after pretraining from which graphs
+    are windows of one scan (buffers, never trained)."""
+
+    def __init__(self, N, r):
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(r, N * (N - 1) // 2))
+        self.register_buffer("bias", torch.zeros(r))
+        self.N = N
+
+    def forward(self, C):
+        iu = torch.triu_indices(self.N, self.N, 1, device=C.device)
+        return C[:, iu[0], iu[1]] @ self.weight.T + self.bias
+
+
 class Decoder(nn.Module):
     """GMAE decoder (model.md section 3): blocks registered as dec.0, dec.1, ..."""
 
@@ -229,6 +255,8 @@ class BrainGFM(nn.Module):
             self.proj = Projection(cfg)
         if cfg.input_norm == "population":
             self.norm = nn.ModuleDict({a: InputNorm(n) for a, n in zip(cfg.atlases, cfg.atlas_nodes)})
+        if cfg.pop_rank:
+            self.pop = nn.ModuleDict({a: PopHead(n, cfg.pop_rank) for a, n in zip(cfg.atlases, cfg.atlas_nodes)})
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -251,7 +279,9 @@ class BrainGFM(nn.Module):
 
     @property
     def embed_dim(self):
-        return self.cfg.H
+        """Width of forward()'s embedding: the readout's H, pop_rank, or both (embedding)."""
+        c = self.cfg
+        return (c.H if c.embedding != "pop" else 0) + (c.pop_rank if c.embedding != "encoder" else 0)
 
     def _atlas(self, atlas):
         if atlas not in self.embed.node:
@@ -305,10 +335,18 @@ class BrainGFM(nn.Module):
         return self.readout(z, idx, atlas, N)
 
     def forward(self, fc, adj, rwse, atlas):
-        """Graph embeddings (B, H) of B full graphs of one atlas: what bgfm's probe
-        computes in eval mode (no masking, no corruption; dropout only in training)."""
-        z, idx = self.encode(fc, adj, rwse, atlas)
-        return self.pool(z, idx, atlas, fc.shape[1])
+        """Graph embeddings (B, embed_dim) of B full graphs of one atlas: what bgfm's probe
+        computes in eval mode (no masking, no corruption; dropout only in training): the
+        encoder's readout, then (embedding encoder+pop or pop) the population head."""
+        parts = []
+        if self.cfg.embedding != "pop":
+            z, idx = self.encode(fc, adj, rwse, atlas)
+            parts.append(self.pool(z, idx, atlas, fc.shape[1]))
+        if self.cfg.embedding != "encoder":
+            self._atlas(atlas)
+            p = next(self.parameters())
+            parts.append(self.pop[atlas](self.normalise(fc.to(device=p.device, dtype=p.dtype), atlas)))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def decode(self, z, idx, adj, atlas):
         """GMAE decoder (model.md section 3): predictions y (B, N, N_max) of every node

@@ -91,6 +91,9 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     int64_t rd = c->rdim;
     if (!rc && c->readout == MODEL_READOUT_REGION)
         rc = h5io_attr_set_i64(f, group, "readout_dim", &rd, 1, e);
+    int64_t pr = c->pop_rank;
+    if (!rc) rc = h5io_attr_set_i64(f, group, "pop_rank", &pr, 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, group, "embedding", model_embed_name(c->embed), e);
     return rc;
 }
 
@@ -152,6 +155,25 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
             if (rc) return rc;
             c->rdim = v > 0 && v <= 1024 ? (int)v : -1;
         }
+    }
+    /* files written before the population head have neither: no head, the encoder's
+     * embedding */
+    if (h5io_attr_exists(f, group, "pop_rank")) {
+        int64_t v = 0;
+        int one = 1;
+        rc = h5io_attr_get_i64(f, group, "pop_rank", &v, &one, e);
+        if (rc) return rc;
+        c->pop_rank = v >= 0 && v <= 256 ? (int)v : -1;
+    }
+    if (h5io_attr_exists(f, group, "embedding")) {
+        char *em = NULL;
+        rc = h5io_attr_get_str(f, group, "embedding", &em, e);
+        if (rc) return rc;
+        c->embed = model_embed_parse(em);
+        free(em);
+        if (c->embed < 0)
+            return bgfm_fail(e, BGFM_EDATA, "%s: attribute embedding of %s is not encoder, "
+                             "encoder+pop or pop", file, group);
     }
     return model_cfg_check(c, file, e);
 }

@@ -42,6 +42,7 @@ static const name_pair top[] = {
     {"proj/W1", "proj.fc1.weight"},     {"proj/b1", "proj.fc1.bias"},
     {"proj/W2", "proj.fc2.weight"},     {"proj/b2", "proj.fc2.bias"},
     {"norm/*/mean", "norm.*.mean"},     {"norm/*/std", "norm.*.std"},
+    {"pop/*/W", "pop.*.weight"},        {"pop/*/b", "pop.*.bias"},
 };
 
 static const name_pair block[] = {
@@ -228,6 +229,8 @@ static int meta_build(const model *m, const export_corpus *cp, int full, meta_kv
     for (int i = 0; i < 10 && !rc; i++) rc = kv_add(kv, n, e, ik[i], "%d", iv[i]);
     if (!rc) rc = kv_add(kv, n, e, "readout", "%s", model_readout_name(c->readout));
     if (!rc) rc = kv_add(kv, n, e, "input_norm", "%s", c->norm ? "population" : "none");
+    if (!rc) rc = kv_add(kv, n, e, "pop_rank", "%d", c->pop_rank);
+    if (!rc) rc = kv_add(kv, n, e, "embedding", "%s", model_embed_name(c->embed));
     if (!rc) rc = kv_add(kv, n, e, "layer_norm_eps", "1e-05");
     if (!rc) rc = kv_add(kv, n, e, "bgfm_version", "%s", BGFM_VERSION);
     if (!rc) rc = kv_add(kv, n, e, "bgfm_rev", "%s", BGFM_GITREV);
@@ -735,6 +738,13 @@ static int meta_cfg(const st_file *f, model_cfg *c, int *full, bgfm_err *e) {
                          "input_norm (population|none) and contents (encoder|full)", f->path);
     if (c->readout == MODEL_READOUT_REGION && (rc = meta_int(f, "readout_dim", 1, 1024, &c->rdim, e)))
         return rc;
+    /* files written before the population head (model.md section 11) have neither key */
+    if (meta_str(f, "pop_rank") && (rc = meta_int(f, "pop_rank", 0, 256, &c->pop_rank, e))) return rc;
+    const char *em = meta_str(f, "embedding");
+    c->embed = em ? model_embed_parse(em) : MODEL_EMBED_ENCODER;
+    if (c->embed < 0)
+        return bgfm_fail(e, BGFM_EDATA, "%s: __metadata__ embedding is %s, not encoder, "
+                         "encoder+pop or pop", f->path, em);
     int din = 0;
     if (meta_str(f, "D_in") && (meta_int(f, "D_in", 0, 1 << 21, &din, e) || din != c->N_max + c->k))
         return bgfm_fail(e, BGFM_EDATA, "%s: __metadata__ D_in is not N_max + k", f->path);

@@ -19,6 +19,16 @@ int model_readout_parse(const char *s) {
 
 const char *model_readout_name(int r) { return r == MODEL_READOUT_REGION ? "region" : "mean"; }
 
+int model_embed_parse(const char *s) {
+    return !strcmp(s, "encoder") ? MODEL_EMBED_ENCODER
+           : !strcmp(s, "encoder+pop") ? MODEL_EMBED_BOTH
+           : !strcmp(s, "pop") ? MODEL_EMBED_POP : -1;
+}
+
+const char *model_embed_name(int embed) {
+    return embed == MODEL_EMBED_BOTH ? "encoder+pop" : embed == MODEL_EMBED_POP ? "pop" : "encoder";
+}
+
 int model_dec_input_parse(const char *s) {
     return !strcmp(s, "nodes")         ? MODEL_DEC_NODES
            : !strcmp(s, "nodes+graph") ? MODEL_DEC_NODES_GRAPH
@@ -65,6 +75,14 @@ int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
                          c->readout);
     if (c->readout == MODEL_READOUT_REGION && (c->rdim < 1 || c->rdim > 1024))
         return bgfm_fail(e, BGFM_EUSAGE, "%s: readout_dim %d (need 1..1024)", where, c->rdim);
+    if (c->pop_rank < 0 || c->pop_rank > 256)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: pop_rank %d (need 0..256)", where, c->pop_rank);
+    if (c->embed != MODEL_EMBED_ENCODER && c->embed != MODEL_EMBED_BOTH && c->embed != MODEL_EMBED_POP)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: embedding %d is not encoder, encoder+pop or pop",
+                         where, c->embed);
+    if (c->embed != MODEL_EMBED_ENCODER && c->pop_rank < 1)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: embedding %s needs the population head: set pop_rank "
+                         ">= 1 (or embedding: encoder)", where, model_embed_name(c->embed));
     if (c->n_atlases < 1 || c->n_atlases > MODEL_MAX_ATLASES)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: %d atlases (need 1..%d)", where, c->n_atlases,
                          MODEL_MAX_ATLASES);
@@ -176,6 +194,16 @@ static int64_t layout(model *m) {
         snprintf(n, sizeof n, "norm/%s/std", c->atlas[a]);
         m->nm_std[a] = add_t(m, &off, n, Na, Na, MODEL_INIT_ONE);
     }
+    /* the population head after the statistics: model_copy_buffers copies [n_train, n_stat) */
+    m->n_stat = off;
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) m->pop_W[a] = m->pop_b[a] = -1;
+    for (int a = 0; c->pop_rank && a < c->n_atlases; a++) {
+        int64_t Na = c->atlas_nodes[a];
+        snprintf(n, sizeof n, "pop/%s/W", c->atlas[a]);
+        m->pop_W[a] = add_t(m, &off, n, c->pop_rank, Na * (Na - 1) / 2, MODEL_INIT_NORMAL);
+        snprintf(n, sizeof n, "pop/%s/b", c->atlas[a]);
+        m->pop_b[a] = add_t(m, &off, n, c->pop_rank, 0, MODEL_INIT_ZERO);
+    }
     for (int i = first_buffer; m->t && i < m->n_tensors; i++) m->t[i].buffer = 1;
     return off;
 }
@@ -232,10 +260,35 @@ const model_tensor *model_find(const model *m, const char *name) {
 
 int64_t model_embed_dim(const model *m) { return m->cfg.H; }
 
+int64_t model_feature_dim(const model *m) {
+    const model_cfg *c = &m->cfg;
+    return (c->embed != MODEL_EMBED_POP ? c->H : 0) + (c->embed != MODEL_EMBED_ENCODER ? c->pop_rank : 0);
+}
+
+void model_pop_apply(const model *m, int a, int N, const float *fc, float *out) {
+    const int64_t T = (int64_t)N * (N - 1) / 2;
+    const float *W = m->w + m->pop_W[a], *b = m->w + m->pop_b[a];
+    const float *mu = m->cfg.norm ? m->w + m->nm_mean[a] : NULL;
+    const float *sd = m->cfg.norm ? m->w + m->nm_std[a] : NULL;
+    for (int k = 0; k < m->cfg.pop_rank; k++) {
+        const float *w = W + (int64_t)k * T;
+        double acc = (double)b[k];
+        int64_t q = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = i + 1; j < N; j++, q++) {
+                int64_t p = (int64_t)i * N + j;
+                double x = mu ? ((double)fc[p] - (double)mu[p]) / (double)sd[p] : (double)fc[p];
+                acc += (double)w[q] * x;
+            }
+        out[k] = (float)acc;
+    }
+}
+
 void model_copy_buffers(model *dst, const model *src) {
-    BGFM_ASSERT(dst->n_params == src->n_params && dst->n_train == src->n_train);
+    BGFM_ASSERT(dst->n_params == src->n_params && dst->n_train == src->n_train &&
+                dst->n_stat == src->n_stat);
     memcpy(dst->w + dst->n_train, src->w + src->n_train,
-           (size_t)(dst->n_params - dst->n_train) * sizeof(float));
+           (size_t)(dst->n_stat - dst->n_train) * sizeof(float));
 }
 
 int model_atlas_find(const model *m, const char *name) {

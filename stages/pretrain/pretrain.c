@@ -20,6 +20,7 @@
 #include "bgfm/log.h"
 #include "bgfm/mline.h"
 #include "bgfm/norm.h"
+#include "bgfm/pop.h"
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
@@ -601,6 +602,14 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                        o->stop_after > 0 && st.step >= o->stop_after ? "BGFM_TEST_STOP_AFTER"
                                                                     : "SIGTERM/SIGUSR1",
                        dir, (long long)last_ckpt);
+    /* the population head, from the graphs training read (pop.h) */
+    pop_fit_info pfi;
+    if (!rc) rc = pop_fit(ctx, m, t.gs, t.pl.used, t.pl.n_used, o->pop_shrink, &pfi);
+    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++)
+        if (pfi.graphs[a])
+            log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
+                     "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
+                     pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
     if (!rc) {
         snprintf(path, sizeof path, "%s/final.h5", outdir);
         st.config = (char *)(uintptr_t)o->config_text;
@@ -650,6 +659,14 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"input_norm", BGFM_OPT_ENUM, "population", 1, 0, "population|none",
      "population: every FC entry standardised by its mean and sd over the graphs pretraining "
      "reads (fitted at a fresh start, stored in the model); none: raw FC (model.md section 1)"},
+    {"pop_rank", BGFM_OPT_INT, "8", 0, 256, NULL,
+     "population head: directions along which people differ most against how one person's "
+     "windows differ, fitted per atlas after training (0: no head; model.md section 11)"},
+    {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
+     "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
+    {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder",
+     "the graph embedding the probe reads: the encoder's readout and the population head, "
+     "one of them alone (model.md section 11)"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},
@@ -760,6 +777,9 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->readout = model_readout_parse(params_str(w, "readout"));
     c->rdim = (int)params_int(w, "readout_dim");
     c->norm = !strcmp(params_str(w, "input_norm"), "population");
+    c->pop_rank = (int)params_int(w, "pop_rank");
+    c->embed = model_embed_parse(params_str(w, "embedding"));
+    o.pop_shrink = params_real(w, "pop_shrink");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

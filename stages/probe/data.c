@@ -430,7 +430,7 @@ int probe_embed_all(bgfm_stage_run *r, graphs_store *gs, model *mp, model *mr, c
                     probe_data *d) {
     bgfm_ctx *ctx = r->ctx;
     bgfm_err *e = &ctx->err;
-    int64_t E = d->E = model_embed_dim(mp);
+    int64_t E = d->E = model_feature_dim(mp);
     int k = graphs_rwse_steps(gs);
     int64_t nl = d->nl;
     d->tri = bgfm_calloc(e, (size_t)d->A, sizeof *d->tri, "probe");

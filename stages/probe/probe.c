@@ -117,8 +117,12 @@ void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, cons
     hp.mask_columns = 1;
     model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx, NULL, NULL, NULL};
     model_losses ls;
-    model_forward(m, ws, &bt, &hp, &ls);
-    memcpy(out, ws->E + m->cfg.H, (size_t)m->cfg.H * sizeof *out);
+    int enc = m->cfg.embed != MODEL_EMBED_POP;
+    if (enc) {
+        model_forward(m, ws, &bt, &hp, &ls);
+        memcpy(out, ws->E + m->cfg.H, (size_t)m->cfg.H * sizeof *out);
+    }
+    if (m->cfg.embed != MODEL_EMBED_ENCODER) model_pop_apply(m, atlas, N, fc, out + (enc ? m->cfg.H : 0));
 }
 
 int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,

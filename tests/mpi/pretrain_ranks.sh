@@ -79,11 +79,14 @@ def order(L, Ld, atlases):
         o += ["readout/Wc"] + [f"readout/W/{a}" for a in atlases] + ["readout/b"]
     o += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in range(Ld) for b in blk]
     o += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
-    if norm:  # the input normalisation's buffers come last
+    if norm:  # the input normalisation's buffers follow the trained tensors
         o += [f"norm/{a}/{k}" for a in atlases for k in ("mean", "std")]
+    if pop:  # the population head comes last
+        o += [f"pop/{a}/{k}" for a in atlases for k in ("W", "b")]
     return o
 region = m.attrs["readout"] in (b"region", "region")
 norm = m.attrs["input_norm"] in (b"population", "population")
+pop = int(m.attrs["pop_rank"]) > 0
 names = order(int(m.attrs["L"]), int(m.attrs["Ld"]), ["tiny"])
 cnt = []
 f["model"].visit(lambda k: cnt.append(k) if isinstance(f["model"][k], h5py.Dataset) else None)
@@ -121,6 +124,8 @@ names += ["dec/re/W", "dec/re/b", "dec/mask_token"] + [f"dec/{l}/{b}" for l in r
 names += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
 if m.attrs["input_norm"] in (b"population", "population"):
     names += ["norm/tiny/mean", "norm/tiny/std"]
+if int(m.attrs["pop_rank"]) > 0:
+    names += ["pop/tiny/W", "pop/tiny/b"]
 flat = lambda g: np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
 B = 1 << 20
 blocks = lambda b: [hashlib.sha256(b[i:i + B]).digest() for i in range(0, len(b), B)]
@@ -137,6 +142,20 @@ $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); d = f['model/in/W'];
 "$BGFM" grad --graphs "$T/w/conn/index.h5" --atlas tiny --indices 0,1 --checkpoint "$T/v2.h5" \
   --out "$T/g3.h5" >"$T/og" 2>&1
 rc=$?
+check "population head (pop/*, fitted from the data, not trained): the same bits on 1-4 ranks" $PY - "$T" <<'PYEOF'
+import h5py, numpy as np, sys
+T = sys.argv[1]
+a = h5py.File(f"{T}/pre1/final.h5", "r")["model"]
+assert int(a.attrs["pop_rank"]) == 8 and a.attrs["embedding"] in (b"encoder+pop", "encoder+pop")
+W = a["pop/tiny/W"][()]
+assert W.shape == (8, 6) and np.abs(W).max() > 0
+for n in (2, 3, 4):
+    b = h5py.File(f"{T}/pre{n}/final.h5", "r")["model"]
+    for k in ("pop/tiny/W", "pop/tiny/b"):
+        assert a[k][()].tobytes() == b[k][()].tobytes(), (n, k)
+PYEOF
+check "population head of the 4-region atlas = numpy/scipy (tests/reference/pop_fit.py)" \
+  $PY "$ROOT/tests/reference/pop_fit.py" "$T/pre3/final.h5" "$T/w/conn"
 check "a changed format-2 checkpoint is rejected (exit 3, checksum mismatch)" \
   bash -c "[ $rc -eq 3 ] && grep -q 'checksum mismatch' '$T/og'"
 rm -rf "$T/w/pre" "$T/w/.pre.partial"
@@ -175,3 +194,5 @@ for a, b in zip(p1, p2):
 assert s1["bytes_read"] == 2 * sg["bytes_read"] == s2["bytes_read"], (s1["bytes_read"], sg["bytes_read"])
 assert p1[0]["loss_rec"] != g1[0]["loss_rec"]
 PYEOF
+check "population head of the 12-region atlas (20 graphs, 19 components) = numpy/scipy" \
+  $PY "$ROOT/tests/reference/pop_fit.py" "$T/w_partner/pre/final.h5" "$T/w_partner/conn"

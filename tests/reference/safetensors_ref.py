@@ -25,6 +25,7 @@ RULES = [  # docs/export.md, "The module and its names": bgfm name -> PyTorch na
     (r"dec/out/W", "dec.out.weight"), (r"dec/out/b", "dec.out.bias"),
     (r"proj/W([12])", r"proj.fc\1.weight"), (r"proj/b([12])", r"proj.fc\1.bias"),
     (r"norm/([\w-]+)/(mean|std)", r"norm.\1.\2"),
+    (r"pop/([\w-]+)/W", r"pop.\1.weight"), (r"pop/([\w-]+)/b", r"pop.\1.bias"),
     (r"(enc|dec)/(\d+)/(gcn)/W", r"\1.\2.\3.weight"), (r"(enc|dec)/(\d+)/(gcn)/b", r"\1.\2.\3.bias"),
     (r"(enc|dec)/(\d+)/(ln_g|ln_1|ln_2)/gamma", r"\1.\2.\3.weight"),
     (r"(enc|dec)/(\d+)/(ln_g|ln_1|ln_2)/beta", r"\1.\2.\3.bias"),
@@ -92,7 +93,9 @@ def main(path, ckpt, contents):
                 atlas_nodes=",".join(str(int(x)) for x in at_["atlas_nodes"]),
                 input_norm=s(at_.get("input_norm", "none")), contents=contents,
                 readout_dim=str(int(at_["readout_dim"])) if "readout_dim" in at_ else "0",
-                format="bgfm-safetensors", format_version="1")
+                format="bgfm-safetensors", format_version="1",
+                pop_rank=str(int(at_["pop_rank"])) if "pop_rank" in at_ else "0",
+                embedding=s(at_.get("embedding", "encoder")))
     check("metadata: the architecture of /model", all(meta.get(k) == v for k, v in arch.items()))
     corpus = {"config": s(f["state"].attrs["config"]), "step": str(int(f["state/step"][()])),
               "epoch": str(int(f["state/epoch"][()])), "seed": str(int(f["state/seed"][()])),

@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""pop_fit.py CKPT CONN_DIR: the checkpoint's population head (pop/<atlas>/W, b) against
+an independent numpy/scipy fit of docs/model.md section 11 on the graphs the checkpoint
+says training read (/pretrain_graphs), as the model sees them (input-normalised with the
+checkpoint's norm buffers): PCA by SVD (at most 150 components), between-scan and
+within-scan covariances, the within one shrunk by pop_shrink (read from the stored
+configuration, default 0.1) towards its mean eigenvalue, scipy.linalg.eigh(Sb, Sw).
+Checked per atlas:
+- each direction's features (W z + b over the training graphs) match numpy's within 1e-3
+  relative (directions whose eigenvalue is within 1e-3 of a neighbour's: the subspace);
+- invariants that need no eigensolver: over the training graphs the features are centred,
+  and their within-scan covariance, shrunk as above, is the identity (1e-3);
+- rows past the fitted directions are zero (directions with no between-scan variance, as
+  with fewer scans than pop_rank, are not fitted).
+Exits 1 with a message on the first failure."""
+import re, sys
+import h5py, numpy as np, scipy.linalg as sl
+
+ck, cdir = sys.argv[1], sys.argv[2]
+s = lambda x: x.decode() if isinstance(x, bytes) else str(x)
+f = h5py.File(ck, "r")
+a = f["model"].attrs
+r = int(a["pop_rank"])
+assert r > 0, "no population head in " + ck
+cfg = s(f["state"].attrs["config"]) if "config" in f["state"].attrs else ""
+m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
+shrink = float(m.group(1)) if m else 0.1
+used = f["pretrain_graphs"][()]
+idx = h5py.File(cdir + "/index.h5", "r")
+names = [s(x) for x in idx["atlases"][()]]
+shards = [s(x) for x in idx["shards"][()]]
+GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
+fail = lambda msg: sys.exit("pop_fit: " + msg)
+checked = 0
+for ai, an in enumerate(names):
+    rows = [g for g in used if GA[g] == ai]
+    if not rows or ("pop/%s/W" % an) not in f["model"]:
+        continue
+    W = f["model/pop/%s/W" % an][()].astype(np.float64)
+    b = f["model/pop/%s/b" % an][()].astype(np.float64)
+    mu = f["model/norm/%s/mean" % an][()].astype(np.float64) if ("norm/%s/mean" % an) in f["model"] else None
+    sd = f["model/norm/%s/std" % an][()].astype(np.float64) if mu is not None else None
+    X = []
+    for g in rows:
+        C = h5py.File(cdir + "/" + shards[GS[g]], "r")["graphs/%s/fc" % an][GR[g]].astype(np.float64)
+        if mu is not None:
+            C = (C - mu) / sd
+        iu = np.triu_indices(C.shape[0], 1)
+        X.append(C[iu].astype(np.float32).astype(np.float64))  # the C side keeps float rows
+    X = np.array(X)
+    scan = np.array([GJ[g] for g in rows])
+    n, T = X.shape
+    Xc = X - X.mean(0)
+    U, sv, Vt = np.linalg.svd(Xc, full_matrices=False)
+    lam = sv ** 2
+    r0 = int(min(150, n - 1, T, (lam > 1e-10 * lam[0]).sum()))
+    Q = Xc @ Vt[:r0].T
+    subs = sorted(set(scan))
+    M = np.array([Q[scan == p].mean(0) for p in subs])
+    Sb = M.T @ M / len(subs)
+    R = np.concatenate([Q[scan == p] - Q[scan == p].mean(0) for p in subs])
+    Sw = R.T @ R / n
+    Sws = (1 - shrink) * Sw + shrink * np.trace(Sw) / r0 * np.eye(r0)
+    ev, V = sl.eigh(Sb, Sws)
+    ev, V = ev[::-1], V[:, ::-1]
+    rr = int(min(r, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
+    Wn = (Vt[:r0].T @ V[:, :rr]).T
+    for k in range(rr):  # the sign rule: largest-magnitude entry positive
+        j = np.argmax(np.abs(Wn[k]))
+        Wn[k] *= np.sign(Wn[k, j])
+    Fc = X @ W[:rr].T + b[:rr]
+    Fn = Xc @ Wn.T
+    if np.abs(W[rr:]).max(initial=0) != 0 or np.abs(b[rr:]).max(initial=0) != 0:
+        fail("%s: rows past the %d fitted directions are not zero" % (an, rr))
+    if np.abs(Fc.mean(0)).max() > 1e-3 * max(1.0, np.abs(Fc).max()):
+        fail("%s: the features are not centred over the training graphs" % an)
+    # within-scan covariance of the features, shrunk as in the fit: the identity
+    Rf = np.concatenate([Fc[scan == p] - Fc[scan == p].mean(0) for p in subs])
+    Swf = Rf.T @ Rf / n
+    Pc = Vt[:r0]  # the shrinkage term through the PCA basis: shrink * tr(Sw)/r0 * A^T A
+    A = np.linalg.lstsq(Pc.T, W[:rr].T, rcond=None)[0]
+    Id = (1 - shrink) * Swf + shrink * np.trace(Sw) / r0 * A.T @ A
+    if np.abs(Id - np.eye(rr)).max() > 1e-3:
+        fail("%s: A^T Sw A is not the identity (max error %.2e)" % (an, np.abs(Id - np.eye(rr)).max()))
+    for k in range(rr):
+        gap = min([abs(ev[k] - ev[j]) for j in (k - 1, k + 1) if 0 <= j < r0] or [np.inf])
+        if gap < 1e-3 * abs(ev[k]):
+            continue
+        err = np.linalg.norm(Fc[:, k] - Fn[:, k]) / np.linalg.norm(Fn[:, k])
+        if not err < 1e-3:
+            fail("%s: direction %d differs from numpy (relative error %.2e)" % (an, k, err))
+    # the subspace of all rr directions
+    Qc, _ = np.linalg.qr(Fc - Fc.mean(0))
+    Qn, _ = np.linalg.qr(Fn)
+    cosines = np.linalg.svd(Qc.T @ Qn, compute_uv=False)
+    if cosines.min() < 1 - 1e-4:
+        fail("%s: the head's subspace differs from numpy's (smallest cosine %.6f)" % (an, cosines.min()))
+    checked += 1
+    print("pop_fit: %s: %d graphs, %d scans, %d of %d directions, leading ratio %.3f" %
+          (an, n, len(subs), rr, r, ev[0]))
+if not checked:
+    fail("no atlas with a population head and training graphs in " + ck)
