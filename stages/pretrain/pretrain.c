@@ -470,6 +470,22 @@ static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const o
     return 0;
 }
 
+/* Collective: the population head from the graphs training read (pop.h), logged. */
+static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
+    const model *m = &t->m;
+    pop_fit_info pfi;
+    double t0 = MPI_Wtime();
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_shrink, &pfi);
+    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++)
+        if (pfi.graphs[a])
+            log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
+                     "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
+                     pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
+    if (!rc && m->cfg.pop_rank)
+        log_info(ctx, "pretrain: population head fitted in %.2f s", MPI_Wtime() - t0);
+    return rc;
+}
+
 static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const char *outdir,
                  const char *metrics, pretrain_result *res) {
     bgfm_err *e = &ctx->err;
@@ -602,15 +618,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                        o->stop_after > 0 && st.step >= o->stop_after ? "BGFM_TEST_STOP_AFTER"
                                                                     : "SIGTERM/SIGUSR1",
                        dir, (long long)last_ckpt);
-    /* the population head, from the graphs training read (pop.h) */
-    pop_fit_info pfi;
-    if (!rc) rc = pop_fit(ctx, m, t.gs, t.pl.used, t.pl.n_used, o->pop_shrink, &pfi);
-    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++)
-        if (pfi.graphs[a])
-            log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
-                     "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
-                     pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
-    if (!rc) {
+    if (!rc && !(rc = fit_head(ctx, o, &t))) { /* the population head, then final.h5 */
         snprintf(path, sizeof path, "%s/final.h5", outdir);
         st.config = (char *)(uintptr_t)o->config_text;
         rc = ckpt_save_par(ctx->comm, path, m, &t.op, &st, e);
