@@ -170,6 +170,8 @@ typedef struct probe_report_ctx {
     const char *ckpt, *gpath;
     int64_t H;         /* the encoder's width (hidden) */
     int pca_request;   /* pca_components asked for */
+    int embed;         /* the model's enum model_embed, and its population head's rows */
+    int pop_rank;
 } probe_report_ctx;
 
 int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e);

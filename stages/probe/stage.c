@@ -712,7 +712,7 @@ static int probe_run(bgfm_stage_run *r) {
     double t_fit = MPI_Wtime() - t0;
     if (ctx->rank == 0) {
         probe_report_ctx c = {r, &o, &d, &p, views, in.gs, in.ckpt, in.gpath, in.mp.cfg.H,
-                              o.pca_components};
+                              o.pca_components, in.mp.cfg.embed, in.mp.cfg.pop_rank};
         rc = write_report(r, &c, &p, t_fit);
     }
     rc = bgfm_ctx_agree(ctx, rc);

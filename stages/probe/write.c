@@ -342,6 +342,9 @@ static void write_header(FILE *f, const probe_report_ctx *c) {
     int64_t nlab = 0, glab = 0;
     for (int64_t s = 0; s < d->ns; s++) nlab += d->cls[s] >= 0;
     for (int64_t j = 0; j < d->nl; j++) glab += d->cls[d->subj[j]] >= 0;
+    fputs(",\n  \"embedding\": ", f);
+    json_write_str(f, model_embed_name(c->embed));
+    fprintf(f, ",\n  \"pop_rank\": %d", c->pop_rank);
     fprintf(f, ",\n  \"hidden\": %lld,\n  \"embed_dim\": %lld,\n  \"pca_components\": %d,\n"
             "  \"n_subjects\": %lld,\n  \"n_graphs\": %lld,\n  \"probed_subjects\": %lld,\n"
             "  \"probed_graphs\": %lld,\n  \"classes\": [", (long long)c->H, (long long)d->E,
