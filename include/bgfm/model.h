@@ -109,6 +109,10 @@ int64_t model_embed_dim(const model *m);
 /* Width of the model's embedding of a graph under cfg.embed: what probe_embed writes and
  * report/embeddings.h5 stores (the readout's H, pop_rank, or both). */
 int64_t model_feature_dim(const model *m);
+/* FC entry p (row-major in the N x N matrix) of a graph of atlas a as the model sees it,
+ * in double: (C_p - mean_a,p) / std_a,p with the input normalisation, else C_p. What the
+ * population head is fitted on (pop.c) and applied to (model_pop_apply). */
+double model_input_entry(const model *m, int a, const float *fc, int64_t p);
 /* The population head of atlas a (model index) on one graph: out[k] = b_k + sum over
  * i < j of W[k, q(i,j)] x_ij, x the FC as the model sees it (input-normalised when
  * cfg.norm), q the row-major index of the upper triangle. out: pop_rank floats. */

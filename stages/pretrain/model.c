@@ -265,21 +265,21 @@ int64_t model_feature_dim(const model *m) {
     return (c->embed != MODEL_EMBED_POP ? c->H : 0) + (c->embed != MODEL_EMBED_ENCODER ? c->pop_rank : 0);
 }
 
+double model_input_entry(const model *m, int a, const float *fc, int64_t p) {
+    if (!m->cfg.norm) return (double)fc[p];
+    return ((double)fc[p] - (double)m->w[m->nm_mean[a] + p]) / (double)m->w[m->nm_std[a] + p];
+}
+
 void model_pop_apply(const model *m, int a, int N, const float *fc, float *out) {
     const int64_t T = (int64_t)N * (N - 1) / 2;
     const float *W = m->w + m->pop_W[a], *b = m->w + m->pop_b[a];
-    const float *mu = m->cfg.norm ? m->w + m->nm_mean[a] : NULL;
-    const float *sd = m->cfg.norm ? m->w + m->nm_std[a] : NULL;
     for (int k = 0; k < m->cfg.pop_rank; k++) {
         const float *w = W + (int64_t)k * T;
         double acc = (double)b[k];
         int64_t q = 0;
         for (int i = 0; i < N; i++)
-            for (int j = i + 1; j < N; j++, q++) {
-                int64_t p = (int64_t)i * N + j;
-                double x = mu ? ((double)fc[p] - (double)mu[p]) / (double)sd[p] : (double)fc[p];
-                acc += (double)w[q] * x;
-            }
+            for (int j = i + 1; j < N; j++, q++)
+                acc += (double)w[q] * model_input_entry(m, a, fc, (int64_t)i * N + j);
         out[k] = (float)acc;
     }
 }

@@ -13,17 +13,15 @@
 
 static int fit_atlas(MPI_Comm comm, bgfm_err *e, model *m, graphs_store *gs, int sa, int ma,
                      const int64_t *graphs, int64_t n, int rank, int size) {
-    int64_t N = graphs_atlas_nodes(gs, sa), NN = N * N, k = graphs_rwse_steps(gs);
+    int64_t N = graphs_atlas_nodes(gs, sa), NN = N * N;
     int64_t *acc = bgfm_calloc(e, (size_t)(2 * NN + 1), sizeof *acc, "input normalisation sums");
     float *fc = bgfm_malloc(e, (size_t)NN * sizeof *fc, "input normalisation graph");
-    uint8_t *adj = bgfm_malloc(e, (size_t)NN, "input normalisation graph");
-    float *rw = bgfm_malloc(e, (size_t)(N * (k ? k : 1)) * sizeof *rw, "input normalisation graph");
-    int rc = acc && fc && adj && rw ? 0 : BGFM_ENOMEM;
+    int rc = acc && fc ? 0 : BGFM_ENOMEM;
     int64_t seen = 0;
     for (int64_t i = 0; i < n && !rc; i++) {
         if (graphs_get_meta(gs, graphs[i])->atlas != sa) continue;
         if (seen++ % size != rank) continue;
-        if ((rc = graphs_read(gs, &graphs[i], 1, fc, adj, rw, e))) break;
+        if ((rc = graphs_read(gs, &graphs[i], 1, fc, NULL, NULL, e))) break;
         for (int64_t q = 0; q < NN; q++) {
             double x = fc[q];
             /* a non-finite entry adds 0 here (llround of NaN is undefined); training then
@@ -51,8 +49,6 @@ static int fit_atlas(MPI_Comm comm, bgfm_err *e, model *m, graphs_store *gs, int
     }
     free(acc);
     free(fc);
-    free(adj);
-    free(rw);
     return rc;
 }
 

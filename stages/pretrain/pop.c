@@ -171,24 +171,19 @@ done:
 /* This rank's block [lo, hi) of the atlas's list, as the model sees each graph. */
 static int read_rows(const model *m, graphs_store *gs, int ma, const int64_t *idx, int64_t lo,
                      int64_t hi, int N, float *Z, bgfm_err *e) {
-    const int64_t NN = (int64_t)N * N, T = (int64_t)N * (N - 1) / 2, k = graphs_rwse_steps(gs);
-    float *fc = bgfm_malloc(e, (size_t)NN * sizeof *fc, "population head graph");
-    uint8_t *adj = bgfm_malloc(e, (size_t)NN, "population head graph");
-    float *rw = bgfm_malloc(e, (size_t)(N * (k ? k : 1)) * sizeof *rw, "population head graph");
-    int rc = fc && adj && rw ? 0 : BGFM_ENOMEM;
-    const float *mu = m->cfg.norm ? m->w + m->nm_mean[ma] : NULL;
-    const float *sd = m->cfg.norm ? m->w + m->nm_std[ma] : NULL;
+    const int64_t T = (int64_t)N * (N - 1) / 2;
+    float *fc = bgfm_malloc(e, (size_t)N * (size_t)N * sizeof *fc, "population head graph");
+    int rc = fc ? 0 : BGFM_ENOMEM;
     for (int64_t g = lo; g < hi && !rc; g++) {
-        if ((rc = graphs_read(gs, &idx[g], 1, fc, adj, rw, e))) break;
+        if ((rc = graphs_read(gs, &idx[g], 1, fc, NULL, NULL, e))) break; /* FC only */
         float *z = Z + (g - lo) * T;
         for (int i = 0; i < N; i++)
             for (int j = i + 1; j < N; j++) {
-                int64_t p = (int64_t)i * N + j;
-                double x = mu ? ((double)fc[p] - (double)mu[p]) / (double)sd[p] : (double)fc[p];
+                double x = model_input_entry(m, ma, fc, (int64_t)i * N + j);
                 *z++ = isfinite(x) ? (float)x : 0.0f;
             }
     }
-    free(fc), free(adj), free(rw);
+    free(fc);
     return rc;
 }
 
