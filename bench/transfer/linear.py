@@ -20,7 +20,7 @@ import argparse, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, subject_means, evaluate  # noqa: E402
+from oracle import read_graphs, read_participants, subject_means, evaluate  # noqa: E402
 
 
 def main():
@@ -31,14 +31,7 @@ def main():
     ap.add_argument("--draws", type=int, default=60)
     o = ap.parse_args()
     targets = o.targets.split(",")
-    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(o.cohort, "participants.tsv"))]
-    hdr, rows = rows[0], rows[1:]
-    col = {c: i for i, c in enumerate(hdr)}
-    lab_ids = [r[0] for r in rows if r[col["diagnosis"]] not in ("n/a", "")]
-    unl_ids = [r[0] for r in rows if r[col["diagnosis"]] in ("n/a", "")]
-    diag = {r[0]: int(r[col["diagnosis"]] == "patient") for r in rows}
-    tv = {r[0]: [float(r[col[t]]) if r[col[t]] not in ("n/a", "") else np.nan for t in targets]
-          for r in rows}
+    lab_ids, unl_ids, diag, tv = read_participants(o.cohort, targets)
     atlases, graphs = read_graphs(o.index)
     means = {a: subject_means(graphs[a]) for a in atlases}
     lab = np.array([diag[p] for p in lab_ids])

@@ -125,6 +125,21 @@ def evaluate(F, lab, Y, ks, ns, draws, rng):
     return res
 
 
+def read_participants(cohort, targets):
+    """participants.tsv: the labelled and unlabelled (diagnosis n/a) ids, each subject's
+    diagnosis (1 = patient) and its target values (NaN when n/a)."""
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(cohort, "participants.tsv"))]
+    hdr, rows = rows[0], rows[1:]
+    col = {c: i for i, c in enumerate(hdr)}
+    pid = lambda r: r[col["participant_id"]]
+    lab_ids = [pid(r) for r in rows if r[col["diagnosis"]] not in ("n/a", "")]
+    unl_ids = [pid(r) for r in rows if r[col["diagnosis"]] in ("n/a", "")]
+    diag = {pid(r): int(r[col["diagnosis"]] == "patient") for r in rows}
+    tv = {pid(r): [float(r[col[t]]) if r[col[t]] not in ("n/a", "") else np.nan for t in targets]
+          for r in rows}
+    return lab_ids, unl_ids, diag, tv
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cohort")
@@ -137,18 +152,10 @@ def main():
         sys.exit("oracle: no connectivity/graphs/index.h5 under " + o.out)
     model = json.load(open(os.path.join(o.cohort, "derivatives", "synth", "model.json")))
     targets = o.targets.split(",")
-    # participants.tsv: labels and targets of the labelled subjects
-    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(o.cohort, "participants.tsv"))]
-    hdr, rows = rows[0], rows[1:]
-    col = {c: i for i, c in enumerate(hdr)}
     true = {}  # every subject's true traits (model.json), unlabelled included
     for subj in model["participants"]:
         true[subj["participant_id"]] = np.array(subj["traits"], dtype=float)
-    lab_ids = [r[col["participant_id"]] for r in rows if r[col["diagnosis"]] not in ("n/a", "")]
-    unl_ids = [r[col["participant_id"]] for r in rows if r[col["diagnosis"]] in ("n/a", "")]
-    diag = {r[col["participant_id"]]: int(r[col["diagnosis"]] == "patient") for r in rows}
-    tv = {r[col["participant_id"]]: [float(r[col[t]]) if r[col[t]] not in ("n/a", "") else np.nan
-                                    for t in targets] for r in rows}
+    lab_ids, unl_ids, diag, tv = read_participants(o.cohort, targets)
     atlases, graphs = read_graphs(idxs[0])
     means = {a: subject_means(graphs[a]) for a in atlases}
     views = {a: [a] for a in atlases}
