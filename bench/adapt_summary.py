@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """adapt_summary.py: the table of docs/results.md section 10 from the runs of
 bench/adapt_study.sh (OUT=DIR): per method and few-shot level, the AUC averaged over
 seeds, with (sd over seeds / mean sd over folds), and the per-seed paired differences

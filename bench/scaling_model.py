@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """scaling_model.py: the analytic scaling model of data-parallel pretraining
 (docs/scaling.md): per-step compute + gradient all-reduce in two buckets (the tail
 overlapped with the encoder's backward) + row-sharded NT-Xent (gathers and its own rows'

@@ -18,6 +18,8 @@
 #                         default configuration always runs as "default")
 #     --targets "trait_1,...,score"   probe targets (default: every trait_* and score column)
 #     --np N              MPI ranks (default 2)
+#     --repeats R         the probe's fold draws (default 10; sections 1-12c of
+#                         docs/results.md were measured with 3, the probe's default)
 #     --synth "ARGS"      bgfm synth arguments for the default cohort
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +28,7 @@ PY=/usr/bin/python3
 B=${BGFM:-$ROOT/build/bgfm}   # BGFM=path: a pinned binary (not rebuilt) for long studies
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS=""
+OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS="" REPEATS=10
 SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
 VARIANTS=("default=")
 while [ $# -gt 0 ]; do
@@ -39,8 +41,9 @@ while [ $# -gt 0 ]; do
     --variant) VARIANTS+=("$2"); shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
     --np) NP=$2; shift 2 ;;
+    --repeats) REPEATS=$2; shift 2 ;;
     --synth) SYNTH=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,7 +68,7 @@ for v in "${VARIANTS[@]}"; do
       extra=", protocol: $proto"
       [ -n "$opts" ] && extra="$extra, $opts"
       sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
-          -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@||" \
+          -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@|, repeats: $REPEATS|" \
           bench/transfer/study.yaml.in > "$wd.yaml"
       # parcellate and connectivity do not depend on the variant, protocol or seed
       # (the seed only keys pretraining and the probe): reuse the first run's outputs,

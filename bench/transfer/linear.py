@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """linear.py: what linear maps fitted on the UNLABELLED subjects (no label, no trait)
 give on a trait cohort (issue 12; docs/results.md section 11): the evidence that chose
 bgfm's population head (docs/model.md section 11).

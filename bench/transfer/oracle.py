@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """oracle.py: how much any representation could win on a trait cohort (issue 12).
 
 usage: oracle.py COHORT OUT --targets trait_1,...  [--draws 200]

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """summary.py: the transfer study's tables (markdown) from every probe.json under OUT.
 
 usage: summary.py OUT [--view pooled|<atlas>]
