@@ -37,6 +37,9 @@ typedef struct probe_data {
     int64_t ns;           /* subjects */
     char **sid;           /* (ns) participant ids, sorted */
     int *cls;             /* (ns) class, -1 without a label */
+    int64_t *site;        /* (ns) acquisition site (index, -1 unknown): the site of the
+                             subject's first probed graph, "dataset/site" in a corpus */
+    int64_t n_sites;      /* distinct known sites */
     int K;
     int64_t *labels;      /* (K) label values, ascending */
     int R, F;             /* repeats, folds */
@@ -97,6 +100,8 @@ typedef struct probe_results {
     double *alphas; /* (nv, NFEAT, RIDGE_GRID) the grids */
     double *edim;  /* (A, NFEAT) participation ratio per atlas (rank 0) */
     double *sshare; /* (A, NFEAT) subject share of variance per atlas (rank 0) */
+    double *lshare; /* (A, NFEAT) label share (labelled samples; rank 0) */
+    double *tshare; /* (A, NFEAT) site share (samples with a known site; rank 0) */
 } probe_results;
 
 double *probe_cell_at(const probe_results *p, int v, int t, int ki, int r, int f);

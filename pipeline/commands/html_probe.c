@@ -120,12 +120,14 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
 
 static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
     const json_node *ed = json_get(r, "effective_dim"), *sh = json_get(r, "subject_variance_share"),
-                    *at = json_get(r, "atlases");
+                    *lsh = json_get(r, "label_variance_share"),
+                    *tsh = json_get(r, "site_variance_share"), *at = json_get(r, "atlases");
     if (!ed || ed->k != JSON_OBJ) return;
     hp_raw(p, "<table");
     attr_id(p, "dim", s, NULL);
     hp_raw(p, "><tr><th>atlas</th><th>features</th><th>effective dimension</th><th>feature "
-              "count</th><th>share of variance between subjects</th></tr>\n");
+              "count</th><th>share of variance between subjects</th><th>between labels</th><th>between "
+              "sites</th></tr>\n");
     for (int i = 0; i < ed->n; i++) {
         const json_node *nf = json_get(json_get(at, ed->keys[i]), "n_features");
         for (int t = 0; t < 4; t++) {
@@ -137,12 +139,15 @@ static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
             hp_num(p, json_num(&ed->kid[i], feat[t]), 2);
             hp_num(p, json_num(nf, feat[t]), 0);
             hp_num(p, json_num(json_get(sh, ed->keys[i]), feat[t]), 3);
+            hp_num(p, json_num(json_get(lsh, ed->keys[i]), feat[t]), 3);
+            hp_num(p, json_num(json_get(tsh, ed->keys[i]), feat[t]), 3);
             hp_raw(p, "</tr>\n");
         }
     }
     hp_raw(p, "</table>\n<p class=\"note\">Effective dimension: participation ratio of the "
               "features' covariance (1 = collapsed onto one axis); a pretrained encoder far below "
-              "the random one has collapsed (docs/probe.md).</p>\n");
+              "the random one has collapsed; a large share between sites means the features carry the "
+              "scanner as much as the person (docs/probe.md).</p>\n");
 }
 
 static void reg_rows(html_page *p, const char *view, const json_node *b) {

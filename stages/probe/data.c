@@ -22,6 +22,7 @@ void probe_data_free(probe_data *d) {
         for (int64_t s = 0; s < d->ns; s++) free(d->sid[s]);
     free(d->sid);
     free(d->cls);
+    free(d->site);
     free(d->labels);
     free(d->fold);
     free(d->emb[0]);
@@ -218,6 +219,41 @@ static int collect_classes(probe_data *d, const int64_t *lv, const char *gpath, 
     return 0;
 }
 
+/* Each probed subject's site: the site of its first probed graph ("dataset/site" when
+ * the store has datasets, so site-1 of two studies is two sites), indexed in sorted
+ * order; -1 when the store does not know it. */
+static int collect_sites(probe_data *d, graphs_store *gs, bgfm_err *e) {
+    size_t z = (size_t)(d->ns ? d->ns : 1);
+    char **key = bgfm_calloc(e, z, sizeof *key, "probe sites");
+    char **uniq = bgfm_calloc(e, z, sizeof *uniq, "probe sites");
+    d->site = bgfm_malloc(e, z * sizeof *d->site, "probe sites");
+    int rc = !key || !uniq || !d->site ? BGFM_ENOMEM : 0;
+    for (int64_t j = 0; j < d->nl && !rc; j++) {
+        int64_t s = d->subj[j];
+        const char *st = graphs_site(gs, d->g[j]), *ds = graphs_dataset(gs, d->g[j]);
+        if (key[s] || !st || !*st) continue;
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s%s%s", ds ? ds : "", ds && *ds ? "/" : "", st);
+        if (!(key[s] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
+    }
+    int64_t u = 0;
+    for (int64_t s = 0; s < d->ns && !rc; s++)
+        if (key[s]) uniq[u++] = key[s];
+    if (!rc) {
+        qsort(uniq, (size_t)u, sizeof *uniq, cmp_str);
+        int64_t m = 0;
+        for (int64_t i = 0; i < u; i++)
+            if (!m || strcmp(uniq[i], uniq[m - 1])) uniq[m++] = uniq[i];
+        d->n_sites = m;
+        for (int64_t s = 0; s < d->ns; s++)
+            d->site[s] = key[s] ? probe_find_key(uniq, m, key[s]) : -1;
+    }
+    for (int64_t s = 0; key && s < d->ns; s++) free(key[s]);
+    free(key);
+    free(uniq);
+    return rc;
+}
+
 /* Target values per probed subject (NaN when missing). */
 static int collect_targets(probe_data *d, const keyset *k, const bids_table *tab,
                            const int *tcol, bgfm_err *e) {
@@ -296,6 +332,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
         lv[j++] = m->label;
     }
     if (!rc) rc = collect_classes(d, lv, gpath, e);
+    if (!rc) rc = collect_sites(d, gs, e);
     if (!rc && NT > 0) rc = collect_targets(d, &k, tab, tcol, e);
 done:
     free(inc);

@@ -48,21 +48,30 @@ static void print_few_shot(const json_node *fs, const char *key, const char *eff
     }
 }
 
-/* effective dimension and subject share per atlas */
+/* effective dimension and the subject, label and site shares per atlas */
 static void print_collapse(const json_node *root) {
-    const json_node *ed = json_get(root, "effective_dim"), *sh = json_get(root, "subject_variance_share");
+    const json_node *ed = json_get(root, "effective_dim");
+    const json_node *sh[3] = {json_get(root, "subject_variance_share"),
+                              json_get(root, "label_variance_share"),
+                              json_get(root, "site_variance_share")};
     if (!ed || ed->k != JSON_OBJ) return;
     printf("\nrepresentation: participation ratio of the covariance (effective dimension) and "
-           "share of variance between subjects, per atlas\n");
-    printf("%-12s %-12s %-10s %-10s %-10s\n", "atlas", "features", "dim", "n_features",
-           "subject");
+           "share of variance between subjects, labels and sites, per atlas\n");
+    printf("%-12s %-12s %-10s %-10s %-10s %-10s %-10s\n", "atlas", "features", "dim",
+           "n_features", "subject", "label", "site");
     const json_node *at = json_get(root, "atlases");
     for (int i = 0; i < ed->n; i++) {
         const json_node *nf = json_get(json_get(at, ed->keys[i]), "n_features");
-        for (int t = 0; t < NFEAT; t++)
-            printf("%-12s %-12s %-10.2f %-10.0f %-10.3f\n", t ? "" : ed->keys[i], feats[t],
-                   json_num(&ed->kid[i], feats[t]), json_num(nf, feats[t]),
-                   json_num(json_get(sh, ed->keys[i]), feats[t]));
+        for (int t = 0; t < NFEAT; t++) {
+            printf("%-12s %-12s %-10.2f %-10.0f", t ? "" : ed->keys[i], feats[t],
+                   json_num(&ed->kid[i], feats[t]), json_num(nf, feats[t]));
+            for (int q = 0; q < 3; q++) {
+                double v = json_num(json_get(sh[q], ed->keys[i]), feats[t]);
+                if (isnan(v)) printf(" %-10s", "n/a");
+                else printf(" %-10.3f", v);
+            }
+            printf("\n");
+        }
     }
 }
 

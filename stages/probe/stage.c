@@ -462,6 +462,8 @@ static void results_free(probe_results *p) {
     free(p->rpred);
     free(p->edim);
     free(p->sshare);
+    free(p->lshare);
+    free(p->tshare);
     memset(p, 0, sizeof *p);
 }
 
@@ -499,9 +501,11 @@ static int results_init(probe_results *p, const probe_opts *o, const probe_data 
                            sizeof *p->rpred, "results");
     p->edim = bgfm_calloc(e, (size_t)d->A * PROBE_NFEAT, sizeof *p->edim, "results");
     p->sshare = bgfm_calloc(e, (size_t)d->A * PROBE_NFEAT, sizeof *p->sshare, "results");
+    p->lshare = bgfm_calloc(e, (size_t)d->A * PROBE_NFEAT, sizeof *p->lshare, "results");
+    p->tshare = bgfm_calloc(e, (size_t)d->A * PROBE_NFEAT, sizeof *p->tshare, "results");
     uint8_t *use = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1), "few-shot");
     if (!p->cell || !p->oof || !p->keff || !p->rcell || !p->rpred || !p->edim || !p->sshare ||
-        !use) {
+        !p->lshare || !p->tshare || !use) {
         free(use);
         return BGFM_ENOMEM;
     }
@@ -609,21 +613,60 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
     return bgfm_ctx_agree(ctx, rc);
 }
 
-/* Rank 0: participation ratio and subject share of every feature set, per atlas. */
+/* Share of the variance of the samples X (n, D) of view v explained by a grouping of their
+ * subjects, group[subject] in 0..n_groups-1 or -1 (the sample is left out): over the
+ * samples with a group, NaN when fewer than 2 groups remain. */
+static int share_by(const double *X, const probe_view *v, int64_t D, const int64_t *group,
+                    int64_t n_groups, double *share, bgfm_err *e) {
+    *share = (double)NAN;
+    int64_t m = 0, first = -1, two = 0;
+    for (int64_t i = 0; i < v->n; i++) {
+        int64_t g = group[v->subj[i]];
+        if (g < 0) continue;
+        m++;
+        if (first < 0) first = g;
+        else if (g != first) two = 1;
+    }
+    if (!two) return 0;
+    double *Y = bgfm_malloc(e, (size_t)(m * D) * sizeof *Y, "variance share");
+    int64_t *gy = bgfm_malloc(e, (size_t)m * sizeof *gy, "variance share");
+    int rc = !Y || !gy ? BGFM_ENOMEM : 0;
+    for (int64_t i = 0, j = 0; i < v->n && !rc; i++) {
+        int64_t g = group[v->subj[i]];
+        if (g < 0) continue;
+        memcpy(Y + j * D, X + i * D, (size_t)D * sizeof *Y);
+        gy[j++] = g;
+    }
+    if (!rc) rc = pca_group_share(Y, m, D, gy, n_groups, share, e);
+    free(Y);
+    free(gy);
+    return rc;
+}
+
+/* Rank 0: participation ratio and the subject, label and site shares of every feature
+ * set, per atlas. */
 static int diagnostics(const probe_data *d, const probe_view *views, probe_results *p,
                        bgfm_err *e) {
+    int64_t *cls = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1) * sizeof *cls, "variance share");
+    if (!cls) return BGFM_ENOMEM;
+    for (int64_t s = 0; s < d->ns; s++) cls[s] = d->cls[s];
     int rc = 0;
     for (int a = 0; a < d->A && !rc; a++)
         for (int t = 0; t < PROBE_NFEAT && !rc; t++) {
             const probe_view *v = &views[a];
+            int64_t at = a * PROBE_NFEAT + t;
             double *X = probe_view_matrix(d, v, t, e);
-            if (!X) return BGFM_ENOMEM;
-            rc = pca_participation_ratio(X, v->n, v->D[t], &p->edim[a * PROBE_NFEAT + t], e);
-            if (!rc)
-                rc = pca_group_share(X, v->n, v->D[t], v->subj, d->ns,
-                                     &p->sshare[a * PROBE_NFEAT + t], e);
+            if (!X) {
+                rc = BGFM_ENOMEM;
+                break;
+            }
+            rc = pca_participation_ratio(X, v->n, v->D[t], &p->edim[at], e);
+            if (!rc) rc = pca_group_share(X, v->n, v->D[t], v->subj, d->ns, &p->sshare[at], e);
+            if (!rc) rc = share_by(X, v, v->D[t], cls, d->K, &p->lshare[at], e);
+            if (!rc) rc = share_by(X, v, v->D[t], d->site, d->n_sites, &p->tshare[at], e);
             free(X);
         }
+    free(cls);
     return rc;
 }
 

@@ -366,7 +366,7 @@ static void write_header(FILE *f, const probe_report_ctx *c) {
             "\"times\": \"n_features\"}}", o->all_targets ? "all" : "labelled", RIDGE_GRID);
 }
 
-/* fc_pca fits, effective dimension and subject share per atlas */
+/* fc_pca fits, effective dimension and subject, label and site shares per atlas */
 static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
     const probe_data *d = c->d;
     fputs(",\n  \"fc_pca\": {", f);
@@ -377,9 +377,10 @@ static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
         json_write_num(f, d->pca_share[a]);
         fputs("}", f);
     }
-    const char *what[2] = {"effective_dim", "subject_variance_share"};
-    const double *val[2] = {c->p->edim, c->p->sshare};
-    for (int w = 0; w < 2; w++) {
+    const char *what[4] = {"effective_dim", "subject_variance_share", "label_variance_share",
+                           "site_variance_share"};
+    const double *val[4] = {c->p->edim, c->p->sshare, c->p->lshare, c->p->tshare};
+    for (int w = 0; w < 4; w++) {
         fprintf(f, "\n  },\n  \"%s\": {", what[w]);
         for (int a = 0; a < d->A; a++) {
             fprintf(f, "%s\n    \"%s\": {", a ? "," : "", c->views[a].name);

@@ -56,6 +56,7 @@ for t in F:
     assert set(g["pooled"][t]) >= {"r2", "r2_sd", "r2_folds", "r2_oof", "pearson_r", "alpha_median"}
     assert abs(d["regression"]["mean"]["pooled"][t]["r2"] - g["pooled"][t]["r2"]) < 1e-15
 assert set(d["effective_dim"]["tiny"]) == set(F) and set(d["subject_variance_share"]["tiny"]) == set(F)
+assert set(d["label_variance_share"]["tiny"]) == set(F) and set(d["site_variance_share"]["tiny"]) == set(F)
 assert d["fc_pca"]["tiny"]["components"] == 4 and d["fc_pca"]["tiny"]["fitting_graphs"] == 84
 PYEOF
 check "folds grouped by subject and stratified by label in each of the 3 draws" $PY - "$R/folds.csv" <<'PYEOF'
@@ -153,7 +154,7 @@ for view, block in [("pooled", d["regression"]["age"]["pooled"]), ("tiny", d["re
         assert np.allclose(oof, block[t]["r2_oof_repeats"], rtol=1e-10) and abs(np.mean(oof) - block[t]["r2_oof"]) < 1e-10
         assert np.allclose(prs, block[t]["pearson_r_repeats"], rtol=1e-9) and abs(np.mean(prs) - block[t]["pearson_r"]) < 1e-9
 PYEOF
-check "fc_pca = numpy PCA of the pretraining graphs' FC (scores up to sign); effective dimension and subject share = numpy" $PY - "$T/wa/pre/final.h5" "$T/wa/conn" "$R" <<'PYEOF'
+check "fc_pca = numpy PCA of the pretraining graphs' FC (scores up to sign); effective dimension and subject, label and site shares = numpy" $PY - "$T/wa/pre/final.h5" "$T/wa/conn" "$R" <<'PYEOF'
 import h5py, json, os, sys, numpy as np
 ck, gdir, R = sys.argv[1:4]
 d = json.load(open(R + "/probe.json"))
@@ -182,6 +183,7 @@ err = np.abs(got - ref * sign).max() / np.abs(ref).max()
 assert err < 1e-6, err
 assert abs(d["fc_pca"]["tiny"]["variance_share"] - np.sum(sv[:k] ** 2) / np.sum(sv ** 2)) < 1e-9
 sub = np.array([s(x) for x in E["participant_id"][()]])
+nsh = 0
 for t in ["pretrained", "random_init", "fc_pca", "fc_baseline"]:
     Z = P if t == "fc_baseline" else E[t][()][:, :k] if t == "fc_pca" else E[t][()]
     lam = np.linalg.eigvalsh(np.cov(Z.T))
@@ -190,7 +192,18 @@ for t in ["pretrained", "random_init", "fc_pca", "fc_baseline"]:
     m = Z.mean(0)
     b = sum((sub == q).sum() * np.sum((Z[sub == q].mean(0) - m) ** 2) for q in set(sub))
     assert abs(b / np.sum((Z - m) ** 2) - d["subject_variance_share"]["tiny"][t]) < 1e-10
-print("# fc_pca max rel err %.1e" % err)
+    # label and site shares: the same ratio with the graph's label / site as the group
+    # (over the graphs with a label / a known site)
+    lab = idx["graphs/label"][()][G]
+    site = np.array([s(x) for x in idx["graphs/site"][()][G]])
+    for key, grp, ok in (("label_variance_share", lab, lab >= 0), ("site_variance_share", site, site != "")):
+        groups = sorted(set(grp[ok].tolist()))
+        assert len(groups) >= 2, (key, groups)
+        Zk = Z[ok]; gk = grp[ok]; mk = Zk.mean(0)
+        b = sum((gk == q).sum() * np.sum((Zk[gk == q].mean(0) - mk) ** 2) for q in groups)
+        assert abs(b / np.sum((Zk - mk) ** 2) - d[key]["tiny"][t]) < 1e-10, (key, t)
+        nsh += 1
+print("# fc_pca max rel err %.1e; %d label/site shares = numpy" % (err, nsh))
 PYEOF
 $PY "$ROOT/tests/reference/probe_embed.py" "$T/wa/pre/final.h5" "$T/wa/conn" "$R/embeddings.h5"
 cp "$R/probe.json" "$T/first.json"; cp "$R/regression_predictions.csv" "$T/first_reg.csv"
@@ -242,10 +255,13 @@ for row, ref in zip(fs[:3], d["few_shot"]):
 for row, ref in zip(fs[3:], d["regression"]["age"]["few_shot"]):
     assert row[0] == str(ref["n"])
     assert all(abs(float(row[2 + i]) - ref[t]) <= 6e-5 for i, t in enumerate(F))
-ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca)\s+[\d.]+\s+\d+\s+[\d.]+\s*$", l)]
+ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca)\s+[\d.]+\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
 assert len(ed) == 4, ed
 for row in ed:
-    assert abs(float(row[-3]) - d["effective_dim"]["tiny"][row[-4]]) <= 6e-3
+    t = row[-6]
+    assert abs(float(row[-5]) - d["effective_dim"]["tiny"][t]) <= 6e-3
+    for col, key in ((-3, "subject_variance_share"), (-2, "label_variance_share"), (-1, "site_variance_share")):
+        assert abs(float(row[col]) - d[key]["tiny"][t]) <= 6e-4, (key, row)
 PYEOF
 expect_rc "bgfm report on a folder without a probe: exit 2" 2 "$BGFM" report "$T/d" 2>/dev/null
 mk "$T/c.yaml" "$T/wc" "{finetune: true}"
