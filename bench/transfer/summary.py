@@ -150,10 +150,17 @@ def main():
         if pt:
             print("\nPaired differences pretrained - baseline over the same cells: mean [90% interval, bootstrap over seeds x draws] share of cells ahead\n")
             print("\n".join(pt))
-        ed = [j["effective_dim"] for j in js]
-        print("\nEffective dimension (participation ratio) per atlas: " + "; ".join(
-            f"{a}: " + ", ".join(f"{f} {np.mean([e[a][f] for e in ed]):.1f}" for f in FEAT if f in ed[0][a])
-            for a in ed[0]))
+        for key, title, fmt in (("effective_dim", "Effective dimension (participation ratio)", ".1f"),
+                                ("subject_variance_share", "Share of variance between subjects", ".3f"),
+                                ("label_variance_share", "Share of variance between labels", ".3f"),
+                                ("site_variance_share", "Share of variance between sites", ".3f")):
+            ed = [j[key] for j in js if key in j]
+            if len(ed) < len(js):  # a probe.json of an earlier bgfm lacks it
+                continue
+            mean = lambda a, f: np.mean([np.nan if e[a][f] is None else e[a][f] for e in ed])
+            print(f"\n{title} per atlas: " + "; ".join(
+                f"{a}: " + ", ".join(f"{f} {mean(a, f):{fmt}}" for f in FEAT if f in ed[0][a])
+                for a in ed[0]))
     op = os.path.join(out, "oracle.json")
     if os.path.exists(op):
         o = json.load(open(op))
