@@ -40,8 +40,9 @@ void pca_free(pca_model *m); /* accepts a zeroed/freed model */
  * or BGFM_ENOMEM. */
 int pca_participation_ratio(const double *X, int64_t n, int64_t D, double *pr, bgfm_err *e);
 /* Share of the total variance of X (n, D) explained by the group means:
- * sum_g n_g |m_g - m|^2 / sum_i |x_i - m|^2, group[i] in 0..n_groups-1. NaN when the rows
- * do not vary. Returns 0 or BGFM_ENOMEM. */
+ * sum_g n_g |m_g - m|^2 / sum_i |x_i - m|^2, group[i] in 0..n_groups-1; a row with
+ * group[i] < 0 is left out (m and the sums are over the other rows). NaN when fewer than
+ * 2 rows are kept or they do not vary. Returns 0 or BGFM_ENOMEM. */
 int pca_group_share(const double *X, int64_t n, int64_t D, const int64_t *group,
                     int64_t n_groups, double *share, bgfm_err *e);
 

@@ -53,6 +53,22 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Sorts the strings v[0..n) and keeps each once at the front; returns the count. With
+ * owned, the dropped copies are freed and the slots past the count set to NULL. */
+static int64_t distinct_str(char **v, int64_t n, int owned) {
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    int64_t u = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (u && !strcmp(v[i], v[u - 1])) {
+            if (owned) free(v[i]);
+        } else {
+            v[u++] = v[i];
+        }
+    }
+    for (int64_t i = u; owned && i < n; i++) v[i] = NULL;
+    return u;
+}
+
 int64_t probe_distinct_i64(int64_t *v, int64_t n) {
     qsort(v, (size_t)n, sizeof *v, cmp_i64);
     int64_t u = 0;
@@ -161,13 +177,7 @@ static int keyset_make(graphs_store *gs, const corpus_map *map, const bids_table
         if (!(all[g] = bgfm_strdup(e, buf))) rc = BGFM_ENOMEM;
     }
     if (!rc) {
-        qsort(all, (size_t)G, sizeof *all, cmp_str);
-        int64_t u = 0;
-        for (int64_t i = 0; i < G; i++) {
-            if (u && !strcmp(all[i], all[u - 1])) free(all[i]);
-            else all[u++] = all[i];
-        }
-        for (int64_t i = u; i < G; i++) all[i] = NULL; /* moved or freed */
+        int64_t u = distinct_str(all, G, 1);
         k->n = u;
         k->key = all;
         all = NULL;
@@ -240,10 +250,7 @@ static int collect_sites(probe_data *d, graphs_store *gs, bgfm_err *e) {
     for (int64_t s = 0; s < d->ns && !rc; s++)
         if (key[s]) uniq[u++] = key[s];
     if (!rc) {
-        qsort(uniq, (size_t)u, sizeof *uniq, cmp_str);
-        int64_t m = 0;
-        for (int64_t i = 0; i < u; i++)
-            if (!m || strcmp(uniq[i], uniq[m - 1])) uniq[m++] = uniq[i];
+        int64_t m = distinct_str(uniq, u, 0); /* uniq borrows key's strings */
         d->n_sites = m;
         for (int64_t s = 0; s < d->ns; s++)
             d->site[s] = key[s] ? probe_find_key(uniq, m, key[s]) : -1;

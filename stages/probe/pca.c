@@ -171,32 +171,38 @@ int pca_participation_ratio(const double *X, int64_t n, int64_t D, double *pr, b
 int pca_group_share(const double *X, int64_t n, int64_t D, const int64_t *group,
                     int64_t n_groups, double *share, bgfm_err *e) {
     *share = (double)NAN;
-    if (n < 2 || D < 1) return 0;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += group[i] >= 0;
+    if (kept < 2 || D < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)D, sizeof *mu, "variance share");
     double *gs = bgfm_malloc(e, (size_t)D * sizeof *gs, "variance share");
     int64_t *start = bgfm_calloc(e, (size_t)n_groups + 1, sizeof *start, "variance share");
-    int64_t *order = bgfm_malloc(e, (size_t)n * sizeof *order, "variance share");
+    int64_t *order = bgfm_malloc(e, (size_t)kept * sizeof *order, "variance share");
     int rc = 0;
     if (!mu || !gs || !start || !order) {
         rc = BGFM_ENOMEM;
         goto done;
     }
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < D; c++) mu[c] += X[i * D + c];
-    for (int64_t c = 0; c < D; c++) mu[c] /= (double)n;
-    /* rows by group (counting sort): afterwards group g is order[start[g+1] ..
-     * start[g+2]) (the last group ends at n); then one group's sum at a time */
-    for (int64_t i = 0; i < n; i++) start[group[i] + 1]++;
+        if (group[i] >= 0)
+            for (int64_t c = 0; c < D; c++) mu[c] += X[i * D + c];
+    for (int64_t c = 0; c < D; c++) mu[c] /= (double)kept;
+    /* kept rows by group (counting sort): afterwards group g is order[start[g+1] ..
+     * start[g+2]) (the last group ends at kept); then one group's sum at a time */
+    for (int64_t i = 0; i < n; i++)
+        if (group[i] >= 0) start[group[i] + 1]++;
     for (int64_t g = 0; g < n_groups; g++) start[g + 1] += start[g];
-    for (int64_t i = n - 1; i >= 0; i--) order[--start[group[i] + 1]] = i;
+    for (int64_t i = n - 1; i >= 0; i--)
+        if (group[i] >= 0) order[--start[group[i] + 1]] = i;
     double tot = 0, between = 0;
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < D; c++) {
-            double t = X[i * D + c] - mu[c];
-            tot += t * t;
-        }
+        if (group[i] >= 0)
+            for (int64_t c = 0; c < D; c++) {
+                double t = X[i * D + c] - mu[c];
+                tot += t * t;
+            }
     for (int64_t g = 0; g < n_groups; g++) {
-        int64_t a = start[g + 1], b = g + 2 <= n_groups ? start[g + 2] : n;
+        int64_t a = start[g + 1], b = g + 2 <= n_groups ? start[g + 2] : kept;
         if (b <= a) continue;
         memset(gs, 0, (size_t)D * sizeof *gs);
         for (int64_t q = a; q < b; q++)

@@ -619,26 +619,16 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
 static int share_by(const double *X, const probe_view *v, int64_t D, const int64_t *group,
                     int64_t n_groups, double *share, bgfm_err *e) {
     *share = (double)NAN;
-    int64_t m = 0, first = -1, two = 0;
+    int64_t *gy = bgfm_malloc(e, (size_t)(v->n ? v->n : 1) * sizeof *gy, "variance share");
+    if (!gy) return BGFM_ENOMEM;
+    int64_t first = -1;
+    int two = 0;
     for (int64_t i = 0; i < v->n; i++) {
-        int64_t g = group[v->subj[i]];
-        if (g < 0) continue;
-        m++;
-        if (first < 0) first = g;
-        else if (g != first) two = 1;
+        gy[i] = group[v->subj[i]];
+        if (gy[i] >= 0 && first < 0) first = gy[i];
+        else if (gy[i] >= 0 && gy[i] != first) two = 1;
     }
-    if (!two) return 0;
-    double *Y = bgfm_malloc(e, (size_t)(m * D) * sizeof *Y, "variance share");
-    int64_t *gy = bgfm_malloc(e, (size_t)m * sizeof *gy, "variance share");
-    int rc = !Y || !gy ? BGFM_ENOMEM : 0;
-    for (int64_t i = 0, j = 0; i < v->n && !rc; i++) {
-        int64_t g = group[v->subj[i]];
-        if (g < 0) continue;
-        memcpy(Y + j * D, X + i * D, (size_t)D * sizeof *Y);
-        gy[j++] = g;
-    }
-    if (!rc) rc = pca_group_share(Y, m, D, gy, n_groups, share, e);
-    free(Y);
+    int rc = two ? pca_group_share(X, v->n, D, gy, n_groups, share, e) : 0;
     free(gy);
     return rc;
 }

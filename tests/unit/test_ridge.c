@@ -235,6 +235,13 @@ static void test_participation_ratio(void **st) {
     assert_true(fabs(sh) < 1e-14);
     assert_int_equal(pca_group_share(X, 4, 3, g2, 2, &sh, &e), 0);
     assert_true(fabs(sh - 0.5) < 1e-14);
+    /* a row with group -1 is left out: rows 0, 1, 3 grouped {0}, {1, 3}; their mean
+     * (0, -1/3, 5), total 10/9 + 10/9 + 4/9 = 8/3, between 10/9 + 2 * 5/18 = 5/3: 5/8 */
+    int64_t g3[4] = {0, 1, -1, 1}, g4[4] = {-1, -1, -1, 0};
+    assert_int_equal(pca_group_share(X, 4, 3, g3, 2, &sh, &e), 0);
+    assert_true(fabs(sh - 0.625) < 1e-14);
+    assert_int_equal(pca_group_share(X, 4, 3, g4, 1, &sh, &e), 0); /* one row kept: NaN */
+    assert_true(isnan(sh));
 }
 
 /* ---- drivers for tests/reference/probe_ridge.py --------------------------------------- */
