@@ -32,6 +32,10 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
  * BGFM_ENOMEM. */
 int pca_transform(const pca_model *m, const double *X, int64_t n, double *S, bgfm_err *e);
 void pca_free(pca_model *m); /* accepts a zeroed/freed model */
+/* The sign convention of pca_fit's axes, for any set of directions (the population head's,
+ * pop.h, too): each of the k rows (length D) of rows is negated when its largest-magnitude
+ * entry (first on ties) is negative. */
+void pca_fix_signs(double *rows, int k, int64_t D);
 
 /* Participation ratio (sum l)^2 / sum l^2 of the eigenvalues l of the covariance of the
  * rows of X (n, D), computed without eigenvalues as tr(C)^2 / ||C||_F^2 on the smaller

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bgfm/log.h"
+#include "bgfm/pca.h"
 
 typedef struct scan_row {
     int64_t scan, i;
@@ -56,18 +57,6 @@ static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan, 
     for (int64_t q = 0; q < (int64_t)r0 * r0; q++) Sb[q] /= (double)scans, Sw[q] /= (double)n;
     free(o), free(g), free(d);
     return multi;
-}
-
-/* Largest-magnitude entry of each row made positive (first on ties). */
-static void fix_signs(double *W, int r, int64_t T) {
-    for (int k = 0; k < r; k++) {
-        double *w = W + (int64_t)k * T;
-        int64_t best = 0;
-        for (int64_t q = 1; q < T; q++)
-            if (fabs(w[q]) > fabs(w[best])) best = q;
-        if (w[best] < 0)
-            for (int64_t q = 0; q < T; q++) w[q] = -w[q];
-    }
 }
 
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, double shrink,
@@ -151,7 +140,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
         }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rr, (int)T, (int)n, 1.0, C, (int)n, Zc,
                 (int)T, 0.0, Wd, (int)T);
-    fix_signs(Wd, rr, T);
+    pca_fix_signs(Wd, rr, T);
     for (int k = 0; k < rr; k++) {
         double s = 0;
         for (int64_t q = 0; q < T; q++) {

@@ -29,10 +29,9 @@ static void centred_block(const float *X, int64_t n, int64_t D, const double *me
     }
 }
 
-/* Largest-magnitude entry of each row of comp (k, D) made positive (first on ties). */
-static void fix_signs(double *comp, int k, int64_t D) {
+void pca_fix_signs(double *rows, int k, int64_t D) {
     for (int j = 0; j < k; j++) {
-        double *v = comp + (int64_t)j * D;
+        double *v = rows + (int64_t)j * D;
         int64_t best = 0;
         for (int64_t c = 1; c < D; c++)
             if (fabs(v[c]) > fabs(v[best])) best = c;
@@ -105,7 +104,7 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kk, (int)w, (int)n, 1.0, A, (int)n,
                     Xb, (int)w, 0.0, m->comp + c0, (int)D);
     }
-    fix_signs(m->comp, kk, D);
+    pca_fix_signs(m->comp, kk, D);
 done:
     free(G);
     free(lam);
