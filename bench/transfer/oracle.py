@@ -16,7 +16,8 @@ subjects only, R2 on the others), over random draws of the same sizes:
 Per atlas and pooled (triangles of both atlases concatenated). Writes OUT/oracle.json.
 The graphs are those of the first run found under OUT (OUT/*/*/seed*/connectivity/index.h5).
 """
-import argparse, glob, json, os, sys
+import argparse
+import csv, glob, json, os, sys
 import h5py
 import numpy as np
 from scipy.optimize import minimize
@@ -125,19 +126,27 @@ def evaluate(F, lab, Y, ks, ns, draws, rng):
     return res
 
 
-def read_participants(cohort, targets):
-    """participants.tsv: the labelled and unlabelled (diagnosis n/a) ids, each subject's
+def read_table(cohort):
+    """participants.tsv of a cohort as a list of {column: text} rows."""
+    with open(os.path.join(cohort, "participants.tsv")) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def participants_from(rows, targets):
+    """The labelled and unlabelled (diagnosis n/a) ids of read_table's rows, each subject's
     diagnosis (1 = patient) and its target values (NaN when n/a)."""
-    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(cohort, "participants.tsv"))]
-    hdr, rows = rows[0], rows[1:]
-    col = {c: i for i, c in enumerate(hdr)}
-    pid = lambda r: r[col["participant_id"]]
-    lab_ids = [pid(r) for r in rows if r[col["diagnosis"]] not in ("n/a", "")]
-    unl_ids = [pid(r) for r in rows if r[col["diagnosis"]] in ("n/a", "")]
-    diag = {pid(r): int(r[col["diagnosis"]] == "patient") for r in rows}
-    tv = {pid(r): [float(r[col[t]]) if r[col[t]] not in ("n/a", "") else np.nan for t in targets]
+    known = lambda v: v not in ("n/a", "")
+    lab_ids = [r["participant_id"] for r in rows if known(r["diagnosis"])]
+    unl_ids = [r["participant_id"] for r in rows if not known(r["diagnosis"])]
+    diag = {r["participant_id"]: int(r["diagnosis"] == "patient") for r in rows}
+    tv = {r["participant_id"]: [float(r[t]) if known(r[t]) else np.nan for t in targets]
           for r in rows}
     return lab_ids, unl_ids, diag, tv
+
+
+def read_participants(cohort, targets):
+    """participants_from(read_table(cohort), targets)."""
+    return participants_from(read_table(cohort), targets)
 
 
 def main():

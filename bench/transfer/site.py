@@ -14,10 +14,10 @@ A site that predicts the label better than the FC triangle means the labelled sa
 classes are unevenly spread over sites, and any feature set that keeps the site gains
 from it.
 """
-import argparse, csv, os, sys
+import argparse, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_participants, subject_means, evaluate  # noqa: E402
+from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
 
 
 def main():
@@ -26,14 +26,13 @@ def main():
     ap.add_argument("index")
     ap.add_argument("--draws", type=int, default=60)
     o = ap.parse_args()
-    path = os.path.join(o.cohort, "participants.tsv")
-    rows = list(csv.DictReader(open(path), delimiter="\t"))
+    rows = read_table(o.cohort)
     if not rows or "site" not in rows[0]:
-        sys.exit(f"site.py: {path} has no 'site' column")
+        sys.exit(f"site.py: {o.cohort}/participants.tsv has no 'site' column")
     site = {r["participant_id"]: r["site"] for r in rows}
     sites = sorted(set(site.values()))
     targets = [c for c in rows[0] if c == "score" or c.startswith("trait_")]
-    lab_ids, unl_ids, diag, tv = read_participants(o.cohort, targets)
+    lab_ids, unl_ids, diag, tv = participants_from(rows, targets)
     lab = np.array([diag[p] for p in lab_ids])
     Y = np.array([tv[p] for p in lab_ids])
     atlases, graphs = read_graphs(o.index)
