@@ -3,7 +3,9 @@
 # `make check` 3/4. The memcheck command comes from the Makefile ($VALGRIND). At most
 # VG_PARALLEL (default 2) tests at a time, the slowest first (test_model and test_layers:
 # their thread-count tests run real-size products, 300 times their native time), so that on
-# 2 cores the phase lasts about as long as test_model alone. Each test has its own files:
+# 2 cores the phase lasts about as long as test_model alone. BGFM_TEST_MEMCHECK=1 tells a
+# test it runs under memcheck: test_model's thread test then covers every code path once
+# instead of every combination (make test and the ASan suite run them all). Each test has its own files:
 # its output in build-vg/test_NAME.out, valgrind's report in build-vg/test_NAME.PID.vg.
 # One line per test, in name order, once every test has ended; exit 1 if any failed.
 #   VALGRIND="valgrind ..." tests/valgrind.sh
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/.."
 B=build-vg
 P=${VG_PARALLEL:-2}
 [ -n "${VALGRIND:-}" ] || { echo "valgrind.sh: VALGRIND (the memcheck command) is not set" >&2; exit 2; }
-export OPENBLAS_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP
+export OPENBLAS_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP BGFM_TEST_MEMCHECK=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tests=()
 for t in "$B"/tests/test_*; do [ -x "$t" ] && tests+=("$(basename "$t")"); done

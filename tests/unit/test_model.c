@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include <cblas.h>
@@ -59,9 +60,14 @@ static void setup_readout(model *m, model_ws *ws, int B, int readout) {
 /* the pipeline's default: the region readout */
 static void setup(model *m, model_ws *ws, int B) { setup_readout(m, ws, B, MODEL_READOUT_REGION); }
 
+/* 160 AdamW steps over both atlases: the reconstruction loss falls by 20 %. Under valgrind
+ * (BGFM_TEST_MEMCHECK, see test_threads_bit_identical) 24 steps run the same code paths
+ * (both atlases, clipping, the warm-up and the decay of the schedule) and only finiteness
+ * is checked: make test and the ASan suite check the fall. */
 static void test_loss_falls(void **st) {
     (void)st;
     enum { B = 8, G = 32 };
+    const int steps = getenv("BGFM_TEST_MEMCHECK") ? 24 : 160;
     model m;
     model_ws ws;
     optim o;
@@ -80,7 +86,7 @@ static void test_loss_falls(void **st) {
     double first = 0, last = 0;
     static float bfc[B * 24 * 24], brw[B * 24 * 3];
     static uint8_t badj[B * 24 * 24];
-    for (int s = 0; s < 160; s++) {
+    for (int s = 0; s < steps; s++) {
         int a = s % 2, b0 = (s / 2 * B) % G, N = Ns[a];
         int64_t gi[B];
         for (int i = 0; i < B; i++) {
@@ -98,10 +104,13 @@ static void test_loss_falls(void **st) {
         optim_clip(m.g, m.n_params, oc.clip);
         optim_adamw(&o, m.w, m.g, optim_lr(&oc, s), &oc);
         if (s < 20) first += ls.rec / 20;
-        if (s >= 140) last += ls.rec / 20;
+        if (s >= steps - 20) last += ls.rec / 20;
     }
     print_message("reconstruction loss: first 20 steps %.4f, last 20 steps %.4f\n", first, last);
-    assert_true(last < 0.8 * first);
+    if (steps == 160)
+        assert_true(last < 0.8 * first);
+    else
+        print_message("under memcheck: %d steps, the fall is checked by make test\n", steps);
     optim_free(&o);
     model_ws_free(&ws);
     model_free(&m);
@@ -140,7 +149,10 @@ static void test_deterministic_step(void **st) {
 /* The loops between the GEMMs run on as many threads as OpenBLAS (par.h): the step's
  * losses and gradients must not depend on that count. Odd batch (uneven split; B*T
  * rows enough for layer_gemm to cut the big products), every mode and decoder input,
- * dropout on, both atlases, both readouts. */
+ * dropout on, both atlases, both readouts. Under valgrind (tests/valgrind.sh sets
+ * BGFM_TEST_MEMCHECK; a step there costs 300 times its native time) the memory check needs
+ * every code path, not every combination: 1 and 3 threads, and the two cells that pair the
+ * atlases with the readouts (every mode and decoder input in each). */
 static void test_threads_bit_identical(void **st) {
     (void)st;
     enum { B = 13 };
@@ -151,7 +163,8 @@ static void test_threads_bit_identical(void **st) {
     const int decs[5] = {MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_GRAPH,
                          MODEL_DEC_NODES_GRAPH};
     int nt0 = openblas_get_num_threads();
-    for (int cell = 0; cell < 4; cell++) {
+    const int memcheck = getenv("BGFM_TEST_MEMCHECK") != NULL;
+    for (int cell = 0; cell < 4; cell += memcheck ? 3 : 1) {
         int atlas = cell & 1, readout = cell >> 1;
         int N = atlas ? 16 : 24;
         for (int i = 0; i < B; i++)
@@ -165,7 +178,7 @@ static void test_threads_bit_identical(void **st) {
                            .dec_input = decs[mi]};
             float *g1 = NULL;
             model_losses l1 = {0};
-            for (int th = 1; th <= 3; th++) {
+            for (int th = 1; th <= 3; th += memcheck ? 2 : 1) {
                 openblas_set_num_threads(th);
                 model m;
                 model_ws ws;
