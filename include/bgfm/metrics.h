@@ -1,6 +1,7 @@
 /* metrics.h: classification metrics of the probe: ROC AUC from scores (Mann-Whitney
- * with mid-ranks for ties), macro one-vs-rest AUC, accuracy, balanced accuracy, and a
- * NaN-skipping mean / sample standard deviation.
+ * with mid-ranks for ties), macro one-vs-rest AUC, accuracy, balanced accuracy, a
+ * NaN-skipping mean / sample standard deviation, and Pearson's chi-squared test of a
+ * contingency table (is the label spread evenly over the sites?).
  * Not the run metrics (metrics.jsonl is written by the engine and the stages). */
 #ifndef BGFM_METRICS_H
 #define BGFM_METRICS_H
@@ -25,5 +26,22 @@ int metrics_mean_sd(const double *v, int n, double *mean, double *sd);
  * standardising features; a column whose sd is at most 1e-12 max(1, |mu|) (constant)
  * gets sd 1, so (x - mu) / sd stays finite. */
 void metrics_col_scale(const double *X, int64_t n, int64_t D, double *mu, double *sd);
+
+/* Upper tail P(X > x) of the chi-squared distribution with dof >= 1 degrees of freedom,
+ * by the closed forms of the regularised incomplete gamma function at integer and
+ * half-integer order (finite sums; erfc for odd dof). 1 for x <= 0; NaN for dof < 1 or
+ * x NaN. */
+double metrics_chi2_sf(double x, int dof);
+/* Pearson's chi-squared test of independence of the rows and columns of the table n
+ * (r, c) row-major (counts): rows and columns whose total is 0 are left out; with r', c'
+ * those left, chi2 = sum (n_ij - e_ij)^2 / e_ij (e_ij = row_i col_j / N, no continuity
+ * correction), dof = (r' - 1)(c' - 1), p = metrics_chi2_sf(chi2, dof), Cramer's V =
+ * sqrt(chi2 / (N min(r' - 1, c' - 1))). Returns dof (0: fewer than two rows or columns
+ * left; chi2, p and v are then NaN). */
+typedef struct metrics_chi2 {
+    double chi2, p, cramers_v;
+    int dof;
+} metrics_chi2;
+int metrics_chi2_table(const int64_t *n, int r, int c, metrics_chi2 *out);
 
 #endif

@@ -11,6 +11,7 @@
 #include "bgfm/bids.h"
 #include "bgfm/corpus.h"
 #include "bgfm/graphs.h"
+#include "bgfm/metrics.h"
 #include "bgfm/model.h"
 #include "bgfm/probe.h"
 #include "bgfm/stage.h"
@@ -40,6 +41,9 @@ typedef struct probe_data {
     int64_t *site;        /* (ns) acquisition site (index, -1 unknown): the site of the
                              subject's first probed graph, "dataset/site" in a corpus */
     int64_t n_sites;      /* distinct known sites */
+    char **site_name;     /* (n_sites) their names, sorted */
+    int64_t *site_cls;    /* (n_sites, K) labelled subjects per site and class */
+    metrics_chi2 label_site; /* chi-squared test of site_cls (dof 0: not defined) */
     int K;
     int64_t *labels;      /* (K) label values, ascending */
     int R, F;             /* repeats, folds */

@@ -118,6 +118,34 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
            what, plot);
 }
 
+/* the labelled subjects per site and label, and the chi-squared test ("label_site") */
+static void label_site(html_page *p, const wd_stage *s, const json_node *r) {
+    const json_node *ls = json_get(r, "label_site"), *cls = json_get(r, "classes");
+    const json_node *sites = json_get(ls, "sites"), *cnt = json_get(ls, "counts");
+    if (!sites || sites->k != JSON_ARR || !cnt || cnt->k != JSON_ARR || !cls || cls->k != JSON_ARR)
+        return;
+    double pv = json_num(ls, "p");
+    hp_raw(p, "<p class=\"note\"");
+    attr_id(p, "labelsite", s, NULL);
+    hp_raw(p, ">Labelled subjects per site and label (");
+    for (int k = 0; k < cls->n; k++) hp_raw(p, "%s%.0f", k ? " / " : "", cls->kid[k].num);
+    hp_raw(p, "):");
+    for (int q = 0; q < sites->n && q < cnt->n; q++) {
+        hp_raw(p, "%s ", q ? "," : "");
+        hp_text(p, sites->kid[q].str ? sites->kid[q].str : "?");
+        const json_node *row = &cnt->kid[q];
+        for (int k = 0; row->k == JSON_ARR && k < row->n; k++)
+            hp_raw(p, "%s%.0f", k ? "/" : " ", row->kid[k].num);
+    }
+    if (isnan(pv)) hp_raw(p, ". Chi-squared test: n/a (fewer than two sites or labels).</p>\n");
+    else
+        hp_raw(p, ". Chi-squared %.3f, dof %.0f, p = %.3g%s</p>\n", json_num(ls, "chi2"),
+               json_num(ls, "dof"), pv,
+               pv < 0.05 ? ": <strong>the label is unevenly spread over the sites</strong>; a feature "
+                           "set that encodes the site can predict the label through it."
+                         : ".");
+}
+
 static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
     const json_node *ed = json_get(r, "effective_dim"), *sh = json_get(r, "subject_variance_share"),
                     *lsh = json_get(r, "label_variance_share"),
@@ -148,6 +176,7 @@ static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
               "features' covariance (1 = collapsed onto one axis); a pretrained encoder far below "
               "the random one has collapsed; a large share between sites means the features carry the "
               "scanner as much as the person (docs/probe.md).</p>\n");
+    label_site(p, s, r);
 }
 
 static void reg_rows(html_page *p, const char *view, const json_node *b) {

@@ -23,6 +23,10 @@ void probe_data_free(probe_data *d) {
     free(d->sid);
     free(d->cls);
     free(d->site);
+    if (d->site_name)
+        for (int64_t q = 0; q < d->n_sites; q++) free(d->site_name[q]);
+    free(d->site_name);
+    free(d->site_cls);
     free(d->labels);
     free(d->fold);
     free(d->emb[0]);
@@ -231,7 +235,7 @@ static int collect_classes(probe_data *d, const int64_t *lv, const char *gpath, 
 
 /* Each probed subject's site: the site of its first probed graph ("dataset/site" when
  * the store has datasets, so site-1 of two studies is two sites), indexed in sorted
- * order; -1 when the store does not know it. */
+ * order (d->site_name); -1 when the store does not know it. */
 static int collect_sites(probe_data *d, graphs_store *gs, bgfm_err *e) {
     size_t z = (size_t)(d->ns ? d->ns : 1);
     char **key = bgfm_calloc(e, z, sizeof *key, "probe sites");
@@ -251,14 +255,30 @@ static int collect_sites(probe_data *d, graphs_store *gs, bgfm_err *e) {
         if (key[s]) uniq[u++] = key[s];
     if (!rc) {
         int64_t m = distinct_str(uniq, u, 0); /* uniq borrows key's strings */
-        d->n_sites = m;
         for (int64_t s = 0; s < d->ns; s++)
             d->site[s] = key[s] ? probe_find_key(uniq, m, key[s]) : -1;
+        d->site_name = bgfm_calloc(e, (size_t)(m ? m : 1), sizeof *d->site_name, "probe sites");
+        rc = d->site_name ? 0 : BGFM_ENOMEM;
+        d->n_sites = rc ? 0 : m; /* names still NULL on failure are freed as NULL */
+        for (int64_t q = 0; q < d->n_sites && !rc; q++)
+            if (!(d->site_name[q] = bgfm_strdup(e, uniq[q]))) rc = BGFM_ENOMEM;
     }
     for (int64_t s = 0; key && s < d->ns; s++) free(key[s]);
     free(key);
     free(uniq);
     return rc;
+}
+
+/* The labelled subjects with a known site per site and class, and whether the label is
+ * spread evenly over the sites (Pearson's chi-squared; docs/probe.md "Label and site"). */
+static int count_label_sites(probe_data *d, bgfm_err *e) {
+    size_t z = (size_t)(d->n_sites * d->K);
+    d->site_cls = bgfm_calloc(e, z ? z : 1, sizeof *d->site_cls, "probe sites");
+    if (!d->site_cls) return BGFM_ENOMEM;
+    for (int64_t s = 0; s < d->ns; s++)
+        if (d->cls[s] >= 0 && d->site[s] >= 0) d->site_cls[d->site[s] * d->K + d->cls[s]]++;
+    metrics_chi2_table(d->site_cls, (int)d->n_sites, d->K, &d->label_site);
+    return 0;
 }
 
 /* Target values per probed subject (NaN when missing). */
@@ -340,6 +360,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     }
     if (!rc) rc = collect_classes(d, lv, gpath, e);
     if (!rc) rc = collect_sites(d, gs, e);
+    if (!rc) rc = count_label_sites(d, e);
     if (!rc && NT > 0) rc = collect_targets(d, &k, tab, tcol, e);
 done:
     free(inc);

@@ -1,5 +1,5 @@
 /* metrics.c: ROC AUC (mid-rank Mann-Whitney), accuracy, balanced accuracy, mean and sd,
- * column scaling for standardised features (metrics.h).
+ * column scaling for standardised features, the chi-squared test of a table (metrics.h).
  * Not the probe protocol (probe.c). */
 #include "bgfm/metrics.h"
 
@@ -119,4 +119,62 @@ void metrics_col_scale(const double *X, int64_t n, int64_t D, double *mu, double
         double s = sqrt(sd[j] / (double)n);
         sd[j] = s > 1e-12 * fmax(1.0, fabs(mu[j])) ? s : 1.0;
     }
+}
+
+double metrics_chi2_sf(double x, int dof) {
+    if (dof < 1 || isnan(x)) return NAN;
+    if (x <= 0) return 1.0;
+    const double y = 0.5 * x;
+    if (isinf(y)) return 0.0;
+    double sum = 0, term;
+    if (dof % 2 == 0) { /* Q(m, y) = e^-y sum_{k<m} y^k / k! */
+        term = 1.0;
+        for (int k = 0; k < dof / 2; k++) {
+            sum += term;
+            term *= y / (k + 1);
+        }
+        return exp(-y) * sum;
+    }
+    /* Q(m + 1/2, y) = erfc(sqrt y) + e^-y sum_{k=1..m} y^(k-1/2) / Gamma(k + 1/2) */
+    term = sqrt(y) / (0.5 * sqrt(M_PI));
+    for (int k = 1; k <= dof / 2; k++) {
+        sum += term;
+        term *= y / (k + 0.5);
+    }
+    return erfc(sqrt(y)) + exp(-y) * sum;
+}
+
+int metrics_chi2_table(const int64_t *n, int r, int c, metrics_chi2 *out) {
+    *out = (metrics_chi2){NAN, NAN, NAN, 0};
+    double N = 0;
+    int rr = 0, cc = 0;
+    for (int i = 0; i < r; i++) {
+        int64_t t = 0;
+        for (int j = 0; j < c; j++) t += n[(int64_t)i * c + j];
+        rr += t > 0;
+        N += (double)t;
+    }
+    for (int j = 0; j < c; j++) {
+        int64_t t = 0;
+        for (int i = 0; i < r; i++) t += n[(int64_t)i * c + j];
+        cc += t > 0;
+    }
+    if (rr < 2 || cc < 2) return 0;
+    double chi2 = 0;
+    for (int i = 0; i < r; i++) {
+        double ri = 0;
+        for (int j = 0; j < c; j++) ri += (double)n[(int64_t)i * c + j];
+        for (int j = 0; j < c && ri > 0; j++) {
+            double cj = 0;
+            for (int q = 0; q < r; q++) cj += (double)n[(int64_t)q * c + j];
+            if (cj == 0) continue;
+            double ex = ri * cj / N, d = (double)n[(int64_t)i * c + j] - ex;
+            chi2 += d * d / ex;
+        }
+    }
+    out->dof = (rr - 1) * (cc - 1);
+    out->chi2 = chi2;
+    out->p = metrics_chi2_sf(chi2, out->dof);
+    out->cramers_v = sqrt(chi2 / (N * (double)(rr < cc ? rr - 1 : cc - 1)));
+    return out->dof;
 }

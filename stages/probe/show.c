@@ -75,6 +75,29 @@ static void print_collapse(const json_node *root) {
     }
 }
 
+/* the labelled subjects per site and class, and the chi-squared test ("label_site") */
+static void print_label_site(const json_node *root) {
+    const json_node *ls = json_get(root, "label_site"), *lab = json_get(root, "classes");
+    const json_node *sites = json_get(ls, "sites"), *cnt = json_get(ls, "counts");
+    if (!sites || sites->k != JSON_ARR || !cnt || cnt->k != JSON_ARR || !lab || lab->k != JSON_ARR)
+        return;
+    printf("\nlabelled subjects per site and label (");
+    for (int k = 0; k < lab->n; k++) printf("%s%.0f", k ? " / " : "", lab->kid[k].num);
+    printf("):");
+    for (int q = 0; q < sites->n && q < cnt->n; q++) {
+        const json_node *row = &cnt->kid[q];
+        printf("%s %s ", q ? "," : "", sites->kid[q].str ? sites->kid[q].str : "?");
+        for (int k = 0; row->k == JSON_ARR && k < row->n; k++)
+            printf("%s%.0f", k ? "/" : "", row->kid[k].num);
+    }
+    double p = json_num(ls, "p");
+    if (isnan(p)) printf("\nchi-squared test: n/a (fewer than two sites or labels)\n");
+    else
+        printf("\nchi-squared %.3f, dof %.0f, p = %.3g, Cramer's V %.3f%s\n", json_num(ls, "chi2"),
+               json_num(ls, "dof"), p, json_num(ls, "cramers_v"),
+               p < 0.05 ? ": the label is unevenly spread over the sites" : "");
+}
+
 static void print_rview(const char *name, const json_node *b) {
     for (int t = 0; t < NFEAT; t++) {
         const json_node *c = json_get(b, feats[t]);
@@ -147,6 +170,7 @@ int probe_report_print(const char *path, const char *stage, bgfm_err *e) {
         print_few_shot(fs, "k", "k_effective");
     }
     print_collapse(&root);
+    print_label_site(&root);
     print_regression(&root);
     printf("\n");
     json_free(&root);

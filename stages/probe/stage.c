@@ -728,6 +728,13 @@ static int probe_run(bgfm_stage_run *r) {
     log_info(ctx, "probe: %lld graphs of %lld subjects, %d classes, %d targets, %d folds x %d "
              "repeats, protocol %s (%lld probed subjects seen in pretraining)", (long long)d.nl,
              (long long)d.ns, d.K, d.NT, o.folds, o.repeats, d.protocol, (long long)d.overlap);
+    if (ctx->rank == 0 && d.label_site.dof > 0 && d.label_site.p < 0.05)
+        log_warn(ctx, "probe: the label is unevenly spread over the %lld sites of the labelled "
+                 "subjects (chi-squared %.2f, dof %d, p = %.3g; counts per site and class in "
+                 "probe.json \"label_site\"): a feature set that encodes the site can predict "
+                 "the label through it; compare the site's share of variance (docs/probe.md, "
+                 "\"Label and site\")", (long long)d.n_sites, d.label_site.chi2, d.label_site.dof,
+                 d.label_site.p);
     if ((rc = probe_embed_all(r, in.gs, &in.mp, &in.mr, in.amap, &d))) goto done;
     if ((rc = probe_pca_features(r, in.gs, &d, o.pca_components, in.ckpt))) goto done;
     nv = d.A + 1; /* atlases, then pooled */

@@ -366,7 +366,8 @@ static void write_header(FILE *f, const probe_report_ctx *c) {
             "\"times\": \"n_features\"}}", o->all_targets ? "all" : "labelled", RIDGE_GRID);
 }
 
-/* fc_pca fits, effective dimension and subject, label and site shares per atlas */
+/* fc_pca fits, effective dimension and subject, label and site shares per atlas; the
+ * label by site */
 static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
     const probe_data *d = c->d;
     fputs(",\n  \"fc_pca\": {", f);
@@ -392,6 +393,32 @@ static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
         }
     }
     fputs("\n  }", f);
+    /* the labelled subjects per site and class, and the chi-squared test (null without
+     * sites) */
+    fputs(",\n  \"label_site\": ", f);
+    if (d->n_sites == 0) {
+        fputs("null", f);
+        return;
+    }
+    fputs("{\"sites\": [", f);
+    for (int64_t q = 0; q < d->n_sites; q++) {
+        fputs(q ? ", " : "", f);
+        json_write_str(f, d->site_name[q]);
+    }
+    fputs("], \"counts\": [", f);
+    for (int64_t q = 0; q < d->n_sites; q++) {
+        fputs(q ? ", [" : "[", f);
+        for (int k = 0; k < d->K; k++)
+            fprintf(f, "%s%lld", k ? ", " : "", (long long)d->site_cls[q * d->K + k]);
+        fputs("]", f);
+    }
+    fputs("], \"chi2\": ", f);
+    json_write_num(f, d->label_site.chi2);
+    fprintf(f, ", \"dof\": %d, \"p\": ", d->label_site.dof);
+    json_write_num(f, d->label_site.p);
+    fputs(", \"cramers_v\": ", f);
+    json_write_num(f, d->label_site.cramers_v);
+    fputs("}", f);
 }
 
 int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e) {

@@ -204,14 +204,37 @@ for t in ["pretrained", "random_init", "fc_pca", "fc_baseline"]:
         assert abs(b / np.sum((Zk - mk) ** 2) - d[key]["tiny"][t]) < 1e-10, (key, t)
         nsh += 1
 print("# fc_pca max rel err %.1e; %d label/site shares = numpy" % (err, nsh))
+# label by site: each labelled subject once, at the site of its first probed graph
+from scipy.stats import chi2_contingency
+ls = d["label_site"]
+first = {}
+for g, q in zip(G, sub):
+    if q not in first:
+        first[q] = g
+labs = idx["graphs/label"][()]; sites_all = np.array([s(x) for x in idx["graphs/site"][()]])
+sites = sorted({sites_all[g] for g in first.values() if sites_all[g] != ""})
+assert ls["sites"] == sites, (ls["sites"], sites)
+tab = np.zeros((len(sites), len(d["classes"])), dtype=int)
+for q, g in first.items():
+    if labs[g] >= 0 and sites_all[g] != "":
+        tab[sites.index(sites_all[g]), d["classes"].index(int(labs[g]))] += 1
+assert (np.array(ls["counts"]) == tab).all(), (ls["counts"], tab)
+keep = tab[tab.sum(1) > 0][:, tab.sum(0) > 0]
+c2, pv, dof, _ = chi2_contingency(keep, correction=False)
+assert ls["dof"] == dof and abs(ls["chi2"] - c2) < 1e-10 and abs(ls["p"] - pv) < 1e-12, (ls, c2, pv, dof)
+print("# label by site %s: chi2 %.4f dof %d p %.4g = scipy" % (tab.tolist(), c2, dof, pv))
 PYEOF
 $PY "$ROOT/tests/reference/probe_embed.py" "$T/wa/pre/final.h5" "$T/wa/conn" "$R/embeddings.h5"
 cp "$R/probe.json" "$T/first.json"; cp "$R/regression_predictions.csv" "$T/first_reg.csv"
-expect_rc "rerun of the probe stage (--only probe --force)" 0 $MPIRUN 1 "$BGFM" run "$T/a.yaml" --only probe --force --quiet
+expect_rc "rerun of the probe stage (--only probe --force)" 0 $MPIRUN 1 "$BGFM" run "$T/a.yaml" --only probe --force --quiet 2> "$T/rerun.err"
+# the labelled subjects of this cohort are split by site (6/0, 0/6): one warning, naming the key
+check "a label split by site is warned about once (chi-squared p, probe.json key)" \
+  test "$(grep -c 'label is unevenly spread over the 2 sites.*p = 0.000532.*"label_site"' "$T/rerun.err")" = 1
 check "rerun: probe.json and regression predictions identical" sh -c 'cmp -s "$1" "$2" && cmp -s "$3" "$4"' _ "$T/first.json" "$R/probe.json" "$T/first_reg.csv" "$R/regression_predictions.csv"
 cp -r "$T/wa" "$T/wb"
 mk "$T/b.yaml" "$T/wb" "$PW"
-expect_rc "probe stage on 3 ranks (same checkpoint)" 0 $MPIRUN 3 "$BGFM" run "$T/b.yaml" --only probe --force --quiet
+expect_rc "probe stage on 3 ranks (same checkpoint)" 0 $MPIRUN 3 "$BGFM" run "$T/b.yaml" --only probe --force --quiet 2> "$T/r3.err"
+check "on 3 ranks the label-by-site warning is printed once" test "$(grep -c 'label is unevenly spread' "$T/r3.err")" = 1
 check "3 ranks: same numbers, folds, predictions and embeddings as 1 rank" $PY - "$T/first.json" "$T/wb/probe/report" "$R" <<'PYEOF'
 import json, sys, h5py, numpy as np
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2] + "/probe.json"))
@@ -262,6 +285,13 @@ for row in ed:
     assert abs(float(row[-5]) - d["effective_dim"]["tiny"][t]) <= 6e-3
     for col, key in ((-3, "subject_variance_share"), (-2, "label_variance_share"), (-1, "site_variance_share")):
         assert abs(float(row[col]) - d[key]["tiny"][t]) <= 6e-4, (key, row)
+ls = d["label_site"]
+line = [l for l in txt if l.startswith("labelled subjects per site and label")]
+assert len(line) == 1, line
+want = ", ".join("%s %s" % (q, "/".join(str(v) for v in c)) for q, c in zip(ls["sites"], ls["counts"]))
+assert line[0].endswith("): " + want), (line, want)
+chi = [l for l in txt if l.startswith("chi-squared ")]
+assert len(chi) == 1 and ("p = %.3g," % ls["p"]) in chi[0] and ("dof %d," % ls["dof"]) in chi[0], chi
 PYEOF
 expect_rc "bgfm report on a folder without a probe: exit 2" 2 "$BGFM" report "$T/d" 2>/dev/null
 mk "$T/c.yaml" "$T/wc" "{finetune: true}"

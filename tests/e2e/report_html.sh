@@ -162,7 +162,7 @@ rows = p.tables["flagged-conn-tiny"][1:]
 assert [int(page.num(r["cells"][0])) for r in rows] == flagged and len(flagged) > 0, flagged
 assert all(r["cells"][1]["text"] == "sub-02" for r in rows)
 PYEOF
-check "probe tables = probe.json (classification, few-shot, effective dimension, regression)" $PY - "$H" "$T/wa/probe/report/probe.json" <<'PYEOF'
+check "probe tables = probe.json (classification, few-shot, effective dimension, label by site, regression)" $PY - "$H" "$T/wa/probe/report/probe.json" <<'PYEOF'
 import json, math, sys, page
 p = page.load(sys.argv[1]); d = json.load(open(sys.argv[2]))
 F = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
@@ -189,6 +189,16 @@ for r in p.tables["dim-probe"][1:]:
     assert same(page.num(r["cells"][2]), d["effective_dim"][a][f])
     assert same(page.num(r["cells"][4]), d["subject_variance_share"][a][f]); m += 1
 assert m == 4 * len(d["effective_dim"])
+# the labelled subjects per site and label, and the chi-squared test, as in probe.json
+import html as htmlmod, re
+raw = open(sys.argv[1]).read()
+para = re.search(r'<p class="note" id="labelsite-probe">(.*?)</p>', raw, re.S)
+assert para, "no label-by-site paragraph"
+txt = re.sub(r"<[^>]+>", "", htmlmod.unescape(para.group(1)))
+ls = d["label_site"]
+want = ", ".join("%s %s" % (q, "/".join(str(v) for v in c)) for q, c in zip(ls["sites"], ls["counts"]))
+assert ("): " + want + ".") in txt, (txt, want)
+assert ("p = %.3g" % ls["p"]) in txt if ls["p"] is not None else "n/a" in txt, txt
 for t in d["targets"]:
     rows = p.tables["reg-probe-" + t][1:]
     assert len(rows) == 4 * (1 + len(d["regression"][t]["atlases"]))

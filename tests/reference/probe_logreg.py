@@ -111,4 +111,36 @@ def metrics_case(name, n, K, seed, ties):
 metrics_case("auc_binary", 101, 2, 7, False)
 metrics_case("auc_binary_ties", 64, 2, 8, True)
 metrics_case("auc_ovr3", 90, 3, 9, True)
+# chi-squared test of a site x class table, and the chi-squared upper tail
+from scipy.stats import chi2 as chi2_dist, chi2_contingency
+def chi2_case(name, table, seed):
+    rng = np.random.default_rng(seed)
+    pts = [(float(x), int(k)) for k in (1, 2, 3, 4, 5, 8, 15, 30) for x in rng.gamma(k / 2.0, 2.0, 6)]
+    pts += [(0.5, 1), (40.0, 3), (200.0, 7), (1e-6, 1)]
+    path = os.path.join(tmp, name + ".chi2"); out = path + ".out"
+    T = np.array(table, dtype=np.int64)
+    with open(path, "w") as f:
+        f.write("%d %d\n" % T.shape)
+        for row in T:
+            f.write(" ".join(str(v) for v in row) + "\n")
+        f.write("%d\n" % len(pts))
+        for x, k in pts:
+            f.write("%.17g %d\n" % (x, k))
+    subprocess.run([exe, "--chi2", path, out], check=True)
+    lines = open(out).read().split("\n")
+    c2, dof, p, v = lines[0].split()
+    c2, dof, p, v = float(c2), int(dof), float(p), float(v)
+    keep = T[T.sum(1) > 0][:, T.sum(0) > 0]
+    ref = chi2_contingency(keep, correction=False)
+    rv = np.sqrt(ref[0] / (keep.sum() * (min(keep.shape) - 1)))
+    tap(dof == ref[2] and abs(c2 - ref[0]) < 1e-10 * max(1, ref[0]) and abs(p - ref[1]) < 1e-12
+        and abs(v - rv) < 1e-12, "%s: chi2 %.4f dof %d p %.4g V %.4f = scipy chi2_contingency"
+        % (name, c2, dof, p, v))
+    sf = np.array([float(x) for x in lines[1:1 + len(pts)]])
+    rsf = np.array([chi2_dist.sf(x, k) for x, k in pts])
+    err = np.max(np.abs(sf - rsf) / np.maximum(rsf, 1e-300))
+    tap(err < 1e-11, "%s: %d upper tails = scipy chi2.sf (max rel err %.1e)" % (name, len(pts), err))
+
+chi2_case("chi2_fifth_population", [[10, 6], [3, 13], [7, 7], [10, 4]], 11)
+chi2_case("chi2_empty_site_3_classes", [[4, 2, 6], [0, 0, 0], [1, 7, 3], [5, 5, 1]], 12)
 sys.exit(1 if fails else 0)

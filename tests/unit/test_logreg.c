@@ -157,6 +157,25 @@ static void test_auc(void **st) {
     assert_true(fabs(mean - 2) < 1e-15 && fabs(sd - 1) < 1e-15);
 }
 
+/* The chi-squared test's edge cases (values against scipy: tests/reference/probe_logreg.py) */
+static void test_chi2_edges(void **st) {
+    (void)st;
+    metrics_chi2 t;
+    int64_t one_row[4] = {3, 5, 0, 0}; /* second site empty: one row left */
+    assert_int_equal(metrics_chi2_table(one_row, 2, 2, &t), 0);
+    assert_true(isnan(t.chi2) && isnan(t.p) && isnan(t.cramers_v));
+    int64_t even[6] = {4, 4, 0, 0, 2, 2}; /* an empty row left out: 2 x 2, independent */
+    assert_int_equal(metrics_chi2_table(even, 3, 2, &t), 1);
+    assert_true(fabs(t.chi2) < 1e-15 && fabs(t.p - 1) < 1e-15 && fabs(t.cramers_v) < 1e-15);
+    int64_t split[4] = {5, 0, 0, 5}; /* perfectly confounded: chi2 = N, V = 1 */
+    assert_int_equal(metrics_chi2_table(split, 2, 2, &t), 1);
+    assert_true(fabs(t.chi2 - 10) < 1e-12 && fabs(t.cramers_v - 1) < 1e-12);
+    assert_true(fabs(metrics_chi2_sf(0, 3) - 1) < 1e-15 && metrics_chi2_sf(1e9, 1) == 0);
+    /* dof 2: P(X > x) = exp(-x/2) exactly */
+    assert_true(fabs(metrics_chi2_sf(3.7, 2) - exp(-1.85)) < 1e-15);
+    assert_true(isnan(metrics_chi2_sf(1, 0)) && isnan(metrics_chi2_sf((double)NAN, 2)));
+}
+
 /* ---- driver for the Python reference ------------------------------------------------ */
 static int drive_fit(const char *in, const char *out) {
     FILE *f = fopen(in, "r");
@@ -230,9 +249,41 @@ static int drive_auc(const char *in, const char *out) {
     return 0;
 }
 
+/* IN: r c, then r lines of c counts, then m, then m lines "x dof"; OUT: chi2 dof p v of
+ * metrics_chi2_table, then metrics_chi2_sf(x, dof) per line. */
+static int drive_chi2(const char *in, const char *out) {
+    FILE *f = fopen(in, "r");
+    if (!f) return 2;
+    int r, c, m;
+    if (fscanf(f, "%d %d", &r, &c) != 2 || r < 1 || c < 1) return 2;
+    int64_t *n = malloc((size_t)(r * c) * sizeof *n);
+    if (!n) return 2;
+    for (int i = 0; i < r * c; i++) {
+        long long v;
+        if (fscanf(f, "%lld", &v) != 1) return 2;
+        n[i] = v;
+    }
+    metrics_chi2 t;
+    metrics_chi2_table(n, r, c, &t);
+    FILE *g = fopen(out, "w");
+    if (!g || fscanf(f, "%d", &m) != 1) return 2;
+    fprintf(g, "%.17g %d %.17g %.17g\n", t.chi2, t.dof, t.p, t.cramers_v);
+    for (int i = 0; i < m; i++) {
+        double x;
+        int dof;
+        if (fscanf(f, "%lf %d", &x, &dof) != 2) return 2;
+        fprintf(g, "%.17g\n", metrics_chi2_sf(x, dof));
+    }
+    fclose(f);
+    fclose(g);
+    free(n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "--fit")) return drive_fit(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "--auc")) return drive_auc(argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "--chi2")) return drive_chi2(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_stationary),
         cmocka_unit_test(test_multinomial_stationary),
@@ -240,6 +291,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_constant_columns_ignored),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_auc),
+        cmocka_unit_test(test_chi2_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
