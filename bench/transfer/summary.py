@@ -161,6 +161,12 @@ def main():
             print(f"\n{title} per atlas: " + "; ".join(
                 f"{a}: " + ", ".join(f"{f} {mean(a, f):{fmt}}" for f in FEAT if f in ed[0][a])
                 for a in ed[0]))
+        ls = js[0].get("label_site")  # the same labelled subjects in every seed's probe
+        if ls and ls.get("counts"):
+            print("\nLabelled subjects per site and class: " + ", ".join(
+                f"{q} {'/'.join(str(c) for c in n)}" for q, n in zip(ls["sites"], ls["counts"]))
+                + (f"; chi-squared {ls['chi2']:.2f}, dof {ls['dof']}, p = {ls['p']:.3g}, "
+                   f"Cramer's V {ls['cramers_v']:.2f}" if ls.get("p") is not None else ""))
     op = os.path.join(out, "oracle.json")
     if os.path.exists(op):
         o = json.load(open(op))
