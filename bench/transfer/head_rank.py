@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""head_rank.py: the population head (docs/model.md section 11) fitted per atlas on the
+unlabelled subjects' windows (what strict pretraining reads), alone, at several settings,
+evaluated as oracle.py does (random draws of the labelled subjects; pooled view: the
+atlases' heads side by side). docs/results.md section 12g.
+
+  bench/transfer/head_rank.py COHORT INDEX R0:R:S[,R0:R:S...] [--draws N]
+
+R0 principal axes (the model uses 150), R directions (`pop_rank`; a negative R = -F keeps
+the directions whose eigenvalue is at least F/100 of the largest, 2 to 16), S shrinkage
+(`pop_shrink`). Not a test: figures for results.md."""
+import argparse, os, sys
+import numpy as np
+import scipy.linalg as sl
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
+
+
+def head(rows, means, lab_ids, r0, r, s):
+    """The head of one atlas fitted on rows [(subject, triangle)]; the labelled subjects'
+    mean triangles through it, and the rank used."""
+    P = np.array([q for q, _ in rows])
+    W = np.array([x for _, x in rows], dtype=float)
+    mu, sd = W.mean(0), W.std(0)
+    sd[sd == 0] = 1
+    W = (W - mu) / sd
+    m = W.mean(0)
+    _, _, Vt = np.linalg.svd(W - m, full_matrices=False)
+    B = Vt[:r0]
+    Q = (W - m) @ B.T
+    subs = sorted(set(P))
+    M = np.array([Q[P == p].mean(0) for p in subs])
+    Sb = M.T @ M / len(subs)
+    R = np.concatenate([Q[P == p] - Q[P == p].mean(0) for p in subs])
+    Sw = R.T @ R / len(R)
+    Sw = (1 - s) * Sw + s * np.trace(Sw) / len(B) * np.eye(len(B))
+    ev, V = sl.eigh(Sb, Sw)
+    ev, V = ev[::-1], V[:, ::-1]
+    if r < 0:
+        r = int(min(16, max(2, np.sum(ev >= (-r / 100.0) * ev[0]))))
+    A = B.T @ V[:, :r]
+    return np.array([((means[p] - mu) / sd - m) @ A for p in lab_ids]), r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cohort")
+    ap.add_argument("index")
+    ap.add_argument("settings")
+    ap.add_argument("--draws", type=int, default=40)
+    o = ap.parse_args()
+    rows = read_table(o.cohort)
+    targets = [c for c in rows[0] if c == "score" or c.startswith("trait_")]
+    lab_ids, unl_ids, diag, tv = participants_from(rows, targets)
+    lab = np.array([diag[p] for p in lab_ids])
+    Y = np.array([tv[p] for p in lab_ids])
+    atlases, graphs = read_graphs(o.index)
+    U = set(unl_ids)
+    unl = {a: [(q, x) for (q, w, x) in graphs[a] if q in U] for a in atlases}
+    means = {a: subject_means(graphs[a]) for a in atlases}
+    print("| R0:R:S | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
+    for st in o.settings.split(","):
+        r0, r, s = st.split(":")
+        parts = [head(unl[a], means[a], lab_ids, int(r0), int(r), float(s)) for a in atlases]
+        F = np.concatenate([f for f, _ in parts], 1)
+        res = evaluate(F, lab, Y, [4, 8], [16, 48], o.draws, np.random.default_rng(12))
+        print(f"| {st} | {'/'.join(str(k) for _, k in parts)} | {res['few_shot']['4'][0]:.3f} | "
+              f"{res['few_shot']['8'][0]:.3f} | {res['few_shot_n']['16'][0]:.3f} | "
+              f"{res['few_shot_n']['48'][0]:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
