@@ -14,26 +14,11 @@ import argparse, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
-from head_rank import head  # noqa: E402
-
-
-def scatter(Q, P, subs):
-    M = np.array([Q[P == p].mean(0) for p in subs])
-    M = M - M.mean(0)
-    R = np.concatenate([Q[P == p] - Q[P == p].mean(0) for p in subs])
-    return M.T @ M / len(subs), R.T @ R / len(R)
+from head_rank import axes, head, load, report, scatter, shrunk  # noqa: E402
 
 
 def held_out_ranks(rows, cs, r0=150, s=0.1):
-    P = np.array([q for q, _ in rows])
-    W = np.array([x for _, x in rows], dtype=float)
-    mu, sd = W.mean(0), W.std(0)
-    sd[sd == 0] = 1
-    W = (W - mu) / sd
-    W = W - W.mean(0)
-    _, _, Vt = np.linalg.svd(W, full_matrices=False)
-    Q = W @ Vt[:r0].T
+    P, Q = axes(rows, r0)[:2]
     subs = np.array(sorted(set(P)))
     rng = np.random.default_rng(7)
     found = {c: [] for c in cs}
@@ -43,10 +28,9 @@ def held_out_ranks(rows, cs, r0=150, s=0.1):
         for h in (0, 1):
             a, b = set(halves[h]), set(halves[1 - h])
             ia = np.array([p in a for p in P])
-            SbA, SwA = scatter(Q[ia], P[ia], sorted(a))
-            SbB, SwB = scatter(Q[~ia], P[~ia], sorted(b))
-            SwA = (1 - s) * SwA + s * np.trace(SwA) / r0 * np.eye(r0)
-            _, V = sl.eigh(SbA, SwA)
+            SbA, SwA = scatter(Q[ia], P[ia], sorted(a), recentre=True)
+            SbB, SwB = scatter(Q[~ia], P[~ia], sorted(b), recentre=True)
+            _, V = sl.eigh(SbA, shrunk(SwA, s))
             V = V[:, ::-1][:, :64]
             rho = np.array([(v @ SbB @ v) / (v @ SwB @ v) for v in V.T])
             bulk = np.median(rho[16:])
@@ -66,24 +50,12 @@ def main():
     ap.add_argument("--draws", type=int, default=40)
     o = ap.parse_args()
     cs = [float(x) for x in o.cs.split(",")]
-    rows = read_table(o.cohort)
-    targets = [c for c in rows[0] if c == "score" or c.startswith("trait_")]
-    lab_ids, unl_ids, diag, tv = participants_from(rows, targets)
-    lab = np.array([diag[p] for p in lab_ids])
-    Y = np.array([tv[p] for p in lab_ids])
-    atlases, graphs = read_graphs(o.index)
-    U = set(unl_ids)
-    unl = {a: [(q, x) for (q, w, x) in graphs[a] if q in U] for a in atlases}
-    means = {a: subject_means(graphs[a]) for a in atlases}
+    lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
     ranks = {a: held_out_ranks(unl[a], cs) for a in atlases}
     print("| C | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
     for c in cs:
-        parts = [head(unl[a], means[a], lab_ids, 150, ranks[a][c], 0.1) for a in atlases]
-        F = np.concatenate([f for f, _ in parts], 1)
-        res = evaluate(F, lab, Y, [4, 8], [16, 48], o.draws, np.random.default_rng(12))
-        print(f"| {c} | {'/'.join(str(k) for _, k in parts)} | {res['few_shot']['4'][0]:.3f} | "
-              f"{res['few_shot']['8'][0]:.3f} | {res['few_shot_n']['16'][0]:.3f} | "
-              f"{res['few_shot_n']['48'][0]:.3f} |", flush=True)
+        report(c, [head(unl[a], means[a], lab_ids, 150, ranks[a][c], 0.1) for a in atlases],
+               lab, Y, o.draws)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
 
 
-def head(rows, means, lab_ids, r0, r, s):
-    """The head of one atlas fitted on rows [(subject, triangle)]; the labelled subjects'
-    mean triangles through it, and the rank used."""
+def axes(rows, r0):
+    """The windows [(subject, triangle)] of one atlas as the model's head sees them:
+    standardised per entry, centred, scored on their r0 leading principal axes B.
+    Returns subject per row P, scores Q, and mu, sd, m, B to map other triangles."""
     P = np.array([q for q, _ in rows])
     W = np.array([x for _, x in rows], dtype=float)
     mu, sd = W.mean(0), W.std(0)
@@ -27,19 +28,57 @@ def head(rows, means, lab_ids, r0, r, s):
     m = W.mean(0)
     _, _, Vt = np.linalg.svd(W - m, full_matrices=False)
     B = Vt[:r0]
-    Q = (W - m) @ B.T
-    subs = sorted(set(P))
+    return P, (W - m) @ B.T, mu, sd, m, B
+
+
+def scatter(Q, P, subs, recentre=False):
+    """Between-subject (the subjects' mean rows; recentred on their own mean when asked,
+    for a subset of the rows) and within-subject covariances of the scores Q."""
     M = np.array([Q[P == p].mean(0) for p in subs])
-    Sb = M.T @ M / len(subs)
+    if recentre:
+        M = M - M.mean(0)
     R = np.concatenate([Q[P == p] - Q[P == p].mean(0) for p in subs])
-    Sw = R.T @ R / len(R)
-    Sw = (1 - s) * Sw + s * np.trace(Sw) / len(B) * np.eye(len(B))
-    ev, V = sl.eigh(Sb, Sw)
+    return M.T @ M / len(subs), R.T @ R / len(R)
+
+
+def shrunk(Sw, s):
+    return (1 - s) * Sw + s * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
+
+
+def head(rows, means, lab_ids, r0, r, s):
+    """The head of one atlas fitted on rows [(subject, triangle)]; the labelled subjects'
+    mean triangles through it, and the rank used."""
+    P, Q, mu, sd, m, B = axes(rows, r0)
+    Sb, Sw = scatter(Q, P, sorted(set(P)))
+    ev, V = sl.eigh(Sb, shrunk(Sw, s))
     ev, V = ev[::-1], V[:, ::-1]
     if r < 0:
         r = int(min(16, max(2, np.sum(ev >= (-r / 100.0) * ev[0]))))
     A = B.T @ V[:, :r]
     return np.array([((means[p] - mu) / sd - m) @ A for p in lab_ids]), r
+
+
+def load(cohort, index):
+    """The labelled subjects (ids, diagnosis, target matrix), the atlases, each atlas's
+    unlabelled windows [(subject, triangle)] and every subject's mean triangle."""
+    rows = read_table(cohort)
+    targets = [c for c in rows[0] if c == "score" or c.startswith("trait_")]
+    lab_ids, unl_ids, diag, tv = participants_from(rows, targets)
+    atlases, graphs = read_graphs(index)
+    U = set(unl_ids)
+    unl = {a: [(q, x) for (q, w, x) in graphs[a] if q in U] for a in atlases}
+    means = {a: subject_means(graphs[a]) for a in atlases}
+    return (lab_ids, np.array([diag[p] for p in lab_ids]), np.array([tv[p] for p in lab_ids]),
+            atlases, unl, means)
+
+
+def report(name, parts, lab, Y, draws):
+    """One table row: the atlases' heads side by side, evaluated as oracle.py does."""
+    F = np.concatenate([f for f, _ in parts], 1)
+    res = evaluate(F, lab, Y, [4, 8], [16, 48], draws, np.random.default_rng(12))
+    print(f"| {name} | {'/'.join(str(k) for _, k in parts)} | {res['few_shot']['4'][0]:.3f} | "
+          f"{res['few_shot']['8'][0]:.3f} | {res['few_shot_n']['16'][0]:.3f} | "
+          f"{res['few_shot_n']['48'][0]:.3f} |", flush=True)
 
 
 def main():
@@ -49,25 +88,12 @@ def main():
     ap.add_argument("settings")
     ap.add_argument("--draws", type=int, default=40)
     o = ap.parse_args()
-    rows = read_table(o.cohort)
-    targets = [c for c in rows[0] if c == "score" or c.startswith("trait_")]
-    lab_ids, unl_ids, diag, tv = participants_from(rows, targets)
-    lab = np.array([diag[p] for p in lab_ids])
-    Y = np.array([tv[p] for p in lab_ids])
-    atlases, graphs = read_graphs(o.index)
-    U = set(unl_ids)
-    unl = {a: [(q, x) for (q, w, x) in graphs[a] if q in U] for a in atlases}
-    means = {a: subject_means(graphs[a]) for a in atlases}
+    lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
     print("| R0:R:S | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
     for st in o.settings.split(","):
         r0, r, s = st.split(":")
-        parts = [head(unl[a], means[a], lab_ids, int(r0), int(r), float(s)) for a in atlases]
-        F = np.concatenate([f for f, _ in parts], 1)
-        res = evaluate(F, lab, Y, [4, 8], [16, 48], o.draws, np.random.default_rng(12))
-        print(f"| {st} | {'/'.join(str(k) for _, k in parts)} | {res['few_shot']['4'][0]:.3f} | "
-              f"{res['few_shot']['8'][0]:.3f} | {res['few_shot_n']['16'][0]:.3f} | "
-              f"{res['few_shot_n']['48'][0]:.3f} |", flush=True)
-
+        report(st, [head(unl[a], means[a], lab_ids, int(r0), int(r), float(s)) for a in atlases],
+               lab, Y, o.draws)
 
 if __name__ == "__main__":
     main()
