@@ -167,6 +167,12 @@ char *probe_fold_file_path(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm
 /* Print a probe report (report/probe.json of stage `stage`) as tables on stdout;
  * BGFM_EDATA naming the file when it is not a probe report. Not collective. */
 int probe_report_print(const char *path, const char *stage, bgfm_err *e);
+/* The labelled subjects per site and label of a parsed probe.json ("label_site"), as
+ * "(0 / 1): site-1 10/6, site-2 3/13" (the class values, then each site's counts), for
+ * `bgfm report` and the HTML page; malloc'd, NULL when the report has no sites (or on
+ * ENOMEM). */
+struct json_node;
+char *probe_label_site_text(const struct json_node *root);
 
 /* ---- write.c (rank 0 only) ---------------------------------------------------------- */
 typedef struct probe_report_ctx {

@@ -11,6 +11,7 @@
 #include "bgfm/fsutil.h"
 #include "bgfm/graphs.h"
 #include "bgfm/h5io.h"
+#include "bgfm/probe_stage.h"
 #include "bgfm/strlist.h"
 #include "html_int.h"
 
@@ -120,23 +121,15 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
 
 /* the labelled subjects per site and label, and the chi-squared test ("label_site") */
 static void label_site(html_page *p, const wd_stage *s, const json_node *r) {
-    const json_node *ls = json_get(r, "label_site"), *cls = json_get(r, "classes");
-    const json_node *sites = json_get(ls, "sites"), *cnt = json_get(ls, "counts");
-    if (!sites || sites->k != JSON_ARR || !cnt || cnt->k != JSON_ARR || !cls || cls->k != JSON_ARR)
-        return;
+    char *txt = probe_label_site_text(r);
+    if (!txt) return;
+    const json_node *ls = json_get(r, "label_site");
     double pv = json_num(ls, "p");
     hp_raw(p, "<p class=\"note\"");
     attr_id(p, "labelsite", s, NULL);
-    hp_raw(p, ">Labelled subjects per site and label (");
-    for (int k = 0; k < cls->n; k++) hp_raw(p, "%s%.0f", k ? " / " : "", cls->kid[k].num);
-    hp_raw(p, "):");
-    for (int q = 0; q < sites->n && q < cnt->n; q++) {
-        hp_raw(p, "%s ", q ? "," : "");
-        hp_text(p, sites->kid[q].str ? sites->kid[q].str : "?");
-        const json_node *row = &cnt->kid[q];
-        for (int k = 0; row->k == JSON_ARR && k < row->n; k++)
-            hp_raw(p, "%s%.0f", k ? "/" : " ", row->kid[k].num);
-    }
+    hp_raw(p, ">Labelled subjects per site and label ");
+    hp_text(p, txt);
+    free(txt);
     if (isnan(pv)) hp_raw(p, ". Chi-squared test: n/a (fewer than two sites or labels).</p>\n");
     else
         hp_raw(p, ". Chi-squared %.3f, dof %.0f, p = %.3g%s</p>\n", json_num(ls, "chi2"),

@@ -5,6 +5,7 @@
  * Not the probe (stage.c, write.c) and not the listing of a workdir (commands/report.c). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bgfm/fsutil.h"
@@ -75,21 +76,38 @@ static void print_collapse(const json_node *root) {
     }
 }
 
-/* the labelled subjects per site and class, and the chi-squared test ("label_site") */
-static void print_label_site(const json_node *root) {
+char *probe_label_site_text(const json_node *root) {
     const json_node *ls = json_get(root, "label_site"), *lab = json_get(root, "classes");
     const json_node *sites = json_get(ls, "sites"), *cnt = json_get(ls, "counts");
     if (!sites || sites->k != JSON_ARR || !cnt || cnt->k != JSON_ARR || !lab || lab->k != JSON_ARR)
-        return;
-    printf("\nlabelled subjects per site and label (");
-    for (int k = 0; k < lab->n; k++) printf("%s%.0f", k ? " / " : "", lab->kid[k].num);
-    printf("):");
+        return NULL;
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&txt, &len);
+    if (!f) return NULL;
+    fputs("(", f);
+    for (int k = 0; k < lab->n; k++) fprintf(f, "%s%.0f", k ? " / " : "", lab->kid[k].num);
+    fputs("):", f);
     for (int q = 0; q < sites->n && q < cnt->n; q++) {
         const json_node *row = &cnt->kid[q];
-        printf("%s %s ", q ? "," : "", sites->kid[q].str ? sites->kid[q].str : "?");
+        fprintf(f, "%s %s ", q ? "," : "", sites->kid[q].str ? sites->kid[q].str : "?");
         for (int k = 0; row->k == JSON_ARR && k < row->n; k++)
-            printf("%s%.0f", k ? "/" : "", row->kid[k].num);
+            fprintf(f, "%s%.0f", k ? "/" : "", row->kid[k].num);
     }
+    if (fclose(f)) {
+        free(txt);
+        return NULL;
+    }
+    return txt;
+}
+
+/* the labelled subjects per site and class, and the chi-squared test ("label_site") */
+static void print_label_site(const json_node *root) {
+    char *txt = probe_label_site_text(root);
+    if (!txt) return;
+    printf("\nlabelled subjects per site and label %s", txt);
+    free(txt);
+    const json_node *ls = json_get(root, "label_site");
     double p = json_num(ls, "p");
     if (isnan(p)) printf("\nchi-squared test: n/a (fewer than two sites or labels)\n");
     else
