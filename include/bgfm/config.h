@@ -29,7 +29,7 @@ typedef struct bgfm_opt {
     bgfm_opt_type type;
     const char *def;     /* default, as YAML scalar text; NULL: optional, unset by default */
     double min, max;     /* inclusive range for INT/REAL (min > max: unbounded) */
-    const char *choices; /* ENUM only */
+    const char *choices; /* ENUM: the words "a|b|c"; INT: words accepted instead of a number */
     const char *help;    /* one line, used by docs/yaml.md and `bgfm validate` */
 } bgfm_opt;
 
@@ -55,7 +55,8 @@ typedef struct bgfm_params {
 /* Accessors; the key must exist in the table (asserted: a typo in code is a bug). */
 bool params_has(const bgfm_params *p, const char *key); /* set or defaulted */
 bool params_bool(const bgfm_params *p, const char *key);
-int64_t params_int(const bgfm_params *p, const char *key);
+int64_t params_int(const bgfm_params *p, const char *key);   /* 0 when the value is a word */
+const char *params_word(const bgfm_params *p, const char *key); /* INT: the word, else NULL */
 double params_real(const bgfm_params *p, const char *key);
 const char *params_str(const bgfm_params *p, const char *key); /* NULL when unset */
 const bgfm_value *params_value(const bgfm_params *p, const char *key);

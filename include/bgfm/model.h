@@ -117,6 +117,11 @@ double model_input_entry(const model *m, int a, const float *fc, int64_t p);
  * i < j of W[k, q(i,j)] x_ij, x the FC as the model sees it (input-normalised when
  * cfg.norm), q the row-major index of the upper triangle. out: pop_rank floats. */
 void model_pop_apply(const model *m, int a, int N, const float *fc, float *out);
+/* The population head narrowed (or widened) to r rows per atlas: cfg.pop_rank = r, the
+ * leading rows of pop/<atlas>/{W,b} kept (new rows zero), every other float unchanged
+ * (the head is the layout's tail). m->g is re-allocated, zero. pop_rank: auto uses it
+ * once the ranks are chosen (pop.h). */
+int model_pop_resize(model *m, int r, bgfm_err *e);
 /* Index of atlas `name` in the model's order, -1 if absent. */
 int model_atlas_find(const model *m, const char *name);
 

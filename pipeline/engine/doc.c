@@ -73,7 +73,9 @@ static void row(FILE *f, const bgfm_opt *o) {
             fputs(" .. ", f);
             bound(f, o->type, o->max);
         }
-    } else if (o->type == BGFM_OPT_ENUM && o->choices) {
+    }
+    if (o->choices) { /* an enum's words, or the words an integer option also takes */
+        if (o->type == BGFM_OPT_INT && o->min <= o->max) fputs(" or ", f);
         fputc('`', f);
         for (const char *p = o->choices; *p; p++) {
             if (*p == '|')

@@ -193,6 +193,19 @@ int optvalue_parse(const bgfm_opt *o, const char *s, int quoted, bgfm_value *v, 
         snprintf(why, nwhy, "expected true or false, got '%.100s'", s);
         return 1;
     case BGFM_OPT_INT: {
+        if (o->choices && choice_has(o->choices, s)) { /* a word in place of a number */
+            free(v->s);
+            v->s = bgfm_strdup(e, s);
+            v->i = 0;
+            return v->s ? 0 : BGFM_ENOMEM;
+        }
+        if (o->choices && !int_syntax(s)) {
+            char ch[256];
+            optvalue_choices_text(o->choices, ch, sizeof ch);
+            snprintf(why, nwhy, "expected a decimal integer or one of: %s; got '%.100s'", ch, s);
+            choice_nearest(o->choices, s, near, nnear);
+            return 1;
+        }
         if (quoted) {
             snprintf(why, nwhy, "expected an integer, got the quoted string \"%.100s\" "
                      "(remove the quotes)", s);
@@ -219,6 +232,8 @@ int optvalue_parse(const bgfm_opt *o, const char *s, int quoted, bgfm_value *v, 
             snprintf(why, nwhy, "%lld is out of range: must be %s", x, rng);
             return 1;
         }
+        free(v->s);
+        v->s = NULL;
         v->i = x;
         return 0;
     }

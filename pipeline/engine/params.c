@@ -56,6 +56,12 @@ int64_t params_int(const bgfm_params *p, const char *key) {
     return v->state ? v->i : 0;
 }
 
+const char *params_word(const bgfm_params *p, const char *key) {
+    const bgfm_value *v = params_value(p, key);
+    BGFM_ASSERT(v->opt->type == BGFM_OPT_INT);
+    return v->state ? v->s : NULL;
+}
+
 double params_real(const bgfm_params *p, const char *key) {
     const bgfm_value *v = params_value(p, key);
     BGFM_ASSERT(v->opt->type == BGFM_OPT_REAL);

@@ -49,7 +49,12 @@ static void put_value(FILE *f, const bgfm_value *v) {
     char buf[64];
     switch (v->opt->type) {
     case BGFM_OPT_BOOL: fputs(v->b ? "true" : "false", f); break;
-    case BGFM_OPT_INT: fprintf(f, "%lld", (long long)v->i); break;
+    case BGFM_OPT_INT:
+        if (v->s)
+            put_str(f, v->s); /* one of the option's words (config.h) */
+        else
+            fprintf(f, "%lld", (long long)v->i);
+        break;
     case BGFM_OPT_REAL:
         yaml_real_text(v->r, buf, sizeof buf);
         fputs(buf, f);

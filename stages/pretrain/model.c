@@ -291,6 +291,26 @@ void model_copy_buffers(model *dst, const model *src) {
            (size_t)(dst->n_stat - dst->n_train) * sizeof(float));
 }
 
+int model_pop_resize(model *m, int r, bgfm_err *e) {
+    model_cfg c = m->cfg;
+    const int r_old = c.pop_rank;
+    c.pop_rank = r;
+    model nm;
+    int rc = model_init(&nm, &c, e);
+    if (rc) return rc;
+    BGFM_ASSERT(nm.n_stat == m->n_stat);
+    memcpy(nm.w, m->w, (size_t)m->n_stat * sizeof(float));
+    const int keep = r < r_old ? r : r_old;
+    for (int a = 0; keep > 0 && a < c.n_atlases; a++) {
+        const int64_t T = (int64_t)c.atlas_nodes[a] * (c.atlas_nodes[a] - 1) / 2;
+        memcpy(nm.w + nm.pop_W[a], m->w + m->pop_W[a], (size_t)keep * (size_t)T * sizeof(float));
+        memcpy(nm.w + nm.pop_b[a], m->w + m->pop_b[a], (size_t)keep * sizeof(float));
+    }
+    model_free(m);
+    *m = nm;
+    return 0;
+}
+
 int model_atlas_find(const model *m, const char *name) {
     for (int a = 0; a < m->cfg.n_atlases; a++)
         if (!strcmp(m->cfg.atlas[a], name)) return a;

@@ -24,47 +24,216 @@ static int scan_row_cmp(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* Sb = the mean over scans of g g^T (g: the scan's mean row of Q), Sw = the mean over rows
- * of (q - g)(q - g)^T. Returns the number of scans with two or more rows, -1 on ENOMEM. */
-static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan, double *Sb,
-                       double *Sw, bgfm_err *e) {
+/* Over the rows i with side[i] == want (all rows when side is NULL): Sb = the mean over
+ * scans of g g^T (g: the scan's mean row of Q, recentred on the mean of those scans when
+ * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Returns
+ * the number of scans with two or more rows, -1 on ENOMEM; *scans_out: the scans. */
+static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
+                       const signed char *side, int want, int recentre, double *Sb, double *Sw,
+                       int64_t *scans_out, bgfm_err *e) {
     scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head scans");
-    double *g = bgfm_malloc(e, (size_t)r0 * sizeof *g, "population head scans");
+    double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head scans");
     double *d = bgfm_malloc(e, (size_t)r0 * sizeof *d, "population head scans");
-    if (!o || !g || !d) {
-        free(o), free(g), free(d);
+    double *gm = bgfm_calloc(e, (size_t)r0, sizeof *gm, "population head scans");
+    if (!o || !G || !d || !gm) {
+        free(o), free(G), free(d), free(gm);
         return -1;
     }
-    for (int64_t i = 0; i < n; i++) o[i] = (scan_row){scan[i], i};
-    qsort(o, (size_t)n, sizeof *o, scan_row_cmp);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!side || side[i] == want) o[m++] = (scan_row){scan[i], i};
+    qsort(o, (size_t)m, sizeof *o, scan_row_cmp);
     memset(Sb, 0, (size_t)r0 * r0 * sizeof *Sb);
     memset(Sw, 0, (size_t)r0 * r0 * sizeof *Sw);
     int64_t scans = 0, multi = 0;
-    for (int64_t s = 0, t; s < n; s = t) {
-        for (t = s; t < n && o[t].scan == o[s].scan; t++) {}
+    for (int64_t s = 0, t; s < m; s = t, scans++) {
+        for (t = s; t < m && o[t].scan == o[s].scan; t++) {}
+        double *g = G + scans * r0;
         memset(g, 0, (size_t)r0 * sizeof *g);
         for (int64_t j = s; j < t; j++)
             for (int c = 0; c < r0; c++) g[c] += Q[o[j].i * r0 + c];
         for (int c = 0; c < r0; c++) g[c] /= (double)(t - s);
-        cblas_dger(CblasRowMajor, r0, r0, 1.0, g, 1, g, 1, Sb, r0);
         for (int64_t j = s; j < t; j++) {
             for (int c = 0; c < r0; c++) d[c] = Q[o[j].i * r0 + c] - g[c];
             cblas_dger(CblasRowMajor, r0, r0, 1.0, d, 1, d, 1, Sw, r0);
         }
-        scans++;
         multi += t - s > 1;
     }
-    for (int64_t q = 0; q < (int64_t)r0 * r0; q++) Sb[q] /= (double)scans, Sw[q] /= (double)n;
-    free(o), free(g), free(d);
+    for (int64_t k = 0; recentre && k < scans; k++)
+        for (int c = 0; c < r0; c++) gm[c] += G[k * r0 + c] / (double)scans;
+    for (int64_t k = 0; k < scans; k++) {
+        double *g = G + k * r0;
+        for (int c = 0; recentre && c < r0; c++) g[c] -= gm[c];
+        cblas_dger(CblasRowMajor, r0, r0, 1.0, g, 1, g, 1, Sb, r0);
+    }
+    for (int64_t q = 0; m && q < (int64_t)r0 * r0; q++)
+        Sb[q] /= (double)scans, Sw[q] /= (double)m;
+    free(o), free(G), free(d), free(gm);
+    *scans_out = scans;
     return multi;
 }
 
-int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, double shrink,
-                 float *W, float *b, double *ratio, int64_t *multi, bgfm_err *e) {
+/* Sw <- (1 - s) Sw + s tr(Sw)/r0 I; 0, or 1 when Sw has no variance. */
+static int shrink_within(double *Sw, int r0, double s) {
+    double tr = 0;
+    for (int c = 0; c < r0; c++) tr += Sw[c * r0 + c];
+    if (!(tr > 0)) return 1;
+    tr /= r0;
+    for (int64_t q = 0; q < (int64_t)r0 * r0; q++) Sw[q] *= 1.0 - s;
+    for (int c = 0; c < r0; c++) Sw[c * r0 + c] += s * tr;
+    return 0;
+}
+
+/* ---- pop_rank: auto (pop.h) ---- */
+
+static uint64_t mix64(uint64_t x) { /* the splitmix64 finaliser */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+typedef struct keyed {
+    uint64_t key;
+    int64_t scan;
+} keyed;
+
+static int keyed_cmp(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->scan < y->scan ? -1 : x->scan > y->scan;
+}
+
+static int i64_cmp(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int dbl_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* side[i] (0 or 1) of every row for split k: the scans ordered by mix64(scan + (k + 1) *
+ * golden), the first half of them 0. *hmin: the smaller half's scans. */
+static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, int64_t *hmin,
+                      bgfm_err *e) {
+    int64_t *u = bgfm_malloc(e, (size_t)n * sizeof *u, "population head halves");
+    keyed *kv = bgfm_malloc(e, (size_t)n * sizeof *kv, "population head halves");
+    if (!u || !kv) {
+        free(u), free(kv);
+        return -1;
+    }
+    memcpy(u, scan, (size_t)n * sizeof *u);
+    qsort(u, (size_t)n, sizeof *u, i64_cmp);
+    int64_t S = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || u[i] != u[i - 1]) u[S++] = u[i];
+    for (int64_t j = 0; j < S; j++)
+        kv[j] = (keyed){mix64((uint64_t)u[j] + (uint64_t)(k + 1) * 0x9e3779b97f4a7c15ULL), u[j]};
+    qsort(kv, (size_t)S, sizeof *kv, keyed_cmp);
+    for (int64_t j = 0; j < S / 2; j++) u[j] = kv[j].scan; /* the first half, sorted */
+    qsort(u, (size_t)(S / 2), sizeof *u, i64_cmp);
+    for (int64_t i = 0; i < n; i++)
+        side[i] = bsearch(&scan[i], u, (size_t)(S / 2), sizeof *u, i64_cmp) ? 0 : 1;
+    *hmin = S / 2;
+    free(u), free(kv);
+    return 0;
+}
+
+/* The held-out count of one fit: the discriminant of half `fit` (scores Q, r0 axes) scored
+ * on the other half; -1 on ENOMEM / a solver failure (e set), -2 when not measurable. */
+static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64_t *scan,
+                          const signed char *side, int fit, double shrink, bgfm_err *e) {
+    const size_t rr = (size_t)r0 * (size_t)r0;
+    double *Sa = bgfm_malloc(e, rr * sizeof *Sa, "population head halves");
+    double *Wa = bgfm_malloc(e, rr * sizeof *Wa, "population head halves");
+    double *Sb = bgfm_malloc(e, rr * sizeof *Sb, "population head halves");
+    double *Wb = bgfm_malloc(e, rr * sizeof *Wb, "population head halves");
+    double *ev = bgfm_malloc(e, (size_t)r0 * sizeof *ev, "population head halves");
+    double *rho = bgfm_malloc(e, (size_t)D * sizeof *rho, "population head halves");
+    double *u = bgfm_malloc(e, (size_t)r0 * sizeof *u, "population head halves");
+    int out = Sa && Wa && Sb && Wb && ev && rho && u ? 0 : -1;
+    int64_t sa = 0, sb = 0;
+    if (!out && (scatter(Q, n, r0, scan, side, fit, 1, Sa, Wa, &sa, e) < 0 ||
+                 scatter(Q, n, r0, scan, side, 1 - fit, 1, Sb, Wb, &sb, e) < 0))
+        out = -1;
+    if (!out && shrink_within(Wa, r0, shrink)) out = -2;
+    if (!out) {
+        lapack_int info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sa, r0, Wa, r0, ev);
+        if (info) {
+            (void)bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the generalised "
+                            "eigensolver (dsygvd) failed (info %d) in %d dimensions", (int)info, r0);
+            out = -1;
+        }
+    }
+    for (int k = 0; !out && k < D; k++) { /* v: the k-th largest eigenvector, a column of Sa */
+        const int col = r0 - 1 - k;
+        double q[2];
+        for (int c = 0; c < 2; c++) { /* v'Sb v, v'Sw v on the other half */
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, r0, r0, 1.0, c ? Wb : Sb, r0, Sa + col, r0,
+                        0.0, u, 1);
+            q[c] = cblas_ddot(r0, Sa + col, r0, u, 1);
+        }
+        const double num = q[0], den = q[1];
+        if (!(den > 0) || !isfinite(num)) out = -2;
+        else rho[k] = num / den;
+    }
+    int cnt = 0;
+    if (!out) {
+        double *bulk = Sa; /* the eigenvectors are read: reuse as scratch */
+        const int nb = D - POP_HO_LEAD;
+        memcpy(bulk, rho + POP_HO_LEAD, (size_t)nb * sizeof *bulk);
+        qsort(bulk, (size_t)nb, sizeof *bulk, dbl_cmp);
+        double med = nb % 2 ? bulk[nb / 2] : 0.5 * (bulk[nb / 2 - 1] + bulk[nb / 2]);
+        if (!(med > 0)) out = -2;
+        while (!out && cnt < POP_HO_LEAD && rho[cnt] >= POP_HO_GAP * med) cnt++;
+    }
+    free(Sa), free(Wa), free(Sb), free(Wb), free(ev), free(rho), free(u);
+    return out ? out : cnt;
+}
+
+/* The held-out rule (pop.h) on the scores Q (n, r0): the rank, or 0 when there is no
+ * bulk to measure against (*held = -1) or the counts' mean rounds below 2 (*held: that
+ * mean); -1 with e set. */
+static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
+                         double *held, bgfm_err *e) {
+    *held = -1;
+    signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
+    if (!side) return -1;
+    int sum = 0, rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        int64_t hmin = 0;
+        if (split_rows(scan, n, k, side, &hmin, e)) {
+            rc = -1;
+            break;
+        }
+        int D = POP_HO_DIRS;
+        if (D > r0) D = r0;
+        if ((int64_t)D > hmin - 1) D = (int)(hmin - 1);
+        if (D < 2 * POP_HO_LEAD) rc = -2;
+        for (int fit = 0; fit < 2 && !rc; fit++) {
+            int c = held_out_count(Q, n, r0, D, scan, side, fit, shrink, e);
+            if (c < 0) rc = c;
+            else sum += c;
+        }
+    }
+    free(side);
+    if (rc == -1) return -1;
+    if (rc == -2) return 0;
+    *held = sum / 4.0;
+    int r = (sum + 2) / 4;
+    return r >= 2 ? r : 0;
+}
+
+int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, int auto_rank,
+                 double shrink, float *W, float *b, pop_rows_out *out_info, bgfm_err *e) {
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
-    *ratio = 0;
-    *multi = 0;
+    *out_info = (pop_rows_out){auto_rank && r > POP_RANK_FALLBACK ? POP_RANK_FALLBACK : r, 0, 0, -1};
+    double *ratio = &out_info->ratio;
+    int64_t *multi = &out_info->multi;
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -101,17 +270,22 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
-    if ((*multi = scatter(Q, n, r0, scan, Sb, Sw, e)) < 0) {
+    int64_t scans = 0;
+    if ((*multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, &scans, e)) < 0) {
         *multi = 0;
         rc = -1;
         goto done;
     }
-    double tr = 0;
-    for (int c = 0; c < r0; c++) tr += Sw[c * r0 + c];
-    if (*multi == 0 || !(tr > 0)) goto done; /* no person seen twice: nothing to contrast */
-    tr /= r0;
-    for (int64_t q = 0; q < (int64_t)r0 * r0; q++) Sw[q] *= 1.0 - shrink;
-    for (int c = 0; c < r0; c++) Sw[c * r0 + c] += shrink * tr;
+    if (*multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
+    if (auto_rank) {
+        int k = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out, e);
+        if (k < 0) {
+            rc = -1;
+            goto done;
+        }
+        if (k > 0) out_info->rank = k < r ? k : r;
+    }
+    const int want = out_info->rank;
     info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev);
     if (info) {
         rc = bgfm_fail(e, BGFM_ENUMERIC, "population head: the generalised eigensolver (dsygvd) "
@@ -121,7 +295,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     /* directions with no between-scan variance (Sb has rank < r with few scans) are an
      * arbitrary basis of a null space: not fitted */
     int rr = 0;
-    while (rr < r && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
+    while (rr < want && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
     if (rr < 1) goto done;
     /* P (r0, n) = diag(lam^-1/2) U^T; C (rr, n) = A^T P with A the rr leading eigenvectors */
     P = bgfm_malloc(e, (size_t)(r0 * n) * sizeof *P, "population head map");
@@ -177,7 +351,7 @@ static int read_rows(const model *m, graphs_store *gs, int ma, const int64_t *id
 }
 
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
-                     int64_t n, double shrink, pop_fit_info *info) {
+                     int64_t n, int auto_rank, double shrink, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
     const int N = graphs_atlas_nodes(gs, sa), R = ctx->size, me = ctx->rank;
     const int64_t T = (int64_t)N * (N - 1) / 2;
@@ -211,14 +385,19 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
     rc = bgfm_ctx_agree(ctx, rc);
     int got = 0;
+    pop_rows_out ro;
     if (!rc) {
-        got = pop_fit_rows(Z, na, T, scan, m->cfg.pop_rank, shrink, m->w + m->pop_W[ma],
-                           m->w + m->pop_b[ma], &info->ratio[ma], &info->scans[ma], e);
+        got = pop_fit_rows(Z, na, T, scan, m->cfg.pop_rank, auto_rank, shrink, m->w + m->pop_W[ma],
+                           m->w + m->pop_b[ma], &ro, e);
         if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
     }
     if (!rc) {
         info->graphs[ma] = na;
         info->dims[ma] = got;
+        info->rank[ma] = ro.rank;
+        info->ratio[ma] = ro.ratio;
+        info->scans[ma] = ro.multi;
+        info->held_out[ma] = ro.held_out;
         if (got == 0)
             log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
                      "graphs training read, so the population head of that atlas stays zero "
@@ -230,14 +409,15 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            double shrink, pop_fit_info *info) {
+            int auto_rank, double shrink, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) info->held_out[a] = -1;
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
-        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, shrink, info);
+        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, shrink, info);
     }
     return rc;
 }

@@ -470,19 +470,51 @@ static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const o
     return 0;
 }
 
+/* pop_rank: auto: the head narrowed to the largest rank chosen (model_pop_resize), and
+ * the AdamW moments with it (the head is the layout's tail and is never trained). */
+static int narrow_head(trainer *t, const pop_fit_info *pfi, bgfm_err *e) {
+    int r = 0;
+    for (int a = 0; a < t->m.cfg.n_atlases; a++)
+        if (pfi->graphs[a] && pfi->rank[a] > r) r = pfi->rank[a];
+    if (r < 1 || r == t->m.cfg.pop_rank) return 0;
+    int rc = model_pop_resize(&t->m, r, e);
+    optim op;
+    if (!rc) rc = optim_init(&op, &t->m, e);
+    if (rc) return rc;
+    const int64_t keep = op.n < t->op.n ? op.n : t->op.n;
+    memcpy(op.m, t->op.m, (size_t)keep * sizeof *op.m);
+    memcpy(op.v, t->op.v, (size_t)keep * sizeof *op.v);
+    op.t = t->op.t;
+    optim_free(&t->op);
+    t->op = op;
+    return 0;
+}
+
 /* Collective: the population head from the graphs training read (pop.h), logged. */
 static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const model *m = &t->m;
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_shrink, &pfi);
-    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++)
-        if (pfi.graphs[a])
-            log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
-                     "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
-                     pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_shrink, &pfi);
+    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
+        if (!pfi.graphs[a]) continue;
+        if (o->pop_auto && pfi.held_out[a] >= 0)
+            log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
+                     "out on held-out halves (mean of 4 fits), rank %d%s", m->cfg.atlas[a],
+                     pfi.held_out[a], pfi.rank[a], pfi.held_out[a] < 1.5 ? " (no gap: the fallback)" : "");
+        else if (o->pop_auto)
+            log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
+                     "FC entries) for two halves with a bulk of directions to measure against "
+                     "(need %d scans and %d principal axes), rank %d", m->cfg.atlas[a],
+                     2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD, pfi.rank[a]);
+        log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
+                 "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
+                 pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
+    }
+    if (!rc && o->pop_auto && m->cfg.pop_rank) rc = bgfm_ctx_agree(ctx, narrow_head(t, &pfi, &ctx->err));
     if (!rc && m->cfg.pop_rank)
-        log_info(ctx, "pretrain: population head fitted in %.2f s", MPI_Wtime() - t0);
+        log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
+                 MPI_Wtime() - t0, t->m.cfg.pop_rank);
     return rc;
 }
 
@@ -667,9 +699,10 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"input_norm", BGFM_OPT_ENUM, "population", 1, 0, "population|none",
      "population: every FC entry standardised by its mean and sd over the graphs pretraining "
      "reads (fitted at a fresh start, stored in the model); none: raw FC (model.md section 1)"},
-    {"pop_rank", BGFM_OPT_INT, "8", 0, 256, NULL,
+    {"pop_rank", BGFM_OPT_INT, "8", 0, 256, "auto",
      "population head: directions along which people differ most against how one person's "
-     "windows differ, fitted per atlas after training (0: no head; model.md section 11)"},
+     "windows differ, fitted per atlas after training (0: no head; auto: as many as stand out "
+     "on held-out halves of the people, at most 16, else 8; model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
     {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder",
@@ -785,7 +818,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->readout = model_readout_parse(params_str(w, "readout"));
     c->rdim = (int)params_int(w, "readout_dim");
     c->norm = !strcmp(params_str(w, "input_norm"), "population");
-    c->pop_rank = (int)params_int(w, "pop_rank");
+    o.pop_auto = params_word(w, "pop_rank") != NULL; /* the only word is auto */
+    c->pop_rank = o.pop_auto ? POP_RANK_AUTO_MAX : (int)params_int(w, "pop_rank");
     c->embed = model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     model_hp *h = &o.hp;

@@ -2,7 +2,13 @@
 """tiny_bids.py OUT [--subjects S] [--volumes T] [--seed X] [--parcels P]: a tiny BIDS
 dataset (8x9x7 voxels, 4 mm) and a matching 4-region label atlas OUT/atlas.nii.gz, written
 with nibabel, for engine tests that need real files but no realism. --parcels P > 4: the
-same voxels dealt round-robin into P regions instead (enough nodes for GMAE to mask)."""
+same voxels dealt round-robin into P regions instead (enough nodes for GMAE to mask).
+--factors K: the regions' signals share K person-level factors: each subject's region
+series are L e (e white noise, one series per region), L = I + sum_k a s_k B_k / b (a:
+--factor-size, default 1) with
+s_k ~ N(0, 1) per subject, B_k the symmetric indicator of region pairs within the k-th
+block of b = P / K regions (and a small per-subject random part), so the FC of every
+window varies between people along K shared directions (pop_rank: auto's test)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -13,6 +19,8 @@ ap.add_argument("--subjects", type=int, default=3)
 ap.add_argument("--volumes", type=int, default=20)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--parcels", type=int, default=4)
+ap.add_argument("--factors", type=int, default=0)
+ap.add_argument("--factor-size", type=float, default=1.0)
 a = ap.parse_args()
 rng = np.random.default_rng(a.seed)
 shape = (8, 9, 7)
@@ -35,7 +43,19 @@ for s in range(a.subjects):
     os.makedirs(d, exist_ok=True)
     data = np.zeros(shape + (a.volumes,), np.float32)
     inside = lab > 0
-    data[inside] = 100 + rng.standard_normal((inside.sum(), a.volumes)).astype(np.float32)
+    noise = rng.standard_normal((inside.sum(), a.volumes))
+    if a.factors:
+        P = int(lab.max())
+        L = np.eye(P) + 0.05 * rng.standard_normal((P, P))
+        blk = P // a.factors
+        for k in range(a.factors):
+            B = np.zeros((P, P))
+            B[k * blk:(k + 1) * blk, k * blk:(k + 1) * blk] = 1
+            np.fill_diagonal(B, 0)
+            L += a.factor_size * rng.standard_normal() * B / blk
+        X = L @ rng.standard_normal((P, a.volumes))
+        noise = 0.3 * noise + X[lab[inside] - 1]
+    data[inside] = 100 + noise.astype(np.float32)
     im = nib.Nifti1Image(data, aff)
     im.header.set_xyzt_units("mm", "sec")
     im.header["pixdim"][4] = 2.0

@@ -12,6 +12,13 @@ Checked per atlas:
   and their within-scan covariance, shrunk as above, is the identity (1e-3);
 - rows past the fitted directions are zero (directions with no between-scan variance, as
   with fewer scans than pop_rank, are not fitted).
+With `pop_rank: auto` in the stored configuration the rank of each atlas is recomputed
+by docs/model.md section 11's held-out rule (the scans split in halves twice by the
+splitmix64 hash of the scan number, the discriminant of each half scored on the other,
+directions kept while their held-out ratio is at least twice the median of directions
+17-64, the mean of the four counts rounded half up, 8 when below 2 or not measurable);
+the model's head must be as wide as the largest rank, and each atlas's rows past its
+rank zero.
 Exits 1 with a message on the first failure."""
 import re, sys
 import h5py, numpy as np, scipy.linalg as sl
@@ -25,6 +32,54 @@ assert r > 0, "no population head in " + ck
 cfg = s(f["state"].attrs["config"]) if "config" in f["state"].attrs else ""
 m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
 shrink = float(m.group(1)) if m else 0.1
+auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
+M64 = (1 << 64) - 1
+
+
+def mix64(x):
+    x &= M64
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def covs(Q, scan, subs):
+    """Between (subject means recentred on their mean) and within covariances."""
+    G = np.array([Q[scan == p].mean(0) for p in subs])
+    G = G - G.mean(0)
+    R = np.concatenate([Q[scan == p] - Q[scan == p].mean(0) for p in subs])
+    return G.T @ G / len(subs), R.T @ R / len(R)
+
+
+def held_out_rank(Q, scan):
+    """(rank, mean count) by the held-out rule; mean -1 when not measurable."""
+    r0 = Q.shape[1]
+    subs = sorted(set(int(x) for x in scan))
+    total = 0
+    for k in range(2):
+        order = sorted(subs, key=lambda p: (mix64(p + (k + 1) * 0x9E3779B97F4A7C15), p))
+        h = len(subs) // 2
+        halves = [sorted(order[:h]), sorted(order[h:])]
+        D = min(64, r0, h - 1)
+        if D < 32:
+            return 8, -1.0
+        for fit in (0, 1):
+            ia = np.isin(scan, halves[fit])
+            SbA, SwA = covs(Q[ia], scan[ia], halves[fit])
+            SbB, SwB = covs(Q[~ia], scan[~ia], halves[1 - fit])
+            SwA = (1 - shrink) * SwA + shrink * np.trace(SwA) / r0 * np.eye(r0)
+            _, V = sl.eigh(SbA, SwA)
+            V = V[:, ::-1][:, :D]
+            rho = np.einsum("ij,ik,kj->j", V, SbB, V) / np.einsum("ij,ik,kj->j", V, SwB, V)
+            bulk = np.median(rho[16:])
+            c = 0
+            while c < 16 and rho[c] >= 2 * bulk:
+                c += 1
+            total += c
+    r = (total + 2) // 4
+    return (r if r >= 2 else 8), total / 4
 used = f["pretrain_graphs"][()]
 idx = h5py.File(cdir + "/index.h5", "r")
 names = [s(x) for x in idx["atlases"][()]]
@@ -32,6 +87,7 @@ shards = [s(x) for x in idx["shards"][()]]
 GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
 fail = lambda msg: sys.exit("pop_fit: " + msg)
 checked = 0
+ranks = []
 for ai, an in enumerate(names):
     rows = [g for g in used if GA[g] == ai]
     if not rows or ("pop/%s/W" % an) not in f["model"]:
@@ -63,7 +119,13 @@ for ai, an in enumerate(names):
     Sws = (1 - shrink) * Sw + shrink * np.trace(Sw) / r0 * np.eye(r0)
     ev, V = sl.eigh(Sb, Sws)
     ev, V = ev[::-1], V[:, ::-1]
-    rr = int(min(r, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
+    want, held = held_out_rank(Q, scan) if auto else (r, None)
+    want = min(want, 16 if auto else r)
+    ranks.append(want)
+    if want > r:
+        fail("%s: pop_rank auto chose %d directions (held-out mean %.2f), the model keeps %d" %
+             (an, want, held, r))
+    rr = int(min(want, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
     Wn = (Vt[:r0].T @ V[:, :rr]).T
     for k in range(rr):  # the sign rule: largest-magnitude entry positive
         j = np.argmax(np.abs(Wn[k]))
@@ -96,7 +158,10 @@ for ai, an in enumerate(names):
     if cosines.min() < 1 - 1e-4:
         fail("%s: the head's subspace differs from numpy's (smallest cosine %.6f)" % (an, cosines.min()))
     checked += 1
-    print("pop_fit: %s: %d graphs, %d scans, %d of %d directions, leading ratio %.3f" %
-          (an, n, len(subs), rr, r, ev[0]))
+    print("pop_fit: %s: %d graphs, %d scans, %d of %d directions, leading ratio %.3f%s" %
+          (an, n, len(subs), rr, r, ev[0],
+           "" if not auto else ", pop_rank auto: held-out mean %.2f, rank %d" % (held, want)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
+if auto and r != max(ranks):
+    fail("pop_rank auto: the head has %d rows, the largest rank chosen is %d" % (r, max(ranks)))

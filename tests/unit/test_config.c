@@ -29,6 +29,7 @@ static const bgfm_opt toy_opts[] = {
     {"big", BGFM_OPT_INT, NULL, 1, 9.2233720368547758e18, NULL, "no upper bound"},
     {"adjacency.rule", BGFM_OPT_ENUM, "abs", 1, -1, "abs|pos", "rule"},
     {"lr", BGFM_OPT_REAL, "1e-3", 1, -1, NULL, "learning rate"},
+    {"rank", BGFM_OPT_INT, "4", 0, 16, "auto", "an integer, or the word auto"},
 };
 
 static int toy_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
@@ -331,7 +332,11 @@ static void params_equal(const bgfm_params *a, const bgfm_params *b) {
         if (!x->state) continue;
         switch (x->opt->type) {
         case BGFM_OPT_BOOL: assert_int_equal(x->b, y->b); break;
-        case BGFM_OPT_INT: assert_true(x->i == y->i); break;
+        case BGFM_OPT_INT:
+            assert_true(x->i == y->i);
+            assert_int_equal(x->s != NULL, y->s != NULL);
+            if (x->s) assert_string_equal(x->s, y->s);
+            break;
         case BGFM_OPT_REAL: assert_memory_equal(&x->r, &y->r, sizeof x->r); break;
         case BGFM_OPT_STR:
         case BGFM_OPT_ENUM: assert_string_equal(x->s, y->s); break;
@@ -404,6 +409,21 @@ static void test_resolved_reparses(void **st) {
               "  - {name: s2, uses: toy2, with: {need: 0}}\n"
               "slurm: {qos: 'yes', constraint: 'a&b|c', mem: 1000}\n",
               test_kinds);
+    /* an integer option's word, and a number after it */
+    roundtrip(FILE_, HEAD "stages:\n  - {name: s1, uses: toy, with: {rank: auto}}\n"
+              "  - {name: s2, uses: toy, with: {rank: 0}}\n", test_kinds);
+    bgfm_pipeline p;
+    bgfm_err e;
+    assert_int_equal(parse(HEAD "stages:\n  - {name: s1, uses: toy, with: {rank: auto}}\n"
+                           "  - {name: s2, uses: toy, with: {rank: 12}}\n  - {name: s3, uses: toy}\n",
+                           &p, &e), 0);
+    assert_string_equal(params_word(&p.stages[0].with, "rank"), "auto");
+    assert_int_equal(params_int(&p.stages[0].with, "rank"), 0);
+    assert_null(params_word(&p.stages[1].with, "rank"));
+    assert_int_equal(params_int(&p.stages[1].with, "rank"), 12);
+    assert_null(params_word(&p.stages[2].with, "rank"));
+    assert_int_equal(params_int(&p.stages[2].with, "rank"), 4);
+    config_free(&p);
 }
 
 static void test_params_write_canonical(void **st) {
@@ -412,7 +432,7 @@ static void test_params_write_canonical(void **st) {
     bgfm_err e;
     assert_int_equal(parse(HEAD "stages:\n  - name: s1\n    uses: toy\n    with:\n"
                                 "      adjacency.rule: pos\n      rate: 0.25\n"
-                                "      label: 'a: b'\n      tags: [\"x\"]\n",
+                                "      label: 'a: b'\n      tags: [\"x\"]\n      rank: auto\n",
                            &p, &e),
                      0);
     char *txt = NULL;
@@ -429,7 +449,8 @@ static void test_params_write_canonical(void **st) {
                              "  adjacency:\n"
                              "    threshold: 0.3\n"
                              "    rule: pos\n"
-                             "  lr: 0.001\n");
+                             "  lr: 0.001\n"
+                             "  rank: auto\n");
     free(txt);
     config_free(&p);
 }
@@ -600,6 +621,12 @@ static void test_types(void **st) {
                                "(key 'stages.s.with.rate')");
     expect_err(W("rate: 0x1p-3"), "/cfg/p.yaml:7:39: expected a finite decimal number, got "
                                   "'0x1p-3' (key 'stages.s.with.rate')");
+    expect_err(W("rank: atuo"), "/cfg/p.yaml:7:39: expected a decimal integer or one of: auto; "
+                                "got 'atuo' (key 'stages.s.with.rank'); did you mean 'auto'?");
+    expect_err(W("rank: 17"), "/cfg/p.yaml:7:39: 17 is out of range: must be between 0 and 16 "
+                              "(key 'stages.s.with.rank')");
+    expect_err(W("rank: 1.5"), "/cfg/p.yaml:7:39: expected a decimal integer or one of: auto; "
+                               "got '1.5' (key 'stages.s.with.rank')");
     expect_err(W("mode: slo"), "/cfg/p.yaml:7:39: 'slo' is not one of: fast, slow, exact (key "
                                "'stages.s.with.mode'); did you mean 'slow'?");
     expect_err(W("mode: [fast]"), "/cfg/p.yaml:7:39: expected one of: fast, slow, exact, got a "

@@ -4,7 +4,9 @@
  * features of the training rows are centred and the same bits on a second call; with
  * no scan seen twice, with fewer than 3 rows, and with fewer scans than pop_rank (no
  * between-scan variance in the rest) the head is zero or has only the directions the
- * data support, rows after them zero. tests/reference/pop_fit.py checks the values
+ * data support, rows after them zero. pop_rank: auto finds 3 and 5 planted directions
+ * (and fits what a fixed rank of that many fits), falls back to 8 with none planted and
+ * when the scans are too few for halves with a bulk. tests/reference/pop_fit.py checks the values
  * against scipy on real pretraining runs. */
 #include <math.h>
 #include <setjmp.h>
@@ -73,13 +75,13 @@ static void test_planted_directions(void **st) {
     int64_t scan[600];
     float *Z = planted(S, w, T, scan, 7);
     float W[4 * 24], b[4], W2[4 * 24], b2[4];
-    double ratio = 0;
-    int64_t multi = 0;
+    pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0.1, W, b, &ratio, &multi, &e);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0, 0.1, W, b, &ro, &e);
     assert_int_equal(got, r);
-    assert_int_equal(multi, S);
-    assert_true(ratio > 1.0);
+    assert_int_equal(ro.multi, S);
+    assert_int_equal(ro.rank, r);
+    assert_true(ro.ratio > 1.0);
     double cs = smallest_cosine(W, T);
     print_message("smallest cosine %.4f\n", cs);
     assert_true(cs > 0.9); /* numpy/scipy on the same model: 0.965 */
@@ -94,7 +96,7 @@ static void test_planted_directions(void **st) {
         assert_true(fabs(m / (S * w)) < 1e-3);
     }
     /* deterministic */
-    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0.1, W2, b2, &ratio, &multi, &e), r);
+    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0, 0.1, W2, b2, &ro, &e), r);
     assert_memory_equal(W, W2, sizeof W);
     assert_memory_equal(b, b2, sizeof b);
     free(Z);
@@ -108,15 +110,14 @@ static void test_no_repeated_scan(void **st) {
     for (int i = 0; i < S; i++) scan[i] = i;
     float W[3 * 12], b[3];
     memset(W, 0x7f, sizeof W);
-    double ratio = 1;
-    int64_t multi = 5;
+    pop_rows_out ro = {0, 1, 5, 0};
     bgfm_err e = {0};
-    assert_int_equal(pop_fit_rows(Z, S, T, scan, r, 0.1, W, b, &ratio, &multi, &e), 0);
-    assert_int_equal(multi, 0);
+    assert_int_equal(pop_fit_rows(Z, S, T, scan, r, 0, 0.1, W, b, &ro, &e), 0);
+    assert_int_equal(ro.multi, 0);
     for (int q = 0; q < r * T; q++) assert_true(W[q] == 0.0f);
     for (int k = 0; k < r; k++) assert_true(b[k] == 0.0f);
     /* fewer than 3 rows: nothing to fit */
-    assert_int_equal(pop_fit_rows(Z, 2, T, scan, r, 0.1, W, b, &ratio, &multi, &e), 0);
+    assert_int_equal(pop_fit_rows(Z, 2, T, scan, r, 0, 0.1, W, b, &ro, &e), 0);
     free(Z);
 }
 
@@ -126,10 +127,9 @@ static void test_fewer_scans_than_rank(void **st) {
     int64_t scan[12];
     float *Z = planted(S, w, T, scan, 9);
     float W[8 * 20], b[8];
-    double ratio = 0;
-    int64_t multi = 0;
+    pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, S * w, T, scan, r, 0.1, W, b, &ratio, &multi, &e);
+    int got = pop_fit_rows(Z, S * w, T, scan, r, 0, 0.1, W, b, &ro, &e);
     /* 3 scan means around a centred grand mean: at most 2 (or 3) directions vary */
     assert_true(got >= 1 && got <= S);
     for (int k = got; k < r; k++) {
@@ -144,11 +144,103 @@ static void test_fewer_scans_than_rank(void **st) {
     free(Z);
 }
 
+/* S scans of w windows over T entries with K shared directions: x = sum_k a s_k u_k +
+ * 0.3 f_scan + noise, u_k the unit vector of equal weights on entries [k B, (k+1) B),
+ * B = T / (K + 1); a = 0: no shared direction, only the scans' fingerprints. */
+static float *planted_k(int S, int w, int T, int K, double a, int64_t *scan, uint64_t seed) {
+    float *Z = malloc((size_t)S * w * T * sizeof *Z);
+    double *f = malloc((size_t)T * sizeof *f), s[8];
+    assert_non_null(Z);
+    assert_non_null(f);
+    assert_true(K <= 8);
+    rng_stream r;
+    rng_init(&r, seed, RNG_USER, 0, 0, 0);
+    const int B = T / (K + 1);
+    for (int p = 0; p < S; p++) {
+        for (int k = 0; k < K; k++) s[k] = rng_normal(&r);
+        for (int q = 0; q < T; q++) f[q] = 0.3 * rng_normal(&r);
+        for (int j = 0; j < w; j++) {
+            int64_t i = (int64_t)p * w + j;
+            scan[i] = 5 * p + 3;
+            for (int q = 0; q < T; q++) {
+                double x = f[q] + rng_normal(&r);
+                if (q / B < K) x += a * s[q / B] / sqrt((double)B);
+                Z[i * T + q] = (float)x;
+            }
+        }
+    }
+    free(f);
+    return Z;
+}
+
+/* pop_rank: auto finds K planted directions; rows past them zero; deterministic */
+static void test_auto_rank_planted(void **st) {
+    (void)st;
+    const int S = 160, w = 3, T = 120, r = POP_RANK_AUTO_MAX;
+    int64_t *scan = malloc((size_t)S * w * sizeof *scan);
+    float *W = malloc((size_t)r * T * sizeof *W), *W2 = malloc((size_t)r * T * sizeof *W2), b[16];
+    assert_non_null(scan);
+    assert_non_null(W);
+    assert_non_null(W2);
+    bgfm_err e = {0};
+    for (int K = 3; K <= 5; K += 2) {
+        float *Z = planted_k(S, w, T, K, 2.0, scan, 20 + (uint64_t)K);
+        pop_rows_out ro, ro2;
+        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+        print_message("K %d: held-out mean %.2f, rank %d, fitted %d\n", K, ro.held_out, ro.rank, got);
+        assert_int_equal(ro.rank, K);
+        assert_int_equal(got, K);
+        assert_true(fabs(ro.held_out - K) < 0.5);
+        for (int64_t q = (int64_t)K * T; q < (int64_t)r * T; q++) assert_true(W[q] == 0.0f);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W2, b, &ro2, &e), K);
+        assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
+        /* a fixed rank of K fits the same directions */
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, K, 0, 0.1, W2, b, &ro2, &e), K);
+        assert_memory_equal(W, W2, (size_t)K * T * sizeof *W);
+        free(Z);
+    }
+    free(scan), free(W), free(W2);
+}
+
+/* no shared direction: the held-out counts are small and the rank falls back to 8; too
+ * few scans for two halves with a bulk: not measured, 8 */
+static void test_auto_rank_fallback(void **st) {
+    (void)st;
+    const int w = 3, T = 120, r = POP_RANK_AUTO_MAX;
+    int64_t *scan = malloc((size_t)160 * w * sizeof *scan);
+    float *W = malloc((size_t)r * T * sizeof *W), b[16];
+    assert_non_null(scan);
+    assert_non_null(W);
+    bgfm_err e = {0};
+    pop_rows_out ro;
+    float *Z = planted_k(160, w, T, 3, 0.0, scan, 31);
+    int got = pop_fit_rows(Z, (int64_t)160 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+    print_message("no shared direction: held-out mean %.2f, rank %d\n", ro.held_out, ro.rank);
+    assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
+    assert_int_equal(ro.rank, POP_RANK_FALLBACK);
+    assert_int_equal(got, POP_RANK_FALLBACK);
+    free(Z);
+    /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
+    Z = planted_k(64, w, T, 3, 2.0, scan, 32);
+    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+    assert_true(ro.held_out == -1);
+    assert_int_equal(ro.rank, POP_RANK_FALLBACK);
+    assert_int_equal(got, POP_RANK_FALLBACK);
+    /* and with fewer rows than the fallback asks for: the buffer's rows */
+    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, 5, 1, 0.1, W, b, &ro, &e);
+    assert_int_equal(ro.rank, 5);
+    assert_int_equal(got, 5);
+    free(Z);
+    free(scan), free(W);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
         cmocka_unit_test(test_no_repeated_scan),
         cmocka_unit_test(test_fewer_scans_than_rank),
+        cmocka_unit_test(test_auto_rank_planted),
+        cmocka_unit_test(test_auto_rank_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
