@@ -23,10 +23,11 @@
  * rank count); the discriminant fitted on one half scores its POP_HO_DIRS leading
  * directions on the other by the between / within ratio; the directions kept are the
  * leading ones whose held-out ratio is at least POP_HO_GAP times the median of directions
- * POP_HO_LEAD+1 .. POP_HO_DIRS (the bulk), at most POP_HO_LEAD. The rank is the mean of
- * the four counts rounded (halves up) when at least 2, else POP_RANK_FALLBACK; also the
- * fallback when the halves are too small to have a bulk (fewer than 2 POP_HO_LEAD + 1
- * scans each). The model's head is then as wide as the largest atlas's rank. */
+ * POP_HO_LEAD+1 .. POP_HO_DIRS (the bulk), at most POP_HO_LEAD. An atlas's count is the
+ * mean of the four rounded (halves up) when at least 2, else none (no gap); none also
+ * when the halves are too small to have a bulk (fewer than 2 POP_HO_LEAD + 1 scans each).
+ * The factors belong to the people, not to the atlas: every atlas's head keeps the
+ * largest count of the atlases (pop_rank_shared), POP_RANK_FALLBACK when none has one. */
 #define POP_RANK_AUTO_MAX 16 /* rows of pop/<atlas>/W while pop_rank: auto trains */
 #define POP_RANK_FALLBACK 8
 #define POP_HO_DIRS 64
@@ -36,8 +37,8 @@
 typedef struct pop_fit_info {
     int64_t graphs[MODEL_MAX_ATLASES];  /* graphs fitted per model atlas */
     int64_t scans[MODEL_MAX_ATLASES];   /* of them, scans with 2 or more windows */
-    int rank[MODEL_MAX_ATLASES];        /* directions asked for: pop_rank, or auto's choice */
-    int dims[MODEL_MAX_ATLASES];        /* directions fitted (<= rank; rows after: 0) */
+    int rank[MODEL_MAX_ATLASES];        /* auto: the atlas's held-out count (0: no gap) */
+    int dims[MODEL_MAX_ATLASES];        /* directions fitted (<= pop_rank; rows after: 0) */
     double ratio[MODEL_MAX_ATLASES];    /* the leading between / within variance ratio */
     double held_out[MODEL_MAX_ATLASES]; /* auto: the mean count over the four fits, -1: no
                                            bulk to measure against (or a fixed rank) */
@@ -45,7 +46,7 @@ typedef struct pop_fit_info {
 
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
-    int rank;        /* directions asked for (r, or the held-out rule's choice) */
+    int rank;        /* auto: the held-out count (0: no gap, or not measured) */
     double ratio;    /* the leading between / within ratio */
     int64_t multi;   /* scans with two or more rows */
     double held_out; /* auto: the mean held-out count, -1 when not measured */
@@ -53,18 +54,23 @@ typedef struct pop_rows_out {
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
  * row i; shrink in [0, 1]; W (r, T) and b (r) written (rows past the fitted directions
- * zero). auto_rank: the held-out rule chooses how many of the r rows to fit. Returns the
- * number of directions fitted: 0 when no scan has two rows (the head stays zero), or -1
- * with e set. Deterministic: the same bits for the same rows. */
+ * zero; the first k rows are what a fit at r = k writes). auto_rank: the held-out count
+ * is measured too (out->rank). Returns the number of directions fitted: 0 when no scan
+ * has two rows (the head stays zero), or -1 with e set. Deterministic: the same bits for
+ * the same rows. */
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, int auto_rank,
                  double shrink, float *W, float *b, pop_rows_out *out, bgfm_err *e);
+
+/* pop_rank: auto's rank for every atlas: the largest held-out count of the atlases
+ * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
+int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among
  * graphs[0..n), written into m's pop/ buffers. Each rank reads a contiguous block of the
  * list; the rows are gathered in list order, and every rank solves the same problem, so
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
- * same status on every rank. auto_rank: the held-out rule per atlas (the caller narrows
- * the model to the largest rank, model_pop_resize). */
+ * same status on every rank. auto_rank: every atlas's held-out count measured too (the
+ * caller narrows the model to pop_rank_shared's rank, model_pop_resize). */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
             int auto_rank, double shrink, pop_fit_info *info);
 

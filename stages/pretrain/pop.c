@@ -231,7 +231,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
                  double shrink, float *W, float *b, pop_rows_out *out_info, bgfm_err *e) {
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
-    *out_info = (pop_rows_out){auto_rank && r > POP_RANK_FALLBACK ? POP_RANK_FALLBACK : r, 0, 0, -1};
+    *out_info = (pop_rows_out){0, 0, 0, -1};
     double *ratio = &out_info->ratio;
     int64_t *multi = &out_info->multi;
     if (n < 3 || T < 1 || r < 1) return 0;
@@ -277,15 +277,11 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
         goto done;
     }
     if (*multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
-    if (auto_rank) {
-        int k = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out, e);
-        if (k < 0) {
-            rc = -1;
-            goto done;
-        }
-        if (k > 0) out_info->rank = k < r ? k : r;
+    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out, e)) < 0) {
+        out_info->rank = 0;
+        rc = -1;
+        goto done;
     }
-    const int want = out_info->rank;
     info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev);
     if (info) {
         rc = bgfm_fail(e, BGFM_ENUMERIC, "population head: the generalised eigensolver (dsygvd) "
@@ -295,7 +291,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     /* directions with no between-scan variance (Sb has rank < r with few scans) are an
      * arbitrary basis of a null space: not fitted */
     int rr = 0;
-    while (rr < want && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
+    while (rr < r && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
     if (rr < 1) goto done;
     /* P (r0, n) = diag(lam^-1/2) U^T; C (rr, n) = A^T P with A the rr leading eigenvectors */
     P = bgfm_malloc(e, (size_t)(r0 * n) * sizeof *P, "population head map");
@@ -406,6 +402,14 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     }
     free(idx), free(scan), free(Z), free(cnt), free(dsp);
     return bgfm_ctx_agree(ctx, rc);
+}
+
+int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
+    int r = 0;
+    for (int a = 0; a < n_atlases; a++)
+        if (info->graphs[a] && info->rank[a] > r) r = info->rank[a];
+    if (r == 0) r = POP_RANK_FALLBACK;
+    return r < cap ? r : cap;
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,

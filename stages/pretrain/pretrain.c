@@ -470,12 +470,9 @@ static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const o
     return 0;
 }
 
-/* pop_rank: auto: the head narrowed to the largest rank chosen (model_pop_resize), and
- * the AdamW moments with it (the head is the layout's tail and is never trained). */
-static int narrow_head(trainer *t, const pop_fit_info *pfi, bgfm_err *e) {
-    int r = 0;
-    for (int a = 0; a < t->m.cfg.n_atlases; a++)
-        if (pfi->graphs[a] && pfi->rank[a] > r) r = pfi->rank[a];
+/* pop_rank: auto: the head narrowed to r rows (model_pop_resize), and the AdamW moments
+ * with it (the head is the layout's tail and is never trained). */
+static int narrow_head(trainer *t, int r, bgfm_err *e) {
     if (r < 1 || r == t->m.cfg.pop_rank) return 0;
     int rc = model_pop_resize(&t->m, r, e);
     optim op;
@@ -496,22 +493,32 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_shrink, &pfi);
+    const int r = rc || !o->pop_auto ? m->cfg.pop_rank : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
         if (!pfi.graphs[a]) continue;
         if (o->pop_auto && pfi.held_out[a] >= 0)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
-                     "out on held-out halves (mean of 4 fits), rank %d%s", m->cfg.atlas[a],
-                     pfi.held_out[a], pfi.rank[a], pfi.held_out[a] < 1.5 ? " (no gap: the fallback)" : "");
+                     "out on held-out halves (mean of 4 fits): %s%.0d", m->cfg.atlas[a],
+                     pfi.held_out[a], pfi.rank[a] ? "a gap after " : "no gap (fewer than 2)",
+                     pfi.rank[a]);
         else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "
-                     "(need %d scans and %d principal axes), rank %d", m->cfg.atlas[a],
-                     2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD, pfi.rank[a]);
+                     "(need %d scans and %d principal axes)", m->cfg.atlas[a],
+                     2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
                  "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
-                 pfi.dims[a], (long long)pfi.graphs[a], (long long)pfi.scans[a], pfi.ratio[a]);
+                 pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
+                 (long long)pfi.scans[a], pfi.ratio[a]);
     }
-    if (!rc && o->pop_auto && m->cfg.pop_rank) rc = bgfm_ctx_agree(ctx, narrow_head(t, &pfi, &ctx->err));
+    if (!rc && o->pop_auto && m->cfg.pop_rank) {
+        int gap = 0;
+        for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.rank[a] > 0;
+        log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
+                 gap ? "the largest gap of the atlases: the factors belong to the people"
+                     : "no atlas shows a gap: the default");
+        rc = bgfm_ctx_agree(ctx, narrow_head(t, r, &ctx->err));
+    }
     if (!rc && m->cfg.pop_rank)
         log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
                  MPI_Wtime() - t0, t->m.cfg.pop_rank);

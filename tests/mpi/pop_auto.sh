@@ -8,6 +8,7 @@
 # cannot split the people into halves with a bulk, says so, and falls back to 8. With
 # weaker factors (the four held-out counts differ) the log's mean count = numpy's.
 source "$(dirname "$0")/../lib/tap.sh"
+to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || { notok "dataset"; exit 1; }
 PRE="{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 16, hidden: 8, heads: 2, ffn: 16, proj: 8, n_max: 0, pop_rank: auto, embedding: pop}}"
@@ -15,12 +16,13 @@ PRB="{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [all]}}"
 PIPE_NAME=pa PIPE_SEED=3 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "$PRE" "$PRB"
 for np in 1 2; do
   rm -rf "$T/w/pre" "$T/w/probe" "$T/w/.pre.partial"
-  expect_rc "pop_rank auto: run on $np ranks" 0 $MPIRUN $np "$BGFM" run "$T/p.yaml" >"$T/o$np" 2>&1
+  expect_rc "pop_rank auto: run on $np ranks" 0 to "$T/o$np" $MPIRUN $np "$BGFM" run "$T/p.yaml"
   cp -r "$T/w/pre" "$T/pre$np" 2>/dev/null
   cp "$T/w/probe/report/probe.json" "$T/probe$np.json" 2>/dev/null
 done
-check "the log names the held-out count and the rank chosen" \
-  grep -qE "population head of tiny: pop_rank auto: [0-9.]+ directions stand out on held-out halves \(mean of 4 fits\), rank [0-9]+" "$T/o1"
+check "the log names the held-out count and the rank chosen" bash -c "
+  grep -qE 'population head of tiny: pop_rank auto: [0-9.]+ directions stand out on held-out halves \(mean of 4 fits\): a gap after 3' '$T/o1' &&
+  grep -q 'pop_rank auto: rank 3 for every atlas (the largest gap of the atlases' '$T/o1'"
 check "rank and head = numpy/scipy's held-out rule (tests/reference/pop_fit.py)" \
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/pre2/final.h5" "$T/w/conn"
 check "the head is narrowed: 3 rows (the factors planted), the probe reads 3 numbers, 1 and 2 ranks the same bits" $PY - "$T" <<'PYEOF'
@@ -39,17 +41,18 @@ PYEOF
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dw" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
   --factor-size 0.6 --seed 4 >/dev/null || notok "dataset of weaker factors"
 DATA=$T/dw PIPE_NAME=pw PIPE_SEED=3 pipeline_yaml "$T/w.yaml" "$T/ww" "{windows: {length: 10, stride: 5}}" "$PRE"
-expect_rc "pop_rank auto, weaker factors: run" 0 $MPIRUN 1 "$BGFM" run "$T/w.yaml" >"$T/ow" 2>&1
+expect_rc "pop_rank auto, weaker factors: run" 0 to "$T/ow" $MPIRUN 1 "$BGFM" run "$T/w.yaml"
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/ww/pre/final.h5" "$T/ww/conn" >"$T/rw" 2>&1
 rc=$?
 check "weaker factors: = numpy/scipy, the same held-out mean in the log, and not a whole number" bash -c "
-  m=\$(sed -n 's/.*held-out mean \([0-9.]*\), rank.*/\1/p' '$T/rw'); echo \"# numpy: \$m\"
+  m=\$(sed -n 's/.*held-out mean \([0-9.]*\), count.*/\1/p' '$T/rw'); echo \"# numpy: \$m\"
   [ $rc -eq 0 ] && [ -n \"\$m\" ] && grep -q \"pop_rank auto: \$m directions stand out\" '$T/ow' && [ \"\${m#*.}\" != 00 ]"
 # 40 people: halves of 20, too few for a bulk of 16 directions
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d40" --subjects 40 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || notok "dataset of 40"
 DATA=$T/d40 PIPE_NAME=pb PIPE_SEED=3 pipeline_yaml "$T/q.yaml" "$T/w40" "{windows: {length: 10, stride: 5}}" "$PRE"
-expect_rc "pop_rank auto on 40 people: run" 0 $MPIRUN 2 "$BGFM" run "$T/q.yaml" >"$T/o40" 2>&1
-check "40 people: the log says the rule could not measure, rank 8" \
-  grep -q "population head of tiny: pop_rank auto: too few people .*need 66 scans.*rank 8" "$T/o40"
+expect_rc "pop_rank auto on 40 people: run" 0 to "$T/o40" $MPIRUN 2 "$BGFM" run "$T/q.yaml"
+check "40 people: the log says the rule could not measure, rank 8" bash -c "
+  grep -q 'population head of tiny: pop_rank auto: too few people .*need 66 scans' '$T/o40' &&
+  grep -q 'pop_rank auto: rank 8 for every atlas (no atlas shows a gap: the default)' '$T/o40'"
 check "40 people: 8 rows, = numpy/scipy" $PY "$ROOT/tests/reference/pop_fit.py" "$T/w40/pre/final.h5" "$T/w40/conn"

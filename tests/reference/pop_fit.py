@@ -16,9 +16,8 @@ With `pop_rank: auto` in the stored configuration the rank of each atlas is reco
 by docs/model.md section 11's held-out rule (the scans split in halves twice by the
 splitmix64 hash of the scan number, the discriminant of each half scored on the other,
 directions kept while their held-out ratio is at least twice the median of directions
-17-64, the mean of the four counts rounded half up, 8 when below 2 or not measurable);
-the model's head must be as wide as the largest rank, and each atlas's rows past its
-rank zero.
+17-64, the mean of the four counts rounded half up, none when below 2 or not measurable);
+every atlas's head must keep the largest count of the atlases (8 when none has a gap).
 Exits 1 with a message on the first failure."""
 import re, sys
 import h5py, numpy as np, scipy.linalg as sl
@@ -54,7 +53,8 @@ def covs(Q, scan, subs):
 
 
 def held_out_rank(Q, scan):
-    """(rank, mean count) by the held-out rule; mean -1 when not measurable."""
+    """(count, mean) by the held-out rule: count 0 when there is no gap, mean -1 when
+    not measurable."""
     r0 = Q.shape[1]
     subs = sorted(set(int(x) for x in scan))
     total = 0
@@ -64,7 +64,7 @@ def held_out_rank(Q, scan):
         halves = [sorted(order[:h]), sorted(order[h:])]
         D = min(64, r0, h - 1)
         if D < 32:
-            return 8, -1.0
+            return 0, -1.0
         for fit in (0, 1):
             ia = np.isin(scan, halves[fit])
             SbA, SwA = covs(Q[ia], scan[ia], halves[fit])
@@ -79,7 +79,7 @@ def held_out_rank(Q, scan):
                 c += 1
             total += c
     r = (total + 2) // 4
-    return (r if r >= 2 else 8), total / 4
+    return (r if r >= 2 else 0), total / 4
 used = f["pretrain_graphs"][()]
 idx = h5py.File(cdir + "/index.h5", "r")
 names = [s(x) for x in idx["atlases"][()]]
@@ -87,7 +87,7 @@ shards = [s(x) for x in idx["shards"][()]]
 GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
 fail = lambda msg: sys.exit("pop_fit: " + msg)
 checked = 0
-ranks = []
+counts = []
 for ai, an in enumerate(names):
     rows = [g for g in used if GA[g] == ai]
     if not rows or ("pop/%s/W" % an) not in f["model"]:
@@ -119,13 +119,10 @@ for ai, an in enumerate(names):
     Sws = (1 - shrink) * Sw + shrink * np.trace(Sw) / r0 * np.eye(r0)
     ev, V = sl.eigh(Sb, Sws)
     ev, V = ev[::-1], V[:, ::-1]
-    want, held = held_out_rank(Q, scan) if auto else (r, None)
-    want = min(want, 16 if auto else r)
-    ranks.append(want)
-    if want > r:
-        fail("%s: pop_rank auto chose %d directions (held-out mean %.2f), the model keeps %d" %
-             (an, want, held, r))
-    rr = int(min(want, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
+    if auto:
+        cnt, held = held_out_rank(Q, scan)
+        counts.append(cnt)
+    rr = int(min(r, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
     Wn = (Vt[:r0].T @ V[:, :rr]).T
     for k in range(rr):  # the sign rule: largest-magnitude entry positive
         j = np.argmax(np.abs(Wn[k]))
@@ -160,8 +157,11 @@ for ai, an in enumerate(names):
     checked += 1
     print("pop_fit: %s: %d graphs, %d scans, %d of %d directions, leading ratio %.3f%s" %
           (an, n, len(subs), rr, r, ev[0],
-           "" if not auto else ", pop_rank auto: held-out mean %.2f, rank %d" % (held, want)))
+           "" if not auto else ", pop_rank auto: held-out mean %.2f, count %d" % (held, cnt)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
-if auto and r != max(ranks):
-    fail("pop_rank auto: the head has %d rows, the largest rank chosen is %d" % (r, max(ranks)))
+if auto:
+    want = min(16, max(counts) or 8)  # the largest count of the atlases, else 8
+    print("pop_fit: pop_rank auto: rank %d" % want)
+    if r != want:
+        fail("pop_rank auto: the head has %d rows, the rule gives %d (counts %s)" % (r, want, counts))

@@ -4,9 +4,10 @@
  * features of the training rows are centred and the same bits on a second call; with
  * no scan seen twice, with fewer than 3 rows, and with fewer scans than pop_rank (no
  * between-scan variance in the rest) the head is zero or has only the directions the
- * data support, rows after them zero. pop_rank: auto finds 3 and 5 planted directions
- * (and fits what a fixed rank of that many fits), falls back to 8 with none planted and
- * when the scans are too few for halves with a bulk. tests/reference/pop_fit.py checks the values
+ * data support, rows after them zero. pop_rank: auto counts 3 and 5 planted directions
+ * (its leading rows are what a fixed rank of that many fits), finds no gap with none
+ * planted and does not measure when the scans are too few for halves with a bulk; the
+ * rank shared by the atlases is the largest count, else 8. tests/reference/pop_fit.py checks the values
  * against scipy on real pretraining runs. */
 #include <math.h>
 #include <setjmp.h>
@@ -80,7 +81,7 @@ static void test_planted_directions(void **st) {
     int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0, 0.1, W, b, &ro, &e);
     assert_int_equal(got, r);
     assert_int_equal(ro.multi, S);
-    assert_int_equal(ro.rank, r);
+    assert_int_equal(ro.rank, 0); /* no held-out count without pop_rank: auto */
     assert_true(ro.ratio > 1.0);
     double cs = smallest_cosine(W, T);
     print_message("smallest cosine %.4f\n", cs);
@@ -187,15 +188,15 @@ static void test_auto_rank_planted(void **st) {
         float *Z = planted_k(S, w, T, K, 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
         int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
-        print_message("K %d: held-out mean %.2f, rank %d, fitted %d\n", K, ro.held_out, ro.rank, got);
+        print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_out, ro.rank, got);
         assert_int_equal(ro.rank, K);
-        assert_int_equal(got, K);
+        assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
-        for (int64_t q = (int64_t)K * T; q < (int64_t)r * T; q++) assert_true(W[q] == 0.0f);
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W2, b, &ro2, &e), K);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W2, b, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
-        /* a fixed rank of K fits the same directions */
+        /* a fixed rank of K fits the same leading directions, bit for bit */
         assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, K, 0, 0.1, W2, b, &ro2, &e), K);
+        assert_int_equal(ro2.rank, 0);
         assert_memory_equal(W, W2, (size_t)K * T * sizeof *W);
         free(Z);
     }
@@ -215,23 +216,38 @@ static void test_auto_rank_fallback(void **st) {
     pop_rows_out ro;
     float *Z = planted_k(160, w, T, 3, 0.0, scan, 31);
     int got = pop_fit_rows(Z, (int64_t)160 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
-    print_message("no shared direction: held-out mean %.2f, rank %d\n", ro.held_out, ro.rank);
+    print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_out, ro.rank);
     assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
-    assert_int_equal(ro.rank, POP_RANK_FALLBACK);
-    assert_int_equal(got, POP_RANK_FALLBACK);
+    assert_int_equal(ro.rank, 0);
+    assert_int_equal(got, r);
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
     Z = planted_k(64, w, T, 3, 2.0, scan, 32);
     got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
     assert_true(ro.held_out == -1);
-    assert_int_equal(ro.rank, POP_RANK_FALLBACK);
-    assert_int_equal(got, POP_RANK_FALLBACK);
-    /* and with fewer rows than the fallback asks for: the buffer's rows */
-    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, 5, 1, 0.1, W, b, &ro, &e);
-    assert_int_equal(ro.rank, 5);
-    assert_int_equal(got, 5);
+    assert_int_equal(ro.rank, 0);
+    assert_int_equal(got, r);
     free(Z);
     free(scan), free(W);
+}
+
+/* the rank every atlas keeps: the largest count of the atlases fitted, else 8; capped */
+static void test_rank_shared(void **st) {
+    (void)st;
+    pop_fit_info in;
+    memset(&in, 0, sizeof in);
+    in.graphs[0] = in.graphs[1] = 10;
+    assert_int_equal(pop_rank_shared(&in, 2, 16), POP_RANK_FALLBACK);
+    in.rank[1] = 3;
+    assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
+    in.rank[0] = 5;
+    assert_int_equal(pop_rank_shared(&in, 2, 16), 5);
+    assert_int_equal(pop_rank_shared(&in, 2, 4), 4);
+    assert_int_equal(pop_rank_shared(&in, 1, 16), 5);
+    in.graphs[0] = 0; /* an atlas training did not read */
+    assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
+    in.rank[1] = 0;
+    assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
 }
 
 int main(void) {
@@ -241,6 +257,7 @@ int main(void) {
         cmocka_unit_test(test_fewer_scans_than_rank),
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
+        cmocka_unit_test(test_rank_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
