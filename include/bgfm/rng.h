@@ -34,6 +34,9 @@ typedef struct rng_stream {
 void rng_init(rng_stream *r, uint64_t seed, uint32_t purpose, uint64_t i0, uint64_t i1,
               uint64_t i2);
 uint32_t rng_u32(rng_stream *r);
+/* One SplitMix64 step of z (add 0x9e3779b97f4a7c15, then the finaliser): a 64-bit hash
+ * of an integer, for orders that must not depend on a seed (pop.c's halves). */
+uint64_t rng_splitmix64(uint64_t z);
 uint64_t rng_u64(rng_stream *r);
 /* Uniform in [0, 1) with 53 random bits. */
 double rng_uniform(rng_stream *r);

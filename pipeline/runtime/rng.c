@@ -29,8 +29,8 @@ void rng_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t ou
     out[3] = c3;
 }
 
-/* SplitMix64 finaliser: spreads (seed, purpose, i0) over the 64-bit key. */
-static uint64_t mix64(uint64_t z) {
+/* SplitMix64 (rng.h): spreads (seed, purpose, i0) over the 64-bit key. */
+uint64_t rng_splitmix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -39,9 +39,10 @@ static uint64_t mix64(uint64_t z) {
 
 void rng_init(rng_stream *r, uint64_t seed, uint32_t purpose, uint64_t i0, uint64_t i1,
               uint64_t i2) {
-    uint64_t k = mix64(mix64(seed) ^ ((uint64_t)purpose << 32 | (uint64_t)purpose));
-    k = mix64(k ^ i0);
-    uint64_t c = mix64(mix64(i1 ^ 0x5851F42D4C957F2Dull) ^ i2);
+    const uint64_t p = (uint64_t)purpose << 32 | (uint64_t)purpose;
+    uint64_t k = rng_splitmix64(rng_splitmix64(seed) ^ p);
+    k = rng_splitmix64(k ^ i0);
+    uint64_t c = rng_splitmix64(rng_splitmix64(i1 ^ 0x5851F42D4C957F2Dull) ^ i2);
     r->key[0] = (uint32_t)k;
     r->key[1] = (uint32_t)(k >> 32);
     r->ctr[0] = 0;

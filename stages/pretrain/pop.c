@@ -13,6 +13,7 @@
 
 #include "bgfm/log.h"
 #include "bgfm/pca.h"
+#include "bgfm/rng.h"
 
 typedef struct scan_row {
     int64_t scan, i;
@@ -86,14 +87,6 @@ static int shrink_within(double *Sw, int r0, double s) {
 
 /* ---- pop_rank: auto (pop.h) ---- */
 
-static uint64_t mix64(uint64_t x) { /* the splitmix64 finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 typedef struct keyed {
     uint64_t key;
     int64_t scan;
@@ -115,8 +108,9 @@ static int dbl_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* side[i] (0 or 1) of every row for split k: the scans ordered by mix64(scan + (k + 1) *
- * golden), the first half of them 0. *hmin: the smaller half's scans. */
+/* side[i] (0 or 1) of every row for split k: the scans ordered by
+ * rng_splitmix64(scan + k 0x9e3779b97f4a7c15), the first half of them 0. *hmin: the
+ * smaller half's scans. */
 static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, int64_t *hmin,
                       bgfm_err *e) {
     int64_t *u = bgfm_malloc(e, (size_t)n * sizeof *u, "population head halves");
@@ -131,7 +125,7 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
     for (int64_t i = 0; i < n; i++)
         if (i == 0 || u[i] != u[i - 1]) u[S++] = u[i];
     for (int64_t j = 0; j < S; j++)
-        kv[j] = (keyed){mix64((uint64_t)u[j] + (uint64_t)(k + 1) * 0x9e3779b97f4a7c15ULL), u[j]};
+        kv[j] = (keyed){rng_splitmix64((uint64_t)u[j] + (uint64_t)k * 0x9e3779b97f4a7c15ULL), u[j]};
     qsort(kv, (size_t)S, sizeof *kv, keyed_cmp);
     for (int64_t j = 0; j < S / 2; j++) u[j] = kv[j].scan; /* the first half, sorted */
     qsort(u, (size_t)(S / 2), sizeof *u, i64_cmp);

@@ -36,6 +36,7 @@ M64 = (1 << 64) - 1
 
 
 def mix64(x):
+    """The SplitMix64 finaliser: one SplitMix64 step of z is mix64(z + 0x9E3779B97F4A7C15)."""
     x &= M64
     x ^= x >> 30
     x = (x * 0xBF58476D1CE4E5B9) & M64
