@@ -709,7 +709,8 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"pop_rank", BGFM_OPT_INT, "8", 0, 256, "auto",
      "population head: directions along which people differ most against how one person's "
      "windows differ, fitted per atlas after training (0: no head; auto: as many as stand out "
-     "on held-out halves of the people, at most 16, else 8; model.md section 11)"},
+     "on held-out halves of the people, the most over the atlases, at most 16, else 8; "
+     "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
     {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder",
