@@ -518,6 +518,12 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");
         rc = bgfm_ctx_agree(ctx, narrow_head(t, r, &ctx->err));
+        if (!rc && o->embed_auto) {
+            t->m.cfg.embed = gap ? MODEL_EMBED_POP : MODEL_EMBED_BOTH;
+            log_info(ctx, "pretrain: embedding auto: %s", gap ? "pop (the head alone: directions "
+                     "stand out on held-out halves of the people)" : "encoder+pop (no direction "
+                     "stands out: the encoder's readout and the head)");
+        }
     }
     if (!rc && m->cfg.pop_rank)
         log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
@@ -713,9 +719,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
-    {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder",
+    {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder|auto",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
-     "one of them alone (model.md section 11)"},
+     "one of them alone, or auto (with pop_rank: auto): the head alone when directions stand "
+     "out on held-out halves of the people, else encoder+pop (model.md section 11)"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},
@@ -796,6 +803,10 @@ static int pretrain_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bg
     if (params_has(w, "mask_ratio_start") != params_has(w, "mask_ratio_end"))
         return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': give both mask_ratio_start and "
                          "mask_ratio_end, or neither", p->file, s->line, s->col, s->name);
+    if (!strcmp(params_str(w, "embedding"), "auto") && !params_word(w, "pop_rank"))
+        return config_stage_fail(e, p, s, "embedding", "embedding: auto chooses by what "
+                                 "pop_rank: auto finds; set pop_rank: auto, or choose the "
+                                 "embedding (encoder+pop, pop, encoder)");
     return init_stage(p, s, e) == -2 ? BGFM_EUSAGE : 0;
 }
 
@@ -828,7 +839,8 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->norm = !strcmp(params_str(w, "input_norm"), "population");
     o.pop_auto = params_word(w, "pop_rank") != NULL; /* the only word is auto */
     c->pop_rank = o.pop_auto ? POP_RANK_AUTO_MAX : (int)params_int(w, "pop_rank");
-    c->embed = model_embed_parse(params_str(w, "embedding"));
+    o.embed_auto = !strcmp(params_str(w, "embedding"), "auto"); /* chosen in fit_head */
+    c->embed = o.embed_auto ? MODEL_EMBED_BOTH : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

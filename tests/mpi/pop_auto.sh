@@ -7,6 +7,8 @@
 # log says what was chosen, the same bits on 1 and 2 ranks; with 40 people the rule
 # cannot split the people into halves with a bulk, says so, and falls back to 8. With
 # weaker factors (the four held-out counts differ) the log's mean count = numpy's.
+# embedding: auto reads the head alone after a gap, encoder+pop without one, and needs
+# pop_rank: auto (exit 2 otherwise, naming the key).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -40,7 +42,8 @@ PYEOF
 # weaker factors: the four held-out counts differ, so the halves themselves are checked
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dw" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
   --factor-size 0.6 --seed 4 >/dev/null || notok "dataset of weaker factors"
-DATA=$T/dw PIPE_NAME=pw PIPE_SEED=3 pipeline_yaml "$T/w.yaml" "$T/ww" "{windows: {length: 10, stride: 5}}" "$PRE"
+PRA=${PRE/embedding: pop/embedding: auto}
+DATA=$T/dw PIPE_NAME=pw PIPE_SEED=3 pipeline_yaml "$T/w.yaml" "$T/ww" "{windows: {length: 10, stride: 5}}" "$PRA"
 expect_rc "pop_rank auto, weaker factors: run" 0 to "$T/ow" $MPIRUN 1 "$BGFM" run "$T/w.yaml"
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/ww/pre/final.h5" "$T/ww/conn" >"$T/rw" 2>&1
 rc=$?
@@ -50,9 +53,23 @@ check "weaker factors: = numpy/scipy, the same held-out mean in the log, and not
 # 40 people: halves of 20, too few for a bulk of 16 directions
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d40" --subjects 40 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || notok "dataset of 40"
-DATA=$T/d40 PIPE_NAME=pb PIPE_SEED=3 pipeline_yaml "$T/q.yaml" "$T/w40" "{windows: {length: 10, stride: 5}}" "$PRE"
+DATA=$T/d40 PIPE_NAME=pb PIPE_SEED=3 pipeline_yaml "$T/q.yaml" "$T/w40" "{windows: {length: 10, stride: 5}}" "$PRA"
 expect_rc "pop_rank auto on 40 people: run" 0 to "$T/o40" $MPIRUN 2 "$BGFM" run "$T/q.yaml"
 check "40 people: the log says the rule could not measure, rank 8" bash -c "
   grep -q 'population head of tiny: pop_rank auto: too few people .*need 66 scans' '$T/o40' &&
   grep -q 'pop_rank auto: rank 8 for every atlas (no atlas shows a gap: the default)' '$T/o40'"
 check "40 people: 8 rows, = numpy/scipy" $PY "$ROOT/tests/reference/pop_fit.py" "$T/w40/pre/final.h5" "$T/w40/conn"
+# embedding: auto: the head alone where the rule finds a gap (the weaker factors: rank 2),
+# the encoder's readout and the head where it does not (40 people)
+check "embedding auto: pop after a gap, encoder+pop without one (final.h5 and the log)" bash -c "
+  $PY -c \"import h5py, sys
+for f, want, r in ((sys.argv[1], 'pop', 2), (sys.argv[2], 'encoder+pop', 8)):
+    a = h5py.File(f, 'r')['model'].attrs
+    e = a['embedding'].decode() if isinstance(a['embedding'], bytes) else a['embedding']
+    assert e == want and int(a['pop_rank']) == r, (f, e, int(a['pop_rank']))\" '$T/ww/pre/final.h5' '$T/w40/pre/final.h5' &&
+  grep -q 'embedding auto: pop (the head alone' '$T/ow' && grep -q 'embedding auto: encoder+pop (no direction' '$T/o40'"
+# embedding: auto needs pop_rank: auto: refused before anything runs, naming the key
+sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/' "$T/p.yaml" >"$T/bad.yaml"
+expect_rc "embedding auto with a fixed pop_rank: exit 2" 2 to "$T/obad" "$BGFM" validate "$T/bad.yaml"
+check "... the message names the file, line, key and what to do" \
+  grep -qE "bad.yaml:[0-9]+:[0-9]+: .*embedding: auto chooses by what pop_rank: auto finds; set pop_rank: auto.*stages.pre.with.embedding" "$T/obad"
