@@ -13,6 +13,12 @@
 #include <unistd.h>
 
 #define NIFTIIO_CHUNK ((size_t)4 << 20) /* compressed bytes written per write() call */
+/* Deflate reads its input through a copy followed by zeros: the same volumes compressed
+ * now and then to other (equally valid) bytes when read in place, as if ISA-L looked a
+ * few bytes past avail_in (at the heap's or the stack's past), and an output must not
+ * depend on that (tests/mpi/synth_ranks.sh compares files across rank counts). */
+#define NIFTIIO_IN ((size_t)1 << 20)
+#define NIFTIIO_PAD 64
 #define NIFTI1_HDR 348
 
 struct niftiio_writer {
@@ -24,6 +30,7 @@ struct niftiio_writer {
     struct isal_zstream *z;
     uint8_t *level_buf;
     uint8_t *outbuf;   /* compressed output buffer (NIFTIIO_CHUNK) */
+    uint8_t *inbuf;    /* deflate's input, copied: NIFTIIO_IN bytes and NIFTIIO_PAD zeros */
     uint8_t *conv;     /* converted volume (int16/uint8/scaled float) */
     int failed;
 };
@@ -48,8 +55,10 @@ static int sink(niftiio_writer *w, const uint8_t *p, size_t n, int finish, bgfm_
     if (!w->gz) return write_all(w, p, n, e);
     struct isal_zstream *z = w->z;
     while (n > 0 || finish) {
-        size_t part = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
-        z->next_in = (uint8_t *)(uintptr_t)p;
+        size_t part = n > NIFTIIO_IN ? NIFTIIO_IN : n;
+        memcpy(w->inbuf, p, part);
+        memset(w->inbuf + part, 0, NIFTIIO_PAD);
+        z->next_in = w->inbuf;
         z->avail_in = (uint32_t)part;
         z->end_of_stream = (uint16_t)(finish && part == n);
         do {
@@ -202,9 +211,10 @@ int niftiio_writer_open(const char *path, const niftiio_write_spec *spec, niftii
         if (!w->conv) goto fail;
     }
     if (w->gz) {
-        w->z = bgfm_malloc(e, sizeof *w->z, "deflate state");
+        w->z = bgfm_calloc(e, 1, sizeof *w->z, "deflate state");
         w->outbuf = bgfm_malloc(e, NIFTIIO_CHUNK, "deflate output buffer");
-        if (!w->z || !w->outbuf) goto fail;
+        w->inbuf = bgfm_malloc(e, NIFTIIO_IN + NIFTIIO_PAD, "deflate input buffer");
+        if (!w->z || !w->outbuf || !w->inbuf) goto fail;
         isal_deflate_init(w->z);
         int lvl = spec->gzip_level < 0 ? 0 : spec->gzip_level > 3 ? 3 : spec->gzip_level;
         static const uint32_t lbsz[4] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
@@ -293,6 +303,7 @@ static void writer_free(niftiio_writer **wp) {
     free(w->z);
     free(w->level_buf);
     free(w->outbuf);
+    free(w->inbuf);
     free(w->conv);
     free(w->path);
     free(w->tmp);
