@@ -712,17 +712,18 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"input_norm", BGFM_OPT_ENUM, "population", 1, 0, "population|none",
      "population: every FC entry standardised by its mean and sd over the graphs pretraining "
      "reads (fitted at a fresh start, stored in the model); none: raw FC (model.md section 1)"},
-    {"pop_rank", BGFM_OPT_INT, "8", 0, 256, "auto",
+    {"pop_rank", BGFM_OPT_INT, "auto", 0, 256, "auto",
      "population head: directions along which people differ most against how one person's "
      "windows differ, fitted per atlas after training (0: no head; auto: as many as stand out "
      "on held-out halves of the people, the most over the atlases, at most 16, else 8; "
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
-    {"embedding", BGFM_OPT_ENUM, "encoder+pop", 1, 0, "encoder+pop|pop|encoder|auto",
+    {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
-     "one of them alone, or auto (with pop_rank: auto): the head alone when directions stand "
-     "out on held-out halves of the people, else encoder+pop (model.md section 11)"},
+     "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
+     "out on held-out halves of the people, else (and with a fixed pop_rank) encoder+pop "
+     "(encoder with pop_rank: 0; model.md section 11)"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},
@@ -803,10 +804,6 @@ static int pretrain_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bg
     if (params_has(w, "mask_ratio_start") != params_has(w, "mask_ratio_end"))
         return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': give both mask_ratio_start and "
                          "mask_ratio_end, or neither", p->file, s->line, s->col, s->name);
-    if (!strcmp(params_str(w, "embedding"), "auto") && !params_word(w, "pop_rank"))
-        return config_stage_fail(e, p, s, "embedding", "embedding: auto chooses by what "
-                                 "pop_rank: auto finds; set pop_rank: auto, or choose the "
-                                 "embedding (encoder+pop, pop, encoder)");
     return init_stage(p, s, e) == -2 ? BGFM_EUSAGE : 0;
 }
 
@@ -839,8 +836,12 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     c->norm = !strcmp(params_str(w, "input_norm"), "population");
     o.pop_auto = params_word(w, "pop_rank") != NULL; /* the only word is auto */
     c->pop_rank = o.pop_auto ? POP_RANK_AUTO_MAX : (int)params_int(w, "pop_rank");
-    o.embed_auto = !strcmp(params_str(w, "embedding"), "auto"); /* chosen in fit_head */
-    c->embed = o.embed_auto ? MODEL_EMBED_BOTH : model_embed_parse(params_str(w, "embedding"));
+    /* embedding: auto is chosen in fit_head with pop_rank: auto; with a fixed rank it is
+     * encoder+pop (encoder without a head) */
+    o.embed_auto = !strcmp(params_str(w, "embedding"), "auto") && o.pop_auto;
+    c->embed = !strcmp(params_str(w, "embedding"), "auto")
+                   ? (c->pop_rank ? MODEL_EMBED_BOTH : MODEL_EMBED_ENCODER)
+                   : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

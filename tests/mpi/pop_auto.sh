@@ -7,8 +7,8 @@
 # log says what was chosen, the same bits on 1 and 2 ranks; with 40 people the rule
 # cannot split the people into halves with a bulk, says so, and falls back to 8. With
 # weaker factors (the four held-out counts differ) the log's mean count = numpy's.
-# embedding: auto reads the head alone after a gap, encoder+pop without one, and needs
-# pop_rank: auto (exit 2 otherwise, naming the key).
+# embedding: auto reads the head alone after a gap, encoder+pop without one and with a
+# fixed pop_rank.
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -68,8 +68,14 @@ for f, want, r in ((sys.argv[1], 'pop', 2), (sys.argv[2], 'encoder+pop', 8)):
     e = a['embedding'].decode() if isinstance(a['embedding'], bytes) else a['embedding']
     assert e == want and int(a['pop_rank']) == r, (f, e, int(a['pop_rank']))\" '$T/ww/pre/final.h5' '$T/w40/pre/final.h5' &&
   grep -q 'embedding auto: pop (the head alone' '$T/ow' && grep -q 'embedding auto: encoder+pop (no direction' '$T/o40'"
-# embedding: auto needs pop_rank: auto: refused before anything runs, naming the key
-sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/' "$T/p.yaml" >"$T/bad.yaml"
-expect_rc "embedding auto with a fixed pop_rank: exit 2" 2 to "$T/obad" "$BGFM" validate "$T/bad.yaml"
-check "... the message names the file, line, key and what to do" \
-  grep -qE "bad.yaml:[0-9]+:[0-9]+: .*embedding: auto chooses by what pop_rank: auto finds; set pop_rank: auto.*stages.pre.with.embedding" "$T/obad"
+# embedding: auto with a fixed pop_rank: encoder+pop, as before pop_rank: auto existed
+sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/; s/probe, uses: probe.*/probe, uses: probe}/' \
+  "$T/p.yaml" | sed '/name: probe/d' >"$T/fixed.yaml"
+sed -i "s|workdir: .*|workdir: $T/wf|" "$T/fixed.yaml"
+expect_rc "embedding auto with pop_rank 8: run" 0 to "$T/ofixed" $MPIRUN 1 "$BGFM" run "$T/fixed.yaml"
+check "... gives encoder+pop with 8 rows, and no held-out count is measured" bash -c "
+  $PY -c \"import h5py, sys
+a = h5py.File(sys.argv[1], 'r')['model'].attrs
+e = a['embedding'].decode() if isinstance(a['embedding'], bytes) else a['embedding']
+assert e == 'encoder+pop' and int(a['pop_rank']) == 8, (e, int(a['pop_rank']))\" '$T/wf/pre/final.h5' &&
+  ! grep -q 'pop_rank auto' '$T/ofixed'"
