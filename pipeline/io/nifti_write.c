@@ -56,7 +56,7 @@ static int sink(niftiio_writer *w, const uint8_t *p, size_t n, int finish, bgfm_
     struct isal_zstream *z = w->z;
     while (n > 0 || finish) {
         size_t part = n > NIFTIIO_IN ? NIFTIIO_IN : n;
-        memcpy(w->inbuf, p, part);
+        if (part) memcpy(w->inbuf, p, part); /* p is NULL when only finishing */
         memset(w->inbuf + part, 0, NIFTIIO_PAD);
         z->next_in = w->inbuf;
         z->avail_in = (uint32_t)part;
