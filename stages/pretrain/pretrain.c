@@ -492,15 +492,20 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const model *m = &t->m;
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_shrink, &pfi);
-    const int r = rc || !o->pop_auto ? m->cfg.pop_rank : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_shrink,
+                     &pfi);
+    const int r = rc || !o->pop_auto ? m->cfg.pop_rank
+                                     : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
         if (!pfi.graphs[a]) continue;
-        if (o->pop_auto && pfi.held_out[a] >= 0)
+        if (o->pop_auto && pfi.held_out[a] >= 0 && pfi.rank[a] > 0)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
-                     "out on held-out halves (mean of 4 fits): %s%.0d", m->cfg.atlas[a],
-                     pfi.held_out[a], pfi.rank[a] ? "a gap after " : "no gap (fewer than 2)",
-                     pfi.rank[a]);
+                     "out on held-out halves (mean of 4 fits): a gap after %d", m->cfg.atlas[a],
+                     pfi.held_out[a], pfi.rank[a]);
+        else if (o->pop_auto && pfi.held_out[a] >= 0)
+            log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
+                     "out on held-out halves (mean of 4 fits): no gap (fewer than 2)",
+                     m->cfg.atlas[a], pfi.held_out[a]);
         else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "
