@@ -177,15 +177,18 @@ static float *planted_k(int S, int w, int T, int K, double a, int64_t *scan, uin
 /* pop_rank: auto finds K planted directions; rows past them zero; deterministic */
 static void test_auto_rank_planted(void **st) {
     (void)st;
-    const int S = 160, w = 3, T = 120, r = POP_RANK_AUTO_MAX;
+    /* under valgrind (BGFM_TEST_MEMCHECK, tests/valgrind.sh) fewer people and entries: the
+     * same code paths (halves of 40: D = 39 directions scored, a bulk of 23) */
+    const int mc = getenv("BGFM_TEST_MEMCHECK") != NULL;
+    const int S = mc ? 80 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX;
     int64_t *scan = malloc((size_t)S * w * sizeof *scan);
     float *W = malloc((size_t)r * T * sizeof *W), *W2 = malloc((size_t)r * T * sizeof *W2), b[16];
     assert_non_null(scan);
     assert_non_null(W);
     assert_non_null(W2);
     bgfm_err e = {0};
-    for (int K = 3; K <= 5; K += 2) {
-        float *Z = planted_k(S, w, T, K, 2.0, scan, 20 + (uint64_t)K);
+    for (int K = 3; K <= (mc ? 3 : 5); K += 2) {
+        float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
         int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
         print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_out, ro.rank, got);
@@ -207,15 +210,16 @@ static void test_auto_rank_planted(void **st) {
  * few scans for two halves with a bulk: not measured, 8 */
 static void test_auto_rank_fallback(void **st) {
     (void)st;
-    const int w = 3, T = 120, r = POP_RANK_AUTO_MAX;
-    int64_t *scan = malloc((size_t)160 * w * sizeof *scan);
+    const int mc = getenv("BGFM_TEST_MEMCHECK") != NULL; /* as in test_auto_rank_planted */
+    const int S = mc ? 80 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX;
+    int64_t *scan = malloc((size_t)S * w * sizeof *scan);
     float *W = malloc((size_t)r * T * sizeof *W), b[16];
     assert_non_null(scan);
     assert_non_null(W);
     bgfm_err e = {0};
     pop_rows_out ro;
-    float *Z = planted_k(160, w, T, 3, 0.0, scan, 31);
-    int got = pop_fit_rows(Z, (int64_t)160 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+    float *Z = planted_k(S, w, T, 3, 0.0, scan, 31);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
     print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_out, ro.rank);
     assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
     assert_int_equal(ro.rank, 0);
