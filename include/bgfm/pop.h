@@ -34,16 +34,6 @@
 #define POP_HO_LEAD 16
 #define POP_HO_GAP 2.0
 
-typedef struct pop_fit_info {
-    int64_t graphs[MODEL_MAX_ATLASES];  /* graphs fitted per model atlas */
-    int64_t scans[MODEL_MAX_ATLASES];   /* of them, scans with 2 or more windows */
-    int rank[MODEL_MAX_ATLASES];        /* auto: the atlas's held-out count (0: no gap) */
-    int dims[MODEL_MAX_ATLASES];        /* directions fitted (<= pop_rank; rows after: 0) */
-    double ratio[MODEL_MAX_ATLASES];    /* the leading between / within variance ratio */
-    double held_out[MODEL_MAX_ATLASES]; /* auto: the mean count over the four fits, -1: no
-                                           bulk to measure against (or a fixed rank) */
-} pop_fit_info;
-
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
     int rank;        /* auto: the held-out count (0: no gap, or not measured) */
@@ -51,6 +41,12 @@ typedef struct pop_rows_out {
     int64_t multi;   /* scans with two or more rows */
     double held_out; /* auto: the mean held-out count, -1 when not measured */
 } pop_rows_out;
+
+typedef struct pop_fit_info {
+    int64_t graphs[MODEL_MAX_ATLASES]; /* graphs fitted per model atlas (0: no fit[] either) */
+    int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
+    pop_rows_out fit[MODEL_MAX_ATLASES];
+} pop_fit_info;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
  * row i; shrink in [0, 1]; W (r, T) and b (r) written (rows past the fitted directions

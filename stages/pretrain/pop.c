@@ -28,10 +28,10 @@ static int scan_row_cmp(const void *a, const void *b) {
 /* Over the rows i with side[i] == want (all rows when side is NULL): Sb = the mean over
  * scans of g g^T (g: the scan's mean row of Q, recentred on the mean of those scans when
  * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Returns
- * the number of scans with two or more rows, -1 on ENOMEM; *scans_out: the scans. */
+ * the number of scans with two or more rows, -1 on ENOMEM. */
 static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
                        const signed char *side, int want, int recentre, double *Sb, double *Sw,
-                       int64_t *scans_out, bgfm_err *e) {
+                       bgfm_err *e) {
     scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head scans");
     double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head scans");
     double *d = bgfm_malloc(e, (size_t)r0 * sizeof *d, "population head scans");
@@ -70,7 +70,6 @@ static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
     for (int64_t q = 0; m && q < (int64_t)r0 * r0; q++)
         Sb[q] /= (double)scans, Sw[q] /= (double)m;
     free(o), free(G), free(d), free(gm);
-    *scans_out = scans;
     return multi;
 }
 
@@ -149,9 +148,8 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
     double *rho = bgfm_malloc(e, (size_t)D * sizeof *rho, "population head halves");
     double *u = bgfm_malloc(e, (size_t)r0 * sizeof *u, "population head halves");
     int out = Sa && Wa && Sb && Wb && ev && rho && u ? 0 : -1;
-    int64_t sa = 0, sb = 0;
-    if (!out && (scatter(Q, n, r0, scan, side, fit, 1, Sa, Wa, &sa, e) < 0 ||
-                 scatter(Q, n, r0, scan, side, 1 - fit, 1, Sb, Wb, &sb, e) < 0))
+    if (!out && (scatter(Q, n, r0, scan, side, fit, 1, Sa, Wa, e) < 0 ||
+                 scatter(Q, n, r0, scan, side, 1 - fit, 1, Sb, Wb, e) < 0))
         out = -1;
     if (!out && shrink_within(Wa, r0, shrink)) out = -2;
     if (!out) {
@@ -226,8 +224,6 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
     *out_info = (pop_rows_out){0, 0, 0, -1};
-    double *ratio = &out_info->ratio;
-    int64_t *multi = &out_info->multi;
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -264,13 +260,12 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
-    int64_t scans = 0;
-    if ((*multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, &scans, e)) < 0) {
-        *multi = 0;
+    if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, e)) < 0) {
+        out_info->multi = 0;
         rc = -1;
         goto done;
     }
-    if (*multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
+    if (out_info->multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
     if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out, e)) < 0) {
         out_info->rank = 0;
         rc = -1;
@@ -313,7 +308,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
         }
         b[k] = (float)-s;
     }
-    *ratio = ev[r0 - 1];
+    out_info->ratio = ev[r0 - 1];
     out = rr;
 done:
     free(mu), free(Zc), free(K), free(lam), free(Q), free(Sb), free(Sw), free(ev), free(P), free(C),
@@ -375,19 +370,14 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
     rc = bgfm_ctx_agree(ctx, rc);
     int got = 0;
-    pop_rows_out ro;
     if (!rc) {
         got = pop_fit_rows(Z, na, T, scan, m->cfg.pop_rank, auto_rank, shrink, m->w + m->pop_W[ma],
-                           m->w + m->pop_b[ma], &ro, e);
+                           m->w + m->pop_b[ma], &info->fit[ma], e);
         if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
     }
     if (!rc) {
         info->graphs[ma] = na;
         info->dims[ma] = got;
-        info->rank[ma] = ro.rank;
-        info->ratio[ma] = ro.ratio;
-        info->scans[ma] = ro.multi;
-        info->held_out[ma] = ro.held_out;
         if (got == 0)
             log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
                      "graphs training read, so the population head of that atlas stays zero "
@@ -401,7 +391,7 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
     int r = 0;
     for (int a = 0; a < n_atlases; a++)
-        if (info->graphs[a] && info->rank[a] > r) r = info->rank[a];
+        if (info->graphs[a] && info->fit[a].rank > r) r = info->fit[a].rank;
     if (r == 0) r = POP_RANK_FALLBACK;
     return r < cap ? r : cap;
 }
@@ -409,7 +399,6 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
             int auto_rank, double shrink, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
-    for (int a = 0; a < MODEL_MAX_ATLASES; a++) info->held_out[a] = -1;
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {

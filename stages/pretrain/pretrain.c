@@ -498,14 +498,14 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
         if (!pfi.graphs[a]) continue;
-        if (o->pop_auto && pfi.held_out[a] >= 0 && pfi.rank[a] > 0)
+        if (o->pop_auto && pfi.fit[a].held_out >= 0 && pfi.fit[a].rank > 0)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
                      "out on held-out halves (mean of 4 fits): a gap after %d", m->cfg.atlas[a],
-                     pfi.held_out[a], pfi.rank[a]);
-        else if (o->pop_auto && pfi.held_out[a] >= 0)
+                     pfi.fit[a].held_out, pfi.fit[a].rank);
+        else if (o->pop_auto && pfi.fit[a].held_out >= 0)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
                      "out on held-out halves (mean of 4 fits): no gap (fewer than 2)",
-                     m->cfg.atlas[a], pfi.held_out[a]);
+                     m->cfg.atlas[a], pfi.fit[a].held_out);
         else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "
@@ -514,11 +514,11 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
                  "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
                  pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
-                 (long long)pfi.scans[a], pfi.ratio[a]);
+                 (long long)pfi.fit[a].multi, pfi.fit[a].ratio);
     }
     if (!rc && o->pop_auto && m->cfg.pop_rank) {
         int gap = 0;
-        for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.rank[a] > 0;
+        for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.fit[a].rank > 0;
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");

@@ -242,15 +242,15 @@ static void test_rank_shared(void **st) {
     memset(&in, 0, sizeof in);
     in.graphs[0] = in.graphs[1] = 10;
     assert_int_equal(pop_rank_shared(&in, 2, 16), POP_RANK_FALLBACK);
-    in.rank[1] = 3;
+    in.fit[1].rank = 3;
     assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
-    in.rank[0] = 5;
+    in.fit[0].rank = 5;
     assert_int_equal(pop_rank_shared(&in, 2, 16), 5);
     assert_int_equal(pop_rank_shared(&in, 2, 4), 4);
     assert_int_equal(pop_rank_shared(&in, 1, 16), 5);
     in.graphs[0] = 0; /* an atlas training did not read */
     assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
-    in.rank[1] = 0;
+    in.fit[1].rank = 0;
     assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
 }
 
