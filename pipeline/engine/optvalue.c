@@ -157,6 +157,13 @@ static void range_text(const bgfm_opt *o, char *buf, size_t n) {
     }
 }
 
+/* v->s = a copy of s (a string, an enum's word, an integer option's word). */
+static int keep_text(bgfm_value *v, const char *s, bgfm_err *e) {
+    free(v->s);
+    v->s = bgfm_strdup(e, s);
+    return v->s ? 0 : BGFM_ENOMEM;
+}
+
 /* Parse scalar text into v per the option's type. On a user error returns 1 with a
  * problem in `why` (and a suggestion in `near`); 0 on success; an error code when
  * an allocation fails. */
@@ -194,10 +201,8 @@ int optvalue_parse(const bgfm_opt *o, const char *s, int quoted, bgfm_value *v, 
         return 1;
     case BGFM_OPT_INT: {
         if (o->choices && choice_has(o->choices, s)) { /* a word in place of a number */
-            free(v->s);
-            v->s = bgfm_strdup(e, s);
             v->i = 0;
-            return v->s ? 0 : BGFM_ENOMEM;
+            return keep_text(v, s, e);
         }
         if (o->choices && !int_syntax(s)) {
             char ch[256];
@@ -277,9 +282,7 @@ int optvalue_parse(const bgfm_opt *o, const char *s, int quoted, bgfm_value *v, 
             snprintf(why, nwhy, "empty string");
             return 1;
         }
-        free(v->s);
-        v->s = bgfm_strdup(e, s);
-        return v->s ? 0 : BGFM_ENOMEM;
+        return keep_text(v, s, e);
     case BGFM_OPT_LIST: break;
     }
     snprintf(why, nwhy, "expected a list");
