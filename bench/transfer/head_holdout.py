@@ -10,11 +10,11 @@ fits, at least 2. Then the head at that rank, alone, is evaluated as head_rank.p
 Exploratory; not in the model.
 
   bench/transfer/head_holdout.py COHORT INDEX C[,C...] [--draws N]"""
-import argparse, os, sys
+import os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from head_rank import axes, head, load, report, scatter, shrunk  # noqa: E402
+from head_rank import axes, head, report, scatter, shrunk, start  # noqa: E402
 
 
 def held_out_ranks(rows, cs, r0=150, s=0.1):
@@ -43,16 +43,9 @@ def held_out_ranks(rows, cs, r0=150, s=0.1):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("cohort")
-    ap.add_argument("index")
-    ap.add_argument("cs")
-    ap.add_argument("--draws", type=int, default=40)
-    o = ap.parse_args()
+    o, (lab_ids, lab, Y, atlases, unl, means) = start("cs", "C")
     cs = [float(x) for x in o.cs.split(",")]
-    lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
     ranks = {a: held_out_ranks(unl[a], cs) for a in atlases}
-    print("| C | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
     for c in cs:
         report(c, [head(unl[a], means[a], lab_ids, 150, ranks[a][c], 0.1) for a in atlases],
                lab, Y, o.draws)

@@ -81,15 +81,22 @@ def report(name, parts, lab, Y, draws):
           f"{res['few_shot_n']['48'][0]:.3f} |", flush=True)
 
 
-def main():
+def start(listname, first):
+    """The command line both scripts take (COHORT INDEX LIST [--draws N]), the cohort
+    loaded, and the table's header (its first column named `first`)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("cohort")
     ap.add_argument("index")
-    ap.add_argument("settings")
+    ap.add_argument(listname)
     ap.add_argument("--draws", type=int, default=40)
     o = ap.parse_args()
-    lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
-    print("| R0:R:S | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
+    data = load(o.cohort, o.index)
+    print(f"| {first} | ranks | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|---|")
+    return o, data
+
+
+def main():
+    o, (lab_ids, lab, Y, atlases, unl, means) = start("settings", "R0:R:S")
     for st in o.settings.split(","):
         r0, r, s = st.split(":")
         report(st, [head(unl[a], means[a], lab_ids, int(r0), int(r), float(s)) for a in atlases],
