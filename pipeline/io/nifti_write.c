@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #define NIFTIIO_CHUNK ((size_t)4 << 20) /* compressed bytes written per write() call */
-/* Deflate reads its input through a copy followed by zeros: the same volumes compressed
- * now and then to other (equally valid) bytes when read in place, as if ISA-L looked a
- * few bytes past avail_in (at the heap's or the stack's past), and an output must not
- * depend on that (tests/mpi/synth_ranks.sh compares files across rank counts). */
+/* Deflate reads its input through a copy followed by zeros. synth's files now and then
+ * differed between rank counts in their deflate bytes, never in the voxels
+ * (tests/mpi/synth_ranks.sh compares files across rank counts). ISA-L reading a few
+ * bytes past avail_in, into the heap's or the stack's past, was the suspect. With the
+ * copy the difference became rarer (0 in 45 runs, then 1 in a fresh clone's make test,
+ * 2026-12-04), not gone: the cause is still open (docs/reliability.md). */
 #define NIFTIIO_IN ((size_t)1 << 20)
 #define NIFTIIO_PAD 64
 #define NIFTI1_HDR 348
