@@ -5,7 +5,11 @@
  * person's windows differ: the generalised eigenvectors of the between-scan covariance
  * against the within-scan covariance shrunk towards its mean eigenvalue. The pop_rank
  * leading ones, mapped back to the triangle, are pop/<atlas>/W; pop/<atlas>/b centres.
- * No label is read: only which graphs are windows of one scan.
+ * No label is read: only which graphs are windows of one scan, and (pop_site: centre)
+ * which site each scan comes from: the rows are then centred on their site's mean before
+ * the principal subspace and the discriminant (and the held-out rule), so that a site's
+ * shift of everyone's FC is not a direction along which people differ; W is applied to
+ * the FC as it is, and b centres over all rows (model.md section 11, "Sites").
  * Not the head's use (model_pop_apply, model.c). */
 #ifndef BGFM_POP_H
 #define BGFM_POP_H
@@ -45,17 +49,20 @@ typedef struct pop_rows_out {
 typedef struct pop_fit_info {
     int64_t graphs[MODEL_MAX_ATLASES]; /* graphs fitted per model atlas (0: no fit[] either) */
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
+    int sites[MODEL_MAX_ATLASES];      /* sites the rows were centred on (0: not centred) */
     pop_rows_out fit[MODEL_MAX_ATLASES];
 } pop_fit_info;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
- * row i; shrink in [0, 1]; W (r, T) and b (r) written (rows past the fitted directions
+ * row i; site[i] its site, 0 .. sites-1 (NULL: one site; the rows are fitted less their
+ * site's mean, b = -W times the mean of all rows); shrink in [0, 1]; W (r, T) and b (r) written (rows past the fitted directions
  * zero; the first k rows are what a fit at r = k writes). auto_rank: the held-out count
  * is measured too (out->rank). Returns the number of directions fitted: 0 when no scan
  * has two rows (the head stays zero), or -1 with e set. Deterministic: the same bits for
  * the same rows. */
-int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, int auto_rank,
-                 double shrink, float *W, float *b, pop_rows_out *out, bgfm_err *e);
+int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
+                 int sites, int r, int auto_rank, double shrink, float *W, float *b,
+                 pop_rows_out *out, bgfm_err *e);
 
 /* pop_rank: auto's rank for every atlas: the largest held-out count of the atlases
  * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
@@ -66,8 +73,9 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
  * list; the rows are gathered in list order, and every rank solves the same problem, so
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
  * same status on every rank. auto_rank: every atlas's held-out count measured too (the
- * caller narrows the model to pop_rank_shared's rank, model_pop_resize). */
+ * caller narrows the model to pop_rank_shared's rank, model_pop_resize). by_site: the
+ * rows are centred on their site's mean (the store's dataset and site of each graph). */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, double shrink, pop_fit_info *info);
+            int auto_rank, int by_site, double shrink, pop_fit_info *info);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct pretrain_opts {
     int scan_pairs;          /* gcl_pairs: scan (view b from another window of the scan) */
     double pop_shrink;       /* population head: within-scan covariance shrinkage (pop.h) */
     int pop_auto;            /* pop_rank: auto: the held-out rule chooses the rank (pop.h) */
+    int pop_site;            /* pop_site: centre: the head is fitted on FC less its site's mean */
     int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else both */
     uint64_t seed;
     const char *init_path;   /* checkpoint to start from, or NULL: random init */

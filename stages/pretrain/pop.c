@@ -219,8 +219,41 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
     return r >= 2 ? r : 0;
 }
 
-int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int r, int auto_rank,
-                 double shrink, float *W, float *b, pop_rows_out *out_info, bgfm_err *e) {
+/* Zc = Z less each row's site mean (mu, the mean of all rows, when there is one site);
+ * mu the mean of all rows. -1 on ENOMEM. */
+static int centre_rows(const float *Z, int64_t n, int64_t T, const int32_t *site, int sites,
+                       double *mu, double *Zc, bgfm_err *e) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t q = 0; q < T; q++) mu[q] += (double)Z[i * T + q];
+    for (int64_t q = 0; q < T; q++) mu[q] /= (double)n;
+    const double *c = mu;
+    double *sm = NULL;
+    int64_t *cnt = NULL;
+    if (site && sites > 1) {
+        sm = bgfm_calloc(e, (size_t)sites * (size_t)T, sizeof *sm, "population head site means");
+        cnt = bgfm_calloc(e, (size_t)sites, sizeof *cnt, "population head site means");
+        if (!sm || !cnt) {
+            free(sm), free(cnt);
+            return -1;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            cnt[site[i]]++;
+            for (int64_t q = 0; q < T; q++) sm[site[i] * T + q] += (double)Z[i * T + q];
+        }
+        for (int k = 0; k < sites; k++)
+            for (int64_t q = 0; cnt[k] && q < T; q++) sm[k * T + q] /= (double)cnt[k];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (sm) c = sm + site[i] * T;
+        for (int64_t q = 0; q < T; q++) Zc[i * T + q] = (double)Z[i * T + q] - c[q];
+    }
+    free(sm), free(cnt);
+    return 0;
+}
+
+int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
+                 int sites, int r, int auto_rank, double shrink, float *W, float *b,
+                 pop_rows_out *out_info, bgfm_err *e) {
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
     *out_info = (pop_rows_out){0, 0, 0, -1};
@@ -231,12 +264,8 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, int 
     double *lam = bgfm_malloc(e, (size_t)n * sizeof *lam, "population head eigenvalues");
     double *Q = NULL, *Sb = NULL, *Sw = NULL, *ev = NULL, *P = NULL, *C = NULL, *Wd = NULL;
     int rc = mu && Zc && K && lam ? 0 : -1, out = 0;
+    if (!rc) rc = centre_rows(Z, n, T, site, sites, mu, Zc, e);
     if (rc) goto done;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t q = 0; q < T; q++) mu[q] += (double)Z[i * T + q];
-    for (int64_t q = 0; q < T; q++) mu[q] /= (double)n;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t q = 0; q < T; q++) Zc[i * T + q] = (double)Z[i * T + q] - mu[q];
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)T, 1.0, Zc, (int)T, 0.0, K,
                 (int)n);
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, K, (lapack_int)n, lam);
@@ -335,8 +364,39 @@ static int read_rows(const model *m, graphs_store *gs, int ma, const int64_t *id
     return rc;
 }
 
+typedef struct site_key {
+    const char *dataset, *site;
+    int64_t j;
+} site_key;
+
+static int site_key_cmp(const void *a, const void *b) {
+    const site_key *x = a, *y = b;
+    int c = strcmp(x->dataset, y->dataset);
+    if (!c) c = strcmp(x->site, y->site);
+    return c ? c : (x->j > y->j) - (x->j < y->j);
+}
+
+/* site[j] of each of the n graphs idx[]: the rank of its (dataset, site) among the
+ * distinct pairs, in byte order (the same on every rank); the number of pairs, -1 on
+ * ENOMEM. A graph without a site ("") is one site of its dataset. */
+static int site_ids(graphs_store *gs, const int64_t *idx, int64_t n, int32_t *site, bgfm_err *e) {
+    site_key *k = bgfm_malloc(e, (size_t)n * sizeof *k, "population head sites");
+    if (!k) return -1;
+    for (int64_t j = 0; j < n; j++)
+        k[j] = (site_key){graphs_dataset(gs, idx[j]), graphs_site(gs, idx[j]), j};
+    qsort(k, (size_t)n, sizeof *k, site_key_cmp);
+    int sites = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (j && (strcmp(k[j].dataset, k[j - 1].dataset) || strcmp(k[j].site, k[j - 1].site)))
+            sites++;
+        site[k[j].j] = sites;
+    }
+    free(k);
+    return n ? sites + 1 : 0;
+}
+
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
-                     int64_t n, int auto_rank, double shrink, pop_fit_info *info) {
+                     int64_t n, int auto_rank, int by_site, double shrink, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
     const int N = graphs_atlas_nodes(gs, sa), R = ctx->size, me = ctx->rank;
     const int64_t T = (int64_t)N * (N - 1) / 2;
@@ -348,7 +408,8 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     float *Z = bgfm_malloc(e, (size_t)(na * T) * sizeof *Z, "population head rows");
     int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "population head counts");
     int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "population head counts");
-    int rc = idx && scan && Z && cnt && dsp ? 0 : BGFM_ENOMEM;
+    int32_t *site = by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
+    int rc = idx && scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
     if (!rc && na > INT32_MAX) rc = bgfm_fail(e, BGFM_EUSAGE, "population head: %lld graphs of one "
                                               "atlas are more than MPI counts hold", (long long)na);
     for (int64_t i = 0, j = 0; !rc && i < n; i++) {
@@ -356,6 +417,8 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
         if (gm->atlas != sa) continue;
         idx[j] = graphs[i], scan[j] = gm->subject, j++;
     }
+    int sites = 0;
+    if (!rc && by_site && (sites = site_ids(gs, idx, na, site, e)) < 0) rc = BGFM_ENOMEM;
     for (int q = 0; !rc && q < R; q++) {
         int64_t lo = na * q / R, hi = na * (q + 1) / R;
         cnt[q] = (int)(hi - lo), dsp[q] = (int)lo;
@@ -371,20 +434,21 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     rc = bgfm_ctx_agree(ctx, rc);
     int got = 0;
     if (!rc) {
-        got = pop_fit_rows(Z, na, T, scan, m->cfg.pop_rank, auto_rank, shrink, m->w + m->pop_W[ma],
-                           m->w + m->pop_b[ma], &info->fit[ma], e);
+        got = pop_fit_rows(Z, na, T, scan, site, sites, m->cfg.pop_rank, auto_rank, shrink,
+                           m->w + m->pop_W[ma], m->w + m->pop_b[ma], &info->fit[ma], e);
         if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
     }
     if (!rc) {
         info->graphs[ma] = na;
         info->dims[ma] = got;
+        info->sites[ma] = sites > 1 ? sites : 0;
         if (got == 0)
             log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
                      "graphs training read, so the population head of that atlas stays zero "
                      "(docs/model.md section 11: give windows in the connectivity stage, or set "
                      "pop_rank: 0)", graphs_atlas_name(gs, sa), (long long)na);
     }
-    free(idx), free(scan), free(Z), free(cnt), free(dsp);
+    free(idx), free(scan), free(Z), free(cnt), free(dsp), free(site);
     return bgfm_ctx_agree(ctx, rc);
 }
 
@@ -397,14 +461,14 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, double shrink, pop_fit_info *info) {
+            int auto_rank, int by_site, double shrink, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
-        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, shrink, info);
+        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, by_site, shrink, info);
     }
     return rc;
 }

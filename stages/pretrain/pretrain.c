@@ -492,8 +492,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const model *m = &t->m;
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_shrink,
-                     &pfi);
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_site,
+                     o->pop_shrink, &pfi);
     const int r = rc || !o->pop_auto ? m->cfg.pop_rank
                                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
@@ -511,10 +511,12 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                      "FC entries) for two halves with a bulk of directions to measure against "
                      "(need %d scans and %d principal axes)", m->cfg.atlas[a],
                      2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
+        char sites[48] = "";
+        if (pfi.sites[a] > 1) snprintf(sites, sizeof sites, ", centred on %d sites", pfi.sites[a]);
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
-                 "scans with 2+ windows), leading between/within ratio %.3g", m->cfg.atlas[a],
+                 "scans with 2+ windows%s), leading between/within ratio %.3g", m->cfg.atlas[a],
                  pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
-                 (long long)pfi.fit[a].multi, pfi.fit[a].ratio);
+                 (long long)pfi.fit[a].multi, sites, pfi.fit[a].ratio);
     }
     if (!rc && o->pop_auto && m->cfg.pop_rank) {
         int gap = 0;
@@ -724,6 +726,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
+    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "centre|none",
+     "population head: centre: fitted on each graph's FC less its site's mean (participants.tsv "
+     "site, per dataset), so that what differs between sites is not read as what differs "
+     "between people; none: on the FC as it is (model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -848,6 +854,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                    ? (c->pop_rank ? MODEL_EMBED_BOTH : MODEL_EMBED_ENCODER)
                    : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
+    o.pop_site = !strcmp(params_str(w, "pop_site"), "centre");
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

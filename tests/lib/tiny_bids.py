@@ -8,7 +8,11 @@ series are L e (e white noise, one series per region), L = I + sum_k a s_k B_k /
 --factor-size, default 1) with
 s_k ~ N(0, 1) per subject, B_k the symmetric indicator of region pairs within the k-th
 block of b = P / K regions (and a small per-subject random part), so the FC of every
-window varies between people along K shared directions (pop_rank: auto's test)."""
+window varies between people along K shared directions (pop_rank: auto's test).
+--sites K: subject s is at site s mod K + 1 (default 2). --site-shift A: every subject of
+a site shares that site's coupling shift, L += A E_k / sqrt(P) (E_k a fixed symmetric
+normal matrix per site, zero diagonal, drawn from its own generator), so that the FC
+differs between sites, not only between people (pop_site's test)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -21,8 +25,16 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--parcels", type=int, default=4)
 ap.add_argument("--factors", type=int, default=0)
 ap.add_argument("--factor-size", type=float, default=1.0)
+ap.add_argument("--sites", type=int, default=2)
+ap.add_argument("--site-shift", type=float, default=0.0)
 a = ap.parse_args()
 rng = np.random.default_rng(a.seed)
+E = []
+if a.site_shift:
+    srng = np.random.default_rng(a.seed + 7919)
+    for k in range(a.sites):
+        M = np.triu(srng.standard_normal((max(a.parcels, 4),) * 2), 1)
+        E.append(M + M.T)
 shape = (8, 9, 7)
 aff = np.array([[-4.0, 0, 0, 16], [0, 4, 0, -18], [0, 0, 4, -12], [0, 0, 0, 1]])
 os.makedirs(a.out, exist_ok=True)
@@ -44,10 +56,12 @@ for s in range(a.subjects):
     data = np.zeros(shape + (a.volumes,), np.float32)
     inside = lab > 0
     noise = rng.standard_normal((inside.sum(), a.volumes))
-    if a.factors:
+    if a.factors or a.site_shift:
         P = int(lab.max())
         L = np.eye(P) + 0.05 * rng.standard_normal((P, P))
-        blk = P // a.factors
+        blk = P // max(a.factors, 1)
+        if a.site_shift:
+            L += a.site_shift * E[s % a.sites] / np.sqrt(P)
         for k in range(a.factors):
             B = np.zeros((P, P))
             B[k * blk:(k + 1) * blk, k * blk:(k + 1) * blk] = 1
@@ -61,6 +75,6 @@ for s in range(a.subjects):
     im.header["pixdim"][4] = 2.0
     im.set_qform(aff, 1); im.set_sform(aff, 1)
     nib.save(im, os.path.join(d, "%s_task-rest_bold.nii.gz" % sid))
-    rows.append("%s\t%s\tsite-%d\t%d\t%s" % (sid, "patient" if s % 2 else "control", s % 2 + 1, 20 + s, "F" if s % 3 else "M"))
+    rows.append("%s\t%s\tsite-%d\t%d\t%s" % (sid, "patient" if s % 2 else "control", s % a.sites + 1, 20 + s, "F" if s % 3 else "M"))
 with open(os.path.join(a.out, "bids", "participants.tsv"), "w") as f:
     f.write("\n".join(rows) + "\n")

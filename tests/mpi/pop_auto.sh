@@ -8,7 +8,8 @@
 # cannot split the people into halves with a bulk, says so, and falls back to 8. With
 # weaker factors (the four held-out counts differ) the log's mean count = numpy's.
 # embedding: auto reads the head alone after a gap, encoder+pop without one and with a
-# fixed pop_rank.
+# fixed pop_rank. With a site shift of the FC, the sites are a gap unless the head is
+# centred on them (pop_site).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -79,3 +80,24 @@ a = h5py.File(sys.argv[1], 'r')['model'].attrs
 e = a['embedding'].decode() if isinstance(a['embedding'], bytes) else a['embedding']
 assert e == 'encoder+pop' and int(a['pop_rank']) == 8, (e, int(a['pop_rank']))\" '$T/wf/pre/final.h5' &&
   ! grep -q 'pop_rank auto' '$T/ofixed'"
+# pop_site (docs/model.md section 11, "Sites"): 72 people at 3 sites whose FC differs by
+# site only (tiny_bids.py --site-shift, no person-level factor). Fitted on the FC as it is
+# (pop_site: none) the 2 site directions stand out as a gap and embedding: auto would read
+# them alone; centred on the sites (the default) no direction stands out: rank 8,
+# encoder+pop. Both heads = numpy/scipy's (tests/reference/pop_fit.py).
+"$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/ds" --subjects 72 --volumes 30 --parcels 16 --sites 3 \
+  --site-shift 1 --seed 4 >/dev/null || notok "dataset of 3 sites"
+for ps in default none; do
+  PRS=$PRA
+  [ $ps = none ] && PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: none,}
+  DATA=$T/ds PIPE_NAME=ps PIPE_SEED=3 pipeline_yaml "$T/s_$ps.yaml" "$T/ws_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
+  expect_rc "3 sites, pop_site $ps: run" 0 to "$T/os_$ps" $MPIRUN 2 "$BGFM" run "$T/s_$ps.yaml"
+  $PY "$ROOT/tests/reference/pop_fit.py" "$T/ws_$ps/pre/final.h5" "$T/ws_$ps/conn" >"$T/rs_$ps" 2>&1 || notok "3 sites, pop_site $ps: = numpy/scipy ($(tail -1 "$T/rs_$ps"))"
+done
+check "3 sites, pop_site none: the 2 site directions are a gap (rank 2, the head alone)" bash -c "
+  grep -q 'a gap after 2' '$T/os_none' && grep -q 'pop_rank auto: rank 2 for every atlas' '$T/os_none' &&
+  grep -q 'embedding auto: pop (the head alone' '$T/os_none' && grep -q 'held-out mean 2.00, count 2' '$T/rs_none'"
+check "3 sites, centred (the default): no gap, rank 8, encoder+pop; the log and numpy say 3 sites" bash -c "
+  grep -q 'no gap (fewer than 2)' '$T/os_default' && grep -q 'pop_rank auto: rank 8 for every atlas' '$T/os_default' &&
+  grep -q 'embedding auto: encoder+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites)' '$T/os_default' &&
+  grep -q 'centred on 3 sites, 8 of 8 directions' '$T/rs_default'"

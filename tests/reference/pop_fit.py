@@ -5,6 +5,9 @@ says training read (/pretrain_graphs), as the model sees them (input-normalised 
 checkpoint's norm buffers): PCA by SVD (at most 150 components), between-scan and
 within-scan covariances, the within one shrunk by pop_shrink (read from the stored
 configuration, default 0.1) towards its mean eigenvalue, scipy.linalg.eigh(Sb, Sw).
+With `pop_site: centre` (the default) the rows are centred on their site's mean (the
+index's /graphs/site, per /graphs/dataset) before the PCA, and the directions are applied
+to the rows less the mean of all of them.
 Checked per atlas:
 - each direction's features (W z + b over the training graphs) match numpy's within 1e-3
   relative (directions whose eigenvalue is within 1e-3 of a neighbour's: the subspace);
@@ -32,6 +35,7 @@ cfg = s(f["state"].attrs["config"]) if "config" in f["state"].attrs else ""
 m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
 shrink = float(m.group(1)) if m else 0.1
 auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
+by_site = re.search(r"pop_site:\s*none\b", cfg) is None
 M64 = (1 << 64) - 1
 
 
@@ -86,6 +90,8 @@ idx = h5py.File(cdir + "/index.h5", "r")
 names = [s(x) for x in idx["atlases"][()]]
 shards = [s(x) for x in idx["shards"][()]]
 GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
+GSITE = [s(x) for x in idx["graphs/site"][()]]
+GDS = [s(x) for x in idx["graphs/dataset"][()]] if "graphs/dataset" in idx else [""] * len(GA)
 fail = lambda msg: sys.exit("pop_fit: " + msg)
 checked = 0
 counts = []
@@ -107,7 +113,14 @@ for ai, an in enumerate(names):
     X = np.array(X)
     scan = np.array([GJ[g] for g in rows])
     n, T = X.shape
-    Xc = X - X.mean(0)
+    X0 = X - X.mean(0)
+    keys = [(GDS[g], GSITE[g]) for g in rows]
+    Xc = X0.copy()
+    nsites = len(set(keys))
+    if by_site and nsites > 1:
+        for k in set(keys):
+            sel = np.array([q == k for q in keys])
+            Xc[sel] = X[sel] - X[sel].mean(0)
     U, sv, Vt = np.linalg.svd(Xc, full_matrices=False)
     lam = sv ** 2
     r0 = int(min(150, n - 1, T, (lam > 1e-10 * lam[0]).sum()))
@@ -129,7 +142,7 @@ for ai, an in enumerate(names):
         j = np.argmax(np.abs(Wn[k]))
         Wn[k] *= np.sign(Wn[k, j])
     Fc = X @ W[:rr].T + b[:rr]
-    Fn = Xc @ Wn.T
+    Fn = X0 @ Wn.T
     if np.abs(W[rr:]).max(initial=0) != 0 or np.abs(b[rr:]).max(initial=0) != 0:
         fail("%s: rows past the %d fitted directions are not zero" % (an, rr))
     if np.abs(Fc.mean(0)).max() > 1e-3 * max(1.0, np.abs(Fc).max()):
@@ -156,8 +169,9 @@ for ai, an in enumerate(names):
     if cosines.min() < 1 - 1e-4:
         fail("%s: the head's subspace differs from numpy's (smallest cosine %.6f)" % (an, cosines.min()))
     checked += 1
-    print("pop_fit: %s: %d graphs, %d scans, %d of %d directions, leading ratio %.3f%s" %
-          (an, n, len(subs), rr, r, ev[0],
+    print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions, leading ratio %.3f%s" %
+          (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
+           rr, r, ev[0],
            "" if not auto else ", pop_rank auto: held-out mean %.2f, count %d" % (held, cnt)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)

@@ -7,7 +7,9 @@
  * data support, rows after them zero. pop_rank: auto counts 3 and 5 planted directions
  * (its leading rows are what a fixed rank of that many fits), finds no gap with none
  * planted and does not measure when the scans are too few for halves with a bulk; the
- * rank shared by the atlases is the largest count, else 8. tests/reference/pop_fit.py checks the values
+ * rank shared by the atlases is the largest count, else 8. Centred on their sites, rows
+ * with a strong shift per site give the head of the rows without it (and the count of
+ * the planted directions, not of the sites too). tests/reference/pop_fit.py checks the values
  * against scipy on real pretraining runs. */
 #include <math.h>
 #include <setjmp.h>
@@ -78,7 +80,7 @@ static void test_planted_directions(void **st) {
     float W[4 * 24], b[4], W2[4 * 24], b2[4];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e);
     assert_int_equal(got, r);
     assert_int_equal(ro.multi, S);
     assert_int_equal(ro.rank, 0); /* no held-out count without pop_rank: auto */
@@ -97,7 +99,7 @@ static void test_planted_directions(void **st) {
         assert_true(fabs(m / (S * w)) < 1e-3);
     }
     /* deterministic */
-    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 0, 0.1, W2, b2, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W2, b2, &ro, &e), r);
     assert_memory_equal(W, W2, sizeof W);
     assert_memory_equal(b, b2, sizeof b);
     free(Z);
@@ -113,12 +115,12 @@ static void test_no_repeated_scan(void **st) {
     memset(W, 0x7f, sizeof W);
     pop_rows_out ro = {0, 1, 5, 0};
     bgfm_err e = {0};
-    assert_int_equal(pop_fit_rows(Z, S, T, scan, r, 0, 0.1, W, b, &ro, &e), 0);
+    assert_int_equal(pop_fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e), 0);
     assert_int_equal(ro.multi, 0);
     for (int q = 0; q < r * T; q++) assert_true(W[q] == 0.0f);
     for (int k = 0; k < r; k++) assert_true(b[k] == 0.0f);
     /* fewer than 3 rows: nothing to fit */
-    assert_int_equal(pop_fit_rows(Z, 2, T, scan, r, 0, 0.1, W, b, &ro, &e), 0);
+    assert_int_equal(pop_fit_rows(Z, 2, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e), 0);
     free(Z);
 }
 
@@ -130,7 +132,7 @@ static void test_fewer_scans_than_rank(void **st) {
     float W[8 * 20], b[8];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, S * w, T, scan, r, 0, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e);
     /* 3 scan means around a centred grand mean: at most 2 (or 3) directions vary */
     assert_true(got >= 1 && got <= S);
     for (int k = got; k < r; k++) {
@@ -190,15 +192,15 @@ static void test_auto_rank_planted(void **st) {
     for (int K = 3; K <= (mc ? 3 : 5); K += 2) {
         float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
-        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
         print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_out, ro.rank, got);
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W2, b, &ro2, &e), r);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, K, 0, 0.1, W2, b, &ro2, &e), K);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, K, 0, 0.1, W2, b, &ro2, &e), K);
         assert_int_equal(ro2.rank, 0);
         assert_memory_equal(W, W2, (size_t)K * T * sizeof *W);
         free(Z);
@@ -219,7 +221,7 @@ static void test_auto_rank_fallback(void **st) {
     bgfm_err e = {0};
     pop_rows_out ro;
     float *Z = planted_k(S, w, T, 3, 0.0, scan, 31);
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
     print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_out, ro.rank);
     assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
     assert_int_equal(ro.rank, 0);
@@ -227,12 +229,78 @@ static void test_auto_rank_fallback(void **st) {
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
     Z = planted_k(64, w, T, 3, 2.0, scan, 32);
-    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, r, 1, 0.1, W, b, &ro, &e);
+    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
     assert_true(ro.held_out == -1);
     assert_int_equal(ro.rank, 0);
     assert_int_equal(got, r);
     free(Z);
     free(scan), free(W);
+}
+
+/* pop_site: centre. The rows of test_auto_rank_planted (3 planted directions) with a
+ * strong shift per site (3 sites, every scan's windows at its scan's site): fitted as they
+ * are, the 2 site directions count too (5); centred on the sites, the count is the 3
+ * planted and the head is the one fitted on the rows without the shift, centred on the
+ * same sites (the centring removes the shift exactly, up to float rounding), while b
+ * centres the shifted rows. One site:
+ * the same bits as no site at all. */
+static void test_site_centring(void **st) {
+    (void)st;
+    const int mc = getenv("BGFM_TEST_MEMCHECK") != NULL; /* as in test_auto_rank_planted */
+    const int S = mc ? 80 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX, K = 3;
+    const int64_t n = (int64_t)S * w;
+    int64_t *scan = malloc((size_t)n * sizeof *scan);
+    int32_t *site = malloc((size_t)n * sizeof *site), *one = calloc((size_t)n, sizeof *one);
+    float *W0 = malloc((size_t)r * T * sizeof *W0), *W = malloc((size_t)r * T * sizeof *W);
+    float *Zs = malloc((size_t)n * T * sizeof *Zs), b0[16], b[16];
+    double *d = malloc((size_t)3 * T * sizeof *d);
+    assert_true(scan && site && one && W0 && W && Zs && d);
+    float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
+    rng_stream g;
+    rng_init(&g, 77, RNG_USER, 0, 0, 0);
+    for (int k = 0; k < 3; k++)
+        for (int q = 0; q < T; q++) d[k * T + q] = 1.5 * rng_normal(&g);
+    for (int64_t i = 0; i < n; i++) {
+        site[i] = (int32_t)((i / w) % 3);
+        for (int q = 0; q < T; q++) Zs[i * T + q] = (float)((double)Z[i * T + q] + d[site[i] * T + q]);
+    }
+    bgfm_err e = {0};
+    pop_rows_out ro0, ro;
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_int_equal(ro0.rank, K);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e), r);
+    print_message("shifted sites, not centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
+    assert_int_equal(ro.rank, K + 2);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, &ro, &e), r);
+    print_message("shifted sites, centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
+    assert_int_equal(ro.rank, K);
+    /* the leading K directions are those of the unshifted rows centred on the same sites
+     * (a shift per site changes nothing the centred fit sees); the shifted rows' features
+     * are centred */
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_int_equal(ro0.rank, K);
+    for (int k = 0; k < K; k++) {
+        double dn = 0, nn = 0, m = 0;
+        for (int q = 0; q < T; q++) {
+            const double w1 = (double)W[k * T + q], w0 = (double)W0[k * T + q];
+            dn += (w1 - w0) * (w1 - w0);
+            nn += w0 * w0;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double v = (double)b[k];
+            for (int q = 0; q < T; q++) v += (double)W[k * T + q] * (double)Zs[i * T + q];
+            m += v / (double)n;
+        }
+        print_message("direction %d: relative difference %.2e, mean feature %.2e\n", k, sqrt(dn / nn), m);
+        assert_true(sqrt(dn / nn) < 1e-3);
+        assert_true(fabs(m) < 1e-3);
+    }
+    /* one site: no centring beyond the mean, the same bits as no site */
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, one, 1, r, 1, 0.1, W, b, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_memory_equal(W, W0, (size_t)r * T * sizeof *W);
+    assert_memory_equal(b, b0, sizeof b);
+    free(Z), free(Zs), free(scan), free(site), free(one), free(W0), free(W), free(d);
 }
 
 /* the rank every atlas keeps: the largest count of the atlases fitted, else 8; capped */
@@ -258,6 +326,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
         cmocka_unit_test(test_no_repeated_scan),
+        cmocka_unit_test(test_site_centring),
         cmocka_unit_test(test_fewer_scans_than_rank),
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
