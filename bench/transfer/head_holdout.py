@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from head_rank import axes, head, report, scatter, shrunk, start  # noqa: E402
 
 
-def held_out_ranks(rows, cs, r0=150, s=0.1):
+def held_out_counts(rows, cs, r0=150, s=0.1):
+    """The four held-out counts (2 splits x both ways) for each threshold C in cs."""
     P, Q = axes(rows, r0)[:2]
     subs = np.array(sorted(set(P)))
     rng = np.random.default_rng(7)
@@ -39,7 +40,11 @@ def held_out_ranks(rows, cs, r0=150, s=0.1):
                 while k < 16 and rho[k] >= c * bulk:
                     k += 1
                 found[c].append(k)
-    return {c: int(max(2, round(np.mean(v)))) for c, v in found.items()}
+    return found
+
+
+def held_out_ranks(rows, cs, r0=150, s=0.1):
+    return {c: int(max(2, round(np.mean(v)))) for c, v in held_out_counts(rows, cs, r0, s).items()}
 
 
 def main():

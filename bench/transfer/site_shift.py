@@ -17,35 +17,16 @@ A column "gap" says whether embedding: auto would read the head alone.
   bench/transfer/site_shift.py COHORT INDEX A[,A...] [--draws N]"""
 import os, sys
 import numpy as np
-import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from head_rank import axes, head, report, scatter, shrunk, start  # noqa: E402
+from head_holdout import held_out_counts  # noqa: E402
+from head_rank import head, report, start  # noqa: E402
 from oracle import read_table  # noqa: E402
 
 
-def held_out_count(rows, r0=150, s=0.1):
-    """The held-out rule's rank (0: no gap), numpy's reading of pop.c's."""
-    P, Q = axes(rows, r0)[:2]
-    subs = np.array(sorted(set(P)))
-    rng = np.random.default_rng(7)
-    found = []
-    for _ in range(2):
-        perm = rng.permutation(len(subs))
-        halves = [subs[perm[: len(subs) // 2]], subs[perm[len(subs) // 2:]]]
-        for h in (0, 1):
-            a, b = set(halves[h]), set(halves[1 - h])
-            ia = np.array([p in a for p in P])
-            SbA, SwA = scatter(Q[ia], P[ia], sorted(a), recentre=True)
-            SbB, SwB = scatter(Q[~ia], P[~ia], sorted(b), recentre=True)
-            _, V = sl.eigh(SbA, shrunk(SwA, s))
-            V = V[:, ::-1][:, :64]
-            rho = np.array([(v @ SbB @ v) / (v @ SwB @ v) for v in V.T])
-            bulk = np.median(rho[16:])
-            k = 0
-            while k < 16 and rho[k] >= 2 * bulk:
-                k += 1
-            found.append(k)
-    r = int(np.floor(np.mean(found) + 0.5))
+def held_out_count(rows):
+    """The held-out rule's rank at C = 2 (0: no gap): the mean of the four counts rounded
+    half up, when at least 2 (pop.c; head_holdout.py's splits)."""
+    r = int(np.floor(np.mean(held_out_counts(rows, [2.0])[2.0]) + 0.5))
     return r if r >= 2 else 0
 
 
