@@ -17,7 +17,8 @@
  * avail_in is always the same. The compressed bytes are still not always the same for
  * the same input on this machine: a 60-line program calling ISA-L alone as this file
  * does (bench/deflate_repeat.sh) writes another stream, one that inflates to the same
- * bytes, in about 1 run in 2,000 when the processes are switched often (docs/reliability.md).
+ * bytes, in 1 run in 1,000 to 2,000 when the processes are switched often
+ * (docs/reliability.md).
  * So files are compared by what they decompress to (tests/lib/tap.sh content_sum). */
 #define NIFTIIO_IN ((size_t)1 << 20)
 #define NIFTIIO_PAD 64
