@@ -55,8 +55,9 @@ typedef struct pop_fit_info {
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
  * row i; site[i] its site, 0 .. sites-1 (NULL: one site; the rows are fitted less their
- * site's mean, b = -W times the mean of all rows); shrink in [0, 1]; W (r, T) and b (r) written (rows past the fitted directions
- * zero; the first k rows are what a fit at r = k writes). auto_rank: the held-out count
+ * site's mean, b = -W times the mean of all rows); shrink in [0, 1]; W (r, T) and b (r)
+ * written (rows past the fitted directions zero; the first k rows are what a fit at
+ * r = k writes). auto_rank: the held-out count
  * is measured too (out->rank). Returns the number of directions fitted: 0 when no scan
  * has two rows (the head stays zero), or -1 with e set. Deterministic: the same bits for
  * the same rows. */

@@ -408,7 +408,8 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     float *Z = bgfm_malloc(e, (size_t)(na * T) * sizeof *Z, "population head rows");
     int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "population head counts");
     int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "population head counts");
-    int32_t *site = by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
+    int32_t *site =
+        by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
     int rc = idx && scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
     if (!rc && na > INT32_MAX) rc = bgfm_fail(e, BGFM_EUSAGE, "population head: %lld graphs of one "
                                               "atlas are more than MPI counts hold", (long long)na);
