@@ -28,6 +28,7 @@ void synth_params_default(synth_params *p) {
     p->traits = 5;
     p->trait_effect = 0.12;
     p->fingerprint = 0.08;
+    p->site_coupling = 0;
     p->topography = 0.08;
     p->label_noise = 1.0;
     p->unlabelled = 0;
@@ -39,6 +40,7 @@ static const char synth_usage[] =
     "                  [--tr SECONDS] [--voxel-size 2|3] [--sites K] [--seed X]\n"
     "                  [--gzip-level L] [--datatype float32|int16] [--networks N]\n"
     "                  [--traits K] [--trait-effect B] [--fingerprint F]\n"
+    "                  [--site-coupling C]\n"
     "                  [--topography W] [--label-noise E] [--effect D]\n"
     "                  [--mask-atlas PATH|none] [--datasets K] [--first-subject N]\n"
     "                  [--force] [--quiet]\n\n"
@@ -70,6 +72,8 @@ static const char synth_usage[] =
     "  --traits K         latent traits per subject, 0..16 (default 5); 0: group-only design\n"
     "  --trait-effect B   coupling (and mixing) shift per trait SD, 0..0.3 (default 0.12)\n"
     "  --fingerprint F    sd of a subject's own coupling perturbation, 0..0.3 (default 0.08)\n"
+    "  --site-coupling C  sd of a site's coupling shift, shared by all its subjects, 0..0.3\n"
+    "                     (default 0: sites change only gain, offset and noise)\n"
     "  --topography W     sd of a subject's own parcel mixing jitter, 0..0.3 (default 0.08)\n"
     "  --label-noise E    sd of the noise of diagnosis liability and score, 0..10 (default 1)\n"
     "  --effect D         group-only design: group difference of the designed couplings,\n"
@@ -176,6 +180,9 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--fingerprint")) {
             rc = cli_parse_f64(a, v, 0, 0.3, &p->fingerprint, e);
+            trait_opt = trait_opt ? trait_opt : a;
+        } else if (!strcmp(a, "--site-coupling")) {
+            rc = cli_parse_f64(a, v, 0, 0.3, &p->site_coupling, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--topography")) {
             rc = cli_parse_f64(a, v, 0, 0.3, &p->topography, e);

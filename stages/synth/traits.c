@@ -190,6 +190,16 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
             c[a * N + b] += f;
             c[b * N + a] += f;
         }
+    if (p->site_coupling > 0) {
+        rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
+                 SYNTH_R_SITE_COUPLING, (uint64_t)synth_cohort_site(p, s));
+        for (int a = 0; a < N; a++)
+            for (int b = a + 1; b < N; b++) {
+                double g = p->site_coupling * rng_normal(&r);
+                c[a * N + b] += g;
+                c[b * N + a] += g;
+            }
+    }
     return synth_corr_floor(N, c, SYNTH_EIG_FLOOR, min_eig);
 }
 
@@ -320,6 +330,20 @@ void synth_cohort_json(FILE *f, const synth_params *p, const synth_cohort *c,
             d->K, p->trait_effect, p->fingerprint, p->topography, p->label_noise,
             (long long)p->subjects, (long long)p->unlabelled, SYNTH_EIG_FLOOR, SYNTH_MIX_BASE,
             SYNTH_MIX_MAX);
+    if (p->site_coupling > 0) { /* and each site's shift, pairs a < b in row order */
+        fprintf(f, ",\n  \"site_coupling\": %.17g, \"site_coupling_shift\": [", p->site_coupling);
+        for (int64_t k = 0; k < p->sites; k++) {
+            rng_stream r;
+            rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
+                     SYNTH_R_SITE_COUPLING, (uint64_t)k);
+            fprintf(f, "%s[", k ? ", " : "");
+            for (int a = 0, j = 0; a < d->N; a++)
+                for (int b = a + 1; b < d->N; b++, j++)
+                    fprintf(f, "%s%.17g", j ? ", " : "", p->site_coupling * rng_normal(&r));
+            fputc(']', f);
+        }
+        fputc(']', f);
+    }
     fprintf(f, ",\n  \"diagnosis_weights\": ");
     json_vec(f, d->K, d->w);
     fprintf(f, ",\n  \"score_weights\": ");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # synth.sh: `bgfm synth` end to end: argument errors (exit 2), complete-or-absent output,
 # nibabel reads every image with the right grid/TR/dtype and an exactly-zero outside,
-# the designed group effect (--traits 0) and the designed trait effects (a population
-# with unlabelled subjects) are present in AAL ROI correlations (numpy/scipy).
+# the designed group effect (--traits 0), each site's coupling shift (--site-coupling) and
+# the designed trait effects (a population with unlabelled subjects) are present in AAL
+# ROI correlations (numpy/scipy).
 # Not the rank-count determinism test (mpi/synth_ranks.sh).
 source "$(dirname "$0")/../lib/tap.sh"
 REF="$ROOT/tests/reference/synth_check.py"
@@ -61,6 +62,25 @@ expect_rc "a population without trait effects (--trait-effect 0)" 0 $MPIRUN 2 "$
 "$PY" "$REF" traits "$T/pop0" "$AAL" > "$T/pop0.log"; rc=$?
 if [ "$rc" -eq 1 ] && grep -q "designed loading not recovered" "$T/pop0.log" && grep -q "designed mixing not recovered" "$T/pop0.log"; then
   ok "traits check fails on a population without trait effects"; else notok "traits check on --trait-effect 0 (exit $rc)"; fi
+
+# --site-coupling: every subject of a site shares the site's coupling shift; the shifts
+# (model.json) are recovered from AAL ROI correlations (16 subjects at 3 sites), and the
+# check fails against shifts that are not the site's (each list reversed)
+expect_rc "16 subjects at 3 sites, --site-coupling 0.2" 0 $MPIRUN 2 "$BGFM" synth --out "$T/sc" --subjects 16 --volumes 120 --tr 3 --sites 3 --seed 13 --datatype int16 --site-coupling 0.2 --quiet
+check "each site's coupling shift recovered from ROI correlations (r > 0.6 with model.json's)" \
+  "$PY" "$REF" sites "$T/sc" "$AAL"
+"$PY" - "$T/sc/derivatives/synth/model.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["site_coupling_shift"] = [v[::-1] for v in m["site_coupling_shift"]]
+json.dump(m, open(sys.argv[1], "w"))
+PYEOF
+"$PY" "$REF" sites "$T/sc" "$AAL" > "$T/sc.log"; rc=$?
+if [ "$rc" -eq 1 ] && grep -q "coupling shift not recovered" "$T/sc.log"; then
+  ok "sites check fails against shifts that are not the sites'"; else notok "sites check on reversed shifts (exit $rc)"; fi
+check "--site-coupling 0 (the default) writes no site shift; the description lists a given one" bash -c "
+  grep -q -- '--site-coupling 0.2' '$T/sc/dataset_description.json' &&
+  ! grep -q 'site_coupling' '$T/pop/derivatives/synth/model.json'"
 
 # int16, ellipsoid mask, --force replacing an existing dataset
 expect_rc "int16 + ellipsoid mask + --force" 0 "$BGFM" synth --out "$T/full" --force --subjects 2 --volumes 12 --tr 0.8 --datatype int16 --mask-atlas none --quiet

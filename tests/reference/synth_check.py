@@ -6,6 +6,8 @@ resampled by nearest neighbour in numpy.
   synth_check.py effect DIR ATLAS             designed group effect on ROI correlations
   synth_check.py traits DIR ATLAS             tables vs model.json, and the designed trait
                                               effects recovered from ROI correlations
+  synth_check.py sites DIR ATLAS              --site-coupling: each site's coupling shift
+                                              (model.json) recovered from ROI correlations
 Exit 0 when every check passes, 1 otherwise."""
 import csv
 import glob
@@ -303,6 +305,47 @@ def check_traits(d, atlas):
     return ok
 
 
+def check_sites(d, atlas):
+    """--site-coupling: per network pair, the mean Fisher z between the regions of the two
+    networks regressed on the traits and the site dummies; each site's coefficients
+    (against site-1) must follow its true shift less site-1's (model.json
+    site_coupling_shift): Pearson r > 0.6 over the pairs, for every site."""
+    from multiprocessing import Pool
+    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
+    header, rows = read_participants(d)
+    if "site_coupling_shift" not in model:
+        return fail("model.json has no site_coupling_shift (made without --site-coupling)")
+    N, vox = model["networks"], model["voxel_size"]
+    with Pool(2) as pool:
+        fz = pool.map(subject_fz, [(bold_path(d, r[0], vox), roi_idx) for r in rows])
+    n = len(fz)
+    site_names = sorted({r[2] for r in rows}, key=lambda x: int(x.split("-")[1]))
+    site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
+    Z = np.array([t["traits"] for t in model["participants"]])
+    X = np.column_stack([np.ones(n), site, Z])
+    shift = np.array(model["site_coupling_shift"])
+    est, true = [], []
+    for a in range(N):
+        for b in range(a + 1, N):
+            ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
+            if not len(ia) or not len(ib):
+                continue
+            y = np.array([f[np.ix_(ia, ib)].mean() for f in fz])
+            beta, _ = ols_t(y, X)
+            j = a * N - a * (a + 1) // 2 + (b - a - 1)  # pair (a, b) in row order
+            est.append(beta[1:1 + site.shape[1]])
+            true.append(shift[1:, j] - shift[0, j])
+    est, true = np.array(est), np.array(true)
+    ok = True
+    for k in range(est.shape[1]):
+        r = np.corrcoef(est[:, k], true[:, k])[0, 1]
+        print(f"{site_names[k + 1]} - {site_names[0]}: {len(est)} network pairs, r = {r:+.3f} "
+              f"between the recovered and the true coupling shift")
+        if not r > 0.6:
+            ok = fail(f"{site_names[k + 1]}'s coupling shift not recovered (r = {r:.3f})")
+    return ok
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "files":
         sys.exit(0 if check_files(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]) else 1)
@@ -310,4 +353,6 @@ if __name__ == "__main__":
         sys.exit(0 if check_effect(sys.argv[2], sys.argv[3]) else 1)
     if sys.argv[1] == "traits":
         sys.exit(0 if check_traits(sys.argv[2], sys.argv[3]) else 1)
+    if sys.argv[1] == "sites":
+        sys.exit(0 if check_sites(sys.argv[2], sys.argv[3]) else 1)
     sys.exit(2)
