@@ -23,6 +23,8 @@ bad "--datatype float16 -> exit 2" "float32 or int16" --out "$T/x" --datatype fl
 bad "--sites > --subjects -> exit 2" "exceeds" --out "$T/x" --subjects 4 --sites 5
 bad "--tr without value -> exit 2" "needs a value" --out "$T/x" --tr
 bad "--traits 17 -> exit 2" "--traits" --out "$T/x" --traits 17
+bad "--site-coupling 0.5 -> exit 2" "--site-coupling" --out "$T/x" --site-coupling 0.5
+bad "--site-coupling with --traits 0 -> exit 2" "group-only design" --out "$T/x" --traits 0 --site-coupling 0.1
 bad "--effect with traits -> exit 2" "group-only design" --out "$T/x" --effect 0.3
 bad "--unlabelled with --traits 0 -> exit 2" "needs latent traits" --out "$T/x" --traits 0 --unlabelled 4
 bad "--trait-effect 1 -> exit 2" "--trait-effect" --out "$T/x" --trait-effect 1
