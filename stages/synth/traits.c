@@ -171,6 +171,13 @@ int synth_split_liability(int64_t n, const double *liab, uint8_t *patient, doubl
 
 /* ------------------------------------------------------------------ subjects */
 
+/* The stream of site k's coupling shift: site_coupling times its normal draws, over the
+ * pairs a < b in row order (each dataset of --datasets its own sites). */
+static void site_coupling_draw(const synth_params *p, int64_t k, rng_stream *r) {
+    rng_init(r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
+             SYNTH_R_SITE_COUPLING, (uint64_t)k);
+}
+
 int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t s,
                            const double *z, double *c, double *min_eig) {
     int N = d->N;
@@ -191,8 +198,7 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
             c[b * N + a] += f;
         }
     if (p->site_coupling > 0) {
-        rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
-                 SYNTH_R_SITE_COUPLING, (uint64_t)synth_cohort_site(p, s));
+        site_coupling_draw(p, synth_cohort_site(p, s), &r);
         for (int a = 0; a < N; a++)
             for (int b = a + 1; b < N; b++) {
                 double g = p->site_coupling * rng_normal(&r);
@@ -334,8 +340,7 @@ void synth_cohort_json(FILE *f, const synth_params *p, const synth_cohort *c,
         fprintf(f, ",\n  \"site_coupling\": %.17g, \"site_coupling_shift\": [", p->site_coupling);
         for (int64_t k = 0; k < p->sites; k++) {
             rng_stream r;
-            rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
-                     SYNTH_R_SITE_COUPLING, (uint64_t)k);
+            site_coupling_draw(p, k, &r);
             fprintf(f, "%s[", k ? ", " : "");
             for (int a = 0, j = 0; a < d->N; a++)
                 for (int b = a + 1; b < d->N; b++, j++)
