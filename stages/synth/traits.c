@@ -171,11 +171,17 @@ int synth_split_liability(int64_t n, const double *liab, uint8_t *patient, doubl
 
 /* ------------------------------------------------------------------ subjects */
 
-/* The stream of site k's coupling shift: site_coupling times its normal draws, over the
- * pairs a < b in row order (each dataset of --datasets its own sites). */
-static void site_coupling_draw(const synth_params *p, int64_t k, rng_stream *r) {
-    rng_init(r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
+#define SYNTH_MAX_PAIRS (32 * 31 / 2) /* network pairs a < b at the most networks */
+
+/* g[j]: site k's coupling shift on the j-th pair a < b in row order, site_coupling times
+ * a normal draw (each dataset of --datasets its own sites); returns the pair count. */
+static int site_coupling_shift(const synth_params *p, int N, int64_t k, double *g) {
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
              SYNTH_R_SITE_COUPLING, (uint64_t)k);
+    const int np = N * (N - 1) / 2;
+    for (int j = 0; j < np; j++) g[j] = p->site_coupling * rng_normal(&r);
+    return np;
 }
 
 int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t s,
@@ -198,12 +204,12 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
             c[b * N + a] += f;
         }
     if (p->site_coupling > 0) {
-        site_coupling_draw(p, synth_cohort_site(p, s), &r);
-        for (int a = 0; a < N; a++)
-            for (int b = a + 1; b < N; b++) {
-                double g = p->site_coupling * rng_normal(&r);
-                c[a * N + b] += g;
-                c[b * N + a] += g;
+        double g[SYNTH_MAX_PAIRS];
+        site_coupling_shift(p, N, synth_cohort_site(p, s), g);
+        for (int a = 0, j = 0; a < N; a++)
+            for (int b = a + 1; b < N; b++, j++) {
+                c[a * N + b] += g[j];
+                c[b * N + a] += g[j];
             }
     }
     return synth_corr_floor(N, c, SYNTH_EIG_FLOOR, min_eig);
@@ -339,13 +345,9 @@ void synth_cohort_json(FILE *f, const synth_params *p, const synth_cohort *c,
     if (p->site_coupling > 0) { /* and each site's shift, pairs a < b in row order */
         fprintf(f, ",\n  \"site_coupling\": %.17g, \"site_coupling_shift\": [", p->site_coupling);
         for (int64_t k = 0; k < p->sites; k++) {
-            rng_stream r;
-            site_coupling_draw(p, k, &r);
-            fprintf(f, "%s[", k ? ", " : "");
-            for (int a = 0, j = 0; a < d->N; a++)
-                for (int b = a + 1; b < d->N; b++, j++)
-                    fprintf(f, "%s%.17g", j ? ", " : "", p->site_coupling * rng_normal(&r));
-            fputc(']', f);
+            double g[SYNTH_MAX_PAIRS];
+            if (k) fputs(", ", f);
+            json_vec(f, site_coupling_shift(p, d->N, k, g), g);
         }
         fputc(']', f);
     }
