@@ -369,10 +369,15 @@ typedef struct site_key {
     int64_t j;
 } site_key;
 
+/* (dataset, site) in byte order: 0 for the same site */
+static int site_of_cmp(const site_key *x, const site_key *y) {
+    int c = strcmp(x->dataset, y->dataset);
+    return c ? c : strcmp(x->site, y->site);
+}
+
 static int site_key_cmp(const void *a, const void *b) {
     const site_key *x = a, *y = b;
-    int c = strcmp(x->dataset, y->dataset);
-    if (!c) c = strcmp(x->site, y->site);
+    int c = site_of_cmp(x, y);
     return c ? c : (x->j > y->j) - (x->j < y->j);
 }
 
@@ -387,8 +392,7 @@ static int site_ids(graphs_store *gs, const int64_t *idx, int64_t n, int32_t *si
     qsort(k, (size_t)n, sizeof *k, site_key_cmp);
     int sites = 0;
     for (int64_t j = 0; j < n; j++) {
-        if (j && (strcmp(k[j].dataset, k[j - 1].dataset) || strcmp(k[j].site, k[j - 1].site)))
-            sites++;
+        if (j && site_of_cmp(&k[j], &k[j - 1])) sites++;
         site[k[j].j] = sites;
     }
     free(k);
