@@ -194,6 +194,25 @@ def ols_t(y, X):
     return beta, beta / np.sqrt(np.diag(cov))
 
 
+def subjects_design(d, model, rows, roi_idx):
+    """Every subject's ROI Fisher z (read in 2 processes) and the design [1, site dummies
+    (against the first site by number), traits]; the site names in that order."""
+    from multiprocessing import Pool
+    with Pool(2) as pool:
+        fz = pool.map(subject_fz, [(bold_path(d, r[0], model["voxel_size"]), roi_idx) for r in rows])
+    n = len(fz)
+    site_names = sorted({r[2] for r in rows}, key=lambda x: int(x.split("-")[1]))
+    site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
+    Z = np.array([t["traits"] for t in model["participants"]])
+    return fz, site_names, np.column_stack([np.ones(n), site, Z])
+
+
+def pair_mean(fz, roi_net, a, b):
+    """Per subject, the mean Fisher z between the regions of networks a and b."""
+    ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
+    return np.array([f[np.ix_(ia, ib)].mean() for f in fz])
+
+
 def check_trait_tables(d, model, header, rows):
     """participants.tsv against model.json: columns, n/a rows, traits, score, classes."""
     ok = True
@@ -241,24 +260,14 @@ def check_trait_tables(d, model, header, rows):
 
 
 def check_traits(d, atlas):
-    from multiprocessing import Pool
     model, labels, roi_net, roi_idx = roi_setup(d, atlas)
     header, rows = read_participants(d)
     ok = check_trait_tables(d, model, header, rows)
-    K, N, vox = model["traits"], model["networks"], model["voxel_size"]
-    truth = model["participants"]
-    with Pool(2) as pool:
-        fz = pool.map(subject_fz, [(bold_path(d, r[0], vox), roi_idx) for r in rows])
-    n = len(fz)
-    Z = np.array([t["traits"] for t in truth])
-    site_names = sorted({r[2] for r in rows})
-    site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
-    X = np.column_stack([np.ones(n), site, Z])
-    col = 1 + site.shape[1]  # column of trait 1
+    K, N = model["traits"], model["networks"]
+    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    col = len(site_names)  # column of trait 1
     def pair_t(a, b):
-        ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
-        y = np.array([f[np.ix_(ia, ib)].mean() for f in fz])
-        return ols_t(y, X)
+        return ols_t(pair_mean(fz, roi_net, a, b), X)
     loaded = {}
     for k, pairs in enumerate(model["trait_pairs"]):
         for q in pairs:
@@ -310,30 +319,22 @@ def check_sites(d, atlas):
     networks regressed on the traits and the site dummies; each site's coefficients
     (against site-1) must follow its true shift less site-1's (model.json
     site_coupling_shift): Pearson r > 0.6 over the pairs, for every site."""
-    from multiprocessing import Pool
     model, labels, roi_net, roi_idx = roi_setup(d, atlas)
     header, rows = read_participants(d)
     if "site_coupling_shift" not in model:
         return fail("model.json has no site_coupling_shift (made without --site-coupling)")
-    N, vox = model["networks"], model["voxel_size"]
-    with Pool(2) as pool:
-        fz = pool.map(subject_fz, [(bold_path(d, r[0], vox), roi_idx) for r in rows])
-    n = len(fz)
-    site_names = sorted({r[2] for r in rows}, key=lambda x: int(x.split("-")[1]))
-    site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
-    Z = np.array([t["traits"] for t in model["participants"]])
-    X = np.column_stack([np.ones(n), site, Z])
+    N = model["networks"]
+    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    S = len(site_names)
     shift = np.array(model["site_coupling_shift"])
     est, true = [], []
     for a in range(N):
         for b in range(a + 1, N):
-            ia, ib = np.flatnonzero(roi_net == a), np.flatnonzero(roi_net == b)
-            if not len(ia) or not len(ib):
+            if not (roi_net == a).any() or not (roi_net == b).any():
                 continue
-            y = np.array([f[np.ix_(ia, ib)].mean() for f in fz])
-            beta, _ = ols_t(y, X)
+            beta, _ = ols_t(pair_mean(fz, roi_net, a, b), X)
             j = a * N - a * (a + 1) // 2 + (b - a - 1)  # pair (a, b) in row order
-            est.append(beta[1:1 + site.shape[1]])
+            est.append(beta[1:S])
             true.append(shift[1:, j] - shift[0, j])
     est, true = np.array(est), np.array(true)
     ok = True
