@@ -30,6 +30,8 @@ typedef struct model_cfg {
     int norm;         /* 1: population input normalisation (norm/<atlas>/{mean,std}) */
     int pop_rank;     /* population head: rows of pop/<atlas>/{W,b} (0: none; model.md s. 11) */
     int embed;        /* enum model_embed: what the graph embedding of the probe is */
+    int pcs;          /* embedding pcs+pop: rows of pcs/<atlas>/{W,b}, the readout's leading
+                       * principal axes (0 otherwise; model.md section 11) */
     int n_atlases;
     char atlas[MODEL_MAX_ATLASES][64]; /* names, model atlas order */
     int atlas_nodes[MODEL_MAX_ATLASES];
@@ -37,8 +39,9 @@ typedef struct model_cfg {
 
 /* The embedding a pretrained model gives a graph (model.md section 11): the encoder's
  * readout (H numbers), the population head's pop_rank numbers, or both (readout first). */
-enum model_embed { MODEL_EMBED_ENCODER = 0, MODEL_EMBED_BOTH = 1, MODEL_EMBED_POP = 2 };
-/* "encoder", "encoder+pop", "pop" -> enum model_embed, or -1 when unknown. */
+enum model_embed { MODEL_EMBED_ENCODER = 0, MODEL_EMBED_BOTH = 1, MODEL_EMBED_POP = 2,
+                   MODEL_EMBED_PCS = 3 /* pcs+pop: the readout on cfg.pcs principal axes */ };
+/* "encoder", "encoder+pop", "pop", "pcs+pop" -> enum model_embed, or -1 when unknown. */
 int model_embed_parse(const char *s);
 const char *model_embed_name(int embed);
 
@@ -63,7 +66,8 @@ typedef struct model_tensor {
     model_init_kind init;
     int decay;                 /* 1: AdamW weight decay applies (matrices only) */
     int buffer;                /* 1: fitted, never trained: a data statistic (norm/...) or
-                                * the population head (pop/..., fitted by pop.h) */
+                                * the population head (pop/..., fitted by pop.h) and the
+                                * readout's principal axes (pcs/..., fitted by pop.h) */
 } model_tensor;
 
 /* Offsets (floats) of one block's tensors. Wq|Wk|Wv are adjacent (one (3H, H) matrix
@@ -88,6 +92,7 @@ typedef struct model {
     int64_t ro_Wc, ro_b, ro_W[MODEL_MAX_ATLASES]; /* region readout (-1 with the mean) */
     int64_t nm_mean[MODEL_MAX_ATLASES], nm_std[MODEL_MAX_ATLASES]; /* input norm (-1: none) */
     int64_t pop_W[MODEL_MAX_ATLASES], pop_b[MODEL_MAX_ATLASES]; /* population head (-1: none) */
+    int64_t pcs_W[MODEL_MAX_ATLASES], pcs_b[MODEL_MAX_ATLASES]; /* readout axes (-1: none) */
     model_block enc[MODEL_MAX_LAYERS], dec[MODEL_MAX_LAYERS];
 } model;
 
@@ -107,7 +112,7 @@ void model_copy_buffers(model *dst, const model *src);
  * head and the fine-tuning heads read. */
 int64_t model_embed_dim(const model *m);
 /* Width of the model's embedding of a graph under cfg.embed: what probe_embed writes and
- * report/embeddings.h5 stores (the readout's H, pop_rank, or both). */
+ * report/embeddings.h5 stores (the readout's H or its pcs axes, pop_rank, or both). */
 int64_t model_feature_dim(const model *m);
 /* FC entry p (row-major in the N x N matrix) of a graph of atlas a as the model sees it,
  * in double: (C_p - mean_a,p) / std_a,p with the input normalisation, else C_p. What the
@@ -117,11 +122,15 @@ double model_input_entry(const model *m, int a, const float *fc, int64_t p);
  * i < j of W[k, q(i,j)] x_ij, x the FC as the model sees it (input-normalised when
  * cfg.norm), q the row-major index of the upper triangle. out: pop_rank floats. */
 void model_pop_apply(const model *m, int a, int N, const float *fc, float *out);
-/* The population head narrowed (or widened) to r rows per atlas: cfg.pop_rank = r, the
- * leading rows of pop/<atlas>/{W,b} kept (new rows zero), every other float unchanged
- * (the head is the layout's tail). m->g is re-allocated, zero. pop_rank: auto uses it
- * once the ranks are chosen (pop.h). */
-int model_pop_resize(model *m, int r, bgfm_err *e);
+/* The readout's principal axes of atlas a on one graph's readout e (H floats):
+ * out[k] = b_k + sum_h W[k, h] e_h, k < cfg.pcs (embedding pcs+pop). */
+void model_pcs_apply(const model *m, int a, const float *e, float *out);
+/* The fitted tail re-laid: the population head narrowed (or widened) to r rows per atlas
+ * (cfg.pop_rank = r; the leading rows of pop/<atlas>/{W,b} kept, new rows zero), the
+ * readout axes to `pcs` rows (kept likewise) and cfg.embed = embed; every other float
+ * unchanged (the head and the axes are the layout's tail). m->g is re-allocated, zero.
+ * pop_rank: auto uses it once the ranks are chosen (pop.h). */
+int model_pop_resize(model *m, int r, int pcs, int embed, bgfm_err *e);
 /* Index of atlas `name` in the model's order, -1 if absent. */
 int model_atlas_find(const model *m, const char *name);
 
@@ -244,6 +253,11 @@ void model_ws_free(model_ws *ws);
  * generated here from hp's keys. */
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,
                    model_losses *out);
+/* The encoder's readout (H floats, in ws) of one full graph in eval mode: GCL mode with
+ * no corruption, dropout 0 (model.md section 2). ws from model_ws_init(ws, m, 1 or more);
+ * gidx keys the (unused) draws. What the probe and the readout axes' fit read. */
+const float *model_graph_readout(model *m, model_ws *ws, int atlas, int N, const float *fc,
+                                 const uint8_t *adj, const float *rwse, int64_t gidx);
 /* NT-Xent over the local batch's projections, writing ws->dz; returns L_cl. The
  * data-parallel version gathers the projections of every rank instead and calls
  * layer_ntxent on the global batch. */

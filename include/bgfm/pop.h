@@ -37,6 +37,12 @@
 #define POP_HO_DIRS 64
 #define POP_HO_LEAD 16
 #define POP_HO_GAP 2.0
+/* When no atlas shows a gap, embedding: auto reads pcs+pop (model.md section 11, "No
+ * gap"): the head's POP_RANK_FALLBACK discriminant rows followed by the POP_FC_PCS
+ * leading principal axes of the same centred rows, and the encoder's readout on its
+ * POP_READOUT_PCS leading principal axes over the graphs training read. */
+#define POP_FC_PCS 4
+#define POP_READOUT_PCS 8
 
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
@@ -51,19 +57,25 @@ typedef struct pop_fit_info {
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
     int sites[MODEL_MAX_ATLASES];      /* sites the rows were centred on (0: not centred) */
     pop_rows_out fit[MODEL_MAX_ATLASES];
+    float *pc_W[MODEL_MAX_ATLASES];    /* auto_rank: POP_FC_PCS principal rows (owned) */
+    float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
+
+void pop_fit_info_free(pop_fit_info *info);
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
  * row i; site[i] its site, 0 .. sites-1 (NULL: one site; the rows are fitted less their
  * site's mean, b = -W times the mean of all rows); shrink in [0, 1]; W (r, T) and b (r)
  * written (rows past the fitted directions zero; the first k rows are what a fit at
- * r = k writes). auto_rank: the held-out count
+ * r = k writes). npc > 0: Wp (npc, T) and bp (npc) get the npc leading principal axes of
+ * the same centred rows, each of unit variance over the rows (zero rows past the data's
+ * rank), bp = -Wp times the mean of all rows. auto_rank: the held-out count
  * is measured too (out->rank). Returns the number of directions fitted: 0 when no scan
  * has two rows (the head stays zero), or -1 with e set. Deterministic: the same bits for
  * the same rows. */
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
-                 int sites, int r, int auto_rank, double shrink, float *W, float *b,
-                 pop_rows_out *out, bgfm_err *e);
+                 int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
+                 float *Wp, float *bp, pop_rows_out *out, bgfm_err *e);
 
 /* pop_rank: auto's rank for every atlas: the largest held-out count of the atlases
  * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
@@ -78,5 +90,14 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
  * rows are centred on their site's mean (the store's dataset and site of each graph). */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
             int auto_rank, int by_site, double shrink, pop_fit_info *info);
+
+/* Collective: the readout's principal axes pcs/<atlas>/{W,b} of m (cfg.pcs rows, embedding
+ * pcs+pop) over the graphs of graphs[0..n) of each atlas: the encoder's readout of each
+ * graph in eval mode (model_graph_readout), gathered in list order; every rank solves the
+ * same H x H eigenproblem in double, so the bits do not depend on the rank count. Row k:
+ * the k-th leading eigenvector of the readouts' covariance over the square root of its
+ * eigenvalue (unit variance over the graphs; zero past the data's rank), signs as
+ * pca_fix_signs; b = -W times the readouts' mean. */
+int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n);
 
 #endif

@@ -49,6 +49,7 @@ class Config:
     input_norm: str = "population"
     pop_rank: int = 0
     embedding: str = "encoder"
+    pcs: int = 0
 
     @property
     def D_in(self):
@@ -85,10 +86,13 @@ class Config:
         # files written before the population head (model.md section 11) have neither key
         c.pop_rank = num("pop_rank") if "pop_rank" in meta else 0
         c.embedding = meta.get("embedding", "encoder")
-        if c.embedding not in ("encoder", "encoder+pop", "pop") or c.pop_rank > 256 or \
-                (c.embedding != "encoder" and c.pop_rank < 1):
-            raise BGFMLoadError(f"{path}: __metadata__ embedding must be encoder|encoder+pop|pop, "
-                                "and a head (pop_rank 1..256) is needed for the last two")
+        c.pcs = num("pcs") if "pcs" in meta else 0
+        if c.embedding not in ("encoder", "encoder+pop", "pop", "pcs+pop") or c.pop_rank > 256 or \
+                (c.embedding != "encoder" and c.pop_rank < 1) or \
+                ((c.embedding == "pcs+pop") != (c.pcs > 0)) or c.pcs > c.H:
+            raise BGFMLoadError(f"{path}: __metadata__ embedding must be encoder|encoder+pop|pop|"
+                                "pcs+pop, a head (pop_rank 1..256) is needed for the last three, "
+                                "and pcs+pop needs pcs 1..H (every other embedding none)")
         if c.H % c.nh or max(nodes) > c.N_max or ("D_in" in meta and num("D_in") != c.D_in):
             raise BGFMLoadError(f"{path}: __metadata__ describes no valid model (H % nh, "
                                 "atlas nodes <= N_max, D_in = N_max + k)")
@@ -103,6 +107,8 @@ class Config:
              "readout_dim": str(self.readout_dim if self.readout == "region" else 0),
              "D_in": str(self.D_in), "layer_norm_eps": "1e-05",
              "pop_rank": str(self.pop_rank), "embedding": self.embedding}
+        if self.pcs:
+            m["pcs"] = str(self.pcs)
         for k in ("H", "nh", "F", "k", "L", "Ld", "P", "N_max"):
             m[k] = str(getattr(self, k))
         return m
@@ -213,6 +219,20 @@ class PopHead(nn.Module):
         return C[:, iu[0], iu[1]] @ self.weight.T + self.bias
 
 
+class ReadoutAxes(nn.Module):
+    """The readout's leading principal axes of one atlas (model.md section 11, embedding
+    pcs+pop): r rows over the encoder's H numbers, fitted by bgfm after pretraining on the
+    graphs it read (buffers, never trained)."""
+
+    def __init__(self, H, r):
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(r, H))
+        self.register_buffer("bias", torch.zeros(r))
+
+    def forward(self, e):
+        return e @ self.weight.T + self.bias
+
+
 class Decoder(nn.Module):
     """GMAE decoder (model.md section 3): blocks registered as dec.0, dec.1, ..."""
 
@@ -257,6 +277,8 @@ class BrainGFM(nn.Module):
             self.norm = nn.ModuleDict({a: InputNorm(n) for a, n in zip(cfg.atlases, cfg.atlas_nodes)})
         if cfg.pop_rank:
             self.pop = nn.ModuleDict({a: PopHead(n, cfg.pop_rank) for a, n in zip(cfg.atlases, cfg.atlas_nodes)})
+        if cfg.pcs:
+            self.pcs = nn.ModuleDict({a: ReadoutAxes(H, cfg.pcs) for a in cfg.atlases})
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -279,9 +301,11 @@ class BrainGFM(nn.Module):
 
     @property
     def embed_dim(self):
-        """Width of forward()'s embedding: the readout's H, pop_rank, or both (embedding)."""
+        """Width of forward()'s embedding: the readout's H (or its pcs axes), pop_rank, or
+        both (embedding)."""
         c = self.cfg
-        return (c.H if c.embedding != "pop" else 0) + (c.pop_rank if c.embedding != "encoder" else 0)
+        enc = c.pcs if c.embedding == "pcs+pop" else c.H if c.embedding != "pop" else 0
+        return enc + (c.pop_rank if c.embedding != "encoder" else 0)
 
     def _atlas(self, atlas):
         if atlas not in self.embed.node:
@@ -337,11 +361,13 @@ class BrainGFM(nn.Module):
     def forward(self, fc, adj, rwse, atlas):
         """Graph embeddings (B, embed_dim) of B full graphs of one atlas: what bgfm's probe
         computes in eval mode (no masking, no corruption; dropout only in training): the
-        encoder's readout, then (embedding encoder+pop or pop) the population head."""
+        encoder's readout (with pcs+pop: on its leading principal axes), then (every
+        embedding but encoder) the population head."""
         parts = []
         if self.cfg.embedding != "pop":
             z, idx = self.encode(fc, adj, rwse, atlas)
-            parts.append(self.pool(z, idx, atlas, fc.shape[1]))
+            e = self.pool(z, idx, atlas, fc.shape[1])
+            parts.append(self.pcs[atlas](e) if self.cfg.embedding == "pcs+pop" else e)
         if self.cfg.embedding != "encoder":
             self._atlas(atlas)
             p = next(self.parameters())

@@ -173,6 +173,38 @@ class TestLoader(Base):
         self.assertIn("input.bias has dtype float64", str(cm.exception))
 
 
+    def test_readout_axes_pcs_pop(self):
+        """embedding pcs+pop: the readout through pcs.<atlas> (W e + b), then the head;
+        saved and loaded bit for bit; metadata without pcs (or pcs past H) refused."""
+        torch.manual_seed(3)
+        m = bt.new_model(["a"], [4], H=8, nh=2, F=12, k=3, L=1, Ld=1, P=4, N_max=4,
+                         readout="mean", input_norm="none", pop_rank=2, embedding="pcs+pop", pcs=3)
+        with torch.no_grad():
+            for t in (m.pcs["a"].weight, m.pcs["a"].bias, m.pop["a"].weight, m.pop["a"].bias):
+                t.normal_()
+        fc, adj, rw = graphs(2, 4)
+        m.eval()
+        with torch.no_grad():
+            got = m(fc, adj, rw, "a")
+            z, idx = m.encode(fc, adj, rw, "a")
+            e = z.mean(1)
+            iu = torch.triu_indices(4, 4, 1)
+            want = torch.cat([e @ m.pcs["a"].weight.T + m.pcs["a"].bias,
+                              fc[:, iu[0], iu[1]] @ m.pop["a"].weight.T + m.pop["a"].bias], 1)
+        self.assertEqual(m.embed_dim, 5)
+        self.assertEqual(tuple(got.shape), (2, 5))
+        self.assertTrue(torch.allclose(got, want, atol=1e-6))
+        bt.save(m, self.p("pcs.safetensors"))
+        r = bt.load(self.p("pcs.safetensors"))
+        self.assertEqual(r.cfg.pcs, 3)
+        self.assertTrue(all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), r.state_dict().values())))
+        t, meta = st.load_file(self.p("pcs.safetensors"))
+        for bad in ({k: v for k, v in meta.items() if k != "pcs"}, dict(meta, pcs="9")):
+            st.save_file(t, self.p("bad.safetensors"), bad)
+            with self.assertRaises(bt.BGFMLoadError) as cm:
+                bt.load(self.p("bad.safetensors"))
+            self.assertIn("pcs", str(cm.exception))
+
 class TestModel(Base):
     def test_batch_equals_single_graphs(self):
         m = tiny().eval()

@@ -94,6 +94,8 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     int64_t pr = c->pop_rank;
     if (!rc) rc = h5io_attr_set_i64(f, group, "pop_rank", &pr, 1, e);
     if (!rc) rc = h5io_attr_set_str(f, group, "embedding", model_embed_name(c->embed), e);
+    int64_t pc = c->pcs;
+    if (!rc && c->pcs) rc = h5io_attr_set_i64(f, group, "pcs", &pc, 1, e);
     return rc;
 }
 
@@ -173,7 +175,15 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
         free(em);
         if (c->embed < 0)
             return bgfm_fail(e, BGFM_EDATA, "%s: attribute embedding of %s is not encoder, "
-                             "encoder+pop or pop", file, group);
+                             "encoder+pop, pop or pcs+pop", file, group);
+    }
+    /* the readout's axes (embedding pcs+pop) exist since session 16; absent: none */
+    if (h5io_attr_exists(f, group, "pcs")) {
+        int64_t v = 0;
+        int one = 1;
+        rc = h5io_attr_get_i64(f, group, "pcs", &v, &one, e);
+        if (rc) return rc;
+        c->pcs = v >= 0 && v <= 65536 ? (int)v : -1;
     }
     return model_cfg_check(c, file, e);
 }

@@ -43,6 +43,7 @@ static const name_pair top[] = {
     {"proj/W2", "proj.fc2.weight"},     {"proj/b2", "proj.fc2.bias"},
     {"norm/*/mean", "norm.*.mean"},     {"norm/*/std", "norm.*.std"},
     {"pop/*/W", "pop.*.weight"},        {"pop/*/b", "pop.*.bias"},
+    {"pcs/*/W", "pcs.*.weight"},        {"pcs/*/b", "pcs.*.bias"},
 };
 
 static const name_pair block[] = {
@@ -231,6 +232,7 @@ static int meta_build(const model *m, const export_corpus *cp, int full, meta_kv
     if (!rc) rc = kv_add(kv, n, e, "input_norm", "%s", c->norm ? "population" : "none");
     if (!rc) rc = kv_add(kv, n, e, "pop_rank", "%d", c->pop_rank);
     if (!rc) rc = kv_add(kv, n, e, "embedding", "%s", model_embed_name(c->embed));
+    if (!rc && c->pcs) rc = kv_add(kv, n, e, "pcs", "%d", c->pcs);
     if (!rc) rc = kv_add(kv, n, e, "layer_norm_eps", "1e-05");
     if (!rc) rc = kv_add(kv, n, e, "bgfm_version", "%s", BGFM_VERSION);
     if (!rc) rc = kv_add(kv, n, e, "bgfm_rev", "%s", BGFM_GITREV);
@@ -744,7 +746,8 @@ static int meta_cfg(const st_file *f, model_cfg *c, int *full, bgfm_err *e) {
     c->embed = em ? model_embed_parse(em) : MODEL_EMBED_ENCODER;
     if (c->embed < 0)
         return bgfm_fail(e, BGFM_EDATA, "%s: __metadata__ embedding is %s, not encoder, "
-                         "encoder+pop or pop", f->path, em);
+                         "encoder+pop, pop or pcs+pop", f->path, em);
+    if (meta_str(f, "pcs") && (rc = meta_int(f, "pcs", 0, 65536, &c->pcs, e))) return rc;
     int din = 0;
     if (meta_str(f, "D_in") && (meta_int(f, "D_in", 0, 1 << 21, &din, e) || din != c->N_max + c->k))
         return bgfm_fail(e, BGFM_EDATA, "%s: __metadata__ D_in is not N_max + k", f->path);

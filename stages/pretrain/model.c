@@ -22,11 +22,13 @@ const char *model_readout_name(int r) { return r == MODEL_READOUT_REGION ? "regi
 int model_embed_parse(const char *s) {
     return !strcmp(s, "encoder") ? MODEL_EMBED_ENCODER
            : !strcmp(s, "encoder+pop") ? MODEL_EMBED_BOTH
-           : !strcmp(s, "pop") ? MODEL_EMBED_POP : -1;
+           : !strcmp(s, "pop") ? MODEL_EMBED_POP
+           : !strcmp(s, "pcs+pop") ? MODEL_EMBED_PCS : -1;
 }
 
 const char *model_embed_name(int embed) {
-    return embed == MODEL_EMBED_BOTH ? "encoder+pop" : embed == MODEL_EMBED_POP ? "pop" : "encoder";
+    return embed == MODEL_EMBED_BOTH ? "encoder+pop" : embed == MODEL_EMBED_POP ? "pop"
+           : embed == MODEL_EMBED_PCS ? "pcs+pop" : "encoder";
 }
 
 int model_dec_input_parse(const char *s) {
@@ -77,9 +79,13 @@ int model_cfg_check(const model_cfg *c, const char *where, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EUSAGE, "%s: readout_dim %d (need 1..1024)", where, c->rdim);
     if (c->pop_rank < 0 || c->pop_rank > 256)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: pop_rank %d (need 0..256)", where, c->pop_rank);
-    if (c->embed != MODEL_EMBED_ENCODER && c->embed != MODEL_EMBED_BOTH && c->embed != MODEL_EMBED_POP)
-        return bgfm_fail(e, BGFM_EUSAGE, "%s: embedding %d is not encoder, encoder+pop or pop",
-                         where, c->embed);
+    if (c->embed < MODEL_EMBED_ENCODER || c->embed > MODEL_EMBED_PCS)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: embedding %d is not encoder, encoder+pop, pop or "
+                         "pcs+pop", where, c->embed);
+    if ((c->embed == MODEL_EMBED_PCS) != (c->pcs > 0) || c->pcs < 0 || c->pcs > c->H)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: pcs %d with embedding %s (pcs+pop needs 1..hidden "
+                         "(%d) readout axes, every other embedding 0)", where, c->pcs,
+                         model_embed_name(c->embed), c->H);
     if (c->embed != MODEL_EMBED_ENCODER && c->pop_rank < 1)
         return bgfm_fail(e, BGFM_EUSAGE, "%s: embedding %s needs the population head: set pop_rank "
                          ">= 1 (or embedding: encoder)", where, model_embed_name(c->embed));
@@ -204,6 +210,13 @@ static int64_t layout(model *m) {
         snprintf(n, sizeof n, "pop/%s/b", c->atlas[a]);
         m->pop_b[a] = add_t(m, &off, n, c->pop_rank, 0, MODEL_INIT_ZERO);
     }
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) m->pcs_W[a] = m->pcs_b[a] = -1;
+    for (int a = 0; c->pcs && a < c->n_atlases; a++) {
+        snprintf(n, sizeof n, "pcs/%s/W", c->atlas[a]);
+        m->pcs_W[a] = add_t(m, &off, n, c->pcs, c->H, MODEL_INIT_NORMAL);
+        snprintf(n, sizeof n, "pcs/%s/b", c->atlas[a]);
+        m->pcs_b[a] = add_t(m, &off, n, c->pcs, 0, MODEL_INIT_ZERO);
+    }
     for (int i = first_buffer; m->t && i < m->n_tensors; i++) m->t[i].buffer = 1;
     return off;
 }
@@ -262,7 +275,8 @@ int64_t model_embed_dim(const model *m) { return m->cfg.H; }
 
 int64_t model_feature_dim(const model *m) {
     const model_cfg *c = &m->cfg;
-    return (c->embed != MODEL_EMBED_POP ? c->H : 0) + (c->embed != MODEL_EMBED_ENCODER ? c->pop_rank : 0);
+    const int64_t enc = c->embed == MODEL_EMBED_PCS ? c->pcs : c->embed != MODEL_EMBED_POP ? c->H : 0;
+    return enc + (c->embed != MODEL_EMBED_ENCODER ? c->pop_rank : 0);
 }
 
 double model_input_entry(const model *m, int a, const float *fc, int64_t p) {
@@ -284,6 +298,16 @@ void model_pop_apply(const model *m, int a, int N, const float *fc, float *out) 
     }
 }
 
+void model_pcs_apply(const model *m, int a, const float *e, float *out) {
+    const int H = m->cfg.H;
+    const float *W = m->w + m->pcs_W[a], *b = m->w + m->pcs_b[a];
+    for (int k = 0; k < m->cfg.pcs; k++) {
+        double acc = (double)b[k];
+        for (int h = 0; h < H; h++) acc += (double)W[(int64_t)k * H + h] * (double)e[h];
+        out[k] = (float)acc;
+    }
+}
+
 void model_copy_buffers(model *dst, const model *src) {
     BGFM_ASSERT(dst->n_params == src->n_params && dst->n_train == src->n_train &&
                 dst->n_stat == src->n_stat);
@@ -291,10 +315,12 @@ void model_copy_buffers(model *dst, const model *src) {
            (size_t)(dst->n_stat - dst->n_train) * sizeof(float));
 }
 
-int model_pop_resize(model *m, int r, bgfm_err *e) {
+int model_pop_resize(model *m, int r, int pcs, int embed, bgfm_err *e) {
     model_cfg c = m->cfg;
-    const int r_old = c.pop_rank;
+    const int r_old = c.pop_rank, p_old = c.pcs;
     c.pop_rank = r;
+    c.pcs = pcs;
+    c.embed = embed;
     model nm;
     int rc = model_init(&nm, &c, e);
     if (rc) return rc;
@@ -305,6 +331,11 @@ int model_pop_resize(model *m, int r, bgfm_err *e) {
         const int64_t T = (int64_t)c.atlas_nodes[a] * (c.atlas_nodes[a] - 1) / 2;
         memcpy(nm.w + nm.pop_W[a], m->w + m->pop_W[a], (size_t)keep * (size_t)T * sizeof(float));
         memcpy(nm.w + nm.pop_b[a], m->w + m->pop_b[a], (size_t)keep * sizeof(float));
+    }
+    const int kp = pcs < p_old ? pcs : p_old;
+    for (int a = 0; kp > 0 && a < c.n_atlases; a++) {
+        memcpy(nm.w + nm.pcs_W[a], m->w + m->pcs_W[a], (size_t)kp * (size_t)c.H * sizeof(float));
+        memcpy(nm.w + nm.pcs_b[a], m->w + m->pcs_b[a], (size_t)kp * sizeof(float));
     }
     model_free(m);
     *m = nm;
@@ -713,6 +744,22 @@ static model_batch normalised(const model *m, model_ws *ws, const model_batch *b
 static int view_a_embedded(const model_ws *ws) {
     int mode = ws->hp.mode;
     return (mode & MODEL_GCL) || ((mode & MODEL_GMAE) && ws->hp.dec_input != MODEL_DEC_NODES);
+}
+
+const float *model_graph_readout(model *m, model_ws *ws, int atlas, int N, const float *fc,
+                                 const uint8_t *adj, const float *rwse, int64_t gidx) {
+    /* GCL mode with p_node = p_edge = 0 runs the encoder on the full, uncorrupted graph
+     * (both views); dropout 0; the view-b row is the graph embedding. */
+    model_hp hp;
+    memset(&hp, 0, sizeof hp);
+    hp.mode = MODEL_GCL;
+    hp.lambda_cl = 1.0;
+    hp.tau_cl = 1.0;
+    hp.mask_columns = 1;
+    model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx, NULL, NULL, NULL};
+    model_losses ls;
+    model_forward(m, ws, &bt, &hp, &ls);
+    return ws->E + m->cfg.H;
 }
 
 void model_forward(model *m, model_ws *ws, const model_batch *bt, const model_hp *hp,

@@ -251,11 +251,50 @@ static int centre_rows(const float *Z, int64_t n, int64_t T, const int32_t *site
     return 0;
 }
 
+/* The npc leading principal axes of the centred rows Zc (n, T) as rows of Wp (npc, T):
+ * unit variance over the rows (from the Gram matrix's eigenvectors, columns of K in
+ * ascending order of lam), signs fixed as pca_fix_signs does; bp = -Wp mu. Axes of a
+ * negligible variance stay zero. -1 on ENOMEM. */
+static int principal_rows(const double *Zc, const double *K, const double *lam, int64_t n,
+                          int64_t T, const double *mu, int npc, float *Wp, float *bp, bgfm_err *e) {
+    int k = 0;
+    while (k < npc && k < n && lam[n - 1 - k] > 1e-10 * lam[n - 1] && lam[n - 1] > 0) k++;
+    if (k < 1) return 0;
+    double *U = bgfm_malloc(e, (size_t)k * (size_t)n * sizeof *U, "population head axes");
+    double *V = bgfm_malloc(e, (size_t)k * (size_t)T * sizeof *V, "population head axes");
+    if (!U || !V) {
+        free(U), free(V);
+        return -1;
+    }
+    /* row c of V = Zc^T u_c sqrt(n) / lam_c: the axis Zc^T u_c / sqrt(lam_c) over the sd
+     * sqrt(lam_c / n) of its scores */
+    for (int c = 0; c < k; c++)
+        for (int64_t i = 0; i < n; i++)
+            U[c * n + i] = K[i * n + (n - 1 - c)] * sqrt((double)n) / lam[n - 1 - c];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, (int)T, (int)n, 1.0, U, (int)n, Zc,
+                (int)T, 0.0, V, (int)T);
+    pca_fix_signs(V, k, T);
+    for (int c = 0; c < k; c++) {
+        double s = 0;
+        for (int64_t q = 0; q < T; q++) {
+            Wp[(int64_t)c * T + q] = (float)V[(int64_t)c * T + q];
+            s += V[(int64_t)c * T + q] * mu[q];
+        }
+        bp[c] = (float)-s;
+    }
+    free(U), free(V);
+    return 0;
+}
+
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
-                 int sites, int r, int auto_rank, double shrink, float *W, float *b,
-                 pop_rows_out *out_info, bgfm_err *e) {
+                 int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
+                 float *Wp, float *bp, pop_rows_out *out_info, bgfm_err *e) {
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
+    if (npc > 0) {
+        memset(Wp, 0, (size_t)npc * (size_t)T * sizeof *Wp);
+        memset(bp, 0, (size_t)npc * sizeof *bp);
+    }
     *out_info = (pop_rows_out){0, 0, 0, -1};
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
@@ -272,6 +311,10 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     if (info) {
         rc = bgfm_fail(e, BGFM_ENUMERIC, "population head: the eigensolver (dsyevd) failed "
                        "(info %d) on %lld graphs", (int)info, (long long)n);
+        goto done;
+    }
+    if (npc > 0 && principal_rows(Zc, K, lam, n, T, mu, npc, Wp, bp, e)) {
+        rc = -1;
         goto done;
     }
     /* the leading components with a non-negligible variance, largest first */
@@ -439,8 +482,16 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     rc = bgfm_ctx_agree(ctx, rc);
     int got = 0;
     if (!rc) {
-        got = pop_fit_rows(Z, na, T, scan, site, sites, m->cfg.pop_rank, auto_rank, shrink,
-                           m->w + m->pop_W[ma], m->w + m->pop_b[ma], &info->fit[ma], e);
+        const int npc = auto_rank ? POP_FC_PCS : 0;
+        if (npc) {
+            info->pc_W[ma] = bgfm_malloc(e, (size_t)npc * (size_t)T * sizeof(float), "population head axes");
+            info->pc_b[ma] = bgfm_malloc(e, (size_t)npc * sizeof(float), "population head axes");
+        }
+        got = npc && (!info->pc_W[ma] || !info->pc_b[ma])
+                  ? -1
+                  : pop_fit_rows(Z, na, T, scan, site, sites, m->cfg.pop_rank, auto_rank, shrink,
+                                 m->w + m->pop_W[ma], m->w + m->pop_b[ma], npc, info->pc_W[ma],
+                                 info->pc_b[ma], &info->fit[ma], e);
         if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
     }
     if (!rc) {
@@ -455,6 +506,13 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     }
     free(idx), free(scan), free(Z), free(cnt), free(dsp), free(site);
     return bgfm_ctx_agree(ctx, rc);
+}
+
+void pop_fit_info_free(pop_fit_info *info) {
+    for (int a = 0; a < MODEL_MAX_ATLASES; a++) {
+        free(info->pc_W[a]), free(info->pc_b[a]);
+        info->pc_W[a] = info->pc_b[a] = NULL;
+    }
 }
 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
@@ -474,6 +532,113 @@ int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, in
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
         rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, by_site, shrink, info);
+    }
+    return rc;
+}
+
+/* The readouts (na, H) of this rank's block [lo, hi) of idx (one atlas of N nodes). */
+static int read_readouts(model *m, graphs_store *gs, int ma, const int64_t *idx, int64_t lo,
+                         int64_t hi, int N, float *X, bgfm_err *e) {
+    const int k = graphs_rwse_steps(gs), H = m->cfg.H;
+    float *fc = bgfm_malloc(e, (size_t)N * (size_t)N * sizeof *fc, "readout axes graph");
+    uint8_t *adj = bgfm_malloc(e, (size_t)N * (size_t)N, "readout axes graph");
+    float *rw = bgfm_malloc(e, (size_t)N * (size_t)(k ? k : 1) * sizeof *rw, "readout axes graph");
+    model_ws ws;
+    memset(&ws, 0, sizeof ws);
+    int rc = fc && adj && rw ? 0 : BGFM_ENOMEM;
+    if (!rc) rc = model_ws_init(&ws, m, 1, e);
+    for (int64_t g = lo; g < hi && !rc; g++) {
+        if ((rc = graphs_read(gs, &idx[g], 1, fc, adj, rw, e))) break;
+        const float *r = model_graph_readout(m, &ws, ma, N, fc, adj, rw, idx[g]);
+        memcpy(X + (g - lo) * H, r, (size_t)H * sizeof *X);
+    }
+    model_ws_free(&ws);
+    free(fc), free(adj), free(rw);
+    return rc;
+}
+
+/* W (p, H), b (p) from the readouts X (n, H): the leading eigenvectors of their covariance
+ * over the square roots of the eigenvalues; b = -W mean. -1 with e set on failure. */
+static int readout_axes(const float *X, int64_t n, int H, int p, float *W, float *b, bgfm_err *e) {
+    double *mu = bgfm_calloc(e, (size_t)H, sizeof *mu, "readout axes");
+    double *C = bgfm_calloc(e, (size_t)H * (size_t)H, sizeof *C, "readout axes");
+    double *ev = bgfm_malloc(e, (size_t)H * sizeof *ev, "readout axes");
+    double *V = bgfm_calloc(e, (size_t)p * (size_t)H, sizeof *V, "readout axes");
+    int rc = mu && C && ev && V ? 0 : -1;
+    memset(W, 0, (size_t)p * (size_t)H * sizeof *W);
+    memset(b, 0, (size_t)p * sizeof *b);
+    if (rc || n < 2) goto done;
+    for (int64_t i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) mu[h] += (double)X[i * H + h];
+    for (int h = 0; h < H; h++) mu[h] /= (double)n;
+    for (int64_t i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) {
+            const double dh = (double)X[i * H + h] - mu[h];
+            for (int g = h; g < H; g++) C[h * H + g] += dh * ((double)X[i * H + g] - mu[g]);
+        }
+    for (int h = 0; h < H; h++)
+        for (int g = h; g < H; g++) C[h * H + g] /= (double)n;
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', H, C, H, ev);
+    if (info) {
+        rc = bgfm_fail(e, BGFM_ENUMERIC, "readout axes: the eigensolver (dsyevd) failed (info %d) "
+                       "on a %d x %d covariance", (int)info, H, H);
+        goto done;
+    }
+    int k = 0;
+    while (k < p && ev[H - 1 - k] > 1e-10 * ev[H - 1] && ev[H - 1] > 0) k++;
+    for (int c = 0; c < k; c++)
+        for (int h = 0; h < H; h++) V[c * H + h] = C[h * H + (H - 1 - c)] / sqrt(ev[H - 1 - c]);
+    pca_fix_signs(V, k, H);
+    for (int c = 0; c < k; c++) {
+        double s = 0;
+        for (int h = 0; h < H; h++) {
+            W[c * H + h] = (float)V[c * H + h];
+            s += V[c * H + h] * mu[h];
+        }
+        b[c] = (float)-s;
+    }
+done:
+    free(mu), free(C), free(ev), free(V);
+    return rc;
+}
+
+int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n) {
+    bgfm_err *e = &ctx->err;
+    const int R = ctx->size, me = ctx->rank, H = m->cfg.H;
+    int rc = 0;
+    for (int sa = 0; m->cfg.pcs && sa < graphs_n_atlases(gs) && !rc; sa++) {
+        const int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
+        const int N = graphs_atlas_nodes(gs, sa);
+        if (ma < 0 || m->cfg.atlas_nodes[ma] != N) continue;
+        int64_t na = 0;
+        for (int64_t i = 0; i < n; i++) na += graphs_get_meta(gs, graphs[i])->atlas == sa;
+        if (na == 0) continue;
+        int64_t *idx = bgfm_malloc(e, (size_t)na * sizeof *idx, "readout axes list");
+        float *X = bgfm_malloc(e, (size_t)na * (size_t)H * sizeof *X, "readout axes rows");
+        int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "readout axes counts");
+        int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "readout axes counts");
+        rc = idx && X && cnt && dsp ? 0 : BGFM_ENOMEM;
+        if (!rc && na > INT32_MAX) rc = bgfm_fail(e, BGFM_EUSAGE, "readout axes: %lld graphs of one "
+                                                  "atlas are more than MPI counts hold", (long long)na);
+        for (int64_t i = 0, j = 0; !rc && i < n; i++)
+            if (graphs_get_meta(gs, graphs[i])->atlas == sa) idx[j++] = graphs[i];
+        for (int q = 0; !rc && q < R; q++) {
+            int64_t lo = na * q / R, hi = na * (q + 1) / R;
+            cnt[q] = (int)(hi - lo), dsp[q] = (int)lo;
+        }
+        if (!rc) rc = read_readouts(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, X + (int64_t)dsp[me] * H, e);
+        rc = bgfm_ctx_agree(ctx, rc);
+        MPI_Datatype row = MPI_DATATYPE_NULL;
+        if (!rc) rc = BGFM_MPI(e, MPI_Type_contiguous(H, MPI_FLOAT, &row));
+        if (!rc) rc = BGFM_MPI(e, MPI_Type_commit(&row));
+        if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row,
+                                                 ctx->comm));
+        if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
+        rc = bgfm_ctx_agree(ctx, rc);
+        if (!rc && readout_axes(X, na, H, m->cfg.pcs, m->w + m->pcs_W[ma], m->w + m->pcs_b[ma], e))
+            rc = e->code ? e->code : BGFM_ENOMEM;
+        free(idx), free(X), free(cnt), free(dsp);
+        rc = bgfm_ctx_agree(ctx, rc);
     }
     return rc;
 }

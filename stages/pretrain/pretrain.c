@@ -470,11 +470,13 @@ static int train_step(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const o
     return 0;
 }
 
-/* pop_rank: auto: the head narrowed to r rows (model_pop_resize), and the AdamW moments
- * with it (the head is the layout's tail and is never trained). */
-static int narrow_head(trainer *t, int r, bgfm_err *e) {
-    if (r < 1 || r == t->m.cfg.pop_rank) return 0;
-    int rc = model_pop_resize(&t->m, r, e);
+/* pop_rank: auto: the head narrowed to r rows and the readout axes to pcs (model_pop_resize),
+ * and the AdamW moments with them (the head and the axes are the layout's tail and are
+ * never trained). */
+static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
+    const model_cfg *c = &t->m.cfg;
+    if (r < 1 || (r == c->pop_rank && pcs == c->pcs && embed == c->embed)) return 0;
+    int rc = model_pop_resize(&t->m, r, pcs, embed, e);
     optim op;
     if (!rc) rc = optim_init(&op, &t->m, e);
     if (rc) return rc;
@@ -485,6 +487,29 @@ static int narrow_head(trainer *t, int r, bgfm_err *e) {
     optim_free(&t->op);
     t->op = op;
     return 0;
+}
+
+/* No atlas shows a gap (embedding: auto): the head's discriminant rows followed by the
+ * principal rows pop_fit found, and the readout's axes fitted (model.md section 11). */
+static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r) {
+    int rc = narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS, &ctx->err);
+    model *m = &t->m;
+    for (int a = 0; !rc && a < m->cfg.n_atlases; a++) {
+        if (!pfi->graphs[a] || !pfi->pc_W[a]) continue;
+        const int64_t T = (int64_t)m->cfg.atlas_nodes[a] * (m->cfg.atlas_nodes[a] - 1) / 2;
+        memcpy(m->w + m->pop_W[a] + (int64_t)r * T, pfi->pc_W[a],
+               (size_t)POP_FC_PCS * (size_t)T * sizeof(float));
+        memcpy(m->w + m->pop_b[a] + r, pfi->pc_b[a], (size_t)POP_FC_PCS * sizeof(float));
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    double t0 = MPI_Wtime();
+    if (!rc) rc = pop_fit_pcs(ctx, m, t->gs, t->pl.used, t->pl.n_used);
+    if (!rc)
+        log_info(ctx, "pretrain: embedding auto: pcs+pop (no direction stands out: the encoder's "
+                 "readout on its %d leading principal axes, then the head's %d directions and "
+                 "the FC's %d leading principal axes; axes fitted in %.2f s)", POP_READOUT_PCS, r,
+                 POP_FC_PCS, MPI_Wtime() - t0);
+    return rc;
 }
 
 /* Collective: the population head from the graphs training read (pop.h), logged. */
@@ -524,14 +549,17 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");
-        rc = bgfm_ctx_agree(ctx, narrow_head(t, r, &ctx->err));
-        if (!rc && o->embed_auto) {
-            t->m.cfg.embed = gap ? MODEL_EMBED_POP : MODEL_EMBED_BOTH;
-            log_info(ctx, "pretrain: embedding auto: %s", gap ? "pop (the head alone: directions "
-                     "stand out on held-out halves of the people)" : "encoder+pop (no direction "
-                     "stands out: the encoder's readout and the head)");
+        if (o->embed_auto && !gap) {
+            rc = no_gap_form(ctx, t, &pfi, r);
+        } else {
+            const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
+            rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
+            if (!rc && o->embed_auto)
+                log_info(ctx, "pretrain: embedding auto: pop (the head alone: directions stand "
+                         "out on held-out halves of the people)");
         }
     }
+    pop_fit_info_free(&pfi);
     if (!rc && m->cfg.pop_rank)
         log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
                  MPI_Wtime() - t0, t->m.cfg.pop_rank);
@@ -733,8 +761,9 @@ static const bgfm_opt pretrain_opts_table[] = {
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
-     "out on held-out halves of the people, else (and with a fixed pop_rank) encoder+pop "
-     "(encoder with pop_rank: 0; model.md section 11)"},
+     "out on held-out halves of the people, else pcs+pop (the readout on its 8 leading "
+     "principal axes, the head's 8 directions and the FC's 4 leading principal axes); with "
+     "a fixed pop_rank encoder+pop (encoder with pop_rank: 0; model.md section 11)"},
     {"mask_ratio", BGFM_OPT_REAL, "0.4", 0, 1, NULL, "GMAE mask ratio (constant)"},
     {"mask_ratio_start", BGFM_OPT_REAL, NULL, 0, 1, NULL,
      "mask ratio of the first epoch (with mask_ratio_end: linear per epoch)"},

@@ -107,22 +107,14 @@ void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int 
 
 void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
                  const float *rwse, int64_t gidx, float *out) {
-    /* GCL mode with p_node = p_edge = 0 runs the encoder on the full, uncorrupted graph
-     * (both views); dropout 0; the view-b mean-pooled row is the graph embedding. */
-    model_hp hp;
-    memset(&hp, 0, sizeof hp);
-    hp.mode = MODEL_GCL;
-    hp.lambda_cl = 1.0;
-    hp.tau_cl = 1.0;
-    hp.mask_columns = 1;
-    model_batch bt = {atlas, 1, N, fc, adj, rwse, &gidx, NULL, NULL, NULL};
-    model_losses ls;
-    int enc = m->cfg.embed != MODEL_EMBED_POP;
+    const int pcs = m->cfg.embed == MODEL_EMBED_PCS;
+    const int enc = m->cfg.embed == MODEL_EMBED_POP ? 0 : pcs ? m->cfg.pcs : m->cfg.H;
     if (enc) {
-        model_forward(m, ws, &bt, &hp, &ls);
-        memcpy(out, ws->E + m->cfg.H, (size_t)m->cfg.H * sizeof *out);
+        const float *r = model_graph_readout(m, ws, atlas, N, fc, adj, rwse, gidx);
+        if (pcs) model_pcs_apply(m, atlas, r, out);
+        else memcpy(out, r, (size_t)m->cfg.H * sizeof *out);
     }
-    if (m->cfg.embed != MODEL_EMBED_ENCODER) model_pop_apply(m, atlas, N, fc, out + (enc ? m->cfg.H : 0));
+    if (m->cfg.embed != MODEL_EMBED_ENCODER) model_pop_apply(m, atlas, N, fc, out + enc);
 }
 
 int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,

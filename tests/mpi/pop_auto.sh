@@ -7,8 +7,9 @@
 # log says what was chosen, the same bits on 1 and 2 ranks; with 40 people the rule
 # cannot split the people into halves with a bulk, says so, and falls back to 8. With
 # weaker factors (the four held-out counts differ) the log's mean count = numpy's.
-# embedding: auto reads the head alone after a gap, encoder+pop without one and with a
-# fixed pop_rank. With a site shift of the FC, the sites are a gap unless the head is
+# embedding: auto reads the head alone after a gap, pcs+pop without one (the readout's 8
+# principal axes, the head's 8 directions and the FC's 4 principal axes, = numpy), and
+# encoder+pop with a fixed pop_rank. With a site shift of the FC, the sites are a gap unless the head is
 # centred on them (pop_site).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
@@ -61,14 +62,19 @@ check "40 people: the log says the rule could not measure, rank 8" bash -c "
   grep -q 'pop_rank auto: rank 8 for every atlas (no atlas shows a gap: the default)' '$T/o40'"
 check "40 people: 8 rows, = numpy/scipy" $PY "$ROOT/tests/reference/pop_fit.py" "$T/w40/pre/final.h5" "$T/w40/conn"
 # embedding: auto: the head alone where the rule finds a gap (the weaker factors: rank 2),
-# the encoder's readout and the head where it does not (40 people)
-check "embedding auto: pop after a gap, encoder+pop without one (final.h5 and the log)" bash -c "
+# the readout's principal axes and the head (8 directions, 4 principal axes) where it
+# does not (40 people)
+check "embedding auto: pop after a gap, pcs+pop without one (final.h5 and the log)" bash -c "
   $PY -c \"import h5py, sys
-for f, want, r in ((sys.argv[1], 'pop', 2), (sys.argv[2], 'encoder+pop', 8)):
-    a = h5py.File(f, 'r')['model'].attrs
+for f, want, r, pcs in ((sys.argv[1], 'pop', 2, None), (sys.argv[2], 'pcs+pop', 12, 8)):
+    m = h5py.File(f, 'r')['model']
+    a = m.attrs
     e = a['embedding'].decode() if isinstance(a['embedding'], bytes) else a['embedding']
-    assert e == want and int(a['pop_rank']) == r, (f, e, int(a['pop_rank']))\" '$T/ww/pre/final.h5' '$T/w40/pre/final.h5' &&
-  grep -q 'embedding auto: pop (the head alone' '$T/ow' && grep -q 'embedding auto: encoder+pop (no direction' '$T/o40'"
+    assert e == want and int(a['pop_rank']) == r, (f, e, int(a['pop_rank']))
+    assert (pcs is None and 'pcs' not in a and 'pcs' not in m) or \\
+        (int(a['pcs']) == pcs and m['pcs/tiny/W'].shape == (pcs, 8) and m['pcs/tiny/b'].shape == (pcs,)), f
+\" '$T/ww/pre/final.h5' '$T/w40/pre/final.h5' &&
+  grep -q 'embedding auto: pop (the head alone' '$T/ow' && grep -q 'embedding auto: pcs+pop (no direction' '$T/o40'"
 # embedding: auto with a fixed pop_rank: encoder+pop, as before pop_rank: auto existed
 sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/; s/probe, uses: probe.*/probe, uses: probe}/' \
   "$T/p.yaml" | sed '/name: probe/d' >"$T/fixed.yaml"
@@ -84,7 +90,7 @@ assert e == 'encoder+pop' and int(a['pop_rank']) == 8, (e, int(a['pop_rank']))\"
 # site only (tiny_bids.py --site-shift, no person-level factor). Fitted on the FC as it is
 # (pop_site: none) the 2 site directions stand out as a gap and embedding: auto would read
 # them alone; centred on the sites (the default) no direction stands out: rank 8,
-# encoder+pop. Both heads = numpy/scipy's (tests/reference/pop_fit.py).
+# pcs+pop. Both heads = numpy/scipy's (tests/reference/pop_fit.py).
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/ds" --subjects 72 --volumes 30 --parcels 16 --sites 3 \
   --site-shift 1 --seed 4 >/dev/null || notok "dataset of 3 sites"
 for ps in default none; do
@@ -97,7 +103,7 @@ done
 check "3 sites, pop_site none: the 2 site directions are a gap (rank 2, the head alone)" bash -c "
   grep -q 'a gap after 2' '$T/os_none' && grep -q 'pop_rank auto: rank 2 for every atlas' '$T/os_none' &&
   grep -q 'embedding auto: pop (the head alone' '$T/os_none' && grep -q 'held-out mean 2.00, count 2' '$T/rs_none'"
-check "3 sites, centred (the default): no gap, rank 8, encoder+pop; the log and numpy say 3 sites" bash -c "
+check "3 sites, centred (the default): no gap, rank 8, pcs+pop; the log and numpy say 3 sites" bash -c "
   grep -q 'no gap (fewer than 2)' '$T/os_default' && grep -q 'pop_rank auto: rank 8 for every atlas' '$T/os_default' &&
-  grep -q 'embedding auto: encoder+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites)' '$T/os_default' &&
+  grep -q 'embedding auto: pcs+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites)' '$T/os_default' &&
   grep -q 'centred on 3 sites, 8 of 8 directions' '$T/rs_default'"

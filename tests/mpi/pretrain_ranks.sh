@@ -81,12 +81,15 @@ def order(L, Ld, atlases):
     o += ["dec/out/W", "dec/out/b", "proj/W1", "proj/b1", "proj/W2", "proj/b2"]
     if norm:  # the input normalisation's buffers follow the trained tensors
         o += [f"norm/{a}/{k}" for a in atlases for k in ("mean", "std")]
-    if pop:  # the population head comes last
+    if pop:  # the population head, then the readout's axes (embedding pcs+pop), come last
         o += [f"pop/{a}/{k}" for a in atlases for k in ("W", "b")]
+    if pcs:
+        o += [f"pcs/{a}/{k}" for a in atlases for k in ("W", "b")]
     return o
 region = m.attrs["readout"] in (b"region", "region")
 norm = m.attrs["input_norm"] in (b"population", "population")
 pop = int(m.attrs["pop_rank"]) > 0
+pcs = "pcs" in m.attrs
 names = order(int(m.attrs["L"]), int(m.attrs["Ld"]), ["tiny"])
 cnt = []
 f["model"].visit(lambda k: cnt.append(k) if isinstance(f["model"][k], h5py.Dataset) else None)
@@ -126,6 +129,8 @@ if m.attrs["input_norm"] in (b"population", "population"):
     names += ["norm/tiny/mean", "norm/tiny/std"]
 if int(m.attrs["pop_rank"]) > 0:
     names += ["pop/tiny/W", "pop/tiny/b"]
+if "pcs" in m.attrs:
+    names += ["pcs/tiny/W", "pcs/tiny/b"]
 flat = lambda g: np.concatenate([f[g][n][()].astype("<f4").ravel() for n in names]).tobytes()
 B = 1 << 20
 blocks = lambda b: [hashlib.sha256(b[i:i + B]).digest() for i in range(0, len(b), B)]
@@ -142,17 +147,26 @@ $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); d = f['model/in/W'];
 "$BGFM" grad --graphs "$T/w/conn/index.h5" --atlas tiny --indices 0,1 --checkpoint "$T/v2.h5" \
   --out "$T/g3.h5" >"$T/og" 2>&1
 rc=$?
-check "population head (pop/*, fitted from the data, not trained): the same bits on 1-4 ranks" $PY - "$T" <<'PYEOF'
+check "population head (pop/*, fitted from the data, not trained): the same bits on 1-4 ranks; the readout's axes (pcs/*, fitted on the trained encoder's readouts) the same subspace" $PY - "$T" <<'PYEOF'
 import h5py, numpy as np, sys
 T = sys.argv[1]
 a = h5py.File(f"{T}/pre1/final.h5", "r")["model"]
-assert int(a.attrs["pop_rank"]) == 8 and a.attrs["embedding"] in (b"encoder+pop", "encoder+pop")
+# too few people for the held-out rule: no gap, so pcs+pop (8 directions + 4 principal axes)
+assert int(a.attrs["pop_rank"]) == 12 and a.attrs["embedding"] in (b"pcs+pop", "pcs+pop")
 W = a["pop/tiny/W"][()]
-assert W.shape == (8, 6) and np.abs(W).max() > 0
+assert W.shape == (12, 6) and np.abs(W).max() > 0
+P = a["pcs/tiny/W"][()]
+assert P.shape == (8, 16) and np.abs(P).max() > 0
 for n in (2, 3, 4):
     b = h5py.File(f"{T}/pre{n}/final.h5", "r")["model"]
     for k in ("pop/tiny/W", "pop/tiny/b"):
         assert a[k][()].tobytes() == b[k][()].tobytes(), (n, k)
+    # the encoder agrees across rank counts to 1e-4, not in its bits (sums in another
+    # order), and so do its readouts: the axes span the same subspace
+    Q = b["pcs/tiny/W"][()].astype(float)
+    qa, qb = np.linalg.qr(P.T.astype(float))[0], np.linalg.qr(Q.T)[0]
+    cos = np.linalg.svd(qa.T @ qb, compute_uv=False)
+    assert cos.min() > 1 - 1e-3, (n, cos)
 PYEOF
 check "population head of the 4-region atlas = numpy/scipy (tests/reference/pop_fit.py)" \
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/pre3/final.h5" "$T/w/conn"

@@ -21,6 +21,11 @@ splitmix64 hash of the scan number, the discriminant of each half scored on the 
 directions kept while their held-out ratio is at least twice the median of directions
 17-64, the mean of the four counts rounded half up, none when below 2 or not measurable);
 every atlas's head must keep the largest count of the atlases (8 when none has a gap).
+With `embedding: pcs+pop` (chosen by `embedding: auto` when no atlas has a gap) the head's
+last 4 rows are the 4 leading principal axes of the same (site-centred) rows, each scaled
+to unit variance over the training graphs, signs as above, b = -W times the mean of all
+rows: checked against numpy's SVD (features within 1e-3 relative, the covariance of the
+features the identity, b).
 Exits 1 with a message on the first failure."""
 import re, sys
 import h5py, numpy as np, scipy.linalg as sl
@@ -35,6 +40,8 @@ cfg = s(f["state"].attrs["config"]) if "config" in f["state"].attrs else ""
 m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
 shrink = float(m.group(1)) if m else 0.1
 auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
+emb = s(a["embedding"]) if "embedding" in a else "encoder"
+NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
 by_site = re.search(r"pop_site:\s*none\b", cfg) is None
 M64 = (1 << 64) - 1
 
@@ -136,7 +143,27 @@ for ai, an in enumerate(names):
     if auto:
         cnt, held = held_out_rank(Q, scan)
         counts.append(cnt)
-    rr = int(min(r, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
+    rd = r - NPC  # the discriminant rows
+    if NPC:  # the principal rows: Xc's leading right singular vectors over sd sqrt(lam / n)
+        Wp = f["model/pop/%s/W" % an][()][rd:].astype(np.float64)
+        bp = f["model/pop/%s/b" % an][()][rd:].astype(np.float64)
+        Pn = Vt[:NPC] / np.sqrt(lam[:NPC] / n)[:, None]
+        for k in range(NPC):
+            Pn[k] *= np.sign(Pn[k, np.argmax(np.abs(Pn[k]))])
+            if k + 1 < len(lam) and abs(lam[k] - lam[k + 1]) < 1e-3 * lam[k]:
+                continue
+            err = np.linalg.norm(Xc @ (Wp[k] - Pn[k])) / np.linalg.norm(Xc @ Pn[k])
+            if not err < 1e-3:
+                fail("%s: principal row %d differs from numpy (relative error %.2e)" % (an, k, err))
+        Fp = Xc @ Wp.T
+        cov = Fp.T @ Fp / n
+        if np.abs(cov - np.eye(NPC)).max() > 1e-3:
+            fail("%s: the principal rows' features do not have identity covariance (max error "
+                 "%.2e)" % (an, np.abs(cov - np.eye(NPC)).max()))
+        if np.abs(bp + Wp @ X.mean(0)).max() > 1e-3 * max(1.0, np.abs(bp).max()):
+            fail("%s: the principal rows' b is not -W mean" % an)
+    W, b = W[:rd], b[:rd]
+    rr = int(min(rd, r0, (ev > 1e-9 * ev[0]).sum()))  # no null-space directions
     Wn = (Vt[:r0].T @ V[:, :rr]).T
     for k in range(rr):  # the sign rule: largest-magnitude entry positive
         j = np.argmax(np.abs(Wn[k]))
@@ -169,14 +196,17 @@ for ai, an in enumerate(names):
     if cosines.min() < 1 - 1e-4:
         fail("%s: the head's subspace differs from numpy's (smallest cosine %.6f)" % (an, cosines.min()))
     checked += 1
-    print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions, leading ratio %.3f%s" %
+    print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions%s, leading ratio %.3f%s" %
           (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
-           rr, r, ev[0],
+           rr, rd, " and %d principal axes" % NPC if NPC else "", ev[0],
            "" if not auto else ", pop_rank auto: held-out mean %.2f, count %d" % (held, cnt)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
 if auto:
     want = min(16, max(counts) or 8)  # the largest count of the atlases, else 8
     print("pop_fit: pop_rank auto: rank %d" % want)
-    if r != want:
-        fail("pop_rank auto: the head has %d rows, the rule gives %d (counts %s)" % (r, want, counts))
+    if r - NPC != want:
+        fail("pop_rank auto: the head has %d discriminant rows, the rule gives %d (counts %s)"
+             % (r - NPC, want, counts))
+    if NPC and max(counts):
+        fail("embedding pcs+pop although an atlas shows a gap (counts %s)" % counts)

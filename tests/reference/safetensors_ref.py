@@ -26,6 +26,7 @@ RULES = [  # docs/export.md, "The module and its names": bgfm name -> PyTorch na
     (r"proj/W([12])", r"proj.fc\1.weight"), (r"proj/b([12])", r"proj.fc\1.bias"),
     (r"norm/([\w-]+)/(mean|std)", r"norm.\1.\2"),
     (r"pop/([\w-]+)/W", r"pop.\1.weight"), (r"pop/([\w-]+)/b", r"pop.\1.bias"),
+    (r"pcs/([\w-]+)/W", r"pcs.\1.weight"), (r"pcs/([\w-]+)/b", r"pcs.\1.bias"),
     (r"(enc|dec)/(\d+)/(gcn)/W", r"\1.\2.\3.weight"), (r"(enc|dec)/(\d+)/(gcn)/b", r"\1.\2.\3.bias"),
     (r"(enc|dec)/(\d+)/(ln_g|ln_1|ln_2)/gamma", r"\1.\2.\3.weight"),
     (r"(enc|dec)/(\d+)/(ln_g|ln_1|ln_2)/beta", r"\1.\2.\3.bias"),

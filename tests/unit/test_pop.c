@@ -80,7 +80,7 @@ static void test_planted_directions(void **st) {
     float W[4 * 24], b[4], W2[4 * 24], b2[4];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     assert_int_equal(got, r);
     assert_int_equal(ro.multi, S);
     assert_int_equal(ro.rank, 0); /* no held-out count without pop_rank: auto */
@@ -99,9 +99,64 @@ static void test_planted_directions(void **st) {
         assert_true(fabs(m / (S * w)) < 1e-3);
     }
     /* deterministic */
-    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W2, b2, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W2, b2, 0, NULL, NULL, &ro, &e), r);
     assert_memory_equal(W, W2, sizeof W);
     assert_memory_equal(b, b2, sizeof b);
+    free(Z);
+}
+
+/* npc principal rows beside the discriminant: the discriminant rows are the same bits
+ * as without them; over the rows the principal features are centred, of unit variance
+ * and uncorrelated; with sites, their covariance is that of the site-centred rows. */
+static void test_principal_rows(void **st) {
+    (void)st;
+    const int S = 150, w = 4, T = 24, r = 4, P = 4;
+    const int64_t n = (int64_t)S * w;
+    int64_t scan[600];
+    int32_t site[600];
+    float *Z = planted(S, w, T, scan, 7);
+    for (int64_t i = 0; i < n; i++) site[i] = (int32_t)(scan[i] % 3);
+    float W[4 * 24], b[4], W0[4 * 24], b0[4], Wp[4 * 24], bp[4];
+    pop_rows_out ro, ro0;
+    bgfm_err e = {0};
+    for (int sites = 0; sites <= 3; sites += 3) {
+        const int32_t *sp = sites ? site : NULL;
+        assert_int_equal(pop_fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
+        assert_int_equal(pop_fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W, b, P, Wp, bp, &ro, &e), r);
+        assert_memory_equal(W, W0, sizeof W);
+        assert_memory_equal(b, b0, sizeof b);
+        assert_int_equal(ro.rank, ro0.rank);
+        /* features of the (site-)centred rows: F = (Z - site mean) Wp^T; mean of Wp z + bp = 0 */
+        double *mean = calloc((size_t)sites ? (size_t)sites * T : (size_t)T, sizeof *mean);
+        int64_t cnt[3] = {0, 0, 0};
+        for (int64_t i = 0; i < n; i++) {
+            int k = sites ? site[i] : 0;
+            cnt[k]++;
+            for (int q = 0; q < T; q++) mean[k * T + q] += (double)Z[i * T + q];
+        }
+        for (int k = 0; k < (sites ? sites : 1); k++)
+            for (int q = 0; q < T; q++) mean[k * T + q] /= (double)cnt[k];
+        double C[4][4] = {{0}}, m[4] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            double f[4], g[4];
+            int k = sites ? site[i] : 0;
+            for (int c = 0; c < P; c++) {
+                f[c] = 0, g[c] = bp[c];
+                for (int q = 0; q < T; q++) {
+                    f[c] += (double)Wp[c * T + q] * ((double)Z[i * T + q] - mean[k * T + q]);
+                    g[c] += (double)Wp[c * T + q] * (double)Z[i * T + q];
+                }
+                m[c] += g[c] / (double)n;
+            }
+            for (int c = 0; c < P; c++)
+                for (int d = 0; d < P; d++) C[c][d] += f[c] * f[d] / (double)n;
+        }
+        for (int c = 0; c < P; c++) {
+            assert_true(fabs(m[c]) < 1e-3);
+            for (int d = 0; d < P; d++) assert_true(fabs(C[c][d] - (c == d)) < 1e-3);
+        }
+        free(mean);
+    }
     free(Z);
 }
 
@@ -115,12 +170,12 @@ static void test_no_repeated_scan(void **st) {
     memset(W, 0x7f, sizeof W);
     pop_rows_out ro = {0, 1, 5, 0};
     bgfm_err e = {0};
-    assert_int_equal(pop_fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e), 0);
+    assert_int_equal(pop_fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
     assert_int_equal(ro.multi, 0);
     for (int q = 0; q < r * T; q++) assert_true(W[q] == 0.0f);
     for (int k = 0; k < r; k++) assert_true(b[k] == 0.0f);
     /* fewer than 3 rows: nothing to fit */
-    assert_int_equal(pop_fit_rows(Z, 2, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e), 0);
+    assert_int_equal(pop_fit_rows(Z, 2, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
     free(Z);
 }
 
@@ -132,7 +187,7 @@ static void test_fewer_scans_than_rank(void **st) {
     float W[8 * 20], b[8];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     /* 3 scan means around a centred grand mean: at most 2 (or 3) directions vary */
     assert_true(got >= 1 && got <= S);
     for (int k = got; k < r; k++) {
@@ -192,15 +247,15 @@ static void test_auto_rank_planted(void **st) {
     for (int K = 3; K <= (mc ? 3 : 5); K += 2) {
         float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
-        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
+        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
         print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_out, ro.rank, got);
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, &ro2, &e), r);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, K, 0, 0.1, W2, b, &ro2, &e), K);
+        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, K, 0, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), K);
         assert_int_equal(ro2.rank, 0);
         assert_memory_equal(W, W2, (size_t)K * T * sizeof *W);
         free(Z);
@@ -221,7 +276,7 @@ static void test_auto_rank_fallback(void **st) {
     bgfm_err e = {0};
     pop_rows_out ro;
     float *Z = planted_k(S, w, T, 3, 0.0, scan, 31);
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
+    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_out, ro.rank);
     assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
     assert_int_equal(ro.rank, 0);
@@ -229,7 +284,7 @@ static void test_auto_rank_fallback(void **st) {
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
     Z = planted_k(64, w, T, 3, 2.0, scan, 32);
-    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e);
+    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     assert_true(ro.held_out == -1);
     assert_int_equal(ro.rank, 0);
     assert_int_equal(got, r);
@@ -266,18 +321,18 @@ static void test_site_centring(void **st) {
     }
     bgfm_err e = {0};
     pop_rows_out ro0, ro;
-    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_int_equal(ro0.rank, K);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
     print_message("shifted sites, not centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
     assert_int_equal(ro.rank, K + 2);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
     print_message("shifted sites, centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
     assert_int_equal(ro.rank, K);
     /* the leading K directions are those of the unshifted rows centred on the same sites
      * (a shift per site changes nothing the centred fit sees); the shifted rows' features
      * are centred */
-    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_int_equal(ro0.rank, K);
     for (int k = 0; k < K; k++) {
         double dn = 0, nn = 0, m = 0;
@@ -296,8 +351,8 @@ static void test_site_centring(void **st) {
         assert_true(fabs(m) < 1e-3);
     }
     /* one site: no centring beyond the mean, the same bits as no site */
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, one, 1, r, 1, 0.1, W, b, &ro, &e), r);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, &ro0, &e), r);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, one, 1, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_memory_equal(W, W0, (size_t)r * T * sizeof *W);
     assert_memory_equal(b, b0, sizeof b);
     free(Z), free(Zs), free(scan), free(site), free(one), free(W0), free(W), free(d);
@@ -325,6 +380,7 @@ static void test_rank_shared(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
+        cmocka_unit_test(test_principal_rows),
         cmocka_unit_test(test_no_repeated_scan),
         cmocka_unit_test(test_site_centring),
         cmocka_unit_test(test_fewer_scans_than_rank),

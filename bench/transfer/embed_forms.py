@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""embed_forms.py: which embedding should the model give where the held-out rule finds no
+gap? (docs/results.md section 12j). Reads strict runs whose probe saved `encoder+pop`
+embeddings (report/embeddings.h5: the readout's H numbers, then the head's 8) and
+evaluates forms built from them and from the FC, as the probe does (5 subject folds,
+stratified for diagnosis; k labelled subjects per class or n subjects from the training
+folds; logistic regression C = 1 on standardised subject means, AUC on the test fold;
+ridge per target with the strength chosen by leave-one-out over D 10^(-3..5), R2 about
+the test fold's mean; 10 fold draws per run), averaged over the runs (seeds).
+
+  bench/transfer/embed_forms.py COHORT INDEX H RUN [RUN ...] --forms F,F,...
+
+Forms (per atlas, side by side; the head refitted by head_rank.py's numpy fit where it
+has r rows, the readout's axes a PCA of the saved readouts of the labelled graphs, so a
+screen, not the model):
+  FC    the FC triangle             EH    the saved embedding (encoder+pop)
+  H     the saved head (8)          Hr<r> the head alone at rank r
+  E+Hr<r>  the readout and a head of r rows
+  EHFP<k>  the saved embedding and the FC's k leading principal axes
+  HEP<k>   the saved head and the readout's k leading principal axes (HEP<k>F: and the
+           FC's 4 leading principal axes)
+  HFP<k>   the saved head and the FC's k leading principal axes
+Not a test: figures for results.md."""
+import argparse, os, sys
+import h5py
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from head_rank import load, head, axes  # noqa: E402
+from oracle import logreg_auc  # noqa: E402
+
+
+def ridge_pred(X, y, Xn):
+    """Standardised ridge, strength by exact leave-one-out (the probe's grid)."""
+    mu, sd = X.mean(0), X.std(0)
+    sd[sd == 0] = 1
+    Z = (X - mu) / sd
+    ym, n = y.mean(), len(Z)
+    U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
+    keep = sv ** 2 > 1e-10 * sv[0] ** 2
+    U, sv, Vt = U[:, keep], sv[keep], Vt[keep]
+    Uy, best = U.T @ (y - ym), None
+    for a in np.logspace(-3, 5, 33) * Z.shape[1]:
+        f = sv ** 2 / (sv ** 2 + a)
+        h = (U ** 2 * f).sum(1) + 1.0 / n
+        if np.any(1 - h <= 1e-12):
+            continue
+        e = ((((y - ym) - U @ (f * Uy)) / (1 - h)) ** 2).sum()
+        if best is None or e <= best[0]:
+            best = (e, a)
+    return ((Xn - mu) / sd) @ (Vt.T @ ((sv / (sv ** 2 + best[1])) * Uy)) + ym
+
+
+def folds(lab, rng, strat, F=5):
+    fo, c = np.empty(len(lab), int), 0
+    idx = np.arange(len(lab))
+    for g in ([idx[lab == v] for v in (0, 1)] if strat else [idx]):
+        for i in rng.permutation(g):
+            fo[i], c = c % F, c + 1
+    return fo
+
+
+def evaluate(F, lab, Y, seed, draws=10):
+    """AUC at k = 4, 8 and R2 from n = 16, 48 (means over draws x folds)."""
+    rng = np.random.default_rng(seed)
+    auc, r2 = {4: [], 8: []}, {16: [], 48: []}
+    for _ in range(draws):
+        fo = folds(lab, rng, True)
+        for f in range(5):
+            tr, te = np.where(fo != f)[0], np.where(fo == f)[0]
+            for k in auc:
+                t = np.r_[rng.permutation(tr[lab[tr] == 0])[:k], rng.permutation(tr[lab[tr] == 1])[:k]]
+                auc[k].append(logreg_auc(F[t], lab[t].astype(float), F[te], lab[te]))
+        fo = folds(lab, rng, False)
+        for f in range(5):
+            tr, te = np.where(fo != f)[0], np.where(fo == f)[0]
+            for n in r2:
+                t = rng.permutation(tr)[:n]
+                v = []
+                for j in range(Y.shape[1]):
+                    yt = Y[te, j]
+                    p = ridge_pred(F[t], Y[t, j], F[te])
+                    v.append(1 - ((yt - p) ** 2).sum() / ((yt - yt.mean()) ** 2).sum())
+                r2[n].append(np.mean(v))
+    return [np.mean(auc[4]), np.mean(auc[8]), np.mean(r2[16]), np.mean(r2[48])]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cohort")
+    ap.add_argument("index")
+    ap.add_argument("H", type=int)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--forms", required=True)
+    o = ap.parse_args()
+    lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
+    heads, fcp = {}, {}
+
+    def Hr(r):
+        if r not in heads:
+            heads[r] = np.concatenate([head(unl[a], means[a], lab_ids, 150, r, 0.1)[0] for a in atlases], 1)
+        return heads[r]
+
+    def FP(k):
+        if k not in fcp:
+            parts = []
+            for a in atlases:
+                _, _, mu, sd, m, B = axes(unl[a], 150)
+                parts.append(np.array([((means[a][p] - mu) / sd - m) @ B[:k].T for p in lab_ids]))
+            fcp[k] = np.concatenate(parts, 1)
+        return fcp[k]
+
+    def saved(run):
+        f = h5py.File(os.path.join(run, "probe/report/embeddings.h5"), "r")
+        A = np.array([x.decode() for x in f["atlas"][()]])
+        P = np.array([x.decode() for x in f["participant_id"][()]])
+        E = f["pretrained"][()]
+        sel = lambda p, a: (P == p) & (A == a)
+
+        def cols(c):
+            return np.concatenate([np.array([E[sel(p, a)][:, c].mean(0) for p in lab_ids])
+                                   for a in sorted(set(A))], 1)
+
+        def pcs(k):
+            parts = []
+            for a in sorted(set(A)):
+                X = E[A == a][:, :o.H]
+                m = X.mean(0)
+                Vt = np.linalg.svd(X - m, full_matrices=False)[2][:k]
+                parts.append(np.array([((E[sel(p, a)][:, :o.H] - m) @ Vt.T).mean(0) for p in lab_ids]))
+            return np.concatenate(parts, 1)
+        return cols, pcs
+
+    FC = np.concatenate([np.array([means[a][p] for p in lab_ids]) for a in atlases], 1)
+    print(f"{len(lab_ids)} labelled subjects, atlases {', '.join(atlases)}, {len(o.runs)} runs\n")
+    print("| form | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
+    for v in o.forms.split(","):
+        res = []
+        for i, run in enumerate(o.runs):
+            cols, pcs = saved(run)
+            E = lambda: cols(slice(0, None))
+            F = (FC if v == "FC" else E() if v == "EH" else cols(slice(o.H, None)) if v == "H"
+                 else np.concatenate([cols(slice(0, o.H)), Hr(int(v[4:]))], 1) if v.startswith("E+Hr")
+                 else Hr(int(v[2:])) if v.startswith("Hr")
+                 else np.concatenate([E(), FP(int(v[4:]))], 1) if v.startswith("EHFP")
+                 else np.concatenate([cols(slice(o.H, None)), pcs(int(v[3:].rstrip("F")))]
+                                     + ([FP(4)] if v.endswith("F") else []), 1) if v.startswith("HEP")
+                 else np.concatenate([cols(slice(o.H, None)), FP(int(v[3:]))], 1) if v.startswith("HFP")
+                 else None)
+            if F is None:
+                sys.exit(f"embed_forms: unknown form {v}")
+            res.append(evaluate(F, lab, Y, seed=i + 1))
+        m = np.mean(res, 0)
+        print(f"| {v} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
