@@ -57,7 +57,7 @@ typedef struct pop_fit_info {
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
     int sites[MODEL_MAX_ATLASES];      /* sites the rows were centred on (0: not centred) */
     pop_rows_out fit[MODEL_MAX_ATLASES];
-    float *pc_W[MODEL_MAX_ATLASES];    /* auto_rank: POP_FC_PCS principal rows (owned) */
+    float *pc_W[MODEL_MAX_ATLASES];    /* POP_FC_PCS principal rows (owned; pcs+pop) */
     float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
 

@@ -24,7 +24,8 @@ typedef struct pretrain_opts {
     double pop_shrink;       /* population head: within-scan covariance shrinkage (pop.h) */
     int pop_auto;            /* pop_rank: auto: the held-out rule chooses the rank (pop.h) */
     int pop_site;            /* pop_site: centre: the head is fitted on FC less its site's mean */
-    int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else both */
+    int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else pcs+pop */
+    int embed_pcs;           /* embedding: pcs+pop asked for (whatever the rule finds) */
     uint64_t seed;
     const char *init_path;   /* checkpoint to start from, or NULL: random init */
     const char *resume_from; /* checkpoint file or folder to resume from when outdir has no

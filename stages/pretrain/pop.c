@@ -482,7 +482,7 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     rc = bgfm_ctx_agree(ctx, rc);
     int got = 0;
     if (!rc) {
-        const int npc = auto_rank ? POP_FC_PCS : 0;
+        const int npc = POP_FC_PCS; /* used by embedding pcs+pop; cheap beside the fit */
         if (npc) {
             info->pc_W[ma] = bgfm_malloc(e, (size_t)npc * (size_t)T * sizeof(float), "population head axes");
             info->pc_b[ma] = bgfm_malloc(e, (size_t)npc * sizeof(float), "population head axes");

@@ -491,7 +491,7 @@ static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
 
 /* No atlas shows a gap (embedding: auto): the head's discriminant rows followed by the
  * principal rows pop_fit found, and the readout's axes fitted (model.md section 11). */
-static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r) {
+static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, int chosen) {
     int rc = narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS, &ctx->err);
     model *m = &t->m;
     for (int a = 0; !rc && a < m->cfg.n_atlases; a++) {
@@ -505,10 +505,11 @@ static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r
     double t0 = MPI_Wtime();
     if (!rc) rc = pop_fit_pcs(ctx, m, t->gs, t->pl.used, t->pl.n_used);
     if (!rc)
-        log_info(ctx, "pretrain: embedding auto: pcs+pop (no direction stands out: the encoder's "
-                 "readout on its %d leading principal axes, then the head's %d directions and "
-                 "the FC's %d leading principal axes; axes fitted in %.2f s)", POP_READOUT_PCS, r,
-                 POP_FC_PCS, MPI_Wtime() - t0);
+        log_info(ctx, "pretrain: embedding %s: pcs+pop (%sthe encoder's readout on its %d leading "
+                 "principal axes, then the head's %d directions and the FC's %d leading principal "
+                 "axes; axes fitted in %.2f s)", chosen ? "auto" : "pcs+pop",
+                 chosen ? "no direction stands out: " : "", POP_READOUT_PCS, r, POP_FC_PCS,
+                 MPI_Wtime() - t0);
     return rc;
 }
 
@@ -549,8 +550,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");
-        if (o->embed_auto && !gap) {
-            rc = no_gap_form(ctx, t, &pfi, r);
+        if (o->embed_pcs || (o->embed_auto && !gap)) {
+            rc = no_gap_form(ctx, t, &pfi, r, o->embed_auto);
         } else {
             const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
             rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
@@ -559,6 +560,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                          "out on held-out halves of the people)");
         }
     }
+    if (!rc && !o->pop_auto && o->embed_pcs && m->cfg.pop_rank)
+        rc = no_gap_form(ctx, t, &pfi, r, 0);
     pop_fit_info_free(&pfi);
     if (!rc && m->cfg.pop_rank)
         log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
@@ -758,7 +761,7 @@ static const bgfm_opt pretrain_opts_table[] = {
      "population head: centre: fitted on each graph's FC less its site's mean (participants.tsv "
      "site, per dataset), so that what differs between sites is not read as what differs "
      "between people; none: on the FC as it is (model.md section 11)"},
-    {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|encoder",
+    {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
      "out on held-out halves of the people, else pcs+pop (the readout on its 8 leading "
@@ -844,6 +847,14 @@ static int pretrain_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bg
     if (params_has(w, "mask_ratio_start") != params_has(w, "mask_ratio_end"))
         return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': give both mask_ratio_start and "
                          "mask_ratio_end, or neither", p->file, s->line, s->col, s->name);
+    const char *em = params_str(w, "embedding");
+    if (!params_word(w, "pop_rank") && params_int(w, "pop_rank") == 0 && strcmp(em, "auto") &&
+        strcmp(em, "encoder")) {
+        const bgfm_value *v = params_value(w, "embedding");
+        return bgfm_fail(e, BGFM_EUSAGE, "%s:%d:%d: stage '%s': embedding %s needs the population "
+                         "head: set pop_rank (auto or >= 1), or embedding: encoder", p->file,
+                         v ? v->line : s->line, v ? v->col : s->col, s->name, em);
+    }
     return init_stage(p, s, e) == -2 ? BGFM_EUSAGE : 0;
 }
 
@@ -879,9 +890,12 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     /* embedding: auto is chosen in fit_head with pop_rank: auto; with a fixed rank it is
      * encoder+pop (encoder without a head) */
     o.embed_auto = !strcmp(params_str(w, "embedding"), "auto") && o.pop_auto;
+    /* pcs+pop trains as encoder+pop: the readout's axes are fitted after the head */
+    o.embed_pcs = !strcmp(params_str(w, "embedding"), "pcs+pop");
     c->embed = !strcmp(params_str(w, "embedding"), "auto")
                    ? (c->pop_rank ? MODEL_EMBED_BOTH : MODEL_EMBED_ENCODER)
-                   : model_embed_parse(params_str(w, "embedding"));
+               : o.embed_pcs ? MODEL_EMBED_BOTH
+                             : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     o.pop_site = !strcmp(params_str(w, "pop_site"), "centre");
     model_hp *h = &o.hp;

@@ -75,6 +75,21 @@ for f, want, r, pcs in ((sys.argv[1], 'pop', 2, None), (sys.argv[2], 'pcs+pop', 
         (int(a['pcs']) == pcs and m['pcs/tiny/W'].shape == (pcs, 8) and m['pcs/tiny/b'].shape == (pcs,)), f
 \" '$T/ww/pre/final.h5' '$T/w40/pre/final.h5' &&
   grep -q 'embedding auto: pop (the head alone' '$T/ow' && grep -q 'embedding auto: pcs+pop (no direction' '$T/o40'"
+# embedding: pcs+pop asked for: the rule's rank (a gap of 2 with the weaker factors) and
+# the FC's 4 principal axes, the readout's 8 axes; pop_rank 0 with it is a config error
+PRP=${PRE/embedding: pop/embedding: pcs+pop}
+DATA=$T/dw PIPE_NAME=pp PIPE_SEED=3 pipeline_yaml "$T/pp.yaml" "$T/wp" "{windows: {length: 10, stride: 5}}" "$PRP"
+expect_rc "embedding pcs+pop, weaker factors: run" 0 to "$T/opp" $MPIRUN 2 "$BGFM" run "$T/pp.yaml"
+check "... the gap's 2 directions and 4 principal axes (12 -> 6 rows), 8 readout axes, = numpy/scipy" bash -c "
+  grep -q 'embedding pcs+pop: pcs+pop (the encoder' '$T/opp' &&
+  $PY -c \"import h5py, sys
+m = h5py.File(sys.argv[1], 'r')['model']
+assert int(m.attrs['pop_rank']) == 6 and int(m.attrs['pcs']) == 8 and m['pcs/tiny/W'].shape == (8, 8), dict(m.attrs)
+\" '$T/wp/pre/final.h5' && $PY '$ROOT/tests/reference/pop_fit.py' '$T/wp/pre/final.h5' '$T/wp/conn' >'$T/rpp' 2>&1"
+PR0=${PRE/pop_rank: auto, embedding: pop/pop_rank: 0, embedding: pcs+pop}
+DATA=$T/dw PIPE_NAME=p0 PIPE_SEED=3 pipeline_yaml "$T/p0.yaml" "$T/w0" "{windows: {length: 10, stride: 5}}" "$PR0"
+expect_rc "embedding pcs+pop with pop_rank 0: a configuration error (exit 2)" 2 to "$T/op0" $MPIRUN 1 "$BGFM" run "$T/p0.yaml"
+check "... naming the file, line and key, and the head it needs" grep -qE 'p0.yaml:[0-9]+:[0-9]+: stage .pre.: embedding pcs\+pop needs the population head' "$T/op0"
 # embedding: auto with a fixed pop_rank: encoder+pop, as before pop_rank: auto existed
 sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/; s/probe, uses: probe.*/probe, uses: probe}/' \
   "$T/p.yaml" | sed '/name: probe/d' >"$T/fixed.yaml"
