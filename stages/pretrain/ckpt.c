@@ -99,6 +99,18 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     return rc;
 }
 
+/* An integer attribute that files of older versions lack: *dst unchanged when absent,
+ * else the value, or -1 outside [lo, hi] (model_cfg_check then names it). */
+static int attr_int_opt(hid_t f, const char *group, const char *name, int64_t lo, int64_t hi,
+                        int *dst, bgfm_err *e) {
+    if (!h5io_attr_exists(f, group, name)) return 0;
+    int64_t v = 0;
+    int one = 1;
+    int rc = h5io_attr_get_i64(f, group, name, &v, &one, e);
+    if (!rc) *dst = v >= lo && v <= hi ? (int)v : -1;
+    return rc;
+}
+
 int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, bgfm_err *e) {
     memset(c, 0, sizeof *c);
     char *names = NULL;
@@ -160,13 +172,7 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
     }
     /* files written before the population head have neither: no head, the encoder's
      * embedding */
-    if (h5io_attr_exists(f, group, "pop_rank")) {
-        int64_t v = 0;
-        int one = 1;
-        rc = h5io_attr_get_i64(f, group, "pop_rank", &v, &one, e);
-        if (rc) return rc;
-        c->pop_rank = v >= 0 && v <= 256 ? (int)v : -1;
-    }
+    if ((rc = attr_int_opt(f, group, "pop_rank", 0, 256, &c->pop_rank, e))) return rc;
     if (h5io_attr_exists(f, group, "embedding")) {
         char *em = NULL;
         rc = h5io_attr_get_str(f, group, "embedding", &em, e);
@@ -178,13 +184,7 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
                              "encoder+pop, pop or pcs+pop", file, group);
     }
     /* the readout's axes (embedding pcs+pop) exist since session 16; absent: none */
-    if (h5io_attr_exists(f, group, "pcs")) {
-        int64_t v = 0;
-        int one = 1;
-        rc = h5io_attr_get_i64(f, group, "pcs", &v, &one, e);
-        if (rc) return rc;
-        c->pcs = v >= 0 && v <= 65536 ? (int)v : -1;
-    }
+    if ((rc = attr_int_opt(f, group, "pcs", 0, 65536, &c->pcs, e))) return rc;
     return model_cfg_check(c, file, e);
 }
 

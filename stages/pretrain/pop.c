@@ -251,6 +251,20 @@ static int centre_rows(const float *Z, int64_t n, int64_t T, const int32_t *site
     return 0;
 }
 
+/* Rows V (k, T) fitted in double, as the model stores them: signs fixed (pca_fix_signs),
+ * W = V in float and b = -V mu (the rows centred over the data of mean mu). */
+static void store_rows(double *V, int k, int64_t T, const double *mu, float *W, float *b) {
+    pca_fix_signs(V, k, T);
+    for (int c = 0; c < k; c++) {
+        double s = 0;
+        for (int64_t q = 0; q < T; q++) {
+            W[(int64_t)c * T + q] = (float)V[(int64_t)c * T + q];
+            s += V[(int64_t)c * T + q] * mu[q];
+        }
+        b[c] = (float)-s;
+    }
+}
+
 /* The npc leading principal axes of the centred rows Zc (n, T) as rows of Wp (npc, T):
  * unit variance over the rows (from the Gram matrix's eigenvectors, columns of K in
  * ascending order of lam), signs fixed as pca_fix_signs does; bp = -Wp mu. Axes of a
@@ -273,15 +287,7 @@ static int principal_rows(const double *Zc, const double *K, const double *lam, 
             U[c * n + i] = K[i * n + (n - 1 - c)] * sqrt((double)n) / lam[n - 1 - c];
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, (int)T, (int)n, 1.0, U, (int)n, Zc,
                 (int)T, 0.0, V, (int)T);
-    pca_fix_signs(V, k, T);
-    for (int c = 0; c < k; c++) {
-        double s = 0;
-        for (int64_t q = 0; q < T; q++) {
-            Wp[(int64_t)c * T + q] = (float)V[(int64_t)c * T + q];
-            s += V[(int64_t)c * T + q] * mu[q];
-        }
-        bp[c] = (float)-s;
-    }
+    store_rows(V, k, T, mu, Wp, bp);
     free(U), free(V);
     return 0;
 }
@@ -371,15 +377,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rr, (int)T, (int)n, 1.0, C, (int)n, Zc,
                 (int)T, 0.0, Wd, (int)T);
-    pca_fix_signs(Wd, rr, T);
-    for (int k = 0; k < rr; k++) {
-        double s = 0;
-        for (int64_t q = 0; q < T; q++) {
-            W[(int64_t)k * T + q] = (float)Wd[(int64_t)k * T + q];
-            s += Wd[(int64_t)k * T + q] * mu[q];
-        }
-        b[k] = (float)-s;
-    }
+    store_rows(Wd, rr, T, mu, W, b);
     out_info->ratio = ev[r0 - 1];
     out = rr;
 done:
@@ -442,6 +440,27 @@ static int site_ids(graphs_store *gs, const int64_t *idx, int64_t n, int32_t *si
     return n ? sites + 1 : 0;
 }
 
+/* cnt/dsp of R contiguous blocks of n rows (rank q: [n q / R, n (q+1) / R)). */
+static void row_blocks(int64_t n, int R, int *cnt, int *dsp) {
+    for (int q = 0; q < R; q++) {
+        int64_t lo = n * q / R, hi = n * (q + 1) / R;
+        cnt[q] = (int)(hi - lo), dsp[q] = (int)lo;
+    }
+}
+
+/* Collective: every rank's block of rows of `width` floats gathered into X in place, on
+ * every rank. The same status everywhere. */
+static int gather_rows(bgfm_ctx *ctx, float *X, int64_t width, const int *cnt, const int *dsp) {
+    bgfm_err *e = &ctx->err;
+    MPI_Datatype row = MPI_DATATYPE_NULL;
+    int rc = BGFM_MPI(e, MPI_Type_contiguous((int)width, MPI_FLOAT, &row));
+    if (!rc) rc = BGFM_MPI(e, MPI_Type_commit(&row));
+    if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row,
+                                             ctx->comm));
+    if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
+    return bgfm_ctx_agree(ctx, rc);
+}
+
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
                      int64_t n, int auto_rank, int by_site, double shrink, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
@@ -467,19 +486,10 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     }
     int sites = 0;
     if (!rc && by_site && (sites = site_ids(gs, idx, na, site, e)) < 0) rc = BGFM_ENOMEM;
-    for (int q = 0; !rc && q < R; q++) {
-        int64_t lo = na * q / R, hi = na * (q + 1) / R;
-        cnt[q] = (int)(hi - lo), dsp[q] = (int)lo;
-    }
+    if (!rc) row_blocks(na, R, cnt, dsp);
     if (!rc) rc = read_rows(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, Z + (int64_t)dsp[me] * T, e);
     rc = bgfm_ctx_agree(ctx, rc);
-    MPI_Datatype row = MPI_DATATYPE_NULL;
-    if (!rc) rc = BGFM_MPI(e, MPI_Type_contiguous((int)T, MPI_FLOAT, &row));
-    if (!rc) rc = BGFM_MPI(e, MPI_Type_commit(&row));
-    if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, Z, cnt, dsp, row,
-                                             ctx->comm));
-    if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
-    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = gather_rows(ctx, Z, T, cnt, dsp);
     int got = 0;
     if (!rc) {
         const int npc = POP_FC_PCS; /* used by embedding pcs+pop; cheap beside the fit */
@@ -588,15 +598,7 @@ static int readout_axes(const float *X, int64_t n, int H, int p, float *W, float
     while (k < p && ev[H - 1 - k] > 1e-10 * ev[H - 1] && ev[H - 1] > 0) k++;
     for (int c = 0; c < k; c++)
         for (int h = 0; h < H; h++) V[c * H + h] = C[h * H + (H - 1 - c)] / sqrt(ev[H - 1 - c]);
-    pca_fix_signs(V, k, H);
-    for (int c = 0; c < k; c++) {
-        double s = 0;
-        for (int h = 0; h < H; h++) {
-            W[c * H + h] = (float)V[c * H + h];
-            s += V[c * H + h] * mu[h];
-        }
-        b[c] = (float)-s;
-    }
+    store_rows(V, k, H, mu, W, b);
 done:
     free(mu), free(C), free(ev), free(V);
     return rc;
@@ -622,19 +624,10 @@ int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs
                                                   "atlas are more than MPI counts hold", (long long)na);
         for (int64_t i = 0, j = 0; !rc && i < n; i++)
             if (graphs_get_meta(gs, graphs[i])->atlas == sa) idx[j++] = graphs[i];
-        for (int q = 0; !rc && q < R; q++) {
-            int64_t lo = na * q / R, hi = na * (q + 1) / R;
-            cnt[q] = (int)(hi - lo), dsp[q] = (int)lo;
-        }
+        if (!rc) row_blocks(na, R, cnt, dsp);
         if (!rc) rc = read_readouts(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, X + (int64_t)dsp[me] * H, e);
         rc = bgfm_ctx_agree(ctx, rc);
-        MPI_Datatype row = MPI_DATATYPE_NULL;
-        if (!rc) rc = BGFM_MPI(e, MPI_Type_contiguous(H, MPI_FLOAT, &row));
-        if (!rc) rc = BGFM_MPI(e, MPI_Type_commit(&row));
-        if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row,
-                                                 ctx->comm));
-        if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
-        rc = bgfm_ctx_agree(ctx, rc);
+        if (!rc) rc = gather_rows(ctx, X, H, cnt, dsp);
         if (!rc && readout_axes(X, na, H, m->cfg.pcs, m->w + m->pcs_W[ma], m->w + m->pcs_b[ma], e))
             rc = e->code ? e->code : BGFM_ENOMEM;
         free(idx), free(X), free(cnt), free(dsp);
