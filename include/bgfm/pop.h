@@ -91,13 +91,17 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
             int auto_rank, int by_site, double shrink, pop_fit_info *info);
 
-/* Collective: the readout's principal axes pcs/<atlas>/{W,b} of m (cfg.pcs rows, embedding
- * pcs+pop) over the graphs of graphs[0..n) of each atlas: the encoder's readout of each
+/* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
+ * readout axes): the head's rows after its r discriminant ones get the FC's principal rows
+ * pop_fit found (info), and the readout's principal axes pcs/<atlas>/{W,b} are fitted
+ * over the graphs of graphs[0..n) of each atlas, then logged (`chosen`: by embedding:
+ * auto). The axes: the encoder's readout of each
  * graph in eval mode (model_graph_readout), gathered in list order; every rank solves the
  * same H x H eigenproblem in double, so the bits do not depend on the rank count. Row k:
  * the k-th leading eigenvector of the readouts' covariance over the square root of its
  * eigenvalue (unit variance over the graphs; zero past the data's rank), signs as
  * pca_fix_signs; b = -W times the readouts' mean. */
-int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n);
+int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
+                const pop_fit_info *info, int r, int chosen);
 
 #endif

@@ -604,9 +604,18 @@ done:
     return rc;
 }
 
-int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n) {
+int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
+                const pop_fit_info *info, int r, int chosen) {
     bgfm_err *e = &ctx->err;
     const int R = ctx->size, me = ctx->rank, H = m->cfg.H;
+    const int np = m->cfg.pop_rank - r; /* the FC's principal rows after the head's r */
+    for (int a = 0; a < m->cfg.n_atlases; a++) {
+        if (!info->graphs[a] || !info->pc_W[a] || np < 1) continue;
+        const int64_t T = (int64_t)m->cfg.atlas_nodes[a] * (m->cfg.atlas_nodes[a] - 1) / 2;
+        memcpy(m->w + m->pop_W[a] + (int64_t)r * T, info->pc_W[a], (size_t)np * (size_t)T * sizeof(float));
+        memcpy(m->w + m->pop_b[a] + r, info->pc_b[a], (size_t)np * sizeof(float));
+    }
+    const double t0 = MPI_Wtime();
     int rc = 0;
     for (int sa = 0; m->cfg.pcs && sa < graphs_n_atlases(gs) && !rc; sa++) {
         const int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
@@ -633,5 +642,10 @@ int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs
         free(idx), free(X), free(cnt), free(dsp);
         rc = bgfm_ctx_agree(ctx, rc);
     }
+    if (!rc)
+        log_info(ctx, "pretrain: embedding %s: pcs+pop (%sthe encoder's readout on its %d leading "
+                 "principal axes, then the head's %d directions and the FC's %d leading principal "
+                 "axes; axes fitted in %.2f s)", chosen ? "auto" : "pcs+pop",
+                 chosen ? "no direction stands out: " : "", m->cfg.pcs, r, np, MPI_Wtime() - t0);
     return rc;
 }

@@ -492,25 +492,9 @@ static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
 /* No atlas shows a gap (embedding: auto): the head's discriminant rows followed by the
  * principal rows pop_fit found, and the readout's axes fitted (model.md section 11). */
 static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, int chosen) {
-    int rc = narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS, &ctx->err);
-    model *m = &t->m;
-    for (int a = 0; !rc && a < m->cfg.n_atlases; a++) {
-        if (!pfi->graphs[a] || !pfi->pc_W[a]) continue;
-        const int64_t T = (int64_t)m->cfg.atlas_nodes[a] * (m->cfg.atlas_nodes[a] - 1) / 2;
-        memcpy(m->w + m->pop_W[a] + (int64_t)r * T, pfi->pc_W[a],
-               (size_t)POP_FC_PCS * (size_t)T * sizeof(float));
-        memcpy(m->w + m->pop_b[a] + r, pfi->pc_b[a], (size_t)POP_FC_PCS * sizeof(float));
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    double t0 = MPI_Wtime();
-    if (!rc) rc = pop_fit_pcs(ctx, m, t->gs, t->pl.used, t->pl.n_used);
-    if (!rc)
-        log_info(ctx, "pretrain: embedding %s: pcs+pop (%sthe encoder's readout on its %d leading "
-                 "principal axes, then the head's %d directions and the FC's %d leading principal "
-                 "axes; axes fitted in %.2f s)", chosen ? "auto" : "pcs+pop",
-                 chosen ? "no direction stands out: " : "", POP_READOUT_PCS, r, POP_FC_PCS,
-                 MPI_Wtime() - t0);
-    return rc;
+    int rc = bgfm_ctx_agree(ctx, narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS,
+                                             &ctx->err));
+    return rc ? rc : pop_fit_pcs(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, pfi, r, chosen);
 }
 
 /* Collective: the population head from the graphs training read (pop.h), logged. */
