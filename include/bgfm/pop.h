@@ -57,7 +57,7 @@ typedef struct pop_fit_info {
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
     int sites[MODEL_MAX_ATLASES];      /* sites the rows were centred on (0: not centred) */
     pop_rows_out fit[MODEL_MAX_ATLASES];
-    float *pc_W[MODEL_MAX_ATLASES];    /* POP_FC_PCS principal rows (owned; pcs+pop) */
+    float *pc_W[MODEL_MAX_ATLASES];    /* pop_fit's npc principal rows (owned; pcs+pop) */
     float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
 
@@ -87,9 +87,11 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
  * same status on every rank. auto_rank: every atlas's held-out count measured too (the
  * caller narrows the model to pop_rank_shared's rank, model_pop_resize). by_site: the
- * rows are centred on their site's mean (the store's dataset and site of each graph). */
+ * rows are centred on their site's mean (the store's dataset and site of each graph).
+ * npc > 0: each atlas's npc leading principal rows too (info->pc_W, pc_b; for pcs+pop,
+ * pop_fit_pcs); free them with pop_fit_info_free. */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int by_site, double shrink, pop_fit_info *info);
+            int auto_rank, int by_site, double shrink, int npc, pop_fit_info *info);
 
 /* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
  * readout axes): the head's rows after its r discriminant ones get the FC's principal rows

@@ -461,29 +461,41 @@ static int gather_rows(bgfm_ctx *ctx, float *X, int64_t width, const int *cnt, c
     return bgfm_ctx_agree(ctx, rc);
 }
 
+/* idx (na): the graphs of store atlas sa among graphs[0..n), in list order (malloc'ed;
+ * NULL and na 0 when there are none). BGFM_ENOMEM, or BGFM_EUSAGE past MPI's counts. */
+static int atlas_list(graphs_store *gs, int sa, const int64_t *graphs, int64_t n, int64_t **idx,
+                      int64_t *na, bgfm_err *e) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += graphs_get_meta(gs, graphs[i])->atlas == sa;
+    *idx = NULL;
+    *na = c;
+    if (c == 0) return 0;
+    if (c > INT32_MAX)
+        return bgfm_fail(e, BGFM_EUSAGE, "population head: %lld graphs of one atlas are more "
+                         "than MPI counts hold", (long long)c);
+    if (!(*idx = bgfm_malloc(e, (size_t)c * sizeof **idx, "population head list"))) return BGFM_ENOMEM;
+    for (int64_t i = 0, j = 0; i < n; i++)
+        if (graphs_get_meta(gs, graphs[i])->atlas == sa) (*idx)[j++] = graphs[i];
+    return 0;
+}
+
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
-                     int64_t n, int auto_rank, int by_site, double shrink, pop_fit_info *info) {
+                     int64_t n, int auto_rank, int by_site, double shrink, int npc,
+                     pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
     const int N = graphs_atlas_nodes(gs, sa), R = ctx->size, me = ctx->rank;
     const int64_t T = (int64_t)N * (N - 1) / 2;
-    int64_t na = 0;
-    for (int64_t i = 0; i < n; i++) na += graphs_get_meta(gs, graphs[i])->atlas == sa;
-    if (na == 0) return 0;
-    int64_t *idx = bgfm_malloc(e, (size_t)na * sizeof *idx, "population head list");
+    int64_t na = 0, *idx = NULL;
+    int rc = atlas_list(gs, sa, graphs, n, &idx, &na, e);
+    if (rc || na == 0) return bgfm_ctx_agree(ctx, rc);
     int64_t *scan = bgfm_malloc(e, (size_t)na * sizeof *scan, "population head list");
     float *Z = bgfm_malloc(e, (size_t)(na * T) * sizeof *Z, "population head rows");
     int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "population head counts");
     int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "population head counts");
     int32_t *site =
         by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
-    int rc = idx && scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
-    if (!rc && na > INT32_MAX) rc = bgfm_fail(e, BGFM_EUSAGE, "population head: %lld graphs of one "
-                                              "atlas are more than MPI counts hold", (long long)na);
-    for (int64_t i = 0, j = 0; !rc && i < n; i++) {
-        const graphs_meta *gm = graphs_get_meta(gs, graphs[i]);
-        if (gm->atlas != sa) continue;
-        idx[j] = graphs[i], scan[j] = gm->subject, j++;
-    }
+    rc = scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
+    for (int64_t j = 0; !rc && j < na; j++) scan[j] = graphs_get_meta(gs, idx[j])->subject;
     int sites = 0;
     if (!rc && by_site && (sites = site_ids(gs, idx, na, site, e)) < 0) rc = BGFM_ENOMEM;
     if (!rc) row_blocks(na, R, cnt, dsp);
@@ -492,7 +504,6 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     if (!rc) rc = gather_rows(ctx, Z, T, cnt, dsp);
     int got = 0;
     if (!rc) {
-        const int npc = POP_FC_PCS; /* used by embedding pcs+pop; cheap beside the fit */
         if (npc) {
             info->pc_W[ma] = bgfm_malloc(e, (size_t)npc * (size_t)T * sizeof(float), "population head axes");
             info->pc_b[ma] = bgfm_malloc(e, (size_t)npc * sizeof(float), "population head axes");
@@ -534,14 +545,14 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int by_site, double shrink, pop_fit_info *info) {
+            int auto_rank, int by_site, double shrink, int npc, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
-        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, by_site, shrink, info);
+        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, by_site, shrink, npc, info);
     }
     return rc;
 }
@@ -621,18 +632,12 @@ int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs
         const int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         const int N = graphs_atlas_nodes(gs, sa);
         if (ma < 0 || m->cfg.atlas_nodes[ma] != N) continue;
-        int64_t na = 0;
-        for (int64_t i = 0; i < n; i++) na += graphs_get_meta(gs, graphs[i])->atlas == sa;
-        if (na == 0) continue;
-        int64_t *idx = bgfm_malloc(e, (size_t)na * sizeof *idx, "readout axes list");
+        int64_t na = 0, *idx = NULL;
+        if ((rc = bgfm_ctx_agree(ctx, atlas_list(gs, sa, graphs, n, &idx, &na, e))) || na == 0) continue;
         float *X = bgfm_malloc(e, (size_t)na * (size_t)H * sizeof *X, "readout axes rows");
         int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "readout axes counts");
         int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "readout axes counts");
-        rc = idx && X && cnt && dsp ? 0 : BGFM_ENOMEM;
-        if (!rc && na > INT32_MAX) rc = bgfm_fail(e, BGFM_EUSAGE, "readout axes: %lld graphs of one "
-                                                  "atlas are more than MPI counts hold", (long long)na);
-        for (int64_t i = 0, j = 0; !rc && i < n; i++)
-            if (graphs_get_meta(gs, graphs[i])->atlas == sa) idx[j++] = graphs[i];
+        rc = X && cnt && dsp ? 0 : BGFM_ENOMEM;
         if (!rc) row_blocks(na, R, cnt, dsp);
         if (!rc) rc = read_readouts(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, X + (int64_t)dsp[me] * H, e);
         rc = bgfm_ctx_agree(ctx, rc);

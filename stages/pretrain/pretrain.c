@@ -489,9 +489,10 @@ static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
     return 0;
 }
 
-/* No atlas shows a gap (embedding: auto): the head's discriminant rows followed by the
- * principal rows pop_fit found, and the readout's axes fitted (model.md section 11). */
-static int no_gap_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, int chosen) {
+/* embedding pcs+pop (auto without a gap, or asked for): the head's r discriminant rows
+ * followed by the principal rows pop_fit found, and the readout's axes fitted (model.md
+ * section 11). */
+static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, int chosen) {
     int rc = bgfm_ctx_agree(ctx, narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS,
                                              &ctx->err));
     return rc ? rc : pop_fit_pcs(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, pfi, r, chosen);
@@ -503,7 +504,7 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_site,
-                     o->pop_shrink, &pfi);
+                     o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, &pfi);
     const int r = rc || !o->pop_auto ? m->cfg.pop_rank
                                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
@@ -528,24 +529,21 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                  pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
                  (long long)pfi.fit[a].multi, sites, pfi.fit[a].ratio);
     }
-    if (!rc && o->pop_auto && m->cfg.pop_rank) {
-        int gap = 0;
-        for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.fit[a].rank > 0;
+    int gap = 0;
+    for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.fit[a].rank > 0;
+    if (!rc && o->pop_auto && m->cfg.pop_rank)
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");
-        if (o->embed_pcs || (o->embed_auto && !gap)) {
-            rc = no_gap_form(ctx, t, &pfi, r, o->embed_auto);
-        } else {
-            const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
-            rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
-            if (!rc && o->embed_auto)
-                log_info(ctx, "pretrain: embedding auto: pop (the head alone: directions stand "
-                         "out on held-out halves of the people)");
-        }
+    if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
+        rc = pcs_form(ctx, t, &pfi, r, o->embed_auto);
+    } else if (!rc && o->pop_auto && m->cfg.pop_rank) {
+        const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
+        rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
+        if (!rc && o->embed_auto)
+            log_info(ctx, "pretrain: embedding auto: pop (the head alone: directions stand out "
+                     "on held-out halves of the people)");
     }
-    if (!rc && !o->pop_auto && o->embed_pcs && m->cfg.pop_rank)
-        rc = no_gap_form(ctx, t, &pfi, r, 0);
     pop_fit_info_free(&pfi);
     if (!rc && m->cfg.pop_rank)
         log_info(ctx, "pretrain: population head fitted in %.2f s (%d rows per atlas)",
