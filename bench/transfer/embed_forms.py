@@ -133,21 +133,31 @@ def main():
     FC = np.concatenate([np.array([means[a][p] for p in lab_ids]) for a in atlases], 1)
     print(f"{len(lab_ids)} labelled subjects, atlases {', '.join(atlases)}, {len(o.runs)} runs\n")
     print("| form | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
+    # name prefix -> builder(cols, pcs, E, n) with n the number after the prefix (the
+    # longest prefix that matches wins: "E+Hr8" is not "EH")
+    builders = {
+        "FC": lambda cols, pcs, E, n: FC,
+        "EH": lambda cols, pcs, E, n: E(),
+        "H": lambda cols, pcs, E, n: cols(slice(o.H, None)),
+        "Hr": lambda cols, pcs, E, n: Hr(n),
+        "E+Hr": lambda cols, pcs, E, n: np.concatenate([cols(slice(0, o.H)), Hr(n)], 1),
+        "EHFP": lambda cols, pcs, E, n: np.concatenate([E(), FP(n)], 1),
+        "HEP": lambda cols, pcs, E, n: np.concatenate([cols(slice(o.H, None)), pcs(n)], 1),
+        "HFP": lambda cols, pcs, E, n: np.concatenate([cols(slice(o.H, None)), FP(n)], 1),
+    }
     for v in o.forms.split(","):
+        base, fc4 = (v[:-1], True) if v.startswith("HEP") and v.endswith("F") else (v, False)
+        pre = max((k for k in builders if base.startswith(k) and (base[len(k):].isdigit()
+                                                                 or base == k)), key=len, default=None)
+        if pre is None:
+            sys.exit(f"embed_forms: unknown form {v}")
+        n = int(base[len(pre):]) if base != pre else 0
         res = []
         for i, run in enumerate(o.runs):
             cols, pcs = saved(run)
-            E = lambda: cols(slice(0, None))
-            F = (FC if v == "FC" else E() if v == "EH" else cols(slice(o.H, None)) if v == "H"
-                 else np.concatenate([cols(slice(0, o.H)), Hr(int(v[4:]))], 1) if v.startswith("E+Hr")
-                 else Hr(int(v[2:])) if v.startswith("Hr")
-                 else np.concatenate([E(), FP(int(v[4:]))], 1) if v.startswith("EHFP")
-                 else np.concatenate([cols(slice(o.H, None)), pcs(int(v[3:].rstrip("F")))]
-                                     + ([FP(4)] if v.endswith("F") else []), 1) if v.startswith("HEP")
-                 else np.concatenate([cols(slice(o.H, None)), FP(int(v[3:]))], 1) if v.startswith("HFP")
-                 else None)
-            if F is None:
-                sys.exit(f"embed_forms: unknown form {v}")
+            F = builders[pre](cols, pcs, lambda: cols(slice(0, None)), n)
+            if fc4:
+                F = np.concatenate([F, FP(4)], 1)
             res.append(evaluate(F, lab, Y, seed=i + 1))
         m = np.mean(res, 0)
         print(f"| {v} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.3f} |", flush=True)
