@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """embed_forms.py: which embedding should the model give where the held-out rule finds no
-gap? (docs/results.md section 12j). Reads strict runs whose probe saved `encoder+pop`
-embeddings (report/embeddings.h5: the readout's H numbers, then the head's 8) and
-evaluates forms built from them and from the FC, as the probe does (5 subject folds,
+gap? (docs/results.md sections 12j, 12k). Reads strict runs' saved embeddings
+(report/embeddings.h5): H encoder columns, then the head's rows (`encoder+pop`: the
+readout's H = hidden numbers and the head's 8; `pcs+pop`: H = 8 readout axes and the
+head's 12), and evaluates forms built from them and from the FC, as the probe does (5 subject folds,
 stratified for diagnosis; k labelled subjects per class or n subjects from the training
 folds; logistic regression C = 1 on standardised subject means, AUC on the test fold;
 ridge per target with the strength chosen by leave-one-out over D 10^(-3..5), R2 about
@@ -14,7 +15,7 @@ Forms (per atlas, side by side; the head refitted by head_rank.py's numpy fit wh
 has r rows, the readout's axes a PCA of the saved readouts of the labelled graphs, so a
 screen, not the model):
   FC    the FC triangle             EH    the saved embedding (encoder+pop)
-  H     the saved head (8)          Hr<r> the head alone at rank r
+  H     the saved head (every row)          Hr<r> the head alone at rank r
   E+Hr<r>  the readout and a head of r rows
   EHFP<k>  the saved embedding and the FC's k leading principal axes
   HEP<k>   the saved head and the readout's k leading principal axes (HEP<k>F: and the
