@@ -61,10 +61,13 @@ def table_r2(js, view):
         m = j["regression"]["mean"]
         return m["few_shot"] if view == "pooled" else m["atlases"][view]["few_shot"]
     ns = [str(e["n"]) for e in fsn(js[0])]
-    lines = ["| n subjects | " + " | ".join(FEAT) + " |", "|---" * (len(FEAT) + 1) + "|"]
+    # the null model (every test subject predicted by the training subjects' mean), where
+    # the probe reports it
+    cols = FEAT + (["train_mean"] if "train_mean" in fsn(js[0])[0] else [])
+    lines = ["| n subjects | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for i, n in enumerate(ns):
         row = [n]
-        for f in FEAT:
+        for f in cols:
             row.append(cell([fsn(j)[i].get(f) for j in js], [fsn(j)[i].get(f + "_sd") for j in js]))
         lines.append("| " + " | ".join(row) + " |")
     return lines

@@ -14,11 +14,12 @@
 #include "bgfm/metrics.h"
 #include "bgfm/model.h"
 #include "bgfm/probe.h"
+#include "bgfm/regress.h"
 #include "bgfm/stage.h"
 
 #define PROBE_NFEAT 4 /* pretrained, random_init, fc_baseline, fc_pca */
 #define PROBE_NMET 3  /* auc, accuracy, balanced_accuracy */
-#define PROBE_NREG 3  /* per regression cell: r2, alpha, training subjects */
+#define PROBE_NREG REGRESS_NOUT /* per regression cell: r2, alpha, training subjects, r2 of the training mean */
 #define PROBE_MAX_TARGETS 32
 extern const char *const probe_feat_name[PROBE_NFEAT];
 extern const char *const probe_met_name[PROBE_NMET];
@@ -193,10 +194,11 @@ int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e);
 int probe_write_csvs(const probe_report_ctx *c, const char *dir, bgfm_err *e);
 int probe_write_plot(bgfm_ctx *ctx, const probe_report_ctx *c, const char *dir);
 int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err *e);
-/* Mean and sd over repeats x folds of metric q (classification) or r2 (regression). */
+/* Mean and sd over repeats x folds of metric q: classification (probe_met_name), or
+ * regression (the cell's out[q] of regress_cell: 0 the R2, 3 the null model's R2). */
 void probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
                        double *sd);
-void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, double *mean,
+void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
                        double *sd);
 
 #endif

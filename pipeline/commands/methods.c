@@ -281,7 +281,7 @@ static methods_row *new_row(methods_table *t, bgfm_err *e) {
     return r;
 }
 
-/* the probe's feature sets: the few-shot rows' "<feat>_sd" members */
+/* the probe's feature sets: the few-shot rows' "<feat>_sd" members (but the null model's) */
 static int probe_rows(methods_table *t, const methods_report *p, bgfm_err *e) {
     const json_node *fs = probe_fs(p, t->target);
     const char *key = t->target ? "n" : "k", *eff = t->target ? "n_effective" : "k_effective";
@@ -293,7 +293,8 @@ static int probe_rows(methods_table *t, const methods_report *p, bgfm_err *e) {
         if (l < 4 || strcmp(r0->keys[m] + l - 3, "_sd")) continue;
         char feat[128];
         snprintf(feat, sizeof feat, "%.*s", (int)(l - 3), r0->keys[m]);
-        if (!json_get(r0, feat)) continue;
+        /* train_mean: the regression's null model, not a feature set (not in cells.csv) */
+        if (!json_get(r0, feat) || !strcmp(feat, "train_mean")) continue;
         methods_row *r = new_row(t, e);
         if (!r) return BGFM_ENOMEM;
         r->src = p;

@@ -78,7 +78,7 @@ double regress_pearson(const double *y, const double *p, int64_t n) {
 
 int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, const int *fold,
                  int f, const uint8_t *use, const uint8_t *present, const double *alphas,
-                 int n_alpha, double *pred, double out[3], bgfm_err *e) {
+                 int n_alpha, double *pred, double out[REGRESS_NOUT], bgfm_err *e) {
     int64_t ntr = 0, nte = 0;
     for (int64_t s = 0; s < n_subj; s++) {
         if (present && !present[s]) continue;
@@ -121,6 +121,10 @@ int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, co
     out[0] = regress_r2(yte, pte, nte);
     out[1] = rm.alpha;
     out[2] = (double)ntr;
+    double ym = 0;
+    for (int64_t j = 0; j < ntr; j++) ym += ytr[j];
+    for (int64_t j = 0; j < nte; j++) pte[j] = ym / (double)ntr;
+    out[3] = regress_r2(yte, pte, nte);
 done:
     ridge_free(&rm);
     free(Xtr);

@@ -34,9 +34,11 @@ static void print_view(const char *name, const json_node *b) {
 
 /* few-shot rows: key "k" (classification) or "n" (regression), one value per feature */
 static void print_few_shot(const json_node *fs, const char *key, const char *eff) {
+    /* regression rows also hold the null model's R2 (the training subjects' mean) */
+    const int null = fs && fs->k == JSON_ARR && fs->n && json_get(&fs->kid[0], "train_mean");
     printf("%-8s %-8s", key, !strcmp(key, "k") ? "k_eff" : "n_eff");
     for (int t = 0; t < NFEAT; t++) printf(" %-12s", feats[t]);
-    printf("\n");
+    printf(null ? " %-12s\n" : "\n", "train_mean");
     for (int i = 0; fs && fs->k == JSON_ARR && i < fs->n; i++) {
         const json_node *r = &fs->kid[i], *k = json_get(r, key);
         char kb[32];
@@ -45,6 +47,7 @@ static void print_few_shot(const json_node *fs, const char *key, const char *eff
         printf("%-8s %-8.2f", kb, json_num(r, eff));
         for (int t = 0; t < NFEAT; t++)
             if (json_get(r, feats[t])) printf(" %-12.4f", json_num(r, feats[t]));
+        if (null) printf(" %-12.4f", json_num(r, "train_mean"));
         printf("\n");
     }
 }
@@ -126,6 +129,10 @@ static void print_rview(const char *name, const json_node *b) {
         if (isnan(json_num(c, "pearson_r"))) printf("  %-9s\n", "n/a");
         else printf("  %9.4f\n", json_num(c, "pearson_r"));
     }
+    if (!json_get(b, "train_mean_r2")) return; /* a report from before the null model */
+    printf("%-12s %-12s", "", "train_mean");
+    print_pm(json_num(b, "train_mean_r2"), json_num(b, "train_mean_r2_sd"));
+    printf("\n");
 }
 
 /* one block per target and the mean over targets: R2 (mean +- sd over repeats x folds),

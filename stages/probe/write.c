@@ -48,14 +48,14 @@ void probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, doub
     metrics_mean_sd(vals, n, mean, sd);
     free(vals);
 }
-void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, double *mean,
+void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
                        double *sd) {
     int n = p->R * p->F;
     double *vals = malloc((size_t)n * sizeof *vals);
     *mean = *sd = (double)NAN;
     if (!vals) return;
     for (int r = 0; r < p->R; r++)
-        for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_rcell_at(p, tg, v, t, ni, r, f)[0];
+        for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_rcell_at(p, tg, v, t, ni, r, f)[q];
     metrics_mean_sd(vals, n, mean, sd);
     free(vals);
 }
@@ -180,7 +180,7 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
     const probe_results *p = c->p;
     double mean, sd, fo[1024], r2o[1024], pr[1024], al[4096];
     int R = p->R < 1024 ? p->R : 1024, F = p->F < 1024 ? p->F : 1024, na = 0;
-    probe_reg_mean_sd(p, tg, v, t, p->main_n, &mean, &sd);
+    probe_reg_mean_sd(p, tg, v, t, p->main_n, 0, &mean, &sd);
     fputs("{\"r2\": ", f);
     json_write_num(f, mean);
     kv(f, "r2_sd", sd);
@@ -215,6 +215,20 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
     fputs("}", f);
 }
 
+/* The null model's R2 (every test subject predicted by the training subjects' mean; the
+ * same for every feature set, so read from the first) at few-shot level ni of target tg
+ * (-1: the mean over targets) in view v: out = {mean, sd} over repeats x folds. */
+static void train_mean_r2(const probe_results *p, int tg, int v, int ni, double out[2]) {
+    double m1, s1;
+    int nt = 0;
+    out[0] = out[1] = 0;
+    for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++, nt++) {
+        probe_reg_mean_sd(p, q, v, 0, ni, 3, &m1, &s1);
+        out[0] += m1, out[1] += s1;
+    }
+    out[0] /= nt, out[1] /= nt;
+}
+
 /* few-shot rows of target tg (tg = -1: mean over targets) in view v */
 static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind) {
     const probe_results *p = c->p;
@@ -233,7 +247,7 @@ static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const 
             double mean = 0, sd = 0, m1, s1;
             int nt = 0;
             for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++) {
-                probe_reg_mean_sd(p, q, v, t, ni, &m1, &s1);
+                probe_reg_mean_sd(p, q, v, t, ni, 0, &m1, &s1);
                 mean += m1, sd += s1, nt++;
             }
             char key[64];
@@ -241,6 +255,10 @@ static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const 
             snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
             kv(f, key, sd / nt);
         }
+        double tm[2];
+        train_mean_r2(p, tg, v, ni, tm);
+        kv(f, "train_mean", tm[0]);
+        kv(f, "train_mean_sd", tm[1]);
         fputs("}", f);
     }
     fprintf(f, "\n%s]", ind);
@@ -255,6 +273,10 @@ static void write_rview(FILE *f, const probe_report_ctx *c, int tg, int v, const
     for (int64_t s = 0; s < d->ns; s++)
         n += c->views[v].present[s] && d->rfold[(int64_t)tg * c->p->R * d->ns + s] >= 0;
     fprintf(f, "{\n%s  \"n_subjects\": %lld", ind, (long long)n);
+    double tm[2];
+    train_mean_r2(c->p, tg, v, c->p->main_n, tm);
+    kv(f, "train_mean_r2", tm[0]);
+    kv(f, "train_mean_r2_sd", tm[1]);
     for (int t = 0; t < PROBE_NFEAT; t++) {
         fprintf(f, ",\n%s  \"%s\": ", ind, probe_feat_name[t]);
         write_rblock(f, c, tg, v, t, msum + ((int64_t)v * PROBE_NFEAT + t) * 4);
@@ -267,9 +289,13 @@ static void write_rview(FILE *f, const probe_report_ctx *c, int tg, int v, const
 static void write_rmean(FILE *f, const probe_report_ctx *c, int v, const double *msum,
                         const char *ind) {
     static const char *const k4[4] = {"r2", "r2_sd", "r2_oof", "pearson_r"};
-    fputs("{", f);
+    double tm[2];
+    train_mean_r2(c->p, -1, v, c->p->main_n, tm);
+    fprintf(f, "{\n%s  \"train_mean_r2\": ", ind);
+    json_write_num(f, tm[0]);
+    kv(f, "train_mean_r2_sd", tm[1]);
     for (int t = 0; t < PROBE_NFEAT; t++) {
-        fprintf(f, "%s\n%s  \"%s\": {", t ? "," : "", ind, probe_feat_name[t]);
+        fprintf(f, ",\n%s  \"%s\": {", ind, probe_feat_name[t]);
         for (int q = 0; q < 4; q++) {
             fprintf(f, "%s\"%s\": ", q ? ", " : "", k4[q]);
             json_write_num(f, msum[((int64_t)v * PROBE_NFEAT + t) * 4 + q] / c->p->NT);
@@ -573,7 +599,7 @@ static int write_cells_csv(const probe_report_ctx *c, const char *dir, bgfm_err 
                             fprintf(f, "label,%s,%s,%s,%d,%d,%s,%.17g\n", c->views[v].name,
                                     probe_feat_name[t], sz, r, fo, probe_met_name[q], m[q]);
                     }
-    static const char *const rmet[PROBE_NREG] = {"r2", "alpha", "n_train"};
+    static const char *const rmet[PROBE_NREG] = {"r2", "alpha", "n_train", "r2_train_mean"};
     for (int tg = 0; tg < p->NT; tg++)
         for (int v = 0; v < p->nv; v++)
             for (int t = 0; t < PROBE_NFEAT; t++)

@@ -122,9 +122,14 @@ for tg, tb in ((k, v) for k, v in d.get("regression", {}).items() if k in d["tar
             v = vals(tg, "pooled", t, "all" if e["n"] == "all" else str(e["n"]), "r2")
             assert len(v) == 9 and abs(np.mean(v) - e[t]) < 1e-12, (tg, t, e["n"], v, e[t])
             n += 1
+        size = "all" if e["n"] == "all" else str(e["n"])
+        null = [vals(tg, "pooled", t, size, "r2_train_mean") for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]]
+        assert all(np.array_equal(null[0], x) for x in null), "the null model's cells differ between feature sets"
+        assert len(null[0]) == 9 and abs(np.mean(null[0]) - e["train_mean"]) < 1e-12, (tg, e["n"], null[0], e["train_mean"])
+        n += 1
 print(f"# {n} cells and means checked")
 PYEOF
-check "regression: folds grouped by subject; per-fold R2, pooled R2 and Pearson r recomputed from regression_predictions.csv" $PY - "$R" "$T/d/bids/participants.tsv" <<'PYEOF'
+check "regression: folds grouped by subject; per-fold R2, pooled R2, Pearson r and the null model's R2 (the training subjects' mean) recomputed from regression_predictions.csv" $PY - "$R" "$T/d/bids/participants.tsv" <<'PYEOF'
 import csv, json, sys, collections, numpy as np
 from scipy.stats import pearsonr
 R = sys.argv[1]
@@ -153,6 +158,14 @@ for view, block in [("pooled", d["regression"]["age"]["pooled"]), ("tiny", d["re
         assert abs(np.mean(allf) - block[t]["r2"]) < 1e-10 and abs(np.std(allf, ddof=1) - block[t]["r2_sd"]) < 1e-10
         assert np.allclose(oof, block[t]["r2_oof_repeats"], rtol=1e-10) and abs(np.mean(oof) - block[t]["r2_oof"]) < 1e-10
         assert np.allclose(prs, block[t]["pearson_r_repeats"], rtol=1e-9) and abs(np.mean(prs) - block[t]["pearson_r"]) < 1e-9
+    # the null model: each test fold predicted by the mean age of the other folds' subjects
+    null = []
+    for rep in range(3):
+        rr = [r for r in rows if r["view"] == view and r["features"] == "pretrained" and int(r["repeat"]) == rep]
+        y = np.array([float(r["y"]) for r in rr]); f = np.array([int(r["fold"]) for r in rr])
+        null += [1 - np.sum((y[f == k] - y[f != k].mean()) ** 2) / np.sum((y[f == k] - y[f == k].mean()) ** 2) for k in range(3)]
+    assert abs(np.mean(null) - block["train_mean_r2"]) < 1e-10 and abs(np.std(null, ddof=1) - block["train_mean_r2_sd"]) < 1e-10, (view, null, block["train_mean_r2"])
+    assert max(null) <= 1e-12, "a constant prediction has R2 <= 0 about the test fold's mean"
 PYEOF
 check "fc_pca = numpy PCA of the pretraining graphs' FC (scores up to sign); effective dimension and subject, label and site shares = numpy" $PY - "$T/wa/pre/final.h5" "$T/wa/conn" "$R" <<'PYEOF'
 import h5py, json, os, sys, numpy as np
@@ -278,6 +291,9 @@ for row, ref in zip(fs[:3], d["few_shot"]):
 for row, ref in zip(fs[3:], d["regression"]["age"]["few_shot"]):
     assert row[0] == str(ref["n"])
     assert all(abs(float(row[2 + i]) - ref[t]) <= 6e-5 for i, t in enumerate(F))
+    assert len(row) == 7 and abs(float(row[6]) - ref["train_mean"]) <= 6e-5, (row, ref)
+for row, ref in zip(fs[:3], d["few_shot"]):
+    assert len(row) == 6, row  # classification rows have no null model column
 ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca)\s+[\d.]+\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
 assert len(ed) == 4, ed
 for row in ed:

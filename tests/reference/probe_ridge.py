@@ -9,7 +9,8 @@ strength, the regression scores, fc_pca's PCA and the collapse diagnostics
   closed form (Z'Z + aI)^-1 Z'y at that alpha (narrow and wide data).
 - cross-validation (`--cv`): folds hold each subject once; per fold the numpy ridge on the
   training subjects (alpha by brute-force LOO) predicts the test subjects; R2 per fold =
-  1 - SSE/SST with the test fold's mean; pooled out-of-fold R2; scipy.stats.pearsonr;
+  1 - SSE/SST with the test fold's mean, and that of the null model (the training
+  subjects' mean for every test subject); pooled out-of-fold R2; scipy.stats.pearsonr;
   few-shot subsets inside the training fold.
 - PCA: numpy.linalg.svd of the centred float32-valued data: axes up to sign, variances,
   scores of other rows (1e-6 relative).
@@ -130,16 +131,18 @@ def cv_case(name, S, D, F, seed, nfew, signal):
     tap(np.all(fold[~has] == -1) and np.all((fold[has] >= 0) & (fold[has] < F)) and
         max(np.bincount(fold[has])) - min(np.bincount(fold[has])) <= 1,
         name + ": every subject with the target in exactly one test fold, sizes within 1")
-    ok_p, ok_r2, ok_a = True, True, True
+    ok_p, ok_r2, ok_a, ok_m = True, True, True, True
     for k in range(F):
         tr, te = has & (fold != k), fold == k
         ia, loo, predict, _ = ref_ridge(X[tr], y[tr])
         ok_a &= abs(cells[k, 1] - grid(D)[ia]) <= 1e-12 * grid(D)[ia] and cells[k, 2] == tr.sum()
         ok_p &= np.allclose(pred[te], predict(X[te]), rtol=1e-9, atol=1e-9)
         ok_r2 &= abs(cells[k, 0] - r2(y[te], pred[te])) < 1e-10
+        ok_m &= abs(cells[k, 3] - r2(y[te], np.full(te.sum(), y[tr].mean()))) < 1e-10
     tap(ok_a, name + ": per fold, alpha = numpy's LOO choice on the training subjects only")
     tap(ok_p, name + ": out-of-fold predictions = numpy ridge")
     tap(ok_r2, name + ": per-fold R2 = 1 - SSE/SST (test fold's mean)")
+    tap(ok_m, name + ": per-fold R2 of the null model = that of the training subjects' mean")
     pooled = r2(y[has], pred[has])
     r = pearsonr(y[has], pred[has])[0]
     print("# %s: pooled out-of-fold R2 %.4f, Pearson r %.4f, fold R2 %s" % (name, pooled, r, np.round(cells[:, 0], 3)))
@@ -147,13 +150,15 @@ def cv_case(name, S, D, F, seed, nfew, signal):
         tap(pooled > 0.2 and r > 0.5, name + ": the signal is found (pooled R2 %.3f, r %.3f)" % (pooled, r))
     ok_f = True
     for k in range(F):
-        idx = np.array([int(s) for s in few[k][3:]])
+        idx = np.array([int(s) for s in few[k][4:]])
         tr = np.zeros(S, bool); tr[idx] = True
         ok_f &= len(idx) == min(nfew, (has & (fold != k)).sum()) and not np.any(fold[idx] == k) and np.all(has[idx])
         ia, loo, predict, _ = ref_ridge(X[tr], y[tr])
         te = fold == k
         ok_f &= abs(float(few[k][0]) - r2(y[te], predict(X[te]))) < 1e-9 and abs(float(few[k][1]) - grid(D)[ia]) <= 1e-12 * grid(D)[ia]
-    tap(ok_f, name + ": few-shot (%d subjects): inside the training fold, R2 and alpha = numpy" % nfew)
+        ok_f &= abs(float(few[k][3]) - r2(y[te], np.full(te.sum(), y[tr].mean()))) < 1e-10
+    tap(ok_f, name + ": few-shot (%d subjects): inside the training fold, R2, alpha and the null "
+        "model's R2 = numpy" % nfew)
     return pred, y, fold
 
 

@@ -148,7 +148,7 @@ static void test_scores(void **st) {
 static void test_regress_cell(void **st) {
     (void)st;
     enum { S = 12 };
-    double X[S], y[S], pred[S], out[3], al[RIDGE_GRID];
+    double X[S], y[S], pred[S], out[REGRESS_NOUT], al[RIDGE_GRID];
     int fold[S];
     uint8_t use[S];
     for (int s = 0; s < S; s++) X[s] = s * 0.5 - 2, y[s] = 2 * X[s] + 1, fold[s] = s % 3, pred[s] = -99;
@@ -164,6 +164,14 @@ static void test_regress_cell(void **st) {
         if (fold[s] == 1) assert_true(fabs(pred[s] - y[s]) < 1e-2);
         else assert_true(pred[s] == -99);
     }
+    /* the null model by hand: the 7 training subjects' mean for each of the 4 test ones */
+    double ym = 0, mt = 0, sse = 0, sst = 0;
+    for (int s = 0; s < S; s++) ym += fold[s] >= 0 && fold[s] != 1 ? y[s] / 7 : 0;
+    for (int s = 0; s < S; s++) mt += fold[s] == 1 ? y[s] / 4 : 0;
+    for (int s = 0; s < S; s++)
+        if (fold[s] == 1) sse += (y[s] - ym) * (y[s] - ym), sst += (y[s] - mt) * (y[s] - mt);
+    assert_true(fabs(out[3] - (1 - sse / sst)) < 1e-12);
+    assert_true(out[3] < 0); /* the training mean is not the test fold's */
 }
 
 static void test_pca(void **st) {
@@ -326,14 +334,15 @@ static int drive_pr(FILE *f, FILE *g) {
 }
 
 /* IN: S D F seed nfew; S rows "y x.." (y nan: no target). Cross-validated ridge as the probe
- * runs it (repeat 0). OUT: per subject "fold pred"; per fold "r2 alpha ntr" (n = all); then
- * per fold the few-shot (nfew) "r2 alpha ntr" and the training subjects' indices. */
+ * runs it (repeat 0). OUT: per subject "fold pred"; per fold "r2 alpha ntr r2_mean" (n = all);
+ * then per fold the few-shot (nfew) "r2 alpha ntr r2_mean" and the training subjects'
+ * indices (r2_mean: the training subjects' mean as the prediction). */
 static int drive_cv(FILE *f, FILE *g) {
     long long S, D, seed, nfew;
     int F;
     if (fscanf(f, "%lld %lld %d %lld %lld", &S, &D, &F, &seed, &nfew) != 5) return 2;
     double *y = malloc((size_t)S * sizeof *y), *X = y ? read_rows(f, S, D, y) : NULL;
-    double *pred = calloc((size_t)S, sizeof *pred), al[RIDGE_GRID], out[3 * 1000];
+    double *pred = calloc((size_t)S, sizeof *pred), al[RIDGE_GRID], out[REGRESS_NOUT * 1000];
     int *fold = malloc((size_t)S * sizeof *fold);
     uint8_t *has = malloc((size_t)S), *use = malloc((size_t)S);
     if (!X || !pred || !fold || !has || !use || F > 1000) return 2;
@@ -343,18 +352,21 @@ static int drive_cv(FILE *f, FILE *g) {
     if (regress_folds(S, has, F, (uint64_t)seed, 0, "y", fold, &e)) return 1;
     for (int k = 0; k < F; k++) {
         regress_few_shot(S, fold, k, 0, (uint64_t)seed, 0, use);
-        if (regress_cell(X, S, D, y, fold, k, use, NULL, al, RIDGE_GRID, pred, out + 3 * k, &e)) {
+        if (regress_cell(X, S, D, y, fold, k, use, NULL, al, RIDGE_GRID, pred, out + REGRESS_NOUT * k, &e)) {
             fprintf(stderr, "%s\n", e.msg);
             return 1;
         }
     }
     for (long long s = 0; s < S; s++) fprintf(g, "%d %.17g\n", fold[s], pred[s]);
-    for (int k = 0; k < F; k++) fprintf(g, "%.17g %.17g %.17g\n", out[3 * k], out[3 * k + 1], out[3 * k + 2]);
     for (int k = 0; k < F; k++) {
-        double o[3];
+        const double *o = out + REGRESS_NOUT * k;
+        fprintf(g, "%.17g %.17g %.17g %.17g\n", o[0], o[1], o[2], o[3]);
+    }
+    for (int k = 0; k < F; k++) {
+        double o[REGRESS_NOUT];
         regress_few_shot(S, fold, k, nfew, (uint64_t)seed, 0, use);
         if (regress_cell(X, S, D, y, fold, k, use, NULL, al, RIDGE_GRID, NULL, o, &e)) return 1;
-        fprintf(g, "%.17g %.17g %.17g", o[0], o[1], o[2]);
+        fprintf(g, "%.17g %.17g %.17g %.17g", o[0], o[1], o[2], o[3]);
         for (long long s = 0; s < S; s++)
             if (use[s]) fprintf(g, " %lld", s);
         fputs("\n", g);
