@@ -187,6 +187,17 @@ static void reg_rows(html_page *p, const char *view, const json_node *b) {
         hp_num(p, json_num(c, "pearson_r"), 3);
         hp_raw(p, "</tr>\n");
     }
+    if (!json_get(b, "train_mean_r2")) return; /* a report from before the null model */
+    hp_raw(p, "<tr data-view=\"");
+    hp_text(p, view);
+    hp_raw(p, "\" data-feat=\"train_mean\">");
+    hp_cell(p, "");
+    hp_cell(p, "null model (training mean)");
+    hp_num(p, json_num(b, "train_mean_r2"), 3);
+    hp_num(p, json_num(b, "train_mean_r2_sd"), 3);
+    hp_num(p, (double)NAN, 3);
+    hp_num(p, (double)NAN, 3);
+    hp_raw(p, "</tr>\n");
 }
 
 static void regression(html_page *p, const wd_stage *s, const json_node *r) {
@@ -203,7 +214,9 @@ static void regression(html_page *p, const wd_stage *s, const json_node *r) {
         reg_rows(p, "pooled", json_get(b, "pooled"));
         const json_node *at = json_get(b, "atlases");
         for (int a = 0; at && at->k == JSON_OBJ && a < at->n; a++) reg_rows(p, at->keys[a], &at->kid[a]);
-        hp_raw(p, "</table>\n");
+        hp_raw(p, "</table>\n<p class=\"note\">The null model predicts every test subject by "
+                  "the training subjects' mean: a feature set below it predicts worse than "
+                  "ignoring the features (docs/probe.md).</p>\n");
         char what[300], nm[200];
         gp_name(nm, sizeof nm, rg->keys[i]);
         snprintf(what, sizeof what, "R2 of %s (pooled view)", nm);

@@ -201,10 +201,14 @@ assert ("): " + want + ".") in txt, (txt, want)
 assert ("p = %.3g" % ls["p"]) in txt if ls["p"] is not None else "n/a" in txt, txt
 for t in d["targets"]:
     rows = p.tables["reg-probe-" + t][1:]
-    assert len(rows) == 4 * (1 + len(d["regression"][t]["atlases"]))
+    assert len(rows) == 5 * (1 + len(d["regression"][t]["atlases"]))  # 4 feature sets, the null model
     for r in rows:
         v, f = r["attrs"]["data-view"], r["attrs"]["data-feat"]
-        b = (d["regression"][t]["pooled"] if v == "pooled" else d["regression"][t]["atlases"][v])[f]
+        vb = d["regression"][t]["pooled"] if v == "pooled" else d["regression"][t]["atlases"][v]
+        if f == "train_mean":
+            assert same(page.num(r["cells"][2]), vb["train_mean_r2"]) and same(page.num(r["cells"][3]), vb["train_mean_r2_sd"]), (t, v)
+            continue
+        b = vb[f]
         for c, k in zip(r["cells"][2:], ["r2", "r2_sd", "r2_oof", "pearson_r"]):
             assert same(page.num(c), b[k]), (t, v, f, k)
 PYEOF
