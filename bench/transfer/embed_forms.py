@@ -3,9 +3,9 @@
 gap? (docs/results.md sections 12j, 12k). Reads strict runs' saved embeddings
 (report/embeddings.h5): H encoder columns, then the head's rows (`encoder+pop`: the
 readout's H = hidden numbers and the head's 8; `pcs+pop`: H = 8 readout axes and the
-head's 12), and evaluates forms built from them and from the FC, as the probe does (5 subject folds,
-stratified for diagnosis; k labelled subjects per class or n subjects from the training
-folds; logistic regression C = 1 on standardised subject means, AUC on the test fold;
+head's 12), and evaluates forms built from them and from the FC, as the probe does (5
+subject folds, stratified for diagnosis; k labelled subjects per class or n subjects from
+the training folds; logistic regression C = 1 on standardised subject means, AUC on the test fold;
 ridge per target with the strength chosen by leave-one-out over D 10^(-3..5), R2 about
 the test fold's mean; 10 fold draws per run), averaged over the runs (seeds).
 
@@ -14,8 +14,8 @@ the test fold's mean; 10 fold draws per run), averaged over the runs (seeds).
 Forms (per atlas, side by side; the head refitted by head_rank.py's numpy fit where it
 has r rows, the readout's axes a PCA of the saved readouts of the labelled graphs, so a
 screen, not the model):
-  FC    the FC triangle             EH    the saved embedding (encoder+pop)
-  H     the saved head (every row)          Hr<r> the head alone at rank r
+  FC    the FC triangle             EH    the saved embedding
+  H     the saved head (every row)  Hr<r> the head alone at rank r
   E+Hr<r>  the readout and a head of r rows
   EHFP<k>  the saved embedding and the FC's k leading principal axes
   HEP<k>   the saved head and the readout's k leading principal axes (HEP<k>F: and the
@@ -134,17 +134,17 @@ def main():
     FC = np.concatenate([np.array([means[a][p] for p in lab_ids]) for a in atlases], 1)
     print(f"{len(lab_ids)} labelled subjects, atlases {', '.join(atlases)}, {len(o.runs)} runs\n")
     print("| form | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
-    # name prefix -> builder(cols, pcs, E, n) with n the number after the prefix (the
-    # longest prefix that matches wins: "E+Hr8" is not "EH")
+    # name prefix -> builder(cols, pcs, n) with n the number after the prefix (the longest
+    # prefix that matches wins: "E+Hr8" is not "EH")
     builders = {
-        "FC": lambda cols, pcs, E, n: FC,
-        "EH": lambda cols, pcs, E, n: E(),
-        "H": lambda cols, pcs, E, n: cols(slice(o.H, None)),
-        "Hr": lambda cols, pcs, E, n: Hr(n),
-        "E+Hr": lambda cols, pcs, E, n: np.concatenate([cols(slice(0, o.H)), Hr(n)], 1),
-        "EHFP": lambda cols, pcs, E, n: np.concatenate([E(), FP(n)], 1),
-        "HEP": lambda cols, pcs, E, n: np.concatenate([cols(slice(o.H, None)), pcs(n)], 1),
-        "HFP": lambda cols, pcs, E, n: np.concatenate([cols(slice(o.H, None)), FP(n)], 1),
+        "FC": lambda cols, pcs, n: FC,
+        "EH": lambda cols, pcs, n: cols(slice(0, None)),
+        "H": lambda cols, pcs, n: cols(slice(o.H, None)),
+        "Hr": lambda cols, pcs, n: Hr(n),
+        "E+Hr": lambda cols, pcs, n: np.concatenate([cols(slice(0, o.H)), Hr(n)], 1),
+        "EHFP": lambda cols, pcs, n: np.concatenate([cols(slice(0, None)), FP(n)], 1),
+        "HEP": lambda cols, pcs, n: np.concatenate([cols(slice(o.H, None)), pcs(n)], 1),
+        "HFP": lambda cols, pcs, n: np.concatenate([cols(slice(o.H, None)), FP(n)], 1),
     }
     for v in o.forms.split(","):
         base, fc4 = (v[:-1], True) if v.startswith("HEP") and v.endswith("F") else (v, False)
@@ -156,7 +156,7 @@ def main():
         res = []
         for i, run in enumerate(o.runs):
             cols, pcs = saved(run)
-            F = builders[pre](cols, pcs, lambda: cols(slice(0, None)), n)
+            F = builders[pre](cols, pcs, n)
             if fc4:
                 F = np.concatenate([F, FP(4)], 1)
             res.append(evaluate(F, lab, Y, seed=i + 1))

@@ -25,7 +25,9 @@ int regress_folds(int64_t n_subj, const uint8_t *has, int folds, uint64_t seed, 
 void regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_t seed,
                       int repeat, uint8_t *use);
 
-#define REGRESS_NOUT 4 /* the numbers regress_cell writes into out */
+#define REGRESS_NOUT 4    /* the numbers regress_cell writes into out */
+#define REGRESS_R2 0      /* out[]: the features' R2 */
+#define REGRESS_NULL_R2 3 /* out[]: the null model's R2 */
 
 /* One cell: ridge (alpha chosen by leave-one-out over `alphas` on the training subjects)
  * fitted on the subjects with use[s] (and present[s], when present != NULL), predicting

@@ -118,13 +118,13 @@ int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, co
     if ((rc = ridge_predict(&rm, Xte, nte, pte, e))) goto done;
     if (pred)
         for (int64_t j = 0; j < nte; j++) pred[ste[j]] = pte[j];
-    out[0] = regress_r2(yte, pte, nte);
+    out[REGRESS_R2] = regress_r2(yte, pte, nte);
     out[1] = rm.alpha;
     out[2] = (double)ntr;
     double ym = 0;
     for (int64_t j = 0; j < ntr; j++) ym += ytr[j];
     for (int64_t j = 0; j < nte; j++) pte[j] = ym / (double)ntr;
-    out[3] = regress_r2(yte, pte, nte);
+    out[REGRESS_NULL_R2] = regress_r2(yte, pte, nte);
 done:
     ridge_free(&rm);
     free(Xtr);

@@ -677,7 +677,7 @@ static int metrics_line(const bgfm_stage_run *r, const probe_results *p, double 
     for (int t = 0; t < PROBE_NFEAT && p->NT; t++) {
         double mean, sd, s = 0;
         for (int tg = 0; tg < p->NT; tg++) {
-            probe_reg_mean_sd(p, tg, p->nv - 1, t, p->main_n, 0, &mean, &sd);
+            probe_reg_mean_sd(p, tg, p->nv - 1, t, p->main_n, REGRESS_R2, &mean, &sd);
             s += mean;
         }
         snprintf(key, sizeof key, "probe_r2_%s", probe_feat_name[t]);

@@ -180,7 +180,7 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
     const probe_results *p = c->p;
     double mean, sd, fo[1024], r2o[1024], pr[1024], al[4096];
     int R = p->R < 1024 ? p->R : 1024, F = p->F < 1024 ? p->F : 1024, na = 0;
-    probe_reg_mean_sd(p, tg, v, t, p->main_n, 0, &mean, &sd);
+    probe_reg_mean_sd(p, tg, v, t, p->main_n, REGRESS_R2, &mean, &sd);
     fputs("{\"r2\": ", f);
     json_write_num(f, mean);
     kv(f, "r2_sd", sd);
@@ -215,18 +215,25 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
     fputs("}", f);
 }
 
-/* The null model's R2 (every test subject predicted by the training subjects' mean; the
- * same for every feature set, so read from the first) at few-shot level ni of target tg
- * (-1: the mean over targets) in view v: out = {mean, sd} over repeats x folds. */
-static void train_mean_r2(const probe_results *p, int tg, int v, int ni, double out[2]) {
+/* Number k of regression cells (regress_cell's out[k]) of features t at few-shot level ni
+ * of target tg (-1: the mean over targets) in view v: out = {mean, sd} over repeats x
+ * folds. */
+static void reg_targets_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int k,
+                                double out[2]) {
     double m1, s1;
     int nt = 0;
     out[0] = out[1] = 0;
     for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++, nt++) {
-        probe_reg_mean_sd(p, q, v, 0, ni, 3, &m1, &s1);
+        probe_reg_mean_sd(p, q, v, t, ni, k, &m1, &s1);
         out[0] += m1, out[1] += s1;
     }
     out[0] /= nt, out[1] /= nt;
+}
+
+/* The null model's R2 (every test subject predicted by the training subjects' mean): the
+ * same for every feature set, so read from the first. */
+static void train_mean_r2(const probe_results *p, int tg, int v, int ni, double out[2]) {
+    reg_targets_mean_sd(p, tg, v, 0, ni, REGRESS_NULL_R2, out);
 }
 
 /* few-shot rows of target tg (tg = -1: mean over targets) in view v */
@@ -244,16 +251,12 @@ static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const 
                 for (int k = 0; k < p->F; k++) ne += probe_rcell_at(p, q, v, 0, ni, r, k)[2], cnt++;
         kv(f, "n_effective", cnt ? ne / cnt : (double)NAN);
         for (int t = 0; t < PROBE_NFEAT; t++) {
-            double mean = 0, sd = 0, m1, s1;
-            int nt = 0;
-            for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++) {
-                probe_reg_mean_sd(p, q, v, t, ni, 0, &m1, &s1);
-                mean += m1, sd += s1, nt++;
-            }
+            double ms[2];
+            reg_targets_mean_sd(p, tg, v, t, ni, REGRESS_R2, ms);
             char key[64];
-            kv(f, probe_feat_name[t], mean / nt);
+            kv(f, probe_feat_name[t], ms[0]);
             snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
-            kv(f, key, sd / nt);
+            kv(f, key, ms[1]);
         }
         double tm[2];
         train_mean_r2(p, tg, v, ni, tm);
