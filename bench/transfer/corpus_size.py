@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""corpus_size.py: does the population head find the shared traits with more unlabelled
+people? (docs/results.md section 12m). On a cohort whose unlabelled subjects are a
+prefix-stable draw (bgfm synth draws subject s the same whatever --unlabelled says), the
+head of docs/model.md section 11 is fitted per atlas on the first U unlabelled subjects'
+windows, each site's mean taken out first (`pop_site: centre`), for each U given:
+
+- the held-out rule's count per atlas (head_holdout.py's four fits, threshold 2; the
+  mean of the four, then the model's rounding: at least 2 or no gap) and the rank the
+  model would keep (the atlases' largest count; 8 without a gap);
+- the head alone at that rank and at the generator's number of traits, evaluated as
+  oracle.py does (the labelled subjects, random draws; the atlases side by side);
+- the FC triangle of the same labelled subjects on the same draws (it does not depend
+  on U).
+
+  bench/transfer/corpus_size.py COHORT INDEX U[,U...] [--draws N]
+
+Not a test: figures for results.md. The pipeline's own fit (C) is what the model uses;
+this reimplements it in numpy (random half splits instead of the SplitMix64 order)."""
+import argparse, os, sys
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
+from head_rank import head  # noqa: E402
+from head_holdout import held_out_counts  # noqa: E402
+
+
+def site_centred(rows, site):
+    """rows [(subject, triangle)] less the mean of their site's rows."""
+    out, keys = [], sorted(set(site[q] for q, _ in rows))
+    mean = {k: np.mean([x for q, x in rows if site[q] == k], 0) for k in keys}
+    for q, x in rows:
+        out.append((q, x - mean[site[q]]))
+    return out
+
+
+def rule(rows):
+    """The model's count for one atlas: (rounded count or 0, the mean of the four)."""
+    c = held_out_counts(rows, [2.0])[2.0]
+    m = float(np.mean(c))
+    r = int(np.floor(m + 0.5))
+    return (r if r >= 2 else 0), m
+
+
+def row(name, F, lab, Y, draws):
+    r = evaluate(F, lab, Y, [4, 8], [16, 48], draws, np.random.default_rng(12))
+    return (f"{r['few_shot']['4'][0]:.3f} | {r['few_shot']['8'][0]:.3f} | "
+            f"{r['few_shot_n']['16'][0]:.3f} | {r['few_shot_n']['48'][0]:.3f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cohort")
+    ap.add_argument("index")
+    ap.add_argument("sizes")
+    ap.add_argument("--draws", type=int, default=40)
+    o = ap.parse_args()
+    table = read_table(o.cohort)
+    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
+    K = sum(1 for c in targets if c.startswith("trait_"))
+    lab_ids, unl_ids, diag, tv = participants_from(table, targets)
+    site = {r["participant_id"]: r["site"] for r in table}
+    atlases, graphs = read_graphs(o.index)
+    means = {a: subject_means(graphs[a]) for a in atlases}
+    lab = np.array([diag[p] for p in lab_ids])
+    Y = np.array([tv[p] for p in lab_ids])
+    unl_ids = sorted(unl_ids)
+    fc = np.array([np.concatenate([means[a][p] for a in atlases]) for p in lab_ids])
+    print(f"{len(lab_ids)} labelled, {len(unl_ids)} unlabelled subjects; {K} traits; "
+          f"atlases {', '.join(atlases)}; {o.draws} draws")
+    print("| features | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
+    print(f"| FC triangle | {row('fc', fc, lab, Y, o.draws)} |", flush=True)
+    for U in [int(x) for x in o.sizes.split(",")]:
+        keep = set(unl_ids[:U])
+        rows = {a: site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
+                for a in atlases}
+        counts = {a: rule(rows[a]) for a in atlases}
+        rank = max(c for c, _ in counts.values()) or 8
+        gap = "gap" if any(c for c, _ in counts.values()) else "no gap"
+        said = ", ".join(f"{a} {m:.2f}" for a, (_, m) in counts.items())
+        for r, why in ((rank, f"rule ({said}; {gap})"), (K, "K traits")):
+            F = np.concatenate([head(rows[a], means[a], lab_ids, 150, r, 0.1)[0]
+                                for a in atlases], 1)
+            print(f"| U = {U}: head, rank {r} by {why} | {row('h', F, lab, Y, o.draws)} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
