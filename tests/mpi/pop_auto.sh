@@ -122,3 +122,6 @@ check "3 sites, centred (the default): no gap, rank 8, pcs+pop; the log and nump
   grep -q 'no gap (fewer than 2)' '$T/os_default' && grep -q 'pop_rank auto: rank 8 for every atlas' '$T/os_default' &&
   grep -q 'embedding auto: pcs+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites)' '$T/os_default' &&
   grep -q 'centred on 3 sites, 8 of 8 directions' '$T/rs_default'"
+check "... and the log says how many people the rule measured on, and what more of them do (not after a gap, nor unmeasured)" bash -c "
+  grep -q 'no factor shared by people stood out among the 72 training read; weak ones stand out among more people' '$T/os_default' &&
+  ! grep -q 'no factor shared by people' '$T/os_none' && ! grep -q 'no factor shared by people' '$T/o40'"
