@@ -535,10 +535,9 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
                  gap ? "the largest gap of the atlases: the factors belong to the people"
                      : "no atlas shows a gap: the default");
-    int64_t people = 0;
+    int64_t people = 0; /* the people the rule measured on, where it did */
     for (int a = 0; a < m->cfg.n_atlases; a++)
-        if (pfi.graphs[a] && pfi.fit[a].held_out >= 0 && pfi.fit[a].multi > people)
-            people = pfi.fit[a].multi;
+        if (pfi.graphs[a] && pfi.fit[a].held_out >= 0 && pfi.fit[a].multi > people) people = pfi.fit[a].multi;
     if (!rc && o->pop_auto && m->cfg.pop_rank && !gap && people)
         log_info(ctx, "pretrain: pop_rank auto: no factor shared by people stood out among the "
                  "%lld training read; weak ones stand out among more people (docs/results.md "
