@@ -13,7 +13,9 @@ windows, each site's mean taken out first (`pop_site: centre`), for each U given
 - the FC triangle of the same labelled subjects on the same draws (it does not depend
   on U).
 
-  bench/transfer/corpus_size.py COHORT INDEX U[,U...] [--draws N]
+  bench/transfer/corpus_size.py COHORT INDEX U[,U...] [--draws N] [--ranks R[,R...]]
+
+--ranks adds the head alone at each rank given (section 12n: what the rule's rank costs).
 
 Not a test: figures for results.md. The pipeline's own fit (C) is what the model uses;
 this reimplements it in numpy (random half splits instead of the SplitMix64 order)."""
@@ -54,6 +56,7 @@ def main():
     ap.add_argument("index")
     ap.add_argument("sizes")
     ap.add_argument("--draws", type=int, default=40)
+    ap.add_argument("--ranks", default="")
     o = ap.parse_args()
     table = read_table(o.cohort)
     targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
@@ -78,7 +81,8 @@ def main():
         rank = max(c for c, _ in counts.values()) or 8
         gap = "gap" if any(c for c, _ in counts.values()) else "no gap"
         said = ", ".join(f"{a} {m:.2f}" for a, (_, m) in counts.items())
-        for r, why in ((rank, f"rule ({said}; {gap})"), (K, "K traits")):
+        extra = [(int(x), "request") for x in o.ranks.split(",") if x]
+        for r, why in [(rank, f"rule ({said}; {gap})"), (K, "K traits")] + extra:
             F = np.concatenate([head(rows[a], means[a], lab_ids, 150, r, 0.1)[0]
                                 for a in atlases], 1)
             print(f"| U = {U}: head, rank {r} by {why} | {row('h', F, lab, Y, o.draws)} |",

@@ -17,13 +17,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from head_rank import axes, head, report, scatter, shrunk, start  # noqa: E402
 
 
-def held_out_counts(rows, cs, r0=150, s=0.1):
-    """The four held-out counts (2 splits x both ways) for each threshold C in cs."""
+def held_out_counts(rows, cs, r0=150, s=0.1, splits=2, seed=7):
+    """The held-out counts (`splits` random splits x both ways: the model's four with the
+    default 2) for each threshold C in cs, in split order."""
     P, Q = axes(rows, r0)[:2]
     subs = np.array(sorted(set(P)))
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     found = {c: [] for c in cs}
-    for _ in range(2):
+    for _ in range(splits):
         perm = rng.permutation(len(subs))
         halves = [subs[perm[: len(subs) // 2]], subs[perm[len(subs) // 2:]]]
         for h in (0, 1):

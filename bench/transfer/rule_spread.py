@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""rule_spread.py: how much does the held-out rule's count depend on which halves it
+splits the people into? (docs/results.md section 12n). The model's count for an atlas
+(docs/model.md section 11, `pop_rank: auto`) is the mean of four fits: two fixed splits
+of the unlabelled people into halves, each fitted both ways. Here, on the first U
+unlabelled subjects of a cohort (site-centred, as `pop_site: centre` fits), the same
+counts are made over many random splits (numpy, as corpus_size.py), and printed per
+atlas: the mean over every fit, the four-fit means the model could have drawn (one per
+two consecutive splits), their spread, and the share of them that show a gap (a mean
+that rounds to 2 or more).
+
+  bench/transfer/rule_spread.py COHORT INDEX U[,U...] [--splits N]
+
+Not a test: figures for results.md."""
+import argparse, os, sys
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import read_graphs, read_table, participants_from  # noqa: E402
+from head_holdout import held_out_counts  # noqa: E402
+from corpus_size import site_centred  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cohort")
+    ap.add_argument("index")
+    ap.add_argument("sizes")
+    ap.add_argument("--splits", type=int, default=24)
+    o = ap.parse_args()
+    if o.splits < 2 or o.splits % 2:
+        sys.exit("rule_spread: --splits must be an even number, at least 2")
+    table = read_table(o.cohort)
+    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
+    _, unl_ids, _, _ = participants_from(table, targets)
+    site = {r["participant_id"]: r["site"] for r in table}
+    atlases, graphs = read_graphs(o.index)
+    unl_ids = sorted(unl_ids)
+    print(f"{len(unl_ids)} unlabelled subjects; {o.splits} random splits x both ways; "
+          f"four-fit means: {o.splits // 2}")
+    print("| U | atlas | mean of all fits | four-fit means (min / median / max) | sd | "
+          "share with a gap |\n|---|---|---|---|---|---|")
+    for U in [int(x) for x in o.sizes.split(",")]:
+        keep = set(unl_ids[:U])
+        for a in atlases:
+            rows = site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
+            c = np.array(held_out_counts(rows, [2.0], splits=o.splits, seed=11)[2.0], float)
+            four = c.reshape(-1, 4).mean(1)
+            gap = np.mean(np.floor(four + 0.5) >= 2)
+            print(f"| {U} | {a} | {c.mean():.2f} | {four.min():.2f} / {np.median(four):.2f} / "
+                  f"{four.max():.2f} | {four.std():.2f} | {gap:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
