@@ -50,6 +50,7 @@ typedef struct pop_rows_out {
     double ratio;    /* the leading between / within ratio */
     int64_t multi;   /* scans with two or more rows */
     double held_out; /* auto: the mean held-out count, -1 when not measured */
+    int held_fit[4]; /* auto: the four fits' counts (split 0 both ways, then split 1) */
 } pop_rows_out;
 
 typedef struct pop_fit_info {
@@ -80,6 +81,11 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
 /* pop_rank: auto's rank for every atlas: the largest held-out count of the atlases
  * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
+
+/* The four fits' counts of a measured atlas as text ("2 1 3 2"), followed by a warning
+ * when they differ by 2 or more: the count is on its edge, where the rank it keeps depends
+ * on which halves the people fall in (docs/results.md section 12n). */
+void pop_fits_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among
  * graphs[0..n), written into m's pop/ buffers. Each rank reads a contiguous block of the

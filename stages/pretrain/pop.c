@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,7 +191,7 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
  * bulk to measure against (*held = -1) or the counts' mean rounds below 2 (*held: that
  * mean); -1 with e set. */
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
-                         double *held, bgfm_err *e) {
+                         double *held, int fits[4], bgfm_err *e) {
     *held = -1;
     signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
     if (!side) return -1;
@@ -208,7 +209,7 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         for (int fit = 0; fit < 2 && !rc; fit++) {
             int c = held_out_count(Q, n, r0, D, scan, side, fit, shrink, e);
             if (c < 0) rc = c;
-            else sum += c;
+            else sum += (fits[2 * k + fit] = c);
         }
     }
     free(side);
@@ -301,7 +302,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         memset(Wp, 0, (size_t)npc * (size_t)T * sizeof *Wp);
         memset(bp, 0, (size_t)npc * sizeof *bp);
     }
-    *out_info = (pop_rows_out){0, 0, 0, -1};
+    *out_info = (pop_rows_out){.held_out = -1};
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -344,7 +345,8 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         goto done;
     }
     if (out_info->multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
-    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out, e)) < 0) {
+    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out,
+                                                     out_info->held_fit, e)) < 0) {
         out_info->rank = 0;
         rc = -1;
         goto done;
@@ -534,6 +536,17 @@ void pop_fit_info_free(pop_fit_info *info) {
         free(info->pc_W[a]), free(info->pc_b[a]);
         info->pc_W[a] = info->pc_b[a] = NULL;
     }
+}
+
+void pop_fits_text(const pop_rows_out *f, char *buf, size_t n) {
+    const int *c = f->held_fit;
+    int lo = c[0], hi = c[0];
+    for (int k = 1; k < 4; k++) lo = c[k] < lo ? c[k] : lo, hi = c[k] > hi ? c[k] : hi;
+    snprintf(buf, n, "%d %d %d %d%s", c[0], c[1], c[2], c[3],
+             hi - lo >= 2 ? "; the fits disagree, so the count is on its edge: the rank kept "
+                            "depends on how the people split, and more unlabelled people "
+                            "settle it (docs/results.md 12n)"
+                          : "");
 }
 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {

@@ -508,21 +508,19 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const int r = rc || !o->pop_auto ? m->cfg.pop_rank
                                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
+        char sites[48] = "", fits[256], found[32] = "no gap (fewer than 2)";
         if (!pfi.graphs[a]) continue;
-        if (o->pop_auto && pfi.fit[a].held_out >= 0 && pfi.fit[a].rank > 0)
+        pop_fits_text(&pfi.fit[a], fits, sizeof fits);
+        if (pfi.fit[a].rank > 0) snprintf(found, sizeof found, "a gap after %d", pfi.fit[a].rank);
+        if (o->pop_auto && pfi.fit[a].held_out >= 0)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
-                     "out on held-out halves (mean of 4 fits): a gap after %d", m->cfg.atlas[a],
-                     pfi.fit[a].held_out, pfi.fit[a].rank);
-        else if (o->pop_auto && pfi.fit[a].held_out >= 0)
-            log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
-                     "out on held-out halves (mean of 4 fits): no gap (fewer than 2)",
-                     m->cfg.atlas[a], pfi.fit[a].held_out);
+                     "out on held-out halves (mean of 4 fits: %s): %s", m->cfg.atlas[a],
+                     pfi.fit[a].held_out, fits, found);
         else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "
                      "(need %d scans and %d principal axes)", m->cfg.atlas[a],
                      2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
-        char sites[48] = "";
         if (pfi.sites[a] > 1) snprintf(sites, sizeof sites, ", centred on %d sites", pfi.sites[a]);
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
                  "scans with 2+ windows%s), leading between/within ratio %.3g", m->cfg.atlas[a],

@@ -25,7 +25,7 @@ for np in 1 2; do
   cp "$T/w/probe/report/probe.json" "$T/probe$np.json" 2>/dev/null
 done
 check "the log names the held-out count and the rank chosen" bash -c "
-  grep -qE 'population head of tiny: pop_rank auto: [0-9.]+ directions stand out on held-out halves \(mean of 4 fits\): a gap after 3' '$T/o1' &&
+  grep -qE 'population head of tiny: pop_rank auto: [0-9.]+ directions stand out on held-out halves \(mean of 4 fits: [0-9]+ [0-9]+ [0-9]+ [0-9]+\): a gap after 3' '$T/o1' &&
   grep -q 'pop_rank auto: rank 3 for every atlas (the largest gap of the atlases' '$T/o1'"
 check "rank and head = numpy/scipy's held-out rule (tests/reference/pop_fit.py)" \
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/pre2/final.h5" "$T/w/conn"
@@ -49,9 +49,16 @@ DATA=$T/dw PIPE_NAME=pw PIPE_SEED=3 pipeline_yaml "$T/w.yaml" "$T/ww" "{windows:
 expect_rc "pop_rank auto, weaker factors: run" 0 to "$T/ow" $MPIRUN 1 "$BGFM" run "$T/w.yaml"
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/ww/pre/final.h5" "$T/ww/conn" >"$T/rw" 2>&1
 rc=$?
-check "weaker factors: = numpy/scipy, the same held-out mean in the log, and not a whole number" bash -c "
+check "weaker factors: = numpy/scipy, the same held-out mean and four fits in the log, and not a whole number" bash -c "
   m=\$(sed -n 's/.*held-out mean \([0-9.]*\), count.*/\1/p' '$T/rw'); echo \"# numpy: \$m\"
-  [ $rc -eq 0 ] && [ -n \"\$m\" ] && grep -q \"pop_rank auto: \$m directions stand out\" '$T/ow' && [ \"\${m#*.}\" != 00 ]"
+  f=\$(sed -n 's/.*, fits \([0-9 ]*\)\$/\1/p' '$T/rw'); echo \"# numpy fits: \$f\"
+  [ $rc -eq 0 ] && [ -n \"\$m\" ] && [ -n \"\$f\" ] && [ \"\${m#*.}\" != 00 ] &&
+  grep -q \"pop_rank auto: \$m directions stand out on held-out halves (mean of 4 fits: \$f[);]\" '$T/ow'"
+check "... fits that differ by 2 or more (numpy's) get the log's warning; equal ones (3 3 3 3) do not" bash -c "
+  f=\$(sed -n 's/.*, fits \([0-9 ]*\)\$/\1/p' '$T/rw'); set -- \$f
+  lo=\$(printf '%s\\n' \"\$@\" | sort -n | head -1); hi=\$(printf '%s\\n' \"\$@\" | sort -n | tail -1)
+  [ \$((hi - lo)) -ge 2 ] && grep -q 'the fits disagree, so the count is on its edge' '$T/ow' &&
+  grep -q 'mean of 4 fits: 3 3 3 3)' '$T/o1' && ! grep -q 'the fits disagree' '$T/o1'"
 # 40 people: halves of 20, too few for a bulk of 16 directions
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d40" --subjects 40 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || notok "dataset of 40"

@@ -65,18 +65,18 @@ def covs(Q, scan, subs):
 
 
 def held_out_rank(Q, scan):
-    """(count, mean) by the held-out rule: count 0 when there is no gap, mean -1 when
-    not measurable."""
+    """(count, mean, the four fits' counts) by the held-out rule: count 0 when there is no
+    gap, mean -1 when not measurable."""
     r0 = Q.shape[1]
     subs = sorted(set(int(x) for x in scan))
-    total = 0
+    total, fits = 0, []
     for k in range(2):
         order = sorted(subs, key=lambda p: (mix64(p + (k + 1) * 0x9E3779B97F4A7C15), p))
         h = len(subs) // 2
         halves = [sorted(order[:h]), sorted(order[h:])]
         D = min(64, r0, h - 1)
         if D < 32:
-            return 0, -1.0
+            return 0, -1.0, []
         for fit in (0, 1):
             ia = np.isin(scan, halves[fit])
             SbA, SwA = covs(Q[ia], scan[ia], halves[fit])
@@ -90,8 +90,9 @@ def held_out_rank(Q, scan):
             while c < 16 and rho[c] >= 2 * bulk:
                 c += 1
             total += c
+            fits.append(c)
     r = (total + 2) // 4
-    return (r if r >= 2 else 0), total / 4
+    return (r if r >= 2 else 0), total / 4, fits
 used = f["pretrain_graphs"][()]
 idx = h5py.File(cdir + "/index.h5", "r")
 names = [s(x) for x in idx["atlases"][()]]
@@ -141,7 +142,7 @@ for ai, an in enumerate(names):
     ev, V = sl.eigh(Sb, Sws)
     ev, V = ev[::-1], V[:, ::-1]
     if auto:
-        cnt, held = held_out_rank(Q, scan)
+        cnt, held, fits = held_out_rank(Q, scan)
         counts.append(cnt)
     rd = r - NPC  # the discriminant rows
     if NPC:  # the principal rows: Xc's leading right singular vectors over sd sqrt(lam / n)
@@ -199,7 +200,8 @@ for ai, an in enumerate(names):
     print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions%s, leading ratio %.3f%s" %
           (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
            rr, rd, " and %d principal axes" % NPC if NPC else "", ev[0],
-           "" if not auto else ", pop_rank auto: held-out mean %.2f, count %d" % (held, cnt)))
+           "" if not auto else ", pop_rank auto: held-out mean %.2f, count %d, fits %s" %
+           (held, cnt, " ".join(map(str, fits)))))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
 if auto:

@@ -168,7 +168,7 @@ static void test_no_repeated_scan(void **st) {
     for (int i = 0; i < S; i++) scan[i] = i;
     float W[3 * 12], b[3];
     memset(W, 0x7f, sizeof W);
-    pop_rows_out ro = {0, 1, 5, 0};
+    pop_rows_out ro = {.ratio = 1, .multi = 5};
     bgfm_err e = {0};
     assert_int_equal(pop_fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
     assert_int_equal(ro.multi, 0);
@@ -252,6 +252,9 @@ static void test_auto_rank_planted(void **st) {
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
+        int sum = 0; /* the mean is that of the four fits the log shows */
+        for (int k = 0; k < 4; k++) sum += ro.held_fit[k];
+        assert_true(ro.held_out == sum / 4.0);
         assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
@@ -377,6 +380,23 @@ static void test_rank_shared(void **st) {
     assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
 }
 
+/* The four fits as the log shows them, and the warning when they differ by 2 or more. */
+static void test_fits_text(void **st) {
+    (void)st;
+    char buf[256];
+    pop_rows_out f = {.rank = 2, .held_out = 2.25, .held_fit = {2, 2, 3, 2}};
+    pop_fits_text(&f, buf, sizeof buf);
+    assert_string_equal(buf, "2 2 3 2");
+    f.held_fit[3] = 1; /* 1 to 3: on the edge */
+    pop_fits_text(&f, buf, sizeof buf);
+    const char *warn = "2 2 3 1; the fits disagree";
+    assert_int_equal(strncmp(buf, warn, strlen(warn)), 0);
+    assert_non_null(strstr(buf, "docs/results.md 12n"));
+    char small[6];
+    pop_fits_text(&f, small, sizeof small); /* truncated, still terminated */
+    assert_string_equal(small, "2 2 3");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
@@ -387,6 +407,7 @@ int main(void) {
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
         cmocka_unit_test(test_rank_shared),
+        cmocka_unit_test(test_fits_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
