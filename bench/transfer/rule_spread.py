@@ -9,7 +9,11 @@ atlas: the mean over every fit, the four-fit means the model could have drawn (o
 two consecutive splits), their spread, and the share of them that show a gap (a mean
 that rounds to 2 or more).
 
-  bench/transfer/rule_spread.py COHORT INDEX U[,U...] [--splits N]
+  bench/transfer/rule_spread.py COHORT INDEX U[,U...] [--splits N] [--thresholds C,C...]
+
+--thresholds: instead, the mean count over every fit at each threshold C (the model's is
+2: a direction counts when its held-out ratio is at least C times the bulk's median);
+where a population's factors stand out cleanly the count hardly moves as C falls.
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -20,12 +24,27 @@ from head_holdout import held_out_counts  # noqa: E402
 from corpus_size import site_centred  # noqa: E402
 
 
+def by_thresholds(o, unl_ids, site, atlases, graphs):
+    cs = [float(x) for x in o.thresholds.split(",")]
+    print(f"{o.splits} random splits x both ways; the mean count at each threshold")
+    print("| U | atlas | " + " | ".join(f"C = {c:g}" for c in cs) + " |\n|---|---|" +
+          "---|" * len(cs))
+    for U in [int(x) for x in o.sizes.split(",")]:
+        keep = set(unl_ids[:U])
+        for a in atlases:
+            rows = site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
+            f = held_out_counts(rows, cs, splits=o.splits, seed=11)
+            print(f"| {U} | {a} | " + " | ".join(f"{np.mean(f[c]):.2f}" for c in cs) + " |",
+                  flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cohort")
     ap.add_argument("index")
     ap.add_argument("sizes")
     ap.add_argument("--splits", type=int, default=24)
+    ap.add_argument("--thresholds", default="")
     o = ap.parse_args()
     if o.splits < 2 or o.splits % 2:
         sys.exit("rule_spread: --splits must be an even number, at least 2")
@@ -35,6 +54,9 @@ def main():
     site = {r["participant_id"]: r["site"] for r in table}
     atlases, graphs = read_graphs(o.index)
     unl_ids = sorted(unl_ids)
+    if o.thresholds:
+        by_thresholds(o, unl_ids, site, atlases, graphs)
+        return
     print(f"{len(unl_ids)} unlabelled subjects; {o.splits} random splits x both ways; "
           f"four-fit means: {o.splits // 2}")
     print("| U | atlas | mean of all fits | four-fit means (min / median / max) | sd | "
