@@ -36,6 +36,11 @@ def site_centred(rows, site):
     return out
 
 
+def first_rows(graphs, atlas, keep, site):
+    """The site-centred windows of one atlas of the unlabelled subjects in keep."""
+    return site_centred([(q, x) for (q, w, x) in graphs[atlas] if q in keep], site)
+
+
 def rule(rows):
     """The model's count for one atlas: (rounded count or 0, the mean of the four)."""
     c = held_out_counts(rows, [2.0])[2.0]
@@ -75,8 +80,7 @@ def main():
     print(f"| FC triangle | {row('fc', fc, lab, Y, o.draws)} |", flush=True)
     for U in [int(x) for x in o.sizes.split(",")]:
         keep = set(unl_ids[:U])
-        rows = {a: site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
-                for a in atlases}
+        rows = {a: first_rows(graphs, a, keep, site) for a in atlases}
         counts = {a: rule(rows[a]) for a in atlases}
         rank = max(c for c, _ in counts.values()) or 8
         gap = "gap" if any(c for c, _ in counts.values()) else "no gap"

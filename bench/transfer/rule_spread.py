@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oracle import read_graphs, read_table, participants_from  # noqa: E402
 from head_holdout import held_out_counts  # noqa: E402
-from corpus_size import site_centred  # noqa: E402
+from corpus_size import first_rows  # noqa: E402
 
 
 def by_thresholds(o, unl_ids, site, atlases, graphs):
@@ -32,7 +32,7 @@ def by_thresholds(o, unl_ids, site, atlases, graphs):
     for U in [int(x) for x in o.sizes.split(",")]:
         keep = set(unl_ids[:U])
         for a in atlases:
-            rows = site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
+            rows = first_rows(graphs, a, keep, site)
             f = held_out_counts(rows, cs, splits=o.splits, seed=11)
             print(f"| {U} | {a} | " + " | ".join(f"{np.mean(f[c]):.2f}" for c in cs) + " |",
                   flush=True)
@@ -64,7 +64,7 @@ def main():
     for U in [int(x) for x in o.sizes.split(",")]:
         keep = set(unl_ids[:U])
         for a in atlases:
-            rows = site_centred([(q, x) for (q, w, x) in graphs[a] if q in keep], site)
+            rows = first_rows(graphs, a, keep, site)
             c = np.array(held_out_counts(rows, [2.0], splits=o.splits, seed=11)[2.0], float)
             four = c.reshape(-1, 4).mean(1)
             gap = np.mean(np.floor(four + 0.5) >= 2)
