@@ -24,18 +24,13 @@ from head_holdout import held_out_counts  # noqa: E402
 from corpus_size import first_rows  # noqa: E402
 
 
-def by_thresholds(o, unl_ids, site, atlases, graphs):
-    cs = [float(x) for x in o.thresholds.split(",")]
-    print(f"{o.splits} random splits x both ways; the mean count at each threshold")
-    print("| U | atlas | " + " | ".join(f"C = {c:g}" for c in cs) + " |\n|---|---|" +
-          "---|" * len(cs))
+def counts(o, cs, unl_ids, site, atlases, graphs):
+    """(U, atlas, {C: the counts of every fit}) for each size and atlas, in print order."""
     for U in [int(x) for x in o.sizes.split(",")]:
         keep = set(unl_ids[:U])
         for a in atlases:
-            rows = first_rows(graphs, a, keep, site)
-            f = held_out_counts(rows, cs, splits=o.splits, seed=11)
-            print(f"| {U} | {a} | " + " | ".join(f"{np.mean(f[c]):.2f}" for c in cs) + " |",
-                  flush=True)
+            yield U, a, held_out_counts(first_rows(graphs, a, keep, site), cs,
+                                        splits=o.splits, seed=11)
 
 
 def main():
@@ -53,23 +48,26 @@ def main():
     _, unl_ids, _, _ = participants_from(table, targets)
     site = {r["participant_id"]: r["site"] for r in table}
     atlases, graphs = read_graphs(o.index)
-    unl_ids = sorted(unl_ids)
+    data = (sorted(unl_ids), site, atlases, graphs)
     if o.thresholds:
-        by_thresholds(o, unl_ids, site, atlases, graphs)
+        cs = [float(x) for x in o.thresholds.split(",")]
+        print(f"{o.splits} random splits x both ways; the mean count at each threshold")
+        print("| U | atlas | " + " | ".join(f"C = {c:g}" for c in cs) + " |\n|---|---|" +
+              "---|" * len(cs))
+        for U, a, f in counts(o, cs, *data):
+            print(f"| {U} | {a} | " + " | ".join(f"{np.mean(f[c]):.2f}" for c in cs) + " |",
+                  flush=True)
         return
     print(f"{len(unl_ids)} unlabelled subjects; {o.splits} random splits x both ways; "
           f"four-fit means: {o.splits // 2}")
     print("| U | atlas | mean of all fits | four-fit means (min / median / max) | sd | "
           "share with a gap |\n|---|---|---|---|---|---|")
-    for U in [int(x) for x in o.sizes.split(",")]:
-        keep = set(unl_ids[:U])
-        for a in atlases:
-            rows = first_rows(graphs, a, keep, site)
-            c = np.array(held_out_counts(rows, [2.0], splits=o.splits, seed=11)[2.0], float)
-            four = c.reshape(-1, 4).mean(1)
-            gap = np.mean(np.floor(four + 0.5) >= 2)
-            print(f"| {U} | {a} | {c.mean():.2f} | {four.min():.2f} / {np.median(four):.2f} / "
-                  f"{four.max():.2f} | {four.std():.2f} | {gap:.2f} |", flush=True)
+    for U, a, f in counts(o, [2.0], *data):
+        c = np.array(f[2.0], float)
+        four = c.reshape(-1, 4).mean(1)
+        gap = np.mean(np.floor(four + 0.5) >= 2)
+        print(f"| {U} | {a} | {c.mean():.2f} | {four.min():.2f} / {np.median(four):.2f} / "
+              f"{four.max():.2f} | {four.std():.2f} | {gap:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
