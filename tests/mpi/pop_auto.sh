@@ -49,13 +49,13 @@ DATA=$T/dw PIPE_NAME=pw PIPE_SEED=3 pipeline_yaml "$T/w.yaml" "$T/ww" "{windows:
 expect_rc "pop_rank auto, weaker factors: run" 0 to "$T/ow" $MPIRUN 1 "$BGFM" run "$T/w.yaml"
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/ww/pre/final.h5" "$T/ww/conn" >"$T/rw" 2>&1
 rc=$?
+fits=$(sed -n 's/.*, fits \([0-9 ]*\)$/\1/p' "$T/rw") # numpy's four fits
 check "weaker factors: = numpy/scipy, the same held-out mean and four fits in the log, and not a whole number" bash -c "
-  m=\$(sed -n 's/.*held-out mean \([0-9.]*\), count.*/\1/p' '$T/rw'); echo \"# numpy: \$m\"
-  f=\$(sed -n 's/.*, fits \([0-9 ]*\)\$/\1/p' '$T/rw'); echo \"# numpy fits: \$f\"
-  [ $rc -eq 0 ] && [ -n \"\$m\" ] && [ -n \"\$f\" ] && [ \"\${m#*.}\" != 00 ] &&
-  grep -q \"pop_rank auto: \$m directions stand out on held-out halves (mean of 4 fits: \$f[);]\" '$T/ow'"
+  m=\$(sed -n 's/.*held-out mean \([0-9.]*\), count.*/\1/p' '$T/rw'); echo \"# numpy: \$m, fits $fits\"
+  [ $rc -eq 0 ] && [ -n \"\$m\" ] && [ -n '$fits' ] && [ \"\${m#*.}\" != 00 ] &&
+  grep -q \"pop_rank auto: \$m directions stand out on held-out halves (mean of 4 fits: $fits[);]\" '$T/ow'"
 check "... fits that differ by 2 or more (numpy's) get the log's warning; equal ones (3 3 3 3) do not" bash -c "
-  f=\$(sed -n 's/.*, fits \([0-9 ]*\)\$/\1/p' '$T/rw'); set -- \$f
+  set -- $fits
   lo=\$(printf '%s\\n' \"\$@\" | sort -n | head -1); hi=\$(printf '%s\\n' \"\$@\" | sort -n | tail -1)
   [ \$((hi - lo)) -ge 2 ] && grep -q 'the fits disagree, so the count is on its edge' '$T/ow' &&
   grep -q 'mean of 4 fits: 3 3 3 3)' '$T/o1' && ! grep -q 'the fits disagree' '$T/o1'"
