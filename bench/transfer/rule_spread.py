@@ -10,10 +10,17 @@ two consecutive splits), their spread, and the share of them that show a gap (a 
 that rounds to 2 or more).
 
   bench/transfer/rule_spread.py COHORT INDEX U[,U...] [--splits N] [--thresholds C,C...]
+                                [--plateau]
 
 --thresholds: instead, the mean count over every fit at each threshold C (the model's is
 2: a direction counts when its held-out ratio is at least C times the bulk's median);
 where a population's factors stand out cleanly the count hardly moves as C falls.
+
+--plateau: the plateau rule (docs/model.md section 11) on groups of 16 fits (8 splits,
+the model's number) drawn from the splits, disjoint: per group, the mean counts at
+C = 1.2 and 1.4; a gap of round(mean at 1.4) when lowering C to 1.2 adds at most half a
+direction, the mean at 1.2 is at most 12 and the count rounds to 2 or more; printed: the
+mean counts over every fit, and the share of groups giving each answer.
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -33,6 +40,14 @@ def counts(o, cs, unl_ids, site, atlases, graphs):
                                         splits=o.splits, seed=11)
 
 
+def plateau(lo, hi):
+    """The plateau rule on one group of fits' counts at C = 1.2 (lo) and 1.4 (hi): the
+    gap's size, or 0 (no gap)."""
+    m_lo, m_hi = float(np.mean(lo)), float(np.mean(hi))
+    r = int(np.floor(m_hi + 0.5))
+    return r if m_lo - m_hi <= 0.5 and m_lo <= 12 and r >= 2 else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cohort")
@@ -40,15 +55,29 @@ def main():
     ap.add_argument("sizes")
     ap.add_argument("--splits", type=int, default=24)
     ap.add_argument("--thresholds", default="")
+    ap.add_argument("--plateau", action="store_true")
     o = ap.parse_args()
-    if o.splits < 2 or o.splits % 2:
-        sys.exit("rule_spread: --splits must be an even number, at least 2")
+    if o.splits < 2 or o.splits % (8 if o.plateau else 2):
+        sys.exit("rule_spread: --splits must be an even number, at least 2 (with --plateau "
+                 "a multiple of 8)")
     table = read_table(o.cohort)
     targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
     _, unl_ids, _, _ = participants_from(table, targets)
     site = {r["participant_id"]: r["site"] for r in table}
     atlases, graphs = read_graphs(o.index)
     data = (sorted(unl_ids), site, atlases, graphs)
+    if o.plateau:
+        print(f"{o.splits} random splits x both ways; groups of 16 fits: {o.splits // 8}")
+        print("| U | atlas | C = 1.2 | C = 1.4 | C = 2 | the rule's answers (share of groups) |"
+              "\n|---|---|---|---|---|---|")
+        for U, a, f in counts(o, [1.2, 1.4, 2.0], *data):
+            lo, hi = (np.array(f[c], float).reshape(-1, 16) for c in (1.2, 1.4))
+            got = [plateau(x, y) for x, y in zip(lo, hi)]
+            share = ", ".join(f"{'no gap' if r == 0 else r}: {got.count(r) / len(got):.2f}"
+                              for r in sorted(set(got)))
+            print(f"| {U} | {a} | {lo.mean():.2f} | {hi.mean():.2f} | {np.mean(f[2.0]):.2f} | "
+                  f"{share} |", flush=True)
+        return
     if o.thresholds:
         cs = [float(x) for x in o.thresholds.split(",")]
         print(f"{o.splits} random splits x both ways; the mean count at each threshold")

@@ -23,20 +23,27 @@
 #define POP_PCA 150 /* principal components the discriminant is solved in (at most) */
 
 /* pop_rank: auto (docs/model.md section 11, "The head's rank"): per atlas, the scans are
- * split in two halves twice (a fixed hash of the scan number, so the same for any seed and
- * rank count); the discriminant fitted on one half scores its POP_HO_DIRS leading
- * directions on the other by the between / within ratio; the directions kept are the
- * leading ones whose held-out ratio is at least POP_HO_GAP times the median of directions
- * POP_HO_LEAD+1 .. POP_HO_DIRS (the bulk), at most POP_HO_LEAD. An atlas's count is the
- * mean of the four rounded (halves up) when at least 2, else none (no gap); none also
- * when the halves are too small to have a bulk (fewer than 2 POP_HO_LEAD + 1 scans each).
+ * split in two halves POP_HO_FITS / 2 times (a fixed hash of the scan number, so the same
+ * for any seed and rank count); the discriminant fitted on one half scores its
+ * POP_HO_DIRS leading directions on the other by the between / within ratio. A fit's count
+ * at a threshold C: the leading directions whose held-out ratio is at least C times the
+ * median of directions POP_HO_LEAD+1 .. POP_HO_DIRS (the bulk), at most POP_HO_LEAD.
+ * The plateau rule: with m(C) the mean count of the POP_HO_FITS fits, the atlas shows a
+ * gap of round(m(POP_HO_HI)) (halves up) when lowering C to POP_HO_LO adds at most half a
+ * direction (m(LO) - m(HI) <= 1/2: the count holds still, the directions stand out of the
+ * bulk by a margin), m(LO) <= POP_HO_CAP (a coarse atlas's count that runs to the cap is no
+ * gap) and the count is at least 2; otherwise none (no gap); none also when the halves are
+ * too small to have a bulk (fewer than 2 POP_HO_LEAD + 1 scans each).
  * The factors belong to the people, not to the atlas: every atlas's head keeps the
  * largest count of the atlases (pop_rank_shared), POP_RANK_FALLBACK when none has one. */
 #define POP_RANK_AUTO_MAX 16 /* rows of pop/<atlas>/W while pop_rank: auto trains */
 #define POP_RANK_FALLBACK 8
 #define POP_HO_DIRS 64
 #define POP_HO_LEAD 16
-#define POP_HO_GAP 2.0
+#define POP_HO_FITS 16 /* 8 splits, each fitted both ways */
+#define POP_HO_LO 1.2
+#define POP_HO_HI 1.4
+#define POP_HO_CAP 12
 /* When no atlas shows a gap, embedding: auto reads pcs+pop (model.md section 11, "No
  * gap"): the head's POP_RANK_FALLBACK discriminant rows followed by the POP_FC_PCS
  * leading principal axes of the same centred rows, and the encoder's readout on its
@@ -46,11 +53,11 @@
 
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
-    int rank;        /* auto: the held-out count (0: no gap, or not measured) */
+    int rank;        /* auto: the plateau rule's gap (0: no gap, or not measured) */
     double ratio;    /* the leading between / within ratio */
     int64_t multi;   /* scans with two or more rows */
-    double held_out; /* auto: the mean held-out count, -1 when not measured */
-    int held_fit[4]; /* auto: the four fits' counts (split 0 both ways, then split 1) */
+    double held_out; /* auto: the fits' mean count at POP_HO_HI, -1 when not measured */
+    double held_lo;  /* auto: the fits' mean count at POP_HO_LO, -1 when not measured */
 } pop_rows_out;
 
 typedef struct pop_fit_info {
@@ -82,10 +89,14 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
  * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
 
-/* The four fits' counts of a measured atlas as text ("2 1 3 2"), followed by a warning
- * when they differ by 2 or more: the count is on its edge, where the rank it keeps depends
- * on which halves the people fall in (docs/results.md section 12n). */
-void pop_fits_text(const pop_rows_out *f, char *buf, size_t n);
+/* The plateau rule on the sums of the POP_HO_FITS fits' counts at POP_HO_LO and
+ * POP_HO_HI: the gap's size, or 0 (no gap). */
+int pop_plateau_rank(int sum_lo, int sum_hi);
+
+/* What the rule found for a measured atlas, as the log says it: "a gap after 3", or which
+ * way there is no gap (fewer than 2; the count still rising as the threshold falls; the
+ * count at the cap). */
+void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among
  * graphs[0..n), written into m's pop/ buffers. Each rank reads a contiguous block of the

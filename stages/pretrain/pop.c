@@ -136,10 +136,12 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
     return 0;
 }
 
-/* The held-out count of one fit: the discriminant of half `fit` (scores Q, r0 axes) scored
- * on the other half; -1 on ENOMEM / a solver failure (e set), -2 when not measurable. */
+/* The held-out counts of one fit at the two thresholds (cnt[0] at POP_HO_LO, cnt[1] at
+ * POP_HO_HI): the discriminant of half `fit` (scores Q, r0 axes) scored on the other half;
+ * 0, -1 on ENOMEM / a solver failure (e set), -2 when not measurable. */
 static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64_t *scan,
-                          const signed char *side, int fit, double shrink, bgfm_err *e) {
+                          const signed char *side, int fit, double shrink, int cnt[2],
+                          bgfm_err *e) {
     const size_t rr = (size_t)r0 * (size_t)r0;
     double *Sa = bgfm_malloc(e, rr * sizeof *Sa, "population head halves");
     double *Wa = bgfm_malloc(e, rr * sizeof *Wa, "population head halves");
@@ -173,7 +175,6 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
         if (!(den > 0) || !isfinite(num)) out = -2;
         else rho[k] = num / den;
     }
-    int cnt = 0;
     if (!out) {
         double *bulk = Sa; /* the eigenvectors are read: reuse as scratch */
         const int nb = D - POP_HO_LEAD;
@@ -181,22 +182,34 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
         qsort(bulk, (size_t)nb, sizeof *bulk, dbl_cmp);
         double med = nb % 2 ? bulk[nb / 2] : 0.5 * (bulk[nb / 2 - 1] + bulk[nb / 2]);
         if (!(med > 0)) out = -2;
-        while (!out && cnt < POP_HO_LEAD && rho[cnt] >= POP_HO_GAP * med) cnt++;
+        const double C[2] = {POP_HO_LO, POP_HO_HI};
+        for (int t = 0; !out && t < 2; t++)
+            for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= C[t] * med; cnt[t]++) {}
     }
     free(Sa), free(Wa), free(Sb), free(Wb), free(ev), free(rho), free(u);
-    return out ? out : cnt;
+    return out;
+}
+
+/* The plateau rule (pop.h) on the sums of the POP_HO_FITS fits' counts at POP_HO_LO (lo)
+ * and POP_HO_HI (hi): the gap's size, or 0. Integer arithmetic: the means are sum / 16. */
+int pop_plateau_rank(int lo, int hi) {
+    const int F = POP_HO_FITS;
+    const int r = (2 * hi + F) / (2 * F); /* the mean at POP_HO_HI, rounded half up */
+    const int flat = 2 * (lo - hi) <= F;  /* lowering C adds at most half a direction */
+    const int below_cap = lo <= POP_HO_CAP * F;
+    return flat && below_cap && r >= 2 ? r : 0;
 }
 
 /* The held-out rule (pop.h) on the scores Q (n, r0): the rank, or 0 when there is no
- * bulk to measure against (*held = -1) or the counts' mean rounds below 2 (*held: that
- * mean); -1 with e set. */
+ * bulk to measure against (held_out = -1) or no plateau; the means of the counts in out.
+ * -1 with e set. */
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
-                         double *held, int fits[4], bgfm_err *e) {
-    *held = -1;
+                         pop_rows_out *out, bgfm_err *e) {
+    out->held_out = out->held_lo = -1;
     signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
     if (!side) return -1;
-    int sum = 0, rc = 0;
-    for (int k = 0; k < 2 && !rc; k++) {
+    int sum[2] = {0, 0}, rc = 0;
+    for (int k = 0; k < POP_HO_FITS / 2 && !rc; k++) {
         int64_t hmin = 0;
         if (split_rows(scan, n, k, side, &hmin, e)) {
             rc = -1;
@@ -207,17 +220,17 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         if ((int64_t)D > hmin - 1) D = (int)(hmin - 1);
         if (D < 2 * POP_HO_LEAD) rc = -2;
         for (int fit = 0; fit < 2 && !rc; fit++) {
-            int c = held_out_count(Q, n, r0, D, scan, side, fit, shrink, e);
-            if (c < 0) rc = c;
-            else sum += (fits[2 * k + fit] = c);
+            int c[2];
+            if (!(rc = held_out_count(Q, n, r0, D, scan, side, fit, shrink, c, e)))
+                sum[0] += c[0], sum[1] += c[1];
         }
     }
     free(side);
     if (rc == -1) return -1;
     if (rc == -2) return 0;
-    *held = sum / 4.0;
-    int r = (sum + 2) / 4;
-    return r >= 2 ? r : 0;
+    out->held_lo = sum[0] / (double)POP_HO_FITS;
+    out->held_out = sum[1] / (double)POP_HO_FITS;
+    return pop_plateau_rank(sum[0], sum[1]);
 }
 
 /* Zc = Z less each row's site mean (mu, the mean of all rows, when there is one site);
@@ -302,7 +315,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         memset(Wp, 0, (size_t)npc * (size_t)T * sizeof *Wp);
         memset(bp, 0, (size_t)npc * sizeof *bp);
     }
-    *out_info = (pop_rows_out){.held_out = -1};
+    *out_info = (pop_rows_out){.held_out = -1, .held_lo = -1};
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -345,8 +358,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         goto done;
     }
     if (out_info->multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
-    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, &out_info->held_out,
-                                                     out_info->held_fit, e)) < 0) {
+    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, out_info, e)) < 0) {
         out_info->rank = 0;
         rc = -1;
         goto done;
@@ -538,15 +550,17 @@ void pop_fit_info_free(pop_fit_info *info) {
     }
 }
 
-void pop_fits_text(const pop_rows_out *f, char *buf, size_t n) {
-    const int *c = f->held_fit;
-    int lo = c[0], hi = c[0];
-    for (int k = 1; k < 4; k++) lo = c[k] < lo ? c[k] : lo, hi = c[k] > hi ? c[k] : hi;
-    snprintf(buf, n, "%d %d %d %d%s", c[0], c[1], c[2], c[3],
-             hi - lo >= 2 ? "; the fits disagree, so the count is on its edge: the rank kept "
-                            "depends on how the people split, and more unlabelled people "
-                            "settle it (docs/results.md 12n)"
-                          : "");
+void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
+    if (f->rank > 0)
+        snprintf(buf, n, "a gap after %d", f->rank);
+    else if (f->held_lo > POP_HO_CAP)
+        snprintf(buf, n, "no gap (the count at %gx runs to the cap of %d: no bulk to stand out "
+                 "of)", POP_HO_LO, POP_HO_LEAD);
+    else if (2 * (f->held_lo - f->held_out) > 1)
+        snprintf(buf, n, "no gap (the count still rises as the threshold falls: weak factors "
+                 "begin to stand out, docs/results.md 12o)");
+    else
+        snprintf(buf, n, "no gap (fewer than 2)");
 }
 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {

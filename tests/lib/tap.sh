@@ -11,7 +11,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 MPIRUN="mpirun --oversubscribe -np"
 T=$(mktemp -d /tmp/bgfm-t.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+trap '[ -n "${BGFM_KEEP_T:-}" ] && echo "# kept $T" || rm -rf "$T"' EXIT  # BGFM_KEEP_T=1: keep it to look into
 ok()    { echo "ok - $*"; }
 notok() { echo "not ok - $*"; }
 # check NAME CMD...: ok if CMD succeeds

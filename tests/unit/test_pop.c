@@ -252,9 +252,9 @@ static void test_auto_rank_planted(void **st) {
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
-        int sum = 0; /* the mean is that of the four fits the log shows */
-        for (int k = 0; k < 4; k++) sum += ro.held_fit[k];
-        assert_true(ro.held_out == sum / 4.0);
+        /* a plateau: lowering the threshold adds at most half a direction */
+        print_message("K %d: mean count at %gx %.2f\n", K, POP_HO_LO, ro.held_lo);
+        assert_true(ro.held_lo >= ro.held_out && ro.held_lo - ro.held_out <= 0.5);
         assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
@@ -380,21 +380,38 @@ static void test_rank_shared(void **st) {
     assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
 }
 
-/* The four fits as the log shows them, and the warning when they differ by 2 or more. */
-static void test_fits_text(void **st) {
+/* The plateau rule on the 16 fits' summed counts, and what the log says of it. */
+static void test_plateau_rule(void **st) {
     (void)st;
-    char buf[256];
-    pop_rows_out f = {.rank = 2, .held_out = 2.25, .held_fit = {2, 2, 3, 2}};
-    pop_fits_text(&f, buf, sizeof buf);
-    assert_string_equal(buf, "2 2 3 2");
-    f.held_fit[3] = 1; /* 1 to 3: on the edge */
-    pop_fits_text(&f, buf, sizeof buf);
-    const char *warn = "2 2 3 1; the fits disagree";
-    assert_int_equal(strncmp(buf, warn, strlen(warn)), 0);
-    assert_non_null(strstr(buf, "docs/results.md 12n"));
+    assert_int_equal(POP_HO_FITS, 16); /* the sums below are of 16 fits */
+    assert_int_equal(pop_plateau_rank(32, 32), 2);   /* 2.00 at both thresholds */
+    assert_int_equal(pop_plateau_rank(40, 32), 2);   /* 2.50 / 2.00: half a direction, flat */
+    assert_int_equal(pop_plateau_rank(41, 32), 0);   /* 2.5625 / 2.00: still rising */
+    assert_int_equal(pop_plateau_rank(47, 47), 3);   /* 2.9375 rounds to 3 */
+    assert_int_equal(pop_plateau_rank(40, 40), 3);   /* 2.50: halves up */
+    assert_int_equal(pop_plateau_rank(24, 24), 2);   /* 1.50: halves up, a gap of 2 */
+    assert_int_equal(pop_plateau_rank(23, 23), 0);   /* 1.4375: fewer than 2 */
+    assert_int_equal(pop_plateau_rank(0, 0), 0);     /* nothing stands out */
+    assert_int_equal(pop_plateau_rank(192, 190), 12); /* 12.00 at 1.2x: at the cap, still in */
+    assert_int_equal(pop_plateau_rank(193, 190), 0);  /* above it: runs to the cap, no gap */
+    assert_int_equal(pop_plateau_rank(256, 256), 0);  /* every fit at 16 */
+    char buf[192];
+    pop_rows_out f = {.rank = 3, .held_out = 2.75, .held_lo = 3.0};
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_string_equal(buf, "a gap after 3");
+    f = (pop_rows_out){.rank = 0, .held_out = 3.0, .held_lo = 4.5};
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_non_null(strstr(buf, "still rises as the threshold falls"));
+    f = (pop_rows_out){.rank = 0, .held_out = 14.0, .held_lo = 15.5};
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_non_null(strstr(buf, "runs to the cap"));
+    f = (pop_rows_out){.rank = 0, .held_out = 1.0, .held_lo = 1.25};
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_string_equal(buf, "no gap (fewer than 2)");
     char small[6];
-    pop_fits_text(&f, small, sizeof small); /* truncated, still terminated */
-    assert_string_equal(small, "2 2 3");
+    f.rank = 12;
+    pop_rule_text(&f, small, sizeof small); /* truncated, still terminated */
+    assert_string_equal(small, "a gap");
 }
 
 int main(void) {
@@ -407,7 +424,7 @@ int main(void) {
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
         cmocka_unit_test(test_rank_shared),
-        cmocka_unit_test(test_fits_text),
+        cmocka_unit_test(test_plateau_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
