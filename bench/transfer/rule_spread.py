@@ -16,11 +16,13 @@ that rounds to 2 or more).
 2: a direction counts when its held-out ratio is at least C times the bulk's median);
 where a population's factors stand out cleanly the count hardly moves as C falls.
 
---plateau: the plateau rule (docs/model.md section 11) on groups of 16 fits (8 splits,
-the model's number) drawn from the splits, disjoint: per group, the mean counts at
-C = 1.2 and 1.4; a gap of round(mean at 1.4) when lowering C to 1.2 adds at most half a
-direction, the mean at 1.2 is at most 12 and the count rounds to 2 or more; printed: the
-mean counts over every fit, and the share of groups giving each answer.
+--plateau: the model's plateau rule (docs/model.md section 11) on disjoint groups of 16
+fits (8 splits, the model's number): per group, the mean count at each threshold of the
+ladder 1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3; going up, the first neighbouring pair over which
+the fits' summed counts fall by at most 6 is a gap of round(mean at the upper one), if at
+least 2 and the mean at the lower one is at most 12. Printed per atlas: the mean counts
+over every fit, and the share of groups giving each answer (and for the atlases together,
+the largest of their answers, the rank the model keeps).
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -40,12 +42,22 @@ def counts(o, cs, unl_ids, site, atlases, graphs):
                                         splits=o.splits, seed=11)
 
 
-def plateau(lo, hi):
-    """The plateau rule on one group of fits' counts at C = 1.2 (lo) and 1.4 (hi): the
-    gap's size, or 0 (no gap)."""
-    m_lo, m_hi = float(np.mean(lo)), float(np.mean(hi))
-    r = int(np.floor(m_hi + 0.5))
-    return r if m_lo - m_hi <= 0.5 and m_lo <= 12 and r >= 2 else 0
+LADDER = [1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0]
+
+
+def plateau(sums):
+    """The plateau rule on one group of 16 fits' summed counts up the LADDER: the gap's
+    size, or 0 (no gap)."""
+    for lo, hi in zip(sums, sums[1:]):
+        r = (hi + 8) // 16
+        if lo - hi <= 6 and lo <= 12 * 16 and r >= 2:
+            return r
+    return 0
+
+
+def shares(got):
+    return ", ".join(f"{'no gap' if r == 0 else r}: {got.count(r) / len(got):.2f}"
+                     for r in sorted(set(got)))
 
 
 def main():
@@ -68,15 +80,17 @@ def main():
     data = (sorted(unl_ids), site, atlases, graphs)
     if o.plateau:
         print(f"{o.splits} random splits x both ways; groups of 16 fits: {o.splits // 8}")
-        print("| U | atlas | C = 1.2 | C = 1.4 | C = 2 | the rule's answers (share of groups) |"
-              "\n|---|---|---|---|---|---|")
-        for U, a, f in counts(o, [1.2, 1.4, 2.0], *data):
-            lo, hi = (np.array(f[c], float).reshape(-1, 16) for c in (1.2, 1.4))
-            got = [plateau(x, y) for x, y in zip(lo, hi)]
-            share = ", ".join(f"{'no gap' if r == 0 else r}: {got.count(r) / len(got):.2f}"
-                              for r in sorted(set(got)))
-            print(f"| {U} | {a} | {lo.mean():.2f} | {hi.mean():.2f} | {np.mean(f[2.0]):.2f} | "
-                  f"{share} |", flush=True)
+        print("| U | atlas | mean counts at " + ", ".join(f"{c:g}" for c in LADDER) +
+              "x | the rule's answers (share of groups) |\n|---|---|---|---|")
+        per_u = {}
+        for U, a, f in counts(o, LADDER, *data):
+            sums = np.array([f[c] for c in LADDER]).reshape(len(LADDER), -1, 16).sum(2).T
+            got = [plateau(list(x)) for x in sums]
+            per_u.setdefault(U, []).append(got)
+            print(f"| {U} | {a} | " + " ".join(f"{np.mean(f[c]):.2f}" for c in LADDER) +
+                  f" | {shares(got)} |", flush=True)
+            if len(per_u[U]) == len(data[2]):
+                print(f"| {U} | rank kept | | {shares([max(x) for x in zip(*per_u[U])])} |")
         return
     if o.thresholds:
         cs = [float(x) for x in o.thresholds.split(",")]

@@ -28,12 +28,15 @@
  * POP_HO_DIRS leading directions on the other by the between / within ratio. A fit's count
  * at a threshold C: the leading directions whose held-out ratio is at least C times the
  * median of directions POP_HO_LEAD+1 .. POP_HO_DIRS (the bulk), at most POP_HO_LEAD.
- * The plateau rule: with m(C) the mean count of the POP_HO_FITS fits, the atlas shows a
- * gap of round(m(POP_HO_HI)) (halves up) when lowering C to POP_HO_LO adds at most half a
- * direction (m(LO) - m(HI) <= 1/2: the count holds still, the directions stand out of the
- * bulk by a margin), m(LO) <= POP_HO_CAP (a coarse atlas's count that runs to the cap is no
- * gap) and the count is at least 2; otherwise none (no gap); none also when the halves are
- * too small to have a bulk (fewer than 2 POP_HO_LEAD + 1 scans each).
+ * The plateau rule: m(C) the mean count of the POP_HO_FITS fits at each C of the ladder
+ * POP_HO_LADDER (1.2 to 3, steps of about 7/6). Going up the ladder from its foot, the
+ * first pair of neighbouring thresholds over which the count holds still (the fits' counts
+ * sum at most POP_HO_FLAT more at the lower one: m falls by at most 6/16 of a direction)
+ * is a gap of round(m) at the upper one (halves up), if that is at least 2 and m at the
+ * lower one at most POP_HO_CAP (a count that runs to the cap is no plateau). No such pair:
+ * no gap; none either when the halves are too small to have a bulk (fewer than
+ * 2 POP_HO_LEAD + 1 scans each). Where a few factors stand out the count holds still over
+ * a range of thresholds; where many weak ones begin to, it falls steadily as C rises.
  * The factors belong to the people, not to the atlas: every atlas's head keeps the
  * largest count of the atlases (pop_rank_shared), POP_RANK_FALLBACK when none has one. */
 #define POP_RANK_AUTO_MAX 16 /* rows of pop/<atlas>/W while pop_rank: auto trains */
@@ -41,8 +44,9 @@
 #define POP_HO_DIRS 64
 #define POP_HO_LEAD 16
 #define POP_HO_FITS 16 /* 8 splits, each fitted both ways */
-#define POP_HO_LO 1.2
-#define POP_HO_HI 1.4
+#define POP_HO_STEPS 7
+#define POP_HO_LADDER {1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0}
+#define POP_HO_FLAT 6 /* of the POP_HO_FITS fits' summed counts */
 #define POP_HO_CAP 12
 /* When no atlas shows a gap, embedding: auto reads pcs+pop (model.md section 11, "No
  * gap"): the head's POP_RANK_FALLBACK discriminant rows followed by the POP_FC_PCS
@@ -56,8 +60,9 @@ typedef struct pop_rows_out {
     int rank;        /* auto: the plateau rule's gap (0: no gap, or not measured) */
     double ratio;    /* the leading between / within ratio */
     int64_t multi;   /* scans with two or more rows */
-    double held_out; /* auto: the fits' mean count at POP_HO_HI, -1 when not measured */
-    double held_lo;  /* auto: the fits' mean count at POP_HO_LO, -1 when not measured */
+    double held_out; /* auto: the fits' mean count at the ladder's foot, -1 when not measured */
+    double held_at[POP_HO_STEPS]; /* auto, measured: the mean count at each threshold */
+    int held_step;   /* auto: the flat pair's lower threshold (index), -1: none */
 } pop_rows_out;
 
 typedef struct pop_fit_info {
@@ -89,13 +94,14 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
  * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
 
-/* The plateau rule on the sums of the POP_HO_FITS fits' counts at POP_HO_LO and
- * POP_HO_HI: the gap's size, or 0 (no gap). */
-int pop_plateau_rank(int sum_lo, int sum_hi);
+/* The plateau rule on the POP_HO_FITS fits' summed counts at each threshold of the ladder:
+ * the gap's size, or 0 (no gap); *step: the flat pair's lower threshold, -1 when none. */
+int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
 
-/* What the rule found for a measured atlas, as the log says it: "a gap after 3", or which
- * way there is no gap (fewer than 2; the count still rising as the threshold falls; the
- * count at the cap). */
+/* What the rule found for a measured atlas, as the log says it: the mean counts up the
+ * ladder ("3.06 at 1.2x, 2.88 at 1.4x, ..."), then ": a gap after 3 (the count holds from
+ * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout; no plateau; the count at
+ * the cap). */
 void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among

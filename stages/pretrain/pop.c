@@ -136,11 +136,11 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
     return 0;
 }
 
-/* The held-out counts of one fit at the two thresholds (cnt[0] at POP_HO_LO, cnt[1] at
- * POP_HO_HI): the discriminant of half `fit` (scores Q, r0 axes) scored on the other half;
- * 0, -1 on ENOMEM / a solver failure (e set), -2 when not measurable. */
+/* The held-out counts of one fit at each threshold of the ladder (cnt): the discriminant of
+ * half `fit` (scores Q, r0 axes) scored on the other half; 0, -1 on ENOMEM / a solver
+ * failure (e set), -2 when not measurable. */
 static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64_t *scan,
-                          const signed char *side, int fit, double shrink, int cnt[2],
+                          const signed char *side, int fit, double shrink, int cnt[POP_HO_STEPS],
                           bgfm_err *e) {
     const size_t rr = (size_t)r0 * (size_t)r0;
     double *Sa = bgfm_malloc(e, rr * sizeof *Sa, "population head halves");
@@ -182,33 +182,37 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
         qsort(bulk, (size_t)nb, sizeof *bulk, dbl_cmp);
         double med = nb % 2 ? bulk[nb / 2] : 0.5 * (bulk[nb / 2 - 1] + bulk[nb / 2]);
         if (!(med > 0)) out = -2;
-        const double C[2] = {POP_HO_LO, POP_HO_HI};
-        for (int t = 0; !out && t < 2; t++)
+        const double C[POP_HO_STEPS] = POP_HO_LADDER;
+        for (int t = 0; !out && t < POP_HO_STEPS; t++)
             for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= C[t] * med; cnt[t]++) {}
     }
     free(Sa), free(Wa), free(Sb), free(Wb), free(ev), free(rho), free(u);
     return out;
 }
 
-/* The plateau rule (pop.h) on the sums of the POP_HO_FITS fits' counts at POP_HO_LO (lo)
- * and POP_HO_HI (hi): the gap's size, or 0. Integer arithmetic: the means are sum / 16. */
-int pop_plateau_rank(int lo, int hi) {
+int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step) {
     const int F = POP_HO_FITS;
-    const int r = (2 * hi + F) / (2 * F); /* the mean at POP_HO_HI, rounded half up */
-    const int flat = 2 * (lo - hi) <= F;  /* lowering C adds at most half a direction */
-    const int below_cap = lo <= POP_HO_CAP * F;
-    return flat && below_cap && r >= 2 ? r : 0;
+    *step = -1;
+    for (int t = 0; t + 1 < POP_HO_STEPS; t++) {
+        const int lo = sum[t], hi = sum[t + 1];
+        const int r = (2 * hi + F) / (2 * F); /* the mean at the upper one, rounded half up */
+        if (lo - hi <= POP_HO_FLAT && lo <= POP_HO_CAP * F && r >= 2) {
+            *step = t;
+            return r;
+        }
+    }
+    return 0;
 }
 
 /* The held-out rule (pop.h) on the scores Q (n, r0): the rank, or 0 when there is no
- * bulk to measure against (held_out = -1) or no plateau; the means of the counts in out.
+ * bulk to measure against (out->held_out = -1) or no plateau; the mean counts in out.
  * -1 with e set. */
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                          pop_rows_out *out, bgfm_err *e) {
-    out->held_out = out->held_lo = -1;
+    out->held_out = -1, out->held_step = -1;
     signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
     if (!side) return -1;
-    int sum[2] = {0, 0}, rc = 0;
+    int sum[POP_HO_STEPS] = {0}, rc = 0;
     for (int k = 0; k < POP_HO_FITS / 2 && !rc; k++) {
         int64_t hmin = 0;
         if (split_rows(scan, n, k, side, &hmin, e)) {
@@ -220,17 +224,17 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         if ((int64_t)D > hmin - 1) D = (int)(hmin - 1);
         if (D < 2 * POP_HO_LEAD) rc = -2;
         for (int fit = 0; fit < 2 && !rc; fit++) {
-            int c[2];
+            int c[POP_HO_STEPS];
             if (!(rc = held_out_count(Q, n, r0, D, scan, side, fit, shrink, c, e)))
-                sum[0] += c[0], sum[1] += c[1];
+                for (int t = 0; t < POP_HO_STEPS; t++) sum[t] += c[t];
         }
     }
     free(side);
     if (rc == -1) return -1;
     if (rc == -2) return 0;
-    out->held_lo = sum[0] / (double)POP_HO_FITS;
-    out->held_out = sum[1] / (double)POP_HO_FITS;
-    return pop_plateau_rank(sum[0], sum[1]);
+    for (int t = 0; t < POP_HO_STEPS; t++) out->held_at[t] = sum[t] / (double)POP_HO_FITS;
+    out->held_out = out->held_at[0];
+    return pop_plateau_rank(sum, &out->held_step);
 }
 
 /* Zc = Z less each row's site mean (mu, the mean of all rows, when there is one site);
@@ -315,7 +319,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         memset(Wp, 0, (size_t)npc * (size_t)T * sizeof *Wp);
         memset(bp, 0, (size_t)npc * sizeof *bp);
     }
-    *out_info = (pop_rows_out){.held_out = -1, .held_lo = -1};
+    *out_info = (pop_rows_out){.held_out = -1, .held_step = -1};
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -551,16 +555,26 @@ void pop_fit_info_free(pop_fit_info *info) {
 }
 
 void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
-    if (f->rank > 0)
-        snprintf(buf, n, "a gap after %d", f->rank);
-    else if (f->held_lo > POP_HO_CAP)
-        snprintf(buf, n, "no gap (the count at %gx runs to the cap of %d: no bulk to stand out "
-                 "of)", POP_HO_LO, POP_HO_LEAD);
-    else if (2 * (f->held_lo - f->held_out) > 1)
-        snprintf(buf, n, "no gap (the count still rises as the threshold falls: weak factors "
-                 "begin to stand out, docs/results.md 12o)");
+    static const double C[POP_HO_STEPS] = POP_HO_LADDER;
+    size_t k = 0;
+    int w = 0, high = 0;
+    for (int t = 0; t < POP_HO_STEPS && k < n; t++, k += (size_t)(w > 0 ? w : 0)) {
+        w = snprintf(buf + k, n - k, "%s%.2f at %gx", t ? ", " : "", f->held_at[t], C[t]);
+        high |= f->held_at[t] >= 1.5;
+    }
+    if (k >= n) return; /* truncated, terminated */
+    if (f->rank > 0 && f->held_step >= 0)
+        snprintf(buf + k, n - k, ": a gap after %d (the count holds from %gx to %gx)", f->rank,
+                 C[f->held_step], C[f->held_step + 1]);
+    else if (f->held_at[0] > POP_HO_CAP && f->held_at[POP_HO_STEPS - 1] >= 1.5)
+        snprintf(buf + k, n - k, ": no gap (the count runs to the cap of %d: no bulk to stand out "
+                 "of)", POP_HO_LEAD);
+    else if (high)
+        snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily as the "
+                 "threshold rises, as where many weak factors begin to stand out; docs/results.md "
+                 "12o)");
     else
-        snprintf(buf, n, "no gap (fewer than 2)");
+        snprintf(buf + k, n - k, ": no gap (fewer than 2)");
 }
 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {

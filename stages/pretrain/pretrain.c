@@ -508,14 +508,13 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const int r = rc || !o->pop_auto ? m->cfg.pop_rank
                                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
-        char sites[48] = "", found[192];
+        char sites[48] = "", found[320];
         if (!pfi.graphs[a]) continue;
         pop_rule_text(&pfi.fit[a], found, sizeof found);
         if (o->pop_auto && pfi.fit[a].held_out >= 0)
-            log_info(ctx, "pretrain: population head of %s: pop_rank auto: %.2f directions stand "
-                     "out at %gx the bulk on held-out halves, %.2f at %gx (mean of %d fits): %s",
-                     m->cfg.atlas[a], pfi.fit[a].held_out, POP_HO_HI, pfi.fit[a].held_lo,
-                     POP_HO_LO, POP_HO_FITS, found);
+            log_info(ctx, "pretrain: population head of %s: pop_rank auto: directions standing "
+                     "out on held-out halves, mean of %d fits, at each multiple of the bulk: %s",
+                     m->cfg.atlas[a], POP_HO_FITS, found);
         else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "

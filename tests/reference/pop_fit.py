@@ -64,19 +64,22 @@ def covs(Q, scan, subs):
     return G.T @ G / len(subs), R.T @ R / len(R)
 
 
+LADDER = [1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0]
+
+
 def held_out_rank(Q, scan):
-    """(count, mean at 1.4, mean at 1.2) by the held-out plateau rule over 16 fits (8
-    splits, both ways): count 0 when there is no gap, means -1 when not measurable."""
+    """(count, the mean counts up the ladder) by the held-out plateau rule over 16 fits (8
+    splits, both ways): count 0 when there is no gap, means None when not measurable."""
     r0 = Q.shape[1]
     subs = sorted(set(int(x) for x in scan))
-    lo = hi = 0  # the counts' sums at C = 1.2 and 1.4
+    sums = [0] * len(LADDER)  # the 16 fits' counts summed, per threshold
     for k in range(8):
         order = sorted(subs, key=lambda p: (mix64(p + (k + 1) * 0x9E3779B97F4A7C15), p))
         h = len(subs) // 2
         halves = [sorted(order[:h]), sorted(order[h:])]
         D = min(64, r0, h - 1)
         if D < 32:
-            return 0, -1.0, -1.0
+            return 0, None
         for fit in (0, 1):
             ia = np.isin(scan, halves[fit])
             SbA, SwA = covs(Q[ia], scan[ia], halves[fit])
@@ -86,12 +89,14 @@ def held_out_rank(Q, scan):
             V = V[:, ::-1][:, :D]
             rho = np.einsum("ij,ik,kj->j", V, SbB, V) / np.einsum("ij,ik,kj->j", V, SwB, V)
             bulk = np.median(rho[16:])
-            above = lambda c: next((j for j in range(16) if rho[j] < c * bulk), 16)
-            lo += above(1.2)
-            hi += above(1.4)
-    r = (hi + 8) // 16  # the mean at 1.4, halves up
-    gap = lo - hi <= 8 and lo <= 12 * 16 and r >= 2  # flat within half a direction, below the cap
-    return (r if gap else 0), hi / 16, lo / 16
+            for t, c in enumerate(LADDER):
+                sums[t] += next((j for j in range(16) if rho[j] < c * bulk), 16)
+    means = [x / 16 for x in sums]
+    for t in range(len(LADDER) - 1):  # the first flat pair going up: at most 6 of 16 more below
+        r = (sums[t + 1] + 8) // 16
+        if sums[t] - sums[t + 1] <= 6 and sums[t] <= 12 * 16 and r >= 2:
+            return r, means
+    return 0, means
 
 
 used = f["pretrain_graphs"][()]
@@ -143,7 +148,7 @@ for ai, an in enumerate(names):
     ev, V = sl.eigh(Sb, Sws)
     ev, V = ev[::-1], V[:, ::-1]
     if auto:
-        cnt, held, held_lo = held_out_rank(Q, scan)
+        cnt, held = held_out_rank(Q, scan)
         counts.append(cnt)
     rd = r - NPC  # the discriminant rows
     if NPC:  # the principal rows: Xc's leading right singular vectors over sd sqrt(lam / n)
@@ -201,8 +206,8 @@ for ai, an in enumerate(names):
     print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions%s, leading ratio %.3f%s" %
           (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
            rr, rd, " and %d principal axes" % NPC if NPC else "", ev[0],
-           "" if not auto else ", pop_rank auto: held-out mean %.2f, %.2f at 1.2x, count %d" %
-           (held, held_lo, cnt)))
+           "" if not auto else ", pop_rank auto: held-out means %s, count %d" %
+           ("not measured" if held is None else " ".join("%.2f" % x for x in held), cnt)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
 if auto:

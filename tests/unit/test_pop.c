@@ -252,9 +252,10 @@ static void test_auto_rank_planted(void **st) {
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         assert_true(fabs(ro.held_out - K) < 0.5);
-        /* a plateau: lowering the threshold adds at most half a direction */
-        print_message("K %d: mean count at %gx %.2f\n", K, POP_HO_LO, ro.held_lo);
-        assert_true(ro.held_lo >= ro.held_out && ro.held_lo - ro.held_out <= 0.5);
+        /* a plateau at the ladder's foot: 1.2x to 1.4x */
+        print_message("K %d: mean counts at 1.2x, 1.4x %.2f %.2f\n", K, ro.held_at[0], ro.held_at[1]);
+        assert_int_equal(ro.held_step, 0);
+        assert_true(ro.held_at[0] - ro.held_at[1] <= 6 / 16.0);
         assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
@@ -380,38 +381,70 @@ static void test_rank_shared(void **st) {
     assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
 }
 
-/* The plateau rule on the 16 fits' summed counts, and what the log says of it. */
+/* rank of the plateau rule on mean counts (x 16 = the fits' sums) up the ladder */
+static int plateau_of(const double m[POP_HO_STEPS], int *step) {
+    int sum[POP_HO_STEPS];
+    for (int t = 0; t < POP_HO_STEPS; t++) sum[t] = (int)lround(16 * m[t]);
+    return pop_plateau_rank(sum, step);
+}
+
+/* The plateau rule on the 16 fits' summed counts up the ladder, and what the log says. */
 static void test_plateau_rule(void **st) {
     (void)st;
     assert_int_equal(POP_HO_FITS, 16); /* the sums below are of 16 fits */
-    assert_int_equal(pop_plateau_rank(32, 32), 2);   /* 2.00 at both thresholds */
-    assert_int_equal(pop_plateau_rank(40, 32), 2);   /* 2.50 / 2.00: half a direction, flat */
-    assert_int_equal(pop_plateau_rank(41, 32), 0);   /* 2.5625 / 2.00: still rising */
-    assert_int_equal(pop_plateau_rank(47, 47), 3);   /* 2.9375 rounds to 3 */
-    assert_int_equal(pop_plateau_rank(40, 40), 3);   /* 2.50: halves up */
-    assert_int_equal(pop_plateau_rank(24, 24), 2);   /* 1.50: halves up, a gap of 2 */
-    assert_int_equal(pop_plateau_rank(23, 23), 0);   /* 1.4375: fewer than 2 */
-    assert_int_equal(pop_plateau_rank(0, 0), 0);     /* nothing stands out */
-    assert_int_equal(pop_plateau_rank(192, 190), 12); /* 12.00 at 1.2x: at the cap, still in */
-    assert_int_equal(pop_plateau_rank(193, 190), 0);  /* above it: runs to the cap, no gap */
-    assert_int_equal(pop_plateau_rank(256, 256), 0);  /* every fit at 16 */
-    char buf[192];
-    pop_rows_out f = {.rank = 3, .held_out = 2.75, .held_lo = 3.0};
+    assert_int_equal(POP_HO_STEPS, 7);
+    int step;
+    /* the seventh population (results 12o): 2 holds from 1.2x to 1.4x */
+    const double seventh[7] = {2.00, 2.00, 1.94, 1.50, 0.81, 0.44, 0.00};
+    assert_int_equal(plateau_of(seventh, &step), 2);
+    assert_int_equal(step, 0);
+    /* strong factors with weak ones creeping in below: 6 holds from 1.4x (the fourth at 720) */
+    const double fourth[7] = {7.41, 6.26, 6.06, 6.00, 5.50, 4.00, 2.00};
+    assert_int_equal(plateau_of(fourth, &step), 6);
+    assert_int_equal(step, 1);
+    /* a steady fall (many weak factors): no pair is flat */
+    const double steady[7] = {6.56, 4.12, 3.00, 2.00, 1.20, 0.40, 0.00};
+    assert_int_equal(plateau_of(steady, &step), 0);
+    assert_int_equal(step, -1);
+    /* flat means a fall of at most 6/16: 6/16 is flat, 7/16 is not */
+    const double six[7] = {2.375, 2.00, 0, 0, 0, 0, 0}, seven[7] = {2.4375, 2.00, 0, 0, 0, 0, 0};
+    assert_int_equal(plateau_of(six, &step), 2);
+    assert_int_equal(plateau_of(seven, &step), 0);
+    /* the count at the upper threshold, halves up, at least 2 */
+    const double half[7] = {2.75, 2.50, 0, 0, 0, 0, 0}, below[7] = {1.50, 1.4375, 0, 0, 0, 0, 0};
+    assert_int_equal(plateau_of(half, &step), 3);
+    assert_int_equal(plateau_of(below, &step), 0);
+    /* a flat pair high on the ladder counts (the first going up) */
+    const double high[7] = {9.0, 6.0, 4.0, 3.0, 2.75, 1.0, 0.0};
+    assert_int_equal(plateau_of(high, &step), 3);
+    assert_int_equal(step, 3);
+    /* the cap: 12 at the lower threshold is in, above it is not */
+    const double cap[7] = {12.0, 11.75, 0, 0, 0, 0, 0}, over[7] = {12.0625, 12.0, 2.0, 0, 0, 0, 0};
+    assert_int_equal(plateau_of(cap, &step), 12);
+    assert_int_equal(plateau_of(over, &step), 0);
+    const double none[7] = {0};
+    assert_int_equal(plateau_of(none, &step), 0);
+    char buf[320];
+    pop_rows_out f = {.rank = 6, .held_step = 1};
+    memcpy(f.held_at, fourth, sizeof fourth);
     pop_rule_text(&f, buf, sizeof buf);
-    assert_string_equal(buf, "a gap after 3");
-    f = (pop_rows_out){.rank = 0, .held_out = 3.0, .held_lo = 4.5};
+    assert_string_equal(buf, "7.41 at 1.2x, 6.26 at 1.4x, 6.06 at 1.65x, 6.00 at 1.9x, 5.50 at 2.2x, "
+                             "4.00 at 2.6x, 2.00 at 3x: a gap after 6 (the count holds from 1.4x "
+                             "to 1.65x)");
+    f = (pop_rows_out){.rank = 0, .held_step = -1};
+    memcpy(f.held_at, steady, sizeof steady);
     pop_rule_text(&f, buf, sizeof buf);
-    assert_non_null(strstr(buf, "still rises as the threshold falls"));
-    f = (pop_rows_out){.rank = 0, .held_out = 14.0, .held_lo = 15.5};
+    assert_non_null(strstr(buf, ": no gap (no plateau: the count falls steadily"));
+    for (int t = 0; t < 7; t++) f.held_at[t] = 16.0 - t * 0.5;
     pop_rule_text(&f, buf, sizeof buf);
-    assert_non_null(strstr(buf, "runs to the cap"));
-    f = (pop_rows_out){.rank = 0, .held_out = 1.0, .held_lo = 1.25};
+    assert_non_null(strstr(buf, ": no gap (the count runs to the cap"));
+    memset(f.held_at, 0, sizeof f.held_at);
+    f.held_at[0] = 1.25;
     pop_rule_text(&f, buf, sizeof buf);
-    assert_string_equal(buf, "no gap (fewer than 2)");
-    char small[6];
-    f.rank = 12;
+    assert_non_null(strstr(buf, "0.00 at 3x: no gap (fewer than 2)"));
+    char small[9];
     pop_rule_text(&f, small, sizeof small); /* truncated, still terminated */
-    assert_string_equal(small, "a gap");
+    assert_string_equal(small, "1.25 at ");
 }
 
 int main(void) {
