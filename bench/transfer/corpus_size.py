@@ -5,9 +5,10 @@ prefix-stable draw (bgfm synth draws subject s the same whatever --unlabelled sa
 head of docs/model.md section 11 is fitted per atlas on the first U unlabelled subjects'
 windows, each site's mean taken out first (`pop_site: centre`), for each U given:
 
-- the held-out rule's count per atlas (head_holdout.py's four fits, threshold 2; the
-  mean of the four, then the model's rounding: at least 2 or no gap) and the rank the
-  model would keep (the atlases' largest count; 8 without a gap);
+- the held-out rule's answer per atlas (head_holdout.py's fits: 16 of them, the model's
+  plateau rule up the ladder of thresholds; 0 for no gap) and the rank the model would
+  keep (the atlases' largest count; 8 without a gap); sections 12m-12n were measured
+  with the rule before session 20 (4 fits at threshold 2);
 - the head alone at that rank and at the generator's number of traits, evaluated as
   oracle.py does (the labelled subjects, random draws; the atlases side by side);
 - the FC triangle of the same labelled subjects on the same draws (it does not depend
@@ -24,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
 from head_rank import head  # noqa: E402
-from head_holdout import held_out_counts  # noqa: E402
+from head_holdout import LADDER, held_out_counts, plateau  # noqa: E402
 
 
 def site_centred(rows, site):
@@ -42,11 +43,9 @@ def first_rows(graphs, atlas, keep, site):
 
 
 def rule(rows):
-    """The model's count for one atlas: (rounded count or 0, the mean of the four)."""
-    c = held_out_counts(rows, [2.0])[2.0]
-    m = float(np.mean(c))
-    r = int(np.floor(m + 0.5))
-    return (r if r >= 2 else 0), m
+    """The model's rule for one atlas: (the gap or 0, the mean count at the ladder's foot)."""
+    c = held_out_counts(rows, LADDER, splits=8)
+    return plateau([sum(c[x]) for x in LADDER]), float(np.mean(c[LADDER[0]]))
 
 
 def row(name, F, lab, Y, draws):

@@ -44,6 +44,19 @@ def held_out_counts(rows, cs, r0=150, s=0.1, splits=2, seed=7):
     return found
 
 
+LADDER = [1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0]
+
+
+def plateau(sums):
+    """The model's plateau rule (docs/model.md section 11) on 16 fits' summed counts up the
+    LADDER: the gap's size, or 0 (no gap)."""
+    for lo, hi in zip(sums, sums[1:]):
+        r = (hi + 8) // 16
+        if lo - hi <= 6 and lo <= 12 * 16 and r >= 2:
+            return r
+    return 0
+
+
 def held_out_ranks(rows, cs, r0=150, s=0.1):
     return {c: int(max(2, round(np.mean(v)))) for c, v in held_out_counts(rows, cs, r0, s).items()}
 

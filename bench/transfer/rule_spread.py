@@ -29,7 +29,7 @@ import argparse, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oracle import read_graphs, read_table, participants_from  # noqa: E402
-from head_holdout import held_out_counts  # noqa: E402
+from head_holdout import LADDER, held_out_counts, plateau  # noqa: E402
 from corpus_size import first_rows  # noqa: E402
 
 
@@ -40,19 +40,6 @@ def counts(o, cs, unl_ids, site, atlases, graphs):
         for a in atlases:
             yield U, a, held_out_counts(first_rows(graphs, a, keep, site), cs,
                                         splits=o.splits, seed=11)
-
-
-LADDER = [1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0]
-
-
-def plateau(sums):
-    """The plateau rule on one group of 16 fits' summed counts up the LADDER: the gap's
-    size, or 0 (no gap)."""
-    for lo, hi in zip(sums, sums[1:]):
-        r = (hi + 8) // 16
-        if lo - hi <= 6 and lo <= 12 * 16 and r >= 2:
-            return r
-    return 0
 
 
 def shares(got):
