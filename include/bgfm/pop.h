@@ -100,8 +100,7 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
 
 /* What the rule found for a measured atlas, as the log says it: the mean counts up the
  * ladder ("3.06 at 1.2x, 2.88 at 1.4x, ..."), then ": a gap after 3 (the count holds from
- * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout; no plateau; the count at
- * the cap). */
+ * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout, or no plateau). */
 void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among

@@ -566,9 +566,6 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
     if (f->rank > 0 && f->held_step >= 0)
         snprintf(buf + k, n - k, ": a gap after %d (the count holds from %gx to %gx)", f->rank,
                  C[f->held_step], C[f->held_step + 1]);
-    else if (f->held_at[0] > POP_HO_CAP && f->held_at[POP_HO_STEPS - 1] >= 1.5)
-        snprintf(buf + k, n - k, ": no gap (the count runs to the cap of %d: no bulk to stand out "
-                 "of)", POP_HO_LEAD);
     else if (high)
         snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily as the "
                  "threshold rises, as where many weak factors begin to stand out; docs/results.md "

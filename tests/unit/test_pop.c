@@ -435,9 +435,10 @@ static void test_plateau_rule(void **st) {
     memcpy(f.held_at, steady, sizeof steady);
     pop_rule_text(&f, buf, sizeof buf);
     assert_non_null(strstr(buf, ": no gap (no plateau: the count falls steadily"));
-    for (int t = 0; t < 7; t++) f.held_at[t] = 16.0 - t * 0.5;
+    memcpy(f.held_at, over, sizeof over); /* flat only at the cap: no plateau */
     pop_rule_text(&f, buf, sizeof buf);
-    assert_non_null(strstr(buf, ": no gap (the count runs to the cap"));
+    assert_non_null(strstr(buf, "12.06 at 1.2x, 12.00 at 1.4x, 2.00 at 1.65x"));
+    assert_non_null(strstr(buf, ": no gap (no plateau"));
     memset(f.held_at, 0, sizeof f.held_at);
     f.held_at[0] = 1.25;
     pop_rule_text(&f, buf, sizeof buf);
