@@ -22,7 +22,8 @@ ladder 1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3; going up, the first neighbouring pair o
 the fits' summed counts fall by at most 6 is a gap of round(mean at the upper one), if at
 least 2 and the mean at the lower one is at most 12. Printed per atlas: the mean counts
 over every fit, and the share of groups giving each answer (and for the atlases together,
-the largest of their answers, the rank the model keeps).
+the largest of their answers, the rank the model keeps), beside the rule before session
+20 on the first 4 fits of each group (the mean count at 2x, rounded; a gap when >= 2).
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -68,16 +69,20 @@ def main():
     if o.plateau:
         print(f"{o.splits} random splits x both ways; groups of 16 fits: {o.splits // 8}")
         print("| U | atlas | mean counts at " + ", ".join(f"{c:g}" for c in LADDER) +
-              "x | the rule's answers (share of groups) |\n|---|---|---|---|")
+              "x | the rule's answers (share of groups) | the rule before session 20 |"
+              "\n|---|---|---|---|---|")
         per_u = {}
-        for U, a, f in counts(o, LADDER, *data):
+        for U, a, f in counts(o, LADDER + [2.0], *data):
             sums = np.array([f[c] for c in LADDER]).reshape(len(LADDER), -1, 16).sum(2).T
             got = [plateau(list(x)) for x in sums]
-            per_u.setdefault(U, []).append(got)
+            four = np.array(f[2.0], float).reshape(-1, 16)[:, :4].mean(1)  # 4 fits at 2x
+            old = [int(r) if r >= 2 else 0 for r in np.floor(four + 0.5)]
+            per_u.setdefault(U, []).append((got, old))
             print(f"| {U} | {a} | " + " ".join(f"{np.mean(f[c]):.2f}" for c in LADDER) +
-                  f" | {shares(got)} |", flush=True)
+                  f" | {shares(got)} | {shares(old)} |", flush=True)
             if len(per_u[U]) == len(data[2]):
-                print(f"| {U} | rank kept | | {shares([max(x) for x in zip(*per_u[U])])} |")
+                new_k, old_k = ([max(x) for x in zip(*[g[i] for g in per_u[U]])] for i in (0, 1))
+                print(f"| {U} | rank kept | | {shares(new_k)} | {shares(old_k)} |")
         return
     if o.thresholds:
         cs = [float(x) for x in o.thresholds.split(",")]
