@@ -10,15 +10,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init adapt_step
 cd "$ROOT"
-BUILD=${BGFM_BUILD:-build}
 STEPS=${1:-${STEPS:-8}}
 CONFIGS=${CONFIGS:-"128:2:116:32 64:2:48:16"}
 THREADS=${THREADS:-"1"}
-make -s BUILD="$BUILD" "$BUILD/libbgfm.a" >/dev/null
-PKGS="hdf5-openmpi yaml-0.1 openblas libisal zlib"
-mpicc -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
-  -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -Iinclude $(pkg-config --cflags $PKGS) \
-  bench/adapt_step.c -o "$T/adapt_step" "$BUILD/libbgfm.a" $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm -pthread
+bench_driver adapt_step
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for cfg in $CONFIGS; do
   IFS=: read -r H L N B <<<"$cfg"

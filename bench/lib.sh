@@ -5,6 +5,8 @@
 #                            exit (a script that needs more at exit sets its own trap and
 #                            removes "$T" there too); kept when BENCH_KEEP is set, to look
 #                            into afterwards
+#   bench_driver NAME        builds libbgfm.a (${BGFM_BUILD:-build}) and links the driver
+#                            bench/NAME.c against it, with the project's warnings, into $T/NAME
 #   bench_tiny_pipeline WITH $T/d, a 2-subject dataset of 30 volumes (tests/lib/tiny_bids.py),
 #                            and $T/p.yaml: parcellate (parc), connectivity (conn) and a
 #                            pretrain stage (pre) whose `with:` map is WITH; workdir $T/w
@@ -19,6 +21,16 @@ bench_init() {
   T=$(mktemp -d "${TMPDIR:-/tmp}/bgfm-bench-$1.XXXXXX")
   # shellcheck disable=SC2064
   [ -n "${BENCH_KEEP:-}" ] || trap "rm -rf '$T'" EXIT
+}
+
+bench_driver() {
+  local build=${BGFM_BUILD:-build} pkgs="hdf5-openmpi yaml-0.1 openblas libisal zlib"
+  make -s -C "$ROOT" BUILD="$build" "$build/libbgfm.a" >/dev/null
+  # shellcheck disable=SC2046
+  mpicc -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes \
+    -Wvla -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -I"$ROOT/include" \
+    $(pkg-config --cflags $pkgs) "$ROOT/bench/$1.c" -o "$T/$1" "$ROOT/$build/libbgfm.a" \
+    $(pkg-config --libs $pkgs) -llapacke -lnifti2 -lm -pthread
 }
 
 bench_tiny_pipeline() {

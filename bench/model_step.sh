@@ -10,18 +10,13 @@
 # Not a test: figures only (docs/performance.md, section "model", quotes them).
 #   bench/model_step.sh [STEPS]      (CONFIGS="H:L:N:B ..." and THREADS="1 2" override)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-PY=/usr/bin/python3
 STEPS=${1:-${STEPS:-8}}
 CONFIGS=${CONFIGS:-"128:2:116:32 256:4:400:16"}
 THREADS=${THREADS:-"1 2"}
 T=$(mktemp -d /tmp/bgfm-bench-model.XXXXXX); trap 'rm -rf "$T"' EXIT
-make -s build/libbgfm.a >/dev/null
-PKGS="hdf5-openmpi yaml-0.1 openblas libisal zlib"
-mpicc -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
-  -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -Iinclude $(pkg-config --cflags $PKGS) \
-  bench/model_step.c -o "$T/model_step" build/libbgfm.a $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm -pthread
+bench_driver model_step
 get() { sed -n "s/^$1 //p" "$2" | head -1; }
 for cfg in $CONFIGS; do
   IFS=: read -r H L N B <<<"$cfg"

@@ -10,14 +10,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init pop_rule
 cd "$ROOT"
-BUILD=${BGFM_BUILD:-build}
 ROUNDS=${1:-${ROUNDS:-3}}
 SIZES=${SIZES:-"200:3:6670 400:3:6670 400:3:1128"}
-make -s BUILD="$BUILD" "$BUILD/libbgfm.a" >/dev/null
-PKGS="hdf5-openmpi yaml-0.1 openblas libisal zlib"
-mpicc -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wvla \
-  -Wdouble-promotion -Wcast-qual -Werror -O2 -g -march=native -Iinclude $(pkg-config --cflags $PKGS) \
-  bench/pop_rule.c -o "$T/pop_rule" "$BUILD/libbgfm.a" $(pkg-config --libs $PKGS) -llapacke -lnifti2 -lm -pthread
+bench_driver pop_rule
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for s in $SIZES; do
   IFS=: read -r S W TT <<<"$s"
