@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # valgrind.sh: every unit test of build-vg/ (make BUILD=build-vg all) under valgrind memcheck,
 # `make check` 3/4. The memcheck command comes from the Makefile ($VALGRIND). At most
-# VG_PARALLEL (default 2) tests at a time, the slowest first (test_model and test_layers:
-# their thread-count tests run real-size products, 300 times their native time), so that on
-# 2 cores the phase lasts about as long as test_model alone. BGFM_TEST_MEMCHECK=1 tells a
+# VG_PARALLEL (default 2) tests at a time, the slowest first (test_pop: 16 held-out fits per
+# pop_rank: auto fit, about 170 s; test_layers and test_model: their thread-count tests run
+# real-size products, 300 times their native time, 90-100 s), so that on 2 cores the phase
+# lasts about as long as the slowest alone. BGFM_TEST_MEMCHECK=1 tells a
 # test it runs under memcheck: test_model's thread test then covers every code path once
 # instead of every combination (make test and the ASan suite run them all). Each test has its own files:
 # its output in build-vg/test_NAME.out, valgrind's report in build-vg/test_NAME.PID.vg.
@@ -20,7 +21,7 @@ tests=()
 for t in "$B"/tests/test_*; do [ -x "$t" ] && tests+=("$(basename "$t")"); done
 [ ${#tests[@]} -gt 0 ] || { echo "valgrind.sh: no unit tests in $B/tests" >&2; exit 1; }
 order=()
-for t in test_model test_layers; do [ -x "$B/tests/$t" ] && order+=("$t"); done
+for t in test_pop test_layers test_model; do [ -x "$B/tests/$t" ] && order+=("$t"); done
 for t in "${tests[@]}"; do case " ${order[*]} " in *" $t "*) ;; *) order+=("$t") ;; esac; done
 
 one() {  # one NAME: runs it, writes build-vg/NAME.rc ("EXIT SECONDS")
