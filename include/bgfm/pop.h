@@ -60,7 +60,7 @@ typedef struct pop_rows_out {
     int rank;        /* auto: the plateau rule's gap (0: no gap, or not measured) */
     double ratio;    /* the leading between / within ratio */
     int64_t multi;   /* scans with two or more rows */
-    double held_out; /* auto: the fits' mean count at the ladder's foot, -1 when not measured */
+    int measured;    /* auto: 1 when the halves had a bulk to measure against */
     double held_at[POP_HO_STEPS]; /* auto, measured: the mean count at each threshold */
     int held_step;   /* auto: the flat pair's lower threshold (index), -1: none */
 } pop_rows_out;

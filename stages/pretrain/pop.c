@@ -103,6 +103,8 @@ static int i64_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static const double ladder[POP_HO_STEPS] = POP_HO_LADDER; /* the thresholds, pop.h */
+
 static int dbl_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -182,9 +184,8 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
         qsort(bulk, (size_t)nb, sizeof *bulk, dbl_cmp);
         double med = nb % 2 ? bulk[nb / 2] : 0.5 * (bulk[nb / 2 - 1] + bulk[nb / 2]);
         if (!(med > 0)) out = -2;
-        const double C[POP_HO_STEPS] = POP_HO_LADDER;
         for (int t = 0; !out && t < POP_HO_STEPS; t++)
-            for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= C[t] * med; cnt[t]++) {}
+            for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= ladder[t] * med; cnt[t]++) {}
     }
     free(Sa), free(Wa), free(Sb), free(Wb), free(ev), free(rho), free(u);
     return out;
@@ -205,11 +206,11 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step) {
 }
 
 /* The held-out rule (pop.h) on the scores Q (n, r0): the rank, or 0 when there is no
- * bulk to measure against (out->held_out = -1) or no plateau; the mean counts in out.
+ * bulk to measure against (out->measured = 0) or no plateau; the mean counts in out.
  * -1 with e set. */
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                          pop_rows_out *out, bgfm_err *e) {
-    out->held_out = -1, out->held_step = -1;
+    out->measured = 0, out->held_step = -1;
     signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
     if (!side) return -1;
     int sum[POP_HO_STEPS] = {0}, rc = 0;
@@ -233,7 +234,7 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
     if (rc == -1) return -1;
     if (rc == -2) return 0;
     for (int t = 0; t < POP_HO_STEPS; t++) out->held_at[t] = sum[t] / (double)POP_HO_FITS;
-    out->held_out = out->held_at[0];
+    out->measured = 1;
     return pop_plateau_rank(sum, &out->held_step);
 }
 
@@ -319,7 +320,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         memset(Wp, 0, (size_t)npc * (size_t)T * sizeof *Wp);
         memset(bp, 0, (size_t)npc * sizeof *bp);
     }
-    *out_info = (pop_rows_out){.held_out = -1, .held_step = -1};
+    *out_info = (pop_rows_out){.held_step = -1};
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
@@ -555,17 +556,16 @@ void pop_fit_info_free(pop_fit_info *info) {
 }
 
 void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
-    static const double C[POP_HO_STEPS] = POP_HO_LADDER;
     size_t k = 0;
     int w = 0, high = 0;
     for (int t = 0; t < POP_HO_STEPS && k < n; t++, k += (size_t)(w > 0 ? w : 0)) {
-        w = snprintf(buf + k, n - k, "%s%.2f at %gx", t ? ", " : "", f->held_at[t], C[t]);
+        w = snprintf(buf + k, n - k, "%s%.2f at %gx", t ? ", " : "", f->held_at[t], ladder[t]);
         high |= f->held_at[t] >= 1.5;
     }
     if (k >= n) return; /* truncated, terminated */
     if (f->rank > 0 && f->held_step >= 0)
         snprintf(buf + k, n - k, ": a gap after %d (the count holds from %gx to %gx)", f->rank,
-                 C[f->held_step], C[f->held_step + 1]);
+                 ladder[f->held_step], ladder[f->held_step + 1]);
     else if (high)
         snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily as the "
                  "threshold rises, as where many weak factors begin to stand out; docs/results.md "

@@ -510,12 +510,12 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
         char sites[48] = "", found[320];
         if (!pfi.graphs[a]) continue;
-        pop_rule_text(&pfi.fit[a], found, sizeof found);
-        if (o->pop_auto && pfi.fit[a].held_out >= 0)
+        if (o->pop_auto && pfi.fit[a].measured) {
+            pop_rule_text(&pfi.fit[a], found, sizeof found);
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: directions standing "
                      "out on held-out halves, mean of %d fits, at each multiple of the bulk: %s",
                      m->cfg.atlas[a], POP_HO_FITS, found);
-        else if (o->pop_auto)
+        } else if (o->pop_auto)
             log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
                      "FC entries) for two halves with a bulk of directions to measure against "
                      "(need %d scans and %d principal axes)", m->cfg.atlas[a],
@@ -534,7 +534,7 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                      : "no atlas shows a gap: the default");
     int64_t people = 0; /* the people the rule measured on, where it did */
     for (int a = 0; a < m->cfg.n_atlases; a++)
-        if (pfi.graphs[a] && pfi.fit[a].held_out >= 0 && pfi.fit[a].multi > people) people = pfi.fit[a].multi;
+        if (pfi.graphs[a] && pfi.fit[a].measured && pfi.fit[a].multi > people) people = pfi.fit[a].multi;
     if (!rc && o->pop_auto && m->cfg.pop_rank && !gap && people)
         log_info(ctx, "pretrain: pop_rank auto: no factor shared by people stood out among the "
                  "%lld training read; weak ones stand out among more people (docs/results.md "

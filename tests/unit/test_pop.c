@@ -248,7 +248,7 @@ static void test_auto_rank_planted(void **st) {
         float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
         int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
-        print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_out, ro.rank, got);
+        print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_at[0], ro.rank, got);
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
         /* the gap is read where the count holds: there it is K */
@@ -284,15 +284,15 @@ static void test_auto_rank_fallback(void **st) {
     pop_rows_out ro;
     float *Z = planted_k(S, w, T, 3, 0.0, scan, 31);
     int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
-    print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_out, ro.rank);
-    assert_true(ro.held_out >= 0 && ro.held_out < 1.5);
+    print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_at[0], ro.rank);
+    assert_true(ro.measured && ro.held_at[0] < 1.5);
     assert_int_equal(ro.rank, 0);
     assert_int_equal(got, r);
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
     Z = planted_k(64, w, T, 3, 2.0, scan, 32);
     got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
-    assert_true(ro.held_out == -1);
+    assert_true(!ro.measured);
     assert_int_equal(ro.rank, 0);
     assert_int_equal(got, r);
     free(Z);
@@ -331,10 +331,10 @@ static void test_site_centring(void **st) {
     assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_int_equal(ro0.rank, K);
     assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
-    print_message("shifted sites, not centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
+    print_message("shifted sites, not centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_at[0]);
     assert_int_equal(ro.rank, K + 2);
     assert_int_equal(pop_fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
-    print_message("shifted sites, centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_out);
+    print_message("shifted sites, centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_at[0]);
     assert_int_equal(ro.rank, K);
     /* the leading K directions are those of the unshifted rows centred on the same sites
      * (a shift per site changes nothing the centred fit sees); the shifted rows' features
