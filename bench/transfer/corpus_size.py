@@ -42,6 +42,16 @@ def first_rows(graphs, atlas, keep, site):
     return site_centred([(q, x) for (q, w, x) in graphs[atlas] if q in keep], site)
 
 
+def unlabelled_cohort(cohort, index):
+    """(the unlabelled subjects, sorted; each subject's site; the atlases; their graphs)"""
+    table = read_table(cohort)
+    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
+    _, unl_ids, _, _ = participants_from(table, targets)
+    site = {r["participant_id"]: r["site"] for r in table}
+    atlases, graphs = read_graphs(index)
+    return sorted(unl_ids), site, atlases, graphs
+
+
 def rule(rows):
     """The model's rule for one atlas: (the gap or 0, the mean count at the ladder's foot)."""
     c = held_out_counts(rows, LADDER, splits=8)

@@ -17,9 +17,8 @@ import argparse, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from  # noqa: E402
 from head_rank import axes, scatter, shrunk  # noqa: E402
-from corpus_size import first_rows  # noqa: E402
+from corpus_size import first_rows, unlabelled_cohort  # noqa: E402
 
 KMAX = 12
 
@@ -58,12 +57,7 @@ def main():
     ap.add_argument("sizes")
     ap.add_argument("--splits", type=int, default=8)
     o = ap.parse_args()
-    table = read_table(o.cohort)
-    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
-    _, unl_ids, _, _ = participants_from(table, targets)
-    unl_ids = sorted(unl_ids)
-    site = {r["participant_id"]: r["site"] for r in table}
-    atlases, graphs = read_graphs(o.index)
+    unl_ids, site, atlases, graphs = unlabelled_cohort(o.cohort, o.index)
     print(f"| U | atlas | smallest canonical correlation of the k leading directions, k = 1 .. {KMAX} |"
           "\n|---|---|---|")
     for U in [int(x) for x in o.sizes.split(",")]:

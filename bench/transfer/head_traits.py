@@ -17,9 +17,8 @@ import argparse, json, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from  # noqa: E402
 from head_rank import axes, scatter, shrunk  # noqa: E402
-from corpus_size import first_rows  # noqa: E402
+from corpus_size import first_rows, unlabelled_cohort  # noqa: E402
 
 
 def trait_shares(rows, true, r0=150, s=0.1, d=16):
@@ -44,12 +43,7 @@ def main():
     o = ap.parse_args()
     model = json.load(open(os.path.join(o.cohort, "derivatives", "synth", "model.json")))
     true = {q["participant_id"]: np.array(q["traits"], float) for q in model["participants"]}
-    table = read_table(o.cohort)
-    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
-    _, unl_ids, _, _ = participants_from(table, targets)
-    unl_ids = sorted(unl_ids)
-    site = {r["participant_id"]: r["site"] for r in table}
-    atlases, graphs = read_graphs(o.index)
+    unl_ids, site, atlases, graphs = unlabelled_cohort(o.cohort, o.index)
     print(f"{model['traits']} traits")
     print("| U | atlas | share of each direction's variance the traits explain, 1..16 | "
           "eigenvalues 1..10 |\n|---|---|---|---|")
