@@ -10,7 +10,12 @@ its mean over the splits. Directions that are the people's shared factors span t
 space in both halves, whatever their order within it; directions that fit one half's
 own fingerprints do not. No label and no trait is read.
 
-  bench/transfer/head_repro.py COHORT INDEX U[,U...] [--splits N]
+  bench/transfer/head_repro.py COHORT INDEX U[,U...] [--splits N] [--groups G]
+
+--groups G: instead, G disjoint groups of --splits splits each (each a draw of what the
+model's 8 splits could be), and per threshold T the answers of the fallback over the
+groups: the peak over k >= 2 of a group's mean curve if at least T, else no gap, the
+larger of the atlases' answers kept (as the model keeps its rank).
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -56,8 +61,24 @@ def main():
     ap.add_argument("index")
     ap.add_argument("sizes")
     ap.add_argument("--splits", type=int, default=8)
+    ap.add_argument("--groups", type=int, default=0)
     o = ap.parse_args()
     unl_ids, site, atlases, graphs = unlabelled_cohort(o.cohort, o.index)
+    if o.groups:
+        print("| U | answers at T = 0.6 | 0.65 | 0.7 |\n|---|---|---|---|")
+        for U in [int(x) for x in o.sizes.split(",")]:
+            curves = []
+            for a in atlases:
+                rows, rng = first_rows(graphs, a, set(unl_ids[:U]), site), np.random.default_rng(11)
+                curves.append([reproducibility(rows, o.splits, rng) for _ in range(o.groups)])
+            cells = []
+            for T in (0.6, 0.65, 0.7):
+                got = [max([int(np.argmax(c[g][1:])) + 2 if c[g][1:].max() >= T else 0
+                            for c in curves]) for g in range(o.groups)]
+                cells.append(", ".join(f"{'no gap' if v == 0 else v} in {got.count(v)}"
+                                       for v in sorted(set(got))))
+            print(f"| {U} | {' | '.join(cells)} |", flush=True)
+        return
     print(f"| U | atlas | smallest canonical correlation of the k leading directions, k = 1 .. {KMAX} |"
           "\n|---|---|---|")
     for U in [int(x) for x in o.sizes.split(",")]:
