@@ -31,10 +31,15 @@ def axes(rows, r0):
     return P, (W - m) @ B.T, mu, sd, m, B
 
 
+def mean_rows(Q, P, subs):
+    """Each subject's mean row of the scores Q (P: the subject of each row)."""
+    return np.array([Q[P == p].mean(0) for p in subs])
+
+
 def scatter(Q, P, subs, recentre=False):
     """Between-subject (the subjects' mean rows; recentred on their own mean when asked,
     for a subset of the rows) and within-subject covariances of the scores Q."""
-    M = np.array([Q[P == p].mean(0) for p in subs])
+    M = mean_rows(Q, P, subs)
     if recentre:
         M = M - M.mean(0)
     R = np.concatenate([Q[P == p] - Q[P == p].mean(0) for p in subs])

@@ -22,7 +22,7 @@ import argparse, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from head_rank import axes, scatter, shrunk  # noqa: E402
+from head_rank import axes, scatter, shrunk, mean_rows  # noqa: E402
 from corpus_size import first_rows, unlabelled_cohort  # noqa: E402
 
 KMAX = 12
@@ -39,7 +39,7 @@ def reproducibility(rows, splits, rng, r0=150, s=0.1):
     """Mean over splits x halves of the smallest canonical correlation, k = 1 .. KMAX."""
     P, Q = axes(rows, r0)[:2]
     subs = np.array(sorted(set(P)))
-    M = np.array([Q[P == q].mean(0) for q in subs])
+    M = mean_rows(Q, P, subs)
     got = []
     for _ in range(splits):
         perm = rng.permutation(len(subs))

@@ -17,7 +17,7 @@ import argparse, json, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from head_rank import axes, scatter, shrunk  # noqa: E402
+from head_rank import axes, scatter, shrunk, mean_rows  # noqa: E402
 from corpus_size import first_rows, unlabelled_cohort  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def trait_shares(rows, true, r0=150, s=0.1, d=16):
     Sb, Sw = scatter(Q, P, subs)
     ev, V = sl.eigh(Sb, shrunk(Sw, s))
     ev, V = ev[::-1][:d], V[:, ::-1][:, :d]
-    M = np.array([Q[P == q].mean(0) for q in subs])
+    M = mean_rows(Q, P, subs)
     S = (M - M.mean(0)) @ V
     Z = np.c_[np.array([true[q] for q in subs]), np.ones(len(subs))]
     fit = Z @ np.linalg.lstsq(Z, S, rcond=None)[0]

@@ -29,9 +29,8 @@ Not a test: figures for results.md."""
 import argparse, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from  # noqa: E402
 from head_holdout import LADDER, held_out_counts, plateau  # noqa: E402
-from corpus_size import first_rows  # noqa: E402
+from corpus_size import first_rows, unlabelled_cohort  # noqa: E402
 
 
 def counts(o, cs, unl_ids, site, atlases, graphs):
@@ -60,12 +59,7 @@ def main():
     if o.splits < 2 or o.splits % (8 if o.plateau else 2):
         sys.exit("rule_spread: --splits must be an even number, at least 2 (with --plateau "
                  "a multiple of 8)")
-    table = read_table(o.cohort)
-    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
-    _, unl_ids, _, _ = participants_from(table, targets)
-    site = {r["participant_id"]: r["site"] for r in table}
-    atlases, graphs = read_graphs(o.index)
-    data = (sorted(unl_ids), site, atlases, graphs)
+    data = unlabelled_cohort(o.cohort, o.index)
     if o.plateau:
         print(f"{o.splits} random splits x both ways; groups of 16 fits: {o.splits // 8}")
         print("| U | atlas | mean counts at " + ", ".join(f"{c:g}" for c in LADDER) +
@@ -93,7 +87,7 @@ def main():
             print(f"| {U} | {a} | " + " | ".join(f"{np.mean(f[c]):.2f}" for c in cs) + " |",
                   flush=True)
         return
-    print(f"{len(unl_ids)} unlabelled subjects; {o.splits} random splits x both ways; "
+    print(f"{len(data[0])} unlabelled subjects; {o.splits} random splits x both ways; "
           f"four-fit means: {o.splits // 2}")
     print("| U | atlas | mean of all fits | four-fit means (min / median / max) | sd | "
           "share with a gap |\n|---|---|---|---|---|---|")

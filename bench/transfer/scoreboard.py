@@ -15,8 +15,9 @@ the sizes the issue's targets name, and which targets the mean misses:
 A figure is bold where its 90 % interval excludes 0. Beside them, how much there is to
 win at k = 8: random init's AUC, the pretrained one's, and the oracle map's (OUT/
 oracle.json, bench/transfer/oracle.py: a map from FC to the traits fitted with the
-unlabelled people's true traits): where the oracle is less than 0.05 above random init, no
-representation learned from these people's FC could meet that target. Not a test:
+unlabelled people's true traits): where the oracle is less than 0.05 above random init,
+that target asks for more than a map fitted with the true traits reaches (an estimate,
+not a bound: a representation can read the diagnosis better than it). Not a test:
 figures for results.md.
 """
 import argparse, glob, json, os, sys
