@@ -48,6 +48,15 @@
 #define POP_HO_LADDER {1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0}
 #define POP_HO_FLAT 6 /* of the POP_HO_FITS fits' summed counts */
 #define POP_HO_CAP 12
+/* Where no atlas shows a gap, how reproducibly the two halves find the same directions
+ * (model.md section 11, "When no plateau"): per split and half, the half's scans' mean
+ * rows scored by both halves' POP_RP_DIRS leading directions; for k = 1 .. POP_RP_DIRS,
+ * the smallest canonical correlation between the two fits' k leading scores, averaged over
+ * the POP_HO_FITS (split, half) pairs. Shared factors span the same space in both halves
+ * whatever their order within it; directions fitted to one half's own people do not. Its
+ * peak over k >= 2, if at least POP_RP_MIN, is the count (the largest of the atlases). */
+#define POP_RP_DIRS 12
+#define POP_RP_MIN 0.7
 /* When no atlas shows a gap, embedding: auto reads pcs+pop (model.md section 11, "No
  * gap"): the head's POP_RANK_FALLBACK discriminant rows followed by the POP_FC_PCS
  * leading principal axes of the same centred rows, and the encoder's readout on its
@@ -63,6 +72,8 @@ typedef struct pop_rows_out {
     int measured;    /* auto: 1 when the halves had a bulk to measure against */
     double held_at[POP_HO_STEPS]; /* auto, measured: the mean count at each threshold */
     int held_step;   /* auto: the flat pair's lower threshold (index), -1: none */
+    double repro[POP_RP_DIRS]; /* auto, measured: the halves' reproducibility, k = 1 .. */
+    int repro_rank;  /* auto, measured: its peak over k >= 2 if at least POP_RP_MIN, else 0 */
 } pop_rows_out;
 
 typedef struct pop_fit_info {
@@ -90,9 +101,15 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
                  int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
                  float *Wp, float *bp, pop_rows_out *out, bgfm_err *e);
 
-/* pop_rank: auto's rank for every atlas: the largest held-out count of the atlases
- * fitted, else POP_RANK_FALLBACK; at most cap (the head's rows while training). */
-int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap);
+/* pop_rank: auto's rank for every atlas: the largest held-out count (plateau rule) of the
+ * atlases fitted; where none has one, the largest reproducible peak (repro_rank); else
+ * POP_RANK_FALLBACK; at most cap (the head's rows while training). *how (may be NULL): 1
+ * from the plateau rule, 2 from the reproducible peak, 0 the fallback. */
+int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how);
+
+/* The reproducible peak of a curve (pop_rows_out.repro): the first k >= 2 where it is
+ * largest, if it is at least POP_RP_MIN there; else 0. */
+int pop_repro_rank(const double curve[POP_RP_DIRS]);
 
 /* The plateau rule on the POP_HO_FITS fits' summed counts at each threshold of the ladder:
  * the gap's size, or 0 (no gap); *step: the flat pair's lower threshold, -1 when none. */
@@ -100,7 +117,9 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
 
 /* What the rule found for a measured atlas, as the log says it: the mean counts up the
  * ladder ("3.06 at 1.2x, 2.88 at 1.4x, ..."), then ": a gap after 3 (the count holds from
- * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout, or no plateau). */
+ * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout, or no plateau) followed
+ * by the halves' reproducibility ("; reproducible on both halves, k = 1 .. 12: 0.26 0.42
+ * ...: a peak of 0.78 at 4", or ": no peak of 0.7"). */
 void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among

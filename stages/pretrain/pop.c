@@ -26,6 +26,29 @@ static int scan_row_cmp(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
+/* The rows i with side[i] == want (all rows when side is NULL) ordered by scan into o (*m
+ * of them), and each scan's mean row of Q into G (scans x r0, in scan order). Returns the
+ * number of scans; *multi: those with two or more rows. */
+static int64_t scan_means(const double *Q, int64_t n, int r0, const int64_t *scan,
+                          const signed char *side, int want, scan_row *o, int64_t *m, double *G,
+                          int64_t *multi) {
+    *m = 0, *multi = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!side || side[i] == want) o[(*m)++] = (scan_row){scan[i], i};
+    qsort(o, (size_t)*m, sizeof *o, scan_row_cmp);
+    int64_t scans = 0;
+    for (int64_t s = 0, t; s < *m; s = t, scans++) {
+        for (t = s; t < *m && o[t].scan == o[s].scan; t++) {}
+        double *g = G + scans * r0;
+        memset(g, 0, (size_t)r0 * sizeof *g);
+        for (int64_t j = s; j < t; j++)
+            for (int c = 0; c < r0; c++) g[c] += Q[o[j].i * r0 + c];
+        for (int c = 0; c < r0; c++) g[c] /= (double)(t - s);
+        *multi += t - s > 1;
+    }
+    return scans;
+}
+
 /* Over the rows i with side[i] == want (all rows when side is NULL): Sb = the mean over
  * scans of g g^T (g: the scan's mean row of Q, recentred on the mean of those scans when
  * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Returns
@@ -41,25 +64,14 @@ static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
         free(o), free(G), free(d), free(gm);
         return -1;
     }
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!side || side[i] == want) o[m++] = (scan_row){scan[i], i};
-    qsort(o, (size_t)m, sizeof *o, scan_row_cmp);
+    int64_t m = 0, multi = 0;
+    const int64_t scans = scan_means(Q, n, r0, scan, side, want, o, &m, G, &multi);
     memset(Sb, 0, (size_t)r0 * r0 * sizeof *Sb);
     memset(Sw, 0, (size_t)r0 * r0 * sizeof *Sw);
-    int64_t scans = 0, multi = 0;
-    for (int64_t s = 0, t; s < m; s = t, scans++) {
-        for (t = s; t < m && o[t].scan == o[s].scan; t++) {}
-        double *g = G + scans * r0;
-        memset(g, 0, (size_t)r0 * sizeof *g);
-        for (int64_t j = s; j < t; j++)
-            for (int c = 0; c < r0; c++) g[c] += Q[o[j].i * r0 + c];
-        for (int c = 0; c < r0; c++) g[c] /= (double)(t - s);
-        for (int64_t j = s; j < t; j++) {
-            for (int c = 0; c < r0; c++) d[c] = Q[o[j].i * r0 + c] - g[c];
-            cblas_dger(CblasRowMajor, r0, r0, 1.0, d, 1, d, 1, Sw, r0);
-        }
-        multi += t - s > 1;
+    for (int64_t j = 0, k = 0; j < m; j++) {
+        k += j && o[j].scan != o[j - 1].scan; /* row j's scan */
+        for (int c = 0; c < r0; c++) d[c] = Q[o[j].i * r0 + c] - G[k * r0 + c];
+        cblas_dger(CblasRowMajor, r0, r0, 1.0, d, 1, d, 1, Sw, r0);
     }
     for (int64_t k = 0; recentre && k < scans; k++)
         for (int c = 0; c < r0; c++) gm[c] += G[k * r0 + c] / (double)scans;
@@ -139,11 +151,12 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
 }
 
 /* The held-out counts of one fit at each threshold of the ladder (cnt): the discriminant of
- * half `fit` (scores Q, r0 axes) scored on the other half; 0, -1 on ENOMEM / a solver
+ * half `fit` (scores Q, r0 axes) scored on the other half; its POP_RP_DIRS leading
+ * directions into lead (r0 x POP_RP_DIRS, column j the j-th). 0, -1 on ENOMEM / a solver
  * failure (e set), -2 when not measurable. */
 static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64_t *scan,
                           const signed char *side, int fit, double shrink, int cnt[POP_HO_STEPS],
-                          bgfm_err *e) {
+                          double *lead, bgfm_err *e) {
     const size_t rr = (size_t)r0 * (size_t)r0;
     double *Sa = bgfm_malloc(e, rr * sizeof *Sa, "population head halves");
     double *Wa = bgfm_malloc(e, rr * sizeof *Wa, "population head halves");
@@ -165,6 +178,8 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
             out = -1;
         }
     }
+    for (int c = 0; !out && c < r0; c++)
+        for (int j = 0; j < POP_RP_DIRS; j++) lead[c * POP_RP_DIRS + j] = Sa[c * r0 + (r0 - 1 - j)];
     for (int k = 0; !out && k < D; k++) { /* v: the k-th largest eigenvector, a column of Sa */
         const int col = r0 - 1 - k;
         double q[2];
@@ -205,15 +220,80 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step) {
     return 0;
 }
 
+/* The smallest canonical correlation between the first k columns of X and of Y (m x p,
+ * row-major, centred in place), for k = 1 .. p, added to acc[k-1]. X and Y are
+ * overwritten. 0, -1 with e set. */
+static int min_canon_add(double *X, double *Y, int64_t m, int p, double *acc, bgfm_err *e) {
+    double tau[POP_RP_DIRS], B[POP_RP_DIRS * POP_RP_DIRS], Bk[POP_RP_DIRS * POP_RP_DIRS],
+        sv[POP_RP_DIRS], U[POP_RP_DIRS * POP_RP_DIRS], Vt[POP_RP_DIRS * POP_RP_DIRS];
+    for (int s = 0; s < 2; s++) { /* Householder QR: the first k columns of Q span X's first k */
+        double *A = s ? Y : X;
+        for (int j = 0; j < p; j++) {
+            double mu = 0;
+            for (int64_t i = 0; i < m; i++) mu += A[i * p + j];
+            for (int64_t i = 0; i < m; i++) A[i * p + j] -= mu / (double)m;
+        }
+        lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, p, A, p, tau);
+        if (!info) info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, p, p, A, p, tau);
+        if (info)
+            return bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the QR "
+                             "factorisation failed (info %d) on %lld x %d scores", (int)info,
+                             (long long)m, p), -1;
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, p, (int)m, 1.0, X, p, Y, p, 0.0, B, p);
+    for (int k = 1; k <= p; k++) {
+        for (int a = 0; a < k; a++) memcpy(Bk + a * k, B + a * p, (size_t)k * sizeof *Bk);
+        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', k, k, Bk, k, sv, U, k, Vt, k);
+        if (info)
+            return bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the SVD "
+                             "(dgesdd) failed (info %d) in %d dimensions", (int)info, k), -1;
+        acc[k - 1] += sv[k - 1];
+    }
+    return 0;
+}
+
+/* One split's reproducibility (pop.h): for each half, its scans' mean rows of Q scored by
+ * both halves' leading directions (lead[0], lead[1]), the smallest canonical correlations
+ * added to acc. 0, -1 with e set. */
+static int split_repro(const double *Q, int64_t n, int r0, const int64_t *scan,
+                       const signed char *side, double *const lead[2], double *acc, bgfm_err *e) {
+    const int p = POP_RP_DIRS;
+    scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head halves");
+    double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head halves");
+    double *X = bgfm_malloc(e, (size_t)n * (size_t)p * sizeof *X, "population head halves");
+    double *Y = bgfm_malloc(e, (size_t)n * (size_t)p * sizeof *Y, "population head halves");
+    int rc = o && G && X && Y ? 0 : -1;
+    for (int h = 0; h < 2 && !rc; h++) {
+        int64_t m = 0, multi = 0;
+        const int64_t S = scan_means(Q, n, r0, scan, side, h, o, &m, G, &multi);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, p, r0, 1.0, G, r0, lead[0],
+                    p, 0.0, X, p);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, p, r0, 1.0, G, r0, lead[1],
+                    p, 0.0, Y, p);
+        rc = min_canon_add(X, Y, S, p, acc, e);
+    }
+    free(o), free(G), free(X), free(Y);
+    return rc;
+}
+
+int pop_repro_rank(const double curve[POP_RP_DIRS]) {
+    int best = 2;
+    for (int k = 3; k <= POP_RP_DIRS; k++)
+        if (curve[k - 1] > curve[best - 1]) best = k;
+    return curve[best - 1] >= POP_RP_MIN ? best : 0;
+}
+
 /* The held-out rule (pop.h) on the scores Q (n, r0): the rank, or 0 when there is no
- * bulk to measure against (out->measured = 0) or no plateau; the mean counts in out.
- * -1 with e set. */
+ * bulk to measure against (out->measured = 0) or no plateau; the mean counts and the
+ * halves' reproducibility in out. -1 with e set. */
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                          pop_rows_out *out, bgfm_err *e) {
-    out->measured = 0, out->held_step = -1;
+    out->measured = 0, out->held_step = -1, out->repro_rank = 0;
     signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
-    if (!side) return -1;
-    int sum[POP_HO_STEPS] = {0}, rc = 0;
+    double *lead[2] = {bgfm_malloc(e, (size_t)r0 * POP_RP_DIRS * sizeof(double), "population head halves"),
+                       bgfm_malloc(e, (size_t)r0 * POP_RP_DIRS * sizeof(double), "population head halves")};
+    double acc[POP_RP_DIRS] = {0};
+    int sum[POP_HO_STEPS] = {0}, rc = side && lead[0] && lead[1] ? 0 : -1;
     for (int k = 0; k < POP_HO_FITS / 2 && !rc; k++) {
         int64_t hmin = 0;
         if (split_rows(scan, n, k, side, &hmin, e)) {
@@ -226,14 +306,17 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         if (D < 2 * POP_HO_LEAD) rc = -2;
         for (int fit = 0; fit < 2 && !rc; fit++) {
             int c[POP_HO_STEPS];
-            if (!(rc = held_out_count(Q, n, r0, D, scan, side, fit, shrink, c, e)))
+            if (!(rc = held_out_count(Q, n, r0, D, scan, side, fit, shrink, c, lead[fit], e)))
                 for (int t = 0; t < POP_HO_STEPS; t++) sum[t] += c[t];
         }
+        if (!rc) rc = split_repro(Q, n, r0, scan, side, lead, acc, e);
     }
-    free(side);
+    free(side), free(lead[0]), free(lead[1]);
     if (rc == -1) return -1;
     if (rc == -2) return 0;
     for (int t = 0; t < POP_HO_STEPS; t++) out->held_at[t] = sum[t] / (double)POP_HO_FITS;
+    for (int k = 0; k < POP_RP_DIRS; k++) out->repro[k] = acc[k] / (double)POP_HO_FITS;
+    out->repro_rank = pop_repro_rank(out->repro);
     out->measured = 1;
     return pop_plateau_rank(sum, &out->held_step);
 }
@@ -567,18 +650,33 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
         snprintf(buf + k, n - k, ": a gap after %d (the count holds from %gx to %gx)", f->rank,
                  ladder[f->held_step], ladder[f->held_step + 1]);
     else if (high)
-        snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily as the "
-                 "threshold rises, as where many weak factors begin to stand out; docs/results.md "
-                 "12o)");
+        k += (size_t)snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily "
+                              "as the threshold rises, as where many weak factors begin to stand "
+                              "out; docs/results.md 12o)");
     else
-        snprintf(buf + k, n - k, ": no gap (fewer than 2)");
+        k += (size_t)snprintf(buf + k, n - k, ": no gap (fewer than 2)");
+    if (f->rank > 0 && f->held_step >= 0) return;
+    for (int j = 0; j < POP_RP_DIRS && k < n; j++, k += (size_t)(w > 0 ? w : 0))
+        w = snprintf(buf + k, n - k, "%s%.2f", j ? " " : "; reproducible on both halves, "
+                     "k = 1 .. 12: ", f->repro[j]);
+    if (k >= n) return;
+    if (f->repro_rank)
+        snprintf(buf + k, n - k, ": a peak of %.2f at %d", f->repro[f->repro_rank - 1],
+                 f->repro_rank);
+    else
+        snprintf(buf + k, n - k, ": no peak of %g", POP_RP_MIN);
 }
 
-int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap) {
-    int r = 0;
-    for (int a = 0; a < n_atlases; a++)
-        if (info->graphs[a] && info->fit[a].rank > r) r = info->fit[a].rank;
-    if (r == 0) r = POP_RANK_FALLBACK;
+int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) {
+    int r = 0, rp = 0;
+    for (int a = 0; a < n_atlases; a++) {
+        if (!info->graphs[a]) continue;
+        if (info->fit[a].rank > r) r = info->fit[a].rank;
+        if (info->fit[a].repro_rank > rp) rp = info->fit[a].repro_rank;
+    }
+    int h = r ? 1 : rp ? 2 : 0;
+    r = r ? r : rp ? rp : POP_RANK_FALLBACK;
+    if (how) *how = h;
     return r < cap ? r : cap;
 }
 

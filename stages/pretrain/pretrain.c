@@ -505,10 +505,12 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     double t0 = MPI_Wtime();
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_site,
                      o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, &pfi);
-    const int r = rc || !o->pop_auto ? m->cfg.pop_rank
-                                     : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank);
+    int how = 0; /* pop_rank_shared: 1 a gap (plateau rule), 2 a reproducible peak, 0 none */
+    const int r = rc || !o->pop_auto
+                      ? m->cfg.pop_rank
+                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
     for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
-        char sites[48] = "", found[320];
+        char sites[48] = "", found[640];
         if (!pfi.graphs[a]) continue;
         if (o->pop_auto && pfi.fit[a].measured) {
             pop_rule_text(&pfi.fit[a], found, sizeof found);
@@ -526,12 +528,12 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                  pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
                  (long long)pfi.fit[a].multi, sites, pfi.fit[a].ratio);
     }
-    int gap = 0;
-    for (int a = 0; a < m->cfg.n_atlases; a++) gap |= pfi.graphs[a] && pfi.fit[a].rank > 0;
+    const int gap = how > 0; /* a count the people share: the head alone reads it */
     if (!rc && o->pop_auto && m->cfg.pop_rank)
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
-                 gap ? "the largest gap of the atlases: the factors belong to the people"
-                     : "no atlas shows a gap: the default");
+                 how == 1   ? "the largest gap of the atlases: the factors belong to the people"
+                 : how == 2 ? "no atlas shows a gap; the largest reproducible peak of the atlases"
+                            : "no atlas shows a gap: the default");
     int64_t people = 0; /* the people the rule measured on, where it did */
     for (int a = 0; a < m->cfg.n_atlases; a++)
         if (pfi.graphs[a] && pfi.fit[a].measured && pfi.fit[a].multi > people) people = pfi.fit[a].multi;
@@ -546,8 +548,9 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
         rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
         if (!rc && o->embed_auto)
-            log_info(ctx, "pretrain: embedding auto: pop (the head alone: directions stand out "
-                     "on held-out halves of the people)");
+            log_info(ctx, "pretrain: embedding auto: pop (the head alone: directions %s)",
+                     how == 1 ? "stand out on held-out halves of the people"
+                              : "found alike on both halves of the people");
     }
     pop_fit_info_free(&pfi);
     if (!rc && m->cfg.pop_rank)

@@ -5,7 +5,7 @@ with nibabel, for engine tests that need real files but no realism. --parcels P 
 same voxels dealt round-robin into P regions instead (enough nodes for GMAE to mask).
 --factors K: the regions' signals share K person-level factors: each subject's region
 series are L e (e white noise, one series per region), L = I + sum_k a s_k B_k / b (a:
---factor-size, default 1) with
+--factor-size, default 1; --factor-sizes a1,a2,..: K = their number, each its own) with
 s_k ~ N(0, 1) per subject, B_k the symmetric indicator of region pairs within the k-th
 block of b = P / K regions (and a small per-subject random part), so the FC of every
 window varies between people along K shared directions (pop_rank: auto's test).
@@ -25,9 +25,13 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--parcels", type=int, default=4)
 ap.add_argument("--factors", type=int, default=0)
 ap.add_argument("--factor-size", type=float, default=1.0)
+ap.add_argument("--factor-sizes", default="")
 ap.add_argument("--sites", type=int, default=2)
 ap.add_argument("--site-shift", type=float, default=0.0)
 a = ap.parse_args()
+sizes = [float(x) for x in a.factor_sizes.split(",")] if a.factor_sizes else [a.factor_size] * a.factors
+if a.factor_sizes:
+    a.factors = len(sizes)
 rng = np.random.default_rng(a.seed)
 E = []
 if a.site_shift:
@@ -66,7 +70,7 @@ for s in range(a.subjects):
             B = np.zeros((P, P))
             B[k * blk:(k + 1) * blk, k * blk:(k + 1) * blk] = 1
             np.fill_diagonal(B, 0)
-            L += a.factor_size * rng.standard_normal() * B / blk
+            L += sizes[k] * rng.standard_normal() * B / blk
         X = L @ rng.standard_normal((P, a.volumes))
         noise = 0.3 * noise + X[lab[inside] - 1]
     data[inside] = 100 + noise.astype(np.float32)

@@ -51,7 +51,7 @@ expect_rc "pop_rank auto, weaker factors: run" 0 to "$T/ow" $MPIRUN 1 "$BGFM" ru
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/ww/pre/final.h5" "$T/ww/conn" >"$T/rw" 2>&1
 rc=$?
 # numpy's mean counts up the ladder, as the log writes them
-ladder() { sed -n 's/.*held-out means \([0-9. ]*\), count.*/\1/p' "$1" | awk '{split("1.2 1.4 1.65 1.9 2.2 2.6 3", c, " "); for (i = 1; i <= NF; i++) printf "%s%s at %sx", (i > 1 ? ", " : ""), $i, c[i]}'; }
+ladder() { sed -n 's/.*held-out means \([0-9. ]*\), reproducibility.*/\1/p' "$1" | awk '{split("1.2 1.4 1.65 1.9 2.2 2.6 3", c, " "); for (i = 1; i <= NF; i++) printf "%s%s at %sx", (i > 1 ? ", " : ""), $i, c[i]}'; }
 held=$(ladder "$T/rw")
 check "weaker factors: = numpy/scipy, the same mean counts up the ladder in the log, not all whole numbers" bash -c "
   echo '# numpy: $held'
@@ -65,11 +65,15 @@ expect_rc "pop_rank auto, eight weak factors: run" 0 to "$T/or" $MPIRUN 1 "$BGFM
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/wr/pre/final.h5" "$T/wr/conn" >"$T/rr" 2>&1
 rc=$?
 held=$(ladder "$T/rr")
+repro=$(sed -n 's/.*, reproducibility \([0-9. ]*\) (peak 0), count 0$/\1/p' "$T/rr")
 check "... = numpy/scipy (no gap: rank 8), the log's counts are numpy's and say why" bash -c "
   echo '# numpy: $held'
   [ $rc -eq 0 ] && grep -q 'count 0$' '$T/rr' && [ -n '$held' ] &&
   grep -qF 'at each multiple of the bulk: $held: no gap (no plateau: the count falls steadily' '$T/or' &&
-  grep -q 'pop_rank auto: rank 8 for every atlas (no atlas shows a gap' '$T/or' && grep -q 'embedding auto: pcs+pop' '$T/or'"
+  grep -q 'pop_rank auto: rank 8 for every atlas (no atlas shows a gap: the default' '$T/or' && grep -q 'embedding auto: pcs+pop' '$T/or'"
+check "... nor do the two halves find the same directions: the log's reproducibility is numpy's, no peak of 0.7" bash -c "
+  echo '# numpy: $repro'
+  [ -n '$repro' ] && grep -qF '; reproducible on both halves, k = 1 .. 12: $repro: no peak of 0.7' '$T/or'"
 # 40 people: halves of 20, too few for a bulk of 16 directions
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d40" --subjects 40 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || notok "dataset of 40"

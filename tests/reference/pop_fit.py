@@ -20,7 +20,10 @@ by docs/model.md section 11's held-out rule (the scans split in halves twice by 
 splitmix64 hash of the scan number, the discriminant of each half scored on the other,
 directions kept while their held-out ratio is at least twice the median of directions
 17-64, the mean of the four counts rounded half up, none when below 2 or not measurable);
-every atlas's head must keep the largest count of the atlases (8 when none has a gap).
+every atlas's head must keep the largest count of the atlases; where none has a gap, the
+largest peak over k >= 2 of the halves' reproducibility if at least 0.7 (the smallest
+canonical correlation between the two halves' fits' k leading directions' scores on one
+half's people, averaged over the 16 (split, half) pairs); else 8.
 With `embedding: pcs+pop` (chosen by `embedding: auto` when no atlas has a gap) the head's
 last 4 rows are the 4 leading principal axes of the same (site-centred) rows, each scaled
 to unit variance over the training graphs, signs as above, b = -W times the mean of all
@@ -67,19 +70,32 @@ def covs(Q, scan, subs):
 LADDER = [1.2, 1.4, 1.65, 1.9, 2.2, 2.6, 3.0]
 
 
+def min_canon(X, Y):
+    """The smallest canonical correlation between the columns of X and of Y, centred."""
+    qx = np.linalg.qr(X - X.mean(0))[0]
+    qy = np.linalg.qr(Y - Y.mean(0))[0]
+    return np.linalg.svd(qx.T @ qy, compute_uv=False).min()
+
+
 def held_out_rank(Q, scan):
-    """(count, the mean counts up the ladder) by the held-out plateau rule over 16 fits (8
-    splits, both ways): count 0 when there is no gap, means None when not measurable."""
+    """(count, the mean counts up the ladder, the halves' reproducibility curve, its peak)
+    by the held-out plateau rule over 16 fits (8 splits, both ways): count 0 when there is
+    no gap; the reproducibility, k = 1 .. 12: per split and half, that half's people's mean
+    rows scored by both halves' 12 leading directions, the smallest canonical correlation of
+    the k leading scores, averaged over the 16; its peak over k >= 2 if at least 0.7, else
+    0. Means, curve None and peak 0 when not measurable."""
     r0 = Q.shape[1]
     subs = sorted(set(int(x) for x in scan))
     sums = [0] * len(LADDER)  # the 16 fits' counts summed, per threshold
+    curve = np.zeros(12)
     for k in range(8):
         order = sorted(subs, key=lambda p: (mix64(p + (k + 1) * 0x9E3779B97F4A7C15), p))
         h = len(subs) // 2
         halves = [sorted(order[:h]), sorted(order[h:])]
         D = min(64, r0, h - 1)
         if D < 32:
-            return 0, None
+            return 0, None, None, 0
+        lead = []
         for fit in (0, 1):
             ia = np.isin(scan, halves[fit])
             SbA, SwA = covs(Q[ia], scan[ia], halves[fit])
@@ -87,16 +103,22 @@ def held_out_rank(Q, scan):
             SwA = (1 - shrink) * SwA + shrink * np.trace(SwA) / r0 * np.eye(r0)
             _, V = sl.eigh(SbA, SwA)
             V = V[:, ::-1][:, :D]
+            lead.append(V[:, :12])
             rho = np.einsum("ij,ik,kj->j", V, SbB, V) / np.einsum("ij,ik,kj->j", V, SwB, V)
             bulk = np.median(rho[16:])
             for t, c in enumerate(LADDER):
                 sums[t] += next((j for j in range(16) if rho[j] < c * bulk), 16)
-    means = [x / 16 for x in sums]
+        for half in halves:
+            Mh = np.array([Q[scan == p].mean(0) for p in half])
+            curve += [min_canon(Mh @ lead[0][:, :j], Mh @ lead[1][:, :j]) for j in range(1, 13)]
+    means, curve = [x / 16 for x in sums], curve / 16
+    peak = int(np.argmax(curve[1:])) + 2
+    peak = peak if curve[peak - 1] >= 0.7 else 0
     for t in range(len(LADDER) - 1):  # the first flat pair going up: at most 6 of 16 more below
         r = (sums[t + 1] + 8) // 16
         if sums[t] - sums[t + 1] <= 6 and sums[t] <= 12 * 16 and r >= 2:
-            return r, means
-    return 0, means
+            return r, means, curve, peak
+    return 0, means, curve, peak
 
 
 used = f["pretrain_graphs"][()]
@@ -108,7 +130,7 @@ GSITE = [s(x) for x in idx["graphs/site"][()]]
 GDS = [s(x) for x in idx["graphs/dataset"][()]] if "graphs/dataset" in idx else [""] * len(GA)
 fail = lambda msg: sys.exit("pop_fit: " + msg)
 checked = 0
-counts = []
+counts, peaks = [], []
 for ai, an in enumerate(names):
     rows = [g for g in used if GA[g] == ai]
     if not rows or ("pop/%s/W" % an) not in f["model"]:
@@ -148,8 +170,9 @@ for ai, an in enumerate(names):
     ev, V = sl.eigh(Sb, Sws)
     ev, V = ev[::-1], V[:, ::-1]
     if auto:
-        cnt, held = held_out_rank(Q, scan)
+        cnt, held, curve, peak = held_out_rank(Q, scan)
         counts.append(cnt)
+        peaks.append(peak)
     rd = r - NPC  # the discriminant rows
     if NPC:  # the principal rows: Xc's leading right singular vectors over sd sqrt(lam / n)
         Wp = f["model/pop/%s/W" % an][()][rd:].astype(np.float64)
@@ -206,15 +229,18 @@ for ai, an in enumerate(names):
     print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions%s, leading ratio %.3f%s" %
           (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
            rr, rd, " and %d principal axes" % NPC if NPC else "", ev[0],
-           "" if not auto else ", pop_rank auto: held-out means %s, count %d" %
-           ("not measured" if held is None else " ".join("%.2f" % x for x in held), cnt)))
+           "" if not auto else ", pop_rank auto: held-out means %s, reproducibility %s (peak %d), count %d" %
+           ("not measured" if held is None else " ".join("%.2f" % x for x in held),
+            "not measured" if curve is None else " ".join("%.2f" % x for x in curve), peak, cnt)))
 if not checked:
     fail("no atlas with a population head and training graphs in " + ck)
 if auto:
-    want = min(16, max(counts) or 8)  # the largest count of the atlases, else 8
+    # the largest count of the atlases, else the largest reproducible peak, else 8
+    want = min(16, max(counts) or max(peaks) or 8)
     print("pop_fit: pop_rank auto: rank %d" % want)
     if r - NPC != want:
-        fail("pop_rank auto: the head has %d discriminant rows, the rule gives %d (counts %s)"
-             % (r - NPC, want, counts))
-    if NPC and max(counts) and not re.search(r"embedding:\s*pcs\+pop", cfg):
-        fail("embedding pcs+pop chosen by auto although an atlas shows a gap (counts %s)" % counts)
+        fail("pop_rank auto: the head has %d discriminant rows, the rule gives %d (counts %s, "
+             "peaks %s)" % (r - NPC, want, counts, peaks))
+    if NPC and (max(counts) or max(peaks)) and not re.search(r"embedding:\s*pcs\+pop", cfg):
+        fail("embedding pcs+pop chosen by auto although an atlas shows a gap or a reproducible "
+             "peak (counts %s, peaks %s)" % (counts, peaks))

@@ -259,6 +259,14 @@ static void test_auto_rank_planted(void **st) {
         print_message("K %d: mean counts at the flat pair %.2f %.2f (step %d)\n", K, ro.held_at[t],
                       ro.held_at[t + 1], t);
         assert_true(ro.held_at[t] - ro.held_at[t + 1] <= 6 / 16.0);
+        /* both halves find the K planted directions alike, and not a (K+1)-th */
+        print_message("K %d: reproducibility at K-1, K, K+1: %.3f %.3f %.3f\n", K, ro.repro[K - 2],
+                      ro.repro[K - 1], ro.repro[K]);
+        int peak = 2;
+        for (int k = 3; k <= POP_RP_DIRS; k++) peak = ro.repro[k - 1] > ro.repro[peak - 1] ? k : peak;
+        assert_int_equal(peak, K);
+        assert_true(ro.repro[K - 1] > 0.6 && ro.repro[K] < 0.3);
+        assert_int_equal(ro.repro_rank, ro.repro[K - 1] >= POP_RP_MIN ? K : 0);
         assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
@@ -287,6 +295,10 @@ static void test_auto_rank_fallback(void **st) {
     print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_at[0], ro.rank);
     assert_true(ro.measured && ro.held_at[0] < 1.5);
     assert_int_equal(ro.rank, 0);
+    print_message("no shared direction: reproducibility at k = 2, 3: %.3f %.3f\n", ro.repro[1],
+                  ro.repro[2]);
+    assert_int_equal(ro.repro_rank, 0); /* nothing reproducible either */
+    for (int k = 0; k < POP_RP_DIRS; k++) assert_true(ro.repro[k] >= 0 && ro.repro[k] < 0.7);
     assert_int_equal(got, r);
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
@@ -365,23 +377,72 @@ static void test_site_centring(void **st) {
     free(Z), free(Zs), free(scan), free(site), free(one), free(W0), free(W), free(d);
 }
 
-/* the rank every atlas keeps: the largest count of the atlases fitted, else 8; capped */
+/* the rank every atlas keeps: the largest count of the atlases fitted; where none has one,
+ * the largest reproducible peak; else 8; capped */
 static void test_rank_shared(void **st) {
     (void)st;
     pop_fit_info in;
     memset(&in, 0, sizeof in);
     in.graphs[0] = in.graphs[1] = 10;
-    assert_int_equal(pop_rank_shared(&in, 2, 16), POP_RANK_FALLBACK);
+    int how = -1;
+    assert_int_equal(pop_rank_shared(&in, 2, 16, &how), POP_RANK_FALLBACK);
+    assert_int_equal(how, 0);
     in.fit[1].rank = 3;
-    assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
+    assert_int_equal(pop_rank_shared(&in, 2, 16, &how), 3);
+    assert_int_equal(how, 1);
     in.fit[0].rank = 5;
-    assert_int_equal(pop_rank_shared(&in, 2, 16), 5);
-    assert_int_equal(pop_rank_shared(&in, 2, 4), 4);
-    assert_int_equal(pop_rank_shared(&in, 1, 16), 5);
+    assert_int_equal(pop_rank_shared(&in, 2, 16, NULL), 5);
+    assert_int_equal(pop_rank_shared(&in, 2, 4, NULL), 4);
+    assert_int_equal(pop_rank_shared(&in, 1, 16, NULL), 5);
     in.graphs[0] = 0; /* an atlas training did not read */
-    assert_int_equal(pop_rank_shared(&in, 2, 16), 3);
+    assert_int_equal(pop_rank_shared(&in, 2, 16, NULL), 3);
     in.fit[1].rank = 0;
-    assert_int_equal(pop_rank_shared(&in, 2, 6), 6);
+    assert_int_equal(pop_rank_shared(&in, 2, 6, NULL), 6);
+    /* a reproducible peak counts only where no atlas has a gap, and the largest is kept */
+    in.graphs[0] = 10;
+    in.fit[0].rank = 0, in.fit[1].rank = 0;
+    in.fit[0].repro_rank = 4, in.fit[1].repro_rank = 6;
+    assert_int_equal(pop_rank_shared(&in, 2, 16, &how), 6);
+    assert_int_equal(how, 2);
+    assert_int_equal(pop_rank_shared(&in, 2, 5, &how), 5);
+    in.fit[0].rank = 2; /* a gap of 2 wins over a larger peak */
+    assert_int_equal(pop_rank_shared(&in, 2, 16, &how), 2);
+    assert_int_equal(how, 1);
+    in.fit[0].rank = 0, in.graphs[1] = 0; /* the peak of an atlas not read does not count */
+    assert_int_equal(pop_rank_shared(&in, 2, 16, &how), 4);
+}
+
+/* the reproducible peak: the first largest over k >= 2, at least 0.7 */
+static void test_repro_peak(void **st) {
+    (void)st;
+    assert_int_equal(POP_RP_DIRS, 12);
+    /* the third at 640 (results 12p): a peak of 0.78 at 4 */
+    const double third[12] = {0.26, 0.42, 0.50, 0.78, 0.11, 0.14, 0.09, 0.09, 0.08, 0.07, 0.06, 0.05};
+    assert_int_equal(pop_repro_rank(third), 4);
+    /* k = 1 alone does not count */
+    const double one[12] = {0.95, 0.40, 0.30, 0.20, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(pop_repro_rank(one), 0);
+    /* 0.7 is in, just below is not; ties keep the first */
+    double at[12] = {0.5, 0.6, 0.7, 0.7, 0.3, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(pop_repro_rank(at), 3);
+    at[2] = at[3] = 0.6999;
+    assert_int_equal(pop_repro_rank(at), 0);
+    const double last[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.9};
+    assert_int_equal(pop_repro_rank(last), 12);
+    char buf[640];
+    pop_rows_out f = {.rank = 0, .held_step = -1, .repro_rank = 4};
+    memcpy(f.repro, third, sizeof third);
+    f.held_at[0] = 2.5;
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_non_null(strstr(buf, ": no gap (no plateau: the count falls steadily"));
+    assert_non_null(strstr(buf, "; reproducible on both halves, k = 1 .. 12: 0.26 0.42 0.50 0.78 "
+                                "0.11 0.14 0.09 0.09 0.08 0.07 0.06 0.05: a peak of 0.78 at 4"));
+    f.repro_rank = 0;
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_non_null(strstr(buf, "0.06 0.05: no peak of 0.7"));
+    f.rank = 3, f.held_step = 0; /* after a gap the curve is not written */
+    pop_rule_text(&f, buf, sizeof buf);
+    assert_null(strstr(buf, "reproducible"));
 }
 
 /* rank of the plateau rule on mean counts (x 16 = the fits' sums) up the ladder */
@@ -461,6 +522,7 @@ int main(void) {
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
         cmocka_unit_test(test_rank_shared),
+        cmocka_unit_test(test_repro_peak),
         cmocka_unit_test(test_plateau_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
