@@ -235,18 +235,22 @@ static int min_canon_add(double *X, double *Y, int64_t m, int p, double *acc, bg
         }
         lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, p, A, p, tau);
         if (!info) info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, p, p, A, p, tau);
-        if (info)
-            return bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the QR "
-                             "factorisation failed (info %d) on %lld x %d scores", (int)info,
-                             (long long)m, p), -1;
+        if (info) {
+            (void)bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the QR "
+                            "factorisation failed (info %d) on %lld x %d scores", (int)info,
+                            (long long)m, p);
+            return -1;
+        }
     }
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, p, (int)m, 1.0, X, p, Y, p, 0.0, B, p);
     for (int k = 1; k <= p; k++) {
         for (int a = 0; a < k; a++) memcpy(Bk + a * k, B + a * p, (size_t)k * sizeof *Bk);
         lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', k, k, Bk, k, sv, U, k, Vt, k);
-        if (info)
-            return bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the SVD "
-                             "(dgesdd) failed (info %d) in %d dimensions", (int)info, k), -1;
+        if (info) {
+            (void)bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_rank: auto): the SVD "
+                            "(dgesdd) failed (info %d) in %d dimensions", (int)info, k);
+            return -1;
+        }
         acc[k - 1] += sv[k - 1];
     }
     return 0;
