@@ -51,17 +51,20 @@ static int64_t scan_means(const double *Q, int64_t n, int r0, const int64_t *sca
 
 /* Over the rows i with side[i] == want (all rows when side is NULL): Sb = the mean over
  * scans of g g^T (g: the scan's mean row of Q, recentred on the mean of those scans when
- * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Returns
- * the number of scans with two or more rows, -1 on ENOMEM. */
+ * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Gout (n x
+ * r0, may be NULL): the g's kept, *scans_out of them (the halves' reproducibility scores
+ * them). Returns the number of scans with two or more rows, -1 on ENOMEM. */
 static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
                        const signed char *side, int want, int recentre, double *Sb, double *Sw,
-                       bgfm_err *e) {
+                       double *Gout, int64_t *scans_out, bgfm_err *e) {
     scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head scans");
-    double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head scans");
+    double *G = Gout ? Gout
+                     : bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head scans");
     double *d = bgfm_malloc(e, (size_t)r0 * sizeof *d, "population head scans");
     double *gm = bgfm_calloc(e, (size_t)r0, sizeof *gm, "population head scans");
     if (!o || !G || !d || !gm) {
-        free(o), free(G), free(d), free(gm);
+        free(o), free(d), free(gm);
+        if (G != Gout) free(G);
         return -1;
     }
     int64_t m = 0, multi = 0;
@@ -82,7 +85,9 @@ static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
     }
     for (int64_t q = 0; m && q < (int64_t)r0 * r0; q++)
         Sb[q] /= (double)scans, Sw[q] /= (double)m;
-    free(o), free(G), free(d), free(gm);
+    if (scans_out) *scans_out = scans;
+    free(o), free(d), free(gm);
+    if (G != Gout) free(G);
     return multi;
 }
 
@@ -150,25 +155,31 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
     return 0;
 }
 
+/* One half's scatter (scatter, recentred) and its scans' mean rows: computed once per
+ * split, read by both fits and by the reproducibility. */
+typedef struct half_cov {
+    double *Sb, *Sw, *G;
+    int64_t scans;
+} half_cov;
+
 /* The held-out counts of one fit at each threshold of the ladder (cnt): the discriminant of
- * half `fit` (scores Q, r0 axes) scored on the other half; its POP_RP_DIRS leading
- * directions into lead (r0 x POP_RP_DIRS, column j the j-th). 0, -1 on ENOMEM / a solver
- * failure (e set), -2 when not measurable. */
-static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64_t *scan,
-                          const signed char *side, int fit, double shrink, int cnt[POP_HO_STEPS],
-                          double *lead, bgfm_err *e) {
+ * half a (r0 axes) scored on half b; its POP_RP_DIRS leading directions into lead (r0 x
+ * POP_RP_DIRS, column j the j-th). 0, -1 on ENOMEM / a solver failure (e set), -2 when not
+ * measurable. */
+static int held_out_count(const half_cov *a, const half_cov *b, int r0, int D, double shrink,
+                          int cnt[POP_HO_STEPS], double *lead, bgfm_err *e) {
     const size_t rr = (size_t)r0 * (size_t)r0;
     double *Sa = bgfm_malloc(e, rr * sizeof *Sa, "population head halves");
     double *Wa = bgfm_malloc(e, rr * sizeof *Wa, "population head halves");
-    double *Sb = bgfm_malloc(e, rr * sizeof *Sb, "population head halves");
-    double *Wb = bgfm_malloc(e, rr * sizeof *Wb, "population head halves");
     double *ev = bgfm_malloc(e, (size_t)r0 * sizeof *ev, "population head halves");
     double *rho = bgfm_malloc(e, (size_t)D * sizeof *rho, "population head halves");
     double *u = bgfm_malloc(e, (size_t)r0 * sizeof *u, "population head halves");
-    int out = Sa && Wa && Sb && Wb && ev && rho && u ? 0 : -1;
-    if (!out && (scatter(Q, n, r0, scan, side, fit, 1, Sa, Wa, e) < 0 ||
-                 scatter(Q, n, r0, scan, side, 1 - fit, 1, Sb, Wb, e) < 0))
-        out = -1;
+    const double *Sb = b->Sb, *Wb = b->Sw;
+    int out = Sa && Wa && ev && rho && u ? 0 : -1;
+    if (!out) { /* the solver overwrites its operands */
+        memcpy(Sa, a->Sb, rr * sizeof *Sa);
+        memcpy(Wa, a->Sw, rr * sizeof *Wa);
+    }
     if (!out && shrink_within(Wa, r0, shrink)) out = -2;
     if (!out) {
         lapack_int info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sa, r0, Wa, r0, ev);
@@ -202,7 +213,7 @@ static int held_out_count(const double *Q, int64_t n, int r0, int D, const int64
         for (int t = 0; !out && t < POP_HO_STEPS; t++)
             for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= ladder[t] * med; cnt[t]++) {}
     }
-    free(Sa), free(Wa), free(Sb), free(Wb), free(ev), free(rho), free(u);
+    free(Sa), free(Wa), free(ev), free(rho), free(u);
     return out;
 }
 
@@ -256,27 +267,25 @@ static int min_canon_add(double *X, double *Y, int64_t m, int p, double *acc, bg
     return 0;
 }
 
-/* One split's reproducibility (pop.h): for each half, its scans' mean rows of Q scored by
- * both halves' leading directions (lead[0], lead[1]), the smallest canonical correlations
- * added to acc. 0, -1 with e set. */
-static int split_repro(const double *Q, int64_t n, int r0, const int64_t *scan,
-                       const signed char *side, double *const lead[2], double *acc, bgfm_err *e) {
+/* One split's reproducibility (pop.h): for each half, its scans' mean rows (h[].G, recentred:
+ * the canonical correlations do not see a shift) scored by both halves' leading directions
+ * (lead[0], lead[1]), the smallest canonical correlations added to acc. 0, -1 with e set. */
+static int split_repro(const half_cov h[2], int r0, double *const lead[2], double *acc,
+                       bgfm_err *e) {
     const int p = POP_RP_DIRS;
-    scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head halves");
-    double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head halves");
-    double *X = bgfm_malloc(e, (size_t)n * (size_t)p * sizeof *X, "population head halves");
-    double *Y = bgfm_malloc(e, (size_t)n * (size_t)p * sizeof *Y, "population head halves");
-    int rc = o && G && X && Y ? 0 : -1;
-    for (int h = 0; h < 2 && !rc; h++) {
-        int64_t m = 0, multi = 0;
-        const int64_t S = scan_means(Q, n, r0, scan, side, h, o, &m, G, &multi);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, p, r0, 1.0, G, r0, lead[0],
+    const int64_t most = h[0].scans > h[1].scans ? h[0].scans : h[1].scans;
+    double *X = bgfm_malloc(e, (size_t)most * (size_t)p * sizeof *X, "population head halves");
+    double *Y = bgfm_malloc(e, (size_t)most * (size_t)p * sizeof *Y, "population head halves");
+    int rc = X && Y ? 0 : -1;
+    for (int k = 0; k < 2 && !rc; k++) {
+        const int S = (int)h[k].scans;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, p, r0, 1.0, h[k].G, r0, lead[0],
                     p, 0.0, X, p);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, p, r0, 1.0, G, r0, lead[1],
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, p, r0, 1.0, h[k].G, r0, lead[1],
                     p, 0.0, Y, p);
         rc = min_canon_add(X, Y, S, p, acc, e);
     }
-    free(o), free(G), free(X), free(Y);
+    free(X), free(Y);
     return rc;
 }
 
@@ -293,11 +302,20 @@ int pop_repro_rank(const double curve[POP_RP_DIRS]) {
 static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                          pop_rows_out *out, bgfm_err *e) {
     out->measured = 0, out->held_step = -1, out->repro_rank = 0;
-    signed char *side = bgfm_malloc(e, (size_t)n, "population head halves");
-    double *lead[2] = {bgfm_malloc(e, (size_t)r0 * POP_RP_DIRS * sizeof(double), "population head halves"),
-                       bgfm_malloc(e, (size_t)r0 * POP_RP_DIRS * sizeof(double), "population head halves")};
+    const size_t rr = (size_t)r0 * (size_t)r0;
+    const char *what = "population head halves";
+    signed char *side = bgfm_malloc(e, (size_t)n, what);
+    double *lead[2];
+    half_cov h[2];
+    int sum[POP_HO_STEPS] = {0}, rc = side ? 0 : -1;
+    for (int k = 0; k < 2; k++) {
+        lead[k] = bgfm_malloc(e, (size_t)r0 * POP_RP_DIRS * sizeof(double), what);
+        h[k] = (half_cov){bgfm_malloc(e, rr * sizeof(double), what),
+                          bgfm_malloc(e, rr * sizeof(double), what),
+                          bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof(double), what), 0};
+        if (!lead[k] || !h[k].Sb || !h[k].Sw || !h[k].G) rc = -1;
+    }
     double acc[POP_RP_DIRS] = {0};
-    int sum[POP_HO_STEPS] = {0}, rc = side && lead[0] && lead[1] ? 0 : -1;
     for (int k = 0; k < POP_HO_FITS / 2 && !rc; k++) {
         int64_t hmin = 0;
         if (split_rows(scan, n, k, side, &hmin, e)) {
@@ -308,14 +326,18 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         if (D > r0) D = r0;
         if ((int64_t)D > hmin - 1) D = (int)(hmin - 1);
         if (D < 2 * POP_HO_LEAD) rc = -2;
+        for (int w = 0; w < 2 && !rc; w++)
+            if (scatter(Q, n, r0, scan, side, w, 1, h[w].Sb, h[w].Sw, h[w].G, &h[w].scans, e) < 0)
+                rc = -1;
         for (int fit = 0; fit < 2 && !rc; fit++) {
             int c[POP_HO_STEPS];
-            if (!(rc = held_out_count(Q, n, r0, D, scan, side, fit, shrink, c, lead[fit], e)))
+            if (!(rc = held_out_count(&h[fit], &h[1 - fit], r0, D, shrink, c, lead[fit], e)))
                 for (int t = 0; t < POP_HO_STEPS; t++) sum[t] += c[t];
         }
-        if (!rc) rc = split_repro(Q, n, r0, scan, side, lead, acc, e);
+        if (!rc) rc = split_repro(h, r0, lead, acc, e);
     }
-    free(side), free(lead[0]), free(lead[1]);
+    free(side);
+    for (int k = 0; k < 2; k++) free(lead[k]), free(h[k].Sb), free(h[k].Sw), free(h[k].G);
     if (rc == -1) return -1;
     if (rc == -2) return 0;
     for (int t = 0; t < POP_HO_STEPS; t++) out->held_at[t] = sum[t] / (double)POP_HO_FITS;
@@ -444,7 +466,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
-    if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, e)) < 0) {
+    if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, NULL, NULL, e)) < 0) {
         out_info->multi = 0;
         rc = -1;
         goto done;
