@@ -4,13 +4,14 @@
 random (k = 4, 8), each other labelled person scored by the patient fraction of its site
 among the training people (+1 / +2), AUC on them; the mean over 400 draws. No FC is read.
 Not a test: figures for results.md."""
-import csv, sys
+import os, sys
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import read_table  # noqa: E402
 
 
 def site_auc(cohort, k, draws=400):
-    r = [x for x in csv.DictReader(open(cohort + "/participants.tsv"), delimiter="\t")
-         if x["diagnosis"] != "n/a"]
+    r = [x for x in read_table(cohort) if x["diagnosis"] != "n/a"]
     site = np.array([x["site"] for x in r])
     y = np.array([x["diagnosis"] == "patient" for x in r])
     rng = np.random.default_rng(0)
