@@ -8,7 +8,8 @@ windows; few-shot classification with k labelled subjects per class, L2 logistic
 regression C = 1 on standardised features, AUC from scores on the other labelled
 subjects; ridge from n subjects with alpha chosen by exact leave-one-out on the training
 subjects only, R2 on the others), over random draws of the same sizes:
-- `traits`: the true latent traits of the labelled subjects (bgfm synth's model.json):
+- `traits`: the true latent traits of the labelled subjects (bgfm synth's model.json,
+  or foreign_pop.py's derivatives/foreign/truth.json):
   no representation can carry more about the traits than the traits themselves.
 - `trait_map`: a ridge map FC triangle -> traits fitted on the UNLABELLED subjects with
   their true traits (which pretraining does not have), applied to the labelled
@@ -159,7 +160,10 @@ def main():
     idxs = sorted(glob.glob(os.path.join(o.out, "*", "*", "seed*", "connectivity", "index.h5")))
     if not idxs:
         sys.exit("oracle: no connectivity/graphs/index.h5 under " + o.out)
-    model = json.load(open(os.path.join(o.cohort, "derivatives", "synth", "model.json")))
+    truth = os.path.join(o.cohort, "derivatives", "synth", "model.json")
+    if not os.path.exists(truth):  # bench/transfer/foreign_pop.py's cohorts
+        truth = os.path.join(o.cohort, "derivatives", "foreign", "truth.json")
+    model = json.load(open(truth))
     targets = o.targets.split(",")
     true = {}  # every subject's true traits (model.json), unlabelled included
     for subj in model["participants"]:
