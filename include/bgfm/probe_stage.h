@@ -17,7 +17,8 @@
 #include "bgfm/regress.h"
 #include "bgfm/stage.h"
 
-#define PROBE_NFEAT 4 /* pretrained, random_init, fc_baseline, fc_pca */
+#define PROBE_NFEAT 5 /* pretrained, random_init, fc_baseline, fc_pca, site */
+#define PROBE_FEAT_SITE 4 /* the acquisition site alone, one-hot: what a site confound reads */
 #define PROBE_NMET 3  /* auc, accuracy, balanced_accuracy */
 #define PROBE_NREG REGRESS_NOUT /* per regression cell: r2, alpha, training subjects, r2 of the training mean */
 #define PROBE_MAX_TARGETS 32

@@ -17,9 +17,11 @@
 
 #define MAX_POINTS 20000 /* embeddings drawn in the projection (evenly spread) */
 #define MAX_SITES 8
-static const char *const feat[4] = {"pretrained", "random_init", "fc_baseline", "fc_pca"};
-static const char *const feat_title[4] = {"pretrained encoder", "random-init encoder",
-                                          "FC baseline", "FC PCA"};
+#define NFEAT 5 /* probe_feat_name's order */
+static const char *const feat[NFEAT] = {"pretrained", "random_init", "fc_baseline", "fc_pca",
+                                        "site"};
+static const char *const feat_title[NFEAT] = {"pretrained encoder", "random-init encoder",
+                                              "FC baseline", "FC PCA", "site alone"};
 
 static void gp_name(char *dst, size_t n, const char *s) {
     size_t k = 0;
@@ -39,7 +41,7 @@ static void attr_id(html_page *p, const char *pre, const wd_stage *s, const char
 
 static void cls_rows(html_page *p, const char *view, const json_node *b) {
     static const char *const m[3] = {"auc", "accuracy", "balanced_accuracy"};
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < NFEAT; t++) {
         const json_node *c = json_get(b, feat[t]);
         if (!c) continue;
         hp_raw(p, "<tr data-view=\"");
@@ -76,7 +78,7 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
     hp_raw(p, "<table");
     attr_id(p, "fewshot", s, idpost);
     hp_raw(p, "><tr><th>%s</th><th>%s</th>", key, eff);
-    for (int t = 0; t < 4; t++) hp_raw(p, "<th>%s</th><th>sd</th>", feat_title[t]);
+    for (int t = 0; t < NFEAT; t++) hp_raw(p, "<th>%s</th><th>sd</th>", feat_title[t]);
     hp_raw(p, "</tr>\n");
     char dn[32], cap[600], plot[1600];
     FILE *f = hp_data(p, dn, sizeof dn);
@@ -87,7 +89,7 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
         else hp_num(p, k ? k->num : (double)NAN, 0);
         hp_num(p, json_num(r, eff), 2);
         if (f) fprintf(f, "%.9g", json_num(r, eff));
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < NFEAT; t++) {
             char sd[40];
             snprintf(sd, sizeof sd, "%s_sd", feat[t]);
             hp_num(p, json_num(r, feat[t]), 3);
@@ -101,16 +103,16 @@ static void few_shot(html_page *p, const wd_stage *s, const json_node *fs, const
     hp_data_close(p, f, dn);
     int finite = 0; /* gnuplot stops on a plot without one defined point */
     for (int i = 0; i < fs->n; i++)
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < NFEAT; t++)
             finite |= isfinite(json_num(&fs->kid[i], feat[t])) && json_num(&fs->kid[i], eff) > 0;
     if (!f || !finite) return;
     size_t w = (size_t)snprintf(plot, sizeof plot, "plot ");
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < NFEAT; t++)
         w += (size_t)snprintf(plot + w, sizeof plot - w, "%s'%s' u ($1*(1+0.012*%d)):%d:%d with "
                               "yerrorlines lt %d title '%s'", t ? ", " : "", dn, t - 2, 2 + 2 * t,
                               3 + 2 * t, t + 1, feat_title[t]);
     snprintf(cap, sizeof cap, "Stage %s: few-shot %s against the %s (mean +- sd over draws x "
-             "folds; points of the four feature sets shifted a little sideways to be seen).",
+             "folds; points of the feature sets shifted a little sideways to be seen).",
              s->name, what, !strcmp(key, "k") ? "labelled training subjects per class"
                                               : "training subjects");
     hp_fig(p, 620, 340, cap, "set xlabel '%s'\nset ylabel '%s'\nset key outside right\n"
@@ -151,7 +153,7 @@ static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
               "sites</th></tr>\n");
     for (int i = 0; i < ed->n; i++) {
         const json_node *nf = json_get(json_get(at, ed->keys[i]), "n_features");
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < NFEAT; t++) {
             hp_raw(p, "<tr data-atlas=\"");
             hp_text(p, ed->keys[i]);
             hp_raw(p, "\" data-feat=\"%s\">", feat[t]);
@@ -173,7 +175,7 @@ static void dim_table(html_page *p, const wd_stage *s, const json_node *r) {
 }
 
 static void reg_rows(html_page *p, const char *view, const json_node *b) {
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < NFEAT; t++) {
         const json_node *c = json_get(b, feat[t]);
         if (!c) continue;
         hp_raw(p, "<tr data-view=\"");

@@ -730,6 +730,7 @@ int probe_view_make(const probe_data *d, graphs_store *gs, int atlas, probe_view
     free(l);
     v->D[0] = v->D[1] = d->E * v->nrow;
     v->D[2] = v->D[3] = 0;
+    v->D[PROBE_FEAT_SITE] = d->n_sites > 0 ? d->n_sites : 1; /* once per sample, any view */
     for (int a = 0; a < d->A; a++)
         if (atlas < 0 || a == atlas) v->D[2] += d->tri[a], v->D[3] += d->pk[a];
     return 0;
@@ -741,6 +742,11 @@ double *probe_view_matrix(const probe_data *d, const probe_view *v, int t, bgfm_
     if (!X) return NULL;
     for (int64_t i = 0; i < v->n; i++) {
         double *x = X + i * D;
+        if (t == PROBE_FEAT_SITE) { /* one-hot of the subject's site; zeros when unknown */
+            int64_t k = d->site[v->subj[i]];
+            for (int64_t c = 0; c < D; c++) x[c] = c == k ? 1.0 : 0.0;
+            continue;
+        }
         for (int q = 0; q < v->nrow; q++) {
             int64_t j = v->rows[i * v->nrow + q], len;
             const double *src;

@@ -20,7 +20,7 @@
 #include "bgfm/ridge.h"
 
 const char *const probe_feat_name[PROBE_NFEAT] = {"pretrained", "random_init", "fc_baseline",
-                                                  "fc_pca"};
+                                                  "fc_pca", "site"};
 const char *const probe_met_name[PROBE_NMET] = {"auc", "accuracy", "balanced_accuracy"};
 
 double *probe_cell_at(const probe_results *p, int v, int t, int ki, int r, int f) {
@@ -635,7 +635,8 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
     FILE *f = fopen(dat, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", dat, strerror(errno));
     fputs("# k_label k_effective pretrained pretrained_sd random_init random_init_sd "
-          "fc_baseline fc_baseline_sd fc_pca fc_pca_sd (AUC, mean and sd over repeats x folds)\n",
+          "fc_baseline fc_baseline_sd fc_pca fc_pca_sd site site_sd (AUC, mean and sd over "
+          "repeats x folds)\n",
           f);
     for (int ki = 0; ki < p->n_klist; ki++) {
         if (p->ks[ki]) fprintf(f, "%lld", (long long)p->ks[ki]);
@@ -665,7 +666,8 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
             "plot 'few_shot.dat' u ($2*0.955):3:4:xtic(1) w yerrorlines lw 2 pt 7 lc rgb '#1b6ac9' t 'pretrained encoder', \\\n"
             "     '' u ($2*0.985):5:6 w yerrorlines lw 2 pt 5 lc rgb '#d95f02' t 'random-init encoder', \\\n"
             "     '' u ($2*1.015):7:8 w yerrorlines lw 2 pt 9 lc rgb '#1b9e77' t 'FC upper triangle', \\\n"
-            "     '' u ($2*1.045):9:10 w yerrorlines lw 2 pt 13 lc rgb '#7570b3' t 'PCA of FC (pretraining graphs)'\n",
+            "     '' u ($2*1.045):9:10 w yerrorlines lw 2 pt 13 lc rgb '#7570b3' t 'PCA of FC (pretraining graphs)', \\\n"
+            "     '' u ($2*1.0):11:12 w yerrorlines lw 1 dt 2 pt 1 lc rgb 'gray30' t 'acquisition site alone'\n",
             p->nv > 2 ? "atlases pooled" : c->views[0].name, (long long)p->ns, p->F, p->R);
     if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", gp);
     return 0;

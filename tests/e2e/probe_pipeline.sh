@@ -35,7 +35,7 @@ check "few_shot.png drawn by gnuplot" $PY -c "import sys; sys.exit(0 if open('$R
 check "probe.json schema" $PY - "$R/probe.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
 views = [d["pooled"]] + [d["atlases"][a] for a in d["atlases"]]
 assert list(d["atlases"]) == ["tiny"]
 assert d["format_version"] == 2 and d["repeats"] == 3 and d["folds"] == 3
@@ -81,7 +81,7 @@ R = sys.argv[1]
 d = json.load(open(R + "/probe.json"))
 rows = list(csv.DictReader(open(R + "/predictions.csv")))
 for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
         allf = []
         for rep in range(3):
             aucs = []
@@ -92,6 +92,41 @@ for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
             assert np.allclose(aucs, block[t]["auc_folds"][rep], atol=1e-12), (view, t, aucs, block[t]["auc_folds"])
             allf += aucs
         assert abs(np.mean(allf) - block[t]["auc"]) < 1e-12 and abs(np.std(allf, ddof=1) - block[t]["auc_sd"]) < 1e-12
+PYEOF
+check "site alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the one-hot site of every window, each view and draw" $PY - "$R" "$T/d/bids/participants.tsv" <<'PYEOF'
+import collections, csv, h5py, sys, numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
+R = sys.argv[1]
+site = {r["participant_id"]: r["site"] for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
+names = sorted(set(site.values()))
+rows = [r for r in csv.DictReader(open(R + "/predictions.csv")) if r["features"] == "site"]
+assert len(names) >= 2 and rows
+# the classifier reads windows (one atlas here: every view's samples are the graphs), a
+# subject's probability is the mean over its windows: a subject weighs its window count
+E = h5py.File(R + "/embeddings.h5", "r")
+win = collections.Counter(x.decode() if isinstance(x, bytes) else str(x) for x in E["participant_id"][()])
+worst, n = 0.0, 0
+for view in ["pooled", "tiny"]:
+    for rep in range(3):
+        rr = [r for r in rows if r["view"] == view and int(r["repeat"]) == rep]
+        X = np.array([[float(site[r["participant_id"]] == q) for q in names] for r in rr])
+        y = np.array([int(r["label"]) for r in rr]); f = np.array([int(r["fold"]) for r in rr])
+        got = np.array([float(r["p_1"]) for r in rr])
+        c = np.array([win[r["participant_id"]] for r in rr], dtype=float)
+        for k in sorted(set(f)):
+            tr = f != k
+            wt = c[tr] / c[tr].sum()
+            mu = wt @ X[tr]; sd = np.sqrt(wt @ (X[tr] - mu) ** 2); sd[sd <= 1e-12 * np.maximum(1, abs(mu))] = 1
+            Z = (X - mu) / sd
+            def obj(th):
+                w, b = th[:-1], th[-1]; z = Z[tr] @ w + b; r = c[tr] * (expit(z) - y[tr])
+                return 0.5 * w @ w + np.sum(c[tr] * (np.logaddexp(0, z) - y[tr] * z)), np.append(w + Z[tr].T @ r, r.sum())
+            th = minimize(obj, np.zeros(Z.shape[1] + 1), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000}).x
+            ref = expit(Z[~tr] @ th[:-1] + th[-1])
+            worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
+assert worst < 1e-4, worst
+print("# %d site-alone probabilities, max abs diff %.1e" % (n, worst))
 PYEOF
 check "cells.csv: the k=all AUC cells equal Mann-Whitney AUCs of predictions.csv; every few-shot and regression mean/sd of probe.json is its cells' mean/sd" $PY - "$R" <<'PYEOF'
 import csv, json, sys, numpy as np
@@ -104,7 +139,7 @@ def vals(task, view, t, size, metric):
     return np.array([float(c["value"]) for c in cells if (c["task"], c["view"], c["features"], c["size"], c["metric"]) == (task, view, t, size, metric)])
 n = 0
 for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
         for rep in range(3):
             for f in range(3):
                 c = [float(x["value"]) for x in cells if (x["task"], x["view"], x["features"], x["size"], x["metric"], x["repeat"], x["fold"]) == ("label", view, t, "all", "auc", str(rep), str(f))]
@@ -123,7 +158,7 @@ for tg, tb in ((k, v) for k, v in d.get("regression", {}).items() if k in d["tar
             assert len(v) == 9 and abs(np.mean(v) - e[t]) < 1e-12, (tg, t, e["n"], v, e[t])
             n += 1
         size = "all" if e["n"] == "all" else str(e["n"])
-        null = [vals(tg, "pooled", t, size, "r2_train_mean") for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]]
+        null = [vals(tg, "pooled", t, size, "r2_train_mean") for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]]
         assert all(np.array_equal(null[0], x) for x in null), "the null model's cells differ between feature sets"
         assert len(null[0]) == 9 and abs(np.mean(null[0]) - e["train_mean"]) < 1e-12, (tg, e["n"], null[0], e["train_mean"])
         n += 1
@@ -142,7 +177,7 @@ for r in rows:
     assert float(r["y"]) == age[r["participant_id"]]
 assert all(len(f) == 1 for f in fold_of.values()), "a subject is in two regression folds of one draw"
 for view, block in [("pooled", d["regression"]["age"]["pooled"]), ("tiny", d["regression"]["age"]["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
         allf, oof, prs = [], [], []
         for rep in range(3):
             rr = [r for r in rows if r["view"] == view and r["features"] == t and int(r["repeat"]) == rep]
@@ -197,8 +232,10 @@ assert err < 1e-6, err
 assert abs(d["fc_pca"]["tiny"]["variance_share"] - np.sum(sv[:k] ** 2) / np.sum(sv ** 2)) < 1e-9
 sub = np.array([s(x) for x in E["participant_id"][()]])
 nsh = 0
-for t in ["pretrained", "random_init", "fc_pca", "fc_baseline"]:
-    Z = P if t == "fc_baseline" else E[t][()][:, :k] if t == "fc_pca" else E[t][()]
+site = np.array([s(x) for x in idx["graphs/site"][()][G]])
+onehot = np.array([[float(q == w) for w in sorted(set(site[site != ""]))] for q in site])
+for t in ["pretrained", "random_init", "fc_pca", "fc_baseline", "site"]:
+    Z = P if t == "fc_baseline" else onehot if t == "site" else E[t][()][:, :k] if t == "fc_pca" else E[t][()]
     lam = np.linalg.eigvalsh(np.cov(Z.T))
     pr = lam.sum() ** 2 / (lam ** 2).sum()
     assert abs(pr - d["effective_dim"]["tiny"][t]) < 1e-8 * pr, (t, pr, d["effective_dim"]["tiny"][t])
@@ -208,7 +245,6 @@ for t in ["pretrained", "random_init", "fc_pca", "fc_baseline"]:
     # label and site shares: the same ratio with the graph's label / site as the group
     # (over the graphs with a label / a known site)
     lab = idx["graphs/label"][()][G]
-    site = np.array([s(x) for x in idx["graphs/site"][()][G]])
     for key, grp, ok in (("label_variance_share", lab, lab >= 0), ("site_variance_share", site, site != "")):
         groups = sorted(set(grp[ok].tolist()))
         assert len(groups) >= 2, (key, groups)
@@ -264,16 +300,16 @@ PYEOF
 check "bgfm report numbers = probe.json (classification, few-shot, representation, regression)" $PY - "$T/rep.txt" "$R/probe.json" <<'PYEOF'
 import json, sys, re
 txt = open(sys.argv[1]).read().splitlines(); d = json.load(open(sys.argv[2]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
 num = r"(-?[\d.]+)"
 got, reg = {}, {}; view = None; part = "cls"
 for l in txt:
     if l.startswith("regression of"): part = "reg"
-    m = re.match(r"^(\S+)?\s+(pretrained|random_init|fc_baseline|fc_pca)\s+%s \+- %s\s+%s(?: \+- %s\s+%s \+- %s)?" % ((num,) * 6), l)
+    m = re.match(r"^(\S+)?\s+(pretrained|random_init|fc_baseline|fc_pca|site)\s+%s \+- %s\s+%s(?: \+- %s\s+%s \+- %s)?" % ((num,) * 6), l)
     if m:
         view = m.group(1) or view
         (got if part == "cls" else reg)[(view, m.group(2))] = [float(x) for x in m.groups()[2:] if x is not None]
-assert len(got) == 8 and len(reg) == 8, (got, reg)
+assert len(got) == 10 and len(reg) == 10, (got, reg)
 for (view, t), v in got.items():
     b = d["pooled"] if view == "pooled" else d["atlases"][view]
     want = [b[t][k] for k in ["auc", "auc_sd", "accuracy", "accuracy_sd", "balanced_accuracy", "balanced_accuracy_sd"]]
@@ -291,11 +327,11 @@ for row, ref in zip(fs[:3], d["few_shot"]):
 for row, ref in zip(fs[3:], d["regression"]["age"]["few_shot"]):
     assert row[0] == str(ref["n"])
     assert all(abs(float(row[2 + i]) - ref[t]) <= 6e-5 for i, t in enumerate(F))
-    assert len(row) == 7 and abs(float(row[6]) - ref["train_mean"]) <= 6e-5, (row, ref)
+    assert len(row) == 8 and abs(float(row[7]) - ref["train_mean"]) <= 6e-5, (row, ref)
 for row, ref in zip(fs[:3], d["few_shot"]):
-    assert len(row) == 6, row  # classification rows have no null model column
-ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca)\s+[\d.]+\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
-assert len(ed) == 4, ed
+    assert len(row) == 7, row  # classification rows have no null model column
+ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca|site)\s+[\d.]+\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
+assert len(ed) == 5, ed
 for row in ed:
     t = row[-6]
     assert abs(float(row[-5]) - d["effective_dim"]["tiny"][t]) <= 6e-3

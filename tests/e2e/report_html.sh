@@ -165,7 +165,7 @@ PYEOF
 check "probe tables = probe.json (classification, few-shot, effective dimension, label by site, regression)" $PY - "$H" "$T/wa/probe/report/probe.json" <<'PYEOF'
 import json, math, sys, page
 p = page.load(sys.argv[1]); d = json.load(open(sys.argv[2]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
 def same(g, w):
     return math.isnan(g) if w is None else g == w
 n = 0
@@ -176,7 +176,7 @@ for r in p.tables["probe-probe"][1:]:
     for c, k in zip(r["cells"][2:], ks):
         assert same(page.num(c), b[k]), (v, f, k, c, b[k])
     n += 1
-assert n == 4 * (1 + len(d["atlases"])), n
+assert n == len(F) * (1 + len(d["atlases"])), n
 fs = p.tables["fewshot-probe-auc"][1:]
 assert len(fs) == len(d["few_shot"]) > 0
 for r, w in zip(fs, d["few_shot"]):
@@ -188,7 +188,7 @@ for r in p.tables["dim-probe"][1:]:
     a, f = r["attrs"]["data-atlas"], r["attrs"]["data-feat"]
     assert same(page.num(r["cells"][2]), d["effective_dim"][a][f])
     assert same(page.num(r["cells"][4]), d["subject_variance_share"][a][f]); m += 1
-assert m == 4 * len(d["effective_dim"])
+assert m == len(F) * len(d["effective_dim"])
 # the labelled subjects per site and label, and the chi-squared test, as in probe.json
 import html as htmlmod, re
 raw = open(sys.argv[1]).read()
@@ -201,7 +201,7 @@ assert ("): " + want + ".") in txt, (txt, want)
 assert ("p = %.3g" % ls["p"]) in txt if ls["p"] is not None else "n/a" in txt, txt
 for t in d["targets"]:
     rows = p.tables["reg-probe-" + t][1:]
-    assert len(rows) == 5 * (1 + len(d["regression"][t]["atlases"]))  # 4 feature sets, the null model
+    assert len(rows) == (len(F) + 1) * (1 + len(d["regression"][t]["atlases"]))  # the feature sets, the null model
     for r in rows:
         v, f = r["attrs"]["data-view"], r["attrs"]["data-feat"]
         vb = d["regression"][t]["pooled"] if v == "pooled" else d["regression"][t]["atlases"][v]
