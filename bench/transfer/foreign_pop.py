@@ -2,7 +2,8 @@
 """foreign_pop.py: a trait population written by other software than `bgfm synth`.
 
 usage: foreign_pop.py OUT [--labelled 64] [--unlabelled 240] [--traits 4] [--seed 1]
-                          [--trait-coupling 0.10] [--trait-shift 2.0] [--fingerprint 0.10]
+                          [--trait-coupling 0.10] [--trait-shift 2.0] [--trait-components 4]
+                          [--fingerprint 0.10]
                           [--jitter 3.0] [--sites 3] [--workers 2]
 
 Every population of docs/results.md before section 12r came from `bgfm synth`, whose
@@ -18,8 +19,8 @@ Its design follows what is known of resting-state fMRI, not what the model reads
   with a double-gamma HRF whose delay differs per person (Handwerker et al. 2004).
 - What distinguishes people (stable over their scan):
   * traits: K latent traits t ~ N(0, 1); trait k adds `--trait-coupling` x t_k x
-    (u_k u_k' off the diagonal) to the components' correlations (u_k: four components,
-    signs random) and moves the blobs of three components by `--trait-shift` mm per SD
+    (u_k u_k' off the diagonal) to the components' correlations (u_k: `--trait-components`
+    components, default 4, signs random) and moves the blobs of three components by `--trait-shift` mm per SD
     along a fixed direction each: individual differences in FC are largely differences
     in the spatial layout of networks (Bijsterbosch et al. 2018, eLife);
   * fingerprint: every correlation perturbed by `--fingerprint` x N(0, 1) (symmetric),
@@ -34,9 +35,10 @@ Its design follows what is known of resting-state fMRI, not what the model reads
   motion: a per-person level (log-normal; higher with age and in patients, as in
   clinical samples) giving spikes that shift the brain's edge voxels together (Power
   et al. 2012); thermal noise of the site's temporal SNR, smoothed by the site's FWHM.
-- Sites (`--sites`): TR 2.0 / 2.5 / 1.5 s with 150 / 120 / 200 volumes (the same scan
-  time near 5 min), their own gain, tSNR (50-80), smoothing (4-6 mm); the last site
-  scans eyes closed (a coupling shift between two components), as pooled studies do.
+- Sites (`--sites`): TR 2.0 / 2.5 / 1.5 / 2.0 s with 150 / 120 / 200 / 150 volumes (the
+  same scan time near 5 min; `--scan-scale` multiplies the volumes), their own gain,
+  tSNR (50-80), smoothing (4-6 mm); the third site scans eyes closed (a coupling shift
+  between two components), as pooled studies do.
 - Labels: diagnosis from a liability w . t / |w| + N(0, 1) (the traits explain half of
   it), patient when above 0; score = v . t / |v| + N(0, 1); both `n/a` for the
   unlabelled people, whose traits are in OUT/derivatives/foreign/truth.json only (for
@@ -132,8 +134,8 @@ class Population:
         self.move = np.zeros((K, nb, 3))
         for k in range(K):
             u = np.zeros(C)
-            idx = r.choice(C, 4, replace=False)
-            u[idx] = r.choice([-1.0, 1.0], 4)
+            idx = r.choice(C, a.trait_components, replace=False)
+            u[idx] = r.choice([-1.0, 1.0], a.trait_components)
             D = np.outer(u, u)
             np.fill_diagonal(D, 0)
             self.du.append(D)
@@ -175,6 +177,7 @@ class Population:
     def image(self, p):
         a, r = self.a, p["rng"]
         tr, T, gain, tsnr, fwhm, closed = SITES[p["site"]]
+        T = int(round(T * a.scan_scale))
         # correlations of this person
         S = self.base.copy()
         for k in range(a.traits):
@@ -271,6 +274,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trait-coupling", type=float, default=0.10)
     ap.add_argument("--trait-shift", type=float, default=2.0)
+    ap.add_argument("--trait-components", type=int, default=4)
+    ap.add_argument("--scan-scale", type=float, default=1.0, help="scan length x (default 1: about 5 min)")
     ap.add_argument("--fingerprint", type=float, default=0.10)
     ap.add_argument("--jitter", type=float, default=3.0)
     ap.add_argument("--sites", type=int, default=3, choices=[1, 2, 3, 4])
