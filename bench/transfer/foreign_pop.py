@@ -46,7 +46,9 @@ Its design follows what is known of resting-state fMRI, not what the model reads
 
 Writes OUT/participants.tsv (participant_id diagnosis site age sex score trait_1..K)
 and OUT/sub-XXX/func/sub-XXX_task-rest_bold.nii.gz (int16 with a scale, TR in
-pixdim[4]). The same seed gives the same people whatever --workers says.
+pixdim[4]). The same seed gives the same people whatever --workers says. Each image is
+written under a temporary name and renamed when complete; a call interrupted and run
+again with the same arguments keeps the images already written.
 """
 import argparse, json, os, sys
 from multiprocessing import Pool
@@ -249,10 +251,13 @@ POP = None
 
 
 def write_one(s):
-    p = POP.person(s)
-    vol, tr = POP.image(p)
     sid = "sub-%03d" % (s + 1)
     d = os.path.join(POP.a.out, sid, "func")
+    final = os.path.join(d, sid + "_task-rest_bold.nii.gz")
+    if os.path.exists(final):  # written by an earlier, interrupted call: the same bytes
+        return s
+    p = POP.person(s)
+    vol, tr = POP.image(p)
     os.makedirs(d, exist_ok=True)
     im = nib.Nifti1Image(vol, AFF)
     im.set_data_dtype(np.int16)
@@ -260,7 +265,9 @@ def write_one(s):
     im.header["pixdim"][4] = tr
     im.set_qform(AFF, 4)
     im.set_sform(AFF, 4)
-    nib.save(im, os.path.join(d, sid + "_task-rest_bold.nii.gz"))
+    part = os.path.join(d, sid + "_task-rest_bold.part.nii.gz")
+    nib.save(im, part)
+    os.replace(part, final)  # complete or absent
     return s
 
 
