@@ -17,9 +17,8 @@
 
 #define MAX_POINTS 20000 /* embeddings drawn in the projection (evenly spread) */
 #define MAX_SITES 8
-#define NFEAT 5 /* probe_feat_name's order */
-static const char *const feat[NFEAT] = {"pretrained", "random_init", "fc_baseline", "fc_pca",
-                                        "site"};
+#define NFEAT PROBE_NFEAT
+#define feat probe_feat_name /* the keys the probe writes probe.json with */
 static const char *const feat_title[NFEAT] = {"pretrained encoder", "random-init encoder",
                                               "FC baseline", "FC PCA", "site alone"};
 
