@@ -22,6 +22,11 @@ typedef struct bids_table {
  * empty/"n/a" participant ids, rows with more fields than the header. */
 int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *t, bgfm_err *e);
 int bids_table_read(const char *path, bids_table *t, bgfm_err *e);
+/* The same for any TSV whose id column is `id` (NULL: none required, no id checks, and
+ * id_col stays -1), e.g. a confounds file (confounds.h). */
+int bids_tsv_parse(const char *path, const char *buf, size_t len, const char *id, bids_table *t,
+                   bgfm_err *e);
+int bids_tsv_read(const char *path, const char *id, bids_table *t, bgfm_err *e);
 void bids_table_free(bids_table *t);
 /* Row of participant `id` ("sub-01"; a table value without the "sub-" prefix matches
  * after prepending it), or -1. */

@@ -1,7 +1,9 @@
 /* clean.h: signal cleaning of ROI time series: linear detrend, zero-phase Butterworth
- * filtering (scipy's butter(..., output='sos') + sosfiltfilt with odd padding), and
- * standardisation (z-score or percent signal change). Order: detrend, filter,
- * standardize (as nilearn). Not the extraction (parcellate.h). Pure functions. */
+ * filtering (scipy's butter(..., output='sos') + sosfiltfilt with odd padding), removal
+ * of confounds (projection on their orthogonal complement), and standardisation (z-score
+ * or percent signal change). Order: detrend, filter, confounds, standardize (as nilearn).
+ * Not the extraction (parcellate.h) nor the reading of confounds (confounds.h). Pure
+ * functions. */
 #ifndef BGFM_CLEAN_H
 #define BGFM_CLEAN_H
 
@@ -46,7 +48,19 @@ void clean_detrend(double *x, int64_t n);
  * psc: 100 (x - mean(x)) / |raw_mean| (raw_mean = mean of the raw series; |raw_mean|
  * < DBL_EPSILON -> all zeros). */
 void clean_standardize_series(clean_standardize how, double *x, int64_t n, double raw_mean);
-/* The whole chain on one series. `f` NULL when no filter is requested. */
-void clean_series(const clean_opts *o, const clean_sos *f, double *x, int64_t n, double *work);
+/* Confounds (nilearn's signal.clean order): each of the K columns of X (n x K,
+ * column-major) is detrended (o->detrend) or else centred, filtered with f (may be NULL)
+ * exactly as the series are, then orthonormalised in order (Gram-Schmidt, twice); a
+ * column whose norm falls below CLEAN_RANK_TOL of its own after removing the earlier
+ * ones is dropped. The first r columns of X become the basis; r is returned. */
+#define CLEAN_RANK_TOL 1e-10
+int clean_basis(const clean_opts *o, const clean_sos *f, double *X, int64_t n, int K,
+                double *work);
+/* x -= Q Q' x for the r orthonormal columns of Q (n x r, column-major). */
+void clean_project(const double *Q, int r, double *x, int64_t n);
+/* The whole chain on one series: detrend, filter (`f` NULL: none), remove the span of
+ * the confound basis Q (r columns from clean_basis; r = 0: none), standardize. */
+void clean_series(const clean_opts *o, const clean_sos *f, const double *Q, int r, double *x,
+                  int64_t n, double *work);
 
 #endif

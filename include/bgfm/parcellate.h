@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "bgfm/clean.h"
+#include "bgfm/confounds.h"
 #include "bgfm/ctx.h"
 #include "bgfm/resample.h"
 #include "bgfm/stage.h"
@@ -53,6 +54,7 @@ typedef struct parcellate_out {
 /* Options of one extraction (the stage's `with:` keys, resolved). */
 typedef struct parcellate_opts {
     clean_opts clean;    /* detrend, filter, standardize */
+    confounds_spec conf; /* regressors read beside each image (confounds.h); none: n_names 0, scrub 0 */
     double t_r;          /* > 0: override header TR; 0: from the header */
     double min_coverage;
 } parcellate_opts;

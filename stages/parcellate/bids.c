@@ -67,6 +67,11 @@ int64_t bids_table_find(const bids_table *t, const char *id) {
 }
 
 int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *t, bgfm_err *e) {
+    return bids_tsv_parse(path, buf, len, "participant_id", t, e);
+}
+
+int bids_tsv_parse(const char *path, const char *buf, size_t len, const char *id, bids_table *t,
+                   bgfm_err *e) {
     memset(t, 0, sizeof *t);
     t->id_col = -1;
     t->path = bgfm_strdup(e, path);
@@ -104,9 +109,9 @@ int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *
                     if (!strcmp(f[c], f[d]))
                         rc = bgfm_fail(e, BGFM_EDATA, "%s:1: column '%s' appears twice", path,
                                        f[c]);
-                if (!strcmp(f[c], "participant_id")) t->id_col = c;
+                if (id && !strcmp(f[c], id)) t->id_col = c;
             }
-            if (!rc && t->id_col < 0)
+            if (!rc && id && t->id_col < 0)
                 rc = bgfm_fail(e, BGFM_EDATA,
                                "%s:1: no 'participant_id' column in the header (tab-separated); "
                                "add it (values like sub-01)", path);
@@ -136,26 +141,29 @@ int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *
         }
         free(f);
         t->n_rows++;
-        if (rc) break;
-        const char *id = row[t->id_col];
-        if (bids_cell_missing(id)) {
+        if (rc || !id) {
+            if (rc) break;
+            continue;
+        }
+        const char *pid = row[t->id_col];
+        if (bids_cell_missing(pid)) {
             rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: participant_id is empty or n/a", path,
                            (long long)line_no);
             break;
         }
-        const char *canon = strncmp(id, "sub-", 4) ? NULL : id;
+        const char *canon = strncmp(pid, "sub-", 4) ? NULL : pid;
         for (int64_t r = 0; r + 1 < t->n_rows; r++) {
             const char *o = t->cells[r * t->n_cols + t->id_col];
-            if (!strcmp(o, id) || (canon && id_matches(o, canon)) || (!canon && id_matches(id, o))) {
+            if (!strcmp(o, pid) || (canon && id_matches(o, canon)) || (!canon && id_matches(pid, o))) {
                 rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: participant '%s' is listed twice", path,
-                               (long long)line_no, id);
+                               (long long)line_no, pid);
                 break;
             }
         }
     }
     if (!rc && !t->cols)
-        rc = bgfm_fail(e, BGFM_EDATA, "%s: empty file; it needs a header row with participant_id",
-                       path);
+        rc = bgfm_fail(e, BGFM_EDATA, "%s: empty file; it needs a header row%s", path,
+                       id ? " with participant_id" : "");
     if (rc) {
         char *keep = t->path;
         t->path = NULL;
@@ -166,14 +174,20 @@ int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *
 }
 
 int bids_table_read(const char *path, bids_table *t, bgfm_err *e) {
+    return bids_tsv_read(path, "participant_id", t, e);
+}
+
+int bids_tsv_read(const char *path, const char *id, bids_table *t, bgfm_err *e) {
     memset(t, 0, sizeof *t);
     FILE *f = fopen(path, "rb");
     if (!f)
         return bgfm_fail(e, errno == ENOENT ? BGFM_EDATA : BGFM_EIO,
-                         "cannot open participants table %s: %s (set inputs.bids to the dataset "
-                         "folder, or the stage's participants key)", path, strerror(errno));
+                         id ? "cannot open participants table %s: %s (set inputs.bids to the "
+                              "dataset folder, or the stage's participants key)"
+                            : "cannot open the table %s: %s",
+                         path, strerror(errno));
     size_t cap = 4096, len = 0;
-    char *buf = bgfm_malloc(e, cap, "participants.tsv");
+    char *buf = bgfm_malloc(e, cap, "table");
     int rc = buf ? 0 : e->code;
     while (!rc) {
         if (len == cap) {
@@ -193,7 +207,7 @@ int bids_table_read(const char *path, bids_table *t, bgfm_err *e) {
         }
     }
     fclose(f);
-    if (!rc) rc = bids_table_parse(path, buf, len, t, e);
+    if (!rc) rc = bids_tsv_parse(path, buf, len, id, t, e);
     free(buf);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* clean.c: detrend, Butterworth design (scipy.signal.butter, output='sos'), forward-
- * backward sosfiltfilt with odd padding, z-score / percent signal change.
+ * backward sosfiltfilt with odd padding, confound projection, z-score / percent signal
+ * change.
  * Not the extraction: one series at a time, no I/O. */
 #include <complex.h>
 #include <float.h>
@@ -224,11 +225,52 @@ void clean_standardize_series(clean_standardize how, double *x, int64_t n, doubl
     }
 }
 
-void clean_series(const clean_opts *o, const clean_sos *f, double *x, int64_t n, double *work) {
+static double dot(const double *a, const double *b, int64_t n) {
+    double s = 0.0;
+    for (int64_t t = 0; t < n; t++) s += a[t] * b[t];
+    return s;
+}
+
+void clean_project(const double *Q, int r, double *x, int64_t n) {
+    for (int j = 0; j < r; j++) {
+        const double *q = Q + (int64_t)j * n;
+        double c = dot(q, x, n);
+        for (int64_t t = 0; t < n; t++) x[t] -= c * q[t];
+    }
+}
+
+int clean_basis(const clean_opts *o, const clean_sos *f, double *X, int64_t n, int K, double *work) {
+    int r = 0;
+    for (int k = 0; k < K; k++) {
+        double *c = X + (int64_t)k * n;
+        if (o->detrend) {
+            clean_detrend(c, n);
+        } else {
+            double m = 0.0;
+            for (int64_t t = 0; t < n; t++) m += c[t];
+            m /= (double)(n > 0 ? n : 1);
+            for (int64_t t = 0; t < n; t++) c[t] -= m;
+        }
+        if (f) clean_sosfiltfilt(f, c, n, work);
+        double n0 = sqrt(dot(c, c, n));
+        clean_project(X, r, c, n); /* twice: Gram-Schmidt with reorthogonalisation */
+        clean_project(X, r, c, n);
+        double n1 = sqrt(dot(c, c, n));
+        if (!(n1 > CLEAN_RANK_TOL * n0) || n1 == 0.0) continue; /* in the span already */
+        double *q = X + (int64_t)r * n;
+        for (int64_t t = 0; t < n; t++) q[t] = c[t] / n1;
+        r++;
+    }
+    return r;
+}
+
+void clean_series(const clean_opts *o, const clean_sos *f, const double *Q, int r, double *x,
+                  int64_t n, double *work) {
     double raw_mean = 0.0;
     for (int64_t t = 0; t < n; t++) raw_mean += x[t];
     raw_mean /= (double)(n > 0 ? n : 1);
     if (o->detrend) clean_detrend(x, n);
     if (f) clean_sosfiltfilt(f, x, n, work);
+    clean_project(Q, r, x, n);
     clean_standardize_series(o->standardize, x, n, raw_mean);
 }

@@ -272,7 +272,8 @@ static int nonfinite_fail(const char *image, const float *vol, const resample_pl
 static int atlas_series(const char *image, const parcellate_atlas *at, const resample_plan *plan,
                         int64_t off, int64_t T, const double *S, const double *cs,
                         const int64_t *nconst, const parcellate_opts *o, const clean_sos *filt,
-                        double *x, double *work, parcellate_out *po, bgfm_err *e) {
+                        const double *Q, int nq, double *x, double *work, parcellate_out *po,
+                        bgfm_err *e) {
     const int64_t G = plan->n_total;
     int N = at->n_regions;
     po->n_regions = N;
@@ -291,7 +292,7 @@ static int atlas_series(const char *image, const parcellate_atlas *at, const res
             continue;
         }
         for (int64_t t = 0; t < T; t++) x[t] = (S[t * G + g] - cs[g]) / (double)nm;
-        clean_series(&o->clean, filt, x, T, work);
+        clean_series(&o->clean, filt, Q, nq, x, T, work);
         for (int64_t t = 0; t < T; t++) po->ts[t * N + r] = (float)x[t];
     }
     if (!any)
@@ -309,8 +310,9 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     prefetch_reader *pf = NULL;
     float *first = NULL;
     uint8_t *varies = NULL;
-    double *S = NULL, *cs = NULL, *x = NULL, *work = NULL, *csum = NULL;
+    double *S = NULL, *cs = NULL, *x = NULL, *work = NULL, *csum = NULL, *Q = NULL;
     int64_t *nconst = NULL;
+    int nq = 0;
     int rc = niftiio_open(image, &rd, e);
     if (rc) return rc;
     memset(out, 0, (size_t)n_atlases * sizeof *out);
@@ -340,6 +342,17 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
         }
         filt = &sos;
     }
+    work = bgfm_malloc(e, (size_t)(2 * (T + 2 * (filt ? filt->padlen : 0))) * sizeof *work,
+                       "filter work");
+    if (!work) {
+        rc = e->code;
+        goto out;
+    }
+    if (confounds_on(&o->conf)) { /* read before the image: a bad file costs no pass */
+        int K = 0, ns = 0;
+        if ((rc = confounds_load(image, &o->conf, T, &Q, &K, &ns, e))) goto out;
+        nq = clean_basis(&o->clean, filt, Q, T, K, work);
+    }
     resample_grid grid;
     for (int i = 0; i < 3; i++) grid.dim[i] = h->dim[i + 1];
     memcpy(grid.affine, h->affine, sizeof grid.affine);
@@ -361,9 +374,7 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     cs = bgfm_calloc(e, (size_t)G, sizeof *cs, "constant sums");
     nconst = bgfm_calloc(e, (size_t)G, sizeof *nconst, "constant counts");
     x = bgfm_malloc(e, (size_t)T * sizeof *x, "series");
-    work = bgfm_malloc(e, (size_t)(2 * (T + 2 * (filt ? filt->padlen : 0))) * sizeof *work,
-                       "filter work");
-    if (!first || !varies || !S || !cs || !nconst || !x || !work) {
+    if (!first || !varies || !S || !cs || !nconst || !x) {
         rc = e->code;
         goto out;
     }
@@ -416,8 +427,8 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
         }
     int64_t off = 0;
     for (int a = 0; a < A && !rc; a++) {
-        rc = atlas_series(image, &atlases[a], plan, off, T, S, cs, nconst, o, filt, x, work,
-                          &out[a], e);
+        rc = atlas_series(image, &atlases[a], plan, off, T, S, cs, nconst, o, filt, Q, nq, x,
+                          work, &out[a], e);
         off += atlases[a].n_regions;
     }
     if (rc) goto out;
@@ -436,5 +447,6 @@ out:
     free(nconst);
     free(x);
     free(work);
+    free(Q);
     return rc;
 }

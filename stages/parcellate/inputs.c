@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bgfm/bids.h"
+#include "bgfm/confounds.h"
 #include "bgfm/corpus.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/parcellate.h"
@@ -163,21 +164,31 @@ static int dataset_images(const bgfm_pipeline *p, char ***out, int *n, bgfm_err 
  * (the ones the stage reads). The order is the fingerprint's. */
 char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
                                       bgfm_err *e) {
-    (void)s;
     if (parcellate_paths_check(p, e)) return NULL;
+    int conf = params_value(&s->with, "confounds")->n_list > 0 || params_real(&s->with, "scrub") > 0;
     char **img = NULL;
     int ni = 0, k = 0, nd = p->n_datasets ? p->n_datasets : 1;
     if (!p->n_datasets && bids_image_files(p->bids, &img, &ni, e)) return NULL;
     if (p->n_datasets && dataset_images(p, &img, &ni, e)) return NULL;
-    char **out = bgfm_calloc(e, (size_t)ni + 3 * (size_t)p->n_atlases + (size_t)nd + 1,
-                             sizeof *out, "parcellate input list");
+    char **out = bgfm_calloc(e, (size_t)(conf ? 2 : 1) * (size_t)ni + 3 * (size_t)p->n_atlases +
+                             (size_t)nd + 1, sizeof *out, "parcellate input list");
     if (!out) {
         strlist_free(img, ni);
         return NULL;
     }
-    for (int i = 0; i < ni; i++) out[k++] = img[i];
-    free(img);
     int ok = 1;
+    for (int i = 0; i < ni; i++) out[k++] = img[i];
+    for (int i = 0; conf && ok && i < ni; i++) { /* each image's confounds file, if any */
+        bgfm_err le;
+        bgfm_err_clear(&le);
+        char *c = confounds_path(img[i], 1, &le);
+        if (c) out[k++] = c;
+        if (!c && le.code == BGFM_ENOMEM) {
+            *e = le;
+            ok = 0;
+        }
+    }
+    free(img);
     for (int d = 0; ok && d < nd; d++)
         ok = (out[k++] = bgfm_strdup(e, p->n_datasets ? p->datasets[d].participants
                                                       : p->participants)) != NULL;

@@ -18,6 +18,16 @@ static const bgfm_opt parcellate_opts_table[] = {
      "repetition time in seconds; unset or 0: from each image's header (pixdim[4])"},
     {"standardize", BGFM_OPT_ENUM, "none", 1, 0, "none|zscore|psc",
      "last step: none, zscore (ddof 0) or psc (percent of the raw series' mean)"},
+    {"confounds", BGFM_OPT_LIST, "[]", 1, 0, NULL,
+     "columns of each image's fMRIPrep confounds file (<name>_desc-confounds_timeseries.tsv "
+     "beside it) regressed out of every ROI series after the filter; motion6 / motion12 / "
+     "motion24: the realignment parameters, + derivatives, + squares"},
+    {"scrub", BGFM_OPT_REAL, "0", 0, 1e3, NULL,
+     "framewise displacement threshold in mm: every volume above it gets its own spike "
+     "regressor (censored); 0 = off"},
+    {"max_scrubbed", BGFM_OPT_REAL, "0.5", 0, 1, NULL,
+     "an image with a larger fraction of its volumes above scrub is an error (on_error: skip "
+     "leaves it out)"},
     {"min_coverage", BGFM_OPT_REAL, "0.5", 0, 1, NULL,
      "regions whose fraction of voxels in the non-constant mask is below this are flagged "
      "and set to zero"},

@@ -259,6 +259,15 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "filter_order", &ford, 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "min_coverage", &mc, 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "t_r_override", &tro, 1, e);
+    char conf[4096] = "";
+    for (int k = 0; k < p->o.conf.n_names; k++) {
+        if (k) strncat(conf, ",", sizeof conf - strlen(conf) - 1);
+        strncat(conf, p->o.conf.names[k], sizeof conf - strlen(conf) - 1);
+    }
+    double scrub[2] = {p->o.conf.scrub, p->o.conf.max_scrubbed};
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "confounds", conf, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "scrub", &scrub[0], 1, e);
+    if (!rc) rc = h5io_attr_set_f64(f, NULL, "max_scrubbed", &scrub[1], 1, e);
     if (!rc) rc = corpus_write_subjects(&p->cp, p->pipe, ctx, f, p->S, p->row, p->T, p->tr, e);
     for (int a = 0; a < p->A && !rc; a++) rc = write_atlas(p, f, a, e);
     if (!rc && p->cp.all.n_skipped > 0) {
@@ -377,6 +386,11 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     p.o.clean.standardize = !strcmp(p.std_name, "zscore") ? CLEAN_STD_ZSCORE
                             : !strcmp(p.std_name, "psc")  ? CLEAN_STD_PSC
                                                           : CLEAN_STD_NONE;
+    const bgfm_value *cv = params_value(w, "confounds");
+    p.o.conf.names = cv->list;
+    p.o.conf.n_names = cv->n_list;
+    p.o.conf.scrub = params_real(w, "scrub");
+    p.o.conf.max_scrubbed = params_real(w, "max_scrubbed");
     p.o.t_r = params_has(w, "t_r") ? params_real(w, "t_r") : 0.0;
     p.o.min_coverage = params_real(w, "min_coverage");
     int skip = r->pipe->on_error == BGFM_ON_ERROR_SKIP;

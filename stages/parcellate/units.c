@@ -12,6 +12,7 @@
 #include "bgfm/manifest.h"
 #include "bgfm/parcellate.h"
 #include "bgfm/parts.h"
+#include "bgfm/confounds.h"
 #include "bgfm/sha256.h"
 #include "bgfm/yamlout.h"
 
@@ -49,6 +50,8 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
     if (!sorted) return BGFM_ENOMEM;
     for (int i = 0; i < n; i++) sorted[i] = &r->inputs->f[i];
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_path);
+    const bgfm_params *w = &r->stage->with;
+    int conf = params_value(w, "confounds")->n_list > 0 || params_real(w, "scrub") > 0;
     char *params = NULL, *atl = NULL;
     size_t pl = 0, al = 0;
     FILE *f = open_memstream(&params, &pl);
@@ -82,11 +85,21 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
         sha256_update(&h, "atlases:\n", 9);
         sha256_update(&h, atl, al);
         int ok = known;
-        for (int64_t i = 0; i < c->all.n_images; i++) {
+        for (int64_t i = 0; i < c->all.n_images && !rc; i++) {
             if (c->set[i] != d) continue;
-            const char *s = input_sha(sorted, n, c->all.images[i].path);
+            const char *s = input_sha(sorted, n, c->all.images[i].path), *sc = "";
             ok &= s != NULL;
-            len = snprintf(line, sizeof line, "  %s %.17g ", s ? s : "-", corpus_t_r(c, i, stage_t_r));
+            if (conf) { /* the image's confounds file: its hash, or "none" when it has none */
+                bgfm_err le;
+                bgfm_err_clear(&le);
+                char *cp = confounds_path(c->all.images[i].path, 1, &le);
+                sc = cp ? input_sha(sorted, n, cp) : "none";
+                ok &= sc != NULL;
+                if (!cp && le.code == BGFM_ENOMEM) rc = bgfm_fail(e, BGFM_ENOMEM, "%s", le.msg);
+                free(cp);
+            }
+            len = snprintf(line, sizeof line, "  %s%s%s %.17g ", s ? s : "-", conf ? " " : "",
+                           sc ? sc : "-", corpus_t_r(c, i, stage_t_r));
             sha256_update(&h, line, (size_t)len);
             sha256_update(&h, c->all.images[i].path, strlen(c->all.images[i].path) + 1);
         }
