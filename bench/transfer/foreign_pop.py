@@ -33,8 +33,20 @@ Its design follows what is known of resting-state fMRI, not what the model reads
   a per-person amplitude (vigilance); respiration (0.2-0.33 Hz) and cardiac (0.9-1.3
   Hz) oscillations aliased by the TR, strongest at the brain's edge and centre; head
   motion: a per-person level (log-normal; higher with age and in patients, as in
-  clinical samples) giving spikes that shift the brain's edge voxels together (Power
-  et al. 2012); thermal noise of the site's temporal SNR, smoothed by the site's FWHM.
+  clinical samples) giving spikes that shift the brain's edge voxels together for two
+  volumes (Power et al. 2012); thermal noise of the site's temporal SNR, smoothed by the
+  site's FWHM.
+- Head position (the confounds file; its own stream, the images do not change): a
+  Gaussian random walk per parameter (step sd 0.02 mm x motion / 0.12; rotations in
+  mm at 50 mm, i.e. / 50 rad) plus, at each spike's first volume only (the head moves
+  and comes back), a displacement e = a w / |w|^2 + n for a spike of a percent: w a
+  per-person direction with |w| = 2 (percent of edge signal per mm), n orthogonal to w
+  of norm |a| / 2 x |N(0, 1)| (movement the artifact does not see), so w . e = a; the
+  spike's second volume (spin history) shows in the parameters only through their
+  derivatives. Realignment estimates add N(0, 0.01^2) mm (0.01 / 50 rad) per volume
+  and parameter, and misestimate each spike's displacement by N(0, (|a| / 4)^2) mm per
+  parameter (motion within a volume breaks the rigid-body model; Power et al. 2014,
+  Ciric et al. 2017: 24-parameter regression leaves part of the artifact in FC).
 - Sites (`--sites`): TR 2.0 / 2.5 / 1.5 / 2.0 s with 150 / 120 / 200 / 150 volumes (the
   same scan time near 5 min; `--scan-scale` multiplies the volumes), their own gain,
   tSNR (50-80), smoothing (4-6 mm); the third site scans eyes closed (a coupling shift
@@ -46,9 +58,14 @@ Its design follows what is known of resting-state fMRI, not what the model reads
 
 Writes OUT/participants.tsv (participant_id diagnosis site age sex score trait_1..K)
 and OUT/sub-XXX/func/sub-XXX_task-rest_bold.nii.gz (int16 with a scale, TR in
-pixdim[4]). The same seed gives the same people whatever --workers says. Each image is
-written under a temporary name and renamed when complete; a call interrupted and run
-again with the same arguments keeps the images already written.
+pixdim[4]) with sub-XXX_task-rest_desc-confounds_timeseries.tsv beside it (fMRIPrep's
+columns: trans_x..rot_z in mm and radians, their _derivative1, _power2 and
+_derivative1_power2, framewise_displacement (Power et al. 2012, 50 mm), global_signal
+over the brain mask; `n/a` in the first row of differences). The same seed gives the
+same people whatever --workers says. Each file is written under a temporary name and
+renamed when complete, the confounds before the image; a call interrupted and run again
+with the same arguments keeps the images already written (and adds the confounds of an
+image written without them).
 """
 import argparse, json, os, sys
 from multiprocessing import Pool
@@ -223,11 +240,13 @@ class Population:
         resp = np.sin(2 * np.pi * r.uniform(0.2, 0.33) * tt + r.uniform(0, 2 * np.pi))
         card = np.sin(2 * np.pi * r.uniform(0.9, 1.3) * tt + r.uniform(0, 2 * np.pi))
         sig += 0.4 * self.edge[:, None] * resp[None, :] + 0.5 * self.centre[:, None] * card[None, :]
-        spikes = np.zeros(T)
+        spikes, events = np.zeros(T), []
         for _ in range(r.poisson(T * min(p["motion"], 1.5) * 0.15)):
             i = r.integers(T)
-            spikes[i:i + 2] += r.normal(0, 4 * p["motion"] / 0.12 * 0.25)
+            events.append((int(i), r.normal(0, 4 * p["motion"] / 0.12 * 0.25)))
+            spikes[i:i + 2] += events[-1][1]
         sig += self.edge[:, None] * spikes[None, :]
+        p["spikes"], p["events"] = spikes, events    # for motion(): (volume, percent)
         # thermal noise, smoothed by the site's FWHM, at the site's tSNR
         vol = np.zeros(SHAPE + (T,), np.float32)
         noise = r.standard_normal(SHAPE + (T,)).astype(np.float32)
@@ -237,6 +256,43 @@ class Population:
         base = 1000.0 * gain * (0.8 + 0.2 * self.grey)
         vol[self.inside] = base[:, None] * (1 + 0.01 * sig) + (base / tsnr)[:, None] * noise
         return vol, tr
+
+    def motion(self, p, T):
+        """Realignment estimates (T x 6: trans_x..z mm, rot_x..z rad) for the spikes
+        image(p) drew, from a stream of their own (the image's stream is untouched)."""
+        m = np.random.default_rng([self.a.seed, 7919, p["s"]])
+        w = m.standard_normal(6)
+        w *= 2.0 / np.linalg.norm(w)                  # percent at the edge per mm along w
+        x = np.cumsum(m.normal(0, 0.02 * p["motion"] / 0.12, (T, 6)), axis=0)  # drift, mm
+        x += m.normal(0, 0.01, (T, 6))               # the realignment's estimation noise
+        for i, amp in p["events"]:                   # out at the spike's volume, then back
+            n = m.standard_normal(6)
+            n -= (n @ w) / (w @ w) * w
+            n *= abs(amp) / 2 * abs(m.standard_normal()) / np.linalg.norm(n)
+            x[i] += amp / (w @ w) * w + n            # w . e = amp
+            x[i] += m.normal(0, 0.5 * abs(amp) / 2, 6)  # misestimated (within-volume motion)
+        x[:, 3:] /= 50.0                             # rotations: mm at 50 mm to radians
+        return x
+
+
+MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+
+
+def write_confounds(path, x, gs):
+    """fMRIPrep's confounds file: the six parameters, their 24-parameter expansion,
+    framewise displacement (Power et al. 2012) and the global signal; written whole."""
+    d = np.vstack([np.full((1, 6), np.nan), np.diff(x, axis=0)])
+    cols = [("global_signal", gs), ("framewise_displacement",
+                                    np.abs(d[:, :3]).sum(axis=1) + 50 * np.abs(d[:, 3:]).sum(axis=1))]
+    for j, c in enumerate(MOTION):
+        cols += [(c, x[:, j]), (c + "_derivative1", d[:, j]),
+                 (c + "_derivative1_power2", d[:, j] ** 2), (c + "_power2", x[:, j] ** 2)]
+    part = path[:-len(".tsv")] + ".part.tsv"
+    with open(part, "w") as f:
+        f.write("\t".join(c for c, _ in cols) + "\n")
+        for i in range(len(gs)):
+            f.write("\t".join("n/a" if np.isnan(v[i]) else "%.8g" % v[i] for _, v in cols) + "\n")
+    os.replace(part, path)
 
 
 def smooth_series(r, T, tr):
@@ -254,11 +310,15 @@ def write_one(s):
     sid = "sub-%03d" % (s + 1)
     d = os.path.join(POP.a.out, sid, "func")
     final = os.path.join(d, sid + "_task-rest_bold.nii.gz")
-    if os.path.exists(final):  # written by an earlier, interrupted call: the same bytes
+    conf = os.path.join(d, sid + "_task-rest_desc-confounds_timeseries.tsv")
+    if os.path.exists(final) and os.path.exists(conf):  # an earlier, interrupted call's
         return s
     p = POP.person(s)
     vol, tr = POP.image(p)
     os.makedirs(d, exist_ok=True)
+    write_confounds(conf, POP.motion(p, vol.shape[-1]), vol[POP.inside].mean(axis=0, dtype=np.float64))
+    if os.path.exists(final):  # an image written without its confounds: the same bytes
+        return s
     im = nib.Nifti1Image(vol, AFF)
     im.set_data_dtype(np.int16)
     im.header.set_xyzt_units("mm", "sec")
