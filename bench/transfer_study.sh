@@ -21,6 +21,8 @@
 #     --repeats R         the probe's fold draws (default 10; sections 1-12c of
 #                         docs/results.md were measured with 3, the probe's default)
 #     --synth "ARGS"      bgfm synth arguments for the default cohort
+#     --parcellate "OPTS" extra parcellate options, e.g. "confounds: [motion24], scrub: 0.5"
+#                         (the cohort's preprocessing, not a model option; docs/parcellate.md)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -30,7 +32,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS="" REPEATS=10
 SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
-VARIANTS=("default=")
+VARIANTS=("default=") PARC=""
 while [ $# -gt 0 ]; do
   case $1 in
     --cohort) COHORT=$2; shift 2 ;;
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
     --np) NP=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --synth) SYNTH=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --parcellate) PARC=", $2"; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -58,7 +61,7 @@ COHORT=$(cd "$COHORT" && pwd)
 if [ -z "$TARGETS" ]; then
   TARGETS=$(head -1 "$COHORT/participants.tsv" | tr '\t' '\n' | grep -E '^(trait_[0-9]+|score)$' | paste -sd, -)
 fi
-echo "transfer_study: cohort $COHORT, targets $TARGETS, seeds $SEEDS, epochs $EPOCHS, load $(cut -d' ' -f1 /proc/loadavg)"
+echo "transfer_study: cohort $COHORT${PARC:+, parcellate$PARC}, targets $TARGETS, seeds $SEEDS, epochs $EPOCHS, load $(cut -d' ' -f1 /proc/loadavg)"
 for v in "${VARIANTS[@]}"; do
   name=${v%%=*} opts=${v#*=}
   for proto in $PROTOCOLS; do
@@ -68,6 +71,7 @@ for v in "${VARIANTS[@]}"; do
       extra=", protocol: $proto"
       [ -n "$opts" ] && extra="$extra, $opts"
       sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
+          -e "s|@PARCELLATE@|$PARC|" \
           -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@|, repeats: $REPEATS|" \
           bench/transfer/study.yaml.in > "$wd.yaml"
       # parcellate and connectivity do not depend on the variant, protocol or seed
