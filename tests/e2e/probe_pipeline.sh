@@ -93,10 +93,11 @@ for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
             allf += aucs
         assert abs(np.mean(allf) - block[t]["auc"]) < 1e-12 and abs(np.std(allf, ddof=1) - block[t]["auc_sd"]) < 1e-12
 PYEOF
-check "site alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the one-hot site of every window, each view and draw" $PY - "$R" "$T/d/bids/participants.tsv" <<'PYEOF'
-import collections, csv, h5py, sys, numpy as np
-from scipy.optimize import minimize
+check "site alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the one-hot site of every window, each view and draw" $PY - "$R" "$T/d/bids/participants.tsv" "$ROOT/tests/reference" <<'PYEOF'
+import collections, csv, h5py, os, sys, numpy as np
 from scipy.special import expit
+sys.path.insert(0, sys.argv[3])
+from logreg_ref import ref_fit
 R = sys.argv[1]
 site = {r["participant_id"]: r["site"] for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
 names = sorted(set(site.values()))
@@ -119,11 +120,8 @@ for view in ["pooled", "tiny"]:
             wt = c[tr] / c[tr].sum()
             mu = wt @ X[tr]; sd = np.sqrt(wt @ (X[tr] - mu) ** 2); sd[sd <= 1e-12 * np.maximum(1, abs(mu))] = 1
             Z = (X - mu) / sd
-            def obj(th):
-                w, b = th[:-1], th[-1]; z = Z[tr] @ w + b; r = c[tr] * (expit(z) - y[tr])
-                return 0.5 * w @ w + np.sum(c[tr] * (np.logaddexp(0, z) - y[tr] * z)), np.append(w + Z[tr].T @ r, r.sum())
-            th = minimize(obj, np.zeros(Z.shape[1] + 1), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000}).x
-            ref = expit(Z[~tr] @ th[:-1] + th[-1])
+            W, b = ref_fit(Z[tr], y[tr], 2, 1.0, weights=c[tr])
+            ref = expit(Z[~tr] @ W[0] + b[0])
             worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
 assert worst < 1e-4, worst
 print("# %d site-alone probabilities, max abs diff %.1e" % (n, worst))

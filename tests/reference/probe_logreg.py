@@ -1,16 +1,17 @@
 #!/usr/bin/python3
 """probe_logreg.py TEST_LOGREG TMPDIR: checks the C logistic regression and metrics of
 the probe (stages/probe/logreg.c, metrics.c) against independent numpy/scipy code.
-Fits: scipy.optimize.minimize (L-BFGS-B, analytic gradient, tight tolerances) on the
-same penalised objective 0.5|W|^2 + C sum CE, binary and multinomial, narrow and wide
+Fits: logreg_ref.py (scipy L-BFGS-B on the same penalised objective 0.5|W|^2 + C sum
+CE), binary and multinomial, narrow and wide
 (D > n) data, standardised with the training mean and population sd; coefficients
 must agree to 1e-4. AUC: scipy.stats.mannwhitneyu U / (n1 n0) (and macro one-vs-rest
 for 3 classes), accuracy, balanced accuracy. Prints TAP lines."""
 import subprocess, sys, os
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import logsumexp, expit
+from scipy.special import expit, logsumexp
 from scipy.stats import mannwhitneyu
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from logreg_ref import ref_fit  # noqa: E402
 
 exe, tmp = sys.argv[1], sys.argv[2]
 fails = 0
@@ -19,32 +20,6 @@ def tap(ok, name):
     global fails
     print(("ok - " if ok else "not ok - ") + name)
     fails += 0 if ok else 1
-
-def ref_fit(X, y, K, C):
-    n, D = X.shape
-    nr = 1 if K == 2 else K
-    Y = np.eye(K)[y]
-    def f(th):
-        W = th[:nr * D].reshape(nr, D); b = th[nr * D:]
-        S = X @ W.T + b
-        if nr == 1:
-            s = S[:, 0]
-            loss = np.sum(np.logaddexp(0, s) - y * s)
-            r = C * (expit(s) - y)
-            gW = W + r[None, :] @ X; gb = np.array([r.sum()])
-        else:
-            lse = logsumexp(S, axis=1)
-            loss = np.sum(lse - S[np.arange(n), y])
-            R = C * (np.exp(S - lse[:, None]) - Y)
-            gW = W + R.T @ X; gb = R.sum(0)
-        return 0.5 * np.sum(W * W) + C * loss, np.concatenate([gW.ravel(), gb])
-    res = minimize(f, np.zeros(nr * (D + 1)), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 100000, "gtol": 1e-12, "ftol": 1e-15, "maxcor": 30})
-    th = res.x
-    W = th[:nr * D].reshape(nr, D); b = th[nr * D:]
-    if nr > 1:  # symmetric softmax: intercepts defined up to a constant; C keeps sum 0
-        b = b - b.mean()
-    return W, b
 
 def run_case(name, n, D, K, C, stdz, seed):
     rng = np.random.default_rng(seed)
