@@ -29,6 +29,7 @@ opts_for() {
     graphs) echo "-max_len=512" ;;
     ckpt) echo "-max_len=512" ;;
     safetensors) echo "-max_len=8192" ;;
+    tsv) echo "-max_len=4096" ;;
     *) echo "" ;;
   esac
 }
