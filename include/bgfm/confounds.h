@@ -30,12 +30,13 @@ char *confounds_path(const char *image, int must_exist, bgfm_err *e);
 /* Read `image`'s regressors for T volumes: *X gets T x *K doubles, column-major (column
  * k at X + k T): the named columns in order (shorthands expanded, repeats dropped), then
  * the spike regressors (1 at the volume, 0 elsewhere) in volume order; *n_scrubbed their
- * count. "n/a" or empty cells are 0 (fMRIPrep writes n/a in the first row of derivative
+ * count; *mean_fd (may be NULL) the mean of framewise_displacement over its cells that
+ * are not n/a or empty (NaN without that column or such a cell). "n/a" or empty cells are 0 (fMRIPrep writes n/a in the first row of derivative
  * and displacement columns). Errors (BGFM_EDATA), naming the file: no file, a missing
  * column (listing the file's columns), a cell that is not a finite number (FILE:LINE),
  * a row count other than T, scrub without a framewise_displacement column, more than
  * max_scrubbed x T volumes scrubbed, T - 2 regressors or more. */
 int confounds_load(const char *image, const confounds_spec *s, int64_t T, double **X, int *K,
-                   int *n_scrubbed, bgfm_err *e);
+                   int *n_scrubbed, double *mean_fd, bgfm_err *e);
 
 #endif

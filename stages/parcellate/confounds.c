@@ -141,10 +141,11 @@ static int missing_column(const bids_table *t, const char *name, const char *why
 }
 
 int confounds_load(const char *image, const confounds_spec *s, int64_t T, double **X, int *K,
-                   int *n_scrubbed, bgfm_err *e) {
+                   int *n_scrubbed, double *mean_fd, bgfm_err *e) {
     *X = NULL;
     *K = 0;
     *n_scrubbed = 0;
+    if (mean_fd) *mean_fd = NAN;
     char *path = confounds_path(image, 1, e);
     if (!path) return e->code;
     bids_table t;
@@ -169,20 +170,27 @@ int confounds_load(const char *image, const confounds_spec *s, int64_t T, double
     for (int k = 0; k < nn && !rc; k++)
         if ((col[k] = column_of(&t, names[k])) < 0)
             rc = missing_column(&t, names[k], "named by the parcellate stage's confounds", e);
-    int fd = -1;
-    if (!rc && s->scrub > 0 && (fd = column_of(&t, "framewise_displacement")) < 0)
+    int fd = rc ? -1 : column_of(&t, "framewise_displacement");
+    if (!rc && s->scrub > 0 && fd < 0)
         rc = missing_column(&t, "framewise_displacement", "scrub needs it", e);
     if (rc) goto out;
-    /* which volumes are scrubbed */
-    int ns = 0;
+    /* which volumes are scrubbed (scrub > 0), and the mean over the cells given */
+    int ns = 0, nfd = 0;
+    double sfd = 0.0;
     for (int64_t r = 0; fd >= 0 && r < T && !rc; r++) {
         double v;
-        if (!cell_value(t.cells[r * t.n_cols + fd], &v))
+        const char *c = t.cells[r * t.n_cols + fd];
+        if (!cell_value(c, &v))
             rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: column 'framewise_displacement': '%s' is "
-                           "not a number", t.path, (long long)r + 2, t.cells[r * t.n_cols + fd]);
-        ns += v > s->scrub;
+                           "not a number", t.path, (long long)r + 2, c);
+        ns += s->scrub > 0 && v > s->scrub;
+        if (!bids_cell_missing(c)) {
+            sfd += v;
+            nfd++;
+        }
     }
     if (rc) goto out;
+    if (mean_fd && nfd > 0) *mean_fd = sfd / nfd;
     if ((double)ns > s->max_scrubbed * (double)T) {
         rc = bgfm_fail(e, BGFM_EDATA,
                        "%s: %d of %lld volumes have a framewise displacement above scrub (%g mm), "
@@ -211,7 +219,7 @@ int confounds_load(const char *image, const confounds_spec *s, int64_t T, double
                                t.path, (long long)r + 2, names[k], c);
         }
     int q = nn;
-    for (int64_t r = 0; fd >= 0 && r < T && !rc; r++) {
+    for (int64_t r = 0; s->scrub > 0 && r < T && !rc; r++) {
         double v;
         cell_value(t.cells[r * t.n_cols + fd], &v);
         if (v > s->scrub) (*X)[(q++) * T + r] = 1.0;

@@ -350,7 +350,7 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
     }
     if (confounds_on(&o->conf)) { /* read before the image: a bad file costs no pass */
         int K = 0, ns = 0;
-        if ((rc = confounds_load(image, &o->conf, T, &Q, &K, &ns, e))) goto out;
+        if ((rc = confounds_load(image, &o->conf, T, &Q, &K, &ns, NULL, e))) goto out;
         nq = clean_basis(&o->clean, filt, Q, T, K, work);
     }
     resample_grid grid;

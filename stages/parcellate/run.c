@@ -217,6 +217,36 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     return rc;
 }
 
+/* /subjects/n_scrubbed and /subjects/mean_fd when confounds are regressed: rank 0 reads
+ * each written image's confounds file again (small, and hashed into the manifest, so the
+ * same bytes the extraction read). */
+static int write_confound_summary(prun *p, hid_t f, bgfm_err *e) {
+    bgfm_ctx *ctx = p->ctx;
+    int64_t S = p->S, *ns = bgfm_calloc(e, (size_t)S + 1, sizeof *ns, "scrubbed counts");
+    double *fd = bgfm_calloc(e, (size_t)S + 1, sizeof *fd, "mean FD");
+    int rc = ns && fd ? 0 : e->code;
+    for (int64_t i = 0; ctx->rank == 0 && !rc && i < p->cp.all.n_images; i++) {
+        int64_t r = p->row[i];
+        if (r < 0) continue;
+        double *X = NULL;
+        int K = 0, n = 0;
+        rc = confounds_load(p->cp.all.images[i].path, &p->o.conf, p->T[i], &X, &K, &n, &fd[r], e);
+        free(X);
+        ns[r] = n;
+    }
+    rc = bgfm_ctx_agree(ctx, rc);
+    hsize_t dims[1] = {(hsize_t)S};
+    if (!rc)
+        rc = h5io_write_small(f, "/subjects/n_scrubbed", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,
+                              ns, 0, e);
+    if (!rc)
+        rc = h5io_write_small(f, "/subjects/mean_fd", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims,
+                              fd, 0, e);
+    free(ns);
+    free(fd);
+    return rc;
+}
+
 static int write_file(prun *p, const char *file, bgfm_err *e) {
     bgfm_ctx *ctx = p->ctx;
     /* A disk that is already too full is reported before any rank enters HDF5's
@@ -269,6 +299,8 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "scrub", &scrub[0], 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "max_scrubbed", &scrub[1], 1, e);
     if (!rc) rc = corpus_write_subjects(&p->cp, p->pipe, ctx, f, p->S, p->row, p->T, p->tr, e);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc && confounds_on(&p->o.conf)) rc = write_confound_summary(p, f, e);
     for (int a = 0; a < p->A && !rc; a++) rc = write_atlas(p, f, a, e);
     if (!rc && p->cp.all.n_skipped > 0) {
         const char **im = bgfm_calloc(e, (size_t)p->cp.all.n_skipped, sizeof *im, "skipped");

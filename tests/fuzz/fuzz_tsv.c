@@ -50,7 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     double *X = NULL;
     int K = 0, ns = 0;
     bgfm_err_clear(&e);
-    rc = confounds_load(image, &s, T, &X, &K, &ns, &e);
+    double mfd = 0.0;
+    rc = confounds_load(image, &s, T, &X, &K, &ns, &mfd, &e);
     if (rc && (!e.msg[0] || X || (rc != BGFM_EDATA && rc != BGFM_EIO && rc != BGFM_ENOMEM)))
         abort();
     if (!rc) { /* 25 named columns, then one spike regressor per scrubbed volume */

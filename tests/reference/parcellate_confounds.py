@@ -158,8 +158,30 @@ for tag, (name, (w, spec, scrub)) in enumerate(cases.items()):
         good &= rel < 2e-5
         nspk.append(ns)
     good &= f.attrs["confounds"].decode() == ",".join(spec) and abs(f.attrs["scrub"] - scrub) < 1e-12
+    for si, s in enumerate(["01", "02", "03"]):  # the per-subject summary: scrubbed count, mean FD
+        cols, V = conf[s]
+        fdv = V[1:, cols.index("framewise_displacement")]  # row 0 is n/a
+        good &= int(f["subjects/n_scrubbed"][si]) == nspk[si] and abs(f["subjects/mean_fd"][si] - fdv.mean()) < 1e-9
     tap(bool(good), f"{name}: 3 subjects (three confounds file names) match numpy lstsq "
-        f"(worst rel err {worst:.1e}; spikes {nspk})")
+        f"(worst rel err {worst:.1e}; spikes {nspk}, = /subjects/n_scrubbed; mean FD)")
+
+# 2 ranks write the same file as 1 (every dataset and attribute)
+w0 = cases[list(cases)[0]][0]
+write_pipeline(f"{TMP}/p_np2.yaml", f"{TMP}/w_np2", bids, [("aal", AAL)], w0)
+r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", BGFM, "run", f"{TMP}/p_np2.yaml", "--quiet"],
+                   capture_output=True, text=True)
+same = r.returncode == 0
+if same:
+    A = h5py.File(f"{TMP}/w_c0/parcellate/timeseries.h5", "r")
+    B = h5py.File(f"{TMP}/w_np2/parcellate/timeseries.h5", "r")
+    objs = []
+    A.visit(objs.append)
+    for n in objs:
+        if isinstance(A[n], h5py.Dataset):
+            same &= n in B and np.array_equal(A[n][()], B[n][()], equal_nan=A[n].dtype.kind == "f")
+    same &= dict(A.attrs).keys() == dict(B.attrs).keys()
+tap(bool(same), "2 ranks: the same datasets (series, n_scrubbed, mean_fd) as 1 rank"
+    + ("" if r.returncode == 0 else " -- " + r.stderr[-300:]))
 
 # the regression does something: without it the series differ, and with motion24 + spikes
 # the cleaned series are orthogonal to every (prepared) regressor
@@ -168,8 +190,9 @@ if r0.returncode == 0:
     a = h5py.File(f"{wd0}/parcellate/timeseries.h5", "r")["atlases/aal/timeseries"][:]
     b = h5py.File(f"{TMP}/w_c0/parcellate/timeseries.h5", "r")["atlases/aal/timeseries"][:]
     tap(np.abs(a - b).max() > 0.05, f"without confounds the series differ (max |diff| {np.abs(a - b).max():.2f})")
-    tap(h5py.File(f"{wd0}/parcellate/timeseries.h5", "r").attrs["confounds"] == b"",
-        "no confounds: the attribute is empty")
+    h0 = h5py.File(f"{wd0}/parcellate/timeseries.h5", "r")
+    tap(h0.attrs["confounds"] == b"" and "n_scrubbed" not in h0["subjects"] and "mean_fd" not in h0["subjects"],
+        "no confounds: the attribute is empty, no per-subject summary")
 else:
     tap(False, "run without confounds: " + r0.stderr[-300:])
 
