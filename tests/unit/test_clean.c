@@ -1,16 +1,19 @@
 /* test_clean.c: unit tests of the signal cleaning on small known signals: detrend,
  * Butterworth design and sosfiltfilt against values printed by scipy 1.10, z-score and
- * percent signal change by hand. Not the extraction. */
+ * percent signal change by hand, the confound basis and projection by their invariants,
+ * and the confounds file's name. Not the extraction. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "bgfm/clean.h"
+#include "bgfm/confounds.h"
 
 static void test_detrend(void **st) {
     (void)st;
@@ -127,6 +130,84 @@ static void test_errors(void **st) {
     assert_non_null(strstr(e.msg, "t_r"));
 }
 
+/* The basis spans the confounds (centred): orthonormal, the dependent column dropped,
+ * and a projected series is orthogonal to every confound and keeps what is outside. */
+static void test_confound_basis(void **st) {
+    (void)st;
+    enum { n = 40, K = 4 };
+    double X[K * n], C[K * n], x[n], work[4 * n];
+    for (int t = 0; t < n; t++) {
+        X[t] = sin(0.3 * t);
+        X[n + t] = (double)(t % 7) - 3.0;
+        X[2 * n + t] = 2.0 * X[t] - 0.5 * X[n + t] + 4.0; /* dependent, plus a constant */
+        X[3 * n + t] = t == 11 ? 1.0 : 0.0;                /* a spike regressor */
+    }
+    memcpy(C, X, sizeof C);
+    clean_opts o = {.detrend = 0, .filter_order = 5, .standardize = CLEAN_STD_NONE};
+    int r = clean_basis(&o, NULL, X, n, K, work);
+    assert_int_equal(r, 3);
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            double d = 0;
+            for (int t = 0; t < n; t++) d += X[i * n + t] * X[j * n + t];
+            assert_true(fabs(d - (i == j)) < 1e-12);
+        }
+    /* x = confound mix + u with u orthogonal to the centred confounds and to 1 */
+    for (int t = 0; t < n; t++) x[t] = 7.0 + 3.0 * C[t] - 2.0 * C[n + t] + 5.0 * C[3 * n + t];
+    double u[n];
+    for (int t = 0; t < n; t++) u[t] = cos(1.7 * t) + 0.1 * t;
+    clean_project(X, r, u, n);
+    double um = 0;
+    for (int t = 0; t < n; t++) um += u[t] / n;
+    for (int t = 0; t < n; t++) u[t] -= um;
+    clean_project(X, r, u, n); /* still orthogonal after centring (the basis is centred) */
+    for (int t = 0; t < n; t++) x[t] += u[t];
+    clean_project(X, r, x, n);
+    double m = 0; /* what stays: the mean (7 plus the confounds' means) and u */
+    for (int t = 0; t < n; t++) m += (x[t] - u[t]) / n;
+    for (int t = 0; t < n; t++) assert_true(fabs(x[t] - u[t] - m) < 1e-10);
+    for (int k = 0; k < K; k++) {
+        double d = 0, cm = 0;
+        for (int t = 0; t < n; t++) cm += C[k * n + t] / n;
+        for (int t = 0; t < n; t++) d += (C[k * n + t] - cm) * x[t];
+        assert_true(fabs(d) < 1e-9);
+    }
+    /* detrend on: the basis is also orthogonal to the line t */
+    memcpy(X, C, sizeof C);
+    o.detrend = 1;
+    r = clean_basis(&o, NULL, X, n, K, work);
+    assert_int_equal(r, 3);
+    for (int i = 0; i < r; i++) {
+        double d = 0;
+        for (int t = 0; t < n; t++) d += X[i * n + t] * (double)t;
+        assert_true(fabs(d) < 1e-9);
+    }
+}
+
+static void test_confounds_path(void **st) {
+    (void)st;
+    bgfm_err e;
+    bgfm_err_clear(&e);
+    const char *cases[][2] = {
+        {"/d/sub-01/func/sub-01_task-rest_bold.nii.gz",
+         "/d/sub-01/func/sub-01_task-rest_desc-confounds_timeseries.tsv"},
+        {"d/sub-01/ses-2/func/sub-01_ses-2_task-rest_run-1_space-MNI152NLin2009cAsym_res-2_"
+         "desc-preproc_bold.nii.gz",
+         "d/sub-01/ses-2/func/sub-01_ses-2_task-rest_run-1_desc-confounds_timeseries.tsv"},
+        {"sub-x_task-a_echo-2_space-T1w_desc-preproc_bold.nii",
+         "sub-x_task-a_echo-2_desc-confounds_timeseries.tsv"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = confounds_path(cases[i][0], 0, &e);
+        assert_non_null(p);
+        assert_string_equal(p, cases[i][1]);
+        free(p);
+    }
+    assert_null(confounds_path("/nonexistent/sub-01_task-rest_bold.nii.gz", 1, &e));
+    assert_int_equal(e.code, BGFM_EDATA);
+    assert_non_null(strstr(e.msg, "_desc-confounds_regressors.tsv"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detrend),
@@ -135,6 +216,8 @@ int main(void) {
         cmocka_unit_test(test_sosfiltfilt_scipy),
         cmocka_unit_test(test_constant_and_order),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_confound_basis),
+        cmocka_unit_test(test_confounds_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
