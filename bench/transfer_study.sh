@@ -23,6 +23,8 @@
 #     --synth "ARGS"      bgfm synth arguments for the default cohort
 #     --parcellate "OPTS" extra parcellate options, e.g. "confounds: [motion24], scrub: 0.5"
 #                         (the cohort's preprocessing, not a model option; docs/parcellate.md)
+#     --skip              on_error: skip (images parcellate refuses, e.g. scrubbed beyond
+#                         max_scrubbed, are left out; the run's exit 9 is then accepted)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -32,7 +34,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS="" REPEATS=10
 SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
-VARIANTS=("default=") PARC=""
+VARIANTS=("default=") PARC="" ONERR=fail
 while [ $# -gt 0 ]; do
   case $1 in
     --cohort) COHORT=$2; shift 2 ;;
@@ -46,7 +48,8 @@ while [ $# -gt 0 ]; do
     --repeats) REPEATS=$2; shift 2 ;;
     --synth) SYNTH=$2; shift 2 ;;
     --parcellate) PARC=", $2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --skip) ONERR=skip; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -71,7 +74,7 @@ for v in "${VARIANTS[@]}"; do
       extra=", protocol: $proto"
       [ -n "$opts" ] && extra="$extra, $opts"
       sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
-          -e "s|@PARCELLATE@|$PARC|" \
+          -e "s|@PARCELLATE@|$PARC|; s|@ONERROR@|$ONERR|" \
           -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@|, repeats: $REPEATS|" \
           bench/transfer/study.yaml.in > "$wd.yaml"
       # parcellate and connectivity do not depend on the variant, protocol or seed
@@ -81,8 +84,12 @@ for v in "${VARIANTS[@]}"; do
         cp -r "$BASE/parcellate" "$BASE/connectivity" "$wd/"
       fi
       t0=$(date +%s)
-      mpirun --oversubscribe -np "$NP" "$B" run "$wd.yaml" > "$wd.log" 2>&1 \
-        || { echo "transfer_study: $wd failed (see $wd.log)"; tail -5 "$wd.log"; exit 1; }
+      rc=0
+      mpirun --oversubscribe -np "$NP" "$B" run "$wd.yaml" > "$wd.log" 2>&1 || rc=$?
+      if [ $rc -ne 0 ] && ! { [ $rc -eq 9 ] && [ $ONERR = skip ]; }; then
+        echo "transfer_study: $wd failed (exit $rc, see $wd.log)"; tail -5 "$wd.log"; exit 1
+      fi
+      if [ $rc -eq 9 ]; then echo "transfer_study: $wd: inputs skipped (on_error: skip; see $wd.log)"; fi
       echo "transfer_study: $name $proto seed $seed done in $(( $(date +%s) - t0 )) s"
       BASE=${BASE:-$wd}
     done
