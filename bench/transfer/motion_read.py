@@ -3,18 +3,34 @@
 --out OUT), what each feature set's diagnosis scores follow: the AUC of head motion
 alone for the diagnosis among the labelled people (truth.json), then per seed the
 Spearman correlation of each feature set's out-of-fold subject scores (pooled view,
-every label) with the person's log motion level, and the largest with any trait."""
+every label) with the person's log motion level, and the largest with any trait. With
+confounds files (foreign_pop.py writes them), the AUC of the mean framewise
+displacement alone too. OUT/cohort, else the cohort the study's seed1.yaml reads."""
 import csv, json, os, sys
 import numpy as np
 from scipy.stats import mannwhitneyu, spearmanr
 
 out = sys.argv[1]
-truth = os.path.join(out, "cohort", "derivatives", "foreign", "truth.json")
+cohort = os.path.join(out, "cohort")
+if not os.path.isdir(cohort):  # a study of another folder's cohort (--cohort): its pipeline says which
+    for line in open(os.path.join(out, "default", "strict", "seed1.yaml")):
+        if line.strip().startswith("bids:"):
+            cohort = line.split(":", 1)[1].strip()
+truth = os.path.join(cohort, "derivatives", "foreign", "truth.json")
 t = {p["participant_id"]: p for p in json.load(open(truth))["participants"]}
 lab = [p for p in t.values() if p["labelled"]]
 m = np.array([p["motion"] for p in lab])
 y = np.array([p["patient"] for p in lab])
 print("%s: motion alone reads the diagnosis at AUC %.3f" % (out, mannwhitneyu(m[y], m[~y]).statistic / (y.sum() * (~y).sum())))
+fd = []  # what a user sees of it: the mean framewise displacement of the confounds file
+for p in lab:
+    f = os.path.join(cohort, p["participant_id"], "func", p["participant_id"] + "_task-rest_desc-confounds_timeseries.tsv")
+    if os.path.exists(f):
+        v = [r["framewise_displacement"] for r in csv.DictReader(open(f), delimiter="\t")]
+        fd.append(np.mean([float(x) for x in v if x != "n/a"]))
+if len(fd) == len(lab):
+    fd = np.array(fd)
+    print("  mean framewise displacement alone: AUC %.3f" % (mannwhitneyu(fd[y], fd[~y]).statistic / (y.sum() * (~y).sum())))
 seed = 1
 while os.path.exists(os.path.join(out, "default", "strict", "seed%d" % seed, "probe", "report", "predictions.csv")):
     rows = list(csv.DictReader(open(os.path.join(out, "default", "strict", "seed%d" % seed, "probe", "report", "predictions.csv"))))
