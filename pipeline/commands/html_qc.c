@@ -1,6 +1,8 @@
-/* html_qc.c: the report's parcellation QC, per atlas of timeseries.h5: the regions under
- * min_coverage and how often, a coverage-by-scan heat map (scans binned, so the figure is
- * the same size for 10,000 subjects), one scan's ROI time series as a carpet plot.
+/* html_qc.c: the report's parcellation QC: head motion when confounds were regressed
+ * (mean framewise displacement, scrubbed volumes, how well motion alone separates the
+ * labels); per atlas of timeseries.h5 the regions under min_coverage and how often, a
+ * coverage-by-scan heat map (scans binned, so the figure is the same size for 10,000
+ * subjects), one scan's ROI time series as a carpet plot.
  * Not the parcellation (stages/parcellate) nor the connectivity QC (html_conn.c). */
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include "bgfm/fsutil.h"
 #include "bgfm/graphs.h"
 #include "bgfm/h5io.h"
+#include "bgfm/metrics.h"
 #include "bgfm/strlist.h"
 #include "html_int.h"
 
@@ -222,6 +225,123 @@ static void carpet(html_page *p, hid_t f, const wd_stage *s, const char *an, con
            hp_palette_div, m, m, -0.5 * tr, ((double)T - 0.5) * tr, (long long)a->N - 1, dn, tr);
 }
 
+static int cmp_dbl(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Head motion, when the stage regressed confounds (/subjects/mean_fd exists). */
+static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
+    double *fd = calloc((size_t)S + 1, sizeof *fd), *sorted = calloc((size_t)S + 1, sizeof *sorted);
+    int64_t *ns = calloc((size_t)S + 1, sizeof *ns), *nv = calloc((size_t)S + 1, sizeof *nv);
+    int64_t *lab = calloc((size_t)S + 1, sizeof *lab);
+    int *pos = calloc((size_t)S + 1, sizeof *pos);
+    char *conf = NULL, *classes = NULL, dn[32], cap[800];
+    double scrub = 0, *sc = calloc((size_t)S + 1, sizeof *sc);
+    int one = 1;
+    bgfm_err e = {0};
+    if (!fd || !sorted || !ns || !nv || !lab || !pos || !sc) {
+        p->failed = 1;
+        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (motion QC)");
+        goto out;
+    }
+    if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, fd, &e) ||
+        h5io_read_all(f, "/subjects/n_scrubbed", H5T_NATIVE_INT64, ns, &e) ||
+        h5io_read_all(f, "/subjects/n_volumes", H5T_NATIVE_INT64, nv, &e) ||
+        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, lab, &e) ||
+        h5io_attr_get_str(f, NULL, "confounds", &conf, &e) ||
+        h5io_attr_get_f64(f, NULL, "scrub", &scrub, &one, &e) ||
+        h5io_attr_get_str(f, "/subjects/label", "classes", &classes, &e)) {
+        hp_problem(p, e.code, "motion QC: cannot read %s/timeseries.h5: %s", s->name, e.msg);
+        goto out;
+    }
+    int64_t nf = 0, scans_scrubbed = 0, vols = 0, scrubbed = 0;
+    for (int64_t i = 0; i < S; i++) {
+        if (!isnan(fd[i])) sorted[nf++] = fd[i];
+        scans_scrubbed += ns[i] > 0;
+        scrubbed += ns[i];
+        vols += nv[i];
+    }
+    qsort(sorted, (size_t)nf, sizeof *sorted, cmp_dbl);
+    hp_raw(p, "<h4>Head motion</h4>\n<table id=\"motion-%s\">", s->name);
+    hp_raw(p, "<tr><td>confounds regressed</td>");
+    hp_cell(p, conf[0] ? conf : "(none: scrubbing only)");
+    hp_raw(p, "</tr>\n<tr><td>scrub (mm of framewise displacement)</td>");
+    hp_num(p, scrub, 3);
+    hp_raw(p, "</tr>\n<tr><td>scans with a mean framewise displacement</td>");
+    hp_num(p, (double)nf, 0);
+    hp_raw(p, "</tr>\n<tr><td>median of the scans' mean framewise displacement (mm)</td>");
+    hp_num(p, nf ? (nf % 2 ? sorted[nf / 2] : 0.5 * (sorted[nf / 2 - 1] + sorted[nf / 2])) : (double)NAN, 4);
+    hp_raw(p, "</tr>\n<tr><td>largest (mm)</td>");
+    hp_num(p, nf ? sorted[nf - 1] : (double)NAN, 4);
+    hp_raw(p, "</tr>\n<tr><td>scans with scrubbed volumes</td>");
+    hp_num(p, (double)scans_scrubbed, 0);
+    hp_raw(p, "</tr>\n<tr><td>share of all volumes scrubbed</td>");
+    hp_num(p, vols ? (double)scrubbed / (double)vols : (double)NAN, 4);
+    hp_raw(p, "</tr>\n");
+    /* two classes: the AUC of mean FD alone for the second class (scans with both) */
+    char **cn = NULL;
+    int ncls = 0;
+    if (strlist_split(classes, ',', &cn, &ncls, &e)) ncls = 0;
+    int64_t m = 0, n1 = 0;
+    for (int64_t i = 0; ncls == 2 && i < S; i++)
+        if (lab[i] >= 0 && lab[i] < 2 && !isnan(fd[i])) {
+            sc[m] = fd[i];
+            pos[m] = lab[i] == 1;
+            n1 += pos[m++];
+        }
+    double auc = n1 > 0 && n1 < m ? metrics_auc(sc, pos, m) : (double)NAN;
+    if (!isnan(auc)) {
+        hp_raw(p, "<tr><td>AUC of mean framewise displacement alone for ");
+        hp_text(p, cn[1]);
+        hp_raw(p, " against ");
+        hp_text(p, cn[0]);
+        hp_raw(p, "</td>");
+        hp_num(p, auc, 3);
+        hp_raw(p, "</tr>\n");
+    }
+    hp_raw(p, "</table>\n");
+    if (!isnan(auc) && fabs(auc - 0.5) >= 0.1)
+        hp_raw(p, "<p class=\"note\">Motion alone separates the labels (AUC %.2f): motion left in "
+                  "the FC after regression can be read as the label. Compare the probe's "
+                  "scores with the mean framewise displacement before trusting a "
+                  "classifier.</p>\n", auc);
+    FILE *d = hp_data(p, dn, sizeof dn);
+    for (int64_t i = 0; d && i < S; i++) /* a strip plot: class index + a fixed jitter */
+        if (!isnan(fd[i]))
+            fprintf(d, "%.6g %.6g\n", (double)(lab[i] < 0 ? ncls : lab[i]) +
+                                          0.6 * (fmod(0.6180339887 * (double)i, 1.0) - 0.5), fd[i]);
+    hp_data_close(p, d, dn);
+    int unl = 0;
+    for (int64_t i = 0; i < S; i++) unl |= lab[i] < 0 && !isnan(fd[i]);
+    char tics[600] = "";
+    size_t o = 0;
+    for (int c = 0; c < ncls + unl && o + 1 < sizeof tics; c++)
+        o += (size_t)snprintf(tics + o, sizeof tics - o, "%s'%s' %d", c ? ", " : "",
+                              c < ncls ? cn[c] : "unlabelled", c);
+    snprintf(cap, sizeof cap, "Stage %s: each scan's mean framewise displacement (from its "
+             "confounds file) by label%s.", s->name, scrub > 0 ? "; dashed: scrub" : "");
+    char sl[120] = "";
+    if (scrub > 0) snprintf(sl, sizeof sl, "set arrow from graph 0, first %.6g to graph 1, first "
+                                           "%.6g nohead dt 2\n", scrub, scrub);
+    double top = nf ? sorted[nf - 1] : 1.0;
+    top = 1.1 * (scrub > top ? scrub : top);
+    hp_fig(p, 560, 320, cap, "%sset xtics (%s)\nset xrange [-0.6:%d.6]\nset yrange [0:%.6g]\n"
+           "set ylabel 'mean framewise displacement (mm)'\nplot '%s' u 1:2 with points pt 7 ps "
+           "0.6 notitle", sl, tics, ncls + unl - 1, top > 0 ? top : 1.0, dn);
+    strlist_free(cn, ncls);
+out:
+    free(fd);
+    free(sorted);
+    free(ns);
+    free(nv);
+    free(lab);
+    free(pos);
+    free(sc);
+    free(conf);
+    free(classes);
+}
+
 void html_sec_parcqc(html_page *p, const wd *w, const wd_stage *s) {
     hp_raw(p, "<h3 id=\"parcellation-%s\">Stage ", s->name);
     hp_text(p, s->name);
@@ -248,6 +368,7 @@ void html_sec_parcqc(html_page *p, const wd *w, const wd_stage *s) {
     if (!rc) rc = strlist_split(atlases, ',', &an, &na, &e);
     if (!rc) rc = h5io_read_strings(f, "/subjects/participant_id", &pid, &S, &e);
     if (rc) hp_problem(p, rc, "cannot read %s: %s", path, e.msg);
+    if (!rc && h5io_exists(f, "/subjects/mean_fd")) motion_qc(p, f, s, S);
     for (int i = 0; !rc && i < na; i++) {
         atl a;
         hp_raw(p, "<h4>Atlas ");
