@@ -400,6 +400,25 @@ static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, 
     free(all);
 }
 
+/* The stage's `with:` keys as extraction options. */
+static void resolve_opts(prun *p, const bgfm_params *w) {
+    p->o.clean.detrend = params_bool(w, "detrend");
+    p->o.clean.high_pass = params_real(w, "high_pass");
+    p->o.clean.low_pass = params_real(w, "low_pass");
+    p->o.clean.filter_order = (int)params_int(w, "filter_order");
+    p->std_name = params_str(w, "standardize");
+    p->o.clean.standardize = !strcmp(p->std_name, "zscore") ? CLEAN_STD_ZSCORE
+                             : !strcmp(p->std_name, "psc")  ? CLEAN_STD_PSC
+                                                            : CLEAN_STD_NONE;
+    const bgfm_value *cv = params_value(w, "confounds");
+    p->o.conf.names = cv->list;
+    p->o.conf.n_names = cv->n_list;
+    p->o.conf.scrub = params_real(w, "scrub");
+    p->o.conf.max_scrubbed = params_real(w, "max_scrubbed");
+    p->o.t_r = params_has(w, "t_r") ? params_real(w, "t_r") : 0.0;
+    p->o.min_coverage = params_real(w, "min_coverage");
+}
+
 int parcellate_stage_run(bgfm_stage_run *r) {
     bgfm_ctx *ctx = r->ctx;
     bgfm_err *e = &ctx->err;
@@ -410,21 +429,7 @@ int parcellate_stage_run(bgfm_stage_run *r) {
     p.ctx = ctx;
     p.pipe = r->pipe;
     p.A = r->pipe->n_atlases;
-    p.o.clean.detrend = params_bool(w, "detrend");
-    p.o.clean.high_pass = params_real(w, "high_pass");
-    p.o.clean.low_pass = params_real(w, "low_pass");
-    p.o.clean.filter_order = (int)params_int(w, "filter_order");
-    p.std_name = params_str(w, "standardize");
-    p.o.clean.standardize = !strcmp(p.std_name, "zscore") ? CLEAN_STD_ZSCORE
-                            : !strcmp(p.std_name, "psc")  ? CLEAN_STD_PSC
-                                                          : CLEAN_STD_NONE;
-    const bgfm_value *cv = params_value(w, "confounds");
-    p.o.conf.names = cv->list;
-    p.o.conf.n_names = cv->n_list;
-    p.o.conf.scrub = params_real(w, "scrub");
-    p.o.conf.max_scrubbed = params_real(w, "max_scrubbed");
-    p.o.t_r = params_has(w, "t_r") ? params_real(w, "t_r") : 0.0;
-    p.o.min_coverage = params_real(w, "min_coverage");
+    resolve_opts(&p, w);
     int skip = r->pipe->on_error == BGFM_ON_ERROR_SKIP;
     char **reasons = NULL;
     resample_cache cache = {0};
