@@ -165,7 +165,7 @@ static int dataset_images(const bgfm_pipeline *p, char ***out, int *n, bgfm_err 
 char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
                                       bgfm_err *e) {
     if (parcellate_paths_check(p, e)) return NULL;
-    int conf = params_value(&s->with, "confounds")->n_list > 0 || params_real(&s->with, "scrub") > 0;
+    int conf = parcellate_confounds_on(&s->with);
     char **img = NULL;
     int ni = 0, k = 0, nd = p->n_datasets ? p->n_datasets : 1;
     if (!p->n_datasets && bids_image_files(p->bids, &img, &ni, e)) return NULL;

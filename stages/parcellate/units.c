@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgfm/confounds.h"
 #include "bgfm/corpus.h"
 #include "bgfm/log.h"
 #include "bgfm/manifest.h"
 #include "bgfm/parcellate.h"
 #include "bgfm/parts.h"
-#include "bgfm/confounds.h"
 #include "bgfm/sha256.h"
 #include "bgfm/yamlout.h"
 
@@ -50,8 +50,7 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
     if (!sorted) return BGFM_ENOMEM;
     for (int i = 0; i < n; i++) sorted[i] = &r->inputs->f[i];
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_path);
-    const bgfm_params *w = &r->stage->with;
-    int conf = params_value(w, "confounds")->n_list > 0 || params_real(w, "scrub") > 0;
+    int conf = parcellate_confounds_on(&r->stage->with);
     char *params = NULL, *atl = NULL;
     size_t pl = 0, al = 0;
     FILE *f = open_memstream(&params, &pl);
