@@ -171,6 +171,14 @@ def main():
     lab_ids, unl_ids, diag, tv = read_participants(o.cohort, targets)
     atlases, graphs = read_graphs(idxs[0])
     means = {a: subject_means(graphs[a]) for a in atlases}
+    # people the pipeline left out (on_error: skip, e.g. scrubbed beyond max_scrubbed)
+    # have no graphs: the oracle sees who pretraining saw
+    have = set.intersection(*[set(means[a]) for a in atlases])
+    gone = [p for p in lab_ids + unl_ids if p not in have]
+    if gone:
+        print("oracle: %d people without graphs (left out by the pipeline): %s" % (len(gone), " ".join(gone)))
+    lab_ids = [p for p in lab_ids if p in have]
+    unl_ids = [p for p in unl_ids if p in have]
     views = {a: [a] for a in atlases}
     views["pooled"] = atlases
     rng = np.random.default_rng(12)
