@@ -158,6 +158,10 @@ static int dataset_images(const bgfm_pipeline *p, char ***out, int *n, bgfm_err 
     return 0;
 }
 
+int parcellate_confounds_on(const bgfm_params *with) {
+    return params_value(with, "confounds")->n_list > 0 || params_real(with, "scrub") > 0;
+}
+
 /* What the manifest hashes (rank 0, through the engine's extra_inputs hook): every
  * image of the dataset (sub-*...*_bold.nii[.gz]), the participants table, each atlas
  * and its `labels` table, then the name tables found beside atlases without `labels`

@@ -33,10 +33,6 @@ static const bgfm_opt parcellate_opts_table[] = {
      "and set to zero"},
 };
 
-int parcellate_confounds_on(const bgfm_params *with) {
-    return params_value(with, "confounds")->n_list > 0 || params_real(with, "scrub") > 0;
-}
-
 static int parcellate_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e) {
     double hp = params_real(&s->with, "high_pass"), lp = params_real(&s->with, "low_pass");
     if (hp > 0 && lp > 0 && hp >= lp)
