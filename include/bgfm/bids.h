@@ -4,6 +4,7 @@
 #ifndef BGFM_BIDS_H
 #define BGFM_BIDS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bgfm/ctx.h"
@@ -31,6 +32,10 @@ void bids_table_free(bids_table *t);
 /* Row of participant `id` ("sub-01"; a table value without the "sub-" prefix matches
  * after prepending it), or -1. */
 int64_t bids_table_find(const bids_table *t, const char *id);
+/* Index of the column `name`, or -1. */
+int bids_table_col(const bids_table *t, const char *name);
+/* The header as text for messages ("a, b, c"), truncated to fit buf. */
+void bids_table_cols_text(const bids_table *t, char *buf, size_t n);
 /* 1 if the cell is missing: empty or "n/a". */
 int bids_cell_missing(const char *s);
 

@@ -2,6 +2,7 @@
  * table. Not a BIDS validator: other files and folders are ignored. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -64,6 +65,19 @@ int64_t bids_table_find(const bids_table *t, const char *id) {
     for (int64_t r = 0; r < t->n_rows; r++)
         if (id_matches(t->cells[r * t->n_cols + t->id_col], id)) return r;
     return -1;
+}
+
+int bids_table_col(const bids_table *t, const char *name) {
+    for (int c = 0; c < t->n_cols; c++)
+        if (!strcmp(t->cols[c], name)) return c;
+    return -1;
+}
+
+void bids_table_cols_text(const bids_table *t, char *buf, size_t n) {
+    size_t o = 0;
+    if (n) buf[0] = '\0';
+    for (int c = 0; c < t->n_cols && o + 1 < n; c++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%s", c ? ", " : "", t->cols[c]);
 }
 
 int bids_table_parse(const char *path, const char *buf, size_t len, bids_table *t, bgfm_err *e) {
@@ -141,10 +155,8 @@ int bids_tsv_parse(const char *path, const char *buf, size_t len, const char *id
         }
         free(f);
         t->n_rows++;
-        if (rc || !id) {
-            if (rc) break;
-            continue;
-        }
+        if (rc) break;
+        if (!id) continue; /* no id column to check */
         const char *pid = row[t->id_col];
         if (bids_cell_missing(pid)) {
             rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: participant_id is empty or n/a", path,

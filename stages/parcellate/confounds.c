@@ -125,17 +125,9 @@ static int cell_value(const char *c, double *x) {
     return end != c && end && !*end && isfinite(*x);
 }
 
-static int column_of(const bids_table *t, const char *name) {
-    for (int c = 0; c < t->n_cols; c++)
-        if (!strcmp(t->cols[c], name)) return c;
-    return -1;
-}
-
 static int missing_column(const bids_table *t, const char *name, const char *why, bgfm_err *e) {
-    char have[1024] = "";
-    size_t o = 0;
-    for (int c = 0; c < t->n_cols && o + 1 < sizeof have; c++)
-        o += (size_t)snprintf(have + o, sizeof have - o, "%s%s", c ? " " : "", t->cols[c]);
+    char have[1024];
+    bids_table_cols_text(t, have, sizeof have);
     return bgfm_fail(e, BGFM_EDATA, "%s: no column '%s' (%s); its columns are: %s", t->path,
                      name, why, have);
 }
@@ -168,9 +160,9 @@ int confounds_load(const char *image, const confounds_spec *s, int64_t T, double
         goto out;
     }
     for (int k = 0; k < nn && !rc; k++)
-        if ((col[k] = column_of(&t, names[k])) < 0)
+        if ((col[k] = bids_table_col(&t, names[k])) < 0)
             rc = missing_column(&t, names[k], "named by the parcellate stage's confounds", e);
-    int fd = rc ? -1 : column_of(&t, "framewise_displacement");
+    int fd = rc ? -1 : bids_table_col(&t, "framewise_displacement");
     if (!rc && s->scrub > 0 && fd < 0)
         rc = missing_column(&t, "framewise_displacement", "scrub needs it", e);
     if (rc) goto out;

@@ -53,13 +53,9 @@ static int dataset_check(const bgfm_pipeline *pp, const bgfm_dataset_cfg *d, bgf
     int rc = 0;
     for (int q = 0; q < 3 && !rc; q++) {
         if (!need[q] || (q == 0 && !d->label_given && !(d->role & BGFM_ROLE_DOWNSTREAM))) continue;
-        int found = 0;
-        for (int c = 0; c < t.n_cols; c++) found |= !strcmp(t.cols[c], need[q]);
-        if (found) continue;
-        char have[1024] = "";
-        size_t o = 0;
-        for (int c = 0; c < t.n_cols && o + 1 < sizeof have; c++)
-            o += (size_t)snprintf(have + o, sizeof have - o, "%s%s", c ? ", " : "", t.cols[c]);
+        if (bids_table_col(&t, need[q]) >= 0) continue;
+        char have[1024];
+        bids_table_cols_text(&t, have, sizeof have);
         snprintf(key, sizeof key, "inputs.datasets.%s.%s", d->name, what[q]);
         rc = config_path_fail(e, pp, key, where[q], BGFM_EDATA,
                               "dataset '%s': %s has no column '%s' (its columns: %s); name one of "

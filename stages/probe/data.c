@@ -116,14 +116,10 @@ int probe_targets_open(const char *path, char *const *names, int NT, bids_table 
     int rc = bids_table_read(path, t, e);
     if (rc) return rc;
     for (int q = 0; q < NT && !rc; q++) {
-        col[q] = -1;
-        for (int c = 0; c < t->n_cols; c++)
-            if (!strcmp(t->cols[c], names[q])) col[q] = c;
+        col[q] = bids_table_col(t, names[q]);
         if (col[q] < 0) {
-            char have[1024] = "";
-            size_t o = 0;
-            for (int c = 0; c < t->n_cols && o + 1 < sizeof have; c++)
-                o += (size_t)snprintf(have + o, sizeof have - o, "%s%s", c ? ", " : "", t->cols[c]);
+            char have[1024];
+            bids_table_cols_text(t, have, sizeof have);
             rc = bgfm_fail(e, BGFM_EDATA, "probe: %s has no column '%s' (listed under the probe "
                            "stage's `targets`); its columns are: %s", path, names[q], have);
             break;
