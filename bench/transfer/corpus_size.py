@@ -52,9 +52,10 @@ def unlabelled_cohort(cohort, index):
     return sorted(unl_ids), site, atlases, graphs
 
 
-def rule(rows):
-    """The model's rule for one atlas: (the gap or 0, the mean count at the ladder's foot)."""
-    c = held_out_counts(rows, LADDER, splits=8)
+def rule(rows, site=None, beta=0.0, harm=0.0):
+    """The model's rule for one atlas: (the gap or 0, the mean count at the ladder's foot).
+    site, beta: head_rank.penalised()."""
+    c = held_out_counts(rows, LADDER, splits=8, site=site, beta=beta, harm=harm)
     return plateau([sum(c[x]) for x in LADDER]), float(np.mean(c[LADDER[0]]))
 
 

@@ -14,13 +14,15 @@ import os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from head_rank import axes, head, report, scatter, shrunk, start  # noqa: E402
+from head_rank import axes, harmonise, head, penalised, report, scatter, start  # noqa: E402
 
 
-def held_out_counts(rows, cs, r0=150, s=0.1, splits=2, seed=7):
+def held_out_counts(rows, cs, r0=150, s=0.1, splits=2, seed=7, site=None, beta=0.0, harm=0.0):
     """The held-out counts (`splits` random splits x both ways: the model's four with the
     default 2) for each threshold C in cs, in split order."""
     P, Q = axes(rows, r0)[:2]
+    if harm:
+        Q = harmonise(Q, P, site, harm)
     subs = np.array(sorted(set(P)))
     rng = np.random.default_rng(seed)
     found = {c: [] for c in cs}
@@ -32,7 +34,7 @@ def held_out_counts(rows, cs, r0=150, s=0.1, splits=2, seed=7):
             ia = np.array([p in a for p in P])
             SbA, SwA = scatter(Q[ia], P[ia], sorted(a), recentre=True)
             SbB, SwB = scatter(Q[~ia], P[~ia], sorted(b), recentre=True)
-            _, V = sl.eigh(SbA, shrunk(SwA, s))
+            _, V = sl.eigh(SbA, penalised(SwA, s, Q[ia], P[ia], sorted(a), site, beta))
             V = V[:, ::-1][:, :64]
             rho = np.array([(v @ SbB @ v) / (v @ SwB @ v) for v in V.T])
             bulk = np.median(rho[16:])

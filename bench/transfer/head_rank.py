@@ -50,12 +50,59 @@ def shrunk(Sw, s):
     return (1 - s) * Sw + s * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
 
 
-def head(rows, means, lab_ids, r0, r, s):
+def hetero(Q, P, subs, site):
+    """How differently the sites' people spread (docs/results.md section 12t): the sum
+    over sites k, weighted by their share of the people, of the positive part of
+    (S_b,k - S_b), S_b,k the covariance of site k's people's mean rows about their own
+    mean and S_b the weighted mean of the S_b,k. 0 with one site."""
+    M = mean_rows(Q, P, subs)
+    st = np.array([site[p] for p in subs])
+    keys = sorted(set(st))
+    Sk = []
+    for k in keys:
+        Mk = M[st == k] - M[st == k].mean(0)
+        Sk.append((np.sum(st == k) / len(subs), Mk.T @ Mk / len(Mk)))
+    S = sum(w * x for w, x in Sk)
+    out = np.zeros_like(S)
+    for w, x in Sk:
+        e, U = np.linalg.eigh(x - S)
+        out += w * (U * np.maximum(e, 0)) @ U.T
+    return out
+
+
+def harmonise(Q, P, site, g=0.1):
+    """Each site's rows of the scores Q mapped so that their covariance is the pooled one
+    (CovBat-like, Chen et al. 2022: Q_k S_k^-1/2 S^1/2, S_k shrunk by g towards its mean
+    eigenvalue). Used only to choose the directions."""
+    st = np.array([site[p] for p in P])
+    S = Q.T @ Q / len(Q)
+    e, U = np.linalg.eigh(S)
+    half = (U * np.sqrt(np.maximum(e, 0))) @ U.T
+    out = Q.copy()
+    for k in set(st):
+        Qk = Q[st == k]
+        Sk = shrunk(Qk.T @ Qk / len(Qk), g)
+        e, U = np.linalg.eigh(Sk)
+        out[st == k] = Qk @ ((U / np.sqrt(e)) @ U.T) @ half
+    return out
+
+
+def penalised(Sw, s, Q, P, subs, site, beta):
+    """The discriminant's denominator: Sw shrunk, plus beta x hetero() when sites given."""
+    D = shrunk(Sw, s)
+    return D if not beta or site is None else D + beta * hetero(Q, P, subs, site)
+
+
+def head(rows, means, lab_ids, r0, r, s, site=None, beta=0.0, harm=0.0):
     """The head of one atlas fitted on rows [(subject, triangle)]; the labelled subjects'
-    mean triangles through it, and the rank used."""
+    mean triangles through it, and the rank used. With site and beta, the denominator
+    adds beta x hetero()."""
     P, Q, mu, sd, m, B = axes(rows, r0)
-    Sb, Sw = scatter(Q, P, sorted(set(P)))
-    ev, V = sl.eigh(Sb, shrunk(Sw, s))
+    subs = sorted(set(P))
+    if harm:
+        Q = harmonise(Q, P, site, harm)
+    Sb, Sw = scatter(Q, P, subs)
+    ev, V = sl.eigh(Sb, penalised(Sw, s, Q, P, subs, site, beta))
     ev, V = ev[::-1], V[:, ::-1]
     if r < 0:
         r = int(min(16, max(2, np.sum(ev >= (-r / 100.0) * ev[0]))))

@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""head_hetero.py: the population head with and without the site-heterogeneity term
+(docs/results.md section 12t). Per atlas, on the unlabelled people's site-centred windows
+(what strict pretraining reads): the held-out plateau rule (16 fits) and the head alone at
+the rule's rank (8 without a gap: printed as such, since the model would read `pcs+pop`
+there), with the discriminant's denominator S_w' + beta x hetero() for each beta given
+(head_rank.hetero: how much more some sites' people spread along a direction than the
+sites' average), evaluated as oracle.py does; the FC triangle beside them.
+
+  bench/transfer/head_hetero.py COHORT INDEX [--betas 0,1,cov,cov0.5] [--draws N]
+
+`cov`: instead of a penalty, each site's scores mapped to the pooled covariance
+(head_rank.harmonise; covG: shrinkage G of each site's covariance, 0.1 by default)
+before the directions are chosen.
+
+Not a test: figures for results.md."""
+import argparse, os, sys
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import read_graphs, read_table, participants_from, subject_means  # noqa: E402
+from head_rank import head  # noqa: E402
+from corpus_size import first_rows, rule, row  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("cohort")
+    ap.add_argument("index")
+    ap.add_argument("--betas", default="0,1")
+    ap.add_argument("--draws", type=int, default=40)
+    o = ap.parse_args()
+    table = read_table(o.cohort)
+    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
+    lab_ids, unl_ids, diag, tv = participants_from(table, targets)
+    site = {r["participant_id"]: r["site"] for r in table}
+    atlases, graphs = read_graphs(o.index)
+    means = {a: subject_means(graphs[a]) for a in atlases}
+    lab = np.array([diag[p] for p in lab_ids])
+    Y = np.array([tv[p] for p in lab_ids])
+    keep = set(q for a in atlases for q, _, _ in graphs[a]) & set(unl_ids)
+    fc = np.array([np.concatenate([means[a][p] for a in atlases]) for p in lab_ids])
+    print(f"{o.cohort}: {len(lab_ids)} labelled, {len(keep)} unlabelled, "
+          f"{len(set(site[p] for p in keep))} sites; {o.draws} draws")
+    print("| features | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
+    print(f"| FC triangle | {row('fc', fc, lab, Y, o.draws)} |", flush=True)
+    rows = {a: first_rows(graphs, a, keep, site) for a in atlases}
+    for tok in o.betas.split(","):
+        harm = float(tok[3:] or 0.1) if tok.startswith("cov") else 0.0
+        beta = 0.0 if harm else float(tok)
+        counts = {a: rule(rows[a], site, beta, harm) for a in atlases}
+        gap = max(c for c, _ in counts.values())
+        said = ", ".join(f"{a} {c} ({m:.2f})" for a, (c, m) in counts.items())
+        r = gap or 8
+        F = np.concatenate([head(rows[a], means[a], lab_ids, 150, r, 0.1, site, beta, harm)[0]
+                            for a in atlases], 1)
+        what = f"gap {gap}" if gap else "no gap: rank 8, the model reads pcs+pop"
+        print(f"| {f'covariance harmonised ({harm:g})' if harm else f'beta {beta:g}'}: head alone, rank {r} ({what}; {said}) | "
+              f"{row('h', F, lab, Y, o.draws)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
