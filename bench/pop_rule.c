@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < rounds; k++) {
         for (int a = 0; a < 2; a++) {
             double t0 = now();
-            if (pop_fit_rows(Z, n, T, scan, NULL, 0, a ? r : 8, a, 0.1, Wt, b, 0, NULL, NULL,
-                             &ro, &e) < 0) {
+            const pop_fit_opts o = {.r = a ? r : 8, .auto_rank = a, .shrink = 0.1};
+            if (pop_fit_rows(Z, n, T, scan, NULL, 0, &o, Wt, b, NULL, NULL, &ro, &e) < 0) {
                 fprintf(stderr, "pop_rule: %s\n", e.msg);
                 return 6;
             }

@@ -5,11 +5,12 @@
  * person's windows differ: the generalised eigenvectors of the between-scan covariance
  * against the within-scan covariance shrunk towards its mean eigenvalue. The pop_rank
  * leading ones, mapped back to the triangle, are pop/<atlas>/W; pop/<atlas>/b centres.
- * No label is read: only which graphs are windows of one scan, and (pop_site: centre)
- * which site each scan comes from: the rows are then centred on their site's mean before
- * the principal subspace and the discriminant (and the held-out rule), so that a site's
- * shift of everyone's FC is not a direction along which people differ; W is applied to
- * the FC as it is, and b centres over all rows (model.md section 11, "Sites").
+ * No label is read: only which graphs are windows of one scan, and (pop_site: centre or
+ * harmonise) which site each scan comes from: the rows are then centred on their site's
+ * mean before the principal subspace and the discriminant (and the held-out rule), so that
+ * a site's shift of everyone's FC is not a direction along which people differ, and with
+ * harmonise each site's spread is matched too (POP_SITE_HARMONISE); W is applied to the FC
+ * as it is, and b centres over all rows (model.md section 11, "Sites").
  * Not the head's use (model_pop_apply, model.c). */
 #ifndef BGFM_POP_H
 #define BGFM_POP_H
@@ -87,19 +88,35 @@ typedef struct pop_fit_info {
 
 void pop_fit_info_free(pop_fit_info *info);
 
+/* pop_site (model.md section 11, "Sites"): none, the rows as they are; centre, each row
+ * less its site's mean; harmonise, centred and then, only to choose the directions, each
+ * site's scores in the principal subspace mapped to the pooled covariance (S_k^-1/2 S^1/2,
+ * S_k shrunk by POP_SITE_SHRINK towards its mean eigenvalue; CovBat-like), so that a
+ * direction along which one site's people spread and the others' do not (a site's own
+ * physiology or artifact) is not read as one along which people differ. */
+enum { POP_SITE_NONE = 0, POP_SITE_CENTRE = 1, POP_SITE_HARMONISE = 2 };
+#define POP_SITE_SHRINK 0.5
+
+/* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too
+ * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; npc > 0: the npc leading principal
+ * axes too. */
+typedef struct pop_fit_opts {
+    int r, auto_rank, site_mode, npc;
+    double shrink;
+} pop_fit_opts;
+
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
- * row i; site[i] its site, 0 .. sites-1 (NULL: one site; the rows are fitted less their
- * site's mean, b = -W times the mean of all rows); shrink in [0, 1]; W (r, T) and b (r)
- * written (rows past the fitted directions zero; the first k rows are what a fit at
- * r = k writes). npc > 0: Wp (npc, T) and bp (npc) get the npc leading principal axes of
- * the same centred rows, each of unit variance over the rows (zero rows past the data's
- * rank), bp = -Wp times the mean of all rows. auto_rank: the held-out count
- * is measured too (out->rank). Returns the number of directions fitted: 0 when no scan
- * has two rows (the head stays zero), or -1 with e set. Deterministic: the same bits for
- * the same rows. */
+ * row i; site[i] its site, 0 .. sites-1 (NULL, or site_mode none: one site; else the rows
+ * are fitted less their site's mean, b = -W times the mean of all rows); W (o->r, T) and b
+ * (o->r) written (rows past the fitted directions zero; the first k rows are what a fit at
+ * r = k writes). o->npc > 0: Wp (npc, T) and bp (npc) get the npc leading principal axes
+ * of the same centred rows, each of unit variance over the rows (zero rows past the data's
+ * rank), bp = -Wp times the mean of all rows. Returns the number of directions fitted: 0
+ * when no scan has two rows (the head stays zero), or -1 with e set. Deterministic: the
+ * same bits for the same rows. */
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
-                 int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
-                 float *Wp, float *bp, pop_rows_out *out, bgfm_err *e);
+                 int sites, const pop_fit_opts *o, float *W, float *b, float *Wp, float *bp,
+                 pop_rows_out *out, bgfm_err *e);
 
 /* pop_rank: auto's rank for every atlas: the largest held-out count (plateau rule) of the
  * atlases fitted; where none has one, the largest reproducible peak (repro_rank); else
@@ -127,12 +144,12 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
  * list; the rows are gathered in list order, and every rank solves the same problem, so
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
  * same status on every rank. auto_rank: every atlas's held-out count measured too (the
- * caller narrows the model to pop_rank_shared's rank, model_pop_resize). by_site: the
- * rows are centred on their site's mean (the store's dataset and site of each graph).
+ * caller narrows the model to pop_rank_shared's rank, model_pop_resize). site_mode
+ * (POP_SITE_*): how the store's dataset and site of each graph enter the fit.
  * npc > 0: each atlas's npc leading principal rows too (info->pc_W, pc_b; for pcs+pop,
  * pop_fit_pcs); free them with pop_fit_info_free. */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int by_site, double shrink, int npc, pop_fit_info *info);
+            int auto_rank, int site_mode, double shrink, int npc, pop_fit_info *info);
 
 /* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
  * readout axes): the head's rows after its r discriminant ones get the FC's principal rows

@@ -420,9 +420,66 @@ static int principal_rows(const double *Zc, const double *K, const double *lam, 
     return 0;
 }
 
+/* A = U f(lam) U^T for the symmetric r0 x r0 S (overwritten by its eigenvectors), f(x) =
+ * x^p of the eigenvalues (0 where not positive). -1 with e set. */
+static int sym_power(double *S, int r0, double p, double *A, double *lam, bgfm_err *e) {
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', r0, S, r0, lam);
+    if (info)
+        return bgfm_fail(e, BGFM_ENUMERIC, "population head (pop_site: harmonise): the "
+                         "eigensolver (dsyevd) failed (info %d) in %d dimensions", (int)info, r0);
+    memset(A, 0, (size_t)r0 * r0 * sizeof *A);
+    for (int k = 0; k < r0; k++) {
+        if (!(lam[k] > 0)) continue;
+        const double f = pow(lam[k], p);
+        for (int i = 0; i < r0; i++)
+            for (int j = 0; j < r0; j++) A[i * r0 + j] += S[i * r0 + k] * f * S[j * r0 + k];
+    }
+    return 0;
+}
+
+/* pop_site: harmonise (pop.h): each site's rows of the scores Q (n, r0) times
+ * S_k^-1/2 S^1/2, S = Q^T Q / n the pooled covariance and S_k its site's, shrunk by
+ * POP_SITE_SHRINK (a site whose rows have no variance is left as it is). -1 with e set. */
+static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, int sites,
+                            bgfm_err *e) {
+    const size_t rr = (size_t)r0 * (size_t)r0;
+    const char *what = "population head (pop_site: harmonise)";
+    double *S = bgfm_malloc(e, rr * sizeof *S, what), *half = bgfm_malloc(e, rr * sizeof *half, what);
+    double *Si = bgfm_malloc(e, rr * sizeof *Si, what), *M = bgfm_malloc(e, rr * sizeof *M, what);
+    double *lam = bgfm_malloc(e, (size_t)r0 * sizeof *lam, what);
+    double *q = bgfm_malloc(e, (size_t)r0 * sizeof *q, what);
+    int rc = S && half && Si && M && lam && q ? 0 : -1;
+    if (!rc) {
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r0, r0, (int)n, 1.0 / (double)n, Q,
+                    r0, Q, r0, 0.0, S, r0);
+        rc = sym_power(S, r0, 0.5, half, lam, e);
+    }
+    for (int k = 0; k < sites && !rc; k++) {
+        int64_t nk = 0;
+        memset(S, 0, rr * sizeof *S);
+        for (int64_t i = 0; i < n; i++)
+            if (site[i] == k) nk++, cblas_dger(CblasRowMajor, r0, r0, 1.0, Q + i * r0, 1, Q + i * r0, 1, S, r0);
+        for (size_t x = 0; nk && x < rr; x++) S[x] /= (double)nk;
+        if (!nk || shrink_within(S, r0, POP_SITE_SHRINK)) continue;
+        if ((rc = sym_power(S, r0, -0.5, Si, lam, e))) break;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r0, r0, r0, 1.0, Si, r0, half, r0,
+                    0.0, M, r0);
+        for (int64_t i = 0; i < n; i++) {
+            if (site[i] != k) continue;
+            cblas_dgemv(CblasRowMajor, CblasTrans, r0, r0, 1.0, M, r0, Q + i * r0, 1, 0.0, q, 1);
+            memcpy(Q + i * r0, q, (size_t)r0 * sizeof *q);
+        }
+    }
+    free(S), free(half), free(Si), free(M), free(lam), free(q);
+    return rc ? -1 : 0;
+}
+
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
-                 int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
-                 float *Wp, float *bp, pop_rows_out *out_info, bgfm_err *e) {
+                 int sites, const pop_fit_opts *o, float *W, float *b, float *Wp, float *bp,
+                 pop_rows_out *out_info, bgfm_err *e) {
+    const int r = o->r, npc = o->npc;
+    const double shrink = o->shrink;
+    if (o->site_mode == POP_SITE_NONE) site = NULL, sites = 0;
     memset(W, 0, (size_t)r * (size_t)T * sizeof *W);
     memset(b, 0, (size_t)r * sizeof *b);
     if (npc > 0) {
@@ -466,13 +523,19 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
+    /* harmonised scores choose the directions; the map below applies them to the rows' own */
+    if (o->site_mode == POP_SITE_HARMONISE && site && sites > 1 &&
+        harmonise_scores(Q, n, r0, site, sites, e)) {
+        rc = -1;
+        goto done;
+    }
     if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, NULL, NULL, e)) < 0) {
         out_info->multi = 0;
         rc = -1;
         goto done;
     }
     if (out_info->multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
-    if (auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, out_info, e)) < 0) {
+    if (o->auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, out_info, e)) < 0) {
         out_info->rank = 0;
         rc = -1;
         goto done;
@@ -608,8 +671,7 @@ static int atlas_list(graphs_store *gs, int sa, const int64_t *graphs, int64_t n
 }
 
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
-                     int64_t n, int auto_rank, int by_site, double shrink, int npc,
-                     pop_fit_info *info) {
+                     int64_t n, const pop_fit_opts *o, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
     const int N = graphs_atlas_nodes(gs, sa), R = ctx->size, me = ctx->rank;
     const int64_t T = (int64_t)N * (N - 1) / 2;
@@ -620,6 +682,7 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
     float *Z = bgfm_malloc(e, (size_t)(na * T) * sizeof *Z, "population head rows");
     int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "population head counts");
     int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "population head counts");
+    const int by_site = o->site_mode != POP_SITE_NONE, npc = o->npc;
     int32_t *site =
         by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
     rc = scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
@@ -638,9 +701,9 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
         }
         got = npc && (!info->pc_W[ma] || !info->pc_b[ma])
                   ? -1
-                  : pop_fit_rows(Z, na, T, scan, site, sites, m->cfg.pop_rank, auto_rank, shrink,
-                                 m->w + m->pop_W[ma], m->w + m->pop_b[ma], npc, info->pc_W[ma],
-                                 info->pc_b[ma], &info->fit[ma], e);
+                  : pop_fit_rows(Z, na, T, scan, site, sites, o, m->w + m->pop_W[ma],
+                                 m->w + m->pop_b[ma], info->pc_W[ma], info->pc_b[ma],
+                                 &info->fit[ma], e);
         if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
     }
     if (!rc) {
@@ -707,14 +770,16 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) 
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int by_site, double shrink, int npc, pop_fit_info *info) {
+            int auto_rank, int site_mode, double shrink, int npc, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
+    const pop_fit_opts o = {.r = m->cfg.pop_rank, .auto_rank = auto_rank, .site_mode = site_mode,
+                            .npc = npc, .shrink = shrink};
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
-        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, auto_rank, by_site, shrink, npc, info);
+        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, &o, info);
     }
     return rc;
 }

@@ -522,7 +522,10 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
                      "FC entries) for two halves with a bulk of directions to measure against "
                      "(need %d scans and %d principal axes)", m->cfg.atlas[a],
                      2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
-        if (pfi.sites[a] > 1) snprintf(sites, sizeof sites, ", centred on %d sites", pfi.sites[a]);
+        if (pfi.sites[a] > 1)
+            snprintf(sites, sizeof sites, ", %s on %d sites",
+                     o->pop_site == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
+                     pfi.sites[a]);
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
                  "scans with 2+ windows%s), leading between/within ratio %.3g", m->cfg.atlas[a],
                  pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
@@ -747,10 +750,13 @@ static const bgfm_opt pretrain_opts_table[] = {
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
-    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "centre|none",
+    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "centre|harmonise|none",
      "population head: centre: fitted on each graph's FC less its site's mean (participants.tsv "
      "site, per dataset), so that what differs between sites is not read as what differs "
-     "between people; none: on the FC as it is (model.md section 11)"},
+     "between people; harmonise: centred, and each site's spread matched to the pooled one "
+     "before the directions are chosen, so that one site's own person-to-person variation "
+     "(its physiology, its artifacts) is not read either; none: on the FC as it is (model.md "
+     "section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -887,7 +893,9 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                : o.embed_pcs ? MODEL_EMBED_BOTH
                              : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
-    o.pop_site = !strcmp(params_str(w, "pop_site"), "centre");
+    const char *ps = params_str(w, "pop_site");
+    o.pop_site = !strcmp(ps, "centre") ? POP_SITE_CENTRE
+                 : !strcmp(ps, "harmonise") ? POP_SITE_HARMONISE : POP_SITE_NONE;
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

@@ -12,7 +12,11 @@ window varies between people along K shared directions (pop_rank: auto's test).
 --sites K: subject s is at site s mod K + 1 (default 2). --site-shift A: every subject of
 a site shares that site's coupling shift, L += A E_k / sqrt(P) (E_k a fixed symmetric
 normal matrix per site, zero diagonal, drawn from its own generator), so that the FC
-differs between sites, not only between people (pop_site's test)."""
+differs between sites, not only between people (pop_site's test). --site-own A: the
+subjects of the first site (only) differ along one more coupling pattern of their own,
+L += A z F / sqrt(P) (z ~ N(0, 1) per subject, F a fixed symmetric normal matrix; both
+from their own generators, so the other draws do not change): a site's own person-level
+variation (pop_site: harmonise's test)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -28,6 +32,7 @@ ap.add_argument("--factor-size", type=float, default=1.0)
 ap.add_argument("--factor-sizes", default="")
 ap.add_argument("--sites", type=int, default=2)
 ap.add_argument("--site-shift", type=float, default=0.0)
+ap.add_argument("--site-own", type=float, default=0.0)
 a = ap.parse_args()
 sizes = [float(x) for x in a.factor_sizes.split(",")] if a.factor_sizes else [a.factor_size] * a.factors
 if a.factor_sizes:
@@ -39,6 +44,11 @@ if a.site_shift:
     for k in range(a.sites):
         M = np.triu(srng.standard_normal((max(a.parcels, 4),) * 2), 1)
         E.append(M + M.T)
+if a.site_own:
+    orng = np.random.default_rng(a.seed + 104729)
+    M = np.triu(orng.standard_normal((max(a.parcels, 4),) * 2), 1)
+    F = M + M.T
+    zrng = np.random.default_rng(a.seed + 15485863)
 shape = (8, 9, 7)
 aff = np.array([[-4.0, 0, 0, 16], [0, 4, 0, -18], [0, 0, 4, -12], [0, 0, 0, 1]])
 os.makedirs(a.out, exist_ok=True)
@@ -60,12 +70,15 @@ for s in range(a.subjects):
     data = np.zeros(shape + (a.volumes,), np.float32)
     inside = lab > 0
     noise = rng.standard_normal((inside.sum(), a.volumes))
-    if a.factors or a.site_shift:
+    z = zrng.standard_normal() if a.site_own else 0.0
+    if a.factors or a.site_shift or a.site_own:
         P = int(lab.max())
         L = np.eye(P) + 0.05 * rng.standard_normal((P, P))
         blk = P // max(a.factors, 1)
         if a.site_shift:
             L += a.site_shift * E[s % a.sites] / np.sqrt(P)
+        if a.site_own and s % a.sites == 0:
+            L += a.site_own * z * F / np.sqrt(P)
         for k in range(a.factors):
             B = np.zeros((P, P))
             B[k * blk:(k + 1) * blk, k * blk:(k + 1) * blk] = 1

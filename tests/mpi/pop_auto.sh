@@ -11,7 +11,8 @@
 # embedding: auto reads the head alone after a gap, pcs+pop without one (the readout's 8
 # principal axes, the head's 8 directions and the FC's 4 principal axes, = numpy), and
 # encoder+pop with a fixed pop_rank. With a site shift of the FC, the sites are a gap unless the head is
-# centred on them (pop_site).
+# centred on them (pop_site); with one site's own person-level variation, its directions
+# lead and are counted unless the sites' spreads are harmonised (pop_site: harmonise).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -147,3 +148,53 @@ check "3 sites, centred (the default): no gap, rank 8, pcs+pop; the log and nump
 check "... and the log says how many people the rule measured on, and what more of them do (not after a gap, nor unmeasured)" bash -c "
   grep -q 'no factor shared by people stood out among the 72 training read; weak ones stand out among more people' '$T/os_default' &&
   ! grep -q 'no factor shared by people' '$T/os_none' && ! grep -q 'no factor shared by people' '$T/o40'"
+# pop_site: harmonise (docs/model.md section 11, "Sites"; results 12t): 120 people at 3
+# sites sharing 3 factors, and the first site's people alone differ along one more
+# coupling pattern (tiny_bids.py --site-own; in FC it moves along two directions, its
+# linear and quadratic parts). Centred, the rule counts those too and the head's leading
+# direction is the first site's own (its people spread along it more than 2.5 times the
+# sites' mean); harmonised, fewer directions stand out, the leading ones spread alike in
+# every site (none above twice the mean), and the head = numpy/scipy's harmonised fit.
+"$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dh" --subjects 120 --volumes 30 --parcels 16 --factors 3 \
+  --sites 3 --site-own 2 --seed 4 >/dev/null || notok "dataset of a site's own variation"
+for ps in centre harmonise; do
+  PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
+  DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_$ps.yaml" "$T/wh_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
+  expect_rc "a site's own variation, pop_site $ps: run" 0 to "$T/oh_$ps" $MPIRUN 2 "$BGFM" run "$T/h_$ps.yaml"
+  $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_$ps/pre/final.h5" "$T/wh_$ps/conn" >"$T/rh_$ps" 2>&1 || notok "pop_site $ps: = numpy/scipy ($(tail -1 "$T/rh_$ps"))"
+done
+check "harmonised: = numpy/scipy's harmonised fit, and the log says so" bash -c "
+  grep -q 'centred and harmonised on 3 sites, ' '$T/rh_harmonise' &&
+  grep -q 'scans with 2+ windows, centred and harmonised on 3 sites)' '$T/oh_harmonise'"
+check "centred, the first site's own direction leads and is counted; harmonised, fewer stand out and the leading ones spread alike in every site" $PY - "$T" <<'PYEOF'
+import h5py, numpy as np, re, sys
+T = sys.argv[1]
+s = lambda x: x.decode() if isinstance(x, bytes) else str(x)
+def spread(mode):
+    """per head direction: each site's variance of the people's mean features over the
+    sites' mean variance; and the rule's count from the log"""
+    f = h5py.File(f"{T}/wh_{mode}/pre/final.h5", "r")["model"]
+    W, b = f["pop/tiny/W"][()], f["pop/tiny/b"][()]
+    mu, sd = f["norm/tiny/mean"][()], f["norm/tiny/std"][()]
+    c = f"{T}/wh_{mode}/conn"
+    idx = h5py.File(c + "/index.h5", "r")
+    shards = [s(x) for x in idx["shards"][()]]
+    X = []
+    for g in range(len(idx["graphs/atlas"])):
+        C = h5py.File(c + "/" + shards[idx["graphs/shard"][g]], "r")["graphs/tiny/fc"][idx["graphs/row"][g]]
+        X.append(((C - mu) / sd)[np.triu_indices(C.shape[0], 1)])
+    F = np.array(X) @ W.T + b
+    subj, site = idx["graphs/subject"][()], np.array([s(x) for x in idx["graphs/site"][()]])
+    subs = sorted(set(subj))
+    M = np.array([F[subj == p].mean(0) for p in subs])
+    st = np.array([site[subj == p][0] for p in subs])
+    v = np.array([[M[st == k, j].var() for k in sorted(set(st))] for j in range(W.shape[0])])
+    count = int(re.search(r"rank (\d+) for every atlas", open(f"{T}/oh_{mode}").read()).group(1))
+    return v / v.mean(1, keepdims=True), count
+cv, cc = spread("centre")
+hv, hc = spread("harmonise")
+print(f"# centred: count {cc}, leading direction's spread by site {np.round(cv[0], 2)}")
+print(f"# harmonised: count {hc}, largest spread by site of the leading 3 {hv[:3].max():.2f}")
+assert cc >= 4 and cv[0].max() > 2.5, (cc, cv[0])
+assert hc < cc and hv[:3].max() < 2.0, (hc, hv[:3])
+PYEOF

@@ -7,7 +7,11 @@ within-scan covariances, the within one shrunk by pop_shrink (read from the stor
 configuration, default 0.1) towards its mean eigenvalue, scipy.linalg.eigh(Sb, Sw).
 With `pop_site: centre` (the default) the rows are centred on their site's mean (the
 index's /graphs/site, per /graphs/dataset) before the PCA, and the directions are applied
-to the rows less the mean of all of them.
+to the rows less the mean of all of them. With `pop_site: harmonise` each site's scores
+in the principal subspace are moreover mapped to the pooled covariance (S_k^-1/2 S^1/2,
+S_k shrunk by 0.5 towards its mean eigenvalue; scipy's sqrtm-free form through eigh)
+before the covariances below, and the directions so chosen are applied to the rows' own
+scores.
 Checked per atlas:
 - each direction's features (W z + b over the training graphs) match numpy's within 1e-3
   relative (directions whose eigenvalue is within 1e-3 of a neighbour's: the subspace);
@@ -46,6 +50,7 @@ auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
 emb = s(a["embedding"]) if "embedding" in a else "encoder"
 NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
 by_site = re.search(r"pop_site:\s*none\b", cfg) is None
+harm = re.search(r"pop_site:\s*harmonise\b", cfg) is not None
 M64 = (1 << 64) - 1
 
 
@@ -161,6 +166,18 @@ for ai, an in enumerate(names):
     lam = sv ** 2
     r0 = int(min(150, n - 1, T, (lam > 1e-10 * lam[0]).sum()))
     Q = Xc @ Vt[:r0].T
+    if harm and nsites > 1:  # each site's scores to the pooled covariance, for the choice only
+        def power(S, p):
+            e, U = sl.eigh(S)
+            return (U * np.where(e > 0, np.abs(e) ** p, 0)) @ U.T
+        half = power(Q.T @ Q / n, 0.5)
+        Qh = Q.copy()
+        for k in set(keys):
+            sel = np.array([q == k for q in keys])
+            Sk = Q[sel].T @ Q[sel] / sel.sum()
+            Sk = 0.5 * Sk + 0.5 * np.trace(Sk) / r0 * np.eye(r0)
+            Qh[sel] = Q[sel] @ power(Sk, -0.5) @ half
+        Q = Qh
     subs = sorted(set(scan))
     M = np.array([Q[scan == p].mean(0) for p in subs])
     Sb = M.T @ M / len(subs)
@@ -204,11 +221,13 @@ for ai, an in enumerate(names):
         fail("%s: rows past the %d fitted directions are not zero" % (an, rr))
     if np.abs(Fc.mean(0)).max() > 1e-3 * max(1.0, np.abs(Fc).max()):
         fail("%s: the features are not centred over the training graphs" % an)
-    # within-scan covariance of the features, shrunk as in the fit: the identity
-    Rf = np.concatenate([Fc[scan == p] - Fc[scan == p].mean(0) for p in subs])
-    Swf = Rf.T @ Rf / n
+    # within-scan covariance of the features of the scores the fit chose them on (harmonised
+    # or not), shrunk as in the fit: the identity
     Pc = Vt[:r0]  # the shrinkage term through the PCA basis: shrink * tr(Sw)/r0 * A^T A
     A = np.linalg.lstsq(Pc.T, W[:rr].T, rcond=None)[0]
+    Ff = Q @ A
+    Rf = np.concatenate([Ff[scan == p] - Ff[scan == p].mean(0) for p in subs])
+    Swf = Rf.T @ Rf / n
     Id = (1 - shrink) * Swf + shrink * np.trace(Sw) / r0 * A.T @ A
     if np.abs(Id - np.eye(rr)).max() > 1e-3:
         fail("%s: A^T Sw A is not the identity (max error %.2e)" % (an, np.abs(Id - np.eye(rr)).max()))
@@ -227,7 +246,8 @@ for ai, an in enumerate(names):
         fail("%s: the head's subspace differs from numpy's (smallest cosine %.6f)" % (an, cosines.min()))
     checked += 1
     print("pop_fit: %s: %d graphs, %d scans, %s%d of %d directions%s, leading ratio %.3f%s" %
-          (an, n, len(subs), "centred on %d sites, " % nsites if by_site and nsites > 1 else "",
+          (an, n, len(subs), "%s on %d sites, " % ("centred and harmonised" if harm else "centred", nsites)
+           if by_site and nsites > 1 else "",
            rr, rd, " and %d principal axes" % NPC if NPC else "", ev[0],
            "" if not auto else ", pop_rank auto: held-out means %s, reproducibility %s (peak %d), count %d" %
            ("not measured" if held is None else " ".join("%.2f" % x for x in held),

@@ -9,7 +9,8 @@
  * planted and does not measure when the scans are too few for halves with a bulk; the
  * rank shared by the atlases is the largest count, else 8. Centred on their sites, rows
  * with a strong shift per site give the head of the rows without it (and the count of
- * the planted directions, not of the sites too). tests/reference/pop_fit.py checks the values
+ * the planted directions, not of the sites too); harmonised, a direction along which only
+ * one site's people differ is neither counted nor read. tests/reference/pop_fit.py checks the values
  * against scipy on real pretraining runs. */
 #include <math.h>
 #include <setjmp.h>
@@ -27,6 +28,16 @@
 
 /* S scans of w windows over T entries: x = 4 s1 u1 + 3 s2 u2 + 0.3 f_scan + noise, with
  * u1, u2 the unit vectors of entries 0..T/2-1 and T/2..T-1 (equal weights). */
+
+/* pop_fit_rows with pop_site: centre and the options spelt out (pop_fit_opts). */
+static int fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
+                    int sites, int r, int auto_rank, double shrink, float *W, float *b, int npc,
+                    float *Wp, float *bp, pop_rows_out *out, bgfm_err *e) {
+    const pop_fit_opts o = {.r = r, .auto_rank = auto_rank, .site_mode = POP_SITE_CENTRE,
+                            .npc = npc, .shrink = shrink};
+    return pop_fit_rows(Z, n, T, scan, site, sites, &o, W, b, Wp, bp, out, e);
+}
+
 static float *planted(int S, int w, int T, int64_t *scan, uint64_t seed) {
     float *Z = malloc((size_t)S * w * T * sizeof *Z);
     double *f = malloc((size_t)T * sizeof *f);
@@ -80,7 +91,7 @@ static void test_planted_directions(void **st) {
     float W[4 * 24], b[4], W2[4 * 24], b2[4];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
+    int got = fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     assert_int_equal(got, r);
     assert_int_equal(ro.multi, S);
     assert_int_equal(ro.rank, 0); /* no held-out count without pop_rank: auto */
@@ -99,7 +110,7 @@ static void test_planted_directions(void **st) {
         assert_true(fabs(m / (S * w)) < 1e-3);
     }
     /* deterministic */
-    assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W2, b2, 0, NULL, NULL, &ro, &e), r);
+    assert_int_equal(fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 0, 0.1, W2, b2, 0, NULL, NULL, &ro, &e), r);
     assert_memory_equal(W, W2, sizeof W);
     assert_memory_equal(b, b2, sizeof b);
     free(Z);
@@ -121,8 +132,8 @@ static void test_principal_rows(void **st) {
     bgfm_err e = {0};
     for (int sites = 0; sites <= 3; sites += 3) {
         const int32_t *sp = sites ? site : NULL;
-        assert_int_equal(pop_fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
-        assert_int_equal(pop_fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W, b, P, Wp, bp, &ro, &e), r);
+        assert_int_equal(fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
+        assert_int_equal(fit_rows(Z, n, T, scan, sp, sites, r, 1, 0.1, W, b, P, Wp, bp, &ro, &e), r);
         assert_memory_equal(W, W0, sizeof W);
         assert_memory_equal(b, b0, sizeof b);
         assert_int_equal(ro.rank, ro0.rank);
@@ -170,12 +181,12 @@ static void test_no_repeated_scan(void **st) {
     memset(W, 0x7f, sizeof W);
     pop_rows_out ro = {.ratio = 1, .multi = 5};
     bgfm_err e = {0};
-    assert_int_equal(pop_fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
+    assert_int_equal(fit_rows(Z, S, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
     assert_int_equal(ro.multi, 0);
     for (int q = 0; q < r * T; q++) assert_true(W[q] == 0.0f);
     for (int k = 0; k < r; k++) assert_true(b[k] == 0.0f);
     /* fewer than 3 rows: nothing to fit */
-    assert_int_equal(pop_fit_rows(Z, 2, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
+    assert_int_equal(fit_rows(Z, 2, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e), 0);
     free(Z);
 }
 
@@ -187,7 +198,7 @@ static void test_fewer_scans_than_rank(void **st) {
     float W[8 * 20], b[8];
     pop_rows_out ro;
     bgfm_err e = {0};
-    int got = pop_fit_rows(Z, S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
+    int got = fit_rows(Z, S * w, T, scan, NULL, 0, r, 0, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     /* 3 scan means around a centred grand mean: at most 2 (or 3) directions vary */
     assert_true(got >= 1 && got <= S);
     for (int k = got; k < r; k++) {
@@ -247,7 +258,7 @@ static void test_auto_rank_planted(void **st) {
     for (int K = 3; K <= (mc ? 3 : 5); K += 2) {
         float *Z = planted_k(S, w, T, K, mc ? 3.0 : 2.0, scan, 20 + (uint64_t)K);
         pop_rows_out ro, ro2;
-        int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
+        int got = fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
         print_message("K %d: held-out mean %.2f, count %d, fitted %d\n", K, ro.held_at[0], ro.rank, got);
         assert_int_equal(ro.rank, K);
         assert_int_equal(got, r); /* every row is fitted; the caller keeps the leading ones */
@@ -267,10 +278,10 @@ static void test_auto_rank_planted(void **st) {
         assert_int_equal(peak, K);
         assert_true(ro.repro[K - 1] > 0.6 && ro.repro[K] < 0.3);
         assert_int_equal(ro.repro_rank, ro.repro[K - 1] >= POP_RP_MIN ? K : 0);
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
+        assert_int_equal(fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), r);
         assert_memory_equal(W, W2, (size_t)r * T * sizeof *W);
         /* a fixed rank of K fits the same leading directions, bit for bit */
-        assert_int_equal(pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, K, 0, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), K);
+        assert_int_equal(fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, K, 0, 0.1, W2, b, 0, NULL, NULL, &ro2, &e), K);
         assert_int_equal(ro2.rank, 0);
         assert_memory_equal(W, W2, (size_t)K * T * sizeof *W);
         free(Z);
@@ -291,7 +302,7 @@ static void test_auto_rank_fallback(void **st) {
     bgfm_err e = {0};
     pop_rows_out ro;
     float *Z = planted_k(S, w, T, 3, 0.0, scan, 31);
-    int got = pop_fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
+    int got = fit_rows(Z, (int64_t)S * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     print_message("no shared direction: held-out mean %.2f, count %d\n", ro.held_at[0], ro.rank);
     assert_true(ro.measured && ro.held_at[0] < 1.5);
     assert_int_equal(ro.rank, 0);
@@ -303,7 +314,7 @@ static void test_auto_rank_fallback(void **st) {
     free(Z);
     /* 64 scans: halves of 32, fewer than the 33 a bulk of 16 directions needs */
     Z = planted_k(64, w, T, 3, 2.0, scan, 32);
-    got = pop_fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
+    got = fit_rows(Z, (int64_t)64 * w, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e);
     assert_true(!ro.measured);
     assert_int_equal(ro.rank, 0);
     assert_int_equal(got, r);
@@ -340,18 +351,18 @@ static void test_site_centring(void **st) {
     }
     bgfm_err e = {0};
     pop_rows_out ro0, ro;
-    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
+    assert_int_equal(fit_rows(Z, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_int_equal(ro0.rank, K);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
+    assert_int_equal(fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
     print_message("shifted sites, not centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_at[0]);
     assert_int_equal(ro.rank, K + 2);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
+    assert_int_equal(fit_rows(Zs, n, T, scan, site, 3, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
     print_message("shifted sites, centred: count %d (held-out mean %.2f)\n", ro.rank, ro.held_at[0]);
     assert_int_equal(ro.rank, K);
     /* the leading K directions are those of the unshifted rows centred on the same sites
      * (a shift per site changes nothing the centred fit sees); the shifted rows' features
      * are centred */
-    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
+    assert_int_equal(fit_rows(Z, n, T, scan, site, 3, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_int_equal(ro0.rank, K);
     for (int k = 0; k < K; k++) {
         double dn = 0, nn = 0, m = 0;
@@ -370,11 +381,77 @@ static void test_site_centring(void **st) {
         assert_true(fabs(m) < 1e-3);
     }
     /* one site: no centring beyond the mean, the same bits as no site */
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, one, 1, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
-    assert_int_equal(pop_fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
+    assert_int_equal(fit_rows(Zs, n, T, scan, one, 1, r, 1, 0.1, W, b, 0, NULL, NULL, &ro, &e), r);
+    assert_int_equal(fit_rows(Zs, n, T, scan, NULL, 0, r, 1, 0.1, W0, b0, 0, NULL, NULL, &ro0, &e), r);
     assert_memory_equal(W, W0, (size_t)r * T * sizeof *W);
     assert_memory_equal(b, b0, sizeof b);
     free(Z), free(Zs), free(scan), free(site), free(one), free(W0), free(W), free(d);
+}
+
+/* |cosine| between row k of W and the unit vector d */
+static double row_cosine(const float *W, int k, const double *d, int T) {
+    double dot = 0, nn = 0;
+    for (int q = 0; q < T; q++) {
+        dot += (double)W[k * T + q] * d[q];
+        nn += (double)W[k * T + q] * (double)W[k * T + q];
+    }
+    return fabs(dot) / sqrt(nn);
+}
+
+/* pop_site: harmonise. The rows of test_site_centring's 3 planted shared directions, and
+ * along one more direction d (random, unit) only the first site's people differ, more
+ * strongly than along the shared ones (a site's own physiology or artifact; results 12t):
+ * centred, that direction stands out too (count 4, one of the leading 4 rows near d: the
+ * rows are whitened by the within-scan covariance, so not equal to it); harmonised, the
+ * count is the 3 shared ones and none of the leading 3 is near d. One site: harmonise is
+ * centre, bit for bit. */
+static void test_site_harmonise(void **st) {
+    (void)st;
+    /* full size under valgrind too: with 40 people per site over 2 windows, 80 entries, the
+     * site's covariance is too coarse for the harmonised count to be 3 */
+    const int S = 160, w = 3, T = 120, r = POP_RANK_AUTO_MAX, K = 3;
+    const int64_t n = (int64_t)S * w;
+    int64_t *scan = malloc((size_t)n * sizeof *scan);
+    int32_t *site = malloc((size_t)n * sizeof *site), *one = calloc((size_t)n, sizeof *one);
+    float *W0 = malloc((size_t)r * T * sizeof *W0), *W = malloc((size_t)r * T * sizeof *W), b0[16], b[16];
+    double *d = malloc((size_t)T * sizeof *d), dn = 0;
+    assert_true(scan && site && one && W0 && W && d);
+    float *Z = planted_k(S, w, T, K, 2.0, scan, 20 + (uint64_t)K);
+    rng_stream g;
+    rng_init(&g, 91, RNG_USER, 0, 0, 0);
+    for (int q = 0; q < T; q++) d[q] = rng_normal(&g), dn += d[q] * d[q];
+    for (int q = 0; q < T; q++) d[q] /= sqrt(dn);
+    for (int p = 0; p < S; p++) {
+        const double a = 4.0 * rng_normal(&g); /* this person's score on d, if at site 0 */
+        for (int j = 0; j < w; j++) {
+            const int64_t i = (int64_t)p * w + j;
+            site[i] = p % 3;
+            for (int q = 0; site[i] == 0 && q < T; q++) Z[i * T + q] += (float)(a * d[q]);
+        }
+    }
+    bgfm_err e = {0};
+    pop_rows_out ro;
+    const pop_fit_opts centre = {.r = r, .auto_rank = 1, .site_mode = POP_SITE_CENTRE, .shrink = 0.1};
+    const pop_fit_opts harm = {.r = r, .auto_rank = 1, .site_mode = POP_SITE_HARMONISE, .shrink = 0.1};
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, &centre, W, b, NULL, NULL, &ro, &e), r);
+    double most = 0;
+    for (int k = 0; k <= K; k++) most = fmax(most, row_cosine(W, k, d, T));
+    print_message("one site's own direction, centred: count %d, largest |cos(d, .)| of the "
+                  "leading %d %.3f\n", ro.rank, K + 1, most);
+    assert_int_equal(ro.rank, K + 1);
+    assert_true(most > 0.3);
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, &harm, W, b, NULL, NULL, &ro, &e), r);
+    print_message("harmonised: count %d\n", ro.rank);
+    assert_int_equal(ro.rank, K);
+    for (int k = 0; k < K; k++) {
+        print_message("harmonised direction %d: |cos(d, .)| %.3f\n", k, row_cosine(W, k, d, T));
+        assert_true(row_cosine(W, k, d, T) < 0.15);
+    }
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, one, 1, &harm, W, b, NULL, NULL, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, one, 1, &centre, W0, b0, NULL, NULL, &ro, &e), r);
+    assert_memory_equal(W, W0, (size_t)r * T * sizeof *W);
+    assert_memory_equal(b, b0, sizeof b);
+    free(Z), free(scan), free(site), free(one), free(W0), free(W), free(d);
 }
 
 /* the rank every atlas keeps: the largest count of the atlases fitted; where none has one,
@@ -518,6 +595,7 @@ int main(void) {
         cmocka_unit_test(test_principal_rows),
         cmocka_unit_test(test_no_repeated_scan),
         cmocka_unit_test(test_site_centring),
+        cmocka_unit_test(test_site_harmonise),
         cmocka_unit_test(test_fewer_scans_than_rank),
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
