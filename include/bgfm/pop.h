@@ -75,13 +75,27 @@ typedef struct pop_rows_out {
     int held_step;   /* auto: the flat pair's lower threshold (index), -1: none */
     double repro[POP_RP_DIRS]; /* auto, measured: the halves' reproducibility, k = 1 .. */
     int repro_rank;  /* auto, measured: its peak over k >= 2 if at least POP_RP_MIN, else 0 */
+    /* with sites (pop_site centre or harmonise): per fitted direction k (at most
+     * POP_RANK_AUTO_MAX), the largest share of its between-scan variance (of the scans' mean
+     * features, about their site's mean, on the centred rows) that one site holds, that
+     * site (0 .. sites-1) and its share of the scans; site_dirs of them (0: not measured) */
+    double site_share[POP_RANK_AUTO_MAX], site_scans[POP_RANK_AUTO_MAX];
+    int site_at[POP_RANK_AUTO_MAX], site_dirs;
 } pop_rows_out;
+
+/* A direction whose between-scan variance lies for at least POP_SITE_OWN in one site that
+ * holds at most half the scans is that site's own variation (its physiology, its
+ * artifacts), not a way people differ: the log says so (results 12t). */
+#define POP_SITE_OWN 0.8
 
 typedef struct pop_fit_info {
     int64_t graphs[MODEL_MAX_ATLASES]; /* graphs fitted per model atlas (0: no fit[] either) */
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
     int sites[MODEL_MAX_ATLASES];      /* sites the rows were centred on (0: not centred) */
     pop_rows_out fit[MODEL_MAX_ATLASES];
+    /* fit[a].site_at[k] named: its dataset and site (the store's strings, "" without) */
+    const char *site_dataset[MODEL_MAX_ATLASES][POP_RANK_AUTO_MAX];
+    const char *site_name[MODEL_MAX_ATLASES][POP_RANK_AUTO_MAX];
     float *pc_W[MODEL_MAX_ATLASES];    /* pop_fit's npc principal rows (owned; pcs+pop) */
     float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
@@ -132,12 +146,6 @@ int pop_repro_rank(const double curve[POP_RP_DIRS]);
  * the gap's size, or 0 (no gap); *step: the flat pair's lower threshold, -1 when none. */
 int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
 
-/* What the rule found for a measured atlas, as the log says it: the mean counts up the
- * ladder ("3.06 at 1.2x, 2.88 at 1.4x, ..."), then ": a gap after 3 (the count holds from
- * 1.2x to 1.4x)", or why there is no gap (fewer than 2 throughout, or no plateau) followed
- * by the halves' reproducibility ("; reproducible on both halves, k = 1 .. 12: 0.26 0.42
- * ...: a peak of 0.78 at 4", or ": no peak of 0.7"). */
-void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 
 /* Collective over ctx's communicator: the head of every atlas of m that has graphs among
  * graphs[0..n), written into m's pop/ buffers. Each rank reads a contiguous block of the

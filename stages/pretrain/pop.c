@@ -420,6 +420,55 @@ static int principal_rows(const double *Zc, const double *K, const double *lam, 
     return 0;
 }
 
+/* out->site_*: for the k leading directions (columns r0-1 .. r0-k of V, r0 x r0 row-major),
+ * their features y = q v over the rows Qr (n, r0; the centred rows' own scores), each
+ * scan's mean feature, and per site the variance of those about the site's mean; the
+ * largest site's share of the total (counted over its scans). -1 with e set. */
+static int site_shares(const double *Qr, int64_t n, int r0, const int64_t *scan,
+                       const int32_t *site, int sites, const double *V, int k,
+                       pop_rows_out *out, bgfm_err *e) {
+    const char *what = "population head site shares";
+    double *Y = bgfm_malloc(e, (size_t)n * (size_t)k * sizeof *Y, what);
+    double *G = bgfm_malloc(e, (size_t)n * (size_t)k * sizeof *G, what);
+    scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, what);
+    double *sum = bgfm_calloc(e, (size_t)sites * 3, sizeof *sum, what); /* count, sum, sum sq */
+    if (!Y || !G || !o || !sum) {
+        free(Y), free(G), free(o), free(sum);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int d = 0; d < k; d++) {
+            double y = 0;
+            for (int c = 0; c < r0; c++) y += Qr[i * r0 + c] * V[c * r0 + (r0 - 1 - d)];
+            Y[i * k + d] = y;
+        }
+    int64_t m = 0, multi = 0;
+    const int64_t S = scan_means(Y, n, k, scan, NULL, 0, o, &m, G, &multi);
+    for (int d = 0; d < k; d++) {
+        memset(sum, 0, (size_t)sites * 3 * sizeof *sum);
+        for (int64_t j = 0, s = -1; j < m; j++) { /* o: the rows in scan order */
+            if (j && o[j].scan == o[j - 1].scan) continue;
+            const int w = site[o[j].i];
+            const double g = G[++s * k + d];
+            sum[3 * w] += 1, sum[3 * w + 1] += g, sum[3 * w + 2] += g * g;
+        }
+        double tot = 0, best = -1;
+        int at = 0;
+        for (int w = 0; w < sites; w++) {
+            const double c = sum[3 * w], ss = c > 0 ? sum[3 * w + 2] - sum[3 * w + 1] * sum[3 * w + 1] / c : 0;
+            sum[3 * w + 2] = ss > 0 ? ss : 0;
+            tot += sum[3 * w + 2];
+            if (sum[3 * w + 2] > best) best = sum[3 * w + 2], at = w;
+        }
+        out->site_share[d] = tot > 0 ? best / tot : 0;
+        out->site_at[d] = at;
+        out->site_scans[d] = S ? sum[3 * at] / (double)S : 0;
+    }
+    out->site_dirs = k;
+    free(Y), free(G), free(o), free(sum);
+    return 0;
+}
+
 /* A = U f(lam) U^T for the symmetric r0 x r0 S (overwritten by its eigenvectors), f(x) =
  * x^p of the eigenvalues (0 where not positive). -1 with e set. */
 static int sym_power(double *S, int r0, double p, double *A, double *lam, bgfm_err *e) {
@@ -492,7 +541,8 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
     double *K = bgfm_calloc(e, (size_t)(n * n), sizeof *K, "population head Gram matrix");
     double *lam = bgfm_malloc(e, (size_t)n * sizeof *lam, "population head eigenvalues");
-    double *Q = NULL, *Sb = NULL, *Sw = NULL, *ev = NULL, *P = NULL, *C = NULL, *Wd = NULL;
+    double *Q = NULL, *Qr = NULL, *Sb = NULL, *Sw = NULL, *ev = NULL, *P = NULL, *C = NULL,
+           *Wd = NULL;
     int rc = mu && Zc && K && lam ? 0 : -1, out = 0;
     if (!rc) rc = centre_rows(Z, n, T, site, sites, mu, Zc, e);
     if (rc) goto done;
@@ -524,6 +574,13 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
     /* harmonised scores choose the directions; the map below applies them to the rows' own */
+    if (site && sites > 1) {
+        if (!(Qr = bgfm_malloc(e, (size_t)(n * r0) * sizeof *Qr, "population head scores"))) {
+            rc = -1;
+            goto done;
+        }
+        memcpy(Qr, Q, (size_t)(n * r0) * sizeof *Qr);
+    }
     if (o->site_mode == POP_SITE_HARMONISE && site && sites > 1 &&
         harmonise_scores(Q, n, r0, site, sites, e)) {
         rc = -1;
@@ -551,6 +608,11 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     int rr = 0;
     while (rr < r && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
     if (rr < 1) goto done;
+    if (Qr && site_shares(Qr, n, r0, scan, site, sites, Sb,
+                          rr < POP_RANK_AUTO_MAX ? rr : POP_RANK_AUTO_MAX, out_info, e)) {
+        rc = -1;
+        goto done;
+    }
     /* P (r0, n) = diag(lam^-1/2) U^T; C (rr, n) = A^T P with A the rr leading eigenvectors */
     P = bgfm_malloc(e, (size_t)(r0 * n) * sizeof *P, "population head map");
     C = bgfm_calloc(e, (size_t)(rr * n), sizeof *C, "population head map");
@@ -572,8 +634,8 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     out_info->ratio = ev[r0 - 1];
     out = rr;
 done:
-    free(mu), free(Zc), free(K), free(lam), free(Q), free(Sb), free(Sw), free(ev), free(P), free(C),
-        free(Wd);
+    free(mu), free(Zc), free(K), free(lam), free(Q), free(Qr), free(Sb), free(Sw), free(ev), free(P),
+        free(C), free(Wd);
     return rc ? -1 : out;
 }
 
@@ -710,6 +772,13 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
         info->graphs[ma] = na;
         info->dims[ma] = got;
         info->sites[ma] = sites > 1 ? sites : 0;
+        for (int k = 0; k < info->fit[ma].site_dirs; k++)
+            for (int64_t j = 0; j < na; j++)
+                if (site[j] == info->fit[ma].site_at[k]) {
+                    info->site_dataset[ma][k] = graphs_dataset(gs, idx[j]);
+                    info->site_name[ma][k] = graphs_site(gs, idx[j]);
+                    break;
+                }
         if (got == 0)
             log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
                      "graphs training read, so the population head of that atlas stays zero "
@@ -725,35 +794,6 @@ void pop_fit_info_free(pop_fit_info *info) {
         free(info->pc_W[a]), free(info->pc_b[a]);
         info->pc_W[a] = info->pc_b[a] = NULL;
     }
-}
-
-void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
-    size_t k = 0;
-    int w = 0, high = 0;
-    for (int t = 0; t < POP_HO_STEPS && k < n; t++, k += (size_t)(w > 0 ? w : 0)) {
-        w = snprintf(buf + k, n - k, "%s%.2f at %gx", t ? ", " : "", f->held_at[t], ladder[t]);
-        high |= f->held_at[t] >= 1.5;
-    }
-    if (k >= n) return; /* truncated, terminated */
-    if (f->rank > 0 && f->held_step >= 0)
-        snprintf(buf + k, n - k, ": a gap after %d (the count holds from %gx to %gx)", f->rank,
-                 ladder[f->held_step], ladder[f->held_step + 1]);
-    else if (high)
-        k += (size_t)snprintf(buf + k, n - k, ": no gap (no plateau: the count falls steadily "
-                              "as the threshold rises, as where many weak factors begin to stand "
-                              "out; docs/results.md 12o)");
-    else
-        k += (size_t)snprintf(buf + k, n - k, ": no gap (fewer than 2)");
-    if (f->rank > 0 && f->held_step >= 0) return;
-    for (int j = 0; j < POP_RP_DIRS && k < n; j++, k += (size_t)(w > 0 ? w : 0))
-        w = snprintf(buf + k, n - k, "%s%.2f", j ? " " : "; reproducible on both halves, "
-                     "k = 1 .. 12: ", f->repro[j]);
-    if (k >= n) return;
-    if (f->repro_rank)
-        snprintf(buf + k, n - k, ": a peak of %.2f at %d", f->repro[f->repro_rank - 1],
-                 f->repro_rank);
-    else
-        snprintf(buf + k, n - k, ": no peak of %g", POP_RP_MIN);
 }
 
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) {

@@ -21,6 +21,7 @@
 #include "bgfm/mline.h"
 #include "bgfm/norm.h"
 #include "bgfm/pop.h"
+#include "bgfm/pop_log.h"
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
@@ -509,42 +510,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const int r = rc || !o->pop_auto
                       ? m->cfg.pop_rank
                       : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
-    for (int a = 0; !rc && m->cfg.pop_rank && a < m->cfg.n_atlases; a++) {
-        char sites[48] = "", found[640];
-        if (!pfi.graphs[a]) continue;
-        if (o->pop_auto && pfi.fit[a].measured) {
-            pop_rule_text(&pfi.fit[a], found, sizeof found);
-            log_info(ctx, "pretrain: population head of %s: pop_rank auto: directions standing "
-                     "out on held-out halves, mean of %d fits, at each multiple of the bulk: %s",
-                     m->cfg.atlas[a], POP_HO_FITS, found);
-        } else if (o->pop_auto)
-            log_info(ctx, "pretrain: population head of %s: pop_rank auto: too few people (or "
-                     "FC entries) for two halves with a bulk of directions to measure against "
-                     "(need %d scans and %d principal axes)", m->cfg.atlas[a],
-                     2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
-        if (pfi.sites[a] > 1)
-            snprintf(sites, sizeof sites, ", %s on %d sites",
-                     o->pop_site == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
-                     pfi.sites[a]);
-        log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
-                 "scans with 2+ windows%s), leading between/within ratio %.3g", m->cfg.atlas[a],
-                 pfi.dims[a] < r ? pfi.dims[a] : r, (long long)pfi.graphs[a],
-                 (long long)pfi.fit[a].multi, sites, pfi.fit[a].ratio);
-    }
+    if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, o->pop_site);
     const int gap = how > 0; /* a count the people share: the head alone reads it */
-    if (!rc && o->pop_auto && m->cfg.pop_rank)
-        log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,
-                 how == 1   ? "the largest gap of the atlases: the factors belong to the people"
-                 : how == 2 ? "no atlas shows a gap; the largest reproducible peak of the atlases"
-                            : "no atlas shows a gap: the default");
-    int64_t people = 0; /* the people the rule measured on, where it did */
-    for (int a = 0; a < m->cfg.n_atlases; a++)
-        if (pfi.graphs[a] && pfi.fit[a].measured && pfi.fit[a].multi > people) people = pfi.fit[a].multi;
-    if (!rc && o->pop_auto && m->cfg.pop_rank && !gap && people)
-        log_info(ctx, "pretrain: pop_rank auto: no factor shared by people stood out among the "
-                 "%lld training read; weak ones stand out among more people (docs/results.md "
-                 "12m: four weak traits did among 416 and 832, not 208): unlabelled datasets "
-                 "with role: pretrain add them (docs/corpus.md)", (long long)people);
     if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
         rc = pcs_form(ctx, t, &pfi, r, o->embed_auto);
     } else if (!rc && o->pop_auto && m->cfg.pop_rank) {

@@ -24,6 +24,7 @@
 #include <lapacke.h>
 
 #include "bgfm/pop.h"
+#include "bgfm/pop_log.h"
 #include "bgfm/rng.h"
 
 /* S scans of w windows over T entries: x = 4 s1 u1 + 3 s2 u2 + 0.3 f_scan + noise, with
@@ -440,6 +441,30 @@ static void test_site_harmonise(void **st) {
                   "leading %d %.3f\n", ro.rank, K + 1, most);
     assert_int_equal(ro.rank, K + 1);
     assert_true(most > 0.3);
+    /* the site shares (pop_rows_out.site_*) against the rows' features W z: per site the
+     * variance of the people's mean features about the site's mean, the largest's share */
+    assert_int_equal(ro.site_dirs, r);
+    for (int k = 0; k <= K; k++) {
+        double v[3] = {0, 0, 0}, s1[3] = {0, 0, 0}, c[3] = {0, 0, 0}, tot = 0;
+        for (int p = 0; p < S; p++) {
+            double f = 0;
+            for (int j = 0; j < w; j++)
+                for (int q = 0; q < T; q++) f += (double)W[k * T + q] * (double)Z[((int64_t)p * w + j) * T + q] / w;
+            v[p % 3] += f * f, s1[p % 3] += f, c[p % 3] += 1;
+        }
+        int at = 0;
+        for (int x = 0; x < 3; x++) {
+            v[x] -= s1[x] * s1[x] / c[x];
+            tot += v[x];
+            if (v[x] > v[at]) at = x;
+        }
+        print_message("direction %d: site %d holds %.4f of its variance between people (fit: site %d, %.4f)\n",
+                      k, at, v[at] / tot, ro.site_at[k], ro.site_share[k]);
+        assert_int_equal(ro.site_at[k], at);
+        assert_true(fabs(ro.site_share[k] - v[at] / tot) < 1e-4);
+        assert_true(fabs(ro.site_scans[k] - 1.0 / 3.0) < 0.01);
+    }
+    assert_true(ro.site_share[0] > 0.7); /* the site's own direction leads */
     assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, &harm, W, b, NULL, NULL, &ro, &e), r);
     print_message("harmonised: count %d\n", ro.rank);
     assert_int_equal(ro.rank, K);
