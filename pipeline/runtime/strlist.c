@@ -31,3 +31,9 @@ void strlist_free(char **l, int64_t n) {
     for (int64_t i = 0; i < n; i++) free(l[i]);
     free(l);
 }
+
+void strlist_append(char *buf, size_t n, const char *s, char sep) {
+    size_t k = strlen(buf);
+    if (k && k + 1 < n) buf[k++] = sep, buf[k] = '\0';
+    if (k + 1 < n) strncat(buf, s, n - k - 1);
+}

@@ -15,6 +15,7 @@
 #include "bgfm/mline.h"
 #include "bgfm/nifti.h"
 #include "bgfm/parcellate.h"
+#include "bgfm/strlist.h"
 
 /* Image i's share of the work: its file size (at least 1 byte); 1 when it is read from a
  * reused part (u, per dataset), which costs next to nothing. */
@@ -271,10 +272,7 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     rc = bgfm_ctx_agree(ctx, rc);
     if (rc) return rc;
     char atl[4096] = "";
-    for (int a = 0; a < p->A; a++) {
-        if (a) strncat(atl, ",", sizeof atl - strlen(atl) - 1);
-        strncat(atl, p->atlases[a].name, sizeof atl - strlen(atl) - 1);
-    }
+    for (int a = 0; a < p->A; a++) strlist_append(atl, sizeof atl, p->atlases[a].name, ',');
     int64_t one = 1, det = p->o.clean.detrend, ford = p->o.clean.filter_order;
     double hp = p->o.clean.high_pass, lp = p->o.clean.low_pass, mc = p->o.min_coverage;
     double tro = p->o.t_r;
@@ -290,10 +288,7 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "min_coverage", &mc, 1, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "t_r_override", &tro, 1, e);
     char conf[4096] = "";
-    for (int k = 0; k < p->o.conf.n_names; k++) {
-        if (k) strncat(conf, ",", sizeof conf - strlen(conf) - 1);
-        strncat(conf, p->o.conf.names[k], sizeof conf - strlen(conf) - 1);
-    }
+    for (int k = 0; k < p->o.conf.n_names; k++) strlist_append(conf, sizeof conf, p->o.conf.names[k], ',');
     double scrub[2] = {p->o.conf.scrub, p->o.conf.max_scrubbed};
     if (!rc) rc = h5io_attr_set_str(f, NULL, "confounds", conf, e);
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "scrub", &scrub[0], 1, e);

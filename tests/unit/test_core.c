@@ -205,6 +205,20 @@ static void test_strlist(void **st) {
     assert_string_equal(l[1], "");
     strlist_free(l, n);
     strlist_free(NULL, 3);
+    /* the other way: appended with a separator after the first, truncated and terminated */
+    char buf[12] = "";
+    strlist_append(buf, sizeof buf, "aal", ',');
+    assert_string_equal(buf, "aal");
+    strlist_append(buf, sizeof buf, "ho48", ',');
+    assert_string_equal(buf, "aal,ho48");
+    strlist_append(buf, sizeof buf, "motion24", ',');
+    assert_string_equal(buf, "aal,ho48,mo"); /* 11 characters and the terminator */
+    strlist_append(buf, sizeof buf, "x", ',');
+    assert_string_equal(buf, "aal,ho48,mo");
+    assert_int_equal(strlist_split(buf, ',', &l, &n, &e), 0); /* and back */
+    assert_int_equal(n, 3);
+    assert_string_equal(l[1], "ho48");
+    strlist_free(l, n);
 }
 
 static void test_fsutil(void **st) {
