@@ -59,6 +59,23 @@ def rule(rows, site=None, beta=0.0, harm=0.0):
     return plateau([sum(c[x]) for x in LADDER]), float(np.mean(c[LADDER[0]]))
 
 
+def study_inputs(cohort, index):
+    """What a study of the head on a cohort's stored graphs reads: the labelled and (sorted)
+    unlabelled ids, each person's site, the atlases, their graphs [(id, window, triangle)]
+    and each person's mean triangle, the labelled people's diagnosis lab and targets Y,
+    their FC triangles side by side (fc), and the target names."""
+    table = read_table(cohort)
+    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
+    lab_ids, unl_ids, diag, tv = participants_from(table, targets)
+    atlases, graphs = read_graphs(index)
+    means = {a: subject_means(graphs[a]) for a in atlases}
+    return dict(lab_ids=lab_ids, unl_ids=sorted(unl_ids), atlases=atlases, graphs=graphs,
+                site={r["participant_id"]: r["site"] for r in table}, means=means,
+                lab=np.array([diag[p] for p in lab_ids]), Y=np.array([tv[p] for p in lab_ids]),
+                fc=np.array([np.concatenate([means[a][p] for a in atlases]) for p in lab_ids]),
+                targets=targets)
+
+
 def row(name, F, lab, Y, draws):
     r = evaluate(F, lab, Y, [4, 8], [16, 48], draws, np.random.default_rng(12))
     return (f"{r['few_shot']['4'][0]:.3f} | {r['few_shot']['8'][0]:.3f} | "
@@ -73,17 +90,10 @@ def main():
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--ranks", default="")
     o = ap.parse_args()
-    table = read_table(o.cohort)
-    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
-    K = sum(1 for c in targets if c.startswith("trait_"))
-    lab_ids, unl_ids, diag, tv = participants_from(table, targets)
-    site = {r["participant_id"]: r["site"] for r in table}
-    atlases, graphs = read_graphs(o.index)
-    means = {a: subject_means(graphs[a]) for a in atlases}
-    lab = np.array([diag[p] for p in lab_ids])
-    Y = np.array([tv[p] for p in lab_ids])
-    unl_ids = sorted(unl_ids)
-    fc = np.array([np.concatenate([means[a][p] for a in atlases]) for p in lab_ids])
+    s = study_inputs(o.cohort, o.index)
+    lab_ids, unl_ids, site, atlases, graphs, means, lab, Y, fc = (
+        s[k] for k in ("lab_ids", "unl_ids", "site", "atlases", "graphs", "means", "lab", "Y", "fc"))
+    K = sum(1 for c in s["targets"] if c.startswith("trait_"))
     print(f"{len(lab_ids)} labelled, {len(unl_ids)} unlabelled subjects; {K} traits; "
           f"atlases {', '.join(atlases)}; {o.draws} draws")
     print("| features | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")

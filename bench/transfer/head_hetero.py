@@ -17,9 +17,8 @@ Not a test: figures for results.md."""
 import argparse, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from, subject_means  # noqa: E402
 from head_rank import head  # noqa: E402
-from corpus_size import first_rows, rule, row  # noqa: E402
+from corpus_size import first_rows, rule, row, study_inputs  # noqa: E402
 
 
 def main():
@@ -29,16 +28,10 @@ def main():
     ap.add_argument("--betas", default="0,1")
     ap.add_argument("--draws", type=int, default=40)
     o = ap.parse_args()
-    table = read_table(o.cohort)
-    targets = [c for c in table[0] if c == "score" or c.startswith("trait_")]
-    lab_ids, unl_ids, diag, tv = participants_from(table, targets)
-    site = {r["participant_id"]: r["site"] for r in table}
-    atlases, graphs = read_graphs(o.index)
-    means = {a: subject_means(graphs[a]) for a in atlases}
-    lab = np.array([diag[p] for p in lab_ids])
-    Y = np.array([tv[p] for p in lab_ids])
+    s = study_inputs(o.cohort, o.index)
+    lab_ids, unl_ids, site, atlases, graphs, means, lab, Y, fc = (
+        s[k] for k in ("lab_ids", "unl_ids", "site", "atlases", "graphs", "means", "lab", "Y", "fc"))
     keep = set(q for a in atlases for q, _, _ in graphs[a]) & set(unl_ids)
-    fc = np.array([np.concatenate([means[a][p] for a in atlases]) for p in lab_ids])
     print(f"{o.cohort}: {len(lab_ids)} labelled, {len(keep)} unlabelled, "
           f"{len(set(site[p] for p in keep))} sites; {o.draws} draws")
     print("| features | AUC k=4 | k=8 | R2 n=16 | n=48 |\n|---|---|---|---|---|")
