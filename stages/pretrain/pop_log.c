@@ -41,6 +41,7 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
 static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi, int a, int r,
                           const char *atlas) {
     const pop_rows_out *f = &pfi->fit[a];
+    if (ctx->rank != 0) return; /* every rank has the same fit: said once */
     for (int k = 0; pfi->graphs[a] && k < f->site_dirs && k < r; k++) {
         if (!(f->site_share[k] >= POP_SITE_OWN && f->site_scans[k] <= 0.5)) continue;
         const char *ds = pfi->site_dataset[a][k] ? pfi->site_dataset[a][k] : "";
