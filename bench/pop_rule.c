@@ -3,7 +3,9 @@
  * itself, in the same run: pop_fit_rows with a fixed rank (the Gram matrix, the principal
  * subspace, one discriminant) and with auto_rank (the same and the rule), on the same
  * rows, interleaved round by round so that each round sees the same load; the median and
- * best of each and their ratio are printed. The rows: S people of W windows over T FC
+ * best of each and their ratio are printed. Then the same rows as 3 sites (person p at
+ * site p mod 3), with auto_rank: pop_site centre against harmonise (each site's scores
+ * mapped to the pooled covariance, and the site shares), the same way. The rows: S people of W windows over T FC
  * entries, K planted person-level factors, a fingerprint per person and noise (sizes of
  * the transfer study: 3 windows, T = 6670 for AAL's 116 regions).
  * Not a test and not part of libbgfm: bench/pop_rule.sh builds it.
@@ -45,7 +47,9 @@ int main(int argc, char **argv) {
     float *Wt = malloc((size_t)r * (size_t)T * sizeof *Wt), b[POP_RANK_AUTO_MAX];
     double *f = malloc((size_t)T * sizeof *f), *t_fix = malloc((size_t)rounds * sizeof *t_fix);
     double *t_auto = malloc((size_t)rounds * sizeof *t_auto);
-    if (!Z || !scan || !Wt || !f || !t_fix || !t_auto) {
+    double *t_cen = malloc((size_t)rounds * sizeof *t_cen), *t_har = malloc((size_t)rounds * sizeof *t_har);
+    int32_t *site = malloc((size_t)n * sizeof *site);
+    if (!Z || !scan || !Wt || !f || !t_fix || !t_auto || !t_cen || !t_har || !site) {
         fprintf(stderr, "pop_rule: out of memory\n");
         return 5;
     }
@@ -59,6 +63,7 @@ int main(int argc, char **argv) {
         for (int j = 0; j < W; j++) {
             const int64_t i = (int64_t)p * W + j;
             scan[i] = p;
+            site[i] = p % 3;
             for (int q = 0; q < T; q++) {
                 double x = f[q] + rng_normal(&g);
                 if (q / B < K) x += 8.0 * s[q / B] / sqrt((double)B);
@@ -69,20 +74,22 @@ int main(int argc, char **argv) {
     bgfm_err e = {0};
     pop_rows_out ro;
     int rank = -1;
+    double *arm[4] = {t_fix, t_auto, t_cen, t_har};
     for (int k = 0; k < rounds; k++) {
-        for (int a = 0; a < 2; a++) {
+        for (int a = 0; a < 4; a++) {
             double t0 = now();
-            const pop_fit_opts o = {.r = a ? r : 8, .auto_rank = a, .shrink = 0.1};
-            if (pop_fit_rows(Z, n, T, scan, NULL, 0, &o, Wt, b, NULL, NULL, &ro, &e) < 0) {
+            const pop_fit_opts o = {.r = a ? r : 8, .auto_rank = a > 0, .shrink = 0.1,
+                                    .site_mode = a == 3 ? POP_SITE_HARMONISE : POP_SITE_CENTRE};
+            if (pop_fit_rows(Z, n, T, scan, a > 1 ? site : NULL, a > 1 ? 3 : 0, &o, Wt, b, NULL,
+                             NULL, &ro, &e) < 0) {
                 fprintf(stderr, "pop_rule: %s\n", e.msg);
                 return 6;
             }
-            (a ? t_auto : t_fix)[k] = now() - t0;
-            if (a) rank = ro.rank;
+            arm[a][k] = now() - t0;
+            if (a == 1) rank = ro.rank;
         }
     }
-    qsort(t_fix, (size_t)rounds, sizeof *t_fix, dbl_cmp);
-    qsort(t_auto, (size_t)rounds, sizeof *t_auto, dbl_cmp);
+    for (int a = 0; a < 4; a++) qsort(arm[a], (size_t)rounds, sizeof *arm[a], dbl_cmp);
     const double mf = t_fix[rounds / 2], ma = t_auto[rounds / 2];
     printf("rows %lld (%d people x %d windows), T %d, %d planted factors: the rule counts %d\n",
            (long long)n, S, W, T, K, rank);
@@ -90,6 +97,11 @@ int main(int argc, char **argv) {
     printf("head and the rule:    median %.3f s  best %.3f s\n", ma, t_auto[0]);
     printf("auto_over_fixed %.3f (the rule's 16 fits: %.3f s, %.1f %% of the fit with it)\n",
            ma / mf, ma - mf, 100.0 * (ma - mf) / ma);
-    free(Z), free(scan), free(Wt), free(f), free(t_fix), free(t_auto);
+    const double mc = t_cen[rounds / 2], mh = t_har[rounds / 2];
+    printf("3 sites, centre:      median %.3f s  best %.3f s\n", mc, t_cen[0]);
+    printf("3 sites, harmonise:   median %.3f s  best %.3f s\n", mh, t_har[0]);
+    printf("harmonise_over_centre %.3f\n", mh / mc);
+    free(Z), free(scan), free(Wt), free(f), free(t_fix), free(t_auto), free(t_cen), free(t_har),
+        free(site);
     return 0;
 }
