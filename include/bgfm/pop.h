@@ -88,6 +88,10 @@ typedef struct pop_rows_out {
  * artifacts), not a way people differ: the log says so (results 12t). */
 #define POP_SITE_OWN 0.8
 
+/* The first of the r leading directions of a fit (f) that is one site's own (POP_SITE_OWN),
+ * or -1. pop_site: auto fits centred, and again harmonised when some atlas has one. */
+int pop_site_own(const pop_rows_out *f, int r);
+
 typedef struct pop_fit_info {
     int64_t graphs[MODEL_MAX_ATLASES]; /* graphs fitted per model atlas (0: no fit[] either) */
     int dims[MODEL_MAX_ATLASES];       /* directions fitted (<= pop_rank; rows after: 0) */
@@ -108,7 +112,7 @@ void pop_fit_info_free(pop_fit_info *info);
  * S_k shrunk by POP_SITE_SHRINK towards its mean eigenvalue; CovBat-like), so that a
  * direction along which one site's people spread and the others' do not (a site's own
  * physiology or artifact) is not read as one along which people differ. */
-enum { POP_SITE_NONE = 0, POP_SITE_CENTRE = 1, POP_SITE_HARMONISE = 2 };
+enum { POP_SITE_NONE = 0, POP_SITE_CENTRE = 1, POP_SITE_HARMONISE = 2, POP_SITE_AUTO = 3 };
 #define POP_SITE_SHRINK 0.5
 
 /* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too

@@ -23,7 +23,7 @@ typedef struct pretrain_opts {
     int scan_pairs;          /* gcl_pairs: scan (view b from another window of the scan) */
     double pop_shrink;       /* population head: within-scan covariance shrinkage (pop.h) */
     int pop_auto;            /* pop_rank: auto: the held-out rule chooses the rank (pop.h) */
-    int pop_site;            /* pop_site: POP_SITE_NONE, _CENTRE, _HARMONISE (pop.h) */
+    int pop_site;            /* pop_site: POP_SITE_NONE, _CENTRE, _HARMONISE, _AUTO (pop.h) */
     int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else pcs+pop */
     int embed_pcs;           /* embedding: pcs+pop asked for (whatever the rule finds) */
     uint64_t seed;

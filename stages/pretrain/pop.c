@@ -469,6 +469,12 @@ static int site_shares(const double *Qr, int64_t n, int r0, const int64_t *scan,
     return 0;
 }
 
+int pop_site_own(const pop_rows_out *f, int r) {
+    for (int k = 0; k < f->site_dirs && k < r; k++)
+        if (f->site_share[k] >= POP_SITE_OWN && f->site_scans[k] <= 0.5) return k;
+    return -1;
+}
+
 /* A = U f(lam) U^T for the symmetric r0 x r0 S (overwritten by its eigenvectors), f(x) =
  * x^p of the eigenvalues (0 where not positive). -1 with e set. */
 static int sym_power(double *S, int r0, double p, double *A, double *lam, bgfm_err *e) {

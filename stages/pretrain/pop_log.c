@@ -41,9 +41,8 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n) {
 static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi, int a, int r,
                           const char *atlas) {
     const pop_rows_out *f = &pfi->fit[a];
-    if (ctx->rank != 0) return; /* every rank has the same fit: said once */
-    for (int k = 0; pfi->graphs[a] && k < f->site_dirs && k < r; k++) {
-        if (!(f->site_share[k] >= POP_SITE_OWN && f->site_scans[k] <= 0.5)) continue;
+    const int k = pfi->graphs[a] ? pop_site_own(f, r) : -1;
+    if (ctx->rank == 0 && k >= 0) { /* every rank has the same fit: said once */
         const char *ds = pfi->site_dataset[a][k] ? pfi->site_dataset[a][k] : "";
         const char *sn = pfi->site_name[a][k] ? pfi->site_name[a][k] : "";
         log_warn(ctx, "pretrain: population head of %s: %.0f%% of how people differ along "
@@ -56,7 +55,6 @@ static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi,
                      ? "pop_site: harmonise could not even it out: consider leaving that site out "
                        "of pretraining"
                      : "pop_site: harmonise chooses the directions on the sites' spreads made alike");
-        return;
     }
 }
 

@@ -504,13 +504,30 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const model *m = &t->m;
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, o->pop_site,
-                     o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, &pfi);
+    const int npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0;
+    int mode = o->pop_site == POP_SITE_AUTO ? POP_SITE_CENTRE : o->pop_site;
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
+                     o->pop_shrink, npc, &pfi);
     int how = 0; /* pop_rank_shared: 1 a gap (plateau rule), 2 a reproducible peak, 0 none */
-    const int r = rc || !o->pop_auto
-                      ? m->cfg.pop_rank
-                      : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
-    if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, o->pop_site);
+    int r = rc || !o->pop_auto ? m->cfg.pop_rank
+                               : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
+    /* pop_site: auto: centred, unless a kept direction is one site's own: then harmonised */
+    for (int a = 0; !rc && o->pop_site == POP_SITE_AUTO && a < m->cfg.n_atlases; a++) {
+        const int k = pfi.graphs[a] ? pop_site_own(&pfi.fit[a], r) : -1;
+        if (k < 0) continue;
+        log_info(ctx, "pretrain: pop_site auto: harmonise (centred, %.0f%% of how people differ "
+                 "along direction %d of %s is within one site: that site's own variation; "
+                 "docs/model.md section 11, \"Sites\")", 100 * pfi.fit[a].site_share[k], k + 1,
+                 m->cfg.atlas[a]);
+        pop_fit_info_free(&pfi);
+        mode = POP_SITE_HARMONISE, how = 0;
+        rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
+                     o->pop_shrink, npc, &pfi);
+        r = rc || !o->pop_auto ? m->cfg.pop_rank
+                               : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
+        break;
+    }
+    if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode);
     const int gap = how > 0; /* a count the people share: the head alone reads it */
     if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
         rc = pcs_form(ctx, t, &pfi, r, o->embed_auto);
@@ -717,13 +734,14 @@ static const bgfm_opt pretrain_opts_table[] = {
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
-    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "centre|harmonise|none",
+    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "auto|centre|harmonise|none",
      "population head: centre: fitted on each graph's FC less its site's mean (participants.tsv "
      "site, per dataset), so that what differs between sites is not read as what differs "
      "between people; harmonise: centred, and each site's spread matched to the pooled one "
      "before the directions are chosen, so that one site's own person-to-person variation "
-     "(its physiology, its artifacts) is not read either; none: on the FC as it is (model.md "
-     "section 11)"},
+     "(its physiology, its artifacts) is not read either; auto: centre, refitted harmonised "
+     "when a kept direction is one site's own (80% of how people differ along it within a "
+     "site of at most half the scans); none: on the FC as it is (model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -861,8 +879,10 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                              : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     const char *ps = params_str(w, "pop_site");
-    o.pop_site = !strcmp(ps, "centre") ? POP_SITE_CENTRE
-                 : !strcmp(ps, "harmonise") ? POP_SITE_HARMONISE : POP_SITE_NONE;
+    o.pop_site = !strcmp(ps, "centre")      ? POP_SITE_CENTRE
+                 : !strcmp(ps, "harmonise") ? POP_SITE_HARMONISE
+                 : !strcmp(ps, "auto")      ? POP_SITE_AUTO
+                                            : POP_SITE_NONE;
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

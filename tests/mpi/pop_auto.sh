@@ -12,7 +12,9 @@
 # principal axes, the head's 8 directions and the FC's 4 principal axes, = numpy), and
 # encoder+pop with a fixed pop_rank. With a site shift of the FC, the sites are a gap unless the head is
 # centred on them (pop_site); with one site's own person-level variation, its directions
-# lead and are counted unless the sites' spreads are harmonised (pop_site: harmonise).
+# lead and are counted unless the sites' spreads are harmonised (pop_site: harmonise);
+# pop_site: auto harmonises there (the same bits as harmonise) and centres where the
+# sites only shift the FC (the same bits as centre).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -131,11 +133,12 @@ assert e == 'encoder+pop' and int(a['pop_rank']) == 8, (e, int(a['pop_rank']))\"
 # pcs+pop. Both heads = numpy/scipy's (tests/reference/pop_fit.py).
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/ds" --subjects 72 --volumes 30 --parcels 16 --sites 3 \
   --site-shift 1 --seed 4 >/dev/null || notok "dataset of 3 sites"
-for ps in default none; do
+for ps in default none auto centre; do
   PRS=$PRA
-  [ $ps = none ] && PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: none,}
+  [ $ps != default ] && PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/ds PIPE_NAME=ps PIPE_SEED=3 pipeline_yaml "$T/s_$ps.yaml" "$T/ws_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
   expect_rc "3 sites, pop_site $ps: run" 0 to "$T/os_$ps" $MPIRUN 2 "$BGFM" run "$T/s_$ps.yaml"
+  [ $ps = auto ] && continue  # its head is checked bit for bit against centre's (below)
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/ws_$ps/pre/final.h5" "$T/ws_$ps/conn" >"$T/rs_$ps" 2>&1 || notok "3 sites, pop_site $ps: = numpy/scipy ($(tail -1 "$T/rs_$ps"))"
 done
 check "3 sites, pop_site none: the 2 site directions are a gap (rank 2, the head alone)" bash -c "
@@ -157,10 +160,11 @@ check "... and the log says how many people the rule measured on, and what more 
 # every site (none above twice the mean), and the head = numpy/scipy's harmonised fit.
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dh" --subjects 120 --volumes 30 --parcels 16 --factors 3 \
   --sites 3 --site-own 2 --seed 4 >/dev/null || notok "dataset of a site's own variation"
-for ps in centre harmonise; do
+for ps in centre harmonise auto; do
   PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_$ps.yaml" "$T/wh_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
   expect_rc "a site's own variation, pop_site $ps: run" 0 to "$T/oh_$ps" $MPIRUN 2 "$BGFM" run "$T/h_$ps.yaml"
+  [ $ps = auto ] && continue  # its head is checked bit for bit against harmonise's (below)
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_$ps/pre/final.h5" "$T/wh_$ps/conn" >"$T/rh_$ps" 2>&1 || notok "pop_site $ps: = numpy/scipy ($(tail -1 "$T/rh_$ps"))"
 done
 check "centred: the log warns once (2 ranks) that direction 1 is the first site's own and names pop_site: harmonise; not where sites only shift the FC" bash -c "
@@ -202,3 +206,11 @@ print(f"# harmonised: count {hc}, largest spread by site of the leading 3 {hv[:3
 assert cc >= 4 and cv[0].max() > 2.5, (cc, cv[0])
 assert hc < cc and hv[:3].max() < 2.0, (hc, hv[:3])
 PYEOF
+check "pop_site auto: harmonised where a kept direction is one site's own (the log says why), the same bits as harmonise; centred where none is, the same bits as centre" bash -c "
+  grep -qE 'pop_site auto: harmonise \(centred, (9[0-9]|8[0-9])% of how people differ along direction 1 of tiny is within one site' '$T/oh_auto' &&
+  ! grep -q 'pop_site auto' '$T/os_auto' &&
+  $PY -c \"import h5py, sys
+for a, b in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    x, y = h5py.File(a, 'r')['model'], h5py.File(b, 'r')['model']
+    for k in ('pop/tiny/W', 'pop/tiny/b'):
+        assert x[k][()].tobytes() == y[k][()].tobytes(), (a, k)\" '$T/wh_auto/pre/final.h5' '$T/wh_harmonise/pre/final.h5' '$T/ws_auto/pre/final.h5' '$T/ws_centre/pre/final.h5'"
