@@ -30,6 +30,9 @@ typedef struct model_cfg {
     int norm;         /* 1: population input normalisation (norm/<atlas>/{mean,std}) */
     int pop_rank;     /* population head: rows of pop/<atlas>/{W,b} (0: none; model.md s. 11) */
     int embed;        /* enum model_embed: what the graph embedding of the probe is */
+    int pop_site_fit; /* provenance: 1 + the pop_site mode (pop.h POP_SITE_NONE, _CENTRE,
+                       * _HARMONISE) the head was fitted with, final.h5's attribute pop_site;
+                       * 0: not recorded */
     int pcs;          /* embedding pcs+pop: rows of pcs/<atlas>/{W,b}, the readout's leading
                        * principal axes (0 otherwise; model.md section 11) */
     int n_atlases;

@@ -528,6 +528,7 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         break;
     }
     if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode);
+    t->m.cfg.pop_site_fit = 1 + mode; /* final.h5 says how the head was fitted */
     const int gap = how > 0; /* a count the people share: the head alone reads it */
     if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
         rc = pcs_form(ctx, t, &pfi, r, o->embed_auto);
@@ -734,7 +735,7 @@ static const bgfm_opt pretrain_opts_table[] = {
      "model.md section 11)"},
     {"pop_shrink", BGFM_OPT_REAL, "0.1", 0, 1, NULL,
      "population head: shrinkage of the within-scan covariance towards its mean eigenvalue"},
-    {"pop_site", BGFM_OPT_ENUM, "centre", 1, 0, "auto|centre|harmonise|none",
+    {"pop_site", BGFM_OPT_ENUM, "auto", 1, 0, "auto|centre|harmonise|none",
      "population head: centre: fitted on each graph's FC less its site's mean (participants.tsv "
      "site, per dataset), so that what differs between sites is not read as what differs "
      "between people; harmonise: centred, and each site's spread matched to the pooled one "

@@ -138,7 +138,6 @@ for ps in default none auto centre; do
   [ $ps != default ] && PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/ds PIPE_NAME=ps PIPE_SEED=3 pipeline_yaml "$T/s_$ps.yaml" "$T/ws_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
   expect_rc "3 sites, pop_site $ps: run" 0 to "$T/os_$ps" $MPIRUN 2 "$BGFM" run "$T/s_$ps.yaml"
-  [ $ps = auto ] && continue  # its head is checked bit for bit against centre's (below)
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/ws_$ps/pre/final.h5" "$T/ws_$ps/conn" >"$T/rs_$ps" 2>&1 || notok "3 sites, pop_site $ps: = numpy/scipy ($(tail -1 "$T/rs_$ps"))"
 done
 check "3 sites, pop_site none: the 2 site directions are a gap (rank 2, the head alone)" bash -c "
@@ -164,7 +163,6 @@ for ps in centre harmonise auto; do
   PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_$ps.yaml" "$T/wh_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
   expect_rc "a site's own variation, pop_site $ps: run" 0 to "$T/oh_$ps" $MPIRUN 2 "$BGFM" run "$T/h_$ps.yaml"
-  [ $ps = auto ] && continue  # its head is checked bit for bit against harmonise's (below)
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_$ps/pre/final.h5" "$T/wh_$ps/conn" >"$T/rh_$ps" 2>&1 || notok "pop_site $ps: = numpy/scipy ($(tail -1 "$T/rh_$ps"))"
 done
 check "centred: the log warns once (2 ranks) that direction 1 is the first site's own and names pop_site: harmonise; not where sites only shift the FC" bash -c "
@@ -206,11 +204,13 @@ print(f"# harmonised: count {hc}, largest spread by site of the leading 3 {hv[:3
 assert cc >= 4 and cv[0].max() > 2.5, (cc, cv[0])
 assert hc < cc and hv[:3].max() < 2.0, (hc, hv[:3])
 PYEOF
-check "pop_site auto: harmonised where a kept direction is one site's own (the log says why), the same bits as harmonise; centred where none is, the same bits as centre" bash -c "
+check "pop_site auto: harmonised where a kept direction is one site's own (the log says why), the same bits as harmonise; centred where none is, the same bits as centre; final.h5 says which (attribute pop_site)" bash -c "
   grep -qE 'pop_site auto: harmonise \(centred, (9[0-9]|8[0-9])% of how people differ along direction 1 of tiny is within one site' '$T/oh_auto' &&
   ! grep -q 'pop_site auto' '$T/os_auto' &&
   $PY -c \"import h5py, sys
 for a, b in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
     x, y = h5py.File(a, 'r')['model'], h5py.File(b, 'r')['model']
     for k in ('pop/tiny/W', 'pop/tiny/b'):
-        assert x[k][()].tobytes() == y[k][()].tobytes(), (a, k)\" '$T/wh_auto/pre/final.h5' '$T/wh_harmonise/pre/final.h5' '$T/ws_auto/pre/final.h5' '$T/ws_centre/pre/final.h5'"
+        assert x[k][()].tobytes() == y[k][()].tobytes(), (a, k)
+    assert x.attrs['pop_site'] == y.attrs['pop_site'], (a, x.attrs['pop_site'])
+assert h5py.File(sys.argv[1], 'r')['model'].attrs['pop_site'] in (b'harmonise', 'harmonise')\" '$T/wh_auto/pre/final.h5' '$T/wh_harmonise/pre/final.h5' '$T/ws_auto/pre/final.h5' '$T/ws_centre/pre/final.h5'"

@@ -51,6 +51,8 @@ emb = s(a["embedding"]) if "embedding" in a else "encoder"
 NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
 by_site = re.search(r"pop_site:\s*none\b", cfg) is None
 harm = re.search(r"pop_site:\s*harmonise\b", cfg) is not None
+if "pop_site" in a:  # how the head was fitted (pop_site: auto chooses centre or harmonise)
+    by_site, harm = s(a["pop_site"]) != "none", s(a["pop_site"]) == "harmonise"
 M64 = (1 << 64) - 1
 
 
