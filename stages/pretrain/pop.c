@@ -579,18 +579,19 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
-    /* harmonised scores choose the directions; the map below applies them to the rows' own */
-    if (site && sites > 1) {
+    /* harmonised scores choose the directions; the map below applies them to the rows' own
+     * scores, which the site shares read too (Qr: a copy only when Q is harmonised) */
+    const int harm = o->site_mode == POP_SITE_HARMONISE && site && sites > 1;
+    if (harm) {
         if (!(Qr = bgfm_malloc(e, (size_t)(n * r0) * sizeof *Qr, "population head scores"))) {
             rc = -1;
             goto done;
         }
         memcpy(Qr, Q, (size_t)(n * r0) * sizeof *Qr);
-    }
-    if (o->site_mode == POP_SITE_HARMONISE && site && sites > 1 &&
-        harmonise_scores(Q, n, r0, site, sites, e)) {
-        rc = -1;
-        goto done;
+        if (harmonise_scores(Q, n, r0, site, sites, e)) {
+            rc = -1;
+            goto done;
+        }
     }
     if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, NULL, NULL, e)) < 0) {
         out_info->multi = 0;
@@ -614,7 +615,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     int rr = 0;
     while (rr < r && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
     if (rr < 1) goto done;
-    if (Qr && site_shares(Qr, n, r0, scan, site, sites, Sb,
+    if (site && sites > 1 && site_shares(harm ? Qr : Q, n, r0, scan, site, sites, Sb,
                           rr < POP_RANK_AUTO_MAX ? rr : POP_RANK_AUTO_MAX, out_info, e)) {
         rc = -1;
         goto done;

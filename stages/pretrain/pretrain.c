@@ -499,33 +499,37 @@ static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, i
     return rc ? rc : pop_fit_pcs(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, pfi, r, chosen);
 }
 
+/* Collective: pop_fit with pop_site mode into *pfi, and the rows every atlas keeps (*r;
+ * *how: pop_rank_shared's answer, 0 with a fixed rank). */
+static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, pop_fit_info *pfi,
+                  int *r, int *how) {
+    const model_cfg *c = &t->m.cfg;
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
+                     o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, pfi);
+    *how = 0;
+    *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
+    return rc;
+}
+
 /* Collective: the population head from the graphs training read (pop.h), logged. */
 static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     const model *m = &t->m;
     pop_fit_info pfi;
     double t0 = MPI_Wtime();
-    const int npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0;
-    int mode = o->pop_site == POP_SITE_AUTO ? POP_SITE_CENTRE : o->pop_site;
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
-                     o->pop_shrink, npc, &pfi);
-    int how = 0; /* pop_rank_shared: 1 a gap (plateau rule), 2 a reproducible peak, 0 none */
-    int r = rc || !o->pop_auto ? m->cfg.pop_rank
-                               : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
+    int mode = o->pop_site == POP_SITE_AUTO ? POP_SITE_CENTRE : o->pop_site, how = 0, r = 0;
+    int rc = fit_at(ctx, o, t, mode, &pfi, &r, &how);
     /* pop_site: auto: centred, unless a kept direction is one site's own: then harmonised */
-    for (int a = 0; !rc && o->pop_site == POP_SITE_AUTO && a < m->cfg.n_atlases; a++) {
-        const int k = pfi.graphs[a] ? pop_site_own(&pfi.fit[a], r) : -1;
-        if (k < 0) continue;
+    int a = 0, k = -1;
+    for (; !rc && o->pop_site == POP_SITE_AUTO && a < m->cfg.n_atlases; a++)
+        if (pfi.graphs[a] && (k = pop_site_own(&pfi.fit[a], r)) >= 0) break;
+    if (k >= 0) {
         log_info(ctx, "pretrain: pop_site auto: harmonise (centred, %.0f%% of how people differ "
                  "along direction %d of %s is within one site: that site's own variation; "
                  "docs/model.md section 11, \"Sites\")", 100 * pfi.fit[a].site_share[k], k + 1,
                  m->cfg.atlas[a]);
         pop_fit_info_free(&pfi);
-        mode = POP_SITE_HARMONISE, how = 0;
-        rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
-                     o->pop_shrink, npc, &pfi);
-        r = rc || !o->pop_auto ? m->cfg.pop_rank
-                               : pop_rank_shared(&pfi, m->cfg.n_atlases, m->cfg.pop_rank, &how);
-        break;
+        mode = POP_SITE_HARMONISE;
+        rc = fit_at(ctx, o, t, mode, &pfi, &r, &how);
     }
     if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode);
     t->m.cfg.pop_site_fit = 1 + mode; /* final.h5 says how the head was fitted */
