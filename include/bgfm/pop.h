@@ -114,6 +114,10 @@ void pop_fit_info_free(pop_fit_info *info);
  * physiology or artifact) is not read as one along which people differ. */
 enum { POP_SITE_NONE = 0, POP_SITE_CENTRE = 1, POP_SITE_HARMONISE = 2, POP_SITE_AUTO = 3 };
 #define POP_SITE_SHRINK 0.5
+/* The option's word of a POP_SITE_* mode ("none", "centre", "harmonise", "auto"; NULL for
+ * another value), and the mode of a word (-1 for another word). */
+const char *pop_site_name(int mode);
+int pop_site_parse(const char *word);
 
 /* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too
  * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; npc > 0: the npc leading principal

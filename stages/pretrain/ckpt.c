@@ -3,6 +3,7 @@
  * checksums, completion mark and atomic rename. Not the decision of when to save. */
 #include "bgfm/ckpt.h"
 #include "bgfm/card.h"
+#include "bgfm/pop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -94,9 +95,8 @@ int ckpt_write_arch(hid_t f, const char *group, const model *m, bgfm_err *e) {
     int64_t pr = c->pop_rank;
     if (!rc) rc = h5io_attr_set_i64(f, group, "pop_rank", &pr, 1, e);
     if (!rc) rc = h5io_attr_set_str(f, group, "embedding", model_embed_name(c->embed), e);
-    static const char *const site_fit[] = {"none", "centre", "harmonise"}; /* pop.h's order */
-    if (!rc && c->pop_rank && c->pop_site_fit >= 1 && c->pop_site_fit <= 3)
-        rc = h5io_attr_set_str(f, group, "pop_site", site_fit[c->pop_site_fit - 1], e);
+    const char *site_fit = c->pop_site_fit ? pop_site_name(c->pop_site_fit - 1) : NULL;
+    if (!rc && c->pop_rank && site_fit) rc = h5io_attr_set_str(f, group, "pop_site", site_fit, e);
     int64_t pc = c->pcs;
     if (!rc && c->pcs) rc = h5io_attr_set_i64(f, group, "pcs", &pc, 1, e);
     return rc;

@@ -469,6 +469,19 @@ static int site_shares(const double *Qr, int64_t n, int r0, const int64_t *scan,
     return 0;
 }
 
+static const char *const site_words[] = {"none", "centre", "harmonise", "auto"}; /* POP_SITE_* */
+
+const char *pop_site_name(int mode) {
+    return mode >= 0 && mode < (int)(sizeof site_words / sizeof *site_words) ? site_words[mode]
+                                                                             : NULL;
+}
+
+int pop_site_parse(const char *word) {
+    for (int k = 0; k < (int)(sizeof site_words / sizeof *site_words); k++)
+        if (!strcmp(word, site_words[k])) return k;
+    return -1;
+}
+
 int pop_site_own(const pop_rows_out *f, int r) {
     for (int k = 0; k < f->site_dirs && k < r; k++)
         if (f->site_share[k] >= POP_SITE_OWN && f->site_scans[k] <= 0.5) return k;

@@ -883,11 +883,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                : o.embed_pcs ? MODEL_EMBED_BOTH
                              : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
-    const char *ps = params_str(w, "pop_site");
-    o.pop_site = !strcmp(ps, "centre")      ? POP_SITE_CENTRE
-                 : !strcmp(ps, "harmonise") ? POP_SITE_HARMONISE
-                 : !strcmp(ps, "auto")      ? POP_SITE_AUTO
-                                            : POP_SITE_NONE;
+    o.pop_site = pop_site_parse(params_str(w, "pop_site")); /* the enum's words: never -1 */
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));
     h->lambda_rec = params_real(w, "lambda_rec");

@@ -479,6 +479,20 @@ static void test_site_harmonise(void **st) {
     free(Z), free(scan), free(site), free(one), free(W0), free(W), free(d);
 }
 
+/* pop_site's words and modes, both ways */
+static void test_site_words(void **st) {
+    (void)st;
+    const int modes[] = {POP_SITE_NONE, POP_SITE_CENTRE, POP_SITE_HARMONISE, POP_SITE_AUTO};
+    const char *words[] = {"none", "centre", "harmonise", "auto"};
+    for (int k = 0; k < 4; k++) {
+        assert_string_equal(pop_site_name(modes[k]), words[k]);
+        assert_int_equal(pop_site_parse(words[k]), modes[k]);
+    }
+    assert_null(pop_site_name(4));
+    assert_null(pop_site_name(-1));
+    assert_int_equal(pop_site_parse("center"), -1);
+}
+
 /* the rank every atlas keeps: the largest count of the atlases fitted; where none has one,
  * the largest reproducible peak; else 8; capped */
 static void test_rank_shared(void **st) {
@@ -621,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_no_repeated_scan),
         cmocka_unit_test(test_site_centring),
         cmocka_unit_test(test_site_harmonise),
+        cmocka_unit_test(test_site_words),
         cmocka_unit_test(test_fewer_scans_than_rank),
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
