@@ -118,6 +118,9 @@ enum { POP_SITE_NONE = 0, POP_SITE_CENTRE = 1, POP_SITE_HARMONISE = 2, POP_SITE_
  * another value), and the mode of a word (-1 for another word). */
 const char *pop_site_name(int mode);
 int pop_site_parse(const char *word);
+/* The mode of a word that names how a head was fitted (none, centre or harmonise; -1 for
+ * auto, which names a choice, and for another word): final.h5's and the export's pop_site. */
+int pop_site_fit_parse(const char *word);
 
 /* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too
  * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; npc > 0: the npc leading principal

@@ -114,6 +114,27 @@ static int attr_int_opt(hid_t f, const char *group, const char *name, int64_t lo
     return rc;
 }
 
+/* A word attribute that files of older versions lack: *dst unchanged when absent, else
+ * parse(word), refused naming the file, the attribute and the words it may be. */
+static int attr_word_opt(hid_t f, const char *group, const char *name, int (*parse)(const char *),
+                         const char *words, int *dst, const char *file, bgfm_err *e) {
+    if (!h5io_attr_exists(f, group, name)) return 0;
+    char *w = NULL;
+    int rc = h5io_attr_get_str(f, group, name, &w, e);
+    if (rc) return rc;
+    const int v = parse(w);
+    free(w);
+    if (v < 0)
+        return bgfm_fail(e, BGFM_EDATA, "%s: attribute %s of %s is not %s", file, name, group,
+                         words);
+    *dst = v;
+    return 0;
+}
+
+static int norm_parse(const char *w) {
+    return !strcmp(w, "population") ? 1 : !strcmp(w, "none") ? 0 : -1;
+}
+
 int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, bgfm_err *e) {
     memset(c, 0, sizeof *c);
     char *names = NULL;
@@ -144,48 +165,29 @@ int ckpt_read_arch(hid_t f, const char *group, model_cfg *c, const char *file, b
         if (rc) return rc;
         *dst[i] = (int)v;
     }
-    /* files written before the input normalisation have no `input_norm`: none */
-    if (h5io_attr_exists(f, group, "input_norm")) {
-        char *nm = NULL;
-        rc = h5io_attr_get_str(f, group, "input_norm", &nm, e);
+    /* files written before the input normalisation have no `input_norm`: none; before the
+     * region readout, no `readout`: the mean; before the population head, neither pop_rank
+     * nor embedding: no head, the encoder's embedding; before pop_site auto, no pop_site */
+    c->embed = MODEL_EMBED_ENCODER;
+    int site = -1;
+    if ((rc = attr_word_opt(f, group, "input_norm", norm_parse, "population or none", &c->norm,
+                            file, e)) ||
+        (rc = attr_word_opt(f, group, "readout", model_readout_parse, "mean or region",
+                            &c->readout, file, e)) ||
+        (rc = attr_word_opt(f, group, "embedding", model_embed_parse,
+                            "encoder, encoder+pop, pop or pcs+pop", &c->embed, file, e)) ||
+        (rc = attr_word_opt(f, group, "pop_site", pop_site_fit_parse, "none, centre or harmonise",
+                            &site, file, e)))
+        return rc;
+    c->pop_site_fit = 1 + site; /* 0 when absent: not known */
+    if (c->readout == MODEL_READOUT_REGION) {
+        int64_t v = 0;
+        int one = 1;
+        rc = h5io_attr_get_i64(f, group, "readout_dim", &v, &one, e);
         if (rc) return rc;
-        c->norm = !strcmp(nm, "population") ? 1 : !strcmp(nm, "none") ? 0 : -1;
-        free(nm);
-        if (c->norm < 0)
-            return bgfm_fail(e, BGFM_EDATA, "%s: attribute input_norm of %s is not population or "
-                             "none", file, group);
+        c->rdim = v > 0 && v <= 1024 ? (int)v : -1;
     }
-    /* files written before the region readout have no `readout`: the mean */
-    if (h5io_attr_exists(f, group, "readout")) {
-        char *ro = NULL;
-        rc = h5io_attr_get_str(f, group, "readout", &ro, e);
-        if (rc) return rc;
-        c->readout = model_readout_parse(ro);
-        free(ro);
-        if (c->readout < 0)
-            return bgfm_fail(e, BGFM_EDATA, "%s: attribute readout of %s is not mean or region",
-                             file, group);
-        if (c->readout == MODEL_READOUT_REGION) {
-            int64_t v = 0;
-            int one = 1;
-            rc = h5io_attr_get_i64(f, group, "readout_dim", &v, &one, e);
-            if (rc) return rc;
-            c->rdim = v > 0 && v <= 1024 ? (int)v : -1;
-        }
-    }
-    /* files written before the population head have neither: no head, the encoder's
-     * embedding */
     if ((rc = attr_int_opt(f, group, "pop_rank", 0, 256, &c->pop_rank, e))) return rc;
-    if (h5io_attr_exists(f, group, "embedding")) {
-        char *em = NULL;
-        rc = h5io_attr_get_str(f, group, "embedding", &em, e);
-        if (rc) return rc;
-        c->embed = model_embed_parse(em);
-        free(em);
-        if (c->embed < 0)
-            return bgfm_fail(e, BGFM_EDATA, "%s: attribute embedding of %s is not encoder, "
-                             "encoder+pop, pop or pcs+pop", file, group);
-    }
     /* the readout's axes (embedding pcs+pop) exist since session 16; absent: none */
     if ((rc = attr_int_opt(f, group, "pcs", 0, 65536, &c->pcs, e))) return rc;
     return model_cfg_check(c, file, e);

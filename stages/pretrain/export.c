@@ -18,6 +18,7 @@
 #include "bgfm/h5io.h"
 #include "bgfm/json.h"
 #include "bgfm/log.h"
+#include "bgfm/pop.h"
 
 #define NAME_MAX_COMPS 8
 
@@ -231,6 +232,8 @@ static int meta_build(const model *m, const export_corpus *cp, int full, meta_kv
     if (!rc) rc = kv_add(kv, n, e, "readout", "%s", model_readout_name(c->readout));
     if (!rc) rc = kv_add(kv, n, e, "input_norm", "%s", c->norm ? "population" : "none");
     if (!rc) rc = kv_add(kv, n, e, "pop_rank", "%d", c->pop_rank);
+    if (!rc && c->pop_rank && c->pop_site_fit) /* how the head was fitted (final.h5's pop_site) */
+        rc = kv_add(kv, n, e, "pop_site", "%s", pop_site_name(c->pop_site_fit - 1));
     if (!rc) rc = kv_add(kv, n, e, "embedding", "%s", model_embed_name(c->embed));
     if (!rc && c->pcs) rc = kv_add(kv, n, e, "pcs", "%d", c->pcs);
     if (!rc) rc = kv_add(kv, n, e, "layer_norm_eps", "1e-05");
@@ -742,6 +745,12 @@ static int meta_cfg(const st_file *f, model_cfg *c, int *full, bgfm_err *e) {
         return rc;
     /* files written before the population head (model.md section 11) have neither key */
     if (meta_str(f, "pop_rank") && (rc = meta_int(f, "pop_rank", 0, 256, &c->pop_rank, e))) return rc;
+    const char *ps = meta_str(f, "pop_site"); /* provenance, kept for the checkpoints made from it */
+    const int psm = ps ? pop_site_fit_parse(ps) : -1;
+    if (ps && psm < 0)
+        return bgfm_fail(e, BGFM_EDATA, "%s: __metadata__ pop_site is %s, not none, centre or "
+                         "harmonise (how the head was fitted)", f->path, ps);
+    c->pop_site_fit = ps ? 1 + psm : 0;
     const char *em = meta_str(f, "embedding");
     c->embed = em ? model_embed_parse(em) : MODEL_EMBED_ENCODER;
     if (c->embed < 0)

@@ -482,6 +482,11 @@ int pop_site_parse(const char *word) {
     return -1;
 }
 
+int pop_site_fit_parse(const char *word) {
+    const int m = pop_site_parse(word);
+    return m == POP_SITE_AUTO ? -1 : m;
+}
+
 int pop_site_own(const pop_rows_out *f, int r) {
     for (int k = 0; k < f->site_dirs && k < r; k++)
         if (f->site_share[k] >= POP_SITE_OWN && f->site_scans[k] <= 0.5) return k;

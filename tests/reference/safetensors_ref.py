@@ -97,6 +97,8 @@ def main(path, ckpt, contents):
                 format="bgfm-safetensors", format_version="1",
                 pop_rank=str(int(at_["pop_rank"])) if "pop_rank" in at_ else "0",
                 embedding=s(at_.get("embedding", "encoder")))
+    if "pop_site" in at_ and int(arch["pop_rank"]) > 0:  # how the head was fitted
+        arch.update(pop_site=s(at_["pop_site"]))
     check("metadata: the architecture of /model", all(meta.get(k) == v for k, v in arch.items()))
     corpus = {"config": s(f["state"].attrs["config"]), "step": str(int(f["state/step"][()])),
               "epoch": str(int(f["state/epoch"][()])), "seed": str(int(f["state/seed"][()])),

@@ -1,6 +1,7 @@
 /* test_ckpt.c: parallel checkpoints (round trip, checksums independent of the rank
  * count, a flipped byte detected) and the data-parallel helpers (batch slices, the
- * global NT-Xent against layer_ntxent on the whole batch). Runs on 1 rank from the unit
+ * global NT-Xent against layer_ntxent on the whole batch), /model's word attributes
+ * read back or refused. Runs on 1 rank from the unit
  * suite and on 2-4 ranks from tests/mpi/pretrain_ckpt.sh. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include "bgfm/dist.h"
 #include "bgfm/h5io.h"
 #include "bgfm/layers.h"
+#include "bgfm/pop.h"
 #include "bgfm/rng.h"
 #include "bgfm/sha256.h"
 
@@ -237,6 +239,52 @@ static void test_stream(void **unused) {
     model_free(&m);
 }
 
+/* /model's word attributes: pop_site (how the head was fitted) written and read back, a
+ * word that names nothing (or auto, which names a choice) refused naming the file, the
+ * attribute and the words it may be; absent (an older file): not known. */
+static void test_arch_words(void **unused) {
+    (void)unused;
+    if (ctx.rank != 0) return;
+    model m;
+    optim o;
+    small_model(&m, &o);
+    optim_free(&o);
+    m.cfg.pop_site_fit = 1 + POP_SITE_HARMONISE;
+    char p[300];
+    snprintf(p, sizeof p, "%s.words.h5", path);
+    bgfm_err e = {0};
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(f >= 0 && H5Gclose(H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0);
+    m.cfg.pop_rank = 1; /* pop_site is written with a head only */
+    assert_int_equal(ckpt_write_arch(f, "/model", &m, &e), 0);
+    model_cfg c;
+    assert_int_equal(ckpt_read_arch(f, "/model", &c, p, &e), 0);
+    assert_int_equal(c.pop_site_fit, 1 + POP_SITE_HARMONISE);
+    const char *bad[][3] = {{"pop_site", "auto", "none, centre or harmonise"},
+                            {"readout", "max", "mean or region"},
+                            {"input_norm", "batch", "population or none"},
+                            {"embedding", "pop+", "encoder, encoder+pop, pop or pcs+pop"}};
+    for (int i = 0; i < 4; i++) {
+        char *was = NULL;
+        assert_int_equal(h5io_attr_get_str(f, "/model", bad[i][0], &was, &e), 0);
+        assert_true(H5Adelete_by_name(f, "/model", bad[i][0], H5P_DEFAULT) >= 0);
+        assert_int_equal(h5io_attr_set_str(f, "/model", bad[i][0], bad[i][1], &e), 0);
+        bgfm_err_clear(&e);
+        assert_int_equal(ckpt_read_arch(f, "/model", &c, p, &e), BGFM_EDATA);
+        if (!strstr(e.msg, p) || !strstr(e.msg, bad[i][0]) || !strstr(e.msg, bad[i][2]))
+            fail_msg("%s %s: '%s'", bad[i][0], bad[i][1], e.msg);
+        assert_true(H5Adelete_by_name(f, "/model", bad[i][0], H5P_DEFAULT) >= 0);
+        assert_int_equal(h5io_attr_set_str(f, "/model", bad[i][0], was, &e), 0);
+        free(was);
+    }
+    assert_true(H5Adelete_by_name(f, "/model", "pop_site", H5P_DEFAULT) >= 0);
+    assert_int_equal(ckpt_read_arch(f, "/model", &c, p, &e), 0);
+    assert_int_equal(c.pop_site_fit, 0);
+    assert_true(H5Fclose(f) >= 0);
+    unlink(p);
+    model_free(&m);
+}
+
 /* The fast checkpoint hash equals sha256.h (and the FIPS 180-4 "abc" vector) at every
  * padding boundary. */
 static void test_fast_sha256(void **unused) {
@@ -384,7 +432,8 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(test_fast_sha256),
                                        cmocka_unit_test(test_stream),
                                        cmocka_unit_test(test_slices),
-                                       cmocka_unit_test(test_global_ntxent)};
+                                       cmocka_unit_test(test_global_ntxent),
+                                       cmocka_unit_test(test_arch_words)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Barrier(MPI_COMM_WORLD);
     if (ctx.rank == 0) unlink(path);

@@ -2,7 +2,8 @@
  * name map (inverse both ways, unique, the documented examples, bad names refused),
  * write + strict read bit-exact for the encoder and the full model (an encoder-only file
  * leaves the decoder at the random init), and hostile files refused with BGFM_EDATA and
- * a message naming the file and the tensor. No MPI. */
+ * a message naming the file and the tensor; pop_site (how the head was fitted) out and
+ * back, a word that names no fit refused. No MPI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "bgfm/export.h"
+#include "bgfm/pop.h"
 #include "tmpdir.h"
 
 static void cfg_make(model_cfg *c, int readout, int norm) {
@@ -248,6 +250,39 @@ static void test_hostile(void **state) {
     assert_non_null(strstr(e.msg, "absent.safetensors"));
 }
 
+/* pop_site (how the population head was fitted) goes out as metadata and comes back into
+ * the model's provenance; a word that names no fit is refused. */
+static void test_pop_site(void **state) {
+    (void)state;
+    model_cfg c;
+    cfg_make(&c, 1, 1);
+    c.pop_rank = 2, c.pop_site_fit = 1 + POP_SITE_HARMONISE;
+    model m, r;
+    bgfm_err e = {0};
+    assert_int_equal(model_init(&m, &c, &e), 0);
+    model_init_params(&m, 5);
+    export_corpus cp = {.n_graphs = -1};
+    const char *ok = tpath("pop.safetensors"), *bad = tpath("pop_bad.safetensors");
+    assert_int_equal(export_write(ok, &m, &cp, 0, &e), 0);
+    assert_int_equal(export_load(ok, 1, &r, NULL, &e), 0);
+    assert_int_equal(r.cfg.pop_rank, 2);
+    assert_int_equal(r.cfg.pop_site_fit, 1 + POP_SITE_HARMONISE);
+    model_free(&r);
+    edit(ok, bad, "\"pop_site\":\"harmonise\"", "\"pop_site\":\"auto\"", 0, 0);
+    refused(bad, "pop_site is auto", "how the head was fitted");
+    edit(ok, bad, "\"pop_site\":\"harmonise\"", "\"pop_site_x\":\"harmonise\"", 0, 0);
+    assert_int_equal(export_load(bad, 1, &r, NULL, &e), 0); /* an older file: no provenance */
+    assert_int_equal(r.cfg.pop_site_fit, 0);
+    model_free(&r);
+    m.cfg.pop_site_fit = 0; /* a model that does not know how its head was fitted: no key */
+    assert_int_equal(export_write(ok, &m, &cp, 0, &e), 0);
+    size_t n = 0;
+    unsigned char *b = file_read(ok, &n);
+    assert_null(memmem(b, n, "pop_site", 8));
+    free(b);
+    model_free(&m);
+}
+
 static int setup(void **state) {
     (void)state;
     return tmpdir_make("export");
@@ -261,6 +296,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_names),
                                        cmocka_unit_test(test_roundtrip),
-                                       cmocka_unit_test(test_hostile)};
+                                       cmocka_unit_test(test_hostile),
+                                       cmocka_unit_test(test_pop_site)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
