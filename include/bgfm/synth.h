@@ -30,6 +30,8 @@ typedef struct synth_params {
     double trait_effect;     /* coupling / mixing shift per trait SD */
     double fingerprint;      /* sd of a subject's idiosyncratic coupling perturbation */
     double site_coupling;    /* sd of a site's coupling shift, shared by its subjects (0: none) */
+    double site_spread;      /* sd per network pair of a site's own pattern, along which its
+                                subjects differ by a normal draw each (0: none) */
     double topography;       /* sd of a subject's per-parcel mixing jitter */
     double label_noise;      /* sd of the noise of the liability and of the score */
     int64_t unlabelled;      /* U subjects with diagnosis n/a, after the S labelled ones */

@@ -35,8 +35,10 @@ enum {
     SYNTH_R_TRAITS = 14,      /* liability noise, score noise, z_1..z_K */
     SYNTH_R_FINGERPRINT = 15, /* idiosyncratic coupling, pairs a < b in row order */
     SYNTH_R_TOPOGRAPHY = 16,  /* mixing jitter, parcels 1..P */
-    SYNTH_R_SITE_COUPLING = 17 /* i0 = SYNTH_COHORT + first subject (each dataset its own
-                                  sites), i2 = site: the site's coupling shift, pairs a < b */
+    SYNTH_R_SITE_COUPLING = 17, /* i0 = SYNTH_COHORT + first subject (each dataset its own
+                                   sites), i2 = site: the site's coupling shift, pairs a < b */
+    SYNTH_R_SITE_SPREAD = 18,   /* i0 as 17, i2 = site: the site's own pattern, pairs a < b */
+    SYNTH_R_SPREAD_AMP = 19     /* i0 = subject: its amplitude along its site's pattern */
 };
 
 #define SYNTH_MAX_TRAITS 16
@@ -99,7 +101,8 @@ int synth_split_liability(int64_t n, const double *liab, uint8_t *patient, doubl
 
 /* The subject's coupling C_s (n x n): rho0 off the diagonal, plus trait_effect times the
  * signed designed pairs of every trait scaled by z, plus the fingerprint, plus the shift
- * of the subject's site (site_coupling > 0), floored
+ * of the subject's site (site_coupling > 0), plus the subject's amplitude (a normal draw)
+ * times its site's own pattern (site_spread > 0), floored
  * (synth_corr_floor with SYNTH_EIG_FLOOR). Returns 1 if the floor changed it. */
 int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t s,
                            const double *z, double *c, double *min_eig);

@@ -29,6 +29,7 @@ void synth_params_default(synth_params *p) {
     p->trait_effect = 0.12;
     p->fingerprint = 0.08;
     p->site_coupling = 0;
+    p->site_spread = 0;
     p->topography = 0.08;
     p->label_noise = 1.0;
     p->unlabelled = 0;
@@ -74,6 +75,9 @@ static const char synth_usage[] =
     "  --fingerprint F    sd of a subject's own coupling perturbation, 0..0.3 (default 0.08)\n"
     "  --site-coupling C  sd of a site's coupling shift, shared by all its subjects, 0..0.3\n"
     "                     (default 0: sites change only gain, offset and noise)\n"
+    "  --site-spread C    sd per network pair of a site's own coupling pattern, along which\n"
+    "                     its subjects differ (a normal draw each; a site's physiology or\n"
+    "                     artifact), 0..0.3 (default 0: none)\n"
     "  --topography W     sd of a subject's own parcel mixing jitter, 0..0.3 (default 0.08)\n"
     "  --label-noise E    sd of the noise of diagnosis liability and score, 0..10 (default 1)\n"
     "  --effect D         group-only design: group difference of the designed couplings,\n"
@@ -183,6 +187,9 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--site-coupling")) {
             rc = cli_parse_f64(a, v, 0, 0.3, &p->site_coupling, e);
+            trait_opt = trait_opt ? trait_opt : a;
+        } else if (!strcmp(a, "--site-spread")) {
+            rc = cli_parse_f64(a, v, 0, 0.3, &p->site_spread, e);
             trait_opt = trait_opt ? trait_opt : a;
         } else if (!strcmp(a, "--topography")) {
             rc = cli_parse_f64(a, v, 0, 0.3, &p->topography, e);

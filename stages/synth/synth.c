@@ -633,9 +633,11 @@ static int write_truth(const synth_params *p, const synth_grid *g, const synth_c
     fprintf(f, "\n}\n");
     if (fclose(f) != 0) return bgfm_fail(e, BGFM_EIO, "%s: write failed", path);
     snprintf(path, sizeof path, "%s/dataset_description.json", root);
-    char design[256], desc[1024], sc[48] = "";
+    char design[256], desc[1024], sc[80] = "";
     if (co && p->site_coupling > 0)
         snprintf(sc, sizeof sc, " --site-coupling %g", p->site_coupling);
+    if (co && p->site_spread > 0)
+        snprintf(sc + strlen(sc), sizeof sc - strlen(sc), " --site-spread %g", p->site_spread);
     if (co)
         snprintf(design, sizeof design, "--traits %d --trait-effect %g --fingerprint %g "
                  "--topography %g --label-noise %g --unlabelled %lld%s", p->traits,

@@ -173,15 +173,33 @@ int synth_split_liability(int64_t n, const double *liab, uint8_t *patient, doubl
 
 #define SYNTH_MAX_PAIRS (32 * 31 / 2) /* network pairs a < b at the most networks */
 
-/* g[j]: site k's coupling shift on the j-th pair a < b in row order, site_coupling times
- * a normal draw (each dataset of --datasets its own sites); returns the pair count. */
-static int site_coupling_shift(const synth_params *p, int N, int64_t k, double *g) {
+/* g[j]: site k's pattern of stream `what` on the j-th pair a < b in row order, sd times a
+ * normal draw (each dataset of --datasets its own sites): the coupling shift
+ * (SYNTH_R_SITE_COUPLING, site_coupling) or the own pattern (SYNTH_R_SITE_SPREAD,
+ * site_spread). Returns the pair count. */
+static int site_pattern(const synth_params *p, int N, int64_t k, int what, double sd, double *g) {
     rng_stream r;
-    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject,
-             SYNTH_R_SITE_COUPLING, (uint64_t)k);
+    rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT + (uint64_t)p->first_subject, (uint64_t)what,
+             (uint64_t)k);
     const int np = N * (N - 1) / 2;
-    for (int j = 0; j < np; j++) g[j] = p->site_coupling * rng_normal(&r);
+    for (int j = 0; j < np; j++) g[j] = sd * rng_normal(&r);
     return np;
+}
+
+/* Subject s's amplitude along its site's own pattern: a normal draw. */
+static double spread_amplitude(const synth_params *p, int64_t s) {
+    rng_stream r;
+    rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_SPREAD_AMP, 0);
+    return rng_normal(&r);
+}
+
+/* c += w g over the pairs a < b in row order, both triangles. */
+static void add_pairs(int N, const double *g, double w, double *c) {
+    for (int a = 0, j = 0; a < N; a++)
+        for (int b = a + 1; b < N; b++, j++) {
+            c[a * N + b] += w * g[j];
+            c[b * N + a] += w * g[j];
+        }
 }
 
 int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t s,
@@ -203,14 +221,15 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
             c[a * N + b] += f;
             c[b * N + a] += f;
         }
+    double g[SYNTH_MAX_PAIRS];
+    const int64_t k = synth_cohort_site(p, s);
     if (p->site_coupling > 0) {
-        double g[SYNTH_MAX_PAIRS];
-        site_coupling_shift(p, N, synth_cohort_site(p, s), g);
-        for (int a = 0, j = 0; a < N; a++)
-            for (int b = a + 1; b < N; b++, j++) {
-                c[a * N + b] += g[j];
-                c[b * N + a] += g[j];
-            }
+        site_pattern(p, N, k, SYNTH_R_SITE_COUPLING, p->site_coupling, g);
+        add_pairs(N, g, 1.0, c);
+    }
+    if (p->site_spread > 0) {
+        site_pattern(p, N, k, SYNTH_R_SITE_SPREAD, p->site_spread, g);
+        add_pairs(N, g, spread_amplitude(p, s), c);
     }
     return synth_corr_floor(N, c, SYNTH_EIG_FLOOR, min_eig);
 }
@@ -342,12 +361,20 @@ void synth_cohort_json(FILE *f, const synth_params *p, const synth_cohort *c,
             d->K, p->trait_effect, p->fingerprint, p->topography, p->label_noise,
             (long long)p->subjects, (long long)p->unlabelled, SYNTH_EIG_FLOOR, SYNTH_MIX_BASE,
             SYNTH_MIX_MAX);
-    if (p->site_coupling > 0) { /* and each site's shift, pairs a < b in row order */
-        fprintf(f, ",\n  \"site_coupling\": %.17g, \"site_coupling_shift\": [", p->site_coupling);
+    /* and each site's shift and own pattern, pairs a < b in row order */
+    const struct {
+        const char *name, *key;
+        double sd;
+        int what;
+    } pat[] = {{"site_coupling", "site_coupling_shift", p->site_coupling, SYNTH_R_SITE_COUPLING},
+               {"site_spread", "site_spread_pattern", p->site_spread, SYNTH_R_SITE_SPREAD}};
+    for (int i = 0; i < 2; i++) {
+        if (!(pat[i].sd > 0)) continue;
+        fprintf(f, ",\n  \"%s\": %.17g, \"%s\": [", pat[i].name, pat[i].sd, pat[i].key);
         for (int64_t k = 0; k < p->sites; k++) {
             double g[SYNTH_MAX_PAIRS];
             if (k) fputs(", ", f);
-            json_vec(f, site_coupling_shift(p, d->N, k, g), g);
+            json_vec(f, site_pattern(p, d->N, k, pat[i].what, pat[i].sd, g), g);
         }
         fputc(']', f);
     }
@@ -387,8 +414,11 @@ void synth_cohort_json(FILE *f, const synth_params *p, const synth_cohort *c,
                 (long long)synth_cohort_site(p, s) + 1);
         json_vec(f, d->K, o->z);
         fprintf(f, ", \"liability\": %.17g, \"score\": %.17g, \"coupling_min_eigenvalue\": %.6g, "
-                   "\"coupling_floored\": %s}", o->liability, o->score, mineig,
+                   "\"coupling_floored\": %s", o->liability, o->score, mineig,
                 floored ? "true" : "false");
+        if (p->site_spread > 0)
+            fprintf(f, ", \"site_spread_amplitude\": %.17g", spread_amplitude(p, s));
+        fputc('}', f);
     }
     fprintf(f, "]");
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # synth.sh: `bgfm synth` end to end: argument errors (exit 2), complete-or-absent output,
 # nibabel reads every image with the right grid/TR/dtype and an exactly-zero outside,
-# the designed group effect (--traits 0), each site's coupling shift (--site-coupling) and
-# the designed trait effects (a population with unlabelled subjects) are present in AAL
-# ROI correlations (numpy/scipy).
+# the designed group effect (--traits 0), each site's coupling shift (--site-coupling),
+# each site's own spread (--site-spread) and the designed trait effects (a population with
+# unlabelled subjects) are present in AAL ROI correlations (numpy/scipy).
 # Not the rank-count determinism test (mpi/synth_ranks.sh).
 source "$(dirname "$0")/../lib/tap.sh"
 REF="$ROOT/tests/reference/synth_check.py"
@@ -83,6 +83,27 @@ if [ "$rc" -eq 1 ] && grep -q "coupling shift not recovered" "$T/sc.log"; then
 check "--site-coupling 0 (the default) writes no site shift; the description lists a given one" bash -c "
   grep -q -- '--site-coupling 0.2' '$T/sc/dataset_description.json' &&
   ! grep -q 'site_coupling' '$T/pop/derivatives/synth/model.json'"
+
+# --site-spread: within each site, subjects differ along the site's own pattern by their
+# amplitude (model.json), recovered from AAL ROI correlations (24 subjects at 3 sites); the
+# check fails against amplitudes of the wrong sign; the description lists the option
+expect_rc "24 subjects at 3 sites, --site-spread 0.1" 0 $MPIRUN 2 "$BGFM" synth --out "$T/ss" --subjects 24 --volumes 120 --tr 3 --sites 3 --seed 13 --datatype int16 --site-spread 0.1 --quiet
+check "each site's own spread recovered from ROI correlations (r > 0.6 with model.json's amplitudes)" \
+  "$PY" "$REF" spread "$T/ss" "$AAL"
+"$PY" - "$T/ss/derivatives/synth/model.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+for t in m["participants"]:
+    t["site_spread_amplitude"] = -t["site_spread_amplitude"]
+json.dump(m, open(sys.argv[1], "w"))
+PYEOF
+"$PY" "$REF" spread "$T/ss" "$AAL" > "$T/ss.log"; rc=$?
+if [ "$rc" -eq 1 ] && grep -q "own spread not recovered" "$T/ss.log"; then
+  ok "spread check fails against amplitudes of the wrong sign"; else notok "spread check on negated amplitudes (exit $rc)"; fi
+check "--site-spread 0 (the default) writes no pattern; the description lists a given one" bash -c "
+  grep -q -- '--site-spread 0.1' '$T/ss/dataset_description.json' &&
+  ! grep -q 'site_spread' '$T/pop/derivatives/synth/model.json'"
+bad "--site-spread 0.5 -> exit 2" "--site-spread" --out "$T/x" --site-spread 0.5
 
 # int16, ellipsoid mask, --force replacing an existing dataset
 expect_rc "int16 + ellipsoid mask + --force" 0 "$BGFM" synth --out "$T/full" --force --subjects 2 --volumes 12 --tr 0.8 --datatype int16 --mask-atlas none --quiet

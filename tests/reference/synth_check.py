@@ -8,6 +8,9 @@ resampled by nearest neighbour in numpy.
                                               effects recovered from ROI correlations
   synth_check.py sites DIR ATLAS              --site-coupling: each site's coupling shift
                                               (model.json) recovered from ROI correlations
+  synth_check.py spread DIR ATLAS             --site-spread: within every site, how far each
+                                              subject lies along the site's own pattern
+                                              follows its amplitude (model.json)
 Exit 0 when every check passes, 1 otherwise."""
 import csv
 import glob
@@ -347,6 +350,45 @@ def check_sites(d, atlas):
     return ok
 
 
+def check_spread(d, atlas):
+    """--site-spread: per network pair, the mean Fisher z between the regions of the two
+    networks, residualised on the traits and the site dummies; within every site, the
+    subjects' residuals projected on the site's own pattern (model.json site_spread_pattern)
+    must follow their amplitudes (site_spread_amplitude): Pearson r > 0.6 (the largest |r|
+    on another site's pattern is printed beside it)."""
+    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
+    header, rows = read_participants(d)
+    if "site_spread_pattern" not in model:
+        return fail("model.json has no site_spread_pattern (made without --site-spread)")
+    N = model["networks"]
+    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    pat = np.array(model["site_spread_pattern"])
+    amp = np.array([t["site_spread_amplitude"] for t in model["participants"]])
+    cols, res = [], []
+    for a in range(N):
+        for b in range(a + 1, N):
+            if not (roi_net == a).any() or not (roi_net == b).any():
+                continue
+            y = pair_mean(fz, roi_net, a, b)
+            beta = np.linalg.lstsq(X, y, rcond=None)[0]
+            res.append(y - X @ beta)
+            cols.append(a * N - a * (a + 1) // 2 + (b - a - 1))  # pair (a, b) in row order
+    res = np.array(res).T  # subjects x pairs
+    site_of = np.array([site_names.index(r[2]) for r in rows])
+    ok = True
+    for k, name in enumerate(site_names):
+        m = site_of == k
+        r_own = np.corrcoef(res[m] @ pat[k, cols], amp[m])[0, 1]
+        r_other = max(abs(np.corrcoef(res[m] @ pat[j, cols], amp[m])[0, 1])
+                      for j in range(len(site_names)) if j != k)
+        print(f"{name}: {m.sum()} subjects, {len(cols)} network pairs: r = {r_own:+.3f} between "
+              f"the projection on its own pattern and the amplitude; at most |r| = "
+              f"{r_other:.3f} on another site's pattern")
+        if not r_own > 0.6:
+            ok = fail(f"{name}'s own spread not recovered (r = {r_own:.3f}, other {r_other:.3f})")
+    return ok
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "files":
         sys.exit(0 if check_files(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]) else 1)
@@ -356,4 +398,6 @@ if __name__ == "__main__":
         sys.exit(0 if check_traits(sys.argv[2], sys.argv[3]) else 1)
     if sys.argv[1] == "sites":
         sys.exit(0 if check_sites(sys.argv[2], sys.argv[3]) else 1)
+    if sys.argv[1] == "spread":
+        sys.exit(0 if check_spread(sys.argv[2], sys.argv[3]) else 1)
     sys.exit(2)
