@@ -218,15 +218,15 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     return rc;
 }
 
-/* /subjects/n_scrubbed and /subjects/mean_fd when confounds are regressed: rank 0 reads
- * each written image's confounds file again (small, and hashed into the manifest, so the
- * same bytes the extraction read). */
+/* /subjects/n_scrubbed and /subjects/mean_fd when confounds are regressed: each rank reads
+ * its own images' confounds files again (small, and hashed into the manifest, so the same
+ * bytes the extraction read); the sums over ranks are exact (one owner per row). */
 static int write_confound_summary(prun *p, hid_t f, bgfm_err *e) {
     bgfm_ctx *ctx = p->ctx;
     int64_t S = p->S, *ns = bgfm_calloc(e, (size_t)S + 1, sizeof *ns, "scrubbed counts");
     double *fd = bgfm_calloc(e, (size_t)S + 1, sizeof *fd, "mean FD");
     int rc = ns && fd ? 0 : e->code;
-    for (int64_t i = 0; ctx->rank == 0 && !rc && i < p->cp.all.n_images; i++) {
+    for (int64_t i = p->lo; !rc && i < p->hi; i++) {
         int64_t r = p->row[i];
         if (r < 0) continue;
         double *X = NULL;
@@ -236,6 +236,11 @@ static int write_confound_summary(prun *p, hid_t f, bgfm_err *e) {
         ns[r] = n;
     }
     rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) {
+        rc = BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, ns, (int)S, MPI_INT64_T, MPI_SUM, ctx->comm));
+        int rc2 = BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, fd, (int)S, MPI_DOUBLE, MPI_SUM, ctx->comm));
+        rc = bgfm_ctx_agree(ctx, rc ? rc : rc2);
+    }
     hsize_t dims[1] = {(hsize_t)S};
     if (!rc)
         rc = h5io_write_small(f, "/subjects/n_scrubbed", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,

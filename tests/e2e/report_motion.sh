@@ -35,7 +35,7 @@ mk() {  # mk FILE WORKDIR PARCELLATE-OPTIONS
   printf '  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}\n' >>"$1"
 }
 mk "$T/a.yaml" "$T/wa" ", confounds: [motion6], scrub: 0.5"
-expect_rc "parcellate with confounds and scrub, connectivity" 0 "$BGFM" run "$T/a.yaml" --quiet
+expect_rc "parcellate with confounds and scrub, connectivity (2 ranks: each reads its own images' confounds for the summary)" 0 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet
 H="$T/wa/report/index.html"
 check "motion table = numpy on the confounds files and timeseries.h5; the note; an inline strip plot" $PY - "$H" "$T/wa/parc/timeseries.h5" "$T/d/bids" <<'PYEOF'
 import csv, glob, html.parser, sys, h5py, numpy as np
