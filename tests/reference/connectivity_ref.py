@@ -13,16 +13,13 @@ import sys
 
 import h5py
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 
 TOL = 1e-5
-fails = 0
+tap = Tap()
 
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name)
-    if not ok:
-        fails += 1
 
 
 def ledoit_wolf(X):
@@ -226,4 +223,4 @@ def reference_rule(fc, flags, rule, value):
 
 if __name__ == "__main__":
     main()
-    sys.exit(1 if fails else 0)
+    tap.exit()

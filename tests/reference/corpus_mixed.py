@@ -12,16 +12,13 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 from parcellate_lib import clean, load_data, make_subject, resample_labels, roi_means, write_tsv  # noqa
 
 BGFM, TMP = sys.argv[1], sys.argv[2]
-fails = 0
+tap = Tap()
 
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    fails += 0 if ok else 1
 
 
 rng = np.random.default_rng(7)
@@ -85,4 +82,4 @@ tap(ok and row == f.attrs["n_subjects"], f"each row = numpy/scipy from its own g
     f"(6 rows: 6 mm TR 2.0, 4 mm TR 0.8, 6 mm TR 1.5 by the dataset's t_r; worst rel err "
     f"{worst:.1e})")
 tap(list(f["subjects/label"][:]) == [0, 1] * 3, "labels coded over the datasets' shared values")
-sys.exit(1 if fails else 0)
+tap.exit()

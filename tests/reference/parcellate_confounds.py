@@ -14,18 +14,15 @@ import numpy as np
 from scipy import signal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 from parcellate_lib import (load_data, make_subject, resample_labels, roi_means,  # noqa
                             write_pipeline, write_tsv)
 
 BGFM, TMP = sys.argv[1], sys.argv[2]
 AAL = "/usr/share/mricron/templates/aal.nii.gz"
-fails = 0
+tap = Tap()
 
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    fails += 0 if ok else 1
 
 
 rng = np.random.default_rng(7)
@@ -262,5 +259,5 @@ after = open(f"{wd1}/parcellate/timeseries.h5", "rb").read() if r3.returncode ==
 open(p1, "w").write(orig)
 tap(r1.returncode == 0 and r2.returncode == 0 and same and r3.returncode == 0 and after != before,
     "an unchanged confounds file keeps the output; a changed one makes the stage run again")
-print(f"# {fails} failed")
-sys.exit(1 if fails else 0)
+print(f"# {tap.failed} failed")
+tap.exit()

@@ -12,19 +12,16 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 from parcellate_lib import (clean, load_data, make_subject, resample_labels, roi_means,  # noqa
                             write_pipeline, write_tsv)
 
 BGFM, TMP = sys.argv[1], sys.argv[2]
 AAL = "/usr/share/mricron/templates/aal.nii.gz"
 NITIME = "/usr/lib/python3/dist-packages/nitime/data/fmri1.nii.gz"
-fails = 0
+tap = Tap()
 
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name, flush=True)
-    fails += 0 if ok else 1
 
 
 def close(mine, ref, rtol=1e-5):
@@ -174,4 +171,4 @@ else:
         (flg == 0).sum() >= 5,
         f"nitime fmri1.nii.gz (int16, oblique, TR 1.35 s): {(flg == 0).sum()} regions match "
         f"numpy/scipy (rel err {rel:.1e})")
-sys.exit(1 if fails else 0)
+tap.exit()

@@ -11,15 +11,12 @@ import numpy as np
 from scipy.special import expit, logsumexp
 from scipy.stats import mannwhitneyu
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 from logreg_ref import ref_fit  # noqa: E402
 
 exe, tmp = sys.argv[1], sys.argv[2]
-fails = 0
+tap = Tap()
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name)
-    fails += 0 if ok else 1
 
 def run_case(name, n, D, K, C, stdz, seed):
     rng = np.random.default_rng(seed)
@@ -118,4 +115,4 @@ def chi2_case(name, table, seed):
 
 chi2_case("chi2_fifth_population", [[10, 6], [3, 13], [7, 7], [10, 4]], 11)
 chi2_case("chi2_empty_site_3_classes", [[4, 2, 6], [0, 0, 0], [1, 7, 3], [5, 5, 1]], 12)
-sys.exit(1 if fails else 0)
+tap.exit()

@@ -19,15 +19,13 @@ Prints TAP lines."""
 import os, subprocess, sys
 import numpy as np
 from scipy.stats import pearsonr
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap  # noqa: E402
 
 exe, tmp = sys.argv[1], sys.argv[2]
-fails = 0
+tap = Tap()
 
 
-def tap(ok, name):
-    global fails
-    print(("ok - " if ok else "not ok - ") + name)
-    fails += 0 if ok else 1
 
 
 def run(mode, name, text):
@@ -219,4 +217,4 @@ def pr_case(name, n, D, G, seed, collapse):
 pr_case("pr_narrow", 50, 8, 10, 21, False)
 pr_case("pr_wide", 20, 60, 5, 22, False)
 pr_case("pr_collapsed", 40, 16, 8, 23, True)
-sys.exit(1 if fails else 0)
+tap.exit()
