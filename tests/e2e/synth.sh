@@ -15,6 +15,15 @@ bad() {  # bad NAME NEEDLE ARGS...
   "$BGFM" synth "$@" > "$T/out" 2> "$T/err"; local rc=$?
   if [ "$rc" -eq 2 ] && grep -q -- "$needle" "$T/err"; then ok "$n"; else notok "$n (exit $rc: $(cat "$T/err"))"; fi
 }
+must_fail() {  # must_fail CHECK DIR NEEDLE NAME EDIT: synth_check.py CHECK fails (NEEDLE) once
+  # model.json's m is edited by the Python statement EDIT
+  "$PY" -c "import json, sys
+m = json.load(open(sys.argv[1]))
+$5
+json.dump(m, open(sys.argv[1], 'w'))" "$2/derivatives/synth/model.json"
+  "$PY" "$REF" "$1" "$2" "$AAL" > "$2.log"; local rc=$?
+  if [ "$rc" -eq 1 ] && grep -q "$3" "$2.log"; then ok "$4"; else notok "$4 (exit $rc)"; fi
+}
 bad "missing --out -> exit 2" "--out DIR is required"
 bad "unknown option -> exit 2" "unknown option '--voxels'" --out "$T/x" --voxels 3
 bad "--voxel-size 4 -> exit 2" "--voxel-size" --out "$T/x" --voxel-size 4
@@ -71,15 +80,8 @@ if [ "$rc" -eq 1 ] && grep -q "designed loading not recovered" "$T/pop0.log" && 
 expect_rc "16 subjects at 3 sites, --site-coupling 0.2" 0 $MPIRUN 2 "$BGFM" synth --out "$T/sc" --subjects 16 --volumes 120 --tr 3 --sites 3 --seed 13 --datatype int16 --site-coupling 0.2 --quiet
 check "each site's coupling shift recovered from ROI correlations (r > 0.6 with model.json's)" \
   "$PY" "$REF" sites "$T/sc" "$AAL"
-"$PY" - "$T/sc/derivatives/synth/model.json" <<'PYEOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-m["site_coupling_shift"] = [v[::-1] for v in m["site_coupling_shift"]]
-json.dump(m, open(sys.argv[1], "w"))
-PYEOF
-"$PY" "$REF" sites "$T/sc" "$AAL" > "$T/sc.log"; rc=$?
-if [ "$rc" -eq 1 ] && grep -q "coupling shift not recovered" "$T/sc.log"; then
-  ok "sites check fails against shifts that are not the sites'"; else notok "sites check on reversed shifts (exit $rc)"; fi
+must_fail sites "$T/sc" "coupling shift not recovered" "sites check fails against shifts that are not the sites'" \
+  'm["site_coupling_shift"] = [v[::-1] for v in m["site_coupling_shift"]]'
 check "--site-coupling 0 (the default) writes no site shift; the description lists a given one" bash -c "
   grep -q -- '--site-coupling 0.2' '$T/sc/dataset_description.json' &&
   ! grep -q 'site_coupling' '$T/pop/derivatives/synth/model.json'"
@@ -90,16 +92,8 @@ check "--site-coupling 0 (the default) writes no site shift; the description lis
 expect_rc "24 subjects at 3 sites, --site-spread 0.1" 0 $MPIRUN 2 "$BGFM" synth --out "$T/ss" --subjects 24 --volumes 120 --tr 3 --sites 3 --seed 13 --datatype int16 --site-spread 0.1 --quiet
 check "each site's own spread recovered from ROI correlations (r > 0.6 with model.json's amplitudes)" \
   "$PY" "$REF" spread "$T/ss" "$AAL"
-"$PY" - "$T/ss/derivatives/synth/model.json" <<'PYEOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-for t in m["participants"]:
-    t["site_spread_amplitude"] = -t["site_spread_amplitude"]
-json.dump(m, open(sys.argv[1], "w"))
-PYEOF
-"$PY" "$REF" spread "$T/ss" "$AAL" > "$T/ss.log"; rc=$?
-if [ "$rc" -eq 1 ] && grep -q "own spread not recovered" "$T/ss.log"; then
-  ok "spread check fails against amplitudes of the wrong sign"; else notok "spread check on negated amplitudes (exit $rc)"; fi
+must_fail spread "$T/ss" "own spread not recovered" "spread check fails against amplitudes of the wrong sign" \
+  'for t in m["participants"]: t["site_spread_amplitude"] = -t["site_spread_amplitude"]'
 check "--site-spread 0 (the default) writes no pattern; the description lists a given one" bash -c "
   grep -q -- '--site-spread 0.1' '$T/ss/dataset_description.json' &&
   ! grep -q 'site_spread' '$T/pop/derivatives/synth/model.json'"

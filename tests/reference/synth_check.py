@@ -317,29 +317,36 @@ def check_traits(d, atlas):
     return ok
 
 
+def site_pairs(d, atlas, key, option):
+    """For the site checks: model.json (which must hold `key`, written by `option`), the
+    participants' rows, the site names, the design [1, site dummies, traits] and, per
+    network pair a < b with regions in the atlas, its index in row order and every
+    subject's mean Fisher z between the two networks' regions; None when `key` is absent."""
+    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
+    header, rows = read_participants(d)
+    if key not in model:
+        return fail(f"model.json has no {key} (made without {option})") or None
+    N = model["networks"]
+    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    pairs = [(a * N - a * (a + 1) // 2 + (b - a - 1), pair_mean(fz, roi_net, a, b))
+             for a in range(N) for b in range(a + 1, N)
+             if (roi_net == a).any() and (roi_net == b).any()]
+    return model, rows, site_names, X, pairs
+
+
 def check_sites(d, atlas):
     """--site-coupling: per network pair, the mean Fisher z between the regions of the two
     networks regressed on the traits and the site dummies; each site's coefficients
     (against site-1) must follow its true shift less site-1's (model.json
     site_coupling_shift): Pearson r > 0.6 over the pairs, for every site."""
-    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
-    header, rows = read_participants(d)
-    if "site_coupling_shift" not in model:
-        return fail("model.json has no site_coupling_shift (made without --site-coupling)")
-    N = model["networks"]
-    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    got = site_pairs(d, atlas, "site_coupling_shift", "--site-coupling")
+    if got is None:
+        return False
+    model, rows, site_names, X, pairs = got
     S = len(site_names)
     shift = np.array(model["site_coupling_shift"])
-    est, true = [], []
-    for a in range(N):
-        for b in range(a + 1, N):
-            if not (roi_net == a).any() or not (roi_net == b).any():
-                continue
-            beta, _ = ols_t(pair_mean(fz, roi_net, a, b), X)
-            j = a * N - a * (a + 1) // 2 + (b - a - 1)  # pair (a, b) in row order
-            est.append(beta[1:S])
-            true.append(shift[1:, j] - shift[0, j])
-    est, true = np.array(est), np.array(true)
+    est = np.array([ols_t(y, X)[0][1:S] for _, y in pairs])
+    true = np.array([shift[1:, j] - shift[0, j] for j, _ in pairs])
     ok = True
     for k in range(est.shape[1]):
         r = np.corrcoef(est[:, k], true[:, k])[0, 1]
@@ -356,24 +363,14 @@ def check_spread(d, atlas):
     subjects' residuals projected on the site's own pattern (model.json site_spread_pattern)
     must follow their amplitudes (site_spread_amplitude): Pearson r > 0.6 (the largest |r|
     on another site's pattern is printed beside it)."""
-    model, labels, roi_net, roi_idx = roi_setup(d, atlas)
-    header, rows = read_participants(d)
-    if "site_spread_pattern" not in model:
-        return fail("model.json has no site_spread_pattern (made without --site-spread)")
-    N = model["networks"]
-    fz, site_names, X = subjects_design(d, model, rows, roi_idx)
+    got = site_pairs(d, atlas, "site_spread_pattern", "--site-spread")
+    if got is None:
+        return False
+    model, rows, site_names, X, pairs = got
     pat = np.array(model["site_spread_pattern"])
     amp = np.array([t["site_spread_amplitude"] for t in model["participants"]])
-    cols, res = [], []
-    for a in range(N):
-        for b in range(a + 1, N):
-            if not (roi_net == a).any() or not (roi_net == b).any():
-                continue
-            y = pair_mean(fz, roi_net, a, b)
-            beta = np.linalg.lstsq(X, y, rcond=None)[0]
-            res.append(y - X @ beta)
-            cols.append(a * N - a * (a + 1) // 2 + (b - a - 1))  # pair (a, b) in row order
-    res = np.array(res).T  # subjects x pairs
+    cols = [j for j, _ in pairs]
+    res = np.array([y - X @ np.linalg.lstsq(X, y, rcond=None)[0] for _, y in pairs]).T
     site_of = np.array([site_names.index(r[2]) for r in rows])
     ok = True
     for k, name in enumerate(site_names):
