@@ -61,7 +61,7 @@ static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi,
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,
                  int pop_auto, int site_mode) {
     for (int a = 0; a < c->n_atlases; a++) {
-        char sites[48] = "", found[640];
+        char sites[160] = "", found[640];
         if (!pfi->graphs[a]) continue;
         if (pop_auto && pfi->fit[a].measured) {
             pop_rule_text(&pfi->fit[a], found, sizeof found);
@@ -73,7 +73,16 @@ void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int
                      "FC entries) for two halves with a bulk of directions to measure against "
                      "(need %d scans and %d principal axes)", c->atlas[a],
                      2 * (2 * POP_HO_LEAD + 1), 2 * POP_HO_LEAD);
-        if (pfi->sites[a] > 1)
+        const pop_rows_out *f = &pfi->fit[a];
+        int top = -1; /* the kept direction most within one site */
+        for (int k = 0; k < f->site_dirs && k < r; k++)
+            if (top < 0 || f->site_share[k] > f->site_share[top]) top = k;
+        if (pfi->sites[a] > 1 && top >= 0)
+            snprintf(sites, sizeof sites, ", %s on %d sites; at most %.0f%% of how people differ "
+                     "along a direction lies within one site (direction %d)",
+                     site_mode == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
+                     pfi->sites[a], 100 * f->site_share[top], top + 1);
+        else if (pfi->sites[a] > 1)
             snprintf(sites, sizeof sites, ", %s on %d sites",
                      site_mode == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
                      pfi->sites[a]);

@@ -145,7 +145,7 @@ check "3 sites, pop_site none: the 2 site directions are a gap (rank 2, the head
   grep -q 'embedding auto: pop (the head alone' '$T/os_none' && grep -q 'count 2$' '$T/rs_none'"
 check "3 sites, centred (the default): no gap, rank 8, pcs+pop; the log and numpy say 3 sites" bash -c "
   grep -q 'no gap (fewer than 2)' '$T/os_default' && grep -q 'pop_rank auto: rank 8 for every atlas' '$T/os_default' &&
-  grep -q 'embedding auto: pcs+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites)' '$T/os_default' &&
+  grep -q 'embedding auto: pcs+pop' '$T/os_default' && grep -q 'scans with 2+ windows, centred on 3 sites; at most ' '$T/os_default' &&
   grep -q 'centred on 3 sites, 8 of 8 directions' '$T/rs_default'"
 check "... and the log says how many people the rule measured on, and what more of them do (not after a gap, nor unmeasured)" bash -c "
   grep -q 'no factor shared by people stood out among the 72 training read; weak ones stand out among more people' '$T/os_default' &&
@@ -168,10 +168,13 @@ done
 check "centred: the log warns once (2 ranks) that direction 1 is the first site's own and names pop_site: harmonise; not where sites only shift the FC" bash -c "
   grep -qE 'population head of tiny: (9[0-9]|8[0-9])% of how people differ along direction 1 is within one site \('\\''site-1'\\'', 33% of the scans\).*pop_site: harmonise chooses' '$T/oh_centre' &&
   [ \$(grep -c 'of how people differ along direction 1' '$T/oh_centre') = 1 ] &&
-  ! grep -q 'of how people differ along' '$T/os_default'"
+  ! grep -q 'of how people differ along direction' '$T/os_default'"
 check "harmonised: = numpy/scipy's harmonised fit, and the log says so" bash -c "
   grep -q 'centred and harmonised on 3 sites, ' '$T/rh_harmonise' &&
-  grep -q 'scans with 2+ windows, centred and harmonised on 3 sites)' '$T/oh_harmonise'"
+  grep -q 'scans with 2+ windows, centred and harmonised on 3 sites; at most ' '$T/oh_harmonise'"
+check "centred: the head's log line gives the largest share within one site of a kept direction, the warning's" bash -c "
+  w=\$(grep -oE '[0-9]+% of how people differ along direction 1 is within' '$T/oh_centre' | grep -oE '^[0-9]+') &&
+  grep -q \"at most \$w% of how people differ along a direction lies within one site (direction 1)\" '$T/oh_centre'"
 check "centred, the first site's own direction leads and is counted; harmonised, fewer stand out and the leading ones spread alike in every site" $PY - "$T" <<'PYEOF'
 import h5py, numpy as np, re, sys
 T = sys.argv[1]
