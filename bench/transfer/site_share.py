@@ -6,7 +6,7 @@ principal axes, shrinkage 0.1); per direction, the people's mean scores, per sit
 variance about the site's mean times the site's people (the share of the total the
 largest site holds, what pretrain's log warns about at 0.8: docs/model.md section 11).
 
-  bench/transfer/site_share.py COHORT INDEX [--directions 8]
+  bench/transfer/site_share.py COHORT INDEX [--directions 8] [--rotated R[,R..]]
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -22,6 +22,8 @@ def main():
     ap.add_argument("cohort")
     ap.add_argument("index")
     ap.add_argument("--directions", type=int, default=8)
+    ap.add_argument("--rotated", type=lambda t: [int(x) for x in t.split(",")], default=[],
+                    help="R[,R..]: the largest share along any direction within the R leading")
     o = ap.parse_args()
     s = study_inputs(o.cohort, o.index)
     site, graphs = s["site"], s["graphs"]
@@ -41,6 +43,16 @@ def main():
             out.append(f"{ss.max() / ss.sum():.2f} ({ks[int(np.argmax(ss))]})")
         print(f"{a}: {len(subs)} people, {len(ks)} sites; largest site's share per direction: "
               + ", ".join(out))
+        # the same share for any direction within the r leading ones (--rotated r): per site
+        # the largest generalised eigenvalue of its scatter against the sites' summed
+        # scatter, which a direction mixed from several sites' own ones does not hide
+        for r in o.rotated:
+            Mr = M[:, :r]
+            S = [np.cov(Mr[st == k].T, bias=True).reshape(r, r) * np.sum(st == k) for k in ks]
+            tot = sum(S)
+            best = [sl.eigh(Sk, tot, eigvals_only=True)[-1] for Sk in S]
+            print(f"{a}: within the leading {r}, the largest share one site holds along any "
+                  f"direction: " + ", ".join(f"{b:.2f} ({k})" for b, k in zip(best, ks)))
 
 
 if __name__ == "__main__":
