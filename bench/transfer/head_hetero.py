@@ -39,6 +39,8 @@ def main():
     rows = {a: first_rows(graphs, a, keep, site) for a in atlases}
     for tok in o.betas.split(","):
         harm = float(tok[3:] or 0.1) if tok.startswith("cov") else 0.0
+        if tok.startswith("cov") and not harm > 0:
+            sys.exit(f"head_hetero.py: {tok}: the shrinkage must be above 0 (0 is no harmonisation)")
         beta = 0.0 if harm else float(tok)
         counts = {a: rule(rows[a], site, beta, harm) for a in atlases}
         gap = max(c for c, _ in counts.values())
