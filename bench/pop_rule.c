@@ -79,7 +79,8 @@ int main(int argc, char **argv) {
         for (int a = 0; a < 4; a++) {
             double t0 = now();
             const pop_fit_opts o = {.r = a ? r : 8, .auto_rank = a > 0, .shrink = 0.1,
-                                    .site_mode = a == 3 ? POP_SITE_HARMONISE : POP_SITE_CENTRE};
+                                    .site_mode = a == 3 ? POP_SITE_HARMONISE : POP_SITE_CENTRE,
+                                    .site_shrink = POP_SITE_SHRINK};
             if (pop_fit_rows(Z, n, T, scan, a > 1 ? site : NULL, a > 1 ? 3 : 0, &o, Wt, b, NULL,
                              NULL, &ro, &e) < 0) {
                 fprintf(stderr, "pop_rule: %s\n", e.msg);

@@ -123,11 +123,12 @@ int pop_site_parse(const char *word);
 int pop_site_fit_parse(const char *word);
 
 /* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too
- * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; npc > 0: the npc leading principal
- * axes too. */
+ * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; site_shrink in [0, 1]: with
+ * POP_SITE_HARMONISE, each site's covariance shrunk by it (POP_SITE_SHRINK, the stage's
+ * default; 0: matched fully); npc > 0: the npc leading principal axes too. */
 typedef struct pop_fit_opts {
     int r, auto_rank, site_mode, npc;
-    double shrink;
+    double shrink, site_shrink;
 } pop_fit_opts;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of
@@ -164,11 +165,13 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
  * same status on every rank. auto_rank: every atlas's held-out count measured too (the
  * caller narrows the model to pop_rank_shared's rank, model_pop_resize). site_mode
- * (POP_SITE_*): how the store's dataset and site of each graph enter the fit.
+ * (POP_SITE_*): how the store's dataset and site of each graph enter the fit, site_shrink
+ * its harmonisation's shrinkage (pop_fit_opts).
  * npc > 0: each atlas's npc leading principal rows too (info->pc_W, pc_b; for pcs+pop,
  * pop_fit_pcs); free them with pop_fit_info_free. */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int site_mode, double shrink, int npc, pop_fit_info *info);
+            int auto_rank, int site_mode, double site_shrink, double shrink, int npc,
+            pop_fit_info *info);
 
 /* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
  * readout axes): the head's rows after its r discriminant ones get the FC's principal rows

@@ -512,9 +512,9 @@ static int sym_power(double *S, int r0, double p, double *A, double *lam, bgfm_e
 
 /* pop_site: harmonise (pop.h): each site's rows of the scores Q (n, r0) times
  * S_k^-1/2 S^1/2, S = Q^T Q / n the pooled covariance and S_k its site's, shrunk by
- * POP_SITE_SHRINK (a site whose rows have no variance is left as it is). -1 with e set. */
+ * site_shrink (a site whose rows have no variance is left as it is). -1 with e set. */
 static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, int sites,
-                            bgfm_err *e) {
+                            double site_shrink, bgfm_err *e) {
     const size_t rr = (size_t)r0 * (size_t)r0;
     const char *what = "population head (pop_site: harmonise)";
     double *S = bgfm_malloc(e, rr * sizeof *S, what), *half = bgfm_malloc(e, rr * sizeof *half, what);
@@ -533,7 +533,7 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
         for (int64_t i = 0; i < n; i++)
             if (site[i] == k) nk++, cblas_dger(CblasRowMajor, r0, r0, 1.0, Q + i * r0, 1, Q + i * r0, 1, S, r0);
         for (size_t x = 0; nk && x < rr; x++) S[x] /= (double)nk;
-        if (!nk || shrink_within(S, r0, POP_SITE_SHRINK)) continue;
+        if (!nk || shrink_within(S, r0, site_shrink)) continue;
         if ((rc = sym_power(S, r0, -0.5, Si, lam, e))) break;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r0, r0, r0, 1.0, Si, r0, half, r0,
                     0.0, M, r0);
@@ -606,7 +606,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
             goto done;
         }
         memcpy(Qr, Q, (size_t)(n * r0) * sizeof *Qr);
-        if (harmonise_scores(Q, n, r0, site, sites, e)) {
+        if (harmonise_scores(Q, n, r0, site, sites, o->site_shrink, e)) {
             rc = -1;
             goto done;
         }
@@ -835,10 +835,11 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) 
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int site_mode, double shrink, int npc, pop_fit_info *info) {
+            int auto_rank, int site_mode, double site_shrink, double shrink, int npc,
+            pop_fit_info *info) {
     memset(info, 0, sizeof *info);
     const pop_fit_opts o = {.r = m->cfg.pop_rank, .auto_rank = auto_rank, .site_mode = site_mode,
-                            .npc = npc, .shrink = shrink};
+                            .npc = npc, .shrink = shrink, .site_shrink = site_shrink};
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {

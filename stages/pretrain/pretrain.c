@@ -505,7 +505,7 @@ static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, p
                   int *r, int *how) {
     const model_cfg *c = &t->m.cfg;
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
-                     o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, pfi);
+                     o->pop_site_shrink, o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, pfi);
     *how = 0;
     *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
     return rc;
@@ -747,6 +747,8 @@ static const bgfm_opt pretrain_opts_table[] = {
      "(its physiology, its artifacts) is not read either; auto: centre, refitted harmonised "
      "when a kept direction is one site's own (80% of how people differ along it within a "
      "site of at most half the scans); none: on the FC as it is (model.md section 11)"},
+    {"pop_site_shrink", BGFM_OPT_REAL, "0.5", 0, 1, NULL, "population head, when harmonised: "
+     "shrinkage of each site's covariance towards its mean eigenvalue (0: matched fully)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -883,6 +885,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                : o.embed_pcs ? MODEL_EMBED_BOTH
                              : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
+    o.pop_site_shrink = params_real(w, "pop_site_shrink");
     o.pop_site = pop_site_parse(params_str(w, "pop_site")); /* the enum's words: never -1 */
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

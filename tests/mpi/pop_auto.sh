@@ -165,6 +165,16 @@ for ps in centre harmonise auto; do
   expect_rc "a site's own variation, pop_site $ps: run" 0 to "$T/oh_$ps" $MPIRUN 2 "$BGFM" run "$T/h_$ps.yaml"
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_$ps/pre/final.h5" "$T/wh_$ps/conn" >"$T/rh_$ps" 2>&1 || notok "pop_site $ps: = numpy/scipy ($(tail -1 "$T/rh_$ps"))"
 done
+# pop_site_shrink: harmonised with each site's covariance shrunk by 0.1, not the default
+# 0.5: = numpy/scipy at that shrinkage, and another head than the default's
+PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: harmonise, pop_site_shrink: 0.1,}
+DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_s01.yaml" "$T/wh_s01" "{windows: {length: 10, stride: 5}}" "$PRS"
+expect_rc "a site's own variation, harmonised at pop_site_shrink 0.1: run" 0 to "$T/oh_s01" $MPIRUN 2 "$BGFM" run "$T/h_s01.yaml"
+$PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_s01/pre/final.h5" "$T/wh_s01/conn" >"$T/rh_s01" 2>&1 || notok "pop_site_shrink 0.1: = numpy/scipy ($(tail -1 "$T/rh_s01"))"
+check "... = numpy/scipy at that shrinkage, and not the head of shrinkage 0.5" $PY -c "
+import h5py, sys
+a, b = (h5py.File(p, 'r')['model/pop/tiny/W'][()] for p in sys.argv[1:])
+assert a.shape != b.shape or abs(a - b).max() > 1e-3, abs(a - b).max()" "$T/wh_s01/pre/final.h5" "$T/wh_harmonise/pre/final.h5"
 check "centred: the log warns once (2 ranks) that direction 1 is the first site's own and names pop_site: harmonise; not where sites only shift the FC" bash -c "
   grep -qE 'population head of tiny: (9[0-9]|8[0-9])% of how people differ along direction 1 is within one site \('\\''site-1'\\'', 33% of the scans\).*pop_site: harmonise chooses' '$T/oh_centre' &&
   [ \$(grep -c 'of how people differ along direction 1' '$T/oh_centre') = 1 ] &&

@@ -9,7 +9,7 @@ With `pop_site: centre` (the default) the rows are centred on their site's mean 
 index's /graphs/site, per /graphs/dataset) before the PCA, and the directions are applied
 to the rows less the mean of all of them. With `pop_site: harmonise` each site's scores
 in the principal subspace are moreover mapped to the pooled covariance (S_k^-1/2 S^1/2,
-S_k shrunk by 0.5 towards its mean eigenvalue; scipy's sqrtm-free form through eigh)
+S_k shrunk by pop_site_shrink (0.5 by default) towards its mean eigenvalue; scipy's sqrtm-free form through eigh)
 before the covariances below, and the directions so chosen are applied to the rows' own
 scores.
 Checked per atlas:
@@ -46,6 +46,8 @@ assert r > 0, "no population head in " + ck
 cfg = s(f["state"].attrs["config"]) if "config" in f["state"].attrs else ""
 m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
 shrink = float(m.group(1)) if m else 0.1
+m = re.search(r"pop_site_shrink:\s*([0-9.eE+-]+)", cfg)
+site_shrink = float(m.group(1)) if m else 0.5
 auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
 emb = s(a["embedding"]) if "embedding" in a else "encoder"
 NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
@@ -177,7 +179,7 @@ for ai, an in enumerate(names):
         for k in set(keys):
             sel = np.array([q == k for q in keys])
             Sk = Q[sel].T @ Q[sel] / sel.sum()
-            Sk = 0.5 * Sk + 0.5 * np.trace(Sk) / r0 * np.eye(r0)
+            Sk = (1 - site_shrink) * Sk + site_shrink * np.trace(Sk) / r0 * np.eye(r0)
             Qh[sel] = Q[sel] @ power(Sk, -0.5) @ half
         Q = Qh
     subs = sorted(set(scan))

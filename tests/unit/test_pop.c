@@ -433,7 +433,8 @@ static void test_site_harmonise(void **st) {
     bgfm_err e = {0};
     pop_rows_out ro;
     const pop_fit_opts centre = {.r = r, .auto_rank = 1, .site_mode = POP_SITE_CENTRE, .shrink = 0.1};
-    const pop_fit_opts harm = {.r = r, .auto_rank = 1, .site_mode = POP_SITE_HARMONISE, .shrink = 0.1};
+    const pop_fit_opts harm = {.r = r, .auto_rank = 1, .site_mode = POP_SITE_HARMONISE, .shrink = 0.1,
+                               .site_shrink = POP_SITE_SHRINK};
     assert_int_equal(pop_fit_rows(Z, n, T, scan, site, 3, &centre, W, b, NULL, NULL, &ro, &e), r);
     double most = 0;
     for (int k = 0; k <= K; k++) most = fmax(most, row_cosine(W, k, d, T));
