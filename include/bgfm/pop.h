@@ -163,15 +163,14 @@ int pop_plateau_rank(const int sum[POP_HO_STEPS], int *step);
  * graphs[0..n), written into m's pop/ buffers. Each rank reads a contiguous block of the
  * list; the rows are gathered in list order, and every rank solves the same problem, so
  * the result has the same bits for any rank count. Nothing unless m->cfg.pop_rank. The
- * same status on every rank. auto_rank: every atlas's held-out count measured too (the
- * caller narrows the model to pop_rank_shared's rank, model_pop_resize). site_mode
- * (POP_SITE_*): how the store's dataset and site of each graph enter the fit, site_shrink
- * its harmonisation's shrinkage (pop_fit_opts).
- * npc > 0: each atlas's npc leading principal rows too (info->pc_W, pc_b; for pcs+pop,
+ * same status on every rank. o as for pop_fit_rows, but for o->r, which is the model's
+ * cfg.pop_rank: o->auto_rank, every atlas's held-out count measured too (the caller
+ * narrows the model to pop_rank_shared's rank, model_pop_resize); o->site_mode
+ * (POP_SITE_*), how the store's dataset and site of each graph enter the fit;
+ * o->npc > 0, each atlas's npc leading principal rows too (info->pc_W, pc_b; for pcs+pop,
  * pop_fit_pcs); free them with pop_fit_info_free. */
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int site_mode, double site_shrink, double shrink, int npc,
-            pop_fit_info *info);
+            const pop_fit_opts *o, pop_fit_info *info);
 
 /* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
  * readout axes): the head's rows after its r discriminant ones get the FC's principal rows

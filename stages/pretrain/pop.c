@@ -835,11 +835,10 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) 
 }
 
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-            int auto_rank, int site_mode, double site_shrink, double shrink, int npc,
-            pop_fit_info *info) {
+            const pop_fit_opts *opts, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
-    const pop_fit_opts o = {.r = m->cfg.pop_rank, .auto_rank = auto_rank, .site_mode = site_mode,
-                            .npc = npc, .shrink = shrink, .site_shrink = site_shrink};
+    pop_fit_opts o = *opts;
+    o.r = m->cfg.pop_rank;
     if (!m->cfg.pop_rank) return 0;
     int rc = 0;
     for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {

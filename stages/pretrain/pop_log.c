@@ -77,15 +77,15 @@ void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int
         int top = -1; /* the kept direction most within one site */
         for (int k = 0; k < f->site_dirs && k < r; k++)
             if (top < 0 || f->site_share[k] > f->site_share[top]) top = k;
-        if (pfi->sites[a] > 1 && top >= 0)
-            snprintf(sites, sizeof sites, ", %s on %d sites; at most %.0f%% of how people differ "
-                     "along a direction lies within one site (direction %d)",
-                     site_mode == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
-                     pfi->sites[a], 100 * f->site_share[top], top + 1);
-        else if (pfi->sites[a] > 1)
-            snprintf(sites, sizeof sites, ", %s on %d sites",
-                     site_mode == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
-                     pfi->sites[a]);
+        if (pfi->sites[a] > 1) {
+            int w = snprintf(sites, sizeof sites, ", %s on %d sites",
+                             site_mode == POP_SITE_HARMONISE ? "centred and harmonised" : "centred",
+                             pfi->sites[a]);
+            if (top >= 0 && w > 0 && (size_t)w < sizeof sites)
+                snprintf(sites + w, sizeof sites - (size_t)w, "; at most %.0f%% of how people "
+                         "differ along a direction lies within one site (direction %d)",
+                         100 * f->site_share[top], top + 1);
+        }
         log_info(ctx, "pretrain: population head of %s: %d directions from %lld graphs (%lld "
                  "scans with 2+ windows%s), leading between/within ratio %.3g", c->atlas[a],
                  pfi->dims[a] < r ? pfi->dims[a] : r, (long long)pfi->graphs[a],

@@ -504,8 +504,9 @@ static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, i
 static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, pop_fit_info *pfi,
                   int *r, int *how) {
     const model_cfg *c = &t->m.cfg;
-    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, o->pop_auto, mode,
-                     o->pop_site_shrink, o->pop_shrink, o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0, pfi);
+    const pop_fit_opts fo = {.auto_rank = o->pop_auto, .site_mode = mode, .shrink = o->pop_shrink,
+        .site_shrink = o->pop_site_shrink, .npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0};
+    int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, &fo, pfi);
     *how = 0;
     *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
     return rc;
