@@ -215,13 +215,9 @@ int synth_subject_coupling(const synth_params *p, const synth_design *d, int64_t
         }
     rng_stream r;
     rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_FINGERPRINT, 0);
-    for (int a = 0; a < N; a++)
-        for (int b = a + 1; b < N; b++) {
-            double f = p->fingerprint * rng_normal(&r);
-            c[a * N + b] += f;
-            c[b * N + a] += f;
-        }
     double g[SYNTH_MAX_PAIRS];
+    for (int j = 0; j < N * (N - 1) / 2; j++) g[j] = p->fingerprint * rng_normal(&r);
+    add_pairs(N, g, 1.0, c);
     const int64_t k = synth_cohort_site(p, s);
     if (p->site_coupling > 0) {
         site_pattern(p, N, k, SYNTH_R_SITE_COUPLING, p->site_coupling, g);
