@@ -15,7 +15,9 @@
 #     --protocols "transductive strict"
 #     --variant NAME=OPTS extra pretrain options for an ablation, e.g.
 #                         --variant mean_readout="readout: mean" (repeatable; the
-#                         default configuration always runs as "default")
+#                         default configuration runs as "default" too)
+#     --no-default        only the --variant runs (the default's folder left as it is:
+#                         a new binary's variant beside an older binary's default)
 #     --targets "trait_1,...,score"   probe targets (default: every trait_* and score column)
 #     --np N              MPI ranks (default 2)
 #     --repeats R         the probe's fold draws (default 10; sections 1-12c of
@@ -34,7 +36,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS="" REPEATS=10
 SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
-VARIANTS=("default=") PARC="" ONERR=fail
+VARIANTS=("default=") PARC="" ONERR=fail NODEFAULT=0
 while [ $# -gt 0 ]; do
   case $1 in
     --cohort) COHORT=$2; shift 2 ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --epochs) EPOCHS=$2; shift 2 ;;
     --protocols) PROTOCOLS=$2; shift 2 ;;
     --variant) VARIANTS+=("$2"); shift 2 ;;
+    --no-default) NODEFAULT=1; shift ;;
     --targets) TARGETS=$2; shift 2 ;;
     --np) NP=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
@@ -65,6 +68,10 @@ if [ -z "$TARGETS" ]; then
   TARGETS=$(head -1 "$COHORT/participants.tsv" | tr '\t' '\n' | grep -E '^(trait_[0-9]+|score)$' | paste -sd, -)
 fi
 echo "transfer_study: cohort $COHORT${PARC:+, parcellate$PARC}, targets $TARGETS, seeds $SEEDS, epochs $EPOCHS, load $(cut -d' ' -f1 /proc/loadavg)"
+[ "$NODEFAULT" = 1 ] && VARIANTS=("${VARIANTS[@]:1}")
+[ ${#VARIANTS[@]} -gt 0 ] || { echo "transfer_study: --no-default needs a --variant" >&2; exit 2; }
+first=$OUT/default/${PROTOCOLS%% *}/seed${SEEDS%% *}   # its parcellation, when it has one
+if [ "$NODEFAULT" = 1 ] && [ -d "$first/connectivity" ]; then BASE=$first; fi
 for v in "${VARIANTS[@]}"; do
   name=${v%%=*} opts=${v#*=}
   for proto in $PROTOCOLS; do

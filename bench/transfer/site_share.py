@@ -7,6 +7,12 @@ variance about the site's mean times the site's people (the share of the total t
 largest site holds, what pretrain's log warns about at 0.8: docs/model.md section 11).
 
   bench/transfer/site_share.py COHORT INDEX [--directions 8] [--rotated R[,R..]]
+                               [--permutations N]
+
+With --permutations, each --rotated share is set beside the same share with the people's
+site labels shuffled N times (site sizes kept): the share one site holds by chance grows
+with R and with the site's size, and only a share above that null's 95th percentile says a
+site has variation of its own there.
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -24,6 +30,8 @@ def main():
     ap.add_argument("--directions", type=int, default=8)
     ap.add_argument("--rotated", type=lambda t: [int(x) for x in t.split(",")], default=[],
                     help="R[,R..]: the largest share along any direction within the R leading")
+    ap.add_argument("--permutations", type=int, default=0,
+                    help="N: the --rotated shares under N shufflings of the site labels")
     o = ap.parse_args()
     s = study_inputs(o.cohort, o.index)
     site, graphs = s["site"], s["graphs"]
@@ -46,13 +54,28 @@ def main():
         # the same share for any direction within the r leading ones (--rotated r): per site
         # the largest generalised eigenvalue of its scatter against the sites' summed
         # scatter, which a direction mixed from several sites' own ones does not hide
+        rng = np.random.default_rng(0)
         for r in o.rotated:
-            Mr = M[:, :r]
-            S = [np.cov(Mr[st == k].T, bias=True).reshape(r, r) * np.sum(st == k) for k in ks]
-            tot = sum(S)
-            best = [sl.eigh(Sk, tot, eigvals_only=True)[-1] for Sk in S]
+            best = rotated_shares(M[:, :r], st, ks)
+            line = ", ".join(f"{b:.2f} ({k})" for b, k in zip(best, ks))
+            if o.permutations:
+                null = np.array([rotated_shares(M[:, :r], rng.permutation(st), ks)
+                                 for _ in range(o.permutations)])
+                q95 = np.quantile(null, 0.95, axis=0)
+                p = (1 + np.sum(null >= best, axis=0)) / (1 + o.permutations)
+                line = ", ".join(f"{b:.2f} ({k}; null 95% {q:.2f}, p {pv:.3f})"
+                                 for b, k, q, pv in zip(best, ks, q95, p))
             print(f"{a}: within the leading {r}, the largest share one site holds along any "
-                  f"direction: " + ", ".join(f"{b:.2f} ({k})" for b, k in zip(best, ks)))
+                  f"direction: " + line)
+
+
+def rotated_shares(Mr, st, ks):
+    """Per site, the largest generalised eigenvalue of its people's scatter (about the
+    site's mean) against the sites' summed scatter, within the columns of Mr."""
+    r = Mr.shape[1]
+    S = [np.cov(Mr[st == k].T, bias=True).reshape(r, r) * np.sum(st == k) for k in ks]
+    tot = sum(S)
+    return np.array([sl.eigh(Sk, tot, eigvals_only=True)[-1] for Sk in S])
 
 
 if __name__ == "__main__":

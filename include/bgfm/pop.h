@@ -65,6 +65,17 @@
 #define POP_FC_PCS 4
 #define POP_READOUT_PCS 8
 
+/* People who stand apart from the rest (docs/model.md section 11, "People who stand
+ * apart"; pop_scan.h): a scan whose distance from the others, in the discriminant's metric,
+ * lies more than pop_outlier_z robust deviations above the scans' typical one (on a log
+ * scale) is left out of the fit: its FC is its own (a scan kept with half its volumes
+ * scrubbed, results 12v), and a direction it alone spans is not a way people differ.
+ * Measured where at least POP_APART_MIN scans have two or more windows; the log names
+ * the POP_APART_LOG furthest. */
+#define POP_APART_Z 4.0
+#define POP_APART_MIN 20
+#define POP_APART_LOG 8
+
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
     int rank;        /* auto: the plateau rule's gap (0: no gap, or not measured) */
@@ -81,6 +92,10 @@ typedef struct pop_rows_out {
      * site (0 .. sites-1) and its share of the scans; site_dirs of them (0: not measured) */
     double site_share[POP_RANK_AUTO_MAX], site_scans[POP_RANK_AUTO_MAX];
     int site_at[POP_RANK_AUTO_MAX], site_dirs;
+    /* people who stand apart (pop_fit_opts.apart_z > 0; pop_scan.h): the scans left out of
+     * the fit, of the scans measured (0: not measured), the largest few (scan, z) */
+    int64_t apart, apart_of, apart_scan[POP_APART_LOG];
+    double apart_z[POP_APART_LOG];
 } pop_rows_out;
 
 /* A direction whose between-scan variance lies for at least POP_SITE_OWN in one site that
@@ -100,6 +115,8 @@ typedef struct pop_fit_info {
     /* fit[a].site_at[k] named: its dataset and site (the store's strings, "" without) */
     const char *site_dataset[MODEL_MAX_ATLASES][POP_RANK_AUTO_MAX];
     const char *site_name[MODEL_MAX_ATLASES][POP_RANK_AUTO_MAX];
+    /* fit[a].apart_scan[k] named: the participant ("" without) */
+    const char *apart_name[MODEL_MAX_ATLASES][POP_APART_LOG];
     float *pc_W[MODEL_MAX_ATLASES];    /* pop_fit's npc principal rows (owned; pcs+pop) */
     float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
@@ -125,10 +142,12 @@ int pop_site_fit_parse(const char *word);
 /* How pop_fit_rows fits: r rows of W; auto_rank: the held-out rule is measured too
  * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; site_shrink in [0, 1]: with
  * POP_SITE_HARMONISE, each site's covariance shrunk by it (POP_SITE_SHRINK, the stage's
- * default; 0: matched fully); npc > 0: the npc leading principal axes too. */
+ * default; 0: matched fully); npc > 0: the npc leading principal axes too; apart_z > 0:
+ * the people who stand apart by it are left out and the fit made on the others. */
 typedef struct pop_fit_opts {
     int r, auto_rank, site_mode, npc;
     double shrink, site_shrink;
+    double apart_z; /* > 0: the scans that stand apart by it are left out (POP_APART_Z) */
 } pop_fit_opts;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of

@@ -14,93 +14,8 @@
 
 #include "bgfm/log.h"
 #include "bgfm/pca.h"
+#include "bgfm/pop_scan.h"
 #include "bgfm/rng.h"
-
-typedef struct scan_row {
-    int64_t scan, i;
-} scan_row;
-
-static int scan_row_cmp(const void *a, const void *b) {
-    const scan_row *x = a, *y = b;
-    if (x->scan != y->scan) return x->scan < y->scan ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* The rows i with side[i] == want (all rows when side is NULL) ordered by scan into o (*m
- * of them), and each scan's mean row of Q into G (scans x r0, in scan order). Returns the
- * number of scans; *multi: those with two or more rows. */
-static int64_t scan_means(const double *Q, int64_t n, int r0, const int64_t *scan,
-                          const signed char *side, int want, scan_row *o, int64_t *m, double *G,
-                          int64_t *multi) {
-    *m = 0, *multi = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!side || side[i] == want) o[(*m)++] = (scan_row){scan[i], i};
-    qsort(o, (size_t)*m, sizeof *o, scan_row_cmp);
-    int64_t scans = 0;
-    for (int64_t s = 0, t; s < *m; s = t, scans++) {
-        for (t = s; t < *m && o[t].scan == o[s].scan; t++) {}
-        double *g = G + scans * r0;
-        memset(g, 0, (size_t)r0 * sizeof *g);
-        for (int64_t j = s; j < t; j++)
-            for (int c = 0; c < r0; c++) g[c] += Q[o[j].i * r0 + c];
-        for (int c = 0; c < r0; c++) g[c] /= (double)(t - s);
-        *multi += t - s > 1;
-    }
-    return scans;
-}
-
-/* Over the rows i with side[i] == want (all rows when side is NULL): Sb = the mean over
- * scans of g g^T (g: the scan's mean row of Q, recentred on the mean of those scans when
- * asked, for a subset of the rows), Sw = the mean over rows of (q - g)(q - g)^T. Gout (n x
- * r0, may be NULL): the g's kept, *scans_out of them (the halves' reproducibility scores
- * them). Returns the number of scans with two or more rows, -1 on ENOMEM. */
-static int64_t scatter(const double *Q, int64_t n, int r0, const int64_t *scan,
-                       const signed char *side, int want, int recentre, double *Sb, double *Sw,
-                       double *Gout, int64_t *scans_out, bgfm_err *e) {
-    scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, "population head scans");
-    double *G = Gout ? Gout
-                     : bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, "population head scans");
-    double *d = bgfm_malloc(e, (size_t)r0 * sizeof *d, "population head scans");
-    double *gm = bgfm_calloc(e, (size_t)r0, sizeof *gm, "population head scans");
-    if (!o || !G || !d || !gm) {
-        free(o), free(d), free(gm);
-        if (G != Gout) free(G);
-        return -1;
-    }
-    int64_t m = 0, multi = 0;
-    const int64_t scans = scan_means(Q, n, r0, scan, side, want, o, &m, G, &multi);
-    memset(Sb, 0, (size_t)r0 * r0 * sizeof *Sb);
-    memset(Sw, 0, (size_t)r0 * r0 * sizeof *Sw);
-    for (int64_t j = 0, k = 0; j < m; j++) {
-        k += j && o[j].scan != o[j - 1].scan; /* row j's scan */
-        for (int c = 0; c < r0; c++) d[c] = Q[o[j].i * r0 + c] - G[k * r0 + c];
-        cblas_dger(CblasRowMajor, r0, r0, 1.0, d, 1, d, 1, Sw, r0);
-    }
-    for (int64_t k = 0; recentre && k < scans; k++)
-        for (int c = 0; c < r0; c++) gm[c] += G[k * r0 + c] / (double)scans;
-    for (int64_t k = 0; k < scans; k++) {
-        double *g = G + k * r0;
-        for (int c = 0; recentre && c < r0; c++) g[c] -= gm[c];
-        cblas_dger(CblasRowMajor, r0, r0, 1.0, g, 1, g, 1, Sb, r0);
-    }
-    for (int64_t q = 0; m && q < (int64_t)r0 * r0; q++)
-        Sb[q] /= (double)scans, Sw[q] /= (double)m;
-    if (scans_out) *scans_out = scans;
-    free(o), free(d), free(gm);
-    if (G != Gout) free(G);
-    return multi;
-}
-
-/* Sw <- (1 - s) Sw + s tr(Sw)/r0 I; 0, or 1 when Sw has no variance. */
-static int shrink_within(double *Sw, int r0, double s) {
-    double tr = 0;
-    for (int c = 0; c < r0; c++) tr += Sw[c * r0 + c];
-    if (!(tr > 0)) return 1;
-    tr /= r0;
-    for (int64_t q = 0; q < (int64_t)r0 * r0; q++) Sw[q] *= 1.0 - s;
-    for (int c = 0; c < r0; c++) Sw[c * r0 + c] += s * tr;
-    return 0;
-}
 
 /* ---- pop_rank: auto (pop.h) ---- */
 
@@ -115,17 +30,7 @@ static int keyed_cmp(const void *a, const void *b) {
     return x->scan < y->scan ? -1 : x->scan > y->scan;
 }
 
-static int i64_cmp(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static const double ladder[POP_HO_STEPS] = POP_HO_LADDER; /* the thresholds, pop.h */
-
-static int dbl_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* side[i] (0 or 1) of every row for split k: the scans ordered by
  * rng_splitmix64(scan + k 0x9e3779b97f4a7c15), the first half of them 0. *hmin: the
@@ -139,7 +44,7 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
         return -1;
     }
     memcpy(u, scan, (size_t)n * sizeof *u);
-    qsort(u, (size_t)n, sizeof *u, i64_cmp);
+    qsort(u, (size_t)n, sizeof *u, pop_i64_cmp);
     int64_t S = 0;
     for (int64_t i = 0; i < n; i++)
         if (i == 0 || u[i] != u[i - 1]) u[S++] = u[i];
@@ -147,9 +52,9 @@ static int split_rows(const int64_t *scan, int64_t n, int k, signed char *side, 
         kv[j] = (keyed){rng_splitmix64((uint64_t)u[j] + (uint64_t)k * 0x9e3779b97f4a7c15ULL), u[j]};
     qsort(kv, (size_t)S, sizeof *kv, keyed_cmp);
     for (int64_t j = 0; j < S / 2; j++) u[j] = kv[j].scan; /* the first half, sorted */
-    qsort(u, (size_t)(S / 2), sizeof *u, i64_cmp);
+    qsort(u, (size_t)(S / 2), sizeof *u, pop_i64_cmp);
     for (int64_t i = 0; i < n; i++)
-        side[i] = bsearch(&scan[i], u, (size_t)(S / 2), sizeof *u, i64_cmp) ? 0 : 1;
+        side[i] = bsearch(&scan[i], u, (size_t)(S / 2), sizeof *u, pop_i64_cmp) ? 0 : 1;
     *hmin = S / 2;
     free(u), free(kv);
     return 0;
@@ -180,7 +85,7 @@ static int held_out_count(const half_cov *a, const half_cov *b, int r0, int D, d
         memcpy(Sa, a->Sb, rr * sizeof *Sa);
         memcpy(Wa, a->Sw, rr * sizeof *Wa);
     }
-    if (!out && shrink_within(Wa, r0, shrink)) out = -2;
+    if (!out && pop_shrink_within(Wa, r0, shrink)) out = -2;
     if (!out) {
         lapack_int info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sa, r0, Wa, r0, ev);
         if (info) {
@@ -207,8 +112,7 @@ static int held_out_count(const half_cov *a, const half_cov *b, int r0, int D, d
         double *bulk = Sa; /* the eigenvectors are read: reuse as scratch */
         const int nb = D - POP_HO_LEAD;
         memcpy(bulk, rho + POP_HO_LEAD, (size_t)nb * sizeof *bulk);
-        qsort(bulk, (size_t)nb, sizeof *bulk, dbl_cmp);
-        double med = nb % 2 ? bulk[nb / 2] : 0.5 * (bulk[nb / 2 - 1] + bulk[nb / 2]);
+        const double med = pop_median(bulk, nb);
         if (!(med > 0)) out = -2;
         for (int t = 0; !out && t < POP_HO_STEPS; t++)
             for (cnt[t] = 0; cnt[t] < POP_HO_LEAD && rho[cnt[t]] >= ladder[t] * med; cnt[t]++) {}
@@ -327,7 +231,7 @@ static int held_out_rank(const double *Q, int64_t n, int r0, const int64_t *scan
         if ((int64_t)D > hmin - 1) D = (int)(hmin - 1);
         if (D < 2 * POP_HO_LEAD) rc = -2;
         for (int w = 0; w < 2 && !rc; w++)
-            if (scatter(Q, n, r0, scan, side, w, 1, h[w].Sb, h[w].Sw, h[w].G, &h[w].scans, e) < 0)
+            if (pop_scatter(Q, n, r0, scan, side, w, 1, h[w].Sb, h[w].Sw, h[w].G, &h[w].scans, e) < 0)
                 rc = -1;
         for (int fit = 0; fit < 2 && !rc; fit++) {
             int c[POP_HO_STEPS];
@@ -420,55 +324,6 @@ static int principal_rows(const double *Zc, const double *K, const double *lam, 
     return 0;
 }
 
-/* out->site_*: for the k leading directions (columns r0-1 .. r0-k of V, r0 x r0 row-major),
- * their features y = q v over the rows Qr (n, r0; the centred rows' own scores), each
- * scan's mean feature, and per site the variance of those about the site's mean; the
- * largest site's share of the total (counted over its scans). -1 with e set. */
-static int site_shares(const double *Qr, int64_t n, int r0, const int64_t *scan,
-                       const int32_t *site, int sites, const double *V, int k,
-                       pop_rows_out *out, bgfm_err *e) {
-    const char *what = "population head site shares";
-    double *Y = bgfm_malloc(e, (size_t)n * (size_t)k * sizeof *Y, what);
-    double *G = bgfm_malloc(e, (size_t)n * (size_t)k * sizeof *G, what);
-    scan_row *o = bgfm_malloc(e, (size_t)n * sizeof *o, what);
-    double *sum = bgfm_calloc(e, (size_t)sites * 3, sizeof *sum, what); /* count, sum, sum sq */
-    if (!Y || !G || !o || !sum) {
-        free(Y), free(G), free(o), free(sum);
-        return -1;
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int d = 0; d < k; d++) {
-            double y = 0;
-            for (int c = 0; c < r0; c++) y += Qr[i * r0 + c] * V[c * r0 + (r0 - 1 - d)];
-            Y[i * k + d] = y;
-        }
-    int64_t m = 0, multi = 0;
-    const int64_t S = scan_means(Y, n, k, scan, NULL, 0, o, &m, G, &multi);
-    for (int d = 0; d < k; d++) {
-        memset(sum, 0, (size_t)sites * 3 * sizeof *sum);
-        for (int64_t j = 0, s = -1; j < m; j++) { /* o: the rows in scan order */
-            if (j && o[j].scan == o[j - 1].scan) continue;
-            const int w = site[o[j].i];
-            const double g = G[++s * k + d];
-            sum[3 * w] += 1, sum[3 * w + 1] += g, sum[3 * w + 2] += g * g;
-        }
-        double tot = 0, best = -1;
-        int at = 0;
-        for (int w = 0; w < sites; w++) {
-            const double c = sum[3 * w], ss = c > 0 ? sum[3 * w + 2] - sum[3 * w + 1] * sum[3 * w + 1] / c : 0;
-            sum[3 * w + 2] = ss > 0 ? ss : 0;
-            tot += sum[3 * w + 2];
-            if (sum[3 * w + 2] > best) best = sum[3 * w + 2], at = w;
-        }
-        out->site_share[d] = tot > 0 ? best / tot : 0;
-        out->site_at[d] = at;
-        out->site_scans[d] = S ? sum[3 * at] / (double)S : 0;
-    }
-    out->site_dirs = k;
-    free(Y), free(G), free(o), free(sum);
-    return 0;
-}
-
 static const char *const site_words[] = {"none", "centre", "harmonise", "auto"}; /* POP_SITE_* */
 
 const char *pop_site_name(int mode) {
@@ -533,7 +388,7 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
         for (int64_t i = 0; i < n; i++)
             if (site[i] == k) nk++, cblas_dger(CblasRowMajor, r0, r0, 1.0, Q + i * r0, 1, Q + i * r0, 1, S, r0);
         for (size_t x = 0; nk && x < rr; x++) S[x] /= (double)nk;
-        if (!nk || shrink_within(S, r0, site_shrink)) continue;
+        if (!nk || pop_shrink_within(S, r0, site_shrink)) continue;
         if ((rc = sym_power(S, r0, -0.5, Si, lam, e))) break;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r0, r0, r0, 1.0, Si, r0, half, r0,
                     0.0, M, r0);
@@ -545,6 +400,46 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
     }
     free(S), free(half), free(Si), free(M), free(lam), free(q);
     return rc ? -1 : 0;
+}
+
+/* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart); none: 0;
+ * else the fit of pop_fit_rows on the other rows, out->apart_* kept, and 1 + its number of
+ * directions; -1 with e set. */
+static int64_t refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan,
+                           const int32_t *site, int sites, const pop_fit_opts *o, const double *Q,
+                           int r0, float *W, float *b, float *Wp, float *bp, pop_rows_out *out,
+                           bgfm_err *e) {
+    unsigned char *keep = bgfm_malloc(e, (size_t)n, "population head people kept");
+    int64_t got = keep ? pop_scans_apart(Q, n, r0, scan, o->shrink, o->apart_z, keep, out, e) : -1;
+    if (got <= 0) {
+        free(keep);
+        return got;
+    }
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) m += keep[i];
+    float *Zk = bgfm_malloc(e, (size_t)m * (size_t)T * sizeof *Zk, "population head rows kept");
+    int64_t *sk = bgfm_malloc(e, (size_t)m * sizeof *sk, "population head rows kept");
+    int32_t *tk = site ? bgfm_malloc(e, (size_t)m * sizeof *tk, "population head rows kept") : NULL;
+    got = -1;
+    if (Zk && sk && (tk || !site)) {
+        for (int64_t i = 0, j = 0; i < n; i++) {
+            if (!keep[i]) continue;
+            memcpy(Zk + j * T, Z + i * T, (size_t)T * sizeof *Zk);
+            sk[j] = scan[i];
+            if (site) tk[j] = site[i];
+            j++;
+        }
+        pop_rows_out a = *out;
+        pop_fit_opts ok = *o;
+        ok.apart_z = 0;
+        const int r = pop_fit_rows(Zk, m, T, sk, tk, sites, &ok, W, b, Wp, bp, out, e);
+        out->apart = a.apart, out->apart_of = a.apart_of;
+        memcpy(out->apart_scan, a.apart_scan, sizeof a.apart_scan);
+        memcpy(out->apart_z, a.apart_z, sizeof a.apart_z);
+        got = r < 0 ? -1 : 1 + r;
+    }
+    free(keep), free(Zk), free(sk), free(tk);
+    return got;
 }
 
 int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, const int32_t *site,
@@ -597,6 +492,15 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
+    if (o->apart_z > 0) { /* the people who stand apart left out: the fit made without them */
+        const int64_t na = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
+                                       out_info, e);
+        if (na != 0) {
+            rc = na < 0 ? -1 : 0;
+            out = na < 0 ? 0 : (int)na - 1;
+            goto done;
+        }
+    }
     /* harmonised scores choose the directions; the map below applies them to the rows' own
      * scores, which the site shares read too (Qr: a copy only when Q is harmonised) */
     const int harm = o->site_mode == POP_SITE_HARMONISE && site && sites > 1;
@@ -611,12 +515,12 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
             goto done;
         }
     }
-    if ((out_info->multi = scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, NULL, NULL, e)) < 0) {
+    if ((out_info->multi = pop_scatter(Q, n, r0, scan, NULL, 0, 0, Sb, Sw, NULL, NULL, e)) < 0) {
         out_info->multi = 0;
         rc = -1;
         goto done;
     }
-    if (out_info->multi == 0 || shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
+    if (out_info->multi == 0 || pop_shrink_within(Sw, r0, shrink)) goto done; /* no person seen twice */
     if (o->auto_rank && (out_info->rank = held_out_rank(Q, n, r0, scan, shrink, out_info, e)) < 0) {
         out_info->rank = 0;
         rc = -1;
@@ -633,7 +537,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     int rr = 0;
     while (rr < r && rr < r0 && ev[r0 - 1 - rr] > 1e-9 * ev[r0 - 1] && ev[r0 - 1] > 0) rr++;
     if (rr < 1) goto done;
-    if (site && sites > 1 && site_shares(harm ? Qr : Q, n, r0, scan, site, sites, Sb,
+    if (site && sites > 1 && pop_site_shares(harm ? Qr : Q, n, r0, scan, site, sites, Sb,
                           rr < POP_RANK_AUTO_MAX ? rr : POP_RANK_AUTO_MAX, out_info, e)) {
         rc = -1;
         goto done;
@@ -802,6 +706,12 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
                 if (site[j] == info->fit[ma].site_at[k]) {
                     info->site_dataset[ma][k] = graphs_dataset(gs, idx[j]);
                     info->site_name[ma][k] = graphs_site(gs, idx[j]);
+                    break;
+                }
+        for (int k = 0; k < info->fit[ma].apart && k < POP_APART_LOG; k++)
+            for (int64_t j = 0; j < na; j++)
+                if (scan[j] == info->fit[ma].apart_scan[k]) {
+                    info->apart_name[ma][k] = graphs_participant(gs, idx[j]);
                     break;
                 }
         if (got == 0)

@@ -58,8 +58,30 @@ static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi,
     }
 }
 
+/* The people who stand apart, left out of atlas a's head (pop.h, POP_APART_Z): said with
+ * who they are and what to do. */
+static void warn_apart(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double zmax,
+                       const char *atlas) {
+    const pop_rows_out *f = &pfi->fit[a];
+    if (ctx->rank != 0 || !pfi->graphs[a] || !f->apart) return; /* the same fit on every rank */
+    char who[512] = "";
+    size_t k = 0;
+    for (int j = 0; j < f->apart && j < POP_APART_LOG && k < sizeof who; j++) {
+        const char *p = pfi->apart_name[a][j] && *pfi->apart_name[a][j] ? pfi->apart_name[a][j] : "?";
+        int w = snprintf(who + k, sizeof who - k, "%s%s (z %.1f)", j ? ", " : "", p, f->apart_z[j]);
+        k += (size_t)(w > 0 ? w : 0);
+    }
+    log_warn(ctx, "pretrain: population head of %s: %lld of the %lld people seen twice or more "
+             "stand apart from the rest (their FC's distance from everyone's more than %g robust "
+             "deviations above the typical one): %s%s; left out of the head's fit, as a direction "
+             "one person alone spans is not a way people differ. Look at their scans (motion, "
+             "scrubbing, coverage; docs/model.md section 11, \"People who stand apart\"; "
+             "pop_outlier_z: 0 keeps everyone)", atlas, (long long)f->apart,
+             (long long)f->apart_of, zmax, who, f->apart > POP_APART_LOG ? ", ..." : "");
+}
+
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,
-                 int pop_auto, int site_mode) {
+                 int pop_auto, int site_mode, double apart_z) {
     for (int a = 0; a < c->n_atlases; a++) {
         char sites[160] = "", found[640];
         if (!pfi->graphs[a]) continue;
@@ -91,6 +113,7 @@ void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int
                  pfi->dims[a] < r ? pfi->dims[a] : r, (long long)pfi->graphs[a],
                  (long long)pfi->fit[a].multi, sites, pfi->fit[a].ratio);
     }
+    for (int a = 0; a < c->n_atlases; a++) warn_apart(ctx, pfi, a, apart_z, c->atlas[a]);
     for (int a = 0; a < c->n_atlases; a++) warn_site_own(ctx, site_mode, pfi, a, r, c->atlas[a]);
     if (pop_auto)
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,

@@ -4,7 +4,6 @@
  * Not the model math (model.c, layers.c) and not the checkpoint format (ckpt.c). */
 #include "bgfm/pretrain.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "bgfm/batches.h"
 #include "bgfm/ckpt.h"
+#include "bgfm/ckpt_dir.h"
 #include "bgfm/dist.h"
 #include "bgfm/export.h"
 #include "bgfm/fsutil.h"
@@ -25,133 +25,6 @@
 #include "bgfm/rng.h"
 #include "bgfm/stage.h"
 #include "bgfm/yamlout.h"
-
-/* ---- checkpoints folder --------------------------------------------------------- */
-/* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed). With
- * clean_tmp, leftovers of interrupted writes (ckpt-<step>.h5.tmp) are removed. */
-static int list_ckpts(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_err *e) {
-    *steps = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int cap = 0;
-    struct dirent *de;
-    char path[4200];
-    while ((de = readdir(d)) != NULL) {
-        long long s = 0;
-        char tail[8] = "";
-        if (sscanf(de->d_name, "ckpt-%lld.%7s", &s, tail) != 2) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (!strcmp(tail, "h5.tmp")) {
-            if (clean_tmp) remove(path);
-            continue;
-        }
-        if (strcmp(tail, "h5") || !ckpt_is_complete(path)) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            int64_t *t = realloc(*steps, (size_t)cap * sizeof *t);
-            if (!t) {
-                closedir(d);
-                return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing %s", dir);
-            }
-            *steps = t;
-        }
-        (*steps)[(*n)++] = s;
-    }
-    closedir(d);
-    for (int i = 1; i < *n; i++) /* insertion sort, descending */
-        for (int j = i; j > 0 && (*steps)[j] > (*steps)[j - 1]; j--) {
-            int64_t t = (*steps)[j];
-            (*steps)[j] = (*steps)[j - 1];
-            (*steps)[j - 1] = t;
-        }
-    return 0;
-}
-
-static int prune_ckpts(const char *dir, int64_t keep, bgfm_err *e) {
-    if (keep <= 0) return 0;
-    int64_t *st = NULL;
-    int n = 0;
-    int rc = list_ckpts(dir, &st, &n, 0, e);
-    char path[4200];
-    for (int i = (int)keep; i < n && !rc; i++) {
-        snprintf(path, sizeof path, "%s/ckpt-%lld.h5", dir, (long long)st[i]);
-        remove(path);
-    }
-    free(st);
-    return rc;
-}
-
-/* Collective: candidate checkpoints to resume from, newest first, the same list on
- * every rank (rank 0 lists `dir`, removing interrupted writes). When dir has none and
- * resume_from is set: that file, or the complete checkpoints of that folder. */
-static int resume_candidates(bgfm_ctx *ctx, const char *dir, const char *resume_from,
-                             char ***out, int *nout) {
-    bgfm_err *e = &ctx->err;
-    *out = NULL;
-    *nout = 0;
-    int64_t *steps = NULL;
-    int n = 0, rc = 0, from_dir = 1;
-    const char *where = dir;
-    if (ctx->rank == 0) {
-        rc = list_ckpts(dir, &steps, &n, 1, e);
-        if (!rc && n == 0 && resume_from) {
-            if (fs_is_dir(resume_from)) {
-                where = resume_from;
-                rc = list_ckpts(resume_from, &steps, &n, 0, e);
-                if (!rc && n == 0)
-                    rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s holds no complete checkpoint "
-                                   "(ckpt-<step>.h5); point it at a checkpoint file or folder",
-                                   resume_from);
-            } else if (fs_exists(resume_from)) {
-                from_dir = 0;
-                n = 1;
-            } else {
-                rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s does not exist; copy the "
-                               "checkpoint out of the old .<stage>.partial folder first",
-                               resume_from);
-            }
-        }
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    int hdr[2] = {n, from_dir};
-    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(hdr, 2, MPI_INT, 0, ctx->comm));
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (rc) {
-        free(steps);
-        return rc;
-    }
-    n = hdr[0];
-    from_dir = hdr[1];
-    if (ctx->rank != 0 && from_dir && n > 0) {
-        steps = bgfm_calloc(e, (size_t)n, sizeof *steps, "checkpoint list");
-        if (!steps) rc = BGFM_ENOMEM;
-    }
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && from_dir && n > 0)
-        rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(steps, n, MPI_INT64_T, 0, ctx->comm)));
-    /* every rank must use the same folder: resume_from applies when dir had none */
-    int use_dir = 0;
-    if (!rc && ctx->rank == 0) use_dir = where != dir;
-    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(&use_dir, 1, MPI_INT, 0, ctx->comm)));
-    if (!rc && n > 0) {
-        *out = bgfm_calloc(e, (size_t)n, sizeof **out, "checkpoint list");
-        for (int i = 0; *out && i < n && !rc; i++) {
-            size_t len = strlen(dir) + (resume_from ? strlen(resume_from) : 0) + 48;
-            (*out)[i] = bgfm_malloc(e, len, "path");
-            if (!(*out)[i]) break;
-            if (!from_dir)
-                snprintf((*out)[i], len, "%s", resume_from);
-            else
-                snprintf((*out)[i], len, "%s/ckpt-%lld.h5", use_dir ? resume_from : dir,
-                         (long long)steps[i]);
-            *nout = i + 1;
-        }
-        if (*nout < n) rc = BGFM_ENOMEM;
-    }
-    free(steps);
-    return bgfm_ctx_agree(ctx, rc);
-}
 
 /* Whether a step reads each graph's partner: GCL's view b, or the reconstruction target. */
 static int uses_pairs(const pretrain_opts *o) {
@@ -238,7 +111,7 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
                        ckpt_state *st, int *fresh) {
     *fresh = 0;
     bgfm_err *e = &ctx->err;
-    int rc = resume_candidates(ctx, dir, o->resume_from, &t->cands, &t->ncand);
+    int rc = ckpt_dir_resume_candidates(ctx, dir, o->resume_from, &t->cands, &t->ncand);
     if (rc) return rc;
     for (int i = 0; i < t->ncand; i++) {
         const char *path = t->cands[i];
@@ -505,7 +378,8 @@ static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, p
                   int *r, int *how) {
     const model_cfg *c = &t->m.cfg;
     const pop_fit_opts fo = {.auto_rank = o->pop_auto, .site_mode = mode, .shrink = o->pop_shrink,
-        .site_shrink = o->pop_site_shrink, .npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0};
+        .site_shrink = o->pop_site_shrink, .npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0,
+        .apart_z = o->pop_outlier_z};
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, &fo, pfi);
     *how = 0;
     *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
@@ -532,7 +406,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         mode = POP_SITE_HARMONISE;
         rc = fit_at(ctx, o, t, mode, &pfi, &r, &how);
     }
-    if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode);
+    if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode,
+                                              o->pop_outlier_z);
     t->m.cfg.pop_site_fit = 1 + mode; /* final.h5 says how the head was fitted */
     const int gap = how > 0; /* a count the people share: the head alone reads it */
     if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
@@ -660,7 +535,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                 st.config = (char *)(uintptr_t)o->config_text;
                 rc = ckpt_save_par(ctx->comm, path, m, &t.op, &st, e);
                 st.config = NULL;
-                if (!rc && me == 0) rc = prune_ckpts(dir, o->keep_checkpoints, e);
+                if (!rc && me == 0) rc = ckpt_dir_prune(dir, o->keep_checkpoints, e);
                 rc = bgfm_ctx_agree(ctx, rc);
                 last_ckpt = st.step;
                 tm.io += MPI_Wtime() - tp;
@@ -750,6 +625,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "site of at most half the scans); none: on the FC as it is (model.md section 11)"},
     {"pop_site_shrink", BGFM_OPT_REAL, "0.5", 0, 1, NULL, "population head, when harmonised: "
      "shrinkage of each site's covariance towards its mean eigenvalue (0: matched fully)"},
+    {"pop_outlier_z", BGFM_OPT_REAL, "4", 0, 100, NULL, "population head: a person whose FC "
+     "stands further apart from everyone's than this many robust deviations (of the log "
+     "distance, in the head's metric) is left out of its fit and named in the log (0: "
+     "everyone kept; model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -887,6 +766,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
                              : model_embed_parse(params_str(w, "embedding"));
     o.pop_shrink = params_real(w, "pop_shrink");
     o.pop_site_shrink = params_real(w, "pop_site_shrink");
+    o.pop_outlier_z = params_real(w, "pop_outlier_z");
     o.pop_site = pop_site_parse(params_str(w, "pop_site")); /* the enum's words: never -1 */
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

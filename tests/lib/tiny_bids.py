@@ -16,7 +16,9 @@ differs between sites, not only between people (pop_site's test). --site-own A: 
 subjects of the first site (only) differ along one more coupling pattern of their own,
 L += A z F / sqrt(P) (z ~ N(0, 1) per subject, F a fixed symmetric normal matrix; both
 from their own generators, so the other draws do not change): a site's own person-level
-variation (pop_site: harmonise's test)."""
+variation (pop_site: harmonise's test). --apart N: the last N subjects' FC is moreover their
+own, L += A G_s / sqrt(P) (A: --apart-size, default 3; G_s a symmetric normal matrix per
+subject, from its own generator): people who stand apart (pop_outlier_z's test)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -33,6 +35,8 @@ ap.add_argument("--factor-sizes", default="")
 ap.add_argument("--sites", type=int, default=2)
 ap.add_argument("--site-shift", type=float, default=0.0)
 ap.add_argument("--site-own", type=float, default=0.0)
+ap.add_argument("--apart", type=int, default=0)
+ap.add_argument("--apart-size", type=float, default=3.0)
 a = ap.parse_args()
 sizes = [float(x) for x in a.factor_sizes.split(",")] if a.factor_sizes else [a.factor_size] * a.factors
 if a.factor_sizes:
@@ -71,7 +75,8 @@ for s in range(a.subjects):
     inside = lab > 0
     noise = rng.standard_normal((inside.sum(), a.volumes))
     z = zrng.standard_normal() if a.site_own else 0.0
-    if a.factors or a.site_shift or a.site_own:
+    own = s >= a.subjects - a.apart
+    if a.factors or a.site_shift or a.site_own or own:
         P = int(lab.max())
         L = np.eye(P) + 0.05 * rng.standard_normal((P, P))
         blk = P // max(a.factors, 1)
@@ -79,6 +84,9 @@ for s in range(a.subjects):
             L += a.site_shift * E[s % a.sites] / np.sqrt(P)
         if a.site_own and s % a.sites == 0:
             L += a.site_own * z * F / np.sqrt(P)
+        if own:
+            G = np.random.default_rng([a.seed, 77, s]).standard_normal((P, P))
+            L += a.apart_size * (G + G.T) / np.sqrt(2 * P)
         for k in range(a.factors):
             B = np.zeros((P, P))
             B[k * blk:(k + 1) * blk, k * blk:(k + 1) * blk] = 1

@@ -14,7 +14,8 @@
 # centred on them (pop_site); with one site's own person-level variation, its directions
 # lead and are counted unless the sites' spreads are harmonised (pop_site: harmonise);
 # pop_site: auto harmonises there (the same bits as harmonise) and centres where the
-# sites only shift the FC (the same bits as centre).
+# sites only shift the FC (the same bits as centre). Two people whose FC is their own stand
+# apart, are named in the log and left out of the fit (= numpy's fit without them).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
@@ -227,3 +228,23 @@ for a, b in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
         assert x[k][()].tobytes() == y[k][()].tobytes(), (a, k)
     assert x.attrs['pop_site'] == y.attrs['pop_site'], (a, x.attrs['pop_site'])
 assert h5py.File(sys.argv[1], 'r')['model'].attrs['pop_site'] in (b'harmonise', 'harmonise')\" '$T/wh_auto/pre/final.h5' '$T/wh_harmonise/pre/final.h5' '$T/ws_auto/pre/final.h5' '$T/ws_centre/pre/final.h5'"
+# two people whose FC is their own (tiny_bids.py --apart 2) among 72 of three weaker
+# factors: at pop_outlier_z 2.8 (in 5 windows of 10 volumes their distance lies 3.0 and 3.6
+# robust deviations above the typical one; the next person's 2.3) they stand apart and are
+# left out of the head's fit, the log names them, and the head and rank = numpy/scipy's fit
+# without them (pop_fit.py reads the same rule); at 0 they are kept, no line, = numpy's fit
+# with them
+"$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/da" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
+  --factor-size 0.6 --seed 4 --apart 2 --apart-size 8 >/dev/null || notok "dataset with two people apart"
+for z in 2.8 0; do
+  P=${PRE/pop_rank: auto,/pop_rank: auto, pop_outlier_z: $z,}
+  DATA=$T/da PIPE_NAME=pa PIPE_SEED=3 pipeline_yaml "$T/a_$z.yaml" "$T/wa_$z" "{windows: {length: 10, stride: 5}}" "$P"
+  expect_rc "two people apart, pop_outlier_z $z: run on 2 ranks" 0 to "$T/oa_$z" $MPIRUN 2 "$BGFM" run "$T/a_$z.yaml"
+  $PY "$ROOT/tests/reference/pop_fit.py" "$T/wa_$z/pre/final.h5" "$T/wa_$z/conn" >"$T/ra_$z" 2>&1 ||
+    notok "two people apart, pop_outlier_z $z: = numpy/scipy ($(tail -1 "$T/ra_$z"))"
+done
+check "two apart: the log names them (sub-71, sub-72) once, as numpy finds them; at pop_outlier_z 0 no line and numpy finds none" bash -c "
+  grep -qE 'population head of tiny: 2 of the 72 people seen twice or more stand apart from the rest .*: sub-7[12] \(z [0-9.]+\), sub-7[12] \(z [0-9.]+\); left out' '$T/oa_2.8' &&
+  [ \$(grep -c 'stand apart from the rest' '$T/oa_2.8') = 1 ] &&
+  grep -q 'pop_fit: 2 of 72 scans stand apart' '$T/ra_2.8' &&
+  ! grep -q 'stand apart' '$T/oa_0' '$T/ra_0'"

@@ -12,6 +12,10 @@ in the principal subspace are moreover mapped to the pooled covariance (S_k^-1/2
 S_k shrunk by pop_site_shrink (0.5 by default) towards its mean eigenvalue; scipy's sqrtm-free form through eigh)
 before the covariances below, and the directions so chosen are applied to the rows' own
 scores.
+People who stand apart (`pop_outlier_z`, 4 by default): over the scans with two or more
+graphs, each scan's mean score less the mean of all of them, its distance g^T Sw^-1 g (Sw
+shrunk as below), z = (log distance - median) / (1.4826 MAD) of the log distances; the
+scans with z above pop_outlier_z are left out and the fit above made again without them.
 Checked per atlas:
 - each direction's features (W z + b over the training graphs) match numpy's within 1e-3
   relative (directions whose eigenvalue is within 1e-3 of a neighbour's: the subspace);
@@ -48,6 +52,8 @@ m = re.search(r"pop_shrink:\s*([0-9.eE+-]+)", cfg)
 shrink = float(m.group(1)) if m else 0.1
 m = re.search(r"pop_site_shrink:\s*([0-9.eE+-]+)", cfg)
 site_shrink = float(m.group(1)) if m else 0.5
+m = re.search(r"pop_outlier_z:\s*([0-9.eE+-]+)", cfg)
+zmax = float(m.group(1)) if m else 0.0  # older models: everyone kept
 auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
 emb = s(a["embedding"]) if "embedding" in a else "encoder"
 NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
@@ -130,24 +136,9 @@ def held_out_rank(Q, scan):
     return 0, means, curve, peak
 
 
-used = f["pretrain_graphs"][()]
-idx = h5py.File(cdir + "/index.h5", "r")
-names = [s(x) for x in idx["atlases"][()]]
-shards = [s(x) for x in idx["shards"][()]]
-GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
-GSITE = [s(x) for x in idx["graphs/site"][()]]
-GDS = [s(x) for x in idx["graphs/dataset"][()]] if "graphs/dataset" in idx else [""] * len(GA)
-fail = lambda msg: sys.exit("pop_fit: " + msg)
-checked = 0
-counts, peaks = [], []
-for ai, an in enumerate(names):
-    rows = [g for g in used if GA[g] == ai]
-    if not rows or ("pop/%s/W" % an) not in f["model"]:
-        continue
-    W = f["model/pop/%s/W" % an][()].astype(np.float64)
-    b = f["model/pop/%s/b" % an][()].astype(np.float64)
-    mu = f["model/norm/%s/mean" % an][()].astype(np.float64) if ("norm/%s/mean" % an) in f["model"] else None
-    sd = f["model/norm/%s/std" % an][()].astype(np.float64) if mu is not None else None
+def rows_fit(rows, an, mu, sd):
+    """The graphs' rows as the model sees them, centred (on their site's mean where the
+    head is fitted by site), their PCA by SVD and the leading r0 scores Q."""
     X = []
     for g in rows:
         C = h5py.File(cdir + "/" + shards[GS[g]], "r")["graphs/%s/fc" % an][GR[g]].astype(np.float64)
@@ -169,7 +160,61 @@ for ai, an in enumerate(names):
     U, sv, Vt = np.linalg.svd(Xc, full_matrices=False)
     lam = sv ** 2
     r0 = int(min(150, n - 1, T, (lam > 1e-10 * lam[0]).sum()))
-    Q = Xc @ Vt[:r0].T
+    return X, scan, keys, Xc, X0, Vt, lam, r0, Xc @ Vt[:r0].T, nsites
+
+
+def stand_apart(Q, scan):
+    """The scans (of two or more rows) whose mean score, less the mean of all scans' means,
+    lies at a distance g^T Sw^-1 g (Sw the within-scan covariance shrunk as the fit's) more
+    than zmax robust deviations (1.4826 MAD) above the median, on a log scale; measured
+    over at least 20 such scans."""
+    subs = sorted(set(int(x) for x in scan))
+    G = np.array([Q[scan == p].mean(0) for p in subs])
+    G = G - G.mean(0)
+    R = np.concatenate([Q[scan == p] - Q[scan == p].mean(0) for p in subs])
+    Sw = R.T @ R / len(R)
+    Sw = (1 - shrink) * Sw + shrink * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
+    multi = np.array([(scan == p).sum() > 1 for p in subs])
+    if multi.sum() < 20:
+        return set()
+    ld = np.log(np.einsum("ij,ij->i", G, np.linalg.solve(Sw, G.T).T))
+    med = np.median(ld[multi])
+    z = (ld - med) / (1.4826 * np.median(np.abs(ld[multi] - med)))
+    out = {p for p, zz, mm in zip(subs, z, multi) if mm and zz > zmax}
+    if out:
+        print("pop_fit: %d of %d scans stand apart: %s" % (len(out), multi.sum(), " ".join(
+            "%d (z %.1f)" % (p, zz) for zz, p in sorted(zip(z, subs), reverse=True)[:len(out)])))
+    return out
+
+
+used = f["pretrain_graphs"][()]
+idx = h5py.File(cdir + "/index.h5", "r")
+names = [s(x) for x in idx["atlases"][()]]
+shards = [s(x) for x in idx["shards"][()]]
+GA, GS, GR, GJ = (idx["graphs/" + k][()] for k in ("atlas", "shard", "row", "subject"))
+GSITE = [s(x) for x in idx["graphs/site"][()]]
+GDS = [s(x) for x in idx["graphs/dataset"][()]] if "graphs/dataset" in idx else [""] * len(GA)
+fail = lambda msg: sys.exit("pop_fit: " + msg)
+checked = 0
+counts, peaks = [], []
+for ai, an in enumerate(names):
+    rows = [g for g in used if GA[g] == ai]
+    if not rows or ("pop/%s/W" % an) not in f["model"]:
+        continue
+    W = f["model/pop/%s/W" % an][()].astype(np.float64)
+    b = f["model/pop/%s/b" % an][()].astype(np.float64)
+    mu = f["model/norm/%s/mean" % an][()].astype(np.float64) if ("norm/%s/mean" % an) in f["model"] else None
+    sd = f["model/norm/%s/std" % an][()].astype(np.float64) if mu is not None else None
+    apart = []
+    while True:  # the fit; again without the people who stand apart, if any
+        X, scan, keys, Xc, X0, Vt, lam, r0, Q, nsites = rows_fit(rows, an, mu, sd)
+        if not zmax or apart:
+            break
+        apart = stand_apart(Q, scan)
+        if not apart:
+            break
+        rows = [g for g in rows if GJ[g] not in apart]
+    n, T = X.shape
     if harm and nsites > 1:  # each site's scores to the pooled covariance, for the choice only
         def power(S, p):
             e, U = sl.eigh(S)

@@ -10,7 +10,8 @@
  * rank shared by the atlases is the largest count, else 8. Centred on their sites, rows
  * with a strong shift per site give the head of the rows without it (and the count of
  * the planted directions, not of the sites too); harmonised, a direction along which only
- * one site's people differ is neither counted nor read. tests/reference/pop_fit.py checks the values
+ * one site's people differ is neither counted nor read. People who stand apart are left
+ * out, named, and the head is the others' fit. tests/reference/pop_fit.py checks the values
  * against scipy on real pretraining runs. */
 #include <math.h>
 #include <setjmp.h>
@@ -629,6 +630,69 @@ static void test_plateau_rule(void **st) {
     assert_string_equal(small, "1.25 at ");
 }
 
+/* People who stand apart (pop_scan.h): two scans whose windows share a large pattern of
+ * their own beside 150 planted ones are left out, named (largest z first), and the head is
+ * the same bits as the fit of the others alone; without them the rule leaves everyone in
+ * (the same bits as without the rule); where they are kept, they take the leading
+ * directions; with fewer than POP_APART_MIN scans seen twice nothing is measured. */
+static void test_people_apart(void **st) {
+    (void)st;
+    const int S = 150, w = 4, T = 24, r = 2, X = 2;
+    const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
+    int64_t scan[(150 + 2) * 4];
+    float *Zc = planted(S, w, T, scan, 7), *Z = malloc((size_t)n * T * sizeof *Z);
+    assert_non_null(Z);
+    memcpy(Z, Zc, (size_t)nc * T * sizeof *Z);
+    rng_stream g;
+    rng_init(&g, 11, RNG_USER, 0, 0, 0);
+    for (int x = 0; x < X; x++) { /* a pattern of the scan's own, larger than the planted ones */
+        double own[24];
+        for (int q = 0; q < T; q++) own[q] = (6.0 + 2.0 * x) * rng_normal(&g);
+        for (int j = 0; j < w; j++) {
+            const int64_t i = nc + (int64_t)x * w + j;
+            scan[i] = 5000 + x;
+            for (int q = 0; q < T; q++) Z[i * T + q] = (float)(own[q] + rng_normal(&g));
+        }
+    }
+    float W[2 * 24], b[2], Wc[2 * 24], bc[2];
+    pop_rows_out ro, rc;
+    bgfm_err e = {0};
+    pop_fit_opts o = {.r = r, .site_mode = POP_SITE_CENTRE, .shrink = 0.1, .apart_z = POP_APART_Z};
+    pop_fit_opts none = o;
+    none.apart_z = 0;
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, &o, W, b, NULL, NULL, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zc, nc, T, scan, NULL, 0, &none, Wc, bc, NULL, NULL, &rc, &e), r);
+    print_message("apart: %lld of %lld, z %.1f (scan %lld), %.1f (scan %lld)\n",
+                  (long long)ro.apart, (long long)ro.apart_of, ro.apart_z[0],
+                  (long long)ro.apart_scan[0], ro.apart_z[1], (long long)ro.apart_scan[1]);
+    assert_int_equal(ro.apart, X);
+    assert_int_equal(ro.apart_of, S + X);
+    assert_int_equal(ro.multi, S); /* the fit's own count: the others */
+    assert_true(ro.apart_z[0] >= ro.apart_z[1] && ro.apart_z[1] > POP_APART_Z);
+    assert_true((ro.apart_scan[0] == 5000 && ro.apart_scan[1] == 5001) ||
+                (ro.apart_scan[0] == 5001 && ro.apart_scan[1] == 5000));
+    assert_memory_equal(W, Wc, sizeof W);
+    assert_memory_equal(b, bc, sizeof b);
+    /* kept, they take the leading directions away from the planted plane */
+    float Wk[2 * 24], bk[2];
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, &none, Wk, bk, NULL, NULL, &rc, &e), r);
+    assert_int_equal(rc.apart_of, 0);
+    print_message("smallest cosine with the planted plane: %.3f kept, %.3f left out\n",
+                  smallest_cosine(Wk, T), smallest_cosine(W, T));
+    assert_true(smallest_cosine(W, T) > 0.9 && smallest_cosine(Wk, T) < 0.5);
+    /* no one apart: the same bits as without the rule */
+    assert_int_equal(pop_fit_rows(Zc, nc, T, scan, NULL, 0, &o, Wk, bk, NULL, NULL, &rc, &e), r);
+    assert_int_equal(rc.apart, 0);
+    assert_int_equal(rc.apart_of, S);
+    assert_memory_equal(Wk, Wc, sizeof Wk);
+    assert_memory_equal(bk, bc, sizeof bk);
+    /* too few scans seen twice to measure */
+    const int64_t few = (int64_t)(POP_APART_MIN - 1) * w;
+    assert_int_equal(pop_fit_rows(Zc, few, T, scan, NULL, 0, &o, Wk, bk, NULL, NULL, &rc, &e), r);
+    assert_int_equal(rc.apart_of, 0);
+    free(Zc), free(Z);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
@@ -643,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_rank_shared),
         cmocka_unit_test(test_repro_peak),
         cmocka_unit_test(test_plateau_rule),
+        cmocka_unit_test(test_people_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
