@@ -7,12 +7,15 @@ variance about the site's mean times the site's people (the share of the total t
 largest site holds, what pretrain's log warns about at 0.8: docs/model.md section 11).
 
   bench/transfer/site_share.py COHORT INDEX [--directions 8] [--rotated R[,R..]]
-                               [--permutations N]
+                               [--permutations N] [--apart]
 
 With --permutations, each --rotated share is set beside the same share with the people's
 site labels shuffled N times (site sizes kept): the share one site holds by chance grows
 with R and with the site's size, and only a share above that null's 95th percentile says a
-site has variation of its own there.
+site has variation of its own there. With --apart, per atlas the people furthest from the
+rest in the head's metric (the scan mean's distance g^T Sw^-1 g, robust z of its log:
+what pop_outlier_z reads, docs/model.md section 11), and what share of each direction's
+variance the one person who holds most of it holds.
 
 Not a test: figures for results.md."""
 import argparse, os, sys
@@ -30,6 +33,8 @@ def main():
     ap.add_argument("--directions", type=int, default=8)
     ap.add_argument("--rotated", type=lambda t: [int(x) for x in t.split(",")], default=[],
                     help="R[,R..]: the largest share along any direction within the R leading")
+    ap.add_argument("--apart", action="store_true",
+                    help="the people furthest from the rest (robust z of the log distance)")
     ap.add_argument("--permutations", type=int, default=0,
                     help="N: the --rotated shares under N shufflings of the site labels")
     o = ap.parse_args()
@@ -51,6 +56,18 @@ def main():
             out.append(f"{ss.max() / ss.sum():.2f} ({ks[int(np.argmax(ss))]})")
         print(f"{a}: {len(subs)} people, {len(ks)} sites; largest site's share per direction: "
               + ", ".join(out))
+        if o.apart:
+            G = mean_rows(Q, P, subs)
+            G = G - G.mean(0)
+            ld = np.log(np.einsum("ij,ij->i", G, np.linalg.solve(shrunk(Sw, 0.1), G.T).T))
+            z = (ld - np.median(ld)) / (1.4826 * np.median(np.abs(ld - np.median(ld))))
+            top = np.argsort(z)[::-1][:6]
+            one = [np.max((M[:, j] - M[:, j].mean()) ** 2) / np.sum((M[:, j] - M[:, j].mean()) ** 2)
+                   for j in range(M.shape[1])]
+            print(f"{a}: furthest from the rest (robust z of the log distance): "
+                  + ", ".join(f"{subs[i]} {z[i]:.1f}" for i in top)
+                  + "; the one person's largest share per direction: "
+                  + ", ".join(f"{x:.2f}" for x in one))
         # the same share for any direction within the r leading ones (--rotated r): per site
         # the largest generalised eigenvalue of its scatter against the sites' summed
         # scatter, which a direction mixed from several sites' own ones does not hide

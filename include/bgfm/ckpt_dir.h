@@ -8,6 +8,11 @@
 
 #include "bgfm/ctx.h"
 
+/* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed; none when
+ * dir does not exist). With clean_tmp, leftovers of interrupted writes (ckpt-<step>.h5.tmp)
+ * are removed. */
+int ckpt_dir_list(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_err *e);
+
 /* Removes all but the keep newest complete checkpoints of dir (keep <= 0: none). */
 int ckpt_dir_prune(const char *dir, int64_t keep, bgfm_err *e);
 

@@ -5,12 +5,12 @@
  * moments, the best epoch's copies, the current fit's counters and every finished cell's
  * results. Loading takes the newest valid one, falling back past damaged ones.
  * Not the fit (train.c) and not the stage's loop (stage.c). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bgfm/ckpt.h"
+#include "bgfm/ckpt_dir.h"
 #include "bgfm/finetune.h"
 #include "bgfm/log.h"
 
@@ -109,31 +109,6 @@ int ft_ckpt_save(ft_ckpt *c, ft_trainer *t, const ft_fit_out *out, int64_t step,
     return bgfm_ctx_agree(ctx, rc);
 }
 
-/* Rank 0: checkpoint numbers of dir's complete checkpoints, descending; removes the
- * leftovers of interrupted writes. */
-static int list_desc(const char *dir, int64_t *seq, int cap) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *de;
-    char path[4400];
-    while ((de = readdir(d)) != NULL) {
-        long long s = 0;
-        char tail[8] = "";
-        if (sscanf(de->d_name, "ckpt-%lld.%7s", &s, tail) != 2) continue;
-        snprintf(path, sizeof path, "%.4000s/%s", dir, de->d_name);
-        if (!strcmp(tail, "h5.tmp")) remove(path);
-        else if (!strcmp(tail, "h5") && n < cap && ckpt_is_complete(path)) seq[n++] = s;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && seq[j] > seq[j - 1]; j--) {
-            int64_t q = seq[j];
-            seq[j] = seq[j - 1], seq[j - 1] = q;
-        }
-    return n;
-}
-
 /* Load checkpoint number s into the trainer and the results (every rank reads it). */
 static int load_one(ft_ckpt *c, ft_trainer *t, int64_t s, ft_resume *rs, ft_fit_out *out) {
     bgfm_err *e = &c->ctx->err;
@@ -193,9 +168,13 @@ static int load_one(ft_ckpt *c, ft_trainer *t, int64_t s, ft_resume *rs, ft_fit_
 int ft_ckpt_load(ft_ckpt *c, ft_trainer *t, ft_resume *rs, ft_fit_out *out) {
     bgfm_ctx *ctx = c->ctx;
     bgfm_err *e = &ctx->err;
-    int64_t seq[64];
-    int n = ctx->rank == 0 ? list_desc(c->dir, seq, 64) : 0;
-    int rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(&n, 1, MPI_INT, 0, ctx->comm)));
+    int64_t seq[64], *all = NULL; /* the newest 64 */
+    int n = 0, rc = ctx->rank == 0 ? ckpt_dir_list(c->dir, &all, &n, 1, e) : 0;
+    n = n < 64 ? n : 64;
+    if (n) memcpy(seq, all, (size_t)n * sizeof *seq);
+    free(all);
+    rc = bgfm_ctx_agree(ctx, rc);
+    if (!rc) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(&n, 1, MPI_INT, 0, ctx->comm)));
     if (!rc && n > 0) rc = bgfm_ctx_agree(ctx, BGFM_MPI(e, MPI_Bcast(seq, n, MPI_INT64_T, 0, ctx->comm)));
     if (rc) return -rc;
     for (int i = 0; i < n; i++) {

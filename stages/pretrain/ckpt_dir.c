@@ -8,9 +8,7 @@
 
 #include "bgfm/ckpt.h"
 #include "bgfm/fsutil.h"
-/* Steps of the complete checkpoints in dir, descending (*n of them, malloc'ed). With
- * clean_tmp, leftovers of interrupted writes (ckpt-<step>.h5.tmp) are removed. */
-static int list_ckpts(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_err *e) {
+int ckpt_dir_list(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_err *e) {
     *steps = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -53,7 +51,7 @@ int ckpt_dir_prune(const char *dir, int64_t keep, bgfm_err *e) {
     if (keep <= 0) return 0;
     int64_t *st = NULL;
     int n = 0;
-    int rc = list_ckpts(dir, &st, &n, 0, e);
+    int rc = ckpt_dir_list(dir, &st, &n, 0, e);
     char path[4200];
     for (int i = (int)keep; i < n && !rc; i++) {
         snprintf(path, sizeof path, "%s/ckpt-%lld.h5", dir, (long long)st[i]);
@@ -75,11 +73,11 @@ int ckpt_dir_resume_candidates(bgfm_ctx *ctx, const char *dir, const char *resum
     int n = 0, rc = 0, from_dir = 1;
     const char *where = dir;
     if (ctx->rank == 0) {
-        rc = list_ckpts(dir, &steps, &n, 1, e);
+        rc = ckpt_dir_list(dir, &steps, &n, 1, e);
         if (!rc && n == 0 && resume_from) {
             if (fs_is_dir(resume_from)) {
                 where = resume_from;
-                rc = list_ckpts(resume_from, &steps, &n, 0, e);
+                rc = ckpt_dir_list(resume_from, &steps, &n, 0, e);
                 if (!rc && n == 0)
                     rc = bgfm_fail(e, BGFM_EUSAGE, "resume_from: %s holds no complete checkpoint "
                                    "(ckpt-<step>.h5); point it at a checkpoint file or folder",
