@@ -71,7 +71,8 @@
  * scale) is left out of the fit: its FC is its own (a scan kept with half its volumes
  * scrubbed, results 12v), and a direction it alone spans is not a way people differ.
  * Measured where at least POP_APART_MIN scans have two or more windows; the log names
- * the POP_APART_LOG furthest. */
+ * the POP_APART_LOG furthest. Opt-in (the stage's default 0); POP_APART_Z is the threshold
+ * results 12v measured. */
 #define POP_APART_Z 4.0
 #define POP_APART_MIN 20
 #define POP_APART_LOG 8

@@ -625,10 +625,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "site of at most half the scans); none: on the FC as it is (model.md section 11)"},
     {"pop_site_shrink", BGFM_OPT_REAL, "0.5", 0, 1, NULL, "population head, when harmonised: "
      "shrinkage of each site's covariance towards its mean eigenvalue (0: matched fully)"},
-    {"pop_outlier_z", BGFM_OPT_REAL, "4", 0, 100, NULL, "population head: a person whose FC "
+    {"pop_outlier_z", BGFM_OPT_REAL, "0", 0, 100, NULL, "population head: a person whose FC "
      "stands further apart from everyone's than this many robust deviations (of the log "
      "distance, in the head's metric) is left out of its fit and named in the log (0: "
-     "everyone kept; model.md section 11)"},
+     "everyone kept; 4 is what results 12v measured; model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
