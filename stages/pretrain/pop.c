@@ -402,25 +402,25 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
     return rc ? -1 : 0;
 }
 
-/* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart); none: 0;
- * else the fit of pop_fit_rows on the other rows, out->apart_* kept, and 1 + its number of
- * directions; -1 with e set. */
-static int64_t refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan,
-                           const int32_t *site, int sites, const pop_fit_opts *o, const double *Q,
-                           int r0, float *W, float *b, float *Wp, float *bp, pop_rows_out *out,
-                           bgfm_err *e) {
+/* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart). None: 0.
+ * Else 1, and the fit of pop_fit_rows on the other rows written (*dirs its number of
+ * directions), out->apart_* kept. -1 with e set. */
+static int refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan,
+                       const int32_t *site, int sites, const pop_fit_opts *o, const double *Q,
+                       int r0, float *W, float *b, float *Wp, float *bp, pop_rows_out *out,
+                       int *dirs, bgfm_err *e) {
     unsigned char *keep = bgfm_malloc(e, (size_t)n, "population head people kept");
-    int64_t got = keep ? pop_scans_apart(Q, n, r0, scan, o->shrink, o->apart_z, keep, out, e) : -1;
-    if (got <= 0) {
+    const int64_t apart = keep ? pop_scans_apart(Q, n, r0, scan, o->shrink, o->apart_z, keep, out, e) : -1;
+    if (apart <= 0) {
         free(keep);
-        return got;
+        return apart < 0 ? -1 : 0;
     }
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++) m += keep[i];
     float *Zk = bgfm_malloc(e, (size_t)m * (size_t)T * sizeof *Zk, "population head rows kept");
     int64_t *sk = bgfm_malloc(e, (size_t)m * sizeof *sk, "population head rows kept");
     int32_t *tk = site ? bgfm_malloc(e, (size_t)m * sizeof *tk, "population head rows kept") : NULL;
-    got = -1;
+    int got = -1;
     if (Zk && sk && (tk || !site)) {
         for (int64_t i = 0, j = 0; i < n; i++) {
             if (!keep[i]) continue;
@@ -432,11 +432,11 @@ static int64_t refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *
         pop_rows_out a = *out;
         pop_fit_opts ok = *o;
         ok.apart_z = 0;
-        const int r = pop_fit_rows(Zk, m, T, sk, tk, sites, &ok, W, b, Wp, bp, out, e);
+        *dirs = pop_fit_rows(Zk, m, T, sk, tk, sites, &ok, W, b, Wp, bp, out, e);
         out->apart = a.apart, out->apart_of = a.apart_of;
         memcpy(out->apart_scan, a.apart_scan, sizeof a.apart_scan);
         memcpy(out->apart_z, a.apart_z, sizeof a.apart_z);
-        got = r < 0 ? -1 : 1 + r;
+        got = *dirs < 0 ? -1 : 1;
     }
     free(keep), free(Zk), free(sk), free(tk);
     return got;
@@ -493,11 +493,11 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
     if (o->apart_z > 0) { /* the people who stand apart left out: the fit made without them */
-        const int64_t na = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
-                                       out_info, e);
-        if (na != 0) {
-            rc = na < 0 ? -1 : 0;
-            out = na < 0 ? 0 : (int)na - 1;
+        const int refit = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
+                                      out_info, &out, e);
+        if (refit != 0) {
+            rc = refit < 0 ? -1 : 0;
+            out = refit < 0 ? 0 : out;
             goto done;
         }
     }

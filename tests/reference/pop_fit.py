@@ -171,8 +171,7 @@ def stand_apart(Q, scan):
     subs = sorted(set(int(x) for x in scan))
     G = np.array([Q[scan == p].mean(0) for p in subs])
     G = G - G.mean(0)
-    R = np.concatenate([Q[scan == p] - Q[scan == p].mean(0) for p in subs])
-    Sw = R.T @ R / len(R)
+    Sw = covs(Q, scan, subs)[1]
     Sw = (1 - shrink) * Sw + shrink * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
     multi = np.array([(scan == p).sum() > 1 for p in subs])
     if multi.sum() < 20:
