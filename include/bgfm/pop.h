@@ -58,6 +58,10 @@
  * peak over k >= 2, if at least POP_RP_MIN, is the count (the largest of the atlases). */
 #define POP_RP_DIRS 12
 #define POP_RP_MIN 0.7
+/* The head alone is read at a reproducible peak only from this many directions: two do
+ * not carry a population's traits (results 12v, 12w); at a peak of 2 embedding: auto
+ * reads pcs+pop at that rank. */
+#define POP_RP_ALONE_MIN 3
 /* When no atlas shows a gap, embedding: auto reads pcs+pop (model.md section 11, "No
  * gap"): the head's POP_RANK_FALLBACK discriminant rows followed by the POP_FC_PCS
  * leading principal axes of the same centred rows, and the encoder's readout on its
@@ -71,8 +75,7 @@
  * scale) is left out of the fit: its FC is its own (a scan kept with half its volumes
  * scrubbed, results 12v), and a direction it alone spans is not a way people differ.
  * Measured where at least POP_APART_MIN scans have two or more windows; the log names
- * the POP_APART_LOG furthest. Opt-in (the stage's default 0); POP_APART_Z is the threshold
- * results 12v measured. */
+ * the POP_APART_LOG furthest. POP_APART_Z is the threshold results 12v measured. */
 #define POP_APART_Z 4.0
 #define POP_APART_MIN 20
 #define POP_APART_LOG 8
@@ -170,6 +173,11 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
  * from the plateau rule, 2 from the reproducible peak, 0 the fallback. */
 int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how);
 
+/* embedding: auto's reading, from pop_rank_shared's rank r and *how: 1 when the head
+ * alone is read (a plateau gap, or a reproducible peak of POP_RP_ALONE_MIN or more
+ * directions), 0 when pcs+pop is (no gap, a peak of fewer, or the fallback). */
+int pop_head_alone(int r, int how);
+
 /* The reproducible peak of a curve (pop_rows_out.repro): the first k >= 2 where it is
  * largest, if it is at least POP_RP_MIN there; else 0. */
 int pop_repro_rank(const double curve[POP_RP_DIRS]);
@@ -195,14 +203,14 @@ int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, in
 /* Collective, embedding pcs+pop (m laid out with r + POP_FC_PCS head rows and cfg.pcs
  * readout axes): the head's rows after its r discriminant ones get the FC's principal rows
  * pop_fit found (info), and the readout's principal axes pcs/<atlas>/{W,b} are fitted
- * over the graphs of graphs[0..n) of each atlas, then logged (`chosen`: by embedding:
- * auto). The axes: the encoder's readout of each
+ * over the graphs of graphs[0..n) of each atlas, then logged (why: embedding: auto's
+ * reason for the choice, NULL when asked for). The axes: the encoder's readout of each
  * graph in eval mode (model_graph_readout), gathered in list order; every rank solves the
  * same H x H eigenproblem in double, so the bits do not depend on the rank count. Row k:
  * the k-th leading eigenvector of the readouts' covariance over the square root of its
  * eigenvalue (unit variance over the graphs; zero past the data's rank), signs as
  * pca_fix_signs; b = -W times the readouts' mean. */
 int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-                const pop_fit_info *info, int r, int chosen);
+                const pop_fit_info *info, int r, const char *why);
 
 #endif

@@ -744,6 +744,10 @@ int pop_rank_shared(const pop_fit_info *info, int n_atlases, int cap, int *how) 
     return r < cap ? r : cap;
 }
 
+int pop_head_alone(int r, int how) {
+    return how == 1 || (how == 2 && r >= POP_RP_ALONE_MIN);
+}
+
 int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
             const pop_fit_opts *opts, pop_fit_info *info) {
     memset(info, 0, sizeof *info);
@@ -818,7 +822,7 @@ done:
 }
 
 int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, int64_t n,
-                const pop_fit_info *info, int r, int chosen) {
+                const pop_fit_info *info, int r, const char *why) {
     bgfm_err *e = &ctx->err;
     const int R = ctx->size, me = ctx->rank, H = m->cfg.H;
     const int np = m->cfg.pop_rank - r; /* the FC's principal rows after the head's r */
@@ -852,7 +856,7 @@ int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs
     if (!rc)
         log_info(ctx, "pretrain: embedding %s: pcs+pop (%sthe encoder's readout on its %d leading "
                  "principal axes, then the head's %d directions and the FC's %d leading principal "
-                 "axes; axes fitted in %.2f s)", chosen ? "auto" : "pcs+pop",
-                 chosen ? "no direction stands out: " : "", m->cfg.pcs, r, np, MPI_Wtime() - t0);
+                 "axes; axes fitted in %.2f s)", why ? "auto" : "pcs+pop", why ? why : "",
+                 m->cfg.pcs, r, np, MPI_Wtime() - t0);
     return rc;
 }

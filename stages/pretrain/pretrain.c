@@ -366,10 +366,10 @@ static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
 /* embedding pcs+pop (auto without a gap, or asked for): the head's r discriminant rows
  * followed by the principal rows pop_fit found, and the readout's axes fitted (model.md
  * section 11). */
-static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, int chosen) {
+static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, const char *why) {
     int rc = bgfm_ctx_agree(ctx, narrow_head(t, r + POP_FC_PCS, POP_READOUT_PCS, MODEL_EMBED_PCS,
                                              &ctx->err));
-    return rc ? rc : pop_fit_pcs(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, pfi, r, chosen);
+    return rc ? rc : pop_fit_pcs(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, pfi, r, why);
 }
 
 /* Collective: pop_fit with pop_site mode into *pfi, and the rows every atlas keeps (*r;
@@ -409,9 +409,11 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode,
                                               o->pop_outlier_z);
     t->m.cfg.pop_site_fit = 1 + mode; /* final.h5 says how the head was fitted */
-    const int gap = how > 0; /* a count the people share: the head alone reads it */
-    if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !gap))) {
-        rc = pcs_form(ctx, t, &pfi, r, o->embed_auto);
+    const int alone = pop_head_alone(r, how); /* a count the people share */
+    if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !alone))) {
+        rc = pcs_form(ctx, t, &pfi, r, !o->embed_auto ? NULL
+                      : how == 2 ? "a reproducible peak of fewer directions than the head alone reads: "
+                                 : "no direction stands out: ");
     } else if (!rc && o->pop_auto && m->cfg.pop_rank) {
         const int embed = o->embed_auto ? MODEL_EMBED_POP : t->m.cfg.embed;
         rc = bgfm_ctx_agree(ctx, narrow_head(t, r, 0, embed, &ctx->err));
@@ -625,10 +627,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "site of at most half the scans); none: on the FC as it is (model.md section 11)"},
     {"pop_site_shrink", BGFM_OPT_REAL, "0.5", 0, 1, NULL, "population head, when harmonised: "
      "shrinkage of each site's covariance towards its mean eigenvalue (0: matched fully)"},
-    {"pop_outlier_z", BGFM_OPT_REAL, "0", 0, 100, NULL, "population head: a person whose FC "
+    {"pop_outlier_z", BGFM_OPT_REAL, "4", 0, 100, NULL, "population head: a person whose FC "
      "stands further apart from everyone's than this many robust deviations (of the log "
      "distance, in the head's metric) is left out of its fit and named in the log (0: "
-     "everyone kept; 4 is what results 12v measured; model.md section 11)"},
+     "everyone kept; model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "

@@ -563,6 +563,19 @@ static void test_repro_peak(void **st) {
     assert_null(strstr(buf, "reproducible"));
 }
 
+/* embedding: auto: the head alone after a gap of any size, or at a reproducible peak of
+ * POP_RP_ALONE_MIN or more; pcs+pop at a peak of 2 and at the fallback */
+static void test_head_alone(void **st) {
+    (void)st;
+    assert_int_equal(POP_RP_ALONE_MIN, 3);
+    assert_true(pop_head_alone(2, 1));  /* a gap of 2 (seventh, fourteenth, g38) */
+    assert_true(pop_head_alone(6, 1));
+    assert_true(pop_head_alone(4, 2));  /* the third at 640: a peak at 4 */
+    assert_true(pop_head_alone(3, 2));
+    assert_false(pop_head_alone(2, 2)); /* f4 denoised, the people apart left out */
+    assert_false(pop_head_alone(8, 0)); /* no gap, no peak */
+}
+
 /* rank of the plateau rule on mean counts (x 16 = the fits' sums) up the ladder */
 static int plateau_of(const double m[POP_HO_STEPS], int *step) {
     int sum[POP_HO_STEPS];
@@ -705,7 +718,7 @@ int main(void) {
         cmocka_unit_test(test_auto_rank_planted),
         cmocka_unit_test(test_auto_rank_fallback),
         cmocka_unit_test(test_rank_shared),
-        cmocka_unit_test(test_repro_peak),
+        cmocka_unit_test(test_repro_peak), cmocka_unit_test(test_head_alone),
         cmocka_unit_test(test_plateau_rule),
         cmocka_unit_test(test_people_apart),
     };
