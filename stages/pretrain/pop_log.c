@@ -72,12 +72,12 @@ static void warn_apart(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double zma
         k += (size_t)(w > 0 ? w : 0);
     }
     log_warn(ctx, "pretrain: population head of %s: %lld of the %lld people seen twice or more "
-             "stand apart from the rest (their FC's distance from everyone's more than %g robust "
+             "%s apart from the rest (their FC's distance from everyone's more than %g robust "
              "deviations above the typical one): %s%s; left out of the head's fit, as a direction "
              "one person alone spans is not a way people differ. Look at their scans (motion, "
              "scrubbing, coverage; docs/model.md section 11, \"People who stand apart\"; "
              "pop_outlier_z: 0 keeps everyone)", atlas, (long long)f->apart,
-             (long long)f->apart_of, zmax, who, f->apart > POP_APART_LOG ? ", ..." : "");
+             (long long)f->apart_of, f->apart == 1 ? "stands" : "stand", zmax, who, f->apart > POP_APART_LOG ? ", ..." : "");
 }
 
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,

@@ -32,7 +32,8 @@ every atlas's head must keep the largest count of the atlases; where none has a 
 largest peak over k >= 2 of the halves' reproducibility if at least 0.7 (the smallest
 canonical correlation between the two halves' fits' k leading directions' scores on one
 half's people, averaged over the 16 (split, half) pairs); else 8.
-With `embedding: pcs+pop` (chosen by `embedding: auto` when no atlas has a gap) the head's
+With `embedding: pcs+pop` (chosen by `embedding: auto` when no atlas has a gap and the
+reproducible peak, if any, is below 3) the head's
 last 4 rows are the 4 leading principal axes of the same (site-centred) rows, each scaled
 to unit variance over the training graphs, signs as above, b = -W times the mean of all
 rows: checked against numpy's SVD (features within 1e-3 relative, the covariance of the
