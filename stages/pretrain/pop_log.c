@@ -77,7 +77,8 @@ static void warn_apart(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double zma
              "one person alone spans is not a way people differ. Look at their scans (motion, "
              "scrubbing, coverage; docs/model.md section 11, \"People who stand apart\"; "
              "pop_outlier_z: 0 keeps everyone)", atlas, (long long)f->apart,
-             (long long)f->apart_of, f->apart == 1 ? "stands" : "stand", zmax, who, f->apart > POP_APART_LOG ? ", ..." : "");
+             (long long)f->apart_of, f->apart == 1 ? "stands" : "stand", zmax, who,
+             f->apart > POP_APART_LOG ? ", ..." : "");
 }
 
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,
