@@ -363,7 +363,8 @@ static int narrow_head(trainer *t, int r, int pcs, int embed, bgfm_err *e) {
     return 0;
 }
 
-/* embedding pcs+pop (auto without a gap, or asked for): the head's r discriminant rows
+/* embedding pcs+pop (auto where the head alone is not read, or asked for; why: auto's
+ * reason, NULL when asked for): the head's r discriminant rows
  * followed by the principal rows pop_fit found, and the readout's axes fitted (model.md
  * section 11). */
 static int pcs_form(bgfm_ctx *ctx, trainer *t, const pop_fit_info *pfi, int r, const char *why) {
