@@ -5,12 +5,17 @@ alone for the diagnosis among the labelled people (truth.json), then per seed th
 Spearman correlation of each feature set's out-of-fold subject scores (pooled view,
 every label) with the person's log motion level, and the largest with any trait. With
 confounds files (foreign_pop.py writes them), the AUC of the mean framewise
-displacement alone too. OUT/cohort, else the cohort the study's seed1.yaml reads."""
+displacement alone too. Then each feature set's AUC from those scores, and from what is
+left of them once log motion is regressed out (a least-squares line over the labelled
+people): how much of a feature set's reading of the diagnosis goes through motion.
+OUT/cohort, else the cohort the study's seed1.yaml reads. --variant NAME: that variant's
+runs instead of the default's."""
 import csv, json, os, sys
 import numpy as np
 from scipy.stats import mannwhitneyu, spearmanr
 
 out = sys.argv[1]
+variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "default"
 cohort = os.path.join(out, "cohort")
 if not os.path.isdir(cohort):  # a study of another folder's cohort (--cohort): its pipeline says which
     for line in open(os.path.join(out, "default", "strict", "seed1.yaml")):
@@ -32,9 +37,10 @@ if len(fd) == len(lab):
     fd = np.array(fd)
     print("  mean framewise displacement alone: AUC %.3f" % (mannwhitneyu(fd[y], fd[~y]).statistic / (y.sum() * (~y).sum())))
 seed = 1
-while os.path.exists(os.path.join(out, "default", "strict", "seed%d" % seed, "probe", "report", "predictions.csv")):
-    rows = list(csv.DictReader(open(os.path.join(out, "default", "strict", "seed%d" % seed, "probe", "report", "predictions.csv"))))
-    cols = []
+auc = lambda v, yy: mannwhitneyu(v[yy], v[~yy]).statistic / (yy.sum() * (~yy).sum())
+while os.path.exists(os.path.join(out, variant, "strict", "seed%d" % seed, "probe", "report", "predictions.csv")):
+    rows = list(csv.DictReader(open(os.path.join(out, variant, "strict", "seed%d" % seed, "probe", "report", "predictions.csv"))))
+    cols, aucs = [], []
     for feat in ["pretrained", "random_init", "fc_baseline", "fc_pca"]:
         sc = {}
         for r in rows:
@@ -46,5 +52,9 @@ while os.path.exists(os.path.join(out, "default", "strict", "seed%d" % seed, "pr
         tr = np.array([t[i]["traits"] for i in ids])
         best = max(abs(spearmanr(s, tr[:, k])[0]) for k in range(tr.shape[1]))
         cols.append("%s %.2f / %.2f" % (feat, spearmanr(s, mot)[0], best))
+        yy = np.array([t[i]["patient"] for i in ids], bool)
+        res = s - np.polyval(np.polyfit(mot, s, 1), mot)
+        aucs.append("%s %.3f / %.3f" % (feat, auc(s, yy), auc(res, yy)))
     print("  seed %d (scores with log motion / the closest trait): %s" % (seed, "; ".join(cols)))
+    print("  seed %d (AUC of the scores / with log motion regressed out): %s" % (seed, "; ".join(aucs)))
     seed += 1
