@@ -9,16 +9,17 @@ displacement alone too. Then each feature set's AUC from those scores, and from 
 left of them once log motion is regressed out (a least-squares line over the labelled
 people): how much of a feature set's reading of the diagnosis goes through motion.
 OUT/cohort, else the cohort the study's seed1.yaml reads. --variant NAME: that variant's
-runs instead of the default's."""
+runs (and seed1.yaml) instead of the default's."""
 import csv, json, os, sys
 import numpy as np
 from scipy.stats import mannwhitneyu, spearmanr
 
 out = sys.argv[1]
 variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "default"
+auc = lambda v, yy: mannwhitneyu(v[yy], v[~yy]).statistic / (yy.sum() * (~yy).sum())
 cohort = os.path.join(out, "cohort")
 if not os.path.isdir(cohort):  # a study of another folder's cohort (--cohort): its pipeline says which
-    for line in open(os.path.join(out, "default", "strict", "seed1.yaml")):
+    for line in open(os.path.join(out, variant, "strict", "seed1.yaml")):
         if line.strip().startswith("bids:"):
             cohort = line.split(":", 1)[1].strip()
 truth = os.path.join(cohort, "derivatives", "foreign", "truth.json")
@@ -26,7 +27,7 @@ t = {p["participant_id"]: p for p in json.load(open(truth))["participants"]}
 lab = [p for p in t.values() if p["labelled"]]
 m = np.array([p["motion"] for p in lab])
 y = np.array([p["patient"] for p in lab])
-print("%s: motion alone reads the diagnosis at AUC %.3f" % (out, mannwhitneyu(m[y], m[~y]).statistic / (y.sum() * (~y).sum())))
+print("%s: motion alone reads the diagnosis at AUC %.3f" % (out, auc(m, y)))
 fd = []  # what a user sees of it: the mean framewise displacement of the confounds file
 for p in lab:
     f = os.path.join(cohort, p["participant_id"], "func", p["participant_id"] + "_task-rest_desc-confounds_timeseries.tsv")
@@ -35,9 +36,8 @@ for p in lab:
         fd.append(np.mean([float(x) for x in v if x != "n/a"]))
 if len(fd) == len(lab):
     fd = np.array(fd)
-    print("  mean framewise displacement alone: AUC %.3f" % (mannwhitneyu(fd[y], fd[~y]).statistic / (y.sum() * (~y).sum())))
+    print("  mean framewise displacement alone: AUC %.3f" % auc(fd, y))
 seed = 1
-auc = lambda v, yy: mannwhitneyu(v[yy], v[~yy]).statistic / (yy.sum() * (~yy).sum())
 while os.path.exists(os.path.join(out, variant, "strict", "seed%d" % seed, "probe", "report", "predictions.csv")):
     rows = list(csv.DictReader(open(os.path.join(out, variant, "strict", "seed%d" % seed, "probe", "report", "predictions.csv"))))
     cols, aucs = [], []
