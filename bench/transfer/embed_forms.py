@@ -21,6 +21,7 @@ screen, not the model):
   HEP<k>   the saved head and the readout's k leading principal axes (HEP<k>F: and the
            FC's 4 leading principal axes)
   HFP<k>   the saved head and the FC's k leading principal axes
+  FP<k>    the FC's k leading principal axes alone (the probe's fc_pca, refitted here)
 Not a test: figures for results.md."""
 import argparse, os, sys
 import h5py
@@ -145,6 +146,7 @@ def main():
         "EHFP": lambda cols, pcs, n: np.concatenate([cols(slice(0, None)), FP(n)], 1),
         "HEP": lambda cols, pcs, n: np.concatenate([cols(slice(o.H, None)), pcs(n)], 1),
         "HFP": lambda cols, pcs, n: np.concatenate([cols(slice(o.H, None)), FP(n)], 1),
+        "FP": lambda cols, pcs, n: FP(n),
     }
     for v in o.forms.split(","):
         base, fc4 = (v[:-1], True) if v.startswith("HEP") and v.endswith("F") else (v, False)
