@@ -22,8 +22,12 @@ screen, not the model):
            FC's 4 leading principal axes)
   HFP<k>   the saved head and the FC's k leading principal axes
   FP<k>    the FC's k leading principal axes alone (the probe's fc_pca, refitted here)
+--motion-out: every form's columns less their least-squares line on the labelled people's
+log mean framewise displacement (the confounds files beside the images; no label is read):
+what a form reads of the diagnosis once head motion is taken out of the features, not
+only out of the scores (motion_read.py).
 Not a test: figures for results.md."""
-import argparse, os, sys
+import argparse, csv, os, sys
 import h5py
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +65,16 @@ def folds(lab, rng, strat, F=5):
     return fo
 
 
+def log_mean_fd(cohort, ids):
+    """Each person's log mean framewise displacement, from their confounds file."""
+    out = []
+    for p in ids:
+        f = os.path.join(cohort, p, "func", p + "_task-rest_desc-confounds_timeseries.tsv")
+        v = [r["framewise_displacement"] for r in csv.DictReader(open(f), delimiter="\t")]
+        out.append(np.log(np.mean([float(x) for x in v if x != "n/a"])))
+    return np.array(out)
+
+
 def evaluate(F, lab, Y, seed, draws=10):
     """AUC at k = 4, 8 and R2 from n = 16, 48 (means over draws x folds)."""
     rng = np.random.default_rng(seed)
@@ -93,8 +107,10 @@ def main():
     ap.add_argument("H", type=int)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--forms", required=True)
+    ap.add_argument("--motion-out", action="store_true")
     o = ap.parse_args()
     lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
+    X = np.c_[np.ones(len(lab_ids)), log_mean_fd(o.cohort, lab_ids)] if o.motion_out else None
     heads, fcp = {}, {}
 
     def Hr(r):
@@ -161,6 +177,8 @@ def main():
             F = builders[pre](cols, pcs, n)
             if fc4:
                 F = np.concatenate([F, FP(4)], 1)
+            if X is not None:
+                F = F - X @ np.linalg.lstsq(X, F, rcond=None)[0]
             res.append(evaluate(F, lab, Y, seed=i + 1))
         m = np.mean(res, 0)
         print(f"| {v} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.3f} |", flush=True)
