@@ -23,7 +23,7 @@ this reimplements it in numpy (random half splits instead of the SplitMix64 orde
 import argparse, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
+from oracle import read_graphs, read_table, participants_from, subject_means, evaluate, with_graphs  # noqa: E402
 from head_rank import head  # noqa: E402
 from head_holdout import LADDER, held_out_counts, plateau  # noqa: E402
 
@@ -69,6 +69,7 @@ def study_inputs(cohort, index):
     lab_ids, unl_ids, diag, tv = participants_from(table, targets)
     atlases, graphs = read_graphs(index)
     means = {a: subject_means(graphs[a]) for a in atlases}
+    lab_ids = with_graphs(lab_ids, means)
     return dict(lab_ids=lab_ids, unl_ids=sorted(unl_ids), atlases=atlases, graphs=graphs,
                 site={r["participant_id"]: r["site"] for r in table}, means=means,
                 lab=np.array([diag[p] for p in lab_ids]), Y=np.array([tv[p] for p in lab_ids]),

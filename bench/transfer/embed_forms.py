@@ -110,10 +110,6 @@ def main():
     ap.add_argument("--motion-out", action="store_true")
     o = ap.parse_args()
     lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
-    keep = [i for i, p in enumerate(lab_ids) if all(p in means[a] for a in atlases)]
-    if len(keep) < len(lab_ids):  # people the pipeline left out (parcellate's skip): no graphs
-        print("left out (no graphs):", " ".join(p for i, p in enumerate(lab_ids) if i not in keep))
-        lab_ids, lab, Y = [lab_ids[i] for i in keep], lab[keep], Y[keep]
     X = np.c_[np.ones(len(lab_ids)), log_mean_fd(o.cohort, lab_ids)] if o.motion_out else None
     heads, fcp = {}, {}
 

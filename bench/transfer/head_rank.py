@@ -13,7 +13,7 @@ import argparse, os, sys
 import numpy as np
 import scipy.linalg as sl
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oracle import read_graphs, read_table, participants_from, subject_means, evaluate  # noqa: E402
+from oracle import read_graphs, read_table, participants_from, subject_means, evaluate, with_graphs  # noqa: E402
 
 
 def axes(rows, r0):
@@ -120,6 +120,7 @@ def load(cohort, index):
     U = set(unl_ids)
     unl = {a: [(q, x) for (q, w, x) in graphs[a] if q in U] for a in atlases}
     means = {a: subject_means(graphs[a]) for a in atlases}
+    lab_ids = with_graphs(lab_ids, means)
     return (lab_ids, np.array([diag[p] for p in lab_ids]), np.array([tv[p] for p in lab_ids]),
             atlases, unl, means)
 

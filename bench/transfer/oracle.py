@@ -29,6 +29,15 @@ def s(x):
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+def with_graphs(ids, means):
+    """The ids with graphs in every atlas: the pipeline leaves some out (on_error: skip,
+    e.g. scrubbed beyond max_scrubbed); the others are named on stderr."""
+    keep = [p for p in ids if all(p in m for m in means.values())]
+    if len(keep) < len(ids):
+        print("left out (no graphs):", " ".join(p for p in ids if p not in keep), file=sys.stderr)
+    return keep
+
+
 def read_graphs(index):
     idx = h5py.File(index, "r")
     d = os.path.dirname(index)
