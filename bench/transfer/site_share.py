@@ -17,6 +17,13 @@ rest in the head's metric (the scan mean's distance g^T Sw^-1 g, robust z of its
 what pop_outlier_z reads, docs/model.md section 11), and what share of each direction's
 variance the one person who holds most of it holds.
 
+With --share T, per atlas, the people who hold a leading direction themselves: while one
+person holds at least T of some leading direction's variance (among --directions), that
+person is left out and the head refitted; printed in the order left out, with the share,
+the direction and their z before it, then the sites' shares of the last fit. What a rule
+"a direction one person alone spans is not a way people differ" would leave out, beside
+pop_outlier_z's distance (docs/model.md section 11).
+
 Not a test: figures for results.md."""
 import argparse, os, sys
 import numpy as np
@@ -37,17 +44,26 @@ def main():
                     help="the people furthest from the rest (robust z of the log distance)")
     ap.add_argument("--permutations", type=int, default=0,
                     help="N: the --rotated shares under N shufflings of the site labels")
+    ap.add_argument("--share", type=float, default=0.0,
+                    help="T: leave out, one at a time, whoever holds T of a leading direction")
     o = ap.parse_args()
     s = study_inputs(o.cohort, o.index)
     site, graphs = s["site"], s["graphs"]
-    keep = set(s["unl_ids"])
     for a in s["atlases"]:
-        rows = site_centred([(q, x) for q, w, x in graphs[a] if q in keep], site)
-        P, Q = axes(rows, 150)[:2]
-        subs = sorted(set(P))
-        Sb, Sw = scatter(Q, P, subs)
-        V = sl.eigh(Sb, shrunk(Sw, 0.1))[1][:, ::-1][:, :o.directions]
-        M = mean_rows(Q, P, subs) @ V
+        keep = set(s["unl_ids"])
+        subs, M, G, Sw = centred_fit(graphs[a], keep, site, o.directions)
+        gone = []
+        while o.share > 0 and len(gone) < 20:
+            one, who = person_shares(M)
+            j = int(np.argmax(one))
+            if one[j] < o.share:
+                break
+            gone.append(f"{subs[who[j]]} ({one[j]:.2f} of direction {j + 1}, z {robust_z(G, Sw)[who[j]]:.1f})")
+            keep.discard(subs[who[j]])
+            subs, M, G, Sw = centred_fit(graphs[a], keep, site, o.directions)
+        if o.share > 0:
+            print(f"{a}: holding {o.share:.2f} of a leading direction, left out in turn: "
+                  + (", ".join(gone) if gone else "nobody"))
         st = np.array([site[p] for p in subs])
         ks = sorted(set(st))
         out = []
@@ -57,13 +73,9 @@ def main():
         print(f"{a}: {len(subs)} people, {len(ks)} sites; largest site's share per direction: "
               + ", ".join(out))
         if o.apart:
-            G = mean_rows(Q, P, subs)
-            G = G - G.mean(0)
-            ld = np.log(np.einsum("ij,ij->i", G, np.linalg.solve(shrunk(Sw, 0.1), G.T).T))
-            z = (ld - np.median(ld)) / (1.4826 * np.median(np.abs(ld - np.median(ld))))
+            z = robust_z(G, Sw)
             top = np.argsort(z)[::-1][:6]
-            one = [np.max((M[:, j] - M[:, j].mean()) ** 2) / np.sum((M[:, j] - M[:, j].mean()) ** 2)
-                   for j in range(M.shape[1])]
+            one = person_shares(M)[0]
             print(f"{a}: furthest from the rest (robust z of the log distance): "
                   + ", ".join(f"{subs[i]} {z[i]:.1f}" for i in top)
                   + "; the one person's largest share per direction: "
@@ -84,6 +96,32 @@ def main():
                                  for b, k, q, pv in zip(best, ks, q95, p))
             print(f"{a}: within the leading {r}, the largest share one site holds along any "
                   f"direction: " + line)
+
+
+def centred_fit(graphs_a, keep, site, d):
+    """The head's centred fit on the people in keep: (people, their mean scores on the d
+    leading directions, their mean rows in the principal axes, the within-scan covariance)."""
+    rows = site_centred([(q, x) for q, w, x in graphs_a if q in keep], site)
+    P, Q = axes(rows, 150)[:2]
+    subs = sorted(set(P))
+    Sb, Sw = scatter(Q, P, subs)
+    V = sl.eigh(Sb, shrunk(Sw, 0.1))[1][:, ::-1][:, :d]
+    G = mean_rows(Q, P, subs)
+    return subs, G @ V, G, Sw
+
+
+def person_shares(M):
+    """Per direction (column of M), the largest share of its variance one person holds,
+    and who."""
+    C = (M - M.mean(0)) ** 2
+    return C.max(0) / C.sum(0), C.argmax(0)
+
+
+def robust_z(G, Sw):
+    """Each person's robust z of the log distance g^T Sw'^-1 g from the mean (pop_outlier_z)."""
+    G = G - G.mean(0)
+    ld = np.log(np.einsum("ij,ij->i", G, np.linalg.solve(shrunk(Sw, 0.1), G.T).T))
+    return (ld - np.median(ld)) / (1.4826 * np.median(np.abs(ld - np.median(ld))))
 
 
 def rotated_shares(Mr, st, ks):
