@@ -47,8 +47,10 @@ static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi,
         const char *sn = pfi->site_name[a][k] ? pfi->site_name[a][k] : "";
         log_warn(ctx, "pretrain: population head of %s: %.0f%% of how people differ along "
                  "direction %d is within one site (%s%s'%s', %.0f%% of the scans): that site's "
-                 "own variation (its physiology or artifacts, as with a TR of its own), not a way "
-                 "people differ; %s (docs/model.md section 11, \"Sites\"; docs/results.md 12t)",
+                 "own variation (its physiology or artifacts, as with a TR of its own) or that "
+                 "of one or two of its people (scans of high motion kept below pop_outlier_z: "
+                 "results 12v, 12y), not a way people differ; %s (docs/model.md section 11, "
+                 "\"Sites\"; docs/results.md 12t)",
                  atlas, 100 * f->site_share[k], k + 1,
                  *ds ? ds : "", *ds ? " " : "", sn, 100 * f->site_scans[k],
                  site_mode == POP_SITE_HARMONISE
