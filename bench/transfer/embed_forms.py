@@ -27,12 +27,12 @@ log mean framewise displacement (the confounds files beside the images; no label
 what a form reads of the diagnosis once head motion is taken out of the features, not
 only out of the scores (motion_read.py).
 Not a test: figures for results.md."""
-import argparse, csv, os, sys
+import argparse, os, sys
 import h5py
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from head_rank import load, head, axes  # noqa: E402
-from oracle import logreg_auc  # noqa: E402
+from oracle import logreg_auc, mean_fd  # noqa: E402
 
 
 def ridge_pred(X, y, Xn):
@@ -63,16 +63,6 @@ def folds(lab, rng, strat, F=5):
         for i in rng.permutation(g):
             fo[i], c = c % F, c + 1
     return fo
-
-
-def log_mean_fd(cohort, ids):
-    """Each person's log mean framewise displacement, from their confounds file."""
-    out = []
-    for p in ids:
-        f = os.path.join(cohort, p, "func", p + "_task-rest_desc-confounds_timeseries.tsv")
-        v = [r["framewise_displacement"] for r in csv.DictReader(open(f), delimiter="\t")]
-        out.append(np.log(np.mean([float(x) for x in v if x != "n/a"])))
-    return np.array(out)
 
 
 def evaluate(F, lab, Y, seed, draws=10):
@@ -110,7 +100,7 @@ def main():
     ap.add_argument("--motion-out", action="store_true")
     o = ap.parse_args()
     lab_ids, lab, Y, atlases, unl, means = load(o.cohort, o.index)
-    X = np.c_[np.ones(len(lab_ids)), log_mean_fd(o.cohort, lab_ids)] if o.motion_out else None
+    X = np.c_[np.ones(len(lab_ids)), np.log([mean_fd(o.cohort, p) for p in lab_ids])] if o.motion_out else None
     heads, fcp = {}, {}
 
     def Hr(r):

@@ -13,6 +13,8 @@ runs (and seed1.yaml) instead of the default's."""
 import csv, json, os, sys
 import numpy as np
 from scipy.stats import mannwhitneyu, spearmanr
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import mean_fd  # noqa: E402
 
 out = sys.argv[1]
 variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "default"
@@ -28,13 +30,8 @@ lab = [p for p in t.values() if p["labelled"]]
 m = np.array([p["motion"] for p in lab])
 y = np.array([p["patient"] for p in lab])
 print("%s: motion alone reads the diagnosis at AUC %.3f" % (out, auc(m, y)))
-fd = []  # what a user sees of it: the mean framewise displacement of the confounds file
-for p in lab:
-    f = os.path.join(cohort, p["participant_id"], "func", p["participant_id"] + "_task-rest_desc-confounds_timeseries.tsv")
-    if os.path.exists(f):
-        v = [r["framewise_displacement"] for r in csv.DictReader(open(f), delimiter="\t")]
-        fd.append(np.mean([float(x) for x in v if x != "n/a"]))
-if len(fd) == len(lab):
+fd = [mean_fd(cohort, p["participant_id"]) for p in lab]  # what a user sees of it
+if None not in fd:
     fd = np.array(fd)
     print("  mean framewise displacement alone: AUC %.3f" % auc(fd, y))
 seed = 1

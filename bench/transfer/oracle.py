@@ -29,6 +29,16 @@ def s(x):
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+def mean_fd(cohort, pid):
+    """A person's mean framewise displacement (mm) from the confounds file beside their
+    image (foreign_pop.py writes them; fMRIPrep's name), None without that file."""
+    f = os.path.join(cohort, pid, "func", pid + "_task-rest_desc-confounds_timeseries.tsv")
+    if not os.path.exists(f):
+        return None
+    v = [r["framewise_displacement"] for r in csv.DictReader(open(f), delimiter="\t")]
+    return float(np.mean([float(x) for x in v if x != "n/a"]))
+
+
 def with_graphs(ids, means):
     """The ids with graphs in every atlas: the pipeline leaves some out (on_error: skip,
     e.g. scrubbed beyond max_scrubbed); the others are named on stderr."""
