@@ -79,6 +79,12 @@
 #define POP_APART_Z 4.0
 #define POP_APART_MIN 20
 #define POP_APART_LOG 8
+/* People who hold a leading direction themselves (pop_outlier_share > 0; opt-in, results
+ * 12z): while one scan holds at least pop_outlier_share of the variance of one of the
+ * POP_HOLD_DIRS leading directions (over the scans' means), it is left out and the
+ * directions found again, at most POP_HOLD_MAX times. */
+#define POP_HOLD_DIRS 8
+#define POP_HOLD_MAX 16
 
 /* What pop_fit_rows found besides W and b. */
 typedef struct pop_rows_out {
@@ -100,6 +106,11 @@ typedef struct pop_rows_out {
      * the fit, of the scans measured (0: not measured), the largest few (scan, z) */
     int64_t apart, apart_of, apart_scan[POP_APART_LOG];
     double apart_z[POP_APART_LOG];
+    /* people who hold a leading direction (pop_fit_opts.apart_share > 0): how many were left
+     * out, in the order left out (the first POP_APART_LOG: scan, share, direction 1 ..) */
+    int64_t held, held_scan[POP_APART_LOG];
+    double held_share[POP_APART_LOG];
+    int held_dir[POP_APART_LOG];
 } pop_rows_out;
 
 /* A direction whose between-scan variance lies for at least POP_SITE_OWN in one site that
@@ -121,6 +132,8 @@ typedef struct pop_fit_info {
     const char *site_name[MODEL_MAX_ATLASES][POP_RANK_AUTO_MAX];
     /* fit[a].apart_scan[k] named: the participant ("" without) */
     const char *apart_name[MODEL_MAX_ATLASES][POP_APART_LOG];
+    /* fit[a].held_scan[k] named: the participant ("" without) */
+    const char *held_name[MODEL_MAX_ATLASES][POP_APART_LOG];
     float *pc_W[MODEL_MAX_ATLASES];    /* pop_fit's npc principal rows (owned; pcs+pop) */
     float *pc_b[MODEL_MAX_ATLASES];
 } pop_fit_info;
@@ -147,11 +160,13 @@ int pop_site_fit_parse(const char *word);
  * (out->rank); shrink in [0, 1]; site_mode POP_SITE_*; site_shrink in [0, 1]: with
  * POP_SITE_HARMONISE, each site's covariance shrunk by it (POP_SITE_SHRINK, the stage's
  * default; 0: matched fully); npc > 0: the npc leading principal axes too; apart_z > 0:
- * the people who stand apart by it are left out and the fit made on the others. */
+ * the people who stand apart by it are left out and the fit made on the others;
+ * apart_share > 0: so are (then) the people who hold that share of a leading direction. */
 typedef struct pop_fit_opts {
     int r, auto_rank, site_mode, npc;
     double shrink, site_shrink;
-    double apart_z; /* > 0: the scans that stand apart by it are left out (POP_APART_Z) */
+    double apart_z;     /* > 0: the scans that stand apart by it are left out (POP_APART_Z) */
+    double apart_share; /* > 0: the scans that hold it of a leading direction (POP_HOLD_*) */
 } pop_fit_opts;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of

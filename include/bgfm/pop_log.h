@@ -22,8 +22,8 @@ void pop_rule_text(const pop_rows_out *f, char *buf, size_t n);
 /* The log of one fit (collective: rank 0 writes): pfi from pop_fit for the model of
  * configuration c, r the rows every atlas keeps, how pop_rank_shared's answer (1 a gap,
  * 2 a reproducible peak, 0 the fallback), pop_auto whether the rank was measured,
- * site_mode the fit's POP_SITE_*, apart_z its pop_fit_opts.apart_z. */
+ * site_mode the fit's POP_SITE_*, apart_z and apart_share its pop_fit_opts'. */
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,
-                 int pop_auto, int site_mode, double apart_z);
+                 int pop_auto, int site_mode, double apart_z, double apart_share);
 
 #endif

@@ -41,6 +41,17 @@ int pop_site_shares(const double *Qr, int64_t n, int r0, const int64_t *scan, co
 int64_t pop_scans_apart(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                         double zmax, unsigned char *keep, pop_rows_out *out, bgfm_err *e);
 
+/* People who hold a leading direction themselves (pop.h, POP_HOLD_*): over the rows with
+ * keep[i] set, the POP_HOLD_DIRS leading directions of Sb a = lambda Sw' a (pop_scatter
+ * recentred on those rows' scans; Sw shrunk by `shrink`), each scan's mean feature along
+ * each, and the largest share of a direction's variance over the scans that one scan holds.
+ * While that share is at least smin, the scan's rows get keep[i] = 0 and the directions are
+ * found again (at most POP_HOLD_MAX times; only while at least POP_APART_MIN scans with two
+ * or more rows are kept). out->held_*: in the order left out. Returns how many were left
+ * out, -1 with e set. */
+int64_t pop_scans_holding(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
+                          double smin, unsigned char *keep, pop_rows_out *out, bgfm_err *e);
+
 /* The median of v[0..n) (n > 0), which it sorts; qsort's order of int64_t. */
 double pop_median(double *v, int64_t n);
 int pop_i64_cmp(const void *a, const void *b);

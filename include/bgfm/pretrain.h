@@ -24,6 +24,7 @@ typedef struct pretrain_opts {
     double pop_shrink;       /* population head: within-scan covariance shrinkage (pop.h) */
     double pop_site_shrink;  /* population head, harmonised: each site's covariance shrinkage */
     double pop_outlier_z;    /* population head: people who stand apart by it left out (0: none) */
+    double pop_outlier_share; /* population head: people who hold it of a direction left out (0: off) */
     int pop_auto;            /* pop_rank: auto: the held-out rule chooses the rank (pop.h) */
     int pop_site;            /* pop_site: POP_SITE_NONE, _CENTRE, _HARMONISE, _AUTO (pop.h) */
     int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else pcs+pop */

@@ -402,15 +402,22 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
     return rc ? -1 : 0;
 }
 
-/* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart). None: 0.
- * Else 1, and the fit of pop_fit_rows on the other rows written (*dirs its number of
- * directions), out->apart_* kept. -1 with e set. */
+/* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart); then with
+ * o->apart_share, those of the others that hold a leading direction (pop_scans_holding).
+ * None: 0. Else 1, and the fit of pop_fit_rows on the other rows written (*dirs its number
+ * of directions), out->apart_* and out->held_* kept. -1 with e set. */
 static int refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan,
                        const int32_t *site, int sites, const pop_fit_opts *o, const double *Q,
                        int r0, float *W, float *b, float *Wp, float *bp, pop_rows_out *out,
                        int *dirs, bgfm_err *e) {
     unsigned char *keep = bgfm_malloc(e, (size_t)n, "population head people kept");
-    const int64_t apart = keep ? pop_scans_apart(Q, n, r0, scan, o->shrink, o->apart_z, keep, out, e) : -1;
+    int64_t apart = keep ? 0 : -1;
+    if (keep) memset(keep, 1, (size_t)n);
+    if (keep && o->apart_z > 0) apart = pop_scans_apart(Q, n, r0, scan, o->shrink, o->apart_z, keep, out, e);
+    if (apart >= 0 && o->apart_share > 0) {
+        const int64_t held = pop_scans_holding(Q, n, r0, scan, o->shrink, o->apart_share, keep, out, e);
+        apart = held < 0 ? -1 : apart + held;
+    }
     if (apart <= 0) {
         free(keep);
         return apart < 0 ? -1 : 0;
@@ -431,11 +438,14 @@ static int refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan
         }
         pop_rows_out a = *out;
         pop_fit_opts ok = *o;
-        ok.apart_z = 0;
+        ok.apart_z = 0, ok.apart_share = 0;
         *dirs = pop_fit_rows(Zk, m, T, sk, tk, sites, &ok, W, b, Wp, bp, out, e);
-        out->apart = a.apart, out->apart_of = a.apart_of;
+        out->apart = a.apart, out->apart_of = a.apart_of, out->held = a.held;
         memcpy(out->apart_scan, a.apart_scan, sizeof a.apart_scan);
         memcpy(out->apart_z, a.apart_z, sizeof a.apart_z);
+        memcpy(out->held_scan, a.held_scan, sizeof a.held_scan);
+        memcpy(out->held_share, a.held_share, sizeof a.held_share);
+        memcpy(out->held_dir, a.held_dir, sizeof a.held_dir);
         got = *dirs < 0 ? -1 : 1;
     }
     free(keep), free(Zk), free(sk), free(tk);
@@ -492,7 +502,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     }
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
-    if (o->apart_z > 0) { /* the people who stand apart left out: the fit made without them */
+    if (o->apart_z > 0 || o->apart_share > 0) { /* people apart left out: the fit without them */
         const int refit = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
                                       out_info, &out, e);
         if (refit != 0) {
@@ -661,6 +671,18 @@ static int atlas_list(graphs_store *gs, int sa, const int64_t *graphs, int64_t n
     return 0;
 }
 
+/* names[k]: the participant of scans[k] (its first of the na graphs idx, scan[j] each
+ * graph's scan), for the first count of them (at most POP_APART_LOG). */
+static void name_scans(graphs_store *gs, const int64_t *idx, const int64_t *scan, int64_t na,
+                       const int64_t *scans, int64_t count, const char **names) {
+    for (int64_t k = 0; k < count && k < POP_APART_LOG; k++)
+        for (int64_t j = 0; j < na; j++)
+            if (scan[j] == scans[k]) {
+                names[k] = graphs_participant(gs, idx[j]);
+                break;
+            }
+}
+
 static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
                      int64_t n, const pop_fit_opts *o, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
@@ -708,12 +730,10 @@ static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, 
                     info->site_name[ma][k] = graphs_site(gs, idx[j]);
                     break;
                 }
-        for (int k = 0; k < info->fit[ma].apart && k < POP_APART_LOG; k++)
-            for (int64_t j = 0; j < na; j++)
-                if (scan[j] == info->fit[ma].apart_scan[k]) {
-                    info->apart_name[ma][k] = graphs_participant(gs, idx[j]);
-                    break;
-                }
+        name_scans(gs, idx, scan, na, info->fit[ma].apart_scan, info->fit[ma].apart,
+                   info->apart_name[ma]);
+        name_scans(gs, idx, scan, na, info->fit[ma].held_scan, info->fit[ma].held,
+                   info->held_name[ma]);
         if (got == 0)
             log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
                      "graphs training read, so the population head of that atlas stays zero "

@@ -83,8 +83,31 @@ static void warn_apart(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double zma
              f->apart > POP_APART_LOG ? ", ..." : "");
 }
 
+/* The people who hold a leading direction themselves, left out of atlas a's head (pop.h,
+ * POP_HOLD_*): said in the order left out, with what to do. */
+static void warn_held(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double smin,
+                      const char *atlas) {
+    const pop_rows_out *f = &pfi->fit[a];
+    if (ctx->rank != 0 || !pfi->graphs[a] || !f->held) return; /* the same fit on every rank */
+    char who[512] = "";
+    size_t k = 0;
+    for (int j = 0; j < f->held && j < POP_APART_LOG && k < sizeof who; j++) {
+        const char *p = pfi->held_name[a][j] && *pfi->held_name[a][j] ? pfi->held_name[a][j] : "?";
+        int w = snprintf(who + k, sizeof who - k, "%s%s (%.0f%% of direction %d)", j ? ", " : "",
+                         p, 100 * f->held_share[j], f->held_dir[j]);
+        k += (size_t)(w > 0 ? w : 0);
+    }
+    log_warn(ctx, "pretrain: population head of %s: %lld %s a leading direction alone (%g or "
+             "more of its variance over the people; left out one at a time, the directions found "
+             "again each time): %s%s; left out of the head's fit, as a direction one person alone "
+             "spans is not a way people differ. Look at their scans (motion, scrubbing, coverage; "
+             "docs/model.md section 11, \"People who stand apart\"; pop_outlier_share: 0 keeps "
+             "them)", atlas, (long long)f->held, f->held == 1 ? "person holds" : "people hold",
+             smin, who, f->held > POP_APART_LOG ? ", ..." : "");
+}
+
 void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int r, int how,
-                 int pop_auto, int site_mode, double apart_z) {
+                 int pop_auto, int site_mode, double apart_z, double apart_share) {
     for (int a = 0; a < c->n_atlases; a++) {
         char sites[160] = "", found[640];
         if (!pfi->graphs[a]) continue;
@@ -117,6 +140,7 @@ void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int
                  (long long)pfi->fit[a].multi, sites, pfi->fit[a].ratio);
     }
     for (int a = 0; a < c->n_atlases; a++) warn_apart(ctx, pfi, a, apart_z, c->atlas[a]);
+    for (int a = 0; a < c->n_atlases; a++) warn_held(ctx, pfi, a, apart_share, c->atlas[a]);
     for (int a = 0; a < c->n_atlases; a++) warn_site_own(ctx, site_mode, pfi, a, r, c->atlas[a]);
     if (pop_auto)
         log_info(ctx, "pretrain: pop_rank auto: rank %d for every atlas (%s)", r,

@@ -213,3 +213,65 @@ done:
     free(Sb), free(Sw), free(G), free(ld), free(tmp), free(ids), free(rows), free(apart);
     return got;
 }
+
+int64_t pop_scans_holding(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
+                          double smin, unsigned char *keep, pop_rows_out *out, bgfm_err *e) {
+    const char *what = "population head directions held";
+    const int k = POP_HOLD_DIRS < r0 ? POP_HOLD_DIRS : r0;
+    out->held = 0;
+    double *Sb = bgfm_malloc(e, (size_t)r0 * r0 * sizeof *Sb, what);
+    double *Sw = bgfm_malloc(e, (size_t)r0 * r0 * sizeof *Sw, what);
+    double *G = bgfm_malloc(e, (size_t)n * (size_t)r0 * sizeof *G, what);
+    double *ev = bgfm_malloc(e, (size_t)r0 * sizeof *ev, what);
+    double *y = bgfm_malloc(e, (size_t)n * sizeof *y, what);
+    signed char *side = bgfm_malloc(e, (size_t)n, what);
+    int64_t *ids = bgfm_malloc(e, (size_t)n * sizeof *ids, what), got = -1;
+    if (!Sb || !Sw || !G || !ev || !y || !side || !ids) goto done;
+    for (got = 0; got < POP_HOLD_MAX; got++) {
+        int64_t scans = 0, m = 0;
+        for (int64_t i = 0; i < n; i++) side[i] = (signed char)(keep[i] != 0);
+        const int64_t multi = pop_scatter(Q, n, r0, scan, side, 1, 1, Sb, Sw, G, &scans, e);
+        if (multi < 0) {
+            got = -1;
+            break;
+        }
+        if (multi < POP_APART_MIN || pop_shrink_within(Sw, r0, shrink)) break;
+        if (LAPACKE_dsygv(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev)) break;
+        for (int64_t i = 0; i < n; i++) /* the kept scans in ascending order: G's rows */
+            if (keep[i]) ids[m++] = scan[i];
+        qsort(ids, (size_t)m, sizeof *ids, pop_i64_cmp);
+        for (int64_t i = 0, u = -1; i < m; i++)
+            if (u < 0 || ids[i] != ids[u]) ids[++u] = ids[i];
+        int64_t who = -1;
+        double best = 0;
+        int dir = 0;
+        for (int d = 0; d < k; d++) { /* eigenvectors in columns, ascending: leading last */
+            const int col = r0 - 1 - d;
+            double mean = 0, tot = 0, top = 0;
+            int64_t at = 0;
+            for (int64_t q = 0; q < scans; q++) {
+                y[q] = 0;
+                for (int c = 0; c < r0; c++) y[q] += G[q * r0 + c] * Sb[c * r0 + col];
+                mean += y[q] / (double)scans;
+            }
+            for (int64_t q = 0; q < scans; q++) {
+                const double c = (y[q] - mean) * (y[q] - mean);
+                tot += c;
+                if (c > top) top = c, at = q;
+            }
+            if (tot > 0 && top / tot > best) best = top / tot, who = at, dir = d;
+        }
+        if (who < 0 || best < smin) break;
+        for (int64_t i = 0; i < n; i++)
+            if (scan[i] == ids[who]) keep[i] = 0;
+        if (out->held < POP_APART_LOG) {
+            out->held_scan[out->held] = ids[who];
+            out->held_share[out->held] = best;
+            out->held_dir[out->held] = dir + 1;
+        }
+        out->held++;
+    }
+done:
+    free(Sb), free(Sw), free(G), free(ev), free(y), free(side), free(ids);
+    return got;
+}

@@ -380,7 +380,7 @@ static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, p
     const model_cfg *c = &t->m.cfg;
     const pop_fit_opts fo = {.auto_rank = o->pop_auto, .site_mode = mode, .shrink = o->pop_shrink,
         .site_shrink = o->pop_site_shrink, .npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0,
-        .apart_z = o->pop_outlier_z};
+        .apart_z = o->pop_outlier_z, .apart_share = o->pop_outlier_share};
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, &fo, pfi);
     *how = 0;
     *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
@@ -408,7 +408,7 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
         rc = fit_at(ctx, o, t, mode, &pfi, &r, &how);
     }
     if (!rc && m->cfg.pop_rank) pop_log_fit(ctx, &pfi, &m->cfg, r, how, o->pop_auto, mode,
-                                              o->pop_outlier_z);
+                                              o->pop_outlier_z, o->pop_outlier_share);
     t->m.cfg.pop_site_fit = 1 + mode; /* final.h5 says how the head was fitted */
     const int alone = pop_head_alone(r, how); /* a count the people share */
     if (!rc && m->cfg.pop_rank && (o->embed_pcs || (o->embed_auto && !alone))) {
@@ -632,6 +632,10 @@ static const bgfm_opt pretrain_opts_table[] = {
      "stands further apart from everyone's than this many robust deviations (of the log "
      "distance, in the head's metric) is left out of its fit and named in the log (0: "
      "everyone kept; model.md section 11)"},
+    {"pop_outlier_share", BGFM_OPT_REAL, "0", 0, 1, NULL, "population head: a person who "
+     "holds this share or more of the variance of one of its 8 leading directions is left out "
+     "of its fit, one at a time, and named in the log (0: off; opt-in, results 12z; model.md "
+     "section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -770,6 +774,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.pop_shrink = params_real(w, "pop_shrink");
     o.pop_site_shrink = params_real(w, "pop_site_shrink");
     o.pop_outlier_z = params_real(w, "pop_outlier_z");
+    o.pop_outlier_share = params_real(w, "pop_outlier_share");
     o.pop_site = pop_site_parse(params_str(w, "pop_site")); /* the enum's words: never -1 */
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

@@ -18,7 +18,9 @@ L += A z F / sqrt(P) (z ~ N(0, 1) per subject, F a fixed symmetric normal matrix
 from their own generators, so the other draws do not change): a site's own person-level
 variation (pop_site: harmonise's test). --apart N: the last N subjects' FC is moreover their
 own, L += A G_s / sqrt(P) (A: --apart-size, default 3; G_s a symmetric normal matrix per
-subject, from its own generator): people who stand apart (pop_outlier_z's test)."""
+subject, from its own generator): people who stand apart (pop_outlier_z's test); with
+--apart-rank R, L += A U U' / P instead (U: P x R normal, per subject): an FC of their own
+along few directions (pop_outlier_share's test)."""
 import argparse, os
 import numpy as np
 import nibabel as nib
@@ -37,6 +39,7 @@ ap.add_argument("--site-shift", type=float, default=0.0)
 ap.add_argument("--site-own", type=float, default=0.0)
 ap.add_argument("--apart", type=int, default=0)
 ap.add_argument("--apart-size", type=float, default=3.0)
+ap.add_argument("--apart-rank", type=int, default=0)
 a = ap.parse_args()
 sizes = [float(x) for x in a.factor_sizes.split(",")] if a.factor_sizes else [a.factor_size] * a.factors
 if a.factor_sizes:
@@ -84,7 +87,10 @@ for s in range(a.subjects):
             L += a.site_shift * E[s % a.sites] / np.sqrt(P)
         if a.site_own and s % a.sites == 0:
             L += a.site_own * z * F / np.sqrt(P)
-        if own:
+        if own and a.apart_rank:  # a pattern of few directions (as motion leaves)
+            U = np.random.default_rng([a.seed, 78, s]).standard_normal((P, a.apart_rank))
+            L += a.apart_size * (U @ U.T) / P
+        elif own:
             G = np.random.default_rng([a.seed, 77, s]).standard_normal((P, P))
             L += a.apart_size * (G + G.T) / np.sqrt(2 * P)
         for k in range(a.factors):

@@ -248,3 +248,22 @@ check "two apart: the log names them (sub-71, sub-72) once, as numpy finds them;
   [ \$(grep -c 'stand apart from the rest' '$T/oa_2.8') = 1 ] &&
   grep -q 'pop_fit: 2 of 72 scans stand apart' '$T/ra_2.8' &&
   ! grep -q 'stand apart' '$T/oa_0' '$T/ra_0'"
+# two people whose own FC lies along one direction each (tiny_bids.py --apart-rank 1, as
+# motion leaves it) by what they hold (pop_outlier_share 0.5, the distance rule off): each
+# holds about 80 % of the leading direction, they are left out one at a time and named, the
+# rule then finds the three factors, and the head and rank = numpy/scipy's fit without them
+# (pop_fit.py reads the same loop)
+"$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/ds1" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
+  --factor-size 0.6 --seed 4 --apart 2 --apart-size 16 --apart-rank 1 >/dev/null ||
+  notok "dataset with two people of one direction each"
+P=${PRE/pop_rank: auto,/pop_rank: auto, pop_outlier_z: 0, pop_outlier_share: 0.5,}
+DATA=$T/ds1 PIPE_NAME=pa PIPE_SEED=3 pipeline_yaml "$T/a_s.yaml" "$T/wa_s" "{windows: {length: 10, stride: 5}}" "$P"
+expect_rc "two people apart, pop_outlier_share 0.5: run on 2 ranks" 0 to "$T/oa_s" $MPIRUN 2 "$BGFM" run "$T/a_s.yaml"
+$PY "$ROOT/tests/reference/pop_fit.py" "$T/wa_s/pre/final.h5" "$T/wa_s/conn" >"$T/ra_s" 2>&1 ||
+  notok "two people apart, pop_outlier_share 0.5: = numpy/scipy ($(tail -1 "$T/ra_s"))"
+check "two who hold a direction: the log names them (sub-71, sub-72) once with their shares, as numpy finds them; no distance line" bash -c "
+  grep -qE 'population head of tiny: 2 people hold a leading direction alone .*: sub-7[12] \([0-9]+% of direction [0-9]\), sub-7[12] \([0-9]+% of direction [0-9]\); left out' '$T/oa_s' &&
+  [ \$(grep -c 'hold a leading direction alone' '$T/oa_s') = 1 ] &&
+  grep -qE 'pop_fit: 2 scans hold a leading direction: (7[01]) \(0\.[5-9][0-9] of direction [0-9]\) (7[01]) ' '$T/ra_s' &&
+  grep -q 'pop_rank auto: rank 3 for every atlas' '$T/oa_s' &&
+  ! grep -q 'stand apart from the rest' '$T/oa_s' && ! grep -q 'stand apart' '$T/ra_s'"

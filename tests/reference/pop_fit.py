@@ -16,6 +16,13 @@ People who stand apart (`pop_outlier_z`, 4 by default): over the scans with two 
 graphs, each scan's mean score less the mean of all of them, its distance g^T Sw^-1 g (Sw
 shrunk as below), z = (log distance - median) / (1.4826 MAD) of the log distances; the
 scans with z above pop_outlier_z are left out and the fit above made again without them.
+People who hold a leading direction (`pop_outlier_share`, 0 = off by default), on the
+same first fit's scores, after those: over the scans kept, the 8 leading directions of
+eigh(Sb, Sw') (the scans' means recentred on their mean), each scan's mean along each, and
+the largest share of a direction's variance one scan holds; while it is at least
+pop_outlier_share (and 20 or more of the kept scans have two or more graphs, at most 16
+times), that scan is left out and the directions found again; the fit is then made again
+without every scan left out.
 Checked per atlas:
 - each direction's features (W z + b over the training graphs) match numpy's within 1e-3
   relative (directions whose eigenvalue is within 1e-3 of a neighbour's: the subspace);
@@ -55,6 +62,8 @@ m = re.search(r"pop_site_shrink:\s*([0-9.eE+-]+)", cfg)
 site_shrink = float(m.group(1)) if m else 0.5
 m = re.search(r"pop_outlier_z:\s*([0-9.eE+-]+)", cfg)
 zmax = float(m.group(1)) if m else 0.0  # older models: everyone kept
+m = re.search(r"pop_outlier_share:\s*([0-9.eE+-]+)", cfg)
+smin = float(m.group(1)) if m else 0.0
 auto = re.search(r"pop_rank:\s*auto\b", cfg) is not None
 emb = s(a["embedding"]) if "embedding" in a else "encoder"
 NPC = 4 if emb == "pcs+pop" else 0  # the FC's principal axes after the discriminant rows
@@ -187,6 +196,33 @@ def stand_apart(Q, scan):
     return out
 
 
+def holding(Q, scan, gone):
+    """The scans not in gone that hold smin or more of a leading direction's variance, left
+    out one at a time (the directions found again each time); printed in that order."""
+    keep = np.array([int(p) not in gone for p in scan])
+    out = []
+    while len(out) < 16:
+        subs = sorted(set(int(p) for p in scan[keep]))
+        if sum((scan[keep] == p).sum() > 1 for p in subs) < 20:
+            break
+        Sb, Sw = covs(Q[keep], scan[keep], subs)
+        Sw = (1 - shrink) * Sw + shrink * np.trace(Sw) / len(Sw) * np.eye(len(Sw))
+        V = sl.eigh(Sb, Sw)[1][:, ::-1][:, :8]
+        Y = np.array([Q[keep & (scan == p)].mean(0) for p in subs]) @ V
+        C = (Y - Y.mean(0)) ** 2
+        share = C.max(0) / C.sum(0)
+        j = int(np.argmax(share))
+        if share[j] < smin:
+            break
+        p = subs[int(np.argmax(C[:, j]))]
+        out.append((p, share[j], j + 1))
+        keep &= scan != p
+    if out:
+        print("pop_fit: %d scans hold a leading direction: %s" % (len(out), " ".join(
+            "%d (%.2f of direction %d)" % x for x in out)))
+    return {p for p, _, _ in out}
+
+
 used = f["pretrain_graphs"][()]
 idx = h5py.File(cdir + "/index.h5", "r")
 names = [s(x) for x in idx["atlases"][()]]
@@ -205,15 +241,17 @@ for ai, an in enumerate(names):
     b = f["model/pop/%s/b" % an][()].astype(np.float64)
     mu = f["model/norm/%s/mean" % an][()].astype(np.float64) if ("norm/%s/mean" % an) in f["model"] else None
     sd = f["model/norm/%s/std" % an][()].astype(np.float64) if mu is not None else None
-    apart = []
-    while True:  # the fit; again without the people who stand apart, if any
+    again = True
+    while True:  # the fit; again without the people who stand apart or hold a direction
         X, scan, keys, Xc, X0, Vt, lam, r0, Q, nsites = rows_fit(rows, an, mu, sd)
-        if not zmax or apart:
+        if not again:
             break
-        apart = stand_apart(Q, scan)
+        apart = stand_apart(Q, scan) if zmax else set()
+        if smin:
+            apart |= holding(Q, scan, apart)
         if not apart:
             break
-        rows = [g for g in rows if GJ[g] not in apart]
+        rows, again = [g for g in rows if GJ[g] not in apart], False
     n, T = X.shape
     if harm and nsites > 1:  # each site's scores to the pooled covariance, for the choice only
         def power(S, p):

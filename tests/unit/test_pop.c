@@ -648,17 +648,17 @@ static void test_plateau_rule(void **st) {
  * the same bits as the fit of the others alone; without them the rule leaves everyone in
  * (the same bits as without the rule); where they are kept, they take the leading
  * directions; with fewer than POP_APART_MIN scans seen twice nothing is measured. */
-static void test_people_apart(void **st) {
-    (void)st;
-    const int S = 150, w = 4, T = 24, r = 2, X = 2;
+/* planted(S, w, T, scan, 7) (returned in *Zc) followed by X scans (5000, 5001, ..) of w
+ * windows each that share a pattern of their own, larger than the planted ones. */
+static float *with_own(int S, int w, int T, int X, int64_t *scan, float **Zc) {
     const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
-    int64_t scan[(150 + 2) * 4];
-    float *Zc = planted(S, w, T, scan, 7), *Z = malloc((size_t)n * T * sizeof *Z);
+    float *Z = malloc((size_t)n * T * sizeof *Z);
+    *Zc = planted(S, w, T, scan, 7);
     assert_non_null(Z);
-    memcpy(Z, Zc, (size_t)nc * T * sizeof *Z);
+    memcpy(Z, *Zc, (size_t)nc * T * sizeof *Z);
     rng_stream g;
     rng_init(&g, 11, RNG_USER, 0, 0, 0);
-    for (int x = 0; x < X; x++) { /* a pattern of the scan's own, larger than the planted ones */
+    for (int x = 0; x < X; x++) {
         double own[24];
         for (int q = 0; q < T; q++) own[q] = (6.0 + 2.0 * x) * rng_normal(&g);
         for (int j = 0; j < w; j++) {
@@ -667,6 +667,15 @@ static void test_people_apart(void **st) {
             for (int q = 0; q < T; q++) Z[i * T + q] = (float)(own[q] + rng_normal(&g));
         }
     }
+    return Z;
+}
+
+static void test_people_apart(void **st) {
+    (void)st;
+    const int S = 150, w = 4, T = 24, r = 2, X = 2;
+    const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
+    int64_t scan[(150 + 2) * 4];
+    float *Zc, *Z = with_own(S, w, T, X, scan, &Zc);
     float W[2 * 24], b[2], Wc[2 * 24], bc[2];
     pop_rows_out ro, rc;
     bgfm_err e = {0};
@@ -706,6 +715,49 @@ static void test_people_apart(void **st) {
     free(Zc), free(Z);
 }
 
+/* People who hold a leading direction (pop_outlier_share, pop_scan.h): the same two scans,
+ * with the distance rule off, are left out one at a time (each holding more than half of
+ * one of the leading directions), and the head is the same bits as the fit of
+ * the others alone; without them nobody is left out and the head is the same bits as
+ * without the rule; at a share no scan holds, nobody either. */
+static void test_people_holding(void **st) {
+    (void)st;
+    const int S = 150, w = 4, T = 24, r = 2, X = 2;
+    const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
+    int64_t scan[(150 + 2) * 4];
+    float *Zc, *Z = with_own(S, w, T, X, scan, &Zc);
+    float W[2 * 24], b[2], Wc[2 * 24], bc[2], Wk[2 * 24], bk[2];
+    pop_rows_out ro, rc;
+    bgfm_err e = {0};
+    pop_fit_opts o = {.r = r, .site_mode = POP_SITE_CENTRE, .shrink = 0.1, .apart_share = 0.5};
+    pop_fit_opts none = o;
+    none.apart_share = 0;
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, &o, W, b, NULL, NULL, &ro, &e), r);
+    assert_int_equal(pop_fit_rows(Zc, nc, T, scan, NULL, 0, &none, Wc, bc, NULL, NULL, &rc, &e), r);
+    print_message("held: %lld: scan %lld (%.2f of direction %d), scan %lld (%.2f of direction %d)\n",
+                  (long long)ro.held, (long long)ro.held_scan[0], ro.held_share[0],
+                  ro.held_dir[0], (long long)ro.held_scan[1], ro.held_share[1], ro.held_dir[1]);
+    assert_int_equal(ro.held, X);
+    assert_int_equal(ro.apart, 0);
+    assert_int_equal(ro.multi, S);
+    assert_true((ro.held_scan[0] == 5000 && ro.held_scan[1] == 5001) ||
+                (ro.held_scan[0] == 5001 && ro.held_scan[1] == 5000));
+    for (int k = 0; k < X; k++)
+        assert_true(ro.held_share[k] >= 0.5 && ro.held_dir[k] >= 1 && ro.held_dir[k] <= POP_HOLD_DIRS);
+    assert_memory_equal(W, Wc, sizeof W);
+    assert_memory_equal(b, bc, sizeof b);
+    /* nobody holds a direction: the same bits as without the rule */
+    assert_int_equal(pop_fit_rows(Zc, nc, T, scan, NULL, 0, &o, Wk, bk, NULL, NULL, &rc, &e), r);
+    assert_int_equal(rc.held, 0);
+    assert_memory_equal(Wk, Wc, sizeof Wk);
+    assert_memory_equal(bk, bc, sizeof bk);
+    /* a share nobody reaches keeps them too */
+    o.apart_share = 1.0;
+    assert_int_equal(pop_fit_rows(Z, n, T, scan, NULL, 0, &o, Wk, bk, NULL, NULL, &rc, &e), r);
+    assert_int_equal(rc.held, 0);
+    free(Zc), free(Z);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_directions),
@@ -721,6 +773,7 @@ int main(void) {
         cmocka_unit_test(test_repro_peak), cmocka_unit_test(test_head_alone),
         cmocka_unit_test(test_plateau_rule),
         cmocka_unit_test(test_people_apart),
+        cmocka_unit_test(test_people_holding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
