@@ -60,19 +60,30 @@ static void warn_site_own(bgfm_ctx *ctx, int site_mode, const pop_fit_info *pfi,
     }
 }
 
+/* "sub-1 (z 7.2), sub-2 (z 5.1)" (dir NULL: v is z) or "sub-1 (94% of direction 1), .."
+ * (v a share, dir its direction): the first count (at most POP_APART_LOG) of names, "?"
+ * for a name not known. */
+static void name_list(char *who, size_t n, const char *const *names, int64_t count,
+                      const double *v, const int *dir) {
+    size_t k = 0;
+    who[0] = 0;
+    for (int j = 0; j < count && j < POP_APART_LOG && k < n; j++) {
+        const char *p = names[j] && *names[j] ? names[j] : "?", *sep = j ? ", " : "";
+        int w = dir ? snprintf(who + k, n - k, "%s%s (%.0f%% of direction %d)", sep, p,
+                               100 * v[j], dir[j])
+                    : snprintf(who + k, n - k, "%s%s (z %.1f)", sep, p, v[j]);
+        k += (size_t)(w > 0 ? w : 0);
+    }
+}
+
 /* The people who stand apart, left out of atlas a's head (pop.h, POP_APART_Z): said with
  * who they are and what to do. */
 static void warn_apart(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double zmax,
                        const char *atlas) {
     const pop_rows_out *f = &pfi->fit[a];
     if (ctx->rank != 0 || !pfi->graphs[a] || !f->apart) return; /* the same fit on every rank */
-    char who[512] = "";
-    size_t k = 0;
-    for (int j = 0; j < f->apart && j < POP_APART_LOG && k < sizeof who; j++) {
-        const char *p = pfi->apart_name[a][j] && *pfi->apart_name[a][j] ? pfi->apart_name[a][j] : "?";
-        int w = snprintf(who + k, sizeof who - k, "%s%s (z %.1f)", j ? ", " : "", p, f->apart_z[j]);
-        k += (size_t)(w > 0 ? w : 0);
-    }
+    char who[512];
+    name_list(who, sizeof who, pfi->apart_name[a], f->apart, f->apart_z, NULL);
     log_warn(ctx, "pretrain: population head of %s: %lld of the %lld people seen twice or more "
              "%s apart from the rest (their FC's distance from everyone's more than %g robust "
              "deviations above the typical one): %s%s; left out of the head's fit, as a direction "
@@ -89,14 +100,8 @@ static void warn_held(bgfm_ctx *ctx, const pop_fit_info *pfi, int a, double smin
                       const char *atlas) {
     const pop_rows_out *f = &pfi->fit[a];
     if (ctx->rank != 0 || !pfi->graphs[a] || !f->held) return; /* the same fit on every rank */
-    char who[512] = "";
-    size_t k = 0;
-    for (int j = 0; j < f->held && j < POP_APART_LOG && k < sizeof who; j++) {
-        const char *p = pfi->held_name[a][j] && *pfi->held_name[a][j] ? pfi->held_name[a][j] : "?";
-        int w = snprintf(who + k, sizeof who - k, "%s%s (%.0f%% of direction %d)", j ? ", " : "",
-                         p, 100 * f->held_share[j], f->held_dir[j]);
-        k += (size_t)(w > 0 ? w : 0);
-    }
+    char who[512];
+    name_list(who, sizeof who, pfi->held_name[a], f->held, f->held_share, f->held_dir);
     log_warn(ctx, "pretrain: population head of %s: %lld %s a leading direction alone (%g or "
              "more of its variance over the people; left out one at a time, the directions found "
              "again each time): %s%s; left out of the head's fit, as a direction one person alone "
