@@ -146,6 +146,22 @@ double pop_median(double *v, int64_t n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The scans of the rows with keep[i] set (every row when keep is NULL), ascending and once
+ * each, into ids (pop_scatter's order of its G); rows (may be NULL; zeroed by the caller)
+ * gets each one's row count. Returns how many. */
+static int64_t sorted_scans(const int64_t *scan, const unsigned char *keep, int64_t n,
+                            int64_t *ids, int64_t *rows) {
+    int64_t m = 0, u = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!keep || keep[i]) ids[m++] = scan[i];
+    qsort(ids, (size_t)m, sizeof *ids, pop_i64_cmp);
+    for (int64_t i = 0; i < m; i++) {
+        if (u < 0 || ids[i] != ids[u]) ids[++u] = ids[i];
+        if (rows) rows[u]++;
+    }
+    return u + 1;
+}
+
 int64_t pop_scans_apart(const double *Q, int64_t n, int r0, const int64_t *scan, double shrink,
                         double zmax, unsigned char *keep, pop_rows_out *out, bgfm_err *e) {
     const char *what = "population head distances";
@@ -164,9 +180,6 @@ int64_t pop_scans_apart(const double *Q, int64_t n, int r0, const int64_t *scan,
     got = 0;
     if (multi < POP_APART_MIN || pop_shrink_within(Sw, r0, shrink)) goto done;
     if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', r0, Sw, r0)) goto done; /* not definite: no reading */
-    /* the scans in ascending order (pop_scatter's G) and their row counts */
-    memcpy(ids, scan, (size_t)n * sizeof *ids);
-    qsort(ids, (size_t)n, sizeof *ids, pop_i64_cmp);
     rows = bgfm_calloc(e, (size_t)scans, sizeof *rows, what);
     tmp = bgfm_malloc(e, (size_t)scans * sizeof *tmp, what);
     apart = bgfm_calloc(e, (size_t)scans, sizeof *apart, what);
@@ -174,10 +187,7 @@ int64_t pop_scans_apart(const double *Q, int64_t n, int r0, const int64_t *scan,
         got = -1;
         goto done;
     }
-    for (int64_t i = 0, k = -1, prev = 0; i < n; i++) { /* unique, in place */
-        if (!i || ids[i] != prev) prev = ids[i], ids[++k] = ids[i];
-        rows[k]++;
-    }
+    sorted_scans(scan, NULL, n, ids, rows); /* pop_scatter's G order, and the row counts */
     for (int64_t k = 0; k < scans; k++) { /* d = |L^-1 g|^2 */
         double *g = G + k * r0, d = 0;
         cblas_dtrsv(CblasRowMajor, CblasLower, CblasNoTrans, CblasNonUnit, r0, Sw, r0, g, 1);
@@ -228,7 +238,7 @@ int64_t pop_scans_holding(const double *Q, int64_t n, int r0, const int64_t *sca
     int64_t *ids = bgfm_malloc(e, (size_t)n * sizeof *ids, what), got = -1;
     if (!Sb || !Sw || !G || !ev || !y || !side || !ids) goto done;
     for (got = 0; got < POP_HOLD_MAX; got++) {
-        int64_t scans = 0, m = 0;
+        int64_t scans = 0;
         for (int64_t i = 0; i < n; i++) side[i] = (signed char)(keep[i] != 0);
         const int64_t multi = pop_scatter(Q, n, r0, scan, side, 1, 1, Sb, Sw, G, &scans, e);
         if (multi < 0) {
@@ -237,11 +247,7 @@ int64_t pop_scans_holding(const double *Q, int64_t n, int r0, const int64_t *sca
         }
         if (multi < POP_APART_MIN || pop_shrink_within(Sw, r0, shrink)) break;
         if (LAPACKE_dsygv(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev)) break;
-        for (int64_t i = 0; i < n; i++) /* the kept scans in ascending order: G's rows */
-            if (keep[i]) ids[m++] = scan[i];
-        qsort(ids, (size_t)m, sizeof *ids, pop_i64_cmp);
-        for (int64_t i = 0, u = -1; i < m; i++)
-            if (u < 0 || ids[i] != ids[u]) ids[++u] = ids[i];
+        sorted_scans(scan, keep, n, ids, NULL); /* the kept scans: G's rows */
         int64_t who = -1;
         double best = 0;
         int dir = 0;

@@ -401,8 +401,8 @@ static int fit_head(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t) {
     if (k >= 0) {
         log_info(ctx, "pretrain: pop_site auto: harmonise (centred, %.0f%% of how people differ "
                  "along direction %d of %s is within one site: that site's own variation, or one "
-                 "or two of its people's; docs/model.md section 11, \"Sites\")", 100 * pfi.fit[a].site_share[k], k + 1,
-                 m->cfg.atlas[a]);
+                 "or two of its people's; docs/model.md section 11, \"Sites\")",
+                 100 * pfi.fit[a].site_share[k], k + 1, m->cfg.atlas[a]);
         pop_fit_info_free(&pfi);
         mode = POP_SITE_HARMONISE;
         rc = fit_at(ctx, o, t, mode, &pfi, &r, &how);
