@@ -6,11 +6,14 @@
  *   index.h5   /shards (strings, shard file names relative to the index's folder)
  *              /graphs/{atlas (int32, into /atlases), shard (int32), row (int64, row in the
  *              shard's /graphs/<atlas> datasets), subject (int64, row of timeseries.h5
- *              /subjects), window (int64), label (int64, -1 unknown), n_nodes (int32)}
+ *              /subjects), window (int64), label (int64, -1 unknown), n_nodes (int32),
+ *              mean_fd (float64, the scan's mean framewise displacement in mm, NaN
+ *              unknown; absent in stores written before it: read as NaN)}
  *              /graphs/participant_id, /graphs/site, [/graphs/dataset] (strings)
  *              /atlases (strings, atlas names, pipeline order), attrs rwse_steps, ...
  *   shard-NNNNN.h5  /graphs/<atlas>/{fc float32 GxNxN, adj uint8 GxNxN, rwse float32 GxNxk,
- *              subject int64 G, window int64 G, label int64 G, flagged uint8 GxN}
+ *              subject int64 G, window int64 G, label int64 G, flagged uint8 GxN,
+ *              mean_fd float64 G}
  *              chunked one graph per chunk.
  * A single shard file is itself a valid store (its graphs are listed from its own
  * datasets, in atlas order then row order). Reads are independent (any rank, any
@@ -31,6 +34,7 @@ typedef struct graphs_meta {
     int64_t window;  /* window index within the scan, 0 without windows */
     int64_t label;   /* -1 when unknown */
     int32_t n_nodes;
+    double mean_fd;  /* the scan's mean framewise displacement (mm); NaN when unknown */
 } graphs_meta;
 
 typedef struct graphs_store graphs_store; /* opaque */
@@ -109,8 +113,9 @@ int graphs_writer_create(graphs_writer **w, const char *path, int64_t shard,
                          const graphs_info *info, const int64_t *n_per_atlas, bgfm_err *e);
 int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
                       const uint8_t *adj, const float *rwse, const uint8_t *flagged,
-                      int64_t subject, int64_t window, int64_t label, const char *participant,
-                      const char *dataset, const char *site, bgfm_err *e);
+                      int64_t subject, int64_t window, int64_t label, double mean_fd,
+                      const char *participant, const char *dataset, const char *site,
+                      bgfm_err *e);
 /* Writes the per-row metadata and closes; on failure (or with w abandoned through
  * graphs_writer_abort) the file is incomplete and must not be used. */
 int graphs_writer_close(graphs_writer **w, bgfm_err *e);

@@ -17,8 +17,10 @@
 #include "bgfm/regress.h"
 #include "bgfm/stage.h"
 
-#define PROBE_NFEAT 5 /* pretrained, random_init, fc_baseline, fc_pca, site */
+#define PROBE_NFEAT 6 /* pretrained, random_init, fc_baseline, fc_pca, site, motion */
 #define PROBE_FEAT_SITE 4 /* the acquisition site alone, one-hot: what a site confound reads */
+#define PROBE_FEAT_MOTION 5 /* the scan's mean framewise displacement alone: what head
+                               motion reads */
 #define PROBE_NMET 3  /* auc, accuracy, balanced_accuracy */
 #define PROBE_NREG REGRESS_NOUT /* per regression cell: r2, alpha, training subjects, r2 of the training mean */
 #define PROBE_MAX_TARGETS 32
@@ -46,6 +48,11 @@ typedef struct probe_data {
     char **site_name;     /* (n_sites) their names, sorted */
     int64_t *site_cls;    /* (n_sites, K) labelled subjects per site and class */
     metrics_chi2 label_site; /* chi-squared test of site_cls (dof 0: not defined) */
+    double *fd;           /* (nl) the mean framewise displacement of the graph's scan (mm),
+                             NaN when unknown (no confounds regressed) */
+    double fd_fill;       /* what the motion feature holds where fd is unknown: the mean
+                             of the known ones (0 when none is known) */
+    int64_t n_motion;     /* probed subjects with a known mean FD */
     int K;
     int64_t *labels;      /* (K) label values, ascending */
     int R, F;             /* repeats, folds */

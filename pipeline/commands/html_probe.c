@@ -20,7 +20,8 @@
 #define NFEAT PROBE_NFEAT
 #define feat probe_feat_name /* the keys the probe writes probe.json with */
 static const char *const feat_title[NFEAT] = {"pretrained encoder", "random-init encoder",
-                                              "FC baseline", "FC PCA", "site alone"};
+                                              "FC baseline", "FC PCA", "site alone",
+                                              "head motion alone"};
 
 static void gp_name(char *dst, size_t n, const char *s) {
     size_t k = 0;

@@ -4,6 +4,7 @@
 #include "bgfm/graphs.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ struct graphs_writer {
     int64_t *n;           /* graphs per atlas */
     hid_t (*d)[DS_N];     /* per atlas datasets */
     int64_t *subject, *window, *label; /* per atlas blocks, offsets in off[] */
+    double *fd;                        /* mean framewise displacement, same blocks */
     char **pid, **site, **dsn;         /* dsn: only with info->has_dataset */
     int64_t *off;         /* prefix sums of n */
 };
@@ -97,6 +99,7 @@ void graphs_writer_abort(graphs_writer **pw) {
     free(w->subject);
     free(w->window);
     free(w->label);
+    free(w->fd);
     free(w->off);
     free(w->n);
     free(w->d);
@@ -130,9 +133,10 @@ int graphs_writer_create(graphs_writer **pw, const char *path, int64_t shard,
     w->subject = bgfm_calloc(e, m, sizeof(int64_t), "shard rows");
     w->window = bgfm_calloc(e, m, sizeof(int64_t), "shard rows");
     w->label = bgfm_calloc(e, m, sizeof(int64_t), "shard rows");
+    w->fd = bgfm_calloc(e, m, sizeof(double), "shard rows");
     w->pid = bgfm_calloc(e, m, sizeof(char *), "shard rows");
     w->site = bgfm_calloc(e, m, sizeof(char *), "shard rows");
-    if (!w->subject || !w->window || !w->label || !w->pid || !w->site) goto fail;
+    if (!w->subject || !w->window || !w->label || !w->fd || !w->pid || !w->site) goto fail;
     if (info->has_dataset && !(w->dsn = bgfm_calloc(e, m, sizeof(char *), "shard rows"))) goto fail;
     w->f = h5io_create(MPI_COMM_SELF, path, e);
     if (w->f < 0) goto fail;
@@ -183,13 +187,15 @@ fail:
 
 int graphs_writer_put(graphs_writer *w, int atlas, int64_t row, const float *fc,
                       const uint8_t *adj, const float *rwse, const uint8_t *flagged,
-                      int64_t subject, int64_t window, int64_t label, const char *participant,
-                      const char *dataset, const char *site, bgfm_err *e) {
+                      int64_t subject, int64_t window, int64_t label, double mean_fd,
+                      const char *participant, const char *dataset, const char *site,
+                      bgfm_err *e) {
     BGFM_ASSERT(atlas >= 0 && atlas < w->n_atlases && row >= 0 && row < w->n[atlas]);
     int64_t i = w->off[atlas] + row;
     w->subject[i] = subject;
     w->window[i] = window;
     w->label[i] = label;
+    w->fd[i] = mean_fd;
     free(w->pid[i]);
     free(w->site[i]);
     w->pid[i] = bgfm_strdup(e, participant ? participant : "");
@@ -220,6 +226,8 @@ int graphs_writer_close(graphs_writer **pw, bgfm_err *e) {
         if (!rc) rc = write_small(w->f, p, H5T_STD_I64LE, H5T_NATIVE_INT64, n, w->window + o, e);
         snprintf(p, sizeof p, "/graphs/%s/label", an);
         if (!rc) rc = write_small(w->f, p, H5T_STD_I64LE, H5T_NATIVE_INT64, n, w->label + o, e);
+        snprintf(p, sizeof p, "/graphs/%s/mean_fd", an);
+        if (!rc) rc = write_small(w->f, p, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, w->fd + o, e);
         snprintf(p, sizeof p, "/graphs/%s/participant_id", an);
         if (!rc) rc = h5io_write_strings(w->f, p, (const char *const *)(w->pid + o), (int64_t)n, 0, e);
         snprintf(p, sizeof p, "/graphs/%s/site", an);
@@ -251,7 +259,8 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
     size_t m = (size_t)(n ? n : 1);
     int32_t *i32 = bgfm_malloc(e, m * sizeof(int32_t), "index column");
     int64_t *i64 = bgfm_malloc(e, m * sizeof(int64_t), "index column");
-    int rc = (!i32 || !i64) ? BGFM_ENOMEM : 0;
+    double *f64 = bgfm_malloc(e, m * sizeof(double), "index column");
+    int rc = (!i32 || !i64 || !f64) ? BGFM_ENOMEM : 0;
     int64_t v;
     if (!rc) rc = write_info_attrs(f, info, "bgfm-graphs-index", e);
     v = n;
@@ -293,11 +302,16 @@ int graphs_index_write(const char *path, const graphs_info *info, int n_shards,
     COL32("n_nodes", n_nodes)
 #undef COL32
 #undef COL64
+    if (!rc) {
+        for (int64_t i = 0; i < n; i++) f64[i] = meta[i].mean_fd;
+        rc = write_small(f, "/graphs/mean_fd", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, (hsize_t)n, f64, e);
+    }
     if (!rc) rc = h5io_write_strings(f, "/graphs/participant_id", participant, n, 0, e);
     if (!rc) rc = h5io_write_strings(f, "/graphs/site", site, n, 0, e);
     if (!rc && dataset) rc = h5io_write_strings(f, "/graphs/dataset", dataset, n, 0, e);
     free(i32);
     free(i64);
+    free(f64);
     int crc = h5io_close(&f, path, e);
     return rc ? rc : crc;
 }
@@ -412,6 +426,20 @@ static int read_col(hid_t f, const char *name, hid_t mtype, int64_t n, void *buf
     return n ? h5io_read_all(f, name, mtype, buf, e) : 0;
 }
 
+/* n graphs' mean framewise displacement from the 1-D dataset `name` into meta[0..n-1]:
+ * NaN for all when the dataset is absent (a store written before it, docs/formats.md). */
+static int read_fd(hid_t f, const char *name, int64_t n, graphs_meta *meta, const char *path,
+                   bgfm_err *e) {
+    for (int64_t i = 0; i < n; i++) meta[i].mean_fd = NAN;
+    if (!n || !h5io_exists(f, name)) return 0;
+    double *v = bgfm_malloc(e, (size_t)n * sizeof *v, "mean FD");
+    if (!v) return BGFM_ENOMEM;
+    int rc = read_col(f, name, H5T_NATIVE_DOUBLE, n, v, path, e);
+    for (int64_t i = 0; i < n && !rc; i++) meta[i].mean_fd = v[i];
+    free(v);
+    return rc;
+}
+
 static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int64_t n = 0, na = 0;
     if (read_common_attrs(s, f, e)) return e->code;
@@ -474,6 +502,7 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     free(i32);
     free(i64);
     if (rc) return rc;
+    if ((rc = read_fd(f, "/graphs/mean_fd", n, s->meta, path, e))) return rc;
     int64_t np = 0, nsite = 0;
     if (h5io_read_strings(f, "/graphs/participant_id", &s->pid, &np, e)) return e->code;
     if (h5io_read_strings(f, "/graphs/site", &s->site, &nsite, e)) return e->code;
@@ -578,6 +607,8 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
             ids[r] = sites[r] = NULL;
             if (dsn) s->dsn[g0 + r] = dsn[r], dsn[r] = NULL;
         }
+        snprintf(p, sizeof p, "/graphs/%s/mean_fd", s->atlas[a]);
+        if (!rc) rc = read_fd(f, p, cnt[a], s->meta + g0, path, e);
         strlist_free(ids, ni);
         strlist_free(sites, nsi);
         if (dsn) strlist_free(dsn, nd);

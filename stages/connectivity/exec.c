@@ -27,6 +27,7 @@ typedef struct ts_meta {
     char **site;          /* S */
     char **ds;            /* S: /subjects/dataset (inputs.datasets), NULL without */
     double *tr;           /* S: /subjects/t_r (0 when absent) */
+    double *fd;           /* S: /subjects/mean_fd (NaN when absent: no confounds) */
     int64_t *label;       /* S */
 } ts_meta;
 
@@ -46,6 +47,7 @@ static void ts_meta_free(ts_meta *m) {
     free(m->N);
     free(m->label);
     free(m->tr);
+    free(m->fd);
     memset(m, 0, sizeof *m);
 }
 
@@ -127,6 +129,18 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
     if (h5io_exists(f, "/subjects/t_r") && S > 0 &&
         h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, m->tr, e))
         return e->code;
+    if (!(m->fd = bgfm_malloc(e, Sz * sizeof *m->fd, "mean FD"))) return BGFM_ENOMEM;
+    for (int64_t s = 0; s < S; s++) m->fd[s] = NAN;
+    if (h5io_exists(f, "/subjects/mean_fd") && S > 0) {
+        int rank = 0;
+        hsize_t dims[8] = {0};
+        if (h5io_dims(f, "/subjects/mean_fd", &rank, dims, e)) return e->code;
+        if (rank != 1 || (int64_t)dims[0] != S)
+            return bgfm_fail(e, BGFM_EDATA, "'%s': /subjects/mean_fd does not hold one value per "
+                             "subject (%lld); the file is damaged: run the parcellate stage again",
+                             path, (long long)S);
+        if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, m->fd, e)) return e->code;
+    }
     if (h5io_exists(f, "/subjects/label") && S > 0 &&
         h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, m->label, e))
         return e->code;
@@ -594,8 +608,8 @@ static int write_shard(const char *outdir, int64_t sh, const graphs_info *info, 
         const uint8_t *adj = (const uint8_t *)(q + N * N * 4 + N * k * 4);
         rc = graphs_writer_put(w, a, cnt[a]++, (const float *)(const void *)q, adj,
                                (const float *)(const void *)(q + N * N * 4), adj + N * N, s,
-                               g->window[i],
-                               m->label[s], m->pid[s], m->ds ? m->ds[s] : NULL, m->site[s], e);
+                               g->window[i], m->label[s], m->fd[s], m->pid[s],
+                               m->ds ? m->ds[s] : NULL, m->site[s], e);
         q += graph_bytes(m, k, a);
     }
     if (w) {
@@ -635,6 +649,7 @@ static int write_index(const char *outdir, const graphs_info *info, const ts_met
             meta[i].subject = s;
             meta[i].window = g->window[i];
             meta[i].label = m->label[s];
+            meta[i].mean_fd = m->fd[s];
             meta[i].n_nodes = m->N[a];
             pid[i] = m->pid[s];
             site[i] = m->site[s];

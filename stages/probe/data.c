@@ -27,6 +27,7 @@ void probe_data_free(probe_data *d) {
         for (int64_t q = 0; q < d->n_sites; q++) free(d->site_name[q]);
     free(d->site_name);
     free(d->site_cls);
+    free(d->fd);
     free(d->labels);
     free(d->fold);
     free(d->emb[0]);
@@ -277,6 +278,28 @@ static int count_label_sites(probe_data *d, bgfm_err *e) {
     return 0;
 }
 
+/* Each probed graph's mean framewise displacement (its scan's, from the graph store),
+ * the fill for unknown ones, and how many probed subjects have one. */
+static int collect_motion(probe_data *d, graphs_store *gs, bgfm_err *e) {
+    d->fd = bgfm_malloc(e, (size_t)(d->nl ? d->nl : 1) * sizeof *d->fd, "probe motion");
+    uint8_t *known = bgfm_calloc(e, (size_t)(d->ns ? d->ns : 1), 1, "probe motion");
+    int rc = d->fd && known ? 0 : BGFM_ENOMEM;
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t j = 0; j < d->nl && !rc; j++) {
+        double v = graphs_get_meta(gs, d->g[j])->mean_fd;
+        d->fd[j] = isfinite(v) ? v : (double)NAN;
+        if (!isfinite(v)) continue;
+        sum += v, n++;
+        known[d->subj[j]] = 1;
+    }
+    d->fd_fill = n ? sum / (double)n : 0.0;
+    d->n_motion = 0;
+    for (int64_t s = 0; s < d->ns && !rc; s++) d->n_motion += known[s];
+    free(known);
+    return rc;
+}
+
 /* Target values per probed subject (NaN when missing). */
 static int collect_targets(probe_data *d, const keyset *k, const bids_table *tab,
                            const int *tcol, bgfm_err *e) {
@@ -357,6 +380,7 @@ int probe_collect(graphs_store *gs, const char *gpath, const bids_table *tab, co
     if (!rc) rc = collect_classes(d, lv, gpath, e);
     if (!rc) rc = collect_sites(d, gs, e);
     if (!rc) rc = count_label_sites(d, e);
+    if (!rc) rc = collect_motion(d, gs, e);
     if (!rc && NT > 0) rc = collect_targets(d, &k, tab, tcol, e);
 done:
     free(inc);
@@ -727,6 +751,7 @@ int probe_view_make(const probe_data *d, graphs_store *gs, int atlas, probe_view
     v->D[0] = v->D[1] = d->E * v->nrow;
     v->D[2] = v->D[3] = 0;
     v->D[PROBE_FEAT_SITE] = d->n_sites > 0 ? d->n_sites : 1; /* once per sample, any view */
+    v->D[PROBE_FEAT_MOTION] = 1;
     for (int a = 0; a < d->A; a++)
         if (atlas < 0 || a == atlas) v->D[2] += d->tri[a], v->D[3] += d->pk[a];
     return 0;
@@ -741,6 +766,11 @@ double *probe_view_matrix(const probe_data *d, const probe_view *v, int t, bgfm_
         if (t == PROBE_FEAT_SITE) { /* one-hot of the subject's site; zeros when unknown */
             int64_t k = d->site[v->subj[i]];
             for (int64_t c = 0; c < D; c++) x[c] = c == k ? 1.0 : 0.0;
+            continue;
+        }
+        if (t == PROBE_FEAT_MOTION) { /* every graph of a sample is of one scan */
+            double fd = d->fd[v->rows[i * v->nrow]];
+            x[0] = isnan(fd) ? d->fd_fill : fd;
             continue;
         }
         for (int q = 0; q < v->nrow; q++) {

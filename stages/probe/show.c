@@ -67,8 +67,11 @@ static void print_collapse(const json_node *root) {
     for (int i = 0; i < ed->n; i++) {
         const json_node *nf = json_get(json_get(at, ed->keys[i]), "n_features");
         for (int t = 0; t < NFEAT; t++) {
-            printf("%-12s %-12s %-10.2f %-10.0f", t ? "" : ed->keys[i], feats[t],
-                   json_num(&ed->kid[i], feats[t]), json_num(nf, feats[t]));
+            double dim = json_num(&ed->kid[i], feats[t]); /* n/a: a constant feature set */
+            printf("%-12s %-12s", t ? "" : ed->keys[i], feats[t]);
+            if (isnan(dim)) printf(" %-10s", "n/a");
+            else printf(" %-10.2f", dim);
+            printf(" %-10.0f", json_num(nf, feats[t]));
             for (int q = 0; q < 3; q++) {
                 double v = json_num(json_get(sh[q], ed->keys[i]), feats[t]);
                 if (isnan(v)) printf(" %-10s", "n/a");

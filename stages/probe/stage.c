@@ -728,6 +728,10 @@ static int probe_run(bgfm_stage_run *r) {
     log_info(ctx, "probe: %lld graphs of %lld subjects, %d classes, %d targets, %d folds x %d "
              "repeats, protocol %s (%lld probed subjects seen in pretraining)", (long long)d.nl,
              (long long)d.ns, d.K, d.NT, o.folds, o.repeats, d.protocol, (long long)d.overlap);
+    log_info(ctx, "probe: head motion (mean framewise displacement) known for %lld of %lld "
+             "subjects%s", (long long)d.n_motion, (long long)d.ns,
+             d.n_motion ? "" : ": the `motion` feature set is constant (regress confounds in "
+             "parcellate to have it)");
     if (ctx->rank == 0 && d.label_site.dof > 0 && d.label_site.p < 0.05)
         log_warn(ctx, "probe: the label is unevenly spread over the %lld sites of the labelled "
                  "subjects (chi-squared %.2f, dof %d, p = %.3g; counts per site and class in "

@@ -20,7 +20,7 @@
 #include "bgfm/ridge.h"
 
 const char *const probe_feat_name[PROBE_NFEAT] = {"pretrained", "random_init", "fc_baseline",
-                                                  "fc_pca", "site"};
+                                                  "fc_pca", "site", "motion"};
 const char *const probe_met_name[PROBE_NMET] = {"auc", "accuracy", "balanced_accuracy"};
 
 double *probe_cell_at(const probe_results *p, int v, int t, int ki, int r, int f) {
@@ -422,6 +422,12 @@ static void write_diagnostics(FILE *f, const probe_report_ctx *c) {
         }
     }
     fputs("\n  }", f);
+    /* what the motion feature set knew: probed subjects with a mean FD, and the value
+     * the others were given */
+    fprintf(f, ",\n  \"motion\": {\"subjects_known\": %lld, \"subjects\": %lld, \"fill_mm\": ",
+            (long long)d->n_motion, (long long)d->ns);
+    json_write_num(f, d->fd_fill);
+    fputs("}", f);
     /* the labelled subjects per site and class, and the chi-squared test (null without
      * sites) */
     fputs(",\n  \"label_site\": ", f);

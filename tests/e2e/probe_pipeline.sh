@@ -35,7 +35,7 @@ check "few_shot.png drawn by gnuplot" $PY -c "import sys; sys.exit(0 if open('$R
 check "probe.json schema" $PY - "$R/probe.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]
 views = [d["pooled"]] + [d["atlases"][a] for a in d["atlases"]]
 assert list(d["atlases"]) == ["tiny"]
 assert d["format_version"] == 2 and d["repeats"] == 3 and d["folds"] == 3
@@ -58,6 +58,9 @@ for t in F:
 assert set(d["effective_dim"]["tiny"]) == set(F) and set(d["subject_variance_share"]["tiny"]) == set(F)
 assert set(d["label_variance_share"]["tiny"]) == set(F) and set(d["site_variance_share"]["tiny"]) == set(F)
 assert d["fc_pca"]["tiny"]["components"] == 4 and d["fc_pca"]["tiny"]["fitting_graphs"] == 84
+# no confounds regressed: nobody's head motion is known, the motion feature set is constant
+assert d["motion"] == {"subjects_known": 0, "subjects": 12, "fill_mm": 0}, d["motion"]
+assert all(v["motion"]["auc"] == 0.5 for v in views) and d["effective_dim"]["tiny"]["motion"] is None
 PYEOF
 check "folds grouped by subject and stratified by label in each of the 3 draws" $PY - "$R/folds.csv" <<'PYEOF'
 import csv, sys, collections
@@ -81,7 +84,7 @@ R = sys.argv[1]
 d = json.load(open(R + "/probe.json"))
 rows = list(csv.DictReader(open(R + "/predictions.csv")))
 for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]:
         allf = []
         for rep in range(3):
             aucs = []
@@ -137,7 +140,7 @@ def vals(task, view, t, size, metric):
     return np.array([float(c["value"]) for c in cells if (c["task"], c["view"], c["features"], c["size"], c["metric"]) == (task, view, t, size, metric)])
 n = 0
 for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]:
         for rep in range(3):
             for f in range(3):
                 c = [float(x["value"]) for x in cells if (x["task"], x["view"], x["features"], x["size"], x["metric"], x["repeat"], x["fold"]) == ("label", view, t, "all", "auc", str(rep), str(f))]
@@ -156,7 +159,7 @@ for tg, tb in ((k, v) for k, v in d.get("regression", {}).items() if k in d["tar
             assert len(v) == 9 and abs(np.mean(v) - e[t]) < 1e-12, (tg, t, e["n"], v, e[t])
             n += 1
         size = "all" if e["n"] == "all" else str(e["n"])
-        null = [vals(tg, "pooled", t, size, "r2_train_mean") for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]]
+        null = [vals(tg, "pooled", t, size, "r2_train_mean") for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]]
         assert all(np.array_equal(null[0], x) for x in null), "the null model's cells differ between feature sets"
         assert len(null[0]) == 9 and abs(np.mean(null[0]) - e["train_mean"]) < 1e-12, (tg, e["n"], null[0], e["train_mean"])
         n += 1
@@ -175,7 +178,7 @@ for r in rows:
     assert float(r["y"]) == age[r["participant_id"]]
 assert all(len(f) == 1 for f in fold_of.values()), "a subject is in two regression folds of one draw"
 for view, block in [("pooled", d["regression"]["age"]["pooled"]), ("tiny", d["regression"]["age"]["atlases"]["tiny"])]:
-    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]:
         allf, oof, prs = [], [], []
         for rep in range(3):
             rr = [r for r in rows if r["view"] == view and r["features"] == t and int(r["repeat"]) == rep]
@@ -298,16 +301,16 @@ PYEOF
 check "bgfm report numbers = probe.json (classification, few-shot, representation, regression)" $PY - "$T/rep.txt" "$R/probe.json" <<'PYEOF'
 import json, sys, re
 txt = open(sys.argv[1]).read().splitlines(); d = json.load(open(sys.argv[2]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]
 num = r"(-?[\d.]+)"
 got, reg = {}, {}; view = None; part = "cls"
 for l in txt:
     if l.startswith("regression of"): part = "reg"
-    m = re.match(r"^(\S+)?\s+(pretrained|random_init|fc_baseline|fc_pca|site)\s+%s \+- %s\s+%s(?: \+- %s\s+%s \+- %s)?" % ((num,) * 6), l)
+    m = re.match(r"^(\S+)?\s+(pretrained|random_init|fc_baseline|fc_pca|site|motion)\s+%s \+- %s\s+%s(?: \+- %s\s+%s \+- %s)?" % ((num,) * 6), l)
     if m:
         view = m.group(1) or view
         (got if part == "cls" else reg)[(view, m.group(2))] = [float(x) for x in m.groups()[2:] if x is not None]
-assert len(got) == 10 and len(reg) == 10, (got, reg)
+assert len(got) == 12 and len(reg) == 12, (got, reg)
 for (view, t), v in got.items():
     b = d["pooled"] if view == "pooled" else d["atlases"][view]
     want = [b[t][k] for k in ["auc", "auc_sd", "accuracy", "accuracy_sd", "balanced_accuracy", "balanced_accuracy_sd"]]
@@ -325,16 +328,18 @@ for row, ref in zip(fs[:3], d["few_shot"]):
 for row, ref in zip(fs[3:], d["regression"]["age"]["few_shot"]):
     assert row[0] == str(ref["n"])
     assert all(abs(float(row[2 + i]) - ref[t]) <= 6e-5 for i, t in enumerate(F))
-    assert len(row) == 8 and abs(float(row[7]) - ref["train_mean"]) <= 6e-5, (row, ref)
+    assert len(row) == 9 and abs(float(row[8]) - ref["train_mean"]) <= 6e-5, (row, ref)
 for row, ref in zip(fs[:3], d["few_shot"]):
-    assert len(row) == 7, row  # classification rows have no null model column
-ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca|site)\s+[\d.]+\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
-assert len(ed) == 5, ed
+    assert len(row) == 8, row  # classification rows have no null model column
+ed = [l.split() for l in txt if re.match(r"^(tiny)?\s+(pretrained|random_init|fc_baseline|fc_pca|site|motion)\s+([\d.]+|n/a)\s+\d+(\s+([\d.]+|n/a)){3}\s*$", l)]
+assert len(ed) == 6, ed
 for row in ed:
     t = row[-6]
-    assert abs(float(row[-5]) - d["effective_dim"]["tiny"][t]) <= 6e-3
+    want = d["effective_dim"]["tiny"][t]
+    assert (row[-5] == "n/a" and want is None) if t == "motion" else abs(float(row[-5]) - want) <= 6e-3, row
     for col, key in ((-3, "subject_variance_share"), (-2, "label_variance_share"), (-1, "site_variance_share")):
-        assert abs(float(row[col]) - d[key]["tiny"][t]) <= 6e-4, (key, row)
+        want = d[key]["tiny"][t]
+        assert want is None if row[col] == "n/a" else abs(float(row[col]) - want) <= 6e-4, (key, row)
 ls = d["label_site"]
 line = [l for l in txt if l.startswith("labelled subjects per site and label")]
 assert len(line) == 1, line

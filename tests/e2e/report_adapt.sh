@@ -105,7 +105,7 @@ def tables(w):
             fs = probe["few_shot"] if tg is None else probe["regression"][tg]["few_shot"]
             kk = "k" if tg is None else "n"
             sub = cells(w, tg, R) if R < probe["repeats"] else None
-            for f in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]:
+            for f in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]:
                 lv = {str(r[kk]): (r[f], r[f + "_sd"]) for r in fs} if sub is None else sub[f]
                 t[("probe", f)] = {"levels": lv, "params": float("nan"), "seconds": float("nan")}
         m = "r2" if tg else "auc"

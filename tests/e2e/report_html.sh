@@ -165,7 +165,7 @@ PYEOF
 check "probe tables = probe.json (classification, few-shot, effective dimension, label by site, regression)" $PY - "$H" "$T/wa/probe/report/probe.json" <<'PYEOF'
 import json, math, sys, page
 p = page.load(sys.argv[1]); d = json.load(open(sys.argv[2]))
-F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site"]
+F = ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]
 def same(g, w):
     return math.isnan(g) if w is None else g == w
 n = 0

@@ -6,7 +6,8 @@
 # scrubbed scans and share, the AUC of mean FD alone by scipy's Mann-Whitney U), the
 # warning note is there, the strip plot is an inline PNG, and headless Chromium renders
 # the page with every image loaded (a SKIP when chromium cannot run). Without confounds
-# there is no motion table.
+# there is no motion table. The graph store carries each scan's mean FD, and the probe's
+# `motion` feature set (mean FD alone) equals numpy/scipy's logistic regression on it.
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 5
 $PY - "$T/d/bids" <<'PYEOF' || notok "confounds files"
@@ -79,6 +80,55 @@ key = "AUC of mean framewise displacement alone for %s against %s" % (cls[1], cl
 assert abs(float(got[key]) - auc) < 1e-12 and auc > 0.8, (got.get(key), auc)
 assert "Motion alone separates the labels" in p.text and p.imgs >= 1
 print("# mean FD median %.3f, AUC %.3f (%s vs %s), %d scans scrubbed" % (np.median(fd), auc, cls[1], cls[0], (ns > 0).sum()))
+PYEOF
+check "the graph store carries each scan's mean FD (index and every shard) = timeseries.h5's" $PY - "$T/wa/conn" "$T/wa/parc/timeseries.h5" <<'PYEOF'
+import glob, sys, h5py, numpy as np
+fd = h5py.File(sys.argv[2], "r")["subjects/mean_fd"][()]
+idx = h5py.File(sys.argv[1] + "/index.h5", "r")
+assert np.array_equal(idx["graphs/mean_fd"][()], fd[idx["graphs/subject"][()]])
+n = 0
+for sh in sorted(glob.glob(sys.argv[1] + "/shard-*.h5")):
+    for a, g in h5py.File(sh, "r")["graphs"].items():
+        assert np.array_equal(g["mean_fd"][()], fd[g["subject"][()]]), (sh, a)
+        n += len(g["subject"])
+assert n == len(idx["graphs/subject"]) > 0 and np.isfinite(fd).all()
+PYEOF
+# the probe's `motion` feature set: the scan's mean FD alone, through the same classifier
+cp "$T/a.yaml" "$T/p.yaml"
+printf '  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}\n' >>"$T/p.yaml"
+printf '  - {name: probe, uses: probe, with: {folds: 3, few_shot: [2, all], targets: [age]}}\n' >>"$T/p.yaml"
+expect_rc "pretrain and probe after it (2 ranks)" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
+check "motion alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the scan's mean FD; it separates the movers (AUC > 0.8); probe.json says all 12 known" $PY - "$T/wa/probe/report" "$T/wa/parc/timeseries.h5" "$ROOT/tests/reference" <<'PYEOF'
+import collections, csv, json, sys, h5py, numpy as np
+from scipy.special import expit
+sys.path.insert(0, sys.argv[3])
+from logreg_ref import ref_fit
+R = sys.argv[1]
+f = h5py.File(sys.argv[2], "r")
+fd = dict(zip([x.decode() for x in f["subjects/participant_id"][()]], f["subjects/mean_fd"][()]))
+d = json.load(open(R + "/probe.json"))
+assert d["motion"]["subjects_known"] == d["motion"]["subjects"] == 12, d["motion"]
+assert d["pooled"]["motion"]["auc"] > 0.8 and d["effective_dim"]["tiny"]["motion"] == 1, d["pooled"]["motion"]
+rows = [r for r in csv.DictReader(open(R + "/predictions.csv")) if r["features"] == "motion"]
+E = h5py.File(R + "/embeddings.h5", "r")
+win = collections.Counter(x.decode() if isinstance(x, bytes) else str(x) for x in E["participant_id"][()])
+worst, n = 0.0, 0
+for view in ["pooled", "tiny"]:
+    for rep in range(d["repeats"]):
+        rr = [r for r in rows if r["view"] == view and int(r["repeat"]) == rep]
+        X = np.array([[fd[r["participant_id"]]] for r in rr])
+        y = np.array([int(r["label"]) for r in rr]); k = np.array([int(r["fold"]) for r in rr])
+        got = np.array([float(r["p_1"]) for r in rr])
+        c = np.array([win[r["participant_id"]] for r in rr], dtype=float)
+        for q in sorted(set(k)):
+            tr = k != q
+            wt = c[tr] / c[tr].sum()
+            mu = wt @ X[tr]; sd = np.sqrt(wt @ (X[tr] - mu) ** 2)
+            W, b = ref_fit((X[tr] - mu) / sd, y[tr], 2, 1.0, weights=c[tr])
+            ref = expit(((X[~tr] - mu) / sd) @ W[0] + b[0])
+            worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
+assert worst < 1e-4 and n == 2 * d["repeats"] * 12, (worst, n)
+print("# %d motion-alone probabilities, max abs diff %.1e, AUC %.3f" % (n, worst, d["pooled"]["motion"]["auc"]))
 PYEOF
 mk "$T/b.yaml" "$T/wb" ""
 expect_rc "the same without confounds" 0 "$BGFM" run "$T/b.yaml" --quiet

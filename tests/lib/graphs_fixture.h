@@ -6,6 +6,7 @@
 #ifndef BGFM_TEST_GRAPHS_FIXTURE_H
 #define BGFM_TEST_GRAPHS_FIXTURE_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,12 @@ typedef struct gfix_spec {
     void (*meta)(int64_t g, int64_t *subject, int64_t *window, int64_t *label, char pid[32],
                  const char **site);
 } gfix_spec;
+
+/* The mean framewise displacement the fixture writes for graph g (NaN for every fifth:
+ * unknown), so a test can check what it reads back. */
+static inline double gfix_fd(int64_t g) {
+    return g % 5 == 4 ? (double)NAN : 0.1 + 0.03 * (double)(g % 7);
+}
 
 /* Write the store into dir. 0, or a status with e set. */
 static inline int gfix_write(const gfix_spec *x, const char *dir, bgfm_err *e) {
@@ -78,9 +85,9 @@ static inline int gfix_write(const gfix_spec *x, const char *dir, bgfm_err *e) {
             int64_t subj, win, lab;
             x->meta(g, &subj, &win, &lab, pbuf[g], &site[g]);
             pid[g] = pbuf[g];
-            meta[g] = (graphs_meta){a, (int32_t)sh, row[a], subj, win, lab, N};
-            rc = graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, subj, win, lab, pid[g],
-                                   NULL, site[g], e);
+            meta[g] = (graphs_meta){a, (int32_t)sh, row[a], subj, win, lab, N, gfix_fd(g)};
+            rc = graphs_writer_put(w, a, row[a]++, fc, adj, rw, fl, subj, win, lab, gfix_fd(g),
+                                   pid[g], NULL, site[g], e);
         }
         if (rc) graphs_writer_abort(&w);
         else rc = graphs_writer_close(&w, e);

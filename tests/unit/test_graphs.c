@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,13 @@ static void check_graphs(const int64_t *idx, int n, int N, const float *fc, cons
     }
 }
 
+/* the mean FD read back: the fixture's value, NaN as NaN */
+static void assert_fd(double got, int64_t g) {
+    double want = gfix_fd(g);
+    if (isnan(want)) assert_true(isnan(got));
+    else assert_true(got == want);
+}
+
 static void test_index_meta(void **st) {
     (void)st;
     graphs_store *s = NULL;
@@ -93,6 +101,7 @@ static void test_index_meta(void **st) {
         snprintf(want, sizeof want, "sub-%02d", (int)(g / 3));
         assert_string_equal(graphs_participant(s, g), want);
         assert_string_equal(graphs_site(s, g), g % 2 ? "B" : "A");
+        assert_fd(m->mean_fd, g);
     }
     graphs_close(&s);
     assert_null(s);
@@ -198,10 +207,37 @@ static void test_single_shard(void **st) {
         const graphs_meta *m = graphs_get_meta(s, i);
         assert_int_equal(m->atlas, atlas_of(want[i]));
         assert_int_equal(m->subject, want[i] / 3);
+        assert_fd(m->mean_fd, want[i]);
         assert_int_equal(graphs_read(s, &i, 1, fc, adj, rw, &e), 0);
         check_graphs(&want[i], 1, nodes[m->atlas], fc, adj, rw);
     }
     graphs_close(&s);
+}
+
+/* A store written before /graphs/mean_fd (index and shard without it) still opens, and
+ * every graph's mean FD reads as unknown (NaN). */
+static void test_mean_fd_absent(void **st) {
+    (void)st;
+    const char *file[2] = {"index.h5", "shard-00001.h5"};
+    const char *drop[2][2] = {{"/graphs/mean_fd", NULL}, {"/graphs/alpha/mean_fd", "/graphs/beta/mean_fd"}};
+    for (int q = 0; q < 2; q++) {
+        char src[400], dst[400], cmd[900];
+        snprintf(src, sizeof src, "%s/%s", dir, file[q]);
+        snprintf(dst, sizeof dst, "%s/old-%s", dir, file[q]);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, dst);
+        assert_int_equal(system(cmd), 0);
+        hid_t f = H5Fopen(dst, H5F_ACC_RDWR, H5P_DEFAULT);
+        assert_true(f >= 0);
+        for (int k = 0; k < 2 && drop[q][k]; k++) assert_true(H5Ldelete(f, drop[q][k], H5P_DEFAULT) >= 0);
+        assert_true(H5Fclose(f) >= 0);
+        graphs_store *s = NULL;
+        bgfm_err e;
+        bgfm_err_clear(&e);
+        assert_int_equal(graphs_open(dst, &s, &e), 0);
+        assert_true(graphs_count(s) > 0);
+        for (int64_t g = 0; g < graphs_count(s); g++) assert_true(isnan(graphs_get_meta(s, g)->mean_fd));
+        graphs_close(&s);
+    }
 }
 
 static void test_inspect(void **st) {
@@ -250,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_index_meta),   cmocka_unit_test(test_random_reads),
         cmocka_unit_test(test_prefetch),     cmocka_unit_test(test_single_shard),
         cmocka_unit_test(test_inspect),      cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_mean_fd_absent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
