@@ -4,7 +4,8 @@
 usage: summary.py OUT [--view pooled|<atlas>]
 
 OUT/<variant>/<protocol>/seed<S>/probe/report/probe.json (bench/transfer_study.sh) and
-OUT/oracle.json (oracle.py). Each cell: mean over seeds of the probe's mean over draws x
+OUT/oracle.json (oracle.py). Head motion alone (the probe's `motion`) is a column where
+the probe knew the subjects' mean framewise displacement. Each cell: mean over seeds of the probe's mean over draws x
 folds, then (in brackets) the sd over seeds / the mean sd over folds.
 
 Paired comparisons (where the probe wrote report/cells.csv): for every size, the
@@ -42,13 +43,19 @@ def cell(vals, sds):
     return f"{m:.3f} ({s_seed:.3f}/{s_fold:.2f})"
 
 
+def motion_known(js):
+    """the probe's head-motion-alone feature set, where the probe knew someone's motion"""
+    return ["motion"] if all(j.get("motion", {}).get("subjects_known", 0) > 0 for j in js) else []
+
+
 def table_auc(js, view):
     fs = view_of(js[0], view)["few_shot"]
     ks = [str(e["k"]) for e in fs]
-    lines = ["| k per class | " + " | ".join(FEAT) + " |", "|---" * (len(FEAT) + 1) + "|"]
+    cols = FEAT + motion_known(js)
+    lines = ["| k per class | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for i, k in enumerate(ks):
         row = [k]
-        for f in FEAT:
+        for f in cols:
             v = [view_of(j, view)["few_shot"][i].get(f) for j in js]
             sd = [view_of(j, view)["few_shot"][i].get(f + "_sd") for j in js]
             row.append(cell(v, sd))
@@ -63,7 +70,7 @@ def table_r2(js, view):
     ns = [str(e["n"]) for e in fsn(js[0])]
     # the null model (every test subject predicted by the training subjects' mean), where
     # the probe reports it
-    cols = FEAT + (["train_mean"] if "train_mean" in fsn(js[0])[0] else [])
+    cols = FEAT + motion_known(js) + (["train_mean"] if "train_mean" in fsn(js[0])[0] else [])
     lines = ["| n subjects | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for i, n in enumerate(ns):
         row = [n]

@@ -29,6 +29,8 @@ typedef struct probe_opts {
     int n_n;
     int64_t n[PROBE_MAX_K]; /* training subjects of the regression few-shot curve; 0 = all */
     int transductive;       /* accept probed subjects that pretraining read (inputs.datasets) */
+    int regress_motion;     /* regress_out: head motion (mean FD) out of every feature set */
+    int regress_site;       /* regress_out: the site (one-hot) out of every feature set */
 } probe_opts;
 
 /* Folds grouped by subject and stratified by class. Subjects are given in a canonical
@@ -68,11 +70,13 @@ void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, cons
 /* One cross-validation cell: fit on the samples of the training subjects selected by
  * `use` (probe_few_shot), predict the samples of fold f's test subjects, average each
  * test subject's class probabilities over its samples, and score at subject level.
- * X (n, D), subj[i] = subject of sample i. Writes auc, accuracy, balanced accuracy
- * into m3[0..2] and, when oof != NULL, the test subjects' averaged probabilities into
- * oof (n_subj, K) rows. */
-int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,
-               const int *cls, int K, const int *fold, int f, const uint8_t *use,
-               const logreg_opts *lr, double m3[3], double *oof, bgfm_err *e);
+ * X (n, D), subj[i] = subject of sample i; C (n, q) the samples' confounds, regressed
+ * out of the features on the training samples first (deconfound.h; q == 0: none, C may
+ * be NULL). Writes auc, accuracy, balanced accuracy into m3[0..2] and, when oof != NULL,
+ * the test subjects' averaged probabilities into oof (n_subj, K) rows. */
+int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
+               const int64_t *subj, int64_t n_subj, const int *cls, int K, const int *fold,
+               int f, const uint8_t *use, const logreg_opts *lr, double m3[3], double *oof,
+               bgfm_err *e);
 
 #endif

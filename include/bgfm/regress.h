@@ -32,14 +32,16 @@ void regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_
 /* One cell: ridge (alpha chosen by leave-one-out over `alphas` on the training subjects)
  * fitted on the subjects with use[s] (and present[s], when present != NULL), predicting
  * the subjects with fold[s] == f (and present). X (n_subj, D) subject-level features,
- * y (n_subj). Writes the test subjects' predictions into pred[s] (when pred != NULL),
+ * C (n_subj, q) their confounds, regressed out on the training subjects first
+ * (deconfound.h; q == 0: none, C may be NULL), y (n_subj). Writes the test subjects' predictions into pred[s] (when pred != NULL),
  * out[0] = R2 on the test subjects (their own mean in SST), out[1] = the chosen alpha,
  * out[2] = the number of training subjects, out[3] = the R2 of predicting every test
  * subject by the training subjects' mean (the null model: features below it predict
  * worse than ignoring them). BGFM_EDATA when fewer than 2 training or no test subjects. */
-int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, const int *fold,
-                 int f, const uint8_t *use, const uint8_t *present, const double *alphas,
-                 int n_alpha, double *pred, double out[REGRESS_NOUT], bgfm_err *e);
+int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *C, int q,
+                 const double *y, const int *fold, int f, const uint8_t *use,
+                 const uint8_t *present, const double *alphas, int n_alpha, double *pred,
+                 double out[REGRESS_NOUT], bgfm_err *e);
 
 /* 1 - sum (y - p)^2 / sum (y - mean y)^2 over n values; NaN when n < 2 or y is constant. */
 double regress_r2(const double *y, const double *p, int64_t n);

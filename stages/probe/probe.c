@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bgfm/bids.h"
+#include "bgfm/deconfound.h"
 #include "bgfm/metrics.h"
 #include "bgfm/rng.h"
 
@@ -117,9 +118,10 @@ void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, cons
     if (m->cfg.embed != MODEL_EMBED_ENCODER) model_pop_apply(m, atlas, N, fc, out + enc);
 }
 
-int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64_t n_subj,
-               const int *cls, int K, const int *fold, int f, const uint8_t *use,
-               const logreg_opts *lr, double m3[3], double *oof, bgfm_err *e) {
+int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
+               const int64_t *subj, int64_t n_subj, const int *cls, int K, const int *fold,
+               int f, const uint8_t *use, const logreg_opts *lr, double m3[3], double *oof,
+               bgfm_err *e) {
     int64_t ntr = 0, nte = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t s = subj[i];
@@ -134,12 +136,15 @@ int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64
     double *agg = bgfm_calloc(e, (size_t)((n_subj ? n_subj : 1) * K), sizeof *agg, "probe");
     int64_t *cnt = bgfm_calloc(e, (size_t)(n_subj ? n_subj : 1), sizeof *cnt, "probe");
     int *ys = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *ys, "probe");
+    size_t zq = (size_t)(q > 0 ? q : 1);
+    double *Ctr = bgfm_malloc(e, (size_t)(ntr ? ntr : 1) * zq * sizeof *Ctr, "probe confounds");
+    double *Cte = bgfm_malloc(e, (size_t)(nte ? nte : 1) * zq * sizeof *Cte, "probe confounds");
     int *pr = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *pr, "probe");
     double *Ps = bgfm_malloc(e, (size_t)((n_subj ? n_subj : 1) * K) * sizeof *Ps, "probe");
     logreg_model lm;
     memset(&lm, 0, sizeof lm);
     int rc = 0;
-    if (!Xtr || !Xte || !P || !ytr || !ste || !agg || !cnt || !ys || !pr || !Ps) {
+    if (!Xtr || !Xte || !P || !ytr || !ste || !agg || !cnt || !ys || !pr || !Ps || !Ctr || !Cte) {
         rc = BGFM_ENOMEM;
         goto done;
     }
@@ -148,9 +153,11 @@ int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64
         int64_t s = subj[i];
         if (fold[s] == f) {
             memcpy(Xte + b * D, X + i * D, (size_t)D * sizeof *X);
+            if (q > 0) memcpy(Cte + b * q, C + i * q, zq * sizeof *C);
             ste[b++] = s;
         } else if (use[s]) {
             memcpy(Xtr + a * D, X + i * D, (size_t)D * sizeof *X);
+            if (q > 0) memcpy(Ctr + a * q, C + i * q, zq * sizeof *C);
             ytr[a++] = cls[s];
         }
     }
@@ -159,6 +166,7 @@ int probe_cell(const double *X, int64_t n, int64_t D, const int64_t *subj, int64
                        "every fold needs both", f, (long long)ntr, (long long)nte);
         goto done;
     }
+    if ((rc = deconfound(Xtr, ntr, Ctr, Xte, nte, Cte, D, q, e))) goto done;
     if ((rc = logreg_fit(&lm, Xtr, ntr, D, ytr, K, lr, e))) goto done;
     if ((rc = logreg_predict_proba(&lm, Xte, nte, P, e))) goto done;
     for (int64_t j = 0; j < nte; j++) {
@@ -194,5 +202,7 @@ done:
     free(ys);
     free(pr);
     free(Ps);
+    free(Ctr);
+    free(Cte);
     return rc;
 }

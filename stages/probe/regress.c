@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bgfm/deconfound.h"
 #include "bgfm/ridge.h"
 #include "bgfm/rng.h"
 
@@ -76,9 +77,10 @@ double regress_pearson(const double *y, const double *p, int64_t n) {
     return syy > 0 && spp > 0 ? syp / sqrt(syy * spp) : (double)NAN;
 }
 
-int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, const int *fold,
-                 int f, const uint8_t *use, const uint8_t *present, const double *alphas,
-                 int n_alpha, double *pred, double out[REGRESS_NOUT], bgfm_err *e) {
+int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *C, int q,
+                 const double *y, const int *fold, int f, const uint8_t *use,
+                 const uint8_t *present, const double *alphas, int n_alpha, double *pred,
+                 double out[REGRESS_NOUT], bgfm_err *e) {
     int64_t ntr = 0, nte = 0;
     for (int64_t s = 0; s < n_subj; s++) {
         if (present && !present[s]) continue;
@@ -95,10 +97,13 @@ int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, co
     double *yte = bgfm_malloc(e, (size_t)nte * sizeof *yte, "regression test");
     double *pte = bgfm_malloc(e, (size_t)nte * sizeof *pte, "regression test");
     int64_t *ste = bgfm_malloc(e, (size_t)nte * sizeof *ste, "regression test");
+    size_t zq = (size_t)(q > 0 ? q : 1);
+    double *Ctr = bgfm_malloc(e, (size_t)ntr * zq * sizeof *Ctr, "regression confounds");
+    double *Cte = bgfm_malloc(e, (size_t)nte * zq * sizeof *Cte, "regression confounds");
     ridge_model rm;
     memset(&rm, 0, sizeof rm);
     int rc = 0;
-    if (!Xtr || !Xte || !ytr || !yte || !pte || !ste) {
+    if (!Xtr || !Xte || !ytr || !yte || !pte || !ste || !Ctr || !Cte) {
         rc = BGFM_ENOMEM;
         goto done;
     }
@@ -107,13 +112,16 @@ int regress_cell(const double *X, int64_t n_subj, int64_t D, const double *y, co
         if (present && !present[s]) continue;
         if (fold[s] == f) {
             memcpy(Xte + b * D, X + s * D, (size_t)D * sizeof *X);
+            if (q > 0) memcpy(Cte + b * q, C + s * q, zq * sizeof *C);
             yte[b] = y[s];
             ste[b++] = s;
         } else if (fold[s] >= 0 && use[s]) {
             memcpy(Xtr + a * D, X + s * D, (size_t)D * sizeof *X);
+            if (q > 0) memcpy(Ctr + a * q, C + s * q, zq * sizeof *C);
             ytr[a++] = y[s];
         }
     }
+    if ((rc = deconfound(Xtr, ntr, Ctr, Xte, nte, Cte, D, q, e))) goto done;
     if ((rc = ridge_fit(&rm, Xtr, ntr, D, ytr, alphas, n_alpha, NULL, e))) goto done;
     if ((rc = ridge_predict(&rm, Xte, nte, pte, e))) goto done;
     if (pred)
@@ -133,5 +141,7 @@ done:
     free(yte);
     free(pte);
     free(ste);
+    free(Ctr);
+    free(Cte);
     return rc;
 }

@@ -56,6 +56,10 @@ static const bgfm_opt probe_opts_table[] = {
     {"fold_file", BGFM_OPT_STR, NULL, 1, 0, NULL,
      "TSV with columns participant_id and fold (0, 1, ...): these folds instead of drawn ones "
      "(one draw: repeats becomes 1, folds the file's count); relative to the pipeline file"},
+    {"regress_out", BGFM_OPT_LIST, "[]", 1, 0, NULL,
+     "confounds regressed out of every feature set inside each cross-validation fold (fitted "
+     "on the training subjects only): motion (the scan's mean framewise displacement), "
+     "site (one-hot); docs/probe.md \"Regressing out confounds\""},
     {"max_iter", BGFM_OPT_INT, "1000", 1, 1e7, NULL, "L-BFGS iterations per fit"},
     {"tol", BGFM_OPT_REAL, "1e-6", 0, 1, NULL, "stop a fit when max |gradient| <= tol"},
 };
@@ -123,6 +127,16 @@ static int probe_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_
         if (n == 0)
             return config_stage_fail(e, p, s, keys[q], "%s needs at least one item, e.g. [%s]",
                                      keys[q], q ? "16, 48, all" : "2, 4, 8, all");
+    }
+    const bgfm_value *ro = params_value(&s->with, "regress_out");
+    for (int i = 0; i < ro->n_list; i++) {
+        if (strcmp(ro->list[i], "motion") && strcmp(ro->list[i], "site"))
+            return config_stage_fail(e, p, s, "regress_out", "regress_out item '%s' is not a "
+                                     "confound the probe knows: motion or site", ro->list[i]);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(ro->list[i], ro->list[j]))
+                return config_stage_fail(e, p, s, "regress_out", "'%s' is listed twice",
+                                         ro->list[i]);
     }
     int rc = validate_targets(p, s, e);
     return rc ? rc : check_ckpt(p, s, e);
@@ -240,6 +254,11 @@ static void read_opts(const bgfm_stage_run *r, probe_opts *o) {
     o->targets = t->list;
     o->all_targets = !strcmp(params_str(w, "target_subjects"), "all");
     o->transductive = params_bool(w, "transductive");
+    const bgfm_value *ro = params_value(w, "regress_out");
+    for (int i = 0; i < ro->n_list; i++) {
+        if (!strcmp(ro->list[i], "motion")) o->regress_motion = 1;
+        if (!strcmp(ro->list[i], "site")) o->regress_site = 1;
+    }
 }
 
 /* ---- inputs -------------------------------------------------------------------------- */
@@ -532,7 +551,38 @@ typedef struct pcells {
     int vi, t;
     int64_t task0;      /* first task number of this (view, features) block */
     int rank, size;
+    const double *C;    /* (v->n, q) the samples' confounds (regress_out), q 0: none */
+    int q;
 } pcells;
+
+/* *out: the confounds of view v's samples that regress_out names, (v->n, *q) in the
+ * order motion, then the site's one-hot (the motion and site feature sets' own columns);
+ * NULL and *q = 0 without any. 0 or BGFM_ENOMEM. */
+static int view_confounds(const probe_opts *o, const probe_data *d, const probe_view *v,
+                          double **out, int *q, bgfm_err *e) {
+    int64_t qm = o->regress_motion ? v->D[PROBE_FEAT_MOTION] : 0;
+    int64_t qs = o->regress_site ? v->D[PROBE_FEAT_SITE] : 0;
+    *q = 0;
+    *out = NULL;
+    if (!qm && !qs) return 0;
+    double *C = bgfm_malloc(e, (size_t)((v->n ? v->n : 1) * (qm + qs)) * sizeof *C, "confounds");
+    double *M = qm ? probe_view_matrix(d, v, PROBE_FEAT_MOTION, e) : NULL;
+    double *S = qs ? probe_view_matrix(d, v, PROBE_FEAT_SITE, e) : NULL;
+    if (!C || (qm && !M) || (qs && !S)) {
+        free(C);
+        C = NULL;
+    }
+    for (int64_t i = 0; C && i < v->n; i++) {
+        for (int64_t c = 0; c < qm; c++) C[i * (qm + qs) + c] = M[i * qm + c];
+        for (int64_t c = 0; c < qs; c++) C[i * (qm + qs) + qm + c] = S[i * qs + c];
+    }
+    free(M);
+    free(S);
+    if (!C) return BGFM_ENOMEM;
+    *q = (int)(qm + qs);
+    *out = C;
+    return 0;
+}
 
 /* Regression cells of one (view, features): subject means, then every target, few-shot
  * size, repeat and fold whose task number falls to this rank. */
@@ -541,7 +591,11 @@ static int reg_cells(const pcells *c, const double *X, uint8_t *use, bgfm_err *e
     probe_results *p = c->p;
     int64_t D = c->v->D[c->t], task = c->task0 + (int64_t)p->nk * p->R * p->F;
     double *M = probe_subject_means(c->v, d->ns, X, D, e), al[RIDGE_GRID];
-    if (!M) return BGFM_ENOMEM;
+    double *MC = c->q ? probe_subject_means(c->v, d->ns, c->C, c->q, e) : NULL;
+    if (!M || (c->q && !MC)) {
+        free(M);
+        return BGFM_ENOMEM;
+    }
     ridge_alpha_grid(D, RIDGE_GRID, al);
     int rc = 0;
     for (int tg = 0; tg < d->NT && !rc; tg++)
@@ -552,12 +606,13 @@ static int reg_cells(const pcells *c, const double *X, uint8_t *use, bgfm_err *e
                 for (int f = 0; f < p->F && !rc; f++, task++) {
                     if (task % c->size != c->rank) continue;
                     regress_few_shot(d->ns, fold, f, p->nsz[ni], c->o->seed, r, use);
-                    rc = regress_cell(M, d->ns, D, d->y + (int64_t)tg * d->ns, fold, f, use,
-                                      c->v->present, al, RIDGE_GRID, pred,
+                    rc = regress_cell(M, d->ns, D, MC, c->q, d->y + (int64_t)tg * d->ns, fold,
+                                      f, use, c->v->present, al, RIDGE_GRID, pred,
                                       probe_rcell_at(p, tg, c->vi, c->t, ni, r, f), e);
                 }
             }
     free(M);
+    free(MC);
     return rc;
 }
 
@@ -576,7 +631,10 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
             for (int64_t i = 0; i < per && !mine; i++) mine = (task0 + i) % ctx->size == ctx->rank;
             if (!mine) continue;
             double *X = probe_view_matrix(d, &views[v], t, e);
-            if (!X) {
+            int q = 0;
+            double *C = NULL;
+            if (!X || view_confounds(o, d, &views[v], &C, &q, e)) {
+                free(X);
                 rc = BGFM_ENOMEM;
                 break;
             }
@@ -589,14 +647,15 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
                     for (int f = 0; f < p->F && !rc; f++, task++) {
                         if (task % ctx->size != ctx->rank) continue;
                         probe_few_shot(d->ns, d->cls, fold, d->K, f, p->ks[ki], o->seed, r, use);
-                        rc = probe_cell(X, views[v].n, views[v].D[t], views[v].subj, d->ns,
-                                        d->cls, d->K, fold, f, use, &o->lr,
+                        rc = probe_cell(X, views[v].n, views[v].D[t], C, q, views[v].subj,
+                                        d->ns, d->cls, d->K, fold, f, use, &o->lr,
                                         probe_cell_at(p, v, t, ki, r, f), oof, e);
                     }
                 }
-            pcells c = {o, d, &views[v], p, v, t, task0, ctx->rank, ctx->size};
+            pcells c = {o, d, &views[v], p, v, t, task0, ctx->rank, ctx->size, C, q};
             if (!rc && p->NT) rc = reg_cells(&c, X, use, e);
             free(X);
+            free(C);
         }
     free(use);
     rc = bgfm_ctx_agree(ctx, rc);
@@ -732,6 +791,15 @@ static int probe_run(bgfm_stage_run *r) {
              "subjects%s", (long long)d.n_motion, (long long)d.ns,
              d.n_motion ? "" : ": the `motion` feature set is constant (regress confounds in "
              "parcellate to have it)");
+    if (o.regress_motion || o.regress_site)
+        log_info(ctx, "probe: regressing %s%s%s out of every feature set in each fold (fitted "
+                 "on the training subjects)", o.regress_motion ? "head motion" : "",
+                 o.regress_motion && o.regress_site ? " and " : "",
+                 o.regress_site ? "the site" : "");
+    if (ctx->rank == 0 && o.regress_motion && d.n_motion == 0)
+        log_warn(ctx, "probe: regress_out lists motion, but no probed subject's head motion is "
+                 "known (the parcellate stage regressed no confounds with a "
+                 "framewise_displacement column), so nothing is regressed out for it");
     if (ctx->rank == 0 && d.label_site.dof > 0 && d.label_site.p < 0.05)
         log_warn(ctx, "probe: the label is unevenly spread over the %lld sites of the labelled "
                  "subjects (chi-squared %.2f, dof %d, p = %.3g; counts per site and class in "

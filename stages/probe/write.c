@@ -374,6 +374,8 @@ static void write_header(FILE *f, const probe_report_ctx *c) {
     fputs(",\n  \"embedding\": ", f);
     json_write_str(f, model_embed_name(c->embed));
     fprintf(f, ",\n  \"pop_rank\": %d", c->pop_rank);
+    fprintf(f, ",\n  \"regress_out\": [%s%s%s]", o->regress_motion ? "\"motion\"" : "",
+            o->regress_motion && o->regress_site ? ", " : "", o->regress_site ? "\"site\"" : "");
     fprintf(f, ",\n  \"hidden\": %lld,\n  \"embed_dim\": %lld,\n  \"pca_components\": %d,\n"
             "  \"n_subjects\": %lld,\n  \"n_graphs\": %lld,\n  \"probed_subjects\": %lld,\n"
             "  \"probed_graphs\": %lld,\n  \"classes\": [", (long long)c->H, (long long)d->E,
@@ -641,7 +643,8 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
     FILE *f = fopen(dat, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", dat, strerror(errno));
     fputs("# k_label k_effective pretrained pretrained_sd random_init random_init_sd "
-          "fc_baseline fc_baseline_sd fc_pca fc_pca_sd site site_sd (AUC, mean and sd over "
+          "fc_baseline fc_baseline_sd fc_pca fc_pca_sd site site_sd motion motion_sd (AUC, mean "
+          "and sd over "
           "repeats x folds)\n",
           f);
     for (int ki = 0; ki < p->n_klist; ki++) {
@@ -673,7 +676,8 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
             "     '' u ($2*0.985):5:6 w yerrorlines lw 2 pt 5 lc rgb '#d95f02' t 'random-init encoder', \\\n"
             "     '' u ($2*1.015):7:8 w yerrorlines lw 2 pt 9 lc rgb '#1b9e77' t 'FC upper triangle', \\\n"
             "     '' u ($2*1.045):9:10 w yerrorlines lw 2 pt 13 lc rgb '#7570b3' t 'PCA of FC (pretraining graphs)', \\\n"
-            "     '' u ($2*1.0):11:12 w yerrorlines lw 1 dt 2 pt 1 lc rgb 'gray30' t 'acquisition site alone'\n",
+            "     '' u ($2*1.0):11:12 w yerrorlines lw 1 dt 2 pt 1 lc rgb 'gray30' t 'acquisition site alone', \\\n"
+            "     '' u ($2*1.03):13:14 w yerrorlines lw 1 dt 3 pt 2 lc rgb 'gray50' t 'head motion alone'\n",
             p->nv > 2 ? "atlases pooled" : c->views[0].name, (long long)p->ns, p->F, p->R);
     if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", gp);
     return 0;

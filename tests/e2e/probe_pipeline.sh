@@ -369,6 +369,9 @@ mk "$T/t3.yaml" "$T/wt" "{targets: [age, age]}"
 check "a target listed twice, or few_shot_n below 3: config errors (exit 2)" test $rc -eq 2 -a -n "$(grep -l "listed twice" "$T/t3.out")"
 mk "$T/t4.yaml" "$T/wt" "{few_shot_n: [2, all]}"
 expect_rc "few_shot_n: [2, all] rejected by validate" 2 sh -c '"$1" validate "$2" >/dev/null 2>&1' _ "$BGFM" "$T/t4.yaml"
+mk "$T/t5.yaml" "$T/wt" "{regress_out: [motion, scanner]}"
+"$BGFM" validate "$T/t5.yaml" >"$T/t5.out" 2>&1; rc=$?
+check "regress_out: [motion, scanner]: a config error (exit 2) naming the file, line, key and item" test $rc -eq 2 -a -n "$(grep -E "t5.yaml:[0-9]+.*regress_out.*'scanner' is not a confound the probe knows: motion or site" "$T/t5.out")"
 # ---- strict protocol: 4 unlabelled subjects are all pretraining reads ----
 tiny_dataset "$T/s" --subjects 16 --volumes 40 --seed 4
 $PY - "$T/s/bids/participants.tsv" <<'PYEOF'

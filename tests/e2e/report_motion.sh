@@ -7,9 +7,11 @@
 # warning note is there, the strip plot is an inline PNG, and headless Chromium renders
 # the page with every image loaded (a SKIP when chromium cannot run). Without confounds
 # there is no motion table. The graph store carries each scan's mean FD, and the probe's
-# `motion` feature set (mean FD alone) equals numpy/scipy's logistic regression on it.
+# `motion` feature set (mean FD alone) equals numpy/scipy's logistic regression on it;
+# with `regress_out: [motion, site]` the FC triangle's probabilities equal numpy's
+# (least squares on the training windows, residuals, the same classifier).
 source "$(dirname "$0")/../lib/tap.sh"
-tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 5
+tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 5 --sites 3
 $PY - "$T/d/bids" <<'PYEOF' || notok "confounds files"
 import csv, glob, os, sys, numpy as np
 b = sys.argv[1]
@@ -129,6 +131,64 @@ for view in ["pooled", "tiny"]:
             worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
 assert worst < 1e-4 and n == 2 * d["repeats"] * 12, (worst, n)
 print("# %d motion-alone probabilities, max abs diff %.1e, AUC %.3f" % (n, worst, d["pooled"]["motion"]["auc"]))
+PYEOF
+printf '  - {name: probe_mo, uses: probe, with: {folds: 3, few_shot: [2, all], targets: [age], regress_out: [motion, site]}}\n' >>"$T/p.yaml"
+expect_rc "a probe with regress_out: [motion, site] after it" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
+check "regress_out: recorded; motion and site alone become constant (AUC 0.5); every FC-triangle probability = numpy (lstsq on [1, mean FD, site one-hot] of the training windows, residuals, then the L2 logistic regression)" $PY - "$T/wa/probe_mo/report" "$T/wa/parc/timeseries.h5" "$T/wa/conn" "$ROOT/tests/reference" <<'PYEOF'
+import csv, json, sys, h5py, numpy as np
+from scipy.special import expit
+sys.path.insert(0, sys.argv[4])
+from logreg_ref import ref_fit
+R = sys.argv[1]
+d = json.load(open(R + "/probe.json"))
+assert d["regress_out"] == ["motion", "site"], d["regress_out"]
+for v in [d["pooled"]] + list(d["atlases"].values()):
+    assert v["motion"]["auc"] == 0.5 and v["site"]["auc"] == 0.5, (v["motion"]["auc"], v["site"]["auc"])
+f = h5py.File(sys.argv[2], "r")
+ids = [x.decode() for x in f["subjects/participant_id"][()]]
+fd = dict(zip(ids, f["subjects/mean_fd"][()]))
+idx = h5py.File(sys.argv[3] + "/index.h5", "r")
+s = lambda x: x.decode() if isinstance(x, bytes) else str(x)
+pid = [s(x) for x in idx["graphs/participant_id"][()]]
+site = [s(x) for x in idx["graphs/site"][()]]
+sites = sorted(set(site))
+shard = [s(x) for x in idx["shards"][()]]
+fc = []
+for g in range(len(pid)):
+    a = h5py.File(sys.argv[3] + "/" + shard[idx["graphs/shard"][g]], "r")["graphs/tiny/fc"][idx["graphs/row"][g]]
+    fc.append(a[np.triu_indices(a.shape[0], 1)].astype(np.float64))
+fc = np.array(fc)
+C = np.array([[fd[p]] + [float(site[g] == q) for q in sites] for g, p in enumerate(pid)])
+rows = [r for r in csv.DictReader(open(R + "/predictions.csv")) if r["features"] == "fc_baseline" and r["view"] == "tiny"]
+worst, n = 0.0, 0
+for rep in range(d["repeats"]):
+    rr = {r["participant_id"]: r for r in rows if int(r["repeat"]) == rep}
+    fold = {p: int(r["fold"]) for p, r in rr.items()}
+    lab = {p: int(r["label"]) for p, r in rr.items()}
+    g_in = [g for g in range(len(pid)) if pid[g] in rr]
+    for k in sorted(set(fold.values())):
+        tr = np.array([fold[pid[g]] != k for g in g_in]); X = fc[g_in]; Cg = C[g_in]
+        A = np.hstack([np.ones((tr.sum(), 1)), Cg[tr]])
+        B = np.linalg.lstsq(A, X[tr], rcond=None)[0]
+        Xr = X - np.hstack([np.ones((len(g_in), 1)), Cg]) @ B
+        mu = Xr[tr].mean(0); sd = Xr[tr].std(0); sd[sd <= 1e-12 * np.maximum(1, abs(mu))] = 1
+        Z = (Xr - mu) / sd
+        y = np.array([lab[pid[g]] for g in g_in])
+        W, b = ref_fit(Z[tr], y[tr], 2, 1.0)
+        p = expit(Z[~tr] @ W[0] + b[0])
+        te = [pid[g] for g in np.array(g_in)[~tr]]
+        for q in sorted(set(te)):
+            got = float(rr[q]["p_1"]); want = p[[t == q for t in te]].mean()
+            worst = max(worst, abs(got - want)); n += 1
+assert worst < 1e-4 and n == d["repeats"] * 12, (worst, n)
+print("# %d FC-triangle probabilities with motion and site regressed out, max abs diff %.1e" % (n, worst))
+# the ridge side: motion alone, regressed out of itself, predicts every test subject by
+# the training mean, so each cell's R2 is the null model's
+cells = list(csv.DictReader(open(R + "/cells.csv")))
+key = lambda r: (r["view"], r["size"], r["repeat"], r["fold"])
+r2 = {key(r): float(r["value"]) for r in cells if r["task"] == "age" and r["features"] == "motion" and r["metric"] == "r2"}
+null = {key(r): float(r["value"]) for r in cells if r["task"] == "age" and r["features"] == "motion" and r["metric"] == "r2_train_mean"}
+assert r2 and r2.keys() == null.keys() and all(abs(r2[k] - null[k]) < 1e-9 for k in r2), (r2, null)
 PYEOF
 mk "$T/b.yaml" "$T/wb" ""
 expect_rc "the same without confounds" 0 "$BGFM" run "$T/b.yaml" --quiet
