@@ -17,8 +17,10 @@ win at k = 8: random init's AUC, the pretrained one's, and the oracle map's (OUT
 oracle.json, bench/transfer/oracle.py: a map from FC to the traits fitted with the
 unlabelled people's true traits): where the oracle is less than 0.05 above random init,
 that target asks for more than a map fitted with the true traits reaches (an estimate,
-not a bound: a representation can read the diagnosis better than it). Not a test:
-figures for results.md.
+not a bound: a representation can read the diagnosis better than it); and where the
+probe knew the subjects' head motion, what motion alone reads at k = 8 (the probe's
+`motion`), and the probe's `regress_out` when it had one. Not a test: figures for
+results.md.
 """
 import argparse, glob, json, os, sys
 import numpy as np
@@ -70,6 +72,11 @@ def board(name, out, variant, proto):
     orc = os.path.join(out, "oracle.json")
     if os.path.exists(orc):
         room += f" / {json.load(open(orc))['views']['trait_map/pooled']['few_shot']['8'][0]:.2f}"
+    if all(j.get("motion", {}).get("subjects_known", 0) > 0 for j in js):
+        # what head motion alone reads (the probe's `motion`), where the probe knew it
+        room += f"; motion {np.mean([fs8(j)['motion'] for j in js]):.2f}"
+    if any(j.get("regress_out") for j in js):
+        room += f" (regress_out: {', '.join(js[0]['regress_out'])})"
     parts.append(room)
     return f"| {name} | {form} | {len(js)} | " + " | ".join(parts) + \
         f" | {'; '.join(missed) if missed else 'none'} |", not missed

@@ -72,6 +72,8 @@ const char *graphs_adjacency(const graphs_store *s); /* "threshold" | "density" 
 double graphs_adjacency_value(const graphs_store *s);
 int64_t graphs_window_length(const graphs_store *s); /* 0: one graph per scan */
 int graphs_n_shards(const graphs_store *s);
+const char *graphs_file(const graphs_store *s); /* the file opened (index.h5 for a folder) */
+int graphs_is_index(const graphs_store *s);     /* 1: an index, 0: a single shard */
 
 /* Read the per-graph region flags (n*N uint8: 1 = no usable signal, row/column of fc
  * and adj are 0) of n graphs of one atlas, like graphs_read. */

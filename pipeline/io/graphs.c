@@ -720,6 +720,8 @@ const char *graphs_adjacency(const graphs_store *s) { return s->adjacency; }
 double graphs_adjacency_value(const graphs_store *s) { return s->adj_value; }
 int64_t graphs_window_length(const graphs_store *s) { return s->window_length; }
 int graphs_n_shards(const graphs_store *s) { return s->n_shards; }
+const char *graphs_file(const graphs_store *s) { return s->path; }
+int graphs_is_index(const graphs_store *s) { return s->is_index; }
 
 /* The open slot of `shard` (opened now, evicting the least recently used). */
 static graphs_slot *store_slot(graphs_store *s, int shard, bgfm_err *e) {
@@ -888,127 +890,4 @@ int graphs_wait(graphs_store *s, bgfm_err *e) {
         return j->rc;
     }
     return 0;
-}
-
-/* ---- inspect ------------------------------------------------------------------ */
-
-typedef struct label_count {
-    int64_t label, n;
-} label_count;
-
-int graphs_inspect(const char *path, int json, FILE *out, bgfm_err *e) {
-    graphs_store *s = NULL;
-    int rc = graphs_open(path, &s, e);
-    if (rc) return rc;
-    int A = s->n_atlases;
-    int64_t *cnt = bgfm_calloc(e, (size_t)A + 1, sizeof(int64_t), "inspect");
-    double *dens = bgfm_calloc(e, (size_t)A + 1, sizeof(double), "inspect");
-    double *flag = bgfm_calloc(e, (size_t)A + 1, sizeof(double), "inspect");
-    label_count *lab = bgfm_calloc(e, (size_t)(s->G ? s->G : 1), sizeof(label_count), "inspect");
-    int *nlab = bgfm_calloc(e, (size_t)A + 1, sizeof(int), "inspect");
-    int maxn = 1;
-    for (int a = 0; a < A; a++)
-        if (s->nodes[a] > maxn) maxn = s->nodes[a];
-    uint8_t *adj = bgfm_malloc(e, (size_t)maxn * (size_t)maxn, "inspect");
-    uint8_t *fl = bgfm_malloc(e, (size_t)maxn, "inspect");
-    if (!cnt || !dens || !flag || !lab || !nlab || !adj || !fl) {
-        rc = BGFM_ENOMEM;
-        goto done;
-    }
-    /* label counts per atlas: lab holds A lists back to back (sizes nlab[a]) */
-    for (int a = 0; a < A && !rc; a++) {
-        label_count *L = lab;
-        for (int b = 0; b < a; b++) L += nlab[b];
-        int64_t N = s->nodes[a];
-        for (int64_t g = 0; g < s->G && !rc; g++) {
-            if (s->meta[g].atlas != a) continue;
-            cnt[a]++;
-            rc = graphs_read(s, &g, 1, NULL, adj, NULL, e);
-            if (!rc) rc = graphs_read_flagged(s, &g, 1, fl, e);
-            if (rc) break;
-            int64_t edges = 0, nf = 0;
-            for (int64_t i = 0; i < N * N; i++) edges += adj[i] != 0;
-            for (int64_t i = 0; i < N; i++) nf += fl[i] != 0;
-            dens[a] += N > 1 ? (double)edges / (double)(N * (N - 1)) : 0.0;
-            flag[a] += N > 0 ? (double)nf / (double)N : 0.0;
-            int q = 0;
-            while (q < nlab[a] && L[q].label != s->meta[g].label) q++;
-            if (q == nlab[a]) {
-                /* insert keeping labels ascending */
-                int pos = 0;
-                while (pos < nlab[a] && L[pos].label < s->meta[g].label) pos++;
-                memmove(L + pos + 1, L + pos, sizeof *L * (size_t)(nlab[a] - pos));
-                L[pos].label = s->meta[g].label;
-                L[pos].n = 0;
-                nlab[a]++;
-                q = pos;
-            }
-            L[q].n++;
-        }
-        if (cnt[a]) {
-            dens[a] /= (double)cnt[a];
-            flag[a] /= (double)cnt[a];
-        }
-    }
-    if (rc) goto done;
-    int is_index = s->is_index;
-    if (json) {
-        fprintf(out, "{\"path\": ");
-        json_write_str(out, s->path);
-        fprintf(out, ", \"format\": ");
-        json_write_str(out, is_index ? "bgfm-graphs-index" : "bgfm-graphs-shard");
-        fprintf(out, ", \"n_graphs\": %lld, \"n_shards\": %d, \"measure\": ", (long long)s->G,
-                s->n_shards);
-        json_write_str(out, s->measure);
-        fprintf(out, ", \"fisher_z\": %s, \"adjacency\": ", s->fisher_z ? "true" : "false");
-        json_write_str(out, s->adjacency);
-        fprintf(out, ", \"adjacency_value\": ");
-        json_write_num(out, s->adj_value);
-        fprintf(out, ", \"rwse_steps\": %d, \"window_length\": %lld, \"atlases\": [", s->k,
-                (long long)s->window_length);
-        label_count *L = lab;
-        for (int a = 0; a < A; a++) {
-            fprintf(out, "%s{\"name\": ", a ? ", " : "");
-            json_write_str(out, s->atlas[a]);
-            fprintf(out, ", \"n_graphs\": %lld, \"n_nodes\": %d, \"density_mean\": ",
-                    (long long)cnt[a], s->nodes[a]);
-            json_write_num(out, dens[a]);
-            fprintf(out, ", \"flagged_mean\": ");
-            json_write_num(out, flag[a]);
-            fprintf(out, ", \"labels\": {");
-            for (int q = 0; q < nlab[a]; q++)
-                fprintf(out, "%s\"%lld\": %lld", q ? ", " : "", (long long)L[q].label,
-                        (long long)L[q].n);
-            fprintf(out, "}}");
-            L += nlab[a];
-        }
-        fprintf(out, "]}\n");
-    } else {
-        fprintf(out, "%s: bgfm graph %s, %lld graphs in %d shard(s)\n", s->path,
-                is_index ? "index" : "shard", (long long)s->G, s->n_shards);
-        fprintf(out, "  measure %s, fisher_z %s, adjacency %s %g, rwse_steps %d, windows %s",
-                s->measure, s->fisher_z ? "yes" : "no", s->adjacency, s->adj_value, s->k,
-                s->window_length ? "" : "none");
-        if (s->window_length) fprintf(out, "%lld TRs", (long long)s->window_length);
-        fprintf(out, "\n");
-        label_count *L = lab;
-        for (int a = 0; a < A; a++) {
-            fprintf(out, "  atlas %-16s %6lld graphs  N=%-4d density %.4f  flagged %.4f  labels",
-                    s->atlas[a], (long long)cnt[a], s->nodes[a], dens[a], flag[a]);
-            for (int q = 0; q < nlab[a]; q++)
-                fprintf(out, " %lld:%lld", (long long)L[q].label, (long long)L[q].n);
-            fprintf(out, "\n");
-            L += nlab[a];
-        }
-    }
-done:
-    free(cnt);
-    free(dens);
-    free(flag);
-    free(lab);
-    free(nlab);
-    free(adj);
-    free(fl);
-    graphs_close(&s);
-    return rc;
 }
