@@ -135,6 +135,7 @@ int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
     int64_t *ste = bgfm_malloc(e, (size_t)(nte ? nte : 1) * sizeof *ste, "probe test");
     double *agg = bgfm_calloc(e, (size_t)((n_subj ? n_subj : 1) * K), sizeof *agg, "probe");
     int64_t *cnt = bgfm_calloc(e, (size_t)(n_subj ? n_subj : 1), sizeof *cnt, "probe");
+    int64_t *first = bgfm_calloc(e, (size_t)(n_subj ? n_subj : 1), sizeof *first, "probe");
     int *ys = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *ys, "probe");
     size_t zq = (size_t)(q > 0 ? q : 1);
     double *Ctr = bgfm_malloc(e, (size_t)(ntr ? ntr : 1) * zq * sizeof *Ctr, "probe confounds");
@@ -144,7 +145,8 @@ int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
     logreg_model lm;
     memset(&lm, 0, sizeof lm);
     int rc = 0;
-    if (!Xtr || !Xte || !P || !ytr || !ste || !agg || !cnt || !ys || !pr || !Ps || !Ctr || !Cte) {
+    if (!Xtr || !Xte || !P || !ytr || !ste || !agg || !cnt || !first || !ys || !pr || !Ps ||
+        !Ctr || !Cte) {
         rc = BGFM_ENOMEM;
         goto done;
     }
@@ -169,16 +171,22 @@ int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
     if ((rc = deconfound(Xtr, ntr, Ctr, Xte, nte, Cte, D, q, e))) goto done;
     if ((rc = logreg_fit(&lm, Xtr, ntr, D, ytr, K, lr, e))) goto done;
     if ((rc = logreg_predict_proba(&lm, Xte, nte, P, e))) goto done;
+    /* each subject's mean as its first sample's value plus the mean of the differences
+     * from it: samples with one probability (a constant feature set) give exactly that
+     * probability, not one that differs in the last bits with the window count and
+     * breaks the AUC's ties at random */
     for (int64_t j = 0; j < nte; j++) {
-        cnt[ste[j]]++;
-        for (int k = 0; k < K; k++) agg[ste[j] * K + k] += P[j * K + k];
+        int64_t s = ste[j];
+        if (!cnt[s]) first[s] = j;
+        cnt[s]++;
+        for (int k = 0; k < K; k++) agg[s * K + k] += P[j * K + k] - P[first[s] * K + k];
     }
     int64_t ns = 0;
     for (int64_t s = 0; s < n_subj; s++) {
         if (!cnt[s]) continue;
         int best = 0;
         for (int k = 0; k < K; k++) {
-            double v = agg[s * K + k] / (double)cnt[s];
+            double v = P[first[s] * K + k] + agg[s * K + k] / (double)cnt[s];
             Ps[ns * K + k] = v;
             if (oof) oof[s * K + k] = v;
             if (v > Ps[ns * K + best]) best = k;
@@ -199,6 +207,7 @@ done:
     free(ste);
     free(agg);
     free(cnt);
+    free(first);
     free(ys);
     free(pr);
     free(Ps);

@@ -3,7 +3,8 @@
  * (repeat 0 = the single draw of earlier versions), unlabelled subjects left out, the
  * few-shot subsets (k per class, training subjects only, nested in k), the error for too
  * few subjects per class; the regression folds (subjects with the target dealt evenly,
- * the others out, per repeat) and their nested few-shot subsets.
+ * the others out, per repeat) and their nested few-shot subsets; a constant feature set
+ * scores exactly AUC 0.5 whatever the subjects' window counts.
  * Not the stage (tests/e2e/probe_pipeline.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -121,6 +122,39 @@ static void test_few_shot(void **st) {
     assert_memory_equal(big, all, sizeof big);
 }
 
+/* A constant feature set (nothing known: motion or site unknown, or regressed out of
+ * itself) gives every test subject exactly the same probability whatever its window
+ * count, so the AUC is exactly 0.5, not ties broken by rounding (1..7 windows each). */
+static void test_cell_constant_feature(void **st) {
+    (void)st;
+    int cls[NS], fold[NS];
+    for (int s = 0; s < NS; s++) cls[s] = s % 2;
+    bgfm_err e = {0};
+    assert_int_equal(probe_folds(NS, cls, 2, 3, 5, 0, fold, &e), 0);
+    double X[NS * 7 * 2];
+    int64_t subj[NS * 7], n = 0;
+    for (int s = 0; s < NS; s++)
+        for (int w = 0; w <= s % 7; w++, n++) {
+            subj[n] = s;
+            X[n * 2] = 0.3, X[n * 2 + 1] = -1.7;
+        }
+    uint8_t use[NS];
+    logreg_opts lr = {1.0, 1000, 1e-6, 1};
+    for (int f = 0; f < 3; f++) {
+        probe_few_shot(NS, cls, fold, 2, f, 0, 9, 0, use);
+        double m3[3], oof[NS * 2];
+        assert_int_equal(probe_cell(X, n, 2, NULL, 0, subj, NS, cls, 2, fold, f, use, &lr, m3,
+                                    oof, &e), 0);
+        assert_true(m3[0] == 0.5);
+        double p = -1;
+        for (int s = 0; s < NS; s++) {
+            if (fold[s] != f) continue;
+            if (p < 0) p = oof[s * 2];
+            assert_true(oof[s * 2] == p); /* bit for bit */
+        }
+    }
+}
+
 static void test_regress_folds(void **st) {
     (void)st;
     uint8_t has[NS];
@@ -172,6 +206,7 @@ int main(void) {
         cmocka_unit_test(test_folds_too_few),
         cmocka_unit_test(test_regress_folds),
         cmocka_unit_test(test_few_shot),
+        cmocka_unit_test(test_cell_constant_feature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
