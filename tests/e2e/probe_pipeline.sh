@@ -98,9 +98,8 @@ for view, block in [("pooled", d["pooled"]), ("tiny", d["atlases"]["tiny"])]:
 PYEOF
 check "site alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the one-hot site of every window, each view and draw" $PY - "$R" "$T/d/bids/participants.tsv" "$ROOT/tests/reference" <<'PYEOF'
 import collections, csv, h5py, os, sys, numpy as np
-from scipy.special import expit
 sys.path.insert(0, sys.argv[3])
-from logreg_ref import ref_fit
+from logreg_ref import subject_oof
 R = sys.argv[1]
 site = {r["participant_id"]: r["site"] for r in csv.DictReader(open(sys.argv[2]), delimiter="\t")}
 names = sorted(set(site.values()))
@@ -110,23 +109,8 @@ assert len(names) >= 2 and rows
 # subject's probability is the mean over its windows: a subject weighs its window count
 E = h5py.File(R + "/embeddings.h5", "r")
 win = collections.Counter(x.decode() if isinstance(x, bytes) else str(x) for x in E["participant_id"][()])
-worst, n = 0.0, 0
-for view in ["pooled", "tiny"]:
-    for rep in range(3):
-        rr = [r for r in rows if r["view"] == view and int(r["repeat"]) == rep]
-        X = np.array([[float(site[r["participant_id"]] == q) for q in names] for r in rr])
-        y = np.array([int(r["label"]) for r in rr]); f = np.array([int(r["fold"]) for r in rr])
-        got = np.array([float(r["p_1"]) for r in rr])
-        c = np.array([win[r["participant_id"]] for r in rr], dtype=float)
-        for k in sorted(set(f)):
-            tr = f != k
-            wt = c[tr] / c[tr].sum()
-            mu = wt @ X[tr]; sd = np.sqrt(wt @ (X[tr] - mu) ** 2); sd[sd <= 1e-12 * np.maximum(1, abs(mu))] = 1
-            Z = (X - mu) / sd
-            W, b = ref_fit(Z[tr], y[tr], 2, 1.0, weights=c[tr])
-            ref = expit(Z[~tr] @ W[0] + b[0])
-            worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
-assert worst < 1e-4, worst
+worst, n = subject_oof(rows, lambda p: [float(site[p] == q) for q in names], win)
+assert worst < 1e-4 and n == 2 * 3 * 12, (worst, n)
 print("# %d site-alone probabilities, max abs diff %.1e" % (n, worst))
 PYEOF
 check "cells.csv: the k=all AUC cells equal Mann-Whitney AUCs of predictions.csv; every few-shot and regression mean/sd of probe.json is its cells' mean/sd" $PY - "$R" <<'PYEOF'

@@ -102,9 +102,8 @@ printf '  - {name: probe, uses: probe, with: {folds: 3, few_shot: [2, all], targ
 expect_rc "pretrain and probe after it (2 ranks)" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
 check "motion alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the scan's mean FD; it separates the movers (AUC > 0.8); probe.json says all 12 known" $PY - "$T/wa/probe/report" "$T/wa/parc/timeseries.h5" "$ROOT/tests/reference" <<'PYEOF'
 import collections, csv, json, sys, h5py, numpy as np
-from scipy.special import expit
 sys.path.insert(0, sys.argv[3])
-from logreg_ref import ref_fit
+from logreg_ref import subject_oof
 R = sys.argv[1]
 f = h5py.File(sys.argv[2], "r")
 fd = dict(zip([x.decode() for x in f["subjects/participant_id"][()]], f["subjects/mean_fd"][()]))
@@ -114,21 +113,7 @@ assert d["pooled"]["motion"]["auc"] > 0.8 and d["effective_dim"]["tiny"]["motion
 rows = [r for r in csv.DictReader(open(R + "/predictions.csv")) if r["features"] == "motion"]
 E = h5py.File(R + "/embeddings.h5", "r")
 win = collections.Counter(x.decode() if isinstance(x, bytes) else str(x) for x in E["participant_id"][()])
-worst, n = 0.0, 0
-for view in ["pooled", "tiny"]:
-    for rep in range(d["repeats"]):
-        rr = [r for r in rows if r["view"] == view and int(r["repeat"]) == rep]
-        X = np.array([[fd[r["participant_id"]]] for r in rr])
-        y = np.array([int(r["label"]) for r in rr]); k = np.array([int(r["fold"]) for r in rr])
-        got = np.array([float(r["p_1"]) for r in rr])
-        c = np.array([win[r["participant_id"]] for r in rr], dtype=float)
-        for q in sorted(set(k)):
-            tr = k != q
-            wt = c[tr] / c[tr].sum()
-            mu = wt @ X[tr]; sd = np.sqrt(wt @ (X[tr] - mu) ** 2)
-            W, b = ref_fit((X[tr] - mu) / sd, y[tr], 2, 1.0, weights=c[tr])
-            ref = expit(((X[~tr] - mu) / sd) @ W[0] + b[0])
-            worst = max(worst, np.abs(ref - got[~tr]).max()); n += int((~tr).sum())
+worst, n = subject_oof(rows, lambda p: [fd[p]], win)
 assert worst < 1e-4 and n == 2 * d["repeats"] * 12, (worst, n)
 print("# %d motion-alone probabilities, max abs diff %.1e, AUC %.3f" % (n, worst, d["pooled"]["motion"]["auc"]))
 PYEOF

@@ -1,5 +1,6 @@
 """logreg_ref.py: the independent reference of the probe's classifier (stages/probe/
-logreg.c), imported by tests/reference/probe_logreg.py and tests/e2e/probe_pipeline.sh:
+logreg.c), imported by tests/reference/probe_logreg.py and tests/e2e/probe_pipeline.sh,
+report_motion.sh:
 scipy.optimize.minimize (L-BFGS-B, analytic gradient, tight tolerances) on the
 penalised objective 0.5 |W|^2 + C sum_i w_i CE_i (w_i = 1 unless sample weights are
 given), binary (one row of W) or multinomial. Written from docs/probe.md, not the C."""
@@ -40,3 +41,32 @@ def ref_fit(X, y, K, C, weights=None):
     if nr > 1:  # symmetric softmax: intercepts defined up to a constant; C keeps sum 0
         b = b - b.mean()
     return W, b
+
+
+def subject_oof(rows, feat, win, C=1.0):
+    """The worst difference and count over every (view, repeat, fold) of the probe's
+    predictions.csv `rows` of one feature set whose features are per subject (the same in
+    every window: the site's one-hot, the mean FD): the reference fits the standardised
+    features of the training windows (a subject weighs its window count win[id]; docs/
+    probe.md step 7) and a test subject's probability is its windows' (all equal).
+    feat(id) -> that subject's feature vector."""
+    worst, n = 0.0, 0
+    keys = sorted({(r["view"], int(r["repeat"])) for r in rows})
+    for view, rep in keys:
+        rr = [r for r in rows if r["view"] == view and int(r["repeat"]) == rep]
+        X = np.array([feat(r["participant_id"]) for r in rr], dtype=float)
+        y = np.array([int(r["label"]) for r in rr])
+        f = np.array([int(r["fold"]) for r in rr])
+        got = np.array([float(r["p_1"]) for r in rr])
+        c = np.array([win[r["participant_id"]] for r in rr], dtype=float)
+        for k in sorted(set(f)):
+            tr = f != k
+            wt = c[tr] / c[tr].sum()
+            mu = wt @ X[tr]
+            sd = np.sqrt(wt @ (X[tr] - mu) ** 2)
+            sd[sd <= 1e-12 * np.maximum(1, abs(mu))] = 1
+            Z = (X - mu) / sd
+            W, b = ref_fit(Z[tr], y[tr], 2, C, weights=c[tr])
+            worst = max(worst, np.abs(expit(Z[~tr] @ W[0] + b[0]) - got[~tr]).max())
+            n += int((~tr).sum())
+    return worst, n
