@@ -464,6 +464,20 @@ void html_sec_probe(html_page *p, const wd *w, const wd_stage *s) {
     hp_text(p, proto && proto->k == JSON_STR ? proto->str : "?");
     hp_raw(p, " (pretraining read %.0f graphs; %.0f probed subjects among them).</p>\n",
            json_num(&r, "pretrain_graphs"), json_num(&r, "overlap_subjects"));
+    const json_node *ro = json_get(&r, "regress_out"), *mo = json_get(&r, "motion");
+    if (ro && ro->k == JSON_ARR && ro->n > 0) { /* docs/probe.md "Regressing out confounds" */
+        hp_raw(p, "<p class=\"note\" id=\"regress-out-%s\">Regressed out of every feature set in "
+                  "each fold (fitted on the training subjects):", s->name);
+        for (int i = 0; i < ro->n; i++)
+            if (ro->kid[i].k == JSON_STR) {
+                hp_raw(p, "%s", i ? ", " : " ");
+                hp_text(p, ro->kid[i].str);
+            }
+        hp_raw(p, ".</p>\n");
+    }
+    if (mo && json_num(mo, "subjects_known") == 0)
+        hp_raw(p, "<p class=\"note\">Head motion is known for no probed subject (no confounds "
+                  "regressed in parcellation): the head-motion-alone row reads nothing.</p>\n");
     cls_table(p, s, &r);
     few_shot(p, s, json_get(&r, "few_shot"), "k", "k_effective", "AUC (pooled view)", "auc");
     hp_raw(p, "<h4>Embedding diagnostics</h4>\n");

@@ -175,6 +175,14 @@ r2 = {key(r): float(r["value"]) for r in cells if r["task"] == "age" and r["feat
 null = {key(r): float(r["value"]) for r in cells if r["task"] == "age" and r["features"] == "motion" and r["metric"] == "r2_train_mean"}
 assert r2 and r2.keys() == null.keys() and all(abs(r2[k] - null[k]) < 1e-9 for k in r2), (r2, null)
 PYEOF
+check "the run report: a head-motion-alone row in each probe's table, the regress_out note on probe_mo's only" $PY - "$T/wa/report/index.html" <<'PYEOF'
+import re, sys
+h = open(sys.argv[1], encoding="utf-8").read()
+assert len(re.findall(r'data-feat="motion"', h)) >= 4, "no motion rows"
+m = re.search(r'<p class="note" id="regress-out-probe_mo">([^<]*)</p>', h)
+assert m and m.group(1).endswith(": motion, site."), m
+assert 'id="regress-out-probe"' not in h
+PYEOF
 mk "$T/b.yaml" "$T/wb" ""
 expect_rc "the same without confounds" 0 "$BGFM" run "$T/b.yaml" --quiet
 check "without confounds: no motion table" bash -c "test -s '$T/wb/report/index.html' && ! grep -q 'id=\"motion-' '$T/wb/report/index.html'"
