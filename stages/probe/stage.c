@@ -800,6 +800,10 @@ static int probe_run(bgfm_stage_run *r) {
         log_warn(ctx, "probe: regress_out lists motion, but no probed subject's head motion is "
                  "known (the parcellate stage regressed no confounds with a "
                  "framewise_displacement column), so nothing is regressed out for it");
+    if (ctx->rank == 0 && o.regress_site && d.n_sites < 2)
+        log_warn(ctx, "probe: regress_out lists site, but the probed subjects have %s known "
+                 "site (inputs' site_column), so nothing is regressed out for it",
+                 d.n_sites ? "one" : "no");
     if (ctx->rank == 0 && d.label_site.dof > 0 && d.label_site.p < 0.05)
         log_warn(ctx, "probe: the label is unevenly spread over the %lld sites of the labelled "
                  "subjects (chi-squared %.2f, dof %d, p = %.3g; counts per site and class in "

@@ -281,6 +281,20 @@ A, B = h5py.File(sys.argv[2] + "/embeddings.h5", "r"), h5py.File(sys.argv[3] + "
 for k in ["graph", "pretrained", "random_init", "fc_pca", "participant_id"]:
     assert np.array_equal(A[k][()], B[k][()]), k
 PYEOF
+# regress_out: [motion] where nobody's motion is known (no confounds): a warning, and
+# nothing regressed out (every AUC as without it)
+cp -r "$T/wa" "$T/wr"
+mk "$T/r.yaml" "$T/wr" "{folds: 3, few_shot: [1, 2, all], targets: [age], few_shot_n: [3, 5, all], pca_components: 4, regress_out: [motion]}"
+expect_rc "regress_out: [motion] without confounds runs" 0 $MPIRUN 1 "$BGFM" run "$T/r.yaml" --only probe --force --quiet 2> "$T/rr.err"
+check "regress_out without any known motion: warned once, recorded, every AUC as without it (1e-9)" $PY - "$T/first.json" "$T/wr/probe/report/probe.json" "$T/rr.err" <<'PYEOF'
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert open(sys.argv[3]).read().count("regress_out lists motion, but no probed subject's head motion is known") == 1
+assert a["regress_out"] == [] and b["regress_out"] == ["motion"]
+for v in ["pooled"]:
+    for t in ["pretrained", "random_init", "fc_baseline", "fc_pca", "site", "motion"]:
+        assert abs(a[v][t]["auc"] - b[v][t]["auc"]) < 1e-9, (t, a[v][t]["auc"], b[v][t]["auc"])
+PYEOF
 "$BGFM" report "$T/wa" >"$T/rep.txt" 2>&1
 check "bgfm report numbers = probe.json (classification, few-shot, representation, regression)" $PY - "$T/rep.txt" "$R/probe.json" <<'PYEOF'
 import json, sys, re
