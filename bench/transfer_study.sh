@@ -27,6 +27,8 @@
 #                         (the cohort's preprocessing, not a model option; docs/parcellate.md)
 #     --skip              on_error: skip (images parcellate refuses, e.g. scrubbed beyond
 #                         max_scrubbed, are left out; the run's exit 9 is then accepted)
+#     --probe "OPTS"      extra probe options, e.g. "regress_out: [motion]" (docs/probe.md);
+#                         the targets' judge is the probe without them (docs/results.md)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -36,7 +38,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 OUT=runs/transfer COHORT="" SEEDS="1 2 3" EPOCHS=20 PROTOCOLS="transductive strict" NP=2 TARGETS="" REPEATS=10
 SYNTH="--subjects 64 --unlabelled 200 --volumes 150 --tr 2 --voxel-size 3 --sites 3 --seed 21"
-VARIANTS=("default=") PARC="" ONERR=fail NODEFAULT=0
+VARIANTS=("default=") PARC="" ONERR=fail NODEFAULT=0 PROBE=
 while [ $# -gt 0 ]; do
   case $1 in
     --cohort) COHORT=$2; shift 2 ;;
@@ -52,7 +54,8 @@ while [ $# -gt 0 ]; do
     --synth) SYNTH=$2; shift 2 ;;
     --parcellate) PARC=", $2"; shift 2 ;;
     --skip) ONERR=skip; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --probe) PROBE=", $2"; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "transfer_study: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -82,7 +85,7 @@ for v in "${VARIANTS[@]}"; do
       [ -n "$opts" ] && extra="$extra, $opts"
       sed -e "s|@WORKDIR@|$wd|; s|@SEED@|$seed|; s|@BIDS@|$COHORT|; s|@EPOCHS@|$EPOCHS|" \
           -e "s|@PARCELLATE@|$PARC|; s|@ONERROR@|$ONERR|" \
-          -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@|, repeats: $REPEATS|" \
+          -e "s|@PRETRAIN@|$extra|; s|@TARGETS@|$TARGETS|; s|@PROBE@|, repeats: $REPEATS$PROBE|" \
           bench/transfer/study.yaml.in > "$wd.yaml"
       # parcellate and connectivity do not depend on the variant, protocol or seed
       # (the seed only keys pretraining and the probe): reuse the first run's outputs,
