@@ -6,7 +6,8 @@
 # scrubbed scans and share, the AUC of mean FD alone by scipy's Mann-Whitney U), the
 # warning note is there, the strip plot is an inline PNG, and headless Chromium renders
 # the page with every image loaded (a SKIP when chromium cannot run). Without confounds
-# there is no motion table. The graph store carries each scan's mean FD, and the probe's
+# there is no motion table. The graph store carries each scan's mean FD (a damaged
+# /subjects/mean_fd is exit 3 naming the file), and the probe's
 # `motion` feature set (mean FD alone) equals numpy/scipy's logistic regression on it;
 # with `regress_out: [motion, site]` the FC triangle's probabilities equal numpy's
 # (least squares on the training windows, residuals, the same classifier).
@@ -95,6 +96,16 @@ for sh in sorted(glob.glob(sys.argv[1] + "/shard-*.h5")):
         n += len(g["subject"])
 assert n == len(idx["graphs/subject"]) > 0 and np.isfinite(fd).all()
 PYEOF
+# a timeseries.h5 whose /subjects/mean_fd does not hold one value per subject: the
+# connectivity stage stops (exit 3) naming the file and the dataset, and writes no store
+cp "$T/wa/parc/timeseries.h5" "$T/bad_ts.h5"
+$PY -c "
+import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); v = f['subjects/mean_fd'][()]; del f['subjects/mean_fd']
+f['subjects/mean_fd'] = v[:5]" "$T/bad_ts.h5" || notok "damaging mean_fd"
+mkdir -p "$T/obad"
+$MPIRUN 1 "$ROOT/${BGFM_BUILD:-build}/tests/test_connectivity" stage "$T/bad_ts.h5" "$T/obad" >"$T/bad.out" 2>&1; rc=$?
+check "a damaged /subjects/mean_fd: exit 3 naming the file and the dataset, no index written" \
+  test $rc -eq 3 -a -n "$(grep -l "bad_ts.h5.*/subjects/mean_fd does not hold one value per subject" "$T/bad.out")" -a ! -e "$T/obad/index.h5"
 # the probe's `motion` feature set: the scan's mean FD alone, through the same classifier
 cp "$T/a.yaml" "$T/p.yaml"
 printf '  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}\n' >>"$T/p.yaml"
