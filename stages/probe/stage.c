@@ -719,6 +719,21 @@ static int diagnostics(const probe_data *d, const probe_view *views, probe_resul
     return rc;
 }
 
+/* Rank 0: a warning when head motion alone reads the label (pooled view, all labelled
+ * subjects: AUC 0.6 or more, or 0.4 or less; docs/probe.md "Head motion alone") and it
+ * was not regressed out: any feature set that carries motion can read the label through
+ * it, as the parcellation QC of the run report says for the label itself. */
+static void warn_motion(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
+                        const probe_results *p) {
+    double auc, sd;
+    probe_cls_mean_sd(p, p->nv - 1, PROBE_FEAT_MOTION, p->main_k, 0, &auc, &sd);
+    if (o->regress_motion || d->n_motion == 0 || !(auc >= 0.6 || auc <= 0.4)) return;
+    log_warn(ctx, "probe: head motion alone (mean framewise displacement) reads the label at AUC "
+             "%.2f (pooled view, all labelled subjects): a feature set that carries motion can "
+             "read the label through it; compare its AUC with the `motion` row, or probe again "
+             "with regress_out: [motion] (docs/probe.md, \"Regressing out confounds\")", auc);
+}
+
 /* Rank 0: the stage's "probe" line of metrics.jsonl: {"probe_auc_<features>"...,
  * "probe_r2_<features>"..., "fit_seconds"}. */
 static int metrics_line(const bgfm_stage_run *r, const probe_results *p, double t_fit,
@@ -826,6 +841,7 @@ static int probe_run(bgfm_stage_run *r) {
     double t0 = MPI_Wtime();
     if ((rc = run_cells(ctx, &o, &d, views, &p))) goto done;
     double t_fit = MPI_Wtime() - t0;
+    if (ctx->rank == 0) warn_motion(ctx, &o, &d, &p);
     if (ctx->rank == 0) {
         probe_report_ctx c = {r, &o, &d, &p, views, in.gs, in.ckpt, in.gpath, in.mp.cfg.H,
                               o.pca_components, in.mp.cfg.embed, in.mp.cfg.pop_rank};

@@ -110,7 +110,9 @@ check "a damaged /subjects/mean_fd: exit 3 naming the file and the dataset, no i
 cp "$T/a.yaml" "$T/p.yaml"
 printf '  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}\n' >>"$T/p.yaml"
 printf '  - {name: probe, uses: probe, with: {folds: 3, few_shot: [2, all], targets: [age]}}\n' >>"$T/p.yaml"
-expect_rc "pretrain and probe after it (2 ranks)" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
+expect_rc "pretrain and probe after it (2 ranks)" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet 2> "$T/p.err"
+check "the probe warns once that head motion alone reads the label (AUC 1.00)" \
+  test "$(grep -c 'probe: head motion alone (mean framewise displacement) reads the label at AUC 1.00' "$T/p.err")" = 1
 check "motion alone: every out-of-fold probability = numpy/scipy L2 logistic regression (C = 1, standardised) on the scan's mean FD; it separates the movers (AUC > 0.8); probe.json says all 12 known" $PY - "$T/wa/probe/report" "$T/wa/parc/timeseries.h5" "$ROOT/tests/reference" <<'PYEOF'
 import collections, csv, json, sys, h5py, numpy as np
 sys.path.insert(0, sys.argv[3])
@@ -129,7 +131,8 @@ assert worst < 1e-4 and n == 2 * d["repeats"] * 12, (worst, n)
 print("# %d motion-alone probabilities, max abs diff %.1e, AUC %.3f" % (n, worst, d["pooled"]["motion"]["auc"]))
 PYEOF
 printf '  - {name: probe_mo, uses: probe, with: {folds: 3, few_shot: [2, all], targets: [age], regress_out: [motion, site]}}\n' >>"$T/p.yaml"
-expect_rc "a probe with regress_out: [motion, site] after it" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet
+expect_rc "a probe with regress_out: [motion, site] after it" 0 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet 2> "$T/mo.err"
+check "with motion regressed out, no such warning" test "$(grep -c 'head motion alone (mean framewise displacement) reads' "$T/mo.err")" = 0
 check "regress_out: recorded; motion and site alone become constant (AUC 0.5); every FC-triangle probability = numpy (lstsq on [1, mean FD, site one-hot] of the training windows, residuals, then the L2 logistic regression)" $PY - "$T/wa/probe_mo/report" "$T/wa/parc/timeseries.h5" "$T/wa/conn" "$ROOT/tests/reference" <<'PYEOF'
 import csv, json, sys, h5py, numpy as np
 from scipy.special import expit
