@@ -25,7 +25,7 @@ results.md.
 import argparse, glob, json, os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from summary import load_cells, paired  # noqa: E402
+from summary import load_cells, motion_known, paired  # noqa: E402
 
 BASES = ("fc_baseline", "fc_pca", "random_init")
 SHORT = {"fc_baseline": "FC", "fc_pca": "PCA", "random_init": "random"}
@@ -72,7 +72,7 @@ def board(name, out, variant, proto):
     orc = os.path.join(out, "oracle.json")
     if os.path.exists(orc):
         room += f" / {json.load(open(orc))['views']['trait_map/pooled']['few_shot']['8'][0]:.2f}"
-    if all(j.get("motion", {}).get("subjects_known", 0) > 0 for j in js):
+    if motion_known(js):
         # what head motion alone reads (the probe's `motion`), where the probe knew it
         room += f"; motion {np.mean([fs8(j)['motion'] for j in js]):.2f}"
     if any(j.get("regress_out") for j in js):

@@ -551,7 +551,7 @@ typedef struct pcells {
     int vi, t;
     int64_t task0;      /* first task number of this (view, features) block */
     int rank, size;
-    const double *C;    /* (v->n, q) the samples' confounds (regress_out), q 0: none */
+    const double *MC;   /* (ns, q) the subjects' confounds (regress_out), q 0: none */
     int q;
 } pcells;
 
@@ -591,11 +591,7 @@ static int reg_cells(const pcells *c, const double *X, uint8_t *use, bgfm_err *e
     probe_results *p = c->p;
     int64_t D = c->v->D[c->t], task = c->task0 + (int64_t)p->nk * p->R * p->F;
     double *M = probe_subject_means(c->v, d->ns, X, D, e), al[RIDGE_GRID];
-    double *MC = c->q ? probe_subject_means(c->v, d->ns, c->C, c->q, e) : NULL;
-    if (!M || (c->q && !MC)) {
-        free(M);
-        return BGFM_ENOMEM;
-    }
+    if (!M) return BGFM_ENOMEM;
     ridge_alpha_grid(D, RIDGE_GRID, al);
     int rc = 0;
     for (int tg = 0; tg < d->NT && !rc; tg++)
@@ -606,13 +602,12 @@ static int reg_cells(const pcells *c, const double *X, uint8_t *use, bgfm_err *e
                 for (int f = 0; f < p->F && !rc; f++, task++) {
                     if (task % c->size != c->rank) continue;
                     regress_few_shot(d->ns, fold, f, p->nsz[ni], c->o->seed, r, use);
-                    rc = regress_cell(M, d->ns, D, MC, c->q, d->y + (int64_t)tg * d->ns, fold,
+                    rc = regress_cell(M, d->ns, D, c->MC, c->q, d->y + (int64_t)tg * d->ns, fold,
                                       f, use, c->v->present, al, RIDGE_GRID, pred,
                                       probe_rcell_at(p, tg, c->vi, c->t, ni, r, f), e);
                 }
             }
     free(M);
-    free(MC);
     return rc;
 }
 
@@ -624,17 +619,20 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
     int64_t ncls = (int64_t)p->nk * p->R * p->F, per = ncls + (int64_t)p->NT * p->nn * p->R * p->F;
     uint8_t *use = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1), "few-shot");
     int rc = use ? 0 : BGFM_ENOMEM;
-    for (int v = 0; v < p->nv && !rc; v++)
+    for (int v = 0; v < p->nv && !rc; v++) {
+        /* the view's confounds (regress_out), per sample and per subject: once per view */
+        int q = 0;
+        double *C = NULL, *MC = NULL;
+        rc = view_confounds(o, d, &views[v], &C, &q, e);
+        if (!rc && q && p->NT && !(MC = probe_subject_means(&views[v], d->ns, C, q, e)))
+            rc = BGFM_ENOMEM;
         for (int t = 0; t < PROBE_NFEAT && !rc; t++) {
             int64_t task0 = ((int64_t)v * PROBE_NFEAT + t) * per;
             int mine = per >= ctx->size;
             for (int64_t i = 0; i < per && !mine; i++) mine = (task0 + i) % ctx->size == ctx->rank;
             if (!mine) continue;
             double *X = probe_view_matrix(d, &views[v], t, e);
-            int q = 0;
-            double *C = NULL;
-            if (!X || view_confounds(o, d, &views[v], &C, &q, e)) {
-                free(X);
+            if (!X) {
                 rc = BGFM_ENOMEM;
                 break;
             }
@@ -652,11 +650,13 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
                                         probe_cell_at(p, v, t, ki, r, f), oof, e);
                     }
                 }
-            pcells c = {o, d, &views[v], p, v, t, task0, ctx->rank, ctx->size, C, q};
+            pcells c = {o, d, &views[v], p, v, t, task0, ctx->rank, ctx->size, MC, q};
             if (!rc && p->NT) rc = reg_cells(&c, X, use, e);
             free(X);
-            free(C);
         }
+        free(C);
+        free(MC);
+    }
     free(use);
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc)
