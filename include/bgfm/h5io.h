@@ -65,7 +65,10 @@ int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t 
 /* Independent reads (any rank, any time). */
 int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e);
 int h5io_exists(hid_t f, const char *path); /* 1 yes, 0 no (intermediate groups checked) */
-int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err *e);
+/* The whole dataset into buf, which holds n values of memtype: a dataset that does not
+ * hold exactly n values (all dimensions multiplied) is refused, naming the file, before
+ * anything is read (n == 0: nothing is read, buf may be NULL). */
+int h5io_read_all(hid_t f, const char *path, hid_t memtype, int64_t n, void *buf, bgfm_err *e);
 int h5io_read_rows(hid_t f, const char *path, hid_t memtype, int64_t row0, int64_t nrows,
                    void *buf, bgfm_err *e);
 /* Strings: returns a malloc'ed array of n malloc'ed strings (free with strlist_free, strlist.h). */

@@ -284,7 +284,7 @@ static int emb_read(const char *path, emb *m, bgfm_err *e) {
     m->x = rc ? NULL : bgfm_malloc(e, (size_t)(keep * E) * sizeof *m->x + 1, "embeddings");
     m->g = rc ? NULL : bgfm_malloc(e, (size_t)keep * sizeof *m->g + 1, "graph indices");
     if (!rc && (!g || !m->x || !m->g)) rc = BGFM_ENOMEM;
-    if (!rc && n) rc = h5io_read_all(f, "/graph", H5T_NATIVE_INT64, g, e);
+    if (!rc) rc = h5io_read_all(f, "/graph", H5T_NATIVE_INT64, n, g, e);
     /* every (n / keep)-th row, one read each: at most MAX_POINTS small reads */
     for (int64_t k = 0; !rc && k < keep; k++) {
         int64_t row = k * n / keep;

@@ -56,13 +56,13 @@ static int atl_read(hid_t f, const char *name, atl *a, bgfm_err *e) {
     a->labels = bgfm_malloc(e, (size_t)a->N * sizeof *a->labels + 1, "labels");
     a->off = bgfm_malloc(e, (size_t)(a->S + 1) * sizeof *a->off, "offsets");
     if (!a->cov || !a->flag || !a->labels || !a->off) rc = BGFM_ENOMEM;
-    if (!rc && SN > 1) rc = h5io_read_all(f, p, H5T_NATIVE_FLOAT, a->cov, e);
+    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_FLOAT, a->S * a->N, a->cov, e);
     snprintf(p, sizeof p, "/atlases/%s/flagged", name);
-    if (!rc && SN > 1) rc = h5io_read_all(f, p, H5T_NATIVE_UINT8, a->flag, e);
+    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_UINT8, a->S * a->N, a->flag, e);
     snprintf(p, sizeof p, "/atlases/%s/region_labels", name);
-    if (!rc && a->N) rc = h5io_read_all(f, p, H5T_NATIVE_INT32, a->labels, e);
+    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_INT32, a->N, a->labels, e);
     snprintf(p, sizeof p, "/atlases/%s/offsets", name);
-    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_INT64, a->off, e);
+    if (!rc) rc = h5io_read_all(f, p, H5T_NATIVE_INT64, a->S + 1, a->off, e);
     snprintf(p, sizeof p, "/atlases/%s/region_names", name);
     int64_t nn = 0;
     if (!rc && h5io_exists(f, p)) {
@@ -245,10 +245,10 @@ static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
         bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (motion QC)");
         goto out;
     }
-    if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, fd, &e) ||
-        h5io_read_all(f, "/subjects/n_scrubbed", H5T_NATIVE_INT64, ns, &e) ||
-        h5io_read_all(f, "/subjects/n_volumes", H5T_NATIVE_INT64, nv, &e) ||
-        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, lab, &e) ||
+    if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, S, fd, &e) ||
+        h5io_read_all(f, "/subjects/n_scrubbed", H5T_NATIVE_INT64, S, ns, &e) ||
+        h5io_read_all(f, "/subjects/n_volumes", H5T_NATIVE_INT64, S, nv, &e) ||
+        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, S, lab, &e) ||
         h5io_attr_get_str(f, NULL, "confounds", &conf, &e) ||
         h5io_attr_get_f64(f, NULL, "scrub", &scrub, &one, &e) ||
         h5io_attr_get_str(f, "/subjects/label", "classes", &classes, &e)) {

@@ -85,7 +85,7 @@ static int read_site(hid_t f, ds *d, bgfm_err *e) {
     }
     double *v = bgfm_malloc(e, (size_t)d->S * sizeof *v + 1, "site column");
     d->site = bgfm_calloc(e, (size_t)d->S + 1, sizeof *d->site, "sites");
-    int rc = !v || !d->site ? BGFM_ENOMEM : h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, v, e);
+    int rc = !v || !d->site ? BGFM_ENOMEM : h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, d->S, v, e);
     for (int64_t i = 0; !rc && i < d->S; i++) {
         char b[64] = "";
         if (isfinite(v[i])) snprintf(b, sizeof b, "%g", v[i]);
@@ -107,9 +107,9 @@ static int ds_read(const char *path, ds *d, bgfm_err *e) {
         d->tr = bgfm_malloc(e, S * sizeof *d->tr, "t_r");
         if (!d->nvol || !d->label || !d->tr) rc = BGFM_ENOMEM;
     }
-    if (!rc && d->S) rc = h5io_read_all(f, "/subjects/n_volumes", H5T_NATIVE_INT64, d->nvol, e);
-    if (!rc && d->S) rc = h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, d->tr, e);
-    if (!rc && d->S) rc = h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, d->label, e);
+    if (!rc) rc = h5io_read_all(f, "/subjects/n_volumes", H5T_NATIVE_INT64, d->S, d->nvol, e);
+    if (!rc) rc = h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, d->S, d->tr, e);
+    if (!rc) rc = h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, d->S, d->label, e);
     if (!rc && h5io_attr_exists(f, "/subjects/label", "classes"))
         rc = h5io_attr_get_str(f, "/subjects/label", "classes", &d->classes, e);
     if (!rc && h5io_attr_exists(f, "/subjects/label", "column"))

@@ -146,8 +146,8 @@ static void timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
         char dpath[600];
         int64_t nflag = 0, tmin = 0, tmax = 0;
         snprintf(dpath, sizeof dpath, "/atlases/%s/offsets", name);
-        if (fl && off && !h5io_read_all(f, p, H5T_NATIVE_UINT8, fl, &e) &&
-            !h5io_read_all(f, dpath, H5T_NATIVE_INT64, off, &e)) {
+        if (fl && off && !h5io_read_all(f, p, H5T_NATIVE_UINT8, S * N, fl, &e) &&
+            !h5io_read_all(f, dpath, H5T_NATIVE_INT64, S + 1, off, &e)) {
             for (int64_t k = 0; k < S * N; k++) nflag += fl[k] != 0;
             for (int64_t s = 0; s < S; s++) {
                 int64_t t = off[s + 1] - off[s];

@@ -413,28 +413,14 @@ static int read_common_attrs(graphs_store *s, hid_t f, bgfm_err *e) {
     return 0;
 }
 
-/* h5io_read_all of a 1-D dataset that must hold exactly n values (the buffer's size). */
-static int read_col(hid_t f, const char *name, hid_t mtype, int64_t n, void *buf,
-                    const char *path, bgfm_err *e) {
-    int rank = 0;
-    hsize_t dims[8] = {0};
-    if (h5io_dims(f, name, &rank, dims, e)) return e->code;
-    if (rank != 1 || (int64_t)dims[0] != n)
-        return bgfm_fail(e, BGFM_EDATA, "'%s': %s has %lld values, expected %lld; the file is "
-                         "damaged or not written by this version", path, name,
-                         rank == 1 ? (long long)dims[0] : -1LL, (long long)n);
-    return n ? h5io_read_all(f, name, mtype, buf, e) : 0;
-}
-
 /* n graphs' mean framewise displacement from the 1-D dataset `name` into meta[0..n-1]:
  * NaN for all when the dataset is absent (a store written before it, docs/formats.md). */
-static int read_fd(hid_t f, const char *name, int64_t n, graphs_meta *meta, const char *path,
-                   bgfm_err *e) {
+static int read_fd(hid_t f, const char *name, int64_t n, graphs_meta *meta, bgfm_err *e) {
     for (int64_t i = 0; i < n; i++) meta[i].mean_fd = NAN;
     if (!n || !h5io_exists(f, name)) return 0;
     double *v = bgfm_malloc(e, (size_t)n * sizeof *v, "mean FD");
     if (!v) return BGFM_ENOMEM;
-    int rc = read_col(f, name, H5T_NATIVE_DOUBLE, n, v, path, e);
+    int rc = h5io_read_all(f, name, H5T_NATIVE_DOUBLE, n, v, e);
     for (int64_t i = 0; i < n && !rc; i++) meta[i].mean_fd = v[i];
     free(v);
     return rc;
@@ -469,7 +455,7 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     s->n_atlases = (int)na;
     s->nodes = bgfm_calloc(e, (size_t)(na ? na : 1), sizeof(int32_t), "atlas nodes");
     if (!s->nodes) return BGFM_ENOMEM;
-    if (read_col(f, "/atlas_nodes", H5T_NATIVE_INT32, na, s->nodes, path, e)) return e->code;
+    if (h5io_read_all(f, "/atlas_nodes", H5T_NATIVE_INT32, na, s->nodes, e)) return e->code;
     for (int64_t a = 0; a < na; a++)
         if (s->nodes[a] < 1)
             return bgfm_fail(e, BGFM_EDATA, "graph index '%s': atlas %lld has %d nodes", path,
@@ -485,10 +471,10 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int64_t *i64 = bgfm_malloc(e, m * sizeof(int64_t), "index column");
     int rc = (!s->meta || !i32 || !i64) ? BGFM_ENOMEM : 0;
 #define RD32(name, field)                                                                      \
-    if (!rc && !(rc = read_col(f, "/graphs/" name, H5T_NATIVE_INT32, n, i32, path, e)))      \
+    if (!rc && !(rc = h5io_read_all(f, "/graphs/" name, H5T_NATIVE_INT32, n, i32, e)))      \
         for (int64_t i = 0; i < n; i++) s->meta[i].field = i32[i];
 #define RD64(name, field)                                                                      \
-    if (!rc && !(rc = read_col(f, "/graphs/" name, H5T_NATIVE_INT64, n, i64, path, e)))      \
+    if (!rc && !(rc = h5io_read_all(f, "/graphs/" name, H5T_NATIVE_INT64, n, i64, e)))      \
         for (int64_t i = 0; i < n; i++) s->meta[i].field = i64[i];
     RD32("atlas", atlas)
     RD32("shard", shard)
@@ -502,7 +488,7 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     free(i32);
     free(i64);
     if (rc) return rc;
-    if ((rc = read_fd(f, "/graphs/mean_fd", n, s->meta, path, e))) return rc;
+    if ((rc = read_fd(f, "/graphs/mean_fd", n, s->meta, e))) return rc;
     int64_t np = 0, nsite = 0;
     if (h5io_read_strings(f, "/graphs/participant_id", &s->pid, &np, e)) return e->code;
     if (h5io_read_strings(f, "/graphs/site", &s->site, &nsite, e)) return e->code;
@@ -578,7 +564,7 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
         for (int q = 0; q < 3 && !rc; q++) {
             snprintf(p, sizeof p, "/graphs/%s/%s", s->atlas[a], what[q]);
             if (cnt[a])
-                rc = read_col(f, p, H5T_NATIVE_INT64, cnt[a], col + m * (size_t)q, path, e);
+                rc = h5io_read_all(f, p, H5T_NATIVE_INT64, cnt[a], col + m * (size_t)q, e);
         }
         char **ids = NULL, **sites = NULL, **dsn = NULL;
         int64_t ni = 0, nsi = 0, nd = 0;
@@ -608,7 +594,7 @@ static int open_shard(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
             if (dsn) s->dsn[g0 + r] = dsn[r], dsn[r] = NULL;
         }
         snprintf(p, sizeof p, "/graphs/%s/mean_fd", s->atlas[a]);
-        if (!rc) rc = read_fd(f, p, cnt[a], s->meta + g0, path, e);
+        if (!rc) rc = read_fd(f, p, cnt[a], s->meta + g0, e);
         strlist_free(ids, ni);
         strlist_free(sites, nsi);
         if (dsn) strlist_free(dsn, nd);

@@ -427,9 +427,28 @@ int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e
     return rc;
 }
 
-int h5io_read_all(hid_t f, const char *path, hid_t memtype, void *buf, bgfm_err *e) {
-    if (!h5io_exists(f, path))
-        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
+/* "'FILE': " naming the file that holds obj (empty when HDF5 cannot say). */
+static void file_prefix(hid_t obj, char *out, size_t cap) {
+    char name[512];
+    ssize_t n = H5Fget_name(obj, name, sizeof name);
+    if (n > 0 && (size_t)n < sizeof name) snprintf(out, cap, "'%s': ", name);
+    else if (cap) out[0] = 0;
+}
+
+int h5io_read_all(hid_t f, const char *path, hid_t memtype, int64_t n, void *buf, bgfm_err *e) {
+    int rank = 0;
+    hsize_t dims[8] = {0};
+    if (h5io_dims(f, path, &rank, dims, e)) return e->code;
+    uint64_t have = 1;
+    for (int i = 0; i < rank; i++) have *= dims[i];
+    if (n < 0 || have != (uint64_t)n) {
+        char where[540];
+        file_prefix(f, where, sizeof where);
+        return bgfm_fail(e, BGFM_EDATA, "%sdataset '%s' holds %llu values, expected %lld; the "
+                         "file is damaged or was written by another version or configuration: write it again",
+                         where, path, (unsigned long long)have, (long long)n);
+    }
+    if (!n) return 0;
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
     if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
     int rc = 0;

@@ -97,13 +97,9 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
         m->off[a] = bgfm_malloc(e, ((size_t)S + 1) * sizeof(int64_t), "offsets");
         m->flag[a] = bgfm_calloc(e, Sz * N, 1, "flags");
         if (!m->region[a] || !m->off[a] || !m->flag[a]) return BGFM_ENOMEM;
-        if (h5io_read_all(f, p, H5T_NATIVE_INT32, m->region[a], e)) return e->code;
+        if (h5io_read_all(f, p, H5T_NATIVE_INT32, m->N[a], m->region[a], e)) return e->code;
         snprintf(p, sizeof p, "/atlases/%s/offsets", m->atlas[a]);
-        if (h5io_dims(f, p, &rank, dims, e)) return e->code;
-        if (rank != 1 || (int64_t)dims[0] != S + 1)
-            return bgfm_fail(e, BGFM_EDATA, "'%s': %s has %llu entries, expected n_subjects+1 = %lld",
-                             path, p, (unsigned long long)dims[0], (long long)(S + 1));
-        if (h5io_read_all(f, p, H5T_NATIVE_INT64, m->off[a], e)) return e->code;
+        if (h5io_read_all(f, p, H5T_NATIVE_INT64, S + 1, m->off[a], e)) return e->code;
         for (int64_t s = 0; s < S; s++)
             if (m->off[a][s + 1] < m->off[a][s] || m->off[a][0] != 0)
                 return bgfm_fail(e, BGFM_EDATA, "'%s': %s is not ascending from 0", path, p);
@@ -116,7 +112,7 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
                              (unsigned long long)(rank > 1 ? dims[1] : 0),
                              (long long)m->off[a][S], N);
         snprintf(p, sizeof p, "/atlases/%s/flagged", m->atlas[a]);
-        if (h5io_exists(f, p) && S > 0 && h5io_read_all(f, p, H5T_NATIVE_UINT8, m->flag[a], e))
+        if (h5io_exists(f, p) && h5io_read_all(f, p, H5T_NATIVE_UINT8, S * (int64_t)N, m->flag[a], e))
             return e->code;
     }
     int64_t n = 0;
@@ -126,23 +122,15 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
                          path, (long long)n, (long long)S);
     for (int64_t s = 0; s < S; s++) m->label[s] = -1;
     if (!(m->tr = bgfm_calloc(e, Sz, sizeof *m->tr, "TRs"))) return BGFM_ENOMEM;
-    if (h5io_exists(f, "/subjects/t_r") && S > 0 &&
-        h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, m->tr, e))
+    if (h5io_exists(f, "/subjects/t_r") && h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, S, m->tr, e))
         return e->code;
     if (!(m->fd = bgfm_malloc(e, Sz * sizeof *m->fd, "mean FD"))) return BGFM_ENOMEM;
     for (int64_t s = 0; s < S; s++) m->fd[s] = NAN;
-    if (h5io_exists(f, "/subjects/mean_fd") && S > 0) {
-        int rank = 0;
-        hsize_t dims[8] = {0};
-        if (h5io_dims(f, "/subjects/mean_fd", &rank, dims, e)) return e->code;
-        if (rank != 1 || (int64_t)dims[0] != S)
-            return bgfm_fail(e, BGFM_EDATA, "'%s': /subjects/mean_fd does not hold one value per "
-                             "subject (%lld); the file is damaged: run the parcellate stage again",
-                             path, (long long)S);
-        if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, m->fd, e)) return e->code;
-    }
-    if (h5io_exists(f, "/subjects/label") && S > 0 &&
-        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, m->label, e))
+    if (h5io_exists(f, "/subjects/mean_fd") &&
+        h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, S, m->fd, e))
+        return e->code;
+    if (h5io_exists(f, "/subjects/label") &&
+        h5io_read_all(f, "/subjects/label", H5T_NATIVE_INT64, S, m->label, e))
         return e->code;
     /* with inputs.datasets: the dataset of each row, and its site (each dataset's own
      * site_column) in /subjects/site */
@@ -177,7 +165,7 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
             free(v);
             return BGFM_ENOMEM;
         }
-        rc = S > 0 ? h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, v, e) : 0;
+        rc = h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, S, v, e);
         for (int64_t s = 0; s < S && !rc; s++) {
             char b[64] = "";
             if (isfinite(v[s])) snprintf(b, sizeof b, "%.17g", v[s]);

@@ -58,7 +58,9 @@ int ckpt_read_tensors(hid_t f, const model *m, const char *group, float *buf, co
         const model_tensor *t = &m->t[i];
         snprintf(path, sizeof path, "%s/%s", group, t->name);
         int rc = tensor_check(f, t, path, file, e);
-        if (!rc) rc = h5io_read_all(f, path, H5T_NATIVE_FLOAT, buf + t->off, e);
+        if (!rc)
+            rc = h5io_read_all(f, path, H5T_NATIVE_FLOAT, t->rows * (t->cols ? t->cols : 1),
+                               buf + t->off, e);
         if (rc) return rc;
     }
     return 0;
@@ -416,15 +418,8 @@ static int read_extra(hid_t f, const ckpt_state *st, const char *path, bgfm_err 
     int rc = 0;
     char name[256], hex[65], *want = NULL;
     for (int i = 0; i < st->n_extra && !rc; i++) {
-        int rank = 0;
-        hsize_t dims[8] = {0};
         snprintf(name, sizeof name, "/extra/%s", st->extra_name[i]);
-        rc = h5io_dims(f, name, &rank, dims, e);
-        if (!rc && (rank != 1 || (int64_t)dims[0] != st->extra_n[i]))
-            rc = bgfm_fail(e, BGFM_EDATA, "%s: %s holds %lld values, %lld expected; the checkpoint "
-                           "was written by another configuration or is damaged", path, name,
-                           (long long)dims[0], (long long)st->extra_n[i]);
-        if (!rc) rc = h5io_read_all(f, name, H5T_NATIVE_DOUBLE, st->extra[i], e);
+        rc = h5io_read_all(f, name, H5T_NATIVE_DOUBLE, st->extra_n[i], st->extra[i], e);
     }
     if (!rc) rc = h5io_attr_get_str(f, NULL, "sha256_extra", &want, e);
     if (!rc) extra_digest(st, hex);
@@ -574,17 +569,6 @@ static int arch_fits_file(hid_t f, const model_cfg *c, const char *path, bgfm_er
     return 0;
 }
 
-/* One int64 of a dataset that must hold exactly one value (/state/...). */
-static int read_one_i64(hid_t f, const char *name, int64_t *v, const char *path, bgfm_err *e) {
-    int rank = 0;
-    hsize_t dims[8] = {0}, n = 1;
-    if (h5io_dims(f, name, &rank, dims, e)) return e->code;
-    for (int i = 0; i < rank; i++) n *= dims[i];
-    if (n != 1)
-        return bgfm_fail(e, BGFM_EDATA, "%s: %s holds %llu values, expected one; the checkpoint "
-                         "is damaged", path, name, (unsigned long long)n);
-    return h5io_read_all(f, name, H5T_NATIVE_INT64, v, e);
-}
 
 /* The completion mark, then the architecture (checked against the stored tensors) into
  * *m (model_init): what every load checks before it reads parameters. */
@@ -607,7 +591,7 @@ static int read_state(hid_t f, const char *path, ckpt_state *st, int config, bgf
     int64_t v[4] = {0};
     const char *k[4] = {"/state/step", "/state/epoch", "/state/position", "/state/seed"};
     int rc = 0;
-    for (int i = 0; i < 4 && !rc; i++) rc = read_one_i64(f, k[i], &v[i], path, e);
+    for (int i = 0; i < 4 && !rc; i++) rc = h5io_read_all(f, k[i], H5T_NATIVE_INT64, 1, &v[i], e);
     st->step = v[0];
     st->epoch = v[1];
     st->pos = v[2];

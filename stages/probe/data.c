@@ -403,7 +403,7 @@ static int read_pretrain_graphs(hid_t f, const char *ckpt, int64_t G, probe_data
     d->n_pre = (int64_t)dims[0];
     d->pre = bgfm_malloc(e, (size_t)(d->n_pre ? d->n_pre : 1) * sizeof *d->pre, "probe");
     if (!d->pre) return BGFM_ENOMEM;
-    if (d->n_pre && (rc = h5io_read_all(f, "/pretrain_graphs", H5T_NATIVE_INT64, d->pre, e)))
+    if ((rc = h5io_read_all(f, "/pretrain_graphs", H5T_NATIVE_INT64, d->n_pre, d->pre, e)))
         return rc;
     for (int64_t i = 0; i < d->n_pre; i++)
         if (d->pre[i] < 0 || d->pre[i] >= G || (i && d->pre[i] <= d->pre[i - 1]))

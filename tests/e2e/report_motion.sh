@@ -105,7 +105,7 @@ f['subjects/mean_fd'] = v[:5]" "$T/bad_ts.h5" || notok "damaging mean_fd"
 mkdir -p "$T/obad"
 $MPIRUN 1 "$ROOT/${BGFM_BUILD:-build}/tests/test_connectivity" stage "$T/bad_ts.h5" "$T/obad" >"$T/bad.out" 2>&1; rc=$?
 check "a damaged /subjects/mean_fd: exit 3 naming the file and the dataset, no index written" \
-  test $rc -eq 3 -a -n "$(grep -l "bad_ts.h5.*/subjects/mean_fd does not hold one value per subject" "$T/bad.out")" -a ! -e "$T/obad/index.h5"
+  test $rc -eq 3 -a -n "$(grep -l "bad_ts.h5.*/subjects/mean_fd. holds .* values, expected" "$T/bad.out")" -a ! -e "$T/obad/index.h5"
 # the probe's `motion` feature set: the scan's mean FD alone, through the same classifier
 cp "$T/a.yaml" "$T/p.yaml"
 printf '  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 8, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0}}\n' >>"$T/p.yaml"

@@ -63,7 +63,8 @@ static void test_rows_and_metadata(void **st) {
     assert_int_equal(h5io_dims(f, "/a/b/x", &r, got, &e), 0);
     assert_int_equal(r, 2);
     float all[128][2];
-    assert_int_equal(h5io_read_all(f, "/a/b/x", H5T_NATIVE_FLOAT, all, &e), 0);
+    assert_int_equal(h5io_read_all(f, "/a/b/x", H5T_NATIVE_FLOAT, (int64_t)(got[0] * got[1]), all, &e),
+                     0);
     for (int q = 1; q < size; q++)
         for (int i = 0; i < q; i++) {
             int64_t row = (int64_t)q * (q - 1) / 2 + i;
@@ -76,8 +77,19 @@ static void test_rows_and_metadata(void **st) {
     assert_int_equal(h5io_read_rows(f, "/c/chunked", H5T_NATIVE_UINT8, size, 1, mm, &e), BGFM_EDATA);
     bgfm_err_clear(&e);
     int64_t s2[4] = {0};
-    assert_int_equal(h5io_read_all(f, "/meta/ints", H5T_NATIVE_INT64, s2, &e), 0);
+    assert_int_equal(h5io_read_all(f, "/meta/ints", H5T_NATIVE_INT64, 4, s2, &e), 0);
     assert_memory_equal(s2, small, sizeof small);
+    /* a buffer of another length than the dataset is refused before anything is read,
+     * the message naming the file, the dataset and both counts */
+    int64_t s3[5] = {-7, -7, -7, -7, -7};
+    assert_int_equal(h5io_read_all(f, "/meta/ints", H5T_NATIVE_INT64, 3, s3, &e), BGFM_EDATA);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "'/meta/ints' holds 4 values, expected 3"));
+    for (int i = 0; i < 5; i++) assert_int_equal(s3[i], -7);
+    bgfm_err_clear(&e);
+    assert_int_equal(h5io_read_all(f, "/meta/ints", H5T_NATIVE_INT64, 5, s3, &e), BGFM_EDATA);
+    assert_int_equal(s3[0], -7);
+    bgfm_err_clear(&e);
     char **str = NULL;
     int64_t ns = 0;
     assert_int_equal(h5io_read_strings(f, "/meta/names", &str, &ns, &e), 0);
@@ -100,7 +112,7 @@ static void test_rows_and_metadata(void **st) {
     assert_int_equal(n, 2);
     assert_true(ww[0] == 0.5 && ww[1] == -1.25);
     assert_false(h5io_exists(f, "/nope/x"));
-    assert_int_equal(h5io_read_all(f, "/nope/x", H5T_NATIVE_INT64, s2, &e), BGFM_EDATA);
+    assert_int_equal(h5io_read_all(f, "/nope/x", H5T_NATIVE_INT64, 4, s2, &e), BGFM_EDATA);
     assert_non_null(strstr(e.msg, "/nope/x"));
     h5io_close(&f, path, &e);
     MPI_Barrier(MPI_COMM_WORLD);
