@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""confounds_check.py DIR [--n 6]: the confounds files of a foreign_pop.py population,
-read as a pipeline would read fMRIPrep's (plain TSV, no code of foreign_pop.py).
+"""confounds_check.py DIR [--n 6]: the confounds files of a foreign_pop.py population or
+of `bgfm synth --motion`, read as a pipeline would read fMRIPrep's (plain TSV, no code of
+either generator).
 
 For the first n subjects (participants.tsv's order, else the sub-* folders sorted):
 checks that sub-XXX_task-rest_desc-confounds_timeseries.tsv has fMRIPrep's motion
@@ -13,10 +14,11 @@ edge: a 6-neighbour outside it), linearly detrended, and its R2 by the 6 paramet
 all 24, and by the 24 plus one regressor per volume of FD > 0.5 mm (each with intercept
 and trend). Reported, not asserted, except that the models nest; k unrelated regressors
 reach an R2 near k / (T - 2) by chance (the column chance24). With truth.json, the mean
-FD beside the person's motion level and their correlation.
+FD beside the person's motion level and their correlation (synth: model.json's
+"motion" subjects, whose mean_fd must equal the file's).
 Prints a table and "N passed, N failed"; exits 1 if a check failed.
 """
-import argparse, csv, json, os, sys
+import argparse, csv, glob, json, os, sys
 import numpy as np
 import nibabel as nib
 from scipy import ndimage
@@ -53,6 +55,11 @@ def main():
     sids = sids[:a.n]
     tj = os.path.join(a.dir, "derivatives", "foreign", "truth.json")
     truth = {p["participant_id"]: p for p in json.load(open(tj))["participants"]} if os.path.exists(tj) else {}
+    sj = os.path.join(a.dir, "derivatives", "synth", "model.json")
+    synth = {}
+    if os.path.exists(sj) and "motion" in json.load(open(sj)):
+        synth = {p["participant_id"]: p for p in json.load(open(sj))["motion"]["subjects"]}
+        truth = {k: {"motion": v["level"]} for k, v in synth.items()}
     npass = nfail = 0
     mfd, mot = [], []
     print("%-8s %4s %5s %7s %7s %7s %7s %9s %8s  %s" % ("subject", "T", "FD>.5", "meanFD", "motion",
@@ -69,7 +76,7 @@ def main():
             return ok
 
         tsv = os.path.join(func, sid + "_task-rest_desc-confounds_timeseries.tsv")
-        img = nib.load(os.path.join(func, sid + "_task-rest_bold.nii.gz"))
+        img = nib.load(sorted(glob.glob(os.path.join(func, sid + "_task-rest*_bold.nii.gz")))[0])
         T = img.shape[3]
         if not check(os.path.exists(tsv), "no confounds file"):
             print("%-8s %4d  %s" % (sid, T, "; ".join(bad)))
@@ -117,6 +124,8 @@ def main():
         rc = r2(y, np.column_stack([full, S]))
         check(rb >= ra - 1e-9 and rc >= rb - 1e-9, "R2 of nested models decreases")
         m = np.nanmean(col["framewise_displacement"])
+        if sid in synth:
+            check(abs(synth[sid]["mean_fd"] - m) < 1e-5 * max(1.0, m), "model.json mean_fd")
         mv = truth.get(sid, {}).get("motion", np.nan)
         mfd.append(m)
         mot.append(mv)

@@ -1,8 +1,8 @@
 /* synth.h: `bgfm synth`, a synthetic BIDS cohort of resting-state fMRI on the MNI152
  * grid: a population whose functional connectivity varies by latent traits, individual
  * fingerprints and sites, or (--traits 0) a designed group effect (docs/synth.md).
- * Not a realistic fMRI simulator (no motion, HRF or physiology) and not a pipeline
- * stage: it makes the input of one. */
+ * Not a realistic fMRI simulator (no HRF or physiology; head motion only with --motion)
+ * and not a pipeline stage: it makes the input of one. */
 #ifndef BGFM_SYNTH_H
 #define BGFM_SYNTH_H
 
@@ -34,6 +34,8 @@ typedef struct synth_params {
                                 subjects differ by a normal draw each (0: none) */
     double topography;       /* sd of a subject's per-parcel mixing jitter */
     double label_noise;      /* sd of the noise of the liability and of the score */
+    double motion;           /* median motion level (mm, about mean FD); 0: no motion */
+    double motion_patient;   /* log ratio of patients' motion level to controls' */
     int64_t unlabelled;      /* U subjects with diagnosis n/a, after the S labelled ones */
     int64_t first_subject;   /* subject s's draws are those of subject s + first_subject:
                                 another sample of the same population (--first-subject) */

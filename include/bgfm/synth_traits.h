@@ -38,7 +38,8 @@ enum {
     SYNTH_R_SITE_COUPLING = 17, /* i0 = SYNTH_COHORT + first subject (each dataset its own
                                    sites), i2 = site: the site's coupling shift, pairs a < b */
     SYNTH_R_SITE_SPREAD = 18,   /* i0 as 17, i2 = site: the site's own pattern, pairs a < b */
-    SYNTH_R_SPREAD_AMP = 19     /* i0 = subject: its amplitude along its site's pattern */
+    SYNTH_R_SPREAD_AMP = 19,    /* i0 = subject: its amplitude along its site's pattern */
+    SYNTH_R_MOTION = 20         /* i0 = subject: its head motion (synth_motion.h) */
 };
 
 #define SYNTH_MAX_TRAITS 16

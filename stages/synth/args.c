@@ -33,6 +33,8 @@ void synth_params_default(synth_params *p) {
     p->topography = 0.08;
     p->label_noise = 1.0;
     p->unlabelled = 0;
+    p->motion = 0;
+    p->motion_patient = 0.3;
     p->mask_atlas = SYNTH_DEFAULT_MASK_ATLAS;
 }
 
@@ -43,6 +45,7 @@ static const char synth_usage[] =
     "                  [--traits K] [--trait-effect B] [--fingerprint F]\n"
     "                  [--site-coupling C]\n"
     "                  [--topography W] [--label-noise E] [--effect D]\n"
+    "                  [--motion M] [--motion-patient R]\n"
     "                  [--mask-atlas PATH|none] [--datasets K] [--first-subject N]\n"
     "                  [--force] [--quiet]\n\n"
     "Writes a synthetic BIDS cohort (participants.tsv with diagnosis control|patient,\n"
@@ -52,7 +55,9 @@ static const char synth_usage[] =
     "traits plus noise. --traits 0 gives the group-only design instead: the coupling of\n"
     "two network pairs differs between diagnosis groups (docs/synth.md). Works alone or\n"
     "under mpirun (subjects are shared by rank; the files do not depend on the rank\n"
-    "count).\n\n"
+    "count).\n\n";
+
+static const char synth_usage_options[] =
     "  --out DIR          dataset folder; must not exist or be empty (or use --force)\n"
     "  --subjects S       labelled subjects, >= 1 (default 16)\n"
     "  --unlabelled U     extra subjects sub-(S+1).. with diagnosis, score, traits n/a\n"
@@ -82,6 +87,13 @@ static const char synth_usage[] =
     "  --label-noise E    sd of the noise of diagnosis liability and score, 0..10 (default 1)\n"
     "  --effect D         group-only design: group difference of the designed couplings,\n"
     "                     0..0.6 (default 0.4; only with --traits 0)\n"
+    "  --motion M         head motion: each subject's level (about its mean framewise\n"
+    "                     displacement, mm) is M x exp(0.5 N(0,1)), x exp(R) for patients;\n"
+    "                     drift and spikes leave an artifact at the brain's edge and a\n"
+    "                     global one, and a confounds file (fMRIPrep's columns) is written\n"
+    "                     beside each image, 0..2 (default 0: no motion, no confounds file)\n"
+    "  --motion-patient R log ratio of patients' to controls' motion level, -2..2\n"
+    "                     (default 0.3; needs --motion > 0)\n"
     "  --mask-atlas P     label atlas giving mask and parcels, or 'none' for an\n"
     "                     ellipsoid with Voronoi parcels (default " SYNTH_DEFAULT_MASK_ATLAS ")\n"
     "  --force            replace an existing non-empty DIR\n"
@@ -113,6 +125,7 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
     if (*help) return 0;
     int have_out = 0, have_sites = 0, have_networks = 0;
     const char *effect_opt = NULL, *trait_opt = NULL; /* first option of each design given */
+    const char *motion_opt = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--force") || !strcmp(a, "--quiet")) {
@@ -200,6 +213,11 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
         } else if (!strcmp(a, "--unlabelled")) {
             rc = cli_parse_i64(a, v, 0, 1000000, &p->unlabelled, e);
             trait_opt = trait_opt ? trait_opt : a;
+        } else if (!strcmp(a, "--motion")) {
+            rc = cli_parse_f64(a, v, 0, 2, &p->motion, e);
+        } else if (!strcmp(a, "--motion-patient")) {
+            rc = cli_parse_f64(a, v, -2, 2, &p->motion_patient, e);
+            motion_opt = a;
         } else if (!strcmp(a, "--mask-atlas")) {
             p->mask_atlas = v;
         } else {
@@ -218,6 +236,9 @@ int synth_parse_args(int argc, char **argv, synth_params *p, int *help, bgfm_err
     if (p->traits == 0 && trait_opt)
         return bgfm_fail(e, BGFM_EUSAGE, "synth: %s needs latent traits (--traits K > 0); "
                          "--traits 0 is the group-only design", trait_opt);
+    if (motion_opt && p->motion == 0)
+        return bgfm_fail(e, BGFM_EUSAGE, "synth: %s needs head motion (--motion M > 0)",
+                         motion_opt);
     if (!have_networks) p->networks = p->traits > 0 ? SYNTH_TRAIT_NETWORKS : 7;
     if (p->datasets < 1) p->datasets = 1;
     if ((p->n_tr > 1 && p->n_tr != p->datasets) || (p->n_vox > 1 && p->n_vox != p->datasets))
@@ -236,7 +257,10 @@ int cmd_synth(bgfm_ctx *ctx, int argc, char **argv) {
     int help = 0;
     int rc = synth_parse_args(argc, argv, &p, &help, &ctx->err);
     if (help) {
-        if (ctx->rank == 0) fputs(synth_usage, stdout);
+        if (ctx->rank == 0) {
+            fputs(synth_usage, stdout);
+            fputs(synth_usage_options, stdout);
+        }
         return 0;
     }
     if (rc) return rc; /* identical on every rank: no agreement needed */

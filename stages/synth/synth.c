@@ -19,6 +19,7 @@
 #include "bgfm/log.h"
 #include "bgfm/nifti.h"
 #include "bgfm/rng.h"
+#include "bgfm/synth_motion.h"
 #include "bgfm/synth_traits.h"
 
 /* Model constants (docs/synth.md, "Parameters"). */
@@ -382,10 +383,20 @@ static int subject_signals(const synth_params *p, const synth_cohort *co, const 
     return latent_signals(p, s, l, x, e);
 }
 
-/* Write sub-XX/func/<bold>.nii.gz and its .json sidecar under `root`. */
+/* Subject s's diagnosis class: the group-only design's, else its liability against the
+ * labelled subjects' threshold (the unlabelled ones' class is not written anywhere). */
+static int subject_patient(const synth_cohort *co, int64_t s) {
+    if (!co) return synth_subject_group(s);
+    const synth_person *o = &co->person[s];
+    return o->labelled ? o->patient : o->liability > co->threshold;
+}
+
+/* Write sub-XX/func/<bold>.nii.gz and its .json sidecar under `root`; with head motion
+ * (mm != NULL) the artifact in the image and the confounds file beside it. */
 static int write_subject(const synth_params *p, const synth_grid *g, const synth_cohort *co,
-                         const double *Lc, const double *Lp, const synth_site *sites, int64_t s,
-                         const char *root, int64_t *bytes, bgfm_err *e) {
+                         const double *Lc, const double *Lp, const synth_site *sites,
+                         const synth_motion_map *mm, int64_t s, const char *root, int64_t *bytes,
+                         bgfm_err *e) {
     int N = p->networks, P = g->n_parcels;
     int64_t T = p->volumes, nb = g->n_brain;
     char id[64], dir[4096], path[4096];
@@ -404,7 +415,12 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
     int32_t *par = malloc(sizeof(int32_t) * (size_t)nb);
     float *vol = calloc((size_t)g->nvox, sizeof *vol);
     niftiio_writer *w = NULL;
-    if (!x || !alpha || !fpar || !mu || !aown || !aglob || !par || !vol) {
+    synth_motion mo;
+    memset(&mo, 0, sizeof mo);
+    double *gs = mm ? calloc((size_t)T, sizeof *gs) : NULL;
+    if (!rc && mm) rc = synth_motion_draw(p, s, subject_patient(co, s), &mo, e);
+    if (rc) goto done;
+    if (!x || !alpha || !fpar || !mu || !aown || !aglob || !par || !vol || (mm && !gs)) {
         rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory for subject %s", id);
         goto done;
     }
@@ -470,6 +486,15 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
             normal_pair(&r, &z0, &z1);
             vol[g->brain[b]] = mu[b] + aown[b] * fpar[par[b]] + aglob[b] * fx + sd * (float)z0;
         }
+        if (mm) { /* the motion artifact, and the global signal of the confounds file */
+            double acc = 0;
+            for (b = 0; b < nb; b++) {
+                float *v = &vol[g->brain[b]];
+                *v += (float)((double)mu[b] * synth_motion_artifact(mm, &mo, b, t));
+                acc += (double)*v;
+            }
+            gs[t] = nb ? acc / (double)nb : 0;
+        }
         rc = niftiio_writer_volume(w, vol, e);
         if (rc) goto done;
     }
@@ -477,9 +502,15 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
     if (rc) goto done;
     struct stat st;
     if (stat(path, &st) == 0) *bytes += (int64_t)st.st_size;
-    rc = fmt_path(path, sizeof path, e,
-                  "%s/%s_task-rest_space-MNI152NLin6Asym_res-%s_desc-preproc_bold.json", dir, id,
-                  res_tag(p));
+    if (mm) {
+        rc = fmt_path(path, sizeof path, e, "%s/%s_task-rest_desc-confounds_timeseries.tsv", dir,
+                      id);
+        if (!rc) rc = synth_motion_write_confounds(path, &mo, gs, e);
+    }
+    if (!rc)
+        rc = fmt_path(path, sizeof path, e,
+                      "%s/%s_task-rest_space-MNI152NLin6Asym_res-%s_desc-preproc_bold.json", dir,
+                      id, res_tag(p));
     if (rc) goto done;
     char js[256];
     int n = snprintf(js, sizeof js, "{\n  \"RepetitionTime\": %.17g,\n  \"TaskName\": \"rest\",\n"
@@ -487,6 +518,8 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
     rc = fs_write_atomic(path, js, (size_t)n, e);
 done:
     niftiio_writer_abort(&w);
+    synth_motion_free(&mo);
+    free(gs);
     free(x);
     free(alpha);
     free(fpar);
@@ -552,6 +585,29 @@ static void json_matrix(FILE *f, int n, const double *c) {
         fprintf(f, "]");
     }
     fprintf(f, "]");
+}
+
+/* model.json's "motion": the model's constants and every subject's level, spikes and
+ * mean framewise displacement (of the realignment estimate, as the confounds file). */
+static int motion_json(FILE *f, const synth_params *p, const synth_cohort *co, bgfm_err *e) {
+    int64_t ns = p->subjects + p->unlabelled;
+    fprintf(f, ",\n  \"motion\": {\"level_median\": %.17g, \"patient_log_ratio\": %.17g, "
+            "\"level_log_sd\": %g, \"edge_percent_per_mm\": %g, \"spin_percent_per_mm\": %g, "
+            "\"edge_radius_mm\": %g,\n    \"subjects\": [",
+            p->motion, p->motion_patient, SYNTH_MOTION_SPREAD, SYNTH_MOTION_EDGE, SYNTH_MOTION_SPIN,
+            SYNTH_MOTION_EDGE_MM);
+    for (int64_t s = 0; s < ns; s++) {
+        synth_motion mo;
+        int rc = synth_motion_draw(p, s, subject_patient(co, s), &mo, e);
+        if (rc) return rc;
+        fprintf(f, "%s\n      {\"participant_id\": \"sub-%0*lld\", \"patient\": %d, \"level\": "
+                "%.6g, \"spikes\": %lld, \"mean_fd\": %.6g}", s ? "," : "",
+                synth_id_width(ns), (long long)s + 1, subject_patient(co, s), mo.level,
+                (long long)mo.spikes, mo.mean_fd);
+        synth_motion_free(&mo);
+    }
+    fprintf(f, "]}");
+    return 0;
 }
 
 static int write_truth(const synth_params *p, const synth_grid *g, const synth_cohort *co,
@@ -630,7 +686,12 @@ static int write_truth(const synth_params *p, const synth_grid *g, const synth_c
     }
     fputc(']', f);
     if (co) synth_cohort_json(f, p, co, g->parcel_label);
+    int rc2 = p->motion > 0 ? motion_json(f, p, co, e) : 0;
     fprintf(f, "\n}\n");
+    if (rc2) {
+        fclose(f);
+        return rc2;
+    }
     if (fclose(f) != 0) return bgfm_fail(e, BGFM_EIO, "%s: write failed", path);
     snprintf(path, sizeof path, "%s/dataset_description.json", root);
     char design[256], desc[1024], sc[80] = "";
@@ -750,13 +811,19 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     int64_t bytes = 0, mine = 0;
     log_progress prog;
     log_progress_start(ctx, &prog, "synth", "subj", ns);
+    synth_motion_map mmap;
+    memset(&mmap, 0, sizeof mmap);
+    if (!rc && p->motion > 0)
+        rc = synth_motion_map_build(g.dim, (const double(*)[4])g.affine, g.parcel, g.brain, g.n_brain, &mmap, e);
     for (int64_t s = ctx->rank; !rc && s < ns; s += ctx->size) {
-        rc = write_subject(p, &g, co, Lc, Lp, sites, s, staging, &bytes, e);
+        rc = write_subject(p, &g, co, Lc, Lp, sites, p->motion > 0 ? &mmap : NULL, s, staging,
+                           &bytes, e);
         mine++;
         if (!rc) log_progress_update(ctx, &prog, mine * ctx->size < ns ? mine * ctx->size : ns);
     }
     if (!rc && ctx->rank == 0) rc = write_participants(p, co, staging, e);
     if (!rc && ctx->rank == 0) rc = write_truth(p, &g, co, Cc, Cp, sites, staging, e);
+    synth_motion_map_free(&mmap);
     rc = bgfm_ctx_agree(ctx, rc);
     log_progress_end(ctx, &prog, rc ? mine : ns);
     int64_t total_bytes = bytes;
