@@ -1,6 +1,7 @@
 /* test_synth.c: unit tests of bgfm synth's argument parsing, cohort design, coupling
  * matrices and the trait population (eigen-decomposition, eigenvalue floor, liability
- * split, weights, per-subject coupling and mixing). Not the dataset tests
+ * split, weights, per-subject coupling and mixing) and head motion (levels, framewise
+ * displacement, spikes, the edge map). Not the dataset tests
  * (tests/e2e/synth.sh, tests/mpi/synth_ranks.sh). */
 #include <math.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 
 #include "bgfm/nifti.h"
 #include "bgfm/synth.h"
+#include "bgfm/synth_motion.h"
 #include "bgfm/synth_traits.h"
 
 static int parse(int argc, const char **argv, synth_params *p, bgfm_err *e) {
@@ -351,6 +353,101 @@ static void t_population(void **state) {
     synth_cohort_free(&c);
 }
 
+/* Head motion: options; over 2000 subjects the level's spread and the patients' ratio,
+ * mean FD about the level, FD by Power's formula from the estimate, spin history only at
+ * spikes, the estimate near the displacement away from spikes; the edge map of a ball. */
+static void t_motion(void **state) {
+    (void)state;
+    synth_params p;
+    bgfm_err e;
+    const char *dflt[] = {"synth", "--out", "d"};
+    assert_int_equal(parse(3, dflt, &p, &e), 0);
+    assert_true(p.motion == 0 && p.motion_patient == 0.3);
+    const char *mo[] = {"synth", "--out", "d", "--motion", "0.2", "--motion-patient", "0.5"};
+    assert_int_equal(parse(7, mo, &p, &e), 0);
+    assert_true(p.motion == 0.2 && p.motion_patient == 0.5);
+    const char *badm[][3] = {{"--motion", "-0.1", "--motion"}, {"--motion", "2.5", "--motion"},
+                             {"--motion-patient", "0.5", "needs head motion"}};
+    for (size_t i = 0; i < sizeof badm / sizeof badm[0]; i++) {
+        const char *argv[] = {"synth", "--out", "d", badm[i][0], badm[i][1]};
+        assert_int_equal(parse(5, argv, &p, &e), BGFM_EUSAGE);
+        assert_non_null(strstr(e.msg, badm[i][2]));
+    }
+    p.volumes = 150;
+    p.motion = 0.2;
+    p.motion_patient = 0.5;
+    double slog[2] = {0, 0}, ratio = 0;
+    int n[2] = {0, 0};
+    for (int64_t s = 0; s < 2000; s++) {
+        synth_motion m;
+        int pat = (int)(s % 2);
+        assert_int_equal(synth_motion_draw(&p, s, pat, &m, &e), 0);
+        slog[pat] += log(m.level);
+        n[pat]++;
+        ratio += m.mean_fd / m.level;
+        double sfd = 0;
+        int64_t spin_vols = 0;
+        for (int64_t t = 1; t < m.T; t++) {
+            double fd = 0;
+            for (int j = 0; j < 6; j++)
+                fd += fabs(m.est[6 * t + j] - m.est[6 * (t - 1) + j]) * (j < 3 ? 1 : 50);
+            sfd += fd;
+        }
+        assert_true(fabs(sfd / (double)(m.T - 1) - m.mean_fd) < 1e-12);
+        for (int64_t t = 0; t < m.T; t++) {
+            spin_vols += m.spin[t] > 0;
+            int near = m.spin[t] > 0; /* a spike's volume or the one after */
+            for (int j = 0; j < 6 && !near; j++)
+                assert_true(fabs(m.est[6 * t + j] - m.x[6 * t + j]) * (j < 3 ? 1 : 50) < 0.03);
+        }
+        assert_true(spin_vols >= m.spikes && spin_vols <= 2 * m.spikes);
+        assert_true(m.spin[0] == 0);
+        synth_motion_free(&m);
+    }
+    double sd_ratio = exp(slog[1] / n[1] - slog[0] / n[0]);
+    assert_true(fabs(sd_ratio / exp(0.5) - 1) < 0.06);
+    assert_true(ratio / 2000 > 0.85 && ratio / 2000 < 1.25);
+    /* a ball of radius 8 voxels in a 24^3 grid of 2 mm: the centre (whose 8 mm cube stays
+     * inside) carries nothing, the
+     * surface's normal points outward and rotations about the centre move nothing along it */
+    int64_t dim[3] = {24, 24, 24}, nv = 24 * 24 * 24, nb = 0;
+    double aff[4][4] = {{2, 0, 0, -24}, {0, 2, 0, -24}, {0, 0, 2, -24}, {0, 0, 0, 1}};
+    int32_t *in = calloc((size_t)nv, sizeof *in);
+    int64_t *br = calloc((size_t)nv, sizeof *br);
+    assert_non_null(in);
+    assert_non_null(br);
+    for (int64_t v = 0; v < nv; v++) {
+        double i = (double)(v % 24) - 12, j = (double)((v / 24) % 24) - 12, k = (double)(v / 576) - 12;
+        if (i * i + j * j + k * k <= 64) {
+            in[v] = 1;
+            br[nb++] = v;
+        }
+    }
+    synth_motion_map mm;
+    assert_int_equal(synth_motion_map_build(dim, (const double(*)[4])aff, in, br, nb, &mm, &e), 0);
+    int checked = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t v = br[b];
+        double i = (double)(v % 24) - 12, j = (double)((v / 24) % 24) - 12, k = (double)(v / 576) - 12;
+        double r = sqrt(i * i + j * j + k * k);
+        double h[6];
+        for (int q = 0; q < 6; q++) h[q] = (double)mm.h[6 * b + q];
+        if (r <= 1) assert_true(h[0] == 0 && h[1] == 0 && h[2] == 0);
+        if (r >= 7) { /* outward: along the voxel's position */
+            double dot = (h[0] * i + h[1] * j + h[2] * k) / r;
+            double len = sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]);
+            assert_true(len > 0 && dot > 0.9 * len);
+            double rot = sqrt(h[3] * h[3] + h[4] * h[4] + h[5] * h[5]);
+            assert_true(rot < 0.35 * len * 2 * r);
+            checked++;
+        }
+    }
+    assert_true(checked > 100);
+    synth_motion_map_free(&mm);
+    free(in);
+    free(br);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_parse),
@@ -361,6 +458,7 @@ int main(void) {
         cmocka_unit_test(t_weights),
         cmocka_unit_test(t_cohort),
         cmocka_unit_test(t_population),
+        cmocka_unit_test(t_motion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
