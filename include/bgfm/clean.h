@@ -58,6 +58,12 @@ int clean_basis(const clean_opts *o, const clean_sos *f, double *X, int64_t n, i
                 double *work);
 /* x -= Q Q' x for the r orthonormal columns of Q (n x r, column-major). */
 void clean_project(const double *Q, int r, double *x, int64_t n);
+/* Censored volumes (censor[t] != 0) replaced by the natural cubic spline through the
+ * others (scipy's CubicSpline(bc_type='natural') between the first and last kept
+ * volumes; before the first and after the last the nearest kept value; fewer than 2 kept:
+ * x unchanged). As Power et al. 2014 and nilearn's sample_mask do before filtering, so a
+ * filter spreads no censored volume over its neighbours. work: 5 n doubles. */
+void clean_interpolate(double *x, int64_t n, const uint8_t *censor, double *work);
 /* The whole chain on one series: detrend, filter (`f` NULL: none), remove the span of
  * the confound basis Q (r columns from clean_basis; r = 0: none), standardize. */
 void clean_series(const clean_opts *o, const clean_sos *f, const double *Q, int r, double *x,

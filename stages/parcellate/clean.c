@@ -264,6 +264,46 @@ int clean_basis(const clean_opts *o, const clean_sos *f, double *X, int64_t n, i
     return r;
 }
 
+void clean_interpolate(double *x, int64_t n, const uint8_t *censor, double *work) {
+    double *kt = work, *ky = work + n, *M = work + 2 * n, *cp = work + 3 * n, *dp = work + 4 * n;
+    int64_t m = 0;
+    for (int64_t t = 0; t < n; t++)
+        if (!censor[t]) {
+            kt[m] = (double)t;
+            ky[m++] = x[t];
+        }
+    if (m < 2 || m == n) return;
+    /* second derivatives at the knots: natural ends (M = 0), the tridiagonal system of
+     * the interior knots solved by the Thomas algorithm */
+    M[0] = M[m - 1] = 0.0;
+    for (int64_t i = 1; i + 1 < m; i++) {
+        double h0 = kt[i] - kt[i - 1], h1 = kt[i + 1] - kt[i];
+        double a = h0, b = 2.0 * (h0 + h1), c = h1;
+        double d = 6.0 * ((ky[i + 1] - ky[i]) / h1 - (ky[i] - ky[i - 1]) / h0);
+        double den = b - (i > 1 ? a * cp[i - 1] : 0.0);
+        cp[i] = c / den;
+        dp[i] = (d - (i > 1 ? a * dp[i - 1] : 0.0)) / den;
+    }
+    for (int64_t i = m - 2; i >= 1; i--) M[i] = dp[i] - (i + 1 < m - 1 ? cp[i] * M[i + 1] : 0.0);
+    int64_t i = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (!censor[t]) continue;
+        double tt = (double)t;
+        if (tt < kt[0]) {
+            x[t] = ky[0];
+            continue;
+        }
+        if (tt > kt[m - 1]) {
+            x[t] = ky[m - 1];
+            continue;
+        }
+        while (i + 1 < m - 1 && kt[i + 1] < tt) i++;
+        double h = kt[i + 1] - kt[i], u = kt[i + 1] - tt, v = tt - kt[i];
+        x[t] = M[i] * u * u * u / (6.0 * h) + M[i + 1] * v * v * v / (6.0 * h) +
+               (ky[i] / h - M[i] * h / 6.0) * u + (ky[i + 1] / h - M[i + 1] * h / 6.0) * v;
+    }
+}
+
 void clean_series(const clean_opts *o, const clean_sos *f, const double *Q, int r, double *x,
                   int64_t n, double *work) {
     double raw_mean = 0.0;

@@ -272,8 +272,8 @@ static int nonfinite_fail(const char *image, const float *vol, const resample_pl
 static int atlas_series(const char *image, const parcellate_atlas *at, const resample_plan *plan,
                         int64_t off, int64_t T, const double *S, const double *cs,
                         const int64_t *nconst, const parcellate_opts *o, const clean_sos *filt,
-                        const double *Q, int nq, double *x, double *work, parcellate_out *po,
-                        bgfm_err *e) {
+                        const double *Q, int nq, const uint8_t *censor, double *x, double *work,
+                        parcellate_out *po, bgfm_err *e) {
     const int64_t G = plan->n_total;
     int N = at->n_regions;
     po->n_regions = N;
@@ -292,6 +292,7 @@ static int atlas_series(const char *image, const parcellate_atlas *at, const res
             continue;
         }
         for (int64_t t = 0; t < T; t++) x[t] = (S[t * G + g] - cs[g]) / (double)nm;
+        if (censor) clean_interpolate(x, T, censor, work);
         clean_series(&o->clean, filt, Q, nq, x, T, work);
         for (int64_t t = 0; t < T; t++) po->ts[t * N + r] = (float)x[t];
     }
@@ -303,13 +304,35 @@ static int atlas_series(const char *image, const parcellate_atlas *at, const res
     return 0;
 }
 
+/* The image's confound basis (*Q, *nq columns; clean_basis) and, when scrubbed volumes
+ * meet a filter, their censoring mask (*censor, T; NULL otherwise): with a filter they are
+ * censored by interpolation, not by spike regressors, since a filtered spike regressor is
+ * a band-passed wavelet that takes a share of every region's in-band signal with it
+ * (docs/parcellate.md "Confounds"). */
+static int image_confounds(const char *image, const parcellate_opts *o, const clean_sos *filt,
+                           int64_t T, double *work, double **Q, int *nq, uint8_t **censor,
+                           bgfm_err *e) {
+    int K = 0, ns = 0, rc = confounds_load(image, &o->conf, T, Q, &K, &ns, NULL, e);
+    if (rc) return rc;
+    if (filt && ns > 0) {
+        *censor = bgfm_calloc(e, (size_t)T, 1, "censored volumes");
+        if (!*censor) return e->code;
+        for (int k = K - ns; k < K; k++)
+            for (int64_t t = 0; t < T; t++) (*censor)[t] |= (*Q)[(int64_t)k * T + t] != 0.0;
+        K -= ns;
+        for (int k = 0; k < K; k++) clean_interpolate(*Q + (int64_t)k * T, T, *censor, work);
+    }
+    *nq = clean_basis(&o->clean, filt, *Q, T, K, work);
+    return 0;
+}
+
 int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n_atlases,
                        resample_cache *cache, const parcellate_opts *o, parcellate_out *out,
                        int64_t *T_out, double *tr_out, int64_t *bytes, bgfm_err *e) {
     niftiio_reader *rd = NULL;
     prefetch_reader *pf = NULL;
     float *first = NULL;
-    uint8_t *varies = NULL;
+    uint8_t *varies = NULL, *censor = NULL;
     double *S = NULL, *cs = NULL, *x = NULL, *work = NULL, *csum = NULL, *Q = NULL;
     int64_t *nconst = NULL;
     int nq = 0;
@@ -342,17 +365,16 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
         }
         filt = &sos;
     }
-    work = bgfm_malloc(e, (size_t)(2 * (T + 2 * (filt ? filt->padlen : 0))) * sizeof *work,
-                       "filter work");
+    int64_t nwork = 2 * (T + 2 * (filt ? filt->padlen : 0));
+    work = bgfm_malloc(e, (size_t)(nwork > 5 * T ? nwork : 5 * T) * sizeof *work, "filter work");
     if (!work) {
         rc = e->code;
         goto out;
     }
-    if (confounds_on(&o->conf)) { /* read before the image: a bad file costs no pass */
-        int K = 0, ns = 0;
-        if ((rc = confounds_load(image, &o->conf, T, &Q, &K, &ns, NULL, e))) goto out;
-        nq = clean_basis(&o->clean, filt, Q, T, K, work);
-    }
+    /* read before the image: a bad file costs no pass */
+    if (confounds_on(&o->conf) &&
+        (rc = image_confounds(image, o, filt, T, work, &Q, &nq, &censor, e)))
+        goto out;
     resample_grid grid;
     for (int i = 0; i < 3; i++) grid.dim[i] = h->dim[i + 1];
     memcpy(grid.affine, h->affine, sizeof grid.affine);
@@ -427,8 +449,8 @@ int parcellate_extract(const char *image, const parcellate_atlas *atlases, int n
         }
     int64_t off = 0;
     for (int a = 0; a < A && !rc; a++) {
-        rc = atlas_series(image, &atlases[a], plan, off, T, S, cs, nconst, o, filt, Q, nq, x,
-                          work, &out[a], e);
+        rc = atlas_series(image, &atlases[a], plan, off, T, S, cs, nconst, o, filt, Q, nq, censor,
+                          x, work, &out[a], e);
         off += atlases[a].n_regions;
     }
     if (rc) goto out;
@@ -448,5 +470,6 @@ out:
     free(x);
     free(work);
     free(Q);
+    free(censor);
     return rc;
 }

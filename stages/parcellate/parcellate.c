@@ -23,8 +23,9 @@ static const bgfm_opt parcellate_opts_table[] = {
      "beside it) regressed out of every ROI series after the filter; motion6 / motion12 / "
      "motion24: the realignment parameters, + derivatives, + squares"},
     {"scrub", BGFM_OPT_REAL, "0", 0, 1e3, NULL,
-     "framewise displacement threshold in mm: every volume above it gets its own spike "
-     "regressor (censored); 0 = off"},
+     "framewise displacement threshold in mm: every volume above it is censored (without a "
+     "filter by its own spike regressor, with one by cubic-spline interpolation before "
+     "filtering); 0 = off"},
     {"max_scrubbed", BGFM_OPT_REAL, "0.5", 0, 1, NULL,
      "an image with a larger fraction of its volumes above scrub is an error (on_error: skip "
      "leaves it out)"},

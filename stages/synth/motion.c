@@ -215,8 +215,9 @@ int synth_motion_write_confounds(const char *path, const synth_motion *mo, const
     if (!buf) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (confounds)");
     n += (size_t)snprintf(buf + n, cap - n, "global_signal\tframewise_displacement");
     for (int j = 0; j < 6; j++)
-        n += (size_t)snprintf(buf + n, cap - n, "\t%s\t%s_derivative1\t%s_derivative1_power2\t%s_power2",
-                              name[j], name[j], name[j], name[j]);
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "\t%s\t%s_derivative1\t%s_derivative1_power2\t%s_power2", name[j],
+                              name[j], name[j], name[j]);
     n += (size_t)snprintf(buf + n, cap - n, "\n");
     for (int64_t t = 0; t < T; t++) {
         n += (size_t)snprintf(buf + n, cap - n, "%.8g\t", gs[t]);

@@ -814,7 +814,8 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     synth_motion_map mmap;
     memset(&mmap, 0, sizeof mmap);
     if (!rc && p->motion > 0)
-        rc = synth_motion_map_build(g.dim, (const double(*)[4])g.affine, g.parcel, g.brain, g.n_brain, &mmap, e);
+        rc = synth_motion_map_build(g.dim, (const double(*)[4])g.affine, g.parcel, g.brain,
+                                    g.n_brain, &mmap, e);
     for (int64_t s = ctx->rank; !rc && s < ns; s += ctx->size) {
         rc = write_subject(p, &g, co, Lc, Lp, sites, p->motion > 0 ? &mmap : NULL, s, staging,
                            &bytes, e);

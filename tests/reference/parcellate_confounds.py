@@ -2,7 +2,9 @@
 parcellate stage against an independent numpy reading of docs/parcellate.md
 ("Confounds"): nilearn's order (detrend, filter, confounds, standardize), the confounds
 detrended and filtered as the series are, then removed by least squares (np.linalg.lstsq
-residuals, not the stage's Gram-Schmidt), spike regressors for scrubbed volumes. Also the
+residuals, not the stage's Gram-Schmidt), scrubbed volumes censored by spike regressors
+without a filter and, with one, by scipy's natural cubic spline through the other volumes
+before anything else (Power et al. 2014; nilearn's sample_mask). Also the
 file naming (fMRIPrep's current and older names, derived-image entities dropped), the
 errors (exit 3, the file named) and on_error: skip. Prints TAP lines."""
 import os
@@ -11,7 +13,7 @@ import sys
 
 import h5py
 import numpy as np
-from scipy import signal
+from scipy import interpolate, signal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import Tap  # noqa: E402
@@ -89,8 +91,26 @@ def reference(s, spec, scrub, detrend, hp, lp, std):
     ts, cov, flg = ref_ts[s]
     cols, V = conf[s]
     X = [V[:, cols.index(c)] for c in expand(spec)]
-    if scrub > 0:
-        for i in np.nonzero(V[:, cols.index("framewise_displacement")] > scrub)[0]:
+    cens = V[:, cols.index("framewise_displacement")] > scrub if scrub > 0 else np.zeros(T, bool)
+    filtered = hp > 0 or lp > 0
+    if cens.any() and filtered:
+        # censored by interpolation before filtering (Power et al. 2014; nilearn's
+        # sample_mask): scipy's natural cubic spline through the kept volumes, the
+        # nearest kept value beyond the first and the last
+        keep = np.nonzero(~cens)[0]
+        def interp(y):
+            y = np.array(y, dtype=np.float64)
+            cs = interpolate.CubicSpline(keep, y[keep], bc_type="natural", axis=0)
+            t = np.nonzero(cens)[0]
+            inside = (t > keep[0]) & (t < keep[-1])
+            y[t[inside]] = cs(t[inside])
+            y[t[t < keep[0]]] = y[keep[0]]
+            y[t[t > keep[-1]]] = y[keep[-1]]
+            return y
+        ts = interp(ts)
+        X = [interp(c) for c in X]
+    elif cens.any():
+        for i in np.nonzero(cens)[0]:
             e = np.zeros(T)
             e[i] = 1.0
             X.append(e)
@@ -117,7 +137,7 @@ def reference(s, spec, scrub, detrend, hp, lp, std):
     elif std == "psc":
         y = 100 * (y - y.mean(0)) / np.where(np.abs(raw_mean) < 1e-300, 1, np.abs(raw_mean))
     y[:, flg.astype(bool)] = 0
-    return y, int(X.shape[1]) - len(expand(spec))
+    return y, int(cens.sum())
 
 
 def run(tag, w, on_error="fail"):
@@ -136,6 +156,9 @@ cases = {
          ["motion6", "csf", "trans_x", "dup"], 0.0),
     "scrub 0.3 alone, detrend, high-pass":
         ({"detrend": "true", "high_pass": 0.01, "scrub": 0.3}, [], 0.3),
+    "motion6, scrub 0.4, detrend, no filter, zscore (spike regressors)":
+        ({"detrend": "true", "standardize": "zscore", "confounds": "[motion6]", "scrub": 0.4},
+         ["motion6"], 0.4),
 }
 for tag, (name, (w, spec, scrub)) in enumerate(cases.items()):
     r, wd = run(f"c{tag}", w)
