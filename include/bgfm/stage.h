@@ -79,6 +79,10 @@ typedef struct bgfm_stage_kind {
     int reads_roles;
     int (*upstream_digest)(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
                            const char *upstream_dir, char out[65]);
+    /* A line of the fingerprint ("revision: ..."), when a version computes the outputs of
+     * these options differently from the versions before (so a folder they made runs
+     * again, and only where the change applies); NULL, or NULL returned: none. */
+    const char *(*revision)(const bgfm_stage_cfg *s);
 } bgfm_stage_kind;
 
 const bgfm_stage_kind *stage_kind_find(const char *name);

@@ -101,6 +101,8 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
     fprintf(f, "bgfm-stage 1\nkind: %s\nname: %s\ncode_version: %s\nseed: %llu\n", k->name,
             ps->cfg->name, BGFM_VERSION, (unsigned long long)p->seed);
     if (k->rank_sensitive) fprintf(f, "ranks: %d\n", ranks);
+    const char *rev = k->revision ? k->revision(ps->cfg) : NULL;
+    if (rev) fprintf(f, "revision: %s\n", rev);
     fprintf(f, "on_error: %s\nlabel_column: %s\n",
             p->on_error == BGFM_ON_ERROR_SKIP ? "skip" : "fail", p->label_column);
     /* the datasets; their roles only where they choose graphs (pretrain, probe), so that

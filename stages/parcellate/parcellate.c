@@ -51,6 +51,14 @@ static int parcellate_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, 
     return 0;
 }
 
+/* Since session 31 a scrubbed volume meeting a filter is interpolated before filtering,
+ * where spike regressors were filtered and regressed before (docs/parcellate.md). */
+static const char *parcellate_revision(const bgfm_stage_cfg *s) {
+    int filtered = params_real(&s->with, "high_pass") > 0 || params_real(&s->with, "low_pass") > 0;
+    return filtered && params_real(&s->with, "scrub") > 0 ? "scrub censors by interpolation"
+                                                            : NULL;
+}
+
 const bgfm_stage_kind bgfm_stage_parcellate = {
     .name = "parcellate",
     .summary = "read every 4D image once, ROI mean time series for all atlases, cleaned "
@@ -64,4 +72,5 @@ const bgfm_stage_kind bgfm_stage_parcellate = {
     .validate = parcellate_validate,
     .run = parcellate_stage_run,
     .extra_inputs = parcellate_extra_inputs,
+    .revision = parcellate_revision,
 };

@@ -7,6 +7,7 @@ without a filter and, with one, by scipy's natural cubic spline through the othe
 before anything else (Power et al. 2014; nilearn's sample_mask). Also the
 file naming (fMRIPrep's current and older names, derived-image entities dropped), the
 errors (exit 3, the file named) and on_error: skip. Prints TAP lines."""
+import json
 import os
 import subprocess
 import sys
@@ -202,6 +203,13 @@ if same:
     same &= dict(A.attrs).keys() == dict(B.attrs).keys()
 tap(bool(same), "2 ranks: the same datasets (series, n_scrubbed, mean_fd) as 1 rank"
     + ("" if r.returncode == 0 else " -- " + r.stderr[-300:]))
+
+# the fingerprint names the censoring where it changed (scrub with a filter), so a folder
+# made by an earlier version runs again there and nowhere else
+
+revs = [("revision: scrub censors by interpolation" in json.load(open(f"{TMP}/w_c{i}/parcellate/manifest.json"))["resolved"])
+        for i in range(len(cases))]
+tap(revs == [True, False, True, False], f"the fingerprint's revision line exactly where scrub meets a filter: {revs}")
 
 # the regression does something: without it the series differ, and with motion24 + spikes
 # the cleaned series are orthogonal to every (prepared) regressor

@@ -40,14 +40,14 @@ static int toy_validate(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_er
 
 static const bgfm_stage_kind toy = {
     "toy", "a test kind", toy_opts, (int)(sizeof toy_opts / sizeof toy_opts[0]),
-    BGFM_ART_BIDS, BGFM_ART_NONE, BGFM_ART_TIMESERIES, 0, toy_validate, NULL, NULL, NULL, 0, NULL};
+    BGFM_ART_BIDS, BGFM_ART_NONE, BGFM_ART_TIMESERIES, 0, toy_validate, NULL, NULL, NULL, 0, NULL, NULL};
 
 static const bgfm_opt toy2_opts[] = {
     {"need", BGFM_OPT_INT, bgfm_opt_required, 0, 10, NULL, "required"},
 };
 static const bgfm_stage_kind toy2 = {
     "toy2", "another", toy2_opts, 1, BGFM_ART_TIMESERIES, BGFM_ART_NONE, BGFM_ART_GRAPHS, 1,
-    NULL, NULL, NULL, NULL, 0, NULL};
+    NULL, NULL, NULL, NULL, 0, NULL, NULL};
 
 static const bgfm_stage_kind *const test_kinds[] = {&toy, &toy2, NULL};
 

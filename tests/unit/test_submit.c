@@ -23,10 +23,10 @@ static const bgfm_opt none_opts[] = {
 };
 static const bgfm_stage_kind k_plain = {
     "plain", "a plain kind", none_opts, 1, BGFM_ART_BIDS, BGFM_ART_NONE, BGFM_ART_TIMESERIES,
-    0, NULL, NULL, NULL, NULL, 0, NULL};
+    0, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 static const bgfm_stage_kind k_pretrain = {
     "pretrain", "checkpointing kind", none_opts, 1, BGFM_ART_TIMESERIES, BGFM_ART_NONE,
-    BGFM_ART_CHECKPOINT, 1, NULL, NULL, NULL, NULL, 0, NULL};
+    BGFM_ART_CHECKPOINT, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 static const bgfm_stage_kind *const kinds[] = {&k_plain, &k_pretrain, NULL};
 
 #define FILE_ "/cfg/p.yaml"
