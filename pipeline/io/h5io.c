@@ -445,8 +445,8 @@ int h5io_read_all(hid_t f, const char *path, hid_t memtype, int64_t n, void *buf
         char where[540];
         file_prefix(f, where, sizeof where);
         return bgfm_fail(e, BGFM_EDATA, "%sdataset '%s' holds %llu values, expected %lld; the "
-                         "file is damaged or was written by another version or configuration: write it again",
-                         where, path, (unsigned long long)have, (long long)n);
+                         "file is damaged or was written by another version or configuration: "
+                         "write it again", where, path, (unsigned long long)have, (long long)n);
     }
     if (!n) return 0;
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);

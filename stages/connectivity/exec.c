@@ -112,7 +112,8 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
                              (unsigned long long)(rank > 1 ? dims[1] : 0),
                              (long long)m->off[a][S], N);
         snprintf(p, sizeof p, "/atlases/%s/flagged", m->atlas[a]);
-        if (h5io_exists(f, p) && h5io_read_all(f, p, H5T_NATIVE_UINT8, S * (int64_t)N, m->flag[a], e))
+        if (h5io_exists(f, p) &&
+            h5io_read_all(f, p, H5T_NATIVE_UINT8, S * (int64_t)N, m->flag[a], e))
             return e->code;
     }
     int64_t n = 0;
@@ -122,7 +123,8 @@ static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta
                          path, (long long)n, (long long)S);
     for (int64_t s = 0; s < S; s++) m->label[s] = -1;
     if (!(m->tr = bgfm_calloc(e, Sz, sizeof *m->tr, "TRs"))) return BGFM_ENOMEM;
-    if (h5io_exists(f, "/subjects/t_r") && h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, S, m->tr, e))
+    if (h5io_exists(f, "/subjects/t_r") &&
+        h5io_read_all(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, S, m->tr, e))
         return e->code;
     if (!(m->fd = bgfm_malloc(e, Sz * sizeof *m->fd, "mean FD"))) return BGFM_ENOMEM;
     for (int64_t s = 0; s < S; s++) m->fd[s] = NAN;

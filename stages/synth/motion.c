@@ -57,6 +57,17 @@ static uint8_t *head_mask(const int64_t dim[3], const int32_t *inside, bgfm_err 
     return m;
 }
 
+/* Voxel v's grid indices (i fastest) and its position in mm through the affine. */
+static void vox_pos(const int64_t dim[3], const double affine[4][4], int64_t v, int64_t ijk[3],
+                    double mm[3]) {
+    ijk[0] = v % dim[0];
+    ijk[1] = (v / dim[0]) % dim[1];
+    ijk[2] = v / (dim[0] * dim[1]);
+    for (int a = 0; a < 3; a++)
+        mm[a] = affine[a][0] * (double)ijk[0] + affine[a][1] * (double)ijk[1] +
+                affine[a][2] * (double)ijk[2] + affine[a][3];
+}
+
 int synth_motion_map_build(const int64_t dim[3], const double affine[4][4],
                            const int32_t *inside, const int64_t *brain, int64_t nb,
                            synth_motion_map *m, bgfm_err *e) {
@@ -75,15 +86,17 @@ int synth_motion_map_build(const int64_t dim[3], const double affine[4][4],
     /* the brain's centre (mm): positions are taken from it */
     double ctr[3] = {0, 0, 0};
     for (int64_t b = 0; b < nb; b++) {
-        int64_t v = brain[b], ijk[3] = {v % dim[0], (v / dim[0]) % dim[1], v / (dim[0] * dim[1])};
-        for (int a = 0; a < 3; a++)
-            ctr[a] += affine[a][0] * (double)ijk[0] + affine[a][1] * (double)ijk[1] +
-                      affine[a][2] * (double)ijk[2] + affine[a][3];
+        int64_t ijk[3];
+        double pos[3];
+        vox_pos(dim, affine, brain[b], ijk, pos);
+        for (int a = 0; a < 3; a++) ctr[a] += pos[a];
     }
     for (int a = 0; a < 3 && nb > 0; a++) ctr[a] /= (double)nb;
     int64_t box = (int64_t)(2 * rad + 1) * (2 * rad + 1) * (2 * rad + 1) - 1;
     for (int64_t b = 0; b < nb; b++) {
-        int64_t v = brain[b], ijk[3] = {v % dim[0], (v / dim[0]) % dim[1], v / (dim[0] * dim[1])};
+        int64_t ijk[3];
+        double pos[3];
+        vox_pos(dim, affine, brain[b], ijk, pos);
         /* edge weight: the share of the neighbourhood outside the head; outward normal:
          * the mean offset (mm) towards those voxels */
         double nrm[3] = {0, 0, 0};
@@ -104,8 +117,7 @@ int synth_motion_map_build(const int64_t dim[3], const double affine[4][4],
         double w = (double)out / (double)box, n[3], r[3];
         for (int a = 0; a < 3; a++) {
             n[a] = nrm[a] / len;
-            r[a] = affine[a][0] * (double)ijk[0] + affine[a][1] * (double)ijk[1] +
-                   affine[a][2] * (double)ijk[2] + affine[a][3] - ctr[a];
+            r[a] = pos[a] - ctr[a];
         }
         /* displacement of the voxel along n: n . (t + omega x r) = n . t + omega . (r x n) */
         float *h = m->h + 6 * b;
