@@ -132,12 +132,49 @@ static int missing_column(const bids_table *t, const char *name, const char *why
                      name, why, have);
 }
 
-int confounds_load(const char *image, const confounds_spec *s, int64_t T, double **X, int *K,
-                   int *n_scrubbed, double *mean_fd, bgfm_err *e) {
-    *X = NULL;
-    *K = 0;
-    *n_scrubbed = 0;
-    if (mean_fd) *mean_fd = NAN;
+void confounds_set_free(confounds_set *c) {
+    free(c->X);
+    free(c->censor);
+    c->X = NULL;
+    c->censor = NULL;
+}
+
+/* c->censor and c->n_scrubbed from the framewise_displacement column `fd` (scrub > 0),
+ * and c->mean_fd over its cells given. */
+static int read_fd(const bids_table *t, int fd, const confounds_spec *s, int64_t T,
+                   confounds_set *c, bgfm_err *e) {
+    int nfd = 0;
+    double sfd = 0.0;
+    if (fd >= 0 && s->scrub > 0) {
+        c->censor = bgfm_calloc(e, (size_t)T, 1, "scrubbed volumes");
+        if (!c->censor) return e->code;
+    }
+    for (int64_t r = 0; fd >= 0 && r < T; r++) {
+        double v;
+        const char *cell = t->cells[r * t->n_cols + fd];
+        if (!cell_value(cell, &v))
+            return bgfm_fail(e, BGFM_EDATA, "%s:%lld: column 'framewise_displacement': '%s' "
+                             "is not a number", t->path, (long long)r + 2, cell);
+        if (c->censor && v > s->scrub) {
+            c->censor[r] = 1;
+            c->n_scrubbed++;
+        }
+        if (!bids_cell_missing(cell)) {
+            sfd += v;
+            nfd++;
+        }
+    }
+    if (nfd > 0) c->mean_fd = sfd / nfd;
+    if (!c->n_scrubbed) {
+        free(c->censor);
+        c->censor = NULL;
+    }
+    return 0;
+}
+
+int confounds_load(const char *image, const confounds_spec *s, int64_t T, int spikes,
+                   confounds_set *c, bgfm_err *e) {
+    *c = (confounds_set){.mean_fd = NAN};
     char *path = confounds_path(image, 1, e);
     if (!path) return e->code;
     bids_table t;
@@ -165,24 +202,8 @@ int confounds_load(const char *image, const confounds_spec *s, int64_t T, double
     int fd = rc ? -1 : bids_table_col(&t, "framewise_displacement");
     if (!rc && s->scrub > 0 && fd < 0)
         rc = missing_column(&t, "framewise_displacement", "scrub needs it", e);
-    if (rc) goto out;
-    /* which volumes are scrubbed (scrub > 0), and the mean over the cells given */
-    int ns = 0, nfd = 0;
-    double sfd = 0.0;
-    for (int64_t r = 0; fd >= 0 && r < T && !rc; r++) {
-        double v;
-        const char *c = t.cells[r * t.n_cols + fd];
-        if (!cell_value(c, &v))
-            rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: column 'framewise_displacement': '%s' is "
-                           "not a number", t.path, (long long)r + 2, c);
-        ns += s->scrub > 0 && v > s->scrub;
-        if (!bids_cell_missing(c)) {
-            sfd += v;
-            nfd++;
-        }
-    }
-    if (rc) goto out;
-    if (mean_fd && nfd > 0) *mean_fd = sfd / nfd;
+    if (rc || (rc = read_fd(&t, fd, s, T, c, e))) goto out;
+    int ns = c->n_scrubbed;
     if ((double)ns > s->max_scrubbed * (double)T) {
         rc = bgfm_fail(e, BGFM_EDATA,
                        "%s: %d of %lld volumes have a framewise displacement above scrub (%g mm), "
@@ -198,32 +219,25 @@ int confounds_load(const char *image, const confounds_spec *s, int64_t T, double
                        image, nn + ns, nn, ns, (long long)T);
         goto out;
     }
-    *X = bgfm_calloc(e, (size_t)(T * (nn + ns)) + 1, sizeof **X, "confounds");
-    if (!*X) {
+    int K = nn + (spikes ? ns : 0);
+    if (K > 0 && !(c->X = bgfm_calloc(e, (size_t)(T * K), sizeof *c->X, "confounds"))) {
         rc = e->code;
         goto out;
     }
     for (int k = 0; k < nn && !rc; k++)
         for (int64_t r = 0; r < T && !rc; r++) {
-            const char *c = t.cells[r * t.n_cols + col[k]];
-            if (!cell_value(c, &(*X)[k * T + r]))
+            const char *cell = t.cells[r * t.n_cols + col[k]];
+            if (!cell_value(cell, &c->X[k * T + r]))
                 rc = bgfm_fail(e, BGFM_EDATA, "%s:%lld: column '%s': '%s' is not a number",
-                               t.path, (long long)r + 2, names[k], c);
+                               t.path, (long long)r + 2, names[k], cell);
         }
-    int q = nn;
-    for (int64_t r = 0; s->scrub > 0 && r < T && !rc; r++) {
-        double v;
-        cell_value(t.cells[r * t.n_cols + fd], &v);
-        if (v > s->scrub) (*X)[(q++) * T + r] = 1.0;
-    }
-    if (!rc) {
-        *K = nn + ns;
-        *n_scrubbed = ns;
-    }
+    for (int64_t r = 0, q = nn; spikes && c->censor && r < T; r++)
+        if (c->censor[r]) c->X[(q++) * T + r] = 1.0;
+    c->K = K;
 out:
     if (rc) {
-        free(*X);
-        *X = NULL;
+        confounds_set_free(c);
+        *c = (confounds_set){.mean_fd = NAN};
     }
     free(col);
     strlist_free(names, nn);

@@ -312,17 +312,15 @@ static int atlas_series(const char *image, const parcellate_atlas *at, const res
 static int image_confounds(const char *image, const parcellate_opts *o, const clean_sos *filt,
                            int64_t T, double *work, double **Q, int *nq, uint8_t **censor,
                            bgfm_err *e) {
-    int K = 0, ns = 0, rc = confounds_load(image, &o->conf, T, Q, &K, &ns, NULL, e);
+    confounds_set c;
+    int rc = confounds_load(image, &o->conf, T, filt == NULL, &c, e);
     if (rc) return rc;
-    if (filt && ns > 0) {
-        *censor = bgfm_calloc(e, (size_t)T, 1, "censored volumes");
-        if (!*censor) return e->code;
-        for (int k = K - ns; k < K; k++)
-            for (int64_t t = 0; t < T; t++) (*censor)[t] |= (*Q)[(int64_t)k * T + t] != 0.0;
-        K -= ns;
-        for (int k = 0; k < K; k++) clean_interpolate(*Q + (int64_t)k * T, T, *censor, work);
-    }
-    *nq = clean_basis(&o->clean, filt, *Q, T, K, work);
+    if (filt && c.censor)
+        for (int k = 0; k < c.K; k++) clean_interpolate(c.X + (int64_t)k * T, T, c.censor, work);
+    *nq = clean_basis(&o->clean, filt, c.X, T, c.K, work);
+    *Q = c.X;
+    *censor = filt ? c.censor : NULL;
+    if (!filt) free(c.censor);
     return 0;
 }
 

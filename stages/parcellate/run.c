@@ -229,11 +229,11 @@ static int write_confound_summary(prun *p, hid_t f, bgfm_err *e) {
     for (int64_t i = p->lo; !rc && i < p->hi; i++) {
         int64_t r = p->row[i];
         if (r < 0) continue;
-        double *X = NULL;
-        int K = 0, n = 0;
-        rc = confounds_load(p->cp.all.images[i].path, &p->o.conf, p->T[i], &X, &K, &n, &fd[r], e);
-        free(X);
-        ns[r] = n;
+        confounds_set c;
+        rc = confounds_load(p->cp.all.images[i].path, &p->o.conf, p->T[i], 0, &c, e);
+        ns[r] = c.n_scrubbed;
+        fd[r] = c.mean_fd;
+        confounds_set_free(&c);
     }
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) {

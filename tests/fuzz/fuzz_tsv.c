@@ -2,8 +2,9 @@
  * file's bytes, read as a participants table (bids_table_parse, participant_id
  * required) and as an fMRIPrep confounds file (confounds_load with motion24 +
  * global_signal, scrub 0.5 mm, for T = the input's line count - 1, so the row check
- * passes often). Seeds (tests/fuzz/corpus/tsv/): a participants table and a confounds
- * file. Not a fuzzer of the writers. */
+ * passes often; spike regressors for odd T, the scrubbed volumes' mask alone for even).
+ * Seeds (tests/fuzz/corpus/tsv/): a participants table and a confounds file. Not a fuzzer
+ * of the writers. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,23 +48,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (T < 1) T = 1;
     char *names[2] = {"motion24", "global_signal"};
     confounds_spec s = {names, 2, 0.5, 0.5};
-    double *X = NULL;
-    int K = 0, ns = 0;
+    int spikes = (int)(T & 1); /* both ways of censoring, by the input's length */
+    confounds_set c;
     bgfm_err_clear(&e);
-    double mfd = 0.0;
-    rc = confounds_load(image, &s, T, &X, &K, &ns, &mfd, &e);
-    if (rc && (!e.msg[0] || X || (rc != BGFM_EDATA && rc != BGFM_EIO && rc != BGFM_ENOMEM)))
+    rc = confounds_load(image, &s, T, spikes, &c, &e);
+    if (rc && (!e.msg[0] || c.X || c.censor || (rc != BGFM_EDATA && rc != BGFM_EIO &&
+                                                 rc != BGFM_ENOMEM)))
         abort();
-    if (!rc) { /* 25 named columns, then one spike regressor per scrubbed volume */
-        if (K != 25 + ns || ns < 0 || (double)ns > 0.5 * (double)T || !X) abort();
+    if (!rc) { /* 25 named columns, then (spikes) one regressor per scrubbed volume */
+        int ns = c.n_scrubbed, K = c.K, flagged = 0;
+        if (K != 25 + (spikes ? ns : 0) || ns < 0 || (double)ns > 0.5 * (double)T || !c.X ||
+            !c.censor != !ns)
+            abort();
         for (int64_t i = 0; i < T * K; i++)
-            if (!isfinite(X[i])) abort();
-        for (int k = 25; k < K; k++) {
+            if (!isfinite(c.X[i])) abort();
+        for (int64_t r = 0; c.censor && r < T; r++) flagged += c.censor[r];
+        if (flagged != ns) abort();
+        for (int64_t r = 0, k = 25; k < K && r < T; r++) { /* scrubbed volumes in order */
+            if (!c.censor[r]) continue;
             int ones = 0;
-            for (int64_t r = 0; r < T; r++) ones += X[k * T + r] == 1.0;
-            if (ones != 1) abort();
+            for (int64_t u = 0; u < T; u++) ones += c.X[k * T + u] == 1.0;
+            if (ones != 1 || c.X[k * T + r] != 1.0) abort();
+            k++;
         }
-        free(X);
+        confounds_set_free(&c);
     }
     return 0;
 }

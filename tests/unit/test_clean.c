@@ -1,7 +1,8 @@
 /* test_clean.c: unit tests of the signal cleaning on small known signals: detrend,
  * Butterworth design and sosfiltfilt against values printed by scipy 1.10, z-score and
  * percent signal change by hand, the confound basis and projection by their invariants,
- * and the confounds file's name. Not the extraction. */
+ * and the confounds file's name and reading (both ways of censoring). Not the
+ * extraction. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include "bgfm/clean.h"
 #include "bgfm/confounds.h"
+#include "tmpdir.h"
 
 static void test_detrend(void **st) {
     (void)st;
@@ -208,6 +210,73 @@ static void test_confounds_path(void **st) {
     assert_non_null(strstr(e.msg, "_desc-confounds_regressors.tsv"));
 }
 
+/* A confounds file of 8 volumes, FD n/a in the first row (as fMRIPrep writes it), two
+ * volumes above scrub 0.5: the mask, the count and mean FD are the same either way; spike
+ * regressors follow the named column only when asked; too many scrubbed empties the set. */
+static void test_confounds_load(void **st) {
+    (void)st;
+    const double fdv[8] = {0, 0.2, 0.7, 0.1, 0.9, 0.3, 0.2, 0.1};
+    FILE *f = fopen(tpath("sub-01_task-rest_desc-confounds_timeseries.tsv"), "w");
+    assert_non_null(f);
+    fprintf(f, "trans_x\tframewise_displacement\n");
+    for (int r = 0; r < 8; r++) {
+        fprintf(f, "%g\t", 0.1 * r);
+        if (r) fprintf(f, "%g\n", fdv[r]);
+        else fprintf(f, "n/a\n");
+    }
+    fclose(f);
+    char image[600];
+    snprintf(image, sizeof image, "%s", tpath("sub-01_task-rest_bold.nii.gz"));
+    char *names[1] = {"trans_x"};
+    confounds_spec s = {names, 1, 0.5, 0.5};
+    bgfm_err e;
+    for (int spikes = 0; spikes < 2; spikes++) {
+        bgfm_err_clear(&e);
+        confounds_set c;
+        assert_int_equal(confounds_load(image, &s, 8, spikes, &c, &e), 0);
+        assert_int_equal(c.n_scrubbed, 2);
+        assert_int_equal(c.K, spikes ? 3 : 1);
+        assert_true(fabs(c.mean_fd - 2.5 / 7.0) < 1e-12);
+        for (int r = 0; r < 8; r++) {
+            assert_int_equal(c.censor[r], r == 2 || r == 4);
+            assert_true(fabs(c.X[r] - 0.1 * r) < 1e-12);
+            if (spikes) {
+                assert_true(c.X[8 + r] == (r == 2));
+                assert_true(c.X[16 + r] == (r == 4));
+            }
+        }
+        confounds_set_free(&c);
+    }
+    s.scrub = 0; /* no scrubbing: no mask, the mean FD all the same */
+    confounds_set c;
+    assert_int_equal(confounds_load(image, &s, 8, 1, &c, &e), 0);
+    assert_null(c.censor);
+    assert_int_equal(c.K, 1);
+    assert_int_equal(c.n_scrubbed, 0);
+    assert_true(fabs(c.mean_fd - 2.5 / 7.0) < 1e-12);
+    confounds_set_free(&c);
+    s.scrub = 0.5;
+    s.max_scrubbed = 0.2; /* 2 of 8 > 1.6 */
+    bgfm_err_clear(&e);
+    assert_int_equal(confounds_load(image, &s, 8, 0, &c, &e), BGFM_EDATA);
+    assert_null(c.X);
+    assert_null(c.censor);
+    assert_non_null(strstr(e.msg, "max_scrubbed"));
+    bgfm_err_clear(&e); /* 8 rows, 9 volumes */
+    assert_int_equal(confounds_load(image, &s, 9, 0, &c, &e), BGFM_EDATA);
+    assert_non_null(strstr(e.msg, "8 rows"));
+}
+
+static int setup(void **st) {
+    (void)st;
+    return tmpdir_make("clean");
+}
+
+static int teardown(void **st) {
+    (void)st;
+    return tmpdir_remove();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detrend),
@@ -218,6 +287,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_confound_basis),
         cmocka_unit_test(test_confounds_path),
+        cmocka_unit_test(test_confounds_load),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
