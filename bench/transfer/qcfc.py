@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""qcfc.py TIMESERIES.h5 ATLAS.nii.gz [--fd DATASET_DIR] [--atlas-name NAME]: how much of
+"""qcfc.py TIMESERIES.h5 ATLAS.nii.gz [--fd DATASET_DIR] [--atlas-name NAME]
+[--only COLUMN=VALUE]: how much of
 a population's functional connectivity follows head motion (QC-FC; Power et al. 2012,
 Ciric et al. 2017, Parkes et al. 2018), read from a parcellate stage's timeseries.h5 with
 numpy alone.
@@ -12,6 +13,11 @@ median |QC-FC|, the share of edges with p < 0.05 (uncorrected), the mean QC-FC, 
 correlation of QC-FC with the distance between the regions' centres (negative: motion
 raises short-range coupling more than long-range, the signature of real motion
 artifact). Reported, not asserted.
+
+--only COLUMN=VALUE: the scans of the participants whose participants.tsv (in the
+--fd folder) has that value only, e.g. diagnosis=control: where the people who move
+more also differ in their brains (patients moving more), QC-FC over everyone mixes the
+two; within one group it is motion's alone.
 """
 import argparse, csv, glob, os, sys
 import h5py
@@ -36,6 +42,7 @@ def main():
     ap.add_argument("atlas")
     ap.add_argument("--fd", help="dataset folder with confounds files")
     ap.add_argument("--atlas-name")
+    ap.add_argument("--only", help="COLUMN=VALUE of participants.tsv under --fd")
     a = ap.parse_args()
     f = h5py.File(a.ts, "r")
     name = a.atlas_name or sorted(f["atlases"].keys())[0]
@@ -47,10 +54,17 @@ def main():
         fd = f["subjects/mean_fd"][()]
     else:
         fd = mean_fd_from_files(a.fd, ids)
-    keep = ~flag.any(axis=0)
+    sel = np.ones(len(ids), bool)
+    if a.only:
+        col, val = a.only.split("=", 1)
+        rows = list(csv.DictReader(open(os.path.join(a.fd, "participants.tsv")), delimiter="\t"))
+        by = {r["participant_id"]: r[col] for r in rows}
+        sel = np.array([by.get(i if i.startswith("sub-") else "sub-" + i) == val for i in ids])
+    keep = ~flag[sel].any(axis=0)
     N = int(keep.sum())
     iu = np.triu_indices(N, 1)
-    fc = np.array([np.corrcoef(ts[off[s]:off[s + 1]][:, keep].T)[iu] for s in range(len(ids))])
+    fc = np.array([np.corrcoef(ts[off[s]:off[s + 1]][:, keep].T)[iu] for s in np.flatnonzero(sel)])
+    fd, ids = fd[sel], [i for i, k in zip(ids, sel) if k]
     # QC-FC: Pearson across scans of each edge with mean FD
     x = (fd - fd.mean()) / fd.std()
     z = (fc - fc.mean(axis=0)) / (fc.std(axis=0) + 1e-12)
