@@ -407,23 +407,33 @@ static int dset_possible(hid_t d, int r, const hsize_t *dims, const char *path, 
                      (unsigned long long)stored);
 }
 
-int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e) {
+/* Open dataset `path` (*d, to be closed by the caller on success) and read its shape,
+ * checked as possible for its storage (dset_possible). */
+static int open_dims(hid_t f, const char *path, hid_t *d, int *rank, hsize_t dims[8],
+                     bgfm_err *e) {
     if (!h5io_exists(f, path))
         return bgfm_fail(e, BGFM_EDATA, "dataset '%s' is missing", path);
-    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
-    hid_t sp = H5Dget_space(d);
+    *d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (*d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
+    hid_t sp = H5Dget_space(*d);
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    if (r < 0 || r > 8) {
-        if (sp >= 0) H5Sclose(sp);
-        H5Dclose(d);
-        return bgfm_fail(e, BGFM_EDATA, "dataset '%s' has an unsupported shape", path);
+    int rc = r < 0 || r > 8 ? bgfm_fail(e, BGFM_EDATA, "dataset '%s' has an unsupported shape",
+                                        path)
+                            : 0;
+    if (!rc) {
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        *rank = r;
+        rc = dset_possible(*d, r, dims, path, e);
     }
-    H5Sget_simple_extent_dims(sp, dims, NULL);
-    *rank = r;
-    H5Sclose(sp);
-    int rc = dset_possible(d, r, dims, path, e);
-    H5Dclose(d);
+    if (sp >= 0) H5Sclose(sp);
+    if (rc) H5Dclose(*d);
+    return rc;
+}
+
+int h5io_dims(hid_t f, const char *path, int *rank, hsize_t dims[8], bgfm_err *e) {
+    hid_t d;
+    int rc = open_dims(f, path, &d, rank, dims, e);
+    if (!rc) H5Dclose(d);
     return rc;
 }
 
@@ -438,22 +448,20 @@ static void file_prefix(hid_t obj, char *out, size_t cap) {
 int h5io_read_all(hid_t f, const char *path, hid_t memtype, int64_t n, void *buf, bgfm_err *e) {
     int rank = 0;
     hsize_t dims[8] = {0};
-    if (h5io_dims(f, path, &rank, dims, e)) return e->code;
+    hid_t d;
+    if (open_dims(f, path, &d, &rank, dims, e)) return e->code;
     uint64_t have = 1;
     for (int i = 0; i < rank; i++) have *= dims[i];
+    int rc = 0;
     if (n < 0 || have != (uint64_t)n) {
         char where[540];
         file_prefix(f, where, sizeof where);
-        return bgfm_fail(e, BGFM_EDATA, "%sdataset '%s' holds %llu values, expected %lld; the "
-                         "file is damaged or was written by another version or configuration: "
-                         "write it again", where, path, (unsigned long long)have, (long long)n);
-    }
-    if (!n) return 0;
-    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
-    if (d < 0) return h5io_fail(e, BGFM_EDATA, "opening dataset", path);
-    int rc = 0;
-    if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        rc = bgfm_fail(e, BGFM_EDATA, "%sdataset '%s' holds %llu values, expected %lld; the "
+                       "file is damaged or was written by another version or configuration: "
+                       "write it again", where, path, (unsigned long long)have, (long long)n);
+    } else if (n && H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         rc = h5io_fail(e, BGFM_EDATA, "reading dataset", path);
+    }
     H5Dclose(d);
     return rc;
 }
