@@ -2,7 +2,8 @@
  * file (<entities>_desc-confounds_timeseries.tsv beside the image): the columns a
  * parcellate stage names (with the motion6 / motion12 / motion24 shorthands) and the
  * volumes whose framewise displacement exceeds `scrub` (a mask, or one spike regressor
- * each). Not the regression or the interpolation itself (clean.h projects them out). Non-collective, no state. */
+ * each). Not the regression or the interpolation itself (clean.h). Non-collective, no
+ * state. */
 #ifndef BGFM_CONFOUNDS_H
 #define BGFM_CONFOUNDS_H
 
