@@ -54,22 +54,27 @@ def main():
             print(f"| {name} | no gap or ranks missing | " + " | ".join("" for _ in M) + " |")
             continue
         lo = by.get(c - 1, [float("nan")] * 4)
-        cells = [f"{fc[i]:.3f} / {lo[i]:.3f} / {by[c][i]:.3f} / {by[c + 1][i]:.3f}" for i in range(4)]
-        print(f"| {name}{' (aside)' if name in aside else ''} | {c} | " + " | ".join(cells) + " |")
+        cells = [f"{fc[i]:.3f} / {lo[i]:.3f} / {by[c][i]:.3f} / {by[c + 1][i]:.3f}"
+                 for i in range(4)]
+        tag = " (aside)" if name in aside else ""
+        print(f"| {name}{tag} | {c} | " + " | ".join(cells) + " |")
         if name in aside:
             continue
         diffs.append([by[c + 1][i] - by[c][i] for i in range(4)])
         for i in range(4):
             if by[c][i] > fc[i] and by[c + 1][i] < fc[i]:
-                falls.append(f"{name} {M[i]} ({by[c][i]:.3f} -> {by[c + 1][i]:.3f}, FC {fc[i]:.3f})")
+                falls.append(f"{name} {M[i]} ({by[c][i]:.3f} -> {by[c + 1][i]:.3f}, "
+                             f"FC {fc[i]:.3f})")
     d = np.array(diffs)
     print(f"\ncounted populations: {len(d)}")
     print("mean (c+1) - (c): " + ", ".join(f"{M[i]} {d[:, i].mean():+.4f}" for i in range(4)))
-    print("populations where c+1 is better: " + ", ".join(f"{M[i]} {(d[:, i] > 0).sum()}" for i in range(4)))
-    print("c+1 behind the FC triangle where c was ahead: " + ("; ".join(falls) if falls else "none"))
+    better = ", ".join(f"{M[i]} {(d[:, i] > 0).sum()}" for i in range(4))
+    print("populations where c+1 is better: " + better)
+    print("c+1 behind the FC triangle where c was ahead: " + ("; ".join(falls) or "none"))
     ok = (d[:, 0].mean() >= -0.005 and d[:, 1].mean() >= -0.005 and d[:, 2].mean() >= -0.01
           and d[:, 3].mean() >= -0.01 and not falls)
-    print("criterion (means >= -0.005 AUC, >= -0.01 R2, no fall behind FC): " + ("met" if ok else "not met"))
+    print("criterion (means >= -0.005 AUC, >= -0.01 R2, no fall behind FC): "
+          + ("met" if ok else "not met"))
 
 
 if __name__ == "__main__":
