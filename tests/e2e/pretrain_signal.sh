@@ -12,10 +12,12 @@ mk() {  # mk FILE WORKDIR
 PIPE_NAME=sg PIPE_SEED=3 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 80, batch_size: 5, hidden: 32, heads: 2, ffn: 64, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}"
 }
 same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
-# start_run YAML OUT: run in the background once the upstream stages are done
+# start_run YAML OUT: run in the background once the upstream stages are done: they are
+# the uninterrupted run's (the same dataset, seed and options, so "up to date, skipped";
+# the workdir is the YAML's name with w for its extension: $T/b.yaml -> $T/wb)
 start_run() {
-  timeout 60 $MPIRUN 2 "$BGFM" run "$1" --only parc --quiet >/dev/null 2>&1
-  timeout 60 $MPIRUN 2 "$BGFM" run "$1" --only conn --quiet >/dev/null 2>&1
+  local w; w=$(dirname "$1")/w$(basename "$1" .yaml)
+  mkdir -p "$w/.bgfm" && cp -r "$T/wa/parc" "$T/wa/conn" "$w/" && cp "$T/wa/.bgfm/hashcache.tsv" "$w/.bgfm/"
   $MPIRUN 2 "$BGFM" run "$1" >"$2" 2>&1 &
   mp=$!
 }

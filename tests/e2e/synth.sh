@@ -7,6 +7,8 @@
 # Not the rank-count determinism test (mpi/synth_ranks.sh).
 source "$(dirname "$0")/../lib/tap.sh"
 REF="$ROOT/tests/reference/synth_check.py"
+# the ROI Fisher z of a dataset's images, kept for must_fail's second check of the same images
+export SYNTH_CHECK_CACHE="$T/fz"
 AAL=/usr/share/mricron/templates/aal.nii.gz
 
 # bad arguments -> exit 2 with a message

@@ -12,14 +12,16 @@ mk() {  # mk FILE WORKDIR CKPT_EVERY [EXTRA with: keys]
 PIPE_NAME=rs PIPE_SEED=7 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {mode: gmae+gcl, epochs: 3, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: $3, keep_checkpoints: 3, warmup: 3${4:-}}}"
 }
 same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
+# upstream WORKDIR: WORKDIR starts with the uninterrupted run's parcellate and connectivity
+# outputs (the same dataset, seed and options: "up to date, skipped"), so its runs are pretrain's
+upstream() { mkdir -p "$1/.bgfm" && cp -r "$T/wa/parc" "$T/wa/conn" "$1/" && cp "$T/wa/.bgfm/hashcache.tsv" "$1/.bgfm/"; }
 mk "$T/a.yaml" "$T/wa" 1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet >"$T/oa" 2>&1
 check "uninterrupted 2-rank run" test -f "$T/wa/pre/final.h5"
 # killed runs: every rank and mpirun get SIGKILL at a random moment
 mk "$T/b.yaml" "$T/wb" 1
 export BGFM_TEST_CKPT_PAUSE_MS=120
-timeout 60 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only parc --quiet >/dev/null 2>&1
-timeout 60 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --only conn --quiet >/dev/null 2>&1
+upstream "$T/wb"
 kills=0 intmp=0 last=""  # last: the log of the run that completed the stage
 for i in 1 2 3 4; do
   [ -d "$T/wb/pre" ] && break
@@ -44,6 +46,7 @@ check "killed and resumed == uninterrupted (bitwise: parameters, moments, state)
 unset BGFM_TEST_CKPT_PAUSE_MS
 # corrupted newest checkpoint: fall back to the previous one
 mk "$T/c.yaml" "$T/wc" 4
+upstream "$T/wc"
 BGFM_TEST_STOP_AFTER=10 timeout 60 $MPIRUN 2 "$BGFM_T" run "$T/c.yaml" --quiet >"$T/oc" 2>&1
 [ $? -eq 75 ] || sed 's/^/#   /' "$T/oc" | grep -v '^#   *$' | head -8
 check "stopped at step 10 (exit 75) with checkpoints 4, 8, 10" bash -c "ls '$T/wc/.pre.partial/checkpoints' | tr '\n' ' ' | grep -q 'ckpt-10.h5 ckpt-4.h5 ckpt-8.h5'"
@@ -60,10 +63,12 @@ rc=$?
 check "corrupted ckpt-10 detected (checksum, file named), fell back to ckpt-8, completed" \
   bash -c "[ $rc -eq 0 ] && grep -q 'ckpt-10.h5: checksum mismatch' '$T/oc2' && grep -q 'falling back to the previous checkpoint .*ckpt-8.h5' '$T/oc2'"
 mk "$T/a4.yaml" "$T/wa4" 4
+upstream "$T/wa4"
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/a4.yaml" --quiet >/dev/null 2>&1
 check "fallback run == uninterrupted (bitwise)" same "$T/wa4/pre/final.h5" "$T/wc/pre/final.h5"
 # another rank count: 3 ranks continue from the 2-rank checkpoint of step 10
 mk "$T/d.yaml" "$T/wd" 4 ", resume_from: $T/saved"
+upstream "$T/wd"
 timeout 60 $MPIRUN 3 "$BGFM" run "$T/d.yaml" >"$T/od" 2>&1
 rc=$?
 check "3 ranks resume from the 2-rank checkpoint (resume_from)" bash -c "[ $rc -eq 0 ] && grep -q 'resuming from $T/saved/ckpt-10.h5' '$T/od'"
@@ -78,6 +83,7 @@ for r in b:
         assert abs(r[k] - a[r["step"]][k]) <= 1e-4 * abs(a[r["step"]][k]) + 1e-12, (r["step"], k)
 PYEOF
 mk "$T/e.yaml" "$T/we" 4 ", resume_from: $T/saved, lr: 0.002"
+upstream "$T/we"
 timeout 60 $MPIRUN 3 "$BGFM" run "$T/e.yaml" >"$T/oe" 2>&1
 rc=$?
 check "resume_from a checkpoint of other options is refused (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'written by another configuration' '$T/oe'"

@@ -11,7 +11,11 @@ resampled by nearest neighbour in numpy.
   synth_check.py spread DIR ATLAS             --site-spread: within every site, how far each
                                               subject lies along the site's own pattern
                                               follows its amplitude (model.json)
-Exit 0 when every check passes, 1 otherwise."""
+Exit 0 when every check passes, 1 otherwise.
+With SYNTH_CHECK_CACHE=DIR the subjects' ROI Fisher z of traits, sites and spread are kept in
+DIR, keyed by the images (path, size, modification time) and the regions' voxels: a second
+check of the same images (tests/e2e/synth.sh's must_fail, which edits model.json only)
+reads them from there instead of the images."""
 import csv
 import glob
 import json
@@ -197,12 +201,33 @@ def ols_t(y, X):
     return beta, beta / np.sqrt(np.diag(cov))
 
 
-def subjects_design(d, model, rows, roi_idx):
-    """Every subject's ROI Fisher z (read in 2 processes) and the design [1, site dummies
-    (against the first site by number), traits]; the site names in that order."""
+def subjects_fz(paths, roi_idx):
+    """subject_fz of every image (read in 2 processes), through $SYNTH_CHECK_CACHE if set."""
+    cache = os.environ.get("SYNTH_CHECK_CACHE")
+    if cache:
+        import hashlib
+        h = hashlib.sha256()
+        for p in paths:
+            st = os.stat(p)
+            h.update(f"{os.path.abspath(p)} {st.st_size} {st.st_mtime_ns}\n".encode())
+        for idx in roi_idx:
+            h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes() + b"|")
+        cfile = os.path.join(cache, h.hexdigest() + ".npy")
+        if os.path.exists(cfile):
+            return list(np.load(cfile))
     from multiprocessing import Pool
     with Pool(2) as pool:
-        fz = pool.map(subject_fz, [(bold_path(d, r[0], model["voxel_size"]), roi_idx) for r in rows])
+        fz = pool.map(subject_fz, [(p, roi_idx) for p in paths])
+    if cache:
+        os.makedirs(cache, exist_ok=True)
+        np.save(cfile, np.array(fz))
+    return fz
+
+
+def subjects_design(d, model, rows, roi_idx):
+    """Every subject's ROI Fisher z (subjects_fz) and the design [1, site dummies
+    (against the first site by number), traits]; the site names in that order."""
+    fz = subjects_fz([bold_path(d, r[0], model["voxel_size"]) for r in rows], roi_idx)
     n = len(fz)
     site_names = sorted({r[2] for r in rows}, key=lambda x: int(x.split("-")[1]))
     site = np.array([[r[2] == s for s in site_names[1:]] for r in rows], dtype=float).reshape(n, -1)
