@@ -17,7 +17,7 @@ same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
 # the workdir is the YAML's name with w for its extension: $T/b.yaml -> $T/wb)
 start_run() {
   local w; w=$(dirname "$1")/w$(basename "$1" .yaml)
-  mkdir -p "$w/.bgfm" && cp -r "$T/wa/parc" "$T/wa/conn" "$w/" && cp "$T/wa/.bgfm/hashcache.tsv" "$w/.bgfm/"
+  share_upstream "$w" "$T/wa"
   $MPIRUN 2 "$BGFM" run "$1" >"$2" 2>&1 &
   mp=$!
 }

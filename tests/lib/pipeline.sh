@@ -12,8 +12,14 @@
 # h5_same A.h5 B.h5 [GROUP [MIN]]: every dataset below GROUP (default the root) of both
 #   files has the same names, dtype, shape and bytes, and there are at least MIN of them
 #   (default 1); prints the count (tests/lib/h5same.py).
+# share_upstream WORKDIR FROM: WORKDIR starts with FROM's `parc` and `conn` outputs and
+#   its hash cache. A run of the same dataset, seed and parc/conn options finds them "up to
+#   date, skipped" (the same fingerprints) and computes only the stages after them.
 # fill_fs DIR KB: a file DIR/filler that leaves about KB KiB free on DIR's file system
 #   (the full-disk tests, on a small tmpfs).
+share_upstream() {
+  mkdir -p "$1/.bgfm" && cp -r "$2/parc" "$2/conn" "$1/" && cp "$2/.bgfm/hashcache.tsv" "$1/.bgfm/"
+}
 fill_fs() {
   local free_kb; free_kb=$(df -k --output=avail "$1" | tail -1)
   [ "$free_kb" -gt "$2" ] && dd if=/dev/zero of="$1/filler" bs=1k count=$((free_kb - $2)) status=none 2>/dev/null

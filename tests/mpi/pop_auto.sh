@@ -18,11 +18,8 @@
 # apart, are named in the log and left out of the fit (= numpy's fit without them).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
-# share WORKDIR FROM: WORKDIR starts with FROM's parcellate and connectivity outputs (and
-# its hash cache). For a run on the same dataset with the same seed and parc/conn options
-# their fingerprints are the same, so they are "up to date, skipped" and the run computes
-# only the stages that differ (pretrain): the parcellation of a dataset is checked once.
-share() { mkdir -p "$1/.bgfm" && cp -r "$2/parc" "$2/conn" "$1/" && cp "$2/.bgfm/hashcache.tsv" "$1/.bgfm/"; }
+# a second run on a dataset starts from the first's parc and conn (share_upstream,
+# tests/lib/pipeline.sh): the parcellation of a dataset is checked once
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 72 --volumes 30 --parcels 16 --factors 3 \
   --seed 4 >/dev/null || { notok "dataset"; exit 1; }
 PRE="{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 16, hidden: 8, heads: 2, ffn: 16, proj: 8, n_max: 0, pop_rank: auto, embedding: pop}}"
@@ -110,7 +107,7 @@ for f, want, r, pcs in ((sys.argv[1], 'pop', 3, None), (sys.argv[2], 'pcs+pop', 
 # the FC's 4 principal axes, the readout's 8 axes; pop_rank 0 with it is a config error
 PRP=${PRE/embedding: pop/embedding: pcs+pop}
 DATA=$T/dw PIPE_NAME=pp PIPE_SEED=3 pipeline_yaml "$T/pp.yaml" "$T/wp" "{windows: {length: 10, stride: 5}}" "$PRP"
-share "$T/wp" "$T/ww"
+share_upstream "$T/wp" "$T/ww"
 expect_rc "embedding pcs+pop, weaker factors: run" 0 to "$T/opp" $MPIRUN 2 "$BGFM" run "$T/pp.yaml"
 check "... the gap's 3 directions and 4 principal axes (12 -> 7 rows), 8 readout axes, = numpy/scipy" bash -c "
   grep -q 'embedding pcs+pop: pcs+pop (the encoder' '$T/opp' &&
@@ -126,7 +123,7 @@ check "... naming the file, line and key, and the head it needs" grep -qE 'p0.ya
 sed 's/pop_rank: auto, embedding: pop/pop_rank: 8, embedding: auto/; s/probe, uses: probe.*/probe, uses: probe}/' \
   "$T/p.yaml" | sed '/name: probe/d' >"$T/fixed.yaml"
 sed -i "s|workdir: .*|workdir: $T/wf|" "$T/fixed.yaml"
-share "$T/wf" "$T/w"
+share_upstream "$T/wf" "$T/w"
 expect_rc "embedding auto with pop_rank 8: run" 0 to "$T/ofixed" $MPIRUN 1 "$BGFM" run "$T/fixed.yaml"
 check "... gives encoder+pop with 8 rows, and no held-out count is measured" bash -c "
   $PY -c \"import h5py, sys
@@ -145,7 +142,7 @@ for ps in default none auto centre; do
   PRS=$PRA
   [ $ps != default ] && PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/ds PIPE_NAME=ps PIPE_SEED=3 pipeline_yaml "$T/s_$ps.yaml" "$T/ws_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
-  [ $ps != default ] && share "$T/ws_$ps" "$T/ws_default"
+  [ $ps != default ] && share_upstream "$T/ws_$ps" "$T/ws_default"
   expect_rc "3 sites, pop_site $ps: run" 0 to "$T/os_$ps" $MPIRUN 2 "$BGFM" run "$T/s_$ps.yaml"
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/ws_$ps/pre/final.h5" "$T/ws_$ps/conn" >"$T/rs_$ps" 2>&1 || notok "3 sites, pop_site $ps: = numpy/scipy ($(tail -1 "$T/rs_$ps"))"
 done
@@ -171,7 +168,7 @@ check "... and the log says how many people the rule measured on, and what more 
 for ps in centre harmonise auto; do
   PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: $ps,}
   DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_$ps.yaml" "$T/wh_$ps" "{windows: {length: 10, stride: 5}}" "$PRS"
-  [ $ps != centre ] && share "$T/wh_$ps" "$T/wh_centre"
+  [ $ps != centre ] && share_upstream "$T/wh_$ps" "$T/wh_centre"
   expect_rc "a site's own variation, pop_site $ps: run" 0 to "$T/oh_$ps" $MPIRUN 2 "$BGFM" run "$T/h_$ps.yaml"
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_$ps/pre/final.h5" "$T/wh_$ps/conn" >"$T/rh_$ps" 2>&1 || notok "pop_site $ps: = numpy/scipy ($(tail -1 "$T/rh_$ps"))"
 done
@@ -179,7 +176,7 @@ done
 # 0.5: = numpy/scipy at that shrinkage, and another head than the default's
 PRS=${PRA/pop_rank: auto,/pop_rank: auto, pop_site: harmonise, pop_site_shrink: 0.1,}
 DATA=$T/dh PIPE_NAME=ph PIPE_SEED=3 pipeline_yaml "$T/h_s01.yaml" "$T/wh_s01" "{windows: {length: 10, stride: 5}}" "$PRS"
-share "$T/wh_s01" "$T/wh_centre"
+share_upstream "$T/wh_s01" "$T/wh_centre"
 expect_rc "a site's own variation, harmonised at pop_site_shrink 0.1: run" 0 to "$T/oh_s01" $MPIRUN 2 "$BGFM" run "$T/h_s01.yaml"
 $PY "$ROOT/tests/reference/pop_fit.py" "$T/wh_s01/pre/final.h5" "$T/wh_s01/conn" >"$T/rh_s01" 2>&1 || notok "pop_site_shrink 0.1: = numpy/scipy ($(tail -1 "$T/rh_s01"))"
 check "... = numpy/scipy at that shrinkage, and not the head of shrinkage 0.5" $PY -c "
@@ -249,7 +246,7 @@ assert h5py.File(sys.argv[1], 'r')['model'].attrs['pop_site'] in (b'harmonise', 
 for z in 2.8 0; do
   P=${PRE/pop_rank: auto,/pop_rank: auto, pop_outlier_z: $z,}
   DATA=$T/da PIPE_NAME=pa PIPE_SEED=3 pipeline_yaml "$T/a_$z.yaml" "$T/wa_$z" "{windows: {length: 10, stride: 5}}" "$P"
-  [ $z = 0 ] && share "$T/wa_$z" "$T/wa_2.8"
+  [ $z = 0 ] && share_upstream "$T/wa_$z" "$T/wa_2.8"
   expect_rc "two people apart, pop_outlier_z $z: run on 2 ranks" 0 to "$T/oa_$z" $MPIRUN 2 "$BGFM" run "$T/a_$z.yaml"
   $PY "$ROOT/tests/reference/pop_fit.py" "$T/wa_$z/pre/final.h5" "$T/wa_$z/conn" >"$T/ra_$z" 2>&1 ||
     notok "two people apart, pop_outlier_z $z: = numpy/scipy ($(tail -1 "$T/ra_$z"))"

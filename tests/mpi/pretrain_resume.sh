@@ -14,7 +14,7 @@ PIPE_NAME=rs PIPE_SEED=7 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride:
 same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
 # upstream WORKDIR: WORKDIR starts with the uninterrupted run's parcellate and connectivity
 # outputs (the same dataset, seed and options: "up to date, skipped"), so its runs are pretrain's
-upstream() { mkdir -p "$1/.bgfm" && cp -r "$T/wa/parc" "$T/wa/conn" "$1/" && cp "$T/wa/.bgfm/hashcache.tsv" "$1/.bgfm/"; }
+upstream() { share_upstream "$1" "$T/wa"; }
 mk "$T/a.yaml" "$T/wa" 1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/a.yaml" --quiet >"$T/oa" 2>&1
 check "uninterrupted 2-rank run" test -f "$T/wa/pre/final.h5"
