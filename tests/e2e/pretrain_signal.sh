@@ -13,11 +13,9 @@ PIPE_NAME=sg PIPE_SEED=3 pipeline_yaml "$1" "$2" "{windows: {length: 10, stride:
 }
 same() { h5_same "$1" "$2" / 100; }  # every dataset bit-identical
 # start_run YAML OUT: run in the background once the upstream stages are done: they are
-# the uninterrupted run's (the same dataset, seed and options, so "up to date, skipped";
-# the workdir is the YAML's name with w for its extension: $T/b.yaml -> $T/wb)
+# the uninterrupted run's (the same dataset, seed and options, so "up to date, skipped")
 start_run() {
-  local w; w=$(dirname "$1")/w$(basename "$1" .yaml)
-  share_upstream "$w" "$T/wa"
+  share_upstream "$(sed -n 's/^workdir: //p' "$1")" "$T/wa"
   $MPIRUN 2 "$BGFM" run "$1" >"$2" 2>&1 &
   mp=$!
 }
