@@ -100,8 +100,10 @@ deps:
 deps-test: deps
 	@./scripts/deps.sh test
 
+# Tests at a time (tests/run.sh; the Slurm and network-namespace tests run alone at the end).
+TEST_JOBS ?= 2
 test: deps-test all
-	@OPENBLAS_NUM_THREADS=1 ./tests/run.sh
+	@OPENBLAS_NUM_THREADS=1 TEST_JOBS=$(TEST_JOBS) ./tests/run.sh
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (leak detection on for the
 # unit tests, off for mpirun'd programs: Open MPI leaks by design; the shell tests of
@@ -110,7 +112,7 @@ test: deps-test all
 # kernels do not compile; two at a time, tests/valgrind.sh), then a 30 s smoke run of every
 # fuzz target. docs/reliability.md.
 SAN_ENV  := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OPENBLAS_NUM_THREADS=1 \
-            BGFM_BUILD=build-san
+            BGFM_BUILD=build-san TEST_JOBS=$(TEST_JOBS)
 # Unit tests that call MPI_Init run without leak detection (Open MPI's init allocations
 # have no usable stacks for suppressions); every other unit test runs with it.
 SAN_MPI_UNIT := $(basename $(notdir $(shell grep -l MPI_Init $(TEST_SRC) 2>/dev/null)))

@@ -13,6 +13,7 @@
 # on every node, and the run resumes on ONE node (same rank count) and ends where an
 # uninterrupted run does. About 90 s on 2 cores. Skipped
 # with a TAP SKIP line naming the reason where network namespaces are not permitted.
+# test-serial: network namespaces, a bridge and 4 ranks on 2 cores (its hang timeouts)
 source "$(dirname "$0")/../lib/tap.sh"
 source "$ROOT/tests/lib/netns-cluster.sh"
 trap 'nsc_down; rm -rf "$T"' EXIT

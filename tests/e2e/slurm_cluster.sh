@@ -9,6 +9,7 @@
 # by a 2-rank mpirun on one node outside Slurm: parcellate and connectivity the same bytes,
 # every /model tensor of pretrain bit-identical. Skipped (TAP SKIP with the reason) where
 # network namespaces are not permitted or Slurm cannot be installed. About 60 s.
+# test-serial: network namespaces and a Slurm of its own on the first free of fixed ports
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/../lib/slurm-tap.sh"
 source "$ROOT/tests/lib/netns-cluster.sh"

@@ -4,6 +4,7 @@
 # chained stages, srun and mpirun launchers, a failed stage cancelling its successor,
 # the requeue loop with afterok dependents, the one-allocation template.
 # Not a scheduler benchmark; skipped (TAP SKIP) only where Slurm cannot be installed.
+# test-serial: a Slurm of its own (munged, slurmctld, slurmd) on the first free of fixed ports
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/../lib/slurm-tap.sh"
 D=$("$LIB" up 2>"$T/up.log" | tail -1)

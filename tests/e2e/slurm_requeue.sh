@@ -7,6 +7,7 @@
 # to an uninterrupted 2-rank mpirun of the same pipeline outside Slurm.
 # Not a time-limit test (a real --time/--signal costs 60-150 s, docs/slurm.md); skipped
 # (TAP SKIP) only where Slurm cannot be installed.
+# test-serial: a Slurm of its own (munged, slurmctld, slurmd) on the first free of fixed ports
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/../lib/slurm-tap.sh"
 
