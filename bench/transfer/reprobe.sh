@@ -11,6 +11,9 @@
 #     EXTRA     probe options added to the run's, e.g. "regress_out: [motion]"
 # The probe's numbers for the feature sets the run already had are the run's own when
 # EXTRA is empty (the same checkpoint, graphs, folds and classifier).
+# PARCELLATE=1: the parcellate stage runs again too (its series are the run's; what this
+# version adds, e.g. each scan's mean FD read from its confounds file when the run
+# regressed nothing, comes with it); the pretraining checkpoint is still the run's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 B=${BGFM:-$ROOT/build/bgfm}
@@ -29,7 +32,9 @@ sed -e "s#^workdir: .*#workdir: $OUT#" "$Y" |
   awk -v x="$EXTRA" '/name: probe$/ {p = 1} p && /with: \{/ && x != "" {sub(/\}$/, ", " x "}"); p = 0} {print}' \
   > "$OUT.yaml"
 NP=${NP:-2}
-for st in connectivity probe; do
+STAGES="connectivity probe"
+[ "${PARCELLATE:-0}" = 1 ] && STAGES="parcellate $STAGES"
+for st in $STAGES; do
   rc=0
   mpirun --oversubscribe -np "$NP" "$B" run "$OUT.yaml" --only "$st" --force >>"$OUT.log" 2>&1 < /dev/null || rc=$?
   # exit 9: inputs left out under on_error: skip (as in the run itself)

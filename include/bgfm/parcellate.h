@@ -36,11 +36,10 @@ void parcellate_atlas_free(parcellate_atlas *a);
  * key (config_path_fail). Checked when the stage's inputs are listed and when it runs. */
 int parcellate_paths_check(const bgfm_pipeline *p, bgfm_err *e);
 /* The stage kind's extra_inputs hook (stage.h): every image of the dataset
- * (sub-*...*_bold.nii[.gz]), the participants table, each atlas and its `labels`, then the
- * name tables found beside atlases without `labels`; NULL with e set on failure. */
+ * (sub-*...*_bold.nii[.gz]), each image's confounds file where it has one, the
+ * participants table, each atlas and its `labels`, then the name tables found beside
+ * atlases without `labels`; NULL with e set on failure. */
 char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s, bgfm_err *e);
-/* 1 when a parcellate stage's `with:` asks for confounds or scrubbing (confounds.h). */
-int parcellate_confounds_on(const bgfm_params *with);
 /* The name table read beside an atlas file when none is given: <file> with .gz
  * stripped, + ".txt" (aal.nii.gz -> aal.nii.txt, the tables mricron ships); malloc'ed. */
 char *parcellate_names_guess(const char *atlas_path, bgfm_err *e);

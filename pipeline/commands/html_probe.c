@@ -476,8 +476,9 @@ void html_sec_probe(html_page *p, const wd *w, const wd_stage *s) {
         hp_raw(p, ".</p>\n");
     }
     if (mo && json_num(mo, "subjects_known") == 0)
-        hp_raw(p, "<p class=\"note\">Head motion is known for no probed subject (no confounds "
-                  "regressed in parcellation): the head-motion-alone row reads nothing.</p>\n");
+        hp_raw(p, "<p class=\"note\">Head motion is known for no probed subject (no scan has a "
+                  "confounds file with framewise_displacement): the head-motion-alone row reads "
+                  "nothing.</p>\n");
     cls_table(p, s, &r);
     few_shot(p, s, json_get(&r, "few_shot"), "k", "k_effective", "AUC (pooled view)", "auc");
     hp_raw(p, "<h4>Embedding diagnostics</h4>\n");

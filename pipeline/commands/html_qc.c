@@ -1,4 +1,4 @@
-/* html_qc.c: the report's parcellation QC: head motion when confounds were regressed
+/* html_qc.c: the report's parcellation QC: head motion when the scans have confounds files
  * (mean framewise displacement, scrubbed volumes, how well motion alone separates the
  * labels); per atlas of timeseries.h5 the regions under min_coverage and how often, a
  * coverage-by-scan heat map (scans binned, so the figure is the same size for 10,000
@@ -230,7 +230,8 @@ static int cmp_dbl(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* Head motion, when the stage regressed confounds (/subjects/mean_fd exists). */
+/* Head motion, when the stage read the scans' confounds files (/subjects/mean_fd exists:
+ * to regress confounds, or for head motion alone). */
 static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
     double *fd = calloc((size_t)S + 1, sizeof *fd), *sorted = calloc((size_t)S + 1, sizeof *sorted);
     int64_t *ns = calloc((size_t)S + 1, sizeof *ns), *nv = calloc((size_t)S + 1, sizeof *nv);
@@ -265,7 +266,8 @@ static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
     qsort(sorted, (size_t)nf, sizeof *sorted, cmp_dbl);
     hp_raw(p, "<h4>Head motion</h4>\n<table id=\"motion-%s\">", s->name);
     hp_raw(p, "<tr><td>confounds regressed</td>");
-    hp_cell(p, conf[0] ? conf : "(none: scrubbing only)");
+    hp_cell(p, conf[0] ? conf : scrub > 0 ? "(none: scrubbing only)"
+                                          : "(none: the confounds files read for head motion only)");
     hp_raw(p, "</tr>\n<tr><td>scrub (mm of framewise displacement)</td>");
     hp_num(p, scrub, 3);
     hp_raw(p, "</tr>\n<tr><td>scans with a mean framewise displacement</td>");
@@ -302,10 +304,12 @@ static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
     }
     hp_raw(p, "</table>\n");
     if (!isnan(auc) && fabs(auc - 0.5) >= 0.1)
-        hp_raw(p, "<p class=\"note\">Motion alone separates the labels (AUC %.2f): motion left in "
-                  "the FC after regression can be read as the label. Compare the probe's "
-                  "scores with the mean framewise displacement before trusting a "
-                  "classifier.</p>\n", auc);
+        hp_raw(p, "<p class=\"note\">Motion alone separates the labels (AUC %.2f): %s can be "
+                  "read as the label. Compare the probe's scores with the mean framewise "
+                  "displacement before trusting a classifier.</p>\n", auc,
+               conf[0] || scrub > 0 ? "motion left in the FC after regression"
+                                    : "motion in the FC (nothing was regressed: the stage's "
+                                      "confounds and scrub options)");
     FILE *d = hp_data(p, dn, sizeof dn);
     for (int64_t i = 0; d && i < S; i++) /* a strip plot: class index + a fixed jitter */
         if (!isnan(fd[i]))

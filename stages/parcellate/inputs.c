@@ -154,23 +154,21 @@ static int dataset_images(const bgfm_pipeline *p, char ***out, int *n, bgfm_err 
     return 0;
 }
 
-int parcellate_confounds_on(const bgfm_params *with) {
-    return params_value(with, "confounds")->n_list > 0 || params_real(with, "scrub") > 0;
-}
-
 /* What the manifest hashes (rank 0, through the engine's extra_inputs hook): every
- * image of the dataset (sub-*...*_bold.nii[.gz]), the participants table, each atlas
- * and its `labels` table, then the name tables found beside atlases without `labels`
- * (the ones the stage reads). The order is the fingerprint's. */
+ * image of the dataset (sub-*...*_bold.nii[.gz]), each image's confounds file where it
+ * has one (read for head motion whether or not confounds are regressed), the
+ * participants table, each atlas and its `labels` table, then the name tables found
+ * beside atlases without `labels` (the ones the stage reads). The order is the
+ * fingerprint's. */
 char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
                                       bgfm_err *e) {
+    (void)s; /* the stage's options do not change what it reads */
     if (parcellate_paths_check(p, e)) return NULL;
-    int conf = parcellate_confounds_on(&s->with);
     char **img = NULL;
     int ni = 0, k = 0, nd = p->n_datasets ? p->n_datasets : 1;
     if (!p->n_datasets && bids_image_files(p->bids, &img, &ni, e)) return NULL;
     if (p->n_datasets && dataset_images(p, &img, &ni, e)) return NULL;
-    char **out = bgfm_calloc(e, (size_t)(conf ? 2 : 1) * (size_t)ni + 3 * (size_t)p->n_atlases +
+    char **out = bgfm_calloc(e, 2 * (size_t)ni + 3 * (size_t)p->n_atlases +
                              (size_t)nd + 1, sizeof *out, "parcellate input list");
     if (!out) {
         strlist_free(img, ni);
@@ -178,7 +176,9 @@ char **parcellate_extra_inputs(const bgfm_pipeline *p, const bgfm_stage_cfg *s,
     }
     int ok = 1;
     for (int i = 0; i < ni; i++) out[k++] = img[i];
-    for (int i = 0; conf && ok && i < ni; i++) { /* each image's confounds file, if any */
+    /* each image's confounds file, if any: read for head motion even when nothing is
+     * regressed (run.c, write_confound_summary) */
+    for (int i = 0; ok && i < ni; i++) {
         bgfm_err le;
         bgfm_err_clear(&le);
         char *c = confounds_path(img[i], 1, &le);

@@ -218,34 +218,71 @@ static int write_atlas(prun *p, hid_t f, int a, bgfm_err *e) {
     return rc;
 }
 
-/* /subjects/n_scrubbed and /subjects/mean_fd when confounds are regressed: each rank reads
- * its own images' confounds files again (small, and hashed into the manifest, so the same
- * bytes the extraction read); the sums over ranks are exact (one owner per row). */
+/* One scan's mean framewise displacement when the stage regresses nothing: its confounds
+ * file read for head motion alone, if it has one (NaN if not). A file that cannot be read
+ * is a warning, not an error: the stage was not asked to use it. 0, or BGFM_ENOMEM. */
+static int scan_motion(const bgfm_ctx *ctx, const char *image, int64_t T, double *fd,
+                       bgfm_err *e) {
+    static const confounds_spec none = {0};
+    *fd = NAN;
+    bgfm_err le = {0};
+    confounds_set c = {.mean_fd = NAN};
+    char *cp = confounds_path(image, 1, &le);
+    const int have = cp != NULL; /* no file: le says so, and the scan's motion is unknown */
+    int rc = have ? confounds_load(image, &none, T, 0, &c, &le) : le.code;
+    free(cp);
+    if (rc == BGFM_ENOMEM) {
+        *e = le;
+        return rc;
+    }
+    if (have && rc) {
+        log_warn(ctx, "parcellate: %s; the scan's head motion is left unknown (nothing is "
+                 "regressed, so the run goes on)", le.msg);
+        return 0;
+    }
+    *fd = c.mean_fd; /* NaN without a file or without its framewise_displacement column */
+    confounds_set_free(&c);
+    return 0;
+}
+
+/* /subjects/n_scrubbed and /subjects/mean_fd: each rank reads its own images' confounds
+ * files again (small, and hashed into the manifest, so the same bytes the extraction
+ * read); the sums over ranks are exact (one owner per row). When the stage regresses
+ * nothing, each scan's file is read for its head motion alone, where there is one, and the
+ * two datasets are written only if some scan had a mean FD (docs/parcellate.md). */
 static int write_confound_summary(prun *p, hid_t f, bgfm_err *e) {
     bgfm_ctx *ctx = p->ctx;
+    const int asked = confounds_on(&p->o.conf);
     int64_t S = p->S, *ns = bgfm_calloc(e, (size_t)S + 1, sizeof *ns, "scrubbed counts");
     double *fd = bgfm_calloc(e, (size_t)S + 1, sizeof *fd, "mean FD");
     int rc = ns && fd ? 0 : e->code;
+    int64_t known = 0;
     for (int64_t i = p->lo; !rc && i < p->hi; i++) {
         int64_t r = p->row[i];
         if (r < 0) continue;
-        confounds_set c;
-        rc = confounds_load(p->cp.all.images[i].path, &p->o.conf, p->T[i], 0, &c, e);
-        ns[r] = c.n_scrubbed;
-        fd[r] = c.mean_fd;
-        confounds_set_free(&c);
+        if (!asked) {
+            rc = scan_motion(ctx, p->cp.all.images[i].path, p->T[i], &fd[r], e);
+        } else {
+            confounds_set c;
+            rc = confounds_load(p->cp.all.images[i].path, &p->o.conf, p->T[i], 0, &c, e);
+            ns[r] = c.n_scrubbed;
+            fd[r] = c.mean_fd;
+            confounds_set_free(&c);
+        }
+        known += isfinite(fd[r]);
     }
     rc = bgfm_ctx_agree(ctx, rc);
     if (!rc) {
         rc = BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, ns, (int)S, MPI_INT64_T, MPI_SUM, ctx->comm));
         int rc2 = BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, fd, (int)S, MPI_DOUBLE, MPI_SUM, ctx->comm));
-        rc = bgfm_ctx_agree(ctx, rc ? rc : rc2);
+        int rc3 = BGFM_MPI(e, MPI_Allreduce(MPI_IN_PLACE, &known, 1, MPI_INT64_T, MPI_SUM, ctx->comm));
+        rc = bgfm_ctx_agree(ctx, rc ? rc : rc2 ? rc2 : rc3);
     }
     hsize_t dims[1] = {(hsize_t)S};
-    if (!rc)
+    if (!rc && (asked || known > 0))
         rc = h5io_write_small(f, "/subjects/n_scrubbed", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims,
                               ns, 0, e);
-    if (!rc)
+    if (!rc && (asked || known > 0))
         rc = h5io_write_small(f, "/subjects/mean_fd", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dims,
                               fd, 0, e);
     free(ns);
@@ -300,7 +337,7 @@ static int write_file(prun *p, const char *file, bgfm_err *e) {
     if (!rc) rc = h5io_attr_set_f64(f, NULL, "max_scrubbed", &scrub[1], 1, e);
     if (!rc) rc = corpus_write_subjects(&p->cp, p->pipe, ctx, f, p->S, p->row, p->T, p->tr, e);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && confounds_on(&p->o.conf)) rc = write_confound_summary(p, f, e);
+    if (!rc) rc = write_confound_summary(p, f, e);
     for (int a = 0; a < p->A && !rc; a++) rc = write_atlas(p, f, a, e);
     if (!rc && p->cp.all.n_skipped > 0) {
         const char **im = bgfm_calloc(e, (size_t)p->cp.all.n_skipped, sizeof *im, "skipped");

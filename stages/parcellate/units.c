@@ -50,7 +50,6 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
     if (!sorted) return BGFM_ENOMEM;
     for (int i = 0; i < n; i++) sorted[i] = &r->inputs->f[i];
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_path);
-    int conf = parcellate_confounds_on(&r->stage->with);
     char *params = NULL, *atl = NULL;
     size_t pl = 0, al = 0;
     FILE *f = open_memstream(&params, &pl);
@@ -88,7 +87,8 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
             if (c->set[i] != d) continue;
             const char *s = input_sha(sorted, n, c->all.images[i].path), *sc = "";
             ok &= s != NULL;
-            if (conf) { /* the image's confounds file: its hash, or "none" when it has none */
+            { /* the image's confounds file (read for head motion if nothing else): its hash,
+               * or "none" when it has none */
                 bgfm_err le;
                 bgfm_err_clear(&le);
                 char *cp = confounds_path(c->all.images[i].path, 1, &le);
@@ -97,8 +97,8 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
                 if (!cp && le.code == BGFM_ENOMEM) rc = bgfm_fail(e, BGFM_ENOMEM, "%s", le.msg);
                 free(cp);
             }
-            len = snprintf(line, sizeof line, "  %s%s%s %.17g ", s ? s : "-", conf ? " " : "",
-                           sc ? sc : "-", corpus_t_r(c, i, stage_t_r));
+            len = snprintf(line, sizeof line, "  %s %s %.17g ", s ? s : "-", sc ? sc : "-",
+                           corpus_t_r(c, i, stage_t_r));
             sha256_update(&h, line, (size_t)len);
             sha256_update(&h, c->all.images[i].path, strlen(c->all.images[i].path) + 1);
         }

@@ -813,8 +813,8 @@ static int probe_run(bgfm_stage_run *r) {
                  o.regress_site ? "the site" : "");
     if (ctx->rank == 0 && o.regress_motion && d.n_motion == 0)
         log_warn(ctx, "probe: regress_out lists motion, but no probed subject's head motion is "
-                 "known (the parcellate stage regressed no confounds with a "
-                 "framewise_displacement column), so nothing is regressed out for it");
+                 "known (no scan has a confounds file with a framewise_displacement "
+                 "column), so nothing is regressed out for it");
     if (ctx->rank == 0 && o.regress_site && d.n_sites < 2)
         log_warn(ctx, "probe: regress_out lists site, but the probed subjects have %s known "
                  "site (inputs' site_column), so nothing is regressed out for it",

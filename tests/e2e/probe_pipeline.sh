@@ -58,7 +58,7 @@ for t in F:
 assert set(d["effective_dim"]["tiny"]) == set(F) and set(d["subject_variance_share"]["tiny"]) == set(F)
 assert set(d["label_variance_share"]["tiny"]) == set(F) and set(d["site_variance_share"]["tiny"]) == set(F)
 assert d["fc_pca"]["tiny"]["components"] == 4 and d["fc_pca"]["tiny"]["fitting_graphs"] == 84
-# no confounds regressed: nobody's head motion is known, the motion feature set is constant
+# no confounds files: nobody's head motion is known, the motion feature set is constant
 assert d["motion"] == {"subjects_known": 0, "subjects": 12, "fill_mm": 0}, d["motion"]
 assert all(v["motion"]["auc"] == 0.5 for v in views) and d["effective_dim"]["tiny"]["motion"] is None
 PYEOF

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # report_motion.sh: the run report's head-motion QC (docs/report.md), written when the
-# parcellate stage regressed confounds: a tiny dataset whose patients move more gets
+# parcellate stage read the scans' confounds files: a tiny dataset whose patients move more gets
 # fMRIPrep-style confounds files; the page's motion table equals numpy's reading of
 # those files and of timeseries.h5 (median and largest mean framewise displacement,
 # scrubbed scans and share, the AUC of mean FD alone by scipy's Mann-Whitney U), the
@@ -197,9 +197,39 @@ m = re.search(r'<p class="note" id="regress-out-probe_mo">([^<]*)</p>', h)
 assert m and m.group(1).endswith(": motion, site."), m
 assert 'id="regress-out-probe"' not in h
 PYEOF
+# Nothing regressed: the confounds files are still read for head motion (the same mean FD,
+# nothing scrubbed, the table says so); a file that cannot be read is a warning naming it
+# and that scan's motion unknown; without files no motion table and no /subjects/mean_fd.
 mk "$T/b.yaml" "$T/wb" ""
-expect_rc "the same without confounds" 0 "$BGFM" run "$T/b.yaml" --quiet
-check "without confounds: no motion table" bash -c "test -s '$T/wb/report/index.html' && ! grep -q 'id=\"motion-' '$T/wb/report/index.html'"
+expect_rc "the same with nothing regressed (2 ranks)" 0 $MPIRUN 2 "$BGFM" run "$T/b.yaml" --quiet
+check "nothing regressed: /subjects/mean_fd = the regressing run's (the same files), none scrubbed; the motion table says the files were read for motion only" $PY - "$T/wb" "$T/wa" <<'PYEOF'
+import sys, h5py, numpy as np
+b, a = (h5py.File(w + "/parc/timeseries.h5", "r") for w in sys.argv[1:])
+assert np.array_equal(b["subjects/mean_fd"][()], a["subjects/mean_fd"][()]) and np.isfinite(b["subjects/mean_fd"][()]).all()
+assert (b["subjects/n_scrubbed"][()] == 0).all() and (a["subjects/n_scrubbed"][()] > 0).any()
+h = open(sys.argv[1] + "/report/index.html", encoding="utf-8").read()
+assert 'id="motion-parc"' in h and "(none: the confounds files read for head motion only)" in h
+assert "motion in the FC (nothing was regressed" in h
+PYEOF
+first=$(ls "$T"/d/bids/sub-*/func/*_desc-confounds_timeseries.tsv | head -1)
+mkdir -p "$T/keep" && cp "$first" "$T/keep/" && head -20 "$T/keep/$(basename "$first")" >"$first"
+mk "$T/c.yaml" "$T/wc" ""
+expect_rc "nothing regressed, one confounds file cut short: the run goes on" 0 "$BGFM" run "$T/c.yaml" --quiet 2>"$T/c.err"
+check "a warning names the file and says the scan's motion is unknown; that scan's mean FD is NaN, the others known" \
+  $PY - "$T/wc/parc/timeseries.h5" "$first" "$T/c.err" <<'PYEOF'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+fd = f["subjects/mean_fd"][()]; ids = [x.decode() for x in f["subjects/participant_id"][()]]
+sub = sys.argv[2].split("/")[-1].split("_")[0]
+assert np.isnan(fd[ids.index(sub)]) and np.isfinite(np.delete(fd, ids.index(sub))).all(), fd
+err = open(sys.argv[3]).read()
+assert sys.argv[2] in err and "head motion is left unknown" in err and err.count("warning") == 1, err
+PYEOF
+rm -f "$T"/d/bids/sub-*/func/*_desc-confounds_timeseries.tsv
+mk "$T/e.yaml" "$T/we" ""
+expect_rc "the same without confounds files" 0 "$BGFM" run "$T/e.yaml" --quiet
+check "without confounds files: no motion table, no /subjects/mean_fd" bash -c "test -s '$T/we/report/index.html' && ! grep -q 'id=\"motion-' '$T/we/report/index.html' && \
+  $PY -c \"import h5py, sys; f = h5py.File('$T/we/parc/timeseries.h5', 'r'); sys.exit('subjects/mean_fd' in f or 'subjects/n_scrubbed' in f)\""
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 if [ -n "$CHROME" ] && timeout 120 "$CHROME" --headless --disable-gpu --no-sandbox --disable-dev-shm-usage \
      --user-data-dir="$T/chrome-profile" --screenshot="$T/shot.png" --window-size=1100,3000 "file://$H" \

@@ -219,8 +219,11 @@ if r0.returncode == 0:
     b = h5py.File(f"{TMP}/w_c0/parcellate/timeseries.h5", "r")["atlases/aal/timeseries"][:]
     tap(np.abs(a - b).max() > 0.05, f"without confounds the series differ (max |diff| {np.abs(a - b).max():.2f})")
     h0 = h5py.File(f"{wd0}/parcellate/timeseries.h5", "r")
-    tap(h0.attrs["confounds"] == b"" and "n_scrubbed" not in h0["subjects"] and "mean_fd" not in h0["subjects"],
-        "no confounds: the attribute is empty, no per-subject summary")
+    fd0 = [conf[s][1][1:, conf[s][0].index("framewise_displacement")].mean() for s in ["01", "02", "03"]]
+    tap(h0.attrs["confounds"] == b"" and (h0["subjects/n_scrubbed"][()] == 0).all()
+        and np.allclose(h0["subjects/mean_fd"][()], fd0, rtol=0, atol=1e-9),
+        "nothing regressed: the attribute is empty, the files read for head motion alone "
+        "(mean FD = numpy's, none scrubbed)")
 else:
     tap(False, "run without confounds: " + r0.stderr[-300:])
 
