@@ -25,6 +25,7 @@
 #include <lapacke.h>
 
 #include "bgfm/pop.h"
+#include "test_part.h"
 #include "bgfm/pop_log.h"
 #include "bgfm/rng.h"
 
@@ -775,5 +776,5 @@ int main(void) {
         cmocka_unit_test(test_people_apart),
         cmocka_unit_test(test_people_holding),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return run_tests_part("test_pop", tests, sizeof tests / sizeof tests[0]);
 }
