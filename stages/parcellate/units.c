@@ -85,18 +85,16 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
         int ok = known;
         for (int64_t i = 0; i < c->all.n_images && !rc; i++) {
             if (c->set[i] != d) continue;
-            const char *s = input_sha(sorted, n, c->all.images[i].path), *sc = "";
-            ok &= s != NULL;
-            { /* the image's confounds file (read for head motion if nothing else): its hash,
-               * or "none" when it has none */
-                bgfm_err le;
-                bgfm_err_clear(&le);
-                char *cp = confounds_path(c->all.images[i].path, 1, &le);
-                sc = cp ? input_sha(sorted, n, cp) : "none";
-                ok &= sc != NULL;
-                if (!cp && le.code == BGFM_ENOMEM) rc = bgfm_fail(e, BGFM_ENOMEM, "%s", le.msg);
-                free(cp);
-            }
+            /* the image, and its confounds file (read for head motion if for nothing else):
+             * its hash, or "none" when it has none */
+            bgfm_err le;
+            bgfm_err_clear(&le);
+            char *cp = confounds_path(c->all.images[i].path, 1, &le);
+            const char *s = input_sha(sorted, n, c->all.images[i].path);
+            const char *sc = cp ? input_sha(sorted, n, cp) : "none";
+            ok &= s != NULL && sc != NULL;
+            if (!cp && le.code == BGFM_ENOMEM) rc = bgfm_fail(e, BGFM_ENOMEM, "%s", le.msg);
+            free(cp);
             len = snprintf(line, sizeof line, "  %s %s %.17g ", s ? s : "-", sc ? sc : "-",
                            corpus_t_r(c, i, stage_t_r));
             sha256_update(&h, line, (size_t)len);
