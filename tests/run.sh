@@ -29,10 +29,15 @@ jobs=${TEST_JOBS:-1}
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: TEST_JOBS must be a positive integer, not '$jobs'" >&2; exit 2; }
 logname() { echo "$log/$(echo "$1" | tr '/' '_').log"; }
 declare -A running=()   # pid -> test name
+nstarted=0
 start() {  # start NAME CMD...: runs it in the background; its log gets "EXIT SECONDS" in LOG.rc
   local name=$1; shift
   local out; out=$(logname "$name")
-  ( t0=$(date +%s.%N); "$@" >"$out" 2>&1 </dev/null; rc=$?
+  # Open MPI's session directories (singletons' and mpirun's) under the test's own base,
+  # so that a test ending never removes one that a test beside it uses
+  nstarted=$((nstarted + 1))
+  local od="$log/o$nstarted"; mkdir -p "$od"
+  ( t0=$(date +%s.%N); OMPI_MCA_orte_tmpdir_base=$od "$@" >"$out" 2>&1 </dev/null; rc=$?
     awk -v r="$rc" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%d %.1f\n", r, b-a}' >"$out.rc" ) &
   last_pid=$!; running[$!]=$name
 }
