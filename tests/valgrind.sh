@@ -34,8 +34,8 @@ one() {  # one NAME: runs it, writes build-vg/NAME.rc ("EXIT SECONDS")
   [ "$t" != "$1" ] && part="${1#*.part}/$PARTS"
   s=$(date +%s)
   rm -f "$n".*.vg "$n.rc"
-  # shellcheck disable=SC2086  # VALGRIND is a command line
   local pre=(); [ -n "$part" ] && pre=(env "BGFM_TEST_PART=$part")
+  # shellcheck disable=SC2086  # VALGRIND is a command line
   "${pre[@]}" $VALGRIND --log-file="$n.%p.vg" "$B/tests/$t" >"$n.out" 2>&1 </dev/null
   echo "$? $(( $(date +%s) - s ))" >"$n.rc"
 }
