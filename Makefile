@@ -100,7 +100,7 @@ deps:
 deps-test: deps
 	@./scripts/deps.sh test
 
-# Tests at a time (tests/run.sh; the Slurm and network-namespace tests run alone at the end).
+# Tests at a time (tests/run.sh; the Slurm and network-namespace tests never beside each other).
 TEST_JOBS ?= 2
 test: deps-test all
 	@OPENBLAS_NUM_THREADS=1 TEST_JOBS=$(TEST_JOBS) ./tests/run.sh
