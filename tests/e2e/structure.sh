@@ -15,3 +15,9 @@ args=(); for a in "${ALLOWED[@]}"; do args+=(--allow "$a"); done
 sed 's/^/# /' "$T/cycles"
 check "no circle between source files (${#ALLOWED[@]} allowed)" test $rc -eq 0
 check "the object files were there to read" grep -qE '^[0-9]+ files' "$T/cycles"
+# a script that starts with "#!" is run by its path in docs/ and bench/, so it must be
+# executable (session 34: ten under bench/ were not, and results.md's commands failed)
+noexec=$(git ls-files -- bench scripts tests .ci 2>/dev/null | while read -r f; do
+  [ -f "$f" ] && [ "$(head -c 2 "$f" | tr -d '\0')" = "#!" ] && [ ! -x "$f" ] && echo "$f"; done)
+[ -n "$noexec" ] && echo "$noexec" | sed 's/^/# not executable: /'
+check "every script with a #! line under bench/, scripts/, tests/ and .ci/ is executable" test -z "$noexec"
