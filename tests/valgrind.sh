@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # valgrind.sh: every unit test of build-vg/ (make BUILD=build-vg all) under valgrind memcheck,
 # `make check` 3/4. The memcheck command comes from the Makefile ($VALGRIND). At most
-# VG_PARALLEL (default 2) processes at a time, the slowest first: test_pop (16 held-out
-# fits per pop_rank: auto fit; 434 s whole on 2 cores) runs as VG_POP_PARTS (default 3)
-# processes of every third of its tests (BGFM_TEST_PART, tests/lib/test_part.h), then
-# test_layers and test_model (their thread-count tests run real-size products, 300 times
-# their native time, 80-90 s), so that on 2 cores the phase lasts about as long as the
-# slowest. BGFM_TEST_MEMCHECK=1 tells a
-# test it runs under memcheck: test_model's thread test then covers every code path once
-# instead of every combination (make test and the ASan suite run them all). Each process has its own files:
+# VG_PARALLEL (default 2) processes at a time, the slowest first: test_pop (LAPACK's
+# eigensolvers, some 450 times their native time; about 230 s of memcheck in all since
+# session 34, 430 s before) runs as VG_POP_PARTS (default 3) processes of every third of
+# its tests (BGFM_TEST_PART, tests/lib/test_part.h), then test_layers and test_model
+# (their thread-count tests run real-size products, 300 times their native time, 70-80 s),
+# so that on 2 cores the phase lasts about half the processes' total. BGFM_TEST_MEMCHECK=1
+# tells a test it runs under memcheck: test_model's thread test then covers every code
+# path once instead of every combination, and four of test_pop's tests take 100 people
+# for 150 (make test and the ASan suite run them at full size). Each process has its own files:
 # its output in build-vg/NAME.out, valgrind's report in build-vg/NAME.PID.vg (NAME: test_x,
 # or test_pop.part0 ...).
 # One line per process, in name order, once every one has ended; exit 1 if any failed.
