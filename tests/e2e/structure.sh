@@ -2,8 +2,9 @@
 # structure.sh: the shape of the source tree (docs/architecture.md): no file over 1000
 # lines and no function over 150 lines in pipeline/ and stages/ (scripts/sizes.py), and no
 # two source files that use each other, directly or around a circle, from the symbols of
-# the built objects (scripts/cycles.py). ALLOWED lists the known circles still waiting
-# for their owner, each by name.
+# the built objects (scripts/cycles.py), and every script with a #! line executable (the
+# docs run them by their paths). ALLOWED lists the known circles still waiting for their
+# owner, each by name.
 source "$(dirname "$0")/../lib/tap.sh"
 cd "$ROOT"
 ALLOWED=()  # none left (synth_coupling moved to the population model, traits.c)
