@@ -14,6 +14,7 @@
 #include "bgfm/model.h"
 #include "bgfm/optim.h"
 #include "bgfm/rng.h"
+#include "test_part.h"
 
 /* Graph g of N nodes: 4 communities sharing a latent signal; FC = Pearson, A = C > 0.3. */
 static void make_graph(int N, int k, uint64_t g, float *fc, uint8_t *adj, float *rw) {
@@ -67,7 +68,7 @@ static void setup(model *m, model_ws *ws, int B) { setup_readout(m, ws, B, MODEL
 static void test_loss_falls(void **st) {
     (void)st;
     enum { B = 8, G = 32 };
-    const int steps = getenv("BGFM_TEST_MEMCHECK") ? 24 : 160;
+    const int steps = test_memcheck() ? 24 : 160;
     model m;
     model_ws ws;
     optim o;
@@ -163,7 +164,7 @@ static void test_threads_bit_identical(void **st) {
     const int decs[5] = {MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_NODES, MODEL_DEC_GRAPH,
                          MODEL_DEC_NODES_GRAPH};
     int nt0 = openblas_get_num_threads();
-    const int memcheck = getenv("BGFM_TEST_MEMCHECK") != NULL;
+    const int memcheck = test_memcheck();
     for (int cell = 0; cell < 4; cell += memcheck ? 3 : 1) {
         int atlas = cell & 1, readout = cell >> 1;
         int N = atlas ? 16 : 24;

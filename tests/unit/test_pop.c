@@ -41,14 +41,13 @@ static int fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, c
     return pop_fit_rows(Z, n, T, scan, site, sites, &o, W, b, Wp, bp, out, e);
 }
 
-/* under valgrind (BGFM_TEST_MEMCHECK, tests/valgrind.sh) some tests below take fewer people
- * (100 scans for 150: the n x n eigensolver a third of the work), where what they check
- * still holds with a margin (the planted plane at cosine 0.95, the two apart at z 5.2 and
- * 5.6, each holding 0.59 and 0.63 of a direction); memcheck runs LAPACK some 450 times
- * slower than natively, and test_pop's tests were most of the valgrind phase. The site
+/* under valgrind (test_memcheck(), test_part.h) some tests below take fewer people (100
+ * scans for 150: the n x n eigensolver a third of the work), where what they check still
+ * holds with a margin (the planted plane at cosine 0.95, the two apart at z 5.2 and 5.6,
+ * each holding 0.59 and 0.63 of a direction); memcheck runs LAPACK some 450 times slower
+ * than natively, and test_pop's tests were most of the valgrind phase. The site
  * harmonisation test keeps its size: with fewer people or entries its site's direction
  * no longer leads. */
-static int memcheck(void) { return getenv("BGFM_TEST_MEMCHECK") != NULL; }
 
 static float *planted(int S, int w, int T, int64_t *scan, uint64_t seed) {
     float *Z = malloc((size_t)S * w * T * sizeof *Z);
@@ -97,7 +96,7 @@ static double smallest_cosine(const float *W, int T) {
 
 static void test_planted_directions(void **st) {
     (void)st;
-    const int S = memcheck() ? 100 : 150, w = 4, T = 24, r = 4;
+    const int S = test_memcheck() ? 100 : 150, w = 4, T = 24, r = 4;
     int64_t scan[600];
     float *Z = planted(S, w, T, scan, 7);
     float W[4 * 24], b[4], W2[4 * 24], b2[4];
@@ -133,7 +132,7 @@ static void test_planted_directions(void **st) {
  * and uncorrelated; with sites, their covariance is that of the site-centred rows. */
 static void test_principal_rows(void **st) {
     (void)st;
-    const int S = memcheck() ? 100 : 150, w = 4, T = 24, r = 4, P = 4;
+    const int S = test_memcheck() ? 100 : 150, w = 4, T = 24, r = 4, P = 4;
     const int64_t n = (int64_t)S * w;
     int64_t scan[600];
     int32_t site[600];
@@ -259,7 +258,7 @@ static void test_auto_rank_planted(void **st) {
     (void)st;
     /* under valgrind (BGFM_TEST_MEMCHECK, tests/valgrind.sh) fewer people and entries: the
      * same code paths (halves of 60: D = 59 directions scored, a bulk of 43) */
-    const int mc = memcheck();
+    const int mc = test_memcheck();
     const int S = mc ? 120 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX;
     int64_t *scan = malloc((size_t)S * w * sizeof *scan);
     float *W = malloc((size_t)r * T * sizeof *W), *W2 = malloc((size_t)r * T * sizeof *W2), b[16];
@@ -305,7 +304,7 @@ static void test_auto_rank_planted(void **st) {
  * few scans for two halves with a bulk: not measured, 8 */
 static void test_auto_rank_fallback(void **st) {
     (void)st;
-    const int mc = memcheck(); /* as in test_auto_rank_planted */
+    const int mc = test_memcheck(); /* as in test_auto_rank_planted */
     const int S = mc ? 120 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX;
     int64_t *scan = malloc((size_t)S * w * sizeof *scan);
     float *W = malloc((size_t)r * T * sizeof *W), b[16];
@@ -343,7 +342,7 @@ static void test_auto_rank_fallback(void **st) {
  * the same bits as no site at all. */
 static void test_site_centring(void **st) {
     (void)st;
-    const int mc = memcheck(); /* as in test_auto_rank_planted */
+    const int mc = test_memcheck(); /* as in test_auto_rank_planted */
     const int S = mc ? 120 : 160, w = mc ? 2 : 3, T = mc ? 80 : 120, r = POP_RANK_AUTO_MAX, K = 3;
     const int64_t n = (int64_t)S * w;
     int64_t *scan = malloc((size_t)n * sizeof *scan);
@@ -682,7 +681,7 @@ static float *with_own(int S, int w, int T, int X, int64_t *scan, float **Zc) {
 
 static void test_people_apart(void **st) {
     (void)st;
-    const int S = memcheck() ? 100 : 150, w = 4, T = 24, r = 2, X = 2;
+    const int S = test_memcheck() ? 100 : 150, w = 4, T = 24, r = 2, X = 2;
     const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
     int64_t scan[(150 + 2) * 4];
     float *Zc, *Z = with_own(S, w, T, X, scan, &Zc);
@@ -732,7 +731,7 @@ static void test_people_apart(void **st) {
  * without the rule; at a share no scan holds, nobody either. */
 static void test_people_holding(void **st) {
     (void)st;
-    const int S = memcheck() ? 100 : 150, w = 4, T = 24, r = 2, X = 2;
+    const int S = test_memcheck() ? 100 : 150, w = 4, T = 24, r = 2, X = 2;
     const int64_t n = (int64_t)(S + X) * w, nc = (int64_t)S * w;
     int64_t scan[(150 + 2) * 4];
     float *Zc, *Z = with_own(S, w, T, X, scan, &Zc);
