@@ -37,6 +37,41 @@ void pca_free(pca_model *m); /* accepts a zeroed/freed model */
  * entry (first on ties) is negative. */
 void pca_fix_signs(double *rows, int k, int64_t D);
 
+/* The k leading eigenpairs of the Gram matrix G = Xc Xc^T of n rows Xc (n, D) in double,
+ * row-major (centred or not: G is taken as it is), for callers that need a principal
+ * subspace of many rows (pop.c's population head). Two solvers:
+ *  - exact (PCA_SOLVER_EXACT): G by DSYRK, then LAPACK's dsyevd on it: 8 n^2 bytes and
+ *    O(n^2 D + n^3) work;
+ *  - randomised (PCA_SOLVER_RANDOMISED): block subspace iteration on the rows, never
+ *    forming G (Halko, Martinsson and Tropp 2011, algorithms 4.4 and 5.1): a block of
+ *    l = min(n, 2k + PCA_RAND_OVER) columns, started from X times a Gaussian sketch
+ *    (Philox, RNG_SKETCH, a fixed key: the same bits on every rank and run), then
+ *    repeatedly Q <- orth(Xc Xc^T Q) with Rayleigh-Ritz on span(Q) after each product, until
+ *    the k leading Ritz values change by at most PCA_RAND_TOL of the largest between two
+ *    iterations (at most PCA_RAND_ITERS): O(n l) bytes and O(n D l) work per iteration;
+ *  - PCA_SOLVER_AUTO: exact for n <= PCA_EXACT_MAX rows, else randomised.
+ * U (n, k) row-major: column j the j-th leading unit eigenvector (sign as the solver leaves
+ * it); lam (k): the eigenvalues (exact) or Ritz values (randomised), largest first. info
+ * (may be NULL): the solver used, its iterations and the last change. what names the
+ * caller's problem in messages. Needs 1 <= k <= n. Returns 0, BGFM_EUSAGE, BGFM_ENOMEM or BGFM_ENUMERIC (a LAPACK failure). */
+enum { PCA_SOLVER_AUTO = 0, PCA_SOLVER_EXACT = 1, PCA_SOLVER_RANDOMISED = 2 };
+#define PCA_EXACT_MAX 4096
+#define PCA_RAND_OVER 16
+#define PCA_RAND_TOL 1e-10
+#define PCA_RAND_ITERS 60
+typedef struct pca_top_info {
+    int solver;    /* PCA_SOLVER_EXACT or PCA_SOLVER_RANDOMISED: the one used */
+    int block;     /* randomised: the block's columns l */
+    int iters;     /* randomised: products with Xc Xc^T after the start */
+    double change; /* randomised: the last change of the k leading Ritz values / the largest */
+} pca_top_info;
+int pca_gram_top(const double *Xc, int64_t n, int64_t D, int k, int solver, double *U,
+                 double *lam, pca_top_info *info, const char *what, bgfm_err *e);
+/* The option's word of a PCA_SOLVER_* (auto, exact, randomised; NULL for another value) and
+ * the solver of a word (-1 for another word). */
+const char *pca_solver_name(int solver);
+int pca_solver_parse(const char *word);
+
 /* Participation ratio (sum l)^2 / sum l^2 of the eigenvalues l of the covariance of the
  * rows of X (n, D), computed without eigenvalues as tr(C)^2 / ||C||_F^2 on the smaller
  * of Xc^T Xc and Xc Xc^T (same non-zero spectrum). 1 = all variance on one axis,

@@ -20,6 +20,7 @@
 #include "bgfm/ctx.h"
 #include "bgfm/graphs.h"
 #include "bgfm/model.h"
+#include "bgfm/pca.h"
 
 #define POP_PCA 150 /* principal components the discriminant is solved in (at most) */
 
@@ -111,6 +112,7 @@ typedef struct pop_rows_out {
     int64_t held, held_scan[POP_APART_LOG];
     double held_share[POP_APART_LOG];
     int held_dir[POP_APART_LOG];
+    pca_top_info solve; /* how the principal subspace was found (pca.h, pca_gram_top) */
 } pop_rows_out;
 
 /* A direction whose between-scan variance lies for at least POP_SITE_OWN in one site that
@@ -161,12 +163,15 @@ int pop_site_fit_parse(const char *word);
  * POP_SITE_HARMONISE, each site's covariance shrunk by it (POP_SITE_SHRINK, the stage's
  * default; 0: matched fully); npc > 0: the npc leading principal axes too; apart_z > 0:
  * the people who stand apart by it are left out and the fit made on the others;
- * apart_share > 0: so are (then) the people who hold that share of a leading direction. */
+ * apart_share > 0: so are (then) the people who hold that share of a leading direction;
+ * solver: how the principal subspace is found (PCA_SOLVER_*; pca_gram_top: auto is exact
+ * up to PCA_EXACT_MAX graphs, randomised above). */
 typedef struct pop_fit_opts {
     int r, auto_rank, site_mode, npc;
     double shrink, site_shrink;
     double apart_z;     /* > 0: the scans that stand apart by it are left out (POP_APART_Z) */
     double apart_share; /* > 0: the scans that hold it of a leading direction (POP_HOLD_*) */
+    int solver;         /* the principal subspace's solver, PCA_SOLVER_* (pca_gram_top) */
 } pop_fit_opts;
 
 /* The numerical core, on one atlas's rows: Z (n, T) float, row-major; scan[i] the scan of

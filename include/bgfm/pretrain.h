@@ -27,6 +27,7 @@ typedef struct pretrain_opts {
     double pop_outlier_share; /* population head: people who hold it of a direction left out (0: off) */
     int pop_auto;            /* pop_rank: auto: the held-out rule chooses the rank (pop.h) */
     int pop_site;            /* pop_site: POP_SITE_NONE, _CENTRE, _HARMONISE, _AUTO (pop.h) */
+    int pop_solver;          /* pop_solver: PCA_SOLVER_AUTO, _EXACT, _RANDOMISED (pca.h) */
     int embed_auto;          /* embedding: auto: pop when the rule finds a gap, else pcs+pop */
     int embed_pcs;           /* embedding: pcs+pop asked for (whatever the rule finds) */
     uint64_t seed;

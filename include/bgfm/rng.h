@@ -20,6 +20,7 @@ enum rng_purpose {
     RNG_WINDOW = 9,
     RNG_PARTNER = 10,  /* GCL positive partner (i0 = epoch, i1 = global graph index) */
     RNG_ADAPT = 11,    /* adaptation: batches (i0 = epoch, i1 = cell), validation splits */
+    RNG_SKETCH = 12,   /* randomised subspace's start (pca.h; i0 = column, seed 0) */
     RNG_USER = 100
 };
 

@@ -1,6 +1,7 @@
 /* pop.c: fitting the population head (pop.h; docs/model.md section 11). The principal
- * subspace comes from the eigenvectors of the Gram matrix of the centred rows (n graphs
- * are far fewer than the triangle's T entries); the discriminant is one symmetric-definite
+ * subspace comes from the leading eigenvectors of the Gram matrix of the centred rows (n
+ * graphs are far fewer than the triangle's T entries; pca_gram_top, exact or, for many
+ * graphs, randomised); the discriminant is one symmetric-definite
  * eigenproblem (LAPACK dsygvd) in that subspace; one product maps its directions back to
  * the triangle. */
 #include "bgfm/pop.h"
@@ -298,13 +299,13 @@ static void store_rows(double *V, int k, int64_t T, const double *mu, float *W, 
 }
 
 /* The npc leading principal axes of the centred rows Zc (n, T) as rows of Wp (npc, T):
- * unit variance over the rows (from the Gram matrix's eigenvectors, columns of K in
- * ascending order of lam), signs fixed as pca_fix_signs does; bp = -Wp mu. Axes of a
- * negligible variance stay zero. -1 on ENOMEM. */
-static int principal_rows(const double *Zc, const double *K, const double *lam, int64_t n,
+ * unit variance over the rows (from the Gram matrix's m leading eigenvectors, columns of
+ * K (n, m), eigenvalues lam largest first), signs fixed as pca_fix_signs does;
+ * bp = -Wp mu. Axes of a negligible variance stay zero. -1 on ENOMEM. */
+static int principal_rows(const double *Zc, const double *K, int m, const double *lam, int64_t n,
                           int64_t T, const double *mu, int npc, float *Wp, float *bp, bgfm_err *e) {
     int k = 0;
-    while (k < npc && k < n && lam[n - 1 - k] > 1e-10 * lam[n - 1] && lam[n - 1] > 0) k++;
+    while (k < npc && k < m && lam[k] > 1e-10 * lam[0] && lam[0] > 0) k++;
     if (k < 1) return 0;
     double *U = bgfm_malloc(e, (size_t)k * (size_t)n * sizeof *U, "population head axes");
     double *V = bgfm_malloc(e, (size_t)k * (size_t)T * sizeof *V, "population head axes");
@@ -316,7 +317,7 @@ static int principal_rows(const double *Zc, const double *K, const double *lam, 
      * sqrt(lam_c / n) of its scores */
     for (int c = 0; c < k; c++)
         for (int64_t i = 0; i < n; i++)
-            U[c * n + i] = K[i * n + (n - 1 - c)] * sqrt((double)n) / lam[n - 1 - c];
+            U[c * n + i] = K[i * m + c] * sqrt((double)n) / lam[c];
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, (int)T, (int)n, 1.0, U, (int)n, Zc,
                 (int)T, 0.0, V, (int)T);
     store_rows(V, k, T, mu, Wp, bp);
@@ -468,29 +469,27 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     if (n < 3 || T < 1 || r < 1) return 0;
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
-    double *K = bgfm_calloc(e, (size_t)(n * n), sizeof *K, "population head Gram matrix");
-    double *lam = bgfm_malloc(e, (size_t)n * sizeof *lam, "population head eigenvalues");
+    /* the m leading eigenpairs of the centred rows' Gram matrix: K (n, m), lam (m) */
+    const int m = (int)(n < (npc > POP_PCA ? npc : POP_PCA) ? n : (npc > POP_PCA ? npc : POP_PCA));
+    double *K = bgfm_malloc(e, (size_t)n * (size_t)m * sizeof *K, "population head subspace");
+    double *lam = bgfm_malloc(e, (size_t)m * sizeof *lam, "population head eigenvalues");
     double *Q = NULL, *Qr = NULL, *Sb = NULL, *Sw = NULL, *ev = NULL, *P = NULL, *C = NULL,
            *Wd = NULL;
     int rc = mu && Zc && K && lam ? 0 : -1, out = 0;
     if (!rc) rc = centre_rows(Z, n, T, site, sites, mu, Zc, e);
     if (rc) goto done;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)T, 1.0, Zc, (int)T, 0.0, K,
-                (int)n);
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, K, (lapack_int)n, lam);
-    if (info) {
-        rc = bgfm_fail(e, BGFM_ENUMERIC, "population head: the eigensolver (dsyevd) failed "
-                       "(info %d) on %lld graphs", (int)info, (long long)n);
+    if (pca_gram_top(Zc, n, T, m, o->solver, K, lam, &out_info->solve, "population head", e)) {
+        rc = -1;
         goto done;
     }
-    if (npc > 0 && principal_rows(Zc, K, lam, n, T, mu, npc, Wp, bp, e)) {
+    if (npc > 0 && principal_rows(Zc, K, m, lam, n, T, mu, npc, Wp, bp, e)) {
         rc = -1;
         goto done;
     }
     /* the leading components with a non-negligible variance, largest first */
     int r0 = 0;
     const int64_t cap = n - 1 < T ? n - 1 : T;
-    while (r0 < POP_PCA && r0 < cap && lam[n - 1 - r0] > 1e-10 * lam[n - 1] && lam[n - 1] > 0) r0++;
+    while (r0 < POP_PCA && r0 < cap && lam[r0] > 1e-10 * lam[0] && lam[0] > 0) r0++;
     if (r0 < 1) goto done;
     Q = bgfm_malloc(e, (size_t)(n * r0) * sizeof *Q, "population head scores");
     Sb = bgfm_malloc(e, (size_t)r0 * r0 * sizeof *Sb, "population head covariances");
@@ -501,7 +500,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         goto done;
     }
     for (int64_t i = 0; i < n; i++)
-        for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * n + (n - 1 - c)] * sqrt(lam[n - 1 - c]);
+        for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * m + c] * sqrt(lam[c]);
     if (o->apart_z > 0 || o->apart_share > 0) { /* people apart left out: the fit without them */
         const int refit = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
                                       out_info, &out, e);
@@ -536,7 +535,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         rc = -1;
         goto done;
     }
-    info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev);
+    lapack_int info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'V', 'U', r0, Sb, r0, Sw, r0, ev);
     if (info) {
         rc = bgfm_fail(e, BGFM_ENUMERIC, "population head: the generalised eigensolver (dsygvd) "
                        "failed (info %d) in %d dimensions", (int)info, r0);
@@ -561,7 +560,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
         goto done;
     }
     for (int c = 0; c < r0; c++)
-        for (int64_t i = 0; i < n; i++) P[c * n + i] = K[i * n + (n - 1 - c)] / sqrt(lam[n - 1 - c]);
+        for (int64_t i = 0; i < n; i++) P[c * n + i] = K[i * m + c] / sqrt(lam[c]);
     for (int k = 0; k < rr; k++)
         for (int c = 0; c < r0; c++) {
             double a = Sb[c * r0 + (r0 - 1 - k)];

@@ -143,6 +143,11 @@ void pop_log_fit(bgfm_ctx *ctx, const pop_fit_info *pfi, const model_cfg *c, int
                  "scans with 2+ windows%s), leading between/within ratio %.3g", c->atlas[a],
                  pfi->dims[a] < r ? pfi->dims[a] : r, (long long)pfi->graphs[a],
                  (long long)pfi->fit[a].multi, sites, pfi->fit[a].ratio);
+        if (f->solve.solver == PCA_SOLVER_RANDOMISED)
+            log_info(ctx, "pretrain: population head of %s: principal subspace randomised "
+                     "(pop_solver; a block of %d, %d iterations, the leading Ritz values' last "
+                     "change %.1e of the largest)", c->atlas[a], f->solve.block, f->solve.iters,
+                     f->solve.change);
     }
     for (int a = 0; a < c->n_atlases; a++) warn_apart(ctx, pfi, a, apart_z, c->atlas[a]);
     for (int a = 0; a < c->n_atlases; a++) warn_held(ctx, pfi, a, apart_share, c->atlas[a]);

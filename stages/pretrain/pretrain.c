@@ -20,6 +20,7 @@
 #include "bgfm/log.h"
 #include "bgfm/mline.h"
 #include "bgfm/norm.h"
+#include "bgfm/pca.h"
 #include "bgfm/pop.h"
 #include "bgfm/pop_log.h"
 #include "bgfm/rng.h"
@@ -380,7 +381,8 @@ static int fit_at(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, int mode, p
     const model_cfg *c = &t->m.cfg;
     const pop_fit_opts fo = {.auto_rank = o->pop_auto, .site_mode = mode, .shrink = o->pop_shrink,
         .site_shrink = o->pop_site_shrink, .npc = o->embed_pcs || o->embed_auto ? POP_FC_PCS : 0,
-        .apart_z = o->pop_outlier_z, .apart_share = o->pop_outlier_share};
+        .apart_z = o->pop_outlier_z, .apart_share = o->pop_outlier_share,
+        .solver = o->pop_solver};
     int rc = pop_fit(ctx, &t->m, t->gs, t->pl.used, t->pl.n_used, &fo, pfi);
     *how = 0;
     *r = rc || !o->pop_auto ? c->pop_rank : pop_rank_shared(pfi, c->n_atlases, c->pop_rank, how);
@@ -636,6 +638,12 @@ static const bgfm_opt pretrain_opts_table[] = {
      "holds this share or more of the variance of one of its 8 leading directions is left out "
      "of its fit, one at a time, and named in the log (0: off; opt-in, results 12z; model.md "
      "section 11)"},
+    {"pop_solver", BGFM_OPT_ENUM, "auto", 1, 0, "auto|exact|randomised",
+     "population head: how the principal subspace of an atlas's graphs is found: exact, "
+     "through the Gram matrix of all of them (8 n^2 bytes and n^3 work for n graphs); "
+     "randomised, by subspace iteration on the graphs (linear in n; results agree to the "
+     "iteration's tolerance); auto: exact up to 4096 graphs per atlas, randomised above "
+     "(model.md section 11)"},
     {"embedding", BGFM_OPT_ENUM, "auto", 1, 0, "auto|encoder+pop|pop|pcs+pop|encoder",
      "the graph embedding the probe reads: the encoder's readout and the population head, "
      "or one of them alone; auto: with pop_rank: auto the head alone when directions stand "
@@ -775,6 +783,7 @@ static int pretrain_stage_run(bgfm_stage_run *r) {
     o.pop_site_shrink = params_real(w, "pop_site_shrink");
     o.pop_outlier_z = params_real(w, "pop_outlier_z");
     o.pop_outlier_share = params_real(w, "pop_outlier_share");
+    o.pop_solver = pca_solver_parse(params_str(w, "pop_solver")); /* the enum's words */
     o.pop_site = pop_site_parse(params_str(w, "pop_site")); /* the enum's words: never -1 */
     model_hp *h = &o.hp;
     h->mode = model_mode_parse(params_str(w, "mode"));

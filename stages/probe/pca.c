@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bgfm/rng.h"
+
 #define PCA_BLOCK 512 /* columns centred per DSYRK / DGEMM call */
 
 void pca_free(pca_model *m) {
@@ -112,6 +114,131 @@ done:
     free(A);
     if (rc) pca_free(m);
     return rc;
+}
+
+/* ---- the leading eigenpairs of a Gram matrix (pca_gram_top) ---- */
+
+static const char *const solver_words[] = {"auto", "exact", "randomised"}; /* PCA_SOLVER_* */
+
+const char *pca_solver_name(int solver) {
+    return solver >= 0 && solver < (int)(sizeof solver_words / sizeof *solver_words)
+               ? solver_words[solver]
+               : NULL;
+}
+
+int pca_solver_parse(const char *word) {
+    for (int k = 0; k < (int)(sizeof solver_words / sizeof *solver_words); k++)
+        if (!strcmp(word, solver_words[k])) return k;
+    return -1;
+}
+
+/* G = Xc Xc^T and all its eigenpairs; the k leading ones out. */
+static int gram_exact(const double *Xc, int64_t n, int64_t D, int k, double *U, double *lam,
+                      const char *what, bgfm_err *e) {
+    double *G = bgfm_calloc(e, (size_t)(n * n), sizeof *G, "Gram matrix");
+    double *w = bgfm_malloc(e, (size_t)n * sizeof *w, "Gram matrix eigenvalues");
+    int rc = G && w ? 0 : BGFM_ENOMEM;
+    if (!rc) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)D, 1.0, Xc, (int)D, 0.0,
+                    G, (int)n);
+        lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G,
+                                         (lapack_int)n, w);
+        if (info)
+            rc = bgfm_fail(e, BGFM_ENUMERIC, "%s: the eigensolver (dsyevd) failed (info %d) on "
+                           "the %lld x %lld Gram matrix", what, (int)info, (long long)n,
+                           (long long)n);
+    }
+    for (int64_t i = 0; !rc && i < n; i++) /* ascending: the j-th leading is column n-1-j */
+        for (int j = 0; j < k; j++) U[i * k + j] = G[i * n + (n - 1 - j)];
+    for (int j = 0; !rc && j < k; j++) lam[j] = w[n - 1 - j];
+    free(G), free(w);
+    return rc;
+}
+
+/* Qt (l, n), row-major, is Q^T for Q (n, l) column-major: its rows made orthonormal in
+ * place (Householder QR; tau (l) scratch). */
+static int orth_rows(double *Qt, int64_t n, int l, double *tau, const char *what, bgfm_err *e) {
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)n, l, Qt, (lapack_int)n, tau);
+    if (!info) info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)n, l, l, Qt, (lapack_int)n, tau);
+    return info ? bgfm_fail(e, BGFM_ENUMERIC, "%s: the randomised subspace's QR factorisation "
+                            "(dgeqrf/dorgqr) failed (info %d) on %lld x %d", what, (int)info,
+                            (long long)n, l)
+                : 0;
+}
+
+/* Subspace iteration (pca.h). Qt (l, n) the block's basis as rows; Wt (l, D) = Qt Xc;
+ * H (l, l) = Wt Wt^T = Q^T G Q, whose eigenpairs are the Ritz pairs. */
+static int gram_randomised(const double *Xc, int64_t n, int64_t D, int k, double *U,
+                           double *lam, pca_top_info *info, const char *what, bgfm_err *e) {
+    const int l = (int)(n < 2 * (int64_t)k + PCA_RAND_OVER ? n : 2 * k + PCA_RAND_OVER);
+    double *Qt = bgfm_malloc(e, (size_t)l * (size_t)n * sizeof *Qt, "randomised subspace");
+    double *Wt = bgfm_malloc(e, (size_t)l * (size_t)D * sizeof *Wt, "randomised subspace");
+    double *H = bgfm_malloc(e, (size_t)l * (size_t)l * sizeof *H, "randomised subspace");
+    double *th = bgfm_malloc(e, (size_t)l * sizeof *th, "randomised subspace");
+    double *prev = bgfm_malloc(e, (size_t)k * sizeof *prev, "randomised subspace");
+    double *V = bgfm_malloc(e, (size_t)l * (size_t)k * sizeof *V, "randomised subspace");
+    int rc = Qt && Wt && H && th && prev && V ? 0 : BGFM_ENOMEM;
+    info->block = l;
+    /* the start: Qt = orth(Omega^T Xc^T), Omega (D, l) standard normal, row c of Omega^T
+     * from its own stream */
+    for (int c = 0; !rc && c < l; c++) {
+        rng_stream r;
+        rng_init(&r, 0, RNG_SKETCH, (uint64_t)c, 0, 0);
+        for (int64_t q = 0; q < D; q++) Wt[(int64_t)c * D + q] = rng_normal(&r);
+    }
+    if (!rc) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l, (int)n, (int)D, 1.0, Wt, (int)D,
+                    Xc, (int)D, 0.0, Qt, (int)n);
+        rc = orth_rows(Qt, n, l, th, what, e);
+    }
+    for (int it = 0; !rc; it++) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l, (int)D, (int)n, 1.0, Qt, (int)n,
+                    Xc, (int)D, 0.0, Wt, (int)D);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, l, (int)D, 1.0, Wt, (int)D, 0.0, H, l);
+        lapack_int li = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', l, H, l, th);
+        if (li) {
+            rc = bgfm_fail(e, BGFM_ENUMERIC, "%s: the randomised subspace's eigensolver (dsyevd) "
+                           "failed (info %d) in %d dimensions", what, (int)li, l);
+            break;
+        }
+        double top = fabs(th[l - 1]), change = 0;
+        for (int j = 0; j < k; j++) {
+            if (it > 0) change = fmax(change, fabs(th[l - 1 - j] - prev[j]));
+            prev[j] = th[l - 1 - j];
+        }
+        change = top > 0 ? change / top : 0;
+        info->iters = it, info->change = it > 0 ? change : (double)INFINITY;
+        if ((it > 0 && change <= PCA_RAND_TOL) || it == PCA_RAND_ITERS || l == n) {
+            /* Ritz vectors: U = Q V, V the k leading eigenvectors of H */
+            for (int c = 0; c < l; c++)
+                for (int j = 0; j < k; j++) V[(int64_t)c * k + j] = H[(int64_t)c * l + (l - 1 - j)];
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, k, l, 1.0, Qt, (int)n, V,
+                        k, 0.0, U, k);
+            memcpy(lam, prev, (size_t)k * sizeof *lam);
+            break;
+        }
+        /* Qt = orth((Xc Xc^T Q)^T) = orth(Wt Xc^T) */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l, (int)n, (int)D, 1.0, Wt, (int)D,
+                    Xc, (int)D, 0.0, Qt, (int)n);
+        rc = orth_rows(Qt, n, l, th, what, e);
+    }
+    free(Qt), free(Wt), free(H), free(th), free(prev), free(V);
+    return rc;
+}
+
+int pca_gram_top(const double *Xc, int64_t n, int64_t D, int k, int solver, double *U,
+                 double *lam, pca_top_info *info, const char *what, bgfm_err *e) {
+    pca_top_info tmp;
+    info = info ? info : &tmp;
+    *info = (pca_top_info){0};
+    if (n < 1 || D < 1 || k < 1 || k > n)
+        return bgfm_fail(e, BGFM_EUSAGE, "%s: need n >= 1 rows, D >= 1 columns and "
+                         "1 <= k <= n (got n %lld, D %lld, k %d)", what, (long long)n, (long long)D, k);
+    if (solver == PCA_SOLVER_AUTO)
+        solver = n <= PCA_EXACT_MAX ? PCA_SOLVER_EXACT : PCA_SOLVER_RANDOMISED;
+    info->solver = solver;
+    return solver == PCA_SOLVER_EXACT ? gram_exact(Xc, n, D, k, U, lam, what, e)
+                                      : gram_randomised(Xc, n, D, k, U, lam, info, what, e);
 }
 
 int pca_transform(const pca_model *m, const double *X, int64_t n, double *S, bgfm_err *e) {

@@ -16,6 +16,8 @@
 # pop_site: auto harmonises there (the same bits as harmonise) and centres where the
 # sites only shift the FC (the same bits as centre). Two people whose FC is their own stand
 # apart, are named in the log and left out of the fit (= numpy's fit without them).
+# pop_solver: randomised gives the same rank and head (= numpy's exact fit, within 1e-6
+# of the exact solver's).
 source "$(dirname "$0")/../lib/tap.sh"
 to() { local f=$1; shift; "$@" >"$f" 2>&1; }  # to FILE CMD...: CMD's output into FILE
 # a second run on a dataset starts from the first's parc and conn (share_upstream,
@@ -47,6 +49,35 @@ for k in ("pop/tiny/W", "pop/tiny/b"):
     assert a[k][()].tobytes() == b[k][()].tobytes(), k
 p = json.load(open(f"{T}/probe1.json"))
 assert p["pop_rank"] == 3, p["pop_rank"]
+PYEOF
+# pop_solver: randomised (subspace iteration instead of the Gram matrix's eigensolver; auto
+# uses it past 4096 graphs an atlas), on 72 people of 40 regions (360 graphs of 780 FC
+# entries: wider than the solver's block of 316 columns, so it iterates): the same rank
+# as the exact solver (auto), the head = numpy/scipy's exact fit and within 1e-5 of the
+# exact solver's, the log says so
+"$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dwide" --subjects 72 --volumes 30 --parcels 40 --factors 3 \
+  --seed 4 >/dev/null || notok "dataset of 40 regions"
+for sv in auto randomised; do
+  P=${PRE/pop_rank: auto,/pop_rank: auto, pop_solver: $sv,}
+  DATA=$T/dwide PIPE_NAME=pa PIPE_SEED=3 pipeline_yaml "$T/s_$sv.yaml" "$T/s_$sv" "{windows: {length: 10, stride: 5}}" "$P"
+  [ $sv = randomised ] && mkdir -p "$T/s_$sv" && share_upstream "$T/s_$sv" "$T/s_auto"
+  expect_rc "40 regions, pop_solver $sv: run on 2 ranks" 0 to "$T/os_$sv" $MPIRUN 2 "$BGFM" run "$T/s_$sv.yaml"
+done
+check "pop_solver randomised: rank 3 as with the exact solver, the head = numpy/scipy's exact fit (pop_fit.py), the log names the solver" bash -c "
+  $PY '$ROOT/tests/reference/pop_fit.py' '$T/s_randomised/pre/final.h5' '$T/s_randomised/conn' &&
+  grep -q 'pop_rank auto: rank 3 for every atlas' '$T/os_randomised' && grep -q 'pop_rank auto: rank 3 for every atlas' '$T/os_auto' &&
+  grep -qE 'population head of tiny: principal subspace randomised \(pop_solver; a block of 316, [1-9][0-9]* iterations' '$T/os_randomised' &&
+  ! grep -q 'principal subspace randomised' '$T/os_auto'"
+check "pop_solver randomised: the head within 1e-5 of the exact solver's (the same graphs)" $PY - "$T" <<'PYEOF'
+import h5py, numpy as np, sys
+T = sys.argv[1]
+a = h5py.File(f"{T}/s_auto/pre/final.h5", "r")["model"]
+b = h5py.File(f"{T}/s_randomised/pre/final.h5", "r")["model"]
+for k in ("pop/tiny/W", "pop/tiny/b"):
+    x, y = a[k][()].astype(float), b[k][()].astype(float)
+    err = np.abs(x - y).max() / np.abs(x).max()
+    print("# %s %s: largest difference %.1e of the largest entry" % (k, x.shape, err))
+    assert x.shape == y.shape and err < 1e-5, (k, err)
 PYEOF
 # weaker factors: the four held-out counts differ, so the halves themselves are checked
 "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/dw" --subjects 72 --volumes 30 --parcels 16 --factors 3 \

@@ -15,6 +15,8 @@ strength, the regression scores, fc_pca's PCA and the collapse diagnostics
 - PCA: numpy.linalg.svd of the centred float32-valued data: axes up to sign, variances,
   scores of other rows (1e-6 relative).
 - participation ratio from numpy.linalg.eigvalsh(np.cov) and the subject share of variance.
+- the Gram matrix's leading eigenpairs (`--gram`, pca_gram_top, the population head's
+  principal subspace): exact and randomised, against numpy.linalg.eigh of X X^T.
 Prints TAP lines."""
 import os, subprocess, sys
 import numpy as np
@@ -195,6 +197,35 @@ def pca_case(name, n, D, k, seed):
 
 pca_case("pca_wide", 30, 400, 8, 11)
 pca_case("pca_narrow", 60, 12, 5, 12)
+
+
+def gram_case(name, n, D, k, solver, seed):
+    """pca_gram_top against numpy.linalg.eigh of the same Gram matrix X X^T: eigenvalues
+    within 1e-8 of the largest; the planted directions' eigenvectors up to sign; every
+    vector orthonormal with a small residual."""
+    rng = np.random.default_rng(seed)
+    L = rng.standard_normal((6, D)) / np.sqrt(D)
+    X = (rng.standard_normal((n, 6)) * [40, 25, 15, 10, 7, 5]) @ L + rng.standard_normal((n, D))
+    v = run("--gram", name, "%d %d %d %d\n" % (n, D, k, solver) + rows(X))
+    used, block, iters = [int(x) for x in v[0].split()]
+    lam = np.array([float(x) for x in v[1:1 + k]])
+    U = np.array([float(x) for x in v[1 + k:1 + k + n * k]]).reshape(n, k)
+    w, V = np.linalg.eigh(X @ X.T)
+    w, V = w[::-1][:k], V[:, ::-1][:, :k]
+    err = np.abs(lam - w).max() / w[0]
+    tap(err < 1e-8, "%s: %s solver (block %d, %d iterations): %d eigenvalues = numpy eigh (max err %.1e of the largest)"
+        % (name, ["auto", "exact", "randomised"][used], block, iters, k, err))
+    cos = np.abs(np.sum(U[:, :6] * V[:, :6], axis=0))
+    tap(np.all(np.abs(cos - 1) < 1e-9), "%s: the 6 planted directions' eigenvectors = numpy's up to sign (min |cos| %.12f)" % (name, cos.min()))
+    # past the planted directions the bulk's eigenvalues are close together, so its single
+    # eigenvectors are ill-determined; what a solver owes there is a small residual
+    res = np.linalg.norm(X @ (X.T @ U) - U * lam, axis=0).max() / w[0]
+    tap(np.allclose(U.T @ U, np.eye(k), atol=1e-10) and res < 1e-5,
+        "%s: orthonormal, every residual |G u - lam u| small (largest %.1e of the largest eigenvalue)" % (name, res))
+
+
+gram_case("gram_randomised", 500, 400, 40, 2, 31)
+gram_case("gram_exact", 200, 300, 20, 1, 32)
 
 
 def pr_case(name, n, D, G, seed, collapse):

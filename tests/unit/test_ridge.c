@@ -3,8 +3,9 @@
  * against refits (LAPACKE_dposv on the held-fixed standardised rows), argument errors,
  * one regression cell, R2 and Pearson r on known values; PCA axes orthonormal and equal
  * to the covariance eigenvectors, the participation ratio and group share on cases with
- * known answers. Also the driver of tests/reference/probe_ridge.sh:
- * `test_ridge --ridge|--pca|--pr|--cv IN OUT` (formats in probe_ridge.py). */
+ * known answers; the Gram matrix's leading eigenpairs, randomised against exact
+ * (pca_gram_top). Also the driver of tests/reference/probe_ridge.sh:
+ * `test_ridge --ridge|--pca|--pr|--cv|--gram IN OUT` (formats in probe_ridge.py). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -252,6 +253,83 @@ static void test_participation_ratio(void **st) {
     assert_true(isnan(sh));
 }
 
+/* Rows (n, D) with a spectrum of a few planted directions of strengths 20 / j over unit
+ * noise (the shape of a population's FC rows: a few shared factors, then a bulk). */
+static void gram_rows(double *X, int64_t n, int64_t D, int planted, uint64_t seed) {
+    rng_stream r;
+    rng_init(&r, seed, RNG_USER, 2, 0, 0);
+    double *dir = malloc((size_t)(planted * D) * sizeof *dir);
+    assert_non_null(dir);
+    for (int64_t q = 0; q < planted * D; q++) dir[q] = rng_normal(&r);
+    for (int64_t i = 0; i < n; i++) {
+        double s[8];
+        for (int j = 0; j < planted; j++) s[j] = rng_normal(&r) * 20.0 / (j + 1);
+        for (int64_t q = 0; q < D; q++) {
+            double x = rng_normal(&r);
+            for (int j = 0; j < planted; j++) x += s[j] * dir[j * D + q] / sqrt((double)D);
+            X[i * D + q] = x;
+        }
+    }
+    free(dir);
+}
+
+/* pca_gram_top: the randomised solver against the exact one on the same rows: eigenvalues
+ * within 1e-8 of the largest, each planted direction's eigenvector the same up to sign,
+ * the k vectors orthonormal; the whole space when the block is as wide as the rows
+ * (l = n): the exact answer at once; auto is the exact solver (the same bits) up to
+ * PCA_EXACT_MAX rows; arguments checked. numpy's eigh on the same Gram matrix:
+ * tests/reference/probe_ridge.py (--gram). */
+static void test_gram_top(void **st) {
+    (void)st;
+    enum { N = 400, D = 300, K = 40, P = 6 };
+    double *X = malloc((size_t)N * D * sizeof *X), *U[3], lam[3][K];
+    assert_non_null(X);
+    gram_rows(X, N, D, P, 9);
+    pca_top_info ti[3];
+    bgfm_err e = {0};
+    const int solver[3] = {PCA_SOLVER_EXACT, PCA_SOLVER_RANDOMISED, PCA_SOLVER_AUTO};
+    for (int s = 0; s < 3; s++) {
+        U[s] = malloc((size_t)N * K * sizeof *U[s]);
+        assert_non_null(U[s]);
+        assert_int_equal(pca_gram_top(X, N, D, K, solver[s], U[s], lam[s], &ti[s], "test", &e), 0);
+    }
+    assert_int_equal(ti[0].solver, PCA_SOLVER_EXACT);
+    assert_int_equal(ti[1].solver, PCA_SOLVER_RANDOMISED);
+    assert_int_equal(ti[2].solver, PCA_SOLVER_EXACT);
+    assert_int_equal(ti[1].block, 2 * K + PCA_RAND_OVER);
+    assert_true(ti[1].iters >= 1 && ti[1].iters < PCA_RAND_ITERS && ti[1].change <= PCA_RAND_TOL);
+    assert_memory_equal(U[0], U[2], (size_t)N * K * sizeof *U[0]);
+    for (int j = 0; j < K; j++) {
+        assert_true(fabs(lam[1][j] - lam[0][j]) <= 1e-8 * lam[0][0]);
+        if (j) assert_true(lam[1][j] <= lam[1][j - 1]);
+    }
+    for (int a = 0; a < K; a++)
+        for (int b = 0; b < K; b++) { /* orthonormal; planted directions = the exact ones */
+            double d = 0, x = 0;
+            for (int64_t i = 0; i < N; i++)
+                d += U[1][i * K + a] * U[1][i * K + b], x += U[1][i * K + a] * U[0][i * K + b];
+            assert_true(fabs(d - (a == b)) < 1e-10);
+            if (a == b && a < P) assert_true(fabs(fabs(x) - 1) < 1e-9);
+        }
+    /* a block as wide as the rows: exact after the start */
+    enum { n2 = 20 };
+    double U2[2][n2 * 8], l2[2][8];
+    assert_int_equal(pca_gram_top(X, n2, D, 8, PCA_SOLVER_EXACT, U2[0], l2[0], NULL, "test", &e), 0);
+    assert_int_equal(pca_gram_top(X, n2, D, 8, PCA_SOLVER_RANDOMISED, U2[1], l2[1], &ti[0], "test",
+                                  &e), 0);
+    assert_int_equal(ti[0].block, n2);
+    assert_int_equal(ti[0].iters, 0);
+    for (int j = 0; j < 8; j++) assert_true(fabs(l2[1][j] - l2[0][j]) <= 1e-10 * l2[0][0]);
+    assert_int_equal(pca_gram_top(X, N, D, N + 1, PCA_SOLVER_EXACT, U[0], lam[0], NULL, "test", &e),
+                     BGFM_EUSAGE);
+    assert_non_null(strstr(e.msg, "test: need"));
+    assert_int_equal(pca_solver_parse("randomised"), PCA_SOLVER_RANDOMISED);
+    assert_int_equal(pca_solver_parse("random"), -1);
+    assert_string_equal(pca_solver_name(PCA_SOLVER_AUTO), "auto");
+    for (int s = 0; s < 3; s++) free(U[s]);
+    free(X);
+}
+
 /* ---- drivers for tests/reference/probe_ridge.py --------------------------------------- */
 static double *read_rows(FILE *f, int64_t n, int64_t D, double *first) {
     double *X = malloc((size_t)((n ? n : 1) * D) * sizeof *X);
@@ -314,6 +392,28 @@ static int drive_pca(FILE *f, FILE *g) {
     for (long long j = 0; j < nte * m.k; j++) fprintf(g, "%.17g\n", S[j]);
     pca_free(&m);
     free(Xd), free(T), free(X), free(S);
+    return 0;
+}
+
+/* IN: n D k solver (PCA_SOLVER_*); n rows. OUT: the solver used, block, iterations; lam (k);
+ * U (n, k) row by row */
+static int drive_gram(FILE *f, FILE *g) {
+    long long n, D;
+    int k, solver;
+    if (fscanf(f, "%lld %lld %d %d", &n, &D, &k, &solver) != 4) return 2;
+    double *X = read_rows(f, n, D, NULL), *U = malloc((size_t)(n * k) * sizeof *U);
+    double *lam = malloc((size_t)k * sizeof *lam);
+    if (!X || !U || !lam) return 2;
+    pca_top_info ti;
+    bgfm_err e = {0};
+    if (pca_gram_top(X, n, D, k, solver, U, lam, &ti, "gram", &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    fprintf(g, "%d %d %d\n", ti.solver, ti.block, ti.iters);
+    for (int j = 0; j < k; j++) fprintf(g, "%.17g\n", lam[j]);
+    for (long long j = 0; j < n * k; j++) fprintf(g, "%.17g\n", U[j]);
+    free(X), free(U), free(lam);
     return 0;
 }
 
@@ -383,6 +483,7 @@ int main(int argc, char **argv) {
                  : !strcmp(argv[1], "--pca") ? drive_pca(f, g)
                  : !strcmp(argv[1], "--pr")  ? drive_pr(f, g)
                  : !strcmp(argv[1], "--cv")  ? drive_cv(f, g)
+                 : !strcmp(argv[1], "--gram") ? drive_gram(f, g)
                                              : 2;
         fclose(f);
         if (fclose(g)) rc = 2;
@@ -396,6 +497,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_regress_cell),
         cmocka_unit_test(test_pca),
         cmocka_unit_test(test_participation_ratio),
+        cmocka_unit_test(test_gram_top),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
