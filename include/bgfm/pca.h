@@ -1,5 +1,6 @@
 /* pca.h: principal component analysis of wide data (n rows, D up to ~1e5 columns) through
- * the n x n Gram matrix of the centred rows (never a D x D covariance), and the cheap
+ * the n x n Gram matrix of the centred rows (never a D x D covariance; past PCA_EXACT_MAX
+ * rows its leading eigenpairs without forming it, pca_gram_top), and the cheap
  * representation diagnostics the probe reports beside it: the participation ratio of a
  * covariance and the share of variance explained by a grouping (docs/probe.md).
  * Not the probe protocol (probe.h) and not a whitening transform. Non-collective. */
@@ -25,7 +26,9 @@ typedef struct pca_model {
  * G = U L U^T (LAPACKE_dsyevd), axes v_j = Xc^T u_j / sqrt(l_j) for the k largest l_j.
  * Components beyond the numerical rank (l_j <= 1e-10 l_max) are dropped, so m->k may be
  * below k. Sign convention: each axis's largest-magnitude entry (first on ties) is
- * positive. Needs n >= 2 and 1 <= k <= n - 1 (BGFM_EUSAGE). Returns 0, BGFM_ENOMEM or
+ * positive. Past PCA_EXACT_MAX rows the Gram matrix is not formed: the rows are centred
+ * in double once and its k leading eigenpairs found by pca_gram_top's randomised solver.
+ * Needs n >= 2 and 1 <= k <= n - 1 (BGFM_EUSAGE). Returns 0, BGFM_ENOMEM or
  * BGFM_ENUMERIC (eigensolver failure). */
 int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err *e);
 /* Scores S (n, m->k) = (X - mean) V^T of rows X (n, D) in double. Returns 0 or

@@ -42,6 +42,19 @@ void pca_fix_signs(double *rows, int k, int64_t D) {
     }
 }
 
+/* Past PCA_EXACT_MAX rows: the rows centred in double once and the k leading eigenpairs
+ * of their Gram matrix by pca_gram_top's randomised solver (U (n, k), lam (k)); *tr the
+ * trace of the Gram matrix; Xc (n, D) returned for the axes. */
+static int gram_large(const float *X, int64_t n, int64_t D, const double *mean, int k, double **Xc,
+                      double *U, double *lam, double *tr, bgfm_err *e) {
+    *Xc = bgfm_malloc(e, (size_t)(n * D) * sizeof **Xc, "PCA centred rows");
+    if (!*Xc) return BGFM_ENOMEM;
+    centred_block(X, n, D, mean, 0, D, *Xc);
+    *tr = 0;
+    for (int64_t q = 0; q < n * D; q++) *tr += (*Xc)[q] * (*Xc)[q];
+    return pca_gram_top(*Xc, n, D, k, PCA_SOLVER_RANDOMISED, U, lam, NULL, "pca", e);
+}
+
 int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err *e) {
     memset(m, 0, sizeof *m);
     if (n < 2 || D < 1 || k < 1 || k > n - 1)
@@ -49,41 +62,51 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
                          "n - 1 components (got n %lld, D %lld, k %d)", (long long)n,
                          (long long)D, k);
     int64_t bw = D < PCA_BLOCK ? D : PCA_BLOCK;
+    const int large = n > PCA_EXACT_MAX; /* no n x n Gram matrix (pca.h, pca_gram_top) */
     m->D = D;
     m->n_fit = n;
     m->mean = bgfm_calloc(e, (size_t)D, sizeof *m->mean, "PCA mean");
-    double *G = bgfm_calloc(e, (size_t)(n * n), sizeof *G, "PCA Gram matrix");
-    double *lam = bgfm_calloc(e, (size_t)n, sizeof *lam, "PCA eigenvalues");
-    double *Xb = bgfm_malloc(e, (size_t)(n * bw) * sizeof *Xb, "PCA block");
-    double *A = NULL;
+    /* the k leading eigenpairs of the Gram matrix: U (n, k), lam (k), largest first */
+    double *U = bgfm_malloc(e, (size_t)(n * k) * sizeof *U, "PCA eigenvectors");
+    double *lam = bgfm_calloc(e, (size_t)k, sizeof *lam, "PCA eigenvalues");
+    double *G = large ? NULL : bgfm_calloc(e, (size_t)(n * n), sizeof *G, "PCA Gram matrix");
+    double *ev = large ? NULL : bgfm_malloc(e, (size_t)n * sizeof *ev, "PCA eigenvalues");
+    double *Xb = large ? NULL : bgfm_malloc(e, (size_t)(n * bw) * sizeof *Xb, "PCA block");
+    double *A = NULL, *Xc = NULL, tr = 0;
     int rc = 0;
-    if (!m->mean || !G || !lam || !Xb) {
+    if (!m->mean || !U || !lam || (!large && (!G || !Xb || !ev))) {
         rc = BGFM_ENOMEM;
         goto done;
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t c = 0; c < D; c++) m->mean[c] += (double)X[i * D + c];
     for (int64_t c = 0; c < D; c++) m->mean[c] /= (double)n;
-    for (int64_t c0 = 0; c0 < D; c0 += bw) {
-        int64_t w = D - c0 < bw ? D - c0 : bw;
-        centred_block(X, n, D, m->mean, c0, w, Xb);
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)w, 1.0, Xb, (int)w,
-                    1.0, G, (int)n);
+    if (large) {
+        if ((rc = gram_large(X, n, D, m->mean, k, &Xc, U, lam, &tr, e))) goto done;
+    } else {
+        for (int64_t c0 = 0; c0 < D; c0 += bw) {
+            int64_t w = D - c0 < bw ? D - c0 : bw;
+            centred_block(X, n, D, m->mean, c0, w, Xb);
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)w, 1.0, Xb, (int)w,
+                        1.0, G, (int)n);
+        }
+        for (int64_t i = 0; i < n; i++) tr += G[i * n + i];
+        lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G,
+                                         (lapack_int)n, ev);
+        if (info != 0) {
+            rc = bgfm_fail(e, BGFM_ENUMERIC, "pca: eigendecomposition of the %lld x %lld Gram "
+                           "matrix failed (LAPACK info %d)", (long long)n, (long long)n, (int)info);
+            goto done;
+        }
+        /* eigenvalues ascending: component j is column n-1-j */
+        for (int64_t i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) U[i * k + j] = G[i * n + (n - 1 - j)];
+        for (int j = 0; j < k; j++) lam[j] = ev[n - 1 - j];
     }
-    double tr = 0;
-    for (int64_t i = 0; i < n; i++) tr += G[i * n + i];
     m->total_var = tr / (double)(n - 1);
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G, (lapack_int)n,
-                                     lam);
-    if (info != 0) {
-        rc = bgfm_fail(e, BGFM_ENUMERIC, "pca: eigendecomposition of the %lld x %lld Gram matrix "
-                       "failed (LAPACK info %d)", (long long)n, (long long)n, (int)info);
-        goto done;
-    }
-    /* eigenvalues ascending: component j is column n-1-j */
-    double lmax = lam[n - 1] > 0 ? lam[n - 1] : 0;
+    double lmax = lam[0] > 0 ? lam[0] : 0;
     int kk = 0;
-    while (kk < k && lam[n - 1 - kk] > 1e-10 * lmax) kk++;
+    while (kk < k && lam[kk] > 1e-10 * lmax) kk++;
     m->k = kk;
     if (kk == 0) goto done; /* rows all equal: no component */
     m->comp = bgfm_calloc(e, (size_t)((int64_t)kk * D), sizeof *m->comp, "PCA components");
@@ -95,12 +118,14 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
     }
     /* v_j = Xc^T u_j / sqrt(l_j): A (k, n) holds u_j^T / sqrt(l_j) */
     for (int j = 0; j < kk; j++) {
-        int64_t col = n - 1 - j;
-        double s = 1.0 / sqrt(lam[col]);
-        for (int64_t i = 0; i < n; i++) A[(int64_t)j * n + i] = G[i * n + col] * s;
-        m->var[j] = lam[col] / (double)(n - 1);
+        double s = 1.0 / sqrt(lam[j]);
+        for (int64_t i = 0; i < n; i++) A[(int64_t)j * n + i] = U[i * k + j] * s;
+        m->var[j] = lam[j] / (double)(n - 1);
     }
-    for (int64_t c0 = 0; c0 < D; c0 += bw) {
+    if (large)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kk, (int)D, (int)n, 1.0, A, (int)n,
+                    Xc, (int)D, 0.0, m->comp, (int)D);
+    for (int64_t c0 = 0; !large && c0 < D; c0 += bw) {
         int64_t w = D - c0 < bw ? D - c0 : bw;
         centred_block(X, n, D, m->mean, c0, w, Xb);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kk, (int)w, (int)n, 1.0, A, (int)n,
@@ -108,10 +133,13 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
     }
     pca_fix_signs(m->comp, kk, D);
 done:
+    free(U);
     free(G);
+    free(ev);
     free(lam);
     free(Xb);
     free(A);
+    free(Xc);
     if (rc) pca_free(m);
     return rc;
 }

@@ -13,7 +13,8 @@ strength, the regression scores, fc_pca's PCA and the collapse diagnostics
   subjects' mean for every test subject); pooled out-of-fold R2; scipy.stats.pearsonr;
   few-shot subsets inside the training fold.
 - PCA: numpy.linalg.svd of the centred float32-valued data: axes up to sign, variances,
-  scores of other rows (1e-6 relative).
+  scores of other rows (1e-6 relative); past 4096 rows pca_fit finds the Gram matrix's
+  eigenpairs by the randomised solver (pca_many).
 - participation ratio from numpy.linalg.eigvalsh(np.cov) and the subject share of variance.
 - the Gram matrix's leading eigenpairs (`--gram`, pca_gram_top, the population head's
   principal subspace): exact and randomised, against numpy.linalg.eigh of X X^T.
@@ -197,6 +198,7 @@ def pca_case(name, n, D, k, seed):
 
 pca_case("pca_wide", 30, 400, 8, 11)
 pca_case("pca_narrow", 60, 12, 5, 12)
+pca_case("pca_many", 5000, 12, 4, 13)  # past PCA_EXACT_MAX rows: the randomised solver
 
 
 def gram_case(name, n, D, k, solver, seed):
