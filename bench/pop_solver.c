@@ -8,7 +8,7 @@
  * principal angle between the two k-dimensional subspaces for k = 8, 16, 50 and 150, the
  * rank the rule counts with each, and the cosine between the heads' leading directions.
  * With EXACT=0 in the environment only the randomised solver runs (sizes where the exact
- * one would not fit). The rows: either a raw float32 file of n rows of T entries, with a
+ * one would not fit). The process's peak resident memory closes the output. The rows: either a raw float32 file of n rows of T entries, with a
  * raw int64 file of their scans (bench/pop_solver.sh writes them from a study's graph
  * store), or S people of W windows with K planted person-level factors whose strengths
  * fall off as 1/k, a fingerprint per person and noise.
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -184,6 +185,11 @@ int main(int argc, char **argv) {
         printf("\nrandomised_over_exact: principal subspace %.3f, head %.3f\n",
                t_top[1] / t_top[0], t_fit[1] / t_fit[0]);
     }
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru))
+        printf("peak resident memory %.0f MB (the rows: %.0f MB as float, %.0f MB centred in "
+               "double here and again in the head's fit)\n", (double)ru.ru_maxrss / 1024.0,
+               4e-6 * (double)n * (double)T, 8e-6 * (double)n * (double)T);
     for (int s = exact ? 0 : 1; s < 2; s++) free(U[s]), free(lam[s]), free(Wh[s]);
     free(Z), free(scan), free(Zc), free(mu);
     return 0;
