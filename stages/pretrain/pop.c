@@ -470,7 +470,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     double *mu = bgfm_calloc(e, (size_t)T, sizeof *mu, "population head mean");
     double *Zc = bgfm_malloc(e, (size_t)(n * T) * sizeof *Zc, "population head rows");
     /* the m leading eigenpairs of the centred rows' Gram matrix: K (n, m), lam (m) */
-    const int m = (int)(n < (npc > POP_PCA ? npc : POP_PCA) ? n : (npc > POP_PCA ? npc : POP_PCA));
+    const int want = npc > POP_PCA ? npc : POP_PCA, m = (int)(n < want ? n : want);
     double *K = bgfm_malloc(e, (size_t)n * (size_t)m * sizeof *K, "population head subspace");
     double *lam = bgfm_malloc(e, (size_t)m * sizeof *lam, "population head eigenvalues");
     double *Q = NULL, *Qr = NULL, *Sb = NULL, *Sw = NULL, *ev = NULL, *P = NULL, *C = NULL,
