@@ -46,7 +46,8 @@ void pca_fix_signs(double *rows, int k, int64_t D);
  *  - exact (PCA_SOLVER_EXACT): G by DSYRK, then LAPACK's dsyevd on it: 8 n^2 bytes and
  *    O(n^2 D + n^3) work;
  *  - randomised (PCA_SOLVER_RANDOMISED): block subspace iteration on the rows, never
- *    forming G (Halko, Martinsson and Tropp 2011, algorithms 4.4 and 5.1): a block of
+ *    forming G (Halko, Martinsson and Tropp 2011: randomised subspace iteration, then
+ *    Rayleigh-Ritz on the subspace found): a block of
  *    l = min(n, 2k + PCA_RAND_OVER) columns, started from X times a Gaussian sketch
  *    (Philox, RNG_SKETCH, a fixed key: the same bits on every rank and run), then
  *    repeatedly Q <- orth(Xc Xc^T Q) with Rayleigh-Ritz on span(Q) after each product, until
@@ -56,7 +57,8 @@ void pca_fix_signs(double *rows, int k, int64_t D);
  * U (n, k) row-major: column j the j-th leading unit eigenvector (sign as the solver leaves
  * it); lam (k): the eigenvalues (exact) or Ritz values (randomised), largest first. info
  * (may be NULL): the solver used, its iterations and the last change. what names the
- * caller's problem in messages. Needs 1 <= k <= n. Returns 0, BGFM_EUSAGE, BGFM_ENOMEM or BGFM_ENUMERIC (a LAPACK failure). */
+ * caller's problem in messages. Needs 1 <= k <= n. Returns 0, BGFM_EUSAGE, BGFM_ENOMEM or
+ * BGFM_ENUMERIC (a LAPACK failure). */
 enum { PCA_SOLVER_AUTO = 0, PCA_SOLVER_EXACT = 1, PCA_SOLVER_RANDOMISED = 2 };
 #define PCA_EXACT_MAX 4096
 #define PCA_RAND_OVER 16
