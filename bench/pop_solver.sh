@@ -14,7 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bench_init pop_solver
 cd "$ROOT"
-SIZES=${SIZES:-"1000:3:6670 1500:3:6670"}
+SIZES=${SIZES:-"1500:3:6670 2500:3:6670"}
 BIG=${BIG:-}
 ATLAS=${ATLAS:-aal116}
 bench_driver pop_solver
