@@ -277,7 +277,7 @@ static void gram_rows(double *X, int64_t n, int64_t D, int planted, uint64_t see
  * within 1e-8 of the largest, each planted direction's eigenvector the same up to sign,
  * the k vectors orthonormal; the whole space when the block is as wide as the rows
  * (l = n): the exact answer at once; auto is the exact solver (the same bits) up to
- * PCA_EXACT_MAX rows; arguments checked. numpy's eigh on the same Gram matrix:
+ * PCA_EXACT_MAX rows and randomised past it (eigenvalues = X^T X's); arguments checked. numpy's eigh on the same Gram matrix:
  * tests/reference/probe_ridge.py (--gram). */
 static void test_gram_top(void **st) {
     (void)st;
@@ -320,6 +320,21 @@ static void test_gram_top(void **st) {
     assert_int_equal(ti[0].block, n2);
     assert_int_equal(ti[0].iters, 0);
     for (int j = 0; j < 8; j++) assert_true(fabs(l2[1][j] - l2[0][j]) <= 1e-10 * l2[0][0]);
+    /* auto past PCA_EXACT_MAX rows: randomised; the nonzero eigenvalues of X X^T are those of
+     * X^T X (D2 x D2, LAPACK directly) */
+    enum { nb = PCA_EXACT_MAX + 1, D2 = 6 };
+    double *Xb = malloc((size_t)nb * D2 * sizeof *Xb), *Ub = malloc((size_t)nb * 3 * sizeof *Ub);
+    double lb[3], Cb[D2 * D2] = {0}, wb[D2];
+    assert_true(Xb && Ub);
+    gram_rows(Xb, nb, D2, 2, 10);
+    assert_int_equal(pca_gram_top(Xb, nb, D2, 3, PCA_SOLVER_AUTO, Ub, lb, &ti[0], "test", &e), 0);
+    assert_int_equal(ti[0].solver, PCA_SOLVER_RANDOMISED);
+    for (int64_t i = 0; i < nb; i++)
+        for (int a = 0; a < D2; a++)
+            for (int b = 0; b < D2; b++) Cb[a * D2 + b] += Xb[i * D2 + a] * Xb[i * D2 + b];
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', D2, Cb, D2, wb), 0);
+    for (int j = 0; j < 3; j++) assert_true(fabs(lb[j] - wb[D2 - 1 - j]) <= 1e-10 * wb[D2 - 1]);
+    free(Xb), free(Ub);
     assert_int_equal(pca_gram_top(X, N, D, N + 1, PCA_SOLVER_EXACT, U[0], lam[0], NULL, "test", &e),
                      BGFM_EUSAGE);
     assert_non_null(strstr(e.msg, "test: need"));
