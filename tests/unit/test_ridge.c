@@ -281,7 +281,7 @@ static void gram_rows(double *X, int64_t n, int64_t D, int planted, uint64_t see
  * tests/reference/probe_ridge.py (--gram). */
 static void test_gram_top(void **st) {
     (void)st;
-    enum { N = 400, D = 300, K = 40, P = 6 };
+    enum { N = 200, D = 150, K = 20, P = 6 };
     double *X = malloc((size_t)N * D * sizeof *X), *U[3], lam[3][K];
     assert_non_null(X);
     gram_rows(X, N, D, P, 9);
