@@ -42,6 +42,24 @@ void pca_fix_signs(double *rows, int k, int64_t D) {
     }
 }
 
+/* The formed Gram matrix G (n, n; overwritten) by LAPACK's dsyevd, its k leading
+ * eigenpairs out: U (n, k), lam (k), largest first. what names the problem in messages. */
+static int gram_eig_top(double *G, int64_t n, int k, double *U, double *lam, const char *what,
+                        bgfm_err *e) {
+    double *w = bgfm_malloc(e, (size_t)n * sizeof *w, "Gram matrix eigenvalues");
+    if (!w) return BGFM_ENOMEM;
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G, (lapack_int)n, w);
+    int rc = info ? bgfm_fail(e, BGFM_ENUMERIC, "%s: the eigensolver (dsyevd) failed (info %d) "
+                              "on the %lld x %lld Gram matrix", what, (int)info, (long long)n,
+                              (long long)n)
+                  : 0;
+    for (int64_t i = 0; !rc && i < n; i++) /* ascending: the j-th leading is column n-1-j */
+        for (int j = 0; j < k; j++) U[i * k + j] = G[i * n + (n - 1 - j)];
+    for (int j = 0; !rc && j < k; j++) lam[j] = w[n - 1 - j];
+    free(w);
+    return rc;
+}
+
 /* Past PCA_EXACT_MAX rows: the rows centred in double once and the k leading eigenpairs
  * of their Gram matrix by pca_gram_top's randomised solver (U (n, k), lam (k)); *tr the
  * trace of the Gram matrix; Xc (n, D) returned for the axes. */
@@ -70,11 +88,10 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
     double *U = bgfm_malloc(e, (size_t)(n * k) * sizeof *U, "PCA eigenvectors");
     double *lam = bgfm_calloc(e, (size_t)k, sizeof *lam, "PCA eigenvalues");
     double *G = large ? NULL : bgfm_calloc(e, (size_t)(n * n), sizeof *G, "PCA Gram matrix");
-    double *ev = large ? NULL : bgfm_malloc(e, (size_t)n * sizeof *ev, "PCA eigenvalues");
     double *Xb = large ? NULL : bgfm_malloc(e, (size_t)(n * bw) * sizeof *Xb, "PCA block");
     double *A = NULL, *Xc = NULL, tr = 0;
     int rc = 0;
-    if (!m->mean || !U || !lam || (!large && (!G || !Xb || !ev))) {
+    if (!m->mean || !U || !lam || (!large && (!G || !Xb))) {
         rc = BGFM_ENOMEM;
         goto done;
     }
@@ -91,17 +108,7 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
                         1.0, G, (int)n);
         }
         for (int64_t i = 0; i < n; i++) tr += G[i * n + i];
-        lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G,
-                                         (lapack_int)n, ev);
-        if (info != 0) {
-            rc = bgfm_fail(e, BGFM_ENUMERIC, "pca: eigendecomposition of the %lld x %lld Gram "
-                           "matrix failed (LAPACK info %d)", (long long)n, (long long)n, (int)info);
-            goto done;
-        }
-        /* eigenvalues ascending: component j is column n-1-j */
-        for (int64_t i = 0; i < n; i++)
-            for (int j = 0; j < k; j++) U[i * k + j] = G[i * n + (n - 1 - j)];
-        for (int j = 0; j < k; j++) lam[j] = ev[n - 1 - j];
+        if ((rc = gram_eig_top(G, n, k, U, lam, "pca", e))) goto done;
     }
     m->total_var = tr / (double)(n - 1);
     double lmax = lam[0] > 0 ? lam[0] : 0;
@@ -135,7 +142,6 @@ int pca_fit(pca_model *m, const float *X, int64_t n, int64_t D, int k, bgfm_err 
 done:
     free(U);
     free(G);
-    free(ev);
     free(lam);
     free(Xb);
     free(A);
@@ -164,22 +170,11 @@ int pca_solver_parse(const char *word) {
 static int gram_exact(const double *Xc, int64_t n, int64_t D, int k, double *U, double *lam,
                       const char *what, bgfm_err *e) {
     double *G = bgfm_calloc(e, (size_t)(n * n), sizeof *G, "Gram matrix");
-    double *w = bgfm_malloc(e, (size_t)n * sizeof *w, "Gram matrix eigenvalues");
-    int rc = G && w ? 0 : BGFM_ENOMEM;
-    if (!rc) {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)D, 1.0, Xc, (int)D, 0.0,
-                    G, (int)n);
-        lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, G,
-                                         (lapack_int)n, w);
-        if (info)
-            rc = bgfm_fail(e, BGFM_ENUMERIC, "%s: the eigensolver (dsyevd) failed (info %d) on "
-                           "the %lld x %lld Gram matrix", what, (int)info, (long long)n,
-                           (long long)n);
-    }
-    for (int64_t i = 0; !rc && i < n; i++) /* ascending: the j-th leading is column n-1-j */
-        for (int j = 0; j < k; j++) U[i * k + j] = G[i * n + (n - 1 - j)];
-    for (int j = 0; !rc && j < k; j++) lam[j] = w[n - 1 - j];
-    free(G), free(w);
+    if (!G) return BGFM_ENOMEM;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)D, 1.0, Xc, (int)D, 0.0, G,
+                (int)n);
+    int rc = gram_eig_top(G, n, k, U, lam, what, e);
+    free(G);
     return rc;
 }
 
