@@ -378,6 +378,8 @@ void html_sec_provenance(html_page *p, const wd *w) {
         char v[200];
         snprintf(v, sizeof v, "%s (%s)", wd_man_str(s, "code_version"), wd_man_str(s, "code_rev"));
         kv(p, "bgfm version", v, 0);
+        const char *blas = wd_man_str(s, "blas"); /* manifests before session 36 lack it */
+        if (*blas) kv(p, "BLAS (kernel)", blas, 0);
         hp_raw(p, "<tr><th>ranks</th>");
         hp_num(p, json_num(&s->man, "ranks"), 0);
         hp_raw(p, "</tr>");

@@ -2,6 +2,7 @@
  * and manifest.json read-back. Not the manifest writer's caller policy (run.c). */
 #include "bgfm/manifest.h"
 
+#include <cblas.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -292,6 +293,11 @@ int manifest_write(const char *dir, const manifest_info *m, bgfm_err *e) {
     fprintf(f, "  \"status\": \"%s\",\n", m->partial ? "partial" : "complete");
     fprintf(f, "  \"code_version\": \"%s\",\n  \"code_rev\": \"%s\",\n  \"ranks\": %d,\n",
             BGFM_VERSION, BGFM_GITREV, m->ranks);
+    /* The OpenBLAS build and the kernel it chose for this CPU (OPENBLAS_CORETYPE overrides):
+     * float32 training follows the kernel's rounding (docs/pretrain.md). */
+    fprintf(f, "  \"blas\": ");
+    json_write_str(f, openblas_get_config());
+    fprintf(f, ",\n");
     fprintf(f, "  \"pipeline\": ");
     json_write_str(f, m->pipeline_file);
     fprintf(f, ",\n  \"resolved\": ");

@@ -23,6 +23,11 @@ check "first run succeeds" test $rc -eq 0
 check "output and manifest exist" test -f "$T/w/parc/timeseries.h5" -a -f "$T/w/parc/manifest.json"
 check "no partial folder left" test ! -e "$T/w/.parc.partial"
 check "metrics line written" grep -q '"event": "stage"' "$T/w/metrics.jsonl"
+# the BLAS kernel that ran (float32 training follows its rounding): the manifest's word
+# against OpenBLAS's own report of the core it chose
+core=$(OPENBLAS_VERBOSE=2 $BGFM --version 2>&1 | sed -n 's/^Core: //p' | head -1)
+blas=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['blas'])" "$T/w/parc/manifest.json")
+check "manifest names the OpenBLAS kernel ($core)" test -n "$core" -a "${blas#OpenBLAS }" != "$blas" -a "${blas/ $core /}" != "$blas"
 m1=$(stat -c %Y.%i "$T/w/parc/timeseries.h5"); s1=$(sha256sum <"$T/w/parc/timeseries.h5")
 $BGFM run "$T/p.yaml" >"$T/o2" 2>&1
 check "second run skips the stage" grep -q "up to date, skipped" "$T/o2"

@@ -95,6 +95,16 @@ assert p.h2 == ["run", "dataset", "parcellation", "connectivity", "pretraining",
 for h in ["dataset-parc", "parcellation-parc", "connectivity-conn", "pretraining-pre", "probe-stage-probe"]:
     assert h in p.h3 or "h-" + h in p.h3, (h, p.h3)
 PYEOF
+check "provenance: each stage's BLAS kernel as its manifest says" $PY - "$H" "$T/wa" <<'PYEOF'
+import glob, json, sys
+h = open(sys.argv[1], encoding="utf-8").read()
+ms = glob.glob(sys.argv[2] + "/*/manifest.json")
+assert ms
+for m in ms:
+    b = json.load(open(m))["blas"]
+    assert b.startswith("OpenBLAS ") and "<th>BLAS (kernel)</th><td>" + b + "</td>" in h, (m, b)
+assert h.count("<th>BLAS (kernel)</th>") == len(ms), (h.count("<th>BLAS (kernel)</th>"), len(ms))
+PYEOF
 check "pretraining numbers = metrics.jsonl (the latest run's train_step lines)" $PY - "$H" "$T/wa/metrics.jsonl" <<'PYEOF'
 import json, math, sys, page
 p = page.load(sys.argv[1])
