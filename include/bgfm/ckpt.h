@@ -19,6 +19,7 @@
 #define CKPT_FORMAT_VERSION 3 /* 3: CRC-32 block digests under sha256 / sha256_model;
                                 * 2: SHA-256 block digests; 1: no checksums (all load) */
 #define CKPT_HASH_BLOCK (1 << 20) /* bytes per hashed block (part of the format) */
+#define CKPT_BLAS_MAX 160         /* bytes of the `blas` attribute kept (openblas_get_config()) */
 
 /* Everything besides the tensors that a bit-exact resume needs. Every draw is a pure
  * function of (seed, purpose, epoch/step, global graph index), so (seed, step, epoch,
@@ -48,6 +49,9 @@ typedef struct ckpt_state {
     const char *const *extra_name;
     double *const *extra;
     const int64_t *extra_n;
+    /* loaded: the root attribute `blas`, the OpenBLAS build and kernel of the rank 0 that
+     * wrote the file ("" in files written before it was recorded) */
+    char blas[CKPT_BLAS_MAX];
 } ckpt_state;
 
 /* Write every tensor of buf (model layout) as group/<name>. */

@@ -376,6 +376,38 @@ static int do_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, run_plan *plan, int i
     return rc;
 }
 
+/* Every rank's OpenBLAS kernel (its choice for the CPU it runs on, or OPENBLAS_CORETYPE);
+ * rank 0 warns when they differ: float32 products then round differently from rank to
+ * rank, so the results, correct either way, depend on which rank ran where (docs/
+ * pretrain.md, "Another machine"). A heterogeneous allocation is where this happens. */
+#define BLAS_NAME 32
+static int blas_kernels_check(bgfm_ctx *ctx) {
+    char mine[BLAS_NAME] = {0};
+    snprintf(mine, sizeof mine, "%s", openblas_get_corename());
+    char *all = bgfm_malloc(&ctx->err, (size_t)ctx->size * BLAS_NAME, "the ranks' BLAS kernels");
+    int rc = bgfm_ctx_agree(ctx, all ? 0 : BGFM_ENOMEM);
+    if (!rc)
+        rc = BGFM_MPI(&ctx->err, MPI_Allgather(mine, BLAS_NAME, MPI_CHAR, all, BLAS_NAME,
+                                               MPI_CHAR, ctx->comm));
+    if (!rc && ctx->rank == 0) {
+        int other = 0, first = -1;
+        for (int r = 1; r < ctx->size; r++)
+            if (strcmp(all + (size_t)r * BLAS_NAME, all)) {
+                other++;
+                if (first < 0) first = r;
+            }
+        if (other)
+            log_warn(ctx, "the ranks run different OpenBLAS kernels (%s on rank 0, %s on rank %d; "
+                     "%d of %d ranks differ from rank 0): the results are correct, but their bits "
+                     "depend on which rank ran where; set OPENBLAS_CORETYPE to one kernel every "
+                     "node runs, e.g. mpirun -x OPENBLAS_CORETYPE=Haswell (docs/pretrain.md, "
+                     "\"Another machine\")", all, all + (size_t)first * BLAS_NAME, first, other,
+                     ctx->size);
+    }
+    free(all);
+    return rc;
+}
+
 static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **workdir) {
     bgfm_pipeline p;
     memset(&p, 0, sizeof p);
@@ -408,6 +440,7 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **wo
         rc = bgfm_ctx_agree(ctx, lrc);
         /* the workdir exists and was ours: the report may describe it, whatever follows */
         if (!rc && workdir) *workdir = strdup(p.workdir);
+        if (!rc) rc = blas_kernels_check(ctx);
     }
     char *metrics = rc ? NULL : fs_join(p.workdir, "metrics.jsonl", &ctx->err);
     if (!rc && !metrics) rc = BGFM_ENOMEM;

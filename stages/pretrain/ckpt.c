@@ -5,6 +5,7 @@
 #include "bgfm/card.h"
 #include "bgfm/pop.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <isa-l/crc.h>
@@ -443,7 +444,10 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     const int64_t ver = CKPT_FORMAT_VERSION; /* written, and what the digests follow */
     int64_t nb = digest_blocks(m, o, 0, 1, (int)ver, NULL);
     uint8_t *dig = bgfm_malloc(e, (size_t)nb * dig_size((int)ver), "checkpoint digests");
-    int arc = bgfm_err_agree(comm, e, dig ? 0 : BGFM_ENOMEM); /* together into h5io_create */
+    char blas[CKPT_BLAS_MAX]; /* rank 0's kernel: an attribute has one value on every rank */
+    snprintf(blas, sizeof blas, "%s", openblas_get_config());
+    int brc = size > 1 ? BGFM_MPI(e, MPI_Bcast(blas, (int)sizeof blas, MPI_CHAR, 0, comm)) : 0;
+    int arc = bgfm_err_agree(comm, e, !dig ? BGFM_ENOMEM : brc); /* together into h5io_create */
     if (arc) {
         free(dig);
         return arc;
@@ -456,6 +460,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     int rc = f < 0 ? (e->code ? e->code : BGFM_EIO) : 0;
     if (!rc) rc = h5io_attr_set_str(f, NULL, "format", "bgfm-checkpoint", e);
     if (!rc) rc = h5io_attr_set_i64(f, NULL, "format_version", &ver, 1, e);
+    if (!rc) rc = h5io_attr_set_str(f, NULL, "blas", blas, e);
     if (!rc) rc = write_tensors_par(f, m, "/model", m->w, rank, size, e);
     if (!rc) rc = ckpt_write_arch(f, "/model", m, e);
     if (!rc && o) rc = write_tensors_par(f, m, "/optim/m", o->m, rank, size, e);
@@ -597,6 +602,12 @@ static int read_state(hid_t f, const char *path, ckpt_state *st, int config, bgf
     st->pos = v[2];
     st->seed = (uint64_t)v[3];
     if (!rc && config) rc = h5io_attr_get_str(f, "/state", "config", &st->config, e);
+    if (!rc && h5io_attr_exists(f, NULL, "blas")) {
+        char *b = NULL;
+        rc = h5io_attr_get_str(f, NULL, "blas", &b, e);
+        if (!rc) snprintf(st->blas, sizeof st->blas, "%s", b);
+        free(b);
+    }
     return rc;
 }
 

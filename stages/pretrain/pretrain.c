@@ -4,6 +4,7 @@
  * Not the model math (model.c, layers.c) and not the checkpoint format (ckpt.c). */
 #include "bgfm/pretrain.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,11 @@ static int train_start(bgfm_ctx *ctx, const pretrain_opts *o, trainer *t, const 
         free(st->config);
         st->config = NULL;
         rc = bgfm_ctx_agree(ctx, rc);
+        if (!rc && st->blas[0] && strcmp(st->blas, openblas_get_config()) && ctx->rank == 0)
+            log_warn(ctx, "pretrain: %s was written with %s, this run's rank 0 runs %s: training "
+                     "continues correctly, but not bit for bit as it would have on the kernel "
+                     "that wrote it; set OPENBLAS_CORETYPE to keep one kernel (docs/pretrain.md, "
+                     "\"Another machine\")", path, st->blas, openblas_get_config());
         if (!rc) return 0;
         optim_free(&t->op);
         model_free(&t->m);
@@ -439,7 +445,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
     trainer t;
     memset(&t, 0, sizeof t);
     char dir[4096], path[4200];
-    ckpt_state st = {0, 0, 0, o->seed, NULL, NULL, NULL, 0, 0, NULL, NULL, 0, NULL, NULL, NULL};
+    ckpt_state st = {.seed = o->seed};
     snprintf(dir, sizeof dir, "%s/checkpoints", outdir);
     int rc = me == 0 ? fs_mkdirs(dir, e) : 0;
     if (!rc && me == 0) { /* an interrupted final write */

@@ -3,6 +3,7 @@
  * global NT-Xent against layer_ntxent on the whole batch), /model's word attributes
  * read back or refused. Runs on 1 rank from the unit
  * suite and on 2-4 ranks from tests/mpi/pretrain_ckpt.sh. */
+#include <cblas.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,6 +94,8 @@ static void test_roundtrip_and_corruption(void **unused) {
     assert_memory_equal(o2.v, o.v, (size_t)m.n_params * sizeof(float));
     assert_true(o2.t == 7 && st2.step == 42 && st2.epoch == 3 && st2.pos == 5 && st2.seed == 77);
     assert_string_equal(st2.config, "stage: x\n");
+    /* the kernel that wrote it: this process's OpenBLAS build and kernel (rank 0's) */
+    assert_string_equal(st2.blas, openblas_get_config());
     free(st2.config);
     optim_free(&o2);
     model_free(&m2);
