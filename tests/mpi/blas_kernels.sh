@@ -7,8 +7,11 @@
 # docs/pretrain.md "Another machine".
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 6 --volumes 40
-PIPE_NAME=bk PIPE_SEED=4 pipeline_yaml "$T/p.yaml" "$T/w" "{windows: {length: 20, stride: 10}}" \
-  "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 1}}"
+mk() {  # mk FILE WORKDIR EVERY [MORE]: the pipeline, checkpoints every EVERY steps, MORE options
+PIPE_NAME=bk PIPE_SEED=4 pipeline_yaml "$1" "$2" "{windows: {length: 20, stride: 10}}" \
+  "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: $3, warmup: 1${4:-}}}"
+}
+mk "$T/p.yaml" "$T/w" 0
 run_mixed() {
   timeout 300 mpirun --oversubscribe -np 1 env OPENBLAS_CORETYPE=Prescott "$BGFM" run "$@" : \
     -np 1 env OPENBLAS_CORETYPE=Nehalem "$BGFM" run "$@"
@@ -27,19 +30,16 @@ check "one kernel on both ranks: no warning" bash -c "! grep -q 'different OpenB
 run_mixed "$T/p.yaml" --dry-run >"$T/o3" 2>&1
 check "--dry-run (writes nothing) does not ask the ranks" bash -c "! grep -q 'different OpenBLAS kernels' '$T/o3'"
 # resume_from a checkpoint written on another kernel: warned, naming both; on the same: not
-mkr() {  # mkr FILE WORKDIR: the pipeline again, its pretrain resuming from $T/wa's checkpoint
-PIPE_NAME=bk PIPE_SEED=4 pipeline_yaml "$1" "$2" "{windows: {length: 20, stride: 10}}" \
-  "{name: pre, uses: pretrain, with: {epochs: 1, batch_size: 4, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 1, warmup: 1$3}}"
-}
-mkr "$T/pa.yaml" "$T/wa" ""
+mk "$T/pa.yaml" "$T/wa" 1
 timeout 300 mpirun --oversubscribe -np 2 -x OPENBLAS_CORETYPE=Prescott "$BGFM" run "$T/pa.yaml" --quiet >"$T/oa" 2>&1
 check "checkpoints written on Prescott: rc 0" test $? -eq 0
 ck=$(ls "$T"/wa/pre/checkpoints/ckpt-*.h5 | tail -1)
 check "the checkpoint's blas attribute names Prescott" $PY -c "import h5py, sys; b = h5py.File(sys.argv[1], 'r').attrs['blas']; b = b.decode() if isinstance(b, bytes) else b; assert b.startswith('OpenBLAS ') and ' Prescott ' in b, b" "$ck"
-mkr "$T/pb.yaml" "$T/wb" ", resume_from: $T/wa/pre/checkpoints"
+mk "$T/pb.yaml" "$T/wb" 1 ", resume_from: $T/wa/pre/checkpoints"
 timeout 300 mpirun --oversubscribe -np 2 -x OPENBLAS_CORETYPE=Nehalem "$BGFM" run "$T/pb.yaml" >"$T/ob" 2>&1
-check "resumed on Nehalem: rc 0, resumed from that checkpoint" grep -q "pretrain: resuming from $ck" "$T/ob"
+check "resumed on Nehalem: rc 0" test $? -eq 0
+check "resumed on Nehalem: from that checkpoint" grep -q "pretrain: resuming from $ck" "$T/ob"
 check "resumed on Nehalem: warned once, naming both kernels and OPENBLAS_CORETYPE" bash -c "[ \$(grep -c 'was written with OpenBLAS .* Prescott .*this run.s rank 0 runs OpenBLAS .* Nehalem .*OPENBLAS_CORETYPE' '$T/ob') -eq 1 ]"
-mkr "$T/pc.yaml" "$T/wc" ", resume_from: $T/wa/pre/checkpoints"
+mk "$T/pc.yaml" "$T/wc" 1 ", resume_from: $T/wa/pre/checkpoints"
 timeout 300 mpirun --oversubscribe -np 2 -x OPENBLAS_CORETYPE=Prescott "$BGFM" run "$T/pc.yaml" >"$T/oc" 2>&1
 check "resumed on Prescott: resumed, no warning" bash -c "grep -q 'pretrain: resuming from' '$T/oc' && ! grep -q 'was written with' '$T/oc'"
