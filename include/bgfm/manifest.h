@@ -51,11 +51,13 @@ typedef struct manifest_info {
 /* Rank-local: write dir/manifest.json (atomically: temp file + rename). */
 int manifest_write(const char *dir, const manifest_info *m, bgfm_err *e);
 
-/* Read the fingerprint and outputs digest of dir/manifest.json; 0 if absent or unreadable. */
-int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]);
+/* Read the fingerprint and outputs digest of dir/manifest.json: 1; 0 if absent or not a
+ * complete manifest; -1 with e set when it could not be read (memory, a read error). */
+int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65], bgfm_err *e);
 /* The rank count recorded in dir/manifest.json ("ranks"); 0 if absent or unreadable. */
 int manifest_read_ranks(const char *dir);
-/* 1 if dir/manifest.json says "status": "partial" (subjects left out under on_error: skip). */
-int manifest_is_partial(const char *dir);
+/* 1 if dir/manifest.json says "status": "partial" (subjects left out under on_error: skip),
+ * else 0; -1 with e set when it exists and could not be read (memory, a read error). */
+int manifest_is_partial(const char *dir, bgfm_err *e);
 
 #endif

@@ -231,14 +231,14 @@ void manifest_list_digest(const manifest_files *l, int relative_names, char out[
     sha256_hex(d, out);
 }
 
-int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65]) {
-    bgfm_err e = {0};
-    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
+int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65], bgfm_err *e) {
+    char *p = fs_join(dir, "manifest.json", e), *txt = NULL;
     size_t len;
-    int ok = 0;
-    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e))
-        ok = json_find_str(txt, "fingerprint", fingerprint, 65) &&
-             json_find_str(txt, "outputs_sha256", outputs_sha, 65) && strlen(fingerprint) == 64;
+    int ok = p ? 0 : -1;
+    if (p && fs_exists(p))
+        ok = fs_read_all(p, &txt, &len, e) ? -1
+             : json_find_str(txt, "fingerprint", fingerprint, 65) &&
+                 json_find_str(txt, "outputs_sha256", outputs_sha, 65) && strlen(fingerprint) == 64;
     free(txt);
     free(p);
     return ok;
@@ -256,14 +256,14 @@ int manifest_read_ranks(const char *dir) {
     return r >= 1 && r < 1e9 ? (int)r : 0;
 }
 
-int manifest_is_partial(const char *dir) {
-    bgfm_err e = {0};
-    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
+int manifest_is_partial(const char *dir, bgfm_err *e) {
+    char *p = fs_join(dir, "manifest.json", e), *txt = NULL;
     size_t len;
     char status[32] = "";
-    int partial = 0;
-    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e))
-        partial = json_find_str(txt, "status", status, sizeof status) && !strcmp(status, "partial");
+    int partial = p ? 0 : -1;
+    if (p && fs_exists(p))
+        partial = fs_read_all(p, &txt, &len, e) ? -1
+                  : json_find_str(txt, "status", status, sizeof status) && !strcmp(status, "partial");
     free(txt);
     free(p);
     return partial;

@@ -138,10 +138,12 @@ int run_fingerprint(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan,
     for (int u = 0; u < 2; u++) {
         if (ups[u] < 0) continue;
         char fp[65], outs[65];
-        if (!manifest_read(plan->s[ups[u]].final_dir, fp, outs)) {
+        const int got = manifest_read(plan->s[ups[u]].final_dir, fp, outs, &ctx->err);
+        if (got <= 0) {
             fclose(f);
             free(t);
             free(params);
+            if (got < 0) return ctx->err.code;
             return bgfm_fail(&ctx->err, BGFM_EUSAGE,
                              "stage '%s' needs the outputs of stage '%s', which is not complete "
                              "(no %s/manifest.json); run it first (bgfm run without --only)",

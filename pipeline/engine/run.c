@@ -268,10 +268,11 @@ static int stage_why(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     int rc = 0;
     if (ctx->rank == 0) {
         char have[65], outs[65];
-        int complete = manifest_read(ps->final_dir, have, outs);
+        const int complete = manifest_read(ps->final_dir, have, outs, &ctx->err);
+        if (complete < 0) rc = ctx->err.code;
         why[0] = o->force ? WHY_FORCE : i >= forced_from ? WHY_FROM : !complete ? WHY_ABSENT
                  : strcmp(have, fp) ? WHY_CHANGED : WHY_NONE;
-        int old = why[0] == WHY_CHANGED && ps->cfg->kind->rank_sensitive
+        int old = !rc && why[0] == WHY_CHANGED && ps->cfg->kind->rank_sensitive
                       ? manifest_read_ranks(ps->final_dir) : 0;
         if (old > 0 && old != ctx->size) {
             char fpo[65], *t = NULL;
@@ -353,9 +354,11 @@ static int do_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, run_plan *plan, int i
     } else if (!ps->will_run) {
         log_info(ctx, "  up to date, skipped (%s)", ps->final_dir);
         /* a complete stage that left subjects out keeps saying so (exit 9) */
-        int was_partial = ctx->rank == 0 && manifest_is_partial(ps->final_dir);
-        rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&was_partial, 1, MPI_INT, 0,
-                                                               ctx->comm)));
+        int was_partial = ctx->rank == 0 ? manifest_is_partial(ps->final_dir, &ctx->err) : 0;
+        rc = bgfm_ctx_agree(ctx, was_partial < 0 ? ctx->err.code : 0);
+        if (!rc)
+            rc = bgfm_ctx_agree(ctx, BGFM_MPI(&ctx->err, MPI_Bcast(&was_partial, 1, MPI_INT, 0,
+                                                                   ctx->comm)));
         if (!rc && was_partial) {
             char m[512];
             snprintf(m, sizeof m, "stage '%s' is up to date but left subjects out (see "

@@ -351,21 +351,19 @@ int h5io_write_strings(hid_t f, const char *path, const char *const *s, int64_t 
         if (l > len) len = l;
     }
     hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
-        if (t >= 0) H5Tclose(t);
-        return h5io_fail(e, BGFM_EIO, "making a string type for", path);
-    }
-    char *buf = bgfm_calloc(e, (size_t)(n ? n : 1), len, "string dataset");
-    if (!buf) {
-        H5Tclose(t);
-        return BGFM_ENOMEM;
-    }
-    for (int64_t i = 0; i < n; i++)
+    int rc = t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0
+                 ? h5io_fail(e, BGFM_EIO, "making a string type for", path)
+                 : 0;
+    char *buf = rc ? NULL : bgfm_calloc(e, (size_t)(n ? n : 1), len, "string dataset");
+    if (!rc && !buf) rc = BGFM_ENOMEM;
+    /* a rank that failed here must not leave the others in the collective create */
+    rc = agree_on_file(f, rc, e);
+    for (int64_t i = 0; !rc && i < n; i++)
         if (s[i]) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
     hsize_t dims[1] = {(hsize_t)n};
-    int rc = h5io_write_small(f, path, t, t, 1, dims, buf, writer, e);
+    if (!rc) rc = h5io_write_small(f, path, t, t, 1, dims, buf, writer, e);
     free(buf);
-    H5Tclose(t);
+    if (t >= 0) H5Tclose(t);
     return rc;
 }
 

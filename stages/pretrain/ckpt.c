@@ -447,9 +447,21 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     char blas[CKPT_BLAS_MAX]; /* rank 0's kernel: an attribute has one value on every rank */
     snprintf(blas, sizeof blas, "%s", openblas_get_config());
     int brc = size > 1 ? BGFM_MPI(e, MPI_Bcast(blas, (int)sizeof blas, MPI_CHAR, 0, comm)) : 0;
-    int arc = bgfm_err_agree(comm, e, !dig ? BGFM_ENOMEM : brc); /* together into h5io_create */
+    /* what needs memory of its own (the corpus card, the subjects' keys) is made before the
+     * file: a rank that fails there must not leave the others in a collective write */
+    int lrc = !dig ? BGFM_ENOMEM : brc;
+    char *card = NULL, **keys = NULL;
+    int64_t nk = 0;
+    if (!lrc && st && st->graphs && st->gs) {
+        card = card_make(st->gs, st->graphs, st->n_graphs, st->pipe, st->protocol, st->config, e);
+        lrc = !card ? (e->code ? e->code : BGFM_ENOMEM)
+                    : card_subject_keys(st->gs, st->graphs, st->n_graphs, &keys, &nk, e);
+    }
+    int arc = bgfm_err_agree(comm, e, lrc); /* together into h5io_create */
     if (arc) {
-        free(dig);
+        free(dig), free(card);
+        for (int64_t i = 0; i < nk; i++) free(keys[i]);
+        free(keys);
         return arc;
     }
     hash_job job = {m, o, rank, size, (int)ver, dig};
@@ -485,20 +497,15 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
             rc = h5io_write_small(f, "/pretrain_graphs", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, ng,
                                   st->graphs, 0, e);
             if (!rc) rc = h5io_attr_set_str(f, NULL, "protocol", st->protocol, e);
-            char *card = rc || !st->gs ? NULL : card_make(st->gs, st->graphs, st->n_graphs,
-                                                          st->pipe, st->protocol, st->config, e);
-            if (!rc && st->gs) rc = card ? h5io_attr_set_str(f, NULL, "corpus", card, e) : e->code;
-            free(card);
-            char **keys = NULL;
-            int64_t nk = 0;
-            if (!rc && st->gs) rc = card_subject_keys(st->gs, st->graphs, st->n_graphs, &keys, &nk, e);
+            if (!rc && st->gs) rc = h5io_attr_set_str(f, NULL, "corpus", card, e);
             if (!rc && st->gs)
                 rc = h5io_write_strings(f, "/pretrain_subjects", (const char *const *)keys, nk, 0, e);
-            for (int64_t i = 0; i < nk; i++) free(keys[i]);
-            free(keys);
         }
     }
     if (!rc && st && st->n_extra) rc = write_extra(comm, f, st, e);
+    free(card);
+    for (int64_t i = 0; i < nk; i++) free(keys[i]);
+    free(keys);
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
         int hrc = digest_combine(comm, size, m, o, st, (int)ver, dig, hm, ha, e);

@@ -406,11 +406,12 @@ static int harmonise_scores(double *Q, int64_t n, int r0, const int32_t *site, i
 /* With o->apart_z: the scans that stand apart on the scores Q (pop_scans_apart); then with
  * o->apart_share, those of the others that hold a leading direction (pop_scans_holding).
  * None: 0. Else 1, and the fit of pop_fit_rows on the other rows written (*dirs its number
- * of directions), out->apart_* and out->held_* kept. -1 with e set. */
+ * of directions), out->apart_* and out->held_* kept; the caller's centred rows *Zc, which
+ * that fit does not read, freed first (NULL). -1 with e set. */
 static int refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan,
                        const int32_t *site, int sites, const pop_fit_opts *o, const double *Q,
-                       int r0, float *W, float *b, float *Wp, float *bp, pop_rows_out *out,
-                       int *dirs, bgfm_err *e) {
+                       int r0, double **Zc, float *W, float *b, float *Wp, float *bp,
+                       pop_rows_out *out, int *dirs, bgfm_err *e) {
     unsigned char *keep = bgfm_malloc(e, (size_t)n, "population head people kept");
     int64_t apart = keep ? 0 : -1;
     if (keep) memset(keep, 1, (size_t)n);
@@ -423,6 +424,7 @@ static int refit_apart(const float *Z, int64_t n, int64_t T, const int64_t *scan
         free(keep);
         return apart < 0 ? -1 : 0;
     }
+    free(*Zc), *Zc = NULL;
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++) m += keep[i];
     float *Zk = bgfm_malloc(e, (size_t)m * (size_t)T * sizeof *Zk, "population head rows kept");
@@ -502,7 +504,7 @@ int pop_fit_rows(const float *Z, int64_t n, int64_t T, const int64_t *scan, cons
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < r0; c++) Q[i * r0 + c] = K[i * m + c] * sqrt(lam[c]);
     if (o->apart_z > 0 || o->apart_share > 0) { /* people apart left out: the fit without them */
-        const int refit = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, W, b, Wp, bp,
+        const int refit = refit_apart(Z, n, T, scan, site, sites, o, Q, r0, &Zc, W, b, Wp, bp,
                                       out_info, &out, e);
         if (refit != 0) {
             rc = refit < 0 ? -1 : 0;
@@ -639,16 +641,39 @@ static void row_blocks(int64_t n, int R, int *cnt, int *dsp) {
     }
 }
 
-/* Collective: every rank's block of rows of `width` floats gathered into X in place, on
- * every rank. The same status everywhere. */
-static int gather_rows(bgfm_ctx *ctx, float *X, int64_t width, const int *cnt, const int *dsp) {
+/* Collective: every rank's block of rows of `width` floats gathered into X in place: on
+ * every rank (root < 0), or on rank root only (X there holds all rows; elsewhere X is this
+ * rank's block alone). The same status everywhere. */
+static int gather_rows(bgfm_ctx *ctx, float *X, int64_t width, const int *cnt, const int *dsp,
+                       int root) {
     bgfm_err *e = &ctx->err;
     MPI_Datatype row = MPI_DATATYPE_NULL;
     int rc = BGFM_MPI(e, MPI_Type_contiguous((int)width, MPI_FLOAT, &row));
     if (!rc) rc = BGFM_MPI(e, MPI_Type_commit(&row));
-    if (!rc) rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row,
-                                             ctx->comm));
+    if (!rc && root < 0)
+        rc = BGFM_MPI(e, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row,
+                                        ctx->comm));
+    else if (!rc && root == ctx->rank)
+        rc = BGFM_MPI(e, MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, X, cnt, dsp, row, root,
+                                     ctx->comm));
+    else if (!rc)
+        rc = BGFM_MPI(e, MPI_Gatherv(X, cnt[ctx->rank], row, NULL, NULL, NULL, row, root, ctx->comm));
     if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
+    return bgfm_ctx_agree(ctx, rc);
+}
+
+/* Collective, after an agreed successful fit on rank `owner` (job_fit): what it fitted (the
+ * head's rows, the FC's principal rows, what the fit found, the directions' count) sent to
+ * every rank. */
+static int share_fit(bgfm_ctx *ctx, int owner, float *W, float *b, int r, float *Wp, float *bp,
+                     int npc, int64_t T, pop_rows_out *fit, int *got) {
+    bgfm_err *e = &ctx->err;
+    int rc = BGFM_MPI(e, MPI_Bcast(W, (int)(r * T), MPI_FLOAT, owner, ctx->comm));
+    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(b, r, MPI_FLOAT, owner, ctx->comm));
+    if (!rc && npc) rc = BGFM_MPI(e, MPI_Bcast(Wp, (int)(npc * T), MPI_FLOAT, owner, ctx->comm));
+    if (!rc && npc) rc = BGFM_MPI(e, MPI_Bcast(bp, npc, MPI_FLOAT, owner, ctx->comm));
+    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(fit, (int)sizeof *fit, MPI_BYTE, owner, ctx->comm));
+    if (!rc) rc = BGFM_MPI(e, MPI_Bcast(got, 1, MPI_INT, owner, ctx->comm));
     return bgfm_ctx_agree(ctx, rc);
 }
 
@@ -682,65 +707,98 @@ static void name_scans(graphs_store *gs, const int64_t *idx, const int64_t *scan
             }
 }
 
-static int fit_atlas(bgfm_ctx *ctx, model *m, graphs_store *gs, int sa, int ma, const int64_t *graphs,
-                     int64_t n, const pop_fit_opts *o, pop_fit_info *info) {
+/* One atlas's head, fitted on rank `owner` alone: the other ranks read their blocks of its
+ * rows and send them there (only the owner holds all of them: docs/model.md section 11,
+ * "Cost"), and receive what the owner fitted. */
+typedef struct atlas_job {
+    int sa, ma, owner, sites, got;
+    int64_t na, T;
+    int64_t *idx, *scan; /* the atlas's training graphs in list order, and their scans */
+    int32_t *site;       /* with pop_site: their sites (0 .. sites-1) */
+    float *Z;            /* the owner: all na rows; another rank: its block, until sent */
+} atlas_job;
+
+static void job_free(atlas_job *j) {
+    free(j->idx), free(j->scan), free(j->site), free(j->Z);
+    *j = (atlas_job){0};
+}
+
+/* Collective: the job's list and sites on every rank, its rows gathered on its owner, the
+ * FC's principal rows allocated in info. The same status everywhere. */
+static int job_gather(bgfm_ctx *ctx, const model *m, graphs_store *gs, const int64_t *graphs,
+                      int64_t n, const pop_fit_opts *o, atlas_job *j, pop_fit_info *info) {
     bgfm_err *e = &ctx->err;
-    const int N = graphs_atlas_nodes(gs, sa), R = ctx->size, me = ctx->rank;
-    const int64_t T = (int64_t)N * (N - 1) / 2;
-    int64_t na = 0, *idx = NULL;
-    int rc = atlas_list(gs, sa, graphs, n, &idx, &na, e);
+    const int N = graphs_atlas_nodes(gs, j->sa), R = ctx->size, me = ctx->rank, npc = o->npc;
+    const int64_t T = j->T = (int64_t)N * (N - 1) / 2;
+    int rc = atlas_list(gs, j->sa, graphs, n, &j->idx, &j->na, e);
+    const int64_t na = j->na;
     if (rc || na == 0) return bgfm_ctx_agree(ctx, rc);
-    int64_t *scan = bgfm_malloc(e, (size_t)na * sizeof *scan, "population head list");
-    float *Z = bgfm_malloc(e, (size_t)(na * T) * sizeof *Z, "population head rows");
     int *cnt = bgfm_malloc(e, (size_t)R * sizeof *cnt, "population head counts");
     int *dsp = bgfm_malloc(e, (size_t)R * sizeof *dsp, "population head counts");
-    const int by_site = o->site_mode != POP_SITE_NONE, npc = o->npc;
-    int32_t *site =
-        by_site ? bgfm_malloc(e, (size_t)na * sizeof *site, "population head sites") : NULL;
-    rc = scan && Z && cnt && dsp && (site || !by_site) ? 0 : BGFM_ENOMEM;
-    for (int64_t j = 0; !rc && j < na; j++) scan[j] = graphs_get_meta(gs, idx[j])->subject;
-    int sites = 0;
-    if (!rc && by_site && (sites = site_ids(gs, idx, na, site, e)) < 0) rc = BGFM_ENOMEM;
-    if (!rc) row_blocks(na, R, cnt, dsp);
-    if (!rc) rc = read_rows(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, Z + (int64_t)dsp[me] * T, e);
+    if (cnt && dsp) row_blocks(na, R, cnt, dsp);
+    const int64_t held = !cnt || !dsp ? 0 : me == j->owner ? na : cnt[me];
+    const int by_site = o->site_mode != POP_SITE_NONE;
+    j->scan = bgfm_malloc(e, (size_t)na * sizeof *j->scan, "population head list");
+    j->Z = bgfm_malloc(e, (size_t)((held ? held : 1) * T) * sizeof *j->Z, "population head rows");
+    j->site = by_site ? bgfm_malloc(e, (size_t)na * sizeof *j->site, "population head sites") : NULL;
+    rc = j->scan && j->Z && cnt && dsp && (j->site || !by_site) ? 0 : BGFM_ENOMEM;
+    for (int64_t k = 0; !rc && k < na; k++) j->scan[k] = graphs_get_meta(gs, j->idx[k])->subject;
+    if (!rc && by_site && (j->sites = site_ids(gs, j->idx, na, j->site, e)) < 0) rc = BGFM_ENOMEM;
+    if (!rc)
+        rc = read_rows(m, gs, j->ma, j->idx, dsp[me], dsp[me] + cnt[me], N,
+                       j->Z + (me == j->owner ? (int64_t)dsp[me] * T : 0), e);
     rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc) rc = gather_rows(ctx, Z, T, cnt, dsp);
-    int got = 0;
-    if (!rc) {
-        if (npc) {
-            info->pc_W[ma] = bgfm_malloc(e, (size_t)npc * (size_t)T * sizeof(float), "population head axes");
-            info->pc_b[ma] = bgfm_malloc(e, (size_t)npc * sizeof(float), "population head axes");
-        }
-        got = npc && (!info->pc_W[ma] || !info->pc_b[ma])
-                  ? -1
-                  : pop_fit_rows(Z, na, T, scan, site, sites, o, m->w + m->pop_W[ma],
-                                 m->w + m->pop_b[ma], info->pc_W[ma], info->pc_b[ma],
-                                 &info->fit[ma], e);
-        if (got < 0) rc = e->code ? e->code : BGFM_ENOMEM;
+    if (!rc) rc = gather_rows(ctx, j->Z, T, cnt, dsp, j->owner);
+    if (me != j->owner) free(j->Z), j->Z = NULL;
+    if (!rc && npc) {
+        info->pc_W[j->ma] = bgfm_malloc(e, (size_t)npc * (size_t)T * sizeof(float), "population head axes");
+        info->pc_b[j->ma] = bgfm_malloc(e, (size_t)npc * sizeof(float), "population head axes");
+        rc = bgfm_ctx_agree(ctx, info->pc_W[j->ma] && info->pc_b[j->ma] ? 0 : BGFM_ENOMEM);
     }
-    if (!rc) {
-        info->graphs[ma] = na;
-        info->dims[ma] = got;
-        info->sites[ma] = sites > 1 ? sites : 0;
-        for (int k = 0; k < info->fit[ma].site_dirs; k++)
-            for (int64_t j = 0; j < na; j++)
-                if (site[j] == info->fit[ma].site_at[k]) {
-                    info->site_dataset[ma][k] = graphs_dataset(gs, idx[j]);
-                    info->site_name[ma][k] = graphs_site(gs, idx[j]);
-                    break;
-                }
-        name_scans(gs, idx, scan, na, info->fit[ma].apart_scan, info->fit[ma].apart,
-                   info->apart_name[ma]);
-        name_scans(gs, idx, scan, na, info->fit[ma].held_scan, info->fit[ma].held,
-                   info->held_name[ma]);
-        if (got == 0)
-            log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
-                     "graphs training read, so the population head of that atlas stays zero "
-                     "(docs/model.md section 11: give windows in the connectivity stage, or set "
-                     "pop_rank: 0)", graphs_atlas_name(gs, sa), (long long)na);
-    }
-    free(idx), free(scan), free(Z), free(cnt), free(dsp), free(site);
-    return bgfm_ctx_agree(ctx, rc);
+    free(cnt), free(dsp);
+    return rc;
+}
+
+/* The owner's fit of a gathered job (no communication; 0 elsewhere). */
+static int job_fit(bgfm_ctx *ctx, model *m, const pop_fit_opts *o, atlas_job *j, pop_fit_info *info) {
+    bgfm_err *e = &ctx->err;
+    if (ctx->rank != j->owner || !j->Z) return 0;
+    const int ma = j->ma;
+    j->got = pop_fit_rows(j->Z, j->na, j->T, j->scan, j->site, j->sites, o, m->w + m->pop_W[ma],
+                          m->w + m->pop_b[ma], info->pc_W[ma], info->pc_b[ma], &info->fit[ma], e);
+    free(j->Z), j->Z = NULL; /* the rows, the stage's largest allocation, freed before sharing */
+    return j->got < 0 ? (e->code ? e->code : BGFM_ENOMEM) : 0;
+}
+
+/* Collective, after every owner's fit succeeded: the job's fit on every rank, named. */
+static int job_share(bgfm_ctx *ctx, model *m, graphs_store *gs, const pop_fit_opts *o, atlas_job *j,
+                     pop_fit_info *info) {
+    const int ma = j->ma;
+    const int64_t na = j->na;
+    if (na == 0) return 0;
+    int rc = share_fit(ctx, j->owner, m->w + m->pop_W[ma], m->w + m->pop_b[ma], o->r,
+                       info->pc_W[ma], info->pc_b[ma], o->npc, j->T, &info->fit[ma], &j->got);
+    if (rc) return rc;
+    info->graphs[ma] = na;
+    info->dims[ma] = j->got;
+    info->sites[ma] = j->sites > 1 ? j->sites : 0;
+    for (int k = 0; k < info->fit[ma].site_dirs; k++)
+        for (int64_t g = 0; g < na; g++)
+            if (j->site[g] == info->fit[ma].site_at[k]) {
+                info->site_dataset[ma][k] = graphs_dataset(gs, j->idx[g]);
+                info->site_name[ma][k] = graphs_site(gs, j->idx[g]);
+                break;
+            }
+    name_scans(gs, j->idx, j->scan, na, info->fit[ma].apart_scan, info->fit[ma].apart,
+               info->apart_name[ma]);
+    name_scans(gs, j->idx, j->scan, na, info->fit[ma].held_scan, info->fit[ma].held,
+               info->held_name[ma]);
+    if (j->got == 0)
+        log_warn(ctx, "pretrain: no person of atlas '%s' has two or more windows among the %lld "
+                 "graphs training read, so the population head of that atlas stays zero "
+                 "(docs/model.md section 11: give windows in the connectivity stage, or set "
+                 "pop_rank: 0)", graphs_atlas_name(gs, j->sa), (long long)na);
+    return 0;
 }
 
 void pop_fit_info_free(pop_fit_info *info) {
@@ -773,11 +831,28 @@ int pop_fit(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs, in
     pop_fit_opts o = *opts;
     o.r = m->cfg.pop_rank;
     if (!m->cfg.pop_rank) return 0;
-    int rc = 0;
-    for (int sa = 0; sa < graphs_n_atlases(gs) && !rc; sa++) {
+    /* the atlases in rounds of R: in a round, atlas k of the round is fitted on rank k while
+     * the other ranks fit theirs, so a rank holds one atlas's rows at a time */
+    atlas_job job[MODEL_MAX_ATLASES];
+    int rc = 0, jobs = 0;
+    for (int sa = 0; sa < graphs_n_atlases(gs) && jobs < MODEL_MAX_ATLASES; sa++) {
         int ma = model_atlas_find(m, graphs_atlas_name(gs, sa));
         if (ma < 0 || m->cfg.atlas_nodes[ma] != graphs_atlas_nodes(gs, sa)) continue;
-        rc = fit_atlas(ctx, m, gs, sa, ma, graphs, n, &o, info);
+        job[jobs] = (atlas_job){.sa = sa, .ma = ma};
+        jobs++;
+    }
+    for (int lo = 0; lo < jobs && !rc; lo += ctx->size) {
+        const int hi = lo + ctx->size < jobs ? lo + ctx->size : jobs;
+        int k = lo;
+        for (; k < hi && !rc; k++) {
+            job[k].owner = k - lo;
+            rc = job_gather(ctx, m, gs, graphs, n, &o, &job[k], info);
+        }
+        for (int q = lo; q < k && !rc; q++) rc = job_fit(ctx, m, &o, &job[q], info);
+        rc = bgfm_ctx_agree(ctx, rc);
+        for (int q = lo; q < k && !rc; q++) rc = job_share(ctx, m, gs, &o, &job[q], info);
+        rc = bgfm_ctx_agree(ctx, rc);
+        for (int q = lo; q < k; q++) job_free(&job[q]);
     }
     return rc;
 }
@@ -866,7 +941,7 @@ int pop_fit_pcs(bgfm_ctx *ctx, model *m, graphs_store *gs, const int64_t *graphs
         if (!rc) row_blocks(na, R, cnt, dsp);
         if (!rc) rc = read_readouts(m, gs, ma, idx, dsp[me], dsp[me] + cnt[me], N, X + (int64_t)dsp[me] * H, e);
         rc = bgfm_ctx_agree(ctx, rc);
-        if (!rc) rc = gather_rows(ctx, X, H, cnt, dsp);
+        if (!rc) rc = gather_rows(ctx, X, H, cnt, dsp, -1);
         if (!rc && readout_axes(X, na, H, m->cfg.pcs, m->w + m->pcs_W[ma], m->w + m->pcs_b[ma], e))
             rc = e->code ? e->code : BGFM_ENOMEM;
         free(idx), free(X), free(cnt), free(dsp);

@@ -50,6 +50,25 @@ for k in ("pop/tiny/W", "pop/tiny/b"):
 p = json.load(open(f"{T}/probe1.json"))
 assert p["pop_rank"] == 3, p["pop_rank"]
 PYEOF
+# two atlases on 3 ranks (the same atlas file under a second name): each atlas's head is
+# fitted on one rank (tiny on rank 0, tiny_b on rank 1; rank 2 only sends its rows) and
+# sent to the others: both heads = numpy/scipy's, the same bits as each other and as the
+# one-atlas runs above, and the log names both
+sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|; s|workdir: .*|workdir: $T/w2|" "$T/p.yaml" >"$T/p2.yaml"
+expect_rc "two atlases: run on 3 ranks" 0 to "$T/o2a" $MPIRUN 3 "$BGFM" run "$T/p2.yaml"
+check "two atlases on 3 ranks: each head fitted on its own rank = numpy/scipy's, the same bits as the one-atlas head on 1 rank, logged for both" bash -c "
+  $PY '$ROOT/tests/reference/pop_fit.py' '$T/w2/pre/final.h5' '$T/w2/conn' >'$T/r2a' 2>&1 &&
+  $PY - '$T' <<'PYEOF' &&
+import h5py, sys
+T = sys.argv[1]
+a = h5py.File(f'{T}/pre1/final.h5', 'r')['model']
+b = h5py.File(f'{T}/w2/pre/final.h5', 'r')['model']
+for k in ('W', 'b'):
+    x = a['pop/tiny/' + k][()].tobytes()
+    assert b['pop/tiny/' + k][()].tobytes() == x, 'tiny ' + k
+    assert b['pop/tiny_b/' + k][()].tobytes() == x, 'tiny_b ' + k
+PYEOF
+  grep -q 'population head of tiny: pop_rank auto' '$T/o2a' && grep -q 'population head of tiny_b: pop_rank auto' '$T/o2a'"
 # pop_solver: randomised (subspace iteration instead of the Gram matrix's eigensolver; auto
 # uses it past 4096 graphs an atlas), on 72 people of 40 regions (360 graphs of 780 FC
 # entries: wider than the solver's block of 316 columns, so it iterates): the same rank
