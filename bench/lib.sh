@@ -7,8 +7,10 @@
 #                            into afterwards
 #   bench_driver NAME        builds libbgfm.a (${BGFM_BUILD:-build}) and links the driver
 #                            bench/NAME.c against it, with the project's warnings, into $T/NAME
-#   bench_tiny_pipeline WITH $T/d, a 2-subject dataset of 30 volumes (tests/lib/tiny_bids.py),
-#                            and $T/p.yaml: parcellate (parc), connectivity (conn) and a
+#   bench_tiny_pipeline WITH [CONN]
+#                            $T/d, a 2-subject dataset of 30 volumes (tests/lib/tiny_bids.py;
+#                            TINY_ARGS: other arguments for it), and $T/p.yaml: parcellate
+#                            (parc), connectivity (conn; CONN: its `with:` map) and a
 #                            pretrain stage (pre) whose `with:` map is WITH; workdir $T/w
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BGFM="$ROOT/${BGFM_BUILD:-build}/bgfm"
@@ -34,7 +36,8 @@ bench_driver() {
 }
 
 bench_tiny_pipeline() {
-  "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" --subjects 2 --volumes 30 >/dev/null
+  # shellcheck disable=SC2086
+  "$PY" "$ROOT/tests/lib/tiny_bids.py" "$T/d" ${TINY_ARGS:---subjects 2 --volumes 30} >/dev/null
   cat >"$T/p.yaml" <<YAML
 name: bench
 workdir: $T/w
@@ -44,7 +47,7 @@ atlases:
   - {name: tiny, path: $T/d/atlas.nii.gz}
 stages:
   - {name: parc, uses: parcellate}
-  - {name: conn, uses: connectivity}
+  - {name: conn, uses: connectivity${2:+, with: $2}}
   - {name: pre, uses: pretrain, with: $1}
 YAML
 }

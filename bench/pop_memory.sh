@@ -20,31 +20,18 @@ VOLUMES=${VOLUMES:-60}
 PARCELS=${PARCELS:-100}
 make -s all >/dev/null
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$PY" tests/lib/tiny_bids.py "$T/d" --subjects "$SUBJECTS" --volumes "$VOLUMES" \
-  --parcels "$PARCELS" --factors 3 --seed 1 >/dev/null
-pipe() {  # pipe FILE POP_RANK: parcellate, connectivity, a small pretrain (1 epoch)
-  cat >"$1" <<YAML
-name: popmem
-workdir: $T/w
-seed: 1
-inputs: {bids: $T/d/bids}
-atlases:
-  - {name: tiny, path: $T/d/atlas.nii.gz}
-stages:
-  - {name: parc, uses: parcellate, with: {standardize: zscore}}
-  - {name: conn, uses: connectivity, with: {windows: {length: 10, stride: 5}}}
-  - {name: pre, uses: pretrain, with: {epochs: 1, batch_size: 32, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, pop_rank: $2}}
-YAML
-}
+TINY_ARGS="--subjects $SUBJECTS --volumes $VOLUMES --parcels $PARCELS --factors 3 --seed 1" \
+  bench_tiny_pipeline "{epochs: 1, batch_size: 32, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, pop_rank: 0}" \
+  "{windows: {length: 10, stride: 5}}"
+sed 's/pop_rank: 0/pop_rank: auto/' "$T/p.yaml" >"$T/pauto.yaml"
+mv "$T/p.yaml" "$T/p0.yaml"
+mpirun --oversubscribe -np "$RANKS" "$BGFM" run "$T/p0.yaml" --quiet >"$T/log" 2>&1 || { cat "$T/log"; exit 1; }
 run() {  # run POP_RANK: the pretrain stage alone (parc and conn done), its metrics line kept
-  pipe "$T/p$1.yaml" "$1"
   rm -rf "$T/w/pre" "$T/w/.pre.partial"
   mpirun --oversubscribe -np "$RANKS" "$BGFM" run "$T/p$1.yaml" --quiet >"$T/log$1" 2>&1 ||
     { cat "$T/log$1"; exit 1; }
   grep '"event": "stage", "stage": "pre"' "$T/w/metrics.jsonl" | tail -1 >"$T/m$1.json"
 }
-pipe "$T/p.yaml" 0
-mpirun --oversubscribe -np "$RANKS" "$BGFM" run "$T/p.yaml" --quiet >"$T/log" 2>&1 || { cat "$T/log"; exit 1; }
 run 0
 run auto
 "$PY" - "$T" "$PARCELS" <<'PY'
