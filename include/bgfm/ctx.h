@@ -163,6 +163,7 @@ int bgfm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 int bgfm_ctx_stop_requested(bgfm_ctx *ctx);
 
 /* Allocation-failure injection for tests: BGFM_FAIL_ALLOC_AFTER=N makes the N-th
- * bgfm_malloc/bgfm_calloc of the process fail. Read once at first use. */
+ * bgfm_malloc/bgfm_calloc of the process fail; BGFM_FAIL_ALLOC_WHAT=TEXT the first whose
+ * purpose (its `what`) is TEXT. Read once at first use. */
 
 #endif

@@ -243,12 +243,18 @@ void bgfm_ctx_report(const bgfm_ctx *ctx) {
  * test build needs; it lives here next to the context, read-only after first use
  * except for the countdown. */
 static long alloc_countdown = -2; /* -2 unread, -1 disabled */
+static const char *alloc_named = NULL; /* BGFM_FAIL_ALLOC_WHAT, until it has failed once */
 
-static int alloc_should_fail(void) {
+static int alloc_should_fail(const char *what) {
     if (alloc_countdown == -2) {
         const char *s = getenv("BGFM_FAIL_ALLOC_AFTER");
         alloc_countdown = s ? strtol(s, NULL, 10) : -1;
         if (alloc_countdown < 1) alloc_countdown = -1;
+        alloc_named = getenv("BGFM_FAIL_ALLOC_WHAT");
+    }
+    if (alloc_named && !strcmp(what, alloc_named)) {
+        alloc_named = NULL;
+        return 1;
     }
     if (alloc_countdown < 0) return 0;
     if (--alloc_countdown == 0) return 1;
@@ -256,13 +262,13 @@ static int alloc_should_fail(void) {
 }
 
 void *bgfm_malloc(bgfm_err *e, size_t n, const char *what) {
-    void *p = alloc_should_fail() ? NULL : malloc(n ? n : 1);
+    void *p = alloc_should_fail(what) ? NULL : malloc(n ? n : 1);
     if (!p) bgfm_fail(e, BGFM_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
     return p;
 }
 
 void *bgfm_calloc(bgfm_err *e, size_t count, size_t size, const char *what) {
-    void *p = alloc_should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
+    void *p = alloc_should_fail(what) ? NULL : calloc(count ? count : 1, size ? size : 1);
     if (!p)
         bgfm_fail(e, BGFM_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size,
                   what);

@@ -246,7 +246,7 @@ static int write_labels(const corpus *c, const bgfm_pipeline *p, bgfm_ctx *ctx, 
         size_t len = 1;
         for (int64_t k = 0; k < nclass; k++) len += strlen(strs[k]) + 1;
         char *cl = bgfm_calloc(e, len, 1, "classes");
-        if (!cl) rc = e->code;
+        rc = bgfm_ctx_agree(ctx, cl ? 0 : e->code); /* together into the attribute's write */
         for (int64_t k = 0; !rc && k < nclass; k++) {
             if (k) strcat(cl, ",");
             strcat(cl, strs[k]);
@@ -344,7 +344,9 @@ int corpus_write_subjects(const corpus *c, const bgfm_pipeline *p, bgfm_ctx *ctx
     const char **strs = bgfm_calloc(e, (size_t)rows_all, sizeof *strs, "column");
     w.set = bgfm_calloc(e, (size_t)S + 1, sizeof *w.set, "rows");
     w.trow = bgfm_calloc(e, (size_t)S + 1, sizeof *w.trow, "rows");
-    int rc = ids && img && nv && trs && lab && num && strs && w.set && w.trow ? 0 : e->code;
+    /* a rank short of memory here must not leave the others in the collective writes */
+    int rc = bgfm_ctx_agree(ctx, ids && img && nv && trs && lab && num && strs && w.set && w.trow
+                                     ? 0 : e->code);
     for (int64_t i = 0; i < n && !rc; i++) {
         int64_t r = row[i];
         if (r < 0) continue;
