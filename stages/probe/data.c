@@ -519,8 +519,9 @@ int probe_embed_all(bgfm_stage_run *r, graphs_store *gs, model *mp, model *mr, c
     int k = graphs_rwse_steps(gs);
     int64_t nl = d->nl;
     d->tri = bgfm_calloc(e, (size_t)d->A, sizeof *d->tri, "probe");
-    d->fcoff = bgfm_calloc(e, (size_t)(nl ? nl : 1), sizeof *d->fcoff, "probe");
-    if (!d->tri || !d->fcoff) return BGFM_ENOMEM;
+    d->fcoff = bgfm_calloc(e, (size_t)(nl ? nl : 1), sizeof *d->fcoff, "probe offsets");
+    const int arc = bgfm_ctx_agree(ctx, d->tri && d->fcoff ? 0 : BGFM_ENOMEM); /* before the sums */
+    if (arc) return arc;
     int Nb = 1;
     for (int a = 0; a < d->A; a++) {
         int64_t N = graphs_atlas_nodes(gs, a);

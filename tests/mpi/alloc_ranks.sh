@@ -13,9 +13,10 @@
 #     rows of the population head on their owner and on the other rank (population head
 #     rows, population head map), the final checkpoint's corpus card and subject list
 #     (model card, pretrain subjects)
+#   probe: the embeddings' offsets before the sums over the ranks (probe offsets)
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 6 --volumes 40
-PIPE_NAME=ar PIPE_SEED=3 pipeline_yaml "$T/p1.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}"
+PIPE_NAME=ar PIPE_SEED=3 pipeline_yaml "$T/p1.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}" "{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [all]}}"
 sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|" "$T/p1.yaml" >"$T/p.yaml"
 # fail RANK WHAT STAGE: the pipeline from STAGE on (its upstream complete), rank RANK's
 # first allocation for WHAT failing
@@ -23,7 +24,11 @@ fail() {
   local rank=$1 what=$2 stage=$3 other=$((1 - $1))
   local -a r0=(env) r1=(env)
   if [ "$rank" = 0 ]; then r0=(env "BGFM_FAIL_ALLOC_WHAT=$what"); else r1=(env "BGFM_FAIL_ALLOC_WHAT=$what"); fi
-  rm -rf "$T/w/$stage" "$T/w/.$stage.partial" "$T/w/pre" "$T/w/.pre.partial"
+  local s on=0
+  for s in parc conn pre probe; do
+    [ "$s" = "$stage" ] && on=1
+    [ $on = 1 ] && rm -rf "${T:?}/w/$s" "$T/w/.$s.partial"
+  done
   timeout 60 mpirun --oversubscribe -np 1 "${r0[@]}" "$BGFM" run "$T/p.yaml" --from "$stage" --quiet : \
     -np 1 "${r1[@]}" "$BGFM" run "$T/p.yaml" --from "$stage" --quiet >"$T/o" 2>&1
   local rc=$?
@@ -35,12 +40,14 @@ fail() {
   fi
 }
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1
-check "the pipeline of two atlases runs on 2 ranks without a fault" test -f "$T/w/pre/final.h5"
+check "the pipeline of two atlases runs on 2 ranks without a fault" test -f "$T/w/probe/report/probe.json"
+fail 1 "probe offsets" probe
 for what in ids classes "string dataset"; do fail 1 "$what" parc; done
 fail 0 ids parc
+timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1  # parc and conn again
 for what in plan "population head rows" "population head map" "model card" "pretrain subjects"; do
   fail 1 "$what" pre
 done
 fail 0 "population head map" pre
 check "a failure at no named place: the variable names a purpose no allocation has, the run completes" \
-  bash -c "rm -rf '$T/w/pre' '$T/w/.pre.partial'; BGFM_FAIL_ALLOC_WHAT='no such purpose' timeout 60 $MPIRUN 2 '$BGFM' run '$T/p.yaml' --quiet >/dev/null 2>&1 && test -f '$T/w/pre/final.h5'"
+  bash -c "rm -rf '$T/w/pre' '$T/w/.pre.partial' '$T/w/probe'; BGFM_FAIL_ALLOC_WHAT='no such purpose' timeout 60 $MPIRUN 2 '$BGFM' run '$T/p.yaml' --quiet >/dev/null 2>&1 && test -f '$T/w/probe/report/probe.json'"
