@@ -432,6 +432,13 @@ static int read_extra(hid_t f, const ckpt_state *st, const char *path, bgfm_err 
     return rc;
 }
 
+/* The corpus card and the subjects' keys (card.h), freed. */
+static void card_free(char *card, char **keys, int64_t nk) {
+    free(card);
+    for (int64_t i = 0; i < nk; i++) free(keys[i]);
+    free(keys);
+}
+
 int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *o,
                   const ckpt_state *st, bgfm_err *e) {
     char tmp[4096];
@@ -459,9 +466,8 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
     }
     int arc = bgfm_err_agree(comm, e, lrc); /* together into h5io_create */
     if (arc) {
-        free(dig), free(card);
-        for (int64_t i = 0; i < nk; i++) free(keys[i]);
-        free(keys);
+        free(dig);
+        card_free(card, keys, nk);
         return arc;
     }
     hash_job job = {m, o, rank, size, (int)ver, dig};
@@ -503,9 +509,7 @@ int ckpt_save_par(MPI_Comm comm, const char *path, const model *m, const optim *
         }
     }
     if (!rc && st && st->n_extra) rc = write_extra(comm, f, st, e);
-    free(card);
-    for (int64_t i = 0; i < nk; i++) free(keys[i]);
-    free(keys);
+    card_free(card, keys, nk);
     if (threaded) pthread_join(th, NULL);
     if (f >= 0) { /* collective; every rank reaches it (the file exists on all or none) */
         int hrc = digest_combine(comm, size, m, o, st, (int)ver, dig, hm, ha, e);
