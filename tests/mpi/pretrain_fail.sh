@@ -49,7 +49,7 @@ timeout 30 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --only pre >"$T/ou" 2>&1
 rc=$?
 check "unreadable shard: exit 4 naming the file" bash -c "[ $rc -eq 4 ] && grep -q 'shard-00000.h5' '$T/ou'"
 cp "$T/shard.bak" "$T/w/conn/shard-00000.h5"
-# an allocation failure on rank 1 at every 12th of its allocations from 400 on, until one
+# an allocation failure on rank 1 at every 16th of its allocations from 400 on, until one
 # lands past its last (the run completes), in a pipeline of two atlases (the second
 # atlas's population head is fitted on rank 1 and sent to rank 0): every run ends, with
 # exit 5 and rank 1's message or, past its last allocation, 0; never a hang (the final
@@ -60,7 +60,7 @@ sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|; s|work
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p2.yaml" --only parc --quiet >/dev/null 2>&1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p2.yaml" --only conn --quiet >/dev/null 2>&1
 bad="" head=0 done=0 tries=0
-for n in $(seq 400 12 1120); do
+for n in $(seq 400 16 1200); do
   rm -rf "$T/w2/pre" "$T/w2/.pre.partial"
   timeout 60 mpirun --oversubscribe -np 1 "$BGFM" run "$T/p2.yaml" --quiet : \
     -np 1 env BGFM_FAIL_ALLOC_AFTER=$n "$BGFM" run "$T/p2.yaml" --quiet >"$T/os" 2>&1
@@ -69,6 +69,6 @@ for n in $(seq 400 12 1120); do
   if [ $rc -ne 5 ] || ! grep -q 'bgfm: error: rank 1: out of memory' "$T/os"; then bad="$bad $n:rc$rc"; fi
   grep -q 'rank 1: out of memory .* for population head' "$T/os" && head=1
 done
-echo "# $tries runs, failures from 400 in steps of 12 up to $n; not as expected:${bad:- none}"
+echo "# $tries runs, failures from 400 in steps of 16 up to $n; not as expected:${bad:- none}"
 check "allocation failures on rank 1 across the pretrain stage of two atlases: every run ends with exit 5 and rank 1's message, none hangs, one in the head's fit on rank 1, the sweep reaches the end" \
   bash -c "[ -z '$bad' ] && [ $head -eq 1 ] && [ $done -eq 1 ]"
