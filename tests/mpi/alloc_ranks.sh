@@ -14,6 +14,8 @@
 #     rows, population head map), the final checkpoint's corpus card and subject list
 #     (model card, pretrain subjects)
 #   probe: the embeddings' offsets before the sums over the ranks (probe offsets)
+# and where an allocation failure was reported as a damaged file: the root attribute
+# `format` of the graph store (probe) and of the time series (connectivity) (attribute)
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 6 --volumes 40
 PIPE_NAME=ar PIPE_SEED=3 pipeline_yaml "$T/p1.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}" "{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [all]}}"
@@ -42,6 +44,8 @@ fail() {
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1
 check "the pipeline of two atlases runs on 2 ranks without a fault" test -f "$T/w/probe/report/probe.json"
 fail 1 "probe offsets" probe
+fail 0 attribute probe
+fail 0 attribute conn
 for what in ids classes "string dataset"; do fail 1 "$what" parc; done
 fail 0 ids parc
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1  # parc and conn again
