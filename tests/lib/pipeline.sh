@@ -41,6 +41,11 @@ pipeline_yaml() {
     local s; for s in "$@"; do printf '  - %s\n' "$s"; done
   } >"$f"
 }
+# two_atlases IN OUT [WORKDIR]: pipeline file IN with a second atlas, tiny_b, the same atlas
+#   file under another name (its head is then fitted on rank 1), written to OUT; WORKDIR: another workdir
+two_atlases() {
+  sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|${3:+; s|workdir: .*|workdir: $3|}" "$1" >"$2"
+}
 # adapt_yaml FILE WORKDIR STAGE...: the adaptation tests' pipeline on $T/d (seed 9):
 #   parcellate, connectivity, a small pretrain, the probe (PROBE_W), then the STAGE lines;
 #   PARTICIPANTS: another participants.tsv; EXTRA_ATLAS: a second atlas name (same file).

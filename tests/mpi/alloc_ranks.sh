@@ -19,7 +19,7 @@
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 6 --volumes 40
 PIPE_NAME=ar PIPE_SEED=3 pipeline_yaml "$T/p1.yaml" "$T/w" "{windows: {length: 10, stride: 5}}" "{name: pre, uses: pretrain, with: {epochs: 2, batch_size: 5, hidden: 16, heads: 2, ffn: 32, proj: 8, n_max: 0, checkpoint_every: 0, warmup: 3}}" "{name: probe, uses: probe, with: {folds: 3, repeats: 1, few_shot: [all]}}"
-sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|" "$T/p1.yaml" >"$T/p.yaml"
+two_atlases "$T/p1.yaml" "$T/p.yaml"
 # fail RANK WHAT STAGE: the pipeline from STAGE on (its upstream complete), rank RANK's
 # first allocation for WHAT failing
 fail() {

@@ -54,7 +54,7 @@ PYEOF
 # fitted on one rank (tiny on rank 0, tiny_b on rank 1; rank 2 only sends its rows) and
 # sent to the others: both heads = numpy/scipy's, the same bits as each other and as the
 # one-atlas runs above, and the log names both
-sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|; s|workdir: .*|workdir: $T/w2|" "$T/p.yaml" >"$T/p2.yaml"
+two_atlases "$T/p.yaml" "$T/p2.yaml" "$T/w2"
 expect_rc "two atlases: run on 3 ranks" 0 to "$T/o2a" $MPIRUN 3 "$BGFM" run "$T/p2.yaml"
 check "two atlases on 3 ranks: each head fitted on its own rank = numpy/scipy's, the same bits as the one-atlas head on 1 rank, logged for both" bash -c "
   $PY '$ROOT/tests/reference/pop_fit.py' '$T/w2/pre/final.h5' '$T/w2/conn' >'$T/r2a' 2>&1 &&

@@ -56,7 +56,7 @@ cp "$T/shard.bak" "$T/w/conn/shard-00000.h5"
 # checkpoint's corpus card and subject list were once made between collective writes, and
 # a rank that failed there left the other in the next one); some failure lands in the
 # head's fit on rank 1
-sed "s|^  - {name: tiny, path: \(.*\)}$|&\n  - {name: tiny_b, path: \1}|; s|workdir: .*|workdir: $T/w2|" "$T/p.yaml" >"$T/p2.yaml"
+two_atlases "$T/p.yaml" "$T/p2.yaml" "$T/w2"
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p2.yaml" --only parc --quiet >/dev/null 2>&1
 timeout 60 $MPIRUN 2 "$BGFM" run "$T/p2.yaml" --only conn --quiet >/dev/null 2>&1
 bad="" head=0 done=0 tries=0
