@@ -477,8 +477,7 @@ static int train(bgfm_ctx *ctx, const pretrain_opts *o, const char *gpath, const
                                  : "");
     /* a fresh model's input normalisation is fitted on the graphs it will train on
      * (resumed and initialised models keep theirs); collective, so reached together */
-    rc = bgfm_ctx_agree(ctx, rc);
-    if (!rc && fresh) rc = norm_fit(ctx->comm, e, m, t.gs, t.pl.used, t.pl.n_used);
+    if (!(rc = bgfm_ctx_agree(ctx, rc)) && fresh) rc = norm_fit(ctx->comm, e, m, t.gs, t.pl.used, t.pl.n_used);
     rc = bgfm_ctx_agree(ctx, rc);
     const int pairs = uses_pairs(o);
     if (!rc && pairs) rc = batch_plan_partners(&t.pl, t.gs, e);
