@@ -231,41 +231,43 @@ void manifest_list_digest(const manifest_files *l, int relative_names, char out[
     sha256_hex(d, out);
 }
 
-int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65], bgfm_err *e) {
-    char *p = fs_join(dir, "manifest.json", e), *txt = NULL;
+/* dir/manifest.json's text into *txt (malloc'ed): 1; 0 (NULL) if there is none; -1 with e
+ * set when it could not be read (memory, a read error). */
+static int manifest_text(const char *dir, char **txt, bgfm_err *e) {
+    char *p = fs_join(dir, "manifest.json", e);
     size_t len;
-    int ok = p ? 0 : -1;
-    if (p && fs_exists(p))
-        ok = fs_read_all(p, &txt, &len, e) ? -1
-             : json_find_str(txt, "fingerprint", fingerprint, 65) &&
-                 json_find_str(txt, "outputs_sha256", outputs_sha, 65) && strlen(fingerprint) == 64;
-    free(txt);
+    int got = p ? 0 : -1;
+    *txt = NULL;
+    if (p && fs_exists(p)) got = fs_read_all(p, txt, &len, e) ? -1 : 1;
     free(p);
+    return got;
+}
+
+int manifest_read(const char *dir, char fingerprint[65], char outputs_sha[65], bgfm_err *e) {
+    char *txt = NULL;
+    int ok = manifest_text(dir, &txt, e);
+    if (ok > 0)
+        ok = json_find_str(txt, "fingerprint", fingerprint, 65) &&
+             json_find_str(txt, "outputs_sha256", outputs_sha, 65) && strlen(fingerprint) == 64;
+    free(txt);
     return ok;
 }
 
 int manifest_read_ranks(const char *dir) {
-    bgfm_err e = {0};
-    char *p = fs_join(dir, "manifest.json", &e), *txt = NULL;
-    size_t len;
+    bgfm_err e = {0}; /* unreadable: 0, as absent (only the reason a stage reruns names it) */
+    char *txt = NULL;
     double r = 0;
-    if (p && fs_exists(p) && !fs_read_all(p, &txt, &len, &e) && !json_find_num(txt, "ranks", &r))
-        r = 0;
+    if (manifest_text(dir, &txt, &e) > 0 && !json_find_num(txt, "ranks", &r)) r = 0;
     free(txt);
-    free(p);
     return r >= 1 && r < 1e9 ? (int)r : 0;
 }
 
 int manifest_is_partial(const char *dir, bgfm_err *e) {
-    char *p = fs_join(dir, "manifest.json", e), *txt = NULL;
-    size_t len;
-    char status[32] = "";
-    int partial = p ? 0 : -1;
-    if (p && fs_exists(p))
-        partial = fs_read_all(p, &txt, &len, e) ? -1
-                  : json_find_str(txt, "status", status, sizeof status) && !strcmp(status, "partial");
+    char *txt = NULL, status[32] = "";
+    int partial = manifest_text(dir, &txt, e);
+    if (partial > 0)
+        partial = json_find_str(txt, "status", status, sizeof status) && !strcmp(status, "partial");
     free(txt);
-    free(p);
     return partial;
 }
 
