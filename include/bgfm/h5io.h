@@ -88,5 +88,9 @@ int h5io_attr_get_i64(hid_t obj, const char *path, const char *name, int64_t *v,
 int h5io_attr_get_f64(hid_t obj, const char *path, const char *name, double *v, int *n,
                       bgfm_err *e);
 int h5io_attr_exists(hid_t obj, const char *path, const char *name);
+/* The file's root attribute `format` (what wrote it: bgfm-timeseries, bgfm-checkpoint, ...):
+ * 0 with *fmt malloc'ed, or NULL when the file has none; BGFM_ENOMEM when memory ran out;
+ * BGFM_EDATA (e set) when the attribute is there but not one readable string. */
+int h5io_root_format(hid_t f, char **fmt, bgfm_err *e);
 
 #endif

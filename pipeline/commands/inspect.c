@@ -201,11 +201,23 @@ static void model_card(hid_t f, int json, FILE *out) {
     free(card);
 }
 
+/* The root attribute `format`; NULL when the file has none or it cannot be read (inspect
+ * shows any HDF5 file): only running out of memory stops it. */
+static int inspect_format(hid_t f, char **format, bgfm_err *e) {
+    const int rc = h5io_root_format(f, format, e);
+    if (rc == BGFM_ENOMEM) return rc;
+    if (rc) bgfm_err_clear(e);
+    return 0;
+}
+
 static int inspect_file(const char *path, int json, FILE *out, bgfm_err *e) {
     hid_t f = h5io_open(MPI_COMM_SELF, path, e);
     if (f < 0) return e->code ? e->code : BGFM_EIO;
     char *format = NULL;
-    if (h5io_attr_exists(f, ".", "format")) h5io_attr_get_str(f, ".", "format", &format, e);
+    if (inspect_format(f, &format, e)) {
+        h5io_close(&f, path, e);
+        return BGFM_ENOMEM;
+    }
     walk w = {0};
     H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &w, H5O_INFO_BASIC);
     if (w.n) qsort(w.v, (size_t)w.n, sizeof *w.v, cmp_dset);
@@ -270,8 +282,11 @@ int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv) {
         char *format = NULL;
         hid_t f = h5io_open(MPI_COMM_SELF, file, &ctx->err);
         if (f < 0) rc = ctx->err.code ? ctx->err.code : BGFM_EIO;
-        if (!rc && h5io_attr_exists(f, ".", "format")) h5io_attr_get_str(f, ".", "format", &format, &ctx->err);
-        if (f >= 0) h5io_close(&f, file, &ctx->err);
+        if (!rc) rc = inspect_format(f, &format, &ctx->err);
+        if (f >= 0) {
+            const int crc = h5io_close(&f, file, &ctx->err);
+            if (!rc) rc = crc;
+        }
         if (!rc && format && !strncmp(format, "bgfm-graphs", 11))
             rc = graphs_inspect(file, json, stdout, &ctx->err);
         else if (!rc)

@@ -641,17 +641,17 @@ int graphs_open(const char *path, graphs_store **out, bgfm_err *e) {
         goto done;
     }
     char *fmt = NULL;
-    if (!h5io_attr_exists(f, ".", "format")) {
-        rc = bgfm_fail(e, BGFM_EDATA, "'%s' is not a bgfm graph store (no root attribute 'format')",
-                       p);
-        goto done;
-    }
-    if ((rc = h5io_attr_get_str(f, ".", "format", &fmt, e))) {
+    if ((rc = h5io_root_format(f, &fmt, e))) {
         if (rc != BGFM_ENOMEM) { /* out of memory says so; anything else is a damaged file */
             bgfm_err_clear(e);
             rc = bgfm_fail(e, BGFM_EDATA, "'%s' is not a bgfm graph store (its root attribute "
                            "'format' cannot be read)", p);
         }
+        goto done;
+    }
+    if (!fmt) {
+        rc = bgfm_fail(e, BGFM_EDATA, "'%s' is not a bgfm graph store (no root attribute 'format')",
+                       p);
         goto done;
     }
     s->is_index = !strcmp(fmt, "bgfm-graphs-index");

@@ -603,6 +603,11 @@ int h5io_attr_exists(hid_t obj, const char *path, const char *name) {
     return H5Aexists_by_name(obj, p, name, H5P_DEFAULT) > 0;
 }
 
+int h5io_root_format(hid_t f, char **fmt, bgfm_err *e) {
+    *fmt = NULL;
+    return h5io_attr_exists(f, ".", "format") ? h5io_attr_get_str(f, ".", "format", fmt, e) : 0;
+}
+
 static hid_t attr_open(hid_t obj, const char *path, const char *name, bgfm_err *e) {
     const char *p = (path && *path) ? path : ".";
     if (!h5io_attr_exists(obj, p, name)) {

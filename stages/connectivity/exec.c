@@ -54,10 +54,9 @@ static void ts_meta_free(ts_meta *m) {
 static int ts_meta_read(hid_t f, const char *path, const char *site_col, ts_meta *m,
                         bgfm_err *e) {
     char *fmt = NULL, *atl = NULL;
-    const int got = h5io_attr_exists(f, ".", "format") ? h5io_attr_get_str(f, ".", "format", &fmt, e)
-                                                       : BGFM_EDATA;
+    const int got = h5io_root_format(f, &fmt, e);
     if (got == BGFM_ENOMEM) return got; /* out of memory says so, not "not a timeseries file" */
-    if (got || strcmp(fmt, "bgfm-timeseries") != 0) {
+    if (got || !fmt || strcmp(fmt, "bgfm-timeseries") != 0) {
         free(fmt);
         bgfm_err_clear(e);
         return bgfm_fail(e, BGFM_EDATA,

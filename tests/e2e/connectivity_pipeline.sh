@@ -37,6 +37,14 @@ assert d['format'] == 'bgfm-graphs-index' and d['measure'] == 'partial' and d['a
 assert d['atlases'][0]['name'] == 'tiny' and d['atlases'][0]['n_graphs'] == d['n_graphs']"
 "$BGFM" inspect "$T/w1/conn/shard-00000.h5" >"$T/insp.txt" 2>&1
 check "bgfm inspect on a shard" grep -q "graph shard, 4 graphs" "$T/insp.txt"
+BGFM_FAIL_ALLOC_WHAT=attribute "$BGFM" inspect "$T/w1/conn/shard-00000.h5" >"$T/insp.txt" 2>&1; rc=$?
+check "bgfm inspect short of memory reading the root attribute format: exit 5, saying so" \
+  bash -c "test $rc -eq 5 && grep -q 'out of memory allocating .* for attribute' '$T/insp.txt'"
+cp "$T/w1/conn/shard-00000.h5" "$T/badfmt.h5"
+$PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); del f.attrs['format']; f.attrs['format'] = 7" "$T/badfmt.h5"
+"$BGFM" inspect "$T/badfmt.h5" >"$T/insp.txt" 2>&1; rc=$?
+check "bgfm inspect on a file whose format is not a string: exit 0, shown as a file without one" \
+  bash -c "test $rc -eq 0 && grep -q 'no bgfm format attribute' '$T/insp.txt'"
 mk "$T/c.yaml" "$T/w3" "{adjacency: {threshold: 0.2, density: 0.1}}"
 "$BGFM" validate "$T/c.yaml" >/dev/null 2>"$T/err"; rc=$?
 check "threshold and density together: exit 2" test $rc -eq 2
