@@ -138,6 +138,9 @@ int bgfm_mpi_check(bgfm_err *e, int mpi_rc, const char *call, const char *file, 
 void *bgfm_malloc(bgfm_err *e, size_t n, const char *what);
 void *bgfm_calloc(bgfm_err *e, size_t count, size_t size, const char *what);
 char *bgfm_strdup(bgfm_err *e, const char *s);
+/* realloc through the same mechanism: NULL with BGFM_ENOMEM recorded on failure, p then
+ * still valid (the caller frees it); n 0 is taken as 1. */
+void *bgfm_realloc(bgfm_err *e, void *p, size_t n, const char *what);
 
 /* Stop requests from the batch system (Slurm): SIGTERM and SIGUSR1 set ONE
  * process-wide `volatile sig_atomic_t` flag (the only justified mutable global: a

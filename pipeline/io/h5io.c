@@ -33,10 +33,17 @@ static hid_t fapl_for(MPI_Comm comm, int writing, bgfm_err *e) {
             h5io_fail(e, BGFM_EIO, "H5Pset_fapl_mpio", "file access list");
             return -1;
         }
-        H5Pset_all_coll_metadata_ops(fapl, 1);
-        H5Pset_coll_metadata_write(fapl, 1);
+        if (H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0) {
+            H5Pclose(fapl);
+            h5io_fail(e, BGFM_EIO, "setting collective metadata on", "file access list");
+            return -1;
+        }
     }
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        H5Pclose(fapl);
+        h5io_fail(e, BGFM_EIO, "setting format bounds on", "file access list");
+        return -1;
+    }
     return fapl;
 }
 
@@ -45,9 +52,14 @@ hid_t h5io_create(MPI_Comm comm, const char *path, bgfm_err *e) {
     if (fapl < 0) return -1;
     /* no modification times anywhere (root group included): reruns are byte-identical */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl >= 0) H5Pset_obj_track_times(fcpl, 0);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl);
-    if (fcpl >= 0) H5Pclose(fcpl);
+    if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) {
+        if (fcpl >= 0) H5Pclose(fcpl);
+        H5Pclose(fapl);
+        h5io_fail(e, BGFM_EIO, "creating the file creation list for", path);
+        return -1;
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (f < 0) {
         char buf[1024];
@@ -107,7 +119,10 @@ int h5io_close(hid_t *f, const char *path, bgfm_err *e) {
 /* Link creation property list that creates missing intermediate groups. */
 static hid_t lcpl_make(void) {
     hid_t l = H5Pcreate(H5P_LINK_CREATE);
-    if (l >= 0) H5Pset_create_intermediate_group(l, 1);
+    if (l >= 0 && H5Pset_create_intermediate_group(l, 1) < 0) {
+        H5Pclose(l);
+        return -1;
+    }
     return l;
 }
 
@@ -173,12 +188,11 @@ hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hs
     hid_t lcpl = lcpl_make();
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t d = -1;
-    if (space < 0 || lcpl < 0 || dcpl < 0) {
+    if (space < 0 || lcpl < 0 || dcpl < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        H5Pset_obj_track_times(dcpl, 0) < 0) {
         h5io_fail(e, BGFM_EIO, "creating property lists for", path);
         goto done;
     }
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    H5Pset_obj_track_times(dcpl, 0);
     if (chunk) {
         hsize_t ch[8];
         for (int i = 0; i < rank; i++) ch[i] = chunk[i] > 0 ? chunk[i] : 1;
@@ -190,7 +204,10 @@ hid_t h5io_dset_create(hid_t f, const char *path, hid_t type, int rank, const hs
     } else if (is_mpio(f)) {
         /* contiguous datasets are allocated at creation so collective writes of
          * zero-size selections work everywhere */
-        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+        if (H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0) {
+            h5io_fail(e, BGFM_EIO, "setting early allocation for", path);
+            goto done;
+        }
     }
     d = H5Dcreate2(f, path, type, space, lcpl, dcpl, H5P_DEFAULT);
     if (d < 0) h5io_fail(e, BGFM_EIO, "creating dataset", path);
@@ -270,10 +287,12 @@ int h5io_write_rows(hid_t dset, hid_t memtype, int64_t row0, int64_t nrows, cons
     count[0] = (hsize_t)nrows;
     if (nrows == 0) {
         /* a rank with no rows still takes part: empty selections on both sides */
-        H5Sselect_none(fspace);
         count[0] = 1;
-        mspace = H5Screate_simple(rank, count, NULL);
-        if (mspace >= 0) H5Sselect_none(mspace);
+        mspace = H5Sselect_none(fspace) < 0 ? -1 : H5Screate_simple(rank, count, NULL);
+        if (mspace >= 0 && H5Sselect_none(mspace) < 0) {
+            H5Sclose(mspace);
+            mspace = -1;
+        }
     } else {
         if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
             rc = h5io_fail(e, BGFM_EIO, "selecting rows of", "dataset");
@@ -418,8 +437,9 @@ static int open_dims(hid_t f, const char *path, hid_t *d, int *rank, hsize_t dim
     int rc = r < 0 || r > 8 ? bgfm_fail(e, BGFM_EDATA, "dataset '%s' has an unsupported shape",
                                         path)
                             : 0;
+    if (!rc && H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
+        rc = h5io_fail(e, BGFM_EDATA, "reading the shape of dataset", path);
     if (!rc) {
-        H5Sget_simple_extent_dims(sp, dims, NULL);
         *rank = r;
         rc = dset_possible(*d, r, dims, path, e);
     }
@@ -511,7 +531,10 @@ int h5io_read_strings(hid_t f, const char *path, char ***out, int64_t *n, bgfm_e
         rc = bgfm_fail(e, BGFM_EDATA, "dataset '%s' is not a 1-D fixed-length string array", path);
         goto done;
     }
-    H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        rc = h5io_fail(e, BGFM_EDATA, "reading the shape of dataset", path);
+        goto done;
+    }
     if ((rc = dset_possible(d, 1, dims, path, e))) goto done;
     size_t len = H5Tget_size(ft);
     buf = bgfm_calloc(e, dims[0] ? dims[0] : 1, len, "strings");

@@ -282,6 +282,12 @@ char *bgfm_strdup(bgfm_err *e, const char *s) {
     return p;
 }
 
+void *bgfm_realloc(bgfm_err *e, void *p, size_t n, const char *what) {
+    void *q = alloc_should_fail(what) ? NULL : realloc(p, n ? n : 1);
+    if (!q) bgfm_fail(e, BGFM_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return q;
+}
+
 /* ---- stop requests (SIGTERM / SIGUSR1) ------------------------------------------ */
 /* The one justified mutable global: written by the signal handler, read by polls. */
 static volatile sig_atomic_t stop_flag = 0;

@@ -8,6 +8,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
+
+#include "bgfm/ctx.h"
 #include "bgfm/fsutil.h"
 #include "bgfm/json.h"
 #include "bgfm/rng.h"
@@ -257,8 +260,30 @@ static void test_fsutil(void **st) {
     free(f2);
 }
 
+/* bgfm_realloc: grows keeping the contents; a failure (injected by purpose: main sets
+ * BGFM_FAIL_ALLOC_WHAT before any allocation) returns NULL, records ENOMEM naming the
+ * purpose, and leaves the block valid. */
+static void test_bgfm_realloc(void **st) {
+    (void)st;
+    bgfm_err e = {0};
+    unsigned char *p = bgfm_realloc(&e, NULL, 8, "core realloc");
+    assert_non_null(p);
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(i + 1);
+    unsigned char *q = bgfm_realloc(&e, p, 1 << 16, "core realloc");
+    assert_non_null(q);
+    for (int i = 0; i < 8; i++) assert_int_equal(q[i], i + 1);
+    assert_int_equal(e.code, 0);
+    assert_null(bgfm_realloc(&e, q, 1 << 17, "core realloc probe"));
+    assert_int_equal(e.code, BGFM_ENOMEM);
+    assert_non_null(strstr(e.msg, "131072 bytes for core realloc probe"));
+    for (int i = 0; i < 8; i++) assert_int_equal(q[i], i + 1);
+    free(q);
+}
+
 int main(void) {
+    setenv("BGFM_FAIL_ALLOC_WHAT", "core realloc probe", 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bgfm_realloc),
         cmocka_unit_test(test_sha256_nist),   cmocka_unit_test(test_sha256_file),
         cmocka_unit_test(test_sha256_impls_agree),
         cmocka_unit_test(test_philox_kat),    cmocka_unit_test(test_rng_streams),
