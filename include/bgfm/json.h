@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "bgfm/ctx.h"
+
 /* Write s as a JSON string literal (quotes included), escaping as RFC 8259 asks. */
 void json_write_str(FILE *f, const char *s);
 /* Write a finite double in shortest round-trip form; NaN/Inf are written as null. */
@@ -30,6 +32,9 @@ typedef struct json_node {
 /* Parse text[0..len) (one value, nesting at most 64 deep); 0, or -1 on a syntax error or
  * an allocation failure (out is then empty). Free with json_free. */
 int json_parse(const char *text, size_t len, json_node *out);
+/* json_parse telling the two failures apart: BGFM_ENOMEM with e set when an allocation
+ * failed, -1 (e untouched) on a syntax error. */
+int json_parse_e(const char *text, size_t len, json_node *out, bgfm_err *e);
 void json_free(json_node *v);
 /* Member `key` of an object, or NULL (also when v is NULL or not an object). */
 const json_node *json_get(const json_node *v, const char *key);

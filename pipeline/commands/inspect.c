@@ -18,6 +18,7 @@ typedef struct dset_info {
 typedef struct walk {
     dset_info *v;
     int n, cap;
+    bgfm_err *e; /* where running out of memory is recorded */
 } walk;
 
 static void type_name(hid_t t, char *buf, size_t n) {
@@ -38,8 +39,8 @@ static herr_t visit_cb(hid_t obj, const char *name, const H5O_info_t *info, void
     if (info->type != H5O_TYPE_DATASET) return 0;
     if (w->n == w->cap) {
         int nc = w->cap ? 2 * w->cap : 64;
-        dset_info *nv = realloc(w->v, (size_t)nc * sizeof *nv);
-        if (!nv) return -1;
+        dset_info *nv = bgfm_realloc(w->e, w->v, (size_t)nc * sizeof *nv, "dataset list");
+        if (!nv) return -1; /* stops the visit */
         w->v = nv;
         w->cap = nc;
     }
@@ -126,8 +127,9 @@ static int cmp_dset(const void *a, const void *b) {
     return strcmp(((const dset_info *)a)->path, ((const dset_info *)b)->path);
 }
 
-/* Per-atlas summary of a timeseries.h5: subjects, nodes, volumes, flagged regions. */
-static void timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
+/* Per-atlas summary of a timeseries.h5: subjects, nodes, volumes, flagged regions; 0, or
+ * BGFM_ENOMEM (in w->e) with the summary cut short. */
+static int timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
     int first = 1;
     if (json) fputs(",\n  \"atlases\": {", out);
     else fputs("atlases:\n", out);
@@ -140,13 +142,18 @@ static void timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)(pl - sl - 9), p + 9);
         int64_t S = (int64_t)w->v[i].dims[0], N = (int64_t)w->v[i].dims[1];
-        uint8_t *fl = malloc((size_t)(S * N > 0 ? S * N : 1));
-        int64_t *off = malloc((size_t)(S + 1) * sizeof *off);
+        uint8_t *fl = bgfm_malloc(w->e, (size_t)(S * N > 0 ? S * N : 1), "flagged regions");
+        int64_t *off = fl ? bgfm_malloc(w->e, (size_t)(S + 1) * sizeof *off, "subject offsets")
+                          : NULL;
+        if (!off) {
+            free(fl);
+            return BGFM_ENOMEM;
+        }
         bgfm_err e = {0};
         char dpath[600];
         int64_t nflag = 0, tmin = 0, tmax = 0;
         snprintf(dpath, sizeof dpath, "/atlases/%s/offsets", name);
-        if (fl && off && !h5io_read_all(f, p, H5T_NATIVE_UINT8, S * N, fl, &e) &&
+        if (!h5io_read_all(f, p, H5T_NATIVE_UINT8, S * N, fl, &e) &&
             !h5io_read_all(f, dpath, H5T_NATIVE_INT64, S + 1, off, &e)) {
             for (int64_t k = 0; k < S * N; k++) nflag += fl[k] != 0;
             for (int64_t s = 0; s < S; s++) {
@@ -173,6 +180,7 @@ static void timeseries_summary(hid_t f, const walk *w, int json, FILE *out) {
         free(off);
     }
     if (json) fputs("\n  }", out);
+    return 0;
 }
 
 /* A checkpoint's model card (root attribute `corpus`, JSON written by the pretrain stage:
@@ -218,8 +226,14 @@ static int inspect_file(const char *path, int json, FILE *out, bgfm_err *e) {
         h5io_close(&f, path, e);
         return BGFM_ENOMEM;
     }
-    walk w = {0};
-    H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &w, H5O_INFO_BASIC);
+    walk w = {NULL, 0, 0, e};
+    if (H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &w, H5O_INFO_BASIC) < 0 &&
+        e->code == BGFM_ENOMEM) {
+        free(w.v);
+        free(format);
+        h5io_close(&f, path, e);
+        return BGFM_ENOMEM;
+    }
     if (w.n) qsort(w.v, (size_t)w.n, sizeof *w.v, cmp_dset);
     if (json) {
         fputs("{\n  \"file\": ", out);
@@ -252,12 +266,14 @@ static int inspect_file(const char *path, int json, FILE *out, bgfm_err *e) {
         }
     }
     if (json) fputs("\n  ]", out);
-    if (format && !strcmp(format, "bgfm-timeseries")) timeseries_summary(f, &w, json, out);
-    if (format && !strcmp(format, "bgfm-checkpoint")) model_card(f, json, out);
-    if (json) fputs("\n}\n", out);
+    int rc = 0;
+    if (format && !strcmp(format, "bgfm-timeseries")) rc = timeseries_summary(f, &w, json, out);
+    if (!rc && format && !strcmp(format, "bgfm-checkpoint")) model_card(f, json, out);
+    if (!rc && json) fputs("\n}\n", out);
     free(w.v);
     free(format);
-    return h5io_close(&f, path, e);
+    const int crc = h5io_close(&f, path, e);
+    return rc ? rc : crc;
 }
 
 int cmd_inspect(bgfm_ctx *ctx, int argc, char **argv) {

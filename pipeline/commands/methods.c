@@ -67,7 +67,9 @@ static int read_json(const char *path, json_node *j, bgfm_err *e) {
     size_t len = 0;
     memset(j, 0, sizeof *j);
     int rc = fs_read_all(path, &text, &len, e);
-    if (!rc && (json_parse(text, len, j) || j->k != JSON_OBJ)) {
+    const int jrc = rc ? 0 : json_parse_e(text, len, j, e);
+    if (jrc == BGFM_ENOMEM) rc = jrc;
+    if (!rc && (jrc || j->k != JSON_OBJ)) {
         json_free(j);
         memset(j, 0, sizeof *j);
         rc = bgfm_fail(e, BGFM_EDATA, "report: %s is not a valid stage report (JSON); rerun the "
@@ -79,8 +81,8 @@ static int read_json(const char *path, json_node *j, bgfm_err *e) {
 
 static int push(methods_report **arr, int *n, const char *stage, const char *dir,
                 const char *path, const char *kind, methods_report **out, bgfm_err *e) {
-    methods_report *t = realloc(*arr, (size_t)(*n + 1) * sizeof *t);
-    if (!t) return bgfm_fail(e, BGFM_ENOMEM, "report: out of memory reading %s", path);
+    methods_report *t = bgfm_realloc(e, *arr, (size_t)(*n + 1) * sizeof *t, "stage reports");
+    if (!t) return BGFM_ENOMEM;
     *arr = t;
     methods_report *r = &t[(*n)++];
     memset(r, 0, sizeof *r);
@@ -107,10 +109,10 @@ static int read_adapt(methods_set *m, const char *stage, const char *dir, bgfm_e
         if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".json") ||
             !strcmp(de->d_name, "probe.json"))
             continue;
-        char **t = realloc(names, (size_t)(n + 1) * sizeof *t);
+        char **t = bgfm_realloc(e, names, (size_t)(n + 1) * sizeof *t, "adaptation report names");
         if (!t || !(t[n] = bgfm_strdup(e, de->d_name))) {
             if (t) names = t;
-            rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory listing %s", rdir);
+            rc = BGFM_ENOMEM;
             break;
         }
         names = t;
@@ -268,11 +270,8 @@ static void add_level(methods_table *t, long long k) {
 }
 
 static methods_row *new_row(methods_table *t, bgfm_err *e) {
-    methods_row *r = realloc(t->row, (size_t)(t->nr + 1) * sizeof *r);
-    if (!r) {
-        bgfm_fail(e, BGFM_ENOMEM, "report: out of memory");
-        return NULL;
-    }
+    methods_row *r = bgfm_realloc(e, t->row, (size_t)(t->nr + 1) * sizeof *r, "methods table rows");
+    if (!r) return NULL;
     t->row = r;
     r = &t->row[t->nr++];
     memset(r, 0, sizeof *r);
@@ -406,11 +405,8 @@ static int adapt_rows(methods_table *t, const methods_report *a, bgfm_err *e) {
 
 static methods_table *new_table(methods_set *m, const methods_report *p, const char *metric,
                                 const char *target, bgfm_err *e) {
-    methods_table *t = realloc(m->t, (size_t)(m->nt + 1) * sizeof *t);
-    if (!t) {
-        bgfm_fail(e, BGFM_ENOMEM, "report: out of memory");
-        return NULL;
-    }
+    methods_table *t = bgfm_realloc(e, m->t, (size_t)(m->nt + 1) * sizeof *t, "methods tables");
+    if (!t) return NULL;
     m->t = t;
     t = &m->t[m->nt++];
     memset(t, 0, sizeof *t);

@@ -132,23 +132,23 @@ static int report_run(const char *wd, bgfm_err *e) {
         if (de->d_name[0] == '.') continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            char **t = realloc(names, (size_t)cap * sizeof *t);
+            char **t = bgfm_realloc(e, names, (size_t)cap * sizeof *t, "work folder names");
             if (!t) {
-                rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory listing %s", wd);
+                rc = BGFM_ENOMEM;
                 break;
             }
             names = t;
         }
-        if (!(names[n] = strdup(de->d_name))) {
-            rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory listing %s", wd);
+        if (!(names[n] = bgfm_strdup(e, de->d_name))) {
+            rc = BGFM_ENOMEM;
             break;
         }
         n++;
     }
     closedir(d);
     if (!rc && n) qsort(names, (size_t)n, sizeof *names, name_cmp);
-    if (!rc && n && !(dirs = calloc((size_t)n, sizeof *dirs)))
-        rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory listing %s", wd);
+    if (!rc && n && !(dirs = bgfm_calloc(e, (size_t)n, sizeof *dirs, "work folder paths")))
+        rc = BGFM_ENOMEM;
     for (int i = 0; i < n && !rc; i++)
         if (!(dirs[i] = fs_join(wd, names[i], e))) rc = BGFM_ENOMEM;
     methods_set m;

@@ -80,8 +80,8 @@ int scale_parse_metrics(const char *text, const char *stage, scale_point *pt, bg
     while (line && *line) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        char *l = malloc(len + 1);
-        if (!l) return bgfm_fail(e, BGFM_ENOMEM, "out of memory reading metrics");
+        char *l = bgfm_malloc(e, len + 1, "metrics line");
+        if (!l) return BGFM_ENOMEM;
         memcpy(l, line, len);
         l[len] = '\0';
         line = nl ? nl + 1 : NULL;
@@ -251,10 +251,11 @@ static int run_stage(const scale_opts *o, const char *exe, const char *pipe,
          a_force[] = "--force", a_quiet[] = "--quiet";
     char *argv[16];
     int n = 0;
-    char *mp = strdup(o->mpirun), *ex = strdup(exe), *pp = strdup(pipe), *st = strdup(stage);
-    if (!mp || !ex || !pp || !st) {
-        free(mp), free(ex), free(pp), free(st);
-        return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    char *mp = bgfm_strdup(e, o->mpirun), *ex = mp ? bgfm_strdup(e, exe) : NULL;
+    char *pp = ex ? bgfm_strdup(e, pipe) : NULL, *st = pp ? bgfm_strdup(e, stage) : NULL;
+    if (!st) {
+        free(mp), free(ex), free(pp);
+        return BGFM_ENOMEM;
     }
     argv[n++] = mp;
     if (ranks > online_cpus()) argv[n++] = a_over;
@@ -297,8 +298,8 @@ static int make_cohort(const scale_opts *o, const char *exe, uint64_t seed,
     snprintf(a_seed, sizeof a_seed, "%llu", (unsigned long long)seed);
     char k_synth[] = "synth", k_out[] = "--out", k_sub[] = "--subjects", k_vol[] = "--volumes",
          k_vox[] = "--voxel-size", k_seed[] = "--seed", k_force[] = "--force", k_q[] = "--quiet";
-    char *ex = strdup(exe);
-    if (!ex) return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    char *ex = bgfm_strdup(e, exe);
+    if (!ex) return BGFM_ENOMEM;
     char *argv[] = {ex,  k_synth, k_out, *dir,   k_sub,   a_s, k_vol, a_t,
                     k_vox, a_v,   k_seed, a_seed, k_force, k_q, NULL};
     char *log = fs_join(o->out, "synth.log", e);

@@ -385,9 +385,11 @@ static int stage_selected(const submit_opts *o, const bgfm_pipeline *p, int i) {
  * nothing), then write them to WORKDIR/slurm/<stage>.sbatch. */
 static int write_scripts(const bgfm_pipeline *p, const submit_opts *o, const char *workdir,
                          const char *exe, const char *pipeline, char **paths, bgfm_err *e) {
-    char **texts = calloc((size_t)p->n_stages, sizeof *texts);
-    size_t *lens = calloc((size_t)p->n_stages, sizeof *lens);
-    int rc = texts && lens ? 0 : bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    char **texts = bgfm_calloc(e, (size_t)p->n_stages, sizeof *texts, "batch script texts");
+    size_t *lens = texts ? bgfm_calloc(e, (size_t)p->n_stages, sizeof *lens,
+                                       "batch script lengths")
+                         : NULL;
+    int rc = texts && lens ? 0 : BGFM_ENOMEM;
     for (int i = 0; !rc && i < p->n_stages; i++) {
         if (!stage_selected(o, p, i)) continue;
         FILE *f = open_memstream(&texts[i], &lens[i]);
@@ -434,8 +436,8 @@ static int submit_rank0(bgfm_ctx *ctx, const bgfm_pipeline *p, const submit_opts
     if (prc) return prc;
     char *workdir = fs_absolute(p->workdir, e);
     if (!workdir) return e->code;
-    char **paths = calloc((size_t)p->n_stages, sizeof *paths);
-    int rc = paths ? 0 : bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    char **paths = bgfm_calloc(e, (size_t)p->n_stages, sizeof *paths, "batch script paths");
+    int rc = paths ? 0 : BGFM_ENOMEM;
     if (!rc) rc = write_scripts(p, o, workdir, exe, pipeline, paths, e);
     const char *sbatch = getenv("BGFM_SBATCH");
     if (!sbatch || !*sbatch) sbatch = "sbatch";

@@ -47,7 +47,7 @@ static void cache_load(const char *file, hcache *c) {
     if (!fs_exists(file) || fs_read_all(file, &txt, &len, &e)) return;
     int lines = 0;
     for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
-    c->v = calloc((size_t)lines + 1, sizeof *c->v);
+    c->v = bgfm_calloc(&e, (size_t)lines + 1, sizeof *c->v, "hash cache entries");
     if (!c->v) {
         free(txt);
         return;
@@ -65,7 +65,7 @@ static void cache_load(const char *file, hcache *c) {
         ce->size = sz;
         ce->mtime_ns = mt;
         ce->ino = in;
-        ce->path = strdup(ln + off);
+        ce->path = bgfm_strdup(&e, ln + off);
         if (ce->path) c->n++;
     }
     free(txt);
@@ -100,9 +100,10 @@ int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n
     char *cfile = cdir ? fs_join(cdir, "hashcache.tsv", &ctx->err) : NULL;
     hcache cache = {0};
     if (cfile) cache_load(cfile, &cache);
-    char *recs = calloc((size_t)(n ? n : 1), REC);
-    char *all = calloc((size_t)(n ? n : 1), REC);
-    int rc = (cfile && recs && all) ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory hashing inputs");
+    char *recs = bgfm_calloc(&ctx->err, (size_t)(n ? n : 1), REC, "input hash records");
+    char *all = recs ? bgfm_calloc(&ctx->err, (size_t)(n ? n : 1), REC, "input hash exchange")
+                     : NULL;
+    int rc = (cfile && recs && all) ? 0 : BGFM_ENOMEM;
     /* rank r hashes files r, r+size, ...; misses only */
     for (int i = ctx->rank; !rc && i < n; i += ctx->size) {
         int64_t size, mt, ino;
@@ -130,14 +131,18 @@ int manifest_hash_inputs(bgfm_ctx *ctx, const char *workdir, char **paths, int n
         rc = bgfm_ctx_agree(ctx, rc);
     }
     if (!rc) {
-        out->f = calloc((size_t)(n ? n : 1), sizeof *out->f);
-        int lrc = out->f ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory");
+        out->f = bgfm_calloc(&ctx->err, (size_t)(n ? n : 1), sizeof *out->f, "input hash list");
+        int lrc = out->f ? 0 : BGFM_ENOMEM;
         int misses = 0;
         for (int i = 0; !lrc && i < n; i++) {
             long long b = 0;
             int hit = 0;
-            out->f[i].path = strdup(paths[i]);
-            if (!out->f[i].path || sscanf(all + (size_t)i * REC, "%64s %lld %d", out->f[i].sha, &b, &hit) != 3) {
+            out->f[i].path = bgfm_strdup(&ctx->err, paths[i]);
+            if (!out->f[i].path) {
+                lrc = BGFM_ENOMEM;
+                break;
+            }
+            if (sscanf(all + (size_t)i * REC, "%64s %lld %d", out->f[i].sha, &b, &hit) != 3) {
                 lrc = bgfm_fail(&ctx->err, BGFM_EINTERNAL, "input hash exchange failed");
                 break;
             }
@@ -192,8 +197,8 @@ int manifest_hash_outputs(const char *workdir, const char *dir, manifest_files *
     out->f = NULL;
     int rc = fs_list_files(dir, &names, &n, e);
     if (rc) return rc;
-    out->f = calloc((size_t)(n ? n : 1), sizeof *out->f);
-    if (!out->f) rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+    out->f = bgfm_calloc(e, (size_t)(n ? n : 1), sizeof *out->f, "output hash list");
+    if (!out->f) rc = BGFM_ENOMEM;
     for (int i = 0; !rc && i < n; i++) {
         if (!strcmp(names[i], "manifest.json")) continue;
         char *full = fs_join(dir, names[i], e);

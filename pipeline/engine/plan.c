@@ -33,8 +33,9 @@ static int find_producer(const bgfm_pipeline *p, int i, bgfm_artifact a) {
 
 int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
     plan->n = p->n_stages;
-    plan->s = calloc((size_t)(p->n_stages ? p->n_stages : 1), sizeof *plan->s);
-    if (!plan->s) return bgfm_fail(e, BGFM_ENOMEM, "out of memory planning stages");
+    plan->s = bgfm_calloc(e, (size_t)(p->n_stages ? p->n_stages : 1), sizeof *plan->s,
+                          "planned stages");
+    if (!plan->s) return BGFM_ENOMEM;
     for (int i = 0; i < p->n_stages; i++) {
         const bgfm_stage_cfg *s = &p->stages[i];
         run_plan_stage *ps = &plan->s[i];
@@ -56,8 +57,8 @@ int run_plan_build(const bgfm_pipeline *p, run_plan *plan, bgfm_err *e) {
         }
         ps->final_dir = fs_join(p->workdir, s->name, e);
         size_t n = strlen(p->workdir) + strlen(s->name) + 16;
-        ps->tmp_dir = malloc(n);
-        if (!ps->final_dir || !ps->tmp_dir) return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+        ps->tmp_dir = ps->final_dir ? bgfm_malloc(e, n, "stage temp folder path") : NULL;
+        if (!ps->tmp_dir) return BGFM_ENOMEM;
         snprintf(ps->tmp_dir, n, "%s/.%s.partial", p->workdir, s->name);
     }
     return 0;

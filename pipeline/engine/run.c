@@ -51,10 +51,10 @@ static int finalize_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan_
     if (rc) return rc;
     manifest_list_digest(&outs, 1, outs_sha);
     size_t n = strlen(p->workdir) + strlen(ps->cfg->name) + 16;
-    char *old = malloc(n);
+    char *old = bgfm_malloc(e, n, "old output folder path");
     if (!old) {
         manifest_files_free(&outs);
-        return bgfm_fail(e, BGFM_ENOMEM, "out of memory");
+        return BGFM_ENOMEM;
     }
     snprintf(old, n, "%s/.%s.old", p->workdir, ps->cfg->name);
     rc = fs_remove_tree(p->workdir, old, e);
@@ -154,9 +154,9 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
     }
     double wall = MPI_Wtime() - t0;
     double mine[2] = {r.bytes_read, r.items}, sum[2] = {0, 0};
-    double *all_rss = calloc((size_t)ctx->size, sizeof *all_rss);
-    int mrc = bgfm_ctx_agree(ctx, all_rss ? 0 : bgfm_fail(&ctx->err, BGFM_ENOMEM, "out of memory "
-                                                          "gathering stage metrics"));
+    double *all_rss = bgfm_calloc(&ctx->err, (size_t)ctx->size, sizeof *all_rss,
+                                  "peak RSS of the ranks");
+    int mrc = bgfm_ctx_agree(ctx, all_rss ? 0 : BGFM_ENOMEM);
     if (!mrc) { /* the same two collectives on every rank, then one agreement */
         mrc = BGFM_MPI(&ctx->err, MPI_Allreduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, ctx->comm));
         int grc = mline_gather_rss(ctx, all_rss, &ctx->err);
@@ -211,7 +211,7 @@ static int run_stage(bgfm_ctx *ctx, const bgfm_pipeline *p, const run_plan *plan
 static int stage_index(const bgfm_pipeline *p, const char *name, const char *opt, bgfm_err *e) {
     for (int i = 0; i < p->n_stages; i++)
         if (!strcmp(p->stages[i].name, name)) return i;
-    const char **names = calloc((size_t)p->n_stages + 1, sizeof *names);
+    const char **names = bgfm_calloc(e, (size_t)p->n_stages + 1, sizeof *names, "stage names");
     for (int i = 0; names && i < p->n_stages; i++) names[i] = p->stages[i].name;
     const char *near = names ? optvalue_nearest(name, (const char *const *)names, p->n_stages) : NULL;
     bgfm_fail(e, BGFM_EUSAGE, "%s %s: no stage named '%s' in %s%s%s%s", opt, name, name, p->file,
@@ -440,9 +440,9 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **wo
         int lrc = 0;
         if (ctx->rank == 0) lrc = config_workdir_make(&p, &ctx->err);
         if (!lrc) lrc = lock_workdir(ctx, &p, &lockfd);
+        /* the workdir exists and is ours: the report may describe it, whatever follows */
+        if (!lrc && workdir && !(*workdir = bgfm_strdup(&ctx->err, p.workdir))) lrc = BGFM_ENOMEM;
         rc = bgfm_ctx_agree(ctx, lrc);
-        /* the workdir exists and was ours: the report may describe it, whatever follows */
-        if (!rc && workdir) *workdir = strdup(p.workdir);
         if (!rc) rc = blas_kernels_check(ctx);
     }
     char *metrics = rc ? NULL : fs_join(p.workdir, "metrics.jsonl", &ctx->err);

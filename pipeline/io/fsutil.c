@@ -111,11 +111,10 @@ int fs_read_all(const char *path, char **data, size_t *len, bgfm_err *e) {
         n += r;
         if (r == 0) break;
         if (n + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = bgfm_realloc(e, buf, cap * 2, "more file contents");
             if (!nb) {
                 free(buf);
                 buf = NULL;
-                bgfm_fail(e, BGFM_ENOMEM, "out of memory reading '%s'", path);
                 break;
             }
             buf = nb;
@@ -143,10 +142,10 @@ typedef struct flist {
 static int flist_push(flist *l, char *s, bgfm_err *e) {
     if (l->n == l->cap) {
         int nc = l->cap ? 2 * l->cap : 16;
-        char **nv = realloc(l->v, (size_t)nc * sizeof *nv);
+        char **nv = bgfm_realloc(e, l->v, (size_t)nc * sizeof *nv, "file list");
         if (!nv) {
             free(s);
-            return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing files");
+            return BGFM_ENOMEM;
         }
         l->v = nv;
         l->cap = nc;

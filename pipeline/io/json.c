@@ -80,6 +80,8 @@ typedef struct jp {
     const char *s;
     size_t i, n;
     int depth;
+    bgfm_err *e; /* the allocations' failures */
+    int nomem;   /* one failed: the parse stops */
 } jp;
 
 void json_free(json_node *v) {
@@ -104,8 +106,11 @@ static int jp_string(jp *p, char **out) {
     if (p->i >= p->n || p->s[p->i] != '"') return -1;
     p->i++;
     size_t cap = 16, m = 0;
-    char *b = malloc(cap);
-    if (!b) return -1;
+    char *b = bgfm_malloc(p->e, cap, "JSON string");
+    if (!b) {
+        p->nomem = 1;
+        return -1;
+    }
     while (p->i < p->n && p->s[p->i] != '"') {
         char c = p->s[p->i++];
         if (c == '\\') {
@@ -136,9 +141,10 @@ static int jp_string(jp *p, char **out) {
             }
         }
         if (m + 2 > cap) {
-            char *t = realloc(b, cap *= 2);
+            char *t = bgfm_realloc(p->e, b, cap *= 2, "longer JSON string");
             if (!t) {
                 free(b);
+                p->nomem = 1;
                 return -1;
             }
             b = t;
@@ -155,15 +161,21 @@ static int jp_string(jp *p, char **out) {
     return 0;
 }
 
-static int jp_push(json_node *v, int *cap) {
+static int jp_push(jp *p, json_node *v, int *cap) {
     if (v->n < *cap) return 0;
     *cap = *cap ? 2 * *cap : 8;
-    json_node *k = realloc(v->kid, (size_t)*cap * sizeof *k);
-    if (!k) return -1;
+    json_node *k = bgfm_realloc(p->e, v->kid, (size_t)*cap * sizeof *k, "JSON values");
+    if (!k) {
+        p->nomem = 1;
+        return -1;
+    }
     v->kid = k;
     if (v->k == JSON_OBJ) {
-        char **ks = realloc(v->keys, (size_t)*cap * sizeof *ks);
-        if (!ks) return -1;
+        char **ks = bgfm_realloc(p->e, v->keys, (size_t)*cap * sizeof *ks, "JSON member names");
+        if (!ks) {
+            p->nomem = 1;
+            return -1;
+        }
         v->keys = ks;
     }
     return 0;
@@ -187,7 +199,7 @@ static int jp_value(jp *p, json_node *v) {
             return 0;
         }
         for (;;) {
-            if (jp_push(v, &cap)) return -1;
+            if (jp_push(p, v, &cap)) return -1;
             char *key = NULL;
             if (v->k == JSON_OBJ) {
                 jp_ws(p);
@@ -252,13 +264,18 @@ double json_num(const json_node *v, const char *key) {
 }
 
 
-int json_parse(const char *text, size_t len, json_node *out) {
-    jp p = {text, 0, len, 0};
+int json_parse_e(const char *text, size_t len, json_node *out, bgfm_err *e) {
+    jp p = {text, 0, len, 0, e, 0};
     int rc = jp_value(&p, out);
     jp_ws(&p);
     if (rc || p.i != p.n) {
         json_free(out);
-        return -1;
+        return p.nomem ? BGFM_ENOMEM : -1;
     }
     return 0;
+}
+
+int json_parse(const char *text, size_t len, json_node *out) {
+    bgfm_err e = {0}; /* an allocation failure is a -1 like a syntax error */
+    return json_parse_e(text, len, out, &e) ? -1 : 0;
 }

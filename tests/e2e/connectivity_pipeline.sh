@@ -40,6 +40,11 @@ check "bgfm inspect on a shard" grep -q "graph shard, 4 graphs" "$T/insp.txt"
 BGFM_FAIL_ALLOC_WHAT=attribute "$BGFM" inspect "$T/w1/conn/shard-00000.h5" >"$T/insp.txt" 2>&1; rc=$?
 check "bgfm inspect short of memory reading the root attribute format: exit 5, saying so" \
   bash -c "test $rc -eq 5 && grep -q 'out of memory allocating .* for attribute' '$T/insp.txt'"
+for what in "dataset list" "flagged regions"; do
+  BGFM_FAIL_ALLOC_WHAT="$what" "$BGFM" inspect "$T/w1/parc/timeseries.h5" >"$T/insp.txt" 2>&1; rc=$?
+  check "bgfm inspect of the time series short of memory for the $what: exit 5, saying so" \
+    bash -c "test $rc -eq 5 && grep -q 'out of memory allocating .* for $what\$' '$T/insp.txt'"
+done
 cp "$T/w1/conn/shard-00000.h5" "$T/badfmt.h5"
 $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); del f.attrs['format']; f.attrs['format'] = 7" "$T/badfmt.h5"
 "$BGFM" inspect "$T/badfmt.h5" >"$T/insp.txt" 2>&1; rc=$?

@@ -71,6 +71,14 @@ sleep 0.5
 expect_rc "a second run on a locked workdir is refused" 2 $BGFM run "$T/p.yaml" --force --quiet 2>"$T/o10"
 check "lock message names the workdir" grep -q "another bgfm run is using workdir" "$T/o10"
 wait
+# out of memory in the engine's own allocations (injected by purpose): exit 5 naming it
+oom_run() {  # oom_run WHAT: bgfm run --force with the first allocation for WHAT failing
+  BGFM_FAIL_ALLOC_WHAT="$1" $BGFM run "$T/p.yaml" --force --quiet 2>"$T/o12"
+  [ $? -eq 5 ] && grep -q "out of memory allocating .* for $1\$" "$T/o12"
+}
+for what in "planned stages" "input hash records" "peak RSS of the ranks" "old output folder path"; do
+  check "out of memory for '$what': exit 5 naming it" oom_run "$what"
+done
 # a failing stage leaves the previous complete output intact and no partial folder
 s3=$(sha256sum <"$T/w/parc/timeseries.h5")
 printf 'garbage' >"$T/d/bids/sub-03/func/sub-03_task-rest_bold.nii.gz"

@@ -14,6 +14,8 @@
 #     rows, population head map), the final checkpoint's corpus card and subject list
 #     (model card, pretrain subjects)
 #   probe: the embeddings' offsets before the sums over the ranks (probe offsets)
+#   the engine (guards: these always agreed first): the input hashes' exchange (input hash
+#     exchange), the gather of the ranks' peak RSS after a stage (peak RSS of the ranks)
 # and where an allocation failure was reported as a damaged file: the root attribute
 # `format` of the graph store (probe) and of the time series (connectivity) (attribute)
 source "$(dirname "$0")/../lib/tap.sh"
@@ -44,10 +46,13 @@ fail() {
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1
 check "the pipeline of two atlases runs on 2 ranks without a fault" test -f "$T/w/probe/report/probe.json"
 fail 1 "probe offsets" probe
+fail 1 "peak RSS of the ranks" probe
+fail 0 "peak RSS of the ranks" probe
 fail 0 attribute probe
 fail 0 attribute conn
 for what in ids classes "string dataset"; do fail 1 "$what" parc; done
 fail 0 ids parc
+fail 1 "input hash exchange" parc
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1  # parc and conn again
 for what in plan "population head rows" "population head map" "model card" "pretrain subjects"; do
   fail 1 "$what" pre
