@@ -103,6 +103,8 @@ int html_report_write(const char *workdir, int strict, html_report_stats *st, bg
     html_page p;
     if (!rc) rc = hp_open(&p, tmp, e);
     if (rc) {
+        bgfm_err ignore = {0};
+        fs_remove_tree(w.root, tmp, &ignore); /* the scratch folder, when it was made */
         wd_free(&w);
         return rc;
     }
@@ -138,8 +140,14 @@ static int page_current(const char *workdir) {
 
 int cmd_run(bgfm_ctx *ctx, int argc, char **argv) {
     int no_report = 0, n = 0;
-    char **av = calloc((size_t)argc + 1, sizeof *av);
-    if (!av) return bgfm_ctx_fail(ctx, BGFM_ENOMEM, "out of memory");
+    char **av = bgfm_calloc(&ctx->err, (size_t)argc + 1, sizeof *av, "run arguments");
+    /* every rank enters the run's collectives, or none: a rank short of memory here alone
+     * would leave the others waiting in them */
+    int arc = bgfm_ctx_agree(ctx, av ? 0 : BGFM_ENOMEM);
+    if (arc) {
+        free(av);
+        return arc;
+    }
     for (int i = 0; i < argc; i++) {
         if (i > 0 && !strcmp(argv[i], "--no-report")) no_report = 1;
         else av[n++] = argv[i];

@@ -93,7 +93,8 @@ static void methods_fig(html_page *p, const methods_table *t, const char *what) 
     if (!f) return;
     int blocks = 0;
     size_t cap = 600 + (size_t)t->nr * 500, w = 0;
-    char *plot = malloc(cap);
+    char *plot = bgfm_malloc(p->e, cap, "report methods plot");
+    if (!plot) p->failed = 1; /* out of memory: the page is abandoned */
     for (int i = 0; plot && i < t->nr && w < cap - 450; i++) {
         const methods_row *r = &t->row[i];
         int pts = 0;
@@ -187,9 +188,16 @@ static void methods_tab(html_page *p, const methods_table *t) {
 }
 
 void html_sec_adapt(html_page *p, const wd *w) {
-    char **name = calloc((size_t)w->n + 1, sizeof *name), **dir = calloc((size_t)w->n + 1, sizeof *dir);
+    char **name = bgfm_calloc(p->e, (size_t)w->n + 1, sizeof *name, "report adaptation names");
+    char **dir = bgfm_calloc(p->e, (size_t)w->n + 1, sizeof *dir, "report adaptation folders");
+    if (!name || !dir) { /* out of memory: the page is abandoned */
+        free(name);
+        free(dir);
+        p->failed = 1;
+        return;
+    }
     int n = 0;
-    for (int i = 0; name && dir && i < w->n; i++)
+    for (int i = 0; i < w->n; i++)
         if (wd_stage_ok(&w->s[i])) {
             name[n] = w->s[i].name;
             dir[n++] = w->s[i].dir;
@@ -197,8 +205,7 @@ void html_sec_adapt(html_page *p, const wd *w) {
     methods_set m;
     memset(&m, 0, sizeof m);
     bgfm_err e = {0};
-    int rc = !name || !dir ? bgfm_fail(&e, BGFM_ENOMEM, "report: out of memory") : 0;
-    if (!rc) rc = methods_read(&m, n, name, dir, &e);
+    int rc = methods_read(&m, n, name, dir, &e);
     free(name);
     free(dir);
     if (rc) {

@@ -118,15 +118,18 @@ static int acc_read(graphs_store *gs, int at, acc *a, char sites[][64], int *ns,
 }
 
 /* leaf order of an average-linkage agglomerative clustering on d = 1 - mean FC:
- * clusters are kept as linked runs of leaves, a merge concatenates two runs */
-static int cluster_order(const acc *a, int *order) {
+ * clusters are kept as linked runs of leaves, a merge concatenates two runs. BGFM_ENOMEM
+ * (in e) when out of memory, -1 when the runs do not cover every region. */
+static int cluster_order(const acc *a, int *order, bgfm_err *e) {
     int N = a->N;
-    double *d = malloc((size_t)N * (size_t)N * sizeof *d);
-    int *size = malloc((size_t)N * sizeof *size), *next = malloc((size_t)N * sizeof *next),
-        *tail = malloc((size_t)N * sizeof *tail), *alive = malloc((size_t)N * sizeof *alive);
+    double *d = bgfm_malloc(e, (size_t)N * (size_t)N * sizeof *d, "report FC distances");
+    int *size = bgfm_malloc(e, (size_t)N * sizeof *size, "report cluster sizes"),
+        *next = bgfm_malloc(e, (size_t)N * sizeof *next, "report cluster links"),
+        *tail = bgfm_malloc(e, (size_t)N * sizeof *tail, "report cluster tails"),
+        *alive = bgfm_malloc(e, (size_t)N * sizeof *alive, "report cluster flags");
     if (!d || !size || !next || !tail || !alive) {
         free(d), free(size), free(next), free(tail), free(alive);
-        return -1;
+        return BGFM_ENOMEM;
     }
     for (int i = 0; i < N; i++) {
         size[i] = 1, next[i] = -1, tail[i] = i, alive[i] = 1;
@@ -158,9 +161,15 @@ static int cluster_order(const acc *a, int *order) {
 }
 
 static void mean_fc_fig(html_page *p, const wd_stage *s, const char *an, const acc *a, int fz) {
-    int N = a->N, *ord = malloc((size_t)N * sizeof *ord + 1);
-    if (!ord || cluster_order(a, ord)) {
-        for (int i = 0; ord && i < N; i++) ord[i] = i;
+    int N = a->N, *ord = bgfm_malloc(p->e, (size_t)N * sizeof *ord + 1, "report cluster order");
+    int crc = ord ? cluster_order(a, ord, p->e) : BGFM_ENOMEM;
+    if (crc == BGFM_ENOMEM) { /* the page is abandoned, not drawn in label order */
+        free(ord);
+        p->failed = 1;
+        return;
+    }
+    if (crc) {
+        for (int i = 0; i < N; i++) ord[i] = i;
     }
     double m = 0;
     for (int u = 0; u < N; u++)

@@ -157,9 +157,8 @@ void hp_data_close(html_page *p, FILE *f, const char *name) {
 static hp_figure *fig_push(html_page *p, const char *caption) {
     if (p->nfig == p->capfig) {
         int cap = p->capfig ? 2 * p->capfig : 16;
-        hp_figure *t = realloc(p->fig, (size_t)cap * sizeof *t);
+        hp_figure *t = bgfm_realloc(p->e, p->fig, (size_t)cap * sizeof *t, "report figure list");
         if (!t) {
-            bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory queueing a figure");
             p->failed = 1;
             return NULL;
         }
@@ -168,9 +167,8 @@ static hp_figure *fig_push(html_page *p, const char *caption) {
     }
     hp_figure *g = &p->fig[p->nfig];
     memset(g, 0, sizeof *g);
-    g->caption = strdup(caption);
+    g->caption = bgfm_strdup(p->e, caption);
     if (!g->caption) {
-        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory queueing a figure");
         p->failed = 1;
         return NULL;
     }
@@ -206,11 +204,8 @@ void hp_fig(html_page *p, int w, int h, const char *caption, const char *fmt, ..
 void hp_fig_png(html_page *p, const char *png, const char *caption) {
     hp_figure *g = fig_push(p, caption);
     if (!g) return;
-    g->png = strdup(png);
-    if (!g->png) {
-        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory");
-        p->failed = 1;
-    }
+    g->png = bgfm_strdup(p->e, png);
+    if (!g->png) p->failed = 1;
 }
 
 static int dbl_cmp(const void *a, const void *b) {
@@ -467,11 +462,11 @@ void hp_hist(html_page *p, const double *v, const int *group, int ngroups,
         }
     }
     int G = group ? ngroups : 1;
-    double *c = calloc((size_t)bins * (size_t)G, sizeof *c), *tot = calloc((size_t)G, sizeof *tot);
+    double *c = bgfm_calloc(p->e, (size_t)bins * (size_t)G, sizeof *c, "report histogram bins");
+    double *tot = bgfm_calloc(p->e, (size_t)G, sizeof *tot, "report histogram group totals");
     if (!c || !tot) {
         free(c);
         free(tot);
-        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (histogram)");
         p->failed = 1;
         return;
     }

@@ -229,12 +229,13 @@ static void regression(html_page *p, const wd_stage *s, const json_node *r) {
 /* ---- the embeddings' 2-D projection ------------------------------------------------------ */
 
 /* the two leading eigenvectors of the symmetric E x E matrix C (power iteration with
- * deflation, deterministic start); their eigenvalues in lam */
-static void top2(double *C, int E, double *v, double lam[2]) {
-    double *y = malloc((size_t)E * sizeof *y);
+ * deflation, deterministic start); their eigenvalues in lam. BGFM_ENOMEM (in e) when out
+ * of memory. */
+static int top2(double *C, int E, double *v, double lam[2], bgfm_err *e) {
+    double *y = bgfm_malloc(e, (size_t)E * sizeof *y, "report power iteration");
     if (!y) {
         lam[0] = lam[1] = NAN;
-        return;
+        return BGFM_ENOMEM;
     }
     for (int c = 0; c < 2; c++) {
         double *x = v + (size_t)c * (size_t)E, l = 0;
@@ -262,6 +263,7 @@ static void top2(double *C, int E, double *v, double lam[2]) {
             for (int j = 0; j < E; j++) C[(size_t)i * E + j] -= l * x[i] * x[j];
     }
     free(y);
+    return 0;
 }
 
 typedef struct emb {
@@ -305,14 +307,16 @@ static int emb_read(const char *path, emb *m, bgfm_err *e) {
     return rc;
 }
 
-/* pc[2n]: the rows' scores on the two leading principal axes; share[2] of the variance */
-static int project(emb *m, double *pc, double share[2]) {
+/* pc[2n]: the rows' scores on the two leading principal axes; share[2] of the variance.
+ * BGFM_ENOMEM (in e) when out of memory. */
+static int project(emb *m, double *pc, double share[2], bgfm_err *e) {
     int64_t n = m->n, E = m->E;
-    double *mu = calloc((size_t)E, sizeof *mu), *C = calloc((size_t)(E * E), sizeof *C),
-           *v = calloc((size_t)(2 * E), sizeof *v);
+    double *mu = bgfm_calloc(e, (size_t)E, sizeof *mu, "report embedding means"),
+           *C = bgfm_calloc(e, (size_t)(E * E), sizeof *C, "report embedding covariance"),
+           *v = bgfm_calloc(e, (size_t)(2 * E), sizeof *v, "report principal axes");
     if (!mu || !C || !v) {
         free(mu), free(C), free(v);
-        return -1;
+        return BGFM_ENOMEM;
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < E; j++) mu[j] += m->x[i * E + j] / (double)n;
@@ -328,7 +332,10 @@ static int project(emb *m, double *pc, double share[2]) {
         tr += C[a * E + a];
     }
     double lam[2];
-    top2(C, (int)E, v, lam);
+    if (top2(C, (int)E, v, lam, e)) {
+        free(mu), free(C), free(v);
+        return BGFM_ENOMEM;
+    }
     share[0] = tr > 0 ? lam[0] / tr : (double)NAN;
     share[1] = tr > 0 ? lam[1] / tr : (double)NAN;
     for (int64_t i = 0; i < n; i++)
@@ -377,9 +384,11 @@ static void projection(html_page *p, const wd *w, const wd_stage *s, const json_
         free(m.x), free(m.g);
         return;
     }
-    double *pc = malloc((size_t)(2 * m.n) * sizeof *pc + 1), share[2];
+    double *pc = bgfm_malloc(p->e, (size_t)(2 * m.n) * sizeof *pc + 1, "report projection"),
+           share[2];
     char sites[MAX_SITES][64], dn[32], cap[800], plot[6000];
-    int ns = 0, ok = pc && !project(&m, pc, share);
+    int ns = 0, ok = pc && !project(&m, pc, share, p->e);
+    if (!ok) p->failed = 1; /* out of memory: the page is abandoned */
     FILE *f = ok ? hp_data(p, dn, sizeof dn) : NULL;
     int64_t maxl = -1;
     for (int64_t i = 0; f && i < m.n; i++) {

@@ -84,14 +84,14 @@ static const char *region(const atl *a, int64_t r, char *buf, size_t n) {
 
 static void coverage_table(html_page *p, const wd_stage *s, const char *an, const atl *a,
                            double minc) {
-    int64_t *cnt = calloc((size_t)a->N + 1, sizeof *cnt), *ord = malloc((size_t)a->N * sizeof *ord + 1);
-    double *mean = calloc((size_t)a->N + 1, sizeof *mean);
+    int64_t *cnt = bgfm_calloc(p->e, (size_t)a->N + 1, sizeof *cnt, "report coverage counts");
+    int64_t *ord = bgfm_malloc(p->e, (size_t)a->N * sizeof *ord + 1, "report coverage order");
+    double *mean = bgfm_calloc(p->e, (size_t)a->N + 1, sizeof *mean, "report coverage means");
     if (!cnt || !ord || !mean) {
         free(cnt);
         free(ord);
         free(mean);
         p->failed = 1;
-        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (coverage table)");
         return;
     }
     int64_t scans_flagged = 0, nreg = 0;
@@ -192,16 +192,20 @@ static void carpet(html_page *p, hid_t f, const wd_stage *s, const char *an, con
     }
     int64_t T = a->S ? a->off[ex + 1] - a->off[ex] : 0;
     if (T <= 0 || a->N <= 0) return;
-    float *x = malloc((size_t)(T * a->N) * sizeof *x);
+    float *x = bgfm_malloc(p->e, (size_t)(T * a->N) * sizeof *x, "report carpet plot");
+    if (!x) { /* out of memory: the page is abandoned, not written without the plot */
+        p->failed = 1;
+        return;
+    }
     char path[600], dn[32], cap[700];
     snprintf(path, sizeof path, "/atlases/%s/timeseries", an);
     bgfm_err e = {0};
     double tr = 1;
-    if (!x || h5io_read_rows(f, path, H5T_NATIVE_FLOAT, a->off[ex], T, x, &e) ||
+    if (h5io_read_rows(f, path, H5T_NATIVE_FLOAT, a->off[ex], T, x, &e) ||
         h5io_read_rows(f, "/subjects/t_r", H5T_NATIVE_DOUBLE, ex, 1, &tr, &e)) {
         free(x);
-        hp_problem(p, e.code ? e.code : BGFM_ENOMEM, "carpet plot: cannot read %s of %s/timeseries.h5: %s",
-                   path, s->name, e.msg);
+        hp_problem(p, e.code ? e.code : BGFM_EDATA, "carpet plot: cannot read %s of "
+                   "%s/timeseries.h5: %s", path, s->name, e.msg);
         return;
     }
     double m = 0;
@@ -233,17 +237,18 @@ static int cmp_dbl(const void *x, const void *y) {
 /* Head motion, when the stage read the scans' confounds files (/subjects/mean_fd exists:
  * to regress confounds, or for head motion alone). */
 static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
-    double *fd = calloc((size_t)S + 1, sizeof *fd), *sorted = calloc((size_t)S + 1, sizeof *sorted);
-    int64_t *ns = calloc((size_t)S + 1, sizeof *ns), *nv = calloc((size_t)S + 1, sizeof *nv);
-    int64_t *lab = calloc((size_t)S + 1, sizeof *lab);
-    int *pos = calloc((size_t)S + 1, sizeof *pos);
+    double *fd = bgfm_calloc(p->e, (size_t)S + 1, sizeof *fd, "report mean FD");
+    double *sorted = bgfm_calloc(p->e, (size_t)S + 1, sizeof *sorted, "report sorted FD");
+    int64_t *ns = bgfm_calloc(p->e, (size_t)S + 1, sizeof *ns, "report scrubbed volumes");
+    int64_t *nv = bgfm_calloc(p->e, (size_t)S + 1, sizeof *nv, "report scan volumes");
+    int64_t *lab = bgfm_calloc(p->e, (size_t)S + 1, sizeof *lab, "report scan labels");
+    int *pos = bgfm_calloc(p->e, (size_t)S + 1, sizeof *pos, "report FD AUC classes");
     char *conf = NULL, *classes = NULL, dn[32], cap[800];
-    double scrub = 0, *sc = calloc((size_t)S + 1, sizeof *sc);
+    double scrub = 0, *sc = bgfm_calloc(p->e, (size_t)S + 1, sizeof *sc, "report FD AUC scores");
     int one = 1;
     bgfm_err e = {0};
     if (!fd || !sorted || !ns || !nv || !lab || !pos || !sc) {
         p->failed = 1;
-        bgfm_fail(p->e, BGFM_ENOMEM, "report: out of memory (motion QC)");
         goto out;
     }
     if (h5io_read_all(f, "/subjects/mean_fd", H5T_NATIVE_DOUBLE, S, fd, &e) ||

@@ -83,6 +83,8 @@ static int read_site(hid_t f, ds *d, bgfm_err *e) {
         return bgfm_fail(e, BGFM_EDATA, "%s has %lld rows, /subjects has %lld", sp, (long long)n,
                          (long long)d->S);
     }
+    /* strings that could not be held are not numbers: out of memory, not a damaged file */
+    if (se.code == BGFM_ENOMEM) return bgfm_fail(e, se.code, "%s", se.msg);
     double *v = bgfm_malloc(e, (size_t)d->S * sizeof *v + 1, "site column");
     d->site = bgfm_calloc(e, (size_t)d->S + 1, sizeof *d->site, "sites");
     int rc = !v || !d->site ? BGFM_ENOMEM : h5io_read_all(f, sp, H5T_NATIVE_DOUBLE, d->S, v, e);
@@ -132,14 +134,17 @@ static int str_cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* distinct values of s[0..n) in order, with counts; returns how many (0 on failure) */
-static int64_t distinct(char **s, int64_t n, char ***vals, int64_t **cnt, int **of) {
-    char **c = malloc((size_t)n * sizeof *c + 1);
-    *vals = malloc((size_t)n * sizeof **vals + 1);
-    *cnt = calloc((size_t)n + 1, sizeof **cnt);
-    if (of) *of = malloc((size_t)n * sizeof **of + 1);
+/* distinct values of s[0..n) in order, with counts; returns how many (0 on failure: out
+ * of memory, recorded in p->e, the page abandoned) */
+static int64_t distinct(html_page *p, char **s, int64_t n, char ***vals, int64_t **cnt,
+                        int **of) {
+    char **c = bgfm_malloc(p->e, (size_t)n * sizeof *c + 1, "report sorted values");
+    *vals = bgfm_malloc(p->e, (size_t)n * sizeof **vals + 1, "report distinct values");
+    *cnt = bgfm_calloc(p->e, (size_t)n + 1, sizeof **cnt, "report value counts");
+    if (of) *of = bgfm_malloc(p->e, (size_t)n * sizeof **of + 1, "report value classes");
     if (!c || !*vals || !*cnt || (of && !*of)) {
         free(c);
+        p->failed = 1;
         return 0;
     }
     memcpy(c, s, (size_t)n * sizeof *c);
@@ -160,7 +165,7 @@ static int64_t distinct(char **s, int64_t n, char ***vals, int64_t **cnt, int **
 /* scans per dataset (inputs.datasets) */
 static void ds_datasets(html_page *p, const ds *d, const wd_stage *s) {
     char **v = NULL;
-    int64_t *c = NULL, n = d->dset && d->S ? distinct(d->dset, d->S, &v, &c, NULL) : 0;
+    int64_t *c = NULL, n = d->dset && d->S ? distinct(p, d->dset, d->S, &v, &c, NULL) : 0;
     if (n > 0) {
         hp_raw(p, "<table id=\"datasets-%s\"><tr><th>dataset</th><th>scans</th></tr>", s->name);
         for (int64_t i = 0; i < n && i < LIST_MAX; i++) {
@@ -176,16 +181,18 @@ static void ds_datasets(html_page *p, const ds *d, const wd_stage *s) {
 }
 
 /* participants: distinct participant ids, or (dataset, participant) pairs with datasets */
-static int64_t ds_participants(const ds *d) {
+static int64_t ds_participants(html_page *p, const ds *d) {
     if (!d->S) return 0;
-    char **key = calloc((size_t)d->S, sizeof *key), **v = NULL;
+    char **key = bgfm_calloc(p->e, (size_t)d->S, sizeof *key, "report participant keys");
+    char **v = NULL;
     int64_t *c = NULL, n = 0, ok = key != NULL;
     for (int64_t i = 0; ok && i < d->S; i++) {
         size_t l = strlen(d->pid[i]) + (d->dset ? strlen(d->dset[i]) : 0) + 2;
-        if (!(key[i] = malloc(l))) ok = 0;
+        if (!(key[i] = bgfm_malloc(p->e, l, "report participant key"))) ok = 0;
         else snprintf(key[i], l, "%s/%s", d->dset ? d->dset[i] : "", d->pid[i]);
     }
-    if (ok) n = distinct(key, d->S, &v, &c, NULL);
+    if (ok) n = distinct(p, key, d->S, &v, &c, NULL);
+    else p->failed = 1;
     for (int64_t i = 0; key && i < d->S; i++) free(key[i]);
     free(key);
     free(v);
@@ -195,10 +202,12 @@ static int64_t ds_participants(const ds *d) {
 
 static void ds_tables(html_page *p, const ds *d, const wd_stage *s) {
     char **sv = NULL;
-    int64_t *sc = NULL, np = ds_participants(d);
+    int64_t *sc = NULL, np = ds_participants(p, d);
     int *sof = NULL;
-    int64_t ns = d->site ? distinct(d->site, d->S, &sv, &sc, &sof) : 0;
-    double *nv = malloc((size_t)d->S * sizeof *nv + 1), *tr = malloc((size_t)d->S * sizeof *tr + 1);
+    int64_t ns = d->site ? distinct(p, d->site, d->S, &sv, &sc, &sof) : 0;
+    double *nv = bgfm_malloc(p->e, (size_t)d->S * sizeof *nv + 1, "report volumes per scan");
+    double *tr = bgfm_malloc(p->e, (size_t)d->S * sizeof *tr + 1, "report TR per scan");
+    if (!nv || !tr) p->failed = 1;
     for (int64_t i = 0; nv && tr && i < d->S; i++) {
         nv[i] = (double)d->nvol[i];
         tr[i] = d->tr[i];
@@ -234,7 +243,7 @@ static void ds_tables(html_page *p, const ds *d, const wd_stage *s) {
         hp_raw(p, "</table>\n");
         if (ns > LIST_MAX) hp_raw(p, "<p class=\"note\">and %lld more sites</p>\n", (long long)(ns - LIST_MAX));
     }
-    if (nv && d->S) {
+    if (nv && tr && d->S) {
         /* the quantile calls sorted nv and tr: read them again from d */
         for (int64_t i = 0; i < d->S; i++) {
             nv[i] = (double)d->nvol[i];

@@ -239,10 +239,15 @@ void html_sec_scaling(html_page *p, const wd *w) {
         int n = 0;
         while (d && (de = readdir(d)) != NULL) {
             if (!is_scaling_csv(de->d_name)) continue;
-            char **t = realloc(names, (size_t)(n + 1) * sizeof *t);
-            if (!t) break;
-            names = t;
-            if ((names[n] = strdup(de->d_name))) n++;
+            /* out of memory: the page is abandoned, not written without these files */
+            char **t = bgfm_realloc(p->e, names, (size_t)(n + 1) * sizeof *t,
+                                    "report scaling files");
+            if (t) names = t;
+            if (!t || !(names[n] = bgfm_strdup(p->e, de->d_name))) {
+                p->failed = 1;
+                break;
+            }
+            n++;
         }
         if (d) closedir(d);
         for (int i = 0; i < n; i++) {

@@ -17,21 +17,17 @@ const char *const wd_step_key[WD_NV] = {"step", "epoch", "loss", "loss_rec", "lo
 static wd_stage *find_or_add(wd *w, const char *name, bgfm_err *e) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->s[i].name, name)) return &w->s[i];
-    wd_stage *t = realloc(w->s, (size_t)(w->n + 1) * sizeof *t);
-    if (!t) {
-        bgfm_fail(e, BGFM_ENOMEM, "report: out of memory reading %s", w->root);
-        return NULL;
-    }
+    wd_stage *t = bgfm_realloc(e, w->s, (size_t)(w->n + 1) * sizeof *t, "report stage list");
+    if (!t) return NULL;
     w->s = t;
     wd_stage *s = &w->s[w->n];
     memset(s, 0, sizeof *s);
     s->last_status = -1;
-    s->name = strdup(name);
+    s->name = bgfm_strdup(e, name);
     s->dir = fs_join(w->root, name, e);
     if (!s->name || !s->dir) {
         free(s->name);
         free(s->dir);
-        bgfm_fail(e, BGFM_ENOMEM, "report: out of memory reading %s", w->root);
         return NULL;
     }
     w->n++;
@@ -59,17 +55,18 @@ static int add_step(wd_stage *s, const json_node *l, int resumed, bgfm_err *e) {
     }
     if (s->nstep == s->capstep) {
         int64_t cap = s->capstep ? 2 * s->capstep : 256;
-        double *t = realloc(s->step, (size_t)cap * WD_NV * sizeof *t);
+        double *t = bgfm_realloc(e, s->step, (size_t)cap * WD_NV * sizeof *t, "report steps");
         if (t) s->step = t;
-        char **a = t ? realloc(s->step_atlas, (size_t)cap * sizeof *a) : NULL;
+        char **a = t ? bgfm_realloc(e, s->step_atlas, (size_t)cap * sizeof *a,
+                                    "report step atlases") : NULL;
         if (a) s->step_atlas = a;
-        if (!t || !a) return bgfm_fail(e, BGFM_ENOMEM, "report: out of memory reading training metrics");
+        if (!t || !a) return BGFM_ENOMEM;
         s->capstep = cap;
     }
     for (int v = 0; v < WD_NV; v++) s->step[s->nstep * WD_NV + v] = json_num(l, wd_step_key[v]);
     const json_node *at = json_get(l, "atlas");
-    s->step_atlas[s->nstep] = strdup(at && at->k == JSON_STR ? at->str : "");
-    if (!s->step_atlas[s->nstep]) return bgfm_fail(e, BGFM_ENOMEM, "report: out of memory");
+    s->step_atlas[s->nstep] = bgfm_strdup(e, at && at->k == JSON_STR ? at->str : "");
+    if (!s->step_atlas[s->nstep]) return BGFM_ENOMEM;
     s->nstep++;
     return 0;
 }
@@ -131,9 +128,9 @@ static int read_metrics(wd *w, bgfm_err *e) {
     while (!rc && (len = getline(&line, &cap, f)) > 0) {
         if (w->n + 1 > rcap) {
             rcap = 2 * (w->n + 1);
-            int *t = realloc(reset, (size_t)rcap * sizeof *t);
+            int *t = bgfm_realloc(e, reset, (size_t)rcap * sizeof *t, "report stage states");
             if (!t) {
-                rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory reading metrics.jsonl");
+                rc = BGFM_ENOMEM;
                 break;
             }
             for (int i = w->n; i < rcap; i++) t[i] = 0;
@@ -192,11 +189,11 @@ static int read_folders(wd *w, bgfm_err *e) {
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            char **t = realloc(names, (size_t)cap * sizeof *t);
-            if (!t) { rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory"); break; }
+            char **t = bgfm_realloc(e, names, (size_t)cap * sizeof *t, "report folder names");
+            if (!t) { rc = BGFM_ENOMEM; break; }
             names = t;
         }
-        if (!(names[n] = strdup(de->d_name))) rc = bgfm_fail(e, BGFM_ENOMEM, "report: out of memory");
+        if (!(names[n] = bgfm_strdup(e, de->d_name))) rc = BGFM_ENOMEM;
         else n++;
     }
     closedir(d);

@@ -28,11 +28,11 @@ void synth_motion_map_free(synth_motion_map *m) {
  * brain's outer surface, not the border between grey and white matter of a label atlas. */
 static uint8_t *head_mask(const int64_t dim[3], const int32_t *inside, bgfm_err *e) {
     int64_t nx = dim[0], ny = dim[1], nz = dim[2], n = nx * ny * nz;
-    uint8_t *m = malloc((size_t)n), *c = calloc((size_t)n, 1);
+    uint8_t *m = bgfm_malloc(e, (size_t)n, "synth head mask"),
+            *c = bgfm_calloc(e, (size_t)n, 1, "synth head mask axis");
     if (!m || !c) {
         free(m);
         free(c);
-        bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (motion map)");
         return NULL;
     }
     memset(m, 1, (size_t)n);
@@ -74,10 +74,10 @@ int synth_motion_map_build(const int64_t dim[3], const double affine[4][4],
     memset(m, 0, sizeof *m);
     uint8_t *head = head_mask(dim, inside, e);
     if (!head) return e->code;
-    m->h = calloc((size_t)(nb > 0 ? nb : 1) * 6, sizeof *m->h);
+    m->h = bgfm_calloc(e, (size_t)(nb > 0 ? nb : 1) * 6, sizeof *m->h, "synth motion map");
     if (!m->h) {
         free(head);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (motion map)");
+        return BGFM_ENOMEM;
     }
     m->nb = nb;
     double vs = fabs(affine[0][0]) + fabs(affine[0][1]) + fabs(affine[0][2]);
@@ -150,12 +150,12 @@ int synth_motion_draw(const synth_params *p, int64_t s, int patient, synth_motio
     memset(mo, 0, sizeof *mo);
     int64_t T = p->volumes;
     mo->T = T;
-    mo->x = calloc((size_t)T * 6, sizeof *mo->x);
-    mo->est = calloc((size_t)T * 6, sizeof *mo->est);
-    mo->spin = calloc((size_t)T, sizeof *mo->spin);
+    mo->x = bgfm_calloc(e, (size_t)T * 6, sizeof *mo->x, "synth motion trace");
+    mo->est = bgfm_calloc(e, (size_t)T * 6, sizeof *mo->est, "synth motion estimate");
+    mo->spin = bgfm_calloc(e, (size_t)T, sizeof *mo->spin, "synth spin history");
     if (!mo->x || !mo->est || !mo->spin) {
         synth_motion_free(mo);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (motion)");
+        return BGFM_ENOMEM;
     }
     rng_stream r;
     rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_MOTION, 0);
@@ -173,10 +173,10 @@ int synth_motion_draw(const synth_params *p, int64_t s, int patient, synth_motio
     if (rate > SPIKE_CAP) rate = SPIKE_CAP;
     /* mean size, so that the spikes (two volumes of FD each) give the rest of the level */
     double amean = (1.0 - DRIFT_SHARE) * lv / (2.0 * L1_UNIT6 * (rate > 0 ? rate : 1));
-    double *disp = calloc((size_t)T * 6, sizeof *disp);
+    double *disp = bgfm_calloc(e, (size_t)T * 6, sizeof *disp, "synth motion spikes");
     if (!disp) {
         synth_motion_free(mo);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (motion)");
+        return BGFM_ENOMEM;
     }
     for (int64_t t = 1; t + 1 < T; t++) {
         if (rng_uniform(&r) >= rate) continue;
@@ -223,8 +223,8 @@ int synth_motion_write_confounds(const char *path, const synth_motion *mo, const
     static const char *name[6] = {"trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"};
     int64_t T = mo->T;
     size_t cap = 1024 + (size_t)T * 27 * 24, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (confounds)");
+    char *buf = bgfm_malloc(e, cap, "synth confounds table");
+    if (!buf) return BGFM_ENOMEM;
     n += (size_t)snprintf(buf + n, cap - n, "global_signal\tframewise_displacement");
     for (int j = 0; j < 6; j++)
         n += (size_t)snprintf(buf + n, cap - n,

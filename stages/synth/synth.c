@@ -116,10 +116,10 @@ static int parcels_from_atlas(const synth_params *p, synth_grid *g, bgfm_err *e)
             for (int k = 0; k < 4; k++) s += inv[i][k] * g->affine[k][j];
             m[i][j] = s;
         }
-    int32_t *raw = calloc((size_t)g->nvox, sizeof *raw);
+    int32_t *raw = bgfm_calloc(e, (size_t)g->nvox, sizeof *raw, "synth label map");
     if (!raw) {
         free(lab);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (label map)");
+        return BGFM_ENOMEM;
     }
     int64_t nx = g->dim[0], ny = g->dim[1], nz = g->dim[2];
     for (int64_t k = 0; k < nz; k++)
@@ -137,10 +137,10 @@ static int parcels_from_atlas(const synth_params *p, synth_grid *g, bgfm_err *e)
             }
     free(lab);
     /* dilation by one voxel (6-neighbourhood, first labelled neighbour in a fixed order) */
-    int32_t *dil = malloc((size_t)g->nvox * sizeof *dil);
+    int32_t *dil = bgfm_malloc(e, (size_t)g->nvox * sizeof *dil, "synth dilated label map");
     if (!dil) {
         free(raw);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (label map)");
+        return BGFM_ENOMEM;
     }
     memcpy(dil, raw, (size_t)g->nvox * sizeof *dil);
     for (int64_t k = 0; k < nz; k++)
@@ -159,10 +159,10 @@ static int parcels_from_atlas(const synth_params *p, synth_grid *g, bgfm_err *e)
             }
     free(raw);
     /* atlas labels -> parcel indices 1..P (sorted labels) */
-    int32_t *sorted = malloc((size_t)g->nvox * sizeof *sorted);
+    int32_t *sorted = bgfm_malloc(e, (size_t)g->nvox * sizeof *sorted, "synth atlas labels");
     if (!sorted) {
         free(dil);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+        return BGFM_ENOMEM;
     }
     int64_t n = 0;
     for (int64_t v = 0; v < g->nvox; v++)
@@ -179,11 +179,12 @@ static int parcels_from_atlas(const synth_params *p, synth_grid *g, bgfm_err *e)
                          p->mask_atlas, (long long)u, p->networks);
     }
     g->n_parcels = (int)u;
-    g->parcel_label = malloc((size_t)(u + 1) * sizeof *g->parcel_label);
+    g->parcel_label = bgfm_malloc(e, (size_t)(u + 1) * sizeof *g->parcel_label,
+                                  "synth parcel labels");
     if (!g->parcel_label) {
         free(dil);
         free(sorted);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+        return BGFM_ENOMEM;
     }
     g->parcel_label[0] = 0;
     memcpy(g->parcel_label + 1, sorted, (size_t)u * sizeof *sorted);
@@ -215,9 +216,10 @@ static int parcels_ellipsoid(const synth_params *p, synth_grid *g, bgfm_err *e) 
         for (int d = 0; d < 3; d++) cen[q][d] = c0[d] + ax[d] * w[d];
         q++;
     }
-    g->parcel = calloc((size_t)g->nvox, sizeof *g->parcel);
-    g->parcel_label = malloc((size_t)(P + 1) * sizeof *g->parcel_label);
-    if (!g->parcel || !g->parcel_label) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    g->parcel = bgfm_calloc(e, (size_t)g->nvox, sizeof *g->parcel, "synth parcel map");
+    g->parcel_label = bgfm_malloc(e, (size_t)(P + 1) * sizeof *g->parcel_label,
+                                  "synth parcel labels");
+    if (!g->parcel || !g->parcel_label) return BGFM_ENOMEM;
     for (int q = 0; q <= P; q++) g->parcel_label[q] = q;
     g->n_parcels = P;
     int64_t nx = g->dim[0], ny = g->dim[1], nz = g->dim[2];
@@ -263,11 +265,11 @@ static int grid_build(const synth_params *p, synth_grid *g, bgfm_err *e) {
     if (rc) return rc;
     /* parcel -> network: a seeded shuffle of the parcels, dealt round-robin */
     int P = g->n_parcels;
-    g->parcel_net = calloc((size_t)P + 1, 1);
-    int64_t *ord = malloc((size_t)P * sizeof *ord);
+    g->parcel_net = bgfm_calloc(e, (size_t)P + 1, 1, "synth parcel networks");
+    int64_t *ord = bgfm_malloc(e, (size_t)P * sizeof *ord, "synth parcel order");
     if (!g->parcel_net || !ord) {
         free(ord);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+        return BGFM_ENOMEM;
     }
     for (int q = 0; q < P; q++) ord[q] = q + 1;
     rng_stream r;
@@ -276,8 +278,9 @@ static int grid_build(const synth_params *p, synth_grid *g, bgfm_err *e) {
     for (int q = 0; q < P; q++) g->parcel_net[ord[q]] = (uint8_t)(q % p->networks);
     free(ord);
     for (int64_t v = 0; v < g->nvox; v++) g->n_brain += g->parcel[v] != 0;
-    g->brain = malloc((size_t)(g->n_brain > 0 ? g->n_brain : 1) * sizeof *g->brain);
-    if (!g->brain) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    g->brain = bgfm_malloc(e, (size_t)(g->n_brain > 0 ? g->n_brain : 1) * sizeof *g->brain,
+                           "synth brain voxels");
+    if (!g->brain) return BGFM_ENOMEM;
     int64_t b = 0;
     for (int64_t v = 0; v < g->nvox; v++)
         if (g->parcel[v]) g->brain[b++] = v;
@@ -321,8 +324,8 @@ static int latent_signals(const synth_params *p, int64_t s, const double *L, dou
         jlo = 1;
         jhi = T / 2;
     }
-    double *u = malloc(sizeof(double) * (size_t)(N * T));
-    if (!u) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    double *u = bgfm_malloc(e, sizeof(double) * (size_t)(N * T), "synth latent sources");
+    if (!u) return BGFM_ENOMEM;
     rng_stream r;
     rng_init(&r, p->seed, RNG_SYNTH, (uint64_t)(s + p->first_subject), SYNTH_R_LATENT, 0);
     for (int n = 0; n < N; n++) {
@@ -406,22 +409,22 @@ static int write_subject(const synth_params *p, const synth_grid *g, const synth
     if (!rc) rc = fs_mkdirs(dir, e);
     if (rc) return rc;
     const synth_site *site = &sites[synth_cohort_site(p, s)];
-    double *x = malloc(sizeof(double) * (size_t)(N * T));
-    double *alpha = malloc(sizeof(double) * (size_t)(P + 1));
-    float *fpar = malloc(sizeof(float) * (size_t)(P + 1));
-    float *mu = malloc(sizeof(float) * (size_t)nb);
-    float *aown = malloc(sizeof(float) * (size_t)nb);
-    float *aglob = malloc(sizeof(float) * (size_t)nb);
-    int32_t *par = malloc(sizeof(int32_t) * (size_t)nb);
-    float *vol = calloc((size_t)g->nvox, sizeof *vol);
+    double *x = bgfm_malloc(e, sizeof(double) * (size_t)(N * T), "synth network signals");
+    double *alpha = bgfm_malloc(e, sizeof(double) * (size_t)(P + 1), "synth parcel mixing");
+    float *fpar = bgfm_malloc(e, sizeof(float) * (size_t)(P + 1), "synth parcel signals");
+    float *mu = bgfm_malloc(e, sizeof(float) * (size_t)nb, "synth voxel baselines");
+    float *aown = bgfm_malloc(e, sizeof(float) * (size_t)nb, "synth voxel amplitudes");
+    float *aglob = bgfm_malloc(e, sizeof(float) * (size_t)nb, "synth voxel global weights");
+    int32_t *par = bgfm_malloc(e, sizeof(int32_t) * (size_t)nb, "synth voxel parcels");
+    float *vol = bgfm_calloc(e, (size_t)g->nvox, sizeof *vol, "synth volume");
     niftiio_writer *w = NULL;
     synth_motion mo;
     memset(&mo, 0, sizeof mo);
-    double *gs = mm ? calloc((size_t)T, sizeof *gs) : NULL;
+    double *gs = mm ? bgfm_calloc(e, (size_t)T, sizeof *gs, "synth global signal") : NULL;
     if (!rc && mm) rc = synth_motion_draw(p, s, subject_patient(co, s), &mo, e);
     if (rc) goto done;
     if (!x || !alpha || !fpar || !mu || !aown || !aglob || !par || !vol || (mm && !gs)) {
-        rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory for subject %s", id);
+        rc = BGFM_ENOMEM;
         goto done;
     }
     rc = subject_signals(p, co, Lc, Lp, s, P, x, alpha, e);
@@ -544,8 +547,8 @@ static int write_participants(const synth_params *p, const synth_cohort *co, con
     int K = co ? p->traits : 0;
     int64_t ns = p->subjects + p->unlabelled;
     size_t cap = 64 + (size_t)K * 16 + (size_t)ns * (64 + 24 * (size_t)(K + 1));
-    char *buf = malloc(cap);
-    if (!buf) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    char *buf = bgfm_malloc(e, cap, "synth participants table");
+    if (!buf) return BGFM_ENOMEM;
     size_t n = (size_t)snprintf(buf, cap, "participant_id\tdiagnosis\tsite\tage\tsex");
     if (K) n += (size_t)snprintf(buf + n, cap - n, "\tscore");
     for (int k = 1; k <= K; k++) n += (size_t)snprintf(buf + n, cap - n, "\ttrait_%d", k);
@@ -618,8 +621,8 @@ static int write_truth(const synth_params *p, const synth_grid *g, const synth_c
     int rc = fs_mkdirs(dir, e);
     if (rc) return rc;
     /* label maps: parcels (int16) and networks (uint8, 1..N) */
-    float *vol = malloc(sizeof(float) * (size_t)g->nvox);
-    if (!vol) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+    float *vol = bgfm_malloc(e, sizeof(float) * (size_t)g->nvox, "synth truth maps");
+    if (!vol) return BGFM_ENOMEM;
     for (int which = 0; which < 2 && !rc; which++) {
         niftiio_write_spec ws;
         memset(&ws, 0, sizeof ws);
@@ -799,8 +802,8 @@ int synth_run(bgfm_ctx *ctx, const synth_params *p) {
     /* phase 1: maps (identical on every rank), then each rank writes its subjects */
     rc = grid_build(p, &g, e);
     if (!rc) {
-        sites = malloc(sizeof *sites * (size_t)p->sites);
-        if (!sites) rc = bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory");
+        sites = bgfm_malloc(e, sizeof *sites * (size_t)p->sites, "synth sites");
+        if (!sites) rc = BGFM_ENOMEM;
         else
             for (int64_t k = 0; k < p->sites; k++) site_params(p, k, &sites[k]);
     }

@@ -155,8 +155,8 @@ int synth_split_liability(int64_t n, const double *liab, uint8_t *patient, doubl
                           bgfm_err *e) {
     *threshold = 0;
     if (n <= 0) return 0;
-    keyed *k = malloc(sizeof *k * (size_t)n);
-    if (!k) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (liability split)");
+    keyed *k = bgfm_malloc(e, sizeof *k * (size_t)n, "synth liability order");
+    if (!k) return BGFM_ENOMEM;
     for (int64_t i = 0; i < n; i++) {
         k[i].v = liab[i];
         k[i].i = i;
@@ -257,8 +257,8 @@ static int design_draw(const synth_params *p, int P, const uint8_t *parcel_net, 
     d->P = P;
     d->primary = parcel_net;
     synth_trait_weights(K, d->w, d->v);
-    d->secondary = calloc((size_t)P + 1, 1);
-    if (!d->secondary) return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (trait design)");
+    d->secondary = bgfm_calloc(e, (size_t)P + 1, 1, "synth secondary networks");
+    if (!d->secondary) return BGFM_ENOMEM;
     rng_stream r;
     rng_init(&r, p->seed, RNG_SYNTH, SYNTH_COHORT, SYNTH_R_SECONDARY, 0);
     for (int q = 1; q <= P; q++) {
@@ -305,13 +305,13 @@ int synth_cohort_build(const synth_params *p, int n_parcels, const uint8_t *parc
     if (rc) return rc;
     const synth_design *d = &c->d;
     c->n = p->subjects + p->unlabelled;
-    c->person = calloc((size_t)c->n, sizeof *c->person);
-    double *liab = malloc(sizeof(double) * (size_t)p->subjects);
-    uint8_t *pat = malloc((size_t)p->subjects);
+    c->person = bgfm_calloc(e, (size_t)c->n, sizeof *c->person, "synth subjects");
+    double *liab = bgfm_malloc(e, sizeof(double) * (size_t)p->subjects, "synth liabilities");
+    uint8_t *pat = bgfm_malloc(e, (size_t)p->subjects, "synth diagnoses");
     if (!c->person || !liab || !pat) {
         free(liab);
         free(pat);
-        return bgfm_fail(e, BGFM_ENOMEM, "synth: out of memory (%lld subjects)", (long long)c->n);
+        return BGFM_ENOMEM;
     }
     for (int64_t s = 0; s < c->n; s++) {
         synth_person *o = &c->person[s];

@@ -9,8 +9,9 @@
 # page that says so; a training run stopped by a signal and resumed is counted; a figure
 # gnuplot cannot draw costs only itself (each figure is retried alone) and is named; without
 # gnuplot `bgfm report --html` exits 2 and writes nothing while `bgfm run` still succeeds
-# with a page naming the missing figures. Chromium checks are TAP SKIPs (with the reason)
-# when chromium cannot run here.
+# with a page naming the missing figures; out of memory while the page is built is exit 5
+# naming what was allocated, the page that was there left as it was. Chromium checks are
+# TAP SKIPs (with the reason) when chromium cannot run here.
 source "$(dirname "$0")/../lib/tap.sh"
 tiny_dataset "$T/d" --subjects 12 --volumes 40 --seed 3
 # region 4 without signal in sub-02: under min_coverage in one scan, flagged in its graphs
@@ -374,3 +375,15 @@ check "bgfm run without gnuplot: exit 0, a warning, a page naming the figures no
 expect_rc "bgfm report --html with gnuplot, the workdir given relative: exit 0" 0 bash -c "cd '$T' && '$BGFM' report wb --html"
 expect_rc "bgfm report --html on a folder that is not a workdir: exit 2" 2 "$BGFM" report "$T/d" --html
 expect_rc "bgfm run --no-report writes no page" 0 bash -c "rm -rf '$T/wb/report' && '$BGFM' run '$T/b.yaml' --quiet --no-report && ! test -e '$T/wb/report'"
+
+# ---- out of memory while the page is built (BGFM_FAIL_ALLOC_WHAT: the first allocation of
+# that purpose fails): exit 5 naming it, the page that was there left as it was (never one
+# missing a part), no scratch folder left ---------------------------------------------------
+cp "$H" "$T/page.bak"
+for what in "report carpet plot" "report cluster order" "report projection" "report TR per scan"; do
+  BGFM_FAIL_ALLOC_WHAT="$what" "$BGFM" report "$T/wa" --html >"$T/oom.out" 2>&1
+  rc=$?
+  check "report --html out of memory for '$what': exit 5, its message, the old page kept" \
+    bash -c "[ $rc -eq 5 ] && grep -q 'out of memory allocating .* for $what\$' '$T/oom.out' &&
+      cmp -s '$H' '$T/page.bak' && ! ls -A '$T/wa/.bgfm' | grep -q report-"
+done
