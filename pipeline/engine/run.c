@@ -440,9 +440,13 @@ static int do_run(bgfm_ctx *ctx, const run_opts *o, int validate_only, char **wo
         int lrc = 0;
         if (ctx->rank == 0) lrc = config_workdir_make(&p, &ctx->err);
         if (!lrc) lrc = lock_workdir(ctx, &p, &lockfd);
-        /* the workdir exists and is ours: the report may describe it, whatever follows */
-        if (!lrc && workdir && !(*workdir = bgfm_strdup(&ctx->err, p.workdir))) lrc = BGFM_ENOMEM;
+        /* the workdir exists and was ours on every rank: the report may describe it,
+         * whatever follows (its copy made before the agreement, which covers its failure) */
+        char *wd = NULL;
+        if (!lrc && workdir && !(wd = bgfm_strdup(&ctx->err, p.workdir))) lrc = BGFM_ENOMEM;
         rc = bgfm_ctx_agree(ctx, lrc);
+        if (!rc && workdir) *workdir = wd;
+        else free(wd);
         if (!rc) rc = blas_kernels_check(ctx);
     }
     char *metrics = rc ? NULL : fs_join(p.workdir, "metrics.jsonl", &ctx->err);
