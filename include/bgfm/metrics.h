@@ -8,13 +8,16 @@
 
 #include <stdint.h>
 
+#include "bgfm/ctx.h"
+
 /* AUC of score for the positives (pos[i] != 0) against the negatives: the probability
  * that a random positive scores above a random negative, ties counting 1/2. NaN when
- * either class is empty. */
+ * either class is empty (and when its sort buffer cannot be allocated). */
 double metrics_auc(const double *score, const int *pos, int64_t n);
-/* Macro one-vs-rest AUC over the classes that have both positives and negatives:
- * P (n, K) class scores, y in 0..K-1. For K == 2 this is metrics_auc of column 1. */
-double metrics_auc_ovr(const double *P, const int *y, int64_t n, int K);
+/* Macro one-vs-rest AUC over the classes that have both positives and negatives, into
+ * *auc: P (n, K) class scores, y in 0..K-1. For K == 2 this is metrics_auc of column 1.
+ * 0, or BGFM_ENOMEM (recorded in e; *auc NaN). */
+int metrics_auc_ovr(const double *P, const int *y, int64_t n, int K, double *auc, bgfm_err *e);
 /* Fraction of pred[i] == y[i] (NaN for n == 0). */
 double metrics_accuracy(const int *pred, const int *y, int64_t n);
 /* Mean over the classes present in y of the recall of that class. */

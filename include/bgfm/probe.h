@@ -54,9 +54,10 @@ int probe_fold_file(const char *path, int64_t ns, char *const *sid, const uint8_
 /* Training subjects of fold f used at few-shot level k: for each class, the training
  * subjects (fold != f, fold >= 0) in canonical order shuffled with rng(seed, RNG_PROBE,
  * 2, f + 2^32 repeat, class), the first k kept (all when k == 0 or k exceeds the count),
- * so smaller k give subsets of larger k. use[s] = 1 when subject s trains. */
-void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
-                    uint64_t seed, int repeat, uint8_t *use);
+ * so smaller k give subsets of larger k. use[s] = 1 when subject s trains. 0, or
+ * BGFM_ENOMEM (recorded in e). */
+int probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
+                   uint64_t seed, int repeat, uint8_t *use, bgfm_err *e);
 
 /* Graph embedding of one graph in eval mode (model.md section 2: mean of the
  * encoder's region-node outputs over the full graph; no dropout, masking or

@@ -203,10 +203,11 @@ int probe_write_csvs(const probe_report_ctx *c, const char *dir, bgfm_err *e);
 int probe_write_plot(bgfm_ctx *ctx, const probe_report_ctx *c, const char *dir);
 int probe_write_embeddings(const probe_report_ctx *c, const char *path, bgfm_err *e);
 /* Mean and sd over repeats x folds of metric q: classification (probe_met_name), or
- * regression (the cell's out[q] of regress_cell: REGRESS_R2, REGRESS_NULL_R2, ...). */
-void probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
-                       double *sd);
-void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
-                       double *sd);
+ * regression (the cell's out[q] of regress_cell: REGRESS_R2, REGRESS_NULL_R2, ...).
+ * 0, or BGFM_ENOMEM (recorded in e; mean and sd NaN). */
+int probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
+                      double *sd, bgfm_err *e);
+int probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
+                      double *sd, bgfm_err *e);
 
 #endif

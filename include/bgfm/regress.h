@@ -21,9 +21,9 @@ int regress_folds(int64_t n_subj, const uint8_t *has, int folds, uint64_t seed, 
 /* Training subjects of fold f used at few-shot size n: the subjects with fold >= 0 and
  * fold != f, in canonical order, shuffled with rng(seed, RNG_PROBE, 4, f + 2^32 repeat, 0);
  * the first n kept (all when n == 0 or n exceeds the count), so the sets are nested in n.
- * use[s] = 1 when subject s trains. */
-void regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_t seed,
-                      int repeat, uint8_t *use);
+ * use[s] = 1 when subject s trains. 0, or BGFM_ENOMEM (recorded in e). */
+int regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_t seed,
+                     int repeat, uint8_t *use, bgfm_err *e);
 
 #define REGRESS_NOUT 4    /* the numbers regress_cell writes into out */
 #define REGRESS_R2 0      /* out[]: the features' R2 */

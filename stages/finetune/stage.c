@@ -360,11 +360,12 @@ static int prepare(bgfm_stage_run *r, ft_opts *o, ft_inputs *in, probe_data *d, 
 /* Roles of every subject in cell (level k, repeat r, fold f): the probe's few-shot subset
  * of the training fold trains, except a validation share drawn per class with rng(seed,
  * RNG_ADAPT, 2^62, f + 2^32 r, class); fold f is the test fold. */
-static void cell_roles(const ft_opts *o, const probe_data *d, const int *fold, int f, int64_t k,
-                       int r, uint8_t *use, int64_t *list, uint8_t *role) {
+static int cell_roles(const ft_opts *o, const probe_data *d, const int *fold, int f, int64_t k,
+                      int r, uint8_t *use, int64_t *list, uint8_t *role, bgfm_err *e) {
     int64_t ns = d->ns;
-    if (o->regress) regress_few_shot(ns, fold, f, k, o->seed, r, use);
-    else probe_few_shot(ns, d->cls, fold, d->K, f, k, o->seed, r, use);
+    int rc = o->regress ? regress_few_shot(ns, fold, f, k, o->seed, r, use, e)
+                        : probe_few_shot(ns, d->cls, fold, d->K, f, k, o->seed, r, use, e);
+    if (rc) return rc;
     for (int64_t s = 0; s < ns; s++)
         role[s] = fold[s] < 0 ? FT_OUT : fold[s] == f ? FT_TEST : use[s] ? FT_TRAIN : FT_OUT;
     int groups = o->regress ? 1 : d->K;
@@ -381,13 +382,14 @@ static void cell_roles(const ft_opts *o, const probe_data *d, const int *fold, i
         if (nv >= m) nv = m - 1;
         for (int64_t j = 0; j < nv; j++) role[list[j]] = FT_VAL;
     }
+    return 0;
 }
 
 /* Scores of the test subjects of a cell: AUC, accuracy, balanced accuracy (classification)
  * or R2 (regression: predictions back in the target's units). */
-static void cell_scores(const ft_opts *o, const probe_data *d, const uint8_t *role,
-                        const double *oof, double *ysd, double m3[FT_NMET], int64_t *idx,
-                        double *buf) {
+static int cell_scores(const ft_opts *o, const probe_data *d, const uint8_t *role,
+                       const double *oof, double *ysd, double m3[FT_NMET], int64_t *idx,
+                       double *buf, bgfm_err *e) {
     int64_t n = 0, K = o->regress ? 1 : d->K;
     for (int64_t s = 0; s < d->ns; s++)
         if (role[s] == FT_TEST) idx[n++] = s;
@@ -398,7 +400,7 @@ static void cell_scores(const ft_opts *o, const probe_data *d, const uint8_t *ro
         m3[1] = regress_pearson(y, p, n);
         m3[2] = (double)NAN;
         (void)ysd;
-        return;
+        return 0;
     }
     int *ys = (int *)(void *)(buf + n * K), *pr = ys + n;
     for (int64_t i = 0; i < n; i++) {
@@ -410,9 +412,10 @@ static void cell_scores(const ft_opts *o, const probe_data *d, const uint8_t *ro
         ys[i] = d->cls[idx[i]];
         pr[i] = best;
     }
-    m3[0] = metrics_auc_ovr(buf, ys, n, (int)K);
+    int rc = metrics_auc_ovr(buf, ys, n, (int)K, &m3[0], e);
     m3[1] = metrics_accuracy(pr, ys, n);
     m3[2] = metrics_balanced_accuracy(pr, ys, n, (int)K);
+    return rc;
 }
 
 typedef struct cell_buf {
@@ -509,7 +512,10 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
             for (int r = 0; r < p->R && !rc; r++)
                 for (int f = 0; f < p->F && !rc; f++) {
                     const int *fold = (o->regress ? d->rfold : d->fold) + (int64_t)r * ns;
-                    cell_roles(o, d, fold, f, p->ks[ki], r, b.use, b.list, b.role);
+                    /* every rank fits every cell: a rank short of memory here or in the
+                     * scores below must not leave the others in the fit's collectives */
+                    rc = cell_roles(o, d, fold, f, p->ks[ki], r, b.use, b.list, b.role, e);
+                    if ((rc = bgfm_ctx_agree(ctx, rc))) break;
                     double mu = 0, sd = 1;
                     if (o->regress) standardise(d, b.role, b.ys, &mu, &sd);
                     int64_t c = (((int64_t)en * p->nk + ki) * p->R + r) * p->F + f;
@@ -538,7 +544,9 @@ static int run_cells(bgfm_ctx *ctx, const ft_opts *o, ft_inputs *in, const probe
                     if (rc) break;
                     for (int64_t s = 0; o->regress && s < ns; s++)
                         if (b.role[s] == FT_TEST) b.oof[s] = b.oof[s] * sd + mu;
-                    cell_scores(o, d, b.role, b.oof, b.ys, p->cell + c * FT_NMET, b.list, b.sbuf);
+                    rc = cell_scores(o, d, b.role, b.oof, b.ys, p->cell + c * FT_NMET, b.list,
+                                     b.sbuf, e);
+                    if ((rc = bgfm_ctx_agree(ctx, rc))) break;
                     double info[FT_NINFO] = {(double)fo.best_epoch, (double)fo.epochs_run,
                                              fo.best_val, fo.seconds, (double)fo.n_train,
                                              (double)fo.n_val, (double)fo.n_test, (double)fo.steps};
@@ -597,19 +605,22 @@ static int results_init(ft_results *p, const ft_opts *o, const probe_data *d, co
         return BGFM_ENOMEM;
     }
     for (int64_t i = 0; i < cells * o->epochs; i++) p->curve[i] = (double)NAN;
-    for (int ki = 0; ki < p->nk; ki++) { /* mean training-fold subjects used per class */
+    int rc = 0;
+    for (int ki = 0; ki < p->nk && !rc; ki++) { /* mean training-fold subjects used per class */
         double s = 0;
-        for (int r = 0; r < p->R; r++)
-            for (int f = 0; f < p->F; f++) {
+        for (int r = 0; r < p->R && !rc; r++)
+            for (int f = 0; f < p->F && !rc; f++) {
                 const int *fold = (o->regress ? d->rfold : d->fold) + (int64_t)r * d->ns;
-                if (o->regress) regress_few_shot(d->ns, fold, f, p->ks[ki], o->seed, r, use);
-                else probe_few_shot(d->ns, d->cls, fold, d->K, f, p->ks[ki], o->seed, r, use);
+                rc = o->regress
+                         ? regress_few_shot(d->ns, fold, f, p->ks[ki], o->seed, r, use, e)
+                         : probe_few_shot(d->ns, d->cls, fold, d->K, f, p->ks[ki], o->seed, r,
+                                          use, e);
                 for (int64_t q = 0; q < d->ns; q++) s += use[q];
             }
         p->keff[ki] = s / ((double)p->R * p->F * (o->regress ? 1 : d->K));
     }
     free(use);
-    return 0;
+    return rc;
 }
 
 /* The meta-learning tasks (meta_datasets, or meta_tasks columns, default the label

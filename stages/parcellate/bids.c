@@ -140,10 +140,11 @@ int bids_tsv_parse(const char *path, const char *buf, size_t len, const char *id
         }
         if (t->n_rows == cap) {
             cap = cap ? 2 * cap : 16;
-            char **nc = realloc(t->cells, (size_t)(cap * t->n_cols) * sizeof *nc);
+            char **nc = bgfm_realloc(e, t->cells, (size_t)(cap * t->n_cols) * sizeof *nc,
+                                     "table cells");
             if (!nc) {
                 free_fields(f, nf);
-                rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory reading %s", path);
+                rc = BGFM_ENOMEM;
                 break;
             }
             t->cells = nc;
@@ -203,9 +204,9 @@ int bids_tsv_read(const char *path, const char *id, bids_table *t, bgfm_err *e) 
     int rc = buf ? 0 : e->code;
     while (!rc) {
         if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = bgfm_realloc(e, buf, cap * 2, "table text");
             if (!nb) {
-                rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory reading %s", path);
+                rc = BGFM_ENOMEM;
                 break;
             }
             buf = nb;
@@ -235,10 +236,10 @@ static int strvec_push(strvec *s, char *p, bgfm_err *e) {
     if (!p) return e->code;
     if (s->n == s->cap) {
         int64_t cap = s->cap ? 2 * s->cap : 16;
-        char **nv = realloc(s->v, (size_t)cap * sizeof *nv);
+        char **nv = bgfm_realloc(e, s->v, (size_t)cap * sizeof *nv, "directory listing");
         if (!nv) {
             free(p);
-            return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing images");
+            return BGFM_ENOMEM;
         }
         s->v = nv;
         s->cap = cap;
@@ -305,8 +306,9 @@ static void strvec_free(strvec *s) {
 }
 
 int bids_skip_add(bids_dataset *d, const char *image, const char *reason, bgfm_err *e) {
-    bids_skip *ns = realloc(d->skipped, (size_t)(d->n_skipped + 1) * sizeof *ns);
-    if (!ns) return bgfm_fail(e, BGFM_ENOMEM, "out of memory recording a skipped image");
+    bids_skip *ns = bgfm_realloc(e, d->skipped, (size_t)(d->n_skipped + 1) * sizeof *ns,
+                                 "skipped images");
+    if (!ns) return BGFM_ENOMEM;
     d->skipped = ns;
     bids_skip *s = &d->skipped[d->n_skipped];
     s->image = bgfm_strdup(e, image);

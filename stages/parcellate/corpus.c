@@ -81,11 +81,14 @@ static int entities_pass(const bgfm_dataset_cfg *d, const char *path) {
 static int corpus_add(corpus *c, int d, bids_dataset *one, bgfm_err *e) {
     const bgfm_dataset_cfg *cfg = &c->cfg[d];
     int64_t n0 = c->all.n_images, add = one->n_images, kept = 0;
-    bids_image *ni = realloc(c->all.images, (size_t)(n0 + add + 1) * sizeof *ni);
-    int32_t *ns = ni ? realloc(c->set, (size_t)(n0 + add + 1) * sizeof *ns) : NULL;
+    bids_image *ni = bgfm_realloc(e, c->all.images, (size_t)(n0 + add + 1) * sizeof *ni,
+                                  "corpus images");
+    int32_t *ns = ni ? bgfm_realloc(e, c->set, (size_t)(n0 + add + 1) * sizeof *ns,
+                                    "corpus image datasets")
+                     : NULL;
     if (ni) c->all.images = ni;
     if (ns) c->set = ns;
-    if (!ni || !ns) return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing images");
+    if (!ni || !ns) return BGFM_ENOMEM;
     int rc = 0;
     for (int64_t i = 0; i < one->n_images && !rc; i++) {
         bids_image *im = &one->images[i];
@@ -525,9 +528,9 @@ int corpus_map_read(const char *path, const bgfm_pipeline *p, const bids_table *
         }
         if (np == cap) {
             cap = cap ? 2 * cap : 16;
-            char **nv = realloc(pairs, (size_t)(2 * cap) * sizeof *nv);
+            char **nv = bgfm_realloc(e, pairs, (size_t)(2 * cap) * sizeof *nv, "subject map pairs");
             if (!nv) {
-                rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory reading %s", path);
+                rc = BGFM_ENOMEM;
                 break;
             }
             pairs = nv;

@@ -184,7 +184,9 @@ int parcellate_atlas_load(parcellate_atlas *a, const char *name, const char *pat
     bits = NULL;
     free(below);
     below = NULL;
-    unsigned char *shrunk = realloc(buf, (size_t)nvox * sizeof(uint16_t));
+    bgfm_err keep = {0}; /* the shrink is best effort: the larger buffer serves as well */
+    unsigned char *shrunk = bgfm_realloc(&keep, buf, (size_t)nvox * sizeof(uint16_t),
+                                         "atlas region map");
     if (shrunk) buf = shrunk;
     a->region_of_vox = (uint16_t *)(void *)buf;
     buf = NULL;

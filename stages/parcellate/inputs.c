@@ -138,11 +138,11 @@ static int dataset_images(const bgfm_pipeline *p, char ***out, int *n, bgfm_err 
             strlist_free(all, na);
             return e->code;
         }
-        char **nv = realloc(all, (size_t)(na + ni + 1) * sizeof *nv);
+        char **nv = bgfm_realloc(e, all, (size_t)(na + ni + 1) * sizeof *nv, "image list");
         if (!nv) {
             strlist_free(img, ni);
             strlist_free(all, na);
-            return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing images");
+            return BGFM_ENOMEM;
         }
         all = nv;
         for (int i = 0; i < ni; i++) all[na++] = img[i];

@@ -256,8 +256,9 @@ int resample_plan_get(resample_cache *c, const resample_grid *grid, const resamp
         }
     if (c->n == c->cap) {
         int cap = c->cap ? 2 * c->cap : 4;
-        resample_plan *np = realloc(c->plans, (size_t)cap * sizeof *np);
-        if (!np) return bgfm_fail(e, BGFM_ENOMEM, "out of memory growing the resampling cache");
+        resample_plan *np = bgfm_realloc(e, c->plans, (size_t)cap * sizeof *np,
+                                         "resampling cache");
+        if (!np) return BGFM_ENOMEM;
         c->plans = np;
         c->cap = cap;
     }

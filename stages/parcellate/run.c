@@ -418,9 +418,13 @@ static double memory_estimate(const prun *p, const parcellate_units *u, double *
 static void metrics_line(prun *p, bgfm_stage_run *r, double wall, double bytes, double items,
                          double reused) {
     bgfm_ctx *ctx = p->ctx;
-    double *all = ctx->rank == 0 ? calloc((size_t)ctx->size, sizeof *all) : NULL;
     bgfm_err me = {0}; /* metrics are best effort: a failure is a warning */
-    int rc = mline_gather_rss(ctx, all, &me);
+    double *all = ctx->rank == 0 ? bgfm_calloc(&me, (size_t)ctx->size, sizeof *all,
+                                               "parcellate peak RSS of the ranks")
+                                 : NULL;
+    /* rank 0 gathers into `all`: without it no rank enters the gather */
+    int rc = bgfm_err_agree(ctx->comm, &me, me.code);
+    if (!rc) rc = mline_gather_rss(ctx, all, &me);
     if (rc) log_warn(ctx, "%s", me.msg);
     if (!rc && ctx->rank == 0 && all && r->metrics) {
         mline m;

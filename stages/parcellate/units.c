@@ -112,9 +112,10 @@ static int unit_keys(bgfm_stage_run *r, const corpus *c, double stage_t_r, parce
 }
 
 /* Parse dataset d's meta.tsv (text, modified) into u->T/tr/reason/off for its images;
- * 0 when it lists exactly those images, *bytes the data.bin size it implies. */
+ * 0 when it lists exactly those images, *bytes the data.bin size it implies; -1 when it
+ * does not, BGFM_ENOMEM (recorded in e) when a reason cannot be copied. */
 static int meta_parse(char *text, const corpus *c, int d, const parcellate_atlas *at, int A,
-                      parcellate_units *u, int64_t *bytes) {
+                      parcellate_units *u, int64_t *bytes, bgfm_err *e) {
     char *s = text, *nl = strchr(s, '\n');
     if (!nl || strncmp(s, META_HEAD "\t", strlen(META_HEAD) + 1)) return -1;
     s = nl + 1;
@@ -138,8 +139,8 @@ static int meta_parse(char *text, const corpus *c, int d, const parcellate_atlas
         u->tr[i] = tr;
         u->off[i] = off;
         free(u->reason[i]);
-        u->reason[i] = T == 0 ? strdup(t3 + 1) : NULL;
-        if (T == 0 && !u->reason[i]) return -1;
+        u->reason[i] = T == 0 ? bgfm_strdup(e, t3 + 1) : NULL;
+        if (T == 0 && !u->reason[i]) return BGFM_ENOMEM;
         off += record_bytes(at, A, T);
         s = nl + 1;
     }
@@ -175,7 +176,7 @@ int parcellate_units_open(bgfm_stage_run *r, const corpus *c, const parcellate_a
         bgfm_err ignore = {0};
         if (r->force || !u->key[d][0] || !parts_match(r->final_dir, name, u->key[d], -1) ||
             parts_meta_read(r->final_dir, name, &meta, &ignore) ||
-            meta_parse(meta, c, d, at, A, u, &bytes) ||
+            meta_parse(meta, c, d, at, A, u, &bytes, &ignore) ||
             !parts_match(r->final_dir, name, u->key[d], bytes)) {
             free(meta);
             continue;
@@ -193,7 +194,7 @@ int parcellate_units_open(bgfm_stage_run *r, const corpus *c, const parcellate_a
         char *meta = NULL;
         int64_t bytes = 0;
         rc = parts_meta_read(r->outdir, c->cfg[d].name, &meta, e);
-        if (!rc && meta_parse(meta, c, d, at, A, u, &bytes))
+        if (!rc && (rc = meta_parse(meta, c, d, at, A, u, &bytes, e)) < 0)
             rc = bgfm_fail(e, BGFM_EIO, "parcellate: parts/%s/meta.tsv of %s changed while "
                            "it was read", c->cfg[d].name, r->outdir);
         free(meta);

@@ -387,15 +387,19 @@ static int sync_path(const char *path, int dir, bgfm_err *e) {
     return rc;
 }
 
-/* hex SHA-256 over the SHA-256s of st's extra arrays, in order */
-static void extra_digest(const ckpt_state *st, char hex[65]) {
-    uint8_t *all = malloc((size_t)(st->n_extra ? st->n_extra : 1) * 32), out[32];
-    BGFM_ASSERT(all);
+/* hex SHA-256 over the SHA-256s of st's extra arrays, in order; 0, or BGFM_ENOMEM (hex
+ * then "") */
+static int extra_digest(const ckpt_state *st, char hex[65], bgfm_err *e) {
+    uint8_t *all = bgfm_malloc(e, (size_t)(st->n_extra ? st->n_extra : 1) * 32,
+                               "extra array digests"), out[32];
+    hex[0] = '\0';
+    if (!all) return BGFM_ENOMEM;
     for (int i = 0; i < st->n_extra; i++)
         ckpt_sha256(st->extra[i], (size_t)st->extra_n[i] * sizeof(double), all + 32 * i);
     ckpt_sha256(all, (size_t)st->n_extra * 32, out);
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
     free(all);
+    return 0;
 }
 
 /* /extra/<name> of every extra array (collective; rank 0's bytes) and sha256_extra (rank
@@ -408,7 +412,8 @@ static int write_extra(MPI_Comm comm, hid_t f, const ckpt_state *st, bgfm_err *e
         snprintf(path, sizeof path, "/extra/%s", st->extra_name[i]);
         rc = h5io_write_small(f, path, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d, st->extra[i], 0, e);
     }
-    extra_digest(st, hex);
+    int drc = extra_digest(st, hex, e); /* a failure is agreed below, after the Bcast */
+    if (!rc) rc = drc;
     int brc = BGFM_MPI(e, MPI_Bcast(hex, 65, MPI_CHAR, 0, comm));
     rc = bgfm_err_agree(comm, e, rc ? rc : brc);
     return rc ? rc : h5io_attr_set_str(f, NULL, "sha256_extra", hex, e);
@@ -423,7 +428,7 @@ static int read_extra(hid_t f, const ckpt_state *st, const char *path, bgfm_err 
         rc = h5io_read_all(f, name, H5T_NATIVE_DOUBLE, st->extra_n[i], st->extra[i], e);
     }
     if (!rc) rc = h5io_attr_get_str(f, NULL, "sha256_extra", &want, e);
-    if (!rc) extra_digest(st, hex);
+    if (!rc) rc = extra_digest(st, hex, e);
     if (!rc && strcmp(want, hex))
         rc = bgfm_fail(e, BGFM_EDATA, "%s: checksum mismatch: stored SHA-256 %.16s... of /extra "
                        "differs from that of the data read (%.16s...); the file is corrupted: "

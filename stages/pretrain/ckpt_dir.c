@@ -28,10 +28,10 @@ int ckpt_dir_list(const char *dir, int64_t **steps, int *n, int clean_tmp, bgfm_
         if (strcmp(tail, "h5") || !ckpt_is_complete(path)) continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
-            int64_t *t = realloc(*steps, (size_t)cap * sizeof *t);
+            int64_t *t = bgfm_realloc(e, *steps, (size_t)cap * sizeof *t, "checkpoint steps");
             if (!t) {
                 closedir(d);
-                return bgfm_fail(e, BGFM_ENOMEM, "out of memory listing %s", dir);
+                return BGFM_ENOMEM;
             }
             *steps = t;
         }

@@ -18,13 +18,15 @@ static int sv_cmp(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-double metrics_auc(const double *score, const int *pos, int64_t n) {
+/* metrics_auc into *auc, its sort buffer through e: 0, or BGFM_ENOMEM (recorded) */
+static int auc_e(const double *score, const int *pos, int64_t n, double *auc, bgfm_err *e) {
     int64_t np = 0;
     for (int64_t i = 0; i < n; i++) np += pos[i] != 0;
     int64_t nn = n - np;
-    if (np == 0 || nn == 0) return (double)NAN;
-    sv *v = malloc((size_t)n * sizeof *v);
-    if (!v) return (double)NAN;
+    *auc = (double)NAN;
+    if (np == 0 || nn == 0) return 0;
+    sv *v = bgfm_malloc(e, (size_t)n * sizeof *v, "AUC ranks");
+    if (!v) return BGFM_ENOMEM;
     for (int64_t i = 0; i < n; i++) v[i] = (sv){score[i], i};
     qsort(v, (size_t)n, sizeof *v, sv_cmp);
     double rsum = 0; /* sum of the positives' mid-ranks (1-based) */
@@ -38,35 +40,38 @@ double metrics_auc(const double *score, const int *pos, int64_t n) {
     }
     free(v);
     double u = rsum - 0.5 * (double)np * (double)(np + 1);
-    return u / ((double)np * (double)nn);
+    *auc = u / ((double)np * (double)nn);
+    return 0;
 }
 
-double metrics_auc_ovr(const double *P, const int *y, int64_t n, int K) {
-    if (K == 2) {
-        double *s = malloc((size_t)(n ? n : 1) * sizeof *s);
-        int *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-        double a = (double)NAN;
-        if (s && p) {
-            for (int64_t i = 0; i < n; i++) s[i] = P[i * 2 + 1], p[i] = y[i] == 1;
-            a = metrics_auc(s, p, n);
-        }
-        free(s);
-        free(p);
-        return a;
+double metrics_auc(const double *score, const int *pos, int64_t n) {
+    bgfm_err ignore = {0}; /* out of memory: NaN (metrics.h) */
+    double auc;
+    auc_e(score, pos, n, &auc, &ignore);
+    return auc;
+}
+
+int metrics_auc_ovr(const double *P, const int *y, int64_t n, int K, double *auc, bgfm_err *e) {
+    *auc = (double)NAN;
+    double *s = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *s, "AUC scores");
+    int *p = bgfm_malloc(e, (size_t)(n ? n : 1) * sizeof *p, "AUC classes");
+    int rc = s && p ? 0 : BGFM_ENOMEM;
+    if (!rc && K == 2) {
+        for (int64_t i = 0; i < n; i++) s[i] = P[i * 2 + 1], p[i] = y[i] == 1;
+        rc = auc_e(s, p, n, auc, e);
     }
-    double *s = malloc((size_t)(n ? n : 1) * sizeof *s);
-    int *p = malloc((size_t)(n ? n : 1) * sizeof *p);
     double sum = 0;
     int cnt = 0;
-    if (s && p)
-        for (int k = 0; k < K; k++) {
-            for (int64_t i = 0; i < n; i++) s[i] = P[i * K + k], p[i] = y[i] == k;
-            double a = metrics_auc(s, p, n);
-            if (!isnan(a)) sum += a, cnt++;
-        }
+    for (int k = 0; !rc && K != 2 && k < K; k++) {
+        for (int64_t i = 0; i < n; i++) s[i] = P[i * K + k], p[i] = y[i] == k;
+        double a;
+        rc = auc_e(s, p, n, &a, e);
+        if (!rc && !isnan(a)) sum += a, cnt++;
+    }
+    if (!rc && K != 2) *auc = cnt ? sum / cnt : (double)NAN;
     free(s);
     free(p);
-    return cnt ? sum / cnt : (double)NAN;
+    return rc;
 }
 
 double metrics_accuracy(const int *pred, const int *y, int64_t n) {

@@ -88,11 +88,12 @@ int probe_fold_file(const char *path, int64_t ns, char *const *sid, const uint8_
     return 0;
 }
 
-void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
-                    uint64_t seed, int repeat, uint8_t *use) {
+int probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int f, int64_t k,
+                   uint64_t seed, int repeat, uint8_t *use, bgfm_err *e) {
     memset(use, 0, (size_t)n_subj);
-    int64_t *list = malloc((size_t)(n_subj ? n_subj : 1) * sizeof *list);
-    BGFM_ASSERT(list);
+    int64_t *list = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *list,
+                                "few-shot subjects");
+    if (!list) return BGFM_ENOMEM;
     for (int c = 0; c < K; c++) {
         int64_t m = 0;
         for (int64_t s = 0; s < n_subj; s++)
@@ -104,6 +105,7 @@ void probe_few_shot(int64_t n_subj, const int *cls, const int *fold, int K, int 
         for (int64_t j = 0; j < take; j++) use[list[j]] = 1;
     }
     free(list);
+    return 0;
 }
 
 void probe_embed(model *m, model_ws *ws, int atlas, int N, const float *fc, const uint8_t *adj,
@@ -195,7 +197,7 @@ int probe_cell(const double *X, int64_t n, int64_t D, const double *C, int q,
         pr[ns] = best;
         ns++;
     }
-    m3[0] = metrics_auc_ovr(Ps, ys, ns, K);
+    if ((rc = metrics_auc_ovr(Ps, ys, ns, K, &m3[0], e))) goto done;
     m3[1] = metrics_accuracy(pr, ys, ns);
     m3[2] = metrics_balanced_accuracy(pr, ys, ns, K);
 done:

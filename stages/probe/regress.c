@@ -34,11 +34,12 @@ int regress_folds(int64_t n_subj, const uint8_t *has, int folds, uint64_t seed, 
     return 0;
 }
 
-void regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_t seed,
-                      int repeat, uint8_t *use) {
+int regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_t seed,
+                     int repeat, uint8_t *use, bgfm_err *e) {
     memset(use, 0, (size_t)n_subj);
-    int64_t *list = malloc((size_t)(n_subj ? n_subj : 1) * sizeof *list);
-    BGFM_ASSERT(list);
+    int64_t *list = bgfm_malloc(e, (size_t)(n_subj ? n_subj : 1) * sizeof *list,
+                                "few-shot subjects");
+    if (!list) return BGFM_ENOMEM;
     int64_t m = 0;
     for (int64_t s = 0; s < n_subj; s++)
         if (fold[s] >= 0 && fold[s] != f) list[m++] = s;
@@ -48,6 +49,7 @@ void regress_few_shot(int64_t n_subj, const int *fold, int f, int64_t n, uint64_
     int64_t take = (n <= 0 || n > m) ? m : n;
     for (int64_t j = 0; j < take; j++) use[list[j]] = 1;
     free(list);
+    return 0;
 }
 
 double regress_r2(const double *y, const double *p, int64_t n) {

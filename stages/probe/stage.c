@@ -340,8 +340,10 @@ static int corpus_targets(const bgfm_pipeline *p, const probe_opts *o, bids_tabl
         int col[PROBE_MAX_TARGETS];
         if ((rc = probe_targets_open(p->datasets[d].participants, o->targets, NT, &one, col, e)))
             break;
-        char **nv = realloc(t->cells, (size_t)((t->n_rows + one.n_rows) * nc + 1) * sizeof *nv);
-        if (!nv) rc = bgfm_fail(e, BGFM_ENOMEM, "out of memory reading the targets");
+        char **nv = bgfm_realloc(e, t->cells,
+                                 (size_t)((t->n_rows + one.n_rows) * nc + 1) * sizeof *nv,
+                                 "target table cells");
+        if (!nv) rc = BGFM_ENOMEM;
         else t->cells = nv;
         for (int64_t r = 0; !rc && r < one.n_rows; r++, t->n_rows++) {
             char **row = t->cells + t->n_rows * nc;
@@ -528,18 +530,19 @@ static int results_init(probe_results *p, const probe_opts *o, const probe_data 
         free(use);
         return BGFM_ENOMEM;
     }
-    for (int ki = 0; ki < p->nk; ki++) { /* mean training subjects per class actually used */
+    int rc = 0;
+    for (int ki = 0; ki < p->nk && !rc; ki++) { /* mean training subjects per class used */
         double s = 0;
-        for (int r = 0; r < p->R; r++)
-            for (int f = 0; f < p->F; f++) {
-                probe_few_shot(d->ns, d->cls, d->fold + (int64_t)r * d->ns, d->K, f, p->ks[ki],
-                               o->seed, r, use);
+        for (int r = 0; r < p->R && !rc; r++)
+            for (int f = 0; f < p->F && !rc; f++) {
+                rc = probe_few_shot(d->ns, d->cls, d->fold + (int64_t)r * d->ns, d->K, f,
+                                    p->ks[ki], o->seed, r, use, e);
                 for (int64_t q = 0; q < d->ns; q++) s += use[q];
             }
         p->keff[ki] = s / ((double)p->R * p->F * d->K);
     }
     free(use);
-    return 0;
+    return rc;
 }
 
 /* ---- the cells ----------------------------------------------------------------------- */
@@ -601,10 +604,11 @@ static int reg_cells(const pcells *c, const double *X, uint8_t *use, bgfm_err *e
                 double *pred = ni == p->main_n ? probe_rpred_at(p, tg, c->vi, c->t, r) : NULL;
                 for (int f = 0; f < p->F && !rc; f++, task++) {
                     if (task % c->size != c->rank) continue;
-                    regress_few_shot(d->ns, fold, f, p->nsz[ni], c->o->seed, r, use);
-                    rc = regress_cell(M, d->ns, D, c->MC, c->q, d->y + (int64_t)tg * d->ns, fold,
-                                      f, use, c->v->present, al, RIDGE_GRID, pred,
-                                      probe_rcell_at(p, tg, c->vi, c->t, ni, r, f), e);
+                    rc = regress_few_shot(d->ns, fold, f, p->nsz[ni], c->o->seed, r, use, e);
+                    if (!rc)
+                        rc = regress_cell(M, d->ns, D, c->MC, c->q, d->y + (int64_t)tg * d->ns,
+                                          fold, f, use, c->v->present, al, RIDGE_GRID, pred,
+                                          probe_rcell_at(p, tg, c->vi, c->t, ni, r, f), e);
                 }
             }
     free(M);
@@ -644,10 +648,12 @@ static int run_cells(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
                                                    p->R + r) * d->ns) * d->K : NULL;
                     for (int f = 0; f < p->F && !rc; f++, task++) {
                         if (task % ctx->size != ctx->rank) continue;
-                        probe_few_shot(d->ns, d->cls, fold, d->K, f, p->ks[ki], o->seed, r, use);
-                        rc = probe_cell(X, views[v].n, views[v].D[t], C, q, views[v].subj,
-                                        d->ns, d->cls, d->K, fold, f, use, &o->lr,
-                                        probe_cell_at(p, v, t, ki, r, f), oof, e);
+                        rc = probe_few_shot(d->ns, d->cls, fold, d->K, f, p->ks[ki], o->seed,
+                                            r, use, e);
+                        if (!rc)
+                            rc = probe_cell(X, views[v].n, views[v].D[t], C, q, views[v].subj,
+                                            d->ns, d->cls, d->K, fold, f, use, &o->lr,
+                                            probe_cell_at(p, v, t, ki, r, f), oof, e);
                     }
                 }
             pcells c = {o, d, &views[v], p, v, t, task0, ctx->rank, ctx->size, MC, q};
@@ -723,15 +729,17 @@ static int diagnostics(const probe_data *d, const probe_view *views, probe_resul
  * subjects: AUC 0.6 or more, or 0.4 or less; docs/probe.md "Head motion alone") and it
  * was not regressed out: any feature set that carries motion can read the label through
  * it, as the parcellation QC of the run report says for the label itself. */
-static void warn_motion(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
-                        const probe_results *p) {
+static int warn_motion(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
+                       const probe_results *p) {
     double auc, sd;
-    probe_cls_mean_sd(p, p->nv - 1, PROBE_FEAT_MOTION, p->main_k, 0, &auc, &sd);
-    if (o->regress_motion || d->n_motion == 0 || !(auc >= 0.6 || auc <= 0.4)) return;
+    if (probe_cls_mean_sd(p, p->nv - 1, PROBE_FEAT_MOTION, p->main_k, 0, &auc, &sd, &ctx->err))
+        return BGFM_ENOMEM;
+    if (o->regress_motion || d->n_motion == 0 || !(auc >= 0.6 || auc <= 0.4)) return 0;
     log_warn(ctx, "probe: head motion alone (mean framewise displacement) reads the label at AUC "
              "%.2f (pooled view, all labelled subjects): a feature set that carries motion can "
              "read the label through it; compare its AUC with the `motion` row, or probe again "
              "with regress_out: [motion] (docs/probe.md, \"Regressing out confounds\")", auc);
+    return 0;
 }
 
 /* Rank 0: the stage's "probe" line of metrics.jsonl: {"probe_auc_<features>"...,
@@ -739,26 +747,32 @@ static void warn_motion(bgfm_ctx *ctx, const probe_opts *o, const probe_data *d,
 static int metrics_line(const bgfm_stage_run *r, const probe_results *p, double t_fit,
                         bgfm_err *e) {
     (void)e;
+    bgfm_err me = {0}; /* metrics never stop a run (mline.h): a failure is a warning */
     char key[64];
     mline m;
     mline_begin(&m, "probe", r->stage->name, "probe");
     for (int t = 0; t < PROBE_NFEAT; t++) {
         double mean, sd;
-        probe_cls_mean_sd(p, p->nv - 1, t, p->main_k, 0, &mean, &sd);
+        probe_cls_mean_sd(p, p->nv - 1, t, p->main_k, 0, &mean, &sd, &me);
         snprintf(key, sizeof key, "probe_auc_%s", probe_feat_name[t]);
         mline_num(&m, key, mean);
     }
     for (int t = 0; t < PROBE_NFEAT && p->NT; t++) {
         double mean, sd, s = 0;
         for (int tg = 0; tg < p->NT; tg++) {
-            probe_reg_mean_sd(p, tg, p->nv - 1, t, p->main_n, REGRESS_R2, &mean, &sd);
+            probe_reg_mean_sd(p, tg, p->nv - 1, t, p->main_n, REGRESS_R2, &mean, &sd, &me);
             s += mean;
         }
         snprintf(key, sizeof key, "probe_r2_%s", probe_feat_name[t]);
         mline_num(&m, key, s / p->NT);
     }
     mline_num(&m, "fit_seconds", t_fit);
-    mline_append(&m, r->ctx, r->metrics);
+    if (me.code) {
+        log_warn(r->ctx, "probe: metrics line not written: %s", me.msg);
+        mline_discard(&m);
+    } else {
+        mline_append(&m, r->ctx, r->metrics);
+    }
     return 0;
 }
 
@@ -841,8 +855,8 @@ static int probe_run(bgfm_stage_run *r) {
     double t0 = MPI_Wtime();
     if ((rc = run_cells(ctx, &o, &d, views, &p))) goto done;
     double t_fit = MPI_Wtime() - t0;
-    if (ctx->rank == 0) warn_motion(ctx, &o, &d, &p);
-    if (ctx->rank == 0) {
+    if (ctx->rank == 0) rc = warn_motion(ctx, &o, &d, &p);
+    if (ctx->rank == 0 && !rc) {
         probe_report_ctx c = {r, &o, &d, &p, views, in.gs, in.ckpt, in.gpath, in.mp.cfg.H,
                               o.pca_components, in.mp.cfg.embed, in.mp.cfg.pop_rank};
         rc = write_report(r, &c, &p, t_fit);

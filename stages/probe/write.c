@@ -37,27 +37,29 @@ double *probe_rpred_at(const probe_results *p, int tg, int v, int t, int r) {
 }
 
 /* mean and sd over repeats x folds */
-void probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
-                       double *sd) {
+int probe_cls_mean_sd(const probe_results *p, int v, int t, int ki, int q, double *mean,
+                      double *sd, bgfm_err *e) {
     int n = p->R * p->F;
-    double *vals = malloc((size_t)n * sizeof *vals);
+    double *vals = bgfm_malloc(e, (size_t)n * sizeof *vals, "probe fold scores");
     *mean = *sd = (double)NAN;
-    if (!vals) return;
+    if (!vals) return BGFM_ENOMEM;
     for (int r = 0; r < p->R; r++)
         for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_cell_at(p, v, t, ki, r, f)[q];
     metrics_mean_sd(vals, n, mean, sd);
     free(vals);
+    return 0;
 }
-void probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
-                       double *sd) {
+int probe_reg_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int q, double *mean,
+                      double *sd, bgfm_err *e) {
     int n = p->R * p->F;
-    double *vals = malloc((size_t)n * sizeof *vals);
+    double *vals = bgfm_malloc(e, (size_t)n * sizeof *vals, "probe fold scores");
     *mean = *sd = (double)NAN;
-    if (!vals) return;
+    if (!vals) return BGFM_ENOMEM;
     for (int r = 0; r < p->R; r++)
         for (int f = 0; f < p->F; f++) vals[r * p->F + f] = probe_rcell_at(p, tg, v, t, ni, r, f)[q];
     metrics_mean_sd(vals, n, mean, sd);
     free(vals);
+    return 0;
 }
 
 static void num_list(FILE *f, const double *v, int n) {
@@ -75,11 +77,14 @@ static void kv(FILE *f, const char *key, double v) {
 }
 
 /* ---- classification ------------------------------------------------------------------ */
-/* Out-of-fold AUC of repeat r: every labelled subject of the view scored once. */
-static double oof_auc(const probe_results *p, const probe_data *d, int v, int t, int r) {
+/* Out-of-fold AUC of repeat r: every labelled subject of the view scored once (NaN when
+ * out of memory, recorded in e). */
+static double oof_auc(const probe_results *p, const probe_data *d, int v, int t, int r,
+                      bgfm_err *e) {
     const double *P = p->oof + ((((int64_t)v * PROBE_NFEAT + t) * p->R + r) * p->ns) * p->K;
-    int *y = malloc((size_t)(p->ns ? p->ns : 1) * sizeof *y);
-    double *Ps = malloc((size_t)((p->ns ? p->ns : 1) * p->K) * sizeof *Ps);
+    int *y = bgfm_malloc(e, (size_t)(p->ns ? p->ns : 1) * sizeof *y, "out-of-fold labels");
+    double *Ps = bgfm_malloc(e, (size_t)((p->ns ? p->ns : 1) * p->K) * sizeof *Ps,
+                             "out-of-fold scores");
     double auc = (double)NAN;
     int64_t m = 0;
     if (y && Ps) {
@@ -90,18 +95,19 @@ static double oof_auc(const probe_results *p, const probe_data *d, int v, int t,
             memcpy(Ps + m * p->K, P + s * p->K, (size_t)p->K * sizeof *Ps);
             y[m++] = d->cls[s];
         }
-        auc = metrics_auc_ovr(Ps, y, m, p->K);
+        metrics_auc_ovr(Ps, y, m, p->K, &auc, e);
     }
     free(y);
     free(Ps);
     return auc;
 }
 
-static void write_block(FILE *f, const probe_results *p, const probe_data *d, int v, int t) {
+static void write_block(FILE *f, const probe_results *p, const probe_data *d, int v, int t,
+                        bgfm_err *e) {
     fputs("{", f);
     for (int q = 0; q < PROBE_NMET; q++) {
         double mean, sd;
-        probe_cls_mean_sd(p, v, t, p->main_k, q, &mean, &sd);
+        probe_cls_mean_sd(p, v, t, p->main_k, q, &mean, &sd, e);
         fprintf(f, "%s\"%s\": ", q ? ", " : "", probe_met_name[q]);
         json_write_num(f, mean);
         fprintf(f, ", \"%s_sd\": ", probe_met_name[q]);
@@ -114,7 +120,7 @@ static void write_block(FILE *f, const probe_results *p, const probe_data *d, in
         for (int k = 0; k < F; k++) fo[k] = probe_cell_at(p, v, t, p->main_k, r, k)[0];
         double sd;
         metrics_mean_sd(fo, F, &rep[r], &sd);
-        oof[r] = oof_auc(p, d, v, t, r);
+        oof[r] = oof_auc(p, d, v, t, r, e);
         fputs(r ? ", " : "", f);
         num_list(f, fo, F);
     }
@@ -129,7 +135,8 @@ static void write_block(FILE *f, const probe_results *p, const probe_data *d, in
     fputs("}", f);
 }
 
-static void write_few_shot(FILE *f, const probe_results *p, int v, const char *ind) {
+static void write_few_shot(FILE *f, const probe_results *p, int v, const char *ind,
+                           bgfm_err *e) {
     fputs("[", f);
     for (int ki = 0; ki < p->n_klist; ki++) {
         fprintf(f, "%s\n%s  {\"k\": ", ki ? "," : "", ind);
@@ -139,7 +146,7 @@ static void write_few_shot(FILE *f, const probe_results *p, int v, const char *i
         for (int t = 0; t < PROBE_NFEAT; t++) {
             double mean, sd;
             char key[64];
-            probe_cls_mean_sd(p, v, t, ki, 0, &mean, &sd);
+            probe_cls_mean_sd(p, v, t, ki, 0, &mean, &sd, e);
             kv(f, probe_feat_name[t], mean);
             snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
             kv(f, key, sd);
@@ -150,15 +157,17 @@ static void write_few_shot(FILE *f, const probe_results *p, int v, const char *i
 }
 
 /* ---- regression ---------------------------------------------------------------------- */
-/* Out-of-fold R2 and Pearson r of repeat r over the view's subjects with the target. */
+/* Out-of-fold R2 and Pearson r of repeat r over the view's subjects with the target (NaN
+ * when out of memory, recorded in e). */
 static void oof_reg(const probe_report_ctx *c, int tg, int v, int t, int r, double *r2,
-                    double *pr) {
+                    double *pr, bgfm_err *e) {
     const probe_data *d = c->d;
     const probe_results *p = c->p;
     const int *fold = d->rfold + ((int64_t)tg * p->R + r) * d->ns;
     const double *pred = probe_rpred_at(p, tg, v, t, r), *y = d->y + (int64_t)tg * d->ns;
-    double *a = malloc((size_t)(d->ns ? d->ns : 1) * sizeof *a);
-    double *b = malloc((size_t)(d->ns ? d->ns : 1) * sizeof *b);
+    double *a = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1) * sizeof *a, "out-of-fold targets");
+    double *b = bgfm_malloc(e, (size_t)(d->ns ? d->ns : 1) * sizeof *b,
+                            "out-of-fold predictions");
     int64_t m = 0;
     *r2 = *pr = (double)NAN;
     if (a && b) {
@@ -176,11 +185,12 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int t, double *sum) {
+static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int t, double *sum,
+                         bgfm_err *e) {
     const probe_results *p = c->p;
     double mean, sd, fo[1024], r2o[1024], pr[1024], al[4096];
     int R = p->R < 1024 ? p->R : 1024, F = p->F < 1024 ? p->F : 1024, na = 0;
-    probe_reg_mean_sd(p, tg, v, t, p->main_n, REGRESS_R2, &mean, &sd);
+    probe_reg_mean_sd(p, tg, v, t, p->main_n, REGRESS_R2, &mean, &sd, e);
     fputs("{\"r2\": ", f);
     json_write_num(f, mean);
     kv(f, "r2_sd", sd);
@@ -195,7 +205,7 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
         }
         fputs(r ? ", " : "", f);
         num_list(f, fo, F);
-        oof_reg(c, tg, v, t, r, &r2o[r], &pr[r]);
+        oof_reg(c, tg, v, t, r, &r2o[r], &pr[r], e);
     }
     fputs("]", f);
     metrics_mean_sd(r2o, R, &mean, &sd);
@@ -219,12 +229,12 @@ static void write_rblock(FILE *f, const probe_report_ctx *c, int tg, int v, int 
  * of target tg (-1: the mean over targets) in view v: out = {mean, sd} over repeats x
  * folds. */
 static void reg_targets_mean_sd(const probe_results *p, int tg, int v, int t, int ni, int k,
-                                double out[2]) {
+                                double out[2], bgfm_err *e) {
     double m1, s1;
     int nt = 0;
     out[0] = out[1] = 0;
     for (int q = tg < 0 ? 0 : tg; q < (tg < 0 ? p->NT : tg + 1); q++, nt++) {
-        probe_reg_mean_sd(p, q, v, t, ni, k, &m1, &s1);
+        probe_reg_mean_sd(p, q, v, t, ni, k, &m1, &s1, e);
         out[0] += m1, out[1] += s1;
     }
     out[0] /= nt, out[1] /= nt;
@@ -232,12 +242,14 @@ static void reg_targets_mean_sd(const probe_results *p, int tg, int v, int t, in
 
 /* The null model's R2 (every test subject predicted by the training subjects' mean): the
  * same for every feature set, so read from the first. */
-static void train_mean_r2(const probe_results *p, int tg, int v, int ni, double out[2]) {
-    reg_targets_mean_sd(p, tg, v, 0, ni, REGRESS_NULL_R2, out);
+static void train_mean_r2(const probe_results *p, int tg, int v, int ni, double out[2],
+                          bgfm_err *e) {
+    reg_targets_mean_sd(p, tg, v, 0, ni, REGRESS_NULL_R2, out, e);
 }
 
 /* few-shot rows of target tg (tg = -1: mean over targets) in view v */
-static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind) {
+static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind,
+                       bgfm_err *e) {
     const probe_results *p = c->p;
     fputs("[", f);
     for (int ni = 0; ni < p->n_nlist; ni++) {
@@ -252,14 +264,14 @@ static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const 
         kv(f, "n_effective", cnt ? ne / cnt : (double)NAN);
         for (int t = 0; t < PROBE_NFEAT; t++) {
             double ms[2];
-            reg_targets_mean_sd(p, tg, v, t, ni, REGRESS_R2, ms);
+            reg_targets_mean_sd(p, tg, v, t, ni, REGRESS_R2, ms, e);
             char key[64];
             kv(f, probe_feat_name[t], ms[0]);
             snprintf(key, sizeof key, "%s_sd", probe_feat_name[t]);
             kv(f, key, ms[1]);
         }
         double tm[2];
-        train_mean_r2(p, tg, v, ni, tm);
+        train_mean_r2(p, tg, v, ni, tm, e);
         kv(f, "train_mean", tm[0]);
         kv(f, "train_mean_sd", tm[1]);
         fputs("}", f);
@@ -270,30 +282,30 @@ static void write_rfew(FILE *f, const probe_report_ctx *c, int tg, int v, const 
 /* "<view>": {...} of target tg; sums (per feature: r2, r2_sd, r2_oof, pearson_r) added
  * into msum for the mean over targets */
 static void write_rview(FILE *f, const probe_report_ctx *c, int tg, int v, const char *ind,
-                        double *msum) {
+                        double *msum, bgfm_err *e) {
     const probe_data *d = c->d;
     int64_t n = 0;
     for (int64_t s = 0; s < d->ns; s++)
         n += c->views[v].present[s] && d->rfold[(int64_t)tg * c->p->R * d->ns + s] >= 0;
     fprintf(f, "{\n%s  \"n_subjects\": %lld", ind, (long long)n);
     double tm[2];
-    train_mean_r2(c->p, tg, v, c->p->main_n, tm);
+    train_mean_r2(c->p, tg, v, c->p->main_n, tm, e);
     kv(f, "train_mean_r2", tm[0]);
     kv(f, "train_mean_r2_sd", tm[1]);
     for (int t = 0; t < PROBE_NFEAT; t++) {
         fprintf(f, ",\n%s  \"%s\": ", ind, probe_feat_name[t]);
-        write_rblock(f, c, tg, v, t, msum + ((int64_t)v * PROBE_NFEAT + t) * 4);
+        write_rblock(f, c, tg, v, t, msum + ((int64_t)v * PROBE_NFEAT + t) * 4, e);
     }
     fprintf(f, ",\n%s  \"few_shot\": ", ind);
-    write_rfew(f, c, tg, v, ind);
+    write_rfew(f, c, tg, v, ind, e);
     fprintf(f, "\n%s}", ind);
 }
 
 static void write_rmean(FILE *f, const probe_report_ctx *c, int v, const double *msum,
-                        const char *ind) {
+                        const char *ind, bgfm_err *e) {
     static const char *const k4[4] = {"r2", "r2_sd", "r2_oof", "pearson_r"};
     double tm[2];
-    train_mean_r2(c->p, -1, v, c->p->main_n, tm);
+    train_mean_r2(c->p, -1, v, c->p->main_n, tm, e);
     fprintf(f, "{\n%s  \"train_mean_r2\": ", ind);
     json_write_num(f, tm[0]);
     kv(f, "train_mean_r2_sd", tm[1]);
@@ -306,41 +318,42 @@ static void write_rmean(FILE *f, const probe_report_ctx *c, int v, const double 
         fputs("}", f);
     }
     fprintf(f, ",\n%s  \"few_shot\": ", ind);
-    write_rfew(f, c, -1, v, ind);
+    write_rfew(f, c, -1, v, ind, e);
     fprintf(f, "\n%s}", ind);
 }
 
 static int write_regression(FILE *f, const probe_report_ctx *c, bgfm_err *e) {
     const probe_results *p = c->p;
     int nv = p->nv, pooled = nv - 1;
-    double *msum = calloc((size_t)nv * PROBE_NFEAT * 4, sizeof *msum);
-    if (!msum) return bgfm_fail(e, BGFM_ENOMEM, "probe: out of memory writing the report");
+    double *msum = bgfm_calloc(e, (size_t)nv * PROBE_NFEAT * 4, sizeof *msum,
+                               "probe regression sums");
+    if (!msum) return BGFM_ENOMEM;
     fputs(",\n  \"regression\": {", f);
     for (int tg = 0; tg < p->NT; tg++) {
         fprintf(f, "%s\n    ", tg ? "," : "");
         json_write_str(f, c->d->tname[tg]);
         fputs(": {\n      \"pooled\": ", f);
-        write_rview(f, c, tg, pooled, "      ", msum);
+        write_rview(f, c, tg, pooled, "      ", msum, e);
         fputs(",\n      \"atlases\": {", f);
         for (int v = 0; v < pooled; v++) {
             fprintf(f, "%s\n        \"%s\": ", v ? "," : "", c->views[v].name);
-            write_rview(f, c, tg, v, "        ", msum);
+            write_rview(f, c, tg, v, "        ", msum, e);
         }
         fputs("\n      },\n      \"few_shot\": ", f);
-        write_rfew(f, c, tg, pooled, "      ");
+        write_rfew(f, c, tg, pooled, "      ", e);
         fputs("\n    }", f);
     }
     fprintf(f, "%s\n    \"mean\": {\n      \"pooled\": ", p->NT ? "," : "");
-    if (p->NT) write_rmean(f, c, pooled, msum, "      ");
+    if (p->NT) write_rmean(f, c, pooled, msum, "      ", e);
     else fputs("null", f);
     fputs(",\n      \"atlases\": {", f);
     for (int v = 0; v < pooled; v++) {
         fprintf(f, "%s\n        \"%s\": ", v ? "," : "", c->views[v].name);
-        if (p->NT) write_rmean(f, c, v, msum, "        ");
+        if (p->NT) write_rmean(f, c, v, msum, "        ", e);
         else fputs("null", f);
     }
     fputs("\n      },\n      \"few_shot\": ", f);
-    if (p->NT) write_rfew(f, c, -1, pooled, "      ");
+    if (p->NT) write_rfew(f, c, -1, pooled, "      ", e);
     else fputs("[]", f);
     fputs("\n    }\n  }", f);
     free(msum);
@@ -462,6 +475,7 @@ int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e) {
     FILE *f = fopen(path, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", path, strerror(errno));
     const probe_results *p = c->p;
+    bgfm_err we = {0}; /* the blocks' allocations: a number NaN, the file then an error */
     write_header(f, c);
     write_diagnostics(f, c);
     int pooled = p->nv - 1;
@@ -477,16 +491,17 @@ int probe_write_json(const probe_report_ctx *c, const char *path, bgfm_err *e) {
         fputs("}", f);
         for (int t = 0; t < PROBE_NFEAT; t++) {
             fprintf(f, ",\n%s\"%s\": ", ind, probe_feat_name[t]);
-            write_block(f, p, c->d, v, t);
+            write_block(f, p, c->d, v, t, &we);
         }
         fprintf(f, ",\n%s\"few_shot\": ", ind);
-        write_few_shot(f, p, v, ind);
+        write_few_shot(f, p, v, ind, &we);
         fprintf(f, "\n%s}", v == pooled ? "  " : "    ");
         if (v == pooled - 1) fputs("\n  }", f);
     }
     fputs(",\n  \"few_shot\": ", f);
-    write_few_shot(f, p, pooled, "  ");
-    int rc = write_regression(f, c, e);
+    write_few_shot(f, p, pooled, "  ", &we);
+    int rc = write_regression(f, c, &we);
+    if (we.code) rc = bgfm_fail(e, we.code, "%s", we.msg);
     fputs("\n}\n", f);
     if (fclose(f) && !rc) rc = bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", path);
     return rc;
@@ -640,6 +655,7 @@ int probe_write_csvs(const probe_report_ctx *c, const char *dir, bgfm_err *e) {
 static int write_plot_files(const probe_report_ctx *c, const char *dat, const char *gp,
                             bgfm_err *e) {
     const probe_results *p = c->p;
+    int rc = 0;
     FILE *f = fopen(dat, "w");
     if (!f) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", dat, strerror(errno));
     fputs("# k_label k_effective pretrained pretrained_sd random_init random_init_sd "
@@ -652,13 +668,14 @@ static int write_plot_files(const probe_report_ctx *c, const char *dat, const ch
         else fprintf(f, "\"all (%.3g)\"", p->keff[ki]);
         fprintf(f, " %.6g", p->keff[ki]);
         for (int t = 0; t < PROBE_NFEAT; t++) {
-            double mean, sd;
-            probe_cls_mean_sd(p, p->nv - 1, t, ki, 0, &mean, &sd);
+            double mean = (double)NAN, sd = (double)NAN;
+            if (!rc) rc = probe_cls_mean_sd(p, p->nv - 1, t, ki, 0, &mean, &sd, e);
             fprintf(f, " %.6g %.6g", mean, sd);
         }
         fputs("\n", f);
     }
-    if (fclose(f)) return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", dat);
+    if (fclose(f) && !rc) rc = bgfm_fail(e, BGFM_EIO, "probe: cannot write %s", dat);
+    if (rc) return rc;
     if (!(f = fopen(gp, "w")))
         return bgfm_fail(e, BGFM_EIO, "probe: cannot write %s: %s", gp, strerror(errno));
     fprintf(f,

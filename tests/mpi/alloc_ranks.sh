@@ -13,7 +13,8 @@
 #     rows of the population head on their owner and on the other rank (population head
 #     rows, population head map), the final checkpoint's corpus card and subject list
 #     (model card, pretrain subjects)
-#   probe: the embeddings' offsets before the sums over the ranks (probe offsets)
+#   probe: the embeddings' offsets before the sums over the ranks (probe offsets), a
+#     few-shot draw's subject list (few-shot subjects, once an abort)
 #   the engine (guards: these always agreed first): the input hashes' exchange (input hash
 #     exchange), the gather of the ranks' peak RSS after a stage (peak RSS of the ranks)
 # and where an allocation failure was reported as a damaged file: the root attribute
@@ -46,6 +47,7 @@ fail() {
 timeout 120 $MPIRUN 2 "$BGFM" run "$T/p.yaml" --quiet >"$T/o0" 2>&1
 check "the pipeline of two atlases runs on 2 ranks without a fault" test -f "$T/w/probe/report/probe.json"
 fail 1 "probe offsets" probe
+fail 1 "few-shot subjects" probe
 fail 1 "peak RSS of the ranks" probe
 fail 0 "peak RSS of the ranks" probe
 fail 0 attribute probe

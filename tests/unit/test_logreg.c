@@ -240,7 +240,10 @@ static int drive_auc(const char *in, const char *out) {
     fclose(f);
     FILE *g = fopen(out, "w");
     if (!g) return 2;
-    fprintf(g, "%.17g %.17g %.17g\n", metrics_auc_ovr(P, y, n, K), metrics_accuracy(pr, y, n),
+    double auc;
+    bgfm_err e = {0};
+    if (metrics_auc_ovr(P, y, n, K, &auc, &e)) return 2;
+    fprintf(g, "%.17g %.17g %.17g\n", auc, metrics_accuracy(pr, y, n),
             metrics_balanced_accuracy(pr, y, n, K));
     fclose(g);
     free(P);

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -78,7 +79,7 @@ static void test_folds_unlabelled(void **st) {
     assert_int_equal(fold[9], -1);
     uint8_t use[NS];
     for (int f = 0; f < 4; f++) {
-        probe_few_shot(NS, cls, fold, 3, f, 0, 3, 2, use);
+        assert_int_equal(probe_few_shot(NS, cls, fold, 3, f, 0, 3, 2, use, &e), 0);
         assert_int_equal(use[4] + use[9], 0);
     }
 }
@@ -100,10 +101,11 @@ static void test_few_shot(void **st) {
     uint8_t u2[NS], u3[NS], all[NS], r1[NS];
     int differ = 0;
     for (int f = 0; f < 4; f++) {
-        probe_few_shot(NS, cls, fold, 3, f, 2, 9, 0, u2);
-        probe_few_shot(NS, cls, fold, 3, f, 3, 9, 0, u3);
-        probe_few_shot(NS, cls, fold, 3, f, 0, 9, 0, all);
-        probe_few_shot(NS, cls, fold, 3, f, 2, 9, 1, r1); /* another repeat's subset */
+        assert_int_equal(probe_few_shot(NS, cls, fold, 3, f, 2, 9, 0, u2, &e), 0);
+        assert_int_equal(probe_few_shot(NS, cls, fold, 3, f, 3, 9, 0, u3, &e), 0);
+        assert_int_equal(probe_few_shot(NS, cls, fold, 3, f, 0, 9, 0, all, &e), 0);
+        /* another repeat's subset */
+        assert_int_equal(probe_few_shot(NS, cls, fold, 3, f, 2, 9, 1, r1, &e), 0);
         differ |= memcmp(u2, r1, sizeof u2) != 0;
         int n2[3] = {0}, n3[3] = {0};
         for (int s = 0; s < NS; s++) {
@@ -118,7 +120,7 @@ static void test_few_shot(void **st) {
     assert_true(differ);
     /* k larger than the training subjects of a class: all of them */
     uint8_t big[NS];
-    probe_few_shot(NS, cls, fold, 3, 3, 1000, 9, 0, big);
+    assert_int_equal(probe_few_shot(NS, cls, fold, 3, 3, 1000, 9, 0, big, &e), 0);
     assert_memory_equal(big, all, sizeof big);
 }
 
@@ -141,7 +143,7 @@ static void test_cell_constant_feature(void **st) {
     uint8_t use[NS];
     logreg_opts lr = {1.0, 1000, 1e-6, 1};
     for (int f = 0; f < 3; f++) {
-        probe_few_shot(NS, cls, fold, 2, f, 0, 9, 0, use);
+        assert_int_equal(probe_few_shot(NS, cls, fold, 2, f, 0, 9, 0, use, &e), 0);
         double m3[3], oof[NS * 2];
         assert_int_equal(probe_cell(X, n, 2, NULL, 0, subj, NS, cls, 2, fold, f, use, &lr, m3,
                                     oof, &e), 0);
@@ -178,9 +180,9 @@ static void test_regress_folds(void **st) {
     /* nested few-shot subsets inside the training fold, n subjects */
     uint8_t u3[NS], u6[NS], all[NS];
     for (int f = 0; f < 4; f++) {
-        regress_few_shot(NS, fold, f, 3, 11, 0, u3);
-        regress_few_shot(NS, fold, f, 6, 11, 0, u6);
-        regress_few_shot(NS, fold, f, 0, 11, 0, all);
+        assert_int_equal(regress_few_shot(NS, fold, f, 3, 11, 0, u3, &e), 0);
+        assert_int_equal(regress_few_shot(NS, fold, f, 6, 11, 0, u6, &e), 0);
+        assert_int_equal(regress_few_shot(NS, fold, f, 0, 11, 0, all, &e), 0);
         int n3 = 0, n6 = 0;
         for (int s = 0; s < NS; s++) {
             assert_true(!u3[s] || u6[s]);
@@ -199,8 +201,27 @@ static void test_regress_folds(void **st) {
     assert_non_null(strstr(e.msg, "'score'"));
 }
 
+/* The few-shot draw's subject list comes through the allocation mechanism: a failure
+ * (injected by purpose: main sets BGFM_FAIL_ALLOC_WHAT before any allocation) is
+ * BGFM_ENOMEM naming it, not an abort; the next draw succeeds. */
+static void test_few_shot_alloc_fails(void **st) {
+    (void)st;
+    int cls[NS], fold[NS];
+    classes(cls);
+    for (int s = 0; s < NS; s++) fold[s] = s % 4;
+    uint8_t use[NS];
+    bgfm_err e = {0};
+    assert_int_equal(probe_few_shot(NS, cls, fold, 3, 0, 0, 9, 0, use, &e), BGFM_ENOMEM);
+    assert_int_equal(e.code, BGFM_ENOMEM);
+    assert_non_null(strstr(e.msg, "bytes for few-shot subjects"));
+    bgfm_err_clear(&e);
+    assert_int_equal(probe_few_shot(NS, cls, fold, 3, 0, 0, 9, 0, use, &e), 0);
+}
+
 int main(void) {
+    setenv("BGFM_FAIL_ALLOC_WHAT", "few-shot subjects", 1);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_few_shot_alloc_fails),
         cmocka_unit_test(test_folds_stratified_balanced),
         cmocka_unit_test(test_folds_unlabelled),
         cmocka_unit_test(test_folds_too_few),

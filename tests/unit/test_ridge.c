@@ -155,8 +155,8 @@ static void test_regress_cell(void **st) {
     for (int s = 0; s < S; s++) X[s] = s * 0.5 - 2, y[s] = 2 * X[s] + 1, fold[s] = s % 3, pred[s] = -99;
     fold[5] = -1; /* no target */
     ridge_alpha_grid(1, RIDGE_GRID, al);
-    regress_few_shot(S, fold, 1, 0, 7, 0, use);
     bgfm_err e = {0};
+    assert_int_equal(regress_few_shot(S, fold, 1, 0, 7, 0, use, &e), 0);
     assert_int_equal(regress_cell(X, S, 1, NULL, 0, y, fold, 1, use, NULL, al, RIDGE_GRID, pred, out, &e), 0);
     assert_true(out[0] > 0.999);
     assert_true(out[1] == al[0]); /* the weakest penalty wins on noiseless data */
@@ -466,7 +466,7 @@ static int drive_cv(FILE *f, FILE *g) {
     ridge_alpha_grid(D, RIDGE_GRID, al);
     if (regress_folds(S, has, F, (uint64_t)seed, 0, "y", fold, &e)) return 1;
     for (int k = 0; k < F; k++) {
-        regress_few_shot(S, fold, k, 0, (uint64_t)seed, 0, use);
+        if (regress_few_shot(S, fold, k, 0, (uint64_t)seed, 0, use, &e)) return 1;
         if (regress_cell(X, S, D, NULL, 0, y, fold, k, use, NULL, al, RIDGE_GRID, pred, out + REGRESS_NOUT * k, &e)) {
             fprintf(stderr, "%s\n", e.msg);
             return 1;
@@ -479,7 +479,7 @@ static int drive_cv(FILE *f, FILE *g) {
     }
     for (int k = 0; k < F; k++) {
         double o[REGRESS_NOUT];
-        regress_few_shot(S, fold, k, nfew, (uint64_t)seed, 0, use);
+        if (regress_few_shot(S, fold, k, nfew, (uint64_t)seed, 0, use, &e)) return 1;
         if (regress_cell(X, S, D, NULL, 0, y, fold, k, use, NULL, al, RIDGE_GRID, NULL, o, &e)) return 1;
         fprintf(g, "%.17g %.17g %.17g %.17g", o[0], o[1], o[2], o[3]);
         for (long long s = 0; s < S; s++)
