@@ -658,7 +658,10 @@ static int gather_rows(bgfm_ctx *ctx, float *X, int64_t width, const int *cnt, c
                                      ctx->comm));
     else if (!rc)
         rc = BGFM_MPI(e, MPI_Gatherv(X, cnt[ctx->rank], row, NULL, NULL, NULL, row, root, ctx->comm));
-    if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
+    if (row != MPI_DATATYPE_NULL) {
+        const int frc = BGFM_MPI(e, MPI_Type_free(&row));
+        if (!rc) rc = frc;
+    }
     return bgfm_ctx_agree(ctx, rc);
 }
 
