@@ -12,8 +12,9 @@
 
 /* AUC of score for the positives (pos[i] != 0) against the negatives: the probability
  * that a random positive scores above a random negative, ties counting 1/2. NaN when
- * either class is empty (and when its sort buffer cannot be allocated). */
-double metrics_auc(const double *score, const int *pos, int64_t n);
+ * either class is empty, and when its sort buffer cannot be allocated (BGFM_ENOMEM then
+ * recorded in e). */
+double metrics_auc(const double *score, const int *pos, int64_t n, bgfm_err *e);
 /* Macro one-vs-rest AUC over the classes that have both positives and negatives, into
  * *auc: P (n, K) class scores, y in 0..K-1. For K == 2 this is metrics_auc of column 1.
  * 0, or BGFM_ENOMEM (recorded in e; *auc NaN). */

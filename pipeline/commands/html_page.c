@@ -132,6 +132,10 @@ void hp_problem(html_page *p, int code, const char *fmt, ...) {
     esc(p->f, buf);
     fputs("</p>\n", p->f);
     if (!p->problems++) bgfm_fail(&p->first, code, "%s", buf);
+    if (code == BGFM_ENOMEM) { /* out of memory is not a part missing: the page is abandoned */
+        bgfm_fail(p->e, code, "%s", buf);
+        p->failed = 1;
+    }
 }
 
 FILE *hp_data(html_page *p, char *name, size_t n) {

@@ -297,7 +297,8 @@ static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
             pos[m] = lab[i] == 1;
             n1 += pos[m++];
         }
-    double auc = n1 > 0 && n1 < m ? metrics_auc(sc, pos, m) : (double)NAN;
+    double auc = n1 > 0 && n1 < m ? metrics_auc(sc, pos, m, p->e) : (double)NAN;
+    if (p->e->code == BGFM_ENOMEM) p->failed = 1;
     if (!isnan(auc)) {
         hp_raw(p, "<tr><td>AUC of mean framewise displacement alone for ");
         hp_text(p, cn[1]);

@@ -44,10 +44,9 @@ static int auc_e(const double *score, const int *pos, int64_t n, double *auc, bg
     return 0;
 }
 
-double metrics_auc(const double *score, const int *pos, int64_t n) {
-    bgfm_err ignore = {0}; /* out of memory: NaN (metrics.h) */
+double metrics_auc(const double *score, const int *pos, int64_t n, bgfm_err *e) {
     double auc;
-    auc_e(score, pos, n, &auc, &ignore);
+    auc_e(score, pos, n, &auc, e);
     return auc;
 }
 

@@ -84,6 +84,10 @@ assert abs(float(got[key]) - auc) < 1e-12 and auc > 0.8, (got.get(key), auc)
 assert "Motion alone separates the labels" in p.text and p.imgs >= 1
 print("# mean FD median %.3f, AUC %.3f (%s vs %s), %d scans scrubbed" % (np.median(fd), auc, cls[1], cls[0], (ns > 0).sum()))
 PYEOF
+cp "$H" "$T/page.bak"
+BGFM_FAIL_ALLOC_WHAT="AUC ranks" "$BGFM" report "$T/wa" --html >"$T/oom.out" 2>&1; rc=$?
+check "report --html out of memory for the AUC of mean FD alone: exit 5, its message, the old page kept" \
+  bash -c "[ $rc -eq 5 ] && grep -q 'out of memory allocating .* for AUC ranks\$' '$T/oom.out' && cmp -s '$H' '$T/page.bak'"
 check "the graph store carries each scan's mean FD (index and every shard) = timeseries.h5's" $PY - "$T/wa/conn" "$T/wa/parc/timeseries.h5" <<'PYEOF'
 import glob, sys, h5py, numpy as np
 fd = h5py.File(sys.argv[2], "r")["subjects/mean_fd"][()]

@@ -142,10 +142,12 @@ static void test_auc(void **st) {
     (void)st;
     double s[6] = {0.1, 0.4, 0.35, 0.8, 0.4, 0.9};
     int p[6] = {0, 0, 1, 1, 1, 1};
+    bgfm_err e = {0};
     /* pairs (pos, neg): 0.35>0.1 y, 0.35<0.4 n; 0.8 y y; 0.4>0.1 y, 0.4=0.4 half; 0.9 y y */
-    assert_true(fabs(metrics_auc(s, p, 6) - 6.5 / 8.0) < 1e-15);
+    assert_true(fabs(metrics_auc(s, p, 6, &e) - 6.5 / 8.0) < 1e-15);
     int q[3] = {1, 1, 1};
-    assert_true(isnan(metrics_auc(s, q, 3)));
+    assert_true(isnan(metrics_auc(s, q, 3, &e)));
+    assert_int_equal(e.code, 0); /* an empty class is NaN, not an error */
     int pred[4] = {0, 1, 1, 1}, yy[4] = {0, 0, 1, 1};
     assert_true(fabs(metrics_accuracy(pred, yy, 4) - 0.75) < 1e-15);
     assert_true(fabs(metrics_balanced_accuracy(pred, yy, 4, 2) - 0.75) < 1e-15);
