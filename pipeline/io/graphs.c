@@ -463,6 +463,9 @@ static int open_index(graphs_store *s, hid_t f, const char *path, bgfm_err *e) {
     int rank = 0;
     hsize_t dims[8];
     if (h5io_dims(f, "/graphs/subject", &rank, dims, e)) return e->code;
+    if (rank != 1)
+        return bgfm_fail(e, BGFM_EDATA, "graph index '%s': /graphs/subject has %d dimensions, 1 "
+                         "expected; the file is damaged", path, rank);
     n = (int64_t)dims[0];
     s->G = n;
     size_t m = (size_t)(n ? n : 1);

@@ -407,14 +407,16 @@ int h5io_exists(hid_t f, const char *path) {
 /* Can dataset d hold what its shape promises? The bytes it needs (elements x type size)
  * against what the file stores for it (deflate expands at most 1032:1): a damaged file
  * whose dimensions claim petabytes is a data error naming the dataset, before a caller
- * allocates by its shape (the NIfTI reader checks its header the same way). */
+ * allocates by its shape (the NIfTI reader checks its header the same way). A zero
+ * dimension counts as 1: callers allocate per row, so (3e9, 0) claims 3e9 rows. */
 static int dset_possible(hid_t d, int r, const hsize_t *dims, const char *path, bgfm_err *e) {
     hid_t t = H5Dget_type(d);
     size_t ts = t >= 0 ? H5Tget_size(t) : 0;
     if (t >= 0) H5Tclose(t);
     uint64_t need = ts, stored = (uint64_t)H5Dget_storage_size(d);
     int over = ts == 0;
-    for (int i = 0; i < r && !over; i++) over = __builtin_mul_overflow(need, (uint64_t)dims[i], &need);
+    for (int i = 0; i < r && !over; i++)
+        over = __builtin_mul_overflow(need, (uint64_t)(dims[i] ? dims[i] : 1), &need);
     if (!over && need / 1032 <= stored + ((uint64_t)1 << 20)) return 0;
     char claim[40];
     if (over) snprintf(claim, sizeof claim, "more than 2^64");
