@@ -37,11 +37,15 @@ typedef struct html_page {
     int problems;
     bgfm_err first;   /* the first problem */
     bgfm_err *e;      /* hard failures (allocation) */
-    int failed;       /* 1 after an allocation or write failure: the page is abandoned */
+    int failed;       /* 1 after a write failure e does not hold: the page is abandoned, as
+                       * after any failure recorded in *e (hp_failed) */
     int nsec;         /* stage sections */
 } html_page;
 
 int hp_open(html_page *p, const char *tmp, bgfm_err *e);
+/* The page is abandoned: a failure recorded in *e (every allocation through the mechanism,
+ * a file that cannot be written), or p->failed. */
+int hp_failed(const html_page *p);
 void hp_free(html_page *p);
 /* Raw HTML (the caller's own markup; never user text). */
 void hp_raw(html_page *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

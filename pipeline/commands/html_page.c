@@ -132,10 +132,8 @@ void hp_problem(html_page *p, int code, const char *fmt, ...) {
     esc(p->f, buf);
     fputs("</p>\n", p->f);
     if (!p->problems++) bgfm_fail(&p->first, code, "%s", buf);
-    if (code == BGFM_ENOMEM) { /* out of memory is not a part missing: the page is abandoned */
+    if (code == BGFM_ENOMEM) /* out of memory is not a part missing: the page is abandoned */
         bgfm_fail(p->e, code, "%s", buf);
-        p->failed = 1;
-    }
 }
 
 FILE *hp_data(html_page *p, char *name, size_t n) {
@@ -401,9 +399,11 @@ static const char *const style =
     "pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em;max-height:30em}"
     "nav a{margin-right:1em}details{margin:.4em 0}.note{color:#555;font-size:.9em}";
 
+int hp_failed(const html_page *p) { return p->failed || p->e->code; }
+
 int hp_finish(html_page *p, const char *title, const char *out, int strict, long long *bytes) {
     fflush(p->f);
-    int rc = p->failed ? (p->e->code ? p->e->code : BGFM_EIO) : draw(p);
+    int rc = hp_failed(p) ? (p->e->code ? p->e->code : BGFM_EIO) : draw(p);
     if (rc) return rc;
     if (strict && p->problems) /* before the existing PNGs are checked: those are checked below */
         return bgfm_fail(p->e, p->first.code, "%s", p->first.msg);
@@ -448,7 +448,7 @@ int hp_finish(html_page *p, const char *title, const char *out, int strict, long
 void hp_hist(html_page *p, const double *v, const int *group, int ngroups,
              const char *const *gname, int64_t n, int bins, double lo, double hi,
              const char *xlabel, const char *caption) {
-    if (n <= 0 || p->failed) return;
+    if (n <= 0 || hp_failed(p)) return;
     if (!(lo < hi)) { /* the range of the finite values */
         lo = INFINITY;
         hi = -INFINITY;

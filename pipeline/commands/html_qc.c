@@ -298,7 +298,6 @@ static void motion_qc(html_page *p, hid_t f, const wd_stage *s, int64_t S) {
             n1 += pos[m++];
         }
     double auc = n1 > 0 && n1 < m ? metrics_auc(sc, pos, m, p->e) : (double)NAN;
-    if (p->e->code == BGFM_ENOMEM) p->failed = 1;
     if (!isnan(auc)) {
         hp_raw(p, "<tr><td>AUC of mean framewise displacement alone for ");
         hp_text(p, cn[1]);

@@ -45,7 +45,7 @@ static void curves_data(html_page *p, const wd_stage *s, char *dn, size_t dl) {
 static void curves(html_page *p, const wd_stage *s) {
     char dn[32], cap[600], plot[1200];
     curves_data(p, s, dn, sizeof dn);
-    if (p->failed) return;
+    if (hp_failed(p)) return;
     const char *per = s->nstep > MAX_POINTS ? " Each point is the mean over a run of steps." : "";
     /* losses: every term that was computed */
     static const int terms[] = {WD_LOSS, WD_REC, WD_ADJ, WD_CL};
